@@ -1,0 +1,1 @@
+"""Firmware: signed bundles, sparse images and the A/B flash procedure."""

@@ -1,0 +1,1 @@
+"""The station: pipeline of steps, runner and ledger."""

@@ -1,0 +1,1 @@
+"""The wire to a terminal: model table, transports, management protocol, discovery, fastboot."""

@@ -1,0 +1,95 @@
+"""The one exception root of Naiad and the errors of the wire.
+
+Every error carries a message and, where a person can act, a remedy; both are catalog msgids,
+translated when read, so the same error reads in Chinese or English.  Parameters must never hold
+a key, PIN or other secret: they end up in logs and on screens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from i18n import N_, _
+
+
+class NaiadError(Exception):
+    """Root of every error Naiad raises on purpose."""
+
+    message: ClassVar[str] = N_("Naiad failed")
+    remedy: ClassVar[str | None] = None
+
+    def __init__(self, message: str | None = None, *, remedy: str | None = None, **params: Any) -> None:
+        self._message = message or type(self).message
+        self._remedy = remedy if remedy is not None else type(self).remedy
+        self.params = params
+        super().__init__(self._message, params)
+
+    def __str__(self) -> str:
+        return _(self._message, **self.params)
+
+    @property
+    def remedy_text(self) -> str | None:
+        """The translated remedy, or None when there is nothing the user can do."""
+        return _(self._remedy, **self.params) if self._remedy else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json`` output: the error class, the text and the remedy in the current language."""
+        return {"error": type(self).__name__, "message": str(self), "remedy": self.remedy_text}
+
+
+class TransportError(NaiadError):
+    message = N_("Communication with {path} failed")
+
+
+class TransportNotFound(TransportError):
+    message = N_("No port at {path}")
+    remedy = N_("Check the cable and that the unit is powered, then run 'naiad devices'.")
+
+
+class TransportPermissionDenied(TransportError):
+    message = N_("No permission to open {path}")
+    remedy = N_("Install the Naiad udev rule (run 'naiad doctor' for the command) and re-plug the unit.")
+
+
+class TransportDisconnected(TransportError):
+    message = N_("The unit at {path} was disconnected")
+    remedy = N_("Re-plug the unit (try another cable or hub port if it keeps dropping) and run the step again.")
+
+
+class TransportTimeout(TransportError):
+    message = N_("The unit at {path} did not answer in time")
+    remedy = N_("Check that the unit is in run mode and that the cable is sound.")
+
+
+class InvalidTransportPath(TransportError):
+    message = N_("Not a transport path: {path}")
+    remedy = N_("Use serial:/dev/ttyACM0, tcp:HOST:PORT or usb:BUS-PORT.PORT.")
+
+
+class ProtocolError(NaiadError):
+    message = N_("Protocol error: {detail}")
+
+
+class FrameError(ProtocolError):
+    message = N_("Malformed frame: {detail}")
+
+
+class RemoteError(ProtocolError):
+    """The unit executed the request and refused it."""
+
+    message = N_("The unit refused {request}: {code} ({detail})")
+
+
+class TransferError(ProtocolError):
+    message = N_("Transfer of {name} failed: {detail}")
+    remedy = N_("Run the step again; the transfer restarts from the beginning.")
+
+
+class UnknownModel(NaiadError):
+    message = N_("Unknown terminal model {model}")
+    remedy = N_("Add a row for the model to the model table.")
+
+
+class DeviceNotFound(NaiadError):
+    message = N_("No attached unit with serial {serial}")
+    remedy = N_("Check the cable, then run 'naiad devices' to list the attached units.")
