@@ -1,0 +1,223 @@
+"""Host side of the management protocol: requests with retransmission, chunked objects.
+
+A request is retransmitted with the same sequence number until its reply comes (the retransmission
+timer follows the measured round-trip time, as TCP's does); the unit answers a
+repeated request from its reply cache, so nothing executes twice.  Replies larger than the link's
+frame size come in fragments, and fragments are kept across retransmissions.  When a noisy link keeps
+losing frames the client halves the frame size (down to 64 bytes) and renegotiates, which keeps a very
+noisy link usable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from . import framing
+from .errors import RemoteError, TransferError, TransportTimeout
+from .framing import FLAG_ERROR, Frame, FrameDecoder, Reassembler, split_frames
+from .protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload, type_name
+from .transports import Transport, open_transport
+
+LOG = logging.getLogger(__name__)
+WIRE = LOG.getChild("wire")
+WIRE.propagate = False  # muted unless a handler is attached on purpose
+
+Progress = Callable[[int, int], None]
+HOST_NAME = "naiad"
+FRAGMENTS_PER_CHUNK = 16
+INITIAL_RTO = 0.25  # seconds before the first retransmission, until round trips are measured
+MIN_RTO = 0.03
+MAX_RTO = 1.0
+CHUNK_ENVELOPE = 96  # CBOR keys, offsets and the SHA-256 around a chunk's data
+
+
+class ManagementClient:
+    """One unit's management channel.  Use as a context manager: it opens and says hello."""
+
+    def __init__(self, transport: Transport | str, *, timeout: float = 10.0, max_frame: int = 4096) -> None:
+        self.transport = open_transport(transport) if isinstance(transport, str) else transport
+        self.timeout = timeout  # a request's whole budget, retransmissions included
+        self._rto = INITIAL_RTO
+        self._srtt: float | None = None
+        self.wanted_frame = max_frame
+        self.max_frame = framing.DEFAULT_FRAME
+        self.session = secrets.randbits(32)
+        self.retransmissions = 0
+        self.identity: Payload = {}
+        self._seq = secrets.randbits(16)
+        self._decoder = FrameDecoder()
+        self._lock = threading.RLock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def open(self) -> Payload:
+        self.transport.open()
+        return self.hello()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> ManagementClient:
+        try:
+            self.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests ----------------------------------------------------------------------------------
+    def hello(self, max_frame: int | None = None) -> Payload:
+        """Negotiate the frame size; the same session keeps the unit's reply cache."""
+        wanted = max_frame or self.wanted_frame
+        reply = self.request(MessageType.HELLO, {"protocol": framing.PROTOCOL_VERSION, "session": self.session,
+                                                 "max_frame": wanted, "host": HOST_NAME}, adapt=False)
+        self.max_frame = max(framing.MIN_FRAME, min(int(reply.get("max_frame", framing.DEFAULT_FRAME)), wanted))
+        self.identity = reply
+        return reply
+
+    def request(self, type_: int, payload: Payload | None = None, *, adapt: bool = True) -> Payload:
+        """Send one request and return its reply payload; RemoteError when the unit refuses it."""
+        with self._lock:
+            self._seq = (self._seq + 1) & 0xFFFF
+            seq = self._seq
+            data = encode_payload(payload or {})
+            reassembler = Reassembler()
+            give_up = time.monotonic() + self.timeout
+            rto, misses = self._rto, 0
+            while True:
+                sent = time.monotonic()
+                errors = self._decoder.errors
+                for frame in split_frames(seq, type_, data, self.max_frame):
+                    self.transport.write(framing.encode_frame(frame))
+                WIRE.debug("-> %s seq=%d %d bytes", type_name(type_), seq, len(data))
+                reply = self._await_reply(seq, type_, reassembler, min(rto, max(0.0, give_up - sent)))
+                if reply is not None:
+                    if misses == 0:  # Karn: only unambiguous round trips teach the timer
+                        self._learn_rtt(time.monotonic() - sent)
+                    return self._unpack(type_, reply)
+                if time.monotonic() >= give_up:
+                    raise TransportTimeout(path=self.transport.path)
+                self.retransmissions += 1
+                misses += 1
+                rto = min(rto * 1.25, MAX_RTO)
+                noisy = self._decoder.errors > errors or reassembler.partial
+                if adapt and self.max_frame > framing.MIN_FRAME and (misses >= 2 and noisy or misses >= 4):
+                    self._shrink_frames()
+                    misses = 1
+
+    def _learn_rtt(self, sample: float) -> None:
+        self._srtt = sample if self._srtt is None else 0.875 * self._srtt + 0.125 * sample
+        self._rto = min(MAX_RTO, max(MIN_RTO, 3 * self._srtt))
+
+    def _shrink_frames(self) -> None:
+        smaller = max(framing.MIN_FRAME, self.max_frame // 2)
+        LOG.info("link is losing frames; frame size %d -> %d", self.max_frame, smaller)
+        self.hello(smaller)
+
+    def _await_reply(self, seq: int, type_: int, reassembler: Reassembler, wait: float) -> Frame | None:
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            chunk = self.transport.read(65536, left)
+            for frame in self._decoder.feed(chunk):
+                if not frame.is_reply or frame.seq != seq or frame.type != type_:
+                    continue  # a late answer to an earlier attempt
+                deadline = time.monotonic() + wait  # the reply is flowing
+                whole = reassembler.add(frame)
+                if whole is not None:
+                    return Frame(seq, type_, whole, frame.flags)
+        return None
+
+    @staticmethod
+    def _unpack(type_: int, frame: Frame) -> Payload:
+        payload = decode_payload(frame.piece)
+        if frame.flags & FLAG_ERROR:
+            raise RemoteError(request=type_name(type_), code=str(payload.get("code", "?")),
+                              detail=str(payload.get("detail", "")))
+        return payload
+
+    # -- system group ------------------------------------------------------------------------------
+    def info(self) -> Payload:
+        return self.request(MessageType.INFO)
+
+    def reboot(self, mode: str) -> None:
+        self.request(MessageType.REBOOT, {"mode": mode})
+
+    def time(self, set_utc: float | None = None) -> float:
+        """The unit's clock (UTC seconds); sets it first when ``set_utc`` is given."""
+        reply = self.request(MessageType.TIME, {} if set_utc is None else {"utc": set_utc})
+        return float(reply["utc"])
+
+    def boot_history(self) -> list[Any]:
+        return list(self.request(MessageType.BOOT_HISTORY).get("boots", []))
+
+    def logs(self, progress: Progress | None = None) -> str:
+        return self.read_object(OBJECT_LOGS, progress).decode("utf-8", "replace")
+
+    # -- chunked objects ---------------------------------------------------------------------------
+    @property
+    def chunk_size(self) -> int:
+        """Object bytes a request or reply carries: many fragments on a good link, few on a bad one."""
+        fragments = FRAGMENTS_PER_CHUNK if self.max_frame >= 1024 else 4
+        return max(32, (self.max_frame - framing.OVERHEAD) * fragments - CHUNK_ENVELOPE)
+
+    def read_object(self, name: str, progress: Progress | None = None) -> bytes:
+        buffer = io.BytesIO()
+        self.read_object_into(name, buffer, progress)
+        return buffer.getvalue()
+
+    def read_object_into(self, name: str, out: BinaryIO, progress: Progress | None = None) -> int:
+        """Stream object ``name`` into ``out`` chunk by chunk; check its SHA-256; return its size."""
+        digest = hashlib.sha256()
+        offset, total, expected = 0, None, None
+        while total is None or offset < total:
+            reply = self.request(MessageType.OBJECT_READ, {"name": name, "offset": offset,
+                                                           "length": self.chunk_size})
+            data = reply.get("data", b"")
+            if total is None:
+                total, expected = int(reply["total"]), reply["sha256"]
+            elif (int(reply["total"]), reply["sha256"]) != (total, expected):
+                raise TransferError(name=name, detail="the object changed during the transfer")
+            if int(reply["offset"]) != offset or not isinstance(data, bytes) or (not data and offset < total):
+                raise TransferError(name=name, detail=f"bad chunk at offset {offset}")
+            digest.update(data)
+            out.write(data)
+            offset += len(data)
+            if progress:
+                progress(offset, total)
+        if offset != total or digest.digest() != expected:
+            raise TransferError(name=name, detail="SHA-256 mismatch")
+        return offset
+
+    def write_object(self, name: str, data: bytes, progress: Progress | None = None) -> None:
+        """Send ``data`` as object ``name`` in chunks; the unit keeps it only if the SHA-256 matches."""
+        total, sha = len(data), hashlib.sha256(data).digest()
+        offset = 0
+        while True:
+            piece = data[offset : offset + self.chunk_size]
+            reply = self.request(MessageType.OBJECT_WRITE, {"name": name, "offset": offset, "total": total,
+                                                            "sha256": sha, "data": piece})
+            offset += len(piece)
+            if progress:
+                progress(offset, total)
+            if offset >= total:
+                if not reply.get("complete"):
+                    raise TransferError(name=name, detail="the unit did not accept the object")
+                return
+            if int(reply.get("received", -1)) != offset:
+                raise TransferError(name=name, detail=f"the unit lost track at offset {offset}")
+
+
+def connect(target: str | Transport, **options: Any) -> ManagementClient:
+    """An open ManagementClient for a transport path such as ``serial:/dev/ttyACM0``."""
+    client = ManagementClient(target, **options)
+    client.__enter__()
+    return client

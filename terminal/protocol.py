@@ -1,0 +1,95 @@
+"""Message types and payloads of the management protocol (docs/protocol.md).
+
+A message type is ``group << 8 | number``.  Payloads are CBOR maps of plain values only
+(text, bytes, integers, floats, booleans, null, lists and maps): anything else is refused, so a
+hostile device cannot make the station build arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import cbor2
+
+from .errors import FrameError
+
+Payload = dict[str, Any]
+
+
+class Group(enum.IntEnum):
+    SYSTEM = 0x01
+    SECURE_ELEMENT = 0x02
+    CAMERA = 0x03
+    FACE_PAY = 0x04
+    DIAGNOSTICS = 0x05
+    CONFIGURATION = 0x06
+
+
+class MessageType(enum.IntEnum):
+    HELLO = 0x0100
+    INFO = 0x0101
+    REBOOT = 0x0102
+    TIME = 0x0103
+    OBJECT_READ = 0x0104
+    OBJECT_WRITE = 0x0105
+    BOOT_HISTORY = 0x0106
+
+
+class ErrorCode(enum.StrEnum):
+    """Codes a unit answers with in an error reply."""
+
+    UNKNOWN_TYPE = "unknown-type"
+    BAD_REQUEST = "bad-request"
+    NOT_FOUND = "not-found"
+    READ_ONLY = "read-only"
+    INTEGRITY = "integrity"
+    BUSY = "busy"
+    INTERNAL = "internal"
+
+
+# Objects a unit serves through OBJECT_READ / OBJECT_WRITE.
+OBJECT_LOGS = "logs"
+OBJECT_LOOPBACK = "diag/loopback"  # written and read back to test a link end to end
+
+RUN_MODE = "run"
+BOOTLOADER_MODE = "bootloader"
+
+_PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, depth: int = 0) -> None:
+    if depth > 16:
+        raise FrameError(detail="payload nested too deeply")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FrameError(detail="payload map key is not text")
+            _check_plain(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_plain(item, depth + 1)
+    elif not isinstance(value, _PLAIN):
+        raise FrameError(detail=f"payload holds a {type(value).__name__}")
+
+
+def encode_payload(payload: Payload) -> bytes:
+    return cbor2.dumps(payload)
+
+
+def decode_payload(data: bytes) -> Payload:
+    try:
+        value = cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise FrameError(detail=f"bad CBOR: {exc}") from exc
+    if not isinstance(value, dict):
+        raise FrameError(detail="payload is not a map")
+    _check_plain(value)
+    return value
+
+
+def type_name(type_: int) -> str:
+    try:
+        return MessageType(type_).name.lower()
+    except ValueError:
+        return f"0x{type_:04x}"
