@@ -1,0 +1,94 @@
+"""Start, stop and query a simulator process from the station side (``naiad sim ...``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from i18n import N_
+from terminal.client import ManagementClient
+from terminal.errors import NaiadError
+from terminal.protocol import RUN_MODE
+
+from .control import SimControl, SimulatorNotRunning
+
+START_TIMEOUT = 30.0
+
+
+class SimulatorStartFailed(NaiadError):
+    message = N_("The simulator in {state} did not come up: {detail}")
+    remedy = N_("Read {state}/sim.log for the cause.")
+
+
+def _answers(pty: str) -> bool:
+    try:
+        with ManagementClient(f"serial:{pty}", timeout=1.0):
+            return True
+    except NaiadError:
+        return False
+
+
+def start_detached(state_dir: str | Path, terminals: int, models: list[str] | None = None,
+                   faults: dict[str, float] | None = None, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+    """Start a simulator in the background; return its status once every terminal answers."""
+    state = Path(state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    control = SimControl(state)
+    if control.running():
+        raise SimulatorStartFailed(state=str(state), detail="a simulator is already running there")
+    (state / "sim.json").unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "simulator", "--state", str(state), "--terminals", str(terminals)]
+    for model in models or []:
+        argv += ["--model", model]
+    for name, value in (faults or {}).items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    with (state / "sim.log").open("ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SimulatorStartFailed(state=str(state), detail=f"exit status {process.returncode}")
+        try:
+            status: dict[str, Any] = control.call("status")
+        except SimulatorNotRunning:
+            time.sleep(0.05)
+            continue
+        pending = [t for t in status["terminals"] if t["mode"] == RUN_MODE and not _answers(t["pty"])]
+        if not pending:
+            return status
+        time.sleep(0.05)
+    process.terminate()
+    raise SimulatorStartFailed(state=str(state), detail="timed out waiting for the terminals")
+
+
+def status(state_dir: str | Path) -> dict[str, Any]:
+    result: dict[str, Any] = SimControl(state_dir).call("status")
+    return result
+
+
+def stop(state_dir: str | Path, timeout: float = 15.0) -> None:
+    """Stop the simulator gracefully; kill it if it does not go."""
+    control = SimControl(state_dir)
+    pid = int(control.call("status")["pid"])
+    control.call("stop")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        _reap(pid)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

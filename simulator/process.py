@@ -1,0 +1,127 @@
+"""The simulator process: N virtual terminals, their bus and the control channel.
+
+Run in the foreground with ``python -m simulator --state DIR --terminals N`` or through
+``naiad sim start``; it stops on SIGTERM, SIGINT or the control command ``stop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from terminal.models import load_models, model_by_id
+from terminal.protocol import RUN_MODE
+
+from .bus import VirtualBus
+from .control import ControlServer
+from .link import Faults
+from .state import UnitStore, existing_units, write_json_atomically
+from .unit import VirtualTerminal
+
+LOG = logging.getLogger(__name__)
+
+
+class Simulator:
+    def __init__(self, state_dir: Path, terminals: int, models: Sequence[str] = (), faults: Faults | None = None):
+        self.state_dir = state_dir
+        self.stopped = threading.Event()
+        self.bus = VirtualBus(state_dir)
+        units_dir = state_dir / "units"
+        stores = existing_units(units_dir)
+        cycle = list(models) or list(load_models())
+        while len(stores) < terminals:
+            stores.append(UnitStore.create(units_dir, model_by_id(cycle[len(stores) % len(cycle)])))
+        base = faults or Faults()
+        self.units = [VirtualTerminal(store, i, Faults(**base.as_dict()), self.publish)
+                      for i, store in enumerate(stores[:terminals])]
+        self.control = ControlServer(self.commands())
+
+    def publish(self) -> None:
+        self.bus.publish(self.units)
+
+    def unit(self, serial: str) -> VirtualTerminal:
+        for unit in self.units:
+            if unit.serial == serial:
+                return unit
+        raise KeyError(f"no terminal {serial}")
+
+    def _targets(self, serial: str | None) -> list[VirtualTerminal]:
+        return [self.unit(serial)] if serial else list(self.units)
+
+    # -- control commands ------------------------------------------------------------------------------
+    def commands(self) -> dict[str, Any]:
+        return {
+            "ping": lambda: "pong",
+            "status": self.status,
+            "faults": self.set_faults,
+            "unplug": lambda serial: self.unit(serial).unplug(),
+            "replug": lambda serial: self.unit(serial).replug(),
+            "power_cut": lambda serial: self.unit(serial).power_cut(),
+            "power_on": lambda serial, mode=RUN_MODE: self.unit(serial).power_on(mode),
+            "reboot": lambda serial, mode=RUN_MODE: self.unit(serial).reboot(mode),
+            "executions": lambda serial: self.unit(serial).execution_counts(),
+            "stop": self.stopped.set,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "state": str(self.state_dir), "terminals": [u.status() for u in self.units]}
+
+    def set_faults(self, serial: str | None = None, **faults: float | int | None) -> None:
+        for unit in self._targets(serial):
+            unit.faults.update(**faults)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def run(self) -> None:
+        for unit in self.units:
+            unit.power_on(RUN_MODE)
+        self.publish()
+        self.control.serve_in_background()
+        write_json_atomically(self.state_dir / "sim.json", {"pid": os.getpid(), "control_port": self.control.port})
+        LOG.info("%d terminals up in %s", len(self.units), self.state_dir)
+        try:
+            self.stopped.wait()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.control.shutdown()
+        self.control.server_close()
+        for unit in self.units:
+            unit.shutdown()
+        self.publish()
+        (self.state_dir / "sim.json").unlink(missing_ok=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    parser.add_argument("--state", required=True, type=Path)
+    parser.add_argument("--terminals", type=int, default=1)
+    parser.add_argument("--model", action="append", default=[])
+    parser.add_argument("--ber", type=float, default=0.0)
+    parser.add_argument("--drop", type=float, default=0.0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args.state.mkdir(parents=True, exist_ok=True)
+    sim = Simulator(args.state, args.terminals, args.model,
+                    Faults(ber=args.ber, drop=args.drop, latency_ms=args.latency_ms))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: sim.stopped.set())
+    sim.run()
+    return 0
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

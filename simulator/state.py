@@ -1,0 +1,84 @@
+"""A virtual terminal's persistent state: a directory that survives restarts, like flash memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terminal.models import TerminalModel
+
+BOOT_HISTORY_KEPT = 50
+LOG_KEPT_BYTES = 4 * 1024 * 1024
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Replace ``path`` so a reader (or a power cut) sees the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class UnitState:
+    serial: str
+    model: str
+    hardware_revision: str
+    boot_count: int = 0
+    clock_offset: float = 0.0
+    created: float = field(default_factory=time.time)
+    boots: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def new_serial(model: TerminalModel) -> str:
+        return f"{model.serial_prefix}{secrets.token_hex(4).upper()}"
+
+
+class UnitStore:
+    """``DIR/units/<serial>/``: unit.json, partitions/, slots.json, logs/."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "unit.json"
+        self.log_path = directory / "logs" / "system.log"
+
+    @classmethod
+    def create(cls, units_dir: Path, model: TerminalModel) -> UnitStore:
+        state = UnitState(UnitState.new_serial(model), model.id, model.hardware_revisions[-1])
+        store = cls(units_dir / state.serial)
+        (store.directory / "logs").mkdir(parents=True)
+        store.save(state)
+        return store
+
+    def load(self) -> UnitState:
+        return UnitState(**json.loads(self.path.read_text(encoding="utf-8")))
+
+    def save(self, state: UnitState) -> None:
+        state.boots = state.boots[-BOOT_HISTORY_KEPT:]
+        write_json_atomically(self.path, asdict(state))
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {message}\n")
+        if self.log_path.stat().st_size > 2 * LOG_KEPT_BYTES:
+            tail = self.log_path.read_bytes()[-LOG_KEPT_BYTES:]
+            self.log_path.write_bytes(tail[tail.find(b"\n") + 1 :])
+
+    def read_log(self) -> bytes:
+        return self.log_path.read_bytes() if self.log_path.exists() else b""
+
+
+def existing_units(units_dir: Path) -> list[UnitStore]:
+    """The units of a state directory, oldest first, so ports and paths stay stable across restarts."""
+    if not units_dir.is_dir():
+        return []
+    stores = [UnitStore(d) for d in units_dir.iterdir() if (d / "unit.json").exists()]
+    return sorted(stores, key=lambda s: (s.load().created, s.directory.name))

@@ -1,0 +1,243 @@
+"""One virtual terminal: power, USB plug state, run and bootloader modes, the management handler."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from terminal.device import DeviceEndpoint, RequestRejected
+from terminal.models import TerminalModel, model_by_id
+from terminal.protocol import (
+    BOOTLOADER_MODE,
+    OBJECT_LOGS,
+    OBJECT_LOOPBACK,
+    RUN_MODE,
+    ErrorCode,
+    MessageType,
+    Payload,
+)
+
+from .link import Faults, PtyLink
+from .state import UnitStore
+
+LOG = logging.getLogger(__name__)
+OFF = "off"
+MAX_OBJECT = 64 * 1024 * 1024
+REBOOT_DELAY = 0.05  # the reply leaves before the unit goes away, as on real hardware
+
+
+class ObjectSink:
+    """An object arriving in chunks; kept only when its SHA-256 matches."""
+
+    def __init__(self, total: int, sha256: bytes) -> None:
+        if not 0 <= total <= MAX_OBJECT:
+            raise RequestRejected(ErrorCode.BAD_REQUEST, f"object of {total} bytes is too large")
+        self.total, self.sha256, self.data = total, sha256, bytearray()
+
+
+class VirtualTerminal:
+    def __init__(self, store: UnitStore, index: int, faults: Faults, on_change: Callable[[], None]) -> None:
+        self.store = store
+        self.index = index
+        self.faults = faults
+        self._on_change = on_change
+        state = store.load()
+        self.serial = state.serial
+        self.model: TerminalModel = model_by_id(state.model)
+        self.mode = OFF
+        self.plugged = True
+        self.link: PtyLink | None = None
+        self.endpoint: DeviceEndpoint | None = None
+        self.fastboot: Any = None  # the bootloader's fastboot service while in bootloader mode
+        self.executions: dict[str, int] = {}
+        self._objects: dict[str, bytes] = {}
+        self._incoming: dict[str, ObjectSink] = {}
+        self._lock = threading.RLock()
+
+    # -- power and plug ------------------------------------------------------------------------------
+    def power_on(self, mode: str = RUN_MODE) -> None:
+        with self._lock:
+            state = self.store.load()
+            state.boot_count += 1
+            state.boots.append({"at": time.time(), "mode": mode, "boot": state.boot_count})
+            self.store.save(state)
+            self.store.log(f"boot #{state.boot_count} into {mode} mode")
+            self.mode = mode
+            self._objects.pop(OBJECT_LOOPBACK, None)
+            self._incoming.clear()
+            self._connect()
+
+    def power_cut(self) -> None:
+        with self._lock:
+            self._disconnect()
+            self.mode = OFF
+            self._notify()
+
+    def unplug(self) -> None:
+        with self._lock:
+            self.plugged = False
+            self._disconnect()
+            self._notify()
+
+    def replug(self) -> None:
+        with self._lock:
+            self.plugged = True
+            self._connect()
+
+    def reboot(self, mode: str) -> None:
+        with self._lock:
+            self.store.log(f"reboot into {mode} mode")
+            self._disconnect()
+            self.power_on(mode)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._disconnect()
+            self.mode = OFF
+
+    def _connect(self) -> None:
+        if self.mode == RUN_MODE and self.plugged and self.link is None:
+            self.endpoint = DeviceEndpoint(self.handle)
+            self.link = PtyLink(self._receive, self.faults, on_unplug=self.unplug)
+        self._notify()
+
+    def _disconnect(self) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            link.close()
+        if self.endpoint is not None:
+            for name, count in self.endpoint.executions.items():
+                self.executions[name] = self.executions.get(name, 0) + count
+            self.endpoint = None
+
+    def _receive(self, data: bytes) -> bytes:
+        endpoint = self.endpoint
+        return endpoint.receive(data) if endpoint is not None else b""
+
+    def _notify(self) -> None:
+        self._on_change()
+
+    # -- what the station sees -----------------------------------------------------------------------
+    @property
+    def present(self) -> bool:
+        """On the USB bus: powered, plugged and not between modes."""
+        return self.plugged and self.mode in (RUN_MODE, BOOTLOADER_MODE) and (
+            self.mode != RUN_MODE or self.link is not None)
+
+    def execution_counts(self) -> dict[str, int]:
+        counts = dict(self.executions)
+        if self.endpoint is not None:
+            for name, count in self.endpoint.executions.items():
+                counts[name] = counts.get(name, 0) + count
+        return counts
+
+    def status(self) -> dict[str, Any]:
+        state = self.store.load()
+        return {
+            "serial": self.serial,
+            "model": self.model.id,
+            "mode": self.mode,
+            "plugged": self.plugged,
+            "pty": self.link.path if self.link else None,
+            "hardware_revision": state.hardware_revision,
+            "boot_count": state.boot_count,
+            "faults": self.faults.as_dict(),
+        }
+
+    # -- management protocol ---------------------------------------------------------------------------
+    def handle(self, type_: int, payload: Payload) -> Payload:
+        handler = self._HANDLERS.get(type_)
+        if handler is None:
+            raise RequestRejected(ErrorCode.UNKNOWN_TYPE, f"0x{type_:04x}")
+        return handler(self, payload)
+
+    def _hello(self, payload: Payload) -> Payload:
+        self.store.log(f"hello from {payload.get('host', '?')}")
+        return {"serial": self.serial, "model": self.model.id, "mode": self.mode}
+
+    def _info(self, payload: Payload) -> Payload:
+        state = self.store.load()
+        return {
+            "model": self.model.id,
+            "serial": self.serial,
+            "hardware_revision": state.hardware_revision,
+            **self.firmware_info(),
+            "boot_count": state.boot_count,
+            "secure_element": {"state": "empty"},
+            "camera_module": self.model.camera.module,
+        }
+
+    def firmware_info(self) -> Payload:
+        """Firmware version of each slot and the active slot."""
+        return {"slots": {slot or "-": {"version": "1.0.0"} for slot in self.model.slots},
+                "active_slot": self.model.slots[0]}
+
+    def _reboot(self, payload: Payload) -> Payload:
+        mode = payload["mode"]
+        if mode not in (RUN_MODE, BOOTLOADER_MODE):
+            raise RequestRejected(ErrorCode.BAD_REQUEST, f"unknown mode {mode!r}")
+        timer = threading.Timer(REBOOT_DELAY, self.reboot, args=(mode,))
+        timer.daemon = True
+        timer.start()
+        return {}
+
+    def _time(self, payload: Payload) -> Payload:
+        state = self.store.load()
+        if "utc" in payload:
+            state.clock_offset = float(payload["utc"]) - time.time()
+            self.store.save(state)
+            self.store.log("clock set by the station")
+        return {"utc": time.time() + state.clock_offset}
+
+    def _boot_history(self, payload: Payload) -> Payload:
+        return {"boots": self.store.load().boots}
+
+    def _object_read(self, payload: Payload) -> Payload:
+        name, offset, length = str(payload["name"]), int(payload["offset"]), int(payload["length"])
+        if name == OBJECT_LOGS:
+            data = self._objects.get(OBJECT_LOGS) if offset else None
+            if data is None:  # a transfer starts: freeze a snapshot so every chunk agrees
+                data = self._objects[OBJECT_LOGS] = self.store.read_log()
+        elif name in self._objects:
+            data = self._objects[name]
+        else:
+            raise RequestRejected(ErrorCode.NOT_FOUND, name)
+        if not 0 <= offset <= len(data) or length <= 0:
+            raise RequestRejected(ErrorCode.BAD_REQUEST, f"offset {offset} length {length}")
+        return {"name": name, "offset": offset, "total": len(data), "sha256": hashlib.sha256(data).digest(),
+                "data": data[offset : offset + length]}
+
+    def _object_write(self, payload: Payload) -> Payload:
+        name, offset = str(payload["name"]), int(payload["offset"])
+        total, sha, data = int(payload["total"]), bytes(payload["sha256"]), bytes(payload["data"])
+        if name != OBJECT_LOOPBACK:
+            raise RequestRejected(ErrorCode.READ_ONLY, name)
+        sink = self._incoming.get(name)
+        if offset == 0:
+            sink = self._incoming[name] = ObjectSink(total, sha)
+        if sink is None or offset != len(sink.data) or (sink.total, sink.sha256) != (total, sha):
+            raise RequestRejected(ErrorCode.BAD_REQUEST, f"unexpected chunk at offset {offset}")
+        if len(sink.data) + len(data) > sink.total:
+            raise RequestRejected(ErrorCode.BAD_REQUEST, "more data than announced")
+        sink.data += data
+        complete = len(sink.data) == sink.total
+        if complete:
+            del self._incoming[name]
+            if hashlib.sha256(sink.data).digest() != sink.sha256:
+                raise RequestRejected(ErrorCode.INTEGRITY, "SHA-256 mismatch")
+            self._objects[name] = bytes(sink.data)
+        return {"received": len(sink.data), "complete": complete}
+
+    _HANDLERS: ClassVar[dict[int, Callable[[VirtualTerminal, Payload], Payload]]] = {
+        MessageType.HELLO: _hello,
+        MessageType.INFO: _info,
+        MessageType.REBOOT: _reboot,
+        MessageType.TIME: _time,
+        MessageType.BOOT_HISTORY: _boot_history,
+        MessageType.OBJECT_READ: _object_read,
+        MessageType.OBJECT_WRITE: _object_write,
+    }

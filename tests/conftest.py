@@ -1,0 +1,74 @@
+"""Shared fixtures: a simulator process per test, in its own state directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("NAIAD_LANG", "en")
+
+
+class SimHandle:
+    """A running simulator: its state directory, status and control channel."""
+
+    def __init__(self, state_dir: Path) -> None:
+        from simulator.control import SimControl
+
+        self.state_dir = state_dir
+        self.control = SimControl(state_dir)
+
+    def terminals(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.control.call("status")["terminals"]
+        return result
+
+    def serials(self) -> list[str]:
+        return [t["serial"] for t in self.terminals()]
+
+    def terminal(self, serial: str) -> dict[str, Any]:
+        return next(t for t in self.terminals() if t["serial"] == serial)
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        return self.control.call(cmd, **args)
+
+
+@pytest.fixture
+def sim_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Start simulators with ``sim_factory(terminals=N, **faults)``; all stop after the test."""
+    from simulator import launcher
+
+    started: list[SimHandle] = []
+
+    def start(terminals: int = 1, models: list[str] | None = None, name: str = "sim",
+              **faults: float) -> SimHandle:
+        state = tmp_path / name
+        launcher.start_detached(state, terminals, models, faults)
+        handle = SimHandle(state)
+        started.append(handle)
+        monkeypatch.setenv("NAIAD_SIM", str(state))
+        return handle
+
+    yield start
+    for handle in started:
+        if handle.control.running():
+            launcher.stop(handle.state_dir)
+
+
+@pytest.fixture
+def sim(sim_factory: Any) -> SimHandle:
+    """One simulated terminal in run mode."""
+    handle: SimHandle = sim_factory(terminals=1)
+    return handle
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test away from the real configuration and data directories."""
+    monkeypatch.setenv("NAIAD_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NAIAD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))

@@ -1,0 +1,87 @@
+"""Management protocol end to end against the simulator, over real pseudo-terminals."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+from terminal.client import ManagementClient
+from terminal.errors import RemoteError, TransportDisconnected
+from terminal.protocol import OBJECT_LOOPBACK
+
+
+def client_for(sim: Any, serial: str | None = None, **options: Any) -> ManagementClient:
+    terminal = sim.terminal(serial) if serial else sim.terminals()[0]
+    return ManagementClient(f"serial:{terminal['pty']}", **options)
+
+
+def test_info_reports_the_unit(sim: Any) -> None:
+    terminal = sim.terminals()[0]
+    with client_for(sim) as client:
+        info = client.info()
+    assert info["serial"] == terminal["serial"]
+    assert info["model"] == terminal["model"]
+    assert info["hardware_revision"] == terminal["hardware_revision"]
+    assert info["active_slot"] in info["slots"]
+    assert info["boot_count"] == terminal["boot_count"] >= 1
+    assert {"secure_element", "camera_module"} <= info.keys()
+
+
+def test_time_can_be_set(sim: Any) -> None:
+    with client_for(sim) as client:
+        target = time.time() + 3600
+        client.time(target)
+        assert abs(client.time() - target) < 5
+
+
+def test_logs_arrive_whole(sim: Any) -> None:
+    with client_for(sim) as client:
+        seen: list[tuple[int, int]] = []
+        logs = client.logs(progress=lambda done, total: seen.append((done, total)))
+    assert "boot #1 into run mode" in logs
+    assert seen and seen[-1][0] == seen[-1][1]
+
+
+def test_unknown_request_is_refused_with_a_typed_error(sim: Any) -> None:
+    with client_for(sim) as client, pytest.raises(RemoteError) as caught:
+        client.request(0x01FF, {})
+    assert "unknown-type" in str(caught.value)
+
+
+def test_noisy_link_never_executes_twice(sim_factory: Any) -> None:
+    sim = sim_factory(terminals=1, ber=1e-4, drop=0.01)
+    serial = sim.serials()[0]
+    blob = os.urandom(1_000)
+    with client_for(sim, timeout=30) as client:
+        before = sim.call("executions", serial=serial)
+        for _ in range(10):
+            assert client.info()["serial"] == serial
+        assert "boot #1" in client.logs()
+        writes: list[int] = []
+        client.write_object(OBJECT_LOOPBACK, blob, progress=lambda done, total: writes.append(done))
+        assert client.read_object(OBJECT_LOOPBACK) == blob
+        after = sim.call("executions", serial=serial)
+    assert after.get("info", 0) - before.get("info", 0) == 10
+    assert after.get("object_read", 0) - before.get("object_read", 0) >= 2
+    # one execution per chunk; a retransmitted chunk was answered from the reply cache
+    assert after.get("object_write", 0) - before.get("object_write", 0) == len(writes)
+    # the noise really forced retransmissions, and the unit answered them from its cache
+    assert client.retransmissions > 0
+
+
+def test_unplug_mid_transfer_fails_at_once_and_replug_recovers(sim: Any) -> None:
+    serial = sim.serials()[0]
+    with client_for(sim) as client:
+        sim.call("faults", serial=serial, unplug_after_bytes=200_000)
+        started = time.monotonic()
+        with pytest.raises(TransportDisconnected) as caught:
+            client.write_object(OBJECT_LOOPBACK, os.urandom(4 * 1024 * 1024))
+        assert time.monotonic() - started < 5  # at once: no waiting out the retransmissions
+    assert caught.value.remedy_text  # says what to do, in the user's language
+    assert sim.terminal(serial)["pty"] is None
+    sim.call("replug", serial=serial)
+    with client_for(sim, serial) as client:
+        assert client.info()["serial"] == serial
