@@ -1,0 +1,58 @@
+"""The station ledger: devices, operations, operators and a hash-chained audit log (SQLAlchemy).
+
+SQLite in WAL mode is the embedded default; a line of stations shares one PostgreSQL database.
+See ``docs/ledger.md``.
+"""
+
+from __future__ import annotations
+
+from .db import current_revision, default_path, default_url, head_revision
+from .errors import (
+    AuditChainBroken,
+    InvalidLedgerInput,
+    InvalidLedgerUrl,
+    LedgerClosed,
+    LedgerError,
+    LedgerSchemaTooNew,
+    LedgerUnavailable,
+    SecretRefused,
+    UnknownDevice,
+    UnknownOperator,
+)
+from .ledger import Ledger, OperationHandle, default_station_name
+from .records import (
+    AuditHead,
+    AuditRecord,
+    ChainProblem,
+    DeviceRecord,
+    OperationRecord,
+    OperatorRecord,
+    VerifyReport,
+)
+
+__all__ = [
+    "AuditChainBroken",
+    "AuditHead",
+    "AuditRecord",
+    "ChainProblem",
+    "DeviceRecord",
+    "InvalidLedgerInput",
+    "InvalidLedgerUrl",
+    "Ledger",
+    "LedgerClosed",
+    "LedgerError",
+    "LedgerSchemaTooNew",
+    "LedgerUnavailable",
+    "OperationHandle",
+    "OperationRecord",
+    "OperatorRecord",
+    "SecretRefused",
+    "UnknownDevice",
+    "UnknownOperator",
+    "VerifyReport",
+    "current_revision",
+    "default_path",
+    "default_station_name",
+    "default_url",
+    "head_revision",
+]

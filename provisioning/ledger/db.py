@@ -1,0 +1,222 @@
+"""Engines, sessions and schema migrations of the ledger database.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy timeout, and this
+module emits BEGIN itself so that writers can take the write lock up front (``BEGIN IMMEDIATE``)
+instead of failing half-way when another writer got there first.  Opening a database migrates it
+to the newest schema with Alembic, configured in code: no ``alembic.ini`` is needed at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from i18n import _
+
+from .errors import InvalidLedgerUrl, LedgerError, LedgerSchemaTooNew, LedgerUnavailable
+
+LOG = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DEFAULT_FILENAME = "ledger.sqlite"
+BUSY_TIMEOUT_MS = 30_000
+# Key of the PostgreSQL advisory lock that serialises migrations of one database across stations.
+MIGRATION_LOCK_KEY = 0x4E414941_44_4C_44  # "NAIADLD"
+_SQLITE_BEGIN_OPTION = "naiad_sqlite_begin"
+_PROCESS_MIGRATION_LOCK = threading.Lock()
+
+
+def default_path() -> Path:
+    """``ledger.sqlite`` in Naiad's data directory: $NAIAD_DATA_DIR, else the platform's user data dir."""
+    override = os.environ.get("NAIAD_DATA_DIR")
+    base = Path(override) if override else Path(platformdirs.user_data_dir("naiad", appauthor=False))
+    return base / DEFAULT_FILENAME
+
+
+def default_url() -> str:
+    return f"sqlite:///{default_path()}"
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL with its password hidden, fit for errors and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", str(url))
+
+
+def parse_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise InvalidLedgerUrl(url=redact_url(url)) from exc
+
+
+def create_ledger_engine(url: str | URL) -> Engine:
+    """An engine for ``url``, with the SQLite connection settings the ledger relies on."""
+    parsed = parse_url(str(url)) if isinstance(url, str) else url
+    kwargs: dict[str, Any] = {}
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        if parsed.database in (None, "", ":memory:"):
+            # One shared connection, or every connection would see its own empty database.
+            kwargs["poolclass"] = StaticPool
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise InvalidLedgerUrl(url=redact_url(parsed)) from exc
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Take transaction control away from the sqlite3 module; _sqlite_on_begin emits BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(_SQLITE_BEGIN_OPTION, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session whose transaction commits on success; on SQLite it holds the write lock from BEGIN."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        # The first connection of the transaction takes the options, before BEGIN is emitted.
+        session.connection(execution_options={_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        yield session
+
+
+@contextmanager
+def read_session(engine: Engine, *, snapshot: bool = False) -> Iterator[Session]:
+    """A read-only session; ``snapshot`` makes every query see one moment (REPEATABLE READ)."""
+    with Session(engine) as session:
+        if snapshot and engine.dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+@contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Turn database and migration failures into ledger errors (``url`` must be redacted)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if exc.connection_invalidated or _is_unavailable(exc):
+            raise LedgerUnavailable(url=url, detail=_first_line(exc.orig)) from exc
+        raise LedgerError(detail=_first_line(exc.orig)) from exc
+    except SQLAlchemyError as exc:
+        raise LedgerError(detail=_first_line(exc)) from exc
+    except CommandError as exc:
+        raise LedgerUnavailable(url=url, detail=_first_line(exc)) from exc
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    # OperationalError: the server went away, the file is locked or unreadable, a timeout.
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip() if exc is not None else ""
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """The Alembic configuration, built in code, pointing at the package's migration scripts."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this Naiad ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise LedgerError(detail=_("no migration scripts found"))
+    return head
+
+
+def revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def current_revision(url: str | Engine) -> str | None:
+    """The schema revision of the database at ``url`` (None when it was never migrated)."""
+    engine = create_ledger_engine(url) if isinstance(url, str) else url
+    shown = redact_url(engine.url)
+    try:
+        with translate_errors(shown), engine.connect() as connection:
+            return revision_of(connection)
+    finally:
+        if isinstance(url, str):
+            engine.dispose()
+
+
+def migrate(engine: Engine) -> str:
+    """Bring the database to the newest schema; safe when several stations open it at once.
+
+    Alembic keeps its migration context in module globals, so migrations in one process take a
+    process lock first (before the database lock, so that the two cannot deadlock).
+    """
+    shown = redact_url(engine.url)
+    with _PROCESS_MIGRATION_LOCK, translate_errors(shown), engine.connect() as connection:
+        connection = connection.execution_options(**{_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        with connection.begin():
+            if engine.dialect.name == "postgresql":
+                connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+            found = revision_of(connection)
+            scripts = ScriptDirectory.from_config(alembic_config())
+            if found is not None and not _known(scripts, found):
+                raise LedgerSchemaTooNew(url=shown, revision=found)
+            head = scripts.get_current_head()
+            if found != head:
+                LOG.info("migrating ledger %s from %s to %s", shown, found, head)
+                command.upgrade(alembic_config(connection), "head")
+            revision = revision_of(connection)
+    if revision is None:
+        raise LedgerUnavailable(url=shown, detail=_("the migration left no schema revision"))
+    return revision
+
+
+def _known(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:
+        return False

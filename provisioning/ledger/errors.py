@@ -1,0 +1,73 @@
+"""Errors of the station ledger.
+
+Database failures are translated into these at the ledger's boundary, so callers (the pipeline, the
+console) never see an SQLAlchemy exception.  Parameters carry a redacted URL, never a password.
+"""
+
+from __future__ import annotations
+
+from i18n import N_
+from terminal.errors import NaiadError
+
+
+class LedgerError(NaiadError):
+    """Root of the ledger's errors."""
+
+    message = N_("The ledger failed: {detail}")
+
+
+class LedgerUnavailable(LedgerError):
+    """The database cannot be reached, opened or migrated."""
+
+    message = N_("The ledger database {url} is not available: {detail}")
+    remedy = N_(
+        "Check that the database server is running and reachable (or that the ledger file's folder "
+        "is writable), then try again."
+    )
+
+
+class LedgerSchemaTooNew(LedgerUnavailable):
+    """The database was migrated by a newer Naiad than this one."""
+
+    message = N_("The ledger database {url} has schema revision {revision}, newer than this Naiad knows")
+    remedy = N_("Update Naiad on this station to the version the other stations use.")
+
+
+class InvalidLedgerUrl(LedgerError):
+    message = N_("Not a database URL: {url}")
+    remedy = N_("Use a URL such as sqlite:///path/to/ledger.sqlite or postgresql+psycopg://user@host/naiad.")
+
+
+class InvalidLedgerInput(LedgerError):
+    """A caller passed a value the ledger refuses to store; nothing was written."""
+
+    message = N_("The ledger refuses {field}: {detail}")
+
+
+class SecretRefused(InvalidLedgerInput):
+    message = N_("The ledger refuses field {field}: it looks like a key, PIN or other secret")
+    remedy = N_("Record key IDs and key check values (KCVs), never keys, PINs or passphrases.")
+
+
+class UnknownDevice(LedgerError):
+    message = N_("The ledger has no unit with serial {serial}")
+    remedy = N_("Record the unit as seen (attach it and let the station discover it) first.")
+
+
+class UnknownOperator(LedgerError):
+    message = N_("The ledger has no operator named {operator}")
+    remedy = N_("Register the operator (with a role) before recording work under their name.")
+
+
+class AuditChainBroken(LedgerError):
+    """The hash chain of the audit log does not verify."""
+
+    message = N_("The audit log is broken at entry {entry_id}: {reason}")
+    remedy = N_(
+        "Stop provisioning on this line and tell the security officer; compare with the last audit head "
+        "kept outside the database."
+    )
+
+
+class LedgerClosed(LedgerError):
+    message = N_("The ledger is closed")

@@ -1,0 +1,144 @@
+"""The ledger's tables as typed SQLAlchemy 2 models.
+
+The migration in ``migrations/versions`` creates exactly these tables (a test compares them), so a
+change here needs a new migration.  Times are stored as UTC and always read back timezone-aware.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OPERATION_STATUSES = ("running", "succeeded", "failed")
+ROLES = ("installer", "operator", "custodian", "support", "admin")
+HASH_LENGTH = 64  # hex SHA-256
+NAME_LENGTH = 64
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as UTC and returned timezone-aware, on SQLite as on PostgreSQL.
+
+    SQLite keeps no offset, so naive values read back are UTC by construction; naive values are
+    refused on the way in so that a local time can never be stored by mistake.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime given to a UTC column")
+        utc = value.astimezone(dt.UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Station(Base):
+    __tablename__ = "stations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    created: Mapped[dt.datetime]
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created: Mapped[dt.datetime]
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    serial: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    first_seen: Mapped[dt.datetime]
+    last_seen: Mapped[dt.datetime]
+    port_path: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+
+
+class Operation(Base):
+    """One step run on one unit: a row per attempt, never updated after it ends."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        CheckConstraint(f"status IN {OPERATION_STATUSES!r}", name="status"),
+        Index("ix_operations_device_serial_started", "device_serial", "started"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_serial: Mapped[str] = mapped_column(ForeignKey("devices.serial"))
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    started: Mapped[dt.datetime]
+    ended: Mapped[dt.datetime | None]
+    result: Mapped[dict[str, Any] | None]
+
+
+class AuditEntry(Base):
+    """One link of the hash chain.  Ids are dense and given by the appender, in chain order."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime]
+    station: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    action: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    subject: Mapped[str] = mapped_column(String(255), index=True)
+    details: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
+
+
+class AuditHeadRow(Base):
+    """The single chain-head row: appenders lock it, so the chain stays one line across stations."""
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    entry_id: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))

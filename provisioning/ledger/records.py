@@ -1,0 +1,92 @@
+"""Plain, immutable records the ledger hands out, so callers never hold a live ORM object."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from i18n import N_, _
+
+from .errors import AuditChainBroken
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    serial: str
+    model: str
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    port_path: str | None
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    id: int
+    serial: str
+    station: str
+    operator: str | None
+    kind: str
+    status: str
+    started: dt.datetime
+    ended: dt.datetime | None
+    result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class OperatorRecord:
+    name: str
+    role: str
+    created: dt.datetime
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: dt.datetime
+    station: str
+    operator: str | None
+    action: str
+    subject: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """The last link of the chain; keep a copy outside the database to detect a cut-off tail."""
+
+    entry_id: int
+    hash: str
+
+
+class ChainProblem(enum.Enum):
+    """What ``verify()`` found wrong; the value is the msgid shown to a person."""
+
+    EDITED = N_("the entry's contents do not match its hash (edited)")
+    BROKEN_LINK = N_("the entry does not follow the one before it (an entry was deleted, inserted or moved)")
+    HEAD_MISMATCH = N_("the chain does not end at the recorded head (the tail was cut off or replaced)")
+    ANCHOR_MISSING = N_("the chain no longer contains the externally kept head (the tail was cut off)")
+    ANCHOR_MISMATCH = N_("the entry differs from the externally kept head (the chain was rewritten)")
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of walking the audit chain: ``ok`` or the first entry that is wrong, and why."""
+
+    ok: bool
+    entries: int
+    first_bad_id: int | None = None
+    problem: ChainProblem | None = None
+    head: AuditHead | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """The problem in the user's language."""
+        return _(self.problem.value) if self.problem else None
+
+    def raise_if_broken(self) -> None:
+        if not self.ok:
+            raise AuditChainBroken(entry_id=self.first_bad_id, reason=self.reason)
