@@ -1,0 +1,110 @@
+"""``naiad console``: create the Qt application and the bench window, and run the event loop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from PyQt6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
+from PyQt6.QtWidgets import QApplication
+
+from terminal.discovery import SIM_ENV, SimulatorNotFound
+
+from .main_window import MainWindow
+
+LOG = logging.getLogger(__name__)
+QT_LOG = logging.getLogger("console.qt")
+
+
+def resolve_sim_dir(sim_dir: str | os.PathLike[str] | None) -> str | None:
+    """The simulator directory to watch (argument, else ``NAIAD_SIM``), checked to exist; None for real USB."""
+    chosen = os.fspath(sim_dir) if sim_dir is not None else os.environ.get(SIM_ENV) or None
+    if chosen is None:
+        return None
+    if not Path(chosen).is_dir():
+        raise SimulatorNotFound(path=chosen)
+    return str(Path(chosen).resolve())
+
+
+def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> int:
+    """Open the bench window on ``sim_dir`` (or the real USB bus) and run until it is closed.
+
+    Raises SimulatorNotFound, before any window opens, when ``sim_dir`` is not a directory.
+    """
+    resolved = resolve_sim_dir(sim_dir)
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("Naiad")
+    app.setOrganizationName("Naiad")
+    show_info_records()
+
+    window = MainWindow(resolved)
+    with _qt_messages_to_logging(), _close_on_interrupt(window):
+        window.start()
+        window.show()
+        code = app.exec()
+    window.shutdown()
+    window.deleteLater()
+    return int(code)
+
+
+def show_info_records() -> None:
+    """Let INFO records through the root logger (its default is WARNING) so the log pane shows them."""
+    root = logging.getLogger()
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
+@contextmanager
+def _qt_messages_to_logging() -> Iterator[None]:
+    """Route Qt's own warnings into the log (and so into the log pane) while the console runs."""
+    levels = {
+        QtMsgType.QtDebugMsg: logging.DEBUG,
+        QtMsgType.QtInfoMsg: logging.INFO,
+        QtMsgType.QtWarningMsg: logging.WARNING,
+        QtMsgType.QtCriticalMsg: logging.ERROR,
+        QtMsgType.QtFatalMsg: logging.CRITICAL,
+    }
+
+    def handler(kind: QtMsgType, _context: QMessageLogContext, text: str | None) -> None:
+        QT_LOG.log(levels.get(kind, logging.WARNING), "%s", text)
+
+    previous = qInstallMessageHandler(handler)
+    try:
+        yield
+    finally:
+        qInstallMessageHandler(previous)
+
+
+@contextmanager
+def _close_on_interrupt(window: MainWindow) -> Iterator[None]:
+    """Ctrl+C in the terminal closes the window cleanly instead of being swallowed by Qt's loop."""
+    if sys.platform == "win32" or not _on_main_thread():
+        yield
+        return
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        window.close()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    # Python runs signal handlers only between bytecodes: wake the interpreter now and then.
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: None)
+    ticker.start(250)
+    try:
+        yield
+    finally:
+        ticker.stop()
+        signal.signal(signal.SIGINT, previous)
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
