@@ -1,0 +1,61 @@
+"""The fastboot client: the standard bootloader protocol over USB bulk endpoints or TCP.
+
+``open_fastboot("tcp:127.0.0.1:5554")`` or ``open_fastboot("usb:1-1.3")`` gives a FastbootClient;
+the transports are chosen here, lazily, so importing the package touches no device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .client import FastbootClient, PacketTransport, Progress, Source
+from .errors import (
+    DownloadTooLarge,
+    FastbootDisconnected,
+    FastbootError,
+    FastbootFailure,
+    FastbootProtocolError,
+    FastbootTimeout,
+    InvalidFastbootTarget,
+)
+
+__all__ = [
+    "DownloadTooLarge",
+    "FastbootClient",
+    "FastbootDisconnected",
+    "FastbootError",
+    "FastbootFailure",
+    "FastbootProtocolError",
+    "FastbootTimeout",
+    "InvalidFastbootTarget",
+    "PacketTransport",
+    "Progress",
+    "Source",
+    "open_fastboot",
+]
+
+
+def open_fastboot(
+    target: str,
+    *,
+    on_info: Callable[[str], None] | None = None,
+    usb_backend: Any = None,
+    timeout: float = 10.0,
+) -> FastbootClient:
+    """A connected client for ``tcp:HOST[:PORT]`` or ``usb:PORT_PATH`` (``usb_backend``: a pyusb backend)."""
+    scheme, sep, rest = target.partition(":")
+    if not sep or not rest:
+        raise InvalidFastbootTarget(target=target)
+    transport: PacketTransport
+    if scheme == "tcp":
+        from .tcp import FastbootTcpTransport
+
+        transport = FastbootTcpTransport.open(target, timeout=timeout)
+    elif scheme == "usb":
+        from .usb import FastbootUsbTransport, find_usb_device
+
+        transport = FastbootUsbTransport.open(find_usb_device(rest, usb_backend), target)
+    else:
+        raise InvalidFastbootTarget(target=target)
+    return FastbootClient(transport, on_info=on_info, timeout=timeout)
