@@ -6,16 +6,10 @@ calls, progress callbacks into rich bars, and errors into a message with its rem
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from firmware.bundle import Bundle
@@ -32,95 +26,12 @@ from firmware.signing import (
     private_key_is_encrypted,
     short_key_id,
 )
-from i18n import N_, _, translate
-from terminal.errors import NaiadError
+from i18n import N_, _
 from terminal.models import model_by_id
 
+from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported
+
 _ALGORITHMS = {"ed25519": ED25519, "ecdsa-p256": ECDSA_P256}
-
-
-# --- help text in the user's language, translated when shown (not at import) -------------------------
-
-
-class _Option(click.Option):
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        original = self.help
-        self.help = translate(original) if original else original
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.help = original
-
-
-class _Command(click.Command):
-    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        original = self.help
-        self.help = translate(original) if original else original
-        try:
-            super().format_help_text(ctx, formatter)
-        finally:
-            self.help = original
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        original = self.help
-        self.help = translate(original) if original else original
-        try:
-            return super().get_short_help_str(limit)
-        finally:
-            self.help = original
-
-
-class _Group(click.Group):
-    command_class = _Command
-
-    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        original = self.help
-        self.help = translate(original) if original else original
-        try:
-            super().format_help_text(ctx, formatter)
-        finally:
-            self.help = original
-
-
-def _option(*names: str, **kwargs: Any) -> Callable[[Any], Any]:
-    return click.option(*names, cls=_Option, **kwargs)
-
-
-_json_option = _option("--json", "as_json", is_flag=True, help=N_("Print the result as JSON."))
-
-
-# --- output ------------------------------------------------------------------------------------------
-
-
-def _out() -> Console:
-    return Console(highlight=False)
-
-
-def _err() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
-
-
-def _fail(exc: NaiadError, as_json: bool) -> NoReturn:
-    if as_json:
-        _emit_json(exc.as_dict())
-    else:
-        console = _err()
-        console.print(f"[bold red]{_('Error')}:[/] {exc}", markup=True, soft_wrap=True)
-        if exc.remedy_text:
-            console.print(exc.remedy_text, soft_wrap=True)
-    raise click.exceptions.Exit(1)
-
-
-@contextmanager
-def _reported(as_json: bool) -> Iterator[None]:
-    try:
-        yield
-    except NaiadError as exc:
-        _fail(exc, as_json)
 
 
 def _passphrase_from_env() -> bytes | None:
@@ -128,53 +39,31 @@ def _passphrase_from_env() -> bytes | None:
     return value.encode("utf-8") if value else None
 
 
-@contextmanager
-def _bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A byte progress bar on stderr; yields ``update(done, total)``."""
-    if not enabled:
-        yield lambda done, total: None
-        return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=_err(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total or None)
-
-        yield update
-
-
 # --- commands ----------------------------------------------------------------------------------------
 
 
-@click.group("firmware", cls=_Group, help=N_("Signed firmware bundles: keys, packing, checking, trust."))
+@click.group("firmware", cls=Group, help=N_("Signed firmware bundles: keys, packing, checking, trust."))
 def firmware() -> None:
     pass
 
 
 @firmware.command("keygen", help=N_("Create a release key pair: DIR/release.key and DIR/release.pub."))
-@_option(
+@option(
     "--out",
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help=N_("Directory for the key files (created if missing)."),
 )
-@_option(
+@option(
     "--algorithm",
     type=click.Choice(sorted(_ALGORITHMS)),
     default="ed25519",
     show_default=True,
     help=N_("Signature algorithm of the key."),
 )
-@_option("--no-passphrase", is_flag=True, help=N_("Store the private key unencrypted (only for test keys)."))
-@_json_option
+@option("--no-passphrase", is_flag=True, help=N_("Store the private key unencrypted (only for test keys)."))
+@json_option
 def keygen(out_dir: Path, algorithm: str, no_passphrase: bool, as_json: bool) -> None:
     passphrase = None if no_passphrase else _passphrase_from_env()
     if passphrase is None and not no_passphrase:
@@ -186,7 +75,7 @@ def keygen(out_dir: Path, algorithm: str, no_passphrase: bool, as_json: bool) ->
             show_default=False,
         )
         passphrase = entered.encode("utf-8") if entered else None
-    with _reported(as_json):
+    with reported(as_json):
         files = generate_release_key(out_dir, passphrase, _ALGORITHMS[algorithm])
     result = {
         "private_key": str(files.private),
@@ -196,9 +85,9 @@ def keygen(out_dir: Path, algorithm: str, no_passphrase: bool, as_json: bool) ->
         "encrypted": passphrase is not None,
     }
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
-    console = _out()
+    console = out()
     console.print(_("Release key {key_id} written:", key_id=short_key_id(files.key_id)))
     console.print(f"  {files.private}")
     console.print(f"  {files.public}")
@@ -208,35 +97,35 @@ def keygen(out_dir: Path, algorithm: str, no_passphrase: bool, as_json: bool) ->
 
 
 @firmware.command("pack", help=N_("Pack partition images into a signed firmware bundle."))
-@_option(
+@option(
     "--key",
     "key_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help=N_("The release private key (release.key)."),
 )
-@_option(
+@option(
     "--model",
     "models",
     required=True,
     multiple=True,
     help=N_("A target model id, optionally with revisions (df2 or df2:A,B); repeat for more."),
 )
-@_option("--version", "version", required=True, help=N_("The release version, e.g. 2.4.1."))
-@_option(
+@option("--version", "version", required=True, help=N_("The release version, e.g. 2.4.1."))
+@option(
     "--security-version",
     required=True,
     type=int,
     help=N_("The anti-rollback security version (units refuse lower ones)."),
 )
-@_option(
+@option(
     "--partition",
     "partitions",
     required=True,
     multiple=True,
     help=N_("NAME=FILE: the image for one partition; repeat for more, in flashing order."),
 )
-@_option(
+@option(
     "-o",
     "--output",
     "output",
@@ -244,16 +133,16 @@ def keygen(out_dir: Path, algorithm: str, no_passphrase: bool, as_json: bool) ->
     type=click.Path(dir_okay=False, path_type=Path),
     help=N_("The bundle file to write."),
 )
-@_option("--compress/--no-compress", default=True, show_default=True, help=N_("Deflate images where it saves space."))
-@_option(
+@option("--compress/--no-compress", default=True, show_default=True, help=N_("Deflate images where it saves space."))
+@option(
     "--compress-level",
     type=click.IntRange(1, 9),
     default=6,
     show_default=True,
     help=N_("Deflate level: 1 packs fastest, 9 makes the smallest bundle."),
 )
-@_option("--force", is_flag=True, help=N_("Replace an existing output file."))
-@_json_option
+@option("--force", is_flag=True, help=N_("Replace an existing output file."))
+@json_option
 def pack(
     key_path: Path,
     models: tuple[str, ...],
@@ -266,7 +155,7 @@ def pack(
     force: bool,
     as_json: bool,
 ) -> None:
-    with _reported(as_json):
+    with reported(as_json):
         model_specs = [ModelSpec.parse(m) for m in models]
         sources = [PartitionSource.parse(p) for p in partitions]
         passphrase = None
@@ -275,7 +164,7 @@ def pack(
             if passphrase is None:
                 passphrase = click.prompt(_("Passphrase of {path}", path=key_path), hide_input=True).encode("utf-8")
         key = load_private_key(key_path, passphrase)
-        with _bar(not as_json, _("Packing")) as update:
+        with byte_bar(not as_json, _("Packing")) as update:
             manifest = pack_bundle(
                 output,
                 key=key,
@@ -289,9 +178,9 @@ def pack(
                 progress=lambda phase, name, done, total: update(done, total),
             )
     if as_json:
-        _emit_json({"bundle": str(output), "manifest": manifest.to_dict()})
+        emit_json({"bundle": str(output), "manifest": manifest.to_dict()})
         return
-    _out().print(
+    out().print(
         _(
             "Wrote {path}: version {version}, security version {security_version}, {count} image(s)",
             path=output,
@@ -320,13 +209,13 @@ def _signature_status(bundle: Bundle) -> str:
 
 @firmware.command("inspect", help=N_("Show what a bundle holds and who signed it (no image hashing)."))
 @click.argument("bundle_path", type=click.Path(dir_okay=False, path_type=Path))
-@_json_option
+@json_option
 def inspect(bundle_path: Path, as_json: bool) -> None:
-    with _reported(as_json), Bundle.open(bundle_path, TrustStore(), require_trusted=False) as bundle:
+    with reported(as_json), Bundle.open(bundle_path, TrustStore(), require_trusted=False) as bundle:
         manifest = bundle.manifest
         status = _signature_status(bundle)
         if as_json:
-            _emit_json(
+            emit_json(
                 {
                     "bundle": str(bundle_path),
                     "manifest": manifest.to_dict(),
@@ -339,7 +228,7 @@ def inspect(bundle_path: Path, as_json: bool) -> None:
                 }
             )
             return
-        console = _out()
+        console = out()
         console.print(f"[bold]{bundle_path}[/]")
         console.print(_("Version: {version}", version=manifest.version))
         console.print(_("Security version: {value}", value=manifest.security_version))
@@ -366,28 +255,28 @@ def inspect(bundle_path: Path, as_json: bool) -> None:
 
 @firmware.command("verify", help=N_("Check a bundle's signature and every image hash, and optionally a unit's fit."))
 @click.argument("bundle_path", type=click.Path(dir_okay=False, path_type=Path))
-@_option("--model", "model_id", help=N_("Also check the bundle fits this model id."))
-@_option("--hardware-revision", help=N_("The unit's hardware revision (with --model)."))
-@_option(
+@option("--model", "model_id", help=N_("Also check the bundle fits this model id."))
+@option("--hardware-revision", help=N_("The unit's hardware revision (with --model)."))
+@option(
     "--unit-security-version",
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help=N_("The unit's current security version (with --model)."),
 )
-@_json_option
+@json_option
 def verify(
     bundle_path: Path, model_id: str | None, hardware_revision: str | None, unit_security_version: int, as_json: bool
 ) -> None:
     if (model_id is None) != (hardware_revision is None):
         raise click.UsageError(_("--model and --hardware-revision go together"))
-    with _reported(as_json), Bundle.open(bundle_path, TrustStore()) as bundle:
+    with reported(as_json), Bundle.open(bundle_path, TrustStore()) as bundle:
         if model_id is not None and hardware_revision is not None:
             bundle.check_compatible(model_by_id(model_id), hardware_revision, unit_security_version)
-        with _bar(not as_json, _("Verifying")) as update:
+        with byte_bar(not as_json, _("Verifying")) as update:
             bundle.verify(lambda name, done, total: update(done, total))
         if as_json:
-            _emit_json(
+            emit_json(
                 {
                     "bundle": str(bundle_path),
                     "valid": True,
@@ -398,7 +287,7 @@ def verify(
                 }
             )
             return
-        _out().print(
+        out().print(
             _(
                 "{path}: the signature and {count} image(s) are valid (version {version})",
                 path=bundle_path,
@@ -412,26 +301,26 @@ def verify(
 
 @firmware.command("trust", help=N_("Trust a release public key on this station."))
 @click.argument("public_key", type=click.Path(dir_okay=False, path_type=Path))
-@_json_option
+@json_option
 def trust(public_key: Path, as_json: bool) -> None:
     store = TrustStore()
-    with _reported(as_json):
+    with reported(as_json):
         kid = store.add(public_key)
     if as_json:
-        _emit_json({"key_id": kid, "trust_store": str(store.directory)})
+        emit_json({"key_id": kid, "trust_store": str(store.directory)})
         return
-    _out().print(_("Trusting release key {key_id}", key_id=short_key_id(kid)), soft_wrap=True)
+    out().print(_("Trusting release key {key_id}", key_id=short_key_id(kid)), soft_wrap=True)
 
 
 @firmware.command("trusted", help=N_("List the release keys this station trusts."))
-@_json_option
+@json_option
 def trusted(as_json: bool) -> None:
     store = TrustStore()
     keys = store.keys()
     if as_json:
-        _emit_json({"trust_store": str(store.directory), "key_ids": sorted(keys)})
+        emit_json({"trust_store": str(store.directory), "key_ids": sorted(keys)})
         return
-    console = _out()
+    console = out()
     if not keys:
         console.print(_("No trusted release keys in {path}", path=store.directory), soft_wrap=True)
         return

@@ -42,7 +42,7 @@ class Faults:
         return asdict(self)
 
 
-def _gaps(rng: random.Random, p: float) -> float:
+def _gaps(rng: random.Random, p: float) -> int:
     """Distance to the next event of probability ``p`` per position (geometric)."""
     return math.floor(math.log(1.0 - rng.random()) / math.log1p(-p)) if p < 1 else 0
 

@@ -7,9 +7,12 @@ Run in the foreground with ``python -m simulator --state DIR --terminals N`` or 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -39,7 +42,9 @@ class Simulator:
         while len(stores) < terminals:
             stores.append(UnitStore.create(units_dir, model_by_id(cycle[len(stores) % len(cycle)])))
         base = faults or Faults()
-        self.units = [VirtualTerminal(store, i, Faults(**base.as_dict()), self.publish)
+        # Unix socket paths are short-lived and must stay under 108 bytes: not in the state directory
+        self.usb_dir = Path(tempfile.mkdtemp(prefix="naiad-usb-"))
+        self.units = [VirtualTerminal(store, i, dataclasses.replace(base), self.publish, self.usb_dir)
                       for i, store in enumerate(stores[:terminals])]
         self.control = ControlServer(self.commands())
 
@@ -67,6 +72,7 @@ class Simulator:
             "power_on": lambda serial, mode=RUN_MODE: self.unit(serial).power_on(mode),
             "reboot": lambda serial, mode=RUN_MODE: self.unit(serial).reboot(mode),
             "executions": lambda serial: self.unit(serial).execution_counts(),
+            "fail_boots": lambda serial, slot, count: self.unit(serial).flash.fail_next_boots(slot, count),
             "stop": self.stopped.set,
         }
 
@@ -96,6 +102,7 @@ class Simulator:
         for unit in self.units:
             unit.shutdown()
         self.publish()
+        shutil.rmtree(self.usb_dir, ignore_errors=True)
         (self.state_dir / "sim.json").unlink(missing_ok=True)
 
 

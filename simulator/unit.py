@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from terminal.device import DeviceEndpoint, RequestRejected
@@ -21,7 +22,9 @@ from terminal.protocol import (
     Payload,
 )
 
+from .fastboot_server import BootloaderService
 from .link import Faults, PtyLink
+from .slots import NoBootableSlot, SlotStore
 from .state import UnitStore
 
 LOG = logging.getLogger(__name__)
@@ -40,19 +43,23 @@ class ObjectSink:
 
 
 class VirtualTerminal:
-    def __init__(self, store: UnitStore, index: int, faults: Faults, on_change: Callable[[], None]) -> None:
+    def __init__(self, store: UnitStore, index: int, faults: Faults, on_change: Callable[[], None],
+                 usb_dir: Path) -> None:
         self.store = store
         self.index = index
         self.faults = faults
         self._on_change = on_change
         state = store.load()
         self.serial = state.serial
+        self.hardware_revision = state.hardware_revision
         self.model: TerminalModel = model_by_id(state.model)
+        self.flash = SlotStore.open_or_create(store.directory, self.model)
+        self._bulk_socket = usb_dir / f"{self.serial}.sock"
         self.mode = OFF
         self.plugged = True
         self.link: PtyLink | None = None
         self.endpoint: DeviceEndpoint | None = None
-        self.fastboot: Any = None  # the bootloader's fastboot service while in bootloader mode
+        self.fastboot: BootloaderService | None = None  # while in bootloader mode
         self.executions: dict[str, int] = {}
         self._objects: dict[str, bytes] = {}
         self._incoming: dict[str, ObjectSink] = {}
@@ -60,12 +67,23 @@ class VirtualTerminal:
 
     # -- power and plug ------------------------------------------------------------------------------
     def power_on(self, mode: str = RUN_MODE) -> None:
+        """Boot: run mode boots the active slot (falling back as A/B does); no bootable slot stays in the bootloader."""
         with self._lock:
             state = self.store.load()
             state.boot_count += 1
-            state.boots.append({"at": time.time(), "mode": mode, "boot": state.boot_count})
+            boot: dict[str, Any] = {"at": time.time(), "boot": state.boot_count, "mode": mode}
+            if mode == RUN_MODE:
+                try:
+                    result = self.flash.boot()
+                    boot.update(slot=result.slot, version=result.version, fell_back=result.fell_back,
+                                failed_attempts=result.failed_attempts)
+                except NoBootableSlot:
+                    mode = boot["mode"] = BOOTLOADER_MODE
+                    boot["error"] = "no bootable slot"
+            state.boots.append(boot)
             self.store.save(state)
-            self.store.log(f"boot #{state.boot_count} into {mode} mode")
+            self.store.log(f"boot #{state.boot_count} into {mode} mode" +
+                           (f", slot {boot['slot']} version {boot['version']}" if "slot" in boot else ""))
             self.mode = mode
             self._objects.pop(OBJECT_LOOPBACK, None)
             self._incoming.clear()
@@ -100,19 +118,30 @@ class VirtualTerminal:
             self.mode = OFF
 
     def _connect(self) -> None:
-        if self.mode == RUN_MODE and self.plugged and self.link is None:
+        if self.plugged and self.mode == RUN_MODE and self.link is None:
             self.endpoint = DeviceEndpoint(self.handle)
             self.link = PtyLink(self._receive, self.faults, on_unplug=self.unplug)
+        elif self.plugged and self.mode == BOOTLOADER_MODE and self.fastboot is None:
+            self.fastboot = BootloaderService(self.flash, serial=self.serial, bulk_socket=self._bulk_socket,
+                                              hw_revision=self.hardware_revision, on_reboot=self._fastboot_reboot)
+            self.fastboot.start()
         self._notify()
 
     def _disconnect(self) -> None:
         link, self.link = self.link, None
         if link is not None:
             link.close()
+        fastboot, self.fastboot = self.fastboot, None
+        if fastboot is not None:
+            fastboot.stop()
         if self.endpoint is not None:
             for name, count in self.endpoint.executions.items():
                 self.executions[name] = self.executions.get(name, 0) + count
             self.endpoint = None
+
+    def _fastboot_reboot(self, target: str) -> None:
+        mode = BOOTLOADER_MODE if target == "bootloader" else RUN_MODE
+        threading.Thread(target=self.reboot, args=(mode,), name=f"reboot {self.serial}", daemon=True).start()
 
     def _receive(self, data: bytes) -> bytes:
         endpoint = self.endpoint
@@ -125,8 +154,7 @@ class VirtualTerminal:
     @property
     def present(self) -> bool:
         """On the USB bus: powered, plugged and not between modes."""
-        return self.plugged and self.mode in (RUN_MODE, BOOTLOADER_MODE) and (
-            self.mode != RUN_MODE or self.link is not None)
+        return self.plugged and (self.link is not None or self.fastboot is not None)
 
     def execution_counts(self) -> dict[str, int]:
         counts = dict(self.executions)
@@ -143,6 +171,8 @@ class VirtualTerminal:
             "mode": self.mode,
             "plugged": self.plugged,
             "pty": self.link.path if self.link else None,
+            "fastboot_tcp_port": self.fastboot.tcp_port if self.fastboot else None,
+            "active_slot": self.flash.current_slot,
             "hardware_revision": state.hardware_revision,
             "boot_count": state.boot_count,
             "faults": self.faults.as_dict(),
@@ -172,9 +202,11 @@ class VirtualTerminal:
         }
 
     def firmware_info(self) -> Payload:
-        """Firmware version of each slot and the active slot."""
-        return {"slots": {slot or "-": {"version": "1.0.0"} for slot in self.model.slots},
-                "active_slot": self.model.slots[0]}
+        """Firmware version and health of each slot, and the active slot."""
+        flash = self.flash.status()
+        slots = {name or "-": {"version": meta["version"], "successful": meta["successful"],
+                               "bootable": not meta["unbootable"]} for name, meta in flash["slots"].items()}
+        return {"slots": slots, "active_slot": flash["active"] or "-"}
 
     def _reboot(self, payload: Payload) -> Payload:
         mode = payload["mode"]

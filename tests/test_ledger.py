@@ -178,6 +178,15 @@ def test_device_seen_inserts_then_updates_keeping_first_seen(ledger: Ledger) -> 
     assert entries[1].details["previous_port_path"] == "1-4.2"
 
 
+def test_a_bare_sighting_updates_last_seen_without_an_audit_entry(ledger: Ledger) -> None:
+    ledger.device_seen("SN0001", "dragonfly-2", "1-4.2")
+    (first,) = ledger.devices()
+    ledger.device_seen("SN0001", "dragonfly-2", "1-4.2")
+    (again,) = ledger.devices()
+    assert again.last_seen >= first.last_seen
+    assert len(ledger.audit_entries(subject="device:SN0001")) == 1
+
+
 def test_a_successful_operation_is_recorded_with_its_result(ledger: Ledger) -> None:
     ledger.register_operator("alice", "operator")
     ledger.device_seen("SN0001", "dragonfly-2", "1-4.2")

@@ -176,7 +176,10 @@ class Ledger:
             return OperatorRecord(name=row.name, role=row.role, created=row.created)
 
     def device_seen(self, serial: str, model: str, port_path: str | None = None) -> None:
-        """Record that the unit ``serial`` is attached now: first/last seen, model and port path."""
+        """Record that the unit ``serial`` is attached now: first/last seen, model and port path.
+
+        The audit trail gets an entry when the unit is new or moved; a bare sighting only updates last_seen,
+        so a bench that polls does not flood the trail."""
         serial = validate.serial(serial)
         model = validate.label(model, "model")
         if port_path is not None:
@@ -195,7 +198,8 @@ class Ledger:
                 if row.port_path != port_path:
                     details["previous_port_path"] = row.port_path
                 row.model, row.port_path, row.last_seen = model, port_path, write.at
-            write.audit("device.seen", f"device:{serial}", details)
+            if len(details) > 2:  # first sighting, or a new model or port: an event, not just a timestamp
+                write.audit("device.seen", f"device:{serial}", details)
 
     @contextmanager
     def operation(self, serial: str, kind: str, operator: str | None = None) -> Iterator[OperationHandle]:

@@ -1,0 +1,121 @@
+"""What every ``naiad`` command shares: translated help, JSON output, errors with remedies, progress bars.
+
+Help texts are catalog msgids, translated when shown (not at import), so ``--lang`` and NAIAD_LANG apply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from i18n import N_, _, translate
+from terminal.errors import NaiadError
+
+
+@contextmanager
+def _translated_help(obj: click.Option | click.Command) -> Iterator[None]:
+    original = obj.help
+    obj.help = translate(original) if original else original
+    try:
+        yield
+    finally:
+        obj.help = original
+
+
+class Option(click.Option):
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        with _translated_help(self):
+            return super().get_help_record(ctx)
+
+
+class Command(click.Command):
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with _translated_help(self):
+            super().format_help_text(ctx, formatter)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        with _translated_help(self):
+            return super().get_short_help_str(limit)
+
+
+class Group(click.Group):
+    command_class = Command
+    group_class = type  # subgroups are Groups too
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with _translated_help(self):
+            super().format_help_text(ctx, formatter)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        with _translated_help(self):
+            return super().get_short_help_str(limit)
+
+
+def option(*names: str, **kwargs: Any) -> Callable[[Any], Any]:
+    return click.option(*names, cls=Option, **kwargs)
+
+
+json_option = option("--json", "as_json", is_flag=True, help=N_("Print the result as JSON."))
+
+
+# --- output ------------------------------------------------------------------------------------------
+
+
+def out() -> Console:
+    return Console(highlight=False)
+
+
+def err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+def fail(exc: NaiadError, as_json: bool) -> NoReturn:
+    if as_json:
+        emit_json(exc.as_dict())
+    else:
+        console = err()
+        console.print(f"[bold red]{escape(_('Error'))}:[/] {escape(str(exc))}", soft_wrap=True)
+        if exc.remedy_text:
+            console.print(exc.remedy_text, markup=False, soft_wrap=True)
+    raise click.exceptions.Exit(1)
+
+
+@contextmanager
+def reported(as_json: bool) -> Iterator[None]:
+    try:
+        yield
+    except NaiadError as exc:
+        fail(exc, as_json)
+
+
+@contextmanager
+def byte_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A byte progress bar on stderr; yields ``update(done, total)``."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total or None)
+
+        yield update

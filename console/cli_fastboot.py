@@ -1,0 +1,187 @@
+"""``naiad fastboot SERIAL getvar|flash|erase|set_active|reboot|oem ...``: fastboot for support engineers.
+
+The unit is chosen by its Naiad serial and reached over whichever link its bootloader offers (fastboot
+TCP or USB), or addressed directly with ``--target tcp:HOST:PORT``.  Presentation only: the protocol
+lives in :mod:`terminal.fastboot`; this module turns arguments into calls, INFO lines and progress into
+output, and errors into a message with its remedy (or JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from i18n import N_, _
+from terminal.errors import NaiadError
+from terminal.fastboot import FastbootClient, open_fastboot
+from terminal.fastboot.errors import NotInBootloader, WrongUnit
+
+from .cli_common import Group, Option, fail
+
+ANY_UNIT = "-"
+
+
+class _SerialGroup(Group):
+    """Options may come before or after SERIAL (``naiad fastboot DF2A00001 --json getvar all``)."""
+
+    allow_interspersed_args = True
+    ignore_unknown_options = True  # an option the group does not know belongs to the command after it
+
+
+class _Session:
+    """The unit chosen on the command line; connected on first use, closed when the command ends."""
+
+    def __init__(self, serial: str, target: str | None, sim: str | None, as_json: bool, timeout: float) -> None:
+        self.serial, self.target, self.sim, self.as_json, self.timeout = serial, target, sim, as_json, timeout
+        self.err = Console(stderr=True, highlight=False)
+        self._client: FastbootClient | None = None
+
+    def info(self, line: str) -> None:
+        if not self.as_json:
+            self.err.print(f"(bootloader) {line}", markup=False, soft_wrap=True)
+
+    def client(self) -> FastbootClient:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> FastbootClient:
+        if self.target is not None:
+            client = open_fastboot(self.target, on_info=self.info, timeout=self.timeout)
+            if self.serial != ANY_UNIT:
+                self._check_serial(client)
+            return client
+        from terminal.discovery import Discovery  # lazily: enumerating USB is work
+
+        discovery = Discovery(self.sim)
+        device = discovery.find(self.serial)
+        if device.mode != "bootloader" or not device.fastboot:
+            raise NotInBootloader(serial=self.serial, mode=device.mode)
+        backend = discovery.backend() if device.fastboot.startswith("usb:") else None
+        return open_fastboot(device.fastboot, on_info=self.info, usb_backend=backend, timeout=self.timeout)
+
+    def _check_serial(self, client: FastbootClient) -> None:
+        try:
+            actual = client.getvar("serialno")
+        except NaiadError:
+            return  # a bootloader that does not say cannot be checked
+        if actual and actual != self.serial:
+            client.close()
+            raise WrongUnit(target=client.target, actual=actual, expected=self.serial)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def fail(self, exc: NaiadError) -> NoReturn:
+        fail(exc, self.as_json)
+
+    def run(self, action: Callable[[FastbootClient], Any]) -> Any:
+        try:
+            return action(self.client())
+        except NaiadError as exc:
+            self.fail(exc)
+
+    def done(self, result: object, text: str | None = None) -> None:
+        """The command's result: JSON on stdout, or a short line for people."""
+        if self.as_json:
+            click.echo(json.dumps(result, ensure_ascii=False))
+        elif text:
+            self.err.print(text, markup=False, soft_wrap=True)
+
+
+pass_session = click.make_pass_decorator(_Session)
+
+
+@click.group("fastboot", cls=_SerialGroup,
+             help=N_("Run fastboot commands on the unit SERIAL in bootloader mode ('-' with --target: any unit)."))
+@click.argument("serial")
+@click.option("--target", cls=Option, metavar="tcp:HOST:PORT",
+              help=N_("Address the bootloader directly instead of finding SERIAL on USB."))
+@click.option("--sim", cls=Option, type=click.Path(file_okay=False), envvar="NAIAD_SIM",
+              help=N_("The simulator state directory whose units to use."))
+@click.option("--json", "as_json", cls=Option, is_flag=True, help=N_("Print results as JSON."))
+@click.option("--timeout", cls=Option, type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+              help=N_("Seconds to wait for each answer."))
+@click.pass_context
+def fastboot(ctx: click.Context, serial: str, target: str | None, sim: str | None, as_json: bool,
+             timeout: float) -> None:
+    session = _Session(serial, target, sim or ctx.find_root().params.get("sim_dir"), as_json, timeout)
+    ctx.obj = session
+    ctx.call_on_close(session.close)
+
+
+@fastboot.command("getvar", help=N_("Print a bootloader variable, or 'all' of them."))
+@click.argument("name")
+@pass_session
+def getvar(session: _Session, name: str) -> None:
+    if name == "all":
+        variables: dict[str, str] = session.run(lambda fb: fb.getvar_all())
+        if not session.as_json:
+            for key, value in variables.items():
+                click.echo(f"{key}: {value}")
+        session.done(variables)
+        return
+    single: str = session.run(lambda fb: fb.getvar(name))
+    if not session.as_json:
+        click.echo(f"{name}: {single}")
+    session.done({name: single})
+
+
+@fastboot.command("flash", help=N_("Write IMAGE to PARTITION (several images: sparse pieces, in order)."))
+@click.argument("partition")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_session
+def flash(session: _Session, partition: str, images: tuple[Path, ...]) -> None:
+    if session.as_json:
+        session.run(lambda fb: fb.flash(partition, list(images)))
+    else:
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=session.err, transient=True) as bar:
+            task = bar.add_task(_("Sending {partition}", partition=partition), total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or None)
+
+            session.run(lambda fb: fb.flash(partition, list(images), progress))
+    session.done({"flashed": partition, "images": [str(p) for p in images]},
+                 _("Wrote {partition}", partition=partition))
+
+
+@fastboot.command("erase", help=N_("Erase PARTITION."))
+@click.argument("partition")
+@pass_session
+def erase(session: _Session, partition: str) -> None:
+    session.run(lambda fb: fb.erase(partition))
+    session.done({"erased": partition}, _("Erased {partition}", partition=partition))
+
+
+@fastboot.command("set_active", help=N_("Make SLOT (a or b) the slot to boot next."))
+@click.argument("slot")
+@pass_session
+def set_active(session: _Session, slot: str) -> None:
+    session.run(lambda fb: fb.set_active(slot))
+    session.done({"active": slot}, _("Slot {slot} is active", slot=slot))
+
+
+@fastboot.command("reboot", help=N_("Reboot the unit, or with 'bootloader' back into its bootloader."))
+@click.argument("into", required=False, type=click.Choice(["bootloader"]))
+@pass_session
+def reboot(session: _Session, into: str | None) -> None:
+    session.run(lambda fb: fb.reboot_bootloader() if into == "bootloader" else fb.reboot())
+    session.done({"rebooted": into or "system"}, _("Rebooting"))
+
+
+@fastboot.command("oem", help=N_("Run an OEM command; Naiad units answer 'oem sha256 PARTITION [OFFSET SIZE]'."),
+                  context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, required=True)
+@pass_session
+def oem(session: _Session, args: tuple[str, ...]) -> None:
+    lines: list[str] = session.run(lambda fb: fb.oem(*args))
+    session.done({"info": lines})

@@ -1,0 +1,142 @@
+"""``naiad sim``: start, query, stop and disturb the virtual terminals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from i18n import N_, _
+
+from .cli_common import Group, emit_json, json_option, option, out, reported
+
+
+def _state(ctx: click.Context, state: Path | None) -> Path:
+    chosen = state or (ctx.find_root().params.get("sim_dir"))
+    if chosen is None:
+        raise click.UsageError(_("Name the simulator's state directory with --state DIR (or NAIAD_SIM)."))
+    return Path(chosen)
+
+
+state_option = option("--state", type=click.Path(file_okay=False, path_type=Path),
+                      help=N_("The simulator's state directory (default: --sim or NAIAD_SIM)."))
+
+
+def _faults(ber: float | None, drop: float | None, latency_ms: float | None) -> dict[str, float]:
+    given = {"ber": ber, "drop": drop, "latency_ms": latency_ms}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+fault_options = [
+    option("--ber", type=click.FloatRange(0, 1), help=N_("Bit-error rate on the serial link.")),
+    option("--drop", type=click.FloatRange(0, 1), help=N_("Probability of losing each byte on the serial link.")),
+    option("--latency-ms", type=click.FloatRange(0), help=N_("Delay added before each answer, in milliseconds.")),
+]
+
+
+def with_faults(f: Any) -> Any:
+    for decorate in reversed(fault_options):
+        f = decorate(f)
+    return f
+
+
+@click.group("sim", cls=Group, help=N_("Virtual terminals for tests, demos and training."))
+def sim() -> None:
+    pass
+
+
+@sim.command("start", help=N_("Start N virtual terminals with persistent state in DIR."))
+@option("--terminals", type=click.IntRange(1, 64), default=1, show_default=True, help=N_("How many terminals."))
+@state_option
+@option("--model", "models", multiple=True, help=N_("Model id for the new terminals (repeat to mix; default: all)."))
+@option("--detach", is_flag=True, help=N_("Run in the background; return once every terminal answers."))
+@with_faults
+@json_option
+@click.pass_context
+def start(ctx: click.Context, terminals: int, state: Path | None, models: tuple[str, ...], detach: bool,
+          ber: float | None, drop: float | None, latency_ms: float | None, as_json: bool) -> None:
+    directory = _state(ctx, state)
+    faults = _faults(ber, drop, latency_ms)
+    if not detach:
+        from simulator.process import main
+
+        argv = ["--state", str(directory), "--terminals", str(terminals)]
+        argv += [arg for m in models for arg in ("--model", m)]
+        argv += [arg for k, v in faults.items() for arg in (f"--{k.replace('_', '-')}", str(v))]
+        raise click.exceptions.Exit(main(argv))
+    from simulator import launcher
+
+    with reported(as_json):
+        status = launcher.start_detached(directory, terminals, list(models), faults)
+    if as_json:
+        emit_json(status)
+    else:
+        out().print(_("{count} terminals are running in {state}.", count=len(status["terminals"]), state=directory))
+
+
+@sim.command("status", help=N_("Show the virtual terminals and their state."))
+@state_option
+@json_option
+@click.pass_context
+def status(ctx: click.Context, state: Path | None, as_json: bool) -> None:
+    from simulator import launcher
+
+    with reported(as_json):
+        result = launcher.status(_state(ctx, state))
+    if as_json:
+        emit_json(result)
+        return
+    table = Table(title=_("Simulated terminals"))
+    for heading in (N_("Serial"), N_("Model"), N_("Mode"), N_("Plugged"), N_("Serial port"), N_("Fastboot TCP port")):
+        table.add_column(_(heading))
+    for t in result["terminals"]:
+        table.add_row(t["serial"], t["model"], _(t["mode"]), _("yes") if t["plugged"] else _("no"),
+                      t.get("pty") or "-", str(t.get("fastboot_tcp_port") or "-"))
+    out().print(table)
+
+
+@sim.command("stop", help=N_("Stop the simulator; its state stays for the next start."))
+@state_option
+@click.pass_context
+def stop(ctx: click.Context, state: Path | None) -> None:
+    from simulator import launcher
+
+    with reported(False):
+        launcher.stop(_state(ctx, state))
+
+
+@sim.command("faults", help=N_("Change the link faults of one terminal (or all) while they run."))
+@state_option
+@option("--serial", help=N_("Only this terminal."))
+@option("--unplug-after-bytes", type=click.IntRange(0), help=N_("Unplug once this many more bytes have crossed."))
+@with_faults
+@click.pass_context
+def faults(ctx: click.Context, state: Path | None, serial: str | None, unplug_after_bytes: int | None,
+           ber: float | None, drop: float | None, latency_ms: float | None) -> None:
+    from simulator.control import SimControl
+
+    changes: dict[str, Any] = _faults(ber, drop, latency_ms)
+    if unplug_after_bytes is not None:
+        changes["unplug_after_bytes"] = unplug_after_bytes
+    with reported(False):
+        SimControl(_state(ctx, state)).call("faults", serial=serial, **changes)
+
+
+def _unit_command(name: str, command: str, help_text: str) -> None:
+    @sim.command(name, help=help_text)
+    @click.argument("serial")
+    @state_option
+    @click.pass_context
+    def run(ctx: click.Context, serial: str, state: Path | None) -> None:
+        from simulator.control import SimControl
+
+        with reported(False):
+            SimControl(_state(ctx, state)).call(command, serial=serial)
+
+
+_unit_command("unplug", "unplug", N_("Pull a terminal's USB cable."))
+_unit_command("replug", "replug", N_("Plug a terminal's USB cable back in."))
+_unit_command("power-cut", "power_cut", N_("Cut a terminal's power."))
+_unit_command("power-on", "power_on", N_("Restore a terminal's power; it boots."))

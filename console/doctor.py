@@ -1,0 +1,36 @@
+"""``naiad doctor``: the station's self-checks as a table (or JSON), each problem with its fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from i18n import N_, _
+
+from .cli_common import Command, emit_json, json_option, out
+
+_COLOURS = {"ok": "green", "warning": "yellow", "problem": "red"}
+
+
+@click.command("doctor", cls=Command, help=N_("Check USB, permissions, the udev rule, the HSM library and the ledger."))
+@json_option
+@click.pass_obj
+def doctor(settings: Any, as_json: bool) -> None:
+    from provisioning.doctor import Status, run_checks
+
+    station = settings.station()
+    results = run_checks(station.discovery, lambda: station.ledger)
+    if as_json:
+        emit_json({"checks": [r.as_dict() for r in results]})
+    else:
+        table = Table(title=_("Naiad doctor"))
+        for heading in (N_("Check"), N_("Status"), N_("Detail"), N_("How to fix")):
+            table.add_column(_(heading))
+        for r in results:
+            colour = _COLOURS[str(r.status)]
+            table.add_row(_(r.name), f"[{colour}]{_(str(r.status))}[/]", r.detail, r.remedy or "")
+        out().print(table)
+    if any(r.status is Status.PROBLEM for r in results):
+        raise click.exceptions.Exit(1)

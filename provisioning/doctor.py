@@ -1,0 +1,137 @@
+"""Station self-checks for ``naiad doctor``: each finds one problem and says how to fix it."""
+
+from __future__ import annotations
+
+import ctypes.util
+import enum
+import grp
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from i18n import N_, _
+from terminal.discovery import Discovery
+from terminal.errors import NaiadError
+from terminal.udev import RULES_NAME, installed_rule_status
+
+PKCS11_ENV = "NAIAD_PKCS11_MODULE"
+SOFTHSM_PATHS = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+    "/opt/homebrew/lib/softhsm/libsofthsm2.so",
+)
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    PROBLEM = "problem"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str  # msgid
+    status: Status
+    detail: str  # already translated
+    remedy: str | None = None  # already translated
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"check": _(self.name), "status": str(self.status), "detail": self.detail, "remedy": self.remedy}
+
+
+def _failed(name: str, exc: NaiadError) -> CheckResult:
+    return CheckResult(name, Status.PROBLEM, str(exc), exc.remedy_text)
+
+
+def check_usb_backend(discovery: Discovery) -> CheckResult:
+    name = N_("USB backend")
+    try:
+        backend = discovery.backend()
+    except NaiadError as exc:
+        return _failed(name, exc)
+    return CheckResult(name, Status.OK, type(backend).__module__)
+
+
+def check_usb_permissions(discovery: Discovery) -> Iterator[CheckResult]:
+    name = N_("USB permissions")
+    try:
+        devices = discovery.devices()
+    except NaiadError as exc:
+        yield _failed(name, exc)
+        return
+    denied = [d for d in devices if d.permission_denied]
+    if denied:
+        remedy = _("Install the Naiad udev rule (run 'naiad doctor' for the command) and re-plug the unit.")
+        yield CheckResult(name, Status.PROBLEM, _("No access to the units at {paths}",
+                                                  paths=", ".join(d.path for d in denied)), remedy)
+    else:
+        yield CheckResult(name, Status.OK, _("{count} units readable", count=len(devices)))
+    name = N_("Serial port access")
+    blocked = [d.port for d in devices if d.port and not os.access(d.port, os.R_OK | os.W_OK)]
+    if blocked:
+        yield CheckResult(name, Status.PROBLEM, _("Cannot open {ports}", ports=", ".join(blocked)),
+                          _("Add yourself to the group that owns the port (usually 'dialout'), then log in again."))
+    else:
+        yield CheckResult(name, Status.OK, _("{count} serial ports usable", count=sum(1 for d in devices if d.port)))
+
+
+def check_udev_rule() -> CheckResult:
+    name = N_("udev rule")
+    if not Path("/etc/udev").exists():
+        return CheckResult(name, Status.OK, _("not needed on this system"))
+    path, current = installed_rule_status()
+    command = _("sudo install -m 0644 data/udev/{name} /etc/udev/rules.d/ && sudo udevadm control --reload-rules",
+                name=RULES_NAME)
+    if path is None:
+        return CheckResult(name, Status.WARNING, _("{name} is not installed", name=RULES_NAME), command)
+    if not current:
+        return CheckResult(name, Status.WARNING, _("{path} is out of date", path=str(path)), command)
+    try:
+        in_plugdev = grp.getgrnam("plugdev").gr_gid in os.getgroups() or os.geteuid() == 0
+    except KeyError:
+        in_plugdev = False
+    if not in_plugdev:
+        return CheckResult(name, Status.WARNING, _("you are not in the plugdev group"),
+                           _("Run 'sudo usermod -aG plugdev $USER' and log in again."))
+    return CheckResult(name, Status.OK, str(path))
+
+
+def check_hsm_library() -> CheckResult:
+    name = N_("HSM library (PKCS#11)")
+    configured = os.environ.get(PKCS11_ENV)
+    candidates = [configured] if configured else [*SOFTHSM_PATHS, ctypes.util.find_library("softhsm2")]
+    found = next((c for c in candidates if c and Path(c).exists()), None)
+    if found:
+        return CheckResult(name, Status.OK, found)
+    remedy = _("Set {env} to your HSM's PKCS#11 library, or install SoftHSM2 for tests and demos "
+               "('apt install softhsm2').", env=PKCS11_ENV)
+    return CheckResult(name, Status.WARNING, _("no PKCS#11 library found"), remedy)
+
+
+def check_ledger(open_ledger: Callable[[], object]) -> CheckResult:
+    name = N_("Ledger")
+    try:
+        ledger = open_ledger()
+        report = ledger.verify()  # type: ignore[attr-defined]
+    except NaiadError as exc:
+        return _failed(name, exc)
+    if not report.ok:
+        return CheckResult(name, Status.PROBLEM, _("The audit trail is broken at entry {entry}: {reason}",
+                                                   entry=report.first_bad_id, reason=report.reason),
+                           _("Keep the database for investigation and call your administrator."))
+    return CheckResult(name, Status.OK, _("{url}: {entries} audit entries, chain intact",
+                                          url=ledger.url, entries=report.entries))  # type: ignore[attr-defined]
+
+
+def run_checks(discovery: Discovery, open_ledger: Callable[[], object]) -> list[CheckResult]:
+    """Every check, in the order a person would fix things."""
+    results = [check_usb_backend(discovery)]
+    if results[0].status is Status.OK:
+        results += check_usb_permissions(discovery)
+    if discovery.sim_dir is None:
+        results.append(check_udev_rule())
+    results += [check_hsm_library(), check_ledger(open_ledger)]
+    return results

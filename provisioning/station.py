@@ -1,0 +1,139 @@
+"""The station: the bench of attached units, connections to them, and the ledger that records it all.
+
+The CLI and the console both go through a Station, so what one can do the other can too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from i18n import N_
+from terminal.client import ManagementClient, Progress
+from terminal.discovery import SIM_ENV, Device, Discovery
+from terminal.errors import DeviceNotFound, NaiadError
+from terminal.models import BOOTLOADER, RUN
+
+from .ledger import Ledger
+
+LOG = logging.getLogger(__name__)
+REENUMERATION_TIMEOUT = 30.0
+
+
+class UnitDidNotReturn(NaiadError):
+    message = N_("Unit {serial} did not come back in {mode} mode within {seconds} s")
+    remedy = N_("Check the unit's screen and cable; power-cycle it if it stays dark, then run 'naiad devices'.")
+
+
+class WrongMode(NaiadError):
+    message = N_("Unit {serial} is in {mode} mode; this needs {needed} mode")
+    remedy = N_("Run 'naiad reboot {serial} --mode {needed}' first.")
+
+
+class Station:
+    """One bench: discovery over real USB or a simulator, and a ledger (opened on first use)."""
+
+    def __init__(self, sim_dir: str | os.PathLike[str] | None = None, ledger_url: str | None = None, *,
+                 ledger: Ledger | None = None) -> None:
+        self.sim_dir = Path(sim_dir) if sim_dir else (Path(os.environ[SIM_ENV]) if os.environ.get(SIM_ENV) else None)
+        self.discovery = Discovery(self.sim_dir)
+        self._ledger_url = ledger_url
+        self._ledger = ledger
+        self._lock = threading.Lock()
+
+    @property
+    def ledger(self) -> Ledger:
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = Ledger.open(self._ledger_url)
+            return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    def __enter__(self) -> Station:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the bench -----------------------------------------------------------------------------------
+    def devices(self) -> list[Device]:
+        """The attached units; each is recorded in the ledger as seen."""
+        devices = self.discovery.devices()
+        for device in devices:
+            self.record_seen(device)
+        return devices
+
+    def record_seen(self, device: Device) -> None:
+        if device.serial:
+            self.ledger.device_seen(device.serial, device.model, device.path)
+
+    def find(self, serial: str) -> Device:
+        device = self.discovery.find(serial)
+        self.record_seen(device)
+        return device
+
+    def wait_for(self, serial: str, mode: str, timeout: float = REENUMERATION_TIMEOUT) -> Device:
+        """The unit once it enumerates in ``mode`` (after a reboot or a replug)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                device = self.discovery.find(serial)
+                if device.mode == mode and (mode != RUN or device.port):
+                    self.record_seen(device)
+                    return device
+            except DeviceNotFound:
+                pass
+            if time.monotonic() >= deadline:
+                raise UnitDidNotReturn(serial=serial, mode=mode, seconds=int(timeout))
+            time.sleep(0.1)
+
+    # -- run mode --------------------------------------------------------------------------------------
+    @contextmanager
+    def connect(self, serial: str) -> Iterator[ManagementClient]:
+        """A management session with a run-mode unit."""
+        device = self.find(serial)
+        if device.mode != RUN or not device.port:
+            raise WrongMode(serial=serial, mode=device.mode, needed=RUN)
+        with ManagementClient(f"serial:{device.port}") as client:
+            yield client
+
+    def info(self, serial: str) -> dict[str, Any]:
+        with self.connect(serial) as client:
+            return client.info()
+
+    def logs(self, serial: str, progress: Progress | None = None) -> str:
+        with self.connect(serial) as client:
+            return client.logs(progress)
+
+    def reboot(self, serial: str, mode: str, *, wait: bool = True,
+               on_info: Callable[[str], None] | None = None) -> Device | None:
+        """Reboot a unit into ``mode``; with ``wait``, return it once it is back in that mode."""
+        if mode not in (RUN, BOOTLOADER):
+            raise ValueError(mode)
+        device = self.find(serial)
+        with self.ledger.operation(serial, "reboot") as op:
+            if device.mode == RUN:
+                with self.connect(serial) as client:
+                    client.reboot(mode)
+            else:
+                from terminal.fastboot import open_fastboot
+
+                with open_fastboot(device.fastboot or f"usb:{device.path}", on_info=on_info,
+                                   usb_backend=self.discovery.backend()) as fastboot:
+                    if mode == RUN:
+                        fastboot.reboot()
+                    else:
+                        fastboot.reboot_bootloader()
+            back = self.wait_for(serial, mode) if wait else None
+            op.result = {"from": device.mode, "to": mode, "path": back.path if back else None}
+        return back
