@@ -1,7 +1,8 @@
 """Host side of the management protocol: requests with retransmission, chunked objects.
 
-A request is retransmitted with the same sequence number until its reply comes (the retransmission
-timer follows the measured round-trip time, as TCP's does); the unit answers a
+A request is retransmitted with the same sequence number until its reply comes; each transmission
+carries its number and the reply echoes it, so the retransmission timer learns from every round trip
+(Jacobson's estimator, without Karn's ambiguity); the unit answers a
 repeated request from its reply cache, so nothing executes twice.  Replies larger than the link's
 frame size come in fragments, and fragments are kept across retransmissions.  When a noisy link keeps
 losing frames the client halves the frame size (down to 64 bytes) and renegotiates, which keeps a very
@@ -21,7 +22,7 @@ from typing import Any, BinaryIO
 
 from . import framing
 from .errors import RemoteError, TransferError, TransportTimeout
-from .framing import FLAG_ERROR, Frame, FrameDecoder, Reassembler, split_frames
+from .framing import ATTEMPT_SHIFT, FLAG_ERROR, Frame, FrameDecoder, Reassembler, split_frames
 from .protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload, type_name
 from .transports import Transport, open_transport
 
@@ -35,6 +36,7 @@ FRAGMENTS_PER_CHUNK = 16
 INITIAL_RTO = 0.25  # seconds before the first retransmission, until round trips are measured
 MIN_RTO = 0.03
 MAX_RTO = 1.0
+BACKOFF = 1.25  # a miss on a noisy link is loss, not congestion: grow the wait gently
 CHUNK_ENVELOPE = 96  # CBOR keys, offsets and the SHA-256 around a chunk's data
 
 
@@ -46,6 +48,7 @@ class ManagementClient:
         self.timeout = timeout  # a request's whole budget, retransmissions included
         self._rto = INITIAL_RTO
         self._srtt: float | None = None
+        self._rttvar = 0.0
         self.wanted_frame = max_frame
         self.max_frame = framing.DEFAULT_FRAME
         self.session = secrets.randbits(32)
@@ -92,31 +95,37 @@ class ManagementClient:
             data = encode_payload(payload or {})
             reassembler = Reassembler()
             give_up = time.monotonic() + self.timeout
-            rto, misses = self._rto, 0
+            rto, sent_at = self._rto, {}
+            attempt = 0
             while True:
-                sent = time.monotonic()
                 errors = self._decoder.errors
-                for frame in split_frames(seq, type_, data, self.max_frame):
+                tag = attempt % 16
+                sent_at[tag] = time.monotonic()
+                for frame in split_frames(seq, type_, data, self.max_frame, tag << ATTEMPT_SHIFT):
                     self.transport.write(framing.encode_frame(frame))
-                WIRE.debug("-> %s seq=%d %d bytes", type_name(type_), seq, len(data))
-                reply = self._await_reply(seq, type_, reassembler, min(rto, max(0.0, give_up - sent)))
+                WIRE.debug("-> %s seq=%d attempt=%d %d bytes", type_name(type_), seq, attempt, len(data))
+                reply = self._await_reply(seq, type_, reassembler, min(rto, max(0.0, give_up - sent_at[tag])))
                 if reply is not None:
-                    if misses == 0:  # Karn: only unambiguous round trips teach the timer
-                        self._learn_rtt(time.monotonic() - sent)
+                    # the reply names the transmission it answers, so every round trip is a clean sample
+                    self._learn_rtt(time.monotonic() - sent_at.get(reply.attempt, sent_at[tag]))
                     return self._unpack(type_, reply)
                 if time.monotonic() >= give_up:
                     raise TransportTimeout(path=self.transport.path)
                 self.retransmissions += 1
-                misses += 1
-                rto = min(rto * 1.25, MAX_RTO)
+                rto = min(rto * BACKOFF, MAX_RTO)
                 noisy = self._decoder.errors > errors or reassembler.partial
-                if adapt and self.max_frame > framing.MIN_FRAME and (misses >= 2 and noisy or misses >= 4):
+                if adapt and noisy and attempt >= 1 and self.max_frame > framing.MIN_FRAME:
                     self._shrink_frames()
-                    misses = 1
+                attempt += 1
 
     def _learn_rtt(self, sample: float) -> None:
-        self._srtt = sample if self._srtt is None else 0.875 * self._srtt + 0.125 * sample
-        self._rto = min(MAX_RTO, max(MIN_RTO, 3 * self._srtt))
+        """Jacobson's estimator (smoothed round trip plus four deviations), never under two round trips."""
+        if self._srtt is None:
+            self._srtt, self._rttvar = sample, sample / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
+            self._srtt = 0.875 * self._srtt + 0.125 * sample
+        self._rto = min(MAX_RTO, max(MIN_RTO, 2 * self._srtt, self._srtt + 4 * self._rttvar))
 
     def _shrink_frames(self) -> None:
         smaller = max(framing.MIN_FRAME, self.max_frame // 2)

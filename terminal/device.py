@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from . import framing
 from .errors import FrameError
-from .framing import FLAG_ERROR, FLAG_REPLY, Frame, FrameDecoder, Reassembler, split_frames
+from .framing import ATTEMPT_MASK, FLAG_ERROR, FLAG_REPLY, Frame, FrameDecoder, Reassembler, split_frames
 from .protocol import ErrorCode, MessageType, Payload, decode_payload, encode_payload, type_name
 
 LOG = logging.getLogger(__name__)
@@ -54,22 +54,22 @@ class DeviceEndpoint:
                 continue
             whole = self._reassembler.add(frame)
             if whole is not None:
-                out += self._answer(frame.seq, frame.type, whole)
+                out += self._answer(frame.seq, frame.type, whole, frame.flags & ATTEMPT_MASK)
         return bytes(out)
 
-    def _answer(self, seq: int, type_: int, data: bytes) -> bytes:
+    def _answer(self, seq: int, type_: int, data: bytes, attempt: int) -> bytes:
         fingerprint = zlib.crc32(data, type_)
         cached = self._cache.get(seq)
         if cached is not None and cached[0] == fingerprint:
             LOG.debug("retransmitted %s seq=%d answered from the cache", type_name(type_), seq)
             _, reply_type, flags, reply = cached
-            return self._send(seq, reply_type, flags, reply)
+            return self._send(seq, reply_type, flags | attempt, reply)
         flags, reply = self._execute(type_, data)
         if type_ != MessageType.HELLO:
             self._cache[seq] = (fingerprint, type_, flags, reply)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return self._send(seq, type_, flags, reply)
+        return self._send(seq, type_, flags | attempt, reply)
 
     def _execute(self, type_: int, data: bytes) -> tuple[int, bytes]:
         try:
@@ -81,11 +81,16 @@ class DeviceEndpoint:
             error = {"code": str(exc.code), "detail": exc.detail}
         except FrameError as exc:
             error = {"code": str(ErrorCode.BAD_REQUEST), "detail": str(exc)}
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             error = {"code": str(ErrorCode.BAD_REQUEST), "detail": repr(exc)}
+        except Exception as exc:  # a handler bug must not take the link down
+            LOG.exception("%s failed", type_name(type_))
+            error = {"code": str(ErrorCode.INTERNAL), "detail": type(exc).__name__}
         return FLAG_REPLY | FLAG_ERROR, encode_payload(error)
 
     def _hello(self, payload: Payload) -> Payload:
+        if int(payload.get("protocol", framing.PROTOCOL_VERSION)) != framing.PROTOCOL_VERSION:
+            raise RequestRejected(ErrorCode.BAD_REQUEST, f"protocol {payload.get('protocol')!r} is not supported")
         session = int(payload["session"])
         if session != self.session:
             self.session = session
@@ -96,7 +101,11 @@ class DeviceEndpoint:
         return {**identity, "protocol": framing.PROTOCOL_VERSION, "max_frame": self.max_frame}
 
     def _send(self, seq: int, type_: int, flags: int, reply: bytes) -> bytes:
-        frames = split_frames(seq, type_, reply, self.max_frame, flags)
+        try:
+            frames = split_frames(seq, type_, reply, self.max_frame, flags)
+        except FrameError:  # more than 255 frames at this frame size: say so instead
+            error = {"code": str(ErrorCode.BAD_REQUEST), "detail": f"reply of {len(reply)} bytes is too large"}
+            frames = split_frames(seq, type_, encode_payload(error), self.max_frame, flags | FLAG_ERROR)
         return b"".join(framing.encode_frame(f) for f in frames)
 
 

@@ -19,15 +19,18 @@ LOG = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 DELIMITER = b"\x00"
-HEADER = struct.Struct(">BBHHBB")  # version, flags, seq, type, fragment, fragments
+HEADER = struct.Struct(">BBHHHH")  # version, flags, seq, type, fragment, fragments
 CRC = struct.Struct(">I")
 OVERHEAD = HEADER.size + CRC.size
 MIN_FRAME = 64  # smallest body a link may negotiate
 DEFAULT_FRAME = 256  # body limit before hello has negotiated one
 MAX_FRAME = 65536
+MAX_FRAGMENTS = 0xFFFF
 
 FLAG_REPLY = 0x01
 FLAG_ERROR = 0x02
+ATTEMPT_SHIFT = 4  # bits 4-7: the request's transmission number (mod 16), echoed in its reply
+ATTEMPT_MASK = 0xF0
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class Frame:
     @property
     def is_error(self) -> bool:
         return bool(self.flags & FLAG_ERROR)
+
+    @property
+    def attempt(self) -> int:
+        return (self.flags & ATTEMPT_MASK) >> ATTEMPT_SHIFT
 
 
 def cobs_encode(data: bytes) -> bytes:
@@ -105,8 +112,8 @@ def split_frames(seq: int, type_: int, payload: bytes, max_frame: int, flags: in
     """``payload`` cut into as few frames as fit ``max_frame`` body bytes each."""
     room = max_frame - OVERHEAD
     count = max(1, -(-len(payload) // room))
-    if count > 255:
-        raise FrameError(detail=f"message of {len(payload)} bytes exceeds 255 frames of {max_frame}")
+    if count > MAX_FRAGMENTS:
+        raise FrameError(detail=f"message of {len(payload)} bytes exceeds {MAX_FRAGMENTS} frames of {max_frame}")
     return [Frame(seq, type_, payload[i * room : (i + 1) * room], flags, i, count) for i in range(count)]
 
 
@@ -171,7 +178,7 @@ class Reassembler:
 
     def add(self, frame: Frame) -> bytes | None:
         """The whole payload once every fragment of the frame's message is in, else None."""
-        key = (frame.seq, frame.type, frame.flags, frame.fragments)
+        key = (frame.seq, frame.type, frame.flags & ~ATTEMPT_MASK, frame.fragments)  # any transmission's pieces
         if self._seq is None or key != (self._seq, self._type, self._flags, self._count):
             self._seq, self._type, self._flags, self._count = key
             self._pieces = {}

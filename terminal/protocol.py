@@ -8,6 +8,7 @@ hostile device cannot make the station build arbitrary objects.
 from __future__ import annotations
 
 import enum
+import io
 from typing import Any
 
 import cbor2
@@ -78,10 +79,13 @@ def encode_payload(payload: Payload) -> bytes:
 
 
 def decode_payload(data: bytes) -> Payload:
+    stream = io.BytesIO(data)
     try:
-        value = cbor2.loads(data)
+        value = cbor2.load(stream)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise FrameError(detail=f"bad CBOR: {exc}") from exc
+    if stream.tell() != len(data):
+        raise FrameError(detail="bytes after the payload")
     if not isinstance(value, dict):
         raise FrameError(detail="payload is not a map")
     _check_plain(value)
