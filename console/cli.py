@@ -182,7 +182,7 @@ def ledger_verify(settings: Settings, anchor: str | None, as_json: bool) -> None
     elif report.ok:
         out().print(_("The audit trail is intact: {entries} entries.", entries=report.entries))
     else:
-        err().print(_("The audit trail is broken at entry {entry}: {reason}", entry=report.first_bad_id,
+        err().print(_("The audit trail is broken at entry {entry_id}: {reason}", entry_id=report.first_bad_id,
                       reason=report.reason), markup=False)
     if not report.ok:
         raise click.exceptions.Exit(1)

@@ -62,6 +62,10 @@ def option(*names: str, **kwargs: Any) -> Callable[[Any], Any]:
     return click.option(*names, cls=Option, **kwargs)
 
 
+# Words the commands show through _(value) at run time; marked here so the catalogs carry them.
+MODE_NAMES = (N_("run"), N_("bootloader"), N_("off"))
+STATUS_NAMES = (N_("ok"), N_("warning"), N_("problem"))
+
 json_option = option("--json", "as_json", is_flag=True, help=N_("Print the result as JSON."))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from i18n import N_, _
+from i18n import N_, _, translate
 
 from .cli_common import Group, emit_json, json_option, option, out, reported
 
@@ -92,7 +92,7 @@ def status(ctx: click.Context, state: Path | None, as_json: bool) -> None:
     for heading in (N_("Serial"), N_("Model"), N_("Mode"), N_("Plugged"), N_("Serial port"), N_("Fastboot TCP port")):
         table.add_column(_(heading))
     for t in result["terminals"]:
-        table.add_row(t["serial"], t["model"], _(t["mode"]), _("yes") if t["plugged"] else _("no"),
+        table.add_row(t["serial"], t["model"], translate(t["mode"]), _("yes") if t["plugged"] else _("no"),
                       t.get("pty") or "-", str(t.get("fastboot_tcp_port") or "-"))
     out().print(table)
 

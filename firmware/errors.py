@@ -177,7 +177,7 @@ class UnknownPartition(CompatibilityError):
 
 
 class ImageTooLarge(CompatibilityError):
-    message = N_("The image for {partition} expands to {size} bytes; the partition on {model} holds {capacity}")
+    message = N_("The image for {partition} expands to {size} bytes; the partition on {model} holds {capacity} bytes")
 
 
 class UnknownHardwareRevision(CompatibilityError):

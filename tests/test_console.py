@@ -504,36 +504,39 @@ def test_a_unit_without_usb_permission_gets_a_card_with_the_remedy(qtbot: Any) -
     assert not card.info_button.isEnabled() and not card.reboot_button.isEnabled()
 
 
-def test_run_console_opens_the_bench_on_the_simulator_and_returns_when_closed(
-    qtbot: Any, sim_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from PyQt6.QtCore import QTimer
+def test_run_console_opens_the_bench_on_the_simulator_and_returns_when_closed(sim_dir: Path) -> None:
+    """In a process of its own: app.exec() and quit() must not leave the test session's QApplication quitting."""
+    import subprocess
+    import sys
 
-    monkeypatch.setattr(i18n, "_language", "en")
     write_bus(sim_dir, [run_unit("DF2A00001", 3, 7, "/dev/pts/7")])
-    app = QApplication.instance()
-    assert app is not None
-    seen: list[str] = []
+    script = """
+import sys
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication
+from console.app import run_console
+from console.main_window import MainWindow
 
-    def check_then_close() -> None:
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
-        if windows and windows[0].bench.card("DF2A00001") is not None:
-            seen.append(windows[0].windowTitle())
-            windows[0].close()
-            app.quit()
-        else:
-            QTimer.singleShot(50, check_then_close)
+app = QApplication(sys.argv[:1])
+seen = []
 
-    QTimer.singleShot(50, check_then_close)
-    guard = QTimer()
-    guard.setSingleShot(True)
-    guard.timeout.connect(app.quit)  # never hang the suite if the card does not show
-    guard.start(5000)
-    root = logging.getLogger()
-    level = root.level
-    try:
-        assert run_console(sim_dir=str(sim_dir)) == 0
-    finally:
-        root.setLevel(level)
-        guard.stop()
-    assert seen and str(sim_dir.resolve()) in seen[0]
+def check_then_close():
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+    if windows and windows[0].bench.card("DF2A00001") is not None:
+        seen.append(windows[0].windowTitle())
+        windows[0].close()
+        app.quit()
+    else:
+        QTimer.singleShot(50, check_then_close)
+
+QTimer.singleShot(50, check_then_close)
+QTimer.singleShot(10000, app.quit)  # never hang if the card does not show
+code = run_console(sim_dir=sys.argv[1])
+print(seen[0] if seen else "")
+sys.exit(code)
+"""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "NAIAD_LANG": "en"}
+    done = subprocess.run([sys.executable, "-c", script, str(sim_dir)], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert str(sim_dir.resolve()) in done.stdout

@@ -62,7 +62,7 @@ class UnknownOperator(LedgerError):
 class AuditChainBroken(LedgerError):
     """The hash chain of the audit log does not verify."""
 
-    message = N_("The audit log is broken at entry {entry_id}: {reason}")
+    message = N_("The audit trail is broken at entry {entry_id}: {reason}")
     remedy = N_(
         "Stop provisioning on this line and tell the security officer; compare with the last audit head "
         "kept outside the database."

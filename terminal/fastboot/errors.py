@@ -66,7 +66,7 @@ class InvalidFastbootTarget(FastbootError):
 
 class FastbootInterfaceNotFound(FastbootError):
     message = N_("The USB device at {target} has no fastboot interface")
-    remedy = N_("Put the unit into bootloader mode (naiad reboot SERIAL bootloader) and try again.")
+    remedy = N_("Put the unit into bootloader mode (naiad reboot SERIAL --mode bootloader) and try again.")
 
 
 class WrongUnit(FastbootError):
@@ -83,4 +83,4 @@ class ImageUnreadable(FastbootError):
 
 class NotInBootloader(FastbootError):
     message = N_("Unit {serial} is in {mode} mode, not in its bootloader")
-    remedy = N_("Reboot the unit into bootloader mode first: naiad reboot {serial} bootloader")
+    remedy = N_("Reboot the unit into bootloader mode first: naiad reboot {serial} --mode bootloader")
