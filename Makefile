@@ -1,0 +1,38 @@
+# `make demo` and `make test` set everything up on a fresh Debian machine, then run.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.setup-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench screenshot catalogs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml tools/setup-system.sh
+	bash tools/setup-system.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,postgresql]'
+	touch $(STAMP)
+
+demo: setup
+	bash tools/demo.sh
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/bench_management.py
+
+screenshot: setup
+	$(PY) tools/screenshot_console.py --out docs/console.png
+
+catalogs: setup
+	$(PY) -m i18n.extract
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
