@@ -91,19 +91,19 @@ class DeviceEndpoint:
     def _hello(self, payload: Payload) -> Payload:
         if int(payload.get("protocol", framing.PROTOCOL_VERSION)) != framing.PROTOCOL_VERSION:
             raise RequestRejected(ErrorCode.BAD_REQUEST, f"protocol {payload.get('protocol')!r} is not supported")
-        session = int(payload["session"])
+        session = int(payload["session"])  # every field is parsed before any state changes
+        wanted = int(payload.get("max_frame", framing.DEFAULT_FRAME))
+        identity = self.handler(MessageType.HELLO, payload)
         if session != self.session:
             self.session = session
             self._cache.clear()
-        wanted = int(payload.get("max_frame", framing.DEFAULT_FRAME))
         self.max_frame = max(framing.MIN_FRAME, min(wanted, self.max_frame_limit))
-        identity = self.handler(MessageType.HELLO, payload)
         return {**identity, "protocol": framing.PROTOCOL_VERSION, "max_frame": self.max_frame}
 
     def _send(self, seq: int, type_: int, flags: int, reply: bytes) -> bytes:
         try:
             frames = split_frames(seq, type_, reply, self.max_frame, flags)
-        except FrameError:  # more than 255 frames at this frame size: say so instead
+        except FrameError:  # more than 65535 frames at this frame size: say so instead
             error = {"code": str(ErrorCode.BAD_REQUEST), "detail": f"reply of {len(reply)} bytes is too large"}
             frames = split_frames(seq, type_, encode_payload(error), self.max_frame, flags | FLAG_ERROR)
         return b"".join(framing.encode_frame(f) for f in frames)
