@@ -14,6 +14,7 @@ from console.main_window import MainWindow
 from console.style import UnitState
 
 WAIT_MS = 2000
+COLD_START_MS = 10_000  # the window's first look at the bus includes importing and opening the USB backend
 
 
 @pytest.fixture
@@ -25,21 +26,22 @@ def window(qtbot: Any, sim: Any) -> Any:
     win.close()
 
 
-def test_simulated_unit_card_appears_and_shows_unplug_and_replug(qtbot: Any, window: MainWindow, sim: Any) -> None:
+def test_plugged_unit_shows_within_two_seconds_and_unplugged_shows_disconnected(
+        qtbot: Any, window: MainWindow, sim: Any) -> None:
     serial = sim.serials()[0]
-    qtbot.waitUntil(lambda: window.bench.card(serial) is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.bench.card(serial) is not None, timeout=COLD_START_MS)
     card = window.bench.card(serial)
     assert card.state == UnitState.RUN
     sim.call("unplug", serial=serial)
     qtbot.waitUntil(lambda: card.state == UnitState.DISCONNECTED, timeout=WAIT_MS)
-    sim.call("replug", serial=serial)
+    sim.call("replug", serial=serial)  # plugged in: its card shows it within 2 s
     qtbot.waitUntil(lambda: card.state == UnitState.RUN, timeout=WAIT_MS)
     assert window.bench.card(serial) is card
 
 
 def test_reboot_from_the_card_goes_through_the_station(qtbot: Any, window: MainWindow, sim: Any) -> None:
     serial = sim.serials()[0]
-    qtbot.waitUntil(lambda: window.bench.card(serial) is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.bench.card(serial) is not None, timeout=COLD_START_MS)
     card = window.bench.card(serial)
     window.request_reboot(serial, "bootloader")
     qtbot.waitUntil(lambda: card.state == UnitState.BOOTLOADER, timeout=30_000)
