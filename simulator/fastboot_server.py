@@ -4,12 +4,19 @@ The engine consumes packets (one TCP frame, or one USB OUT transfer) and returns
 Downloads stream into an unnamed temporary file in the unit directory, never into memory, and are
 accepted across any number of packets.  The servers frame packets: fastboot TCP (``FB01`` handshake,
 8-byte big-endian lengths) and the simulator's bulk socket (4-byte big-endian length per transfer).
+
+Both servers obey the unit's link faults (``simulator.link.Faults``): every byte in either direction
+counts against the bandwidth cap and the unplug-after-bytes fault; when that fires the connection
+drops at once and the unit is unplugged.  ``corrupt_writes`` damages flashed bytes after the write
+(the answer is still OKAY, as from a flaky eMMC).  Stopping the service (unplug, power cut)
+interrupts a partition write between pieces, so nothing is written after the cut.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import fcntl
 import logging
 import os
 import socket
@@ -23,6 +30,7 @@ from typing import Any
 from terminal.errors import NaiadError
 from terminal.fastboot.protocol import MAX_COMMAND_LENGTH, Status, encode_response, parse_hex_size
 
+from .link import Faults
 from .slots import SlotStore, UnknownPartition
 
 LOG = logging.getLogger(__name__)
@@ -30,6 +38,8 @@ LOG = logging.getLogger(__name__)
 PROTOCOL_VERSION = "0.4"
 BOOTLOADER_VERSION = "naiad-sim-1.0"
 _RECV_CHUNK = 1 << 20
+_PIPE_SIZE = 1 << 20
+_SPLICE = hasattr(os, "splice")  # Linux
 _REBOOT_TARGETS = {
     "reboot": "system",
     "continue": "system",
@@ -78,8 +88,12 @@ class FastbootEngine:
         hw_revision: str | None = None,
         max_download_size: int | None = None,
         version_bootloader: str = BOOTLOADER_VERSION,
+        faults: Faults | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
+        self.faults = faults
+        self._cancelled = cancelled or (lambda: False)
         self.serial = serial
         self.hw_revision = hw_revision
         self.max_download_size = max_download_size or store.model.max_download_size
@@ -120,6 +134,17 @@ class FastbootEngine:
 
     # -- download --------------------------------------------------------------------------
 
+    def download_fd(self, length: int) -> int | None:
+        """The download file's descriptor when ``length`` more payload bytes are welcome (for splice)."""
+        if self._download is None or not 0 < length <= self._expected:
+            return None
+        return int(self._download.fileno())
+
+    def downloaded(self, n: int) -> list[bytes]:
+        """``n`` payload bytes were written straight into ``download_fd()`` at its position."""
+        self._expected -= n
+        return [] if self._expected else [_okay()]
+
     def _data(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
         if len(chunk) > self._expected:
             self._discard()
@@ -153,6 +178,8 @@ class FastbootEngine:
     # -- commands ------------------------------------------------------------------------------
 
     def _command(self, command: str) -> list[bytes]:
+        if self._cancelled():
+            return [_fail("the bootloader is going down")]
         verb, sep, argument = command.partition(":")
         if command in _REBOOT_TARGETS:
             self.reboot_target = _REBOOT_TARGETS[command]
@@ -177,9 +204,12 @@ class FastbootEngine:
         if self._download is None or self._expected:
             return [_fail("no image downloaded")]
         try:
-            ref = self.store.write_image(partition, self._download)
+            written = self.store.flash_image(partition, self._download, self._cancelled)
         finally:
             self._discard()
+        ref = written.ref
+        if self.faults is not None and written.extents and self.faults.take_corrupt_write():
+            self.store.corrupt(ref.full_name, written.extents, self.faults.rng)
         return [_okay(f"wrote {ref.full_name}")]
 
     def _oem(self, words: list[str]) -> list[bytes]:
@@ -218,6 +248,7 @@ class FastbootEngine:
             "max-download-size": f"{self.max_download_size:#x}",
             "is-userspace": "no",
             "slot-count": str(len(self.store.slots)) if self._slotted() else "0",
+            "security-version": str(self.store.rollback_index),
         }
         if self.hw_revision:
             simple["hw-revision"] = self.hw_revision
@@ -244,7 +275,7 @@ class FastbootEngine:
     def variables(self) -> list[tuple[str, str]]:
         """Every variable for ``getvar:all``, in a stable order."""
         names = ["version", "version-bootloader", "product", "serialno", "hw-revision", "secure", "unlocked",
-                 "max-download-size", "is-userspace", "slot-count", "current-slot"]
+                 "max-download-size", "is-userspace", "slot-count", "current-slot", "security-version"]
         if self._slotted():
             for slot in self.store.slots:
                 names += [f"slot-successful:{slot}", f"slot-unbootable:{slot}", f"slot-retry-count:{slot}"]
@@ -266,14 +297,21 @@ class FastbootEngine:
 RebootCallback = Callable[[str], None]
 
 
+class LinkUnplugged(ConnectionError):
+    """The unplug fault fired: the session ends at once, mid-frame if need be."""
+
+
 class _PacketServer(abc.ABC):
     """Accepts one host connection at a time on a listening socket and runs it through an engine."""
 
     header: struct.Struct
 
-    def __init__(self, engine_factory: Callable[[], FastbootEngine], on_reboot: RebootCallback | None) -> None:
+    def __init__(self, engine_factory: Callable[[], FastbootEngine], on_reboot: RebootCallback | None,
+                 faults: Faults | None = None, on_unplug: Callable[[], None] | None = None) -> None:
         self._engine_factory = engine_factory
         self._on_reboot = on_reboot
+        self._faults = faults
+        self._on_unplug = on_unplug
         self._listener: socket.socket | None = None
         self._conn: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -348,6 +386,17 @@ class _PacketServer(abc.ABC):
     def _session_engine(self, engine: FastbootEngine | None) -> FastbootEngine:
         return engine or self._engine_factory()
 
+    def _cross(self, n: int) -> None:
+        """``n`` bytes crossed the link: count them against the unplug fault, wait out the bandwidth cap."""
+        faults = self._faults
+        if faults is None or n <= 0:
+            return
+        if faults.cross(n):
+            if self._on_unplug is not None:
+                threading.Thread(target=self._on_unplug, name="unplug", daemon=True).start()
+            raise LinkUnplugged("unplugged by the unplug-after-bytes fault")
+        faults.throttle(n)
+
     def _handshake(self, conn: socket.socket) -> bool:
         return True
 
@@ -361,35 +410,70 @@ class _PacketServer(abc.ABC):
             head = _recv_exact(conn, self.header.size)
             if head is None:
                 return
+            self._cross(len(head))
             (length,) = self.header.unpack(head)
             if engine.expecting:
                 replies = self._stream(conn, engine, length, view)
             elif length > MAX_COMMAND_LENGTH:
                 _drain(conn, length, view)
+                self._cross(length)
                 replies = [_fail(f"command longer than {MAX_COMMAND_LENGTH} bytes")]
             else:
                 packet = _recv_exact(conn, length) if length else b""
                 if packet is None:
                     return
+                self._cross(length)
+                if self._stop.is_set():
+                    return  # powered off between the command's arrival and its execution
                 replies = engine.feed(packet)
             for reply in replies:
-                conn.sendall(self.header.pack(len(reply)) + reply)
+                frame = self.header.pack(len(reply)) + reply
+                self._cross(len(frame))
+                conn.sendall(frame)
             if engine.reboot_target is not None:
                 return  # the unit resets: the host sees the link drop
 
-    @staticmethod
-    def _stream(conn: socket.socket, engine: FastbootEngine, length: int, view: memoryview) -> list[bytes]:
+    def _stream(self, conn: socket.socket, engine: FastbootEngine, length: int, view: memoryview) -> list[bytes]:
         """Feed a payload frame to the engine in pieces, never holding it whole."""
+        fd = engine.download_fd(length)
+        if fd is not None and _SPLICE:
+            return self._splice(conn, engine, length, fd)
         replies: list[bytes] = []
         remaining = length
         while remaining:
             n = conn.recv_into(view[: min(remaining, len(view))])
             if n == 0:
                 raise ConnectionError("the host closed the link during a download")
+            self._cross(n)  # an unplug drops this piece: it never reached the unit
             remaining -= n
             if engine.expecting:
                 replies += engine.feed(view[:n])
         return replies
+
+
+    def _splice(self, conn: socket.socket, engine: FastbootEngine, length: int, fd: int) -> list[bytes]:
+        """Move a payload frame from the socket to the download file in the kernel (socket, pipe, file):
+        the bytes never enter Python, which keeps many units at full speed on a small host."""
+        read_end, write_end = os.pipe()
+        try:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+            replies: list[bytes] = []
+            remaining = length
+            while remaining:
+                n = os.splice(conn.fileno(), write_end, min(remaining, _PIPE_SIZE))
+                if n == 0:
+                    raise ConnectionError("the host closed the link during a download")
+                self._cross(n)  # an unplug drops this piece: it never reached the unit
+                left = n
+                while left:
+                    left -= os.splice(read_end, fd, left)
+                remaining -= n
+                replies += engine.downloaded(n)
+            return replies
+        finally:
+            os.close(read_end)
+            os.close(write_end)
 
 
 class FastbootTcpServer(_PacketServer):
@@ -398,8 +482,9 @@ class FastbootTcpServer(_PacketServer):
     header = struct.Struct(">Q")
 
     def __init__(self, engine_factory: Callable[[], FastbootEngine], host: str = "127.0.0.1", port: int = 0,
-                 on_reboot: RebootCallback | None = None) -> None:
-        super().__init__(engine_factory, on_reboot)
+                 on_reboot: RebootCallback | None = None, faults: Faults | None = None,
+                 on_unplug: Callable[[], None] | None = None) -> None:
+        super().__init__(engine_factory, on_reboot, faults, on_unplug)
         self._address = (host, port)
 
     def _bind(self) -> socket.socket:
@@ -441,8 +526,9 @@ class FastbootUsbServer(_PacketServer):
     header = struct.Struct(">I")
 
     def __init__(self, engine_factory: Callable[[], FastbootEngine], path: str | os.PathLike[str],
-                 on_reboot: RebootCallback | None = None) -> None:
-        super().__init__(engine_factory, on_reboot)
+                 on_reboot: RebootCallback | None = None, faults: Faults | None = None,
+                 on_unplug: Callable[[], None] | None = None) -> None:
+        super().__init__(engine_factory, on_reboot, faults, on_unplug)
         self.path = Path(path)
 
     def _bind(self) -> socket.socket:
@@ -485,17 +571,23 @@ class BootloaderService:
     The simulator core starts one when a unit enters bootloader mode and stops it when the unit
     leaves; ``tcp_port`` and ``bulk_socket`` go into ``bus.json``.  ``on_reboot(target)`` is called
     after the host's reboot command was answered (``system``, ``bootloader`` or ``recovery``); the
-    core then calls ``SlotStore.boot()`` to bring the unit up in run mode.
+    core then calls ``SlotStore.boot()`` to bring the unit up in run mode.  ``faults`` are the unit's
+    link faults; ``on_unplug()`` is called (on its own thread) when the unplug fault fires.
     """
 
     def __init__(self, store: SlotStore, *, serial: str, bulk_socket: str | os.PathLike[str] | None = None,
                  hw_revision: str | None = None, on_reboot: RebootCallback | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
-        def engine() -> FastbootEngine:
-            return FastbootEngine(store, serial=serial, hw_revision=hw_revision)
+                 host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
+                 on_unplug: Callable[[], None] | None = None) -> None:
+        self._halted = threading.Event()  # set first thing on stop: in-flight writes stop at once
 
-        self.tcp = FastbootTcpServer(engine, host, port, on_reboot)
-        self.usb = FastbootUsbServer(engine, bulk_socket, on_reboot) if bulk_socket is not None else None
+        def engine() -> FastbootEngine:
+            return FastbootEngine(store, serial=serial, hw_revision=hw_revision, faults=faults,
+                                  cancelled=self._halted.is_set)
+
+        self.tcp = FastbootTcpServer(engine, host, port, on_reboot, faults, on_unplug)
+        self.usb = (FastbootUsbServer(engine, bulk_socket, on_reboot, faults, on_unplug)
+                    if bulk_socket is not None else None)
 
     @property
     def tcp_port(self) -> int:
@@ -515,6 +607,7 @@ class BootloaderService:
                 raise
 
     def stop(self) -> None:
+        self._halted.set()
         if self.usb is not None:
             self.usb.stop()
         self.tcp.stop()

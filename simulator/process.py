@@ -24,7 +24,7 @@ from terminal.protocol import RUN_MODE
 
 from .bus import VirtualBus
 from .control import ControlServer
-from .link import Faults
+from .link import Faults, InvalidFault
 from .state import UnitStore, existing_units, write_json_atomically
 from .unit import VirtualTerminal
 
@@ -79,9 +79,15 @@ class Simulator:
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "state": str(self.state_dir), "terminals": [u.status() for u in self.units]}
 
-    def set_faults(self, serial: str | None = None, **faults: float | int | None) -> None:
-        for unit in self._targets(serial):
+    def set_faults(self, serial: str | None = None, **faults: float | int | None) -> dict[str, Any]:
+        """Change faults of one unit (or all); a bad name or value raises InvalidFault and changes nothing.
+
+        Returns each targeted unit's faults after the change."""
+        targets = self._targets(serial)
+        Faults().update(**faults)  # check everything before any unit changes
+        for unit in targets:
             unit.faults.update(**faults)
+        return {unit.serial: unit.faults.as_dict() for unit in targets}
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -114,11 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ber", type=float, default=0.0)
     parser.add_argument("--drop", type=float, default=0.0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--bandwidth-mbps", type=float, default=None, help="cap of every link, 10^6 bytes/s")
+    parser.add_argument("--corrupt-writes", type=int, default=0, help="damage the next N fastboot writes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args.state.mkdir(parents=True, exist_ok=True)
-    sim = Simulator(args.state, args.terminals, args.model,
-                    Faults(ber=args.ber, drop=args.drop, latency_ms=args.latency_ms))
+    try:
+        faults = Faults(ber=args.ber, drop=args.drop, latency_ms=args.latency_ms,
+                        bandwidth_mbps=args.bandwidth_mbps or None, corrupt_writes=args.corrupt_writes)
+    except InvalidFault as exc:
+        parser.error(str(exc))
+    sim = Simulator(args.state, args.terminals, args.model, faults)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: sim.stopped.set())
     sim.run()

@@ -4,12 +4,14 @@ Layout inside a unit directory (the simulator's contract)::
 
     partitions/<name>_<slot>.img   slotted partitions (sparse files of the model table's sizes)
     partitions/<name>.img          the others
-    slots.json                     active slot, per-slot boot counters (owned here)
+    slots.json                     active slot, per-slot boot counters, rollback index (owned here)
 
 Boot logic as on Android A/B: a newly activated slot is unsuccessful with DEFAULT_TRIES tries; every
 failed boot uses one; at none left the slot is unbootable and the other slot becomes active.  A boot
 fails when the slot's boot image (see BOOT_MAGIC) is missing, corrupt or for another model, or when a
-fault forced it.  Metadata is replaced atomically and fsynced, so a power cut at any point leaves a
+fault forced it, or when the image's ``security_version`` is below the unit's rollback index
+(anti-rollback; a successful boot of a higher security version raises the index).  Metadata is
+replaced atomically and fsynced, so a power cut at any point leaves a
 store that still boots the slot that booted before.
 """
 
@@ -19,16 +21,21 @@ import hashlib
 import json
 import logging
 import os
+import random
 import struct
 import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 from i18n import N_
 from terminal.errors import NaiadError
 from terminal.models import TerminalModel
+
+from .sparse_image import Cancelled, Extent, WriteCancelled, is_sparse, write_sparse
+from .sparse_image import SparseImageError as SparseImageError  # re-exported: callers catch it from here
+from .sparse_image import _sparse_chunks as _sparse_chunks  # re-exported: the tests fuzz it here
+from .sparse_image import copy_range as _copy_range
 
 LOG = logging.getLogger(__name__)
 
@@ -67,6 +74,11 @@ class InvalidImage(SlotStoreError):
     remedy = N_("Download the image again; a sparse image must be complete and consistent.")
 
 
+class WriteInterrupted(SlotStoreError):
+    message = N_("The write of {partition} was interrupted: {detail}")
+    remedy = N_("Power the unit on and flash the partition again.")
+
+
 class NoBootableSlot(SlotStoreError):
     message = N_("Neither slot of unit {path} boots")
     remedy = N_("Flash a valid boot image to a slot in bootloader mode and make it active.")
@@ -96,6 +108,15 @@ class BootHeader:
 
 
 @dataclass(frozen=True)
+class WrittenImage:
+    """Where a flashed image landed: the partition and the byte ranges written in it."""
+
+    ref: PartitionRef
+    size: int
+    extents: list[Extent]
+
+
+@dataclass(frozen=True)
 class BootResult:
     slot: str
     version: str
@@ -120,6 +141,14 @@ def build_boot_image(version: str, model: str, payload: bytes, **metadata: Any) 
         raise ValueError("boot image metadata does not fit the 4 KiB header")
     fixed = _BOOT_FIXED.pack(BOOT_MAGIC, 1, len(meta), len(payload), hashlib.sha256(payload).digest())
     return (fixed + meta).ljust(BOOT_HEADER_SIZE, b"\0") + payload
+
+
+def security_version(header: BootHeader) -> int:
+    """The image's anti-rollback security version (0 when the header carries none)."""
+    value = header.metadata.get("security_version", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"security_version {value!r} is not a count")
+    return value
 
 
 def parse_boot_header(header: bytes) -> BootHeader:
@@ -193,7 +222,7 @@ class SlotStore:
             fh.flush()
             os.fsync(fh.fileno())
         slots = {s: SlotState(successful=(s == first)) for s in model.slots}
-        document = {"version": 1, "active": first, "previous": None,
+        document = {"version": 1, "active": first, "previous": None, "rollback_index": 0,
                     "slots": {s: asdict(v) for s, v in slots.items()}}
         _atomic_write(unit / SLOTS_FILE, json.dumps(document, indent=2).encode())
         LOG.info("created flash for %s (%s) in %s", model.id, factory_version, unit)
@@ -213,17 +242,22 @@ class SlotStore:
             document = json.loads(path.read_text(encoding="utf-8"))
             slots = {name: SlotState(**document["slots"][name]) for name in self.model.slots}
             active = document["active"]
+            rollback = document.get("rollback_index", 0)  # stores made before anti-rollback have none
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SlotStoreError(path=str(path), detail=str(exc)) from exc
         if active not in slots:
             raise SlotStoreError(path=str(path), detail=f"active slot {active!r}")
-        return {"active": active, "previous": document.get("previous"), "slots": slots}
+        if not isinstance(rollback, int) or isinstance(rollback, bool) or rollback < 0:
+            raise SlotStoreError(path=str(path), detail=f"rollback index {rollback!r}")
+        return {"active": active, "previous": document.get("previous"), "rollback_index": rollback,
+                "slots": slots}
 
     def _save(self) -> None:
         document = {
             "version": 1,
             "active": self._state["active"],
             "previous": self._state["previous"],
+            "rollback_index": self._state["rollback_index"],
             "slots": {name: asdict(s) for name, s in self._state["slots"].items()},
         }
         _atomic_write(self.unit_dir / SLOTS_FILE, json.dumps(document, indent=2).encode())
@@ -238,6 +272,12 @@ class SlotStore:
     def current_slot(self) -> str:
         with self._lock:
             return str(self._state["active"])
+
+    @property
+    def rollback_index(self) -> int:
+        """The persisted anti-rollback index: the highest security version that booted successfully."""
+        with self._lock:
+            return int(self._state["rollback_index"])
 
     def slot_state(self, slot: str) -> SlotState:
         with self._lock:
@@ -320,9 +360,13 @@ class SlotStore:
                     self._save()
                     continue
                 header = None if meta.forced_failures else self._valid_boot_header(slot)
-                if header is not None:
+                level = self._rollback_check(slot, header)
+                if header is not None and level is not None:
                     meta.successful, meta.tries_remaining = True, DEFAULT_TRIES
                     meta.boots += 1
+                    if level > state["rollback_index"]:
+                        LOG.info("%s: rollback index %d -> %d", self.unit_dir.name, state["rollback_index"], level)
+                        state["rollback_index"] = level
                     self._save()
                     LOG.info("%s: booted slot %s (%s)", self.unit_dir.name, slot or "-", header.version)
                     return BootResult(slot, header.version, fell_back, failures)
@@ -338,12 +382,28 @@ class SlotStore:
                             meta.tries_remaining)
             raise NoBootableSlot(path=str(self.unit_dir))
 
+    def _rollback_check(self, slot: str, header: BootHeader | None) -> int | None:
+        """The image's security version when it may boot; None when it is missing, bad or rolled back."""
+        if header is None:
+            return None
+        try:
+            level = security_version(header)
+        except ValueError as exc:
+            LOG.warning("%s: slot %s: %s", self.unit_dir.name, slot or "-", exc)
+            return None
+        if level < self._state["rollback_index"]:
+            LOG.warning("%s: slot %s refused: security version %d is below the rollback index %d",
+                        self.unit_dir.name, slot or "-", level, self._state["rollback_index"])
+            return None
+        return level
+
     def status(self) -> dict[str, Any]:
         """Active slot and per-slot state with the firmware version, for status screens and getvar."""
         with self._lock:
             return {
                 "active": self._state["active"],
                 "previous": self._state["previous"],
+                "security_version": self._state["rollback_index"],
                 "slots": {
                     name: {**asdict(meta), "version": self.slot_version(name)}
                     for name, meta in self._state["slots"].items()
@@ -382,28 +442,66 @@ class SlotStore:
         return part.slotted and self.model.slot_scheme == "ab"
 
     def write_image(self, name: str, image: BinaryIO) -> PartitionRef:
-        """Write a raw or Android sparse image (an open file, read by position) to partition ``name``.
+        """Write a raw or Android sparse image (an open file, read by position) to partition ``name``."""
+        return self.flash_image(name, image).ref
+
+    def flash_image(self, name: str, image: BinaryIO, cancelled: Cancelled | None = None) -> WrittenImage:
+        """Write a raw or Android sparse image to partition ``name``; where it landed.
 
         Sizes and the sparse structure are checked before the first byte is written, so a refused
-        image leaves the partition as it was; sparse DONT_CARE regions keep their old content."""
+        image leaves the partition as it was; sparse DONT_CARE regions keep their old content.
+        ``cancelled()`` is polled between pieces: when it turns true (power cut) writing stops at
+        once with WriteInterrupted, the partition partly written."""
         ref = self.resolve(name)
         src = image
+        stop = cancelled or (lambda: False)
         with self._lock, ref.path.open("r+b") as dst:
             try:
                 if is_sparse(src):
-                    write_sparse(src, dst, ref.size, lambda size: ImageTooLarge(
-                        size=size, partition=ref.full_name, limit=ref.size))
+                    size, extents = write_sparse(src, dst, ref.size, lambda size: ImageTooLarge(
+                        size=size, partition=ref.full_name, limit=ref.size), stop)
                 else:
                     size = os.fstat(src.fileno()).st_size
                     if size > ref.size:
                         raise ImageTooLarge(size=size, partition=ref.full_name, limit=ref.size)
-                    _copy_range(src.fileno(), 0, dst.fileno(), 0, size)
+                    _copy_range(src.fileno(), 0, dst.fileno(), 0, size, stop)
+                    extents = [(0, size)] if size else []
             except SparseImageError as exc:
                 raise InvalidImage(partition=ref.full_name, detail=str(exc)) from exc
+            except WriteCancelled as exc:
+                LOG.warning("%s: write of %s interrupted: %s", self.unit_dir.name, ref.full_name, exc)
+                raise WriteInterrupted(partition=ref.full_name, detail=str(exc)) from exc
             dst.flush()
             os.fsync(dst.fileno())
         LOG.info("%s: wrote %s", self.unit_dir.name, ref.full_name)
-        return ref
+        return WrittenImage(ref, size, extents)
+
+    def corrupt(self, name: str, extents: list[Extent], rng: random.Random, count: int = 8) -> list[int]:
+        """Fault injector: damage ``count`` bytes at random offsets inside ``extents`` of a partition.
+
+        Every chosen byte is XORed with a non-zero value, so it really changes.  Returns the offsets."""
+        ref = self.resolve(name)
+        total = sum(length for _, length in extents)
+        if total <= 0:
+            return []
+        for offset, length in extents:
+            self._check_range(ref, offset, length)
+        offsets = []
+        for _ in range(count):
+            pick = rng.randrange(total)
+            for offset, length in extents:
+                if pick < length:
+                    offsets.append(offset + pick)
+                    break
+                pick -= length
+        with self._lock, ref.path.open("r+b") as fh:
+            for offset in sorted(set(offsets)):
+                old = os.pread(fh.fileno(), 1, offset) or b"\0"
+                os.pwrite(fh.fileno(), bytes([old[0] ^ rng.randrange(1, 256)]), offset)
+            fh.flush()
+            os.fsync(fh.fileno())
+        LOG.warning("%s: fault: corrupted %d bytes of %s", self.unit_dir.name, len(set(offsets)), ref.full_name)
+        return sorted(set(offsets))
 
     def write(self, name: str, data: bytes, offset: int = 0) -> None:
         """Write bytes at ``offset`` of a partition (factory content, tests, the fault injector)."""
@@ -456,99 +554,3 @@ class SlotStore:
             raise ImageTooLarge(size=offset + size, partition=ref.full_name, limit=ref.size)
 
 
-def _copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
-    """Copy file bytes in the kernel when it can (copy_file_range), else through a buffer."""
-    while length:
-        try:
-            n = os.copy_file_range(src, dst, min(length, 1 << 30), src_offset, dst_offset)
-        except (AttributeError, OSError):
-            n = 0
-        if n <= 0:
-            block = os.pread(src, min(length, _IO_CHUNK), src_offset)
-            if not block:
-                raise SparseImageError(f"image ends {length} bytes early")
-            n = os.pwrite(dst, block, dst_offset)
-        src_offset += n
-        dst_offset += n
-        length -= n
-
-
-# -- Android sparse images: a small streaming reader, checked in full before the first write -------
-
-SPARSE_MAGIC = 0xED26FF3A
-_SPARSE_HEADER = struct.Struct("<IHHHHIIII")
-_CHUNK_HEADER = struct.Struct("<HHII")
-CHUNK_RAW, CHUNK_FILL, CHUNK_DONT_CARE, CHUNK_CRC32 = 0xCAC1, 0xCAC2, 0xCAC3, 0xCAC4
-
-
-class SparseImageError(ValueError):
-    """The sparse image is malformed (its text becomes the FAIL reason)."""
-
-
-def is_sparse(fh: BinaryIO) -> bool:
-    head = os.pread(fh.fileno(), 4, 0)
-    return len(head) == 4 and struct.unpack("<I", head)[0] == SPARSE_MAGIC
-
-
-class _Chunk(NamedTuple):
-    kind: int
-    out: int
-    length: int
-    source: int
-    fill: bytes
-
-
-def _sparse_chunks(fd: int) -> tuple[int, list[_Chunk]]:
-    """The expanded size and the chunks that write something (RAW at a source offset, FILL with a word)."""
-    file_size = os.fstat(fd).st_size
-    head = os.pread(fd, _SPARSE_HEADER.size, 0)
-    if len(head) < _SPARSE_HEADER.size:
-        raise SparseImageError("short sparse header")
-    magic, major, _minor, file_hdr, chunk_hdr, blk_sz, total_blks, total_chunks, _crc = _SPARSE_HEADER.unpack(head)
-    if magic != SPARSE_MAGIC or major != 1 or file_hdr < _SPARSE_HEADER.size or chunk_hdr < _CHUNK_HEADER.size:
-        raise SparseImageError("unsupported sparse header")
-    if blk_sz == 0 or blk_sz % 4:
-        raise SparseImageError(f"block size {blk_sz}")
-    chunks: list[_Chunk] = []
-    pos, out = file_hdr, 0
-    for index in range(total_chunks):
-        raw = os.pread(fd, _CHUNK_HEADER.size, pos)
-        if len(raw) < _CHUNK_HEADER.size:
-            raise SparseImageError(f"truncated at chunk {index}")
-        kind, _reserved, blocks, total = _CHUNK_HEADER.unpack(raw)
-        data_len, length = total - chunk_hdr, blocks * blk_sz
-        expected = {CHUNK_RAW: length, CHUNK_FILL: 4, CHUNK_DONT_CARE: 0, CHUNK_CRC32: 4}.get(kind)
-        if expected is None or data_len != expected:
-            raise SparseImageError(f"chunk {index}: type {kind:#x}, {total} bytes")
-        if pos + total > file_size:
-            raise SparseImageError(f"truncated in chunk {index}")
-        if kind == CHUNK_FILL:
-            chunks.append(_Chunk(kind, out, length, 0, os.pread(fd, 4, pos + chunk_hdr)))
-        elif kind == CHUNK_RAW:
-            chunks.append(_Chunk(kind, out, length, pos + chunk_hdr, b""))
-        if kind != CHUNK_CRC32:
-            out += length
-        pos += total
-    if out != total_blks * blk_sz:
-        raise SparseImageError(f"chunks cover {out} bytes, header says {total_blks * blk_sz}")
-    return out, chunks
-
-
-def write_sparse(src: BinaryIO, dst: BinaryIO, limit: int, too_large: Callable[[int], Exception]) -> int:
-    """Expand sparse ``src`` into ``dst``: RAW copied, FILL filled, DONT_CARE seeked over.
-
-    Returns the expanded size; raises before writing when the image is malformed or too large."""
-    size, chunks = _sparse_chunks(src.fileno())
-    if size > limit:
-        raise too_large(size)
-    for chunk in chunks:
-        if chunk.kind == CHUNK_RAW:
-            _copy_range(src.fileno(), chunk.source, dst.fileno(), chunk.out, chunk.length)
-            continue
-        if not chunk.length:
-            continue
-        block = chunk.fill * (min(chunk.length, _IO_CHUNK) // 4)
-        end = chunk.out + chunk.length
-        for offset in range(chunk.out, end, len(block)):
-            os.pwrite(dst.fileno(), block[: end - offset], offset)
-    return size

@@ -30,7 +30,12 @@ from .state import UnitStore
 LOG = logging.getLogger(__name__)
 OFF = "off"
 MAX_OBJECT = 64 * 1024 * 1024
+MAX_CHUNK = 1024 * 1024  # most object bytes one reply carries
 REBOOT_DELAY = 0.05  # the reply leaves before the unit goes away, as on real hardware
+
+
+def _stored(data: bytes) -> tuple[bytes, bytes]:
+    return data, hashlib.sha256(data).digest()
 
 
 class ObjectSink:
@@ -61,7 +66,7 @@ class VirtualTerminal:
         self.endpoint: DeviceEndpoint | None = None
         self.fastboot: BootloaderService | None = None  # while in bootloader mode
         self.executions: dict[str, int] = {}
-        self._objects: dict[str, bytes] = {}
+        self._objects: dict[str, tuple[bytes, bytes]] = {}  # name -> (data, SHA-256)
         self._incoming: dict[str, ObjectSink] = {}
         self._lock = threading.RLock()
 
@@ -123,7 +128,8 @@ class VirtualTerminal:
             self.link = PtyLink(self._receive, self.faults, on_unplug=self.unplug)
         elif self.plugged and self.mode == BOOTLOADER_MODE and self.fastboot is None:
             self.fastboot = BootloaderService(self.flash, serial=self.serial, bulk_socket=self._bulk_socket,
-                                              hw_revision=self.hardware_revision, on_reboot=self._fastboot_reboot)
+                                              hw_revision=self.hardware_revision, on_reboot=self._fastboot_reboot,
+                                              faults=self.faults, on_unplug=self.unplug)
             self.fastboot.start()
         self._notify()
 
@@ -173,6 +179,7 @@ class VirtualTerminal:
             "pty": self.link.path if self.link else None,
             "fastboot_tcp_port": self.fastboot.tcp_port if self.fastboot else None,
             "active_slot": self.flash.current_slot,
+            "security_version": self.flash.rollback_index,
             "hardware_revision": state.hardware_revision,
             "boot_count": state.boot_count,
             "faults": self.faults.as_dict(),
@@ -196,6 +203,7 @@ class VirtualTerminal:
             "serial": self.serial,
             "hardware_revision": state.hardware_revision,
             **self.firmware_info(),
+            "security_version": self.flash.rollback_index,
             "boot_count": state.boot_count,
             "secure_element": {"state": "empty"},
             "camera_module": self.model.camera.module,
@@ -230,22 +238,22 @@ class VirtualTerminal:
 
     def _object_read(self, payload: Payload) -> Payload:
         name, offset, length = str(payload["name"]), int(payload["offset"]), int(payload["length"])
-        if name == OBJECT_LOGS:
-            data = self._objects.get(OBJECT_LOGS) if offset else None
-            if data is None:  # a transfer starts: freeze a snapshot so every chunk agrees
-                data = self._objects[OBJECT_LOGS] = self.store.read_log()
-        elif name in self._objects:
-            data = self._objects[name]
-        else:
+        if name == OBJECT_LOGS and (offset == 0 or name not in self._objects):
+            # a transfer starts: freeze a snapshot so every chunk agrees
+            self._objects[name] = _stored(self.store.read_log())
+        if name not in self._objects:
             raise RequestRejected(ErrorCode.NOT_FOUND, name)
+        data, digest = self._objects[name]
         if not 0 <= offset <= len(data) or length <= 0:
             raise RequestRejected(ErrorCode.BAD_REQUEST, f"offset {offset} length {length}")
-        return {"name": name, "offset": offset, "total": len(data), "sha256": hashlib.sha256(data).digest(),
-                "data": data[offset : offset + length]}
+        return {"name": name, "offset": offset, "total": len(data), "sha256": digest,
+                "data": data[offset : offset + min(length, MAX_CHUNK)]}
 
     def _object_write(self, payload: Payload) -> Payload:
-        name, offset = str(payload["name"]), int(payload["offset"])
-        total, sha, data = int(payload["total"]), bytes(payload["sha256"]), bytes(payload["data"])
+        name, offset, total = str(payload["name"]), int(payload["offset"]), int(payload["total"])
+        sha, data = payload["sha256"], payload["data"]
+        if not isinstance(sha, bytes) or len(sha) != 32 or not isinstance(data, bytes):
+            raise RequestRejected(ErrorCode.BAD_REQUEST, "sha256 and data must be bytes")
         if name != OBJECT_LOOPBACK:
             raise RequestRejected(ErrorCode.READ_ONLY, name)
         sink = self._incoming.get(name)
@@ -261,7 +269,7 @@ class VirtualTerminal:
             del self._incoming[name]
             if hashlib.sha256(sink.data).digest() != sink.sha256:
                 raise RequestRejected(ErrorCode.INTEGRITY, "SHA-256 mismatch")
-            self._objects[name] = bytes(sink.data)
+            self._objects[name] = _stored(bytes(sink.data))
         return {"received": len(sink.data), "complete": complete}
 
     _HANDLERS: ClassVar[dict[int, Callable[[VirtualTerminal, Payload], Payload]]] = {
