@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from i18n import LANGUAGES, N_, _, set_language
 
-from .cli_common import Group, byte_bar, emit_json, err, json_option, option, out, reported
-from .cli_fastboot import fastboot
-from .cli_firmware import firmware
-from .cli_sim import sim
-from .doctor import doctor
+from .cli_common import Group, byte_bar, emit_json, err, json_option, option, out, reported, table
+
+SUBCOMMANDS = {
+    "doctor": "console.doctor:doctor",
+    "fastboot": "console.cli_fastboot:fastboot",
+    "firmware": "console.cli_firmware:firmware",
+    "flash": "console.cli_flash:flash",
+    "sim": "console.cli_sim:sim",
+}
 
 
 @dataclass
@@ -43,7 +46,8 @@ class Settings:
 pass_settings = click.make_pass_decorator(Settings)
 
 
-@click.group("naiad", cls=Group, help=N_("Naiad brings face-payment terminals from the shelf to taking payments."))
+@click.group("naiad", cls=Group, lazy=SUBCOMMANDS,
+             help=N_("Naiad brings face-payment terminals from the shelf to taking payments."))
 @option("--sim", "sim_dir", type=click.Path(file_okay=False, path_type=Path), envvar="NAIAD_SIM",
         help=N_("Work with the simulator running in this state directory (also NAIAD_SIM)."))
 @option("--ledger", "ledger_url", envvar="NAIAD_LEDGER",
@@ -59,13 +63,11 @@ def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None, lang: 
     ctx.call_on_close(settings.close)
 
 
-def _device_table(devices: list[Any]) -> Table:
-    table = Table(title=_("Attached units"))
-    for heading in (N_("Serial"), N_("Model"), N_("Mode"), N_("Port path"), N_("Port")):
-        table.add_column(_(heading))
+def _device_table(devices: list[Any]) -> Any:
+    rows = table(N_("Serial"), N_("Model"), N_("Mode"), N_("Port path"), N_("Port"), title=_("Attached units"))
     for d in devices:
-        table.add_row(d.serial or "?", d.model_name, _(d.mode), d.path, d.port or d.fastboot or "-")
-    return table
+        rows.add_row(d.serial or "?", d.model_name, _(d.mode), d.path, d.port or d.fastboot or "-")
+    return rows
 
 
 @cli.command("devices", help=N_("List the attached units; with --watch, follow them as they come and go."))
@@ -106,7 +108,6 @@ def info(settings: Settings, serial: str, as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
-    table = Table(show_header=False, title=_("Unit {serial}", serial=serial))
     rows = [
         (_("Model"), result.get("model")),
         (_("Hardware revision"), result.get("hardware_revision")),
@@ -118,9 +119,10 @@ def info(settings: Settings, serial: str, as_json: bool) -> None:
     for slot, about in sorted(result.get("slots", {}).items()):
         rows.append((_("Slot {slot} firmware", slot=slot), (about.get("version") if isinstance(about, dict) else about)
                      or _("empty")))
+    shown = table(N_("Field"), N_("Value"), title=_("Unit {serial}", serial=serial), show_header=False)
     for label, value in rows:
-        table.add_row(label, str(value))
-    out().print(table)
+        shown.add_row(label, str(value))
+    out().print(shown)
 
 
 @cli.command("reboot", help=N_("Reboot a unit into run or bootloader mode and wait until it is back."))
@@ -208,10 +210,6 @@ def console(settings: Settings, sim_dir: Path | None) -> None:
         raise click.exceptions.Exit(run_console(str(chosen) if chosen else None))
 
 
-cli.add_command(fastboot)
-cli.add_command(firmware)
-cli.add_command(sim)
-cli.add_command(doctor)
 
 
 def main() -> None:

@@ -5,18 +5,22 @@ Help texts are catalog msgids, translated when shown (not at import), so ``--lan
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from i18n import N_, _, translate
 from terminal.errors import NaiadError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+# rich, the domains and the device code load when a command needs them: `naiad fastboot` starts fast.
 
 
 @contextmanager
@@ -46,8 +50,23 @@ class Command(click.Command):
 
 
 class Group(click.Group):
+    """Translated help; ``lazy`` names subcommands ("name": "module:attribute") imported only when used."""
+
     command_class = Command
     group_class = type  # subgroups are Groups too
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, _sep, attribute = self.lazy[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
 
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with _translated_help(self):
@@ -73,11 +92,25 @@ json_option = option("--json", "as_json", is_flag=True, help=N_("Print the resul
 
 
 def out() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def err() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
+
+
+def table(*headings: str, title: str | None = None, **options: Any) -> Table:
+    """A rich table with translated column headings (msgids)."""
+    from rich.table import Table
+
+    result = Table(title=title, **options)
+    for heading in headings:
+        result.add_column(_(heading))
+    return result
 
 
 def emit_json(value: Any) -> None:
@@ -88,6 +121,8 @@ def fail(exc: NaiadError, as_json: bool) -> NoReturn:
     if as_json:
         emit_json(exc.as_dict())
     else:
+        from rich.markup import escape
+
         console = err()
         console.print(f"[bold red]{escape(_('Error'))}:[/] {escape(str(exc))}", soft_wrap=True)
         if exc.remedy_text:
@@ -109,6 +144,8 @@ def byte_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None]]:
     if not enabled:
         yield lambda done, total: None
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from i18n import N_, _
 from terminal.errors import NaiadError
 from terminal.fastboot import FastbootClient, open_fastboot
 from terminal.fastboot.errors import NotInBootloader, WrongUnit
 
-from .cli_common import Group, Option, fail
+from .cli_common import Group, Option, byte_bar, err, fail
 
 ANY_UNIT = "-"
 
@@ -39,12 +37,11 @@ class _Session:
 
     def __init__(self, serial: str, target: str | None, sim: str | None, as_json: bool, timeout: float) -> None:
         self.serial, self.target, self.sim, self.as_json, self.timeout = serial, target, sim, as_json, timeout
-        self.err = Console(stderr=True, highlight=False)
         self._client: FastbootClient | None = None
 
     def info(self, line: str) -> None:
         if not self.as_json:
-            self.err.print(f"(bootloader) {line}", markup=False, soft_wrap=True)
+            err().print(f"(bootloader) {line}", markup=False, soft_wrap=True)
 
     def client(self) -> FastbootClient:
         if self._client is None:
@@ -93,7 +90,7 @@ class _Session:
         if self.as_json:
             click.echo(json.dumps(result, ensure_ascii=False))
         elif text:
-            self.err.print(text, markup=False, soft_wrap=True)
+            err().print(text, markup=False, soft_wrap=True)
 
 
 pass_session = click.make_pass_decorator(_Session)
@@ -139,17 +136,8 @@ def getvar(session: _Session, name: str) -> None:
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_session
 def flash(session: _Session, partition: str, images: tuple[Path, ...]) -> None:
-    if session.as_json:
-        session.run(lambda fb: fb.flash(partition, list(images)))
-    else:
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*columns, console=session.err, transient=True) as bar:
-            task = bar.add_task(_("Sending {partition}", partition=partition), total=None)
-
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total or None)
-
-            session.run(lambda fb: fb.flash(partition, list(images), progress))
+    with byte_bar(not session.as_json, _("Sending {partition}", partition=partition)) as progress:
+        session.run(lambda fb: fb.flash(partition, list(images), progress))
     session.done({"flashed": partition, "images": [str(p) for p in images]},
                  _("Wrote {partition}", partition=partition))
 

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from i18n import N_, _, translate
 
-from .cli_common import Group, emit_json, json_option, option, out, reported
+from .cli_common import Group, emit_json, json_option, option, out, reported, table
 
 
 def _state(ctx: click.Context, state: Path | None) -> Path:
@@ -24,22 +23,28 @@ state_option = option("--state", type=click.Path(file_okay=False, path_type=Path
                       help=N_("The simulator's state directory (default: --sim or NAIAD_SIM)."))
 
 
-def _faults(ber: float | None, drop: float | None, latency_ms: float | None) -> dict[str, float]:
-    given = {"ber": ber, "drop": drop, "latency_ms": latency_ms}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-fault_options = [
-    option("--ber", type=click.FloatRange(0, 1), help=N_("Bit-error rate on the serial link.")),
-    option("--drop", type=click.FloatRange(0, 1), help=N_("Probability of losing each byte on the serial link.")),
-    option("--latency-ms", type=click.FloatRange(0), help=N_("Delay added before each answer, in milliseconds.")),
-]
+FAULT_OPTIONS = {
+    "ber": option("--ber", type=click.FloatRange(0, 1), help=N_("Bit-error rate on the serial link.")),
+    "drop": option("--drop", type=click.FloatRange(0, 1),
+                   help=N_("Probability of losing each byte on the serial link.")),
+    "latency_ms": option("--latency-ms", type=click.FloatRange(0),
+                         help=N_("Delay added before each answer, in milliseconds.")),
+    "bandwidth_mbps": option("--bandwidth-mbps", type=click.FloatRange(0),
+                             help=N_("Cap every link of a terminal at this many MB/s (0: no cap).")),
+    "corrupt_writes": option("--corrupt-writes", type=click.IntRange(0),
+                             help=N_("Corrupt the next N partition writes after the bootloader accepted them.")),
+}
 
 
 def with_faults(f: Any) -> Any:
-    for decorate in reversed(fault_options):
+    for decorate in reversed(FAULT_OPTIONS.values()):
         f = decorate(f)
     return f
+
+
+def _faults(given: dict[str, Any]) -> dict[str, Any]:
+    """The fault options the user gave (popped from a command's keyword arguments)."""
+    return {name: value for name in FAULT_OPTIONS if (value := given.pop(name, None)) is not None}
 
 
 @click.group("sim", cls=Group, help=N_("Virtual terminals for tests, demos and training."))
@@ -55,10 +60,10 @@ def sim() -> None:
 @with_faults
 @json_option
 @click.pass_context
-def start(ctx: click.Context, terminals: int, state: Path | None, models: tuple[str, ...], detach: bool,
-          ber: float | None, drop: float | None, latency_ms: float | None, as_json: bool) -> None:
+def start(ctx: click.Context, /, terminals: int, state: Path | None, models: tuple[str, ...], detach: bool,
+          as_json: bool, **fault_options: Any) -> None:
     directory = _state(ctx, state)
-    faults = _faults(ber, drop, latency_ms)
+    faults = _faults(fault_options)
     if not detach:
         from simulator.process import main
 
@@ -88,13 +93,12 @@ def status(ctx: click.Context, state: Path | None, as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
-    table = Table(title=_("Simulated terminals"))
-    for heading in (N_("Serial"), N_("Model"), N_("Mode"), N_("Plugged"), N_("Serial port"), N_("Fastboot TCP port")):
-        table.add_column(_(heading))
+    shown = table(N_("Serial"), N_("Model"), N_("Mode"), N_("Plugged"), N_("Serial port"), N_("Fastboot TCP port"),
+                  title=_("Simulated terminals"))
     for t in result["terminals"]:
-        table.add_row(t["serial"], t["model"], translate(t["mode"]), _("yes") if t["plugged"] else _("no"),
+        shown.add_row(t["serial"], t["model"], translate(t["mode"]), _("yes") if t["plugged"] else _("no"),
                       t.get("pty") or "-", str(t.get("fastboot_tcp_port") or "-"))
-    out().print(table)
+    out().print(shown)
 
 
 @sim.command("stop", help=N_("Stop the simulator; its state stays for the next start."))
@@ -113,11 +117,11 @@ def stop(ctx: click.Context, state: Path | None) -> None:
 @option("--unplug-after-bytes", type=click.IntRange(0), help=N_("Unplug once this many more bytes have crossed."))
 @with_faults
 @click.pass_context
-def faults(ctx: click.Context, state: Path | None, serial: str | None, unplug_after_bytes: int | None,
-           ber: float | None, drop: float | None, latency_ms: float | None) -> None:
+def faults(ctx: click.Context, /, state: Path | None, serial: str | None, unplug_after_bytes: int | None,
+           **fault_options: Any) -> None:
     from simulator.control import SimControl
 
-    changes: dict[str, Any] = _faults(ber, drop, latency_ms)
+    changes = _faults(fault_options)
     if unplug_after_bytes is not None:
         changes["unplug_after_bytes"] = unplug_after_bytes
     with reported(False):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 
 from i18n import N_, _
 
-from .cli_common import Command, emit_json, json_option, out
+from .cli_common import Command, emit_json, json_option, out, table
 
 _COLOURS = {"ok": "green", "warning": "yellow", "problem": "red"}
 
@@ -25,12 +24,10 @@ def doctor(settings: Any, as_json: bool) -> None:
     if as_json:
         emit_json({"checks": [r.as_dict() for r in results]})
     else:
-        table = Table(title=_("Naiad doctor"))
-        for heading in (N_("Check"), N_("Status"), N_("Detail"), N_("How to fix")):
-            table.add_column(_(heading))
+        shown = table(N_("Check"), N_("Status"), N_("Detail"), N_("How to fix"), title=_("Naiad doctor"))
         for r in results:
             colour = _COLOURS[str(r.status)]
-            table.add_row(_(r.name), f"[{colour}]{_(str(r.status))}[/]", r.detail, r.remedy or "")
-        out().print(table)
+            shown.add_row(_(r.name), f"[{colour}]{_(str(r.status))}[/]", r.detail, r.remedy or "")
+        out().print(shown)
     if any(r.status is Status.PROBLEM for r in results):
         raise click.exceptions.Exit(1)
