@@ -127,10 +127,11 @@ class VirtualTerminal:
             self.endpoint = DeviceEndpoint(self.handle)
             self.link = PtyLink(self._receive, self.faults, on_unplug=self.unplug)
         elif self.plugged and self.mode == BOOTLOADER_MODE and self.fastboot is None:
-            self.fastboot = BootloaderService(self.flash, serial=self.serial, bulk_socket=self._bulk_socket,
-                                              hw_revision=self.hardware_revision, on_reboot=self._fastboot_reboot,
-                                              faults=self.faults, on_unplug=self.unplug)
-            self.fastboot.start()
+            service = BootloaderService(self.flash, serial=self.serial, bulk_socket=self._bulk_socket,
+                                        hw_revision=self.hardware_revision, on_reboot=self._fastboot_reboot,
+                                        faults=self.faults, on_unplug=self.unplug)
+            service.start()  # published only once it listens: the bus may be read at any moment
+            self.fastboot = service
         self._notify()
 
     def _disconnect(self) -> None:
