@@ -2,7 +2,9 @@
 
 A card shows model, serial, port, USB port path, mode and a state colour; a step label and progress
 bar stay hidden until a step runs.  A unit that goes away keeps its card (greyed, "Disconnected")
-until it is dismissed or comes back, so a bench operator can see which unit dropped off.
+until it is dismissed or comes back, so a bench operator can see which unit dropped off.  A long job
+(a firmware flash) holds its card: no other action and no dismissing until the job ends, even while
+the unit re-enumerates, and the job's outcome stays on the card afterwards.
 """
 
 from __future__ import annotations
@@ -71,7 +73,10 @@ class UnitCard(QFrame):
         self.device: Any = device
         self.connected = True
         self._step: tuple[str, dict[str, object]] | None = None
+        self._result: tuple[str, dict[str, object]] | None = None
         self._error: BaseException | None = None
+        self._sticky_error = False
+        self._in_job = False
         self.setObjectName("unitCard")
         self.setFixedWidth(CARD_WIDTH)
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -136,7 +141,8 @@ class UnitCard(QFrame):
         """The unit is (again) on the bus, possibly in another mode or at another address."""
         self.device = device
         self.connected = True
-        self._error = None
+        if not self._sticky_error:
+            self._error = None
         self.retranslate()
 
     def mark_disconnected(self) -> None:
@@ -154,7 +160,7 @@ class UnitCard(QFrame):
             return UnitState.DISCONNECTED
         if self.error is not None:
             return UnitState.ERROR
-        if self._step is not None:
+        if self._step is not None or self._in_job:
             return UnitState.BUSY
         return UnitState.BOOTLOADER if self.mode == "bootloader" else UnitState.RUN
 
@@ -163,7 +169,9 @@ class UnitCard(QFrame):
     def show_step(self, msgid: str, **params: object) -> None:
         """A step started: show its (translatable) name and an indeterminate progress bar."""
         self._step = (msgid, params)
+        self._result = None
         self._error = None
+        self._sticky_error = False
         self.progress.setRange(0, 0)
         self.retranslate()
 
@@ -179,11 +187,39 @@ class UnitCard(QFrame):
         self._step = None
         self.retranslate()
 
-    def show_error(self, error: BaseException) -> None:
-        """The last step failed; the card shows the error and its remedy until the next step or replug."""
+    def show_error(self, error: BaseException, *, sticky: bool = False) -> None:
+        """The last step failed; the card shows the error and its remedy until the next step or replug.
+
+        A ``sticky`` error (a failed flash) survives replugs: it stays until the next step starts.
+        """
         self._step = None
+        self._result = None
         self._error = error
+        self._sticky_error = sticky
         self.retranslate()
+
+    def show_result(self, msgid: str, **params: object) -> None:
+        """The step or job ended well; its (translatable) outcome stays on the card until the next step."""
+        self._step = None
+        self._error = None
+        self._sticky_error = False
+        self._result = (msgid, params)
+        self.retranslate()
+
+    # -- long jobs (flashing) ---------------------------------------------------------------------
+
+    def begin_job(self) -> None:
+        """A long job now owns the unit: its actions and dismissing are off until :meth:`end_job`."""
+        self._in_job = True
+        self.retranslate()
+
+    def end_job(self) -> None:
+        self._in_job = False
+        self.retranslate()
+
+    @property
+    def in_job(self) -> bool:
+        return self._in_job
 
     @property
     def error(self) -> BaseException | None:
@@ -200,7 +236,7 @@ class UnitCard(QFrame):
         state = self.state
         self.state_badge.setText(_(STATE_LABELS[state]))
         self.dismiss_button.setToolTip(_("Remove this card from the bench"))
-        self.dismiss_button.setVisible(state is UnitState.DISCONNECTED)
+        self.dismiss_button.setVisible(state is UnitState.DISCONNECTED and not self._in_job)
         self.title.setText(str(device.model_name))
         self.model_id.setText(_("Model {model}", model=device.model))
         self.serial_caption.setText(_("Serial:"))
@@ -219,7 +255,11 @@ class UnitCard(QFrame):
             self.reboot_button.setText(_("Reboot to run mode"))
         else:
             self.reboot_button.setText(_("Reboot to bootloader"))
-        idle = state in (UnitState.RUN, UnitState.BOOTLOADER, UnitState.ERROR) and bool(device.serial)
+        idle = (
+            state in (UnitState.RUN, UnitState.BOOTLOADER, UnitState.ERROR)
+            and bool(device.serial)
+            and not self._in_job
+        )
         self.info_button.setEnabled(idle)
         self.reboot_button.setEnabled(idle)
         self._apply_state(state)
@@ -247,25 +287,32 @@ class UnitCard(QFrame):
             self.step_label.setProperty("failed", False)
             self.step_label.show()
             self.progress.show()
+        elif self._result is not None:
+            msgid, params = self._result
+            self.step_label.setText(_(msgid, **params))
+            self.step_label.setToolTip("")
+            self.step_label.setProperty("failed", False)
+            self.step_label.show()
+            self.progress.hide()
         else:
             self.step_label.setProperty("failed", False)
             self.step_label.hide()
             self.progress.hide()
-        _repolish(self.step_label)
+        repolish(self.step_label)
 
     def _apply_state(self, state: UnitState) -> None:
         if self.property("state") != state.value:
             self.setProperty("state", state.value)
-            _repolish(self)
+            repolish(self)
             for child in self.findChildren(QLabel):
-                _repolish(child)
+                repolish(child)
 
     def _request_reboot(self) -> None:
         target = "run" if self.mode == "bootloader" else "bootloader"
         self.reboot_requested.emit(self.serial, target)
 
 
-def _repolish(widget: QWidget) -> None:
+def repolish(widget: QWidget) -> None:
     """Re-apply the style sheet after a dynamic property the sheet selects on has changed."""
     style = widget.style()
     if style is not None:
@@ -344,9 +391,9 @@ class Bench(QWidget):
         self.changed.emit()
 
     def dismiss(self, serial: str) -> None:
-        """Remove a disconnected unit's card; a connected unit's card cannot be dismissed."""
+        """Remove a disconnected unit's card; a connected unit's card, or one held by a job, stays."""
         card = self._cards.get(serial)
-        if card is None or card.connected:
+        if card is None or card.connected or card.in_job:
             return
         del self._cards[serial]
         self._grid.removeWidget(card)
@@ -355,7 +402,7 @@ class Bench(QWidget):
         self.changed.emit()
 
     def dismiss_disconnected(self) -> int:
-        gone = [serial for serial, card in self._cards.items() if not card.connected]
+        gone = [serial for serial, card in self._cards.items() if not card.connected and not card.in_job]
         for serial in gone:
             self.dismiss(serial)
         return len(gone)

@@ -1,14 +1,17 @@
 """The console's main window: the bench over the log pane, a bench toolbar and the language switch.
 
 The window wires the pieces together: discovery events (from the watcher thread) go to the bench,
-card requests go to the action runner (a thread pool), results come back to the cards.  Every text
-is re-read in the current language by ``retranslate()``, which i18n's language listener triggers.
+card requests go to the action runner (a thread pool), results come back to the cards.  "Flash
+firmware…" opens the flash dialog; a started flash runs on the flash runner's thread and the flash
+monitor shows it on the cards.  Every text is re-read in the current language by ``retranslate()``,
+which i18n's language listener triggers.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -31,11 +34,24 @@ from PyQt6.QtWidgets import (
 
 import i18n
 from i18n import N_, _
+from terminal.errors import NaiadError
 
 from .bench import Bench, error_texts
+from .flash_dialog import FlashDialog, choices_from_cards
+from .flash_monitor import FlashMonitor
 from .log_pane import LogPane
 from .style import UnitState, stylesheet
-from .workers import ActionRunner, DeviceWatcher, DiscoveryFactory, StationProvider, discovery_factory
+from .workers import (
+    ActionRunner,
+    DeviceWatcher,
+    DiscoveryFactory,
+    FlashEngine,
+    FlashRun,
+    FlashRunner,
+    StationProvider,
+    UnitsBusy,
+    discovery_factory,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -122,6 +138,7 @@ class MainWindow(QMainWindow):
         *,
         make_discovery: DiscoveryFactory | None = None,
         make_station: Any = None,
+        load_flash_engine: Callable[[], FlashEngine] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -129,13 +146,16 @@ class MainWindow(QMainWindow):
         self.watcher = DeviceWatcher(make_discovery or discovery_factory(self.sim_dir), parent=self)
         self.runner = ActionRunner(parent=self)
         self.stations = StationProvider(self.sim_dir, make_station)
+        self.flasher = FlashRunner(self.stations, load_flash_engine, parent=self)
         self.info_dialogs: dict[str, UnitInfoDialog] = {}
+        self.flash_dialog: FlashDialog | None = None
         self._closed = False
         self.setObjectName("naiadMainWindow")
         self.setStyleSheet(stylesheet())
 
         self.bench = Bench()
         self.log_pane = LogPane()
+        self.flash_monitor = FlashMonitor(self.bench, self.flasher, parent=self)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.bench)
         splitter.addWidget(self.log_pane)
@@ -157,12 +177,18 @@ class MainWindow(QMainWindow):
         self.bench.info_requested.connect(self.request_info)
         self.bench.reboot_requested.connect(self.request_reboot)
         self.bench.changed.connect(self._update_counts)
+        self.bench.changed.connect(self._units_changed)
         self.runner.succeeded.connect(self._on_action_succeeded)
         self.runner.failed.connect(self._on_action_failed)
+        for signal in (self.runner.started, self.runner.succeeded, self.runner.failed, self.flasher.run_finished):
+            signal.connect(self._units_changed)
+        self.flasher.flash_event.connect(self._on_flash_event)
+        self.flash_monitor.summarised.connect(self._show_status)
         self.language_changed.connect(self._on_language_changed)
         self.log_pane.attach()
         i18n.add_language_listener(self._notify_language)
         self.retranslate()
+        self._units_changed()
         self.resize(1100, 760)
 
     # -- building -------------------------------------------------------------------------------
@@ -180,6 +206,10 @@ class MainWindow(QMainWindow):
         self.quit_action.triggered.connect(self.close)
         self.file_menu.addAction(self.quit_action)
 
+        self.flash_action = QAction(self)
+        self.flash_action.setObjectName("flashFirmwareAction")
+        self.flash_action.triggered.connect(lambda _checked=False: self.open_flash_dialog())
+        self.bench_menu.addAction(self.flash_action)
         self.dismiss_action = QAction(self)
         self.dismiss_action.triggered.connect(self.bench.dismiss_disconnected)
         self.bench_menu.addAction(self.dismiss_action)
@@ -201,11 +231,12 @@ class MainWindow(QMainWindow):
         self.about_action.triggered.connect(self._show_about)
         self.help_menu.addAction(self.about_action)
 
-        # The bench toolbar: later milestones add "Flash firmware…" and the wizard here.
+        # The bench toolbar: later milestones add the wizard here.
         self.toolbar = QToolBar()
         self.toolbar.setObjectName("benchToolbar")
         self.toolbar.setMovable(False)
         self.addToolBar(self.toolbar)
+        self.toolbar.addAction(self.flash_action)
         self.toolbar.addAction(self.dismiss_action)
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -228,21 +259,41 @@ class MainWindow(QMainWindow):
         self.watcher.start()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
+        if not self._closed and self.flasher.running() and not self.confirm_interrupt_flash():
+            if event is not None:
+                event.ignore()
+            return
         self.shutdown()
         super().closeEvent(event)
 
+    def confirm_interrupt_flash(self) -> bool:
+        """Ask before closing while units are being flashed; True to close anyway."""
+        answer = QMessageBox.question(
+            self, _("Flashing is running"),
+            _("Units are still being flashed: {serials}. If you close now, they keep booting their old firmware "
+              "and flashing them again resumes where it stopped. Close anyway?",
+              serials=", ".join(sorted(self.flasher.busy_serials()))),
+            QMessageBox.StandardButton.Close | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Close
+
     def shutdown(self) -> None:
-        """Stop the watcher thread and the action pool, and unhook from i18n and logging."""
+        """Stop the watcher thread, the action pool and new flashes, and unhook from i18n and logging."""
         if self._closed:
             return
         self._closed = True
         i18n.remove_language_listener(self._notify_language)
         self.watcher.stop()
         self.runner.shutdown()
-        try:
-            self.stations.close()
-        except Exception:
-            LOG.exception("closing the station failed")
+        flashes_ended = self.flasher.shutdown(timeout_ms=2000)
+        if self.flash_dialog is not None:
+            self.flash_dialog.close()
+        if flashes_ended:  # else the flash still records in the ledger: leave the station open for it
+            try:
+                self.stations.close()
+            except Exception:
+                LOG.exception("closing the station failed")
         for dialog in list(self.info_dialogs.values()):
             dialog.close()
         self.log_pane.detach()
@@ -271,6 +322,8 @@ class MainWindow(QMainWindow):
         self.file_menu.setTitle(_("&File"))
         self.quit_action.setText(_("&Quit"))
         self.bench_menu.setTitle(_("&Bench"))
+        self.flash_action.setText(_("Flash firmware…"))
+        self.flash_action.setToolTip(_("Write a signed firmware bundle to units on the bench, many at once"))
         self.dismiss_action.setText(_("Dismiss disconnected units"))
         self.dismiss_action.setToolTip(_("Remove the cards of units that are no longer attached"))
         self.view_menu.setTitle(_("&View"))
@@ -291,6 +344,8 @@ class MainWindow(QMainWindow):
         self.log_pane.retranslate()
         for dialog in self.info_dialogs.values():
             dialog.retranslate()
+        if self.flash_dialog is not None:
+            self.flash_dialog.retranslate()
         self._update_counts()
 
     # -- discovery ------------------------------------------------------------------------------
@@ -329,8 +384,17 @@ class MainWindow(QMainWindow):
 
     # -- unit actions (run on the pool; results back here on the GUI thread) --------------------
 
+    def _refuse_if_flashing(self, serial: str) -> bool:
+        """A unit being flashed gets no other action; True (and a log line) when ``serial`` is one."""
+        if not self.flasher.busy(serial):
+            return False
+        LOG.warning("%s", UnitsBusy(serials=serial))
+        return True
+
     @pyqtSlot(str)
     def request_info(self, serial: str) -> None:
+        if self._refuse_if_flashing(serial):
+            return
         card = self.bench.card(serial)
         if card is not None:
             card.show_step(N_("Reading unit info…"))
@@ -338,6 +402,8 @@ class MainWindow(QMainWindow):
 
     @pyqtSlot(str, str)
     def request_reboot(self, serial: str, mode: str) -> None:
+        if self._refuse_if_flashing(serial):
+            return
         card = self.bench.card(serial)
         if card is not None:
             card.show_step(REBOOT_STEPS.get(mode, N_("Rebooting…")))
@@ -379,6 +445,64 @@ class MainWindow(QMainWindow):
     def _forget_dialog(self, dialog: UnitInfoDialog) -> None:
         if self.info_dialogs.get(dialog.serial) is dialog:
             del self.info_dialogs[dialog.serial]
+
+    # -- flashing -----------------------------------------------------------------------------------
+
+    def open_flash_dialog(self, bundle_path: str | None = None) -> FlashDialog:
+        """Show the flash dialog (one at a time) listing the bench's units; optionally read a bundle."""
+        dialog = self.flash_dialog
+        if dialog is None:
+            dialog = FlashDialog(self._unit_choices(), self)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.start_requested.connect(self.start_flash)
+            dialog.finished.connect(lambda _result, dialog=dialog: self._forget_flash_dialog(dialog))
+            self.flash_dialog = dialog
+        if bundle_path:
+            dialog.load_bundle(bundle_path)
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
+    def _forget_flash_dialog(self, dialog: FlashDialog) -> None:
+        if self.flash_dialog is dialog:
+            self.flash_dialog = None
+
+    def _unit_choices(self) -> list[Any]:
+        return choices_from_cards(self.bench.cards(), lambda s: self.runner.busy(s) or self.flasher.busy(s))
+
+    @pyqtSlot()
+    def _units_changed(self) -> None:
+        self.flash_action.setEnabled(any(card.device.serial for card in self.bench.cards()))
+        if self.flash_dialog is not None:
+            self.flash_dialog.set_units(self._unit_choices())
+
+    @pyqtSlot(object, object)
+    def _on_flash_event(self, _run: FlashRun, event: Any) -> None:
+        if event.kind == "finished":  # the unit is free again; progress events change no one's availability
+            self._units_changed()
+
+    @pyqtSlot(str, list)
+    def start_flash(self, bundle_path: str, serials: list[str]) -> FlashRun | None:
+        """Flash ``bundle_path`` to ``serials`` off the GUI thread; None (and the reason logged) if refused."""
+        try:
+            busy = [s for s in serials if self.runner.busy(s)]
+            if busy:
+                raise UnitsBusy(serials=", ".join(busy))
+            run = self.flasher.start(bundle_path, serials)
+        except NaiadError as exc:
+            message, remedy = error_texts(exc)
+            LOG.error("%s", message + (f" — {remedy}" if remedy else ""))
+            self._show_status(message)
+            return None
+        self.flash_monitor.begin(run)
+        self._units_changed()
+        return run
+
+    @pyqtSlot(str)
+    def _show_status(self, text: str) -> None:
+        status = self.statusBar()
+        if status is not None:
+            status.showMessage(text, 15000)
 
     def _show_about(self) -> None:
         try:

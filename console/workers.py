@@ -1,19 +1,25 @@
-"""Everything the console does off the GUI thread: watching the USB bus and running unit actions.
+"""Everything the console does off the GUI thread: watching the USB bus, unit actions, flashing.
 
 The GUI thread never blocks on a device.  ``DeviceWatcher`` runs ``Discovery.watch()`` in its own
 QThread and re-emits each event as a Qt signal, which Qt queues to the GUI thread.  ``ActionRunner``
-runs device actions (info, reboot, later flashing) on a QThreadPool, one at a time per unit, and
-delivers the result or the error back by signal.
+runs device actions (info, reboot) on a QThreadPool, one at a time per unit, and delivers the result
+or the error back by signal.  ``FlashRunner`` runs ``provisioning.flashing.flash_units`` for a set of
+units on a thread of its own and brings the engine's events (raised on its worker threads) back the
+same way.
 """
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import logging
 import os
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from PyQt6.QtCore import QObject, QThread, QThreadPool, pyqtSignal, pyqtSlot
@@ -52,6 +58,30 @@ def discovery_factory(sim_dir: str | os.PathLike[str] | None) -> DiscoveryFactor
 class StationUnavailable(NaiadError):
     message = N_("Unit actions are unavailable: {detail}")
     remedy = N_("Reinstall Naiad; its provisioning station could not be loaded.")
+
+
+class FlashingUnavailable(NaiadError):
+    message = N_("Firmware flashing is unavailable: {detail}")
+    remedy = N_("Reinstall Naiad; its firmware flashing could not be loaded.")
+
+
+class NoUnitsChosen(NaiadError):
+    message = N_("No units are chosen to flash")
+    remedy = N_("Tick at least one attached unit of a model the bundle is for.")
+
+
+class UnitsBusy(NaiadError):
+    message = N_("Units already busy: {serials}")
+    remedy = N_("Wait until their running step or flash ends, then start again.")
+
+
+class ConsoleClosing(NaiadError):
+    message = N_("The console is closing; no new flash starts")
+
+
+class FlashResultMissing(NaiadError):
+    message = N_("Unit {serial} ended the flash without a result")
+    remedy = N_("Flash the unit again; partitions already verified are skipped.")
 
 
 class DiscoveryWorker(QObject):
@@ -303,3 +333,169 @@ class ActionRunner(QObject):
         if not done:
             LOG.error("unit actions still running after %d ms: %s", timeout_ms, ", ".join(self._running))
         return bool(done)
+
+
+# -- flashing -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlashEngine:
+    """What the console needs of ``provisioning.flashing``: its entry point and the phase names (msgids)."""
+
+    flash_units: Callable[..., list[Any]]
+    phase_labels: Mapping[Any, str]
+
+
+def load_flash_engine() -> FlashEngine:
+    """Import the flashing engine (on first use, on the flash thread: nothing is loaded at start-up)."""
+    try:
+        module = importlib.import_module("provisioning.flashing")
+    except ImportError as exc:
+        raise FlashingUnavailable(detail=str(exc)) from exc
+    return FlashEngine(module.flash_units, module.PHASE_LABELS)
+
+
+@dataclass(eq=False)
+class FlashRun:
+    """One press of Start: one bundle for some units, flashed together by one ``flash_units`` call."""
+
+    number: int
+    bundle_path: str
+    serials: tuple[str, ...]
+    labels: Mapping[Any, str] = field(default_factory=dict)
+    """The engine's phase msgids; filled on the flash thread before its first event."""
+    results: dict[str, Any] = field(default_factory=dict)
+    """``FlashResult`` by serial, as each unit finishes (and from the final list)."""
+    error: BaseException | None = None
+    """Set when ``flash_units`` itself raised (bad bundle, no station): no unit has a result then."""
+
+
+class _FlashSignals(QObject):
+    """Created on the GUI thread, emitted from flash threads: Qt queues delivery to the GUI thread."""
+
+    flash_event = pyqtSignal(object, object)
+    finished = pyqtSignal(object, object)
+    failed = pyqtSignal(object, object)
+
+
+class FlashRunner(QObject):
+    """Flashes units off the GUI thread; its signals arrive on the GUI thread.
+
+    ``flash_event(run, FlashEvent)`` for every engine event, ``run_finished(run)`` once ``flash_units`` has
+    returned or raised.  A unit is busy from :meth:`start` until its ``finished`` event; a unit can be in
+    one run at a time, and runs on other units may overlap.
+    """
+
+    flash_event = pyqtSignal(object, object)
+    run_finished = pyqtSignal(object)
+
+    def __init__(
+        self,
+        stations: StationProvider,
+        load_engine: Callable[[], FlashEngine] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._stations = stations
+        self._load_engine = load_engine or load_flash_engine
+        self._numbers = itertools.count(1)
+        self._busy: set[str] = set()
+        self._runs: dict[FlashRun, tuple[threading.Thread, _FlashSignals]] = {}
+        self._closed = False
+
+    def busy(self, serial: str) -> bool:
+        return serial in self._busy
+
+    def running(self) -> bool:
+        return bool(self._runs)
+
+    def busy_serials(self) -> set[str]:
+        return set(self._busy)
+
+    def start(self, bundle_path: str, serials: Iterable[str]) -> FlashRun:
+        """Flash ``bundle_path`` to ``serials`` on a new thread; refused (changing nothing) if any is busy."""
+        if self._closed:
+            raise ConsoleClosing()
+        chosen = tuple(dict.fromkeys(s for s in serials if s))
+        if not chosen:
+            raise NoUnitsChosen()
+        busy = [s for s in chosen if s in self._busy]
+        if busy:
+            raise UnitsBusy(serials=", ".join(busy))
+        run = FlashRun(next(self._numbers), str(bundle_path), chosen)
+        signals = _FlashSignals()
+        signals.flash_event.connect(self._on_event)
+        signals.finished.connect(self._on_finished)
+        signals.failed.connect(self._on_failed)
+        thread = threading.Thread(target=self._work, args=(run, signals), name=f"naiad-flash-{run.number}",
+                                  daemon=True)
+        self._busy.update(chosen)
+        self._runs[run] = (thread, signals)
+        thread.start()
+        return run
+
+    def _work(self, run: FlashRun, signals: _FlashSignals) -> None:
+        """The flash thread: everything here is off the GUI thread and talks back only by signal."""
+
+        shown: dict[str, tuple[object, int]] = {}
+
+        def on_event(event: Any) -> None:  # called on the engine's worker threads
+            if event.kind == "progress" and event.total > 0 and event.done < event.total:
+                # a bar moves in thousandths: coalesce finer steps, so sixteen units cannot flood the GUI
+                step = (event.partition, event.done * 1000 // event.total)
+                if shown.get(event.serial) == step:
+                    return
+                shown[event.serial] = step
+            signals.flash_event.emit(run, event)
+
+        try:
+            engine = self._load_engine()
+            run.labels = dict(engine.phase_labels)
+            station = self._stations.get()
+            results = engine.flash_units(station, Path(run.bundle_path), list(run.serials), on_event)
+        except Exception as exc:
+            if not isinstance(exc, NaiadError):
+                LOG.exception("flashing %s failed", ", ".join(run.serials))
+            signals.failed.emit(run, exc)
+        else:
+            signals.finished.emit(run, list(results))
+
+    @pyqtSlot(object, object)
+    def _on_event(self, run: FlashRun, event: Any) -> None:
+        if event.kind == "finished" and event.serial in run.serials:
+            if event.result is not None:
+                run.results[event.serial] = event.result
+            self._busy.discard(event.serial)
+        self.flash_event.emit(run, event)
+
+    @pyqtSlot(object, object)
+    def _on_finished(self, run: FlashRun, results: list[Any]) -> None:
+        for result in results:
+            run.results[result.serial] = result
+        self._end(run)
+
+    @pyqtSlot(object, object)
+    def _on_failed(self, run: FlashRun, error: BaseException) -> None:
+        run.error = error
+        self._end(run)
+
+    def _end(self, run: FlashRun) -> None:
+        if self._runs.pop(run, None) is None:
+            return
+        self._busy.difference_update(run.serials)
+        self.run_finished.emit(run)
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Start no more runs and wait up to ``timeout_ms`` for running ones; False if some still run.
+
+        A flash cannot be cancelled half-way; one that outlives the console leaves each unit on a slot
+        that boots, and flashing again resumes it.
+        """
+        self._closed = True
+        deadline = time.monotonic() + timeout_ms / 1000
+        for thread, _signals in list(self._runs.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        still = [s for run, (thread, _x) in self._runs.items() if thread.is_alive() for s in run.serials]
+        if still:
+            LOG.warning("flashing still running on %s as the console closes", ", ".join(still))
+        return not still

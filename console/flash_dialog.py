@@ -1,0 +1,523 @@
+"""The bench's "Flash firmware" action: choose a bundle and units, then follow the flash on the cards.
+
+``FlashDialog`` reads a bundle's manifest and signature (off the GUI thread; no image is hashed) to
+show what it holds and who signed it, and lists the bench's units with the attached, idle units of a
+model the bundle is for ticked.  ``FlashMonitor`` turns the flash runner's events into card steps,
+progress bars and outcomes, and writes a summary to the log when a run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PyQt6.QtCore import QObject, Qt, QThreadPool, pyqtSignal, pyqtSlot
+from PyQt6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from i18n import N_, _
+from terminal.errors import NaiadError
+
+from .bench import MODE_LABELS, NO_VALUE, UnitCard, error_texts, repolish
+from .style import UnitState
+
+LOG = logging.getLogger(__name__)
+
+PARTITION_TYPES: dict[str, str] = {"raw": N_("Raw"), "sparse": N_("Sparse")}
+# Why a unit cannot be ticked; the first that applies is shown.
+NOT_ATTACHED = N_("Not attached")
+BUSY = N_("Busy")
+NOT_FOR_BUNDLE = N_("Not for this bundle")
+
+
+# -- what the dialog shows ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelFit:
+    """A model the bundle is for: id, display name (from the model table) and hardware revisions."""
+
+    model: str
+    name: str
+    hardware_revisions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PartitionRow:
+    name: str
+    type: str
+    size: int
+    expanded_size: int
+
+
+@dataclass(frozen=True)
+class BundleSummary:
+    """A bundle's manifest and signature status, read without hashing any image."""
+
+    path: str
+    version: str
+    security_version: int
+    created: str | None
+    models: tuple[ModelFit, ...]
+    partitions: tuple[PartitionRow, ...]
+    key_id: str
+    algorithm: str
+    trust_error: NaiadError | None
+
+    @property
+    def trusted(self) -> bool:
+        return self.trust_error is None
+
+    def fits(self, model: str) -> bool:
+        return any(fit.model == model for fit in self.models)
+
+
+def read_bundle_summary(path: str | os.PathLike[str], trusted: Mapping[str, Any] | None = None) -> BundleSummary:
+    """Open ``path`` for inspection only (an untrusted signature is reported, not raised) and summarise it.
+
+    ``trusted`` is the release keys to accept (default: the station's trust store).  Raises the
+    bundle's typed error (``BundleNotFound``, ``MalformedBundle`` ...) when it cannot be read at all.
+    """
+    from firmware.bundle import Bundle
+    from firmware.signing import short_key_id
+    from terminal.models import load_models
+
+    with Bundle.open(os.fspath(path), trusted, require_trusted=False) as bundle:
+        manifest = bundle.manifest
+        signature = bundle.signature
+        trust_error = bundle.trust_error
+    try:
+        table = load_models()
+    except NaiadError as exc:  # a broken user model table must not hide the bundle
+        LOG.warning("model names unavailable: %s", exc)
+        table = {}
+    models = tuple(
+        ModelFit(c.model, table[c.model].name if c.model in table else c.model, tuple(c.hardware_revisions))
+        for c in manifest.compatible
+    )
+    partitions = tuple(PartitionRow(p.name, p.type, p.size, p.expanded_size) for p in manifest.partitions)
+    return BundleSummary(
+        path=os.fspath(path), version=manifest.version, security_version=manifest.security_version,
+        created=manifest.created, models=models, partitions=partitions, key_id=short_key_id(signature.key_id),
+        algorithm=signature.algorithm, trust_error=trust_error,
+    )
+
+
+def format_size(size: int) -> str:
+    """Bytes for people, in binary units (partition sizes are powers of two)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover - the loop always returns
+
+
+@dataclass(frozen=True)
+class UnitChoice:
+    """A unit on the bench as the dialog lists it."""
+
+    serial: str
+    model: str
+    model_name: str
+    path: str
+    mode: str
+    attached: bool
+    busy: bool
+
+
+def choices_from_cards(cards: Iterable[UnitCard], is_busy: Callable[[str], bool]) -> list[UnitChoice]:
+    """The bench's units with a readable serial, in bench order; ``is_busy`` adds units with work queued."""
+    return [
+        UnitChoice(
+            serial=card.serial, model=str(card.device.model), model_name=str(card.device.model_name),
+            path=str(card.device.path), mode=card.mode, attached=card.connected,
+            busy=card.in_job or card.state is UnitState.BUSY or is_busy(card.serial),
+        )
+        for card in cards
+        if card.device.serial
+    ]
+
+
+# -- the dialog -----------------------------------------------------------------------------------------
+
+
+class _SummarySignals(QObject):
+    """Created on the GUI thread, emitted from the pool: delivery is queued to the GUI thread."""
+
+    loaded = pyqtSignal(int, object)
+    failed = pyqtSignal(int, object)
+
+
+class FlashDialog(QDialog):
+    """Pick a bundle, see what it holds, tick units, press Start: emits ``start_requested(path, serials)``."""
+
+    start_requested = pyqtSignal(str, list)
+
+    def __init__(
+        self,
+        units: Sequence[UnitChoice] = (),
+        parent: QWidget | None = None,
+        *,
+        read_summary: Callable[[str], BundleSummary] = read_bundle_summary,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("flashDialog")
+        self._read_summary = read_summary
+        self._units: list[UnitChoice] = []
+        self._ticked: dict[str, bool] = {}
+        self._filling = False
+        self._generation = 0
+        self._loading: str | None = None
+        self._load_error: BaseException | None = None
+        self._loader_signals: _SummarySignals | None = None
+        self.summary: BundleSummary | None = None
+
+        self.bundle_caption = QLabel()
+        self.path_edit = QLineEdit()
+        self.path_edit.editingFinished.connect(self._path_edited)
+        self.browse_button = QPushButton()
+        self.browse_button.clicked.connect(self.browse)
+        bundle_row = QHBoxLayout()
+        bundle_row.addWidget(self.bundle_caption)
+        bundle_row.addWidget(self.path_edit, 1)
+        bundle_row.addWidget(self.browse_button)
+
+        self.contents_box = QGroupBox()
+        self.version_caption, self.security_caption, self.models_caption = QLabel(), QLabel(), QLabel()
+        self.created_caption, self.signature_caption = QLabel(), QLabel()
+        self.version_value, self.security_value, self.models_value = QLabel(), QLabel(), QLabel()
+        self.created_value, self.signature_value = QLabel(), QLabel()
+        self.models_value.setWordWrap(True)
+        self.signature_value.setWordWrap(True)
+        self.signature_value.setObjectName("cardStep")  # the style sheet's red for failed="true"
+        form = QFormLayout()
+        for caption, value in (
+            (self.version_caption, self.version_value), (self.security_caption, self.security_value),
+            (self.models_caption, self.models_value), (self.created_caption, self.created_value),
+            (self.signature_caption, self.signature_value),
+        ):
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            form.addRow(caption, value)
+        self.partition_tree = QTreeWidget()
+        self.partition_tree.setRootIsDecorated(False)
+        self.partition_tree.setColumnCount(4)
+        self.partition_tree.setMaximumHeight(140)
+        contents = QVBoxLayout(self.contents_box)
+        contents.addLayout(form)
+        contents.addWidget(self.partition_tree)
+
+        self.units_box = QGroupBox()
+        self.unit_tree = QTreeWidget()
+        self.unit_tree.setRootIsDecorated(False)
+        self.unit_tree.setColumnCount(5)
+        self.unit_tree.itemChanged.connect(self._item_changed)
+        header = self.unit_tree.header()
+        if header is not None:
+            header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.all_button = QPushButton()
+        self.all_button.clicked.connect(lambda: self.tick_all(True))
+        self.none_button = QPushButton()
+        self.none_button.clicked.connect(lambda: self.tick_all(False))
+        tick_row = QHBoxLayout()
+        tick_row.addWidget(self.all_button)
+        tick_row.addWidget(self.none_button)
+        tick_row.addStretch(1)
+        unit_layout = QVBoxLayout(self.units_box)
+        unit_layout.addWidget(self.unit_tree)
+        unit_layout.addLayout(tick_row)
+
+        self.hint_label = QLabel()
+        self.hint_label.setObjectName("cardStep")
+        self.hint_label.setWordWrap(True)
+        self.buttons = QDialogButtonBox()
+        start = self.buttons.addButton("", QDialogButtonBox.ButtonRole.AcceptRole)
+        cancel = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        assert start is not None and cancel is not None
+        self.start_button: QPushButton = start
+        self.cancel_button: QPushButton = cancel
+        for button in (self.start_button, self.cancel_button):  # Enter in the path field reads the bundle
+            button.setAutoDefault(False)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(bundle_row)
+        layout.addWidget(self.contents_box)
+        layout.addWidget(self.units_box, 1)
+        layout.addWidget(self.hint_label)
+        layout.addWidget(self.buttons)
+        self._units = list(units)
+        self._fill_units()
+        self.retranslate()
+        self.resize(640, 620)
+
+    # -- the bundle ----------------------------------------------------------------------------------
+
+    def browse(self) -> None:
+        start_dir = os.path.dirname(self.path_edit.text()) or os.getcwd()
+        path, _filter = QFileDialog.getOpenFileName(
+            self, _("Choose a firmware bundle"), start_dir, _("Firmware bundles (*.zip);;All files (*)")
+        )
+        if path:
+            self.load_bundle(path)
+
+    def _path_edited(self) -> None:
+        path = self.path_edit.text().strip()
+        current = self._loading or (self.summary.path if self.summary else None)
+        if path and path != current:
+            self.load_bundle(path)
+
+    def load_bundle(self, path: str) -> None:
+        """Read the bundle at ``path`` on a pool thread; the dialog shows it when it arrives."""
+        self._generation += 1
+        generation = self._generation
+        self.summary = None
+        self._load_error = None
+        self._loading = path
+        self.path_edit.setText(path)
+        signals = _SummarySignals()
+        signals.loaded.connect(self._on_loaded)
+        signals.failed.connect(self._on_load_failed)
+        self._loader_signals = signals  # deleted here, on the GUI thread, not on the pool's
+        read = self._read_summary
+
+        def work() -> None:
+            try:
+                summary = read(path)
+            except Exception as exc:
+                if not isinstance(exc, NaiadError):
+                    LOG.exception("reading bundle %s failed", path)
+                signals.failed.emit(generation, exc)
+            else:
+                signals.loaded.emit(generation, summary)
+
+        pool = QThreadPool.globalInstance()
+        assert pool is not None
+        pool.start(work)
+        self._refresh()
+
+    @pyqtSlot(int, object)
+    def _on_loaded(self, generation: int, summary: BundleSummary) -> None:
+        if generation != self._generation:
+            return  # the operator chose another file meanwhile
+        self._loading = None
+        self.summary = summary
+        self._ticked = {}  # a new bundle: tick afresh what fits it
+        self._fill_units()
+        self._refresh()
+
+    @pyqtSlot(int, object)
+    def _on_load_failed(self, generation: int, error: BaseException) -> None:
+        if generation != self._generation:
+            return
+        self._loading = None
+        self._load_error = error
+        self._fill_units()
+        self._refresh()
+
+    @property
+    def loading(self) -> bool:
+        return self._loading is not None
+
+    @property
+    def load_error(self) -> BaseException | None:
+        return self._load_error
+
+    # -- the units -----------------------------------------------------------------------------------
+
+    def set_units(self, units: Sequence[UnitChoice]) -> None:
+        """The bench changed: list ``units``, keeping the operator's ticks for units already listed."""
+        self._units = list(units)
+        self._fill_units()
+        self._refresh()
+
+    def unavailable_reason(self, unit: UnitChoice) -> str | None:
+        """The msgid of why ``unit`` cannot be flashed now, or None."""
+        if not unit.attached:
+            return NOT_ATTACHED
+        if unit.busy:
+            return BUSY
+        if self.summary is not None and not self.summary.fits(unit.model):
+            return NOT_FOR_BUNDLE
+        return None
+
+    def _fill_units(self) -> None:
+        self._filling = True
+        try:
+            self.unit_tree.clear()
+            for unit in self._units:
+                item = QTreeWidgetItem()
+                item.setData(0, Qt.ItemDataRole.UserRole, unit.serial)
+                available = self.unavailable_reason(unit) is None
+                flags = Qt.ItemFlag.ItemIsSelectable
+                if available:
+                    flags |= Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable
+                item.setFlags(flags)
+                default = self.summary is not None  # before a bundle is chosen nothing is ticked
+                ticked = available and self._ticked.get(unit.serial, default)
+                item.setCheckState(0, Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
+                self.unit_tree.addTopLevelItem(item)
+            self._label_units()
+        finally:
+            self._filling = False
+
+    def _label_units(self) -> None:
+        for index, unit in enumerate(self._units):
+            item = self.unit_tree.topLevelItem(index)
+            if item is None:
+                continue
+            mode = MODE_LABELS.get(unit.mode)
+            reason = self.unavailable_reason(unit)
+            item.setText(0, unit.serial)
+            item.setText(1, f"{unit.model_name} ({unit.model})")
+            item.setText(2, unit.path or NO_VALUE)
+            item.setText(3, _(mode) if mode else unit.mode)
+            item.setText(4, _(reason) if reason else "")
+
+    def _item_changed(self, item: QTreeWidgetItem, column: int) -> None:
+        if self._filling or column != 0:
+            return
+        serial = str(item.data(0, Qt.ItemDataRole.UserRole))
+        self._ticked[serial] = item.checkState(0) == Qt.CheckState.Checked
+        self._refresh()
+
+    def tick_all(self, ticked: bool) -> None:
+        """Tick (or untick) every unit that can be flashed now."""
+        for unit in self._units:
+            if self.unavailable_reason(unit) is None:
+                self._ticked[unit.serial] = ticked
+        self._fill_units()
+        self._refresh()
+
+    def selected_serials(self) -> list[str]:
+        """The ticked units that can be flashed now, in bench order."""
+        chosen = []
+        for index, unit in enumerate(self._units):
+            item = self.unit_tree.topLevelItem(index)
+            if item is not None and item.checkState(0) == Qt.CheckState.Checked \
+                    and self.unavailable_reason(unit) is None:
+                chosen.append(unit.serial)
+        return chosen
+
+    # -- starting --------------------------------------------------------------------------------------
+
+    def blocker(self) -> tuple[str, dict[str, object]] | None:
+        """Why Start is off, as (msgid, params); None when it is on."""
+        if self._loading is not None:
+            return N_("Reading {path}…"), {"path": self._loading}
+        if self._load_error is not None:
+            return N_("This file cannot be flashed."), {}
+        if self.summary is None:
+            return N_("Choose a firmware bundle."), {}
+        if not self.summary.trusted:
+            return N_("This bundle cannot be flashed: its signature is not trusted."), {}
+        if not self.selected_serials():
+            return N_("Tick the units to flash."), {}
+        return None
+
+    def start(self) -> None:
+        """Emit ``start_requested`` for the loaded bundle and the ticked units, and close; else change nothing."""
+        if self.blocker() is not None or self.summary is None:
+            self._refresh()
+            return
+        self.start_requested.emit(self.summary.path, self.selected_serials())
+        self.accept()
+
+    # -- drawing ---------------------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        self._draw_summary()
+        blocker = self.blocker()
+        self.start_button.setEnabled(blocker is None)
+        self.all_button.setEnabled(self.summary is not None)
+        problem = self._load_error or (self.summary.trust_error if self.summary is not None else None)
+        if blocker is None:
+            count = len(self.selected_serials())
+            assert self.summary is not None
+            text = _("Units to flash: {count} · firmware {version}", count=count, version=self.summary.version)
+        else:
+            text = _(blocker[0], **blocker[1])
+            if problem is not None:
+                message, remedy = error_texts(problem)
+                text = " ".join(part for part in (text, message, remedy) if part)
+        self.hint_label.setText(text)
+        failed = problem is not None
+        if self.hint_label.property("failed") != failed:
+            self.hint_label.setProperty("failed", failed)
+            repolish(self.hint_label)
+
+    def _draw_summary(self) -> None:
+        summary = self.summary
+        self.partition_tree.clear()
+        if summary is None:
+            for value in (self.version_value, self.security_value, self.models_value, self.created_value,
+                          self.signature_value):
+                value.setText(NO_VALUE)
+            self.signature_value.setToolTip("")
+            self.signature_value.setProperty("failed", False)
+            repolish(self.signature_value)
+            return
+        self.version_value.setText(summary.version)
+        self.security_value.setText(str(summary.security_version))
+        self.models_value.setText("; ".join(
+            _("{name} ({model}): revisions {revisions}", name=fit.name, model=fit.model,
+              revisions=", ".join(fit.hardware_revisions))
+            for fit in summary.models
+        ))
+        self.created_value.setText(summary.created or NO_VALUE)
+        if summary.trust_error is None:
+            self.signature_value.setText(
+                _("Signed by trusted key {key_id} ({algorithm})", key_id=summary.key_id, algorithm=summary.algorithm)
+            )
+            self.signature_value.setToolTip("")
+        else:
+            message, remedy = error_texts(summary.trust_error)
+            self.signature_value.setText(message)
+            self.signature_value.setToolTip(remedy or "")
+        self.signature_value.setProperty("failed", summary.trust_error is not None)
+        repolish(self.signature_value)
+        for row in summary.partitions:
+            kind = PARTITION_TYPES.get(row.type)
+            item = QTreeWidgetItem([row.name, _(kind) if kind else row.type, format_size(row.size),
+                                    format_size(row.expanded_size)])
+            self.partition_tree.addTopLevelItem(item)
+
+    def retranslate(self) -> None:
+        """Re-read every text in the current language."""
+        self.setWindowTitle(_("Flash firmware"))
+        self.bundle_caption.setText(_("Bundle:"))
+        self.path_edit.setPlaceholderText(_("A signed firmware bundle (.zip)"))
+        self.browse_button.setText(_("Browse…"))
+        self.contents_box.setTitle(_("What the bundle holds"))
+        self.version_caption.setText(_("Version:"))
+        self.security_caption.setText(_("Security version:"))
+        self.models_caption.setText(_("For models:"))
+        self.created_caption.setText(_("Created:"))
+        self.signature_caption.setText(_("Signature:"))
+        self.partition_tree.setHeaderLabels([_("Partition"), _("Type"), _("In the bundle"), _("On the unit")])
+        self.units_box.setTitle(_("Units"))
+        self.unit_tree.setHeaderLabels([_("Serial"), _("Model"), _("USB port"), _("Mode"), _("Note")])
+        self.all_button.setText(_("Tick all that fit"))
+        self.none_button.setText(_("Untick all"))
+        self.start_button.setText(_("Start flashing"))
+        self.cancel_button.setText(_("Cancel"))
+        self._label_units()
+        self._refresh()
