@@ -268,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--procedure-units", default="1,4", help="unit counts for (c)")
     parser.add_argument("--procedure-system-mib", type=int, default=64, help="system image size for (c)")
     parser.add_argument("--parts", default="abc", help="which parts to run")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the simulator keeps its units' flash (e.g. /dev/shm to take the disk out)")
     parser.add_argument("--station-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.station_child:
@@ -280,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(c < 1 or c > 64 for c in counts + procedure):
         parser.error("unit counts must be 1..64")
     logging.basicConfig(level=logging.WARNING)
-    work = Path(tempfile.mkdtemp(prefix="naiad-bench-fb-"))
+    work = Path(tempfile.mkdtemp(prefix="naiad-bench-fb-", dir=args.workdir))
     # the station's configuration, ledger and trust store stay in the scratch directory
     os.environ.update(NAIAD_CONFIG_DIR=str(work / "config"), NAIAD_DATA_DIR=str(work / "data"))
     started = time.monotonic()

@@ -106,7 +106,7 @@ def _summary(results: list[FlashResult]) -> Table:
             problem = str(r.error) + (f"\n{r.error.remedy_text}" if r.error.remedy_text else "")
         table.add_row(
             escape(r.serial),
-            "[green]" + escape(_("ok")) + "[/]" if r.ok else "[red]" + escape(_("failed")) + "[/]",
+            "[green]" + escape(_("succeeded")) + "[/]" if r.ok else "[red]" + escape(_("failed")) + "[/]",
             escape(r.version or "-"),
             escape(r.slot or "-"),
             escape(", ".join(r.written) or "-"),
