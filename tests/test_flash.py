@@ -437,11 +437,11 @@ def test_the_command_prints_a_summary_table(sim_factory: Any, make_bundle: Any) 
     result = CliRunner().invoke(flash, args, env={"COLUMNS": "200"}, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "Firmware flash" in result.stdout and "Written" in result.stdout
-    assert table_row(result.stdout, serials[0])[:6] == [serials[0], "ok", "4.1.0", "b", "boot, system", "-"]
-    assert table_row(result.stdout, serials[1])[:6] == [serials[1], "ok", "4.1.0", "b", "boot, system", "-"]
+    assert table_row(result.stdout, serials[0])[:6] == [serials[0], "succeeded", "4.1.0", "b", "boot, system", "-"]
+    assert table_row(result.stdout, serials[1])[:6] == [serials[1], "succeeded", "4.1.0", "b", "boot, system", "-"]
     again = CliRunner().invoke(flash, args, env={"COLUMNS": "200"}, catch_exceptions=False)
     assert again.exit_code == 0  # the same bundle again: nothing to write, everything skipped
-    assert table_row(again.stdout, serials[0])[:6] == [serials[0], "ok", "4.1.0", "b", "-", "boot, system"]
+    assert table_row(again.stdout, serials[0])[:6] == [serials[0], "succeeded", "4.1.0", "b", "-", "boot, system"]
 
 
 def table_row(text: str, serial: str) -> list[str]:
