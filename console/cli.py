@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +146,7 @@ def reboot(settings: Settings, serial: str, mode: str, no_wait: bool, as_json: b
 @option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help=N_("Write the log to this file."))
 @pass_settings
 def logs(settings: Settings, serial: str, output: Path | None) -> None:
-    with reported(False), byte_bar(sys.stderr.isatty(), _("Fetching the log")) as update:
+    with reported(False), byte_bar(True, _("Fetching the log")) as update:
         text = settings.station().logs(serial, update)
     if output:
         output.write_text(text, encoding="utf-8")

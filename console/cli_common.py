@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -140,8 +141,8 @@ def reported(as_json: bool) -> Iterator[None]:
 
 @contextmanager
 def byte_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A byte progress bar on stderr; yields ``update(done, total)``."""
-    if not enabled:
+    """A byte progress bar on stderr when it is a terminal; yields ``update(done, total)``."""
+    if not enabled or not sys.stderr.isatty():
         yield lambda done, total: None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
