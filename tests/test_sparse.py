@@ -358,10 +358,11 @@ def test_corrupted_images_give_a_typed_error_and_nothing_else(edits: list[tuple[
         header, _chunks = scan(io.BytesIO(corrupt))
     except MalformedSparseImage:
         return
-    if header.expanded_size <= 1 << 16:
-        expand_bytes(corrupt)
-        for piece in resparse(io.BytesIO(corrupt), 1 << 16):
-            b"".join(piece.iter_bytes())
+    if header.expanded_size <= 1 << 16:  # what scan accepts, expand and resparse handle whole
+        expanded = expand_bytes(corrupt)
+        assert len(expanded) <= header.expanded_size
+        pieces = [b"".join(piece.iter_bytes()) for piece in resparse(io.BytesIO(corrupt), 1 << 16)]
+        assert all(len(piece) <= 1 << 16 for piece in pieces)
 
 
 # --- memory ------------------------------------------------------------------------------------------
