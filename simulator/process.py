@@ -14,7 +14,6 @@ import shutil
 import signal
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -135,12 +134,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: sim.stopped.set())
     sim.run()
     return 0
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

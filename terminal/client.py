@@ -223,10 +223,3 @@ class ManagementClient:
                 return
             if int(reply.get("received", -1)) != offset:
                 raise TransferError(name=name, detail=f"the unit lost track at offset {offset}")
-
-
-def connect(target: str | Transport, **options: Any) -> ManagementClient:
-    """An open ManagementClient for a transport path such as ``serial:/dev/ttyACM0``."""
-    client = ManagementClient(target, **options)
-    client.__enter__()
-    return client
