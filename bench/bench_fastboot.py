@@ -11,13 +11,16 @@ Starts a simulator in a temporary directory, prints a table per part and deletes
 (c) the whole procedure (``provisioning.flashing.flash_units``: reboot, two partitions, verify, switch, boot,
     confirm) for 1 and 4 units, with a bundle from ``tools/make_demo_bundle.py``.
 
-Default run: about a minute on the development container (2 cores shared with other jobs, one disk).
-Measured there: (a) ``naiad fastboot`` 0.86 s vs stock 0.43 s (median of 3), ratio 2.0: the CLI's fixed
-cost (Python start and imports, 0.28 s for a ``getvar``) dominates; without it 1.36, and the library
-alone (``FastbootClient.flash`` in-process) 0.38 s vs 0.35 s, ratio 1.04.  (b) 1 unit 99.8 % of the
-40 MB/s cap, 4 units 99.1 %, 16 units 47 % (the simulator process is at 100 % of a core in kernel
-copies and the one disk stands in for 16 eMMCs; the station used 5 % of a core and 27 MiB peak RSS).
-(c) whole procedure 0.50 s for 1 unit, 0.78 s mean for 4 (64 MiB sparse system).
+Default run: about a minute on the development container (2 cores, one disk).
+Measured there (see the issue notes for the whole story):
+(a) ``naiad fastboot`` 0.71-0.78 s vs stock 0.42-0.44 s (medians of 7), ratio about 1.7: the CLI's fixed
+    cost (Python start, click, discovery: 0.15-0.19 s for a ``getvar`` against 5 ms) dominates on an
+    uncapped loopback; the library alone (``FastbootClient.flash`` in-process) was 0.42-0.53 s against
+    0.49-0.65 s for the stock client in the same loop.
+(b) 1 unit 99.7 % of the 40 MB/s cap, 4 units 98.4 %, 16 units 67.6 % with ``--workdir /dev/shm`` (47 % on
+    disk): the simulator process uses 1.6 of the 2 cores copying 438 MB/s; the station used about 6 % of a
+    core and 27 MiB peak RSS.
+(c) whole procedure 0.41 s for 1 unit, 0.57 s mean for 4 (64 MiB sparse system, uncapped).
 """
 
 from __future__ import annotations
