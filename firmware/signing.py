@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from terminal.dirs import config_dir
 
 from .errors import (
     BadSignature,
@@ -45,15 +46,8 @@ ALGORITHMS = (ED25519, ECDSA_P256)
 SIGNED_PREFIX = b"NAIAD-FIRMWARE-MANIFEST-V1\n"
 PRIVATE_KEY_FILE = "release.key"
 PUBLIC_KEY_FILE = "release.pub"
-CONFIG_ENV = "NAIAD_CONFIG_DIR"
 PASSPHRASE_ENV = "NAIAD_RELEASE_KEY_PASSPHRASE"
 MAX_SIGNATURE_FILE = 4096
-
-
-def config_dir() -> Path:
-    """The station's configuration directory: ``$NAIAD_CONFIG_DIR``, else the platform's user config dir."""
-    override = os.environ.get(CONFIG_ENV)
-    return Path(override) if override else Path(platformdirs.user_config_dir("naiad"))
 
 
 def key_id(public_key: PublicKey) -> str:

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from i18n import N_
 
+from .dirs import config_dir
 from .errors import NaiadError, UnknownModel
 
 RUN = "run"
@@ -127,7 +126,7 @@ def read_table(path: Path) -> dict[str, TerminalModel]:
 
 
 def user_table_path() -> Path:
-    return Path(platformdirs.user_config_dir("naiad")) / "models.toml"
+    return config_dir() / "models.toml"
 
 
 @functools.cache

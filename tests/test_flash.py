@@ -49,7 +49,7 @@ from provisioning.flashing import (
 from provisioning.station import Station
 from simulator.control import SimulatorCommandFailed
 from terminal.fastboot import FastbootClient
-from terminal.models import PACKAGED_TABLE, load_models, model_by_id
+from terminal.models import PACKAGED_TABLE, load_models, model_by_id, user_table_path
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -250,8 +250,8 @@ def small_download_buffer(tmp_path: Path) -> Any:
     rows = re.split(r"^(?=\[\[model\]\]$)", PACKAGED_TABLE.read_text(encoding="utf-8"), flags=re.M)
     df2_row = next(row for row in rows if 'id = "df2"' in row)
     assert "max_download_size = 268435456" in df2_row
-    user_table = tmp_path / "xdg-config" / "naiad" / "models.toml"
-    user_table.parent.mkdir(parents=True)
+    user_table = user_table_path()  # the station and the simulator it starts both read it
+    user_table.parent.mkdir(parents=True, exist_ok=True)
     user_table.write_text(df2_row.replace("max_download_size = 268435456", "max_download_size = 1048576"))
     load_models.cache_clear()
     yield

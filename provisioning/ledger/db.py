@@ -9,7 +9,6 @@ to the newest schema with Alembic, configured in code: no ``alembic.ini`` is nee
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -30,6 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from i18n import _
+from terminal.dirs import data_dir
 
 from .errors import InvalidLedgerUrl, LedgerError, LedgerSchemaTooNew, LedgerUnavailable
 
@@ -46,9 +45,7 @@ _PROCESS_MIGRATION_LOCK = threading.Lock()
 
 def default_path() -> Path:
     """``ledger.sqlite`` in Naiad's data directory: $NAIAD_DATA_DIR, else the platform's user data dir."""
-    override = os.environ.get("NAIAD_DATA_DIR")
-    base = Path(override) if override else Path(platformdirs.user_data_dir("naiad", appauthor=False))
-    return base / DEFAULT_FILENAME
+    return data_dir() / DEFAULT_FILENAME
 
 
 def default_url() -> str:
