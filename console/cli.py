@@ -45,18 +45,23 @@ class Settings:
 pass_settings = click.make_pass_decorator(Settings)
 
 
+def _choose_language(value: str | None) -> None:
+    if value:
+        set_language(value)
+
+
 @click.group("naiad", cls=Group, lazy=SUBCOMMANDS,
              help=N_("Naiad brings face-payment terminals from the shelf to taking payments."))
 @option("--sim", "sim_dir", type=click.Path(file_okay=False, path_type=Path), envvar="NAIAD_SIM",
         help=N_("Work with the simulator running in this state directory (also NAIAD_SIM)."))
 @option("--ledger", "ledger_url", envvar="NAIAD_LEDGER",
         help=N_("SQLAlchemy URL of the ledger (default: SQLite in the data directory)."))
-@option("--lang", type=click.Choice(LANGUAGES), envvar="NAIAD_LANG", help=N_("Language of the output."))
+@option("--lang", type=click.Choice(LANGUAGES), envvar="NAIAD_LANG", is_eager=True, expose_value=False,
+        callback=lambda ctx, param, value: _choose_language(value),  # eager: before --help is drawn
+        help=N_("Language of the output."))
 @click.version_option(package_name="naiad")
 @click.pass_context
-def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None, lang: str | None) -> None:
-    if lang:
-        set_language(lang)
+def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None) -> None:
     settings = ctx.ensure_object(Settings)
     settings.sim_dir, settings.ledger_url = sim_dir, ledger_url
     ctx.call_on_close(settings.close)

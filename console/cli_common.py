@@ -50,7 +50,7 @@ class Command(click.Command):
             return super().get_short_help_str(limit)
 
 
-class Group(click.Group):
+class Group(Command, click.Group):
     """Translated help; ``lazy`` names subcommands ("name": "module:attribute") imported only when used."""
 
     command_class = Command
@@ -68,14 +68,6 @@ class Group(click.Group):
             module, _sep, attribute = self.lazy[name].partition(":")
             self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name)
-
-    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with _translated_help(self):
-            super().format_help_text(ctx, formatter)
-
-    def get_short_help_str(self, limit: int = 45) -> str:
-        with _translated_help(self):
-            return super().get_short_help_str(limit)
 
 
 def option(*names: str, **kwargs: Any) -> Callable[[Any], Any]:

@@ -66,6 +66,14 @@ def sim(sim_factory: Any) -> SimHandle:
 
 
 @pytest.fixture(autouse=True)
+def _language_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that switches the language (``--lang``, the console's switch) leaves the next one in English."""
+    import i18n
+
+    monkeypatch.setattr(i18n, "_language", None)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep every test away from the real configuration and data directories."""
     monkeypatch.setenv("NAIAD_CONFIG_DIR", str(tmp_path / "config"))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+import i18n
 from console.cli import cli
 
 
@@ -138,3 +139,11 @@ def test_fastboot_reaches_a_unit_in_bootloader_by_its_serial(sim: Any) -> None:
 
     with Station() as station:
         assert station.wait_for(serial, "run").mode == "run"
+
+
+def test_help_follows_the_language_option() -> None:
+    chinese = naiad("--lang", "zh_CN", "--help")
+    assert chinese.exit_code == 0
+    assert "Naiad brings face-payment terminals" not in chinese.output
+    assert i18n.translate("Naiad brings face-payment terminals from the shelf to taking payments.", "zh_CN") \
+        in chinese.output

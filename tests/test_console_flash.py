@@ -7,17 +7,14 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import functools
-import importlib.util
 import logging
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import demo_tool
 from PyQt6.QtCore import Qt, QThread
 from PyQt6.QtWidgets import QApplication
 
@@ -37,26 +34,14 @@ from terminal.discovery import Device
 from terminal.errors import NaiadError
 from terminal.models import model_by_id
 
-ROOT = Path(__file__).resolve().parent.parent
 WAIT_MS = 5000
 DF2 = model_by_id("df2")
 FROG = model_by_id("frog-pro")
 
 
-@functools.cache
-def _demo_tool() -> ModuleType:
-    """tools/make_demo_bundle.py (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_demo_bundle", ROOT / "tools" / "make_demo_bundle.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules[spec.name]
-
-
 def make_bundle(tmp_path: Path, *, trust: bool = True, version: str = "2.0.0") -> Any:
     """A small signed df2 bundle (boot + sparse system) made by the project's demo tool."""
-    tool = _demo_tool()
+    tool = demo_tool()
     return tool.make_demo_bundle(tmp_path / f"df2-{version}.zip", version=version, key_dir=tmp_path / "keys",
                                  system_size=256 * 1024, boot_payload_size=4096, trust=trust)
 

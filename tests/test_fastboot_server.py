@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import sparse_image
 
 from simulator.fastboot_server import BootloaderService, FastbootEngine, FastbootTcpServer, FastbootUsbServer
 from simulator.slots import SlotStore, build_boot_image
@@ -145,26 +146,11 @@ def test_unknown_partition_fails(engine: FastbootEngine) -> None:
     assert one(engine, "erase:recovery").startswith(b"FAIL")
 
 
-def _sparse(blk: int, chunks: list[tuple[str, bytes, int]]) -> bytes:
-    body, total = b"", 0
-    for kind, data, blocks in chunks:
-        if kind == "raw":
-            body += struct.pack("<HHII", 0xCAC1, 0, len(data) // blk, 12 + len(data)) + data
-            total += len(data) // blk
-        elif kind == "fill":
-            body += struct.pack("<HHII", 0xCAC2, 0, blocks, 16) + data
-            total += blocks
-        else:
-            body += struct.pack("<HHII", 0xCAC3, 0, blocks, 12)
-            total += blocks
-    return struct.pack("<IHHHHIIII", 0xED26FF3A, 1, 0, 28, 12, blk, total, len(chunks), 0) + body
-
-
 def test_sparse_download_leaves_dont_care_untouched(engine: FastbootEngine, store: SlotStore) -> None:
     old = os.urandom(16 * 4096)
     store.write("system_a", old)
     first, last = os.urandom(4096), os.urandom(4096)
-    image = _sparse(4096, [("raw", first, 0), ("skip", b"", 8), ("fill", b"\0\0\0\0", 2), ("raw", last, 0)])
+    image = sparse_image(4096, [("raw", first, 0), ("skip", b"", 8), ("fill", b"\0\0\0\0", 2), ("raw", last, 0)])
     assert download(engine, image, piece=1000) == [b"OKAY"]
     assert one(engine, "flash:system") == b"OKAYwrote system_a"
     got = store.read("system_a", 0, 16 * 4096)

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import io
 import itertools
 import json
 import os
 import re
-import sys
 import tempfile
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
+from helpers import demo_tool
 
 from console.cli_flash import flash
 from firmware.bundle import Bundle
@@ -51,25 +49,12 @@ from simulator.control import SimulatorCommandFailed
 from terminal.fastboot import FastbootClient
 from terminal.models import PACKAGED_TABLE, load_models, model_by_id, user_table_path
 
-ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
-
-
-def load_demo_tool() -> ModuleType:
-    """tools/make_demo_bundle.py, which is a script rather than a package module."""
-    name = "naiad_tools_make_demo_bundle"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "make_demo_bundle.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture
 def make_bundle(tmp_path: Path) -> Any:
-    tool = load_demo_tool()
+    tool = demo_tool()
 
     def make(version: str = "2.0.0", **options: Any) -> Path:
         made = tool.make_demo_bundle(tmp_path / "bundles" / f"{version}.zip", version=version, **options)

@@ -11,19 +11,17 @@ moments have really cut a unit.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import demo_tool
 
 from provisioning import flashing
 from provisioning.flashing import FlashEvent, FlashPhase, FlashResult, flash_units
@@ -31,24 +29,12 @@ from provisioning.station import Station
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = int(os.environ.get("NAIAD_FLASH_SEED", "20250611"))
 MOMENTS = 50
 UNITS = 4
 MAX_ROUNDS = 40
 EVENTS_PER_FLASH = 18  # phases, byte progress and messages of one unit's flash of the bundle below
 MiB = 1 << 20
-
-
-def load_demo_tool() -> ModuleType:
-    name = "naiad_tools_make_demo_bundle"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "make_demo_bundle.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @dataclass
@@ -148,7 +134,7 @@ def test_random_cuts_during_flashing_never_brick_a_unit(
     monkeypatch.setattr(flashing, "REBOOT_TIMEOUT", 3.0)
     monkeypatch.setattr(flashing, "BOOT_TIMEOUT", 10.0)
     monkeypatch.setattr(flashing, "RECOVER_TIMEOUT", 5.0)
-    tool = load_demo_tool()
+    tool = demo_tool()
     rng = random.Random(SEED)
     sim = sim_factory(terminals=UNITS, models=["df2"])
     serials = sim.serials()

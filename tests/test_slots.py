@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from helpers import sparse_image
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -149,29 +150,11 @@ def test_raw_image_too_large_leaves_the_partition_untouched(store: SlotStore, tm
     assert store.sha256("calib") == before
 
 
-def _sparse(blk: int, chunks: list[tuple[str, bytes, int]]) -> bytes:
-    """An Android sparse image from (kind, data, blocks): raw data, a fill word, a skip, a CRC chunk."""
-    body, total = b"", 0
-    for kind, data, blocks in chunks:
-        if kind == "raw":
-            body += struct.pack("<HHII", 0xCAC1, 0, len(data) // blk, 12 + len(data)) + data
-            total += len(data) // blk
-        elif kind == "fill":
-            body += struct.pack("<HHII", 0xCAC2, 0, blocks, 16) + data
-            total += blocks
-        elif kind == "skip":
-            body += struct.pack("<HHII", 0xCAC3, 0, blocks, 12)
-            total += blocks
-        else:
-            body += struct.pack("<HHII", 0xCAC4, 0, 0, 16) + b"\0\0\0\0"
-    return struct.pack("<IHHHHIIII", 0xED26FF3A, 1, 0, 28, 12, blk, total, len(chunks), 0) + body
-
-
 def test_sparse_image_writes_raw_fills_and_keeps_dont_care(store: SlotStore, tmp_path: Path) -> None:
     old = os.urandom(64 * 1024)
     store.write("calib", old)
     raw1, raw2 = os.urandom(8192), os.urandom(4096)
-    image = _sparse(4096, [("raw", raw1, 0), ("skip", b"", 4), ("fill", b"\xde\xad\xbe\xef", 3),
+    image = sparse_image(4096, [("raw", raw1, 0), ("skip", b"", 4), ("fill", b"\xde\xad\xbe\xef", 3),
                            ("crc", b"", 0), ("raw", raw2, 0)])
     _flash(store, "calib", image, tmp_path)
     got = store.read("calib", 0, 64 * 1024)
@@ -186,7 +169,7 @@ def test_sparse_image_writes_raw_fills_and_keeps_dont_care(store: SlotStore, tmp
 def test_bad_sparse_images_are_refused_before_any_write(store: SlotStore, tmp_path: Path, damage: str) -> None:
     store.write("calib", os.urandom(8192))
     before = store.sha256("calib")
-    image = bytearray(_sparse(4096, [("raw", os.urandom(8192), 0), ("skip", b"", 2)]))
+    image = bytearray(sparse_image(4096, [("raw", os.urandom(8192), 0), ("skip", b"", 2)]))
     if damage == "truncated":
         image = image[:-100]
     elif damage == "bad_chunk":
@@ -196,7 +179,7 @@ def test_bad_sparse_images_are_refused_before_any_write(store: SlotStore, tmp_pa
     elif damage == "block_size":
         image[12:16] = struct.pack("<I", 4098)
     else:
-        image = bytearray(_sparse(4096, [("raw", os.urandom(8192), 0), ("skip", b"", 1024)]))
+        image = bytearray(sparse_image(4096, [("raw", os.urandom(8192), 0), ("skip", b"", 1024)]))
     with pytest.raises(ImageTooLarge if damage == "too_large" else InvalidImage):
         _flash(store, "calib", bytes(image), tmp_path)
     assert store.sha256("calib") == before

@@ -1,0 +1,42 @@
+"""Helpers several test modules share (tests/ is on sys.path, as for pg.py)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import struct
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def demo_tool() -> ModuleType:
+    """tools/make_demo_bundle.py, which is a script rather than a package module."""
+    name = "naiad_tools_make_demo_bundle"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "make_demo_bundle.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+def sparse_image(blk: int, chunks: list[tuple[str, bytes, int]]) -> bytes:
+    """An Android sparse image from (kind, data, blocks): "raw" data, a "fill" word, a "skip", else a CRC chunk."""
+    body, total = b"", 0
+    for kind, data, blocks in chunks:
+        if kind == "raw":
+            body += struct.pack("<HHII", 0xCAC1, 0, len(data) // blk, 12 + len(data)) + data
+            total += len(data) // blk
+        elif kind == "fill":
+            body += struct.pack("<HHII", 0xCAC2, 0, blocks, 16) + data
+            total += blocks
+        elif kind == "skip":
+            body += struct.pack("<HHII", 0xCAC3, 0, blocks, 12)
+            total += blocks
+        else:
+            body += struct.pack("<HHII", 0xCAC4, 0, 0, 16) + b"\0\0\0\0"
+    return struct.pack("<IHHHHIIII", 0xED26FF3A, 1, 0, 28, 12, blk, total, len(chunks), 0) + body
