@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from simulator import launcher  # noqa: E402
 from simulator.control import SimControl  # noqa: E402
-from terminal.protocol import BOOTLOADER_MODE  # noqa: E402
+from terminal.models import BOOTLOADER  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 MIB = 1 << 20
@@ -89,7 +89,7 @@ def _simulator(work: Path, terminals: int, name: str) -> Iterator[SimControl]:
 
 def _bootloader_ports(control: SimControl, serials: Sequence[str]) -> dict[str, int]:
     for serial in serials:
-        control.call("reboot", serial=serial, mode=BOOTLOADER_MODE)
+        control.call("reboot", serial=serial, mode=BOOTLOADER)
     units = {t["serial"]: t for t in control.call("status")["terminals"]}
     return {serial: int(units[serial]["fastboot_tcp_port"]) for serial in serials}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from i18n import N_, _
 from terminal.discovery import Discovery
 from terminal.errors import NaiadError
-from terminal.udev import RULES_NAME, installed_rule_status
+from terminal.udev import GROUP, INSTALL_COMMAND, RULES_NAME, installed_rule_status
 
 from .ledger import Ledger
 
@@ -66,9 +66,8 @@ def check_usb_permissions(discovery: Discovery) -> Iterator[CheckResult]:
         return
     denied = [d for d in devices if d.permission_denied]
     if denied:
-        remedy = _("Install the Naiad udev rule (run 'naiad doctor' for the command) and re-plug the unit.")
         yield CheckResult(name, Status.PROBLEM, _("No access to the units at {paths}",
-                                                  paths=", ".join(d.path for d in denied)), remedy)
+                                                  paths=", ".join(d.path for d in denied)), _install_rule())
     else:
         yield CheckResult(name, Status.OK, _("{count} units readable", count=len(devices)))
     name = N_("Serial port access")
@@ -80,24 +79,26 @@ def check_usb_permissions(discovery: Discovery) -> Iterator[CheckResult]:
         yield CheckResult(name, Status.OK, _("{count} serial ports usable", count=sum(1 for d in devices if d.port)))
 
 
+def _install_rule() -> str:
+    return _("Install the udev rule, then re-plug the units: {command}", command=INSTALL_COMMAND)
+
+
 def check_udev_rule() -> CheckResult:
     name = N_("udev rule")
     if not Path("/etc/udev").exists():
         return CheckResult(name, Status.OK, _("not needed on this system"))
     path, current = installed_rule_status()
-    command = _("sudo install -m 0644 data/udev/{name} /etc/udev/rules.d/ && sudo udevadm control --reload-rules",
-                name=RULES_NAME)
     if path is None:
-        return CheckResult(name, Status.WARNING, _("{name} is not installed", name=RULES_NAME), command)
+        return CheckResult(name, Status.WARNING, _("{name} is not installed", name=RULES_NAME), _install_rule())
     if not current:
-        return CheckResult(name, Status.WARNING, _("{path} is out of date", path=str(path)), command)
+        return CheckResult(name, Status.WARNING, _("{path} is out of date", path=str(path)), _install_rule())
     try:
-        in_plugdev = grp.getgrnam("plugdev").gr_gid in os.getgroups() or os.geteuid() == 0
+        in_group = grp.getgrnam(GROUP).gr_gid in os.getgroups() or os.geteuid() == 0
     except KeyError:
-        in_plugdev = False
-    if not in_plugdev:
-        return CheckResult(name, Status.WARNING, _("you are not in the plugdev group"),
-                           _("Run 'sudo usermod -aG plugdev $USER' and log in again."))
+        in_group = False
+    if not in_group:
+        return CheckResult(name, Status.WARNING, _("you are not in the {group} group", group=GROUP),
+                           _("Run 'sudo usermod -aG {group} $USER' and log in again.", group=GROUP))
     return CheckResult(name, Status.OK, str(path))
 
 

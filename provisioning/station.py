@@ -55,9 +55,10 @@ class Station:
             return self._ledger
 
     def close(self) -> None:
-        if self._ledger is not None:
-            self._ledger.close()
-            self._ledger = None
+        with self._lock:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
 
     def __enter__(self) -> Station:
         return self

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from terminal.protocol import BOOTLOADER_MODE, RUN_MODE
+from terminal.models import BOOTLOADER, RUN
 
 from .state import write_json_atomically
 from .unit import VirtualTerminal
@@ -47,7 +47,7 @@ class VirtualBus:
             self._enumerated[unit.serial] = seen
         numbers = port_numbers(unit.index)
         usb = unit.model.usb_id(unit.mode)
-        fastboot = unit.fastboot if unit.mode == BOOTLOADER_MODE else None
+        fastboot = unit.fastboot if unit.mode == BOOTLOADER else None
         return {
             "bus": BUS,
             "address": seen[2],
@@ -59,7 +59,7 @@ class VirtualBus:
             "manufacturer": unit.model.vendor,
             "product": unit.model.name,
             "mode": unit.mode,
-            "tty": tty if unit.mode == RUN_MODE else None,
+            "tty": tty if unit.mode == RUN else None,
             "fastboot_tcp_port": fastboot.tcp_port if fastboot else None,
             "bulk_socket": fastboot.bulk_socket if fastboot else None,
         }

@@ -14,7 +14,7 @@ from typing import Any
 from i18n import N_
 from terminal.client import ManagementClient
 from terminal.errors import NaiadError
-from terminal.protocol import RUN_MODE
+from terminal.models import RUN
 
 from .control import SimControl, SimulatorNotRunning
 
@@ -60,11 +60,16 @@ def start_detached(state_dir: str | Path, terminals: int, models: list[str] | No
         except SimulatorNotRunning:
             time.sleep(0.05)
             continue
-        pending = [t for t in status["terminals"] if t["mode"] == RUN_MODE and not _answers(t["pty"])]
+        pending = [t for t in status["terminals"] if t["mode"] == RUN and not _answers(t["pty"])]
         if not pending:
             return status
         time.sleep(0.05)
     process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
     raise SimulatorStartFailed(state=str(state), detail="timed out waiting for the terminals")
 
 

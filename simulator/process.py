@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from terminal.models import load_models, model_by_id
-from terminal.protocol import RUN_MODE
+from terminal.models import RUN, load_models, model_by_id
 
 from .bus import VirtualBus
 from .control import ControlServer
@@ -68,8 +67,8 @@ class Simulator:
             "unplug": lambda serial: self.unit(serial).unplug(),
             "replug": lambda serial: self.unit(serial).replug(),
             "power_cut": lambda serial: self.unit(serial).power_cut(),
-            "power_on": lambda serial, mode=RUN_MODE: self.unit(serial).power_on(mode),
-            "reboot": lambda serial, mode=RUN_MODE: self.unit(serial).reboot(mode),
+            "power_on": lambda serial, mode=RUN: self.unit(serial).power_on(mode),
+            "reboot": lambda serial, mode=RUN: self.unit(serial).reboot(mode),
             "executions": lambda serial: self.unit(serial).execution_counts(),
             "fail_boots": lambda serial, slot, count: self.unit(serial).flash.fail_next_boots(slot, count),
             "stop": self.stopped.set,
@@ -91,7 +90,7 @@ class Simulator:
     # -- lifecycle -----------------------------------------------------------------------------------
     def run(self) -> None:
         for unit in self.units:
-            unit.power_on(RUN_MODE)
+            unit.power_on(RUN)
         self.publish()
         self.control.serve_in_background()
         write_json_atomically(self.state_dir / "sim.json", {"pid": os.getpid(), "control_port": self.control.port})

@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from terminal.device import DeviceEndpoint, RequestRejected
-from terminal.models import TerminalModel, model_by_id
+from terminal.models import BOOTLOADER, RUN, TerminalModel, model_by_id
 from terminal.protocol import (
-    BOOTLOADER_MODE,
     OBJECT_LOGS,
     OBJECT_LOOPBACK,
-    RUN_MODE,
     ErrorCode,
     MessageType,
     Payload,
@@ -71,19 +69,19 @@ class VirtualTerminal:
         self._lock = threading.RLock()
 
     # -- power and plug ------------------------------------------------------------------------------
-    def power_on(self, mode: str = RUN_MODE) -> None:
+    def power_on(self, mode: str = RUN) -> None:
         """Boot: run mode boots the active slot (falling back as A/B does); no bootable slot stays in the bootloader."""
         with self._lock:
             state = self.store.load()
             state.boot_count += 1
             boot: dict[str, Any] = {"at": time.time(), "boot": state.boot_count, "mode": mode}
-            if mode == RUN_MODE:
+            if mode == RUN:
                 try:
                     result = self.flash.boot()
                     boot.update(slot=result.slot, version=result.version, fell_back=result.fell_back,
                                 failed_attempts=result.failed_attempts)
                 except NoBootableSlot:
-                    mode = boot["mode"] = BOOTLOADER_MODE
+                    mode = boot["mode"] = BOOTLOADER
                     boot["error"] = "no bootable slot"
             state.boots.append(boot)
             self.store.save(state)
@@ -123,10 +121,10 @@ class VirtualTerminal:
             self.mode = OFF
 
     def _connect(self) -> None:
-        if self.plugged and self.mode == RUN_MODE and self.link is None:
+        if self.plugged and self.mode == RUN and self.link is None:
             self.endpoint = DeviceEndpoint(self.handle)
             self.link = PtyLink(self._receive, self.faults, on_unplug=self.unplug)
-        elif self.plugged and self.mode == BOOTLOADER_MODE and self.fastboot is None:
+        elif self.plugged and self.mode == BOOTLOADER and self.fastboot is None:
             service = BootloaderService(self.flash, serial=self.serial, bulk_socket=self._bulk_socket,
                                         hw_revision=self.hardware_revision, on_reboot=self._fastboot_reboot,
                                         faults=self.faults, on_unplug=self.unplug)
@@ -147,7 +145,7 @@ class VirtualTerminal:
             self.endpoint = None
 
     def _fastboot_reboot(self, target: str) -> None:
-        mode = BOOTLOADER_MODE if target == "bootloader" else RUN_MODE
+        mode = BOOTLOADER if target == "bootloader" else RUN
         threading.Thread(target=self.reboot, args=(mode,), name=f"reboot {self.serial}", daemon=True).start()
 
     def _receive(self, data: bytes) -> bytes:
@@ -219,7 +217,7 @@ class VirtualTerminal:
 
     def _reboot(self, payload: Payload) -> Payload:
         mode = payload["mode"]
-        if mode not in (RUN_MODE, BOOTLOADER_MODE):
+        if mode not in (RUN, BOOTLOADER):
             raise RequestRejected(ErrorCode.BAD_REQUEST, f"unknown mode {mode!r}")
         timer = threading.Timer(REBOOT_DELAY, self.reboot, args=(mode,))
         timer.daemon = True

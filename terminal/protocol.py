@@ -53,8 +53,6 @@ class ErrorCode(enum.StrEnum):
 OBJECT_LOGS = "logs"
 OBJECT_LOOPBACK = "diag/loopback"  # written and read back to test a link end to end
 
-RUN_MODE = "run"
-BOOTLOADER_MODE = "bootloader"
 
 _PLAIN = (str, bytes, int, float, bool, type(None))
 

@@ -21,6 +21,9 @@ RULE_DIRS: tuple[Path, ...] = (Path("/etc/udev/rules.d"), Path("/lib/udev/rules.
 GROUP = "plugdev"
 _ACCESS = f'MODE="0660", GROUP="{GROUP}", TAG+="uaccess"'
 
+INSTALL_COMMAND = (f"sudo install -m 0644 data/udev/{RULES_NAME} /etc/udev/rules.d/ && sudo udevadm control "
+                   "--reload-rules && sudo udevadm trigger --subsystem-match=usb --subsystem-match=tty")
+
 _HEADER = """\
 # Naiad: access to face-payment terminals for the {group} group and the logged-in user.
 # Generated from the terminal model table by terminal/udev.py; do not edit by hand.

@@ -93,6 +93,7 @@ def test_fail_carries_the_devices_reason() -> None:
     with pytest.raises(FastbootFailure) as info:
         client.erase("recovery")
     assert info.value.reason == "partition does not exist"
+    assert info.value.params["command"] == "erase:recovery"  # the command refused, not the reply
     assert "partition does not exist" in str(info.value) and info.value.remedy_text
 
 

@@ -20,8 +20,7 @@ from simulator.fastboot_server import BootloaderService, FastbootEngine, Fastboo
 from simulator.link import DEFAULT_BURST, MB, Faults, InvalidFault, TokenBucket
 from simulator.slots import SlotStore, WriteInterrupted, build_boot_image
 from terminal.fastboot import FastbootDisconnected, open_fastboot
-from terminal.models import model_by_id
-from terminal.protocol import BOOTLOADER_MODE, RUN_MODE
+from terminal.models import BOOTLOADER, RUN, model_by_id
 
 MiB = 1 << 20
 
@@ -245,7 +244,7 @@ def test_getvar_security_version(store: SlotStore, tmp_path: Path) -> None:
 # -- through the simulator process ---------------------------------------------------------------------
 
 def _to_bootloader(sim: Any, serial: str) -> int:
-    sim.call("reboot", serial=serial, mode=BOOTLOADER_MODE)
+    sim.call("reboot", serial=serial, mode=BOOTLOADER)
     port = sim.terminal(serial)["fastboot_tcp_port"]
     assert port
     return int(port)
@@ -270,7 +269,7 @@ def test_unplug_on_the_fastboot_tcp_link_and_back_in_bootloader_on_replug(sim: A
     assert (unit["plugged"], unit["fastboot_tcp_port"]) == (False, None)
     sim.call("replug", serial=serial)
     unit = sim.terminal(serial)
-    assert unit["mode"] == BOOTLOADER_MODE and unit["fastboot_tcp_port"]
+    assert unit["mode"] == BOOTLOADER and unit["fastboot_tcp_port"]
     with open_fastboot(f"tcp:127.0.0.1:{unit['fastboot_tcp_port']}") as fb:
         assert fb.getvar("serialno") == serial
         assert fb.oem_sha256("system_b", 0, 8 * MiB) == before
@@ -325,7 +324,7 @@ def test_power_cut_mid_download_leaves_the_old_slot_booting(sim: Any) -> None:
     sim.call("faults", serial=serial, bandwidth_mbps=None)
     sim.call("power_on", serial=serial)
     unit = sim.terminal(serial)
-    assert (unit["mode"], unit["active_slot"]) == (RUN_MODE, "a")
+    assert (unit["mode"], unit["active_slot"]) == (RUN, "a")
 
 
 def test_bandwidth_cap_applies_to_the_management_link(sim_factory: Any) -> None:

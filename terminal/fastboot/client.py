@@ -91,22 +91,22 @@ class FastbootClient:
         packet = command.encode("ascii") if isinstance(command, str) else command
         LOG.debug("%s: %s", self.target, packet[:64].decode("ascii", errors="replace"))
         self.transport.send(packet)
-        response = self._final(packet, timeout)
+        response, lines = self._final(packet, timeout)
         if response.status is Status.DATA:
             raise FastbootProtocolError(target=self.target, detail=f"unexpected DATA after {packet[:32]!r}")
-        return response.payload, self._lines
+        return response.payload, lines
 
-    def _final(self, packet: bytes, timeout: float | None) -> Response:
-        """Read responses until OKAY, FAIL or DATA, passing interim lines to ``on_info``."""
-        self._lines: list[str] = []
+    def _final(self, packet: bytes, timeout: float | None) -> tuple[Response, list[str]]:
+        """Read responses to ``packet`` until OKAY, FAIL or DATA; interim lines also go to ``on_info``."""
+        lines: list[str] = []
         wait = self.timeout if timeout is None else timeout
         while True:
-            packet = self.transport.recv(wait)
-            if not packet:
+            reply = self.transport.recv(wait)
+            if not reply:
                 continue  # a zero-length packet ends a USB transfer; it is no response
-            response = parse_response(packet, target=self.target)
+            response = parse_response(reply, target=self.target)
             if response.status in (Status.INFO, Status.TEXT):
-                self._lines.append(response.payload)
+                lines.append(response.payload)
                 if self.on_info is not None:
                     self.on_info(response.payload)
                 continue
@@ -116,7 +116,7 @@ class FastbootClient:
                     command=packet[:64].decode("ascii", errors="replace"),
                     reason=response.payload,
                 )
-            return response
+            return response, lines
 
     # -- variables ------------------------------------------------------------------------
 
@@ -156,13 +156,13 @@ class FastbootClient:
             raise DownloadTooLarge(target=self.target, size=image.size, limit=limit)
         packet = download_command(image.size)
         self.transport.send(packet)
-        response = self._final(packet, self.timeout)
+        response, _lines = self._final(packet, self.timeout)
         if response.status is not Status.DATA or response.data_size() != image.size:
             raise FastbootProtocolError(
                 target=self.target, detail=f"answer {response.status.value}{response.payload} to {packet!r}"
             )
         image.stream(self.transport, lambda n: progress(done + n, total) if progress else None)
-        response = self._final(packet, self.long_timeout)
+        response, _lines = self._final(packet, self.long_timeout)
         if response.status is not Status.OKAY:
             raise FastbootProtocolError(target=self.target, detail=f"DATA after the download of {packet!r}")
 

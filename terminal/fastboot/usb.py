@@ -50,9 +50,10 @@ class FastbootInterface:
 
 
 def port_path(dev: Any) -> str:
-    """The physical port path of a pyusb device, e.g. ``1-1.3``."""
-    numbers = getattr(dev, "port_numbers", None) or ()
-    return f"{dev.bus}-{'.'.join(str(n) for n in numbers)}" if numbers else f"{dev.bus}-{dev.address}"
+    """The physical port path of a pyusb device (``1-1.3``), named as discovery names it."""
+    from ..discovery import port_path as discovery_port_path
+
+    return discovery_port_path(dev.bus, getattr(dev, "port_numbers", None), dev.address)
 
 
 def find_fastboot_interface(dev: Any, target: str = "usb") -> FastbootInterface:

@@ -35,12 +35,10 @@ class SerialTransport(Transport):
             raise TransportNotFound(path=self.path) from exc
 
     def _translate(self, exc: Exception) -> Exception:
-        code = getattr(exc, "errno", None)
-        if code in (errno.EACCES, errno.EPERM):
+        """A port that cannot be opened: no permission, else not there (pyserial keeps the errno)."""
+        if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM):
             return TransportPermissionDenied(path=self.path)
-        if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO) or "could not open" in str(exc):
-            return TransportNotFound(path=self.path)
-        return TransportDisconnected(path=self.path)
+        return TransportNotFound(path=self.path)
 
     def close(self) -> None:
         port, self._port = self._port, (None if self._owned else self._port)
