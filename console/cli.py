@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ import click
 
 from i18n import LANGUAGES, N_, _, set_language
 
-from .cli_common import Group, byte_bar, emit_json, err, json_option, option, out, reported, table
+from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported, table
 
 SUBCOMMANDS = {
     "doctor": "console.doctor:doctor",
@@ -91,15 +90,17 @@ def devices(settings: Settings, watch: bool, as_json: bool) -> None:
         stop = threading.Event()
         try:
             for event in station.discovery.watch(stop):
-                station.record_seen(event.device)
+                if event.kind == "added":
+                    station.record_seen(event.device)
                 if as_json:
                     click.echo(json.dumps({"event": event.kind, "device": event.device.as_dict()}))
                 else:
                     d = event.device
                     text = _("added") if event.kind == "added" else _("removed")
-                    out().print(f"{text:8} {d.serial} {d.model_name} {_(d.mode)} {d.path} {d.port or ''}")
+                    out().print(f"{text:8} {d.serial} {d.model_name} {_(d.mode)} {d.path} {d.port or ''}",
+                                markup=False)
         except KeyboardInterrupt:
-            stop.set()
+            pass
 
 
 @cli.command("info", help=N_("Show what a unit reports about itself."))
@@ -185,13 +186,12 @@ def ledger_verify(settings: Settings, anchor: str | None, as_json: bool) -> None
               "reason": report.reason, "head": f"{report.head.entry_id}:{report.head.hash}" if report.head else None}
     if as_json:
         emit_json(result)
-    elif report.ok:
-        out().print(_("The audit trail is intact: {entries} entries.", entries=report.entries))
-    else:
-        err().print(_("The audit trail is broken at entry {entry_id}: {reason}", entry_id=report.first_bad_id,
-                      reason=report.reason), markup=False)
-    if not report.ok:
-        raise click.exceptions.Exit(1)
+        if not report.ok:
+            raise click.exceptions.Exit(1)
+        return
+    with reported(False):
+        report.raise_if_broken()
+    out().print(_("The audit trail is intact: {entries} entries.", entries=report.entries))
 
 
 @ledger.command("head", help=N_("Print the audit trail's last entry and hash, to keep outside the database."))
@@ -217,5 +217,4 @@ def console(settings: Settings, sim_dir: Path | None) -> None:
 
 
 def main() -> None:
-    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
     cli(prog_name="naiad")

@@ -96,13 +96,19 @@ def err() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def table(*headings: str, title: str | None = None, **options: Any) -> Table:
-    """A rich table with translated column headings (msgids)."""
+def table(*headings: str, title: str | None = None, column: dict[str, Any] | None = None, **options: Any) -> Table:
+    """A rich table with translated column headings (msgids) whose string cells are plain text, never markup:
+    serials, paths and device answers may hold brackets. Style a cell by passing a rich Text."""
     from rich.table import Table
+    from rich.text import Text
 
-    result = Table(title=title, **options)
+    class PlainTable(Table):
+        def add_row(self, *cells: Any, **row_options: Any) -> None:
+            super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **row_options)
+
+    result = PlainTable(title=title, **options)
     for heading in headings:
-        result.add_column(_(heading))
+        result.add_column(_(heading), **(column or {}))
     return result
 
 

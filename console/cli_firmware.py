@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.table import Table
 
 from firmware.bundle import Bundle
 from firmware.errors import UnknownSigningKey
@@ -29,7 +29,7 @@ from firmware.signing import (
 from i18n import N_, _
 from terminal.models import model_by_id
 
-from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported
+from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported, table
 
 _ALGORITHMS = {"ed25519": ED25519, "ecdsa-p256": ECDSA_P256}
 
@@ -192,13 +192,12 @@ def pack(
     )
 
 
-def _manifest_table(manifest: Manifest) -> Table:
-    table = Table(title=_("Partitions (in flashing order)"), title_justify="left")
-    for header in (_("Partition"), _("Type"), _("Size"), _("Expanded"), _("SHA-256")):
-        table.add_column(header, overflow="fold")
+def _manifest_table(manifest: Manifest) -> Any:
+    shown = table(N_("Partition"), N_("Type"), N_("Size"), N_("Expanded"), N_("SHA-256"),
+                  title=_("Partitions (in flashing order)"), title_justify="left", column={"overflow": "fold"})
     for image in manifest.partitions:
-        table.add_row(image.name, image.type, f"{image.size:,}", f"{image.expanded_size:,}", image.sha256[:16] + "…")
-    return table
+        shown.add_row(image.name, image.type, f"{image.size:,}", f"{image.expanded_size:,}", image.sha256[:16] + "…")
+    return shown
 
 
 def _signature_status(bundle: Bundle) -> str:
@@ -229,7 +228,7 @@ def inspect(bundle_path: Path, as_json: bool) -> None:
             )
             return
         console = out()
-        console.print(f"[bold]{bundle_path}[/]")
+        console.print(str(bundle_path), style="bold", markup=False)
         console.print(_("Version: {version}", version=manifest.version))
         console.print(_("Security version: {value}", value=manifest.security_version))
         if manifest.created:

@@ -17,7 +17,6 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, Task, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from i18n import N_, _
@@ -30,7 +29,7 @@ from provisioning.flashing import (
     phase_label,
 )
 
-from .cli_common import Command, emit_json, err, json_option, option, out, reported
+from .cli_common import Command, emit_json, err, json_option, option, out, reported, table
 
 
 @contextmanager
@@ -95,26 +94,24 @@ class _Bars:
                 self._show(task, label, 1, 1, False)
 
 
-def _summary(results: list[FlashResult]) -> Table:
-    table = Table(title=_("Firmware flash"))
-    for heading in (N_("Unit"), N_("Result"), N_("Version"), N_("Slot"), N_("Written"), N_("Skipped"),
-                    N_("Seconds"), N_("Problem")):
-        table.add_column(_(heading))
+def _summary(results: list[FlashResult]) -> Any:
+    shown = table(N_("Unit"), N_("Result"), N_("Version"), N_("Slot"), N_("Written"), N_("Skipped"),
+                  N_("Seconds"), N_("Problem"), title=_("Firmware flash"))
     for r in results:
         problem = ""
         if r.error is not None:
             problem = str(r.error) + (f"\n{r.error.remedy_text}" if r.error.remedy_text else "")
-        table.add_row(
-            escape(r.serial),
-            "[green]" + escape(_("succeeded")) + "[/]" if r.ok else "[red]" + escape(_("failed")) + "[/]",
-            escape(r.version or "-"),
-            escape(r.slot or "-"),
-            escape(", ".join(r.written) or "-"),
-            escape(", ".join(r.skipped) or "-"),
+        shown.add_row(
+            r.serial,
+            Text(_("succeeded"), style="green") if r.ok else Text(_("failed"), style="red"),
+            r.version or "-",
+            r.slot or "-",
+            ", ".join(r.written) or "-",
+            ", ".join(r.skipped) or "-",
             f"{r.seconds:.1f}",
-            escape(problem),
+            problem,
         )
-    return table
+    return shown
 
 
 @click.command("flash", cls=Command,

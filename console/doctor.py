@@ -17,6 +17,8 @@ _COLOURS = {"ok": "green", "warning": "yellow", "problem": "red"}
 @json_option
 @click.pass_obj
 def doctor(settings: Any, as_json: bool) -> None:
+    from rich.text import Text
+
     from provisioning.doctor import Status, run_checks
 
     station = settings.station()
@@ -26,8 +28,8 @@ def doctor(settings: Any, as_json: bool) -> None:
     else:
         shown = table(N_("Check"), N_("Status"), N_("Detail"), N_("How to fix"), title=_("Naiad doctor"))
         for r in results:
-            colour = _COLOURS[str(r.status)]
-            shown.add_row(_(r.name), f"[{colour}]{_(str(r.status))}[/]", r.detail, r.remedy or "")
+            status = Text(_(str(r.status)), style=_COLOURS[str(r.status)])
+            shown.add_row(_(r.name), status, r.detail, r.remedy or "")
         out().print(shown)
     if any(r.status is Status.PROBLEM for r in results):
         raise click.exceptions.Exit(1)

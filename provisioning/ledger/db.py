@@ -53,11 +53,22 @@ def default_url() -> str:
 
 
 def redact_url(url: str | URL) -> str:
-    """The URL with its password hidden, fit for errors and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", str(url))
+    """The URL with its password hidden, fit for errors and logs, however malformed it is.
+
+    Parsed by hand: a password holding an unescaped ``@`` or ``/`` must not leak through a parser's
+    idea of where the host starts.  Text that is not a URL at all is not shown."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    netloc, slash, path = rest.partition("/")
+    if "@" in rest:  # credentials may run past the first "/" when the password holds one
+        credentials, _, after = rest.rpartition("@")
+        netloc, slash, path = after.partition("/")
+        netloc = f"{credentials.split(':', 1)[0]}:***@{netloc}"
+    path = re.sub(r"(password=)[^&]*", r"\1***", path, flags=re.IGNORECASE)
+    return f"{scheme}://{netloc}{slash}{path}"
 
 
 def parse_url(url: str) -> URL:
