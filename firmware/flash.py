@@ -93,10 +93,6 @@ class PartitionPlan:
     def name(self) -> str:
         return self.image.name
 
-    @property
-    def data_bytes(self) -> int:
-        return sum(r.size for r in self.ranges)
-
 
 class _RangeBuilder:
     """Coalesces consecutive data-bearing extents into hashed ranges, and hashes the probe prefix."""

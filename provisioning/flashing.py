@@ -36,8 +36,7 @@ from firmware.signing import TrustStore
 from i18n import N_, _
 from terminal.discovery import Device
 from terminal.errors import NaiadError
-from terminal.fastboot import FastbootClient, FastbootFailure, open_fastboot
-from terminal.fastboot.errors import WrongUnit
+from terminal.fastboot import FastbootClient, FastbootFailure
 from terminal.models import BOOTLOADER, RUN, TerminalModel, model_by_id
 
 from .station import Station
@@ -376,14 +375,8 @@ class _UnitFlash:
     # -- the link -----------------------------------------------------------------------------------
 
     def _open(self, device: Device) -> FastbootClient:
-        target = device.fastboot or f"usb:{device.path}"
-        backend = self.station.discovery.backend() if target.startswith("usb:") else None
-        client = open_fastboot(target, on_info=self._info, usb_backend=backend)
-        self.client = client
-        actual = self._getvar(client, "serialno")
-        if actual is not None and actual != self.serial:
-            raise WrongUnit(target=client.target, actual=actual, expected=self.serial)
-        return client
+        self.client = self.station.open_fastboot(device, self._info)
+        return self.client
 
     @staticmethod
     def _getvar(client: FastbootClient, name: str) -> str | None:
@@ -423,11 +416,11 @@ class _UnitFlash:
 def _check_serials(serials: Sequence[str]) -> list[str]:
     chosen = list(serials)
     if not chosen:
-        raise NoUnitsSelected(serial="-", detail="")
+        raise NoUnitsSelected()
     seen: set[str] = set()
     for serial in chosen:
         if serial in seen:
-            raise DuplicateUnit(serial=serial, detail="")
+            raise DuplicateUnit(serial=serial)
         seen.add(serial)
     return chosen
 

@@ -11,16 +11,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from i18n import N_
 from terminal.client import ManagementClient, Progress
-from terminal.discovery import SIM_ENV, Device, Discovery
+from terminal.discovery import Device, Discovery
 from terminal.errors import DeviceNotFound, NaiadError
 from terminal.models import BOOTLOADER, RUN
 
 from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from terminal.fastboot import FastbootClient
 
 LOG = logging.getLogger(__name__)
 REENUMERATION_TIMEOUT = 30.0
@@ -41,8 +43,7 @@ class Station:
 
     def __init__(self, sim_dir: str | os.PathLike[str] | None = None, ledger_url: str | None = None, *,
                  ledger: Ledger | None = None) -> None:
-        self.sim_dir = Path(sim_dir) if sim_dir else (Path(os.environ[SIM_ENV]) if os.environ.get(SIM_ENV) else None)
-        self.discovery = Discovery(self.sim_dir)
+        self.discovery = Discovery(sim_dir)  # None: NAIAD_SIM, else real USB
         self._ledger_url = ledger_url
         self._ledger = ledger
         self._lock = threading.Lock()
@@ -116,6 +117,25 @@ class Station:
         with self.connect(serial) as client:
             return client.logs(progress)
 
+    # -- bootloader mode -------------------------------------------------------------------------------
+    def open_fastboot(self, device: Device, on_info: Callable[[str], None] | None = None) -> FastbootClient:
+        """A fastboot session with a unit in bootloader mode, checked to be that unit by its serialno."""
+        from terminal.fastboot import FastbootFailure, open_fastboot
+        from terminal.fastboot.errors import WrongUnit
+
+        if device.mode != BOOTLOADER or not device.fastboot:
+            raise WrongMode(serial=device.serial, mode=device.mode, needed=BOOTLOADER)
+        backend = self.discovery.backend() if device.fastboot.startswith("usb:") else None
+        client = open_fastboot(device.fastboot, on_info=on_info, usb_backend=backend)
+        try:
+            actual = client.getvar("serialno").strip()
+        except FastbootFailure:
+            actual = ""  # a bootloader that does not say cannot be checked
+        if actual and actual != device.serial:
+            client.close()
+            raise WrongUnit(target=client.target, actual=actual, expected=device.serial)
+        return client
+
     def reboot(self, serial: str, mode: str, *, wait: bool = True,
                on_info: Callable[[str], None] | None = None) -> Device | None:
         """Reboot a unit into ``mode``; with ``wait``, return it once it is back in that mode."""
@@ -127,10 +147,7 @@ class Station:
                 with self.connect(serial) as client:
                     client.reboot(mode)
             else:
-                from terminal.fastboot import open_fastboot
-
-                with open_fastboot(device.fastboot or f"usb:{device.path}", on_info=on_info,
-                                   usb_backend=self.discovery.backend()) as fastboot:
+                with self.open_fastboot(device, on_info) as fastboot:
                     if mode == RUN:
                         fastboot.reboot()
                     else:

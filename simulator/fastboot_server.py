@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.errors import NaiadError
-from terminal.fastboot.protocol import MAX_COMMAND_LENGTH, Status, encode_response, parse_hex_size
+from terminal.fastboot.protocol import MAX_COMMAND_LENGTH, Status, encode_response, parse_hex_size, parse_number
 
 from .link import Faults
 from .slots import SlotStore, UnknownPartition
@@ -71,7 +71,8 @@ def _english(exc: NaiadError) -> str:
 
 
 def _number(text: str) -> int:
-    value = int(text, 16) if text.lower().startswith("0x") else int(text, 10)
+    """An OEM command's offset or size: a bootloader number that must not be negative."""
+    value = parse_number(text)
     if value < 0:
         raise ValueError(text)
     return value
@@ -100,7 +101,6 @@ class FastbootEngine:
         self.version_bootloader = version_bootloader
         self.reboot_target: str | None = None
         self._download: Any = None  # unbuffered temporary file
-        self._download_size = 0
         self._expected = 0
 
     @property
@@ -166,12 +166,12 @@ class FastbootEngine:
         self._download = tempfile.TemporaryFile(  # noqa: SIM115 - lives until flashed or replaced
             dir=self.store.unit_dir, prefix=".download-", buffering=0
         )
-        self._download_size = self._expected = size
+        self._expected = size
         return [encode_response(Status.DATA, f"{size:08x}")]
 
     def _discard(self) -> None:
         download, self._download = self._download, None
-        self._download_size = self._expected = 0
+        self._expected = 0
         if download is not None:
             download.close()
 

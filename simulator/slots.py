@@ -69,6 +69,11 @@ class ImageTooLarge(SlotStoreError):
     remedy = N_("Check that the image is meant for this model and partition.")
 
 
+class RangeOutOfBounds(SlotStoreError):
+    message = N_("Bytes {offset}..{end} are outside partition {partition} ({limit} bytes)")
+    remedy = N_("Ask for a range within the partition.")
+
+
 class InvalidImage(SlotStoreError):
     message = N_("The image for {partition} is damaged: {detail}")
     remedy = N_("Download the image again; a sparse image must be complete and consistent.")
@@ -551,6 +556,6 @@ class SlotStore:
     @staticmethod
     def _check_range(ref: PartitionRef, offset: int, size: int) -> None:
         if offset < 0 or size < 0 or offset + size > ref.size:
-            raise ImageTooLarge(size=offset + size, partition=ref.full_name, limit=ref.size)
+            raise RangeOutOfBounds(offset=offset, end=offset + size, partition=ref.full_name, limit=ref.size)
 
 

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from . import framing
 from .errors import RemoteError, TransferError, TransportTimeout
-from .framing import ATTEMPT_SHIFT, FLAG_ERROR, Frame, FrameDecoder, Reassembler, split_frames
+from .framing import ATTEMPT_SHIFT, Frame, FrameDecoder, Reassembler, split_frames
 from .protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload, type_name
 from .transports import Transport, open_transport
 
@@ -148,7 +148,7 @@ class ManagementClient:
     @staticmethod
     def _unpack(type_: int, frame: Frame) -> Payload:
         payload = decode_payload(frame.piece)
-        if frame.flags & FLAG_ERROR:
+        if frame.is_error:
             raise RemoteError(request=type_name(type_), code=str(payload.get("code", "?")),
                               detail=str(payload.get("detail", "")))
         return payload

@@ -32,17 +32,9 @@ class Response:
     status: Status
     payload: str
 
-    @property
-    def final(self) -> bool:
-        """OKAY, FAIL and DATA end a command; INFO and TEXT are interim."""
-        return self.status in (Status.OKAY, Status.FAIL, Status.DATA)
-
     def data_size(self) -> int:
         """The byte count of a DATA response (eight hex digits)."""
         return parse_hex_size(self.payload)
-
-    def encode(self) -> bytes:
-        return encode_response(self.status, self.payload)
 
 
 def parse_response(packet: bytes, *, target: str = "?") -> Response:
