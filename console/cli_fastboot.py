@@ -8,19 +8,16 @@ output, and errors into a message with its remedy (or JSON).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from i18n import N_, _
-from terminal.errors import NaiadError
-from terminal.fastboot import FastbootClient, open_fastboot
-from terminal.fastboot.errors import NotInBootloader, WrongUnit
+from terminal.fastboot import FastbootClient
 
-from .cli_common import Group, Option, byte_bar, err, fail
+from .cli_common import Group, Option, byte_bar, emit_json, err, reported
 
 ANY_UNIT = "-"
 
@@ -49,46 +46,26 @@ class _Session:
         return self._client
 
     def _connect(self) -> FastbootClient:
+        from provisioning.station import Station, open_unit_fastboot
+
         if self.target is not None:
-            client = open_fastboot(self.target, on_info=self.info, timeout=self.timeout)
-            if self.serial != ANY_UNIT:
-                self._check_serial(client)
-            return client
-        from terminal.discovery import Discovery  # lazily: enumerating USB is work
-
-        discovery = Discovery(self.sim)
-        device = discovery.find(self.serial)
-        if device.mode != "bootloader" or not device.fastboot:
-            raise NotInBootloader(serial=self.serial, mode=device.mode)
-        backend = discovery.backend() if device.fastboot.startswith("usb:") else None
-        return open_fastboot(device.fastboot, on_info=self.info, usb_backend=backend, timeout=self.timeout)
-
-    def _check_serial(self, client: FastbootClient) -> None:
-        try:
-            actual = client.getvar("serialno")
-        except NaiadError:
-            return  # a bootloader that does not say cannot be checked
-        if actual and actual != self.serial:
-            client.close()
-            raise WrongUnit(target=client.target, actual=actual, expected=self.serial)
+            return open_unit_fastboot(self.target, None if self.serial == ANY_UNIT else self.serial,
+                                      on_info=self.info, timeout=self.timeout)
+        station = Station(self.sim)
+        return station.open_fastboot(station.discovery.find(self.serial), self.info, self.timeout)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
 
-    def fail(self, exc: NaiadError) -> NoReturn:
-        fail(exc, self.as_json)
-
     def run(self, action: Callable[[FastbootClient], Any]) -> Any:
-        try:
+        with reported(self.as_json):
             return action(self.client())
-        except NaiadError as exc:
-            self.fail(exc)
 
     def done(self, result: object, text: str | None = None) -> None:
         """The command's result: JSON on stdout, or a short line for people."""
         if self.as_json:
-            click.echo(json.dumps(result, ensure_ascii=False))
+            emit_json(result)
         elif text:
             err().print(text, markup=False, soft_wrap=True)
 

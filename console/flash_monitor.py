@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
 from typing import Any
 
 from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
@@ -99,25 +98,12 @@ class FlashMonitor(QObject):
             if result is not None and result.ok:
                 LOG.info("%s", _("{serial}: firmware {version} on slot {slot} in {seconds} s; written: {written}; "
                                  "already there: {skipped}", serial=serial, version=result.version,
-                                 slot=result.slot, seconds=_seconds(result.seconds),
-                                 written=_listing(result.written), skipped=_listing(result.skipped)))
+                                 slot=result.slot, seconds=f"{result.seconds:.1f}",
+                                 written=", ".join(result.written) or NO_VALUE,
+                                 skipped=", ".join(result.skipped) or NO_VALUE))
             else:
                 error = (result.error if result is not None else None) or FlashResultMissing(serial=serial)
                 message, remedy = error_texts(error)
                 LOG.error("%s", _("{serial}: {message}", serial=serial, message=message)
                           + (f" — {remedy}" if remedy else ""))
         self.summarised.emit(text)
-
-
-def _seconds(value: object) -> str:
-    return f"{value:.1f}" if isinstance(value, int | float) else NO_VALUE
-
-
-def _listing(value: object) -> str:
-    """Partitions written or skipped, whether the engine reports names or a count."""
-    if isinstance(value, str | int):
-        return str(value)
-    if isinstance(value, Iterable):
-        names = [str(v) for v in value]
-        return ", ".join(names) if names else NO_VALUE
-    return NO_VALUE

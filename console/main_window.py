@@ -285,11 +285,11 @@ class MainWindow(QMainWindow):
         self._closed = True
         i18n.remove_language_listener(self._notify_language)
         self.watcher.stop()
-        self.runner.shutdown()
+        actions_ended = self.runner.shutdown()
         flashes_ended = self.flasher.shutdown(timeout_ms=2000)
         if self.flash_dialog is not None:
             self.flash_dialog.close()
-        if flashes_ended:  # else the flash still records in the ledger: leave the station open for it
+        if actions_ended and flashes_ended:  # else they still record in the ledger: leave the station open
             try:
                 self.stations.close()
             except Exception:

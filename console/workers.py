@@ -30,13 +30,6 @@ from terminal.errors import NaiadError
 LOG = logging.getLogger(__name__)
 
 
-class DeviceLike(Protocol):
-    """The fields of ``terminal.discovery.Device`` the console reads."""
-
-    serial: str
-    mode: str
-
-
 class DiscoveryLike(Protocol):
     def watch(self, stop: threading.Event, interval: float = 0.25) -> Iterator[Any]: ...
 
@@ -318,12 +311,13 @@ class ActionRunner(QObject):
         if self._running.get(job.serial) is not job:
             return
         del self._running[job.serial]
+        if self._closed:  # the window is gone: no dialog or card for a late result
+            return
         if error is None:
             self.succeeded.emit(job.serial, job.action, result)
         else:
             self.failed.emit(job.serial, job.action, error)
-        if not self._closed:
-            self._start_next(job.serial)
+        self._start_next(job.serial)
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Drop queued actions and wait for running ones; False if some are still running."""

@@ -118,23 +118,16 @@ class Station:
             return client.logs(progress)
 
     # -- bootloader mode -------------------------------------------------------------------------------
-    def open_fastboot(self, device: Device, on_info: Callable[[str], None] | None = None) -> FastbootClient:
+    def open_fastboot(self, device: Device, on_info: Callable[[str], None] | None = None,
+                      timeout: float = 10.0) -> FastbootClient:
         """A fastboot session with a unit in bootloader mode, checked to be that unit by its serialno."""
-        from terminal.fastboot import FastbootFailure, open_fastboot
-        from terminal.fastboot.errors import WrongUnit
-
         if device.mode != BOOTLOADER or not device.fastboot:
-            raise WrongMode(serial=device.serial, mode=device.mode, needed=BOOTLOADER)
+            from terminal.fastboot.errors import NotInBootloader
+
+            raise NotInBootloader(serial=device.serial, mode=device.mode)
         backend = self.discovery.backend() if device.fastboot.startswith("usb:") else None
-        client = open_fastboot(device.fastboot, on_info=on_info, usb_backend=backend)
-        try:
-            actual = client.getvar("serialno").strip()
-        except FastbootFailure:
-            actual = ""  # a bootloader that does not say cannot be checked
-        if actual and actual != device.serial:
-            client.close()
-            raise WrongUnit(target=client.target, actual=actual, expected=device.serial)
-        return client
+        return open_unit_fastboot(device.fastboot, device.serial, on_info=on_info, usb_backend=backend,
+                                  timeout=timeout)
 
     def reboot(self, serial: str, mode: str, *, wait: bool = True,
                on_info: Callable[[str], None] | None = None) -> Device | None:
@@ -155,3 +148,20 @@ class Station:
             back = self.wait_for(serial, mode) if wait else None
             op.result = {"from": device.mode, "to": mode, "path": back.path if back else None}
         return back
+
+
+def open_unit_fastboot(target: str, serial: str | None, *, on_info: Callable[[str], None] | None = None,
+                       usb_backend: Any = None, timeout: float = 10.0) -> FastbootClient:
+    """fastboot at ``target``, checked to be unit ``serial`` by its serialno (None: any unit)."""
+    from terminal.fastboot import FastbootFailure, open_fastboot
+    from terminal.fastboot.errors import WrongUnit
+
+    client = open_fastboot(target, on_info=on_info, usb_backend=usb_backend, timeout=timeout)
+    try:
+        actual = client.getvar("serialno").strip() if serial else ""
+    except FastbootFailure:
+        actual = ""  # a bootloader that does not say cannot be checked
+    if actual and actual != serial:
+        client.close()
+        raise WrongUnit(target=client.target, actual=actual, expected=serial)
+    return client
