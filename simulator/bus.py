@@ -11,14 +11,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from terminal.discovery import port_path
 from terminal.models import BOOTLOADER, RUN
 
 from .state import write_json_atomically
 from .unit import VirtualTerminal
+from .usb_backend import BUS_FILE, BUS_VERSION
 
 BUS = 1
 HUB_PORTS = 7
-BUS_VERSION = 1
 
 
 def port_numbers(index: int) -> tuple[int, int]:
@@ -28,7 +29,7 @@ def port_numbers(index: int) -> tuple[int, int]:
 
 class VirtualBus:
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "bus.json"
+        self.path = state_dir / BUS_FILE
         self._addresses = itertools.cycle(range(2, 128))
         self._enumerated: dict[str, tuple[str, str | None, int]] = {}
         self._lock = threading.Lock()
@@ -51,7 +52,7 @@ class VirtualBus:
         return {
             "bus": BUS,
             "address": seen[2],
-            "port_path": f"{BUS}-{numbers[0]}.{numbers[1]}",
+            "port_path": port_path(BUS, numbers, seen[2]),
             "port_numbers": list(numbers),
             "vid": usb.vid,
             "pid": usb.pid,

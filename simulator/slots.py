@@ -36,6 +36,7 @@ from .sparse_image import Cancelled, Extent, WriteCancelled, is_sparse, write_sp
 from .sparse_image import SparseImageError as SparseImageError  # re-exported: callers catch it from here
 from .sparse_image import _sparse_chunks as _sparse_chunks  # re-exported: the tests fuzz it here
 from .sparse_image import copy_range as _copy_range
+from .state import replace_atomically
 
 LOG = logging.getLogger(__name__)
 
@@ -174,24 +175,6 @@ def parse_boot_header(header: bytes) -> BootHeader:
     return BootHeader(meta["version"], meta["model"], payload_len, digest, meta)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 class SlotStore:
     """The flash of one simulated unit; thread-safe (one store object per unit, shared by its servers)."""
 
@@ -229,7 +212,7 @@ class SlotStore:
         slots = {s: SlotState(successful=(s == first)) for s in model.slots}
         document = {"version": 1, "active": first, "previous": None, "rollback_index": 0,
                     "slots": {s: asdict(v) for s, v in slots.items()}}
-        _atomic_write(unit / SLOTS_FILE, json.dumps(document, indent=2).encode())
+        replace_atomically(unit / SLOTS_FILE, json.dumps(document, indent=2).encode())
         LOG.info("created flash for %s (%s) in %s", model.id, factory_version, unit)
         return cls(unit, model)
 
@@ -265,7 +248,7 @@ class SlotStore:
             "rollback_index": self._state["rollback_index"],
             "slots": {name: asdict(s) for name, s in self._state["slots"].items()},
         }
-        _atomic_write(self.unit_dir / SLOTS_FILE, json.dumps(document, indent=2).encode())
+        replace_atomically(self.unit_dir / SLOTS_FILE, json.dumps(document, indent=2).encode())
 
     # -- slots --------------------------------------------------------------------------------
 

@@ -16,14 +16,23 @@ BOOT_HISTORY_KEPT = 50
 LOG_KEPT_BYTES = 4 * 1024 * 1024
 
 
-def write_json_atomically(path: Path, data: Any) -> None:
+def replace_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` so a reader (or a power cut) sees the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
+    with tmp.open("wb") as fh:
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a power cut
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    replace_atomically(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 @dataclass
