@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from firmware.bundle import Bundle
-from firmware.errors import UnknownSigningKey
 from firmware.manifest import Manifest
 from firmware.pack import ModelSpec, PartitionSource, pack_bundle
 from firmware.signing import (
@@ -26,6 +25,7 @@ from firmware.signing import (
     private_key_is_encrypted,
     short_key_id,
 )
+from firmware.summary import signature_status
 from i18n import N_, _
 from terminal.models import model_by_id
 
@@ -200,19 +200,13 @@ def _manifest_table(manifest: Manifest) -> Any:
     return shown
 
 
-def _signature_status(bundle: Bundle) -> str:
-    if bundle.trust_error is None:
-        return "trusted"
-    return "unknown-key" if isinstance(bundle.trust_error, UnknownSigningKey) else "invalid"
-
-
 @firmware.command("inspect", help=N_("Show what a bundle holds and who signed it (no image hashing)."))
 @click.argument("bundle_path", type=click.Path(dir_okay=False, path_type=Path))
 @json_option
 def inspect(bundle_path: Path, as_json: bool) -> None:
     with reported(as_json), Bundle.open(bundle_path, TrustStore(), require_trusted=False) as bundle:
         manifest = bundle.manifest
-        status = _signature_status(bundle)
+        status = signature_status(bundle.trust_error)
         if as_json:
             emit_json(
                 {

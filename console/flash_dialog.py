@@ -2,17 +2,15 @@
 
 ``FlashDialog`` reads a bundle's manifest and signature (off the GUI thread; no image is hashed) to
 show what it holds and who signed it, and lists the bench's units with the attached, idle units of a
-model the bundle is for ticked.  ``FlashMonitor`` turns the flash runner's events into card steps,
-progress bars and outcomes, and writes a summary to the log when a run ends.
+model the bundle is for ticked.  Following the flash on the cards is ``flash_monitor``'s part.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from PyQt6.QtCore import QObject, Qt, QThreadPool, pyqtSignal, pyqtSlot
 from PyQt6.QtWidgets import (
@@ -32,6 +30,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from firmware.summary import BundleSummary, read_bundle_summary
 from i18n import N_, _
 from terminal.errors import NaiadError
 
@@ -48,76 +47,6 @@ NOT_FOR_BUNDLE = N_("Not for this bundle")
 
 
 # -- what the dialog shows ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelFit:
-    """A model the bundle is for: id, display name (from the model table) and hardware revisions."""
-
-    model: str
-    name: str
-    hardware_revisions: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PartitionRow:
-    name: str
-    type: str
-    size: int
-    expanded_size: int
-
-
-@dataclass(frozen=True)
-class BundleSummary:
-    """A bundle's manifest and signature status, read without hashing any image."""
-
-    path: str
-    version: str
-    security_version: int
-    created: str | None
-    models: tuple[ModelFit, ...]
-    partitions: tuple[PartitionRow, ...]
-    key_id: str
-    algorithm: str
-    trust_error: NaiadError | None
-
-    @property
-    def trusted(self) -> bool:
-        return self.trust_error is None
-
-    def fits(self, model: str) -> bool:
-        return any(fit.model == model for fit in self.models)
-
-
-def read_bundle_summary(path: str | os.PathLike[str], trusted: Mapping[str, Any] | None = None) -> BundleSummary:
-    """Open ``path`` for inspection only (an untrusted signature is reported, not raised) and summarise it.
-
-    ``trusted`` is the release keys to accept (default: the station's trust store).  Raises the
-    bundle's typed error (``BundleNotFound``, ``MalformedBundle`` ...) when it cannot be read at all.
-    """
-    from firmware.bundle import Bundle
-    from firmware.signing import short_key_id
-    from terminal.models import load_models
-
-    with Bundle.open(os.fspath(path), trusted, require_trusted=False) as bundle:
-        manifest = bundle.manifest
-        signature = bundle.signature
-        trust_error = bundle.trust_error
-    try:
-        table = load_models()
-    except NaiadError as exc:  # a broken user model table must not hide the bundle
-        LOG.warning("model names unavailable: %s", exc)
-        table = {}
-    models = tuple(
-        ModelFit(c.model, table[c.model].name if c.model in table else c.model, tuple(c.hardware_revisions))
-        for c in manifest.compatible
-    )
-    partitions = tuple(PartitionRow(p.name, p.type, p.size, p.expanded_size) for p in manifest.partitions)
-    return BundleSummary(
-        path=os.fspath(path), version=manifest.version, security_version=manifest.security_version,
-        created=manifest.created, models=models, partitions=partitions, key_id=short_key_id(signature.key_id),
-        algorithm=signature.algorithm, trust_error=trust_error,
-    )
 
 
 def format_size(size: int) -> str:
