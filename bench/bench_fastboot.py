@@ -96,6 +96,7 @@ def _bootloader_ports(control: SimControl, serials: Sequence[str]) -> dict[str, 
 
 # -- (a) naiad fastboot vs the stock client ---------------------------------------------------------------
 
+
 def part_a(work: Path, image: Path, reps: int) -> None:
     if not Path(STOCK_FASTBOOT).exists():
         print(f"\n(a) skipped: {STOCK_FASTBOOT} is not installed")
@@ -125,19 +126,25 @@ def part_a(work: Path, image: Path, reps: int) -> None:
     size = image.stat().st_size
     med = {name: statistics.median(t) for name, t in times.items()}
     rows = [[name, str(len(t)), f"{min(t):.3f}", f"{med[name]:.3f}", f"{max(t):.3f}"] for name, t in times.items()]
-    _table(f"(a) one unit, fastboot-TCP uncapped, {size / MIB:.0f} MiB raw image to system, process wall time (s)",
-           ["command", "n", "min", "median", "max"], rows)
+    _table(
+        f"(a) one unit, fastboot-TCP uncapped, {size / MIB:.0f} MiB raw image to system, process wall time (s)",
+        ["command", "n", "min", "median", "max"],
+        rows,
+    )
     ratio = med["naiad fastboot"] / med["stock fastboot"]
     best = min(times["naiad fastboot"]) / min(times["stock fastboot"])
     print(f"ratio naiad/stock, whole command: {ratio:.3f} (medians), {best:.3f} (best runs); goal <= 1.0")
     naiad_flash = med["naiad fastboot"] - med["naiad getvar"]
     stock_flash = med["stock fastboot"] - med["stock getvar"]
     if stock_flash > 0:
-        print(f"ratio without each program's fixed cost (its getvar time): {naiad_flash / stock_flash:.3f} "
-              f"({size / MB / naiad_flash:.0f} vs {size / MB / stock_flash:.0f} MB/s)")
+        print(
+            f"ratio without each program's fixed cost (its getvar time): {naiad_flash / stock_flash:.3f} "
+            f"({size / MB / naiad_flash:.0f} vs {size / MB / stock_flash:.0f} MB/s)"
+        )
 
 
 # -- (b) capped links, many units at once ----------------------------------------------------------------
+
 
 def station_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run in the child: flash the image to every target at once, one thread each; timings and peak RSS."""
@@ -186,12 +193,19 @@ def part_b(work: Path, image: Path, counts: Sequence[int], cap_mbps: float) -> N
         ports = _bootloader_ports(control, serials)
         for count in counts:
             chosen = serials[:count]
-            spec = {"image": str(image), "partition": "system_a",
-                    "targets": {s: f"tcp:127.0.0.1:{ports[s]}" for s in chosen}}
+            spec = {
+                "image": str(image),
+                "partition": "system_a",
+                "targets": {s: f"tcp:127.0.0.1:{ports[s]}" for s in chosen},
+            }
             sim_cpu = _cpu_seconds(status["pid"])
             started = time.monotonic()
-            child = subprocess.run([sys.executable, __file__, "--station-child", json.dumps(spec)],
-                                   capture_output=True, check=False, text=True)
+            child = subprocess.run(
+                [sys.executable, __file__, "--station-child", json.dumps(spec)],
+                capture_output=True,
+                check=False,
+                text=True,
+            )
             wall = time.monotonic() - started
             sim_cpu = _cpu_seconds(status["pid"]) - sim_cpu
             if child.returncode != 0:
@@ -202,16 +216,39 @@ def part_b(work: Path, image: Path, counts: Sequence[int], cap_mbps: float) -> N
                 raise RuntimeError(f"flash failed on {failed}")
             link = [size / MB / r["download_s"] for r in report["units"].values()]
             whole = [size / MB / r["total_s"] for r in report["units"].values()]
-            rows.append([str(count), f"{min(link):.1f}", f"{statistics.fmean(link):.1f}",
-                         f"{100 * min(link) / cap_mbps:.1f}", f"{100 * statistics.fmean(whole) / cap_mbps:.1f}",
-                         f"{sum(link):.0f}", f"{report['peak_rss_kib'] / 1024:.1f}",
-                         f"{100 * report['cpu_s'] / wall:.0f}", f"{100 * sim_cpu / wall:.0f}"])
+            rows.append(
+                [
+                    str(count),
+                    f"{min(link):.1f}",
+                    f"{statistics.fmean(link):.1f}",
+                    f"{100 * min(link) / cap_mbps:.1f}",
+                    f"{100 * statistics.fmean(whole) / cap_mbps:.1f}",
+                    f"{sum(link):.0f}",
+                    f"{report['peak_rss_kib'] / 1024:.1f}",
+                    f"{100 * report['cpu_s'] / wall:.0f}",
+                    f"{100 * sim_cpu / wall:.0f}",
+                ]
+            )
             _erase(ports, chosen)
-    _table(f"(b) every link capped at {cap_mbps:g} MB/s, {size / MIB:.0f} MiB raw image per unit, all at once",
-           ["units", "min MB/s", "mean MB/s", "min % of cap", "whole flash % of cap", "sum MB/s",
-            "station peak RSS MiB", "station CPU %", "simulator CPU %"], rows)
-    print("MB/s = download (link) throughput per unit; 'whole flash' adds the unit writing the partition; "
-          "CPU % of one core over the run; goal >= 95 % at 16 units, RSS <= 300 MB")
+    _table(
+        f"(b) every link capped at {cap_mbps:g} MB/s, {size / MIB:.0f} MiB raw image per unit, all at once",
+        [
+            "units",
+            "min MB/s",
+            "mean MB/s",
+            "min % of cap",
+            "whole flash % of cap",
+            "sum MB/s",
+            "station peak RSS MiB",
+            "station CPU %",
+            "simulator CPU %",
+        ],
+        rows,
+    )
+    print(
+        "MB/s = download (link) throughput per unit; 'whole flash' adds the unit writing the partition; "
+        "CPU % of one core over the run; goal >= 95 % at 16 units, RSS <= 300 MB"
+    )
 
 
 def _erase(ports: dict[str, int], serials: Sequence[str]) -> None:
@@ -224,6 +261,7 @@ def _erase(ports: dict[str, int], serials: Sequence[str]) -> None:
 
 
 # -- (c) the whole procedure -----------------------------------------------------------------------------
+
 
 def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
     try:
@@ -240,8 +278,9 @@ def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
 
     from provisioning.station import Station
 
-    bundle = make_demo_bundle(work / "bundle" / "demo-2.0.0.zip", version="2.0.0", model=MODEL,
-                              system_size=system_mib * MIB)
+    bundle = make_demo_bundle(
+        work / "bundle" / "demo-2.0.0.zip", version="2.0.0", model=MODEL, system_size=system_mib * MIB
+    )
     rows = []
     for count in counts:
         with _simulator(work, count, f"sim-c{count}") as control:
@@ -254,13 +293,26 @@ def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
             if failed:
                 raise RuntimeError(f"flash failed: {[(r.serial, str(r.error)) for r in failed]}")
             per_unit = [r.seconds for r in results]
-            rows.append([str(count), f"{min(per_unit):.2f}", f"{statistics.fmean(per_unit):.2f}",
-                         f"{max(per_unit):.2f}", f"{wall:.2f}", ",".join(sorted({r.version or '-' for r in results}))])
-    _table(f"(c) whole procedure per unit (reboot, boot + {system_mib} MiB sparse system, verify, switch, boot, "
-           "confirm), uncapped, seconds", ["units", "min", "mean", "max", "wall", "confirmed"], rows)
+            rows.append(
+                [
+                    str(count),
+                    f"{min(per_unit):.2f}",
+                    f"{statistics.fmean(per_unit):.2f}",
+                    f"{max(per_unit):.2f}",
+                    f"{wall:.2f}",
+                    ",".join(sorted({r.version or "-" for r in results})),
+                ]
+            )
+    _table(
+        f"(c) whole procedure per unit (reboot, boot + {system_mib} MiB sparse system, verify, switch, boot, "
+        "confirm), uncapped, seconds",
+        ["units", "min", "mean", "max", "wall", "confirmed"],
+        rows,
+    )
 
 
 # -- main ------------------------------------------------------------------------------------------------
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -271,8 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--procedure-units", default="1,4", help="unit counts for (c)")
     parser.add_argument("--procedure-system-mib", type=int, default=64, help="system image size for (c)")
     parser.add_argument("--parts", default="abc", help="which parts to run")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where the simulator keeps its units' flash (e.g. /dev/shm to take the disk out)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the simulator keeps its units' flash (e.g. /dev/shm to take the disk out)",
+    )
     parser.add_argument("--station-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.station_child:

@@ -49,8 +49,14 @@ class Latency:
 
     def row(self) -> list[str]:
         cuts = statistics.quantiles(self.samples_ms, n=100, method="inclusive")
-        return [self.name, str(len(self.samples_ms)), f"{statistics.median(self.samples_ms):.3f}",
-                f"{cuts[98]:.3f}", f"{statistics.fmean(self.samples_ms):.3f}", f"{max(self.samples_ms):.3f}"]
+        return [
+            self.name,
+            str(len(self.samples_ms)),
+            f"{statistics.median(self.samples_ms):.3f}",
+            f"{cuts[98]:.3f}",
+            f"{statistics.fmean(self.samples_ms):.3f}",
+            f"{max(self.samples_ms):.3f}",
+        ]
 
 
 @dataclass
@@ -66,8 +72,15 @@ class Transfer:
 
     def row(self) -> list[str]:
         moved = self.size * self.terminals / MIB
-        return [str(self.frame), str(self.granted), str(self.chunk), f"{self.size / MIB:.2f}",
-                f"{moved / self.write_s:.2f}", f"{moved / self.read_s:.2f}", str(self.retransmissions)]
+        return [
+            str(self.frame),
+            str(self.granted),
+            str(self.chunk),
+            f"{self.size / MIB:.2f}",
+            f"{moved / self.write_s:.2f}",
+            f"{moved / self.read_s:.2f}",
+            str(self.retransmissions),
+        ]
 
 
 class HashingSink:
@@ -129,8 +142,16 @@ def measure_transfer(ptys: Sequence[str], frame: int, size: int, max_chunks: int
             retransmissions[pty] = client.retransmissions
 
     on_every_terminal(ptys, run)  # the slowest terminal sets the aggregate rate
-    return Transfer(frame, granted, chunk, size, max(write_s.values()), max(read_s.values()),
-                    sum(retransmissions.values()), len(ptys))
+    return Transfer(
+        frame,
+        granted,
+        chunk,
+        size,
+        max(write_s.values()),
+        max(read_s.values()),
+        sum(retransmissions.values()),
+        len(ptys),
+    )
 
 
 def peak_rss_kib(pid: int) -> int | None:
@@ -146,42 +167,64 @@ def peak_rss_kib(pid: int) -> int | None:
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
+    lines = [
+        title,
+        "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
 
 
 def run_bench(args: argparse.Namespace, state: Path) -> None:
     started = time.perf_counter()
-    status = launcher.start_detached(state, args.terminals,
-                                     faults={k: v for k, v in (("ber", args.ber), ("drop", args.drop)) if v})
+    status = launcher.start_detached(
+        state, args.terminals, faults={k: v for k, v in (("ber", args.ber), ("drop", args.drop)) if v}
+    )
     sim_pid = int(status["pid"])
     ptys = [t["pty"] for t in status["terminals"]]
-    print(f"simulator pid {sim_pid}: {len(ptys)} terminal(s) up in {time.perf_counter() - started:.1f} s; "
-          f"ber={args.ber} drop={args.drop}", flush=True)
+    print(
+        f"simulator pid {sim_pid}: {len(ptys)} terminal(s) up in {time.perf_counter() - started:.1f} s; "
+        f"ber={args.ber} drop={args.drop}",
+        flush=True,
+    )
 
-    latencies = [measure_latency(ptys, "INFO", MessageType.INFO, args.requests),
-                 measure_latency(ptys, "TIME (empty request)", MessageType.TIME, args.requests)]
+    latencies = [
+        measure_latency(ptys, "INFO", MessageType.INFO, args.requests),
+        measure_latency(ptys, "TIME (empty request)", MessageType.TIME, args.requests),
+    ]
     print()
-    print(table(f"Round-trip latency, ms ({len(ptys)} terminal(s) at once, frame {DEFAULT_CLIENT_FRAME})",
-                ["request", "n", "p50", "p99", "mean", "max"], [lat.row() for lat in latencies]), flush=True)
+    print(
+        table(
+            f"Round-trip latency, ms ({len(ptys)} terminal(s) at once, frame {DEFAULT_CLIENT_FRAME})",
+            ["request", "n", "p50", "p99", "mean", "max"],
+            [lat.row() for lat in latencies],
+        ),
+        flush=True,
+    )
 
     size = int(args.size_mib * MIB)
     transfers = [measure_transfer(ptys, DEFAULT_CLIENT_FRAME, size, 1 << 30)]
     transfers += [measure_transfer(ptys, frame, size, args.max_chunks) for frame in args.frame_sizes]
     print()
-    print(table(f"Chunked transfer of {OBJECT_LOOPBACK} (SHA-256 checked), MiB/s summed over "
-                f"{len(ptys)} terminal(s); first row: the client's default frame, the full size",
-                ["frame", "granted", "chunk B", "MiB", "write MiB/s", "read MiB/s", "retransmits"],
-                [t.row() for t in transfers]), flush=True)
+    print(
+        table(
+            f"Chunked transfer of {OBJECT_LOOPBACK} (SHA-256 checked), MiB/s summed over "
+            f"{len(ptys)} terminal(s); first row: the client's default frame, the full size",
+            ["frame", "granted", "chunk B", "MiB", "write MiB/s", "read MiB/s", "retransmits"],
+            [t.row() for t in transfers],
+        ),
+        flush=True,
+    )
 
     station_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     sim_kib = peak_rss_kib(sim_pid)
     print()
-    print(f"peak RSS: station (this process) {station_kib / 1024:.1f} MiB, of which the {args.size_mib:g} MiB "
-          f"test object is the station's own; simulator "
-          f"{'n/a' if sim_kib is None else f'{sim_kib / 1024:.1f} MiB'}")
+    print(
+        f"peak RSS: station (this process) {station_kib / 1024:.1f} MiB, of which the {args.size_mib:g} MiB "
+        f"test object is the station's own; simulator "
+        f"{'n/a' if sim_kib is None else f'{sim_kib / 1024:.1f} MiB'}"
+    )
     print(f"total time {time.perf_counter() - started:.1f} s")
 
 
@@ -203,10 +246,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--terminals", type=int, default=1, help="simulated terminals, measured at once")
     parser.add_argument("--requests", type=int, default=2000, help="requests per latency figure and terminal")
     parser.add_argument("--size-mib", type=float, default=16.0, help="object size for the transfer figures")
-    parser.add_argument("--frame-sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=list(DEFAULT_FRAME_SIZES), help="comma-separated frame sizes to sweep")
-    parser.add_argument("--max-chunks", type=int, default=2000,
-                        help="cap on requests per transfer in the sweep, so small frames finish in seconds")
+    parser.add_argument(
+        "--frame-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=list(DEFAULT_FRAME_SIZES),
+        help="comma-separated frame sizes to sweep",
+    )
+    parser.add_argument(
+        "--max-chunks",
+        type=int,
+        default=2000,
+        help="cap on requests per transfer in the sweep, so small frames finish in seconds",
+    )
     parser.add_argument("--ber", type=float, default=0.0, help="bit-error rate injected on the links")
     parser.add_argument("--drop", type=float, default=0.0, help="byte-drop probability injected on the links")
     args = parser.parse_args(argv)

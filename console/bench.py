@@ -94,9 +94,7 @@ class UnitCard(QFrame):
         self.serial_value, self.port_value, self.path_value, self.mode_value = (QLabel() for _i in range(4))
         for value in (self.serial_value, self.port_value, self.path_value):
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.serial_caption, self.port_caption, self.path_caption, self.mode_caption = (
-            QLabel() for _i in range(4)
-        )
+        self.serial_caption, self.port_caption, self.path_caption, self.mode_caption = (QLabel() for _i in range(4))
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow(self.serial_caption, self.serial_value)
@@ -256,9 +254,7 @@ class UnitCard(QFrame):
         else:
             self.reboot_button.setText(_("Reboot to bootloader"))
         idle = (
-            state in (UnitState.RUN, UnitState.BOOTLOADER, UnitState.ERROR)
-            and bool(device.serial)
-            and not self._in_job
+            state in (UnitState.RUN, UnitState.BOOTLOADER, UnitState.ERROR) and bool(device.serial) and not self._in_job
         )
         self.info_button.setEnabled(idle)
         self.reboot_button.setEnabled(idle)

@@ -49,15 +49,34 @@ def _choose_language(value: str | None) -> None:
         set_language(value)
 
 
-@click.group("naiad", cls=Group, lazy=SUBCOMMANDS,
-             help=N_("Naiad brings face-payment terminals from the shelf to taking payments."))
-@option("--sim", "sim_dir", type=click.Path(file_okay=False, path_type=Path), envvar="NAIAD_SIM",
-        help=N_("Work with the simulator running in this state directory (also NAIAD_SIM)."))
-@option("--ledger", "ledger_url", envvar="NAIAD_LEDGER",
-        help=N_("SQLAlchemy URL of the ledger (default: SQLite in the data directory)."))
-@option("--lang", type=click.Choice(LANGUAGES), envvar="NAIAD_LANG", is_eager=True, expose_value=False,
-        callback=lambda ctx, param, value: _choose_language(value),  # eager: before --help is drawn
-        help=N_("Language of the output."))
+@click.group(
+    "naiad",
+    cls=Group,
+    lazy=SUBCOMMANDS,
+    help=N_("Naiad brings face-payment terminals from the shelf to taking payments."),
+)
+@option(
+    "--sim",
+    "sim_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="NAIAD_SIM",
+    help=N_("Work with the simulator running in this state directory (also NAIAD_SIM)."),
+)
+@option(
+    "--ledger",
+    "ledger_url",
+    envvar="NAIAD_LEDGER",
+    help=N_("SQLAlchemy URL of the ledger (default: SQLite in the data directory)."),
+)
+@option(
+    "--lang",
+    type=click.Choice(LANGUAGES),
+    envvar="NAIAD_LANG",
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, param, value: _choose_language(value),  # eager: before --help is drawn
+    help=N_("Language of the output."),
+)
 @click.version_option(package_name="naiad")
 @click.pass_context
 def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None) -> None:
@@ -97,8 +116,7 @@ def devices(settings: Settings, watch: bool, as_json: bool) -> None:
                 else:
                     d = event.device
                     text = _("added") if event.kind == "added" else _("removed")
-                    out().print(f"{text:8} {d.serial} {d.model_name} {_(d.mode)} {d.path} {d.port or ''}",
-                                markup=False)
+                    out().print(f"{text:8} {d.serial} {d.model_name} {_(d.mode)} {d.path} {d.port or ''}", markup=False)
         except KeyboardInterrupt:
             pass
 
@@ -122,8 +140,12 @@ def info(settings: Settings, serial: str, as_json: bool) -> None:
         (_("Camera module"), result.get("camera_module")),
     ]
     for slot, about in sorted(result.get("slots", {}).items()):
-        rows.append((_("Slot {slot} firmware", slot=slot), (about.get("version") if isinstance(about, dict) else about)
-                     or _("empty")))
+        rows.append(
+            (
+                _("Slot {slot} firmware", slot=slot),
+                (about.get("version") if isinstance(about, dict) else about) or _("empty"),
+            )
+        )
     shown = table(N_("Field"), N_("Value"), title=_("Unit {serial}", serial=serial), show_header=False)
     for label, value in rows:
         shown.add_row(label, str(value))
@@ -182,8 +204,13 @@ def ledger_verify(settings: Settings, anchor: str | None, as_json: bool) -> None
     expected = _parse_anchor(anchor) if anchor else None
     with reported(as_json):
         report = settings.station().ledger.verify(expected)
-    result = {"ok": report.ok, "entries": report.entries, "first_bad_id": report.first_bad_id,
-              "reason": report.reason, "head": f"{report.head.entry_id}:{report.head.hash}" if report.head else None}
+    result = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "first_bad_id": report.first_bad_id,
+        "reason": report.reason,
+        "head": f"{report.head.entry_id}:{report.head.hash}" if report.head else None,
+    }
     if as_json:
         emit_json(result)
         if not report.ok:
@@ -203,8 +230,12 @@ def ledger_head(settings: Settings) -> None:
 
 
 @cli.command("console", help=N_("Open the Naiad console (the bench window)."))
-@option("--sim", "sim_dir", type=click.Path(file_okay=False, path_type=Path),
-        help=N_("Work with the simulator running in this state directory."))
+@option(
+    "--sim",
+    "sim_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=N_("Work with the simulator running in this state directory."),
+)
 @pass_settings
 def console(settings: Settings, sim_dir: Path | None) -> None:
     from .app import run_console
@@ -212,8 +243,6 @@ def console(settings: Settings, sim_dir: Path | None) -> None:
     with reported(False):
         chosen = sim_dir or settings.sim_dir
         raise click.exceptions.Exit(run_console(str(chosen) if chosen else None))
-
-
 
 
 def main() -> None:

@@ -49,8 +49,9 @@ class _Session:
         from provisioning.station import Station, open_unit_fastboot
 
         if self.target is not None:
-            return open_unit_fastboot(self.target, None if self.serial == ANY_UNIT else self.serial,
-                                      on_info=self.info, timeout=self.timeout)
+            return open_unit_fastboot(
+                self.target, None if self.serial == ANY_UNIT else self.serial, on_info=self.info, timeout=self.timeout
+            )
         station = Station(self.sim)
         return station.open_fastboot(station.discovery.find(self.serial), self.info, self.timeout)
 
@@ -73,19 +74,38 @@ class _Session:
 pass_session = click.make_pass_decorator(_Session)
 
 
-@click.group("fastboot", cls=_SerialGroup,
-             help=N_("Run fastboot commands on the unit SERIAL in bootloader mode ('-' with --target: any unit)."))
+@click.group(
+    "fastboot",
+    cls=_SerialGroup,
+    help=N_("Run fastboot commands on the unit SERIAL in bootloader mode ('-' with --target: any unit)."),
+)
 @click.argument("serial")
-@click.option("--target", cls=Option, metavar="tcp:HOST:PORT",
-              help=N_("Address the bootloader directly instead of finding SERIAL on USB."))
-@click.option("--sim", cls=Option, type=click.Path(file_okay=False), envvar="NAIAD_SIM",
-              help=N_("The simulator state directory whose units to use."))
+@click.option(
+    "--target",
+    cls=Option,
+    metavar="tcp:HOST:PORT",
+    help=N_("Address the bootloader directly instead of finding SERIAL on USB."),
+)
+@click.option(
+    "--sim",
+    cls=Option,
+    type=click.Path(file_okay=False),
+    envvar="NAIAD_SIM",
+    help=N_("The simulator state directory whose units to use."),
+)
 @click.option("--json", "as_json", cls=Option, is_flag=True, help=N_("Print results as JSON."))
-@click.option("--timeout", cls=Option, type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
-              help=N_("Seconds to wait for each answer."))
+@click.option(
+    "--timeout",
+    cls=Option,
+    type=click.FloatRange(0.1, 600),
+    default=10.0,
+    show_default=True,
+    help=N_("Seconds to wait for each answer."),
+)
 @click.pass_context
-def fastboot(ctx: click.Context, serial: str, target: str | None, sim: str | None, as_json: bool,
-             timeout: float) -> None:
+def fastboot(
+    ctx: click.Context, serial: str, target: str | None, sim: str | None, as_json: bool, timeout: float
+) -> None:
     session = _Session(serial, target, sim or ctx.find_root().params.get("sim_dir"), as_json, timeout)
     ctx.obj = session
     ctx.call_on_close(session.close)
@@ -115,8 +135,9 @@ def getvar(session: _Session, name: str) -> None:
 def flash(session: _Session, partition: str, images: tuple[Path, ...]) -> None:
     with byte_bar(not session.as_json, _("Sending {partition}", partition=partition)) as progress:
         session.run(lambda fb: fb.flash(partition, list(images), progress))
-    session.done({"flashed": partition, "images": [str(p) for p in images]},
-                 _("Wrote {partition}", partition=partition))
+    session.done(
+        {"flashed": partition, "images": [str(p) for p in images]}, _("Wrote {partition}", partition=partition)
+    )
 
 
 @fastboot.command("erase", help=N_("Erase PARTITION."))
@@ -143,8 +164,11 @@ def reboot(session: _Session, into: str | None) -> None:
     session.done({"rebooted": into or "system"}, _("Rebooting"))
 
 
-@fastboot.command("oem", help=N_("Run an OEM command; Naiad units answer 'oem sha256 PARTITION [OFFSET SIZE]'."),
-                  context_settings={"ignore_unknown_options": True})
+@fastboot.command(
+    "oem",
+    help=N_("Run an OEM command; Naiad units answer 'oem sha256 PARTITION [OFFSET SIZE]'."),
+    context_settings={"ignore_unknown_options": True},
+)
 @click.argument("args", nargs=-1, required=True)
 @pass_session
 def oem(session: _Session, args: tuple[str, ...]) -> None:

@@ -193,8 +193,16 @@ def pack(
 
 
 def _manifest_table(manifest: Manifest) -> Any:
-    shown = table(N_("Partition"), N_("Type"), N_("Size"), N_("Expanded"), N_("SHA-256"),
-                  title=_("Partitions (in flashing order)"), title_justify="left", column={"overflow": "fold"})
+    shown = table(
+        N_("Partition"),
+        N_("Type"),
+        N_("Size"),
+        N_("Expanded"),
+        N_("SHA-256"),
+        title=_("Partitions (in flashing order)"),
+        title_justify="left",
+        column={"overflow": "fold"},
+    )
     for image in manifest.partitions:
         shown.add_row(image.name, image.type, f"{image.size:,}", f"{image.expanded_size:,}", image.sha256[:16] + "…")
     return shown

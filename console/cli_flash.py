@@ -59,8 +59,10 @@ class _Bars:
         self.progress = progress
         self.verbose = verbose
         self._lock = threading.Lock()
-        self._tasks = {serial: progress.add_task(self._label(serial, phase_label(FlashPhase.CHECK)), total=None,
-                                                 bytes=False) for serial in serials}
+        self._tasks = {
+            serial: progress.add_task(self._label(serial, phase_label(FlashPhase.CHECK)), total=None, bytes=False)
+            for serial in serials
+        }
 
     @staticmethod
     def _label(serial: str, text: str) -> str:
@@ -95,8 +97,17 @@ class _Bars:
 
 
 def _summary(results: list[FlashResult]) -> Any:
-    shown = table(N_("Unit"), N_("Result"), N_("Version"), N_("Slot"), N_("Written"), N_("Skipped"),
-                  N_("Seconds"), N_("Problem"), title=_("Firmware flash"))
+    shown = table(
+        N_("Unit"),
+        N_("Result"),
+        N_("Version"),
+        N_("Slot"),
+        N_("Written"),
+        N_("Skipped"),
+        N_("Seconds"),
+        N_("Problem"),
+        title=_("Firmware flash"),
+    )
     for r in results:
         problem = ""
         if r.error is not None:
@@ -114,8 +125,11 @@ def _summary(results: list[FlashResult]) -> Any:
     return shown
 
 
-@click.command("flash", cls=Command,
-               help=N_("Flash a signed firmware BUNDLE onto units: the inactive slot, verified, then switched to."))
+@click.command(
+    "flash",
+    cls=Command,
+    help=N_("Flash a signed firmware BUNDLE onto units: the inactive slot, verified, then switched to."),
+)
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @option("--device", "devices", multiple=True, metavar="SERIAL", help=N_("A unit to flash (repeat for several)."))
 @option("--all", "all_units", is_flag=True, help=N_("Flash every attached unit."))
@@ -123,8 +137,15 @@ def _summary(results: list[FlashResult]) -> Any:
 @option("-v", "--verbose", is_flag=True, help=N_("Also print what the bootloaders say."))
 @json_option
 @click.pass_context
-def flash(ctx: click.Context, bundle: Path, devices: tuple[str, ...], all_units: bool, workers: int | None,
-          verbose: bool, as_json: bool) -> None:
+def flash(
+    ctx: click.Context,
+    bundle: Path,
+    devices: tuple[str, ...],
+    all_units: bool,
+    workers: int | None,
+    verbose: bool,
+    as_json: bool,
+) -> None:
     if devices and all_units:
         raise click.UsageError(_("Use either --device or --all, not both."))
     with reported(as_json), _station(ctx) as station:
@@ -138,13 +159,11 @@ def flash(ctx: click.Context, bundle: Path, devices: tuple[str, ...], all_units:
         columns = (TextColumn("{task.description}"), BarColumn(), _Bytes(), TimeElapsedColumn())
         if show:
             with Progress(*columns, console=console) as progress:
-                results = flash_units(station, bundle, serials, _Bars(progress, serials, verbose),
-                                      max_workers=workers)
+                results = flash_units(station, bundle, serials, _Bars(progress, serials, verbose), max_workers=workers)
         else:
             results = flash_units(station, bundle, serials, max_workers=workers)
     if as_json:
-        emit_json({"bundle": str(bundle), "ok": all(r.ok for r in results),
-                   "results": [r.as_dict() for r in results]})
+        emit_json({"bundle": str(bundle), "ok": all(r.ok for r in results), "results": [r.as_dict() for r in results]})
     else:
         out().print(_summary(results))
     if not all(r.ok for r in results):

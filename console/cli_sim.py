@@ -19,20 +19,31 @@ def _state(ctx: click.Context, state: Path | None) -> Path:
     return Path(chosen)
 
 
-state_option = option("--state", type=click.Path(file_okay=False, path_type=Path),
-                      help=N_("The simulator's state directory (default: --sim or NAIAD_SIM)."))
+state_option = option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=N_("The simulator's state directory (default: --sim or NAIAD_SIM)."),
+)
 
 
 FAULT_OPTIONS = {
     "ber": option("--ber", type=click.FloatRange(0, 1), help=N_("Bit-error rate on the serial link.")),
-    "drop": option("--drop", type=click.FloatRange(0, 1),
-                   help=N_("Probability of losing each byte on the serial link.")),
-    "latency_ms": option("--latency-ms", type=click.FloatRange(0),
-                         help=N_("Delay added before each answer, in milliseconds.")),
-    "bandwidth_mbps": option("--bandwidth-mbps", type=click.FloatRange(0),
-                             help=N_("Cap every link of a terminal at this many MB/s (0: no cap).")),
-    "corrupt_writes": option("--corrupt-writes", type=click.IntRange(0),
-                             help=N_("Corrupt the next N partition writes after the bootloader accepted them.")),
+    "drop": option(
+        "--drop", type=click.FloatRange(0, 1), help=N_("Probability of losing each byte on the serial link.")
+    ),
+    "latency_ms": option(
+        "--latency-ms", type=click.FloatRange(0), help=N_("Delay added before each answer, in milliseconds.")
+    ),
+    "bandwidth_mbps": option(
+        "--bandwidth-mbps",
+        type=click.FloatRange(0),
+        help=N_("Cap every link of a terminal at this many MB/s (0: no cap)."),
+    ),
+    "corrupt_writes": option(
+        "--corrupt-writes",
+        type=click.IntRange(0),
+        help=N_("Corrupt the next N partition writes after the bootloader accepted them."),
+    ),
 }
 
 
@@ -60,8 +71,16 @@ def sim() -> None:
 @with_faults
 @json_option
 @click.pass_context
-def start(ctx: click.Context, /, terminals: int, state: Path | None, models: tuple[str, ...], detach: bool,
-          as_json: bool, **fault_options: Any) -> None:
+def start(
+    ctx: click.Context,
+    /,
+    terminals: int,
+    state: Path | None,
+    models: tuple[str, ...],
+    detach: bool,
+    as_json: bool,
+    **fault_options: Any,
+) -> None:
     directory = _state(ctx, state)
     faults = _faults(fault_options)
     if not detach:
@@ -93,11 +112,24 @@ def status(ctx: click.Context, state: Path | None, as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
-    shown = table(N_("Serial"), N_("Model"), N_("Mode"), N_("Plugged"), N_("Serial port"), N_("Fastboot TCP port"),
-                  title=_("Simulated terminals"))
+    shown = table(
+        N_("Serial"),
+        N_("Model"),
+        N_("Mode"),
+        N_("Plugged"),
+        N_("Serial port"),
+        N_("Fastboot TCP port"),
+        title=_("Simulated terminals"),
+    )
     for t in result["terminals"]:
-        shown.add_row(t["serial"], t["model"], translate(t["mode"]), _("yes") if t["plugged"] else _("no"),
-                      t.get("pty") or "-", str(t.get("fastboot_tcp_port") or "-"))
+        shown.add_row(
+            t["serial"],
+            t["model"],
+            translate(t["mode"]),
+            _("yes") if t["plugged"] else _("no"),
+            t.get("pty") or "-",
+            str(t.get("fastboot_tcp_port") or "-"),
+        )
     out().print(shown)
 
 
@@ -117,8 +149,9 @@ def stop(ctx: click.Context, state: Path | None) -> None:
 @option("--unplug-after-bytes", type=click.IntRange(0), help=N_("Unplug once this many more bytes have crossed."))
 @with_faults
 @click.pass_context
-def faults(ctx: click.Context, /, state: Path | None, serial: str | None, unplug_after_bytes: int | None,
-           **fault_options: Any) -> None:
+def faults(
+    ctx: click.Context, /, state: Path | None, serial: str | None, unplug_after_bytes: int | None, **fault_options: Any
+) -> None:
     from simulator.control import SimControl
 
     changes = _faults(fault_options)

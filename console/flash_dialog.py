@@ -76,8 +76,12 @@ def choices_from_cards(cards: Iterable[UnitCard], is_busy: Callable[[str], bool]
     """The bench's units with a readable serial, in bench order; ``is_busy`` adds units with work queued."""
     return [
         UnitChoice(
-            serial=card.serial, model=str(card.device.model), model_name=str(card.device.model_name),
-            path=str(card.device.path), mode=card.mode, attached=card.connected,
+            serial=card.serial,
+            model=str(card.device.model),
+            model_name=str(card.device.model_name),
+            path=str(card.device.path),
+            mode=card.mode,
+            attached=card.connected,
             busy=card.in_job or card.state is UnitState.BUSY or is_busy(card.serial),
         )
         for card in cards
@@ -139,8 +143,10 @@ class FlashDialog(QDialog):
         self.signature_value.setObjectName("cardStep")  # the style sheet's red for failed="true"
         form = QFormLayout()
         for caption, value in (
-            (self.version_caption, self.version_value), (self.security_caption, self.security_value),
-            (self.models_caption, self.models_value), (self.created_caption, self.created_value),
+            (self.version_caption, self.version_value),
+            (self.security_caption, self.security_value),
+            (self.models_caption, self.models_value),
+            (self.created_caption, self.created_value),
             (self.signature_caption, self.signature_value),
         ):
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -341,8 +347,11 @@ class FlashDialog(QDialog):
         chosen = []
         for index, unit in enumerate(self._units):
             item = self.unit_tree.topLevelItem(index)
-            if item is not None and item.checkState(0) == Qt.CheckState.Checked \
-                    and self.unavailable_reason(unit) is None:
+            if (
+                item is not None
+                and item.checkState(0) == Qt.CheckState.Checked
+                and self.unavailable_reason(unit) is None
+            ):
                 chosen.append(unit.serial)
         return chosen
 
@@ -397,8 +406,13 @@ class FlashDialog(QDialog):
         summary = self.summary
         self.partition_tree.clear()
         if summary is None:
-            for value in (self.version_value, self.security_value, self.models_value, self.created_value,
-                          self.signature_value):
+            for value in (
+                self.version_value,
+                self.security_value,
+                self.models_value,
+                self.created_value,
+                self.signature_value,
+            ):
                 value.setText(NO_VALUE)
             self.signature_value.setToolTip("")
             self.signature_value.setProperty("failed", False)
@@ -406,11 +420,17 @@ class FlashDialog(QDialog):
             return
         self.version_value.setText(summary.version)
         self.security_value.setText(str(summary.security_version))
-        self.models_value.setText("; ".join(
-            _("{name} ({model}): revisions {revisions}", name=fit.name, model=fit.model,
-              revisions=", ".join(fit.hardware_revisions))
-            for fit in summary.models
-        ))
+        self.models_value.setText(
+            "; ".join(
+                _(
+                    "{name} ({model}): revisions {revisions}",
+                    name=fit.name,
+                    model=fit.model,
+                    revisions=", ".join(fit.hardware_revisions),
+                )
+                for fit in summary.models
+            )
+        )
         self.created_value.setText(summary.created or NO_VALUE)
         if summary.trust_error is None:
             self.signature_value.setText(
@@ -425,8 +445,9 @@ class FlashDialog(QDialog):
         repolish(self.signature_value)
         for row in summary.partitions:
             kind = PARTITION_TYPES.get(row.type)
-            item = QTreeWidgetItem([row.name, _(kind) if kind else row.type, format_size(row.size),
-                                    format_size(row.expanded_size)])
+            item = QTreeWidgetItem(
+                [row.name, _(kind) if kind else row.type, format_size(row.size), format_size(row.expanded_size)]
+            )
             self.partition_tree.addTopLevelItem(item)
 
     def retranslate(self) -> None:

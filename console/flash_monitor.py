@@ -40,8 +40,15 @@ class FlashMonitor(QObject):
             if card is not None:
                 card.begin_job()
                 card.show_step(WAITING)
-        LOG.info("%s", _("Flashing {bundle} to {count} units: {serials}", bundle=os.path.basename(run.bundle_path),
-                         count=len(run.serials), serials=", ".join(run.serials)))
+        LOG.info(
+            "%s",
+            _(
+                "Flashing {bundle} to {count} units: {serials}",
+                bundle=os.path.basename(run.bundle_path),
+                count=len(run.serials),
+                serials=", ".join(run.serials),
+            ),
+        )
 
     @pyqtSlot(object, object)
     def _on_event(self, run: FlashRun, event: Any) -> None:
@@ -90,20 +97,34 @@ class FlashMonitor(QObject):
             self.summarised.emit(text)
             return
         ok = [s for s in run.serials if getattr(run.results.get(s), "ok", False)]
-        text = _("Flashed {bundle}: {ok} of {total} units updated, {failed} failed", bundle=bundle, ok=len(ok),
-                 total=len(run.serials), failed=len(run.serials) - len(ok))
+        text = _(
+            "Flashed {bundle}: {ok} of {total} units updated, {failed} failed",
+            bundle=bundle,
+            ok=len(ok),
+            total=len(run.serials),
+            failed=len(run.serials) - len(ok),
+        )
         LOG.info("%s", text)
         for serial in run.serials:
             result = run.results.get(serial)
             if result is not None and result.ok:
-                LOG.info("%s", _("{serial}: firmware {version} on slot {slot} in {seconds} s; written: {written}; "
-                                 "already there: {skipped}", serial=serial, version=result.version,
-                                 slot=result.slot, seconds=f"{result.seconds:.1f}",
-                                 written=", ".join(result.written) or NO_VALUE,
-                                 skipped=", ".join(result.skipped) or NO_VALUE))
+                LOG.info(
+                    "%s",
+                    _(
+                        "{serial}: firmware {version} on slot {slot} in {seconds} s; written: {written}; "
+                        "already there: {skipped}",
+                        serial=serial,
+                        version=result.version,
+                        slot=result.slot,
+                        seconds=f"{result.seconds:.1f}",
+                        written=", ".join(result.written) or NO_VALUE,
+                        skipped=", ".join(result.skipped) or NO_VALUE,
+                    ),
+                )
             else:
                 error = (result.error if result is not None else None) or FlashResultMissing(serial=serial)
                 message, remedy = error_texts(error)
-                LOG.error("%s", _("{serial}: {message}", serial=serial, message=message)
-                          + (f" — {remedy}" if remedy else ""))
+                LOG.error(
+                    "%s", _("{serial}: {message}", serial=serial, message=message) + (f" — {remedy}" if remedy else "")
+                )
         self.summarised.emit(text)

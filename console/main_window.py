@@ -246,9 +246,7 @@ class MainWindow(QMainWindow):
         self.language_combo = QComboBox()
         for code, name in LANGUAGE_NAMES:
             self.language_combo.addItem(name, code)
-        self.language_combo.activated.connect(
-            lambda index: self.set_language(str(self.language_combo.itemData(index)))
-        )
+        self.language_combo.activated.connect(lambda index: self.set_language(str(self.language_combo.itemData(index))))
         self.toolbar.addWidget(self.language_combo)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -269,10 +267,13 @@ class MainWindow(QMainWindow):
     def confirm_interrupt_flash(self) -> bool:
         """Ask before closing while units are being flashed; True to close anyway."""
         answer = QMessageBox.question(
-            self, _("Flashing is running"),
-            _("Units are still being flashed: {serials}. If you close now, they keep booting their old firmware "
-              "and flashing them again resumes where it stopped. Close anyway?",
-              serials=", ".join(sorted(self.flasher.busy_serials()))),
+            self,
+            _("Flashing is running"),
+            _(
+                "Units are still being flashed: {serials}. If you close now, they keep booting their old firmware "
+                "and flashing them again resumes where it stopped. Close anyway?",
+                serials=", ".join(sorted(self.flasher.busy_serials())),
+            ),
             QMessageBox.StandardButton.Close | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
         )
@@ -337,9 +338,7 @@ class MainWindow(QMainWindow):
         self.language_combo.blockSignals(True)
         self.language_combo.setCurrentIndex(self.language_combo.findData(current))
         self.language_combo.blockSignals(False)
-        self.sim_label.setText(
-            _("Simulator: {path}", path=self.sim_dir) if self.sim_dir is not None else _("USB bus")
-        )
+        self.sim_label.setText(_("Simulator: {path}", path=self.sim_dir) if self.sim_dir is not None else _("USB bus"))
         self.bench.retranslate()
         self.log_pane.retranslate()
         for dialog in self.info_dialogs.values():
@@ -353,14 +352,30 @@ class MainWindow(QMainWindow):
     @pyqtSlot(object)
     def _on_device_added(self, device: Any) -> None:
         self.bench.device_added(device)
-        LOG.info("%s", _("{model} {serial} attached in {mode} at USB port {path}", model=device.model_name,
-                         serial=device.serial, mode=_mode_text(device.mode), path=device.path))
+        LOG.info(
+            "%s",
+            _(
+                "{model} {serial} attached in {mode} at USB port {path}",
+                model=device.model_name,
+                serial=device.serial,
+                mode=_mode_text(device.mode),
+                path=device.path,
+            ),
+        )
 
     @pyqtSlot(object)
     def _on_device_removed(self, device: Any) -> None:
         self.bench.device_removed(device)
-        LOG.info("%s", _("{model} {serial} detached from {mode} at USB port {path}", model=device.model_name,
-                         serial=device.serial, mode=_mode_text(device.mode), path=device.path))
+        LOG.info(
+            "%s",
+            _(
+                "{model} {serial} detached from {mode} at USB port {path}",
+                model=device.model_name,
+                serial=device.serial,
+                mode=_mode_text(device.mode),
+                path=device.path,
+            ),
+        )
 
     @pyqtSlot(object)
     def _on_discovery_failed(self, error: BaseException) -> None:
@@ -376,10 +391,14 @@ class MainWindow(QMainWindow):
     def _update_counts(self) -> None:
         counts = self.bench.counts()
         self.counts_label.setText(
-            _("Units: {total} · run {run} · bootloader {bootloader} · busy {busy} · disconnected {gone}",
-              total=sum(counts.values()), run=counts[UnitState.RUN],
-              bootloader=counts[UnitState.BOOTLOADER], busy=counts[UnitState.BUSY],
-              gone=counts[UnitState.DISCONNECTED])
+            _(
+                "Units: {total} · run {run} · bootloader {bootloader} · busy {busy} · disconnected {gone}",
+                total=sum(counts.values()),
+                run=counts[UnitState.RUN],
+                bootloader=counts[UnitState.BOOTLOADER],
+                busy=counts[UnitState.BUSY],
+                gone=counts[UnitState.DISCONNECTED],
+            )
         )
 
     # -- unit actions (run on the pool; results back here on the GUI thread) --------------------
@@ -426,8 +445,9 @@ class MainWindow(QMainWindow):
         card = self.bench.card(serial)
         if card is not None:
             card.show_error(error)
-        LOG.error("%s", _("Unit {serial}: {message}", serial=serial, message=message)
-                  + (f" — {remedy}" if remedy else ""))
+        LOG.error(
+            "%s", _("Unit {serial}: {message}", serial=serial, message=message) + (f" — {remedy}" if remedy else "")
+        )
 
     def show_info(self, serial: str, info: dict[str, Any]) -> UnitInfoDialog:
         """Show a unit's info in a (non-modal) dialog and a summary line in the log."""
@@ -509,6 +529,8 @@ class MainWindow(QMainWindow):
             version = metadata.version("naiad")
         except metadata.PackageNotFoundError:
             version = "?"
-        QMessageBox.about(self, _("About Naiad"),
-                          _("Naiad {version}: brings face-payment terminals from the shelf to taking payments.",
-                            version=version))
+        QMessageBox.about(
+            self,
+            _("About Naiad"),
+            _("Naiad {version}: brings face-payment terminals from the shelf to taking payments.", version=version),
+        )

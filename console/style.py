@@ -56,16 +56,14 @@ def stylesheet() -> str:
         "QLabel#cardModelId { color: #616161; }",
         "QLabel#stateBadge { border-radius: 8px; padding: 2px 8px; font-weight: bold; }",
         "QLabel#benchPlaceholder { color: #757575; font-size: 14px; }",
-        "QLabel#cardStep[failed=\"true\"] { color: #b71c1c; }",
+        'QLabel#cardStep[failed="true"] { color: #b71c1c; }',
     ]
     for state, (accent, badge_text, background) in STATE_COLOURS.items():
         rules.append(
-            f'QFrame#unitCard[state="{state.value}"] {{ border-left: 6px solid {accent}; '
-            f"background: {background}; }}"
+            f'QFrame#unitCard[state="{state.value}"] {{ border-left: 6px solid {accent}; background: {background}; }}'
         )
         rules.append(
-            f'QFrame#unitCard[state="{state.value}"] QLabel#stateBadge {{ background: {accent}; '
-            f"color: {badge_text}; }}"
+            f'QFrame#unitCard[state="{state.value}"] QLabel#stateBadge {{ background: {accent}; color: {badge_text}; }}'
         )
     rules.append('QFrame#unitCard[state="disconnected"] QLabel { color: #757575; }')
     rules.append('QFrame#unitCard[state="disconnected"] QLabel#stateBadge { color: #ffffff; }')

@@ -421,8 +421,7 @@ class FlashRunner(QObject):
         signals.flash_event.connect(self._on_event)
         signals.finished.connect(self._on_finished)
         signals.failed.connect(self._on_failed)
-        thread = threading.Thread(target=self._work, args=(run, signals), name=f"naiad-flash-{run.number}",
-                                  daemon=True)
+        thread = threading.Thread(target=self._work, args=(run, signals), name=f"naiad-flash-{run.number}", daemon=True)
         self._busy.update(chosen)
         self._runs[run] = (thread, signals)
         thread.start()

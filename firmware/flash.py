@@ -159,8 +159,9 @@ def plan_partition(bundle: Bundle, image: PartitionImage) -> PartitionPlan:
 def plan_bundle(bundle: Bundle) -> tuple[PartitionPlan, ...]:
     """A plan for every image of ``bundle``, in flashing order (once per bundle, shared by all units)."""
     plans = tuple(plan_partition(bundle, image) for image in bundle.partitions)
-    LOG.info("%s: %d partitions planned, %d ranges to verify", bundle.path, len(plans),
-             sum(len(p.ranges) for p in plans))
+    LOG.info(
+        "%s: %d partitions planned, %d ranges to verify", bundle.path, len(plans), sum(len(p.ranges) for p in plans)
+    )
     return plans
 
 

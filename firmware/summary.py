@@ -86,7 +86,13 @@ def read_bundle_summary(path: str | os.PathLike[str], trusted: Mapping[str, Any]
     )
     partitions = tuple(PartitionRow(p.name, p.type, p.size, p.expanded_size) for p in manifest.partitions)
     return BundleSummary(
-        path=os.fspath(path), version=manifest.version, security_version=manifest.security_version,
-        created=manifest.created, models=models, partitions=partitions, key_id=short_key_id(signature.key_id),
-        algorithm=signature.algorithm, trust_error=trust_error,
+        path=os.fspath(path),
+        version=manifest.version,
+        security_version=manifest.security_version,
+        created=manifest.created,
+        models=models,
+        partitions=partitions,
+        key_id=short_key_id(signature.key_id),
+        algorithm=signature.algorithm,
+        trust_error=trust_error,
     )

@@ -28,12 +28,14 @@ def extract_messages(root: Path = ROOT) -> Catalog:
         directory = root / package
         if not directory.is_dir():
             continue
-        found = extract_from_dir(str(directory), method_map=[("**.py", "python")], keywords=KEYWORDS,
-                                 comment_tags=("TRANSLATORS:",))
+        found = extract_from_dir(
+            str(directory), method_map=[("**.py", "python")], keywords=KEYWORDS, comment_tags=("TRANSLATORS:",)
+        )
         for filename, lineno, message, comments, context in found:
             if isinstance(message, str) and message:
-                template.add(message, locations=[(f"{package}/{filename}", lineno)], auto_comments=comments,
-                             context=context)
+                template.add(
+                    message, locations=[(f"{package}/{filename}", lineno)], auto_comments=comments, context=context
+                )
     return template
 
 

@@ -66,15 +66,23 @@ def check_usb_permissions(discovery: Discovery) -> Iterator[CheckResult]:
         return
     denied = [d for d in devices if d.permission_denied]
     if denied:
-        yield CheckResult(name, Status.PROBLEM, _("No access to the units at {paths}",
-                                                  paths=", ".join(d.path for d in denied)), _install_rule())
+        yield CheckResult(
+            name,
+            Status.PROBLEM,
+            _("No access to the units at {paths}", paths=", ".join(d.path for d in denied)),
+            _install_rule(),
+        )
     else:
         yield CheckResult(name, Status.OK, _("{count} units readable", count=len(devices)))
     name = N_("Serial port access")
     blocked = [d.port for d in devices if d.port and not os.access(d.port, os.R_OK | os.W_OK)]
     if blocked:
-        yield CheckResult(name, Status.PROBLEM, _("Cannot open {ports}", ports=", ".join(blocked)),
-                          _("Add yourself to the group that owns the port (usually 'dialout'), then log in again."))
+        yield CheckResult(
+            name,
+            Status.PROBLEM,
+            _("Cannot open {ports}", ports=", ".join(blocked)),
+            _("Add yourself to the group that owns the port (usually 'dialout'), then log in again."),
+        )
     else:
         yield CheckResult(name, Status.OK, _("{count} serial ports usable", count=sum(1 for d in devices if d.port)))
 
@@ -97,8 +105,12 @@ def check_udev_rule() -> CheckResult:
     except KeyError:
         in_group = False
     if not in_group:
-        return CheckResult(name, Status.WARNING, _("you are not in the {group} group", group=GROUP),
-                           _("Run 'sudo usermod -aG {group} $USER' and log in again.", group=GROUP))
+        return CheckResult(
+            name,
+            Status.WARNING,
+            _("you are not in the {group} group", group=GROUP),
+            _("Run 'sudo usermod -aG {group} $USER' and log in again.", group=GROUP),
+        )
     return CheckResult(name, Status.OK, str(path))
 
 
@@ -109,8 +121,10 @@ def check_hsm_library() -> CheckResult:
     found = next((c for c in candidates if c and Path(c).exists()), None)
     if found:
         return CheckResult(name, Status.OK, found)
-    remedy = _("Set {env} to your HSM's PKCS#11 library, or install SoftHSM2 for tests and demos "
-               "('apt install softhsm2').", env=PKCS11_ENV)
+    remedy = _(
+        "Set {env} to your HSM's PKCS#11 library, or install SoftHSM2 for tests and demos ('apt install softhsm2').",
+        env=PKCS11_ENV,
+    )
     return CheckResult(name, Status.WARNING, _("no PKCS#11 library found"), remedy)
 
 
@@ -122,8 +136,9 @@ def check_ledger(open_ledger: Callable[[], Ledger]) -> CheckResult:
         report.raise_if_broken()
     except NaiadError as exc:
         return _failed(name, exc)
-    return CheckResult(name, Status.OK, _("{url}: {entries} audit entries, chain intact",
-                                          url=ledger.url, entries=report.entries))
+    return CheckResult(
+        name, Status.OK, _("{url}: {entries} audit entries, chain intact", url=ledger.url, entries=report.entries)
+    )
 
 
 def run_checks(discovery: Discovery, open_ledger: Callable[[], Ledger]) -> list[CheckResult]:

@@ -101,9 +101,7 @@ class DuplicateUnit(FlashingError):
 
 
 class FlashNotConfirmed(FlashingError):
-    message = N_(
-        "Unit {serial} came back running {running} in slot {running_slot}, not {version} in slot {slot}"
-    )
+    message = N_("Unit {serial} came back running {running} in slot {running_slot}, not {version} in slot {slot}")
     remedy = N_(
         "The new firmware did not boot, and the unit fell back to its old firmware, which still runs. "
         "Check that the bundle is meant for this unit, then flash again; if it falls back again, send it for repair."
@@ -199,8 +197,9 @@ class _Emitter:
         self._send(FlashEvent(self.serial, "phase", phase=phase, partition=partition))
 
     def progress(self, partition: str | None, done: int, total: int) -> None:
-        self._send(FlashEvent(self.serial, "progress", phase=self.phase_now, partition=partition,
-                              done=done, total=total))
+        self._send(
+            FlashEvent(self.serial, "progress", phase=self.phase_now, partition=partition, done=done, total=total)
+        )
 
     def message(self, text: str, partition: str | None = None) -> None:
         self._send(FlashEvent(self.serial, "message", phase=self.phase_now, partition=partition, message=text))
@@ -242,8 +241,9 @@ class _UnitFlash:
                 op.result = self._ledger_result(None, None)
                 version, slot = self._procedure(device, op.result)
                 op.result = self._ledger_result(version, slot)
-            result = FlashResult(self.serial, True, version, slot, tuple(self.written), tuple(self.skipped),
-                                 time.monotonic() - started)
+            result = FlashResult(
+                self.serial, True, version, slot, tuple(self.written), tuple(self.skipped), time.monotonic() - started
+            )
         except Exception as exc:
             error = exc if isinstance(exc, NaiadError) else FlashCrashed(serial=self.serial, detail=repr(exc))
             if not isinstance(exc, NaiadError):
@@ -251,8 +251,16 @@ class _UnitFlash:
             else:
                 LOG.info("%s: flash failed: %s", self.serial, exc)
             self._send_back()
-            result = FlashResult(self.serial, False, None, None, tuple(self.written), tuple(self.skipped),
-                                 time.monotonic() - started, error)
+            result = FlashResult(
+                self.serial,
+                False,
+                None,
+                None,
+                tuple(self.written),
+                tuple(self.skipped),
+                time.monotonic() - started,
+                error,
+            )
         finally:
             self._close()
         self.emit.finished(result)
@@ -355,8 +363,7 @@ class _UnitFlash:
         def on_progress(partition: str, done: int, total: int) -> None:
             self.emit.progress(partition, done, total)
 
-        flash_slot(client, self.bundle, self.plans, target, active_slot=current, on_step=on_step,
-                   progress=on_progress)
+        flash_slot(client, self.bundle, self.plans, target, active_slot=current, on_step=on_step, progress=on_progress)
 
     def _confirm(self, target: str) -> tuple[str, str]:
         self.emit.phase(FlashPhase.CONFIRM)
@@ -367,8 +374,9 @@ class _UnitFlash:
         running = str(about.get("version")) if isinstance(about, dict) else "?"
         version = self.bundle.manifest.version
         if active != target or running != version:
-            raise FlashNotConfirmed(serial=self.serial, running=running, running_slot=active, version=version,
-                                    slot=target)
+            raise FlashNotConfirmed(
+                serial=self.serial, running=running, running_slot=active, version=version, slot=target
+            )
         LOG.info("%s: confirmed %s in slot %s", self.serial, version, active)
         return version, active
 
@@ -475,4 +483,3 @@ def _refuse_all(emitters: dict[str, _Emitter], error: NaiadError, started: float
     seconds = time.monotonic() - started
     for serial, emitter in emitters.items():
         emitter.finished(FlashResult(serial, False, None, None, (), (), seconds, error))
-

@@ -41,8 +41,13 @@ class WrongMode(NaiadError):
 class Station:
     """One bench: discovery over real USB or a simulator, and a ledger (opened on first use)."""
 
-    def __init__(self, sim_dir: str | os.PathLike[str] | None = None, ledger_url: str | None = None, *,
-                 ledger: Ledger | None = None) -> None:
+    def __init__(
+        self,
+        sim_dir: str | os.PathLike[str] | None = None,
+        ledger_url: str | None = None,
+        *,
+        ledger: Ledger | None = None,
+    ) -> None:
         self.discovery = Discovery(sim_dir)  # None: NAIAD_SIM, else real USB
         self._ledger_url = ledger_url
         self._ledger = ledger
@@ -118,19 +123,20 @@ class Station:
             return client.logs(progress)
 
     # -- bootloader mode -------------------------------------------------------------------------------
-    def open_fastboot(self, device: Device, on_info: Callable[[str], None] | None = None,
-                      timeout: float = 10.0) -> FastbootClient:
+    def open_fastboot(
+        self, device: Device, on_info: Callable[[str], None] | None = None, timeout: float = 10.0
+    ) -> FastbootClient:
         """A fastboot session with a unit in bootloader mode, checked to be that unit by its serialno."""
         if device.mode != BOOTLOADER or not device.fastboot:
             from terminal.fastboot.errors import NotInBootloader
 
             raise NotInBootloader(serial=device.serial, mode=device.mode)
         backend = self.discovery.backend() if device.fastboot.startswith("usb:") else None
-        return open_unit_fastboot(device.fastboot, device.serial, on_info=on_info, usb_backend=backend,
-                                  timeout=timeout)
+        return open_unit_fastboot(device.fastboot, device.serial, on_info=on_info, usb_backend=backend, timeout=timeout)
 
-    def reboot(self, serial: str, mode: str, *, wait: bool = True,
-               on_info: Callable[[str], None] | None = None) -> Device | None:
+    def reboot(
+        self, serial: str, mode: str, *, wait: bool = True, on_info: Callable[[str], None] | None = None
+    ) -> Device | None:
         """Reboot a unit into ``mode``; with ``wait``, return it once it is back in that mode."""
         if mode not in (RUN, BOOTLOADER):
             raise ValueError(mode)
@@ -150,8 +156,14 @@ class Station:
         return back
 
 
-def open_unit_fastboot(target: str, serial: str | None, *, on_info: Callable[[str], None] | None = None,
-                       usb_backend: Any = None, timeout: float = 10.0) -> FastbootClient:
+def open_unit_fastboot(
+    target: str,
+    serial: str | None,
+    *,
+    on_info: Callable[[str], None] | None = None,
+    usb_backend: Any = None,
+    timeout: float = 10.0,
+) -> FastbootClient:
     """fastboot at ``target``, checked to be unit ``serial`` by its serialno (None: any unit)."""
     from terminal.fastboot import FastbootFailure, open_fastboot
     from terminal.fastboot.errors import WrongUnit

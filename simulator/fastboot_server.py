@@ -274,15 +274,30 @@ class FastbootEngine:
 
     def variables(self) -> list[tuple[str, str]]:
         """Every variable for ``getvar:all``, in a stable order."""
-        names = ["version", "version-bootloader", "product", "serialno", "hw-revision", "secure", "unlocked",
-                 "max-download-size", "is-userspace", "slot-count", "current-slot", "security-version"]
+        names = [
+            "version",
+            "version-bootloader",
+            "product",
+            "serialno",
+            "hw-revision",
+            "secure",
+            "unlocked",
+            "max-download-size",
+            "is-userspace",
+            "slot-count",
+            "current-slot",
+            "security-version",
+        ]
         if self._slotted():
             for slot in self.store.slots:
                 names += [f"slot-successful:{slot}", f"slot-unbootable:{slot}", f"slot-retry-count:{slot}"]
         names += [f"has-slot:{p.name}" for p in self.store.model.partitions]
         for ref in self.store.partitions():
-            names += [f"partition-size:{ref.full_name}", f"partition-type:{ref.full_name}",
-                      f"is-logical:{ref.full_name}"]
+            names += [
+                f"partition-size:{ref.full_name}",
+                f"partition-type:{ref.full_name}",
+                f"is-logical:{ref.full_name}",
+            ]
         out = []
         for name in names:
             with contextlib.suppress(UnknownPartition):
@@ -306,8 +321,13 @@ class _PacketServer(abc.ABC):
 
     header: struct.Struct
 
-    def __init__(self, engine_factory: Callable[[], FastbootEngine], on_reboot: RebootCallback | None,
-                 faults: Faults | None = None, on_unplug: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine_factory: Callable[[], FastbootEngine],
+        on_reboot: RebootCallback | None,
+        faults: Faults | None = None,
+        on_unplug: Callable[[], None] | None = None,
+    ) -> None:
         self._engine_factory = engine_factory
         self._on_reboot = on_reboot
         self._faults = faults
@@ -450,7 +470,6 @@ class _PacketServer(abc.ABC):
                 replies += engine.feed(view[:n])
         return replies
 
-
     def _splice(self, conn: socket.socket, engine: FastbootEngine, length: int, fd: int) -> list[bytes]:
         """Move a payload frame from the socket to the download file in the kernel (socket, pipe, file):
         the bytes never enter Python, which keeps many units at full speed on a small host."""
@@ -481,9 +500,15 @@ class FastbootTcpServer(_PacketServer):
 
     header = struct.Struct(">Q")
 
-    def __init__(self, engine_factory: Callable[[], FastbootEngine], host: str = "127.0.0.1", port: int = 0,
-                 on_reboot: RebootCallback | None = None, faults: Faults | None = None,
-                 on_unplug: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine_factory: Callable[[], FastbootEngine],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_reboot: RebootCallback | None = None,
+        faults: Faults | None = None,
+        on_unplug: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(engine_factory, on_reboot, faults, on_unplug)
         self._address = (host, port)
 
@@ -525,9 +550,14 @@ class FastbootUsbServer(_PacketServer):
 
     header = struct.Struct(">I")
 
-    def __init__(self, engine_factory: Callable[[], FastbootEngine], path: str | os.PathLike[str],
-                 on_reboot: RebootCallback | None = None, faults: Faults | None = None,
-                 on_unplug: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine_factory: Callable[[], FastbootEngine],
+        path: str | os.PathLike[str],
+        on_reboot: RebootCallback | None = None,
+        faults: Faults | None = None,
+        on_unplug: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(engine_factory, on_reboot, faults, on_unplug)
         self.path = Path(path)
 
@@ -575,19 +605,30 @@ class BootloaderService:
     link faults; ``on_unplug()`` is called (on its own thread) when the unplug fault fires.
     """
 
-    def __init__(self, store: SlotStore, *, serial: str, bulk_socket: str | os.PathLike[str] | None = None,
-                 hw_revision: str | None = None, on_reboot: RebootCallback | None = None,
-                 host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
-                 on_unplug: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: SlotStore,
+        *,
+        serial: str,
+        bulk_socket: str | os.PathLike[str] | None = None,
+        hw_revision: str | None = None,
+        on_reboot: RebootCallback | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+        on_unplug: Callable[[], None] | None = None,
+    ) -> None:
         self._halted = threading.Event()  # set first thing on stop: in-flight writes stop at once
 
         def engine() -> FastbootEngine:
-            return FastbootEngine(store, serial=serial, hw_revision=hw_revision, faults=faults,
-                                  cancelled=self._halted.is_set)
+            return FastbootEngine(
+                store, serial=serial, hw_revision=hw_revision, faults=faults, cancelled=self._halted.is_set
+            )
 
         self.tcp = FastbootTcpServer(engine, host, port, on_reboot, faults, on_unplug)
-        self.usb = (FastbootUsbServer(engine, bulk_socket, on_reboot, faults, on_unplug)
-                    if bulk_socket is not None else None)
+        self.usb = (
+            FastbootUsbServer(engine, bulk_socket, on_reboot, faults, on_unplug) if bulk_socket is not None else None
+        )
 
     @property
     def tcp_port(self) -> int:

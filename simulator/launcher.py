@@ -34,8 +34,13 @@ def _answers(pty: str) -> bool:
         return False
 
 
-def start_detached(state_dir: str | Path, terminals: int, models: list[str] | None = None,
-                   faults: dict[str, float] | None = None, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+def start_detached(
+    state_dir: str | Path,
+    terminals: int,
+    models: list[str] | None = None,
+    faults: dict[str, float] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> dict[str, Any]:
     """Start a simulator in the background; return its status once every terminal answers."""
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -49,8 +54,14 @@ def start_detached(state_dir: str | Path, terminals: int, models: list[str] | No
     for name, value in (faults or {}).items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
     with (state / "sim.log").open("ab") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

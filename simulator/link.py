@@ -43,8 +43,14 @@ class TokenBucket:
     Tokens may go negative (a debt the next caller sleeps off), and the refill is computed from the
     clock, so sleep overshoot never accumulates: over a long transfer the rate is the cap."""
 
-    def __init__(self, rate: float, burst: float | None = None, *,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not rate > 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
@@ -87,8 +93,10 @@ _VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "drop": (lambda v: _is_number(v) and 0 <= v <= 1, "a probability from 0 to 1"),
     "latency_ms": (lambda v: _is_number(v) and v >= 0, "milliseconds, 0 or more"),
     "unplug_after_bytes": (lambda v: v is None or _is_count(v), "a byte count, 0 or more (null: never)"),
-    "bandwidth_mbps": (lambda v: v is None or (_is_number(v) and v >= 0),
-                       "megabytes per second, more than 0 (0 or null: no cap)"),
+    "bandwidth_mbps": (
+        lambda v: v is None or (_is_number(v) and v >= 0),
+        "megabytes per second, more than 0 (0 or null: no cap)",
+    ),
     "corrupt_writes": (_is_count, "a count of partition writes, 0 or more"),
 }
 
@@ -193,8 +201,9 @@ def damage(data: bytes, faults: Faults, rng: random.Random) -> bytes:
 class PtyLink:
     """One pseudo-terminal pair; ``receive`` turns incoming bytes into the bytes to answer."""
 
-    def __init__(self, receive: Callable[[bytes], bytes], faults: Faults, on_unplug: Callable[[], None],
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, receive: Callable[[bytes], bytes], faults: Faults, on_unplug: Callable[[], None], seed: int | None = None
+    ) -> None:
         self._receive = receive
         self.faults = faults
         self._on_unplug = on_unplug

@@ -42,8 +42,10 @@ class Simulator:
         base = faults or Faults()
         # Unix socket paths are short-lived and must stay under 108 bytes: not in the state directory
         self.usb_dir = Path(tempfile.mkdtemp(prefix="naiad-usb-"))
-        self.units = [VirtualTerminal(store, i, dataclasses.replace(base), self.publish, self.usb_dir)
-                      for i, store in enumerate(stores[:terminals])]
+        self.units = [
+            VirtualTerminal(store, i, dataclasses.replace(base), self.publish, self.usb_dir)
+            for i, store in enumerate(stores[:terminals])
+        ]
         self.control = ControlServer(self.commands())
 
     def publish(self) -> None:
@@ -124,8 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args.state.mkdir(parents=True, exist_ok=True)
     try:
-        faults = Faults(ber=args.ber, drop=args.drop, latency_ms=args.latency_ms,
-                        bandwidth_mbps=args.bandwidth_mbps or None, corrupt_writes=args.corrupt_writes)
+        faults = Faults(
+            ber=args.ber,
+            drop=args.drop,
+            latency_ms=args.latency_ms,
+            bandwidth_mbps=args.bandwidth_mbps or None,
+            corrupt_writes=args.corrupt_writes,
+        )
     except InvalidFault as exc:
         parser.error(str(exc))
     sim = Simulator(args.state, args.terminals, args.model, faults)

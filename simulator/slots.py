@@ -168,9 +168,7 @@ def parse_boot_header(header: bytes) -> BootHeader:
         meta = json.loads(header[_BOOT_FIXED.size : _BOOT_FIXED.size + meta_len].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"bad boot metadata: {exc}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("version"), str) or not isinstance(
-        meta.get("model"), str
-    ):
+    if not isinstance(meta, dict) or not isinstance(meta.get("version"), str) or not isinstance(meta.get("model"), str):
         raise ValueError("boot metadata lacks version or model")
     return BootHeader(meta["version"], meta["model"], payload_len, digest, meta)
 
@@ -187,8 +185,9 @@ class SlotStore:
     # -- creation and persistence -------------------------------------------------------------
 
     @classmethod
-    def create(cls, unit_dir: str | os.PathLike[str], model: TerminalModel,
-               factory_version: str = "1.0.0") -> SlotStore:
+    def create(
+        cls, unit_dir: str | os.PathLike[str], model: TerminalModel, factory_version: str = "1.0.0"
+    ) -> SlotStore:
         """Blank partitions of the table's sizes, a factory boot image in the first slot, slot a active."""
         unit = Path(unit_dir)
         if (unit / SLOTS_FILE).exists():
@@ -210,15 +209,21 @@ class SlotStore:
             fh.flush()
             os.fsync(fh.fileno())
         slots = {s: SlotState(successful=(s == first)) for s in model.slots}
-        document = {"version": 1, "active": first, "previous": None, "rollback_index": 0,
-                    "slots": {s: asdict(v) for s, v in slots.items()}}
+        document = {
+            "version": 1,
+            "active": first,
+            "previous": None,
+            "rollback_index": 0,
+            "slots": {s: asdict(v) for s, v in slots.items()},
+        }
         replace_atomically(unit / SLOTS_FILE, json.dumps(document, indent=2).encode())
         LOG.info("created flash for %s (%s) in %s", model.id, factory_version, unit)
         return cls(unit, model)
 
     @classmethod
-    def open_or_create(cls, unit_dir: str | os.PathLike[str], model: TerminalModel,
-                       factory_version: str = "1.0.0") -> SlotStore:
+    def open_or_create(
+        cls, unit_dir: str | os.PathLike[str], model: TerminalModel, factory_version: str = "1.0.0"
+    ) -> SlotStore:
         unit = Path(unit_dir)
         if (unit / SLOTS_FILE).exists():
             return cls(unit, model)
@@ -237,8 +242,7 @@ class SlotStore:
             raise SlotStoreError(path=str(path), detail=f"active slot {active!r}")
         if not isinstance(rollback, int) or isinstance(rollback, bool) or rollback < 0:
             raise SlotStoreError(path=str(path), detail=f"rollback index {rollback!r}")
-        return {"active": active, "previous": document.get("previous"), "rollback_index": rollback,
-                "slots": slots}
+        return {"active": active, "previous": document.get("previous"), "rollback_index": rollback, "slots": slots}
 
     def _save(self) -> None:
         document = {
@@ -284,7 +288,8 @@ class SlotStore:
             slot = self._check_slot(slot)
             previous = self._state["active"]
             self._state["slots"][slot] = SlotState(
-                boots=self._state["slots"][slot].boots, failed_boots=self._state["slots"][slot].failed_boots,
+                boots=self._state["slots"][slot].boots,
+                failed_boots=self._state["slots"][slot].failed_boots,
                 forced_failures=self._state["slots"][slot].forced_failures,
             )
             self._state["active"] = slot
@@ -366,8 +371,9 @@ class SlotStore:
                 if meta.tries_remaining <= 0 or self.model.slot_scheme != "ab":
                     meta.unbootable, meta.tries_remaining = True, 0
                 self._save()
-                LOG.warning("%s: boot of slot %s failed (%d tries left)", self.unit_dir.name, slot or "-",
-                            meta.tries_remaining)
+                LOG.warning(
+                    "%s: boot of slot %s failed (%d tries left)", self.unit_dir.name, slot or "-", meta.tries_remaining
+                )
             raise NoBootableSlot(path=str(self.unit_dir))
 
     def _rollback_check(self, slot: str, header: BootHeader | None) -> int | None:
@@ -380,8 +386,13 @@ class SlotStore:
             LOG.warning("%s: slot %s: %s", self.unit_dir.name, slot or "-", exc)
             return None
         if level < self._state["rollback_index"]:
-            LOG.warning("%s: slot %s refused: security version %d is below the rollback index %d",
-                        self.unit_dir.name, slot or "-", level, self._state["rollback_index"])
+            LOG.warning(
+                "%s: slot %s refused: security version %d is below the rollback index %d",
+                self.unit_dir.name,
+                slot or "-",
+                level,
+                self._state["rollback_index"],
+            )
             return None
         return level
 
@@ -446,8 +457,13 @@ class SlotStore:
         with self._lock, ref.path.open("r+b") as dst:
             try:
                 if is_sparse(src):
-                    size, extents = write_sparse(src, dst, ref.size, lambda size: ImageTooLarge(
-                        size=size, partition=ref.full_name, limit=ref.size), stop)
+                    size, extents = write_sparse(
+                        src,
+                        dst,
+                        ref.size,
+                        lambda size: ImageTooLarge(size=size, partition=ref.full_name, limit=ref.size),
+                        stop,
+                    )
                 else:
                     size = os.fstat(src.fileno()).st_size
                     if size > ref.size:
@@ -540,5 +556,3 @@ class SlotStore:
     def _check_range(ref: PartitionRef, offset: int, size: int) -> None:
         if offset < 0 or size < 0 or offset + size > ref.size:
             raise RangeOutOfBounds(offset=offset, end=offset + size, partition=ref.full_name, limit=ref.size)
-
-

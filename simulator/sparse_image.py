@@ -39,8 +39,9 @@ def _never() -> bool:
     return False
 
 
-def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int,
-               cancelled: Cancelled = _never) -> None:
+def copy_range(
+    src: int, src_offset: int, dst: int, dst_offset: int, length: int, cancelled: Cancelled = _never
+) -> None:
     """Copy file bytes in the kernel when it can (copy_file_range), else through a buffer."""
     while length:
         if cancelled():
@@ -108,8 +109,9 @@ def _sparse_chunks(fd: int) -> tuple[int, list[_Chunk]]:
     return out, chunks
 
 
-def write_sparse(src: BinaryIO, dst: BinaryIO, limit: int, too_large: Callable[[int], Exception],
-                 cancelled: Cancelled = _never) -> tuple[int, list[Extent]]:
+def write_sparse(
+    src: BinaryIO, dst: BinaryIO, limit: int, too_large: Callable[[int], Exception], cancelled: Cancelled = _never
+) -> tuple[int, list[Extent]]:
     """Expand sparse ``src`` into ``dst``: RAW copied, FILL filled, DONT_CARE seeked over.
 
     Returns the expanded size and the ranges written; raises before writing when the image is

@@ -46,8 +46,9 @@ class ObjectSink:
 
 
 class VirtualTerminal:
-    def __init__(self, store: UnitStore, index: int, faults: Faults, on_change: Callable[[], None],
-                 usb_dir: Path) -> None:
+    def __init__(
+        self, store: UnitStore, index: int, faults: Faults, on_change: Callable[[], None], usb_dir: Path
+    ) -> None:
         self.store = store
         self.index = index
         self.faults = faults
@@ -78,15 +79,21 @@ class VirtualTerminal:
             if mode == RUN:
                 try:
                     result = self.flash.boot()
-                    boot.update(slot=result.slot, version=result.version, fell_back=result.fell_back,
-                                failed_attempts=result.failed_attempts)
+                    boot.update(
+                        slot=result.slot,
+                        version=result.version,
+                        fell_back=result.fell_back,
+                        failed_attempts=result.failed_attempts,
+                    )
                 except NoBootableSlot:
                     mode = boot["mode"] = BOOTLOADER
                     boot["error"] = "no bootable slot"
             state.boots.append(boot)
             self.store.save(state)
-            self.store.log(f"boot #{state.boot_count} into {mode} mode" +
-                           (f", slot {boot['slot']} version {boot['version']}" if "slot" in boot else ""))
+            self.store.log(
+                f"boot #{state.boot_count} into {mode} mode"
+                + (f", slot {boot['slot']} version {boot['version']}" if "slot" in boot else "")
+            )
             self.mode = mode
             self._objects.pop(OBJECT_LOOPBACK, None)
             self._incoming.clear()
@@ -125,9 +132,15 @@ class VirtualTerminal:
             self.endpoint = DeviceEndpoint(self.handle)
             self.link = PtyLink(self._receive, self.faults, on_unplug=self.unplug)
         elif self.plugged and self.mode == BOOTLOADER and self.fastboot is None:
-            service = BootloaderService(self.flash, serial=self.serial, bulk_socket=self._bulk_socket,
-                                        hw_revision=self.hardware_revision, on_reboot=self._fastboot_reboot,
-                                        faults=self.faults, on_unplug=self.unplug)
+            service = BootloaderService(
+                self.flash,
+                serial=self.serial,
+                bulk_socket=self._bulk_socket,
+                hw_revision=self.hardware_revision,
+                on_reboot=self._fastboot_reboot,
+                faults=self.faults,
+                on_unplug=self.unplug,
+            )
             service.start()  # published only once it listens: the bus may be read at any moment
             self.fastboot = service
         self._notify()
@@ -211,8 +224,14 @@ class VirtualTerminal:
     def firmware_info(self) -> Payload:
         """Firmware version and health of each slot, and the active slot."""
         flash = self.flash.status()
-        slots = {name or "-": {"version": meta["version"], "successful": meta["successful"],
-                               "bootable": not meta["unbootable"]} for name, meta in flash["slots"].items()}
+        slots = {
+            name or "-": {
+                "version": meta["version"],
+                "successful": meta["successful"],
+                "bootable": not meta["unbootable"],
+            }
+            for name, meta in flash["slots"].items()
+        }
         return {"slots": slots, "active_slot": flash["active"] or "-"}
 
     def _reboot(self, payload: Payload) -> Payload:
@@ -245,8 +264,13 @@ class VirtualTerminal:
         data, digest = self._objects[name]
         if not 0 <= offset <= len(data) or length <= 0:
             raise RequestRejected(ErrorCode.BAD_REQUEST, f"offset {offset} length {length}")
-        return {"name": name, "offset": offset, "total": len(data), "sha256": digest,
-                "data": data[offset : offset + min(length, MAX_CHUNK)]}
+        return {
+            "name": name,
+            "offset": offset,
+            "total": len(data),
+            "sha256": digest,
+            "data": data[offset : offset + min(length, MAX_CHUNK)],
+        }
 
     def _object_write(self, payload: Payload) -> Payload:
         name, offset, total = str(payload["name"]), int(payload["offset"]), int(payload["total"])

@@ -73,8 +73,15 @@ class EndpointDescriptor:
     extra_descriptors: tuple[int, ...] = ()
 
     def pack(self) -> bytes:
-        return struct.pack("<BBBBHB", self.bLength, self.bDescriptorType, self.bEndpointAddress,
-                           self.bmAttributes, self.wMaxPacketSize, self.bInterval)
+        return struct.pack(
+            "<BBBBHB",
+            self.bLength,
+            self.bDescriptorType,
+            self.bEndpointAddress,
+            self.bmAttributes,
+            self.wMaxPacketSize,
+            self.bInterval,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,9 +102,18 @@ class InterfaceDescriptor:
         return len(self.endpoints)
 
     def pack(self) -> bytes:
-        head = struct.pack("<9B", self.bLength, self.bDescriptorType, self.bInterfaceNumber,
-                           self.bAlternateSetting, self.bNumEndpoints, self.bInterfaceClass,
-                           self.bInterfaceSubClass, self.bInterfaceProtocol, self.iInterface)
+        head = struct.pack(
+            "<9B",
+            self.bLength,
+            self.bDescriptorType,
+            self.bInterfaceNumber,
+            self.bAlternateSetting,
+            self.bNumEndpoints,
+            self.bInterfaceClass,
+            self.bInterfaceSubClass,
+            self.bInterfaceProtocol,
+            self.iInterface,
+        )
         return head + bytes(self.extra_descriptors) + b"".join(e.pack() for e in self.endpoints)
 
 
@@ -125,9 +141,17 @@ class ConfigurationDescriptor:
 
     def pack(self) -> bytes:
         body = self._body()
-        head = struct.pack("<BBHBBBBB", self.bLength, self.bDescriptorType, len(body) + self.bLength,
-                           self.bNumInterfaces, self.bConfigurationValue, self.iConfiguration,
-                           self.bmAttributes, self.bMaxPower)
+        head = struct.pack(
+            "<BBHBBBBB",
+            self.bLength,
+            self.bDescriptorType,
+            len(body) + self.bLength,
+            self.bNumInterfaces,
+            self.bConfigurationValue,
+            self.iConfiguration,
+            self.bmAttributes,
+            self.bMaxPower,
+        )
         return head + body
 
 
@@ -136,24 +160,46 @@ def _run_configuration() -> ConfigurationDescriptor:
     """A composite CDC-ACM function: an interface association, the comm and the data interface."""
     iad = (8, 0x0B, 0, 2, 0x02, 0x02, 0x01, 0)
     cdc_functional = (
-        5, 0x24, 0x00, 0x10, 0x01,  # header, CDC 1.10
-        5, 0x24, 0x01, 0x00, 0x01,  # call management, data interface 1
-        4, 0x24, 0x02, 0x02,  # abstract control management: line coding and serial state
-        5, 0x24, 0x06, 0x00, 0x01,  # union: comm 0, data 1
+        5,
+        0x24,
+        0x00,
+        0x10,
+        0x01,  # header, CDC 1.10
+        5,
+        0x24,
+        0x01,
+        0x00,
+        0x01,  # call management, data interface 1
+        4,
+        0x24,
+        0x02,
+        0x02,  # abstract control management: line coding and serial state
+        5,
+        0x24,
+        0x06,
+        0x00,
+        0x01,  # union: comm 0, data 1
     )
-    comm = InterfaceDescriptor(0, 0x02, 0x02, 0x01, (EndpointDescriptor(0x82, 0x03, 16, 16),),
-                               extra_descriptors=cdc_functional)
-    data = InterfaceDescriptor(1, 0x0A, 0x00, 0x00, (EndpointDescriptor(0x01, 0x02, MAX_PACKET),
-                                                     EndpointDescriptor(0x81, 0x02, MAX_PACKET)))
+    comm = InterfaceDescriptor(
+        0, 0x02, 0x02, 0x01, (EndpointDescriptor(0x82, 0x03, 16, 16),), extra_descriptors=cdc_functional
+    )
+    data = InterfaceDescriptor(
+        1, 0x0A, 0x00, 0x00, (EndpointDescriptor(0x01, 0x02, MAX_PACKET), EndpointDescriptor(0x81, 0x02, MAX_PACKET))
+    )
     return ConfigurationDescriptor((comm, data), extra_descriptors=iad)
 
 
 @functools.cache
 def _bootloader_configuration() -> ConfigurationDescriptor:
     """One vendor interface, class FF subclass 42 protocol 03: the standard fastboot interface."""
-    fastboot = InterfaceDescriptor(0, 0xFF, 0x42, 0x03, (EndpointDescriptor(0x81, 0x02, MAX_PACKET),
-                                                         EndpointDescriptor(0x01, 0x02, MAX_PACKET)),
-                                   iInterface=STR_FASTBOOT)
+    fastboot = InterfaceDescriptor(
+        0,
+        0xFF,
+        0x42,
+        0x03,
+        (EndpointDescriptor(0x81, 0x02, MAX_PACKET), EndpointDescriptor(0x01, 0x02, MAX_PACKET)),
+        iInterface=STR_FASTBOOT,
+    )
     return ConfigurationDescriptor((fastboot,))
 
 
@@ -183,10 +229,23 @@ class DeviceDescriptor:
         return self.port_numbers[-1] if self.port_numbers else None
 
     def pack(self) -> bytes:
-        return struct.pack("<BBHBBBBHHHBBBB", self.bLength, self.bDescriptorType, self.bcdUSB,
-                           self.bDeviceClass, self.bDeviceSubClass, self.bDeviceProtocol,
-                           self.bMaxPacketSize0, self.idVendor, self.idProduct, self.bcdDevice,
-                           self.iManufacturer, self.iProduct, self.iSerialNumber, self.bNumConfigurations)
+        return struct.pack(
+            "<BBHBBBBHHHBBBB",
+            self.bLength,
+            self.bDescriptorType,
+            self.bcdUSB,
+            self.bDeviceClass,
+            self.bDeviceSubClass,
+            self.bDeviceProtocol,
+            self.bMaxPacketSize0,
+            self.idVendor,
+            self.idProduct,
+            self.bcdDevice,
+            self.iManufacturer,
+            self.iProduct,
+            self.iSerialNumber,
+            self.bNumConfigurations,
+        )
 
 
 # --------------------------------------------------------------------------- the bus
@@ -225,12 +284,24 @@ def _parse_entry(entry: Any) -> SimDevice:
     ports = tuple(int(p) for p in entry["port_numbers"])
     bus, address, vid, pid = (int(entry[k]) for k in ("bus", "address", "vid", "pid"))
     run = mode == "run"
-    descriptor = DeviceDescriptor(vid, pid, 0xEF if run else 0x00, 0x02 if run else 0x00,
-                                  0x01 if run else 0x00, bus, address, ports)
+    descriptor = DeviceDescriptor(
+        vid, pid, 0xEF if run else 0x00, 0x02 if run else 0x00, 0x01 if run else 0x00, bus, address, ports
+    )
     sock = entry.get("bulk_socket")
-    return SimDevice(bus, address, ports, vid, pid, str(entry["serial"]), str(entry.get("manufacturer", "")),
-                     str(entry.get("product", "")), mode, str(sock) if sock else None, descriptor,
-                     _run_configuration() if run else _bootloader_configuration())
+    return SimDevice(
+        bus,
+        address,
+        ports,
+        vid,
+        pid,
+        str(entry["serial"]),
+        str(entry.get("manufacturer", "")),
+        str(entry.get("product", "")),
+        mode,
+        str(sock) if sock else None,
+        descriptor,
+        _run_configuration() if run else _bootloader_configuration(),
+    )
 
 
 def read_bus(sim_dir: Path) -> list[SimDevice]:
@@ -318,8 +389,7 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
             raise usb.core.USBError(f"no interface {intf},{alt}", None, errno.ENOENT)
         return interfaces[intf]
 
-    def get_endpoint_descriptor(self, dev: SimDevice, ep: int, intf: int, alt: int,
-                                config: int) -> EndpointDescriptor:
+    def get_endpoint_descriptor(self, dev: SimDevice, ep: int, intf: int, alt: int, config: int) -> EndpointDescriptor:
         endpoints = self.get_interface_descriptor(dev, intf, alt, config).endpoints
         if not 0 <= ep < len(endpoints):
             raise usb.core.USBError(f"no endpoint {ep}", None, errno.ENOENT)
@@ -422,8 +492,16 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
         dev_handle.disconnect()
 
     # -- control transfers: the standard requests a host sends to any device
-    def ctrl_transfer(self, dev_handle: _Handle, bmRequestType: int, bRequest: int, wValue: int,
-                      wIndex: int, data: array.array[int], timeout: int) -> int:
+    def ctrl_transfer(
+        self,
+        dev_handle: _Handle,
+        bmRequestType: int,
+        bRequest: int,
+        wValue: int,
+        wIndex: int,
+        data: array.array[int],
+        timeout: int,
+    ) -> int:
         handle = self._require(dev_handle)
         if bmRequestType & 0x60 == 0 and bmRequestType & 0x80:
             reply = self._standard_in(handle, bmRequestType & 0x1F, bRequest, wValue, wIndex)
@@ -462,9 +540,11 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
             raise usb.core.USBError(f"interface {intf} is not claimed", None, errno.EINVAL)
         endpoints = self._interface(handle, intf, check_present=False).endpoints  # the socket tells
         if not any(e.bEndpointAddress == ep and e.bmAttributes & 0x03 == 0x02 for e in endpoints) or (
-                ep & 0x80 != direction):
-            raise usb.core.USBError(f"endpoint {ep:#04x} is not a bulk {'IN' if direction else 'OUT'}",
-                                    None, errno.EINVAL)
+            ep & 0x80 != direction
+        ):
+            raise usb.core.USBError(
+                f"endpoint {ep:#04x} is not a bulk {'IN' if direction else 'OUT'}", None, errno.EINVAL
+            )
 
     def _connection(self, handle: _Handle) -> socket.socket:
         with handle.connect_lock:  # a reader and a writer thread may both come first
@@ -524,7 +604,7 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
                 if room % MAX_PACKET:  # a packet would not fit: libusb reports an overflow
                     raise usb.core.USBError("Overflow", None, errno.EOVERFLOW)
                 transfer, dev_handle.pending_in = transfer[:room], transfer[room:]
-            memoryview(buff).cast("B")[:len(transfer)] = transfer
+            memoryview(buff).cast("B")[: len(transfer)] = transfer
             return len(transfer)
 
     def _receive(self, handle: _Handle, deadline: float | None) -> bytes:
@@ -535,8 +615,8 @@ class SimUsbBackend(usb.backend.IBackend):  # type: ignore[misc]
             if len(rx) >= _HEADER.size:
                 (length,) = _HEADER.unpack_from(rx)
                 if len(rx) >= _HEADER.size + length:
-                    transfer = bytes(rx[_HEADER.size:_HEADER.size + length])
-                    del rx[:_HEADER.size + length]
+                    transfer = bytes(rx[_HEADER.size : _HEADER.size + length])
+                    del rx[: _HEADER.size + length]
                     return transfer
             readable, _, _ = select.select([sock], [], [], _remaining(deadline))
             if not readable:

@@ -81,8 +81,11 @@ class ManagementClient:
     def hello(self, max_frame: int | None = None) -> Payload:
         """Negotiate the frame size; the same session keeps the unit's reply cache."""
         wanted = max_frame or self.wanted_frame
-        reply = self.request(MessageType.HELLO, {"protocol": framing.PROTOCOL_VERSION, "session": self.session,
-                                                 "max_frame": wanted, "host": HOST_NAME}, adapt=False)
+        reply = self.request(
+            MessageType.HELLO,
+            {"protocol": framing.PROTOCOL_VERSION, "session": self.session, "max_frame": wanted, "host": HOST_NAME},
+            adapt=False,
+        )
         self.max_frame = max(framing.MIN_FRAME, min(int(reply.get("max_frame", framing.DEFAULT_FRAME)), wanted))
         self.identity = reply
         return reply
@@ -149,8 +152,9 @@ class ManagementClient:
     def _unpack(type_: int, frame: Frame) -> Payload:
         payload = decode_payload(frame.piece)
         if frame.is_error:
-            raise RemoteError(request=type_name(type_), code=str(payload.get("code", "?")),
-                              detail=str(payload.get("detail", "")))
+            raise RemoteError(
+                request=type_name(type_), code=str(payload.get("code", "?")), detail=str(payload.get("detail", ""))
+            )
         return payload
 
     # -- system group ------------------------------------------------------------------------------
@@ -188,8 +192,7 @@ class ManagementClient:
         digest = hashlib.sha256()
         offset, total, expected = 0, None, None
         while total is None or offset < total:
-            reply = self.request(MessageType.OBJECT_READ, {"name": name, "offset": offset,
-                                                           "length": self.chunk_size})
+            reply = self.request(MessageType.OBJECT_READ, {"name": name, "offset": offset, "length": self.chunk_size})
             data = reply.get("data", b"")
             if total is None:
                 total, expected = int(reply["total"]), reply["sha256"]
@@ -212,8 +215,9 @@ class ManagementClient:
         offset = 0
         while True:
             piece = data[offset : offset + self.chunk_size]
-            reply = self.request(MessageType.OBJECT_WRITE, {"name": name, "offset": offset, "total": total,
-                                                            "sha256": sha, "data": piece})
+            reply = self.request(
+                MessageType.OBJECT_WRITE, {"name": name, "offset": offset, "total": total, "sha256": sha, "data": piece}
+            )
             offset += len(piece)
             if progress:
                 progress(offset, total)

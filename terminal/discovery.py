@@ -125,8 +125,9 @@ class ListPortsLocator:
         ports = list_ports.comports()
         found: dict[str, Endpoints] = {}
         for unit in run_units:
-            by_serial = [p for p in ports if unit.serial and p.serial_number == unit.serial
-                         and p.vid in (None, unit.vid)]
+            by_serial = [
+                p for p in ports if unit.serial and p.serial_number == unit.serial and p.vid in (None, unit.vid)
+            ]
             by_location = [p for p in ports if (p.location or "").split(":")[0] == unit.path]
             match = (by_serial or by_location or [None])[0]
             if match is not None:
@@ -155,8 +156,9 @@ class SimPortLocator:
             if key not in wanted:
                 continue
             tcp = entry.get("fastboot_tcp_port")
-            found[str(key[0])] = Endpoints(serial_port=entry.get("tty") or None,
-                                           fastboot=f"tcp:127.0.0.1:{int(tcp)}" if tcp else None)
+            found[str(key[0])] = Endpoints(
+                serial_port=entry.get("tty") or None, fastboot=f"tcp:127.0.0.1:{int(tcp)}" if tcp else None
+            )
         return found
 
 
@@ -178,8 +180,14 @@ class _Unreadable(Exception):
 class Discovery:
     """Lists the attached units and watches them come and go."""
 
-    def __init__(self, sim_dir: str | os.PathLike[str] | None = None, *, backend: Any = None,
-                 locator: PortLocator | None = None, port_grace: float = 2.0) -> None:
+    def __init__(
+        self,
+        sim_dir: str | os.PathLike[str] | None = None,
+        *,
+        backend: Any = None,
+        locator: PortLocator | None = None,
+        port_grace: float = 2.0,
+    ) -> None:
         chosen = os.fspath(sim_dir) if sim_dir is not None else os.environ.get(SIM_ENV) or None
         self.sim_dir = Path(chosen) if chosen else None
         self.port_grace = port_grace
@@ -240,8 +248,13 @@ class Discovery:
     def _enumerate(self) -> list[Device]:
         backend = self.backend()
         try:
-            found = list(usb.core.find(find_all=True, backend=backend,
-                                       custom_match=lambda d: match_usb(d.idVendor, d.idProduct) is not None))
+            found = list(
+                usb.core.find(
+                    find_all=True,
+                    backend=backend,
+                    custom_match=lambda d: match_usb(d.idVendor, d.idProduct) is not None,
+                )
+            )
         except usb.core.USBError as exc:
             raise UsbEnumerationFailed(detail=str(exc)) from exc
         units: list[tuple[UsbUnit, Any, bool]] = []
@@ -262,8 +275,7 @@ class Discovery:
         for stale in set(self._serials) - seen:
             del self._serials[stale]
         endpoints = self.locator().locate([u for u, _, denied in units if not denied])
-        result = [self._device(unit, dev, denied, endpoints.get(unit.path, Endpoints()))
-                  for unit, dev, denied in units]
+        result = [self._device(unit, dev, denied, endpoints.get(unit.path, Endpoints())) for unit, dev, denied in units]
         return sorted(result, key=lambda d: (d.bus, d.path, d.address))
 
     def _serial(self, dev: Any, ids: tuple[int, int, int, int], path: str) -> str:
@@ -298,10 +310,20 @@ class Discovery:
         fastboot = None
         if unit.mode == BOOTLOADER:
             fastboot = endpoints.fastboot or f"usb:{unit.path}"
-        return Device(serial=unit.serial, model=model.id, model_name=model.name, mode=unit.mode,
-                      path=unit.path, port=endpoints.serial_port if unit.mode == RUN else None,
-                      vid=unit.vid, pid=unit.pid, bus=int(dev.bus), address=int(dev.address),
-                      fastboot=fastboot, permission_denied=denied)
+        return Device(
+            serial=unit.serial,
+            model=model.id,
+            model_name=model.name,
+            mode=unit.mode,
+            path=unit.path,
+            port=endpoints.serial_port if unit.mode == RUN else None,
+            vid=unit.vid,
+            pid=unit.pid,
+            bus=int(dev.bus),
+            address=int(dev.address),
+            fastboot=fastboot,
+            permission_denied=denied,
+        )
 
     # -- hot-plug
     def watch(self, stop: threading.Event, interval: float = 0.25) -> Iterator[DeviceEvent]:

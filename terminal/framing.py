@@ -87,8 +87,10 @@ def cobs_decode(data: bytes) -> bytes:
 
 def encode_frame(frame: Frame) -> bytes:
     """The wire bytes of ``frame``, delimiters included."""
-    body = HEADER.pack(PROTOCOL_VERSION, frame.flags, frame.seq & 0xFFFF, frame.type,
-                       frame.fragment, frame.fragments) + frame.piece
+    body = (
+        HEADER.pack(PROTOCOL_VERSION, frame.flags, frame.seq & 0xFFFF, frame.type, frame.fragment, frame.fragments)
+        + frame.piece
+    )
     body += CRC.pack(zlib.crc32(body))
     return DELIMITER + cobs_encode(body) + DELIMITER
 

@@ -21,8 +21,10 @@ RULE_DIRS: tuple[Path, ...] = (Path("/etc/udev/rules.d"), Path("/lib/udev/rules.
 GROUP = "plugdev"
 _ACCESS = f'MODE="0660", GROUP="{GROUP}", TAG+="uaccess"'
 
-INSTALL_COMMAND = (f"sudo install -m 0644 data/udev/{RULES_NAME} /etc/udev/rules.d/ && sudo udevadm control "
-                   "--reload-rules && sudo udevadm trigger --subsystem-match=usb --subsystem-match=tty")
+INSTALL_COMMAND = (
+    f"sudo install -m 0644 data/udev/{RULES_NAME} /etc/udev/rules.d/ && sudo udevadm control "
+    "--reload-rules && sudo udevadm trigger --subsystem-match=usb --subsystem-match=tty"
+)
 
 _HEADER = """\
 # Naiad: access to face-payment terminals for the {group} group and the logged-in user.
@@ -40,8 +42,7 @@ def _model_rules(model: TerminalModel) -> list[str]:
     return [
         f"# {model.name} ({model.id}), run mode: CDC-ACM management port",
         f'SUBSYSTEM=="usb", {match_run}, {_ACCESS}, ENV{{ID_MM_DEVICE_IGNORE}}="1"',
-        f'SUBSYSTEM=="tty", {match_tty}, {_ACCESS}, ENV{{ID_MM_DEVICE_IGNORE}}="1", '
-        f'SYMLINK+="naiad/%s{{serial}}"',
+        f'SUBSYSTEM=="tty", {match_tty}, {_ACCESS}, ENV{{ID_MM_DEVICE_IGNORE}}="1", SYMLINK+="naiad/%s{{serial}}"',
         f"# {model.name} ({model.id}), bootloader mode: fastboot interface",
         f'SUBSYSTEM=="usb", {match_boot}, {_ACCESS}',
     ]
@@ -57,8 +58,7 @@ def render_rules(models: Iterable[TerminalModel] | None = None) -> str:
     return "\n".join(lines)
 
 
-def installed_rule_status(dirs: Sequence[Path] = RULE_DIRS,
-                          expected: str | None = None) -> tuple[Path | None, bool]:
+def installed_rule_status(dirs: Sequence[Path] = RULE_DIRS, expected: str | None = None) -> tuple[Path | None, bool]:
     """The installed Naiad rules file (first of ``dirs`` to have one) and whether it matches ``expected``.
 
     Any ``*-naiad.rules`` counts, so a copy renamed to sort earlier (``70-naiad.rules``) is found."""

@@ -43,8 +43,7 @@ def sim_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
 
     started: list[SimHandle] = []
 
-    def start(terminals: int = 1, models: list[str] | None = None, name: str = "sim",
-              **faults: float) -> SimHandle:
+    def start(terminals: int = 1, models: list[str] | None = None, name: str = "sim", **faults: float) -> SimHandle:
         state = tmp_path / name
         launcher.start_detached(state, terminals, models, faults)
         handle = SimHandle(state)

@@ -72,7 +72,7 @@ def test_a_tampered_audit_trail_fails_verification(sim: Any, tmp_path: Path) -> 
     naiad("devices")
     database = tmp_path / "data" / "ledger.sqlite"
     with sqlite3.connect(database) as db:
-        db.execute("update audit_log set details = '{\"model\": \"forged\"}' where id = 1")
+        db.execute('update audit_log set details = \'{"model": "forged"}\' where id = 1')
     result = naiad("ledger", "verify")
     assert result.exit_code == 1
     assert "broken at entry 1" in result.output
@@ -145,5 +145,7 @@ def test_help_follows_the_language_option() -> None:
     chinese = naiad("--lang", "zh_CN", "--help")
     assert chinese.exit_code == 0
     assert "Naiad brings face-payment terminals" not in chinese.output
-    assert i18n.translate("Naiad brings face-payment terminals from the shelf to taking payments.", "zh_CN") \
+    assert (
+        i18n.translate("Naiad brings face-payment terminals from the shelf to taking payments.", "zh_CN")
         in chinese.output
+    )

@@ -45,19 +45,37 @@ def write_bus(sim_dir: Path, devices: list[dict[str, Any]]) -> None:
 
 def run_unit(serial: str, port: int, address: int, tty: str) -> dict[str, Any]:
     return {
-        "bus": 1, "address": address, "port_path": f"1-1.{port}", "port_numbers": [1, port],
-        "vid": DF2.run_usb.vid, "pid": DF2.run_usb.pid, "serial": serial,
-        "manufacturer": DF2.vendor, "product": DF2.name, "mode": "run", "tty": tty,
-        "fastboot_tcp_port": None, "bulk_socket": None,
+        "bus": 1,
+        "address": address,
+        "port_path": f"1-1.{port}",
+        "port_numbers": [1, port],
+        "vid": DF2.run_usb.vid,
+        "pid": DF2.run_usb.pid,
+        "serial": serial,
+        "manufacturer": DF2.vendor,
+        "product": DF2.name,
+        "mode": "run",
+        "tty": tty,
+        "fastboot_tcp_port": None,
+        "bulk_socket": None,
     }
 
 
 def bootloader_unit(serial: str, port: int, address: int, tcp_port: int, sim_dir: Path) -> dict[str, Any]:
     return {
-        "bus": 1, "address": address, "port_path": f"1-1.{port}", "port_numbers": [1, port],
-        "vid": DF2.bootloader_usb.vid, "pid": DF2.bootloader_usb.pid, "serial": serial,
-        "manufacturer": DF2.vendor, "product": DF2.name, "mode": "bootloader", "tty": None,
-        "fastboot_tcp_port": tcp_port, "bulk_socket": str(sim_dir / f"{serial}.bulk"),
+        "bus": 1,
+        "address": address,
+        "port_path": f"1-1.{port}",
+        "port_numbers": [1, port],
+        "vid": DF2.bootloader_usb.vid,
+        "pid": DF2.bootloader_usb.pid,
+        "serial": serial,
+        "manufacturer": DF2.vendor,
+        "product": DF2.name,
+        "mode": "bootloader",
+        "tty": None,
+        "fastboot_tcp_port": tcp_port,
+        "bulk_socket": str(sim_dir / f"{serial}.bulk"),
     }
 
 
@@ -84,9 +102,17 @@ class FakeStation:
         self.calls.append(("info", serial, threading.get_ident()))
         if self.fail_with is not None:
             raise self.fail_with
-        return {"model": "df2", "serial": serial, "hardware_revision": "B", "slots": {"a": "1.2.0", "b": "1.1.0"},
-                "active_slot": "a", "boot_count": 7, "secure_element": "SE050", "camera_module": "SL3D-640",
-                "uptime_s": 42}
+        return {
+            "model": "df2",
+            "serial": serial,
+            "hardware_revision": "B",
+            "slots": {"a": "1.2.0", "b": "1.1.0"},
+            "active_slot": "a",
+            "boot_count": 7,
+            "secure_element": "SE050",
+            "camera_module": "SL3D-640",
+            "uptime_s": 42,
+        }
 
     def reboot(self, serial: str, mode: str) -> None:
         self.calls.append((f"reboot:{mode}", serial, threading.get_ident()))
@@ -111,8 +137,14 @@ def station() -> FakeStation:
 
 
 @pytest.fixture
-def window(qtbot: Any, sim_dir: Path, discovery: RecordingDiscovery, station: FakeStation,
-           monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[MainWindow]:
+def window(
+    qtbot: Any,
+    sim_dir: Path,
+    discovery: RecordingDiscovery,
+    station: FakeStation,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> Iterator[MainWindow]:
     monkeypatch.setattr(i18n, "_language", "en")
     caplog.set_level(logging.INFO)  # as run_console does: the pane shows what logging lets through
     win = MainWindow(sim_dir, make_discovery=lambda: discovery, make_station=lambda: station)
@@ -395,6 +427,7 @@ def test_actions_on_one_unit_run_one_at_a_time_and_units_run_in_parallel(qtbot: 
                 running.append(name)
             release.wait(5)
             return name
+
         return call
 
     done: list[tuple[str, str, object]] = []
@@ -439,9 +472,21 @@ def test_cards_follow_physical_port_order(qtbot: Any) -> None:
     bench = Bench()
     qtbot.addWidget(bench)
     for serial, path in (("DF2A00010", "1-1.10"), ("DF2A00002", "1-1.2"), ("DF2A00009", "1-1.9")):
-        bench.device_added(Device(serial=serial, model="df2", model_name="Dragonfly 2", mode="run", path=path,
-                                  port=f"/dev/pts/{serial[-2:]}", vid=DF2.run_usb.vid, pid=DF2.run_usb.pid,
-                                  bus=1, address=int(serial[-2:]), fastboot=None))
+        bench.device_added(
+            Device(
+                serial=serial,
+                model="df2",
+                model_name="Dragonfly 2",
+                mode="run",
+                path=path,
+                port=f"/dev/pts/{serial[-2:]}",
+                vid=DF2.run_usb.vid,
+                pid=DF2.run_usb.pid,
+                bus=1,
+                address=int(serial[-2:]),
+                fastboot=None,
+            )
+        )
     assert [c.serial for c in bench.cards()] == ["DF2A00002", "DF2A00009", "DF2A00010"]
     assert port_sort_key("1-2.1", "x") > port_sort_key("1-1.10", "x")
 
@@ -450,10 +495,18 @@ def test_a_stale_removal_does_not_grey_a_unit_that_already_came_back(qtbot: Any)
     bench = Bench()
     qtbot.addWidget(bench)
     common = {"serial": "DF2A00001", "model": "df2", "model_name": "Dragonfly 2", "path": "1-1.3", "bus": 1}
-    run = Device(mode="run", port="/dev/pts/7", vid=DF2.run_usb.vid, pid=DF2.run_usb.pid, address=7,
-                 fastboot=None, **common)  # type: ignore[arg-type]
-    boot = Device(mode="bootloader", port=None, vid=DF2.bootloader_usb.vid, pid=DF2.bootloader_usb.pid,
-                  address=8, fastboot="tcp:127.0.0.1:40000", **common)  # type: ignore[arg-type]
+    run = Device(
+        mode="run", port="/dev/pts/7", vid=DF2.run_usb.vid, pid=DF2.run_usb.pid, address=7, fastboot=None, **common
+    )  # type: ignore[arg-type]
+    boot = Device(
+        mode="bootloader",
+        port=None,
+        vid=DF2.bootloader_usb.vid,
+        pid=DF2.bootloader_usb.pid,
+        address=8,
+        fastboot="tcp:127.0.0.1:40000",
+        **common,
+    )  # type: ignore[arg-type]
     bench.device_added(run)
     bench.device_added(boot)
     bench.device_removed(run)
@@ -464,9 +517,21 @@ def test_a_stale_removal_does_not_grey_a_unit_that_already_came_back(qtbot: Any)
 
 
 def test_card_progress_and_steps_show_only_while_a_step_runs(qtbot: Any) -> None:
-    card = UnitCard(Device(serial="DF2A00001", model="df2", model_name="Dragonfly 2", mode="run", path="1-1.3",
-                           port="/dev/pts/7", vid=DF2.run_usb.vid, pid=DF2.run_usb.pid, bus=1, address=7,
-                           fastboot=None))
+    card = UnitCard(
+        Device(
+            serial="DF2A00001",
+            model="df2",
+            model_name="Dragonfly 2",
+            mode="run",
+            path="1-1.3",
+            port="/dev/pts/7",
+            vid=DF2.run_usb.vid,
+            pid=DF2.run_usb.pid,
+            bus=1,
+            address=7,
+            fastboot=None,
+        )
+    )
     qtbot.addWidget(card)
     assert card.progress.isHidden()
     card.show_step(i18n.N_("Flashing {partition}…"), partition="system_b")
@@ -493,9 +558,22 @@ def test_console_refuses_a_missing_simulator_dir_before_opening_anything(tmp_pat
 def test_a_unit_without_usb_permission_gets_a_card_with_the_remedy(qtbot: Any) -> None:
     bench = Bench()
     qtbot.addWidget(bench)
-    bench.device_added(Device(serial="", model="df2", model_name="Dragonfly 2", mode="run", path="1-1.5",
-                              port=None, vid=DF2.run_usb.vid, pid=DF2.run_usb.pid, bus=1, address=9,
-                              fastboot=None, permission_denied=True))
+    bench.device_added(
+        Device(
+            serial="",
+            model="df2",
+            model_name="Dragonfly 2",
+            mode="run",
+            path="1-1.5",
+            port=None,
+            vid=DF2.run_usb.vid,
+            pid=DF2.run_usb.pid,
+            bus=1,
+            address=9,
+            fastboot=None,
+            permission_denied=True,
+        )
+    )
     card = bench.card("@1-1.5")
     assert card is not None and card.state is UnitState.ERROR
     denied = UsbAccessDenied(path="1-1.5")
@@ -536,7 +614,8 @@ print(seen[0] if seen else "")
 sys.exit(code)
 """
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "NAIAD_LANG": "en"}
-    done = subprocess.run([sys.executable, "-c", script, str(sim_dir)], capture_output=True, text=True, env=env,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(sim_dir)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert str(sim_dir.resolve()) in done.stdout

@@ -42,16 +42,31 @@ FROG = model_by_id("frog-pro")
 def make_bundle(tmp_path: Path, *, trust: bool = True, version: str = "2.0.0") -> Any:
     """A small signed df2 bundle (boot + sparse system) made by the project's demo tool."""
     tool = demo_tool()
-    return tool.make_demo_bundle(tmp_path / f"df2-{version}.zip", version=version, key_dir=tmp_path / "keys",
-                                 system_size=256 * 1024, boot_payload_size=4096, trust=trust)
+    return tool.make_demo_bundle(
+        tmp_path / f"df2-{version}.zip",
+        version=version,
+        key_dir=tmp_path / "keys",
+        system_size=256 * 1024,
+        boot_payload_size=4096,
+        trust=trust,
+    )
 
 
 def device(serial: str, port: int, *, model: Any = DF2, mode: str = "run", address: int | None = None) -> Device:
     usb = model.run_usb if mode == "run" else model.bootloader_usb
-    return Device(serial=serial, model=model.id, model_name=model.name, mode=mode, path=f"1-1.{port}",
-                  port=f"/dev/pts/{port}" if mode == "run" else None, vid=usb.vid, pid=usb.pid, bus=1,
-                  address=address if address is not None else port,
-                  fastboot=None if mode == "run" else f"tcp:127.0.0.1:{40000 + port}")
+    return Device(
+        serial=serial,
+        model=model.id,
+        model_name=model.name,
+        mode=mode,
+        path=f"1-1.{port}",
+        port=f"/dev/pts/{port}" if mode == "run" else None,
+        vid=usb.vid,
+        pid=usb.pid,
+        bus=1,
+        address=address if address is not None else port,
+        fastboot=None if mode == "run" else f"tcp:127.0.0.1:{40000 + port}",
+    )
 
 
 # -- fakes with the engine's real signature and event types -----------------------------------------
@@ -95,8 +110,15 @@ class ScriptedEngine:
     def engine(self) -> FlashEngine:
         return FlashEngine(self.flash_units, PHASE_LABELS)
 
-    def flash_units(self, station: Any, bundle_path: str | os.PathLike[str], serials: Sequence[str],
-                    on_event: Any = None, *, max_workers: int | None = None) -> list[FlashResult]:
+    def flash_units(
+        self,
+        station: Any,
+        bundle_path: str | os.PathLike[str],
+        serials: Sequence[str],
+        on_event: Any = None,
+        *,
+        max_workers: int | None = None,
+    ) -> list[FlashResult]:
         self.calls.append((station, Path(bundle_path), list(serials)))
 
         def emit(event: FlashEvent) -> None:
@@ -105,8 +127,11 @@ class ScriptedEngine:
 
         if self.refuse is not None:
             for serial in serials:
-                emit(FlashEvent(serial, "finished", result=FlashResult(serial, False, None, None, (), (), 0.0,
-                                                                       self.refuse)))
+                emit(
+                    FlashEvent(
+                        serial, "finished", result=FlashResult(serial, False, None, None, (), (), 0.0, self.refuse)
+                    )
+                )
             raise self.refuse
         results: dict[str, FlashResult] = {}
 
@@ -147,12 +172,18 @@ def station() -> FakeStation:
 
 
 @pytest.fixture
-def window(qtbot: Any, engine: ScriptedEngine, station: FakeStation, monkeypatch: pytest.MonkeyPatch,
-           caplog: pytest.LogCaptureFixture) -> Iterator[MainWindow]:
+def window(
+    qtbot: Any,
+    engine: ScriptedEngine,
+    station: FakeStation,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> Iterator[MainWindow]:
     monkeypatch.setattr(i18n, "_language", "en")
     caplog.set_level(logging.INFO)
-    win = MainWindow("/nonexistent-sim", make_discovery=IdleDiscovery, make_station=lambda: station,
-                     load_flash_engine=engine.engine)
+    win = MainWindow(
+        "/nonexistent-sim", make_discovery=IdleDiscovery, make_station=lambda: station, load_flash_engine=engine.engine
+    )
     qtbot.addWidget(win)
     win.start()
     yield win
@@ -214,8 +245,9 @@ def test_the_dialog_shows_the_bundle_and_ticks_the_attached_idle_units_it_fits(
     assert dialog.version_value.text() == "2.0.0"
     assert dialog.security_value.text() == "0"
     assert "Dragonfly 2 (df2)" in dialog.models_value.text()
-    assert dialog.signature_value.text() == _("Signed by trusted key {key_id} ({algorithm})",
-                                              key_id=short_key_id(made.key_id), algorithm="ed25519")
+    assert dialog.signature_value.text() == _(
+        "Signed by trusted key {key_id} ({algorithm})", key_id=short_key_id(made.key_id), algorithm="ed25519"
+    )
     rows = [dialog.partition_tree.topLevelItem(i) for i in range(dialog.partition_tree.topLevelItemCount())]
     assert [(r.text(0), r.text(1)) for r in rows if r is not None] == [("boot", _("Raw")), ("system", _("Sparse"))]
 
@@ -226,8 +258,11 @@ def test_the_dialog_shows_the_bundle_and_ticks_the_attached_idle_units_it_fits(
         assert item is not None
         notes[item.text(0)] = (item.text(4), bool(item.flags() & Qt.ItemFlag.ItemIsEnabled))
     assert notes == {
-        "DF2A00001": ("", True), "DF2A00002": ("", True), "DF2A00003": (_("Not attached"), False),
-        "DF2A00004": (_("Busy"), False), "FRP000005": (_("Not for this bundle"), False),
+        "DF2A00001": ("", True),
+        "DF2A00002": ("", True),
+        "DF2A00003": (_("Not attached"), False),
+        "DF2A00004": (_("Busy"), False),
+        "FRP000005": (_("Not for this bundle"), False),
     }
     assert dialog.start_button.isEnabled()
 
@@ -324,8 +359,17 @@ def test_a_flash_drives_each_card_from_worker_thread_events_on_the_gui_thread(
     assert first.info_button.isEnabled() and first.reboot_button.isEnabled()
     assert on_gui_thread and all(on_gui_thread)
     lines = window.log_pane.lines()
-    assert any(_("Flashed {bundle}: {ok} of {total} units updated, {failed} failed", bundle=made.path.name, ok=2,
-                 total=2, failed=0) in line for line in lines)
+    assert any(
+        _(
+            "Flashed {bundle}: {ok} of {total} units updated, {failed} failed",
+            bundle=made.path.name,
+            ok=2,
+            total=2,
+            failed=0,
+        )
+        in line
+        for line in lines
+    )
     assert any("DF2A00001: (bootloader) hello" in line for line in lines)
 
 
@@ -414,8 +458,9 @@ def test_a_flash_that_cannot_start_shows_why_on_every_card_and_frees_them(
         def load() -> FlashEngine:
             raise error
 
-    win = MainWindow("/nonexistent-sim", make_discovery=IdleDiscovery, make_station=lambda: station,
-                     load_flash_engine=load)
+    win = MainWindow(
+        "/nonexistent-sim", make_discovery=IdleDiscovery, make_station=lambda: station, load_flash_engine=load
+    )
     qtbot.addWidget(win)
     cards = bench_of(win, device("DF2A00001", 1), device("DF2A00002", 2))
     assert win.start_flash(str(tmp_path / "fw.zip"), ["DF2A00001", "DF2A00002"]) is not None
@@ -481,9 +526,15 @@ def test_the_language_switch_retranslates_the_open_flash_dialog(
         unit = dialog.unit_tree.topLevelItem(0)
         raw = dialog.partition_tree.topLevelItem(0)
         assert unit is not None and raw is not None
-        return {"Flash firmware": dialog.windowTitle(), "Bundle:": dialog.bundle_caption.text(),
-                "Start flashing": dialog.start_button.text(), "Units": dialog.units_box.title(),
-                "Not attached": unit.text(4), "Raw": raw.text(1), "Version:": dialog.version_caption.text()}
+        return {
+            "Flash firmware": dialog.windowTitle(),
+            "Bundle:": dialog.bundle_caption.text(),
+            "Start flashing": dialog.start_button.text(),
+            "Units": dialog.units_box.title(),
+            "Not attached": unit.text(4),
+            "Raw": raw.text(1),
+            "Version:": dialog.version_caption.text(),
+        }
 
     english = shown()
     assert english == {msgid: msgid for msgid in ZH}

@@ -27,7 +27,8 @@ def window(qtbot: Any, sim: Any) -> Any:
 
 
 def test_plugged_unit_shows_within_two_seconds_and_unplugged_shows_disconnected(
-        qtbot: Any, window: MainWindow, sim: Any) -> None:
+    qtbot: Any, window: MainWindow, sim: Any
+) -> None:
     serial = sim.serials()[0]
     qtbot.waitUntil(lambda: window.bench.card(serial) is not None, timeout=COLD_START_MS)
     card = window.bench.card(serial)

@@ -89,8 +89,13 @@ class FakeUnit:
             raise RequestRejected(ErrorCode.NOT_FOUND, str(payload["name"]))
         offset, length = int(payload["offset"]), int(payload["length"])
         data = self.stored
-        return {"name": OBJECT_LOOPBACK, "offset": offset, "total": len(data),
-                "sha256": hashlib.sha256(data).digest(), "data": data[offset : offset + length]}
+        return {
+            "name": OBJECT_LOOPBACK,
+            "offset": offset,
+            "total": len(data),
+            "sha256": hashlib.sha256(data).digest(),
+            "data": data[offset : offset + length],
+        }
 
 
 def _damage(data: bytes, rng: random.Random, ber: float, drop: float) -> bytes:
@@ -115,9 +120,17 @@ class LoopbackTransport(Transport):
     ``reply_filter(answer, n)`` may rewrite the n-th answer (0-based) before it is delivered.
     """
 
-    def __init__(self, endpoint: DeviceEndpoint, clock: Clock, *, seed: int = 0, ber: float = 0.0,
-                 drop: float = 0.0, latency: float = 0.0,
-                 reply_filter: Callable[[bytes, int], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: DeviceEndpoint,
+        clock: Clock,
+        *,
+        seed: int = 0,
+        ber: float = 0.0,
+        drop: float = 0.0,
+        latency: float = 0.0,
+        reply_filter: Callable[[bytes, int], bytes] | None = None,
+    ) -> None:
         self.path = "loopback:test"
         self.endpoint = endpoint
         self.clock = clock
@@ -191,8 +204,9 @@ def connect(unit: FakeUnit, clock: Clock) -> Iterator[Callable[..., tuple[Manage
     """``connect(max_frame=..., limit=..., **link)``: an open client over a LoopbackTransport to ``unit``."""
     opened: list[ManagementClient] = []
 
-    def make(*, max_frame: int = 4096, limit: int = framing.MAX_FRAME, timeout: float = 30.0,
-             **link: Any) -> tuple[ManagementClient, LoopbackTransport]:
+    def make(
+        *, max_frame: int = 4096, limit: int = framing.MAX_FRAME, timeout: float = 30.0, **link: Any
+    ) -> tuple[ManagementClient, LoopbackTransport]:
         endpoint = DeviceEndpoint(unit.handle, max_frame_limit=limit)
         transport = LoopbackTransport(endpoint, clock, **link)
         client = make_client(transport, max_frame=max_frame, timeout=timeout)
@@ -320,13 +334,16 @@ def test_fragments_are_kept_across_a_retransmission(connect: Any, unit: FakeUnit
     assert unit.calls[BLOB] == 1
 
 
-@pytest.mark.parametrize(("wanted", "limit", "granted"), [
-    (10, framing.MAX_FRAME, framing.MIN_FRAME),
-    (64, framing.MAX_FRAME, 64),
-    (1000, framing.MAX_FRAME, 1000),
-    (1_000_000, framing.MAX_FRAME, framing.MAX_FRAME),
-    (4096, 512, 512),
-])
+@pytest.mark.parametrize(
+    ("wanted", "limit", "granted"),
+    [
+        (10, framing.MAX_FRAME, framing.MIN_FRAME),
+        (64, framing.MAX_FRAME, 64),
+        (1000, framing.MAX_FRAME, 1000),
+        (1_000_000, framing.MAX_FRAME, framing.MAX_FRAME),
+        (4096, 512, 512),
+    ],
+)
 def test_frame_size_is_negotiated_at_hello(connect: Any, wanted: int, limit: int, granted: int) -> None:
     client, transport = connect(max_frame=wanted, limit=limit)
     assert client.identity["max_frame"] == granted
@@ -346,15 +363,17 @@ def test_before_hello_replies_use_the_default_frame_size(unit: FakeUnit) -> None
 
 
 # -- errors ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("type_", "payload", "code"), [
-    (0x01FE, {}, "unknown-type"),
-    (MessageType.OBJECT_READ, {"name": "nothing", "offset": 0, "length": 10}, "not-found"),
-    (MessageType.OBJECT_WRITE, {"name": "logs"}, "read-only"),
-    (BLOB, {}, "bad-request"),  # the handler's KeyError
-    (BLOB, {"size": "many"}, "bad-request"),  # the handler's ValueError
-])
-def test_error_reply_becomes_remote_error_with_the_code(connect: Any, type_: int, payload: Payload,
-                                                       code: str) -> None:
+@pytest.mark.parametrize(
+    ("type_", "payload", "code"),
+    [
+        (0x01FE, {}, "unknown-type"),
+        (MessageType.OBJECT_READ, {"name": "nothing", "offset": 0, "length": 10}, "not-found"),
+        (MessageType.OBJECT_WRITE, {"name": "logs"}, "read-only"),
+        (BLOB, {}, "bad-request"),  # the handler's KeyError
+        (BLOB, {"size": "many"}, "bad-request"),  # the handler's ValueError
+    ],
+)
+def test_error_reply_becomes_remote_error_with_the_code(connect: Any, type_: int, payload: Payload, code: str) -> None:
     client, _ = connect()
     with pytest.raises(RemoteError) as caught:
         client.request(type_, payload)
@@ -368,8 +387,16 @@ def test_integrity_error_on_a_corrupted_object(connect: Any, unit: FakeUnit) -> 
     client.write_object(OBJECT_LOOPBACK, data)
     assert client.read_object(OBJECT_LOOPBACK) == data
     with pytest.raises(RemoteError) as caught:
-        client.request(MessageType.OBJECT_WRITE, {"name": OBJECT_LOOPBACK, "offset": 0, "total": 3,
-                                                  "sha256": hashlib.sha256(b"abd").digest(), "data": b"abc"})
+        client.request(
+            MessageType.OBJECT_WRITE,
+            {
+                "name": OBJECT_LOOPBACK,
+                "offset": 0,
+                "total": 3,
+                "sha256": hashlib.sha256(b"abd").digest(),
+                "data": b"abc",
+            },
+        )
     assert caught.value.params["code"] == "integrity"
 
 
@@ -407,8 +434,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("data", HOSTILE.values(), ids=HOSTILE.keys())
 @pytest.mark.parametrize("type_", [COUNT, MessageType.HELLO])
-def test_hostile_payload_gets_bad_request_and_the_endpoint_lives_on(unit: FakeUnit, data: bytes,
-                                                                     type_: int) -> None:
+def test_hostile_payload_gets_bad_request_and_the_endpoint_lives_on(unit: FakeUnit, data: bytes, type_: int) -> None:
     endpoint = DeviceEndpoint(unit.handle)
     endpoint.receive(hello_frame(1, session=1))
     answer = endpoint.receive(encode_frame(Frame(2, type_, data)))
@@ -425,13 +451,10 @@ def test_nesting_up_to_the_limit_is_accepted(unit: FakeUnit) -> None:
     assert flags == framing.FLAG_REPLY
 
 
-
 def test_hello_with_an_infinite_frame_size_is_refused(unit: FakeUnit) -> None:
     endpoint = DeviceEndpoint(unit.handle)
-    answer = endpoint.receive(encode_frame(frame_for(1, MessageType.HELLO, {"session": 1,
-                                                                              "max_frame": float("inf")})))
+    answer = endpoint.receive(encode_frame(frame_for(1, MessageType.HELLO, {"session": 1, "max_frame": float("inf")})))
     assert reply_payload(answer)[1]["code"] == "bad-request"
-
 
 
 def test_reply_too_large_for_the_fragment_count_is_refused(unit: FakeUnit) -> None:
@@ -470,8 +493,12 @@ def test_random_bytes_never_raise(chunks: list[bytes]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(0, 0xFFFF), st.sampled_from([*MessageType, COUNT, BLOB, 0x0200, 0xFFFF]),
-       st.integers(0, 255), st.binary(max_size=300))
+@given(
+    st.integers(0, 0xFFFF),
+    st.sampled_from([*MessageType, COUNT, BLOB, 0x0200, 0xFFFF]),
+    st.integers(0, 255),
+    st.binary(max_size=300),
+)
 def test_well_framed_random_payloads_never_raise(seq: int, type_: int, flags: int, piece: bytes) -> None:
     endpoint = DeviceEndpoint(FakeUnit().handle)
     answer = endpoint.receive(encode_frame(Frame(seq, type_, piece, flags)))
@@ -525,7 +552,6 @@ def test_clean_link_keeps_its_frame_size(connect: Any) -> None:
     assert (client.max_frame, client.retransmissions) == (4096, 0)
 
 
-
 def test_timer_catches_up_when_the_round_trip_grows(connect: Any) -> None:
     client, transport = connect(latency=0.005)
     for _ in range(10):
@@ -555,8 +581,9 @@ def _hex_dumps(text: str) -> list[bytes]:
 
 
 def test_worked_example_in_the_specification_matches_the_code() -> None:
-    request = encode_frame(frame_for(1, MessageType.HELLO, {"protocol": 1, "session": 0x12345678,
-                                                            "max_frame": 4096, "host": "naiad"}))
+    request = encode_frame(
+        frame_for(1, MessageType.HELLO, {"protocol": 1, "session": 0x12345678, "max_frame": 4096, "host": "naiad"})
+    )
     endpoint = DeviceEndpoint(lambda type_, payload: {"serial": "DF20A1B2C3D", "model": "df2", "mode": "run"})
     reply = endpoint.receive(request)
     spec = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")

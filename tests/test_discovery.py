@@ -39,18 +39,39 @@ from terminal.transports.usb import UnitNotInRunMode
 GET = 10.0  # seconds a test waits for an event before it fails (never asserted as a duration)
 
 
-def run_entry(serial: str = "DF2A00001", port: tuple[int, ...] = (1, 3), address: int = 7,
-              tty: str | None = "/dev/pts/7", pid: int = 0x0201) -> dict[str, Any]:
-    return {"bus": 1, "address": address, "port_path": "1-" + ".".join(map(str, port)),
-            "port_numbers": list(port), "vid": 0x3A6E, "pid": pid, "serial": serial,
-            "manufacturer": "Naiad Reference Devices", "product": "Dragonfly 2", "mode": "run", "tty": tty,
-            "fastboot_tcp_port": None, "bulk_socket": None}
+def run_entry(
+    serial: str = "DF2A00001",
+    port: tuple[int, ...] = (1, 3),
+    address: int = 7,
+    tty: str | None = "/dev/pts/7",
+    pid: int = 0x0201,
+) -> dict[str, Any]:
+    return {
+        "bus": 1,
+        "address": address,
+        "port_path": "1-" + ".".join(map(str, port)),
+        "port_numbers": list(port),
+        "vid": 0x3A6E,
+        "pid": pid,
+        "serial": serial,
+        "manufacturer": "Naiad Reference Devices",
+        "product": "Dragonfly 2",
+        "mode": "run",
+        "tty": tty,
+        "fastboot_tcp_port": None,
+        "bulk_socket": None,
+    }
 
 
-def boot_entry(serial: str = "DF2A00001", port: tuple[int, ...] = (1, 3), address: int = 8,
-               tcp: int | None = None) -> dict[str, Any]:
-    return {**run_entry(serial, port, address, None, 0x0202), "mode": "bootloader", "fastboot_tcp_port": tcp,
-            "bulk_socket": "/tmp/none.sock"}
+def boot_entry(
+    serial: str = "DF2A00001", port: tuple[int, ...] = (1, 3), address: int = 8, tcp: int | None = None
+) -> dict[str, Any]:
+    return {
+        **run_entry(serial, port, address, None, 0x0202),
+        "mode": "bootloader",
+        "fastboot_tcp_port": tcp,
+        "bulk_socket": "/tmp/none.sock",
+    }
 
 
 def write_bus(sim_dir: Path, devices: list[dict[str, Any]]) -> None:
@@ -63,19 +84,58 @@ def write_bus(sim_dir: Path, devices: list[dict[str, Any]]) -> None:
 
 
 def test_both_modes_with_model_path_and_ports(tmp_path: Path) -> None:
-    write_bus(tmp_path, [boot_entry("DF2A00002", (1, 4), 9, tcp=5555), run_entry(),
-                         {**boot_entry("FRP000007", (2, 1, 10), 3), "pid": 0x0302}])
+    write_bus(
+        tmp_path,
+        [
+            boot_entry("DF2A00002", (1, 4), 9, tcp=5555),
+            run_entry(),
+            {**boot_entry("FRP000007", (2, 1, 10), 3), "pid": 0x0302},
+        ],
+    )
     devices = Discovery(sim_dir=tmp_path).devices()
     assert [d.as_dict() for d in devices] == [
-        {"serial": "DF2A00001", "model": "df2", "model_name": "Dragonfly 2", "mode": "run", "path": "1-1.3",
-         "port": "/dev/pts/7", "vid": 0x3A6E, "pid": 0x0201, "bus": 1, "address": 7, "fastboot": None,
-         "permission_denied": False},
-        {"serial": "DF2A00002", "model": "df2", "model_name": "Dragonfly 2", "mode": "bootloader",
-         "path": "1-1.4", "port": None, "vid": 0x3A6E, "pid": 0x0202, "bus": 1, "address": 9,
-         "fastboot": "tcp:127.0.0.1:5555", "permission_denied": False},
-        {"serial": "FRP000007", "model": "frog-pro", "model_name": "Frog Pro", "mode": "bootloader",
-         "path": "1-2.1.10", "port": None, "vid": 0x3A6E, "pid": 0x0302, "bus": 1, "address": 3,
-         "fastboot": "usb:1-2.1.10", "permission_denied": False},
+        {
+            "serial": "DF2A00001",
+            "model": "df2",
+            "model_name": "Dragonfly 2",
+            "mode": "run",
+            "path": "1-1.3",
+            "port": "/dev/pts/7",
+            "vid": 0x3A6E,
+            "pid": 0x0201,
+            "bus": 1,
+            "address": 7,
+            "fastboot": None,
+            "permission_denied": False,
+        },
+        {
+            "serial": "DF2A00002",
+            "model": "df2",
+            "model_name": "Dragonfly 2",
+            "mode": "bootloader",
+            "path": "1-1.4",
+            "port": None,
+            "vid": 0x3A6E,
+            "pid": 0x0202,
+            "bus": 1,
+            "address": 9,
+            "fastboot": "tcp:127.0.0.1:5555",
+            "permission_denied": False,
+        },
+        {
+            "serial": "FRP000007",
+            "model": "frog-pro",
+            "model_name": "Frog Pro",
+            "mode": "bootloader",
+            "path": "1-2.1.10",
+            "port": None,
+            "vid": 0x3A6E,
+            "pid": 0x0302,
+            "bus": 1,
+            "address": 3,
+            "fastboot": "usb:1-2.1.10",
+            "permission_denied": False,
+        },
     ]
     json.dumps([d.as_dict() for d in devices])
 
@@ -152,13 +212,18 @@ class FakePort(list_ports_common.ListPortInfo):  # type: ignore[misc]
 
 
 def test_list_ports_locator_matches_serial_number_then_location(monkeypatch: pytest.MonkeyPatch) -> None:
-    ports = [FakePort("/dev/ttyACM0", "OTHER", "1-4.1:1.0", 0x2341),
-             FakePort("/dev/ttyACM1", None, "1-4.2:1.0", None),
-             FakePort("/dev/ttyACM2", "DF2A00001", "3-1:1.0", 0x3A6E)]
+    ports = [
+        FakePort("/dev/ttyACM0", "OTHER", "1-4.1:1.0", 0x2341),
+        FakePort("/dev/ttyACM1", None, "1-4.2:1.0", None),
+        FakePort("/dev/ttyACM2", "DF2A00001", "3-1:1.0", 0x3A6E),
+    ]
     monkeypatch.setattr(list_ports, "comports", lambda *a, **k: ports)
-    units = [UsbUnit("DF2A00001", "1-9", 0x3A6E, 0x0201, "run"), UsbUnit("DF2A00002", "1-4.2", 0x3A6E, 0x0201, "run"),
-             UsbUnit("DF2A00003", "1-4.3", 0x3A6E, 0x0201, "run"), UsbUnit("DF2A00004", "1-4.1", 0x3A6E, 0x0202,
-                                                                       "bootloader")]
+    units = [
+        UsbUnit("DF2A00001", "1-9", 0x3A6E, 0x0201, "run"),
+        UsbUnit("DF2A00002", "1-4.2", 0x3A6E, 0x0201, "run"),
+        UsbUnit("DF2A00003", "1-4.3", 0x3A6E, 0x0201, "run"),
+        UsbUnit("DF2A00004", "1-4.1", 0x3A6E, 0x0202, "bootloader"),
+    ]
     found = ListPortsLocator().locate(units)
     assert {path: e.serial_port for path, e in found.items()} == {"1-9": "/dev/ttyACM2", "1-4.2": "/dev/ttyACM1"}
 

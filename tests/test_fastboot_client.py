@@ -80,6 +80,7 @@ class ScriptedTransport:
 
 # -- protocol ------------------------------------------------------------------------------------
 
+
 def test_info_lines_go_to_the_callback_and_the_result() -> None:
     seen: list[str] = []
     answers = [b"INFOwriting", b"", b"TEXThalf", b"OKAYdone"]  # b"": a zero-length USB packet, skipped
@@ -145,8 +146,13 @@ def test_bad_partition_names_are_refused_before_sending(bad: str) -> None:
 
 def test_bad_oem_and_getvar_input_is_refused() -> None:
     client = FastbootClient(ScriptedTransport())
-    for call in (lambda: client.oem(), lambda: client.oem("a b"), lambda: client.getvar("a b"),
-                 lambda: client.getvar(""), lambda: client.set_active("")):
+    for call in (
+        lambda: client.oem(),
+        lambda: client.oem("a b"),
+        lambda: client.getvar("a b"),
+        lambda: client.getvar(""),
+        lambda: client.set_active(""),
+    ):
         with pytest.raises(InvalidFastbootCommand):
             call()
     with pytest.raises(InvalidFastbootCommand):
@@ -168,28 +174,38 @@ def test_parse_response_accepts_only_well_formed_packets(packet: bytes) -> None:
     try:
         response = parse_response(packet)
     except FastbootProtocolError:
-        assert len(packet) < 4 or len(packet) > MAX_RESPONSE_LENGTH or packet[:4] not in (
-            b"OKAY", b"FAIL", b"INFO", b"TEXT", b"DATA") or packet[:4] == b"DATA"
+        assert (
+            len(packet) < 4
+            or len(packet) > MAX_RESPONSE_LENGTH
+            or packet[:4] not in (b"OKAY", b"FAIL", b"INFO", b"TEXT", b"DATA")
+            or packet[:4] == b"DATA"
+        )
         return
     assert response.status.value.encode() == packet[:4]
     if response.status is Status.DATA:
         assert 0 <= response.data_size() <= 0xFFFFFFFF
 
 
-@pytest.mark.parametrize(("line", "parsed"), [
-    ("partition-size:boot_a:0x4000000", ("partition-size:boot_a", "0x4000000")),
-    ("product: df2", ("product", "df2")),
-    ("no separator", None),
-])
+@pytest.mark.parametrize(
+    ("line", "parsed"),
+    [
+        ("partition-size:boot_a:0x4000000", ("partition-size:boot_a", "0x4000000")),
+        ("product: df2", ("product", "df2")),
+        ("no separator", None),
+    ],
+)
 def test_variable_lines(line: str, parsed: tuple[str, str] | None) -> None:
     assert parse_variable_line(line) == parsed
 
 
-@pytest.mark.parametrize(("target", "address"), [
-    ("tcp:127.0.0.1:5555", ("127.0.0.1", 5555)),
-    ("tcp:localhost", ("localhost", 5554)),
-    ("tcp:[::1]:7", ("::1", 7)),
-])
+@pytest.mark.parametrize(
+    ("target", "address"),
+    [
+        ("tcp:127.0.0.1:5555", ("127.0.0.1", 5555)),
+        ("tcp:localhost", ("localhost", 5554)),
+        ("tcp:[::1]:7", ("::1", 7)),
+    ],
+)
 def test_tcp_targets(target: str, address: tuple[str, int]) -> None:
     assert parse_tcp_target(target) == address
 
@@ -201,6 +217,7 @@ def test_bad_targets(target: str) -> None:
 
 
 # -- against the simulated bootloader over TCP ---------------------------------------------------
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> SlotStore:
@@ -238,15 +255,15 @@ def test_tcp_session(client: FastbootClient, store: SlotStore, tmp_path: Path) -
     assert client.oem_sha256("vendor_b", 0, 16) == hashlib.sha256(bytes(16)).hexdigest()
 
 
-def test_tcp_flash_pieces_from_files_bytes_and_streams(client: FastbootClient, store: SlotStore,
-                                                       tmp_path: Path) -> None:
+def test_tcp_flash_pieces_from_files_bytes_and_streams(
+    client: FastbootClient, store: SlotStore, tmp_path: Path
+) -> None:
     pieces_data = [os.urandom(4096) for _ in range(3)]
     path = tmp_path / "p0"
     path.write_bytes(pieces_data[0])
     seen: list[tuple[int, int]] = []
     # each piece overwrites the partition start: the last one stays
-    client.flash("calib", [path, pieces_data[1], io.BytesIO(pieces_data[2])],
-                 progress=lambda d, t: seen.append((d, t)))
+    client.flash("calib", [path, pieces_data[1], io.BytesIO(pieces_data[2])], progress=lambda d, t: seen.append((d, t)))
     assert store.read("calib", 0, 4096) == pieces_data[2]
     assert seen[-1] == (3 * 4096, 3 * 4096)
 
@@ -300,15 +317,27 @@ def test_big_tcp_download_uses_the_file_path(client: FastbootClient, store: Slot
 
 # -- USB: the simulator's pyusb backend over bus.json, to this bootloader's bulk socket ----------------
 
+
 @pytest.fixture
 def usb_sim(store: SlotStore) -> Iterator[tuple[Path, str]]:
     with tempfile.TemporaryDirectory(prefix="fbu") as short:
         sim_dir = Path(short)
         sock = sim_dir / "bulk.sock"
-        entry = {"bus": 1, "address": 9, "port_path": "1-1.3", "port_numbers": [1, 3], "vid": 0x3A6E,
-                 "pid": 0x0202, "serial": "DF2A00001", "manufacturer": "Naiad Reference Devices",
-                 "product": "Dragonfly 2", "mode": "bootloader", "tty": None, "fastboot_tcp_port": None,
-                 "bulk_socket": str(sock)}
+        entry = {
+            "bus": 1,
+            "address": 9,
+            "port_path": "1-1.3",
+            "port_numbers": [1, 3],
+            "vid": 0x3A6E,
+            "pid": 0x0202,
+            "serial": "DF2A00001",
+            "manufacturer": "Naiad Reference Devices",
+            "product": "Dragonfly 2",
+            "mode": "bootloader",
+            "tty": None,
+            "fastboot_tcp_port": None,
+            "bulk_socket": str(sock),
+        }
         (sim_dir / "bus.json").write_text(json.dumps({"version": 1, "devices": [entry]}))
         with FastbootUsbServer(lambda: FastbootEngine(store, serial="DF2A00001"), sock):
             yield sim_dir, "usb:1-1.3"
@@ -376,8 +405,10 @@ class RecordingDevice(list[_Config]):
 
 
 @pytest.mark.parametrize("packet", [64, 512])
-def test_usb_zero_length_packet_after_a_command_of_whole_packets(packet: int, monkeypatch: pytest.MonkeyPatch,
-                                                                 ) -> None:
+def test_usb_zero_length_packet_after_a_command_of_whole_packets(
+    packet: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import usb.util
 
     monkeypatch.setattr(usb.util, "claim_interface", lambda dev, intf: None)
@@ -399,6 +430,7 @@ def test_usb_zero_length_packet_after_a_command_of_whole_packets(packet: int, mo
 
 
 # -- the `naiad fastboot` command ------------------------------------------------------------------
+
 
 def _cli(*args: str) -> Any:
     from click.testing import CliRunner
@@ -436,13 +468,26 @@ def test_cli_errors_carry_the_reason_and_change_nothing(server: FastbootTcpServe
     assert bad.exit_code == 1 and "Not a fastboot target" in bad.stderr
 
 
-def test_cli_finds_the_unit_by_serial_on_the_simulated_bus(server: FastbootTcpServer, store: SlotStore,
-                                                           tmp_path: Path) -> None:
+def test_cli_finds_the_unit_by_serial_on_the_simulated_bus(
+    server: FastbootTcpServer, store: SlotStore, tmp_path: Path
+) -> None:
     sim = tmp_path / "sim"
     sim.mkdir()
-    entry = {"bus": 1, "address": 7, "port_path": "1-1.3", "port_numbers": [1, 3], "vid": 0x3A6E, "pid": 0x0202,
-             "serial": "DF2A00001", "manufacturer": "Naiad Reference Devices", "product": "Dragonfly 2",
-             "mode": "bootloader", "tty": None, "fastboot_tcp_port": server.port, "bulk_socket": None}
+    entry = {
+        "bus": 1,
+        "address": 7,
+        "port_path": "1-1.3",
+        "port_numbers": [1, 3],
+        "vid": 0x3A6E,
+        "pid": 0x0202,
+        "serial": "DF2A00001",
+        "manufacturer": "Naiad Reference Devices",
+        "product": "Dragonfly 2",
+        "mode": "bootloader",
+        "tty": None,
+        "fastboot_tcp_port": server.port,
+        "bulk_socket": None,
+    }
     (sim / "bus.json").write_text(json.dumps({"version": 1, "devices": [entry]}))
     result = _cli("DF2A00001", "--sim", str(sim), "--json", "getvar", "serialno")
     assert result.exit_code == 0, result.stderr

@@ -61,13 +61,16 @@ class Images:
         self.boot.write_bytes(build_boot_image("2.0.0", "df2", os.urandom(300_000)))
         self.raw_a, self.raw_b = os.urandom(16 * MiB), os.urandom(16 * MiB)
         self.sparse = root / "big-sparse.img"
-        _sparse_image(self.sparse, [
-            ("raw", self.raw_a),
-            ("skip", HOLE[1]),
-            ("fill", b"\0\0\0\0" + (4 * MiB).to_bytes(8, "little")),
-            ("raw", self.raw_b),
-            ("fill", b"\xaa\xbb\xcc\xdd" + (4 * MiB).to_bytes(8, "little")),
-        ])
+        _sparse_image(
+            self.sparse,
+            [
+                ("raw", self.raw_a),
+                ("skip", HOLE[1]),
+                ("fill", b"\0\0\0\0" + (4 * MiB).to_bytes(8, "little")),
+                ("raw", self.raw_b),
+                ("fill", b"\xaa\xbb\xcc\xdd" + (4 * MiB).to_bytes(8, "little")),
+            ],
+        )
         self.expanded_without_hole = self.raw_a + bytes(4 * MiB) + self.raw_b + b"\xaa\xbb\xcc\xdd" * MiB
         self.raw = root / "big-raw.img"  # a plain 48 MiB image with zero regions, resparsed by the client
         self.raw.write_bytes(os.urandom(20 * MiB) + bytes(12 * MiB) + os.urandom(12 * MiB) + bytes(4 * MiB))
@@ -85,8 +88,9 @@ class Unit:
         self.store.write("system_a", self.old, offset=HOLE[0])
         self.store.write("system_b", os.urandom(48 * MiB))
         self.reboots: list[str] = []
-        self.server = FastbootTcpServer(lambda: FastbootEngine(self.store, serial="DF2A00001", hw_revision="B"),
-                                        on_reboot=self.reboots.append)
+        self.server = FastbootTcpServer(
+            lambda: FastbootEngine(self.store, serial="DF2A00001", hw_revision="B"), on_reboot=self.reboots.append
+        )
 
     @property
     def target(self) -> str:
@@ -112,16 +116,21 @@ def unit(tmp_path: Path) -> Iterator[Unit]:
 
 def stock(unit: Unit, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("ANDROID_PRODUCT_OUT", "ANDROID_SERIAL")}
-    done = subprocess.run([FASTBOOT, "-s", unit.target, *args], capture_output=True, text=True, timeout=120,
-                          env=env, check=False)
+    done = subprocess.run(
+        [FASTBOOT, "-s", unit.target, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
 
 
 def test_stock_client_session(unit: Unit, images: Images) -> None:
     out = stock(unit, "getvar", "all")
-    for line in ("(bootloader) current-slot:a", "(bootloader) slot-count:2",
-                 "(bootloader) partition-size:system_a:0x40000000", "(bootloader) max-download-size:0x10000000"):
+    for line in (
+        "(bootloader) current-slot:a",
+        "(bootloader) slot-count:2",
+        "(bootloader) partition-size:system_a:0x40000000",
+        "(bootloader) max-download-size:0x10000000",
+    ):
         assert line in out
 
     stock(unit, "flash", "boot", str(images.boot))
@@ -148,13 +157,25 @@ def test_stock_client_sees_failures(unit: Unit, images: Images, tmp_path: Path) 
     too_big = tmp_path / "calib.img"
     too_big.write_bytes(bytes(4 * MiB + 4096))
     env = {k: v for k, v in os.environ.items() if k != "ANDROID_PRODUCT_OUT"}
-    done = subprocess.run([FASTBOOT, "-s", unit.target, "flash", "calib", str(too_big)], capture_output=True,
-                          text=True, timeout=60, env=env, check=False)
+    done = subprocess.run(
+        [FASTBOOT, "-s", unit.target, "flash", "calib", str(too_big)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     assert done.returncode != 0
     assert "larger than partition calib" in done.stderr
     assert unit.store.sha256("calib", 0, 4096) == hashlib.sha256(bytes(4096)).hexdigest()
-    done = subprocess.run([FASTBOOT, "-s", unit.target, "set_active", "c"], capture_output=True, text=True,
-                          timeout=60, env=env, check=False)
+    done = subprocess.run(
+        [FASTBOOT, "-s", unit.target, "set_active", "c"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     assert done.returncode != 0 and unit.store.current_slot == "a"
 
 

@@ -50,25 +50,29 @@ def download(engine: FastbootEngine, data: bytes, piece: int = 4096) -> list[byt
 
 # -- engine: variables -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("current-slot", b"a"),  # the stock 29.x client wants "a", not "_a"
-    ("slot-count", b"2"),
-    ("max-download-size", b"0x10000000"),
-    ("partition-size:boot", b"0x4000000"),
-    ("partition-size:system_b", b"0x40000000"),
-    ("partition-type:calib", b"raw"),
-    ("has-slot:boot", b"yes"),
-    ("has-slot:calib", b"no"),
-    ("is-logical:system_a", b"no"),
-    ("is-userspace", b"no"),
-    ("product", b"df2"),
-    ("serialno", b"DF2A00001"),
-    ("hw-revision", b"B"),
-    ("secure", b"no"),
-    ("version-bootloader", b"naiad-sim-1.0"),
-    ("slot-successful:a", b"yes"),
-    ("slot-retry-count:b", b"3"),
-])
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("current-slot", b"a"),  # the stock 29.x client wants "a", not "_a"
+        ("slot-count", b"2"),
+        ("max-download-size", b"0x10000000"),
+        ("partition-size:boot", b"0x4000000"),
+        ("partition-size:system_b", b"0x40000000"),
+        ("partition-type:calib", b"raw"),
+        ("has-slot:boot", b"yes"),
+        ("has-slot:calib", b"no"),
+        ("is-logical:system_a", b"no"),
+        ("is-userspace", b"no"),
+        ("product", b"df2"),
+        ("serialno", b"DF2A00001"),
+        ("hw-revision", b"B"),
+        ("secure", b"no"),
+        ("version-bootloader", b"naiad-sim-1.0"),
+        ("slot-successful:a", b"yes"),
+        ("slot-retry-count:b", b"3"),
+    ],
+)
 def test_getvar(engine: FastbootEngine, name: str, value: bytes) -> None:
     assert one(engine, f"getvar:{name}") == b"OKAY" + value
 
@@ -97,6 +101,7 @@ def test_current_slot_follows_set_active(engine: FastbootEngine) -> None:
 
 
 # -- engine: download and flash -------------------------------------------------------------------
+
 
 def test_download_spans_many_packets_and_flashes(engine: FastbootEngine, store: SlotStore) -> None:
     data = os.urandom(300_001)
@@ -161,8 +166,7 @@ def test_sparse_download_leaves_dont_care_untouched(engine: FastbootEngine, stor
     assert got[12 * 4096 :] == old[12 * 4096 :]
 
 
-def test_download_is_streamed_to_an_unnamed_file_in_the_unit_dir(engine: FastbootEngine,
-                                                                 store: SlotStore) -> None:
+def test_download_is_streamed_to_an_unnamed_file_in_the_unit_dir(engine: FastbootEngine, store: SlotStore) -> None:
     one(engine, f"download:{MiB:08x}")
     engine.feed(bytes(1000))
     assert engine._download is not None
@@ -172,6 +176,7 @@ def test_download_is_streamed_to_an_unnamed_file_in_the_unit_dir(engine: Fastboo
 
 
 # -- engine: other commands ------------------------------------------------------------------------
+
 
 def test_erase(engine: FastbootEngine, store: SlotStore) -> None:
     store.write("calib", b"\xff" * 4096)
@@ -191,15 +196,25 @@ def test_oem_sha256(engine: FastbootEngine, store: SlotStore) -> None:
     assert hexed[0] == replies[0]
 
 
-@pytest.mark.parametrize("command", ["oem sha256", "oem sha256 calib 1", "oem sha256 calib x 1",
-                                     "oem sha256 calib 0 4194305", "oem sha256 calib -1 5",
-                                     "oem sha256 nope", "oem frobnicate"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "oem sha256",
+        "oem sha256 calib 1",
+        "oem sha256 calib x 1",
+        "oem sha256 calib 0 4194305",
+        "oem sha256 calib -1 5",
+        "oem sha256 nope",
+        "oem frobnicate",
+    ],
+)
 def test_bad_oem_commands_fail(engine: FastbootEngine, command: str) -> None:
     assert one(engine, command).startswith(b"FAIL")
 
 
-@pytest.mark.parametrize(("command", "target"), [("reboot", "system"), ("reboot-bootloader", "bootloader"),
-                                                 ("continue", "system")])
+@pytest.mark.parametrize(
+    ("command", "target"), [("reboot", "system"), ("reboot-bootloader", "bootloader"), ("continue", "system")]
+)
 def test_reboot_answers_then_flags_the_target(engine: FastbootEngine, command: str, target: str) -> None:
     assert one(engine, command) == b"OKAY"
     assert engine.reboot_target == target
@@ -216,6 +231,7 @@ def test_zero_length_packet_is_ignored(engine: FastbootEngine) -> None:
 
 
 # -- TCP server ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def tcp(store: SlotStore) -> Iterator[tuple[FastbootTcpServer, list[str]]]:
@@ -257,8 +273,7 @@ def test_tcp_bad_handshake_is_dropped(tcp: tuple[FastbootTcpServer, list[str]]) 
         assert _recv(sock) == b"OKAYdf2"
 
 
-def test_tcp_download_in_one_big_frame_and_in_many(tcp: tuple[FastbootTcpServer, list[str]],
-                                                   store: SlotStore) -> None:
+def test_tcp_download_in_one_big_frame_and_in_many(tcp: tuple[FastbootTcpServer, list[str]], store: SlotStore) -> None:
     data = os.urandom(3 * MiB + 123)
     with _connect(tcp[0].port) as sock:
         _send(sock, f"download:{len(data):08x}".encode())
@@ -326,6 +341,7 @@ def test_tcp_reboot_handler_errors_do_not_stop_the_server(store: SlotStore) -> N
 
 # -- USB bulk-socket server -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="fb") as path:  # Unix socket paths must stay short
@@ -344,8 +360,10 @@ def _usb_recv(sock: socket.socket) -> bytes:
 def test_usb_bulk_socket_framing(store: SlotStore, short_dir: Path) -> None:
     reboots: list[str] = []
     path = short_dir / "bulk.sock"
-    with FastbootUsbServer(lambda: FastbootEngine(store, serial="S"), path, reboots.append), \
-            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    with (
+        FastbootUsbServer(lambda: FastbootEngine(store, serial="S"), path, reboots.append),
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock,
+    ):
         sock.connect(str(path))
         _usb_send(sock, b"getvar:has-slot:boot")
         assert _usb_recv(sock) == b"OKAYyes"
@@ -386,8 +404,9 @@ def test_usb_session_survives_a_host_reconnect(store: SlotStore, short_dir: Path
 
 def test_bootloader_service_serves_both_links(store: SlotStore, short_dir: Path) -> None:
     done = threading.Event()
-    service = BootloaderService(store, serial="DF2A00001", bulk_socket=short_dir / "b.sock",
-                                on_reboot=lambda target: done.set())
+    service = BootloaderService(
+        store, serial="DF2A00001", bulk_socket=short_dir / "b.sock", on_reboot=lambda target: done.set()
+    )
     service.start()
     try:
         assert service.bulk_socket == str(short_dir / "b.sock")

@@ -146,8 +146,10 @@ def test_sparse_plan_covers_data_and_fill_but_not_the_hole(make_bundle: Any) -> 
 
 
 def test_piece_reader_streams_each_piece_and_tells_its_size(make_bundle: Any) -> None:
-    with Bundle.open(make_bundle(system_size=4 * MiB, sparse_system=False)) as bundle, \
-            bundle.open_image("system", check_hash=False) as source:
+    with (
+        Bundle.open(make_bundle(system_size=4 * MiB, sparse_system=False)) as bundle,
+        bundle.open_image("system", check_hash=False) as source,
+    ):
         pieces = list(resparse(source, MiB))
         assert len(pieces) > 2
         for piece in pieces:
@@ -185,8 +187,14 @@ def test_single_slot_models_and_unslotted_partitions_are_refused(tmp_path: Path,
     calib = tmp_path / "calib.img"
     calib.write_bytes(b"\x5a" * 8192)
     out = tmp_path / "calib.zip"
-    pack_bundle(out, key=key, models=[ModelSpec("df2")], version="9.9", security_version=0,
-                partitions=[PartitionSource("calib", calib)])
+    pack_bundle(
+        out,
+        key=key,
+        models=[ModelSpec("df2")],
+        version="9.9",
+        security_version=0,
+        partitions=[PartitionSource("calib", calib)],
+    )
     with Bundle.open(out) as bundle, pytest.raises(UnslottedPartition):
         check_ab_flashable(bundle, df2)
 
@@ -212,8 +220,14 @@ def test_a_unit_is_flashed_confirmed_and_recorded(bench: Any, make_bundle: Any) 
     assert info["active_slot"] == "b" and slot_version(info) == "2.0.0" and slot_version(info, "a") == "1.0.0"
 
     phases = [e.phase for e in recorder.of(serial, "phase")]
-    order = [FlashPhase.CHECK, FlashPhase.REBOOT, FlashPhase.WRITE, FlashPhase.SWITCH, FlashPhase.BOOT,
-             FlashPhase.CONFIRM]
+    order = [
+        FlashPhase.CHECK,
+        FlashPhase.REBOOT,
+        FlashPhase.WRITE,
+        FlashPhase.SWITCH,
+        FlashPhase.BOOT,
+        FlashPhase.CONFIRM,
+    ]
     assert [p for p in phases if p in order] == [*order[:2], FlashPhase.WRITE, FlashPhase.WRITE, *order[3:]]
     written = [(e.phase, e.partition) for e in recorder.of(serial, "phase") if e.phase is FlashPhase.WRITE]
     assert written == [(FlashPhase.WRITE, "boot"), (FlashPhase.WRITE, "system")]
@@ -250,8 +264,7 @@ def test_an_image_larger_than_the_download_buffer_goes_in_sparse_pieces(
     sim, station = bench()
     serial = sim.serials()[0]
     recorder = Recorder()
-    [result] = flash_units(station, make_bundle("2.1.0", system_size=4 * MiB, sparse_system=False),
-                           [serial], recorder)
+    [result] = flash_units(station, make_bundle("2.1.0", system_size=4 * MiB, sparse_system=False), [serial], recorder)
     assert result.ok and result.written == ("boot", "system"), result.error
     system = [e for e in recorder.of(serial, "progress") if e.partition == "system" and e.phase is FlashPhase.WRITE]
     # sparse pieces, not the raw 4 MiB: and more than the 1 MiB the unit takes at once, so several of them
@@ -260,17 +273,20 @@ def test_an_image_larger_than_the_download_buffer_goes_in_sparse_pieces(
 
 
 @pytest.mark.parametrize("cut", ["power_cut", "unplug"])
-def test_an_interrupted_flash_resumes_and_skips_what_was_verified(
-    cut: str, bench: Any, make_bundle: Any
-) -> None:
+def test_an_interrupted_flash_resumes_and_skips_what_was_verified(cut: str, bench: Any, make_bundle: Any) -> None:
     sim, station = bench()
     serial = sim.serials()[0]
     bundle = make_bundle("2.2.0", system_size=8 * MiB)
     fired = threading.Event()
 
     def cut_halfway(event: FlashEvent) -> None:
-        if (event.kind == "progress" and event.phase is FlashPhase.WRITE and event.partition == "system"
-                and event.done * 2 >= event.total and not fired.is_set()):
+        if (
+            event.kind == "progress"
+            and event.phase is FlashPhase.WRITE
+            and event.partition == "system"
+            and event.done * 2 >= event.total
+            and not fired.is_set()
+        ):
             fired.set()
             sim.call(cut, serial=serial)  # from the worker: the unit is gone before the next byte
 
@@ -294,9 +310,7 @@ def test_an_interrupted_flash_resumes_and_skips_what_was_verified(
     assert (again.written, again.skipped, again.version, again.slot) == (("system",), ("boot",), "2.2.0", "b")
 
 
-def test_a_flash_cut_after_the_switch_finishes_without_writing(
-    bench: Any, make_bundle: Any
-) -> None:
+def test_a_flash_cut_after_the_switch_finishes_without_writing(bench: Any, make_bundle: Any) -> None:
     sim, station = bench()
     serial = sim.serials()[0]
     bundle = make_bundle("2.3.0")
@@ -314,9 +328,7 @@ def test_a_flash_cut_after_the_switch_finishes_without_writing(
     assert (again.written, again.skipped, again.slot, again.version) == ((), ("boot", "system"), "b", "2.3.0")
 
 
-def test_a_corrupted_write_fails_verification_and_the_old_slot_still_boots(
-    bench: Any, make_bundle: Any
-) -> None:
+def test_a_corrupted_write_fails_verification_and_the_old_slot_still_boots(bench: Any, make_bundle: Any) -> None:
     sim, station = bench()
     serial = sim.serials()[0]
     partitions = sim.state_dir / "units" / serial / "partitions"
@@ -367,9 +379,7 @@ def test_refusals_come_before_the_unit_is_touched(bench: Any, make_bundle: Any) 
     assert statuses == ["succeeded", "failed", "failed"]
 
 
-def test_a_bad_bundle_or_unit_list_raises_before_any_unit_is_touched(
-    bench: Any, make_bundle: Any
-) -> None:
+def test_a_bad_bundle_or_unit_list_raises_before_any_unit_is_touched(bench: Any, make_bundle: Any) -> None:
     sim, station = bench(2)
     serials = sim.serials()
     boots = {s: sim.terminal(s)["boot_count"] for s in serials}
@@ -391,9 +401,7 @@ def test_a_bad_bundle_or_unit_list_raises_before_any_unit_is_touched(
 # --- many units, and the command line ------------------------------------------------------------------
 
 
-def test_all_units_flash_in_parallel_and_one_failure_stops_no_other(
-    sim_factory: Any, make_bundle: Any
-) -> None:
+def test_all_units_flash_in_parallel_and_one_failure_stops_no_other(sim_factory: Any, make_bundle: Any) -> None:
     sim = sim_factory(terminals=3, models=["df2", "frog-pro"])  # df2, frog-pro, df2
     models = {t["serial"]: t["model"] for t in sim.terminals()}
     frog = next(s for s, m in models.items() if m == "frog-pro")
@@ -441,6 +449,7 @@ def test_the_command_refuses_conflicting_or_missing_units(tmp_path: Path, make_b
     assert both.exit_code == 2 and "--device" in both.output
     none = CliRunner().invoke(flash, [str(bundle), "--json"], catch_exceptions=False)
     assert none.exit_code == 1 and json.loads(none.stdout)["error"] == "NoUnitsSelected"
-    missing = CliRunner().invoke(flash, [str(tmp_path / "nope.zip"), "--device", "DF2X", "--json"],
-                                 catch_exceptions=False)
+    missing = CliRunner().invoke(
+        flash, [str(tmp_path / "nope.zip"), "--device", "DF2X", "--json"], catch_exceptions=False
+    )
     assert missing.exit_code == 1 and json.loads(missing.stdout)["error"] == "BundleNotFound"

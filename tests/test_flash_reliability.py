@@ -107,8 +107,16 @@ def plan_moments(rng: random.Random, serials: list[str]) -> list[Moment]:
     moments = []
     for serial in serials:
         kind = rng.choices(["power_cut", "unplug", "unplug_bytes"], weights=[4, 3, 3])[0]
-        moments.append(Moment(serial, kind, at_event=rng.randint(1, EVENTS_PER_FLASH), delay=rng.uniform(0, 0.03),
-                              restore_after=rng.uniform(0.05, 0.3), nbytes=rng.randint(0, 6 * MiB)))
+        moments.append(
+            Moment(
+                serial,
+                kind,
+                at_event=rng.randint(1, EVENTS_PER_FLASH),
+                delay=rng.uniform(0, 0.03),
+                restore_after=rng.uniform(0.05, 0.3),
+                nbytes=rng.randint(0, 6 * MiB),
+            )
+        )
     return moments
 
 
@@ -146,8 +154,9 @@ def test_random_cuts_during_flashing_never_brick_a_unit(
                 break
             version = f"5.{round_}"
             where = f"seed {SEED}, round {round_}"
-            bundle = tool.make_demo_bundle(tmp_path / f"{version}.zip", version=version,
-                                           system_size=8 * MiB, key_dir=tmp_path / "key").path
+            bundle = tool.make_demo_bundle(
+                tmp_path / f"{version}.zip", version=version, system_size=8 * MiB, key_dir=tmp_path / "key"
+            ).path
             moments = plan_moments(rng, serials)
             cutter = Cutter(sim, moments)
             first = flash_units(station, bundle, serials, cutter)

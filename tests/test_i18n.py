@@ -24,8 +24,9 @@ def msgids() -> list[str]:
 def test_every_message_is_translated(msgids: list[str], language: str) -> None:
     catalog = i18n.catalog(language)
     missing = [m for m in msgids if not catalog.get(m)]
-    assert not missing, f"{len(missing)} messages lack a {language} translation (run python -m i18n.extract): " \
-                        f"{missing[:10]}"
+    assert not missing, (
+        f"{len(missing)} messages lack a {language} translation (run python -m i18n.extract): {missing[:10]}"
+    )
 
 
 @pytest.mark.parametrize("language", i18n.LANGUAGES)
@@ -49,7 +50,16 @@ def test_switching_language_changes_errors_and_tells_listeners(monkeypatch: pyte
     assert "DF2X" in chinese and chinese != english
 
 
-@pytest.mark.parametrize(("given", "expected"), [("zh", "zh_CN"), ("zh_CN.UTF-8", "zh_CN"), ("zh-Hans", "zh_CN"),
-                                                 ("en_US.UTF-8", "en"), ("de_DE", "en"), (None, "en")])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("zh", "zh_CN"),
+        ("zh_CN.UTF-8", "zh_CN"),
+        ("zh-Hans", "zh_CN"),
+        ("en_US.UTF-8", "en"),
+        ("de_DE", "en"),
+        (None, "en"),
+    ],
+)
 def test_language_names_are_normalised(given: str | None, expected: str) -> None:
     assert i18n.normalize_language(given) == expected

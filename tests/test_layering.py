@@ -39,8 +39,14 @@ def sources(package: str) -> list[Path]:
 
 
 def test_only_the_console_imports_qt() -> None:
-    offenders = [f"{p.relative_to(ROOT)}: {name}" for pkg in PACKAGES if pkg != "console" for p in sources(pkg)
-                 for name in imports(p) if name.split(".")[0] in {"PyQt6", "PyQt5", "PySide6"}]
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for pkg in PACKAGES
+        if pkg != "console"
+        for p in sources(pkg)
+        for name in imports(p)
+        if name.split(".")[0] in {"PyQt6", "PyQt5", "PySide6"}
+    ]
     assert not offenders
 
 

@@ -151,8 +151,16 @@ def test_urls_in_errors_hide_the_password() -> None:
     assert "s3cr3t" not in redact_url("weird//naiad:s3cr3t@host")
 
 
-@pytest.mark.parametrize("url", ["postgresql://u:p@ss@h/db", "not a url u:se/cret@h", "postgresql://u:s/ecret@h/db",
-                                 "postgresql://h/db?user=u&password=cret", "postgresql+psycopg://u:cret@h:5432/db"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p@ss@h/db",
+        "not a url u:se/cret@h",
+        "postgresql://u:s/ecret@h/db",
+        "postgresql://h/db?user=u&password=cret",
+        "postgresql+psycopg://u:cret@h:5432/db",
+    ],
+)
 def test_a_malformed_url_never_shows_its_password(url: str) -> None:
     shown = redact_url(url)
     assert not any(part in shown for part in ("ss@", "se/cret", "s/ecret", "cret"))

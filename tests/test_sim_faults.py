@@ -52,6 +52,7 @@ class FakeClock:
 
 # -- the token bucket and the fault set ------------------------------------------------------------
 
+
 def test_token_bucket_holds_the_rate_over_a_long_transfer() -> None:
     clock = FakeClock()
     bucket = TokenBucket(1000.0, burst=100, clock=clock, sleep=clock.sleep)
@@ -84,11 +85,22 @@ def test_a_sleep_that_overshoots_does_not_slow_the_link_below_the_cap() -> None:
     assert waits == [0.0, pytest.approx(0.1), pytest.approx(0.05)]  # the late wake-up is credited
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("ber", 1.5), ("drop", -0.1), ("latency_ms", -1), ("bandwidth_mbps", -40), ("bandwidth_mbps", "fast"),
-    ("unplug_after_bytes", -1), ("unplug_after_bytes", 1.5), ("corrupt_writes", -2), ("corrupt_writes", True),
-    ("ber", float("nan")), ("no_such_fault", 1),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ber", 1.5),
+        ("drop", -0.1),
+        ("latency_ms", -1),
+        ("bandwidth_mbps", -40),
+        ("bandwidth_mbps", "fast"),
+        ("unplug_after_bytes", -1),
+        ("unplug_after_bytes", 1.5),
+        ("corrupt_writes", -2),
+        ("corrupt_writes", True),
+        ("ber", float("nan")),
+        ("no_such_fault", 1),
+    ],
+)
 def test_bad_faults_are_refused_and_change_nothing(name: str, value: Any) -> None:
     faults = Faults(bandwidth_mbps=40.0)
     before = faults.as_dict()
@@ -116,6 +128,7 @@ def test_corrupt_writes_counts_down() -> None:
 
 
 # -- the fastboot links -----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def capped_server(store: SlotStore) -> Iterator[tuple[FastbootTcpServer, Faults]]:
@@ -147,14 +160,26 @@ def test_unplug_fault_on_the_usb_bulk_link(store: SlotStore) -> None:
     unplugged = threading.Event()
     with tempfile.TemporaryDirectory(prefix="fbu") as short:
         sim_dir = Path(short)
-        service = BootloaderService(store, serial="DF2A00001", bulk_socket=sim_dir / "bulk.sock", faults=faults,
-                                    on_unplug=unplugged.set)
+        service = BootloaderService(
+            store, serial="DF2A00001", bulk_socket=sim_dir / "bulk.sock", faults=faults, on_unplug=unplugged.set
+        )
         service.start()
         try:
-            entry = {"bus": 1, "address": 9, "port_path": "1-1.3", "port_numbers": [1, 3], "vid": 0x3A6E,
-                     "pid": 0x0202, "serial": "DF2A00001", "manufacturer": "Naiad Reference Devices",
-                     "product": "Dragonfly 2", "mode": "bootloader", "tty": None,
-                     "fastboot_tcp_port": service.tcp_port, "bulk_socket": service.bulk_socket}
+            entry = {
+                "bus": 1,
+                "address": 9,
+                "port_path": "1-1.3",
+                "port_numbers": [1, 3],
+                "vid": 0x3A6E,
+                "pid": 0x0202,
+                "serial": "DF2A00001",
+                "manufacturer": "Naiad Reference Devices",
+                "product": "Dragonfly 2",
+                "mode": "bootloader",
+                "tty": None,
+                "fastboot_tcp_port": service.tcp_port,
+                "bulk_socket": service.bulk_socket,
+            }
             (sim_dir / "bus.json").write_text(json.dumps({"version": 1, "devices": [entry]}))
             before = store.sha256("boot_b", 0, 3 * MiB)
             with open_fastboot("usb:1-1.3", usb_backend=get_backend(sim_dir)) as fb:
@@ -192,8 +217,8 @@ def test_engine_refuses_commands_once_the_bootloader_is_going_down(store: SlotSt
 
 # -- anti-rollback ------------------------------------------------------------------------------------
 
-def test_rollback_index_rises_on_a_successful_boot_and_refuses_older_images(store: SlotStore,
-                                                                           tmp_path: Path) -> None:
+
+def test_rollback_index_rises_on_a_successful_boot_and_refuses_older_images(store: SlotStore, tmp_path: Path) -> None:
     assert store.rollback_index == 0 and store.status()["security_version"] == 0
     _flash(store, "boot_b", build_boot_image("2.0.0", "df2", b"new kernel", security_version=5), tmp_path)
     store.set_active("b")
@@ -242,6 +267,7 @@ def test_getvar_security_version(store: SlotStore, tmp_path: Path) -> None:
 
 
 # -- through the simulator process ---------------------------------------------------------------------
+
 
 def _to_bootloader(sim: Any, serial: str) -> int:
     sim.call("reboot", serial=serial, mode=BOOTLOADER)
@@ -340,4 +366,3 @@ def test_bandwidth_cap_applies_to_the_management_link(sim_factory: Any) -> None:
         client.write_object(OBJECT_LOOPBACK, blob)
         elapsed = time.monotonic() - started
     assert elapsed >= (len(blob) - DEFAULT_BURST) / (2.0 * MB)  # the bucket never lets it through faster
-

@@ -50,8 +50,15 @@ def _flash(store: SlotStore, partition: str, data: bytes, tmp_path: Path) -> Non
 def test_create_lays_out_sparse_partitions_of_the_table_sizes(store: SlotStore) -> None:
     parts = store.unit_dir / "partitions"
     names = sorted(p.name for p in parts.iterdir())
-    assert names == ["boot_a.img", "boot_b.img", "calib.img", "system_a.img", "system_b.img",
-                     "vendor_a.img", "vendor_b.img"]
+    assert names == [
+        "boot_a.img",
+        "boot_b.img",
+        "calib.img",
+        "system_a.img",
+        "system_b.img",
+        "vendor_a.img",
+        "vendor_b.img",
+    ]
     assert (parts / "system_a.img").stat().st_size == 1 << 30
     assert (parts / "system_a.img").stat().st_blocks * 512 < 1 << 20  # sparse on disk
     assert store.current_slot == "a"
@@ -155,8 +162,9 @@ def test_sparse_image_writes_raw_fills_and_keeps_dont_care(store: SlotStore, tmp
     old = os.urandom(64 * 1024)
     store.write("calib", old)
     raw1, raw2 = os.urandom(8192), os.urandom(4096)
-    image = sparse_image(4096, [("raw", raw1, 0), ("skip", b"", 4), ("fill", b"\xde\xad\xbe\xef", 3),
-                           ("crc", b"", 0), ("raw", raw2, 0)])
+    image = sparse_image(
+        4096, [("raw", raw1, 0), ("skip", b"", 4), ("fill", b"\xde\xad\xbe\xef", 3), ("crc", b"", 0), ("raw", raw2, 0)]
+    )
     _flash(store, "calib", image, tmp_path)
     got = store.read("calib", 0, 64 * 1024)
     assert got[:8192] == raw1
@@ -217,8 +225,9 @@ def test_erase_zeroes_the_partition(store: SlotStore) -> None:
     assert store.resolve("boot_a").path.stat().st_size == 64 * 1024 * 1024
 
 
-def test_power_cut_during_set_active_keeps_the_old_slot(store: SlotStore, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_power_cut_during_set_active_keeps_the_old_slot(
+    store: SlotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _flash(store, "boot_b", build_boot_image("2.0.0", "df2", b"k"), tmp_path)
 
     def cut(*args: object) -> None:
@@ -233,8 +242,9 @@ def test_power_cut_during_set_active_keeps_the_old_slot(store: SlotStore, tmp_pa
     assert reopened.boot().slot == "a"
 
 
-def test_power_cut_during_a_flash_of_the_other_slot_keeps_booting(store: SlotStore, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_power_cut_during_a_flash_of_the_other_slot_keeps_booting(
+    store: SlotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def cut(*args: object) -> int:
         raise KeyboardInterrupt("power cut")
 

@@ -66,8 +66,11 @@ def unit_on_tcp() -> Iterator[tuple[int, threading.Event, threading.Event]]:
 @pytest.mark.parametrize("form", ["tcp", "url", "port"])
 def test_every_path_form_reaches_the_unit(unit_on_tcp: Any, form: str) -> None:
     port, _, _ = unit_on_tcp
-    target: Any = {"tcp": f"tcp:127.0.0.1:{port}", "url": f"socket://127.0.0.1:{port}",
-                   "port": serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0)}[form]
+    target: Any = {
+        "tcp": f"tcp:127.0.0.1:{port}",
+        "url": f"socket://127.0.0.1:{port}",
+        "port": serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0),
+    }[form]
     transport = open_transport(target)
     assert isinstance(transport, TcpTransport if form == "tcp" else SerialTransport)
     with ManagementClient(transport, timeout=5) as client:

@@ -17,7 +17,8 @@ def packaged_rules() -> str:
 
 def test_committed_rules_file_is_the_rendered_one() -> None:
     assert COMMITTED.read_text(encoding="utf-8") == packaged_rules(), (
-        "data/udev/70-naiad.rules is stale: regenerate it from terminal.udev.render_rules()")
+        "data/udev/70-naiad.rules is stale: regenerate it from terminal.udev.render_rules()"
+    )
 
 
 def test_every_model_and_mode_has_a_usb_rule_and_a_tty_rule() -> None:
@@ -36,8 +37,9 @@ def test_every_model_and_mode_has_a_usb_rule_and_a_tty_rule() -> None:
 
 def test_a_distributor_model_gets_its_rules() -> None:
     base = next(iter(read_table(PACKAGED_TABLE).values()))
-    extra = dataclasses.replace(base, id="zz-kiosk", name="Kiosk", run_usb=UsbId(0x1234, 0xABCD),
-                                bootloader_usb=UsbId(0x1234, 0xABCE))
+    extra = dataclasses.replace(
+        base, id="zz-kiosk", name="Kiosk", run_usb=UsbId(0x1234, 0xABCD), bootloader_usb=UsbId(0x1234, 0xABCE)
+    )
     rules = render_rules([*read_table(PACKAGED_TABLE).values(), extra])
     assert 'ATTR{idVendor}=="1234", ATTR{idProduct}=="abcd"' in rules
     assert 'ATTRS{idVendor}=="1234", ATTRS{idProduct}=="abcd"' in rules

@@ -21,15 +21,34 @@ import usb.util
 from simulator.usb_backend import SimBusError, SimUsbBackend, get_backend
 
 RUN_ENTRY: dict[str, Any] = {
-    "bus": 1, "address": 7, "port_path": "1-1.3", "port_numbers": [1, 3], "vid": 0x3A6E, "pid": 0x0201,
-    "serial": "DF2A00001", "manufacturer": "Naiad Reference Devices", "product": "Dragonfly 2",
-    "mode": "run", "tty": "/dev/pts/7", "fastboot_tcp_port": None, "bulk_socket": None,
+    "bus": 1,
+    "address": 7,
+    "port_path": "1-1.3",
+    "port_numbers": [1, 3],
+    "vid": 0x3A6E,
+    "pid": 0x0201,
+    "serial": "DF2A00001",
+    "manufacturer": "Naiad Reference Devices",
+    "product": "Dragonfly 2",
+    "mode": "run",
+    "tty": "/dev/pts/7",
+    "fastboot_tcp_port": None,
+    "bulk_socket": None,
 }
 
 
 def boot_entry(sock: str | None, address: int = 9) -> dict[str, Any]:
-    return {**RUN_ENTRY, "address": address, "pid": 0x0202, "mode": "bootloader", "tty": None,
-            "port_path": "1-1.4", "port_numbers": [1, 4], "serial": "DF2A00002", "bulk_socket": sock}
+    return {
+        **RUN_ENTRY,
+        "address": address,
+        "pid": 0x0202,
+        "mode": "bootloader",
+        "tty": None,
+        "port_path": "1-1.4",
+        "port_numbers": [1, 4],
+        "serial": "DF2A00002",
+        "bulk_socket": sock,
+    }
 
 
 def write_bus(sim_dir: Path, devices: list[dict[str, Any]]) -> None:
@@ -143,22 +162,28 @@ def test_run_mode_is_a_composite_cdc_acm_device(tmp_path: Path) -> None:
     comm, data = cfg[(0, 0)], cfg[(1, 0)]
     assert (comm.bInterfaceClass, comm.bInterfaceSubClass) == (0x02, 0x02)
     assert [(e.bEndpointAddress, usb.util.endpoint_type(e.bmAttributes)) for e in comm] == [
-        (0x82, usb.util.ENDPOINT_TYPE_INTR)]
+        (0x82, usb.util.ENDPOINT_TYPE_INTR)
+    ]
     assert data.bInterfaceClass == 0x0A
     assert sorted((e.bEndpointAddress, e.bmAttributes, e.wMaxPacketSize) for e in data) == [
-        (0x01, 0x02, 512), (0x81, 0x02, 512)]
+        (0x01, 0x02, 512),
+        (0x81, 0x02, 512),
+    ]
     assert list(cfg.extra_descriptors[:2]) == [8, 0x0B]  # interface association for the composite
 
 
 def test_bootloader_mode_offers_the_fastboot_interface(tmp_path: Path) -> None:
     write_bus(tmp_path, [boot_entry("/nonexistent.sock")])
     dev = find(tmp_path)
-    intf = usb.util.find_descriptor(dev.get_active_configuration(), bInterfaceClass=0xFF,
-                                    bInterfaceSubClass=0x42, bInterfaceProtocol=0x03)
+    intf = usb.util.find_descriptor(
+        dev.get_active_configuration(), bInterfaceClass=0xFF, bInterfaceSubClass=0x42, bInterfaceProtocol=0x03
+    )
     assert intf is not None
     assert usb.util.get_string(dev, intf.iInterface) == "fastboot"
     assert {(e.bEndpointAddress, e.bmAttributes, e.wMaxPacketSize) for e in intf} == {
-        (0x81, 0x02, 512), (0x01, 0x02, 512)}
+        (0x81, 0x02, 512),
+        (0x01, 0x02, 512),
+    }
 
 
 def test_raw_descriptors_agree_with_the_parsed_ones(tmp_path: Path) -> None:
@@ -183,8 +208,7 @@ def test_string_descriptors(tmp_path: Path) -> None:
     write_bus(tmp_path, [RUN_ENTRY])
     dev = find(tmp_path)
     assert dev.langids == (0x0409,)
-    assert (dev.serial_number, dev.manufacturer, dev.product) == (
-        "DF2A00001", "Naiad Reference Devices", "Dragonfly 2")
+    assert (dev.serial_number, dev.manufacturer, dev.product) == ("DF2A00001", "Naiad Reference Devices", "Dragonfly 2")
     with pytest.raises(usb.core.USBError) as err:
         usb.util.get_string(dev, 9)
     assert err.value.errno == errno.EPIPE
@@ -213,7 +237,8 @@ def test_a_read_returns_one_in_transfer(tmp_path: Path, peer_factory: Callable[[
 
 
 def test_long_transfer_in_packet_sized_reads_and_overflow(
-        tmp_path: Path, peer_factory: Callable[[Handler], ScriptedPeer]) -> None:
+    tmp_path: Path, peer_factory: Callable[[Handler], ScriptedPeer]
+) -> None:
     peer = peer_factory(lambda data: [b"A" * 1024] if data == b"big" else [b"B" * 600])
     dev = bootloader(tmp_path, peer)
     dev.write(0x01, b"big")
@@ -326,7 +351,8 @@ def test_bus_file_errors(tmp_path: Path) -> None:
 
 
 def test_reader_and_writer_threads_share_one_stream(
-        tmp_path: Path, peer_factory: Callable[[Handler], ScriptedPeer]) -> None:
+    tmp_path: Path, peer_factory: Callable[[Handler], ScriptedPeer]
+) -> None:
     peer = peer_factory(lambda data: [data[::-1]])
     dev = bootloader(tmp_path, peer)
     usb.util.claim_interface(dev, 0)

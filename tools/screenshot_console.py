@@ -38,7 +38,9 @@ def xvfb(size: tuple[int, int]) -> Iterator[str]:
     try:
         process = subprocess.Popen(
             ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
-            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(write_fd,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     except FileNotFoundError as exc:
         raise ScreenshotFailed("Xvfb is not installed (Debian: apt install xvfb)") from exc

@@ -27,8 +27,9 @@ class SerialTransport(Transport):
         if self._port is not None and self._port.is_open:
             return
         try:
-            self._port = serial.serial_for_url(self.path, baudrate=self._baudrate, timeout=0,
-                                               write_timeout=10, exclusive=True)
+            self._port = serial.serial_for_url(
+                self.path, baudrate=self._baudrate, timeout=0, write_timeout=10, exclusive=True
+            )
         except serial.SerialException as exc:
             raise self._translate(exc) from exc
         except ValueError as exc:  # a URL scheme pyserial does not know
