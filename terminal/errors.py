@@ -37,6 +37,20 @@ class NaiadError(Exception):
         return {"error": type(self).__name__, "message": str(self), "remedy": self.remedy_text}
 
 
+class UnitGone(NaiadError):
+    """The unit went away (unplugged, rebooted, powered off), whichever link it was on: retry-on-unplug catches this."""
+
+    message = N_("The unit went away")
+    remedy = N_("Re-plug the unit (try another cable or hub port if it keeps dropping) and run the step again.")
+
+
+class UnitTimeout(NaiadError):
+    """The unit did not answer within its deadline, whichever link it was on."""
+
+    message = N_("The unit did not answer in time")
+    remedy = N_("Check that the unit is powered and in the right mode, and that the cable is sound.")
+
+
 class TransportError(NaiadError):
     message = N_("Communication with {path} failed")
 
@@ -51,12 +65,12 @@ class TransportPermissionDenied(TransportError):
     remedy = N_("Install the Naiad udev rule (run 'naiad doctor' for the command) and re-plug the unit.")
 
 
-class TransportDisconnected(TransportError):
+class TransportDisconnected(TransportError, UnitGone):
     message = N_("The unit at {path} was disconnected")
     remedy = N_("Re-plug the unit (try another cable or hub port if it keeps dropping) and run the step again.")
 
 
-class TransportTimeout(TransportError):
+class TransportTimeout(TransportError, UnitTimeout):
     message = N_("The unit at {path} did not answer in time")
     remedy = N_("Check that the unit is in run mode and that the cable is sound.")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from i18n import N_
-from terminal.errors import NaiadError
+from terminal.errors import NaiadError, UnitGone, UnitTimeout
 
 
 class FastbootError(NaiadError):
@@ -23,12 +23,12 @@ class FastbootFailure(FastbootError):
         return str(self.params.get("reason", ""))
 
 
-class FastbootTimeout(FastbootError):
+class FastbootTimeout(FastbootError, UnitTimeout):
     message = N_("The bootloader at {target} did not answer '{command}' within {seconds} s")
     remedy = N_("Check that the unit is still in bootloader mode and that the cable is sound, then retry.")
 
 
-class FastbootDisconnected(FastbootError):
+class FastbootDisconnected(FastbootError, UnitGone):
     message = N_("The bootloader at {target} went away")
     remedy = N_("Re-plug the unit, put it back into bootloader mode and run the command again.")
 

@@ -1,0 +1,225 @@
+"""The one typed event stream of every long-running step: flashing, keys, calibration, face-pay, enrollment.
+
+A step reports four kinds of event about one unit: it started a phase (optionally on an item such as a
+partition, a key or a calibration view), some bytes or items of a total are done, a message for the person
+watching, and it finished with its result.  Views implement :class:`Listener` (the CLI's rich bars, the
+console's Qt signals); cores send through a :class:`Reporter`, which names the unit and the step once,
+keeps progress monotonic within a phase (in the spirit of pyOCD's progress normaliser) and never lets a
+failing listener break the step.  Each event delivers itself to the matching listener method, so no view
+dispatches on an event's type.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .errors import NaiadError
+
+LOG = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""``(done, total)`` of one transfer: the one low-level progress shape (``total`` <= 0: unknown)."""
+
+
+class StepResult(Protocol):
+    """What a finished step hands its listeners: success, the error if any, and a JSON form."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def error(self) -> NaiadError | None: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class Event(abc.ABC):
+    """One event of one step on one unit."""
+
+    unit: str
+    step: str
+
+    @abc.abstractmethod
+    def deliver(self, listener: Listener) -> None:
+        """Call the listener method for this kind of event."""
+
+
+@dataclass(frozen=True)
+class PhaseStarted(Event):
+    """The step entered ``phase`` (its own vocabulary, e.g. ``write``), optionally on ``item``."""
+
+    unit: str
+    step: str
+    phase: str
+    label: str
+    """The phase in the current language, for people."""
+    item: str | None = None
+
+    def deliver(self, listener: Listener) -> None:
+        listener.phase_started(self)
+
+
+@dataclass(frozen=True)
+class Progressed(Event):
+    """``done`` of ``total`` (bytes or items) of the current phase; ``total`` <= 0 means unknown."""
+
+    unit: str
+    step: str
+    phase: str | None
+    done: int
+    total: int
+    item: str | None = None
+    counts: str = "bytes"
+    """``bytes`` or ``items``."""
+
+    def deliver(self, listener: Listener) -> None:
+        listener.progressed(self)
+
+
+@dataclass(frozen=True)
+class Message(Event):
+    """A line for the person watching, already translated (a bootloader's INFO line, a skipped item)."""
+
+    unit: str
+    step: str
+    text: str
+    item: str | None = None
+
+    def deliver(self, listener: Listener) -> None:
+        listener.message(self)
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    """The step ended on this unit, well or not; ``result`` says which and carries the figures."""
+
+    unit: str
+    step: str
+    result: StepResult
+
+    def deliver(self, listener: Listener) -> None:
+        listener.finished(self)
+
+
+class Listener(abc.ABC):
+    """A view of the event stream.  Methods are called from the step's worker thread; they must not block."""
+
+    @abc.abstractmethod
+    def phase_started(self, event: PhaseStarted) -> None: ...
+
+    @abc.abstractmethod
+    def progressed(self, event: Progressed) -> None: ...
+
+    @abc.abstractmethod
+    def message(self, event: Message) -> None: ...
+
+    @abc.abstractmethod
+    def finished(self, event: StepFinished) -> None: ...
+
+
+class Recorder(Listener):
+    """Keeps every event in order: for tests, and for a view that replays a unit's history."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def _add(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        self._add(event)
+
+    def progressed(self, event: Progressed) -> None:
+        self._add(event)
+
+    def message(self, event: Message) -> None:
+        self._add(event)
+
+    def finished(self, event: StepFinished) -> None:
+        self._add(event)
+
+    def of(self, kind: type[Event], unit: str | None = None) -> list[Any]:
+        """The recorded events of one kind (and unit)."""
+        with self._lock:
+            return [e for e in self.events if isinstance(e, kind) and (unit is None or e.unit == unit)]
+
+
+class Fanout(Listener):
+    """Several listeners as one, in order."""
+
+    def __init__(self, listeners: Iterable[Listener]) -> None:
+        self.listeners = tuple(listeners)
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        for listener in self.listeners:
+            listener.phase_started(event)
+
+    def progressed(self, event: Progressed) -> None:
+        for listener in self.listeners:
+            listener.progressed(event)
+
+    def message(self, event: Message) -> None:
+        for listener in self.listeners:
+            listener.message(event)
+
+    def finished(self, event: StepFinished) -> None:
+        for listener in self.listeners:
+            listener.finished(event)
+
+
+class Reporter:
+    """Sends one unit's events of one step.  A listener that raises is logged, never allowed to break the step.
+
+    Progress is normalised per phase and item: ``done`` is clamped to ``[0, total]`` and never goes back
+    (a retried transfer does not make a bar jump backwards); a new phase or item starts again from zero.
+    """
+
+    def __init__(self, listener: Listener | None, unit: str, step: str) -> None:
+        self.listener = listener
+        self.unit = unit
+        self.step = step
+        self.phase_now: str | None = None
+        self._item: str | None = None
+        self._done = 0
+
+    def _send(self, event: Event) -> None:
+        if self.listener is None:
+            return
+        try:
+            event.deliver(self.listener)
+        except Exception:
+            LOG.exception("%s: a listener of step %s failed", self.unit, self.step)
+
+    def phase(self, phase: str, label: str, item: str | None = None) -> None:
+        self.phase_now, self._item, self._done = phase, item, 0
+        self._send(PhaseStarted(self.unit, self.step, str(phase), label, item))
+
+    def progress(self, done: int, total: int, item: str | None = None, *, counts: str = "bytes") -> None:
+        if item != self._item:
+            self._item, self._done = item, 0
+        done = max(0, done if total <= 0 else min(done, total))
+        self._done = max(self._done, done)
+        phase = None if self.phase_now is None else str(self.phase_now)
+        self._send(Progressed(self.unit, self.step, phase, self._done, total, item, counts))
+
+    def progress_callback(self, item: str | None = None, *, counts: str = "bytes") -> ProgressCallback:
+        """A ``(done, total)`` callback for a lower layer's transfer of ``item``."""
+
+        def callback(done: int, total: int) -> None:
+            self.progress(done, total, item, counts=counts)
+
+        return callback
+
+    def message(self, text: str, item: str | None = None) -> None:
+        self._send(Message(self.unit, self.step, text, item))
+
+    def finished(self, result: StepResult) -> None:
+        self._send(StepFinished(self.unit, self.step, result))
