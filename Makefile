@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml tools/setup-system.sh
 demo: setup
 	bash tools/demo.sh
 
-test: setup
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff (lint and format) and mypy strict over every package, console/, tools/ and bench/ included: part of `make test`.
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 bench: setup
