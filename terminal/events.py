@@ -25,6 +25,8 @@ LOG = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """``(done, total)`` of one transfer: the one low-level progress shape (``total`` <= 0: unknown)."""
+ItemProgressCallback = Callable[[str, int, int], None]
+"""``(item, done, total)`` of a pass over several items (a bundle's images, a slot's partitions)."""
 
 
 class StepResult(Protocol):
@@ -209,6 +211,10 @@ class Reporter:
         self._done = max(self._done, done)
         phase = None if self.phase_now is None else str(self.phase_now)
         self._send(Progressed(self.unit, self.step, phase, self._done, total, item, counts))
+
+    def item_progress(self, item: str, done: int, total: int) -> None:
+        """Byte progress of ``item``: an :data:`ItemProgressCallback`."""
+        self.progress(done, total, item)
 
     def progress_callback(self, item: str | None = None, *, counts: str = "bytes") -> ProgressCallback:
         """A ``(done, total)`` callback for a lower layer's transfer of ``item``."""
