@@ -155,26 +155,29 @@ class Recorder(Listener):
 
 
 class Fanout(Listener):
-    """Several listeners as one, in order."""
+    """Several listeners as one, in order; one that raises is logged and the others still get the event."""
 
     def __init__(self, listeners: Iterable[Listener]) -> None:
         self.listeners = tuple(listeners)
 
-    def phase_started(self, event: PhaseStarted) -> None:
+    def _each(self, event: Event) -> None:
         for listener in self.listeners:
-            listener.phase_started(event)
+            try:
+                event.deliver(listener)
+            except Exception:
+                LOG.exception("%s: a listener of step %s failed", event.unit, event.step)
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        self._each(event)
 
     def progressed(self, event: Progressed) -> None:
-        for listener in self.listeners:
-            listener.progressed(event)
+        self._each(event)
 
     def message(self, event: Message) -> None:
-        for listener in self.listeners:
-            listener.message(event)
+        self._each(event)
 
     def finished(self, event: StepFinished) -> None:
-        for listener in self.listeners:
-            listener.finished(event)
+        self._each(event)
 
 
 class Reporter:

@@ -44,6 +44,7 @@ from provisioning.flashing import (
     phase_label,
 )
 from provisioning.station import Station
+from terminal.errors import DeviceNotFound
 from terminal.events import Event, PhaseStarted, Progressed, Recorder, StepFinished
 from terminal.fastboot import FastbootClient
 from terminal.models import PACKAGED_TABLE, load_models, model_by_id, user_table_path
@@ -367,6 +368,19 @@ def test_a_bad_bundle_or_unit_list_raises_before_any_unit_is_touched(bench: Any,
     assert not TrustStore().keys()  # the bundle's key was never trusted
 
 
+def test_a_listener_that_raises_does_not_break_a_flash(bench: Any, make_bundle: Any) -> None:
+    sim, station = bench()
+    serial = sim.serials()[0]
+
+    def broken_view(event: Event) -> None:
+        raise RuntimeError("the view broke")
+
+    tap = Tap(broken_view)
+    [result] = flash_units(station, make_bundle("2.5.0"), [serial], tap)
+    assert result.ok and result.written == ("boot", "system"), result.error
+    assert {type(e) for e in tap.events} >= {PhaseStarted, Progressed, StepFinished}  # every event still went out
+
+
 # --- many units, and the command line ------------------------------------------------------------------
 
 
@@ -404,6 +418,17 @@ def test_the_command_prints_a_summary_table(sim_factory: Any, make_bundle: Any) 
     again = CliRunner().invoke(flash, args, env={"COLUMNS": "200"}, catch_exceptions=False)
     assert again.exit_code == 0  # the same bundle again: nothing to write, everything skipped
     assert table_row(again.stdout, serials[0])[:6] == [serials[0], "succeeded", "4.1.0", "b", "-", "boot, system"]
+
+
+def test_the_piped_summary_keeps_a_long_serial_and_its_error_whole(sim_factory: Any, make_bundle: Any) -> None:
+    sim_factory(terminals=1, models=["df2"])
+    missing = "DF2X" + "0123456789" * 5  # on no bench: its row says why, in full
+    args = [str(make_bundle("4.3.0")), "--device", missing]
+    result = CliRunner().invoke(flash, args, env={"COLUMNS": "80"}, catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert table_row(result.stdout, missing)[:2] == [missing, "failed"]
+    error = DeviceNotFound(serial=missing)
+    assert str(error) in result.stdout and (error.remedy_text or "") in result.stdout
 
 
 def table_row(text: str, serial: str) -> list[str]:
