@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from helpers import demo_tool
-from PyQt6.QtCore import Qt, QThread
+from PyQt6.QtCore import Qt, QThread, QThreadPool
 from PyQt6.QtWidgets import QApplication
 
 import i18n
@@ -25,7 +25,7 @@ from console.flash_monitor import FLASHED, WAITING
 from console.main_window import MainWindow
 from console.style import UnitState
 from console.unit_card import UnitCard, error_texts
-from console.workers import Workers
+from console.workers import Job, Workers
 from firmware.bundle import Bundle
 from firmware.errors import MalformedBundle, UntrustedBundle
 from firmware.signing import short_key_id
@@ -461,6 +461,38 @@ def test_a_flash_that_cannot_start_shows_why_on_every_card_and_frees_them(
         assert not card.in_job and card.reboot_button.isEnabled()
     assert any(shown in line for line in win.log_pane.lines())
     win.close()
+
+
+def test_all_console_work_runs_as_jobs_on_the_one_worker_pool(
+    qtbot: Any, tmp_path: Path, engine: ScriptedEngine, station: FakeStation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[str, Workers]] = []
+    start = Workers.start
+
+    def spy(self: Workers, job: Job) -> Job:
+        started.append((job.name, self))
+        return start(self, job)
+
+    def forbidden(*_args: Any) -> Any:
+        raise AssertionError("the console started work outside its workers")
+
+    monkeypatch.setattr(Workers, "start", spy)
+    monkeypatch.setattr(QThread, "start", forbidden)
+    monkeypatch.setattr(QThreadPool, "globalInstance", forbidden)
+    win = MainWindow(NOWHERE, make_discovery=IdleDiscovery, make_station=lambda: station, flash=engine.flash_units)
+    qtbot.addWidget(win)
+    win.start()
+    bench_of(win, device("DF2A00001", 1))
+    win.request_info("DF2A00001")
+    qtbot.waitUntil(lambda: "DF2A00001" in win.info_dialogs, timeout=WAIT_MS)
+    made = make_bundle(tmp_path)
+    start_from_dialog(qtbot, win, made.path)
+    engine.gate.set()
+    qtbot.waitUntil(lambda: not win.flash_monitor.running(), timeout=WAIT_MS)
+    win.close()
+    assert [name for name, _workers in started] == ["discovery", "action", "reading a bundle", "flash"]
+    assert all(workers is win.workers for _name, workers in started)
+    assert not win.watcher.is_running() and not win.workers.busy_units()
 
 
 def test_closing_while_flashing_asks_first(
