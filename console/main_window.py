@@ -19,16 +19,12 @@ from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QAction, QActionGroup, QCloseEvent
 from PyQt6.QtWidgets import (
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QSizePolicy,
     QSplitter,
     QToolBar,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -42,6 +38,7 @@ from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
 from .log_pane import LogPane
 from .style import UnitState, stylesheet
 from .unit_card import Bench, error_texts
+from .unit_info import UnitInfoDialog, format_info_value
 from .workers import DeviceWatcher, DiscoveryFactory, Job, StationProvider, Workers
 
 if TYPE_CHECKING:
@@ -53,17 +50,6 @@ LOG = logging.getLogger(__name__)
 # Each language names itself (endonyms), so these are deliberately not translated.
 LANGUAGE_NAMES: tuple[tuple[str, str], ...] = (("zh_CN", "中文"), ("en", "English"))
 
-INFO_FIELDS: dict[str, str] = {
-    "model": N_("Model:"),
-    "serial": N_("Serial:"),
-    "hardware_revision": N_("Hardware revision:"),
-    "slots": N_("Firmware slots:"),
-    "active_slot": N_("Active slot:"),
-    "boot_count": N_("Boot count:"),
-    "secure_element": N_("Secure element:"),
-    "camera_module": N_("Camera module:"),
-}
-
 REBOOT_STEPS: dict[str, str] = {"run": N_("Rebooting to run mode…"), "bootloader": N_("Rebooting to bootloader…")}
 REBOOT_DONE: dict[str, str] = {
     "run": N_("Unit {serial} is rebooting to run mode"),
@@ -71,55 +57,8 @@ REBOOT_DONE: dict[str, str] = {
 }
 
 
-def format_info_value(value: object) -> str:
-    """A unit-info value for people: slot maps as "a: 1.2.0, b: 1.1.0", None as a dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, dict):
-        return ", ".join(f"{key}: {format_info_value(item)}" for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(format_info_value(item) for item in value)
-    return str(value)
-
-
 def _mode_text(mode: str) -> str:
     return _("bootloader mode") if mode == "bootloader" else _("run mode")
-
-
-class UnitInfoDialog(QDialog):
-    """What ``Station.info`` returned for one unit; known fields first, anything else after."""
-
-    def __init__(self, serial: str, info: dict[str, Any], parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.serial = serial
-        self.info = dict(info)
-        self._captions: list[tuple[QLabel, str | None, str]] = []
-        self._form = QFormLayout()
-        ordered = [key for key in INFO_FIELDS if key in self.info] + sorted(
-            key for key in self.info if key not in INFO_FIELDS
-        )
-        for key in ordered:
-            caption = QLabel()
-            value = QLabel(format_info_value(self.info[key]))
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            value.setObjectName(f"info_{key}")
-            self._captions.append((caption, INFO_FIELDS.get(key), key))
-            self._form.addRow(caption, value)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.close)
-        layout = QVBoxLayout(self)
-        layout.addLayout(self._form)
-        layout.addWidget(buttons)
-        self.retranslate()
-
-    def value_text(self, key: str) -> str:
-        label = self.findChild(QLabel, f"info_{key}")
-        return label.text() if label is not None else ""
-
-    def retranslate(self) -> None:
-        self.setWindowTitle(_("Unit {serial}", serial=self.serial))
-        for caption, msgid, key in self._captions:
-            caption.setText(_(msgid) if msgid else f"{key}:")
 
 
 class MainWindow(QMainWindow):
