@@ -16,6 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from i18n import N_, _
@@ -46,7 +47,7 @@ def _outcome(result: StepResult) -> str:
     return _("failed")
 
 
-def _summary(results: list[FlashResult]) -> Any:
+def _summary(results: list[FlashResult]) -> Table:
     shown = table(
         N_("Unit"),
         N_("Result"),

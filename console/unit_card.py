@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QResizeEvent
@@ -37,6 +37,9 @@ from terminal.events import Message, PhaseStarted, Progressed
 from .style import STATE_LABELS, UnitState
 from .workers import EventSignals
 
+if TYPE_CHECKING:
+    from terminal.discovery import Device
+
 LOG = logging.getLogger(__name__)
 
 CARD_WIDTH = 280
@@ -44,7 +47,7 @@ MODE_LABELS: dict[str, str] = {"run": N_("Run"), "bootloader": N_("Bootloader")}
 NO_VALUE = "—"
 
 
-def unit_key(device: Any) -> str:
+def unit_key(device: Device) -> str:
     """A card's key: the serial; a unit whose serial cannot be read (no permission) by its port path."""
     return str(device.serial) if device.serial else f"@{device.path}"
 
@@ -69,10 +72,10 @@ class UnitCard(QFrame):
     reboot_requested = pyqtSignal(str, str)
     dismiss_requested = pyqtSignal(str)
 
-    def __init__(self, device: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, device: Device, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.serial: str = unit_key(device)
-        self.device: Any = device
+        self.device: Device = device
         self.connected = True
         self._step: tuple[str, dict[str, object] | None] | None = None  # params None: text already translated
         self._result: tuple[str, dict[str, object]] | None = None
@@ -137,7 +140,7 @@ class UnitCard(QFrame):
 
     # -- what the bench tells the card ------------------------------------------------------------
 
-    def update_device(self, device: Any) -> None:
+    def update_device(self, device: Device) -> None:
         """The unit is (again) on the bus, possibly in another mode or at another address."""
         self.device = device
         self.connected = True
@@ -368,7 +371,7 @@ class Bench(QWidget):
             result[card.state] += 1
         return result
 
-    def device_added(self, device: Any) -> None:
+    def device_added(self, device: Device) -> None:
         """A unit appeared (or came back, or changed mode): re-use its card by serial."""
         card = self._cards.get(unit_key(device))
         if card is None:
@@ -383,7 +386,7 @@ class Bench(QWidget):
             self._reflow(force=True)
         self.changed.emit()
 
-    def device_removed(self, device: Any) -> None:
+    def device_removed(self, device: Device) -> None:
         """A unit left the bus.  A stale removal (the card already shows a newer presence) is ignored."""
         card = self._cards.get(unit_key(device))
         if card is None or not card.connected:
