@@ -58,6 +58,7 @@ class QtListener(Listener):
 
     Called on the step's worker threads; ``signals`` lives on the GUI thread, so delivery is queued there.
     Progress is passed on in thousandths of its total at most, so sixteen units cannot flood the GUI.
+    It holds its signals rather than being a QObject: Qt's metaclass does not mix with the ABC's.
     """
 
     def __init__(self, signals: EventSignals) -> None:
