@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .errors import NaiadError
@@ -109,6 +109,9 @@ class StepFinished(Event):
         listener.finished(self)
 
 
+E = TypeVar("E", bound=Event)
+
+
 class Listener(abc.ABC):
     """A view of the event stream.  Methods are called from the step's worker thread; they must not block."""
 
@@ -148,7 +151,7 @@ class Recorder(Listener):
     def finished(self, event: StepFinished) -> None:
         self._add(event)
 
-    def of(self, kind: type[Event], unit: str | None = None) -> list[Any]:
+    def of(self, kind: type[E], unit: str | None = None) -> list[E]:
         """The recorded events of one kind (and unit)."""
         with self._lock:
             return [e for e in self.events if isinstance(e, kind) and (unit is None or e.unit == unit)]
