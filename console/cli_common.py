@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from terminal.events import ProgressCallback
+
 # rich, the domains and the device code load when a command needs them: `naiad fastboot` starts fast.
 
 
@@ -84,16 +86,27 @@ json_option = option("--json", "as_json", is_flag=True, help=N_("Print the resul
 # --- output ------------------------------------------------------------------------------------------
 
 
-def out() -> Console:
-    from rich.console import Console
+PIPED_WIDTH = 10_000
+"""Columns assumed when output is piped or redirected: nothing to fit, so tables keep their natural width."""
 
-    return Console(highlight=False)
+
+def out() -> Console:
+    """Standard output; on a terminal fitted to its width, elsewhere never cutting a table cell."""
+    return _console(stderr=False)
 
 
 def err() -> Console:
+    """Standard error, as :func:`out`."""
+    return _console(stderr=True)
+
+
+def _console(stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # a file or a pipe: a serial, a result or an error cut at 80 columns is lost
+        console.width = PIPED_WIDTH
+    return console
 
 
 def table(*headings: str, title: str | None = None, column: dict[str, Any] | None = None, **options: Any) -> Table:
@@ -138,24 +151,12 @@ def reported(as_json: bool) -> Iterator[None]:
 
 
 @contextmanager
-def byte_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A byte progress bar on stderr when it is a terminal; yields ``update(done, total)``."""
+def byte_bar(enabled: bool, label: str) -> Iterator[ProgressCallback]:
+    """A byte progress bar on stderr when it is a terminal; yields the transfer's ``(done, total)`` callback."""
     if not enabled or not sys.stderr.isatty():
         yield lambda done, total: None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from .cli_progress import transfer_bar
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total or None)
-
+    with transfer_bar(err(), label) as update:
         yield update

@@ -175,7 +175,7 @@ def pack(
                 compress=compress,
                 compress_level=compress_level,
                 overwrite=force,
-                progress=lambda phase, name, done, total: update(done, total),
+                progress=lambda name, done, total: update(done, total),
             )
     if as_json:
         emit_json({"bundle": str(output), "manifest": manifest.to_dict()})

@@ -1,13 +1,13 @@
 """``naiad flash BUNDLE (--device SERIAL ... | --all) [--json]``: flash units in parallel, a bar each.
 
-Presentation only: :func:`provisioning.flashing.flash_units` does the work on worker threads; this
-module turns its events into one rich progress bar per unit (on a terminal), its results into a
-summary table or JSON, and errors into a message with its remedy.  Exit status 1 when any unit failed.
+Presentation only: :func:`provisioning.flashing.flash_units` does the work on worker threads; its
+events go to the CLI's listener (:class:`console.cli_progress.RichBars`, one bar per unit, on a
+terminal), its results into a summary table or JSON, and errors into a message with its remedy.
+Exit status 1 when any unit failed.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,21 +15,16 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, Task, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from i18n import N_, _
-from provisioning.flashing import (
-    FlashEvent,
-    FlashPhase,
-    FlashResult,
-    NoUnitsAttached,
-    flash_units,
-    phase_label,
-)
+from provisioning.flashing import FlashResult, NoUnitsAttached, flash_units
+from terminal.events import StepResult
 
 from .cli_common import Command, emit_json, err, json_option, option, out, reported, table
+from .cli_progress import CountColumn, RichBars
 
 
 @contextmanager
@@ -45,58 +40,14 @@ def _station(ctx: click.Context) -> Iterator[Any]:
         yield station
 
 
-class _Bytes(DownloadColumn):
-    """Bytes sent of the partition being written; blank while a unit is in a phase without bytes."""
-
-    def render(self, task: Task) -> Text:
-        return super().render(task) if task.fields.get("bytes") else Text("")
-
-
-class _Bars:
-    """One bar per unit, fed by flash events from the worker threads (rich's Progress is thread-safe)."""
-
-    def __init__(self, progress: Progress, serials: list[str], verbose: bool) -> None:
-        self.progress = progress
-        self.verbose = verbose
-        self._lock = threading.Lock()
-        self._tasks = {
-            serial: progress.add_task(self._label(serial, phase_label(FlashPhase.CHECK)), total=None, bytes=False)
-            for serial in serials
-        }
-
-    @staticmethod
-    def _label(serial: str, text: str) -> str:
-        return f"{escape(serial)}  {escape(text)}"
-
-    def _show(self, task: TaskID, description: str, total: float | None, completed: float, with_bytes: bool) -> None:
-        self.progress.update(task, description=description, completed=completed, bytes=with_bytes)
-        for shown in self.progress.tasks:
-            if shown.id == task:
-                shown.total = total  # None: a pulsing bar, for phases that have no byte count
-
-    def __call__(self, event: FlashEvent) -> None:
-        task = self._tasks.get(event.serial)
-        if task is None:
-            return
-        with self._lock:
-            if event.kind == "phase" and event.phase is not None:
-                label = self._label(event.serial, phase_label(event.phase, event.partition))
-                self._show(task, label, None, 0, False)
-            elif event.kind == "progress" and event.total:
-                self.progress.update(task, completed=event.done, total=event.total, bytes=True)
-            elif event.kind == "message" and self.verbose and event.message:
-                self.progress.console.print(f"{escape(event.serial)}: {escape(event.message)}", soft_wrap=True)
-            elif event.kind == "finished" and event.result is not None:
-                result = event.result
-                if result.ok:
-                    text = _("done: {version} in slot {slot}", version=result.version, slot=result.slot)
-                    label = "[green]✓[/] " + self._label(event.serial, text)
-                else:
-                    label = "[red]✗[/] " + self._label(event.serial, _("failed"))
-                self._show(task, label, 1, 1, False)
+def _outcome(result: StepResult) -> str:
+    """A unit's bar once its flash ended."""
+    if isinstance(result, FlashResult) and result.ok:
+        return _("done: {version} in slot {slot}", version=result.version, slot=result.slot)
+    return _("failed")
 
 
-def _summary(results: list[FlashResult]) -> Any:
+def _summary(results: list[FlashResult]) -> Table:
     shown = table(
         N_("Unit"),
         N_("Result"),
@@ -156,10 +107,11 @@ def flash(
                 raise NoUnitsAttached(serial="-", detail="")
         console: Console = err()
         show = not as_json and console.is_terminal
-        columns = (TextColumn("{task.description}"), BarColumn(), _Bytes(), TimeElapsedColumn())
+        columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TimeElapsedColumn())
         if show:
             with Progress(*columns, console=console) as progress:
-                results = flash_units(station, bundle, serials, _Bars(progress, serials, verbose), max_workers=workers)
+                bars = RichBars(progress, verbose=verbose, outcome=_outcome)
+                results = flash_units(station, bundle, serials, bars, max_workers=workers)
         else:
             results = flash_units(station, bundle, serials, max_workers=workers)
     if as_json:

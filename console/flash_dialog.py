@@ -1,6 +1,6 @@
 """The bench's "Flash firmware" action: choose a bundle and units, then follow the flash on the cards.
 
-``FlashDialog`` reads a bundle's manifest and signature (off the GUI thread; no image is hashed) to
+``FlashDialog`` reads a bundle's manifest and signature (a job on the console's workers; no image is hashed) to
 show what it holds and who signed it, and lists the bench's units with the attached, idle units of a
 model the bundle is for ticked.  Following the flash on the cards is ``flash_monitor``'s part.
 """
@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from PyQt6.QtCore import QObject, Qt, QThreadPool, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -32,10 +32,10 @@ from PyQt6.QtWidgets import (
 
 from firmware.summary import BundleSummary, read_bundle_summary
 from i18n import N_, _
-from terminal.errors import NaiadError
 
-from .bench import MODE_LABELS, NO_VALUE, UnitCard, error_texts, repolish
 from .style import UnitState
+from .unit_card import MODE_LABELS, NO_VALUE, UnitCard, error_texts, repolish
+from .workers import Job, Workers
 
 LOG = logging.getLogger(__name__)
 
@@ -92,13 +92,6 @@ def choices_from_cards(cards: Iterable[UnitCard], is_busy: Callable[[str], bool]
 # -- the dialog -----------------------------------------------------------------------------------------
 
 
-class _SummarySignals(QObject):
-    """Created on the GUI thread, emitted from the pool: delivery is queued to the GUI thread."""
-
-    loaded = pyqtSignal(int, object)
-    failed = pyqtSignal(int, object)
-
-
 class FlashDialog(QDialog):
     """Pick a bundle, see what it holds, tick units, press Start: emits ``start_requested(path, serials)``."""
 
@@ -109,10 +102,12 @@ class FlashDialog(QDialog):
         units: Sequence[UnitChoice] = (),
         parent: QWidget | None = None,
         *,
+        workers: Workers,
         read_summary: Callable[[str], BundleSummary] = read_bundle_summary,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("flashDialog")
+        self._workers = workers
         self._read_summary = read_summary
         self._units: list[UnitChoice] = []
         self._ticked: dict[str, bool] = {}
@@ -120,7 +115,6 @@ class FlashDialog(QDialog):
         self._generation = 0
         self._loading: str | None = None
         self._load_error: BaseException | None = None
-        self._loader_signals: _SummarySignals | None = None
         self.summary: BundleSummary | None = None
 
         self.bundle_caption = QLabel()
@@ -221,37 +215,22 @@ class FlashDialog(QDialog):
             self.load_bundle(path)
 
     def load_bundle(self, path: str) -> None:
-        """Read the bundle at ``path`` on a pool thread; the dialog shows it when it arrives."""
+        """Read the bundle at ``path`` as a job on the workers; the dialog shows it when it arrives."""
         self._generation += 1
         generation = self._generation
         self.summary = None
         self._load_error = None
         self._loading = path
         self.path_edit.setText(path)
-        signals = _SummarySignals()
-        signals.loaded.connect(self._on_loaded)
-        signals.failed.connect(self._on_load_failed)
-        self._loader_signals = signals  # deleted here, on the GUI thread, not on the pool's
         read = self._read_summary
-
-        def work() -> None:
-            try:
-                summary = read(path)
-            except Exception as exc:
-                if not isinstance(exc, NaiadError):
-                    LOG.exception("reading bundle %s failed", path)
-                signals.failed.emit(generation, exc)
-            else:
-                signals.loaded.emit(generation, summary)
-
-        pool = QThreadPool.globalInstance()
-        assert pool is not None
-        pool.start(work)
+        job = Job(lambda _listener: read(path), name="reading a bundle")
+        job.succeeded.connect(lambda summary: self._on_loaded(generation, summary))
+        job.failed.connect(lambda error: self._on_load_failed(generation, error))
+        self._workers.start(job)
         self._refresh()
 
-    @pyqtSlot(int, object)
-    def _on_loaded(self, generation: int, summary: BundleSummary) -> None:
-        if generation != self._generation:
+    def _on_loaded(self, generation: int, summary: object) -> None:
+        if generation != self._generation or not isinstance(summary, BundleSummary):
             return  # the operator chose another file meanwhile
         self._loading = None
         self.summary = summary
@@ -259,7 +238,6 @@ class FlashDialog(QDialog):
         self._fill_units()
         self._refresh()
 
-    @pyqtSlot(int, object)
     def _on_load_failed(self, generation: int, error: BaseException) -> None:
         if generation != self._generation:
             return

@@ -1,34 +1,30 @@
 """The console's main window: the bench over the log pane, a bench toolbar and the language switch.
 
-The window wires the pieces together: discovery events (from the watcher thread) go to the bench,
-card requests go to the action runner (a thread pool), results come back to the cards.  "Flash
-firmware…" opens the flash dialog; a started flash runs on the flash runner's thread and the flash
-monitor shows it on the cards.  Every text is re-read in the current language by ``retranslate()``,
-which i18n's language listener triggers.
+The window wires the pieces together: discovery events (from the watcher) go to the bench, card
+requests become jobs on the console's one worker pool (:mod:`console.workers`), results come back to
+the cards.  "Flash firmware…" opens the flash dialog; a started flash is a job too, which the flash
+monitor follows on the cards.  Where the units are comes from one :class:`~console.composition.Wiring`.
+Every text is re-read in the current language by ``retranslate()``, which i18n's language listener
+triggers.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QAction, QActionGroup, QCloseEvent
 from PyQt6.QtWidgets import (
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QSizePolicy,
     QSplitter,
     QToolBar,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -36,38 +32,23 @@ import i18n
 from i18n import N_, _
 from terminal.errors import NaiadError
 
-from .bench import Bench, error_texts
-from .flash_dialog import FlashDialog, choices_from_cards
-from .flash_monitor import FlashMonitor
+from .composition import Wiring
+from .flash_dialog import FlashDialog, UnitChoice, choices_from_cards
+from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
 from .log_pane import LogPane
 from .style import UnitState, stylesheet
-from .workers import (
-    ActionRunner,
-    DeviceWatcher,
-    DiscoveryFactory,
-    FlashEngine,
-    FlashRun,
-    FlashRunner,
-    StationProvider,
-    UnitsBusy,
-    discovery_factory,
-)
+from .unit_card import Bench, error_texts
+from .unit_info import UnitInfoDialog, format_info_value
+from .workers import DeviceWatcher, DiscoveryFactory, Job, StationProvider, Workers
+
+if TYPE_CHECKING:
+    from provisioning.station import Station
+    from terminal.discovery import Device
 
 LOG = logging.getLogger(__name__)
 
 # Each language names itself (endonyms), so these are deliberately not translated.
 LANGUAGE_NAMES: tuple[tuple[str, str], ...] = (("zh_CN", "中文"), ("en", "English"))
-
-INFO_FIELDS: dict[str, str] = {
-    "model": N_("Model:"),
-    "serial": N_("Serial:"),
-    "hardware_revision": N_("Hardware revision:"),
-    "slots": N_("Firmware slots:"),
-    "active_slot": N_("Active slot:"),
-    "boot_count": N_("Boot count:"),
-    "secure_element": N_("Secure element:"),
-    "camera_module": N_("Camera module:"),
-}
 
 REBOOT_STEPS: dict[str, str] = {"run": N_("Rebooting to run mode…"), "bootloader": N_("Rebooting to bootloader…")}
 REBOOT_DONE: dict[str, str] = {
@@ -76,55 +57,8 @@ REBOOT_DONE: dict[str, str] = {
 }
 
 
-def format_info_value(value: object) -> str:
-    """A unit-info value for people: slot maps as "a: 1.2.0, b: 1.1.0", None as a dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, dict):
-        return ", ".join(f"{key}: {format_info_value(item)}" for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return ", ".join(format_info_value(item) for item in value)
-    return str(value)
-
-
 def _mode_text(mode: str) -> str:
     return _("bootloader mode") if mode == "bootloader" else _("run mode")
-
-
-class UnitInfoDialog(QDialog):
-    """What ``Station.info`` returned for one unit; known fields first, anything else after."""
-
-    def __init__(self, serial: str, info: dict[str, Any], parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.serial = serial
-        self.info = dict(info)
-        self._captions: list[tuple[QLabel, str | None, str]] = []
-        self._form = QFormLayout()
-        ordered = [key for key in INFO_FIELDS if key in self.info] + sorted(
-            key for key in self.info if key not in INFO_FIELDS
-        )
-        for key in ordered:
-            caption = QLabel()
-            value = QLabel(format_info_value(self.info[key]))
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            value.setObjectName(f"info_{key}")
-            self._captions.append((caption, INFO_FIELDS.get(key), key))
-            self._form.addRow(caption, value)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.close)
-        layout = QVBoxLayout(self)
-        layout.addLayout(self._form)
-        layout.addWidget(buttons)
-        self.retranslate()
-
-    def value_text(self, key: str) -> str:
-        label = self.findChild(QLabel, f"info_{key}")
-        return label.text() if label is not None else ""
-
-    def retranslate(self) -> None:
-        self.setWindowTitle(_("Unit {serial}", serial=self.serial))
-        for caption, msgid, key in self._captions:
-            caption.setText(_(msgid) if msgid else f"{key}:")
 
 
 class MainWindow(QMainWindow):
@@ -134,19 +68,20 @@ class MainWindow(QMainWindow):
 
     def __init__(
         self,
-        sim_dir: str | os.PathLike[str] | None = None,
+        wiring: Wiring,
         *,
         make_discovery: DiscoveryFactory | None = None,
-        make_station: Any = None,
-        load_flash_engine: Callable[[], FlashEngine] | None = None,
+        make_station: Callable[[], Station] | None = None,
+        flash: FlashUnits = flash_with_engine,
         parent: QWidget | None = None,
     ) -> None:
+        """``make_discovery``, ``make_station`` and ``flash`` replace the wiring's bus and the engine in tests."""
         super().__init__(parent)
-        self.sim_dir = None if sim_dir is None else os.fspath(sim_dir)
-        self.watcher = DeviceWatcher(make_discovery or discovery_factory(self.sim_dir), parent=self)
-        self.runner = ActionRunner(parent=self)
-        self.stations = StationProvider(self.sim_dir, make_station)
-        self.flasher = FlashRunner(self.stations, load_flash_engine, parent=self)
+        self.wiring = wiring
+        self.sim_dir = None if wiring.sim_dir is None else str(wiring.sim_dir)
+        self.workers = Workers(parent=self)
+        self.watcher = DeviceWatcher(self.workers, make_discovery or wiring.discovery, parent=self)
+        self.stations = StationProvider(make_station or wiring.station)
         self.info_dialogs: dict[str, UnitInfoDialog] = {}
         self.flash_dialog: FlashDialog | None = None
         self._closed = False
@@ -155,7 +90,7 @@ class MainWindow(QMainWindow):
 
         self.bench = Bench()
         self.log_pane = LogPane()
-        self.flash_monitor = FlashMonitor(self.bench, self.flasher, parent=self)
+        self.flash_monitor = FlashMonitor(self.bench, self.workers, self.stations, flash, parent=self)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.bench)
         splitter.addWidget(self.log_pane)
@@ -178,11 +113,7 @@ class MainWindow(QMainWindow):
         self.bench.reboot_requested.connect(self.request_reboot)
         self.bench.changed.connect(self._update_counts)
         self.bench.changed.connect(self._units_changed)
-        self.runner.succeeded.connect(self._on_action_succeeded)
-        self.runner.failed.connect(self._on_action_failed)
-        for signal in (self.runner.started, self.runner.succeeded, self.runner.failed, self.flasher.run_finished):
-            signal.connect(self._units_changed)
-        self.flasher.flash_event.connect(self._on_flash_event)
+        self.workers.busy_changed.connect(self._units_changed)
         self.flash_monitor.summarised.connect(self._show_status)
         self.language_changed.connect(self._on_language_changed)
         self.log_pane.attach()
@@ -257,7 +188,7 @@ class MainWindow(QMainWindow):
         self.watcher.start()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
-        if not self._closed and self.flasher.running() and not self.confirm_interrupt_flash():
+        if not self._closed and self.flash_monitor.running() and not self.confirm_interrupt_flash():
             if event is not None:
                 event.ignore()
             return
@@ -272,7 +203,7 @@ class MainWindow(QMainWindow):
             _(
                 "Units are still being flashed: {serials}. If you close now, they keep booting their old firmware "
                 "and flashing them again resumes where it stopped. Close anyway?",
-                serials=", ".join(sorted(self.flasher.busy_serials())),
+                serials=", ".join(sorted(self.workers.busy_units())),
             ),
             QMessageBox.StandardButton.Close | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
@@ -280,17 +211,16 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Close
 
     def shutdown(self) -> None:
-        """Stop the watcher thread, the action pool and new flashes, and unhook from i18n and logging."""
+        """Stop the watcher, start no more jobs and wait a little for running ones; unhook from i18n and logging."""
         if self._closed:
             return
         self._closed = True
         i18n.remove_language_listener(self._notify_language)
         self.watcher.stop()
-        actions_ended = self.runner.shutdown()
-        flashes_ended = self.flasher.shutdown(timeout_ms=2000)
+        ended = self.workers.shutdown(timeout_ms=2000)
         if self.flash_dialog is not None:
             self.flash_dialog.close()
-        if actions_ended and flashes_ended:  # else they still record in the ledger: leave the station open
+        if ended:  # else they still record in the ledger: leave the station open
             try:
                 self.stations.close()
             except Exception:
@@ -350,7 +280,7 @@ class MainWindow(QMainWindow):
     # -- discovery ------------------------------------------------------------------------------
 
     @pyqtSlot(object)
-    def _on_device_added(self, device: Any) -> None:
+    def _on_device_added(self, device: Device) -> None:
         self.bench.device_added(device)
         LOG.info(
             "%s",
@@ -364,7 +294,7 @@ class MainWindow(QMainWindow):
         )
 
     @pyqtSlot(object)
-    def _on_device_removed(self, device: Any) -> None:
+    def _on_device_removed(self, device: Device) -> None:
         self.bench.device_removed(device)
         LOG.info(
             "%s",
@@ -386,7 +316,7 @@ class MainWindow(QMainWindow):
             status.showMessage(f"{text} — {remedy}" if remedy else text, 10000)
 
     def _bus_name(self) -> str:
-        return _("simulator {path}", path=self.sim_dir) if self.sim_dir is not None else _("the USB bus")
+        return self.wiring.describe()
 
     def _update_counts(self) -> None:
         counts = self.bench.counts()
@@ -403,44 +333,49 @@ class MainWindow(QMainWindow):
 
     # -- unit actions (run on the pool; results back here on the GUI thread) --------------------
 
-    def _refuse_if_flashing(self, serial: str) -> bool:
-        """A unit being flashed gets no other action; True (and a log line) when ``serial`` is one."""
-        if not self.flasher.busy(serial):
-            return False
-        LOG.warning("%s", UnitsBusy(serials=serial))
-        return True
+    def _run_action(self, serial: str, step: str, call: Callable[[Station], object]) -> Job | None:
+        """Run ``call`` on the station off the GUI thread, the card showing ``step``; None if the unit is busy."""
+        stations = self.stations
+        job = Job(lambda _listener: call(stations.get()), (serial,), "action")
+        job.failed.connect(lambda error: self._on_action_failed(serial, error))
+        try:
+            self.workers.start(job)
+        except NaiadError as exc:  # a unit being flashed (or queried) gets no other action
+            LOG.warning("%s", exc)
+            return None
+        card = self.bench.card(serial)
+        if card is not None:
+            card.show_step(step)
+        return job
 
     @pyqtSlot(str)
     def request_info(self, serial: str) -> None:
-        if self._refuse_if_flashing(serial):
-            return
-        card = self.bench.card(serial)
-        if card is not None:
-            card.show_step(N_("Reading unit info…"))
-        self.runner.submit(serial, "info", lambda: self.stations.get().info(serial))
+        job = self._run_action(serial, N_("Reading unit info…"), lambda station: station.info(serial))
+        if job is not None:
+            job.succeeded.connect(lambda info: self._on_info(serial, info))
 
     @pyqtSlot(str, str)
     def request_reboot(self, serial: str, mode: str) -> None:
-        if self._refuse_if_flashing(serial):
-            return
-        card = self.bench.card(serial)
-        if card is not None:
-            card.show_step(REBOOT_STEPS.get(mode, N_("Rebooting…")))
-        self.runner.submit(serial, f"reboot:{mode}", lambda: self.stations.get().reboot(serial, mode))
+        job = self._run_action(
+            serial, REBOOT_STEPS.get(mode, N_("Rebooting…")), lambda station: station.reboot(serial, mode)
+        )
+        if job is not None:
+            job.succeeded.connect(lambda _result: self._on_rebooted(serial, mode))
 
-    @pyqtSlot(str, str, object)
-    def _on_action_succeeded(self, serial: str, action: str, result: object) -> None:
+    def _on_info(self, serial: str, info: object) -> None:
         card = self.bench.card(serial)
         if card is not None:
             card.clear_step()
-        if action == "info" and isinstance(result, dict):
-            self.show_info(serial, result)
-        elif action.startswith("reboot:"):
-            mode = action.partition(":")[2]
-            LOG.info("%s", _(REBOOT_DONE.get(mode, N_("Unit {serial} is rebooting")), serial=serial))
+        if isinstance(info, dict):
+            self.show_info(serial, info)
 
-    @pyqtSlot(str, str, object)
-    def _on_action_failed(self, serial: str, action: str, error: BaseException) -> None:
+    def _on_rebooted(self, serial: str, mode: str) -> None:
+        card = self.bench.card(serial)
+        if card is not None:
+            card.clear_step()
+        LOG.info("%s", _(REBOOT_DONE.get(mode, N_("Unit {serial} is rebooting")), serial=serial))
+
+    def _on_action_failed(self, serial: str, error: BaseException) -> None:
         message, remedy = error_texts(error)
         card = self.bench.card(serial)
         if card is not None:
@@ -472,7 +407,7 @@ class MainWindow(QMainWindow):
         """Show the flash dialog (one at a time) listing the bench's units; optionally read a bundle."""
         dialog = self.flash_dialog
         if dialog is None:
-            dialog = FlashDialog(self._unit_choices(), self)
+            dialog = FlashDialog(self._unit_choices(), self, workers=self.workers)
             dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             dialog.start_requested.connect(self.start_flash)
             dialog.finished.connect(lambda _result, dialog=dialog: self._forget_flash_dialog(dialog))
@@ -487,8 +422,8 @@ class MainWindow(QMainWindow):
         if self.flash_dialog is dialog:
             self.flash_dialog = None
 
-    def _unit_choices(self) -> list[Any]:
-        return choices_from_cards(self.bench.cards(), lambda s: self.runner.busy(s) or self.flasher.busy(s))
+    def _unit_choices(self) -> list[UnitChoice]:
+        return choices_from_cards(self.bench.cards(), self.workers.busy)
 
     @pyqtSlot()
     def _units_changed(self) -> None:
@@ -496,27 +431,16 @@ class MainWindow(QMainWindow):
         if self.flash_dialog is not None:
             self.flash_dialog.set_units(self._unit_choices())
 
-    @pyqtSlot(object, object)
-    def _on_flash_event(self, _run: FlashRun, event: Any) -> None:
-        if event.kind == "finished":  # the unit is free again; progress events change no one's availability
-            self._units_changed()
-
     @pyqtSlot(str, list)
     def start_flash(self, bundle_path: str, serials: list[str]) -> FlashRun | None:
         """Flash ``bundle_path`` to ``serials`` off the GUI thread; None (and the reason logged) if refused."""
         try:
-            busy = [s for s in serials if self.runner.busy(s)]
-            if busy:
-                raise UnitsBusy(serials=", ".join(busy))
-            run = self.flasher.start(bundle_path, serials)
+            return self.flash_monitor.start(bundle_path, serials)
         except NaiadError as exc:
             message, remedy = error_texts(exc)
             LOG.error("%s", message + (f" — {remedy}" if remedy else ""))
             self._show_status(message)
             return None
-        self.flash_monitor.begin(run)
-        self._units_changed()
-        return run
 
     @pyqtSlot(str)
     def _show_status(self, text: str) -> None:

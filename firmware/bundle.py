@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from terminal.events import ItemProgressCallback
 from terminal.models import TerminalModel
 
 from .container import BundleLimits, ImageReader, read_end_record, vet_members, zip_errors
@@ -42,9 +43,6 @@ from .signing import ManifestSignature, PublicKey, TrustStore, short_key_id, ver
 from .sparse import PIECE, SparseReader
 
 LOG = logging.getLogger(__name__)
-
-VerifyProgress = Callable[[str, int, int], None]
-"""Called with (partition, bytes hashed so far over all images, total bytes of all images)."""
 
 
 class Bundle:
@@ -206,10 +204,11 @@ class Bundle:
         raw = ImageReader(member, image, str(self.path), check_hash=check_hash)
         return io.BufferedReader(raw, buffer_size=64 * 1024)
 
-    def verify(self, progress: VerifyProgress | None = None, *, force: bool = False) -> None:
+    def verify(self, progress: ItemProgressCallback | None = None, *, force: bool = False) -> None:
         """Hash every image (and walk every sparse image's chunks) against the manifest.
 
-        Runs once per open bundle unless ``force``; raises the first mismatch found.
+        Runs once per open bundle unless ``force``; raises the first mismatch found.  ``progress`` gets
+        (image, bytes hashed so far over all images, total bytes of all images).
         """
         self._require_trusted()
         with self._lock:
@@ -282,7 +281,7 @@ class Bundle:
         model: TerminalModel,
         hardware_revision: str,
         unit_security_version: int,
-        progress: VerifyProgress | None = None,
+        progress: ItemProgressCallback | None = None,
     ) -> None:
         """Everything that must hold before the first byte is written: compatibility, then every hash."""
         self.check_compatible(model, hardware_revision, unit_security_version)

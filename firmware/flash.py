@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from i18n import N_
+from terminal.events import ItemProgressCallback, ProgressCallback
 from terminal.fastboot import FastbootClient
 from terminal.models import TerminalModel
 
@@ -260,7 +261,7 @@ def write_partition(
     bundle: Bundle,
     plan: PartitionPlan,
     slot: str,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> None:
     """Send the image of ``plan`` to its partition in ``slot``, re-sparsed when the unit's buffer is smaller."""
     name = slot_partition(plan.name, slot)
@@ -288,8 +289,6 @@ class FlashStep(enum.StrEnum):
 
 StepCallback = Callable[[FlashStep, str], None]
 """Called with (step, partition) as each partition goes through check, write and verify."""
-ByteProgress = Callable[[str, int, int], None]
-"""Called with (partition, bytes sent, bytes to send) while a partition is written."""
 
 
 @dataclass(frozen=True)
@@ -307,12 +306,13 @@ def flash_slot(
     *,
     active_slot: str | None = None,
     on_step: StepCallback | None = None,
-    progress: ByteProgress | None = None,
+    progress: ItemProgressCallback | None = None,
 ) -> SlotReport:
     """Write every partition of ``plans`` into ``slot``, skipping those that already hold their image.
 
     Each written partition is verified by the unit's hashes before the next one starts.  ``slot`` must
     not be ``active_slot`` (the one the unit boots): that slot is what a failed flash falls back to.
+    ``progress`` gets (partition, bytes sent, bytes to send) while a partition is written.
     """
     if not slot or slot == active_slot:
         raise ActiveSlotTarget(slot=slot or "-")

@@ -15,12 +15,13 @@ import logging
 import os
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from terminal.errors import UnknownModel
+from terminal.events import ItemProgressCallback
 from terminal.models import TerminalModel, load_models
 
 from .bundle import Bundle
@@ -54,9 +55,6 @@ from .signing import PrivateKey, algorithm_of, key_id, sign_manifest
 from .sparse import PIECE, SparseReader, is_sparse
 
 LOG = logging.getLogger(__name__)
-
-PackProgress = Callable[[str, str, int, int], None]
-"""Called with (phase "analyse" or "write", partition, bytes done in that phase, total bytes)."""
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _MIN_SAVING = 0.9  # deflate only when it saves at least a tenth
@@ -137,7 +135,7 @@ def _open_image(path: Path) -> BinaryIO:
         raise ImageNotFound(path=str(path)) from exc
 
 
-def _analyse(source: PartitionSource, compress_level: int | None, progress: PackProgress | None) -> _Analysis:
+def _analyse(source: PartitionSource, compress_level: int | None, progress: ItemProgressCallback | None) -> _Analysis:
     with _open_image(source.file) as fh:
         head = fh.read(4)
         fh.seek(0)
@@ -147,12 +145,12 @@ def _analyse(source: PartitionSource, compress_level: int | None, progress: Pack
             for _chunk in reader.chunks():
                 for _data in reader.payload():
                     if progress is not None:
-                        progress("analyse", source.name, tee.size, 0)
+                        progress(source.name, tee.size, 0)
             kind, expanded = SPARSE, reader.header.expanded_size
         else:
             while tee.read(PIECE):
                 if progress is not None:
-                    progress("analyse", source.name, tee.size, 0)
+                    progress(source.name, tee.size, 0)
             kind, expanded = RAW, tee.size
         tee.finish()
     image = PartitionImage(source.name, kind, tee.size, expanded, tee.hash.hexdigest())
@@ -211,12 +209,13 @@ def pack_bundle(
     overwrite: bool = False,
     model_table: Mapping[str, TerminalModel] | None = None,
     limits: BundleLimits | None = None,
-    progress: PackProgress | None = None,
+    progress: ItemProgressCallback | None = None,
 ) -> Manifest:
     """Write a bundle of ``partitions`` for ``models`` to ``out``, signed with ``key``; returns its manifest.
 
     With ``compress``, each image is deflated at ``compress_level`` (1 fast .. 9 small) when that saves
-    a tenth or more and stays within the reader's expansion limit; otherwise it is stored.
+    a tenth or more and stays within the reader's expansion limit; otherwise it is stored.  ``progress``
+    gets (partition, bytes done, total): first each source is read (total 0: unknown), then written.
     """
     limits = limits or BundleLimits()
     if not 1 <= compress_level <= 9:
@@ -290,7 +289,7 @@ def _write(
     analyses: Sequence[_Analysis],
     compress_level: int | None,
     limits: BundleLimits,
-    progress: PackProgress | None,
+    progress: ItemProgressCallback | None,
 ) -> None:
     total = sum(a.image.size for a in analyses)
     done = 0
@@ -319,7 +318,7 @@ def _write(
                         dst.write(data)
                         written += len(data)
                         if progress is not None:
-                            progress("write", image.name, done + written, total)
+                            progress(image.name, done + written, total)
                 if written != image.size or digest.hexdigest() != image.sha256:
                     raise ImageChanged(path=str(source.file))
                 done += written

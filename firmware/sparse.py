@@ -12,9 +12,11 @@ from __future__ import annotations
 import enum
 import logging
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from terminal.events import ProgressCallback
 
 from .errors import MalformedSparseImage
 
@@ -28,8 +30,6 @@ FILE_HEADER_SIZE = FILE_HEADER.size  # 28
 CHUNK_HEADER_SIZE = CHUNK_HEADER.size  # 12
 PIECE = 1 << 20
 """Bytes moved per read or write: the bound on the memory a stream operation uses."""
-
-Progress = Callable[[int, int], None]
 
 
 class ChunkType(enum.IntEnum):
@@ -256,7 +256,7 @@ def write_fill(dest: BinaryIO, pattern: bytes, size: int) -> None:
         size -= step
 
 
-def expand(source: BinaryIO, dest: BinaryIO, progress: Progress | None = None) -> SparseHeader:
+def expand(source: BinaryIO, dest: BinaryIO, progress: ProgressCallback | None = None) -> SparseHeader:
     """Write the raw image of the sparse ``source`` into the seekable ``dest``, starting at its offset 0.
 
     DONT_CARE regions are seeked over, so ``dest`` keeps what it held there (a fresh file stays

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from terminal.events import ProgressCallback
+
 from .errors import MalformedSparseImage
 from .sparse import (
     CHUNK_HEADER,
@@ -21,7 +23,6 @@ from .sparse import (
     PIECE,
     Chunk,
     ChunkType,
-    Progress,
     SparseHeader,
 )
 
@@ -140,7 +141,7 @@ def write_sparse(
     block_size: int = DEFAULT_BLOCK_SIZE,
     *,
     dont_care_zeros: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     total: int = 0,
 ) -> SparseHeader:
     """Write the sparse form of ``raw`` to the seekable ``out``; returns the header written.

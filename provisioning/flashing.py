@@ -7,8 +7,9 @@ run mode and confirm version and slot through ``info``.  Until the switch the un
 whatever happens; after it, a new slot that fails to boot falls back to the old one, which is reported
 as :class:`FlashNotConfirmed`.  Running the same flash again resumes: verified partitions are skipped.
 
-Progress goes out as :class:`FlashEvent` from the worker threads, one worker per unit; one unit's
-failure never stops the others.  Every unit's flash is a ledger operation ``flash``.
+Progress goes out as :mod:`terminal.events` (step ``flash``, phases :class:`FlashPhase`, items the
+partitions) from the worker threads, one worker per unit; one unit's failure never stops the others.
+Every unit's flash is a ledger operation ``flash``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from firmware.signing import TrustStore
 from i18n import N_, _
 from terminal.discovery import Device
 from terminal.errors import NaiadError
+from terminal.events import Listener, Reporter
 from terminal.fastboot import FastbootClient, FastbootFailure
 from terminal.models import BOOTLOADER, RUN, TerminalModel, model_by_id
 
@@ -125,11 +127,13 @@ class FlashCrashed(FlashingError):
     )
 
 
-# --- results and events ------------------------------------------------------------------------------
+# --- results ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class FlashResult:
+    """One unit's outcome; a :class:`terminal.events.StepResult`."""
+
     serial: str
     ok: bool
     version: str | None
@@ -157,55 +161,12 @@ class FlashResult:
         }
 
 
-@dataclass(frozen=True)
-class FlashEvent:
-    serial: str
-    kind: str
-    """``phase`` | ``progress`` | ``message`` | ``finished``."""
-    phase: FlashPhase | None = None
-    partition: str | None = None
-    done: int = 0
-    """Bytes sent of the partition (``progress``)."""
-    total: int = 0
-    message: str | None = None
-    """Translated text (``message``): bootloader INFO lines, skipped partitions."""
-    result: FlashResult | None = None
-    """The unit's outcome, ok or not (``finished``)."""
+FLASH_STEP = "flash"
+"""The step name of a flash in the event stream."""
 
 
-EventCallback = Callable[[FlashEvent], None]
-
-
-class _Emitter:
-    """Sends one unit's events; a failing listener is logged, never allowed to break a flash."""
-
-    def __init__(self, serial: str, listener: EventCallback | None) -> None:
-        self.serial = serial
-        self.listener = listener
-        self.phase_now: FlashPhase | None = None
-
-    def _send(self, event: FlashEvent) -> None:
-        if self.listener is None:
-            return
-        try:
-            self.listener(event)
-        except Exception:
-            LOG.exception("%s: the flash event listener failed", self.serial)
-
-    def phase(self, phase: FlashPhase, partition: str | None = None) -> None:
-        self.phase_now = phase
-        self._send(FlashEvent(self.serial, "phase", phase=phase, partition=partition))
-
-    def progress(self, partition: str | None, done: int, total: int) -> None:
-        self._send(
-            FlashEvent(self.serial, "progress", phase=self.phase_now, partition=partition, done=done, total=total)
-        )
-
-    def message(self, text: str, partition: str | None = None) -> None:
-        self._send(FlashEvent(self.serial, "message", phase=self.phase_now, partition=partition, message=text))
-
-    def finished(self, result: FlashResult) -> None:
-        self._send(FlashEvent(self.serial, "finished", phase=self.phase_now, result=result))
+def _phase(reporter: Reporter, phase: FlashPhase, partition: str | None = None) -> None:
+    reporter.phase(phase, phase_label(phase, partition), partition)
 
 
 # --- one unit ----------------------------------------------------------------------------------------
@@ -227,7 +188,7 @@ class _UnitFlash:
     bundle: Bundle
     plans: tuple[PartitionPlan, ...]
     serial: str
-    emit: _Emitter
+    report: Reporter
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     client: FastbootClient | None = None
@@ -263,7 +224,7 @@ class _UnitFlash:
             )
         finally:
             self._close()
-        self.emit.finished(result)
+        self.report.finished(result)
         return result
 
     def _ledger_result(self, version: str | None, slot: str | None) -> dict[str, Any]:
@@ -275,7 +236,7 @@ class _UnitFlash:
         if device.mode == RUN:
             identity = self._identify_in_run_mode()
             self._check(identity)
-            self.emit.phase(FlashPhase.REBOOT)
+            _phase(self.report, FlashPhase.REBOOT)
             self.station.reboot(self.serial, BOOTLOADER, wait=False, on_info=self._info)
             self.sent_to_bootloader = True
             client = self._open(self.station.wait_for(self.serial, BOOTLOADER, REBOOT_TIMEOUT))
@@ -291,9 +252,9 @@ class _UnitFlash:
         if target is None:
             target = next(s for s in model.slots if s != current)
             self._write(client, target, current, record)
-            self.emit.phase(FlashPhase.SWITCH)
+            _phase(self.report, FlashPhase.SWITCH)
             client.set_active(target)
-        self.emit.phase(FlashPhase.BOOT)
+        _phase(self.report, FlashPhase.BOOT)
         client.reboot()
         self._close()
         self.station.wait_for(self.serial, RUN, BOOT_TIMEOUT)
@@ -339,34 +300,39 @@ class _UnitFlash:
         """``current`` when it already holds the whole bundle (a flash that was cut after the switch)."""
         if identity.running_version is not None and identity.running_version != self.bundle.manifest.version:
             return None  # it runs another version: one short look would be wasted
-        self.emit.phase(FlashPhase.VERIFY)
+        _phase(self.report, FlashPhase.VERIFY)
         if not slot_holds(client, self.plans, current):
             return None
         self.skipped[:] = [plan.name for plan in self.plans]
-        self.emit.message(_("Slot {slot} already holds this bundle; nothing to write", slot=current))
+        self.report.message(_("Slot {slot} already holds this bundle; nothing to write", slot=current))
         return current
 
     def _write(self, client: FastbootClient, target: str, current: str, record: dict[str, Any]) -> None:
         def on_step(step: FlashStep, partition: str) -> None:
             if step is FlashStep.CHECK or step is FlashStep.VERIFY:
-                self.emit.phase(FlashPhase.VERIFY, partition)
+                _phase(self.report, FlashPhase.VERIFY, partition)
             elif step is FlashStep.WRITE:
-                self.emit.phase(FlashPhase.WRITE, partition)
+                _phase(self.report, FlashPhase.WRITE, partition)
             elif step is FlashStep.VERIFIED:
                 self.written.append(partition)
                 record["written"] = list(self.written)
             else:
                 self.skipped.append(partition)
                 record["skipped"] = list(self.skipped)
-                self.emit.message(_("{partition} already holds its image; skipped", partition=partition), partition)
+                self.report.message(_("{partition} already holds its image; skipped", partition=partition), partition)
 
-        def on_progress(partition: str, done: int, total: int) -> None:
-            self.emit.progress(partition, done, total)
-
-        flash_slot(client, self.bundle, self.plans, target, active_slot=current, on_step=on_step, progress=on_progress)
+        flash_slot(
+            client,
+            self.bundle,
+            self.plans,
+            target,
+            active_slot=current,
+            on_step=on_step,
+            progress=self.report.item_progress,
+        )
 
     def _confirm(self, target: str) -> tuple[str, str]:
-        self.emit.phase(FlashPhase.CONFIRM)
+        _phase(self.report, FlashPhase.CONFIRM)
         info = self.station.info(self.serial)
         active = str(info.get("active_slot"))
         slots = info.get("slots")
@@ -397,8 +363,8 @@ class _UnitFlash:
 
     def _info(self, line: str) -> None:
         LOG.debug("%s: (bootloader) %s", self.serial, line)
-        if self.emit.phase_now is not FlashPhase.VERIFY:  # the answers to hash queries are no news
-            self.emit.message(_("(bootloader) {line}", line=line))
+        if self.report.phase_now != FlashPhase.VERIFY:  # the answers to hash queries are no news
+            self.report.message(_("(bootloader) {line}", line=line))
 
     def _close(self) -> None:
         client, self.client = self.client, None
@@ -437,49 +403,49 @@ def flash_units(
     station: Station,
     bundle_path: str | os.PathLike[str],
     serials: Sequence[str],
-    on_event: EventCallback | None = None,
+    listener: Listener | None = None,
     *,
     max_workers: int | None = None,
 ) -> list[FlashResult]:
     """Flash the bundle at ``bundle_path`` onto every unit in ``serials``, in parallel; results in that order.
 
     The bundle is opened with the station's trusted keys and verified once (signature and every hash)
-    before any unit is touched; a bundle that fails raises its typed error, after a ``finished`` event
-    for every unit.  Events come from worker threads.  A unit found in bootloader mode is flashed from
-    there (a flash resumed after an unplug).
+    before any unit is touched; a bundle that fails raises its typed error, after a ``StepFinished``
+    for every unit.  ``listener`` gets every unit's events, from worker threads.  A unit found in
+    bootloader mode is flashed from there (a flash resumed after an unplug).
     """
     chosen = _check_serials(serials)
-    emitters = {serial: _Emitter(serial, on_event) for serial in chosen}
-    for emitter in emitters.values():
-        emitter.phase(FlashPhase.CHECK)
+    reporters = {serial: Reporter(listener, serial, FLASH_STEP) for serial in chosen}
+    for reporter in reporters.values():
+        _phase(reporter, FlashPhase.CHECK)
     started = time.monotonic()
     try:
         bundle = Bundle.open(Path(bundle_path), TrustStore())
     except NaiadError as exc:
-        _refuse_all(emitters, exc, started)
+        _refuse_all(reporters, exc, started)
         raise
     with bundle:
         try:
-            bundle.verify(lambda partition, done, total: _bundle_progress(emitters, partition, done, total))
+            bundle.verify(lambda partition, done, total: _bundle_progress(reporters, partition, done, total))
             plans = plan_bundle(bundle)
         except NaiadError as exc:
-            _refuse_all(emitters, exc, started)
+            _refuse_all(reporters, exc, started)
             raise
         LOG.info("flashing %s (%s) onto %d units", bundle_path, bundle.manifest.version, len(chosen))
         workers = max(1, min(max_workers or len(chosen), len(chosen)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flash") as pool:
             futures = [
-                pool.submit(_UnitFlash(station, bundle, plans, serial, emitters[serial]).run) for serial in chosen
+                pool.submit(_UnitFlash(station, bundle, plans, serial, reporters[serial]).run) for serial in chosen
             ]
             return [future.result() for future in futures]
 
 
-def _bundle_progress(emitters: dict[str, _Emitter], partition: str, done: int, total: int) -> None:
-    for emitter in emitters.values():
-        emitter.progress(partition, done, total)
+def _bundle_progress(reporters: dict[str, Reporter], partition: str, done: int, total: int) -> None:
+    for reporter in reporters.values():
+        reporter.item_progress(partition, done, total)
 
 
-def _refuse_all(emitters: dict[str, _Emitter], error: NaiadError, started: float) -> None:
+def _refuse_all(reporters: dict[str, Reporter], error: NaiadError, started: float) -> None:
     seconds = time.monotonic() - started
-    for serial, emitter in emitters.items():
-        emitter.finished(FlashResult(serial, False, None, None, (), (), seconds, error))
+    for serial, reporter in reporters.items():
+        reporter.finished(FlashResult(serial, False, None, None, (), (), seconds, error))

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from i18n import N_
-from terminal.client import ManagementClient, Progress
+from terminal.client import ManagementClient
 from terminal.discovery import Device, Discovery
 from terminal.errors import DeviceNotFound, NaiadError
+from terminal.events import ProgressCallback
 from terminal.models import BOOTLOADER, RUN
 
 from .ledger import Ledger
@@ -118,7 +119,7 @@ class Station:
         with self.connect(serial) as client:
             return client.info()
 
-    def logs(self, serial: str, progress: Progress | None = None) -> str:
+    def logs(self, serial: str, progress: ProgressCallback | None = None) -> str:
         with self.connect(serial) as client:
             return client.logs(progress)
 

@@ -17,11 +17,11 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from . import framing
 from .errors import RemoteError, TransferError, TransportTimeout
+from .events import ProgressCallback
 from .framing import ATTEMPT_SHIFT, Frame, FrameDecoder, Reassembler, split_frames
 from .protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload, type_name
 from .transports import Transport, open_transport
@@ -30,7 +30,6 @@ LOG = logging.getLogger(__name__)
 WIRE = LOG.getChild("wire")
 WIRE.propagate = False  # muted unless a handler is attached on purpose
 
-Progress = Callable[[int, int], None]
 HOST_NAME = "naiad"
 FRAGMENTS_PER_CHUNK = 16
 INITIAL_RTO = 0.25  # seconds before the first retransmission, until round trips are measured
@@ -172,7 +171,7 @@ class ManagementClient:
     def boot_history(self) -> list[Any]:
         return list(self.request(MessageType.BOOT_HISTORY).get("boots", []))
 
-    def logs(self, progress: Progress | None = None) -> str:
+    def logs(self, progress: ProgressCallback | None = None) -> str:
         return self.read_object(OBJECT_LOGS, progress).decode("utf-8", "replace")
 
     # -- chunked objects ---------------------------------------------------------------------------
@@ -182,12 +181,12 @@ class ManagementClient:
         fragments = FRAGMENTS_PER_CHUNK if self.max_frame >= 1024 else 4
         return max(32, (self.max_frame - framing.OVERHEAD) * fragments - CHUNK_ENVELOPE)
 
-    def read_object(self, name: str, progress: Progress | None = None) -> bytes:
+    def read_object(self, name: str, progress: ProgressCallback | None = None) -> bytes:
         buffer = io.BytesIO()
         self.read_object_into(name, buffer, progress)
         return buffer.getvalue()
 
-    def read_object_into(self, name: str, out: BinaryIO, progress: Progress | None = None) -> int:
+    def read_object_into(self, name: str, out: BinaryIO, progress: ProgressCallback | None = None) -> int:
         """Stream object ``name`` into ``out`` chunk by chunk; check its SHA-256; return its size."""
         digest = hashlib.sha256()
         offset, total, expected = 0, None, None
@@ -209,7 +208,7 @@ class ManagementClient:
             raise TransferError(name=name, detail="SHA-256 mismatch")
         return offset
 
-    def write_object(self, name: str, data: bytes, progress: Progress | None = None) -> None:
+    def write_object(self, name: str, data: bytes, progress: ProgressCallback | None = None) -> None:
         """Send ``data`` as object ``name`` in chunks; the unit keeps it only if the SHA-256 matches."""
         total, sha = len(data), hashlib.sha256(data).digest()
         offset = 0

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .errors import NaiadError
@@ -25,6 +25,8 @@ LOG = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """``(done, total)`` of one transfer: the one low-level progress shape (``total`` <= 0: unknown)."""
+ItemProgressCallback = Callable[[str, int, int], None]
+"""``(item, done, total)`` of a pass over several items (a bundle's images, a slot's partitions)."""
 
 
 class StepResult(Protocol):
@@ -107,6 +109,9 @@ class StepFinished(Event):
         listener.finished(self)
 
 
+E = TypeVar("E", bound=Event)
+
+
 class Listener(abc.ABC):
     """A view of the event stream.  Methods are called from the step's worker thread; they must not block."""
 
@@ -146,33 +151,36 @@ class Recorder(Listener):
     def finished(self, event: StepFinished) -> None:
         self._add(event)
 
-    def of(self, kind: type[Event], unit: str | None = None) -> list[Any]:
+    def of(self, kind: type[E], unit: str | None = None) -> list[E]:
         """The recorded events of one kind (and unit)."""
         with self._lock:
             return [e for e in self.events if isinstance(e, kind) and (unit is None or e.unit == unit)]
 
 
 class Fanout(Listener):
-    """Several listeners as one, in order."""
+    """Several listeners as one, in order; one that raises is logged and the others still get the event."""
 
     def __init__(self, listeners: Iterable[Listener]) -> None:
         self.listeners = tuple(listeners)
 
-    def phase_started(self, event: PhaseStarted) -> None:
+    def _each(self, event: Event) -> None:
         for listener in self.listeners:
-            listener.phase_started(event)
+            try:
+                event.deliver(listener)
+            except Exception:
+                LOG.exception("%s: a listener of step %s failed", event.unit, event.step)
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        self._each(event)
 
     def progressed(self, event: Progressed) -> None:
-        for listener in self.listeners:
-            listener.progressed(event)
+        self._each(event)
 
     def message(self, event: Message) -> None:
-        for listener in self.listeners:
-            listener.message(event)
+        self._each(event)
 
     def finished(self, event: StepFinished) -> None:
-        for listener in self.listeners:
-            listener.finished(event)
+        self._each(event)
 
 
 class Reporter:
@@ -209,6 +217,10 @@ class Reporter:
         self._done = max(self._done, done)
         phase = None if self.phase_now is None else str(self.phase_now)
         self._send(Progressed(self.unit, self.step, phase, self._done, total, item, counts))
+
+    def item_progress(self, item: str, done: int, total: int) -> None:
+        """Byte progress of ``item``: an :data:`ItemProgressCallback`."""
+        self.progress(done, total, item)
 
     def progress_callback(self, item: str | None = None, *, counts: str = "bytes") -> ProgressCallback:
         """A ``(done, total)`` callback for a lower layer's transfer of ``item``."""

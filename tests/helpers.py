@@ -6,8 +6,11 @@ import functools
 import importlib.util
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+
+from terminal.events import Event, Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +25,18 @@ def demo_tool() -> ModuleType:
     sys.modules[name] = module  # its dataclasses look their module up while being defined
     spec.loader.exec_module(module)
     return module
+
+
+class Tap(Recorder):
+    """Records every event and hands it to ``hook`` as it comes, on the step's worker thread."""
+
+    def __init__(self, hook: Callable[[Event], None]) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def _add(self, event: Event) -> None:
+        super()._add(event)
+        self.hook(event)
 
 
 def sparse_image(blk: int, chunks: list[tuple[str, bytes, int]]) -> bytes:

@@ -20,10 +20,11 @@ from PyQt6.QtWidgets import QApplication
 
 import i18n
 from console.app import run_console
-from console.bench import Bench, UnitCard, port_sort_key
+from console.composition import Wiring
 from console.main_window import MainWindow
 from console.style import UnitState
-from console.workers import ActionRunner, DeviceWatcher
+from console.unit_card import Bench, UnitCard, port_sort_key
+from console.workers import ConsoleClosing, DeviceWatcher, Job, UnitsBusy, Workers
 from i18n import _
 from terminal.discovery import Device, Discovery, SimulatorNotFound, UsbAccessDenied
 from terminal.errors import DeviceNotFound, NaiadError
@@ -147,7 +148,7 @@ def window(
 ) -> Iterator[MainWindow]:
     monkeypatch.setattr(i18n, "_language", "en")
     caplog.set_level(logging.INFO)  # as run_console does: the pane shows what logging lets through
-    win = MainWindow(sim_dir, make_discovery=lambda: discovery, make_station=lambda: station)
+    win = MainWindow(Wiring(sim_dir), make_discovery=lambda: discovery, make_station=lambda: station)
     qtbot.addWidget(win)
     win.start()
     yield win
@@ -320,7 +321,7 @@ def test_discovery_runs_off_the_gui_thread_and_widgets_change_only_on_it(
 
         monkeypatch.setattr(UnitCard, name, spy)
 
-    win = MainWindow(sim_dir, make_discovery=lambda: discovery)
+    win = MainWindow(Wiring(sim_dir), make_discovery=lambda: discovery)
     qtbot.addWidget(win)
     win.start()
     write_bus(sim_dir, [run_unit("DF2A00001", 3, 7, "/dev/pts/7")])
@@ -336,19 +337,17 @@ def test_discovery_runs_off_the_gui_thread_and_widgets_change_only_on_it(
 def test_closing_the_window_stops_the_watcher_and_unhooks_everything(
     qtbot: Any, sim_dir: Path, discovery: RecordingDiscovery
 ) -> None:
-    win = MainWindow(sim_dir, make_discovery=lambda: discovery)
+    win = MainWindow(Wiring(sim_dir), make_discovery=lambda: discovery)
     qtbot.addWidget(win)
     win.start()
-    thread = win.watcher.thread_handle
-    assert thread is not None
+    assert win.watcher.is_running()
     qtbot.waitUntil(lambda: bool(discovery.watch_threads), timeout=WAIT_MS)
     handler = win.log_pane._handler
     assert handler in logging.getLogger().handlers
 
     win.close()
 
-    assert thread.isFinished() and not thread.isRunning()
-    assert win.watcher.thread_handle is None
+    assert not win.watcher.is_running()  # its job returned: no thread of the console is left watching
     assert handler not in logging.getLogger().handlers
     assert win._notify_language not in i18n._listeners
 
@@ -362,7 +361,8 @@ def test_watcher_reports_a_failing_bus_and_retries(qtbot: Any, sim_dir: Path) ->
             raise DeviceNotFound(serial="bus")
         return Discovery(sim_dir)
 
-    watcher = DeviceWatcher(make, interval=0.05, retry_delay=0.05)
+    workers = Workers()
+    watcher = DeviceWatcher(workers, make, interval=0.05, retry_delay=0.05)
     write_bus(sim_dir, [run_unit("DF2A00001", 3, 7, "/dev/pts/7")])
     added: list[Any] = []
     watcher.device_added.connect(added.append)
@@ -373,6 +373,7 @@ def test_watcher_reports_a_failing_bus_and_retries(qtbot: Any, sim_dir: Path) ->
     assert added[0].serial == "DF2A00001"
     assert watcher.stop()
     assert not watcher.is_running()
+    assert workers.shutdown()
 
 
 # -- unit actions -----------------------------------------------------------------------------------
@@ -415,36 +416,45 @@ def test_failed_action_shows_the_error_and_its_remedy_on_the_card(
     assert any(str(error) in line for line in window.log_pane.lines())
 
 
-def test_actions_on_one_unit_run_one_at_a_time_and_units_run_in_parallel(qtbot: Any) -> None:
-    runner = ActionRunner(max_threads=4)
+def test_every_job_runs_on_the_one_pool_one_at_a_time_per_unit(qtbot: Any) -> None:
+    workers = Workers(max_threads=4)
     release = threading.Event()
-    running: list[str] = []
+    threads: dict[str, int] = {}
     lock = threading.Lock()
 
-    def job(name: str) -> Any:
-        def call() -> str:
+    def job(name: str, *units: str) -> Job:
+        def work(_listener: Any) -> str:
             with lock:
-                running.append(name)
+                threads[name] = threading.get_ident()
             release.wait(5)
             return name
 
-        return call
+        made = Job(work, units, name)
+        made.succeeded.connect(done.append)
+        return made
 
-    done: list[tuple[str, str, object]] = []
-    runner.succeeded.connect(lambda serial, action, result: done.append((serial, action, result)))
-    runner.submit("A", "first", job("A1"))
-    runner.submit("A", "second", job("A2"))
-    runner.submit("B", "first", job("B1"))
-    qtbot.waitUntil(lambda: len(running) == 2, timeout=WAIT_MS)
-    assert sorted(running) == ["A1", "B1"]  # A2 waits for A1; B1 runs beside it
-    assert runner.busy("A") and runner.busy("B")
+    done: list[object] = []
+    changes: list[int] = []
+    workers.busy_changed.connect(lambda: changes.append(1))
+    workers.start(job("A1", "A"))
+    workers.start(job("B1", "B"))
+    workers.start(job("read"))  # a job for no unit (reading a bundle) runs beside them
+    with pytest.raises(UnitsBusy) as refused:
+        workers.start(job("A2", "A", "C"))  # A is busy: refused, and C is not taken either
+    assert refused.value.params["serials"] == "A"
+    assert workers.busy_units() == {"A", "B"} and not workers.busy("C") and changes
+    qtbot.waitUntil(lambda: len(threads) == 3, timeout=WAIT_MS)
+    assert threading.main_thread().ident not in threads.values()
 
     release.set()
     qtbot.waitUntil(lambda: len(done) == 3, timeout=WAIT_MS)
-    assert [d for d in done if d[0] == "A"] == [("A", "first", "A1"), ("A", "second", "A2")]
-    assert runner.shutdown()
-    runner.submit("A", "late", job("A3"))  # after shutdown nothing more runs
-    assert not runner.busy("A")
+    assert sorted(map(str, done)) == ["A1", "B1", "read"] and workers.busy_units() == set()
+    workers.start(job("A3", "A"))  # free again
+    qtbot.waitUntil(lambda: len(done) == 4, timeout=WAIT_MS)
+    assert workers.shutdown()
+    with pytest.raises(ConsoleClosing):
+        workers.start(job("late", "A"))
+    assert not workers.busy("A")
 
 
 # -- log pane, bench order, bad input ---------------------------------------------------------------

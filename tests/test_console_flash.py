@@ -15,26 +15,29 @@ from typing import Any
 
 import pytest
 from helpers import demo_tool
-from PyQt6.QtCore import Qt, QThread
+from PyQt6.QtCore import Qt, QThread, QThreadPool
 from PyQt6.QtWidgets import QApplication
 
 import i18n
-from console.bench import UnitCard
+from console.composition import Wiring
 from console.flash_dialog import FlashDialog, UnitChoice
 from console.flash_monitor import FLASHED, WAITING
 from console.main_window import MainWindow
 from console.style import UnitState
-from console.workers import FlashEngine, FlashingUnavailable
+from console.unit_card import UnitCard, error_texts
+from console.workers import Job, Workers
 from firmware.bundle import Bundle
 from firmware.errors import MalformedBundle, UntrustedBundle
 from firmware.signing import short_key_id
 from i18n import _
-from provisioning.flashing import PHASE_LABELS, FlashEvent, FlashNotConfirmed, FlashPhase, FlashResult
+from provisioning.flashing import FlashNotConfirmed, FlashPhase, FlashResult, phase_label
 from terminal.discovery import Device
 from terminal.errors import NaiadError
+from terminal.events import Listener, Reporter
 from terminal.models import model_by_id
 
 WAIT_MS = 5000
+NOWHERE = Wiring(Path("/nonexistent-sim"))  # the tests' discovery and station stand in for its bus
 DF2 = model_by_id("df2")
 FROG = model_by_id("frog-pro")
 
@@ -107,51 +110,41 @@ class ScriptedEngine:
         self.calls: list[tuple[Any, Path, list[str]]] = []
         self.event_threads: set[int] = set()
 
-    def engine(self) -> FlashEngine:
-        return FlashEngine(self.flash_units, PHASE_LABELS)
-
     def flash_units(
-        self,
-        station: Any,
-        bundle_path: str | os.PathLike[str],
-        serials: Sequence[str],
-        on_event: Any = None,
-        *,
-        max_workers: int | None = None,
+        self, station: Any, bundle_path: str | os.PathLike[str], serials: Sequence[str], listener: Listener
     ) -> list[FlashResult]:
         self.calls.append((station, Path(bundle_path), list(serials)))
+        self.event_threads.add(threading.get_ident())
 
-        def emit(event: FlashEvent) -> None:
+        def phase(report: Reporter, phase: FlashPhase, partition: str | None = None) -> None:
             self.event_threads.add(threading.get_ident())
-            on_event(event)
+            report.phase(phase, phase_label(phase, partition), partition)
 
         if self.refuse is not None:
             for serial in serials:
-                emit(
-                    FlashEvent(
-                        serial, "finished", result=FlashResult(serial, False, None, None, (), (), 0.0, self.refuse)
-                    )
-                )
+                failed = FlashResult(serial, False, None, None, (), (), 0.0, self.refuse)
+                Reporter(listener, serial, "flash").finished(failed)
             raise self.refuse
         results: dict[str, FlashResult] = {}
 
         def one(serial: str) -> None:
-            emit(FlashEvent(serial, "phase", phase=FlashPhase.CHECK))
-            emit(FlashEvent(serial, "phase", phase=FlashPhase.REBOOT))
-            emit(FlashEvent(serial, "message", phase=FlashPhase.REBOOT, message="(bootloader) hello"))
-            emit(FlashEvent(serial, "phase", phase=FlashPhase.WRITE, partition="boot"))
-            emit(FlashEvent(serial, "progress", phase=FlashPhase.WRITE, partition="boot", done=512, total=1024))
+            report = Reporter(listener, serial, "flash")
+            phase(report, FlashPhase.CHECK)
+            phase(report, FlashPhase.REBOOT)
+            report.message("(bootloader) hello")
+            phase(report, FlashPhase.WRITE, "boot")
+            report.progress(512, 1024, "boot")
             self.gate.wait(10)
             error = self.failures.get(serial)
             if error is not None:
                 result = FlashResult(serial, False, None, None, ("boot",), (), 1.5, error)
             else:
-                emit(FlashEvent(serial, "progress", phase=FlashPhase.WRITE, partition="boot", done=1024, total=1024))
-                for phase in (FlashPhase.VERIFY, FlashPhase.SWITCH, FlashPhase.BOOT, FlashPhase.CONFIRM):
-                    emit(FlashEvent(serial, "phase", phase=phase))
+                report.progress(1024, 1024, "boot")
+                for later in (FlashPhase.VERIFY, FlashPhase.SWITCH, FlashPhase.BOOT, FlashPhase.CONFIRM):
+                    phase(report, later)
                 result = FlashResult(serial, True, "2.0.0", "b", ("boot", "system"), (), 2.25)
             results[serial] = result
-            emit(FlashEvent(serial, "finished", phase=FlashPhase.CONFIRM, result=result))
+            report.finished(result)
 
         workers = [threading.Thread(target=one, args=(serial,)) for serial in serials]
         for worker in workers:
@@ -181,15 +174,13 @@ def window(
 ) -> Iterator[MainWindow]:
     monkeypatch.setattr(i18n, "_language", "en")
     caplog.set_level(logging.INFO)
-    win = MainWindow(
-        "/nonexistent-sim", make_discovery=IdleDiscovery, make_station=lambda: station, load_flash_engine=engine.engine
-    )
+    win = MainWindow(NOWHERE, make_discovery=IdleDiscovery, make_station=lambda: station, flash=engine.flash_units)
     qtbot.addWidget(win)
     win.start()
     yield win
     engine.gate.set()
     station.info_gate.set()
-    qtbot.waitUntil(lambda: not win.flasher.running(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not win.flash_monitor.running(), timeout=WAIT_MS)
     win.close()
 
 
@@ -234,7 +225,7 @@ def test_the_dialog_shows_the_bundle_and_ticks_the_attached_idle_units_it_fits(
         UnitChoice("DF2A00004", "df2", "Dragonfly 2", "1-1.4", "run", attached=True, busy=True),
         UnitChoice("FRP000005", "frog-pro", "Frog Pro", "1-1.5", "run", attached=True, busy=False),
     ]
-    dialog = FlashDialog(units)
+    dialog = FlashDialog(units, workers=Workers())
     qtbot.addWidget(dialog)
     assert dialog.selected_serials() == [] and not dialog.start_button.isEnabled()
     assert dialog.hint_label.text() == _("Choose a firmware bundle.")
@@ -284,7 +275,7 @@ def test_an_untrusted_or_unreadable_bundle_cannot_be_started(
     monkeypatch.setattr(i18n, "_language", "en")
     made = make_bundle(tmp_path, trust=False)
     units = [UnitChoice("DF2A00001", "df2", "Dragonfly 2", "1-1.1", "run", attached=True, busy=False)]
-    dialog = FlashDialog(units)
+    dialog = FlashDialog(units, workers=Workers())
     qtbot.addWidget(dialog)
     requested: list[Any] = []
     dialog.start_requested.connect(lambda *args: requested.append(args))
@@ -350,7 +341,7 @@ def test_a_flash_drives_each_card_from_worker_thread_events_on_the_gui_thread(
     assert engine.event_threads and threading.main_thread().ident not in engine.event_threads
 
     engine.gate.set()
-    qtbot.waitUntil(lambda: not window.flasher.running(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.flash_monitor.running(), timeout=WAIT_MS)
     done = _(FLASHED, version="2.0.0", slot="b")
     for card in (first, second):
         assert step_text(card) == done and card.progress.isHidden()
@@ -384,7 +375,7 @@ def test_one_units_failure_shows_on_its_card_while_the_others_finish(
     assert step_text(good) == _(WAITING) and good.in_job and not other.in_job
 
     engine.gate.set()
-    qtbot.waitUntil(lambda: not window.flasher.running(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.flash_monitor.running(), timeout=WAIT_MS)
     assert step_text(good) == _(FLASHED, version="2.0.0", slot="b") and state_of(good) is UnitState.RUN
     assert state_of(bad) is UnitState.ERROR
     assert bad.step_label.text() == str(failure) and bad.step_label.toolTip() == failure.remedy_text
@@ -405,7 +396,7 @@ def test_a_unit_being_flashed_gets_no_other_action(
     flashing, querying = bench_of(window, device("DF2A00001", 1), device("DF2A00002", 2))
     station.info_gate.clear()
     window.request_info("DF2A00002")  # an info still running on the other unit
-    qtbot.waitUntil(lambda: window.runner.busy("DF2A00002"), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.workers.busy("DF2A00002"), timeout=WAIT_MS)
     assert state_of(querying) is UnitState.BUSY
     assert window.start_flash(str(made.path), ["DF2A00002"]) is None
     assert engine.calls == []
@@ -437,39 +428,71 @@ def test_a_unit_being_flashed_gets_no_other_action(
 
     engine.gate.set()
     station.info_gate.set()
-    qtbot.waitUntil(lambda: not window.flasher.running() and not window.runner.busy("DF2A00002"), timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: not window.flash_monitor.running() and not window.workers.busy("DF2A00002"), timeout=WAIT_MS
+    )
     qtbot.waitUntil(lambda: dialog.selected_serials() == ["DF2A00001", "DF2A00002"], timeout=WAIT_MS)
     assert dialog.start_button.isEnabled()
 
 
-@pytest.mark.parametrize("cause", ["refused", "no-engine"])
+@pytest.mark.parametrize("cause", ["refused", "crashed"])
 def test_a_flash_that_cannot_start_shows_why_on_every_card_and_frees_them(
     qtbot: Any, tmp_path: Path, station: FakeStation, cause: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(i18n, "_language", "en")
-    error: NaiadError
+    error: BaseException
     if cause == "refused":
         error = UntrustedBundle(path="fw.zip")
-        engine = ScriptedEngine(refuse=error)
-        load = engine.engine
-    else:
-        error = FlashingUnavailable(detail="No module named 'provisioning.flashing'")
+        flash = ScriptedEngine(refuse=error).flash_units
+    else:  # the engine broke before any unit had a result
+        error = ImportError("No module named 'provisioning.flashing'")
 
-        def load() -> FlashEngine:
+        def flash(*_args: Any) -> list[FlashResult]:
             raise error
 
-    win = MainWindow(
-        "/nonexistent-sim", make_discovery=IdleDiscovery, make_station=lambda: station, load_flash_engine=load
-    )
+    win = MainWindow(NOWHERE, make_discovery=IdleDiscovery, make_station=lambda: station, flash=flash)
     qtbot.addWidget(win)
     cards = bench_of(win, device("DF2A00001", 1), device("DF2A00002", 2))
     assert win.start_flash(str(tmp_path / "fw.zip"), ["DF2A00001", "DF2A00002"]) is not None
-    qtbot.waitUntil(lambda: not win.flasher.running(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not win.flash_monitor.running(), timeout=WAIT_MS)
+    shown, _remedy = error_texts(error)
     for card in cards:
-        assert state_of(card) is UnitState.ERROR and card.step_label.text() == str(error)
+        assert state_of(card) is UnitState.ERROR and card.step_label.text() == shown
         assert not card.in_job and card.reboot_button.isEnabled()
-    assert any(str(error) in line for line in win.log_pane.lines())
+    assert any(shown in line for line in win.log_pane.lines())
     win.close()
+
+
+def test_all_console_work_runs_as_jobs_on_the_one_worker_pool(
+    qtbot: Any, tmp_path: Path, engine: ScriptedEngine, station: FakeStation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[str, Workers]] = []
+    start = Workers.start
+
+    def spy(self: Workers, job: Job) -> Job:
+        started.append((job.name, self))
+        return start(self, job)
+
+    def forbidden(*_args: Any) -> Any:
+        raise AssertionError("the console started work outside its workers")
+
+    monkeypatch.setattr(Workers, "start", spy)
+    monkeypatch.setattr(QThread, "start", forbidden)
+    monkeypatch.setattr(QThreadPool, "globalInstance", forbidden)
+    win = MainWindow(NOWHERE, make_discovery=IdleDiscovery, make_station=lambda: station, flash=engine.flash_units)
+    qtbot.addWidget(win)
+    win.start()
+    bench_of(win, device("DF2A00001", 1))
+    win.request_info("DF2A00001")
+    qtbot.waitUntil(lambda: "DF2A00001" in win.info_dialogs, timeout=WAIT_MS)
+    made = make_bundle(tmp_path)
+    start_from_dialog(qtbot, win, made.path)
+    engine.gate.set()
+    qtbot.waitUntil(lambda: not win.flash_monitor.running(), timeout=WAIT_MS)
+    win.close()
+    assert [name for name, _workers in started] == ["discovery", "action", "reading a bundle", "flash"]
+    assert all(workers is win.workers for _name, workers in started)
+    assert not win.watcher.is_running() and not win.workers.busy_units()
 
 
 def test_closing_while_flashing_asks_first(
@@ -481,9 +504,9 @@ def test_closing_while_flashing_asks_first(
     answers: list[bool] = [False]
     monkeypatch.setattr(window, "confirm_interrupt_flash", lambda: answers.pop(0))
     window.close()
-    assert not window._closed and window.flasher.running()
+    assert not window._closed and window.flash_monitor.running()
     engine.gate.set()
-    qtbot.waitUntil(lambda: not window.flasher.running(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.flash_monitor.running(), timeout=WAIT_MS)
 
 
 # -- language -------------------------------------------------------------------------------------------
@@ -555,10 +578,11 @@ def test_the_console_flashes_a_simulated_unit_through_the_real_engine(
     monkeypatch.setattr(i18n, "_language", "en")
     made = make_bundle(tmp_path)
     serial = sim.serials()[0]
-    win = MainWindow(str(sim.state_dir))
-    qtbot.addWidget(win)
     steps: list[str] = []
-    win.flasher.flash_event.connect(lambda _run, event: steps.append(str(event.phase)))
+    show_phase = UnitCard.show_phase
+    monkeypatch.setattr(UnitCard, "show_phase", lambda card, label: (steps.append(label), show_phase(card, label)))
+    win = MainWindow(Wiring(sim.state_dir))
+    qtbot.addWidget(win)
     win.start()
     try:
         qtbot.waitUntil(lambda: win.bench.card(serial) is not None, timeout=WAIT_MS)
@@ -568,10 +592,11 @@ def test_the_console_flashes_a_simulated_unit_through_the_real_engine(
         qtbot.waitUntil(lambda: dialog.summary is not None and dialog.start_button.isEnabled(), timeout=WAIT_MS)
         assert dialog.selected_serials() == [serial]
         dialog.start_button.click()
-        qtbot.waitUntil(lambda: not win.flasher.running(), timeout=90_000)
+        qtbot.waitUntil(lambda: not win.flash_monitor.running(), timeout=90_000)
         assert step_text(card) == _(FLASHED, version="2.0.0", slot="b"), step_text(card)
-        for phase in ("check", "reboot", "write", "verify", "switch", "boot", "confirm"):
-            assert phase in steps
+        for phase in (FlashPhase.CHECK, FlashPhase.REBOOT, FlashPhase.SWITCH, FlashPhase.BOOT, FlashPhase.CONFIRM):
+            assert phase_label(phase) in steps
+        assert phase_label(FlashPhase.WRITE, "boot") in steps and phase_label(FlashPhase.VERIFY, "system") in steps
         qtbot.waitUntil(lambda: card.state is UnitState.RUN, timeout=WAIT_MS)
     finally:
         win.close()

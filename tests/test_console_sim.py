@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from console.composition import Wiring
 from console.main_window import MainWindow
 from console.style import UnitState
 
@@ -19,7 +20,7 @@ COLD_START_MS = 10_000  # the window's first look at the bus includes importing 
 
 @pytest.fixture
 def window(qtbot: Any, sim: Any) -> Any:
-    win = MainWindow(str(sim.state_dir))
+    win = MainWindow(Wiring(sim.state_dir))
     qtbot.addWidget(win)
     win.start()
     yield win

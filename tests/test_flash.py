@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
-from helpers import demo_tool
+from helpers import Tap, demo_tool
 
 from console.cli_flash import flash
 from firmware.bundle import Bundle
@@ -38,14 +38,14 @@ from firmware.sparse import expand
 from provisioning.flashing import (
     PHASE_LABELS,
     DuplicateUnit,
-    FlashEvent,
     FlashPhase,
     NoUnitsSelected,
     flash_units,
     phase_label,
 )
 from provisioning.station import Station
-from simulator.control import SimulatorCommandFailed
+from terminal.errors import DeviceNotFound
+from terminal.events import Event, PhaseStarted, Progressed, Recorder, StepFinished
 from terminal.fastboot import FastbootClient
 from terminal.models import PACKAGED_TABLE, load_models, model_by_id, user_table_path
 
@@ -76,21 +76,6 @@ def bench(sim_factory: Any) -> Any:
     yield start
     for station in stations:
         station.close()
-
-
-class Recorder:
-    """Collects flash events from the worker threads."""
-
-    def __init__(self) -> None:
-        self.events: list[FlashEvent] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: FlashEvent) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def of(self, serial: str, kind: str | None = None) -> list[FlashEvent]:
-        return [e for e in self.events if e.serial == serial and (kind is None or e.kind == kind)]
 
 
 def partition_digests(sim: Any, serial: str) -> dict[str, str]:
@@ -219,7 +204,7 @@ def test_a_unit_is_flashed_confirmed_and_recorded(bench: Any, make_bundle: Any) 
     info = station.info(serial)
     assert info["active_slot"] == "b" and slot_version(info) == "2.0.0" and slot_version(info, "a") == "1.0.0"
 
-    phases = [e.phase for e in recorder.of(serial, "phase")]
+    phases = [e.phase for e in recorder.of(PhaseStarted, serial)]
     order = [
         FlashPhase.CHECK,
         FlashPhase.REBOOT,
@@ -229,14 +214,14 @@ def test_a_unit_is_flashed_confirmed_and_recorded(bench: Any, make_bundle: Any) 
         FlashPhase.CONFIRM,
     ]
     assert [p for p in phases if p in order] == [*order[:2], FlashPhase.WRITE, FlashPhase.WRITE, *order[3:]]
-    written = [(e.phase, e.partition) for e in recorder.of(serial, "phase") if e.phase is FlashPhase.WRITE]
+    written = [(e.phase, e.item) for e in recorder.of(PhaseStarted, serial) if e.phase == FlashPhase.WRITE]
     assert written == [(FlashPhase.WRITE, "boot"), (FlashPhase.WRITE, "system")]
     for partition in ("boot", "system"):
-        sent = [e for e in recorder.of(serial, "progress") if e.partition == partition and e.phase is FlashPhase.WRITE]
+        sent = [e for e in recorder.of(Progressed, serial) if e.item == partition and e.phase == FlashPhase.WRITE]
         assert sent and sent[-1].done == sent[-1].total > 0
         assert all(a.done <= b.done for a, b in itertools.pairwise(sent))
-    [finished] = recorder.of(serial, "finished")
-    assert finished.result == result
+    [finished] = recorder.of(StepFinished, serial)
+    assert finished.result == result and finished.step == "flash"
 
     flashes = [op for op in station.ledger.operations(serial) if op.kind == "flash"]
     assert [op.status for op in flashes] == ["succeeded"]
@@ -266,7 +251,7 @@ def test_an_image_larger_than_the_download_buffer_goes_in_sparse_pieces(
     recorder = Recorder()
     [result] = flash_units(station, make_bundle("2.1.0", system_size=4 * MiB, sparse_system=False), [serial], recorder)
     assert result.ok and result.written == ("boot", "system"), result.error
-    system = [e for e in recorder.of(serial, "progress") if e.partition == "system" and e.phase is FlashPhase.WRITE]
+    system = [e for e in recorder.of(Progressed, serial) if e.item == "system" and e.phase == FlashPhase.WRITE]
     # sparse pieces, not the raw 4 MiB: and more than the 1 MiB the unit takes at once, so several of them
     assert MiB < system[-1].total != 4 * MiB
     assert slot_version(station.info(serial)) == "2.1.0"
@@ -279,18 +264,18 @@ def test_an_interrupted_flash_resumes_and_skips_what_was_verified(cut: str, benc
     bundle = make_bundle("2.2.0", system_size=8 * MiB)
     fired = threading.Event()
 
-    def cut_halfway(event: FlashEvent) -> None:
+    def cut_halfway(event: Event) -> None:
         if (
-            event.kind == "progress"
-            and event.phase is FlashPhase.WRITE
-            and event.partition == "system"
+            isinstance(event, Progressed)
+            and event.phase == FlashPhase.WRITE
+            and event.item == "system"
             and event.done * 2 >= event.total
             and not fired.is_set()
         ):
             fired.set()
             sim.call(cut, serial=serial)  # from the worker: the unit is gone before the next byte
 
-    [first] = flash_units(station, bundle, [serial], cut_halfway)
+    [first] = flash_units(station, bundle, [serial], Tap(cut_halfway))
     assert fired.is_set() and not first.ok
     assert first.written == ("boot",) and first.error is not None
     failed = [op for op in station.ledger.operations(serial) if op.kind == "flash"]
@@ -315,11 +300,11 @@ def test_a_flash_cut_after_the_switch_finishes_without_writing(bench: Any, make_
     serial = sim.serials()[0]
     bundle = make_bundle("2.3.0")
 
-    def cut_at_boot(event: FlashEvent) -> None:
-        if event.kind == "phase" and event.phase is FlashPhase.BOOT:
+    def cut_at_boot(event: Event) -> None:
+        if isinstance(event, PhaseStarted) and event.phase == FlashPhase.BOOT:
             sim.call("power_cut", serial=serial)
 
-    [first] = flash_units(station, bundle, [serial], cut_at_boot)
+    [first] = flash_units(station, bundle, [serial], Tap(cut_at_boot))
     assert not first.ok and first.written == ("boot", "system")
     sim.call("power_on", serial=serial, mode="bootloader")  # slot b is active and complete
     station.wait_for(serial, "bootloader", 10)
@@ -331,23 +316,8 @@ def test_a_flash_cut_after_the_switch_finishes_without_writing(bench: Any, make_
 def test_a_corrupted_write_fails_verification_and_the_old_slot_still_boots(bench: Any, make_bundle: Any) -> None:
     sim, station = bench()
     serial = sim.serials()[0]
-    partitions = sim.state_dir / "units" / serial / "partitions"
-    try:
-        sim.call("faults", serial=serial, corrupt_writes=1)  # the simulator damages the next write
-        hook = None
-    except SimulatorCommandFailed:  # an older simulator: damage boot_b between its write and its check
-        seen: list[FlashPhase | None] = []
-
-        def corrupt_after_write(event: FlashEvent) -> None:
-            if event.kind == "phase" and event.partition == "boot":
-                seen.append(event.phase)
-                if seen[-2:] == [FlashPhase.WRITE, FlashPhase.VERIFY]:
-                    with (partitions / "boot_b.img").open("r+b") as fh:
-                        fh.seek(5000)
-                        fh.write(b"\xff" * 16)
-
-        hook = corrupt_after_write
-    [result] = flash_units(station, make_bundle("2.4.0"), [serial], hook)
+    sim.call("faults", serial=serial, corrupt_writes=1)  # the simulator damages the next write
+    [result] = flash_units(station, make_bundle("2.4.0"), [serial])
     assert not result.ok and isinstance(result.error, PartitionVerifyFailed)
     assert result.error.params["partition"] == "boot_b" and result.error.remedy_text
     assert result.written == ()
@@ -388,7 +358,7 @@ def test_a_bad_bundle_or_unit_list_raises_before_any_unit_is_touched(bench: Any,
     with pytest.raises(UnknownSigningKey):
         flash_units(station, untrusted, serials, recorder)
     for serial in serials:
-        [finished] = recorder.of(serial, "finished")
+        [finished] = recorder.of(StepFinished, serial)
         assert finished.result is not None and isinstance(finished.result.error, UnknownSigningKey)
     with pytest.raises(NoUnitsSelected):
         flash_units(station, untrusted, [])
@@ -396,6 +366,19 @@ def test_a_bad_bundle_or_unit_list_raises_before_any_unit_is_touched(bench: Any,
         flash_units(station, untrusted, [serials[0], serials[0]])
     assert {s: sim.terminal(s)["boot_count"] for s in serials} == boots
     assert not TrustStore().keys()  # the bundle's key was never trusted
+
+
+def test_a_listener_that_raises_does_not_break_a_flash(bench: Any, make_bundle: Any) -> None:
+    sim, station = bench()
+    serial = sim.serials()[0]
+
+    def broken_view(event: Event) -> None:
+        raise RuntimeError("the view broke")
+
+    tap = Tap(broken_view)
+    [result] = flash_units(station, make_bundle("2.5.0"), [serial], tap)
+    assert result.ok and result.written == ("boot", "system"), result.error
+    assert {type(e) for e in tap.events} >= {PhaseStarted, Progressed, StepFinished}  # every event still went out
 
 
 # --- many units, and the command line ------------------------------------------------------------------
@@ -435,6 +418,17 @@ def test_the_command_prints_a_summary_table(sim_factory: Any, make_bundle: Any) 
     again = CliRunner().invoke(flash, args, env={"COLUMNS": "200"}, catch_exceptions=False)
     assert again.exit_code == 0  # the same bundle again: nothing to write, everything skipped
     assert table_row(again.stdout, serials[0])[:6] == [serials[0], "succeeded", "4.1.0", "b", "-", "boot, system"]
+
+
+def test_the_piped_summary_keeps_a_long_serial_and_its_error_whole(sim_factory: Any, make_bundle: Any) -> None:
+    sim_factory(terminals=1, models=["df2"])
+    missing = "DF2X" + "0123456789" * 5  # on no bench: its row says why, in full
+    args = [str(make_bundle("4.3.0")), "--device", missing]
+    result = CliRunner().invoke(flash, args, env={"COLUMNS": "80"}, catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert table_row(result.stdout, missing)[:2] == [missing, "failed"]
+    error = DeviceNotFound(serial=missing)
+    assert str(error) in result.stdout and (error.remedy_text or "") in result.stdout
 
 
 def table_row(text: str, serial: str) -> list[str]:

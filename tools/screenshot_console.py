@@ -101,6 +101,7 @@ def take(sim_dir: Path, staged: bool, out: Path, language: str, size: tuple[int,
 
     import i18n
     from console.app import show_info_records
+    from console.composition import Wiring
     from console.main_window import MainWindow
     from console.style import UnitState
     from simulator.control import SimControl
@@ -108,7 +109,7 @@ def take(sim_dir: Path, staged: bool, out: Path, language: str, size: tuple[int,
     app = QApplication.instance() or QApplication([sys.argv[0]])
     i18n.set_language(language)
     show_info_records()
-    window = MainWindow(sim_dir)
+    window = MainWindow(Wiring(sim_dir))
     window.resize(*size)
     window.start()
     window.show()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .client import FastbootClient, PacketTransport, Progress, Source
+from .client import FastbootClient, PacketTransport, Source
 from .errors import (
     DownloadTooLarge,
     FastbootDisconnected,
@@ -30,7 +30,6 @@ __all__ = [
     "FastbootTimeout",
     "InvalidFastbootTarget",
     "PacketTransport",
-    "Progress",
     "Source",
     "open_fastboot",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, TypeAlias, cast
 
+from ..events import ProgressCallback
 from .errors import (
     DownloadTooLarge,
     FastbootFailure,
@@ -37,8 +38,6 @@ LOG = logging.getLogger(__name__)
 
 Source: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 """An image to download: a path, bytes, or a binary file positioned at its start."""
-Progress: TypeAlias = Callable[[int, int], None]
-"""``progress(done, total)`` in bytes; ``total`` is 0 when it is not known up front."""
 
 
 class PacketTransport(Protocol):
@@ -145,12 +144,12 @@ class FastbootClient:
 
     # -- transfers --------------------------------------------------------------------------
 
-    def download(self, source: Source, size: int | None = None, progress: Progress | None = None) -> None:
+    def download(self, source: Source, size: int | None = None, progress: ProgressCallback | None = None) -> None:
         """Send ``source`` to the bootloader's download buffer (``download:%08x``, DATA, payload, OKAY)."""
         with _Opened(source, size) as image:
             self._download(image, progress, 0, image.size)
 
-    def _download(self, image: _Opened, progress: Progress | None, done: int, total: int) -> None:
+    def _download(self, image: _Opened, progress: ProgressCallback | None, done: int, total: int) -> None:
         limit = self.max_download_size
         if limit is not None and image.size > limit:
             raise DownloadTooLarge(target=self.target, size=image.size, limit=limit)
@@ -170,7 +169,7 @@ class FastbootClient:
         self,
         partition: str,
         source: Source | Iterable[Source],
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         """Write ``source`` to ``partition``: one image, or pre-split sparse pieces flashed in turn."""
         name = check_token(partition, "partition")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
-from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QResizeEvent
 from PyQt6.QtWidgets import (
     QFormLayout,
@@ -32,8 +32,13 @@ from PyQt6.QtWidgets import (
 from i18n import N_, _
 from terminal.discovery import UsbAccessDenied
 from terminal.errors import NaiadError
+from terminal.events import Message, PhaseStarted, Progressed
 
 from .style import STATE_LABELS, UnitState
+from .workers import EventSignals
+
+if TYPE_CHECKING:
+    from terminal.discovery import Device
 
 LOG = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ MODE_LABELS: dict[str, str] = {"run": N_("Run"), "bootloader": N_("Bootloader")}
 NO_VALUE = "—"
 
 
-def unit_key(device: Any) -> str:
+def unit_key(device: Device) -> str:
     """A card's key: the serial; a unit whose serial cannot be read (no permission) by its port path."""
     return str(device.serial) if device.serial else f"@{device.path}"
 
@@ -67,12 +72,12 @@ class UnitCard(QFrame):
     reboot_requested = pyqtSignal(str, str)
     dismiss_requested = pyqtSignal(str)
 
-    def __init__(self, device: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, device: Device, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.serial: str = unit_key(device)
-        self.device: Any = device
+        self.device: Device = device
         self.connected = True
-        self._step: tuple[str, dict[str, object]] | None = None
+        self._step: tuple[str, dict[str, object] | None] | None = None  # params None: text already translated
         self._result: tuple[str, dict[str, object]] | None = None
         self._error: BaseException | None = None
         self._sticky_error = False
@@ -135,7 +140,7 @@ class UnitCard(QFrame):
 
     # -- what the bench tells the card ------------------------------------------------------------
 
-    def update_device(self, device: Any) -> None:
+    def update_device(self, device: Device) -> None:
         """The unit is (again) on the bus, possibly in another mode or at another address."""
         self.device = device
         self.connected = True
@@ -166,7 +171,14 @@ class UnitCard(QFrame):
 
     def show_step(self, msgid: str, **params: object) -> None:
         """A step started: show its (translatable) name and an indeterminate progress bar."""
-        self._step = (msgid, params)
+        self._start_step(msgid, params)
+
+    def show_phase(self, label: str) -> None:
+        """A step's phase started; ``label`` comes from its event, already in the current language."""
+        self._start_step(label, None)
+
+    def _start_step(self, text: str, params: dict[str, object] | None) -> None:
+        self._step = (text, params)
         self._result = None
         self._error = None
         self._sticky_error = False
@@ -277,8 +289,8 @@ class UnitCard(QFrame):
             self.step_label.show()
             self.progress.hide()
         elif self._step is not None:
-            msgid, params = self._step
-            self.step_label.setText(_(msgid, **params))
+            text, params = self._step
+            self.step_label.setText(text if params is None else _(text, **params))
             self.step_label.setToolTip("")
             self.step_label.setProperty("failed", False)
             self.step_label.show()
@@ -359,7 +371,7 @@ class Bench(QWidget):
             result[card.state] += 1
         return result
 
-    def device_added(self, device: Any) -> None:
+    def device_added(self, device: Device) -> None:
         """A unit appeared (or came back, or changed mode): re-use its card by serial."""
         card = self._cards.get(unit_key(device))
         if card is None:
@@ -374,7 +386,7 @@ class Bench(QWidget):
             self._reflow(force=True)
         self.changed.emit()
 
-    def device_removed(self, device: Any) -> None:
+    def device_removed(self, device: Device) -> None:
         """A unit left the bus.  A stale removal (the card already shows a newer presence) is ignored."""
         card = self._cards.get(unit_key(device))
         if card is None or not card.connected:
@@ -385,6 +397,28 @@ class Bench(QWidget):
             return
         card.mark_disconnected()
         self.changed.emit()
+
+    def follow(self, events: EventSignals) -> None:
+        """Show a step's phases and progress on its units' cards, whatever the step (flash, keys, calibration)."""
+        events.phase_started.connect(self._on_phase_started)
+        events.progressed.connect(self._on_progressed)
+        events.message.connect(self._on_message)
+
+    @pyqtSlot(PhaseStarted)
+    def _on_phase_started(self, event: PhaseStarted) -> None:
+        card = self._cards.get(event.unit)
+        if card is not None:
+            card.show_phase(event.label)
+
+    @pyqtSlot(Progressed)
+    def _on_progressed(self, event: Progressed) -> None:
+        card = self._cards.get(event.unit)
+        if card is not None:
+            card.show_progress(event.done, event.total)
+
+    @pyqtSlot(Message)
+    def _on_message(self, event: Message) -> None:
+        LOG.info("%s", _("Unit {serial}: {message}", serial=event.unit, message=event.text))
 
     def dismiss(self, serial: str) -> None:
         """Remove a disconnected unit's card; a connected unit's card, or one held by a job, stays."""

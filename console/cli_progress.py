@@ -1,0 +1,111 @@
+"""The command line's view of the event stream: one rich progress bar per unit, for any step.
+
+:class:`RichBars` is the CLI's :class:`terminal.events.Listener` (the console's is
+``console.workers.QtListener``): a unit's bar shows the label of the phase it is in, pulses while the
+phase has no count and fills with bytes or items when it has one.  It knows nothing of flashing, keys
+or cameras; a command passes how to word a finished step's result if it has more to say than "done".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, Task, TaskID, TextColumn, TransferSpeedColumn
+from rich.text import Text
+
+from i18n import _
+from terminal.events import (
+    Listener,
+    Message,
+    PhaseStarted,
+    ProgressCallback,
+    Progressed,
+    Reporter,
+    StepFinished,
+    StepResult,
+)
+
+Outcome = Callable[[StepResult], str]
+"""Words for a finished step's result on its bar (translated)."""
+
+
+def plain_outcome(result: StepResult) -> str:
+    return _("done") if result.ok else _("failed")
+
+
+class CountColumn(DownloadColumn):
+    """Bytes (or items) done of the total; blank while a unit is in a phase that counts nothing."""
+
+    def render(self, task: Task) -> Text:
+        counts = task.fields.get("counts")
+        if counts is None:
+            return Text("")
+        if counts == "items":
+            total = "?" if task.total is None else str(int(task.total))
+            return Text(f"{int(task.completed)}/{total}", style="progress.download")
+        return super().render(task)
+
+
+class RichBars(Listener):
+    """One bar per unit on ``progress``, fed from the steps' worker threads (rich's Progress is thread-safe).
+
+    A unit's bar appears with its first event.  ``verbose`` also prints the steps' messages above the bars.
+    """
+
+    def __init__(self, progress: Progress, *, verbose: bool = False, outcome: Outcome = plain_outcome) -> None:
+        self.progress = progress
+        self.verbose = verbose
+        self.outcome = outcome
+        self._lock = threading.Lock()
+        self._tasks: dict[str, TaskID] = {}
+
+    @staticmethod
+    def _describe(unit: str, text: str) -> str:
+        return f"{escape(unit)}  {escape(text)}" if unit else escape(text)
+
+    def _task(self, unit: str) -> TaskID:
+        task = self._tasks.get(unit)
+        if task is None:
+            task = self._tasks[unit] = self.progress.add_task(self._describe(unit, ""), total=None, counts=None)
+        return task
+
+    def _show(self, unit: str, description: str, total: float | None, completed: float) -> None:
+        task = self._task(unit)
+        self.progress.update(task, description=description, completed=completed, counts=None)
+        for shown in self.progress.tasks:
+            if shown.id == task:
+                shown.total = total  # None: a pulsing bar (rich's update() cannot set it back to None)
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        with self._lock:
+            self._show(event.unit, self._describe(event.unit, event.label), None, 0)
+
+    def progressed(self, event: Progressed) -> None:
+        with self._lock:
+            task = self._task(event.unit)
+            total = event.total if event.total > 0 else None
+            self.progress.update(task, completed=event.done, total=total, counts=event.counts)
+
+    def message(self, event: Message) -> None:
+        if self.verbose:
+            text = f"{event.unit}: {event.text}" if event.unit else event.text
+            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def finished(self, event: StepFinished) -> None:
+        mark = "[green]✓[/] " if event.result.ok else "[red]✗[/] "
+        with self._lock:
+            self._show(event.unit, mark + self._describe(event.unit, self.outcome(event.result)), 1, 1)
+
+
+@contextmanager
+def transfer_bar(console: Console, label: str) -> Iterator[ProgressCallback]:
+    """A transient byte bar with speed on ``console``; yields the transfer's ``(done, total)`` callback."""
+    columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        reporter = Reporter(RichBars(progress), "", "transfer")
+        reporter.phase("transfer", label)
+        yield reporter.progress_callback()
