@@ -276,7 +276,7 @@ def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
     sys.path.insert(0, str(tool.parent))
     from make_demo_bundle import make_demo_bundle
 
-    from provisioning.station import Station
+    from console.composition import Wiring
 
     bundle = make_demo_bundle(
         work / "bundle" / "demo-2.0.0.zip", version="2.0.0", model=MODEL, system_size=system_mib * MIB
@@ -285,7 +285,7 @@ def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
     for count in counts:
         with _simulator(work, count, f"sim-c{count}") as control:
             serials = [t["serial"] for t in control.call("status")["terminals"]]
-            station = Station(sim_dir=control.state_dir, ledger_url=f"sqlite:///{work / f'ledger-{count}.db'}")
+            station = Wiring(control.state_dir).station(f"sqlite:///{work / f'ledger-{count}.db'}")
             started = time.monotonic()
             results = flash_units(station, bundle.path, serials)
             wall = time.monotonic() - started

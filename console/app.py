@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 
 from PyQt6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PyQt6.QtWidgets import QApplication
 
-from terminal.discovery import SIM_ENV, SimulatorNotFound
-
+from .composition import Wiring
 from .main_window import MainWindow
 
 LOG = logging.getLogger(__name__)
 QT_LOG = logging.getLogger("console.qt")
-
-
-def resolve_sim_dir(sim_dir: str | os.PathLike[str] | None) -> str | None:
-    """The simulator directory to watch (argument, else ``NAIAD_SIM``), checked to exist; None for real USB."""
-    chosen = os.fspath(sim_dir) if sim_dir is not None else os.environ.get(SIM_ENV) or None
-    if chosen is None:
-        return None
-    if not Path(chosen).is_dir():
-        raise SimulatorNotFound(path=chosen)
-    return str(Path(chosen).resolve())
 
 
 def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> int:
@@ -38,7 +25,7 @@ def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> in
 
     Raises SimulatorNotFound, before any window opens, when ``sim_dir`` is not a directory.
     """
-    resolved = resolve_sim_dir(sim_dir)
+    wiring = Wiring.resolve(sim_dir)
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         app = QApplication(argv if argv is not None else sys.argv[:1])
@@ -46,7 +33,7 @@ def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> in
     app.setOrganizationName("Naiad")
     show_info_records()
 
-    window = MainWindow(resolved)
+    window = MainWindow(None if wiring.sim_dir is None else str(wiring.sim_dir))
     with _qt_messages_to_logging(), _close_on_interrupt(window):
         window.start()
         window.show()

@@ -6,13 +6,16 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from i18n import LANGUAGES, N_, _, set_language
 
 from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported, table
+
+if TYPE_CHECKING:
+    from .composition import Wiring
 
 SUBCOMMANDS = {
     "doctor": "console.doctor:doctor",
@@ -25,15 +28,21 @@ SUBCOMMANDS = {
 
 @dataclass
 class Settings:
+    """The root options; the bus and the station are made on first use, so ``--version`` loads neither."""
+
     sim_dir: Path | None = None
     ledger_url: str | None = None
     _station: Any = field(default=None, repr=False)
 
+    def wiring(self) -> Wiring:
+        """Where the units are: ``--sim``, else NAIAD_SIM, else real USB (resolved by the composition root)."""
+        from .composition import Wiring
+
+        return Wiring.resolve(self.sim_dir)
+
     def station(self) -> Any:
         if self._station is None:
-            from provisioning.station import Station
-
-            self._station = Station(self.sim_dir, self.ledger_url)
+            self._station = self.wiring().station(self.ledger_url)
         return self._station
 
     def close(self) -> None:
@@ -59,7 +68,6 @@ def _choose_language(value: str | None) -> None:
     "--sim",
     "sim_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="NAIAD_SIM",
     help=N_("Work with the simulator running in this state directory (also NAIAD_SIM)."),
 )
 @option(

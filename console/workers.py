@@ -41,9 +41,9 @@ def discovery_factory(sim_dir: str | os.PathLike[str] | None) -> DiscoveryFactor
     """A factory for the real ``terminal.discovery.Discovery`` over ``sim_dir`` (or the real USB bus)."""
 
     def make() -> DiscoveryLike:
-        from terminal.discovery import Discovery
+        from .composition import Wiring
 
-        return Discovery(sim_dir)
+        return Wiring(None if sim_dir is None else Path(sim_dir)).discovery()
 
     return make
 
@@ -213,11 +213,12 @@ class StationProvider:
     def _create(self) -> Any:
         if self._factory is not None:
             return self._factory()
+        from .composition import Wiring
+
         try:
-            from provisioning.station import Station
+            return Wiring(None if self._sim_dir is None else Path(self._sim_dir)).station()
         except ImportError as exc:
             raise StationUnavailable(detail=str(exc)) from exc
-        return Station(sim_dir=None if self._sim_dir is None else str(self._sim_dir))
 
     def close(self) -> None:
         with self._lock:

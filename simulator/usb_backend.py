@@ -1,5 +1,8 @@
 """A pyusb backend that presents the units of a simulator's ``bus.json`` as USB devices.
 
+``read_bus`` is the one reader of ``bus.json`` (``simulator/bus.py`` writes it): this backend and the
+port locator in ``simulator/locator.py`` both read it.
+
 The station's real USB code (discovery, the fastboot-over-USB client) runs unchanged on it: the
 descriptors are those a real unit reports, and the bootloader's bulk endpoints are carried over the
 unit's ``bulk_socket`` (each transfer a 4-byte big-endian length and that many bytes).  Errors are
@@ -267,6 +270,8 @@ class SimDevice:
     bulk_socket: str | None
     descriptor: DeviceDescriptor = field(compare=False)
     configuration: ConfigurationDescriptor = field(compare=False)
+    tty: str | None = field(default=None, compare=False)  # run mode: the unit's serial port
+    fastboot_tcp_port: int | None = field(default=None, compare=False)  # bootloader: its fastboot-TCP port
 
     def string(self, index: int) -> str | None:
         names = {STR_MANUFACTURER: self.manufacturer, STR_PRODUCT: self.product, STR_SERIAL: self.serial}
@@ -287,7 +292,7 @@ def _parse_entry(entry: Any) -> SimDevice:
     descriptor = DeviceDescriptor(
         vid, pid, 0xEF if run else 0x00, 0x02 if run else 0x00, 0x01 if run else 0x00, bus, address, ports
     )
-    sock = entry.get("bulk_socket")
+    sock, tty, tcp = entry.get("bulk_socket"), entry.get("tty"), entry.get("fastboot_tcp_port")
     return SimDevice(
         bus,
         address,
@@ -301,6 +306,8 @@ def _parse_entry(entry: Any) -> SimDevice:
         str(sock) if sock else None,
         descriptor,
         _run_configuration() if run else _bootloader_configuration(),
+        str(tty) if tty else None,
+        int(tcp) if tcp else None,
     )
 
 

@@ -21,11 +21,13 @@ from PyQt6.QtWidgets import QApplication
 import i18n
 from console.app import run_console
 from console.bench import Bench, UnitCard, port_sort_key
+from console.composition import Wiring
 from console.main_window import MainWindow
 from console.style import UnitState
 from console.workers import ActionRunner, DeviceWatcher
 from i18n import _
-from terminal.discovery import Device, Discovery, SimulatorNotFound, UsbAccessDenied
+from simulator.control import SimulatorNotFound
+from terminal.discovery import Device, UsbAccessDenied
 from terminal.errors import DeviceNotFound, NaiadError
 from terminal.models import model_by_id
 
@@ -83,7 +85,7 @@ class RecordingDiscovery:
     """The real Discovery, noting which thread runs ``watch`` (it must not be the GUI thread)."""
 
     def __init__(self, sim_dir: Path) -> None:
-        self.inner = Discovery(sim_dir)
+        self.inner = Wiring(sim_dir).discovery()
         self.watch_threads: list[int] = []
 
     def watch(self, stop: threading.Event, interval: float = 0.25) -> Iterator[Any]:
@@ -360,7 +362,7 @@ def test_watcher_reports_a_failing_bus_and_retries(qtbot: Any, sim_dir: Path) ->
         attempts.append(1)
         if len(attempts) == 1:
             raise DeviceNotFound(serial="bus")
-        return Discovery(sim_dir)
+        return Wiring(sim_dir).discovery()
 
     watcher = DeviceWatcher(make, interval=0.05, retry_delay=0.05)
     write_bus(sim_dir, [run_unit("DF2A00001", 3, 7, "/dev/pts/7")])
