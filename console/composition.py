@@ -42,7 +42,7 @@ class Wiring:
         if chosen is None:
             return cls(None)
         if not chosen.is_dir():
-            from simulator.control import SimulatorNotFound
+            from simulator.locator import SimulatorNotFound
 
             raise SimulatorNotFound(path=str(chosen))
         return cls(chosen.resolve())

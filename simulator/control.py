@@ -24,11 +24,6 @@ class SimulatorNotRunning(NaiadError):
     remedy = N_("Start one with 'naiad sim start --terminals N --state DIR --detach'.")
 
 
-class SimulatorNotFound(NaiadError):
-    message = N_("No simulator state directory at {path}")
-    remedy = N_("Start one with 'naiad sim start --state DIR', or unset NAIAD_SIM to use real USB.")
-
-
 class SimulatorCommandFailed(NaiadError):
     message = N_("The simulator refused '{command}': {detail}")
 

@@ -12,12 +12,18 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from i18n import N_
+from terminal.errors import NaiadError
 from terminal.ports import Endpoints, UsbUnit, port_path
 
-from .control import SimulatorNotFound
 from .usb_backend import SimBusError, SimUsbBackend, get_backend, read_bus
 
 LOG = logging.getLogger(__name__)
+
+
+class SimulatorNotFound(NaiadError):
+    message = N_("No simulator state directory at {path}")
+    remedy = N_("Start one with 'naiad sim start --state DIR', or unset NAIAD_SIM to use real USB.")
 
 
 class SimPortLocator:

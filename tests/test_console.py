@@ -26,7 +26,7 @@ from console.main_window import MainWindow
 from console.style import UnitState
 from console.workers import ActionRunner, DeviceWatcher
 from i18n import _
-from simulator.control import SimulatorNotFound
+from simulator.locator import SimulatorNotFound
 from terminal.discovery import Device, UsbAccessDenied
 from terminal.errors import DeviceNotFound, NaiadError
 from terminal.models import model_by_id

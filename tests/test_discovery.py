@@ -20,8 +20,7 @@ import usb.core
 from serial.tools import list_ports, list_ports_common
 
 from console.composition import Wiring
-from simulator.control import SimulatorNotFound
-from simulator.locator import SimPortLocator, usb_bus
+from simulator.locator import SimPortLocator, SimulatorNotFound, usb_bus
 from simulator.usb_backend import SimUsbBackend
 from terminal.discovery import (
     Device,
