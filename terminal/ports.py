@@ -7,12 +7,12 @@ host's serial-port list for real hardware, or any other bus a composition root p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+# Immutable values as named tuples: cheaper to define than frozen dataclasses, and every command imports them.
 
 
-@dataclass(frozen=True)
-class UsbUnit:
+class UsbUnit(NamedTuple):
     """What USB alone says about a unit: the input of a port locator."""
 
     serial: str
@@ -22,8 +22,7 @@ class UsbUnit:
     mode: str
 
 
-@dataclass(frozen=True)
-class Endpoints:
+class Endpoints(NamedTuple):
     """Where a unit answers besides USB: its serial port (run mode), its fastboot target (bootloader)."""
 
     serial_port: str | None = None
