@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench_fastboot import naiad_command, print_table  # noqa: E402
+
 from simulator import launcher  # noqa: E402
 from simulator.control import SimControl  # noqa: E402
 from terminal.models import BOOTLOADER  # noqa: E402
@@ -40,20 +42,6 @@ from terminal.models import BOOTLOADER  # noqa: E402
 STOCK_FASTBOOT = "/usr/bin/fastboot"
 VERSION_TARGET = 2.0  # naiad --version / bare interpreter, medians
 GETVAR_TARGET = 0.150  # seconds
-
-
-def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
-    print(f"\n{title}")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
-
-
-def naiad_command() -> list[str]:
-    """The venv's ``naiad`` entry point, as a user runs it (or the same through ``-c`` without one)."""
-    installed = Path(sys.executable).with_name("naiad")
-    return [str(installed)] if installed.exists() else [sys.executable, "-c", "from console.cli import main; main()"]
 
 
 @contextlib.contextmanager
@@ -136,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for name, (wall, cpu) in times.items()
     ]
-    _table(
+    print_table(
         "CLI start-up, process wall time (ms) and median CPU time (user + system, ms)",
         ["command", "n", "min", "median", "max", "CPU"],
         rows,

@@ -57,12 +57,18 @@ STOCK_FASTBOOT = "/usr/bin/fastboot"
 MODEL = "df2"  # system partition 1 GiB, max-download-size 256 MiB: a 256 MiB raw image goes in one piece
 
 
-def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
     print(f"\n{title}")
     print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
         print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def naiad_command() -> list[str]:
+    """The venv's ``naiad`` entry point, as a user runs it (or the same through ``-c`` without one)."""
+    installed = Path(sys.executable).with_name("naiad")
+    return [str(installed)] if installed.exists() else [sys.executable, "-c", "from console.cli import main; main()"]
 
 
 def _random_file(path: Path, size: int) -> None:
@@ -101,8 +107,7 @@ def part_a(work: Path, image: Path, reps: int) -> None:
     if not Path(STOCK_FASTBOOT).exists():
         print(f"\n(a) skipped: {STOCK_FASTBOOT} is not installed")
         return
-    installed = Path(sys.executable).with_name("naiad")  # the venv's entry point, as a user runs it
-    naiad = [str(installed)] if installed.exists() else [sys.executable, "-c", "from console.cli import main; main()"]
+    naiad = naiad_command()
     with _simulator(work, 1, "sim-a") as control:
         serial = control.call("status")["terminals"][0]["serial"]
         port = _bootloader_ports(control, [serial])[serial]
@@ -126,7 +131,7 @@ def part_a(work: Path, image: Path, reps: int) -> None:
     size = image.stat().st_size
     med = {name: statistics.median(t) for name, t in times.items()}
     rows = [[name, str(len(t)), f"{min(t):.3f}", f"{med[name]:.3f}", f"{max(t):.3f}"] for name, t in times.items()]
-    _table(
+    print_table(
         f"(a) one unit, fastboot-TCP uncapped, {size / MIB:.0f} MiB raw image to system, process wall time (s)",
         ["command", "n", "min", "median", "max"],
         rows,
@@ -230,7 +235,7 @@ def part_b(work: Path, image: Path, counts: Sequence[int], cap_mbps: float) -> N
                 ]
             )
             _erase(ports, chosen)
-    _table(
+    print_table(
         f"(b) every link capped at {cap_mbps:g} MB/s, {size / MIB:.0f} MiB raw image per unit, all at once",
         [
             "units",
@@ -303,7 +308,7 @@ def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
                     ",".join(sorted({r.version or "-" for r in results})),
                 ]
             )
-    _table(
+    print_table(
         f"(c) whole procedure per unit (reboot, boot + {system_mib} MiB sparse system, verify, switch, boot, "
         "confirm), uncapped, seconds",
         ["units", "min", "mean", "max", "wall", "confirmed"],
