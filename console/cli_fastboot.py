@@ -23,7 +23,7 @@ import click
 from i18n import N_, _
 from terminal.fastboot import FastbootClient
 
-from .cli_common import Group, Option, byte_bar, emit_json, err, reported
+from .cli_common import Group, Option, byte_bar, emit_json, reported
 
 ANY_UNIT = "-"
 
@@ -45,7 +45,7 @@ class _Session:
 
     def info(self, line: str) -> None:
         if not self.as_json:
-            err().print(f"(bootloader) {line}", markup=False, soft_wrap=True)
+            click.echo(f"(bootloader) {line}", err=True)  # plain lines: no need to load rich for them
 
     def client(self) -> FastbootClient:
         if self._client is None:
@@ -78,7 +78,7 @@ class _Session:
         if self.as_json:
             emit_json(result)
         elif text:
-            err().print(text, markup=False, soft_wrap=True)
+            click.echo(text, err=True)
 
 
 pass_session = click.make_pass_decorator(_Session)

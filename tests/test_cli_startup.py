@@ -83,11 +83,16 @@ def bootloader(sim: Any, serial: str) -> None:
         time.sleep(0.05)
 
 
-def test_fastboot_getvar_opens_no_ledger(sim: Any) -> None:
-    """A read-only fastboot query records nothing, so it must not even import the ledger."""
+def test_fastboot_commands_open_no_ledger(sim: Any, tmp_path: Path) -> None:
+    """A fastboot query records nothing, so it must not even import the ledger; nor does a raw flash,
+    whose progress and result lines need no rich when nobody watches a terminal."""
     serial = sim.serials()[0]
     bootloader(sim, serial)
     output, code, modules = run_naiad("fastboot", serial, "getvar", "product")
     assert (code, output.strip()) == (0, "product: df2")
-    assert loaded(modules, *LEDGER, "rich") == []
+    assert loaded(modules, *LEDGER, "rich", "babel") == []
+    image = tmp_path / "boot.img"
+    image.write_bytes(bytes(4096))
+    _, code, modules = run_naiad("fastboot", serial, "flash", "boot_a", str(image))
+    assert code == 0 and loaded(modules, *LEDGER, "rich", "babel") == []
     assert not (Path(os.environ["NAIAD_DATA_DIR"])).exists()  # no ledger file was created either
