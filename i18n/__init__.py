@@ -7,7 +7,6 @@ beside this module, read with Babel on first use, so translators keep their usua
 
 from __future__ import annotations
 
-import locale
 import os
 import re
 import threading
@@ -87,6 +86,8 @@ def get_language() -> str:
         return _language
     env = os.environ.get("NAIAD_LANG") or os.environ.get("LC_ALL") or os.environ.get("LANG")
     if not env:
+        import locale  # only without NAIAD_LANG, LC_ALL and LANG: it costs every command's start-up
+
         env = locale.getlocale()[0]
     return normalize_language(env)
 
