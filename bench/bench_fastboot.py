@@ -13,10 +13,11 @@ Starts a simulator in a temporary directory, prints a table per part and deletes
 
 Default run: about a minute on the development container (2 cores, one disk).
 Measured there (see the issue notes for the whole story):
-(a) ``naiad fastboot`` 0.71-0.78 s vs stock 0.42-0.44 s (medians of 7), ratio about 1.7: the CLI's fixed
-    cost (Python start, click, discovery: 0.15-0.19 s for a ``getvar`` against 5 ms) dominates on an
-    uncapped loopback; the library alone (``FastbootClient.flash`` in-process) was 0.42-0.53 s against
-    0.49-0.65 s for the stock client in the same loop.
+(a) ``naiad fastboot`` 0.46 s vs stock 0.34 s (medians of 7), ratio 1.36 (issue 6, load 1.5 on 2 cores);
+    without each program's fixed cost the transfers are level (790 vs 805 MB/s: both wait on the
+    simulator's write path, and our frame size makes no difference), so the ratio is the CLI's fixed cost
+    (interpreter, click, discovery of the one unit: 0.12 s for a ``getvar`` against 4 ms). It was 0.71-0.78 s
+    vs 0.42-0.44 s (ratio 1.7) before the CLI stopped loading the ledger, Babel and rich on that path.
 (b) 1 unit 99.7 % of the 40 MB/s cap, 4 units 98.4 %, 16 units 67.6 % with ``--workdir /dev/shm`` (47 % on
     disk): the simulator process uses 1.6 of the 2 cores copying 438 MB/s; the station used about 6 % of a
     core and 27 MiB peak RSS.
