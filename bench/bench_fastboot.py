@@ -13,10 +13,11 @@ Starts a simulator in a temporary directory, prints a table per part and deletes
 
 Default run: about a minute on the development container (2 cores, one disk).
 Measured there (see the issue notes for the whole story):
-(a) ``naiad fastboot`` 0.71-0.78 s vs stock 0.42-0.44 s (medians of 7), ratio about 1.7: the CLI's fixed
-    cost (Python start, click, discovery: 0.15-0.19 s for a ``getvar`` against 5 ms) dominates on an
-    uncapped loopback; the library alone (``FastbootClient.flash`` in-process) was 0.42-0.53 s against
-    0.49-0.65 s for the stock client in the same loop.
+(a) ``naiad fastboot`` 0.46 s vs stock 0.34 s (medians of 7), ratio 1.36 (issue 6, load 1.5 on 2 cores);
+    without each program's fixed cost the transfers are level (790 vs 805 MB/s: both wait on the
+    simulator's write path, and our frame size makes no difference), so the ratio is the CLI's fixed cost
+    (interpreter, click, discovery of the one unit: 0.12 s for a ``getvar`` against 4 ms). It was 0.71-0.78 s
+    vs 0.42-0.44 s (ratio 1.7) before the CLI stopped loading the ledger, Babel and rich on that path.
 (b) 1 unit 99.7 % of the 40 MB/s cap, 4 units 98.4 %, 16 units 67.6 % with ``--workdir /dev/shm`` (47 % on
     disk): the simulator process uses 1.6 of the 2 cores copying 438 MB/s; the station used about 6 % of a
     core and 27 MiB peak RSS.
@@ -57,12 +58,18 @@ STOCK_FASTBOOT = "/usr/bin/fastboot"
 MODEL = "df2"  # system partition 1 GiB, max-download-size 256 MiB: a 256 MiB raw image goes in one piece
 
 
-def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
     print(f"\n{title}")
     print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
         print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def naiad_command() -> list[str]:
+    """The venv's ``naiad`` entry point, as a user runs it (or the same through ``-c`` without one)."""
+    installed = Path(sys.executable).with_name("naiad")
+    return [str(installed)] if installed.exists() else [sys.executable, "-c", "from console.cli import main; main()"]
 
 
 def _random_file(path: Path, size: int) -> None:
@@ -101,8 +108,7 @@ def part_a(work: Path, image: Path, reps: int) -> None:
     if not Path(STOCK_FASTBOOT).exists():
         print(f"\n(a) skipped: {STOCK_FASTBOOT} is not installed")
         return
-    installed = Path(sys.executable).with_name("naiad")  # the venv's entry point, as a user runs it
-    naiad = [str(installed)] if installed.exists() else [sys.executable, "-c", "from console.cli import main; main()"]
+    naiad = naiad_command()
     with _simulator(work, 1, "sim-a") as control:
         serial = control.call("status")["terminals"][0]["serial"]
         port = _bootloader_ports(control, [serial])[serial]
@@ -126,7 +132,7 @@ def part_a(work: Path, image: Path, reps: int) -> None:
     size = image.stat().st_size
     med = {name: statistics.median(t) for name, t in times.items()}
     rows = [[name, str(len(t)), f"{min(t):.3f}", f"{med[name]:.3f}", f"{max(t):.3f}"] for name, t in times.items()]
-    _table(
+    print_table(
         f"(a) one unit, fastboot-TCP uncapped, {size / MIB:.0f} MiB raw image to system, process wall time (s)",
         ["command", "n", "min", "median", "max"],
         rows,
@@ -230,7 +236,7 @@ def part_b(work: Path, image: Path, counts: Sequence[int], cap_mbps: float) -> N
                 ]
             )
             _erase(ports, chosen)
-    _table(
+    print_table(
         f"(b) every link capped at {cap_mbps:g} MB/s, {size / MIB:.0f} MiB raw image per unit, all at once",
         [
             "units",
@@ -276,7 +282,7 @@ def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
     sys.path.insert(0, str(tool.parent))
     from make_demo_bundle import make_demo_bundle
 
-    from provisioning.station import Station
+    from console.composition import Wiring
 
     bundle = make_demo_bundle(
         work / "bundle" / "demo-2.0.0.zip", version="2.0.0", model=MODEL, system_size=system_mib * MIB
@@ -285,7 +291,7 @@ def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
     for count in counts:
         with _simulator(work, count, f"sim-c{count}") as control:
             serials = [t["serial"] for t in control.call("status")["terminals"]]
-            station = Station(sim_dir=control.state_dir, ledger_url=f"sqlite:///{work / f'ledger-{count}.db'}")
+            station = Wiring(control.state_dir).station(f"sqlite:///{work / f'ledger-{count}.db'}")
             started = time.monotonic()
             results = flash_units(station, bundle.path, serials)
             wall = time.monotonic() - started
@@ -303,7 +309,7 @@ def part_c(work: Path, counts: Sequence[int], system_mib: int) -> None:
                     ",".join(sorted({r.version or "-" for r in results})),
                 ]
             )
-    _table(
+    print_table(
         f"(c) whole procedure per unit (reboot, boot + {system_mib} MiB sparse system, verify, switch, boot, "
         "confirm), uncapped, seconds",
         ["units", "min", "mean", "max", "wall", "confirmed"],

@@ -1,249 +1,37 @@
-"""The ``naiad`` command line: every command a thin shell over the station and the domains."""
+"""The ``naiad`` entry point: answers ``naiad --version`` before loading anything, then runs the command line.
+
+The commands live in :mod:`console.cli_root` (click, the domains and the device code load when a command
+needs them).  A bare ``naiad --version`` is answered here without importing click or reading the package
+metadata, so it costs little more than starting the interpreter.
+"""
 
 from __future__ import annotations
 
-import json
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+import sys
 from typing import Any
 
-import click
+from . import __version__
 
-from i18n import LANGUAGES, N_, _, set_language
-
-from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported, table
-
-SUBCOMMANDS = {
-    "doctor": "console.doctor:doctor",
-    "fastboot": "console.cli_fastboot:fastboot",
-    "firmware": "console.cli_firmware:firmware",
-    "flash": "console.cli_flash:flash",
-    "sim": "console.cli_sim:sim",
-}
-
-
-@dataclass
-class Settings:
-    sim_dir: Path | None = None
-    ledger_url: str | None = None
-    _station: Any = field(default=None, repr=False)
-
-    def station(self) -> Any:
-        if self._station is None:
-            from provisioning.station import Station
-
-            self._station = Station(self.sim_dir, self.ledger_url)
-        return self._station
-
-    def close(self) -> None:
-        if self._station is not None:
-            self._station.close()
-
-
-pass_settings = click.make_pass_decorator(Settings)
-
-
-def _choose_language(value: str | None) -> None:
-    if value:
-        set_language(value)
-
-
-@click.group(
-    "naiad",
-    cls=Group,
-    lazy=SUBCOMMANDS,
-    help=N_("Naiad brings face-payment terminals from the shelf to taking payments."),
-)
-@option(
-    "--sim",
-    "sim_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="NAIAD_SIM",
-    help=N_("Work with the simulator running in this state directory (also NAIAD_SIM)."),
-)
-@option(
-    "--ledger",
-    "ledger_url",
-    envvar="NAIAD_LEDGER",
-    help=N_("SQLAlchemy URL of the ledger (default: SQLite in the data directory)."),
-)
-@option(
-    "--lang",
-    type=click.Choice(LANGUAGES),
-    envvar="NAIAD_LANG",
-    is_eager=True,
-    expose_value=False,
-    callback=lambda ctx, param, value: _choose_language(value),  # eager: before --help is drawn
-    help=N_("Language of the output."),
-)
-@click.version_option(package_name="naiad")
-@click.pass_context
-def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None) -> None:
-    settings = ctx.ensure_object(Settings)
-    settings.sim_dir, settings.ledger_url = sim_dir, ledger_url
-    ctx.call_on_close(settings.close)
-
-
-def _device_table(devices: list[Any]) -> Any:
-    rows = table(N_("Serial"), N_("Model"), N_("Mode"), N_("Port path"), N_("Port"), title=_("Attached units"))
-    for d in devices:
-        rows.add_row(d.serial or "?", d.model_name, _(d.mode), d.path, d.port or d.fastboot or "-")
-    return rows
-
-
-@cli.command("devices", help=N_("List the attached units; with --watch, follow them as they come and go."))
-@option("--watch", is_flag=True, help=N_("Keep running and report units as they are plugged and unplugged."))
-@json_option
-@pass_settings
-def devices(settings: Settings, watch: bool, as_json: bool) -> None:
-    with reported(as_json):
-        station = settings.station()
-        if not watch:
-            found = station.devices()
-            if as_json:
-                emit_json({"devices": [d.as_dict() for d in found]})
-            else:
-                out().print(_device_table(found))
-            return
-        stop = threading.Event()
-        try:
-            for event in station.discovery.watch(stop):
-                if event.kind == "added":
-                    station.record_seen(event.device)
-                if as_json:
-                    click.echo(json.dumps({"event": event.kind, "device": event.device.as_dict()}))
-                else:
-                    d = event.device
-                    text = _("added") if event.kind == "added" else _("removed")
-                    out().print(f"{text:8} {d.serial} {d.model_name} {_(d.mode)} {d.path} {d.port or ''}", markup=False)
-        except KeyboardInterrupt:
-            pass
-
-
-@cli.command("info", help=N_("Show what a unit reports about itself."))
-@click.argument("serial")
-@json_option
-@pass_settings
-def info(settings: Settings, serial: str, as_json: bool) -> None:
-    with reported(as_json):
-        result = settings.station().info(serial)
-    if as_json:
-        emit_json(result)
-        return
-    rows = [
-        (_("Model"), result.get("model")),
-        (_("Hardware revision"), result.get("hardware_revision")),
-        (_("Active slot"), result.get("active_slot")),
-        (_("Boot count"), result.get("boot_count")),
-        (_("Secure element"), result.get("secure_element", {}).get("state")),
-        (_("Camera module"), result.get("camera_module")),
-    ]
-    for slot, about in sorted(result.get("slots", {}).items()):
-        rows.append(
-            (
-                _("Slot {slot} firmware", slot=slot),
-                (about.get("version") if isinstance(about, dict) else about) or _("empty"),
-            )
-        )
-    shown = table(N_("Field"), N_("Value"), title=_("Unit {serial}", serial=serial), show_header=False)
-    for label, value in rows:
-        shown.add_row(label, str(value))
-    out().print(shown)
-
-
-@cli.command("reboot", help=N_("Reboot a unit into run or bootloader mode and wait until it is back."))
-@click.argument("serial")
-@option("--mode", type=click.Choice(["run", "bootloader"]), required=True, help=N_("The mode to come back in."))
-@option("--no-wait", is_flag=True, help=N_("Return once the unit has been told, without waiting for it."))
-@json_option
-@pass_settings
-def reboot(settings: Settings, serial: str, mode: str, no_wait: bool, as_json: bool) -> None:
-    with reported(as_json):
-        back = settings.station().reboot(serial, mode, wait=not no_wait)
-    if as_json:
-        emit_json({"serial": serial, "mode": mode, "device": back.as_dict() if back else None})
-    elif back:
-        out().print(_("Unit {serial} is back in {mode} mode at {path}.", serial=serial, mode=_(mode), path=back.path))
-    else:
-        out().print(_("Unit {serial} is rebooting into {mode} mode.", serial=serial, mode=_(mode)))
-
-
-@cli.command("logs", help=N_("Fetch a unit's system log."))
-@click.argument("serial")
-@option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help=N_("Write the log to this file."))
-@pass_settings
-def logs(settings: Settings, serial: str, output: Path | None) -> None:
-    with reported(False), byte_bar(True, _("Fetching the log")) as update:
-        text = settings.station().logs(serial, update)
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        click.echo(text, nl=False)
-
-
-@cli.group("ledger", cls=Group, help=N_("The station's ledger of units, steps and audit trail."))
-def ledger() -> None:
-    pass
-
-
-def _parse_anchor(text: str) -> Any:
-    from provisioning.ledger import AuditHead
-
-    entry, _sep, digest = text.partition(":")
-    if not entry.isdigit() or len(digest) != 64:
-        raise click.BadParameter(_("expected ENTRY:HASH as printed by 'naiad ledger head'"))
-    return AuditHead(int(entry), digest.lower())
-
-
-@ledger.command("verify", help=N_("Check the audit trail's hash chain for edited, inserted or deleted rows."))
-@option("--anchor", help=N_("ENTRY:HASH kept outside the database ('naiad ledger head'), to detect a cut-off tail."))
-@json_option
-@pass_settings
-def ledger_verify(settings: Settings, anchor: str | None, as_json: bool) -> None:
-    expected = _parse_anchor(anchor) if anchor else None
-    with reported(as_json):
-        report = settings.station().ledger.verify(expected)
-    result = {
-        "ok": report.ok,
-        "entries": report.entries,
-        "first_bad_id": report.first_bad_id,
-        "reason": report.reason,
-        "head": f"{report.head.entry_id}:{report.head.hash}" if report.head else None,
-    }
-    if as_json:
-        emit_json(result)
-        if not report.ok:
-            raise click.exceptions.Exit(1)
-        return
-    with reported(False):
-        report.raise_if_broken()
-    out().print(_("The audit trail is intact: {entries} entries.", entries=report.entries))
-
-
-@ledger.command("head", help=N_("Print the audit trail's last entry and hash, to keep outside the database."))
-@pass_settings
-def ledger_head(settings: Settings) -> None:
-    with reported(False):
-        head = settings.station().ledger.head()
-    click.echo(f"{head.entry_id}:{head.hash}")
-
-
-@cli.command("console", help=N_("Open the Naiad console (the bench window)."))
-@option(
-    "--sim",
-    "sim_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help=N_("Work with the simulator running in this state directory."),
-)
-@pass_settings
-def console(settings: Settings, sim_dir: Path | None) -> None:
-    from .app import run_console
-
-    with reported(False):
-        chosen = sim_dir or settings.sim_dir
-        raise click.exceptions.Exit(run_console(str(chosen) if chosen else None))
+VERSION_TEXT = "naiad, version {version}"  # what click's version option prints, so both paths agree
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:
+        sys.stdout.write(VERSION_TEXT.format(version=__version__) + "\n")
+        return
+    from .cli_root import cli
+
     cli(prog_name="naiad")
+
+
+def __getattr__(name: str) -> Any:
+    """``console.cli.cli`` and the other names of the command line, loaded on first use."""
+    if name.startswith("__"):  # the import system probes ``__path__`` and the like: not a command-line name
+        raise AttributeError(name)
+    from . import cli_root
+
+    return getattr(cli_root, name)
+
+
+if __name__ == "__main__":
+    main()

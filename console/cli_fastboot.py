@@ -4,6 +4,12 @@ The unit is chosen by its Naiad serial and reached over whichever link its bootl
 TCP or USB), or addressed directly with ``--target tcp:HOST:PORT``.  Presentation only: the protocol
 lives in :mod:`terminal.fastboot`; this module turns arguments into calls, INFO lines and progress into
 output, and errors into a message with its remedy (or JSON).
+
+These commands open no ledger and build no station.  They are the support engineer's raw access to a
+bootloader: a query (``getvar``, ``oem sha256``) changes nothing on the unit, so there is nothing to
+record (not even a sighting: ``naiad devices`` and every provisioning step record those), and a unit
+is looked up by its serial alone (:meth:`terminal.discovery.Discovery.find`), without reading every
+other unit on the bus.  That keeps ``naiad fastboot SERIAL getvar product`` as quick as the stock client.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import click
 from i18n import N_, _
 from terminal.fastboot import FastbootClient
 
-from .cli_common import Group, Option, byte_bar, emit_json, err, reported
+from .cli_common import Group, Option, byte_bar, emit_json, reported
 
 ANY_UNIT = "-"
 
@@ -33,12 +39,13 @@ class _Session:
     """The unit chosen on the command line; connected on first use, closed when the command ends."""
 
     def __init__(self, serial: str, target: str | None, sim: str | None, as_json: bool, timeout: float) -> None:
+        """``sim``: the group's ``--sim`` or the root's; None lets the composition root read NAIAD_SIM."""
         self.serial, self.target, self.sim, self.as_json, self.timeout = serial, target, sim, as_json, timeout
         self._client: FastbootClient | None = None
 
     def info(self, line: str) -> None:
         if not self.as_json:
-            err().print(f"(bootloader) {line}", markup=False, soft_wrap=True)
+            click.echo(f"(bootloader) {line}", err=True)  # plain lines: no need to load rich for them
 
     def client(self) -> FastbootClient:
         if self._client is None:
@@ -46,14 +53,17 @@ class _Session:
         return self._client
 
     def _connect(self) -> FastbootClient:
-        from provisioning.station import Station, open_unit_fastboot
+        from provisioning.station import open_device_fastboot, open_unit_fastboot
+
+        from .composition import Wiring
 
         if self.target is not None:
             return open_unit_fastboot(
                 self.target, None if self.serial == ANY_UNIT else self.serial, on_info=self.info, timeout=self.timeout
             )
-        station = Station(self.sim)
-        return station.open_fastboot(station.discovery.find(self.serial), self.info, self.timeout)
+        discovery = Wiring.resolve(self.sim).discovery()
+        device = discovery.find(self.serial)
+        return open_device_fastboot(discovery, device, on_info=self.info, timeout=self.timeout)
 
     def close(self) -> None:
         if self._client is not None:
@@ -68,7 +78,7 @@ class _Session:
         if self.as_json:
             emit_json(result)
         elif text:
-            err().print(text, markup=False, soft_wrap=True)
+            click.echo(text, err=True)
 
 
 pass_session = click.make_pass_decorator(_Session)
@@ -90,7 +100,6 @@ pass_session = click.make_pass_decorator(_Session)
     "--sim",
     cls=Option,
     type=click.Path(file_okay=False),
-    envvar="NAIAD_SIM",
     help=N_("The simulator state directory whose units to use."),
 )
 @click.option("--json", "as_json", cls=Option, is_flag=True, help=N_("Print results as JSON."))

@@ -34,9 +34,9 @@ def _station(ctx: click.Context) -> Iterator[Any]:
     if settings is not None and hasattr(settings, "station"):
         yield settings.station()
         return
-    from provisioning.station import Station
+    from .composition import Wiring
 
-    with Station() as station:
+    with Wiring.resolve().station() as station:
         yield station
 
 

@@ -13,7 +13,9 @@ from .cli_common import Group, emit_json, json_option, option, out, reported, ta
 
 
 def _state(ctx: click.Context, state: Path | None) -> Path:
-    chosen = state or (ctx.find_root().params.get("sim_dir"))
+    from .composition import chosen_sim_dir
+
+    chosen = state or chosen_sim_dir(ctx.find_root().params.get("sim_dir"))
     if chosen is None:
         raise click.UsageError(_("Name the simulator's state directory with --state DIR (or NAIAD_SIM)."))
     return Path(chosen)

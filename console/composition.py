@@ -1,7 +1,9 @@
 """The composition root: the one place that knows whether the units are real (USB) or simulated.
 
 ``--sim DIR`` or ``NAIAD_SIM`` are read here and nowhere else; every command and view gets a ready
-:class:`Wiring` and asks it for a discovery or a station, so the core never learns which bus it is on.
+:class:`Wiring` and asks it for a discovery or a station, so the core never learns which bus it is on:
+for a simulator this module hands discovery the simulator's pyusb backend and port locator, and the
+station a ready discovery.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ if TYPE_CHECKING:
 SIM_ENV = "NAIAD_SIM"
 
 
+def chosen_sim_dir(sim_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The simulator directory asked for: the argument, else ``NAIAD_SIM`` (unset or empty: None), unchecked."""
+    chosen = os.fspath(sim_dir) if sim_dir is not None else os.environ.get(SIM_ENV) or None
+    return Path(chosen) if chosen else None
+
+
 @dataclass(frozen=True)
 class Wiring:
     """Where the units are: the real USB bus (``sim_dir`` None) or a simulator's state directory."""
@@ -30,26 +38,30 @@ class Wiring:
     @classmethod
     def resolve(cls, sim_dir: str | os.PathLike[str] | None = None) -> Wiring:
         """The argument, else ``NAIAD_SIM``, else real USB; SimulatorNotFound when the directory is missing."""
-        chosen = os.fspath(sim_dir) if sim_dir is not None else os.environ.get(SIM_ENV) or None
+        chosen = chosen_sim_dir(sim_dir)
         if chosen is None:
             return cls(None)
-        if not Path(chosen).is_dir():
-            from terminal.discovery import SimulatorNotFound
+        if not chosen.is_dir():
+            from simulator.locator import SimulatorNotFound
 
-            raise SimulatorNotFound(path=chosen)
-        return cls(Path(chosen).resolve())
+            raise SimulatorNotFound(path=str(chosen))
+        return cls(chosen.resolve())
 
     def discovery(self) -> Discovery:
         """A new discovery over this bus (each watcher or command gets its own)."""
         from terminal.discovery import Discovery
 
-        return Discovery(self.sim_dir)
+        if self.sim_dir is None:
+            return Discovery()
+        from simulator.locator import usb_bus
+
+        return Discovery(*usb_bus(self.sim_dir))
 
     def station(self, ledger_url: str | None = None, *, ledger: Ledger | None = None) -> Station:
         """A station over this bus with the ledger at ``ledger_url`` (the default ledger when None)."""
         from provisioning.station import Station
 
-        return Station(self.sim_dir, ledger_url, ledger=ledger)
+        return Station(self.discovery(), ledger_url, ledger=ledger)
 
     def describe(self) -> str:
         """Where the units are, for people: "simulator PATH" or "the USB bus"."""

@@ -8,7 +8,7 @@ import click
 
 from i18n import N_, _
 
-from .cli_common import Command, emit_json, json_option, out, table
+from .cli_common import Command, emit_json, json_option, out, reported, table
 
 _COLOURS = {"ok": "green", "warning": "yellow", "problem": "red"}
 
@@ -21,7 +21,8 @@ def doctor(settings: Any, as_json: bool) -> None:
 
     from provisioning.doctor import Status, run_checks
 
-    station = settings.station()
+    with reported(as_json):  # a --sim directory that is not there: the error and its remedy
+        station = settings.station()
     results = run_checks(station.discovery, lambda: station.ledger)
     if as_json:
         emit_json({"checks": [r.as_dict() for r in results]})

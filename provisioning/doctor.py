@@ -146,7 +146,7 @@ def run_checks(discovery: Discovery, open_ledger: Callable[[], Ledger]) -> list[
     results = [check_usb_backend(discovery)]
     if results[0].status is Status.OK:
         results += check_usb_permissions(discovery)
-    if discovery.sim_dir is None:
+    if discovery.system_usb:  # the udev rule matters only to the system's libusb
         results.append(check_udev_rule())
     results += [check_hsm_library(), check_ledger(open_ledger)]
     return results

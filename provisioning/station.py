@@ -1,12 +1,13 @@
 """The station: the bench of attached units, connections to them, and the ledger that records it all.
 
-The CLI and the console both go through a Station, so what one can do the other can too.
+The CLI and the console both go through a Station, so what one can do the other can too.  The station
+is handed a ready discovery (real USB or a simulator, chosen by the composition root in ``console/``);
+the ledger and the management client load on first use, so a command that needs neither starts fast.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,16 +15,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from i18n import N_
-from terminal.client import ManagementClient
 from terminal.discovery import Device, Discovery
 from terminal.errors import DeviceNotFound, NaiadError
 from terminal.events import ProgressCallback
 from terminal.models import BOOTLOADER, RUN
 
-from .ledger import Ledger
-
 if TYPE_CHECKING:
+    from terminal.client import ManagementClient
     from terminal.fastboot import FastbootClient
+
+    from .ledger import Ledger
 
 LOG = logging.getLogger(__name__)
 REENUMERATION_TIMEOUT = 30.0
@@ -40,16 +41,10 @@ class WrongMode(NaiadError):
 
 
 class Station:
-    """One bench: discovery over real USB or a simulator, and a ledger (opened on first use)."""
+    """One bench: the discovery it is handed, and a ledger (opened on first use)."""
 
-    def __init__(
-        self,
-        sim_dir: str | os.PathLike[str] | None = None,
-        ledger_url: str | None = None,
-        *,
-        ledger: Ledger | None = None,
-    ) -> None:
-        self.discovery = Discovery(sim_dir)  # None: NAIAD_SIM, else real USB
+    def __init__(self, discovery: Discovery, ledger_url: str | None = None, *, ledger: Ledger | None = None) -> None:
+        self.discovery = discovery
         self._ledger_url = ledger_url
         self._ledger = ledger
         self._lock = threading.Lock()
@@ -58,6 +53,8 @@ class Station:
     def ledger(self) -> Ledger:
         with self._lock:
             if self._ledger is None:
+                from .ledger import Ledger
+
                 self._ledger = Ledger.open(self._ledger_url)
             return self._ledger
 
@@ -109,6 +106,8 @@ class Station:
     @contextmanager
     def connect(self, serial: str) -> Iterator[ManagementClient]:
         """A management session with a run-mode unit."""
+        from terminal.client import ManagementClient
+
         device = self.find(serial)
         if device.mode != RUN or not device.port:
             raise WrongMode(serial=serial, mode=device.mode, needed=RUN)
@@ -128,12 +127,7 @@ class Station:
         self, device: Device, on_info: Callable[[str], None] | None = None, timeout: float = 10.0
     ) -> FastbootClient:
         """A fastboot session with a unit in bootloader mode, checked to be that unit by its serialno."""
-        if device.mode != BOOTLOADER or not device.fastboot:
-            from terminal.fastboot.errors import NotInBootloader
-
-            raise NotInBootloader(serial=device.serial, mode=device.mode)
-        backend = self.discovery.backend() if device.fastboot.startswith("usb:") else None
-        return open_unit_fastboot(device.fastboot, device.serial, on_info=on_info, usb_backend=backend, timeout=timeout)
+        return open_device_fastboot(self.discovery, device, on_info=on_info, timeout=timeout)
 
     def reboot(
         self, serial: str, mode: str, *, wait: bool = True, on_info: Callable[[str], None] | None = None
@@ -155,6 +149,22 @@ class Station:
             back = self.wait_for(serial, mode) if wait else None
             op.result = {"from": device.mode, "to": mode, "path": back.path if back else None}
         return back
+
+
+def open_device_fastboot(
+    discovery: Discovery, device: Device, *, on_info: Callable[[str], None] | None = None, timeout: float = 10.0
+) -> FastbootClient:
+    """A fastboot session with ``device`` as ``discovery`` found it (over that bus's USB or fastboot TCP).
+
+    Needs no station and no ledger, so ``naiad fastboot SERIAL getvar`` opens no database (see
+    ``console/cli_fastboot.py`` for why a query records nothing).
+    """
+    if device.mode != BOOTLOADER or not device.fastboot:
+        from terminal.fastboot.errors import NotInBootloader
+
+        raise NotInBootloader(serial=device.serial, mode=device.mode)
+    backend = discovery.backend() if device.fastboot.startswith("usb:") else None
+    return open_unit_fastboot(device.fastboot, device.serial, on_info=on_info, usb_backend=backend, timeout=timeout)
 
 
 def open_unit_fastboot(

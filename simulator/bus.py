@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from terminal.discovery import port_path
 from terminal.models import BOOTLOADER, RUN
+from terminal.ports import port_path
 
 from .state import write_json_atomically
 from .unit import VirtualTerminal

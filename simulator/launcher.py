@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from i18n import N_
-from terminal.client import ManagementClient
 from terminal.errors import NaiadError
 from terminal.models import RUN
 
@@ -26,14 +25,6 @@ class SimulatorStartFailed(NaiadError):
     remedy = N_("Read {state}/sim.log for the cause.")
 
 
-def _answers(pty: str) -> bool:
-    try:
-        with ManagementClient(f"serial:{pty}", timeout=1.0):
-            return True
-    except NaiadError:
-        return False
-
-
 def start_detached(
     state_dir: str | Path,
     terminals: int,
@@ -41,7 +32,12 @@ def start_detached(
     faults: dict[str, float] | None = None,
     timeout: float = START_TIMEOUT,
 ) -> dict[str, Any]:
-    """Start a simulator in the background; return its status once every terminal answers."""
+    """Start a simulator in the background; return its status once every terminal answers.
+
+    The simulator powers its units on (each run-mode unit's link already serving its pty) before it
+    opens the control channel, so the first status that lists a pty for every run-mode unit means they
+    all answer: no management session (the host's client) is needed to find out.
+    """
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     control = SimControl(state)
@@ -71,7 +67,7 @@ def start_detached(
         except SimulatorNotRunning:
             time.sleep(0.05)
             continue
-        pending = [t for t in status["terminals"] if t["mode"] == RUN and not _answers(t["pty"])]
+        pending = [t for t in status["terminals"] if t["mode"] == RUN and not t["pty"]]
         if not pending:
             return status
         time.sleep(0.05)

@@ -1,5 +1,8 @@
 """A pyusb backend that presents the units of a simulator's ``bus.json`` as USB devices.
 
+``read_bus`` is the one reader of ``bus.json`` (``simulator/bus.py`` writes it): this backend and the
+port locator in ``simulator/locator.py`` both read it.
+
 The station's real USB code (discovery, the fastboot-over-USB client) runs unchanged on it: the
 descriptors are those a real unit reports, and the bootloader's bulk endpoints are carried over the
 unit's ``bulk_socket`` (each transfer a 4-byte big-endian length and that many bytes).  Errors are
@@ -21,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import usb.backend
 import usb.core
@@ -58,10 +61,11 @@ def _usb_error(code: int, text: str) -> usb.core.USBError:
 
 
 # --------------------------------------------------------------------------- descriptors
+# Named tuples rather than frozen dataclasses: the same immutable values, built at import several
+# times faster, and every ``naiad`` command on a simulator imports this module.
 
 
-@dataclass(frozen=True)
-class EndpointDescriptor:
+class EndpointDescriptor(NamedTuple):
     bEndpointAddress: int
     bmAttributes: int
     wMaxPacketSize: int
@@ -84,8 +88,7 @@ class EndpointDescriptor:
         )
 
 
-@dataclass(frozen=True)
-class InterfaceDescriptor:
+class InterfaceDescriptor(NamedTuple):
     bInterfaceNumber: int
     bInterfaceClass: int
     bInterfaceSubClass: int
@@ -117,8 +120,7 @@ class InterfaceDescriptor:
         return head + bytes(self.extra_descriptors) + b"".join(e.pack() for e in self.endpoints)
 
 
-@dataclass(frozen=True)
-class ConfigurationDescriptor:
+class ConfigurationDescriptor(NamedTuple):
     interfaces: tuple[InterfaceDescriptor, ...]
     extra_descriptors: tuple[int, ...] = ()
     bConfigurationValue: int = 1
@@ -203,8 +205,7 @@ def _bootloader_configuration() -> ConfigurationDescriptor:
     return ConfigurationDescriptor((fastboot,))
 
 
-@dataclass(frozen=True)
-class DeviceDescriptor:
+class DeviceDescriptor(NamedTuple):
     idVendor: int
     idProduct: int
     bDeviceClass: int
@@ -267,6 +268,8 @@ class SimDevice:
     bulk_socket: str | None
     descriptor: DeviceDescriptor = field(compare=False)
     configuration: ConfigurationDescriptor = field(compare=False)
+    tty: str | None = field(default=None, compare=False)  # run mode: the unit's serial port
+    fastboot_tcp_port: int | None = field(default=None, compare=False)  # bootloader: its fastboot-TCP port
 
     def string(self, index: int) -> str | None:
         names = {STR_MANUFACTURER: self.manufacturer, STR_PRODUCT: self.product, STR_SERIAL: self.serial}
@@ -287,7 +290,7 @@ def _parse_entry(entry: Any) -> SimDevice:
     descriptor = DeviceDescriptor(
         vid, pid, 0xEF if run else 0x00, 0x02 if run else 0x00, 0x01 if run else 0x00, bus, address, ports
     )
-    sock = entry.get("bulk_socket")
+    sock, tty, tcp = entry.get("bulk_socket"), entry.get("tty"), entry.get("fastboot_tcp_port")
     return SimDevice(
         bus,
         address,
@@ -301,6 +304,8 @@ def _parse_entry(entry: Any) -> SimDevice:
         str(sock) if sock else None,
         descriptor,
         _run_configuration() if run else _bootloader_configuration(),
+        str(tty) if tty else None,
+        int(tcp) if tcp else None,
     )
 
 

@@ -1,9 +1,10 @@
 """USB discovery: which units are attached, in which mode, at which physical port, on which serial port.
 
-pyusb enumerates both modes (the simulator's backend when a simulator state directory is given or
-``NAIAD_SIM`` is set); the model table turns VID:PID into model and mode; a port locator maps a
-run-mode unit to its serial port.  ``Discovery.watch`` turns re-enumerations into added/removed
-events, woken by udev on Linux with real USB and by polling elsewhere.
+pyusb enumerates both modes through the backend it is given (the system's libusb when none is); the
+model table turns VID:PID into model and mode; a port locator maps a run-mode unit to its serial port.
+Discovery knows no particular bus beyond libusb: a composition root hands it any other backend and
+locator.  ``Discovery.watch`` turns re-enumerations into added/removed events, woken by udev on Linux
+with the system's USB and by polling elsewhere.
 
 A unit whose string descriptors cannot be read (no udev rule yet) is still listed, with
 ``permission_denied=True`` and an empty serial, so the operator sees it and the remedy; ``find()``
@@ -14,17 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import json
 import logging
-import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
+import usb.backend
 import usb.core
 import usb.util
 
@@ -32,10 +31,24 @@ from i18n import N_
 
 from .errors import DeviceNotFound, NaiadError, TransportPermissionDenied
 from .models import BOOTLOADER, RUN, match_usb
+from .ports import Endpoints, PortLocator, UsbUnit, port_path
+
+__all__ = [
+    "Device",
+    "DeviceEvent",
+    "Discovery",
+    "Endpoints",
+    "ListPortsLocator",
+    "PortLocator",
+    "UsbAccessDenied",
+    "UsbBackendMissing",
+    "UsbEnumerationFailed",
+    "UsbUnit",
+    "port_path",
+]
 
 LOG = logging.getLogger(__name__)
 
-SIM_ENV = "NAIAD_SIM"
 RESCAN_EVERY = 5.0  # seconds between safety re-enumerations when udev wakes the watcher
 
 
@@ -51,11 +64,6 @@ class UsbAccessDenied(TransportPermissionDenied):
 class UsbEnumerationFailed(NaiadError):
     message = N_("Listing the USB devices failed: {detail}")
     remedy = N_("Re-plug the hub and try again; if it persists, restart the station.")
-
-
-class SimulatorNotFound(NaiadError):
-    message = N_("No simulator state directory at {path}")
-    remedy = N_("Start one with 'naiad sim start --state DIR', or unset NAIAD_SIM to use real USB.")
 
 
 @dataclass(frozen=True)
@@ -89,30 +97,6 @@ class DeviceEvent:
     device: Device
 
 
-@dataclass(frozen=True)
-class UsbUnit:
-    """What USB alone says about a unit: the input of a port locator."""
-
-    serial: str
-    path: str
-    vid: int
-    pid: int
-    mode: str
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where a unit answers besides USB: its serial port (run mode), its fastboot target (bootloader)."""
-
-    serial_port: str | None = None
-    fastboot: str | None = None
-
-
-class PortLocator(Protocol):
-    def locate(self, units: Sequence[UsbUnit]) -> dict[str, Endpoints]:
-        """The endpoints of each unit that has any, keyed by the unit's port path."""
-
-
 class ListPortsLocator:
     """Real hardware: pyserial's port list, matched by USB serial number or by USB location."""
 
@@ -135,40 +119,6 @@ class ListPortsLocator:
         return found
 
 
-class SimPortLocator:
-    """The simulator: the ``tty`` and ``fastboot_tcp_port`` its ``bus.json`` lists for each unit."""
-
-    def __init__(self, sim_dir: Path) -> None:
-        self.bus_file = sim_dir / "bus.json"
-
-    def locate(self, units: Sequence[UsbUnit]) -> dict[str, Endpoints]:
-        try:
-            entries = json.loads(self.bus_file.read_text(encoding="utf-8"))["devices"]
-        except (OSError, ValueError, KeyError, TypeError):
-            LOG.debug("cannot read %s", self.bus_file, exc_info=True)
-            return {}
-        wanted = {(u.path, u.serial, u.mode) for u in units}
-        found: dict[str, Endpoints] = {}
-        for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict):
-                continue
-            key = (entry.get("port_path"), entry.get("serial"), entry.get("mode"))
-            if key not in wanted:
-                continue
-            tcp = entry.get("fastboot_tcp_port")
-            found[str(key[0])] = Endpoints(
-                serial_port=entry.get("tty") or None, fastboot=f"tcp:127.0.0.1:{int(tcp)}" if tcp else None
-            )
-        return found
-
-
-def port_path(bus: int, port_numbers: Sequence[int] | None, address: int) -> str:
-    """The physical port path (``1-4.2``) that names a hub port; ``1-@7`` if the backend has no ports."""
-    if not port_numbers:
-        return f"{bus}-@{address}"
-    return f"{bus}-{'.'.join(str(p) for p in port_numbers)}"
-
-
 def _key(device: Device) -> tuple[str, str]:
     return (device.serial or f"@{device.path}", device.mode)
 
@@ -178,105 +128,112 @@ class _Unreadable(Exception):
 
 
 class Discovery:
-    """Lists the attached units and watches them come and go."""
+    """Lists the attached units and watches them come and go.
+
+    ``backend`` is a pyusb backend, or a zero-argument callable that makes one on first use (so a
+    backend's import and set-up cost nothing until a unit is looked for); None is the system's libusb.
+    ``locator`` maps units to their serial ports (None: pyserial's port list).  ``hotplug`` chooses the
+    watcher's wake-up: udev notifications (Linux) or polling; None means udev exactly when the system's
+    libusb is in use, since udev knows nothing of a bus that another backend presents.
+    """
 
     def __init__(
         self,
-        sim_dir: str | os.PathLike[str] | None = None,
-        *,
         backend: Any = None,
         locator: PortLocator | None = None,
+        *,
+        hotplug: bool | None = None,
         port_grace: float = 2.0,
     ) -> None:
-        chosen = os.fspath(sim_dir) if sim_dir is not None else os.environ.get(SIM_ENV) or None
-        self.sim_dir = Path(chosen) if chosen else None
+        given = backend is not None
+        factory = callable(backend) and not isinstance(backend, usb.backend.IBackend)
+        self._backend: Any = None if factory else backend
+        self._make_backend: Callable[[], Any] = backend if factory else _system_backend
+        self.system_usb = not given
+        self.hotplug = self.system_usb if hotplug is None else hotplug
         self.port_grace = port_grace
-        self._backend = backend
         self._locator = locator
         self._lock = threading.Lock()
         self._serials: dict[tuple[int, int, int, int], str] = {}  # (bus, address, vid, pid) -> serial
 
     def __repr__(self) -> str:
-        return f"<Discovery {self.sim_dir or 'usb'}>"
+        return "<Discovery system USB>" if self.system_usb else f"<Discovery {self._backend or self._make_backend!r}>"
 
     # -- backends, chosen lazily
     def backend(self) -> Any:
         if self._backend is None:
-            self._backend = self._load_backend()
+            self._backend = self._make_backend()
         return self._backend
-
-    def _load_backend(self) -> Any:
-        if self.sim_dir is not None:
-            from simulator.usb_backend import get_backend  # the one seam from terminal to the simulator
-
-            try:
-                return get_backend(self.sim_dir)
-            except FileNotFoundError as exc:
-                raise SimulatorNotFound(path=str(self.sim_dir)) from exc
-        import usb.backend.libusb0
-        import usb.backend.libusb1
-        import usb.backend.openusb
-
-        for module in (usb.backend.libusb1, usb.backend.libusb0, usb.backend.openusb):
-            backend = module.get_backend()
-            if backend is not None:
-                return backend
-        raise UsbBackendMissing()
 
     def locator(self) -> PortLocator:
         if self._locator is None:
-            self._locator = SimPortLocator(self.sim_dir) if self.sim_dir is not None else ListPortsLocator()
+            self._locator = ListPortsLocator()
         return self._locator
 
     # -- enumeration
     def devices(self) -> list[Device]:
         """Every attached unit of a known model, in port order."""
         with self._lock:
-            return self._enumerate()
+            units = [found for ids, dev in self._listed() if (found := self._unit(ids, dev)) is not None]
+            endpoints = self.locator().locate([u for u, _, denied in units if not denied])
+        result = [self._device(unit, dev, denied, endpoints.get(unit.path, Endpoints())) for unit, dev, denied in units]
+        return sorted(result, key=lambda d: (d.bus, d.path, d.address))
 
     def find(self, serial: str) -> Device:
-        """The attached unit with ``serial``; DeviceNotFound, or UsbAccessDenied if it may be unreadable."""
-        devices = self.devices()
-        for device in devices:
-            if device.serial == serial:
-                return device
-        denied = [d for d in devices if d.permission_denied]
-        if denied:
-            raise UsbAccessDenied(path=denied[0].path)
+        """The attached unit with ``serial``; DeviceNotFound, or UsbAccessDenied if it may be unreadable.
+
+        Only what finding that one unit needs is read: units whose serial is cached are matched without
+        opening them, the others are read in port order until the match, and only the match is located.
+        """
+        with self._lock:
+            listed = self._listed()
+            listed.sort(key=lambda item: (self._serials.get(item[0]) != serial, item[0]))
+            denied_path = None
+            for ids, dev in listed:
+                if self._serials.get(ids, serial) != serial:
+                    continue
+                found = self._unit(ids, dev)
+                if found is None:
+                    continue
+                unit, _, denied = found
+                if denied:
+                    denied_path = denied_path or unit.path
+                elif unit.serial == serial:
+                    endpoints = self.locator().locate([unit]).get(unit.path, Endpoints())
+                    return self._device(unit, dev, False, endpoints)
+        if denied_path is not None:
+            raise UsbAccessDenied(path=denied_path)
         raise DeviceNotFound(serial=serial)
 
-    def _enumerate(self) -> list[Device]:
-        backend = self.backend()
+    def _listed(self) -> list[tuple[tuple[int, int, int, int], Any]]:
+        """Every USB device of a known model as (bus, address, vid, pid) and pyusb device: no string read yet."""
         try:
             found = list(
                 usb.core.find(
                     find_all=True,
-                    backend=backend,
+                    backend=self.backend(),
                     custom_match=lambda d: match_usb(d.idVendor, d.idProduct) is not None,
                 )
             )
         except usb.core.USBError as exc:
             raise UsbEnumerationFailed(detail=str(exc)) from exc
-        units: list[tuple[UsbUnit, Any, bool]] = []
-        seen: set[tuple[int, int, int, int]] = set()
-        for dev in found:
-            ids = (int(dev.bus), int(dev.address), int(dev.idVendor), int(dev.idProduct))
-            seen.add(ids)
-            path = port_path(ids[0], dev.port_numbers, ids[1])
-            model_mode = match_usb(ids[2], ids[3])
-            assert model_mode is not None  # custom_match kept only known ids
-            try:
-                serial, denied = self._serial(dev, ids, path), False
-            except UsbAccessDenied:
-                serial, denied = "", True
-            except _Unreadable:
-                continue
-            units.append((UsbUnit(serial, path, ids[2], ids[3], model_mode[1]), dev, denied))
-        for stale in set(self._serials) - seen:
+        listed = [((int(d.bus), int(d.address), int(d.idVendor), int(d.idProduct)), d) for d in found]
+        for stale in set(self._serials) - {ids for ids, _ in listed}:
             del self._serials[stale]
-        endpoints = self.locator().locate([u for u, _, denied in units if not denied])
-        result = [self._device(unit, dev, denied, endpoints.get(unit.path, Endpoints())) for unit, dev, denied in units]
-        return sorted(result, key=lambda d: (d.bus, d.path, d.address))
+        return listed
+
+    def _unit(self, ids: tuple[int, int, int, int], dev: Any) -> tuple[UsbUnit, Any, bool] | None:
+        """The unit as USB shows it, and whether its strings were refused; None when it cannot be read now."""
+        path = port_path(ids[0], dev.port_numbers, ids[1])
+        model_mode = match_usb(ids[2], ids[3])
+        assert model_mode is not None  # _listed kept only known ids
+        try:
+            serial, denied = self._serial(dev, ids, path), False
+        except UsbAccessDenied:
+            serial, denied = "", True
+        except _Unreadable:
+            return None
+        return UsbUnit(serial, path, ids[2], ids[3], model_mode[1]), dev, denied
 
     def _serial(self, dev: Any, ids: tuple[int, int, int, int], path: str) -> str:
         cached = self._serials.get(ids)
@@ -372,11 +329,24 @@ class Discovery:
         return shown
 
     def _wake_source(self, interval: float) -> _Wake:
-        if self.sim_dir is None and self._backend is None and sys.platform.startswith("linux"):
+        if self.hotplug and sys.platform.startswith("linux"):
             monitor = _udev_monitor()
             if monitor is not None:
                 return UdevWake(monitor, interval)
         return PollWake(interval)
+
+
+def _system_backend() -> Any:
+    """The system's USB library: libusb 1.0, else libusb 0.1, else OpenUSB."""
+    import usb.backend.libusb0
+    import usb.backend.libusb1
+    import usb.backend.openusb
+
+    for module in (usb.backend.libusb1, usb.backend.libusb0, usb.backend.openusb):
+        backend = module.get_backend()
+        if backend is not None:
+            return backend
+    raise UsbBackendMissing()
 
 
 def _diff(old: Mapping[tuple[str, str], Device], new: Sequence[Device]) -> list[DeviceEvent]:

@@ -108,12 +108,12 @@ def test_sim_commands_need_a_state_directory(monkeypatch: pytest.MonkeyPatch) ->
 def test_devices_watch_reports_unplug_and_replug(sim: Any) -> None:
     import threading
 
-    from provisioning.station import Station
+    from console.composition import Wiring
 
     serial = sim.serials()[0]
     stop = threading.Event()
     events = []
-    station = Station()
+    station = Wiring.resolve().station()
     for event in station.discovery.watch(stop):
         events.append((event.kind, event.device.serial))
         if len(events) == 1:
@@ -135,9 +135,9 @@ def test_fastboot_reaches_a_unit_in_bootloader_by_its_serial(sim: Any) -> None:
     assert digest.exit_code == 0, digest.output
     assert "sha256" in digest.output
     assert naiad("fastboot", serial, "reboot").exit_code == 0
-    from provisioning.station import Station
+    from console.composition import Wiring
 
-    with Station() as station:
+    with Wiring.resolve().station() as station:
         assert station.wait_for(serial, "run").mode == "run"
 
 

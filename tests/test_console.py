@@ -26,7 +26,8 @@ from console.style import UnitState
 from console.unit_card import Bench, UnitCard, port_sort_key
 from console.workers import ConsoleClosing, DeviceWatcher, Job, UnitsBusy, Workers
 from i18n import _
-from terminal.discovery import Device, Discovery, SimulatorNotFound, UsbAccessDenied
+from simulator.locator import SimulatorNotFound
+from terminal.discovery import Device, UsbAccessDenied
 from terminal.errors import DeviceNotFound, NaiadError
 from terminal.models import model_by_id
 
@@ -84,7 +85,7 @@ class RecordingDiscovery:
     """The real Discovery, noting which thread runs ``watch`` (it must not be the GUI thread)."""
 
     def __init__(self, sim_dir: Path) -> None:
-        self.inner = Discovery(sim_dir)
+        self.inner = Wiring(sim_dir).discovery()
         self.watch_threads: list[int] = []
 
     def watch(self, stop: threading.Event, interval: float = 0.25) -> Iterator[Any]:
@@ -359,7 +360,7 @@ def test_watcher_reports_a_failing_bus_and_retries(qtbot: Any, sim_dir: Path) ->
         attempts.append(1)
         if len(attempts) == 1:
             raise DeviceNotFound(serial="bus")
-        return Discovery(sim_dir)
+        return Wiring(sim_dir).discovery()
 
     workers = Workers()
     watcher = DeviceWatcher(workers, make, interval=0.05, retry_delay=0.05)

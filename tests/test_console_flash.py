@@ -600,8 +600,7 @@ def test_the_console_flashes_a_simulated_unit_through_the_real_engine(
         qtbot.waitUntil(lambda: card.state is UnitState.RUN, timeout=WAIT_MS)
     finally:
         win.close()
-    from provisioning.station import Station
 
-    with Station(sim.state_dir) as station:
+    with Wiring(sim.state_dir).station() as station:
         about = station.info(serial)
     assert about["active_slot"] == "b" and about["slots"]["b"]["version"] == "2.0.0"

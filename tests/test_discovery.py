@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import queue
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +19,15 @@ import usb.backend.openusb
 import usb.core
 from serial.tools import list_ports, list_ports_common
 
+from console.composition import Wiring
+from simulator.locator import SimPortLocator, SimulatorNotFound, usb_bus
 from simulator.usb_backend import SimUsbBackend
 from terminal.discovery import (
     Device,
     DeviceEvent,
     Discovery,
     ListPortsLocator,
-    SimulatorNotFound,
+    PollWake,
     UdevWake,
     UsbAccessDenied,
     UsbBackendMissing,
@@ -33,6 +36,7 @@ from terminal.discovery import (
     port_path,
 )
 from terminal.errors import DeviceNotFound, InvalidTransportPath, TransportNotFound
+from terminal.ports import Endpoints
 from terminal.transports import open_transport
 from terminal.transports.usb import UnitNotInRunMode
 
@@ -80,6 +84,11 @@ def write_bus(sim_dir: Path, devices: list[dict[str, Any]]) -> None:
     tmp.replace(sim_dir / "bus.json")
 
 
+def sim_discovery(sim_dir: Path, **options: Any) -> Discovery:
+    """Discovery over the simulator's bus, as the composition root builds it."""
+    return Discovery(*usb_bus(sim_dir), **options)
+
+
 # --------------------------------------------------------------------------- listing
 
 
@@ -92,7 +101,7 @@ def test_both_modes_with_model_path_and_ports(tmp_path: Path) -> None:
             {**boot_entry("FRP000007", (2, 1, 10), 3), "pid": 0x0302},
         ],
     )
-    devices = Discovery(sim_dir=tmp_path).devices()
+    devices = sim_discovery(tmp_path).devices()
     assert [d.as_dict() for d in devices] == [
         {
             "serial": "DF2A00001",
@@ -142,40 +151,115 @@ def test_both_modes_with_model_path_and_ports(tmp_path: Path) -> None:
 
 def test_unknown_usb_ids_are_not_units(tmp_path: Path) -> None:
     write_bus(tmp_path, [{**run_entry(), "vid": 0x1D6B, "pid": 0x0002}, run_entry("DF2A00009", (1, 2), 4)])
-    assert [d.serial for d in Discovery(sim_dir=tmp_path).devices()] == ["DF2A00009"]
+    assert [d.serial for d in sim_discovery(tmp_path).devices()] == ["DF2A00009"]
 
 
 def test_find_and_missing_serial(tmp_path: Path) -> None:
     write_bus(tmp_path, [run_entry()])
-    discovery = Discovery(sim_dir=tmp_path)
+    discovery = sim_discovery(tmp_path)
     assert discovery.find("DF2A00001").path == "1-1.3"
     with pytest.raises(DeviceNotFound) as err:
         discovery.find("DF2A99999")
     assert "DF2A99999" in str(err.value) and err.value.remedy_text
 
 
-def test_naiad_sim_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_naiad_sim_environment_is_read_by_the_composition_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_bus(tmp_path, [run_entry()])
     monkeypatch.setenv("NAIAD_SIM", str(tmp_path))
-    assert [d.serial for d in Discovery().devices()] == ["DF2A00001"]
+    assert [d.serial for d in Wiring.resolve().discovery().devices()] == ["DF2A00001"]
+
+
+def no_system_usb(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in (usb.backend.libusb1, usb.backend.libusb0, usb.backend.openusb):
+        monkeypatch.setattr(module, "get_backend", lambda *a, **k: None)
+
+
+def test_discovery_ignores_naiad_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core follows no environment variable: without a backend it is the system's USB, simulator or not."""
+    write_bus(tmp_path, [run_entry()])
+    monkeypatch.setenv("NAIAD_SIM", str(tmp_path))
+    no_system_usb(monkeypatch)
+    with pytest.raises(UsbBackendMissing):
+        Discovery().devices()
+    with pytest.raises(UsbBackendMissing):
+        open_transport("usb:1-1.3").open()
+
+
+def test_a_backend_factory_is_called_once_on_first_use(tmp_path: Path) -> None:
+    write_bus(tmp_path, [run_entry()])
+    made: list[SimUsbBackend] = []
+
+    def factory() -> SimUsbBackend:
+        made.append(SimUsbBackend(tmp_path))
+        return made[-1]
+
+    discovery = Discovery(factory, SimPortLocator(tmp_path))
+    assert made == []
+    assert [d.serial for d in discovery.devices()] == ["DF2A00001"]
+    discovery.find("DF2A00001")
+    assert len(made) == 1 and discovery.backend() is made[0]
+
+
+def test_hotplug_wake_follows_the_backend_not_the_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr("terminal.discovery._udev_monitor", lambda: FakeMonitor([]))
+    assert Discovery().hotplug and isinstance(Discovery()._wake_source(0.1), UdevWake)
+    given = Discovery(SimUsbBackend(tmp_path))
+    assert not given.hotplug and isinstance(given._wake_source(0.1), PollWake)
+    assert isinstance(Discovery(SimUsbBackend(tmp_path), hotplug=True)._wake_source(0.1), UdevWake)
+    assert isinstance(Discovery(hotplug=False)._wake_source(0.1), PollWake)
+
+
+class CountingBackend(SimUsbBackend):
+    """Counts how often each unit is opened (to read its string descriptors)."""
+
+    def __init__(self, sim_dir: Path) -> None:
+        super().__init__(sim_dir)
+        self.opened: list[str] = []
+
+    def open_device(self, dev: Any) -> Any:
+        self.opened.append(dev.serial)
+        return super().open_device(dev)
+
+
+class RecordingLocator(SimPortLocator):
+    def __init__(self, sim_dir: Path) -> None:
+        super().__init__(sim_dir)
+        self.asked: list[list[str]] = []
+
+    def locate(self, units: Any) -> dict[str, Endpoints]:
+        self.asked.append([u.serial for u in units])
+        return super().locate(units)
+
+
+def test_find_reads_and_locates_only_up_to_the_named_unit(tmp_path: Path) -> None:
+    write_bus(tmp_path, [run_entry(f"DF2A0000{i}", (1, i), 10 + i, f"/dev/pts/{i}") for i in (1, 2, 3)])
+    backend, locator = CountingBackend(tmp_path), RecordingLocator(tmp_path)
+    discovery = Discovery(backend, locator)
+    assert discovery.find("DF2A00002").port == "/dev/pts/2"
+    assert "DF2A00003" not in backend.opened and locator.asked == [["DF2A00002"]]
+    backend.opened.clear()
+    assert discovery.find("DF2A00002").path == "1-1.2"  # cached: no unit is opened again
+    assert backend.opened == []
+    with pytest.raises(DeviceNotFound):
+        discovery.find("DF2A00009")
+    assert sorted(backend.opened) == ["DF2A00003"]  # only the one never read before
 
 
 def test_simulator_directory_missing(tmp_path: Path) -> None:
     with pytest.raises(SimulatorNotFound) as err:
-        Discovery(sim_dir=tmp_path / "nope").devices()
+        sim_discovery(tmp_path / "nope").devices()
     assert "nope" in str(err.value) and "naiad sim start" in (err.value.remedy_text or "")
 
 
 def test_invalid_bus_file_is_a_typed_error(tmp_path: Path) -> None:
     (tmp_path / "bus.json").write_text('{"version": 1, "devices": [{"bus": 1}]}', encoding="utf-8")
     with pytest.raises(UsbEnumerationFailed):
-        Discovery(sim_dir=tmp_path).devices()
+        sim_discovery(tmp_path).devices()
 
 
 def test_no_usb_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NAIAD_SIM", raising=False)
-    for module in (usb.backend.libusb1, usb.backend.libusb0, usb.backend.openusb):
-        monkeypatch.setattr(module, "get_backend", lambda *a, **k: None)
+    no_system_usb(monkeypatch)
     with pytest.raises(UsbBackendMissing) as err:
         Discovery().devices()
     assert "libusb" in (err.value.remedy_text or "")
@@ -190,7 +274,7 @@ class DeniedBackend(SimUsbBackend):
 
 def test_unit_without_permission_is_listed_with_the_remedy(tmp_path: Path) -> None:
     write_bus(tmp_path, [run_entry()])
-    discovery = Discovery(sim_dir=tmp_path, backend=DeniedBackend(tmp_path))
+    discovery = Discovery(DeniedBackend(tmp_path), SimPortLocator(tmp_path))
     [device] = discovery.devices()
     assert (device.permission_denied, device.serial, device.path, device.model) == (True, "", "1-1.3", "df2")
     assert "udev" in str(device.as_dict()["remedy"])
@@ -261,7 +345,7 @@ def watch(tmp_path: Path) -> Iterator[Any]:
     watchers: list[Watcher] = []
 
     def start(**kwargs: Any) -> Watcher:
-        watcher = Watcher(Discovery(sim_dir=tmp_path, **kwargs))
+        watcher = Watcher(sim_discovery(tmp_path, **kwargs))
         watchers.append(watcher)
         return watcher
 
@@ -329,7 +413,7 @@ def test_watch_survives_a_bad_rescan(tmp_path: Path, watch: Any, caplog: pytest.
 
 def test_watch_first_enumeration_error_is_raised(tmp_path: Path) -> None:
     with pytest.raises(SimulatorNotFound):
-        next(Discovery(sim_dir=tmp_path / "absent").watch(threading.Event()))
+        next(sim_discovery(tmp_path / "absent").watch(threading.Event()))
 
 
 class FakeMonitor:
@@ -355,12 +439,12 @@ def test_udev_wake_drains_a_burst_and_rescans_periodically() -> None:
 # --------------------------------------------------------------------------- usb: transport
 
 
-def test_usb_transport_reaches_the_units_serial_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usb_transport_reaches_the_units_serial_port(tmp_path: Path) -> None:
     master, slave = os.openpty()
+    discovery = sim_discovery(tmp_path)
     try:
         write_bus(tmp_path, [run_entry(tty=os.ttyname(slave)), boot_entry("DF2A00002", (1, 4), 9)])
-        monkeypatch.setenv("NAIAD_SIM", str(tmp_path))
-        transport = open_transport("usb:1-1.3")
+        transport = open_transport("usb:1-1.3", discovery=discovery)
         assert transport.path == "usb:1-1.3"
         with transport:
             transport.write(b"\x7ehello")
@@ -373,9 +457,9 @@ def test_usb_transport_reaches_the_units_serial_port(tmp_path: Path, monkeypatch
                 data += chunk
             assert data == b"world"
         with pytest.raises(UnitNotInRunMode):
-            open_transport("usb:1-1.4").open()
+            open_transport("usb:1-1.4", discovery=discovery).open()
         with pytest.raises(TransportNotFound):
-            open_transport("usb:1-7").open()
+            open_transport("usb:1-7", discovery=discovery).open()
     finally:
         os.close(master)
         os.close(slave)
@@ -398,7 +482,7 @@ def test_device_is_value_object() -> None:
 
 def test_discovery_follows_the_simulator(sim_factory: Any) -> None:
     sim = sim_factory(terminals=2)  # sets NAIAD_SIM
-    discovery = Discovery()
+    discovery = Wiring.resolve().discovery()
     devices = discovery.devices()
     assert sorted(d.serial for d in devices) == sorted(sim.serials())
     for device in devices:

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from helpers import Tap, demo_tool
 
 from console.cli_flash import flash
+from console.composition import Wiring
 from firmware.bundle import Bundle
 from firmware.errors import ModelMismatch, RollbackRefused, UnknownSigningKey
 from firmware.flash import (
@@ -70,7 +71,7 @@ def bench(sim_factory: Any) -> Any:
 
     def start(terminals: int = 1, models: list[str] | None = None) -> tuple[Any, Station]:
         sim = sim_factory(terminals=terminals, models=models or ["df2"])
-        stations.append(Station(sim.state_dir))
+        stations.append(Wiring(sim.state_dir).station())
         return sim, stations[-1]
 
     yield start

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from helpers import demo_tool
 
+from console.composition import Wiring
 from provisioning import flashing
 from provisioning.flashing import FlashPhase, FlashResult, flash_units
 from provisioning.station import Station
@@ -161,7 +162,7 @@ def test_random_cuts_during_flashing_never_brick_a_unit(
     serials = sim.serials()
     fired: list[Moment] = []
     previous = {serial: "1.0.0" for serial in serials}
-    with Station(sim.state_dir) as station:
+    with Wiring(sim.state_dir).station() as station:
         for round_ in range(MAX_ROUNDS):
             if len(fired) >= MOMENTS:
                 break

@@ -17,9 +17,22 @@ ALLOWED = {
     "camera": {"terminal"},
     "enrollment": {"terminal"},
     "simulator": {"terminal"},
-    # discovery reaches the simulator's pyusb backend through one lazy import: the simulator's USB bus seam
-    "terminal": {"simulator.usb_backend"},
+    "terminal": set(),
     "i18n": set(),
+}
+# DESIGN: the simulator imports terminal's codecs and device side only, never the host's side (the
+# management client, discovery, transports, the fastboot client): it is the reference the host is tried against.
+SIMULATOR_MAY_USE = {
+    "terminal.errors",
+    "terminal.framing",
+    "terminal.protocol",
+    "terminal.device",
+    "terminal.models",
+    "terminal.dirs",
+    "terminal.ports",
+    "terminal.events",
+    "terminal.fastboot.protocol",
+    "terminal.fastboot.errors",
 }
 
 
@@ -62,7 +75,40 @@ def test_layers_import_only_downward_and_domains_not_each_other() -> None:
     assert not offenders
 
 
+def simulator_host_imports(paths: list[Path]) -> list[str]:
+    """Imports of terminal's host side (anything not in SIMULATOR_MAY_USE) in ``paths``."""
+    return [
+        f"{path.name} imports {name}"
+        for path in paths
+        for name in imports(path)
+        if name.split(".")[0] == "terminal" and name not in SIMULATOR_MAY_USE
+    ]
+
+
+def test_the_simulator_uses_only_terminals_codecs_and_device_side() -> None:
+    assert sources("simulator")
+    assert not simulator_host_imports(sources("simulator"))
+
+
 def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from keys import x\nimport PyQt6.QtCore\n", encoding="utf-8")
     assert imports(bad) == ["keys", "PyQt6.QtCore"]
+
+
+def test_the_simulator_check_sees_the_host_side(tmp_path: Path) -> None:
+    unit = tmp_path / "unit.py"
+    unit.write_text(
+        "from terminal.framing import Frame\n"
+        "from terminal.client import ManagementClient\n"
+        "def f():\n    from terminal.discovery import Discovery\n"
+        "import terminal.transports.usb\n"
+        "from terminal import fastboot\n",
+        encoding="utf-8",
+    )
+    assert sorted(simulator_host_imports([unit])) == [
+        "unit.py imports terminal",
+        "unit.py imports terminal.client",
+        "unit.py imports terminal.discovery",
+        "unit.py imports terminal.transports.usb",
+    ]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import abc
 import importlib
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidTransportPath
+
+if TYPE_CHECKING:
+    from ..discovery import Discovery
 
 _BACKENDS = {"serial": "serial", "tcp": "tcp", "usb": "usb"}
 
@@ -50,8 +53,10 @@ class Transport(abc.ABC):
         return f"<{type(self).__name__} {self.path}>"
 
 
-def open_transport(target: str | Any) -> Transport:
-    """A closed Transport for ``target``: a path string or an open pyserial port."""
+def open_transport(target: str | Any, *, discovery: Discovery | None = None) -> Transport:
+    """A closed Transport for ``target``: a path string or an open pyserial port.
+
+    ``discovery`` resolves ``usb:`` paths (None: the system's USB bus)."""
     if not isinstance(target, str):
         from .serial import SerialTransport
 
@@ -61,6 +66,10 @@ def open_transport(target: str | Any) -> Transport:
         scheme, rest = "serial", target
     if not sep or scheme not in _BACKENDS or not rest:
         raise InvalidTransportPath(path=target)
+    if scheme == "usb":
+        from .usb import from_path
+
+        return from_path(rest, discovery)
     module = importlib.import_module(f"{__name__}.{_BACKENDS[scheme]}")
     transport: Transport = module.from_path(rest)
     return transport

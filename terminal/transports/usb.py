@@ -2,6 +2,7 @@
 
 The port path is resolved on every ``open()``, so the path keeps meaning "the unit in that hub port"
 when the unit re-enumerates and its serial port changes name (``/dev/ttyACM0`` -> ``/dev/ttyACM1``).
+It is resolved through the discovery the caller hands in; a bare ``usb:`` path means the system's USB.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class UnitNotInRunMode(TransportNotFound):
 class UsbTransport(Transport):
     """The management-protocol stream of the run-mode unit at one physical USB port."""
 
-    def __init__(self, port_path: str, discovery: Discovery | None = None, baudrate: int = 115200) -> None:
+    def __init__(self, port_path: str, discovery: Discovery, baudrate: int = 115200) -> None:
         self.port_path = port_path
         self.path = f"usb:{port_path}"
         self._discovery = discovery
@@ -44,8 +45,7 @@ class UsbTransport(Transport):
 
     def resolve(self) -> str:
         """The serial port of the run-mode unit at this port path, as discovery sees it now."""
-        discovery = self._discovery or Discovery()
-        at_path = [d for d in discovery.devices() if d.path == self.port_path]
+        at_path = [d for d in self._discovery.devices() if d.path == self.port_path]
         if not at_path:
             raise TransportNotFound(path=self.path)
         device = at_path[0]
@@ -83,7 +83,8 @@ class UsbTransport(Transport):
         self._require().write(data)
 
 
-def from_path(rest: str) -> UsbTransport:
+def from_path(rest: str, discovery: Discovery | None = None) -> UsbTransport:
+    """``usb:PORT_PATH`` on the bus ``discovery`` lists (None: the system's USB, through libusb)."""
     if not _PORT_PATH.fullmatch(rest):
         raise InvalidTransportPath(path=f"usb:{rest}")
-    return UsbTransport(rest)
+    return UsbTransport(rest, discovery if discovery is not None else Discovery())

@@ -1,0 +1,144 @@
+"""CLI start-up benchmark: what a person waits for before ``naiad`` does anything.
+
+Starts a simulator in a temporary directory, prints one table and deletes everything, even on error.
+
+    .venv/bin/python bench/bench_cli.py [--reps 21]
+
+Each command runs as a subprocess, alternating, ``--reps`` times; the table shows process wall times and
+the figures the targets are about:
+
+- a bare interpreter start (``python -c pass``, the venv's interpreter ``naiad`` runs on, with the same
+  ``site``) against ``naiad --version``: ratio of the medians, target at most 2.0;
+- ``naiad fastboot SERIAL getvar product`` against a simulated unit in bootloader mode (``NAIAD_SIM``),
+  target under 150 ms, with the stock ``fastboot -s tcp:...`` on the same unit for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from bench_fastboot import naiad_command, print_table  # noqa: E402
+
+from simulator import launcher  # noqa: E402
+from simulator.control import SimControl  # noqa: E402
+from terminal.models import BOOTLOADER  # noqa: E402
+
+STOCK_FASTBOOT = "/usr/bin/fastboot"
+VERSION_TARGET = 2.0  # naiad --version / bare interpreter, medians
+GETVAR_TARGET = 0.150  # seconds
+
+
+@contextlib.contextmanager
+def bootloader_unit(work: Path) -> Iterator[tuple[Path, str, int]]:
+    """A simulator with one unit in bootloader mode: its state directory, serial and fastboot-TCP port."""
+    state = work / "sim"
+    launcher.start_detached(state, 1, ["df2"])
+    try:
+        control = SimControl(state)
+        serial = control.call("status")["terminals"][0]["serial"]
+        control.call("reboot", serial=serial, mode=BOOTLOADER)
+        unit = control.call("status")["terminals"][0]
+        yield state, serial, int(unit["fastboot_tcp_port"])
+    finally:
+        with contextlib.suppress(Exception):
+            launcher.stop(state)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    commands: dict[str, list[str]], env: dict[str, str], reps: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU time of each command, ``reps`` rounds, alternating so drift on a shared machine hits all alike.
+
+    A first, uncounted round writes the bytecode caches, as an installed ``naiad`` has them.  CPU time
+    (user + system) is the steadier figure when other work shares the cores."""
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in commands}
+    for argv in commands.values():
+        subprocess.run(argv, env=env, capture_output=True, check=False)
+    for _ in range(reps):
+        for name, argv in commands.items():
+            cpu, started = _children_cpu(), time.perf_counter()
+            done = subprocess.run(argv, env=env, capture_output=True, check=False)
+            elapsed = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"{name} failed: {done.stderr.decode(errors='replace')[-400:]}")
+            times[name][0].append(elapsed)
+            times[name][1].append(_children_cpu() - cpu)
+    return times
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=21, help="runs of each command")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="naiad-bench-cli-"))
+    naiad = naiad_command()
+    try:
+        with bootloader_unit(work) as (state, serial, port):
+            env = {
+                **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                "NAIAD_SIM": str(state),
+                "NAIAD_CONFIG_DIR": str(work / "config"),
+                "NAIAD_DATA_DIR": str(work / "data"),
+            }
+            commands = {
+                "python -c pass": [sys.executable, "-c", "pass"],
+                "naiad --version": [*naiad, "--version"],
+                "naiad fastboot getvar": [*naiad, "fastboot", serial, "getvar", "product"],
+            }
+            if Path(STOCK_FASTBOOT).exists():
+                commands["stock fastboot getvar"] = [STOCK_FASTBOOT, "-s", f"tcp:127.0.0.1:{port}", "getvar", "product"]
+            times = measure(commands, env, args.reps)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = {name: statistics.median(wall) for name, (wall, _) in times.items()}
+    rows = [
+        [
+            name,
+            str(len(wall)),
+            f"{min(wall) * 1000:.1f}",
+            f"{med[name] * 1000:.1f}",
+            f"{max(wall) * 1000:.1f}",
+            f"{statistics.median(cpu) * 1000:.1f}",
+        ]
+        for name, (wall, cpu) in times.items()
+    ]
+    print_table(
+        "CLI start-up, process wall time (ms) and median CPU time (user + system, ms)",
+        ["command", "n", "min", "median", "max", "CPU"],
+        rows,
+    )
+    ratio = med["naiad --version"] / med["python -c pass"]
+    print(f"\nnaiad --version / bare interpreter: {ratio:.2f} (medians); target <= {VERSION_TARGET}")
+    getvar = med["naiad fastboot getvar"]
+    print(
+        f"naiad fastboot SERIAL getvar product: {getvar * 1000:.0f} ms (median), "
+        f"{getvar / med['python -c pass']:.1f}x the bare interpreter; target < {GETVAR_TARGET * 1000:.0f} ms"
+    )
+    print(f"load average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
