@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import json
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from provisioning.ledger import (
     LedgerUnavailable,
     VerifyReport,
     db,
+    head_revision,
     seals,
 )
 from provisioning.ledger import audit as chain
@@ -352,3 +354,31 @@ def test_a_url_whose_driver_is_missing_says_what_to_install(url: str, driver: st
     assert isinstance(error, LedgerUnavailable) and not isinstance(error, InvalidLedgerUrl)
     assert error.params["driver"] == driver and f"pip install {package}" in (error.remedy_text or "")
     assert "s3cr3t" not in str(error) and "Not a database URL" not in str(error)
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def test_naiad_ledger_verify_names_the_tampered_row(worked: Ledger, url: str) -> None:
+    from click.testing import CliRunner
+
+    from console.cli import cli
+
+    runner = CliRunner()
+    intact = runner.invoke(cli, ["--ledger", url, "ledger", "verify", "--json"])
+    assert intact.exit_code == 0, intact.output
+    assert json.loads(intact.output)["rows"] == 7  # and the station the command registered
+    _tamper(url, "UPDATE operations SET status = 'succeeded' WHERE id = 2")
+    found = runner.invoke(cli, ["--ledger", url, "ledger", "verify", "--json"])
+    assert found.exit_code == 1
+    assert {k: json.loads(found.output)[k] for k in ("ok", "table", "row")} == {
+        "ok": False,
+        "table": "operations",
+        "row": "2",
+    }
+    text = runner.invoke(cli, ["--ledger", url, "ledger", "verify"])
+    assert text.exit_code == 1 and "operations row 2" in text.output
+
+
+def test_the_head_revision_opening_trusts_is_the_newest_migration_script() -> None:
+    assert head_revision() == db.HEAD_REVISION

@@ -101,6 +101,10 @@ def _write(engine: Engine, url: str, station: str) -> Iterator[_Write]:
             raise LedgerError(detail=_("rows changed without an audit entry: {rows}", rows=", ".join(unsealed)))
 
 
+def _device_record(row: Device) -> DeviceRecord:
+    return DeviceRecord(row.serial, row.model, row.first_seen, row.last_seen, row.port_path)
+
+
 class Ledger:
     """The ledger of one station over a shared database.  Create it with ``Ledger.open``."""
 
@@ -317,13 +321,12 @@ class Ledger:
         """The unit ``serial`` as last seen, None if this ledger never saw it."""
         serial = validate.serial(serial)
         with self._reading() as session:
-            r = session.get(Device, serial)
-            return None if r is None else DeviceRecord(r.serial, r.model, r.first_seen, r.last_seen, r.port_path)
+            row = session.get(Device, serial)
+            return None if row is None else _device_record(row)
 
     def devices(self) -> list[DeviceRecord]:
         with self._reading() as session:
-            rows = session.scalars(select(Device).order_by(Device.serial)).all()
-            return [DeviceRecord(r.serial, r.model, r.first_seen, r.last_seen, r.port_path) for r in rows]
+            return [_device_record(row) for row in session.scalars(select(Device).order_by(Device.serial))]
 
     def operations(self, serial: str | None = None) -> list[OperationRecord]:
         """Operations, oldest first; only those of ``serial`` when given."""
