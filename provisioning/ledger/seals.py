@@ -11,16 +11,17 @@ Rows are read back raw and decoded here, so that a malformed value is a finding,
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Integer, Select, String, Table, event, inspect, select, type_coerce
 from sqlalchemy.orm import Session
-from sqlalchemy.types import NullType
+from sqlalchemy.types import NullType, TypeEngine
 
 SEAL_INFO = "naiad_seal"
 _TOUCHED = "naiad_touched_rows"
@@ -48,7 +49,7 @@ class MalformedRow(Exception):
         self.column = column
 
 
-def sealed_tables(tables: Iterator[Table] | list[Table]) -> list[Table]:
+def sealed_tables(tables: Iterable[Table]) -> list[Table]:
     return [t for t in tables if SEAL_INFO in t.info]
 
 
@@ -134,28 +135,47 @@ def raw_select(table: Table) -> Select[*tuple[Any, ...]]:
 
 def decode(table: Table, raw: Mapping[Any, Any]) -> dict[str, Any]:
     """The row's values as the ORM would load them; ``MalformedRow`` names the first bad column."""
-    return {c.name: _decode_value(c, raw[c.name]) for c in table.columns}
+    values = {}
+    for name, convert, nullable in _decoders(table):
+        value = raw[name]
+        try:
+            if value is not None:
+                values[name] = convert(value)
+            elif nullable:
+                values[name] = None
+            else:
+                raise ValueError(name)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise MalformedRow(name) from exc
+    return values
 
 
-def _decode_value(column: Column[Any], value: Any) -> Any:
-    if value is None:
-        if not column.nullable:
-            raise MalformedRow(column.name)
-        return None
-    kind = column.type
-    try:
-        if isinstance(kind, DateTime) or isinstance(getattr(kind, "impl", None), DateTime):
-            return _moment(value)
-        if isinstance(kind, JSON):
-            return _json(value)
-        if isinstance(kind, Integer):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(value)
-            return value
-        if isinstance(kind, String) and not isinstance(value, str):
-            raise ValueError(value)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise MalformedRow(column.name) from exc
+@functools.cache
+def _decoders(table: Table) -> tuple[tuple[str, Callable[[Any], Any], bool], ...]:
+    return tuple((c.name, _decoder(c.type), bool(c.nullable)) for c in table.columns)
+
+
+def _decoder(kind: TypeEngine[Any]) -> Callable[[Any], Any]:
+    if isinstance(kind, DateTime) or isinstance(getattr(kind, "impl", None), DateTime):
+        return _moment
+    if isinstance(kind, JSON):
+        return _json
+    if isinstance(kind, Integer):
+        return _integer
+    if isinstance(kind, String):
+        return _string
+    return lambda value: value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(value)
+    return value
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
     return value
 
 
