@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -111,33 +112,18 @@ def upgrade() -> None:
 
 def _append(connection: sa.Connection, row_seals: dict[str, str | None]) -> None:
     head = connection.execute(sa.select(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).with_for_update()).mappings().one()
-    entry_id, at = head["entry_id"] + 1, dt.datetime.now(dt.UTC)
-    action, subject, details = "ledger.sealed", "ledger", {"revision": revision, "rows": len(row_seals)}
-    digest = chain.entry_hash(
-        head["hash"],
-        entry_id=entry_id,
-        at=at,
-        station=STATION,
-        operator=None,
-        action=action,
-        subject=subject,
-        details=details,
-        seals=row_seals,
-    )
-    connection.execute(
-        AUDIT_LOG.insert().values(
-            id=entry_id,
-            at=at,
-            station=STATION,
-            operator=None,
-            action=action,
-            subject=subject,
-            details=details,
-            seals=row_seals,
-            prev_hash=head["hash"],
-            hash=digest,
-        )
-    )
+    entry_id = head["entry_id"] + 1
+    fields: dict[str, Any] = {
+        "at": dt.datetime.now(dt.UTC),
+        "station": STATION,
+        "operator": None,
+        "action": "ledger.sealed",
+        "subject": "ledger",
+        "details": {"revision": revision, "rows": len(row_seals)},
+        "seals": row_seals,
+    }
+    digest = chain.entry_hash(head["hash"], entry_id=entry_id, **fields)
+    connection.execute(AUDIT_LOG.insert().values(id=entry_id, prev_hash=head["hash"], hash=digest, **fields))
     connection.execute(AUDIT_HEAD.update().where(AUDIT_HEAD.c.id == 1).values(entry_id=entry_id, hash=digest))
 
 
