@@ -23,8 +23,8 @@ from .records import AuditHead, ChainProblem, VerifyReport
 
 LOG = logging.getLogger(__name__)
 
-_LOG_TABLE: Table = AuditEntry.__table__  # type: ignore[assignment]
-_HEAD_TABLE: Table = AuditHeadRow.__table__  # type: ignore[assignment]
+_LOG_TABLE = Base.metadata.tables[AuditEntry.__tablename__]
+_HEAD_TABLE = Base.metadata.tables[AuditHeadRow.__tablename__]
 
 
 class _Found(Exception):
