@@ -15,10 +15,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import JSON, Column, Integer, String, Table
 
 from provisioning.ledger import (
     ChainProblem,
@@ -34,7 +36,7 @@ from provisioning.ledger import (
     seals,
 )
 from provisioning.ledger import audit as chain
-from provisioning.ledger.models import Operation
+from provisioning.ledger.models import Base, Operation
 
 
 class Boom(Exception):
@@ -382,3 +384,71 @@ def test_naiad_ledger_verify_names_the_tampered_row(worked: Ledger, url: str) ->
 
 def test_the_head_revision_opening_trusts_is_the_newest_migration_script() -> None:
     assert head_revision() == db.HEAD_REVISION
+
+
+hostile_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=40)
+    | st.binary(max_size=20)
+    | st.sampled_from(["2026-01-01 00:00:00.000000", "2026-13-01 00:00:00", "{}", "[1]", "NaN", '{"a": Infinity}'])
+    | st.sampled_from([float("nan"), "\ud800", {"a": float("inf")}, {"k": b"x"}, [1, {"b": None}]])
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("result", float("nan")), ("result", {"a": float("inf")}), ("result", {"k": b"x"}), ("kind", "\ud800")],
+)
+def test_values_a_driver_decoded_but_that_cannot_be_hashed_are_malformed(column: str, value: object) -> None:
+    raw = {"id": 1, "device_serial": "SN1", "station_id": 1, "operator_id": None, "kind": "flash", "status": "failed"}
+    raw |= {"started": "2026-01-01 00:00:00.000000", "ended": None, "result": None, column: value}
+    with pytest.raises(seals.MalformedRow) as caught:
+        seals.decode(Base.metadata.tables["operations"], raw)
+    assert caught.value.column == column
+
+
+def _plausible(column: Column[Any]) -> st.SearchStrategy[Any]:
+    """Values the ledger could have written to ``column``, so that most drawn rows get past their first column."""
+    if isinstance(column.type, JSON):
+        return st.recursive(
+            st.none() | st.integers() | st.floats() | st.text(max_size=8),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+            max_leaves=6,
+        )
+    if isinstance(column.type, Integer):
+        return st.integers(0, 2**31)
+    if isinstance(column.type, String):
+        return st.text(max_size=20)
+    return st.just("2026-01-01 00:00:00.000000")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), name=st.sampled_from(["operations", "devices", "audit_log", "audit_head", "stations"]))
+def test_decoding_any_stored_value_is_a_value_or_malformed(data: st.DataObject, name: str) -> None:
+    table = Base.metadata.tables[name]
+    spoiled = data.draw(st.sampled_from([c.name for c in table.columns]), label="spoiled column")
+    raw = {
+        c.name: data.draw(hostile_values if c.name == spoiled else _plausible(c), label=c.name) for c in table.columns
+    }
+    try:
+        values = seals.decode(table, raw)
+    except seals.MalformedRow as bad:
+        assert bad.column in raw
+    else:
+        if seals.SEAL_INFO in table.info:
+            assert len(seals.digest(table, values)) == 64
+        if name == "audit_log":
+            chain.entry_hash(
+                values["prev_hash"],
+                entry_id=values["id"],
+                at=values["at"],
+                station=values["station"],
+                operator=values["operator"],
+                action=values["action"],
+                subject=values["subject"],
+                details=values["details"],
+                seals=values["seals"],
+            )

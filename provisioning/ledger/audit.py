@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from i18n import _
 
+from .encoding import canonical_json, iso_utc
 from .errors import InvalidLedgerInput, LedgerError, SecretRefused
 from .models import AuditEntry, AuditHeadRow
 from .records import AuditHead, AuditRecord
@@ -45,15 +46,6 @@ _SECRET_NAMES = frozenset(
 )  # fmt: skip
 _SECRET_SUFFIXES = ("_secret", "_password", "_passphrase", "_pin", "_key", "_key_component")
 _ALLOWED_KEY_NAMES = frozenset({"public_key", "key_id", "key_ids"})
-
-
-def canonical_json(value: Any) -> str:
-    """The one encoding hashed: sorted keys, no whitespace, UTF-8 text kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def iso_utc(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def entry_hash(

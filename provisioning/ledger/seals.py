@@ -23,6 +23,8 @@ from sqlalchemy import JSON, Column, DateTime, Integer, Select, String, Table, e
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType, TypeEngine
 
+from .encoding import canonical_json, iso_utc
+
 SEAL_INFO = "naiad_seal"
 _TOUCHED = "naiad_touched_rows"
 READ_BATCH = 500
@@ -65,8 +67,6 @@ def row_key(table: Table, values: Mapping[Any, Any]) -> str:
 
 def digest(table: Table, values: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of the row's sealed columns."""
-    from .audit import canonical_json, iso_utc
-
     state = {
         c.name: iso_utc(values[c.name]) if isinstance(values[c.name], dt.datetime) else values[c.name]
         for c in sealed_columns(table)
@@ -176,6 +176,7 @@ def _integer(value: Any) -> int:
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(value)
+    value.encode("utf-8")  # a lone surrogate raises: it could be neither hashed nor shown
     return value
 
 
@@ -193,7 +194,8 @@ def _json(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         value = value.decode("utf-8")
     if isinstance(value, str):
-        return json.loads(value, parse_constant=_refuse_constant)
+        value = json.loads(value, parse_constant=_refuse_constant)
+    canonical_json(value).encode("utf-8")  # what the driver decoded must be JSON that can be hashed
     return value
 
 
