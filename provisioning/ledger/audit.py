@@ -76,6 +76,21 @@ def entry_hash(
     return hashlib.sha256((prev_hash + canonical_json(fields)).encode("utf-8")).hexdigest()
 
 
+def stored_entry_hash(entry: Mapping[str, Any]) -> str:
+    """The hash a stored entry (its columns by name, decoded) must carry."""
+    return entry_hash(
+        entry["prev_hash"],
+        entry_id=entry["id"],
+        at=entry["at"],
+        station=entry["station"],
+        operator=entry["operator"],
+        action=entry["action"],
+        subject=entry["subject"],
+        details=entry["details"],
+        seals=entry["seals"],
+    )
+
+
 def clean_json(value: Any, field: str) -> Any:
     """``value`` as stored (tuples become lists), after refusing what JSON or the ledger cannot keep.
 

@@ -17,7 +17,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from . import seals
-from .audit import GENESIS_HASH, entry_hash
+from .audit import GENESIS_HASH, stored_entry_hash
 from .models import AuditEntry, AuditHeadRow, Base
 from .records import AuditHead, ChainProblem, VerifyReport
 
@@ -89,18 +89,7 @@ def _walk_chain(session: Session, walk: _Walk) -> None:
             row_seals = _seals_of(entry["seals"])
         except seals.MalformedRow:
             raise walk.fail(ChainProblem.MALFORMED, entry_id) from None
-        recomputed = entry_hash(
-            entry["prev_hash"],
-            entry_id=entry_id,
-            at=entry["at"],
-            station=entry["station"],
-            operator=entry["operator"],
-            action=entry["action"],
-            subject=entry["subject"],
-            details=entry["details"],
-            seals=row_seals,
-        )
-        if recomputed != entry["hash"]:
+        if stored_entry_hash(entry) != entry["hash"]:
             raise walk.fail(ChainProblem.EDITED, entry_id)
         if entry["prev_hash"] != prev_hash:
             raise walk.fail(ChainProblem.BROKEN_LINK, entry_id)
