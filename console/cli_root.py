@@ -208,7 +208,7 @@ def _parse_anchor(text: str) -> Any:
     return AuditHead(int(entry), digest.lower())
 
 
-@ledger.command("verify", help=N_("Check the audit trail's hash chain for edited, inserted or deleted rows."))
+@ledger.command("verify", help=N_("Check the audit trail's hash chain and every ledger row for edits and deletions."))
 @option("--anchor", help=N_("ENTRY:HASH kept outside the database ('naiad ledger head'), to detect a cut-off tail."))
 @json_option
 @pass_settings
@@ -221,6 +221,9 @@ def ledger_verify(settings: Settings, anchor: str | None, as_json: bool) -> None
         "entries": report.entries,
         "first_bad_id": report.first_bad_id,
         "reason": report.reason,
+        "table": report.table,
+        "row": report.row,
+        "rows": report.rows,
         "head": f"{report.head.entry_id}:{report.head.hash}" if report.head else None,
     }
     if as_json:
@@ -230,7 +233,9 @@ def ledger_verify(settings: Settings, anchor: str | None, as_json: bool) -> None
         return
     with reported(False):
         report.raise_if_broken()
-    out().print(_("The audit trail is intact: {entries} entries.", entries=report.entries))
+    out().print(
+        _("The ledger is intact: {entries} audit entries, {rows} rows.", entries=report.entries, rows=report.rows)
+    )
 
 
 @ledger.command("head", help=N_("Print the audit trail's last entry and hash, to keep outside the database."))

@@ -197,9 +197,11 @@ class _UnitFlash:
     def run(self) -> FlashResult:
         started = time.monotonic()
         try:
-            device = self.station.find(self.serial)
+            if self.station.ledger.device(self.serial) is None:
+                self.station.find(self.serial)  # never seen: record it, or fail with nothing to record against
             with self.station.ledger.operation(self.serial, "flash") as op:
                 op.result = self._ledger_result(None, None)
+                device = self.station.find(self.serial)  # a unit gone by now is a failed flash in the ledger
                 version, slot = self._procedure(device, op.result)
                 op.result = self._ledger_result(version, slot)
             result = FlashResult(

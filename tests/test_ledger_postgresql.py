@@ -214,3 +214,97 @@ def test_an_unreachable_server_is_unavailable_and_the_password_stays_hidden() ->
     assert "s3cr3t" not in str(caught.value)
     assert "s3cr3t" not in repr(caught.value.params)
     assert caught.value.remedy_text
+
+
+def test_tampered_rows_are_found_and_named(postgres_url: str) -> None:
+    with Ledger.open(postgres_url, station="line-1") as ledger:
+        ledger.device_seen("SN0001", "dragonfly-2")
+        ledger.device_seen("SN0002", "dragonfly-2")
+        with pytest.raises(RuntimeError), ledger.operation("SN0001", "flash"):
+            raise RuntimeError("unit went away")
+        assert ledger.verify().ok
+
+        def found(statement: str) -> tuple[ChainProblem | None, str | None, str | None]:
+            _execute(postgres_url, statement)
+            report = ledger.verify()
+            return report.problem, report.table, report.row
+
+        edited = (ChainProblem.ROW_EDITED, "operations", "1")
+        assert found("UPDATE operations SET status = 'succeeded' WHERE id = 1") == edited
+        assert found("UPDATE operations SET status = 'failed', started = started - interval '1 day'") == edited
+        assert found("UPDATE operations SET started = started + interval '1 day'") == (None, None, None)
+        assert found("DELETE FROM devices WHERE serial = 'SN0002'") == (ChainProblem.ROW_DELETED, "devices", "SN0002")
+        assert found(
+            "INSERT INTO devices VALUES ('SN0002', 'dragonfly-2', now(), now(), NULL);"
+            "UPDATE devices SET port_path = '1-9' WHERE serial = 'SN0001'"
+        ) == (ChainProblem.ROW_EDITED, "devices", "SN0001")
+        assert found(
+            "UPDATE devices SET port_path = NULL WHERE serial = 'SN0001'; DELETE FROM devices WHERE serial = 'SN0002';"
+            "INSERT INTO operations (device_serial, station_id, kind, status, started)"
+            " VALUES ('SN0001', 1, 'flash', 'succeeded', now())"
+        ) == (ChainProblem.ROW_UNRECORDED, "operations", "2")
+        assert found(
+            "DELETE FROM operations WHERE id = 2;"
+            "ALTER TABLE operations ALTER COLUMN kind DROP NOT NULL; UPDATE operations SET kind = NULL"
+        ) == (ChainProblem.MALFORMED, "operations", "1")
+
+
+def test_rows_sealed_by_many_stations_stay_one_chain(postgres_url: str) -> None:
+    ledgers = [Ledger.open(postgres_url, station=f"line-{n}") for n in range(3)]
+    errors: list[BaseException] = []
+
+    def work(ledger: Ledger, worker: int) -> None:
+        try:
+            for n in range(5):
+                ledger.device_seen(f"SN{n:04d}", "dragonfly-2", f"1-{worker}")  # every station moves every unit
+                with ledger.operation(f"SN{n:04d}", "flash") as op:
+                    op.result = {"worker": worker}
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(ledgers[w % 3], w)) for w in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        report = ledgers[2].verify()
+        assert (report.ok, report.rows) == (True, 3 + 5 + 6 * 5)
+        assert [e.id for e in ledgers[0].audit_entries()] == list(range(1, report.entries + 1))
+    finally:
+        for ledger in ledgers:
+            ledger.close()
+
+
+def test_an_existing_ledger_is_migrated_and_its_rows_sealed(postgres_url: str) -> None:
+    from alembic import command
+
+    from provisioning.ledger import audit as chain
+    from provisioning.ledger.db import alembic_config, create_ledger_engine
+
+    engine = create_ledger_engine(postgres_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0001")
+    finally:
+        engine.dispose()
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    digest = chain.entry_hash(
+        chain.GENESIS_HASH, entry_id=1, at=at, station="line-1", operator=None, action="a", subject="s", details={}
+    )
+    _execute(
+        postgres_url,
+        "INSERT INTO stations VALUES (1, 'line-1', 'host', '2026-01-01T00:00:00Z');"
+        "INSERT INTO devices VALUES ('SN1', 'dragonfly-2', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', NULL);"
+        "INSERT INTO operations (device_serial, station_id, kind, status, started)"
+        " VALUES ('SN1', 1, 'flash', 'running', '2026-01-01T00:00:00Z');"
+        "INSERT INTO audit_log (id, at, station, action, subject, details, prev_hash, hash)"
+        f" VALUES (1, '2026-01-01T00:00:00Z', 'line-1', 'a', 's', '{{}}', '{chain.GENESIS_HASH}', '{digest}');"
+        f"UPDATE audit_head SET entry_id = 1, hash = '{digest}'",
+    )
+    with Ledger.open(postgres_url, station="line-1") as ledger:
+        report = ledger.verify()
+        assert (report.ok, report.rows) == (True, 3)
+        _execute(postgres_url, "UPDATE operations SET status = 'succeeded'")
+        assert ledger.verify().problem is ChainProblem.ROW_EDITED

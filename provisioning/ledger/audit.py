@@ -4,8 +4,9 @@ Each entry's hash is SHA-256 over the previous entry's hash followed by a canoni
 (sorted keys, no whitespace, ISO-8601 UTC times) of the entry's own fields, its id included, so
 editing, inserting, deleting or moving a row breaks the chain at that row.  Appenders lock the
 single ``audit_head`` row first, which keeps the log one line when several stations write to one
-database; the head row also lets ``verify`` notice a cut-off tail, unless the head was rewritten
-too, which only a head kept outside the database can reveal.
+database; the head row also lets ``verify`` (in ``verify.py``) notice a cut-off tail, unless the
+head was rewritten too, which only a head kept outside the database can reveal.  An entry also
+carries the seals of the rows its transaction changed (``seals.py``).
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ from sqlalchemy.orm import Session
 
 from i18n import _
 
+from .encoding import canonical_json, iso_utc
 from .errors import InvalidLedgerInput, LedgerError, SecretRefused
 from .models import AuditEntry, AuditHeadRow
-from .records import AuditHead, AuditRecord, ChainProblem, VerifyReport
+from .records import AuditHead, AuditRecord
 
 LOG = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 MAX_JSON_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 16
-VERIFY_BATCH = 500
 
 # Field names that hold key material or credentials; the ledger stores key IDs and KCVs, never keys.
 _SECRET_NAMES = frozenset(
@@ -47,15 +48,6 @@ _SECRET_SUFFIXES = ("_secret", "_password", "_passphrase", "_pin", "_key", "_key
 _ALLOWED_KEY_NAMES = frozenset({"public_key", "key_id", "key_ids"})
 
 
-def canonical_json(value: Any) -> str:
-    """The one encoding hashed: sorted keys, no whitespace, UTF-8 text kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def iso_utc(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
-
-
 def entry_hash(
     prev_hash: str,
     *,
@@ -66,8 +58,11 @@ def entry_hash(
     action: str,
     subject: str,
     details: Mapping[str, Any],
+    seals: Mapping[str, str | None] | None = None,
 ) -> str:
-    fields = {
+    """The entry's hash; ``seals`` (rows the entry binds) are hashed only when there are some, so
+    entries written before rows were sealed keep their hashes."""
+    fields: dict[str, Any] = {
         "id": entry_id,
         "at": iso_utc(at),
         "station": station,
@@ -76,7 +71,24 @@ def entry_hash(
         "subject": subject,
         "details": details,
     }
+    if seals:
+        fields["seals"] = seals
     return hashlib.sha256((prev_hash + canonical_json(fields)).encode("utf-8")).hexdigest()
+
+
+def stored_entry_hash(entry: Mapping[str, Any]) -> str:
+    """The hash a stored entry (its columns by name, decoded) must carry."""
+    return entry_hash(
+        entry["prev_hash"],
+        entry_id=entry["id"],
+        at=entry["at"],
+        station=entry["station"],
+        operator=entry["operator"],
+        action=entry["action"],
+        subject=entry["subject"],
+        details=entry["details"],
+        seals=entry["seals"],
+    )
 
 
 def clean_json(value: Any, field: str) -> Any:
@@ -152,6 +164,7 @@ def append(
     action: str,
     subject: str,
     details: dict[str, Any],
+    seals: dict[str, str | None] | None = None,
 ) -> AuditRecord:
     """Add the next link after ``head`` (locked by ``lock_head`` in this transaction) and move the head."""
     entry_id = head.entry_id + 1
@@ -164,6 +177,7 @@ def append(
         action=action,
         subject=subject,
         details=details,
+        seals=seals,
     )
     entry = AuditEntry(
         id=entry_id,
@@ -173,6 +187,7 @@ def append(
         action=action,
         subject=subject,
         details=details,
+        seals=seals or None,
         prev_hash=head.hash,
         hash=digest,
     )
@@ -193,6 +208,7 @@ def to_record(entry: AuditEntry) -> AuditRecord:
         details=entry.details,
         prev_hash=entry.prev_hash,
         hash=entry.hash,
+        seals=entry.seals or {},
     )
 
 
@@ -201,54 +217,3 @@ def read_head(session: Session) -> AuditHead:
     if row is None:
         raise LedgerError(detail=_("the audit chain head row is missing"))
     return AuditHead(entry_id=row.entry_id, hash=row.hash)
-
-
-def verify(session: Session, anchor: AuditHead | None = None) -> VerifyReport:
-    """Walk the whole chain in id order and report the first entry that is wrong.
-
-    Run it in a snapshot transaction so that appends by other stations during the walk are
-    not mistaken for tampering.  ``anchor`` is a head kept outside the database.
-    """
-    head = read_head(session)
-    prev_hash, last_id, good = GENESIS_HASH, 0, 0
-    anchor_seen = anchor is None or anchor.entry_id == 0
-    while True:
-        batch = session.scalars(
-            select(AuditEntry).where(AuditEntry.id > last_id).order_by(AuditEntry.id).limit(VERIFY_BATCH)
-        ).all()
-        if not batch:
-            break
-        for entry in batch:
-            recomputed = entry_hash(
-                entry.prev_hash,
-                entry_id=entry.id,
-                at=entry.at,
-                station=entry.station,
-                operator=entry.operator,
-                action=entry.action,
-                subject=entry.subject,
-                details=entry.details,
-            )
-            problem = None
-            if recomputed != entry.hash:
-                problem = ChainProblem.EDITED
-            elif entry.prev_hash != prev_hash:
-                problem = ChainProblem.BROKEN_LINK
-            elif anchor is not None and entry.id == anchor.entry_id:
-                if entry.hash != anchor.hash:
-                    problem = ChainProblem.ANCHOR_MISMATCH
-                anchor_seen = True
-            if problem is not None:
-                LOG.warning("audit chain broken at entry %d: %s", entry.id, problem.name)
-                return VerifyReport(False, good, entry.id, problem, head)
-            prev_hash, last_id, good = entry.hash, entry.id, good + 1
-        session.expunge_all()
-    if last_id != head.entry_id or prev_hash != head.hash:
-        first_bad = min(last_id, head.entry_id) + 1 if last_id != head.entry_id else last_id
-        LOG.warning("audit chain ends at %d, head says %d", last_id, head.entry_id)
-        return VerifyReport(False, good, first_bad, ChainProblem.HEAD_MISMATCH, head)
-    if not anchor_seen:
-        assert anchor is not None
-        LOG.warning("audit chain ends at %d, before the kept head %d", last_id, anchor.entry_id)
-        return VerifyReport(False, good, last_id + 1, ChainProblem.ANCHOR_MISSING, head)
-    return VerifyReport(True, good, None, None, head)

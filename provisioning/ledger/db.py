@@ -4,6 +4,8 @@ SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy t
 module emits BEGIN itself so that writers can take the write lock up front (``BEGIN IMMEDIATE``)
 instead of failing half-way when another writer got there first.  Opening a database migrates it
 to the newest schema with Alembic, configured in code: no ``alembic.ini`` is needed at run time.
+Alembic (which loads every SQLAlchemy dialect) is imported only when the stored revision, read with
+a plain query, is not ``HEAD_REVISION``: opening an up-to-date ledger does not pay for it.
 """
 
 from __future__ import annotations
@@ -14,14 +16,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -30,12 +27,19 @@ from sqlalchemy.pool import StaticPool
 from i18n import _
 from terminal.dirs import data_dir
 
-from .errors import InvalidLedgerUrl, LedgerError, LedgerSchemaTooNew, LedgerUnavailable
+from .errors import InvalidLedgerUrl, LedgerDriverMissing, LedgerError, LedgerSchemaTooNew, LedgerUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 LOG = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_FILENAME = "ledger.sqlite"
+# The newest script in migrations/versions (a test keeps the two equal).
+HEAD_REVISION = "0002"
+VERSION_TABLE = "alembic_version"
 BUSY_TIMEOUT_MS = 30_000
 # Key of the PostgreSQL advisory lock that serialises migrations of one database across stations.
 MIGRATION_LOCK_KEY = 0x4E414941_44_4C_44  # "NAIADLD"
@@ -56,19 +60,20 @@ def redact_url(url: str | URL) -> str:
     """The URL with its password hidden, fit for errors and logs, however malformed it is.
 
     Parsed by hand: a password holding an unescaped ``@`` or ``/`` must not leak through a parser's
-    idea of where the host starts.  Text that is not a URL at all is not shown."""
+    idea of where the host starts.  Text that is not a URL is shown with the same rule (whatever
+    precedes its last ``@`` after a ``:`` is hidden), so a typo stays recognisable."""
     if isinstance(url, URL):
         return url.render_as_string(hide_password=True)
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return "***"
+        scheme, rest = "", url
     netloc, slash, path = rest.partition("/")
     if "@" in rest:  # credentials may run past the first "/" when the password holds one
         credentials, _, after = rest.rpartition("@")
         netloc, slash, path = after.partition("/")
         netloc = f"{credentials.split(':', 1)[0]}:***@{netloc}"
     path = re.sub(r"(password=)[^&]*", r"\1***", path, flags=re.IGNORECASE)
-    return f"{scheme}://{netloc}{slash}{path}"
+    return f"{scheme}{sep}{netloc}{slash}{path}"
 
 
 def parse_url(url: str) -> URL:
@@ -76,6 +81,32 @@ def parse_url(url: str) -> URL:
         return make_url(url)
     except (ArgumentError, ValueError) as exc:
         raise InvalidLedgerUrl(url=redact_url(url)) from exc
+
+
+# Python packages that provide SQLAlchemy's drivers, by the module a missing driver failed to import.
+_DRIVER_PACKAGES = {
+    "psycopg": "naiad[postgresql]",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "pyodbc": "pyodbc",
+    "oracledb": "oracledb",
+    "pg8000": "pg8000",
+}
+
+
+def _driver_missing(parsed: URL, exc: Exception) -> LedgerError:
+    """A missing driver for a database SQLAlchemy knows, else the URL names no database at all."""
+    if isinstance(exc, ImportError):
+        module = (exc.name or parsed.get_driver_name()).split(".")[0]
+        package = _DRIVER_PACKAGES.get(module, module)
+    else:
+        try:  # the backend without the driver: is it a database SQLAlchemy has a dialect for?
+            URL.create(parsed.get_backend_name()).get_dialect()
+        except (ArgumentError, ImportError):
+            return InvalidLedgerUrl(url=redact_url(parsed))
+        package = parsed.get_driver_name()
+    return LedgerDriverMissing(url=redact_url(parsed), driver=parsed.get_driver_name(), package=package)
 
 
 def create_ledger_engine(url: str | URL) -> Engine:
@@ -90,7 +121,9 @@ def create_ledger_engine(url: str | URL) -> Engine:
             kwargs["poolclass"] = StaticPool
     try:
         engine = create_engine(parsed, **kwargs)
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+    except (NoSuchModuleError, ImportError) as exc:
+        raise _driver_missing(parsed, exc) from exc
+    except ArgumentError as exc:
         raise InvalidLedgerUrl(url=redact_url(parsed)) from exc
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_on_connect)
@@ -148,8 +181,6 @@ def translate_errors(url: str) -> Iterator[None]:
         raise LedgerError(detail=_first_line(exc.orig)) from exc
     except SQLAlchemyError as exc:
         raise LedgerError(detail=_first_line(exc)) from exc
-    except CommandError as exc:
-        raise LedgerUnavailable(url=url, detail=_first_line(exc)) from exc
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:
@@ -166,6 +197,8 @@ def _first_line(exc: BaseException | None) -> str:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """The Alembic configuration, built in code, pointing at the package's migration scripts."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     if connection is not None:
@@ -174,7 +207,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
-    """The newest schema revision this Naiad ships."""
+    """The newest schema revision this Naiad ships, as Alembic sees the scripts."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise LedgerError(detail=_("no migration scripts found"))
@@ -182,7 +217,11 @@ def head_revision() -> str:
 
 
 def revision_of(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The stored schema revision, read with a plain query (None for a database never migrated)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    found = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    return found[0] if len(found) == 1 else None
 
 
 def current_revision(url: str | Engine) -> str | None:
@@ -201,29 +240,42 @@ def migrate(engine: Engine) -> str:
     """Bring the database to the newest schema; safe when several stations open it at once.
 
     Alembic keeps its migration context in module globals, so migrations in one process take a
-    process lock first (before the database lock, so that the two cannot deadlock).
+    process lock first (before the database lock, so that the two cannot deadlock).  A database
+    already at ``HEAD_REVISION`` is left alone without importing Alembic (a revision never goes back).
     """
     shown = redact_url(engine.url)
-    with _PROCESS_MIGRATION_LOCK, translate_errors(shown), engine.connect() as connection:
-        connection = connection.execution_options(**{_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-        with connection.begin():
-            if engine.dialect.name == "postgresql":
-                connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
-            found = revision_of(connection)
-            scripts = ScriptDirectory.from_config(alembic_config())
-            if found is not None and not _known(scripts, found):
-                raise LedgerSchemaTooNew(url=shown, revision=found)
-            head = scripts.get_current_head()
-            if found != head:
-                LOG.info("migrating ledger %s from %s to %s", shown, found, head)
-                command.upgrade(alembic_config(connection), "head")
-            revision = revision_of(connection)
+    with translate_errors(shown), engine.connect() as connection:
+        if revision_of(connection) == HEAD_REVISION:
+            return HEAD_REVISION
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    try:
+        with _PROCESS_MIGRATION_LOCK, translate_errors(shown), engine.connect() as connection:
+            connection = connection.execution_options(**{_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            with connection.begin():
+                if engine.dialect.name == "postgresql":
+                    connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+                found = revision_of(connection)
+                scripts = ScriptDirectory.from_config(alembic_config())
+                if found is not None and not _known(scripts, found):
+                    raise LedgerSchemaTooNew(url=shown, revision=found)
+                head = scripts.get_current_head()
+                if found != head:
+                    LOG.info("migrating ledger %s from %s to %s", shown, found, head)
+                    command.upgrade(alembic_config(connection), "head")
+                revision = revision_of(connection)
+    except CommandError as exc:
+        raise LedgerUnavailable(url=shown, detail=_first_line(exc)) from exc
     if revision is None:
         raise LedgerUnavailable(url=shown, detail=_("the migration left no schema revision"))
     return revision
 
 
 def _known(scripts: ScriptDirectory, revision: str) -> bool:
+    from alembic.util.exc import CommandError
+
     try:
         return scripts.get_revision(revision) is not None
     except CommandError:

@@ -38,6 +38,16 @@ class InvalidLedgerUrl(LedgerError):
     remedy = N_("Use a URL such as sqlite:///path/to/ledger.sqlite or postgresql+psycopg://user@host/naiad.")
 
 
+class LedgerDriverMissing(LedgerUnavailable):
+    """The URL names a database SQLAlchemy knows, through a driver that is not installed."""
+
+    message = N_("The ledger URL {url} needs the database driver {driver}, which is not installed")
+    remedy = N_(
+        "Install it into Naiad's environment (pip install {package}), or name an installed driver in the URL, "
+        "such as postgresql+psycopg://."
+    )
+
+
 class InvalidLedgerInput(LedgerError):
     """A caller passed a value the ledger refuses to store; nothing was written."""
 
@@ -67,6 +77,19 @@ class AuditChainBroken(LedgerError):
         "Stop provisioning on this line and tell the security officer; compare with the last audit head "
         "kept outside the database."
     )
+
+
+class LedgerRowTampered(AuditChainBroken):
+    """A sealed row differs from the state the audit chain recorded, or cannot be read."""
+
+    message = N_("The ledger's {table} row {row} was tampered with: {reason}")
+
+
+class LedgerMalformed(LedgerError):
+    """A stored value cannot be read back: someone wrote to the database behind the ledger's back."""
+
+    message = N_("The ledger holds a value it cannot read: {detail}")
+    remedy = N_("Run 'naiad ledger verify' to find the tampered row, and tell the security officer.")
 
 
 class LedgerClosed(LedgerError):

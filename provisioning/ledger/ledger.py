@@ -22,8 +22,17 @@ from sqlalchemy.orm import Session, aliased
 from i18n import _
 
 from . import audit as chain
-from . import db, validate
-from .errors import InvalidLedgerInput, LedgerClosed, LedgerUnavailable, UnknownDevice, UnknownOperator
+from . import db, seals, validate
+from . import verify as checks
+from .errors import (
+    InvalidLedgerInput,
+    LedgerClosed,
+    LedgerError,
+    LedgerMalformed,
+    LedgerUnavailable,
+    UnknownDevice,
+    UnknownOperator,
+)
 from .models import AuditEntry, AuditHeadRow, Device, Operation, Operator, Station
 from .records import (
     AuditHead,
@@ -67,6 +76,7 @@ class _Write:
     at: dt.datetime
 
     def audit(self, action: str, subject: str, details: dict[str, Any], operator: str | None = None) -> AuditRecord:
+        """Append an entry that also seals every sealed row this transaction changed since the last one."""
         return chain.append(
             self.session,
             self.head,
@@ -76,7 +86,23 @@ class _Write:
             action=action,
             subject=subject,
             details=details,
+            seals=seals.take_seals(self.session),
         )
+
+
+@contextmanager
+def _write(engine: Engine, url: str, station: str) -> Iterator[_Write]:
+    """One write transaction under the chain lock; refuses to commit a sealed row left unaudited."""
+    with db.translate_errors(url), db.write_session(engine) as session:
+        seals.track(session)
+        yield _Write(session, chain.lock_head(session), station, _now())
+        unsealed = seals.unsealed_rows(session)
+        if unsealed:  # a writer changed evidence without an audit entry: a bug, never committed
+            raise LedgerError(detail=_("rows changed without an audit entry: {rows}", rows=", ".join(unsealed)))
+
+
+def _device_record(row: Device) -> DeviceRecord:
+    return DeviceRecord(row.serial, row.model, row.first_seen, row.last_seen, row.port_path)
 
 
 class Ledger:
@@ -113,8 +139,8 @@ class Ledger:
     @staticmethod
     def _register_station(engine: Engine, name: str) -> int:
         hostname = socket.gethostname()[:255]
-        with db.translate_errors(db.redact_url(engine.url)), db.write_session(engine) as session:
-            write = _Write(session, chain.lock_head(session), name, _now())
+        with _write(engine, db.redact_url(engine.url), name) as write:
+            session = write.session
             row = session.scalars(select(Station).where(Station.name == name)).one_or_none()
             if row is None:
                 row = Station(name=name, hostname=hostname, created=write.at)
@@ -122,10 +148,8 @@ class Ledger:
                 session.flush()
                 write.audit("station.registered", f"station:{name}", {"hostname": hostname})
             elif row.hostname != hostname:
-                write.audit(
-                    "station.moved", f"station:{name}", {"hostname": hostname, "previous_hostname": row.hostname}
-                )
-                row.hostname = hostname
+                previous, row.hostname = row.hostname, hostname
+                write.audit("station.moved", f"station:{name}", {"hostname": hostname, "previous_hostname": previous})
             return row.id
 
     @property
@@ -157,8 +181,8 @@ class Ledger:
     @contextmanager
     def _writing(self) -> Iterator[_Write]:
         self._check_open()
-        with db.translate_errors(self._url), db.write_session(self._engine) as session:
-            yield _Write(session, chain.lock_head(session), self._station, _now())
+        with _write(self._engine, self._url, self._station) as write:
+            yield write
 
     def register_operator(self, name: str, role: str) -> OperatorRecord:
         """Add an operator, or change the role of an existing one."""
@@ -171,8 +195,8 @@ class Ledger:
                 write.session.add(row)
                 write.audit("operator.registered", f"operator:{name}", {"role": role})
             elif row.role != role:
-                write.audit("operator.role_changed", f"operator:{name}", {"role": role, "previous_role": row.role})
-                row.role = role
+                previous, row.role = row.role, role
+                write.audit("operator.role_changed", f"operator:{name}", {"role": role, "previous_role": previous})
             return OperatorRecord(name=row.name, role=row.role, created=row.created)
 
     def device_seen(self, serial: str, model: str, port_path: str | None = None) -> None:
@@ -287,13 +311,22 @@ class Ledger:
     @contextmanager
     def _reading(self, *, snapshot: bool = False) -> Iterator[Session]:
         self._check_open()
-        with db.translate_errors(self._url), db.read_session(self._engine, snapshot=snapshot) as session:
-            yield session
+        try:
+            with db.translate_errors(self._url), db.read_session(self._engine, snapshot=snapshot) as session:
+                yield session
+        except ValueError as exc:  # a stored time or JSON text the ledger never wrote
+            raise LedgerMalformed(detail=str(exc)[:200]) from exc
+
+    def device(self, serial: str) -> DeviceRecord | None:
+        """The unit ``serial`` as last seen, None if this ledger never saw it."""
+        serial = validate.serial(serial)
+        with self._reading() as session:
+            row = session.get(Device, serial)
+            return None if row is None else _device_record(row)
 
     def devices(self) -> list[DeviceRecord]:
         with self._reading() as session:
-            rows = session.scalars(select(Device).order_by(Device.serial)).all()
-            return [DeviceRecord(r.serial, r.model, r.first_seen, r.last_seen, r.port_path) for r in rows]
+            return [_device_record(row) for row in session.scalars(select(Device).order_by(Device.serial))]
 
     def operations(self, serial: str | None = None) -> list[OperationRecord]:
         """Operations, oldest first; only those of ``serial`` when given."""
@@ -340,9 +373,9 @@ class Ledger:
             return chain.read_head(session)
 
     def verify(self, anchor: AuditHead | None = None) -> VerifyReport:
-        """Walk the audit chain; ``anchor`` is a head kept outside the database."""
+        """Walk the audit chain and check every sealed row; ``anchor`` is a head kept outside the database."""
         with self._reading(snapshot=True) as session:
-            return chain.verify(session, anchor)
+            return checks.verify(session, anchor)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -2,6 +2,7 @@
 
 The migration in ``migrations/versions`` creates exactly these tables (a test compares them), so a
 change here needs a new migration.  Times are stored as UTC and always read back timezone-aware.
+Every table whose rows are evidence is ``sealed()``: its rows are bound into the audit hash chain.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .seals import sealed
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -70,6 +73,7 @@ class Base(DeclarativeBase):
 
 class Station(Base):
     __tablename__ = "stations"
+    __table_args__ = (sealed(),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
@@ -79,7 +83,7 @@ class Station(Base):
 
 class Operator(Base):
     __tablename__ = "operators"
-    __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)
+    __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"), sealed())
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
@@ -89,6 +93,8 @@ class Operator(Base):
 
 class Device(Base):
     __tablename__ = "devices"
+    # last_seen moves on every sighting without an audit entry (a polling bench must not flood the trail)
+    __table_args__ = (sealed(unsealed=("last_seen",)),)
 
     serial: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     model: Mapped[str] = mapped_column(String(NAME_LENGTH))
@@ -104,6 +110,7 @@ class Operation(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {OPERATION_STATUSES!r}", name="status"),
         Index("ix_operations_device_serial_started", "device_serial", "started"),
+        sealed(),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -129,6 +136,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(NAME_LENGTH))
     subject: Mapped[str] = mapped_column(String(255), index=True)
     details: Mapped[dict[str, Any]]
+    seals: Mapped[dict[str, Any] | None]  # "table:key" -> row digest or None, of the rows it changed
     prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
     hash: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
 

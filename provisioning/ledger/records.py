@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from i18n import N_, _
 
-from .errors import AuditChainBroken
+from .errors import AuditChainBroken, LedgerRowTampered
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class AuditRecord:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    seals: dict[str, str | None] = field(default_factory=dict)  # rows this entry binds (see seals.py)
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,28 @@ class ChainProblem(enum.Enum):
     HEAD_MISMATCH = N_("the chain does not end at the recorded head (the tail was cut off or replaced)")
     ANCHOR_MISSING = N_("the chain no longer contains the externally kept head (the tail was cut off)")
     ANCHOR_MISMATCH = N_("the entry differs from the externally kept head (the chain was rewritten)")
+    MALFORMED = N_("the row holds a value the ledger never writes (a bad time, text that is not JSON, a missing value)")
+    ROW_EDITED = N_("the row differs from the state the audit trail recorded for it (edited)")
+    ROW_DELETED = N_("the row the audit trail recorded is missing (deleted)")
+    ROW_UNRECORDED = N_("the row is not in the audit trail (inserted behind the ledger's back)")
 
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """The outcome of walking the audit chain: ``ok`` or the first entry that is wrong, and why."""
+    """The outcome of ``verify``: ``ok``, or the first thing wrong, why, and where.
+
+    ``table`` and ``row`` name the row found wrong (``audit_log`` and the entry id for the chain
+    itself); ``first_bad_id`` is the chain entry concerned (for a row, the one that last recorded
+    it; None for a row the chain never recorded).  ``rows`` counts the sealed rows found intact."""
 
     ok: bool
     entries: int
     first_bad_id: int | None = None
     problem: ChainProblem | None = None
     head: AuditHead | None = None
+    table: str | None = None
+    row: str | None = None
+    rows: int = 0
 
     @property
     def reason(self) -> str | None:
@@ -88,5 +100,8 @@ class VerifyReport:
         return _(self.problem.value) if self.problem else None
 
     def raise_if_broken(self) -> None:
-        if not self.ok:
-            raise AuditChainBroken(entry_id=self.first_bad_id, reason=self.reason)
+        if self.ok:
+            return
+        if self.table not in (None, "audit_log"):
+            raise LedgerRowTampered(table=self.table, row=self.row, reason=self.reason)
+        raise AuditChainBroken(entry_id=self.first_bad_id, reason=self.reason)
