@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from terminal.client import ManagementClient
-from terminal.errors import RemoteError, TransportDisconnected
+from terminal.errors import RemoteError, TransportDisconnected, WrongUnit
 from terminal.protocol import OBJECT_LOOPBACK
 
 
@@ -85,3 +85,12 @@ def test_unplug_mid_transfer_fails_at_once_and_replug_recovers(sim: Any) -> None
     sim.call("replug", serial=serial)
     with client_for(sim, serial) as client:
         assert client.info()["serial"] == serial
+
+
+def test_a_unit_is_refused_when_it_is_not_the_one_expected(sim: Any) -> None:
+    serial = sim.serials()[0]
+    with pytest.raises(WrongUnit) as caught, client_for(sim, expected_serial="DF2NOTTHIS1"):
+        pass
+    assert caught.value.params["found"] == serial
+    with client_for(sim, expected_serial=serial) as client:
+        assert client.identity["serial"] == serial
