@@ -16,22 +16,24 @@ from typing import Any
 
 import cbor2
 import pytest
+import test_device_endpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_device_endpoint import Clock
+from test_device_endpoint import Clock, LoopbackTransport
 
 import terminal.client as client_module
 from terminal import framing
 from terminal.client import ManagementClient
+from terminal.device import DeviceEndpoint
 from terminal.errors import MalformedReply, NaiadError, RemoteError, TransportTimeout, WrongUnit
-from terminal.framing import FLAG_ERROR, FLAG_REPLY, Frame, FrameDecoder, Reassembler, encode_frame, split_frames
+from terminal.framing import FLAG_ERROR, FLAG_REPLY, Frame, encode_frame, split_frames
 from terminal.protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload
-from terminal.transports import Transport
 
 SERIAL = "DF2HOSTILE01"
 TIMEOUT = 2.0  # virtual seconds: a request's whole budget
 LOG_TEXT = ("boot #1 into run mode\n" * 40).encode()
 SLOT = {"version": "1.2.0", "successful": True, "bootable": True}
+clock = test_device_endpoint.clock  # the fixture: the client on a virtual clock
 
 
 def genuine(request: Frame, payload: Payload) -> Payload:
@@ -80,56 +82,48 @@ def reply_wire(request: Frame, payload: Payload | bytes, *, flags: int = FLAG_RE
 Answer = Callable[[Frame, Payload], bytes]
 
 
-class HostileUnit(Transport):
-    """The host end of a link to a unit that answers through ``answer(request, payload)``.
+class HostileEnd(DeviceEndpoint):
+    """A unit's far end that answers each whole request through ``answer(request, payload)``, however it likes."""
 
-    ``stream`` (when set) is called on every read and its bytes delivered, as a unit that never stops
-    talking; the virtual clock moves 10 ms a read then."""
-
-    def __init__(self, clock: Clock, answer: Answer) -> None:
-        self.path = "hostile:test"
-        self.clock = clock
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(lambda type_, payload: {})
         self.answer = answer
-        self.stream: Callable[[], bytes] | None = None
         self.requests: list[Frame] = []
-        self._decoder = FrameDecoder()
-        self._reassembler = Reassembler()
-        self._inbox = bytearray()
-        self._born = clock.now
 
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        self.stream = None
+    def receive(self, data: bytes) -> bytes:
+        out = bytearray()
         for frame in self._decoder.feed(data):
             whole = self._reassembler.add(frame)
             if whole is not None:
                 request = Frame(frame.seq, frame.type, whole, frame.flags)
                 self.requests.append(request)
-                self._inbox += self.answer(request, decode_payload(whole))
+                out += self.answer(request, decode_payload(whole))
+        return bytes(out)
+
+
+class HostileUnit(LoopbackTransport):
+    """The host end of a link to a ``HostileEnd``.
+
+    ``stream`` (when set, until the next request) is called on every read and its bytes delivered, as a
+    unit that never stops talking; the virtual clock moves 10 ms a read then."""
+
+    def __init__(self, clock: Clock, answer: Answer) -> None:
+        self.far = HostileEnd(answer)
+        super().__init__(self.far, clock)
+        self.path = "hostile:test"
+        self.stream: Callable[[], bytes] | None = None
+        self._born = clock.now
+
+    def write(self, data: bytes) -> None:
+        self.stream = None
+        super().write(data)
 
     def read(self, size: int, timeout: float) -> bytes:
         assert self.clock.now - self._born < 3600, "the client is still waiting an hour later"
         if self.stream is not None:
             self.clock.now += min(timeout, 0.01)
             return self.stream()
-        if not self._inbox:
-            self.clock.now += timeout
-            return b""
-        data = bytes(self._inbox[:size])
-        del self._inbox[:size]
-        return data
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    virtual = Clock()
-    monkeypatch.setattr(client_module, "time", SimpleNamespace(monotonic=virtual.monotonic))
-    return virtual
+        return super().read(size, timeout)
 
 
 def forging(type_: int, **fields: Any) -> Answer:
@@ -244,7 +238,7 @@ def test_endless_first_fragment_cannot_extend_the_deadline(clock: Clock) -> None
         unit.stream = lambda: encode_frame(piece)
         return b""
 
-    unit.answer = first_fragment_only
+    unit.far.answer = first_fragment_only
     client = ManagementClient(unit, timeout=TIMEOUT, max_frame=framing.MIN_FRAME)
     client.open()
     start = clock.now
@@ -264,11 +258,11 @@ def test_frame_shrinking_stays_within_the_request_deadline(clock: Clock) -> None
 
     client = ManagementClient(unit, timeout=TIMEOUT, max_frame=4096)
     client.open()
-    unit.answer = partial_reply_and_silent_hello
+    unit.far.answer = partial_reply_and_silent_hello
     start = clock.now
     with pytest.raises(TransportTimeout):
         client.info()
-    sent = [r.type for r in unit.requests]
+    sent = [r.type for r in unit.far.requests]
     assert MessageType.HELLO in sent[sent.index(MessageType.INFO) :]  # it did try to shrink the frames
     assert clock.now - start <= TIMEOUT + 1e-6
 
@@ -280,7 +274,7 @@ def test_a_unit_naming_another_serial_is_refused_before_any_request(clock: Clock
     with pytest.raises(WrongUnit) as caught:
         client.open()
     assert caught.value.params == {"path": "hostile:test", "expected": "DF2EXPECTED1", "found": SERIAL}
-    assert [r.type for r in unit.requests] == [MessageType.HELLO]
+    assert [r.type for r in unit.far.requests] == [MessageType.HELLO]
     assert caught.value.remedy_text
 
 
@@ -411,7 +405,7 @@ def test_any_reply_gives_a_valid_result_or_a_naiad_error_within_the_deadline(
 
 def run_scenario(data: st.DataObject, clock: Clock, operations: list[str]) -> None:
     unit = HostileUnit(clock, lambda request, payload: b"")
-    unit.answer = hostile_answer(data, unit)
+    unit.far.answer = hostile_answer(data, unit)
     client = ManagementClient(unit, timeout=TIMEOUT, max_frame=data.draw(st.sampled_from([64, 256, 4096])))
     for name, method in (("request", client.request), ("hello", client.hello)):
         setattr(client, name, within_deadline(clock, method))
