@@ -111,7 +111,7 @@ class Station:
         device = self.find(serial)
         if device.mode != RUN or not device.port:
             raise WrongMode(serial=serial, mode=device.mode, needed=RUN)
-        with ManagementClient(f"serial:{device.port}") as client:
+        with ManagementClient(f"serial:{device.port}", expected_serial=serial) as client:
             yield client
 
     def info(self, serial: str) -> dict[str, Any]:

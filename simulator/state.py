@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,12 @@ from terminal.models import TerminalModel
 
 BOOT_HISTORY_KEPT = 50
 LOG_KEPT_BYTES = 4 * 1024 * 1024
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 and the Unicode line breaks
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (a newline as ``\\x0a``): one log event stays one line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 def replace_atomically(path: Path, data: bytes) -> None:
@@ -76,7 +83,7 @@ class UnitStore:
     def log(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self.log_path.open("a", encoding="utf-8") as fh:
-            fh.write(f"{stamp} {message}\n")
+            fh.write(f"{stamp} {one_line(message)}\n")  # text from a request cannot forge a line
         if self.log_path.stat().st_size > 2 * LOG_KEPT_BYTES:
             tail = self.log_path.read_bytes()[-LOG_KEPT_BYTES:]
             self.log_path.write_bytes(tail[tail.find(b"\n") + 1 :])

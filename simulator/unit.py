@@ -30,6 +30,8 @@ OFF = "off"
 MAX_OBJECT = 64 * 1024 * 1024
 MAX_CHUNK = 1024 * 1024  # most object bytes one reply carries
 REBOOT_DELAY = 0.05  # the reply leaves before the unit goes away, as on real hardware
+MAX_UTC = 253_402_300_800  # 10000-01-01T00:00:00Z: a clock beyond it has no calendar date
+HOST_LOGGED = 64  # characters of a HELLO's host name the log keeps
 
 
 def _stored(data: bytes) -> tuple[bytes, bytes]:
@@ -205,7 +207,7 @@ class VirtualTerminal:
         return handler(self, payload)
 
     def _hello(self, payload: Payload) -> Payload:
-        self.store.log(f"hello from {payload.get('host', '?')}")
+        self.store.log(f"hello from {str(payload.get('host', '?'))[:HOST_LOGGED]}")
         return {"serial": self.serial, "model": self.model.id, "mode": self.mode}
 
     def _info(self, payload: Payload) -> Payload:
@@ -246,7 +248,10 @@ class VirtualTerminal:
     def _time(self, payload: Payload) -> Payload:
         state = self.store.load()
         if "utc" in payload:
-            state.clock_offset = float(payload["utc"]) - time.time()
+            utc = payload["utc"]
+            if isinstance(utc, bool) or not isinstance(utc, int | float) or not 0 <= utc < MAX_UTC:
+                raise RequestRejected(ErrorCode.BAD_REQUEST, f"utc {utc!r} is not a time")  # NaN, inf, text
+            state.clock_offset = float(utc) - time.time()
             self.store.save(state)
             self.store.log("clock set by the station")
         return {"utc": time.time() + state.clock_offset}

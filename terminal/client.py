@@ -7,6 +7,11 @@ repeated request from its reply cache, so nothing executes twice.  Replies large
 frame size come in fragments, and fragments are kept across retransmissions.  When a noisy link keeps
 losing frames the client halves the frame size (down to 64 bytes) and renegotiates, which keeps a very
 noisy link usable.
+
+Nothing a unit sends can crash or hang the station: every reply is checked against its documented shape
+(``terminal.schema``) and a malformed one raises ``MalformedReply``; every request has one overall
+deadline that no traffic extends; and a unit whose HELLO names another serial than the one expected is
+refused (``WrongUnit``) before any other request.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import time
 from typing import Any, BinaryIO
 
 from . import framing
-from .errors import RemoteError, TransferError, TransportTimeout
+from .errors import MalformedReply, RemoteError, TransferError, TransportTimeout, WrongUnit
 from .events import ProgressCallback
 from .framing import ATTEMPT_SHIFT, Frame, FrameDecoder, Reassembler, split_frames
 from .protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload, type_name
+from .schema import Invalid, check_reply
 from .transports import Transport, open_transport
 
 LOG = logging.getLogger(__name__)
@@ -40,11 +46,22 @@ CHUNK_ENVELOPE = 96  # CBOR keys, offsets and the SHA-256 around a chunk's data
 
 
 class ManagementClient:
-    """One unit's management channel.  Use as a context manager: it opens and says hello."""
+    """One unit's management channel.  Use as a context manager: it opens and says hello.
 
-    def __init__(self, transport: Transport | str, *, timeout: float = 10.0, max_frame: int = 4096) -> None:
+    With ``expected_serial`` the client refuses (``WrongUnit``) a unit whose HELLO names another serial.
+    """
+
+    def __init__(
+        self,
+        transport: Transport | str,
+        *,
+        timeout: float = 10.0,
+        max_frame: int = 4096,
+        expected_serial: str | None = None,
+    ) -> None:
         self.transport = open_transport(transport) if isinstance(transport, str) else transport
-        self.timeout = timeout  # a request's whole budget, retransmissions included
+        self.timeout = timeout  # a request's whole budget, retransmissions and reassembly included
+        self.expected_serial = expected_serial
         self._rto = INITIAL_RTO
         self._srtt: float | None = None
         self._rttvar = 0.0
@@ -79,46 +96,60 @@ class ManagementClient:
     # -- requests ----------------------------------------------------------------------------------
     def hello(self, max_frame: int | None = None) -> Payload:
         """Negotiate the frame size; the same session keeps the unit's reply cache."""
-        wanted = max_frame or self.wanted_frame
-        reply = self.request(
-            MessageType.HELLO,
-            {"protocol": framing.PROTOCOL_VERSION, "session": self.session, "max_frame": wanted, "host": HOST_NAME},
-            adapt=False,
-        )
-        self.max_frame = max(framing.MIN_FRAME, min(int(reply.get("max_frame", framing.DEFAULT_FRAME)), wanted))
+        with self._lock:
+            return self._hello(max_frame or self.wanted_frame, time.monotonic() + self.timeout)
+
+    def _hello(self, wanted: int, give_up: float) -> Payload:
+        request = {
+            "protocol": framing.PROTOCOL_VERSION,
+            "session": self.session,
+            "max_frame": wanted,
+            "host": HOST_NAME,
+        }
+        reply = self._exchange(MessageType.HELLO, request, give_up, adapt=False)
+        found = reply["serial"]
+        if self.expected_serial is not None and found != self.expected_serial:
+            raise WrongUnit(path=self.transport.path, expected=self.expected_serial, found=found)
+        self.max_frame = max(framing.MIN_FRAME, min(reply["max_frame"], wanted))
         self.identity = reply
         return reply
 
-    def request(self, type_: int, payload: Payload | None = None, *, adapt: bool = True) -> Payload:
-        """Send one request and return its reply payload; RemoteError when the unit refuses it."""
+    def request(self, type_: int, payload: Payload | None = None) -> Payload:
+        """Send one request and return its checked reply; RemoteError when the unit refuses it.
+
+        The whole request, retransmissions, a frame-size renegotiation and reassembly included, ends
+        within ``timeout`` (TransportTimeout), however the unit behaves."""
         with self._lock:
-            self._seq = (self._seq + 1) & 0xFFFF
-            seq = self._seq
-            data = encode_payload(payload or {})
-            reassembler = Reassembler()
-            give_up = time.monotonic() + self.timeout
-            rto, sent_at = self._rto, {}
-            attempt = 0
-            while True:
-                errors = self._decoder.errors
-                tag = attempt % 16
-                sent_at[tag] = time.monotonic()
-                for frame in split_frames(seq, type_, data, self.max_frame, tag << ATTEMPT_SHIFT):
-                    self.transport.write(framing.encode_frame(frame))
-                WIRE.debug("-> %s seq=%d attempt=%d %d bytes", type_name(type_), seq, attempt, len(data))
-                reply = self._await_reply(seq, type_, reassembler, min(rto, max(0.0, give_up - sent_at[tag])))
-                if reply is not None:
-                    # the reply names the transmission it answers, so every round trip is a clean sample
-                    self._learn_rtt(time.monotonic() - sent_at.get(reply.attempt, sent_at[tag]))
-                    return self._unpack(type_, reply)
-                if time.monotonic() >= give_up:
-                    raise TransportTimeout(path=self.transport.path)
-                self.retransmissions += 1
-                rto = min(rto * BACKOFF, MAX_RTO)
-                noisy = self._decoder.errors > errors or reassembler.partial
-                if adapt and noisy and attempt >= 1 and self.max_frame > framing.MIN_FRAME:
-                    self._shrink_frames()
-                attempt += 1
+            return self._exchange(type_, payload or {}, time.monotonic() + self.timeout)
+
+    def _exchange(self, type_: int, payload: Payload, give_up: float, *, adapt: bool = True) -> Payload:
+        """One request until ``give_up`` (monotonic), under the lock: hostile traffic cannot move that deadline."""
+        self._seq = (self._seq + 1) & 0xFFFF
+        seq = self._seq
+        data = encode_payload(payload)
+        reassembler = Reassembler()
+        rto, sent_at = self._rto, {}
+        attempt = 0
+        while True:
+            errors = self._decoder.errors
+            tag = attempt % 16
+            sent_at[tag] = time.monotonic()
+            for frame in split_frames(seq, type_, data, self.max_frame, tag << ATTEMPT_SHIFT):
+                self.transport.write(framing.encode_frame(frame))
+            WIRE.debug("-> %s seq=%d attempt=%d %d bytes", type_name(type_), seq, attempt, len(data))
+            reply = self._await_reply(seq, type_, reassembler, rto, give_up)
+            if reply is not None:
+                # the reply names the transmission it answers, so every round trip is a clean sample
+                self._learn_rtt(time.monotonic() - sent_at.get(reply.attempt, sent_at[tag]))
+                return self._unpack(type_, reply)
+            if time.monotonic() >= give_up:
+                raise TransportTimeout(path=self.transport.path)
+            self.retransmissions += 1
+            rto = min(rto * BACKOFF, MAX_RTO)
+            noisy = self._decoder.errors > errors or reassembler.partial
+            if adapt and noisy and attempt >= 1 and self.max_frame > framing.MIN_FRAME:
+                self._shrink_frames(give_up)
+            attempt += 1
 
     def _learn_rtt(self, sample: float) -> None:
         """Jacobson's estimator (smoothed round trip plus four deviations), never under two round trips."""
@@ -129,31 +160,41 @@ class ManagementClient:
             self._srtt = 0.875 * self._srtt + 0.125 * sample
         self._rto = min(MAX_RTO, max(MIN_RTO, 2 * self._srtt, self._srtt + 4 * self._rttvar))
 
-    def _shrink_frames(self) -> None:
+    def _shrink_frames(self, give_up: float) -> None:
         smaller = max(framing.MIN_FRAME, self.max_frame // 2)
         LOG.info("link is losing frames; frame size %d -> %d", self.max_frame, smaller)
-        self.hello(smaller)
+        self._hello(smaller, give_up)  # within the request's own budget
 
-    def _await_reply(self, seq: int, type_: int, reassembler: Reassembler, wait: float) -> Frame | None:
-        deadline = time.monotonic() + wait
+    def _await_reply(self, seq: int, type_: int, reassembler: Reassembler, wait: float, give_up: float) -> Frame | None:
+        """The reply, or None after ``wait`` without a fragment of it; never later than ``give_up``."""
+        deadline = min(time.monotonic() + wait, give_up)
         while (left := deadline - time.monotonic()) > 0:
             chunk = self.transport.read(65536, left)
             for frame in self._decoder.feed(chunk):
                 if not frame.is_reply or frame.seq != seq or frame.type != type_:
                     continue  # a late answer to an earlier attempt
-                deadline = time.monotonic() + wait  # the reply is flowing
+                deadline = min(time.monotonic() + wait, give_up)  # the reply is flowing, within the budget
                 whole = reassembler.add(frame)
                 if whole is not None:
                     return Frame(seq, type_, whole, frame.flags)
         return None
 
-    @staticmethod
-    def _unpack(type_: int, frame: Frame) -> Payload:
+    def _unpack(self, type_: int, frame: Frame) -> Payload:
+        """The reply's payload in its documented shape; RemoteError for an error reply."""
         payload = decode_payload(frame.piece)
+        try:
+            payload = check_reply(type_, payload, error=frame.is_error)
+        except Invalid as exc:
+            serial = self.identity.get("serial") or self.expected_serial or "?"
+            raise MalformedReply(
+                path=self.transport.path,
+                serial=serial,
+                request=type_name(type_),
+                field=exc.field,
+                expected=exc.expected,
+            ) from None
         if frame.is_error:
-            raise RemoteError(
-                request=type_name(type_), code=str(payload.get("code", "?")), detail=str(payload.get("detail", ""))
-            )
+            raise RemoteError(request=type_name(type_), code=payload["code"], detail=payload.get("detail", ""))
         return payload
 
     # -- system group ------------------------------------------------------------------------------
@@ -168,8 +209,8 @@ class ManagementClient:
         reply = self.request(MessageType.TIME, {} if set_utc is None else {"utc": set_utc})
         return float(reply["utc"])
 
-    def boot_history(self) -> list[Any]:
-        return list(self.request(MessageType.BOOT_HISTORY).get("boots", []))
+    def boot_history(self) -> list[dict[str, Any]]:
+        return list(self.request(MessageType.BOOT_HISTORY)["boots"])
 
     def logs(self, progress: ProgressCallback | None = None) -> str:
         return self.read_object(OBJECT_LOGS, progress).decode("utf-8", "replace")
@@ -192,12 +233,12 @@ class ManagementClient:
         offset, total, expected = 0, None, None
         while total is None or offset < total:
             reply = self.request(MessageType.OBJECT_READ, {"name": name, "offset": offset, "length": self.chunk_size})
-            data = reply.get("data", b"")
+            data = reply["data"]
             if total is None:
-                total, expected = int(reply["total"]), reply["sha256"]
-            elif (int(reply["total"]), reply["sha256"]) != (total, expected):
+                total, expected = reply["total"], reply["sha256"]
+            elif (reply["total"], reply["sha256"]) != (total, expected):
                 raise TransferError(name=name, detail="the object changed during the transfer")
-            if int(reply["offset"]) != offset or not isinstance(data, bytes) or (not data and offset < total):
+            if reply["offset"] != offset or (not data and offset < total) or offset + len(data) > total:
                 raise TransferError(name=name, detail=f"bad chunk at offset {offset}")
             digest.update(data)
             out.write(data)
@@ -224,5 +265,5 @@ class ManagementClient:
                 if not reply.get("complete"):
                     raise TransferError(name=name, detail="the unit did not accept the object")
                 return
-            if int(reply.get("received", -1)) != offset:
+            if reply["received"] != offset:
                 raise TransferError(name=name, detail=f"the unit lost track at offset {offset}")

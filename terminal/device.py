@@ -3,12 +3,17 @@
 ``DeviceEndpoint`` turns received bytes into replies: it reassembles requests, negotiates the frame
 size at hello, executes each request once and answers a retransmission from its reply cache.  It does
 no I/O of its own, so it runs equally behind a pseudo-terminal, a socket or a test.
+
+It holds firm against a hostile host: the cache is keyed by a SHA-256 of the request, so no forged
+request is answered with another's reply; a request being reassembled is bounded in fragments and
+bytes and dropped when stale; HELLO takes exactly the protocol version the specification names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import zlib
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
@@ -21,6 +26,10 @@ LOG = logging.getLogger(__name__)
 
 Handler = Callable[[int, Payload], Payload]
 
+MAX_REQUEST = 2 * 1024 * 1024  # bytes of one request held while it is reassembled (a 1 MiB chunk fits)
+MAX_REQUEST_FRAGMENTS = 4096  # fragments one request may announce
+STALE_REQUEST = 30.0  # seconds after which an unfinished request is dropped: its host gave up long ago
+
 
 class RequestRejected(Exception):
     """Raised by a device handler to answer with an error reply instead of a result."""
@@ -31,16 +40,25 @@ class RequestRejected(Exception):
 
 
 class DeviceEndpoint:
-    def __init__(self, handler: Handler, *, max_frame_limit: int = framing.MAX_FRAME, cache_size: int = 64) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_frame_limit: int = framing.MAX_FRAME,
+        cache_size: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.handler = handler
         self.max_frame_limit = max_frame_limit
         self.max_frame = framing.DEFAULT_FRAME
         self.session: int | None = None
         self.executions: Counter[str] = Counter()
-        self._cache: OrderedDict[int, tuple[int, int, int, bytes]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[bytes, int, int, bytes]] = OrderedDict()
         self._cache_size = cache_size
         self._decoder = FrameDecoder(framing.MAX_FRAME)
-        self._reassembler = Reassembler()
+        self._reassembler = Reassembler(
+            max_bytes=MAX_REQUEST, max_fragments=MAX_REQUEST_FRAGMENTS, max_age=STALE_REQUEST, clock=clock
+        )
 
     @property
     def frame_errors(self) -> int:
@@ -58,7 +76,7 @@ class DeviceEndpoint:
         return bytes(out)
 
     def _answer(self, seq: int, type_: int, data: bytes, attempt: int) -> bytes:
-        fingerprint = zlib.crc32(data, type_)
+        fingerprint = hashlib.sha256(type_.to_bytes(2, "big") + data).digest()  # a CRC can be forged to match
         cached = self._cache.get(seq)
         if cached is not None and cached[0] == fingerprint:
             LOG.debug("retransmitted %s seq=%d answered from the cache", type_name(type_), seq)
@@ -89,8 +107,9 @@ class DeviceEndpoint:
         return FLAG_REPLY | FLAG_ERROR, encode_payload(error)
 
     def _hello(self, payload: Payload) -> Payload:
-        if int(payload.get("protocol", framing.PROTOCOL_VERSION)) != framing.PROTOCOL_VERSION:
-            raise RequestRejected(ErrorCode.BAD_REQUEST, f"protocol {payload.get('protocol')!r} is not supported")
+        protocol = payload.get("protocol", framing.PROTOCOL_VERSION)
+        if isinstance(protocol, bool) or protocol != framing.PROTOCOL_VERSION or not isinstance(protocol, int):
+            raise RequestRejected(ErrorCode.BAD_REQUEST, f"protocol {protocol!r} is not supported")  # 1.0, "1", true
         session = int(payload["session"])  # every field is parsed before any state changes
         wanted = int(payload.get("max_frame", framing.DEFAULT_FRAME))
         identity = self.handler(MessageType.HELLO, payload)

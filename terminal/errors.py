@@ -107,3 +107,17 @@ class UnknownModel(NaiadError):
 class DeviceNotFound(NaiadError):
     message = N_("No attached unit with serial {serial}")
     remedy = N_("Check the cable, then run 'naiad devices' to list the attached units.")
+
+
+class MalformedReply(ProtocolError):
+    """A unit's reply broke the shape docs/protocol.md gives it: refused before anything reads it."""
+
+    message = N_("Unit {serial} at {path} sent a malformed {request} reply: field {field} must be {expected}")
+    remedy = N_("The unit's firmware does not follow the management protocol: update it, or report it to its vendor.")
+
+
+class WrongUnit(NaiadError):
+    """The unit that answered on a port is not the one discovery found there."""
+
+    message = N_("The unit at {path} says it is {found}, not {expected}")
+    remedy = N_("Units may have been swapped or re-plugged: run 'naiad devices' and try again.")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .errors import FrameError
@@ -161,32 +162,65 @@ class FrameDecoder:
 
 
 class Reassembler:
-    """Collects the fragments of one message; keeps what it has across retransmissions."""
+    """Collects the fragments of one message; keeps what it has across retransmissions.
 
-    def __init__(self) -> None:
-        self._seq: int | None = None
-        self._type = 0
-        self._flags = 0
+    What it holds is bounded, so that fragments of a message that never completes cannot eat memory: a
+    message announcing more than ``max_fragments`` fragments is refused, one whose pieces pass ``max_bytes``
+    is dropped, and with ``max_age`` a message started longer ago than that is stale and starts afresh.
+    ``dropped`` counts the messages given up on.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int | None = None,
+        max_fragments: int = MAX_FRAGMENTS,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_bytes, self.max_fragments, self.max_age = max_bytes, max_fragments, max_age
+        self.dropped = 0
+        self._clock = clock
+        self._key: tuple[int, int, int, int] | None = None
         self._pieces: dict[int, bytes] = {}
-        self._count = 0
+        self._bytes = 0
+        self._started = 0.0
 
     @property
     def partial(self) -> bool:
         """Some fragments of a message are in, not all."""
-        return 0 < len(self._pieces) < self._count
+        return self._key is not None and 0 < len(self._pieces) < self._key[3]
+
+    @property
+    def held_bytes(self) -> int:
+        """Payload bytes held for the message being collected."""
+        return self._bytes
 
     def reset(self) -> None:
-        self._seq, self._pieces, self._count = None, {}, 0
+        self._key, self._pieces, self._bytes = None, {}, 0
 
     def add(self, frame: Frame) -> bytes | None:
         """The whole payload once every fragment of the frame's message is in, else None."""
         key = (frame.seq, frame.type, frame.flags & ~ATTEMPT_MASK, frame.fragments)  # any transmission's pieces
-        if self._seq is None or key != (self._seq, self._type, self._flags, self._count):
-            self._seq, self._type, self._flags, self._count = key
-            self._pieces = {}
+        if key != self._key or self._stale():
+            if self._key is not None:
+                self.dropped += 1  # another message, or this one too old: what was collected goes
+            self.reset()
+            if frame.fragments > self.max_fragments:
+                self.dropped += 1
+                return None
+            self._key, self._started = key, self._clock()
+        self._bytes += len(frame.piece) - len(self._pieces.get(frame.fragment, b""))
         self._pieces[frame.fragment] = frame.piece
-        if len(self._pieces) < self._count:
+        if self.max_bytes is not None and self._bytes > self.max_bytes:
+            self.dropped += 1
+            self.reset()
             return None
-        payload = b"".join(self._pieces[i] for i in range(self._count))
+        if len(self._pieces) < frame.fragments:
+            return None
+        payload = b"".join(self._pieces[i] for i in range(frame.fragments))
         self.reset()
         return payload
+
+    def _stale(self) -> bool:
+        return self.max_age is not None and self._clock() - self._started > self.max_age

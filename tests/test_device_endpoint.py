@@ -155,7 +155,8 @@ class LoopbackTransport(Transport):
             if self.reply_filter is not None:
                 answer = self.reply_filter(answer, self.answers)
             self.answers += 1
-            self._pending.append((self.clock.now + self.latency, _damage(answer, self.rng, self.ber, self.drop)))
+            if answer:  # a lost answer is nothing on its way, not an empty delivery that ends a read
+                self._pending.append((self.clock.now + self.latency, _damage(answer, self.rng, self.ber, self.drop)))
 
     def read(self, size: int, timeout: float) -> bytes:
         self._deliver()
@@ -510,11 +511,19 @@ def test_well_framed_random_payloads_never_raise(seq: int, type_: int, flags: in
 
 # -- retransmission timer and a noisy link -----------------------------------------------------------------
 def test_retransmission_timer_learns_the_round_trip(connect: Any) -> None:
-    client, _ = connect(latency=0.1)
+    lost = 31  # answer 0 is the hello reply, 1..30 the requests that teach the timer; lose the next one
+
+    def lose(answer: bytes, n: int) -> bytes:
+        return b"" if n == lost else answer
+
+    client, transport = connect(latency=0.1, reply_filter=lose)
     for _ in range(30):
         client.request(COUNT)
     assert client.retransmissions == 0
-    assert client._rto == pytest.approx(0.2, rel=0.05)  # two smoothed round trips once the deviation settles
+    client.request(COUNT)
+    (sent, _), (resent, _) = transport.writes[-2:]
+    assert client.retransmissions == 1
+    assert resent - sent == pytest.approx(0.2, rel=0.05)  # two smoothed round trips once the deviation settles
 
 
 def test_silent_unit_times_out_with_growing_intervals(connect: Any) -> None:

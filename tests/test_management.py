@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import time
 from typing import Any
 
 import pytest
 
 from terminal.client import ManagementClient
-from terminal.errors import RemoteError, TransportDisconnected
-from terminal.protocol import OBJECT_LOOPBACK
+from terminal.errors import RemoteError, TransportDisconnected, WrongUnit
+from terminal.protocol import OBJECT_LOOPBACK, MessageType
 
 
 def client_for(sim: Any, serial: str | None = None, **options: Any) -> ManagementClient:
@@ -85,3 +87,34 @@ def test_unplug_mid_transfer_fails_at_once_and_replug_recovers(sim: Any) -> None
     sim.call("replug", serial=serial)
     with client_for(sim, serial) as client:
         assert client.info()["serial"] == serial
+
+
+def test_a_unit_is_refused_when_it_is_not_the_one_expected(sim: Any) -> None:
+    serial = sim.serials()[0]
+    with pytest.raises(WrongUnit) as caught, client_for(sim, expected_serial="DF2NOTTHIS1"):
+        pass
+    assert caught.value.params["found"] == serial
+    with client_for(sim, expected_serial=serial) as client:
+        assert client.identity["serial"] == serial
+
+
+@pytest.mark.parametrize("utc", [math.nan, math.inf, -math.inf, -1.0, 1e12, True, "1700000000", [1]])
+def test_time_refuses_what_is_not_a_time(sim: Any, utc: Any) -> None:
+    with client_for(sim) as client:
+        before = client.time()
+        with pytest.raises(RemoteError) as caught:
+            client.request(MessageType.TIME, {"utc": utc})
+        assert caught.value.params["code"] == "bad-request"
+        assert abs(client.time() - before) < 5  # the clock was left alone
+
+
+def test_a_hello_host_cannot_forge_a_line_in_the_unit_log(sim: Any) -> None:
+    forged = "naiad\n2026-01-01T00:00:00Z boot #99 into run mode\u2028\x1b[2J"
+    with client_for(sim) as client:
+        client.request(MessageType.HELLO, {"protocol": 1, "session": client.session, "host": forged})
+        lines = client.logs().splitlines()
+    assert not any("boot #99" in line and "hello from" not in line for line in lines)
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", line) for line in lines)  # every line is an event
+    assert any(
+        line.endswith(r"hello from naiad\x0a2026-01-01T00:00:00Z boot #99 into run mode\u2028\x1b[2J") for line in lines
+    )

@@ -22,7 +22,15 @@ from terminal.transports.tcp import TcpTransport
 def handler(type_: int, payload: Payload) -> Payload:
     if type_ == MessageType.HELLO:
         return {"serial": "NET0001", "model": "df2", "mode": "run"}
-    return {"serial": "NET0001", "slots": {}, "active_slot": "a"}
+    slot = {"version": "1.0.0", "successful": True, "bootable": True}
+    return {
+        "model": "df2",
+        "serial": "NET0001",
+        "hardware_revision": "B",
+        "slots": {"a": slot, "b": slot},
+        "active_slot": "a",
+        "security_version": 0,
+    }
 
 
 @pytest.fixture

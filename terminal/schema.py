@@ -1,0 +1,218 @@
+"""The shape of every reply the station accepts (docs/protocol.md section 9), declared as data.
+
+A hostile or broken unit may put any CBOR value in any field.  ``ManagementClient`` checks each reply
+against its message type's shape before anything reads it, so the station only ever sees the documented
+types: text where text is promised, finite numbers, no byte strings where a person or JSON will see them.
+A field that breaks its shape raises ``Invalid`` naming the field; the client turns it into
+``MalformedReply`` naming the unit and the request.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from .protocol import MessageType, Payload
+
+
+class Invalid(Exception):
+    """``field`` (a dotted path such as ``slots.a.version``) is missing or not ``expected``.
+
+    ``expected`` is in the notation of docs/protocol.md section 9 (``uint``, ``text|null``, ``[...]``),
+    the same in every language."""
+
+    def __init__(self, field: str, expected: str) -> None:
+        super().__init__(field, expected)
+        self.field, self.expected = field, expected
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with byte strings as hex and non-finite numbers as null, so JSON and tables take it."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Shape(ABC):
+    """What one value must be; ``clean`` returns it (possibly normalised) or raises ``Invalid``."""
+
+    expected: str
+
+    @abstractmethod
+    def accepts(self, value: Any) -> bool: ...
+
+    def clean(self, value: Any, where: str) -> Any:
+        if not self.accepts(value):
+            raise Invalid(where, self.expected)
+        return value
+
+
+class Text(Shape):
+    expected = "text"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+
+class Bool(Shape):
+    expected = "bool"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+
+class UInt(Shape):
+    expected = "uint"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class Float(Shape):
+    """A finite number; an integer is taken where a float is expected (section 9)."""
+
+    expected = "float"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+    def clean(self, value: Any, where: str) -> float:
+        return float(super().clean(value, where))
+
+
+class Bytes(Shape):
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size
+        self.expected = "bytes" if size is None else f"bytes[{size}]"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, bytes) and (self.size is None or len(value) == self.size)
+
+
+class Nullable(Shape):
+    def __init__(self, shape: Shape) -> None:
+        self.shape = shape
+        self.expected = f"{shape.expected}|null"
+
+    def accepts(self, value: Any) -> bool:
+        return value is None or self.shape.accepts(value)
+
+    def clean(self, value: Any, where: str) -> Any:
+        return None if value is None else self.shape.clean(value, where)
+
+
+class ListOf(Shape):
+    def __init__(self, item: Shape) -> None:
+        self.item = item
+        self.expected = f"[{item.expected}]"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, list)
+
+    def clean(self, value: Any, where: str) -> list[Any]:
+        return [self.item.clean(item, f"{where}[{i}]") for i, item in enumerate(super().clean(value, where))]
+
+
+class MapOf(Shape):
+    """A map from text keys (any) to values of one shape, such as INFO's slots."""
+
+    def __init__(self, item: Shape) -> None:
+        self.item = item
+        self.expected = "{text: ...}"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, dict)
+
+    def clean(self, value: Any, where: str) -> dict[str, Any]:
+        return {key: self.item.clean(item, f"{where}.{key}") for key, item in super().clean(value, where).items()}
+
+
+class Record(Shape):
+    """A map with named fields; fields it does not name are kept JSON-safe (``extra``) or dropped."""
+
+    expected = "{...}"
+
+    def __init__(
+        self, required: Mapping[str, Shape], optional: Mapping[str, Shape] | None = None, *, extra: bool = False
+    ) -> None:
+        self.required, self.optional, self.extra = dict(required), dict(optional or {}), extra
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, dict)
+
+    def clean(self, value: Any, where: str = "") -> dict[str, Any]:
+        value = super().clean(value, where or "reply")
+        prefix = f"{where}." if where else ""
+        out: dict[str, Any] = {}
+        for name, shape in self.required.items():
+            if name not in value:
+                raise Invalid(prefix + name, shape.expected)
+            out[name] = shape.clean(value[name], prefix + name)
+        for name, shape in self.optional.items():
+            if name in value:
+                out[name] = shape.clean(value[name], prefix + name)
+        if self.extra:
+            known = self.required.keys() | self.optional.keys()
+            out.update({key: json_safe(item) for key, item in value.items() if key not in known})
+        return out
+
+
+SLOT = Record({"version": Nullable(Text()), "successful": Bool(), "bootable": Bool()}, extra=True)
+BOOT = Record(
+    {"at": Float(), "mode": Text(), "boot": UInt()},
+    {
+        "slot": Text(),
+        "version": Nullable(Text()),
+        "fell_back": Bool(),
+        "failed_attempts": UInt(),
+        "error": Text(),
+    },
+    extra=True,
+)
+
+ERROR_REPLY = Record({"code": Text()}, {"detail": Text()})
+
+REPLIES: dict[int, Record] = {
+    MessageType.HELLO: Record(
+        {"protocol": UInt(), "max_frame": UInt(), "serial": Text(), "model": Text()}, {"mode": Text()}, extra=True
+    ),
+    MessageType.INFO: Record(
+        {
+            "model": Text(),
+            "serial": Text(),
+            "hardware_revision": Text(),
+            "slots": MapOf(SLOT),
+            "active_slot": Text(),
+            "security_version": UInt(),
+        },
+        {
+            "boot_count": UInt(),
+            "secure_element": Record({"state": Text()}, extra=True),
+            "camera_module": Text(),
+        },
+        extra=True,
+    ),
+    MessageType.REBOOT: Record({}),
+    MessageType.TIME: Record({"utc": Float()}),
+    MessageType.BOOT_HISTORY: Record({"boots": ListOf(BOOT)}),
+    MessageType.OBJECT_READ: Record(
+        {"name": Text(), "offset": UInt(), "total": UInt(), "sha256": Bytes(32), "data": Bytes()}
+    ),
+    MessageType.OBJECT_WRITE: Record({"received": UInt(), "complete": Bool()}),
+}
+
+
+def check_reply(type_: int, payload: Payload, *, error: bool = False) -> Payload:
+    """``payload`` cleaned to its documented shape (an error reply's when ``error``); Invalid when it breaks it.
+
+    A type this version does not define (a test's, or a later group's) passes unchanged to its caller."""
+    shape = ERROR_REPLY if error else REPLIES.get(type_)
+    return shape.clean(payload) if shape is not None else payload

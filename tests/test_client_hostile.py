@@ -1,0 +1,445 @@
+"""ManagementClient against a hostile unit: malformed replies, forged fragments, endless traffic, a wrong serial.
+
+``HostileUnit`` is an in-memory Transport whose far end answers each request as a unit would, then lets a
+test (or hypothesis) rewrite the answer.  It runs on the virtual clock of test_device_endpoint, so the
+client's deadlines cost no wall time and are checked in virtual seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import cbor2
+import pytest
+import test_device_endpoint
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_device_endpoint import Clock, LoopbackTransport
+
+import terminal.client as client_module
+from terminal import framing
+from terminal.client import ManagementClient
+from terminal.device import DeviceEndpoint
+from terminal.errors import MalformedReply, NaiadError, RemoteError, TransportTimeout, WrongUnit
+from terminal.framing import FLAG_ERROR, FLAG_REPLY, Frame, encode_frame, split_frames
+from terminal.protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload
+
+SERIAL = "DF2HOSTILE01"
+TIMEOUT = 2.0  # virtual seconds: a request's whole budget
+LOG_TEXT = ("boot #1 into run mode\n" * 40).encode()
+SLOT = {"version": "1.2.0", "successful": True, "bootable": True}
+clock = test_device_endpoint.clock  # the fixture: the client on a virtual clock
+
+
+def genuine(request: Frame, payload: Payload) -> Payload:
+    """What a well-behaved unit answers to ``payload`` (docs/protocol.md section 9)."""
+    if request.type == MessageType.HELLO:
+        wanted = payload.get("max_frame", framing.DEFAULT_FRAME)
+        return {"protocol": 1, "max_frame": wanted, "serial": SERIAL, "model": "df2", "mode": "run"}
+    if request.type == MessageType.INFO:
+        return {
+            "model": "df2",
+            "serial": SERIAL,
+            "hardware_revision": "B",
+            "slots": {"a": SLOT, "b": {**SLOT, "version": None}},
+            "active_slot": "a",
+            "security_version": 0,
+            "boot_count": 3,
+            "secure_element": {"state": "empty"},
+            "camera_module": "SL3D-640",
+        }
+    if request.type == MessageType.TIME:
+        return {"utc": float(payload.get("utc", 1_700_000_000.0))}
+    if request.type == MessageType.BOOT_HISTORY:
+        boot = {"at": 1_700_000_000.0, "mode": "run", "boot": 1, "slot": "a", "version": "1.2.0"}
+        return {"boots": [{**boot, "fell_back": False, "failed_attempts": 0}]}
+    if request.type == MessageType.OBJECT_READ:
+        offset, length = payload["offset"], payload["length"]
+        data = LOG_TEXT[offset : offset + length]
+        return {"name": OBJECT_LOGS, "offset": offset, "total": len(LOG_TEXT), "sha256": _digest(), "data": data}
+    if request.type == MessageType.OBJECT_WRITE:
+        received = payload["offset"] + len(payload["data"])
+        return {"received": received, "complete": received == payload["total"]}
+    return {}
+
+
+def _digest() -> bytes:
+    return hashlib.sha256(LOG_TEXT).digest()
+
+
+def reply_wire(request: Frame, payload: Payload | bytes, *, flags: int = FLAG_REPLY, frame: int = 4096) -> bytes:
+    """``payload`` (a map, or raw bytes) as the reply frames to ``request``, with its attempt bits."""
+    data = payload if isinstance(payload, bytes) else cbor2.dumps(payload)
+    flags |= request.flags & framing.ATTEMPT_MASK
+    return b"".join(encode_frame(f) for f in split_frames(request.seq, request.type, data, frame, flags))
+
+
+Answer = Callable[[Frame, Payload], bytes]
+
+
+class HostileEnd(DeviceEndpoint):
+    """A unit's far end that answers each whole request through ``answer(request, payload)``, however it likes."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(lambda type_, payload: {})
+        self.answer = answer
+        self.requests: list[Frame] = []
+
+    def receive(self, data: bytes) -> bytes:
+        out = bytearray()
+        for frame in self._decoder.feed(data):
+            whole = self._reassembler.add(frame)
+            if whole is not None:
+                request = Frame(frame.seq, frame.type, whole, frame.flags)
+                self.requests.append(request)
+                out += self.answer(request, decode_payload(whole))
+        return bytes(out)
+
+
+class HostileUnit(LoopbackTransport):
+    """The host end of a link to a ``HostileEnd``.
+
+    ``stream`` (when set, until the next request) is called on every read and its bytes delivered, as a
+    unit that never stops talking; the virtual clock moves 10 ms a read then."""
+
+    def __init__(self, clock: Clock, answer: Answer) -> None:
+        self.far = HostileEnd(answer)
+        super().__init__(self.far, clock)
+        self.path = "hostile:test"
+        self.stream: Callable[[], bytes] | None = None
+        self._born = clock.now
+
+    def write(self, data: bytes) -> None:
+        self.stream = None
+        super().write(data)
+
+    def read(self, size: int, timeout: float) -> bytes:
+        assert self.clock.now - self._born < 3600, "the client is still waiting an hour later"
+        if self.stream is not None:
+            self.clock.now += min(timeout, 0.01)
+            return self.stream()
+        return super().read(size, timeout)
+
+
+def forging(type_: int, **fields: Any) -> Answer:
+    """A unit that answers genuinely, except that replies to ``type_`` carry ``fields`` instead."""
+
+    def answer(request: Frame, payload: Payload) -> bytes:
+        reply = genuine(request, payload)
+        if request.type == type_:
+            reply.update(fields)
+            reply = {key: value for key, value in reply.items() if value is not DELETE}
+        return reply_wire(request, reply)
+
+    return answer
+
+
+DELETE = object()
+
+
+# -- malformed replies are typed errors naming unit, request and field -------------------------------------
+@pytest.mark.parametrize(
+    "fields",
+    [{"max_frame": "big"}, {"max_frame": math.nan}, {"max_frame": [4096]}, {"max_frame": True}, {"serial": b"DF2"}],
+    ids=["text", "nan", "list", "bool", "bytes serial"],
+)
+def test_malformed_hello_is_a_typed_error(clock: Clock, fields: Payload) -> None:
+    client = ManagementClient(HostileUnit(clock, forging(MessageType.HELLO, **fields)), timeout=TIMEOUT)
+    with pytest.raises(MalformedReply) as caught:
+        client.open()
+    (field,) = fields
+    assert caught.value.params["field"] == field
+    assert caught.value.params["request"] == "hello"
+    assert "hostile:test" in str(caught.value) and caught.value.remedy_text
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"slots": "a"}, "slots"),
+        ({"slots": {"a": {**SLOT, "version": 2}}}, "slots.a.version"),
+        ({"slots": {"a": "1.2.0"}}, "slots.a"),
+        ({"secure_element": ["empty"]}, "secure_element"),
+        ({"model": b"df2"}, "model"),
+        ({"hardware_revision": None}, "hardware_revision"),
+        ({"security_version": -1}, "security_version"),
+        ({"boot_count": math.inf}, "boot_count"),
+        ({"serial": DELETE}, "serial"),
+    ],
+)
+def test_malformed_info_is_a_typed_error_naming_the_unit(clock: Clock, fields: Payload, field: str) -> None:
+    with ManagementClient(HostileUnit(clock, forging(MessageType.INFO, **fields)), timeout=TIMEOUT) as client:
+        with pytest.raises(MalformedReply) as caught:
+            client.info()
+        assert client.time() > 0  # the channel is fine afterwards
+    assert caught.value.params == {
+        "path": "hostile:test",
+        "serial": SERIAL,
+        "request": "info",
+        "field": field,
+        "expected": caught.value.params["expected"],
+    }
+    assert SERIAL in str(caught.value)
+
+
+def test_info_holds_only_json_safe_values(clock: Clock) -> None:
+    """Fields the protocol does not define are kept for people to see, but never as bytes or NaN."""
+    extra = {"uptime": math.nan, "blob": b"\x00\xff", "nested": {"x": [math.inf, b"\x01"]}}
+    with ManagementClient(HostileUnit(clock, forging(MessageType.INFO, **extra)), timeout=TIMEOUT) as client:
+        info = client.info()
+    json.dumps(info, allow_nan=False)
+    assert (info["uptime"], info["blob"], info["nested"]) == (None, "00ff", {"x": [None, "01"]})
+
+
+@pytest.mark.parametrize(
+    ("type_", "call", "fields"),
+    [
+        (MessageType.TIME, lambda c: c.time(), {"utc": math.nan}),
+        (MessageType.TIME, lambda c: c.time(), {"utc": "now"}),
+        (MessageType.BOOT_HISTORY, lambda c: c.boot_history(), {"boots": {"at": 1}}),
+        (MessageType.BOOT_HISTORY, lambda c: c.boot_history(), {"boots": [{"at": b"", "mode": "run", "boot": 1}]}),
+        (MessageType.OBJECT_READ, lambda c: c.logs(), {"total": "many"}),
+        (MessageType.OBJECT_READ, lambda c: c.logs(), {"sha256": b"short"}),
+        (MessageType.OBJECT_WRITE, lambda c: c.write_object("diag/loopback", b"x"), {"complete": "yes"}),
+    ],
+)
+def test_every_request_type_checks_its_reply(
+    clock: Clock, type_: int, call: Callable[[ManagementClient], Any], fields: Payload
+) -> None:
+    unit = HostileUnit(clock, forging(type_, **fields))
+    with ManagementClient(unit, timeout=TIMEOUT) as client, pytest.raises(MalformedReply):
+        call(client)
+
+
+def test_malformed_error_reply_is_a_typed_error(clock: Clock) -> None:
+    def refuse(request: Frame, payload: Payload) -> bytes:
+        if request.type == MessageType.HELLO:
+            return reply_wire(request, genuine(request, payload))
+        return reply_wire(request, {"code": ["unknown-type"]}, flags=FLAG_REPLY | FLAG_ERROR)
+
+    with ManagementClient(HostileUnit(clock, refuse), timeout=TIMEOUT) as client, pytest.raises(MalformedReply):
+        client.info()
+
+
+# -- one deadline per request -------------------------------------------------------------------------------
+def test_endless_first_fragment_cannot_extend_the_deadline(clock: Clock) -> None:
+    """A unit that keeps re-sending fragment 0 of 2 is given up on when the request's budget is spent."""
+    unit = HostileUnit(clock, forging(MessageType.INFO))
+
+    def first_fragment_only(request: Frame, payload: Payload) -> bytes:
+        if request.type == MessageType.HELLO:
+            return reply_wire(request, genuine(request, payload))
+        piece = Frame(request.seq, request.type, b"\xa1", FLAG_REPLY, fragment=0, fragments=2)
+        unit.stream = lambda: encode_frame(piece)
+        return b""
+
+    unit.far.answer = first_fragment_only
+    client = ManagementClient(unit, timeout=TIMEOUT, max_frame=framing.MIN_FRAME)
+    client.open()
+    start = clock.now
+    with pytest.raises(TransportTimeout):
+        client.info()
+    assert clock.now - start <= TIMEOUT + 0.01  # virtual seconds: one 10 ms read past the budget at most
+
+
+def test_frame_shrinking_stays_within_the_request_deadline(clock: Clock) -> None:
+    """Partial replies shrink the frames; the HELLO that does it spends the request's budget, not a new one."""
+    unit = HostileUnit(clock, forging(MessageType.INFO))
+
+    def partial_reply_and_silent_hello(request: Frame, payload: Payload) -> bytes:
+        if request.type == MessageType.HELLO:
+            return b""
+        return encode_frame(Frame(request.seq, request.type, b"\xa1", FLAG_REPLY, fragment=0, fragments=2))
+
+    client = ManagementClient(unit, timeout=TIMEOUT, max_frame=4096)
+    client.open()
+    unit.far.answer = partial_reply_and_silent_hello
+    start = clock.now
+    with pytest.raises(TransportTimeout):
+        client.info()
+    sent = [r.type for r in unit.far.requests]
+    assert MessageType.HELLO in sent[sent.index(MessageType.INFO) :]  # it did try to shrink the frames
+    assert clock.now - start <= TIMEOUT + 1e-6
+
+
+# -- identity --------------------------------------------------------------------------------------------------
+def test_a_unit_naming_another_serial_is_refused_before_any_request(clock: Clock) -> None:
+    unit = HostileUnit(clock, forging(MessageType.INFO))
+    client = ManagementClient(unit, timeout=TIMEOUT, expected_serial="DF2EXPECTED1")
+    with pytest.raises(WrongUnit) as caught:
+        client.open()
+    assert caught.value.params == {"path": "hostile:test", "expected": "DF2EXPECTED1", "found": SERIAL}
+    assert [r.type for r in unit.far.requests] == [MessageType.HELLO]
+    assert caught.value.remedy_text
+
+
+def test_the_expected_unit_is_accepted(clock: Clock) -> None:
+    with ManagementClient(HostileUnit(clock, forging(0)), timeout=TIMEOUT, expected_serial=SERIAL) as client:
+        assert client.info()["serial"] == SERIAL
+
+
+# -- property: whatever the unit sends, a valid result or a NaiadError, within the deadline -----------------
+plain = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+MUTATIONS = [
+    "genuine",
+    "replace",
+    "delete",
+    "payload",
+    "error",
+    "not cbor",
+    "fragments",
+    "endless",
+    "seq",
+    "type",
+    "garbage",
+    "silence",
+]
+MAX_ANSWERS = 30  # then the unit falls silent, so every scenario ends
+
+
+def hostile_answer(data: st.DataObject, unit: HostileUnit) -> Answer:
+    answered = [0]
+
+    def answer(request: Frame, payload: Payload) -> bytes:
+        answered[0] += 1
+        if answered[0] > MAX_ANSWERS:
+            return b""
+        reply = genuine(request, payload)
+        how = data.draw(st.sampled_from(MUTATIONS), label="mutation")
+        if how == "genuine":
+            return reply_wire(request, reply)
+        if how == "replace" and reply:
+            reply[data.draw(st.sampled_from(sorted(reply)), label="field")] = data.draw(plain, label="value")
+            return reply_wire(request, reply)
+        if how == "delete" and reply:
+            del reply[data.draw(st.sampled_from(sorted(reply)), label="field")]
+            return reply_wire(request, reply)
+        if how == "payload":
+            return reply_wire(request, data.draw(st.dictionaries(st.text(max_size=10), plain, max_size=5)))
+        if how == "error":
+            error = {"code": data.draw(plain, label="code"), "detail": data.draw(plain, label="detail")}
+            return reply_wire(request, error, flags=FLAG_REPLY | FLAG_ERROR)
+        if how == "not cbor":
+            return reply_wire(request, data.draw(st.binary(max_size=60), label="piece"))
+        if how == "fragments":
+            return forged_fragments(data, request, encode_payload(reply))
+        if how == "endless":
+            count = data.draw(st.integers(2, 0xFFFF), label="fragments")
+            frame = Frame(request.seq, request.type, b"\xa5" * 40, FLAG_REPLY, fragment=0, fragments=count)
+            unit.stream = lambda: encode_frame(frame)
+            return b""
+        if how == "seq":
+            shifted = Frame(
+                (request.seq + data.draw(st.integers(1, 0xFFFF))) & 0xFFFF, request.type, b"", request.flags
+            )
+            return reply_wire(shifted, reply)
+        if how == "type":
+            return reply_wire(Frame(request.seq, request.type ^ 0x0001, b"", request.flags), reply)
+        if how == "garbage":
+            return data.draw(st.binary(max_size=200), label="garbage")
+        return b""
+
+    return answer
+
+
+def forged_fragments(data: st.DataObject, request: Frame, payload: bytes) -> bytes:
+    """The reply cut into fragments, some lost, repeated or reordered, its count possibly a lie."""
+    size = data.draw(st.integers(1, 64), label="piece size")
+    pieces = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+    count = data.draw(st.sampled_from([len(pieces), len(pieces) + 1, 0xFFFF]), label="count")
+    order = data.draw(st.lists(st.integers(0, len(pieces) - 1), max_size=2 * len(pieces)), label="order")
+    return b"".join(
+        encode_frame(Frame(request.seq, request.type, pieces[i], FLAG_REPLY, fragment=i, fragments=count))
+        for i in order
+    )
+
+
+OPERATIONS: dict[str, Callable[[ManagementClient], Any]] = {
+    "info": lambda c: c.info(),
+    "time": lambda c: c.time(),
+    "set time": lambda c: c.time(1_700_000_000.0),
+    "boot history": lambda c: c.boot_history(),
+    "logs": lambda c: c.logs(),
+    "write": lambda c: c.write_object("diag/loopback", bytes(300)),
+    "reboot": lambda c: c.reboot("run"),
+    "hello": lambda c: c.hello(),
+}
+
+
+def check_result(name: str, result: Any) -> None:
+    """A result that reached the caller has the documented types and goes into JSON as it is."""
+    json.dumps(result, allow_nan=False, default=lambda value: pytest.fail(f"{name} returned {value!r}"))
+    if name == "info":
+        assert isinstance(result["serial"], str) and isinstance(result["slots"], dict)
+        assert all(isinstance(slot, dict) for slot in result["slots"].values())
+    elif name in ("time", "set time"):
+        assert math.isfinite(result)
+    elif name == "logs":
+        assert result == LOG_TEXT.decode()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data(), st.lists(st.sampled_from(sorted(OPERATIONS)), min_size=1, max_size=5))
+def test_any_reply_gives_a_valid_result_or_a_naiad_error_within_the_deadline(
+    data: st.DataObject, operations: list[str]
+) -> None:
+    clock = Clock()
+    with pytest.MonkeyPatch.context() as patch:  # per example: a function-scoped fixture would span them all
+        patch.setattr(client_module, "time", SimpleNamespace(monotonic=clock.monotonic))
+        run_scenario(data, clock, operations)
+
+
+def run_scenario(data: st.DataObject, clock: Clock, operations: list[str]) -> None:
+    unit = HostileUnit(clock, lambda request, payload: b"")
+    unit.far.answer = hostile_answer(data, unit)
+    client = ManagementClient(unit, timeout=TIMEOUT, max_frame=data.draw(st.sampled_from([64, 256, 4096])))
+    for name, method in (("request", client.request), ("hello", client.hello)):
+        setattr(client, name, within_deadline(clock, method))
+    try:
+        client.open()
+    except NaiadError:
+        return
+    for name in operations:
+        try:
+            result = OPERATIONS[name](client)
+        except NaiadError:
+            continue
+        check_result(name, result)
+
+
+def within_deadline(clock: Clock, method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` checked to return or raise within one request budget (virtual seconds)."""
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = clock.now
+        try:
+            return method(*args, **kwargs)
+        finally:
+            assert clock.now - start <= TIMEOUT + 0.011
+
+    return timed
+
+
+def test_remote_error_keeps_its_code(clock: Clock) -> None:
+    def refuse(request: Frame, payload: Payload) -> bytes:
+        if request.type == MessageType.HELLO:
+            return reply_wire(request, genuine(request, payload))
+        return reply_wire(request, {"code": "busy", "detail": "later"}, flags=FLAG_REPLY | FLAG_ERROR)
+
+    with ManagementClient(HostileUnit(clock, refuse), timeout=TIMEOUT) as client, pytest.raises(RemoteError) as caught:
+        client.info()
+    assert (caught.value.params["code"], caught.value.params["detail"]) == ("busy", "later")
