@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import stat
 import threading
 import zipfile
 from collections.abc import Callable, Mapping
@@ -29,9 +31,11 @@ from .errors import (
     MalformedSparseImage,
     MissingMember,
     ModelMismatch,
+    NotABundleFile,
     OversizedMember,
     RollbackRefused,
     SignatureError,
+    SpecialBundleFile,
     TooManyMembers,
     UnexpectedMember,
     UnknownPartition,
@@ -45,6 +49,36 @@ LOG = logging.getLogger(__name__)
 
 VerifyProgress = Callable[[str, int, int], None]
 """Called with (partition, bytes hashed so far over all images, total bytes of all images)."""
+
+
+def _open_regular_file(path: Path, label: str) -> BinaryIO:
+    """``path`` opened for reading, refused unless it is a regular file: reading a FIFO or a device would hang.
+
+    Checked before opening, and again on the open file (non-blocking, so a FIFO swapped in meanwhile
+    cannot hang the open itself)."""
+    try:
+        _refuse_unless_regular(path.stat().st_mode, label)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise BundleNotFound(path=label) from None
+    except OSError as exc:
+        raise MalformedBundle(path=label, detail=exc.strerror or str(exc)) from exc
+    fh = os.fdopen(fd, "rb")
+    try:
+        _refuse_unless_regular(os.fstat(fd).st_mode, label)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _refuse_unless_regular(mode: int, label: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise NotABundleFile(path=label)
+    if not stat.S_ISREG(mode):
+        raise SpecialBundleFile(path=label)
 
 
 class Bundle:
@@ -92,12 +126,7 @@ class Bundle:
         path = Path(path)
         limits = limits or BundleLimits()
         label = str(path)
-        try:
-            fh: BinaryIO = path.open("rb")
-        except FileNotFoundError:
-            raise BundleNotFound(path=label) from None
-        except (IsADirectoryError, PermissionError, OSError) as exc:
-            raise MalformedBundle(path=label, detail=exc.strerror or str(exc)) from exc
+        fh = _open_regular_file(path, label)
         try:
             return cls._open(path, fh, trusted, limits, require_trusted)
         except BaseException:

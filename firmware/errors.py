@@ -28,6 +28,15 @@ class BundleNotFound(BundleError):
     remedy = N_("Check the path; 'naiad firmware inspect FILE' shows what a bundle holds.")
 
 
+class NotABundleFile(BundleError):
+    message = N_("{path} is a directory, not a firmware bundle file")
+    remedy = N_("Give the path of the bundle file itself (the .zip from the release server).")
+
+
+class SpecialBundleFile(NotABundleFile):
+    message = N_("{path} is a pipe, device or socket, not a firmware bundle file; reading it could wait forever")
+
+
 class MalformedBundle(BundleError):
     message = N_("The firmware bundle {path} is damaged or not a bundle: {detail}")
 

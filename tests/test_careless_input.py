@@ -1,0 +1,43 @@
+"""Careless input gets an answer, never a traceback or a hang: wrong paths, special files, unknown serials."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from console.cli import cli
+from firmware.bundle import Bundle
+from firmware.errors import NotABundleFile, SpecialBundleFile
+
+
+def naiad(*args: str, **env: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env={"NAIAD_LANG": "en", **env})
+
+
+def refused(result: Result) -> str:
+    """The error text of a command that must have failed cleanly: exit 1, no traceback."""
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result.output
+
+
+# --- special files given as a bundle ------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_or_a_directory_is_refused_as_a_bundle_without_reading_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "bundle.zip"
+    os.mkfifo(fifo)  # nobody writes to it: reading it would wait for ever
+    with pytest.raises(SpecialBundleFile) as special:
+        Bundle.open(fifo, {})
+    assert special.value.remedy_text and str(fifo) in str(special.value)
+    with pytest.raises(NotABundleFile) as directory:
+        Bundle.open(tmp_path, {})
+    assert type(directory.value) is NotABundleFile
+    for command in (["firmware", "inspect"], ["firmware", "verify"], ["flash", "--device", "NOSUCH"]):
+        text = refused(naiad(*command, str(fifo)))
+        assert "pipe, device or socket" in text and "bundle file itself" in text
