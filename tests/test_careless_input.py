@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -41,3 +42,22 @@ def test_a_fifo_or_a_directory_is_refused_as_a_bundle_without_reading_it(tmp_pat
     for command in (["firmware", "inspect"], ["firmware", "verify"], ["flash", "--device", "NOSUCH"]):
         text = refused(naiad(*command, str(fifo)))
         assert "pipe, device or socket" in text and "bundle file itself" in text
+
+
+# --- the simulator's control commands -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["unplug", "NOSUCH"],
+        ["replug", "NOSUCH"],
+        ["power-cut", "NOSUCH"],
+        ["power-on", "NOSUCH"],
+        ["faults", "--serial", "NOSUCH", "--ber", "0.1"],
+    ],
+)
+def test_an_unknown_serial_is_named_with_the_known_ones(sim: Any, command: list[str]) -> None:
+    text = refused(naiad("sim", *command, "--state", str(sim.state_dir)))
+    assert "KeyError" not in text
+    assert "NOSUCH" in text and sim.serials()[0] in text and "naiad sim status" in text
