@@ -304,8 +304,8 @@ def verify(
 @click.argument("public_key", type=click.Path(dir_okay=False, path_type=Path))
 @json_option
 def trust(public_key: Path, as_json: bool) -> None:
-    store = TrustStore()
     with reported(as_json):
+        store = TrustStore()
         kid = store.add(public_key)
     if as_json:
         emit_json({"key_id": kid, "trust_store": str(store.directory)})
@@ -316,8 +316,9 @@ def trust(public_key: Path, as_json: bool) -> None:
 @firmware.command("trusted", help=N_("List the release keys this station trusts."))
 @json_option
 def trusted(as_json: bool) -> None:
-    store = TrustStore()
-    keys = store.keys()
+    with reported(as_json):
+        store = TrustStore()
+        keys = store.keys()
     if as_json:
         emit_json({"trust_store": str(store.directory), "key_ids": sorted(keys)})
         return

@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from console.cli import cli
 from firmware.bundle import Bundle
 from firmware.errors import NotABundleFile, SpecialBundleFile
+from terminal.dirs import NotADirectory, config_dir, data_dir
 
 
 def naiad(*args: str, **env: str) -> Result:
@@ -61,3 +62,20 @@ def test_an_unknown_serial_is_named_with_the_known_ones(sim: Any, command: list[
     text = refused(naiad("sim", *command, "--state", str(sim.state_dir)))
     assert "KeyError" not in text
     assert "NOSUCH" in text and sim.serials()[0] in text and "naiad sim status" in text
+
+
+# --- configuration and data directories ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["NAIAD_CONFIG_DIR", "NAIAD_DATA_DIR"])
+def test_a_config_or_data_dir_that_is_a_file_is_refused(tmp_path: Path, variable: str) -> None:
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(variable, str(a_file))
+        with pytest.raises(NotADirectory) as caught:
+            (config_dir if variable == "NAIAD_CONFIG_DIR" else data_dir)()
+    assert variable in str(caught.value) and str(a_file) in str(caught.value) and caught.value.remedy_text
+    command = ["firmware", "trusted"] if variable == "NAIAD_CONFIG_DIR" else ["ledger", "head"]
+    text = refused(naiad(*command, **{variable: str(a_file)}))
+    assert variable in text and "not a directory" in text
