@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import click
 
 from i18n import LANGUAGES, N_, _, set_language
 
-from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported, table
+from .cli_common import Group, atomic_output, byte_bar, emit_json, json_option, option, out, reported, table
 
 SUBCOMMANDS = {
     "doctor": "console.doctor:doctor",
@@ -174,12 +175,13 @@ def reboot(settings: Settings, serial: str, mode: str, no_wait: bool, as_json: b
 @option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help=N_("Write the log to this file."))
 @pass_settings
 def logs(settings: Settings, serial: str, output: Path | None) -> None:
-    with reported(False), byte_bar(True, _("Fetching the log")) as update:
-        text = settings.station().logs(serial, update)
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        click.echo(text, nl=False)
+    with reported(False), atomic_output(output) if output else nullcontext(None) as sink:
+        with byte_bar(True, _("Fetching the log")) as update:
+            text = settings.station().logs(serial, update)
+        if sink is None:
+            click.echo(text, nl=False)
+        else:
+            sink.write(text)
 
 
 @cli.group("ledger", cls=Group, help=N_("The station's ledger of units, steps and audit trail."))

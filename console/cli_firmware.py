@@ -29,7 +29,7 @@ from firmware.summary import signature_status
 from i18n import N_, _
 from terminal.models import model_by_id
 
-from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported, table
+from .cli_common import Group, byte_bar, emit_json, json_option, option, out, output_errors, reported, table
 
 _ALGORITHMS = {"ed25519": ED25519, "ecdsa-p256": ECDSA_P256}
 
@@ -75,7 +75,7 @@ def keygen(out_dir: Path, algorithm: str, no_passphrase: bool, as_json: bool) ->
             show_default=False,
         )
         passphrase = entered.encode("utf-8") if entered else None
-    with reported(as_json):
+    with reported(as_json), output_errors(out_dir):
         files = generate_release_key(out_dir, passphrase, _ALGORITHMS[algorithm])
     result = {
         "private_key": str(files.private),
@@ -164,7 +164,7 @@ def pack(
             if passphrase is None:
                 passphrase = click.prompt(_("Passphrase of {path}", path=key_path), hide_input=True).encode("utf-8")
         key = load_private_key(key_path, passphrase)
-        with byte_bar(not as_json, _("Packing")) as update:
+        with output_errors(output), byte_bar(not as_json, _("Packing")) as update:
             manifest = pack_bundle(
                 output,
                 key=key,
