@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "fastboot": "console.cli_fastboot:fastboot",
     "firmware": "console.cli_firmware:firmware",
     "flash": "console.cli_flash:flash",
+    "models": "console.cli_models:models",
     "sim": "console.cli_sim:sim",
 }
 

@@ -24,6 +24,7 @@ from terminal.models import TerminalModel
 from .container import BundleLimits, ImageReader, read_end_record, vet_members, zip_errors
 from .errors import (
     BundleNotFound,
+    ExpandedSizeMismatch,
     HardwareRevisionMismatch,
     ImageSizeMismatch,
     ImageTooLarge,
@@ -32,7 +33,7 @@ from .errors import (
     MissingMember,
     ModelMismatch,
     NotABundleFile,
-    OversizedMember,
+    OversizedImage,
     RollbackRefused,
     SignatureError,
     SpecialBundleFile,
@@ -194,12 +195,16 @@ class Bundle:
             info = members.get(image.path)
             if info is None:
                 raise MissingMember(path=label, member=image.path)
-            if max(image.size, image.expanded_size) > limits.max_image_size:
-                raise OversizedMember(
-                    path=label, member=image.path, size=image.expanded_size, limit=limits.max_image_size
-                )
             if info.file_size != image.size:
                 raise ImageSizeMismatch(partition=image.name, expected=image.size, actual=info.file_size)
+            if max(image.size, image.expanded_size) > limits.max_image_size:
+                raise OversizedImage(
+                    path=label,
+                    member=image.path,
+                    size=image.size,
+                    expanded_size=image.expanded_size,
+                    limit=limits.max_image_size,
+                )
 
     # --- using ---------------------------------------------------------------------------------------
 
@@ -271,7 +276,7 @@ class Bundle:
         try:
             reader = SparseReader(stream)
             if reader.header.expanded_size != image.expanded_size:
-                raise ImageSizeMismatch(
+                raise ExpandedSizeMismatch(
                     partition=image.name, expected=image.expanded_size, actual=reader.header.expanded_size
                 )
             for _chunk in reader.chunks():

@@ -82,6 +82,12 @@ class OversizedMember(BundleError):
     message = N_("The member {member} of {path} is {size} bytes; the limit is {limit}")
 
 
+class OversizedImage(OversizedMember):
+    message = N_(
+        "The image {member} of {path} is {size} bytes ({expanded_size} bytes expanded); images may be at most {limit}"
+    )
+
+
 class DecompressionBomb(BundleError):
     message = N_("The member {member} of {path} expands {ratio}-fold; at most {limit}-fold is allowed")
 
@@ -96,6 +102,14 @@ class OverlappingMembers(BundleError):
 
 class MalformedManifest(BundleError):
     message = N_("The manifest of {path} is invalid: {detail}")
+
+
+class UnexpectedManifestFields(MalformedManifest):
+    message = N_("The manifest of {path} has fields it may not have: {unexpected}; the allowed fields are {allowed}")
+
+
+class MissingManifestFields(MalformedManifest):
+    message = N_("The manifest of {path} lacks the fields {missing}")
 
 
 class DuplicatePartition(BundleError):
@@ -139,6 +153,10 @@ class ImageError(FirmwareError):
 class ImageSizeMismatch(ImageError):
     message = N_("The image of partition {partition} is {actual} bytes; the manifest says {expected}")
     remedy = N_("The bundle is damaged or was altered; download it again.")
+
+
+class ExpandedSizeMismatch(ImageSizeMismatch):
+    message = N_("The image of partition {partition} expands to {actual} bytes; the manifest says {expected}")
 
 
 class ImageHashMismatch(ImageError):
@@ -187,6 +205,10 @@ class UnknownPartition(CompatibilityError):
 
 class ImageTooLarge(CompatibilityError):
     message = N_("The image for {partition} expands to {size} bytes; the partition on {model} holds {capacity} bytes")
+    remedy = N_(
+        "'naiad models' lists each model's partition sizes: use the bundle released for this model, "
+        "or rebuild the image to fit."
+    )
 
 
 class UnknownHardwareRevision(CompatibilityError):

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from helpers import sparse_image
 
+import firmware.errors as fe
 from console.cli import cli
 from console.cli_common import OutputDiskFull, atomic_output
 from firmware.bundle import Bundle
+from firmware.container import BundleLimits
 from firmware.errors import NotABundleFile, SpecialBundleFile
+from firmware.manifest import Manifest, canonical_json
+from firmware.pack import ModelSpec, PartitionSource, pack_bundle
+from firmware.signing import key_id
 from terminal.dirs import NotADirectory, config_dir, data_dir
 
 
@@ -134,3 +142,65 @@ def test_pack_and_keygen_refuse_unwritable_outputs_cleanly(tmp_path: Path) -> No
         pack += ["--security-version", "1", "--partition", f"boot={image}", "-o", str(output), *extra]
         assert expected in refused(naiad(*pack))
     assert fifo.is_fifo() and not (tmp_path / "nonexistent").exists()
+
+
+# --- firmware messages ----------------------------------------------------------------------------------
+
+
+def _manifest(**fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "format": 1,
+        "version": "1.0",
+        "security_version": 0,
+        "compatible": [{"model": "df2", "hardware_revisions": ["A"]}],
+        "partitions": [],
+    }
+    return {k: v for k, v in {**body, **fields}.items() if v is not None}
+
+
+def test_the_manifest_field_errors_name_the_real_allowed_and_missing_fields() -> None:
+    with pytest.raises(fe.UnexpectedManifestFields) as extra:
+        Manifest.parse(canonical_json(_manifest(extra=1)), "x.zip")
+    assert extra.value.params["unexpected"] == "extra"
+    allowed = extra.value.params["allowed"].split(", ")
+    assert set(allowed) == set(Manifest("1.0", 0, (), (), created="today").to_dict())  # what a writer writes
+    assert "created" in allowed  # the optional field the old message left out
+    with pytest.raises(fe.MissingManifestFields) as missing:
+        Manifest.parse(canonical_json(_manifest(security_version=None)), "x.zip")
+    assert missing.value.params["missing"] == "security_version"
+
+
+def test_size_errors_quote_the_real_and_the_expanded_size(tmp_path: Path) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    public = key.public_key()
+    system = tmp_path / "system.simg"
+    system.write_bytes(sparse_image(4096, [("raw", os.urandom(4096), 1), ("skip", b"", 255)]))
+    stored, expanded = system.stat().st_size, 256 * 4096
+    limits = BundleLimits(max_image_size=(stored + expanded) // 2)
+    bundle = tmp_path / "fw.zip"
+    options: dict[str, Any] = dict(key=key, models=[ModelSpec("df2")], version="1.0", security_version=0)
+    options["partitions"] = [PartitionSource("system", system)]
+    with pytest.raises(fe.OversizedImage) as packing:
+        pack_bundle(bundle, compress=False, limits=limits, **options)
+    pack_bundle(bundle, compress=False, **options)
+    with pytest.raises(fe.OversizedImage) as opening:
+        Bundle.open(bundle, {key_id(public): public}, limits=limits)
+    for caught in (packing, opening):
+        assert (caught.value.params["size"], caught.value.params["expanded_size"]) == (stored, expanded)
+        assert f"is {stored} bytes ({expanded} bytes expanded)" in str(caught.value)
+
+
+def test_partition_refusals_point_to_a_command_that_lists_the_models() -> None:
+    too_large = fe.ImageTooLarge(partition="calib", size=5 << 20, model="df2", capacity=4 << 20)
+    for error in (fe.UnknownPartition(model="df2", partition="recovery"), too_large):
+        assert error.remedy_text and "'naiad models'" in error.remedy_text
+    listed = naiad("models", "--json")
+    assert listed.exit_code == 0, listed.output
+    models = {m["id"]: m for m in json.loads(listed.output)["models"]}
+    df2 = models["df2"]
+    assert (df2["run_usb"], df2["bootloader_usb"], df2["slot_scheme"]) == ("3a6e:0201", "3a6e:0202", "ab")
+    assert {"name": "calib", "size": 4 << 20, "slotted": False} in df2["partitions"]
+    assert df2["camera_module"] and df2["name"]
+    shown = naiad("models")
+    assert shown.exit_code == 0 and "frog-pro" in shown.output and "calib" in shown.output
+    assert "models" in naiad("--help").output
