@@ -44,6 +44,7 @@ from .station import Station
 LOG = logging.getLogger(__name__)
 
 REBOOT_TIMEOUT = 60.0
+REBOOT_ATTEMPTS = 2  # a reboot into the bootloader lost to a power cut is sent once more
 """Seconds a unit may take to enumerate in bootloader mode after being told to reboot there."""
 BOOT_TIMEOUT = 120.0
 """Seconds a unit may take from the reboot after flashing until it answers in run mode."""
@@ -116,6 +117,14 @@ class BootloaderUnidentified(FlashingError):
 class UnreadableUnitReport(FlashingError):
     message = N_("Unit {serial} reports an unreadable {field}: {value}")
     remedy = N_("Reboot the unit and try again; if it persists, send the unit for repair.")
+
+
+class RestartedInRunMode(FlashingError):
+    message = N_("Unit {serial} restarted in run mode {attempts} times instead of entering its bootloader")
+    remedy = N_(
+        "Its power or cable was cut during the reboot: check the power supply, the cable and the hub port, "
+        "then flash it again. Nothing was written."
+    )
 
 
 class FlashCrashed(FlashingError):
@@ -276,9 +285,7 @@ class _UnitFlash:
             identity = self._identify_in_run_mode()
             self._check(identity)
             self.emit.phase(FlashPhase.REBOOT)
-            self.station.reboot(self.serial, BOOTLOADER, wait=False, on_info=self._info)
-            self.sent_to_bootloader = True
-            client = self._open(self.station.wait_for(self.serial, BOOTLOADER, REBOOT_TIMEOUT))
+            client = self._open(self._reboot_to_bootloader())
         else:
             client = self._open(device)
             identity = self._identify_in_bootloader(client)
@@ -298,6 +305,20 @@ class _UnitFlash:
         self._close()
         self.station.wait_for(self.serial, RUN, BOOT_TIMEOUT)
         return self._confirm(target)
+
+    def _reboot_to_bootloader(self) -> Device:
+        """Send the unit to its bootloader.  One that restarts in run mode instead (power cut during the
+        reboot) is sent once more, then refused: never waited on until REBOOT_TIMEOUT."""
+        for attempt in range(REBOOT_ATTEMPTS):
+            if attempt:
+                LOG.warning("%s: restarted in run mode instead of the bootloader; sending it again", self.serial)
+                self.emit.message(_("The unit restarted in run mode instead of its bootloader; sending it again"))
+            self.station.reboot(self.serial, BOOTLOADER, wait=False, on_info=self._info)
+            self.sent_to_bootloader = True
+            device = self.station.wait_for(self.serial, BOOTLOADER, REBOOT_TIMEOUT, unless_back_in=RUN)
+            if device.mode == BOOTLOADER:
+                return device
+        raise RestartedInRunMode(serial=self.serial, attempts=REBOOT_ATTEMPTS)
 
     def _identify_in_run_mode(self) -> _Identity:
         info = self.station.info(self.serial)

@@ -35,17 +35,20 @@ from firmware.pack import ModelSpec, PartitionSource, pack_bundle
 from firmware.resparse import resparse
 from firmware.signing import TrustStore, load_private_key
 from firmware.sparse import expand
+from provisioning import flashing
 from provisioning.flashing import (
     PHASE_LABELS,
     DuplicateUnit,
     FlashEvent,
     FlashPhase,
     NoUnitsSelected,
+    RestartedInRunMode,
     flash_units,
     phase_label,
 )
 from provisioning.station import Station
 from simulator.control import SimulatorCommandFailed
+from terminal.errors import DeviceNotFound
 from terminal.fastboot import FastbootClient
 from terminal.models import PACKAGED_TABLE, load_models, model_by_id, user_table_path
 
@@ -326,6 +329,63 @@ def test_a_flash_cut_after_the_switch_finishes_without_writing(bench: Any, make_
     [again] = flash_units(station, bundle, [serial])
     assert again.ok, again.error
     assert (again.written, again.skipped, again.slot, again.version) == ((), ("boot", "system"), "b", "2.3.0")
+
+
+def lose_reboots_to_power_cuts(sim: Any, station: Station, monkeypatch: pytest.MonkeyPatch, lost: int) -> list[str]:
+    """The first ``lost`` reboots into the bootloader are cut short by a power cut; power returns (run mode)
+    once the station has seen the unit gone.  Returns the modes of every reboot the station sent."""
+    sent: list[str] = []
+    cut = threading.Event()
+    reboot, find = station.reboot, station.discovery.find
+
+    def reboot_during_a_power_cut(serial: str, mode: str, **options: Any) -> Any:
+        sent.append(mode)
+        if mode == "bootloader" and sent.count(mode) <= lost:
+            sim.call("power_cut", serial=serial)
+            cut.set()
+            return None
+        return reboot(serial, mode, **options)
+
+    def find_then_restore_power(serial: str) -> Any:
+        try:
+            return find(serial)
+        except DeviceNotFound:
+            if cut.is_set():
+                cut.clear()
+                sim.call("power_on", serial=serial, mode="run")
+            raise
+
+    monkeypatch.setattr(station, "reboot", reboot_during_a_power_cut)
+    monkeypatch.setattr(station.discovery, "find", find_then_restore_power)
+    monkeypatch.setattr(flashing, "REBOOT_TIMEOUT", 24 * 3600.0)  # waiting it out would hit the test's timeout
+    return sent
+
+
+@pytest.mark.timeout(120)
+def test_a_unit_back_in_run_mode_after_a_power_cut_is_sent_to_its_bootloader_again(
+    bench: Any, make_bundle: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim, station = bench()
+    serial = sim.serials()[0]
+    sent = lose_reboots_to_power_cuts(sim, station, monkeypatch, lost=1)
+    [result] = flash_units(station, make_bundle("2.5.0"), [serial])
+    assert result.ok, result.error
+    assert sent == ["bootloader", "bootloader"]
+    assert "restarted in run mode" in caplog.text
+
+
+@pytest.mark.timeout(120)
+def test_a_unit_that_keeps_restarting_in_run_mode_fails_at_once_untouched(
+    bench: Any, make_bundle: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, station = bench()
+    serial = sim.serials()[0]
+    sent = lose_reboots_to_power_cuts(sim, station, monkeypatch, lost=2)
+    [result] = flash_units(station, make_bundle("2.5.0"), [serial])
+    assert not result.ok and isinstance(result.error, RestartedInRunMode), result.error
+    assert result.error.remedy_text and result.written == ()
+    assert sent == ["bootloader", "bootloader"]
+    assert station.wait_for(serial, "run", 10).mode == "run"
 
 
 def test_a_corrupted_write_fails_verification_and_the_old_slot_still_boots(bench: Any, make_bundle: Any) -> None:
