@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -45,9 +45,24 @@ class Option(click.Option):
 
 
 class Command(click.Command):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's own texts (usage errors, "Usage:", "Options") come from our catalogs too."""
+        from .click_i18n import install
+
+        install()
+        return super().main(*args, **kwargs)
+
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with _translated_help(self):
             super().format_help_text(ctx, formatter)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own options (--help, --version) made their help text before --lang was read: translate it."""
+        with ExitStack() as stack:
+            for param in self.get_params(ctx):
+                if isinstance(param, click.Option) and not isinstance(param, Option):
+                    stack.enter_context(_translated_help(param))
+            super().format_options(ctx, formatter)
 
     def get_short_help_str(self, limit: int = 45) -> str:
         with _translated_help(self):

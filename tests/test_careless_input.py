@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from helpers import sparse_image
 
 import firmware.errors as fe
+import i18n
 from console.cli import cli
 from console.cli_common import OutputDiskFull, atomic_output
 from firmware.bundle import Bundle
@@ -204,3 +205,26 @@ def test_partition_refusals_point_to_a_command_that_lists_the_models() -> None:
     shown = naiad("models")
     assert shown.exit_code == 0 and "frog-pro" in shown.output and "calib" in shown.output
     assert "models" in naiad("--help").output
+
+
+# --- click's own texts ----------------------------------------------------------------------------------
+
+
+def test_usage_errors_and_help_read_in_the_chosen_language() -> None:
+    def zh(msgid: str, **params: str) -> str:
+        text = i18n.translate(msgid, "zh_CN")
+        assert text != msgid, f"no Chinese for {msgid!r}"
+        return text.format(**params)
+
+    unknown_option = CliRunner().invoke(cli, ["--lang", "zh_CN", "flash", "--nosuch"])
+    missing_argument = CliRunner().invoke(cli, ["--lang", "zh_CN", "logs"])
+    for result in (unknown_option, missing_argument):
+        assert result.exit_code == 2
+        assert "Usage:" not in result.output and "Error:" not in result.output and "Try '" not in result.output
+        assert zh("Usage:") in result.output and zh("Error: {message}", message="") in result.output
+    assert zh("No such option {name!r}.", name="--nosuch") in unknown_option.output
+    assert zh("Try '{command} {option}' for help.", command="naiad logs", option="--help") in missing_argument.output
+    assert zh("Missing argument") in missing_argument.output
+    shown = CliRunner().invoke(cli, ["--lang", "zh_CN", "--help"]).output
+    assert zh("Show this message and exit.") in shown and zh("Options") in shown
+    assert "Show this message" not in CliRunner().invoke(cli, ["--lang", "zh_CN", "models", "--help"]).output
