@@ -236,6 +236,11 @@ class InvalidKeyFile(ReleaseKeyError):
     remedy = N_("Release keys are Ed25519 or ECDSA P-256 in PEM; create one with 'naiad firmware keygen'.")
 
 
+class SpecialKeyFile(InvalidKeyFile):
+    message = N_("{path} is a directory, pipe or device, not a key file")
+    remedy = N_("Give the path of the key file itself (release.key or release.pub).")
+
+
 class PassphraseRequired(ReleaseKeyError):
     message = N_("The release key {path} is protected by a passphrase")
     remedy = N_("Enter the passphrase when asked, or set NAIAD_RELEASE_KEY_PASSPHRASE.")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from .errors import (
     KeyFileNotFound,
     MalformedSignature,
     PassphraseRequired,
+    SpecialKeyFile,
     UnknownSigningKey,
     WrongPassphrase,
 )
@@ -170,7 +172,10 @@ def parse_public_key(data: bytes, path: Path) -> PublicKey:
 
 def _read_key_file(path: Path) -> bytes:
     try:
-        if path.stat().st_size > 65536:
+        about = path.stat()
+        if not stat.S_ISREG(about.st_mode):
+            raise SpecialKeyFile(path=str(path))  # reading a FIFO would wait for ever
+        if about.st_size > 65536:
             raise InvalidKeyFile(path=str(path), detail="too large for a key file")
         return path.read_bytes()
     except FileNotFoundError:

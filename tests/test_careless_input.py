@@ -56,6 +56,17 @@ def test_a_fifo_or_a_directory_is_refused_as_a_bundle_without_reading_it(tmp_pat
         assert "pipe, device or socket" in text and "bundle file itself" in text
 
 
+@pytest.mark.timeout(30)
+def test_a_fifo_given_as_a_key_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "release.pub"
+    os.mkfifo(fifo)
+    image = tmp_path / "boot.img"
+    image.write_bytes(bytes(4096))
+    pack = ["firmware", "pack", "--key", str(fifo), "--model", "df2", "--version", "1.0", "--security-version", "1"]
+    for command in (["firmware", "trust", str(fifo)], [*pack, "--partition", f"boot={image}", "-o", "x.zip"]):
+        assert "not a key file" in refused(naiad(*command))
+
+
 # --- the simulator's control commands -----------------------------------------------------------------
 
 
