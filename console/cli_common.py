@@ -9,8 +9,8 @@ import errno
 import importlib
 import json
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -220,7 +220,8 @@ def atomic_output(path: Path) -> Iterator[TextIO]:
             with path.open("w", encoding="utf-8") as fh:
                 yield fh
             return
-        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for any new file
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 yield fh
@@ -228,7 +229,7 @@ def atomic_output(path: Path) -> Iterator[TextIO]:
                 os.fsync(fh.fileno())
             os.replace(partial, path)
         except BaseException:
-            Path(partial).unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise
 
 
