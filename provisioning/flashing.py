@@ -44,8 +44,9 @@ from .station import Station
 LOG = logging.getLogger(__name__)
 
 REBOOT_TIMEOUT = 60.0
-REBOOT_ATTEMPTS = 2  # a reboot into the bootloader lost to a power cut is sent once more
 """Seconds a unit may take to enumerate in bootloader mode after being told to reboot there."""
+REBOOT_ATTEMPTS = 2
+"""Reboots into the bootloader sent to a unit that keeps coming back in run mode (a power cut during the reboot)."""
 BOOT_TIMEOUT = 120.0
 """Seconds a unit may take from the reboot after flashing until it answers in run mode."""
 RECOVER_TIMEOUT = 30.0

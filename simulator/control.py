@@ -44,8 +44,8 @@ def _reply(handler: socketserver.StreamRequestHandler, commands: dict[str, Comma
             command = commands[request.pop("cmd")]
             answer = {"ok": True, "result": command(**request)}
         except NaiadError as exc:
-            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "type": type(exc).__name__}
-            answer["params"] = exc.params
+            name = type(exc).__name__
+            answer = {"ok": False, "error": f"{name}: {exc}", "type": name, "params": exc.params}
         except Exception as exc:
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         handler.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
