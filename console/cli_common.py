@@ -5,12 +5,16 @@ Help texts are catalog msgids, translated when shown (not at import), so ``--lan
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
+import os
+import secrets
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
@@ -43,9 +47,24 @@ class Option(click.Option):
 
 
 class Command(click.Command):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's own texts (usage errors, "Usage:", "Options") come from our catalogs too."""
+        from .click_i18n import install
+
+        install()
+        return super().main(*args, **kwargs)
+
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with _translated_help(self):
             super().format_help_text(ctx, formatter)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own options (--help, --version) made their help text before --lang was read: translate it."""
+        with ExitStack() as stack:
+            for param in self.get_params(ctx):
+                if isinstance(param, click.Option) and not isinstance(param, Option):
+                    stack.enter_context(_translated_help(param))
+            super().format_options(ctx, formatter)
 
     def get_short_help_str(self, limit: int = 45) -> str:
         with _translated_help(self):
@@ -148,6 +167,83 @@ def reported(as_json: bool) -> Iterator[None]:
         yield
     except NaiadError as exc:
         fail(exc, as_json)
+
+
+# --- files the user names for output (-o) ------------------------------------------------------------
+
+
+class OutputError(NaiadError):
+    message = N_("Cannot write {path}: {reason}")
+    remedy = N_("Choose another path, in a directory you may write to and on a disk with room.")
+
+
+class OutputDirectoryMissing(OutputError):
+    message = N_("Cannot write {path}: the directory {directory} does not exist or is not a directory")
+    remedy = N_("Create the directory first, or choose another path.")
+
+
+class OutputDiskFull(OutputError):
+    message = N_("Cannot write {path}: no space left on the device")
+    remedy = N_("Free some space or choose a path on another disk; nothing was left half-written.")
+
+
+class OutputPermissionDenied(OutputError):
+    message = N_("Cannot write {path}: permission denied")
+    remedy = N_("Choose a directory you may write to, or ask its owner for write permission.")
+
+
+class OutputNotAFile(OutputError):
+    message = N_("Cannot write {path}: it is a device, pipe or socket, not a file")
+    remedy = N_("Choose the path of a regular file.")
+
+
+_OUTPUT_ERRORS: dict[int, type[OutputError]] = {
+    errno.ENOENT: OutputDirectoryMissing,
+    errno.ENOTDIR: OutputDirectoryMissing,
+    errno.ENOSPC: OutputDiskFull,
+    errno.EDQUOT: OutputDiskFull,
+    errno.EFBIG: OutputDiskFull,
+    errno.EACCES: OutputPermissionDenied,
+    errno.EPERM: OutputPermissionDenied,
+    errno.EROFS: OutputPermissionDenied,
+}
+
+
+@contextmanager
+def output_errors(path: Path, *, special_ok: bool = False) -> Iterator[None]:
+    """Turn an OSError while writing ``path`` into a typed error with a remedy.  Unless ``special_ok``, an
+    existing device or pipe is refused first: a file written beside it and renamed would replace it."""
+    exists_special = path.exists() and not path.is_file() and not path.is_dir()
+    if exists_special and not special_ok:
+        raise OutputNotAFile(path=str(path))
+    try:
+        yield
+    except OSError as exc:
+        error = _OUTPUT_ERRORS.get(exc.errno or 0, OutputError)
+        raise error(path=str(path), directory=str(path.parent), reason=exc.strerror or str(exc)) from exc
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[TextIO]:
+    """A UTF-8 text file that replaces ``path`` whole when the block ends, or leaves nothing behind when it
+    fails: it is written beside ``path`` and renamed.  An existing device or pipe (/dev/stdout) is written
+    in place.  A missing directory, a full disk or a refused write is an :class:`OutputError`."""
+    with output_errors(path, special_ok=True):
+        if path.exists() and not path.is_file():
+            with path.open("w", encoding="utf-8") as fh:
+                yield fh
+            return
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for any new file
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
 
 
 @contextmanager

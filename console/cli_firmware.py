@@ -29,7 +29,7 @@ from firmware.summary import signature_status
 from i18n import N_, _
 from terminal.models import model_by_id
 
-from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported, table
+from .cli_common import Group, byte_bar, emit_json, json_option, option, out, output_errors, reported, table
 
 _ALGORITHMS = {"ed25519": ED25519, "ecdsa-p256": ECDSA_P256}
 
@@ -75,7 +75,7 @@ def keygen(out_dir: Path, algorithm: str, no_passphrase: bool, as_json: bool) ->
             show_default=False,
         )
         passphrase = entered.encode("utf-8") if entered else None
-    with reported(as_json):
+    with reported(as_json), output_errors(out_dir):
         files = generate_release_key(out_dir, passphrase, _ALGORITHMS[algorithm])
     result = {
         "private_key": str(files.private),
@@ -164,7 +164,7 @@ def pack(
             if passphrase is None:
                 passphrase = click.prompt(_("Passphrase of {path}", path=key_path), hide_input=True).encode("utf-8")
         key = load_private_key(key_path, passphrase)
-        with byte_bar(not as_json, _("Packing")) as update:
+        with output_errors(output), byte_bar(not as_json, _("Packing")) as update:
             manifest = pack_bundle(
                 output,
                 key=key,
@@ -304,8 +304,8 @@ def verify(
 @click.argument("public_key", type=click.Path(dir_okay=False, path_type=Path))
 @json_option
 def trust(public_key: Path, as_json: bool) -> None:
-    store = TrustStore()
     with reported(as_json):
+        store = TrustStore()
         kid = store.add(public_key)
     if as_json:
         emit_json({"key_id": kid, "trust_store": str(store.directory)})
@@ -316,8 +316,9 @@ def trust(public_key: Path, as_json: bool) -> None:
 @firmware.command("trusted", help=N_("List the release keys this station trusts."))
 @json_option
 def trusted(as_json: bool) -> None:
-    store = TrustStore()
-    keys = store.keys()
+    with reported(as_json):
+        store = TrustStore()
+        keys = store.keys()
     if as_json:
         emit_json({"trust_store": str(store.directory), "key_ids": sorted(keys)})
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ import click
 from i18n import LANGUAGES, N_, _, set_language
 
 from . import __version__
-from .cli_common import Group, byte_bar, emit_json, json_option, option, out, reported, table
+from .cli_common import Group, atomic_output, byte_bar, emit_json, json_option, option, out, reported, table
 
 if TYPE_CHECKING:
     from .composition import Wiring
@@ -26,6 +27,7 @@ SUBCOMMANDS = {
     "fastboot": "console.cli_fastboot:fastboot",
     "firmware": "console.cli_firmware:firmware",
     "flash": "console.cli_flash:flash",
+    "models": "console.cli_models:models",
     "sim": "console.cli_sim:sim",
 }
 
@@ -186,12 +188,13 @@ def reboot(settings: Settings, serial: str, mode: str, no_wait: bool, as_json: b
 @option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help=N_("Write the log to this file."))
 @pass_settings
 def logs(settings: Settings, serial: str, output: Path | None) -> None:
-    with reported(False), byte_bar(True, _("Fetching the log")) as update:
-        text = settings.station().logs(serial, update)
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        click.echo(text, nl=False)
+    with reported(False), atomic_output(output) if output else nullcontext(None) as sink:
+        with byte_bar(True, _("Fetching the log")) as update:
+            text = settings.station().logs(serial, update)
+        if sink is None:
+            click.echo(text, nl=False)
+        else:
+            sink.write(text)
 
 
 @cli.group("ledger", cls=Group, help=N_("The station's ledger of units, steps and audit trail."))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import stat
 import threading
 import zipfile
 from collections.abc import Callable, Mapping
@@ -23,6 +25,7 @@ from terminal.models import TerminalModel
 from .container import BundleLimits, ImageReader, read_end_record, vet_members, zip_errors
 from .errors import (
     BundleNotFound,
+    ExpandedSizeMismatch,
     HardwareRevisionMismatch,
     ImageSizeMismatch,
     ImageTooLarge,
@@ -30,9 +33,11 @@ from .errors import (
     MalformedSparseImage,
     MissingMember,
     ModelMismatch,
-    OversizedMember,
+    NotABundleFile,
+    OversizedImage,
     RollbackRefused,
     SignatureError,
+    SpecialBundleFile,
     TooManyMembers,
     UnexpectedMember,
     UnknownPartition,
@@ -43,6 +48,36 @@ from .signing import ManifestSignature, PublicKey, TrustStore, short_key_id, ver
 from .sparse import PIECE, SparseReader
 
 LOG = logging.getLogger(__name__)
+
+
+def _open_regular_file(path: Path, label: str) -> BinaryIO:
+    """``path`` opened for reading, refused unless it is a regular file: reading a FIFO or a device would hang.
+
+    Checked before opening, and again on the open file (non-blocking, so a FIFO swapped in meanwhile
+    cannot hang the open itself)."""
+    try:
+        _refuse_unless_regular(path.stat().st_mode, label)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise BundleNotFound(path=label) from None
+    except OSError as exc:
+        raise MalformedBundle(path=label, detail=exc.strerror or str(exc)) from exc
+    fh = os.fdopen(fd, "rb")
+    try:
+        _refuse_unless_regular(os.fstat(fd).st_mode, label)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _refuse_unless_regular(mode: int, label: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise NotABundleFile(path=label)
+    if not stat.S_ISREG(mode):
+        raise SpecialBundleFile(path=label)
 
 
 class Bundle:
@@ -90,12 +125,7 @@ class Bundle:
         path = Path(path)
         limits = limits or BundleLimits()
         label = str(path)
-        try:
-            fh: BinaryIO = path.open("rb")
-        except FileNotFoundError:
-            raise BundleNotFound(path=label) from None
-        except (IsADirectoryError, PermissionError, OSError) as exc:
-            raise MalformedBundle(path=label, detail=exc.strerror or str(exc)) from exc
+        fh = _open_regular_file(path, label)
         try:
             return cls._open(path, fh, trusted, limits, require_trusted)
         except BaseException:
@@ -163,12 +193,16 @@ class Bundle:
             info = members.get(image.path)
             if info is None:
                 raise MissingMember(path=label, member=image.path)
-            if max(image.size, image.expanded_size) > limits.max_image_size:
-                raise OversizedMember(
-                    path=label, member=image.path, size=image.expanded_size, limit=limits.max_image_size
-                )
             if info.file_size != image.size:
                 raise ImageSizeMismatch(partition=image.name, expected=image.size, actual=info.file_size)
+            if max(image.size, image.expanded_size) > limits.max_image_size:
+                raise OversizedImage(
+                    path=label,
+                    member=image.path,
+                    size=image.size,
+                    expanded_size=image.expanded_size,
+                    limit=limits.max_image_size,
+                )
 
     # --- using ---------------------------------------------------------------------------------------
 
@@ -241,7 +275,7 @@ class Bundle:
         try:
             reader = SparseReader(stream)
             if reader.header.expanded_size != image.expanded_size:
-                raise ImageSizeMismatch(
+                raise ExpandedSizeMismatch(
                     partition=image.name, expected=image.expanded_size, actual=reader.header.expanded_size
                 )
             for _chunk in reader.chunks():

@@ -28,6 +28,15 @@ class BundleNotFound(BundleError):
     remedy = N_("Check the path; 'naiad firmware inspect FILE' shows what a bundle holds.")
 
 
+class NotABundleFile(BundleError):
+    message = N_("{path} is a directory, not a firmware bundle file")
+    remedy = N_("Give the path of the bundle file itself (the .zip from the release server).")
+
+
+class SpecialBundleFile(NotABundleFile):
+    message = N_("{path} is a pipe, device or socket, not a firmware bundle file; reading it could wait forever")
+
+
 class MalformedBundle(BundleError):
     message = N_("The firmware bundle {path} is damaged or not a bundle: {detail}")
 
@@ -73,6 +82,12 @@ class OversizedMember(BundleError):
     message = N_("The member {member} of {path} is {size} bytes; the limit is {limit}")
 
 
+class OversizedImage(OversizedMember):
+    message = N_(
+        "The image {member} of {path} is {size} bytes ({expanded_size} bytes expanded); images may be at most {limit}"
+    )
+
+
 class DecompressionBomb(BundleError):
     message = N_("The member {member} of {path} expands {ratio}-fold; at most {limit}-fold is allowed")
 
@@ -87,6 +102,14 @@ class OverlappingMembers(BundleError):
 
 class MalformedManifest(BundleError):
     message = N_("The manifest of {path} is invalid: {detail}")
+
+
+class UnexpectedManifestFields(MalformedManifest):
+    message = N_("The manifest of {path} has fields it may not have: {unexpected}; the allowed fields are {allowed}")
+
+
+class MissingManifestFields(MalformedManifest):
+    message = N_("The manifest of {path} lacks the fields {missing}")
 
 
 class DuplicatePartition(BundleError):
@@ -130,6 +153,10 @@ class ImageError(FirmwareError):
 class ImageSizeMismatch(ImageError):
     message = N_("The image of partition {partition} is {actual} bytes; the manifest says {expected}")
     remedy = N_("The bundle is damaged or was altered; download it again.")
+
+
+class ExpandedSizeMismatch(ImageSizeMismatch):
+    message = N_("The image of partition {partition} expands to {actual} bytes; the manifest says {expected}")
 
 
 class ImageHashMismatch(ImageError):
@@ -178,6 +205,10 @@ class UnknownPartition(CompatibilityError):
 
 class ImageTooLarge(CompatibilityError):
     message = N_("The image for {partition} expands to {size} bytes; the partition on {model} holds {capacity} bytes")
+    remedy = N_(
+        "'naiad models' lists each model's partition sizes: use the bundle released for this model, "
+        "or rebuild the image to fit."
+    )
 
 
 class UnknownHardwareRevision(CompatibilityError):
@@ -203,6 +234,11 @@ class KeyFileExists(ReleaseKeyError):
 class InvalidKeyFile(ReleaseKeyError):
     message = N_("{path} is not a usable key file: {detail}")
     remedy = N_("Release keys are Ed25519 or ECDSA P-256 in PEM; create one with 'naiad firmware keygen'.")
+
+
+class SpecialKeyFile(InvalidKeyFile):
+    message = N_("{path} is a directory, pipe or device, not a key file")
+    remedy = N_("Give the path of the key file itself (release.key or release.pub).")
 
 
 class PassphraseRequired(ReleaseKeyError):

@@ -11,10 +11,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from .errors import DuplicatePartition, MalformedManifest, UnsupportedBundleFormat
+from .errors import (
+    DuplicatePartition,
+    MalformedManifest,
+    MissingManifestFields,
+    UnexpectedManifestFields,
+    UnsupportedBundleFormat,
+)
 
 FORMAT_VERSION = 1
 RAW = "raw"
@@ -32,7 +38,6 @@ _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 _PARTITION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_TOP_KEYS = {"format", "version", "security_version", "compatible", "partitions"}
 _PART_KEYS = {"name", "path", "type", "size", "expanded_size", "sha256"}
 
 
@@ -125,6 +130,11 @@ class Manifest:
         return _Parser(path).parse(data)
 
 
+# The top-level fields: "format" and the Manifest's own; those with a default may be left out.
+_ALLOWED_TOP_KEYS = frozenset({"format", *(f.name for f in fields(Manifest))})
+_REQUIRED_TOP_KEYS = frozenset({"format", *(f.name for f in fields(Manifest) if f.default is MISSING)})
+
+
 class _Parser:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -147,8 +157,12 @@ class _Parser:
         if fmt != FORMAT_VERSION:
             raise UnsupportedBundleFormat(path=self.path, format=fmt)
         keys = set(body)
-        if not _TOP_KEYS <= keys <= _TOP_KEYS | {"created"}:
-            raise self.fail(f"unexpected fields {sorted(keys ^ _TOP_KEYS)}")
+        if unexpected := keys - _ALLOWED_TOP_KEYS:
+            raise UnexpectedManifestFields(
+                path=self.path, unexpected=", ".join(sorted(unexpected)), allowed=", ".join(sorted(_ALLOWED_TOP_KEYS))
+            )
+        if missing := _REQUIRED_TOP_KEYS - keys:
+            raise MissingManifestFields(path=self.path, missing=", ".join(sorted(missing)))
         if canonical_json(body) != data:
             raise self.fail("not in canonical form")
         created = body.get("created")

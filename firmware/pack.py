@@ -35,7 +35,7 @@ from .errors import (
     InvalidPartitionSpec,
     InvalidRelease,
     OutputExists,
-    OversizedMember,
+    OversizedImage,
     UnknownHardwareRevision,
     UnknownPartition,
 )
@@ -245,7 +245,13 @@ def pack_bundle(
     for analysis in analyses:
         image = analysis.image
         if max(image.size, image.expanded_size) > limits.max_image_size:
-            raise OversizedMember(path=str(out), member=image.path, size=image.size, limit=limits.max_image_size)
+            raise OversizedImage(
+                path=str(out),
+                member=image.path,
+                size=image.size,
+                expanded_size=image.expanded_size,
+                limit=limits.max_image_size,
+            )
         for model, _compat in targets:
             capacity = model.partition(image.name).size  # type: ignore[union-attr]
             if image.expanded_size > capacity:

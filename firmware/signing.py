@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from .errors import (
     KeyFileNotFound,
     MalformedSignature,
     PassphraseRequired,
+    SpecialKeyFile,
     UnknownSigningKey,
     WrongPassphrase,
 )
@@ -104,8 +106,12 @@ def generate_release_key(out_dir: Path, passphrase: bytes | None = None, algorit
     public = key.public_key()
     public_pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_new(private_path, private_pem, 0o600)
-    _write_new(public_path, public_pem, 0o644)
+    try:
+        _write_new(private_path, private_pem, 0o600)
+        _write_new(public_path, public_pem, 0o644)
+    except OSError:  # a full disk, say: leave no half of a key pair behind
+        private_path.unlink(missing_ok=True)
+        raise
     kid = key_id(public)
     LOG.info("release key %s written to %s", short_key_id(kid), out_dir)
     return KeyPairFiles(private_path, public_path, kid)
@@ -116,10 +122,14 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         raise KeyFileExists(path=str(path)) from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def private_key_is_encrypted(path: Path) -> bool:
@@ -162,7 +172,10 @@ def parse_public_key(data: bytes, path: Path) -> PublicKey:
 
 def _read_key_file(path: Path) -> bytes:
     try:
-        if path.stat().st_size > 65536:
+        about = path.stat()
+        if not stat.S_ISREG(about.st_mode):
+            raise SpecialKeyFile(path=str(path))  # reading a FIFO would wait for ever
+        if about.st_size > 65536:
             raise InvalidKeyFile(path=str(path), detail="too large for a key file")
         return path.read_bytes()
     except FileNotFoundError:

@@ -47,6 +47,8 @@ LOG = logging.getLogger(__name__)
 
 REBOOT_TIMEOUT = 60.0
 """Seconds a unit may take to enumerate in bootloader mode after being told to reboot there."""
+REBOOT_ATTEMPTS = 2
+"""Reboots into the bootloader sent to a unit that keeps coming back in run mode (a power cut during the reboot)."""
 BOOT_TIMEOUT = 120.0
 """Seconds a unit may take from the reboot after flashing until it answers in run mode."""
 RECOVER_TIMEOUT = 30.0
@@ -118,6 +120,14 @@ class BootloaderUnidentified(FlashingError):
 class UnreadableUnitReport(FlashingError):
     message = N_("Unit {serial} reports an unreadable {field}: {value}")
     remedy = N_("Reboot the unit and try again; if it persists, send the unit for repair.")
+
+
+class RestartedInRunMode(FlashingError):
+    message = N_("Unit {serial} restarted in run mode {attempts} times instead of entering its bootloader")
+    remedy = N_(
+        "Its power or cable was cut during the reboot: check the power supply, the cable and the hub port, "
+        "then flash it again. Nothing was written."
+    )
 
 
 class FlashCrashed(FlashingError):
@@ -239,9 +249,7 @@ class _UnitFlash:
             identity = self._identify_in_run_mode()
             self._check(identity)
             _phase(self.report, FlashPhase.REBOOT)
-            self.station.reboot(self.serial, BOOTLOADER, wait=False, on_info=self._info)
-            self.sent_to_bootloader = True
-            client = self._open(self.station.wait_for(self.serial, BOOTLOADER, REBOOT_TIMEOUT))
+            client = self._open(self._reboot_to_bootloader())
         else:
             client = self._open(device)
             identity = self._identify_in_bootloader(client)
@@ -261,6 +269,20 @@ class _UnitFlash:
         self._close()
         self.station.wait_for(self.serial, RUN, BOOT_TIMEOUT)
         return self._confirm(target)
+
+    def _reboot_to_bootloader(self) -> Device:
+        """Send the unit to its bootloader.  One that restarts in run mode instead (power cut during the
+        reboot) is sent once more, then refused: never waited on until REBOOT_TIMEOUT."""
+        for attempt in range(REBOOT_ATTEMPTS):
+            if attempt:
+                LOG.warning("%s: restarted in run mode instead of the bootloader; sending it again", self.serial)
+                self.report.message(_("The unit restarted in run mode instead of its bootloader; sending it again"))
+            self.station.reboot(self.serial, BOOTLOADER, wait=False, on_info=self._info)
+            self.sent_to_bootloader = True
+            device = self.station.wait_for(self.serial, BOOTLOADER, REBOOT_TIMEOUT, unless_back_in=RUN)
+            if device.mode == BOOTLOADER:
+                return device
+        raise RestartedInRunMode(serial=self.serial, attempts=REBOOT_ATTEMPTS)
 
     def _identify_in_run_mode(self) -> _Identity:
         info = self.station.info(self.serial)

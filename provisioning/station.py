@@ -87,17 +87,24 @@ class Station:
         self.record_seen(device)
         return device
 
-    def wait_for(self, serial: str, mode: str, timeout: float = REENUMERATION_TIMEOUT) -> Device:
-        """The unit once it enumerates in ``mode`` (after a reboot or a replug)."""
+    def wait_for(
+        self, serial: str, mode: str, timeout: float = REENUMERATION_TIMEOUT, *, unless_back_in: str | None = None
+    ) -> Device:
+        """The unit once it enumerates in ``mode`` (after a reboot or a replug).
+
+        With ``unless_back_in``, also the unit once it has gone and come back in that mode instead (power
+        cut during a reboot): the caller tells the two apart by the device's mode, instead of waiting out
+        ``timeout`` for a unit that is already back."""
         deadline = time.monotonic() + timeout
+        gone = False
         while True:
             try:
                 device = self.discovery.find(serial)
-                if device.mode == mode and (mode != RUN or device.port):
+                if _usable_in(device, mode) or (gone and unless_back_in and _usable_in(device, unless_back_in)):
                     self.record_seen(device)
                     return device
             except DeviceNotFound:
-                pass
+                gone = True
             if time.monotonic() >= deadline:
                 raise UnitDidNotReturn(serial=serial, mode=mode, seconds=int(timeout))
             time.sleep(0.1)
@@ -165,6 +172,11 @@ def open_device_fastboot(
         raise NotInBootloader(serial=device.serial, mode=device.mode)
     backend = discovery.backend() if device.fastboot.startswith("usb:") else None
     return open_unit_fastboot(device.fastboot, device.serial, on_info=on_info, usb_backend=backend, timeout=timeout)
+
+
+def _usable_in(device: Device, mode: str) -> bool:
+    """The device is enumerated in ``mode`` (with its serial port, for run mode)."""
+    return device.mode == mode and (mode != RUN or bool(device.port))
 
 
 def open_unit_fastboot(

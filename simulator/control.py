@@ -28,15 +28,27 @@ class SimulatorCommandFailed(NaiadError):
     message = N_("The simulator refused '{command}': {detail}")
 
 
+class UnknownTerminal(SimulatorCommandFailed):
+    message = N_("The simulator has no terminal {serial}; it runs {known}")
+    remedy = N_("Name one of those serials ('naiad sim status' lists them).")
+
+
+# Errors the control channel carries typed (class name and parameters), so the caller reads them translated.
+_TYPED_ERRORS: dict[str, type[NaiadError]] = {cls.__name__: cls for cls in (UnknownTerminal,)}
+
+
 def _reply(handler: socketserver.StreamRequestHandler, commands: dict[str, Command]) -> None:
     for line in handler.rfile:
         try:
             request = json.loads(line)
             command = commands[request.pop("cmd")]
             answer = {"ok": True, "result": command(**request)}
+        except NaiadError as exc:
+            name = type(exc).__name__
+            answer = {"ok": False, "error": f"{name}: {exc}", "type": name, "params": exc.params}
         except Exception as exc:
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        handler.wfile.write(json.dumps(answer).encode() + b"\n")
+        handler.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
 
 
 class ControlServer(socketserver.ThreadingTCPServer):
@@ -87,6 +99,9 @@ class SimControl:
             raise SimulatorNotRunning(state=str(self.state_dir))
         answer = json.loads(line)
         if not answer["ok"]:
+            typed = _TYPED_ERRORS.get(answer.get("type", ""))
+            if typed is not None:
+                raise typed(**answer["params"])
             raise SimulatorCommandFailed(command=cmd, detail=answer["error"])
         return answer["result"]
 

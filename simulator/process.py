@@ -21,7 +21,7 @@ from typing import Any
 from terminal.models import RUN, load_models, model_by_id
 
 from .bus import VirtualBus
-from .control import ControlServer
+from .control import ControlServer, UnknownTerminal
 from .link import Faults, InvalidFault
 from .state import UnitStore, existing_units, write_json_atomically
 from .unit import VirtualTerminal
@@ -55,7 +55,7 @@ class Simulator:
         for unit in self.units:
             if unit.serial == serial:
                 return unit
-        raise KeyError(f"no terminal {serial}")
+        raise UnknownTerminal(serial=serial, known=", ".join(u.serial for u in self.units))
 
     def _targets(self, serial: str | None) -> list[VirtualTerminal]:
         return [self.unit(serial)] if serial else list(self.units)

@@ -36,11 +36,13 @@ from firmware.pack import ModelSpec, PartitionSource, pack_bundle
 from firmware.resparse import resparse
 from firmware.signing import TrustStore, load_private_key
 from firmware.sparse import expand
+from provisioning import flashing
 from provisioning.flashing import (
     PHASE_LABELS,
     DuplicateUnit,
     FlashPhase,
     NoUnitsSelected,
+    RestartedInRunMode,
     flash_units,
     phase_label,
 )
@@ -314,6 +316,64 @@ def test_a_flash_cut_after_the_switch_finishes_without_writing(bench: Any, make_
     assert (again.written, again.skipped, again.slot, again.version) == ((), ("boot", "system"), "b", "2.3.0")
 
 
+def lose_reboots_to_power_cuts(sim: Any, station: Station, monkeypatch: pytest.MonkeyPatch, lost: int) -> list[str]:
+    """The first ``lost`` reboots into the bootloader are cut short by a power cut; power returns (run mode)
+    once the station has seen the unit gone.  Returns the modes of every reboot the station sent."""
+    sent: list[str] = []
+    cut = threading.Event()
+    reboot, find = station.reboot, station.discovery.find
+
+    def reboot_during_a_power_cut(serial: str, mode: str, **options: Any) -> Any:
+        sent.append(mode)
+        if mode == "bootloader" and sent.count(mode) <= lost:
+            sim.call("power_cut", serial=serial)
+            cut.set()
+            return None
+        return reboot(serial, mode, **options)
+
+    def find_then_restore_power(serial: str) -> Any:
+        try:
+            return find(serial)
+        except DeviceNotFound:
+            if cut.is_set():
+                cut.clear()
+                sim.call("power_on", serial=serial, mode="run")
+            raise
+
+    monkeypatch.setattr(station, "reboot", reboot_during_a_power_cut)
+    monkeypatch.setattr(station.discovery, "find", find_then_restore_power)
+    # a flash that waited this out would end in UnitDidNotReturn: the tests tell by the result, not by a clock
+    monkeypatch.setattr(flashing, "REBOOT_TIMEOUT", 20.0)
+    return sent
+
+
+@pytest.mark.timeout(120)
+def test_a_unit_back_in_run_mode_after_a_power_cut_is_sent_to_its_bootloader_again(
+    bench: Any, make_bundle: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim, station = bench()
+    serial = sim.serials()[0]
+    sent = lose_reboots_to_power_cuts(sim, station, monkeypatch, lost=1)
+    [result] = flash_units(station, make_bundle("2.5.0"), [serial])
+    assert result.ok, result.error
+    assert sent == ["bootloader", "bootloader"]
+    assert "restarted in run mode" in caplog.text
+
+
+@pytest.mark.timeout(120)
+def test_a_unit_that_keeps_restarting_in_run_mode_fails_at_once_untouched(
+    bench: Any, make_bundle: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, station = bench()
+    serial = sim.serials()[0]
+    sent = lose_reboots_to_power_cuts(sim, station, monkeypatch, lost=2)
+    [result] = flash_units(station, make_bundle("2.5.0"), [serial])
+    assert not result.ok and isinstance(result.error, RestartedInRunMode), result.error
+    assert result.error.remedy_text and result.written == ()
+    assert sent == ["bootloader", "bootloader"]
+    assert station.wait_for(serial, "run", 10).mode == "run"
+
+
 def test_a_corrupted_write_fails_verification_and_the_old_slot_still_boots(bench: Any, make_bundle: Any) -> None:
     sim, station = bench()
     serial = sim.serials()[0]
@@ -334,10 +394,7 @@ def test_refusals_come_before_the_unit_is_touched(bench: Any, make_bundle: Any) 
     serial = sim.serials()[0]
     [first] = flash_units(station, make_bundle("3.0.0", security_version=3), [serial])
     assert first.ok, first.error
-    info = station.info(serial)
-    if "security_version" not in info:
-        pytest.skip("this simulator does not report an anti-rollback index")
-    assert info["security_version"] == 3
+    assert station.info(serial)["security_version"] == 3
     before = partition_digests(sim, serial)
     boots = sim.terminal(serial)["boot_count"]
     [old] = flash_units(station, make_bundle("2.9.0", security_version=2), [serial])
