@@ -7,6 +7,7 @@ import io
 import json
 import os
 import socket
+import struct
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -313,6 +314,51 @@ def test_big_tcp_download_uses_the_file_path(client: FastbootClient, store: Slot
             fh.write(os.urandom(MiB))
     client.flash("vendor_a", image)
     assert store.sha256("vendor_a", 0, 24 * MiB) == hashlib.sha256(image.read_bytes()).hexdigest()
+
+
+def test_a_file_download_is_one_tcp_frame_with_progress_per_piece(tmp_path: Path) -> None:
+    """The payload of a file goes out as one frame (as the stock client sends it), not a frame per piece."""
+    size = 3 * MiB + 5
+    image = tmp_path / "img"
+    image.write_bytes(os.urandom(size))
+    frames: list[int] = []
+
+    def frame(conn: socket.socket) -> bytes:
+        (length,) = struct.unpack(">Q", conn.recv(8, socket.MSG_WAITALL))
+        frames.append(length)
+        data = bytearray()
+        while len(data) < length:
+            data += conn.recv(min(MiB, length - len(data)))
+        return bytes(data)
+
+    def reply(conn: socket.socket, packet: bytes) -> None:
+        conn.sendall(struct.pack(">Q", len(packet)) + packet)
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def bootloader() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(conn.recv(4))
+                assert frame(conn) == b"getvar:max-download-size"
+                reply(conn, b"OKAY0x10000000")
+                assert frame(conn) == f"download:{size:08x}".encode()
+                reply(conn, f"DATA{size:08x}".encode())
+                assert frame(conn) == image.read_bytes()
+                reply(conn, b"OKAY")
+
+        helper = threading.Thread(target=bootloader)
+        helper.start()
+        transport = FastbootTcpTransport.connect("127.0.0.1", listener.getsockname()[1], timeout=5)
+        client = FastbootClient(transport)
+        seen: list[int] = []
+        client.download(image, progress=lambda done, total: seen.append(done))
+        client.close()
+        helper.join()
+    assert frames[2:] == [size]
+    assert seen == [MiB, 2 * MiB, 3 * MiB, size]
 
 
 # -- USB: the simulator's pyusb backend over bus.json, to this bootloader's bulk socket ----------------

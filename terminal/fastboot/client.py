@@ -44,8 +44,8 @@ class PacketTransport(Protocol):
     """What the client needs from a link: whole packets out and in.
 
     ``send`` carries one command; ``send_stream`` download payload, whose packet boundaries do not
-    matter.  A transport may also offer ``send_file(fh, offset, count)`` to send payload from a file
-    without copying it through Python.
+    matter.  A transport may also offer ``send_file(fh, offset, count, progress)`` to send payload from
+    a file without copying it through Python, calling ``progress(bytes sent)`` as it goes.
     """
 
     target: str
@@ -283,10 +283,7 @@ class _Opened:
         assert self._fh is not None
         send_file = getattr(transport, "send_file", None)
         if send_file is not None and _has_fileno(self._fh):
-            for offset in range(0, self.size, chunk):
-                count = min(chunk, self.size - offset)
-                send_file(self._fh, self._start + offset, count)
-                progress(offset + count)
+            send_file(self._fh, self._start, self.size, progress)
             return
         buf = bytearray(chunk)
         view = memoryview(buf)
