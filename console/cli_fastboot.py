@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from i18n import N_, _
-from terminal.fastboot import FastbootClient
+from terminal.fastboot import FastbootClient, open_fastboot
 
 from .cli_common import Group, Option, byte_bar, emit_json, reported
 
@@ -53,14 +53,13 @@ class _Session:
         return self._client
 
     def _connect(self) -> FastbootClient:
-        from provisioning.station import open_device_fastboot, open_unit_fastboot
+        if self.target is not None:  # a direct address: no bus to read, so no discovery to load
+            serial = None if self.serial == ANY_UNIT else self.serial
+            return open_fastboot(self.target, serial=serial, on_info=self.info, timeout=self.timeout)
+        from provisioning.station import open_device_fastboot
 
         from .composition import Wiring
 
-        if self.target is not None:
-            return open_unit_fastboot(
-                self.target, None if self.serial == ANY_UNIT else self.serial, on_info=self.info, timeout=self.timeout
-            )
         discovery = Wiring.resolve(self.sim).discovery()
         device = discovery.find(self.serial)
         return open_device_fastboot(discovery, device, on_info=self.info, timeout=self.timeout)

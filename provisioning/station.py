@@ -170,33 +170,12 @@ def open_device_fastboot(
         from terminal.fastboot.errors import NotInBootloader
 
         raise NotInBootloader(serial=device.serial, mode=device.mode)
+    from terminal.fastboot import open_fastboot
+
     backend = discovery.backend() if device.fastboot.startswith("usb:") else None
-    return open_unit_fastboot(device.fastboot, device.serial, on_info=on_info, usb_backend=backend, timeout=timeout)
+    return open_fastboot(device.fastboot, serial=device.serial, on_info=on_info, usb_backend=backend, timeout=timeout)
 
 
 def _usable_in(device: Device, mode: str) -> bool:
     """The device is enumerated in ``mode`` (with its serial port, for run mode)."""
     return device.mode == mode and (mode != RUN or bool(device.port))
-
-
-def open_unit_fastboot(
-    target: str,
-    serial: str | None,
-    *,
-    on_info: Callable[[str], None] | None = None,
-    usb_backend: Any = None,
-    timeout: float = 10.0,
-) -> FastbootClient:
-    """fastboot at ``target``, checked to be unit ``serial`` by its serialno (None: any unit)."""
-    from terminal.fastboot import FastbootFailure, open_fastboot
-    from terminal.fastboot.errors import WrongUnit
-
-    client = open_fastboot(target, on_info=on_info, usb_backend=usb_backend, timeout=timeout)
-    try:
-        actual = client.getvar("serialno").strip() if serial else ""
-    except FastbootFailure:
-        actual = ""  # a bootloader that does not say cannot be checked
-    if actual and actual != serial:
-        client.close()
-        raise WrongUnit(target=client.target, actual=actual, expected=serial)
-    return client

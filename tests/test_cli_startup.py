@@ -96,3 +96,16 @@ def test_fastboot_commands_open_no_ledger(sim: Any, tmp_path: Path) -> None:
     _, code, modules = run_naiad("fastboot", serial, "flash", "boot_a", str(image))
     assert code == 0 and loaded(modules, *LEDGER, "rich", "babel") == []
     assert not (Path(os.environ["NAIAD_DATA_DIR"])).exists()  # no ledger file was created either
+
+
+def test_a_direct_fastboot_target_reads_no_bus(sim: Any) -> None:
+    """``--target tcp:HOST:PORT`` names the link, as the stock client's ``-s`` does: nothing of discovery,
+    pyusb, the model table or the station is loaded, and the unit is still checked by its serialno."""
+    serial = sim.serials()[0]
+    bootloader(sim, serial)
+    target = f"tcp:127.0.0.1:{sim.terminal(serial)['fastboot_tcp_port']}"
+    output, code, modules = run_naiad("fastboot", serial, "--target", target, "getvar", "product")
+    assert (code, output.strip()) == (0, "product: df2")
+    assert loaded(modules, "provisioning", "terminal.discovery", "terminal.models", "usb", "simulator") == []
+    _, code, _ = run_naiad("fastboot", "DF2NOTTHIS1", "--target", target, "--json", "getvar", "product")
+    assert code == 1

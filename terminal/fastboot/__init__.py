@@ -18,6 +18,7 @@ from .errors import (
     FastbootProtocolError,
     FastbootTimeout,
     InvalidFastbootTarget,
+    WrongUnit,
 )
 
 __all__ = [
@@ -38,11 +39,15 @@ __all__ = [
 def open_fastboot(
     target: str,
     *,
+    serial: str | None = None,
     on_info: Callable[[str], None] | None = None,
     usb_backend: Any = None,
     timeout: float = 10.0,
 ) -> FastbootClient:
-    """A connected client for ``tcp:HOST[:PORT]`` or ``usb:PORT_PATH`` (``usb_backend``: a pyusb backend)."""
+    """A connected client for ``tcp:HOST[:PORT]`` or ``usb:PORT_PATH`` (``usb_backend``: a pyusb backend).
+
+    With ``serial`` the bootloader's ``serialno`` must name that unit (WrongUnit otherwise); one that
+    does not answer ``serialno`` cannot be checked and is taken at its address."""
     scheme, sep, rest = target.partition(":")
     if not sep or not rest:
         raise InvalidFastbootTarget(target=target)
@@ -57,4 +62,21 @@ def open_fastboot(
         transport = FastbootUsbTransport.open(find_usb_device(rest, usb_backend), target)
     else:
         raise InvalidFastbootTarget(target=target)
-    return FastbootClient(transport, on_info=on_info, timeout=timeout)
+    client = FastbootClient(transport, on_info=on_info, timeout=timeout)
+    if serial is not None:
+        _check_serial(client, serial)
+    return client
+
+
+def _check_serial(client: FastbootClient, serial: str) -> None:
+    """WrongUnit (the client closed) when the bootloader names another unit than ``serial``."""
+    try:
+        actual = client.getvar("serialno").strip()
+    except FastbootFailure:
+        return  # a bootloader that does not say cannot be checked
+    except BaseException:
+        client.close()
+        raise
+    if actual and actual != serial:
+        client.close()
+        raise WrongUnit(target=client.target, actual=actual, expected=serial)
