@@ -2,11 +2,13 @@
 
 The commands live in :mod:`console.cli_root` (click, the domains and the device code load when a command
 needs them).  A bare ``naiad --version`` is answered here without importing click or reading the package
-metadata, so it costs little more than starting the interpreter.
+metadata, so it costs little more than starting the interpreter; every command ends without the
+garbage collector's final passes over what it loaded.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -21,7 +23,13 @@ def main() -> None:
         return
     from .cli_root import cli
 
-    cli(prog_name="naiad")
+    try:
+        cli(prog_name="naiad")
+    finally:
+        # The process ends here: the collector's last passes over every object the command loaded would
+        # only free memory the system takes back anyway (15 ms of a 110 ms ``naiad fastboot getvar``).
+        # Exit handlers, flushes and closes still run.
+        gc.freeze()
 
 
 def __getattr__(name: str) -> Any:

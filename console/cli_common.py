@@ -9,7 +9,6 @@ import errno
 import importlib
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -233,7 +232,7 @@ def atomic_output(path: Path) -> Iterator[TextIO]:
             with path.open("w", encoding="utf-8") as fh:
                 yield fh
             return
-        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        partial = path.with_name(f".{path.name}.{os.urandom(4).hex()}.partial")  # not secrets: hmac, hashlib
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for any new file
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LEDGER = ("provisioning.ledger", "sqlalchemy", "alembic")
 
 RUN = """
-import json, sys
+import gc, json, sys
 sys.argv = ["naiad", *json.loads(sys.argv[1])]
 from console.cli import main
 try:
@@ -29,12 +29,12 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-print("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+print("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules), "frozen": gc.get_freeze_count()}))
 """
 
 
-def run_naiad(*args: str) -> tuple[str, int, set[str]]:
-    """The output, exit code and loaded modules of ``naiad ARGS`` in a new interpreter."""
+def naiad_result(*args: str) -> dict[str, Any]:
+    """``naiad ARGS`` in a new interpreter: its output, exit code, loaded modules and frozen object count."""
     done = subprocess.run(
         [sys.executable, "-c", RUN, json.dumps(args)],
         capture_output=True,
@@ -46,8 +46,13 @@ def run_naiad(*args: str) -> tuple[str, int, set[str]]:
     )
     output, marker, tail = done.stdout.rpartition("\nMODULES ")
     assert marker, done.stderr
-    result = json.loads(tail)
-    return output, int(result["code"] or 0), set(result["modules"])
+    return {**json.loads(tail), "output": output}
+
+
+def run_naiad(*args: str) -> tuple[str, int, set[str]]:
+    """The output, exit code and loaded modules of ``naiad ARGS`` in a new interpreter."""
+    result = naiad_result(*args)
+    return result["output"], int(result["code"] or 0), set(result["modules"])
 
 
 def loaded(modules: set[str], *prefixes: str) -> list[str]:
@@ -98,14 +103,26 @@ def test_fastboot_commands_open_no_ledger(sim: Any, tmp_path: Path) -> None:
     assert not (Path(os.environ["NAIAD_DATA_DIR"])).exists()  # no ledger file was created either
 
 
-def test_a_direct_fastboot_target_reads_no_bus(sim: Any) -> None:
+def test_a_direct_fastboot_target_reads_no_bus(sim: Any, tmp_path: Path) -> None:
     """``--target tcp:HOST:PORT`` names the link, as the stock client's ``-s`` does: nothing of discovery,
-    pyusb, the model table or the station is loaded, and the unit is still checked by its serialno."""
+    pyusb, the model table or the station is loaded, and the unit is still checked by its serialno.  A
+    flash sends the image without hashing it and without the event classes."""
     serial = sim.serials()[0]
     bootloader(sim, serial)
     target = f"tcp:127.0.0.1:{sim.terminal(serial)['fastboot_tcp_port']}"
     output, code, modules = run_naiad("fastboot", serial, "--target", target, "getvar", "product")
     assert (code, output.strip()) == (0, "product: df2")
     assert loaded(modules, "provisioning", "terminal.discovery", "terminal.models", "usb", "simulator") == []
+    image = tmp_path / "boot.img"
+    image.write_bytes(bytes(4096))
+    _, code, modules = run_naiad("fastboot", serial, "--target", target, "flash", "boot_a", str(image))
+    assert code == 0
+    assert loaded(modules, "provisioning", "terminal.discovery", "terminal.events", "hashlib", "secrets") == []
     _, code, _ = run_naiad("fastboot", "DF2NOTTHIS1", "--target", target, "--json", "getvar", "product")
     assert code == 1
+
+
+def test_a_command_ends_without_the_collectors_last_passes() -> None:
+    """What a command loaded is frozen when it ends, so the interpreter's exit does not walk it all again."""
+    result = naiad_result("--lang", "en", "--version")
+    assert result["code"] in (0, None) and result["frozen"] > 0

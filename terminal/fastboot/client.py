@@ -12,9 +12,8 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeAlias, cast
 
-from ..events import ProgressCallback
 from .errors import (
     DownloadTooLarge,
     FastbootFailure,
@@ -33,6 +32,9 @@ from .protocol import (
     parse_response,
     parse_variable_line,
 )
+
+if TYPE_CHECKING:
+    from ..events import ProgressCallback  # a type only: sending bytes needs none of the event classes
 
 LOG = logging.getLogger(__name__)
 
