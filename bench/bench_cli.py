@@ -19,13 +19,10 @@ import argparse
 import contextlib
 import logging
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -33,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench_fastboot import naiad_command, print_table  # noqa: E402
+from bench_fastboot import bytecode_env, measure, naiad_command, print_table  # noqa: E402
 
 from simulator import launcher  # noqa: E402
 from simulator.control import SimControl  # noqa: E402
@@ -60,33 +57,6 @@ def bootloader_unit(work: Path) -> Iterator[tuple[Path, str, int]]:
             launcher.stop(state)
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def measure(
-    commands: dict[str, list[str]], env: dict[str, str], reps: int
-) -> dict[str, tuple[list[float], list[float]]]:
-    """Wall and CPU time of each command, ``reps`` rounds, alternating so drift on a shared machine hits all alike.
-
-    A first, uncounted round writes the bytecode caches, as an installed ``naiad`` has them.  CPU time
-    (user + system) is the steadier figure when other work shares the cores."""
-    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in commands}
-    for argv in commands.values():
-        subprocess.run(argv, env=env, capture_output=True, check=False)
-    for _ in range(reps):
-        for name, argv in commands.items():
-            cpu, started = _children_cpu(), time.perf_counter()
-            done = subprocess.run(argv, env=env, capture_output=True, check=False)
-            elapsed = time.perf_counter() - started
-            if done.returncode != 0:
-                raise RuntimeError(f"{name} failed: {done.stderr.decode(errors='replace')[-400:]}")
-            times[name][0].append(elapsed)
-            times[name][1].append(_children_cpu() - cpu)
-    return times
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=21, help="runs of each command")
@@ -97,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with bootloader_unit(work) as (state, serial, port):
             env = {
-                **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                **bytecode_env(),
                 "NAIAD_SIM": str(state),
                 "NAIAD_CONFIG_DIR": str(work / "config"),
                 "NAIAD_DATA_DIR": str(work / "data"),
