@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from bench_fastboot import bytecode_env, measure, naiad_command, print_table  # noqa: E402
+from bench_fastboot import bytecode_env, measure, naiad_command, print_times  # noqa: E402
 
 from simulator import launcher  # noqa: E402
 from simulator.control import SimControl  # noqa: E402
@@ -82,23 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             times = measure(commands, env, args.reps)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    med = {name: statistics.median(wall) for name, (wall, _) in times.items()}
-    rows = [
-        [
-            name,
-            str(len(wall)),
-            f"{min(wall) * 1000:.1f}",
-            f"{med[name] * 1000:.1f}",
-            f"{max(wall) * 1000:.1f}",
-            f"{statistics.median(cpu) * 1000:.1f}",
-        ]
-        for name, (wall, cpu) in times.items()
-    ]
-    print_table(
-        "CLI start-up, process wall time (ms) and median CPU time (user + system, ms)",
-        ["command", "n", "min", "median", "max", "CPU"],
-        rows,
-    )
+    med = print_times("CLI start-up, process wall time (ms) and median CPU time (user + system, ms)", times, 1e-3)
     ratio = med["naiad --version"] / med["python -c pass"]
     print(f"\nnaiad --version / bare interpreter: {ratio:.2f} (medians); target <= {VERSION_TARGET}")
     getvar = med["naiad fastboot getvar"]

@@ -106,6 +106,19 @@ def measure(
     return times
 
 
+def print_times(title: str, times: dict[str, tuple[list[float], list[float]]], unit: float = 1.0) -> dict[str, float]:
+    """A table of what :func:`measure` timed (min, median, max wall time and median CPU time, in seconds
+    divided by ``unit``); the median wall times by name."""
+    med = {name: statistics.median(wall) for name, (wall, _) in times.items()}
+    digits = 3 if unit >= 1 else 1
+    rows = []
+    for name, (wall, cpu) in times.items():
+        figures = (min(wall), med[name], max(wall), statistics.median(cpu))
+        rows.append([name, str(len(wall)), *(f"{v / unit:.{digits}f}" for v in figures)])
+    print_table(title, ["command", "n", "min", "median", "max", "CPU"], rows)
+    return med
+
+
 def _random_file(path: Path, size: int) -> None:
     with path.open("wb") as fh:
         left = size
@@ -169,23 +182,10 @@ def part_a(work: Path, image: Path, reps: int) -> None:
         }
         times = measure(commands, env, reps)
     size = image.stat().st_size
-    med = {name: statistics.median(wall) for name, (wall, _) in times.items()}
-    rows = [
-        [
-            name,
-            str(len(wall)),
-            f"{min(wall):.3f}",
-            f"{med[name]:.3f}",
-            f"{max(wall):.3f}",
-            f"{statistics.median(cpu):.3f}",
-        ]
-        for name, (wall, cpu) in times.items()
-    ]
-    print_table(
+    med = print_times(
         f"(a) one unit, fastboot-TCP uncapped, {size / MIB:.0f} MiB raw image to system, process wall time (s) "
         "and median CPU time (user + system, s)",
-        ["command", "n", "min", "median", "max", "CPU"],
-        rows,
+        times,
     )
     stock = med["stock fastboot -s flash"]
     for form in ("SERIAL", "SERIAL --target"):
