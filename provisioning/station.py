@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from i18n import N_
 from terminal.discovery import Device, Discovery
 from terminal.errors import DeviceNotFound, NaiadError
-from terminal.events import ProgressCallback
 from terminal.models import BOOTLOADER, RUN
 
 if TYPE_CHECKING:
     from terminal.client import ManagementClient
+    from terminal.events import ProgressCallback
     from terminal.fastboot import FastbootClient
 
     from .ledger import Ledger

@@ -95,7 +95,7 @@ def test_fastboot_commands_open_no_ledger(sim: Any, tmp_path: Path) -> None:
     bootloader(sim, serial)
     output, code, modules = run_naiad("fastboot", serial, "getvar", "product")
     assert (code, output.strip()) == (0, "product: df2")
-    assert loaded(modules, *LEDGER, "rich", "babel") == []
+    assert loaded(modules, *LEDGER, "rich", "babel", "terminal.events") == []
     image = tmp_path / "boot.img"
     image.write_bytes(bytes(4096))
     _, code, modules = run_naiad("fastboot", serial, "flash", "boot_a", str(image))
