@@ -63,7 +63,7 @@ def open_fastboot(
     else:
         raise InvalidFastbootTarget(target=target)
     client = FastbootClient(transport, on_info=on_info, timeout=timeout)
-    if serial is not None:
+    if serial:  # None or empty: any unit at this address
         _check_serial(client, serial)
     return client
 
