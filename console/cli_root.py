@@ -10,7 +10,7 @@ import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +20,12 @@ from . import __version__
 from .cli_common import Group, atomic_output, byte_bar, emit_json, json_option, option, out, reported, table
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from provisioning.ledger import AuditHead
+    from provisioning.station import Station
+    from terminal.discovery import Device
+
     from .composition import Wiring
 
 SUBCOMMANDS = {
@@ -38,7 +44,7 @@ class Settings:
 
     sim_dir: Path | None = None
     ledger_url: str | None = None
-    _station: Any = field(default=None, repr=False)
+    _station: Station | None = field(default=None, repr=False)
 
     def wiring(self) -> Wiring:
         """Where the units are: ``--sim``, else NAIAD_SIM, else real USB (resolved by the composition root)."""
@@ -46,7 +52,7 @@ class Settings:
 
         return Wiring.resolve(self.sim_dir)
 
-    def station(self) -> Any:
+    def station(self) -> Station:
         if self._station is None:
             self._station = self.wiring().station(self.ledger_url)
         return self._station
@@ -99,7 +105,7 @@ def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None) -> Non
     ctx.call_on_close(settings.close)
 
 
-def _device_table(devices: list[Any]) -> Any:
+def _device_table(devices: list[Device]) -> Table:
     rows = table(N_("Serial"), N_("Model"), N_("Mode"), N_("Port path"), N_("Port"), title=_("Attached units"))
     for d in devices:
         rows.add_row(d.serial or "?", d.model_name, _(d.mode), d.path, d.port or d.fastboot or "-")
@@ -202,7 +208,7 @@ def ledger() -> None:
     pass
 
 
-def _parse_anchor(text: str) -> Any:
+def _parse_anchor(text: str) -> AuditHead:
     from provisioning.ledger import AuditHead
 
     entry, _sep, digest = text.partition(":")
