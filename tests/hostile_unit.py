@@ -113,7 +113,7 @@ class HostileEnd(DeviceEndpoint):
 
 
 TICK = 0.01  # seconds between two frames of an endless stream
-MAX_STREAM = 6000  # frames an endless stream sends before the unit itself falls silent (a minute)
+MAX_STREAM = 3000  # frames an endless stream sends before the unit itself falls silent (30 s or more)
 
 
 class PtyUnit:
