@@ -12,8 +12,8 @@ Nothing a unit sends can crash or hang the station: every reply is checked again
 (``terminal.schema``) and a malformed one raises ``MalformedReply``; every request has one overall
 deadline that no traffic extends; and a unit whose HELLO names another serial than the one expected is
 refused (``WrongUnit``) before any other request.  An object read is bounded as a whole: a ``total`` above
-the station's limit for that object is refused up front (``ObjectTooLarge``), and the transfer has a
-deadline that grows with its size (``TransferTooSlow``), so a unit trickling valid chunks cannot hold it.
+the station's limit for that object is refused up front (``ObjectTooLarge``), and after a grace period the
+transfer must keep a minimum average rate (``TransferTooSlow``), so a unit trickling valid chunks cannot hold it.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ MIB = 1 << 20
 MAX_OBJECT = 256 * MIB  # the most the station reads of an object OBJECT_LIMITS does not name
 OBJECT_LIMITS = {OBJECT_LOGS: 16 * MIB}
 TRANSFER_FLOOR = 60.0  # seconds any object read may take...
-MIN_TRANSFER_RATE = 64 * 1024  # ...plus a second for every this many bytes of its total
+MIN_TRANSFER_RATE = 32 * 1024  # ...plus a second for every this many bytes it has received
 
 
 class ManagementClient:
@@ -250,13 +250,14 @@ class ManagementClient:
         """Stream object ``name`` into ``out`` chunk by chunk; check its SHA-256; return its size.
 
         ObjectTooLarge when the unit announces more than ``OBJECT_LIMITS`` (else ``MAX_OBJECT``) allows;
-        TransferTooSlow when the transfer outlasts ``TRANSFER_FLOOR`` plus a second per ``MIN_TRANSFER_RATE``
-        bytes (checked between chunks, so at most one request's ``timeout`` later)."""
+        TransferTooSlow when the transfer has taken longer than ``TRANSFER_FLOOR`` plus a second per
+        ``MIN_TRANSFER_RATE`` bytes received (checked between chunks, so at most one request's ``timeout``
+        late): a slow link moves any object, a unit sending a byte at a time is dropped after a minute."""
         digest = hashlib.sha256()
         offset, total, expected = 0, None, None
-        started = give_up = time.monotonic()
+        started = time.monotonic()
         while total is None or offset < total:
-            if total is not None and (now := time.monotonic()) >= give_up:
+            if (now := time.monotonic()) - started >= TRANSFER_FLOOR + offset / MIN_TRANSFER_RATE:
                 seconds = round(now - started)
                 raise TransferTooSlow(serial=self.unit_name, name=name, received=offset, total=total, seconds=seconds)
             reply = self.request(MessageType.OBJECT_READ, {"name": name, "offset": offset, "length": self.chunk_size})
@@ -265,7 +266,6 @@ class ManagementClient:
                 total, expected = reply["total"], reply["sha256"]
                 if total > (limit := OBJECT_LIMITS.get(name, MAX_OBJECT)):
                     raise ObjectTooLarge(serial=self.unit_name, name=name, size=total, limit=limit)
-                give_up = started + TRANSFER_FLOOR + total / MIN_TRANSFER_RATE
             elif (reply["total"], reply["sha256"]) != (total, expected):
                 raise TransferError(name=name, detail="the object changed during the transfer")
             if reply["offset"] != offset or (not data and offset < total) or offset + len(data) > total:
