@@ -75,6 +75,12 @@ class TransportTimeout(TransportError, UnitTimeout):
     remedy = N_("Check that the unit is in run mode and that the cable is sound.")
 
 
+class RequestTimeout(TransportTimeout):
+    """A management request's whole budget ran out: no reply, or never a whole one."""
+
+    message = N_("Unit {serial} at {path} did not answer {request} in time")
+
+
 class InvalidTransportPath(TransportError):
     message = N_("Not a transport path: {path}")
     remedy = N_("Use serial:/dev/ttyACM0, tcp:HOST:PORT or usb:BUS-PORT.PORT.")
@@ -97,6 +103,20 @@ class RemoteError(ProtocolError):
 class TransferError(ProtocolError):
     message = N_("Transfer of {name} failed: {detail}")
     remedy = N_("Run the step again; the transfer restarts from the beginning.")
+
+
+class ObjectTooLarge(TransferError):
+    """The unit announced an object larger than the station reads of it: refused before the transfer."""
+
+    message = N_("Unit {serial} offers {name} of {size} bytes; the station reads at most {limit} bytes of it")
+    remedy = N_("The unit's firmware does not follow the management protocol: update it, or report it to its vendor.")
+
+
+class TransferTooSlow(TransferError, UnitTimeout):
+    """An object transfer outlasted its deadline, however valid each chunk was."""
+
+    message = N_("Unit {serial} sent {name} too slowly: {received} of {total} bytes in {seconds} s")
+    remedy = N_("Check the cable and run the step again; if it keeps happening, report the unit's firmware.")
 
 
 class UnknownModel(NaiadError):
