@@ -102,7 +102,7 @@ def parse_header(data: bytes) -> SparseHeader:
     magic, major, minor, fhs, chs, bs, total_blocks, total_chunks, checksum = FILE_HEADER.unpack_from(data)
     if magic != SPARSE_MAGIC:
         raise MalformedSparseImage(
-            detail=_("it does not start with the sparse magic number (found {magic})", magic=f"0x{magic:08x}")
+            detail=_("it does not start with the sparse magic number (found {magic})", magic=format(magic, "#010x"))
         )
     if major != MAJOR_VERSION:
         raise MalformedSparseImage(detail=_("major version {version} is not supported", version=major))
@@ -219,7 +219,7 @@ class SparseReader:
             (crc,) = struct.unpack("<I", self._read_exact(4, _CRC32_VALUE))
             return Chunk(ChunkType.CRC32, block, 0, crc=crc)
         raise MalformedSparseImage(
-            detail=_("chunk {index} has the unknown type {kind}", index=index, kind=f"0x{kind:04x}")
+            detail=_("chunk {index} has the unknown type {kind}", index=index, kind=format(kind, "#06x"))
         )
 
     @staticmethod
