@@ -10,7 +10,10 @@ from __future__ import annotations
 import ast
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +24,8 @@ from click.testing import CliRunner
 from helpers import sparse_image
 
 import i18n
-from console.cli import cli
+from console import __version__
+from console.cli import VERSION_TEXT, cli
 from firmware.errors import MalformedManifest, MalformedSignature, MalformedSparseImage
 from firmware.manifest import Manifest
 from firmware.signing import ManifestSignature
@@ -205,3 +209,19 @@ def test_a_simulator_refusal_reads_in_the_callers_language(sim: Any) -> None:
         assert not ENGLISH.search(text) and caught.value.remedy_text, text
     assert i18n.translate("it must be a probability from 0 to 1", "zh_CN") in str(out_of_range.value)
     assert "no_such_fault" in str(unknown.value)
+
+
+# --- click's last English texts ---------------------------------------------------------------------------
+
+
+def test_the_version_line_and_a_missing_argument_read_in_chinese() -> None:
+    expected = i18n.translate(VERSION_TEXT, "zh_CN").format(version=__version__)
+    assert expected != VERSION_TEXT.format(version=__version__)
+    env = {**os.environ, "NAIAD_LANG": "zh_CN"}
+    bare = subprocess.run([sys.executable, "-m", "console.cli", "--version"], env=env, capture_output=True, text=True)
+    assert bare.stdout.strip() == expected  # the fast path, before click is loaded
+    assert CliRunner().invoke(cli, ["--lang", "zh_CN", "--version"]).output.strip() == expected
+    missing = CliRunner().invoke(cli, ["--lang", "zh_CN", "logs"])
+    assert missing.exit_code == 2 and missing.output.rstrip().endswith("'SERIAL'。"), missing.output
+    english = CliRunner().invoke(cli, ["--lang", "en", "logs"])
+    assert english.output.rstrip().endswith("Missing argument 'SERIAL'.")
