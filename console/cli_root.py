@@ -16,7 +16,6 @@ import click
 
 from i18n import LANGUAGES, N_, _, set_language
 
-from . import __version__
 from .cli_common import Group, atomic_output, byte_bar, emit_json, json_option, option, out, reported, table
 
 if TYPE_CHECKING:
@@ -70,6 +69,15 @@ def _choose_language(value: str | None) -> None:
         set_language(value)
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """Print the version line when it is asked for, in the language chosen by then (not when cli was imported)."""
+    if value and not ctx.resilient_parsing:
+        from .cli import version_line
+
+        click.echo(version_line())
+        ctx.exit()
+
+
 @click.group(
     "naiad",
     cls=Group,
@@ -97,7 +105,14 @@ def _choose_language(value: str | None) -> None:
     callback=lambda ctx, param, value: _choose_language(value),  # eager: before --help is drawn
     help=N_("Language of the output."),
 )
-@click.version_option(__version__)  # not package_name: reading the package metadata costs 40 ms
+@option(
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_show_version,
+    help=N_("Show the version and exit."),
+)
 @click.pass_context
 def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None) -> None:
     settings = ctx.ensure_object(Settings)

@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Any, BinaryIO
 
+from i18n import _
+
 from . import framing
 from .errors import (
     MalformedReply,
@@ -267,16 +269,16 @@ class ManagementClient:
                 if total > (limit := OBJECT_LIMITS.get(name, MAX_OBJECT)):
                     raise ObjectTooLarge(serial=self.unit_name, name=name, size=total, limit=limit)
             elif (reply["total"], reply["sha256"]) != (total, expected):
-                raise TransferError(name=name, detail="the object changed during the transfer")
+                raise TransferError(name=name, detail=_("the object changed during the transfer"))
             if reply["offset"] != offset or (not data and offset < total) or offset + len(data) > total:
-                raise TransferError(name=name, detail=f"bad chunk at offset {offset}")
+                raise TransferError(name=name, detail=_("the unit sent a bad chunk at offset {offset}", offset=offset))
             digest.update(data)
             out.write(data)
             offset += len(data)
             if progress:
                 progress(offset, total)
         if offset != total or digest.digest() != expected:
-            raise TransferError(name=name, detail="SHA-256 mismatch")
+            raise TransferError(name=name, detail=_("its SHA-256 does not match"))
         return offset
 
     def write_object(self, name: str, data: bytes, progress: ProgressCallback | None = None) -> None:
@@ -293,7 +295,7 @@ class ManagementClient:
                 progress(offset, total)
             if offset >= total:
                 if not reply.get("complete"):
-                    raise TransferError(name=name, detail="the unit did not accept the object")
+                    raise TransferError(name=name, detail=_("the unit did not accept the object"))
                 return
             if reply["received"] != offset:
-                raise TransferError(name=name, detail=f"the unit lost track at offset {offset}")
+                raise TransferError(name=name, detail=_("the unit lost track at offset {offset}", offset=offset))
