@@ -12,14 +12,22 @@ import gc
 import sys
 from typing import Any
 
+from i18n import DEFAULT_LANGUAGE, N_, get_language, translate
+
 from . import __version__
 
-VERSION_TEXT = "naiad, version {version}"  # what click's version option prints, so both paths agree
+VERSION_TEXT = N_("naiad, version {version}")  # both paths print it: this one and cli_root's --version
+
+
+def version_line() -> str:
+    """The ``--version`` answer in the user's language; English is the msgid itself, read from no catalog."""
+    text = VERSION_TEXT if get_language() == DEFAULT_LANGUAGE else translate(VERSION_TEXT)
+    return text.format(version=__version__)
 
 
 def main() -> None:
     if sys.argv[1:] == ["--version"]:
-        sys.stdout.write(VERSION_TEXT.format(version=__version__) + "\n")
+        sys.stdout.write(version_line() + "\n")
         return
     from .cli_root import cli
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -26,9 +26,12 @@ from terminal.events import StepResult
 from .cli_common import Command, emit_json, err, json_option, option, out, reported, table
 from .cli_progress import CountColumn, RichBars
 
+if TYPE_CHECKING:
+    from provisioning.station import Station
+
 
 @contextmanager
-def _station(ctx: click.Context) -> Iterator[Any]:
+def _station(ctx: click.Context) -> Iterator[Station]:
     """The root command's station when there is one (``naiad flash``), else one of our own."""
     settings = ctx.find_root().obj
     if settings is not None and hasattr(settings, "station"):

@@ -10,16 +10,21 @@ import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from i18n import LANGUAGES, N_, _, set_language
 
-from . import __version__
 from .cli_common import Group, atomic_output, byte_bar, emit_json, json_option, option, out, reported, table
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from provisioning.ledger import AuditHead
+    from provisioning.station import Station
+    from terminal.discovery import Device
+
     from .composition import Wiring
 
 SUBCOMMANDS = {
@@ -38,7 +43,7 @@ class Settings:
 
     sim_dir: Path | None = None
     ledger_url: str | None = None
-    _station: Any = field(default=None, repr=False)
+    _station: Station | None = field(default=None, repr=False)
 
     def wiring(self) -> Wiring:
         """Where the units are: ``--sim``, else NAIAD_SIM, else real USB (resolved by the composition root)."""
@@ -46,7 +51,7 @@ class Settings:
 
         return Wiring.resolve(self.sim_dir)
 
-    def station(self) -> Any:
+    def station(self) -> Station:
         if self._station is None:
             self._station = self.wiring().station(self.ledger_url)
         return self._station
@@ -62,6 +67,15 @@ pass_settings = click.make_pass_decorator(Settings)
 def _choose_language(value: str | None) -> None:
     if value:
         set_language(value)
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """Print the version line when it is asked for, in the language chosen by then (not when cli was imported)."""
+    if value and not ctx.resilient_parsing:
+        from .cli import version_line
+
+        click.echo(version_line())
+        ctx.exit()
 
 
 @click.group(
@@ -91,7 +105,14 @@ def _choose_language(value: str | None) -> None:
     callback=lambda ctx, param, value: _choose_language(value),  # eager: before --help is drawn
     help=N_("Language of the output."),
 )
-@click.version_option(__version__)  # not package_name: reading the package metadata costs 40 ms
+@option(
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_show_version,
+    help=N_("Show the version and exit."),
+)
 @click.pass_context
 def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None) -> None:
     settings = ctx.ensure_object(Settings)
@@ -99,7 +120,7 @@ def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None) -> Non
     ctx.call_on_close(settings.close)
 
 
-def _device_table(devices: list[Any]) -> Any:
+def _device_table(devices: list[Device]) -> Table:
     rows = table(N_("Serial"), N_("Model"), N_("Mode"), N_("Port path"), N_("Port"), title=_("Attached units"))
     for d in devices:
         rows.add_row(d.serial or "?", d.model_name, _(d.mode), d.path, d.port or d.fastboot or "-")
@@ -202,7 +223,7 @@ def ledger() -> None:
     pass
 
 
-def _parse_anchor(text: str) -> Any:
+def _parse_anchor(text: str) -> AuditHead:
     from provisioning.ledger import AuditHead
 
     entry, _sep, digest = text.partition(":")

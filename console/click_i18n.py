@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 
+import click
+
 from i18n import N_, translate
 
 CLICK_MESSAGES = (
@@ -97,8 +99,20 @@ def ngettext(singular: str, plural: str, count: int) -> str:
     return translate(singular if count == 1 else plural)
 
 
+# TRANSLATORS: a sentence of click's ("Missing argument 'SERIAL'") and the full stop that ends it.
+FULL_STOP = N_("{sentence}.")
+_click_missing_message = click.MissingParameter.format_message
+
+
+def _missing_parameter_message(self: click.MissingParameter) -> str:
+    """click ends "Missing argument 'X'" with an ASCII full stop of its own; end it as the language does."""
+    text = _click_missing_message(self)
+    return translate(FULL_STOP).format(sentence=text[:-1]) if text.endswith(".") else text
+
+
 def install() -> None:
     """Rebind click's ``_`` and ``ngettext`` to our catalogs (harmless to repeat)."""
+    click.MissingParameter.format_message = _missing_parameter_message  # type: ignore[method-assign]
     for name in _CLICK_MODULES:
         bound = vars(importlib.import_module(name))
         if "_" in bound:

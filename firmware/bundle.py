@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from i18n import _
 from terminal.events import ItemProgressCallback
 from terminal.models import TerminalModel
 
@@ -31,6 +32,7 @@ from .errors import (
     ImageTooLarge,
     MalformedBundle,
     MalformedSparseImage,
+    MalformedSparsePartition,
     MissingMember,
     ModelMismatch,
     NotABundleFile,
@@ -61,7 +63,9 @@ def _open_regular_file(path: Path, label: str) -> BinaryIO:
     except FileNotFoundError:
         raise BundleNotFound(path=label) from None
     except OSError as exc:
-        raise MalformedBundle(path=label, detail=exc.strerror or str(exc)) from exc
+        raise MalformedBundle(
+            path=label, detail=_("it could not be opened: {reason}", reason=exc.strerror or exc)
+        ) from exc
     fh = os.fdopen(fd, "rb")
     try:
         _refuse_unless_regular(os.fstat(fd).st_mode, label)
@@ -142,7 +146,7 @@ class Bundle:
         require_trusted: bool,
     ) -> Bundle:
         label = str(path)
-        with zip_errors(label, "container"):
+        with zip_errors(label):
             end = read_end_record(fh, label)
             if end.members > limits.max_members:
                 raise TooManyMembers(path=label, count=end.members, limit=limits.max_members)
@@ -180,7 +184,10 @@ class Bundle:
         with zip_errors(label, info.filename), zf.open(info) as member:
             data = member.read(info.file_size + 1)
         if len(data) != info.file_size:
-            raise MalformedBundle(path=label, detail=f"{info.filename} is not {info.file_size} bytes long")
+            raise MalformedBundle(
+                path=label,
+                detail=_("the member {member} is not {size} bytes long", member=info.filename, size=info.file_size),
+            )
         return data
 
     @staticmethod
@@ -282,8 +289,7 @@ class Bundle:
                 for _data in reader.payload():
                     report()
         except MalformedSparseImage as exc:
-            detail = exc.params.get("detail", "")
-            raise MalformedSparseImage(partition=image.name, detail=f"{image.name}: {detail}") from exc
+            raise MalformedSparsePartition(partition=image.name, detail=exc.params.get("detail", "")) from exc
 
     def check_compatible(self, model: TerminalModel, hardware_revision: str, unit_security_version: int) -> None:
         """Refuse the bundle for a unit of another model or revision, a newer security version, or

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, BinaryIO
 
+from i18n import _
+
 from .errors import (
     AbsoluteMemberPath,
     DecompressionBomb,
@@ -61,8 +63,11 @@ class BundleLimits:
 
 
 @contextlib.contextmanager
-def zip_errors(path: str, what: str) -> Iterator[None]:
-    """Turn whatever the zip layer raises on damaged input into :class:`MalformedBundle`."""
+def zip_errors(path: str, member: str | None = None) -> Iterator[None]:
+    """Turn whatever the zip layer raises on damaged input into :class:`MalformedBundle`.
+
+    ``member`` names the member being read; None while the zip directory itself is read.
+    """
     try:
         yield
     except (
@@ -75,7 +80,11 @@ def zip_errors(path: str, what: str) -> Iterator[None]:
         IndexError,
         OverflowError,
     ) as exc:
-        raise MalformedBundle(path=path, detail=f"{what}: {exc}") from exc
+        if member is None:
+            detail = _("the zip directory could not be read: {reason}", reason=exc)
+        else:
+            detail = _("the member {member} could not be read: {reason}", member=member, reason=exc)
+        raise MalformedBundle(path=path, detail=detail) from exc
 
 
 @dataclass(frozen=True)
@@ -94,26 +103,26 @@ def read_end_record(fh: BinaryIO, path: str) -> EndRecord:
     tail = fh.read(tail_size)
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + _EOCD.size > len(tail):
-        raise MalformedBundle(path=path, detail="no zip end-of-central-directory record")
+        raise MalformedBundle(path=path, detail=_("it has no zip end-of-central-directory record"))
     fields = _EOCD.unpack_from(tail, at)
     count, directory_size = int(fields[4]), int(fields[5])
     record_at = end - tail_size + at
     if count == 0xFFFF or fields[6] == 0xFFFFFFFF or directory_size == 0xFFFFFFFF:
         locator_at = at - _ZIP64_LOCATOR.size
         if locator_at < 0 or tail[locator_at : locator_at + 4] != b"PK\x06\x07":
-            raise MalformedBundle(path=path, detail="zip64 locator missing")
+            raise MalformedBundle(path=path, detail=_("its zip64 locator is missing"))
         record_at = record_at - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
         if record_at < 0:
-            raise MalformedBundle(path=path, detail="zip64 record out of range")
+            raise MalformedBundle(path=path, detail=_("its zip64 record lies outside the file"))
         fh.seek(record_at)
         record = fh.read(_ZIP64_EOCD.size)
         if record[:4] != b"PK\x06\x06":
-            raise MalformedBundle(path=path, detail="zip64 record missing")
+            raise MalformedBundle(path=path, detail=_("its zip64 record is missing"))
         fields64 = _ZIP64_EOCD.unpack(record)
         count, directory_size = int(fields64[7]), int(fields64[8])
     fh.seek(0)
     if directory_size > record_at:
-        raise MalformedBundle(path=path, detail="central directory out of range")
+        raise MalformedBundle(path=path, detail=_("its central directory lies outside the file"))
     return EndRecord(count, record_at - directory_size)
 
 
@@ -177,14 +186,18 @@ def vet_members(
         if not _is_known_name(name):
             raise UnexpectedMember(path=path, member=name)
         if info.flag_bits & _FLAG_ENCRYPTED:
-            raise UnsupportedMemberEncoding(path=path, member=name, detail="encrypted")
+            raise UnsupportedMemberEncoding(path=path, member=name, detail=_("it is encrypted"))
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise UnsupportedMemberEncoding(path=path, member=name, detail=f"compression method {info.compress_type}")
+            raise UnsupportedMemberEncoding(
+                path=path, member=name, detail=_("compression method {method}", method=info.compress_type)
+            )
         limit = _member_limit(name, limits)
         if info.file_size > limit:
             raise OversizedMember(path=path, member=name, size=info.file_size, limit=limit)
         if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
-            raise MalformedBundle(path=path, detail=f"{name}: stored member with two different sizes")
+            raise MalformedBundle(
+                path=path, detail=_("the stored member {member} has two different sizes", member=name)
+            )
         if (
             info.compress_type == zipfile.ZIP_DEFLATED
             and info.file_size > limits.ratio_floor
@@ -202,11 +215,13 @@ def _check_layout(infos: list[zipfile.ZipInfo], fh: BinaryIO, directory_start: i
     ordered = sorted(infos, key=lambda i: i.header_offset)
     for info, following in zip(ordered, [*ordered[1:], None], strict=True):
         if not 0 <= info.header_offset < directory_start:
-            raise MalformedBundle(path=path, detail=f"{info.filename}: header offset out of range")
+            raise MalformedBundle(
+                path=path, detail=_("the header of {member} lies outside the file", member=info.filename)
+            )
         fh.seek(info.header_offset)
         raw = fh.read(_LOCAL_HEADER.size)
         if len(raw) != _LOCAL_HEADER.size or raw[:4] != b"PK\x03\x04":
-            raise MalformedBundle(path=path, detail=f"{info.filename}: bad local header")
+            raise MalformedBundle(path=path, detail=_("the local header of {member} is damaged", member=info.filename))
         fields = _LOCAL_HEADER.unpack(raw)
         data_end = info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10] + info.compress_size
         limit = following.header_offset if following is not None else directory_start

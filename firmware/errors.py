@@ -169,6 +169,10 @@ class MalformedSparseImage(ImageError):
     remedy = N_("Rebuild the image with a standard tool (img2simg) or pack it as a raw image.")
 
 
+class MalformedSparsePartition(MalformedSparseImage):
+    message = N_("The sparse image of partition {partition} is malformed: {detail}")
+
+
 class MaxDownloadTooSmall(ImageError):
     message = N_("A download limit of {max_size} bytes is too small to carry blocks of {block_size} bytes")
     remedy = N_("Check the unit's max-download-size; it must hold at least one block plus headers.")

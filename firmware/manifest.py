@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
+from i18n import _
+
 from .errors import (
     DuplicatePartition,
     MalformedManifest,
@@ -139,7 +141,8 @@ class _Parser:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def fail(self, detail: str) -> MalformedManifest:
+    def fail(self, *, detail: str) -> MalformedManifest:
+        """``detail`` is translated text: ``self.fail(detail=_("..."))``, which the i18n test checks."""
         return MalformedManifest(path=self.path, detail=detail)
 
     def parse(self, data: bytes) -> Manifest:
@@ -148,12 +151,12 @@ class _Parser:
                 data.decode("utf-8"), object_pairs_hook=self._no_duplicates, parse_constant=self._no_constant
             )
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise self.fail(f"not JSON: {exc}") from exc
+            raise self.fail(detail=_("it is not JSON text: {reason}", reason=exc)) from exc
         if not isinstance(body, dict):
-            raise self.fail("not a JSON object")
+            raise self.fail(detail=_("it is not a JSON object"))
         fmt = body.get("format")
         if not _is_int(fmt):
-            raise self.fail("format is missing or not an integer")
+            raise self.fail(detail=_("format is missing or not an integer"))
         if fmt != FORMAT_VERSION:
             raise UnsupportedBundleFormat(path=self.path, format=fmt)
         keys = set(body)
@@ -164,10 +167,10 @@ class _Parser:
         if missing := _REQUIRED_TOP_KEYS - keys:
             raise MissingManifestFields(path=self.path, missing=", ".join(sorted(missing)))
         if canonical_json(body) != data:
-            raise self.fail("not in canonical form")
+            raise self.fail(detail=_("it is not in canonical form"))
         created = body.get("created")
         if created is not None and not (isinstance(created, str) and len(created) <= 64):
-            raise self.fail("created is not a short string")
+            raise self.fail(detail=_("created is not a short string"))
         return Manifest(
             version=self._version(body["version"]),
             security_version=self._int(body["security_version"], "security_version", MAX_SECURITY_VERSION),
@@ -179,68 +182,74 @@ class _Parser:
     def _no_duplicates(self, pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
         result = dict(pairs)
         if len(result) != len(pairs):
-            raise self.fail("a key appears twice in one object")
+            raise self.fail(detail=_("a key appears twice in one object"))
         return result
 
     def _no_constant(self, name: str) -> Any:
-        raise self.fail(f"{name} is not a number")
+        raise self.fail(detail=_("{name} is not a number", name=name))
 
     def _version(self, value: Any) -> str:
         if not isinstance(value, str) or not valid_version(value):
-            raise self.fail("version must be 1-64 characters of letters, digits and . + _ ~ -")
+            raise self.fail(detail=_("version must be 1-64 characters of letters, digits and . + _ ~ -"))
         return value
 
     def _int(self, value: Any, name: str, maximum: int) -> int:
         if not _is_int(value) or not 0 <= value <= maximum:
-            raise self.fail(f"{name} must be an integer from 0 to {maximum}")
+            raise self.fail(detail=_("{name} must be an integer from 0 to {maximum}", name=name, maximum=maximum))
         return int(value)
 
     def _compatible(self, value: Any) -> tuple[Compatibility, ...]:
         if not isinstance(value, list) or not value:
-            raise self.fail("compatible must be a non-empty list")
+            raise self.fail(detail=_("compatible must be a non-empty list"))
         result = []
         for entry in value:
             if not isinstance(entry, dict) or set(entry) != {"model", "hardware_revisions"}:
-                raise self.fail("each compatible entry needs exactly model and hardware_revisions")
+                raise self.fail(detail=_("each compatible entry needs exactly model and hardware_revisions"))
             model, revisions = entry["model"], entry["hardware_revisions"]
             if not isinstance(model, str) or not _MODEL.fullmatch(model):
-                raise self.fail(f"invalid model id {model!r}")
+                raise self.fail(detail=_("invalid model id {model}", model=repr(model)))
             if (
                 not isinstance(revisions, list)
                 or not revisions
                 or not all(isinstance(r, str) and _REVISION.fullmatch(r) for r in revisions)
                 or len(set(revisions)) != len(revisions)
             ):
-                raise self.fail(f"invalid hardware revisions for {model}")
+                raise self.fail(detail=_("invalid hardware revisions for {model}", model=model))
             result.append(Compatibility(model, tuple(revisions)))
         if len({c.model for c in result}) != len(result):
-            raise self.fail("a model is listed twice")
+            raise self.fail(detail=_("a model is listed twice"))
         return tuple(result)
 
     def _partitions(self, value: Any) -> tuple[PartitionImage, ...]:
         if not isinstance(value, list) or not value:
-            raise self.fail("partitions must be a non-empty list")
+            raise self.fail(detail=_("partitions must be a non-empty list"))
         result: list[PartitionImage] = []
         for entry in value:
             if not isinstance(entry, dict) or set(entry) != _PART_KEYS:
-                raise self.fail(f"each partition needs exactly {sorted(_PART_KEYS)}")
+                raise self.fail(detail=_("each partition needs exactly {fields}", fields=", ".join(sorted(_PART_KEYS))))
             name = entry["name"]
             if not isinstance(name, str) or not valid_partition_name(name):
-                raise self.fail(f"invalid partition name {name!r}")
+                raise self.fail(detail=_("invalid partition name {name}", name=repr(name)))
             if any(p.name == name for p in result):
                 raise DuplicatePartition(path=self.path, partition=name)
             if entry["path"] != image_member(name):
-                raise self.fail(f"the image of {name} must be stored as {image_member(name)}")
+                raise self.fail(
+                    detail=_(
+                        "the image of {partition} must be stored as {member}", partition=name, member=image_member(name)
+                    )
+                )
             kind = entry["type"]
             if kind not in IMAGE_TYPES:
-                raise self.fail(f"partition {name} has unknown type {kind!r}")
+                raise self.fail(
+                    detail=_("partition {partition} has unknown type {kind}", partition=name, kind=repr(kind))
+                )
             size = self._int(entry["size"], f"{name}.size", MAX_IMAGE_SIZE)
             expanded = self._int(entry["expanded_size"], f"{name}.expanded_size", MAX_IMAGE_SIZE)
             if kind == RAW and expanded != size:
-                raise self.fail(f"raw image {name} must have expanded_size equal to size")
+                raise self.fail(detail=_("raw image {partition} must have expanded_size equal to size", partition=name))
             digest = entry["sha256"]
             if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-                raise self.fail(f"partition {name} has an invalid sha256")
+                raise self.fail(detail=_("partition {partition} has an invalid sha256", partition=name))
             result.append(PartitionImage(name, kind, size, expanded, digest))
         return tuple(result)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from i18n import _
 from terminal.errors import UnknownModel
 from terminal.events import ItemProgressCallback
 from terminal.models import TerminalModel, load_models
@@ -161,7 +162,7 @@ def _resolve_models(
     specs: Sequence[ModelSpec], table: Mapping[str, TerminalModel]
 ) -> list[tuple[TerminalModel, Compatibility]]:
     if not specs:
-        raise InvalidRelease(field="model", detail="at least one --model is required")
+        raise InvalidRelease(field="model", detail=_("at least one --model is required"))
     resolved = []
     seen: set[str] = set()
     for spec in specs:
@@ -219,16 +220,20 @@ def pack_bundle(
     """
     limits = limits or BundleLimits()
     if not 1 <= compress_level <= 9:
-        raise InvalidRelease(field="compress_level", detail="must be from 1 to 9")
+        raise InvalidRelease(field="compress_level", detail=_("it must be from {low} to {high}", low=1, high=9))
     level = compress_level if compress else None
     if not valid_version(version):
-        raise InvalidRelease(field="version", detail="1-64 characters of letters, digits and . + _ ~ -")
+        raise InvalidRelease(field="version", detail=_("it must be 1-64 characters of letters, digits and . + _ ~ -"))
     if not 0 <= security_version <= MAX_SECURITY_VERSION:
-        raise InvalidRelease(field="security_version", detail=f"must be from 0 to {MAX_SECURITY_VERSION}")
+        raise InvalidRelease(
+            field="security_version", detail=_("it must be from {low} to {high}", low=0, high=MAX_SECURITY_VERSION)
+        )
     if not partitions:
-        raise InvalidRelease(field="partition", detail="at least one --partition is required")
+        raise InvalidRelease(field="partition", detail=_("at least one --partition is required"))
     if len(partitions) + 2 > limits.max_members:
-        raise InvalidRelease(field="partition", detail=f"at most {limits.max_members - 2} partitions")
+        raise InvalidRelease(
+            field="partition", detail=_("a bundle holds at most {limit} partitions", limit=limits.max_members - 2)
+        )
     names = [p.name for p in partitions]
     for name in names:
         if names.count(name) > 1:

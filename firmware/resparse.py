@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from i18n import _
+
 from .errors import MalformedSparseImage, MaxDownloadTooSmall
 from .sparse import (
     CHUNK_HEADER,
@@ -87,7 +89,7 @@ class SparsePiece:
             data = self.source.read(min(left, PIECE))
             if not data:
                 if not self.source_is_raw:
-                    raise MalformedSparseImage(detail="the image ended inside a RAW chunk while it was sent")
+                    raise MalformedSparseImage(detail=_("the image ended inside a RAW chunk while it was sent"))
                 data = bytes(min(left, PIECE))  # the zero padding of a partial last block
             left -= len(data)
             yield data

@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from i18n import _
 from terminal.dirs import config_dir
 
 from .errors import (
@@ -74,7 +75,9 @@ def _check_supported(key: object, path: Path) -> None:
         return
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return
-    raise InvalidKeyFile(path=str(path), detail=f"{type(key).__name__} is not Ed25519 or ECDSA P-256")
+    raise InvalidKeyFile(
+        path=str(path), detail=_("it holds a {kind} key, not Ed25519 or ECDSA P-256", kind=type(key).__name__)
+    )
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def generate_release_key(out_dir: Path, passphrase: bytes | None = None, algorit
     Existing files are never overwritten; the private key file is created with mode 0600.
     """
     if algorithm not in ALGORITHMS:
-        raise InvalidKeyFile(path=str(out_dir), detail=f"unknown algorithm {algorithm}")
+        raise InvalidKeyFile(path=str(out_dir), detail=_("unknown algorithm {algorithm}", algorithm=algorithm))
     private_path = out_dir / PRIVATE_KEY_FILE
     public_path = out_dir / PUBLIC_KEY_FILE
     for path in (private_path, public_path):
@@ -143,14 +146,16 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError as exc:
         if passphrase:
-            raise InvalidKeyFile(path=str(path), detail="the key is not encrypted but a passphrase was given") from exc
+            raise InvalidKeyFile(
+                path=str(path), detail=_("the key is not encrypted but a passphrase was given")
+            ) from exc
         raise PassphraseRequired(path=str(path)) from exc
     except ValueError as exc:
         if passphrase and b"ENCRYPTED" in data:
             raise WrongPassphrase(path=str(path)) from exc
-        raise InvalidKeyFile(path=str(path), detail="not a PEM private key") from exc
+        raise InvalidKeyFile(path=str(path), detail=_("it is not a PEM private key")) from exc
     except UnsupportedAlgorithm as exc:
-        raise InvalidKeyFile(path=str(path), detail="unsupported key algorithm") from exc
+        raise InvalidKeyFile(path=str(path), detail=_("its key algorithm is not supported")) from exc
     _check_supported(key, path)
     assert isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey)
     return key
@@ -164,7 +169,7 @@ def parse_public_key(data: bytes, path: Path) -> PublicKey:
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise InvalidKeyFile(path=str(path), detail="not a PEM public key") from exc
+        raise InvalidKeyFile(path=str(path), detail=_("it is not a PEM public key")) from exc
     _check_supported(key, path)
     assert isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey)
     return key
@@ -176,12 +181,14 @@ def _read_key_file(path: Path) -> bytes:
         if not stat.S_ISREG(about.st_mode):
             raise SpecialKeyFile(path=str(path))  # reading a FIFO would wait for ever
         if about.st_size > 65536:
-            raise InvalidKeyFile(path=str(path), detail="too large for a key file")
+            raise InvalidKeyFile(path=str(path), detail=_("it is too large for a key file"))
         return path.read_bytes()
     except FileNotFoundError:
         raise KeyFileNotFound(path=str(path)) from None
     except OSError as exc:
-        raise InvalidKeyFile(path=str(path), detail=exc.strerror or str(exc)) from exc
+        raise InvalidKeyFile(
+            path=str(path), detail=_("it could not be read: {reason}", reason=exc.strerror or exc)
+        ) from exc
 
 
 # --- signatures --------------------------------------------------------------------------------------
@@ -207,18 +214,23 @@ class ManifestSignature:
     def decode(cls, data: bytes, path: str) -> ManifestSignature:
         try:
             body: Any = json.loads(data.decode("utf-8"))
-            if not isinstance(body, dict) or set(body) != {"algorithm", "key_id", "signature"}:
-                raise ValueError("expected exactly algorithm, key_id and signature")
-            algorithm, kid, sig = body["algorithm"], body["key_id"], body["signature"]
-            if algorithm not in ALGORITHMS:
-                raise ValueError(f"unknown algorithm {algorithm!r}")
-            if not isinstance(kid, str) or len(kid) != 64 or kid.strip("0123456789abcdef"):
-                raise ValueError("key_id is not 64 lowercase hex digits")
-            if not isinstance(sig, str):
-                raise ValueError("signature is not a string")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedSignature(path=path, detail=_("it is not JSON text: {reason}", reason=exc)) from exc
+        if not isinstance(body, dict) or set(body) != {"algorithm", "key_id", "signature"}:
+            raise MalformedSignature(path=path, detail=_("it must hold exactly algorithm, key_id and signature"))
+        algorithm, kid, sig = body["algorithm"], body["key_id"], body["signature"]
+        if algorithm not in ALGORITHMS:
+            raise MalformedSignature(path=path, detail=_("unknown algorithm {algorithm}", algorithm=repr(algorithm)))
+        if not isinstance(kid, str) or len(kid) != 64 or kid.strip("0123456789abcdef"):
+            raise MalformedSignature(path=path, detail=_("its key_id is not 64 lowercase hex digits"))
+        if not isinstance(sig, str):
+            raise MalformedSignature(path=path, detail=_("its signature is not text"))
+        try:
             raw = base64.b64decode(sig, validate=True)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, binascii.Error) as exc:
-            raise MalformedSignature(path=path, detail=str(exc)) from exc
+        except (ValueError, binascii.Error) as exc:
+            raise MalformedSignature(
+                path=path, detail=_("its signature is not valid base64: {reason}", reason=exc)
+            ) from exc
         return cls(algorithm, kid, raw)
 
 

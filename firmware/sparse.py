@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from i18n import N_, _
 from terminal.events import ProgressCallback
 
 from .errors import MalformedSparseImage
@@ -97,19 +98,33 @@ def is_sparse(head: bytes) -> bool:
 def parse_header(data: bytes) -> SparseHeader:
     """Decode and validate a file header (the first 28 bytes)."""
     if len(data) < FILE_HEADER_SIZE:
-        raise MalformedSparseImage(detail=f"file header truncated at {len(data)} bytes")
+        raise MalformedSparseImage(detail=_("the file header ends after {size} bytes", size=len(data)))
     magic, major, minor, fhs, chs, bs, total_blocks, total_chunks, checksum = FILE_HEADER.unpack_from(data)
     if magic != SPARSE_MAGIC:
-        raise MalformedSparseImage(detail=f"bad magic 0x{magic:08x}")
+        raise MalformedSparseImage(
+            detail=_("it does not start with the sparse magic number (found {magic})", magic=format(magic, "#010x"))
+        )
     if major != MAJOR_VERSION:
-        raise MalformedSparseImage(detail=f"unsupported major version {major}")
+        raise MalformedSparseImage(detail=_("major version {version} is not supported", version=major))
     if fhs < FILE_HEADER_SIZE:
-        raise MalformedSparseImage(detail=f"file header size {fhs} is below {FILE_HEADER_SIZE}")
+        raise MalformedSparseImage(
+            detail=_("the file header size {size} is below {minimum}", size=fhs, minimum=FILE_HEADER_SIZE)
+        )
     if chs < CHUNK_HEADER_SIZE:
-        raise MalformedSparseImage(detail=f"chunk header size {chs} is below {CHUNK_HEADER_SIZE}")
+        raise MalformedSparseImage(
+            detail=_("the chunk header size {size} is below {minimum}", size=chs, minimum=CHUNK_HEADER_SIZE)
+        )
     if bs == 0 or bs % 4:
-        raise MalformedSparseImage(detail=f"block size {bs} is not a positive multiple of 4")
+        raise MalformedSparseImage(detail=_("the block size {size} is not a positive multiple of 4", size=bs))
     return SparseHeader(bs, total_blocks, total_chunks, checksum, major, minor, fhs, chs)
+
+
+# The parts of an image named when it ends too early (msgids, so the reader pays for no translation).
+_FILE_HEADER = N_("the file header")
+_CHUNK_HEADER = N_("the header of chunk {index}")
+_CHUNK_DATA = N_("the data of chunk {index}")
+_FILL_VALUE = N_("the fill value of chunk {index}")
+_CRC32_VALUE = N_("the CRC32 value of chunk {index}")
 
 
 class SparseReader:
@@ -127,8 +142,9 @@ class SparseReader:
         self.base = stream.tell() if self._seekable else 0
         """Position of the sparse header in the stream; payload offsets are relative to it."""
         self._end: int | None = None
-        self.header = parse_header(self._read_exact(FILE_HEADER_SIZE, "file header"))
-        self._skip(self.header.file_header_size - FILE_HEADER_SIZE, "file header")
+        self._index = 0  # the chunk being read, named in errors
+        self.header = parse_header(self._read_exact(FILE_HEADER_SIZE, _FILE_HEADER))
+        self._skip(self.header.file_header_size - FILE_HEADER_SIZE, _FILE_HEADER)
         self._pending = 0  # unread payload bytes of the current chunk
         self._current: Chunk | None = None
 
@@ -142,27 +158,41 @@ class SparseReader:
         block = 0
         for index in range(header.total_chunks):
             self._finish_payload()
-            raw = self._read_exact(CHUNK_HEADER_SIZE, f"chunk {index} header")
+            self._index = index
+            raw = self._read_exact(CHUNK_HEADER_SIZE, _CHUNK_HEADER)
             kind, _reserved, blocks, total_size = CHUNK_HEADER.unpack(raw)
-            self._skip(header.chunk_header_size - CHUNK_HEADER_SIZE, f"chunk {index} header")
+            self._skip(header.chunk_header_size - CHUNK_HEADER_SIZE, _CHUNK_HEADER)
             chunk = self._decode_chunk(index, kind, blocks, total_size, block)
             block += chunk.blocks
             if block > header.total_blocks:
                 raise MalformedSparseImage(
-                    detail=f"chunk {index} ends at block {block}, past the {header.total_blocks} of the image"
+                    detail=_(
+                        "chunk {index} ends at block {block}, past the {total} blocks of the image",
+                        index=index,
+                        block=block,
+                        total=header.total_blocks,
+                    )
                 )
             self._current = chunk
             yield chunk
         self._finish_payload()
         if block != header.total_blocks:
-            raise MalformedSparseImage(detail=f"chunks cover {block} blocks; the header declares {header.total_blocks}")
+            raise MalformedSparseImage(
+                detail=_(
+                    "the chunks cover {blocks} blocks; the header declares {total}",
+                    blocks=block,
+                    total=header.total_blocks,
+                )
+            )
         if self._stream.read(1):
-            raise MalformedSparseImage(detail=f"unexpected data after the last chunk at byte {self._offset}")
+            raise MalformedSparseImage(
+                detail=_("unexpected data after the last chunk, at byte {offset}", offset=self._offset)
+            )
 
     def payload(self, size: int = PIECE) -> Iterator[bytes]:
         """The unread payload of the current RAW chunk, in pieces of at most ``size`` bytes."""
         while self._pending:
-            data = self._read_exact(min(size, self._pending), "RAW chunk payload")
+            data = self._read_exact(min(size, self._pending), _CHUNK_DATA)
             self._pending -= len(data)
             yield data
 
@@ -178,7 +208,7 @@ class SparseReader:
         if kind == ChunkType.FILL:
             if payload != 4 or blocks == 0:
                 raise self._bad_size(index, "FILL", blocks, total_size)
-            return Chunk(ChunkType.FILL, block, blocks, fill=self._read_exact(4, "FILL value"))
+            return Chunk(ChunkType.FILL, block, blocks, fill=self._read_exact(4, _FILL_VALUE))
         if kind == ChunkType.DONT_CARE:
             if payload != 0 or blocks == 0:
                 raise self._bad_size(index, "DONT_CARE", blocks, total_size)
@@ -186,19 +216,27 @@ class SparseReader:
         if kind == ChunkType.CRC32:
             if payload != 4 or blocks != 0:
                 raise self._bad_size(index, "CRC32", blocks, total_size)
-            (crc,) = struct.unpack("<I", self._read_exact(4, "CRC32 value"))
+            (crc,) = struct.unpack("<I", self._read_exact(4, _CRC32_VALUE))
             return Chunk(ChunkType.CRC32, block, 0, crc=crc)
-        raise MalformedSparseImage(detail=f"chunk {index} has unknown type 0x{kind:04x}")
+        raise MalformedSparseImage(
+            detail=_("chunk {index} has the unknown type {kind}", index=index, kind=format(kind, "#06x"))
+        )
 
     @staticmethod
     def _bad_size(index: int, name: str, blocks: int, total_size: int) -> MalformedSparseImage:
         return MalformedSparseImage(
-            detail=f"chunk {index} ({name}) of {blocks} blocks has an inconsistent size of {total_size} bytes"
+            detail=_(
+                "chunk {index} ({kind}) of {blocks} blocks has an inconsistent size of {size} bytes",
+                index=index,
+                kind=name,
+                blocks=blocks,
+                size=total_size,
+            )
         )
 
     def _finish_payload(self) -> None:
         if self._pending:
-            self._skip(self._pending, "RAW chunk payload")
+            self._skip(self._pending, _CHUNK_DATA)
             self._pending = 0
 
     def _read_exact(self, size: int, what: str) -> bytes:
@@ -212,10 +250,15 @@ class SparseReader:
                 parts.append(data)
                 got += len(data)
             if got != size:
-                raise MalformedSparseImage(detail=f"truncated in the {what} at byte {self._offset + got}")
+                raise self._truncated(what, self._offset + got)
             data = b"".join(parts)
         self._offset += size
         return data
+
+    def _truncated(self, what: str, offset: int) -> MalformedSparseImage:
+        """``what`` is one of the part msgids above; it may name the chunk being read."""
+        part = _(what, index=self._index)
+        return MalformedSparseImage(detail=_("it ends inside {part}, at byte {offset}", part=part, offset=offset))
 
     def _skip(self, size: int, what: str) -> None:
         if size <= 0:
@@ -224,7 +267,7 @@ class SparseReader:
             if self._end is None:
                 self._end = self._stream.seek(0, 2) - self.base
             if self._offset + size > self._end:
-                raise MalformedSparseImage(detail=f"truncated in the {what} at byte {self._end}")
+                raise self._truncated(what, self._end)
             self._offset += size
             self._stream.seek(self.base + self._offset)
             return

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from i18n import _
 from terminal.events import ProgressCallback
 
 from .errors import MalformedSparseImage
@@ -34,7 +35,7 @@ ZERO = b"\0\0\0\0"
 
 def _check_block_size(block_size: int) -> None:
     if block_size <= 0 or block_size % 4:
-        raise MalformedSparseImage(detail=f"block size {block_size} is not a positive multiple of 4")
+        raise MalformedSparseImage(detail=_("the block size {size} is not a positive multiple of 4", size=block_size))
 
 
 @dataclass

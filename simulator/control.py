@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from i18n import N_
-from terminal.errors import NaiadError
+from i18n import N_, _
+from terminal.errors import NaiadError, render
 
 Command = Callable[..., Any]
 
@@ -34,6 +34,7 @@ class UnknownTerminal(SimulatorCommandFailed):
 
 
 # Errors the control channel carries typed (class name and parameters), so the caller reads them translated.
+# Any other NaiadError crosses as its msgids and parameters, and the caller renders it in its own language.
 _TYPED_ERRORS: dict[str, type[NaiadError]] = {cls.__name__: cls for cls in (UnknownTerminal,)}
 
 
@@ -45,7 +46,15 @@ def _reply(handler: socketserver.StreamRequestHandler, commands: dict[str, Comma
             answer = {"ok": True, "result": command(**request)}
         except NaiadError as exc:
             name = type(exc).__name__
-            answer = {"ok": False, "error": f"{name}: {exc}", "type": name, "params": exc.params}
+            answer = {
+                "ok": False,
+                "error": f"{name}: {exc}",
+                "type": name,
+                "message": type(exc).message,
+                "remedy": type(exc).remedy,
+                "msgid_params": type(exc).msgid_params,
+                "params": exc.params,
+            }
         except Exception as exc:
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         handler.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
@@ -102,7 +111,12 @@ class SimControl:
             typed = _TYPED_ERRORS.get(answer.get("type", ""))
             if typed is not None:
                 raise typed(**answer["params"])
-            raise SimulatorCommandFailed(command=cmd, detail=answer["error"])
+            if "message" in answer:  # a NaiadError of the simulator's: its text in this side's language
+                text = render(answer["message"], answer["params"], answer.get("msgid_params", ()))
+                params = {**answer["params"], "command": cmd, "detail": text}
+                raise SimulatorCommandFailed(remedy=answer.get("remedy"), **params)
+            detail = _("an unexpected error in the simulator: {error}", error=answer["error"])
+            raise SimulatorCommandFailed(command=cmd, detail=detail)
         return answer["result"]
 
     def running(self) -> bool:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from i18n import N_
+from i18n import N_, _
 from terminal.errors import NaiadError
 from terminal.models import RUN
 
@@ -23,6 +23,11 @@ START_TIMEOUT = 30.0
 class SimulatorStartFailed(NaiadError):
     message = N_("The simulator in {state} did not come up: {detail}")
     remedy = N_("Read {state}/sim.log for the cause.")
+
+
+class SimulatorAlreadyRunning(SimulatorStartFailed):
+    message = N_("A simulator is already running in {state}")
+    remedy = N_("Use it, stop it first with 'naiad sim stop --state {state}', or choose another state directory.")
 
 
 def start_detached(
@@ -42,7 +47,7 @@ def start_detached(
     state.mkdir(parents=True, exist_ok=True)
     control = SimControl(state)
     if control.running():
-        raise SimulatorStartFailed(state=str(state), detail="a simulator is already running there")
+        raise SimulatorAlreadyRunning(state=str(state))
     (state / "sim.json").unlink(missing_ok=True)
     argv = [sys.executable, "-m", "simulator", "--state", str(state), "--terminals", str(terminals)]
     for model in models or []:
@@ -61,7 +66,9 @@ def start_detached(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SimulatorStartFailed(state=str(state), detail=f"exit status {process.returncode}")
+            raise SimulatorStartFailed(
+                state=str(state), detail=_("it exited with status {status}", status=process.returncode)
+            )
         try:
             status: dict[str, Any] = control.call("status")
         except SimulatorNotRunning:
@@ -77,7 +84,9 @@ def start_detached(
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    raise SimulatorStartFailed(state=str(state), detail="timed out waiting for the terminals")
+    raise SimulatorStartFailed(
+        state=str(state), detail=_("its terminals were not ready within {seconds} s", seconds=timeout)
+    )
 
 
 def status(state_dir: str | Path) -> dict[str, Any]:

@@ -33,8 +33,15 @@ DEFAULT_BURST = 64 * 1024  # bytes a capped link may pass at once after idling (
 
 
 class InvalidFault(NaiadError):
+    """``detail`` is a msgid: the control channel carries it to the CLI, which reads it in its own language."""
+
     message = N_("Invalid simulator fault {name}={value}: {detail}")
     remedy = N_("Run 'naiad sim faults --help' for the faults and their ranges.")
+    msgid_params = ("detail",)
+
+
+class UnknownFault(InvalidFault):
+    message = N_("The simulator has no fault {name}")
 
 
 class TokenBucket:
@@ -89,15 +96,15 @@ def _is_count(value: Any) -> bool:
 
 
 _VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "ber": (lambda v: _is_number(v) and 0 <= v <= 1, "a probability from 0 to 1"),
-    "drop": (lambda v: _is_number(v) and 0 <= v <= 1, "a probability from 0 to 1"),
-    "latency_ms": (lambda v: _is_number(v) and v >= 0, "milliseconds, 0 or more"),
-    "unplug_after_bytes": (lambda v: v is None or _is_count(v), "a byte count, 0 or more (null: never)"),
+    "ber": (lambda v: _is_number(v) and 0 <= v <= 1, N_("it must be a probability from 0 to 1")),
+    "drop": (lambda v: _is_number(v) and 0 <= v <= 1, N_("it must be a probability from 0 to 1")),
+    "latency_ms": (lambda v: _is_number(v) and v >= 0, N_("it must be milliseconds, 0 or more")),
+    "unplug_after_bytes": (lambda v: v is None or _is_count(v), N_("it must be a byte count, 0 or more (null: never)")),
     "bandwidth_mbps": (
         lambda v: v is None or (_is_number(v) and v >= 0),
-        "megabytes per second, more than 0 (0 or null: no cap)",
+        N_("it must be megabytes per second, more than 0 (0 or null: no cap)"),
     ),
-    "corrupt_writes": (_is_count, "a count of partition writes, 0 or more"),
+    "corrupt_writes": (_is_count, N_("it must be a count of partition writes, 0 or more")),
 }
 
 
@@ -124,7 +131,7 @@ class Faults:
         names = {f.name for f in fields(self)}
         for key, value in changes.items():
             if key not in names:
-                raise InvalidFault(name=key, value=repr(value), detail="no such fault")
+                raise UnknownFault(name=key, value=repr(value))
             valid, detail = _VALIDATORS[key]
             _check(key, value, valid(value), detail)
         with self._lock:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from i18n import N_
+from i18n import N_, _
 from terminal.errors import NaiadError
 from terminal.models import TerminalModel
 
@@ -191,9 +191,9 @@ class SlotStore:
         """Blank partitions of the table's sizes, a factory boot image in the first slot, slot a active."""
         unit = Path(unit_dir)
         if (unit / SLOTS_FILE).exists():
-            raise SlotStoreError(path=str(unit), detail="it exists already")
+            raise SlotStoreError(path=str(unit), detail=_("it exists already"))
         if model.partition(BOOT_PARTITION) is None:
-            raise SlotStoreError(path=str(unit), detail=f"model {model.id} has no boot partition")
+            raise SlotStoreError(path=str(unit), detail=_("model {model} has no boot partition", model=model.id))
         parts = unit / PARTITIONS_DIR
         parts.mkdir(parents=True, exist_ok=True)
         for part in model.partitions:
@@ -237,11 +237,15 @@ class SlotStore:
             active = document["active"]
             rollback = document.get("rollback_index", 0)  # stores made before anti-rollback have none
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SlotStoreError(path=str(path), detail=str(exc)) from exc
+            raise SlotStoreError(path=str(path), detail=_("it could not be read: {reason}", reason=exc)) from exc
         if active not in slots:
-            raise SlotStoreError(path=str(path), detail=f"active slot {active!r}")
+            raise SlotStoreError(
+                path=str(path), detail=_("its active slot {slot} is not one of the unit's slots", slot=repr(active))
+            )
         if not isinstance(rollback, int) or isinstance(rollback, bool) or rollback < 0:
-            raise SlotStoreError(path=str(path), detail=f"rollback index {rollback!r}")
+            raise SlotStoreError(
+                path=str(path), detail=_("its rollback index {index} is not a count", index=repr(rollback))
+            )
         return {"active": active, "previous": document.get("previous"), "rollback_index": rollback, "slots": slots}
 
     def _save(self) -> None:
@@ -491,7 +495,7 @@ class SlotStore:
         for offset, length in extents:
             self._check_range(ref, offset, length)
         offsets = []
-        for _ in range(count):
+        for _pick in range(count):
             pick = rng.randrange(total)
             for offset, length in extents:
                 if pick < length:

@@ -11,7 +11,9 @@ noisy link usable.
 Nothing a unit sends can crash or hang the station: every reply is checked against its documented shape
 (``terminal.schema``) and a malformed one raises ``MalformedReply``; every request has one overall
 deadline that no traffic extends; and a unit whose HELLO names another serial than the one expected is
-refused (``WrongUnit``) before any other request.
+refused (``WrongUnit``) before any other request.  An object read is bounded as a whole: a ``total`` above
+the station's limit for that object is refused up front (``ObjectTooLarge``), and after a grace period the
+transfer must keep a minimum average rate (``TransferTooSlow``), so a unit trickling valid chunks cannot hold it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,18 @@ import threading
 import time
 from typing import Any, BinaryIO
 
+from i18n import _
+
 from . import framing
-from .errors import MalformedReply, RemoteError, TransferError, TransportTimeout, WrongUnit
+from .errors import (
+    MalformedReply,
+    ObjectTooLarge,
+    RemoteError,
+    RequestTimeout,
+    TransferError,
+    TransferTooSlow,
+    WrongUnit,
+)
 from .events import ProgressCallback
 from .framing import ATTEMPT_SHIFT, Frame, FrameDecoder, Reassembler, split_frames
 from .protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload, type_name
@@ -43,6 +55,11 @@ MIN_RTO = 0.03
 MAX_RTO = 1.0
 BACKOFF = 1.25  # a miss on a noisy link is loss, not congestion: grow the wait gently
 CHUNK_ENVELOPE = 96  # CBOR keys, offsets and the SHA-256 around a chunk's data
+MIB = 1 << 20
+MAX_OBJECT = 256 * MIB  # the most the station reads of an object OBJECT_LIMITS does not name
+OBJECT_LIMITS = {OBJECT_LOGS: 16 * MIB}
+TRANSFER_FLOOR = 60.0  # seconds any object read may take...
+MIN_TRANSFER_RATE = 32 * 1024  # ...plus a second for every this many bytes it has received
 
 
 class ManagementClient:
@@ -92,6 +109,11 @@ class ManagementClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def unit_name(self) -> str:
+        """The unit's serial for error messages: as it said at HELLO, else as expected, else "?"."""
+        return str(self.identity.get("serial") or self.expected_serial or "?")
 
     # -- requests ----------------------------------------------------------------------------------
     def hello(self, max_frame: int | None = None) -> Payload:
@@ -143,7 +165,7 @@ class ManagementClient:
                 self._learn_rtt(time.monotonic() - sent_at.get(reply.attempt, sent_at[tag]))
                 return self._unpack(type_, reply)
             if time.monotonic() >= give_up:
-                raise TransportTimeout(path=self.transport.path)
+                raise RequestTimeout(path=self.transport.path, serial=self.unit_name, request=type_name(type_))
             self.retransmissions += 1
             rto = min(rto * BACKOFF, MAX_RTO)
             noisy = self._decoder.errors > errors or reassembler.partial
@@ -185,10 +207,9 @@ class ManagementClient:
         try:
             payload = check_reply(type_, payload, error=frame.is_error)
         except Invalid as exc:
-            serial = self.identity.get("serial") or self.expected_serial or "?"
             raise MalformedReply(
                 path=self.transport.path,
-                serial=serial,
+                serial=self.unit_name,
                 request=type_name(type_),
                 field=exc.field,
                 expected=exc.expected,
@@ -228,25 +249,36 @@ class ManagementClient:
         return buffer.getvalue()
 
     def read_object_into(self, name: str, out: BinaryIO, progress: ProgressCallback | None = None) -> int:
-        """Stream object ``name`` into ``out`` chunk by chunk; check its SHA-256; return its size."""
+        """Stream object ``name`` into ``out`` chunk by chunk; check its SHA-256; return its size.
+
+        ObjectTooLarge when the unit announces more than ``OBJECT_LIMITS`` (else ``MAX_OBJECT``) allows;
+        TransferTooSlow when the transfer has taken longer than ``TRANSFER_FLOOR`` plus a second per
+        ``MIN_TRANSFER_RATE`` bytes received (checked between chunks, so at most one request's ``timeout``
+        late): a slow link moves any object, a unit sending a byte at a time is dropped after a minute."""
         digest = hashlib.sha256()
         offset, total, expected = 0, None, None
+        started = time.monotonic()
         while total is None or offset < total:
+            if (now := time.monotonic()) - started >= TRANSFER_FLOOR + offset / MIN_TRANSFER_RATE:
+                seconds = round(now - started)
+                raise TransferTooSlow(serial=self.unit_name, name=name, received=offset, total=total, seconds=seconds)
             reply = self.request(MessageType.OBJECT_READ, {"name": name, "offset": offset, "length": self.chunk_size})
             data = reply["data"]
             if total is None:
                 total, expected = reply["total"], reply["sha256"]
+                if total > (limit := OBJECT_LIMITS.get(name, MAX_OBJECT)):
+                    raise ObjectTooLarge(serial=self.unit_name, name=name, size=total, limit=limit)
             elif (reply["total"], reply["sha256"]) != (total, expected):
-                raise TransferError(name=name, detail="the object changed during the transfer")
+                raise TransferError(name=name, detail=_("the object changed during the transfer"))
             if reply["offset"] != offset or (not data and offset < total) or offset + len(data) > total:
-                raise TransferError(name=name, detail=f"bad chunk at offset {offset}")
+                raise TransferError(name=name, detail=_("the unit sent a bad chunk at offset {offset}", offset=offset))
             digest.update(data)
             out.write(data)
             offset += len(data)
             if progress:
                 progress(offset, total)
         if offset != total or digest.digest() != expected:
-            raise TransferError(name=name, detail="SHA-256 mismatch")
+            raise TransferError(name=name, detail=_("its SHA-256 does not match"))
         return offset
 
     def write_object(self, name: str, data: bytes, progress: ProgressCallback | None = None) -> None:
@@ -263,7 +295,7 @@ class ManagementClient:
                 progress(offset, total)
             if offset >= total:
                 if not reply.get("complete"):
-                    raise TransferError(name=name, detail="the unit did not accept the object")
+                    raise TransferError(name=name, detail=_("the unit did not accept the object"))
                 return
             if reply["received"] != offset:
-                raise TransferError(name=name, detail=f"the unit lost track at offset {offset}")
+                raise TransferError(name=name, detail=_("the unit lost track at offset {offset}", offset=offset))

@@ -27,7 +27,7 @@ import usb.backend
 import usb.core
 import usb.util
 
-from i18n import N_
+from i18n import N_, _
 
 from .errors import DeviceNotFound, NaiadError, TransportPermissionDenied
 from .models import BOOTLOADER, RUN, match_usb
@@ -216,9 +216,9 @@ class Discovery:
                 )
             )
         except usb.core.USBError as exc:
-            raise UsbEnumerationFailed(detail=str(exc)) from exc
+            raise UsbEnumerationFailed(detail=_("the USB library reported: {reason}", reason=exc)) from exc
         listed = [((int(d.bus), int(d.address), int(d.idVendor), int(d.idProduct)), d) for d in found]
-        for stale in set(self._serials) - {ids for ids, _ in listed}:
+        for stale in set(self._serials) - {ids for ids, _dev in listed}:
             del self._serials[stale]
         return listed
 

@@ -7,6 +7,7 @@ a key, PIN or other secret: they end up in logs and on screens.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from i18n import N_, _
@@ -17,6 +18,9 @@ class NaiadError(Exception):
 
     message: ClassVar[str] = N_("Naiad failed")
     remedy: ClassVar[str | None] = None
+    msgid_params: ClassVar[tuple[str, ...]] = ()
+    """Parameters that hold a msgid (``N_``) rather than text: translated when the error is read, so they
+    cross a process boundary (the simulator's control channel) in no particular language."""
 
     def __init__(self, message: str | None = None, *, remedy: str | None = None, **params: Any) -> None:
         self._message = message or type(self).message
@@ -25,16 +29,22 @@ class NaiadError(Exception):
         super().__init__(self._message, params)
 
     def __str__(self) -> str:
-        return _(self._message, **self.params)
+        return render(self._message, self.params, self.msgid_params)
 
     @property
     def remedy_text(self) -> str | None:
         """The translated remedy, or None when there is nothing the user can do."""
-        return _(self._remedy, **self.params) if self._remedy else None
+        return render(self._remedy, self.params, self.msgid_params) if self._remedy else None
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json`` output: the error class, the text and the remedy in the current language."""
         return {"error": type(self).__name__, "message": str(self), "remedy": self.remedy_text}
+
+
+def render(message: str, params: Mapping[str, Any], msgid_params: Iterable[str] = ()) -> str:
+    """``message`` translated and filled in with ``params``, of which ``msgid_params`` are translated first."""
+    names = set(msgid_params)
+    return _(message, **{k: _(v) if k in names and isinstance(v, str) else v for k, v in params.items()})
 
 
 class UnitGone(NaiadError):
@@ -75,6 +85,12 @@ class TransportTimeout(TransportError, UnitTimeout):
     remedy = N_("Check that the unit is in run mode and that the cable is sound.")
 
 
+class RequestTimeout(TransportTimeout):
+    """A management request's whole budget ran out: no reply, or never a whole one."""
+
+    message = N_("Unit {serial} at {path} did not answer {request} in time")
+
+
 class InvalidTransportPath(TransportError):
     message = N_("Not a transport path: {path}")
     remedy = N_("Use serial:/dev/ttyACM0, tcp:HOST:PORT or usb:BUS-PORT.PORT.")
@@ -97,6 +113,20 @@ class RemoteError(ProtocolError):
 class TransferError(ProtocolError):
     message = N_("Transfer of {name} failed: {detail}")
     remedy = N_("Run the step again; the transfer restarts from the beginning.")
+
+
+class ObjectTooLarge(TransferError):
+    """The unit announced an object larger than the station reads of it: refused before the transfer."""
+
+    message = N_("Unit {serial} offers {name} of {size} bytes; the station reads at most {limit} bytes of it")
+    remedy = N_("The unit's firmware does not follow the management protocol: update it, or report it to its vendor.")
+
+
+class TransferTooSlow(TransferError, UnitTimeout):
+    """An object transfer outlasted its deadline, however valid each chunk was."""
+
+    message = N_("Unit {serial} sent {name} too slowly: {received} of {total} bytes in {seconds} s")
+    remedy = N_("Check the cable and run the step again; if it keeps happening, report the unit's firmware.")
 
 
 class UnknownModel(NaiadError):

@@ -14,6 +14,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from i18n import _
+
 from .errors import FrameError
 
 LOG = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def cobs_decode(data: bytes) -> bytes:
         code = data[i]
         end = i + code
         if code == 0 or end > n:
-            raise FrameError(detail="bad stuffing")
+            raise FrameError(detail=_("its byte stuffing is broken"))
         out += data[i + 1 : end]
         i = end
         if code < 0xFF and i < n:
@@ -99,15 +101,15 @@ def encode_frame(frame: Frame) -> bytes:
 def decode_body(body: bytes) -> Frame:
     """A frame from its unstuffed body; FrameError when anything is off."""
     if len(body) < OVERHEAD:
-        raise FrameError(detail="short frame")
+        raise FrameError(detail=_("it is too short"))
     (crc,) = CRC.unpack_from(body, len(body) - CRC.size)
     if zlib.crc32(body[: -CRC.size]) != crc:
-        raise FrameError(detail="CRC mismatch")
+        raise FrameError(detail=_("its CRC does not match"))
     version, flags, seq, type_, fragment, fragments = HEADER.unpack_from(body)
     if version != PROTOCOL_VERSION:
-        raise FrameError(detail=f"protocol version {version}")
+        raise FrameError(detail=_("it has protocol version {version}", version=version))
     if fragments == 0 or fragment >= fragments:
-        raise FrameError(detail="bad fragment numbering")
+        raise FrameError(detail=_("its fragment numbers are inconsistent"))
     return Frame(seq, type_, body[HEADER.size : -CRC.size], flags, fragment, fragments)
 
 
@@ -116,7 +118,14 @@ def split_frames(seq: int, type_: int, payload: bytes, max_frame: int, flags: in
     room = max_frame - OVERHEAD
     count = max(1, -(-len(payload) // room))
     if count > MAX_FRAGMENTS:
-        raise FrameError(detail=f"message of {len(payload)} bytes exceeds {MAX_FRAGMENTS} frames of {max_frame}")
+        raise FrameError(
+            detail=_(
+                "a message of {size} bytes does not fit {count} frames of {frame_size} bytes",
+                size=len(payload),
+                count=MAX_FRAGMENTS,
+                frame_size=max_frame,
+            )
+        )
     return [Frame(seq, type_, payload[i * room : (i + 1) * room], flags, i, count) for i in range(count)]
 
 
@@ -154,7 +163,7 @@ class FrameDecoder:
             try:
                 body = cobs_decode(stuffed)
                 if len(body) > self.max_frame:
-                    raise FrameError(detail="frame exceeds negotiated size")
+                    raise FrameError(detail=_("it is larger than the negotiated frame size"))
                 yield decode_body(body)
             except FrameError as exc:
                 self.errors += 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from i18n import N_
+from i18n import N_, _
 
 from .dirs import config_dir
 from .errors import NaiadError, UnknownModel
@@ -113,14 +113,21 @@ def _parse_model(row: dict[str, Any], path: Path) -> TerminalModel:
             ),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ModelTableError(path=str(path), detail=f"{row.get('id', '?')}: {exc!r}") from exc
+        raise ModelTableError(
+            path=str(path),
+            detail=_(
+                "the row of model {model} lacks a field or has one of the wrong type: {reason}",
+                model=row.get("id", "?"),
+                reason=repr(exc),
+            ),
+        ) from exc
 
 
 def read_table(path: Path) -> dict[str, TerminalModel]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ModelTableError(path=str(path), detail=str(exc)) from exc
+        raise ModelTableError(path=str(path), detail=_("it could not be read: {reason}", reason=exc)) from exc
     models = [_parse_model(row, path) for row in data.get("model", [])]
     return {m.id: m for m in models}
 

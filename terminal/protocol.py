@@ -13,6 +13,8 @@ from typing import Any
 
 import cbor2
 
+from i18n import _
+
 from .errors import FrameError
 
 Payload = dict[str, Any]
@@ -59,17 +61,17 @@ _PLAIN = (str, bytes, int, float, bool, type(None))
 
 def _check_plain(value: Any, depth: int = 0) -> None:
     if depth > 16:
-        raise FrameError(detail="payload nested too deeply")
+        raise FrameError(detail=_("its payload is nested too deeply"))
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise FrameError(detail="payload map key is not text")
+                raise FrameError(detail=_("a map key in its payload is not text"))
             _check_plain(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
             _check_plain(item, depth + 1)
     elif not isinstance(value, _PLAIN):
-        raise FrameError(detail=f"payload holds a {type(value).__name__}")
+        raise FrameError(detail=_("its payload holds a {kind}", kind=type(value).__name__))
 
 
 def encode_payload(payload: Payload) -> bytes:
@@ -81,11 +83,11 @@ def decode_payload(data: bytes) -> Payload:
     try:
         value = cbor2.load(stream)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise FrameError(detail=f"bad CBOR: {exc}") from exc
+        raise FrameError(detail=_("its payload is not valid CBOR: {reason}", reason=exc)) from exc
     if stream.tell() != len(data):
-        raise FrameError(detail="bytes after the payload")
+        raise FrameError(detail=_("bytes follow its payload"))
     if not isinstance(value, dict):
-        raise FrameError(detail="payload is not a map")
+        raise FrameError(detail=_("its payload is not a map"))
     _check_plain(value)
     return value
 

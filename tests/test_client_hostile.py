@@ -8,15 +8,16 @@ client's deadlines cost no wall time and are checked in virtual seconds.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-import cbor2
 import pytest
 import test_device_endpoint
+from hostile_unit import DELETE, LOG_TEXT, SERIAL, SLOT, Answer, HostileEnd, forging, genuine, reply_wire
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_device_endpoint import Clock, LoopbackTransport
@@ -24,81 +25,20 @@ from test_device_endpoint import Clock, LoopbackTransport
 import terminal.client as client_module
 from terminal import framing
 from terminal.client import ManagementClient
-from terminal.device import DeviceEndpoint
-from terminal.errors import MalformedReply, NaiadError, RemoteError, TransportTimeout, WrongUnit
-from terminal.framing import FLAG_ERROR, FLAG_REPLY, Frame, encode_frame, split_frames
-from terminal.protocol import OBJECT_LOGS, MessageType, Payload, decode_payload, encode_payload
+from terminal.errors import (
+    MalformedReply,
+    NaiadError,
+    ObjectTooLarge,
+    RemoteError,
+    TransferTooSlow,
+    TransportTimeout,
+    WrongUnit,
+)
+from terminal.framing import FLAG_ERROR, FLAG_REPLY, Frame, encode_frame
+from terminal.protocol import OBJECT_LOGS, OBJECT_LOOPBACK, MessageType, Payload, encode_payload
 
-SERIAL = "DF2HOSTILE01"
 TIMEOUT = 2.0  # virtual seconds: a request's whole budget
-LOG_TEXT = ("boot #1 into run mode\n" * 40).encode()
-SLOT = {"version": "1.2.0", "successful": True, "bootable": True}
 clock = test_device_endpoint.clock  # the fixture: the client on a virtual clock
-
-
-def genuine(request: Frame, payload: Payload) -> Payload:
-    """What a well-behaved unit answers to ``payload`` (docs/protocol.md section 9)."""
-    if request.type == MessageType.HELLO:
-        wanted = payload.get("max_frame", framing.DEFAULT_FRAME)
-        return {"protocol": 1, "max_frame": wanted, "serial": SERIAL, "model": "df2", "mode": "run"}
-    if request.type == MessageType.INFO:
-        return {
-            "model": "df2",
-            "serial": SERIAL,
-            "hardware_revision": "B",
-            "slots": {"a": SLOT, "b": {**SLOT, "version": None}},
-            "active_slot": "a",
-            "security_version": 0,
-            "boot_count": 3,
-            "secure_element": {"state": "empty"},
-            "camera_module": "SL3D-640",
-        }
-    if request.type == MessageType.TIME:
-        return {"utc": float(payload.get("utc", 1_700_000_000.0))}
-    if request.type == MessageType.BOOT_HISTORY:
-        boot = {"at": 1_700_000_000.0, "mode": "run", "boot": 1, "slot": "a", "version": "1.2.0"}
-        return {"boots": [{**boot, "fell_back": False, "failed_attempts": 0}]}
-    if request.type == MessageType.OBJECT_READ:
-        offset, length = payload["offset"], payload["length"]
-        data = LOG_TEXT[offset : offset + length]
-        return {"name": OBJECT_LOGS, "offset": offset, "total": len(LOG_TEXT), "sha256": _digest(), "data": data}
-    if request.type == MessageType.OBJECT_WRITE:
-        received = payload["offset"] + len(payload["data"])
-        return {"received": received, "complete": received == payload["total"]}
-    return {}
-
-
-def _digest() -> bytes:
-    return hashlib.sha256(LOG_TEXT).digest()
-
-
-def reply_wire(request: Frame, payload: Payload | bytes, *, flags: int = FLAG_REPLY, frame: int = 4096) -> bytes:
-    """``payload`` (a map, or raw bytes) as the reply frames to ``request``, with its attempt bits."""
-    data = payload if isinstance(payload, bytes) else cbor2.dumps(payload)
-    flags |= request.flags & framing.ATTEMPT_MASK
-    return b"".join(encode_frame(f) for f in split_frames(request.seq, request.type, data, frame, flags))
-
-
-Answer = Callable[[Frame, Payload], bytes]
-
-
-class HostileEnd(DeviceEndpoint):
-    """A unit's far end that answers each whole request through ``answer(request, payload)``, however it likes."""
-
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(lambda type_, payload: {})
-        self.answer = answer
-        self.requests: list[Frame] = []
-
-    def receive(self, data: bytes) -> bytes:
-        out = bytearray()
-        for frame in self._decoder.feed(data):
-            whole = self._reassembler.add(frame)
-            if whole is not None:
-                request = Frame(frame.seq, frame.type, whole, frame.flags)
-                self.requests.append(request)
-                out += self.answer(request, decode_payload(whole))
-        return bytes(out)
 
 
 class HostileUnit(LoopbackTransport):
@@ -124,22 +64,6 @@ class HostileUnit(LoopbackTransport):
             self.clock.now += min(timeout, 0.01)
             return self.stream()
         return super().read(size, timeout)
-
-
-def forging(type_: int, **fields: Any) -> Answer:
-    """A unit that answers genuinely, except that replies to ``type_`` carry ``fields`` instead."""
-
-    def answer(request: Frame, payload: Payload) -> bytes:
-        reply = genuine(request, payload)
-        if request.type == type_:
-            reply.update(fields)
-            reply = {key: value for key, value in reply.items() if value is not DELETE}
-        return reply_wire(request, reply)
-
-    return answer
-
-
-DELETE = object()
 
 
 # -- malformed replies are typed errors naming unit, request and field -------------------------------------
@@ -443,3 +367,59 @@ def test_remote_error_keeps_its_code(clock: Clock) -> None:
     with ManagementClient(HostileUnit(clock, refuse), timeout=TIMEOUT) as client, pytest.raises(RemoteError) as caught:
         client.info()
     assert (caught.value.params["code"], caught.value.params["detail"]) == ("busy", "later")
+
+
+# -- an object read is bounded as a whole, not only chunk by chunk ---------------------------------------------
+def serving(body: bytes, step: int, total: int | None = None) -> Answer:
+    """A unit answering every OBJECT_READ validly with at most ``step`` bytes of ``body`` (``total``: its size)."""
+    digest = hashlib.sha256(body).digest()
+
+    def answer(request: Frame, payload: Payload) -> bytes:
+        if request.type != MessageType.OBJECT_READ:
+            return reply_wire(request, genuine(request, payload))
+        offset, length = payload["offset"], min(payload["length"], step)
+        chunk = {"offset": offset, "total": len(body) if total is None else total, "sha256": digest}
+        return reply_wire(request, {**chunk, "name": payload["name"], "data": body[offset : offset + length]})
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [(OBJECT_LOGS, client_module.OBJECT_LIMITS[OBJECT_LOGS]), ("core/dump", client_module.MAX_OBJECT)],
+)
+def test_an_object_larger_than_the_station_reads_is_refused_up_front(clock: Clock, name: str, limit: int) -> None:
+    unit = HostileUnit(clock, serving(LOG_TEXT, 64, total=limit + 1))
+    out = io.BytesIO()
+    with ManagementClient(unit, timeout=TIMEOUT) as client, pytest.raises(ObjectTooLarge) as caught:
+        client.read_object_into(name, out)
+    assert caught.value.params == {"serial": SERIAL, "name": name, "size": limit + 1, "limit": limit}
+    assert out.getvalue() == b"" and [r.type for r in unit.far.requests].count(MessageType.OBJECT_READ) == 1
+    assert caught.value.remedy_text
+
+
+def test_a_unit_trickling_valid_chunks_is_given_up_on(clock: Clock) -> None:
+    """One byte a chunk towards a 256 KiB total: every request is prompt, the transfer would take hours."""
+    body = bytes(256 * 1024)
+    unit = HostileUnit(clock, serving(body, 1))
+    unit.latency = 0.05  # virtual seconds a round trip: 3.6 hours for the whole object
+    with ManagementClient(unit, timeout=TIMEOUT) as client:
+        start = clock.now
+        with pytest.raises(TransferTooSlow) as caught:
+            client.logs()
+    received = caught.value.params["received"]
+    allowed = client_module.TRANSFER_FLOOR + received / client_module.MIN_TRANSFER_RATE
+    assert allowed <= clock.now - start <= allowed + TIMEOUT  # virtual seconds: about a minute
+    assert 0 < received < len(body) and caught.value.params["serial"] == SERIAL
+    assert isinstance(caught.value, client_module.TransferError)
+
+
+def test_a_large_object_may_take_longer_than_the_floor(clock: Clock) -> None:
+    """A slow link is not a trickle: 4 MiB at a second a 64 KB chunk takes 65 s, past the floor, and completes."""
+    body = bytes(range(256)) * (16 * 1024)
+    unit = HostileUnit(clock, serving(body, 1 << 20))
+    unit.latency = 1.0
+    with ManagementClient(unit, timeout=TIMEOUT, max_frame=4096) as client:
+        start = clock.now
+        assert client.read_object(OBJECT_LOOPBACK) == body
+    assert clock.now - start > client_module.TRANSFER_FLOOR

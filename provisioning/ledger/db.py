@@ -177,10 +177,12 @@ def translate_errors(url: str) -> Iterator[None]:
         yield
     except DBAPIError as exc:
         if exc.connection_invalidated or _is_unavailable(exc):
-            raise LedgerUnavailable(url=url, detail=_first_line(exc.orig)) from exc
-        raise LedgerError(detail=_first_line(exc.orig)) from exc
+            raise LedgerUnavailable(
+                url=url, detail=_("the database reported: {reason}", reason=_first_line(exc.orig))
+            ) from exc
+        raise LedgerError(detail=_("the database reported: {reason}", reason=_first_line(exc.orig))) from exc
     except SQLAlchemyError as exc:
-        raise LedgerError(detail=_first_line(exc)) from exc
+        raise LedgerError(detail=_("the database layer reported: {reason}", reason=_first_line(exc))) from exc
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:
@@ -267,7 +269,9 @@ def migrate(engine: Engine) -> str:
                     command.upgrade(alembic_config(connection), "head")
                 revision = revision_of(connection)
     except CommandError as exc:
-        raise LedgerUnavailable(url=shown, detail=_first_line(exc)) from exc
+        raise LedgerUnavailable(
+            url=shown, detail=_("the schema migration failed: {reason}", reason=_first_line(exc))
+        ) from exc
     if revision is None:
         raise LedgerUnavailable(url=shown, detail=_("the migration left no schema revision"))
     return revision

@@ -124,7 +124,9 @@ class Ledger:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise LedgerUnavailable(url=str(path), detail=exc.strerror or str(exc)) from exc
+                raise LedgerUnavailable(
+                    url=str(path), detail=_("its directory could not be created: {reason}", reason=exc.strerror or exc)
+                ) from exc
             url = db.default_url()
         engine = db.create_ledger_engine(url)
         try:
@@ -315,7 +317,9 @@ class Ledger:
             with db.translate_errors(self._url), db.read_session(self._engine, snapshot=snapshot) as session:
                 yield session
         except ValueError as exc:  # a stored time or JSON text the ledger never wrote
-            raise LedgerMalformed(detail=str(exc)[:200]) from exc
+            raise LedgerMalformed(
+                detail=_("a stored time or JSON text could not be read: {reason}", reason=str(exc)[:200])
+            ) from exc
 
     def device(self, serial: str) -> DeviceRecord | None:
         """The unit ``serial`` as last seen, None if this ledger never saw it."""

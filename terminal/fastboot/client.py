@@ -14,6 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeAlias, cast
 
+from i18n import N_, _
+
 from .errors import (
     DownloadTooLarge,
     FastbootFailure,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from ..events import ProgressCallback  # a type only: sending bytes needs none of the event classes
 
 LOG = logging.getLogger(__name__)
+_PARTITION = N_("partition name")  # names the argument when check_token refuses it
 
 Source: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 """An image to download: a path, bytes, or a binary file positioned at its start."""
@@ -94,7 +97,9 @@ class FastbootClient:
         self.transport.send(packet)
         response, lines = self._final(packet, timeout)
         if response.status is Status.DATA:
-            raise FastbootProtocolError(target=self.target, detail=f"unexpected DATA after {packet[:32]!r}")
+            raise FastbootProtocolError(
+                target=self.target, detail=_("it answered DATA to {command}", command=repr(packet[:32]))
+            )
         return response.payload, lines
 
     def _final(self, packet: bytes, timeout: float | None) -> tuple[Response, list[str]]:
@@ -160,12 +165,19 @@ class FastbootClient:
         response, _lines = self._final(packet, self.timeout)
         if response.status is not Status.DATA or response.data_size() != image.size:
             raise FastbootProtocolError(
-                target=self.target, detail=f"answer {response.status.value}{response.payload} to {packet!r}"
+                target=self.target,
+                detail=_(
+                    "it answered {answer} to {command}",
+                    answer=repr(response.status.value + response.payload),
+                    command=repr(packet),
+                ),
             )
         image.stream(self.transport, lambda n: progress(done + n, total) if progress else None)
         response, _lines = self._final(packet, self.long_timeout)
         if response.status is not Status.OKAY:
-            raise FastbootProtocolError(target=self.target, detail=f"DATA after the download of {packet!r}")
+            raise FastbootProtocolError(
+                target=self.target, detail=_("it did not answer OKAY after the data of {command}", command=repr(packet))
+            )
 
     def flash(
         self,
@@ -174,7 +186,7 @@ class FastbootClient:
         progress: ProgressCallback | None = None,
     ) -> None:
         """Write ``source`` to ``partition``: one image, or pre-split sparse pieces flashed in turn."""
-        name = check_token(partition, "partition")
+        name = check_token(partition, _PARTITION)
         pieces = cast("Iterable[Source]", [source] if _is_single(source) else source)
         total = 0
         if isinstance(pieces, Sequence):
@@ -189,11 +201,11 @@ class FastbootClient:
             self.command(build_command("flash", name), timeout=self.long_timeout)
 
     def erase(self, partition: str) -> None:
-        self.command(build_command("erase", check_token(partition, "partition")), timeout=self.long_timeout)
+        self.command(build_command("erase", check_token(partition, _PARTITION)), timeout=self.long_timeout)
 
     def set_active(self, slot: str) -> None:
         slot = slot.removeprefix("_")
-        self.command(build_command("set_active", check_token(slot, "slot")))
+        self.command(build_command("set_active", check_token(slot, N_("slot name"))))
 
     def reboot(self) -> None:
         self.command(b"reboot")
@@ -207,14 +219,14 @@ class FastbootClient:
 
     def oem_sha256(self, partition: str, offset: int | None = None, size: int | None = None) -> str:
         """SHA-256 (hex) of a partition range, computed by the unit (Naiad bootloaders; see docs/fastboot.md)."""
-        args = ["sha256", check_token(partition, "partition")]
+        args = ["sha256", check_token(partition, _PARTITION)]
         if offset is not None or size is not None:
             args += [str(offset or 0), str(size if size is not None else 0)]
         for line in self.oem(*args):
             word = line.strip().split()[-1] if line.strip() else ""
             if len(word) == 64 and all(c in "0123456789abcdef" for c in word):
                 return word
-        raise FastbootProtocolError(target=self.target, detail="no digest in the answer to oem sha256")
+        raise FastbootProtocolError(target=self.target, detail=_("its answer to oem sha256 holds no digest"))
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -233,7 +245,9 @@ class FastbootClient:
 def _variable_name(name: str) -> str:
     """A getvar name may carry ``:`` (``partition-size:boot_a``) but no spaces or control bytes."""
     if not name or any(not (0x21 <= ord(c) <= 0x7E) for c in name):
-        raise InvalidFastbootCommand(detail=f"variable {name!r}")
+        raise InvalidFastbootCommand(
+            detail=_("the variable name {name} is empty or holds a space or a control character", name=repr(name))
+        )
     return name
 
 
@@ -257,14 +271,19 @@ class _Opened:
                 try:
                     self._owned = self._fh = Path(source).open("rb")  # noqa: SIM115 - closed by close()
                 except OSError as exc:
-                    raise ImageUnreadable(path=str(source), detail=exc.strerror or str(exc)) from exc
+                    raise ImageUnreadable(
+                        path=str(source), detail=_("it could not be opened: {reason}", reason=exc.strerror or exc)
+                    ) from exc
             else:
                 self._fh = source
             available = self._remaining(self._fh)
         self.size = available if size is None else size
         if self.size <= 0 or self.size > available:
             self.close()
-            raise ImageUnreadable(path=self.name, detail=f"{self.size} bytes asked, {available} available")
+            raise ImageUnreadable(
+                path=self.name,
+                detail=_("{size} bytes were asked for but it holds {available}", size=self.size, available=available),
+            )
         self._start = self._fh.tell() if self._fh is not None else 0
 
     @staticmethod
@@ -293,7 +312,7 @@ class _Opened:
         while done < self.size:
             n = self._fh.readinto(view[: min(chunk, self.size - done)])  # type: ignore[attr-defined]
             if not n:
-                raise ImageUnreadable(path=self.name, detail=f"it ended after {done} bytes")
+                raise ImageUnreadable(path=self.name, detail=_("it ended after {size} bytes", size=done))
             transport.send_stream(view[:n])
             done += n
             progress(done)

@@ -48,6 +48,15 @@ class FastbootConnectFailed(FastbootError):
     remedy = N_("Check the address and that the unit is in bootloader mode, then run 'naiad devices'.")
 
 
+class FastbootUsbDeviceNotFound(FastbootConnectFailed):
+    message = N_("No USB device at {target}")
+
+
+class FastbootUsbBackendMissing(FastbootError):
+    message = N_("Fastboot over USB needs the USB library (libusb), which is not available, to reach {target}")
+    remedy = N_("Install libusb 1.0 (Debian/Ubuntu: 'apt install libusb-1.0-0'; macOS: 'brew install libusb').")
+
+
 class InvalidFastbootCommand(FastbootError):
     """Bad input to the client: rejected before anything is sent to the unit."""
 

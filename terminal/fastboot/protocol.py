@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from i18n import _
+
 from .errors import FastbootProtocolError, InvalidFastbootCommand
 
 MAX_COMMAND_LENGTH = 4096
@@ -40,20 +42,30 @@ class Response:
 def parse_response(packet: bytes, *, target: str = "?") -> Response:
     """Decode one response packet; anything else raises FastbootProtocolError."""
     if len(packet) < 4:
-        raise FastbootProtocolError(target=target, detail=f"short response {bytes(packet)!r}")
+        raise FastbootProtocolError(
+            target=target,
+            detail=_("a response of {size} bytes is too short: {packet}", size=len(packet), packet=repr(bytes(packet))),
+        )
     if len(packet) > MAX_RESPONSE_LENGTH:
-        raise FastbootProtocolError(target=target, detail=f"response of {len(packet)} bytes")
+        raise FastbootProtocolError(
+            target=target,
+            detail=_("a response of {size} bytes is longer than {limit}", size=len(packet), limit=MAX_RESPONSE_LENGTH),
+        )
     try:
         status = Status(bytes(packet[:4]).decode("ascii"))
     except (UnicodeDecodeError, ValueError):
-        raise FastbootProtocolError(target=target, detail=f"unknown status {bytes(packet[:4])!r}") from None
+        raise FastbootProtocolError(
+            target=target, detail=_("unknown response status {status}", status=repr(bytes(packet[:4])))
+        ) from None
     payload = bytes(packet[4:]).decode("utf-8", errors="replace").rstrip("\x00")
     response = Response(status, payload)
     if status is Status.DATA:
         try:
             response.data_size()
         except ValueError:
-            raise FastbootProtocolError(target=target, detail=f"bad DATA size {payload!r}") from None
+            raise FastbootProtocolError(
+                target=target, detail=_("the size in a DATA response is malformed: {size}", size=repr(payload))
+            ) from None
     return response
 
 
@@ -78,9 +90,17 @@ def encode_response(status: Status, payload: str = "") -> bytes:
 
 
 def check_token(value: str, what: str) -> str:
-    """A command argument: printable ASCII without separators (``:`` or space) that would change its sense."""
+    """A command argument: printable ASCII without separators (``:`` or space) that would change its sense.
+
+    ``what`` names the argument as a msgid (``N_("partition name")``), translated only on refusal."""
     if not value or any(not (0x21 <= ord(c) <= 0x7E) or c == ":" for c in value):
-        raise InvalidFastbootCommand(detail=f"{what} {value!r}")
+        raise InvalidFastbootCommand(
+            detail=_(
+                "the {what} {value} is empty or holds a space, a ':' or a character that is not printable ASCII",
+                what=_(what),
+                value=repr(value),
+            )
+        )
     return value
 
 
@@ -88,21 +108,30 @@ def build_command(verb: str, argument: str | None = None) -> bytes:
     """``verb`` or ``verb:argument`` as ASCII, checked for length and content before it is sent."""
     text = verb if argument is None else f"{verb}:{argument}"
     if not text or any(not (0x20 <= ord(c) <= 0x7E) for c in text):
-        raise InvalidFastbootCommand(detail=repr(text))
+        raise InvalidFastbootCommand(
+            detail=_("{command} is empty or holds a character that is not printable ASCII", command=repr(text))
+        )
     if len(text) > MAX_COMMAND_LENGTH:
-        raise InvalidFastbootCommand(detail=f"{len(text)} bytes, more than {MAX_COMMAND_LENGTH}")
+        raise InvalidFastbootCommand(
+            detail=_("it is {size} bytes long, more than {limit}", size=len(text), limit=MAX_COMMAND_LENGTH)
+        )
     return text.encode("ascii")
 
 
 def download_command(size: int) -> bytes:
     if not 0 < size <= MAX_DOWNLOAD_FIELD:
-        raise InvalidFastbootCommand(detail=f"download of {size} bytes")
+        raise InvalidFastbootCommand(detail=_("a download of {size} bytes is out of range", size=size))
     return f"download:{size:08x}".encode("ascii")
 
 
 def oem_command(args: list[str] | tuple[str, ...]) -> bytes:
     if not args or any(not a or any(not (0x21 <= ord(c) <= 0x7E) for c in a) for a in args):
-        raise InvalidFastbootCommand(detail=f"oem {' '.join(args)!r}")
+        raise InvalidFastbootCommand(
+            detail=_(
+                "the oem arguments {arguments} are empty or hold a space or a character that is not printable ASCII",
+                arguments=repr(" ".join(args)),
+            )
+        )
     return build_command("oem " + " ".join(args))
 
 

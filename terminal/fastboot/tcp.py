@@ -13,6 +13,8 @@ import struct
 from collections.abc import Callable
 from typing import BinaryIO
 
+from i18n import _
+
 from .errors import (
     FastbootConnectFailed,
     FastbootDisconnected,
@@ -45,10 +47,10 @@ def parse_tcp_target(target: str) -> tuple[str, int]:
     else:
         host, port_text = rest, ""
     if not host or (port_text and not port_text.isdigit()):
-        raise InvalidFastbootTarget(target=target, detail=target)
+        raise InvalidFastbootTarget(target=target)
     port = int(port_text) if port_text else DEFAULT_PORT
     if not 0 < port < 65536:
-        raise InvalidFastbootTarget(target=target, detail=target)
+        raise InvalidFastbootTarget(target=target)
     return host, port
 
 
@@ -67,7 +69,9 @@ class FastbootTcpTransport:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
-            raise FastbootConnectFailed(target=target, detail=exc.strerror or str(exc)) from exc
+            raise FastbootConnectFailed(
+                target=target, detail=_("the connection failed: {reason}", reason=exc.strerror or exc)
+            ) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = cls(sock, target)
         try:
@@ -89,13 +93,15 @@ class FastbootTcpTransport:
             sock.sendall(HANDSHAKE)
             reply = self._recv_exact(sock, 4, "handshake", HANDSHAKE_TIMEOUT)
         except FastbootTimeout:
-            raise FastbootHandshakeFailed(target=self.target, detail="no answer to FB01") from None
+            raise FastbootHandshakeFailed(target=self.target, detail=_("it did not answer FB01")) from None
         except FastbootDisconnected:
-            raise FastbootHandshakeFailed(target=self.target, detail="connection closed") from None
+            raise FastbootHandshakeFailed(target=self.target, detail=_("it closed the connection")) from None
         except OSError as exc:
-            raise FastbootHandshakeFailed(target=self.target, detail=str(exc)) from exc
+            raise FastbootHandshakeFailed(
+                target=self.target, detail=_("the handshake failed: {reason}", reason=exc.strerror or exc)
+            ) from exc
         if reply[:2] != b"FB" or not reply[2:].isdigit() or int(reply[2:]) < 1:
-            raise FastbootHandshakeFailed(target=self.target, detail=f"answer {reply!r}")
+            raise FastbootHandshakeFailed(target=self.target, detail=_("it answered {answer}", answer=repr(reply)))
         LOG.debug("fastboot TCP %s: protocol version %s", self.target, reply[2:].decode())
 
     def _require(self) -> socket.socket:
@@ -157,7 +163,10 @@ class FastbootTcpTransport:
         (length,) = _HEADER.unpack(header)
         if length > MAX_RESPONSE_LENGTH:
             self.close()
-            raise FastbootProtocolError(target=self.target, detail=f"frame of {length} bytes")
+            raise FastbootProtocolError(
+                target=self.target,
+                detail=_("a response of {size} bytes is longer than {limit}", size=length, limit=MAX_RESPONSE_LENGTH),
+            )
         packet = self._recv_exact(sock, length, "response", timeout) if length else b""
         WIRE.debug("< %r", packet)
         return packet

@@ -17,11 +17,12 @@ from typing import Any
 from terminal.errors import TransportPermissionDenied
 
 from .errors import (
-    FastbootConnectFailed,
     FastbootDisconnected,
     FastbootError,
     FastbootInterfaceNotFound,
     FastbootTimeout,
+    FastbootUsbBackendMissing,
+    FastbootUsbDeviceNotFound,
     InvalidFastbootTarget,
 )
 from .protocol import MAX_RESPONSE_LENGTH
@@ -95,7 +96,7 @@ def find_usb_device(path: str, backend: Any = None) -> Any:
     try:
         devices = list(usb.core.find(find_all=True, backend=backend))
     except usb.core.NoBackendError as exc:
-        raise FastbootError(target=path, detail="no USB backend (install libusb-1.0)") from exc
+        raise FastbootUsbBackendMissing(target=path) from exc
     for dev in devices:
         if port_path(dev) == wanted:
             return dev
@@ -105,7 +106,7 @@ def find_usb_device(path: str, backend: Any = None) -> Any:
                 return dev
         except (ValueError, usb.core.USBError):
             continue
-    raise FastbootConnectFailed(target=path, detail="no USB device at that port")
+    raise FastbootUsbDeviceNotFound(target=path)
 
 
 class FastbootUsbTransport:
