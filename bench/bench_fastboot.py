@@ -15,7 +15,7 @@ Starts a simulator in a temporary directory, prints a table per part and deletes
 Default run: about a minute on the development container (2 cores, one disk).
 Measured there (see the issue notes for the whole story):
 (a) ``naiad fastboot SERIAL flash`` 0.61 s, with ``--target`` 0.60 s, stock 0.48 s (medians of 11, load 1.2-1.8
-    on 2 cores): ratios 1.28 and 1.26 (1.12-1.28 over several runs), goal <= 1.0, not met. Without each
+    on 2 cores): ratios 1.28 and 1.26 (1.12-1.33 over several runs), goal <= 1.0, not met. Without each
     program's fixed cost our transfer and flash are as fast or faster (0.92-0.97): one sendfile frame
     against the stock client's copy from a mapping; the unit's write and fsync (0.2 s) is the same for
     both. The gap is start-up: 4 ms against a bare interpreter's 35 ms, click's 34 ms and our 25-50 ms;
