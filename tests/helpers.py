@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import struct
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 from terminal.events import Event, Recorder
+from terminal.models import model_by_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,3 +57,32 @@ def sparse_image(blk: int, chunks: list[tuple[str, bytes, int]]) -> bytes:
         else:
             body += struct.pack("<HHII", 0xCAC4, 0, 0, 16) + b"\0\0\0\0"
     return struct.pack("<IHHHHIIII", 0xED26FF3A, 1, 0, 28, 12, blk, total, len(chunks), 0) + body
+
+
+def write_bootloader_bus(
+    sim_dir: Path,
+    serial: str = "DF2A00001",
+    *,
+    address: int = 9,
+    tcp_port: int | None = None,
+    bulk_socket: str | Path | None = None,
+) -> dict[str, object]:
+    """A simulator ``bus.json`` listing one Dragonfly 2 in bootloader mode at port ``1-1.3``; its entry."""
+    model = model_by_id("df2")
+    entry = {
+        "bus": 1,
+        "address": address,
+        "port_path": "1-1.3",
+        "port_numbers": [1, 3],
+        "vid": model.bootloader_usb.vid,
+        "pid": model.bootloader_usb.pid,
+        "serial": serial,
+        "manufacturer": model.vendor,
+        "product": model.name,
+        "mode": "bootloader",
+        "tty": None,
+        "fastboot_tcp_port": tcp_port,
+        "bulk_socket": None if bulk_socket is None else str(bulk_socket),
+    }
+    (sim_dir / "bus.json").write_text(json.dumps({"version": 1, "devices": [entry]}), encoding="utf-8")
+    return entry

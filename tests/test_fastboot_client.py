@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import write_bootloader_bus
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -369,22 +370,7 @@ def usb_sim(store: SlotStore) -> Iterator[tuple[Path, str]]:
     with tempfile.TemporaryDirectory(prefix="fbu") as short:
         sim_dir = Path(short)
         sock = sim_dir / "bulk.sock"
-        entry = {
-            "bus": 1,
-            "address": 9,
-            "port_path": "1-1.3",
-            "port_numbers": [1, 3],
-            "vid": 0x3A6E,
-            "pid": 0x0202,
-            "serial": "DF2A00001",
-            "manufacturer": "Naiad Reference Devices",
-            "product": "Dragonfly 2",
-            "mode": "bootloader",
-            "tty": None,
-            "fastboot_tcp_port": None,
-            "bulk_socket": str(sock),
-        }
-        (sim_dir / "bus.json").write_text(json.dumps({"version": 1, "devices": [entry]}))
+        write_bootloader_bus(sim_dir, address=9, bulk_socket=str(sock))
         with FastbootUsbServer(lambda: FastbootEngine(store, serial="DF2A00001"), sock):
             yield sim_dir, "usb:1-1.3"
 
@@ -519,22 +505,7 @@ def test_cli_finds_the_unit_by_serial_on_the_simulated_bus(
 ) -> None:
     sim = tmp_path / "sim"
     sim.mkdir()
-    entry = {
-        "bus": 1,
-        "address": 7,
-        "port_path": "1-1.3",
-        "port_numbers": [1, 3],
-        "vid": 0x3A6E,
-        "pid": 0x0202,
-        "serial": "DF2A00001",
-        "manufacturer": "Naiad Reference Devices",
-        "product": "Dragonfly 2",
-        "mode": "bootloader",
-        "tty": None,
-        "fastboot_tcp_port": server.port,
-        "bulk_socket": None,
-    }
-    (sim / "bus.json").write_text(json.dumps({"version": 1, "devices": [entry]}))
+    entry = write_bootloader_bus(sim, address=7, tcp_port=server.port)
     result = _cli("DF2A00001", "--sim", str(sim), "--json", "getvar", "serialno")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"serialno": "DF2A00001"}

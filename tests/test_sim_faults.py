@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import write_bootloader_bus
 
 from simulator import link
 from simulator.control import SimulatorCommandFailed
@@ -178,22 +179,7 @@ def test_unplug_fault_on_the_usb_bulk_link(store: SlotStore) -> None:
         )
         service.start()
         try:
-            entry = {
-                "bus": 1,
-                "address": 9,
-                "port_path": "1-1.3",
-                "port_numbers": [1, 3],
-                "vid": 0x3A6E,
-                "pid": 0x0202,
-                "serial": "DF2A00001",
-                "manufacturer": "Naiad Reference Devices",
-                "product": "Dragonfly 2",
-                "mode": "bootloader",
-                "tty": None,
-                "fastboot_tcp_port": service.tcp_port,
-                "bulk_socket": service.bulk_socket,
-            }
-            (sim_dir / "bus.json").write_text(json.dumps({"version": 1, "devices": [entry]}))
+            write_bootloader_bus(sim_dir, address=9, tcp_port=service.tcp_port, bulk_socket=service.bulk_socket)
             before = store.sha256("boot_b", 0, 3 * MiB)
             with open_fastboot("usb:1-1.3", usb_backend=get_backend(sim_dir)) as fb:
                 faults.update(unplug_after_bytes=MiB)
