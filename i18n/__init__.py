@@ -2,7 +2,8 @@
 
 Write user-facing text as ``_("Unit {serial} is not attached", serial=s)``; mark text that is
 translated later (class attributes, tables) with ``N_()``.  The catalogs are gettext ``.po`` files
-beside this module, read with Babel on first use, so translators keep their usual tools.
+beside this module (written by Babel through ``python -m i18n.extract``, so translators keep their usual
+tools), read on first use by the small reader below.
 """
 
 from __future__ import annotations
