@@ -12,8 +12,8 @@ registers are kept.  Section numbers below are those of ANSI X9.24-3-2017.
 - Every refusal is a typed :class:`keys.errors.DukptError` raised before any key is derived; its parameters
   hold lengths, a KSN (not secret) or names, never key bytes.
 
-Keys are Python ``bytes``, which cannot be wiped: callers hold them for the shortest time, and the BDK lives in
-a key store that derives Initial Keys itself (``keys.store``); this module is the reference the self-test checks.
+Keys are Python ``bytes``, which cannot be wiped: callers hold them for the shortest time.  In production the BDK
+stays in the key store, which derives Initial Keys itself; this module is the reference its results are checked by.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Final
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from i18n import N_
+from keys.dukpt_vectors import IKID, VECTORS, Vector
 from keys.errors import (
     DukptIdLength,
     DukptKeyLength,
@@ -72,6 +73,7 @@ ALGORITHMS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
 _VERSION: Final = 0x01  # Version ID of the derivation data (6.3.2)
 _KEY_DERIVATION: Final = 0x8000  # Key Usage Indicator of intermediate derivation keys (6.3.2)
 _INITIAL_KEY_DERIVATION: Final = 0x8001  # Key Usage Indicator of the Initial Key (6.3.2)
+_BDK_ID_LENGTH: Final = 4  # the Initial Key ID is BDK ID (4 bytes) + derivation ID (4 bytes)
 _BLOCK: Final = 16  # AES block size: one derivation step yields 16 bytes of key (6.3.1)
 _TYPE_BY_LENGTH: Final[Mapping[int, str]] = MappingProxyType({n: name for name, (_i, n) in ALGORITHMS.items()})
 
@@ -94,7 +96,7 @@ def transaction_key(initial_key: bytes, ksn: bytes) -> bytes:
     """
     key_type = _key_type(initial_key, N_("Initial Key"))
     counter = _transaction_counter(ksn)
-    return _derivation_key(initial_key, key_type, bytes(ksn[4:INITIAL_KEY_ID_LENGTH]), counter)
+    return _derivation_key(initial_key, key_type, _derivation_id(ksn), counter)
 
 
 def working_key(transaction_key: bytes, ksn: bytes, usage: str, algorithm: str) -> bytes:
@@ -108,7 +110,7 @@ def working_key(transaction_key: bytes, ksn: bytes, usage: str, algorithm: str) 
     usage_indicator = _usage_indicator(usage)
     _check_strength(key_type, algorithm)
     counter = _transaction_counter(ksn)
-    return _derive(transaction_key, usage_indicator, algorithm, _ksn_tail(ksn[4:INITIAL_KEY_ID_LENGTH], counter))
+    return _derive(transaction_key, usage_indicator, algorithm, _ksn_tail(_derivation_id(ksn), counter))
 
 
 def update_key(initial_key: bytes, initial_key_id: bytes, algorithm: str) -> bytes:
@@ -120,34 +122,33 @@ def update_key(initial_key: bytes, initial_key_id: bytes, algorithm: str) -> byt
     key_type = _key_type(initial_key, N_("Initial Key"))
     _check_length(initial_key_id, INITIAL_KEY_ID_LENGTH, N_("Initial Key ID"))
     _check_strength(key_type, algorithm)
-    derivation_id = bytes(initial_key_id[4:])
+    derivation_id = _derivation_id(initial_key_id)
     key = _derivation_key(initial_key, key_type, derivation_id, UPDATE_KEY_COUNTER)
     return _derive(key, USAGES["KEK"], algorithm, _ksn_tail(derivation_id, UPDATE_KEY_COUNTER))
 
 
 def known_answers() -> list[KnownAnswer]:
-    """One known-answer test per published ANSI X9.24-3-2017 vector (see ``keys.dukpt_vectors``)."""
-    from keys.dukpt_vectors import VECTORS, Vector  # the table is only read by the self-test
+    """One known-answer test per published ANSI X9.24-3-2017 vector (the table is in ``keys.dukpt_vectors``).
 
-    def check(vector: Vector) -> Callable[[], bool]:
-        def run() -> bool:
-            try:
-                return hmac.compare_digest(compute(vector), bytes.fromhex(vector.expected))
-            except (KeysError, ValueError):  # a published input refused is a failed test, not a crash
-                return False
-
-        return run
-
-    return [KnownAnswer(name=vector.name, source=vector.source, run=check(vector)) for vector in VECTORS]
+    ``run()`` compares in constant time and returns False, never raises, when a published input is refused.
+    """
+    return [KnownAnswer(name=vector.name, source=vector.source, run=_check(vector)) for vector in VECTORS]
 
 
-def compute(vector: object) -> bytes:
+def _check(vector: Vector) -> Callable[[], bool]:
+    def run() -> bool:
+        try:
+            return hmac.compare_digest(_answer(vector), bytes.fromhex(vector.expected))
+        except KeysError:
+            return False
+
+    return run
+
+
+def _answer(vector: Vector) -> bytes:
     """What the public functions give for a published vector's inputs (its ``step`` says which function)."""
-    from keys.dukpt_vectors import IKID, Vector
-
-    assert isinstance(vector, Vector)
-    bdk, ikid = bytes.fromhex(vector.bdk), bytes.fromhex(IKID)
-    ik = initial_key(bdk, ikid)
+    ikid = bytes.fromhex(IKID)
+    ik = initial_key(bytes.fromhex(vector.bdk), ikid)
     if vector.step == "initial key":
         return ik
     if vector.step == "update key":
@@ -188,6 +189,11 @@ def _derive(key: bytes, usage_indicator: int, algorithm: str, tail: bytes) -> by
 def _ksn_tail(derivation_id: bytes, counter: int) -> bytes:
     """The last 8 bytes of derivation data after the Initial Key: derivation ID then counter, big-endian (6.3.3)."""
     return derivation_id + counter.to_bytes(4, "big")
+
+
+def _derivation_id(initial_key_id_or_ksn: bytes) -> bytes:
+    """The derivation ID: bytes 4-7 of an Initial Key ID or KSN, after the 4-byte BDK ID (6.2.1)."""
+    return bytes(initial_key_id_or_ksn[_BDK_ID_LENGTH:INITIAL_KEY_ID_LENGTH])
 
 
 def _key_type(key: bytes, role: str) -> str:
