@@ -47,7 +47,8 @@ KSN_LENGTH: Final = 12
 MAX_ONE_BITS: Final = 16
 """A transaction counter has at most 16 one-bits: a device skips every other counter (6.1, 6.5.2)."""
 MAX_COUNTER: Final = 0xFFFF0000
-"""The last counter a device uses: the greatest 32-bit value with 16 one-bits (6.5.2)."""
+"""The last counter a device uses (6.5.2).  Every greater counter has more than 16 one-bits too; it is refused
+with its own error because its remedy differs: the device needs a new Initial Key."""
 UPDATE_KEY_COUNTER: Final = 0xFFFFFFFF
 """The counter the DUKPT Update Key is derived with, never a transaction's (6.5.2, 6.5.3)."""
 
@@ -179,15 +180,14 @@ def _derive(key: bytes, usage_indicator: int, algorithm: str, tail: bytes) -> by
     indicator, length = ALGORITHMS[algorithm]
     head = usage_indicator.to_bytes(2, "big") + indicator.to_bytes(2, "big") + (8 * length).to_bytes(2, "big")
     encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    blocks = b"".join(
-        encryptor.update(bytes((_VERSION, counter)) + head + tail) for counter in range(1, -(-length // _BLOCK) + 1)
-    )
+    block_count = (length + _BLOCK - 1) // _BLOCK
+    blocks = b"".join(encryptor.update(bytes((_VERSION, block)) + head + tail) for block in range(1, block_count + 1))
     encryptor.finalize()
     return blocks[:length]
 
 
 def _ksn_tail(derivation_id: bytes, counter: int) -> bytes:
-    """The last 8 bytes of derivation data after the Initial Key: derivation ID then counter, big-endian (6.3.3)."""
+    """The last 8 bytes of derivation data for every key but the Initial Key: derivation ID, counter (6.3.3)."""
     return derivation_id + counter.to_bytes(4, "big")
 
 

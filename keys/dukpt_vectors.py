@@ -1,12 +1,12 @@
 """The published known answers of AES DUKPT: ANSI X9.24-3-2017, Annex B and its supplementary test vectors.
 
-X9 publishes the vectors as a supplement to the standard (x9.org, "X9.24 Part 3 - Test Vectors", a PDF made by
-X9's Python reference code).  They were read here as reproduced, byte for byte, in the test files of public
-implementations, and every value below was cross-checked against a second, independent reproduction where one
-exists (listed per group).  No two sources disagreed on any value; where a source's prose about the derivation
-data contradicted the standard (``search`` hit "reference_vectors_AES128_from_AES128_BDK", a knowledge-base YAML
-whose text calls byte 1 a "key size class" and 1000 an encrypt-only usage) only its key values were compared,
-and they agree.  Page numbers are those of the supplement as cited by openemv/dukpt.
+X9 publishes the vectors as a supplement to the standard (x9.org, "X9.24 Part 3 - Test Vectors", a document made
+with X9's Python reference code; Annex B of the standard prints the first of them).  The standard is sold, so they
+were read here as reproduced in the test files of public implementations, and each value was compared with a
+second, independent reproduction wherever one exists (listed per group).  No two sources disagree on any value.
+One of them [Y] misdescribes the derivation data in its prose (it calls byte 1 a "key size class" and 1000 an
+encrypt-only data usage); only its key values were used, and they agree with the others.  Page numbers are those
+of the supplement as cited by [O]; "Annex B.1 table 4" is cited by [M].
 
 Sources read:
   [O] openemv/dukpt (Leon Lynch), test/dukpt_aes128_test.c, test/dukpt_aes256_test.c,
@@ -14,11 +14,12 @@ Sources read:
   [M] moov-io/dukpt, pkg/aes/aes_test.go: AES-128 Initial Key, transaction keys of counters 1-8.
   [Q] QRCS-CORP/CEX, Test/DUKPTTest.cpp: both Initial Keys; transaction and PIN keys of counters 1-3 and
       FFFE4000, FFFE8000, FFFF0000 for both BDKs, with the derivation data they were made from.
-  [C] a CyberChef fork's payment tests ("DUKPT Derive AES Key"): AES-128 PIN, MAC-gen, DATA-encrypt keys of
-      counter 1, PIN key of counter 8.
-  [R] a Rust crate paysec_dukpt's tests: AES-128 PIN/MAC-gen/DATA-encrypt keys of counters 1-5; AES-256 BDK
-      counter-1 working keys (AES-128 and AES-256).
-  [Y] the knowledge-base YAML above: both update keys; counter 8 AES-128 keys; counter 1 AES-256 keys.
+  [C] a CyberChef fork's payment tests ("DUKPT Derive AES Key"; the public-code index did not name the
+      repository): AES-128 PIN, MAC-gen, DATA-encrypt keys of counter 1, PIN key of counter 8.
+  [R] the tests of a Rust crate, paysec_dukpt (repository likewise unnamed): AES-128 PIN, MAC-gen and
+      DATA-encrypt keys of counters 1-5; the AES-256 BDK's counter-1 working keys (AES-128 and AES-256).
+  [Y] a payments knowledge-base YAML ("reference_vectors_AES128_from_AES128_BDK"; likewise unnamed): both
+      Update Keys of 6.5.3; the counter-8 AES-128 keys; the AES-256 BDK's counter-1 keys.
 """
 
 from __future__ import annotations
@@ -101,17 +102,21 @@ _AES128_DATA = (
     "0FA8F1F0A2DD7B1005A862D77CDED698",
     "650F34204ABD4E57764D61AC3D266FB1",
 )
+# AES-128 BDK, counters 0001FFFE, 00020000, 00020001: supplement p. 5 [O].
 _AES128_ROLLOVER = (
     "E21E8C8D347F8561A2BE752DAA85A111",
     "F7AE9025468A25D37B7249CFFED224C8",
     "692C8EA4013645135B36497131DF9D2C",
 )
+# AES-128 BDK, counters FFFE2000 to FFFF0000: supplement p. 6 [O]; the last three also [Q].
 _AES128_LAST = (
     "48E585B694EB0B18D5C35443E163C0BA",
     "396C2C7CA1EA701C03B86B7D41F0C562",
     "0387625F189B58AE03EF0E8CCA41105E",
     "F6BA59389BD14A9855BE9727E7C52E3C",
 )
+# AES-256 BDK, counters 1-8, transaction keys and AES-128 working keys: supplement p. 7 [O];
+# transaction keys 1-3 also [Q]; counter-1 working keys also [R].
 _AES256_TRANSACTION = (
     "54AC2B32B145EA4A554CB8BC44B17467063A799856B1CCC2A138D36E8DBF78B3",
     "5DD5A0253842BBBE1D7C0DA27021412C6F1FAB53FB928DEAE56DA06090A9DE97",
@@ -132,16 +137,6 @@ _AES256_PIN128 = (
     "B7C6BB187134E9D429C3E8B7CCBD8477",
     "53C1C60A65532313141A102AD720E967",
 )
-_AES256_PIN256 = (
-    "8C1AB7BEE973829E30242E0BBBDD4946D540C98FC1B5BDCF94790001A23FD502",
-    "3583D6CD02FC38822CC71A8D7678E04F4A8556335E6CC66863D3DADC5AEE2C62",
-    "96A1AB5D37CB7CF81DDE64F66C46E0389B833E7AD5F4E44C791F04FAFDA6DA0E",
-    "420AA584BF215C4777E93009B56D08DE80687021D07ED96349FF71379CE5636D",
-    "B1E9E3D918952E6E5F67917F0FE77060F865AE27DCAD5742DDF90F61453B98BA",
-    "8714EB94E3BFD3018EC99D0434D9C94F071AF2EEBF4332FB14F5179793AA582C",
-    "693C893A1E81D280302E0A47E7E634337B9A9B26E7CC6064D807E08FF911AFAC",
-    "173A45284262A3E292D86D08FD6DE9167963214450D1D48F6103BD2EB08E61B5",
-)
 _AES256_MAC128 = (
     "F04A1FABD4176E15490CEC82E217A96D",
     "DD99D77B4E2AB538B26BB6A8B3FB0BE3",
@@ -151,16 +146,6 @@ _AES256_MAC128 = (
     "07B215929C5DB4262DECEE4A0336DD4F",
     "3AC9CC5159F96E10FCC5EB64015AC76A",
     "6E94A9283EA9AEB7EAA77C3FF55FF2D1",
-)
-_AES256_MAC256 = (
-    "61DABDF4B340CF461EE860B1D1AB55357142BD2D6977306859CF49AEFE8F1549",
-    "4417356219B2F93CE3F2671623DDCAB58A8B85AD80662A8D628024000956D426",
-    "35BD00A46F2A2BD127F565FBF2974B735AE3BB70242C0A415857CF69B2C2691A",
-    "D80617C3C5869A8DCF0DA5383D032A0D6E6C51C0BF649BE992BE84AA191AE326",
-    "8B047E32C476C0A0AF90A9B8D1C247C433E3D4C1DF1C7FC52E8CB1DC4C8FB275",
-    "A2FF6FFB37CB8042B8C9B2F94C90C83D94DD5BECCD9951CFAB0BE7BD865CA403",
-    "E8A57085DBE804B8C2767F9F77D54854861E99633A062C700B4E50A865153150",
-    "949A3FEF12DBD273DD25BB60E29BBE313C872A9DE3BE03A7E29626ACA0A42880",
 )
 _AES256_DATA128 = (
     "616D59AE91F8CC7016F89FDA29605FA4",
@@ -172,6 +157,27 @@ _AES256_DATA128 = (
     "DC2915BF421D617E7725E63A7DACB18D",
     "8950DD50C254C60E26737CA9229F0F18",
 )
+# AES-256 BDK, counters 1-8, AES-256 working keys: supplement p. 13 [O]; PIN 1-3 also [Q]; counter 1 also [R][Y].
+_AES256_PIN256 = (
+    "8C1AB7BEE973829E30242E0BBBDD4946D540C98FC1B5BDCF94790001A23FD502",
+    "3583D6CD02FC38822CC71A8D7678E04F4A8556335E6CC66863D3DADC5AEE2C62",
+    "96A1AB5D37CB7CF81DDE64F66C46E0389B833E7AD5F4E44C791F04FAFDA6DA0E",
+    "420AA584BF215C4777E93009B56D08DE80687021D07ED96349FF71379CE5636D",
+    "B1E9E3D918952E6E5F67917F0FE77060F865AE27DCAD5742DDF90F61453B98BA",
+    "8714EB94E3BFD3018EC99D0434D9C94F071AF2EEBF4332FB14F5179793AA582C",
+    "693C893A1E81D280302E0A47E7E634337B9A9B26E7CC6064D807E08FF911AFAC",
+    "173A45284262A3E292D86D08FD6DE9167963214450D1D48F6103BD2EB08E61B5",
+)
+_AES256_MAC256 = (
+    "61DABDF4B340CF461EE860B1D1AB55357142BD2D6977306859CF49AEFE8F1549",
+    "4417356219B2F93CE3F2671623DDCAB58A8B85AD80662A8D628024000956D426",
+    "35BD00A46F2A2BD127F565FBF2974B735AE3BB70242C0A415857CF69B2C2691A",
+    "D80617C3C5869A8DCF0DA5383D032A0D6E6C51C0BF649BE992BE84AA191AE326",
+    "8B047E32C476C0A0AF90A9B8D1C247C433E3D4C1DF1C7FC52E8CB1DC4C8FB275",
+    "A2FF6FFB37CB8042B8C9B2F94C90C83D94DD5BECCD9951CFAB0BE7BD865CA403",
+    "E8A57085DBE804B8C2767F9F77D54854861E99633A062C700B4E50A865153150",
+    "949A3FEF12DBD273DD25BB60E29BBE313C872A9DE3BE03A7E29626ACA0A42880",
+)
 _AES256_DATA256 = (
     "71EB36C9A6B7F801D1D1700C29741FC5A5C4E9B45D742DA7AF6992B8AA29AF58",
     "D0AC9F71F875FFFF3A83778F72F39EBB0924A5A526617AF669665E0A19725465",
@@ -182,11 +188,13 @@ _AES256_DATA256 = (
     "69BC5C9AFB2C93CC30C3F7529360B34D7B64B7206E0F0940D8654378C54824F2",
     "0BF8789A21D068410A16C9F7FCBF65A7B4FF73203ADC0F1B4B5E5BF8050E4284",
 )
+# AES-256 BDK, counters 0001FFFE, 00020000, 00020001: supplement p. 10 [O].
 _AES256_ROLLOVER = (
     "A289508CBF1228452CD86AB77B15CB35577AC828C18BB66681E5A16D6C9CCED3",
     "D62DDA94A47D7DA5D763443B4ECB15EA8DD62E0E4F915958BA459591F8312E37",
     "44110A1102748D4A3AC326F53D8CAC650212590CA7126D54546DDE0F20E89CEE",
 )
+# AES-256 BDK, counters FFFE2000 to FFFF0000: supplement p. 12 [O]; the last three also [Q].
 _AES256_LAST = (
     "4625EB06E4886D4AFCC9AE37ED4F4E4E1653C9E60E3F24742A87A26AA96AB7A6",
     "FF20E1BB575539ACCB44E3111BE8757F83AE8549A2DD71B441A4A424F7FFD4B1",
@@ -198,7 +206,6 @@ _AES256_LAST = (
 def _group(
     step: str, bdk: str, usage: str, algorithm: str, counters: tuple[int, ...], keys: tuple[str, ...], where: str
 ) -> list[Vector]:
-    assert len(counters) == len(keys)
     source = f"{SUPPLEMENT}, AES-{len(bdk) * 4} BDK, {where}"
     return [Vector(step, bdk, c, usage, algorithm, k, source) for c, k in zip(counters, keys, strict=True)]
 
