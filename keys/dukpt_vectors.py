@@ -1,0 +1,277 @@
+"""The published known answers of AES DUKPT: ANSI X9.24-3-2017, Annex B and its supplementary test vectors.
+
+X9 publishes the vectors as a supplement to the standard (x9.org, "X9.24 Part 3 - Test Vectors", a document made
+with X9's Python reference code; Annex B of the standard prints the first of them).  The standard is sold, so they
+were read here as reproduced in the test files of public implementations, and each value was compared with a
+second, independent reproduction wherever one exists (listed per group).  No two sources disagree on any value.
+One of them [Y] misdescribes the derivation data in its prose (it calls byte 1 a "key size class" and 1000 an
+encrypt-only data usage); only its key values were used, and they agree with the others.  Page numbers are those
+of the supplement as cited by [O]; "Annex B.1 table 4" is cited by [M].
+
+Sources read:
+  [O] openemv/dukpt (Leon Lynch), test/dukpt_aes128_test.c, test/dukpt_aes256_test.c,
+      test/dukpt_aes128_update_key_test.c, test/dukpt_aes256_update_key_test.c (HEAD 1d01dda): every value.
+  [M] moov-io/dukpt, pkg/aes/aes_test.go: AES-128 Initial Key, transaction keys of counters 1-8.
+  [Q] QRCS-CORP/CEX, Test/DUKPTTest.cpp: both Initial Keys; transaction and PIN keys of counters 1-3 and
+      FFFE4000, FFFE8000, FFFF0000 for both BDKs, with the derivation data they were made from.
+  [C] a CyberChef fork's payment tests ("DUKPT Derive AES Key"; the public-code index did not name the
+      repository): AES-128 PIN, MAC-gen, DATA-encrypt keys of counter 1, PIN key of counter 8.
+  [R] the tests of a Rust crate, paysec_dukpt (repository likewise unnamed): AES-128 PIN, MAC-gen and
+      DATA-encrypt keys of counters 1-5; the AES-256 BDK's counter-1 working keys (AES-128 and AES-256).
+  [Y] a payments knowledge-base YAML ("reference_vectors_AES128_from_AES128_BDK"; likewise unnamed): both
+      Update Keys of 6.5.3; the counter-8 AES-128 keys; the AES-256 BDK's counter-1 keys.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+BDK_AES128 = "FEDCBA9876543210F1F1F1F1F1F1F1F1"
+BDK_AES256 = BDK_AES128 * 2
+IKID = "1234567890123456"
+"""BDK ID 12345678, derivation ID 90123456: the Initial Key ID of every published vector (Annex B, table 4)."""
+
+SUPPLEMENT = "ANSI X9.24-3-2017 supplementary test vectors"
+
+
+class Vector(NamedTuple):
+    """One published answer: what ``step`` gives for BDK ``bdk``, Initial Key ID :data:`IKID` and ``counter``."""
+
+    step: str  # "initial key", "transaction key", "working key" or "update key"
+    bdk: str
+    counter: int  # 0 for the Initial Key; FFFFFFFF for the Update Key
+    usage: str  # working and update keys only
+    algorithm: str  # working and update keys only
+    expected: str
+    source: str
+
+    @property
+    def name(self) -> str:
+        """What is computed, e.g. "AES DUKPT, AES-128 BDK: PIN working key AES-128, counter 00000001"."""
+        what = f"{self.usage} working key {self.algorithm}" if self.step == "working key" else self.step
+        if self.step == "update key":
+            what = f"update key (KEK) {self.algorithm}"
+        suffix = f", counter {self.counter:08X}" if self.step in ("transaction key", "working key") else ""
+        return f"AES DUKPT, AES-{len(self.bdk) * 4} BDK: {what}{suffix}"
+
+
+FIRST_EIGHT = tuple(range(1, 9))
+ROLLOVER = (0x0001FFFE, 0x00020000, 0x00020001)
+"""0001FFFF, published too, has 17 one-bits: a device never uses it and :mod:`keys.dukpt` refuses it."""
+LAST_FOUR = (0xFFFE2000, 0xFFFE4000, 0xFFFE8000, 0xFFFF0000)
+
+# AES-128 BDK, counters 1-8: supplement p. 2 [O]; transaction keys also [M]; 1-3 also [Q];
+# PIN/MAC-gen/DATA-encrypt 1-5 also [R], 1 and 8 also [C]/[Y].
+_AES128_TRANSACTION = (
+    "4F21B565BAD9835E112B6465635EAE44",
+    "2F34D68DE10F68D38091A73B9E7C437C",
+    "031504E530365CF81264238540518318",
+    "0EEFC7ADA628BA68878DA9165A8A1887",
+    "C2A7AC328A5DA2D6002D62465BFC028B",
+    "D30F7D9351DA58448A2F5E92B4EE3B7D",
+    "A8253CEED9AC042C54F75D35C8352278",
+    "718EE6CF0B27E53D5F7AF99C4D8146A2",
+)
+_AES128_PIN = (
+    "AF8CB133A78F8DC2D1359F18527593FB",
+    "D30BDC73EC9714B000BEC66BDB7B6D09",
+    "7D69F01F3B45449F62C7816ECE723268",
+    "91A0588318EC2673214271F70137896E",
+    "35A43BC9EFEB09C756204B57E3FB7D4D",
+    "02DCC6CD1201A3A2CA7099559C862123",
+    "6ECF912F3B18CA11A7A27BB60705FD09",
+    "4D9DF3FBEE3448FC3E676D04320A90F5",
+)
+_AES128_MAC = (
+    "A2DC23DE6FDE0824A2BC321E08E4B8B7",
+    "484C3B06E8562704528CD5B46FB12FB6",
+    "A5DF7D9D800CA769766F0C77CA4E6E6C",
+    "E6E4679647D8A9057C1FC15537CB4C4E",
+    "0588185FE1FF8C7E22FAD78C1C61F065",
+    "7B60F72A5639C0EE7EB2100FA80BB793",
+    "BAA08CA263C69525BC6B1BA8F4275D69",
+    "6FD572E5D59E618875F193484F9178FB",
+)
+_AES128_DATA = (
+    "A35C412EFD41FDB98B69797C02DCD08F",
+    "D639514AA33AC43AD9229E433D6D4E5B",
+    "EF17F6AB45B4820C93A3DCB21BC491AD",
+    "B3BD44C08BB6BA27C3BB4711D7D70387",
+    "CA02DF6F30B39E14BD0B4A30E460920F",
+    "C9B8A7C4E486180B2229115164F0B293",
+    "0FA8F1F0A2DD7B1005A862D77CDED698",
+    "650F34204ABD4E57764D61AC3D266FB1",
+)
+# AES-128 BDK, counters 0001FFFE, 00020000, 00020001: supplement p. 5 [O].
+_AES128_ROLLOVER = (
+    "E21E8C8D347F8561A2BE752DAA85A111",
+    "F7AE9025468A25D37B7249CFFED224C8",
+    "692C8EA4013645135B36497131DF9D2C",
+)
+# AES-128 BDK, counters FFFE2000 to FFFF0000: supplement p. 6 [O]; the last three also [Q].
+_AES128_LAST = (
+    "48E585B694EB0B18D5C35443E163C0BA",
+    "396C2C7CA1EA701C03B86B7D41F0C562",
+    "0387625F189B58AE03EF0E8CCA41105E",
+    "F6BA59389BD14A9855BE9727E7C52E3C",
+)
+# AES-256 BDK, counters 1-8, transaction keys and AES-128 working keys: supplement p. 7 [O];
+# transaction keys 1-3 also [Q]; counter-1 working keys also [R].
+_AES256_TRANSACTION = (
+    "54AC2B32B145EA4A554CB8BC44B17467063A799856B1CCC2A138D36E8DBF78B3",
+    "5DD5A0253842BBBE1D7C0DA27021412C6F1FAB53FB928DEAE56DA06090A9DE97",
+    "8EEEF7C464AE415BB1D73FAED21993CD669F7999092A579EC6DD3CC680C65171",
+    "C18CBED570B3B89ECADA7CEC9C224CD5A86ECF3DE377D3EFAB720F8C4D76B9D0",
+    "6B3C3C93307151C25DC2309456F01C5C3108DAD571C321899A9B7E0C009FD2EB",
+    "B8BB61AE3E2D5CD8C699E0C578FB2C7B89B0C0CF02DBAB60864D8049C986C844",
+    "88D0ACA287B3066F5DE0C93396337D4C2DA8D92C1F720A576D62CEB4C979E01E",
+    "20A796D5077D51B8E7613893A4F095B134E02917DC84BD391F3661D0873FF308",
+)
+_AES256_PIN128 = (
+    "09C9C432966811D6B2C3336BAC1B1202",
+    "D632226A80795D13A80AFE66A3E97B01",
+    "C2CBD3D766B16F9F82F4EE3F74478918",
+    "58A3779C1E24B3EDAF068609E7E56D59",
+    "97504C8BB0FD4D4A88D605143BF00025",
+    "BF281141609E6CAE7DF10DFA47A8D03D",
+    "B7C6BB187134E9D429C3E8B7CCBD8477",
+    "53C1C60A65532313141A102AD720E967",
+)
+_AES256_MAC128 = (
+    "F04A1FABD4176E15490CEC82E217A96D",
+    "DD99D77B4E2AB538B26BB6A8B3FB0BE3",
+    "5A742A4A0403B3D7BB30842DAFBB5972",
+    "C531F7E08514858C445D5F54BFE7DA8E",
+    "E2E25AA7FE6E5DD6042C632A5DFED945",
+    "07B215929C5DB4262DECEE4A0336DD4F",
+    "3AC9CC5159F96E10FCC5EB64015AC76A",
+    "6E94A9283EA9AEB7EAA77C3FF55FF2D1",
+)
+_AES256_DATA128 = (
+    "616D59AE91F8CC7016F89FDA29605FA4",
+    "07B79D9BFF3633C07A9FDDF132070B30",
+    "706E4E629E466BED956548E7B0D90C3D",
+    "CF3A4D9CA7E962E4023A84A2FE47DC80",
+    "94C28455AEAD970555F326298557FA81",
+    "408D3B9A7D1AF109E2F689514BF79AC7",
+    "DC2915BF421D617E7725E63A7DACB18D",
+    "8950DD50C254C60E26737CA9229F0F18",
+)
+# AES-256 BDK, counters 1-8, AES-256 working keys: supplement p. 13 [O]; PIN 1-3 also [Q]; counter 1 also [R][Y].
+_AES256_PIN256 = (
+    "8C1AB7BEE973829E30242E0BBBDD4946D540C98FC1B5BDCF94790001A23FD502",
+    "3583D6CD02FC38822CC71A8D7678E04F4A8556335E6CC66863D3DADC5AEE2C62",
+    "96A1AB5D37CB7CF81DDE64F66C46E0389B833E7AD5F4E44C791F04FAFDA6DA0E",
+    "420AA584BF215C4777E93009B56D08DE80687021D07ED96349FF71379CE5636D",
+    "B1E9E3D918952E6E5F67917F0FE77060F865AE27DCAD5742DDF90F61453B98BA",
+    "8714EB94E3BFD3018EC99D0434D9C94F071AF2EEBF4332FB14F5179793AA582C",
+    "693C893A1E81D280302E0A47E7E634337B9A9B26E7CC6064D807E08FF911AFAC",
+    "173A45284262A3E292D86D08FD6DE9167963214450D1D48F6103BD2EB08E61B5",
+)
+_AES256_MAC256 = (
+    "61DABDF4B340CF461EE860B1D1AB55357142BD2D6977306859CF49AEFE8F1549",
+    "4417356219B2F93CE3F2671623DDCAB58A8B85AD80662A8D628024000956D426",
+    "35BD00A46F2A2BD127F565FBF2974B735AE3BB70242C0A415857CF69B2C2691A",
+    "D80617C3C5869A8DCF0DA5383D032A0D6E6C51C0BF649BE992BE84AA191AE326",
+    "8B047E32C476C0A0AF90A9B8D1C247C433E3D4C1DF1C7FC52E8CB1DC4C8FB275",
+    "A2FF6FFB37CB8042B8C9B2F94C90C83D94DD5BECCD9951CFAB0BE7BD865CA403",
+    "E8A57085DBE804B8C2767F9F77D54854861E99633A062C700B4E50A865153150",
+    "949A3FEF12DBD273DD25BB60E29BBE313C872A9DE3BE03A7E29626ACA0A42880",
+)
+_AES256_DATA256 = (
+    "71EB36C9A6B7F801D1D1700C29741FC5A5C4E9B45D742DA7AF6992B8AA29AF58",
+    "D0AC9F71F875FFFF3A83778F72F39EBB0924A5A526617AF669665E0A19725465",
+    "8E70D5DF53F48ED2F2A0B54FC4F45C844579BE96F6F161222CDD50193E2F737F",
+    "41D23F7D78E22A978D726BC71D266374263120EE49146CE5C1291FD0EE7DDD31",
+    "813D156C142E5BB8F136427EBD0A1AC4DC9B2B5963C481F5E0A58F4BF33BD185",
+    "F1FB0591AA2E45E1CE4C5D970C7396C4A87E53E5900C4A6D95C174140CC0AC9C",
+    "69BC5C9AFB2C93CC30C3F7529360B34D7B64B7206E0F0940D8654378C54824F2",
+    "0BF8789A21D068410A16C9F7FCBF65A7B4FF73203ADC0F1B4B5E5BF8050E4284",
+)
+# AES-256 BDK, counters 0001FFFE, 00020000, 00020001: supplement p. 10 [O].
+_AES256_ROLLOVER = (
+    "A289508CBF1228452CD86AB77B15CB35577AC828C18BB66681E5A16D6C9CCED3",
+    "D62DDA94A47D7DA5D763443B4ECB15EA8DD62E0E4F915958BA459591F8312E37",
+    "44110A1102748D4A3AC326F53D8CAC650212590CA7126D54546DDE0F20E89CEE",
+)
+# AES-256 BDK, counters FFFE2000 to FFFF0000: supplement p. 12 [O]; the last three also [Q].
+_AES256_LAST = (
+    "4625EB06E4886D4AFCC9AE37ED4F4E4E1653C9E60E3F24742A87A26AA96AB7A6",
+    "FF20E1BB575539ACCB44E3111BE8757F83AE8549A2DD71B441A4A424F7FFD4B1",
+    "630535C9C53E1EC6524016930B56F6728909C45403536B419AEBCB25B7351C07",
+    "6D6DB7AAAE8B3EA90E57A39E4BBA71E173B21B446B30A78D64BFC6A8806C55EE",
+)
+
+
+def _group(
+    step: str, bdk: str, usage: str, algorithm: str, counters: tuple[int, ...], keys: tuple[str, ...], where: str
+) -> list[Vector]:
+    source = f"{SUPPLEMENT}, AES-{len(bdk) * 4} BDK, {where}"
+    return [Vector(step, bdk, c, usage, algorithm, k, source) for c, k in zip(counters, keys, strict=True)]
+
+
+VECTORS: tuple[Vector, ...] = (
+    # Initial Keys: Annex B.1 table 4 and the supplement [O][M][Q][Y] for AES-128; the supplement [O][Q][Y] for AES-256.
+    Vector(
+        "initial key",
+        BDK_AES128,
+        0,
+        "",
+        "",
+        "1273671EA26AC29AFA4D1084127652A1",
+        f"{SUPPLEMENT}, AES-128 BDK; Annex B.1 table 4",
+    ),
+    Vector(
+        "initial key",
+        BDK_AES256,
+        0,
+        "",
+        "",
+        "CE9CE0C101D1138F97FB6CAD4DF045A7083D4EAE2D35A31789D01CCF0949550F",
+        f"{SUPPLEMENT}, AES-256 BDK",
+    ),
+    *_group("transaction key", BDK_AES128, "", "", FIRST_EIGHT, _AES128_TRANSACTION, "p. 2"),
+    *_group("working key", BDK_AES128, "PIN", "AES-128", FIRST_EIGHT, _AES128_PIN, "p. 2"),
+    *_group("working key", BDK_AES128, "MAC-gen", "AES-128", FIRST_EIGHT, _AES128_MAC, "p. 2"),
+    *_group("working key", BDK_AES128, "DATA-encrypt", "AES-128", FIRST_EIGHT, _AES128_DATA, "p. 2"),
+    *_group("transaction key", BDK_AES128, "", "", ROLLOVER, _AES128_ROLLOVER, "p. 5"),
+    *_group("transaction key", BDK_AES128, "", "", LAST_FOUR, _AES128_LAST, "p. 6"),
+    # Update Key (6.5.3): [O], also [Y].
+    Vector(
+        "update key",
+        BDK_AES128,
+        0xFFFFFFFF,
+        "KEK",
+        "AES-128",
+        "9A9770AEE1ACD1B13473D0463A1883B9",
+        f"{SUPPLEMENT}, AES-128 BDK, p. 7",
+    ),
+    *_group("transaction key", BDK_AES256, "", "", FIRST_EIGHT, _AES256_TRANSACTION, "p. 7"),
+    *_group("working key", BDK_AES256, "PIN", "AES-128", FIRST_EIGHT, _AES256_PIN128, "p. 7"),
+    *_group("working key", BDK_AES256, "MAC-gen", "AES-128", FIRST_EIGHT, _AES256_MAC128, "p. 7"),
+    *_group("working key", BDK_AES256, "DATA-encrypt", "AES-128", FIRST_EIGHT, _AES256_DATA128, "p. 7"),
+    *_group("transaction key", BDK_AES256, "", "", ROLLOVER, _AES256_ROLLOVER, "p. 10"),
+    *_group("transaction key", BDK_AES256, "", "", LAST_FOUR, _AES256_LAST, "p. 12"),
+    # Update Keys (6.5.3): AES-128 [O]; AES-256 [O], also [Y].
+    Vector(
+        "update key",
+        BDK_AES256,
+        0xFFFFFFFF,
+        "KEK",
+        "AES-128",
+        "90E54E4A70160C7E085C09D2B241D343",
+        f"{SUPPLEMENT}, AES-256 BDK, p. 12",
+    ),
+    *_group("working key", BDK_AES256, "PIN", "AES-256", FIRST_EIGHT, _AES256_PIN256, "p. 13"),
+    *_group("working key", BDK_AES256, "MAC-gen", "AES-256", FIRST_EIGHT, _AES256_MAC256, "p. 13"),
+    *_group("working key", BDK_AES256, "DATA-encrypt", "AES-256", FIRST_EIGHT, _AES256_DATA256, "p. 13"),
+    Vector(
+        "update key",
+        BDK_AES256,
+        0xFFFFFFFF,
+        "KEK",
+        "AES-256",
+        "AEFB210C136278A1279F7C8815F446DB8EBE2AA910B157AA4E6484D8DE9C4807",
+        f"{SUPPLEMENT}, AES-256 BDK, p. 18",
+    ),
+)
