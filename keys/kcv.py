@@ -58,20 +58,20 @@ def shown(kcv: bytes) -> str:
 
 _AES_CMAC_VECTORS = (
     (
-        "AES-128 CMAC KCV of the X9.143 example P0 key",
-        "ANSI X9.143-2021 section 8.1 (KCV of the wrapped AES-128 key); TR-31:2018 A.7.4 shows its first 3 bytes",
+        N_("AES-128 CMAC KCV of the X9.143 example P0 key"),
+        N_("ANSI X9.143-2021 section 8.1 (KCV of the wrapped AES-128 key); TR-31:2018 A.7.4 shows its first 3 bytes"),
         "3F419E1CB7079442AA37474C2EFBF8B8",
         "08793E25AB",
     ),
     (
-        "AES-128 CMAC KCV of the X9.143 example KBPK",
-        "ANSI X9.143-2021 section 8.5 (KCV of the AES-128 key block protection key)",
+        N_("AES-128 CMAC KCV of the X9.143 example KBPK"),
+        N_("ANSI X9.143-2021 section 8.5 (KCV of the AES-128 key block protection key)"),
         "FA36E44278DB3AB5F298F9F7DA8F1F88",
         "D77F007724",
     ),
     (
-        "AES-256 CMAC KCV of the X9.143 example KBPK",
-        "ANSI X9.143-2021 section 8.6 (KCV of the AES-256 key block protection key, optional block KP)",
+        N_("AES-256 CMAC KCV of the X9.143 example KBPK"),
+        N_("ANSI X9.143-2021 section 8.6 (KCV of the AES-256 key block protection key, optional block KP)"),
         "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6",
         "2331550BC9",
     ),
@@ -79,20 +79,20 @@ _AES_CMAC_VECTORS = (
 
 _TDES_VECTORS = (
     (
-        "TDES KCV of the TR-31 version A example P0 key",
-        "ASC X9 TR 31-2018 annex A.7.2.1 (double-length TDES key, legacy KCV)",
+        N_("TDES KCV of the TR-31 version A example P0 key"),
+        N_("ASC X9 TR 31-2018 annex A.7.2.1 (double-length TDES key, legacy KCV)"),
         "F039121BEC83D26B169BDCD5B22AAF8F",
         "CB9DEA",
     ),
     (
-        "TDES KCV of the TR-31 version B example P0 key",
-        "ASC X9 TR 31-2018 annex A.7.2.2 (double-length TDES key, legacy KCV)",
+        N_("TDES KCV of the TR-31 version B example P0 key"),
+        N_("ASC X9 TR 31-2018 annex A.7.2.2 (double-length TDES key, legacy KCV)"),
         "3F419E1CB7079442AA37474C2EFBF8B8",
         "57C409",
     ),
     (
-        "TDES KCV of the TR-31 example BDK",
-        "ASC X9 TR 31-2018 annex A.7.3.1 (double-length TDES BDK, legacy KCV)",
+        N_("TDES KCV of the TR-31 example BDK"),
+        N_("ASC X9 TR 31-2018 annex A.7.3.1 (double-length TDES BDK, legacy KCV)"),
         "EDB380DD340BC2620247D445F5B8D678",
         "F4B08D",
     ),

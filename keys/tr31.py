@@ -123,7 +123,7 @@ class Header:
         blocks = "".join(_render_block(bid, data) for bid, data in self.optional_blocks)
         count = len(self.optional_blocks)
         if len(blocks) % AES_BLOCK_CHARS:
-            pad = AES_BLOCK_CHARS - (len(blocks) + 4) % AES_BLOCK_CHARS
+            pad = -(len(blocks) + 4) % AES_BLOCK_CHARS
             blocks += _render_block(PAD_BLOCK, "0" * pad)
             count += 1
         fields = self.key_usage + self.algorithm + self.mode_of_use + self.version_number + self.exportability
@@ -370,15 +370,15 @@ _X9143_81_BLOCK = (
 PUBLISHED_BLOCKS = (
     # (name, source, KBPK, key block, key)
     (
-        "Unwrap the version D example P0 key block",
-        "ASC X9 TR 31-2018 annex A.7.4 (AES-256 KBPK, AES-128 PIN key, key length not masked)",
+        N_("Unwrap the version D example P0 key block"),
+        N_("ASC X9 TR 31-2018 annex A.7.4 (AES-256 KBPK, AES-128 PIN key, key length not masked)"),
         _A74_KBPK,
         _A74_BLOCK,
         _A74_KEY,
     ),
     (
-        "Unwrap the version D example P0 key block with a masked key length",
-        "ANSI X9.143-2021 section 8.1 (AES-256 KBPK, AES-128 PIN key masked as 32 bytes)",
+        N_("Unwrap the version D example P0 key block with a masked key length"),
+        N_("ANSI X9.143-2021 section 8.1 (AES-256 KBPK, AES-128 PIN key masked as 32 bytes)"),
         _A74_KBPK,
         _X9143_81_BLOCK,
         _A74_KEY,
@@ -433,15 +433,15 @@ def known_answers() -> list[KnownAnswer]:
     answers = [KnownAnswer(n, s, _unwraps_to(kbpk, b, k)) for n, s, kbpk, b, k in PUBLISHED_BLOCKS]
     answers.append(
         KnownAnswer(
-            "Wrap and unwrap a B1 Initial Key with KS and KC blocks",
-            "Round trip on the ASC X9 TR 31-2018 annex A.7.4 KBPK and key",
+            N_("Wrap and unwrap a B1 Initial Key with KS and KC blocks"),
+            N_("Round trip on the ASC X9 TR 31-2018 annex A.7.4 KBPK and key"),
             _round_trip,
         )
     )
     answers.append(
         KnownAnswer(
-            "Refuse the version D example key block with one MAC bit changed",
-            "ASC X9 TR 31-2018 annex A.7.4 key block, last MAC digit altered",
+            N_("Refuse the version D example key block with one MAC bit changed"),
+            N_("ASC X9 TR 31-2018 annex A.7.4 key block, last MAC digit altered"),
             _refuses_tampering,
         )
     )
