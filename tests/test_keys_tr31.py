@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import pytest
@@ -128,10 +129,8 @@ def test_render_then_parse_is_identity(case: tuple[Header, bytes]) -> None:
 @settings(max_examples=300)
 @given(st.text(max_size=200))
 def test_parse_of_hostile_text_raises_only_keys_errors(text: str) -> None:
-    try:
+    with contextlib.suppress(errors.KeysError):
         Header.parse(text)
-    except errors.KeysError:
-        pass
 
 
 @settings(max_examples=300)
