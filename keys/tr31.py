@@ -197,18 +197,27 @@ def _parse_block(text: str, at: int) -> tuple[str, str, int]:
 # --- policy ------------------------------------------------------------------------------------------
 
 
+def _echo(value: object, width: int) -> str:
+    """A header field as it may appear in an error: only when it has the size and alphabet of one, so that a
+    caller's mistake (a key where a field belongs) never reaches a message."""
+    return value if isinstance(value, str) and 0 < len(value) <= width and _alnum(value) else "?"
+
+
 def _check_header(header: Header) -> None:
     """Every header field and optional block is one this station accepts; raises the first violation."""
     if header.version != VERSION_D:
-        raise KeyBlockVersionRefused(version=header.version)
+        raise KeyBlockVersionRefused(version=_echo(header.version, 1))
     algorithms, modes = ALLOWED_USES.get(header.key_usage, (frozenset(), frozenset()))
     if header.algorithm not in algorithms or header.mode_of_use not in modes:
-        raise KeyUsageNotAllowed(usage=header.key_usage, algorithm=header.algorithm, mode=header.mode_of_use)
+        raise KeyUsageNotAllowed(
+            usage=_echo(header.key_usage, 2), algorithm=_echo(header.algorithm, 1), mode=_echo(header.mode_of_use, 1)
+        )
     number = header.version_number
-    if len(number) != 2 or not _alnum(number) or number.startswith("c"):  # "c": a key component, not a key
-        raise KeyBlockHeaderInvalid(field=N_("key version number"), value=number)
+    if not isinstance(number, str) or len(number) != 2 or not _alnum(number) or number.startswith("c"):
+        # "c" first: the block carries a key component, which is entered in a ceremony, never injected
+        raise KeyBlockHeaderInvalid(field=N_("key version number"), value=_echo(number, 2))
     if header.exportability not in EXPORTABILITY:
-        raise KeyBlockHeaderInvalid(field=N_("exportability"), value=header.exportability)
+        raise KeyBlockHeaderInvalid(field=N_("exportability"), value=_echo(header.exportability, 1))
     if len(header.optional_blocks) >= _MAX_BLOCKS:  # one more may be needed for padding
         raise KeyBlockMalformed(reason=N_("it has too many optional blocks"))
     seen: set[str] = set()
@@ -286,6 +295,8 @@ def wrap(kbpk: bytes, header: Header, key: bytes) -> str:
 
     The key length is masked: every AES key is padded as if it were 32 bytes (TDES: 24), psec's default.
     """
+    if not isinstance(header, Header):
+        raise TypeError("wrap() takes a keys.tr31.Header")
     _check_kbpk(kbpk)
     _check_header(header)
     _check_key(kbpk, header, key)
@@ -300,9 +311,14 @@ def wrap(kbpk: bytes, header: Header, key: bytes) -> str:
     for block_id, data in header.optional_blocks:
         bound.blocks[block_id] = data
     try:
-        return psec.tr31.wrap(kbpk, bound, key)
+        block = psec.tr31.wrap(kbpk, bound, key)
     except (psec.tr31.HeaderError, psec.tr31.KeyBlockError):
         raise KeyBlockMalformed(reason=N_("the key block library refused it")) from None
+    written, header_length = _parse(block)  # what goes out reads back as exactly what was asked for
+    _check_structure(block, header_length)
+    if written != header:
+        raise KeyBlockMalformed(reason=N_("it reads differently to the key block library"))
+    return block
 
 
 def unwrap(
@@ -327,12 +343,8 @@ def unwrap(
         bound, key = psec.tr31.unwrap(kbpk, block)
     except (psec.tr31.HeaderError, psec.tr31.KeyBlockError):
         raise KeyBlockAuthenticationFailed() from None
-    if (bound.key_usage, bound.algorithm, bound.mode_of_use, dict(bound.blocks)) != (
-        header.key_usage,
-        header.algorithm,
-        header.mode_of_use,
-        dict(header.optional_blocks),
-    ):
+    fields = (bound.key_usage, bound.algorithm, bound.mode_of_use, bound.version_num, bound.exportability)
+    if Header(*fields, tuple(bound.blocks.items()), bound.version_id) != header:
         raise KeyBlockMalformed(reason=N_("it reads differently to the key block library"))
     _check_header(header)
     _check_key(kbpk, header, key)
@@ -346,7 +358,7 @@ def unwrap(
 
 def _check_structure(block: str, header_length: int) -> None:
     """Length field, 16-character alignment, upper-case hex key data and MAC: before any cryptography."""
-    if int(block[1:5]) != len(block):
+    if int(block[1:5]) != len(block) or len(block) > 9999:
         raise KeyBlockMalformed(reason=N_("its length field does not match its length"))
     if header_length % AES_BLOCK_CHARS:
         raise KeyBlockMalformed(reason=N_("its optional blocks are not padded to the AES block size"))

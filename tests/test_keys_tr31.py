@@ -207,8 +207,19 @@ def test_wrap_refuses_a_kbpk_weaker_than_the_key() -> None:
 
 
 def test_wrap_takes_only_a_header_object() -> None:
-    with pytest.raises(AttributeError):
+    with pytest.raises(TypeError):
         wrap(A74_KBPK, "D0016B1AX00N0000", A74_KEY)  # type: ignore[arg-type]
+
+
+def test_wrap_refuses_a_block_too_long_for_its_four_digit_length_field() -> None:
+    with pytest.raises(errors.KeyBlockMalformed):
+        wrap(A74_KBPK, b1_header(optional_blocks=(("TT", "x" * 9900),)), A74_KEY)
+
+
+def test_a_key_put_where_a_header_field_belongs_is_not_echoed() -> None:
+    with pytest.raises(errors.KeyUsageNotAllowed) as caught:
+        wrap(A74_KBPK, b1_header(key_usage=A74_KEY.hex()), A74_KEY)
+    assert A74_KEY.hex() not in str(caught.value)
 
 
 # --- refusals on unwrap ------------------------------------------------------------------------------
