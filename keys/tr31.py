@@ -284,7 +284,7 @@ def _check_kcv(header: Header, block_id: str, key: bytes, algorithm: str) -> Non
 
 def _check_expected(field: str, actual: str, expected: str | None) -> None:
     if expected is not None and actual != expected:
-        raise KeyBlockUnexpected(field=field, actual=actual, expected=expected)
+        raise KeyBlockUnexpected(field=field, actual=_echo(actual, 2), expected=_echo(expected, 2))
 
 
 # --- wrap and unwrap ---------------------------------------------------------------------------------
