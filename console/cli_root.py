@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "fastboot": "console.cli_fastboot:fastboot",
     "firmware": "console.cli_firmware:firmware",
     "flash": "console.cli_flash:flash",
+    "keys": "console.cli_keys:keys_group",
     "models": "console.cli_models:models",
     "sim": "console.cli_sim:sim",
 }
