@@ -169,20 +169,37 @@ def _derivation_key(initial_key: bytes, key_type: str, derivation_id: bytes, cou
     return key
 
 
-def _derive(key: bytes, usage_indicator: int, algorithm: str, tail: bytes) -> bytes:
-    """DeriveKey (6.3.1): AES-ECB under ``key`` of one derivation-data block per 16 bytes of the derived key.
+def initial_key_derivation_data(bdk_length: int, initial_key_id: bytes) -> bytes:
+    """The derivation data whose AES-ECB encryption under the BDK is the Initial Key (6.3.1, 6.3.3).
 
-    The derivation data (6.3.2, tables 2 and 3) is 16 bytes: Version ID 01, Key Block Counter (1, 2 ...),
-    Key Usage Indicator (2 bytes), Algorithm Indicator (2 bytes), derived key length in bits (2 bytes), then
-    ``tail``: the Initial Key ID, or its derivation ID and the transaction counter (6.3.3).  The derived key is
-    the leftmost bytes of the concatenated blocks.
+    For a key store that derives inside itself (PKCS#11 ``CKM_AES_ECB_ENCRYPT_DATA``): the Initial Key is the
+    whole ECB encryption of these bytes, one 16-byte block per 16 bytes of key.
+    """
+    bdk_type = _TYPE_BY_LENGTH.get(bdk_length)
+    if bdk_type is None:
+        raise DukptKeyLength(role=N_("base derivation key"), length=bdk_length)
+    _check_length(initial_key_id, INITIAL_KEY_ID_LENGTH, N_("Initial Key ID"))
+    return _derivation_data(_INITIAL_KEY_DERIVATION, bdk_type, bytes(initial_key_id))
+
+
+def _derivation_data(usage_indicator: int, algorithm: str, tail: bytes) -> bytes:
+    """The derivation data (6.3.2, tables 2 and 3): one 16-byte block per 16 bytes of the derived key.
+
+    Each block: Version ID 01, Key Block Counter (1, 2 ...), Key Usage Indicator (2 bytes), Algorithm Indicator
+    (2 bytes), derived key length in bits (2 bytes), then ``tail``: the Initial Key ID, or its derivation ID and
+    the transaction counter (6.3.3).
     """
     indicator, length = ALGORITHMS[algorithm]
     head = usage_indicator.to_bytes(2, "big") + indicator.to_bytes(2, "big") + (8 * length).to_bytes(2, "big")
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     block_count = (length + _BLOCK - 1) // _BLOCK
-    blocks = b"".join(encryptor.update(bytes((_VERSION, block)) + head + tail) for block in range(1, block_count + 1))
-    encryptor.finalize()
+    return b"".join(bytes((_VERSION, block)) + head + tail for block in range(1, block_count + 1))
+
+
+def _derive(key: bytes, usage_indicator: int, algorithm: str, tail: bytes) -> bytes:
+    """DeriveKey (6.3.1): AES-ECB under ``key`` of the derivation data; the derived key is its leftmost bytes."""
+    length = ALGORITHMS[algorithm][1]
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    blocks = encryptor.update(_derivation_data(usage_indicator, algorithm, tail)) + encryptor.finalize()
     return blocks[:length]
 
 

@@ -148,3 +148,60 @@ class KeyCheckValueInputInvalid(KeysError):
 class SelftestFailed(KeysError):
     message = N_("The cryptographic self-test failed: {failed}")
     remedy = N_("Do not inject keys from this station. Reinstall Naiad and report the failing tests.")
+
+
+# --- key stores (keys/store.py, keys/store_pkcs11.py, keys/store_software.py) -----------------------
+# Parameters are labels, lengths, paths and mechanism names: never a key, a component, a PIN or a passphrase.
+
+
+class KeyStoreError(KeysError):
+    message = N_("The key store refused the operation")
+
+
+class KeyStoreUnavailable(KeyStoreError):
+    message = N_("The PKCS#11 key store cannot be used: {reason}")
+    remedy = N_("Check the PKCS#11 module path and the token label in the configuration, then run 'naiad doctor'.")
+    msgid_params = ("reason",)
+
+
+class KeyStoreLoginFailed(KeyStoreError):
+    message = N_("The key store refused the PIN or passphrase")
+    remedy = N_("Enter it again. Nothing was read or changed.")
+
+
+class KeyStoreFileDamaged(KeyStoreError):
+    message = N_("The key store file {path} was altered or is damaged: no key was read from it")
+    remedy = N_("Restore the file from its backup, or load the keys again in a key ceremony.")
+
+
+class KeyStoreLabelUnknown(KeyStoreError):
+    message = N_("The key store holds no key labelled {label}")
+
+
+class KeyStoreLabelTaken(KeyStoreError):
+    message = N_("The key store already holds a key labelled {label}")
+    remedy = N_("Choose another label: a key in the store is never replaced.")
+
+
+class KeyStoreLabelInvalid(KeyStoreError):
+    message = N_("A key label is 1 to 64 printable ASCII characters")
+
+
+class KeyStoreKeyLength(KeyStoreError):
+    message = N_("A base derivation key is AES-128 or AES-256 (16 or 32 bytes), not {length} bytes")
+
+
+class KeyStoreComponentsInvalid(KeyStoreError):
+    message = N_("The key components were refused: {reason}")
+    remedy = N_("Nothing was stored. Start the ceremony again with two or three components of the same length.")
+    msgid_params = ("reason",)
+
+
+class KeyStoreHandleInvalid(KeyStoreError):
+    message = N_("The Initial Key handle was released or belongs to another key store")
+
+
+class KeyStoreOperationFailed(KeyStoreError):
+    message = N_("The PKCS#11 token refused to {operation} ({code})")
+    remedy = N_("Run 'naiad doctor' to check the token and its mechanisms.")
+    msgid_params = ("operation",)

@@ -1,0 +1,126 @@
+"""The key store interface: where BDKs live and Initial Keys are derived, without a clear key on the way out.
+
+Two stores implement it: :class:`keys.store_pkcs11.Pkcs11KeyStore` (an HSM, or SoftHSM2 in tests and demos) and
+:class:`keys.store_software.SoftwareKeyStore` (a passphrase-protected file, the embedded default).
+
+What crosses the interface:
+
+- in: labels, Initial Key IDs, key components (typed by custodians, so in host memory by nature), and the
+  key block protection key (KBPK);
+- out: labels, AES-CMAC KCVs, opaque :class:`KeyHandle` objects and TR-31 version D key blocks.
+
+No public method returns a BDK or an Initial Key in clear.
+
+The KBPK is the one-time AES key the station agrees with a unit over the authenticated key session
+(ECDH with the unit's identity key, computed by the station in software): it exists in host memory for one
+injection, is never stored, and a store uses it only to protect the Initial Key it exports.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from i18n import N_
+
+from .errors import KeyStoreComponentsInvalid, KeyStoreKeyLength, KeyStoreLabelInvalid
+from .tr31 import Header
+
+BDK_LENGTHS = (16, 32)
+"""AES-128 and AES-256 BDKs (AES-192 is allowed by X9.24-3 but not offered: no HSM ceremony uses it)."""
+MIN_COMPONENTS = 2
+MAX_COMPONENTS = 3
+_MAX_LABEL = 64
+
+
+@dataclass(frozen=True)
+class KeyHandle:
+    """An Initial Key inside a store: which BDK and Initial Key ID it came from, and the store's own reference.
+
+    It carries no key bytes.  A handle is valid in the store that made it until :meth:`KeyStore.release`.
+    """
+
+    bdk_label: str
+    initial_key_id: bytes
+    ref: int = field(repr=False)
+
+
+class KeyStore(abc.ABC):
+    """Holds BDKs under labels, derives Initial Keys inside itself and lets them out only in TR-31 blocks."""
+
+    @abc.abstractmethod
+    def labels(self) -> list[str]:
+        """The labels of the BDKs held, sorted."""
+
+    @abc.abstractmethod
+    def generate_bdk(self, label: str, length: int = 16) -> bytes:
+        """A new random AES BDK of ``length`` bytes (16 or 32) under ``label``; returns its AES-CMAC KCV."""
+
+    @abc.abstractmethod
+    def combine_components(self, label: str, components: Sequence[bytes]) -> bytes:
+        """The BDK made of ``components`` XORed together (split knowledge), stored under ``label``; its KCV.
+
+        Each component is checked against its own KCV by the ceremony before it is passed here.  Nothing is
+        stored unless the whole BDK is.
+        """
+
+    @abc.abstractmethod
+    def bdk_kcv(self, label: str) -> bytes:
+        """The AES-CMAC KCV (5 bytes) of the BDK under ``label``, computed inside the store."""
+
+    @abc.abstractmethod
+    def derive_initial_key(self, label: str, initial_key_id: bytes) -> KeyHandle:
+        """The Initial Key of ``initial_key_id`` derived from the BDK under ``label`` inside the store (X9.24-3)."""
+
+    @abc.abstractmethod
+    def initial_key_kcv(self, handle: KeyHandle) -> bytes:
+        """The AES-CMAC KCV (5 bytes) of the Initial Key behind ``handle``, computed inside the store."""
+
+    @abc.abstractmethod
+    def wrap_tr31(self, kbpk: bytes, header: Header, handle: KeyHandle) -> str:
+        """The Initial Key behind ``handle`` in a TR-31 version D key block under ``kbpk``, bound to ``header``."""
+
+    @abc.abstractmethod
+    def release(self, handle: KeyHandle) -> None:
+        """Forget the Initial Key behind ``handle``; releasing twice is harmless."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the session with the store and forget every Initial Key still held."""
+
+
+def check_label(label: str) -> str:
+    """``label`` if it is 1 to 64 printable ASCII characters: labels are shown, logged and used as file keys."""
+    if not (0 < len(label) <= _MAX_LABEL and label.isascii() and label.isprintable()):
+        raise KeyStoreLabelInvalid()
+    return label
+
+
+def check_bdk_length(length: int) -> int:
+    if length not in BDK_LENGTHS:
+        raise KeyStoreKeyLength(length=length)
+    return length
+
+
+def check_components(components: Sequence[bytes]) -> int:
+    """The common length of ``components`` after checking their count and lengths; their bytes are never shown."""
+    if not MIN_COMPONENTS <= len(components) <= MAX_COMPONENTS:
+        raise KeyStoreComponentsInvalid(reason=N_("a BDK is made of two or three components"))
+    lengths = {len(c) for c in components}
+    if len(lengths) != 1:
+        raise KeyStoreComponentsInvalid(reason=N_("the components differ in length"))
+    if len(set(components)) != len(components):
+        raise KeyStoreComponentsInvalid(reason=N_("two components are equal"))
+    return check_bdk_length(lengths.pop())
+
+
+def xor_into(target: bytearray, component: bytes) -> None:
+    """``target ^= component`` in place, so the combined key is only ever in one wipeable buffer."""
+    for i, byte in enumerate(component):
+        target[i] ^= byte
+
+
+def wipe(buffer: bytearray) -> None:
+    """Overwrite ``buffer`` with zeros: a best effort, Python may hold copies of what went into it."""
+    buffer[:] = bytes(len(buffer))

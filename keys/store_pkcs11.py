@@ -1,0 +1,271 @@
+"""The PKCS#11 key store: BDKs in an HSM (SoftHSM2 in tests and demos), through python-pkcs11.
+
+Inside the token:
+
+- a BDK is a token object, ``CKA_SENSITIVE=True``, ``CKA_EXTRACTABLE=False``, usable only to derive
+  (``CKA_DERIVE``) and to sign its KCV; it never leaves the token, wrapped or clear;
+- an Initial Key is derived from it with ``CKM_AES_ECB_ENCRYPT_DATA`` over the X9.24-3 derivation data
+  (:func:`keys.dukpt.initial_key_derivation_data`) as a session object, ``CKA_SENSITIVE=True``,
+  ``CKA_EXTRACTABLE=True``: its value cannot be read, only wrapped;
+- both KCVs are ``CKM_AES_CMAC`` signatures of one zero block, first 5 bytes.
+
+What touches host memory in clear, and why: the TR-31 version D MAC is an AES-CMAC over the header *and the
+clear key data*, and no standard PKCS#11 mechanism computes a MAC over a key object's value.  So the block is
+assembled on the host: the one-time KBPK (already in host memory: the station computed it in the key
+agreement) is imported as a session object, the Initial Key is wrapped under it with ``CKM_AES_KEY_WRAP_PAD``
+(RFC 5649), and the wrapped key is unwrapped on the host and passed to :func:`keys.tr31.wrap`.  The Initial
+Key of the one unit being injected is thus in host memory for the duration of that call; the BDK never is.
+An HSM with a native TR-31 export can take over :meth:`Pkcs11KeyStore.wrap_tr31` without changing callers.
+
+Components of a ceremony are typed by custodians, so each is in host memory anyway; SoftHSM2 has no
+``CKM_XOR_BASE_AND_KEY``, so they are XORed on the host in one buffer that is wiped after the BDK object is
+made.  The user PIN comes from the caller and is neither logged nor kept after login.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pkcs11
+import pkcs11.exceptions
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+
+from i18n import N_
+
+from . import tr31
+from .dukpt import initial_key_derivation_data
+from .errors import (
+    KeyStoreHandleInvalid,
+    KeyStoreLabelTaken,
+    KeyStoreLabelUnknown,
+    KeyStoreLoginFailed,
+    KeyStoreOperationFailed,
+    KeyStoreUnavailable,
+)
+from .kcv import AES_CMAC_KCV_LENGTH
+from .store import KeyHandle, KeyStore, check_bdk_length, check_components, check_label, wipe, xor_into
+
+MODULE_ENV = "NAIAD_PKCS11_MODULE"
+TOKEN_ENV = "NAIAD_PKCS11_TOKEN"
+REQUIRED_MECHANISMS = ("AES_KEY_GEN", "AES_ECB_ENCRYPT_DATA", "AES_CMAC", "AES_KEY_WRAP_PAD")
+"""What this store uses; ``naiad doctor`` checks the token has each."""
+
+_BDK_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.DERIVE: True,
+    Attribute.SIGN: True,
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.MODIFIABLE: False,
+}
+_INITIAL_KEY_TEMPLATE = {
+    Attribute.TOKEN: False,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: True,
+    Attribute.SIGN: True,
+    Attribute.DERIVE: False,
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+}
+_KBPK_TEMPLATE = {
+    Attribute.TOKEN: False,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.WRAP: True,
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+}
+
+
+@dataclass(frozen=True)
+class Pkcs11Config:
+    """Where the token is: the module (shared library) path and the token label.  No PIN: that comes per login."""
+
+    module: str
+    token_label: str
+
+    @classmethod
+    def from_environment(cls) -> Pkcs11Config | None:
+        """``$NAIAD_PKCS11_MODULE`` and ``$NAIAD_PKCS11_TOKEN``, or None when either is unset."""
+        module, token = os.environ.get(MODULE_ENV), os.environ.get(TOKEN_ENV)
+        return cls(module, token) if module and token else None
+
+
+def open_token(config: Pkcs11Config) -> Any:
+    """The configured token (not logged in): the module loads and holds a token with the configured label."""
+    try:
+        lib = pkcs11.lib(config.module)
+    except (RuntimeError, OSError, pkcs11.exceptions.PKCS11Error):
+        raise KeyStoreUnavailable(reason=N_("the PKCS#11 module does not load")) from None
+    try:
+        return lib.get_token(token_label=config.token_label)
+    except pkcs11.exceptions.NoSuchToken:
+        raise KeyStoreUnavailable(reason=N_("no token has the configured label")) from None
+    except pkcs11.exceptions.MultipleTokensReturned:
+        raise KeyStoreUnavailable(reason=N_("more than one token has the configured label")) from None
+
+
+def missing_mechanisms(token: Any) -> list[str]:
+    """The mechanisms of :data:`REQUIRED_MECHANISMS` the token's slot does not offer."""
+    offered = {m.name for m in token.slot.get_mechanisms()}
+    return [name for name in REQUIRED_MECHANISMS if name not in offered]
+
+
+class Pkcs11KeyStore(KeyStore):
+    """BDKs as non-extractable, sensitive AES keys on a PKCS#11 token; one logged-in R/W session."""
+
+    def __init__(self, config: Pkcs11Config, user_pin: str) -> None:
+        token = open_token(config)
+        try:
+            self._session = token.open(user_pin=user_pin, rw=True)
+        except (pkcs11.exceptions.PinIncorrect, pkcs11.exceptions.PinInvalid, pkcs11.exceptions.PinLenRange):
+            raise KeyStoreLoginFailed() from None
+        except pkcs11.exceptions.PKCS11Error as exc:
+            raise KeyStoreOperationFailed(operation=N_("log in"), code=type(exc).__name__) from None
+        self._initial_keys: dict[int, Any] = {}
+
+    def labels(self) -> list[str]:
+        objects = self._session.get_objects(
+            {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True, Attribute.KEY_TYPE: KeyType.AES}
+        )
+        return sorted({str(o[Attribute.LABEL]) for o in objects})
+
+    def generate_bdk(self, label: str, length: int = 16) -> bytes:
+        self._check_free(label)
+        check_bdk_length(length)
+        with _refused(N_("generate a key")):
+            key = self._session.generate_key(
+                KeyType.AES, 8 * length, label=label, store=True, capabilities=0, template=_BDK_TEMPLATE
+            )
+        return self._kcv(key)
+
+    def combine_components(self, label: str, components: Sequence[bytes]) -> bytes:
+        self._check_free(label)
+        length = check_components(components)
+        combined = bytearray(length)
+        try:
+            for component in components:
+                xor_into(combined, component)
+            template = {
+                **_BDK_TEMPLATE,
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.AES,
+                Attribute.LABEL: label,
+                Attribute.VALUE: bytes(combined),
+            }
+            with _refused(N_("store a key")):
+                key = self._session.create_object(template)
+        finally:
+            wipe(combined)
+        return self._kcv(key)
+
+    def bdk_kcv(self, label: str) -> bytes:
+        return self._kcv(self._bdk(label))
+
+    def derive_initial_key(self, label: str, initial_key_id: bytes) -> KeyHandle:
+        bdk = self._bdk(label)
+        length = int(bdk[Attribute.VALUE_LEN])
+        data = initial_key_derivation_data(length, initial_key_id)
+        with _refused(N_("derive an Initial Key")):
+            key = bdk.derive_key(
+                KeyType.AES,
+                8 * length,
+                mechanism=Mechanism.AES_ECB_ENCRYPT_DATA,
+                mechanism_param=data,
+                capabilities=0,
+                template=_INITIAL_KEY_TEMPLATE,
+            )
+        handle = KeyHandle(bdk_label=label, initial_key_id=bytes(initial_key_id), ref=int(key.handle))
+        self._initial_keys[handle.ref] = key
+        return handle
+
+    def initial_key_kcv(self, handle: KeyHandle) -> bytes:
+        return self._kcv(self._initial_key(handle))
+
+    def wrap_tr31(self, kbpk: bytes, header: tr31.Header, handle: KeyHandle) -> str:
+        key = self._initial_key(handle)
+        tr31.wrap(kbpk, header, bytes(16))  # the KBPK and header pass policy before the key is exported at all
+        with _refused(N_("import the key block protection key")):
+            wrapping = self._session.create_object(
+                {
+                    **_KBPK_TEMPLATE,
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: KeyType.AES,
+                    Attribute.VALUE: kbpk,
+                }
+            )
+        try:
+            with _refused(N_("wrap the Initial Key")):
+                wrapped = wrapping.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+        finally:
+            wrapping.destroy()
+        clear = bytearray(aes_key_unwrap_with_padding(kbpk, wrapped))
+        try:
+            return tr31.wrap(kbpk, header, bytes(clear))
+        finally:
+            wipe(clear)
+
+    def release(self, handle: KeyHandle) -> None:
+        key = self._initial_keys.pop(handle.ref, None)
+        if key is not None:
+            with _refused(N_("destroy an Initial Key")):
+                key.destroy()
+
+    def close(self) -> None:
+        for ref in list(self._initial_keys):
+            self._initial_keys.pop(ref).destroy()
+        self._session.close()
+
+    def _bdk(self, label: str) -> Any:
+        check_label(label)
+        try:
+            return self._session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=label)
+        except pkcs11.exceptions.NoSuchKey:
+            raise KeyStoreLabelUnknown(label=label) from None
+        except pkcs11.exceptions.MultipleObjectsReturned:
+            raise KeyStoreLabelTaken(label=label) from None
+
+    def _check_free(self, label: str) -> None:
+        if check_label(label) in self.labels():
+            raise KeyStoreLabelTaken(label=label)
+
+    def _initial_key(self, handle: KeyHandle) -> Any:
+        key = self._initial_keys.get(handle.ref)
+        if key is None:
+            raise KeyStoreHandleInvalid()
+        return key
+
+    @staticmethod
+    def _kcv(key: Any) -> bytes:
+        with _refused(N_("compute a key check value")):
+            return bytes(key.sign(bytes(16), mechanism=Mechanism.AES_CMAC))[:AES_CMAC_KCV_LENGTH]
+
+
+class _refused:
+    """Turns a token's refusal into :class:`KeyStoreOperationFailed` naming the operation and the error class.
+
+    The PKCS#11 library's own text is not passed on: only the error class (e.g. ``MechanismInvalid``).
+    """
+
+    def __init__(self, operation: str) -> None:
+        self._operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
+        if isinstance(exc, pkcs11.exceptions.PKCS11Error):
+            raise KeyStoreOperationFailed(operation=self._operation, code=type(exc).__name__) from None
+        return False
