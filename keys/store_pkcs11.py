@@ -196,7 +196,7 @@ class Pkcs11KeyStore(KeyStore):
 
     def wrap_tr31(self, kbpk: bytes, header: tr31.Header, handle: KeyHandle) -> str:
         key = self._initial_key(handle)
-        tr31.wrap(kbpk, header, bytes(16))  # the KBPK and header pass policy before the key is exported at all
+        tr31.check_wrap(kbpk, header, int(key[Attribute.VALUE_LEN]))  # refused before the key is exported at all
         with _refused(N_("import the key block protection key")):
             wrapping = self._session.create_object(
                 {

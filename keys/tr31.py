@@ -254,13 +254,25 @@ def _check_kbpk(kbpk: bytes) -> None:
 
 def _check_key(kbpk: bytes, header: Header, key: bytes) -> None:
     """The key fits its algorithm, its KBPK is strong enough, and the KC/KP blocks describe these keys."""
-    allowed = KEY_LENGTHS[header.algorithm]
-    if not isinstance(key, bytes) or len(key) not in allowed:
-        length = len(key) if isinstance(key, bytes) else 0
-        raise KeyLengthInvalid(length=length, algorithm=header.algorithm, allowed=", ".join(map(str, allowed)))
-    if header.algorithm == AES and len(kbpk) < len(key):
-        raise KeyBlockProtectionKeyTooWeak(kbpk_bits=8 * len(kbpk), key_bits=8 * len(key))
+    _check_length(kbpk, header, len(key) if isinstance(key, bytes) else 0)
     _check_kcv(header, KEY_KCV, key, header.algorithm)
+    _check_kcv(header, KBPK_KCV, kbpk, AES)
+
+
+def _check_length(kbpk: bytes, header: Header, length: int) -> None:
+    allowed = KEY_LENGTHS[header.algorithm]
+    if length not in allowed:
+        raise KeyLengthInvalid(length=length, algorithm=header.algorithm, allowed=", ".join(map(str, allowed)))
+    if header.algorithm == AES and len(kbpk) < length:
+        raise KeyBlockProtectionKeyTooWeak(kbpk_bits=8 * len(kbpk), key_bits=8 * length)
+
+
+def check_wrap(kbpk: bytes, header: Header, key_length: int) -> None:
+    """What :func:`wrap` checks before it needs the key itself (all but the KC block): for a key store to refuse
+    a transfer before the key leaves it."""
+    _check_kbpk(kbpk)
+    _check_header(header)
+    _check_length(kbpk, header, key_length)
     _check_kcv(header, KBPK_KCV, kbpk, AES)
 
 

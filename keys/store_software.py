@@ -1,0 +1,231 @@
+"""The software key store: BDKs in a passphrase-protected file, the embedded default when there is no HSM.
+
+The file (JSON) holds a header and one AES-256-GCM ciphertext of the keys; the header (KDF parameters, salt,
+passphrase check) is the GCM associated data, so changing any of it is detected.  The GCM key and a passphrase
+check value come from scrypt over the passphrase.  The file never holds a clear key; it is written atomically
+(temporary file, fsync, rename) with mode 0600 in the station's data directory.
+
+Plainly: this store is software.  While it is open, the BDKs are in this process's memory in clear (in
+``bytearray`` buffers wiped on :meth:`SoftwareKeyStore.close`, a best effort: Python may hold copies), and so
+is each Initial Key from derivation until release.  Nothing here protects them from someone who can read this
+process's memory: that is what an HSM is for, and why PCI PIN deployments use :mod:`keys.store_pkcs11`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from terminal.dirs import data_dir
+
+from . import dukpt, kcv, tr31
+from .errors import (
+    KeyStoreFileDamaged,
+    KeyStoreHandleInvalid,
+    KeyStoreLabelTaken,
+    KeyStoreLabelUnknown,
+    KeyStoreLoginFailed,
+)
+from .store import KeyHandle, KeyStore, check_bdk_length, check_components, check_label, wipe, xor_into
+
+FILE_NAME = "keystore.json"
+FORMAT = "naiad-keystore"
+VERSION = 1
+SCRYPT_N = 2**15
+"""scrypt cost (N): about 0.1 s and 32 MiB per opening on a station, r=8, p=1 (RFC 7914 interactive use)."""
+_SCRYPT_R, _SCRYPT_P = 8, 1
+_MAX_SCRYPT_N = 2**20  # a file asking for more is refused as damaged rather than left to exhaust memory
+_SALT_LENGTH, _NONCE_LENGTH = 16, 12
+
+
+def default_path() -> Path:
+    """``keystore.json`` in the station's data directory."""
+    return data_dir() / FILE_NAME
+
+
+class SoftwareKeyStore(KeyStore):
+    """BDKs in an scrypt + AES-GCM protected file.  Opening an absent file creates an empty store there."""
+
+    def __init__(self, passphrase: str, path: Path | None = None, *, scrypt_n: int = SCRYPT_N) -> None:
+        if not passphrase:
+            raise KeyStoreLoginFailed()
+        self._path = path if path is not None else default_path()
+        self._bdks: dict[str, bytearray] = {}
+        self._initial_keys: dict[int, bytearray] = {}
+        self._refs = itertools.count(1)
+        if self._path.exists():
+            self._header, self._file_key = self._load(passphrase)
+        else:
+            salt = os.urandom(_SALT_LENGTH)
+            kdf = {"name": "scrypt", "n": scrypt_n, "r": _SCRYPT_R, "p": _SCRYPT_P, "salt": _b64(salt)}
+            self._file_key, check = _derive(passphrase, kdf)
+            self._header = {"format": FORMAT, "version": VERSION, "kdf": kdf, "check": _b64(check)}
+            self._save()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def labels(self) -> list[str]:
+        return sorted(self._bdks)
+
+    def generate_bdk(self, label: str, length: int = 16) -> bytes:
+        self._check_free(label)
+        return self._add(label, bytearray(os.urandom(check_bdk_length(length))))
+
+    def combine_components(self, label: str, components: Sequence[bytes]) -> bytes:
+        self._check_free(label)
+        combined = bytearray(check_components(components))
+        for component in components:
+            xor_into(combined, component)
+        return self._add(label, combined)
+
+    def bdk_kcv(self, label: str) -> bytes:
+        return kcv.aes_cmac_kcv(bytes(self._bdk(label)))
+
+    def derive_initial_key(self, label: str, initial_key_id: bytes) -> KeyHandle:
+        key = bytearray(dukpt.initial_key(bytes(self._bdk(label)), initial_key_id))
+        handle = KeyHandle(bdk_label=label, initial_key_id=bytes(initial_key_id), ref=next(self._refs))
+        self._initial_keys[handle.ref] = key
+        return handle
+
+    def initial_key_kcv(self, handle: KeyHandle) -> bytes:
+        return kcv.aes_cmac_kcv(bytes(self._initial_key(handle)))
+
+    def wrap_tr31(self, kbpk: bytes, header: tr31.Header, handle: KeyHandle) -> str:
+        return tr31.wrap(kbpk, header, bytes(self._initial_key(handle)))
+
+    def release(self, handle: KeyHandle) -> None:
+        key = self._initial_keys.pop(handle.ref, None)
+        if key is not None:
+            wipe(key)
+
+    def close(self) -> None:
+        for key in [*self._initial_keys.values(), *self._bdks.values()]:
+            wipe(key)
+        self._initial_keys.clear()
+        self._bdks.clear()
+
+    def _add(self, label: str, key: bytearray) -> bytes:
+        self._bdks[label] = key
+        try:
+            self._save()
+        except BaseException:
+            wipe(self._bdks.pop(label))  # nothing is kept that the file does not hold
+            raise
+        return kcv.aes_cmac_kcv(bytes(key))
+
+    def _bdk(self, label: str) -> bytearray:
+        key = self._bdks.get(check_label(label))
+        if key is None:
+            raise KeyStoreLabelUnknown(label=label)
+        return key
+
+    def _check_free(self, label: str) -> None:
+        if check_label(label) in self._bdks:
+            raise KeyStoreLabelTaken(label=label)
+
+    def _initial_key(self, handle: KeyHandle) -> bytearray:
+        key = self._initial_keys.get(handle.ref)
+        if key is None:
+            raise KeyStoreHandleInvalid()
+        return key
+
+    def _load(self, passphrase: str) -> tuple[dict[str, Any], bytes]:
+        damaged = KeyStoreFileDamaged(path=str(self._path))
+        try:
+            document = json.loads(self._path.read_bytes())
+            header = {k: document[k] for k in ("format", "version", "kdf", "check")}
+            nonce, ciphertext = _unb64(document["nonce"]), _unb64(document["ciphertext"])
+            _check_header(header)
+            expected_check = _unb64(header["check"])
+        except (ValueError, KeyError, TypeError):
+            raise damaged from None
+        file_key, check = _derive(passphrase, header["kdf"])
+        if not hmac.compare_digest(check, expected_check):
+            raise KeyStoreLoginFailed()
+        try:
+            plain = bytearray(AESGCM(file_key).decrypt(nonce, ciphertext, _aad(header)))
+        except (InvalidTag, ValueError):
+            raise damaged from None
+        try:
+            for label, value in json.loads(plain)["keys"].items():
+                self._bdks[check_label(label)] = bytearray(bytes.fromhex(value))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise damaged from None
+        finally:
+            wipe(plain)
+        return header, file_key
+
+    def _save(self) -> None:
+        plain = bytearray(json.dumps({"keys": {k: v.hex() for k, v in self._bdks.items()}}).encode())
+        nonce = os.urandom(_NONCE_LENGTH)
+        try:
+            ciphertext = AESGCM(self._file_key).encrypt(nonce, bytes(plain), _aad(self._header))
+        finally:
+            wipe(plain)
+        document = {**self._header, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}
+        _write_atomically(self._path, json.dumps(document, indent=1).encode())
+
+
+def _derive(passphrase: str, kdf: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(AES-256-GCM file key, passphrase check value) from scrypt's 64 bytes: a hash of the second half checks."""
+    material = Scrypt(salt=_unb64(kdf["salt"]), length=64, n=kdf["n"], r=kdf["r"], p=kdf["p"]).derive(
+        passphrase.encode()
+    )
+    return material[:32], hashlib.sha256(material[32:]).digest()
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    kdf = header["kdf"]
+    if header["format"] != FORMAT or header["version"] != VERSION or kdf["name"] != "scrypt":
+        raise ValueError
+    n, r, p = kdf["n"], kdf["r"], kdf["p"]
+    if not all(isinstance(v, int) for v in (n, r, p)) or not (2 <= n <= _MAX_SCRYPT_N and n & (n - 1) == 0):
+        raise ValueError
+    if (r, p) != (_SCRYPT_R, _SCRYPT_P):
+        raise ValueError
+
+
+def _aad(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a 0600 temporary file in the same directory, fsynced, then renamed."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp: mode 0600
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,0 +1,276 @@
+"""Both key stores against one contract: X9.24-3 Initial Keys, CMAC KCVs, TR-31 export, no clear key out."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keys import dukpt, kcv, tr31
+from keys.dukpt_vectors import IKID, VECTORS
+from keys.errors import (
+    KeyBlockError,
+    KeysError,
+    KeyStoreComponentsInvalid,
+    KeyStoreFileDamaged,
+    KeyStoreHandleInvalid,
+    KeyStoreKeyLength,
+    KeyStoreLabelTaken,
+    KeyStoreLabelUnknown,
+    KeyStoreLoginFailed,
+    KeyStoreUnavailable,
+)
+from keys.store import KeyStore
+from keys.store_software import SoftwareKeyStore
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+PIN, SO_PIN, PASSPHRASE = "20261130", "11302026", "correct horse battery staple"
+PUBLISHED_INITIAL_KEYS = [v for v in VECTORS if v.step == "initial key"]
+B1 = tr31.Header(key_usage="B1", algorithm="A", mode_of_use="X", exportability="E")
+
+
+def _split(key: bytes) -> list[bytes]:
+    first = os.urandom(len(key))
+    return [first, bytes(a ^ b for a, b in zip(key, first, strict=True))]
+
+
+def _forms(key: bytes) -> list[bytes]:
+    """Every way the key's bytes could show up in text or a file."""
+    return [key, key.hex().encode(), key.hex().upper().encode(), base64.b64encode(key)]
+
+
+@pytest.fixture
+def softhsm_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A throwaway SoftHSM2 token in its own config and token directory; its label.
+
+    Stores from earlier tests must be closed first: reinitialising the module ends their sessions."""
+    if not (shutil.which("softhsm2-util") and Path(SOFTHSM_MODULE).exists()):
+        pytest.skip("SoftHSM2 is not installed (tools/setup-system.sh installs it)")
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    config = tmp_path / "softhsm2.conf"
+    config.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(config))
+    label = f"naiad-{uuid.uuid4().hex[:24]}"
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", PIN],
+        check=True,
+        capture_output=True,
+    )
+    import pkcs11
+
+    pkcs11.lib(SOFTHSM_MODULE).reinitialize()  # python-pkcs11 keeps one module per process: make it read this config
+    return label
+
+
+def _pkcs11(token: str, pin: str = PIN) -> KeyStore:
+    from keys.store_pkcs11 import Pkcs11Config, Pkcs11KeyStore
+
+    return Pkcs11KeyStore(Pkcs11Config(SOFTHSM_MODULE, token), pin)
+
+
+def _software(path: Path, passphrase: str = PASSPHRASE) -> SoftwareKeyStore:
+    return SoftwareKeyStore(passphrase, path, scrypt_n=2**10)
+
+
+@pytest.fixture(params=["software", "pkcs11"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
+    if request.param == "pkcs11":
+        opened = _pkcs11(request.getfixturevalue("softhsm_token"))
+    else:
+        opened = _software(tmp_path / "keystore.json")
+    yield opened
+    opened.close()
+
+
+# --- the contract -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", PUBLISHED_INITIAL_KEYS, ids=lambda v: v.name)
+def test_initial_key_in_the_store_is_the_published_one(store: KeyStore, vector: object) -> None:
+    bdk, ikid = bytes.fromhex(vector.bdk), bytes.fromhex(IKID)  # type: ignore[attr-defined]
+    expected = bytes.fromhex(vector.expected)  # type: ignore[attr-defined]
+    assert store.combine_components("test BDK", _split(bdk)) == kcv.aes_cmac_kcv(bdk)
+    assert store.bdk_kcv("test BDK") == kcv.aes_cmac_kcv(bdk)
+    handle = store.derive_initial_key("test BDK", ikid)
+    assert store.initial_key_kcv(handle) == kcv.aes_cmac_kcv(expected)
+    kbpk = os.urandom(32)
+    with_kcv = tr31.Header("B1", "A", "X", optional_blocks=(("KC", "01" + kcv.aes_cmac_kcv(expected).hex().upper()),))
+    block = store.wrap_tr31(kbpk, with_kcv, handle)
+    header, key = tr31.unwrap(kbpk, block, expect_usage="B1")
+    assert key == expected == dukpt.initial_key(bdk, ikid)
+    assert header == with_kcv
+
+
+@pytest.mark.parametrize("length", [16, 32])
+def test_generated_bdk_is_listed_and_its_kcv_is_stable(store: KeyStore, length: int) -> None:
+    shown = store.generate_bdk("BDK A", length)
+    store.generate_bdk("BDK B")
+    assert store.labels() == ["BDK A", "BDK B"]
+    assert len(shown) == 5 and store.bdk_kcv("BDK A") == shown
+    handle = store.derive_initial_key("BDK A", bytes.fromhex(IKID))
+    _, key = tr31.unwrap(kbpk := os.urandom(32), store.wrap_tr31(kbpk, B1, handle))
+    assert len(key) == length and kcv.aes_cmac_kcv(key) == store.initial_key_kcv(handle)
+
+
+def test_labels_are_never_replaced_and_unknown_ones_refused(store: KeyStore) -> None:
+    store.generate_bdk("BDK")
+    before = store.bdk_kcv("BDK")
+    with pytest.raises(KeyStoreLabelTaken):
+        store.generate_bdk("BDK")
+    with pytest.raises(KeyStoreLabelTaken):
+        store.combine_components("BDK", _split(os.urandom(16)))
+    assert store.bdk_kcv("BDK") == before
+    with pytest.raises(KeyStoreLabelUnknown):
+        store.derive_initial_key("other", bytes.fromhex(IKID))
+
+
+@pytest.mark.parametrize(
+    "components",
+    [
+        [bytes(range(16))],
+        [bytes(16), bytes(32)],
+        [bytes(range(16))] * 2,
+        [bytes(range(16))] * 4,
+        [bytes(8), bytes(range(8))],
+    ],
+    ids=["one", "lengths differ", "equal", "four", "too short"],
+)
+def test_bad_components_store_nothing(store: KeyStore, components: list[bytes]) -> None:
+    with pytest.raises(KeyStoreComponentsInvalid if len(components[0]) == 16 else KeyStoreKeyLength):
+        store.combine_components("BDK", components)
+    assert store.labels() == []
+
+
+def test_a_released_handle_is_refused(store: KeyStore) -> None:
+    store.generate_bdk("BDK")
+    handle = store.derive_initial_key("BDK", bytes.fromhex(IKID))
+    store.release(handle)
+    store.release(handle)
+    with pytest.raises(KeyStoreHandleInvalid):
+        store.initial_key_kcv(handle)
+    with pytest.raises(KeyStoreHandleInvalid):
+        store.wrap_tr31(os.urandom(32), B1, handle)
+
+
+def test_no_public_method_returns_a_clear_key_and_errors_name_none(store: KeyStore) -> None:
+    bdk, ikid = bytes.fromhex("00112233445566778899AABBCCDDEEFF" * 2), bytes.fromhex(IKID)
+    initial_key = dukpt.initial_key(bdk, ikid)
+    weak_kbpk = os.urandom(16)
+    outputs: list[object] = [store.combine_components("BDK", _split(bdk)), store.labels(), store.bdk_kcv("BDK")]
+    handle = store.derive_initial_key("BDK", ikid)
+    outputs += [handle, repr(handle), store.initial_key_kcv(handle), store.wrap_tr31(os.urandom(32), B1, handle)]
+    errors: list[KeysError] = []
+    for kbpk, header in [(weak_kbpk, B1), (bdk[:20], B1), (bdk, tr31.Header("B1", "A", "E"))]:
+        with pytest.raises(KeyBlockError) as caught:  # AES-256 key under AES-128 KBPK; a bad KBPK; B1 for encryption
+            store.wrap_tr31(kbpk, header, handle)
+        errors.append(caught.value)
+    text = repr(outputs) + "".join(str(e) + repr(e.params) + str(e.remedy_text) for e in errors)
+    for key in (bdk, initial_key):
+        for form in _forms(key):
+            assert form.decode("latin-1") not in text
+
+
+# --- the PKCS#11 store ------------------------------------------------------------------------------
+
+
+def test_pkcs11_keys_are_sensitive_and_the_bdk_not_extractable(softhsm_token: str) -> None:
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+
+    store = _pkcs11(softhsm_token)
+    store.generate_bdk("generated", 32)
+    store.combine_components("combined", _split(os.urandom(16)))
+    handle = store.derive_initial_key("generated", bytes.fromhex(IKID))
+    session = store._session  # type: ignore[attr-defined]
+    for label in ("generated", "combined"):
+        key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+        assert key[Attribute.SENSITIVE] and key[Attribute.ALWAYS_SENSITIVE] is not None
+        assert not key[Attribute.EXTRACTABLE] and key[Attribute.TOKEN] and not key[Attribute.WRAP]
+        with pytest.raises(pkcs11.exceptions.AttributeSensitive):
+            key[Attribute.VALUE]
+    derived = store._initial_keys[handle.ref]  # type: ignore[attr-defined]
+    assert derived[Attribute.SENSITIVE] and not derived[Attribute.TOKEN]
+    with pytest.raises(pkcs11.exceptions.AttributeSensitive):
+        derived[Attribute.VALUE]
+    store.close()
+
+
+def test_pkcs11_wrong_pin_token_and_module_are_refused(softhsm_token: str, tmp_path: Path) -> None:
+    from keys.store_pkcs11 import Pkcs11Config, Pkcs11KeyStore
+
+    with pytest.raises(KeyStoreLoginFailed) as caught:
+        _pkcs11(softhsm_token, "99999999")
+    assert "99999999" not in str(caught.value) + repr(caught.value.params)
+    with pytest.raises(KeyStoreUnavailable):
+        _pkcs11("no such token")
+    with pytest.raises(KeyStoreUnavailable):
+        Pkcs11KeyStore(Pkcs11Config(str(tmp_path / "missing.so"), softhsm_token), PIN)
+
+
+def test_pkcs11_keys_persist_in_the_token(softhsm_token: str) -> None:
+    store = _pkcs11(softhsm_token)
+    shown = store.generate_bdk("BDK")
+    store.close()
+    again = _pkcs11(softhsm_token)
+    assert again.labels() == ["BDK"] and again.bdk_kcv("BDK") == shown
+    again.close()
+
+
+# --- the software store -----------------------------------------------------------------------------
+
+
+def test_software_file_is_0600_holds_no_clear_key_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "station" / "keystore.json"
+    bdk = os.urandom(32)
+    store = _software(path)
+    store.combine_components("BDK", _split(bdk))
+    store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["keystore.json"]  # no temporary file left behind
+    content = path.read_bytes()
+    for form in _forms(bdk):
+        assert form not in content
+    again = _software(path)
+    assert again.labels() == ["BDK"] and again.bdk_kcv("BDK") == kcv.aes_cmac_kcv(bdk)
+
+
+def test_software_wrong_passphrase_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keystore.json"
+    _software(path).generate_bdk("BDK")
+    with pytest.raises(KeyStoreLoginFailed) as caught:
+        _software(path, "wrong horse")
+    assert "wrong horse" not in str(caught.value)
+    with pytest.raises(KeyStoreLoginFailed):
+        _software(path, "")
+
+
+@pytest.mark.parametrize("field", ["ciphertext", "nonce", "kdf", "format", "truncated"])
+def test_software_tampered_file_is_refused(tmp_path: Path, field: str) -> None:
+    path = tmp_path / "keystore.json"
+    _software(path).generate_bdk("BDK")
+    document = json.loads(path.read_text())
+    if field == "truncated":
+        path.write_text(path.read_text()[:-20])
+    else:
+        if field == "ciphertext":
+            raw = bytearray(base64.b64decode(document[field]))
+            raw[3] ^= 1
+            document[field] = base64.b64encode(bytes(raw)).decode()
+        elif field == "nonce":
+            document[field] = base64.b64encode(bytes(12)).decode()
+        elif field == "kdf":
+            document[field]["n"] = 2**30
+        else:
+            document[field] = "other"
+        path.write_text(json.dumps(document))
+    with pytest.raises(KeyStoreFileDamaged):
+        _software(path)
