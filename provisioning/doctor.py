@@ -17,7 +17,7 @@ from terminal.udev import GROUP, INSTALL_COMMAND, RULES_NAME, installed_rule_sta
 
 from .ledger import Ledger
 
-PKCS11_ENV = "NAIAD_PKCS11_MODULE"
+PKCS11_ENV = "NAIAD_PKCS11_MODULE"  # keys.store_pkcs11.MODULE_ENV, kept here so the doctor loads without pkcs11
 SOFTHSM_PATHS = (
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -128,6 +128,36 @@ def check_hsm_library() -> CheckResult:
     return CheckResult(name, Status.WARNING, _("no PKCS#11 library found"), remedy)
 
 
+def check_hsm_token() -> CheckResult:
+    """The configured PKCS#11 token: the module loads, the token is there, it has the key store's mechanisms.
+
+    No PIN is asked: finding the token and reading its mechanism list needs no login.
+    """
+    from keys.store_pkcs11 import MODULE_ENV, TOKEN_ENV, Pkcs11Config, missing_mechanisms, open_token
+
+    name = N_("HSM token (PKCS#11 key store)")
+    config = Pkcs11Config.from_environment()
+    if config is None:
+        return CheckResult(
+            name,
+            Status.OK,
+            _("not configured: set {module} and {token} to use an HSM", module=MODULE_ENV, token=TOKEN_ENV),
+        )
+    try:
+        token = open_token(config)
+        missing = missing_mechanisms(token)
+    except NaiadError as exc:
+        return _failed(name, exc)
+    if missing:
+        return CheckResult(
+            name,
+            Status.PROBLEM,
+            _("token {label} lacks mechanisms {mechanisms}", label=config.token_label, mechanisms=", ".join(missing)),
+            _("Use an HSM or token that offers these mechanisms, or the software key store."),
+        )
+    return CheckResult(name, Status.OK, _("token {label}: every mechanism needed is offered", label=config.token_label))
+
+
 def check_ledger(open_ledger: Callable[[], Ledger]) -> CheckResult:
     name = N_("Ledger")
     try:
@@ -148,5 +178,5 @@ def run_checks(discovery: Discovery, open_ledger: Callable[[], Ledger]) -> list[
         results += check_usb_permissions(discovery)
     if discovery.system_usb:  # the udev rule matters only to the system's libusb
         results.append(check_udev_rule())
-    results += [check_hsm_library(), check_ledger(open_ledger)]
+    results += [check_hsm_library(), check_hsm_token(), check_ledger(open_ledger)]
     return results

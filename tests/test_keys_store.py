@@ -274,3 +274,44 @@ def test_software_tampered_file_is_refused(tmp_path: Path, field: str) -> None:
         path.write_text(json.dumps(document))
     with pytest.raises(KeyStoreFileDamaged):
         _software(path)
+
+
+# --- naiad doctor -----------------------------------------------------------------------------------
+
+
+def test_doctor_says_not_configured_without_a_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioning.doctor import Status, check_hsm_token
+
+    monkeypatch.delenv("NAIAD_PKCS11_MODULE", raising=False)
+    monkeypatch.delenv("NAIAD_PKCS11_TOKEN", raising=False)
+    result = check_hsm_token()
+    assert result.status is Status.OK and "not configured" in result.detail
+
+
+def test_doctor_checks_module_token_and_mechanisms(
+    softhsm_token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioning.doctor import Status, check_hsm_token
+
+    monkeypatch.setenv("NAIAD_PKCS11_MODULE", SOFTHSM_MODULE)
+    monkeypatch.setenv("NAIAD_PKCS11_TOKEN", softhsm_token)
+    result = check_hsm_token()
+    assert result.status is Status.OK and softhsm_token in result.detail
+    monkeypatch.setenv("NAIAD_PKCS11_TOKEN", "absent")
+    result = check_hsm_token()
+    assert result.status is Status.PROBLEM and "no token" in result.detail and result.remedy
+    monkeypatch.setenv("NAIAD_PKCS11_MODULE", str(tmp_path / "missing.so"))
+    assert check_hsm_token().status is Status.PROBLEM
+
+
+def test_doctor_names_missing_mechanisms(softhsm_token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keys.store_pkcs11
+    from provisioning.doctor import Status, check_hsm_token
+
+    monkeypatch.setenv("NAIAD_PKCS11_MODULE", SOFTHSM_MODULE)
+    monkeypatch.setenv("NAIAD_PKCS11_TOKEN", softhsm_token)
+    monkeypatch.setattr(keys.store_pkcs11, "REQUIRED_MECHANISMS", ("AES_CMAC", "SP800_108_COUNTER_KDF"))
+    result = check_hsm_token()
+    assert (
+        result.status is Status.PROBLEM and "SP800_108_COUNTER_KDF" in result.detail and "AES_CMAC" not in result.detail
+    )
