@@ -3,7 +3,9 @@
 The file (JSON) holds a header and one AES-256-GCM ciphertext of the keys; the header (KDF parameters, salt,
 passphrase check) is the GCM associated data, so changing any of it is detected.  The GCM key and a passphrase
 check value come from scrypt over the passphrase.  The file never holds a clear key; it is written atomically
-(temporary file, fsync, rename) with mode 0600 in the station's data directory.
+(temporary file, fsync, rename) with mode 0600 in the station's data directory.  A wrong passphrase fails the
+check value (:class:`KeyStoreLoginFailed`); a file that fails to parse or to authenticate is
+:class:`KeyStoreFileDamaged` (an altered check value reads as a wrong passphrase: both mean no key is read).
 
 Plainly: this store is software.  While it is open, the BDKs are in this process's memory in clear (in
 ``bytearray`` buffers wiped on :meth:`SoftwareKeyStore.close`, a best effort: Python may hold copies), and so
@@ -151,7 +153,7 @@ class SoftwareKeyStore(KeyStore):
             nonce, ciphertext = _unb64(document["nonce"]), _unb64(document["ciphertext"])
             _check_header(header)
             expected_check = _unb64(header["check"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise damaged from None
         file_key, check = _derive(passphrase, header["kdf"])
         if not hmac.compare_digest(check, expected_check):
@@ -195,7 +197,7 @@ def _check_header(header: dict[str, Any]) -> None:
     n, r, p = kdf["n"], kdf["r"], kdf["p"]
     if not all(isinstance(v, int) for v in (n, r, p)) or not (2 <= n <= _MAX_SCRYPT_N and n & (n - 1) == 0):
         raise ValueError
-    if (r, p) != (_SCRYPT_R, _SCRYPT_P):
+    if (r, p) != (_SCRYPT_R, _SCRYPT_P) or len(_unb64(kdf["salt"])) != _SALT_LENGTH:
         raise ValueError
 
 

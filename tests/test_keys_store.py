@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keys import dukpt, kcv, tr31
 from keys.dukpt_vectors import IKID, VECTORS
@@ -193,10 +195,12 @@ def test_pkcs11_keys_are_sensitive_and_the_bdk_not_extractable(softhsm_token: st
     session = store._session  # type: ignore[attr-defined]
     for label in ("generated", "combined"):
         key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
-        assert key[Attribute.SENSITIVE] and key[Attribute.ALWAYS_SENSITIVE] is not None
+        assert key[Attribute.SENSITIVE]
         assert not key[Attribute.EXTRACTABLE] and key[Attribute.TOKEN] and not key[Attribute.WRAP]
         with pytest.raises(pkcs11.exceptions.AttributeSensitive):
             key[Attribute.VALUE]
+    generated = session.get_key(object_class=ObjectClass.SECRET_KEY, label="generated")
+    assert generated[Attribute.ALWAYS_SENSITIVE] and generated[Attribute.NEVER_EXTRACTABLE]
     derived = store._initial_keys[handle.ref]  # type: ignore[attr-defined]
     assert derived[Attribute.SENSITIVE] and not derived[Attribute.TOKEN]
     with pytest.raises(pkcs11.exceptions.AttributeSensitive):
@@ -253,7 +257,7 @@ def test_software_wrong_passphrase_is_refused(tmp_path: Path) -> None:
         _software(path, "")
 
 
-@pytest.mark.parametrize("field", ["ciphertext", "nonce", "kdf", "format", "truncated"])
+@pytest.mark.parametrize("field", ["ciphertext", "nonce", "kdf", "format", "truncated", "types"])
 def test_software_tampered_file_is_refused(tmp_path: Path, field: str) -> None:
     path = tmp_path / "keystore.json"
     _software(path).generate_bdk("BDK")
@@ -267,6 +271,8 @@ def test_software_tampered_file_is_refused(tmp_path: Path, field: str) -> None:
             document[field] = base64.b64encode(bytes(raw)).decode()
         elif field == "nonce":
             document[field] = base64.b64encode(bytes(12)).decode()
+        elif field == "types":
+            document.update(ciphertext=7, kdf={**document["kdf"], "salt": 7})
         elif field == "kdf":
             document[field]["n"] = 2**30
         else:
@@ -315,3 +321,30 @@ def test_doctor_names_missing_mechanisms(softhsm_token: str, monkeypatch: pytest
     assert (
         result.status is Status.PROBLEM and "SP800_108_COUNTER_KDF" in result.detail and "AES_CMAC" not in result.detail
     )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(min_value=0), replacement=st.binary(min_size=0, max_size=8))
+def test_software_file_altered_anywhere_is_refused_with_a_typed_error(
+    tmp_path: Path, position: int, replacement: bytes
+) -> None:
+    path = tmp_path / "hostile.json"
+    if not path.exists():
+        _software(path).generate_bdk("BDK")
+        (tmp_path / "original").write_bytes(path.read_bytes())
+    original = (tmp_path / "original").read_bytes()
+    at = position % len(original)
+    altered = original[:at] + replacement + original[at + 1 :]
+    path.write_bytes(altered)
+    if _same_json(altered, original):  # whitespace only: the same document, which must still open
+        assert _software(path).labels() == ["BDK"]
+        return
+    with pytest.raises((KeyStoreFileDamaged, KeyStoreLoginFailed)):
+        _software(path)
+
+
+def _same_json(one: bytes, other: bytes) -> bool:
+    try:
+        return bool(json.loads(one) == json.loads(other))
+    except ValueError:
+        return False
