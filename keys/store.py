@@ -19,12 +19,19 @@ injection, is never stored, and a store uses it only to protect the Initial Key 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from i18n import N_
 
-from .errors import KeyStoreComponentsInvalid, KeyStoreKeyLength, KeyStoreLabelInvalid
+from .errors import (
+    KeyStoreComponentsInvalid,
+    KeyStoreHandleInvalid,
+    KeyStoreKeyLength,
+    KeyStoreLabelInvalid,
+    KeyStoreLabelTaken,
+)
 from .tr31 import Header
 
 BDK_LENGTHS = (16, 32)
@@ -32,6 +39,7 @@ BDK_LENGTHS = (16, 32)
 MIN_COMPONENTS = 2
 MAX_COMPONENTS = 3
 _MAX_LABEL = 64
+_Key = TypeVar("_Key")
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,20 @@ def check_label(label: str) -> str:
     if not (0 < len(label) <= _MAX_LABEL and label.isascii() and label.isprintable()):
         raise KeyStoreLabelInvalid()
     return label
+
+
+def check_free(label: str, taken: Collection[str]) -> None:
+    """Refuse ``label`` unless it is valid and not one of ``taken``: a key in a store is never replaced."""
+    if check_label(label) in taken:
+        raise KeyStoreLabelTaken(label=label)
+
+
+def held(initial_keys: Mapping[int, _Key], handle: KeyHandle) -> _Key:
+    """The store's Initial Key behind ``handle``; refused when it was released or made by another store."""
+    key = initial_keys.get(handle.ref)
+    if key is None:
+        raise KeyStoreHandleInvalid()
+    return key
 
 
 def check_bdk_length(length: int) -> int:

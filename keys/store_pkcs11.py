@@ -39,7 +39,6 @@ from i18n import N_
 from . import tr31
 from .dukpt import initial_key_derivation_data
 from .errors import (
-    KeyStoreHandleInvalid,
     KeyStoreLabelTaken,
     KeyStoreLabelUnknown,
     KeyStoreLoginFailed,
@@ -47,7 +46,17 @@ from .errors import (
     KeyStoreUnavailable,
 )
 from .kcv import AES_CMAC_KCV_LENGTH
-from .store import KeyHandle, KeyStore, check_bdk_length, check_components, check_label, wipe, xor_into
+from .store import (
+    KeyHandle,
+    KeyStore,
+    check_bdk_length,
+    check_components,
+    check_free,
+    check_label,
+    held,
+    wipe,
+    xor_into,
+)
 
 MODULE_ENV = "NAIAD_PKCS11_MODULE"
 TOKEN_ENV = "NAIAD_PKCS11_TOKEN"
@@ -143,7 +152,7 @@ class Pkcs11KeyStore(KeyStore):
         return sorted({str(o[Attribute.LABEL]) for o in objects})
 
     def generate_bdk(self, label: str, length: int = 16) -> bytes:
-        self._check_free(label)
+        check_free(label, self.labels())
         check_bdk_length(length)
         with _refused(N_("generate a key")):
             key = self._session.generate_key(
@@ -152,7 +161,7 @@ class Pkcs11KeyStore(KeyStore):
         return self._kcv(key)
 
     def combine_components(self, label: str, components: Sequence[bytes]) -> bytes:
-        self._check_free(label)
+        check_free(label, self.labels())
         length = check_components(components)
         combined = bytearray(length)
         try:
@@ -192,10 +201,10 @@ class Pkcs11KeyStore(KeyStore):
         return handle
 
     def initial_key_kcv(self, handle: KeyHandle) -> bytes:
-        return self._kcv(self._initial_key(handle))
+        return self._kcv(held(self._initial_keys, handle))
 
     def wrap_tr31(self, kbpk: bytes, header: tr31.Header, handle: KeyHandle) -> str:
-        key = self._initial_key(handle)
+        key = held(self._initial_keys, handle)
         tr31.check_wrap(kbpk, header, int(key[Attribute.VALUE_LEN]))  # refused before the key is exported at all
         with _refused(N_("import the key block protection key")):
             wrapping = self._session.create_object(
@@ -236,16 +245,6 @@ class Pkcs11KeyStore(KeyStore):
             raise KeyStoreLabelUnknown(label=label) from None
         except pkcs11.exceptions.MultipleObjectsReturned:
             raise KeyStoreLabelTaken(label=label) from None
-
-    def _check_free(self, label: str) -> None:
-        if check_label(label) in self.labels():
-            raise KeyStoreLabelTaken(label=label)
-
-    def _initial_key(self, handle: KeyHandle) -> Any:
-        key = self._initial_keys.get(handle.ref)
-        if key is None:
-            raise KeyStoreHandleInvalid()
-        return key
 
     @staticmethod
     def _kcv(key: Any) -> bytes:

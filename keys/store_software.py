@@ -35,12 +35,20 @@ from terminal.dirs import data_dir
 from . import dukpt, kcv, tr31
 from .errors import (
     KeyStoreFileDamaged,
-    KeyStoreHandleInvalid,
-    KeyStoreLabelTaken,
     KeyStoreLabelUnknown,
     KeyStoreLoginFailed,
 )
-from .store import KeyHandle, KeyStore, check_bdk_length, check_components, check_label, wipe, xor_into
+from .store import (
+    KeyHandle,
+    KeyStore,
+    check_bdk_length,
+    check_components,
+    check_free,
+    check_label,
+    held,
+    wipe,
+    xor_into,
+)
 
 FILE_NAME = "keystore.json"
 FORMAT = "naiad-keystore"
@@ -84,11 +92,11 @@ class SoftwareKeyStore(KeyStore):
         return sorted(self._bdks)
 
     def generate_bdk(self, label: str, length: int = 16) -> bytes:
-        self._check_free(label)
+        check_free(label, self._bdks)
         return self._add(label, bytearray(os.urandom(check_bdk_length(length))))
 
     def combine_components(self, label: str, components: Sequence[bytes]) -> bytes:
-        self._check_free(label)
+        check_free(label, self._bdks)
         combined = bytearray(check_components(components))
         for component in components:
             xor_into(combined, component)
@@ -104,10 +112,10 @@ class SoftwareKeyStore(KeyStore):
         return handle
 
     def initial_key_kcv(self, handle: KeyHandle) -> bytes:
-        return kcv.aes_cmac_kcv(bytes(self._initial_key(handle)))
+        return kcv.aes_cmac_kcv(bytes(held(self._initial_keys, handle)))
 
     def wrap_tr31(self, kbpk: bytes, header: tr31.Header, handle: KeyHandle) -> str:
-        return tr31.wrap(kbpk, header, bytes(self._initial_key(handle)))
+        return tr31.wrap(kbpk, header, bytes(held(self._initial_keys, handle)))
 
     def release(self, handle: KeyHandle) -> None:
         key = self._initial_keys.pop(handle.ref, None)
@@ -133,16 +141,6 @@ class SoftwareKeyStore(KeyStore):
         key = self._bdks.get(check_label(label))
         if key is None:
             raise KeyStoreLabelUnknown(label=label)
-        return key
-
-    def _check_free(self, label: str) -> None:
-        if check_label(label) in self._bdks:
-            raise KeyStoreLabelTaken(label=label)
-
-    def _initial_key(self, handle: KeyHandle) -> bytearray:
-        key = self._initial_keys.get(handle.ref)
-        if key is None:
-            raise KeyStoreHandleInvalid()
         return key
 
     def _load(self, passphrase: str) -> tuple[dict[str, Any], bytes]:
