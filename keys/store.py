@@ -19,6 +19,7 @@ injection, is never stored, and a store uses it only to protect the Initial Key 
 from __future__ import annotations
 
 import abc
+import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -109,6 +110,12 @@ def check_free(label: str, taken: Collection[str]) -> None:
     """Refuse ``label`` unless it is valid and not one of ``taken``: a key in a store is never replaced."""
     if check_label(label) in taken:
         raise KeyStoreLabelTaken(label=label)
+
+
+def new_ref() -> int:
+    """A handle's reference: random, so a released handle never names a later key (PKCS#11 object handles and
+    counters are reused or shared across stores) and a handle from another store names nothing here."""
+    return secrets.randbits(64)
 
 
 def held(initial_keys: Mapping[int, _Key], handle: KeyHandle) -> _Key:

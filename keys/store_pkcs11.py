@@ -19,7 +19,8 @@ An HSM with a native TR-31 export can take over :meth:`Pkcs11KeyStore.wrap_tr31`
 
 Components of a ceremony are typed by custodians, so each is in host memory anyway; SoftHSM2 has no
 ``CKM_XOR_BASE_AND_KEY``, so they are XORed on the host in one buffer that is wiped after the BDK object is
-made.  The user PIN comes from the caller and is neither logged nor kept after login.
+made (the ``bytes`` copy python-pkcs11 is handed cannot be wiped).  The user PIN comes from the caller and is
+neither logged nor kept after login.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from .store import (
     check_free,
     check_label,
     held,
+    new_ref,
     wipe,
     xor_into,
 )
@@ -196,7 +198,7 @@ class Pkcs11KeyStore(KeyStore):
                 capabilities=0,
                 template=_INITIAL_KEY_TEMPLATE,
             )
-        handle = KeyHandle(bdk_label=label, initial_key_id=bytes(initial_key_id), ref=int(key.handle))
+        handle = KeyHandle(bdk_label=label, initial_key_id=bytes(initial_key_id), ref=new_ref())
         self._initial_keys[handle.ref] = key
         return handle
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import itertools
 import json
 import os
 import tempfile
@@ -46,6 +45,7 @@ from .store import (
     check_free,
     check_label,
     held,
+    new_ref,
     wipe,
     xor_into,
 )
@@ -74,7 +74,6 @@ class SoftwareKeyStore(KeyStore):
         self._path = path if path is not None else default_path()
         self._bdks: dict[str, bytearray] = {}
         self._initial_keys: dict[int, bytearray] = {}
-        self._refs = itertools.count(1)
         if self._path.exists():
             self._header, self._file_key = self._load(passphrase)
         else:
@@ -107,7 +106,7 @@ class SoftwareKeyStore(KeyStore):
 
     def derive_initial_key(self, label: str, initial_key_id: bytes) -> KeyHandle:
         key = bytearray(dukpt.initial_key(bytes(self._bdk(label)), initial_key_id))
-        handle = KeyHandle(bdk_label=label, initial_key_id=bytes(initial_key_id), ref=next(self._refs))
+        handle = KeyHandle(bdk_label=label, initial_key_id=bytes(initial_key_id), ref=new_ref())
         self._initial_keys[handle.ref] = key
         return handle
 

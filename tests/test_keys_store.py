@@ -157,6 +157,8 @@ def test_a_released_handle_is_refused(store: KeyStore) -> None:
     handle = store.derive_initial_key("BDK", bytes.fromhex(IKID))
     store.release(handle)
     store.release(handle)
+    for _ in range(3):  # later keys, which a reused reference could name
+        store.derive_initial_key("BDK", bytes.fromhex(IKID))
     with pytest.raises(KeyStoreHandleInvalid):
         store.initial_key_kcv(handle)
     with pytest.raises(KeyStoreHandleInvalid):
@@ -348,3 +350,14 @@ def _same_json(one: bytes, other: bytes) -> bool:
         return bool(json.loads(one) == json.loads(other))
     except ValueError:
         return False
+
+
+def test_a_handle_from_another_store_is_refused(store: KeyStore, tmp_path: Path) -> None:
+    store.generate_bdk("BDK")
+    store.derive_initial_key("BDK", bytes.fromhex(IKID))
+    other = _software(tmp_path / "other.json")
+    other.generate_bdk("BDK")
+    foreign = other.derive_initial_key("BDK", bytes.fromhex(IKID))
+    with pytest.raises(KeyStoreHandleInvalid):
+        store.wrap_tr31(os.urandom(32), B1, foreign)
+    other.close()
