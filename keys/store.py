@@ -22,7 +22,7 @@ import abc
 import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from i18n import N_
 
@@ -97,6 +97,12 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """End the session with the store and forget every Initial Key still held."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def check_label(label: str) -> str:

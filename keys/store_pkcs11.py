@@ -25,6 +25,7 @@ neither logged nor kept after login.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -235,8 +236,11 @@ class Pkcs11KeyStore(KeyStore):
                 key.destroy()
 
     def close(self) -> None:
-        for ref in list(self._initial_keys):
-            self._initial_keys.pop(ref).destroy()
+        """Destroy the Initial Keys still held, then close the session (which would end them anyway)."""
+        for key in self._initial_keys.values():
+            with contextlib.suppress(pkcs11.exceptions.PKCS11Error):
+                key.destroy()
+        self._initial_keys.clear()
         self._session.close()
 
     def _bdk(self, label: str) -> Any:

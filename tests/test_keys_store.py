@@ -222,13 +222,16 @@ def test_pkcs11_wrong_pin_token_and_module_are_refused(softhsm_token: str, tmp_p
         Pkcs11KeyStore(Pkcs11Config(str(tmp_path / "missing.so"), softhsm_token), PIN)
 
 
-def test_pkcs11_keys_persist_in_the_token(softhsm_token: str) -> None:
-    store = _pkcs11(softhsm_token)
-    shown = store.generate_bdk("BDK")
-    store.close()
-    again = _pkcs11(softhsm_token)
-    assert again.labels() == ["BDK"] and again.bdk_kcv("BDK") == shown
-    again.close()
+def test_pkcs11_bdks_persist_and_initial_keys_do_not(softhsm_token: str) -> None:
+    from pkcs11 import Attribute, ObjectClass
+
+    with _pkcs11(softhsm_token) as store:
+        shown = store.generate_bdk("BDK")
+        store.derive_initial_key("BDK", bytes.fromhex(IKID))
+    with _pkcs11(softhsm_token) as again:
+        assert again.labels() == ["BDK"] and again.bdk_kcv("BDK") == shown
+        keys = list(again._session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}))  # type: ignore[attr-defined]
+        assert [k[Attribute.LABEL] for k in keys] == ["BDK"]
 
 
 # --- the software store -----------------------------------------------------------------------------
