@@ -150,6 +150,10 @@ def test_bad_components_store_nothing(store: KeyStore, components: list[bytes]) 
     with pytest.raises(KeyStoreComponentsInvalid if len(components[0]) == 16 else KeyStoreKeyLength):
         store.combine_components("BDK", components)
     assert store.labels() == []
+    with pytest.raises(KeysError) as caught:
+        store.combine_components("BDK", components)
+    text = str(caught.value) + repr(caught.value.params) + str(caught.value.remedy_text)
+    assert not any(form.decode("latin-1") in text for c in components for form in _forms(c) if c.strip(b"\0"))
 
 
 def test_a_released_handle_is_refused(store: KeyStore) -> None:
