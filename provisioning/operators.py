@@ -119,17 +119,21 @@ def check_password(password: str, stored: str | None) -> bool:
         kind, n_text, r_text, p_text, salt_hex, hash_hex = (stored or "").split("$")
         n, r, p = int(n_text), int(r_text), int(p_text)
         salt, expected = bytes.fromhex(salt_hex), bytes.fromhex(hash_hex)
-        if kind != "scrypt" or not (1 < n <= MAX_SCRYPT_N and 0 < r <= 32 and 0 < p <= 16) or not expected:
+        if (
+            kind != "scrypt"
+            or not (1 < n <= MAX_SCRYPT_N and 0 < r <= 32 and 0 < p <= 16)
+            or len(expected) != HASH_BYTES
+        ):
             raise ValueError(kind)
     except ValueError:
         _scrypt(password, b"\0" * SALT_BYTES, SCRYPT_N, SCRYPT_R, SCRYPT_P)  # same cost as a real check
         return False
-    return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(expected)), expected)
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
 
 
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = HASH_BYTES) -> bytes:
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * r * (n + p + 2), dklen=length
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * r * (n + p + 2), dklen=HASH_BYTES
     )
 
 
