@@ -353,3 +353,22 @@ def test_no_password_hash_or_token_in_any_output(url: str, caplog: pytest.LogCap
         assert len(secret) >= 10
         for text in texts:
             assert secret not in text
+
+
+@pytest.mark.postgresql
+def test_logins_sessions_and_lockout_on_postgresql(postgres_url: str) -> None:
+    with Ledger.open(postgres_url, station="line-1") as ledger, Ledger.open(postgres_url, station="line-2") as other:
+        root = _admin(ledger)
+        with pytest.raises(ops.NotLoggedIn):  # the bootstrap is closed for every station on the database
+            ops.add_operator(other, None, "eve", "admin", IVY_PW)
+        ops.add_operator(ledger, root, "ivy", "installer", IVY_PW)
+        for _attempt in range(ops.MAX_FAILED_LOGINS - 1):
+            with pytest.raises(ops.BadCredentials):
+                ops.login(other if _attempt % 2 else ledger, "ivy", "guess-guess-guess")
+        with pytest.raises(ops.OperatorLocked):  # failures count across stations
+            ops.login(other, "ivy", "guess-guess-guess")
+        _s, token, _e = ops.open_session(ledger, "root", ROOT_PW)
+        assert ops.resume_session(other, token).operator == "root"
+        ops.disable_operator(other.as_operator("root"), ops.resume_session(other, token), "ivy")
+        assert [e.operator for e in other.audit_entries(subject="operator:ivy")][-1] == "root"
+        assert ledger.verify().ok
