@@ -42,6 +42,7 @@ def add(settings: Settings, name: str, role: str) -> None:
 
     with reported(False):
         station, session = settings.station(), settings.session()
+        operators.may_add(station.ledger, session, role)  # refused before a password is typed
         operators.add_operator(station.ledger, session, name, role, _new_password(name))
     out().print(_("Operator {operator} added with the {role} role.", operator=name, role=role))
 
@@ -81,10 +82,7 @@ def passwd(settings: Settings, name: str) -> None:
 
     with reported(False):
         station, session = settings.station(), settings.session()
-        if session is None:
-            raise operators.NotLoggedIn()
-        if session.operator != name:
-            operators.require_role(session, operators.ROLE_ADMIN)
+        operators.may_change_password(session, name)  # refused before a password is typed
         operators.change_password(station.ledger, session, name, _new_password(name))
     out().print(_("The password of {operator} was changed.", operator=name))
 

@@ -87,6 +87,11 @@ class RoleRequired(OperatorError):
     remedy = N_("Log in as an operator with the {role} role.")
 
 
+class FirstOperatorNotAdmin(RoleRequired):
+    message = N_("The first operator of a ledger must have the admin role, not {role}")
+    remedy = N_("Add an admin first ('naiad operator add NAME --role admin'), then log in as them to add others.")
+
+
 class WeakPassword(OperatorError):
     message = N_("The password is too short: it needs at least {length} characters")
     remedy = N_("Choose a longer password, a passphrase of several words for example.")
@@ -209,25 +214,39 @@ def require_role(session: OperatorSession | None, role: str) -> OperatorSession:
 # -- operator administration --------------------------------------------------------------------------
 
 
+def may_add(ledger: Ledger, session: OperatorSession | None, role: str) -> bool:
+    """Refuse unless ``session`` is an admin's, or this is the bootstrap: True for the bootstrap.
+
+    The bootstrap is the first admin, made without a login while no admin can log in."""
+    if session is not None:
+        require_role(session, ROLE_ADMIN)
+        return False
+    if ledger.admin_can_log_in():
+        raise NotLoggedIn()
+    if role != ROLE_ADMIN:
+        raise FirstOperatorNotAdmin(role=role)
+    return True
+
+
 def add_operator(ledger: Ledger, session: OperatorSession | None, name: str, role: str, password: str) -> None:
-    """Add an operator.  Without a session only the first admin (no admin can log in yet: bootstrap)."""
+    """Add an operator: by an admin, or as the bootstrap (see :func:`may_add`)."""
+    bootstrap = may_add(ledger, session, role)
     password_hash = hash_password(password)
-    if session is None:
-        if ledger.admin_can_log_in():
-            raise NotLoggedIn()
-        if role != ROLE_ADMIN:
-            raise RoleRequired(role=ROLE_ADMIN, operator=name, actual=role)
-        ledger.add_operator(name, role, password_hash, bootstrap=True)
-        return
-    _acting(ledger, require_role(session, ROLE_ADMIN)).add_operator(name, role, password_hash)
+    if session is not None:
+        ledger = _acting(ledger, session)
+    ledger.add_operator(name, role, password_hash, bootstrap=bootstrap)
+
+
+def may_change_password(session: OperatorSession | None, name: str) -> OperatorSession:
+    """Refuse unless ``session`` is ``name``'s own or an admin's."""
+    if session is None or session.operator != name:
+        return require_role(session, ROLE_ADMIN)
+    return session
 
 
 def change_password(ledger: Ledger, session: OperatorSession | None, name: str, password: str) -> None:
     """Set ``name``'s password: an operator their own, an admin anyone's (which also unlocks them)."""
-    if session is None or session.operator != name:
-        require_role(session, ROLE_ADMIN)
-    assert session is not None
-    _acting(ledger, session).set_password(name, hash_password(password))
+    _acting(ledger, may_change_password(session, name)).set_password(name, hash_password(password))
 
 
 def disable_operator(ledger: Ledger, session: OperatorSession | None, name: str) -> None:

@@ -136,6 +136,7 @@ def test_wrong_passwords_are_counted_and_lock_the_operator_until_an_admin_resets
     assert ops.login(ledger, "ivy", IVY_PW).operator == "ivy"
     failed = [e for e in ledger.audit_entries() if e.action == "operator.login_failed"]
     assert [e.details["failed_logins"] for e in failed] == list(range(1, ops.MAX_FAILED_LOGINS + 1))
+    assert {e.operator for e in failed} == {None}  # nobody was authenticated; ivy is the subject
 
 
 def test_an_unknown_operator_gets_the_same_answer_as_a_wrong_password(ledger: Ledger) -> None:
@@ -230,6 +231,7 @@ def test_an_installer_may_not_administer_operators(url: str) -> None:
     ):
         refused = naiad(url, "operator", *args, stdin=stdin, NAIAD_OPERATOR=token)
         assert refused.exit_code == 1 and "needs the admin role" in refused.output, refused.output
+        assert "New password" not in refused.output  # refused before any password is typed
     with Ledger.open(url, station="bench-1") as ledger:
         assert [(o.name, o.disabled) for o in ledger.operators()] == [("ivy", False), ("root", False)]
         assert ops.login(ledger, "root", ROOT_PW).role == "admin"

@@ -124,7 +124,8 @@ class Accounts:
         with self._writing() as write:
             row = _operator(write, name)
             row.failed_logins += 1
-            write.audit("operator.login_failed", f"operator:{name}", {"failed_logins": row.failed_logins}, name)
+            # nobody is authenticated: the entry names the operator only as its subject
+            write.audit("operator.login_failed", f"operator:{name}", {"failed_logins": row.failed_logins})
             return row.failed_logins
 
     def logged_in(self, name: str, token_hash: str | None = None, expires: dt.datetime | None = None) -> int | None:
