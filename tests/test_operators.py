@@ -45,6 +45,13 @@ def naiad(url: str, *args: str, stdin: str = "", **env: str) -> Result:
     )
 
 
+def _root_and_ivy(url: str) -> tuple[Result, Result]:
+    """Through the CLI: the bootstrap admin root, who then adds the installer ivy."""
+    root = naiad(url, "operator", "add", "root", "--role", "admin", stdin=f"{ROOT_PW}\n{ROOT_PW}\n")
+    ivy_stdin = f"{ROOT_PW}\n{IVY_PW}\n{IVY_PW}\n"
+    return root, naiad(url, "--operator", "root", "operator", "add", "ivy", "--role", "installer", stdin=ivy_stdin)
+
+
 def _admin(ledger: Ledger) -> ops.OperatorSession:
     ops.add_operator(ledger, None, "root", "admin", ROOT_PW)
     return ops.login(ledger, "root", ROOT_PW)
@@ -69,12 +76,9 @@ def test_bootstrap_makes_only_an_admin(ledger: Ledger) -> None:
 
 
 def test_an_admin_adds_lists_changes_and_disables_operators(url: str) -> None:
-    naiad(url, "operator", "add", "root", "--role", "admin", stdin=f"{ROOT_PW}\n{ROOT_PW}\n")
+    root, added = _root_and_ivy(url)
+    assert root.exit_code == added.exit_code == 0, added.output
     as_root = ("--operator", "root")
-    added = naiad(
-        url, *as_root, "operator", "add", "ivy", "--role", "installer", stdin=f"{ROOT_PW}\n{IVY_PW}\n{IVY_PW}\n"
-    )
-    assert added.exit_code == 0, added.output
     listed = json.loads(naiad(url, "operator", "list", "--json").output)["operators"]
     assert [(o["name"], o["role"], o["can_log_in"]) for o in listed] == [
         ("ivy", "installer", True),
@@ -211,18 +215,7 @@ def test_require_role_names_what_is_missing() -> None:
 
 
 def test_an_installer_may_not_administer_operators(url: str) -> None:
-    naiad(url, "operator", "add", "root", "--role", "admin", stdin=f"{ROOT_PW}\n{ROOT_PW}\n")
-    naiad(
-        url,
-        "--operator",
-        "root",
-        "operator",
-        "add",
-        "ivy",
-        "--role",
-        "installer",
-        stdin=f"{ROOT_PW}\n{IVY_PW}\n{IVY_PW}\n",
-    )
+    _root_and_ivy(url)
     token = naiad(url, "operator", "login", "ivy", stdin=f"{IVY_PW}\n").stdout.strip()
     for args, stdin in (
         (("add", "mallory", "--role", "admin"), f"{IVY_PW}\n{IVY_PW}\n"),
@@ -314,18 +307,7 @@ def test_a_ledger_from_revision_0002_migrates_and_its_operators_still_verify(url
 def test_no_password_hash_or_token_in_any_output(url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     outputs = [
-        naiad(url, "operator", "add", "root", "--role", "admin", stdin=f"{ROOT_PW}\n{ROOT_PW}\n"),
-        naiad(
-            url,
-            "--operator",
-            "root",
-            "operator",
-            "add",
-            "ivy",
-            "--role",
-            "installer",
-            stdin=f"{ROOT_PW}\n{IVY_PW}\n{IVY_PW}\n",
-        ),
+        *_root_and_ivy(url),
         naiad(url, "operator", "login", "ivy", stdin=f"{ROOT_PW}\n"),  # wrong password
         naiad(url, "operator", "list", "--json"),
         naiad(url, "operator", "list"),

@@ -12,15 +12,13 @@ Create Date: 2026-11-30 01:30:00
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
-from provisioning.ledger import audit as chain
 from provisioning.ledger import seals
+from provisioning.ledger.migrations.resealing import reseal
 from provisioning.ledger.models import UTCDateTime
 
 revision: str = "0003"
@@ -28,8 +26,6 @@ down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-PER_ENTRY = 500
-STATION = "migration"
 _meta = sa.MetaData()
 
 # The operators table as it is at this revision.
@@ -45,26 +41,6 @@ OPERATORS = sa.Table(
     sa.Column("failed_logins", sa.Integer()),
     **seals.sealed(),
 )
-AUDIT_LOG = sa.Table(
-    "audit_log",
-    _meta,
-    sa.Column("id", sa.Integer(), primary_key=True),
-    sa.Column("at", UTCDateTime()),
-    sa.Column("station", sa.String()),
-    sa.Column("operator", sa.String(), nullable=True),
-    sa.Column("action", sa.String()),
-    sa.Column("subject", sa.String()),
-    sa.Column("details", sa.JSON()),
-    sa.Column("seals", sa.JSON(), nullable=True),
-    sa.Column("prev_hash", sa.String()),
-    sa.Column("hash", sa.String()),
-)
-AUDIT_HEAD = sa.Table(
-    "audit_head", _meta, sa.Column("id", sa.Integer(), primary_key=True), sa.Column("entry_id", sa.Integer()),
-    sa.Column("hash", sa.String()),
-)
-
-
 def upgrade() -> None:
     op.add_column("operators", sa.Column("password_hash", sa.String(255), nullable=True))
     op.add_column("operators", sa.Column("disabled", sa.DateTime(timezone=True), nullable=True))
@@ -83,37 +59,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operator_sessions")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_operator_sessions_token_hash")),
     )
-    connection = op.get_bind()
-    pending: dict[str, str | None] = {}
-    query = seals.raw_select(OPERATORS).order_by(OPERATORS.c.id)
-    for raw in connection.execute(query).mappings():
-        try:
-            values = seals.decode(OPERATORS, raw)
-        except seals.MalformedRow:
-            continue  # left unsealed, so that verify names it
-        pending[seals.row_key(OPERATORS, values)] = seals.digest(OPERATORS, values)
-        if len(pending) == PER_ENTRY:
-            _append(connection, pending)
-            pending = {}
-    if pending:
-        _append(connection, pending)
-
-
-def _append(connection: sa.Connection, row_seals: dict[str, str | None]) -> None:
-    head = connection.execute(sa.select(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).with_for_update()).mappings().one()
-    entry_id = head["entry_id"] + 1
-    fields: dict[str, Any] = {
-        "at": dt.datetime.now(dt.UTC),
-        "station": STATION,
-        "operator": None,
-        "action": "ledger.sealed",
-        "subject": "ledger",
-        "details": {"revision": revision, "rows": len(row_seals)},
-        "seals": row_seals,
-    }
-    digest = chain.entry_hash(head["hash"], entry_id=entry_id, **fields)
-    connection.execute(AUDIT_LOG.insert().values(id=entry_id, prev_hash=head["hash"], hash=digest, **fields))
-    connection.execute(AUDIT_HEAD.update().where(AUDIT_HEAD.c.id == 1).values(entry_id=entry_id, hash=digest))
+    reseal(op.get_bind(), (OPERATORS,), revision)
 
 
 def downgrade() -> None:
