@@ -126,7 +126,7 @@ def check_password(password: str, stored: str | None) -> bool:
         salt, expected = bytes.fromhex(salt_hex), bytes.fromhex(hash_hex)
         if (
             kind != "scrypt"
-            or not (1 < n <= MAX_SCRYPT_N and 0 < r <= 32 and 0 < p <= 16)
+            or not (1 < n <= MAX_SCRYPT_N and n & (n - 1) == 0 and 0 < r <= 32 and 0 < p <= 16)
             or len(expected) != HASH_BYTES
         ):
             raise ValueError(kind)

@@ -121,7 +121,15 @@ def test_hashes_are_salted_with_their_parameters_and_a_bad_hash_never_matches() 
     one, two = ops.hash_password(ROOT_PW), ops.hash_password(ROOT_PW)
     assert one != two and one.startswith(f"scrypt${2**8}$8$1$") and ROOT_PW not in one
     assert ops.check_password(ROOT_PW, one) and not ops.check_password(IVY_PW, one)
-    for broken in (None, "", "scrypt$x", one.replace("scrypt", "bcrypt"), one[:-2], f"scrypt${2**30}$8$1$00$00"):
+    for broken in (
+        None,
+        "",
+        "scrypt$x",
+        one.replace("scrypt", "bcrypt"),
+        one[:-2],
+        f"scrypt${2**30}$8$1$00$00",
+        f"scrypt$3$8$1${'00' * 16}${'00' * 32}",
+    ):
         assert not ops.check_password(ROOT_PW, broken)
 
 
