@@ -28,7 +28,7 @@ from terminal.errors import NaiadError
 
 from .ledger import Credentials, Ledger
 
-SCRYPT_N = 2**15  # about 32 MiB and 0.1 s per check on the dev VM: slow for a guesser, fine for a person
+SCRYPT_N = 2**15  # 32 MiB and about 0.2 s a check on the dev VM: slow for a guesser, fine for a person
 SCRYPT_R = 8
 SCRYPT_P = 1
 SALT_BYTES = 16
