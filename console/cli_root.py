@@ -6,6 +6,7 @@ The entry point is :func:`console.cli.main`; the subcommands in ``SUBCOMMANDS`` 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from provisioning.ledger import AuditHead
+    from provisioning.operators import OperatorSession
     from provisioning.station import Station
     from terminal.discovery import Device
 
@@ -34,6 +36,7 @@ SUBCOMMANDS = {
     "flash": "console.cli_flash:flash",
     "keys": "console.cli_keys:keys_group",
     "models": "console.cli_models:models",
+    "operator": "console.cli_operator:operator_group",
     "sim": "console.cli_sim:sim",
 }
 
@@ -44,7 +47,9 @@ class Settings:
 
     sim_dir: Path | None = None
     ledger_url: str | None = None
+    operator: str | None = None
     _station: Station | None = field(default=None, repr=False)
+    _session: OperatorSession | None = field(default=None, repr=False)
 
     def wiring(self) -> Wiring:
         """Where the units are: ``--sim``, else NAIAD_SIM, else real USB (resolved by the composition root)."""
@@ -53,9 +58,27 @@ class Settings:
         return Wiring.resolve(self.sim_dir)
 
     def station(self) -> Station:
+        """The station; with ``--operator`` or ``NAIAD_OPERATOR`` its ledger writes as that operator."""
         if self._station is None:
             self._station = self.wiring().station(self.ledger_url)
+            self.session()
         return self._station
+
+    def session(self) -> OperatorSession | None:
+        """The logged-in operator: ``--operator NAME`` (password asked), else the NAIAD_OPERATOR token.
+
+        Resolved once, on first use, so commands that need no ledger never ask for a password."""
+        if self._session is None and (self.operator or os.environ.get(TOKEN_VARIABLE)):
+            from provisioning import operators
+
+            station = self.station()
+            if self.operator:
+                password = click.prompt(_("Password for {operator}", operator=self.operator), hide_input=True, err=True)
+                self._session = operators.login(station.ledger, self.operator, password)
+            else:
+                self._session = operators.resume_session(station.ledger, os.environ[TOKEN_VARIABLE])
+            station.act_as(self._session.operator)
+        return self._session
 
     def close(self) -> None:
         if self._station is not None:
@@ -63,6 +86,7 @@ class Settings:
 
 
 pass_settings = click.make_pass_decorator(Settings)
+TOKEN_VARIABLE = "NAIAD_OPERATOR"
 
 
 def _choose_language(value: str | None) -> None:
@@ -114,10 +138,16 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     callback=_show_version,
     help=N_("Show the version and exit."),
 )
+@option(
+    "--operator",
+    "operator",
+    metavar="NAME",
+    help=N_("Log in as this operator; the password is asked (or set NAIAD_OPERATOR to a session token)."),
+)
 @click.pass_context
-def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None) -> None:
+def cli(ctx: click.Context, sim_dir: Path | None, ledger_url: str | None, operator: str | None) -> None:
     settings = ctx.ensure_object(Settings)
-    settings.sim_dir, settings.ledger_url = sim_dir, ledger_url
+    settings.sim_dir, settings.ledger_url, settings.operator = sim_dir, ledger_url, operator
     ctx.call_on_close(settings.close)
 
 

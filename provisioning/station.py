@@ -47,22 +47,31 @@ class Station:
         self.discovery = discovery
         self._ledger_url = ledger_url
         self._ledger = ledger
+        self._acting: Ledger | None = None
         self._lock = threading.Lock()
 
     @property
     def ledger(self) -> Ledger:
+        """The ledger, writing as the operator given to :meth:`act_as` (nobody until then)."""
         with self._lock:
             if self._ledger is None:
                 from .ledger import Ledger
 
                 self._ledger = Ledger.open(self._ledger_url)
-            return self._ledger
+            return self._acting or self._ledger
+
+    def act_as(self, operator: str) -> None:
+        """From now on the ledger's operations and audit entries name ``operator`` (already authenticated)."""
+        base = self.ledger
+        with self._lock:
+            self._acting = base.as_operator(operator)
 
     def close(self) -> None:
         with self._lock:
             if self._ledger is not None:
                 self._ledger.close()
                 self._ledger = None
+            self._acting = None
 
     def __enter__(self) -> Station:
         return self

@@ -6,14 +6,13 @@ import datetime as dt
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from urllib.parse import quote
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from pg import PostgresServer, PostgresUnavailable, find_bin_dir
 from sqlalchemy import create_engine, text
 
 from provisioning.ledger import (
@@ -27,28 +26,6 @@ from provisioning.ledger import (
 from provisioning.ledger.models import Base
 
 pytestmark = pytest.mark.postgresql
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One server for the session (move to tests/conftest.py once other modules need it)."""
-    pytest.importorskip("psycopg", reason="psycopg is not installed")
-    if find_bin_dir() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; CI installs them")
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> str:
-    """A fresh, empty database on the session's server."""
-    return postgres_server.create_database()
 
 
 def _execute(url: str, statement: str) -> None:

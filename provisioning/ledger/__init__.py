@@ -9,6 +9,7 @@ from __future__ import annotations
 from .db import current_revision, default_path, default_url, head_revision
 from .errors import (
     AuditChainBroken,
+    BootstrapClosed,
     InvalidLedgerInput,
     InvalidLedgerUrl,
     LedgerClosed,
@@ -18,6 +19,7 @@ from .errors import (
     LedgerRowTampered,
     LedgerSchemaTooNew,
     LedgerUnavailable,
+    OperatorExists,
     SecretRefused,
     UnknownDevice,
     UnknownOperator,
@@ -27,9 +29,11 @@ from .records import (
     AuditHead,
     AuditRecord,
     ChainProblem,
+    Credentials,
     DeviceRecord,
     OperationRecord,
     OperatorRecord,
+    SessionRecord,
     VerifyReport,
 )
 
@@ -37,7 +41,9 @@ __all__ = [
     "AuditChainBroken",
     "AuditHead",
     "AuditRecord",
+    "BootstrapClosed",
     "ChainProblem",
+    "Credentials",
     "DeviceRecord",
     "InvalidLedgerInput",
     "InvalidLedgerUrl",
@@ -51,8 +57,10 @@ __all__ = [
     "LedgerUnavailable",
     "OperationHandle",
     "OperationRecord",
+    "OperatorExists",
     "OperatorRecord",
     "SecretRefused",
+    "SessionRecord",
     "UnknownDevice",
     "UnknownOperator",
     "VerifyReport",

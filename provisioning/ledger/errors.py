@@ -69,6 +69,18 @@ class UnknownOperator(LedgerError):
     remedy = N_("Register the operator (with a role) before recording work under their name.")
 
 
+class OperatorExists(LedgerError):
+    message = N_("The ledger already has an operator named {operator}")
+    remedy = N_("Choose another name, or change that operator's password with 'naiad operator passwd'.")
+
+
+class BootstrapClosed(LedgerError):
+    """Another admin who can log in appeared while the first admin was being created."""
+
+    message = N_("The ledger already has an admin who can log in")
+    remedy = N_("Log in as that admin (--operator NAME) to add operators.")
+
+
 class AuditChainBroken(LedgerError):
     """The hash chain of the audit log does not verify."""
 

@@ -24,6 +24,7 @@ from i18n import _
 from . import audit as chain
 from . import db, seals, validate
 from . import verify as checks
+from .accounts import Accounts
 from .errors import (
     InvalidLedgerInput,
     LedgerClosed,
@@ -74,6 +75,7 @@ class _Write:
     head: AuditHeadRow
     station: str
     at: dt.datetime
+    operator: str | None = None  # the authenticated operator, named by entries that name no other
 
     def audit(self, action: str, subject: str, details: dict[str, Any], operator: str | None = None) -> AuditRecord:
         """Append an entry that also seals every sealed row this transaction changed since the last one."""
@@ -82,7 +84,7 @@ class _Write:
             self.head,
             at=self.at,
             station=self.station,
-            operator=operator,
+            operator=operator if operator is not None else self.operator,
             action=action,
             subject=subject,
             details=details,
@@ -91,11 +93,11 @@ class _Write:
 
 
 @contextmanager
-def _write(engine: Engine, url: str, station: str) -> Iterator[_Write]:
+def _write(engine: Engine, url: str, station: str, operator: str | None = None) -> Iterator[_Write]:
     """One write transaction under the chain lock; refuses to commit a sealed row left unaudited."""
     with db.translate_errors(url), db.write_session(engine) as session:
         seals.track(session)
-        yield _Write(session, chain.lock_head(session), station, _now())
+        yield _Write(session, chain.lock_head(session), station, _now(), operator)
         unsealed = seals.unsealed_rows(session)
         if unsealed:  # a writer changed evidence without an audit entry: a bug, never committed
             raise LedgerError(detail=_("rows changed without an audit entry: {rows}", rows=", ".join(unsealed)))
@@ -105,19 +107,29 @@ def _device_record(row: Device) -> DeviceRecord:
     return DeviceRecord(row.serial, row.model, row.first_seen, row.last_seen, row.port_path)
 
 
-class Ledger:
-    """The ledger of one station over a shared database.  Create it with ``Ledger.open``."""
+class Ledger(Accounts):
+    """The ledger of one station over a shared database.  Create it with ``Ledger.open``.
 
-    def __init__(self, engine: Engine, station: str, station_id: int) -> None:
+    ``operator`` is the authenticated operator (see :mod:`provisioning.operators`): operations and audit
+    entries that name no operator of their own name this one.
+    """
+
+    def __init__(
+        self, engine: Engine, station: str, station_id: int, operator: str | None = None, *, owner: Ledger | None = None
+    ) -> None:
         self._engine = engine
         self._url = db.redact_url(engine.url)
         self._station = station
         self._station_id = station_id
+        self._operator = None if operator is None else validate.label(operator, "operator")
+        self._owner = owner  # a view made by as_operator shares its owner's engine and never disposes it
         self._closed = False
 
     @classmethod
-    def open(cls, url: str | None = None, station: str | None = None) -> Ledger:
-        """Open (creating and migrating as needed) the database at ``url``, the default file if None."""
+    def open(cls, url: str | None = None, station: str | None = None, operator: str | None = None) -> Ledger:
+        """Open (creating and migrating as needed) the database at ``url``, the default file if None.
+
+        ``operator`` names the authenticated operator on every entry written through this ledger."""
         name = validate.label(station if station is not None else default_station_name(), "station")
         if url is None:
             path = db.default_path()
@@ -136,7 +148,7 @@ class Ledger:
             engine.dispose()
             raise
         LOG.info("ledger %s opened for station %s", db.redact_url(engine.url), name)
-        return cls(engine, name, station_id)
+        return cls(engine, name, station_id, operator)
 
     @staticmethod
     def _register_station(engine: Engine, name: str) -> int:
@@ -159,6 +171,16 @@ class Ledger:
         return self._station
 
     @property
+    def operator(self) -> str | None:
+        """The authenticated operator this ledger writes as, None when nobody logged in."""
+        return self._operator
+
+    def as_operator(self, name: str) -> Ledger:
+        """This ledger writing as ``name`` (already authenticated), over the same database connection pool."""
+        self._check_open()
+        return Ledger(self._engine, self._station, self._station_id, name, owner=self._owner or self)
+
+    @property
     def url(self) -> str:
         """The database URL with any password hidden."""
         return self._url
@@ -166,7 +188,8 @@ class Ledger:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._engine.dispose()
+            if self._owner is None:
+                self._engine.dispose()
 
     def __enter__(self) -> Ledger:
         return self
@@ -183,7 +206,7 @@ class Ledger:
     @contextmanager
     def _writing(self) -> Iterator[_Write]:
         self._check_open()
-        with _write(self._engine, self._url, self._station) as write:
+        with _write(self._engine, self._url, self._station, self._operator) as write:
             yield write
 
     def register_operator(self, name: str, role: str) -> OperatorRecord:
@@ -249,6 +272,7 @@ class Ledger:
     def _start_operation(self, serial: str, kind: str, operator: str | None) -> OperationHandle:
         serial = validate.serial(serial)
         kind = validate.kind(kind)
+        operator = operator if operator is not None else self._operator
         if operator is not None:
             operator = validate.label(operator, "operator")
         with self._writing() as write:
@@ -382,5 +406,5 @@ class Ledger:
             return checks.verify(session, anchor)
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed or (self._owner is not None and self._owner._closed):
             raise LedgerClosed()

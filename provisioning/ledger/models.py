@@ -89,6 +89,24 @@ class Operator(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     created: Mapped[dt.datetime]
+    # "scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>"; None: cannot log in until a password is set (revision 0003)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    disabled: Mapped[dt.datetime | None]  # when an admin disabled the operator; None while active
+    failed_logins: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class OperatorSession(Base):
+    """A CLI session: only the SHA-256 of its token is stored, with its expiry and when it was ended."""
+
+    __tablename__ = "operator_sessions"
+    __table_args__ = (sealed(),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    token_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
+    created: Mapped[dt.datetime]
+    expires: Mapped[dt.datetime]
+    ended: Mapped[dt.datetime | None]
 
 
 class Device(Base):

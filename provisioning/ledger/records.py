@@ -39,6 +39,32 @@ class OperatorRecord:
     name: str
     role: str
     created: dt.datetime
+    disabled: bool = False
+    has_password: bool = False
+    failed_logins: int = 0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What checking an operator's password needs; the stored hash is kept out of ``repr``."""
+
+    name: str
+    role: str
+    disabled: bool
+    failed_logins: int
+    password_hash: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A CLI session found by its token's hash, with its operator as the ledger has them now."""
+
+    id: int
+    operator: str
+    role: str
+    operator_disabled: bool
+    expires: dt.datetime
+    ended: dt.datetime | None
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,13 @@ Create Date: 2026-11-29 23:50:00
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
-from provisioning.ledger import audit as chain
 from provisioning.ledger import seals
+from provisioning.ledger.migrations.resealing import reseal
 from provisioning.ledger.models import UTCDateTime
 
 revision: str = "0002"
@@ -28,8 +26,6 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-PER_ENTRY = 500
-STATION = "migration"
 _meta = sa.MetaData()
 
 
@@ -75,56 +71,9 @@ SEALED = (
         sa.Column("result", sa.JSON(), nullable=True),
     ),
 )
-AUDIT_LOG = sa.Table(
-    "audit_log",
-    _meta,
-    _int("id", primary_key=True),
-    _utc("at"),
-    _text("station"),
-    _text("operator", nullable=True),
-    _text("action"),
-    _text("subject"),
-    sa.Column("details", sa.JSON()),
-    sa.Column("seals", sa.JSON(), nullable=True),
-    _text("prev_hash"),
-    _text("hash"),
-)
-AUDIT_HEAD = sa.Table("audit_head", _meta, _int("id", primary_key=True), _int("entry_id"), _text("hash"))
-
-
 def upgrade() -> None:
     op.add_column("audit_log", sa.Column("seals", sa.JSON(), nullable=True))
-    connection = op.get_bind()
-    pending: dict[str, str | None] = {}
-    for table in SEALED:
-        for raw in connection.execute(seals.raw_select(table).order_by(*table.primary_key.columns)).mappings():
-            try:
-                values = seals.decode(table, raw)
-            except seals.MalformedRow:
-                continue
-            pending[seals.row_key(table, values)] = seals.digest(table, values)
-            if len(pending) == PER_ENTRY:
-                _append(connection, pending)
-                pending = {}
-    if pending:
-        _append(connection, pending)
-
-
-def _append(connection: sa.Connection, row_seals: dict[str, str | None]) -> None:
-    head = connection.execute(sa.select(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).with_for_update()).mappings().one()
-    entry_id = head["entry_id"] + 1
-    fields: dict[str, Any] = {
-        "at": dt.datetime.now(dt.UTC),
-        "station": STATION,
-        "operator": None,
-        "action": "ledger.sealed",
-        "subject": "ledger",
-        "details": {"revision": revision, "rows": len(row_seals)},
-        "seals": row_seals,
-    }
-    digest = chain.entry_hash(head["hash"], entry_id=entry_id, **fields)
-    connection.execute(AUDIT_LOG.insert().values(id=entry_id, prev_hash=head["hash"], hash=digest, **fields))
-    connection.execute(AUDIT_HEAD.update().where(AUDIT_HEAD.c.id == 1).values(entry_id=entry_id, hash=digest))
+    reseal(op.get_bind(), SEALED, revision)
 
 
 def downgrade() -> None:
