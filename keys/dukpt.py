@@ -12,8 +12,9 @@ registers are kept.  Section numbers below are those of ANSI X9.24-3-2017.
 - Every refusal is a typed :class:`keys.errors.DukptError` raised before any key is derived; its parameters
   hold lengths, a KSN (not secret) or names, never key bytes.
 
-Keys are Python ``bytes``, which cannot be wiped: callers hold them for the shortest time.  In production the BDK
-stays in the key store, which derives Initial Keys itself; this module is the reference its results are checked by.
+Keys are Python ``bytes``, which cannot be wiped: callers hold them for the shortest time.  An HSM key store
+(:mod:`keys.store_pkcs11`) derives Initial Keys inside the token from the same derivation data, checked against
+this module; the software store (:mod:`keys.store_software`) derives with this module.
 """
 
 from __future__ import annotations

@@ -158,6 +158,11 @@ class KeyStoreError(KeysError):
     message = N_("The key store refused the operation")
 
 
+class KeyStoreClosed(KeyStoreError):
+    message = N_("The key store is closed")
+    remedy = N_("Open the key store again, then repeat the step.")
+
+
 class KeyStoreUnavailable(KeyStoreError):
     message = N_("The PKCS#11 key store cannot be used: {reason}")
     remedy = N_("Check the PKCS#11 module path and the token label in the configuration, then run 'naiad doctor'.")

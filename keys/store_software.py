@@ -1,11 +1,12 @@
 """The software key store: BDKs in a passphrase-protected file, the embedded default when there is no HSM.
 
 The file (JSON) holds a header and one AES-256-GCM ciphertext of the keys; the header (KDF parameters, salt,
-passphrase check) is the GCM associated data, so changing any of it is detected.  The GCM key and a passphrase
+passphrase check) is the GCM associated data, so changing any of it is detected (an altered KDF header or
+check value reads as a wrong passphrase, since scrypt then yields another check value).  The GCM key and a passphrase
 check value come from scrypt over the passphrase.  The file never holds a clear key; it is written atomically
 (temporary file, fsync, rename) with mode 0600 in the station's data directory.  A wrong passphrase fails the
 check value (:class:`KeyStoreLoginFailed`); a file that fails to parse or to authenticate is
-:class:`KeyStoreFileDamaged` (an altered check value reads as a wrong passphrase: both mean no key is read).
+:class:`KeyStoreFileDamaged`; either way no key is read.
 
 Plainly: this store is software.  While it is open, the BDKs are in this process's memory in clear (in
 ``bytearray`` buffers wiped on :meth:`SoftwareKeyStore.close`, a best effort: Python may hold copies), and so
@@ -33,6 +34,7 @@ from terminal.dirs import data_dir
 
 from . import dukpt, kcv, tr31
 from .errors import (
+    KeyStoreClosed,
     KeyStoreFileDamaged,
     KeyStoreLabelUnknown,
     KeyStoreLoginFailed,
@@ -73,6 +75,7 @@ class SoftwareKeyStore(KeyStore):
             raise KeyStoreLoginFailed()
         self._path = path if path is not None else default_path()
         self._bdks: dict[str, bytearray] = {}
+        self._closed = False
         self._initial_keys: dict[int, bytearray] = {}
         if self._path.exists():
             self._header, self._file_key = self._load(passphrase)
@@ -82,10 +85,6 @@ class SoftwareKeyStore(KeyStore):
             self._file_key, check = _derive(passphrase, kdf)
             self._header = {"format": FORMAT, "version": VERSION, "kdf": kdf, "check": _b64(check)}
             self._save()
-
-    @property
-    def path(self) -> Path:
-        return self._path
 
     def labels(self) -> list[str]:
         return sorted(self._bdks)
@@ -122,6 +121,8 @@ class SoftwareKeyStore(KeyStore):
             wipe(key)
 
     def close(self) -> None:
+        """Wipe every key held; the store refuses all use after this (a save now would drop the file's keys)."""
+        self._closed = True
         for key in [*self._initial_keys.values(), *self._bdks.values()]:
             wipe(key)
         self._initial_keys.clear()
@@ -137,6 +138,7 @@ class SoftwareKeyStore(KeyStore):
         return kcv.aes_cmac_kcv(bytes(key))
 
     def _bdk(self, label: str) -> bytearray:
+        self._check_open()
         key = self._bdks.get(check_label(label))
         if key is None:
             raise KeyStoreLabelUnknown(label=label)
@@ -159,16 +161,27 @@ class SoftwareKeyStore(KeyStore):
             plain = bytearray(AESGCM(file_key).decrypt(nonce, ciphertext, _aad(header)))
         except (InvalidTag, ValueError):
             raise damaged from None
+        readable = True
         try:
             for label, value in json.loads(plain)["keys"].items():
                 self._bdks[check_label(label)] = bytearray(bytes.fromhex(value))
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise damaged from None
+            readable = False  # raised below, outside this handler: the parser's error quotes the clear text
         finally:
             wipe(plain)
+        if not readable:
+            for key in self._bdks.values():
+                wipe(key)
+            self._bdks.clear()
+            raise damaged
         return header, file_key
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KeyStoreClosed()
+
     def _save(self) -> None:
+        self._check_open()
         plain = bytearray(json.dumps({"keys": {k: v.hex() for k, v in self._bdks.items()}}).encode())
         nonce = os.urandom(_NONCE_LENGTH)
         try:

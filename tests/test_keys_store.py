@@ -21,6 +21,7 @@ from keys.dukpt_vectors import IKID, VECTORS
 from keys.errors import (
     KeyBlockError,
     KeysError,
+    KeyStoreClosed,
     KeyStoreComponentsInvalid,
     KeyStoreFileDamaged,
     KeyStoreHandleInvalid,
@@ -254,6 +255,18 @@ def test_software_file_is_0600_holds_no_clear_key_and_reopens(tmp_path: Path) ->
         assert form not in content
     again = _software(path)
     assert again.labels() == ["BDK"] and again.bdk_kcv("BDK") == kcv.aes_cmac_kcv(bdk)
+
+
+def test_a_closed_software_store_refuses_use_and_keeps_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "keystore.json"
+    store = _software(path)
+    store.generate_bdk("A")
+    store.close()
+    with pytest.raises(KeyStoreClosed):
+        store.generate_bdk("B")  # a save from the emptied store would have dropped A from the file
+    with pytest.raises(KeyStoreClosed):
+        store.bdk_kcv("A")
+    assert _software(path).labels() == ["A"]
 
 
 def test_software_wrong_passphrase_is_refused(tmp_path: Path) -> None:
