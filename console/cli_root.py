@@ -315,7 +315,3 @@ def console(settings: Settings, sim_dir: Path | None) -> None:
     with reported(False):
         chosen = sim_dir or settings.sim_dir
         raise click.exceptions.Exit(run_console(str(chosen) if chosen else None))
-
-
-def main() -> None:
-    cli(prog_name="naiad")

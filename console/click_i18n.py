@@ -50,7 +50,6 @@ CLICK_MESSAGES = (
     N_("deprecated"),
     N_("Do you want to continue?"),
     N_("Confirm the action without prompting."),
-    N_("%(prog)s, version %(version)s"),
     N_("Show the version and exit."),
     N_("Show this message and exit."),
     N_("Repeat for confirmation"),

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from i18n import _
 
 if TYPE_CHECKING:
-    from provisioning.ledger import Ledger
     from provisioning.station import Station
     from terminal.discovery import Discovery
 
@@ -57,11 +56,11 @@ class Wiring:
 
         return Discovery(*usb_bus(self.sim_dir))
 
-    def station(self, ledger_url: str | None = None, *, ledger: Ledger | None = None) -> Station:
+    def station(self, ledger_url: str | None = None) -> Station:
         """A station over this bus with the ledger at ``ledger_url`` (the default ledger when None)."""
         from provisioning.station import Station
 
-        return Station(self.discovery(), ledger_url, ledger=ledger)
+        return Station(self.discovery(), ledger_url)
 
     def describe(self) -> str:
         """Where the units are, for people: "simulator PATH" or "the USB bus"."""

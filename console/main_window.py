@@ -78,7 +78,6 @@ class MainWindow(QMainWindow):
         """``make_discovery``, ``make_station`` and ``flash`` replace the wiring's bus and the engine in tests."""
         super().__init__(parent)
         self.wiring = wiring
-        self.sim_dir = None if wiring.sim_dir is None else str(wiring.sim_dir)
         self.workers = Workers(parent=self)
         self.watcher = DeviceWatcher(self.workers, make_discovery or wiring.discovery, parent=self)
         self.stations = StationProvider(make_station or wiring.station)
@@ -184,7 +183,7 @@ class MainWindow(QMainWindow):
 
     def start(self) -> None:
         """Begin watching the bus (on the watcher's thread)."""
-        LOG.info("%s", _("Watching for units on {where}", where=self._bus_name()))
+        LOG.info("%s", _("Watching for units on {where}", where=self.wiring.describe()))
         self.watcher.start()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
@@ -246,8 +245,9 @@ class MainWindow(QMainWindow):
     def retranslate(self) -> None:
         """Re-read every text of the window, its cards, log pane and open dialogs."""
         title = _("Naiad console")
-        if self.sim_dir is not None:
-            title = _("{title} — simulator {path}", title=title, path=self.sim_dir)
+        sim_dir = self.wiring.sim_dir
+        if sim_dir is not None:
+            title = _("{title} — simulator {path}", title=title, path=str(sim_dir))
         self.setWindowTitle(title)
         assert self.file_menu and self.bench_menu and self.view_menu and self.help_menu and self.language_menu
         self.file_menu.setTitle(_("&File"))
@@ -268,7 +268,7 @@ class MainWindow(QMainWindow):
         self.language_combo.blockSignals(True)
         self.language_combo.setCurrentIndex(self.language_combo.findData(current))
         self.language_combo.blockSignals(False)
-        self.sim_label.setText(_("Simulator: {path}", path=self.sim_dir) if self.sim_dir is not None else _("USB bus"))
+        self.sim_label.setText(_("Simulator: {path}", path=str(sim_dir)) if sim_dir is not None else _("USB bus"))
         self.bench.retranslate()
         self.log_pane.retranslate()
         for dialog in self.info_dialogs.values():
@@ -314,9 +314,6 @@ class MainWindow(QMainWindow):
         if status is not None:
             text = _("Device discovery failed: {detail}", detail=message)
             status.showMessage(f"{text} — {remedy}" if remedy else text, 10000)
-
-    def _bus_name(self) -> str:
-        return self.wiring.describe()
 
     def _update_counts(self) -> None:
         counts = self.bench.counts()

@@ -108,7 +108,7 @@ class DeviceEndpoint:
 
     def _hello(self, payload: Payload) -> Payload:
         protocol = payload.get("protocol", framing.PROTOCOL_VERSION)
-        if isinstance(protocol, bool) or protocol != framing.PROTOCOL_VERSION or not isinstance(protocol, int):
+        if type(protocol) is not int or protocol != framing.PROTOCOL_VERSION:
             raise RequestRejected(ErrorCode.BAD_REQUEST, f"protocol {protocol!r} is not supported")  # 1.0, "1", true
         session = int(payload["session"])  # every field is parsed before any state changes
         wanted = int(payload.get("max_frame", framing.DEFAULT_FRAME))

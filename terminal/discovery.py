@@ -29,7 +29,7 @@ import usb.util
 
 from i18n import N_, _
 
-from .errors import DeviceNotFound, NaiadError, TransportPermissionDenied
+from .errors import DeviceNotFound, NaiadError, TransportPermissionDenied, UsbBackendMissing
 from .models import BOOTLOADER, RUN, match_usb
 from .ports import Endpoints, PortLocator, UsbUnit, port_path
 
@@ -50,11 +50,6 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 
 RESCAN_EVERY = 5.0  # seconds between safety re-enumerations when udev wakes the watcher
-
-
-class UsbBackendMissing(NaiadError):
-    message = N_("No USB library (libusb) is available to list the units")
-    remedy = N_("Install libusb 1.0 (Debian/Ubuntu: 'apt install libusb-1.0-0'; macOS: 'brew install libusb').")
 
 
 class UsbAccessDenied(TransportPermissionDenied):

@@ -48,7 +48,9 @@ def render(message: str, params: Mapping[str, Any], msgid_params: Iterable[str] 
 
 
 class UnitGone(NaiadError):
-    """The unit went away (unplugged, rebooted, powered off), whichever link it was on: retry-on-unplug catches this."""
+    """The unit went away (unplugged, rebooted, powered off), on the management link or in fastboot alike.
+
+    The one type for code that waits for a re-plug and retries; each link's error keeps its own message."""
 
     message = N_("The unit went away")
     remedy = N_("Re-plug the unit (try another cable or hub port if it keeps dropping) and run the step again.")
@@ -77,7 +79,7 @@ class TransportPermissionDenied(TransportError):
 
 class TransportDisconnected(TransportError, UnitGone):
     message = N_("The unit at {path} was disconnected")
-    remedy = N_("Re-plug the unit (try another cable or hub port if it keeps dropping) and run the step again.")
+    remedy = UnitGone.remedy
 
 
 class TransportTimeout(TransportError, UnitTimeout):
@@ -129,6 +131,11 @@ class TransferTooSlow(TransferError, UnitTimeout):
     remedy = N_("Check the cable and run the step again; if it keeps happening, report the unit's firmware.")
 
 
+class UsbBackendMissing(NaiadError):
+    message = N_("No USB library (libusb) is available to list the units")
+    remedy = N_("Install libusb 1.0 (Debian/Ubuntu: 'apt install libusb-1.0-0'; macOS: 'brew install libusb').")
+
+
 class UnknownModel(NaiadError):
     message = N_("Unknown terminal model {model}")
     remedy = N_("Add a row for the model to the model table.")
@@ -147,7 +154,7 @@ class MalformedReply(ProtocolError):
 
 
 class WrongUnit(NaiadError):
-    """The unit that answered on a port is not the one discovery found there."""
+    """The unit that answered on a port is not the one discovery found there (fastboot's is a subclass)."""
 
     message = N_("The unit at {path} says it is {found}, not {expected}")
     remedy = N_("Units may have been swapped or re-plugged: run 'naiad devices' and try again.")

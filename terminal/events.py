@@ -157,6 +157,14 @@ class Recorder(Listener):
             return [e for e in self.events if isinstance(e, kind) and (unit is None or e.unit == unit)]
 
 
+def _deliver(event: Event, listener: Listener) -> None:
+    """Hand ``event`` to ``listener``; one that raises is logged, never allowed to break the step."""
+    try:
+        event.deliver(listener)
+    except Exception:
+        LOG.exception("%s: a listener of step %s failed", event.unit, event.step)
+
+
 class Fanout(Listener):
     """Several listeners as one, in order; one that raises is logged and the others still get the event."""
 
@@ -165,10 +173,7 @@ class Fanout(Listener):
 
     def _each(self, event: Event) -> None:
         for listener in self.listeners:
-            try:
-                event.deliver(listener)
-            except Exception:
-                LOG.exception("%s: a listener of step %s failed", event.unit, event.step)
+            _deliver(event, listener)
 
     def phase_started(self, event: PhaseStarted) -> None:
         self._each(event)
@@ -199,12 +204,8 @@ class Reporter:
         self._done = 0
 
     def _send(self, event: Event) -> None:
-        if self.listener is None:
-            return
-        try:
-            event.deliver(self.listener)
-        except Exception:
-            LOG.exception("%s: a listener of step %s failed", self.unit, self.step)
+        if self.listener is not None:
+            _deliver(event, self.listener)
 
     def phase(self, phase: str, label: str, item: str | None = None) -> None:
         self.phase_now, self._item, self._done = phase, item, 0

@@ -176,7 +176,6 @@ class Reassembler:
     What it holds is bounded, so that fragments of a message that never completes cannot eat memory: a
     message announcing more than ``max_fragments`` fragments is refused, one whose pieces pass ``max_bytes``
     is dropped, and with ``max_age`` a message started longer ago than that is stale and starts afresh.
-    ``dropped`` counts the messages given up on.
     """
 
     def __init__(
@@ -188,7 +187,6 @@ class Reassembler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_bytes, self.max_fragments, self.max_age = max_bytes, max_fragments, max_age
-        self.dropped = 0
         self._clock = clock
         self._key: tuple[int, int, int, int] | None = None
         self._pieces: dict[int, bytes] = {}
@@ -200,11 +198,6 @@ class Reassembler:
         """Some fragments of a message are in, not all."""
         return self._key is not None and 0 < len(self._pieces) < self._key[3]
 
-    @property
-    def held_bytes(self) -> int:
-        """Payload bytes held for the message being collected."""
-        return self._bytes
-
     def reset(self) -> None:
         self._key, self._pieces, self._bytes = None, {}, 0
 
@@ -212,17 +205,13 @@ class Reassembler:
         """The whole payload once every fragment of the frame's message is in, else None."""
         key = (frame.seq, frame.type, frame.flags & ~ATTEMPT_MASK, frame.fragments)  # any transmission's pieces
         if key != self._key or self._stale():
-            if self._key is not None:
-                self.dropped += 1  # another message, or this one too old: what was collected goes
-            self.reset()
+            self.reset()  # another message, or this one too old: what was collected goes
             if frame.fragments > self.max_fragments:
-                self.dropped += 1
                 return None
             self._key, self._started = key, self._clock()
         self._bytes += len(frame.piece) - len(self._pieces.get(frame.fragment, b""))
         self._pieces[frame.fragment] = frame.piece
         if self.max_bytes is not None and self._bytes > self.max_bytes:
-            self.dropped += 1
             self.reset()
             return None
         if len(self._pieces) < frame.fragments:

@@ -157,3 +157,18 @@ def test_a_piped_table_keeps_every_serial_result_and_error_whole() -> None:
     assert result.exit_code == 0
     assert LONG_SERIAL in result.stdout and "succeeded" in result.stdout and "…" not in result.stdout
     assert str(LONG_ERROR) in result.stdout and (LONG_ERROR.remedy_text or "-") in result.stdout
+
+
+def test_one_type_catches_a_lost_unit_or_a_timeout_on_every_link() -> None:
+    from terminal import errors
+    from terminal.fastboot import errors as fastboot
+
+    gone = [errors.TransportDisconnected(path="serial:/dev/ttyACM0"), fastboot.FastbootDisconnected(target="tcp:x:1")]
+    late = [
+        errors.TransportTimeout(path="serial:/dev/ttyACM0"),
+        fastboot.FastbootTimeout(target="tcp:x:1", command="getvar", seconds=10),
+    ]
+    assert all(isinstance(e, errors.UnitGone) and not isinstance(e, errors.UnitTimeout) for e in gone)
+    assert all(isinstance(e, errors.UnitTimeout) and not isinstance(e, errors.UnitGone) for e in late)
+    wrong = fastboot.WrongUnit(target="tcp:x:1", actual="B", expected="A")
+    assert isinstance(wrong, errors.WrongUnit) and "B" in str(wrong)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from i18n import N_
-from terminal.errors import NaiadError, UnitGone, UnitTimeout
+from terminal import errors as terminal_errors
+from terminal.errors import NaiadError, UnitGone, UnitTimeout, UsbBackendMissing
 
 
 class FastbootError(NaiadError):
@@ -54,7 +55,7 @@ class FastbootUsbDeviceNotFound(FastbootConnectFailed):
 
 class FastbootUsbBackendMissing(FastbootError):
     message = N_("Fastboot over USB needs the USB library (libusb), which is not available, to reach {target}")
-    remedy = N_("Install libusb 1.0 (Debian/Ubuntu: 'apt install libusb-1.0-0'; macOS: 'brew install libusb').")
+    remedy = UsbBackendMissing.remedy
 
 
 class InvalidFastbootCommand(FastbootError):
@@ -78,7 +79,7 @@ class FastbootInterfaceNotFound(FastbootError):
     remedy = N_("Put the unit into bootloader mode (naiad reboot SERIAL --mode bootloader) and try again.")
 
 
-class WrongUnit(FastbootError):
+class WrongUnit(FastbootError, terminal_errors.WrongUnit):
     message = N_("The bootloader at {target} belongs to unit {actual}, not {expected}")
     remedy = N_("Check the address, or run 'naiad devices' to find the unit's current port.")
 
