@@ -1,8 +1,9 @@
 """The cryptographic self-test: every known answer of the core (DUKPT, TR-31, KCV), run before any key work.
 
 ``naiad keys selftest`` shows the report; :func:`require_selftest` is the gate injection is to call (issue 7
-point 6, not built yet) so that it refuses to start when a test fails.  A source module that cannot be imported counts as a failed test, never as a skipped one: a
-station missing half its cryptography must not inject.
+point 6, not built yet) so that it refuses to start when a test fails.  A source module that cannot be
+imported counts as a failed test, never as a skipped one: a station missing half its cryptography must
+not inject.
 """
 
 from __future__ import annotations

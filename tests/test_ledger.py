@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from provisioning.ledger import (
     AuditChainBroken,
@@ -149,6 +150,7 @@ def test_urls_in_errors_hide_the_password() -> None:
     shown = redact_url("postgresql+psycopg://naiad:s3cr3t@db.example/naiad")
     assert "s3cr3t" not in shown and "naiad@db.example" not in shown
     assert "s3cr3t" not in redact_url("weird//naiad:s3cr3t@host")
+    assert "s3cr3t" not in redact_url(make_url("postgresql+psycopg://db.example/naiad?password=s3cr3t"))
 
 
 @pytest.mark.parametrize(

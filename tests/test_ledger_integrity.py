@@ -330,6 +330,8 @@ def test_importing_the_cli_loads_no_database_code() -> None:
         ("sqlite:/tmp/x.sqlite", "sqlite:/tmp/x.sqlite"),
         ("naiad:s3cr3t@db.line/naiad", "naiad:***@db.line/naiad"),
         ("postgres ql://naiad:s3cr3t@db/naiad", "postgres ql://naiad:***@db/naiad"),
+        ("naiad:s3cr3t", "naiad:***"),
+        ("host=db.line user=naiad password=s3cr3t", "host=db.line user=naiad password=***"),
     ],
 )
 def test_text_that_is_not_a_url_is_shown_with_only_a_password_hidden(text: str, shown: str) -> None:

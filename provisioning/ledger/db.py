@@ -61,10 +61,11 @@ def redact_url(url: str | URL) -> str:
     """The URL with its password hidden, fit for errors and logs, however malformed it is.
 
     Parsed by hand: a password holding an unescaped ``@`` or ``/`` must not leak through a parser's
-    idea of where the host starts.  Text that is not a URL is shown with the same rule (whatever
-    precedes its last ``@`` after a ``:`` is hidden), so a typo stays recognisable."""
+    idea of where the host starts.  Text that is not a URL is shown with the same rules (whatever
+    precedes its last ``@`` after a ``:`` is hidden; ``USER:SECRET`` alone hides what follows the colon),
+    so a typo stays recognisable; a ``password=`` anywhere, query or libpq keywords, is hidden too."""
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
+        url = url.render_as_string(hide_password=True)  # then the string rules, for a ?password= in the query
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
@@ -73,8 +74,10 @@ def redact_url(url: str | URL) -> str:
         credentials, _, after = rest.rpartition("@")
         netloc, slash, path = after.partition("/")
         netloc = f"{credentials.split(':', 1)[0]}:***@{netloc}"
-    path = re.sub(r"(password=)[^&]*", r"\1***", path, flags=re.IGNORECASE)
-    return f"{scheme}{sep}{netloc}{slash}{path}"
+    elif not sep and netloc.partition(":")[2]:  # "naiad:s3cret": a user and password with nothing around them
+        netloc = f"{netloc.partition(':')[0]}:***"
+    shown = f"{scheme}{sep}{netloc}{slash}{path}"
+    return re.sub(r"(password=)[^&\s]*", r"\1***", shown, flags=re.IGNORECASE)
 
 
 def parse_url(url: str) -> URL:
