@@ -131,7 +131,10 @@ def open_token(config: Pkcs11Config) -> Any:
 
 def missing_mechanisms(token: Any) -> list[str]:
     """The mechanisms of :data:`REQUIRED_MECHANISMS` the token's slot does not offer."""
-    offered = {m.name for m in token.slot.get_mechanisms()}
+    try:
+        offered = {m.name for m in token.slot.get_mechanisms()}
+    except pkcs11.exceptions.PKCS11Error:
+        raise KeyStoreUnavailable(reason=N_("the token's mechanism list cannot be read")) from None
     return [name for name in REQUIRED_MECHANISMS if name not in offered]
 
 

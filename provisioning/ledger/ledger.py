@@ -126,10 +126,10 @@ class Ledger(Accounts):
         self._closed = False
 
     @classmethod
-    def open(cls, url: str | None = None, station: str | None = None, operator: str | None = None) -> Ledger:
+    def open(cls, url: str | None = None, station: str | None = None) -> Ledger:
         """Open (creating and migrating as needed) the database at ``url``, the default file if None.
 
-        ``operator`` names the authenticated operator on every entry written through this ledger."""
+        Entries name no operator; :meth:`as_operator` gives a view that writes as the authenticated one."""
         name = validate.label(station if station is not None else default_station_name(), "station")
         if url is None:
             path = db.default_path()
@@ -148,7 +148,7 @@ class Ledger(Accounts):
             engine.dispose()
             raise
         LOG.info("ledger %s opened for station %s", db.redact_url(engine.url), name)
-        return cls(engine, name, station_id, operator)
+        return cls(engine, name, station_id)
 
     @staticmethod
     def _register_station(engine: Engine, name: str) -> int:
