@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from terminal.discovery import Discovery
 
 SIM_ENV = "NAIAD_SIM"
+ROOTS_ENV = "NAIAD_MANUFACTURER_CA"
+ROOTS_FILE = "manufacturer-ca.pem"
 
 
 def chosen_sim_dir(sim_dir: str | os.PathLike[str] | None = None) -> Path | None:
@@ -61,6 +63,21 @@ class Wiring:
         from provisioning.station import Station
 
         return Station(self.discovery(), ledger_url)
+
+    def manufacturer_roots(self) -> list[bytes]:
+        """The manufacturer root certificates (DER) a unit's attestation chain must lead to.
+
+        A simulator's own simulated manufacturer CA; on real USB the PEM file in ``NAIAD_MANUFACTURER_CA``, else
+        ``manufacturer-ca.pem`` in the configuration directory (the terminal maker supplies it)."""
+        from keys.attestation import load_roots
+
+        if self.sim_dir is not None:
+            from simulator.manufacturer import roots_path
+
+            return load_roots(roots_path(self.sim_dir))
+        from terminal.dirs import config_dir
+
+        return load_roots(Path(os.environ.get(ROOTS_ENV) or config_dir() / ROOTS_FILE))
 
     def describe(self) -> str:
         """Where the units are, for people: "simulator PATH" or "the USB bus"."""

@@ -1,0 +1,364 @@
+"""Inject payment keys into units: attestation, identity, certificate, key session, key block, KCV, ledger.
+
+For each unit, in this order (docs/keys.md, "Injection"):
+
+1. the unit's attestation chain must lead to a trusted manufacturer root and name the unit: a counterfeit or
+   damaged unit gets nothing, not even a certificate;
+2. the unit makes a fresh identity key pair in its secure element and returns a CSR, signed by its attestation
+   key together with the station's challenge: the identity key is this attested unit's, made now;
+3. the station's provisioning CA (its key in the key store) certifies the identity key; the unit installs the
+   certificate and pins the CA;
+4. key session: ECDH P-256 between a fresh station key and the unit's identity key, with a nonce from each
+   side; the unit signs the transcript with its identity key, the station signs what it sends with the CA key;
+   HKDF gives a one-time AES-256 key block protection key (KBPK);
+5. the ledger allocates the Initial Key ID in its own transaction (never issued again, whatever happens next);
+   the key store derives the Initial Key and exports it only as a TR-31 version D block (usage B1, KS = the
+   Initial Key ID) under the KBPK;
+6. the unit unwraps the block and holds the key pending; it answers with the Initial Key ID, KSN and KCV; the
+   station compares the KCV with the key store's and only then tells the unit to commit;
+7. the ledger records Initial Key ID, KCV, certificate serial, operator and time.
+
+A unit not in the authorised inventory is refused before anything is sent to it.  A step that fails leaves the
+unit's old key set in place (the unit commits only on the station's signed word) and marks the Initial Key ID
+as failed in the ledger, so a retry gets a new one.  No key leaves the key store in clear; the KBPK exists in
+this process's memory for one unit's injection.
+
+Progress goes out as :mod:`terminal.events` (step ``inject``, phases :class:`InjectPhase`), one worker per unit.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from i18n import N_, _
+from keys import session as key_session
+from keys.attestation import check_csr, verify_chain
+from keys.ca import ProvisioningCA
+from keys.errors import SignatureInvalid
+from keys.kcv import shown
+from keys.selftest import require_selftest
+from keys.store import KeyHandle, KeyStore
+from keys.tr31 import Header
+from terminal.errors import NaiadError
+from terminal.events import Listener, Reporter
+from terminal.secure_element import LoadedKey, SecureElement
+
+from .operators import OperatorSession, require_role
+from .station import Station
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .ledger import Ledger
+    from .ledger.keys import Reconciliation
+
+LOG = logging.getLogger(__name__)
+
+INJECT_STEP = "inject"
+"""The step name of an injection in the event stream and the ledger's operation kind."""
+CA_LABEL = "naiad-provisioning-ca"
+ROLE = "operator"
+CHALLENGE_BYTES = 32
+
+
+class InjectPhase(enum.StrEnum):
+    ATTEST = "attest"
+    IDENTITY = "identity"
+    CERTIFY = "certify"
+    SESSION = "session"
+    LOAD = "load"
+    VERIFY = "verify"
+    COMMIT = "commit"
+
+
+_LABELS = {
+    InjectPhase.ATTEST: N_("checking the attestation chain"),
+    InjectPhase.IDENTITY: N_("making the identity key"),
+    InjectPhase.CERTIFY: N_("certifying the identity key"),
+    InjectPhase.SESSION: N_("opening the key session"),
+    InjectPhase.LOAD: N_("loading the key block"),
+    InjectPhase.VERIFY: N_("comparing key check values"),
+    InjectPhase.COMMIT: N_("committing the key"),
+}
+
+
+# --- errors -------------------------------------------------------------------------------------------
+
+
+class InjectionError(NaiadError):
+    pass
+
+
+class UnitNotAuthorised(InjectionError):
+    message = N_("Unit {serial} is not in the authorised inventory: it gets no keys")
+    remedy = N_(
+        "Check the unit against its purchase order; if it belongs, add it with 'naiad keys inventory add {serial}'."
+    )
+
+
+class BdkNotRegistered(InjectionError):
+    message = N_("No BDK {label} is registered in the ledger")
+    remedy = N_("Load it with 'naiad keys ceremony load-bdk' or list the BDKs with 'naiad keys bdk list'.")
+
+
+class BdkNotInStore(InjectionError):
+    message = N_("The key store holds no BDK {label} with the KCV the ledger registered ({kcv})")
+    remedy = N_("Open the key store that holds this BDK (--keystore), or load the BDK into this one by ceremony.")
+
+
+class KcvMismatch(InjectionError):
+    message = N_("Unit {serial} reports key check value {got}; the key store's is {expected}: the key was not kept")
+    remedy = N_("Inject the unit again; if it happens again, set the unit aside for support: its secure element errs.")
+
+
+class UnitKeyMismatch(InjectionError):
+    message = N_("Unit {serial} loaded Initial Key ID {got} instead of {expected}: the key was not kept")
+    remedy = N_("Set the unit aside for support: its secure element does not do what it is told.")
+
+
+class InjectionCrashed(InjectionError):
+    message = N_("Injecting keys into {serial} failed unexpectedly: {detail}")
+    remedy = N_("The unit's old keys are kept. Send the station's log to support, then inject the unit again.")
+
+
+class NoUnitsSelected(InjectionError):
+    message = N_("No unit to inject")
+    remedy = N_("Name units with --device SERIAL, or use --all with units attached.")
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InjectionResult:
+    """One unit's outcome; a :class:`terminal.events.StepResult`.  KCVs and IDs are not secret."""
+
+    serial: str
+    ok: bool
+    seconds: float
+    initial_key_id: bytes | None = None
+    kcv: bytes | None = None
+    certificate_serial: str | None = None
+    error: NaiadError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "ok": self.ok,
+            "initial_key_id": self.initial_key_id.hex().upper() if self.initial_key_id else None,
+            "kcv": shown(self.kcv) if self.kcv else None,
+            "certificate_serial": self.certificate_serial,
+            "seconds": round(self.seconds, 3),
+            "error": self.error.as_dict() if self.error is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class InjectionRun:
+    results: list[InjectionResult]
+    reconciliation: Reconciliation
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "results": [r.as_dict() for r in self.results],
+            "reconciliation": self.reconciliation.as_dict(),
+        }
+
+
+# --- the station's side of the key session -----------------------------------------------------------
+
+
+class _LockedStore:
+    """The key store used from many unit workers: one call at a time (a PKCS#11 session is not thread-safe)."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+
+
+@dataclass
+class _Injection:
+    """One unit's injection, from the attestation check to the ledger record."""
+
+    keys: _LockedStore
+    ca: ProvisioningCA
+    ledger: Ledger
+    bdk_label: str
+    roots: Sequence[bytes]
+    serial: str
+    report: Reporter
+
+    def run(self, se: SecureElement) -> InjectionResult:
+        started = time.monotonic()
+        self._phase(InjectPhase.ATTEST)
+        attestation_key = verify_chain(se.attestation_chain(), self.roots, self.serial)
+
+        self._phase(InjectPhase.IDENTITY)
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        identity = se.new_identity(challenge)
+        identity_key = check_csr(identity.csr, self.serial)
+        statement = key_session.identity_statement(self.serial, challenge, identity.csr)
+        if not key_session.verify(attestation_key, identity.signature, statement):
+            raise SignatureInvalid(what=_("the identity key's attestation"))
+
+        self._phase(InjectPhase.CERTIFY)
+        with self.keys.lock:
+            issued = self.ca.issue(identity.csr, self.serial)
+            ca_certificate = self.ca.certificate
+        se.install_certificate(issued.der, ca_certificate)
+
+        self._phase(InjectPhase.SESSION)
+        session, kbpk = self._key_session(se, identity_key)
+
+        with self.ledger.operation(self.serial, INJECT_STEP) as op:
+            initial_key_id = self.ledger.allocate_initial_key_id(self.bdk_label, self.serial)
+            op.result = {"initial_key_id": initial_key_id.hex().upper(), "certificate_serial": issued.serial_number}
+            try:
+                kcv = self._deliver(se, session, kbpk, initial_key_id)
+            except BaseException as exc:
+                self.ledger.allocation_failed(initial_key_id, type(exc).__name__)
+                raise
+            self.ledger.record_injection(self.serial, initial_key_id, kcv, issued.serial_number)
+            op.result["kcv"] = shown(kcv)
+        return InjectionResult(
+            self.serial, True, time.monotonic() - started, initial_key_id, kcv, issued.serial_number
+        )
+
+    def _key_session(self, se: SecureElement, identity_key: ec.EllipticCurvePublicKey) -> tuple[Any, bytes]:
+        private, station_public = key_session.ephemeral()
+        station_nonce = secrets.token_bytes(CHALLENGE_BYTES)
+        reply = se.key_session(station_public, station_nonce)
+        unit_public = key_session.public_point(identity_key)
+        statement = key_session.session_statement(
+            self.serial, station_public, station_nonce, unit_public, reply.unit_nonce, reply.session
+        )
+        if not key_session.verify(identity_key, reply.signature, statement):
+            raise SignatureInvalid(what=_("the unit's key session"))
+        shared = key_session.agree(private, unit_public)
+        kbpk = key_session.derive_kbpk(shared, self.serial, station_public, unit_public, station_nonce, reply.unit_nonce)
+        return reply, kbpk
+
+    def _deliver(self, se: SecureElement, session: Any, kbpk: bytes, initial_key_id: bytes) -> bytes:
+        """The Initial Key to the unit, compared and committed; its KCV."""
+        self._phase(InjectPhase.LOAD)
+        header = Header("B1", "A", "X", exportability="N", optional_blocks=(("KS", initial_key_id.hex().upper()),))
+        handle: KeyHandle | None = None
+        with self.keys.lock:
+            try:
+                handle = self.keys.store.derive_initial_key(self.bdk_label, initial_key_id)
+                block = self.keys.store.wrap_tr31(kbpk, header, handle)
+                expected = self.keys.store.initial_key_kcv(handle)
+            finally:
+                if handle is not None:
+                    self.keys.store.release(handle)
+            signature = self.ca.sign(key_session.load_statement(self.serial, session.session, session.unit_nonce, block))
+        loaded = se.load_key(session.session, block, signature)
+
+        self._phase(InjectPhase.VERIFY)
+        self._check(loaded, initial_key_id, expected)
+
+        self._phase(InjectPhase.COMMIT)
+        with self.keys.lock:
+            signature = self.ca.sign(key_session.commit_statement(self.serial, session.session, loaded.kcv))
+        self._check(se.commit_key(session.session, loaded.kcv, signature), initial_key_id, expected)
+        return expected
+
+    def _check(self, loaded: LoadedKey, initial_key_id: bytes, expected: bytes) -> None:
+        if not hmac.compare_digest(loaded.initial_key_id, initial_key_id):
+            raise UnitKeyMismatch(
+                serial=self.serial, got=loaded.initial_key_id.hex().upper(), expected=initial_key_id.hex().upper()
+            )
+        if not hmac.compare_digest(loaded.kcv, expected):
+            raise KcvMismatch(serial=self.serial, got=shown(loaded.kcv), expected=shown(expected))
+
+    def _phase(self, phase: InjectPhase) -> None:
+        steps = list(InjectPhase)
+        self.report.phase(phase, _(_LABELS[phase]))
+        self.report.progress(steps.index(phase), len(steps), counts="items")
+
+
+# --- many units ---------------------------------------------------------------------------------------
+
+
+def _check_serials(serials: Sequence[str]) -> list[str]:
+    chosen = list(dict.fromkeys(serials))
+    if not chosen:
+        raise NoUnitsSelected()
+    return chosen
+
+
+def inject_units(
+    station: Station,
+    store: KeyStore,
+    session: OperatorSession | None,
+    bdk_label: str,
+    roots: Sequence[bytes],
+    serials: Sequence[str],
+    listener: Listener | None = None,
+    *,
+    max_workers: int | None = None,
+) -> InjectionRun:
+    """Inject Initial Keys of the BDK ``bdk_label`` into every unit of ``serials``, in parallel.
+
+    Refused as a whole (typed error, nothing sent to any unit) unless ``session`` has the operator role, the
+    cryptographic self-test passes, and the BDK is registered and held by ``store``.  Each unit not in the
+    authorised inventory is refused on its own.  ``roots`` are the trusted manufacturer root certificates
+    (DER).  The run is reconciled against the inventory at the end.
+    """
+    chosen = _check_serials(serials)
+    require_role(session, ROLE)
+    require_selftest()
+    assert session is not None  # require_role refuses None
+    ledger = station.ledger
+    if ledger.operator != session.operator:
+        ledger = ledger.as_operator(session.operator)
+    bdk = ledger.bdk(bdk_label)
+    if bdk is None:
+        raise BdkNotRegistered(label=bdk_label)
+    if bdk_label not in store.labels() or not hmac.compare_digest(store.bdk_kcv(bdk_label), bdk.kcv):
+        raise BdkNotInStore(label=bdk_label, kcv=shown(bdk.kcv))
+    ca = ProvisioningCA.ensure(store, CA_LABEL, _ca_name(ledger))
+    keys = _LockedStore(store)
+    reporters = {serial: Reporter(listener, serial, INJECT_STEP) for serial in chosen}
+
+    def one(serial: str) -> InjectionResult:
+        started = time.monotonic()
+        reporter = reporters[serial]
+        try:
+            if not ledger.authorised(serial):
+                raise UnitNotAuthorised(serial=serial)
+            injection = _Injection(keys, ca, ledger, bdk_label, roots, serial, reporter)
+            with station.connect(serial) as client:
+                result = injection.run(SecureElement(client))
+        except Exception as exc:
+            error = exc if isinstance(exc, NaiadError) else InjectionCrashed(serial=serial, detail=type(exc).__name__)
+            if isinstance(exc, NaiadError):
+                LOG.info("%s: injection refused: %s", serial, exc)
+            else:
+                LOG.error("%s: injection crashed: %s", serial, type(exc).__name__)
+            result = InjectionResult(serial, False, time.monotonic() - started, error=error)
+        reporter.finished(result)
+        return result
+
+    workers = max(1, min(max_workers or len(chosen), len(chosen)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inject") as pool:
+        results = list(pool.map(one, chosen))
+    return InjectionRun(results, ledger.reconcile(chosen))
+
+
+def _ca_name(ledger: Ledger) -> str:
+    return f"Naiad provisioning CA ({ledger.station})"
