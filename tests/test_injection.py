@@ -1,0 +1,170 @@
+"""Key injection end to end on simulated units: what the issue's "done when" asks, and each attack refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SimHandle
+from keybench import BDK, BDK_LABEL, KeyBench, software_store
+
+from keys import dukpt
+from keys.kcv import aes_cmac_kcv
+from keys.store import KeyHandle, KeyStore
+from keys.tr31 import Header
+from provisioning.injection import KcvMismatch, UnitNotAuthorised
+from provisioning.operators import NotLoggedIn, OperatorSession, RoleRequired
+from terminal.events import Recorder
+from terminal.secure_element import SecureElement
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Iterator[Any]:
+    opened: list[KeyBench] = []
+
+    def start(sim: SimHandle, store: KeyStore | None = None) -> KeyBench:
+        made = KeyBench.open(sim.state_dir, f"sqlite:///{tmp_path / 'ledger.sqlite'}", store or software_store(tmp_path))
+        opened.append(made)
+        return made
+
+    yield start
+    for made in opened:
+        made.close()
+
+
+def _unit_keys(bench: KeyBench, serial: str) -> Any:
+    with bench.station.connect(serial) as client:
+        return SecureElement(client).status()
+
+
+def _expected_kcv(initial_key_id: bytes) -> bytes:
+    return aes_cmac_kcv(dukpt.initial_key(BDK, initial_key_id))
+
+
+def test_twenty_units_get_distinct_ids_and_kcvs_that_match_the_key_store(sim_factory: Any, bench: Any) -> None:
+    sim = sim_factory(terminals=20)
+    keys: KeyBench = bench(sim)
+    serials = sim.serials()
+    keys.authorise(serials)
+    recorder = Recorder()
+    run = keys.inject(serials, recorder)
+
+    assert run.ok, [r.as_dict() for r in run.results if not r.ok]
+    ids = [r.initial_key_id for r in run.results]
+    kcvs = [r.kcv for r in run.results]
+    assert len(set(ids)) == 20 and len(set(kcvs)) == 20
+    for result in run.results:
+        assert result.initial_key_id is not None and result.initial_key_id[:4] == bytes.fromhex("0A1B2C3D")
+        assert result.kcv == _expected_kcv(result.initial_key_id)  # the BDK's own derivation, outside the store
+        [slot] = _unit_keys(keys, result.serial).keys
+        assert (slot.initial_key_id, slot.kcv) == (result.initial_key_id, result.kcv)
+        assert slot.ksn == result.initial_key_id + bytes(4)
+        [record] = keys.ledger.injections(result.serial)
+        assert (record.initial_key_id, record.kcv) == (result.initial_key_id, result.kcv)
+        assert record.operator == "otto" and record.certificate_serial == result.certificate_serial
+    assert {e.unit for e in recorder.finished()} == set(serials)
+    assert not run.reconciliation.as_dict()["not_authorised"]
+    assert keys.ledger.verify().ok
+
+
+def test_a_unit_not_in_the_inventory_is_refused_and_gets_nothing(sim_factory: Any, bench: Any) -> None:
+    sim = sim_factory(terminals=2)
+    keys: KeyBench = bench(sim)
+    allowed, stranger = sim.serials()
+    keys.authorise([allowed])
+    run = keys.inject([allowed, stranger])
+    by_serial = {r.serial: r for r in run.results}
+    assert by_serial[allowed].ok
+    assert isinstance(by_serial[stranger].error, UnitNotAuthorised)
+    assert _unit_keys(keys, stranger).state == "factory"  # not even an identity certificate
+    assert stranger in run.reconciliation.as_dict()["not_authorised"]
+    assert keys.ledger.injections(stranger) == []
+
+
+@pytest.mark.parametrize("session", [None, OperatorSession("ivy", "installer"), OperatorSession("cara", "custodian")])
+def test_only_the_operator_role_injects(sim: SimHandle, bench: Any, session: OperatorSession | None) -> None:
+    keys: KeyBench = bench(sim)
+    keys.authorise(sim.serials())
+    with pytest.raises(NotLoggedIn if session is None else RoleRequired):
+        keys.inject(sim.serials(), session=session)
+    assert _unit_keys(keys, sim.serials()[0]).state == "factory"
+    assert keys.ledger.injections() == []
+
+
+@pytest.mark.parametrize("fault", ["counterfeit", "broken-chain"])
+def test_a_unit_with_an_untrusted_chain_gets_nothing(sim: SimHandle, bench: Any, fault: str) -> None:
+    keys: KeyBench = bench(sim)
+    [serial] = sim.serials()
+    keys.authorise([serial])
+    sim.call("fault", serial=serial, **{fault: True})
+    [result] = keys.inject([serial]).results
+    assert not result.ok and type(result.error).__name__.startswith("Attestation")
+    assert _unit_keys(keys, serial).state == "factory"
+    assert keys.ledger.injections(serial) == []
+
+
+def _sabotage(store: KeyStore, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``store`` lie one way: a changed key block, or another KCV than the key's."""
+    wrap, kcv_of = store.wrap_tr31, store.initial_key_kcv
+
+    def tampered(kbpk: bytes, header: Header, handle: KeyHandle) -> str:
+        block = wrap(kbpk, header, handle)
+        i = len(block) - 20
+        return block[:i] + ("0" if block[i] != "0" else "1") + block[i + 1 :]
+
+    def wrong_kcv(handle: KeyHandle) -> bytes:
+        kcv = kcv_of(handle)
+        return bytes([kcv[0] ^ 1]) + kcv[1:]
+
+    if how == "tamper":
+        monkeypatch.setattr(store, "wrap_tr31", tampered)
+    else:
+        monkeypatch.setattr(store, "initial_key_kcv", wrong_kcv)
+
+
+@pytest.mark.parametrize("sabotage", ["tamper", "wrong_kcv"])
+def test_a_tampered_block_or_a_wrong_kcv_leaves_the_old_keys_and_burns_the_id(
+    sim: SimHandle, bench: Any, sabotage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: KeyBench = bench(sim)
+    [serial] = sim.serials()
+    keys.authorise([serial])
+    [first] = keys.inject([serial]).results  # the unit's current key set
+    assert first.ok
+    with monkeypatch.context() as patched:
+        _sabotage(keys.store, sabotage, patched)
+        [failed] = keys.inject([serial]).results
+    assert not failed.ok
+    if sabotage == "wrong_kcv":
+        assert isinstance(failed.error, KcvMismatch)
+    [slot] = _unit_keys(keys, serial).keys
+    assert (slot.initial_key_id, slot.kcv) == (first.initial_key_id, first.kcv)  # the old set, whole
+    assert [r.initial_key_id for r in keys.ledger.injections(serial)] == [first.initial_key_id]
+    [retried] = keys.inject([serial]).results
+    assert retried.ok and retried.initial_key_id is not None and first.initial_key_id is not None
+    # the failed attempt's ID was burnt: the retry skips it
+    assert int.from_bytes(retried.initial_key_id[4:]) == int.from_bytes(first.initial_key_id[4:]) + 2
+    assert keys.ledger.verify().ok
+
+
+def test_injection_on_softhsm(sim: SimHandle, bench: Any, softhsm_token: str) -> None:
+    from keys.store_pkcs11 import Pkcs11Config, Pkcs11KeyStore
+
+    config = Pkcs11Config.from_environment()
+    assert config is not None
+    keys: KeyBench = bench(sim, Pkcs11KeyStore(config, softhsm_token))
+    keys.authorise(sim.serials())
+    [result] = keys.inject(sim.serials()).results
+    assert result.ok and result.initial_key_id is not None
+    assert result.kcv == _expected_kcv(result.initial_key_id)
+
+
+def test_a_bdk_the_ledger_does_not_know_is_refused_before_any_unit(sim: SimHandle, bench: Any) -> None:
+    from provisioning.injection import BdkNotRegistered, inject_units
+
+    keys: KeyBench = bench(sim)
+    with pytest.raises(BdkNotRegistered):
+        inject_units(keys.station, keys.store, OperatorSession("otto", "operator"), "other", keys.roots, sim.serials())
+    assert BDK_LABEL in keys.store.labels()
