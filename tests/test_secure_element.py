@@ -230,3 +230,24 @@ def test_the_counterfeit_and_broken_chain_faults_change_the_chain_served(sim: An
             check_attestation(broken, sim.state_dir, serial)
         sim.call("faults", serial=serial, broken_chain=False)
         assert st.se.attestation_chain() == genuine
+
+
+def test_naiad_sim_faults_sets_and_clears_the_attestation_faults(sim: Any) -> None:
+    from click.testing import CliRunner
+
+    from console.cli import cli
+
+    serial = sim.serials()[0]
+
+    def naiad(*args: str) -> dict[str, Any]:
+        result = CliRunner().invoke(cli, ["sim", "faults", "--state", str(sim.state_dir), "--serial", serial, *args])
+        assert result.exit_code == 0, result.output
+        faults: dict[str, Any] = sim.terminal(serial)["faults"]
+        return faults
+
+    faults = naiad("--counterfeit")
+    assert (faults["counterfeit"], faults["broken_chain"]) == (True, False)
+    faults = naiad("--broken-chain", "--genuine")
+    assert (faults["counterfeit"], faults["broken_chain"]) == (False, True)
+    faults = naiad("--intact-chain")
+    assert (faults["counterfeit"], faults["broken_chain"]) == (False, False)
