@@ -18,6 +18,7 @@ from terminal.device import DeviceEndpoint, frame_for
 from terminal.framing import FLAG_ERROR, encode_frame
 from terminal.models import model_by_id
 from terminal.protocol import ErrorCode, MessageType, Payload
+from terminal.schema import Invalid, check_reply
 
 SE_TYPES = [t for t in MessageType if t.name.startswith("SE_")]
 FIELDS = [
@@ -106,3 +107,27 @@ def test_any_request_is_answered_and_never_crashes_the_unit(unit: Unit, type_: i
         assert reply["code"] in (ErrorCode.BAD_REQUEST, ErrorCode.REFUSED), reply
     _, info = unit.request(MessageType.SE_KEY_STATUS, {})  # and the unit still answers
     assert info["state"] in ("factory", "identity")
+
+
+@pytest.mark.parametrize(
+    ("type_", "reply", "field"),
+    [
+        (MessageType.SE_ATTESTATION, {"chain": ["PEM text"]}, "chain[0]"),
+        (MessageType.SE_KEY_SESSION, {"session": bytes(15), "unit_nonce": bytes(32), "signature": b""}, "session"),
+        (MessageType.SE_KEY_LOAD, {"initial_key_id": bytes(8), "ksn": bytes(12), "kcv": bytes(16)}, "kcv"),
+        (
+            MessageType.SE_KEY_STATUS,
+            {"state": "keyed", "identity_serial_number": 5, "keys": []},
+            "identity_serial_number",
+        ),
+        (
+            MessageType.SE_KEY_STATUS,
+            {"state": "keyed", "identity_serial_number": None, "keys": [{"name": "dukpt", "kcv": bytes(5)}]},
+            "keys[0].initial_key_id",
+        ),
+    ],
+)
+def test_the_station_refuses_a_secure_element_reply_of_the_wrong_shape(type_: int, reply: Payload, field: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        check_reply(type_, reply)
+    assert caught.value.field == field
