@@ -35,8 +35,12 @@ def station(sim: Any, ca: TestCA | None = None) -> Iterator[Station]:
         yield Station(SecureElement(client), serial, sim.state_dir, ca or TestCA())
 
 
-def refused(caught: pytest.ExceptionInfo[RemoteError]) -> bool:
-    return bool(caught.value.params["code"] == ErrorCode.REFUSED)
+@contextmanager
+def refused() -> Iterator[pytest.ExceptionInfo[RemoteError]]:
+    """The block must end in the unit's ``refused`` error reply."""
+    with pytest.raises(RemoteError) as caught:
+        yield caught
+    assert caught.value.params["code"] == ErrorCode.REFUSED, caught.value
 
 
 def unit_dir(sim: Any) -> Path:
@@ -78,12 +82,10 @@ def test_a_replayed_key_load_is_refused_and_nothing_is_stored(sim: Any) -> None:
         session = st.open_session()
         block = key_block(session.kbpk, IKID, os.urandom(16))
         loaded = st.load(session, block)
-        with pytest.raises(RemoteError) as caught:
+        with refused():
             st.load(session, block)
-        assert refused(caught)
-        with pytest.raises(RemoteError) as caught:  # the replay also ended the load it copied
+        with refused():  # the replay also ended the load it copied
             st.commit(session, loaded.kcv)
-        assert refused(caught)
         assert st.se.status().keys == []
 
 
@@ -91,9 +93,8 @@ def test_a_load_signed_by_another_ca_is_refused(sim: Any) -> None:
     with station(sim) as st:
         st.certify()
         session = st.open_session()
-        with pytest.raises(RemoteError) as caught:
+        with refused():
             st.load(session, key_block(session.kbpk, IKID, os.urandom(16)), signer=TestCA("Rogue CA"))
-        assert refused(caught)
         assert st.se.status().state == SecureElementState.CERTIFIED
 
 
@@ -103,9 +104,9 @@ def test_a_tampered_key_block_is_refused(sim: Any) -> None:
         session = st.open_session()
         block = key_block(session.kbpk, IKID, os.urandom(16))
         tampered = block[:-40] + ("0" if block[-40] != "0" else "1") + block[-39:]  # key data, signed anew
-        with pytest.raises(RemoteError) as caught:
+        with refused() as caught:
             st.load(session, tampered)
-        assert refused(caught) and "KeyBlockAuthenticationFailed" in caught.value.params["detail"]
+        assert "KeyBlockAuthenticationFailed" in caught.value.params["detail"]
         assert st.se.status().keys == []
 
 
@@ -113,9 +114,8 @@ def test_a_key_block_under_another_kbpk_is_refused(sim: Any) -> None:
     with station(sim) as st:
         st.certify()
         session = st.open_session()
-        with pytest.raises(RemoteError) as caught:
+        with refused():
             st.load(session, key_block(os.urandom(32), IKID, os.urandom(16)))
-        assert refused(caught)
 
 
 def test_a_commit_with_a_wrong_kcv_is_refused_and_nothing_is_stored(sim: Any) -> None:
@@ -124,12 +124,10 @@ def test_a_commit_with_a_wrong_kcv_is_refused_and_nothing_is_stored(sim: Any) ->
         session = st.open_session()
         loaded = st.load(session, key_block(session.kbpk, IKID, os.urandom(16)))
         wrong = bytes([loaded.kcv[0] ^ 1]) + loaded.kcv[1:]
-        with pytest.raises(RemoteError) as caught:
+        with refused():
             st.commit(session, wrong)
-        assert refused(caught)
-        with pytest.raises(RemoteError) as caught:  # the pending key was dropped with the refusal
+        with refused():  # the pending key was dropped with the refusal
             st.commit(session, loaded.kcv)
-        assert refused(caught)
         status = st.se.status()
     assert status.state == SecureElementState.CERTIFIED and status.keys == []
 
@@ -146,9 +144,8 @@ def test_a_power_cut_between_load_and_commit_leaves_the_old_key_set(sim: Any) ->
         sim.call("power_cut", serial=serial)
     sim.call("power_on", serial=serial)
     with station(sim, ca) as st:
-        with pytest.raises(RemoteError) as caught:
+        with refused():
             st.commit(session, new.kcv)
-        assert refused(caught)
         [slot] = st.se.status().keys
     assert (slot.initial_key_id, slot.kcv) == (old.initial_key_id, old.kcv)
 
@@ -178,9 +175,8 @@ def test_zeroise_wipes_identity_certificate_and_keys_but_not_attestation(sim: An
         status = st.se.status()
         assert (status.state, status.identity_serial_number, status.keys) == (SecureElementState.FACTORY, None, [])
         assert st.se.attestation_chain() == chain
-        with pytest.raises(RemoteError) as caught:  # no identity left to open a session with
+        with refused():  # no identity left to open a session with
             st.open_session()
-        assert refused(caught)
         assert st.se.client.info()["secure_element"]["state"] == SecureElementState.FACTORY
         st.ca = TestCA("Second CA")  # the pin went with the rest: another CA may provision it now
         st.certify()
@@ -190,9 +186,8 @@ def test_zeroise_wipes_identity_certificate_and_keys_but_not_attestation(sim: An
 def test_zeroise_naming_another_serial_is_refused(sim: Any) -> None:
     with station(sim) as st:
         st.certify()
-        with pytest.raises(RemoteError) as caught:
+        with refused():
             st.se.zeroise("DF2DEADBEEF")
-        assert refused(caught)
         assert st.se.status().state == SecureElementState.CERTIFIED
 
 
@@ -202,13 +197,11 @@ def test_a_certificate_from_another_ca_than_the_pinned_one_is_refused(sim: Any) 
         made = st.se.new_identity(os.urandom(32))
         rogue = TestCA("Rogue CA")
         der = rogue.issue(made.csr).public_bytes(serialization.Encoding.DER)
-        with pytest.raises(RemoteError) as caught:
+        with refused():
             st.se.install_certificate(der, rogue.certificate)
-        assert refused(caught)
         not_mine = st.ca.issue(stranger_csr(st.serial)).public_bytes(serialization.Encoding.DER)
-        with pytest.raises(RemoteError) as caught:  # a certificate for some other key
+        with refused():  # a certificate for some other key
             st.se.install_certificate(not_mine, st.ca.certificate)
-        assert refused(caught)
         assert st.se.status().state == SecureElementState.IDENTITY
 
 
