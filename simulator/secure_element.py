@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -68,6 +68,12 @@ def _field(payload: Payload, name: str, kind: type[Any], size: int | None = None
         shape = kind.__name__ if size is None else f"{kind.__name__}[{size}]"
         raise RequestRejected(ErrorCode.BAD_REQUEST, f"{name} must be {shape}")
     return value
+
+
+def _spki(key: Any) -> bytes:
+    """A public key as DER SubjectPublicKeyInfo: comparable whatever its type."""
+    data: bytes = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return data
 
 
 def _refuse(detail: str) -> RequestRejected:
@@ -190,26 +196,24 @@ class SimSecureElement:
             ca = x509.load_der_x509_certificate(ca_der)
             ca_public = ca.public_key()
             subject_public = certificate.public_key()
-        except ValueError:
-            raise RequestRejected(ErrorCode.BAD_REQUEST, "not a DER X.509 certificate") from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise RequestRejected(ErrorCode.BAD_REQUEST, "not a DER X.509 certificate of a known key type") from None
         data = self._load()
         identity = self._identity_key(data)
         if identity is None:
             raise _refuse("no identity key: request one first")
-        if not isinstance(subject_public, ec.EllipticCurvePublicKey) or public_point(subject_public) != public_point(
-            identity
-        ):
+        if _spki(subject_public) != _spki(identity.public_key()):
             raise _refuse("the certificate is not for this unit's identity key")
         if not isinstance(ca_public, ec.EllipticCurvePublicKey) or not isinstance(ca_public.curve, ec.SECP256R1):
             raise _refuse("the CA key is not a P-256 key")
         try:
             constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
             certificate.verify_directly_issued_by(ca)
-        except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
+        except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             raise _refuse("the certificate is not issued by the CA certificate given") from None
         if not constraints.ca:
             raise _refuse("the CA certificate is not a CA")
-        pin = ca_public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo).hex()
+        pin = _spki(ca_public).hex()
         if data["ca_public_key"] not in (None, pin):
             raise _refuse("another provisioning CA than the pinned one")
         data["certificate"], data["ca_public_key"] = certificate_der.hex(), pin

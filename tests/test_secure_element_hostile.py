@@ -131,3 +131,32 @@ def test_the_station_refuses_a_secure_element_reply_of_the_wrong_shape(type_: in
     with pytest.raises(Invalid) as caught:
         check_reply(type_, reply)
     assert caught.value.field == field
+
+
+def test_certificates_of_other_key_types_are_refused_not_a_crash(unit: Unit) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from se_station import TestCA
+
+    unit.request(MessageType.SE_IDENTITY, {"challenge": bytes(32)})
+    ca = TestCA()
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "x")])
+
+    def certificate(public: Any, signer: Any) -> bytes:
+        builder = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public)
+        builder = builder.serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for cert, ca_cert in (
+        (certificate(p384.public_key(), ca.key), ca.certificate),  # a P-384 key where the identity key belongs
+        (certificate(rsa_key.public_key(), rsa_key), certificate(rsa_key.public_key(), rsa_key)),  # RSA all along
+    ):
+        error, reply = unit.request(MessageType.SE_CERT_INSTALL, {"certificate": cert, "ca_certificate": ca_cert})
+        assert error and reply["code"] == ErrorCode.REFUSED, reply
