@@ -145,20 +145,37 @@ def stop(ctx: click.Context, state: Path | None) -> None:
         launcher.stop(_state(ctx, state))
 
 
-@sim.command("faults", help=N_("Change the link faults of one terminal (or all) while they run."))
+@sim.command("faults", help=N_("Change the faults of one terminal (or all) while they run."))
 @state_option
 @option("--serial", help=N_("Only this terminal."))
 @option("--unplug-after-bytes", type=click.IntRange(0), help=N_("Unplug once this many more bytes have crossed."))
+@option(
+    "--counterfeit/--genuine",
+    default=None,
+    help=N_("Serve an attestation chain from a CA no station trusts (or the genuine one again)."),
+)
+@option(
+    "--broken-chain/--intact-chain",
+    default=None,
+    help=N_("Serve an attestation certificate whose signature does not verify (or an intact one again)."),
+)
 @with_faults
 @click.pass_context
 def faults(
-    ctx: click.Context, /, state: Path | None, serial: str | None, unplug_after_bytes: int | None, **fault_options: Any
+    ctx: click.Context,
+    /,
+    state: Path | None,
+    serial: str | None,
+    unplug_after_bytes: int | None,
+    counterfeit: bool | None,
+    broken_chain: bool | None,
+    **fault_options: Any,
 ) -> None:
     from simulator.control import SimControl
 
     changes = _faults(fault_options)
-    if unplug_after_bytes is not None:
-        changes["unplug_after_bytes"] = unplug_after_bytes
+    given = {"unplug_after_bytes": unplug_after_bytes, "counterfeit": counterfeit, "broken_chain": broken_chain}
+    changes.update({name: value for name, value in given.items() if value is not None})
     with reported(False):
         SimControl(_state(ctx, state)).call("faults", serial=serial, **changes)
 

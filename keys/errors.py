@@ -142,6 +142,21 @@ class KeyCheckValueInputInvalid(KeysError):
     msgid_params = ("kind",)
 
 
+# --- the key session with a unit's secure element (keys/session.py) ------------------------------
+# Parameters are field names and lengths: never a nonce's, a secret's or a key's bytes.
+
+
+class SessionInputInvalid(KeysError):
+    message = N_("The key session's {field} is {length} bytes long; it must be {expected} bytes")
+    remedy = N_("The unit or the station broke the key session protocol: start the injection again.")
+    msgid_params = ("field",)
+
+
+class PublicPointInvalid(KeysError):
+    message = N_("The public key offered for the key agreement is not an uncompressed P-256 point")
+    remedy = N_("The unit or the station broke the key session protocol: start the injection again.")
+
+
 # --- self-test (keys/selftest.py) --------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 The station opens the pty's slave side with pyserial exactly as it opens /dev/ttyACM0.  Faults apply
 to the bytes in both directions: a bit-error rate, a byte-drop probability, added latency, a bandwidth
 cap (a token bucket shared by all of the unit's links: pty, fastboot TCP, USB bulk socket) and an unplug
-after a given number of bytes; ``corrupt_writes`` damages the next fastboot partition writes.
+after a given number of bytes; ``corrupt_writes`` damages the next fastboot partition writes; ``counterfeit``
+and ``broken_chain`` change the attestation chain the secure element serves.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ _VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
         N_("it must be megabytes per second, more than 0 (0 or null: no cap)"),
     ),
     "corrupt_writes": (_is_count, N_("it must be a count of partition writes, 0 or more")),
+    "counterfeit": (lambda v: isinstance(v, bool), N_("it must be true or false")),
+    "broken_chain": (lambda v: isinstance(v, bool), N_("it must be true or false")),
 }
 
 
@@ -118,6 +121,8 @@ class Faults:
     unplug_after_bytes: int | None = None  # unplug once this many more bytes have crossed any link
     bandwidth_mbps: float | None = None  # cap of every link, in 10^6 bytes per second
     corrupt_writes: int = 0  # the next N fastboot partition writes are damaged on their way to flash
+    counterfeit: bool = False  # the secure element's attestation chain comes from a CA no station trusts
+    broken_chain: bool = False  # its attestation certificate's signature does not verify
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -142,7 +147,7 @@ class Faults:
             if "bandwidth_mbps" in changes:
                 self._bucket = TokenBucket(self.bandwidth_mbps * MB) if self.bandwidth_mbps else None
 
-    def as_dict(self) -> dict[str, float | int | None]:
+    def as_dict(self) -> dict[str, float | int | bool | None]:
         return asdict(self)
 
     def cross(self, n: int) -> bool:

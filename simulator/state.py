@@ -58,12 +58,17 @@ class UnitState:
 
 
 class UnitStore:
-    """``DIR/units/<serial>/``: unit.json, partitions/, slots.json, logs/."""
+    """``DIR/units/<serial>/``: unit.json, partitions/, slots.json, logs/, the secure element's files."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / "unit.json"
         self.log_path = directory / "logs" / "system.log"
+
+    @property
+    def state_dir(self) -> Path:
+        """The simulator's state directory: ``DIR`` of ``DIR/units/<serial>``."""
+        return self.directory.parent.parent
 
     @classmethod
     def create(cls, units_dir: Path, model: TerminalModel) -> UnitStore:

@@ -22,6 +22,8 @@ from terminal.protocol import (
 
 from .fastboot_server import BootloaderService
 from .link import Faults, PtyLink
+from .manufacturer import Manufacturer
+from .secure_element import SimSecureElement
 from .slots import NoBootableSlot, SlotStore
 from .state import UnitStore
 
@@ -60,6 +62,7 @@ class VirtualTerminal:
         self.hardware_revision = state.hardware_revision
         self.model: TerminalModel = model_by_id(state.model)
         self.flash = SlotStore.open_or_create(store.directory, self.model)
+        self.secure_element = SimSecureElement(store, self.serial, Manufacturer(store.state_dir), faults)
         self._bulk_socket = usb_dir / f"{self.serial}.sock"
         self.mode = OFF
         self.plugged = True
@@ -75,6 +78,7 @@ class VirtualTerminal:
     def power_on(self, mode: str = RUN) -> None:
         """Boot: run mode boots the active slot (falling back as A/B does); no bootable slot stays in the bootloader."""
         with self._lock:
+            self.secure_element.forget()  # a boot starts with empty RAM
             state = self.store.load()
             state.boot_count += 1
             boot: dict[str, Any] = {"at": time.time(), "boot": state.boot_count, "mode": mode}
@@ -103,6 +107,7 @@ class VirtualTerminal:
 
     def power_cut(self) -> None:
         with self._lock:
+            self.secure_element.forget()
             self._disconnect()
             self.mode = OFF
             self._notify()
@@ -201,6 +206,8 @@ class VirtualTerminal:
 
     # -- management protocol ---------------------------------------------------------------------------
     def handle(self, type_: int, payload: Payload) -> Payload:
+        if type_ in SimSecureElement.REQUESTS:
+            return self.secure_element.handle(type_, payload)
         handler = self._HANDLERS.get(type_)
         if handler is None:
             raise RequestRejected(ErrorCode.UNKNOWN_TYPE, f"0x{type_:04x}")
@@ -219,7 +226,7 @@ class VirtualTerminal:
             **self.firmware_info(),
             "security_version": self.flash.rollback_index,
             "boot_count": state.boot_count,
-            "secure_element": {"state": "empty"},
+            "secure_element": {"state": str(self.secure_element.state())},
             "camera_module": self.model.camera.module,
         }
 

@@ -37,6 +37,14 @@ class MessageType(enum.IntEnum):
     OBJECT_READ = 0x0104
     OBJECT_WRITE = 0x0105
     BOOT_HISTORY = 0x0106
+    SE_ATTESTATION = 0x0200
+    SE_IDENTITY = 0x0201
+    SE_CERT_INSTALL = 0x0202
+    SE_KEY_SESSION = 0x0203
+    SE_KEY_LOAD = 0x0204
+    SE_KEY_COMMIT = 0x0205
+    SE_KEY_STATUS = 0x0206
+    SE_ZEROISE = 0x0207
 
 
 class ErrorCode(enum.StrEnum):
@@ -49,6 +57,16 @@ class ErrorCode(enum.StrEnum):
     INTEGRITY = "integrity"
     BUSY = "busy"
     INTERNAL = "internal"
+    REFUSED = "refused"  # authentication, replay and policy failures of the secure element
+
+
+class SecureElementState(enum.StrEnum):
+    """What a unit's secure element holds (SE_KEY_STATUS, INFO), from least to most."""
+
+    FACTORY = "factory"  # the factory attestation key and certificate only
+    IDENTITY = "identity"  # an identity key made, not yet certified
+    CERTIFIED = "certified"  # the identity key has a device certificate from the provisioning CA
+    KEYED = "keyed"  # a payment key set is stored
 
 
 # Objects a unit serves through OBJECT_READ / OBJECT_WRITE.

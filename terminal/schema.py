@@ -180,6 +180,10 @@ BOOT = Record(
 
 ERROR_REPLY = Record({"code": Text()}, {"detail": Text()})
 
+# the secure element group (docs/protocol.md section 9): sizes as the unit must send them
+LOADED_KEY = Record({"initial_key_id": Bytes(8), "ksn": Bytes(12), "kcv": Bytes(5)})
+KEY_SLOT = Record({"name": Text(), "initial_key_id": Bytes(8), "ksn": Bytes(12), "kcv": Bytes(5), "loaded_at": Float()})
+
 REPLIES: dict[int, Record] = {
     MessageType.HELLO: Record(
         {"protocol": UInt(), "max_frame": UInt(), "serial": Text(), "model": Text()}, {"mode": Text()}, extra=True
@@ -207,6 +211,16 @@ REPLIES: dict[int, Record] = {
         {"name": Text(), "offset": UInt(), "total": UInt(), "sha256": Bytes(32), "data": Bytes()}
     ),
     MessageType.OBJECT_WRITE: Record({"received": UInt(), "complete": Bool()}),
+    MessageType.SE_ATTESTATION: Record({"chain": ListOf(Bytes())}),
+    MessageType.SE_IDENTITY: Record({"csr": Bytes(), "signature": Bytes()}),
+    MessageType.SE_CERT_INSTALL: Record({"serial_number": Text()}),
+    MessageType.SE_KEY_SESSION: Record({"session": Bytes(16), "unit_nonce": Bytes(32), "signature": Bytes()}),
+    MessageType.SE_KEY_LOAD: LOADED_KEY,
+    MessageType.SE_KEY_COMMIT: LOADED_KEY,
+    MessageType.SE_KEY_STATUS: Record(
+        {"state": Text(), "identity_serial_number": Nullable(Text()), "keys": ListOf(KEY_SLOT)}
+    ),
+    MessageType.SE_ZEROISE: Record({}),
 }
 
 

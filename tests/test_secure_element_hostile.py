@@ -1,0 +1,162 @@
+"""The simulated secure element against a hostile host: any request field of any type gets an error reply
+(bad-request, or refused), never a crash or an ``internal`` error, and a refused request changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_device_endpoint import reply_payload
+
+from simulator.link import Faults
+from simulator.state import UnitStore
+from simulator.unit import VirtualTerminal
+from terminal.device import DeviceEndpoint, frame_for
+from terminal.framing import FLAG_ERROR, encode_frame
+from terminal.models import model_by_id
+from terminal.protocol import ErrorCode, MessageType, Payload
+from terminal.schema import Invalid, check_reply
+
+SE_TYPES = [t for t in MessageType if t.name.startswith("SE_")]
+FIELDS = [
+    "challenge",
+    "certificate",
+    "ca_certificate",
+    "station_public",
+    "station_nonce",
+    "session",
+    "key_block",
+    "signature",
+    "kcv",
+    "serial",
+]
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=40),
+    st.sampled_from([0, 5, 8, 16, 32, 65]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    st.binary(max_size=100),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+class Unit:
+    """A virtual terminal's handler behind a device endpoint, in this process (no pty)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        store = UnitStore.create(tmp_path / "units", model_by_id("df2"))
+        self.terminal = VirtualTerminal(store, 0, Faults(), lambda: None, tmp_path)
+        self.endpoint = DeviceEndpoint(self.terminal.handle)
+        self.seq = 0
+
+    def request(self, type_: int, payload: Payload) -> tuple[bool, Payload]:
+        self.seq = (self.seq + 1) & 0xFFFF
+        flags, reply = reply_payload(self.endpoint.receive(encode_frame(frame_for(self.seq, type_, payload))))
+        return bool(flags & FLAG_ERROR), reply
+
+
+@pytest.fixture
+def unit(tmp_path: Path) -> Unit:
+    return Unit(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("type_", "payload"),
+    [
+        (MessageType.SE_IDENTITY, {}),
+        (MessageType.SE_IDENTITY, {"challenge": "0" * 32}),
+        (MessageType.SE_IDENTITY, {"challenge": bytes(31)}),
+        (MessageType.SE_CERT_INSTALL, {"certificate": b"junk", "ca_certificate": b"junk"}),
+        (MessageType.SE_KEY_SESSION, {"station_public": bytes(64), "station_nonce": bytes(32)}),
+        (MessageType.SE_KEY_LOAD, {"session": bytes(16), "key_block": b"D0112", "signature": b""}),
+        (MessageType.SE_KEY_COMMIT, {"session": bytes(16), "kcv": bytes(3), "signature": b""}),
+        (MessageType.SE_ZEROISE, {"serial": 7}),
+    ],
+)
+def test_a_malformed_field_answers_bad_request(unit: Unit, type_: int, payload: Payload) -> None:
+    error, reply = unit.request(type_, payload)
+    assert error and reply["code"] == ErrorCode.BAD_REQUEST
+
+
+def test_a_point_off_the_curve_answers_bad_request_once_certified(unit: Unit) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from se_station import TestCA
+
+    ca = TestCA()
+    _, made = unit.request(MessageType.SE_IDENTITY, {"challenge": bytes(32)})
+    certificate = ca.issue(made["csr"]).public_bytes(serialization.Encoding.DER)
+    error, _ = unit.request(MessageType.SE_CERT_INSTALL, {"certificate": certificate, "ca_certificate": ca.certificate})
+    assert not error
+    error, reply = unit.request(
+        MessageType.SE_KEY_SESSION, {"station_public": b"\4" + bytes(64), "station_nonce": bytes(32)}
+    )
+    assert error and reply["code"] == ErrorCode.BAD_REQUEST
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(type_=st.sampled_from(SE_TYPES), payload=st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=4))
+def test_any_request_is_answered_and_never_crashes_the_unit(unit: Unit, type_: int, payload: dict[str, Any]) -> None:
+    error, reply = unit.request(type_, payload)
+    if error:
+        assert reply["code"] in (ErrorCode.BAD_REQUEST, ErrorCode.REFUSED), reply
+    _, info = unit.request(MessageType.SE_KEY_STATUS, {})  # and the unit still answers
+    assert info["state"] in ("factory", "identity")
+
+
+@pytest.mark.parametrize(
+    ("type_", "reply", "field"),
+    [
+        (MessageType.SE_ATTESTATION, {"chain": ["PEM text"]}, "chain[0]"),
+        (MessageType.SE_KEY_SESSION, {"session": bytes(15), "unit_nonce": bytes(32), "signature": b""}, "session"),
+        (MessageType.SE_KEY_LOAD, {"initial_key_id": bytes(8), "ksn": bytes(12), "kcv": bytes(16)}, "kcv"),
+        (
+            MessageType.SE_KEY_STATUS,
+            {"state": "keyed", "identity_serial_number": 5, "keys": []},
+            "identity_serial_number",
+        ),
+        (
+            MessageType.SE_KEY_STATUS,
+            {"state": "keyed", "identity_serial_number": None, "keys": [{"name": "dukpt", "kcv": bytes(5)}]},
+            "keys[0].initial_key_id",
+        ),
+    ],
+)
+def test_the_station_refuses_a_secure_element_reply_of_the_wrong_shape(type_: int, reply: Payload, field: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        check_reply(type_, reply)
+    assert caught.value.field == field
+
+
+def test_certificates_of_other_key_types_are_refused_not_a_crash(unit: Unit) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from se_station import TestCA
+
+    unit.request(MessageType.SE_IDENTITY, {"challenge": bytes(32)})
+    ca = TestCA()
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "x")])
+
+    def certificate(public: Any, signer: Any) -> bytes:
+        builder = x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public)
+        builder = builder.serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for cert, ca_cert in (
+        (certificate(p384.public_key(), ca.key), ca.certificate),  # a P-384 key where the identity key belongs
+        (certificate(rsa_key.public_key(), rsa_key), certificate(rsa_key.public_key(), rsa_key)),  # RSA all along
+    ):
+        error, reply = unit.request(MessageType.SE_CERT_INSTALL, {"certificate": cert, "ca_certificate": ca_cert})
+        assert error and reply["code"] == ErrorCode.REFUSED, reply
