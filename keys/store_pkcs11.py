@@ -304,7 +304,7 @@ class Pkcs11KeyStore(KeyStore):
         private = self._signing_key(ObjectClass.PRIVATE_KEY, label)
         digest = hashes.Hash(hashes.SHA256())
         digest.update(data)
-        with _refused(N_("sign")):
+        with _refused(N_("sign with a signing key")):
             raw = bytes(private.sign(digest.finalize(), mechanism=Mechanism.ECDSA))
         half = len(raw) // 2
         return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
