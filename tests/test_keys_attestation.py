@@ -130,6 +130,28 @@ def test_an_issuer_that_is_not_a_ca_is_refused(maker: Issued, basic_constraints:
         verify_chain([_leaf(not_a_ca).der, not_a_ca.der], [maker.der], SERIAL, now=NOW)
 
 
+def test_an_issuer_whose_key_usage_forbids_certificate_signing_is_refused(maker: Issued) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = NOW - datetime.timedelta(days=1)
+    usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)  # digitalSignature only
+    certificate = (
+        x509.CertificateBuilder(
+            issuer_name=maker.certificate.subject,
+            subject_name=_name("signer"),
+            public_key=key.public_key(),
+            serial_number=x509.random_serial_number(),
+            not_valid_before=now,
+            not_valid_after=now + datetime.timedelta(days=30),
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .add_extension(usage, True)
+        .sign(maker.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    signer = Issued(key, certificate)
+    with pytest.raises(AttestationChainBroken):
+        verify_chain([_leaf(signer).der, signer.der], [maker.der], SERIAL, now=NOW)
+
+
 def test_a_chain_naming_another_unit_is_refused(maker: Issued) -> None:
     with pytest.raises(AttestationWrongUnit) as caught:
         verify_chain([_leaf(maker, "NAIAD-0002").der], [maker.der], SERIAL, now=NOW)

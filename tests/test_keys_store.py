@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -513,3 +514,25 @@ def test_doctor_names_missing_ec_mechanisms(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(keys.store_pkcs11, "open_token", lambda config: token)
     result = check_hsm_token()
     assert result.status is Status.PROBLEM and "EC_KEY_PAIR_GEN, ECDSA" in result.detail
+
+
+def test_a_software_file_from_before_signing_keys_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "keystore.json"
+    with _software(path) as store:
+        shown = store.generate_bdk("BDK")
+        plain = json.dumps({"keys": {"BDK": bytes(store._bdks["BDK"]).hex()}}).encode()  # type: ignore[attr-defined]
+        header = store._header  # type: ignore[attr-defined]
+        nonce = os.urandom(12)
+        ciphertext = AESGCM(store._file_key).encrypt(  # type: ignore[attr-defined]
+            nonce, plain, json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        )
+    path.write_text(
+        json.dumps(
+            {**header, "nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(ciphertext).decode()}
+        )
+    )
+    with _software(path) as again:
+        assert again.bdk_kcv("BDK") == shown and again.signing_labels() == []
+        again.generate_signing_key("CA")
+    with _software(path) as third:
+        assert third.labels() == ["BDK"] and third.signing_labels() == ["CA"]
