@@ -28,6 +28,15 @@ SERIAL = "NAIAD-0001"
 NOW = datetime.datetime(2026, 11, 30, tzinfo=datetime.UTC)
 DER = serialization.Encoding.DER
 Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+NOT_P256 = pytest.mark.parametrize(
+    "key",
+    [
+        ec.generate_private_key(ec.SECP384R1()),
+        rsa.generate_private_key(65537, 2048),
+        ed25519.Ed25519PrivateKey.generate(),
+    ],
+    ids=["P-384", "RSA", "Ed25519"],
+)
 
 
 @dataclass
@@ -158,15 +167,7 @@ def test_a_chain_naming_another_unit_is_refused(maker: Issued) -> None:
     assert "NAIAD-0002" not in str(caught.value) + repr(caught.value.params)
 
 
-@pytest.mark.parametrize(
-    "key",
-    [
-        ec.generate_private_key(ec.SECP384R1()),
-        rsa.generate_private_key(65537, 2048),
-        ed25519.Ed25519PrivateKey.generate(),
-    ],
-    ids=["P-384", "RSA", "Ed25519"],
-)
+@NOT_P256
 def test_keys_other_than_p256_are_refused(maker: Issued, key: Key) -> None:
     with pytest.raises(AttestationChainBroken):
         verify_chain([_leaf(maker, key=key).der], [maker.der], SERIAL, now=NOW)
@@ -267,15 +268,7 @@ def test_a_csr_naming_another_unit_is_refused() -> None:
         check_csr(_csr("NAIAD-0002"), SERIAL)
 
 
-@pytest.mark.parametrize(
-    "key",
-    [
-        ec.generate_private_key(ec.SECP384R1()),
-        rsa.generate_private_key(65537, 2048),
-        ed25519.Ed25519PrivateKey.generate(),
-    ],
-    ids=["P-384", "RSA", "Ed25519"],
-)
+@NOT_P256
 def test_a_csr_with_a_key_other_than_p256_is_refused(key: Key) -> None:
     with pytest.raises(CsrInvalid):
         check_csr(_csr(key=key), SERIAL)
