@@ -49,7 +49,7 @@ def verify_chain(
     if len(chain) > MAX_CHAIN:
         raise AttestationChainBroken(reason=N_("the chain has more certificates than allowed"))
     trusted = _parse_roots(roots)
-    moment = now if now is not None else datetime.datetime.now(datetime.UTC)
+    moment = _utc(now) if now is not None else datetime.datetime.now(datetime.UTC)
     try:
         certificates = [x509.load_der_x509_certificate(bytes(der)) for der in chain]
         path = [*certificates, *_anchor(certificates[-1], trusted)]
@@ -166,6 +166,11 @@ def _check_issuer(certificate: x509.Certificate, below: int) -> None:
         return
     if not usage.key_cert_sign:
         raise AttestationChainBroken(reason=N_("an issuing certificate is not a CA"))
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` in UTC; a naive one is taken as UTC already (certificates carry UTC times)."""
+    return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
 
 
 def _is_p256(key: object) -> bool:

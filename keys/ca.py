@@ -36,7 +36,7 @@ _SIGNATURE_ALGORITHM = {"algorithm": "sha256_ecdsa"}  # ecdsa-with-SHA256, param
 
 @dataclass(frozen=True)
 class IssuedCertificate:
-    """A device certificate (DER) and its serial number as upper-case hex (what the ledger records)."""
+    """A device certificate (DER) and its serial number as lower-case hex (what the ledger records)."""
 
     der: bytes
     serial_number: str
@@ -48,8 +48,8 @@ def new_serial() -> int:
 
 
 def serial_hex(serial: int) -> str:
-    """How a certificate serial is shown and recorded: upper-case hex, no prefix."""
-    return format(serial, "X")
+    """How a certificate serial is shown and recorded: lower-case hex, no prefix, as a unit reports it."""
+    return format(serial, "x")
 
 
 class ProvisioningCA:

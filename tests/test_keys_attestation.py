@@ -126,6 +126,14 @@ def test_a_broken_signature_is_refused(maker: Issued) -> None:
             verify_chain(chain, [maker.der], SERIAL, now=NOW)
 
 
+def test_now_may_be_naive_utc_or_another_zone(maker: Issued) -> None:
+    leaf = _leaf(maker, days=(-1, 1))
+    for now in (NOW.replace(tzinfo=None), NOW.astimezone(datetime.timezone(datetime.timedelta(hours=8)))):
+        assert verify_chain([leaf.der], [maker.der], SERIAL, now=now)
+    with pytest.raises(AttestationChainBroken):
+        verify_chain([leaf.der], [maker.der], SERIAL, now=(NOW + datetime.timedelta(days=2)).replace(tzinfo=None))
+
+
 @pytest.mark.parametrize("days", [(-30, -1), (1, 30)], ids=["expired", "not yet valid"])
 def test_a_leaf_outside_its_validity_is_refused(maker: Issued, days: tuple[int, int]) -> None:
     with pytest.raises(AttestationChainBroken):
