@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Self, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from i18n import N_
@@ -203,7 +204,7 @@ def check_certificate(label: str, certificate: bytes, public_key: bytes) -> x509
     try:
         parsed = x509.load_der_x509_certificate(certificate)
         spki = parsed.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyStoreCertificateInvalid(label=label, reason=N_("it is not a DER X.509 certificate")) from None
     if spki != public_key:
         raise KeyStoreCertificateInvalid(label=label, reason=N_("it certifies another key")) from None

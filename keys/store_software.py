@@ -25,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -64,6 +64,7 @@ SCRYPT_N = 2**15
 _SCRYPT_R, _SCRYPT_P = 8, 1
 _MAX_SCRYPT_N = 2**20  # a file asking for more is refused as damaged rather than left to exhaust memory
 _SALT_LENGTH, _NONCE_LENGTH = 16, 12
+_Key = TypeVar("_Key")
 
 
 def default_path() -> Path:
@@ -184,15 +185,14 @@ class SoftwareKeyStore(KeyStore):
             raise
 
     def _signing_key(self, label: str) -> ec.EllipticCurvePrivateKey:
-        self._check_open()
-        key = self._signing.get(check_label(label))
-        if key is None:
-            raise KeyStoreLabelUnknown(label=label)
-        return key
+        return self._labelled(self._signing, label)
 
     def _bdk(self, label: str) -> bytearray:
+        return self._labelled(self._bdks, label)
+
+    def _labelled(self, keys: dict[str, _Key], label: str) -> _Key:
         self._check_open()
-        key = self._bdks.get(check_label(label))
+        key = keys.get(check_label(label))
         if key is None:
             raise KeyStoreLabelUnknown(label=label)
         return key
