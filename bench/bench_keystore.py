@@ -1,11 +1,14 @@
-"""Key store benchmark: time per Initial Key derive + KCV + TR-31 wrap + release, on SoftHSM2 and in software.
+"""Key store benchmark: time per Initial Key derive + KCV + TR-31 wrap + release, and per signature, on
+SoftHSM2 and in software.
 
     .venv/bin/python bench/bench_keystore.py [--units 200] [--bits 128]
 
 Each store gets a fresh BDK (a throwaway SoftHSM2 token in a temporary directory; a software store file there
 too), then for ``--units`` Initial Key IDs: derive the Initial Key, read its KCV, wrap it under a fresh one-time
-KBPK, release it.  Prints the per-unit median and p95 and the opening time (scrypt for the software store,
-module load and login for SoftHSM2).  Nothing is asserted.
+KBPK, release it; and ``--units`` ECDSA P-256 signatures (``store.sign``, what the provisioning CA does three
+times per unit: the device certificate, the load and the commit statements) with a fresh signing key.  Prints
+the medians and p95s and the opening time (scrypt for the software store, module load and login for
+SoftHSM2).  Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -73,13 +76,24 @@ def _run(name: str, opener: Callable[[Path], KeyStore | None], units: int, lengt
             store.wrap_tr31(os.urandom(32), _HEADER, handle)
             store.release(handle)
             times.append(time.perf_counter() - started)
+        store.generate_signing_key("bench CA")
+        signing = []
+        for _ in range(units):
+            statement = os.urandom(200)  # about a certificate's to-be-signed part
+            started = time.perf_counter()
+            store.sign("bench CA", statement)
+            signing.append(time.perf_counter() - started)
     finally:
         store.close()
-    p95 = statistics.quantiles(times, n=20)[-1] if len(times) > 1 else times[0]
     print(
-        f"{name:<12} open {opened * 1e3:7.1f} ms   derive+KCV+wrap+release: "
-        f"median {statistics.median(times) * 1e3:6.2f} ms, p95 {p95 * 1e3:6.2f} ms ({units} units)"
+        f"{name:<12} open {opened * 1e3:7.1f} ms   derive+KCV+wrap+release: {_figures(times)}   "
+        f"sign: {_figures(signing)} ({units} each)"
     )
+
+
+def _figures(times: list[float]) -> str:
+    p95 = statistics.quantiles(times, n=20)[-1] if len(times) > 1 else times[0]
+    return f"median {statistics.median(times) * 1e3:6.2f} ms, p95 {p95 * 1e3:6.2f} ms"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -225,3 +225,61 @@ class KeyStoreOperationFailed(KeyStoreError):
     message = N_("The PKCS#11 token refused to {operation} ({code})")
     remedy = N_("Run 'naiad doctor' to check the token and its mechanisms.")
     msgid_params = ("operation",)
+
+
+class KeyStoreCertificateInvalid(KeyStoreError):
+    message = N_("The certificate for signing key {label} was refused: {reason}")
+    remedy = N_("Nothing was stored. Store the certificate issued for this signing key.")
+    msgid_params = ("reason",)
+
+
+# --- provisioning CA and attestation (keys/ca.py, keys/attestation.py) -----------------------------
+# Parameters are serials, paths and fixed reasons: a unit's certificates are hostile input and never echoed.
+
+
+class ProvisioningCAError(KeysError):
+    message = N_("The provisioning CA refused the operation: {reason}")
+    remedy = N_("Run 'naiad doctor' and check that the key store holds the provisioning CA's key and certificate.")
+    msgid_params = ("reason",)
+
+
+class AttestationError(KeysError):
+    """A unit's attestation chain, CSR or signature was refused: the unit gets nothing."""
+
+    message = N_("The unit's attestation was refused")
+    remedy = N_("Nothing was sent to the unit. Set it aside and report it: it may be counterfeit or damaged.")
+
+
+class AttestationChainUnknown(AttestationError):
+    message = N_("The unit's attestation chain does not lead to a trusted manufacturer root")
+    remedy = N_(
+        "Nothing was sent to the unit. If it is genuine, install its manufacturer's root certificate on the "
+        "station; otherwise set it aside and report it as possibly counterfeit."
+    )
+
+
+class AttestationChainBroken(AttestationError):
+    message = N_("The unit's attestation chain is broken: {reason}")
+    msgid_params = ("reason",)
+
+
+class AttestationWrongUnit(AttestationError):
+    message = N_("The unit's attestation certificate does not name unit {serial}")
+    remedy = N_("Nothing was sent to the unit. Check that the unit connected is the one named, then retry.")
+
+
+class AttestationRootsInvalid(AttestationError):
+    message = N_("The trusted manufacturer roots cannot be used: {reason}")
+    remedy = N_("Install the manufacturer's root certificates as a PEM file on the station, then retry.")
+    msgid_params = ("reason",)
+
+
+class CsrInvalid(AttestationError):
+    message = N_("The unit's certificate request was refused: {reason}")
+    msgid_params = ("reason",)
+
+
+class SignatureInvalid(AttestationError):
+    message = N_("The unit's signature over the {statement} does not verify")
+    remedy = N_("Nothing was sent to the unit. Start its provisioning again; if it fails again, set it aside.")
+    msgid_params = ("statement",)

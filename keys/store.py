@@ -11,6 +11,10 @@ What crosses the interface:
 
 No public method returns a BDK or an Initial Key in clear.
 
+A store also holds **signing keys** (EC P-256, a namespace of their own), such as the provisioning CA's: made
+inside the store, never exported; out come the public key (DER SubjectPublicKeyInfo) and ECDSA P-256 SHA-256
+signatures (DER).  A certificate for a signing key can be kept beside it.
+
 The KBPK is the one-time AES key the station agrees with a unit over the authenticated key session
 (ECDH with the unit's identity key, computed by the station in software): it exists in host memory for one
 injection, is never stored, and a store uses it only to protect the Initial Key it exports.
@@ -24,9 +28,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self, TypeVar
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from i18n import N_
 
 from .errors import (
+    KeyStoreCertificateInvalid,
     KeyStoreComponentsInvalid,
     KeyStoreHandleInvalid,
     KeyStoreKeyLength,
@@ -95,6 +104,32 @@ class KeyStore(abc.ABC):
         """Forget the Initial Key behind ``handle``; releasing twice is harmless."""
 
     @abc.abstractmethod
+    def signing_labels(self) -> list[str]:
+        """The labels of the signing keys held, sorted (a namespace apart from the BDKs')."""
+
+    @abc.abstractmethod
+    def generate_signing_key(self, label: str) -> bytes:
+        """A new EC P-256 key pair made inside the store under ``label``; its public key (DER SubjectPublicKeyInfo)."""
+
+    @abc.abstractmethod
+    def signing_public_key(self, label: str) -> bytes:
+        """The public key (DER SubjectPublicKeyInfo) of the signing key under ``label``."""
+
+    @abc.abstractmethod
+    def sign(self, label: str, data: bytes) -> bytes:
+        """The ECDSA P-256 SHA-256 signature (DER) of ``data`` by the signing key under ``label``, made in the store."""
+
+    @abc.abstractmethod
+    def certificate(self, label: str) -> bytes | None:
+        """The DER certificate kept beside the signing key under ``label``, or None when none was set."""
+
+    @abc.abstractmethod
+    def set_certificate(self, label: str, certificate: bytes) -> None:
+        """Keep ``certificate`` beside the signing key under ``label``, replacing any earlier one.
+
+        Refused unless it is a DER X.509 certificate of that key (:func:`check_certificate`)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """End the session with the store and forget every Initial Key still held."""
 
@@ -159,3 +194,18 @@ def xor_into(target: bytearray, component: bytes) -> None:
 def wipe(buffer: bytearray) -> None:
     """Overwrite ``buffer`` with zeros: a best effort, Python may hold copies of what went into it."""
     buffer[:] = bytes(len(buffer))
+
+
+def check_certificate(label: str, certificate: bytes, public_key: bytes) -> x509.Certificate:
+    """``certificate`` parsed, if it is a DER X.509 certificate whose key is ``public_key`` (DER SPKI).
+
+    A certificate kept beside a signing key must be that key's: one for another key would be handed out as if
+    it described this one."""
+    try:
+        parsed = x509.load_der_x509_certificate(certificate)
+        spki = parsed.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyStoreCertificateInvalid(label=label, reason=N_("it is not a DER X.509 certificate")) from None
+    if spki != public_key:
+        raise KeyStoreCertificateInvalid(label=label, reason=N_("it certifies another key")) from None
+    return parsed

@@ -17,6 +17,12 @@ agreement) is imported as a session object, the Initial Key is wrapped under it 
 Key of the one unit being injected is thus in host memory for the duration of that call; the BDK never is.
 An HSM with a native TR-31 export can take over :meth:`Pkcs11KeyStore.wrap_tr31` without changing callers.
 
+Signing keys (the provisioning CA's) are EC P-256 key pairs made in the token with ``CKM_EC_KEY_PAIR_GEN``:
+the private key a token object, ``CKA_SENSITIVE=True``, ``CKA_EXTRACTABLE=False``, ``CKA_SIGN`` only.  A
+signature is ``CKM_ECDSA`` over a SHA-256 digest computed on the host (SoftHSM2 does not offer
+``CKM_ECDSA_SHA256``; the digest of public data is no secret); the token's raw ``r || s`` is returned as DER.
+A certificate is a ``CKO_CERTIFICATE`` token object with the key's label.
+
 Components of a ceremony are typed by custodians, so each is in host memory anyway; SoftHSM2 has no
 ``CKM_XOR_BASE_AND_KEY``, so they are XORed on the host in one buffer that is wiped after the BDK object is
 made (the ``bytes`` copy python-pkcs11 is handed cannot be wiped).  The user PIN comes from the caller and is
@@ -33,8 +39,11 @@ from typing import Any, Literal
 
 import pkcs11
 import pkcs11.exceptions
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, ObjectClass
+from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from i18n import N_
 
@@ -52,6 +61,7 @@ from .store import (
     KeyHandle,
     KeyStore,
     check_bdk_length,
+    check_certificate,
     check_components,
     check_free,
     check_label,
@@ -63,8 +73,13 @@ from .store import (
 
 MODULE_ENV = "NAIAD_PKCS11_MODULE"
 TOKEN_ENV = "NAIAD_PKCS11_TOKEN"
-REQUIRED_MECHANISMS = ("AES_KEY_GEN", "AES_ECB_ENCRYPT_DATA", "AES_CMAC", "AES_KEY_WRAP_PAD")
+AES_MECHANISMS = ("AES_KEY_GEN", "AES_ECB_ENCRYPT_DATA", "AES_CMAC", "AES_KEY_WRAP_PAD")
+"""What the BDKs and Initial Keys use."""
+EC_MECHANISMS = ("EC_KEY_PAIR_GEN", "ECDSA")
+"""What the signing keys (the provisioning CA) use."""
+REQUIRED_MECHANISMS = AES_MECHANISMS + EC_MECHANISMS
 """What this store uses; ``naiad doctor`` checks the token has each."""
+_CURVE = "secp256r1"
 
 _BDK_TEMPLATE = {
     Attribute.TOKEN: True,
@@ -98,6 +113,27 @@ _KBPK_TEMPLATE = {
     Attribute.ENCRYPT: False,
     Attribute.DECRYPT: False,
     Attribute.UNWRAP: False,
+}
+
+_SIGNING_PRIVATE_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.DERIVE: False,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+    Attribute.MODIFIABLE: False,
+}
+_SIGNING_PUBLIC_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: False,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.DERIVE: False,
+    Attribute.MODIFIABLE: False,
 }
 
 
@@ -238,6 +274,64 @@ class Pkcs11KeyStore(KeyStore):
             with _refused(N_("destroy an Initial Key")):
                 key.destroy()
 
+    def signing_labels(self) -> list[str]:
+        objects = self._session.get_objects(
+            {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.TOKEN: True, Attribute.KEY_TYPE: KeyType.EC}
+        )
+        return sorted({str(o[Attribute.LABEL]) for o in objects})
+
+    def generate_signing_key(self, label: str) -> bytes:
+        check_free(label, self.signing_labels())
+        with _refused(N_("generate a signing key")):
+            parameters = self._session.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVE)}, local=True
+            )
+            public, _private = parameters.generate_keypair(
+                label=label,
+                store=True,
+                capabilities=0,
+                public_template=_SIGNING_PUBLIC_TEMPLATE,
+                private_template=_SIGNING_PRIVATE_TEMPLATE,
+            )
+            return encode_ec_public_key(public)
+
+    def signing_public_key(self, label: str) -> bytes:
+        public = self._signing_key(ObjectClass.PUBLIC_KEY, label)
+        with _refused(N_("read a public key")):
+            return encode_ec_public_key(public)
+
+    def sign(self, label: str, data: bytes) -> bytes:
+        private = self._signing_key(ObjectClass.PRIVATE_KEY, label)
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(data)
+        with _refused(N_("sign with a signing key")):
+            raw = bytes(private.sign(digest.finalize(), mechanism=Mechanism.ECDSA))
+        half = len(raw) // 2
+        return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+
+    def certificate(self, label: str) -> bytes | None:
+        self._signing_key(ObjectClass.PRIVATE_KEY, label)
+        found = self._certificates(label)
+        return bytes(found[0][Attribute.VALUE]) if found else None
+
+    def set_certificate(self, label: str, certificate: bytes) -> None:
+        parsed = check_certificate(label, certificate, self.signing_public_key(label))
+        earlier = self._certificates(label)
+        with _refused(N_("store a certificate")):
+            self._session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.CERTIFICATE,
+                    Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: False,
+                    Attribute.LABEL: label,
+                    Attribute.SUBJECT: parsed.subject.public_bytes(),
+                    Attribute.VALUE: bytes(certificate),
+                }
+            )
+            for old in earlier:  # only once the new one is stored: a failure keeps the old certificate
+                old.destroy()
+
     def close(self) -> None:
         """Destroy the Initial Keys still held, then close the session (which would end them anyway)."""
         for key in self._initial_keys.values():
@@ -247,13 +341,27 @@ class Pkcs11KeyStore(KeyStore):
         self._session.close()
 
     def _bdk(self, label: str) -> Any:
+        return self._key(ObjectClass.SECRET_KEY, KeyType.AES, label)
+
+    def _signing_key(self, object_class: ObjectClass, label: str) -> Any:
+        return self._key(object_class, KeyType.EC, label)
+
+    def _key(self, object_class: ObjectClass, key_type: KeyType, label: str) -> Any:
         check_label(label)
         try:
-            return self._session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=label)
+            return self._session.get_key(object_class=object_class, key_type=key_type, label=label)
         except pkcs11.exceptions.NoSuchKey:
             raise KeyStoreLabelUnknown(label=label) from None
         except pkcs11.exceptions.MultipleObjectsReturned:
             raise KeyStoreLabelTaken(label=label) from None
+
+    def _certificates(self, label: str) -> list[Any]:
+        with _refused(N_("read a certificate")):
+            return list(
+                self._session.get_objects(
+                    {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.TOKEN: True, Attribute.LABEL: label}
+                )
+            )
 
     @staticmethod
     def _kcv(key: Any) -> bytes:

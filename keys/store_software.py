@@ -10,7 +10,8 @@ check value (:class:`KeyStoreLoginFailed`); a file that fails to parse or to aut
 
 Plainly: this store is software.  While it is open, the BDKs are in this process's memory in clear (in
 ``bytearray`` buffers wiped on :meth:`SoftwareKeyStore.close`, a best effort: Python may hold copies), and so
-is each Initial Key from derivation until release.  Nothing here protects them from someone who can read this
+is each Initial Key from derivation until release, and the private key of each signing key (an EC P-256 key in
+a ``cryptography`` object, which cannot be wiped).  Nothing here protects them from someone who can read this
 process's memory: that is what an HSM is for, and why PCI PIN deployments use :mod:`keys.store_pkcs11`.
 """
 
@@ -22,11 +23,13 @@ import hmac
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -43,6 +46,7 @@ from .store import (
     KeyHandle,
     KeyStore,
     check_bdk_length,
+    check_certificate,
     check_components,
     check_free,
     check_label,
@@ -60,6 +64,7 @@ SCRYPT_N = 2**15
 _SCRYPT_R, _SCRYPT_P = 8, 1
 _MAX_SCRYPT_N = 2**20  # a file asking for more is refused as damaged rather than left to exhaust memory
 _SALT_LENGTH, _NONCE_LENGTH = 16, 12
+_Key = TypeVar("_Key")
 
 
 def default_path() -> Path:
@@ -68,13 +73,15 @@ def default_path() -> Path:
 
 
 class SoftwareKeyStore(KeyStore):
-    """BDKs in an scrypt + AES-GCM protected file.  Opening an absent file creates an empty store there."""
+    """BDKs and signing keys in an scrypt + AES-GCM protected file.  Opening an absent file creates an empty one."""
 
     def __init__(self, passphrase: str, path: Path | None = None, *, scrypt_n: int = SCRYPT_N) -> None:
         if not passphrase:
             raise KeyStoreLoginFailed()
         self._path = path if path is not None else default_path()
         self._bdks: dict[str, bytearray] = {}
+        self._signing: dict[str, ec.EllipticCurvePrivateKey] = {}
+        self._certificates: dict[str, bytes] = {}
         self._closed = False
         self._initial_keys: dict[int, bytearray] = {}
         if self._path.exists():
@@ -115,6 +122,40 @@ class SoftwareKeyStore(KeyStore):
     def wrap_tr31(self, kbpk: bytes, header: tr31.Header, handle: KeyHandle) -> str:
         return tr31.wrap(kbpk, header, bytes(held(self._initial_keys, handle)))
 
+    def signing_labels(self) -> list[str]:
+        return sorted(self._signing)
+
+    def generate_signing_key(self, label: str) -> bytes:
+        self._check_open()
+        check_free(label, self._signing)
+        self._signing[label] = ec.generate_private_key(ec.SECP256R1())
+        self._save_or_undo(lambda: self._signing.pop(label))
+        return self.signing_public_key(label)
+
+    def signing_public_key(self, label: str) -> bytes:
+        public = self._signing_key(label).public_key()
+        return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def sign(self, label: str, data: bytes) -> bytes:
+        return self._signing_key(label).sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def certificate(self, label: str) -> bytes | None:
+        self._signing_key(label)
+        return self._certificates.get(label)
+
+    def set_certificate(self, label: str, certificate: bytes) -> None:
+        check_certificate(label, certificate, self.signing_public_key(label))
+        earlier = self._certificates.get(label)
+        self._certificates[label] = bytes(certificate)
+
+        def undo() -> None:
+            if earlier is None:
+                self._certificates.pop(label)
+            else:
+                self._certificates[label] = earlier
+
+        self._save_or_undo(undo)
+
     def release(self, handle: KeyHandle) -> None:
         key = self._initial_keys.pop(handle.ref, None)
         if key is not None:
@@ -127,19 +168,31 @@ class SoftwareKeyStore(KeyStore):
             wipe(key)
         self._initial_keys.clear()
         self._bdks.clear()
+        self._signing.clear()
+        self._certificates.clear()
 
     def _add(self, label: str, key: bytearray) -> bytes:
         self._bdks[label] = key
+        self._save_or_undo(lambda: wipe(self._bdks.pop(label)))
+        return kcv.aes_cmac_kcv(bytes(key))
+
+    def _save_or_undo(self, undo: Callable[[], object]) -> None:
+        """Save the file, or undo the change just made when that fails: nothing is kept that the file does not hold."""
         try:
             self._save()
         except BaseException:
-            wipe(self._bdks.pop(label))  # nothing is kept that the file does not hold
+            undo()
             raise
-        return kcv.aes_cmac_kcv(bytes(key))
+
+    def _signing_key(self, label: str) -> ec.EllipticCurvePrivateKey:
+        return self._labelled(self._signing, label)
 
     def _bdk(self, label: str) -> bytearray:
+        return self._labelled(self._bdks, label)
+
+    def _labelled(self, keys: dict[str, _Key], label: str) -> _Key:
         self._check_open()
-        key = self._bdks.get(check_label(label))
+        key = keys.get(check_label(label))
         if key is None:
             raise KeyStoreLabelUnknown(label=label)
         return key
@@ -163,9 +216,14 @@ class SoftwareKeyStore(KeyStore):
             raise damaged from None
         readable = True
         try:
-            for label, value in json.loads(plain)["keys"].items():
+            content = json.loads(plain)
+            for label, value in content["keys"].items():
                 self._bdks[check_label(label)] = bytearray(bytes.fromhex(value))
-        except (ValueError, KeyError, TypeError, AttributeError):
+            for label, entry in content.get("signing", {}).items():  # absent from files written before signing keys
+                self._signing[check_label(label)] = _private_key(bytes.fromhex(entry["key"]))
+                if entry["certificate"] is not None:
+                    self._certificates[label] = bytes.fromhex(entry["certificate"])
+        except (ValueError, KeyError, TypeError, AttributeError, UnsupportedAlgorithm):
             readable = False  # raised below, outside this handler: the parser's error quotes the clear text
         finally:
             wipe(plain)
@@ -173,6 +231,8 @@ class SoftwareKeyStore(KeyStore):
             for key in self._bdks.values():
                 wipe(key)
             self._bdks.clear()
+            self._signing.clear()
+            self._certificates.clear()
             raise damaged
         return header, file_key
 
@@ -182,7 +242,18 @@ class SoftwareKeyStore(KeyStore):
 
     def _save(self) -> None:
         self._check_open()
-        plain = bytearray(json.dumps({"keys": {k: v.hex() for k, v in self._bdks.items()}}).encode())
+        signing = {
+            label: {
+                "key": key.private_bytes(
+                    serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                ).hex(),
+                "certificate": certificate.hex() if (certificate := self._certificates.get(label)) else None,
+            }
+            for label, key in self._signing.items()
+        }
+        plain = bytearray(
+            json.dumps({"keys": {k: v.hex() for k, v in self._bdks.items()}, "signing": signing}).encode()
+        )
         nonce = os.urandom(_NONCE_LENGTH)
         try:
             ciphertext = AESGCM(self._file_key).encrypt(nonce, bytes(plain), _aad(self._header))
@@ -198,6 +269,14 @@ def _derive(passphrase: str, kdf: dict[str, Any]) -> tuple[bytes, bytes]:
         passphrase.encode()
     )
     return material[:32], hashlib.sha256(material[32:]).digest()
+
+
+def _private_key(der: bytes) -> ec.EllipticCurvePrivateKey:
+    """A signing key read from the decrypted file: an EC P-256 key or the file is damaged."""
+    key = serialization.load_der_private_key(der, password=None)
+    if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise ValueError
+    return key
 
 
 def _check_header(header: dict[str, Any]) -> None:

@@ -129,11 +129,19 @@ def check_hsm_library() -> CheckResult:
 
 
 def check_hsm_token() -> CheckResult:
-    """The configured PKCS#11 token: the module loads, the token is there, it has the key store's mechanisms.
+    """The configured PKCS#11 token: the module loads, the token is there, it has the key store's mechanisms:
+    the AES ones of the BDKs and Initial Keys and the EC ones of the provisioning CA's signing key.
 
     No PIN is asked: finding the token and reading its mechanism list needs no login.
     """
-    from keys.store_pkcs11 import MODULE_ENV, TOKEN_ENV, Pkcs11Config, missing_mechanisms, open_token
+    from keys.store_pkcs11 import (
+        MODULE_ENV,
+        REQUIRED_MECHANISMS,
+        TOKEN_ENV,
+        Pkcs11Config,
+        missing_mechanisms,
+        open_token,
+    )
 
     name = N_("HSM token (PKCS#11 key store)")
     config = Pkcs11Config.from_environment()
@@ -155,7 +163,15 @@ def check_hsm_token() -> CheckResult:
             _("token {label} lacks mechanisms {mechanisms}", label=config.token_label, mechanisms=", ".join(missing)),
             _("Use an HSM or token that offers these mechanisms, or the software key store."),
         )
-    return CheckResult(name, Status.OK, _("token {label}: every mechanism needed is offered", label=config.token_label))
+    return CheckResult(
+        name,
+        Status.OK,
+        _(
+            "token {label}: offers {mechanisms} (BDKs and Initial Keys, and the provisioning CA's signing key)",
+            label=config.token_label,
+            mechanisms=", ".join(REQUIRED_MECHANISMS),
+        ),
+    )
 
 
 def check_ledger(open_ledger: Callable[[], Ledger]) -> CheckResult:
