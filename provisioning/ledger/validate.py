@@ -12,6 +12,7 @@ from .models import BDK_ORIGINS, NAME_LENGTH, ROLES
 _SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _KIND = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _ACTION = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+_HEX_SERIAL = re.compile(r"[0-9A-Fa-f]{1,40}")
 SUBJECT_LENGTH = 255
 BDK_ID_BYTES = 4
 INITIAL_KEY_ID_BYTES = 8
@@ -92,3 +93,17 @@ def distinct_labels(values: object, field: str) -> list[str]:
     if not names or len(set(names)) != len(names):
         raise InvalidLedgerInput(field=field, detail=_("must name one or more different people"))
     return names
+
+
+def certificate_serial(value: object) -> str:
+    """An X.509 serial number as hex (at most 20 bytes), stored upper-case."""
+    if not isinstance(value, str) or not _HEX_SERIAL.fullmatch(value):
+        raise InvalidLedgerInput(field="certificate_serial", detail=_("must be 1 to 40 hexadecimal digits"))
+    return value.upper()
+
+
+def text(value: object, field: str, *, limit: int) -> str:
+    """Free text such as an error or a reference: whitespace runs become one space, cut at ``limit``."""
+    if not isinstance(value, str):
+        raise InvalidLedgerInput(field=field, detail=_("must be text"))
+    return label(" ".join(value.split())[:limit], field, limit=limit)
