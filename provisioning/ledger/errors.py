@@ -106,3 +106,60 @@ class LedgerMalformed(LedgerError):
 
 class LedgerClosed(LedgerError):
     message = N_("The ledger is closed")
+
+
+class UnknownBdk(LedgerError):
+    message = N_("The ledger has no BDK labelled {label}")
+    remedy = N_("Load or generate the BDK in a key ceremony first ('naiad keys ceremony'), or check the label.")
+
+
+class BdkExists(LedgerError):
+    message = N_("The ledger already has a BDK labelled {label}")
+    remedy = N_("Choose another label; a registered BDK is never replaced.")
+
+
+class BdkIdInUse(LedgerError):
+    message = N_("The BDK ID {bdk_id} is already used by the BDK labelled {label}")
+    remedy = N_("Give every BDK its own BDK ID: Initial Key IDs would otherwise collide.")
+
+
+class DerivationIdsExhausted(LedgerError):
+    """Every 32-bit derivation ID of the BDK was issued: it cannot key another unit."""
+
+    message = N_("The BDK {label} has issued all {count} of its derivation IDs")
+    remedy = N_("Load or generate a new BDK with its own BDK ID in a key ceremony, and inject under that one.")
+
+
+class UnitNotAuthorised(LedgerError):
+    """A unit outside the authorised inventory: it gets no key."""
+
+    message = N_("The unit {serial} is not in the authorised inventory: it gets no key")
+    remedy = N_(
+        "Set the unit aside and report it. If it was ordered, an admin adds it with 'naiad keys inventory add'."
+    )
+
+
+class UnknownInitialKeyId(LedgerError):
+    message = N_("The ledger never allocated the Initial Key ID {initial_key_id}")
+    remedy = N_("Use only Initial Key IDs the ledger allocated; report this run to the security officer.")
+
+
+class InitialKeyIdOfAnotherUnit(UnknownInitialKeyId):
+    message = N_("The Initial Key ID {initial_key_id} was not allocated to the unit {serial}")
+
+
+class InitialKeyIdUsed(LedgerError):
+    """The Initial Key ID is not awaiting injection any more: injected, or marked failed."""
+
+    message = N_("The Initial Key ID {initial_key_id} is already {state}: it is never used again")
+    remedy = N_("Allocate a new Initial Key ID for the unit and inject again.")
+
+
+class InjectionAlreadyRecorded(InitialKeyIdUsed):
+    message = N_("The injection of the Initial Key ID {initial_key_id} is already recorded")
+    remedy = N_("Nothing to do: an injection is recorded once. A unit to key again gets a new Initial Key ID.")
+
+
+class NotInInventory(LedgerError):
+    message = N_("The unit {serial} is not in the authorised inventory")
+    remedy = N_("Check the serial with 'naiad keys inventory list'.")

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -36,7 +38,14 @@ NAMING_CONVENTION = {
 
 OPERATION_STATUSES = ("running", "succeeded", "failed")
 ROLES = ("installer", "operator", "custodian", "support", "admin")
+BDK_ORIGINS = ("ceremony", "generated")
+INITIAL_KEY_ID_STATES = ("allocated", "injected", "failed")
+MAX_DERIVATION_ID = 0xFFFFFFFF  # the 32-bit derivation ID of an AES DUKPT Initial Key ID (X9.24-3)
 HASH_LENGTH = 64  # hex SHA-256
+KCV_HEX_LENGTH = 10  # at most 5 bytes: the AES-CMAC KCV of a TR-31 KC block
+INITIAL_KEY_ID_HEX_LENGTH = 16  # 8 bytes: BDK ID (4) + derivation ID (4)
+CERTIFICATE_SERIAL_LENGTH = 40  # at most 20 bytes (RFC 5280), hex
+REFERENCE_LENGTH = 255
 NAME_LENGTH = 64
 
 
@@ -140,6 +149,83 @@ class Operation(Base):
     started: Mapped[dt.datetime]
     ended: Mapped[dt.datetime | None]
     result: Mapped[dict[str, Any] | None]
+
+
+class Bdk(Base):
+    """A Base Derivation Key known to the line: its label, BDK ID and KCV, never the key.
+
+    ``last_derivation_id`` is the counter Initial Key IDs are allocated from: the allocating transaction
+    locks this row, so each derivation ID is issued once (the ``initial_key_ids`` unique constraint too)."""
+
+    __tablename__ = "bdks"
+    __table_args__ = (
+        CheckConstraint(f"origin IN {BDK_ORIGINS!r}", name="origin"),
+        CheckConstraint(f"last_derivation_id BETWEEN 0 AND {MAX_DERIVATION_ID}", name="derivation_range"),
+        sealed(),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    bdk_id: Mapped[str] = mapped_column(String(8), unique=True)  # 4 bytes, upper-case hex
+    kcv: Mapped[str] = mapped_column(String(KCV_HEX_LENGTH))  # upper-case hex
+    origin: Mapped[str] = mapped_column(String(16))
+    custodians: Mapped[list[str]] = mapped_column(JSON)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    registered: Mapped[dt.datetime]
+    last_derivation_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class InitialKeyId(Base):
+    """An Initial Key ID issued to one unit: ``allocated``, then ``injected`` or ``failed``; never reissued."""
+
+    __tablename__ = "initial_key_ids"
+    __table_args__ = (
+        CheckConstraint(f"state IN {INITIAL_KEY_ID_STATES!r}", name="state"),
+        CheckConstraint(f"derivation_id BETWEEN 1 AND {MAX_DERIVATION_ID}", name="derivation_range"),
+        UniqueConstraint("bdk_label", "derivation_id"),
+        Index("ix_initial_key_ids_serial", "serial"),
+        sealed(),
+    )
+
+    initial_key_id: Mapped[str] = mapped_column(String(INITIAL_KEY_ID_HEX_LENGTH), primary_key=True)  # hex
+    bdk_label: Mapped[str] = mapped_column(ForeignKey("bdks.label"))
+    derivation_id: Mapped[int] = mapped_column(BigInteger)
+    serial: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    state: Mapped[str] = mapped_column(String(16))
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    allocated: Mapped[dt.datetime]
+    ended: Mapped[dt.datetime | None]  # when it was injected or failed
+    reason: Mapped[str | None] = mapped_column(String(REFERENCE_LENGTH))  # why it failed
+
+
+class KeyInjection(Base):
+    """The evidence of one injection: the unit confirmed the KCV of the Initial Key it stored."""
+
+    __tablename__ = "key_injections"
+    __table_args__ = (Index("ix_key_injections_serial", "serial"), sealed())
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    initial_key_id: Mapped[str] = mapped_column(ForeignKey("initial_key_ids.initial_key_id"), unique=True)
+    serial: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    kcv: Mapped[str] = mapped_column(String(KCV_HEX_LENGTH))
+    certificate_serial: Mapped[str] = mapped_column(String(CERTIFICATE_SERIAL_LENGTH))
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    injected: Mapped[dt.datetime]
+
+
+class InventoryUnit(Base):
+    """A unit the line is authorised to key (from a purchase order or a delivery note)."""
+
+    __tablename__ = "inventory"
+    __table_args__ = (sealed(),)
+
+    serial: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    reference: Mapped[str | None] = mapped_column(String(REFERENCE_LENGTH))
+    added_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    added: Mapped[dt.datetime]
 
 
 class AuditEntry(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,93 @@ class SessionRecord:
     operator_disabled: bool
     expires: dt.datetime
     ended: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class BdkRecord:
+    """A registered Base Derivation Key: what identifies and checks it, never the key."""
+
+    label: str
+    bdk_id: bytes  # 4 bytes, the first half of every Initial Key ID derived from it
+    kcv: bytes
+    origin: str  # "ceremony" or "generated"
+    custodians: tuple[str, ...]
+    registered: dt.datetime
+    station: str
+    operator: str | None
+    issued: int = 0  # derivation IDs allocated so far (the last one issued)
+
+
+@dataclass(frozen=True)
+class AllocationRecord:
+    """An Initial Key ID issued to a unit, and what became of it."""
+
+    initial_key_id: bytes
+    bdk_label: str
+    serial: str
+    state: str  # "allocated", "injected" or "failed"
+    station: str
+    operator: str | None
+    allocated: dt.datetime
+    ended: dt.datetime | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class InjectionRecord:
+    """A recorded injection: the unit stored the Initial Key whose KCV it returned."""
+
+    serial: str
+    initial_key_id: bytes
+    kcv: bytes
+    certificate_serial: str
+    bdk_label: str
+    station: str
+    operator: str | None
+    injected: dt.datetime
+
+
+@dataclass(frozen=True)
+class InventoryRecord:
+    """A unit the line is authorised to key."""
+
+    serial: str
+    reference: str | None
+    added_by: str | None
+    added: dt.datetime
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """A run (or the whole line) checked against the authorised inventory and the injections recorded.
+
+    ``refused``: units of the run not in the inventory; ``not_injected``: inventory units with no injection;
+    ``injected_more_than_once`` and ``not_in_inventory``: serial -> Initial Key IDs (hex) of its injections.
+    ``ok`` when nothing but units still to key is found."""
+
+    serials: tuple[str, ...] | None  # the run's units, None for everything
+    authorised: int
+    injected: int
+    refused: tuple[str, ...]
+    not_injected: tuple[str, ...]
+    injected_more_than_once: Mapping[str, tuple[str, ...]]
+    not_in_inventory: Mapping[str, tuple[str, ...]]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.refused or self.injected_more_than_once or self.not_in_inventory)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "serials": None if self.serials is None else list(self.serials),
+            "authorised": self.authorised,
+            "injected": self.injected,
+            "refused": list(self.refused),
+            "not_injected": list(self.not_injected),
+            "injected_more_than_once": {k: list(v) for k, v in self.injected_more_than_once.items()},
+            "not_in_inventory": {k: list(v) for k, v in self.not_in_inventory.items()},
+        }
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,447 @@
+"""Payment keys in the ledger, on SQLite and on PostgreSQL: the BDK registry, Initial Key IDs allocated in
+a transaction and never reissued, injections, and the authorised inventory with reconciliation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.cmac import CMAC
+from sqlalchemy import create_engine, inspect, text
+
+from provisioning.ledger import (
+    BdkExists,
+    BdkIdInUse,
+    ChainProblem,
+    DerivationIdsExhausted,
+    InitialKeyIdOfAnotherUnit,
+    InitialKeyIdUsed,
+    InjectionAlreadyRecorded,
+    InvalidLedgerInput,
+    Ledger,
+    LedgerError,
+    LedgerRowTampered,
+    NotInInventory,
+    UnitNotAuthorised,
+    UnknownBdk,
+    UnknownInitialKeyId,
+)
+
+BDK_ID = bytes.fromhex("0123ABCD")
+KCV = bytes.fromhex("A1B2C3D4E5")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    found: str = request.getfixturevalue("postgres_url")
+    return found
+
+
+@pytest.fixture
+def ledger(url: str) -> Iterator[Ledger]:
+    with Ledger.open(url, station="bench-1") as opened:
+        yield opened.as_operator("carol")
+
+
+def test_a_registered_bdk_is_found_by_label_with_its_ids_and_custodians(ledger: Ledger) -> None:
+    made = ledger.register_bdk("line-bdk", BDK_ID, KCV, "ceremony", ["alice", "bob"])
+    assert (made.label, made.bdk_id, made.kcv, made.origin) == ("line-bdk", BDK_ID, KCV, "ceremony")
+    assert (made.custodians, made.station, made.operator, made.issued) == (("alice", "bob"), "bench-1", "carol", 0)
+    assert made.registered.utcoffset() == dt.timedelta(0)
+    assert ledger.bdk("line-bdk") == made
+    assert ledger.bdk("other") is None
+    ledger.register_bdk("demo", bytes.fromhex("00000001"), KCV[:3], "generated", ["dave", "erin"])
+    assert [b.label for b in ledger.bdks()] == ["demo", "line-bdk"]
+    (entry,) = ledger.audit_entries(subject="bdk:line-bdk")
+    assert (entry.action, entry.operator) == ("bdk.registered", "carol")
+    assert entry.details == {
+        "bdk_id": "0123ABCD",
+        "kcv": "A1B2C3D4E5",
+        "origin": "ceremony",
+        "custodians": ["alice", "bob"],
+    }
+    assert "bdks:1" in entry.seals
+    assert ledger.verify().ok
+
+
+def test_labels_and_bdk_ids_are_never_reused(ledger: Ledger) -> None:
+    ledger.register_bdk("line-bdk", BDK_ID, KCV, "ceremony", ["alice", "bob"])
+    with pytest.raises(BdkExists):
+        ledger.register_bdk("line-bdk", bytes(4), KCV, "ceremony", ["alice", "bob"])
+    with pytest.raises(BdkIdInUse) as caught:
+        ledger.register_bdk("second", BDK_ID, KCV, "generated", ["alice", "bob"])
+    assert "line-bdk" in str(caught.value) and "0123ABCD" in str(caught.value)
+    assert [b.label for b in ledger.bdks()] == ["line-bdk"]
+    assert ledger.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("field", "args"),
+    [
+        ("bdk_id", ("x", b"\x01\x02\x03", KCV, "ceremony", ["a", "b"])),
+        ("bdk_id", ("x", "0123ABCD", KCV, "ceremony", ["a", "b"])),
+        ("kcv", ("x", BDK_ID, bytes(16), "ceremony", ["a", "b"])),  # a key where a KCV belongs
+        ("kcv", ("x", BDK_ID, bytes(2), "ceremony", ["a", "b"])),
+        ("origin", ("x", BDK_ID, KCV, "imported", ["a", "b"])),
+        ("custodians", ("x", BDK_ID, KCV, "ceremony", ["a", "a"])),
+        ("custodians", ("x", BDK_ID, KCV, "ceremony", [])),
+        ("custodians", ("x", BDK_ID, KCV, "ceremony", "ab")),
+        ("label", ("", BDK_ID, KCV, "ceremony", ["a", "b"])),
+    ],
+)
+def test_bad_registrations_are_refused_and_write_nothing(ledger: Ledger, field: str, args: tuple[object, ...]) -> None:
+    with pytest.raises(InvalidLedgerInput) as caught:
+        ledger.register_bdk(*args)  # type: ignore[arg-type]
+    assert caught.value.params["field"] == field
+    assert ledger.bdks() == [] and len(ledger.audit_entries()) == 1
+
+
+# -- Initial Key IDs ------------------------------------------------------------------------------
+
+
+def _execute(url: str, statement: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def keyed(ledger: Ledger) -> Ledger:
+    """A ledger with a BDK and three authorised units."""
+    ledger.register_bdk("line-bdk", BDK_ID, KCV, "ceremony", ["alice", "bob"])
+    ledger.inventory_add(["SN1", "SN2", "SN3"], "PO-4711")
+    return ledger
+
+
+def test_initial_key_ids_are_the_bdk_id_then_derivation_ids_counting_from_one(keyed: Ledger) -> None:
+    ids = [keyed.allocate_initial_key_id("line-bdk", serial) for serial in ("SN1", "SN2", "SN1")]
+    assert [i.hex().upper() for i in ids] == ["0123ABCD00000001", "0123ABCD00000002", "0123ABCD00000003"]
+    record = keyed.bdk("line-bdk")
+    assert record is not None and record.issued == 3
+    allocated = keyed.allocations("SN1")
+    assert [(a.initial_key_id, a.state, a.operator, a.station) for a in allocated] == [
+        (ids[0], "allocated", "carol", "bench-1"),
+        (ids[2], "allocated", "carol", "bench-1"),
+    ]
+    entry = keyed.audit_entries(subject="device:SN2")[-1]
+    assert (entry.action, entry.operator) == ("keys.id_allocated", "carol")
+    assert entry.details == {"initial_key_id": "0123ABCD00000002", "bdk_label": "line-bdk"}
+    assert set(entry.seals) == {"bdks:1", "initial_key_ids:0123ABCD00000002"}
+    assert keyed.verify().ok
+
+
+def test_a_unit_outside_the_inventory_or_an_unknown_bdk_gets_no_id(keyed: Ledger) -> None:
+    entries = len(keyed.audit_entries())
+    with pytest.raises(UnitNotAuthorised) as caught:
+        keyed.allocate_initial_key_id("line-bdk", "SN9")
+    assert "SN9" in str(caught.value) and caught.value.remedy_text
+    with pytest.raises(UnknownBdk):
+        keyed.allocate_initial_key_id("other-bdk", "SN1")
+    assert keyed.allocations() == [] and len(keyed.audit_entries()) == entries
+    record = keyed.bdk("line-bdk")
+    assert record is not None and record.issued == 0
+
+
+def test_a_failed_then_retried_allocation_gets_a_new_id_and_the_failed_one_is_never_reissued(keyed: Ledger) -> None:
+    failed = keyed.allocate_initial_key_id("line-bdk", "SN1")
+    keyed.allocation_failed(failed, "the unit returned a wrong KCV\n(step 6)")
+    keyed.allocation_failed(failed, "again")  # already failed: nothing changes
+    retried = keyed.allocate_initial_key_id("line-bdk", "SN1")
+    assert retried != failed and int.from_bytes(retried[4:]) == int.from_bytes(failed[4:]) + 1
+    (first, second) = keyed.allocations("SN1")
+    assert (first.state, first.reason, first.ended is not None) == (
+        "failed",
+        "the unit returned a wrong KCV (step 6)",
+        True,
+    )
+    assert second.state == "allocated"
+    with pytest.raises(InitialKeyIdUsed):
+        keyed.record_injection("SN1", failed, KCV, "1F")
+    later = [keyed.allocate_initial_key_id("line-bdk", s) for s in ("SN2", "SN3", "SN1")]
+    assert failed not in later and len({failed, retried, *later}) == 5
+    assert [e.action for e in keyed.audit_entries(subject="device:SN1")].count("keys.id_failed") == 1
+    with pytest.raises(UnknownInitialKeyId):
+        keyed.allocation_failed(bytes(8), "never allocated")
+    assert keyed.verify().ok
+
+
+def test_a_counter_set_back_behind_the_ledger_s_back_never_reissues_an_id(keyed: Ledger, url: str) -> None:
+    first = keyed.allocate_initial_key_id("line-bdk", "SN1")
+    _execute(url, "UPDATE bdks SET last_derivation_id = 0")
+    with pytest.raises(LedgerError):  # the unique initial_key_id refuses the second issue
+        keyed.allocate_initial_key_id("line-bdk", "SN2")
+    assert [a.initial_key_id for a in keyed.allocations()] == [first]
+    assert keyed.verify().problem is ChainProblem.ROW_EDITED
+
+
+def test_the_32_bit_derivation_id_space_runs_out_with_a_clear_error(keyed: Ledger, url: str) -> None:
+    _execute(url, f"UPDATE bdks SET last_derivation_id = {0xFFFFFFFE}")
+    assert keyed.allocate_initial_key_id("line-bdk", "SN1").hex().upper() == "0123ABCDFFFFFFFF"
+    with pytest.raises(DerivationIdsExhausted) as caught:
+        keyed.allocate_initial_key_id("line-bdk", "SN2")
+    assert "line-bdk" in str(caught.value) and "4294967295" in str(caught.value)
+    assert len(keyed.allocations()) == 1
+
+
+def test_an_injection_is_recorded_once_for_the_unit_its_id_was_allocated_to(keyed: Ledger) -> None:
+    ikid = keyed.allocate_initial_key_id("line-bdk", "SN1")
+    with pytest.raises(InitialKeyIdOfAnotherUnit):
+        keyed.record_injection("SN2", ikid, KCV, "1F")
+    with pytest.raises(UnknownInitialKeyId):
+        keyed.record_injection("SN1", BDK_ID + bytes(4), KCV, "1F")
+    with pytest.raises(InvalidLedgerInput):
+        keyed.record_injection("SN1", ikid, bytes(16), "1F")  # a key where the KCV belongs
+    with pytest.raises(InvalidLedgerInput):
+        keyed.record_injection("SN1", ikid, KCV, "not hex")
+    recorded = keyed.record_injection("SN1", ikid, KCV[:3], "7a3f")
+    assert (recorded.serial, recorded.initial_key_id, recorded.kcv) == ("SN1", ikid, KCV[:3])
+    assert (recorded.certificate_serial, recorded.bdk_label, recorded.operator) == ("7A3F", "line-bdk", "carol")
+    assert keyed.injections("SN1") == [recorded] and keyed.injections("SN2") == []
+    with pytest.raises(InjectionAlreadyRecorded):
+        keyed.record_injection("SN1", ikid, KCV[:3], "7A3F")
+    with pytest.raises(InjectionAlreadyRecorded):
+        keyed.allocation_failed(ikid, "too late")
+    (allocation,) = keyed.allocations("SN1")
+    assert allocation.state == "injected"
+    entry = keyed.audit_entries(subject="device:SN1")[-1]
+    assert (entry.action, entry.operator) == ("keys.injected", "carol")
+    assert entry.details == {
+        "initial_key_id": ikid.hex().upper(),
+        "kcv": "A1B2C3",
+        "certificate_serial": "7A3F",
+        "bdk_label": "line-bdk",
+    }
+    assert keyed.verify().ok
+
+
+def test_verify_finds_an_edited_injection(keyed: Ledger, url: str) -> None:
+    ikid = keyed.allocate_initial_key_id("line-bdk", "SN1")
+    keyed.record_injection("SN1", ikid, KCV, "01")
+    assert keyed.verify().ok
+    _execute(url, "UPDATE key_injections SET kcv = '000000'")
+    report = keyed.verify()
+    assert (report.ok, report.problem, report.table, report.row) == (
+        False,
+        ChainProblem.ROW_EDITED,
+        "key_injections",
+        "1",
+    )
+    with pytest.raises(LedgerRowTampered):
+        report.raise_if_broken()
+
+
+# -- the authorised inventory and reconciliation --------------------------------------------------
+
+
+def test_inventory_add_list_remove(ledger: Ledger) -> None:
+    assert ledger.inventory_add(["SN1", "SN2", "SN1"], "PO-4711") == 2
+    assert ledger.inventory_add(["SN2", "SN3"], "PO-4712") == 1
+    units = ledger.inventory()
+    assert [(u.serial, u.reference, u.added_by) for u in units] == [
+        ("SN1", "PO-4711", "carol"),
+        ("SN2", "PO-4711", "carol"),
+        ("SN3", "PO-4712", "carol"),
+    ]
+    assert all(u.added.utcoffset() == dt.timedelta(0) for u in units)
+    assert ledger.authorised("SN2") and not ledger.authorised("SN9")
+    ledger.inventory_remove("SN2")
+    assert not ledger.authorised("SN2")
+    with pytest.raises(NotInInventory):
+        ledger.inventory_remove("SN2")
+    with pytest.raises(InvalidLedgerInput):
+        ledger.inventory_add(["SN4", "bad serial"], "PO")
+    assert not ledger.authorised("SN4")  # all or none
+    actions = [e.action for e in ledger.audit_entries()]
+    assert actions[1:] == ["inventory.added", "inventory.added", "inventory.removed"]
+    assert ledger.verify().ok
+
+
+def test_a_large_inventory_is_audited_in_bounded_entries(ledger: Ledger) -> None:
+    serials = [f"SN{n:05d}" for n in range(450)]
+    assert ledger.inventory_add(serials, None) == 450
+    added = [e for e in ledger.audit_entries() if e.action == "inventory.added"]
+    assert [len(e.details["serials"]) for e in added] == [200, 200, 50]
+    assert [s for e in added for s in e.details["serials"]] == serials
+    assert len(ledger.inventory()) == 450 and ledger.verify().ok
+
+
+def test_reconcile_names_refused_missing_repeated_and_unauthorised_units(keyed: Ledger) -> None:
+    keyed.inventory_add(["SN4"], "PO-4711")
+
+    def inject(serial: str) -> str:
+        ikid = keyed.allocate_initial_key_id("line-bdk", serial)
+        keyed.record_injection(serial, ikid, KCV, "01")
+        return ikid.hex().upper()
+
+    once = inject("SN1")
+    twice = [inject("SN2"), inject("SN2")]
+    gone = inject("SN4")
+    keyed.inventory_remove("SN4")  # keyed, then withdrawn from the inventory
+    failed = keyed.allocate_initial_key_id("line-bdk", "SN3")
+    keyed.allocation_failed(failed, "unit unplugged")
+
+    line = keyed.reconcile()
+    assert line.as_dict() == {
+        "ok": False,
+        "serials": None,
+        "authorised": 3,
+        "injected": 3,
+        "refused": [],
+        "not_injected": ["SN3"],
+        "injected_more_than_once": {"SN2": twice},
+        "not_in_inventory": {"SN4": [gone]},
+    }
+    run = keyed.reconcile(["SN1", "SN3", "SN9", "SN1"])
+    assert run.as_dict() == {
+        "ok": False,
+        "serials": ["SN1", "SN3", "SN9"],
+        "authorised": 2,
+        "injected": 1,
+        "refused": ["SN9"],
+        "not_injected": ["SN3"],
+        "injected_more_than_once": {},
+        "not_in_inventory": {},
+    }
+    assert keyed.reconcile(["SN1"]).ok and keyed.reconcile(["SN1", "SN3"]).ok  # a unit still to key is no fault
+    assert keyed.injections("SN1")[0].initial_key_id.hex().upper() == once
+    json.dumps(line.as_dict())
+
+
+# -- two stations at once, and no key material anywhere -------------------------------------------
+
+# A station in its own process: imports and opens first, then waits for the go line on stdin so that both
+# stations allocate at the same moment; prints each unit's Initial Key ID.  Between allocating and recording
+# the unit works (a short sleep here), which lets the other station in, as on a real line.
+STATION_IN_A_PROCESS = """
+import hashlib, sys, time
+from provisioning.ledger import Ledger
+url, station, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with Ledger.open(url, station=station) as opened:
+    ledger = opened.as_operator(station + "-op")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for n in range(count):
+        serial = f"{station}-{n:02d}"
+        ikid = ledger.allocate_initial_key_id("line-bdk", serial)
+        time.sleep(0.005)  # the unit's side of the injection, while the other station allocates
+        ledger.record_injection(serial, ikid, hashlib.sha256(ikid).digest()[:5], ikid.hex())
+        print(ikid.hex(), flush=True)
+"""
+
+
+def _stations_allocate_at_once(url: str, stations: list[str], count: int) -> dict[str, list[bytes]]:
+    processes = {
+        station: subprocess.Popen(
+            [sys.executable, "-c", STATION_IN_A_PROCESS, url, station, str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for station in stations
+    }
+    for process in processes.values():
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    for process in processes.values():
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    outputs = {station: process.communicate(timeout=300) for station, process in processes.items()}
+    assert {s: p.returncode for s, p in processes.items()} == dict.fromkeys(stations, 0), outputs
+    return {station: [bytes.fromhex(line) for line in out.split()] for station, (out, _err) in outputs.items()}
+
+
+def test_two_stations_in_two_processes_never_share_an_initial_key_id(url: str) -> None:
+    stations, count = ["line-a", "line-b"], 20
+    with Ledger.open(url, station="line-0") as opened:
+        ledger = opened.as_operator("carol")
+        ledger.register_bdk("line-bdk", BDK_ID, KCV, "ceremony", ["alice", "bob"])
+        ledger.inventory_add([f"{s}-{n:02d}" for s in stations for n in range(count)], "PO-4711")
+        issued = _stations_allocate_at_once(url, stations, count)
+        every = [ikid for ids in issued.values() for ikid in ids]
+        assert [len(ids) for ids in issued.values()] == [count, count]
+        assert {ikid[:4] for ikid in every} == {BDK_ID}
+        assert sorted(int.from_bytes(ikid[4:]) for ikid in every) == list(range(1, 2 * count + 1))
+        record = ledger.bdk("line-bdk")
+        assert record is not None and record.issued == 2 * count
+        injections = ledger.injections()
+        assert len({i.initial_key_id for i in injections}) == 2 * count
+        assert {i.station for i in injections} == set(stations)
+        assert ledger.reconcile().ok and ledger.reconcile().not_injected == ()
+        assert ledger.verify().ok
+
+
+def _kcv(key: bytes) -> bytes:
+    """The AES-CMAC key check value (5 bytes), as the key store computes it."""
+    mac = CMAC(algorithms.AES(key))
+    mac.update(bytes(16))
+    return mac.finalize()[:5]
+
+
+def _every_value(url: str) -> list[tuple[str, str, object]]:
+    """(table, column, value) of every column of every row of every table in the database."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            found: list[tuple[str, str, object]] = []
+            for table in inspect(connection).get_table_names():
+                for row in connection.execute(text(f'SELECT * FROM "{table}"')).mappings():
+                    found.extend((table, column, value) for column, value in row.items())
+            return found
+    finally:
+        engine.dispose()
+
+
+def test_no_key_material_reaches_any_table(ledger: Ledger, url: str) -> None:
+    bdk, initial_keys = os.urandom(16), {f"SN{n}": os.urandom(16) for n in range(3)}
+    kbpk = os.urandom(32)
+    ledger.register_bdk("line-bdk", BDK_ID, _kcv(bdk), "ceremony", ["alice", "bob"])
+    ledger.inventory_add(list(initial_keys), "PO-4711")
+    allocated, kcvs = [], {_kcv(bdk).hex().upper()}
+    for serial, key in initial_keys.items():
+        failed = ledger.allocate_initial_key_id("line-bdk", serial)
+        ledger.allocation_failed(failed, "the unit went away")
+        ikid = ledger.allocate_initial_key_id("line-bdk", serial)
+        ledger.record_injection(serial, ikid, _kcv(key), "7A3F" + serial.encode().hex())
+        allocated += [failed.hex().upper(), ikid.hex().upper()]
+        kcvs.add(_kcv(key).hex().upper())
+    ledger.reconcile()
+    assert ledger.verify().ok
+
+    values = _every_value(url)
+    texts = [(t, c, v if isinstance(v, str) else json.dumps(v, default=str)) for t, c, v in values]
+    assert not [(t, c) for t, c, v in values if isinstance(v, bytes | bytearray | memoryview)]
+    for key in (bdk, kbpk, *initial_keys.values()):
+        for shown in (key.hex(), key.hex().upper(), key.decode("latin-1")):
+            assert not [(t, c) for t, c, v in texts if shown in v]
+    # The only long hex in the ledger is its own SHA-256 chain: entry hashes and row seals.
+    hashes = {v for t, c, v in texts if (t, c) in {("audit_log", "hash"), ("audit_log", "prev_hash")}}
+    hashes |= {d for t, c, v in values if (t, c) == ("audit_log", "seals") and v for d in _seal_digests(v)}
+    stray = [(t, c, run) for t, c, v in texts for run in re.findall(r"[0-9A-Fa-f]{32,}", v) if run not in hashes]
+    assert stray == []
+    column: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for t, c, v in texts:
+        column[t, c].add(v)
+    assert column["initial_key_ids", "initial_key_id"] == set(allocated)
+    assert column["key_injections", "initial_key_id"] == set(allocated[1::2])
+    assert column["key_injections", "kcv"] | column["bdks", "kcv"] == kcvs
+
+
+def _seal_digests(value: object) -> list[str]:
+    seals = json.loads(value) if isinstance(value, str) else value
+    assert isinstance(seals, dict)
+    return [d for d in seals.values() if d is not None]
