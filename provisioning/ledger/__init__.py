@@ -9,6 +9,8 @@ from __future__ import annotations
 from .db import current_revision, default_path, default_url, head_revision
 from .errors import (
     AuditChainBroken,
+    BdkExists,
+    BdkIdInUse,
     BootstrapClosed,
     InvalidLedgerInput,
     InvalidLedgerUrl,
@@ -21,6 +23,7 @@ from .errors import (
     LedgerUnavailable,
     OperatorExists,
     SecretRefused,
+    UnknownBdk,
     UnknownDevice,
     UnknownOperator,
 )
@@ -28,6 +31,7 @@ from .ledger import Ledger, OperationHandle, default_station_name
 from .records import (
     AuditHead,
     AuditRecord,
+    BdkRecord,
     ChainProblem,
     Credentials,
     DeviceRecord,
@@ -41,6 +45,9 @@ __all__ = [
     "AuditChainBroken",
     "AuditHead",
     "AuditRecord",
+    "BdkExists",
+    "BdkIdInUse",
+    "BdkRecord",
     "BootstrapClosed",
     "ChainProblem",
     "Credentials",
@@ -61,6 +68,7 @@ __all__ = [
     "OperatorRecord",
     "SecretRefused",
     "SessionRecord",
+    "UnknownBdk",
     "UnknownDevice",
     "UnknownOperator",
     "VerifyReport",

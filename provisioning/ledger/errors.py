@@ -106,3 +106,18 @@ class LedgerMalformed(LedgerError):
 
 class LedgerClosed(LedgerError):
     message = N_("The ledger is closed")
+
+
+class UnknownBdk(LedgerError):
+    message = N_("The ledger has no BDK labelled {label}")
+    remedy = N_("Load or generate the BDK in a key ceremony first ('naiad keys ceremony'), or check the label.")
+
+
+class BdkExists(LedgerError):
+    message = N_("The ledger already has a BDK labelled {label}")
+    remedy = N_("Choose another label; a registered BDK is never replaced.")
+
+
+class BdkIdInUse(LedgerError):
+    message = N_("The BDK ID {bdk_id} is already used by the BDK labelled {label}")
+    remedy = N_("Give every BDK its own BDK ID: Initial Key IDs would otherwise collide.")

@@ -35,6 +35,7 @@ from .errors import (
     UnknownOperator,
 )
 from .models import AuditEntry, AuditHeadRow, Device, Operation, Operator, Station
+from .payment_keys import PaymentKeys
 from .records import (
     AuditHead,
     AuditRecord,
@@ -107,7 +108,7 @@ def _device_record(row: Device) -> DeviceRecord:
     return DeviceRecord(row.serial, row.model, row.first_seen, row.last_seen, row.port_path)
 
 
-class Ledger(Accounts):
+class Ledger(Accounts, PaymentKeys):
     """The ledger of one station over a shared database.  Create it with ``Ledger.open``.
 
     ``operator`` is the authenticated operator (see :mod:`provisioning.operators`): operations and audit

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -36,7 +37,10 @@ NAMING_CONVENTION = {
 
 OPERATION_STATUSES = ("running", "succeeded", "failed")
 ROLES = ("installer", "operator", "custodian", "support", "admin")
+BDK_ORIGINS = ("ceremony", "generated")
+MAX_DERIVATION_ID = 0xFFFFFFFF  # the 32-bit derivation ID of an AES DUKPT Initial Key ID (X9.24-3)
 HASH_LENGTH = 64  # hex SHA-256
+KCV_HEX_LENGTH = 10  # at most 5 bytes: the AES-CMAC KCV of a TR-31 KC block
 NAME_LENGTH = 64
 
 
@@ -140,6 +144,31 @@ class Operation(Base):
     started: Mapped[dt.datetime]
     ended: Mapped[dt.datetime | None]
     result: Mapped[dict[str, Any] | None]
+
+
+class Bdk(Base):
+    """A Base Derivation Key known to the line: its label, BDK ID and KCV, never the key.
+
+    ``last_derivation_id`` is the counter Initial Key IDs are allocated from: the allocating transaction
+    locks this row, so each derivation ID is issued once (the ``initial_key_ids`` unique constraint too)."""
+
+    __tablename__ = "bdks"
+    __table_args__ = (
+        CheckConstraint(f"origin IN {BDK_ORIGINS!r}", name="origin"),
+        CheckConstraint(f"last_derivation_id BETWEEN 0 AND {MAX_DERIVATION_ID}", name="derivation_range"),
+        sealed(),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    bdk_id: Mapped[str] = mapped_column(String(8), unique=True)  # 4 bytes, upper-case hex
+    kcv: Mapped[str] = mapped_column(String(KCV_HEX_LENGTH))  # upper-case hex
+    origin: Mapped[str] = mapped_column(String(16))
+    custodians: Mapped[list[str]] = mapped_column(JSON)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    registered: Mapped[dt.datetime]
+    last_derivation_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class AuditEntry(Base):

@@ -68,6 +68,21 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class BdkRecord:
+    """A registered Base Derivation Key: what identifies and checks it, never the key."""
+
+    label: str
+    bdk_id: bytes  # 4 bytes, the first half of every Initial Key ID derived from it
+    kcv: bytes
+    origin: str  # "ceremony" or "generated"
+    custodians: tuple[str, ...]
+    registered: dt.datetime
+    station: str
+    operator: str | None
+    issued: int = 0  # derivation IDs allocated so far (the last one issued)
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     id: int
     at: dt.datetime

@@ -7,12 +7,15 @@ import re
 from i18n import _
 
 from .errors import InvalidLedgerInput
-from .models import NAME_LENGTH, ROLES
+from .models import BDK_ORIGINS, NAME_LENGTH, ROLES
 
 _SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _KIND = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _ACTION = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 SUBJECT_LENGTH = 255
+BDK_ID_BYTES = 4
+INITIAL_KEY_ID_BYTES = 8
+KCV_BYTES = (3, 5)  # legacy TDES KCV, AES-CMAC KCV: anything longer could be key material
 
 
 def serial(value: object) -> str:
@@ -57,3 +60,35 @@ def label(value: object, field: str, *, limit: int = NAME_LENGTH) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidLedgerInput(field=field, detail=_("text that is not valid Unicode")) from exc
     return value
+
+
+def exact_bytes(value: object, field: str, length: int) -> bytes:
+    """``length`` bytes (a BDK ID, an Initial Key ID)."""
+    if not isinstance(value, bytes | bytearray) or len(value) != length:
+        raise InvalidLedgerInput(field=field, detail=_("must be exactly {count} bytes", count=length))
+    return bytes(value)
+
+
+def kcv(value: object) -> bytes:
+    """A key check value: 3 to 5 bytes, so that no key can be stored in its place."""
+    low, high = KCV_BYTES
+    if not isinstance(value, bytes | bytearray) or not low <= len(value) <= high:
+        raise InvalidLedgerInput(field="kcv", detail=_("must be {low} to {high} bytes", low=low, high=high))
+    return bytes(value)
+
+
+def origin(value: object) -> str:
+    if value not in BDK_ORIGINS:
+        raise InvalidLedgerInput(field="origin", detail=_("must be one of {origins}", origins=", ".join(BDK_ORIGINS)))
+    assert isinstance(value, str)
+    return value
+
+
+def distinct_labels(values: object, field: str) -> list[str]:
+    """One or more distinct names (the custodians of a BDK)."""
+    if isinstance(values, str | bytes) or not isinstance(values, list | tuple):
+        raise InvalidLedgerInput(field=field, detail=_("must be a list of names"))
+    names = [label(v, field) for v in values]
+    if not names or len(set(names)) != len(names):
+        raise InvalidLedgerInput(field=field, detail=_("must name one or more different people"))
+    return names
