@@ -34,6 +34,20 @@ class CeremonyError(KeysError):
     remedy = N_("Nothing was stored. Start the ceremony again.")
 
 
+class CeremonyAborted(CeremonyError):
+    message = N_("The key ceremony was stopped before the BDK was made")
+    remedy = N_("Nothing was stored and no component was kept. Start the ceremony again when every custodian is ready.")
+
+
+class BdkNotRecorded(CeremonyError):
+    """The store made the BDK but the ledger refused its record: the key store has no way to drop it again."""
+
+    message = N_("The key store holds the new BDK {label} (KCV {kcv}), but the ledger did not record it: {reason}")
+    remedy = N_(
+        "Do not inject with it. Once the ledger works ('naiad doctor'), hold the ceremony again under a new label."
+    )
+
+
 class CustodianRepeated(CeremonyError):
     message = N_("Custodian {custodian} has already taken part in this ceremony: each part needs another custodian")
     remedy = N_("Nothing was stored. Start the ceremony again; each component is entered by a different custodian.")
