@@ -188,11 +188,8 @@ def load_bdk(settings: Settings, label: str, bdk_id: bytes, components: int, key
     with reported(False), _ceremony(settings, label, bdk_id, components, keystore) as (ledger, store, ceremony):
         for number in range(1, components + 1):
             custodian = _custodian(ledger, ceremony)
-            typed = click.prompt(
-                _("Component {number} (hexadecimal, not shown)", number=number), hide_input=True, err=True
-            )
-            component = parse_component(typed)
-            del typed
+            asked = _("Component {number} (hexadecimal, not shown)", number=number)
+            component = parse_component(click.prompt(asked, hide_input=True, err=True))
             check_value = parse_check_value(click.prompt(_("KCV of component {number}", number=number), err=True))
             ceremony.add(custodian, component, check_value)
             err().print(_("Component {number} of {count} matches its KCV.", number=number, count=components))

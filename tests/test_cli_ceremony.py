@@ -285,6 +285,8 @@ def test_a_wrong_passphrase_is_a_clear_error(url: str, monkeypatch: pytest.Monke
     typed = naiad(url, "keys", "bdk", "list", stdin="a wrong passphrase\n", NAIAD_KEYSTORE_PASSPHRASE="")
     assert typed.exit_code == 1 and "refused the PIN or passphrase" in typed.output
     assert "a wrong passphrase" not in typed.output
+    chinese = naiad(url, "keys", "bdk", "list", NAIAD_KEYSTORE_PASSPHRASE="a wrong passphrase", NAIAD_LANG="zh_CN")
+    assert chinese.exit_code == 1 and "密钥库拒绝了该 PIN 或口令" in chinese.output
 
 
 def test_a_new_software_store_asks_twice_and_refuses_a_short_passphrase(url: str, tmp_path: Path) -> None:
@@ -315,3 +317,15 @@ def test_a_missing_or_unconfigured_pkcs11_module_is_a_clear_error(url: str, tmp_
     )
     assert missing.exit_code == 1 and "the PKCS#11 module does not load" in missing.output
     assert "Traceback" not in missing.output and "PIN" not in missing.output.split("Error")[0]
+    chinese = naiad(
+        url,
+        "keys",
+        "bdk",
+        "list",
+        "--keystore",
+        "pkcs11",
+        NAIAD_PKCS11_MODULE=str(tmp_path / "missing.so"),
+        NAIAD_PKCS11_TOKEN="naiad",
+        NAIAD_LANG="zh_CN",
+    )
+    assert chinese.exit_code == 1 and "无法使用 PKCS#11 密钥库：PKCS#11 模块无法加载" in chinese.output
