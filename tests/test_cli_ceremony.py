@@ -17,6 +17,7 @@ from typing import IO
 
 import pytest
 from click.testing import CliRunner, Result
+from test_keys_ceremony import combined
 from test_keys_store import PIN, SOFTHSM_MODULE, softhsm_token  # noqa: F401  (softhsm_token: a fixture)
 
 from console.cli import cli
@@ -90,14 +91,6 @@ def _load(url: str, label: str, turns: str | IO[bytes], count: int = 2) -> Resul
     return naiad(url, *args, stdin=turns)
 
 
-def _xor(components: list[bytes]) -> bytes:
-    combined = bytearray(len(components[0]))
-    for component in components:
-        for i, byte in enumerate(component):
-            combined[i] ^= byte
-    return bytes(combined)
-
-
 def _ledger_text(url: str) -> str:
     """Every table of the ledger, as SQL text."""
     with sqlite3.connect(url.removeprefix("sqlite:///")) as database:
@@ -122,7 +115,7 @@ def test_custodians_load_the_bdk_their_components_make(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     components = [os.urandom(length) for _ in range(count)]
-    bdk = _xor(components)
+    bdk = combined(components)
     turns = "".join(_turn(n, c) for n, c in zip(CUSTODIANS, components, strict=False))
     result = _load(url, "line BDK", turns, count)
     assert result.exit_code == 0, result.output
@@ -244,7 +237,7 @@ def test_a_label_or_bdk_id_already_taken_is_refused_before_anyone_types(url: str
     assert "Custodian 1" not in again.output + same_id.output
     with open_key_store(keystore) as opened:
         assert opened.labels() == ["in the store", "line BDK"]
-        assert opened.bdk_kcv("line BDK") == kcv.aes_cmac_kcv(_xor(components))
+        assert opened.bdk_kcv("line BDK") == kcv.aes_cmac_kcv(combined(components))
 
 
 def test_two_custodians_witness_a_generated_bdk(url: str, keystore: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_keys_store import PIN, SOFTHSM_MODULE, softhsm_token  # noqa: F401  (softhsm_token: a fixture)
+from test_keys_store import _pkcs11, _software, softhsm_token  # noqa: F401  (softhsm_token: a fixture)
 
 from keys import dukpt, kcv
 from keys.ceremony import (
@@ -26,35 +26,30 @@ from keys.ceremony import (
 )
 from keys.errors import KeyStoreComponentsInvalid, KeyStoreKeyLength, KeyStoreLabelTaken
 from keys.store import KeyStore
-from keys.store_software import SoftwareKeyStore
 
 IKID = bytes.fromhex("123456789012345E")
 
 
 @pytest.fixture(params=["software", "pkcs11"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
-    if request.param == "pkcs11":
-        from keys.store_pkcs11 import Pkcs11Config, Pkcs11KeyStore
-
-        opened: KeyStore = Pkcs11KeyStore(Pkcs11Config(SOFTHSM_MODULE, request.getfixturevalue("softhsm_token")), PIN)
-    else:
-        opened = SoftwareKeyStore("a passphrase", tmp_path / "keystore.json", scrypt_n=2**10)
-    with opened:
+    pkcs11 = request.param == "pkcs11"
+    with _pkcs11(request.getfixturevalue("softhsm_token")) if pkcs11 else _software(tmp_path / "ks.json") as opened:
         yield opened
 
 
-def _xor(components: list[bytes]) -> bytes:
-    combined = bytearray(len(components[0]))
+def combined(components: list[bytes]) -> bytes:
+    """The BDK that ``components`` make: their XOR, computed here to check what the store made."""
+    bdk = bytearray(len(components[0]))
     for component in components:
         for i, byte in enumerate(component):
-            combined[i] ^= byte
-    return bytes(combined)
+            bdk[i] ^= byte
+    return bytes(bdk)
 
 
 @pytest.mark.parametrize(("count", "length"), [(2, 16), (3, 16), (2, 32), (3, 32)])
 def test_components_make_the_bdk_whose_kcv_is_theirs_combined(store: KeyStore, count: int, length: int) -> None:
     components = [os.urandom(length) for _ in range(count)]
-    bdk = _xor(components)
+    bdk = combined(components)
     with Ceremony("BDK 1", count) as ceremony:
         for number, component in enumerate(components, 1):
             assert ceremony.admit(f"custodian-{number}") == number
