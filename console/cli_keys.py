@@ -1,12 +1,20 @@
-"""``naiad keys``: payment keys.  ``naiad keys selftest [--json]`` runs every known-answer test of the core.
+"""``naiad keys``: payment keys.
 
-Presentation only: :mod:`keys.selftest` decides; this module draws the table (or JSON) and exits 1 with the
-translated error and its remedy when a test fails.
+- ``selftest [--json]`` runs every known-answer test of the core;
+- ``ceremony load-bdk`` / ``ceremony generate-bdk``: a BDK under dual control, each custodian logging in;
+- ``bdk list [--json]``: the BDKs of the ledger beside what the key store holds.
+
+Presentation only: :mod:`keys.selftest`, :mod:`keys.ceremony` and :mod:`provisioning.operators` decide; this
+module asks, draws and exits 1 with the translated error and its remedy.  Components are typed hidden and
+never printed; only KCVs are shown.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.text import Text
@@ -14,11 +22,22 @@ from rich.text import Text
 from i18n import N_, _
 from keys.errors import SelftestFailed
 from keys.selftest import SelftestReport, run_selftest
+from terminal.errors import NaiadError
 
-from .cli_common import Group, emit_json, json_option, out, reported, table
+from .cli_common import Group, emit_json, err, json_option, option, out, reported, table
+from .cli_root import Settings, pass_settings
+from .keystore_option import keystore_options, open_key_store
+
+if TYPE_CHECKING:
+    from keys.ceremony import Ceremony
+    from keys.store import KeyStore
+    from provisioning.ledger import Ledger
+
+LOG = logging.getLogger(__name__)
+BDK_LENGTHS = {"AES-128": 16, "AES-256": 32}
 
 
-@click.group("keys", cls=Group, help=N_("Payment keys: the cryptographic self-test."))
+@click.group("keys", cls=Group, help=N_("Payment keys: the self-test, the key ceremony and the BDKs."))
 def keys_group() -> None:
     pass
 
@@ -50,3 +69,211 @@ def selftest(as_json: bool) -> None:
     out().print(shown)
     with reported(as_json):
         report.raise_if_failed()
+
+
+# --- the key ceremony --------------------------------------------------------------------------------
+
+
+@keys_group.group(
+    "ceremony", cls=Group, help=N_("Load or generate a BDK under dual control (two or three custodians).")
+)
+def ceremony_group() -> None:
+    pass
+
+
+def _bdk_id(_ctx: click.Context, _param: click.Parameter, value: str) -> bytes:
+    try:
+        parsed = bytes.fromhex(value) if len(value) == 8 else b""
+    except ValueError:
+        parsed = b""
+    if len(parsed) != 4:
+        raise click.BadParameter(_("expected 8 hexadecimal digits (the 4-byte BDK ID)"))
+    return parsed
+
+
+label_option = option("--label", required=True, help=N_("The BDK's label in the key store and the ledger."))
+bdk_id_option = option(
+    "--bdk-id",
+    "bdk_id",
+    required=True,
+    metavar="HEX8",
+    callback=_bdk_id,
+    help=N_("The BDK ID: 8 hexadecimal digits, the first half of every Initial Key ID the BDK issues."),
+)
+
+
+def _check_unregistered(ledger: Ledger, label: str, bdk_id: bytes) -> None:
+    """Refuse a label or BDK ID the ledger already has, before any custodian types anything."""
+    from provisioning.ledger import BdkExists, BdkIdInUse
+
+    if ledger.bdk(label) is not None:
+        raise BdkExists(label=label)
+    holder = next((b.label for b in ledger.bdks() if b.bdk_id == bdk_id), None)
+    if holder is not None:
+        raise BdkIdInUse(bdk_id=bdk_id.hex().upper(), label=holder)
+
+
+@contextmanager
+def _ceremony(
+    settings: Settings, label: str, bdk_id: bytes, custodians: int, keystore: str
+) -> Iterator[tuple[Ledger, KeyStore, Ceremony]]:
+    """The ledger, the open key store and the ceremony; a ceremony that stops is audited and leaves nothing."""
+    from keys.ceremony import Ceremony, CeremonyAborted
+    from keys.store import check_free
+
+    ledger = settings.station().ledger
+    _check_unregistered(ledger, label, bdk_id)
+    with open_key_store(keystore) as store, Ceremony(label, custodians) as ceremony:
+        check_free(label, store.labels())
+        try:
+            yield ledger, store, ceremony
+        except (click.Abort, EOFError, KeyboardInterrupt):
+            _stopped(ledger, ceremony, "interrupted")
+            raise CeremonyAborted() from None
+        except NaiadError as exc:
+            _stopped(ledger, ceremony, type(exc).__name__)
+            raise
+
+
+def _stopped(ledger: Ledger, ceremony: Ceremony, reason: str) -> None:
+    """Audit a ceremony that stopped, naming the custodians who had logged in; the caller's error comes first."""
+    details = {"custodians": list(ceremony.custodians), "expected": ceremony.expected, "reason": reason}
+    operator = ledger.operator or next(iter(ceremony.custodians), None)
+    try:
+        ledger.audit("bdk.ceremony_stopped", f"bdk:{ceremony.label}", details, operator)
+    except NaiadError:
+        LOG.warning("the stopped ceremony for %s could not be audited", ceremony.label, exc_info=True)
+
+
+def _custodian(ledger: Ledger, ceremony: Ceremony) -> str:
+    """The next custodian, logged in with the custodian role and admitted (each only once)."""
+    from provisioning import operators
+
+    number = len(ceremony.custodians) + 1
+    name: str = click.prompt(_("Custodian {number} of {count}: name", number=number, count=ceremony.expected), err=True)
+    password: str = click.prompt(_("Password for {operator}", operator=name), hide_input=True, err=True)
+    session = operators.require_role(operators.login(ledger, name, password), operators.ROLE_CUSTODIAN)
+    ceremony.admit(session.operator)
+    return session.operator
+
+
+def _register(ledger: Ledger, ceremony: Ceremony, bdk_id: bytes, kcv: bytes, origin: str) -> None:
+    """Record the BDK the store now holds, as the first custodian unless someone logged in for the command."""
+    from keys.ceremony import BdkNotRecorded
+    from keys.kcv import shown
+
+    writer = ledger if ledger.operator else ledger.as_operator(ceremony.custodians[0])
+    try:
+        writer.register_bdk(ceremony.label, bdk_id, kcv, origin, ceremony.custodians)
+    except NaiadError as exc:
+        raise BdkNotRecorded(label=ceremony.label, kcv=shown(kcv), reason=str(exc)) from exc
+
+
+def _made(label: str, kcv: bytes, custodians: tuple[str, ...]) -> None:
+    from keys.kcv import shown
+
+    out().print(_("The key store holds the BDK labelled {label}; its KCV is {kcv}.", label=label, kcv=shown(kcv)))
+    out().print(_("Custodians: {custodians}", custodians=", ".join(custodians)))
+
+
+@ceremony_group.command("load-bdk", help=N_("Load a BDK from two or three components, each from another custodian."))
+@label_option
+@bdk_id_option
+@option("--components", type=click.IntRange(2, 3), default=2, show_default=True, help=N_("How many components."))
+@keystore_options
+@pass_settings
+def load_bdk(settings: Settings, label: str, bdk_id: bytes, components: int, keystore: str) -> None:
+    from keys.ceremony import parse_check_value, parse_component
+
+    with reported(False), _ceremony(settings, label, bdk_id, components, keystore) as (ledger, store, ceremony):
+        for number in range(1, components + 1):
+            custodian = _custodian(ledger, ceremony)
+            asked = _("Component {number} (hexadecimal, not shown)", number=number)
+            component = parse_component(click.prompt(asked, hide_input=True, err=True))
+            check_value = parse_check_value(click.prompt(_("KCV of component {number}", number=number), err=True))
+            ceremony.add(custodian, component, check_value)
+            err().print(_("Component {number} of {count} matches its KCV.", number=number, count=components))
+        kcv = ceremony.combine(store)
+        _register(ledger, ceremony, bdk_id, kcv, "ceremony")
+    _made(label, kcv, ceremony.custodians)
+
+
+@ceremony_group.command("generate-bdk", help=N_("Generate a random BDK inside the key store before two custodians."))
+@label_option
+@bdk_id_option
+@option(
+    "--algorithm",
+    type=click.Choice(tuple(BDK_LENGTHS)),
+    default="AES-128",
+    show_default=True,
+    help=N_("The BDK's algorithm."),
+)
+@keystore_options
+@pass_settings
+def generate_bdk(settings: Settings, label: str, bdk_id: bytes, algorithm: str, keystore: str) -> None:
+    with reported(False), _ceremony(settings, label, bdk_id, 2, keystore) as (ledger, store, ceremony):
+        for _number in range(ceremony.expected):
+            _custodian(ledger, ceremony)
+        kcv = ceremony.generate(store, BDK_LENGTHS[algorithm])
+        _register(ledger, ceremony, bdk_id, kcv, "generated")
+    _made(label, kcv, ceremony.custodians)
+
+
+# --- the BDKs ----------------------------------------------------------------------------------------
+
+
+@keys_group.group("bdk", cls=Group, help=N_("The BDKs: what the ledger records and the key store holds."))
+def bdk_group() -> None:
+    pass
+
+
+ORIGINS = (N_("ceremony"), N_("generated"))  # the ledger's origins, shown through _() in the table
+STATES = (N_("ok"), N_("not in the key store"), N_("KCV differs"), N_("not in the ledger"))
+
+
+@bdk_group.command("list", help=N_("List the BDKs: label, BDK ID, KCV, origin, custodians, and the key store's check."))
+@json_option
+@keystore_options
+@pass_settings
+def list_bdks(settings: Settings, as_json: bool, keystore: str) -> None:
+    from keys.kcv import shown
+
+    with reported(as_json):
+        records = settings.station().ledger.bdks()
+        with open_key_store(keystore) as store:
+            held = {label: store.bdk_kcv(label) for label in store.labels()}
+    rows: list[dict[str, Any]] = [
+        {
+            "label": r.label,
+            "bdk_id": r.bdk_id.hex().upper(),
+            "kcv": r.kcv.hex().upper(),
+            "origin": r.origin,
+            "custodians": list(r.custodians),
+            "registered": r.registered.isoformat(),
+            "station": r.station,
+            "state": STATES[0] if held.get(r.label) == r.kcv else STATES[1] if r.label not in held else STATES[2],
+        }
+        for r in records
+    ]
+    registered = {r.label for r in records}
+    rows += [
+        {"label": label, "bdk_id": None, "kcv": kcv.hex().upper(), "origin": None, "custodians": [],
+         "registered": None, "station": None, "state": STATES[3]}
+        for label, kcv in sorted(held.items()) if label not in registered
+    ]  # fmt: skip
+    if as_json:
+        emit_json({"bdks": rows})
+        return
+    shown_rows = table(
+        N_("Label"), N_("BDK ID"), N_("KCV"), N_("Origin"), N_("Custodians"), N_("State"), title=_("BDKs")
+    )
+    for row in rows:
+        shown_rows.add_row(
+            row["label"],
+            row["bdk_id"] or "-",
+            shown(bytes.fromhex(row["kcv"])),
+            _(row["origin"]) if row["origin"] else "-",
+            ", ".join(row["custodians"]) or "-",
+            _(row["state"]),
+        )
+    out().print(shown_rows)

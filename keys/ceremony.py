@@ -1,0 +1,218 @@
+"""The key ceremony: a BDK loaded from components under dual control and split knowledge (X9.24, PCI PIN).
+
+Each component comes from a different custodian, who is authenticated (with the custodian role) by the
+caller before :meth:`Ceremony.admit`; each is checked against its own key check value before the next is
+taken; the components are combined inside the key store (:meth:`keys.store.KeyStore.combine_components`),
+which shows only the BDK's KCV.  ``generate-bdk`` is the same ceremony without components: the custodians
+witness the store generating the BDK.
+
+No I/O here, and no component in an error, a log or a ``repr``: a component lives in a ``bytearray`` this
+module owns from :meth:`Ceremony.add` on and wipes as soon as it is combined or refused, or the ceremony ends.
+That is a best effort: the text a custodian typed and the ``bytes`` copies the store's interface takes cannot
+be wiped in Python.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Self
+
+from i18n import N_
+
+from . import kcv
+from .errors import KeysError, KeyStoreComponentsInvalid
+from .store import MAX_COMPONENTS, MIN_COMPONENTS, KeyStore, check_bdk_length, check_label, wipe
+
+CHECK_VALUE_LENGTHS = (kcv.SHOWN_LENGTH, kcv.AES_CMAC_KCV_LENGTH)
+"""A component's KCV as people compare it (3 bytes, 6 hex digits) or as TR-31 carries it (5 bytes)."""
+
+
+class CeremonyError(KeysError):
+    """The ceremony refused a step.  Parameters are custodian names, numbers and lengths: never a component."""
+
+    message = N_("The key ceremony refused the step")
+    remedy = N_("Nothing was stored. Start the ceremony again.")
+
+
+class CeremonyAborted(CeremonyError):
+    message = N_("The key ceremony was stopped before the BDK was made")
+    remedy = N_("Nothing was stored and no component was kept. Start the ceremony again when every custodian is ready.")
+
+
+class BdkNotRecorded(CeremonyError):
+    """The store made the BDK but the ledger refused its record: the key store has no way to drop it again."""
+
+    message = N_("The key store holds the new BDK {label} (KCV {kcv}), but the ledger did not record it: {reason}")
+    remedy = N_(
+        "Do not inject with it. Once the ledger works ('naiad doctor'), hold the ceremony again under a new label."
+    )
+
+
+class CustodianRepeated(CeremonyError):
+    message = N_("Custodian {custodian} has already taken part in this ceremony: each part needs another custodian")
+    remedy = N_("Nothing was stored. Start the ceremony again; each component is entered by a different custodian.")
+
+
+class CeremonyFull(CeremonyError):
+    message = N_("This ceremony takes {expected} custodians and has them all")
+
+
+class CeremonyIncomplete(CeremonyError):
+    message = N_("This ceremony needs {expected} custodians with their parts; it has {actual}")
+
+
+class ComponentMalformed(CeremonyError):
+    """What was typed is never echoed: it is a component, or most of one."""
+
+    message = N_("A component is 32 or 64 hexadecimal digits (spaces and dashes between groups are allowed)")
+    remedy = N_("Nothing was stored. Start the ceremony again and type the component as printed on its form.")
+
+
+class CheckValueMalformed(CeremonyError):
+    message = N_("A key check value is 6 or 10 hexadecimal digits")
+    remedy = N_("Nothing was stored. Start the ceremony again and type the KCV as printed on the component's form.")
+
+
+class ComponentLengthDiffers(CeremonyError):
+    message = N_("Component {number} is {length} bytes long, the first one {expected}: all must be the same length")
+    remedy = N_("Nothing was stored. Check that every custodian holds a component of the same BDK.")
+
+
+class ComponentCheckFailed(CeremonyError):
+    message = N_("Component {number} does not match its key check value")
+    remedy = N_(
+        "Nothing was stored. The component or its KCV was mistyped, or they belong to different keys: "
+        "check both against the custodian's form and start the ceremony again."
+    )
+
+
+def _hex_digits(text: str) -> str:
+    """``text`` without the spaces and dashes people put between groups of digits."""
+    return "".join(text.split()).replace("-", "")
+
+
+def parse_component(text: str) -> bytearray:
+    """The component typed as hex (any case, groups separated by spaces or dashes); never echoed on refusal.
+
+    Its length is checked by :meth:`Ceremony.add`, against the BDK lengths and the other components."""
+    try:
+        return bytearray(bytes.fromhex(_hex_digits(text)))
+    except ValueError:
+        raise ComponentMalformed() from None
+
+
+def parse_check_value(text: str) -> bytes:
+    """A KCV typed as 6 or 10 hex digits (3 or 5 bytes)."""
+    try:
+        value = bytes.fromhex(_hex_digits(text))
+    except ValueError:
+        raise CheckValueMalformed() from None
+    if len(value) not in CHECK_VALUE_LENGTHS:
+        raise CheckValueMalformed()
+    return value
+
+
+def matches(key: bytes, check_value: bytes) -> bool:
+    """Whether ``check_value`` (3 or 5 bytes) is the start of ``key``'s AES-CMAC KCV."""
+    if len(check_value) not in CHECK_VALUE_LENGTHS:
+        return False
+    return hmac.compare_digest(kcv.aes_cmac_kcv(key)[: len(check_value)], check_value)
+
+
+class Ceremony:
+    """One BDK under one label, from ``custodians`` distinct custodians (2 or 3), in the order they come.
+
+    Use it as a context manager: leaving it, whether by success, a refusal, Ctrl-C or end of input, wipes
+    every component still held.  A refused :meth:`add` keeps no component (the custodian stays admitted),
+    so the caller chooses whether to stop (the CLI does) or to let the custodian try again.
+    """
+
+    def __init__(self, label: str, custodians: int = MIN_COMPONENTS) -> None:
+        if not MIN_COMPONENTS <= custodians <= MAX_COMPONENTS:
+            raise KeyStoreComponentsInvalid(reason=N_("a BDK is made of two or three components"))
+        self.label = check_label(label)
+        self.expected = custodians
+        self._custodians: list[str] = []
+        self._components: dict[str, bytearray] = {}
+
+    def __repr__(self) -> str:
+        return f"Ceremony(label={self.label!r}, custodians={self.custodians!r}, expected={self.expected})"
+
+    @property
+    def custodians(self) -> tuple[str, ...]:
+        """The custodians admitted so far, in order: the audit record names them all."""
+        return tuple(self._custodians)
+
+    @property
+    def entered(self) -> int:
+        """How many components are held."""
+        return len(self._components)
+
+    def admit(self, custodian: str) -> int:
+        """Admit an authenticated custodian (the caller checked the login and the role); their number, from 1.
+
+        Called before the custodian types anything, so a second turn is refused before a component is typed.
+        """
+        if custodian in self._custodians:
+            raise CustodianRepeated(custodian=custodian)
+        if len(self._custodians) >= self.expected:
+            raise CeremonyFull(expected=self.expected)
+        self._custodians.append(custodian)
+        return len(self._custodians)
+
+    def add(self, custodian: str, component: bytearray, check_value: bytes) -> None:
+        """Take ``custodian``'s component after checking it against its own KCV (admitting them first if the
+        caller did not); ``component`` is this ceremony's from now on: wiped when refused, once combined, or
+        when the ceremony ends."""
+        try:
+            self._check(custodian, component, check_value)
+        except BaseException:
+            wipe(component)
+            raise
+        self._components[custodian] = component
+
+    def _check(self, custodian: str, component: bytearray, check_value: bytes) -> None:
+        if custodian not in self._custodians:
+            self.admit(custodian)  # refuses a full ceremony
+        elif custodian in self._components:
+            raise CustodianRepeated(custodian=custodian)
+        number = self._custodians.index(custodian) + 1
+        check_bdk_length(len(component))
+        lengths = {len(c) for c in self._components.values()}
+        if lengths and len(component) not in lengths:
+            raise ComponentLengthDiffers(number=number, length=len(component), expected=lengths.pop())
+        if not matches(bytes(component), check_value):
+            raise ComponentCheckFailed(number=number)
+        if any(hmac.compare_digest(bytes(component), bytes(other)) for other in self._components.values()):
+            raise KeyStoreComponentsInvalid(reason=N_("two components are equal"))
+
+    def combine(self, store: KeyStore) -> bytes:
+        """The BDK made inside ``store`` from every component; its KCV.  The components are wiped either way."""
+        try:
+            if self.entered != self.expected:
+                raise CeremonyIncomplete(expected=self.expected, actual=self.entered)
+            components = [bytes(self._components[c]) for c in self._custodians]
+            try:
+                return store.combine_components(self.label, components)
+            finally:
+                del components
+        finally:
+            self.close()
+
+    def generate(self, store: KeyStore, length: int = 16) -> bytes:
+        """The BDK generated inside ``store`` before every custodian (no components); its KCV."""
+        if self.entered or len(self._custodians) != self.expected:
+            raise CeremonyIncomplete(expected=self.expected, actual=len(self._custodians))
+        return store.generate_bdk(self.label, length)
+
+    def close(self) -> None:
+        """Wipe every component still held; the custodians stay on record for the audit."""
+        for component in self._components.values():
+            wipe(component)
+        self._components.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,324 @@
+"""The key ceremony through the command line, as custodians type it, on the software store and on SoftHSM2.
+
+Covers ``naiad keys ceremony load-bdk|generate-bdk`` and ``naiad keys bdk list``: dual control, each component
+against its own KCV, an interrupted or refused ceremony leaving nothing, and no component anywhere after.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from click.testing import CliRunner, Result
+from test_keys_ceremony import combined
+from test_keys_store import PIN, SOFTHSM_MODULE, softhsm_token  # noqa: F401  (softhsm_token: a fixture)
+
+from console.cli import cli
+from console.keystore_option import open_key_store
+from keys import dukpt, kcv
+from keys.store import KeyStore
+from provisioning import operators as ops
+from provisioning.ledger import Ledger
+
+ADMIN_PW, CUSTODIAN_PW = "root-Secret-8731", "custodian-Secret-4410"
+PASSPHRASE = "the station's key store passphrase"
+CUSTODIANS = ("alice", "bob", "carol")
+BDK_ID = "0A1B2C3D"
+IKID = bytes.fromhex("0A1B2C3D00000001")
+
+
+@pytest.fixture(autouse=True)
+def _cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A ledger with an admin, three custodians and ivan, an operator (who injects keys but holds none)."""
+    address = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(address, station="bench-1") as ledger:
+        ops.add_operator(ledger, None, "root", "admin", ADMIN_PW)
+        root = ops.login(ledger, "root", ADMIN_PW)
+        for name in CUSTODIANS:
+            ops.add_operator(ledger, root, name, "custodian", CUSTODIAN_PW)
+        ops.add_operator(ledger, root, "ivan", "operator", CUSTODIAN_PW)
+    return address
+
+
+@pytest.fixture(params=["software", "pkcs11"])
+def keystore(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which store the commands open, set up through the environment as a station would be."""
+    monkeypatch.setenv("NAIAD_KEYSTORE", request.param)
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    if request.param == "pkcs11":
+        monkeypatch.setenv("NAIAD_PKCS11_MODULE", SOFTHSM_MODULE)
+        monkeypatch.setenv("NAIAD_PKCS11_TOKEN", request.getfixturevalue("softhsm_token"))
+        monkeypatch.setenv("NAIAD_PKCS11_PIN", PIN)
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def store(keystore: str) -> Iterator[KeyStore]:
+    """The same store, opened by the test after the commands ran."""
+    with open_key_store(keystore) as opened:
+        yield opened
+
+
+def naiad(url: str, *args: str, stdin: str | IO[bytes] = "", **env: str) -> Result:
+    return CliRunner().invoke(
+        cli, ["--ledger", url, *args], input=stdin, env={"NAIAD_LANG": "en", "NAIAD_OPERATOR": "", **env}
+    )
+
+
+def _turn(name: str, component: bytes | None = None, check_value: str | None = None) -> str:
+    """What one custodian types: name, password, then the component (hex) and its KCV."""
+    typed = f"{name}\n{CUSTODIAN_PW}\n"
+    if component is not None:
+        typed += f"{component.hex()}\n{check_value or kcv.shown(kcv.aes_cmac_kcv(component))}\n"
+    return typed
+
+
+def _load(url: str, label: str, turns: str | IO[bytes], count: int = 2) -> Result:
+    args = ["keys", "ceremony", "load-bdk", "--label", label, "--bdk-id", BDK_ID, "--components", str(count)]
+    return naiad(url, *args, stdin=turns)
+
+
+def _ledger_text(url: str) -> str:
+    """Every table of the ledger, as SQL text."""
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as database:
+        return "\n".join(database.iterdump())
+
+
+def _audit(url: str, action: str) -> list[tuple[str | None, dict[str, object]]]:
+    with Ledger.open(url, station="bench-1") as ledger:
+        return [(e.operator, e.details) for e in ledger.audit_entries() if e.action == action]
+
+
+def _nothing_left(url: str, keystore: str, label: str) -> None:
+    with open_key_store(keystore) as opened:
+        assert label not in opened.labels()
+    with Ledger.open(url, station="bench-1") as ledger:
+        assert ledger.bdk(label) is None
+
+
+@pytest.mark.parametrize(("count", "length"), [(2, 16), (3, 32)])
+def test_custodians_load_the_bdk_their_components_make(
+    url: str, keystore: str, count: int, length: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    components = [os.urandom(length) for _ in range(count)]
+    bdk = combined(components)
+    turns = "".join(_turn(n, c) for n, c in zip(CUSTODIANS, components, strict=False))
+    result = _load(url, "line BDK", turns, count)
+    assert result.exit_code == 0, result.output
+    assert kcv.shown(kcv.aes_cmac_kcv(bdk)) in result.output
+    with open_key_store(keystore) as opened:
+        assert opened.bdk_kcv("line BDK") == kcv.aes_cmac_kcv(bdk)
+        handle = opened.derive_initial_key("line BDK", IKID)
+        assert opened.initial_key_kcv(handle) == kcv.aes_cmac_kcv(dukpt.initial_key(bdk, IKID))
+    with Ledger.open(url, station="bench-1") as ledger:
+        record = ledger.bdk("line BDK")
+        assert record is not None and ledger.verify().ok
+    assert (record.kcv, record.origin, record.custodians) == (kcv.aes_cmac_kcv(bdk), "ceremony", CUSTODIANS[:count])
+    [(operator, details)] = _audit(url, "bdk.registered")
+    assert operator == "alice" and details["custodians"] == list(CUSTODIANS[:count])
+    listed = naiad(url, "keys", "bdk", "list", "--json")
+    [row] = json.loads(listed.output)["bdks"]
+    assert (row["state"], row["bdk_id"], row["kcv"]) == ("ok", BDK_ID, kcv.aes_cmac_kcv(bdk).hex().upper())
+    texts = [result.output, listed.output, naiad(url, "keys", "bdk", "list").output, _ledger_text(url), caplog.text]
+    for secret in [*components, bdk]:
+        for text in texts:
+            assert secret.hex() not in text and secret.hex().upper() not in text
+
+
+def test_one_custodian_cannot_enter_two_components(url: str, keystore: str) -> None:
+    first = os.urandom(16)
+    result = _load(url, "line BDK", _turn("alice", first) + _turn("alice", os.urandom(16)))
+    assert result.exit_code == 1
+    assert "alice has already taken part" in result.output
+    assert "Component 2" not in result.output  # refused before the second component was asked
+    _nothing_left(url, keystore, "line BDK")
+    assert _audit(url, "bdk.ceremony_stopped") == [
+        ("alice", {"custodians": ["alice"], "expected": 2, "reason": "CustodianRepeated"})
+    ]
+    assert first.hex() not in _ledger_text(url)
+
+
+@pytest.mark.parametrize("name", ["ivan", "root"])
+def test_an_operator_without_the_custodian_role_is_refused(url: str, keystore: str, name: str) -> None:
+    typed = _turn(name).replace(CUSTODIAN_PW, ADMIN_PW) if name == "root" else _turn(name)
+    result = _load(url, "line BDK", typed)
+    assert result.exit_code == 1
+    assert "needs the custodian role" in result.output and "Component 1" not in result.output
+    _nothing_left(url, keystore, "line BDK")
+
+
+def test_a_wrong_password_stops_the_ceremony(url: str, keystore: str) -> None:
+    result = _load(url, "line BDK", _turn("alice").replace(CUSTODIAN_PW, "not-the-password"))
+    assert result.exit_code == 1 and "Wrong operator name or password" in result.output
+    _nothing_left(url, keystore, "line BDK")
+
+
+@pytest.mark.parametrize("form", [3, 5])
+def test_a_component_that_fails_its_kcv_is_refused(url: str, keystore: str, form: int) -> None:
+    good, bad = os.urandom(16), os.urandom(16)
+    wrong = kcv.aes_cmac_kcv(os.urandom(16))[:form].hex()
+    result = _load(url, "line BDK", _turn("alice", good) + _turn("bob", bad, wrong))
+    assert result.exit_code == 1
+    assert "Component 2 does not match its key check value" in result.output
+    _nothing_left(url, keystore, "line BDK")
+    for secret in (good, bad):
+        assert secret.hex() not in result.output and secret.hex() not in _ledger_text(url)
+
+
+def test_components_of_different_lengths_are_refused(url: str, keystore: str) -> None:
+    result = _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(32)))
+    assert result.exit_code == 1 and "all must be the same length" in result.output
+    _nothing_left(url, keystore, "line BDK")
+
+
+def test_a_mistyped_component_is_refused_without_echo(url: str, keystore: str) -> None:
+    mistyped = os.urandom(16).hex()[:-1] + "g"
+    result = _load(url, "line BDK", f"alice\n{CUSTODIAN_PW}\n{mistyped}\n")
+    assert result.exit_code == 1 and "32 or 64 hexadecimal digits" in result.output
+    assert mistyped not in result.output and mistyped[:-1] not in result.output
+    _nothing_left(url, keystore, "line BDK")
+
+
+class _Interrupted(io.BytesIO):
+    """Standard input on which Ctrl-C is pressed once what was typed has been read."""
+
+    def read1(self, size: int | None = -1) -> bytes:
+        data = super().read1(size)
+        if not data and size != 0:  # click probes the stream with read(0)
+            raise KeyboardInterrupt
+        return data
+
+    read = read1
+
+
+@pytest.mark.parametrize("stop", ["end of input", "Ctrl-C"])
+def test_a_ceremony_stopped_at_the_second_component_leaves_nothing(url: str, keystore: str, stop: str) -> None:
+    first = os.urandom(16)
+    typed = _turn("alice", first) + _turn("bob")  # bob logs in, then nothing comes
+    stdin: str | IO[bytes] = _Interrupted(typed.encode()) if stop == "Ctrl-C" else typed
+    result = _load(url, "line BDK", stdin)
+    assert result.exit_code == 1, result.output
+    assert "The key ceremony was stopped before the BDK was made" in result.output
+    assert "Traceback" not in result.output
+    _nothing_left(url, keystore, "line BDK")
+    assert _audit(url, "bdk.ceremony_stopped") == [
+        ("alice", {"custodians": ["alice", "bob"], "expected": 2, "reason": "interrupted"})
+    ]
+    assert first.hex() not in result.output + _ledger_text(url)
+
+
+def test_a_label_or_bdk_id_already_taken_is_refused_before_anyone_types(url: str, keystore: str) -> None:
+    with open_key_store(keystore) as opened:
+        opened.generate_bdk("in the store")
+    taken = _load(url, "in the store", _turn("alice", os.urandom(16)))
+    assert taken.exit_code == 1 and "already holds a key labelled in the store" in taken.output
+    assert "Custodian 1" not in taken.output
+
+    components = [os.urandom(16), os.urandom(16)]
+    assert _load(url, "line BDK", _turn("alice", components[0]) + _turn("bob", components[1])).exit_code == 0
+    again = _load(url, "line BDK", _turn("alice", os.urandom(16)))
+    assert again.exit_code == 1 and "already has a BDK labelled line BDK" in again.output
+    same_id = _load(url, "other BDK", _turn("alice", os.urandom(16)))
+    assert same_id.exit_code == 1 and f"BDK ID {BDK_ID} is already used" in same_id.output
+    assert "Custodian 1" not in again.output + same_id.output
+    with open_key_store(keystore) as opened:
+        assert opened.labels() == ["in the store", "line BDK"]
+        assert opened.bdk_kcv("line BDK") == kcv.aes_cmac_kcv(combined(components))
+
+
+def test_two_custodians_witness_a_generated_bdk(url: str, keystore: str) -> None:
+    args = ["keys", "ceremony", "generate-bdk", "--label", "demo BDK", "--bdk-id", BDK_ID, "--algorithm", "AES-256"]
+    alone = naiad(url, *args, stdin=_turn("alice") + _turn("alice"))
+    assert alone.exit_code == 1 and "alice has already taken part" in alone.output
+    _nothing_left(url, keystore, "demo BDK")
+    result = naiad(url, *args, stdin=_turn("alice") + _turn("bob"))
+    assert result.exit_code == 0, result.output
+    with Ledger.open(url, station="bench-1") as ledger:
+        record = ledger.bdk("demo BDK")
+    assert record is not None and (record.origin, record.custodians) == ("generated", ("alice", "bob"))
+    assert kcv.shown(record.kcv) in result.output
+    with open_key_store(keystore) as opened:
+        assert opened.bdk_kcv("demo BDK") == record.kcv
+
+
+def test_bdk_list_shows_a_key_the_ledger_does_not_know(url: str, keystore: str) -> None:
+    with open_key_store(keystore) as opened:
+        shown = opened.generate_bdk("stray")
+    listed = naiad(url, "keys", "bdk", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.output)["bdks"]
+    assert (row["label"], row["state"], row["kcv"]) == ("stray", "not in the ledger", shown.hex().upper())
+    assert "not in the ledger" in naiad(url, "keys", "bdk", "list").output
+
+
+# --- opening the key store --------------------------------------------------------------------------
+
+
+def test_a_wrong_passphrase_is_a_clear_error(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    with open_key_store("software"):
+        pass
+    result = naiad(url, "keys", "bdk", "list", NAIAD_KEYSTORE_PASSPHRASE="a wrong passphrase")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "The key store refused the PIN or passphrase" in result.output
+    typed = naiad(url, "keys", "bdk", "list", stdin="a wrong passphrase\n", NAIAD_KEYSTORE_PASSPHRASE="")
+    assert typed.exit_code == 1 and "refused the PIN or passphrase" in typed.output
+    assert "a wrong passphrase" not in typed.output
+    chinese = naiad(url, "keys", "bdk", "list", NAIAD_KEYSTORE_PASSPHRASE="a wrong passphrase", NAIAD_LANG="zh_CN")
+    assert chinese.exit_code == 1 and "密钥库拒绝了该 PIN 或口令" in chinese.output
+
+
+def test_a_new_software_store_asks_twice_and_refuses_a_short_passphrase(url: str, tmp_path: Path) -> None:
+    short = naiad(url, "keys", "bdk", "list", stdin="short\nshort\n", NAIAD_KEYSTORE_PASSPHRASE="")
+    assert short.exit_code == 1 and "at least 12 characters" in short.output
+    assert not (tmp_path / "data" / "keystore.json").exists()
+    made = naiad(url, "keys", "bdk", "list", stdin=f"{PASSPHRASE}\n{PASSPHRASE}\n", NAIAD_KEYSTORE_PASSPHRASE="")
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "data" / "keystore.json").exists()
+
+
+def test_a_missing_or_unconfigured_pkcs11_module_is_a_clear_error(url: str, tmp_path: Path) -> None:
+    unset = naiad(url, "keys", "bdk", "list", "--keystore", "pkcs11", NAIAD_PKCS11_MODULE="", NAIAD_PKCS11_TOKEN="")
+    assert unset.exit_code == 1 and "NAIAD_PKCS11_MODULE and NAIAD_PKCS11_TOKEN are not set" in unset.output
+    missing = naiad(
+        url,
+        "keys",
+        "ceremony",
+        "load-bdk",
+        "--label",
+        "line BDK",
+        "--bdk-id",
+        BDK_ID,
+        "--keystore",
+        "pkcs11",
+        NAIAD_PKCS11_MODULE=str(tmp_path / "missing.so"),
+        NAIAD_PKCS11_TOKEN="naiad",
+    )
+    assert missing.exit_code == 1 and "the PKCS#11 module does not load" in missing.output
+    assert "Traceback" not in missing.output and "PIN" not in missing.output.split("Error")[0]
+    chinese = naiad(
+        url,
+        "keys",
+        "bdk",
+        "list",
+        "--keystore",
+        "pkcs11",
+        NAIAD_PKCS11_MODULE=str(tmp_path / "missing.so"),
+        NAIAD_PKCS11_TOKEN="naiad",
+        NAIAD_LANG="zh_CN",
+    )
+    assert chinese.exit_code == 1 and "无法使用 PKCS#11 密钥库：PKCS#11 模块无法加载" in chinese.output
