@@ -205,6 +205,7 @@ def test_random_bytes_as_a_chain_raise_only_attestation_errors(chain: list[bytes
         check_csr(chain[0] if chain else b"", serial)
 
 
+@pytest.mark.filterwarnings("ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning")
 @settings(max_examples=200, deadline=None)
 @given(position=st.integers(min_value=0), replacement=st.binary(min_size=0, max_size=4))
 def test_a_good_chain_altered_anywhere_raises_only_attestation_errors(position: int, replacement: bytes) -> None:
