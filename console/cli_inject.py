@@ -22,6 +22,7 @@ from provisioning.injection import InjectionResult, InjectionRun, NoUnitsSelecte
 from terminal.events import StepResult
 
 from .cli_common import Command, emit_json, err, json_option, option, out, reported, table
+from .cli_inventory import print_reconciliation
 from .cli_progress import CountColumn, RichBars
 from .cli_root import Settings, pass_settings
 from .keystore_option import keystore_options, open_key_store
@@ -64,7 +65,9 @@ def _default_bdk(settings: Settings) -> str:
     """The only BDK the ledger knows; with several, the operator must name one."""
     labels = [record.label for record in settings.station().ledger.bdks()]
     if len(labels) != 1:
-        raise click.UsageError(_("Name the BDK with --bdk LABEL (the ledger has: {labels})", labels=", ".join(labels) or "-"))
+        raise click.UsageError(
+            _("Name the BDK with --bdk LABEL (the ledger has: {labels})", labels=", ".join(labels) or "-")
+        )
     return labels[0]
 
 
@@ -109,17 +112,9 @@ def inject(
         emit_json({"bdk": label, **run.as_dict()})
     else:
         out().print(_summary(run))
-        _print_reconciliation(run)
+        print_reconciliation(run.reconciliation)
     if not run.ok:
         raise click.exceptions.Exit(1)
-
-
-def _print_reconciliation(run: InjectionRun) -> None:
-    refused = run.reconciliation.as_dict()
-    lines = [f"{key}: {', '.join(map(str, value))}" for key, value in refused.items() if isinstance(value, list) and value]
-    out().print(_("Reconciled with the authorised inventory."))
-    for line in lines:
-        out().print(line)
 
 
 @click.command("status", cls=Command, help=N_("Show a unit's secure element: identity and keys with their KCVs."))
@@ -151,7 +146,16 @@ def status(settings: Settings, serial: str, as_json: bool) -> None:
         "state": found.state,
         "identity_serial_number": found.identity_serial_number,
         "keys": keys,
-        "ledger": last.as_dict() if last is not None else None,
+        "ledger": None
+        if last is None
+        else {
+            "initial_key_id": last.initial_key_id.hex().upper(),
+            "kcv": shown(last.kcv),
+            "certificate_serial": last.certificate_serial,
+            "station": last.station,
+            "operator": last.operator,
+            "injected": last.injected.isoformat(),
+        },
     }
     if as_json:
         emit_json(answer)

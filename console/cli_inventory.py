@@ -117,6 +117,18 @@ def _findings(found: Reconciliation) -> list[tuple[str, str, tuple[str, ...]]]:
     return rows + [("not_in_inventory", s, ids) for s, ids in found.not_in_inventory.items()]
 
 
+def print_reconciliation(found: Reconciliation) -> None:
+    """The findings as a table, then the counts and the verdict (``naiad keys inventory reconcile`` and inject)."""
+    shown = table(N_("Unit"), N_("Finding"), N_("Initial Key IDs"), title=_("Reconciliation"))
+    for finding, serial, ids in _findings(found):
+        shown.add_row(serial, _(FINDINGS[finding]), ", ".join(ids))
+    out().print(shown)
+    out().print(
+        _("{authorised} authorised units, {injected} keyed.", authorised=found.authorised, injected=found.injected)
+    )
+    out().print(_("Everything adds up.") if found.ok else _("Report the findings to the security officer."))
+
+
 @inventory_group.command(
     "reconcile",
     help=N_(
@@ -133,13 +145,6 @@ def reconcile(settings: Settings, serials: tuple[str, ...], as_json: bool) -> No
     if as_json:
         emit_json(found.as_dict())
     else:
-        shown = table(N_("Unit"), N_("Finding"), N_("Initial Key IDs"), title=_("Reconciliation"))
-        for finding, serial, ids in _findings(found):
-            shown.add_row(serial, _(FINDINGS[finding]), ", ".join(ids))
-        out().print(shown)
-        out().print(
-            _("{authorised} authorised units, {injected} keyed.", authorised=found.authorised, injected=found.injected)
-        )
-        out().print(_("Everything adds up.") if found.ok else _("Report the findings to the security officer."))
+        print_reconciliation(found)
     if not found.ok:
         raise click.exceptions.Exit(1)

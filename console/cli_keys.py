@@ -37,7 +37,16 @@ LOG = logging.getLogger(__name__)
 BDK_LENGTHS = {"AES-128": 16, "AES-256": 32}
 
 
-@click.group("keys", cls=Group, help=N_("Payment keys: the self-test, the key ceremony and the BDKs."))
+@click.group(
+    "keys",
+    cls=Group,
+    lazy={
+        "inject": "console.cli_inject:inject",
+        "status": "console.cli_inject:status",
+        "inventory": "console.cli_inventory:inventory_group",
+    },
+    help=N_("Payment keys: the self-test, the key ceremony and the BDKs."),
+)
 def keys_group() -> None:
     pass
 

@@ -213,7 +213,7 @@ class _Injection:
         identity_key = check_csr(identity.csr, self.serial)
         statement = key_session.identity_statement(self.serial, challenge, identity.csr)
         if not key_session.verify(attestation_key, identity.signature, statement):
-            raise SignatureInvalid(what=_("the identity key's attestation"))
+            raise SignatureInvalid(statement=N_("identity key and challenge"))
 
         self._phase(InjectPhase.CERTIFY)
         with self.keys.lock:
@@ -226,17 +226,16 @@ class _Injection:
 
         with self.ledger.operation(self.serial, INJECT_STEP) as op:
             initial_key_id = self.ledger.allocate_initial_key_id(self.bdk_label, self.serial)
-            op.result = {"initial_key_id": initial_key_id.hex().upper(), "certificate_serial": issued.serial_number}
+            certificate_serial = issued.serial_number.upper()  # the ledger's form of hex
+            op.result = {"initial_key_id": initial_key_id.hex().upper(), "certificate_serial": certificate_serial}
             try:
                 kcv = self._deliver(se, session, kbpk, initial_key_id)
             except BaseException as exc:
                 self.ledger.allocation_failed(initial_key_id, type(exc).__name__)
                 raise
-            self.ledger.record_injection(self.serial, initial_key_id, kcv, issued.serial_number)
+            self.ledger.record_injection(self.serial, initial_key_id, kcv, certificate_serial)
             op.result["kcv"] = shown(kcv)
-        return InjectionResult(
-            self.serial, True, time.monotonic() - started, initial_key_id, kcv, issued.serial_number
-        )
+        return InjectionResult(self.serial, True, time.monotonic() - started, initial_key_id, kcv, issued.serial_number)
 
     def _key_session(self, se: SecureElement, identity_key: ec.EllipticCurvePublicKey) -> tuple[Any, bytes]:
         private, station_public = key_session.ephemeral()
@@ -247,9 +246,11 @@ class _Injection:
             self.serial, station_public, station_nonce, unit_public, reply.unit_nonce, reply.session
         )
         if not key_session.verify(identity_key, reply.signature, statement):
-            raise SignatureInvalid(what=_("the unit's key session"))
+            raise SignatureInvalid(statement=N_("key session"))
         shared = key_session.agree(private, unit_public)
-        kbpk = key_session.derive_kbpk(shared, self.serial, station_public, unit_public, station_nonce, reply.unit_nonce)
+        kbpk = key_session.derive_kbpk(
+            shared, self.serial, station_public, unit_public, station_nonce, reply.unit_nonce
+        )
         return reply, kbpk
 
     def _deliver(self, se: SecureElement, session: Any, kbpk: bytes, initial_key_id: bytes) -> bytes:
@@ -265,7 +266,9 @@ class _Injection:
             finally:
                 if handle is not None:
                     self.keys.store.release(handle)
-            signature = self.ca.sign(key_session.load_statement(self.serial, session.session, session.unit_nonce, block))
+            signature = self.ca.sign(
+                key_session.load_statement(self.serial, session.session, session.unit_nonce, block)
+            )
         loaded = se.load_key(session.session, block, signature)
 
         self._phase(InjectPhase.VERIFY)

@@ -30,13 +30,20 @@ def software_store(directory: Path) -> SoftwareKeyStore:
     return SoftwareKeyStore(PASSPHRASE, directory / "keystore.json", scrypt_n=2**10)
 
 
-def load_bdk(store: KeyStore, ledger: Ledger) -> None:
-    """The test BDK into ``store`` from its components (as a ceremony would), registered in ``ledger`` once."""
-    if BDK_LABEL not in store.labels():
-        kcv = store.combine_components(BDK_LABEL, list(COMPONENTS))
-        assert kcv == aes_cmac_kcv(BDK)
+def prepare_ledger(ledger: Ledger) -> None:
+    """The bench's operators and the test BDK's registration, once per ledger."""
+    known = {o.name for o in ledger.operators()}
+    for name, role in (("root", "admin"), (OPERATOR.operator, OPERATOR.role), *((c, "custodian") for c in CUSTODIANS)):
+        if name not in known:
+            ledger.register_operator(name, role)
     if ledger.bdk(BDK_LABEL) is None:
-        ledger.register_bdk(BDK_LABEL, BDK_ID, aes_cmac_kcv(BDK), "ceremony", CUSTODIANS)
+        ledger.as_operator(CUSTODIANS[0]).register_bdk(BDK_LABEL, BDK_ID, aes_cmac_kcv(BDK), "ceremony", CUSTODIANS)
+
+
+def load_bdk(store: KeyStore) -> None:
+    """The test BDK into ``store`` from its components, as a ceremony would."""
+    if BDK_LABEL not in store.labels():
+        assert store.combine_components(BDK_LABEL, list(COMPONENTS)) == aes_cmac_kcv(BDK)
 
 
 @dataclass
@@ -52,7 +59,8 @@ class KeyBench:
         wiring = Wiring(sim_dir)
         ledger = Ledger.open(ledger_url, station=station_name)
         station = Station(wiring.discovery(), ledger=ledger)
-        load_bdk(store, ledger.as_operator(CUSTODIANS[0]))
+        prepare_ledger(ledger)
+        load_bdk(store)
         return cls(station, store, wiring.manufacturer_roots())
 
     @property

@@ -18,18 +18,27 @@ HERE = Path(__file__).resolve().parent
 def test_two_stations_on_one_postgresql_ledger_never_share_an_initial_key_id(
     sim_factory: Any, postgres_url: str, tmp_path: Path
 ) -> None:
+    from keybench import prepare_ledger
+
     from provisioning.ledger import Ledger
 
     sims = [sim_factory(terminals=20, name=f"sim-{i}") for i in (1, 2)]
-    with Ledger.open(postgres_url, station="setup"):
-        pass  # migrated once, before the two stations race to open it
+    with Ledger.open(postgres_url, station="setup") as ledger:
+        prepare_ledger(ledger)  # the line's operators and BDK, before its two stations start
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
     env.pop("NAIAD_SIM", None)
     for i in (1, 2):
         (tmp_path / f"s{i}").mkdir()
     stations = [
         subprocess.Popen(
-            [sys.executable, str(HERE / "keybench.py"), str(sim.state_dir), postgres_url, str(tmp_path / f"s{i}"), f"line-{i}"],
+            [
+                sys.executable,
+                str(HERE / "keybench.py"),
+                str(sim.state_dir),
+                postgres_url,
+                str(tmp_path / f"s{i}"),
+                f"line-{i}",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
