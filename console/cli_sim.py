@@ -28,6 +28,9 @@ state_option = option(
 )
 
 
+# The secure element states (terminal.protocol.SecureElementState) as words the status table translates.
+SECURE_ELEMENT_STATES = (N_("factory"), N_("identity"), N_("certified"), N_("keyed"))
+
 FAULT_OPTIONS = {
     "ber": option("--ber", type=click.FloatRange(0, 1), help=N_("Bit-error rate on the serial link.")),
     "drop": option(
@@ -121,6 +124,7 @@ def status(ctx: click.Context, state: Path | None, as_json: bool) -> None:
         N_("Plugged"),
         N_("Serial port"),
         N_("Fastboot TCP port"),
+        N_("Secure element"),
         title=_("Simulated terminals"),
     )
     for t in result["terminals"]:
@@ -131,6 +135,7 @@ def status(ctx: click.Context, state: Path | None, as_json: bool) -> None:
             _("yes") if t["plugged"] else _("no"),
             t.get("pty") or "-",
             str(t.get("fastboot_tcp_port") or "-"),
+            translate(t["secure_element"]),
         )
     out().print(shown)
 

@@ -1,6 +1,6 @@
 """Known-answer tests: published inputs and outputs that the cryptographic core must reproduce.
 
-Each module of the core (``keys.dukpt``, ``keys.tr31``, ``keys.kcv``) lists its own with a
+Each module of the core (``keys.dukpt``, ``keys.tr31``, ``keys.kcv``, ``keys.session``) lists its own with a
 ``known_answers()`` function; ``keys.selftest`` runs them all, and injection refuses to start if one fails.
 """
 

@@ -1,4 +1,4 @@
-"""The cryptographic self-test: every known answer of the core (DUKPT, TR-31, KCV), run before any key work.
+"""The cryptographic self-test: every known answer of the core (DUKPT, TR-31, KCV, the key session), run first.
 
 ``naiad keys selftest`` shows the report; :func:`require_selftest` is the gate injection is to call (issue 7
 point 6, not built yet) so that it refuses to start when a test fails.  A source module that cannot be
@@ -17,7 +17,7 @@ from .kat import KnownAnswer
 
 LOG = logging.getLogger(__name__)
 
-KNOWN_ANSWER_SOURCES = ("keys.dukpt", "keys.tr31", "keys.kcv")
+KNOWN_ANSWER_SOURCES = ("keys.dukpt", "keys.tr31", "keys.kcv", "keys.session")
 """Modules whose ``known_answers()`` the self-test runs, imported when it runs."""
 
 

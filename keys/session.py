@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from i18n import N_
 
 from .errors import PublicPointInvalid, SessionInputInvalid
+from .kat import KnownAnswer
 
 SESSION_VERSION = b"naiad-se-v1"
 PUBLIC_POINT_LENGTH = 65  # uncompressed SEC1 P-256 point: 0x04, X, Y
@@ -150,3 +151,48 @@ def verify(public_key: ec.EllipticCurvePublicKey, signature: bytes, statement: b
     except InvalidSignature:
         return False
     return True
+
+
+# --- known answers -----------------------------------------------------------------------------------
+
+_RFC5869_A1 = (  # IKM, salt, info, OKM (42 bytes) of RFC 5869 appendix A.1
+    "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
+    "000102030405060708090a0b0c",
+    "f0f1f2f3f4f5f6f7f8f9",
+    "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+)
+_KBPK_EXAMPLE = (  # station scalar, unit scalar, serial, KBPK: the example of docs/protocol.md (nonces 00..3f)
+    0x1F2E3D4C5B6A79881F2E3D4C5B6A79881F2E3D4C5B6A79881F2E3D4C5B6A7988,
+    0x0A1B2C3D4E5F60710A1B2C3D4E5F60710A1B2C3D4E5F60710A1B2C3D4E5F6071,
+    "DF20A1B2C3D",
+    "0cf2639460e21c3383eeb43eb7e9faa27a82063e47b2fafef29a6aa4d57eb30e",
+)
+
+
+def _hkdf_answers() -> bool:
+    ikm, salt, info, okm = (bytes.fromhex(h) for h in _RFC5869_A1)
+    return HKDF(algorithm=hashes.SHA256(), length=len(okm), salt=salt, info=info).derive(ikm) == okm
+
+
+def _kbpk_answers() -> bool:
+    """Both ends of the documented example agree, and on the documented KBPK."""
+    station_scalar, unit_scalar, serial, kbpk = _KBPK_EXAMPLE
+    station = ec.derive_private_key(station_scalar, ec.SECP256R1())
+    unit = ec.derive_private_key(unit_scalar, ec.SECP256R1())
+    station_public, unit_public = public_point(station), public_point(unit)
+    nonces = bytes(range(NONCE_LENGTH)), bytes(range(NONCE_LENGTH, 2 * NONCE_LENGTH))
+    at_station = derive_kbpk(agree(station, unit_public), serial, station_public, unit_public, *nonces)
+    at_unit = derive_kbpk(agree(unit, station_public), serial, station_public, unit_public, *nonces)
+    return at_station == at_unit == bytes.fromhex(kbpk)
+
+
+def known_answers() -> list[KnownAnswer]:
+    """The key session's known answers, for :mod:`keys.selftest`."""
+    return [
+        KnownAnswer(N_("HKDF-SHA256 test case 1"), N_("RFC 5869 appendix A.1"), _hkdf_answers),
+        KnownAnswer(
+            N_("Key session KBPK: ECDH P-256 and HKDF-SHA256, both ends"),
+            N_("docs/protocol.md, secure element group (the key block protection key's known answer)"),
+            _kbpk_answers,
+        ),
+    ]

@@ -2,10 +2,10 @@
 
 What persists lives in ``DIR/units/<serial>/secure_element.json``, replaced atomically, so a power cut leaves
 the old key set or the new one, never a mix.  The secrets in it (the identity key, the Initial Keys) are sealed
-with AES-GCM under the unit's storage key (``se_storage.key``, standing in for a key fused into the chip), so
-no clear key lies in any file.  The session and a loaded key waiting for its commit live in RAM only: a reboot,
-a power cut, a new session or any load forgets them.  The log names events, KSNs, serial numbers and session
-IDs, never key bytes.  docs/protocol.md (secure element group) is the specification.
+with AES-GCM under the unit's storage key (``se_storage.key``, standing in for a key fused into the chip and
+renewed at zeroise), so no clear key lies in any file.  The session and a loaded key waiting for its commit
+live in RAM only: a reboot, a power cut, a new session or any load forgets them.  The log names events, KSNs,
+serial numbers and session IDs, never key bytes.  docs/protocol.md (secure element group) is the specification.
 """
 
 from __future__ import annotations
@@ -103,17 +103,19 @@ class SimSecureElement:
         self.store, self.serial, self.manufacturer, self.faults = store, serial, manufacturer, faults
         self.path = store.directory / "secure_element.json"
         self._attestation_key, self._attestation_cert = manufacturer.attestation(store.directory, serial)
-        self._sealer = AESGCM(self._storage_key())
+        self._storage_path = store.directory / "se_storage.key"
+        if not self._storage_path.exists():
+            self._new_storage_key()
+        self._sealer = AESGCM(self._storage_path.read_bytes())
         self._session: _Session | None = None
         self._pending: _Pending | None = None
         self._lock = threading.Lock()
 
     # -- persistence ---------------------------------------------------------------------------------
-    def _storage_key(self) -> bytes:
-        path = self.store.directory / "se_storage.key"
-        if not path.exists():
-            replace_atomically(path, AESGCM.generate_key(bit_length=256))
-        return path.read_bytes()
+    def _new_storage_key(self) -> None:
+        key = AESGCM.generate_key(bit_length=256)
+        replace_atomically(self._storage_path, key)
+        self._sealer = AESGCM(key)
 
     def _seal(self, purpose: str, secret: bytes) -> str:
         nonce = secrets.token_bytes(12)
@@ -323,6 +325,7 @@ class SimSecureElement:
             raise _refuse("the serial named is not this unit's")
         self._session, self._pending = None, None
         self._save(_empty())  # the factory attestation stays: it is the unit's, not the station's
+        self._new_storage_key()  # and any copy of the old file can no longer be unsealed
         self.store.log("secure element: zeroised")
         return {}
 

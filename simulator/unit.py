@@ -201,6 +201,7 @@ class VirtualTerminal:
             "security_version": self.flash.rollback_index,
             "hardware_revision": state.hardware_revision,
             "boot_count": state.boot_count,
+            "secure_element": str(self.secure_element.state()),
             "faults": self.faults.as_dict(),
         }
 

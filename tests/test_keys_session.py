@@ -150,3 +150,15 @@ def test_ephemeral_keys_are_fresh_p256_points() -> None:
     assert len(point) == 65 and point[0] == 4 and point != other
     assert ks.public_point(first) == point == ks.public_point(first.public_key())
     assert ks.load_point(point).public_numbers() == first.public_key().public_numbers()
+
+
+def test_the_selftest_runs_the_key_sessions_known_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keys import selftest
+
+    names = {answer.name for answer in ks.known_answers()}
+    report = selftest.run_selftest()
+    assert report.passed and names <= {r.name for r in report.results}
+    monkeypatch.setattr(ks, "derive_kbpk", lambda *args: bytes(32))  # a derivation gone wrong fails it
+    assert {r.name for r in selftest.run_selftest().failed} == {
+        "Key session KBPK: ECDH P-256 and HKDF-SHA256, both ends"
+    }

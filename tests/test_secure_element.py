@@ -171,13 +171,16 @@ def test_zeroise_wipes_identity_certificate_and_keys_but_not_attestation(sim: An
         st.certify()
         st.inject(IKID, os.urandom(16))
         chain = st.se.attestation_chain()
+        storage_key = (unit_dir(sim) / "se_storage.key").read_bytes()
         st.se.zeroise(st.serial)
+        assert (unit_dir(sim) / "se_storage.key").read_bytes() != storage_key  # old copies cannot be unsealed
         status = st.se.status()
         assert (status.state, status.identity_serial_number, status.keys) == (SecureElementState.FACTORY, None, [])
         assert st.se.attestation_chain() == chain
         with refused():  # no identity left to open a session with
             st.open_session()
         assert st.se.client.info()["secure_element"]["state"] == SecureElementState.FACTORY
+        assert sim.terminal(st.serial)["secure_element"] == SecureElementState.FACTORY
         st.ca = TestCA("Second CA")  # the pin went with the rest: another CA may provision it now
         st.certify()
     assert "secure element: zeroised" in (unit_dir(sim) / "logs" / "system.log").read_text(encoding="utf-8")

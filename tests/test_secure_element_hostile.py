@@ -3,22 +3,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from se_station import Station, TestCA, key_block
 from test_device_endpoint import reply_payload
 
 from simulator.link import Faults
 from simulator.state import UnitStore
 from simulator.unit import VirtualTerminal
+from terminal.client import ManagementClient
 from terminal.device import DeviceEndpoint, frame_for
+from terminal.errors import RemoteError
 from terminal.framing import FLAG_ERROR, encode_frame
 from terminal.models import model_by_id
 from terminal.protocol import ErrorCode, MessageType, Payload
 from terminal.schema import Invalid, check_reply
+from terminal.secure_element import SecureElement
 
 SE_TYPES = [t for t in MessageType if t.name.startswith("SE_")]
 FIELDS = [
@@ -85,9 +91,6 @@ def test_a_malformed_field_answers_bad_request(unit: Unit, type_: int, payload: 
 
 
 def test_a_point_off_the_curve_answers_bad_request_once_certified(unit: Unit) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from se_station import TestCA
-
     ca = TestCA()
     _, made = unit.request(MessageType.SE_IDENTITY, {"challenge": bytes(32)})
     certificate = ca.issue(made["csr"]).public_bytes(serialization.Encoding.DER)
@@ -137,9 +140,8 @@ def test_certificates_of_other_key_types_are_refused_not_a_crash(unit: Unit) -> 
     import datetime
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from se_station import TestCA
 
     unit.request(MessageType.SE_IDENTITY, {"challenge": bytes(32)})
     ca = TestCA()
@@ -160,3 +162,37 @@ def test_certificates_of_other_key_types_are_refused_not_a_crash(unit: Unit) -> 
     ):
         error, reply = unit.request(MessageType.SE_CERT_INSTALL, {"certificate": cert, "ca_certificate": ca_cert})
         assert error and reply["code"] == ErrorCode.REFUSED, reply
+
+
+class InProcessClient:
+    """What SecureElement needs of a ManagementClient, over the in-process unit: request() and info()."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+
+    def request(self, type_: int, payload: Payload | None = None) -> Payload:
+        error, reply = self.unit.request(type_, payload or {})
+        if error:
+            raise RemoteError(request=hex(type_), code=reply["code"], detail=reply.get("detail", ""))
+        return reply
+
+
+def test_a_crash_while_the_key_set_is_written_leaves_the_old_one(
+    unit: Unit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serial = unit.terminal.serial
+    st = Station(SecureElement(cast(ManagementClient, InProcessClient(unit))), serial, tmp_path, TestCA())
+    st.certify()
+    old = st.inject(bytes.fromhex("0123456789ABCDEF"), os.urandom(16))
+    session = st.open_session()
+    new = st.load(session, key_block(session.kbpk, bytes.fromhex("0123456789ABCDF0"), os.urandom(16)))
+
+    def power_fails(*args: Any) -> None:
+        raise OSError("power failed while renaming")
+
+    monkeypatch.setattr(os, "replace", power_fails)  # simulator.state.replace_atomically renames with it
+    with pytest.raises(RemoteError):
+        st.commit(session, new.kcv)
+    monkeypatch.undo()
+    [slot] = st.se.status().keys
+    assert (slot.initial_key_id, slot.kcv) == (old.initial_key_id, old.kcv)
