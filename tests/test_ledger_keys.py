@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
+from helpers import execute_sql
 from sqlalchemy import create_engine, inspect, text
 
 from provisioning.ledger import (
@@ -110,15 +111,6 @@ def test_bad_registrations_are_refused_and_write_nothing(ledger: Ledger, field: 
 # -- Initial Key IDs ------------------------------------------------------------------------------
 
 
-def _execute(url: str, statement: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def keyed(ledger: Ledger) -> Ledger:
     """A ledger with a BDK and three authorised units."""
@@ -181,7 +173,7 @@ def test_a_failed_then_retried_allocation_gets_a_new_id_and_the_failed_one_is_ne
 
 def test_a_counter_set_back_behind_the_ledger_s_back_never_reissues_an_id(keyed: Ledger, url: str) -> None:
     first = keyed.allocate_initial_key_id("line-bdk", "SN1")
-    _execute(url, "UPDATE bdks SET last_derivation_id = 0")
+    execute_sql(url, "UPDATE bdks SET last_derivation_id = 0")
     with pytest.raises(LedgerError):  # the unique initial_key_id refuses the second issue
         keyed.allocate_initial_key_id("line-bdk", "SN2")
     assert [a.initial_key_id for a in keyed.allocations()] == [first]
@@ -189,7 +181,7 @@ def test_a_counter_set_back_behind_the_ledger_s_back_never_reissues_an_id(keyed:
 
 
 def test_the_32_bit_derivation_id_space_runs_out_with_a_clear_error(keyed: Ledger, url: str) -> None:
-    _execute(url, f"UPDATE bdks SET last_derivation_id = {0xFFFFFFFE}")
+    execute_sql(url, f"UPDATE bdks SET last_derivation_id = {0xFFFFFFFE}")
     assert keyed.allocate_initial_key_id("line-bdk", "SN1").hex().upper() == "0123ABCDFFFFFFFF"
     with pytest.raises(DerivationIdsExhausted) as caught:
         keyed.allocate_initial_key_id("line-bdk", "SN2")
@@ -232,7 +224,7 @@ def test_verify_finds_an_edited_injection(keyed: Ledger, url: str) -> None:
     ikid = keyed.allocate_initial_key_id("line-bdk", "SN1")
     keyed.record_injection("SN1", ikid, KCV, "01")
     assert keyed.verify().ok
-    _execute(url, "UPDATE key_injections SET kcv = '000000'")
+    execute_sql(url, "UPDATE key_injections SET kcv = '000000'")
     report = keyed.verify()
     assert (report.ok, report.problem, report.table, report.row) == (
         False,
