@@ -32,6 +32,7 @@ from provisioning.ledger import (
     LedgerError,
     LedgerRowTampered,
     NotInInventory,
+    OperatorRequired,
     UnitNotAuthorised,
     UnknownBdk,
     UnknownInitialKeyId,
@@ -134,6 +135,24 @@ def test_initial_key_ids_are_the_bdk_id_then_derivation_ids_counting_from_one(ke
     assert entry.details == {"initial_key_id": "0123ABCD00000002", "bdk_label": "line-bdk"}
     assert set(entry.seals) == {"bdks:1", "initial_key_ids:0123ABCD00000002"}
     assert keyed.verify().ok
+
+
+def test_keys_and_the_inventory_are_recorded_only_under_an_authenticated_operator(keyed: Ledger, url: str) -> None:
+    ikid = keyed.allocate_initial_key_id("line-bdk", "SN1")
+    entries = len(keyed.audit_entries())
+    with Ledger.open(url, station="bench-2") as anonymous:
+        for write in (
+            lambda: anonymous.allocate_initial_key_id("line-bdk", "SN2"),
+            lambda: anonymous.record_injection("SN1", ikid, KCV, "01"),
+            lambda: anonymous.allocation_failed(ikid, "unplugged"),
+            lambda: anonymous.inventory_add(["SN9"], None),
+            lambda: anonymous.inventory_remove("SN1"),
+        ):
+            with pytest.raises(OperatorRequired):
+                write()
+        assert [e.action for e in anonymous.audit_entries()[entries:]] == ["station.registered"]
+    assert [(a.state, a.serial) for a in keyed.allocations()] == [("allocated", "SN1")]
+    assert keyed.authorised("SN1") and not keyed.authorised("SN9")
 
 
 def test_a_unit_outside_the_inventory_or_an_unknown_bdk_gets_no_id(keyed: Ledger) -> None:

@@ -2,7 +2,9 @@
 
 Only what identifies and checks a key is stored (labels, BDK IDs, Initial Key IDs, KCVs, certificate
 serials, names and times), never a key: KCVs longer than 5 bytes are refused.  Every write is audited
-in its own transaction, naming the authenticated operator, and every row is sealed.
+in its own transaction, naming the authenticated operator, and every row is sealed.  Initial Key IDs are
+allocated and injections recorded only under an authenticated operator (``OperatorRequired``); a BDK may
+be registered without one, as its custodians are named.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class PaymentKeys:
         bdk_label = validate.label(bdk_label, "bdk_label")
         serial = validate.serial(serial)
         with self._writing() as write:
-            session = write.session
+            operator, session = write.named_operator(), write.session
             bdk = session.scalars(select(Bdk).where(Bdk.label == bdk_label).with_for_update()).one_or_none()
             if bdk is None:
                 raise UnknownBdk(label=bdk_label)
@@ -133,7 +135,7 @@ class PaymentKeys:
                     serial=serial,
                     state="allocated",
                     station_id=self._station_id,
-                    operator=write.operator,
+                    operator=operator,
                     allocated=write.at,
                 )
             )
@@ -147,6 +149,7 @@ class PaymentKeys:
         hex_id = validate.exact_bytes(initial_key_id, "initial_key_id", validate.INITIAL_KEY_ID_BYTES).hex().upper()
         reason = validate.text(reason, "reason", limit=REFERENCE_LENGTH)
         with self._writing() as write:
+            write.named_operator()
             row = write.session.get(InitialKeyId, hex_id, with_for_update=True)
             if row is None:
                 raise UnknownInitialKeyId(initial_key_id=hex_id)
@@ -169,6 +172,7 @@ class PaymentKeys:
         kcv = validate.kcv(kcv)
         certificate_serial = validate.certificate_serial(certificate_serial)
         with self._writing() as write:
+            operator = write.named_operator()
             row = write.session.get(InitialKeyId, hex_id, with_for_update=True)
             if row is None or row.serial != serial:
                 raise InitialKeyIdOfAnotherUnit(initial_key_id=hex_id, serial=serial)
@@ -183,7 +187,7 @@ class PaymentKeys:
                 kcv=kcv.hex().upper(),
                 certificate_serial=certificate_serial,
                 station_id=self._station_id,
-                operator=write.operator,
+                operator=operator,
                 injected=write.at,
             )
             write.session.add(injection)
@@ -195,7 +199,7 @@ class PaymentKeys:
             }
             write.audit("keys.injected", f"device:{serial}", details)
             return InjectionRecord(
-                serial, initial_key_id, kcv, certificate_serial, row.bdk_label, self._station, write.operator, write.at
+                serial, initial_key_id, kcv, certificate_serial, row.bdk_label, self._station, operator, write.at
             )
 
     def injections(self, serial: str | None = None) -> list[InjectionRecord]:
