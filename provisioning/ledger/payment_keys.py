@@ -49,6 +49,19 @@ def _bdk_record(row: Bdk, station: str) -> BdkRecord:
     )
 
 
+def _injection_record(row: KeyInjection, bdk_label: str, station: str) -> InjectionRecord:
+    return InjectionRecord(
+        row.serial,
+        bytes.fromhex(row.initial_key_id),
+        bytes.fromhex(row.kcv),
+        row.certificate_serial,
+        bdk_label,
+        station,
+        row.operator,
+        row.injected,
+    )
+
+
 class PaymentKeys:
     """The part of :class:`~provisioning.ledger.Ledger` that keeps BDKs and Initial Key IDs."""
 
@@ -198,9 +211,7 @@ class PaymentKeys:
                 "bdk_label": row.bdk_label,
             }
             write.audit("keys.injected", f"device:{serial}", details)
-            return InjectionRecord(
-                serial, initial_key_id, kcv, certificate_serial, row.bdk_label, self._station, operator, write.at
-            )
+            return _injection_record(injection, row.bdk_label, self._station)
 
     def injections(self, serial: str | None = None) -> list[InjectionRecord]:
         """Recorded injections, oldest first; only those of ``serial`` when given."""
@@ -213,19 +224,7 @@ class PaymentKeys:
         if serial is not None:
             query = query.where(KeyInjection.serial == validate.serial(serial))
         with self._reading() as session:
-            return [
-                InjectionRecord(
-                    row.serial,
-                    bytes.fromhex(row.initial_key_id),
-                    bytes.fromhex(row.kcv),
-                    row.certificate_serial,
-                    bdk_label,
-                    station,
-                    row.operator,
-                    row.injected,
-                )
-                for row, bdk_label, station in session.execute(query)
-            ]
+            return [_injection_record(*found) for found in session.execute(query)]
 
     def allocations(self, serial: str | None = None) -> list[AllocationRecord]:
         """Initial Key IDs issued, oldest first, with their state; only those of ``serial`` when given."""
