@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from sqlalchemy import create_engine, text
+
 from terminal.events import Event, Recorder
 from terminal.models import model_by_id
 
@@ -86,3 +88,13 @@ def write_bootloader_bus(
     }
     (sim_dir / "bus.json").write_text(json.dumps({"version": 1, "devices": [entry]}), encoding="utf-8")
     return entry
+
+
+def execute_sql(url: str, statement: str) -> None:
+    """Run one SQL statement on the database at ``url`` behind the ledger's back (to tamper with it)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()

@@ -4,6 +4,7 @@ a transaction and never reissued, injections, and the authorised inventory with 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
+from helpers import execute_sql
 from sqlalchemy import create_engine, inspect, text
 
 from provisioning.ledger import (
@@ -31,6 +33,7 @@ from provisioning.ledger import (
     LedgerError,
     LedgerRowTampered,
     NotInInventory,
+    OperatorRequired,
     UnitNotAuthorised,
     UnknownBdk,
     UnknownInitialKeyId,
@@ -110,15 +113,6 @@ def test_bad_registrations_are_refused_and_write_nothing(ledger: Ledger, field: 
 # -- Initial Key IDs ------------------------------------------------------------------------------
 
 
-def _execute(url: str, statement: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def keyed(ledger: Ledger) -> Ledger:
     """A ledger with a BDK and three authorised units."""
@@ -142,6 +136,24 @@ def test_initial_key_ids_are_the_bdk_id_then_derivation_ids_counting_from_one(ke
     assert entry.details == {"initial_key_id": "0123ABCD00000002", "bdk_label": "line-bdk"}
     assert set(entry.seals) == {"bdks:1", "initial_key_ids:0123ABCD00000002"}
     assert keyed.verify().ok
+
+
+def test_keys_and_the_inventory_are_recorded_only_under_an_authenticated_operator(keyed: Ledger, url: str) -> None:
+    ikid = keyed.allocate_initial_key_id("line-bdk", "SN1")
+    entries = len(keyed.audit_entries())
+    with Ledger.open(url, station="bench-2") as anonymous:
+        for write in (
+            lambda: anonymous.allocate_initial_key_id("line-bdk", "SN2"),
+            lambda: anonymous.record_injection("SN1", ikid, KCV, "01"),
+            lambda: anonymous.allocation_failed(ikid, "unplugged"),
+            lambda: anonymous.inventory_add(["SN9"], None),
+            lambda: anonymous.inventory_remove("SN1"),
+        ):
+            with pytest.raises(OperatorRequired):
+                write()
+        assert [e.action for e in anonymous.audit_entries()[entries:]] == ["station.registered"]
+    assert [(a.state, a.serial) for a in keyed.allocations()] == [("allocated", "SN1")]
+    assert keyed.authorised("SN1") and not keyed.authorised("SN9")
 
 
 def test_a_unit_outside_the_inventory_or_an_unknown_bdk_gets_no_id(keyed: Ledger) -> None:
@@ -181,7 +193,7 @@ def test_a_failed_then_retried_allocation_gets_a_new_id_and_the_failed_one_is_ne
 
 def test_a_counter_set_back_behind_the_ledger_s_back_never_reissues_an_id(keyed: Ledger, url: str) -> None:
     first = keyed.allocate_initial_key_id("line-bdk", "SN1")
-    _execute(url, "UPDATE bdks SET last_derivation_id = 0")
+    execute_sql(url, "UPDATE bdks SET last_derivation_id = 0")
     with pytest.raises(LedgerError):  # the unique initial_key_id refuses the second issue
         keyed.allocate_initial_key_id("line-bdk", "SN2")
     assert [a.initial_key_id for a in keyed.allocations()] == [first]
@@ -189,7 +201,7 @@ def test_a_counter_set_back_behind_the_ledger_s_back_never_reissues_an_id(keyed:
 
 
 def test_the_32_bit_derivation_id_space_runs_out_with_a_clear_error(keyed: Ledger, url: str) -> None:
-    _execute(url, f"UPDATE bdks SET last_derivation_id = {0xFFFFFFFE}")
+    execute_sql(url, f"UPDATE bdks SET last_derivation_id = {0xFFFFFFFE}")
     assert keyed.allocate_initial_key_id("line-bdk", "SN1").hex().upper() == "0123ABCDFFFFFFFF"
     with pytest.raises(DerivationIdsExhausted) as caught:
         keyed.allocate_initial_key_id("line-bdk", "SN2")
@@ -232,7 +244,7 @@ def test_verify_finds_an_edited_injection(keyed: Ledger, url: str) -> None:
     ikid = keyed.allocate_initial_key_id("line-bdk", "SN1")
     keyed.record_injection("SN1", ikid, KCV, "01")
     assert keyed.verify().ok
-    _execute(url, "UPDATE key_injections SET kcv = '000000'")
+    execute_sql(url, "UPDATE key_injections SET kcv = '000000'")
     report = keyed.verify()
     assert (report.ok, report.problem, report.table, report.row) == (
         False,
@@ -383,6 +395,9 @@ def test_two_stations_in_two_processes_never_share_an_initial_key_id(url: str) -
         assert {i.station for i in injections} == set(stations)
         assert ledger.reconcile().ok and ledger.reconcile().not_injected == ()
         assert ledger.verify().ok
+    column = _columns_free_of_key_material(url, ())
+    assert column["initial_key_ids", "initial_key_id"] == {ikid.hex().upper() for ikid in every}
+    assert column["key_injections", "kcv"] == {hashlib.sha256(ikid).digest()[:5].hex().upper() for ikid in every}
 
 
 def _kcv(key: bytes) -> bytes:
@@ -422,13 +437,21 @@ def test_no_key_material_reaches_any_table(ledger: Ledger, url: str) -> None:
     ledger.reconcile()
     assert ledger.verify().ok
 
+    column = _columns_free_of_key_material(url, (bdk, kbpk, *initial_keys.values()))
+    assert column["initial_key_ids", "initial_key_id"] == set(allocated)
+    assert column["key_injections", "initial_key_id"] == set(allocated[1::2])
+    assert column["key_injections", "kcv"] | column["bdks", "kcv"] == kcvs
+
+
+def _columns_free_of_key_material(url: str, keys: tuple[bytes, ...]) -> dict[tuple[str, str], set[str]]:
+    """Every column's values as text, after checking that no table holds ``keys`` (raw, or hex in either case),
+    any binary value, or any long hex run but the ledger's own SHA-256 chain (entry hashes, row seals)."""
     values = _every_value(url)
     texts = [(t, c, v if isinstance(v, str) else json.dumps(v, default=str)) for t, c, v in values]
     assert not [(t, c) for t, c, v in values if isinstance(v, bytes | bytearray | memoryview)]
-    for key in (bdk, kbpk, *initial_keys.values()):
+    for key in keys:
         for shown in (key.hex(), key.hex().upper(), key.decode("latin-1")):
             assert not [(t, c) for t, c, v in texts if shown in v]
-    # The only long hex in the ledger is its own SHA-256 chain: entry hashes and row seals.
     hashes = {v for t, c, v in texts if (t, c) in {("audit_log", "hash"), ("audit_log", "prev_hash")}}
     hashes |= {d for t, c, v in values if (t, c) == ("audit_log", "seals") and v for d in _seal_digests(v)}
     stray = [(t, c, run) for t, c, v in texts for run in re.findall(r"[0-9A-Fa-f]{32,}", v) if run not in hashes]
@@ -436,9 +459,7 @@ def test_no_key_material_reaches_any_table(ledger: Ledger, url: str) -> None:
     column: dict[tuple[str, str], set[str]] = defaultdict(set)
     for t, c, v in texts:
         column[t, c].add(v)
-    assert column["initial_key_ids", "initial_key_id"] == set(allocated)
-    assert column["key_injections", "initial_key_id"] == set(allocated[1::2])
-    assert column["key_injections", "kcv"] | column["bdks", "kcv"] == kcvs
+    return column
 
 
 def _seal_digests(value: object) -> list[str]:

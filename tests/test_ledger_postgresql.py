@@ -13,7 +13,8 @@ from urllib.parse import quote
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from helpers import execute_sql
+from sqlalchemy import create_engine
 
 from provisioning.ledger import (
     ChainProblem,
@@ -26,15 +27,6 @@ from provisioning.ledger import (
 from provisioning.ledger.models import Base
 
 pytestmark = pytest.mark.postgresql
-
-
-def _execute(url: str, statement: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(statement))
-    finally:
-        engine.dispose()
 
 
 def test_open_migrates_a_fresh_database_to_head(postgres_url: str) -> None:
@@ -171,10 +163,10 @@ def test_tampering_is_found(postgres_url: str) -> None:
     with Ledger.open(postgres_url, station="line-1") as ledger:
         for n in range(6):
             ledger.audit("test.note", f"note:{n}", {"n": n})
-        _execute(postgres_url, """UPDATE audit_log SET details = '{"n": 7}' WHERE id = 3""")
+        execute_sql(postgres_url, """UPDATE audit_log SET details = '{"n": 7}' WHERE id = 3""")
         report = ledger.verify()
         assert (report.first_bad_id, report.problem) == (3, ChainProblem.EDITED)
-        _execute(postgres_url, "DELETE FROM audit_log WHERE id = 3")
+        execute_sql(postgres_url, "DELETE FROM audit_log WHERE id = 3")
         report = ledger.verify()
         assert (report.first_bad_id, report.problem) == (4, ChainProblem.BROKEN_LINK)
 
@@ -202,7 +194,7 @@ def test_tampered_rows_are_found_and_named(postgres_url: str) -> None:
         assert ledger.verify().ok
 
         def found(statement: str) -> tuple[ChainProblem | None, str | None, str | None]:
-            _execute(postgres_url, statement)
+            execute_sql(postgres_url, statement)
             report = ledger.verify()
             return report.problem, report.table, report.row
 
@@ -270,7 +262,7 @@ def test_an_existing_ledger_is_migrated_and_its_rows_sealed(postgres_url: str) -
     digest = chain.entry_hash(
         chain.GENESIS_HASH, entry_id=1, at=at, station="line-1", operator=None, action="a", subject="s", details={}
     )
-    _execute(
+    execute_sql(
         postgres_url,
         "INSERT INTO stations VALUES (1, 'line-1', 'host', '2026-01-01T00:00:00Z');"
         "INSERT INTO devices VALUES ('SN1', 'dragonfly-2', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', NULL);"
@@ -283,5 +275,5 @@ def test_an_existing_ledger_is_migrated_and_its_rows_sealed(postgres_url: str) -
     with Ledger.open(postgres_url, station="line-1") as ledger:
         report = ledger.verify()
         assert (report.ok, report.rows) == (True, 3)
-        _execute(postgres_url, "UPDATE operations SET status = 'succeeded'")
+        execute_sql(postgres_url, "UPDATE operations SET status = 'succeeded'")
         assert ledger.verify().problem is ChainProblem.ROW_EDITED

@@ -163,3 +163,10 @@ class InjectionAlreadyRecorded(InitialKeyIdUsed):
 class NotInInventory(LedgerError):
     message = N_("The unit {serial} is not in the authorised inventory")
     remedy = N_("Check the serial with 'naiad keys inventory list'.")
+
+
+class OperatorRequired(LedgerError):
+    """Key and inventory records name the operator who made them: none is made anonymously."""
+
+    message = N_("The ledger records keys and the inventory only under a logged-in operator")
+    remedy = N_("Run it with --operator NAME (the password is asked), or set NAIAD_OPERATOR to a session token.")

@@ -44,7 +44,7 @@ class Inventory:
             reference = validate.text(reference, "reference", limit=REFERENCE_LENGTH)
         added = 0
         with self._writing() as write:
-            session = write.session
+            operator, session = write.named_operator(), write.session
             known: set[str] = set()
             for start in range(0, len(wanted), PER_ENTRY):  # a few hundred bound values a query, on any database
                 query = select(InventoryUnit.serial).where(InventoryUnit.serial.in_(wanted[start : start + PER_ENTRY]))
@@ -53,9 +53,7 @@ class Inventory:
             for start in range(0, len(new), PER_ENTRY):
                 chunk = new[start : start + PER_ENTRY]
                 for serial in chunk:
-                    session.add(
-                        InventoryUnit(serial=serial, reference=reference, added_by=write.operator, added=write.at)
-                    )
+                    session.add(InventoryUnit(serial=serial, reference=reference, added_by=operator, added=write.at))
                 write.audit("inventory.added", "inventory", {"reference": reference, "serials": chunk})
                 added += len(chunk)
         return added
@@ -64,6 +62,7 @@ class Inventory:
         """Withdraw the authorisation of ``serial`` (its past injections stay, and reconcile names them)."""
         serial = validate.serial(serial)
         with self._writing() as write:
+            write.named_operator()
             row = write.session.get(InventoryUnit, serial)
             if row is None:
                 raise NotInInventory(serial=serial)

@@ -31,6 +31,7 @@ from .errors import (
     LedgerError,
     LedgerMalformed,
     LedgerUnavailable,
+    OperatorRequired,
     UnknownDevice,
     UnknownOperator,
 )
@@ -78,6 +79,12 @@ class _Write:
     station: str
     at: dt.datetime
     operator: str | None = None  # the authenticated operator, named by entries that name no other
+
+    def named_operator(self) -> str:
+        """The authenticated operator, for records that must name one (keys, the inventory)."""
+        if self.operator is None:
+            raise OperatorRequired()
+        return self.operator
 
     def audit(self, action: str, subject: str, details: dict[str, Any], operator: str | None = None) -> AuditRecord:
         """Append an entry that also seals every sealed row this transaction changed since the last one."""

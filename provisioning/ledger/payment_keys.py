@@ -2,7 +2,9 @@
 
 Only what identifies and checks a key is stored (labels, BDK IDs, Initial Key IDs, KCVs, certificate
 serials, names and times), never a key: KCVs longer than 5 bytes are refused.  Every write is audited
-in its own transaction, naming the authenticated operator, and every row is sealed.
+in its own transaction, naming the authenticated operator, and every row is sealed.  Initial Key IDs are
+allocated and injections recorded only under an authenticated operator (``OperatorRequired``); a BDK may
+be registered without one, as its custodians are named.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ def _bdk_record(row: Bdk, station: str) -> BdkRecord:
         station=station,
         operator=row.operator,
         issued=row.last_derivation_id,
+    )
+
+
+def _injection_record(row: KeyInjection, bdk_label: str, station: str) -> InjectionRecord:
+    return InjectionRecord(
+        row.serial,
+        bytes.fromhex(row.initial_key_id),
+        bytes.fromhex(row.kcv),
+        row.certificate_serial,
+        bdk_label,
+        station,
+        row.operator,
+        row.injected,
     )
 
 
@@ -115,7 +130,7 @@ class PaymentKeys:
         bdk_label = validate.label(bdk_label, "bdk_label")
         serial = validate.serial(serial)
         with self._writing() as write:
-            session = write.session
+            operator, session = write.named_operator(), write.session
             bdk = session.scalars(select(Bdk).where(Bdk.label == bdk_label).with_for_update()).one_or_none()
             if bdk is None:
                 raise UnknownBdk(label=bdk_label)
@@ -133,7 +148,7 @@ class PaymentKeys:
                     serial=serial,
                     state="allocated",
                     station_id=self._station_id,
-                    operator=write.operator,
+                    operator=operator,
                     allocated=write.at,
                 )
             )
@@ -147,6 +162,7 @@ class PaymentKeys:
         hex_id = validate.exact_bytes(initial_key_id, "initial_key_id", validate.INITIAL_KEY_ID_BYTES).hex().upper()
         reason = validate.text(reason, "reason", limit=REFERENCE_LENGTH)
         with self._writing() as write:
+            write.named_operator()
             row = write.session.get(InitialKeyId, hex_id, with_for_update=True)
             if row is None:
                 raise UnknownInitialKeyId(initial_key_id=hex_id)
@@ -169,6 +185,7 @@ class PaymentKeys:
         kcv = validate.kcv(kcv)
         certificate_serial = validate.certificate_serial(certificate_serial)
         with self._writing() as write:
+            operator = write.named_operator()
             row = write.session.get(InitialKeyId, hex_id, with_for_update=True)
             if row is None or row.serial != serial:
                 raise InitialKeyIdOfAnotherUnit(initial_key_id=hex_id, serial=serial)
@@ -183,7 +200,7 @@ class PaymentKeys:
                 kcv=kcv.hex().upper(),
                 certificate_serial=certificate_serial,
                 station_id=self._station_id,
-                operator=write.operator,
+                operator=operator,
                 injected=write.at,
             )
             write.session.add(injection)
@@ -194,9 +211,7 @@ class PaymentKeys:
                 "bdk_label": row.bdk_label,
             }
             write.audit("keys.injected", f"device:{serial}", details)
-            return InjectionRecord(
-                serial, initial_key_id, kcv, certificate_serial, row.bdk_label, self._station, write.operator, write.at
-            )
+            return _injection_record(injection, row.bdk_label, self._station)
 
     def injections(self, serial: str | None = None) -> list[InjectionRecord]:
         """Recorded injections, oldest first; only those of ``serial`` when given."""
@@ -209,19 +224,7 @@ class PaymentKeys:
         if serial is not None:
             query = query.where(KeyInjection.serial == validate.serial(serial))
         with self._reading() as session:
-            return [
-                InjectionRecord(
-                    row.serial,
-                    bytes.fromhex(row.initial_key_id),
-                    bytes.fromhex(row.kcv),
-                    row.certificate_serial,
-                    bdk_label,
-                    station,
-                    row.operator,
-                    row.injected,
-                )
-                for row, bdk_label, station in session.execute(query)
-            ]
+            return [_injection_record(*found) for found in session.execute(query)]
 
     def allocations(self, serial: str | None = None) -> list[AllocationRecord]:
         """Initial Key IDs issued, oldest first, with their state; only those of ``serial`` when given."""
