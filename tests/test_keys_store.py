@@ -71,6 +71,12 @@ def softhsm_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     config = tmp_path / "softhsm2.conf"
     config.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
     monkeypatch.setenv("SOFTHSM2_CONF", str(config))
+    return new_token()
+
+
+def new_token() -> str:
+    """Another token beside :func:`softhsm_token`'s (a second station's HSM, say); its label.  Stores must be
+    closed first, as for the fixture."""
     label = f"naiad-{uuid.uuid4().hex[:24]}"
     subprocess.run(
         ["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", PIN],
