@@ -99,9 +99,10 @@ def _turn(name: str, component: bytes | None = None, check_value: str | None = N
     return typed
 
 
-def _load(url: str, label: str, turns: str | IO[bytes], count: int = 2) -> Result:
-    args = ["keys", "ceremony", "load-bdk", "--label", label, "--bdk-id", BDK_ID, "--components", str(count)]
-    return naiad(url, *args, stdin=turns)
+def _load(url: str, label: str, turns: str | IO[bytes], count: int = 2, bdk_id: str = BDK_ID, **env: str) -> Result:
+    """``load-bdk`` with what the custodians type; no ``--bdk-id`` when ``bdk_id`` is empty (a registered BDK)."""
+    args = ["keys", "ceremony", "load-bdk", "--label", label, "--components", str(count)]
+    return naiad(url, *args, *(("--bdk-id", bdk_id) if bdk_id else ()), stdin=turns, **env)
 
 
 def _ledger_text(url: str) -> str:
@@ -380,7 +381,7 @@ def test_a_second_station_loads_a_registered_bdk_and_may_inject_with_it(
     assert _inject_check(url, tmp_path) == "BdkNotInStore"
 
     turns = _turn("carol", components[0]) + _turn("alice", components[1]) + _turn("bob", components[2])
-    loaded = naiad(url, "keys", "ceremony", "load-bdk", "--label", "line BDK", "--components", "3", stdin=turns)
+    loaded = _load(url, "line BDK", turns, 3, bdk_id="")
     assert loaded.exit_code == 0, loaded.output
     assert kcv.shown(registered.kcv) in loaded.output and "the one the ledger registered" in loaded.output
     with open_key_store(keystore) as opened:
@@ -405,15 +406,7 @@ def test_a_second_station_loading_other_components_keeps_nothing(
     assert registered is not None
     _second_station(keystore, tmp_path, monkeypatch)
     wrong = [os.urandom(16), os.urandom(16)]  # each matches its own KCV: only the BDK's KCV tells
-    result = naiad(
-        url,
-        "keys",
-        "ceremony",
-        "load-bdk",
-        "--label",
-        "line BDK",
-        stdin=_turn("alice", wrong[0]) + _turn("bob", wrong[1]),
-    )
+    result = _load(url, "line BDK", _turn("alice", wrong[0]) + _turn("bob", wrong[1]), bdk_id="")
     assert result.exit_code == 1
     made = kcv.shown(kcv.aes_cmac_kcv(combined(wrong)))
     assert (
@@ -426,10 +419,7 @@ def test_a_second_station_loading_other_components_keeps_nothing(
     unchanged, after = _registered(url)
     assert unchanged == registered and [e.action for e in after[len(before) :]] == ["bdk.ceremony_stopped"]
     assert after[-1].details["reason"] == "BdkKcvDiffers" and after[-1].station == "bench-2"
-    chinese = naiad(
-        url, "keys", "ceremony", "load-bdk", "--label", "line BDK", NAIAD_LANG="zh_CN",
-        stdin=_turn("alice", wrong[0]) + _turn("bob", wrong[1]),
-    )  # fmt: skip
+    chinese = _load(url, "line BDK", _turn("alice", wrong[0]) + _turn("bob", wrong[1]), bdk_id="", NAIAD_LANG="zh_CN")
     assert chinese.exit_code == 1 and "密钥库已将其销毁" in chinese.output
 
 
@@ -447,7 +437,7 @@ def test_a_loading_the_ledger_did_not_audit_is_destroyed_again(
         return audit(ledger, action, *args)
 
     monkeypatch.setattr(Ledger, "audit", outage)
-    result = naiad(url, "keys", "ceremony", "load-bdk", "--label", "line BDK", stdin=turns)
+    result = _load(url, "line BDK", turns, bdk_id="")
     assert result.exit_code == 1
     assert "The ledger did not record the BDK line BDK, so the key store destroyed it again" in result.output
     with open_key_store(keystore) as opened:
@@ -456,11 +446,10 @@ def test_a_loading_the_ledger_did_not_audit_is_destroyed_again(
 
 def test_a_registered_bdk_is_loaded_under_its_own_id_and_a_new_one_needs_one(url: str, keystore: str) -> None:
     assert _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16))).exit_code == 0
-    args = ("keys", "ceremony", "load-bdk", "--label")
-    other_id = naiad(url, *args, "line BDK", "--bdk-id", "0B0B0B0B", stdin=_turn("alice"))
+    other_id = _load(url, "line BDK", _turn("alice"), bdk_id="0B0B0B0B")
     assert other_id.exit_code == 1
     assert f"registered the BDK line BDK with BDK ID {BDK_ID}, not 0B0B0B0B" in other_id.output
-    no_id = naiad(url, *args, "new BDK", stdin=_turn("alice"))
+    no_id = _load(url, "new BDK", _turn("alice"), bdk_id="")
     assert no_id.exit_code == 1 and "a new BDK needs its BDK ID (--bdk-id)" in no_id.output
     assert "Custodian 1" not in other_id.output + no_id.output
 
