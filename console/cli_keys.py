@@ -240,7 +240,7 @@ def load_bdk(settings: Settings, label: str, bdk_id: bytes | None, components: i
                 check_value = parse_check_value(click.prompt(_("KCV of component {number}", number=number), err=True))
                 ceremony.add(custodian, component, check_value)
                 err().print(_("Component {number} of {count} matches its KCV.", number=number, count=components))
-            kcv = ceremony.combine(store, registered.kcv if registered else None)
+            kcv = ceremony.combine(store, None if registered is None else registered.kcv)
             _record(ledger, store, ceremony, known_id, kcv, "ceremony", loaded=registered is not None)
     _made(label, kcv, ceremony.custodians)
     if registered is not None:
