@@ -1,7 +1,8 @@
 """``naiad keys``: payment keys.
 
 - ``selftest [--json]`` runs every known-answer test of the core;
-- ``ceremony load-bdk`` / ``ceremony generate-bdk``: a BDK under dual control, each custodian logging in;
+- ``ceremony load-bdk`` / ``ceremony generate-bdk``: a BDK under dual control, each custodian logging in; a
+  BDK another station registered is loaded into this station's store by the same ceremony;
 - ``bdk list [--json]``: the BDKs of the ledger beside what the key store holds.
 
 Presentation only: :mod:`keys.selftest`, :mod:`keys.ceremony` and :mod:`provisioning.operators` decide; this
@@ -12,7 +13,7 @@ never printed; only KCVs are shown.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from .keystore_option import keystore_options, open_key_store
 if TYPE_CHECKING:
     from keys.ceremony import Ceremony
     from keys.store import KeyStore
-    from provisioning.ledger import Ledger
+    from provisioning.ledger import BdkRecord, Ledger
 
 LOG = logging.getLogger(__name__)
 BDK_LENGTHS = {"AES-128": 16, "AES-256": 32}
@@ -90,7 +91,9 @@ def ceremony_group() -> None:
     pass
 
 
-def _bdk_id(_ctx: click.Context, _param: click.Parameter, value: str) -> bytes:
+def _bdk_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> bytes | None:
+    if value is None:
+        return None
     try:
         parsed = bytes.fromhex(value) if len(value) == 8 else b""
     except ValueError:
@@ -101,14 +104,10 @@ def _bdk_id(_ctx: click.Context, _param: click.Parameter, value: str) -> bytes:
 
 
 label_option = option("--label", required=True, help=N_("The BDK's label in the key store and the ledger."))
-bdk_id_option = option(
-    "--bdk-id",
-    "bdk_id",
-    required=True,
-    metavar="HEX8",
-    callback=_bdk_id,
-    help=N_("The BDK ID: 8 hexadecimal digits, the first half of every Initial Key ID the BDK issues."),
-)
+
+
+def bdk_id_option(required: bool, text: str) -> Callable[[Any], Any]:
+    return option("--bdk-id", "bdk_id", required=required, metavar="HEX8", callback=_bdk_id, help=text)
 
 
 def _check_unregistered(ledger: Ledger, label: str, bdk_id: bytes) -> None:
@@ -122,20 +121,32 @@ def _check_unregistered(ledger: Ledger, label: str, bdk_id: bytes) -> None:
         raise BdkIdInUse(bdk_id=bdk_id.hex().upper(), label=holder)
 
 
+def _bdk_to_load(ledger: Ledger, label: str, bdk_id: bytes | None) -> tuple[bytes, BdkRecord | None]:
+    """The BDK ID to load under, and the ledger's record when ``label`` is registered already (a BDK made at
+    another station sharing the ledger, now loaded into this station's store); checked before anyone types."""
+    from keys.ceremony import BdkIdDiffers, BdkIdNeeded
+
+    registered = ledger.bdk(label)
+    if registered is not None:
+        if bdk_id is not None and bdk_id != registered.bdk_id:
+            raise BdkIdDiffers(label=label, registered=registered.bdk_id.hex().upper(), bdk_id=bdk_id.hex().upper())
+        return registered.bdk_id, registered
+    if bdk_id is None:
+        raise BdkIdNeeded(label=label)
+    _check_unregistered(ledger, label, bdk_id)
+    return bdk_id, None
+
+
 @contextmanager
-def _ceremony(
-    settings: Settings, label: str, bdk_id: bytes, custodians: int, keystore: str
-) -> Iterator[tuple[Ledger, KeyStore, Ceremony]]:
-    """The ledger, the open key store and the ceremony; a ceremony that stops is audited and leaves nothing."""
+def _ceremony(ledger: Ledger, label: str, custodians: int, keystore: str) -> Iterator[tuple[KeyStore, Ceremony]]:
+    """The open key store and the ceremony; a ceremony that stops is audited and leaves nothing."""
     from keys.ceremony import Ceremony, CeremonyAborted
     from keys.store import check_free
 
-    ledger = settings.station().ledger
-    _check_unregistered(ledger, label, bdk_id)
     with open_key_store(keystore) as store, Ceremony(label, custodians) as ceremony:
         check_free(label, store.labels())
         try:
-            yield ledger, store, ceremony
+            yield store, ceremony
         except (click.Abort, EOFError, KeyboardInterrupt):
             _stopped(ledger, ceremony, "interrupted")
             raise CeremonyAborted() from None
@@ -166,16 +177,28 @@ def _custodian(ledger: Ledger, ceremony: Ceremony) -> str:
     return session.operator
 
 
-def _register(ledger: Ledger, ceremony: Ceremony, bdk_id: bytes, kcv: bytes, origin: str) -> None:
-    """Record the BDK the store now holds, as the first custodian unless someone logged in for the command."""
-    from keys.ceremony import BdkNotRecorded
-    from keys.kcv import shown
+def _record(
+    ledger: Ledger, store: KeyStore, ceremony: Ceremony, bdk_id: bytes, kcv: bytes, origin: str, *, loaded: bool
+) -> None:
+    """Register the BDK the store now holds or, ``loaded`` (registered already), audit its loading into this
+    station's store, leaving the registry row as it is; written as the first custodian unless someone logged
+    in for the command.  A BDK the ledger did not record is destroyed again."""
+    from keys.ceremony import BdkNotRecorded, destroy_made
 
     writer = ledger if ledger.operator else ledger.as_operator(ceremony.custodians[0])
     try:
-        writer.register_bdk(ceremony.label, bdk_id, kcv, origin, ceremony.custodians)
+        if loaded:
+            details = {
+                "bdk_id": bdk_id.hex().upper(),
+                "kcv": kcv.hex().upper(),
+                "custodians": list(ceremony.custodians),
+            }
+            writer.audit("bdk.loaded", f"bdk:{ceremony.label}", details)
+        else:
+            writer.register_bdk(ceremony.label, bdk_id, kcv, origin, ceremony.custodians)
     except NaiadError as exc:
-        raise BdkNotRecorded(label=ceremony.label, kcv=shown(kcv), reason=str(exc)) from exc
+        destroy_made(store, ceremony.label, kcv, N_("the ledger did not record it"))
+        raise BdkNotRecorded(label=ceremony.label, reason=str(exc)) from exc
 
 
 def _made(label: str, kcv: bytes, custodians: tuple[str, ...]) -> None:
@@ -185,31 +208,48 @@ def _made(label: str, kcv: bytes, custodians: tuple[str, ...]) -> None:
     out().print(_("Custodians: {custodians}", custodians=", ".join(custodians)))
 
 
-@ceremony_group.command("load-bdk", help=N_("Load a BDK from two or three components, each from another custodian."))
+@ceremony_group.command(
+    "load-bdk",
+    help=N_(
+        "Load a BDK from two or three components, each from another custodian: a new BDK, or one the ledger "
+        "registered at another station, into this station's key store."
+    ),
+)
 @label_option
-@bdk_id_option
+@bdk_id_option(
+    False,
+    N_(
+        "The BDK ID of a new BDK: 8 hexadecimal digits, the first half of every Initial Key ID it issues. "
+        "A BDK the ledger has already is loaded under its registered ID, which a given one must match."
+    ),
+)
 @option("--components", type=click.IntRange(2, 3), default=2, show_default=True, help=N_("How many components."))
 @keystore_options
 @pass_settings
-def load_bdk(settings: Settings, label: str, bdk_id: bytes, components: int, keystore: str) -> None:
+def load_bdk(settings: Settings, label: str, bdk_id: bytes | None, components: int, keystore: str) -> None:
     from keys.ceremony import parse_check_value, parse_component
 
-    with reported(False), _ceremony(settings, label, bdk_id, components, keystore) as (ledger, store, ceremony):
-        for number in range(1, components + 1):
-            custodian = _custodian(ledger, ceremony)
-            asked = _("Component {number} (hexadecimal, not shown)", number=number)
-            component = parse_component(click.prompt(asked, hide_input=True, err=True))
-            check_value = parse_check_value(click.prompt(_("KCV of component {number}", number=number), err=True))
-            ceremony.add(custodian, component, check_value)
-            err().print(_("Component {number} of {count} matches its KCV.", number=number, count=components))
-        kcv = ceremony.combine(store)
-        _register(ledger, ceremony, bdk_id, kcv, "ceremony")
+    with reported(False):
+        ledger = settings.station().ledger
+        known_id, registered = _bdk_to_load(ledger, label, bdk_id)
+        with _ceremony(ledger, label, components, keystore) as (store, ceremony):
+            for number in range(1, components + 1):
+                custodian = _custodian(ledger, ceremony)
+                asked = _("Component {number} (hexadecimal, not shown)", number=number)
+                component = parse_component(click.prompt(asked, hide_input=True, err=True))
+                check_value = parse_check_value(click.prompt(_("KCV of component {number}", number=number), err=True))
+                ceremony.add(custodian, component, check_value)
+                err().print(_("Component {number} of {count} matches its KCV.", number=number, count=components))
+            kcv = ceremony.combine(store, None if registered is None else registered.kcv)
+            _record(ledger, store, ceremony, known_id, kcv, "ceremony", loaded=registered is not None)
     _made(label, kcv, ceremony.custodians)
+    if registered is not None:
+        out().print(_("The KCV is the one the ledger registered for {label}.", label=label))
 
 
 @ceremony_group.command("generate-bdk", help=N_("Generate a random BDK inside the key store before two custodians."))
 @label_option
-@bdk_id_option
+@bdk_id_option(True, N_("The BDK ID: 8 hexadecimal digits, the first half of every Initial Key ID the BDK issues."))
 @option(
     "--algorithm",
     type=click.Choice(tuple(BDK_LENGTHS)),
@@ -220,11 +260,14 @@ def load_bdk(settings: Settings, label: str, bdk_id: bytes, components: int, key
 @keystore_options
 @pass_settings
 def generate_bdk(settings: Settings, label: str, bdk_id: bytes, algorithm: str, keystore: str) -> None:
-    with reported(False), _ceremony(settings, label, bdk_id, 2, keystore) as (ledger, store, ceremony):
-        for _number in range(ceremony.expected):
-            _custodian(ledger, ceremony)
-        kcv = ceremony.generate(store, BDK_LENGTHS[algorithm])
-        _register(ledger, ceremony, bdk_id, kcv, "generated")
+    with reported(False):
+        ledger = settings.station().ledger
+        _check_unregistered(ledger, label, bdk_id)
+        with _ceremony(ledger, label, 2, keystore) as (store, ceremony):
+            for _number in range(ceremony.expected):
+                _custodian(ledger, ceremony)
+            kcv = ceremony.generate(store, BDK_LENGTHS[algorithm])
+            _record(ledger, store, ceremony, bdk_id, kcv, "generated", loaded=False)
     _made(label, kcv, ceremony.custodians)
 
 

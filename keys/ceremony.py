@@ -3,8 +3,9 @@
 Each component comes from a different custodian, who is authenticated (with the custodian role) by the
 caller before :meth:`Ceremony.admit`; each is checked against its own key check value before the next is
 taken; the components are combined inside the key store (:meth:`keys.store.KeyStore.combine_components`),
-which shows only the BDK's KCV.  ``generate-bdk`` is the same ceremony without components: the custodians
-witness the store generating the BDK.
+which shows only the BDK's KCV.  A BDK the ledger already registered (made at another station that shares the
+ledger) is loaded the same way into this station's store, and kept only if its KCV is the ledger's.
+``generate-bdk`` is the same ceremony without components: the custodians witness the store generating the BDK.
 
 No I/O here, and no component in an error, a log or a ``repr``: a component lives in a ``bytearray`` this
 module owns from :meth:`Ceremony.add` on and wipes as soon as it is combined or refused, or the ceremony ends.
@@ -18,6 +19,7 @@ import hmac
 from typing import Self
 
 from i18n import N_
+from terminal.errors import NaiadError
 
 from . import kcv
 from .errors import KeysError, KeyStoreComponentsInvalid
@@ -40,11 +42,45 @@ class CeremonyAborted(CeremonyError):
 
 
 class BdkNotRecorded(CeremonyError):
-    """The store made the BDK but the ledger refused its record: the key store has no way to drop it again."""
+    """The store made the BDK but the ledger did not record it (an outage, another station taking the label first):
+    the BDK was destroyed again, so no key is held that the ledger does not know."""
 
-    message = N_("The key store holds the new BDK {label} (KCV {kcv}), but the ledger did not record it: {reason}")
+    message = N_("The ledger did not record the BDK {label}, so the key store destroyed it again: {reason}")
+    remedy = N_("Nothing was kept. Once the ledger works ('naiad doctor'), hold the ceremony again.")
+
+
+class BdkKcvDiffers(CeremonyError):
+    """Loading a registered BDK into another store: the components make another key than the ledger's."""
+
+    message = N_(
+        "The components make a BDK with KCV {kcv}, but the ledger registered {label} with KCV {registered}: "
+        "the key store destroyed it again"
+    )
     remedy = N_(
-        "Do not inject with it. Once the ledger works ('naiad doctor'), hold the ceremony again under a new label."
+        "Nothing was kept. The components are not those of {label}: check each custodian's form against the "
+        "ledger's KCV ('naiad keys bdk list') and hold the ceremony again with this BDK's components."
+    )
+
+
+class BdkNotDestroyed(CeremonyError):
+    """A BDK the ceremony had to take back stays in the store: the store refused to destroy it."""
+
+    message = N_("The BDK {label} (KCV {kcv}) had to be destroyed because {why}, but the key store could not: {reason}")
+    remedy = N_(
+        "Do not use this key. Once the key store works ('naiad doctor'), hold the ceremony again under another label."
+    )
+    msgid_params = ("why",)
+
+
+class BdkIdNeeded(CeremonyError):
+    message = N_("The ledger has no BDK labelled {label}: a new BDK needs its BDK ID (--bdk-id)")
+    remedy = N_("Nothing was stored. Give the BDK ID printed on the ceremony's forms, or check the label.")
+
+
+class BdkIdDiffers(CeremonyError):
+    message = N_("The ledger registered the BDK {label} with BDK ID {registered}, not {bdk_id}")
+    remedy = N_(
+        "Nothing was stored. Leave out --bdk-id to load the registered BDK, or choose another label for a new one."
     )
 
 
@@ -186,18 +222,25 @@ class Ceremony:
         if any(hmac.compare_digest(bytes(component), bytes(other)) for other in self._components.values()):
             raise KeyStoreComponentsInvalid(reason=N_("two components are equal"))
 
-    def combine(self, store: KeyStore) -> bytes:
-        """The BDK made inside ``store`` from every component; its KCV.  The components are wiped either way."""
+    def combine(self, store: KeyStore, registered: bytes | None = None) -> bytes:
+        """The BDK made inside ``store`` from every component; its KCV.  The components are wiped either way.
+
+        ``registered`` is the KCV the ledger has for this label when the BDK is loaded into another station's
+        store: a BDK with another KCV is destroyed again (:class:`BdkKcvDiffers`)."""
         try:
             if self.entered != self.expected:
                 raise CeremonyIncomplete(expected=self.expected, actual=self.entered)
             components = [bytes(self._components[c]) for c in self._custodians]
             try:
-                return store.combine_components(self.label, components)
+                made = store.combine_components(self.label, components)
             finally:
                 del components
         finally:
             self.close()
+        if registered is not None and not hmac.compare_digest(made, registered):
+            destroy_made(store, self.label, made, N_("its KCV is not the one the ledger registered"))
+            raise BdkKcvDiffers(label=self.label, kcv=kcv.shown(made), registered=kcv.shown(registered))
+        return made
 
     def generate(self, store: KeyStore, length: int = 16) -> bytes:
         """The BDK generated inside ``store`` before every custodian (no components); its KCV."""
@@ -216,3 +259,11 @@ class Ceremony:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def destroy_made(store: KeyStore, label: str, made: bytes, why: str) -> None:
+    """Destroy the BDK (KCV ``made``) a ceremony just made under ``label``, because ``why`` (a msgid)."""
+    try:
+        store.destroy_bdk(label)
+    except NaiadError as exc:
+        raise BdkNotDestroyed(label=label, kcv=kcv.shown(made), why=why, reason=str(exc)) from exc

@@ -84,6 +84,11 @@ class KeyStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def destroy_bdk(self, label: str) -> None:
+        """Destroy the BDK under ``label`` (:class:`~keys.errors.KeyStoreLabelUnknown` if none): a ceremony takes
+        back a BDK the ledger did not record, or whose KCV is not the one the ledger registered for that label."""
+
+    @abc.abstractmethod
     def bdk_kcv(self, label: str) -> bytes:
         """The AES-CMAC KCV (5 bytes) of the BDK under ``label``, computed inside the store."""
 

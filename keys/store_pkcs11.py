@@ -222,6 +222,11 @@ class Pkcs11KeyStore(KeyStore):
             wipe(combined)
         return self._kcv(key)
 
+    def destroy_bdk(self, label: str) -> None:
+        key = self._bdk(label)
+        with _refused(N_("destroy a key")):
+            key.destroy()
+
     def bdk_kcv(self, label: str) -> bytes:
         return self._kcv(self._bdk(label))
 

@@ -107,6 +107,13 @@ class SoftwareKeyStore(KeyStore):
             xor_into(combined, component)
         return self._add(label, combined)
 
+    def destroy_bdk(self, label: str) -> None:
+        """Remove the BDK from the file (saved atomically: the old file or the new one), then wipe it."""
+        key = self._bdk(label)
+        del self._bdks[label]
+        self._save_or_undo(lambda: self._bdks.update({label: key}))
+        wipe(key)
+
     def bdk_kcv(self, label: str) -> bytes:
         return kcv.aes_cmac_kcv(bytes(self._bdk(label)))
 

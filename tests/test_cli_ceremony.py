@@ -13,19 +13,32 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from test_keys_ceremony import combined
-from test_keys_store import PIN, SOFTHSM_MODULE, softhsm_token  # noqa: F401  (softhsm_token: a fixture)
+from test_keys_store import (  # noqa: F401  (softhsm_token: a fixture)
+    PIN,
+    SOFTHSM_MODULE,
+    _self_signed,
+    new_token,
+    softhsm_token,
+)
 
 from console.cli import cli
 from console.keystore_option import open_key_store
 from keys import dukpt, kcv
+from keys.errors import KeyStoreOperationFailed
 from keys.store import KeyStore
+from keys.store_pkcs11 import Pkcs11KeyStore
+from keys.store_software import SoftwareKeyStore
 from provisioning import operators as ops
-from provisioning.ledger import Ledger
+from provisioning.ledger import AuditRecord, BdkRecord, Ledger, LedgerUnavailable
+from provisioning.ledger import ledger as ledger_module
 
 ADMIN_PW, CUSTODIAN_PW = "root-Secret-8731", "custodian-Secret-4410"
 PASSPHRASE = "the station's key store passphrase"
@@ -86,9 +99,10 @@ def _turn(name: str, component: bytes | None = None, check_value: str | None = N
     return typed
 
 
-def _load(url: str, label: str, turns: str | IO[bytes], count: int = 2) -> Result:
-    args = ["keys", "ceremony", "load-bdk", "--label", label, "--bdk-id", BDK_ID, "--components", str(count)]
-    return naiad(url, *args, stdin=turns)
+def _load(url: str, label: str, turns: str | IO[bytes], count: int = 2, bdk_id: str = BDK_ID, **env: str) -> Result:
+    """``load-bdk`` with what the custodians type; no ``--bdk-id`` when ``bdk_id`` is empty (a registered BDK)."""
+    args = ["keys", "ceremony", "load-bdk", "--label", label, "--components", str(count)]
+    return naiad(url, *args, *(("--bdk-id", bdk_id) if bdk_id else ()), stdin=turns, **env)
 
 
 def _ledger_text(url: str) -> str:
@@ -230,11 +244,13 @@ def test_a_label_or_bdk_id_already_taken_is_refused_before_anyone_types(url: str
 
     components = [os.urandom(16), os.urandom(16)]
     assert _load(url, "line BDK", _turn("alice", components[0]) + _turn("bob", components[1])).exit_code == 0
-    again = _load(url, "line BDK", _turn("alice", os.urandom(16)))
-    assert again.exit_code == 1 and "already has a BDK labelled line BDK" in again.output
+    again = _load(url, "line BDK", _turn("alice", os.urandom(16)))  # registered: loaded, but this store has it
+    assert again.exit_code == 1 and "already holds a key labelled line BDK" in again.output
+    generated = naiad(url, "keys", "ceremony", "generate-bdk", "--label", "line BDK", "--bdk-id", "0A1B2C3E")
+    assert generated.exit_code == 1 and "already has a BDK labelled line BDK" in generated.output
     same_id = _load(url, "other BDK", _turn("alice", os.urandom(16)))
     assert same_id.exit_code == 1 and f"BDK ID {BDK_ID} is already used" in same_id.output
-    assert "Custodian 1" not in again.output + same_id.output
+    assert "Custodian 1" not in again.output + generated.output + same_id.output
     with open_key_store(keystore) as opened:
         assert opened.labels() == ["in the store", "line BDK"]
         assert opened.bdk_kcv("line BDK") == kcv.aes_cmac_kcv(combined(components))
@@ -263,6 +279,179 @@ def test_bdk_list_shows_a_key_the_ledger_does_not_know(url: str, keystore: str) 
     [row] = json.loads(listed.output)["bdks"]
     assert (row["label"], row["state"], row["kcv"]) == ("stray", "not in the ledger", shown.hex().upper())
     assert "not in the ledger" in naiad(url, "keys", "bdk", "list").output
+
+
+# --- a BDK the ledger does not record -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failure", ["outage", "label taken by another station"])
+@pytest.mark.parametrize("command", ["load-bdk", "generate-bdk"])
+def test_a_bdk_the_ledger_did_not_record_is_destroyed_again(
+    url: str, keystore: str, monkeypatch: pytest.MonkeyPatch, command: str, failure: str
+) -> None:
+    register = Ledger.register_bdk
+
+    def refused(ledger: Ledger, label: str, *args: Any) -> BdkRecord:
+        if failure == "outage":
+            raise LedgerUnavailable(url=ledger.url, detail="connection refused")
+        with Ledger.open(url, station="bench-2") as other:  # wins the race for the label
+            register(
+                other.as_operator("carol"), label, bytes.fromhex("0B0B0B0B"), os.urandom(5), "generated", ["carol"]
+            )
+        return register(ledger, label, *args)
+
+    monkeypatch.setattr(Ledger, "register_bdk", refused)
+    if command == "load-bdk":
+        result = _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16)))
+    else:
+        generate = ("keys", "ceremony", "generate-bdk", "--label", "line BDK", "--bdk-id", BDK_ID)
+        result = naiad(url, *generate, stdin=_turn("alice") + _turn("bob"))
+    assert result.exit_code == 1
+    assert "The ledger did not record the BDK line BDK, so the key store destroyed it again" in result.output
+    assert ("connection refused" if failure == "outage" else "already has a BDK labelled line BDK") in result.output
+    with open_key_store(keystore) as opened:
+        assert opened.labels() == []
+    with Ledger.open(url, station="bench-1") as ledger:
+        other = ledger.bdk("line BDK")
+    assert (other.station if other else None) == (None if failure == "outage" else "bench-2")
+
+
+def test_a_bdk_the_store_cannot_destroy_again_is_named(
+    url: str, keystore: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def outage(ledger: Ledger, *_args: Any) -> BdkRecord:
+        raise LedgerUnavailable(url=ledger.url, detail="connection refused")
+
+    def stuck(_store: KeyStore, _label: str) -> None:
+        raise KeyStoreOperationFailed(operation="destroy a key", code="DeviceRemoved")
+
+    monkeypatch.setattr(Ledger, "register_bdk", outage)
+    for kind in (SoftwareKeyStore, Pkcs11KeyStore):
+        monkeypatch.setattr(kind, "destroy_bdk", stuck)
+    components = [os.urandom(16), os.urandom(16)]
+    result = _load(url, "line BDK", _turn("alice", components[0]) + _turn("bob", components[1]))
+    assert result.exit_code == 1
+    shown = kcv.shown(kcv.aes_cmac_kcv(combined(components)))
+    assert f"The BDK line BDK (KCV {shown}) had to be destroyed because the ledger did not record it" in result.output
+    assert "but the key store could not" in result.output and "Do not use this key" in result.output
+
+
+# --- a second station on the same ledger ---------------------------------------------------------------
+
+
+def _second_station(keystore: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on the commands run at station bench-2: the same ledger, a key store (or HSM token) of its own."""
+    monkeypatch.setattr(ledger_module, "default_station_name", lambda: "bench-2")
+    monkeypatch.setenv("NAIAD_DATA_DIR", str(tmp_path / "bench-2"))
+    if keystore == "pkcs11":
+        monkeypatch.setenv("NAIAD_PKCS11_TOKEN", new_token())
+
+
+def _inject_check(url: str, tmp_path: Path) -> str:
+    """The error ``naiad keys inject`` gives for a unit outside the inventory: the run's, or the unit's own once
+    the BDK check passed (the unit is refused before anything is sent to it)."""
+    roots = tmp_path / "manufacturer-ca.pem"
+    der = _self_signed(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
+    roots.write_bytes(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM))
+    args = ("--operator", "ivan", "keys", "inject", "--device", "UNLISTED-1", "--bdk", "line BDK", "--json")
+    result = naiad(url, *args, stdin=f"{CUSTODIAN_PW}\n", NAIAD_MANUFACTURER_CA=str(roots))
+    assert result.exit_code == 1
+    answer = json.loads(result.stdout)
+    return str(answer["error"] if "error" in answer else answer["results"][0]["error"]["error"])
+
+
+def _registered(url: str) -> tuple[BdkRecord | None, list[AuditRecord]]:
+    with Ledger.open(url, station="bench-1") as ledger:
+        assert ledger.verify().ok
+        return ledger.bdk("line BDK"), [e for e in ledger.audit_entries() if e.action.startswith("bdk.")]
+
+
+def test_a_second_station_loads_a_registered_bdk_and_may_inject_with_it(
+    url: str, keystore: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    components = [os.urandom(32) for _ in range(3)]
+    assert _load(url, "line BDK", "".join(map(_turn, CUSTODIANS, components)), 3).exit_code == 0
+    registered, before = _registered(url)
+    assert registered is not None and registered.kcv == kcv.aes_cmac_kcv(combined(components))
+    _second_station(keystore, tmp_path, monkeypatch)
+    assert _inject_check(url, tmp_path) == "BdkNotInStore"
+
+    turns = _turn("carol", components[0]) + _turn("alice", components[1]) + _turn("bob", components[2])
+    loaded = _load(url, "line BDK", turns, 3, bdk_id="")
+    assert loaded.exit_code == 0, loaded.output
+    assert kcv.shown(registered.kcv) in loaded.output and "the one the ledger registered" in loaded.output
+    with open_key_store(keystore) as opened:
+        assert opened.labels() == ["line BDK"] and opened.bdk_kcv("line BDK") == registered.kcv
+    unchanged, after = _registered(url)
+    assert unchanged == registered and after[: len(before)] == before
+    [entry] = after[len(before) :]
+    assert (entry.action, entry.station, entry.operator) == ("bdk.loaded", "bench-2", "carol")
+    assert entry.details == {
+        "bdk_id": BDK_ID,
+        "kcv": registered.kcv.hex().upper(),
+        "custodians": ["carol", "alice", "bob"],
+    }
+    assert _inject_check(url, tmp_path) == "UnitNotAuthorised"  # the store's BDK is the ledger's
+
+
+def test_a_second_station_loading_other_components_keeps_nothing(
+    url: str, keystore: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16))).exit_code == 0
+    registered, before = _registered(url)
+    assert registered is not None
+    _second_station(keystore, tmp_path, monkeypatch)
+    wrong = [os.urandom(16), os.urandom(16)]  # each matches its own KCV: only the BDK's KCV tells
+    result = _load(url, "line BDK", _turn("alice", wrong[0]) + _turn("bob", wrong[1]), bdk_id="")
+    assert result.exit_code == 1
+    made = kcv.shown(kcv.aes_cmac_kcv(combined(wrong)))
+    assert (
+        f"The components make a BDK with KCV {made}, but the ledger registered line BDK with KCV "
+        f"{kcv.shown(registered.kcv)}: the key store destroyed it again"
+    ) in result.output
+    assert "The components are not those of line BDK" in result.output
+    with open_key_store(keystore) as opened:
+        assert opened.labels() == []
+    unchanged, after = _registered(url)
+    assert unchanged == registered and [e.action for e in after[len(before) :]] == ["bdk.ceremony_stopped"]
+    assert after[-1].details["reason"] == "BdkKcvDiffers" and after[-1].station == "bench-2"
+    chinese = _load(url, "line BDK", _turn("alice", wrong[0]) + _turn("bob", wrong[1]), bdk_id="", NAIAD_LANG="zh_CN")
+    assert chinese.exit_code == 1 and "密钥库已将其销毁" in chinese.output
+
+
+def test_a_loading_the_ledger_did_not_audit_is_destroyed_again(
+    url: str, keystore: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    turns = _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16))
+    assert _load(url, "line BDK", turns).exit_code == 0
+    _second_station(keystore, tmp_path, monkeypatch)
+    audit = Ledger.audit
+
+    def outage(ledger: Ledger, action: str, *args: Any) -> AuditRecord:
+        if action == "bdk.loaded":
+            raise LedgerUnavailable(url=ledger.url, detail="connection refused")
+        return audit(ledger, action, *args)
+
+    monkeypatch.setattr(Ledger, "audit", outage)
+    result = _load(url, "line BDK", turns, bdk_id="")
+    assert result.exit_code == 1
+    assert "The ledger did not record the BDK line BDK, so the key store destroyed it again" in result.output
+    with open_key_store(keystore) as opened:
+        assert opened.labels() == []
+
+
+def test_a_registered_bdk_is_loaded_under_its_own_id_and_a_new_one_needs_one(url: str, keystore: str) -> None:
+    assert _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16))).exit_code == 0
+    other_id = _load(url, "line BDK", _turn("alice"), bdk_id="0B0B0B0B")
+    assert other_id.exit_code == 1
+    assert f"registered the BDK line BDK with BDK ID {BDK_ID}, not 0B0B0B0B" in other_id.output
+    no_id = _load(url, "new BDK", _turn("alice"), bdk_id="")
+    assert no_id.exit_code == 1 and "a new BDK needs its BDK ID (--bdk-id)" in no_id.output
+    assert "Custodian 1" not in other_id.output + no_id.output
 
 
 # --- opening the key store --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from test_keys_store import _pkcs11, _software, softhsm_token  # noqa: F401  (so
 
 from keys import dukpt, kcv
 from keys.ceremony import (
+    BdkKcvDiffers,
     Ceremony,
     CeremonyFull,
     CeremonyIncomplete,
@@ -143,6 +144,22 @@ def test_a_taken_label_stores_nothing_new_and_wipes_the_components(store: KeySto
             ceremony.combine(store)
         assert all(c == bytes(16) for c in components)
     assert store.labels() == ["BDK 1"] and store.bdk_kcv("BDK 1") == before
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["the ledger's BDK", "another BDK"])
+def test_a_registered_bdk_is_kept_only_with_the_ledgers_kcv(store: KeyStore, same: bool) -> None:
+    components = [os.urandom(16), os.urandom(16)]
+    registered = kcv.aes_cmac_kcv(combined(components if same else [os.urandom(16), os.urandom(16)]))
+    with Ceremony("BDK 1") as ceremony:
+        for name, component in zip(("alice", "bob"), components, strict=True):
+            ceremony.add(name, bytearray(component), kcv.aes_cmac_kcv(component))
+        if same:
+            assert ceremony.combine(store, registered) == registered
+        else:
+            with pytest.raises(BdkKcvDiffers) as refused:
+                ceremony.combine(store, registered)
+            assert refused.value.params["registered"] == kcv.shown(registered)
+    assert store.labels() == (["BDK 1"] if same else [])
 
 
 def test_a_generated_bdk_needs_every_custodian_and_no_component(store: KeyStore) -> None:

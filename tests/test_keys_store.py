@@ -71,6 +71,12 @@ def softhsm_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     config = tmp_path / "softhsm2.conf"
     config.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
     monkeypatch.setenv("SOFTHSM2_CONF", str(config))
+    return new_token()
+
+
+def new_token() -> str:
+    """Another token beside :func:`softhsm_token`'s (a second station's HSM, say); its label.  Stores must be
+    closed first, as for the fixture."""
     label = f"naiad-{uuid.uuid4().hex[:24]}"
     subprocess.run(
         ["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", PIN],
@@ -143,6 +149,40 @@ def test_labels_are_never_replaced_and_unknown_ones_refused(store: KeyStore) -> 
     assert store.bdk_kcv("BDK") == before
     with pytest.raises(KeyStoreLabelUnknown):
         store.derive_initial_key("other", bytes.fromhex(IKID))
+
+
+def test_a_destroyed_bdk_is_gone_for_good_and_its_label_free_again(tmp_path: Path, softhsm_token: str) -> None:
+    for reopen in (lambda: _software(tmp_path / "keystore.json"), lambda: _pkcs11(softhsm_token)):
+        with reopen() as store:
+            kept = store.generate_bdk("kept")
+            store.combine_components("BDK", _split(os.urandom(16)))
+            store.destroy_bdk("BDK")
+            assert store.labels() == ["kept"]
+            with pytest.raises(KeyStoreLabelUnknown):
+                store.bdk_kcv("BDK")
+            with pytest.raises(KeyStoreLabelUnknown):
+                store.destroy_bdk("BDK")
+        with reopen() as again:
+            assert again.labels() == ["kept"] and again.bdk_kcv("kept") == kept
+            bdk = os.urandom(32)
+            assert again.combine_components("BDK", _split(bdk)) == kcv.aes_cmac_kcv(bdk)
+
+
+def test_a_software_bdk_whose_removal_was_not_saved_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keys.store_software
+
+    path = tmp_path / "keystore.json"
+    store = _software(path)
+    shown = store.generate_bdk("BDK")
+
+    def disk_full(_path: Path, _data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched, pytest.raises(OSError):
+        patched.setattr(keys.store_software, "_write_atomically", disk_full)
+        store.destroy_bdk("BDK")
+    assert store.labels() == ["BDK"] and store.bdk_kcv("BDK") == shown  # the store and its file still agree
+    assert _software(path).bdk_kcv("BDK") == shown
 
 
 @pytest.mark.parametrize(
