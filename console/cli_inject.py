@@ -23,7 +23,7 @@ from provisioning.operators import require_role
 from terminal.events import StepResult
 
 from .cli_common import Command, emit_json, err, json_option, option, out, reported, table
-from .cli_inventory import print_reconciliation
+from .cli_inventory import WHOLE, print_reconciliation
 from .cli_progress import CountColumn, RichBars
 from .cli_root import Settings, pass_settings
 from .keystore_option import keystore_options, open_key_store
@@ -53,6 +53,7 @@ def _summary(run: InjectionRun) -> Table:
         N_("Seconds"),
         N_("Problem"),
         title=_("Key injection"),
+        column=WHOLE,
     )
     for r in run.results:
         problem = ""
@@ -174,7 +175,9 @@ def status(settings: Settings, serial: str, as_json: bool) -> None:
     out().print(_("Secure element of {serial}: {state}", serial=serial, state=state))
     if found.identity_serial_number:
         out().print(_("Identity certificate serial: {number}", number=found.identity_serial_number))
-    shown_table = table(N_("Key"), N_("Initial Key ID"), N_("KSN"), N_("KCV"), N_("In the ledger"), title=_("Keys"))
+    shown_table = table(
+        N_("Key"), N_("Initial Key ID"), N_("KSN"), N_("KCV"), N_("In the ledger"), title=_("Keys"), column=WHOLE
+    )
     for key in keys:
         shown_table.add_row(
             key["name"], key["initial_key_id"], key["ksn"], key["kcv"], _("yes") if key["matches_ledger"] else _("no")

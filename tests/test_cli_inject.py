@@ -241,3 +241,19 @@ def test_help_table_and_status_follow_the_language(line: Any) -> None:
         assert chinese(heading) in run.output, run.output
     status = units.naiad("keys", "status", serial, operator=None, NAIAD_LANG="zh_CN")
     assert status.exit_code == 0 and chinese("In the ledger") in status.output, status.output
+
+
+def test_a_narrow_terminal_folds_the_ids_and_cuts_none(line: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from console import cli_common
+
+    units: Line = line(2, authorised=1)
+    allowed, stranger = units.sim.serials()
+    monkeypatch.setattr(cli_common, "PIPED_WIDTH", 100)  # the width of a terminal the tables must fit
+    run = units.inject("--device", allowed, "--device", stranger)
+    assert run.exit_code == 1
+    assert "…" not in run.output, run.output
+    again = units.inject("--device", allowed)
+    status = units.naiad("keys", "status", allowed, operator=None)
+    assert "…" not in again.output + status.output, again.output + status.output
+    [key] = units.status(allowed)["keys"]
+    assert key["initial_key_id"] in again.output and key["kcv"] in status.output
