@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import SimHandle
 from keybench import BDK, BDK_ID, BDK_LABEL, PASSPHRASE, KeyBench, software_store
+from test_keys_store import PIN, SOFTHSM_MODULE, _pkcs11, softhsm_token  # noqa: F401  (softhsm_token: a fixture)
 
 import i18n
 from console.cli import cli
@@ -39,6 +40,7 @@ class Line:
 
     sim: SimHandle
     url: str
+    store_env: dict[str, str] = field(default_factory=lambda: {"NAIAD_KEYSTORE": "software"})
 
     def naiad(self, *args: str, operator: str | None = "otto", stdin: str | None = None, **env: str) -> Result:
         """``naiad --ledger URL [--operator NAME] ARGS``, the operator's password typed (or ``stdin``)."""
@@ -50,8 +52,8 @@ class Line:
             env={
                 "NAIAD_LANG": "en",
                 "NAIAD_OPERATOR": "",
-                "NAIAD_KEYSTORE": "software",
                 "NAIAD_KEYSTORE_PASSPHRASE": PASSPHRASE,
+                **self.store_env,
                 **env,
             },
         )
@@ -68,19 +70,32 @@ class Line:
 
 @pytest.fixture
 def line(sim_factory: Any, tmp_path: Path) -> Iterator[Any]:
-    """``line(terminals, authorised=all)``: the bench prepared, then closed, so only the commands hold it."""
+    """``line(terminals, authorised=all, token=None)``: the bench prepared, then closed, so only the commands
+    hold it; the key store is the software one, or the SoftHSM2 token ``token`` names."""
 
-    def prepare(terminals: int, authorised: int | None = None) -> Line:
+    def prepare(terminals: int, authorised: int | None = None, token: str | None = None) -> Line:
         sim: SimHandle = sim_factory(terminals=terminals)
         url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-        bench = KeyBench.open(sim.state_dir, url, software_store(default_path().parent))
+        store = software_store(default_path().parent) if token is None else _pkcs11(token)
+        bench = KeyBench.open(sim.state_dir, url, store)
         try:
             for name, password in PASSWORDS.items():
                 bench.ledger.as_operator("root").set_password(name, ops.hash_password(password))
             bench.authorise(sim.serials()[:authorised])
         finally:
             bench.close()
-        return Line(sim, url)
+        if token is None:
+            return Line(sim, url)
+        return Line(
+            sim,
+            url,
+            {
+                "NAIAD_KEYSTORE": "pkcs11",
+                "NAIAD_PKCS11_MODULE": SOFTHSM_MODULE,
+                "NAIAD_PKCS11_TOKEN": token,
+                "NAIAD_PKCS11_PIN": PIN,
+            },
+        )
 
     yield prepare
 
@@ -197,6 +212,17 @@ def test_an_operator_token_from_operator_login_injects_and_status_matches_the_le
 
     shown_status = units.naiad("keys", "status", serial, operator=None)
     assert shown_status.exit_code == 0 and "keyed" in shown_status.output and key["kcv"] in shown_status.output
+
+
+def test_inject_with_the_softhsm2_token_as_key_store(line: Any, softhsm_token: str) -> None:  # noqa: F811
+    units: Line = line(2, token=softhsm_token)
+    run = units.inject("--all", "--json")
+    assert run.exit_code == 0, run.output
+    results = json.loads(run.stdout)["results"]
+    assert len({r["initial_key_id"] for r in results}) == 2
+    for result in results:
+        assert result["kcv"] == _expected_kcv(result["initial_key_id"])
+        assert units.status(result["serial"])["keys"][0]["matches_ledger"] is True
 
 
 def test_status_of_a_factory_unit_shows_no_keys(line: Any) -> None:
