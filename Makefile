@@ -30,6 +30,7 @@ lint: setup
 bench: setup
 	$(PY) bench/bench_management.py
 	$(PY) bench/bench_cli.py
+	$(PY) bench/bench_inject.py
 
 screenshot: setup
 	$(PY) tools/screenshot_console.py --out docs/console.png

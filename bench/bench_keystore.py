@@ -36,7 +36,8 @@ _PIN = "20261130"
 _HEADER = tr31.Header(key_usage="B1", algorithm="A", mode_of_use="X", exportability="E")
 
 
-def _softhsm(directory: Path) -> KeyStore | None:
+def softhsm_store(directory: Path) -> KeyStore | None:
+    """A store on a fresh SoftHSM2 token in ``directory`` (SOFTHSM2_CONF set for this process); None if absent."""
     if not (shutil.which("softhsm2-util") and Path(SOFTHSM_MODULE).exists()):
         return None
     (directory / "tokens").mkdir()
@@ -53,7 +54,8 @@ def _softhsm(directory: Path) -> KeyStore | None:
     return Pkcs11KeyStore(Pkcs11Config(SOFTHSM_MODULE, "bench"), _PIN)
 
 
-def _software(directory: Path) -> KeyStore:
+def software_store(directory: Path) -> KeyStore:
+    """A software store file in ``directory``."""
     from keys.store_software import SoftwareKeyStore
 
     return SoftwareKeyStore("bench passphrase", directory / "keystore.json")
@@ -102,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bits", type=int, choices=(128, 256), default=128)
     args = parser.parse_args(argv)
     print(f"AES-{args.bits} BDK, AES-256 one-time KBPK, TR-31 version D B1")
-    for name, opener in (("SoftHSM2", _softhsm), ("software", _software)):
+    for name, opener in (("SoftHSM2", softhsm_store), ("software", software_store)):
         with tempfile.TemporaryDirectory(prefix="naiad-bench-keystore-") as directory:
             _run(name, opener, args.units, args.bits // 8, Path(directory))
     print(f"load average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")

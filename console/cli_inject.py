@@ -18,14 +18,23 @@ from rich.text import Text
 
 from i18n import N_, _
 from keys.kcv import shown
-from provisioning.injection import InjectionResult, InjectionRun, NoUnitsSelected, inject_units
+from provisioning.injection import ROLE, InjectionResult, InjectionRun, NoUnitsSelected, inject_units
+from provisioning.operators import require_role
 from terminal.events import StepResult
 
 from .cli_common import Command, emit_json, err, json_option, option, out, reported, table
-from .cli_inventory import print_reconciliation
+from .cli_inventory import WHOLE, print_reconciliation
 from .cli_progress import CountColumn, RichBars
 from .cli_root import Settings, pass_settings
 from .keystore_option import keystore_options, open_key_store
+
+# The secure element's states (the protocol's words, kept as they are in JSON); shown through _() at run time.
+SE_STATES = {
+    "factory": N_("factory: attestation key only"),
+    "identity": N_("identity key made, not certified"),
+    "certified": N_("certified, no payment key"),
+    "keyed": N_("keyed"),
+}
 
 
 def _outcome(result: StepResult) -> str:
@@ -44,6 +53,7 @@ def _summary(run: InjectionRun) -> Table:
         N_("Seconds"),
         N_("Problem"),
         title=_("Key injection"),
+        column=WHOLE,
     )
     for r in run.results:
         problem = ""
@@ -92,6 +102,7 @@ def inject(
         raise click.UsageError(_("Use either --device or --all, not both."))
     with reported(as_json):
         station, session = settings.station(), settings.session()
+        require_role(session, ROLE)  # before the key store asks for its passphrase or PIN
         serials = list(devices)
         if all_units:
             serials = [d.serial for d in station.devices() if d.serial and d.mode == "run" and not d.permission_denied]
@@ -160,10 +171,13 @@ def status(settings: Settings, serial: str, as_json: bool) -> None:
     if as_json:
         emit_json(answer)
         return
-    out().print(_("Secure element of {serial}: {state}", serial=serial, state=found.state))
+    state = _(SE_STATES[found.state]) if found.state in SE_STATES else found.state
+    out().print(_("Secure element of {serial}: {state}", serial=serial, state=state))
     if found.identity_serial_number:
         out().print(_("Identity certificate serial: {number}", number=found.identity_serial_number))
-    shown_table = table(N_("Key"), N_("Initial Key ID"), N_("KSN"), N_("KCV"), N_("In the ledger"), title=_("Keys"))
+    shown_table = table(
+        N_("Key"), N_("Initial Key ID"), N_("KSN"), N_("KCV"), N_("In the ledger"), title=_("Keys"), column=WHOLE
+    )
     for key in keys:
         shown_table.add_row(
             key["name"], key["initial_key_id"], key["ksn"], key["kcv"], _("yes") if key["matches_ledger"] else _("no")

@@ -100,6 +100,9 @@ def list_units(settings: Settings, as_json: bool) -> None:
     out().print(shown)
 
 
+WHOLE = {"overflow": "fold"}
+"""Table columns that wrap a long ID onto the next line on a narrow terminal instead of cutting it with '…'."""
+
 # What reconcile found, by the Reconciliation field that lists it; shown through _() at run time.
 FINDINGS = {
     "refused": N_("refused: not in the inventory"),
@@ -119,7 +122,7 @@ def _findings(found: Reconciliation) -> list[tuple[str, str, tuple[str, ...]]]:
 
 def print_reconciliation(found: Reconciliation) -> None:
     """The findings as a table, then the counts and the verdict (``naiad keys inventory reconcile`` and inject)."""
-    shown = table(N_("Unit"), N_("Finding"), N_("Initial Key IDs"), title=_("Reconciliation"))
+    shown = table(N_("Unit"), N_("Finding"), N_("Initial Key IDs"), title=_("Reconciliation"), column=WHOLE)
     for finding, serial, ids in _findings(found):
         shown.add_row(serial, _(FINDINGS[finding]), ", ".join(ids))
     out().print(shown)
