@@ -204,9 +204,10 @@ class LoginDialog(QDialog):
             self.error_label.hide()
             return
         message, remedy = error_texts(self._error)
-        self.error_label.setText(" ".join(part for part in (message, remedy) if part))
+        self.error_label.setText("\n".join(part for part in (message, remedy) if part))
         self.error_label.show()
         repolish(self.error_label)
+        self.adjustSize()  # a wrapped label's height is not in the layout's minimum: grow to show it all
 
     def done(self, result: int) -> None:
         """Closing forgets the password typed (``setText`` also drops the field's undo history)."""

@@ -311,7 +311,7 @@ def test_a_wrong_password_shows_the_error_and_its_remedy_and_logs_nobody_in(qtbo
     dialog = log_in(qtbot, window, "olga", "not-her-password")
     error = ops.BadCredentials()
     assert dialog.isVisible() and dialog.error_label.isVisible()
-    assert dialog.error_label.text() == f"{error} {error.remedy_text}"
+    assert dialog.error_label.text() == f"{error}\n{error.remedy_text}"
     assert dialog.password_edit.text() == ""  # typed again, not kept
     assert window.operator.session is None and not window.key_injection.action.isVisible()
     assert window.operator.status_label.text() == _("Not logged in")
