@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -32,7 +31,7 @@ from firmware.summary import BundleSummary, read_bundle_summary
 from i18n import N_, _
 
 from .unit_card import NO_VALUE, error_texts, repolish
-from .unit_picker import UnitChoice, UnitPicker, attached_and_idle, choices_from_cards
+from .unit_picker import StartFoot, UnitChoice, UnitPicker, attached_and_idle, choices_from_cards
 from .workers import Job, Workers
 
 LOG = logging.getLogger(__name__)
@@ -121,15 +120,9 @@ class FlashDialog(QDialog):
         self.picker.ticked_by_default = False  # before a bundle is chosen nothing is ticked
         self.units_box, self.unit_tree = self.picker, self.picker.unit_tree
 
-        self.hint_label = QLabel()
-        self.hint_label.setObjectName("cardStep")
-        self.hint_label.setWordWrap(True)
-        self.buttons = QDialogButtonBox()
-        start = self.buttons.addButton("", QDialogButtonBox.ButtonRole.AcceptRole)
-        cancel = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        assert start is not None and cancel is not None
-        self.start_button: QPushButton = start
-        self.cancel_button: QPushButton = cancel
+        self.foot = StartFoot()
+        self.hint_label = self.foot.hint_label
+        self.start_button, self.cancel_button = self.foot.start_button, self.foot.cancel_button
         for button in (self.start_button, self.cancel_button):  # Enter in the path field reads the bundle
             button.setAutoDefault(False)
         self.start_button.clicked.connect(self.start)
@@ -139,8 +132,7 @@ class FlashDialog(QDialog):
         layout.addLayout(bundle_row)
         layout.addWidget(self.contents_box)
         layout.addWidget(self.units_box, 1)
-        layout.addWidget(self.hint_label)
-        layout.addWidget(self.buttons)
+        layout.addWidget(self.foot)
         self.picker.set_units(units)
         self.picker.changed.connect(self._refresh)
         self.retranslate()
@@ -259,14 +251,7 @@ class FlashDialog(QDialog):
             text = _("Units to flash: {count} · firmware {version}", count=count, version=self.summary.version)
         else:
             text = _(blocker[0], **blocker[1])
-            if problem is not None:
-                message, remedy = error_texts(problem)
-                text = " ".join(part for part in (text, message, remedy) if part)
-        self.hint_label.setText(text)
-        failed = problem is not None
-        if self.hint_label.property("failed") != failed:
-            self.hint_label.setProperty("failed", failed)
-            repolish(self.hint_label)
+        self.foot.show_hint(text, problem)
 
     def _draw_summary(self) -> None:
         summary = self.summary

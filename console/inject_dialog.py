@@ -18,13 +18,11 @@ from PyQt6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QRadioButton,
     QVBoxLayout,
     QWidget,
@@ -32,8 +30,7 @@ from PyQt6.QtWidgets import (
 
 from i18n import N_, _
 
-from .unit_card import error_texts, repolish
-from .unit_picker import UnitChoice, UnitPicker, attached_and_idle
+from .unit_picker import StartFoot, UnitChoice, UnitPicker, attached_and_idle
 from .workers import Job, Workers
 
 if TYPE_CHECKING:
@@ -120,23 +117,16 @@ class InjectDialog(QDialog):
         form.addRow(self.store_caption, store_column)
         form.addRow(self.secret_caption, self.secret_edit)
 
-        self.hint_label = QLabel()
-        self.hint_label.setObjectName("cardStep")
-        self.hint_label.setWordWrap(True)
-        self.buttons = QDialogButtonBox()
-        start = self.buttons.addButton("", QDialogButtonBox.ButtonRole.AcceptRole)
-        cancel = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        assert start is not None and cancel is not None
-        self.start_button: QPushButton = start
-        self.cancel_button: QPushButton = cancel
+        self.foot = StartFoot()
+        self.hint_label = self.foot.hint_label
+        self.start_button, self.cancel_button = self.foot.start_button, self.foot.cancel_button
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.reject)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.picker, 1)
         layout.addWidget(self.keys_box)
-        layout.addWidget(self.hint_label)
-        layout.addWidget(self.buttons)
+        layout.addWidget(self.foot)
         self.picker.set_units(units)
         self.picker.changed.connect(self._refresh)
         self.retranslate()
@@ -219,14 +209,7 @@ class InjectDialog(QDialog):
             )
         else:
             text = _(blocker)
-            if self.bdk_error is not None:
-                message, remedy = error_texts(self.bdk_error)
-                text = " ".join(part for part in (text, message, remedy) if part)
-        self.hint_label.setText(text)
-        failed = self.bdk_error is not None
-        if self.hint_label.property("failed") != failed:
-            self.hint_label.setProperty("failed", failed)
-            repolish(self.hint_label)
+        self.foot.show_hint(text, self.bdk_error)
         pkcs11 = self.store_kind() == PKCS11
         self.secret_caption.setText(_("User PIN:") if pkcs11 else _("Passphrase:"))
 

@@ -12,26 +12,26 @@ real one, imports it on the worker at first use, so the console starts without i
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from PyQt6.QtCore import QObject, Qt, pyqtSignal
+from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import QMessageBox, QWidget
 
 from i18n import N_, _
 from terminal.errors import NaiadError
-from terminal.events import Listener, StepFinished
+from terminal.events import Listener
 
 from .composition import Wiring
 from .inject_dialog import PKCS11, InjectDialog, InjectRequest, KeyStoreChoice, pkcs11_from_environment
 from .operator_login import OperatorLogin
-from .unit_card import NO_VALUE, Bench, error_texts
+from .unit_card import NO_VALUE, Bench
 from .unit_picker import UnitChoice
-from .workers import Job, StationProvider, Workers
+from .unit_runs import UnitRun, UnitRuns
+from .workers import StationProvider, Workers
 
 if TYPE_CHECKING:
     from keys.store import KeyStore
@@ -117,24 +117,15 @@ class EngineKeys:
 
 
 @dataclass(eq=False)
-class InjectRun:
+class InjectRun(UnitRun):
     """One press of "Inject keys": one BDK for some units, as one job."""
 
-    number: int
-    bdk_label: str
-    serials: tuple[str, ...]
-    results: dict[str, Any] = field(default_factory=dict)
+    bdk_label: str = ""
     reconciliation: dict[str, Any] | None = None
-    error: BaseException | None = None
-    """Set when the run itself was refused (key store, BDK, role): no unit has a result then."""
-    shown: set[str] = field(default_factory=set)
 
 
-class KeyInjection(QObject):
+class KeyInjection(UnitRuns):
     """The bench's "Inject keys" action, its dialog and its runs (GUI thread only)."""
-
-    summarised = pyqtSignal(str)
-    run_finished = pyqtSignal(object)
 
     def __init__(
         self,
@@ -146,16 +137,12 @@ class KeyInjection(QObject):
         engine: KeyEngine,
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(parent)
-        self._bench = bench
-        self._workers = workers
+        super().__init__(bench, workers, WAITING, InjectResultMissing, parent)
         self._stations = stations
         self._operator = operator
         self._units = units
         self._engine = engine
         self._window = parent
-        self._numbers = itertools.count(1)
-        self._runs: set[InjectRun] = set()
         self.dialog: InjectDialog | None = None
         self.action = QAction(self)
         self.action.setObjectName("injectKeysAction")
@@ -163,9 +150,6 @@ class KeyInjection(QObject):
         operator.changed.connect(self._sync)
         self._sync()
         self.retranslate()
-
-    def running(self) -> bool:
-        return bool(self._runs)
 
     def _sync(self) -> None:
         """Only an operator of role ``operator`` sees the action; logging out closes its dialog."""
@@ -205,6 +189,10 @@ class KeyInjection(QObject):
         if self.dialog is dialog:
             self.dialog = None
 
+    def close_dialog(self) -> None:
+        if self.dialog is not None:
+            self.dialog.close()
+
     # -- a run ------------------------------------------------------------------------------------------
 
     def start(self, request: InjectRequest) -> InjectRun | None:
@@ -212,7 +200,7 @@ class KeyInjection(QObject):
         session = self._operator.session
         if session is None or session.role != ROLE:
             return None
-        run = InjectRun(next(self._numbers), request.bdk_label, request.serials)
+        run = InjectRun(self.next_number(), request.serials, bdk_label=request.bdk_label)
         engine, stations, held = self._engine, self._stations, [request.store]
 
         def work(listener: Listener) -> Any:
@@ -220,24 +208,11 @@ class KeyInjection(QObject):
             with engine.open_store(held.pop()) as store:  # the secret is dropped once the store is open
                 return engine.inject(station, store, session, run.bdk_label, run.serials, listener)
 
-        job = Job(work, run.serials, "inject")
-        self._bench.follow(job)
-        job.step_finished.connect(lambda event: self._on_unit_finished(run, event))
-        job.succeeded.connect(lambda outcome: self._on_run_ended(run, outcome, None))
-        job.failed.connect(lambda error: self._on_run_ended(run, None, error))
         try:
-            self._workers.start(job)
+            self.launch(run, work, "inject")
         except NaiadError as exc:
-            message, remedy = error_texts(exc)
-            LOG.error("%s", message + (f" — {remedy}" if remedy else ""))
-            self.summarised.emit(message)
+            self.log_refused(exc, N_("Key injection did not start: {message}"))
             return None
-        self._runs.add(run)
-        for serial in run.serials:
-            card = self._bench.card(serial)
-            if card is not None:
-                card.begin_job()
-                card.show_step(WAITING)
         LOG.info(
             "%s",
             _(
@@ -249,50 +224,29 @@ class KeyInjection(QObject):
         )
         return run
 
-    def _on_unit_finished(self, run: InjectRun, event: StepFinished) -> None:
-        if event.unit in run.serials:
-            run.results[event.unit] = event.result
-            self._show_outcome(run, event.unit)
+    def describe(self, result: Any) -> tuple[str, dict[str, object]] | None:
+        """A keyed unit's Initial Key ID and shown KCV."""
+        from keys.kcv import shown
 
-    def _on_run_ended(self, run: InjectRun, outcome: Any, error: BaseException | None) -> None:
-        for result in getattr(outcome, "results", None) or []:
-            run.results.setdefault(str(getattr(result, "serial", "")), result)
+        ikid, kcv = getattr(result, "initial_key_id", None), getattr(result, "kcv", None)
+        if not getattr(result, "ok", False) or not isinstance(ikid, bytes) or not isinstance(kcv, bytes):
+            return None
+        return INJECTED, {"ikid": ikid.hex().upper(), "kcv": shown(kcv)}
+
+    def collect(self, run: UnitRun, outcome: Any) -> None:
+        """An :class:`provisioning.injection.InjectionRun`: its results and its reconciliation."""
+        super().collect(run, getattr(outcome, "results", None))
         reconciliation = getattr(outcome, "reconciliation", None)
-        if reconciliation is not None:
+        if isinstance(run, InjectRun) and reconciliation is not None:
             run.reconciliation = reconciliation.as_dict()
-        run.error = error
-        for serial in run.serials:
-            if serial not in run.shown:
-                self._show_outcome(run, serial)
-        self._runs.discard(run)
-        self._summarise(run)
-        self.run_finished.emit(run)
 
-    def _error_of(self, run: InjectRun, serial: str) -> BaseException:
-        result = run.results.get(serial)
-        return getattr(result, "error", None) or run.error or InjectResultMissing(serial=serial)
-
-    def _show_outcome(self, run: InjectRun, serial: str) -> None:
-        run.shown.add(serial)
-        card = self._bench.card(serial)
-        if card is None:
-            return
-        keyed = _keyed(run.results.get(serial))
-        if keyed is not None:
-            card.show_result(INJECTED, ikid=keyed[0], kcv=keyed[1])
-        else:
-            card.show_error(self._error_of(run, serial), sticky=True)
-        card.end_job()
-
-    def _summarise(self, run: InjectRun) -> None:
+    def summarise(self, run: UnitRun) -> None:
+        assert isinstance(run, InjectRun)
         if run.error is not None:  # the key store, the BDK or the role refused the run: no unit was touched
-            message, remedy = error_texts(run.error)
-            text = _("Key injection did not start: {message}", message=message)
-            LOG.error("%s", text + (f" — {remedy}" if remedy else ""))
-            self.summarised.emit(text)
+            self.log_refused(run.error, N_("Key injection did not start: {message}"))
             return
-        keyed = {serial: _keyed(run.results.get(serial)) for serial in run.serials}
-        ok = [serial for serial, key in keyed.items() if key is not None]
+        keyed = {serial: self.describe(run.results.get(serial)) for serial in run.serials}
+        ok = [serial for serial, described in keyed.items() if described is not None]
         text = _(
             "Injected keys of BDK {label}: {ok} of {total} units keyed, {failed} failed",
             label=run.bdk_label,
@@ -301,60 +255,39 @@ class KeyInjection(QObject):
             failed=len(run.serials) - len(ok),
         )
         LOG.info("%s", text)
-        for serial, key in keyed.items():
-            if key is not None:
-                LOG.info("%s", _("{serial}: Initial Key ID {ikid}, KCV {kcv}", serial=serial, ikid=key[0], kcv=key[1]))
+        for serial, described in keyed.items():
+            if described is not None:
+                LOG.info("%s", _("{serial}: Initial Key ID {ikid}, KCV {kcv}", serial=serial, **described[1]))
             else:
-                message, remedy = error_texts(self._error_of(run, serial))
-                LOG.error(
-                    "%s", _("{serial}: {message}", serial=serial, message=message) + (f" — {remedy}" if remedy else "")
-                )
+                self.log_failure(run, serial)
         if run.reconciliation is not None:
             found = [
                 f"{key}: {', '.join(map(str, value))}"
                 for key, value in run.reconciliation.items()
                 if isinstance(value, list) and value
             ]
-            LOG.info(
-                "%s",
-                _("Reconciled with the authorised inventory: {found}", found="; ".join(found) or NO_VALUE),
-            )
+            LOG.info("%s", _("Reconciled with the authorised inventory: {found}", found="; ".join(found) or NO_VALUE))
         self.summarised.emit(text)
 
     def may_close(self, parent: QWidget) -> bool:
         """Whether the console may close now: no run, or the operator says to close anyway."""
-        if not self._runs:
+        if not self.running():
             return True
-        serials = sorted({serial for run in self._runs for serial in run.serials})
         answer = QMessageBox.question(
             parent,
             _("Key injection is running"),
             _(
                 "Keys are still being injected into: {serials}. A unit cut off before it commits keeps its old "
                 "keys; inject it again. Close anyway?",
-                serials=", ".join(serials),
+                serials=", ".join(self.running_units()),
             ),
             QMessageBox.StandardButton.Close | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
         )
         return answer == QMessageBox.StandardButton.Close
 
-    def close_dialog(self) -> None:
-        if self.dialog is not None:
-            self.dialog.close()
-
     def retranslate(self) -> None:
         self.action.setText(_("Inject keys…"))
         self.action.setToolTip(_("Give units their own AES DUKPT Initial Key from a BDK (operator role)"))
         if self.dialog is not None:
             self.dialog.retranslate()
-
-
-def _keyed(result: object) -> tuple[str, str] | None:
-    """A unit's Initial Key ID and shown KCV when it was keyed, else None."""
-    from keys.kcv import shown
-
-    ikid, kcv = getattr(result, "initial_key_id", None), getattr(result, "kcv", None)
-    if not getattr(result, "ok", False) or not isinstance(ikid, bytes) or not isinstance(kcv, bytes):
-        return None
-    return ikid.hex().upper(), shown(kcv)

@@ -2,7 +2,8 @@
 
 ``UnitPicker`` lists the bench's units (:class:`UnitChoice`) with a tick box each; a unit its dialog says
 cannot take the job now (not attached, busy, wrong model or mode) is greyed with the reason beside it.
-The operator's ticks survive the bench changing under the open dialog.
+The operator's ticks survive the bench changing under the open dialog.  ``StartFoot`` is such a dialog's
+foot: why Start is off (or what it will do) above Start and Cancel.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
+    QDialogButtonBox,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QPushButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -25,7 +28,7 @@ from PyQt6.QtWidgets import (
 from i18n import N_, _
 
 from .style import UnitState
-from .unit_card import MODE_LABELS, NO_VALUE, UnitCard
+from .unit_card import MODE_LABELS, NO_VALUE, UnitCard, error_texts, repolish
 
 # Why a unit cannot be ticked, shared by every job; the first that applies is shown.
 NOT_ATTACHED = N_("Not attached")
@@ -183,3 +186,34 @@ class UnitPicker(QGroupBox):
         self.all_button.setText(_(self._all_text))
         self.none_button.setText(_("Untick all"))
         self._label_units()
+
+
+class StartFoot(QWidget):
+    """A job dialog's foot: a hint (red with a problem's message and remedy), then Start and Cancel."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.hint_label = QLabel()
+        self.hint_label.setObjectName("cardStep")  # the style sheet's red for failed="true"
+        self.hint_label.setWordWrap(True)
+        self.buttons = QDialogButtonBox()
+        start = self.buttons.addButton("", QDialogButtonBox.ButtonRole.AcceptRole)
+        cancel = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        assert start is not None and cancel is not None
+        self.start_button: QPushButton = start
+        self.cancel_button: QPushButton = cancel
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.hint_label)
+        layout.addWidget(self.buttons)
+
+    def show_hint(self, text: str, problem: BaseException | None = None) -> None:
+        """Show ``text``, followed by ``problem``'s message and remedy in red when there is one."""
+        if problem is not None:
+            message, remedy = error_texts(problem)
+            text = " ".join(part for part in (text, message, remedy) if part)
+        self.hint_label.setText(text)
+        failed = problem is not None
+        if self.hint_label.property("failed") != failed:
+            self.hint_label.setProperty("failed", failed)
+            repolish(self.hint_label)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import IdleDiscovery, device
 from PyQt6.QtWidgets import QLabel, QLineEdit
 
 import i18n
@@ -29,14 +30,11 @@ from keys.errors import KeyBlockAuthenticationFailed, KeyStoreLoginFailed
 from keys.kcv import shown
 from provisioning import operators as ops
 from provisioning.ledger import Ledger
-from terminal.discovery import Device
 from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
-from terminal.models import model_by_id
 
 WAIT_MS = 5000
 NOWHERE = Wiring(Path("/nonexistent-sim"))
-DF2 = model_by_id("df2")
 PASSWORDS = {
     "root": "root-Secret-8731",
     "olga": "olga-Secret-5521",
@@ -234,29 +232,6 @@ def window(
     assert gui_calls == []  # the GUI thread never touched the ledger or the key store
 
 
-class IdleDiscovery:
-    def watch(self, stop: threading.Event, interval: float = 0.25) -> Iterator[Any]:
-        while not stop.wait(interval):
-            yield from ()
-
-
-def device(serial: str, port: int, mode: str = "run") -> Device:
-    usb = DF2.run_usb if mode == "run" else DF2.bootloader_usb
-    return Device(
-        serial=serial,
-        model=DF2.id,
-        model_name=DF2.name,
-        mode=mode,
-        path=f"1-1.{port}",
-        port=f"/dev/pts/{port}" if mode == "run" else None,
-        vid=usb.vid,
-        pid=usb.pid,
-        bus=1,
-        address=port,
-        fastboot=None if mode == "run" else f"tcp:127.0.0.1:{40000 + port}",
-    )
-
-
 def log_in(qtbot: Any, window: MainWindow, name: str, password: str) -> LoginDialog:
     window.operator.login_action.trigger()
     dialog = window.operator.dialog
@@ -349,7 +324,7 @@ def open_inject_dialog(qtbot: Any, window: MainWindow) -> InjectDialog:
 def test_the_dialog_injects_the_ticked_units_and_each_card_shows_its_initial_key_id_and_kcv(
     qtbot: Any, window: MainWindow, keys: ScriptedKeys, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for dev in (device("DF2A00001", 1), device("DF2A00002", 2), device("DF2A00003", 3, "bootloader")):
+    for dev in (device("DF2A00001", 1), device("DF2A00002", 2), device("DF2A00003", 3, mode="bootloader")):
         window._on_device_added(dev)
     log_in(qtbot, window, "olga", PASSWORDS["olga"])
     dialog = open_inject_dialog(qtbot, window)
