@@ -43,7 +43,7 @@ LOG = logging.getLogger(__name__)
 ROLE = "operator"
 """The role that injects keys (``provisioning.injection.ROLE``)."""
 WAITING = N_("Waiting to inject keys…")
-INJECTED = N_("Initial Key ID {ikid} · KCV {kcv}")
+INJECTED = N_("Initial Key ID {ikid}\nKCV {kcv}")
 
 
 class KeyEngine(Protocol):

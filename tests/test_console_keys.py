@@ -351,7 +351,7 @@ def test_the_dialog_injects_the_ticked_units_and_each_card_shows_its_initial_key
     keyed, failed = window.bench.card("DF2A00001"), window.bench.card("DF2A00002")
     assert keyed is not None and failed is not None
     expected = _(INJECTED, ikid=ikid.hex().upper(), kcv=shown(kcv))
-    assert keyed.step_label.text() == expected == "Initial Key ID A1B2C3D400000001 · KCV 10ABCD"
+    assert keyed.step_label.text() == expected == "Initial Key ID A1B2C3D400000001\nKCV 10ABCD"
     error = KeyBlockAuthenticationFailed()
     assert failed.step_label.text() == str(error) and failed.step_label.toolTip() == error.remedy_text
     assert not keyed.in_job and not failed.in_job
