@@ -21,8 +21,8 @@ from PyQt6.QtWidgets import QLabel, QLineEdit
 
 import i18n
 from console.composition import Wiring
-from console.inject_dialog import NOT_IN_RUN_MODE, InjectDialog, KeyStoreChoice
-from console.inject_run import INJECTED, WAITING
+from console.inject_dialog import NOT_IN_RUN_MODE, PKCS11, SOFTWARE, InjectDialog, KeyStoreChoice
+from console.inject_run import INJECTED, WAITING, EngineKeys, NoSoftwareKeyStore, Pkcs11NotConfigured
 from console.main_window import MainWindow
 from console.operator_login import LoginDialog
 from i18n import _
@@ -399,3 +399,23 @@ def test_the_cards_show_the_runs_phases_and_waiting_units(qtbot: Any, window: Ma
     assert card.step_label.text() == _(WAITING)
     qtbot.waitUntil(lambda: not window.key_injection.running(), timeout=WAIT_MS)
     assert seen[0] == "phase attest" and seen[-1] == "phase commit"
+
+
+# -- the real engine's key stores -----------------------------------------------------------------------------
+
+
+def test_the_engine_opens_only_an_existing_software_store_with_its_passphrase() -> None:
+    from keys import store_software
+
+    engine = EngineKeys(NOWHERE)
+    with pytest.raises(NoSoftwareKeyStore):  # no store yet: a typo must not create one under an unconfirmed passphrase
+        engine.open_store(KeyStoreChoice(SOFTWARE, PASSPHRASE))
+    assert not store_software.default_path().exists()
+    store_software.SoftwareKeyStore(PASSPHRASE, scrypt_n=2**8).close()
+    with engine.open_store(KeyStoreChoice(SOFTWARE, PASSPHRASE)) as store:
+        assert store.labels() == []
+    with pytest.raises(KeyStoreLoginFailed) as refused:
+        engine.open_store(KeyStoreChoice(SOFTWARE, "wrong-" + PASSPHRASE))
+    assert PASSPHRASE not in str(refused.value) and PASSPHRASE not in repr(KeyStoreChoice(SOFTWARE, PASSPHRASE))
+    with pytest.raises(Pkcs11NotConfigured):
+        engine.open_store(KeyStoreChoice(PKCS11, "1234"))
