@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -33,16 +30,15 @@ from PyQt6.QtWidgets import (
 from firmware.summary import BundleSummary, read_bundle_summary
 from i18n import N_, _
 
-from .style import UnitState
-from .unit_card import MODE_LABELS, NO_VALUE, UnitCard, error_texts, repolish
+from .unit_card import NO_VALUE, error_texts, repolish
+from .unit_picker import StartFoot, UnitChoice, UnitPicker, attached_and_idle, choices_from_cards
 from .workers import Job, Workers
 
 LOG = logging.getLogger(__name__)
 
 PARTITION_TYPES: dict[str, str] = {"raw": N_("Raw"), "sparse": N_("Sparse")}
-# Why a unit cannot be ticked; the first that applies is shown.
-NOT_ATTACHED = N_("Not attached")
-BUSY = N_("Busy")
+__all__ = ["FlashDialog", "UnitChoice", "choices_from_cards"]
+
 NOT_FOR_BUNDLE = N_("Not for this bundle")
 
 
@@ -57,36 +53,6 @@ def format_size(size: int) -> str:
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"  # pragma: no cover - the loop always returns
-
-
-@dataclass(frozen=True)
-class UnitChoice:
-    """A unit on the bench as the dialog lists it."""
-
-    serial: str
-    model: str
-    model_name: str
-    path: str
-    mode: str
-    attached: bool
-    busy: bool
-
-
-def choices_from_cards(cards: Iterable[UnitCard], is_busy: Callable[[str], bool]) -> list[UnitChoice]:
-    """The bench's units with a readable serial, in bench order; ``is_busy`` adds units with work queued."""
-    return [
-        UnitChoice(
-            serial=card.serial,
-            model=str(card.device.model),
-            model_name=str(card.device.model_name),
-            path=str(card.device.path),
-            mode=card.mode,
-            attached=card.connected,
-            busy=card.in_job or card.state is UnitState.BUSY or is_busy(card.serial),
-        )
-        for card in cards
-        if card.device.serial
-    ]
 
 
 # -- the dialog -----------------------------------------------------------------------------------------
@@ -109,9 +75,6 @@ class FlashDialog(QDialog):
         self.setObjectName("flashDialog")
         self._workers = workers
         self._read_summary = read_summary
-        self._units: list[UnitChoice] = []
-        self._ticked: dict[str, bool] = {}
-        self._filling = False
         self._generation = 0
         self._loading: str | None = None
         self._load_error: BaseException | None = None
@@ -153,35 +116,13 @@ class FlashDialog(QDialog):
         contents.addLayout(form)
         contents.addWidget(self.partition_tree)
 
-        self.units_box = QGroupBox()
-        self.unit_tree = QTreeWidget()
-        self.unit_tree.setRootIsDecorated(False)
-        self.unit_tree.setColumnCount(5)
-        self.unit_tree.itemChanged.connect(self._item_changed)
-        header = self.unit_tree.header()
-        if header is not None:
-            header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.all_button = QPushButton()
-        self.all_button.clicked.connect(lambda: self.tick_all(True))
-        self.none_button = QPushButton()
-        self.none_button.clicked.connect(lambda: self.tick_all(False))
-        tick_row = QHBoxLayout()
-        tick_row.addWidget(self.all_button)
-        tick_row.addWidget(self.none_button)
-        tick_row.addStretch(1)
-        unit_layout = QVBoxLayout(self.units_box)
-        unit_layout.addWidget(self.unit_tree)
-        unit_layout.addLayout(tick_row)
+        self.picker = UnitPicker(self.unavailable_reason, N_("Tick all that fit"))
+        self.picker.ticked_by_default = False  # before a bundle is chosen nothing is ticked
+        self.units_box, self.unit_tree = self.picker, self.picker.unit_tree
 
-        self.hint_label = QLabel()
-        self.hint_label.setObjectName("cardStep")
-        self.hint_label.setWordWrap(True)
-        self.buttons = QDialogButtonBox()
-        start = self.buttons.addButton("", QDialogButtonBox.ButtonRole.AcceptRole)
-        cancel = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        assert start is not None and cancel is not None
-        self.start_button: QPushButton = start
-        self.cancel_button: QPushButton = cancel
+        self.foot = StartFoot()
+        self.hint_label = self.foot.hint_label
+        self.start_button, self.cancel_button = self.foot.start_button, self.foot.cancel_button
         for button in (self.start_button, self.cancel_button):  # Enter in the path field reads the bundle
             button.setAutoDefault(False)
         self.start_button.clicked.connect(self.start)
@@ -191,10 +132,9 @@ class FlashDialog(QDialog):
         layout.addLayout(bundle_row)
         layout.addWidget(self.contents_box)
         layout.addWidget(self.units_box, 1)
-        layout.addWidget(self.hint_label)
-        layout.addWidget(self.buttons)
-        self._units = list(units)
-        self._fill_units()
+        layout.addWidget(self.foot)
+        self.picker.set_units(units)
+        self.picker.changed.connect(self._refresh)
         self.retranslate()
         self.resize(640, 620)
 
@@ -234,17 +174,15 @@ class FlashDialog(QDialog):
             return  # the operator chose another file meanwhile
         self._loading = None
         self.summary = summary
-        self._ticked = {}  # a new bundle: tick afresh what fits it
-        self._fill_units()
-        self._refresh()
+        self.picker.ticked_by_default = True
+        self.picker.fill(reset=True)  # a new bundle: tick afresh what fits it
 
     def _on_load_failed(self, generation: int, error: BaseException) -> None:
         if generation != self._generation:
             return
         self._loading = None
         self._load_error = error
-        self._fill_units()
-        self._refresh()
+        self.picker.fill()
 
     @property
     def loading(self) -> bool:
@@ -258,80 +196,22 @@ class FlashDialog(QDialog):
 
     def set_units(self, units: Sequence[UnitChoice]) -> None:
         """The bench changed: list ``units``, keeping the operator's ticks for units already listed."""
-        self._units = list(units)
-        self._fill_units()
-        self._refresh()
+        self.picker.set_units(units)
 
     def unavailable_reason(self, unit: UnitChoice) -> str | None:
         """The msgid of why ``unit`` cannot be flashed now, or None."""
-        if not unit.attached:
-            return NOT_ATTACHED
-        if unit.busy:
-            return BUSY
-        if self.summary is not None and not self.summary.fits(unit.model):
+        reason = attached_and_idle(unit)
+        if reason is None and self.summary is not None and not self.summary.fits(unit.model):
             return NOT_FOR_BUNDLE
-        return None
-
-    def _fill_units(self) -> None:
-        self._filling = True
-        try:
-            self.unit_tree.clear()
-            for unit in self._units:
-                item = QTreeWidgetItem()
-                item.setData(0, Qt.ItemDataRole.UserRole, unit.serial)
-                available = self.unavailable_reason(unit) is None
-                flags = Qt.ItemFlag.ItemIsSelectable
-                if available:
-                    flags |= Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable
-                item.setFlags(flags)
-                default = self.summary is not None  # before a bundle is chosen nothing is ticked
-                ticked = available and self._ticked.get(unit.serial, default)
-                item.setCheckState(0, Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
-                self.unit_tree.addTopLevelItem(item)
-            self._label_units()
-        finally:
-            self._filling = False
-
-    def _label_units(self) -> None:
-        for index, unit in enumerate(self._units):
-            item = self.unit_tree.topLevelItem(index)
-            if item is None:
-                continue
-            mode = MODE_LABELS.get(unit.mode)
-            reason = self.unavailable_reason(unit)
-            item.setText(0, unit.serial)
-            item.setText(1, f"{unit.model_name} ({unit.model})")
-            item.setText(2, unit.path or NO_VALUE)
-            item.setText(3, _(mode) if mode else unit.mode)
-            item.setText(4, _(reason) if reason else "")
-
-    def _item_changed(self, item: QTreeWidgetItem, column: int) -> None:
-        if self._filling or column != 0:
-            return
-        serial = str(item.data(0, Qt.ItemDataRole.UserRole))
-        self._ticked[serial] = item.checkState(0) == Qt.CheckState.Checked
-        self._refresh()
+        return reason
 
     def tick_all(self, ticked: bool) -> None:
         """Tick (or untick) every unit that can be flashed now."""
-        for unit in self._units:
-            if self.unavailable_reason(unit) is None:
-                self._ticked[unit.serial] = ticked
-        self._fill_units()
-        self._refresh()
+        self.picker.tick_all(ticked)
 
     def selected_serials(self) -> list[str]:
         """The ticked units that can be flashed now, in bench order."""
-        chosen = []
-        for index, unit in enumerate(self._units):
-            item = self.unit_tree.topLevelItem(index)
-            if (
-                item is not None
-                and item.checkState(0) == Qt.CheckState.Checked
-                and self.unavailable_reason(unit) is None
-            ):
-                chosen.append(unit.serial)
-        return chosen
+        return self.picker.selected_serials()
 
     # -- starting --------------------------------------------------------------------------------------
 
@@ -363,7 +243,7 @@ class FlashDialog(QDialog):
         self._draw_summary()
         blocker = self.blocker()
         self.start_button.setEnabled(blocker is None)
-        self.all_button.setEnabled(self.summary is not None)
+        self.picker.all_button.setEnabled(self.summary is not None)
         problem = self._load_error or (self.summary.trust_error if self.summary is not None else None)
         if blocker is None:
             count = len(self.selected_serials())
@@ -371,14 +251,7 @@ class FlashDialog(QDialog):
             text = _("Units to flash: {count} · firmware {version}", count=count, version=self.summary.version)
         else:
             text = _(blocker[0], **blocker[1])
-            if problem is not None:
-                message, remedy = error_texts(problem)
-                text = " ".join(part for part in (text, message, remedy) if part)
-        self.hint_label.setText(text)
-        failed = problem is not None
-        if self.hint_label.property("failed") != failed:
-            self.hint_label.setProperty("failed", failed)
-            repolish(self.hint_label)
+        self.foot.show_hint(text, problem)
 
     def _draw_summary(self) -> None:
         summary = self.summary
@@ -441,11 +314,7 @@ class FlashDialog(QDialog):
         self.created_caption.setText(_("Created:"))
         self.signature_caption.setText(_("Signature:"))
         self.partition_tree.setHeaderLabels([_("Partition"), _("Type"), _("In the bundle"), _("On the unit")])
-        self.units_box.setTitle(_("Units"))
-        self.unit_tree.setHeaderLabels([_("Serial"), _("Model"), _("USB port"), _("Mode"), _("Note")])
-        self.all_button.setText(_("Tick all that fit"))
-        self.none_button.setText(_("Untick all"))
+        self.picker.retranslate()
         self.start_button.setText(_("Start flashing"))
         self.cancel_button.setText(_("Cancel"))
-        self._label_units()
         self._refresh()

@@ -1,29 +1,29 @@
 """Flashing from the bench: a flash is one job on the console's workers, followed on the cards.
 
-The cards show the flash's phases and progress through the bench (as for any step); this module adds
-what is particular to a flash: the units held waiting, each unit's outcome, and the run's summary in
-the log.  The engine (:func:`provisioning.flashing.flash_units`) is imported on the pool thread, when
-the first flash starts, so the console starts without it.
+A flash is a run on many units (:mod:`console.unit_runs`); this module adds what is particular to a flash:
+the engine's entry point, a unit's outcome (firmware version and slot), and the run's summary in the log.
+The engine (:func:`provisioning.flashing.flash_units`) is imported on the pool thread, when the first flash
+starts, so the console starts without it.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtCore import QObject
 
 from i18n import N_, _
 from terminal.errors import NaiadError
-from terminal.events import Listener, StepFinished
+from terminal.events import Listener
 
-from .unit_card import NO_VALUE, Bench, error_texts
-from .workers import Job, StationProvider, Workers
+from .unit_card import NO_VALUE, Bench
+from .unit_runs import UnitRun, UnitRuns
+from .workers import StationProvider, Workers
 
 if TYPE_CHECKING:
     from provisioning.flashing import FlashResult
@@ -55,25 +55,14 @@ class FlashResultMissing(NaiadError):
 
 
 @dataclass(eq=False)
-class FlashRun:
+class FlashRun(UnitRun):
     """One press of Start: one bundle for some units, flashed together as one job."""
 
-    number: int
-    bundle_path: str
-    serials: tuple[str, ...]
-    results: dict[str, FlashResult] = field(default_factory=dict)
-    """Each unit's result, as it finishes (and from the final list)."""
-    error: BaseException | None = None
-    """Set when the flash itself raised (bad bundle, no station): no unit has a result then."""
-    shown: set[str] = field(default_factory=set)
-    """Units whose outcome is on their card."""
+    bundle_path: str = ""
 
 
-class FlashMonitor(QObject):
+class FlashMonitor(UnitRuns):
     """Starts flashes on the workers and shows their outcomes (GUI thread only); logs each run's summary."""
-
-    summarised = pyqtSignal(str)
-    run_finished = pyqtSignal(object)
 
     def __init__(
         self,
@@ -83,40 +72,18 @@ class FlashMonitor(QObject):
         flash: FlashUnits = flash_with_engine,
         parent: QObject | None = None,
     ) -> None:
-        super().__init__(parent)
-        self._bench = bench
-        self._workers = workers
+        super().__init__(bench, workers, WAITING, FlashResultMissing, parent)
         self._stations = stations
         self._flash = flash
-        self._numbers = itertools.count(1)
-        self._runs: set[FlashRun] = set()
-
-    def running(self) -> bool:
-        return bool(self._runs)
 
     def start(self, bundle_path: str, serials: Iterable[str]) -> FlashRun:
         """Flash ``bundle_path`` to ``serials`` off the GUI thread; refused (changing nothing) if any is busy."""
         chosen = tuple(dict.fromkeys(s for s in serials if s))
         if not chosen:
             raise NoUnitsChosen()
-        run = FlashRun(next(self._numbers), str(bundle_path), chosen)
+        run = FlashRun(self.next_number(), chosen, bundle_path=str(bundle_path))
         flash, stations = self._flash, self._stations
-        job = Job(lambda listener: flash(stations.get(), Path(run.bundle_path), chosen, listener), chosen, "flash")
-        self._bench.follow(job)
-        job.step_finished.connect(lambda event: self._on_unit_finished(run, event))
-        job.succeeded.connect(lambda results: self._on_run_ended(run, results, None))
-        job.failed.connect(lambda error: self._on_run_ended(run, [], error))
-        self._workers.start(job)
-        self._runs.add(run)
-        self._begin(run)
-        return run
-
-    def _begin(self, run: FlashRun) -> None:
-        for serial in run.serials:
-            card = self._bench.card(serial)
-            if card is not None:
-                card.begin_job()
-                card.show_step(WAITING)
+        self.launch(run, lambda listener: flash(stations.get(), Path(run.bundle_path), chosen, listener), "flash")
         LOG.info(
             "%s",
             _(
@@ -126,50 +93,22 @@ class FlashMonitor(QObject):
                 serials=", ".join(run.serials),
             ),
         )
+        return run
 
-    def _on_unit_finished(self, run: FlashRun, event: StepFinished) -> None:
+    def describe(self, result: Any) -> tuple[str, dict[str, object]] | None:
         from provisioning.flashing import FlashResult
 
-        if event.unit in run.serials and isinstance(event.result, FlashResult):
-            run.results[event.unit] = event.result
-            self._show_outcome(run, event.unit)
+        if isinstance(result, FlashResult) and result.ok:
+            return FLASHED, {"version": result.version, "slot": result.slot}
+        return None
 
-    def _on_run_ended(self, run: FlashRun, results: object, error: BaseException | None) -> None:
-        from provisioning.flashing import FlashResult
-
-        for result in results if isinstance(results, list) else []:
-            if isinstance(result, FlashResult):
-                run.results.setdefault(result.serial, result)
-        run.error = error
-        for serial in run.serials:
-            if serial not in run.shown:
-                self._show_outcome(run, serial)
-        self._runs.discard(run)
-        self._summarise(run)
-        self.run_finished.emit(run)
-
-    def _show_outcome(self, run: FlashRun, serial: str) -> None:
-        run.shown.add(serial)
-        card = self._bench.card(serial)
-        if card is None:
-            return
-        result = run.results.get(serial)
-        if result is not None and result.ok:
-            card.show_result(FLASHED, version=result.version, slot=result.slot)
-        else:
-            error = (result.error if result is not None else None) or run.error or FlashResultMissing(serial=serial)
-            card.show_error(error, sticky=True)
-        card.end_job()
-
-    def _summarise(self, run: FlashRun) -> None:
+    def summarise(self, run: UnitRun) -> None:
+        assert isinstance(run, FlashRun)
         bundle = os.path.basename(run.bundle_path)
         if run.error is not None:  # the bundle (or the station) failed before any unit was touched
-            message, remedy = error_texts(run.error)
-            text = _("Flashing {bundle} did not start: {message}", bundle=bundle, message=message)
-            LOG.error("%s", text + (f" — {remedy}" if remedy else ""))
-            self.summarised.emit(text)
+            self.log_refused(run.error, N_("Flashing {bundle} did not start: {message}"), bundle=bundle)
             return
-        ok = [s for s in run.serials if (r := run.results.get(s)) is not None and r.ok]
+        ok = [s for s in run.serials if self.describe(run.results.get(s)) is not None]
         text = _(
             "Flashed {bundle}: {ok} of {total} units updated, {failed} failed",
             bundle=bundle,
@@ -180,7 +119,7 @@ class FlashMonitor(QObject):
         LOG.info("%s", text)
         for serial in run.serials:
             result = run.results.get(serial)
-            if result is not None and result.ok:
+            if serial in ok and result is not None:
                 LOG.info(
                     "%s",
                     _(
@@ -195,9 +134,5 @@ class FlashMonitor(QObject):
                     ),
                 )
             else:
-                error = (result.error if result is not None else None) or FlashResultMissing(serial=serial)
-                message, remedy = error_texts(error)
-                LOG.error(
-                    "%s", _("{serial}: {message}", serial=serial, message=message) + (f" — {remedy}" if remedy else "")
-                )
+                self.log_failure(run, serial)
         self.summarised.emit(text)

@@ -35,7 +35,9 @@ from terminal.errors import NaiadError
 from .composition import Wiring
 from .flash_dialog import FlashDialog, UnitChoice, choices_from_cards
 from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
+from .inject_run import EngineKeys, KeyEngine, KeyInjection
 from .log_pane import LogPane
+from .operator_login import OperatorLogin
 from .style import UnitState, stylesheet
 from .unit_card import Bench, error_texts
 from .unit_info import UnitInfoDialog, format_info_value
@@ -73,9 +75,10 @@ class MainWindow(QMainWindow):
         make_discovery: DiscoveryFactory | None = None,
         make_station: Callable[[], Station] | None = None,
         flash: FlashUnits = flash_with_engine,
+        keys: KeyEngine | None = None,
         parent: QWidget | None = None,
     ) -> None:
-        """``make_discovery``, ``make_station`` and ``flash`` replace the wiring's bus and the engine in tests."""
+        """``make_discovery``, ``make_station``, ``flash`` and ``keys`` stand in for the bus and engines in tests."""
         super().__init__(parent)
         self.wiring = wiring
         self.workers = Workers(parent=self)
@@ -90,6 +93,10 @@ class MainWindow(QMainWindow):
         self.bench = Bench()
         self.log_pane = LogPane()
         self.flash_monitor = FlashMonitor(self.bench, self.workers, self.stations, flash, parent=self)
+        self.operator = OperatorLogin(self.workers, self.stations, parent=self)
+        self.key_injection = KeyInjection(
+            self.bench, self.workers, self.stations, self.operator, self._unit_choices, keys or EngineKeys(wiring), self
+        )
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.bench)
         splitter.addWidget(self.log_pane)
@@ -102,6 +109,7 @@ class MainWindow(QMainWindow):
         self.counts_label = QLabel()
         status = self.statusBar()
         if status is not None:
+            status.addPermanentWidget(self.operator.status_label)
             status.addPermanentWidget(self.counts_label)
             status.addPermanentWidget(self.sim_label)
 
@@ -114,6 +122,7 @@ class MainWindow(QMainWindow):
         self.bench.changed.connect(self._units_changed)
         self.workers.busy_changed.connect(self._units_changed)
         self.flash_monitor.summarised.connect(self._show_status)
+        self.key_injection.summarised.connect(self._show_status)
         self.language_changed.connect(self._on_language_changed)
         self.log_pane.attach()
         i18n.add_language_listener(self._notify_language)
@@ -127,6 +136,7 @@ class MainWindow(QMainWindow):
         menubar = self.menuBar()
         assert menubar is not None
         self.file_menu = menubar.addMenu("")
+        self.operator_menu = menubar.addMenu("")
         self.bench_menu = menubar.addMenu("")
         self.view_menu = menubar.addMenu("")
         self.help_menu = menubar.addMenu("")
@@ -135,11 +145,15 @@ class MainWindow(QMainWindow):
         self.quit_action.setShortcut("Ctrl+Q")
         self.quit_action.triggered.connect(self.close)
         self.file_menu.addAction(self.quit_action)
+        assert self.operator_menu is not None
+        self.operator_menu.addAction(self.operator.login_action)
+        self.operator_menu.addAction(self.operator.logout_action)
 
         self.flash_action = QAction(self)
         self.flash_action.setObjectName("flashFirmwareAction")
         self.flash_action.triggered.connect(lambda _checked=False: self.open_flash_dialog())
         self.bench_menu.addAction(self.flash_action)
+        self.bench_menu.addAction(self.key_injection.action)
         self.dismiss_action = QAction(self)
         self.dismiss_action.triggered.connect(self.bench.dismiss_disconnected)
         self.bench_menu.addAction(self.dismiss_action)
@@ -167,6 +181,7 @@ class MainWindow(QMainWindow):
         self.toolbar.setMovable(False)
         self.addToolBar(self.toolbar)
         self.toolbar.addAction(self.flash_action)
+        self.toolbar.addAction(self.key_injection.action)
         self.toolbar.addAction(self.dismiss_action)
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
@@ -187,7 +202,10 @@ class MainWindow(QMainWindow):
         self.watcher.start()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
-        if not self._closed and self.flash_monitor.running() and not self.confirm_interrupt_flash():
+        if not self._closed and (
+            (self.flash_monitor.running() and not self.confirm_interrupt_flash())
+            or not self.key_injection.may_close(self)
+        ):
             if event is not None:
                 event.ignore()
             return
@@ -219,6 +237,8 @@ class MainWindow(QMainWindow):
         ended = self.workers.shutdown(timeout_ms=2000)
         if self.flash_dialog is not None:
             self.flash_dialog.close()
+        self.key_injection.close_dialog()
+        self.operator.close_dialog()
         if ended:  # else they still record in the ledger: leave the station open
             try:
                 self.stations.close()
@@ -251,6 +271,10 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(title)
         assert self.file_menu and self.bench_menu and self.view_menu and self.help_menu and self.language_menu
         self.file_menu.setTitle(_("&File"))
+        assert self.operator_menu is not None
+        self.operator_menu.setTitle(_("&Operator"))
+        self.operator.retranslate()
+        self.key_injection.retranslate()
         self.quit_action.setText(_("&Quit"))
         self.bench_menu.setTitle(_("&Bench"))
         self.flash_action.setText(_("Flash firmware…"))
@@ -424,9 +448,11 @@ class MainWindow(QMainWindow):
 
     @pyqtSlot()
     def _units_changed(self) -> None:
-        self.flash_action.setEnabled(any(card.device.serial for card in self.bench.cards()))
+        choices = self._unit_choices()
+        self.flash_action.setEnabled(bool(choices))
+        self.key_injection.set_units(choices)
         if self.flash_dialog is not None:
-            self.flash_dialog.set_units(self._unit_choices())
+            self.flash_dialog.set_units(choices)
 
     @pyqtSlot(str, list)
     def start_flash(self, bundle_path: str, serials: list[str]) -> FlashRun | None:

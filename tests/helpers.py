@@ -7,12 +7,15 @@ import importlib.util
 import json
 import struct
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
+from terminal.discovery import Device
 from terminal.events import Event, Recorder
 from terminal.models import model_by_id
 
@@ -98,3 +101,36 @@ def execute_sql(url: str, statement: str) -> None:
             connection.execute(text(statement))
     finally:
         engine.dispose()
+
+
+# -- the console's bench ----------------------------------------------------------------------------
+
+
+DF2 = model_by_id("df2")
+
+
+def device(serial: str, port: int, *, model: Any = DF2, mode: str = "run", address: int | None = None) -> Device:
+    """A unit as discovery reports it, at USB port 1-1.PORT (run mode on a pty, bootloader on fastboot TCP)."""
+    usb = model.run_usb if mode == "run" else model.bootloader_usb
+    return Device(
+        serial=serial,
+        model=model.id,
+        model_name=model.name,
+        mode=mode,
+        path=f"1-1.{port}",
+        port=f"/dev/pts/{port}" if mode == "run" else None,
+        vid=usb.vid,
+        pid=usb.pid,
+        bus=1,
+        address=address if address is not None else port,
+        fastboot=None if mode == "run" else f"tcp:127.0.0.1:{40000 + port}",
+    )
+
+
+class IdleDiscovery:
+    """A bus on which nothing happens: the tests add and remove units themselves, on the GUI thread."""
+
+    def watch(self, stop: threading.Event, interval: float = 0.25) -> Iterator[Any]:
+        while not stop.wait(interval):
+            yield from ()
+        return

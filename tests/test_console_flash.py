@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import demo_tool
+from helpers import IdleDiscovery, demo_tool, device
 from PyQt6.QtCore import Qt, QThread, QThreadPool
 from PyQt6.QtWidgets import QApplication
 
@@ -55,33 +55,7 @@ def make_bundle(tmp_path: Path, *, trust: bool = True, version: str = "2.0.0") -
     )
 
 
-def device(serial: str, port: int, *, model: Any = DF2, mode: str = "run", address: int | None = None) -> Device:
-    usb = model.run_usb if mode == "run" else model.bootloader_usb
-    return Device(
-        serial=serial,
-        model=model.id,
-        model_name=model.name,
-        mode=mode,
-        path=f"1-1.{port}",
-        port=f"/dev/pts/{port}" if mode == "run" else None,
-        vid=usb.vid,
-        pid=usb.pid,
-        bus=1,
-        address=address if address is not None else port,
-        fastboot=None if mode == "run" else f"tcp:127.0.0.1:{40000 + port}",
-    )
-
-
 # -- fakes with the engine's real signature and event types -----------------------------------------
-
-
-class IdleDiscovery:
-    """A bus on which nothing happens: the tests add and remove units themselves, on the GUI thread."""
-
-    def watch(self, stop: threading.Event, interval: float = 0.25) -> Iterator[Any]:
-        while not stop.wait(interval):
-            yield from ()
-        return
 
 
 class FakeStation:

@@ -1,0 +1,223 @@
+"""Operators log in to the console: who is at the bench decides which actions it offers.
+
+:class:`OperatorLogin` holds the logged-in operator's session (GUI thread only) and its "Log in…" and
+"Log out" actions; the password check (:func:`provisioning.operators.login`, scrypt and the ledger) runs as a
+job on the console's workers, never on the GUI thread.  :class:`LoginDialog` asks for the name and the password
+(echo hidden), shows a failed login's error and remedy, and forgets the password when it closes.  Logging out
+forgets the session: a console login is a password session, with no token to end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from PyQt6.QtCore import QObject, Qt, pyqtSignal
+from PyQt6.QtGui import QAction
+from PyQt6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+
+from i18n import N_, _
+
+from .unit_card import error_texts, repolish
+from .workers import Job, StationProvider, Workers
+
+if TYPE_CHECKING:
+    from provisioning.operators import OperatorSession
+
+LOG = logging.getLogger(__name__)
+
+# The ledger's roles (provisioning.ledger.models.ROLES) as people read them.
+ROLE_LABELS: dict[str, str] = {
+    "installer": N_("installer"),
+    "operator": N_("operator"),
+    "custodian": N_("custodian"),
+    "support": N_("support"),
+    "admin": N_("admin"),
+}
+
+
+def role_text(role: str) -> str:
+    msgid = ROLE_LABELS.get(role)
+    return _(msgid) if msgid else role
+
+
+class OperatorLogin(QObject):
+    """Who is logged in at this console; ``changed`` whenever that changes (GUI thread only)."""
+
+    changed = pyqtSignal()
+
+    def __init__(self, workers: Workers, stations: StationProvider, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._window = parent
+        self._workers = workers
+        self._stations = stations
+        self.session: OperatorSession | None = None
+        self.dialog: LoginDialog | None = None
+        self.login_action = QAction(self)
+        self.login_action.setObjectName("logInAction")
+        self.login_action.triggered.connect(lambda _checked=False: self.open_dialog())
+        self.logout_action = QAction(self)
+        self.logout_action.setObjectName("logOutAction")
+        self.logout_action.triggered.connect(lambda _checked=False: self.log_out())
+        self.status_label = QLabel()
+        self.status_label.setObjectName("operatorStatus")
+        self.retranslate()
+
+    def has_role(self, role: str) -> bool:
+        """Whether an operator with exactly ``role`` is logged in (roles do not nest)."""
+        return self.session is not None and self.session.role == role
+
+    def log_in(self, name: str, password: str) -> Job:
+        """Check ``name``'s password on the workers; on success the session is this console's."""
+        stations = self._stations
+
+        def check(_listener: object) -> OperatorSession:
+            from provisioning.operators import login
+
+            return login(stations.get().ledger, name, password)
+
+        job = Job(check, name="operator login")
+        job.succeeded.connect(self._on_logged_in)
+        self._workers.start(job)
+        return job
+
+    def _on_logged_in(self, session: OperatorSession) -> None:
+        self.session = session
+        LOG.info(
+            "%s",
+            _("Operator {operator} logged in ({role})", operator=session.operator, role=role_text(session.role)),
+        )
+        self.retranslate()
+        self.changed.emit()
+
+    def log_out(self) -> None:
+        """Forget the session; actions that needed it disappear."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        LOG.info("%s", _("Operator {operator} logged out", operator=session.operator))
+        self.retranslate()
+        self.changed.emit()
+
+    def open_dialog(self) -> LoginDialog:
+        """Show the login dialog (one at a time)."""
+        dialog = self.dialog
+        if dialog is None:
+            dialog = LoginDialog(self, self._window)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.finished.connect(lambda _result, dialog=dialog: self._forget_dialog(dialog))
+            self.dialog = dialog
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
+    def _forget_dialog(self, dialog: LoginDialog) -> None:
+        if self.dialog is dialog:
+            self.dialog = None
+
+    def close_dialog(self) -> None:
+        if self.dialog is not None:
+            self.dialog.close()
+
+    def retranslate(self) -> None:
+        self.login_action.setText(_("Log in…"))
+        self.login_action.setToolTip(_("Log in as an operator: what you may do depends on your role"))
+        self.logout_action.setText(_("Log out"))
+        self.login_action.setEnabled(self.session is None)
+        self.logout_action.setEnabled(self.session is not None)
+        session = self.session
+        if session is None:
+            self.status_label.setText(_("Not logged in"))
+        else:
+            self.status_label.setText(
+                _("Operator: {operator} ({role})", operator=session.operator, role=role_text(session.role))
+            )
+        if self.dialog is not None:
+            self.dialog.retranslate()
+
+
+class LoginDialog(QDialog):
+    """Operator name and password; "Log in" checks them on the workers and closes the dialog when they match."""
+
+    def __init__(self, login: OperatorLogin, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("loginDialog")
+        self._login = login
+        self._error: BaseException | None = None
+        self.checking = False
+        self.name_caption, self.password_caption = QLabel(), QLabel()
+        self.name_edit = QLineEdit()
+        self.password_edit = QLineEdit()
+        self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        form = QFormLayout()
+        form.addRow(self.name_caption, self.name_edit)
+        form.addRow(self.password_caption, self.password_edit)
+        self.error_label = QLabel()
+        self.error_label.setObjectName("cardStep")  # the style sheet's red for failed="true"
+        self.error_label.setProperty("failed", True)
+        self.error_label.setWordWrap(True)
+        self.error_label.hide()
+        self.buttons = QDialogButtonBox()
+        login_button = self.buttons.addButton("", QDialogButtonBox.ButtonRole.AcceptRole)
+        cancel = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        assert login_button is not None and cancel is not None
+        self.login_button, self.cancel_button = login_button, cancel
+        self.login_button.clicked.connect(self.submit)
+        self.cancel_button.clicked.connect(self.reject)
+        self.name_edit.returnPressed.connect(self.password_edit.setFocus)
+        self.password_edit.returnPressed.connect(self.submit)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.buttons)
+        self.retranslate()
+        self.setMinimumWidth(420)
+
+    def submit(self) -> None:
+        """Check the name and password on the workers; the dialog waits, then closes or shows why not."""
+        name, password = self.name_edit.text().strip(), self.password_edit.text()
+        if self.checking or not name or not password:
+            return
+        self._set_checking(True)
+        job = self._login.log_in(name, password)
+        job.succeeded.connect(self._on_succeeded)
+        job.failed.connect(self._on_failed)
+
+    def _on_succeeded(self, _session: object) -> None:
+        self._set_checking(False)
+        self.accept()
+
+    def _on_failed(self, error: BaseException) -> None:
+        self._set_checking(False)
+        self._error = error
+        self.password_edit.setText("")
+        self.password_edit.setFocus()
+        self._draw_error()
+
+    def _set_checking(self, checking: bool) -> None:
+        self.checking = checking
+        for widget in (self.name_edit, self.password_edit, self.login_button):
+            widget.setEnabled(not checking)
+
+    def _draw_error(self) -> None:
+        if self._error is None:
+            self.error_label.hide()
+            return
+        message, remedy = error_texts(self._error)
+        self.error_label.setText("\n".join(part for part in (message, remedy) if part))
+        self.error_label.show()
+        repolish(self.error_label)
+        self.adjustSize()  # a wrapped label's height is not in the layout's minimum: grow to show it all
+
+    def done(self, result: int) -> None:
+        """Closing forgets the password typed (``setText`` also drops the field's undo history)."""
+        self.password_edit.setText("")
+        super().done(result)
+
+    def retranslate(self) -> None:
+        self.setWindowTitle(_("Log in"))
+        self.name_caption.setText(_("Operator:"))
+        self.password_caption.setText(_("Password:"))
+        self.login_button.setText(_("Log in"))
+        self.cancel_button.setText(_("Cancel"))
+        self._draw_error()
