@@ -173,7 +173,7 @@ def test_no_clear_key_escapes_a_ceremony_and_an_injection(
     for derivation_id in range(1, issued.issued + 1):
         ikid = bytes.fromhex(BDK_ID) + derivation_id.to_bytes(4)
         recorded.add("Initial Key", dukpt.initial_key(BDK, ikid))
-    assert sum(name.startswith("KBPK") for name in recorded.keys) == 5
+    assert sum(name.startswith("KBPK") for name in recorded.keys) >= 5  # and the self-test's known answers
 
     for i, result in enumerate(outputs):
         recorded.scan(f"command {i} output", result.output.encode() + result.stderr_bytes)
