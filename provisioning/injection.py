@@ -52,6 +52,7 @@ from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
 from terminal.secure_element import LoadedKey, SecureElement
 
+from .ledger.errors import UnitNotAuthorised
 from .operators import OperatorSession, require_role
 from .station import Station
 
@@ -96,13 +97,6 @@ _LABELS = {
 
 class InjectionError(NaiadError):
     pass
-
-
-class UnitNotAuthorised(InjectionError):
-    message = N_("Unit {serial} is not in the authorised inventory: it gets no keys")
-    remedy = N_(
-        "Check the unit against its purchase order; if it belongs, add it with 'naiad keys inventory add {serial}'."
-    )
 
 
 class BdkNotRegistered(InjectionError):
@@ -360,7 +354,9 @@ def inject_units(
     workers = max(1, min(max_workers or len(chosen), len(chosen)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inject") as pool:
         results = list(pool.map(one, chosen))
-    return InjectionRun(results, ledger.reconcile(chosen))
+    reconciliation = ledger.reconcile(chosen)
+    ledger.audit("keys.reconciled", f"bdk:{bdk_label}", reconciliation.as_dict())  # every run's reconciliation on record
+    return InjectionRun(results, reconciliation)
 
 
 def _ca_name(ledger: Ledger) -> str:

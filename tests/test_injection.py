@@ -15,7 +15,8 @@ from keys import dukpt
 from keys.kcv import aes_cmac_kcv
 from keys.store import KeyHandle, KeyStore
 from keys.tr31 import Header
-from provisioning.injection import InjectPhase, KcvMismatch, UnitNotAuthorised
+from provisioning.injection import InjectPhase, KcvMismatch
+from provisioning.ledger.errors import UnitNotAuthorised
 from provisioning.operators import NotLoggedIn, OperatorSession, RoleRequired
 from terminal.events import PhaseStarted, Recorder, StepFinished
 from terminal.secure_element import SecureElement
@@ -84,6 +85,8 @@ def test_a_unit_not_in_the_inventory_is_refused_and_gets_nothing(sim_factory: An
     assert isinstance(by_serial[stranger].error, UnitNotAuthorised)
     assert _unit_keys(keys, stranger).state == "factory"  # not even an identity certificate
     assert stranger in run.reconciliation.refused
+    [audited] = [e for e in keys.ledger.audit_entries() if e.action == "keys.reconciled"]
+    assert audited.details["refused"] == [stranger] and audited.operator == "otto"
     assert keys.ledger.injections(stranger) == []
 
 
