@@ -355,7 +355,7 @@ def inject_units(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inject") as pool:
         results = list(pool.map(one, chosen))
     reconciliation = ledger.reconcile(chosen)
-    ledger.audit("keys.reconciled", f"bdk:{bdk_label}", reconciliation.as_dict())  # every run's reconciliation on record
+    ledger.audit("keys.reconciled", f"bdk:{bdk_label}", reconciliation.as_dict())  # each run on record
     return InjectionRun(results, reconciliation)
 
 
