@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from bench_keystore import softhsm_store, software_store  # noqa: E402
 
 from console.composition import Wiring  # noqa: E402
+from keys.ca import ProvisioningCA  # noqa: E402
 from keys.store import KeyStore  # noqa: E402
 from provisioning.injection import InjectionRun, inject_units  # noqa: E402
 from provisioning.ledger import Ledger  # noqa: E402
@@ -66,8 +67,9 @@ class Bench:
         ledger.as_operator("root").inventory_add(self.serials, "bench")
 
     def load_bdk(self, store: KeyStore, label: str, bdk_id: bytes) -> None:
-        """A fresh BDK in ``store``, registered in the ledger as generated."""
+        """A fresh BDK in ``store``, registered in the ledger as generated, and the store's provisioning CA."""
         kcv = store.generate_bdk(label)
+        ProvisioningCA.ensure(store)
         self.station.ledger.as_operator(OPERATOR.operator).register_bdk(label, bdk_id, kcv, "generated", CUSTODIANS)
 
     def inject(self, store: KeyStore, label: str, workers: int) -> InjectionRun:

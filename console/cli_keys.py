@@ -12,6 +12,7 @@ never printed; only KCVs are shown.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -329,3 +330,34 @@ def list_bdks(settings: Settings, as_json: bool, keystore: str) -> None:
             _(row["state"]),
         )
     out().print(shown_rows)
+
+
+# --- the provisioning CA -----------------------------------------------------------------------------
+
+
+@ceremony_group.command(
+    "make-ca",
+    help=N_(
+        "Make the station's provisioning CA (its key inside the key store) before two custodians: once per key "
+        "store, before the first injection."
+    ),
+)
+@keystore_options
+@pass_settings
+def make_ca(settings: Settings, keystore: str) -> None:
+    from keys.ca import DEFAULT_LABEL, ProvisioningCA
+    from provisioning.injection import ProvisioningCAExists
+
+    with reported(False):
+        ledger = settings.station().ledger
+        with _ceremony(ledger, DEFAULT_LABEL, 2, keystore) as (store, ceremony):
+            if DEFAULT_LABEL in store.signing_labels() and store.certificate(DEFAULT_LABEL) is not None:
+                raise ProvisioningCAExists(label=DEFAULT_LABEL)
+            for _number in range(ceremony.expected):
+                _custodian(ledger, ceremony)
+            ProvisioningCA.ensure(store, DEFAULT_LABEL, f"Naiad provisioning CA ({ledger.station})")
+            fingerprint = hashlib.sha256(store.signing_public_key(DEFAULT_LABEL)).hexdigest().upper()
+            writer = ledger if ledger.operator else ledger.as_operator(ceremony.custodians[0])
+            details = {"fingerprint": fingerprint, "custodians": list(ceremony.custodians)}
+            writer.audit("ca.created", f"ca:{DEFAULT_LABEL}", details)
+    out().print(_("Provisioning CA made; the SHA-256 of its public key is {fingerprint}.", fingerprint=fingerprint))

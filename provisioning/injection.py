@@ -34,21 +34,22 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from i18n import N_, _
 from keys import session as key_session
 from keys.attestation import check_csr, verify_chain
-from keys.ca import ProvisioningCA
+from keys.ca import DEFAULT_LABEL, ProvisioningCA
 from keys.errors import SignatureInvalid
 from keys.kcv import shown
 from keys.selftest import require_selftest
 from keys.store import KeyHandle, KeyStore
 from keys.tr31 import Header
-from terminal.errors import NaiadError
+from terminal.errors import NaiadError, RemoteError
 from terminal.events import Listener, Reporter
 from terminal.secure_element import LoadedKey, SecureElement
 
@@ -59,16 +60,19 @@ from .station import Station
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from .ledger import Ledger
-    from .ledger.keys import Reconciliation
+    from terminal.client import ManagementClient
+
+    from .ledger import Ledger, Reconciliation
 
 LOG = logging.getLogger(__name__)
 
 INJECT_STEP = "inject"
 """The step name of an injection in the event stream and the ledger's operation kind."""
-CA_LABEL = "naiad-provisioning-ca"
+CA_LABEL = DEFAULT_LABEL
 ROLE = "operator"
 CHALLENGE_BYTES = 32
+STORE_WAIT = 120.0
+"""Seconds a unit's worker waits for the key store while other units use it (one call at a time)."""
 
 
 class InjectPhase(enum.StrEnum):
@@ -115,13 +119,39 @@ class KcvMismatch(InjectionError):
 
 
 class UnitKeyMismatch(InjectionError):
-    message = N_("Unit {serial} loaded Initial Key ID {got} instead of {expected}: the key was not kept")
+    message = N_("Unit {serial} reports {what} {got} instead of {expected}: the key was not kept")
     remedy = N_("Set the unit aside for support: its secure element does not do what it is told.")
+    msgid_params = ("what",)
+
+
+class CommitUnconfirmed(InjectionError):
+    message = N_(
+        "Unit {serial} did not confirm storing Initial Key ID {initial_key_id}, and its key status could not be read"
+    )
+    remedy = N_(
+        "Run 'naiad keys status {serial}': if it shows Initial Key ID {initial_key_id}, the unit holds the key the "
+        "ledger has as allocated but not recorded; report it to the security officer before injecting again."
+    )
+
+
+class KeyStoreBusy(InjectionError):
+    message = N_("The key store stayed busy for {seconds} s while injecting {serial}")
+    remedy = N_("Check the HSM (naiad doctor), then inject the unit again.")
 
 
 class InjectionCrashed(InjectionError):
     message = N_("Injecting keys into {serial} failed unexpectedly: {detail}")
     remedy = N_("The unit's old keys are kept. Send the station's log to support, then inject the unit again.")
+
+
+class ProvisioningCANotMade(InjectionError):
+    message = N_("The key store holds no provisioning CA ({label}): units cannot be certified")
+    remedy = N_("Two custodians make it once per key store with 'naiad keys ceremony make-ca'.")
+
+
+class ProvisioningCAExists(InjectionError):
+    message = N_("The key store already holds the provisioning CA ({label})")
+    remedy = N_("Nothing to do: it certifies every unit this key store injects.")
 
 
 class NoUnitsSelected(InjectionError):
@@ -181,7 +211,21 @@ class _LockedStore:
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def held(self, serial: str) -> Iterator[KeyStore]:
+        """The store, for one unit's worker; KeyStoreBusy when a hung call keeps it past STORE_WAIT."""
+        if not self._lock.acquire(timeout=STORE_WAIT):
+            raise KeyStoreBusy(seconds=int(STORE_WAIT), serial=serial)
+        try:
+            yield self.store
+        finally:
+            self._lock.release()
+
+
+Reconnect = Callable[[], "AbstractContextManager[ManagementClient]"]
+"""A new management connection to the unit, for reading its key status after a lost reply."""
 
 
 @dataclass
@@ -196,8 +240,42 @@ class _Injection:
     serial: str
     report: Reporter
 
-    def run(self, se: SecureElement) -> InjectionResult:
+    def run(self, se: SecureElement, reconnect: Reconnect) -> InjectionResult:
         started = time.monotonic()
+        with self.ledger.operation(self.serial, INJECT_STEP) as op:  # refused units are on record too
+            op.result = {}
+            identity, identity_key = self._identify(se)
+
+            self._phase(InjectPhase.CERTIFY)
+            with self.keys.held(self.serial):
+                issued = self.ca.issue(identity.csr, self.serial)
+                ca_certificate = self.ca.certificate
+            certificate_serial = issued.serial_number.upper()  # the ledger's form of hex
+            op.result["certificate_serial"] = certificate_serial  # issued: on record even if a later step fails
+            installed = se.install_certificate(issued.der, ca_certificate)
+            if installed.upper() != certificate_serial:
+                raise UnitKeyMismatch(
+                    serial=self.serial, what=N_("certificate serial"), got=installed, expected=certificate_serial
+                )
+
+            self._phase(InjectPhase.SESSION)
+            session, kbpk = self._key_session(se, identity_key)
+
+            initial_key_id = self.ledger.allocate_initial_key_id(self.bdk_label, self.serial)
+            op.result["initial_key_id"] = initial_key_id.hex().upper()
+            try:
+                kcv = self._deliver(se, session, kbpk, initial_key_id, reconnect)
+            except CommitUnconfirmed:
+                raise  # the unit may hold the key: the ID stays allocated, neither failed nor recorded
+            except BaseException as exc:
+                self._burn(initial_key_id, exc)
+                raise
+            self.ledger.record_injection(self.serial, initial_key_id, kcv, certificate_serial)
+            op.result["kcv"] = shown(kcv)
+        return InjectionResult(self.serial, True, time.monotonic() - started, initial_key_id, kcv, certificate_serial)
+
+    def _identify(self, se: SecureElement) -> tuple[Any, ec.EllipticCurvePublicKey]:
+        """The unit's attestation checked, then a fresh identity key it proves it made: its CSR and public key."""
         self._phase(InjectPhase.ATTEST)
         attestation_key = verify_chain(se.attestation_chain(), self.roots, self.serial)
 
@@ -208,28 +286,16 @@ class _Injection:
         statement = key_session.identity_statement(self.serial, challenge, identity.csr)
         if not key_session.verify(attestation_key, identity.signature, statement):
             raise SignatureInvalid(statement=N_("identity key and challenge"))
+        return identity, identity_key
 
-        self._phase(InjectPhase.CERTIFY)
-        with self.keys.lock:
-            issued = self.ca.issue(identity.csr, self.serial)
-            ca_certificate = self.ca.certificate
-        se.install_certificate(issued.der, ca_certificate)
-
-        self._phase(InjectPhase.SESSION)
-        session, kbpk = self._key_session(se, identity_key)
-
-        with self.ledger.operation(self.serial, INJECT_STEP) as op:
-            initial_key_id = self.ledger.allocate_initial_key_id(self.bdk_label, self.serial)
-            certificate_serial = issued.serial_number.upper()  # the ledger's form of hex
-            op.result = {"initial_key_id": initial_key_id.hex().upper(), "certificate_serial": certificate_serial}
-            try:
-                kcv = self._deliver(se, session, kbpk, initial_key_id)
-            except BaseException as exc:
-                self.ledger.allocation_failed(initial_key_id, type(exc).__name__)
-                raise
-            self.ledger.record_injection(self.serial, initial_key_id, kcv, certificate_serial)
-            op.result["kcv"] = shown(kcv)
-        return InjectionResult(self.serial, True, time.monotonic() - started, initial_key_id, kcv, issued.serial_number)
+    def _burn(self, initial_key_id: bytes, exc: BaseException) -> None:
+        """Mark the ID failed (never issued again); a ledger error here must not hide the step's own."""
+        try:
+            self.ledger.allocation_failed(initial_key_id, type(exc).__name__)
+        except Exception as ledger_error:
+            LOG.error(
+                "%s: could not mark Initial Key ID %s failed: %s", self.serial, initial_key_id.hex(), ledger_error
+            )
 
     def _key_session(self, se: SecureElement, identity_key: ec.EllipticCurvePublicKey) -> tuple[Any, bytes]:
         private, station_public = key_session.ephemeral()
@@ -247,19 +313,21 @@ class _Injection:
         )
         return reply, kbpk
 
-    def _deliver(self, se: SecureElement, session: Any, kbpk: bytes, initial_key_id: bytes) -> bytes:
+    def _deliver(
+        self, se: SecureElement, session: Any, kbpk: bytes, initial_key_id: bytes, reconnect: Reconnect
+    ) -> bytes:
         """The Initial Key to the unit, compared and committed; its KCV."""
         self._phase(InjectPhase.LOAD)
         header = Header("B1", "A", "X", exportability="N", optional_blocks=(("KS", initial_key_id.hex().upper()),))
         handle: KeyHandle | None = None
-        with self.keys.lock:
+        with self.keys.held(self.serial) as store:
             try:
-                handle = self.keys.store.derive_initial_key(self.bdk_label, initial_key_id)
-                block = self.keys.store.wrap_tr31(kbpk, header, handle)
-                expected = self.keys.store.initial_key_kcv(handle)
+                handle = store.derive_initial_key(self.bdk_label, initial_key_id)
+                block = store.wrap_tr31(kbpk, header, handle)
+                expected = store.initial_key_kcv(handle)
             finally:
                 if handle is not None:
-                    self.keys.store.release(handle)
+                    store.release(handle)
             signature = self.ca.sign(
                 key_session.load_statement(self.serial, session.session, session.unit_nonce, block)
             )
@@ -269,16 +337,41 @@ class _Injection:
         self._check(loaded, initial_key_id, expected)
 
         self._phase(InjectPhase.COMMIT)
-        with self.keys.lock:
-            signature = self.ca.sign(key_session.commit_statement(self.serial, session.session, loaded.kcv))
-        self._check(se.commit_key(session.session, loaded.kcv, signature), initial_key_id, expected)
+        with self.keys.held(self.serial):  # the store's KCV is signed, never the unit's word
+            signature = self.ca.sign(key_session.commit_statement(self.serial, session.session, expected))
+        try:
+            committed = se.commit_key(session.session, expected, signature)
+        except RemoteError:
+            raise  # the unit answered and refused: it stored nothing
+        except NaiadError as lost:  # no answer: the unit may or may not have stored the key
+            committed = self._stored_after(lost, initial_key_id, reconnect)
+        self._check(committed, initial_key_id, expected)
         return expected
 
+    def _stored_after(self, lost: NaiadError, initial_key_id: bytes, reconnect: Reconnect) -> LoadedKey:
+        """What the unit stored when its commit reply was lost: read its key status over a new connection."""
+        LOG.info("%s: the commit's reply was lost (%s); reading the unit's key status", self.serial, lost)
+        try:
+            with reconnect() as client:
+                status = SecureElement(client).status()
+        except NaiadError as exc:
+            raise CommitUnconfirmed(serial=self.serial, initial_key_id=initial_key_id.hex().upper()) from exc
+        for slot in status.keys:
+            if hmac.compare_digest(slot.initial_key_id, initial_key_id):
+                return LoadedKey(slot.initial_key_id, slot.ksn, slot.kcv)
+        raise lost  # the unit kept its old key set
+
     def _check(self, loaded: LoadedKey, initial_key_id: bytes, expected: bytes) -> None:
-        if not hmac.compare_digest(loaded.initial_key_id, initial_key_id):
-            raise UnitKeyMismatch(
-                serial=self.serial, got=loaded.initial_key_id.hex().upper(), expected=initial_key_id.hex().upper()
-            )
+        """The unit's answer is the key the station sent: its ID, its first KSN and the store's KCV."""
+        ksn = initial_key_id + bytes(4)
+        for what, got, wanted in (
+            (N_("Initial Key ID"), loaded.initial_key_id, initial_key_id),
+            (N_("KSN"), loaded.ksn, ksn),
+        ):
+            if not hmac.compare_digest(got, wanted):
+                raise UnitKeyMismatch(
+                    serial=self.serial, what=what, got=got.hex().upper(), expected=wanted.hex().upper()
+                )
         if not hmac.compare_digest(loaded.kcv, expected):
             raise KcvMismatch(serial=self.serial, got=shown(loaded.kcv), expected=shown(expected))
 
@@ -328,7 +421,9 @@ def inject_units(
         raise BdkNotRegistered(label=bdk_label)
     if bdk_label not in store.labels() or not hmac.compare_digest(store.bdk_kcv(bdk_label), bdk.kcv):
         raise BdkNotInStore(label=bdk_label, kcv=shown(bdk.kcv))
-    ca = ProvisioningCA.ensure(store, CA_LABEL, _ca_name(ledger))
+    if CA_LABEL not in store.signing_labels() or store.certificate(CA_LABEL) is None:
+        raise ProvisioningCANotMade(label=CA_LABEL)  # made under dual control, never on the fly by an operator
+    ca = ProvisioningCA(store, CA_LABEL)
     keys = _LockedStore(store)
     reporters = {serial: Reporter(listener, serial, INJECT_STEP) for serial in chosen}
 
@@ -340,13 +435,14 @@ def inject_units(
                 raise UnitNotAuthorised(serial=serial)
             injection = _Injection(keys, ca, ledger, bdk_label, roots, serial, reporter)
             with station.connect(serial) as client:
-                result = injection.run(SecureElement(client))
+                result = injection.run(SecureElement(client), lambda: station.connect(serial))
         except Exception as exc:
             error = exc if isinstance(exc, NaiadError) else InjectionCrashed(serial=serial, detail=type(exc).__name__)
             if isinstance(exc, NaiadError):
                 LOG.info("%s: injection refused: %s", serial, exc)
             else:
                 LOG.error("%s: injection crashed: %s", serial, type(exc).__name__)
+            error.__traceback__ = None  # its frames hold the KBPK and the session's keys: results outlive them
             result = InjectionResult(serial, False, time.monotonic() - started, error=error)
         reporter.finished(result)
         return result
@@ -357,7 +453,3 @@ def inject_units(
     reconciliation = ledger.reconcile(chosen)
     ledger.audit("keys.reconciled", f"bdk:{bdk_label}", reconciliation.as_dict())  # each run on record
     return InjectionRun(results, reconciliation)
-
-
-def _ca_name(ledger: Ledger) -> str:
-    return f"Naiad provisioning CA ({ledger.station})"

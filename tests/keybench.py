@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from console.composition import Wiring
+from keys.ca import ProvisioningCA
 from keys.kcv import aes_cmac_kcv
 from keys.store import KeyStore
 from keys.store_software import SoftwareKeyStore
@@ -41,9 +42,10 @@ def prepare_ledger(ledger: Ledger) -> None:
 
 
 def load_bdk(store: KeyStore) -> None:
-    """The test BDK into ``store`` from its components, as a ceremony would."""
+    """The test BDK into ``store`` from its components, and the provisioning CA, as the ceremonies would."""
     if BDK_LABEL not in store.labels():
         assert store.combine_components(BDK_LABEL, list(COMPONENTS)) == aes_cmac_kcv(BDK)
+    ProvisioningCA.ensure(store)
 
 
 @dataclass

@@ -395,7 +395,14 @@ def test_a_second_station_loads_a_registered_bdk_and_may_inject_with_it(
         "kcv": registered.kcv.hex().upper(),
         "custodians": ["carol", "alice", "bob"],
     }
-    assert _inject_check(url, tmp_path) == "UnitNotAuthorised"  # the store's BDK is the ledger's
+    assert _inject_check(url, tmp_path) == "ProvisioningCANotMade"  # the store's BDK is the ledger's
+    made = naiad(url, "keys", "ceremony", "make-ca", stdin=_turn("carol") + _turn("alice"))
+    assert made.exit_code == 0, made.output
+    [created] = _audit(url, "ca.created")
+    assert created[1]["custodians"] == ["carol", "alice"]
+    assert _inject_check(url, tmp_path) == "UnitNotAuthorised"  # now each unit is checked, and refused
+    again = naiad(url, "keys", "ceremony", "make-ca", stdin=_turn("carol") + _turn("alice"))
+    assert again.exit_code == 1 and "already holds the provisioning CA" in again.output
 
 
 def test_a_second_station_loading_other_components_keeps_nothing(

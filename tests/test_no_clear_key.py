@@ -146,6 +146,8 @@ def test_no_clear_key_escapes_a_ceremony_and_an_injection(
     )
     ceremony = naiad("keys", "ceremony", "load-bdk", "--label", "line", "--bdk-id", BDK_ID, stdin=turns)
     assert ceremony.exit_code == 0, ceremony.output
+    two = "".join(f"{name}\n{CUSTODIAN_PW}\n" for name in CUSTODIANS[:2])
+    assert naiad("keys", "ceremony", "make-ca", stdin=two).exit_code == 0
     assert naiad("--operator", "root", "keys", "inventory", "add", *serials, stdin=f"{ADMIN_PW}\n").exit_code == 0
     injected = naiad("--operator", "otto", "keys", "inject", "--all", "--json", stdin=f"{OPERATOR_PW}\n")
     assert injected.exit_code == 0, injected.output
