@@ -344,18 +344,24 @@ class _Injection:
         except RemoteError:
             raise  # the unit answered and refused: it stored nothing
         except NaiadError as lost:  # no answer: the unit may or may not have stored the key
-            committed = self._stored_after(lost, initial_key_id, reconnect)
+            committed = self._stored_after(se, lost, initial_key_id, reconnect)
         self._check(committed, initial_key_id, expected)
         return expected
 
-    def _stored_after(self, lost: NaiadError, initial_key_id: bytes, reconnect: Reconnect) -> LoadedKey:
-        """What the unit stored when its commit reply was lost: read its key status over a new connection."""
+    def _stored_after(
+        self, se: SecureElement, lost: NaiadError, initial_key_id: bytes, reconnect: Reconnect
+    ) -> LoadedKey:
+        """What the unit stored when its commit reply was lost: its key status, asked on the same connection,
+        then on a new one (a unit that went away and came back)."""
         LOG.info("%s: the commit's reply was lost (%s); reading the unit's key status", self.serial, lost)
         try:
-            with reconnect() as client:
-                status = SecureElement(client).status()
-        except NaiadError as exc:
-            raise CommitUnconfirmed(serial=self.serial, initial_key_id=initial_key_id.hex().upper()) from exc
+            status = se.status()
+        except NaiadError:
+            try:
+                with reconnect() as client:
+                    status = SecureElement(client).status()
+            except NaiadError as exc:
+                raise CommitUnconfirmed(serial=self.serial, initial_key_id=initial_key_id.hex().upper()) from exc
         for slot in status.keys:
             if hmac.compare_digest(slot.initial_key_id, initial_key_id):
                 return LoadedKey(slot.initial_key_id, slot.ksn, slot.kcv)

@@ -8,16 +8,17 @@ from typing import Any
 
 import pytest
 from conftest import SimHandle
-from keybench import BDK, BDK_LABEL, KeyBench, software_store
+from keybench import BDK, BDK_LABEL, COMPONENTS, OPERATOR, KeyBench, software_store
 from test_keys_store import _pkcs11, softhsm_token  # noqa: F401  (softhsm_token: a fixture)
 
 from keys import dukpt
 from keys.kcv import aes_cmac_kcv
 from keys.store import KeyHandle, KeyStore
 from keys.tr31 import Header
-from provisioning.injection import InjectPhase, KcvMismatch
+from provisioning.injection import CommitUnconfirmed, InjectPhase, KcvMismatch
 from provisioning.ledger.errors import UnitNotAuthorised
 from provisioning.operators import NotLoggedIn, OperatorSession, RoleRequired
+from terminal.errors import RequestTimeout
 from terminal.events import PhaseStarted, Recorder, StepFinished
 from terminal.secure_element import SecureElement
 
@@ -171,3 +172,94 @@ def test_a_bdk_the_ledger_does_not_know_is_refused_before_any_unit(sim: SimHandl
     with pytest.raises(BdkNotRegistered):
         inject_units(keys.station, keys.store, OperatorSession("otto", "operator"), "other", keys.roots, sim.serials())
     assert BDK_LABEL in keys.store.labels()
+
+
+def _lose_commit_reply(monkeypatch: pytest.MonkeyPatch, *, committed: bool) -> None:
+    """The unit's answer to SE_KEY_COMMIT never arrives: after storing the key, or before."""
+    commit = SecureElement.commit_key
+
+    def lost(self: SecureElement, *args: Any) -> Any:
+        if committed:
+            commit(self, *args)
+        raise RequestTimeout(serial=self.client.unit_name, path="-", request="se_key_commit")
+
+    monkeypatch.setattr(SecureElement, "commit_key", lost)
+
+
+def test_a_lost_commit_reply_is_settled_by_the_units_key_status(
+    sim: SimHandle, bench: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: KeyBench = bench(sim)
+    [serial] = sim.serials()
+    keys.authorise([serial])
+    _lose_commit_reply(monkeypatch, committed=True)
+    [result] = keys.inject([serial]).results
+    assert result.ok and result.initial_key_id is not None  # the unit stored it: so does the ledger
+    [slot] = _unit_keys(keys, serial).keys
+    [record] = keys.ledger.injections(serial)
+    assert slot.initial_key_id == record.initial_key_id == result.initial_key_id
+
+
+def test_a_lost_commit_reply_of_a_unit_that_kept_its_old_keys_burns_the_id(
+    sim: SimHandle, bench: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: KeyBench = bench(sim)
+    [serial] = sim.serials()
+    keys.authorise([serial])
+    _lose_commit_reply(monkeypatch, committed=False)
+    [result] = keys.inject([serial]).results
+    assert not result.ok and isinstance(result.error, RequestTimeout)
+    assert _unit_keys(keys, serial).keys == [] and keys.ledger.injections(serial) == []
+    [allocation] = keys.ledger.allocations(serial)
+    assert allocation.state == "failed"
+
+
+def test_an_unreadable_unit_after_a_lost_commit_reply_leaves_the_id_unconfirmed(
+    sim: SimHandle, bench: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: KeyBench = bench(sim)
+    [serial] = sim.serials()
+    keys.authorise([serial])
+    _lose_commit_reply(monkeypatch, committed=True)
+
+    def unreadable(self: SecureElement) -> Any:
+        raise RequestTimeout(serial=serial, path="-", request="se_key_status")
+
+    monkeypatch.setattr(SecureElement, "status", unreadable)
+    [result] = keys.inject([serial]).results
+    assert isinstance(result.error, CommitUnconfirmed)
+    [allocation] = keys.ledger.allocations(serial)
+    assert allocation.state == "allocated"  # neither burnt nor recorded: the officer must look at the unit
+    assert result.error.remedy_text is not None and f"naiad keys status {serial}" in result.error.remedy_text
+
+
+def test_a_refused_unit_is_on_record_with_its_error(sim: SimHandle, bench: Any) -> None:
+    keys: KeyBench = bench(sim)
+    [serial] = sim.serials()
+    keys.authorise([serial])
+    sim.call("faults", serial=serial, counterfeit=True)
+    keys.inject([serial])
+    [operation] = keys.ledger.operations(serial)
+    assert operation.kind == "inject" and operation.status == "failed"
+    assert operation.result is not None and "AttestationChainUnknown" in operation.result["error"]["type"]
+
+
+def test_injection_needs_a_provisioning_ca_made_by_ceremony(sim: SimHandle, tmp_path: Path) -> None:
+    from keybench import load_bdk, prepare_ledger
+
+    from console.composition import Wiring
+    from provisioning.injection import ProvisioningCANotMade, inject_units
+    from provisioning.ledger import Ledger
+    from provisioning.station import Station
+
+    store = software_store(tmp_path)
+    store.combine_components(BDK_LABEL, list(COMPONENTS))  # the BDK, but no CA
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}", station="bench-1")
+    prepare_ledger(ledger)
+    wiring = Wiring(sim.state_dir)
+    with Station(wiring.discovery(), ledger=ledger) as station, pytest.raises(ProvisioningCANotMade):
+        inject_units(station, store, OPERATOR, BDK_LABEL, wiring.manufacturer_roots(), sim.serials())
+    assert store.signing_labels() == []  # not made on the fly
+    load_bdk(store)
+    assert store.signing_labels() != []
+    store.close()
