@@ -18,7 +18,7 @@ from rich.text import Text
 
 from i18n import N_, _
 from keys.kcv import shown
-from provisioning.injection import ROLE, InjectionResult, InjectionRun, NoUnitsSelected, inject_units
+from provisioning.injection import ROLE, BdkNotRegistered, InjectionResult, InjectionRun, NoUnitsSelected, inject_units
 from provisioning.operators import require_role
 from terminal.events import StepResult
 
@@ -81,9 +81,16 @@ def _default_bdk(settings: Settings) -> str:
     return labels[0]
 
 
-@click.command("inject", cls=Command, help=N_("Inject a unique AES DUKPT Initial Key into units (operator role)."))
+@click.command(
+    "inject",
+    cls=Command,
+    help=N_(
+        "Inject a unique AES DUKPT Initial Key into units (operator role). Exits 1 when a unit failed or the run's "
+        "reconciliation with the authorised inventory has findings."
+    ),
+)
 @option("--device", "devices", multiple=True, metavar="SERIAL", help=N_("A unit to inject (repeat for several)."))
-@option("--all", "all_units", is_flag=True, help=N_("Inject every attached unit."))
+@option("--all", "all_units", is_flag=True, help=N_("Inject every attached unit in run mode."))
 @option("--bdk", "bdk_label", metavar="LABEL", help=N_("The BDK to derive from (default: the only one registered)."))
 @option("--workers", type=click.IntRange(1, 64), help=N_("Units to inject at the same time (default: all)."))
 @keystore_options
@@ -105,10 +112,16 @@ def inject(
         require_role(session, ROLE)  # before the key store asks for its passphrase or PIN
         serials = list(devices)
         if all_units:
-            serials = [d.serial for d in station.devices() if d.serial and d.mode == "run" and not d.permission_denied]
+            attached = [d for d in station.devices() if d.serial]
+            serials = [d.serial for d in attached if d.mode == "run" and not d.permission_denied]
+            for device in attached:
+                if device.serial not in serials:
+                    err().print(_("Left out {serial}: not reachable in run mode.", serial=device.serial))
         if not serials:
             raise NoUnitsSelected()
         label = bdk_label or _default_bdk(settings)
+        if station.ledger.bdk(label) is None:  # before the key store asks for its passphrase or PIN
+            raise BdkNotRegistered(label=label)
         roots = settings.wiring().manufacturer_roots()
         with open_key_store(keystore) as store:
             console: Console = err()
@@ -124,7 +137,7 @@ def inject(
     else:
         out().print(_summary(run))
         print_reconciliation(run.reconciliation)
-    if not run.ok:
+    if not (run.ok and run.reconciliation.ok):
         raise click.exceptions.Exit(1)
 
 

@@ -47,7 +47,7 @@ BDK_LENGTHS = {"AES-128": 16, "AES-256": 32}
         "status": "console.cli_inject:status",
         "inventory": "console.cli_inventory:inventory_group",
     },
-    help=N_("Payment keys: the self-test, the key ceremony and the BDKs."),
+    help=N_("Payment keys: self-test, ceremonies, BDKs, the authorised inventory, injection and key status."),
 )
 def keys_group() -> None:
     pass

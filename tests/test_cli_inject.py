@@ -20,6 +20,7 @@ from keybench import BDK, BDK_ID, BDK_LABEL, PASSPHRASE, KeyBench, software_stor
 from test_keys_store import PIN, SOFTHSM_MODULE, _pkcs11, softhsm_token  # noqa: F401  (softhsm_token: a fixture)
 
 import i18n
+from console import cli_inject
 from console.cli import cli
 from keys import dukpt
 from keys.kcv import aes_cmac_kcv, shown
@@ -139,7 +140,8 @@ def test_all_injects_every_attached_unit_in_run_mode_and_the_table_shows_ids_kcv
     run = units.inject("--all")
     assert run.exit_code == 0, run.output
     assert "Key injection" in run.output and "Reconciliation" in run.output and "Everything adds up." in run.output
-    assert resting not in run.output  # in bootloader mode: not part of --all
+    assert f"Left out {resting}: not reachable in run mode." in run.output  # said, and not part of --all
+    assert resting not in run.output.split("Key injection", 1)[1]
     for serial in running:
         [key] = units.status(serial)["keys"]
         assert serial in run.output
@@ -259,8 +261,7 @@ def test_help_table_and_status_follow_the_language(line: Any) -> None:
 
     helped = units.naiad("keys", "inject", "--help", operator=None, NAIAD_LANG="zh_CN")
     assert helped.exit_code == 0 and "--device" in helped.output
-    assert chinese("Inject a unique AES DUKPT Initial Key into units (operator role).") in helped.output
-    assert chinese("Inject every attached unit.") in helped.output
+    assert chinese("Inject every attached unit in run mode.") in helped.output
     run = units.inject("--device", serial, NAIAD_LANG="zh_CN")
     assert run.exit_code == 0, run.output
     for heading in ("Key injection", "Initial Key ID", "Reconciliation", "Everything adds up.", "succeeded"):
@@ -283,3 +284,23 @@ def test_a_narrow_terminal_folds_the_ids_and_cuts_none(line: Any, monkeypatch: p
     assert "…" not in again.output + status.output, again.output + status.output
     [key] = units.status(allowed)["keys"]
     assert key["initial_key_id"] in again.output and key["kcv"] in status.output
+
+
+def test_a_rekeyed_unit_succeeds_but_the_run_exits_1_with_the_reconciliation_finding(line: Any) -> None:
+    units = line(1)
+    [serial] = units.sim.serials()
+    assert units.inject("--device", serial, stdin=f"{PASSWORDS['otto']}\n").exit_code == 0
+    again = units.inject("--device", serial, "--json", stdin=f"{PASSWORDS['otto']}\n")
+    answer = json.loads(again.stdout)
+    assert again.exit_code == 1 and answer["ok"] and not answer["reconciliation"]["ok"]
+    assert serial in answer["reconciliation"]["injected_more_than_once"]
+
+
+def test_an_unknown_bdk_is_refused_before_the_key_store_is_opened(line: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    units = line(1)
+    opened: list[str] = []
+    monkeypatch.setattr(cli_inject, "open_key_store", opened.append)
+    refused = units.inject("--device", units.sim.serials()[0], "--bdk", "nosuch", stdin=f"{PASSWORDS['otto']}\n")
+    _no_traceback(refused)
+    assert refused.exit_code == 1 and "No BDK nosuch is registered" in refused.output
+    assert opened == []
