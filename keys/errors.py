@@ -274,6 +274,16 @@ class AttestationRootsInvalid(AttestationError):
     msgid_params = ("reason",)
 
 
+class AttestationRootExpired(AttestationRootsInvalid):
+    """The trusted root a unit's chain leads to is outside its validity: every unit of that maker is refused."""
+
+    message = N_("The trusted manufacturer root that the unit's chain leads to has expired or is not yet valid")
+    remedy = N_(
+        "Nothing was sent to the unit. Get the manufacturer's current root certificates, install them on the "
+        "station as a PEM file, check the station's clock, then retry."
+    )
+
+
 class CsrInvalid(AttestationError):
     message = N_("The unit's certificate request was refused: {reason}")
     msgid_params = ("reason",)
