@@ -39,7 +39,14 @@ MAX_CHAIN = 8
 _Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 _PROCESSED = frozenset({x509.BasicConstraints.oid, x509.KeyUsage.oid})
 """The only extensions a certificate here may mark critical: the ones this module enforces."""
-_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
+)
 
 
 def verify_chain(

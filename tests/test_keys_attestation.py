@@ -279,6 +279,15 @@ def test_a_good_chain_altered_anywhere_raises_only_attestation_errors(position: 
     assert x509.load_der_x509_certificate(altered).tbs_certificate_bytes == _ROOT_LEAF.certificate.tbs_certificate_bytes
 
 
+def test_a_certificate_of_an_unknown_x509_version_is_refused(maker: Issued) -> None:
+    """Found by the property test above: a version byte of 1 (not v1, v2 or v3) raised InvalidVersion."""
+    der = _leaf(maker).der
+    version_3 = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2
+    assert der.count(version_3) == 1
+    with pytest.raises(AttestationChainBroken):
+        verify_chain([der.replace(version_3, version_3[:-1] + b"\x01")], [maker.der], SERIAL, now=NOW)
+
+
 _ROOT = _issue("hypothesis root")
 _ROOT_LEAF = _leaf(_ROOT)
 
