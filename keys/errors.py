@@ -243,6 +243,16 @@ class ProvisioningCAError(KeysError):
     msgid_params = ("reason",)
 
 
+class ProvisioningCAExpired(ProvisioningCAError):
+    """The CA's own certificate is outside its validity: a certificate it issued now would be invalid at once."""
+
+    message = N_("The provisioning CA's certificate has expired or is not yet valid: it cannot issue certificates")
+    remedy = N_(
+        "No certificate was issued. Check the station's clock; if the CA's certificate has expired, make a new "
+        "provisioning CA (a new signing key and certificate in the key store) before certifying more units."
+    )
+
+
 class AttestationError(KeysError):
     """A unit's attestation chain, CSR or signature was refused: the unit gets nothing."""
 
