@@ -5,7 +5,9 @@ A unit's certificates are hostile input: anything that does not parse, verify or
 walked here with ``cryptography`` rather than a general path builder, because the rules are narrow: leaf first,
 each certificate issued by the next, every key ECDSA P-256, every issuer a CA within its path length, each
 certificate valid now, the top anchored on one of the station's trusted manufacturer roots (the same
-certificate, or a root of the issuer's name whose key verifies it), and the leaf naming the unit's serial (CN).
+certificate, or a root of the issuer's name whose key verifies it) that is valid now too, and the leaf an end
+entity whose key may sign (it signs the identity statement) naming the unit's serial (CN).  A critical extension
+other than basicConstraints and keyUsage (the two enforced here) refuses its certificate (RFC 5280 4.2).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -25,6 +28,7 @@ from i18n import N_
 from .errors import (
     AttestationChainBroken,
     AttestationChainUnknown,
+    AttestationRootExpired,
     AttestationRootsInvalid,
     AttestationWrongUnit,
     CsrInvalid,
@@ -32,7 +36,17 @@ from .errors import (
 
 MAX_CHAIN = 8
 """More certificates than any manufacturer chain has: a longer one is refused before any is parsed."""
-_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+_Extension = TypeVar("_Extension", bound=x509.ExtensionType)
+_PROCESSED = frozenset({x509.BasicConstraints.oid, x509.KeyUsage.oid})
+"""The only extensions a certificate here may mark critical: the ones this module enforces."""
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
+)
 
 
 def verify_chain(
@@ -40,8 +54,9 @@ def verify_chain(
 ) -> ec.EllipticCurvePublicKey:
     """The attestation public key of the leaf of ``chain`` (DER, leaf first), once the chain checks out.
 
-    Raises :class:`AttestationChainUnknown` when no trusted root anchors it, :class:`AttestationChainBroken`
-    for a signature, validity, CA flag, path length, key type or encoding that fails, and
+    Raises :class:`AttestationChainUnknown` when no trusted root anchors it, :class:`AttestationRootExpired` when
+    the root that does is outside its validity, :class:`AttestationChainBroken` for a signature, validity, CA
+    flag, path length, leaf constraint, critical extension, key type or encoding that fails, and
     :class:`AttestationWrongUnit` when the leaf's CN is not ``serial``.
     """
     if not chain:
@@ -53,10 +68,16 @@ def verify_chain(
     try:
         certificates = [x509.load_der_x509_certificate(bytes(der)) for der in chain]
         path = [*certificates, *_anchor(certificates[-1], trusted)]
+        if not _is_valid(path[-1], moment):
+            raise AttestationRootExpired()
+        _check_leaf(path[0])
         for depth, certificate in enumerate(path):
             _check_key(certificate)
-            if depth < len(certificates):
-                _check_validity(certificate, moment)
+            if _has_unprocessed_critical(certificate):
+                reason = N_("a certificate has a critical extension this station does not process")
+                raise AttestationChainBroken(reason=reason)
+            if not _is_valid(certificate, moment):
+                raise AttestationChainBroken(reason=N_("a certificate is expired or not yet valid"))
             if depth > 0:
                 _check_issuer(certificate, depth - 1)
                 _verify_issued(path[depth - 1], certificate)
@@ -108,9 +129,15 @@ def _parse_roots(roots: Sequence[bytes]) -> list[tuple[bytes, x509.Certificate]]
     if not roots:
         raise AttestationRootsInvalid(reason=N_("no trusted root is configured"))
     try:
-        return [(bytes(der), x509.load_der_x509_certificate(bytes(der))) for der in roots]
+        parsed = [(bytes(der), x509.load_der_x509_certificate(bytes(der))) for der in roots]
+        unprocessed = any(_has_unprocessed_critical(root) for _, root in parsed)
     except _PARSE_ERRORS:
         raise AttestationRootsInvalid(reason=N_("a trusted root is not a DER X.509 certificate")) from None
+    if unprocessed:
+        raise AttestationRootsInvalid(
+            reason=N_("a trusted root has a critical extension this station does not process")
+        )
+    return parsed
 
 
 def _anchor(top: x509.Certificate, roots: list[tuple[bytes, x509.Certificate]]) -> list[x509.Certificate]:
@@ -144,28 +171,44 @@ def _check_key(certificate: x509.Certificate) -> None:
         raise AttestationChainBroken(reason=N_("a certificate's key is not an ECDSA P-256 key"))
 
 
-def _check_validity(certificate: x509.Certificate, moment: datetime.datetime) -> None:
-    if not certificate.not_valid_before_utc <= moment <= certificate.not_valid_after_utc:
-        raise AttestationChainBroken(reason=N_("a certificate is expired or not yet valid"))
+def _is_valid(certificate: x509.Certificate, moment: datetime.datetime) -> bool:
+    return certificate.not_valid_before_utc <= moment <= certificate.not_valid_after_utc
+
+
+def _has_unprocessed_critical(certificate: x509.Certificate) -> bool:
+    """A critical extension this module does not enforce (NameConstraints, policies, a maker's own): ignoring it
+    would accept what its issuer meant to forbid, so its certificate is refused (RFC 5280 4.2)."""
+    return any(extension.critical and extension.oid not in _PROCESSED for extension in certificate.extensions)
+
+
+def _check_leaf(certificate: x509.Certificate) -> None:
+    """The leaf is an end entity (basicConstraints absent, as RFC 5280 allows, or not a CA) whose key may sign
+    the identity statement: with a keyUsage, digitalSignature and no keyCertSign."""
+    constraints = _extension(certificate, x509.BasicConstraints)
+    usage = _extension(certificate, x509.KeyUsage)
+    if (constraints is not None and constraints.ca) or (usage is not None and usage.key_cert_sign):
+        raise AttestationChainBroken(reason=N_("the unit's certificate is a CA certificate"))
+    if usage is not None and not usage.digital_signature:
+        raise AttestationChainBroken(reason=N_("the unit's certificate does not allow its key to sign"))
 
 
 def _check_issuer(certificate: x509.Certificate, below: int) -> None:
     """``certificate`` issued another with ``below`` CA certificates under it down to the leaf: it must be a CA
     (basicConstraints) allowed to sign certificates (keyUsage, when present) at that depth (pathLenConstraint)."""
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        raise AttestationChainBroken(reason=N_("an issuing certificate is not a CA")) from None
-    if not constraints.ca:
+    constraints = _extension(certificate, x509.BasicConstraints)
+    usage = _extension(certificate, x509.KeyUsage)
+    if constraints is None or not constraints.ca or (usage is not None and not usage.key_cert_sign):
         raise AttestationChainBroken(reason=N_("an issuing certificate is not a CA"))
     if constraints.path_length is not None and below > constraints.path_length:
         raise AttestationChainBroken(reason=N_("the chain is longer than an issuer's path length allows"))
+
+
+def _extension(certificate: x509.Certificate, kind: type[_Extension]) -> _Extension | None:
+    """The value of ``certificate``'s extension of type ``kind``, or None when it has none."""
     try:
-        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        return certificate.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
-        return
-    if not usage.key_cert_sign:
-        raise AttestationChainBroken(reason=N_("an issuing certificate is not a CA"))
+        return None
 
 
 def _utc(moment: datetime.datetime) -> datetime.datetime:

@@ -22,13 +22,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from i18n import N_
 
 from .attestation import check_csr
-from .errors import ProvisioningCAError
+from .errors import ProvisioningCAError, ProvisioningCAExpired
 from .store import KeyStore
 
 DEFAULT_LABEL = "naiad-provisioning-ca"
 DEFAULT_COMMON_NAME = "Naiad provisioning CA"
 CA_DAYS = 20 * 365
 """The CA certificate's lifetime: it outlives every device certificate it issues (a leaf never outlives it)."""
+MAX_DAYS = 36500
+"""The longest validity ``issue`` accepts (100 years): any longer is a mistake, and overflows a date."""
 SERIAL_BITS = 127
 _BACKDATE = datetime.timedelta(minutes=5)  # a unit's clock a little behind the station's still accepts a fresh cert
 _SIGNATURE_ALGORITHM = {"algorithm": "sha256_ecdsa"}  # ecdsa-with-SHA256, parameters absent (RFC 5758)
@@ -93,14 +95,21 @@ class ProvisioningCA:
         """A device certificate for the key of ``csr`` (checked: :func:`keys.attestation.check_csr`), CN ``serial``.
 
         Leaf: not a CA; key usage digital signature (the unit's session signatures) and key agreement (ECDH);
-        valid for ``days`` but never past the CA's own certificate.
+        valid for ``days`` (1 to :data:`MAX_DAYS`) but never past the CA's own certificate.  Refused with
+        :class:`ProvisioningCAError` when the CA's certificate is not a CA's that may sign certificates, and
+        :class:`ProvisioningCAExpired` when it is not valid now (its leaf would end before it starts).
         """
-        if days < 1:
-            raise ProvisioningCAError(reason=N_("a certificate must be valid for at least one day"))
+        if not 1 <= days <= MAX_DAYS:
+            raise ProvisioningCAError(reason=N_("a certificate must be valid for 1 to 36500 days"))
         key = check_csr(csr, serial)
         public = asn1_keys.PublicKeyInfo.load(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
         issuer = asn1_x509.Certificate.load(self.certificate)
+        usage = issuer.key_usage_value
+        if not issuer.ca or (usage is not None and "key_cert_sign" not in usage.native):
+            raise ProvisioningCAError(reason=N_("the CA's certificate does not allow it to sign certificates"))
         now = _now()
+        if not issuer.not_valid_before <= now < issuer.not_valid_after:
+            raise ProvisioningCAExpired()
         not_after = min(now + datetime.timedelta(days=days), issuer.not_valid_after)
         extensions = [
             _extension("basic_constraints", {"ca": False}, critical=True),

@@ -243,6 +243,16 @@ class ProvisioningCAError(KeysError):
     msgid_params = ("reason",)
 
 
+class ProvisioningCAExpired(ProvisioningCAError):
+    """The CA's own certificate is outside its validity: a certificate it issued now would be invalid at once."""
+
+    message = N_("The provisioning CA's certificate has expired or is not yet valid: it cannot issue certificates")
+    remedy = N_(
+        "No certificate was issued. Check the station's clock; if the CA's certificate has expired, make a new "
+        "provisioning CA (a new signing key and certificate in the key store) before certifying more units."
+    )
+
+
 class AttestationError(KeysError):
     """A unit's attestation chain, CSR or signature was refused: the unit gets nothing."""
 
@@ -272,6 +282,16 @@ class AttestationRootsInvalid(AttestationError):
     message = N_("The trusted manufacturer roots cannot be used: {reason}")
     remedy = N_("Install the manufacturer's root certificates as a PEM file on the station, then retry.")
     msgid_params = ("reason",)
+
+
+class AttestationRootExpired(AttestationRootsInvalid):
+    """The trusted root a unit's chain leads to is outside its validity: every unit of that maker is refused."""
+
+    message = N_("The trusted manufacturer root that the unit's chain leads to has expired or is not yet valid")
+    remedy = N_(
+        "Nothing was sent to the unit. Get the manufacturer's current root certificates, install them on the "
+        "station as a PEM file, check the station's clock, then retry."
+    )
 
 
 class CsrInvalid(AttestationError):

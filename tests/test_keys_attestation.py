@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from keys.errors import (
     AttestationChainBroken,
     AttestationChainUnknown,
     AttestationError,
+    AttestationRootExpired,
     AttestationRootsInvalid,
     AttestationWrongUnit,
     CsrInvalid,
@@ -62,6 +64,7 @@ def _issue(
     key: Key | None = None,
     days: tuple[int, int] = (-1, 365),
     basic_constraints: bool = True,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> Issued:
     """A certificate for ``common_name`` issued by ``issuer`` (self-signed when None), made with cryptography."""
     key = key or ec.generate_private_key(ec.SECP256R1())
@@ -75,6 +78,8 @@ def _issue(
     )
     if basic_constraints:
         builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), True)
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
     signer = issuer.key if issuer else key
     algorithm = None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return Issued(key, builder.sign(signer, algorithm))
@@ -87,6 +92,12 @@ def maker() -> Issued:
 
 def _leaf(issuer: Issued, serial: str = SERIAL, **options: object) -> Issued:
     return _issue(serial, issuer, ca=False, **options)  # type: ignore[arg-type]
+
+
+def _usage(
+    *, digital_signature: bool = False, key_agreement: bool = False, key_cert_sign: bool = False
+) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature, False, False, False, key_agreement, key_cert_sign, False, False, False)
 
 
 def test_a_good_chain_gives_the_attestation_key(maker: Issued) -> None:
@@ -148,25 +159,74 @@ def test_an_issuer_that_is_not_a_ca_is_refused(maker: Issued, basic_constraints:
 
 
 def test_an_issuer_whose_key_usage_forbids_certificate_signing_is_refused(maker: Issued) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = NOW - datetime.timedelta(days=1)
-    usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)  # digitalSignature only
-    certificate = (
-        x509.CertificateBuilder(
-            issuer_name=maker.certificate.subject,
-            subject_name=_name("signer"),
-            public_key=key.public_key(),
-            serial_number=x509.random_serial_number(),
-            not_valid_before=now,
-            not_valid_after=now + datetime.timedelta(days=30),
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .add_extension(usage, True)
-        .sign(maker.key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    signer = Issued(key, certificate)
+    signer = _issue("signer", maker, extensions=[(_usage(digital_signature=True), True)])
     with pytest.raises(AttestationChainBroken):
         verify_chain([_leaf(signer).der, signer.der], [maker.der], SERIAL, now=NOW)
+
+
+def test_a_leaf_that_is_a_ca_is_refused(maker: Issued) -> None:
+    with pytest.raises(AttestationChainBroken, match="CA certificate"):
+        verify_chain([_issue(SERIAL, maker).der], [maker.der], SERIAL, now=NOW)
+
+
+def test_a_leaf_without_basic_constraints_is_an_end_entity(maker: Issued) -> None:
+    """RFC 5280 4.2.1.9 lets an end entity's certificate leave basicConstraints out: it is not a CA."""
+    assert verify_chain([_leaf(maker, basic_constraints=False).der], [maker.der], SERIAL, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [_usage(key_agreement=True), _usage(digital_signature=True, key_cert_sign=True), _usage(key_cert_sign=True)],
+    ids=["no digitalSignature", "digitalSignature and keyCertSign", "keyCertSign only"],
+)
+def test_a_leaf_whose_key_usage_does_not_fit_a_signing_end_entity_is_refused(
+    maker: Issued, usage: x509.KeyUsage
+) -> None:
+    with pytest.raises(AttestationChainBroken):
+        verify_chain([_leaf(maker, extensions=[(usage, True)]).der], [maker.der], SERIAL, now=NOW)
+    signing = _usage(digital_signature=True, key_agreement=True)
+    assert verify_chain([_leaf(maker, extensions=[(signing, True)]).der], [maker.der], SERIAL, now=NOW)
+
+
+_PRIVATE = x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+_NAME_CONSTRAINTS = x509.NameConstraints(
+    permitted_subtrees=[x509.DirectoryName(_name("elsewhere"))], excluded_subtrees=None
+)
+
+
+@pytest.mark.parametrize("extension", [_PRIVATE, _NAME_CONSTRAINTS], ids=["private", "name constraints"])
+def test_a_critical_extension_the_check_does_not_process_is_refused(
+    maker: Issued, extension: x509.ExtensionType
+) -> None:
+    """RFC 5280 4.2: a critical extension that is not processed refuses its certificate, wherever it is."""
+    factory = _issue("factory", maker, path_length=0, extensions=[(extension, True)])
+    with pytest.raises(AttestationChainBroken, match="critical extension"):
+        verify_chain([_leaf(factory).der, factory.der], [maker.der], SERIAL, now=NOW)
+    if isinstance(extension, x509.UnrecognizedExtension):  # a leaf's own; and not critical, it is ignored
+        with pytest.raises(AttestationChainBroken, match="critical extension"):
+            verify_chain([_leaf(maker, extensions=[(extension, True)]).der], [maker.der], SERIAL, now=NOW)
+        assert verify_chain([_leaf(maker, extensions=[(extension, False)]).der], [maker.der], SERIAL, now=NOW)
+
+
+def test_a_root_with_a_critical_extension_the_check_does_not_process_is_refused(tmp_path: Path) -> None:
+    root = _issue("constrained root", extensions=[(_NAME_CONSTRAINTS, True)])
+    with pytest.raises(AttestationRootsInvalid, match="critical extension"):
+        verify_chain([_leaf(root).der], [root.der], SERIAL, now=NOW)
+    path = tmp_path / "ca.pem"
+    path.write_bytes(root.certificate.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(AttestationRootsInvalid, match="critical extension"):
+        load_roots(path)
+
+
+@pytest.mark.parametrize("days", [(-30, -1), (1, 30)], ids=["expired", "not yet valid"])
+def test_a_trusted_root_outside_its_validity_anchors_nothing(days: tuple[int, int]) -> None:
+    root = _issue("Simulated manufacturer root CA", days=days)
+    leaf = _leaf(root, days=(-1, 365))  # the leaf itself is valid
+    for chain in ([leaf.der], [leaf.der, root.der]):  # anchored by name, or the root sent by the unit
+        with pytest.raises(AttestationRootExpired) as caught:
+            verify_chain(chain, [root.der], SERIAL, now=NOW)
+        assert isinstance(caught.value, AttestationRootsInvalid)
+        assert caught.value.remedy_text is not None and "current root certificates" in caught.value.remedy_text
 
 
 def test_a_chain_naming_another_unit_is_refused(maker: Issued) -> None:
@@ -217,6 +277,15 @@ def test_a_good_chain_altered_anywhere_raises_only_attestation_errors(position: 
     except AttestationError:
         return
     assert x509.load_der_x509_certificate(altered).tbs_certificate_bytes == _ROOT_LEAF.certificate.tbs_certificate_bytes
+
+
+def test_a_certificate_of_an_unknown_x509_version_is_refused(maker: Issued) -> None:
+    """Found by the property test above: a version byte of 1 (not v1, v2 or v3) raised InvalidVersion."""
+    der = _leaf(maker).der
+    version_3 = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2
+    assert der.count(version_3) == 1
+    with pytest.raises(AttestationChainBroken):
+        verify_chain([der.replace(version_3, version_3[:-1] + b"\x01")], [maker.der], SERIAL, now=NOW)
 
 
 _ROOT = _issue("hypothesis root")

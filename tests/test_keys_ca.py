@@ -6,14 +6,17 @@ import datetime
 
 import pytest
 import test_keys_store
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from keys import ca as ca_module
 from keys.attestation import verify_chain
-from keys.ca import DEFAULT_LABEL, SERIAL_BITS, ProvisioningCA
-from keys.errors import CsrInvalid, ProvisioningCAError
+from keys.ca import CA_DAYS, DEFAULT_LABEL, MAX_DAYS, SERIAL_BITS, ProvisioningCA
+from keys.errors import CsrInvalid, ProvisioningCAError, ProvisioningCAExpired
 from keys.store import KeyStore
 
 SERIAL = "NAIAD-0001"
@@ -96,8 +99,51 @@ def test_a_bad_csr_gets_no_certificate(store: KeyStore) -> None:
     ca = ProvisioningCA.ensure(store)
     with pytest.raises(CsrInvalid):
         ca.issue(_csr(ec.generate_private_key(ec.SECP256R1()), "NAIAD-0002"), SERIAL)
-    with pytest.raises(ProvisioningCAError):
-        ca.issue(_csr(ec.generate_private_key(ec.SECP256R1())), SERIAL, days=0)
+
+
+@pytest.mark.parametrize("days", [0, -1, MAX_DAYS + 1, 10**9], ids=str)
+def test_a_validity_outside_1_to_max_days_is_refused(store: KeyStore, days: int) -> None:
+    ca = ProvisioningCA.ensure(store)
+    with pytest.raises(ProvisioningCAError, match="1 to 36500 days"):
+        ca.issue(_csr(ec.generate_private_key(ec.SECP256R1())), SERIAL, days=days)
+    assert ca.issue(_csr(ec.generate_private_key(ec.SECP256R1())), SERIAL, days=MAX_DAYS)
+
+
+@pytest.mark.parametrize("shift", [CA_DAYS + 30, -1], ids=["expired", "not yet valid"])
+def test_a_ca_outside_its_validity_issues_nothing(store: KeyStore, monkeypatch: pytest.MonkeyPatch, shift: int) -> None:
+    ca = ProvisioningCA.ensure(store)
+    now = ca_module._now()
+    monkeypatch.setattr(ca_module, "_now", lambda: now + datetime.timedelta(days=shift))
+    with pytest.raises(ProvisioningCAExpired) as caught:
+        ca.issue(_csr(ec.generate_private_key(ec.SECP256R1())), SERIAL)
+    assert caught.value.remedy_text is not None and "make a new provisioning CA" in caught.value.remedy_text
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [
+        [{"extn_id": "basic_constraints", "critical": True, "extn_value": {"ca": False}}],
+        [
+            {"extn_id": "basic_constraints", "critical": True, "extn_value": {"ca": True}},
+            {"extn_id": "key_usage", "critical": True, "extn_value": {"digital_signature"}},
+        ],
+        [],
+    ],
+    ids=["not a CA", "no keyCertSign", "no extensions"],
+)
+def test_a_ca_whose_certificate_may_not_sign_certificates_issues_nothing(
+    store: KeyStore, extensions: list[dict[str, object]]
+) -> None:
+    ca = ProvisioningCA.ensure(store)
+    public = asn1_keys.PublicKeyInfo.load(store.signing_public_key(DEFAULT_LABEL))
+    name = asn1_x509.Name.build({"common_name": "not a CA"})
+    now = ca_module._now()
+    validity = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
+    store.set_certificate(
+        DEFAULT_LABEL, ca_module._certificate(store, DEFAULT_LABEL, name, name, public, validity, extensions)
+    )
+    with pytest.raises(ProvisioningCAError, match="does not allow it to sign certificates"):
+        ca.issue(_csr(ec.generate_private_key(ec.SECP256R1())), SERIAL)
 
 
 def test_the_ca_signs_statements_a_unit_verifies_with_the_certificate(store: KeyStore) -> None:
