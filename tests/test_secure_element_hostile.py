@@ -215,3 +215,14 @@ def test_a_pending_key_not_committed_in_time_is_refused_and_nothing_is_stored(
     status = st.se.status()
     assert (status.state, status.keys) == ("certified", [])
     assert "pending key expired" in (unit.terminal.store.directory / "logs" / "system.log").read_text(encoding="utf-8")
+
+
+def test_a_malformed_signed_zeroise_answers_bad_request_and_keeps_the_session(unit: Unit, tmp_path: Path) -> None:
+    st = Station(SecureElement(cast(ManagementClient, InProcessClient(unit))), unit.terminal.serial, tmp_path, TestCA())
+    st.certify()
+    session = st.open_session()
+    for fields in ({"session": session.reply.session[:8]}, {"session": session.reply.session, "signature": "x"}):
+        error, reply = unit.request(MessageType.SE_ZEROISE, {"serial": st.serial, **fields})
+        assert error and reply["code"] == ErrorCode.BAD_REQUEST, reply
+    st.se.zeroise(st.serial, session.reply.session, st.zeroise_signature(session))  # the session was not used up
+    assert st.se.status().state == "factory"
