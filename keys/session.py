@@ -86,6 +86,16 @@ def commit_statement(serial: str, session: bytes, kcv: bytes) -> bytes:
     )
 
 
+def zeroise_statement(serial: str, session: bytes, unit_nonce: bytes) -> bytes:
+    """What the provisioning CA signs: wipe this unit, once, in this session (a unit with a pinned CA only)."""
+    return _statement(
+        b"zeroise",
+        serial,
+        _sized(N_("session"), session, SESSION_ID_LENGTH),
+        _sized(N_("unit nonce"), unit_nonce, NONCE_LENGTH),
+    )
+
+
 def derive_kbpk(
     shared_secret: bytes,
     serial: str,

@@ -4,8 +4,10 @@ What persists lives in ``DIR/units/<serial>/secure_element.json``, replaced atom
 the old key set or the new one, never a mix.  The secrets in it (the identity key, the Initial Keys) are sealed
 with AES-GCM under the unit's storage key (``se_storage.key``, standing in for a key fused into the chip and
 renewed at zeroise), so no clear key lies in any file.  The session and a loaded key waiting for its commit
-live in RAM only: a reboot, a power cut, a new session or any load forgets them.  The log names events, KSNs,
-serial numbers and session IDs, never key bytes.  docs/protocol.md (secure element group) is the specification.
+live in RAM only: a reboot, a power cut, a new session or any load forgets them, and a pending key expires
+``PENDING_SECONDS`` after its load.  Once a provisioning CA is pinned, zeroise needs the CA's signature.
+The log names events, KSNs, serial numbers and session IDs, never key bytes.  docs/protocol.md (secure
+element group) is the specification.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from keys.session import (
     session_statement,
     sign,
     verify,
+    zeroise_statement,
 )
 from keys.tr31 import KEY_SET_ID, unwrap
 from terminal.device import RequestRejected
@@ -55,6 +58,7 @@ from .state import UnitStore, replace_atomically, write_json_atomically
 PAYMENT_KEY = "dukpt"  # the name of the AES DUKPT Initial Key's slot
 INITIAL_KEY_ID_LENGTH = 8
 STATE_VERSION = 1
+PENDING_SECONDS = 30.0  # a loaded key not committed within this is dropped (the station commits at once)
 
 
 def _empty() -> dict[str, Any]:
@@ -94,6 +98,7 @@ class _Pending:
     ksn: bytes
     kcv: bytes
     key: bytes
+    loaded: float  # time.monotonic() at the load
 
 
 class SimSecureElement:
@@ -164,6 +169,9 @@ class SimSecureElement:
 
     def handle(self, type_: int, payload: Payload) -> Payload:
         with self._lock:
+            if self._pending is not None and time.monotonic() - self._pending.loaded >= PENDING_SECONDS:
+                self._pending = None  # expired: no later request, a commit included, may find it
+                self.store.log("secure element: pending key expired")
             return self._HANDLERS[type_](self, payload)
 
     # -- requests ------------------------------------------------------------------------------------
@@ -265,7 +273,9 @@ class SimSecureElement:
             self.store.log(f"secure element: key load refused: {exc.detail}")
             raise
         ikid = bytes.fromhex(initial_key_id)
-        pending = _Pending(session, ikid, ikid + bytes(4), aes_cmac_kcv(key), key)  # counter 0: no transaction yet
+        pending = _Pending(
+            session, ikid, ikid + bytes(4), aes_cmac_kcv(key), key, time.monotonic()
+        )  # counter 0: no transaction yet
         self._pending = pending
         self.store.log(f"secure element: key loaded pending (KSN {pending.ksn.hex().upper()})")
         return {"initial_key_id": pending.initial_key_id, "ksn": pending.ksn, "kcv": pending.kcv}
@@ -321,9 +331,27 @@ class SimSecureElement:
 
     def _zeroise(self, payload: Payload) -> Payload:
         serial = _field(payload, "serial", str)
-        if serial != self.serial:
-            raise _refuse("the serial named is not this unit's")
-        self._session, self._pending = None, None
+        data = self._load()
+        pinned = data["ca_public_key"] is not None  # without a pin there is nothing to protect: the serial suffices
+        proof = None
+        if pinned and ("session" in payload or "signature" in payload):
+            proof = _field(payload, "session", bytes, SESSION_ID_LENGTH), _field(payload, "signature", bytes)
+        active, self._session, self._pending = self._session, None, None  # one try per session, whatever comes
+        try:
+            if serial != self.serial:
+                raise _refuse("the serial named is not this unit's")
+            if pinned:
+                if proof is None:
+                    raise _refuse("a provisioning CA is pinned: zeroise needs its signature in a key session")
+                session, signature = proof
+                if active is None or not hmac.compare_digest(active.id, session):
+                    raise _refuse("unknown or used key session")
+                statement = zeroise_statement(self.serial, session, active.unit_nonce)
+                if not verify(self._pinned_ca(data), signature, statement):
+                    raise _refuse("the zeroise is not signed by the pinned provisioning CA")
+        except RequestRejected as exc:
+            self.store.log(f"secure element: zeroise refused: {exc.detail}")
+            raise
         self._save(_empty())  # the factory attestation stays: it is the unit's, not the station's
         self._new_storage_key()  # and any copy of the old file can no longer be unsealed
         self.store.log("secure element: zeroised")

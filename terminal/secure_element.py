@@ -100,6 +100,13 @@ class SecureElement:
         slots = [KeySlot(k["name"], k["initial_key_id"], k["ksn"], k["kcv"], k["loaded_at"]) for k in reply["keys"]]
         return KeyStatus(reply["state"], reply["identity_serial_number"], slots)
 
-    def zeroise(self, serial: str) -> None:
-        """Wipe the identity, certificate and keys (not the factory attestation); ``serial`` must be the unit's."""
-        self.client.request(MessageType.SE_ZEROISE, {"serial": serial})
+    def zeroise(self, serial: str, session: bytes | None = None, signature: bytes | None = None) -> None:
+        """Wipe the identity, certificate and keys (not the factory attestation); ``serial`` must be the unit's.
+
+        Once a provisioning CA is pinned the unit also needs a current ``session`` (it ends it) and the pinned
+        CA's ``signature`` over ``keys.session.zeroise_statement(serial, session, unit_nonce)``.
+        """
+        payload: Payload = {"serial": serial}
+        if session is not None or signature is not None:
+            payload |= {"session": session, "signature": signature}
+        self.client.request(MessageType.SE_ZEROISE, payload)

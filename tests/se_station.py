@@ -134,6 +134,15 @@ class Station:
         signature = self.ca.sign(ks.commit_statement(self.serial, session.reply.session, kcv))
         return self.se.commit_key(session.reply.session, kcv, signature)
 
+    def zeroise_signature(self, session: Session, signer: TestCA | None = None) -> bytes:
+        statement = ks.zeroise_statement(self.serial, session.reply.session, session.reply.unit_nonce)
+        return (signer or self.ca).sign(statement)
+
+    def zeroise(self) -> None:
+        """Wipe a unit with a pinned CA the station's way: a fresh session and the CA's signature."""
+        session = self.open_session()
+        self.se.zeroise(self.serial, session.reply.session, self.zeroise_signature(session))
+
     def inject(self, initial_key_id: bytes, key: bytes) -> LoadedKey:
         session = self.open_session()
         loaded = self.load(session, key_block(session.kbpk, initial_key_id, key))

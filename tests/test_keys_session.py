@@ -78,6 +78,10 @@ def test_a_statement_is_its_tag_then_every_field_length_prefixed() -> None:
     assert ks.commit_statement(SERIAL, session, kcv) == (
         field(b"naiad-se-v1/commit") + field(SERIAL) + field(session) + field(kcv)
     )
+    nonce = bytes(range(32, 64))
+    assert ks.zeroise_statement(SERIAL, session, nonce) == (
+        field(b"naiad-se-v1/zeroise") + field(SERIAL) + field(session) + field(nonce)
+    )
 
 
 Statement = Callable[..., bytes]
@@ -86,6 +90,7 @@ STATEMENTS: dict[str, tuple[Statement, tuple[bytes | str, ...]]] = {
     "session": (ks.session_statement, (SERIAL, b"\4" + bytes(64), bytes(32), b"\4" + bytes(64), bytes(32), bytes(16))),
     "load": (ks.load_statement, (SERIAL, bytes(16), bytes(32), "D0112B1AX00N0100KS18...")),
     "commit": (ks.commit_statement, (SERIAL, bytes(16), bytes(5))),
+    "zeroise": (ks.zeroise_statement, (SERIAL, bytes(16), bytes(32))),
 }
 
 

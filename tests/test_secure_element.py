@@ -172,7 +172,7 @@ def test_zeroise_wipes_identity_certificate_and_keys_but_not_attestation(sim: An
         st.inject(IKID, os.urandom(16))
         chain = st.se.attestation_chain()
         storage_key = (unit_dir(sim) / "se_storage.key").read_bytes()
-        st.se.zeroise(st.serial)
+        st.zeroise()
         assert (unit_dir(sim) / "se_storage.key").read_bytes() != storage_key  # old copies cannot be unsealed
         status = st.se.status()
         assert (status.state, status.identity_serial_number, status.keys) == (SecureElementState.FACTORY, None, [])
@@ -184,6 +184,47 @@ def test_zeroise_wipes_identity_certificate_and_keys_but_not_attestation(sim: An
         st.ca = TestCA("Second CA")  # the pin went with the rest: another CA may provision it now
         st.certify()
     assert "secure element: zeroised" in (unit_dir(sim) / "logs" / "system.log").read_text(encoding="utf-8")
+
+
+def test_an_unsigned_zeroise_of_a_keyed_unit_is_refused_and_the_keys_remain(sim: Any) -> None:
+    with station(sim) as st:
+        st.certify()
+        loaded = st.inject(IKID, os.urandom(16))
+        with refused() as caught:  # the serial alone: anyone on the link knows it from HELLO
+            st.se.zeroise(st.serial)
+        assert "pinned" in caught.value.params["detail"]
+        session = st.open_session()
+        with refused():  # signed by another CA than the pinned one
+            st.se.zeroise(st.serial, session.reply.session, st.zeroise_signature(session, TestCA("Rogue CA")))
+        with refused():  # that try ended the session: the right signature comes too late
+            st.se.zeroise(st.serial, session.reply.session, st.zeroise_signature(session))
+        status = st.se.status()
+    assert status.state == SecureElementState.KEYED
+    assert [(k.initial_key_id, k.kcv) for k in status.keys] == [(IKID, loaded.kcv)]
+
+
+def test_a_replayed_zeroise_is_refused(sim: Any) -> None:
+    with station(sim) as st:
+        st.certify()
+        st.inject(IKID, os.urandom(16))
+        session = st.open_session()
+        signature = st.zeroise_signature(session)
+        st.se.zeroise(st.serial, session.reply.session, signature)
+        assert st.se.status().state == SecureElementState.FACTORY
+        st.certify()  # provisioned again by the same CA
+        loaded = st.inject(IKID, os.urandom(16))
+        with refused():
+            st.se.zeroise(st.serial, session.reply.session, signature)
+        assert [k.kcv for k in st.se.status().keys] == [loaded.kcv]
+
+
+def test_a_unit_with_no_pinned_ca_is_zeroised_by_its_serial_alone(sim: Any) -> None:
+    with station(sim) as st:
+        st.se.zeroise(st.serial)  # factory: nothing to protect
+        st.se.new_identity(os.urandom(32))
+        assert st.se.status().state == SecureElementState.IDENTITY
+        st.se.zeroise(st.serial)
+        assert st.se.status().state == SecureElementState.FACTORY
 
 
 def test_zeroise_naming_another_serial_is_refused(sim: Any) -> None:

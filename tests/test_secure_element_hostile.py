@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from se_station import Station, TestCA, key_block
 from test_device_endpoint import reply_payload
 
 from simulator.link import Faults
+from simulator.secure_element import PENDING_SECONDS
 from simulator.state import UnitStore
 from simulator.unit import VirtualTerminal
 from terminal.client import ManagementClient
@@ -196,3 +198,31 @@ def test_a_crash_while_the_key_set_is_written_leaves_the_old_one(
     monkeypatch.undo()
     [slot] = st.se.status().keys
     assert (slot.initial_key_id, slot.kcv) == (old.initial_key_id, old.kcv)
+
+
+def test_a_pending_key_not_committed_in_time_is_refused_and_nothing_is_stored(
+    unit: Unit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st = Station(SecureElement(cast(ManagementClient, InProcessClient(unit))), unit.terminal.serial, tmp_path, TestCA())
+    st.certify()
+    session = st.open_session()
+    loaded = st.load(session, key_block(session.kbpk, bytes.fromhex("0123456789ABCDEF"), os.urandom(16)))
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + PENDING_SECONDS)
+    with pytest.raises(RemoteError) as caught:
+        st.commit(session, loaded.kcv)
+    assert caught.value.params["code"] == ErrorCode.REFUSED
+    status = st.se.status()
+    assert (status.state, status.keys) == ("certified", [])
+    assert "pending key expired" in (unit.terminal.store.directory / "logs" / "system.log").read_text(encoding="utf-8")
+
+
+def test_a_malformed_signed_zeroise_answers_bad_request_and_keeps_the_session(unit: Unit, tmp_path: Path) -> None:
+    st = Station(SecureElement(cast(ManagementClient, InProcessClient(unit))), unit.terminal.serial, tmp_path, TestCA())
+    st.certify()
+    session = st.open_session()
+    for fields in ({"session": session.reply.session[:8]}, {"session": session.reply.session, "signature": "x"}):
+        error, reply = unit.request(MessageType.SE_ZEROISE, {"serial": st.serial, **fields})
+        assert error and reply["code"] == ErrorCode.BAD_REQUEST, reply
+    st.se.zeroise(st.serial, session.reply.session, st.zeroise_signature(session))  # the session was not used up
+    assert st.se.status().state == "factory"
