@@ -8,6 +8,7 @@ the ledger keeps the inventory and reconciles (:mod:`provisioning.ledger.invento
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TextIO
 
 import click
@@ -109,6 +110,8 @@ FINDINGS = {
     "not_injected": N_("not keyed yet"),
     "injected_more_than_once": N_("keyed more than once"),
     "not_in_inventory": N_("keyed, but not in the inventory"),
+    "unconfirmed": N_("key unconfirmed: check the unit with 'naiad keys status'"),
+    "failed": N_("injection failed: Initial Key ID burnt"),
 }
 
 
@@ -116,8 +119,10 @@ def _findings(found: Reconciliation) -> list[tuple[str, str, tuple[str, ...]]]:
     """(finding, serial, Initial Key IDs) for every unit reconcile named."""
     none: tuple[str, ...] = ()
     rows = [("refused", s, none) for s in found.refused] + [("not_injected", s, none) for s in found.not_injected]
-    rows += [("injected_more_than_once", s, ids) for s, ids in found.injected_more_than_once.items()]
-    return rows + [("not_in_inventory", s, ids) for s, ids in found.not_in_inventory.items()]
+    for finding in ("injected_more_than_once", "not_in_inventory", "unconfirmed", "failed"):
+        named: Mapping[str, tuple[str, ...]] = getattr(found, finding)
+        rows += [(finding, s, ids) for s, ids in named.items()]
+    return rows
 
 
 def print_reconciliation(found: Reconciliation) -> None:
@@ -136,7 +141,8 @@ def print_reconciliation(found: Reconciliation) -> None:
     "reconcile",
     help=N_(
         "Check the inventory against the injections recorded: of these units (a run), or of the whole line. "
-        "Exits 1 when a unit was refused, keyed twice, or keyed without being in the inventory."
+        "Exits 1 when a unit was refused, keyed twice, keyed without being in the inventory, or may hold "
+        "a key the ledger never recorded (an Initial Key ID left allocated)."
     ),
 )
 @click.argument("serials", nargs=-1)

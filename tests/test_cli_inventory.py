@@ -121,3 +121,21 @@ def test_reconcile_reports_the_findings_and_fails_on_a_refused_or_doubly_keyed_u
     assert "not keyed yet" in shown.output and "SN0003" in shown.output
     clean = naiad(url, "reconcile", "SN0001", "SN0003", operator="olga")
     assert clean.exit_code == 0 and "Everything adds up." in clean.output, clean.output
+
+
+def test_reconcile_shows_ids_left_allocated_and_failed_ones_and_fails_on_an_unconfirmed_one(url: str) -> None:
+    naiad(url, "add", "SN0001", "SN0002", operator="root")
+    with Ledger.open(url, station="bench-1") as opened:
+        ledger = opened.as_operator("olga")
+        ledger.register_bdk("line-bdk", bytes.fromhex("0123ABCD"), bytes(5), "generated", ["cara", "dan"])
+        ledger.allocate_initial_key_id("line-bdk", "SN0001")  # the commit's reply was lost
+        ledger.allocation_failed(ledger.allocate_initial_key_id("line-bdk", "SN0002"), "wrong KCV")
+    found = naiad(url, "reconcile", "--json", operator="olga")
+    assert found.exit_code == 1
+    assert json.loads(found.stdout)["unconfirmed"] == {"SN0001": ["0123ABCD00000001"]}
+    assert json.loads(found.stdout)["failed"] == {"SN0002": ["0123ABCD00000002"]}
+    shown = naiad(url, "reconcile", operator="olga")
+    assert shown.exit_code == 1 and "key unconfirmed" in shown.output and "0123ABCD00000001" in shown.output
+    assert "Initial Key ID burnt" in shown.output and "0123ABCD00000002" in shown.output
+    burnt_only = naiad(url, "reconcile", "SN0002", operator="olga")
+    assert burnt_only.exit_code == 0 and "Everything adds up." in burnt_only.output, burnt_only.output

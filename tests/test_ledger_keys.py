@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +31,15 @@ from provisioning.ledger import (
     InvalidLedgerInput,
     Ledger,
     LedgerError,
+    LedgerOperatorDisabled,
+    LedgerRoleRequired,
     LedgerRowTampered,
     NotInInventory,
     OperatorRequired,
     UnitNotAuthorised,
     UnknownBdk,
     UnknownInitialKeyId,
+    UnknownOperator,
 )
 
 BDK_ID = bytes.fromhex("0123ABCD")
@@ -53,8 +56,15 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def ledger(url: str) -> Iterator[Ledger]:
+    """Writing as carol (operator); ada is an admin, for the inventory (see :func:`admin`)."""
     with Ledger.open(url, station="bench-1") as opened:
+        opened.register_operator("carol", "operator")
+        opened.register_operator("ada", "admin")
         yield opened.as_operator("carol")
+
+
+def admin(ledger: Ledger) -> Ledger:
+    return ledger.as_operator("ada")
 
 
 def test_a_registered_bdk_is_found_by_label_with_its_ids_and_custodians(ledger: Ledger) -> None:
@@ -107,7 +117,7 @@ def test_bad_registrations_are_refused_and_write_nothing(ledger: Ledger, field: 
     with pytest.raises(InvalidLedgerInput) as caught:
         ledger.register_bdk(*args)  # type: ignore[arg-type]
     assert caught.value.params["field"] == field
-    assert ledger.bdks() == [] and len(ledger.audit_entries()) == 1
+    assert ledger.bdks() == [] and len(ledger.audit_entries()) == 3  # the station, carol and ada
 
 
 # -- Initial Key IDs ------------------------------------------------------------------------------
@@ -117,7 +127,7 @@ def test_bad_registrations_are_refused_and_write_nothing(ledger: Ledger, field: 
 def keyed(ledger: Ledger) -> Ledger:
     """A ledger with a BDK and three authorised units."""
     ledger.register_bdk("line-bdk", BDK_ID, KCV, "ceremony", ["alice", "bob"])
-    ledger.inventory_add(["SN1", "SN2", "SN3"], "PO-4711")
+    admin(ledger).inventory_add(["SN1", "SN2", "SN3"], "PO-4711")
     return ledger
 
 
@@ -154,6 +164,39 @@ def test_keys_and_the_inventory_are_recorded_only_under_an_authenticated_operato
         assert [e.action for e in anonymous.audit_entries()[entries:]] == ["station.registered"]
     assert [(a.state, a.serial) for a in keyed.allocations()] == [("allocated", "SN1")]
     assert keyed.authorised("SN1") and not keyed.authorised("SN9")
+
+
+def test_a_disabled_demoted_or_unknown_writer_gets_no_id_records_nothing_and_keeps_the_inventory(keyed: Ledger) -> None:
+    ikid = keyed.allocate_initial_key_id("line-bdk", "SN1")
+    keyed.register_operator("dave", "operator")
+    dave = keyed.as_operator("dave")
+    dave_ikid = dave.allocate_initial_key_id("line-bdk", "SN2")
+    admin(keyed).disable_operator("carol")  # carol's view of the ledger was made before
+    keyed.register_operator("dave", "installer")  # demoted
+    entries = len(keyed.audit_entries())
+    refusals: list[tuple[type[Exception], Callable[[], object]]] = [
+        (LedgerOperatorDisabled, lambda: keyed.allocate_initial_key_id("line-bdk", "SN2")),
+        (LedgerOperatorDisabled, lambda: keyed.record_injection("SN1", ikid, KCV, "01")),
+        (LedgerRoleRequired, lambda: dave.allocate_initial_key_id("line-bdk", "SN3")),
+        (LedgerRoleRequired, lambda: dave.record_injection("SN2", dave_ikid, KCV, "01")),
+        (LedgerRoleRequired, lambda: admin(keyed).allocate_initial_key_id("line-bdk", "SN3")),  # an admin injects not
+        (LedgerRoleRequired, lambda: keyed.as_operator("erin").inventory_add(["SN9"], None)),
+        (UnknownOperator, lambda: keyed.as_operator("nobody").allocate_initial_key_id("line-bdk", "SN3")),
+        (UnknownOperator, lambda: keyed.as_operator("nobody").inventory_remove("SN1")),
+    ]
+    keyed.register_operator("erin", "operator")  # an operator is no admin
+    for error, write in refusals:
+        with pytest.raises(error):
+            write()
+    assert len(keyed.audit_entries()) == entries + 1  # erin's registration only
+    assert [a.state for a in keyed.allocations()] == ["allocated", "allocated"] and keyed.injections() == []
+    admin(keyed).register_operator("ada", "admin")
+    admin(keyed).disable_operator("ada")
+    with pytest.raises(LedgerOperatorDisabled):
+        admin(keyed).inventory_add(["SN9"], None)
+    with pytest.raises(LedgerOperatorDisabled):
+        admin(keyed).inventory_remove("SN1")
+    assert not keyed.authorised("SN9") and keyed.authorised("SN1") and keyed.verify().ok
 
 
 def test_a_unit_outside_the_inventory_or_an_unknown_bdk_gets_no_id(keyed: Ledger) -> None:
@@ -213,18 +256,21 @@ def test_an_injection_is_recorded_once_for_the_unit_its_id_was_allocated_to(keye
     ikid = keyed.allocate_initial_key_id("line-bdk", "SN1")
     with pytest.raises(InitialKeyIdOfAnotherUnit):
         keyed.record_injection("SN2", ikid, KCV, "1F")
-    with pytest.raises(UnknownInitialKeyId):
+    with pytest.raises(UnknownInitialKeyId) as unknown:
         keyed.record_injection("SN1", BDK_ID + bytes(4), KCV, "1F")
-    with pytest.raises(InvalidLedgerInput):
-        keyed.record_injection("SN1", ikid, bytes(16), "1F")  # a key where the KCV belongs
+    assert type(unknown.value) is UnknownInitialKeyId  # never issued: not "of another unit"
+    for kcv in (bytes(16), KCV[:3], KCV[:4]):  # a key where the KCV belongs; a TDES KCV; too short
+        with pytest.raises(InvalidLedgerInput) as refused:
+            keyed.record_injection("SN1", ikid, kcv, "1F")
+        assert refused.value.params["field"] == "kcv"
     with pytest.raises(InvalidLedgerInput):
         keyed.record_injection("SN1", ikid, KCV, "not hex")
-    recorded = keyed.record_injection("SN1", ikid, KCV[:3], "7a3f")
-    assert (recorded.serial, recorded.initial_key_id, recorded.kcv) == ("SN1", ikid, KCV[:3])
+    recorded = keyed.record_injection("SN1", ikid, KCV, "7a3f")
+    assert (recorded.serial, recorded.initial_key_id, recorded.kcv) == ("SN1", ikid, KCV)
     assert (recorded.certificate_serial, recorded.bdk_label, recorded.operator) == ("7A3F", "line-bdk", "carol")
     assert keyed.injections("SN1") == [recorded] and keyed.injections("SN2") == []
     with pytest.raises(InjectionAlreadyRecorded):
-        keyed.record_injection("SN1", ikid, KCV[:3], "7A3F")
+        keyed.record_injection("SN1", ikid, KCV, "7A3F")
     with pytest.raises(InjectionAlreadyRecorded):
         keyed.allocation_failed(ikid, "too late")
     (allocation,) = keyed.allocations("SN1")
@@ -233,7 +279,7 @@ def test_an_injection_is_recorded_once_for_the_unit_its_id_was_allocated_to(keye
     assert (entry.action, entry.operator) == ("keys.injected", "carol")
     assert entry.details == {
         "initial_key_id": ikid.hex().upper(),
-        "kcv": "A1B2C3",
+        "kcv": "A1B2C3D4E5",
         "certificate_serial": "7A3F",
         "bdk_label": "line-bdk",
     }
@@ -260,13 +306,14 @@ def test_verify_finds_an_edited_injection(keyed: Ledger, url: str) -> None:
 
 
 def test_inventory_add_list_remove(ledger: Ledger) -> None:
+    ledger = admin(ledger)
     assert ledger.inventory_add(["SN1", "SN2", "SN1"], "PO-4711") == 2
     assert ledger.inventory_add(["SN2", "SN3"], "PO-4712") == 1
     units = ledger.inventory()
     assert [(u.serial, u.reference, u.added_by) for u in units] == [
-        ("SN1", "PO-4711", "carol"),
-        ("SN2", "PO-4711", "carol"),
-        ("SN3", "PO-4712", "carol"),
+        ("SN1", "PO-4711", "ada"),
+        ("SN2", "PO-4711", "ada"),
+        ("SN3", "PO-4712", "ada"),
     ]
     assert all(u.added.utcoffset() == dt.timedelta(0) for u in units)
     assert ledger.authorised("SN2") and not ledger.authorised("SN9")
@@ -278,13 +325,13 @@ def test_inventory_add_list_remove(ledger: Ledger) -> None:
         ledger.inventory_add(["SN4", "bad serial"], "PO")
     assert not ledger.authorised("SN4")  # all or none
     actions = [e.action for e in ledger.audit_entries()]
-    assert actions[1:] == ["inventory.added", "inventory.added", "inventory.removed"]
+    assert actions[3:] == ["inventory.added", "inventory.added", "inventory.removed"]
     assert ledger.verify().ok
 
 
 def test_a_large_inventory_is_audited_in_bounded_entries(ledger: Ledger) -> None:
     serials = [f"SN{n:05d}" for n in range(450)]
-    assert ledger.inventory_add(serials, None) == 450
+    assert admin(ledger).inventory_add(serials, None) == 450
     added = [e for e in ledger.audit_entries() if e.action == "inventory.added"]
     assert [len(e.details["serials"]) for e in added] == [200, 200, 50]
     assert [s for e in added for s in e.details["serials"]] == serials
@@ -292,7 +339,7 @@ def test_a_large_inventory_is_audited_in_bounded_entries(ledger: Ledger) -> None
 
 
 def test_reconcile_names_refused_missing_repeated_and_unauthorised_units(keyed: Ledger) -> None:
-    keyed.inventory_add(["SN4"], "PO-4711")
+    admin(keyed).inventory_add(["SN4"], "PO-4711")
 
     def inject(serial: str) -> str:
         ikid = keyed.allocate_initial_key_id("line-bdk", serial)
@@ -302,7 +349,7 @@ def test_reconcile_names_refused_missing_repeated_and_unauthorised_units(keyed: 
     once = inject("SN1")
     twice = [inject("SN2"), inject("SN2")]
     gone = inject("SN4")
-    keyed.inventory_remove("SN4")  # keyed, then withdrawn from the inventory
+    admin(keyed).inventory_remove("SN4")  # keyed, then withdrawn from the inventory
     failed = keyed.allocate_initial_key_id("line-bdk", "SN3")
     keyed.allocation_failed(failed, "unit unplugged")
 
@@ -316,6 +363,8 @@ def test_reconcile_names_refused_missing_repeated_and_unauthorised_units(keyed: 
         "not_injected": ["SN3"],
         "injected_more_than_once": {"SN2": twice},
         "not_in_inventory": {"SN4": [gone]},
+        "unconfirmed": {},
+        "failed": {"SN3": [failed.hex().upper()]},
     }
     run = keyed.reconcile(["SN1", "SN3", "SN9", "SN1"])
     assert run.as_dict() == {
@@ -327,10 +376,47 @@ def test_reconcile_names_refused_missing_repeated_and_unauthorised_units(keyed: 
         "not_injected": ["SN3"],
         "injected_more_than_once": {},
         "not_in_inventory": {},
+        "unconfirmed": {},
+        "failed": {"SN3": [failed.hex().upper()]},
     }
     assert keyed.reconcile(["SN1"]).ok and keyed.reconcile(["SN1", "SN3"]).ok  # a unit still to key is no fault
     assert keyed.injections("SN1")[0].initial_key_id.hex().upper() == once
     json.dumps(line.as_dict())
+
+
+def test_reconcile_names_ids_left_allocated_until_the_unit_is_checked_and_lists_failed_ones(keyed: Ledger) -> None:
+    lost = keyed.allocate_initial_key_id("line-bdk", "SN1")  # the commit's reply was lost
+    empty = keyed.allocate_initial_key_id("line-bdk", "SN2")
+    burnt = keyed.allocate_initial_key_id("line-bdk", "SN3")
+    keyed.allocation_failed(burnt, "wrong KCV")
+    unconfirmed = {"SN1": (lost.hex().upper(),), "SN2": (empty.hex().upper(),)}
+    line, run = keyed.reconcile(), keyed.reconcile(["SN1", "SN3"])
+    assert (line.ok, dict(line.unconfirmed), dict(line.failed)) == (False, unconfirmed, {"SN3": (burnt.hex().upper(),)})
+    assert (run.ok, dict(run.unconfirmed)) == (False, {"SN1": (lost.hex().upper(),)})
+    assert json.loads(json.dumps(line.as_dict()))["unconfirmed"] == {s: list(i) for s, i in unconfirmed.items()}
+    keyed.record_injection("SN1", lost, KCV, "01")  # 'naiad keys status' showed the key: settled
+    keyed.allocation_failed(empty, "the unit holds no key")  # it showed none: burnt
+    settled = keyed.reconcile()
+    assert (settled.ok, dict(settled.unconfirmed), set(settled.failed)) == (True, {}, {"SN2", "SN3"})
+    assert settled.not_injected == ("SN2", "SN3")
+
+
+def test_a_refused_unit_is_on_record_and_the_whole_line_reconcile_names_it_until_authorised(
+    keyed: Ledger, url: str
+) -> None:
+    with pytest.raises(UnitNotAuthorised):
+        keyed.allocate_initial_key_id("line-bdk", "SN9")
+    keyed.unit_refused("SN9", "not authorised")  # in its own transaction: the allocation's rolled back
+    entry = keyed.audit_entries(subject="device:SN9")[-1]
+    assert (entry.action, entry.operator, entry.details) == ("keys.unit_refused", "carol", {"reason": "not authorised"})
+    found = keyed.reconcile()
+    assert (found.ok, found.refused, found.as_dict()["refused"]) == (False, ("SN9",), ["SN9"])
+    with Ledger.open(url, station="bench-1") as anonymous, pytest.raises(OperatorRequired):
+        anonymous.unit_refused("SN8", "not authorised")
+    with pytest.raises(InvalidLedgerInput):
+        keyed.unit_refused("bad serial", "not authorised")
+    admin(keyed).inventory_add(["SN9"], "PO-4713")  # it was ordered after all
+    assert keyed.reconcile().refused == () and keyed.verify().ok
 
 
 # -- two stations at once, and no key material anywhere -------------------------------------------
@@ -380,7 +466,10 @@ def _stations_allocate_at_once(url: str, stations: list[str], count: int) -> dic
 def test_two_stations_in_two_processes_never_share_an_initial_key_id(url: str) -> None:
     stations, count = ["line-a", "line-b"], 20
     with Ledger.open(url, station="line-0") as opened:
-        ledger = opened.as_operator("carol")
+        for station in stations:
+            opened.register_operator(station + "-op", "operator")
+        opened.register_operator("ada", "admin")
+        ledger = opened.as_operator("ada")
         ledger.register_bdk("line-bdk", BDK_ID, KCV, "ceremony", ["alice", "bob"])
         ledger.inventory_add([f"{s}-{n:02d}" for s in stations for n in range(count)], "PO-4711")
         issued = _stations_allocate_at_once(url, stations, count)
@@ -425,7 +514,7 @@ def test_no_key_material_reaches_any_table(ledger: Ledger, url: str) -> None:
     bdk, initial_keys = os.urandom(16), {f"SN{n}": os.urandom(16) for n in range(3)}
     kbpk = os.urandom(32)
     ledger.register_bdk("line-bdk", BDK_ID, _kcv(bdk), "ceremony", ["alice", "bob"])
-    ledger.inventory_add(list(initial_keys), "PO-4711")
+    admin(ledger).inventory_add(list(initial_keys), "PO-4711")
     allocated, kcvs = [], {_kcv(bdk).hex().upper()}
     for serial, key in initial_keys.items():
         failed = ledger.allocate_initial_key_id("line-bdk", serial)

@@ -170,3 +170,17 @@ class OperatorRequired(LedgerError):
 
     message = N_("The ledger records keys and the inventory only under a logged-in operator")
     remedy = N_("Run it with --operator NAME (the password is asked), or set NAIAD_OPERATOR to a session token.")
+
+
+class LedgerOperatorDisabled(LedgerError):
+    """The writing operator was disabled: their session or view of the ledger writes nothing more."""
+
+    message = N_("Operator {operator} is disabled")
+    remedy = N_("Ask an admin; a disabled operator cannot log in or act.")
+
+
+class LedgerRoleRequired(LedgerError):
+    """The writing operator's role (as the ledger has it now) does not allow the record."""
+
+    message = N_("This needs the {role} role; operator {operator} has the {actual} role")
+    remedy = N_("Log in as an operator with the {role} role.")

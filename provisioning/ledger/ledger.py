@@ -30,6 +30,8 @@ from .errors import (
     LedgerClosed,
     LedgerError,
     LedgerMalformed,
+    LedgerOperatorDisabled,
+    LedgerRoleRequired,
     LedgerUnavailable,
     OperatorRequired,
     UnknownDevice,
@@ -80,10 +82,22 @@ class _Write:
     at: dt.datetime
     operator: str | None = None  # the authenticated operator, named by entries that name no other
 
-    def named_operator(self) -> str:
-        """The authenticated operator, for records that must name one (keys, the inventory)."""
+    def named_operator(self, role: str | None = None) -> str:
+        """The authenticated operator, for records that must name one (keys, the inventory).
+
+        With ``role``, the operator's row is read in this transaction and the write refused unless they are
+        registered, not disabled and have exactly ``role`` now: a session opened before an admin disabled or
+        demoted them writes nothing more (the chain lock orders this read after any such change)."""
         if self.operator is None:
             raise OperatorRequired()
+        if role is not None:
+            row = self.session.scalars(select(Operator).where(Operator.name == self.operator)).one_or_none()
+            if row is None:
+                raise UnknownOperator(operator=self.operator)
+            if row.disabled is not None:
+                raise LedgerOperatorDisabled(operator=self.operator)
+            if row.role != role:
+                raise LedgerRoleRequired(role=role, operator=self.operator, actual=row.role)
         return self.operator
 
     def audit(self, action: str, subject: str, details: dict[str, Any], operator: str | None = None) -> AuditRecord:

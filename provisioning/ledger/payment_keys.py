@@ -3,8 +3,9 @@
 Only what identifies and checks a key is stored (labels, BDK IDs, Initial Key IDs, KCVs, certificate
 serials, names and times), never a key: KCVs longer than 5 bytes are refused.  Every write is audited
 in its own transaction, naming the authenticated operator, and every row is sealed.  Initial Key IDs are
-allocated and injections recorded only under an authenticated operator (``OperatorRequired``); a BDK may
-be registered without one, as its custodians are named.
+allocated and injections recorded only under an authenticated operator (``OperatorRequired``) who, as the
+ledger has them in that same transaction, is not disabled and has the ``operator`` role; a BDK may be
+registered without one, as its custodians are named.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from .records import AllocationRecord, BdkRecord, InjectionRecord
 
 if TYPE_CHECKING:
     from .ledger import _Write
+
+INJECTING_ROLE = "operator"  # the only role that allocates Initial Key IDs and records injections
+AES_KCV_BYTES = 5  # an injection's KCV is the AES-CMAC one the unit returned
 
 
 def _bdk_record(row: Bdk, station: str) -> BdkRecord:
@@ -130,7 +134,7 @@ class PaymentKeys:
         bdk_label = validate.label(bdk_label, "bdk_label")
         serial = validate.serial(serial)
         with self._writing() as write:
-            operator, session = write.named_operator(), write.session
+            operator, session = write.named_operator(INJECTING_ROLE), write.session
             bdk = session.scalars(select(Bdk).where(Bdk.label == bdk_label).with_for_update()).one_or_none()
             if bdk is None:
                 raise UnknownBdk(label=bdk_label)
@@ -179,15 +183,21 @@ class PaymentKeys:
         """Record that ``serial`` stored the Initial Key ``initial_key_id`` and returned ``kcv`` (already
         compared with the key store's), under the device certificate ``certificate_serial`` (hex).
 
-        Refused: an ID not allocated to this unit, or not awaiting injection (recorded, or failed)."""
+        Refused: a KCV that is not the 5-byte AES-CMAC one, an ID the ledger never issued
+        (``UnknownInitialKeyId``), one issued to another unit, or one not awaiting injection (recorded, or
+        failed).  An ID left ``allocated`` because the station lost the unit's reply (reconcile lists it as
+        ``unconfirmed``) is settled by this call once the unit's key status shows the key, or by
+        :meth:`allocation_failed` once it shows none."""
         serial = validate.serial(serial)
         hex_id = validate.exact_bytes(initial_key_id, "initial_key_id", validate.INITIAL_KEY_ID_BYTES).hex().upper()
-        kcv = validate.kcv(kcv)
+        kcv = validate.exact_bytes(kcv, "kcv", AES_KCV_BYTES)
         certificate_serial = validate.certificate_serial(certificate_serial)
         with self._writing() as write:
-            operator = write.named_operator()
+            operator = write.named_operator(INJECTING_ROLE)
             row = write.session.get(InitialKeyId, hex_id, with_for_update=True)
-            if row is None or row.serial != serial:
+            if row is None:
+                raise UnknownInitialKeyId(initial_key_id=hex_id)
+            if row.serial != serial:
                 raise InitialKeyIdOfAnotherUnit(initial_key_id=hex_id, serial=serial)
             if row.state == "injected":
                 raise InjectionAlreadyRecorded(initial_key_id=hex_id, state=row.state)

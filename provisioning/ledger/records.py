@@ -126,9 +126,12 @@ class InventoryRecord:
 class Reconciliation:
     """A run (or the whole line) checked against the authorised inventory and the injections recorded.
 
-    ``refused``: units of the run not in the inventory; ``not_injected``: inventory units with no injection;
-    ``injected_more_than_once`` and ``not_in_inventory``: serial -> Initial Key IDs (hex) of its injections.
-    ``ok`` when nothing but units still to key is found."""
+    ``refused``: units of the run not in the inventory (of the whole line: units the station refused and
+    put on record, still not in it); ``not_injected``: inventory units with no injection;
+    ``injected_more_than_once`` and ``not_in_inventory``: serial -> Initial Key IDs (hex) of its injections;
+    ``unconfirmed``: serial -> IDs still allocated with no injection (the unit may hold a key the ledger
+    never recorded); ``failed``: serial -> IDs burnt by failed injections, listed for the officer.
+    ``ok`` when nothing but units still to key and failed IDs is found."""
 
     serials: tuple[str, ...] | None  # the run's units, None for everything
     authorised: int
@@ -137,10 +140,12 @@ class Reconciliation:
     not_injected: tuple[str, ...]
     injected_more_than_once: Mapping[str, tuple[str, ...]]
     not_in_inventory: Mapping[str, tuple[str, ...]]
+    unconfirmed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    failed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not (self.refused or self.injected_more_than_once or self.not_in_inventory)
+        return not (self.refused or self.injected_more_than_once or self.not_in_inventory or self.unconfirmed)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +157,8 @@ class Reconciliation:
             "not_injected": list(self.not_injected),
             "injected_more_than_once": {k: list(v) for k, v in self.injected_more_than_once.items()},
             "not_in_inventory": {k: list(v) for k, v in self.not_in_inventory.items()},
+            "unconfirmed": {k: list(v) for k, v in self.unconfirmed.items()},
+            "failed": {k: list(v) for k, v in self.failed.items()},
         }
 
 
