@@ -438,6 +438,7 @@ def inject_units(
         reporter = reporters[serial]
         try:
             if not ledger.authorised(serial):
+                ledger.unit_refused(serial, "not authorised")  # reported in the audit trail, not only here
                 raise UnitNotAuthorised(serial=serial)
             injection = _Injection(keys, ca, ledger, bdk_label, roots, serial, reporter)
             with station.connect(serial) as client:

@@ -88,6 +88,8 @@ def test_a_unit_not_in_the_inventory_is_refused_and_gets_nothing(sim_factory: An
     assert stranger in run.reconciliation.refused
     [audited] = [e for e in keys.ledger.audit_entries() if e.action == "keys.reconciled"]
     assert audited.details["refused"] == [stranger] and audited.operator == "otto"
+    [noted] = [e for e in keys.ledger.audit_entries() if e.action == "keys.unit_refused"]
+    assert noted.subject == f"device:{stranger}" and stranger in keys.ledger.reconcile().refused
     assert keys.ledger.injections(stranger) == []
 
 
