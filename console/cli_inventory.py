@@ -103,33 +103,17 @@ def list_units(settings: Settings, as_json: bool) -> None:
 WHOLE = {"overflow": "fold"}
 """Table columns that wrap a long ID onto the next line on a narrow terminal instead of cutting it with '…'."""
 
-# What reconcile found, by the Reconciliation field that lists it; shown through _() at run time.
-FINDINGS = {
-    "refused": N_("refused: not in the inventory"),
-    "not_injected": N_("not keyed yet"),
-    "injected_more_than_once": N_("keyed more than once"),
-    "not_in_inventory": N_("keyed, but not in the inventory"),
-}
-
-
-def _findings(found: Reconciliation) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(finding, serial, Initial Key IDs) for every unit reconcile named."""
-    none: tuple[str, ...] = ()
-    rows = [("refused", s, none) for s in found.refused] + [("not_injected", s, none) for s in found.not_injected]
-    rows += [("injected_more_than_once", s, ids) for s, ids in found.injected_more_than_once.items()]
-    return rows + [("not_in_inventory", s, ids) for s, ids in found.not_in_inventory.items()]
-
 
 def print_reconciliation(found: Reconciliation) -> None:
     """The findings as a table, then the counts and the verdict (``naiad keys inventory reconcile`` and inject)."""
     shown = table(N_("Unit"), N_("Finding"), N_("Initial Key IDs"), title=_("Reconciliation"), column=WHOLE)
-    for finding, serial, ids in _findings(found):
-        shown.add_row(serial, _(FINDINGS[finding]), ", ".join(ids))
+    for finding, serial, ids in found.findings():
+        shown.add_row(serial, finding.text(), ", ".join(ids))
     out().print(shown)
     out().print(
         _("{authorised} authorised units, {injected} keyed.", authorised=found.authorised, injected=found.injected)
     )
-    out().print(_("Everything adds up.") if found.ok else _("Report the findings to the security officer."))
+    out().print(found.verdict())
 
 
 @inventory_group.command(

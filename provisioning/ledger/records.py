@@ -122,6 +122,18 @@ class InventoryRecord:
     added: dt.datetime
 
 
+class Finding(enum.Enum):
+    """What reconcile found about a unit, by the :class:`Reconciliation` field naming it; the value is the msgid."""
+
+    REFUSED = N_("refused: not in the inventory")
+    NOT_INJECTED = N_("not keyed yet")
+    INJECTED_MORE_THAN_ONCE = N_("keyed more than once")
+    NOT_IN_INVENTORY = N_("keyed, but not in the inventory")
+
+    def text(self) -> str:
+        return _(self.value)
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     """A run (or the whole line) checked against the authorised inventory and the injections recorded.
@@ -141,6 +153,18 @@ class Reconciliation:
     @property
     def ok(self) -> bool:
         return not (self.refused or self.injected_more_than_once or self.not_in_inventory)
+
+    def verdict(self) -> str:
+        """The verdict as shown to a person (the CLI's and the console's last line)."""
+        return _("Everything adds up.") if self.ok else _("Report the findings to the security officer.")
+
+    def findings(self) -> list[tuple[Finding, str, tuple[str, ...]]]:
+        """(finding, serial, Initial Key IDs) for every unit named, in the order of the fields."""
+        none: tuple[str, ...] = ()
+        rows = [(Finding.REFUSED, s, none) for s in self.refused]
+        rows += [(Finding.NOT_INJECTED, s, none) for s in self.not_injected]
+        rows += [(Finding.INJECTED_MORE_THAN_ONCE, s, ids) for s, ids in self.injected_more_than_once.items()]
+        return rows + [(Finding.NOT_IN_INVENTORY, s, ids) for s, ids in self.not_in_inventory.items()]
 
     def as_dict(self) -> dict[str, Any]:
         return {
