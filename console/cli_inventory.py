@@ -8,7 +8,6 @@ the ledger keeps the inventory and reconciles (:mod:`provisioning.ledger.invento
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, TextIO
 
 import click
@@ -104,37 +103,17 @@ def list_units(settings: Settings, as_json: bool) -> None:
 WHOLE = {"overflow": "fold"}
 """Table columns that wrap a long ID onto the next line on a narrow terminal instead of cutting it with '…'."""
 
-# What reconcile found, by the Reconciliation field that lists it; shown through _() at run time.
-FINDINGS = {
-    "refused": N_("refused: not in the inventory"),
-    "not_injected": N_("not keyed yet"),
-    "injected_more_than_once": N_("keyed more than once"),
-    "not_in_inventory": N_("keyed, but not in the inventory"),
-    "unconfirmed": N_("key unconfirmed: check the unit with 'naiad keys status'"),
-    "failed": N_("injection failed: Initial Key ID burnt"),
-}
-
-
-def _findings(found: Reconciliation) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(finding, serial, Initial Key IDs) for every unit reconcile named."""
-    none: tuple[str, ...] = ()
-    rows = [("refused", s, none) for s in found.refused] + [("not_injected", s, none) for s in found.not_injected]
-    for finding in ("injected_more_than_once", "not_in_inventory", "unconfirmed", "failed"):
-        named: Mapping[str, tuple[str, ...]] = getattr(found, finding)
-        rows += [(finding, s, ids) for s, ids in named.items()]
-    return rows
-
 
 def print_reconciliation(found: Reconciliation) -> None:
     """The findings as a table, then the counts and the verdict (``naiad keys inventory reconcile`` and inject)."""
     shown = table(N_("Unit"), N_("Finding"), N_("Initial Key IDs"), title=_("Reconciliation"), column=WHOLE)
-    for finding, serial, ids in _findings(found):
-        shown.add_row(serial, _(FINDINGS[finding]), ", ".join(ids))
+    for finding, serial, ids in found.findings():
+        shown.add_row(serial, finding.text(), ", ".join(ids))
     out().print(shown)
     out().print(
         _("{authorised} authorised units, {injected} keyed.", authorised=found.authorised, injected=found.injected)
     )
-    out().print(_("Everything adds up.") if found.ok else _("Report the findings to the security officer."))
+    out().print(found.verdict())
 
 
 @inventory_group.command(

@@ -99,7 +99,7 @@ class InjectDialog(QDialog):
         self.store_group.addButton(self.pkcs11_radio)
         self.software_radio.setChecked(True)
         self.pkcs11_radio.setEnabled(pkcs11 is not None)
-        self.store_group.buttonToggled.connect(lambda _button, _on: self._refresh())
+        self.store_group.buttonToggled.connect(lambda _button, _on: self._store_changed())
         self.token_label = QLabel()
         self.token_label.setWordWrap(True)
         store_column = QVBoxLayout()
@@ -195,6 +195,11 @@ class InjectDialog(QDialog):
         """Closing forgets the secret typed (``setText`` also drops the field's undo history)."""
         self.secret_edit.setText("")
         super().done(result)
+
+    def _store_changed(self) -> None:
+        """A secret typed for one store is never sent to the other: a wrong PIN counts toward the token's lockout."""
+        self.secret_edit.setText("")
+        self._refresh()
 
     # -- drawing ---------------------------------------------------------------------------------------
 

@@ -27,14 +27,15 @@ from terminal.events import Listener
 
 from .composition import Wiring
 from .inject_dialog import PKCS11, InjectDialog, InjectRequest, KeyStoreChoice, pkcs11_from_environment
-from .operator_login import OperatorLogin
-from .unit_card import NO_VALUE, Bench
+from .operator_login import OperatorLogin, role_text
+from .unit_card import Bench
 from .unit_picker import UnitChoice
 from .unit_runs import UnitRun, UnitRuns
 from .workers import StationProvider, Workers
 
 if TYPE_CHECKING:
     from keys.store import KeyStore
+    from provisioning.ledger import Reconciliation
     from provisioning.operators import OperatorSession
     from provisioning.station import Station
 
@@ -43,6 +44,7 @@ LOG = logging.getLogger(__name__)
 ROLE = "operator"
 """The role that injects keys (``provisioning.injection.ROLE``)."""
 WAITING = N_("Waiting to inject keys…")
+NOT_STARTED = N_("Key injection did not start: {message}")
 INJECTED = N_("Initial Key ID {ikid}\nKCV {kcv}")
 
 
@@ -72,6 +74,11 @@ class NoSoftwareKeyStore(NaiadError):
 class Pkcs11NotConfigured(NaiadError):
     message = N_("No PKCS#11 token is configured")
     remedy = N_("Set NAIAD_PKCS11_MODULE and NAIAD_PKCS11_TOKEN, restart the console and run 'naiad doctor'.")
+
+
+class OperatorRoleNeeded(NaiadError):
+    message = N_("Key injection needs a logged-in operator with the {role} role")
+    remedy = N_("Log in as an operator with the {role} role.")
 
 
 class InjectResultMissing(NaiadError):
@@ -121,7 +128,7 @@ class InjectRun(UnitRun):
     """One press of "Inject keys": one BDK for some units, as one job."""
 
     bdk_label: str = ""
-    reconciliation: dict[str, Any] | None = None
+    reconciliation: Reconciliation | None = None
 
 
 class KeyInjection(UnitRuns):
@@ -198,7 +205,8 @@ class KeyInjection(UnitRuns):
     def start(self, request: InjectRequest) -> InjectRun | None:
         """Inject ``request`` off the GUI thread; None (the reason logged and shown) if refused."""
         session = self._operator.session
-        if session is None or session.role != ROLE:
+        if session is None or session.role != ROLE:  # logged out, or another operator, since the dialog opened
+            self.log_refused(OperatorRoleNeeded(role=role_text(ROLE)), NOT_STARTED)
             return None
         run = InjectRun(self.next_number(), request.serials, bdk_label=request.bdk_label)
         engine, stations, held = self._engine, self._stations, [request.store]
@@ -211,7 +219,7 @@ class KeyInjection(UnitRuns):
         try:
             self.launch(run, work, "inject")
         except NaiadError as exc:
-            self.log_refused(exc, N_("Key injection did not start: {message}"))
+            self.log_refused(exc, NOT_STARTED)
             return None
         LOG.info(
             "%s",
@@ -236,14 +244,13 @@ class KeyInjection(UnitRuns):
     def collect(self, run: UnitRun, outcome: Any) -> None:
         """An :class:`provisioning.injection.InjectionRun`: its results and its reconciliation."""
         super().collect(run, getattr(outcome, "results", None))
-        reconciliation = getattr(outcome, "reconciliation", None)
-        if isinstance(run, InjectRun) and reconciliation is not None:
-            run.reconciliation = reconciliation.as_dict()
+        if isinstance(run, InjectRun):
+            run.reconciliation = getattr(outcome, "reconciliation", None)
 
     def summarise(self, run: UnitRun) -> None:
         assert isinstance(run, InjectRun)
         if run.error is not None:  # the key store, the BDK or the role refused the run: no unit was touched
-            self.log_refused(run.error, N_("Key injection did not start: {message}"))
+            self.log_refused(run.error, NOT_STARTED)
             return
         keyed = {serial: self.describe(run.results.get(serial)) for serial in run.serials}
         ok = [serial for serial, described in keyed.items() if described is not None]
@@ -260,14 +267,33 @@ class KeyInjection(UnitRuns):
                 LOG.info("%s", _("{serial}: Initial Key ID {ikid}, KCV {kcv}", serial=serial, **described[1]))
             else:
                 self.log_failure(run, serial)
-        if run.reconciliation is not None:
-            found = [
-                f"{key}: {', '.join(map(str, value))}"
-                for key, value in run.reconciliation.items()
-                if isinstance(value, list) and value
-            ]
-            LOG.info("%s", _("Reconciled with the authorised inventory: {found}", found="; ".join(found) or NO_VALUE))
+        found = run.reconciliation
+        if found is not None:
+            self.log_reconciliation(found)
         self.summarised.emit(text)
+
+    @staticmethod
+    def log_reconciliation(found: Reconciliation) -> None:
+        """One line per unit reconcile named, then the counts and the verdict (a warning unless all adds up)."""
+        level = logging.INFO if found.ok else logging.WARNING
+        for finding, serial, ids in found.findings():
+            if ids:
+                line = _(
+                    "Reconciliation: {serial} {finding} (Initial Key IDs {ids})",
+                    serial=serial,
+                    finding=finding.text(),
+                    ids=", ".join(ids),
+                )
+            else:
+                line = _("Reconciliation: {serial} {finding}", serial=serial, finding=finding.text())
+            LOG.log(level, "%s", line)
+        verdict = _(
+            "Reconciled with the authorised inventory: {authorised} authorised units, {injected} keyed. {verdict}",
+            authorised=found.authorised,
+            injected=found.injected,
+            verdict=found.verdict(),
+        )
+        LOG.log(level, "%s", verdict)
 
     def may_close(self, parent: QWidget) -> bool:
         """Whether the console may close now: no run, or the operator says to close anyway."""

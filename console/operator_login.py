@@ -68,13 +68,15 @@ class OperatorLogin(QObject):
         return self.session is not None and self.session.role == role
 
     def log_in(self, name: str, password: str) -> Job:
-        """Check ``name``'s password on the workers; on success the session is this console's."""
-        stations = self._stations
+        """Check ``name``'s password on the workers; on success the session is this console's.
+
+        Cancel the job returned (:meth:`Job.cancel`) and nobody is logged in, whatever the check finds."""
+        stations, held = self._stations, [password]
 
         def check(_listener: object) -> OperatorSession:
             from provisioning.operators import login
 
-            return login(stations.get().ledger, name, password)
+            return login(stations.get().ledger, name, held.pop())  # the password is dropped once checked
 
         job = Job(check, name="operator login")
         job.succeeded.connect(self._on_logged_in)
@@ -144,6 +146,7 @@ class LoginDialog(QDialog):
         self.setObjectName("loginDialog")
         self._login = login
         self._error: BaseException | None = None
+        self._job: Job | None = None  # the check under way
         self.checking = False
         self.name_caption, self.password_caption = QLabel(), QLabel()
         self.name_edit = QLineEdit()
@@ -179,15 +182,17 @@ class LoginDialog(QDialog):
         if self.checking or not name or not password:
             return
         self._set_checking(True)
-        job = self._login.log_in(name, password)
+        self._job = job = self._login.log_in(name, password)
         job.succeeded.connect(self._on_succeeded)
         job.failed.connect(self._on_failed)
 
     def _on_succeeded(self, _session: object) -> None:
+        self._job = None
         self._set_checking(False)
         self.accept()
 
     def _on_failed(self, error: BaseException) -> None:
+        self._job = None
         self._set_checking(False)
         self._error = error
         self.password_edit.setText("")
@@ -210,7 +215,12 @@ class LoginDialog(QDialog):
         self.adjustSize()  # a wrapped label's height is not in the layout's minimum: grow to show it all
 
     def done(self, result: int) -> None:
-        """Closing forgets the password typed (``setText`` also drops the field's undo history)."""
+        """Closing forgets the password typed (``setText`` also drops the field's undo history); closing while
+        the password is checked (Cancel) logs nobody in, even if it matches."""
+        job, self._job = self._job, None
+        if job is not None:
+            job.cancel()
+            self._set_checking(False)
         self.password_edit.setText("")
         super().done(result)
 

@@ -97,7 +97,9 @@ Work = Callable[[Listener], object]
 class Job(EventSignals):
     """One piece of work off the GUI thread.  Create it (on the GUI thread), connect, then :meth:`Workers.start`.
 
-    ``succeeded(result)`` or ``failed(error)`` comes once, after the work's step events.
+    ``succeeded(result)`` or ``failed(error)`` comes once, after the work's step events, unless the job was
+    cancelled (:meth:`cancel`) first.  Once it ran, the job holds no reference to its work (whose closure may hold a
+    password or a key store's secret), and its error no frames.
     """
 
     succeeded = pyqtSignal(object)
@@ -106,7 +108,8 @@ class Job(EventSignals):
 
     def __init__(self, work: Work, units: Iterable[str] = (), name: str = "job") -> None:
         super().__init__()
-        self.work = work
+        self.work: Work | None = work
+        self.cancelled = False
         self.units = tuple(dict.fromkeys(units))
         self.name = name
         self.returned = threading.Event()
@@ -114,14 +117,25 @@ class Job(EventSignals):
 
     def run(self) -> None:
         """The pool thread's part: everything here talks to the GUI only by signal."""
+        work = self.work
+        assert work is not None, "a job runs once"
         try:
-            result = self.work(QtListener(self))
+            result = work(QtListener(self))
         except Exception as exc:
             if not isinstance(exc, NaiadError):
                 LOG.exception("%s failed", self.name)
+            exc.__traceback__ = None  # its frames may hold the work's secrets; the error outlives the job
             self._ended.emit(None, exc)
         else:
             self._ended.emit(result, None)
+        finally:
+            self.work = None
+
+    def cancel(self) -> None:
+        """Whoever asked no longer wants the outcome (GUI thread): neither ``succeeded`` nor ``failed`` comes.
+
+        The work itself runs on to its end; it cannot be stopped half-way."""
+        self.cancelled = True
 
 
 class Workers(QObject):
@@ -191,7 +205,7 @@ class Workers(QObject):
         freed = [unit for unit, holder in self._busy.items() if holder is job]
         for unit in freed:
             del self._busy[unit]
-        if self._closed:  # the window is gone: no dialog or card for a late result
+        if self._closed or job.cancelled:  # the window, or whoever asked, is gone: nobody to show it to
             return
         if error is None:
             job.succeeded.emit(result)

@@ -11,25 +11,33 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import IdleDiscovery, device
-from PyQt6.QtWidgets import QLabel, QLineEdit
+from PyQt6.QtWidgets import QApplication, QLabel, QLineEdit
 
 import i18n
 from console.composition import Wiring
-from console.inject_dialog import NOT_IN_RUN_MODE, PKCS11, SOFTWARE, InjectDialog, KeyStoreChoice
-from console.inject_run import INJECTED, WAITING, EngineKeys, NoSoftwareKeyStore, Pkcs11NotConfigured
+from console.inject_dialog import NOT_IN_RUN_MODE, PKCS11, SOFTWARE, InjectDialog, InjectRequest, KeyStoreChoice
+from console.inject_run import (
+    INJECTED,
+    WAITING,
+    EngineKeys,
+    NoSoftwareKeyStore,
+    OperatorRoleNeeded,
+    Pkcs11NotConfigured,
+)
 from console.main_window import MainWindow
 from console.operator_login import LoginDialog
+from console.workers import Job
 from i18n import _
 from keys.errors import KeyBlockAuthenticationFailed, KeyStoreLoginFailed
 from keys.kcv import shown
 from provisioning import operators as ops
-from provisioning.ledger import Ledger
+from provisioning.ledger import Ledger, Reconciliation
 from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
 
@@ -94,17 +102,9 @@ class FakeResult:
 
 
 @dataclass(frozen=True)
-class FakeReconciliation:
-    refused: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"refused": self.refused, "injected": 2}
-
-
-@dataclass(frozen=True)
 class FakeRun:
     results: list[FakeResult]
-    reconciliation: FakeReconciliation
+    reconciliation: Reconciliation
 
 
 class FakeStore:
@@ -129,6 +129,7 @@ class ScriptedKeys:
         self.closed: list[bool] = []
         self.runs: list[tuple[str, str, list[str]]] = []
         self.keys: dict[str, tuple[bytes, bytes]] = {}
+        self.reconciliation: Reconciliation | None = None  # what the ledger finds; else the failed units not keyed
 
     def note(self, what: str) -> None:
         if on_gui_thread():
@@ -183,7 +184,11 @@ class ScriptedKeys:
             thread.start()
         for thread in threads:
             thread.join()
-        return FakeRun([results[s] for s in serials], FakeReconciliation())
+        failed = tuple(s for s in serials if s in self.failures)
+        found = self.reconciliation or Reconciliation(
+            tuple(serials), len(serials), len(serials) - len(failed), (), failed, {}, {}
+        )
+        return FakeRun([results[s] for s in serials], found)
 
 
 @pytest.fixture(autouse=True)
@@ -297,6 +302,63 @@ def test_a_wrong_password_shows_the_error_and_its_remedy_and_logs_nobody_in(qtbo
     assert window.key_injection.action.isVisible()
 
 
+def spy_login_jobs(window: MainWindow, monkeypatch: pytest.MonkeyPatch) -> list[Job]:
+    """The jobs the login dialog starts, in order."""
+    jobs: list[Job] = []
+    original = window.operator.log_in
+
+    def log_in(name: str, password: str) -> Job:
+        jobs.append(original(name, password))
+        return jobs[-1]
+
+    monkeypatch.setattr(window.operator, "log_in", log_in)
+    return jobs
+
+
+def test_a_login_job_keeps_no_password_once_it_ends(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = spy_login_jobs(window, monkeypatch)
+    dialog = log_in(qtbot, window, "olga", "not-her-password")
+    assert dialog.password_edit.text() == ""
+    left: list[str] = []
+    dialog.finished.connect(lambda _result: left.append(dialog.password_edit.text()))
+    dialog.password_edit.setText(PASSWORDS["olga"])
+    dialog.login_button.click()
+    qtbot.waitUntil(lambda: window.operator.session is not None, timeout=WAIT_MS)
+    assert left == [""]  # the field, as the dialog closed
+    for job in jobs:
+        qtbot.waitUntil(job.returned.is_set, timeout=WAIT_MS)
+    assert len(jobs) == 2 and all(job.work is None for job in jobs)  # nor the check's closure, nor the password
+
+
+def test_cancel_while_the_password_is_checked_logs_nobody_in(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = spy_login_jobs(window, monkeypatch)
+    release, login = threading.Event(), ops.login
+
+    def slow_login(*args: Any) -> ops.OperatorSession:
+        release.wait(WAIT_MS / 1000)
+        return login(*args)
+
+    monkeypatch.setattr(ops, "login", slow_login)
+    window.operator.login_action.trigger()
+    dialog = window.operator.dialog
+    assert dialog is not None
+    dialog.name_edit.setText("olga")
+    dialog.password_edit.setText(PASSWORDS["olga"])
+    dialog.login_button.click()
+    assert dialog.checking and dialog.cancel_button.isEnabled()
+    dialog.cancel_button.click()
+    assert not dialog.isVisible() and dialog.password_edit.text() == ""
+    release.set()
+    qtbot.waitUntil(jobs[0].returned.is_set, timeout=WAIT_MS)
+    QApplication.processEvents()  # the job's end, queued before it returned
+    assert window.operator.session is None and not window.key_injection.action.isVisible()
+    assert not any("logged in" in line for line in window.log_pane.lines())
+
+
 def test_logging_out_closes_an_open_inject_dialog(qtbot: Any, window: MainWindow) -> None:
     assert not window.key_injection.action.isEnabled()  # no unit on the bench
     window._on_device_added(device("DF2A00001", 1))
@@ -359,6 +421,8 @@ def test_the_dialog_injects_the_ticked_units_and_each_card_shows_its_initial_key
     assert "DF2A00001: Initial Key ID A1B2C3D400000001, KCV 10ABCD" in lines
     assert f"DF2A00002: {error} — {error.remedy_text}" in lines
     assert "spare-bdk: 1 of 2 units keyed, 1 failed" in lines and "refused" not in lines
+    assert "Reconciliation: DF2A00002 not keyed yet" in lines and "DF2A00001 not keyed" not in lines
+    assert "Reconciled with the authorised inventory: 2 authorised units, 1 keyed. Everything adds up." in lines
     assert "attested by the simulated manufacturer" in lines  # the run's messages reach the log
 
     assert PASSPHRASE not in every_text(window)
@@ -419,3 +483,69 @@ def test_the_engine_opens_only_an_existing_software_store_with_its_passphrase() 
     assert PASSPHRASE not in str(refused.value) and PASSPHRASE not in repr(KeyStoreChoice(SOFTWARE, PASSPHRASE))
     with pytest.raises(Pkcs11NotConfigured):
         engine.open_store(KeyStoreChoice(PKCS11, "1234"))
+
+
+def test_the_run_logs_each_finding_of_the_reconciliation_and_the_verdict(
+    qtbot: Any, window: MainWindow, keys: ScriptedKeys
+) -> None:
+    keys.reconciliation = Reconciliation(
+        serials=("DF2A00001",),
+        authorised=1,
+        injected=3,
+        refused=(),
+        not_injected=(),
+        injected_more_than_once={"DF2A00001": ("A1B2C3D400000001", "A1B2C3D400000009")},
+        not_in_inventory={"DF2A00077": ("A1B2C3D400000005",)},
+    )
+    window._on_device_added(device("DF2A00001", 1))
+    log_in(qtbot, window, "olga", PASSWORDS["olga"])
+    dialog = open_inject_dialog(qtbot, window)
+    dialog.secret_edit.setText(PASSPHRASE)
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: not window.key_injection.running(), timeout=WAIT_MS)
+
+    lines = window.log_pane.lines()
+    found = [line for line in lines if "Reconcil" in line]
+    assert found[0].endswith(
+        "Reconciliation: DF2A00001 keyed more than once (Initial Key IDs A1B2C3D400000001, A1B2C3D400000009)"
+    )
+    assert found[1].endswith(
+        "Reconciliation: DF2A00077 keyed, but not in the inventory (Initial Key IDs A1B2C3D400000005)"
+    )
+    assert found[2].endswith(
+        "Reconciled with the authorised inventory: 1 authorised units, 3 keyed. "
+        "Report the findings to the security officer."
+    )
+    assert len(found) == 3 and not any("serials" in line for line in lines)
+
+
+def test_switching_the_key_store_forgets_the_secret_typed_for_the_other(
+    qtbot: Any, window: MainWindow, keys: ScriptedKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAIAD_PKCS11_MODULE", "/nonexistent/libsofthsm2.so")
+    monkeypatch.setenv("NAIAD_PKCS11_TOKEN", "naiad")
+    window._on_device_added(device("DF2A00001", 1))
+    log_in(qtbot, window, "olga", PASSWORDS["olga"])
+    dialog = open_inject_dialog(qtbot, window)
+    dialog.secret_edit.setText(PASSPHRASE)
+    dialog.pkcs11_radio.setChecked(True)  # the passphrase is no PIN: sent, it would count toward the lockout
+    assert dialog.secret_edit.text() == "" and not dialog.start_button.isEnabled()
+    assert dialog.hint_label.text() == _("Enter the key store's PIN.")
+    dialog.secret_edit.setText("1234")
+    dialog.software_radio.setChecked(True)
+    assert dialog.secret_edit.text() == "" and keys.opened == []
+
+
+def test_a_run_refused_for_the_role_is_logged(qtbot: Any, window: MainWindow, keys: ScriptedKeys) -> None:
+    window._on_device_added(device("DF2A00001", 1))
+    request = InjectRequest("demo-bdk", ("DF2A00001",), KeyStoreChoice(SOFTWARE, PASSPHRASE))
+    for name in (None, "ivy"):  # nobody logged in, then an installer
+        if name is not None:
+            log_in(qtbot, window, name, PASSWORDS[name])
+        assert window.key_injection.start(request) is None
+        lines = window.log_pane.lines()
+        error = OperatorRoleNeeded(role="operator")
+        assert lines[-1].endswith(
+            f"{_('Key injection did not start: {message}', message=str(error))} — {error.remedy_text}"
+        )
+    assert keys.opened == [] and keys.runs == []

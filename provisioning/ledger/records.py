@@ -122,6 +122,20 @@ class InventoryRecord:
     added: dt.datetime
 
 
+class Finding(enum.Enum):
+    """What reconcile found about a unit, by the :class:`Reconciliation` field naming it; the value is the msgid."""
+
+    REFUSED = N_("refused: not in the inventory")
+    NOT_INJECTED = N_("not keyed yet")
+    INJECTED_MORE_THAN_ONCE = N_("keyed more than once")
+    NOT_IN_INVENTORY = N_("keyed, but not in the inventory")
+    UNCONFIRMED = N_("key unconfirmed: check the unit with 'naiad keys status'")
+    FAILED = N_("injection failed: Initial Key ID burnt")
+
+    def text(self) -> str:
+        return _(self.value)
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     """A run (or the whole line) checked against the authorised inventory and the injections recorded.
@@ -146,6 +160,23 @@ class Reconciliation:
     @property
     def ok(self) -> bool:
         return not (self.refused or self.injected_more_than_once or self.not_in_inventory or self.unconfirmed)
+
+    def verdict(self) -> str:
+        """The verdict as shown to a person (the CLI's and the console's last line)."""
+        return _("Everything adds up.") if self.ok else _("Report the findings to the security officer.")
+
+    def findings(self) -> list[tuple[Finding, str, tuple[str, ...]]]:
+        """(finding, serial, Initial Key IDs) for every unit named, in the order of the fields."""
+        none: tuple[str, ...] = ()
+        rows = [(Finding.REFUSED, s, none) for s in self.refused]
+        rows += [(Finding.NOT_INJECTED, s, none) for s in self.not_injected]
+        named = (
+            (Finding.INJECTED_MORE_THAN_ONCE, self.injected_more_than_once),
+            (Finding.NOT_IN_INVENTORY, self.not_in_inventory),
+            (Finding.UNCONFIRMED, self.unconfirmed),
+            (Finding.FAILED, self.failed),
+        )
+        return rows + [(finding, s, ids) for finding, by_serial in named for s, ids in by_serial.items()]
 
     def as_dict(self) -> dict[str, Any]:
         return {
