@@ -284,6 +284,14 @@ def test_bdk_list_shows_a_key_the_ledger_does_not_know(url: str, keystore: str) 
 # --- a BDK the ledger does not record -----------------------------------------------------------------
 
 
+def _make(url: str, command: str) -> Result:
+    """``line BDK`` made by alice and bob: loaded from two random components, or generated."""
+    if command == "load-bdk":
+        return _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16)))
+    generate = ("keys", "ceremony", "generate-bdk", "--label", "line BDK", "--bdk-id", BDK_ID)
+    return naiad(url, *generate, stdin=_turn("alice") + _turn("bob"))
+
+
 @pytest.mark.parametrize("failure", ["outage", "label taken by another station"])
 @pytest.mark.parametrize("command", ["load-bdk", "generate-bdk"])
 def test_a_bdk_the_ledger_did_not_record_is_destroyed_again(
@@ -301,11 +309,7 @@ def test_a_bdk_the_ledger_did_not_record_is_destroyed_again(
         return register(ledger, label, *args)
 
     monkeypatch.setattr(Ledger, "register_bdk", refused)
-    if command == "load-bdk":
-        result = _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16)))
-    else:
-        generate = ("keys", "ceremony", "generate-bdk", "--label", "line BDK", "--bdk-id", BDK_ID)
-        result = naiad(url, *generate, stdin=_turn("alice") + _turn("bob"))
+    result = _make(url, command)
     assert result.exit_code == 1
     assert "The ledger did not record the BDK line BDK, so the key store destroyed it again" in result.output
     assert ("connection refused" if failure == "outage" else "already has a BDK labelled line BDK") in result.output
@@ -344,11 +348,7 @@ def test_a_ceremony_stopped_while_the_ledger_records_the_bdk_keeps_nothing(
         raise KeyboardInterrupt  # Ctrl-C while the ledger writes
 
     monkeypatch.setattr(Ledger, "register_bdk", interrupted)
-    if command == "load-bdk":
-        result = _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16)))
-    else:
-        generate = ("keys", "ceremony", "generate-bdk", "--label", "line BDK", "--bdk-id", BDK_ID)
-        result = naiad(url, *generate, stdin=_turn("alice") + _turn("bob"))
+    result = _make(url, command)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "stopped before the ledger recorded the BDK, so the key store destroyed it again" in result.output
     _nothing_left(url, keystore, "line BDK")
