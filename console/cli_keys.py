@@ -140,17 +140,22 @@ def _bdk_to_load(ledger: Ledger, label: str, bdk_id: bytes | None) -> tuple[byte
 
 @contextmanager
 def _ceremony(ledger: Ledger, label: str, custodians: int, keystore: str) -> Iterator[tuple[KeyStore, Ceremony]]:
-    """The open key store and the ceremony; a ceremony that stops is audited and leaves nothing."""
-    from keys.ceremony import Ceremony, CeremonyAborted
+    """The open key store and the ceremony; a ceremony that stops is audited and leaves nothing: a BDK it made
+    that the ledger did not record is destroyed again, whatever stopped it."""
+    from keys.ceremony import Ceremony, CeremonyAborted, CeremonyAbortedAfterMaking
     from keys.store import check_free
 
-    with open_key_store(keystore) as store, Ceremony(label, custodians) as ceremony:
+    with open_key_store(keystore, create=True) as store, Ceremony(label, custodians) as ceremony:
         check_free(label, store.labels())
         try:
-            yield store, ceremony
+            try:
+                yield store, ceremony
+            except BaseException:
+                destroyed = ceremony.take_back(store, N_("the ceremony was stopped"))
+                raise
         except (click.Abort, EOFError, KeyboardInterrupt):
             _stopped(ledger, ceremony, "interrupted")
-            raise CeremonyAborted() from None
+            raise (CeremonyAbortedAfterMaking if destroyed else CeremonyAborted)() from None
         except NaiadError as exc:
             _stopped(ledger, ceremony, type(exc).__name__)
             raise
@@ -184,7 +189,7 @@ def _record(
     """Register the BDK the store now holds or, ``loaded`` (registered already), audit its loading into this
     station's store, leaving the registry row as it is; written as the first custodian unless someone logged
     in for the command.  A BDK the ledger did not record is destroyed again."""
-    from keys.ceremony import BdkNotRecorded, destroy_made
+    from keys.ceremony import BdkNotRecorded
 
     writer = ledger if ledger.operator else ledger.as_operator(ceremony.custodians[0])
     try:
@@ -198,8 +203,9 @@ def _record(
         else:
             writer.register_bdk(ceremony.label, bdk_id, kcv, origin, ceremony.custodians)
     except NaiadError as exc:
-        destroy_made(store, ceremony.label, kcv, N_("the ledger did not record it"))
+        ceremony.take_back(store, N_("the ledger did not record it"))
         raise BdkNotRecorded(label=ceremony.label, reason=str(exc)) from exc
+    ceremony.recorded()
 
 
 def _made(label: str, kcv: bytes, custodians: tuple[str, ...]) -> None:

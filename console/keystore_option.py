@@ -2,6 +2,7 @@
 
 - ``software`` (the default): ``keystore.json`` in the data directory; the passphrase from
   ``NAIAD_KEYSTORE_PASSPHRASE`` or asked hidden (twice, with a minimum length, when the file is created).
+  Only a command that makes keys (a ceremony) creates the file; the others refuse a station without one.
 - ``pkcs11``: the module and token from ``NAIAD_PKCS11_MODULE`` / ``NAIAD_PKCS11_TOKEN``; the user PIN from
   ``NAIAD_PKCS11_PIN`` or asked hidden, after the module and token are found (no PIN typed for nothing).
 
@@ -32,6 +33,11 @@ MIN_PASSPHRASE_LENGTH = 12
 """A new software key store's passphrase: it alone guards the BDKs in the file (scrypt slows guessing only)."""
 
 
+class SoftwareKeyStoreMissing(NaiadError):
+    message = N_("There is no software key store on this station yet ({path})")
+    remedy = N_("Make it by loading or generating a BDK: 'naiad keys ceremony load-bdk' or 'generate-bdk'.")
+
+
 class KeyStorePassphraseTooShort(NaiadError):
     message = N_("A new key store's passphrase needs at least {length} characters")
     remedy = N_("Choose a longer passphrase, several words for example; nothing was created.")
@@ -52,9 +58,12 @@ def keystore_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return decorated
 
 
-def open_key_store(kind: str) -> KeyStore:
-    """The key store ``kind`` names, opened (logged in); close it when done (it is a context manager)."""
-    return _pkcs11() if kind == "pkcs11" else _software()
+def open_key_store(kind: str, *, create: bool = False) -> KeyStore:
+    """The key store ``kind`` names, opened (logged in); close it when done (it is a context manager).
+
+    A software store that does not exist yet is created only when ``create`` (a command that makes keys):
+    listing or injecting would otherwise leave an empty store under a passphrase typed for something else."""
+    return _pkcs11() if kind == "pkcs11" else _software(create)
 
 
 def _secret(variable: str, prompt: str, confirmation: str | None = None) -> str:
@@ -66,12 +75,14 @@ def _secret(variable: str, prompt: str, confirmation: str | None = None) -> str:
     return typed
 
 
-def _software() -> KeyStore:
+def _software(create: bool) -> KeyStore:
     from keys.store_software import SoftwareKeyStore, default_path
 
     path = default_path()
     if path.exists():
         return SoftwareKeyStore(_secret(PASSPHRASE_VARIABLE, _("Key store passphrase")), path)
+    if not create:
+        raise SoftwareKeyStoreMissing(path=str(path))
     passphrase = _secret(
         PASSPHRASE_VARIABLE,
         _("New key store passphrase (the key store {path} is created)", path=str(path)),

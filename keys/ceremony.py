@@ -41,6 +41,12 @@ class CeremonyAborted(CeremonyError):
     remedy = N_("Nothing was stored and no component was kept. Start the ceremony again when every custodian is ready.")
 
 
+class CeremonyAbortedAfterMaking(CeremonyAborted):
+    """Stopped (Ctrl-C, end of input) after the store made the BDK but before the ledger recorded it."""
+
+    message = N_("The key ceremony was stopped before the ledger recorded the BDK, so the key store destroyed it again")
+
+
 class BdkNotRecorded(CeremonyError):
     """The store made the BDK but the ledger did not record it (an outage, another station taking the label first):
     the BDK was destroyed again, so no key is held that the ledger does not know."""
@@ -170,6 +176,8 @@ class Ceremony:
         self.expected = custodians
         self._custodians: list[str] = []
         self._components: dict[str, bytearray] = {}
+        self.made: bytes | None = None
+        """The KCV of the BDK this ceremony made in the store and no ledger has recorded yet: see :meth:`take_back`."""
 
     def __repr__(self) -> str:
         return f"Ceremony(label={self.label!r}, custodians={self.custodians!r}, expected={self.expected})"
@@ -232,13 +240,13 @@ class Ceremony:
                 raise CeremonyIncomplete(expected=self.expected, actual=self.entered)
             components = [bytes(self._components[c]) for c in self._custodians]
             try:
-                made = store.combine_components(self.label, components)
+                made = self.made = store.combine_components(self.label, components)
             finally:
                 del components
         finally:
             self.close()
         if registered is not None and not hmac.compare_digest(made, registered):
-            destroy_made(store, self.label, made, N_("its KCV is not the one the ledger registered"))
+            self.take_back(store, N_("its KCV is not the one the ledger registered"))
             raise BdkKcvDiffers(label=self.label, kcv=kcv.shown(made), registered=kcv.shown(registered))
         return made
 
@@ -246,7 +254,21 @@ class Ceremony:
         """The BDK generated inside ``store`` before every custodian (no components); its KCV."""
         if self.entered or len(self._custodians) != self.expected:
             raise CeremonyIncomplete(expected=self.expected, actual=len(self._custodians))
-        return store.generate_bdk(self.label, length)
+        made = self.made = store.generate_bdk(self.label, length)
+        return made
+
+    def recorded(self) -> None:
+        """The ledger recorded the BDK made: it is kept from now on."""
+        self.made = None
+
+    def take_back(self, store: KeyStore, why: str) -> bool:
+        """Destroy the BDK this ceremony made in ``store``, unless none was made or it was recorded: a ceremony
+        that stops after the BDK is made (a ledger outage, Ctrl-C) keeps nothing the ledger does not know.
+        Whether there was a BDK to destroy."""
+        made, self.made = self.made, None
+        if made is not None:
+            destroy_made(store, self.label, made, why)
+        return made is not None
 
     def close(self) -> None:
         """Wipe every component still held; the custodians stay on record for the audit."""
@@ -262,8 +284,11 @@ class Ceremony:
 
 
 def destroy_made(store: KeyStore, label: str, made: bytes, why: str) -> None:
-    """Destroy the BDK (KCV ``made``) a ceremony just made under ``label``, because ``why`` (a msgid)."""
+    """Destroy the BDK (KCV ``made``) a ceremony just made under ``label``, because ``why`` (a msgid).
+
+    Any failure of the store is :class:`BdkNotDestroyed`; an unexpected one is named by its class only."""
     try:
         store.destroy_bdk(label)
-    except NaiadError as exc:
-        raise BdkNotDestroyed(label=label, kcv=kcv.shown(made), why=why, reason=str(exc)) from exc
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, NaiadError) else type(exc).__name__
+        raise BdkNotDestroyed(label=label, kcv=kcv.shown(made), why=why, reason=reason) from exc

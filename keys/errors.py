@@ -194,6 +194,16 @@ class KeyStoreFileDamaged(KeyStoreError):
     remedy = N_("Restore the file from its backup, or load the keys again in a key ceremony.")
 
 
+class KeyStoreFileUnavailable(KeyStoreError):
+    """The operating system refused to read or write the software key store's file (the reason is its own text)."""
+
+    message = N_("The key store file {path} cannot be read or written: {reason}")
+    remedy = N_(
+        "Check that {path} is a file this user may read and write, on a disk with free space, then repeat the step. "
+        "A change that could not be saved was not kept."
+    )
+
+
 class KeyStoreLabelUnknown(KeyStoreError):
     message = N_("The key store holds no key labelled {label}")
 

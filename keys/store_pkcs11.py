@@ -50,6 +50,7 @@ from i18n import N_
 from . import tr31
 from .dukpt import initial_key_derivation_data
 from .errors import (
+    KeyStoreClosed,
     KeyStoreLabelTaken,
     KeyStoreLabelUnknown,
     KeyStoreLoginFailed,
@@ -186,21 +187,19 @@ class Pkcs11KeyStore(KeyStore):
         except pkcs11.exceptions.PKCS11Error as exc:
             raise KeyStoreOperationFailed(operation=N_("log in"), code=type(exc).__name__) from None
         self._initial_keys: dict[int, Any] = {}
+        self._closed = False
 
     def labels(self) -> list[str]:
-        objects = self._session.get_objects(
-            {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True, Attribute.KEY_TYPE: KeyType.AES}
-        )
-        return sorted({str(o[Attribute.LABEL]) for o in objects})
+        return self._labels(ObjectClass.SECRET_KEY, KeyType.AES)
 
     def generate_bdk(self, label: str, length: int = 16) -> bytes:
         check_free(label, self.labels())
         check_bdk_length(length)
         with _refused(N_("generate a key")):
-            key = self._session.generate_key(
+            key = self._opened().generate_key(
                 KeyType.AES, 8 * length, label=label, store=True, capabilities=0, template=_BDK_TEMPLATE
             )
-        return self._kcv(key)
+        return self._kept_kcv(key)
 
     def combine_components(self, label: str, components: Sequence[bytes]) -> bytes:
         check_free(label, self.labels())
@@ -217,10 +216,10 @@ class Pkcs11KeyStore(KeyStore):
                 Attribute.VALUE: bytes(combined),
             }
             with _refused(N_("store a key")):
-                key = self._session.create_object(template)
+                key = self._opened().create_object(template)
         finally:
             wipe(combined)
-        return self._kcv(key)
+        return self._kept_kcv(key)
 
     def destroy_bdk(self, label: str) -> None:
         key = self._bdk(label)
@@ -230,9 +229,18 @@ class Pkcs11KeyStore(KeyStore):
     def bdk_kcv(self, label: str) -> bytes:
         return self._kcv(self._bdk(label))
 
+    def _kept_kcv(self, key: Any) -> bytes:
+        """The KCV of a BDK just made; a BDK whose KCV cannot be computed is destroyed again, not left unshown."""
+        try:
+            return self._kcv(key)
+        except BaseException:
+            with _refused(N_("destroy a key")):
+                key.destroy()
+            raise
+
     def derive_initial_key(self, label: str, initial_key_id: bytes) -> KeyHandle:
         bdk = self._bdk(label)
-        length = int(bdk[Attribute.VALUE_LEN])
+        length = _length(bdk)
         data = initial_key_derivation_data(length, initial_key_id)
         with _refused(N_("derive an Initial Key")):
             key = bdk.derive_key(
@@ -252,9 +260,9 @@ class Pkcs11KeyStore(KeyStore):
 
     def wrap_tr31(self, kbpk: bytes, header: tr31.Header, handle: KeyHandle) -> str:
         key = held(self._initial_keys, handle)
-        tr31.check_wrap(kbpk, header, int(key[Attribute.VALUE_LEN]))  # refused before the key is exported at all
+        tr31.check_wrap(kbpk, header, _length(key))  # refused before the key is exported at all
         with _refused(N_("import the key block protection key")):
-            wrapping = self._session.create_object(
+            wrapping = self._opened().create_object(
                 {
                     **_KBPK_TEMPLATE,
                     Attribute.CLASS: ObjectClass.SECRET_KEY,
@@ -266,7 +274,8 @@ class Pkcs11KeyStore(KeyStore):
             with _refused(N_("wrap the Initial Key")):
                 wrapped = wrapping.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
         finally:
-            wrapping.destroy()
+            with _refused(N_("destroy the key block protection key")):
+                wrapping.destroy()
         clear = bytearray(aes_key_unwrap_with_padding(kbpk, wrapped))
         try:
             return tr31.wrap(kbpk, header, bytes(clear))
@@ -280,15 +289,12 @@ class Pkcs11KeyStore(KeyStore):
                 key.destroy()
 
     def signing_labels(self) -> list[str]:
-        objects = self._session.get_objects(
-            {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.TOKEN: True, Attribute.KEY_TYPE: KeyType.EC}
-        )
-        return sorted({str(o[Attribute.LABEL]) for o in objects})
+        return self._labels(ObjectClass.PRIVATE_KEY, KeyType.EC)
 
     def generate_signing_key(self, label: str) -> bytes:
         check_free(label, self.signing_labels())
         with _refused(N_("generate a signing key")):
-            parameters = self._session.create_domain_parameters(
+            parameters = self._opened().create_domain_parameters(
                 KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVE)}, local=True
             )
             public, _private = parameters.generate_keypair(
@@ -317,13 +323,14 @@ class Pkcs11KeyStore(KeyStore):
     def certificate(self, label: str) -> bytes | None:
         self._signing_key(ObjectClass.PRIVATE_KEY, label)
         found = self._certificates(label)
-        return bytes(found[0][Attribute.VALUE]) if found else None
+        with _refused(N_("read a certificate")):
+            return bytes(found[0][Attribute.VALUE]) if found else None
 
     def set_certificate(self, label: str, certificate: bytes) -> None:
         parsed = check_certificate(label, certificate, self.signing_public_key(label))
         earlier = self._certificates(label)
         with _refused(N_("store a certificate")):
-            self._session.create_object(
+            self._opened().create_object(
                 {
                     Attribute.CLASS: ObjectClass.CERTIFICATE,
                     Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
@@ -338,12 +345,22 @@ class Pkcs11KeyStore(KeyStore):
                 old.destroy()
 
     def close(self) -> None:
-        """Destroy the Initial Keys still held, then close the session (which would end them anyway)."""
+        """Destroy the Initial Keys still held, then close the session (which would end them anyway); the store
+        refuses all use after this (:class:`KeyStoreClosed`) rather than reaching the token through a dead session."""
+        if self._closed:
+            return
+        self._closed = True
         for key in self._initial_keys.values():
             with contextlib.suppress(pkcs11.exceptions.PKCS11Error):
                 key.destroy()
         self._initial_keys.clear()
-        self._session.close()
+        with _refused(N_("close the session")):
+            self._session.close()
+
+    def _opened(self) -> Any:
+        if self._closed:
+            raise KeyStoreClosed()
+        return self._session
 
     def _bdk(self, label: str) -> Any:
         return self._key(ObjectClass.SECRET_KEY, KeyType.AES, label)
@@ -354,16 +371,25 @@ class Pkcs11KeyStore(KeyStore):
     def _key(self, object_class: ObjectClass, key_type: KeyType, label: str) -> Any:
         check_label(label)
         try:
-            return self._session.get_key(object_class=object_class, key_type=key_type, label=label)
+            return self._opened().get_key(object_class=object_class, key_type=key_type, label=label)
         except pkcs11.exceptions.NoSuchKey:
             raise KeyStoreLabelUnknown(label=label) from None
         except pkcs11.exceptions.MultipleObjectsReturned:
             raise KeyStoreLabelTaken(label=label) from None
+        except pkcs11.exceptions.PKCS11Error as exc:
+            raise KeyStoreOperationFailed(operation=N_("find a key"), code=type(exc).__name__) from None
+
+    def _labels(self, object_class: ObjectClass, key_type: KeyType) -> list[str]:
+        with _refused(N_("list the keys")):
+            objects = self._opened().get_objects(
+                {Attribute.CLASS: object_class, Attribute.TOKEN: True, Attribute.KEY_TYPE: key_type}
+            )
+            return sorted({str(o[Attribute.LABEL]) for o in objects})
 
     def _certificates(self, label: str) -> list[Any]:
         with _refused(N_("read a certificate")):
             return list(
-                self._session.get_objects(
+                self._opened().get_objects(
                     {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.TOKEN: True, Attribute.LABEL: label}
                 )
             )
@@ -372,6 +398,12 @@ class Pkcs11KeyStore(KeyStore):
     def _kcv(key: Any) -> bytes:
         with _refused(N_("compute a key check value")):
             return bytes(key.sign(bytes(16), mechanism=Mechanism.AES_CMAC))[:AES_CMAC_KCV_LENGTH]
+
+
+def _length(key: Any) -> int:
+    """A key object's length in bytes, read from the token."""
+    with _refused(N_("read a key's length")):
+        return int(key[Attribute.VALUE_LEN])
 
 
 class _refused:

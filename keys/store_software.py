@@ -23,7 +23,8 @@ import hmac
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +40,8 @@ from . import dukpt, kcv, tr31
 from .errors import (
     KeyStoreClosed,
     KeyStoreFileDamaged,
+    KeyStoreFileUnavailable,
+    KeyStoreLabelInvalid,
     KeyStoreLabelUnknown,
     KeyStoreLoginFailed,
 )
@@ -84,7 +87,9 @@ class SoftwareKeyStore(KeyStore):
         self._certificates: dict[str, bytes] = {}
         self._closed = False
         self._initial_keys: dict[int, bytearray] = {}
-        if self._path.exists():
+        with _file_access(self._path):
+            exists = self._path.exists()
+        if exists:
             self._header, self._file_key = self._load(passphrase)
         else:
             salt = os.urandom(_SALT_LENGTH)
@@ -108,7 +113,10 @@ class SoftwareKeyStore(KeyStore):
         return self._add(label, combined)
 
     def destroy_bdk(self, label: str) -> None:
-        """Remove the BDK from the file (saved atomically: the old file or the new one), then wipe it."""
+        """Remove the BDK from the file (saved atomically: the old file or the new one), then wipe it.
+
+        Only from the current file: a copy of an older file (a backup, a snapshot) still holds the BDK under the
+        same passphrase: destroying a key for good means destroying those copies too."""
         key = self._bdk(label)
         del self._bdks[label]
         self._save_or_undo(lambda: self._bdks.update({label: key}))
@@ -179,9 +187,10 @@ class SoftwareKeyStore(KeyStore):
         self._certificates.clear()
 
     def _add(self, label: str, key: bytearray) -> bytes:
+        check_value = kcv.aes_cmac_kcv(bytes(key))  # before the key is kept: nothing can fail after the save
         self._bdks[label] = key
         self._save_or_undo(lambda: wipe(self._bdks.pop(label)))
-        return kcv.aes_cmac_kcv(bytes(key))
+        return check_value
 
     def _save_or_undo(self, undo: Callable[[], object]) -> None:
         """Save the file, or undo the change just made when that fails: nothing is kept that the file does not hold."""
@@ -206,8 +215,10 @@ class SoftwareKeyStore(KeyStore):
 
     def _load(self, passphrase: str) -> tuple[dict[str, Any], bytes]:
         damaged = KeyStoreFileDamaged(path=str(self._path))
+        with _file_access(self._path):
+            raw = self._path.read_bytes()
         try:
-            document = json.loads(self._path.read_bytes())
+            document = json.loads(raw)
             header = {k: document[k] for k in ("format", "version", "kdf", "check")}
             nonce, ciphertext = _unb64(document["nonce"]), _unb64(document["ciphertext"])
             _check_header(header)
@@ -230,7 +241,7 @@ class SoftwareKeyStore(KeyStore):
                 self._signing[check_label(label)] = _private_key(bytes.fromhex(entry["key"]))
                 if entry["certificate"] is not None:
                     self._certificates[label] = bytes.fromhex(entry["certificate"])
-        except (ValueError, KeyError, TypeError, AttributeError, UnsupportedAlgorithm):
+        except (ValueError, KeyError, TypeError, AttributeError, UnsupportedAlgorithm, KeyStoreLabelInvalid):
             readable = False  # raised below, outside this handler: the parser's error quotes the clear text
         finally:
             wipe(plain)
@@ -267,7 +278,17 @@ class SoftwareKeyStore(KeyStore):
         finally:
             wipe(plain)
         document = {**self._header, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}
-        _write_atomically(self._path, json.dumps(document, indent=1).encode())
+        with _file_access(self._path):
+            _write_atomically(self._path, json.dumps(document, indent=1).encode())
+
+
+@contextmanager
+def _file_access(path: Path) -> Iterator[None]:
+    """The operating system's refusal (unreadable, a directory, disk full, read-only) as a typed error."""
+    try:
+        yield
+    except OSError as exc:
+        raise KeyStoreFileUnavailable(path=str(path), reason=exc.strerror or type(exc).__name__) from exc
 
 
 def _derive(passphrase: str, kdf: dict[str, Any]) -> tuple[bytes, bytes]:

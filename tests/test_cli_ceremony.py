@@ -236,7 +236,7 @@ def test_a_ceremony_stopped_at_the_second_component_leaves_nothing(url: str, key
 
 
 def test_a_label_or_bdk_id_already_taken_is_refused_before_anyone_types(url: str, keystore: str) -> None:
-    with open_key_store(keystore) as opened:
+    with open_key_store(keystore, create=True) as opened:
         opened.generate_bdk("in the store")
     taken = _load(url, "in the store", _turn("alice", os.urandom(16)))
     assert taken.exit_code == 1 and "already holds a key labelled in the store" in taken.output
@@ -272,7 +272,7 @@ def test_two_custodians_witness_a_generated_bdk(url: str, keystore: str) -> None
 
 
 def test_bdk_list_shows_a_key_the_ledger_does_not_know(url: str, keystore: str) -> None:
-    with open_key_store(keystore) as opened:
+    with open_key_store(keystore, create=True) as opened:
         shown = opened.generate_bdk("stray")
     listed = naiad(url, "keys", "bdk", "list", "--json")
     assert listed.exit_code == 0, listed.output
@@ -282,6 +282,14 @@ def test_bdk_list_shows_a_key_the_ledger_does_not_know(url: str, keystore: str) 
 
 
 # --- a BDK the ledger does not record -----------------------------------------------------------------
+
+
+def _make(url: str, command: str) -> Result:
+    """``line BDK`` made by alice and bob: loaded from two random components, or generated."""
+    if command == "load-bdk":
+        return _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16)))
+    generate = ("keys", "ceremony", "generate-bdk", "--label", "line BDK", "--bdk-id", BDK_ID)
+    return naiad(url, *generate, stdin=_turn("alice") + _turn("bob"))
 
 
 @pytest.mark.parametrize("failure", ["outage", "label taken by another station"])
@@ -301,11 +309,7 @@ def test_a_bdk_the_ledger_did_not_record_is_destroyed_again(
         return register(ledger, label, *args)
 
     monkeypatch.setattr(Ledger, "register_bdk", refused)
-    if command == "load-bdk":
-        result = _load(url, "line BDK", _turn("alice", os.urandom(16)) + _turn("bob", os.urandom(16)))
-    else:
-        generate = ("keys", "ceremony", "generate-bdk", "--label", "line BDK", "--bdk-id", BDK_ID)
-        result = naiad(url, *generate, stdin=_turn("alice") + _turn("bob"))
+    result = _make(url, command)
     assert result.exit_code == 1
     assert "The ledger did not record the BDK line BDK, so the key store destroyed it again" in result.output
     assert ("connection refused" if failure == "outage" else "already has a BDK labelled line BDK") in result.output
@@ -334,6 +338,23 @@ def test_a_bdk_the_store_cannot_destroy_again_is_named(
     shown = kcv.shown(kcv.aes_cmac_kcv(combined(components)))
     assert f"The BDK line BDK (KCV {shown}) had to be destroyed because the ledger did not record it" in result.output
     assert "but the key store could not" in result.output and "Do not use this key" in result.output
+
+
+@pytest.mark.parametrize("command", ["load-bdk", "generate-bdk"])
+def test_a_ceremony_stopped_while_the_ledger_records_the_bdk_keeps_nothing(
+    url: str, keystore: str, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    def interrupted(_ledger: Ledger, *_args: Any) -> BdkRecord:
+        raise KeyboardInterrupt  # Ctrl-C while the ledger writes
+
+    monkeypatch.setattr(Ledger, "register_bdk", interrupted)
+    result = _make(url, command)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "stopped before the ledger recorded the BDK, so the key store destroyed it again" in result.output
+    _nothing_left(url, keystore, "line BDK")
+    assert _audit(url, "bdk.ceremony_stopped") == [
+        ("alice", {"custodians": ["alice", "bob"], "expected": 2, "reason": "interrupted"})
+    ]
 
 
 # --- a second station on the same ledger ---------------------------------------------------------------
@@ -378,7 +399,7 @@ def test_a_second_station_loads_a_registered_bdk_and_may_inject_with_it(
     registered, before = _registered(url)
     assert registered is not None and registered.kcv == kcv.aes_cmac_kcv(combined(components))
     _second_station(keystore, tmp_path, monkeypatch)
-    assert _inject_check(url, tmp_path) == "BdkNotInStore"
+    assert _inject_check(url, tmp_path) == ("BdkNotInStore" if keystore == "pkcs11" else "SoftwareKeyStoreMissing")
 
     turns = _turn("carol", components[0]) + _turn("alice", components[1]) + _turn("bob", components[2])
     loaded = _load(url, "line BDK", turns, 3, bdk_id="")
@@ -466,7 +487,7 @@ def test_a_registered_bdk_is_loaded_under_its_own_id_and_a_new_one_needs_one(url
 
 def test_a_wrong_passphrase_is_a_clear_error(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
-    with open_key_store("software"):
+    with open_key_store("software", create=True):
         pass
     result = naiad(url, "keys", "bdk", "list", NAIAD_KEYSTORE_PASSPHRASE="a wrong passphrase")
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -478,13 +499,29 @@ def test_a_wrong_passphrase_is_a_clear_error(url: str, monkeypatch: pytest.Monke
     assert chinese.exit_code == 1 and "密钥库拒绝了该 PIN 或口令" in chinese.output
 
 
-def test_a_new_software_store_asks_twice_and_refuses_a_short_passphrase(url: str, tmp_path: Path) -> None:
-    short = naiad(url, "keys", "bdk", "list", stdin="short\nshort\n", NAIAD_KEYSTORE_PASSPHRASE="")
+def test_only_a_ceremony_creates_the_software_store_asking_twice_for_a_long_passphrase(
+    url: str, tmp_path: Path
+) -> None:
+    listed = naiad(url, "keys", "bdk", "list", stdin=f"{PASSPHRASE}\n{PASSPHRASE}\n", NAIAD_KEYSTORE_PASSPHRASE="")
+    assert listed.exit_code == 1 and "Traceback" not in listed.output
+    assert "There is no software key store on this station yet" in listed.output and "load-bdk" in listed.output
+    assert not (tmp_path / "data" / "keystore.json").exists()
+    generate = ("keys", "ceremony", "generate-bdk", "--label", "demo BDK", "--bdk-id", BDK_ID)
+    short = naiad(url, *generate, stdin="short\nshort\n", NAIAD_KEYSTORE_PASSPHRASE="")
     assert short.exit_code == 1 and "at least 12 characters" in short.output
     assert not (tmp_path / "data" / "keystore.json").exists()
-    made = naiad(url, "keys", "bdk", "list", stdin=f"{PASSPHRASE}\n{PASSPHRASE}\n", NAIAD_KEYSTORE_PASSPHRASE="")
+    typed = f"{PASSPHRASE}\n{PASSPHRASE}\n" + _turn("alice") + _turn("bob")
+    made = naiad(url, *generate, stdin=typed, NAIAD_KEYSTORE_PASSPHRASE="")
     assert made.exit_code == 0, made.output
     assert (tmp_path / "data" / "keystore.json").exists()
+
+
+def test_a_key_store_file_the_system_refuses_is_a_clear_error(url: str, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "keystore.json").mkdir()
+    result = naiad(url, "keys", "bdk", "list", NAIAD_KEYSTORE_PASSPHRASE=PASSPHRASE)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot be read or written: Is a directory" in result.output and "may read and write" in result.output
 
 
 def test_a_missing_or_unconfigured_pkcs11_module_is_a_clear_error(url: str, tmp_path: Path) -> None:

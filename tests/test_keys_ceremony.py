@@ -14,6 +14,7 @@ from test_keys_store import _pkcs11, _software, softhsm_token  # noqa: F401  (so
 from keys import dukpt, kcv
 from keys.ceremony import (
     BdkKcvDiffers,
+    BdkNotDestroyed,
     Ceremony,
     CeremonyFull,
     CeremonyIncomplete,
@@ -170,6 +171,44 @@ def test_a_generated_bdk_needs_every_custodian_and_no_component(store: KeyStore)
         ceremony.admit("bob")
         shown = ceremony.generate(store, 32)
     assert store.bdk_kcv("BDK 1") == shown
+
+
+@pytest.mark.parametrize("make", ["combine", "generate"])
+def test_a_bdk_taken_back_before_it_is_recorded_is_destroyed_and_a_recorded_one_kept(
+    store: KeyStore, make: str
+) -> None:
+    for label in ("BDK 1", "BDK 2"):
+        with Ceremony(label) as ceremony:
+            for name in ("alice", "bob"):
+                component = os.urandom(16)
+                ceremony.admit(name)
+                if make == "combine":
+                    ceremony.add(name, bytearray(component), kcv.aes_cmac_kcv(component))
+            shown = ceremony.combine(store) if make == "combine" else ceremony.generate(store)
+            assert ceremony.made == shown
+            if label == "BDK 2":
+                ceremony.recorded()
+            assert ceremony.take_back(store, "the ceremony was stopped") is (label == "BDK 1")
+            assert ceremony.take_back(store, "the ceremony was stopped") is False  # only once
+    assert store.labels() == ["BDK 2"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("device gone"), OSError(5, "Input/output error")])
+def test_a_store_failing_to_destroy_a_made_bdk_is_named_whatever_its_error(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    def stuck(_label: str) -> None:
+        raise failure
+
+    with Ceremony("BDK 1") as ceremony:
+        ceremony.admit("alice")
+        ceremony.admit("bob")
+        shown = ceremony.generate(store)
+        monkeypatch.setattr(store, "destroy_bdk", stuck)
+        with pytest.raises(BdkNotDestroyed) as refused:
+            ceremony.take_back(store, "the ceremony was stopped")
+    assert refused.value.params["kcv"] == kcv.shown(shown)
+    assert refused.value.params["reason"] == type(failure).__name__  # not the library's own text
 
 
 def test_typed_components_and_kcvs_parse_in_the_forms_printed_on_forms() -> None:

@@ -33,14 +33,17 @@ from keys.errors import (
     KeyStoreClosed,
     KeyStoreComponentsInvalid,
     KeyStoreFileDamaged,
+    KeyStoreFileUnavailable,
     KeyStoreHandleInvalid,
     KeyStoreKeyLength,
     KeyStoreLabelTaken,
     KeyStoreLabelUnknown,
     KeyStoreLoginFailed,
+    KeyStoreOperationFailed,
     KeyStoreUnavailable,
 )
 from keys.store import KeyStore
+from keys.store import wipe as store_wipe
 from keys.store_software import SoftwareKeyStore
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -178,7 +181,7 @@ def test_a_software_bdk_whose_removal_was_not_saved_stays(tmp_path: Path, monkey
     def disk_full(_path: Path, _data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    with monkeypatch.context() as patched, pytest.raises(OSError):
+    with monkeypatch.context() as patched, pytest.raises(KeyStoreFileUnavailable, match="No space left on device"):
         patched.setattr(keys.store_software, "_write_atomically", disk_full)
         store.destroy_bdk("BDK")
     assert store.labels() == ["BDK"] and store.bdk_kcv("BDK") == shown  # the store and its file still agree
@@ -556,23 +559,97 @@ def test_doctor_names_missing_ec_mechanisms(monkeypatch: pytest.MonkeyPatch) -> 
     assert result.status is Status.PROBLEM and "EC_KEY_PAIR_GEN, ECDSA" in result.detail
 
 
-def test_a_software_file_from_before_signing_keys_still_opens(tmp_path: Path) -> None:
-    path = tmp_path / "keystore.json"
-    with _software(path) as store:
-        shown = store.generate_bdk("BDK")
-        plain = json.dumps({"keys": {"BDK": bytes(store._bdks["BDK"]).hex()}}).encode()  # type: ignore[attr-defined]
-        header = store._header  # type: ignore[attr-defined]
-        nonce = os.urandom(12)
-        ciphertext = AESGCM(store._file_key).encrypt(  # type: ignore[attr-defined]
-            nonce, plain, json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-        )
+def _rewrite(store: SoftwareKeyStore, path: Path, content: object) -> None:
+    """Write ``content`` to ``path`` encrypted under ``store``'s passphrase, as the store would have."""
+    header = store._header  # type: ignore[attr-defined]
+    nonce = os.urandom(12)
+    ciphertext = AESGCM(store._file_key).encrypt(  # type: ignore[attr-defined]
+        nonce, json.dumps(content).encode(), json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    )
     path.write_text(
         json.dumps(
             {**header, "nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(ciphertext).decode()}
         )
     )
+
+
+def test_a_software_file_from_before_signing_keys_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "keystore.json"
+    with _software(path) as store:
+        shown = store.generate_bdk("BDK")
+        _rewrite(store, path, {"keys": {"BDK": bytes(store._bdks["BDK"]).hex()}})  # type: ignore[attr-defined]
     with _software(path) as again:
         assert again.bdk_kcv("BDK") == shown and again.signing_labels() == []
         again.generate_signing_key("CA")
     with _software(path) as third:
         assert third.labels() == ["BDK"] and third.signing_labels() == ["CA"]
+
+
+def test_a_software_file_with_a_bad_label_is_damaged_and_what_was_read_wiped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keys.store_software
+
+    path = tmp_path / "keystore.json"
+    with _software(path) as store:
+        _rewrite(store, path, {"keys": {"BDK": os.urandom(16).hex(), "x" * 65: os.urandom(16).hex()}})
+    wiped: list[bytearray] = []
+
+    def wipe(key: bytearray) -> None:
+        store_wipe(key)
+        wiped.append(key)
+
+    monkeypatch.setattr(keys.store_software, "wipe", wipe)
+    with pytest.raises(KeyStoreFileDamaged):
+        _software(path)
+    assert bytearray(16) in wiped  # the BDK read before the bad label
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_a_software_file_the_system_refuses_is_a_typed_error(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "keystore.json"
+    if where == "a directory":
+        path.mkdir()
+    else:
+        path = tmp_path / "a file" / "keystore.json"
+        path.parent.write_text("")
+    with pytest.raises(KeyStoreFileUnavailable) as refused:
+        _software(path)
+    assert str(path) in str(refused.value) and refused.value.remedy
+
+
+def test_a_pkcs11_store_refuses_use_once_closed_or_its_session_ended(softhsm_token: str) -> None:
+    store = _pkcs11(softhsm_token)
+    store.generate_bdk("BDK")
+    store.generate_signing_key("CA")
+    store.close()
+    store.close()  # closing again is harmless
+    for use in (store.labels, store.signing_labels, lambda: store.bdk_kcv("BDK"), lambda: store.certificate("CA")):
+        with pytest.raises(KeyStoreClosed):
+            use()
+    ended = _pkcs11(softhsm_token)
+    key = ended._bdk("BDK")  # type: ignore[attr-defined]
+    ended._session.close()  # type: ignore[attr-defined]  # the token ended the session: a removed HSM, say
+    with pytest.raises(KeyStoreOperationFailed, match="SessionHandleInvalid"):
+        ended._kcv(key)  # type: ignore[attr-defined]
+    with pytest.raises(KeyStoreOperationFailed, match="SessionHandleInvalid"):
+        ended.close()
+
+
+@pytest.mark.parametrize("make", ["generate", "combine"])
+def test_a_pkcs11_bdk_whose_kcv_cannot_be_computed_is_destroyed_again(
+    softhsm_token: str, monkeypatch: pytest.MonkeyPatch, make: str
+) -> None:
+    from keys.store_pkcs11 import Pkcs11KeyStore
+
+    def refused(_key: object) -> bytes:
+        raise KeyStoreOperationFailed(operation="compute a key check value", code="DeviceError")
+
+    with _pkcs11(softhsm_token) as store:
+        with monkeypatch.context() as patched, pytest.raises(KeyStoreOperationFailed):
+            patched.setattr(Pkcs11KeyStore, "_kcv", staticmethod(refused))
+            if make == "generate":
+                store.generate_bdk("BDK")
+            else:
+                store.combine_components("BDK", _split(os.urandom(16)))
+        assert store.labels() == []
