@@ -51,7 +51,7 @@ from keys.store import KeyHandle, KeyStore
 from keys.tr31 import Header
 from terminal.errors import NaiadError, RemoteError
 from terminal.events import Listener, Reporter
-from terminal.secure_element import LoadedKey, SecureElement
+from terminal.secure_element import IdentityReply, LoadedKey, SecureElement, SessionReply
 
 from .ledger.errors import UnitNotAuthorised
 from .operators import OperatorSession, require_role
@@ -274,7 +274,7 @@ class _Injection:
             op.result["kcv"] = shown(kcv)
         return InjectionResult(self.serial, True, time.monotonic() - started, initial_key_id, kcv, certificate_serial)
 
-    def _identify(self, se: SecureElement) -> tuple[Any, ec.EllipticCurvePublicKey]:
+    def _identify(self, se: SecureElement) -> tuple[IdentityReply, ec.EllipticCurvePublicKey]:
         """The unit's attestation checked, then a fresh identity key it proves it made: its CSR and public key."""
         self._phase(InjectPhase.ATTEST)
         attestation_key = verify_chain(se.attestation_chain(), self.roots, self.serial)
@@ -297,7 +297,7 @@ class _Injection:
                 "%s: could not mark Initial Key ID %s failed: %s", self.serial, initial_key_id.hex(), ledger_error
             )
 
-    def _key_session(self, se: SecureElement, identity_key: ec.EllipticCurvePublicKey) -> tuple[Any, bytes]:
+    def _key_session(self, se: SecureElement, identity_key: ec.EllipticCurvePublicKey) -> tuple[SessionReply, bytes]:
         private, station_public = key_session.ephemeral()
         station_nonce = secrets.token_bytes(CHALLENGE_BYTES)
         reply = se.key_session(station_public, station_nonce)
@@ -314,7 +314,7 @@ class _Injection:
         return reply, kbpk
 
     def _deliver(
-        self, se: SecureElement, session: Any, kbpk: bytes, initial_key_id: bytes, reconnect: Reconnect
+        self, se: SecureElement, session: SessionReply, kbpk: bytes, initial_key_id: bytes, reconnect: Reconnect
     ) -> bytes:
         """The Initial Key to the unit, compared and committed; its KCV."""
         self._phase(InjectPhase.LOAD)
