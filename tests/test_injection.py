@@ -39,6 +39,15 @@ def bench(tmp_path: Path) -> Iterator[Any]:
         made.close()
 
 
+@pytest.fixture
+def one(sim: SimHandle, bench: Any) -> tuple[KeyBench, str]:
+    """A bench with its one simulated unit authorised."""
+    keys: KeyBench = bench(sim)
+    [serial] = sim.serials()
+    keys.authorise([serial])
+    return keys, serial
+
+
 def _unit_keys(bench: KeyBench, serial: str) -> Any:
     with bench.station.connect(serial) as client:
         return SecureElement(client).status()
@@ -104,10 +113,8 @@ def test_only_the_operator_role_injects(sim: SimHandle, bench: Any, session: Ope
 
 
 @pytest.mark.parametrize("fault", ["counterfeit", "broken_chain"])
-def test_a_unit_with_an_untrusted_chain_gets_nothing(sim: SimHandle, bench: Any, fault: str) -> None:
-    keys: KeyBench = bench(sim)
-    [serial] = sim.serials()
-    keys.authorise([serial])
+def test_a_unit_with_an_untrusted_chain_gets_nothing(sim: SimHandle, one: tuple[KeyBench, str], fault: str) -> None:
+    keys, serial = one
     sim.call("faults", serial=serial, **{fault: True})
     [result] = keys.inject([serial]).results
     assert not result.ok and type(result.error).__name__.startswith("Attestation")
@@ -136,11 +143,9 @@ def _sabotage(store: KeyStore, how: str, monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("sabotage", ["tamper", "wrong_kcv"])
 def test_a_tampered_block_or_a_wrong_kcv_leaves_the_old_keys_and_burns_the_id(
-    sim: SimHandle, bench: Any, sabotage: str, monkeypatch: pytest.MonkeyPatch
+    one: tuple[KeyBench, str], sabotage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys: KeyBench = bench(sim)
-    [serial] = sim.serials()
-    keys.authorise([serial])
+    keys, serial = one
     [first] = keys.inject([serial]).results  # the unit's current key set
     assert first.ok
     with monkeypatch.context() as patched:
@@ -189,11 +194,9 @@ def _lose_commit_reply(monkeypatch: pytest.MonkeyPatch, *, committed: bool) -> N
 
 
 def test_a_lost_commit_reply_is_settled_by_the_units_key_status(
-    sim: SimHandle, bench: Any, monkeypatch: pytest.MonkeyPatch
+    one: tuple[KeyBench, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys: KeyBench = bench(sim)
-    [serial] = sim.serials()
-    keys.authorise([serial])
+    keys, serial = one
     _lose_commit_reply(monkeypatch, committed=True)
     [result] = keys.inject([serial]).results
     assert result.ok and result.initial_key_id is not None  # the unit stored it: so does the ledger
@@ -203,11 +206,9 @@ def test_a_lost_commit_reply_is_settled_by_the_units_key_status(
 
 
 def test_a_lost_commit_reply_of_a_unit_that_kept_its_old_keys_burns_the_id(
-    sim: SimHandle, bench: Any, monkeypatch: pytest.MonkeyPatch
+    one: tuple[KeyBench, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys: KeyBench = bench(sim)
-    [serial] = sim.serials()
-    keys.authorise([serial])
+    keys, serial = one
     _lose_commit_reply(monkeypatch, committed=False)
     [result] = keys.inject([serial]).results
     assert not result.ok and isinstance(result.error, RequestTimeout)
@@ -217,11 +218,9 @@ def test_a_lost_commit_reply_of_a_unit_that_kept_its_old_keys_burns_the_id(
 
 
 def test_an_unreadable_unit_after_a_lost_commit_reply_leaves_the_id_unconfirmed(
-    sim: SimHandle, bench: Any, monkeypatch: pytest.MonkeyPatch
+    one: tuple[KeyBench, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys: KeyBench = bench(sim)
-    [serial] = sim.serials()
-    keys.authorise([serial])
+    keys, serial = one
     _lose_commit_reply(monkeypatch, committed=True)
 
     def unreadable(self: SecureElement) -> Any:
@@ -235,10 +234,8 @@ def test_an_unreadable_unit_after_a_lost_commit_reply_leaves_the_id_unconfirmed(
     assert result.error.remedy_text is not None and f"naiad keys status {serial}" in result.error.remedy_text
 
 
-def test_a_refused_unit_is_on_record_with_its_error(sim: SimHandle, bench: Any) -> None:
-    keys: KeyBench = bench(sim)
-    [serial] = sim.serials()
-    keys.authorise([serial])
+def test_a_refused_unit_is_on_record_with_its_error(sim: SimHandle, one: tuple[KeyBench, str]) -> None:
+    keys, serial = one
     sim.call("faults", serial=serial, counterfeit=True)
     keys.inject([serial])
     [operation] = keys.ledger.operations(serial)
