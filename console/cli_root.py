@@ -17,7 +17,7 @@ import click
 
 from i18n import LANGUAGES, N_, _, set_language
 
-from .cli_common import Group, atomic_output, byte_bar, emit_json, json_option, option, out, reported, table
+from .cli_common import Group, atomic_output, byte_bar, emit_json, err, json_option, option, out, reported, table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -61,8 +61,21 @@ class Settings:
         """The station; with ``--operator`` or ``NAIAD_OPERATOR`` its ledger writes as that operator."""
         if self._station is None:
             self._station = self.wiring().station(self.ledger_url)
-            self.session()
+            if self.operator:
+                self.session()
+            else:
+                self._resume_quietly()
         return self._station
+
+    def _resume_quietly(self) -> None:
+        """Resume the NAIAD_OPERATOR session if it is still valid.  A stale token does not stop a command that
+        needs no operator (listing, verifying); one that does asks :meth:`session` and gets SessionExpired."""
+        from provisioning.operators import SessionExpired
+
+        try:
+            self.session()
+        except SessionExpired as exc:
+            err().print(_("Warning: {problem}; going on without an operator.", problem=str(exc)), style="yellow")
 
     def session(self) -> OperatorSession | None:
         """The logged-in operator: ``--operator NAME`` (password asked), else the NAIAD_OPERATOR token.

@@ -364,3 +364,14 @@ def test_logins_sessions_and_lockout_on_postgresql(postgres_url: str) -> None:
         ops.disable_operator(other.as_operator("root"), ops.resume_session(other, token), "ivy")
         assert [e.operator for e in other.audit_entries(subject="operator:ivy")][-1] == "root"
         assert ledger.verify().ok
+
+
+def test_a_stale_token_stops_only_the_commands_that_need_an_operator(url: str) -> None:
+    _root_and_ivy(url)
+    token = naiad(url, "operator", "login", "ivy", stdin=f"{IVY_PW}\n").stdout.strip()
+    naiad(url, "operator", "logout", NAIAD_OPERATOR=token)
+    verified = naiad(url, "ledger", "verify", "--json", NAIAD_OPERATOR=token)
+    assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"] is True
+    assert "NAIAD_OPERATOR is not valid any more" in verified.stderr
+    refused = naiad(url, "operator", "passwd", "ivy", NAIAD_OPERATOR=token)
+    assert refused.exit_code == 1 and "NAIAD_OPERATOR is not valid any more" in refused.output
