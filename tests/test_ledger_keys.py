@@ -555,3 +555,29 @@ def _seal_digests(value: object) -> list[str]:
     seals = json.loads(value) if isinstance(value, str) else value
     assert isinstance(seals, dict)
     return [d for d in seals.values() if d is not None]
+
+
+@pytest.mark.postgresql
+def test_a_station_stuck_holding_a_bdks_counter_makes_the_others_fail_in_time(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from provisioning.ledger import LedgerUnavailable, db
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 300)
+    with Ledger.open(postgres_url, station="bench-1") as opened:
+        opened.register_operator("carol", "operator")
+        opened.register_operator("ada", "admin")
+        ledger = opened.as_operator("carol")
+        ledger.register_bdk("line-bdk", BDK_ID, KCV, "ceremony", ["alice", "bob"])
+        admin(ledger).inventory_add(["DF2A00001"], "PO-1")
+        stuck = create_engine(postgres_url)
+        try:
+            with stuck.connect() as other, other.begin():  # another station, hung inside its transaction
+                other.execute(text("SELECT 1 FROM bdks WHERE label = 'line-bdk' FOR UPDATE"))
+                with pytest.raises(LedgerUnavailable):
+                    ledger.allocate_initial_key_id("line-bdk", "DF2A00001")
+        finally:
+            stuck.dispose()
+        assert ledger.allocate_initial_key_id("line-bdk", "DF2A00001") == BDK_ID + (1).to_bytes(4)

@@ -42,6 +42,10 @@ DEFAULT_FILENAME = "ledger.sqlite"
 HEAD_REVISION = "0004"
 VERSION_TABLE = "alembic_version"
 BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite statement waits for another writer, and a PostgreSQL one for a lock, before giving up."""
+STATEMENT_TIMEOUT_MS = 300_000
+"""The longest one PostgreSQL statement may run: a stuck line never holds a station forever."""
+CONNECT_TIMEOUT_S = 10
 # Key of the PostgreSQL advisory lock that serialises migrations of one database across stations.
 MIGRATION_LOCK_KEY = 0x4E414941_44_4C_44  # "NAIADLD"
 _SQLITE_BEGIN_OPTION = "naiad_sqlite_begin"
@@ -123,6 +127,11 @@ def create_ledger_engine(url: str | URL) -> Engine:
         if parsed.database in (None, "", ":memory:"):
             # One shared connection, or every connection would see its own empty database.
             kwargs["poolclass"] = StaticPool
+    elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+        # Another station's stuck transaction (a row lock on a BDK's counter, the chain head) or a dead server
+        # must end in LedgerUnavailable, never in a wait without end.
+        options = f"-c lock_timeout={BUSY_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S, "options": options}
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ImportError) as exc:
