@@ -114,8 +114,10 @@ def test_a_key_block_under_another_kbpk_is_refused(sim: Any) -> None:
     with station(sim) as st:
         st.certify()
         session = st.open_session()
-        with refused():
+        with refused() as caught:
             st.load(session, key_block(os.urandom(32), IKID, os.urandom(16)))
+        assert "KeyBlockAuthenticationFailed" in caught.value.params["detail"]
+        assert st.se.status().keys == []
 
 
 def test_a_commit_with_a_wrong_kcv_is_refused_and_nothing_is_stored(sim: Any) -> None:
