@@ -352,7 +352,7 @@ def list_bdks(settings: Settings, as_json: bool, keystore: str) -> None:
 @pass_settings
 def make_ca(settings: Settings, keystore: str) -> None:
     from keys.ca import DEFAULT_LABEL, ProvisioningCA
-    from provisioning.injection import ProvisioningCAExists
+    from keys.ceremony import ProvisioningCAExists
 
     with reported(False):
         ledger = settings.station().ledger

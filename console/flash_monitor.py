@@ -128,7 +128,7 @@ class FlashMonitor(UnitRuns):
                         serial=serial,
                         version=result.version,
                         slot=result.slot,
-                        seconds=f"{result.seconds:.1f}",
+                        seconds=round(result.seconds, 1),
                         written=", ".join(result.written) or NO_VALUE,
                         skipped=", ".join(result.skipped) or NO_VALUE,
                     ),

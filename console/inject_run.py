@@ -27,6 +27,7 @@ from terminal.events import Listener
 
 from .composition import Wiring
 from .inject_dialog import PKCS11, InjectDialog, InjectRequest, KeyStoreChoice, pkcs11_from_environment
+from .keystore_option import SoftwareKeyStoreMissing
 from .operator_login import OperatorLogin, role_text
 from .unit_card import Bench
 from .unit_picker import UnitChoice
@@ -66,11 +67,6 @@ class KeyEngine(Protocol):
     ) -> Any: ...
 
 
-class NoSoftwareKeyStore(NaiadError):
-    message = N_("There is no software key store on this station yet ({path})")
-    remedy = N_("Load a BDK into it first with 'naiad keys ceremony load-bdk', then inject keys.")
-
-
 class Pkcs11NotConfigured(NaiadError):
     message = N_("No PKCS#11 token is configured")
     remedy = N_("Set NAIAD_PKCS11_MODULE and NAIAD_PKCS11_TOKEN, restart the console and run 'naiad doctor'.")
@@ -105,7 +101,7 @@ class EngineKeys:
         from keys.store_software import SoftwareKeyStore, default_path
 
         if not default_path().exists():  # opening would make an empty store under a passphrase nobody confirmed
-            raise NoSoftwareKeyStore(path=str(default_path()))
+            raise SoftwareKeyStoreMissing(path=str(default_path()))
         return SoftwareKeyStore(choice.secret)
 
     def inject(

@@ -128,6 +128,11 @@ class ComponentCheckFailed(CeremonyError):
     )
 
 
+class ProvisioningCAExists(CeremonyError):
+    message = N_("The key store already holds the provisioning CA ({label})")
+    remedy = N_("Nothing to do: it certifies every unit this key store injects.")
+
+
 def _hex_digits(text: str) -> str:
     """``text`` without the spaces and dashes people put between groups of digits."""
     return "".join(text.split()).replace("-", "")

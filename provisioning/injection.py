@@ -149,11 +149,6 @@ class ProvisioningCANotMade(InjectionError):
     remedy = N_("Two custodians make it once per key store with 'naiad keys ceremony make-ca'.")
 
 
-class ProvisioningCAExists(InjectionError):
-    message = N_("The key store already holds the provisioning CA ({label})")
-    remedy = N_("Nothing to do: it certifies every unit this key store injects.")
-
-
 class NoUnitsSelected(InjectionError):
     message = N_("No unit to inject")
     remedy = N_("Name units with --device SERIAL, or use --all with units attached.")

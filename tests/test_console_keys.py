@@ -26,10 +26,10 @@ from console.inject_run import (
     INJECTED,
     WAITING,
     EngineKeys,
-    NoSoftwareKeyStore,
     OperatorRoleNeeded,
     Pkcs11NotConfigured,
 )
+from console.keystore_option import SoftwareKeyStoreMissing
 from console.main_window import MainWindow
 from console.operator_login import LoginDialog
 from console.workers import Job
@@ -472,7 +472,9 @@ def test_the_engine_opens_only_an_existing_software_store_with_its_passphrase() 
     from keys import store_software
 
     engine = EngineKeys(NOWHERE)
-    with pytest.raises(NoSoftwareKeyStore):  # no store yet: a typo must not create one under an unconfirmed passphrase
+    with pytest.raises(
+        SoftwareKeyStoreMissing
+    ):  # no store yet: a typo must not create one under an unconfirmed passphrase
         engine.open_store(KeyStoreChoice(SOFTWARE, PASSPHRASE))
     assert not store_software.default_path().exists()
     store_software.SoftwareKeyStore(PASSPHRASE, scrypt_n=2**8).close()
