@@ -24,10 +24,10 @@ from test_keys_ceremony import combined
 from test_keys_store import (  # noqa: F401  (softhsm_token: a fixture)
     PIN,
     SOFTHSM_MODULE,
-    _self_signed,
     new_token,
     softhsm_token,
 )
+from test_keys_store_signing import _self_signed
 
 from console.cli import cli
 from console.keystore_option import open_key_store
