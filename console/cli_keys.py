@@ -183,6 +183,11 @@ def _custodian(ledger: Ledger, ceremony: Ceremony) -> str:
     return session.operator
 
 
+def _writer(ledger: Ledger, ceremony: Ceremony) -> Ledger:
+    """The ledger writing as whoever logged in for the command, else as the ceremony's first custodian."""
+    return ledger if ledger.operator else ledger.as_operator(ceremony.custodians[0])
+
+
 def _record(
     ledger: Ledger, store: KeyStore, ceremony: Ceremony, bdk_id: bytes, kcv: bytes, origin: str, *, loaded: bool
 ) -> None:
@@ -191,7 +196,7 @@ def _record(
     in for the command.  A BDK the ledger did not record is destroyed again."""
     from keys.ceremony import BdkNotRecorded
 
-    writer = ledger if ledger.operator else ledger.as_operator(ceremony.custodians[0])
+    writer = _writer(ledger, ceremony)
     try:
         if loaded:
             details = {
@@ -363,7 +368,7 @@ def make_ca(settings: Settings, keystore: str) -> None:
                 _custodian(ledger, ceremony)
             ProvisioningCA.ensure(store, DEFAULT_LABEL, f"Naiad provisioning CA ({ledger.station})")
             fingerprint = hashlib.sha256(store.signing_public_key(DEFAULT_LABEL)).hexdigest().upper()
-            writer = ledger if ledger.operator else ledger.as_operator(ceremony.custodians[0])
+            writer = _writer(ledger, ceremony)
             details = {"fingerprint": fingerprint, "custodians": list(ceremony.custodians)}
             writer.audit("ca.created", f"ca:{DEFAULT_LABEL}", details)
     out().print(_("Provisioning CA made; the SHA-256 of its public key is {fingerprint}.", fingerprint=fingerprint))
