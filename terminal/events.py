@@ -109,6 +109,24 @@ class StepFinished(Event):
         listener.finished(self)
 
 
+@dataclass(frozen=True)
+class Observed(Event):
+    """Something a step saw that a view may show as it happens: ``kind`` names what ``data`` holds.
+
+    The camera's steps send ``view`` (a captured frame, its detected corners and the coverage so far), ``depth``
+    (a depth frame and its figures) and ``camera`` (one camera's result with its uncertainties); the data
+    classes are the step's own (``camera/``), so this module stays free of image types.
+    """
+
+    unit: str
+    step: str
+    kind: str
+    data: Any
+
+    def deliver(self, listener: Listener) -> None:
+        listener.observed(self)
+
+
 E = TypeVar("E", bound=Event)
 
 
@@ -126,6 +144,9 @@ class Listener(abc.ABC):
 
     @abc.abstractmethod
     def finished(self, event: StepFinished) -> None: ...
+
+    def observed(self, event: Observed) -> None:  # noqa: B027 - most views show no frames: ignore by default
+        """A step saw something a view may show (a frame, a figure); ignored unless the view shows such things."""
 
 
 class Recorder(Listener):
@@ -149,6 +170,9 @@ class Recorder(Listener):
         self._add(event)
 
     def finished(self, event: StepFinished) -> None:
+        self._add(event)
+
+    def observed(self, event: Observed) -> None:
         self._add(event)
 
     def of(self, kind: type[E], unit: str | None = None) -> list[E]:
@@ -185,6 +209,9 @@ class Fanout(Listener):
         self._each(event)
 
     def finished(self, event: StepFinished) -> None:
+        self._each(event)
+
+    def observed(self, event: Observed) -> None:
         self._each(event)
 
 
@@ -233,6 +260,9 @@ class Reporter:
 
     def message(self, text: str, item: str | None = None) -> None:
         self._send(Message(self.unit, self.step, text, item))
+
+    def observe(self, kind: str, data: Any) -> None:
+        self._send(Observed(self.unit, self.step, kind, data))
 
     def finished(self, result: StepResult) -> None:
         self._send(StepFinished(self.unit, self.step, result))

@@ -6,17 +6,19 @@ distributor adds a model without touching code.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from i18n import N_, _
 
 from .dirs import config_dir
 from .errors import NaiadError, UnknownModel
 
+T = TypeVar("T")
 RUN = "run"
 BOOTLOADER = "bootloader"
 PACKAGED_TABLE = Path(__file__).with_name("models.toml")
@@ -42,15 +44,51 @@ class UsbId:
 
 
 @dataclass(frozen=True)
+class CameraSpread:
+    """How far one unit's camera may differ from the model's nominal one (the simulator draws within it)."""
+
+    focal_pct: float = 2.0  # fx, fy: within +/- this % of nominal
+    principal_px: float = 12.0  # cx, cy: within +/- this many pixels of the image centre
+    k1: tuple[float, float] = (-0.12, 0.02)  # radial distortion ranges
+    k2: tuple[float, float] = (-0.05, 0.12)
+    tangential: float = 0.001  # p1, p2: within +/- this
+    rotation_deg: float = 0.5  # IR-to-RGB rotation: each axis within +/- this
+    translation_mm: float = 0.8  # IR-to-RGB translation: each axis within +/- this of nominal
+
+
+@dataclass(frozen=True)
+class CameraLimits:
+    """Acceptance limits of a calibration, a depth-quality run and a field check (DESIGN section 6)."""
+
+    calibration_rms_px: float = 0.5  # each camera's reprojection RMS
+    stereo_rms_px: float = 0.6  # IR-to-RGB (stereoCalibrate) RMS
+    min_views: int = 12
+    min_coverage: float = 0.6  # share of the image's grid cells that hold a detected corner
+    focal_std_pct: float = 0.2  # largest standard deviation of fx, fy, as % of the value
+    principal_std_px: float = 1.0  # largest standard deviation of cx, cy
+    depth_distances_m: tuple[float, ...] = (0.5, 0.8)
+    min_fill_rate: float = 0.95
+    plane_rms_pct: float = 0.5  # plane-fit RMS, % of distance
+    z_error_pct: float = 1.0  # |median Z error|, % of distance
+    field_reprojection_px: float = 1.0  # a field check's reprojection RMS with the stored calibration
+    field_misalignment_px: float = 2.0  # IR corners mapped into RGB against the RGB corners, RMS
+    field_depth_bias_pct: float = 1.0  # depth against the board's distance from its pose, % of distance
+
+
+@dataclass(frozen=True)
 class CameraModule:
     module: str
     ir_resolution: tuple[int, int]
     rgb_resolution: tuple[int, int]
-    focal_length_px: float
-    baseline_mm: float
+    focal_length_px: float  # the IR camera's nominal focal length
+    baseline_mm: float  # IR camera to projector
     disparity_sigma_px: float
     depth_range_mm: tuple[int, int]
     speckle_dots: int
+    rgb_focal_length_px: float
+    rgb_from_ir_t_mm: tuple[float, float, float]  # nominal X_rgb = R X_ir + t, R nominally identity
+    spread: CameraSpread = field(default_factory=CameraSpread)
+    limits: CameraLimits = field(default_factory=CameraLimits)
 
 
 @dataclass(frozen=True)
@@ -85,6 +123,31 @@ class TerminalModel:
         return self.run_usb if mode == RUN else self.bootloader_usb
 
 
+def _triple(value: Any) -> tuple[float, float, float]:
+    x, y, z = (float(v) for v in value)
+    return x, y, z
+
+
+def _table(kind: type[T], row: dict[str, Any]) -> T:
+    """``kind`` from a TOML table: the dataclass's defaults, overridden by the row, each value of its type."""
+    defaults = kind()
+    unknown = set(row) - {f.name for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    if unknown:
+        raise KeyError(", ".join(sorted(unknown)))
+    values: dict[str, Any] = {}
+    for name, value in row.items():
+        default = getattr(defaults, name)
+        if isinstance(default, tuple):
+            values[name] = tuple(float(v) for v in value)
+            if len(values[name]) != len(default) and name != "depth_distances_m":
+                raise ValueError(name)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(name)
+        else:
+            values[name] = type(default)(value)
+    return dataclasses.replace(defaults, **values)  # type: ignore[type-var]
+
+
 def _parse_model(row: dict[str, Any], path: Path) -> TerminalModel:
     try:
         cam = row["camera"]
@@ -107,6 +170,10 @@ def _parse_model(row: dict[str, Any], path: Path) -> TerminalModel:
                 disparity_sigma_px=float(cam["disparity_sigma_px"]),
                 depth_range_mm=(cam["depth_range_mm"][0], cam["depth_range_mm"][1]),
                 speckle_dots=int(cam["speckle_dots"]),
+                rgb_focal_length_px=float(cam["rgb_focal_length_px"]),
+                rgb_from_ir_t_mm=_triple(cam["rgb_from_ir_t_mm"]),
+                spread=_table(CameraSpread, cam.get("spread", {})),
+                limits=_table(CameraLimits, cam.get("limits", {})),
             ),
             partitions=tuple(
                 Partition(p["name"], int(p["size"]), bool(p.get("slotted", False))) for p in row["partition"]

@@ -45,6 +45,10 @@ class MessageType(enum.IntEnum):
     SE_KEY_COMMIT = 0x0205
     SE_KEY_STATUS = 0x0206
     SE_ZEROISE = 0x0207
+    CAMERA_CAPABILITIES = 0x0300
+    CAMERA_PROJECTOR = 0x0301
+    CAMERA_EXPOSURE = 0x0302
+    CAMERA_CAPTURE = 0x0303
 
 
 class ErrorCode(enum.StrEnum):
@@ -72,6 +76,13 @@ class SecureElementState(enum.StrEnum):
 # Objects a unit serves through OBJECT_READ / OBJECT_WRITE.
 OBJECT_LOGS = "logs"
 OBJECT_LOOPBACK = "diag/loopback"  # written and read back to test a link end to end
+OBJECT_CALIBRATION = "camera/calibration"  # the camera calibration blob (terminal/camera.py), read and written
+CAMERA_STREAMS = ("ir", "rgb", "depth")  # a capture's frames are the objects "camera/<stream>", PNG-compressed
+
+
+def frame_object(stream: str) -> str:
+    """The object name under which a unit serves the last capture's frame of ``stream``."""
+    return f"camera/{stream}"
 
 
 _PLAIN = (str, bytes, int, float, bool, type(None))

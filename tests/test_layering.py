@@ -31,6 +31,7 @@ SIMULATOR_MAY_USE = {
     "terminal.device",
     "terminal.models",
     "terminal.dirs",
+    "terminal.camera",
     "terminal.ports",
     "terminal.events",
     "terminal.fastboot.protocol",

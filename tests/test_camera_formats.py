@@ -1,0 +1,154 @@
+"""The camera's shared formats: the board file, the calibration blob, and the model table's camera rows."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+
+import cbor2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from terminal.camera import (
+    MAGIC,
+    Board,
+    BoardFileError,
+    CalibrationBlobError,
+    CameraCalibration,
+    Extrinsics,
+    Intrinsics,
+)
+from terminal.models import CameraLimits, ModelTableError, load_models, read_table
+
+GOOD_BOARD = {
+    "type": "charuco",
+    "dictionary": "DICT_5X5_100",
+    "squares_x": 11,
+    "squares_y": 8,
+    "square_length_m": 0.024,
+    "marker_length_m": 0.018,
+}
+
+
+def calibration() -> CameraCalibration:
+    c, s = math.cos(0.01), math.sin(0.01)
+    return CameraCalibration(
+        serial="DF2ABCD1234",
+        model="df2",
+        ir=Intrinsics(640, 400, 461.2, 460.8, 321.5, 198.2, (-0.05, 0.03, 0.0005, -0.0002, 0.0)),
+        rgb=Intrinsics(1280, 720, 1001.0, 999.5, 641.0, 359.0, (0.01, -0.02, 0.0, 0.0, 0.0)),
+        rgb_from_ir=Extrinsics(((c, -s, 0.0), (s, c, 0.0), (0.0, 0.0, 1.0)), (-0.025, 0.0002, 0.0001)),
+        created=1_796_000_000.0,
+        figures={"ir_rms_px": 0.12, "views_used": 24},
+    )
+
+
+def test_board_file_as_design_writes_it(tmp_path: Path) -> None:
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps(GOOD_BOARD))
+    board = Board.read(path)
+    assert board == Board()
+    assert board.corners == 70
+    assert Board.from_dict(board.to_dict()) == board
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"type": "chessboard"}, "charuco"),
+        ({"dictionary": "DICT_9X9_1"}, "dictionary"),
+        ({"squares_x": 1}, "squares_x"),
+        ({"squares_y": 8.5}, "squares_y"),
+        ({"square_length_m": -0.024}, "square_length_m"),
+        ({"marker_length_m": 0.03}, "smaller"),
+        ({"colour": "red"}, "colour"),
+        ({"legacy_pattern": "yes"}, "legacy_pattern"),
+    ],
+)
+def test_a_wrong_board_file_is_refused_with_its_reason(change: dict[str, object], words: str) -> None:
+    with pytest.raises(BoardFileError, match=words):
+        Board.from_dict({**GOOD_BOARD, **change}, "board.json")
+
+
+def test_a_board_file_that_is_not_json_or_is_missing_says_so(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(BoardFileError, match="not JSON"):
+        Board.read(tmp_path / "bad.json")
+    with pytest.raises(BoardFileError, match="cannot be read"):
+        Board.read(tmp_path / "absent.json")
+    missing = dict(GOOD_BOARD)
+    del missing["marker_length_m"]
+    with pytest.raises(BoardFileError, match="marker_length_m"):
+        Board.from_dict(missing)
+
+
+def test_a_blob_reads_back_as_written() -> None:
+    blob = calibration().encode()
+    assert blob.startswith(MAGIC)
+    assert CameraCalibration.decode(blob) == calibration()
+    assert calibration().checksum == calibration().checksum  # canonical CBOR: the same calibration, one checksum
+
+
+def test_a_damaged_blob_is_refused() -> None:
+    blob = bytearray(calibration().encode())
+    blob[-3] ^= 0x01
+    with pytest.raises(CalibrationBlobError, match="checksum"):
+        CameraCalibration.decode(bytes(blob))
+    with pytest.raises(CalibrationBlobError, match="magic"):
+        CameraCalibration.decode(b"XCAL" + bytes(blob[4:]))
+    with pytest.raises(CalibrationBlobError, match="version"):
+        CameraCalibration.decode(MAGIC + b"\x09" + bytes(blob[5:]))
+
+
+def _blob_of(body: object) -> bytes:
+    import hashlib
+
+    data = cbor2.dumps(body)
+    return MAGIC + b"\x01" + hashlib.sha256(data).digest() + data
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "words"),
+    [
+        ("ir", {"width": 640, "height": 400, "K": [[1, 0, 1], [0, 1, 1]], "dist": [0, 0, 0, 0, 0]}, "three rows"),
+        ("ir", {"width": 640, "height": 400, "K": [[-1, 0, 1], [0, 1, 1], [0, 0, 1]], "dist": [0] * 5}, "positive"),
+        ("ir", {"width": 0, "height": 400, "K": [[1, 0, 1], [0, 1, 1], [0, 0, 1]], "dist": [0] * 5}, "size"),
+        ("rgb_from_ir", {"R": [[2, 0, 0], [0, 1, 0], [0, 0, 1]], "t_m": [0, 0, 0]}, "rotation"),
+        ("rgb_from_ir", {"R": [[1, 0, 0], [0, 1, 0], [0, 0, -1]], "t_m": [0, 0, 0]}, "rotation"),
+        ("figures", {"rms": float("nan")}, "finite"),
+        ("serial", 12, "text"),
+    ],
+)
+def test_a_well_sealed_blob_of_the_wrong_shape_is_refused(part: str, value: object, words: str) -> None:
+    body = calibration().body()
+    body[part] = value
+    with pytest.raises(CalibrationBlobError, match=words):
+        CameraCalibration.decode(_blob_of(body))
+
+
+@given(st.binary(max_size=300))
+def test_no_bytes_decode_to_anything_but_a_calibration_or_its_error(data: bytes) -> None:
+    for blob in (data, MAGIC + b"\x01" + data):
+        with contextlib.suppress(CalibrationBlobError):
+            CameraCalibration.decode(blob)
+
+
+def test_every_packaged_model_has_a_camera_with_limits() -> None:
+    for model in load_models().values():
+        camera = model.camera
+        assert camera.rgb_focal_length_px > 0
+        assert len(camera.limits.depth_distances_m) >= 2  # depth quality at two or more distances
+    assert load_models()["frog-pro"].camera.limits.depth_distances_m == (0.5, 0.8, 1.2)
+    assert load_models()["df2"].camera.limits == CameraLimits(depth_distances_m=(0.5, 0.8))
+
+
+def test_a_user_table_with_a_wrong_limit_is_refused(tmp_path: Path) -> None:
+    packaged = (Path(__file__).parent.parent / "terminal" / "models.toml").read_text()
+    for bad in ('min_fill_rate = "high"\n', "loudness = 3\n"):
+        path = tmp_path / "models.toml"
+        path.write_text(packaged.replace("depth_distances_m = [0.5, 0.8]\n", "depth_distances_m = [0.5, 0.8]\n" + bad))
+        with pytest.raises(ModelTableError):
+            read_table(path)
