@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -158,7 +159,7 @@ class CalibrationPanel(QDialog):
 
         self.cameras_box = QGroupBox()
         self.camera_table = QTableWidget(len(PARAMETERS) + 1, len(CAMERAS))
-        self.camera_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        fit_table(self.camera_table)
         self.camera_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # type: ignore[union-attr]
         self.camera_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # type: ignore[union-attr]
         self.stereo_label = QLabel()
@@ -169,13 +170,14 @@ class CalibrationPanel(QDialog):
 
         self.depth_box = QGroupBox()
         self.depth_view = FrameView()
-        self.depth_view.setMinimumSize(200, 125)
+        self.depth_view.setMinimumSize(200, 110)
         self.depth_table = QTableWidget(len(DEPTH_FIGURES) + 1, 0)
-        self.depth_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        fit_table(self.depth_table)
+        self.depth_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # type: ignore[union-attr]
         self.depth_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # type: ignore[union-attr]
-        depth = QHBoxLayout(self.depth_box)
-        depth.addWidget(self.depth_view, 2)
-        depth.addWidget(self.depth_table, 3)
+        depth = QVBoxLayout(self.depth_box)
+        depth.addWidget(self.depth_view, 1)
+        depth.addWidget(self.depth_table)
 
         self.phase_label = QLabel()
         self.phase_label.setWordWrap(True)
@@ -196,11 +198,11 @@ class CalibrationPanel(QDialog):
         buttons.addStretch(1)
 
         right = QVBoxLayout()
-        right.addWidget(self.cameras_box, 3)
-        right.addWidget(self.depth_box, 2)
+        right.addWidget(self.cameras_box)
+        right.addWidget(self.depth_box, 1)
         top = QHBoxLayout()
-        top.addLayout(left, 3)
-        top.addLayout(right, 2)
+        top.addLayout(left, 5)
+        top.addLayout(right, 4)
         layout = QVBoxLayout(self)
         layout.addLayout(top, 1)
         layout.addWidget(self.phase_label)
@@ -387,7 +389,6 @@ class CalibrationPanel(QDialog):
             passed = {True: _("pass"), False: _("fail"), None: NO_VALUE}[depth.passed]
             table.setItem(len(DEPTH_FIGURES), column, QTableWidgetItem(passed))
         table.setHorizontalHeaderLabels(headers)
-        table.resizeColumnsToContents()
 
     def _draw_outcome(self) -> None:
         if self._outcome_error is not None:
@@ -419,6 +420,14 @@ class CalibrationPanel(QDialog):
         self._draw_cameras()
         self._draw_depth()
         self._draw_outcome()
+
+
+def fit_table(table: QTableWidget) -> None:
+    """A read-only table as tall as its rows (no empty space, no vertical scrolling)."""
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
+    table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
 
 def false_colour_of(depth_mm: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
