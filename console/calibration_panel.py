@@ -56,6 +56,12 @@ DEPTH_FIGURES: tuple[tuple[str, str, str], ...] = (  # key, label msgid, value m
     ("z_error_pct", N_("Z error (of distance)"), N_("{value:+.3f} %")),
     ("subpixel_rms_px", N_("Subpixel RMS"), N_("{value:.3f} px")),
 )
+CHECK_FIGURES: tuple[tuple[str, str], ...] = (  # camera.fieldcheck.FieldCheck's figures
+    ("reprojection_rms_px", N_("reprojection {value:.2f} px")),
+    ("misalignment_px", N_("IR-RGB misalignment {value:.2f} px")),
+    ("depth_bias_pct", N_("depth bias {value:+.2f} %")),
+    ("board_distance_m", N_("board at {value:.2f} m")),
+)
 PERCENT_FIGURES = {"fill_rate"}  # figures given as a share (0..1), shown in per cent
 VERDICTS: dict[str, str] = {  # camera.fieldcheck.FieldVerdict values
     "ok": N_("Camera OK: no drift found"),
@@ -116,12 +122,16 @@ def outcome_text(result: Any) -> tuple[str, bool]:
             lines.append(_("Calibrated and written to the unit (checksum {checksum})", checksum=str(checksum)[:12]))
         else:
             lines.append(_("Done"))
-    advice = figures.get("advice")
+    advice = getattr(result, "advice", None)
     if isinstance(advice, str) and advice:
         lines.append(advice)
-    findings = figures.get("findings")
-    if isinstance(findings, list):
-        lines += [str(finding) for finding in findings]
+    if verdict:
+        shown = [
+            _(msgid, value=float(figures[key]))
+            for key, msgid in CHECK_FIGURES
+            if isinstance(figures.get(key), int | float) and math.isfinite(float(figures[key]))
+        ]
+        lines.append(" · ".join(shown))
     return "\n".join(line for line in lines if line), ok
 
 
@@ -148,6 +158,7 @@ class CalibrationPanel(QDialog):
         self.frame_views = {stream: FrameView() for stream in ("ir", "rgb")}
         for view in self.frame_views.values():
             self.views.addTab(view, "")
+        self.views.currentChanged.connect(lambda _index: self._draw_view())
         self.coverage_label = QLabel()
         self.coverage_label.setObjectName("coverageLabel")
         self.view_label = QLabel()
@@ -295,8 +306,7 @@ class CalibrationPanel(QDialog):
         frame.show_frame(view.image)
         frame.show_corners(view.corners, kept=view.accepted)
         frame.show_grid(view.coverage_grid)
-        self.views.setCurrentWidget(frame)
-        self._draw_view()
+        self._draw_view()  # the tab shown stays as the operator chose: IR and RGB views may alternate
 
     def show_depth(self, depth: DepthObservation) -> None:
         self.depth_view.show_frame(false_colour_of(depth.depth_mm))
@@ -323,7 +333,7 @@ class CalibrationPanel(QDialog):
             return
         self.coverage_label.setText(
             _(
-                "Coverage: {percent:.0f} % of the image · {views} views kept",
+                "Coverage: {percent:.0f} % of the image · views kept: {views}",
                 percent=100.0 * view.coverage,
                 views=view.views,
             )

@@ -89,6 +89,7 @@ class FakeCameraResult:
     checksum: str | None = None
     error: NaiadError | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    advice: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"serial": self.serial, "ok": self.ok}
@@ -121,7 +122,8 @@ class ScriptedCamera:
             report.observe(VIEW, view())
             report.observe(DEPTH, depth(None))
             advice = "Recalibrate the unit on the jig."
-            result = FakeCameraResult(serial, step, False, "recalibrate", figures={"advice": advice})
+            figures = {"reprojection_rms_px": 1.84, "misalignment_px": 3.2, "depth_bias_pct": -0.4, "fill_rate": 0.98}
+            result = FakeCameraResult(serial, step, False, "recalibrate", figures=figures, advice=advice)
         report.finished(result)
         return [result]
 
@@ -200,7 +202,7 @@ def test_a_full_calibration_from_the_card_shows_views_cameras_depth_and_the_chec
     assert engine.calls == [(SERIAL, FULL, "olga", False)]
     ir = panel.frame_views["ir"]
     assert ir.frame_size is not None and (ir.frame_size.width(), ir.frame_size.height()) == (320, 200)
-    assert panel.coverage_label.text() == "Coverage: 50 % of the image · 2 views kept"
+    assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 2"
     assert panel.view_label.text() == "Last view kept: 12 corners"
     table = panel.camera_table
     texts = [table.item(row, 0).text() for row in range(4)]  # type: ignore[union-attr]
@@ -231,7 +233,11 @@ def test_a_field_check_shows_its_verdict_and_advice_on_the_panel_and_the_card(
 
     assert engine.calls == [(SERIAL, CHECK, "ivy", False)]
     text = panel.outcome_label.text()
-    assert text.splitlines() == ["Calibration drifted: recalibrate the camera", "Recalibrate the unit on the jig."]
+    assert text.splitlines() == [
+        "Calibration drifted: recalibrate the camera",
+        "Recalibrate the unit on the jig.",
+        "reprojection 1.84 px · IR-RGB misalignment 3.20 px · depth bias -0.40 %",
+    ]
     assert panel.outcome_label.property("failed") is True
     assert panel.depth_table.horizontalHeaderItem(0).text() == "—"  # type: ignore[union-attr]  # no known distance
     card = window.bench.card(SERIAL)
@@ -299,8 +305,9 @@ def test_the_panel_draws_observations_fed_to_it_directly(qtbot: Any, monkeypatch
     panel.observed(Observed("DF2A00002", "calibrate", CAMERA, ir_camera()))  # another unit's: not drawn here
     assert panel.camera_table.item(0, 0).text() == "—"  # type: ignore[union-attr]
     panel.observed(Observed(SERIAL, "calibrate", VIEW, view(stream="rgb", views=4)))
-    assert panel.views.currentWidget() is panel.frame_views["rgb"]
-    assert panel.coverage_label.text() == "Coverage: 50 % of the image · 4 views kept"
+    assert panel.coverage_label.text() == "Coverage: 0 % of the image · views kept: 1"  # the IR tab's, still shown
+    panel.views.setCurrentWidget(panel.frame_views["rgb"])
+    assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 4"
     panel.observed(Observed(SERIAL, "calibrate", DEPTH, DepthObservation(np.zeros((20, 32), np.uint16), 0.5)))
     assert panel.depth_table.columnCount() == 0  # a frame without figures is shown, not tabulated
     panel.end(None, CameraRoleNeeded(roles="operator"))
@@ -308,8 +315,9 @@ def test_the_panel_draws_observations_fed_to_it_directly(qtbot: Any, monkeypatch
 
 
 def test_a_passed_check_reads_as_such() -> None:
-    text, ok = outcome_text(FakeCameraResult(SERIAL, "field-check", True, "ok", figures={"findings": ["bias 0.1 %"]}))
-    assert ok and text.splitlines() == ["Camera OK: no drift found", "bias 0.1 %"]
+    result = FakeCameraResult(SERIAL, "check", True, "ok", figures={"board_distance_m": 0.45}, advice="No action.")
+    text, ok = outcome_text(result)
+    assert ok and text.splitlines() == ["Camera OK: no drift found", "No action.", "board at 0.45 m"]
 
 
 def test_a_frame_is_shown_over_the_arrays_memory_scaled_with_its_aspect(qtbot: Any) -> None:
@@ -344,7 +352,7 @@ def test_the_panel_fits_1280x800_in_chinese_without_clipping(qtbot: Any, monkeyp
     for observation in (view(), ir_camera(), stereo(), depth(0.5), depth(1.0)):
         kind = {ViewObservation: VIEW, CameraObservation: CAMERA, DepthObservation: DEPTH}[type(observation)]
         panel.observed(Observed(SERIAL, "calibrate", kind, observation))
-    panel.end(FakeCameraResult(SERIAL, "field-check", False, "recalibrate", figures={"advice": "x" * 40}))
+    panel.end(FakeCameraResult(SERIAL, "field-check", False, "recalibrate", advice="x" * 60))
     hint = panel.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 760  # the window frame and a task bar take the rest
     panel.resize(1280, 760)
