@@ -50,7 +50,8 @@ def decode_frame(frame: FramePng) -> np.ndarray:
     if kind != b"IHDR":
         raise corrupt(_("it is not a PNG"))
     if (width, height) != (frame.width, frame.height):
-        raise corrupt(_("it is {found} pixels, not {expected}", found=f"{width}x{height}", expected=_size(frame)))
+        found, expected = _dims(width, height), _dims(frame.width, frame.height)
+        raise corrupt(_("it is {found} pixels, not {expected}", found=found, expected=expected))
     try:
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -75,5 +76,5 @@ def decode_frame_set(frame_set: FrameSet) -> Frames:
     return Frames(ir=images.get("ir"), rgb=images.get("rgb"), depth=images.get("depth"))
 
 
-def _size(frame: FramePng) -> str:
-    return f"{frame.width}x{frame.height}"
+def _dims(width: int, height: int) -> str:
+    return f"{width}x{height}"
