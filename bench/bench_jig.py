@@ -129,11 +129,8 @@ def run(sim_dir: Path, ledger_path: Path, model: str, rounds: int) -> None:
             if not result.ok:
                 raise SystemExit(f"calibration failed: {result.as_dict()}")
             totals.append(total)
-            spent = clock.spent
-            print(
-                f"{round_:>5} {total:>8.2f} {clock.views:>6} {spent.get('views', 0):>8.2f} "
-                f"{spent.get('solve', 0):>8.2f} {spent.get('depth', 0):>8.2f} {spent.get('write+verify+record', 0):>8.2f}"
-            )
+            spent = [clock.spent.get(group, 0.0) for group in ("views", "solve", "depth", "write+verify+record")]
+            print(f"{round_:>5} {total:>8.2f} {clock.views:>6} " + " ".join(f"{s:>8.2f}" for s in spent))
             last = result.calibration or {}
         print(f"median capture-to-result: {statistics.median(totals):.2f} s")
         print(

@@ -282,10 +282,10 @@ def depth_quality(settings: Settings, serial: str, distances: tuple[float, ...],
 
 
 def _print_depth(result: CameraStepResult) -> None:
-    """One row per distance: the figures are named ``fill_rate@0.5m`` in the result."""
+    """One row per distance: the figures are named ``fill_rate.0.5m`` in the result."""
     at: dict[str, dict[str, Any]] = {}
     for key, value in result.figures.items():
-        name, _sep, where = key.partition("@")
+        name, _sep, where = key.partition(".")
         at.setdefault(where, {})[name] = value
     shown = table(
         N_("Distance"), *(h for _n, h, _f in DEPTH_FIGURES), title=_("Depth quality of {serial}", serial=result.serial)

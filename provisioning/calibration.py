@@ -306,7 +306,7 @@ def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
         figures = numbers(dict(blob.figures))
         ledger.record_calibration(unit.serial, checksum, figures)
         depth_figures = _depth_figures(depth)
-        ledger.record_camera_check(unit.serial, DEPTH_STEP, True, depth_figures)
+        ledger.record_camera_check(unit.serial, DEPTH_STEP, True, depth_figures, calibration=checksum)
         seconds = time.monotonic() - started
         return CameraStepResult(
             unit.serial,
@@ -325,7 +325,8 @@ def _check(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResul
     checked, checksum = unit.field_check()
     unit._phase(CameraPhase.RECORD)
     figures = numbers(checked.as_dict())
-    ledger.record_camera_check(unit.serial, CHECK_STEP, checked.passed, figures, verdict=str(checked.verdict))
+    verdict = str(checked.verdict)
+    ledger.record_camera_check(unit.serial, CHECK_STEP, checked.passed, figures, verdict, calibration=checksum)
     seconds = time.monotonic() - started
     return CameraStepResult(
         unit.serial,
@@ -334,16 +335,16 @@ def _check(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResul
         seconds,
         figures=figures,
         checksum=checksum,
-        verdict=str(checked.verdict),
+        verdict=verdict,
         advice=checked.advice,
     )
 
 
 def _depth_figures(runs: list[dict[str, Any]]) -> dict[str, float | int]:
-    """One flat map of numbers for the ledger: each figure named after its distance (``fill_rate@0.5m``)."""
+    """One flat map of numbers for the ledger: each figure named after its distance (``fill_rate.0.5m``)."""
     figures: dict[str, float | int] = {}
     for run in runs:
-        figures.update(numbers(run["figures"], suffix=f"@{run['distance_m']:g}m"))
+        figures.update(numbers(run["figures"], suffix=f".{run['distance_m']:g}m"))
     return figures
 
 
@@ -430,13 +431,14 @@ def depth_quality(
     def procedure(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
         stored = unit.camera.read_calibration()
         ir = CameraCalibration.decode(stored).ir if stored is not None else _nominal_ir(unit)
+        checksum = blob_checksum(stored) if stored is not None else None
         if stored is None:
             unit.report.message(_("The unit holds no calibration: the model's nominal IR camera is used"))
         runs = unit.depth(jig, distances_m or unit.limits.depth_distances_m, ir)
         failures = [failure for run in runs for failure in run["failures"]]
         unit._phase(CameraPhase.RECORD)
         figures = _depth_figures(runs)
-        ledger.record_camera_check(unit.serial, DEPTH_STEP, not failures, figures)
+        ledger.record_camera_check(unit.serial, DEPTH_STEP, not failures, figures, calibration=checksum)
         error = DepthOutOfLimits(serial=unit.serial, failures="; ".join(failures)) if failures else None
         return CameraStepResult(unit.serial, DEPTH_STEP, not failures, time.monotonic() - started, error, figures)
 

@@ -92,7 +92,7 @@ PHASE_LABELS: dict[CameraPhase, str] = {
     CameraPhase.VIEWS: N_("Capturing board views"),
     CameraPhase.COVERAGE: N_("Filling the image's empty areas"),
     CameraPhase.SOLVE: N_("Solving the calibration"),
-    CameraPhase.DEPTH: N_("Measuring depth at {distance} m"),
+    CameraPhase.DEPTH: N_("Measuring depth at {distance:g} m"),
     CameraPhase.WRITE: N_("Writing the calibration to the unit"),
     CameraPhase.VERIFY: N_("Reading the calibration back"),
     CameraPhase.READ: N_("Reading the stored calibration"),
@@ -104,7 +104,7 @@ PHASE_LABELS: dict[CameraPhase, str] = {
 
 def phase_label(phase: CameraPhase, distance_m: float | None = None) -> str:
     """The phase in the current language (``{distance}`` filled in where the label names one)."""
-    return _(PHASE_LABELS[phase], distance="" if distance_m is None else f"{distance_m:g}")
+    return _(PHASE_LABELS[phase], distance=distance_m or 0.0)
 
 
 # --- errors -------------------------------------------------------------------------------------------

@@ -184,9 +184,9 @@ def test_depth_quality_on_the_jig_walls_passes_and_is_recorded(df2: SimHandle, b
     [serial] = df2.serials()
     result = cams.depth(serial, [0.5, 0.8])
     assert result.ok, result.as_dict()
-    assert {"fill_rate@0.5m", "plane_rms_mm@0.8m"} <= set(result.figures)
+    assert {"fill_rate.0.5m", "plane_rms_mm.0.8m"} <= set(result.figures)
     [record] = cams.ledger.camera_checks(serial, "depth-quality")
-    assert record.passed and record.figures["fill_rate@0.5m"] == result.figures["fill_rate@0.5m"]
+    assert record.passed and record.figures["fill_rate.0.5m"] == result.figures["fill_rate.0.5m"]
 
 
 @pytest.mark.parametrize(

@@ -214,6 +214,6 @@ def test_depth_quality_prints_each_distance_and_passes(units: Any) -> None:
     run = bench.naiad("depth-quality", serial, "--distance", "0.5", "--distance", "0.8", "--json")
     assert run.exit_code == 0, run.output
     answer = json.loads(run.stdout)
-    assert answer["ok"] and {"fill_rate@0.5m", "plane_rms_pct@0.8m"} <= set(answer["figures"])
+    assert answer["ok"] and {"fill_rate.0.5m", "plane_rms_pct.0.8m"} <= set(answer["figures"])
     table = bench.naiad("depth-quality", serial, "--distance", "0.5")
     assert table.exit_code == 0 and "Depth quality of" in table.output and "0.5m" in table.output, table.output
