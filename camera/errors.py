@@ -15,3 +15,38 @@ class CameraError(NaiadError):
 
     message = N_("The camera step failed")
     remedy = N_("Check the camera's view and lighting, then run the step again.")
+
+
+class NoImagePairs(CameraError):
+    message = N_("No ir_NN.png and rgb_NN.png image pairs in {directory}")
+    remedy = N_("Point at the folder that holds the captured images, named ir_00.png, rgb_00.png, ir_01.png ...")
+
+
+class UnmatchedImages(CameraError):
+    message = N_("These images have no partner of the same number: {names}")
+    remedy = N_("Each ir_NN.png needs an rgb_NN.png taken at the same instant: add the partner or remove the image.")
+
+
+class CorruptImage(CameraError):
+    message = N_("The image {path} cannot be read: {detail}")
+    remedy = N_("Capture the image again or remove the pair from the folder.")
+
+
+class BoardNotFound(CameraError):
+    message = N_("No view in {directory} shows the board: {detail}")
+    remedy = N_("Check that the board file describes the printed board (dictionary, squares, legacy pattern).")
+
+
+class TooFewViews(CameraError):
+    message = N_("Only {found} usable views of the board; a calibration needs at least {needed}")
+    remedy = N_("Capture more views: the board at different distances, tilts and places in the image.")
+
+
+class CoverageTooLow(CameraError):
+    message = N_("The views cover {coverage:.0%} of the image; at least {needed:.0%} is needed")
+    remedy = N_("Capture views with the board near the image's empty parts (as image fractions x, y): {holes}")
+
+
+class CalibrationFailed(CameraError):
+    message = N_("The calibration does not meet its limits: {details}")
+    remedy = N_("Capture sharper views that cover the whole image, with the board flat and well lit, and try again.")
