@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from charuco_render import IR, RGB, RGB_FROM_IR, poses, write_set
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,6 @@ from camera.offline import calibrate_folder, read_image
 from terminal.camera import Board, Extrinsics, Intrinsics
 from terminal.events import Message, PhaseStarted, Recorder
 from terminal.models import CameraLimits
-from tests.charuco_render import IR, RGB, RGB_FROM_IR, poses, write_set
 
 BOARD = Board()
 # Another module entirely: a legacy-pattern 4x4 board with an even number of rows, other resolutions, no tint.
