@@ -36,6 +36,7 @@ from PyQt6.QtWidgets import (
 
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
 from i18n import N_, _
+from terminal.errors import NaiadError
 from terminal.events import Message, Observed, PhaseStarted, Progressed
 
 from .frame_view import FrameView
@@ -290,12 +291,15 @@ class CalibrationPanel(QDialog):
         if event.unit != self.serial:
             return
         data = event.data
-        if event.kind == VIEW and isinstance(data, ViewObservation):
-            self.show_view(data)
-        elif event.kind == DEPTH and isinstance(data, DepthObservation):
-            self.show_depth(data)
-        elif event.kind == CAMERA and isinstance(data, CameraObservation):
-            self.show_camera(data)
+        try:
+            if event.kind == VIEW and isinstance(data, ViewObservation):
+                self.show_view(data)
+            elif event.kind == DEPTH and isinstance(data, DepthObservation):
+                self.show_depth(data)
+            elif event.kind == CAMERA and isinstance(data, CameraObservation):
+                self.show_camera(data)
+        except (ValueError, TypeError, KeyError, IndexError, NaiadError):  # a malformed frame must not end the console
+            LOG.exception("%s: cannot show a %s observation", self.serial, event.kind)
 
     # -- drawing what was observed -------------------------------------------------------------------------
 

@@ -294,7 +294,9 @@ def test_observations_reach_the_observed_signal_on_the_gui_thread(qtbot: Any) ->
 # -- the panel fed directly --------------------------------------------------------------------------------------
 
 
-def test_the_panel_draws_observations_fed_to_it_directly(qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_panel_draws_observations_fed_to_it_directly(
+    qtbot: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(i18n, "_language", "en")
     panel = CalibrationPanel(SERIAL)
     qtbot.addWidget(panel)
@@ -310,6 +312,10 @@ def test_the_panel_draws_observations_fed_to_it_directly(qtbot: Any, monkeypatch
     assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 4"
     panel.observed(Observed(SERIAL, "calibrate", DEPTH, DepthObservation(np.zeros((20, 32), np.uint16), 0.5)))
     assert panel.depth_table.columnCount() == 0  # a frame without figures is shown, not tabulated
+    odd = ViewObservation("ir", np.zeros((4, 4), np.float64), corners(), True, None, 0.0, np.zeros((6, 8), bool), 1)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR):
+        panel.observed(Observed(SERIAL, "calibrate", VIEW, odd))  # logged, not raised out of the slot
+    assert "cannot show a view observation" in caplog.text
     panel.end(None, CameraRoleNeeded(roles="operator"))
     assert panel.outcome_label.property("failed") is True and "operator" in panel.outcome_label.text()
 
