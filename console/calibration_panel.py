@@ -72,6 +72,8 @@ VERDICTS: dict[str, str] = {  # camera.fieldcheck.FieldVerdict values
     "no-target": N_("No board or wall in view"),
 }
 NO_VALUE = "—"
+MIN_SPAN_MM = 200.0
+"""The least depth range a false-colour picture spreads over."""
 
 
 def rotation_deg(matrix: Any) -> float:
@@ -94,14 +96,14 @@ def camera_values(observation: CameraObservation) -> dict[str, float]:
 
 
 def value_text(name: str, value: float, std: float | None) -> str:
-    """ "921.30 ± 0.41 px" for a focal length or principal point, "-0.1234 ± 0.0021" for a distortion term."""
+    """Text such as 921.30 ± 0.41 px (focal length, principal point) or -0.12340 ± 0.00210 (a distortion term)."""
     if name in ("fx", "fy", "cx", "cy"):
         if std is None:
             return _("{value:.2f} px", value=value)
         return _("{value:.2f} ± {std:.2f} px", value=value, std=std)
     if std is None:
-        return f"{value:.4f}"
-    return f"{value:.4f} ± {std:.4f}"
+        return f"{value:.5f}"
+    return f"{value:.5f} ± {std:.5f}"
 
 
 def outcome_text(result: Any) -> tuple[str, bool]:
@@ -445,13 +447,17 @@ def fit_table(table: QTableWidget) -> None:
 
 
 def false_colour_of(depth_mm: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
-    """The depth frame in false colour over the range it holds (2nd to 98th percentile of a sparse sample, so a
-    few stray pixels do not flatten the picture and a large frame costs the GUI thread little)."""
+    """The depth frame in false colour over the range it holds: the 2nd to 98th percentile of a sparse sample (so
+    stray pixels do not flatten the picture, and a large frame costs the GUI thread little), widened to at least
+    :data:`MIN_SPAN_MM` around the median so a flat wall's noise does not fill the whole colour map."""
     from camera.colour import false_colour  # OpenCV, loaded with the first depth frame, not with the console
 
     sample = depth_mm[::4, ::4]
     valid = sample[sample > 0]
     if valid.size == 0:
         return np.zeros((*depth_mm.shape, 3), np.uint8)
-    near, far = (int(v) for v in np.percentile(valid, (2, 98)))
-    return false_colour(depth_mm, (near, max(far, near + 1)))
+    near, middle, far = (float(v) for v in np.percentile(valid, (2, 50, 98)))
+    if far - near < MIN_SPAN_MM:
+        near, far = middle - MIN_SPAN_MM / 2, middle + MIN_SPAN_MM / 2
+    low = max(0, int(near))
+    return false_colour(depth_mm, (low, min(65535, max(int(far), low + 1))))

@@ -24,7 +24,7 @@ from test_console_keys import NOWHERE, PASSWORDS, ROLES, FakeStation, _cheap_scr
 
 import i18n
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
-from console.calibration_panel import CHECK, FULL, CalibrationPanel, outcome_text
+from console.calibration_panel import CHECK, FULL, CalibrationPanel, false_colour_of, outcome_text
 from console.calibration_run import CALIBRATED, WAITING, CameraRoleNeeded, FieldCheckFailed
 from console.frame_view import FrameView, image_from_array
 from console.main_window import MainWindow
@@ -207,7 +207,7 @@ def test_a_full_calibration_from_the_card_shows_views_cameras_depth_and_the_chec
     table = panel.camera_table
     texts = [table.item(row, 0).text() for row in range(4)]  # type: ignore[union-attr]
     assert texts == ["921.30 ± 0.41 px", "920.80 ± 0.39 px", "641.20 ± 0.52 px", "401.70 ± 0.48 px"]
-    assert table.item(4, 0).text() == "-0.1234 ± 0.0021"  # type: ignore[union-attr]
+    assert table.item(4, 0).text() == "-0.12340 ± 0.00210"  # type: ignore[union-attr]
     assert table.item(0, 1).text() == "—"  # type: ignore[union-attr]  # no RGB result was sent
     assert panel.stereo_label.text() == "IR to RGB: t = (25.00, -0.10, 0.30) mm, rotation 0.000°, RMS 0.200 px"
     depth_table = panel.depth_table
@@ -370,3 +370,17 @@ def test_the_panel_fits_1280x800_in_chinese_without_clipping(qtbot: Any, monkeyp
     for label in panel.findChildren(QLabel):
         if label.isVisible() and not label.wordWrap():
             assert label.width() >= label.sizeHint().width(), label.text()
+
+
+def test_depth_in_false_colour_keeps_a_flat_walls_noise_quiet_and_spreads_a_real_range() -> None:
+    rng = np.random.default_rng(7)
+    wall = (800 + rng.normal(0, 3, (80, 128))).astype(np.uint16)
+    wall[:, :8] = 0
+    picture = false_colour_of(wall)
+    assert picture.shape == (80, 128, 3) and not picture[:, :8].any()  # no depth: black
+    lit = picture[:, 8:].reshape(-1, 3).astype(int)
+    assert np.ptp(lit, axis=0).max() < 128  # millimetres of noise stay near one colour, not the whole map
+    ramp = np.tile(np.linspace(400, 1400, 128).astype(np.uint16), (80, 1))
+    coloured = false_colour_of(ramp).astype(int)
+    near, far = coloured[40, 2], coloured[40, -3]  # BGR
+    assert near[2] > near[0] and far[0] > far[2]  # near reads red, far blue
