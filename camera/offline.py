@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^(ir|rgb)_(\d+)\.png$", re.IGNORECASE)
+_PNG = b"\x89PNG\r\n\x1a\n"
+MAX_SIDE = 16384  # the largest image side a calibration blob accepts (terminal.camera.Intrinsics)
 _DIAGNOSED = 3  # images searched for foreign markers when no view shows the board
 
 
@@ -76,6 +78,11 @@ def read_image(path: Path) -> npt.NDArray[np.uint8]:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise CorruptImage(path=str(path), detail=exc.strerror or str(exc)) from exc
+    header = data[:24].tobytes()
+    if header[:8] == _PNG and header[12:16] == b"IHDR":
+        width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+        if max(width, height) > MAX_SIDE:  # refused before decoding: a calibration blob cannot hold it anyway
+            raise CorruptImage(path=str(path), detail=_("it is {width}x{height} pixels", width=width, height=height))
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None or image.size == 0 or image.ndim not in (2, 3):
         raise CorruptImage(path=str(path), detail=_("it is not a whole PNG image"))

@@ -11,7 +11,6 @@ SHA-256.  So a unit can make a capture fail with a typed error, never make the s
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,20 +80,6 @@ def png_bound(width: int, height: int, channels: int, bits: int) -> int:
     return raw + height + raw // 64 + PNG_CONTAINER
 
 
-class _Bounded(io.BytesIO):
-    """An object's bytes, refused (``ObjectTooLarge``) as soon as they would pass ``limit``."""
-
-    def __init__(self, serial: str, name: str, limit: int) -> None:
-        super().__init__()
-        self.serial, self.name, self.limit = serial, name, limit
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        size = self.tell() + len(data)
-        if size > self.limit:
-            raise ObjectTooLarge(serial=self.serial, name=self.name, size=size, limit=self.limit)
-        return super().write(data)
-
-
 class CameraUnit:
     """The camera of the unit behind ``client`` (an open ``ManagementClient``)."""
 
@@ -107,6 +92,8 @@ class CameraUnit:
         if self._capabilities is None:
             reply = self.client.request(MessageType.CAMERA_CAPABILITIES)
             sizes = {stream: self._size(reply[stream], stream) for stream in CAMERA_STREAMS}
+            if sizes["depth"] != sizes["ir"]:  # depth is registered to the IR image: the same pixel grid
+                raise self._malformed(MessageType.CAMERA_CAPABILITIES, "depth", "the IR image's size")
             low, high = reply["depth"]["range_mm"]
             if low >= high:
                 raise self._malformed(MessageType.CAMERA_CAPABILITIES, "depth.range_mm", "[low, high], low < high")
@@ -225,10 +212,8 @@ class CameraUnit:
             if progress:
                 progress(received, total)
 
-        sink = _Bounded(serial, name, limit)
-        self.client.read_object_into(name, sink, check)
-        data = sink.getvalue()
-        if sha256 is not None and (len(data) != limit or hashlib.sha256(data).digest() != sha256):
+        data = self.client.read_object(name, check)  # check runs after the first chunk: one chunk at most
+        if sha256 is not None and hashlib.sha256(data).digest() != sha256:
             raise FrameMismatch(serial=serial, name=name, detail=_("its SHA-256 is not the capture's"))
         return data
 

@@ -7,13 +7,13 @@ import json
 import cv2
 import numpy as np
 import pytest
+from charuco_render import IR, RGB, RGB_FROM_IR, poses, render, rgb_pose
 
 from camera.calibrate import Calibration, calibrate_camera, calibrate_views
 from camera.detect import Detection, detect, match_points
 from camera.views import PairSelector, ViewSelector, min_corners
 from terminal.camera import Board, CameraCalibration
 from terminal.models import CameraLimits
-from tests.charuco_render import IR, RGB, RGB_FROM_IR, poses, render, rgb_pose
 
 BOARD = Board()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from charuco_render import IR, RGB, RGB_FROM_IR, poses, write_set
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,6 @@ from camera.offline import calibrate_folder, read_image
 from terminal.camera import Board, Extrinsics, Intrinsics
 from terminal.events import Message, PhaseStarted, Recorder
 from terminal.models import CameraLimits
-from tests.charuco_render import IR, RGB, RGB_FROM_IR, poses, write_set
 
 BOARD = Board()
 # Another module entirely: a legacy-pattern 4x4 board with an even number of rows, other resolutions, no tint.
@@ -142,6 +142,14 @@ def test_poor_coverage_and_broken_limits_are_errors(good_set: Path) -> None:
     assert "(0." in (caught.value.remedy_text or "")
     with pytest.raises(CalibrationFailed, match="IR reprojection RMS"):
         calibrate_folder(good_set, BOARD, limits=CameraLimits(calibration_rms_px=0.01))
+
+
+def test_a_huge_png_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "ir_00.png"
+    ihdr = (40000).to_bytes(4, "big") + (30000).to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + ihdr + bytes(4))
+    with pytest.raises(CorruptImage, match="40000x30000"):
+        read_image(path)
 
 
 @pytest.mark.parametrize("make", [lambda p: None, lambda p: p.mkdir()])

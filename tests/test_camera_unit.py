@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import test_device_endpoint
 from hostile_unit import SERIAL, genuine, reply_wire
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_camera_formats import calibration
 from test_client_hostile import TIMEOUT, HostileUnit
@@ -36,7 +36,7 @@ from terminal.camera_unit import (
     png_bound,
 )
 from terminal.client import ManagementClient
-from terminal.errors import MalformedReply, ObjectTooLarge, RemoteError
+from terminal.errors import MalformedReply, NaiadError, ObjectTooLarge, RemoteError
 from terminal.framing import FLAG_ERROR, FLAG_REPLY, Frame
 from terminal.protocol import OBJECT_CALIBRATION, MessageType, Payload, frame_object
 
@@ -221,6 +221,7 @@ def _set(path: str, value: Any) -> Callable[[Payload], Payload]:
         (MessageType.CAMERA_CAPABILITIES, "ir.width", 0, "ir"),
         (MessageType.CAMERA_CAPABILITIES, "ir.height", 1 << 20, "ir"),
         (MessageType.CAMERA_CAPABILITIES, "max_frame_bytes", "64M", "max_frame_bytes"),
+        (MessageType.CAMERA_CAPABILITIES, "depth.width", W // 2, "depth"),
         (MessageType.CAMERA_PROJECTOR, "on", 1, "on"),
         (MessageType.CAMERA_EXPOSURE, "ir_us", 2.5, "ir_us"),
         (MessageType.CAMERA_CAPTURE, "frame_set", None, "frame_set"),
@@ -250,6 +251,34 @@ def test_a_reply_of_the_wrong_shape_is_a_typed_error_and_no_frame_is_read(
         camera.capture()
     assert caught.value.params["field"] == field and caught.value.params["serial"] == SERIAL
     assert fake.reads == []
+
+
+DESCRIPTOR_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=12),
+    st.binary(max_size=40),
+    st.sampled_from([0, 1, 3, 8, 16, W, H, 1 << 20, "camera/ir", "camera/rgb", "logs"]),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    stream=st.sampled_from(["ir", "rgb", "depth"]),
+    field=st.sampled_from(["object", "width", "height", "channels", "bits", "bytes", "sha256", "extra"]),
+    value=DESCRIPTOR_VALUES,
+)
+def test_any_descriptor_field_gives_the_frames_or_a_typed_error(
+    camera: CameraUnit, fake: FakeCamera, stream: str, field: str, value: Any
+) -> None:
+    fake.forge[MessageType.CAMERA_CAPTURE] = _set(f"frames.{stream}.{field}", value)
+    try:
+        frames = decode_frame_set(camera.capture())
+    except NaiadError:
+        return
+    assert np.array_equal(getattr(frames, stream), IMAGES[stream])  # a lie the host let through changed nothing
 
 
 def test_frames_other_than_asked_are_refused(camera: CameraUnit, fake: FakeCamera) -> None:

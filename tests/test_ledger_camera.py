@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import test_ledger_keys
 from helpers import execute_sql
 from test_camera_formats import calibration
 
@@ -23,17 +23,10 @@ from provisioning.ledger import (
     SecretRefused,
 )
 
+url = test_ledger_keys.url  # the fixture: SQLite, and PostgreSQL where a server can be started
 SERIAL = "DF2A00001"
 CHECKSUM = calibration().checksum
 FIGURES = {"ir_rms_px": 0.12, "rgb_rms_px": 0.18, "stereo_rms_px": 0.21, "views_used": 24, "ir_std_fx": 0.4}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    found: str = request.getfixturevalue("postgres_url")
-    return found
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from i18n import _
@@ -46,6 +46,19 @@ def _kind(value: object) -> str:
         raise InvalidLedgerInput(field="kind", detail=_("must be one of {kinds}", kinds=", ".join(CAMERA_CHECK_KINDS)))
     assert isinstance(value, str)
     return value
+
+
+Row = TypeVar("Row", CameraCalibration, CameraCheck)
+
+
+def _of_unit(model: type[Row], serial: str) -> Select[Row, str]:
+    """The rows of ``model`` recorded for ``serial``, oldest first, each with its station's name."""
+    return (
+        select(model, Station.name)
+        .join(Station, model.station_id == Station.id)
+        .where(model.serial == validate.serial(serial))
+        .order_by(model.created, model.id)
+    )
 
 
 def _calibration_record(row: CameraCalibration, station: str) -> CalibrationRecord:
@@ -156,25 +169,13 @@ class CameraRecords:
 
     def calibrations(self, serial: str) -> list[CalibrationRecord]:
         """The calibrations recorded for ``serial``, oldest first (the last one is what the unit should hold)."""
-        serial = validate.serial(serial)
-        query = (
-            select(CameraCalibration, Station.name)
-            .join(Station, CameraCalibration.station_id == Station.id)
-            .where(CameraCalibration.serial == serial)
-            .order_by(CameraCalibration.created, CameraCalibration.id)
-        )
+        query = _of_unit(CameraCalibration, serial)
         with self._reading() as session:
             return [_calibration_record(row, station) for row, station in session.execute(query)]
 
     def camera_checks(self, serial: str, kind: str | None = None) -> list[CameraCheckRecord]:
         """The camera checks recorded for ``serial``, oldest first; only those of ``kind`` when given."""
-        serial = validate.serial(serial)
-        query = (
-            select(CameraCheck, Station.name)
-            .join(Station, CameraCheck.station_id == Station.id)
-            .where(CameraCheck.serial == serial)
-            .order_by(CameraCheck.created, CameraCheck.id)
-        )
+        query = _of_unit(CameraCheck, serial)
         if kind is not None:
             query = query.where(CameraCheck.kind == _kind(kind))
         with self._reading() as session:

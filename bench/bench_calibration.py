@@ -1,0 +1,214 @@
+"""Calibration benchmark: solve time for 20 and 40 views at 1280x800, ours against a plain OpenCV script.
+
+    .venv/bin/python bench/bench_calibration.py [--views 20,40] [--seed 1] [--model frog-pro] [--folder DIR]
+
+Renders ``max(--views)`` jig views of a simulated unit of ``--model`` (frog-pro: IR 1280x800, RGB 1920x1080)
+with the simulator's ``write_set`` into a temporary directory (or uses ``--folder``, a set with ``truth.json``
+in the simulator's form), then for the first N views of it, for each N:
+
+- ours: :func:`camera.offline.calibrate_folder` (read, detect, select, solve, limits), timed whole, and the
+  solve alone (:func:`camera.calibrate.calibrate_views` on the views it kept);
+- plain OpenCV: a script as one would write it from OpenCV's tutorial (``imread``, ``CharucoDetector``,
+  ``matchImagePoints``, ``calibrateCamera`` per camera, ``stereoCalibrate`` with the intrinsics fixed), timed
+  whole and the solve alone;
+
+and prints both side by side with their errors against the truth: fx, fy (%), cx, cy (px) of each camera,
+IR-to-RGB translation (mm) and rotation (deg), reprojection RMS (px).  Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from camera.board import charuco_board  # noqa: E402
+from camera.calibrate import calibrate_views  # noqa: E402
+from camera.detect import detect  # noqa: E402
+from camera.offline import calibrate_folder, find_pairs, read_image  # noqa: E402
+from camera.views import PairSelector  # noqa: E402
+from terminal.camera import Board, Extrinsics, Intrinsics  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Solution:
+    ir: Intrinsics
+    rgb: Intrinsics
+    rgb_from_ir: Extrinsics
+    ir_rms: float
+    rgb_rms: float
+    stereo_rms: float
+    views: int
+    total_s: float
+    solve_s: float
+
+
+def ours(folder: Path, board: Board) -> Solution:
+    start = time.perf_counter()
+    calibration = calibrate_folder(folder, board)
+    total = time.perf_counter() - start
+    # The solve alone, on the views the selection keeps (detection repeated outside the clock).
+    pairs = [(detect(read_image(i), board), detect(read_image(r), board)) for _nn, i, r in find_pairs(folder)]
+    selector = PairSelector(board, pairs[0][0].image_size, pairs[0][1].image_size)
+    for ir, rgb in pairs:
+        selector.offer(ir, rgb)
+    start = time.perf_counter()
+    calibrate_views(selector.accepted, board, pairs[0][0].image_size, pairs[0][1].image_size)
+    solve = time.perf_counter() - start
+    return Solution(
+        calibration.ir.intrinsics,
+        calibration.rgb.intrinsics,
+        calibration.stereo.rgb_from_ir,
+        calibration.ir.rms_px,
+        calibration.rgb.rms_px,
+        calibration.stereo.rms_px,
+        calibration.views_used,
+        total,
+        solve,
+    )
+
+
+def plain_opencv(folder: Path, board: Board) -> Solution:
+    """The tutorial way, no view selection, no outlier rejection, default flags."""
+    start = time.perf_counter()
+    charuco = charuco_board(board)
+    detector = cv2.aruco.CharucoDetector(charuco)
+    found: dict[str, list[tuple[Any, Any]]] = {"ir": [], "rgb": []}
+    sizes: dict[str, tuple[int, int]] = {}
+    for _nn, ir_path, rgb_path in find_pairs(folder):
+        for stream, path in (("ir", ir_path), ("rgb", rgb_path)):
+            image: Any = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            sizes[stream] = (image.shape[1], image.shape[0])
+            corners, ids, _mc, _mi = detector.detectBoard(image)
+            found[stream].append((corners, ids))
+    solve_start = time.perf_counter()
+    solved = {}
+    for stream in ("ir", "rgb"):
+        objects, images = [], []
+        for corners, ids in found[stream]:
+            if ids is not None and len(ids) >= 6:
+                obj, img = charuco.matchImagePoints(corners, ids)
+                objects.append(obj)
+                images.append(img)
+        rms, k, dist, _r, _t = cv2.calibrateCamera(objects, images, sizes[stream], np.eye(3), np.zeros(5))
+        solved[stream] = (rms, k, dist)
+    chessboard = np.asarray(charuco.getChessboardCorners(), np.float32)
+    objects, ir_points, rgb_points = [], [], []
+    for (ci, ii), (cr, ir_ids) in zip(found["ir"], found["rgb"], strict=True):
+        if ii is None or ir_ids is None:
+            continue
+        _common, a, b = np.intersect1d(ii.ravel(), ir_ids.ravel(), return_indices=True)
+        if len(a) >= 6:
+            objects.append(chessboard[ii.ravel()[a]].reshape(-1, 1, 3))
+            ir_points.append(ci.reshape(-1, 1, 2)[a])
+            rgb_points.append(cr.reshape(-1, 1, 2)[b])
+    (ir_rms, k1, d1), (rgb_rms, k2, d2) = solved["ir"], solved["rgb"]
+    stereo_rms, *_k, rotation, translation, _e, _f = cv2.stereoCalibrate(
+        objects, ir_points, rgb_points, k1, d1, k2, d2, sizes["ir"], flags=cv2.CALIB_FIX_INTRINSIC
+    )
+    end = time.perf_counter()
+
+    def intrinsics(size: tuple[int, int], k: Any, dist: Any) -> Intrinsics:
+        return Intrinsics(size[0], size[1], k[0, 0], k[1, 1], k[0, 2], k[1, 2], tuple(np.ravel(dist)[:5]))
+
+    motion = Extrinsics(tuple(map(tuple, rotation)), tuple(np.ravel(translation)))  # type: ignore[arg-type]
+    return Solution(
+        intrinsics(sizes["ir"], k1, d1),
+        intrinsics(sizes["rgb"], k2, d2),
+        motion,
+        float(ir_rms),
+        float(rgb_rms),
+        float(stereo_rms),
+        len(objects),
+        end - start,
+        end - solve_start,
+    )
+
+
+def errors(solution: Solution, truth: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, got in (("ir", solution.ir), ("rgb", solution.rgb)):
+        want = Intrinsics.from_dict(truth[name])
+        out[f"{name} fx %"] = (got.fx / want.fx - 1) * 100
+        out[f"{name} fy %"] = (got.fy / want.fy - 1) * 100
+        out[f"{name} cx px"] = got.cx - want.cx
+        out[f"{name} cy px"] = got.cy - want.cy
+    motion = Extrinsics.from_dict(truth["rgb_from_ir"])
+    out["t mm"] = float(np.linalg.norm(np.subtract(solution.rgb_from_ir.t_m, motion.t_m)) * 1000)
+    delta = np.array(solution.rgb_from_ir.R) @ np.array(motion.R).T
+    out["R deg"] = float(np.degrees(np.linalg.norm(cv2.Rodrigues(delta)[0])))
+    out["ir rms px"] = solution.ir_rms
+    out["rgb rms px"] = solution.rgb_rms
+    out["stereo rms px"] = solution.stereo_rms
+    return out
+
+
+def subset(folder: Path, views: int, into: Path) -> Path:
+    """A folder of the first ``views`` pairs of ``folder`` (links, no copies)."""
+    into.mkdir()
+    for _nn, ir, rgb in find_pairs(folder)[:views]:
+        for path in (ir, rgb):
+            (into / path.name).symlink_to(path.resolve())
+    return into
+
+
+def render(out: Path, views: int, seed: int, model: str) -> Path:
+    try:
+        from simulator.camera.calibration_set import write_set
+    except ImportError:
+        sys.exit("simulator.camera.calibration_set is not here yet: render a set elsewhere and pass --folder DIR")
+    folder: Path = write_set(out, views, seed, model)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--views", default="20,40")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--model", default="frog-pro")
+    parser.add_argument("--folder", type=Path)
+    args = parser.parse_args(argv)
+    counts = [int(v) for v in args.views.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-calib-") as tmp:
+        work = Path(tmp)
+        if args.folder:
+            folder = args.folder
+        else:
+            start = time.perf_counter()
+            folder = render(work / "set", max(counts), args.seed, args.model)
+            print(
+                f"rendered {max(counts)} views of {args.model} (seed {args.seed})",
+                f"in {time.perf_counter() - start:.1f} s",
+            )
+        board = Board.read(folder / "board.json")
+        truth = json.loads((folder / "truth.json").read_text())
+        size = read_image(find_pairs(folder)[0][1]).shape
+        print(f"IR {size[1]}x{size[0]}, board {board.squares_x}x{board.squares_y} {board.dictionary}\n")
+        for count in counts:
+            views = subset(folder, count, work / f"first{count}")
+            results = {"ours": ours(views, board), "plain OpenCV": plain_opencv(views, board)}
+            print(f"{count} views offered")
+            print(f"{'':>16}" + "".join(f"{name:>14}" for name in results))
+            print(f"{'views used':>16}" + "".join(f"{r.views:>14d}" for r in results.values()))
+            print(f"{'total s':>16}" + "".join(f"{r.total_s:>14.2f}" for r in results.values()))
+            print(f"{'solve s':>16}" + "".join(f"{r.solve_s:>14.3f}" for r in results.values()))
+            table = {name: errors(r, truth) for name, r in results.items()}
+            for key in table["ours"]:
+                print(f"{key:>16}" + "".join(f"{t[key]:>14.4f}" for t in table.values()))
+            print()
+
+
+if __name__ == "__main__":
+    main()
