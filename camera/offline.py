@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^(ir|rgb)_(\d+)\.png$", re.IGNORECASE)
+_PNG = b"\x89PNG\r\n\x1a\n"
+MAX_SIDE = 16384  # the largest image side a calibration blob accepts (terminal.camera.Intrinsics)
 _DIAGNOSED = 3  # images searched for foreign markers when no view shows the board
 
 
@@ -76,6 +78,11 @@ def read_image(path: Path) -> npt.NDArray[np.uint8]:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise CorruptImage(path=str(path), detail=exc.strerror or str(exc)) from exc
+    header = data[:24].tobytes()
+    if header[:8] == _PNG and header[12:16] == b"IHDR":
+        width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+        if max(width, height) > MAX_SIDE:  # refused before decoding: a calibration blob cannot hold it anyway
+            raise CorruptImage(path=str(path), detail=_("it is {width}x{height} pixels", width=width, height=height))
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None or image.size == 0 or image.ndim not in (2, 3):
         raise CorruptImage(path=str(path), detail=_("it is not a whole PNG image"))
@@ -116,8 +123,7 @@ def calibrate_folder(
                 unseen.append(image)
         detections.append((nn, views[0], views[1]))
         report.progress(done + 1, len(pairs), counts="items")
-    with_board = [(nn, i, r) for nn, i, r in detections if i.count and r.count]
-    if not with_board:
+    if not any(ir.count and rgb.count for _nn, ir, rgb in detections):
         detail = next(filter(None, (explain_missing_board(im, board) for im in unseen)), None)
         raise BoardNotFound(directory=str(directory), detail=detail or _("no ArUco markers at all"))
     report.phase("select", _("Choosing views"))

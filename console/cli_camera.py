@@ -125,10 +125,6 @@ def _from_images(directory: Path, board_path: Path, as_json: bool) -> None:
 
     with reported(as_json):
         board = _read_board(board_path)
-        if not directory.is_dir():
-            from camera.offline import NoImagePairs
-
-            raise NoImagePairs(directory=str(directory))
         with _bars(as_json) as bars:
             calibration = calibrate_folder(directory, board, bars)
     answer = calibration.as_json()

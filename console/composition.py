@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 SIM_ENV = "NAIAD_SIM"
 ROOTS_ENV = "NAIAD_MANUFACTURER_CA"
 ROOTS_FILE = "manufacturer-ca.pem"
-JIG_POSES = 40
-"""Poses in the simulator's planned jig sequence (its ``jig_pose`` scenes)."""
 
 
 def chosen_sim_dir(sim_dir: str | os.PathLike[str] | None = None) -> Path | None:
@@ -102,6 +100,7 @@ class Wiring:
 def _sim_jig(sim_dir: Path, board: Board | None) -> Jig:
     """A :class:`SimJig` (defined here, where sim and real meet, so the core never learns of the simulator)."""
     from provisioning.camera_steps import Jig
+    from simulator.camera.jig import JIG_POSES
     from simulator.control import SimControl
 
     class SimJig(Jig):

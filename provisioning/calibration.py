@@ -24,15 +24,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
+
 from camera.calibrate import Calibration, calibrate_views
 from camera.depth import depth_failures, measure_depth
-from camera.detect import detect
+from camera.detect import Detection, detect
 from camera.fieldcheck import field_check
-from camera.frames import decode_frame_set
+from camera.frames import Frames, decode_frame_set
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
 from camera.views import PairSelector
 from i18n import N_, _
@@ -114,6 +117,15 @@ def require_check_role(session: OperatorSession | None) -> OperatorSession:
 # --- one unit -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _View:
+    """One captured view: the IR image (for the panel) and the board as each camera saw it."""
+
+    image: npt.NDArray[np.uint8]
+    ir: Detection
+    rgb: Detection
+
+
 @dataclass
 class _UnitCamera:
     """One unit's camera step, on one management connection: the procedures of full, check and depth."""
@@ -138,10 +150,19 @@ class _UnitCamera:
         self.camera.projector(False)
         selector = PairSelector(self.board, self.caps.ir, self.caps.rgb)
         self._phase(CameraPhase.VIEWS)
-        for index in range(jig.planned):
-            jig.present_board(self.serial, index)
-            self._view(selector)
-            self.report.progress(index + 1, jig.planned, counts="items")
+        # One view is detected while the unit renders and sends the next: detection (OpenCV) and the link both
+        # let go of the GIL, so a jig run takes about as long as its captures.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{self.serial}") as detector:
+            pending: Future[_View] | None = None
+            for index in range(jig.planned):
+                jig.present_board(self.serial, index)
+                frames = self._capture()
+                if pending is not None:
+                    self._offer(selector, pending.result())
+                pending = detector.submit(self._detect, frames)
+                self.report.progress(index + 1, jig.planned, counts="items")
+            if pending is not None:
+                self._offer(selector, pending.result())
         self._fill(jig, selector)
         self._phase(CameraPhase.SOLVE)
         calibration = calibrate_views(selector.accepted, self.board, self.caps.ir, self.caps.rgb)
@@ -157,17 +178,24 @@ class _UnitCamera:
             raise OutOfLimits(serial=self.serial, failures="; ".join(failed))
         return calibration, depth
 
-    def _view(self, selector: PairSelector) -> None:
-        """One flood-lit IR + RGB capture of the board, detected and offered; shown with the coverage so far."""
+    def _capture(self) -> Frames:
+        """One flood-lit IR + RGB capture of what the jig presents."""
         frames = decode_frame_set(self.camera.capture(("ir", "rgb")))
         assert frames.ir is not None and frames.rgb is not None  # decode_frame_set checked what was asked
-        ir = detect(frames.ir, self.board)
-        verdict = selector.offer(ir, detect(frames.rgb, self.board))
+        return frames
+
+    def _detect(self, frames: Frames) -> _View:
+        assert frames.ir is not None and frames.rgb is not None
+        return _View(frames.ir, detect(frames.ir, self.board), detect(frames.rgb, self.board))
+
+    def _offer(self, selector: PairSelector, view: _View) -> None:
+        """Offer a detected view to the selector; shown with the coverage so far."""
+        verdict = selector.offer(view.ir, view.rgb)
         coverage = selector.ir
         shown = ViewObservation(
             "ir",
-            frames.ir,
-            ir.corners,
+            view.image,
+            view.ir.corners,
             verdict.accepted,
             verdict.reason,
             coverage.coverage(),
@@ -194,7 +222,7 @@ class _UnitCamera:
                 self._phase(CameraPhase.COVERAGE)
             tried.add(holes[0])
             jig.present_aimed(self.serial, *holes[0])
-            self._view(selector)
+            self._offer(selector, self._detect(self._capture()))
             self.report.progress(len(tried), EXTRA_POSES, counts="items")
 
     def depth(self, jig: Jig, distances_m: Sequence[float], ir: Intrinsics) -> list[dict[str, Any]]:

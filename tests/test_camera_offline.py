@@ -144,6 +144,14 @@ def test_poor_coverage_and_broken_limits_are_errors(good_set: Path) -> None:
         calibrate_folder(good_set, BOARD, limits=CameraLimits(calibration_rms_px=0.01))
 
 
+def test_a_huge_png_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "ir_00.png"
+    ihdr = (40000).to_bytes(4, "big") + (30000).to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + b"IHDR" + ihdr + bytes(4))
+    with pytest.raises(CorruptImage, match="40000x30000"):
+        read_image(path)
+
+
 @pytest.mark.parametrize("make", [lambda p: None, lambda p: p.mkdir()])
 def test_no_pairs_at_all(tmp_path: Path, make: object) -> None:
     target = tmp_path / "empty"
