@@ -43,7 +43,8 @@ OPTICS_SIGMA_PX = 0.5
 DEFOCUS_SIGMA_PX = 3.0
 NOISE_MARGIN = 64
 SPECKLE_AMBIENT = 0.2  # flood share of a speckle image
-HOLE_SHARE = 0.008  # depth lost in small blobs
+HOLE_SHARE = 0.01  # depth lost in small blobs
+HOLE_PX = 6
 DARK_HOLE_SHARE = 0.03  # extra depth lost per pixel on dark surfaces
 
 
@@ -129,8 +130,8 @@ def board_texture(board: Board) -> tuple[Image, ...]:
 def wall_texture() -> tuple[Image, ...]:
     """A matte, slightly mottled wall (tileable)."""
     rng = np.random.default_rng(7)
-    noise = rng.standard_normal((256, 256)).astype(np.float32)
-    smooth = cv2.GaussianBlur(noise, (0, 0), 6, borderType=cv2.BORDER_WRAP)
+    noise = np.tile(rng.standard_normal((256, 256)).astype(np.float32), (3, 3))
+    smooth = cv2.GaussianBlur(noise, (0, 0), 6)[256:512, 256:512]  # the middle tile: seamless when it wraps
     image = np.clip(170 + smooth * (12 / smooth.std()), 0, 255).astype(np.uint8)
     return (image,)
 
@@ -328,8 +329,8 @@ def _depth(truth: CameraTruth, z_mm: Floats, codes: Image, capture: Capture, rng
     sigma = sigma_z_mm(truth, z_mm)
     noisy = z_mm * np.float32(capture.depth_scale) + rng.standard_normal(z_mm.shape, dtype=np.float32) * sigma
     h, w = z_mm.shape
-    blobs = cv2.resize(rng.random((h // 8 + 1, w // 8 + 1), dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    lost = blobs < HOLE_SHARE * 4  # a smoothed uniform field is rarely this low: small round holes
+    seeds = (rng.random((h // HOLE_PX + 1, w // HOLE_PX + 1)) < HOLE_SHARE).astype(np.float32)
+    lost = cv2.resize(seeds, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5  # holes of about HOLE_PX pixels
     lost |= (codes < 64) & (rng.random(z_mm.shape, dtype=np.float32) < DARK_HOLE_SHARE)
     low, high = capture.depth_range_mm
     lost |= (z_mm <= 0) | (noisy < low) | (noisy > high)

@@ -26,8 +26,7 @@ from terminal.protocol import CAMERA_STREAMS, ErrorCode, MessageType, Payload, f
 from ..link import Faults
 from ..state import UnitStore, replace_atomically
 from .jig import scene_from_dict, scene_to_dict
-from .optics import rays
-from .render import OVERSAMPLE, Capture, Scene, render
+from .render import Capture, Scene, render
 from .truth import CameraTruth, load_or_draw
 
 LOG = logging.getLogger(__name__)
@@ -77,7 +76,6 @@ class SimCamera:
         self.ir_us, self.rgb_us = DEFAULT_IR_US, DEFAULT_RGB_US
         self.frame_set = 0
         self._rng = np.random.default_rng()
-        self._warm = False
 
     # -- state -----------------------------------------------------------------------------------------
     @property
@@ -99,30 +97,17 @@ class SimCamera:
         for stream in CAMERA_STREAMS:
             self._objects.pop(frame_object(stream), None)
 
-    def warm_up(self) -> None:
-        """Compute the cameras' rays in the background, so the first capture is as fast as the rest."""
-
-        def work() -> None:
-            truth = self.physical()
-            rays(truth.ir, OVERSAMPLE), rays(truth.ir, 1), rays(truth.rgb, OVERSAMPLE)
-
-        threading.Thread(target=work, name=f"camera warm-up {self.serial}", daemon=True).start()
-
     def set_scene(self, data: Any) -> dict[str, Any]:
         """Put ``data`` (a scene dict) in front of the camera; returns the resolved scene."""
-        scene = scene_from_dict(data, self.physical(), self.model, self.serial)
+        scene = scene_from_dict(data, self.truth, self.model, self.serial)
         self._scene_data = dict(data)
         return scene_to_dict(scene)
 
     def scene(self) -> Scene:
-        return scene_from_dict(self._scene_data, self.physical(), self.model, self.serial)
+        return scene_from_dict(self._scene_data, self.truth, self.model, self.serial)
 
     # -- requests ----------------------------------------------------------------------------------------
     def handle(self, type_: int, payload: Payload) -> Payload:
-        if not self._warm:  # the station's first camera request: prepare the rays while it sets up
-            self._warm = True
-            if type_ != MessageType.CAMERA_CAPTURE:
-                self.warm_up()
         return self._HANDLERS[type_](self, payload)
 
     def _capabilities(self, payload: Payload) -> Payload:
