@@ -3,7 +3,7 @@
 A scene is at most one plane in front of a dark, distant room: a ChArUco board at a pose (OpenCV's own board
 image, so OpenCV detects it) or a flat wall at a distance and tilt.  Each camera looks at it through its exact
 per-pixel rays (``optics.rays``): a plane maps rays to plane coordinates by a homography, and the board texture
-is sampled with ``s x s`` samples per pixel from a texture level no finer than the samples, then area-filtered,
+is sampled with ``s x s`` samples per pixel from the texture level that matches the samples, then area-filtered,
 so edges are anti-aliased and the board's corners stay where OpenCV's model puts them.
 
 - IR: flood-lit grey, or with ``speckle`` (projector on and working) the projector's dots over a weak flood.
@@ -30,7 +30,7 @@ from .truth import CameraTruth
 
 Image = npt.NDArray[np.uint8]
 Depth = npt.NDArray[np.uint16]
-OVERSAMPLE = 2  # samples per pixel along each axis before area filtering
+OVERSAMPLE_IR, OVERSAMPLE_RGB = 2, 1  # samples per pixel along each axis before area filtering
 TEXTURE_PX_PER_SQUARE = 112  # level 0 of a board texture (16 * 7: four exact halvings)
 TEXTURE_LEVELS = 4
 ALBEDO_BLACK, ALBEDO_WHITE = 0.06, 0.88  # texture code 0 and 255
@@ -220,10 +220,10 @@ def _extent_centre(plane: _Plane) -> npt.NDArray[np.float64]:
     return np.array([(u0 + u1) / 2, (v0 + v1) / 2])
 
 
-def _codes(camera: Intrinsics, plane: _Plane | None) -> Image:
+def _codes(camera: Intrinsics, plane: _Plane | None, oversample: int) -> Image:
     if plane is None:
         return np.full((camera.height, camera.width), BACKGROUND_CODE, dtype=np.uint8)
-    return _sample_texture(camera, plane, OVERSAMPLE)
+    return _sample_texture(camera, plane, oversample)
 
 
 def _albedo(codes: Image, sigma: float) -> Floats:
@@ -300,7 +300,7 @@ def render(
     """The frames of ``capture.streams`` of ``scene`` as ``truth``'s module sees it (OpenCV layouts)."""
     plane = _plane(scene)
     frames: dict[str, np.ndarray] = {}
-    ir_codes = _codes(truth.ir, plane) if {"ir", "depth"} & set(capture.streams) else None
+    ir_codes = _codes(truth.ir, plane, OVERSAMPLE_IR) if {"ir", "depth"} & set(capture.streams) else None
     z_mm = _surface_z_mm(truth.ir, plane) if ir_codes is not None else None
     if "ir" in capture.streams and ir_codes is not None and z_mm is not None:
         shade = vignetting(truth.ir) * np.float32(IR_WHITE_DN / ALBEDO_WHITE * capture.ir_gain)
@@ -312,7 +312,7 @@ def render(
     if "rgb" in capture.streams:
         rotation = np.array(truth.rgb_from_ir.R, dtype=np.float64)
         t = np.array(truth.rgb_from_ir.t_m, dtype=np.float64)
-        codes = _codes(truth.rgb, None if plane is None else _in_camera(plane, rotation, t))
+        codes = _codes(truth.rgb, None if plane is None else _in_camera(plane, rotation, t), OVERSAMPLE_RGB)
         sigma = DEFOCUS_SIGMA_PX if capture.rgb_defocus else OPTICS_SIGMA_PX
         grey = (
             _albedo(codes, sigma) * vignetting(truth.rgb) * np.float32(RGB_WHITE_DN / ALBEDO_WHITE * capture.rgb_gain)
