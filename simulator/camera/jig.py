@@ -118,6 +118,9 @@ def scene_from_dict(data: Any, truth: CameraTruth, model: TerminalModel, serial:
         board = Board.from_dict(data["board"]) if "board" in data else Board()
     except BoardFileError as exc:
         raise SceneError(detail=N_("its board is not a valid board")) from exc
+    markers = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, board.dictionary)).bytesList.shape[0]
+    if board.squares_x * board.squares_y // 2 > markers:
+        raise SceneError(detail=N_("its board needs more markers than its dictionary has"))
     if kind == "none":
         return EmptyScene()
     if kind == "default":

@@ -32,6 +32,7 @@ Image = npt.NDArray[np.uint8]
 Depth = npt.NDArray[np.uint16]
 OVERSAMPLE_IR, OVERSAMPLE_RGB = 2, 1  # samples per pixel along each axis before area filtering
 TEXTURE_PX_PER_SQUARE = 112  # level 0 of a board texture (16 * 7: four exact halvings)
+TEXTURE_MAX_PX = 4096  # a board of many squares gets fewer texels per square
 TEXTURE_LEVELS = 4
 ALBEDO_BLACK, ALBEDO_WHITE = 0.06, 0.88  # texture code 0 and 255
 BACKGROUND_CODE = 30  # the room behind the target: far and dark
@@ -105,6 +106,12 @@ def expected_plane_rms_mm(truth: CameraTruth, z_mm: float) -> float:
     return math.sqrt(float(sigma_z_mm(truth, z_mm)) ** 2 + 1.0 / 12.0)
 
 
+def texture_px_per_square(board: Board) -> int:
+    """Texels per square at level 0: TEXTURE_PX_PER_SQUARE, less for big boards; a multiple of 8 (exact halvings)."""
+    fits = TEXTURE_MAX_PX // (max(board.squares_x, board.squares_y) + 1) // 8 * 8
+    return max(8, min(TEXTURE_PX_PER_SQUARE, fits))
+
+
 @functools.lru_cache(maxsize=8)
 def board_texture(board: Board) -> tuple[Image, ...]:
     """OpenCV's own image of ``board`` with half a square of white paper around it, at TEXTURE_LEVELS levels."""
@@ -115,7 +122,7 @@ def board_texture(board: Board) -> tuple[Image, ...]:
         cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, board.dictionary)),
     )
     cv_board.setLegacyPattern(board.legacy_pattern)
-    px = TEXTURE_PX_PER_SQUARE
+    px = texture_px_per_square(board)
     image = cv_board.generateImage((board.squares_x * px, board.squares_y * px), marginSize=0, borderBits=1)
     level0 = cv2.copyMakeBorder(image, px // 2, px // 2, px // 2, px // 2, cv2.BORDER_CONSTANT, value=255)
     levels: list[Image] = [np.asarray(level0, dtype=np.uint8)]
@@ -144,7 +151,7 @@ def _rotation(rvec: tuple[float, float, float] | npt.NDArray[np.float64]) -> npt
 def _plane(scene: Scene) -> _Plane | None:
     if isinstance(scene, BoardScene):
         b = scene.board
-        texel = b.square_length_m / TEXTURE_PX_PER_SQUARE
+        texel = b.square_length_m / texture_px_per_square(b)
         margin = b.square_length_m / 2
         return _Plane(
             _rotation(scene.rvec),
