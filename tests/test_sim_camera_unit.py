@@ -86,8 +86,10 @@ def test_capture_keeps_each_frame_as_a_png_object_its_descriptor_names(unit: Vir
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
         assert image.dtype == dtype and image.shape[:2] == (height, width)
         assert (frame["width"], frame["height"], frame["channels"], frame["bits"]) == (width, height, channels, bits)
+    unit.handle(MessageType.TIME, {"utc": 2_000_000_000.0})
     second = _capture(unit, ["ir"])
     assert second["frame_set"] == reply["frame_set"] + 1
+    assert abs(second["timestamp"] - 2_000_000_000.0) < 60  # stamped by the unit's clock
     with pytest.raises(RequestRejected):  # a new capture replaces the frames of the last one
         unit.handle(MessageType.OBJECT_READ, {"name": "camera/rgb", "offset": 0, "length": 1000})
 

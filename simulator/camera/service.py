@@ -189,7 +189,8 @@ class SimCamera:
                 "bytes": len(png),
                 "sha256": digest,
             }
-        return {"frame_set": self.frame_set, "timestamp": time.time(), "frames": described}
+        timestamp = time.time() + self.store.load().clock_offset  # the unit's clock, as TIME set it
+        return {"frame_set": self.frame_set, "timestamp": timestamp, "frames": described}
 
     # -- the calibration object ------------------------------------------------------------------------
     def read_calibration(self) -> bytes | None:
