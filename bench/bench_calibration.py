@@ -24,11 +24,14 @@ rows; ``bench/bench_calibration.py`` with its defaults, frog-pro seed 1; errors 
     solve s CPU              0.083      0.088      0.226      0.210
     solve s wall             0.161      0.172      0.557      0.254
     ir fx %                -0.0371    -0.0380    -0.0223    -0.0231
-    ir cx, cy px     -0.055, -0.045  -0.077, -0.048  0.068, 0.007  0.061, 0.004
+    ir cx px                -0.055     -0.077      0.068      0.061
+    ir cy px                -0.045     -0.048      0.007      0.004
     rgb fx %               -0.0086    -0.0094    -0.0007    -0.0002
     t mm                    0.0787     0.0812     0.0639     0.0680
     R deg                   0.0067     0.0078     0.0048     0.0063
-    ir / rgb rms px    0.074/0.048  0.074/0.046  0.077/0.054  0.077/0.053
+    ir rms px                0.074      0.074      0.077      0.077
+    rgb rms px               0.048      0.046      0.054      0.053
+    stereo rms px            0.064      0.063      0.068      0.067
 
 Accuracy is the same as the plain script's (both far inside issue 8's limits: 0.3 %, 1.5 px, 0.5 mm, 0.1 deg,
 0.3 px): the simulator's renders are clean, so view selection (one near-duplicate pose dropped of each set)
