@@ -56,7 +56,6 @@ from .camera_steps import (
     CameraStepCrashed,
     CameraStepResult,
     DepthOutOfLimits,
-    DuplicateUnit,
     Jig,
     JigNotConfigured,
     NoJig,
@@ -380,14 +379,9 @@ def _depth_figures(runs: list[dict[str, Any]]) -> dict[str, float | int]:
 
 
 def _check_serials(serials: Sequence[str]) -> list[str]:
-    chosen = list(serials)
+    chosen = list(dict.fromkeys(serials))  # a unit named twice is calibrated once
     if not chosen:
         raise NoUnitsSelected()
-    seen: set[str] = set()
-    for serial in chosen:
-        if serial in seen:
-            raise DuplicateUnit(serial=serial)
-        seen.add(serial)
     return chosen
 
 

@@ -172,11 +172,6 @@ class NoUnitsSelected(CameraStepError):
     remedy = N_("Name units with --device SERIAL, or use --all with units attached in run mode.")
 
 
-class DuplicateUnit(CameraStepError):
-    message = N_("Unit {serial} is listed more than once")
-    remedy = N_("Name each unit once.")
-
-
 class UnknownMode(CameraStepError):
     message = N_("There is no calibration mode {mode}")
     remedy = N_("Use --mode full (on a jig) or --mode check (a field check).")

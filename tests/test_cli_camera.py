@@ -20,16 +20,10 @@ from conftest import SimHandle
 from console.cli import cli
 from provisioning import operators as ops
 from simulator.camera import jig
+from terminal.camera import Board
 
 PASSWORDS = {OPERATOR.operator: "otto-Secret-5521", INSTALLER.operator: "ina-Secret-7731"}
-BOARD = {
-    "type": "charuco",
-    "dictionary": "DICT_5X5_100",
-    "squares_x": 11,
-    "squares_y": 8,
-    "square_length_m": 0.024,
-    "marker_length_m": 0.018,
-}
+BOARD = Board().to_dict()  # the jig's board, as a board file holds it
 
 
 @pytest.fixture(autouse=True)
