@@ -123,8 +123,7 @@ def calibrate_folder(
                 unseen.append(image)
         detections.append((nn, views[0], views[1]))
         report.progress(done + 1, len(pairs), counts="items")
-    with_board = [(nn, i, r) for nn, i, r in detections if i.count and r.count]
-    if not with_board:
+    if not any(ir.count and rgb.count for _nn, ir, rgb in detections):
         detail = next(filter(None, (explain_missing_board(im, board) for im in unseen)), None)
         raise BoardNotFound(directory=str(directory), detail=detail or _("no ArUco markers at all"))
     report.phase("select", _("Choosing views"))

@@ -85,6 +85,9 @@ def test_selector_drops_blurred_sparse_and_repeated_views(pairs: list[tuple[Dete
     assert not sparse.accepted and sparse.reason and "too few" in sparse.reason
     assert len(selector.accepted) == 1
     assert selector.offer(pairs[1][0]).accepted
+    tilted = good.corners.copy()
+    tilted[: good.count // 4] += 20  # the same place, but one side of the board nearer: a new tilt, kept
+    assert selector.offer(Detection(good.ids, tilted, good.image_size, good.sharpness)).accepted
 
 
 def test_coverage_and_holes_point_at_the_empty_image() -> None:

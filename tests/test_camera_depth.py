@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -189,9 +188,6 @@ def test_false_colour_refuses_what_is_not_depth() -> None:
         false_colour(np.zeros((4, 4), np.uint16), (1200, 250))
 
 
-@pytest.mark.xfail(
-    raises=cv2.error, strict=False, reason="simcam 774de6b: wall_texture blurs with BORDER_WRAP, which OpenCV 5 refuses"
-)
 @pytest.mark.parametrize("distance_m", [0.5, 0.8])
 def test_the_simulators_wall_gives_back_its_configured_noise(distance_m: float) -> None:
     """Issue 8's accuracy figure: a flat wall at 0.5 m, plane-fit RMS within 10 % of sigma_z = Z^2 sigma_d / (f b)."""
