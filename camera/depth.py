@@ -29,6 +29,7 @@ As there:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -80,17 +81,7 @@ class DepthQuality:
     roi: tuple[int, int, int, int]  # x0, y0, x1, y1 (end exclusive)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "distance_m": self.distance_m,
-            "fill_rate": self.fill_rate,
-            "plane_rms_mm": self.plane_rms_mm,
-            "plane_rms_pct": self.plane_rms_pct,
-            "z_median_mm": self.z_median_mm,
-            "z_error_mm": self.z_error_mm,
-            "z_error_pct": self.z_error_pct,
-            "subpixel_rms_px": self.subpixel_rms_px,
-            "roi": list(self.roi),
-        }
+        return {**dataclasses.asdict(self), "roi": list(self.roi)}
 
 
 @dataclass(frozen=True)

@@ -105,21 +105,7 @@ class FieldCheck:
     depth: DepthQuality | None = None  # a wall check's depth figures
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": str(self.verdict),
-            "passed": self.passed,
-            "reprojection_rms_px": self.reprojection_rms_px,
-            "misalignment_px": self.misalignment_px,
-            "depth_bias_pct": self.depth_bias_pct,
-            "board_distance_m": self.board_distance_m,
-            "fill_rate": self.fill_rate,
-            "ir_blur_px": self.ir_blur_px,
-            "rgb_blur_px": self.rgb_blur_px,
-            "speckle_dots": self.speckle_dots,
-            "depth": None if self.depth is None else self.depth.as_dict(),
-            "findings": list(self.findings),
-            "advice": self.advice,
-        }
+        return {**dataclasses.asdict(self), "verdict": str(self.verdict), "depth": self.depth and self.depth.as_dict()}
 
 
 @dataclass
@@ -225,10 +211,13 @@ def _pose(
     if len(objects) < MIN_CORNERS:
         return None
     k, dist = _matrices(camera)
-    ok, rvec, tvec = cv2.solvePnP(objects, pixels, k, dist, flags=cv2.SOLVEPNP_IPPE)
-    if not ok:
+    try:
+        ok, rvec, tvec = cv2.solvePnP(objects, pixels, k, dist, flags=cv2.SOLVEPNP_IPPE)
+        if not ok:
+            return None
+        rvec, tvec = cv2.solvePnPRefineLM(objects, pixels, k, dist, rvec, tvec)
+    except cv2.error:  # corners that no pose explains (degenerate, or nearly on one line)
         return None
-    rvec, tvec = cv2.solvePnPRefineLM(objects, pixels, k, dist, rvec, tvec)
     projected, _jacobian = cv2.projectPoints(objects, rvec, tvec, k, dist)
     errors = projected.reshape(-1, 2) - pixels.astype(np.float64)
     rms = float(np.sqrt(np.mean(np.sum(errors**2, axis=1))))

@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -35,6 +36,7 @@ from PyQt6.QtWidgets import (
 
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
 from i18n import N_, _
+from terminal.errors import NaiadError
 from terminal.events import Message, Observed, PhaseStarted, Progressed
 
 from .frame_view import FrameView
@@ -55,6 +57,12 @@ DEPTH_FIGURES: tuple[tuple[str, str, str], ...] = (  # key, label msgid, value m
     ("z_error_pct", N_("Z error (of distance)"), N_("{value:+.3f} %")),
     ("subpixel_rms_px", N_("Subpixel RMS"), N_("{value:.3f} px")),
 )
+CHECK_FIGURES: tuple[tuple[str, str], ...] = (  # camera.fieldcheck.FieldCheck's figures
+    ("reprojection_rms_px", N_("reprojection {value:.2f} px")),
+    ("misalignment_px", N_("IR-RGB misalignment {value:.2f} px")),
+    ("depth_bias_pct", N_("depth bias {value:+.2f} %")),
+    ("board_distance_m", N_("board at {value:.2f} m")),
+)
 PERCENT_FIGURES = {"fill_rate"}  # figures given as a share (0..1), shown in per cent
 VERDICTS: dict[str, str] = {  # camera.fieldcheck.FieldVerdict values
     "ok": N_("Camera OK: no drift found"),
@@ -64,6 +72,8 @@ VERDICTS: dict[str, str] = {  # camera.fieldcheck.FieldVerdict values
     "no-target": N_("No board or wall in view"),
 }
 NO_VALUE = "—"
+MIN_SPAN_MM = 200.0
+"""The least depth range a false-colour picture spreads over."""
 
 
 def rotation_deg(matrix: Any) -> float:
@@ -86,14 +96,14 @@ def camera_values(observation: CameraObservation) -> dict[str, float]:
 
 
 def value_text(name: str, value: float, std: float | None) -> str:
-    """ "921.30 ± 0.41 px" for a focal length or principal point, "-0.1234 ± 0.0021" for a distortion term."""
+    """Text such as 921.30 ± 0.41 px (focal length, principal point) or -0.12340 ± 0.00210 (a distortion term)."""
     if name in ("fx", "fy", "cx", "cy"):
         if std is None:
             return _("{value:.2f} px", value=value)
         return _("{value:.2f} ± {std:.2f} px", value=value, std=std)
     if std is None:
-        return f"{value:.4f}"
-    return f"{value:.4f} ± {std:.4f}"
+        return f"{value:.5f}"
+    return f"{value:.5f} ± {std:.5f}"
 
 
 def outcome_text(result: Any) -> tuple[str, bool]:
@@ -115,12 +125,16 @@ def outcome_text(result: Any) -> tuple[str, bool]:
             lines.append(_("Calibrated and written to the unit (checksum {checksum})", checksum=str(checksum)[:12]))
         else:
             lines.append(_("Done"))
-    advice = figures.get("advice")
+    advice = getattr(result, "advice", None)
     if isinstance(advice, str) and advice:
         lines.append(advice)
-    findings = figures.get("findings")
-    if isinstance(findings, list):
-        lines += [str(finding) for finding in findings]
+    if verdict:
+        shown = [
+            _(msgid, value=float(figures[key]))
+            for key, msgid in CHECK_FIGURES
+            if isinstance(figures.get(key), int | float) and math.isfinite(float(figures[key]))
+        ]
+        lines.append(" · ".join(shown))
     return "\n".join(line for line in lines if line), ok
 
 
@@ -147,6 +161,7 @@ class CalibrationPanel(QDialog):
         self.frame_views = {stream: FrameView() for stream in ("ir", "rgb")}
         for view in self.frame_views.values():
             self.views.addTab(view, "")
+        self.views.currentChanged.connect(lambda _index: self._draw_view())
         self.coverage_label = QLabel()
         self.coverage_label.setObjectName("coverageLabel")
         self.view_label = QLabel()
@@ -158,7 +173,7 @@ class CalibrationPanel(QDialog):
 
         self.cameras_box = QGroupBox()
         self.camera_table = QTableWidget(len(PARAMETERS) + 1, len(CAMERAS))
-        self.camera_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        fit_table(self.camera_table)
         self.camera_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # type: ignore[union-attr]
         self.camera_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # type: ignore[union-attr]
         self.stereo_label = QLabel()
@@ -169,13 +184,14 @@ class CalibrationPanel(QDialog):
 
         self.depth_box = QGroupBox()
         self.depth_view = FrameView()
-        self.depth_view.setMinimumSize(200, 125)
+        self.depth_view.setMinimumSize(200, 110)
         self.depth_table = QTableWidget(len(DEPTH_FIGURES) + 1, 0)
-        self.depth_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        fit_table(self.depth_table)
+        self.depth_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # type: ignore[union-attr]
         self.depth_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # type: ignore[union-attr]
-        depth = QHBoxLayout(self.depth_box)
-        depth.addWidget(self.depth_view, 2)
-        depth.addWidget(self.depth_table, 3)
+        depth = QVBoxLayout(self.depth_box)
+        depth.addWidget(self.depth_view, 1)
+        depth.addWidget(self.depth_table)
 
         self.phase_label = QLabel()
         self.phase_label.setWordWrap(True)
@@ -196,11 +212,11 @@ class CalibrationPanel(QDialog):
         buttons.addStretch(1)
 
         right = QVBoxLayout()
-        right.addWidget(self.cameras_box, 3)
-        right.addWidget(self.depth_box, 2)
+        right.addWidget(self.cameras_box)
+        right.addWidget(self.depth_box, 1)
         top = QHBoxLayout()
-        top.addLayout(left, 3)
-        top.addLayout(right, 2)
+        top.addLayout(left, 5)
+        top.addLayout(right, 4)
         layout = QVBoxLayout(self)
         layout.addLayout(top, 1)
         layout.addWidget(self.phase_label)
@@ -277,12 +293,15 @@ class CalibrationPanel(QDialog):
         if event.unit != self.serial:
             return
         data = event.data
-        if event.kind == VIEW and isinstance(data, ViewObservation):
-            self.show_view(data)
-        elif event.kind == DEPTH and isinstance(data, DepthObservation):
-            self.show_depth(data)
-        elif event.kind == CAMERA and isinstance(data, CameraObservation):
-            self.show_camera(data)
+        try:
+            if event.kind == VIEW and isinstance(data, ViewObservation):
+                self.show_view(data)
+            elif event.kind == DEPTH and isinstance(data, DepthObservation):
+                self.show_depth(data)
+            elif event.kind == CAMERA and isinstance(data, CameraObservation):
+                self.show_camera(data)
+        except (ValueError, TypeError, KeyError, IndexError, NaiadError):  # a malformed frame must not end the console
+            LOG.exception("%s: cannot show a %s observation", self.serial, event.kind)
 
     # -- drawing what was observed -------------------------------------------------------------------------
 
@@ -293,8 +312,7 @@ class CalibrationPanel(QDialog):
         frame.show_frame(view.image)
         frame.show_corners(view.corners, kept=view.accepted)
         frame.show_grid(view.coverage_grid)
-        self.views.setCurrentWidget(frame)
-        self._draw_view()
+        self._draw_view()  # the tab shown stays as the operator chose: IR and RGB views may alternate
 
     def show_depth(self, depth: DepthObservation) -> None:
         self.depth_view.show_frame(false_colour_of(depth.depth_mm))
@@ -321,7 +339,7 @@ class CalibrationPanel(QDialog):
             return
         self.coverage_label.setText(
             _(
-                "Coverage: {percent:.0f} % of the image · {views} views kept",
+                "Coverage: {percent:.0f} % of the image · views kept: {views}",
                 percent=100.0 * view.coverage,
                 views=view.views,
             )
@@ -387,7 +405,6 @@ class CalibrationPanel(QDialog):
             passed = {True: _("pass"), False: _("fail"), None: NO_VALUE}[depth.passed]
             table.setItem(len(DEPTH_FIGURES), column, QTableWidgetItem(passed))
         table.setHorizontalHeaderLabels(headers)
-        table.resizeColumnsToContents()
 
     def _draw_outcome(self) -> None:
         if self._outcome_error is not None:
@@ -421,21 +438,26 @@ class CalibrationPanel(QDialog):
         self._draw_outcome()
 
 
+def fit_table(table: QTableWidget) -> None:
+    """A read-only table as tall as its rows (no empty space, no vertical scrolling)."""
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
+    table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+
 def false_colour_of(depth_mm: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
-    """The depth frame in false colour over the range it holds (near blue, far red; no depth black)."""
-    valid = depth_mm[depth_mm > 0]
+    """The depth frame in false colour over the range it holds: the 2nd to 98th percentile of a sparse sample (so
+    stray pixels do not flatten the picture, and a large frame costs the GUI thread little), widened to at least
+    :data:`MIN_SPAN_MM` around the median so a flat wall's noise does not fill the whole colour map."""
+    from camera.colour import false_colour  # OpenCV, loaded with the first depth frame, not with the console
+
+    sample = depth_mm[::4, ::4]
+    valid = sample[sample > 0]
     if valid.size == 0:
         return np.zeros((*depth_mm.shape, 3), np.uint8)
-    low, high = np.percentile(valid, (2, 98))
-    return false_colour(depth_mm, (int(low), int(max(high, low + 1))))
-
-
-def false_colour(depth_mm: npt.NDArray[np.uint16], range_mm: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """BGR false colour of a depth frame over ``range_mm`` (no depth: black)."""
-    import cv2
-
-    low, high = range_mm
-    scaled = (np.clip(depth_mm.astype(np.float32), low, high) - low) * (255.0 / max(1, high - low))
-    coloured = cv2.applyColorMap(scaled.astype(np.uint8), cv2.COLORMAP_JET)
-    coloured[depth_mm == 0] = 0
-    return np.asarray(coloured, np.uint8)
+    near, middle, far = (float(v) for v in np.percentile(valid, (2, 50, 98)))
+    if far - near < MIN_SPAN_MM:
+        near, far = middle - MIN_SPAN_MM / 2, middle + MIN_SPAN_MM / 2
+    low = max(0, int(near))
+    return false_colour(depth_mm, (low, min(65535, max(int(far), low + 1))))

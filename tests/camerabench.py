@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from camera.calibrate import Calibration, CameraResult, StereoResult
 from console.composition import Wiring
 from provisioning.calibration import calibrate_units, depth_quality
 from provisioning.camera_steps import CameraStepResult, Jig
@@ -104,6 +105,14 @@ class CameraBench:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def truth_calibration(truth: dict[str, Any]) -> Calibration:
+    """The simulator's truth as a solved calibration (for steps tested past the solve without a jig run)."""
+    std = dict.fromkeys(("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3"), 0.01)
+    cameras = [CameraResult(Intrinsics.from_dict(truth[name]), 0.1, std, [0.1], 20) for name in ("ir", "rgb")]
+    stereo = StereoResult(Extrinsics.from_dict(truth["rgb_from_ir"]), 0.1, 20)
+    return Calibration(cameras[0], cameras[1], stereo, 20)
 
 
 def rotation_deg(a: Any, b: Any) -> float:

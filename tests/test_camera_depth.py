@@ -19,8 +19,10 @@ from camera.depth import (
     pixel_rays,
 )
 from camera.errors import CameraError
+from simulator.camera.render import Capture, WallScene, render, sigma_z_mm
+from simulator.camera.truth import draw_truth
 from terminal.camera import Intrinsics
-from terminal.models import CameraLimits
+from terminal.models import CameraLimits, load_models
 
 IR = Intrinsics(640, 400, 460.0, 461.0, 322.0, 197.0, (-0.1, 0.05, 0.0005, -0.0003, 0.0))
 BASELINE_MM = 40.0
@@ -184,3 +186,17 @@ def test_false_colour_refuses_what_is_not_depth() -> None:
         false_colour(np.zeros((4, 4), np.uint8), (250, 1200))
     with pytest.raises(UnusableSetting):
         false_colour(np.zeros((4, 4), np.uint16), (1200, 250))
+
+
+@pytest.mark.parametrize("distance_m", [0.5, 0.8])
+def test_the_simulators_wall_gives_back_its_configured_noise(distance_m: float) -> None:
+    """Issue 8's accuracy figure: a flat wall at 0.5 m, plane-fit RMS within 10 % of sigma_z = Z^2 sigma_d / (f b)."""
+    model = load_models()["df2"]
+    truth = draw_truth(model, np.random.default_rng(11))
+    capture = Capture(streams=("depth",), depth_range_mm=model.camera.depth_range_mm)
+    depth = render(truth, WallScene(distance_m), capture, np.random.default_rng(2))["depth"]
+    quality = measure_depth(depth, truth.ir, truth.projector_baseline_mm, distance_m)
+    assert quality.plane_rms_mm == pytest.approx(sigma_z_mm(truth, distance_m * 1000), rel=0.1)
+    assert quality.subpixel_rms_px == pytest.approx(truth.disparity_sigma_px, rel=0.1)
+    assert abs(quality.z_error_pct or 0) < 0.1
+    assert depth_failures(quality, model.camera.limits) == []

@@ -24,7 +24,7 @@ from test_console_keys import NOWHERE, PASSWORDS, ROLES, FakeStation, _cheap_scr
 
 import i18n
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
-from console.calibration_panel import CHECK, FULL, CalibrationPanel, outcome_text
+from console.calibration_panel import CHECK, FULL, CalibrationPanel, false_colour_of, outcome_text
 from console.calibration_run import CALIBRATED, WAITING, CameraRoleNeeded, FieldCheckFailed
 from console.frame_view import FrameView, image_from_array
 from console.main_window import MainWindow
@@ -89,6 +89,7 @@ class FakeCameraResult:
     checksum: str | None = None
     error: NaiadError | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    advice: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"serial": self.serial, "ok": self.ok}
@@ -121,7 +122,8 @@ class ScriptedCamera:
             report.observe(VIEW, view())
             report.observe(DEPTH, depth(None))
             advice = "Recalibrate the unit on the jig."
-            result = FakeCameraResult(serial, step, False, "recalibrate", figures={"advice": advice})
+            figures = {"reprojection_rms_px": 1.84, "misalignment_px": 3.2, "depth_bias_pct": -0.4, "fill_rate": 0.98}
+            result = FakeCameraResult(serial, step, False, "recalibrate", figures=figures, advice=advice)
         report.finished(result)
         return [result]
 
@@ -200,12 +202,12 @@ def test_a_full_calibration_from_the_card_shows_views_cameras_depth_and_the_chec
     assert engine.calls == [(SERIAL, FULL, "olga", False)]
     ir = panel.frame_views["ir"]
     assert ir.frame_size is not None and (ir.frame_size.width(), ir.frame_size.height()) == (320, 200)
-    assert panel.coverage_label.text() == "Coverage: 50 % of the image · 2 views kept"
+    assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 2"
     assert panel.view_label.text() == "Last view kept: 12 corners"
     table = panel.camera_table
     texts = [table.item(row, 0).text() for row in range(4)]  # type: ignore[union-attr]
     assert texts == ["921.30 ± 0.41 px", "920.80 ± 0.39 px", "641.20 ± 0.52 px", "401.70 ± 0.48 px"]
-    assert table.item(4, 0).text() == "-0.1234 ± 0.0021"  # type: ignore[union-attr]
+    assert table.item(4, 0).text() == "-0.12340 ± 0.00210"  # type: ignore[union-attr]
     assert table.item(0, 1).text() == "—"  # type: ignore[union-attr]  # no RGB result was sent
     assert panel.stereo_label.text() == "IR to RGB: t = (25.00, -0.10, 0.30) mm, rotation 0.000°, RMS 0.200 px"
     depth_table = panel.depth_table
@@ -231,7 +233,11 @@ def test_a_field_check_shows_its_verdict_and_advice_on_the_panel_and_the_card(
 
     assert engine.calls == [(SERIAL, CHECK, "ivy", False)]
     text = panel.outcome_label.text()
-    assert text.splitlines() == ["Calibration drifted: recalibrate the camera", "Recalibrate the unit on the jig."]
+    assert text.splitlines() == [
+        "Calibration drifted: recalibrate the camera",
+        "Recalibrate the unit on the jig.",
+        "reprojection 1.84 px · IR-RGB misalignment 3.20 px · depth bias -0.40 %",
+    ]
     assert panel.outcome_label.property("failed") is True
     assert panel.depth_table.horizontalHeaderItem(0).text() == "—"  # type: ignore[union-attr]  # no known distance
     card = window.bench.card(SERIAL)
@@ -288,7 +294,9 @@ def test_observations_reach_the_observed_signal_on_the_gui_thread(qtbot: Any) ->
 # -- the panel fed directly --------------------------------------------------------------------------------------
 
 
-def test_the_panel_draws_observations_fed_to_it_directly(qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_panel_draws_observations_fed_to_it_directly(
+    qtbot: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(i18n, "_language", "en")
     panel = CalibrationPanel(SERIAL)
     qtbot.addWidget(panel)
@@ -299,28 +307,34 @@ def test_the_panel_draws_observations_fed_to_it_directly(qtbot: Any, monkeypatch
     panel.observed(Observed("DF2A00002", "calibrate", CAMERA, ir_camera()))  # another unit's: not drawn here
     assert panel.camera_table.item(0, 0).text() == "—"  # type: ignore[union-attr]
     panel.observed(Observed(SERIAL, "calibrate", VIEW, view(stream="rgb", views=4)))
-    assert panel.views.currentWidget() is panel.frame_views["rgb"]
-    assert panel.coverage_label.text() == "Coverage: 50 % of the image · 4 views kept"
+    assert panel.coverage_label.text() == "Coverage: 0 % of the image · views kept: 1"  # the IR tab's, still shown
+    panel.views.setCurrentWidget(panel.frame_views["rgb"])
+    assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 4"
     panel.observed(Observed(SERIAL, "calibrate", DEPTH, DepthObservation(np.zeros((20, 32), np.uint16), 0.5)))
     assert panel.depth_table.columnCount() == 0  # a frame without figures is shown, not tabulated
+    odd = ViewObservation("ir", np.zeros((4, 4), np.float64), corners(), True, None, 0.0, np.zeros((6, 8), bool), 1)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR):
+        panel.observed(Observed(SERIAL, "calibrate", VIEW, odd))  # logged, not raised out of the slot
+    assert "cannot show a view observation" in caplog.text
     panel.end(None, CameraRoleNeeded(roles="operator"))
     assert panel.outcome_label.property("failed") is True and "operator" in panel.outcome_label.text()
 
 
 def test_a_passed_check_reads_as_such() -> None:
-    text, ok = outcome_text(FakeCameraResult(SERIAL, "field-check", True, "ok", figures={"findings": ["bias 0.1 %"]}))
-    assert ok and text.splitlines() == ["Camera OK: no drift found", "bias 0.1 %"]
+    result = FakeCameraResult(SERIAL, "check", True, "ok", figures={"board_distance_m": 0.45}, advice="No action.")
+    text, ok = outcome_text(result)
+    assert ok and text.splitlines() == ["Camera OK: no drift found", "No action.", "board at 0.45 m"]
 
 
 def test_a_frame_is_shown_over_the_arrays_memory_scaled_with_its_aspect(qtbot: Any) -> None:
     frame = np.zeros((800, 1280), np.uint8)
     image, pixels = image_from_array(frame)
-    assert pixels is frame and int(image.constBits()) == frame.ctypes.data  # type: ignore[call-overload]
+    assert pixels is frame and int(image.constBits()) == frame.ctypes.data
     crop = np.zeros((10, 20, 3), np.uint8)[:, ::2]
     _image, copied = image_from_array(crop)
     assert copied.flags.c_contiguous and copied.shape == (10, 10, 3)
     with pytest.raises(ValueError):
-        image_from_array(np.zeros((4, 4), np.uint16))  # type: ignore[arg-type]
+        image_from_array(np.zeros((4, 4), np.uint16))
 
     view_ = FrameView()
     qtbot.addWidget(view_)
@@ -344,7 +358,7 @@ def test_the_panel_fits_1280x800_in_chinese_without_clipping(qtbot: Any, monkeyp
     for observation in (view(), ir_camera(), stereo(), depth(0.5), depth(1.0)):
         kind = {ViewObservation: VIEW, CameraObservation: CAMERA, DepthObservation: DEPTH}[type(observation)]
         panel.observed(Observed(SERIAL, "calibrate", kind, observation))
-    panel.end(FakeCameraResult(SERIAL, "field-check", False, "recalibrate", figures={"advice": "x" * 40}))
+    panel.end(FakeCameraResult(SERIAL, "field-check", False, "recalibrate", advice="x" * 60))
     hint = panel.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 760  # the window frame and a task bar take the rest
     panel.resize(1280, 760)
@@ -356,3 +370,17 @@ def test_the_panel_fits_1280x800_in_chinese_without_clipping(qtbot: Any, monkeyp
     for label in panel.findChildren(QLabel):
         if label.isVisible() and not label.wordWrap():
             assert label.width() >= label.sizeHint().width(), label.text()
+
+
+def test_depth_in_false_colour_keeps_a_flat_walls_noise_quiet_and_spreads_a_real_range() -> None:
+    rng = np.random.default_rng(7)
+    wall = (800 + rng.normal(0, 3, (80, 128))).astype(np.uint16)
+    wall[:, :8] = 0
+    picture = false_colour_of(wall)
+    assert picture.shape == (80, 128, 3) and not picture[:, :8].any()  # no depth: black
+    lit = picture[:, 8:].reshape(-1, 3).astype(int)
+    assert np.ptp(lit, axis=0).max() < 128  # millimetres of noise stay near one colour, not the whole map
+    ramp = np.tile(np.linspace(400, 1400, 128).astype(np.uint16), (80, 1))
+    coloured = false_colour_of(ramp).astype(int)
+    near, far = coloured[40, 2], coloured[40, -3]  # BGR
+    assert near[2] > near[0] and far[0] > far[2]  # near reads red, far blue
