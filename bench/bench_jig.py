@@ -140,6 +140,38 @@ def run(sim_dir: Path, ledger_path: Path, model: str, rounds: int) -> None:
         for name, value in accuracy(last, truth).items():
             print(f"  {name:>12}: {value:.4f}")
         print(f"  {'views used':>12}: {last.get('views_used')}")
+        per_view(station, jig, serial)
+
+
+def per_view(station: Station, jig: Any, serial: str, poses: int = 10) -> None:
+    """Where a view's time goes: the pose and the capture (the simulator renders, the link moves the PNGs), the
+    decoding, and the detection of the board in both images (which the step overlaps with the next capture)."""
+    from camera.detect import detect
+    from camera.frames import decode_frame_set
+    from terminal.camera import Board
+    from terminal.camera_unit import CameraUnit
+
+    spent = {"pose + capture": 0.0, "decode": 0.0, "detect IR + RGB": 0.0}
+    with station.connect(serial) as client:
+        camera = CameraUnit(client)
+        camera.projector(False)
+        for index in range(poses):
+            started = time.perf_counter()
+            jig.present_board(serial, index)
+            frame_set = camera.capture(("ir", "rgb"))
+            captured = time.perf_counter()
+            frames = decode_frame_set(frame_set)
+            decoded = time.perf_counter()
+            assert frames.ir is not None and frames.rgb is not None
+            detect(frames.ir, Board())
+            detect(frames.rgb, Board())
+            spent["pose + capture"] += captured - started
+            spent["decode"] += decoded - captured
+            spent["detect IR + RGB"] += time.perf_counter() - decoded
+        jig.release(serial)
+    print(f"per view, mean of {poses} poses, one after the other:")
+    for name, seconds in spent.items():
+        print(f"  {name:>16}: {1000 * seconds / poses:.0f} ms")
 
 
 if __name__ == "__main__":

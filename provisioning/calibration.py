@@ -47,7 +47,6 @@ from terminal.models import CameraLimits, TerminalModel, model_by_id
 
 from .camera_steps import (
     CALIBRATE_STEP,
-    CHECK,
     CHECK_STEP,
     DEPTH_STEP,
     FULL,
@@ -56,7 +55,6 @@ from .camera_steps import (
     CameraStepCrashed,
     CameraStepResult,
     DepthOutOfLimits,
-    DuplicateUnit,
     Jig,
     JigNotConfigured,
     NoJig,
@@ -141,7 +139,7 @@ class _UnitCamera:
     def limits(self) -> CameraLimits:
         return self.model.camera.limits
 
-    def _phase(self, phase: CameraPhase, distance_m: float | None = None) -> None:
+    def phase(self, phase: CameraPhase, distance_m: float | None = None) -> None:
         self.report.phase(phase, phase_label(phase, distance_m))
 
     # -- full ----------------------------------------------------------------------------------------
@@ -149,7 +147,7 @@ class _UnitCamera:
         """Views from the jig, solved and checked against the limits, and the depth quality at each distance."""
         self.camera.projector(False)
         selector = PairSelector(self.board, self.caps.ir, self.caps.rgb)
-        self._phase(CameraPhase.VIEWS)
+        self.phase(CameraPhase.VIEWS)
         # One view is detected while the unit renders and sends the next: detection (OpenCV) and the link both
         # let go of the GIL, so a jig run takes about as long as its captures.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{self.serial}") as detector:
@@ -164,7 +162,7 @@ class _UnitCamera:
             if pending is not None:
                 self._offer(selector, pending.result())
         self._fill(jig, selector)
-        self._phase(CameraPhase.SOLVE)
+        self.phase(CameraPhase.SOLVE)
         calibration = calibrate_views(selector.accepted, self.board, self.caps.ir, self.caps.rgb)
         failures = calibration.failures(self.limits)
         for name, result in (("ir", calibration.ir), ("rgb", calibration.rgb)):
@@ -219,7 +217,7 @@ class _UnitCamera:
                     min_coverage=round(100 * limits.min_coverage),
                 )
             if not tried:
-                self._phase(CameraPhase.COVERAGE)
+                self.phase(CameraPhase.COVERAGE)
             tried.add(holes[0])
             jig.present_aimed(self.serial, *holes[0])
             self._offer(selector, self._detect(self._capture()))
@@ -230,7 +228,7 @@ class _UnitCamera:
         self.camera.projector(True)
         runs: list[dict[str, Any]] = []
         for distance in distances_m:
-            self._phase(CameraPhase.DEPTH, distance)
+            self.phase(CameraPhase.DEPTH, distance)
             jig.present_wall(self.serial, distance)
             frames = decode_frame_set(self.camera.capture(("depth",)))
             assert frames.depth is not None
@@ -246,9 +244,9 @@ class _UnitCamera:
     def store(self, blob: CameraCalibration) -> str:
         """Write the blob and read it back; its checksum once the unit holds exactly it."""
         data = blob.encode()
-        self._phase(CameraPhase.WRITE)
+        self.phase(CameraPhase.WRITE)
         self.camera.write_calibration(data, self.report.progress_callback())
-        self._phase(CameraPhase.VERIFY)
+        self.phase(CameraPhase.VERIFY)
         back = self.camera.read_calibration()
         expected = blob_checksum(data)
         if back != data:
@@ -258,7 +256,7 @@ class _UnitCamera:
 
     # -- check ---------------------------------------------------------------------------------------
     def stored(self) -> tuple[CameraCalibration, str]:
-        self._phase(CameraPhase.READ)
+        self.phase(CameraPhase.READ)
         blob = self.camera.read_calibration()
         if blob is None:
             raise NoStoredCalibration(serial=self.serial)
@@ -267,13 +265,13 @@ class _UnitCamera:
     def field_check(self) -> tuple[Any, str]:
         """The stored calibration against a flood-lit board view and a depth frame: the check and the checksum."""
         calibration, checksum = self.stored()
-        self._phase(CameraPhase.CAPTURE)
+        self.phase(CameraPhase.CAPTURE)
         self.camera.projector(False)
         flood = decode_frame_set(self.camera.capture(("ir", "rgb")))
         self.camera.projector(True)
         lit = decode_frame_set(self.camera.capture(("ir", "depth"), speckle=True))
         assert flood.ir is not None and flood.rgb is not None and lit.depth is not None
-        self._phase(CameraPhase.CHECK)
+        self.phase(CameraPhase.CHECK)
         checked = field_check(flood.ir, flood.rgb, lit.depth, calibration, self.board, self.limits, ir_speckle=lit.ir)
         self.report.observe(DEPTH, DepthObservation(lit.depth, checked.board_distance_m, numbers(checked.as_dict())))
         return checked, checksum
@@ -289,12 +287,12 @@ def _run_on_unit(
     procedure: Callable[[_UnitCamera, Ledger, float], CameraStepResult],
     restore: Callable[[_UnitCamera], None],
 ) -> CameraStepResult:
-    """One unit's step as a ledger operation; any error becomes the unit's failed result, never the run's."""
+    """One unit's step as a ledger operation of kind ``step``; any error becomes the unit's failed result."""
     started = time.monotonic()
     try:
         device = station.find(serial)  # recorded as seen: the operation needs the unit in the ledger
         model = model_by_id(device.model)
-        with ledger.operation(serial, CALIBRATE_STEP if step != DEPTH_STEP else DEPTH_STEP) as op:
+        with ledger.operation(serial, step) as op:
             with station.connect(serial) as client:
                 camera = CameraUnit(client)
                 report.phase(CameraPhase.PREPARE, phase_label(CameraPhase.PREPARE))
@@ -330,7 +328,7 @@ def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
         calibration, depth = unit.calibrate(jig)
         blob = calibration.to_blob(unit.serial, unit.model.id, time.time())
         checksum = unit.store(blob)
-        unit._phase(CameraPhase.RECORD)
+        unit.phase(CameraPhase.RECORD)
         figures = numbers(dict(blob.figures))
         ledger.record_calibration(unit.serial, checksum, figures)
         depth_figures = _depth_figures(depth)
@@ -338,7 +336,7 @@ def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
         seconds = time.monotonic() - started
         return CameraStepResult(
             unit.serial,
-            FULL,
+            CALIBRATE_STEP,
             True,
             seconds,
             figures={**figures, **depth_figures},
@@ -351,14 +349,14 @@ def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
 
 def _check(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
     checked, checksum = unit.field_check()
-    unit._phase(CameraPhase.RECORD)
+    unit.phase(CameraPhase.RECORD)
     figures = numbers(checked.as_dict())
     verdict = str(checked.verdict)
     ledger.record_camera_check(unit.serial, CHECK_STEP, checked.passed, figures, verdict, calibration=checksum)
     seconds = time.monotonic() - started
     return CameraStepResult(
         unit.serial,
-        CHECK,
+        CHECK_STEP,
         bool(checked.passed),
         seconds,
         figures=figures,
@@ -380,14 +378,9 @@ def _depth_figures(runs: list[dict[str, Any]]) -> dict[str, float | int]:
 
 
 def _check_serials(serials: Sequence[str]) -> list[str]:
-    chosen = list(serials)
+    chosen = list(dict.fromkeys(serials))  # a unit named twice is calibrated once
     if not chosen:
         raise NoUnitsSelected()
-    seen: set[str] = set()
-    for serial in chosen:
-        if serial in seen:
-            raise DuplicateUnit(serial=serial)
-        seen.add(serial)
     return chosen
 
 
@@ -409,10 +402,10 @@ def calibrate_units(
 ) -> list[CameraStepResult]:
     """Calibrate (``full``, on ``jig``) or field-check (``check``) every unit of ``serials`` in parallel.
 
-    Refused as a whole (typed error, no unit touched) for an unknown mode, no or repeated units, or a
-    ``session`` without the role: ``operator`` for full, one of :data:`CHECK_ROLES` for check.  Results come in
-    the order of ``serials``; a unit's failure is its result's ``error``.  ``listener`` gets every unit's events
-    (step ``calibrate``) from the worker threads.
+    Refused as a whole (typed error, no unit touched) for an unknown mode, no units, a ``session`` without the
+    role (``operator`` for full, one of :data:`CHECK_ROLES` for check), or a full calibration without a jig.
+    Results come in the order of ``serials``; a unit's failure is its result's ``error``.  ``listener`` gets every
+    unit's events (step ``calibrate``) from the worker threads.
     """
     if mode not in MODES:
         raise UnknownMode(mode=mode)
@@ -433,7 +426,8 @@ def calibrate_units(
 
     def one(serial: str) -> CameraStepResult:
         report = Reporter(listener, serial, CALIBRATE_STEP)
-        return _run_on_unit(station, serial, mode, board, report, ledger, procedure, restore)
+        step = CALIBRATE_STEP if mode == FULL else CHECK_STEP
+        return _run_on_unit(station, serial, step, board, report, ledger, procedure, restore)
 
     workers = max(1, min(max_workers or len(chosen), len(chosen)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calibrate") as pool:
@@ -464,7 +458,7 @@ def depth_quality(
             unit.report.message(_("The unit holds no calibration: the model's nominal IR camera is used"))
         runs = unit.depth(jig, distances_m or unit.limits.depth_distances_m, ir)
         failures = [failure for run in runs for failure in run["failures"]]
-        unit._phase(CameraPhase.RECORD)
+        unit.phase(CameraPhase.RECORD)
         figures = _depth_figures(runs)
         ledger.record_camera_check(unit.serial, DEPTH_STEP, not failures, figures, calibration=checksum)
         error = DepthOutOfLimits(serial=unit.serial, failures="; ".join(failures)) if failures else None

@@ -16,11 +16,11 @@ from i18n import N_, _
 from terminal.errors import NaiadError
 
 CALIBRATE_STEP = "calibrate"
-"""A full calibration or a field check (``--mode``) in the event stream and as the ledger's operation kind."""
+"""The event stream's step of a full calibration and of a field check; a full calibration's ledger operation."""
 DEPTH_STEP = "depth-quality"
-"""A depth-quality run; also the kind of its camera-check record in the ledger."""
+"""A depth-quality run: its events, its ledger operation and its camera-check record."""
 CHECK_STEP = "field-check"
-"""A field check's kind of camera-check record in the ledger."""
+"""A field check: its ledger operation and camera-check record."""
 FULL = "full"
 CHECK = "check"
 MODES = (FULL, CHECK)
@@ -172,11 +172,6 @@ class NoUnitsSelected(CameraStepError):
     remedy = N_("Name units with --device SERIAL, or use --all with units attached in run mode.")
 
 
-class DuplicateUnit(CameraStepError):
-    message = N_("Unit {serial} is listed more than once")
-    remedy = N_("Name each unit once.")
-
-
 class UnknownMode(CameraStepError):
     message = N_("There is no calibration mode {mode}")
     remedy = N_("Use --mode full (on a jig) or --mode check (a field check).")
@@ -187,7 +182,8 @@ class UnknownMode(CameraStepError):
 
 @dataclass(frozen=True)
 class CameraStepResult:
-    """One unit's outcome of a camera step; a :class:`terminal.events.StepResult`.
+    """One unit's outcome of a camera step (``step``: calibrate, field-check or depth-quality); a
+    :class:`terminal.events.StepResult`.
 
     ``figures`` are plain numbers (RMS, standard deviations, depth figures); ``checksum`` names the calibration
     written (full) or checked against (check); ``verdict`` is a field check's :class:`camera.fieldcheck.FieldVerdict`.

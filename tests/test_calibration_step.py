@@ -164,6 +164,8 @@ def test_a_good_unit_passes_the_field_check_and_a_drifted_one_must_be_recalibrat
     assert drifted.error is None and drifted.advice
     [record] = cams.ledger.camera_checks(dropped, "field-check")
     assert not record.passed and record.verdict == "recalibrate" and record.operator == INSTALLER.operator
+    assert record.calibration == drifted.checksum
+    assert [(o.kind, o.status) for o in cams.ledger.operations(dropped)] == [("field-check", "succeeded")]
     assert passed.checksum == blob_checksum(cams.stored(good) or b"")
 
 

@@ -19,16 +19,11 @@ from conftest import SimHandle
 
 from console.cli import cli
 from provisioning import operators as ops
+from simulator.camera import jig
+from terminal.camera import Board
 
 PASSWORDS = {OPERATOR.operator: "otto-Secret-5521", INSTALLER.operator: "ina-Secret-7731"}
-BOARD = {
-    "type": "charuco",
-    "dictionary": "DICT_5X5_100",
-    "squares_x": 11,
-    "squares_y": 8,
-    "square_length_m": 0.024,
-    "marker_length_m": 0.018,
-}
+BOARD = Board().to_dict()  # the jig's board, as a board file holds it
 
 
 @pytest.fixture(autouse=True)
@@ -195,8 +190,11 @@ def test_calibrate_all_with_no_unit_in_run_mode_is_a_clear_error(units: Any) -> 
     _no_traceback(run)
 
 
-def test_full_calibration_of_a_unit_through_the_cli_writes_and_records_it(units: Any) -> None:
+def test_full_calibration_of_a_unit_through_the_cli_writes_and_records_it(
+    units: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bench: Bench = units(1)
+    monkeypatch.setattr(jig, "JIG_POSES", 12)  # the simulator's jig presents its first 12 poses; the station aims more
     [serial] = bench.sim.serials()
     run = bench.naiad("calibrate", "--device", serial, "--json")
     assert run.exit_code == 0, run.output
