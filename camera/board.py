@@ -10,7 +10,20 @@ import numpy as np
 import numpy.typing as npt
 
 from i18n import _
-from terminal.camera import DICTIONARIES, Board
+from terminal.camera import Board
+
+# Searched in this order (cheapest first) for the markers of a board other than the one the file describes.
+_SUSPECTS = (
+    "DICT_4X4_50",
+    "DICT_5X5_50",
+    "DICT_6X6_50",
+    "DICT_7X7_50",
+    "DICT_APRILTAG_16h5",
+    "DICT_APRILTAG_25h9",
+    "DICT_ARUCO_MIP_36h12",
+    "DICT_APRILTAG_36h11",
+    "DICT_ARUCO_ORIGINAL",
+)
 
 
 @functools.lru_cache(maxsize=32)
@@ -37,8 +50,9 @@ def _markers(image: npt.NDArray[np.uint8], dictionary: str) -> npt.NDArray[np.in
 def explain_missing_board(image: npt.NDArray[np.uint8], board: Board) -> str | None:
     """Why ``image`` (grey) shows no corner of ``board`` when it shows markers, translated; None if no markers.
 
-    Tells a board of another dictionary (named by the smallest predefined dictionary of its family that holds
-    every id seen), of another size, or printed in the other (legacy) pattern from a board that is not there.
+    Tells a board of another dictionary, of another size, or printed in the other (legacy) pattern from a
+    board that is not there.  Dictionaries of one family share their first markers, so each family is searched
+    by its smallest (fastest) member; large dictionaries take a second or more per image.
     """
     own = _markers(image, board.dictionary)
     if len(own) >= 4:
@@ -63,24 +77,11 @@ def explain_missing_board(image: npt.NDArray[np.uint8], board: Board) -> str | N
             "squares_y and the square and marker lengths",
             dictionary=board.dictionary,
         )
-    best, best_ids = "", np.zeros(0, np.int32)
-    for name in sorted(DICTIONARIES - {board.dictionary}):
-        ids = _markers(image, name)
-        if len(ids) > len(best_ids):
-            best, best_ids = name, ids
-    if len(best_ids) < 4:
-        return None
-    return _(
-        "markers of {found} were seen, but none of this board's dictionary {dictionary}",
-        found=_smallest_family_member(best, int(best_ids.max())),
-        dictionary=board.dictionary,
-    )
-
-
-def _smallest_family_member(name: str, largest_id: int) -> str:
-    """``DICT_4X4_1000`` with ids up to 43 is most likely a ``DICT_4X4_50`` board (the family shares markers)."""
-    family, _sep, size = name.rpartition("_")
-    if not size.isdigit():
-        return name
-    sizes = sorted(int(n.rpartition("_")[2]) for n in DICTIONARIES if n.rpartition("_")[0] == family)
-    return f"{family}_{next(s for s in sizes if s > largest_id)}"
+    for name in _SUSPECTS:
+        if name != board.dictionary and len(_markers(image, name)) >= 4:
+            return _(
+                "markers of {found} were seen, but none of this board's dictionary {dictionary}",
+                found=name,
+                dictionary=board.dictionary,
+            )
+    return None

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from i18n import _
+from i18n import N_, _
 from terminal.camera import Board, CameraCalibration, Extrinsics, Intrinsics
 from terminal.models import CameraLimits
 
@@ -29,6 +29,12 @@ MIN_POINTS = 6  # corners of one view a solve uses (a pose from a plane needs 4 
 MIN_SOLVE_VIEWS = 3  # below this a camera cannot be solved at all; the limits ask for far more
 OUTLIER_FACTOR = 4.0  # a view with an RMS this many times the median ...
 OUTLIER_FLOOR_PX = 0.5  # ... and above this is dropped before the final solve
+RMS_ABOVE = N_("{camera} reprojection RMS {value:.3f} px is above {limit:.3f} px")
+FOCAL_UNCERTAIN = N_("{camera} focal length uncertain: standard deviation {value:.3f} % is above {limit:.3f} %")
+PRINCIPAL_UNCERTAIN = N_(
+    "{camera} principal point uncertain: standard deviation {value:.2f} px is above {limit:.2f} px"
+)
+STEREO_RMS_ABOVE = N_("IR-to-RGB RMS {value:.3f} px is above {limit:.3f} px")
 Points = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
 
 
@@ -87,45 +93,18 @@ class Calibration:
 
     def failures(self, limits: CameraLimits) -> list[str]:
         """What breaks ``limits``, translated; empty when the calibration is accepted."""
-        out: list[str] = []
+        above: list[tuple[float, float, str, str]] = []  # (figure, limit, msgid, camera): broken when figure > limit
         for name, result in (("IR", self.ir), ("RGB", self.rgb)):
-            if result.rms_px > limits.calibration_rms_px:
-                out.append(
-                    _(
-                        "{camera} reprojection RMS {rms:.3f} px is above {limit:.3f} px",
-                        camera=name,
-                        rms=result.rms_px,
-                        limit=limits.calibration_rms_px,
-                    )
-                )
             focal = max(result.std["fx"] / result.intrinsics.fx, result.std["fy"] / result.intrinsics.fy) * 100
-            if focal > limits.focal_std_pct:
-                out.append(
-                    _(
-                        "{camera} focal length uncertain: standard deviation {std:.3f} % is above {limit:.3f} %",
-                        camera=name,
-                        std=focal,
-                        limit=limits.focal_std_pct,
-                    )
-                )
-            principal = max(result.std["cx"], result.std["cy"])
-            if principal > limits.principal_std_px:
-                out.append(
-                    _(
-                        "{camera} principal point uncertain: standard deviation {std:.2f} px is above {limit:.2f} px",
-                        camera=name,
-                        std=principal,
-                        limit=limits.principal_std_px,
-                    )
-                )
-        if self.stereo.rms_px > limits.stereo_rms_px:
-            out.append(
-                _(
-                    "IR-to-RGB RMS {rms:.3f} px is above {limit:.3f} px",
-                    rms=self.stereo.rms_px,
-                    limit=limits.stereo_rms_px,
-                )
-            )
+            above += [
+                (result.rms_px, limits.calibration_rms_px, RMS_ABOVE, name),
+                (focal, limits.focal_std_pct, FOCAL_UNCERTAIN, name),
+                (max(result.std["cx"], result.std["cy"]), limits.principal_std_px, PRINCIPAL_UNCERTAIN, name),
+            ]
+        above.append((self.stereo.rms_px, limits.stereo_rms_px, STEREO_RMS_ABOVE, "IR-RGB"))
+        out = [
+            _(msgid, camera=camera, value=value, limit=limit) for value, limit, msgid, camera in above if value > limit
+        ]
         if self.views_used < limits.min_views:
             out.append(
                 _("{found} views used; at least {needed} are needed", found=self.views_used, needed=limits.min_views)

@@ -28,7 +28,7 @@ class UnmatchedImages(CameraError):
 
 
 class CorruptImage(CameraError):
-    message = N_("The image {path} cannot be read: {detail}")
+    message = N_("The image {path} cannot be used: {detail}")
     remedy = N_("Capture the image again or remove the pair from the folder.")
 
 

@@ -19,7 +19,7 @@ from .detect import Detection
 
 MIN_SHARPNESS = 0.25  # an edge blurred by a Gaussian of about 1.6 px or more
 REDUNDANT_SHARE = 0.8  # a view sharing this share of its corners with a kept one ...
-REDUNDANT_SHIFT = 0.02  # ... that moved them by less than this share of the image diagonal (median) is a copy
+REDUNDANT_SHIFT = 0.02  # ... and moved nearly all of them (95 %) by less than this share of the diagonal is a copy
 
 BLURRED = N_("blurred (sharpness {sharpness:.2f}, at least {needed:.2f} needed)")
 TOO_FEW = N_("too few board corners ({found}, at least {needed} needed)")
@@ -104,7 +104,8 @@ class ViewSelector:
         common, ia, ib = np.intersect1d(a.ids, b.ids, return_indices=True)
         if len(common) < REDUNDANT_SHARE * max(a.count, b.count):
             return False
-        shift = float(np.median(np.linalg.norm(a.corners[ia] - b.corners[ib], axis=1)))
+        # Nearly every corner, not the median: a new tilt moves the far corners most, and tilts are what pin f.
+        shift = float(np.percentile(np.linalg.norm(a.corners[ia] - b.corners[ib], axis=1), 95))
         return shift < REDUNDANT_SHIFT * float(np.hypot(*self.image_size))
 
 

@@ -7,6 +7,7 @@ the exact inverse of the camera's distortion onto the board plane, supersampled 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,8 +144,16 @@ def write_set(
     rgb_from_ir: Extrinsics = RGB_FROM_IR,
     colour_ir: bool = False,
 ) -> Path:
-    """``ir_NN.png`` and ``rgb_NN.png`` of each pose in ``directory`` and the board file; returns it."""
+    """``ir_NN.png`` and ``rgb_NN.png`` of each pose, ``board.json`` and ``truth.json`` (the simulator's form)."""
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / "board.json").write_text(json.dumps(board.to_dict()))
+    truth = {
+        "ir": ir.to_dict(),
+        "rgb": rgb.to_dict(),
+        "rgb_from_ir": rgb_from_ir.to_dict(),
+        "poses": [{"rvec": list(p.rvec), "tvec_m": list(p.tvec_m)} for p in views],
+    }
+    (directory / "truth.json").write_text(json.dumps(truth))
     for i, pose in enumerate(views):
         cv2.imwrite(str(directory / f"ir_{i:02d}.png"), render(board, ir, pose, seed=2 * i, colour=colour_ir))
         cv2.imwrite(

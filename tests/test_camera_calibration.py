@@ -7,13 +7,13 @@ import json
 import cv2
 import numpy as np
 import pytest
+from charuco_render import IR, RGB, RGB_FROM_IR, poses, render, rgb_pose
 
 from camera.calibrate import Calibration, calibrate_camera, calibrate_views
 from camera.detect import Detection, detect, match_points
 from camera.views import PairSelector, ViewSelector, min_corners
 from terminal.camera import Board, CameraCalibration
 from terminal.models import CameraLimits
-from tests.charuco_render import IR, RGB, RGB_FROM_IR, poses, render, rgb_pose
 
 BOARD = Board()
 
@@ -85,6 +85,9 @@ def test_selector_drops_blurred_sparse_and_repeated_views(pairs: list[tuple[Dete
     assert not sparse.accepted and sparse.reason and "too few" in sparse.reason
     assert len(selector.accepted) == 1
     assert selector.offer(pairs[1][0]).accepted
+    tilted = good.corners.copy()
+    tilted[: good.count // 4] += 20  # the same place, but one side of the board nearer: a new tilt, kept
+    assert selector.offer(Detection(good.ids, tilted, good.image_size, good.sharpness)).accepted
 
 
 def test_coverage_and_holes_point_at_the_empty_image() -> None:
