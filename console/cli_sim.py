@@ -235,7 +235,13 @@ _unit_command("power-on", "power_on", N_("Restore a terminal's power; it boots."
         "seed, with board.json and the truth (no simulator needed)."
     ),
 )
-@option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help=N_("The directory."))
+@option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help=N_("The directory to write the set into."),
+)
 @option("--views", type=click.IntRange(1, 99), default=20, show_default=True, help=N_("How many views."))
 @option("--seed", type=click.IntRange(0), default=0, show_default=True, help=N_("Seed of the unit and its poses."))
 @option("--model", "model_id", default="df2", show_default=True, help=N_("Model id of the unit."))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -212,3 +213,17 @@ def test_a_drifted_module_moves_by_the_documented_offsets() -> None:
     moved = (np.array(drifted.rgb_from_ir.t_m) - np.array(truth.rgb_from_ir.t_m)) * 1000
     assert moved == pytest.approx(DRIFT.translation_mm)
     assert drifted.rgb == truth.rgb
+
+
+def test_the_ray_cache_keeps_within_its_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulator.camera import optics
+
+    small = Intrinsics(64, 40, 50.0, 50.0, 31.5, 19.5, (-0.1, 0.02, 0.0, 0.0, 0.0))
+    other = dataclasses.replace(small, fx=51.0)
+    monkeypatch.setattr(optics, "CACHE_BYTES", 64 * 40 * 2 * 4 + 1)  # room for one camera's rays
+    monkeypatch.setattr(optics, "_cache", type(optics._cache)())
+    first = optics.rays(small)
+    assert optics.rays(small) is first  # cached
+    optics.rays(other)
+    assert optics.rays(small) is not first  # evicted for the other camera, computed again
+    assert np.array_equal(optics.rays(small), first)

@@ -86,8 +86,10 @@ def test_capture_keeps_each_frame_as_a_png_object_its_descriptor_names(unit: Vir
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
         assert image.dtype == dtype and image.shape[:2] == (height, width)
         assert (frame["width"], frame["height"], frame["channels"], frame["bits"]) == (width, height, channels, bits)
+    unit.handle(MessageType.TIME, {"utc": 2_000_000_000.0})
     second = _capture(unit, ["ir"])
     assert second["frame_set"] == reply["frame_set"] + 1
+    assert abs(second["timestamp"] - 2_000_000_000.0) < 60  # stamped by the unit's clock
     with pytest.raises(RequestRejected):  # a new capture replaces the frames of the last one
         unit.handle(MessageType.OBJECT_READ, {"name": "camera/rgb", "offset": 0, "length": 1000})
 
@@ -287,3 +289,32 @@ def test_an_unknown_scene_kind_is_refused_before_anything_changes(unit: VirtualT
             unit.camera.set_scene(scene)
     assert unit.camera.scene() == before
     assert dataclasses.asdict(unit.camera.truth.ir) == dataclasses.asdict(unit.camera.physical().ir)
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
+_SCENE_KEYS = st.sampled_from(["kind", "rvec", "tvec_m", "jig_pose", "aim", "distance_m", "tilt_deg", "board"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(
+        _JSON,
+        st.dictionaries(_SCENE_KEYS, _JSON, max_size=4).map(lambda d: {"kind": "board", **d}),
+        st.dictionaries(_SCENE_KEYS, _JSON, max_size=3).map(lambda d: {**d, "kind": "wall"}),
+    )
+)
+def test_any_scene_the_control_channel_sends_is_staged_or_refused_cleanly(data: Any) -> None:
+    from simulator.camera.jig import SceneError, scene_from_dict
+    from simulator.camera.render import BoardScene, EmptyScene, WallScene
+
+    model = model_by_id("df2")
+    truth = _bare_unit().camera.truth
+    try:
+        scene = scene_from_dict(data, truth, model, "DF2HYPO")
+    except SceneError:
+        return
+    assert isinstance(scene, BoardScene | WallScene | EmptyScene)
