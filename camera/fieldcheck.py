@@ -130,15 +130,15 @@ class _Findings:
     def advice(self, verdict: FieldVerdict) -> str:
         return _(NEAR_LIMIT_ADVICE) if verdict is FieldVerdict.OK and self.near else _(ADVICE[verdict])
 
-    def against(self, value: float | None, limit: float, over: str, near: str, **params: Any) -> None:
+    def against(self, value: float | None, limit: float, over: str, near: str) -> None:
         """A finding (and drift) when ``|value|`` is over ``limit``; a note when it is near it."""
         if value is None:
             return
         if abs(value) > limit:
-            self.add(FieldVerdict.RECALIBRATE, _(over, value=value, limit=limit, **params))
+            self.add(FieldVerdict.RECALIBRATE, _(over, value=value, limit=limit))
         elif abs(value) > NEAR_LIMIT * limit:
             self.near = True
-            self.add(None, _(near, value=value, limit=limit, **params))
+            self.add(None, _(near, value=value, limit=limit))
 
 
 def blur_px(detection: Detection) -> float | None:
