@@ -46,12 +46,15 @@ def distance_range(model: TerminalModel, board: Board) -> tuple[float, float]:
     cam = model.camera
     width_px = cam.ir_resolution[0]
     board_w = board.squares_x * board.square_length_m
-    bit_m = board.marker_length_m / (int(board.dictionary.split("_")[1][0]) + 2)
     near = cam.focal_length_px * board_w / (BOARD_WIDTH_SHARE[0] * width_px)
-    far = min(
-        cam.focal_length_px * board_w / (BOARD_WIDTH_SHARE[1] * width_px), cam.focal_length_px * bit_m / MIN_BIT_PX
-    )
+    far = min(cam.focal_length_px * board_w / (BOARD_WIDTH_SHARE[1] * width_px), _readable_m(model, board))
     return near, max(far, near * 1.1)
+
+
+def _readable_m(model: TerminalModel, board: Board) -> float:
+    """The farthest distance at which a marker bit (of the marker and its black border) spans MIN_BIT_PX pixels."""
+    bits = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, board.dictionary)).markerSize + 2
+    return model.camera.focal_length_px * board.marker_length_m / bits / MIN_BIT_PX
 
 
 def aimed_pose(
@@ -99,9 +102,9 @@ def jig_poses(
 
 
 def default_scene(truth: CameraTruth, model: TerminalModel, board: Board) -> BoardScene:
-    """The board held up for a field check: mid-range, facing the camera, slightly tilted."""
-    near, far = distance_range(model, board)
-    distance = min(0.45, (near + far) / 2)
+    """The board held up for a field check: about 0.45 m (nearer where its markers would be too small), facing
+    the camera, slightly tilted."""
+    distance = max(min(0.45, _readable_m(model, board)), distance_range(model, board)[0])
     rvec, tvec = aimed_pose(truth, board, 0.5, 0.5, distance, (math.radians(8), math.radians(-6), 0.0))
     return BoardScene(board, rvec, tvec)
 
@@ -115,6 +118,9 @@ def scene_from_dict(data: Any, truth: CameraTruth, model: TerminalModel, serial:
         board = Board.from_dict(data["board"]) if "board" in data else Board()
     except BoardFileError as exc:
         raise SceneError(detail=N_("its board is not a valid board")) from exc
+    markers = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, board.dictionary)).bytesList.shape[0]
+    if board.squares_x * board.squares_y // 2 > markers:
+        raise SceneError(detail=N_("its board needs more markers than its dictionary has"))
     if kind == "none":
         return EmptyScene()
     if kind == "default":

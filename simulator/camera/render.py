@@ -3,7 +3,7 @@
 A scene is at most one plane in front of a dark, distant room: a ChArUco board at a pose (OpenCV's own board
 image, so OpenCV detects it) or a flat wall at a distance and tilt.  Each camera looks at it through its exact
 per-pixel rays (``optics.rays``): a plane maps rays to plane coordinates by a homography, and the board texture
-is sampled with ``s x s`` samples per pixel from a texture level no finer than the samples, then area-filtered,
+is sampled with ``s x s`` samples per pixel from the texture level that matches the samples, then area-filtered,
 so edges are anti-aliased and the board's corners stay where OpenCV's model puts them.
 
 - IR: flood-lit grey, or with ``speckle`` (projector on and working) the projector's dots over a weak flood.
@@ -30,8 +30,9 @@ from .truth import CameraTruth
 
 Image = npt.NDArray[np.uint8]
 Depth = npt.NDArray[np.uint16]
-OVERSAMPLE = 2  # samples per pixel along each axis before area filtering
+OVERSAMPLE_IR, OVERSAMPLE_RGB = 2, 1  # samples per pixel along each axis before area filtering
 TEXTURE_PX_PER_SQUARE = 112  # level 0 of a board texture (16 * 7: four exact halvings)
+TEXTURE_MAX_PX = 4096  # a board of many squares gets fewer texels per square
 TEXTURE_LEVELS = 4
 ALBEDO_BLACK, ALBEDO_WHITE = 0.06, 0.88  # texture code 0 and 255
 BACKGROUND_CODE = 30  # the room behind the target: far and dark
@@ -43,7 +44,8 @@ OPTICS_SIGMA_PX = 0.5
 DEFOCUS_SIGMA_PX = 3.0
 NOISE_MARGIN = 64
 SPECKLE_AMBIENT = 0.2  # flood share of a speckle image
-HOLE_SHARE = 0.008  # depth lost in small blobs
+HOLE_SHARE = 0.01  # depth lost in small blobs
+HOLE_PX = 6
 DARK_HOLE_SHARE = 0.03  # extra depth lost per pixel on dark surfaces
 
 
@@ -104,6 +106,12 @@ def expected_plane_rms_mm(truth: CameraTruth, z_mm: float) -> float:
     return math.sqrt(float(sigma_z_mm(truth, z_mm)) ** 2 + 1.0 / 12.0)
 
 
+def texture_px_per_square(board: Board) -> int:
+    """Texels per square at level 0: TEXTURE_PX_PER_SQUARE, less for big boards; a multiple of 8 (exact halvings)."""
+    fits = TEXTURE_MAX_PX // (max(board.squares_x, board.squares_y) + 1) // 8 * 8
+    return max(8, min(TEXTURE_PX_PER_SQUARE, fits))
+
+
 @functools.lru_cache(maxsize=8)
 def board_texture(board: Board) -> tuple[Image, ...]:
     """OpenCV's own image of ``board`` with half a square of white paper around it, at TEXTURE_LEVELS levels."""
@@ -114,7 +122,7 @@ def board_texture(board: Board) -> tuple[Image, ...]:
         cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, board.dictionary)),
     )
     cv_board.setLegacyPattern(board.legacy_pattern)
-    px = TEXTURE_PX_PER_SQUARE
+    px = texture_px_per_square(board)
     image = cv_board.generateImage((board.squares_x * px, board.squares_y * px), marginSize=0, borderBits=1)
     level0 = cv2.copyMakeBorder(image, px // 2, px // 2, px // 2, px // 2, cv2.BORDER_CONSTANT, value=255)
     levels: list[Image] = [np.asarray(level0, dtype=np.uint8)]
@@ -129,8 +137,8 @@ def board_texture(board: Board) -> tuple[Image, ...]:
 def wall_texture() -> tuple[Image, ...]:
     """A matte, slightly mottled wall (tileable)."""
     rng = np.random.default_rng(7)
-    noise = rng.standard_normal((256, 256)).astype(np.float32)
-    smooth = cv2.GaussianBlur(noise, (0, 0), 6, borderType=cv2.BORDER_WRAP)
+    noise = np.tile(rng.standard_normal((256, 256)).astype(np.float32), (3, 3))
+    smooth = cv2.GaussianBlur(noise, (0, 0), 6)[256:512, 256:512]  # the middle tile: seamless when it wraps
     image = np.clip(170 + smooth * (12 / smooth.std()), 0, 255).astype(np.uint8)
     return (image,)
 
@@ -143,7 +151,7 @@ def _rotation(rvec: tuple[float, float, float] | npt.NDArray[np.float64]) -> npt
 def _plane(scene: Scene) -> _Plane | None:
     if isinstance(scene, BoardScene):
         b = scene.board
-        texel = b.square_length_m / TEXTURE_PX_PER_SQUARE
+        texel = b.square_length_m / texture_px_per_square(b)
         margin = b.square_length_m / 2
         return _Plane(
             _rotation(scene.rvec),
@@ -219,10 +227,10 @@ def _extent_centre(plane: _Plane) -> npt.NDArray[np.float64]:
     return np.array([(u0 + u1) / 2, (v0 + v1) / 2])
 
 
-def _codes(camera: Intrinsics, plane: _Plane | None) -> Image:
+def _codes(camera: Intrinsics, plane: _Plane | None, oversample: int) -> Image:
     if plane is None:
         return np.full((camera.height, camera.width), BACKGROUND_CODE, dtype=np.uint8)
-    return _sample_texture(camera, plane, OVERSAMPLE)
+    return _sample_texture(camera, plane, oversample)
 
 
 def _albedo(codes: Image, sigma: float) -> Floats:
@@ -299,7 +307,7 @@ def render(
     """The frames of ``capture.streams`` of ``scene`` as ``truth``'s module sees it (OpenCV layouts)."""
     plane = _plane(scene)
     frames: dict[str, np.ndarray] = {}
-    ir_codes = _codes(truth.ir, plane) if {"ir", "depth"} & set(capture.streams) else None
+    ir_codes = _codes(truth.ir, plane, OVERSAMPLE_IR) if {"ir", "depth"} & set(capture.streams) else None
     z_mm = _surface_z_mm(truth.ir, plane) if ir_codes is not None else None
     if "ir" in capture.streams and ir_codes is not None and z_mm is not None:
         shade = vignetting(truth.ir) * np.float32(IR_WHITE_DN / ALBEDO_WHITE * capture.ir_gain)
@@ -311,7 +319,7 @@ def render(
     if "rgb" in capture.streams:
         rotation = np.array(truth.rgb_from_ir.R, dtype=np.float64)
         t = np.array(truth.rgb_from_ir.t_m, dtype=np.float64)
-        codes = _codes(truth.rgb, None if plane is None else _in_camera(plane, rotation, t))
+        codes = _codes(truth.rgb, None if plane is None else _in_camera(plane, rotation, t), OVERSAMPLE_RGB)
         sigma = DEFOCUS_SIGMA_PX if capture.rgb_defocus else OPTICS_SIGMA_PX
         grey = (
             _albedo(codes, sigma) * vignetting(truth.rgb) * np.float32(RGB_WHITE_DN / ALBEDO_WHITE * capture.rgb_gain)
@@ -328,8 +336,8 @@ def _depth(truth: CameraTruth, z_mm: Floats, codes: Image, capture: Capture, rng
     sigma = sigma_z_mm(truth, z_mm)
     noisy = z_mm * np.float32(capture.depth_scale) + rng.standard_normal(z_mm.shape, dtype=np.float32) * sigma
     h, w = z_mm.shape
-    blobs = cv2.resize(rng.random((h // 8 + 1, w // 8 + 1), dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    lost = blobs < HOLE_SHARE * 4  # a smoothed uniform field is rarely this low: small round holes
+    seeds = (rng.random((h // HOLE_PX + 1, w // HOLE_PX + 1)) < HOLE_SHARE).astype(np.float32)
+    lost = cv2.resize(seeds, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5  # holes of about HOLE_PX pixels
     lost |= (codes < 64) & (rng.random(z_mm.shape, dtype=np.float32) < DARK_HOLE_SHARE)
     low, high = capture.depth_range_mm
     lost |= (z_mm <= 0) | (noisy < low) | (noisy > high)

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import cv2
@@ -26,15 +27,13 @@ from terminal.protocol import CAMERA_STREAMS, ErrorCode, MessageType, Payload, f
 from ..link import Faults
 from ..state import UnitStore, replace_atomically
 from .jig import scene_from_dict, scene_to_dict
-from .optics import rays
-from .render import OVERSAMPLE, Capture, Scene, render
+from .render import Capture, Scene, render
 from .truth import CameraTruth, load_or_draw
 
 LOG = logging.getLogger(__name__)
 CALIBRATION_FILE = "calibration.bin"
 DEFAULT_IR_US, DEFAULT_RGB_US = 2000, 8000
 EXPOSURE_US = (50, 50000)
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 Objects = dict[str, tuple[bytes, bytes]]  # name -> (data, SHA-256): the unit's object store
 
 
@@ -49,7 +48,7 @@ def _only(payload: Payload, allowed: set[str]) -> None:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    ok, png = cv2.imencode(".png", image, PNG_PARAMS)
+    ok, png = cv2.imencode(".png", image)  # OpenCV's default: fast, and smallest on noisy frames
     if not ok:
         raise RequestRejected(ErrorCode.INTERNAL, "PNG encoding failed")
     return png.tobytes()
@@ -77,7 +76,6 @@ class SimCamera:
         self.ir_us, self.rgb_us = DEFAULT_IR_US, DEFAULT_RGB_US
         self.frame_set = 0
         self._rng = np.random.default_rng()
-        self._warm = False
 
     # -- state -----------------------------------------------------------------------------------------
     @property
@@ -99,30 +97,17 @@ class SimCamera:
         for stream in CAMERA_STREAMS:
             self._objects.pop(frame_object(stream), None)
 
-    def warm_up(self) -> None:
-        """Compute the cameras' rays in the background, so the first capture is as fast as the rest."""
-
-        def work() -> None:
-            truth = self.physical()
-            rays(truth.ir, OVERSAMPLE), rays(truth.ir, 1), rays(truth.rgb, OVERSAMPLE)
-
-        threading.Thread(target=work, name=f"camera warm-up {self.serial}", daemon=True).start()
-
     def set_scene(self, data: Any) -> dict[str, Any]:
         """Put ``data`` (a scene dict) in front of the camera; returns the resolved scene."""
-        scene = scene_from_dict(data, self.physical(), self.model, self.serial)
+        scene = scene_from_dict(data, self.truth, self.model, self.serial)
         self._scene_data = dict(data)
         return scene_to_dict(scene)
 
     def scene(self) -> Scene:
-        return scene_from_dict(self._scene_data, self.physical(), self.model, self.serial)
+        return scene_from_dict(self._scene_data, self.truth, self.model, self.serial)
 
     # -- requests ----------------------------------------------------------------------------------------
     def handle(self, type_: int, payload: Payload) -> Payload:
-        if not self._warm:  # the station's first camera request: prepare the rays while it sets up
-            self._warm = True
-            if type_ != MessageType.CAMERA_CAPTURE:
-                self.warm_up()
         return self._HANDLERS[type_](self, payload)
 
     def _capabilities(self, payload: Payload) -> Payload:
@@ -189,9 +174,10 @@ class SimCamera:
         for stream in CAMERA_STREAMS:
             self._objects.pop(frame_object(stream), None)
         described: dict[str, Any] = {}
+        with ThreadPoolExecutor(len(streams), thread_name_prefix="png") as pool:  # zlib lets go of the GIL
+            pngs = dict(zip(streams, pool.map(encode_png, (frames[s] for s in streams)), strict=True))
         for stream in streams:
-            image = frames[stream]
-            png = encode_png(image)
+            image, png = frames[stream], pngs[stream]
             digest = hashlib.sha256(png).digest()
             self._objects[frame_object(stream)] = (png, digest)
             described[stream] = {
