@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .composition import Wiring
 
 SUBCOMMANDS = {
+    "calibrate": "console.cli_camera:calibrate",
+    "depth-quality": "console.cli_camera:depth_quality",
     "doctor": "console.doctor:doctor",
     "fastboot": "console.cli_fastboot:fastboot",
     "firmware": "console.cli_firmware:firmware",

@@ -9,7 +9,7 @@ import click
 
 from i18n import N_, _, translate
 
-from .cli_common import Group, emit_json, json_option, option, out, reported, table
+from .cli_common import Group, byte_bar, emit_json, json_option, option, out, output_errors, reported, table
 
 
 def _state(ctx: click.Context, state: Path | None) -> Path:
@@ -164,6 +164,21 @@ def stop(ctx: click.Context, state: Path | None) -> None:
     default=None,
     help=N_("Serve an attestation certificate whose signature does not verify (or an intact one again)."),
 )
+@option(
+    "--camera-drift/--no-camera-drift",
+    default=None,
+    help=N_("Drop the camera: its calibration drifts (or restore the factory module)."),
+)
+@option(
+    "--dead-projector/--projector-ok",
+    default=None,
+    help=N_("Kill the IR projector: no dots, no depth, though it still answers 'on' (or repair it)."),
+)
+@option(
+    "--rgb-defocus/--rgb-focused",
+    default=None,
+    help=N_("Put the RGB camera out of focus (or back in focus)."),
+)
 @with_faults
 @click.pass_context
 def faults(
@@ -174,12 +189,22 @@ def faults(
     unplug_after_bytes: int | None,
     counterfeit: bool | None,
     broken_chain: bool | None,
+    camera_drift: bool | None,
+    dead_projector: bool | None,
+    rgb_defocus: bool | None,
     **fault_options: Any,
 ) -> None:
     from simulator.control import SimControl
 
     changes = _faults(fault_options)
-    given = {"unplug_after_bytes": unplug_after_bytes, "counterfeit": counterfeit, "broken_chain": broken_chain}
+    given = {
+        "unplug_after_bytes": unplug_after_bytes,
+        "counterfeit": counterfeit,
+        "broken_chain": broken_chain,
+        "camera_drift": camera_drift,
+        "dead_projector": dead_projector,
+        "rgb_defocus": rgb_defocus,
+    }
     changes.update({name: value for name, value in given.items() if value is not None})
     with reported(False):
         SimControl(_state(ctx, state)).call("faults", serial=serial, **changes)
@@ -201,3 +226,32 @@ _unit_command("unplug", "unplug", N_("Pull a terminal's USB cable."))
 _unit_command("replug", "replug", N_("Plug a terminal's USB cable back in."))
 _unit_command("power-cut", "power_cut", N_("Cut a terminal's power."))
 _unit_command("power-on", "power_on", N_("Restore a terminal's power; it boots."))
+
+
+@sim.command(
+    "render-calibration-set",
+    help=N_(
+        "Render a calibration set into DIR: IR, RGB and depth views of the jig's board by a unit drawn from the "
+        "seed, with board.json and the truth (no simulator needed)."
+    ),
+)
+@option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help=N_("The directory to write the set into."),
+)
+@option("--views", type=click.IntRange(1, 99), default=20, show_default=True, help=N_("How many views."))
+@option("--seed", type=click.IntRange(0), default=0, show_default=True, help=N_("Seed of the unit and its poses."))
+@option("--model", "model_id", default="df2", show_default=True, help=N_("Model id of the unit."))
+@json_option
+def render_calibration_set(out_dir: Path, views: int, seed: int, model_id: str, as_json: bool) -> None:
+    from simulator.camera.calibration_set import write_set
+
+    with reported(as_json), output_errors(out_dir), byte_bar(not as_json, _("Rendering views")) as progress:
+        write_set(out_dir, views, seed, model_id, progress)
+    if as_json:
+        emit_json({"out": str(out_dir), "views": views, "seed": seed, "model": model_id})
+    else:
+        out().print(_("{views} views written to {out}.", views=views, out=out_dir))

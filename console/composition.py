@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from i18n import _
 
 if TYPE_CHECKING:
+    from provisioning.camera_steps import Jig
     from provisioning.station import Station
+    from terminal.camera import Board
     from terminal.discovery import Discovery
 
 SIM_ENV = "NAIAD_SIM"
@@ -64,6 +66,15 @@ class Wiring:
 
         return Station(self.discovery(), ledger_url)
 
+    def jig(self, board: Board | None = None) -> Jig:
+        """The calibration jig: the simulator's scenes for simulated units, none on the real bus (a jig driver
+        is configured per station; until then full calibration is refused and a field check needs none)."""
+        if self.sim_dir is None:
+            from provisioning.camera_steps import NoJig
+
+            return NoJig()
+        return _sim_jig(self.sim_dir, board)
+
     def manufacturer_roots(self) -> list[bytes]:
         """The manufacturer root certificates (DER) a unit's attestation chain must lead to.
 
@@ -84,3 +95,37 @@ class Wiring:
         if self.sim_dir is None:
             return _("the USB bus")
         return _("simulator {path}", path=str(self.sim_dir))
+
+
+def _sim_jig(sim_dir: Path, board: Board | None) -> Jig:
+    """A :class:`SimJig` (defined here, where sim and real meet, so the core never learns of the simulator)."""
+    from provisioning.camera_steps import Jig
+    from simulator.camera.jig import JIG_POSES
+    from simulator.control import SimControl
+
+    class SimJig(Jig):
+        """The simulator's jig: each presentation is a ``scene`` control command on the unit."""
+
+        planned = JIG_POSES
+
+        def __init__(self) -> None:
+            self.control = SimControl(sim_dir)
+
+        def _scene(self, serial: str, scene: dict[str, object]) -> None:
+            if board is not None and scene["kind"] == "board":
+                scene = {**scene, "board": board.to_dict()}
+            self.control.call("scene", serial=serial, scene=scene)
+
+        def present_board(self, serial: str, index: int) -> None:
+            self._scene(serial, {"kind": "board", "jig_pose": index})
+
+        def present_aimed(self, serial: str, x_frac: float, y_frac: float) -> None:
+            self._scene(serial, {"kind": "board", "aim": [x_frac, y_frac]})
+
+        def present_wall(self, serial: str, distance_m: float, tilt_deg: tuple[float, float] = (0.0, 0.0)) -> None:
+            self._scene(serial, {"kind": "wall", "distance_m": distance_m, "tilt_deg": list(tilt_deg)})
+
+        def release(self, serial: str) -> None:
+            self._scene(serial, {"kind": "default"})
+
+    return SimJig()

@@ -32,6 +32,7 @@ import i18n
 from i18n import N_, _
 from terminal.errors import NaiadError
 
+from .calibration_run import CameraCalibrations, CameraEngine, EngineCamera
 from .composition import Wiring
 from .flash_dialog import FlashDialog, UnitChoice, choices_from_cards
 from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
@@ -76,9 +77,11 @@ class MainWindow(QMainWindow):
         make_station: Callable[[], Station] | None = None,
         flash: FlashUnits = flash_with_engine,
         keys: KeyEngine | None = None,
+        camera: CameraEngine | None = None,
         parent: QWidget | None = None,
     ) -> None:
-        """``make_discovery``, ``make_station``, ``flash`` and ``keys`` stand in for the bus and engines in tests."""
+        """``make_discovery``, ``make_station``, ``flash``, ``keys`` and ``camera`` stand in for the bus and engines
+        in tests."""
         super().__init__(parent)
         self.wiring = wiring
         self.workers = Workers(parent=self)
@@ -96,6 +99,9 @@ class MainWindow(QMainWindow):
         self.operator = OperatorLogin(self.workers, self.stations, parent=self)
         self.key_injection = KeyInjection(
             self.bench, self.workers, self.stations, self.operator, self._unit_choices, keys or EngineKeys(wiring), self
+        )
+        self.camera = CameraCalibrations(
+            self.bench, self.workers, self.stations, self.operator, camera or EngineCamera(wiring), self
         )
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.bench)
@@ -118,11 +124,13 @@ class MainWindow(QMainWindow):
         self.watcher.failed.connect(self._on_discovery_failed)
         self.bench.info_requested.connect(self.request_info)
         self.bench.reboot_requested.connect(self.request_reboot)
+        self.bench.camera_requested.connect(self.camera.open_panel)
         self.bench.changed.connect(self._update_counts)
         self.bench.changed.connect(self._units_changed)
         self.workers.busy_changed.connect(self._units_changed)
         self.flash_monitor.summarised.connect(self._show_status)
         self.key_injection.summarised.connect(self._show_status)
+        self.camera.summarised.connect(self._show_status)
         self.language_changed.connect(self._on_language_changed)
         self.log_pane.attach()
         i18n.add_language_listener(self._notify_language)
@@ -238,6 +246,7 @@ class MainWindow(QMainWindow):
         if self.flash_dialog is not None:
             self.flash_dialog.close()
         self.key_injection.close_dialog()
+        self.camera.close_panels()
         self.operator.close_dialog()
         if ended:  # else they still record in the ledger: leave the station open
             try:
@@ -275,6 +284,7 @@ class MainWindow(QMainWindow):
         self.operator_menu.setTitle(_("&Operator"))
         self.operator.retranslate()
         self.key_injection.retranslate()
+        self.camera.retranslate()
         self.quit_action.setText(_("&Quit"))
         self.bench_menu.setTitle(_("&Bench"))
         self.flash_action.setText(_("Flash firmware…"))

@@ -71,6 +71,7 @@ class UnitCard(QFrame):
     info_requested = pyqtSignal(str)
     reboot_requested = pyqtSignal(str, str)
     dismiss_requested = pyqtSignal(str)
+    camera_requested = pyqtSignal(str)
 
     def __init__(self, device: Device, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,6 +83,7 @@ class UnitCard(QFrame):
         self._error: BaseException | None = None
         self._sticky_error = False
         self._in_job = False
+        self._camera_allowed = False
         self.setObjectName("unitCard")
         self.setFixedWidth(CARD_WIDTH)
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -117,6 +119,9 @@ class UnitCard(QFrame):
         self.info_button.clicked.connect(lambda: self.info_requested.emit(self.serial))
         self.reboot_button = QPushButton()
         self.reboot_button.clicked.connect(self._request_reboot)
+        self.camera_button = QPushButton()
+        self.camera_button.setObjectName("cameraButton")
+        self.camera_button.clicked.connect(lambda: self.camera_requested.emit(self.serial))
 
         top = QHBoxLayout()
         top.addWidget(self.state_badge)
@@ -133,6 +138,7 @@ class UnitCard(QFrame):
         layout.addWidget(self.step_label)
         layout.addWidget(self.progress)
         layout.addLayout(actions)
+        layout.addWidget(self.camera_button)
 
         self.step_label.hide()
         self.progress.hide()
@@ -231,6 +237,11 @@ class UnitCard(QFrame):
     def in_job(self) -> bool:
         return self._in_job
 
+    def allow_camera(self, allowed: bool) -> None:
+        """Offer "Camera calibration…" (only to a logged-in role that may calibrate or check a camera)."""
+        self._camera_allowed = allowed
+        self.retranslate()
+
     @property
     def error(self) -> BaseException | None:
         """What the card reports as wrong: the last failed step, or no permission to read the unit."""
@@ -270,6 +281,11 @@ class UnitCard(QFrame):
         )
         self.info_button.setEnabled(idle)
         self.reboot_button.setEnabled(idle)
+        self.camera_button.setText(_("Camera calibration…"))
+        self.camera_button.setToolTip(_("Calibrate the 3D camera or check its calibration, watching what it sees"))
+        self.camera_button.setVisible(self._camera_allowed)
+        # open while a step runs too: the panel shows a running calibration; it starts nothing on a busy unit
+        self.camera_button.setEnabled(self.connected and self.mode == "run" and bool(device.serial))
         self._apply_state(state)
 
     def _port_text(self) -> str:
@@ -333,12 +349,14 @@ class Bench(QWidget):
 
     info_requested = pyqtSignal(str)
     reboot_requested = pyqtSignal(str, str)
+    camera_requested = pyqtSignal(str)
     changed = pyqtSignal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._cards: dict[str, UnitCard] = {}
         self._columns = 0
+        self._camera_allowed = False
         self.placeholder = QLabel()
         self.placeholder.setObjectName("benchPlaceholder")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -379,6 +397,8 @@ class Bench(QWidget):
             card.info_requested.connect(self.info_requested)
             card.reboot_requested.connect(self.reboot_requested)
             card.dismiss_requested.connect(self.dismiss)
+            card.camera_requested.connect(self.camera_requested)
+            card.allow_camera(self._camera_allowed)
             self._cards[card.serial] = card
             self._reflow(force=True)
         else:
@@ -419,6 +439,12 @@ class Bench(QWidget):
     @pyqtSlot(Message)
     def _on_message(self, event: Message) -> None:
         LOG.info("%s", _("Unit {serial}: {message}", serial=event.unit, message=event.text))
+
+    def allow_camera(self, allowed: bool) -> None:
+        """Whether the cards offer the camera calibration panel (the logged-in role decides)."""
+        self._camera_allowed = allowed
+        for card in self._cards.values():
+            card.allow_camera(allowed)
 
     def dismiss(self, serial: str) -> None:
         """Remove a disconnected unit's card; a connected unit's card, or one held by a job, stays."""

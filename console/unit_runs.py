@@ -73,6 +73,7 @@ class UnitRuns(QObject):
         job.step_finished.connect(lambda event: self._on_unit_finished(run, event))
         job.succeeded.connect(lambda outcome: self._on_run_ended(run, outcome, None))
         job.failed.connect(lambda error: self._on_run_ended(run, None, error))
+        self.prepare(run, job)
         self._workers.start(job)
         self._runs.add(run)
         for serial in run.serials:
@@ -83,6 +84,9 @@ class UnitRuns(QObject):
         return job
 
     # -- what a subclass says -----------------------------------------------------------------------------
+
+    def prepare(self, run: UnitRun, job: Job) -> None:
+        """Connect a view to ``job``'s signals before it starts, so it misses none of its events (default: none)."""
 
     def describe(self, result: Any) -> tuple[str, dict[str, object]] | None:
         """The msgid and parameters of a unit's success, or None when ``result`` is not one (the default)."""

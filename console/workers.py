@@ -20,7 +20,7 @@ from PyQt6.QtCore import QObject, QThreadPool, pyqtSignal, pyqtSlot
 
 from i18n import N_
 from terminal.errors import NaiadError
-from terminal.events import Listener, Message, PhaseStarted, Progressed, StepFinished
+from terminal.events import Listener, Message, Observed, PhaseStarted, Progressed, StepFinished
 
 if TYPE_CHECKING:
     from provisioning.station import Station
@@ -51,6 +51,7 @@ class EventSignals(QObject):
     progressed = pyqtSignal(Progressed)
     message = pyqtSignal(Message)
     step_finished = pyqtSignal(StepFinished)
+    observed = pyqtSignal(Observed)
 
 
 class QtListener(Listener):
@@ -85,6 +86,10 @@ class QtListener(Listener):
 
     def finished(self, event: StepFinished) -> None:
         self.signals.step_finished.emit(event)
+
+    def observed(self, event: Observed) -> None:
+        """A frame or figure a view may show (a calibration's views); the event holds the step's own arrays."""
+        self.signals.observed.emit(event)
 
 
 # -- jobs -------------------------------------------------------------------------------------------------

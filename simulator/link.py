@@ -4,7 +4,8 @@ The station opens the pty's slave side with pyserial exactly as it opens /dev/tt
 to the bytes in both directions: a bit-error rate, a byte-drop probability, added latency, a bandwidth
 cap (a token bucket shared by all of the unit's links: pty, fastboot TCP, USB bulk socket) and an unplug
 after a given number of bytes; ``corrupt_writes`` damages the next fastboot partition writes; ``counterfeit``
-and ``broken_chain`` change the attestation chain the secure element serves.
+and ``broken_chain`` change the attestation chain the secure element serves; ``camera_drift``,
+``dead_projector`` and ``rgb_defocus`` change what the camera captures (docs/simulator-camera.md).
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ _VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "corrupt_writes": (_is_count, N_("it must be a count of partition writes, 0 or more")),
     "counterfeit": (lambda v: isinstance(v, bool), N_("it must be true or false")),
     "broken_chain": (lambda v: isinstance(v, bool), N_("it must be true or false")),
+    "camera_drift": (lambda v: isinstance(v, bool), N_("it must be true or false")),
+    "dead_projector": (lambda v: isinstance(v, bool), N_("it must be true or false")),
+    "rgb_defocus": (lambda v: isinstance(v, bool), N_("it must be true or false")),
 }
 
 
@@ -123,6 +127,9 @@ class Faults:
     corrupt_writes: int = 0  # the next N fastboot partition writes are damaged on their way to flash
     counterfeit: bool = False  # the secure element's attestation chain comes from a CA no station trusts
     broken_chain: bool = False  # its attestation certificate's signature does not verify
+    camera_drift: bool = False  # the camera was dropped: its module moved (simulator.camera.truth.DRIFT)
+    dead_projector: bool = False  # no dots, no depth; the projector still answers "on"
+    rgb_defocus: bool = False  # the RGB camera is out of focus (Gaussian blur, sigma 3 px)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

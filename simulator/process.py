@@ -73,6 +73,8 @@ class Simulator:
             "reboot": lambda serial, mode=RUN: self.unit(serial).reboot(mode),
             "executions": lambda serial: self.unit(serial).execution_counts(),
             "fail_boots": lambda serial, slot, count: self.unit(serial).flash.fail_next_boots(slot, count),
+            "scene": lambda serial, scene: self.unit(serial).camera.set_scene(scene),
+            "truth": lambda serial: self.unit(serial).camera.physical().to_dict(),
             "stop": self.stopped.set,
         }
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from terminal.device import DeviceEndpoint, RequestRejected
 from terminal.models import BOOTLOADER, RUN, TerminalModel, model_by_id
 from terminal.protocol import (
+    OBJECT_CALIBRATION,
     OBJECT_LOGS,
     OBJECT_LOOPBACK,
     ErrorCode,
@@ -20,6 +21,7 @@ from terminal.protocol import (
     Payload,
 )
 
+from .camera.service import SimCamera
 from .fastboot_server import BootloaderService
 from .link import Faults, PtyLink
 from .manufacturer import Manufacturer
@@ -72,6 +74,7 @@ class VirtualTerminal:
         self.executions: dict[str, int] = {}
         self._objects: dict[str, tuple[bytes, bytes]] = {}  # name -> (data, SHA-256)
         self._incoming: dict[str, ObjectSink] = {}
+        self.camera = SimCamera(store, self.serial, self.model, faults, self._objects)
         self._lock = threading.RLock()
 
     # -- power and plug ------------------------------------------------------------------------------
@@ -103,6 +106,7 @@ class VirtualTerminal:
             self.mode = mode
             self._objects.pop(OBJECT_LOOPBACK, None)
             self._incoming.clear()
+            self.camera.boot()
             self._connect()
 
     def power_cut(self) -> None:
@@ -209,6 +213,8 @@ class VirtualTerminal:
     def handle(self, type_: int, payload: Payload) -> Payload:
         if type_ in SimSecureElement.REQUESTS:
             return self.secure_element.handle(type_, payload)
+        if type_ in SimCamera.REQUESTS:
+            return self.camera.handle(type_, payload)
         handler = self._HANDLERS.get(type_)
         if handler is None:
             raise RequestRejected(ErrorCode.UNKNOWN_TYPE, f"0x{type_:04x}")
@@ -269,9 +275,13 @@ class VirtualTerminal:
 
     def _object_read(self, payload: Payload) -> Payload:
         name, offset, length = str(payload["name"]), int(payload["offset"]), int(payload["length"])
-        if name == OBJECT_LOGS and (offset == 0 or name not in self._objects):
+        if name in (OBJECT_LOGS, OBJECT_CALIBRATION) and (offset == 0 or name not in self._objects):
             # a transfer starts: freeze a snapshot so every chunk agrees
-            self._objects[name] = _stored(self.store.read_log())
+            data = self.store.read_log() if name == OBJECT_LOGS else self.camera.read_calibration()
+            if data is None:
+                self._objects.pop(name, None)
+            else:
+                self._objects[name] = _stored(data)
         if name not in self._objects:
             raise RequestRejected(ErrorCode.NOT_FOUND, name)
         data, digest = self._objects[name]
@@ -290,7 +300,7 @@ class VirtualTerminal:
         sha, data = payload["sha256"], payload["data"]
         if not isinstance(sha, bytes) or len(sha) != 32 or not isinstance(data, bytes):
             raise RequestRejected(ErrorCode.BAD_REQUEST, "sha256 and data must be bytes")
-        if name != OBJECT_LOOPBACK:
+        if name not in (OBJECT_LOOPBACK, OBJECT_CALIBRATION):
             raise RequestRejected(ErrorCode.READ_ONLY, name)
         sink = self._incoming.get(name)
         if offset == 0:
@@ -305,7 +315,10 @@ class VirtualTerminal:
             del self._incoming[name]
             if hashlib.sha256(sink.data).digest() != sink.sha256:
                 raise RequestRejected(ErrorCode.INTEGRITY, "SHA-256 mismatch")
-            self._objects[name] = _stored(bytes(sink.data))
+            if name == OBJECT_CALIBRATION:
+                self.camera.write_calibration(bytes(sink.data))  # kept on disk, read back from there
+            else:
+                self._objects[name] = _stored(bytes(sink.data))
         return {"received": len(sink.data), "complete": complete}
 
     _HANDLERS: ClassVar[dict[int, Callable[[VirtualTerminal, Payload], Payload]]] = {

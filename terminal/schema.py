@@ -109,13 +109,26 @@ class Nullable(Shape):
         return None if value is None else self.shape.clean(value, where)
 
 
-class ListOf(Shape):
-    def __init__(self, item: Shape) -> None:
-        self.item = item
-        self.expected = f"[{item.expected}]"
+class OneOf(Shape):
+    """One of a few plain values (``1|3``); ``True`` is not ``1`` here."""
+
+    def __init__(self, *values: int | str) -> None:
+        self.values = values
+        self.expected = "|".join(str(v) for v in values)
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, list)
+        return any(type(value) is type(v) and value == v for v in self.values)
+
+
+class ListOf(Shape):
+    """An array of one shape; of exactly ``length`` items when given (``[uint, uint]``)."""
+
+    def __init__(self, item: Shape, length: int | None = None) -> None:
+        self.item, self.length = item, length
+        self.expected = f"[{item.expected}]" if length is None else f"[{', '.join([item.expected] * length)}]"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, list) and (self.length is None or len(value) == self.length)
 
     def clean(self, value: Any, where: str) -> list[Any]:
         return [self.item.clean(item, f"{where}[{i}]") for i, item in enumerate(super().clean(value, where))]
@@ -184,6 +197,20 @@ ERROR_REPLY = Record({"code": Text()}, {"detail": Text()})
 LOADED_KEY = Record({"initial_key_id": Bytes(8), "ksn": Bytes(12), "kcv": Bytes(5)})
 KEY_SLOT = Record({"name": Text(), "initial_key_id": Bytes(8), "ksn": Bytes(12), "kcv": Bytes(5), "loaded_at": Float()})
 
+# the camera group (docs/protocol.md section 9): frame descriptors as terminal/camera_unit.py reads them
+SIZE = Record({"width": UInt(), "height": UInt()}, extra=True)
+FRAME = Record(
+    {
+        "object": Text(),
+        "width": UInt(),
+        "height": UInt(),
+        "channels": OneOf(1, 3),
+        "bits": OneOf(8, 16),
+        "bytes": UInt(),
+        "sha256": Bytes(32),
+    }
+)
+
 REPLIES: dict[int, Record] = {
     MessageType.HELLO: Record(
         {"protocol": UInt(), "max_frame": UInt(), "serial": Text(), "model": Text()}, {"mode": Text()}, extra=True
@@ -221,6 +248,20 @@ REPLIES: dict[int, Record] = {
         {"state": Text(), "identity_serial_number": Nullable(Text()), "keys": ListOf(KEY_SLOT)}
     ),
     MessageType.SE_ZEROISE: Record({}),
+    MessageType.CAMERA_CAPABILITIES: Record(
+        {
+            "module": Text(),
+            "ir": SIZE,
+            "rgb": SIZE,
+            "depth": Record({"width": UInt(), "height": UInt(), "range_mm": ListOf(UInt(), 2)}, extra=True),
+            "projector_baseline_mm": Float(),
+            "max_frame_bytes": UInt(),
+        },
+        extra=True,
+    ),
+    MessageType.CAMERA_PROJECTOR: Record({"on": Bool()}),
+    MessageType.CAMERA_EXPOSURE: Record({"ir_us": UInt(), "rgb_us": UInt()}),
+    MessageType.CAMERA_CAPTURE: Record({"frame_set": UInt(), "timestamp": Float(), "frames": MapOf(FRAME)}),
 }
 
 

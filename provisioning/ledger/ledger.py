@@ -25,6 +25,7 @@ from . import audit as chain
 from . import db, seals, validate
 from . import verify as checks
 from .accounts import Accounts
+from .camera import CameraRecords
 from .errors import (
     InvalidLedgerInput,
     LedgerClosed,
@@ -130,7 +131,7 @@ def _device_record(row: Device) -> DeviceRecord:
     return DeviceRecord(row.serial, row.model, row.first_seen, row.last_seen, row.port_path)
 
 
-class Ledger(Accounts, PaymentKeys, Inventory):
+class Ledger(Accounts, PaymentKeys, Inventory, CameraRecords):
     """The ledger of one station over a shared database.  Create it with ``Ledger.open``.
 
     ``operator`` is the authenticated operator (see :mod:`provisioning.operators`): operations and audit

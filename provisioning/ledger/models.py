@@ -40,6 +40,7 @@ OPERATION_STATUSES = ("running", "succeeded", "failed")
 ROLES = ("installer", "operator", "custodian", "support", "admin")
 BDK_ORIGINS = ("ceremony", "generated")
 INITIAL_KEY_ID_STATES = ("allocated", "injected", "failed")
+CAMERA_CHECK_KINDS = ("depth-quality", "field-check")  # provisioning.calibration's DEPTH_STEP and CHECK_STEP
 MAX_DERIVATION_ID = 0xFFFFFFFF  # the 32-bit derivation ID of an AES DUKPT Initial Key ID (X9.24-3)
 HASH_LENGTH = 64  # hex SHA-256
 KCV_HEX_LENGTH = 10  # at most 5 bytes: the AES-CMAC KCV of a TR-31 KC block
@@ -226,6 +227,47 @@ class InventoryUnit(Base):
     reference: Mapped[str | None] = mapped_column(String(REFERENCE_LENGTH))
     added_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     added: Mapped[dt.datetime]
+
+
+class CameraCalibration(Base):
+    """A camera calibration written to a unit and read back: its blob's checksum and figures, never the blob."""
+
+    __tablename__ = "camera_calibrations"
+    __table_args__ = (Index("ix_camera_calibrations_serial", "serial"), sealed())
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    checksum: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)  # SHA-256 of the blob, lower-case hex
+    blob_version: Mapped[int] = mapped_column(Integer)
+    figures: Mapped[dict[str, Any]]  # name -> number (RMS, standard deviations, views used)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created: Mapped[dt.datetime]
+
+
+class CameraCheck(Base):
+    """A depth-quality run or a field check of a unit's camera, passed or not, with its figures.
+
+    ``passed`` is 0 or 1: an integer reads back the same on every database, so its seal does too."""
+
+    __tablename__ = "camera_checks"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {CAMERA_CHECK_KINDS!r}", name="kind"),
+        CheckConstraint("passed IN (0, 1)", name="passed"),
+        Index("ix_camera_checks_serial", "serial"),
+        sealed(),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    kind: Mapped[str] = mapped_column(String(16))
+    passed: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[str | None] = mapped_column(String(32))  # camera.fieldcheck.FieldVerdict, e.g. "recalibrate"
+    figures: Mapped[dict[str, Any]]
+    calibration: Mapped[str | None] = mapped_column(String(HASH_LENGTH))  # checksum of the calibration checked
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created: Mapped[dt.datetime]
 
 
 class AuditEntry(Base):

@@ -122,6 +122,34 @@ class InventoryRecord:
     added: dt.datetime
 
 
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """A camera calibration written to a unit and read back, named by its blob's SHA-256."""
+
+    serial: str
+    checksum: str  # lower-case hex SHA-256 of the blob (terminal.camera.blob_checksum)
+    blob_version: int
+    figures: dict[str, float | int]
+    station: str
+    operator: str | None
+    created: dt.datetime
+
+
+@dataclass(frozen=True)
+class CameraCheckRecord:
+    """A depth-quality run or a field check of a unit's camera."""
+
+    serial: str
+    kind: str  # "depth-quality" or "field-check"
+    passed: bool
+    verdict: str | None  # a field check's verdict (camera.fieldcheck.FieldVerdict), e.g. "recalibrate"
+    figures: dict[str, float | int]
+    calibration: str | None  # the checksum of the calibration checked, when known
+    station: str
+    operator: str | None
+    created: dt.datetime
+
+
 class Finding(enum.Enum):
     """What reconcile found about a unit, by the :class:`Reconciliation` field naming it; the value is the msgid."""
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
+from collections.abc import Mapping
 
 from i18n import _
 
@@ -13,6 +16,9 @@ _SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _KIND = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _ACTION = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _HEX_SERIAL = re.compile(r"[0-9A-Fa-f]{1,40}")
+_SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
+_FIGURE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+MAX_FIGURES = 64
 SUBJECT_LENGTH = 255
 BDK_ID_BYTES = 4
 INITIAL_KEY_ID_BYTES = 8
@@ -107,3 +113,31 @@ def text(value: object, field: str, *, limit: int) -> str:
     if not isinstance(value, str):
         raise InvalidLedgerInput(field=field, detail=_("must be text"))
     return label(" ".join(value.split())[:limit], field, limit=limit)
+
+
+def sha256_hex(value: object, field: str) -> str:
+    """A SHA-256 as 64 hexadecimal digits (a calibration blob's checksum), stored lower-case."""
+    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
+        raise InvalidLedgerInput(field=field, detail=_("must be 64 hexadecimal digits"))
+    return value.lower()
+
+
+def figures(value: object, field: str = "figures") -> dict[str, float | int]:
+    """Named measurements: at most ``MAX_FIGURES`` names, each a finite number (numpy's too; never a bool)."""
+    if not isinstance(value, Mapping) or len(value) > MAX_FIGURES:
+        raise InvalidLedgerInput(field=field, detail=_("must be a map of at most {count} numbers", count=MAX_FIGURES))
+    out: dict[str, float | int] = {}
+    for name, number in value.items():
+        if not isinstance(name, str) or not _FIGURE.fullmatch(name):
+            raise InvalidLedgerInput(
+                field=field, detail=_("a name must be 1 to 64 letters, digits, '.', '_' or '-', from a letter")
+            )
+        if isinstance(number, bool) or not isinstance(number, numbers.Real):
+            raise InvalidLedgerInput(field=f"{field}.{name}", detail=_("not a finite number"))
+        if isinstance(number, numbers.Integral):
+            out[name] = int(number)
+        elif math.isfinite(converted := float(number)):
+            out[name] = converted
+        else:
+            raise InvalidLedgerInput(field=f"{field}.{name}", detail=_("not a finite number"))
+    return out

@@ -1,0 +1,107 @@
+"""Finding a ChArUco board in an image: its corners, their board points, and how sharp the view is."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from terminal.camera import Board
+
+from .board import charuco_board
+
+_LOCAL = threading.local()  # OpenCV detectors are built once per thread and board, never shared across threads
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The ChArUco corners found in one image (none when there was no board) and the image's sharpness.
+
+    ``sharpness`` is the steepest intensity step across the board's edges near the corners, per pixel and as a
+    share of the local black-to-white contrast (median over corners): about 0.4-0.5 for a sharp edge, and
+    1 / (sigma * sqrt(2 pi)) for an edge blurred by a Gaussian of sigma pixels; 0 without corners.
+    """
+
+    ids: npt.NDArray[np.int32]  # (N,)
+    corners: npt.NDArray[np.float32]  # (N, 2) pixels
+    image_size: tuple[int, int]  # (w, h)
+    sharpness: float
+    markers: int = 0  # ArUco markers of the board's dictionary seen (also when no corner was)
+
+    @property
+    def count(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def grey(image: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+    """``image`` as 8-bit grey: grey or BGR(A), 8 or 16 bits (16-bit scaled by its brightest pixels)."""
+    if image.dtype != np.uint8:
+        data = image.astype(np.float32)
+        top = float(np.percentile(data, 99.9)) or 1.0
+        image = np.clip(data * (255.0 / top), 0, 255).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        image = cv2.cvtColor(np.asarray(image, np.uint8), code)
+    return np.ascontiguousarray(image, np.uint8)
+
+
+def _detector(board: Board) -> cv2.aruco.CharucoDetector:
+    cache: dict[Board, cv2.aruco.CharucoDetector] = _LOCAL.__dict__.setdefault("detectors", {})
+    if board not in cache:
+        cache[board] = cv2.aruco.CharucoDetector(charuco_board(board))
+    return cache[board]
+
+
+def detect(image: npt.NDArray[np.generic], board: Board) -> Detection:
+    """The board's ChArUco corners in ``image`` (grey or colour), refined to subpixel by OpenCV's detector."""
+    picture = grey(image)
+    height, width = picture.shape
+    corners, ids, _marker_corners, marker_ids = _detector(board).detectBoard(picture)
+    markers = 0 if marker_ids is None else len(marker_ids)
+    if ids is None or corners is None or len(ids) == 0:
+        return Detection(np.zeros(0, np.int32), np.zeros((0, 2), np.float32), (width, height), 0.0, markers)
+    points = np.asarray(corners, np.float32).reshape(-1, 2)
+    return Detection(
+        np.asarray(ids, np.int32).reshape(-1), points, (width, height), _sharpness(picture, points), markers
+    )
+
+
+def match_points(detection: Detection, board: Board) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The board points (N, 3) and image points (N, 2) of a detection's corners, via ``matchImagePoints``."""
+    if detection.count == 0:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 2), np.float32)
+    charuco: Any = charuco_board(board)  # OpenCV's stubs want a list of arrays; one (N, 1, 2) array is what it takes
+    objects, images = charuco.matchImagePoints(detection.corners.reshape(-1, 1, 2), detection.ids.reshape(-1, 1))
+    return np.asarray(objects, np.float32).reshape(-1, 3), np.asarray(images, np.float32).reshape(-1, 2)
+
+
+def _sharpness(picture: npt.NDArray[np.uint8], corners: npt.NDArray[np.float32]) -> float:
+    """Median over corners of the steepest step near each corner per unit of local contrast (see Detection)."""
+    if len(corners) >= 2:
+        gaps = np.linalg.norm(corners[:, None, :] - corners[None, :, :], axis=2)
+        np.fill_diagonal(gaps, np.inf)
+        spacing = float(np.median(gaps.min(axis=1)))
+    else:
+        spacing = 20.0
+    half = int(np.clip(spacing * 0.3, 3, 12))
+    image = picture.astype(np.float32)
+    height, width = image.shape
+    values: list[float] = []
+    for x, y in corners:
+        cx, cy = round(float(x)), round(float(y))
+        if cx - half - 1 < 0 or cy - half - 1 < 0 or cx + half + 2 > width or cy + half + 2 > height:
+            continue
+        patch = image[cy - half - 1 : cy + half + 2, cx - half - 1 : cx + half + 2]
+        gx = (patch[1:-1, 2:] - patch[1:-1, :-2]) / 2
+        gy = (patch[2:, 1:-1] - patch[:-2, 1:-1]) / 2
+        low, high = np.percentile(patch, (5, 95))
+        if high - low < 20:
+            continue
+        values.append(float(np.hypot(gx, gy).max()) / float(high - low))
+    return float(np.median(values)) if values else 0.0

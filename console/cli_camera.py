@@ -1,0 +1,295 @@
+"""``naiad calibrate`` and ``naiad depth-quality``: camera calibration of units or of a folder, and depth quality.
+
+``naiad calibrate (--device SERIAL ... | --all) [--mode full|check] [--json]`` runs
+:func:`provisioning.calibration.calibrate_units` (full: on the station's jig, operator role; check: a field
+check with the board held up, installer, operator or support), one bar per unit from the event stream.
+``naiad calibrate --from-images DIR --board BOARD.json [--json]`` calibrates a folder of ``ir_NN.png`` /
+``rgb_NN.png`` pairs (:func:`camera.offline.calibrate_folder`) and prints the calibration; it needs no unit, no
+ledger and no login, and writes nothing.  ``naiad depth-quality SERIAL`` measures depth on the jig's walls.
+Presentation only; exit status 1 when a unit failed or a check did not pass, or on any typed error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from i18n import N_, _
+
+from .cli_common import Command, emit_json, err, json_option, option, out, reported, table
+from .cli_root import Settings, pass_settings
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from provisioning.camera_steps import CameraStepResult
+    from terminal.camera import Board
+    from terminal.events import Listener, StepResult
+
+# The figures a summary shows for each kind of step (the full set is in --json): name, heading, format.
+FULL_FIGURES = (
+    ("ir_rms_px", N_("IR RMS px"), "{:.3f}"),
+    ("rgb_rms_px", N_("RGB RMS px"), "{:.3f}"),
+    ("stereo_rms_px", N_("IR-RGB RMS px"), "{:.3f}"),
+    ("views_used", N_("Views"), "{:d}"),
+)
+CHECK_FIGURES = (
+    ("reprojection_rms_px", N_("Reprojection px"), "{:.2f}"),
+    ("misalignment_px", N_("IR-RGB misalignment px"), "{:.2f}"),
+    ("depth_bias_pct", N_("Depth bias %"), "{:+.2f}"),
+    ("fill_rate", N_("Fill rate"), "{:.3f}"),
+)
+DEPTH_FIGURES = (
+    ("fill_rate", N_("Fill rate"), "{:.3f}"),
+    ("plane_rms_mm", N_("Plane RMS mm"), "{:.2f}"),
+    ("plane_rms_pct", N_("Plane RMS %"), "{:.3f}"),
+    ("z_error_pct", N_("Z error %"), "{:+.3f}"),
+    ("subpixel_rms_px", N_("Subpixel RMS px"), "{:.3f}"),
+)
+
+
+def _figure(value: Any, shape: str) -> str:
+    if value is None:
+        return "-"
+    try:
+        return shape.format(int(value) if shape.endswith("d}") else float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _outcome(result: StepResult) -> str:
+    """A unit's bar once its step ended."""
+    from provisioning.camera_steps import CameraStepResult
+
+    if not isinstance(result, CameraStepResult) or result.error is not None:
+        return _("failed")
+    if result.verdict is not None:
+        return _("check: {verdict}", verdict=result.verdict)
+    if result.checksum:
+        return _("done: calibration {checksum}", checksum=result.checksum[:12])
+    return _("done") if result.ok else _("failed")
+
+
+@contextmanager
+def _bars(as_json: bool, verbose: bool = False) -> Iterator[Listener | None]:
+    """One bar per unit on stderr when it is a terminal and no JSON is asked for; else no listener."""
+    console = err()
+    if as_json or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .cli_progress import CountColumn, RichBars
+
+    columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        yield RichBars(progress, verbose=verbose, outcome=_outcome)
+
+
+def _problem(result: CameraStepResult) -> str:
+    if result.error is not None:
+        return str(result.error) + (f"\n{result.error.remedy_text}" if result.error.remedy_text else "")
+    return result.advice or ""
+
+
+def _summary(results: list[CameraStepResult], figures: tuple[tuple[str, str, str], ...], title: str) -> Table:
+    from rich.text import Text
+
+    headings = (N_("Unit"), N_("Result"), N_("Calibration"), *(h for _n, h, _f in figures), N_("Seconds"))
+    shown = table(*headings, N_("Problem or advice"), title=title)
+    for r in results:
+        verdict = r.verdict or (_("passed") if r.ok else _("failed"))
+        shown.add_row(
+            r.serial,
+            Text(verdict, style="green" if r.ok else "red"),
+            r.checksum[:12] if r.checksum else "-",
+            *(_figure(r.figures.get(name), shape) for name, _h, shape in figures),
+            f"{r.seconds:.1f}",
+            _problem(r),
+        )
+    return shown
+
+
+def _read_board(path: Path | None) -> Board:
+    from terminal.camera import Board
+
+    return Board() if path is None else Board.read(path)
+
+
+def _from_images(directory: Path, board_path: Path, as_json: bool) -> None:
+    from camera.offline import calibrate_folder
+
+    with reported(as_json):
+        board = _read_board(board_path)
+        with _bars(as_json) as bars:
+            calibration = calibrate_folder(directory, board, bars)
+    answer = calibration.as_json()
+    if as_json:
+        emit_json(answer)
+        return
+    _print_calibration(answer)
+
+
+def _print_calibration(answer: dict[str, Any]) -> None:
+    shown = table(N_("Camera"), N_("fx"), N_("fy"), N_("cx"), N_("cy"), N_("RMS px"), title=_("Calibration"))
+    for name in ("ir", "rgb"):
+        camera = answer[name]
+        (fx, _a, cx), (_b, fy, cy) = camera["K"][0], camera["K"][1]
+        std = camera.get("std", {})
+        cells = [f"{v:.2f} ± {std.get(k, 0.0):.2f}" for k, v in (("fx", fx), ("fy", fy), ("cx", cx), ("cy", cy))]
+        shown.add_row(name.upper(), *cells, f"{camera['rms_px']:.3f}")
+    out().print(shown)
+    motion = answer["rgb_from_ir"]
+    t_mm = ", ".join(f"{1000 * v:.2f}" for v in motion["t_m"])
+    out().print(_("IR to RGB: t = ({t}) mm, RMS {rms:.3f} px", t=t_mm, rms=motion["rms_px"]))
+    out().print(_("Views used: {views}", views=answer["views_used"]))
+
+
+def _units(settings: Settings, devices: tuple[str, ...], all_units: bool) -> list[str]:
+    """The units named, or with ``--all`` every attached unit in run mode (the others are named as left out)."""
+    if not all_units:
+        return list(devices)
+    attached = [d for d in settings.station().devices() if d.serial]
+    serials = [d.serial for d in attached if d.mode == "run" and not d.permission_denied]
+    for device in attached:
+        if device.serial not in serials:
+            err().print(_("Left out {serial}: not reachable in run mode.", serial=device.serial))
+    return serials
+
+
+@click.command(
+    "calibrate",
+    cls=Command,
+    help=N_(
+        "Calibrate units' 3D cameras on the jig (--mode full, operator role) or check them in the field "
+        "(--mode check), or calibrate a folder of images (--from-images). Exits 1 when a unit failed."
+    ),
+)
+@option("--device", "devices", multiple=True, metavar="SERIAL", help=N_("A unit to calibrate (repeat for several)."))
+@option("--all", "all_units", is_flag=True, help=N_("Every attached unit in run mode."))
+@option(
+    "--mode",
+    type=click.Choice(["full", "check"]),
+    help=N_("full: calibrate on the jig and write to the unit (default); check: a field check with the board."),
+)
+@option(
+    "--from-images",
+    "from_images",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help=N_("Calibrate from a folder of ir_NN.png and rgb_NN.png pairs instead of units (writes nothing)."),
+)
+@option(
+    "--board",
+    "board_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="BOARD.json",
+    help=N_("The board file (DESIGN format); needed with --from-images, else the jig's standard board."),
+)
+@option("--workers", type=click.IntRange(1, 64), help=N_("Units to calibrate at the same time (default: all)."))
+@option("-v", "--verbose", is_flag=True, help=N_("Also print the steps' messages."))
+@json_option
+@pass_settings
+def calibrate(
+    settings: Settings,
+    devices: tuple[str, ...],
+    all_units: bool,
+    mode: str | None,
+    from_images: Path | None,
+    board_path: Path | None,
+    workers: int | None,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    if from_images is not None:
+        if devices or all_units or mode:
+            raise click.UsageError(_("--from-images calibrates a folder: leave out --device, --all and --mode."))
+        if board_path is None:
+            raise click.UsageError(_("--from-images needs --board BOARD.json, the board the images show."))
+        _from_images(from_images, board_path, as_json)
+        return
+    if devices and all_units:
+        raise click.UsageError(_("Use either --device or --all, not both."))
+    if not devices and not all_units:
+        raise click.UsageError(_("Name units with --device SERIAL or --all, or a folder with --from-images."))
+    from provisioning.calibration import calibrate_units
+    from provisioning.camera_steps import CHECK, FULL, NoUnitsSelected
+
+    chosen = mode or FULL
+    with reported(as_json):
+        board = _read_board(board_path)
+        station, session = settings.station(), settings.session()
+        serials = _units(settings, devices, all_units)
+        if not serials:
+            raise NoUnitsSelected()
+        jig = settings.wiring().jig(board if board_path is not None else None)
+        with _bars(as_json, verbose) as bars:
+            results = calibrate_units(
+                station, jig, serials, bars, mode=chosen, board=board, session=session, max_workers=workers
+            )
+    ok = all(r.ok for r in results)
+    if as_json:
+        emit_json({"mode": chosen, "ok": ok, "results": [r.as_dict() for r in results]})
+    elif chosen == CHECK:
+        out().print(_summary(results, CHECK_FIGURES, _("Camera field check")))
+    else:
+        out().print(_summary(results, FULL_FIGURES, _("Camera calibration")))
+    if not ok:
+        raise click.exceptions.Exit(1)
+
+
+@click.command(
+    "depth-quality",
+    cls=Command,
+    help=N_(
+        "Measure a unit's depth quality on the jig's flat wall at each distance (fill rate, plane-fit RMS, "
+        "Z accuracy, subpixel RMS) against its model's limits. Exits 1 when a distance fails."
+    ),
+)
+@click.argument("serial")
+@option(
+    "--distance",
+    "distances",
+    type=click.FloatRange(0.1, 5.0),
+    multiple=True,
+    metavar="M",
+    help=N_("A wall distance in metres (repeat for several; default: the model's)."),
+)
+@json_option
+@pass_settings
+def depth_quality(settings: Settings, serial: str, distances: tuple[float, ...], as_json: bool) -> None:
+    from provisioning.calibration import depth_quality as measure
+
+    with reported(as_json):
+        station, session = settings.station(), settings.session()
+        jig = settings.wiring().jig()
+        with _bars(as_json) as bars:
+            result = measure(station, jig, serial, list(distances) or None, bars, session=session)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        _print_depth(result)
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
+def _print_depth(result: CameraStepResult) -> None:
+    """One row per distance: the figures are named ``fill_rate.0.5m`` in the result."""
+    at: dict[str, dict[str, Any]] = {}
+    for key, value in result.figures.items():
+        name, _sep, where = key.partition(".")
+        at.setdefault(where, {})[name] = value
+    shown = table(
+        N_("Distance"), *(h for _n, h, _f in DEPTH_FIGURES), title=_("Depth quality of {serial}", serial=result.serial)
+    )
+    for where, figures in at.items():
+        shown.add_row(where or "-", *(_figure(figures.get(name), shape) for name, _h, shape in DEPTH_FIGURES))
+    out().print(shown)
+    if result.error is not None:
+        err().print(_problem(result), markup=False)
+    else:
+        out().print(_("Depth quality of {serial}: passed", serial=result.serial) if result.ok else _problem(result))

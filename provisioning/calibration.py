@@ -1,0 +1,478 @@
+"""Calibrate units' 3D cameras on a jig, check them in the field, and measure their depth quality.
+
+Full calibration of one unit (operator role; docs/camera.md):
+
+1. the camera's capabilities; projector off (calibration uses flood-lit IR);
+2. the jig presents the board at each pose of its planned sequence; each IR + RGB capture is detected and
+   offered to a :class:`camera.views.ViewSelector` (blurred and redundant views are dropped); then, while the
+   model's views or coverage are not met, the board is aimed at the emptiest part of the image (bounded);
+3. :func:`camera.calibrate.calibrate_views` solves both cameras and the IR-to-RGB motion; the model's limits
+   must hold, else nothing is written anywhere;
+4. projector on; the jig presents a wall at each of the model's depth distances; the depth quality must hold;
+5. the blob goes to the unit and is read back; only an identical read-back is recorded in the ledger (by its
+   checksum and figures), with the depth-quality run beside it; the jig is released whatever happened.
+
+A field check (``mode="check"``, any of installer, operator, support) reads the stored calibration, captures the
+board the installer holds up flood-lit and with the projector, and runs :func:`camera.fieldcheck.field_check`;
+its verdict goes to the ledger.  Each unit's step is a ledger operation (``calibrate``), failed ones too; one
+unit's failure never stops the others.  Progress goes out as :mod:`terminal.events` (step ``calibrate``,
+phases :class:`CameraPhase`), frames and figures as ``Observed`` events for the console's panel.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from camera.calibrate import Calibration, calibrate_views
+from camera.depth import depth_failures, measure_depth
+from camera.detect import Detection, detect
+from camera.fieldcheck import field_check
+from camera.frames import Frames, decode_frame_set
+from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
+from camera.views import PairSelector
+from i18n import N_, _
+from terminal.camera import Board, CameraCalibration, Intrinsics, blob_checksum
+from terminal.camera_unit import CameraUnit, Capabilities
+from terminal.errors import NaiadError
+from terminal.events import Listener, Reporter
+from terminal.models import CameraLimits, TerminalModel, model_by_id
+
+from .camera_steps import (
+    CALIBRATE_STEP,
+    CHECK_STEP,
+    DEPTH_STEP,
+    FULL,
+    MODES,
+    CameraPhase,
+    CameraStepCrashed,
+    CameraStepResult,
+    DepthOutOfLimits,
+    Jig,
+    JigNotConfigured,
+    NoJig,
+    NoStoredCalibration,
+    NotEnoughViews,
+    NoUnitsSelected,
+    OutOfLimits,
+    ReadBackMismatch,
+    UnknownMode,
+    numbers,
+    phase_label,
+)
+from .operators import NotLoggedIn, OperatorSession, RoleRequired, require_role
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+    from .station import Station
+
+__all__ = [
+    "CALIBRATE_STEP",
+    "CHECK_ROLES",
+    "CHECK_STEP",
+    "DEPTH_STEP",
+    "ROLE",
+    "CameraStepResult",
+    "Jig",
+    "JigNotConfigured",
+    "NoJig",
+    "NoStoredCalibration",
+    "calibrate_units",
+    "depth_quality",
+]
+
+LOG = logging.getLogger(__name__)
+
+ROLE = "operator"
+"""The role that calibrates in full (it writes to units and the ledger), as for key injection."""
+CHECK_ROLES = ("installer", "operator", "support")
+"""Roles that may run a field check or a depth-quality run (they write a check record naming who ran it)."""
+EXTRA_POSES = 12
+"""Aimed poses at most, after the planned sequence, to reach the model's views and coverage."""
+
+
+class CheckRoleRequired(RoleRequired):
+    message = N_("A camera check needs one of the roles {roles}; operator {operator} has the {actual} role")
+    remedy = N_("Log in as an installer, operator or support engineer.")
+
+
+def require_check_role(session: OperatorSession | None) -> OperatorSession:
+    """A logged-in installer, operator or support engineer: a check's record names who ran it."""
+    if session is None:
+        raise NotLoggedIn()
+    if session.role not in CHECK_ROLES:
+        raise CheckRoleRequired(roles=", ".join(CHECK_ROLES), operator=session.operator, actual=session.role)
+    return session
+
+
+# --- one unit -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _View:
+    """One captured view: the IR image (for the panel) and the board as each camera saw it."""
+
+    image: npt.NDArray[np.uint8]
+    ir: Detection
+    rgb: Detection
+
+
+@dataclass
+class _UnitCamera:
+    """One unit's camera step, on one management connection: the procedures of full, check and depth."""
+
+    camera: CameraUnit
+    caps: Capabilities
+    model: TerminalModel
+    serial: str
+    board: Board
+    report: Reporter
+
+    @property
+    def limits(self) -> CameraLimits:
+        return self.model.camera.limits
+
+    def phase(self, phase: CameraPhase, distance_m: float | None = None) -> None:
+        self.report.phase(phase, phase_label(phase, distance_m))
+
+    # -- full ----------------------------------------------------------------------------------------
+    def calibrate(self, jig: Jig) -> tuple[Calibration, list[dict[str, Any]]]:
+        """Views from the jig, solved and checked against the limits, and the depth quality at each distance."""
+        self.camera.projector(False)
+        selector = PairSelector(self.board, self.caps.ir, self.caps.rgb)
+        self.phase(CameraPhase.VIEWS)
+        # One view is detected while the unit renders and sends the next: detection (OpenCV) and the link both
+        # let go of the GIL, so a jig run takes about as long as its captures.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"detect-{self.serial}") as detector:
+            pending: Future[_View] | None = None
+            for index in range(jig.planned):
+                jig.present_board(self.serial, index)
+                frames = self._capture()
+                if pending is not None:
+                    self._offer(selector, pending.result())
+                pending = detector.submit(self._detect, frames)
+                self.report.progress(index + 1, jig.planned, counts="items")
+            if pending is not None:
+                self._offer(selector, pending.result())
+        self._fill(jig, selector)
+        self.phase(CameraPhase.SOLVE)
+        calibration = calibrate_views(selector.accepted, self.board, self.caps.ir, self.caps.rgb)
+        failures = calibration.failures(self.limits)
+        for name, result in (("ir", calibration.ir), ("rgb", calibration.rgb)):
+            self.report.observe(CAMERA, CameraObservation(name, result.as_dict(), dict(result.std), not failures))
+        self.report.observe(CAMERA, CameraObservation("rgb_from_ir", calibration.stereo.as_dict(), {}, not failures))
+        if failures:
+            raise OutOfLimits(serial=self.serial, failures="; ".join(failures))
+        depth = self.depth(jig, self.limits.depth_distances_m, calibration.ir.intrinsics)
+        failed = [failure for quality in depth for failure in quality["failures"]]
+        if failed:
+            raise OutOfLimits(serial=self.serial, failures="; ".join(failed))
+        return calibration, depth
+
+    def _capture(self) -> Frames:
+        """One flood-lit IR + RGB capture of what the jig presents."""
+        frames = decode_frame_set(self.camera.capture(("ir", "rgb")))
+        assert frames.ir is not None and frames.rgb is not None  # decode_frame_set checked what was asked
+        return frames
+
+    def _detect(self, frames: Frames) -> _View:
+        assert frames.ir is not None and frames.rgb is not None
+        return _View(frames.ir, detect(frames.ir, self.board), detect(frames.rgb, self.board))
+
+    def _offer(self, selector: PairSelector, view: _View) -> None:
+        """Offer a detected view to the selector; shown with the coverage so far."""
+        verdict = selector.offer(view.ir, view.rgb)
+        coverage = selector.ir
+        shown = ViewObservation(
+            "ir",
+            view.image,
+            view.ir.corners,
+            verdict.accepted,
+            verdict.reason,
+            coverage.coverage(),
+            coverage.coverage_grid(),
+            len(selector.accepted),
+        )
+        self.report.observe(VIEW, shown)
+
+    def _fill(self, jig: Jig, selector: PairSelector) -> None:
+        """Aimed poses at the image's empty cells until the model's views and coverage are met (bounded)."""
+        limits = self.limits
+        tried: set[tuple[float, float]] = set()  # an aim that gave nothing would give nothing again
+        while len(selector.accepted) < limits.min_views or selector.coverage() < limits.min_coverage:
+            holes = [hole for hole in selector.ir.holes() if hole not in tried]
+            if len(tried) >= EXTRA_POSES or not holes:
+                raise NotEnoughViews(
+                    serial=self.serial,
+                    views=len(selector.accepted),
+                    coverage=round(100 * selector.coverage()),
+                    needed=limits.min_views,
+                    min_coverage=round(100 * limits.min_coverage),
+                )
+            if not tried:
+                self.phase(CameraPhase.COVERAGE)
+            tried.add(holes[0])
+            jig.present_aimed(self.serial, *holes[0])
+            self._offer(selector, self._detect(self._capture()))
+            self.report.progress(len(tried), EXTRA_POSES, counts="items")
+
+    def depth(self, jig: Jig, distances_m: Sequence[float], ir: Intrinsics) -> list[dict[str, Any]]:
+        """The depth quality on a flat wall at each distance, projector on: each run's figures and failures."""
+        self.camera.projector(True)
+        runs: list[dict[str, Any]] = []
+        for distance in distances_m:
+            self.phase(CameraPhase.DEPTH, distance)
+            jig.present_wall(self.serial, distance)
+            frames = decode_frame_set(self.camera.capture(("depth",)))
+            assert frames.depth is not None
+            quality = measure_depth(
+                frames.depth, ir, self.caps.projector_baseline_mm, distance, range_mm=self.caps.depth_range_mm
+            )
+            failures = depth_failures(quality, self.limits)
+            figures = numbers(quality.as_dict())
+            self.report.observe(DEPTH, DepthObservation(frames.depth, distance, figures, not failures))
+            runs.append({"distance_m": distance, "figures": figures, "failures": failures})
+        return runs
+
+    def store(self, blob: CameraCalibration) -> str:
+        """Write the blob and read it back; its checksum once the unit holds exactly it."""
+        data = blob.encode()
+        self.phase(CameraPhase.WRITE)
+        self.camera.write_calibration(data, self.report.progress_callback())
+        self.phase(CameraPhase.VERIFY)
+        back = self.camera.read_calibration()
+        expected = blob_checksum(data)
+        if back != data:
+            got = blob_checksum(back)[:12] if back is not None else _("none")
+            raise ReadBackMismatch(serial=self.serial, got=got, expected=expected[:12])
+        return expected
+
+    # -- check ---------------------------------------------------------------------------------------
+    def stored(self) -> tuple[CameraCalibration, str]:
+        self.phase(CameraPhase.READ)
+        blob = self.camera.read_calibration()
+        if blob is None:
+            raise NoStoredCalibration(serial=self.serial)
+        return CameraCalibration.decode(blob), blob_checksum(blob)
+
+    def field_check(self) -> tuple[Any, str]:
+        """The stored calibration against a flood-lit board view and a depth frame: the check and the checksum."""
+        calibration, checksum = self.stored()
+        self.phase(CameraPhase.CAPTURE)
+        self.camera.projector(False)
+        flood = decode_frame_set(self.camera.capture(("ir", "rgb")))
+        self.camera.projector(True)
+        lit = decode_frame_set(self.camera.capture(("ir", "depth"), speckle=True))
+        assert flood.ir is not None and flood.rgb is not None and lit.depth is not None
+        self.phase(CameraPhase.CHECK)
+        checked = field_check(flood.ir, flood.rgb, lit.depth, calibration, self.board, self.limits, ir_speckle=lit.ir)
+        self.report.observe(DEPTH, DepthObservation(lit.depth, checked.board_distance_m, numbers(checked.as_dict())))
+        return checked, checksum
+
+
+def _run_on_unit(
+    station: Station,
+    serial: str,
+    step: str,
+    board: Board,
+    report: Reporter,
+    ledger: Ledger,
+    procedure: Callable[[_UnitCamera, Ledger, float], CameraStepResult],
+    restore: Callable[[_UnitCamera], None],
+) -> CameraStepResult:
+    """One unit's step as a ledger operation of kind ``step``; any error becomes the unit's failed result."""
+    started = time.monotonic()
+    try:
+        device = station.find(serial)  # recorded as seen: the operation needs the unit in the ledger
+        model = model_by_id(device.model)
+        with ledger.operation(serial, step) as op:
+            with station.connect(serial) as client:
+                camera = CameraUnit(client)
+                report.phase(CameraPhase.PREPARE, phase_label(CameraPhase.PREPARE))
+                unit = _UnitCamera(camera, camera.capabilities(), model, serial, board, report)
+                was_on = camera.projector()
+                try:
+                    result = procedure(unit, ledger, started)
+                finally:
+                    restore(unit)
+                    _quietly(serial, lambda: camera.projector(was_on))
+            op.result = {k: v for k, v in result.as_dict().items() if k not in ("figures", "calibration")}
+    except Exception as exc:
+        error = exc if isinstance(exc, NaiadError) else CameraStepCrashed(serial=serial, detail=type(exc).__name__)
+        if isinstance(exc, NaiadError):
+            LOG.info("%s: %s failed: %s", serial, step, exc)
+        else:
+            LOG.exception("%s: %s crashed", serial, step)
+        result = CameraStepResult(serial, step, False, time.monotonic() - started, error)
+    report.finished(result)
+    return result
+
+
+def _quietly(serial: str, action: Callable[[], object]) -> None:
+    """Tidying after a step (projector, jig): a unit gone by now must not hide the step's own outcome."""
+    try:
+        action()
+    except NaiadError as exc:
+        LOG.info("%s: could not tidy up after the camera step: %s", serial, exc)
+
+
+def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
+    def procedure(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
+        calibration, depth = unit.calibrate(jig)
+        blob = calibration.to_blob(unit.serial, unit.model.id, time.time())
+        checksum = unit.store(blob)
+        unit.phase(CameraPhase.RECORD)
+        figures = numbers(dict(blob.figures))
+        ledger.record_calibration(unit.serial, checksum, figures)
+        depth_figures = _depth_figures(depth)
+        ledger.record_camera_check(unit.serial, DEPTH_STEP, True, depth_figures, calibration=checksum)
+        seconds = time.monotonic() - started
+        return CameraStepResult(
+            unit.serial,
+            CALIBRATE_STEP,
+            True,
+            seconds,
+            figures={**figures, **depth_figures},
+            checksum=checksum,
+            calibration=calibration.as_json(),
+        )
+
+    return procedure
+
+
+def _check(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
+    checked, checksum = unit.field_check()
+    unit.phase(CameraPhase.RECORD)
+    figures = numbers(checked.as_dict())
+    verdict = str(checked.verdict)
+    ledger.record_camera_check(unit.serial, CHECK_STEP, checked.passed, figures, verdict, calibration=checksum)
+    seconds = time.monotonic() - started
+    return CameraStepResult(
+        unit.serial,
+        CHECK_STEP,
+        bool(checked.passed),
+        seconds,
+        figures=figures,
+        checksum=checksum,
+        verdict=verdict,
+        advice=checked.advice,
+    )
+
+
+def _depth_figures(runs: list[dict[str, Any]]) -> dict[str, float | int]:
+    """One flat map of numbers for the ledger: each figure named after its distance (``fill_rate.0.5m``)."""
+    figures: dict[str, float | int] = {}
+    for run in runs:
+        figures.update(numbers(run["figures"], suffix=f".{run['distance_m']:g}m"))
+    return figures
+
+
+# --- the public steps ---------------------------------------------------------------------------------
+
+
+def _check_serials(serials: Sequence[str]) -> list[str]:
+    chosen = list(dict.fromkeys(serials))  # a unit named twice is calibrated once
+    if not chosen:
+        raise NoUnitsSelected()
+    return chosen
+
+
+def _acting(station: Station, session: OperatorSession) -> Ledger:
+    ledger = station.ledger
+    return ledger if ledger.operator == session.operator else ledger.as_operator(session.operator)
+
+
+def calibrate_units(
+    station: Station,
+    jig: Jig,
+    serials: Sequence[str],
+    listener: Listener | None = None,
+    *,
+    mode: str = FULL,
+    board: Board = Board(),  # noqa: B008 - a frozen dataclass: one shared default is safe
+    session: OperatorSession | None = None,
+    max_workers: int | None = None,
+) -> list[CameraStepResult]:
+    """Calibrate (``full``, on ``jig``) or field-check (``check``) every unit of ``serials`` in parallel.
+
+    Refused as a whole (typed error, no unit touched) for an unknown mode, no units, a ``session`` without the
+    role (``operator`` for full, one of :data:`CHECK_ROLES` for check), or a full calibration without a jig.
+    Results come in the order of ``serials``; a unit's failure is its result's ``error``.  ``listener`` gets every
+    unit's events (step ``calibrate``) from the worker threads.
+    """
+    if mode not in MODES:
+        raise UnknownMode(mode=mode)
+    chosen = _check_serials(serials)
+    acting = require_role(session, ROLE) if mode == FULL else require_check_role(session)
+    if mode == FULL and jig.planned <= 0:
+        raise JigNotConfigured(serial=", ".join(chosen))  # before any unit is touched
+    ledger = _acting(station, acting)
+    procedure = _full(jig) if mode == FULL else _check
+    if mode == FULL:
+
+        def restore(unit: _UnitCamera) -> None:
+            _quietly(unit.serial, lambda: jig.release(unit.serial))
+    else:
+
+        def restore(unit: _UnitCamera) -> None:
+            """A field check uses what the installer holds up: nothing to release."""
+
+    def one(serial: str) -> CameraStepResult:
+        report = Reporter(listener, serial, CALIBRATE_STEP)
+        step = CALIBRATE_STEP if mode == FULL else CHECK_STEP
+        return _run_on_unit(station, serial, step, board, report, ledger, procedure, restore)
+
+    workers = max(1, min(max_workers or len(chosen), len(chosen)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calibrate") as pool:
+        return list(pool.map(one, chosen))
+
+
+def depth_quality(
+    station: Station,
+    jig: Jig,
+    serial: str,
+    distances_m: Sequence[float] | None = None,
+    listener: Listener | None = None,
+    *,
+    session: OperatorSession | None = None,
+) -> CameraStepResult:
+    """The depth quality of ``serial`` on the jig's wall at each distance (default: the model's), recorded.
+
+    The IR intrinsics are the unit's stored calibration's, else the model's nominal ones.  Needs a logged-in
+    installer, operator or support engineer (the record names them); ``ok`` is whether every distance passed.
+    """
+    ledger = _acting(station, require_check_role(session))
+
+    def procedure(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
+        stored = unit.camera.read_calibration()
+        ir = CameraCalibration.decode(stored).ir if stored is not None else _nominal_ir(unit)
+        checksum = blob_checksum(stored) if stored is not None else None
+        if stored is None:
+            unit.report.message(_("The unit holds no calibration: the model's nominal IR camera is used"))
+        runs = unit.depth(jig, distances_m or unit.limits.depth_distances_m, ir)
+        failures = [failure for run in runs for failure in run["failures"]]
+        unit.phase(CameraPhase.RECORD)
+        figures = _depth_figures(runs)
+        ledger.record_camera_check(unit.serial, DEPTH_STEP, not failures, figures, calibration=checksum)
+        error = DepthOutOfLimits(serial=unit.serial, failures="; ".join(failures)) if failures else None
+        return CameraStepResult(unit.serial, DEPTH_STEP, not failures, time.monotonic() - started, error, figures)
+
+    def restore(unit: _UnitCamera) -> None:
+        _quietly(unit.serial, lambda: jig.release(unit.serial))
+
+    report = Reporter(listener, serial, DEPTH_STEP)
+    return _run_on_unit(station, serial, DEPTH_STEP, Board(), report, ledger, procedure, restore)
+
+
+def _nominal_ir(unit: _UnitCamera) -> Intrinsics:
+    module = unit.model.camera
+    width, height = unit.caps.ir
+    f = module.focal_length_px
+    return Intrinsics(width, height, f, f, (width - 1) / 2, (height - 1) / 2)
