@@ -227,3 +227,19 @@ def test_the_ray_cache_keeps_within_its_byte_budget(monkeypatch: pytest.MonkeyPa
     optics.rays(other)
     assert optics.rays(small) is not first  # evicted for the other camera, computed again
     assert np.array_equal(optics.rays(small), first)
+
+
+def test_a_units_truth_drawn_by_two_threads_at_once_is_one_truth(tmp_path: Path) -> None:
+    """The station's jig and the unit's own capture may both draw a fresh unit's truth: neither may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from simulator.camera.truth import load_or_draw
+    from terminal.models import model_by_id
+
+    for attempt in range(20):
+        unit = tmp_path / f"u{attempt}"
+        unit.mkdir()
+        with ThreadPoolExecutor(4) as pool:
+            truths = list(pool.map(lambda _: load_or_draw(unit, "DF2RACE0001", model_by_id("df2")), range(4)))
+        assert all(t == truths[0] for t in truths)
+        assert not [p.name for p in unit.iterdir() if p.name.endswith(".tmp")]
