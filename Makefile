@@ -31,6 +31,10 @@ bench: setup
 	$(PY) bench/bench_management.py
 	$(PY) bench/bench_cli.py
 	$(PY) bench/bench_inject.py
+	$(PY) bench/bench_sim_camera.py
+	$(PY) bench/bench_calibration.py
+	$(PY) bench/bench_fieldcheck.py
+	$(PY) bench/bench_jig.py
 
 screenshot: setup
 	$(PY) tools/screenshot_console.py --out docs/console.png
