@@ -240,6 +240,6 @@ def test_a_units_truth_drawn_by_two_threads_at_once_is_one_truth(tmp_path: Path)
         unit = tmp_path / f"u{attempt}"
         unit.mkdir()
         with ThreadPoolExecutor(4) as pool:
-            truths = list(pool.map(lambda _: load_or_draw(unit, "DF2RACE0001", model_by_id("df2")), range(4)))
+            truths = list(pool.map(lambda d: load_or_draw(d, "DF2RACE0001", model_by_id("df2")), [unit] * 4))
         assert all(t == truths[0] for t in truths)
         assert not [p.name for p in unit.iterdir() if p.name.endswith(".tmp")]
