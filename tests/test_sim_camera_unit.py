@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,10 @@ from simulator.control import SimulatorCommandFailed
 from simulator.link import Faults, InvalidFault
 from simulator.state import UnitStore
 from simulator.unit import VirtualTerminal
-from terminal.camera import Board, CameraCalibration, Intrinsics
+from terminal.camera import MAX_BLOB, Board, CameraCalibration, Intrinsics
 from terminal.device import RequestRejected
 from terminal.models import model_by_id
-from terminal.protocol import OBJECT_CALIBRATION, ErrorCode, MessageType, frame_object
+from terminal.protocol import OBJECT_CALIBRATION, OBJECT_LOOPBACK, ErrorCode, MessageType, frame_object
 
 
 @pytest.fixture
@@ -179,6 +180,66 @@ def test_the_unit_keeps_only_a_valid_calibration_of_its_own(unit: VirtualTermina
     unit.power_on("run")
     assert _read(unit, OBJECT_CALIBRATION) == good  # kept across a reboot, like flash
     unit.shutdown()
+
+
+def test_a_calibration_of_another_model_or_other_image_sizes_is_refused(unit: VirtualTerminal) -> None:
+    truth, frog = unit.camera.truth, model_by_id("frog-pro").camera
+    other = Intrinsics(*frog.ir_resolution, 900.0, 900.0, 640.0, 400.0)
+    wrong_model = CameraCalibration(unit.serial, "frog-pro", truth.ir, truth.rgb, truth.rgb_from_ir, 1e9, {})
+    wrong_size = CameraCalibration(unit.serial, "df2", other, truth.rgb, truth.rgb_from_ir, 1e9, {})
+    for calibration in (wrong_model, wrong_size):
+        with pytest.raises(RequestRejected) as refused:
+            _write(unit, OBJECT_CALIBRATION, calibration.encode())
+        assert refused.value.code == ErrorCode.BAD_REQUEST
+    assert unit.camera.read_calibration() is None
+
+
+def test_a_calibration_write_larger_than_any_blob_is_refused_at_its_first_chunk(unit: VirtualTerminal) -> None:
+    payload = {"offset": 0, "total": MAX_BLOB + 1, "sha256": bytes(32), "data": b"x"}
+    with pytest.raises(RequestRejected) as refused:
+        unit.handle(MessageType.OBJECT_WRITE, {"name": OBJECT_CALIBRATION, **payload})
+    assert refused.value.code == ErrorCode.BAD_REQUEST
+    loopback = unit.handle(MessageType.OBJECT_WRITE, {"name": OBJECT_LOOPBACK, **payload})
+    assert loopback == {"received": 1, "complete": False}  # other objects may be larger
+
+
+def test_a_failed_capture_does_not_count_as_a_frame_set(unit: VirtualTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulator.camera import service
+
+    first = _capture(unit, ["ir"])["frame_set"]
+
+    def broken(image: np.ndarray) -> bytes:
+        raise RequestRejected(ErrorCode.INTERNAL, "PNG encoding failed")
+
+    monkeypatch.setattr(service, "encode_png", broken)
+    with pytest.raises(RequestRejected):
+        _capture(unit, ["ir"])
+    monkeypatch.undo()
+    assert _capture(unit, ["ir"])["frame_set"] == first + 1
+
+
+def test_a_reboot_during_a_capture_leaves_no_frames(unit: VirtualTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulator.camera import service
+    from simulator.camera.render import render as real
+
+    rendering, release = threading.Event(), threading.Event()
+
+    def slow(*args: Any) -> dict[str, np.ndarray]:
+        rendering.set()
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(service, "render", slow)
+    capture = threading.Thread(target=_capture, args=(unit, ["ir"]))
+    capture.start()
+    assert rendering.wait(10)
+    boot = threading.Thread(target=unit.camera.boot)
+    boot.start()
+    boot.join(0.3)  # without the lock the boot is over here, before the capture stores its frame
+    release.set()
+    capture.join(10)
+    boot.join(10)
+    assert frame_object("ir") not in unit._objects
 
 
 def test_faults_change_the_frames_as_documented(unit: VirtualTerminal) -> None:
