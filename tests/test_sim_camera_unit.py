@@ -352,6 +352,27 @@ def test_an_unknown_scene_kind_is_refused_before_anything_changes(unit: VirtualT
     assert dataclasses.asdict(unit.camera.truth.ir) == dataclasses.asdict(unit.camera.physical().ir)
 
 
+def test_a_scene_with_a_field_its_kind_does_not_take_is_refused(
+    unit: VirtualTerminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulator.camera import jig
+
+    before = unit.camera.scene()
+    for scene in (
+        {"kind": "wall", "distance_m": 0.5, "tilt": [10, 0]},  # tilt_deg misspelt: not a frontal wall
+        {"kind": "default", "distance_m": 0.5},
+        {"kind": "none", "aim": [0.5, 0.5]},
+        {"kind": "board", "jig_pose": 1, "aim": [0.5, 0.5]},  # two poses: which one?
+        {"kind": "board", "jig_pose": 1, "rvec": [0, 0, 0], "tvec_m": [0, 0, 0.5]},
+    ):
+        with pytest.raises(jig.SceneError):
+            unit.camera.set_scene(scene)
+    assert unit.camera.scene() == before
+    monkeypatch.setattr(jig, "JIG_POSES", 12)
+    with pytest.raises(jig.SceneError, match="from 0 to 11"):
+        unit.camera.set_scene({"kind": "board", "jig_pose": 12})
+
+
 _JSON = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6)),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
