@@ -332,7 +332,23 @@ def test_render_calibration_set_writes_the_documented_files(tmp_path: Path) -> N
     CliRunner().invoke(cli, ["sim", "render-calibration-set", "--out", str(again), "--views", "2", "--seed", "4"])
     assert (again / "ir_01.png").read_bytes() == (out / "ir_01.png").read_bytes()  # the seed decides everything
     bad = CliRunner().invoke(cli, ["sim", "render-calibration-set", "--out", str(tmp_path / "x"), "--model", "nope"])
-    assert bad.exit_code == 1 and "nope" in bad.output
+    assert bad.exit_code == 2 and "nope" in bad.output and "frog-pro" in bad.output  # the models there are
+    assert not (tmp_path / "x").exists()
+
+
+def test_render_calibration_set_counts_views_not_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from console import cli_sim
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_sim, "err", lambda: Console(file=screen, force_terminal=True, width=100))
+    with cli_sim.view_bar(True, "Rendering views") as progress:
+        progress(1, 20)
+    shown = screen.getvalue()
+    assert "1/20" in shown and "/s" not in shown  # a count of views, no transfer speed
 
 
 def test_an_unknown_scene_kind_is_refused_before_anything_changes(unit: VirtualTerminal) -> None:
