@@ -8,9 +8,10 @@ so edges are anti-aliased and the board's corners stay where OpenCV's model puts
 
 - IR: flood-lit grey, or with ``speckle`` (projector on and working) the projector's dots over a weak flood.
 - RGB: the same scene through the RGB camera (X_rgb = R X_ir + t), tinted; Gaussian-blurred when defocused.
-- Depth (uint16 mm on the IR pixel grid): the true Z plus noise of sigma_z = Z^2 * sigma_d / (f * b) (Z in mm,
-  f the IR focal length in px, b the projector baseline in mm), holes where the speckle is lost (a few
-  small blobs, more on dark squares), 0 outside ``depth_range_mm`` and everywhere when the projector is off.
+- Depth (uint16 mm on the IR pixel grid): the true Z, leaning a hair per capture (``_lean``), plus noise of
+  sigma_z = Z^2 * sigma_d / (f * b) (Z in mm, f the IR focal length in px, b the projector baseline in mm),
+  holes where the speckle is lost (a few small blobs, more on dark squares), 0 outside ``depth_range_mm`` and
+  everywhere when the projector is off.
 """
 
 from __future__ import annotations
