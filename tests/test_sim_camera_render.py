@@ -270,6 +270,6 @@ def test_a_units_truth_drawn_by_two_threads_at_once_is_one_truth(tmp_path: Path)
         unit = tmp_path / f"u{attempt}"
         unit.mkdir()
         with ThreadPoolExecutor(4) as pool:
-            truths = list(pool.map(lambda _: load_or_draw(unit, "DF2RACE0001", model_by_id("df2")), range(4)))
+            truths = list(pool.map(load_or_draw, [unit] * 4, ["DF2RACE0001"] * 4, [model_by_id("df2")] * 4))
         assert all(t == truths[0] for t in truths)
         assert not [p.name for p in unit.iterdir() if p.name.endswith(".tmp")]
