@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from i18n import N_, _, translate
+from simulator.camera import DEFAULT_MODEL, DEFAULT_VIEWS
+from terminal.events import ProgressCallback
 
-from .cli_common import Group, byte_bar, emit_json, json_option, option, out, output_errors, reported, table
+from .cli_common import Group, emit_json, err, json_option, option, out, output_errors, reported, table
 
 
 def _state(ctx: click.Context, state: Path | None) -> Path:
@@ -228,6 +232,43 @@ _unit_command("power-cut", "power_cut", N_("Cut a terminal's power."))
 _unit_command("power-on", "power_on", N_("Restore a terminal's power; it boots."))
 
 
+class ModelChoice(click.Choice[str]):
+    """The ids of the model table, read when the option is used or shown (not each time the CLI starts)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        from terminal.models import load_models
+
+        return tuple(sorted(load_models()))
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        """click sets its choices once; the table is read afresh instead."""
+
+
+@contextmanager
+def view_bar(enabled: bool, label: str) -> Iterator[ProgressCallback]:
+    """A transient bar counting views (not bytes: no speed) on stderr when it is a terminal."""
+    console = err()
+    if not enabled or not console.is_terminal:
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from terminal.events import Reporter
+
+    from .cli_progress import CountColumn, RichBars
+
+    columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        reporter = Reporter(RichBars(progress), "", "render")
+        reporter.phase("render", label)
+        yield reporter.progress_callback(counts="items")
+
+
 @sim.command(
     "render-calibration-set",
     help=N_(
@@ -242,14 +283,21 @@ _unit_command("power-on", "power_on", N_("Restore a terminal's power; it boots."
     type=click.Path(file_okay=False, path_type=Path),
     help=N_("The directory to write the set into."),
 )
-@option("--views", type=click.IntRange(1, 99), default=20, show_default=True, help=N_("How many views."))
+@option("--views", type=click.IntRange(1, 99), default=DEFAULT_VIEWS, show_default=True, help=N_("How many views."))
 @option("--seed", type=click.IntRange(0), default=0, show_default=True, help=N_("Seed of the unit and its poses."))
-@option("--model", "model_id", default="df2", show_default=True, help=N_("Model id of the unit."))
+@option(
+    "--model",
+    "model_id",
+    type=ModelChoice(),
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help=N_("Model id of the unit."),
+)
 @json_option
 def render_calibration_set(out_dir: Path, views: int, seed: int, model_id: str, as_json: bool) -> None:
     from simulator.camera.calibration_set import write_set
 
-    with reported(as_json), output_errors(out_dir), byte_bar(not as_json, _("Rendering views")) as progress:
+    with reported(as_json), output_errors(out_dir), view_bar(not as_json, _("Rendering views")) as progress:
         write_set(out_dir, views, seed, model_id, progress)
     if as_json:
         emit_json({"out": str(out_dir), "views": views, "seed": seed, "model": model_id})

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from terminal.camera import MAX_BLOB
 from terminal.device import DeviceEndpoint, RequestRejected
 from terminal.models import BOOTLOADER, RUN, TerminalModel, model_by_id
 from terminal.protocol import (
@@ -45,8 +46,8 @@ def _stored(data: bytes) -> tuple[bytes, bytes]:
 class ObjectSink:
     """An object arriving in chunks; kept only when its SHA-256 matches."""
 
-    def __init__(self, total: int, sha256: bytes) -> None:
-        if not 0 <= total <= MAX_OBJECT:
+    def __init__(self, total: int, sha256: bytes, limit: int = MAX_OBJECT) -> None:
+        if not 0 <= total <= limit:
             raise RequestRejected(ErrorCode.BAD_REQUEST, f"object of {total} bytes is too large")
         self.total, self.sha256, self.data = total, sha256, bytearray()
 
@@ -304,7 +305,8 @@ class VirtualTerminal:
             raise RequestRejected(ErrorCode.READ_ONLY, name)
         sink = self._incoming.get(name)
         if offset == 0:
-            sink = self._incoming[name] = ObjectSink(total, sha)
+            limit = MAX_BLOB if name == OBJECT_CALIBRATION else MAX_OBJECT  # no blob is larger: refuse, not buffer
+            sink = self._incoming[name] = ObjectSink(total, sha, limit)
         if sink is None or offset != len(sink.data) or (sink.total, sink.sha256) != (total, sha):
             raise RequestRejected(ErrorCode.BAD_REQUEST, f"unexpected chunk at offset {offset}")
         if len(sink.data) + len(data) > sink.total:

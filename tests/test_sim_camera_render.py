@@ -13,7 +13,7 @@ import pytest
 
 from simulator.camera.calibration_set import write_set
 from simulator.camera.jig import JIG_POSES, default_scene, jig_poses
-from simulator.camera.render import Capture, EmptyScene, WallScene, render, sigma_z_mm
+from simulator.camera.render import Capture, EmptyScene, WallScene, expected_plane_rms_mm, render, sigma_z_mm
 from simulator.camera.truth import DRIFT, CameraTruth, draw_truth, load_or_draw
 from terminal.camera import Board, Extrinsics, Intrinsics
 from terminal.models import model_by_id
@@ -108,6 +108,36 @@ def test_depth_noise_grows_with_the_square_of_the_distance() -> None:
         centre = depth[150:250, 250:390].astype(np.float64)
         stds.append(centre[centre > 0].std())
     assert 3.0 < stds[1] / stds[0] < 5.0  # 4x, less the quantisation that matters at 0.4 m
+
+
+def test_a_frog_pro_wall_near_by_dithers_the_millimetre_quantisation() -> None:
+    """sigma_z is 0.19 mm at 0.4 m: a frontal wall at a whole millimetre must not read one value everywhere."""
+    from camera.depth import measure_depth
+
+    truth = _truth(model=FROG)
+    capture = Capture(streams=("depth",), depth_range_mm=FROG.camera.depth_range_mm)
+    depth = render(truth, WallScene(0.4), capture, np.random.default_rng(3))["depth"]
+    centre = depth[300:500, 500:780]
+    assert np.unique(centre[centre > 0]).size >= 2
+    quality = measure_depth(depth, truth.ir, truth.projector_baseline_mm, 0.4)
+    assert quality.plane_rms_mm == pytest.approx(expected_plane_rms_mm(truth, 400.0), rel=0.1)
+    assert abs(quality.z_error_mm or 0) < 0.2
+
+
+def test_each_capture_draws_fresh_sensor_noise() -> None:
+    """Two captures of the same dark room share no noise pattern (not even a shifted one)."""
+    truth = _truth()
+
+    def noise(seed: int) -> np.ndarray:
+        frame = render(truth, EmptyScene(), Capture(streams=("ir",)), np.random.default_rng(seed))["ir"]
+        grey = frame.astype(np.float32)
+        return grey - cv2.GaussianBlur(grey, (0, 0), 3)
+
+    first, second = noise(1), noise(2)
+    assert 1.0 < first.std() < 1.5  # SENSOR_NOISE_DN, rounded
+    _, response = cv2.phaseCorrelate(first, second)
+    assert response < 0.05
+    assert np.array_equal(noise(1), first)  # the seed still decides the frame
 
 
 def test_depth_outside_the_range_and_without_projector_is_zero() -> None:
@@ -240,6 +270,6 @@ def test_a_units_truth_drawn_by_two_threads_at_once_is_one_truth(tmp_path: Path)
         unit = tmp_path / f"u{attempt}"
         unit.mkdir()
         with ThreadPoolExecutor(4) as pool:
-            truths = list(pool.map(lambda d: load_or_draw(d, "DF2RACE0001", model_by_id("df2")), [unit] * 4))
+            truths = list(pool.map(load_or_draw, [unit] * 4, ["DF2RACE0001"] * 4, [model_by_id("df2")] * 4))
         assert all(t == truths[0] for t in truths)
         assert not [p.name for p in unit.iterdir() if p.name.endswith(".tmp")]

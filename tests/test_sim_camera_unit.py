@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,10 @@ from simulator.control import SimulatorCommandFailed
 from simulator.link import Faults, InvalidFault
 from simulator.state import UnitStore
 from simulator.unit import VirtualTerminal
-from terminal.camera import Board, CameraCalibration, Intrinsics
+from terminal.camera import MAX_BLOB, Board, CameraCalibration, Intrinsics
 from terminal.device import RequestRejected
 from terminal.models import model_by_id
-from terminal.protocol import OBJECT_CALIBRATION, ErrorCode, MessageType, frame_object
+from terminal.protocol import OBJECT_CALIBRATION, OBJECT_LOOPBACK, ErrorCode, MessageType, frame_object
 
 
 @pytest.fixture
@@ -181,6 +182,66 @@ def test_the_unit_keeps_only_a_valid_calibration_of_its_own(unit: VirtualTermina
     unit.shutdown()
 
 
+def test_a_calibration_of_another_model_or_other_image_sizes_is_refused(unit: VirtualTerminal) -> None:
+    truth, frog = unit.camera.truth, model_by_id("frog-pro").camera
+    other = Intrinsics(*frog.ir_resolution, 900.0, 900.0, 640.0, 400.0)
+    wrong_model = CameraCalibration(unit.serial, "frog-pro", truth.ir, truth.rgb, truth.rgb_from_ir, 1e9, {})
+    wrong_size = CameraCalibration(unit.serial, "df2", other, truth.rgb, truth.rgb_from_ir, 1e9, {})
+    for calibration in (wrong_model, wrong_size):
+        with pytest.raises(RequestRejected) as refused:
+            _write(unit, OBJECT_CALIBRATION, calibration.encode())
+        assert refused.value.code == ErrorCode.BAD_REQUEST
+    assert unit.camera.read_calibration() is None
+
+
+def test_a_calibration_write_larger_than_any_blob_is_refused_at_its_first_chunk(unit: VirtualTerminal) -> None:
+    payload = {"offset": 0, "total": MAX_BLOB + 1, "sha256": bytes(32), "data": b"x"}
+    with pytest.raises(RequestRejected) as refused:
+        unit.handle(MessageType.OBJECT_WRITE, {"name": OBJECT_CALIBRATION, **payload})
+    assert refused.value.code == ErrorCode.BAD_REQUEST
+    loopback = unit.handle(MessageType.OBJECT_WRITE, {"name": OBJECT_LOOPBACK, **payload})
+    assert loopback == {"received": 1, "complete": False}  # other objects may be larger
+
+
+def test_a_failed_capture_does_not_count_as_a_frame_set(unit: VirtualTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulator.camera import service
+
+    first = _capture(unit, ["ir"])["frame_set"]
+
+    def broken(image: np.ndarray) -> bytes:
+        raise RequestRejected(ErrorCode.INTERNAL, "PNG encoding failed")
+
+    monkeypatch.setattr(service, "encode_png", broken)
+    with pytest.raises(RequestRejected):
+        _capture(unit, ["ir"])
+    monkeypatch.undo()
+    assert _capture(unit, ["ir"])["frame_set"] == first + 1
+
+
+def test_a_reboot_during_a_capture_leaves_no_frames(unit: VirtualTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulator.camera import service
+    from simulator.camera.render import render as real
+
+    rendering, release = threading.Event(), threading.Event()
+
+    def slow(*args: Any) -> dict[str, np.ndarray]:
+        rendering.set()
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(service, "render", slow)
+    capture = threading.Thread(target=_capture, args=(unit, ["ir"]))
+    capture.start()
+    assert rendering.wait(10)
+    boot = threading.Thread(target=unit.camera.boot)
+    boot.start()
+    boot.join(0.3)  # without the lock the boot is over here, before the capture stores its frame
+    release.set()
+    capture.join(10)
+    boot.join(10)
+    assert frame_object("ir") not in unit._objects
+
+
 def test_faults_change_the_frames_as_documented(unit: VirtualTerminal) -> None:
     _, detector = _charuco()
     good = _frames(unit, ["ir", "rgb", "depth"])
@@ -271,7 +332,23 @@ def test_render_calibration_set_writes_the_documented_files(tmp_path: Path) -> N
     CliRunner().invoke(cli, ["sim", "render-calibration-set", "--out", str(again), "--views", "2", "--seed", "4"])
     assert (again / "ir_01.png").read_bytes() == (out / "ir_01.png").read_bytes()  # the seed decides everything
     bad = CliRunner().invoke(cli, ["sim", "render-calibration-set", "--out", str(tmp_path / "x"), "--model", "nope"])
-    assert bad.exit_code == 1 and "nope" in bad.output
+    assert bad.exit_code == 2 and "nope" in bad.output and "frog-pro" in bad.output  # the models there are
+    assert not (tmp_path / "x").exists()
+
+
+def test_render_calibration_set_counts_views_not_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from console import cli_sim
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_sim, "err", lambda: Console(file=screen, force_terminal=True, width=100))
+    with cli_sim.view_bar(True, "Rendering views") as progress:
+        progress(1, 20)
+    shown = screen.getvalue()
+    assert "1/20" in shown and "/s" not in shown  # a count of views, no transfer speed
 
 
 def test_an_unknown_scene_kind_is_refused_before_anything_changes(unit: VirtualTerminal) -> None:
@@ -289,6 +366,27 @@ def test_an_unknown_scene_kind_is_refused_before_anything_changes(unit: VirtualT
             unit.camera.set_scene(scene)
     assert unit.camera.scene() == before
     assert dataclasses.asdict(unit.camera.truth.ir) == dataclasses.asdict(unit.camera.physical().ir)
+
+
+def test_a_scene_with_a_field_its_kind_does_not_take_is_refused(
+    unit: VirtualTerminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulator.camera import jig
+
+    before = unit.camera.scene()
+    for scene in (
+        {"kind": "wall", "distance_m": 0.5, "tilt": [10, 0]},  # tilt_deg misspelt: not a frontal wall
+        {"kind": "default", "distance_m": 0.5},
+        {"kind": "none", "aim": [0.5, 0.5]},
+        {"kind": "board", "jig_pose": 1, "aim": [0.5, 0.5]},  # two poses: which one?
+        {"kind": "board", "jig_pose": 1, "rvec": [0, 0, 0], "tvec_m": [0, 0, 0.5]},
+    ):
+        with pytest.raises(jig.SceneError):
+            unit.camera.set_scene(scene)
+    assert unit.camera.scene() == before
+    monkeypatch.setattr(jig, "JIG_POSES", 12)
+    with pytest.raises(jig.SceneError, match="from 0 to 11"):
+        unit.camera.set_scene({"kind": "board", "jig_pose": 12})
 
 
 _JSON = st.recursive(

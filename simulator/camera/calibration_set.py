@@ -19,13 +19,12 @@ from terminal.events import ProgressCallback
 from terminal.models import TerminalModel, model_by_id
 
 from ..state import replace_atomically
+from . import DEFAULT_MODEL, DEFAULT_VIEWS
 from .jig import jig_poses
 from .render import Capture, render
 from .service import encode_png
 from .truth import draw_truth
 
-DEFAULT_VIEWS = 20
-DEFAULT_MODEL = "df2"
 _FRAME = re.compile(r"(ir|rgb|depth)_\d{2,}\.png")
 
 

@@ -41,6 +41,12 @@ class SceneError(NaiadError):
     msgid_params = ("detail",)
 
 
+class JigPoseError(SceneError):
+    """A jig pose out of the planned sequence (its own message: the control channel carries a class's msgid)."""
+
+    message = N_("The simulator cannot stage that scene: jig_pose must be a whole number from 0 to {last}")
+
+
 def distance_range(model: TerminalModel, board: Board) -> tuple[float, float]:
     """Nearest and farthest board distance (m) for the module: markers readable, a tilted board in view."""
     cam = model.camera
@@ -109,11 +115,26 @@ def default_scene(truth: CameraTruth, model: TerminalModel, board: Board) -> Boa
     return BoardScene(board, rvec, tvec)
 
 
+_FIELDS = {  # what each kind of scene takes: anything else is refused, not silently ignored
+    "none": {"kind"},
+    "default": {"kind", "board"},
+    "wall": {"kind", "distance_m", "tilt_deg"},
+    "board": {"kind", "board", "jig_pose", "aim", "rvec", "tvec_m"},
+}
+_POSES = ({"jig_pose"}, {"aim"}, {"rvec", "tvec_m"})  # a board scene's pose: exactly one of these forms
+
+
 def scene_from_dict(data: Any, truth: CameraTruth, model: TerminalModel, serial: str) -> Scene:
     """The scene a ``scene`` control command describes (contract in docs/simulator-camera.md)."""
     if not isinstance(data, dict):
         raise SceneError(detail=N_("a scene is a JSON object"))
     kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in _FIELDS:
+        raise SceneError(detail=N_("its kind must be board, wall, none or default"))
+    if set(data) - _FIELDS[kind]:
+        raise SceneError(detail=N_("it has a field its kind does not take"))
+    if kind == "board" and sum(1 for form in _POSES if form & set(data)) != 1:
+        raise SceneError(detail=N_("a board scene needs rvec and tvec_m (three numbers each), jig_pose or aim"))
     try:
         board = Board.from_dict(data["board"]) if "board" in data else Board()
     except BoardFileError as exc:
@@ -132,12 +153,10 @@ def scene_from_dict(data: Any, truth: CameraTruth, model: TerminalModel, serial:
             raise SceneError(detail=N_("tilt_deg must be two angles in degrees"))
         ax, ay = (_number(a, -60.0, 60.0, N_("tilt_deg must be two angles from -60 to 60 degrees")) for a in tilt)
         return WallScene(distance, (ax, ay))
-    if kind != "board":
-        raise SceneError(detail=N_("its kind must be board, wall, none or default"))
     if "jig_pose" in data:
         index = data["jig_pose"]
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < JIG_POSES:
-            raise SceneError(detail=N_("jig_pose must be a whole number from 0 to 39"))
+            raise JigPoseError(last=JIG_POSES - 1)
         return jig_poses(truth, model, board, serial_rng(serial, "jig"))[index]
     if "aim" in data:
         aim = data["aim"]

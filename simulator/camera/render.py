@@ -8,9 +8,10 @@ so edges are anti-aliased and the board's corners stay where OpenCV's model puts
 
 - IR: flood-lit grey, or with ``speckle`` (projector on and working) the projector's dots over a weak flood.
 - RGB: the same scene through the RGB camera (X_rgb = R X_ir + t), tinted; Gaussian-blurred when defocused.
-- Depth (uint16 mm on the IR pixel grid): the true Z plus noise of sigma_z = Z^2 * sigma_d / (f * b) (Z in mm,
-  f the IR focal length in px, b the projector baseline in mm), holes where the speckle is lost (a few
-  small blobs, more on dark squares), 0 outside ``depth_range_mm`` and everywhere when the projector is off.
+- Depth (uint16 mm on the IR pixel grid): the true Z, leaning a hair per capture (``_lean``), plus noise of
+  sigma_z = Z^2 * sigma_d / (f * b) (Z in mm, f the IR focal length in px, b the projector baseline in mm),
+  holes where the speckle is lost (a few small blobs, more on dark squares), 0 outside ``depth_range_mm`` and
+  everywhere when the projector is off.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ RGB_TINT = np.array([0.93, 1.0, 1.04], dtype=np.float32)  # B, G, R of a white s
 SENSOR_NOISE_DN = 1.2
 OPTICS_SIGMA_PX = 0.5
 DEFOCUS_SIGMA_PX = 3.0
-NOISE_MARGIN = 64
 SPECKLE_AMBIENT = 0.2  # flood share of a speckle image
 HOLE_SHARE = 0.01  # depth lost in small blobs
 HOLE_PX = 6
 DARK_HOLE_SHARE = 0.03  # extra depth lost per pixel on dark surfaces
+DEPTH_LEAN_MM = (1.0, 2.0)  # how far (mm) a capture's target leans from frontal at the image's side edge
 
 
 @dataclass(frozen=True)
@@ -238,20 +239,13 @@ def _albedo(codes: Image, sigma: float) -> Floats:
     return np.asarray(cv2.GaussianBlur(albedo, (0, 0), sigma), dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=8)
-def _noise_tile(shape: tuple[int, ...]) -> Floats:
-    """Sensor noise (DN) a little larger than a frame; each frame reads it at a random offset (fast)."""
-    big = (shape[0] + NOISE_MARGIN, shape[1] + NOISE_MARGIN, *shape[2:])
-    tile = np.random.default_rng(11).standard_normal(big, dtype=np.float32) * np.float32(SENSOR_NOISE_DN)
-    tile += np.float32(0.5)  # rounding
-    tile.setflags(write=False)
-    return tile
-
-
 def _to_uint8(image: Floats, rng: np.random.Generator) -> Image:
-    tile = _noise_tile(image.shape)
-    dy, dx = (int(v) for v in rng.integers(0, NOISE_MARGIN, 2))
-    image += tile[dy : dy + image.shape[0], dx : dx + image.shape[1]]
+    """``image`` with fresh sensor noise, rounded.  OpenCV draws the noise (several times faster than numpy's
+    float32 normals on a frog-pro RGB frame), seeded from ``rng`` so a seed still decides every frame."""
+    noise = np.empty(image.shape, dtype=np.float32)
+    cv2.setRNGSeed(int(rng.integers(2**31)))  # OpenCV's generator is per thread: captures on two units do not mix
+    cv2.randn(noise.reshape(image.shape[0], -1), np.array([0.5]), np.array([SENSOR_NOISE_DN]))  # 0.5: rounding
+    image += noise
     np.clip(image, 0, 255, out=image)
     return image.astype(np.uint8)
 
@@ -330,12 +324,24 @@ def render(
     return frames
 
 
+def _lean(h: int, w: int, rng: np.random.Generator) -> Floats:
+    """A target is never frontal to a millimetre: each capture's depth sees it lean a hair (DEPTH_LEAN_MM at the
+    image's side edge, a fraction of a degree) about the image centre, in a random direction.  The readings then
+    spread over whole millimetres, so the 1 mm quantisation dithers as on a real module instead of giving one
+    value everywhere when sigma_z is well under 1 mm (frog-pro near); a plane fit takes the lean out again."""
+    angle, lean = rng.uniform(0.0, 2 * math.pi), rng.uniform(*DEPTH_LEAN_MM) / (w / 2)
+    xs = (np.arange(w, dtype=np.float32) - np.float32(w / 2)) * np.float32(lean * math.cos(angle))
+    ys = (np.arange(h, dtype=np.float32) - np.float32(h / 2)) * np.float32(lean * math.sin(angle))
+    return ys[:, None] + xs[None, :]
+
+
 def _depth(truth: CameraTruth, z_mm: Floats, codes: Image, capture: Capture, rng: np.random.Generator) -> Depth:
     if not capture.projector:
         return np.zeros(z_mm.shape, dtype=np.uint16)
     sigma = sigma_z_mm(truth, z_mm)
     noisy = z_mm * np.float32(capture.depth_scale) + rng.standard_normal(z_mm.shape, dtype=np.float32) * sigma
     h, w = z_mm.shape
+    noisy += _lean(h, w, rng)
     seeds = (rng.random((h // HOLE_PX + 1, w // HOLE_PX + 1)) < HOLE_SHARE).astype(np.float32)
     lost = cv2.resize(seeds, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5  # holes of about HOLE_PX pixels
     lost |= (codes < 64) & (rng.random(z_mm.shape, dtype=np.float32) < DARK_HOLE_SHARE)

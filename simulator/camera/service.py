@@ -90,12 +90,15 @@ class SimCamera:
         return self.truth.drifted() if self.faults.camera_drift else self.truth
 
     def boot(self) -> None:
-        """Power-on state: the default scene, projector on, default exposures, no frames."""
-        self._scene_data = {"kind": "default"}
-        self.projector_on = True
-        self.ir_us, self.rgb_us = DEFAULT_IR_US, DEFAULT_RGB_US
-        for stream in CAMERA_STREAMS:
-            self._objects.pop(frame_object(stream), None)
+        """Power-on state: the default scene, projector on, default exposures, no frames.
+
+        Under the capture lock: a capture still rendering when the unit reboots must not leave its frames behind."""
+        with self._lock:
+            self._scene_data = {"kind": "default"}
+            self.projector_on = True
+            self.ir_us, self.rgb_us = DEFAULT_IR_US, DEFAULT_RGB_US
+            for stream in CAMERA_STREAMS:
+                self._objects.pop(frame_object(stream), None)
 
     def set_scene(self, data: Any) -> dict[str, Any]:
         """Put ``data`` (a scene dict) in front of the camera; returns the resolved scene."""
@@ -169,10 +172,9 @@ class SimCamera:
             depth_scale=self.truth.projector_baseline_mm / physical.projector_baseline_mm,
             depth_range_mm=self.model.camera.depth_range_mm,
         )
-        frames = render(physical, self.scene(), capture, self._rng, self.model.camera.speckle_dots)
-        self.frame_set += 1
-        for stream in CAMERA_STREAMS:
+        for stream in CAMERA_STREAMS:  # a failed capture leaves no frames of the last one behind
             self._objects.pop(frame_object(stream), None)
+        frames = render(physical, self.scene(), capture, self._rng, self.model.camera.speckle_dots)
         described: dict[str, Any] = {}
         with ThreadPoolExecutor(len(streams), thread_name_prefix="png") as pool:  # zlib lets go of the GIL
             pngs = dict(zip(streams, pool.map(encode_png, (frames[s] for s in streams)), strict=True))
@@ -190,6 +192,7 @@ class SimCamera:
                 "sha256": digest,
             }
         timestamp = time.time() + self.store.load().clock_offset  # the unit's clock, as TIME set it
+        self.frame_set += 1  # only a capture that succeeded counts
         return {"frame_set": self.frame_set, "timestamp": timestamp, "frames": described}
 
     # -- the calibration object ------------------------------------------------------------------------
@@ -205,6 +208,11 @@ class SimCamera:
             raise RequestRejected(ErrorCode.INTEGRITY, "not a valid calibration blob") from exc
         if calibration.serial != self.serial:
             raise _bad("the calibration belongs to another unit")
+        if calibration.model != self.model.id:
+            raise _bad("the calibration is of another model")
+        sizes = ((calibration.ir.width, calibration.ir.height), (calibration.rgb.width, calibration.rgb.height))
+        if sizes != (self.model.camera.ir_resolution, self.model.camera.rgb_resolution):
+            raise _bad("the calibration's image sizes are not this module's")
         replace_atomically(self.store.directory / CALIBRATION_FILE, blob)
         self.store.log(f"camera calibration stored, checksum {blob_checksum(blob)[:12]}")
 
