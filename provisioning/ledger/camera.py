@@ -1,6 +1,6 @@
 """Camera records in the ledger: each calibration written to a unit, each depth-quality run and field check.
 
-A calibration is named by the SHA-256 of its blob (``terminal.camera.CameraCalibration.checksum``) and kept with
+A calibration is named by the SHA-256 of its blob (``terminal.camera.blob_checksum(blob)``) and kept with
 its figures; the blob itself stays on the unit.  Figures are plain finite numbers only, so a record reads the same
 in a report, in JSON and on every database.  Each record is written with its audit entry (``camera.calibrated``,
 ``camera.checked``) in one transaction and its row is sealed, naming the authenticated operator when there is one.
