@@ -2,7 +2,8 @@
 
 A frame must decode to exactly what its descriptor says (the contract's layouts: IR grey ``uint8 (H, W)``, RGB
 ``uint8 (H, W, 3)`` BGR, depth ``uint16 (H, W)`` millimetres); anything else is :class:`CorruptFrame`.  The PNG
-header is read before the image is decoded, so a small PNG that claims a huge image is refused unallocated.
+header is read before the image is decoded, so a small PNG that claims a huge image, or pixels of another
+depth or colour type than its stream's (which would decode to more memory), is refused unallocated.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ import numpy as np
 import numpy.typing as npt
 
 from i18n import N_, _
-from terminal.camera_unit import FORMATS, FramePng, FrameSet
+from terminal.camera_unit import FORMATS, FramePng, FrameSet, size_text
 
 from .errors import CameraError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_IHDR = struct.Struct(">I4sII")  # the first chunk's length and type, then width and height
+# The first chunk: its length and type, then width, height, bit depth, colour type, compression, filter, interlace.
+_IHDR = struct.Struct(">I4sIIBBBBB")
+_IHDR_LENGTH = 13
+GREY, TRUECOLOUR = 0, 2  # PNG colour types
+# What each stream's PNG header must say (bit depth, colour type) before a byte of it is decoded: an image in
+# another layout would decode to more memory than its descriptor allows (a 16-bit RGBA PNG is 8x an IR frame).
+PNG_LAYOUTS = {"ir": (8, GREY), "rgb": (8, TRUECOLOUR), "depth": (16, GREY)}
 
 
 class CorruptFrame(CameraError):
@@ -46,12 +53,16 @@ def decode_frame(frame: FramePng) -> np.ndarray:
     png = frame.png
     if not png.startswith(PNG_SIGNATURE) or len(png) < len(PNG_SIGNATURE) + _IHDR.size:
         raise corrupt(_("it is not a PNG"))
-    _length, kind, width, height = _IHDR.unpack_from(png, len(PNG_SIGNATURE))
-    if kind != b"IHDR":
+    length, kind, width, height, bits, colour, compression, filtering, interlace = _IHDR.unpack_from(
+        png, len(PNG_SIGNATURE)
+    )
+    if kind != b"IHDR" or length != _IHDR_LENGTH:
         raise corrupt(_("it is not a PNG"))
     if (width, height) != (frame.width, frame.height):
-        found, expected = _dims(width, height), _dims(frame.width, frame.height)
+        found, expected = size_text(width, height), size_text(frame.width, frame.height)
         raise corrupt(_("it is {found} pixels, not {expected}", found=found, expected=expected))
+    if (bits, colour) != PNG_LAYOUTS.get(frame.stream) or (compression, filtering, interlace) != (0, 0, 0):
+        raise corrupt(_("its PNG header is not in its stream's pixel format"))
     try:
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -74,7 +85,3 @@ def decode_frame_set(frame_set: FrameSet) -> Frames:
             raise CorruptFrame(stream=stream, detail=_("it is not in its stream's pixel format"))
     images = {stream: decode_frame(frame) for stream, frame in frame_set.frames.items()}
     return Frames(ir=images.get("ir"), rgb=images.get("rgb"), depth=images.get("depth"))
-
-
-def _dims(width: int, height: int) -> str:
-    return f"{width}x{height}"

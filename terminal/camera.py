@@ -29,6 +29,13 @@ MAGIC = b"NCAL"
 BLOB_VERSION = 1
 _HEADER = len(MAGIC) + 1 + 32
 MAX_BLOB = 64 * 1024  # a blob is a few hundred bytes; anything near this is not one
+MAX_INTEGER = 2**53  # integers beyond this lose precision in JSON (the ledger) and carry no measurement
+MAX_DISTORTION = 100.0  # |coefficient|: real lenses stay within a few units
+MAX_FOCAL_WIDTHS = 100  # a focal length beyond 100 image widths, or under 1/100 of one, is no camera
+MAX_BASELINE_M = 1.0  # |t| between the two cameras of one module
+_BODY_KEYS = frozenset({"serial", "model", "created", "ir", "rgb", "rgb_from_ir", "figures"})
+_CAMERA_KEYS = frozenset({"width", "height", "K", "dist"})
+_MOTION_KEYS = frozenset({"R", "t_m"})
 # The ArUco dictionaries OpenCV predefines (cv2.aruco.DICT_*).
 DICTIONARIES = frozenset(
     [f"DICT_{n}X{n}_{size}" for n in (4, 5, 6, 7) for size in (50, 100, 250, 1000)]
@@ -151,6 +158,7 @@ class Intrinsics:
     @classmethod
     def from_dict(cls, data: Any) -> Intrinsics:
         _require(isinstance(data, dict), _("a camera is not a map"))
+        _require_keys(data, _CAMERA_KEYS)
         width, height = data.get("width"), data.get("height")
         _require(
             all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 16384 for v in (width, height)),
@@ -158,10 +166,14 @@ class Intrinsics:
         )
         k = _matrix(data.get("K"))
         _require(k[0][1] == k[1][0] == k[2][0] == k[2][1] == 0 and k[2][2] == 1, _("K is not a camera matrix"))
-        _require(k[0][0] > 0 and k[1][1] > 0, _("K's focal lengths are not positive"))
+        low, high = width / MAX_FOCAL_WIDTHS, width * MAX_FOCAL_WIDTHS
+        _require(low <= k[0][0] <= high and low <= k[1][1] <= high, _("K's focal lengths are not those of a camera"))
+        _require(0 <= k[0][2] <= width and 0 <= k[1][2] <= height, _("K's principal point is outside the image"))
         dist = data.get("dist")
         _require(isinstance(dist, list) and len(dist) in (4, 5, 8, 12, 14), _("dist is not a distortion vector"))
-        return cls(width, height, k[0][0], k[1][1], k[0][2], k[1][2], tuple(_number(v) for v in dist))
+        coefficients = tuple(_number(v) for v in dist)
+        _require(all(abs(v) <= MAX_DISTORTION for v in coefficients), _("dist holds a coefficient beyond any lens"))
+        return cls(width, height, k[0][0], k[1][1], k[0][2], k[1][2], coefficients)
 
 
 @dataclass(frozen=True)
@@ -177,10 +189,12 @@ class Extrinsics:
     @classmethod
     def from_dict(cls, data: Any) -> Extrinsics:
         _require(isinstance(data, dict), _("rgb_from_ir is not a map"))
+        _require_keys(data, _MOTION_KEYS)
         rotation = _matrix(data.get("R"))
         t = data.get("t_m")
         _require(isinstance(t, list) and len(t) == 3, _("t_m is not three numbers"))
         x, y, z = (_number(v) for v in t)
+        _require(math.hypot(x, y, z) <= MAX_BASELINE_M, _("t_m is farther than the cameras of one module"))
         rt_r = [[sum(rotation[k][i] * rotation[k][j] for k in range(3)) for j in range(3)] for i in range(3)]
         orthonormal = all(abs(rt_r[i][j] - (i == j)) < 1e-6 for i in range(3) for j in range(3))
         _require(orthonormal and _det(rotation) > 0, _("R is not a rotation"))
@@ -216,7 +230,8 @@ class CameraCalibration:
 
     @property
     def checksum(self) -> str:
-        """The blob's SHA-256 in hex: how the ledger names a calibration."""
+        """The SHA-256 in hex of this calibration's blob: how the ledger names a calibration.  A decoded
+        calibration has its blob's checksum, since only a blob that re-encodes to its own bytes decodes."""
         return blob_checksum(self.encode())
 
     @classmethod
@@ -233,18 +248,24 @@ class CameraCalibration:
         except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError):
             raise CalibrationBlobError(detail=_("its body is not CBOR")) from None
         _require(isinstance(data, dict), _("its body is not a map"))
+        _require_keys(data, _BODY_KEYS)
         serial, model, created, figures = (data.get(k) for k in ("serial", "model", "created", "figures"))
         _require(isinstance(serial, str) and isinstance(model, str), _("serial and model must be text"))
+        _require(bool(serial) and bool(model), _("serial and model must not be empty"))
         _require(isinstance(figures, dict), _("figures is not a map"))
-        return cls(
+        _require(all(isinstance(k, str) for k in figures), _("a figure's name is not text"))
+        calibration = cls(
             serial=serial,
             model=model,
             ir=Intrinsics.from_dict(data.get("ir")),
             rgb=Intrinsics.from_dict(data.get("rgb")),
             rgb_from_ir=Extrinsics.from_dict(data.get("rgb_from_ir")),
             created=_number(created),
-            figures={str(k): _number(v) for k, v in figures.items()},
+            figures={k: _number(v) for k, v in figures.items()},
         )
+        # One calibration, one blob: trailing bytes, another CBOR form or number type would give it two checksums.
+        _require(calibration.encode() == blob, _("it is not in the canonical encoding of its calibration"))
+        return calibration
 
 
 def blob_checksum(blob: bytes) -> str:
@@ -256,11 +277,17 @@ def _require(condition: bool, detail: str) -> None:
         raise CalibrationBlobError(detail=detail)
 
 
+def _require_keys(data: dict[Any, Any], known: frozenset[str]) -> None:
+    _require(set(data) == known, _("its keys are not {names}", names=", ".join(sorted(known))))
+
+
 def _number(value: Any) -> float:
-    _require(
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
-        _("a value that must be a finite number is not one"),
-    )
+    """``value`` unchanged (an int stays an int, so the blob re-encodes to its own bytes) if it is a finite float
+    or an int within ``MAX_INTEGER`` (a CBOR bignum is not, and ``math.isfinite`` would overflow on it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        _require(abs(value) <= MAX_INTEGER, _("a number is beyond any measurement"))
+        return value
+    _require(isinstance(value, float) and math.isfinite(value), _("a value that must be a finite number is not one"))
     return float(value)
 
 

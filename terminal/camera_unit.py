@@ -20,10 +20,11 @@ from .camera import MAX_BLOB, CameraCalibration
 from .client import ManagementClient
 from .errors import MalformedReply, ObjectTooLarge, RemoteError, TransferError
 from .events import ProgressCallback
+from .models import CameraModule
 from .protocol import CAMERA_STREAMS, OBJECT_CALIBRATION, ErrorCode, MessageType, Payload, frame_object, type_name
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024  # the most the station reads of one frame, whatever the unit allows
-MAX_SIDE = 16384  # pixels: no camera module of a terminal comes near it
+MAX_SIDE = 4096  # pixels: no camera module of a terminal comes near it (the largest model is 1920 wide)
 PNG_CONTAINER = 64 * 1024  # signature, header, end and ancillary chunks a PNG may add to its pixel data
 FORMATS = {"ir": (1, 8), "rgb": (3, 8), "depth": (1, 16)}  # stream -> (channels, bits)
 
@@ -80,11 +81,20 @@ def png_bound(width: int, height: int, channels: int, bits: int) -> int:
     return raw + height + raw // 64 + PNG_CONTAINER
 
 
-class CameraUnit:
-    """The camera of the unit behind ``client`` (an open ``ManagementClient``)."""
+def size_text(width: int, height: int) -> str:
+    """A frame size as messages show it: ``640x400``."""
+    return f"{width}x{height}"
 
-    def __init__(self, client: ManagementClient) -> None:
+
+class CameraUnit:
+    """The camera of the unit behind ``client`` (an open ``ManagementClient``).
+
+    With ``module`` (the unit's model's ``camera``), the capabilities must announce the model's IR and RGB
+    sizes: a unit cannot make the station read frames larger than its model's."""
+
+    def __init__(self, client: ManagementClient, *, module: CameraModule | None = None) -> None:
         self.client = client
+        self.module = module
         self._capabilities: Capabilities | None = None
 
     def capabilities(self) -> Capabilities:
@@ -93,10 +103,15 @@ class CameraUnit:
             reply = self.client.request(MessageType.CAMERA_CAPABILITIES)
             sizes = {stream: self._size(reply[stream], stream) for stream in CAMERA_STREAMS}
             if sizes["depth"] != sizes["ir"]:  # depth is registered to the IR image: the same pixel grid
-                raise self._malformed(MessageType.CAMERA_CAPABILITIES, "depth", "the IR image's size")
+                raise self._malformed(MessageType.CAMERA_CAPABILITIES, "depth", _("the IR image's size"))
+            if self.module is not None:
+                for stream, size in (("ir", self.module.ir_resolution), ("rgb", self.module.rgb_resolution)):
+                    if sizes[stream] != size:
+                        raise self._malformed(MessageType.CAMERA_CAPABILITIES, stream, size_text(*size))
             low, high = reply["depth"]["range_mm"]
             if low >= high:
-                raise self._malformed(MessageType.CAMERA_CAPABILITIES, "depth.range_mm", "[low, high], low < high")
+                expected = _("[low, high] with low below high")
+                raise self._malformed(MessageType.CAMERA_CAPABILITIES, "depth.range_mm", expected)
             self._capabilities = Capabilities(
                 module=reply["module"],
                 ir=sizes["ir"],
@@ -178,7 +193,8 @@ class CameraUnit:
     def _size(self, size: Payload, stream: str) -> tuple[int, int]:
         width, height = size["width"], size["height"]
         if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-            raise self._malformed(MessageType.CAMERA_CAPABILITIES, stream, f"1..{MAX_SIDE} x 1..{MAX_SIDE} pixels")
+            expected = _("at most {side} x {side} pixels", side=MAX_SIDE)
+            raise self._malformed(MessageType.CAMERA_CAPABILITIES, stream, expected)
         return width, height
 
     def _check_descriptor(self, stream: str, descriptor: Payload, capabilities: Capabilities) -> None:
@@ -189,10 +205,11 @@ class CameraUnit:
             raise self._malformed(MessageType.CAMERA_CAPTURE, f"{where}.object", name)
         width, height = capabilities.size(stream)
         if (descriptor["width"], descriptor["height"]) != (width, height):
-            raise self._malformed(MessageType.CAMERA_CAPTURE, f"{where}.width", f"{width} x {height}")
+            raise self._malformed(MessageType.CAMERA_CAPTURE, f"{where}.width", size_text(width, height))
         channels, bits = FORMATS[stream]
         if (descriptor["channels"], descriptor["bits"]) != (channels, bits):
-            raise self._malformed(MessageType.CAMERA_CAPTURE, f"{where}.channels", f"{channels} x {bits} bits")
+            expected = _("{channels} channels of {bits} bits", channels=channels, bits=bits)
+            raise self._malformed(MessageType.CAMERA_CAPTURE, f"{where}.channels", expected)
         limit = min(capabilities.max_frame_bytes, MAX_FRAME_BYTES, png_bound(width, height, channels, bits))
         if descriptor["bytes"] > limit:
             raise ObjectTooLarge(serial=self.client.unit_name, name=name, size=descriptor["bytes"], limit=limit)
@@ -204,15 +221,13 @@ class CameraUnit:
         serial = self.client.unit_name
 
         def check(received: int, total: int) -> None:
-            if total > limit:
-                raise ObjectTooLarge(serial=serial, name=name, size=total, limit=limit)
             if sha256 is not None and total != limit:
                 detail = _("{size} bytes where the capture said {expected}", size=total, expected=limit)
                 raise FrameMismatch(serial=serial, name=name, detail=detail)
             if progress:
                 progress(received, total)
 
-        data = self.client.read_object(name, check)  # check runs after the first chunk: one chunk at most
+        data = self.client.read_object(name, check, limit=limit)  # check runs after the first chunk
         if sha256 is not None and hashlib.sha256(data).digest() != sha256:
             raise FrameMismatch(serial=serial, name=name, detail=_("its SHA-256 is not the capture's"))
         return data

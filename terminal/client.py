@@ -58,6 +58,7 @@ CHUNK_ENVELOPE = 96  # CBOR keys, offsets and the SHA-256 around a chunk's data
 MIB = 1 << 20
 MAX_OBJECT = 256 * MIB  # the most the station reads of an object OBJECT_LIMITS does not name
 OBJECT_LIMITS = {OBJECT_LOGS: 16 * MIB}
+MAX_REPLY = 2 * MIB  # bytes of one reply held while it is reassembled (the largest chunk, 1 MiB, fits)
 TRANSFER_FLOOR = 60.0  # seconds any object read may take...
 MIN_TRANSFER_RATE = 32 * 1024  # ...plus a second for every this many bytes it has received
 
@@ -149,7 +150,7 @@ class ManagementClient:
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq
         data = encode_payload(payload)
-        reassembler = Reassembler()
+        reassembler = Reassembler(max_bytes=MAX_REPLY)
         rto, sent_at = self._rto, {}
         attempt = 0
         while True:
@@ -243,15 +244,18 @@ class ManagementClient:
         fragments = FRAGMENTS_PER_CHUNK if self.max_frame >= 1024 else 4
         return max(32, (self.max_frame - framing.OVERHEAD) * fragments - CHUNK_ENVELOPE)
 
-    def read_object(self, name: str, progress: ProgressCallback | None = None) -> bytes:
+    def read_object(self, name: str, progress: ProgressCallback | None = None, *, limit: int | None = None) -> bytes:
         buffer = io.BytesIO()
-        self.read_object_into(name, buffer, progress)
+        self.read_object_into(name, buffer, progress, limit=limit)
         return buffer.getvalue()
 
-    def read_object_into(self, name: str, out: BinaryIO, progress: ProgressCallback | None = None) -> int:
+    def read_object_into(
+        self, name: str, out: BinaryIO, progress: ProgressCallback | None = None, *, limit: int | None = None
+    ) -> int:
         """Stream object ``name`` into ``out`` chunk by chunk; check its SHA-256; return its size.
 
-        ObjectTooLarge when the unit announces more than ``OBJECT_LIMITS`` (else ``MAX_OBJECT``) allows;
+        ObjectTooLarge when the unit announces more than ``limit``, ``OBJECT_LIMITS`` (else ``MAX_OBJECT``)
+        allow, before a byte is written; a chunk longer than asked for is a TransferError;
         TransferTooSlow when the transfer has taken longer than ``TRANSFER_FLOOR`` plus a second per
         ``MIN_TRANSFER_RATE`` bytes received (checked between chunks, so at most one request's ``timeout``
         late): a slow link moves any object, a unit sending a byte at a time is dropped after a minute."""
@@ -262,15 +266,22 @@ class ManagementClient:
             if (now := time.monotonic()) - started >= TRANSFER_FLOOR + offset / MIN_TRANSFER_RATE:
                 seconds = round(now - started)
                 raise TransferTooSlow(serial=self.unit_name, name=name, received=offset, total=total, seconds=seconds)
-            reply = self.request(MessageType.OBJECT_READ, {"name": name, "offset": offset, "length": self.chunk_size})
+            length = self.chunk_size
+            reply = self.request(MessageType.OBJECT_READ, {"name": name, "offset": offset, "length": length})
             data = reply["data"]
             if total is None:
                 total, expected = reply["total"], reply["sha256"]
-                if total > (limit := OBJECT_LIMITS.get(name, MAX_OBJECT)):
-                    raise ObjectTooLarge(serial=self.unit_name, name=name, size=total, limit=limit)
+                allowed = min(OBJECT_LIMITS.get(name, MAX_OBJECT), MAX_OBJECT if limit is None else limit)
+                if total > allowed:
+                    raise ObjectTooLarge(serial=self.unit_name, name=name, size=total, limit=allowed)
             elif (reply["total"], reply["sha256"]) != (total, expected):
                 raise TransferError(name=name, detail=_("the object changed during the transfer"))
-            if reply["offset"] != offset or (not data and offset < total) or offset + len(data) > total:
+            if (
+                reply["offset"] != offset
+                or (not data and offset < total)
+                or offset + len(data) > total
+                or len(data) > length
+            ):
                 raise TransferError(name=name, detail=_("the unit sent a bad chunk at offset {offset}", offset=offset))
             digest.update(data)
             out.write(data)

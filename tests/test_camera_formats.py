@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -14,12 +15,14 @@ from hypothesis import strategies as st
 
 from terminal.camera import (
     MAGIC,
+    MAX_INTEGER,
     Board,
     BoardFileError,
     CalibrationBlobError,
     CameraCalibration,
     Extrinsics,
     Intrinsics,
+    blob_checksum,
 )
 from terminal.models import CameraLimits, ModelTableError, load_models, read_table
 
@@ -104,9 +107,7 @@ def test_a_damaged_blob_is_refused() -> None:
 
 
 def _blob_of(body: object) -> bytes:
-    import hashlib
-
-    data = cbor2.dumps(body)
+    data = cbor2.dumps(body, canonical=True)  # canonical: the checks under test are what refuses it
     return MAGIC + b"\x01" + hashlib.sha256(data).digest() + data
 
 
@@ -114,7 +115,11 @@ def _blob_of(body: object) -> bytes:
     ("part", "value", "words"),
     [
         ("ir", {"width": 640, "height": 400, "K": [[1, 0, 1], [0, 1, 1]], "dist": [0, 0, 0, 0, 0]}, "three rows"),
-        ("ir", {"width": 640, "height": 400, "K": [[-1, 0, 1], [0, 1, 1], [0, 0, 1]], "dist": [0] * 5}, "positive"),
+        (
+            "ir",
+            {"width": 640, "height": 400, "K": [[-1, 0, 1], [0, 1, 1], [0, 0, 1]], "dist": [0] * 5},
+            "focal lengths",
+        ),
         ("ir", {"width": 0, "height": 400, "K": [[1, 0, 1], [0, 1, 1], [0, 0, 1]], "dist": [0] * 5}, "size"),
         ("rgb_from_ir", {"R": [[2, 0, 0], [0, 1, 0], [0, 0, 1]], "t_m": [0, 0, 0]}, "rotation"),
         ("rgb_from_ir", {"R": [[1, 0, 0], [0, 1, 0], [0, 0, -1]], "t_m": [0, 0, 0]}, "rotation"),
@@ -127,6 +132,80 @@ def test_a_well_sealed_blob_of_the_wrong_shape_is_refused(part: str, value: obje
     body[part] = value
     with pytest.raises(CalibrationBlobError, match=words):
         CameraCalibration.decode(_blob_of(body))
+
+
+BIGNUM = cbor2.CBORTag(2, (10**400).to_bytes(167, "big"))
+CAMERA = {"width": 640, "height": 400, "K": [[500.0, 0.0, 320.0], [0.0, 500.0, 200.0], [0.0, 0.0, 1.0]]}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "words"),
+    [
+        (("created",), BIGNUM, "beyond"),  # math.isfinite would raise OverflowError on it
+        (("figures",), {"views_used": BIGNUM}, "beyond"),
+        (("created",), 10**30, "beyond"),
+        (("figures",), {"views_used": MAX_INTEGER + 1}, "beyond"),
+        (("ir", "dist"), [1e300] * 14, "dist"),
+        (("ir", "dist"), [0.0, 0.0, 0.0, 0.0, -101.0], "dist"),
+        (
+            ("ir",),
+            {**CAMERA, "K": [[1e-300, 0.0, 320.0], [0.0, 500.0, 200.0], [0.0, 0.0, 1.0]], "dist": [0.0] * 5},
+            "focal",
+        ),
+        (
+            ("ir",),
+            {**CAMERA, "K": [[500.0, 0.0, 320.0], [0.0, 64001.0, 200.0], [0.0, 0.0, 1.0]], "dist": [0.0] * 5},
+            "focal",
+        ),
+        (
+            ("ir",),
+            {**CAMERA, "K": [[500.0, 0.0, -1e300], [0.0, 500.0, 200.0], [0.0, 0.0, 1.0]], "dist": [0.0] * 5},
+            "principal",
+        ),
+        (
+            ("ir",),
+            {**CAMERA, "K": [[500.0, 0.0, 320.0], [0.0, 500.0, 401.0], [0.0, 0.0, 1.0]], "dist": [0.0] * 5},
+            "principal",
+        ),
+        (("rgb_from_ir", "t_m"), [1e300, 0.0, 0.0], "t_m"),
+        (("rgb_from_ir", "t_m"), [0.0, 0.0, 1.01], "t_m"),
+        (("extra",), "password=hunter2", "keys"),
+        (("ir", "extra"), 1, "keys"),
+        (("rgb_from_ir", "s"), 1.0, "keys"),
+        (("serial",), "", "empty"),
+        (("model",), "", "empty"),
+        (("figures",), {1: 2.0}, "name"),
+    ],
+)
+def test_a_blob_of_absurd_or_unknown_values_is_refused(path: tuple[str, ...], value: object, words: str) -> None:
+    body = calibration().body()
+    parent = body
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    with pytest.raises(CalibrationBlobError, match=words):
+        CameraCalibration.decode(_blob_of(body))
+
+
+def test_a_decoded_calibration_has_its_blobs_checksum() -> None:
+    whole = CameraCalibration(**{**calibration().__dict__, "created": 1_796_000_000, "figures": {"views_used": 24}})
+    blob = whole.encode()
+    decoded = CameraCalibration.decode(blob)
+    assert decoded.checksum == blob_checksum(blob) and decoded.encode() == blob
+    assert isinstance(decoded.created, int) and isinstance(decoded.figures["views_used"], int)
+
+
+def test_a_blob_in_another_encoding_of_the_same_calibration_is_refused() -> None:
+    body = calibration().body()
+    data = cbor2.dumps(body)  # cbor2's default key order, not the canonical one
+    assert data != cbor2.dumps(body, canonical=True)
+    with pytest.raises(CalibrationBlobError, match="canonical"):
+        CameraCalibration.decode(MAGIC + b"\x01" + hashlib.sha256(data).digest() + data)
+    data = cbor2.dumps(body, canonical=True) + b"\x00garbage"  # trailing bytes after the body
+    with pytest.raises(CalibrationBlobError, match="canonical"):
+        CameraCalibration.decode(MAGIC + b"\x01" + hashlib.sha256(data).digest() + data)
+    merged = {**body, "figures": {"1": 5.0}}
+    assert CameraCalibration.decode(_blob_of(merged)).figures == {"1": 5.0}  # text names are fine
 
 
 @given(st.binary(max_size=300))

@@ -22,6 +22,7 @@ from provisioning.ledger import (
     Ledger,
     SecretRefused,
 )
+from provisioning.ledger.camera import FIELD_VERDICTS
 
 url = test_ledger_keys.url  # the fixture: SQLite, and PostgreSQL where a server can be started
 SERIAL = "DF2A00001"
@@ -147,6 +148,9 @@ def test_a_figure_named_like_a_secret_is_refused(ledger: Ledger) -> None:
         ("verdict", (SERIAL, "field-check", False, {}, "Recalibrate!"), {}),
         ("verdict", (SERIAL, "field-check", False, {}, ""), {}),
         ("calibration", (SERIAL, "field-check", True, {}), {"calibration": "not a checksum"}),
+        ("verdict", (SERIAL, "field-check", False, {}, "chatgpt-says-fine"), {}),  # a slug, not a verdict
+        ("verdict", (SERIAL, "field-check", False, {}, ["ok"]), {}),
+        ("verdict", (SERIAL, "depth-quality", True, {}, "ok"), {}),  # depth-quality runs have no verdict
     ],
 )
 def test_a_bad_check_record_is_refused_and_writes_nothing(
@@ -157,6 +161,54 @@ def test_a_bad_check_record_is_refused_and_writes_nothing(
         ledger.record_camera_check(*args, **options)
     assert caught.value.params["field"] == field
     assert ledger.camera_checks(SERIAL) == [] and entries(ledger) == before
+
+
+def test_the_field_verdicts_are_the_field_checks() -> None:
+    from camera.fieldcheck import FieldVerdict
+
+    assert tuple(verdict.value for verdict in FieldVerdict) == FIELD_VERDICTS
+
+
+def test_a_check_of_another_units_calibration_is_refused_and_writes_nothing(ledger: Ledger) -> None:
+    ledger.record_calibration("DF2A00002", CHECKSUM, FIGURES)
+    before = entries(ledger)
+    with pytest.raises(InvalidLedgerInput) as caught:
+        ledger.record_camera_check(SERIAL, "field-check", True, {}, "ok", calibration=CHECKSUM)
+    assert caught.value.params["field"] == "calibration" and "DF2A00002" in str(caught.value)
+    assert entries(ledger) == before
+    assert ledger.record_camera_check("DF2A00002", "field-check", True, {}, "ok", calibration=CHECKSUM).passed
+    unknown = "c" * 64  # a calibration the ledger never saw (made before it, or elsewhere) still gets its check
+    assert ledger.record_camera_check(SERIAL, "depth-quality", True, {}, calibration=unknown).calibration == unknown
+
+
+def test_recording_an_earlier_calibration_again_never_hides_the_latest(ledger: Ledger) -> None:
+    first, second = "a" * 64, "b" * 64
+    ledger.record_calibration(SERIAL, first, FIGURES)
+    latest = ledger.record_calibration(SERIAL, second, FIGURES)
+    assert ledger.record_calibration(SERIAL, second, FIGURES) == latest  # the latest again: its record
+    before = entries(ledger)
+    with pytest.raises(InvalidLedgerInput) as caught:
+        ledger.record_calibration(SERIAL, first, FIGURES)  # was: the first record returned, the latest unchanged
+    assert caught.value.params["field"] == "checksum" and entries(ledger) == before
+    assert ledger.calibrations(SERIAL)[-1] == latest
+
+
+@pytest.mark.parametrize(
+    "number",
+    [2**53 + 1, -(2**53) - 1, 2**70, 10**5000, np.uint64(2**64 - 1)],
+    ids=["2^53+1", "-2^53-1", "2^70", "10^5000", "uint64"],
+)
+def test_a_whole_figure_beyond_2_53_is_refused_and_writes_nothing(ledger: Ledger, number: Any) -> None:
+    before = entries(ledger)
+    for record in (
+        lambda: ledger.record_calibration(SERIAL, CHECKSUM, {"views_used": number}),
+        lambda: ledger.record_camera_check(SERIAL, "depth-quality", True, {"views_used": number}),
+    ):
+        with pytest.raises(InvalidLedgerInput) as caught:
+            record()
+        assert caught.value.params["field"] == "figures.views_used"
+    assert entries(ledger) == before
+    assert ledger.record_calibration(SERIAL, CHECKSUM, {"views_used": 2**53}).figures["views_used"] == 2**53
 
 
 def test_listing_checks_of_an_unknown_kind_is_refused(ledger: Ledger) -> None:

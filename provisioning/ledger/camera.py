@@ -1,6 +1,6 @@
 """Camera records in the ledger: each calibration written to a unit, each depth-quality run and field check.
 
-A calibration is named by the SHA-256 of its blob (``terminal.camera.CameraCalibration.checksum``) and kept with
+A calibration is named by the SHA-256 of its blob (``terminal.camera.blob_checksum(blob)``) and kept with
 its figures; the blob itself stays on the unit.  Figures are plain finite numbers only, so a record reads the same
 in a report, in JSON and on every database.  Each record is written with its audit entry (``camera.calibrated``,
 ``camera.checked``) in one transaction and its row is sealed, naming the authenticated operator when there is one.
@@ -9,7 +9,6 @@ Recording the same calibration again returns the first record and writes nothing
 
 from __future__ import annotations
 
-import re
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,7 +31,9 @@ __all__ = ["CalibrationRecord", "CameraCheckRecord", "CameraRecords"]
 
 CALIBRATED = "camera.calibrated"
 CHECKED = "camera.checked"
-_VERDICT = re.compile(r"[a-z][a-z0-9-]{0,31}")
+# camera.fieldcheck.FieldVerdict's values (the ledger does not import camera/; a test keeps them equal)
+FIELD_VERDICTS = ("ok", "recalibrate", "projector", "rgb-focus", "no-target")
+FIELD_CHECK = "field-check"
 
 
 def _figures(value: object) -> dict[str, float | int]:
@@ -97,8 +98,9 @@ class CameraRecords:
     ) -> CalibrationRecord:
         """Record that ``serial`` stores the calibration blob whose SHA-256 is ``checksum`` (64 hex digits).
 
-        ``figures``: the calibration's own numbers (RMS, standard deviations, views used).  The same checksum
-        recorded again for the same unit returns the first record; for another unit it is refused."""
+        ``figures``: the calibration's own numbers (RMS, standard deviations, views used).  The unit's latest
+        calibration recorded again returns its record; a checksum recorded for another unit, or for this unit
+        before its latest calibration, is refused (a checksum names one record, so the latest stays the latest)."""
         serial = validate.serial(serial)
         checksum = validate.sha256_hex(checksum, "checksum")
         clean = _figures(figures)
@@ -111,7 +113,13 @@ class CameraRecords:
                 if found.serial != serial:
                     detail = _("already recorded for unit {serial}", serial=found.serial)
                     raise InvalidLedgerInput(field="checksum", detail=detail)
-                station = session.scalars(select(Station.name).where(Station.id == found.station_id)).one()
+                newest = _of_unit(CameraCalibration, serial).order_by(None)
+                latest, station = session.execute(
+                    newest.order_by(CameraCalibration.created.desc(), CameraCalibration.id.desc()).limit(1)
+                ).one()
+                if latest.id != found.id:
+                    detail = _("recorded for this unit before its latest calibration")
+                    raise InvalidLedgerInput(field="checksum", detail=detail)
                 return _calibration_record(found, station)
             row = CameraCalibration(
                 serial=serial,
@@ -144,13 +152,20 @@ class CameraRecords:
         if not isinstance(passed, bool):
             raise InvalidLedgerInput(field="passed", detail=_("must be true or false"))
         clean = _figures(figures)
-        if verdict is not None and (not isinstance(verdict, str) or not _VERDICT.fullmatch(verdict)):
-            raise InvalidLedgerInput(
-                field="verdict", detail=_("must be 1 to 32 lower-case letters, digits or '-', from a letter")
-            )
+        allowed = FIELD_VERDICTS if kind == FIELD_CHECK else ()
+        if verdict is not None and verdict not in allowed:
+            detail = _("must be one of {verdicts}", verdicts=", ".join(allowed)) if allowed else _("must be none")
+            raise InvalidLedgerInput(field="verdict", detail=detail)
         if calibration is not None:
             calibration = validate.sha256_hex(calibration, "calibration")
         with self._writing() as write:
+            if calibration is not None:
+                recorded = write.session.scalars(
+                    select(CameraCalibration.serial).where(CameraCalibration.checksum == calibration)
+                ).first()
+                if recorded not in (None, serial):  # unknown: calibrated before or elsewhere, still worth its check
+                    detail = _("is a calibration recorded for unit {serial}", serial=recorded)
+                    raise InvalidLedgerInput(field="calibration", detail=detail)
             row = CameraCheck(
                 serial=serial,
                 kind=kind,

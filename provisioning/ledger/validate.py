@@ -19,6 +19,7 @@ _HEX_SERIAL = re.compile(r"[0-9A-Fa-f]{1,40}")
 _SHA256_HEX = re.compile(r"[0-9A-Fa-f]{64}")
 _FIGURE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 MAX_FIGURES = 64
+MAX_FIGURE_INTEGER = 2**53  # the largest whole number a JSON reader keeps exactly
 SUBJECT_LENGTH = 255
 BDK_ID_BYTES = 4
 INITIAL_KEY_ID_BYTES = 8
@@ -123,7 +124,9 @@ def sha256_hex(value: object, field: str) -> str:
 
 
 def figures(value: object, field: str = "figures") -> dict[str, float | int]:
-    """Named measurements: at most ``MAX_FIGURES`` names, each a finite number (numpy's too; never a bool)."""
+    """Named measurements: at most ``MAX_FIGURES`` names, each a finite number (numpy's too; never a bool), a
+    whole one within 2^53 (JSON keeps no more exactly, and a measurement needs no more: a 128-bit number could
+    carry key material)."""
     if not isinstance(value, Mapping) or len(value) > MAX_FIGURES:
         raise InvalidLedgerInput(field=field, detail=_("must be a map of at most {count} numbers", count=MAX_FIGURES))
     out: dict[str, float | int] = {}
@@ -135,7 +138,9 @@ def figures(value: object, field: str = "figures") -> dict[str, float | int]:
         if isinstance(number, bool) or not isinstance(number, numbers.Real):
             raise InvalidLedgerInput(field=f"{field}.{name}", detail=_("not a finite number"))
         if isinstance(number, numbers.Integral):
-            out[name] = int(number)
+            if abs(integer := int(number)) > MAX_FIGURE_INTEGER:
+                raise InvalidLedgerInput(field=f"{field}.{name}", detail=_("a whole number beyond 2^53"))
+            out[name] = integer
         elif math.isfinite(converted := float(number)):
             out[name] = converted
         else:
