@@ -44,6 +44,7 @@ from terminal.camera import Intrinsics
 from terminal.models import CameraLimits
 
 from .errors import CameraError
+from .labels import DEPTH_FIGURES as DEPTH_FIGURES  # how people read the figures below (label, unit)
 
 OUTLIER_SHARE = 1 / 200  # the DQT drops this share of points at each end of Z
 MIN_POINTS = 50  # fewer valid pixels than this: no plane is fitted

@@ -40,6 +40,7 @@ from terminal.models import CameraLimits
 from .board import charuco_board
 from .depth import DepthQuality, depth_failures, measure_depth, require_image
 from .detect import Detection, detect, match_points
+from .labels import VERDICT_LABELS as VERDICT_LABELS  # how people read a verdict, beside the verdicts
 
 LOG = logging.getLogger(__name__)
 
