@@ -273,6 +273,14 @@ def depth_failures(quality: DepthQuality, limits: CameraLimits) -> list[str]:
                 limit=limits.plane_rms_pct,
             )
         )
+    if quality.subpixel_rms_px is not None and quality.subpixel_rms_px > limits.max_subpixel_rms_px:
+        failures.append(
+            _(
+                "Subpixel RMS {value:.3f} px is above the limit of {limit:.3f} px",
+                value=quality.subpixel_rms_px,
+                limit=limits.max_subpixel_rms_px,
+            )
+        )
     if quality.z_error_pct is not None and abs(quality.z_error_pct) > limits.z_error_pct:
         failures.append(
             _(
