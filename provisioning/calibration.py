@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from camera.calibrate import Calibration, calibrate_views
 from camera.depth import depth_failures, measure_depth
@@ -96,6 +95,9 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
+CHECK_GRID = (8, 6)
+"""(cols, rows) of the empty coverage grid a field check's views are shown with, as the view selector's."""
+
 
 def require_check_role(session: OperatorSession | None) -> OperatorSession:
     """A logged-in installer, operator or support engineer: a check's record names who ran it."""
@@ -107,9 +109,9 @@ def require_check_role(session: OperatorSession | None) -> OperatorSession:
 
 @dataclass(frozen=True)
 class _View:
-    """One captured view: the IR image (for the panel) and the board as each camera saw it."""
+    """One captured view: both images (for the panel) and the board as each camera saw it."""
 
-    image: npt.NDArray[np.uint8]
+    frames: Frames
     ir: Detection
     rgb: Detection
 
@@ -179,23 +181,29 @@ class _UnitCamera:
 
     def _detect(self, frames: Frames) -> _View:
         assert frames.ir is not None and frames.rgb is not None
-        return _View(frames.ir, detect(frames.ir, self.board), detect(frames.rgb, self.board))
+        return _View(frames, detect(frames.ir, self.board), detect(frames.rgb, self.board))
 
     def _offer(self, selector: PairSelector, view: _View) -> None:
-        """Offer a detected view to the selector; shown with the coverage so far."""
+        """Offer a detected view to the selector; both images shown with their corners and the coverage so far
+        (the RGB one first: the IR view, whose coverage is the calibration's, is the last word)."""
         verdict = selector.offer(view.ir, view.rgb)
-        coverage = selector.ir
-        shown = ViewObservation(
-            "ir",
-            view.image,
-            view.ir.corners,
-            verdict.accepted,
-            verdict.reason,
-            coverage.coverage(),
-            coverage.coverage_grid(),
-            len(selector.accepted),
-        )
-        self.report.observe(VIEW, shown)
+        assert view.frames.ir is not None and view.frames.rgb is not None
+        kept = len(selector.accepted)
+        for stream, image, found, coverage in (
+            ("rgb", view.frames.rgb, view.rgb, selector.rgb),
+            ("ir", view.frames.ir, view.ir, selector.ir),
+        ):
+            shown = ViewObservation(
+                stream,
+                image,
+                found.corners,
+                verdict.accepted,
+                verdict.reason,
+                coverage.coverage(),
+                coverage.coverage_grid(),
+                kept,
+            )
+            self.report.observe(VIEW, shown)
 
     def _fill(self, jig: Jig, selector: PairSelector) -> None:
         """Aimed poses at the image's empty cells until the model's views and coverage are met (bounded)."""
@@ -261,6 +269,15 @@ class _UnitCamera:
             raise NoStoredCalibration(serial=self.serial)
         return CameraCalibration.decode(blob), blob_checksum(blob)
 
+    def _show_check_views(self, flood: Frames) -> None:
+        """The check's IR and RGB views with the corners found, for the panel and the installer holding the
+        board (no selector: nothing is kept, nothing covered)."""
+        view = self._detect(flood)
+        assert flood.ir is not None and flood.rgb is not None
+        for stream, image, found in (("ir", flood.ir, view.ir), ("rgb", flood.rgb, view.rgb)):
+            grid = np.zeros((CHECK_GRID[1], CHECK_GRID[0]), bool)
+            self.report.observe(VIEW, ViewObservation(stream, image, found.corners, True, None, 0.0, grid, 0))
+
     def foreign(self, calibration: CameraCalibration) -> list[str]:
         """Why the stored ``calibration`` is not this unit's, translated; empty when it is."""
         return foreign_findings(calibration, self.serial, self.model.id, self.caps.ir, self.caps.rgb)
@@ -275,6 +292,7 @@ class _UnitCamera:
         lit = decode_frame_set(self.camera.capture(("ir", "depth"), speckle=True))
         assert flood.ir is not None and flood.rgb is not None and lit.depth is not None
         self.phase(CameraPhase.CHECK)
+        self._show_check_views(flood)
         checked = field_check(
             flood.ir,
             flood.rgb,
