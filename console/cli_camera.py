@@ -1,6 +1,6 @@
 """``naiad calibrate`` and ``naiad depth-quality``: camera calibration of units or of a folder, and depth quality.
 
-``naiad calibrate (--device SERIAL ... | --all) [--mode full|check] [--json]`` runs
+``naiad calibrate (--device SERIAL ... | --all) [--mode full|check [--wall [--distance M]]] [--json]`` runs
 :func:`provisioning.calibration.calibrate_units` (full: on the station's jig, operator role; check: a field
 check with the board held up, installer, operator or support), one bar per unit from the event stream.
 ``naiad calibrate --from-images DIR --board BOARD.json [--json]`` calibrates a folder of ``ir_NN.png`` /
@@ -174,6 +174,18 @@ def _units(settings: Settings, devices: tuple[str, ...], all_units: bool) -> tup
     metavar="BOARD.json",
     help=N_("The board file (DESIGN format); needed with --from-images, else the jig's standard board."),
 )
+@option(
+    "--wall",
+    is_flag=True,
+    help=N_("With --mode check: check the depth on a flat wall filling the view instead of the board."),
+)
+@option(
+    "--distance",
+    "wall_distance",
+    type=click.FloatRange(0.1, 5.0),
+    metavar="M",
+    help=N_("With --wall: the wall's measured distance in metres, to judge the depth's bias too."),
+)
 @option("--workers", type=click.IntRange(1, 64), help=N_("Units to calibrate at the same time (default: all)."))
 @option("-v", "--verbose", is_flag=True, help=N_("Also print the steps' messages."))
 @json_option
@@ -185,6 +197,8 @@ def calibrate(
     mode: str | None,
     from_images: Path | None,
     board_path: Path | None,
+    wall: bool,
+    wall_distance: float | None,
     workers: int | None,
     verbose: bool,
     as_json: bool,
@@ -200,6 +214,8 @@ def calibrate(
         raise click.UsageError(_("Use either --device or --all, not both."))
     if not devices and not all_units:
         raise click.UsageError(_("Name units with --device SERIAL or --all, or a folder with --from-images."))
+    if (wall and mode != "check") or (wall_distance is not None and not wall):
+        raise click.UsageError(_("--wall goes with --mode check, and --distance with --wall."))
     from provisioning.calibration import calibrate_units
     from provisioning.camera_steps import CHECK, FULL, NoUnitsSelected
 
@@ -213,7 +229,16 @@ def calibrate(
         jig = settings.wiring().jig(board if board_path is not None else None)
         with _bars(as_json, verbose) as bars:
             results = calibrate_units(
-                station, jig, serials, bars, mode=chosen, board=board, session=session, max_workers=workers
+                station,
+                jig,
+                serials,
+                bars,
+                mode=chosen,
+                board=board,
+                session=session,
+                max_workers=workers,
+                wall=wall,
+                wall_distance_m=wall_distance,
             )
     ok = all(r.ok for r in results) and not skipped
     if as_json:

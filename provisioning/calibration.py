@@ -34,7 +34,7 @@ import numpy as np
 from camera.calibrate import Calibration, calibrate_views
 from camera.depth import depth_failures, measure_depth
 from camera.detect import Detection, detect
-from camera.fieldcheck import FieldCheck, field_check, foreign_findings
+from camera.fieldcheck import FieldCheck, field_check, foreign_check, foreign_findings, wall_check
 from camera.frames import Frames, decode_frame_set
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
 from camera.views import PairSelector
@@ -307,6 +307,24 @@ class _UnitCamera:
         self.report.observe(DEPTH, DepthObservation(lit.depth, checked.board_distance_m, numbers(checked.as_dict())))
         return checked, checksum
 
+    def wall_check(self, distance_m: float | None) -> tuple[FieldCheck, str]:
+        """The stored calibration's depth on a flat wall filling the view (no board at hand): fill and noise,
+        and with the wall's taped ``distance_m`` its bias.  The check and the checksum."""
+        calibration, checksum = self.stored()
+        foreign = foreign_check(calibration, self.serial, self.model.id, self.caps.ir, self.caps.rgb)
+        if foreign is not None:
+            return foreign, checksum
+        self.phase(CameraPhase.CAPTURE)
+        self.camera.projector(True)
+        lit = decode_frame_set(self.camera.capture(("depth",)))
+        assert lit.depth is not None
+        self.phase(CameraPhase.CHECK)
+        baseline, depth_range = self.caps.projector_baseline_mm, self.caps.depth_range_mm
+        checked = wall_check(lit.depth, calibration.ir, baseline, self.limits, distance_m, range_mm=depth_range)
+        figures = numbers(checked.depth.as_dict()) if checked.depth is not None else {}
+        self.report.observe(DEPTH, DepthObservation(lit.depth, distance_m, figures, checked.passed))
+        return checked, checksum
+
 
 def _run_on_unit(
     station: Station,
@@ -395,8 +413,18 @@ def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
     return procedure
 
 
-def _check(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
-    checked, checksum = unit.field_check()
+def _checking(wall: bool, distance_m: float | None) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
+    """A field check's procedure: on the board held up, or (``wall``) on a flat wall."""
+
+    def procedure(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
+        checked, checksum = unit.wall_check(distance_m) if wall else unit.field_check()
+        return _checked(unit, ledger, started, checked, checksum)
+
+    return procedure
+
+
+def _checked(unit: _UnitCamera, ledger: Ledger, started: float, checked: FieldCheck, checksum: str) -> CameraStepResult:
+    """A field check's outcome recorded, with a finding when the ledger does not know the unit's calibration."""
     unit.phase(CameraPhase.RECORD)
     findings = list(checked.findings)
     if checksum not in {record.checksum for record in ledger.calibrations(unit.serial)}:
@@ -455,8 +483,13 @@ def calibrate_units(
     board: Board = Board(),  # noqa: B008 - a frozen dataclass: one shared default is safe
     session: OperatorSession | None = None,
     max_workers: int | None = None,
+    wall: bool = False,
+    wall_distance_m: float | None = None,
 ) -> list[CameraStepResult]:
     """Calibrate (``full``, on ``jig``) or field-check (``check``) every unit of ``serials`` in parallel.
+
+    A field check looks at the board held up; with ``wall`` at a flat wall filling the view instead
+    (:func:`camera.fieldcheck.wall_check`: depth fill and noise, and its bias when ``wall_distance_m`` is given).
 
     Refused as a whole (typed error, no unit touched) for an unknown mode, no units, a ``session`` without the
     role (``operator`` for full, one of :data:`CHECK_ROLES` for check), or a full calibration without a jig.
@@ -470,7 +503,7 @@ def calibrate_units(
     if mode == FULL and jig.planned <= 0:
         raise JigNotConfigured(serial=", ".join(chosen))  # before any unit is touched
     ledger = _acting(station, acting)
-    procedure = _full(jig) if mode == FULL else _check
+    procedure = _full(jig) if mode == FULL else _checking(wall, wall_distance_m)
     step, used = (CALIBRATE_STEP, jig) if mode == FULL else (CHECK_STEP, None)
 
     def one(serial: str) -> CameraStepResult:

@@ -259,3 +259,9 @@ def test_a_check_prints_its_verdict_translated_and_every_finding(units: Any) -> 
         bench.naiad("calibrate", "--device", serial, "--mode", "check", "--json", operator=INSTALLER.operator).stdout
     )
     assert len(answer["results"][0]["findings"]) >= 2
+
+
+def test_wall_goes_with_check_mode_and_distance_with_wall() -> None:
+    for args in (["--wall"], ["--mode", "full", "--wall"], ["--mode", "check", "--distance", "0.5"]):
+        run = naiad("calibrate", "--device", "DF2A00001", *args)
+        assert run.exit_code == 2 and "--wall" in run.output, (args, run.output)
