@@ -15,7 +15,9 @@ As there:
   wild pixels from tilting the plane.)
 - **Plane-fit RMS** (spatial noise, mm): RMS of the distances of the points from the fitted plane.  We also
   give it as a % of the distance (the ground truth when known, else the fitted plane's distance along the
-  optical axis), which is how the model's limit is written.
+  optical axis), which is how the model's limit is written.  (The DQT divides by ``-p.d``, the plane's
+  perpendicular distance from the camera; for a tilted wall ours is the larger, by 1 / cos(tilt), so the
+  percentage is the smaller: a stated deviation, chosen so the % matches the distance the wall is set at.)
 - **Subpixel RMS** (px): with D_i = b f / Z_i and Dp_i = b f / Zp_i (b the projector baseline in mm, f the IR
   focal length in px, Zp_i the depth of point i projected onto the plane), RMS of D_i - Dp_i.  (The DQT's code
   divides by the point's range rather than its Z; the definition it prints, used here, divides by Z.)
@@ -44,6 +46,7 @@ from terminal.camera import Intrinsics
 from terminal.models import CameraLimits
 
 from .errors import CameraError
+from .labels import DEPTH_FIGURES as DEPTH_FIGURES  # how people read the figures below (label, unit)
 
 OUTLIER_SHARE = 1 / 200  # the DQT drops this share of points at each end of Z
 MIN_POINTS = 50  # fewer valid pixels than this: no plane is fitted
@@ -270,6 +273,14 @@ def depth_failures(quality: DepthQuality, limits: CameraLimits) -> list[str]:
                 value=quality.plane_rms_mm,
                 pct=quality.plane_rms_pct,
                 limit=limits.plane_rms_pct,
+            )
+        )
+    if quality.subpixel_rms_px is not None and quality.subpixel_rms_px > limits.max_subpixel_rms_px:
+        failures.append(
+            _(
+                "Subpixel RMS {value:.3f} px is above the limit of {limit:.3f} px",
+                value=quality.subpixel_rms_px,
+                limit=limits.max_subpixel_rms_px,
             )
         )
     if quality.z_error_pct is not None and abs(quality.z_error_pct) > limits.z_error_pct:
