@@ -345,7 +345,7 @@ def _run_on_unit(
         model = model_by_id(device.model)
         with ledger.operation(serial, step) as op:
             with station.connect(serial) as client:
-                camera = CameraUnit(client)
+                camera = CameraUnit(client, module=model.camera)  # the unit may not announce other sizes
                 report.phase(CameraPhase.PREPARE, phase_label(CameraPhase.PREPARE))
                 unit = _UnitCamera(camera, camera.capabilities(), model, serial, board, report)
                 was_on = camera.projector()
