@@ -32,7 +32,7 @@ __all__ = ["CalibrationRecord", "CameraCheckRecord", "CameraRecords"]
 CALIBRATED = "camera.calibrated"
 CHECKED = "camera.checked"
 # camera.fieldcheck.FieldVerdict's values (the ledger does not import camera/; a test keeps them equal)
-FIELD_VERDICTS = ("ok", "recalibrate", "projector", "rgb-focus", "no-target")
+FIELD_VERDICTS = ("ok", "recalibrate", "projector", "depth", "rgb-focus", "foreign", "no-target")
 FIELD_CHECK = "field-check"
 
 
