@@ -60,7 +60,7 @@ def test_detect_takes_colour_and_sixteen_bit_images_alike() -> None:
 
 def test_no_board_gives_no_corners_and_no_sharpness() -> None:
     detection = detect(np.full((300, 400), 128, np.uint8), BOARD)
-    assert detection.count == 0 and detection.sharpness == 0.0 and detection.markers == 0
+    assert detection.count == 0 and detection.sharpness == 0.0
     assert match_points(detection, BOARD)[0].shape == (0, 3)
 
 

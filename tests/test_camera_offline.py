@@ -19,6 +19,7 @@ from camera.errors import (
     CorruptImage,
     CoverageTooLow,
     NoImagePairs,
+    NotAFolder,
     TooFewViews,
     UnmatchedImages,
 )
@@ -122,7 +123,7 @@ def test_a_corrupt_png_is_named(folder: Path) -> None:
 
 def test_an_image_of_another_size_is_named(folder: Path) -> None:
     cv2.imwrite(str(folder / "ir_02.png"), np.zeros((100, 100), np.uint8))
-    with pytest.raises(CorruptImage, match=r"ir_02\.png.*100x100.*640x400"):
+    with pytest.raises(CorruptImage, match=r"ir_02\.png.*100x100, most IR images are 640x400"):
         calibrate_folder(folder, BOARD)
 
 
@@ -152,11 +153,16 @@ def test_a_huge_png_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
         read_image(path)
 
 
-@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.mkdir()])
-def test_no_pairs_at_all(tmp_path: Path, make: object) -> None:
-    target = tmp_path / "empty"
-    make(target)  # type: ignore[operator]
+def test_no_pairs_at_all(tmp_path: Path) -> None:
     with pytest.raises(NoImagePairs):
+        calibrate_folder(tmp_path, BOARD)
+
+
+@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.write_bytes(b"")])
+def test_a_missing_folder_or_a_file_is_not_a_folder(tmp_path: Path, make: object) -> None:
+    target = tmp_path / "set"
+    make(target)  # type: ignore[operator]
+    with pytest.raises(NotAFolder, match="does not exist or is not a folder"):
         calibrate_folder(target, BOARD)
 
 
