@@ -249,6 +249,39 @@ def _stereo(common: list[tuple[npt.NDArray[np.float32], ...]], ir: Intrinsics, r
     return StereoResult(Extrinsics(r, t), float(rms), len(common), errors)  # type: ignore[arg-type]
 
 
+def _consensus(common: list[tuple[npt.NDArray[np.float32], ...]], ir: CameraResult, rgb: CameraResult) -> list[float]:
+    """Each pair's RMS in the RGB image (px) when its IR pose is carried over by the median of all pairs' motions.
+
+    One joint solve spreads a bad pair's error over every pair (two swapped files pull the motion off for all);
+    the median of the pairs' own motions does not move for a few bad ones, so they alone stand out.
+    """
+    matrices = [(np.array(c.intrinsics.K), np.array(c.intrinsics.dist)) for c in (ir, rgb)]
+    poses, motions = [], []
+    for objects, *images in common:
+        (r_ir, t_ir), (r_rgb, t_rgb) = (
+            _pose(objects, image, k, dist) for image, (k, dist) in zip(images, matrices, strict=True)
+        )
+        rotation = r_rgb @ r_ir.T
+        poses.append((r_ir, t_ir))
+        motions.append((cv2.Rodrigues(rotation)[0].ravel(), t_rgb - rotation @ t_ir))
+    median = np.asarray(cv2.Rodrigues(np.median([r for r, _t in motions], axis=0))[0], np.float64)
+    translation = np.median([t for _r, t in motions], axis=0)
+    errors = []
+    for (objects, _a, b), (r_ir, t_ir) in zip(common, poses, strict=True):
+        rvec = cv2.Rodrigues(median @ r_ir)[0]
+        projected, _j = cv2.projectPoints(objects, rvec, median @ t_ir + translation, *matrices[1])
+        errors.append(float(np.sqrt(np.mean(np.sum((projected.reshape(-1, 2) - b) ** 2, axis=1)))))
+    return errors
+
+
+def _pose(
+    objects: npt.NDArray[np.float32], image: npt.NDArray[np.float32], k: npt.NDArray[Any], dist: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The board's rotation matrix and translation in a camera's frame, from one view."""
+    _ok, rvec, tvec = cv2.solvePnP(objects, image, k, dist)
+    return np.asarray(cv2.Rodrigues(rvec)[0], np.float64), np.asarray(tvec, np.float64).ravel()
+
+
 def calibrate_views(
     pairs: list[tuple[Detection, Detection]], board: Board, ir_size: tuple[int, int], rgb_size: tuple[int, int]
 ) -> Calibration:
@@ -271,7 +304,8 @@ def calibrate_views(
         ir = _camera([points[n][0] for n in kept], ir_size)
         rgb = _camera([points[n][1] for n in kept], rgb_size)
         stereo = _stereo([points[n][2] for n in kept], ir.intrinsics, rgb.intrinsics)
-        errors = {"IR": ir.per_view_rms, "RGB": rgb.per_view_rms, "IR-RGB": stereo.per_view_rms}
+        common = [points[n][2] for n in kept]
+        errors = {"IR": ir.per_view_rms, "RGB": rgb.per_view_rms, "IR-RGB": _consensus(common, ir, rgb)}
         bad = {name: outliers(e) for name, e in errors.items()}
         worse = sorted(set().union(*bad.values()))
         if attempt == SOLVE_ROUNDS - 1 or not worse or len(kept) - len(worse) < MIN_SOLVE_VIEWS:

@@ -18,6 +18,7 @@ from camera.errors import (
     CameraError,
     CorruptImage,
     CoverageTooLow,
+    DuplicateImages,
     NoImagePairs,
     NotAFolder,
     TooFewViews,
@@ -179,3 +180,64 @@ def test_any_bytes_either_read_as_an_image_or_are_a_corrupt_image(tmp_path: Path
         assert isinstance(exc, CorruptImage)
     else:
         assert image.dtype == np.uint8 and image.ndim == 2
+
+
+def test_pairs_left_out_are_counted_by_kind_in_the_error_and_its_json(folder: Path) -> None:
+    for n in range(10):
+        cv2.imwrite(str(folder / f"ir_{n:02d}.png"), np.full((IR.height, IR.width), 128, np.uint8))
+    with pytest.raises(TooFewViews) as caught:
+        calibrate_folder(folder, BOARD)
+    assert str(caught.value).endswith("(pairs left out: 10 without the board (pairs 00, 01, 02, 03, 04, …))")
+    skipped = caught.value.as_dict()["skipped"]
+    assert len(skipped) == 10 and skipped[0] == {"pair": "00", "kind": "no-board", "reason": "no board in the IR image"}
+
+
+def test_pairs_dropped_by_the_solve_are_named(folder: Path) -> None:
+    (folder / "rgb_05.png").rename(folder / "swap.png")
+    (folder / "rgb_06.png").rename(folder / "rgb_05.png")
+    (folder / "swap.png").rename(folder / "rgb_06.png")
+    recorder = Recorder()
+    calibration = calibrate_folder(folder, BOARD, recorder, limits=CameraLimits(min_views=10))
+    assert calibration.views_used == VIEWS - 2 and calibration.stereo.rms_px < 0.3
+    dropped = [m.item for m in recorder.of(Message) if "fit far worse" in m.text]
+    assert dropped == ["05", "06"]
+
+
+def test_a_board_only_the_ir_images_miss_is_diagnosed_on_them(folder: Path) -> None:
+    for path in folder.glob("*_0[3-9].png"):
+        path.unlink()
+    for path in folder.glob("*_1?.png"):
+        path.unlink()
+    for path in folder.glob("ir_*.png"):
+        cv2.imwrite(str(path), np.full((IR.height, IR.width), 128, np.uint8))
+    with pytest.raises(BoardNotFound, match=r"the IR images show none \(RGB images show it in 3 pairs\): no ArUco"):
+        calibrate_folder(folder, BOARD)
+
+
+def test_the_image_of_the_odd_size_is_named_not_the_first_of_the_usual_size(folder: Path) -> None:
+    cv2.imwrite(str(folder / "ir_00.png"), np.zeros((1, 1), np.uint8))
+    with pytest.raises(CorruptImage, match=r"ir_00\.png.*1x1, most IR images are 640x400"):
+        calibrate_folder(folder, BOARD)
+
+
+@pytest.mark.parametrize("other", ["IR_04.png", "ir_4.png", "ir_004.png"])
+def test_two_images_of_one_camera_and_number_are_named(folder: Path, other: str) -> None:
+    shutil.copy(folder / "ir_04.png", folder / other)
+    with pytest.raises(DuplicateImages) as caught:
+        calibrate_folder(folder, BOARD)
+    assert str(caught.value).endswith(", ".join(sorted([other, "ir_04.png"])))
+
+
+@pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: p.symlink_to(p.parent / "gone.png")])
+def test_a_name_that_is_no_readable_file_is_named(folder: Path, make: object) -> None:
+    (folder / "ir_07.png").unlink()
+    make(folder / "ir_07.png")  # type: ignore[operator]
+    with pytest.raises(CorruptImage, match=r"ir_07\.png cannot be used: it is not a readable file"):
+        calibrate_folder(folder, BOARD)
+
+
+def test_an_image_of_another_format_named_png_is_refused(folder: Path) -> None:
+    image = cv2.imread(str(folder / "ir_03.png"), cv2.IMREAD_GRAYSCALE)
+    (folder / "ir_03.png").write_bytes(cv2.imencode(".jpg", image)[1].tobytes())
+    with pytest.raises(CorruptImage, match=r"ir_03\.png cannot be used: it is not a PNG image"):
+        calibrate_folder(folder, BOARD)
