@@ -1,9 +1,10 @@
 """Solving a camera module's calibration from board views: each camera's intrinsics, then IR-to-RGB.
 
 Each camera is solved alone with ``calibrateCameraExtended`` (OpenCV's five-coefficient model), which also gives
-the standard deviation of every parameter and the error of every view; a view far worse than the others (a
-misread corner, a moved board) is dropped and the camera solved again.  The IR-to-RGB motion comes from
-``stereoCalibrate`` on the corners both cameras saw, with both cameras' intrinsics held fixed.  The unit path
+the standard deviation of every parameter and the error of every view.  The IR-to-RGB motion comes from
+``stereoCalibrateExtended`` on the corners both cameras saw, with both cameras' intrinsics held fixed.  A pair far
+worse than the others in any of the three (a misread corner, a moved board, swapped files) is dropped from all
+three and they are solved again, so every figure comes from the same pairs.  The unit path
 (the station's jig) and the folder path (:mod:`camera.offline`) share :func:`calibrate_views`.
 """
 
@@ -303,8 +304,8 @@ def calibrate_views(
     for attempt in range(SOLVE_ROUNDS):
         ir = _camera([points[n][0] for n in kept], ir_size)
         rgb = _camera([points[n][1] for n in kept], rgb_size)
-        stereo = _stereo([points[n][2] for n in kept], ir.intrinsics, rgb.intrinsics)
         common = [points[n][2] for n in kept]
+        stereo = _stereo(common, ir.intrinsics, rgb.intrinsics)
         errors = {"IR": ir.per_view_rms, "RGB": rgb.per_view_rms, "IR-RGB": _consensus(common, ir, rgb)}
         bad = {name: outliers(e) for name, e in errors.items()}
         worse = sorted(set().union(*bad.values()))

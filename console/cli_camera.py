@@ -198,7 +198,7 @@ def _units(settings: Settings, devices: tuple[str, ...], all_units: bool) -> lis
 @option(
     "--board",
     "board_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # Board.read says what is wrong with it, in --json too
     metavar="BOARD.json",
     help=N_("The board file (DESIGN format); needed with --from-images, else the jig's standard board."),
 )

@@ -94,13 +94,17 @@ def test_from_images_of_a_missing_folder_is_a_clear_error_and_writes_nothing(tmp
         ({**BOARD, "dictionary": "DICT_4X4_50"}, "BoardNotFound"),  # a real board file, not the board shown
         ({**BOARD, "squares_x": "eleven"}, "BoardFileError"),
         ("not json", "BoardFileError"),
+        (None, "BoardFileError"),  # a folder given as the board file
     ],
 )
 def test_from_images_with_a_wrong_board_file_is_a_clear_error(
     rendered: Path, tmp_path: Path, board: Any, expected: str
 ) -> None:
     path = tmp_path / "board.json"
-    path.write_text(board if isinstance(board, str) else json.dumps(board), encoding="utf-8")
+    if board is None:
+        path.mkdir()
+    else:
+        path.write_text(board if isinstance(board, str) else json.dumps(board), encoding="utf-8")
     before = sorted(p.name for p in rendered.iterdir())
     run = naiad("calibrate", "--from-images", str(rendered), "--board", str(path), "--json")
     assert run.exit_code == 1, run.output
