@@ -12,7 +12,8 @@ import numpy.typing as npt
 from i18n import _
 from terminal.camera import Board
 
-# Searched in this order (cheapest first) for the markers of a board other than the one the file describes.
+# Searched in this order (cheapest first) for the markers of a board other than the one the file describes;
+# each DICT_NXN family by its smallest dictionary, whose markers its larger ones share.
 _SUSPECTS = (
     "DICT_4X4_50",
     "DICT_5X5_50",
@@ -78,10 +79,16 @@ def explain_missing_board(image: npt.NDArray[np.uint8], board: Board) -> str | N
             dictionary=board.dictionary,
         )
     for name in _SUSPECTS:
-        if name != board.dictionary and len(_markers(image, name)) >= 4:
+        if _family(name) != _family(board.dictionary) and len(_markers(image, name)) >= 4:
             return _(
-                "markers of {found} were seen, but none of this board's dictionary {dictionary}",
-                found=name,
+                "markers of a {found} dictionary were seen, but none of this board's dictionary {dictionary}",
+                found=_family(name),
                 dictionary=board.dictionary,
             )
     return None
+
+
+def _family(dictionary: str) -> str:
+    """``DICT_4X4_*`` for each of the DICT_4X4 sizes (they share their first markers); other names as they are."""
+    head, _sep, size = dictionary.rpartition("_")
+    return f"{head}_*" if head.startswith("DICT_") and "X" in head and size.isdigit() else dictionary

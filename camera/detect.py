@@ -30,7 +30,7 @@ class Detection:
     corners: npt.NDArray[np.float32]  # (N, 2) pixels
     image_size: tuple[int, int]  # (w, h)
     sharpness: float
-    markers: int = 0  # ArUco markers of the board's dictionary seen (also when no corner was)
+    spacing_px: float = 0.0  # median distance from a corner to its nearest neighbour (about a square's side)
 
     @property
     def count(self) -> int:
@@ -40,7 +40,7 @@ class Detection:
 def grey(image: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
     """``image`` as 8-bit grey: grey or BGR(A), 8 or 16 bits (16-bit scaled by its brightest pixels)."""
     if image.dtype != np.uint8:
-        data = image.astype(np.float32)
+        data = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         top = float(np.percentile(data, 99.9)) or 1.0
         image = np.clip(data * (255.0 / top), 0, 255).astype(np.uint8)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -62,13 +62,13 @@ def detect(image: npt.NDArray[np.generic], board: Board) -> Detection:
     """The board's ChArUco corners in ``image`` (grey or colour), refined to subpixel by OpenCV's detector."""
     picture = grey(image)
     height, width = picture.shape
-    corners, ids, _marker_corners, marker_ids = _detector(board).detectBoard(picture)
-    markers = 0 if marker_ids is None else len(marker_ids)
+    corners, ids, _marker_corners, _marker_ids = _detector(board).detectBoard(picture)
     if ids is None or corners is None or len(ids) == 0:
-        return Detection(np.zeros(0, np.int32), np.zeros((0, 2), np.float32), (width, height), 0.0, markers)
+        return Detection(np.zeros(0, np.int32), np.zeros((0, 2), np.float32), (width, height), 0.0)
     points = np.asarray(corners, np.float32).reshape(-1, 2)
+    spacing = _spacing(points)
     return Detection(
-        np.asarray(ids, np.int32).reshape(-1), points, (width, height), _sharpness(picture, points), markers
+        np.asarray(ids, np.int32).reshape(-1), points, (width, height), _sharpness(picture, points, spacing), spacing
     )
 
 
@@ -81,14 +81,16 @@ def match_points(detection: Detection, board: Board) -> tuple[npt.NDArray[np.flo
     return np.asarray(objects, np.float32).reshape(-1, 3), np.asarray(images, np.float32).reshape(-1, 2)
 
 
-def _sharpness(picture: npt.NDArray[np.uint8], corners: npt.NDArray[np.float32]) -> float:
+def _spacing(corners: npt.NDArray[np.float32]) -> float:
+    if len(corners) < 2:
+        return 20.0
+    gaps = np.linalg.norm(corners[:, None, :] - corners[None, :, :], axis=2)
+    np.fill_diagonal(gaps, np.inf)
+    return float(np.median(gaps.min(axis=1)))
+
+
+def _sharpness(picture: npt.NDArray[np.uint8], corners: npt.NDArray[np.float32], spacing: float) -> float:
     """Median over corners of the steepest step near each corner per unit of local contrast (see Detection)."""
-    if len(corners) >= 2:
-        gaps = np.linalg.norm(corners[:, None, :] - corners[None, :, :], axis=2)
-        np.fill_diagonal(gaps, np.inf)
-        spacing = float(np.median(gaps.min(axis=1)))
-    else:
-        spacing = 20.0
     half = int(np.clip(spacing * 0.3, 3, 12))
     image = picture.astype(np.float32)
     height, width = image.shape

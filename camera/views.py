@@ -15,9 +15,11 @@ import numpy.typing as npt
 from i18n import N_, _
 from terminal.camera import Board
 
+from .calibrate import MIN_POINTS, NOT_COMMON
 from .detect import Detection
 
-MIN_SHARPNESS = 0.25  # an edge blurred by a Gaussian of about 1.6 px or more
+MIN_SHARPNESS = 0.25  # an edge blurred by a Gaussian of about 1.6 px or more ...
+BLUR_SHARE = 1 / 30  # ... unless the squares are large: then a blur up to this share of a square's side is fine
 REDUNDANT_SHARE = 0.8  # a view sharing this share of its corners with a kept one ...
 REDUNDANT_SHIFT = 0.02  # ... and moved nearly all of them (95 %) by less than this share of the diagonal is a copy
 
@@ -28,10 +30,21 @@ REDUNDANT = N_("redundant (nearly the same as a view already kept)")
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a view was kept and, if not, why (translated)."""
+    """Whether a view was kept and, if not, why (translated) and what kind of reason it was (for summaries)."""
 
     accepted: bool
     reason: str | None = None
+    kind: str | None = None  # "blurred", "too-few", "redundant", "not-common"
+
+
+def min_sharpness(detection: Detection) -> float:
+    """The sharpness a view needs: an edge blur of 1.6 px, or of BLUR_SHARE of a square when squares are large.
+
+    Blur matters relative to the board's squares: a corner is refined over a window scaled to them, so a
+    high-resolution image whose squares span a hundred pixels calibrates well with edges a few pixels wide.
+    """
+    sigma = max(1 / (MIN_SHARPNESS * np.sqrt(2 * np.pi)), BLUR_SHARE * detection.spacing_px)
+    return float(1 / (sigma * np.sqrt(2 * np.pi)))
 
 
 def min_corners(board: Board) -> int:
@@ -53,11 +66,12 @@ class ViewSelector:
         """The verdict on ``detection`` without keeping it."""
         needed = min_corners(self.board)
         if detection.count < needed:
-            return Verdict(False, _(TOO_FEW, found=detection.count, needed=needed))
-        if detection.sharpness < MIN_SHARPNESS:
-            return Verdict(False, _(BLURRED, sharpness=detection.sharpness, needed=MIN_SHARPNESS))
+            return Verdict(False, _(TOO_FEW, found=detection.count, needed=needed), "too-few")
+        sharp = min_sharpness(detection)
+        if detection.sharpness < sharp:
+            return Verdict(False, _(BLURRED, sharpness=detection.sharpness, needed=sharp), "blurred")
         if redundancy and any(self._same(detection, kept) for kept in self.accepted):
-            return Verdict(False, _(REDUNDANT))
+            return Verdict(False, _(REDUNDANT), "redundant")
         return Verdict(True)
 
     def offer(self, detection: Detection) -> Verdict:
@@ -113,7 +127,8 @@ class PairSelector:
     """Views of the IR and RGB cameras taken at the same instant, kept or dropped together.
 
     The IR view decides redundancy (both cameras see the same pose); each camera's view must be sharp and show
-    enough corners.  The calibration's coverage is the IR camera's: the depth image lives on its pixel grid.
+    enough corners, and both must share enough corners for the IR-to-RGB solve.  The calibration's coverage is
+    the IR camera's: the depth image lives on its pixel grid.
     """
 
     def __init__(
@@ -125,15 +140,18 @@ class PairSelector:
 
     def offer(self, ir: Detection, rgb: Detection) -> Verdict:
         verdict = self.ir.judge(ir)
-        if verdict.accepted:
-            rgb_verdict = self.rgb.judge(rgb, redundancy=False)
-            if not rgb_verdict.accepted:
-                return Verdict(False, _("RGB: {reason}", reason=rgb_verdict.reason))
-            self.ir.keep(ir)
-            self.rgb.keep(rgb)
-            self.accepted.append((ir, rgb))
-            return verdict
-        return Verdict(False, _("IR: {reason}", reason=verdict.reason))
+        if not verdict.accepted:
+            return Verdict(False, _("IR: {reason}", reason=verdict.reason), verdict.kind)
+        rgb_verdict = self.rgb.judge(rgb, redundancy=False)
+        if not rgb_verdict.accepted:
+            return Verdict(False, _("RGB: {reason}", reason=rgb_verdict.reason), rgb_verdict.kind)
+        common = len(np.intersect1d(ir.ids, rgb.ids))
+        if common < MIN_POINTS:
+            return Verdict(False, _(NOT_COMMON, found=common, needed=MIN_POINTS), "not-common")
+        self.ir.keep(ir)
+        self.rgb.keep(rgb)
+        self.accepted.append((ir, rgb))
+        return verdict
 
     def coverage(self) -> float:
         return self.ir.coverage()

@@ -27,6 +27,7 @@ from .cli_root import Settings, pass_settings
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from camera.calibrate import Calibration
     from provisioning.camera_steps import CameraStepResult
     from terminal.camera import Board
     from terminal.events import Listener, StepResult
@@ -101,33 +102,44 @@ def _read_board(path: Path | None) -> Board:
     return Board() if path is None else Board.read(path)
 
 
-def _from_images(directory: Path, board_path: Path, as_json: bool) -> None:
+def _from_images(directory: Path, board_path: Path, as_json: bool, verbose: bool) -> None:
     from camera.offline import calibrate_folder
+    from terminal.errors import NaiadError
 
     with reported(as_json):
         board = _read_board(board_path)
-        with _bars(as_json) as bars:
-            calibration = calibrate_folder(directory, board, bars)
-    answer = calibration.as_json()
+        with _bars(as_json, verbose) as bars:
+            try:
+                calibration = calibrate_folder(directory, board, bars)
+            except NaiadError:
+                _stop_bars(bars)
+                raise
     if as_json:
-        emit_json(answer)
+        emit_json(calibration.as_json())
         return
-    _print_calibration(answer)
+    _print_calibration(calibration)
 
 
-def _print_calibration(answer: dict[str, Any]) -> None:
+def _stop_bars(bars: Listener | None) -> None:
+    """Hide the bars of a step that ended in an error (it sends no finished event): no bar is left pulsing."""
+    from .cli_progress import RichBars
+
+    if isinstance(bars, RichBars):
+        for task in bars.progress.task_ids:
+            bars.progress.update(task, visible=False)
+
+
+def _print_calibration(calibration: Calibration) -> None:
     shown = table(N_("Camera"), N_("fx"), N_("fy"), N_("cx"), N_("cy"), N_("RMS px"), title=_("Calibration"))
-    for name in ("ir", "rgb"):
-        camera = answer[name]
-        (fx, _a, cx), (_b, fy, cy) = camera["K"][0], camera["K"][1]
-        std = camera.get("std", {})
-        cells = [f"{v:.2f} ± {std.get(k, 0.0):.2f}" for k, v in (("fx", fx), ("fy", fy), ("cx", cx), ("cy", cy))]
-        shown.add_row(name.upper(), *cells, f"{camera['rms_px']:.3f}")
+    for name, result in (("IR", calibration.ir), ("RGB", calibration.rgb)):
+        k = result.intrinsics
+        values = (("fx", k.fx), ("fy", k.fy), ("cx", k.cx), ("cy", k.cy))
+        shown.add_row(name, *(f"{v:.2f} ± {result.std[p]:.2f}" for p, v in values), f"{result.rms_px:.3f}")
     out().print(shown)
-    motion = answer["rgb_from_ir"]
-    t_mm = ", ".join(f"{1000 * v:.2f}" for v in motion["t_m"])
-    out().print(_("IR to RGB: t = ({t}) mm, RMS {rms:.3f} px", t=t_mm, rms=motion["rms_px"]))
-    out().print(_("Views used: {views}", views=answer["views_used"]))
+    stereo = calibration.stereo
+    t_mm = ", ".join(f"{1000 * v:.2f}" for v in stereo.rgb_from_ir.t_m)
+    out().print(_("IR to RGB: t = ({t}) mm, RMS {rms:.3f} px", t=t_mm, rms=stereo.rms_px))
+    out().print(_("Views used: {views}", views=calibration.views_used))
 
 
 def _units(settings: Settings, devices: tuple[str, ...], all_units: bool) -> tuple[list[str], list[dict[str, str]]]:
@@ -170,7 +182,7 @@ def _units(settings: Settings, devices: tuple[str, ...], all_units: bool) -> tup
 @option(
     "--board",
     "board_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # Board.read says what is wrong with it, in --json too
     metavar="BOARD.json",
     help=N_("The board file (DESIGN format); needed with --from-images, else the jig's standard board."),
 )
@@ -208,7 +220,7 @@ def calibrate(
             raise click.UsageError(_("--from-images calibrates a folder: leave out --device, --all and --mode."))
         if board_path is None:
             raise click.UsageError(_("--from-images needs --board BOARD.json, the board the images show."))
-        _from_images(from_images, board_path, as_json)
+        _from_images(from_images, board_path, as_json, verbose)
         return
     if devices and all_units:
         raise click.UsageError(_("Use either --device or --all, not both."))

@@ -111,6 +111,16 @@ class Board:
             raise fail(_("the markers must be smaller than the squares"))
         if not isinstance(data.get("legacy_pattern", False), bool):
             raise fail(_("legacy_pattern must be true or false"))
+        markers, available = data["squares_x"] * data["squares_y"] // 2, cls.dictionary_size(dictionary)
+        if markers > available:
+            raise fail(
+                _(
+                    "the board needs {markers} markers and {dictionary} has only {available}",
+                    markers=markers,
+                    dictionary=dictionary,
+                    available=available,
+                )
+            )
         return cls(
             dictionary=dictionary,
             squares_x=data["squares_x"],
@@ -119,6 +129,19 @@ class Board:
             marker_length_m=float(data["marker_length_m"]),
             legacy_pattern=data.get("legacy_pattern", False),
         )
+
+    @staticmethod
+    def dictionary_size(dictionary: str) -> int:
+        """Markers in one of OpenCV's predefined dictionaries (a board has one per white square)."""
+        fixed = {
+            "DICT_ARUCO_ORIGINAL": 1024,
+            "DICT_APRILTAG_16h5": 30,
+            "DICT_APRILTAG_25h9": 35,
+            "DICT_APRILTAG_36h10": 2320,
+            "DICT_APRILTAG_36h11": 587,
+            "DICT_ARUCO_MIP_36h12": 250,
+        }
+        return fixed.get(dictionary) or int(dictionary.rsplit("_", 1)[1])
 
     @classmethod
     def read(cls, path: Path) -> Board:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
-from charuco_render import IR, RGB, RGB_FROM_IR, poses, render, rgb_pose
+from charuco_render import IR, RGB, RGB_FROM_IR, Pose, poses, render, rgb_pose
 
 from camera.calibrate import Calibration, calibrate_camera, calibrate_views
 from camera.detect import Detection, detect, match_points
+from camera.errors import Skip, TooFewViews
 from camera.views import PairSelector, ViewSelector, min_corners
-from terminal.camera import Board, CameraCalibration
+from terminal.camera import Board, BoardFileError, CameraCalibration
 from terminal.models import CameraLimits
 
 BOARD = Board()
@@ -60,7 +62,7 @@ def test_detect_takes_colour_and_sixteen_bit_images_alike() -> None:
 
 def test_no_board_gives_no_corners_and_no_sharpness() -> None:
     detection = detect(np.full((300, 400), 128, np.uint8), BOARD)
-    assert detection.count == 0 and detection.sharpness == 0.0 and detection.markers == 0
+    assert detection.count == 0 and detection.sharpness == 0.0
     assert match_points(detection, BOARD)[0].shape == (0, 3)
 
 
@@ -159,3 +161,74 @@ def test_a_misread_view_is_dropped_before_the_final_solve(pairs: list[tuple[Dete
     points[0] = (objects, image + np.random.default_rng(0).normal(0, 4, image.shape).astype(np.float32))
     result = calibrate_camera(points, (IR.width, IR.height))
     assert result.views_used == len(points) - 1 and result.rms_px < 0.3
+
+
+def _shifted(detection: Detection, pixels: float) -> Detection:
+    """The detection as if the board had moved ``pixels`` sideways between the top and bottom of the frame."""
+    corners = detection.corners.copy()
+    corners[:, 0] += pixels * corners[:, 1] / detection.image_size[1]
+    return replace(detection, corners=corners)
+
+
+def test_a_bad_pair_is_dropped_from_all_three_solves_and_named(pairs: list[tuple[Detection, Detection]]) -> None:
+    spoiled = list(pairs)
+    spoiled[3] = (_shifted(pairs[3][0], 9.0), pairs[3][1])  # the board moved while the IR frame was read
+    spoiled[6], spoiled[7] = (pairs[6][0], pairs[7][1]), (pairs[7][0], pairs[6][1])  # two RGB files swapped
+    calibration = calibrate_views(spoiled, BOARD, (IR.width, IR.height), (RGB.width, RGB.height))
+    assert [(index, kind) for index, kind, _why in calibration.dropped] == [
+        (3, "outlier"),
+        (6, "outlier"),
+        (7, "outlier"),
+    ]
+    assert "IR-RGB" in calibration.dropped[1][2]
+    used = (calibration.ir.views_used, calibration.rgb.views_used, calibration.stereo.views_used)
+    assert calibration.views_used == 11 and used == (11, 11, 11)
+    assert calibration.stereo.rms_px < 0.3 and calibration.failures(CameraLimits(min_views=8)) == []
+    t_error = np.linalg.norm(np.subtract(calibration.stereo.rgb_from_ir.t_m, RGB_FROM_IR.t_m))
+    assert t_error < 0.0005
+
+
+def test_pair_selector_needs_corners_both_cameras_saw(pairs: list[tuple[Detection, Detection]]) -> None:
+    ir, rgb = pairs[0]
+    half = ir.count // 2
+    top = replace(ir, ids=ir.ids[:half], corners=ir.corners[:half])
+    others = ~np.isin(rgb.ids, top.ids)
+    bottom = replace(rgb, ids=rgb.ids[others], corners=rgb.corners[others])
+    selector = PairSelector(BOARD, (IR.width, IR.height), (RGB.width, RGB.height))
+    verdict = selector.offer(top, bottom)
+    assert not verdict.accepted and verdict.kind == "not-common" and selector.accepted == []
+
+
+def test_blur_is_judged_against_the_size_of_the_squares(pairs: list[tuple[Detection, Detection]]) -> None:
+    good = pairs[0][0]
+    selector = ViewSelector(BOARD, (IR.width, IR.height))
+    small = selector.judge(replace(good, sharpness=0.2, spacing_px=30.0))
+    assert not small.accepted and small.kind == "blurred"
+    assert selector.judge(replace(good, sharpness=0.2, spacing_px=150.0)).accepted  # sigma 2 px on 150 px squares
+
+
+def test_views_without_tilt_are_refused_as_untilted() -> None:
+    frontal = [Pose((0.0, 0.0, p.rvec[2]), p.tvec_m) for p in poses(BOARD, IR, 5, seed=4)]
+    views = [
+        (detect(render(BOARD, IR, p), BOARD), detect(render(BOARD, RGB, rgb_pose(p, RGB_FROM_IR)), BOARD))
+        for p in frontal
+    ]
+    calibration = calibrate_views(views, BOARD, (IR.width, IR.height), (RGB.width, RGB.height))
+    assert len(calibration.untilted()) == 4 and "tilted" in calibration.untilted()[0]
+    assert set(calibration.untilted()) <= set(calibration.failures(CameraLimits(min_views=3)))
+
+
+def test_a_board_needing_more_markers_than_its_dictionary_has_is_refused() -> None:
+    with pytest.raises(BoardFileError, match="needs 50 markers and DICT_APRILTAG_16h5 has only 30"):
+        Board.from_dict({**Board().to_dict(), "dictionary": "DICT_APRILTAG_16h5", "squares_x": 10, "squares_y": 10})
+    assert Board.from_dict({**Board().to_dict(), "dictionary": "DICT_4X4_50"}).dictionary == "DICT_4X4_50"
+
+
+def test_a_failure_counts_the_pairs_left_out_by_kind() -> None:
+    skipped = [Skip(f"{n:02d}", "blurred", "blurred") for n in range(15)] + [Skip("20", "too-few", "few")]
+    error = TooFewViews(found=5, needed=12, skipped=skipped)
+    text = str(error)
+    assert text.startswith("Only 5 usable views")
+    assert "15 blurred (pairs 00, 01, 02, 03, 04, …); 1 with too few corners (pairs 20)" in text
+    assert error.as_dict()["skipped"][0] == {"pair": "00", "kind": "blurred", "reason": "blurred"}
+    assert str(TooFewViews(found=5, needed=12)) == "Only 5 usable views of the board; a calibration needs at least 12"

@@ -18,7 +18,9 @@ from camera.errors import (
     CameraError,
     CorruptImage,
     CoverageTooLow,
+    DuplicateImages,
     NoImagePairs,
+    NotAFolder,
     TooFewViews,
     UnmatchedImages,
 )
@@ -86,7 +88,9 @@ def test_another_module_legacy_board_and_colour_sixteen_bit_ir(tmp_path: Path) -
 def test_a_board_file_of_another_dictionary_names_the_markers_seen(folder: Path) -> None:
     for path in folder.glob("*_0[3-9].png"):
         path.unlink()
-    with pytest.raises(BoardNotFound, match=r"markers of DICT_5X5_50 were seen, but none of .*DICT_4X4_50") as caught:
+    with pytest.raises(
+        BoardNotFound, match=r"markers of a DICT_5X5_\* dictionary were seen, but none of .*DICT_4X4_50"
+    ) as caught:
         calibrate_folder(folder, Board("DICT_4X4_50"))
     assert caught.value.remedy_text
 
@@ -120,9 +124,10 @@ def test_a_corrupt_png_is_named(folder: Path) -> None:
         calibrate_folder(folder, BOARD)
 
 
-def test_an_image_of_another_size_is_named(folder: Path) -> None:
-    cv2.imwrite(str(folder / "ir_02.png"), np.zeros((100, 100), np.uint8))
-    with pytest.raises(CorruptImage, match=r"ir_02\.png.*100x100.*640x400"):
+@pytest.mark.parametrize("name", ["ir_02.png", "ir_00.png"])  # the odd one, not the first of the others
+def test_an_image_of_another_size_is_named(folder: Path, name: str) -> None:
+    cv2.imwrite(str(folder / name), np.zeros((1, 1), np.uint8))
+    with pytest.raises(CorruptImage, match=rf"{name}.*1x1, most IR images are 640x400 .*: {name}\)"):
         calibrate_folder(folder, BOARD)
 
 
@@ -152,11 +157,16 @@ def test_a_huge_png_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
         read_image(path)
 
 
-@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.mkdir()])
-def test_no_pairs_at_all(tmp_path: Path, make: object) -> None:
-    target = tmp_path / "empty"
-    make(target)  # type: ignore[operator]
+def test_no_pairs_at_all(tmp_path: Path) -> None:
     with pytest.raises(NoImagePairs):
+        calibrate_folder(tmp_path, BOARD)
+
+
+@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.write_bytes(b"")])
+def test_a_missing_folder_or_a_file_is_not_a_folder(tmp_path: Path, make: object) -> None:
+    target = tmp_path / "set"
+    make(target)  # type: ignore[operator]
+    with pytest.raises(NotAFolder, match="does not exist or is not a folder"):
         calibrate_folder(target, BOARD)
 
 
@@ -171,3 +181,58 @@ def test_any_bytes_either_read_as_an_image_or_are_a_corrupt_image(tmp_path: Path
         assert isinstance(exc, CorruptImage)
     else:
         assert image.dtype == np.uint8 and image.ndim == 2
+
+
+def test_pairs_left_out_are_counted_by_kind_in_the_error_and_its_json(folder: Path) -> None:
+    for n in range(10):
+        cv2.imwrite(str(folder / f"ir_{n:02d}.png"), np.full((IR.height, IR.width), 128, np.uint8))
+    with pytest.raises(TooFewViews) as caught:
+        calibrate_folder(folder, BOARD)
+    assert str(caught.value).endswith("(pairs left out: 10 without the board (pairs 00, 01, 02, 03, 04, …))")
+    skipped = caught.value.as_dict()["skipped"]
+    assert len(skipped) == 10 and skipped[0] == {"pair": "00", "kind": "no-board", "reason": "no board in the IR image"}
+
+
+def test_pairs_dropped_by_the_solve_are_named(folder: Path) -> None:
+    (folder / "rgb_05.png").rename(folder / "swap.png")
+    (folder / "rgb_06.png").rename(folder / "rgb_05.png")
+    (folder / "swap.png").rename(folder / "rgb_06.png")
+    recorder = Recorder()
+    calibration = calibrate_folder(folder, BOARD, recorder, limits=CameraLimits(min_views=10))
+    assert calibration.views_used == VIEWS - 2 and calibration.stereo.rms_px < 0.3
+    dropped = [m.item for m in recorder.of(Message) if "fit far worse" in m.text]
+    assert dropped == ["05", "06"]
+
+
+def test_a_board_only_the_ir_images_miss_is_diagnosed_on_them(folder: Path) -> None:
+    for path in folder.glob("*_0[3-9].png"):
+        path.unlink()
+    for path in folder.glob("*_1?.png"):
+        path.unlink()
+    for path in folder.glob("ir_*.png"):
+        cv2.imwrite(str(path), np.full((IR.height, IR.width), 128, np.uint8))
+    with pytest.raises(BoardNotFound, match=r"the IR images show none \(RGB images show it in 3 pairs\): no ArUco"):
+        calibrate_folder(folder, BOARD)
+
+
+@pytest.mark.parametrize("other", ["IR_04.png", "ir_4.png", "ir_004.png"])
+def test_two_images_of_one_camera_and_number_are_named(folder: Path, other: str) -> None:
+    shutil.copy(folder / "ir_04.png", folder / other)
+    with pytest.raises(DuplicateImages) as caught:
+        calibrate_folder(folder, BOARD)
+    assert str(caught.value).endswith(", ".join(sorted([other, "ir_04.png"])))
+
+
+@pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: p.symlink_to(p.parent / "gone.png")])
+def test_a_name_that_is_no_readable_file_is_named(folder: Path, make: object) -> None:
+    (folder / "ir_07.png").unlink()
+    make(folder / "ir_07.png")  # type: ignore[operator]
+    with pytest.raises(CorruptImage, match=r"ir_07\.png cannot be used: it is not a readable file"):
+        calibrate_folder(folder, BOARD)
+
+
+def test_an_image_of_another_format_named_png_is_refused(folder: Path) -> None:
+    image = cv2.imread(str(folder / "ir_03.png"), cv2.IMREAD_GRAYSCALE)
+    (folder / "ir_03.png").write_bytes(cv2.imencode(".jpg", image)[1].tobytes())
+    with pytest.raises(CorruptImage, match=r"ir_03\.png cannot be used: it is not a PNG image"):
+        calibrate_folder(folder, BOARD)

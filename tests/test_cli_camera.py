@@ -7,12 +7,15 @@ ledger with operators (as tests/test_cli_inject.py does) and log in with ``--ope
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from camerabench import INSTALLER, OPERATOR, CameraBench
 from click.testing import CliRunner, Result
@@ -92,13 +95,17 @@ def test_from_images_of_a_missing_folder_is_a_clear_error_and_writes_nothing(tmp
         ({**BOARD, "dictionary": "DICT_4X4_50"}, "BoardNotFound"),  # a real board file, not the board shown
         ({**BOARD, "squares_x": "eleven"}, "BoardFileError"),
         ("not json", "BoardFileError"),
+        (None, "BoardFileError"),  # a folder given as the board file
     ],
 )
 def test_from_images_with_a_wrong_board_file_is_a_clear_error(
     rendered: Path, tmp_path: Path, board: Any, expected: str
 ) -> None:
     path = tmp_path / "board.json"
-    path.write_text(board if isinstance(board, str) else json.dumps(board), encoding="utf-8")
+    if board is None:
+        path.mkdir()
+    else:
+        path.write_text(board if isinstance(board, str) else json.dumps(board), encoding="utf-8")
     before = sorted(p.name for p in rendered.iterdir())
     run = naiad("calibrate", "--from-images", str(rendered), "--board", str(path), "--json")
     assert run.exit_code == 1, run.output
@@ -106,6 +113,25 @@ def test_from_images_with_a_wrong_board_file_is_a_clear_error(
     assert answer["error"] == expected and answer["remedy"], answer
     assert sorted(p.name for p in rendered.iterdir()) == before  # nothing written beside the images
     _no_traceback(run)
+
+
+def test_from_images_json_error_lists_the_pairs_left_out(rendered: Path, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(rendered, tmp_path / "views"))
+    blank = (folder / "ir_00.png").read_bytes()
+    for n in range(1, 8):
+        (folder / f"ir_{n:02d}.png").unlink()
+        (folder / f"ir_{n:02d}.png").write_bytes(_blank_like(blank))
+    run = naiad("calibrate", "--from-images", str(folder), "--board", str(folder / "board.json"), "--json")
+    assert run.exit_code == 1, run.output
+    answer = json.loads(run.stdout)
+    assert answer["error"] == "TooFewViews" and "7 without the board (pairs 01, 02, 03, 04, 05, …)" in answer["message"]
+    assert [s["pair"] for s in answer["skipped"] if s["kind"] == "no-board"] == [f"{n:02d}" for n in range(1, 8)]
+
+
+def _blank_like(png: bytes) -> bytes:
+    """A PNG of the same size and depth as ``png`` with nothing on it."""
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    return bytes(cv2.imencode(".png", np.full_like(image, 128))[1])
 
 
 def test_from_images_refuses_units_and_needs_a_board(rendered: Path) -> None:
