@@ -3,9 +3,10 @@
 It shows the live IR (or RGB) view with the board corners the step detected and the coverage grid of the views
 kept so far (:class:`camera.observations.ViewObservation`), each camera's result with its uncertainties
 (:class:`~camera.observations.CameraObservation`), the depth image in false colour and its quality figures
-(:class:`~camera.observations.DepthObservation`), and the outcome: the calibration's checksum, or a field check's
-verdict and advice.  It only draws: its buttons ask (``start_requested``) and :mod:`console.calibration_run`
-runs the step off the GUI thread and feeds it the step's events.
+(:class:`ColouredDepth`, a :class:`~camera.observations.DepthObservation` coloured on the step's worker), and the
+outcome: the calibration's checksum, or a field check's verdict and advice.  It only draws: its buttons ask
+(``start_requested``) and :mod:`console.calibration_run` runs the step off the GUI thread and feeds it the step's
+events.  Closed, it lets its frames go (the figures and the outcome stay for when it is opened again).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QHideEvent
 from PyQt6.QtWidgets import (
     QDialog,
     QGroupBox,
@@ -34,7 +37,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
+from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, ViewObservation
 from i18n import N_, _
 from terminal.errors import NaiadError
 from terminal.events import Message, Observed, PhaseStarted, Progressed
@@ -72,8 +75,17 @@ VERDICTS: dict[str, str] = {  # camera.fieldcheck.FieldVerdict values
     "no-target": N_("No board or wall in view"),
 }
 NO_VALUE = "—"
-MIN_SPAN_MM = 200.0
-"""The least depth range a false-colour picture spreads over."""
+
+
+@dataclass(frozen=True)
+class ColouredDepth:
+    """A depth observation as the panel draws it: the false-colour picture of its frame, made on the step's worker
+    (:class:`console.calibration_run.DepthColouring`) so the GUI thread only shows it, and its figures."""
+
+    picture: npt.NDArray[np.uint8] | None  # BGR (H, W, 3); None when the frame could not be coloured
+    distance_m: float | None
+    figures: dict[str, float] = field(default_factory=dict)
+    passed: bool | None = None
 
 
 def rotation_deg(matrix: Any) -> float:
@@ -150,9 +162,10 @@ class CalibrationPanel(QDialog):
         self.running = False
         self._allowed: set[str] = set()
         self._available = True
+        self._jig_poses: int | None = None
         self._view: dict[str, ViewObservation] = {}
         self._cameras: dict[str, CameraObservation] = {}
-        self._depths: list[DepthObservation] = []
+        self._depths: list[ColouredDepth] = []  # figures only: the one picture shown is the depth view's
         self._phase: str | None = None
         self._outcome: Any = None
         self._outcome_error: BaseException | None = None
@@ -229,30 +242,39 @@ class CalibrationPanel(QDialog):
 
     # -- what may be started -------------------------------------------------------------------------------
 
-    def set_allowed(self, modes: Iterable[str], available: bool) -> None:
-        """The modes the logged-in role may start, and whether the unit can take a step now (attached, idle)."""
+    def set_allowed(self, modes: Iterable[str], available: bool, jig_poses: int | None = None) -> None:
+        """The modes the logged-in role may start, whether the unit can take a step now (attached, idle) and the
+        poses the station's jig plans (0: no jig, so no full calibration; None: not known yet)."""
         self._allowed = set(modes)
         self._available = available
+        if jig_poses != self._jig_poses:
+            self._jig_poses = jig_poses
+            self._set_full_tip()
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
         idle = self._available and not self.running
         self.full_button.setVisible(FULL in self._allowed)
         self.check_button.setVisible(CHECK in self._allowed)
-        self.full_button.setEnabled(idle and FULL in self._allowed)
+        self.full_button.setEnabled(idle and FULL in self._allowed and bool(self._jig_poses))
         self.check_button.setEnabled(idle and CHECK in self._allowed)
+
+    def _set_full_tip(self) -> None:
+        if self._jig_poses == 0:
+            tip = _("This station has no calibration jig: a full calibration needs one, a field check does not")
+        else:
+            tip = _("Calibrate both cameras and the depth on the jig, then write it to the unit")
+        self.full_button.setToolTip(tip)
 
     # -- a run ---------------------------------------------------------------------------------------------
 
     def begin(self, mode: str) -> None:
         """A run started on this unit: forget the last one's pictures and figures."""
         self.running = True
-        self._view.clear()
         self._cameras.clear()
         self._depths.clear()
         self._outcome = self._outcome_error = None
-        for view in (*self.frame_views.values(), self.depth_view):
-            view.clear()
+        self.forget_frames()
         self._phase = _("Starting the full calibration…") if mode == FULL else _("Starting the field check…")
         self.progress.setRange(0, 0)
         self.progress.show()
@@ -266,8 +288,23 @@ class CalibrationPanel(QDialog):
         self.progress.hide()
         if result is not None or error is not None:
             self._outcome, self._outcome_error = result, error
+        if not self.isVisible():  # closed while it ran: nobody looks at its last frames
+            self.forget_frames()
         self._sync_buttons()
         self.retranslate()
+
+    def forget_frames(self) -> None:
+        """Let the frames shown go (a full-size IR, RGB and depth picture each); figures and outcome stay."""
+        self._view.clear()
+        for view in (*self.frame_views.values(), self.depth_view):
+            view.clear()
+        self._draw_view()
+
+    def hideEvent(self, event: QHideEvent | None) -> None:
+        """Closed by the operator (not the desktop minimising the console): the frames go."""
+        if event is not None and not event.spontaneous():
+            self.forget_frames()
+        super().hideEvent(event)
 
     def phase_started(self, event: PhaseStarted) -> None:
         if event.unit == self.serial:
@@ -296,7 +333,7 @@ class CalibrationPanel(QDialog):
         try:
             if event.kind == VIEW and isinstance(data, ViewObservation):
                 self.show_view(data)
-            elif event.kind == DEPTH and isinstance(data, DepthObservation):
+            elif event.kind == DEPTH and isinstance(data, ColouredDepth):
                 self.show_depth(data)
             elif event.kind == CAMERA and isinstance(data, CameraObservation):
                 self.show_camera(data)
@@ -314,10 +351,11 @@ class CalibrationPanel(QDialog):
         frame.show_grid(view.coverage_grid)
         self._draw_view()  # the tab shown stays as the operator chose: IR and RGB views may alternate
 
-    def show_depth(self, depth: DepthObservation) -> None:
-        self.depth_view.show_frame(false_colour_of(depth.depth_mm))
+    def show_depth(self, depth: ColouredDepth) -> None:
+        if depth.picture is not None:
+            self.depth_view.show_frame(depth.picture)
         if depth.figures:
-            self._depths.append(depth)
+            self._depths.append(replace(depth, picture=None))
             self._draw_depth()
 
     def show_camera(self, camera: CameraObservation) -> None:
@@ -427,7 +465,7 @@ class CalibrationPanel(QDialog):
         self.cameras_box.setTitle(_("Cameras (value ± standard deviation)"))
         self.depth_box.setTitle(_("Depth quality"))
         self.full_button.setText(_("Full calibration"))
-        self.full_button.setToolTip(_("Calibrate both cameras and the depth on the jig, then write it to the unit"))
+        self._set_full_tip()
         self.check_button.setText(_("Field check"))
         self.check_button.setToolTip(_("Check the stored calibration against one view of the board"))
         self.phase_label.setText(self._phase or "")
@@ -444,20 +482,3 @@ def fit_table(table: QTableWidget) -> None:
     table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
     table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
     table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-
-def false_colour_of(depth_mm: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
-    """The depth frame in false colour over the range it holds: the 2nd to 98th percentile of a sparse sample (so
-    stray pixels do not flatten the picture, and a large frame costs the GUI thread little), widened to at least
-    :data:`MIN_SPAN_MM` around the median so a flat wall's noise does not fill the whole colour map."""
-    from camera.colour import false_colour  # OpenCV, loaded with the first depth frame, not with the console
-
-    sample = depth_mm[::4, ::4]
-    valid = sample[sample > 0]
-    if valid.size == 0:
-        return np.zeros((*depth_mm.shape, 3), np.uint8)
-    near, middle, far = (float(v) for v in np.percentile(valid, (2, 50, 98)))
-    if far - near < MIN_SPAN_MM:
-        near, far = middle - MIN_SPAN_MM / 2, middle + MIN_SPAN_MM / 2
-    low = max(0, int(near))
-    return false_colour(depth_mm, (low, min(65535, max(int(far), low + 1))))

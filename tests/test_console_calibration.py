@@ -24,15 +24,22 @@ from test_console_keys import NOWHERE, PASSWORDS, ROLES, FakeStation, _cheap_scr
 
 import i18n
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
-from console.calibration_panel import CHECK, FULL, CalibrationPanel, false_colour_of, outcome_text
-from console.calibration_run import CALIBRATED, WAITING, CameraRoleNeeded, FieldCheckFailed
+from console.calibration_panel import CHECK, FULL, CalibrationPanel, outcome_text
+from console.calibration_run import (
+    CALIBRATED,
+    WAITING,
+    CameraRoleNeeded,
+    DepthColouring,
+    FieldCheckFailed,
+    false_colour_of,
+)
 from console.frame_view import FrameView, image_from_array
 from console.main_window import MainWindow
 from console.workers import Job, Workers
 from i18n import _
 from provisioning.ledger import Ledger
 from terminal.errors import NaiadError
-from terminal.events import Listener, Observed, Reporter
+from terminal.events import Listener, Observed, Recorder, Reporter
 
 WAIT_MS = 5000
 SERIAL = "DF2A00001"
@@ -98,10 +105,16 @@ class FakeCameraResult:
 class ScriptedCamera:
     """``calibrate_units`` for one unit as the step behaves: phases, observations, then its result."""
 
-    def __init__(self) -> None:
+    def __init__(self, poses: int = 40) -> None:
         self.calls: list[tuple[str, str, str | None, bool]] = []  # serial, mode, operator, on the GUI thread
         self.release = threading.Event()
         self.release.set()
+        self.poses = poses
+        self.jig_asked: list[bool] = []  # on the GUI thread, each time
+
+    def jig_poses(self) -> int:
+        self.jig_asked.append(on_gui_thread())
+        return self.poses
 
     def calibrate(self, station: Any, serial: str, mode: str, session: Any, listener: Listener) -> list[Any]:
         self.calls.append((serial, mode, getattr(session, "operator", None), on_gui_thread()))
@@ -157,15 +170,28 @@ def window(
     qtbot.waitUntil(lambda: not win.camera.running(), timeout=WAIT_MS)
     win.close()
     assert gui_calls == [] and not any(gui for *_rest, gui in engine.calls)  # the GUI thread ran no step
+    assert not any(engine.jig_asked)  # nor built the jig
 
 
-def open_panel(window: MainWindow) -> CalibrationPanel:
+def open_panel(qtbot: Any, window: MainWindow) -> CalibrationPanel:
     card = window.bench.card(SERIAL)
     assert card is not None and card.camera_button.isVisibleTo(card) and card.camera_button.isEnabled()
     card.camera_button.click()
     panel = window.camera.panels.get(SERIAL)
     assert panel is not None and panel.isVisible()
+    qtbot.waitUntil(lambda: window.camera.jig_poses is not None, timeout=WAIT_MS)  # asked on a worker
     return panel
+
+
+def feed(panel: CalibrationPanel, *observations: Any, unit: str = SERIAL) -> None:
+    """Observations to the panel as a run sends them: through the worker's :class:`DepthColouring`."""
+    kinds = {ViewObservation: VIEW, CameraObservation: CAMERA, DepthObservation: DEPTH}
+    recorder = Recorder()
+    report = Reporter(DepthColouring(recorder), unit, "calibrate")
+    for observation in observations:
+        report.observe(kinds[type(observation)], observation)
+    for event in recorder.of(Observed):
+        panel.observed(event)
 
 
 @pytest.mark.parametrize("name", ["olga", "ivy", "cara", "root"])
@@ -179,7 +205,7 @@ def test_the_camera_action_is_offered_only_to_roles_that_may_calibrate_or_check(
     role = ROLES[name]
     assert card.camera_button.isVisibleTo(card) is (role in ("operator", "installer"))
     if card.camera_button.isVisibleTo(card):
-        panel = open_panel(window)
+        panel = open_panel(qtbot, window)
         assert panel.full_button.isVisible() is (role == "operator")  # a full calibration writes the unit
         assert panel.check_button.isVisible() and panel.check_button.isEnabled()
         window.operator.log_out()
@@ -190,7 +216,7 @@ def test_a_full_calibration_from_the_card_shows_views_cameras_depth_and_the_chec
     qtbot: Any, window: MainWindow, engine: ScriptedCamera
 ) -> None:
     log_in(qtbot, window, "olga", PASSWORDS["olga"])
-    panel = open_panel(window)
+    panel = open_panel(qtbot, window)
     engine.release.clear()
     panel.full_button.click()
     card = window.bench.card(SERIAL)
@@ -227,7 +253,7 @@ def test_a_field_check_shows_its_verdict_and_advice_on_the_panel_and_the_card(
     qtbot: Any, window: MainWindow, engine: ScriptedCamera
 ) -> None:
     log_in(qtbot, window, "ivy", PASSWORDS["ivy"])
-    panel = open_panel(window)
+    panel = open_panel(qtbot, window)
     panel.check_button.click()
     qtbot.waitUntil(lambda: not window.camera.running(), timeout=WAIT_MS)
 
@@ -259,7 +285,7 @@ def test_a_mode_the_role_may_not_start_is_refused_and_logged(
 
 def test_the_start_buttons_wait_while_another_job_holds_the_unit(qtbot: Any, window: MainWindow) -> None:
     log_in(qtbot, window, "olga", PASSWORDS["olga"])
-    panel = open_panel(window)
+    panel = open_panel(qtbot, window)
     release = threading.Event()
     job = window.workers.run(lambda _listener: release.wait(WAIT_MS / 1000), (SERIAL,), "flash")
     assert not panel.full_button.isEnabled() and not panel.check_button.isEnabled()
@@ -310,7 +336,7 @@ def test_the_panel_draws_observations_fed_to_it_directly(
     assert panel.coverage_label.text() == "Coverage: 0 % of the image · views kept: 1"  # the IR tab's, still shown
     panel.views.setCurrentWidget(panel.frame_views["rgb"])
     assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 4"
-    panel.observed(Observed(SERIAL, "calibrate", DEPTH, DepthObservation(np.zeros((20, 32), np.uint16), 0.5)))
+    feed(panel, DepthObservation(np.zeros((20, 32), np.uint16), 0.5))
     assert panel.depth_table.columnCount() == 0  # a frame without figures is shown, not tabulated
     odd = ViewObservation("ir", np.zeros((4, 4), np.float64), corners(), True, None, 0.0, np.zeros((6, 8), bool), 1)  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR):
@@ -355,9 +381,7 @@ def test_the_panel_fits_1280x800_in_chinese_without_clipping(qtbot: Any, monkeyp
     panel = CalibrationPanel(SERIAL)
     qtbot.addWidget(panel)
     panel.set_allowed((FULL, CHECK), True)
-    for observation in (view(), ir_camera(), stereo(), depth(0.5), depth(1.0)):
-        kind = {ViewObservation: VIEW, CameraObservation: CAMERA, DepthObservation: DEPTH}[type(observation)]
-        panel.observed(Observed(SERIAL, "calibrate", kind, observation))
+    feed(panel, view(), ir_camera(), stereo(), depth(0.5), depth(1.0))
     panel.end(FakeCameraResult(SERIAL, "field-check", False, "recalibrate", advice="x" * 60))
     hint = panel.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 760  # the window frame and a task bar take the rest

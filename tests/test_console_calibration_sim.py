@@ -61,6 +61,9 @@ class ShortJigCamera:
         jig = ShortJig(self.wiring.jig(), self.planned)
         return calibrate_units(station, jig, [serial], listener, mode=mode, session=session)
 
+    def jig_poses(self) -> int:
+        return self.planned
+
 
 @pytest.fixture
 def open_window(qtbot: Any, df2: SimHandle, ledger_url: str) -> Iterator[Callable[..., MainWindow]]:
@@ -116,6 +119,7 @@ def test_a_full_calibration_from_the_card_shows_views_and_results(
     assert card is not None
     card.camera_button.click()
     panel = window.camera.panels[serial]
+    qtbot.waitUntil(panel.full_button.isEnabled, timeout=COLD_START_MS)  # once a worker knows the jig
     panel.full_button.click()
     qtbot.waitUntil(lambda: not window.camera.running(), timeout=CALIBRATION_MS)
 
