@@ -44,6 +44,7 @@ from terminal.camera import Intrinsics
 from terminal.models import CameraLimits
 
 from .errors import CameraError
+from .labels import DEPTH_FIGURES as DEPTH_FIGURES  # how people read the figures below (label, unit)
 
 OUTLIER_SHARE = 1 / 200  # the DQT drops this share of points at each end of Z
 MIN_POINTS = 50  # fewer valid pixels than this: no plane is fitted
@@ -270,6 +271,14 @@ def depth_failures(quality: DepthQuality, limits: CameraLimits) -> list[str]:
                 value=quality.plane_rms_mm,
                 pct=quality.plane_rms_pct,
                 limit=limits.plane_rms_pct,
+            )
+        )
+    if quality.subpixel_rms_px is not None and quality.subpixel_rms_px > limits.max_subpixel_rms_px:
+        failures.append(
+            _(
+                "Subpixel RMS {value:.3f} px is above the limit of {limit:.3f} px",
+                value=quality.subpixel_rms_px,
+                limit=limits.max_subpixel_rms_px,
             )
         )
     if quality.z_error_pct is not None and abs(quality.z_error_pct) > limits.z_error_pct:

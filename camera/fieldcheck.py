@@ -40,11 +40,11 @@ from terminal.models import CameraLimits
 from .board import charuco_board
 from .depth import DepthQuality, depth_failures, measure_depth, require_image
 from .detect import Detection, detect, match_points
+from .labels import VERDICT_LABELS as VERDICT_LABELS  # how people read a verdict, beside the verdicts
 
 LOG = logging.getLogger(__name__)
 
 MIN_CORNERS = 12  # fewer board corners than this in a view: no pose worth judging
-MAX_BLUR_PX = 1.8  # an edge blurred by a Gaussian wider than this (px) is out of focus (sharp: ~0.8)
 PLAUSIBLE = 2.0  # depth more than this factor off the board's distance is no depth, as far as the check goes
 SPECKLE_DOTS = 0.01  # share of the board's pixels lit by projector dots above which the projector shines
 NEAR_LIMIT = 0.7  # a passing figure above this share of its limit: recalibrate at the next service
@@ -56,7 +56,9 @@ class FieldVerdict(enum.StrEnum):
     OK = "ok"
     RECALIBRATE = "recalibrate"  # drift
     PROJECTOR = "projector"  # dead projector
+    DEPTH = "depth"  # depth too sparse on the target: a dirty window, a weak projector
     RGB_FOCUS = "rgb-focus"  # defocused RGB
+    FOREIGN = "foreign"  # the stored calibration names another unit, model or image size
     NO_TARGET = "no-target"
 
 
@@ -72,6 +74,14 @@ ADVICE = {
         "The IR projector gives no usable depth: check that nothing covers its window, then replace the camera "
         "module. Recalibrating does not help; recalibrate after the repair."
     ),
+    FieldVerdict.DEPTH: N_(
+        "The depth camera fills too little of the target: clean the IR camera's and the projector's windows and "
+        "check again; if it stays sparse, replace the camera module and recalibrate it."
+    ),
+    FieldVerdict.FOREIGN: N_(
+        "The unit holds a calibration made for another unit or camera: calibrate this unit in full on the jig "
+        "(naiad calibrate --mode full) before it takes face payments."
+    ),
     FieldVerdict.RGB_FOCUS: N_(
         "The colour camera is out of focus: clean its window and check for condensation; if it stays blurred, "
         "replace the camera module and recalibrate it. Recalibrating alone does not help."
@@ -81,6 +91,14 @@ ADVICE = {
         "evenly lit, and run the check again."
     ),
 }
+ORDER = (
+    FieldVerdict.FOREIGN,
+    FieldVerdict.PROJECTOR,
+    FieldVerdict.DEPTH,
+    FieldVerdict.RGB_FOCUS,
+    FieldVerdict.NO_TARGET,
+)
+"""Which verdict a check with several findings gives: a faulty module before drift, which it would hide."""
 NEAR_LIMIT_ADVICE = N_(
     "The stored calibration still holds, but close to its limits: recalibrate at the next service visit."
 )
@@ -99,6 +117,7 @@ class FieldCheck:
     fill_rate: float | None
     findings: list[str]
     advice: str
+    verdicts: list[str] = field(default_factory=list)  # every verdict a finding pointed to, in order found
     ir_blur_px: float | None = None  # Gaussian-equivalent blur of the board's edges, IR and RGB
     rgb_blur_px: float | None = None
     speckle_dots: float | None = None  # share of the board lit by projector dots (with ``ir_speckle``)
@@ -122,7 +141,7 @@ class _Findings:
         self.lines.append(line)
 
     def verdict(self) -> FieldVerdict:
-        for verdict in (FieldVerdict.PROJECTOR, FieldVerdict.RGB_FOCUS, FieldVerdict.NO_TARGET):
+        for verdict in ORDER:
             if verdict in self.verdicts:
                 return verdict
         return FieldVerdict.RECALIBRATE if self.verdicts else FieldVerdict.OK
@@ -157,11 +176,25 @@ def field_check(
     limits: CameraLimits,
     *,
     ir_speckle: npt.NDArray[np.uint8] | None = None,
+    serial: str | None = None,
+    model: str | None = None,
 ) -> FieldCheck:
     """Judge the stored ``calibration`` on one board view (see the module's docstring).
 
-    Frames of the wrong kind or size for the calibration raise :class:`camera.depth.UnusableFrame`; anything a
-    camera can capture (no board, no depth, saturated depth) gives a verdict."""
+    With the unit's ``serial`` and ``model``, a calibration made for another unit, model or image size gives
+    the ``foreign`` verdict.  Else frames of the wrong kind or size for the calibration raise
+    :class:`camera.depth.UnusableFrame`; anything a camera can capture (no board, no depth, saturated depth)
+    gives a verdict."""
+    if serial is not None and model is not None:
+        sizes = {
+            name: (frame.shape[1], frame.shape[0]) for name, frame in (("ir", ir), ("rgb", rgb)) if frame.ndim >= 2
+        }
+        lines = foreign_findings(calibration, serial, model, sizes.get("ir", (0, 0)), sizes.get("rgb", (0, 0)))
+        if lines:
+            found = _Findings()
+            for line in lines:
+                found.add(FieldVerdict.FOREIGN, line)
+            return _result(found, {})
     ir_size = (calibration.ir.height, calibration.ir.width)
     ir = require_image(ir, "ir", np.uint8, ir_size)
     rgb = require_image(rgb, "rgb", np.uint8, (calibration.rgb.height, calibration.rgb.width), channels=3)
@@ -201,6 +234,32 @@ def field_check(
     _check_depth(found, figures, depth, ir, ir_speckle, ir_view, seen, limits)
     _check_rgb(found, figures, rgb, board, calibration, corners_ir, limits)
     return _result(found, figures)
+
+
+def foreign_findings(
+    calibration: CameraCalibration, serial: str, model: str, ir_size: tuple[int, int], rgb_size: tuple[int, int]
+) -> list[str]:
+    """Why ``calibration`` is not this unit's (serial, model, IR and RGB sizes as width x height), translated;
+    empty when it is."""
+    lines = []
+    if calibration.serial != serial:
+        lines.append(_("The stored calibration was made for unit {other}", other=calibration.serial))
+    if calibration.model != model:
+        lines.append(_("The stored calibration was made for model {other}", other=calibration.model))
+    for name, camera, size in (("IR", calibration.ir, ir_size), ("RGB", calibration.rgb, rgb_size)):
+        if (camera.width, camera.height) != tuple(size):
+            lines.append(
+                _(
+                    "The stored {camera} calibration is for {width}x{height} images; the camera gives "
+                    "{actual_width}x{actual_height}",
+                    camera=name,
+                    width=camera.width,
+                    height=camera.height,
+                    actual_width=size[0],
+                    actual_height=size[1],
+                )
+            )
+    return lines
 
 
 def _pose(
@@ -253,7 +312,7 @@ def _check_depth(
     figures["fill_rate"] = fill
     if ir_speckle is not None:
         figures["speckle_dots"] = _speckle_dots(ir_speckle, ir, inside)
-    if fill < limits.min_fill_rate / 2:
+    if fill < limits.min_fill_rate * limits.field_projector_fill:
         dots = figures.get("speckle_dots")
         if dots is not None and dots < SPECKLE_DOTS:
             line = N_("No depth on the board ({fill:.0%} filled) and no projector dots in the IR image")
@@ -264,7 +323,14 @@ def _check_depth(
         found.add(FieldVerdict.PROJECTOR, _(line, fill=fill))
         return
     if fill < limits.min_fill_rate:
-        found.add(None, _("Depth covers {fill:.0%} of the board, less than expected", fill=fill))
+        found.add(
+            FieldVerdict.DEPTH,
+            _(
+                "Depth covers {fill:.0%} of the board, less than the limit of {limit:.0%}",
+                fill=fill,
+                limit=limits.min_fill_rate,
+            ),
+        )
     measured = np.array([_depth_at(values, plausible, x, y) for x, y in view.corners])
     known = np.isfinite(measured)
     if np.count_nonzero(known) < MIN_CORNERS:
@@ -317,7 +383,7 @@ def _check_rgb(
     view = detect(rgb, board)
     rgb_blur = figures["rgb_blur_px"] = blur_px(view)
     ir_blur = figures["ir_blur_px"]
-    ir_sharp = ir_blur is not None and ir_blur <= MAX_BLUR_PX
+    ir_sharp = ir_blur is not None and ir_blur <= limits.field_rgb_blur_px
     if view.count < MIN_CORNERS:
         verdict = FieldVerdict.RGB_FOCUS if ir_sharp else FieldVerdict.NO_TARGET
         found.add(
@@ -328,13 +394,14 @@ def _check_rgb(
             ),
         )
         return
-    if rgb_blur is not None and rgb_blur > MAX_BLUR_PX:
+    if rgb_blur is not None and rgb_blur > limits.field_rgb_blur_px:
         if ir_sharp:
             line = N_("The RGB image is blurred ({value:.1f} px, limit {limit:.1f} px) while the IR image is sharp")
         else:
             line = N_("Both images are blurred (RGB {value:.1f} px, limit {limit:.1f} px): hold the board still")
         found.add(
-            FieldVerdict.RGB_FOCUS if ir_sharp else FieldVerdict.NO_TARGET, _(line, value=rgb_blur, limit=MAX_BLUR_PX)
+            FieldVerdict.RGB_FOCUS if ir_sharp else FieldVerdict.NO_TARGET,
+            _(line, value=rgb_blur, limit=limits.field_rgb_blur_px),
         )
     extrinsics = calibration.rgb_from_ir
     rotation = np.array(extrinsics.R, np.float64)
@@ -397,6 +464,7 @@ def _result(found: _Findings, figures: dict[str, Any]) -> FieldCheck:
         board_distance_m=figures.get("board_distance_m"),
         fill_rate=figures.get("fill_rate"),
         findings=found.lines,
+        verdicts=[str(v) for v in dict.fromkeys(found.verdicts)],
         advice=found.advice(verdict),
         ir_blur_px=figures.get("ir_blur_px"),
         rgb_blur_px=figures.get("rgb_blur_px"),

@@ -47,10 +47,12 @@ from terminal.models import CameraLimits, TerminalModel, model_by_id
 
 from .camera_steps import (
     CALIBRATE_STEP,
+    CHECK_ROLES,
     CHECK_STEP,
     DEPTH_STEP,
     FULL,
     MODES,
+    ROLE,
     CameraPhase,
     CameraStepCrashed,
     CameraStepResult,
@@ -90,10 +92,6 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
-ROLE = "operator"
-"""The role that calibrates in full (it writes to units and the ledger), as for key injection."""
-CHECK_ROLES = ("installer", "operator", "support")
-"""Roles that may run a field check or a depth-quality run (they write a check record naming who ran it)."""
 EXTRA_POSES = 12
 """Aimed poses at most, after the planned sequence, to reach the model's views and coverage."""
 

@@ -24,6 +24,10 @@ CHECK_STEP = "field-check"
 FULL = "full"
 CHECK = "check"
 MODES = (FULL, CHECK)
+ROLE = "operator"
+"""The role that calibrates in full (it writes to units and the ledger), as for key injection."""
+CHECK_ROLES = ("installer", "operator", "support")
+"""Roles that may run a field check or a depth-quality run (they write a check record naming who ran it)."""
 
 
 # --- the jig ------------------------------------------------------------------------------------------

@@ -73,6 +73,11 @@ class CameraLimits:
     field_reprojection_px: float = 1.0  # a field check's reprojection RMS with the stored calibration
     field_misalignment_px: float = 2.0  # IR corners mapped into RGB against the RGB corners, RMS
     field_depth_bias_pct: float = 1.0  # depth against the board's distance from its pose, % of distance
+    field_rgb_blur_px: float = 1.8  # RGB board edges blurred by a Gaussian wider than this (px): out of focus
+    field_projector_fill: float = 0.5  # fill under this share of min_fill_rate: no pattern at all (the board's
+    # dark squares alone take some depth away; below them the projector is dead or covered)
+    max_subpixel_rms_px: float = 0.2  # a depth run's subpixel RMS (disparity noise, px)
+    extra_poses: int = 12  # aimed jig poses at most, after the planned sequence, to reach views and coverage
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,8 @@ def _table(kind: type[T], row: dict[str, Any]) -> T:
         if isinstance(default, tuple):
             values[name] = tuple(float(v) for v in value)
             if len(values[name]) != len(default) and name != "depth_distances_m":
+                raise ValueError(name)
+            if name == "depth_distances_m" and len(values[name]) < 2:  # one distance says nothing of a slope
                 raise ValueError(name)
         elif isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(name)

@@ -200,3 +200,12 @@ def test_the_simulators_wall_gives_back_its_configured_noise(distance_m: float) 
     assert quality.subpixel_rms_px == pytest.approx(truth.disparity_sigma_px, rel=0.1)
     assert abs(quality.z_error_pct or 0) < 0.1
     assert depth_failures(quality, model.camera.limits) == []
+
+
+def test_subpixel_rms_is_judged_against_the_model_limit() -> None:
+    """R3-7: the subpixel RMS was reported and never judged."""
+    quality = measure_depth(wall(500.0), IR, BASELINE_MM, 0.5)
+    assert quality.subpixel_rms_px is not None
+    assert depth_failures(quality, CameraLimits()) == []
+    strict = CameraLimits(max_subpixel_rms_px=quality.subpixel_rms_px / 2)
+    assert [f for f in depth_failures(quality, strict) if "Subpixel RMS" in f]

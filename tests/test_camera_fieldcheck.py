@@ -236,3 +236,59 @@ def test_a_wall_without_depth_is_the_projector() -> None:
     result = wall_check(np.zeros((400, 640), np.uint16), TRUTH.ir, TRUTH.projector_baseline_mm, LIMITS, 0.5)
     assert result.verdict is FieldVerdict.PROJECTOR and result.fill_rate == 0.0
     assert len(result.findings) == 2
+
+
+@pytest.mark.parametrize("keep", [0.9, 0.6])
+def test_depth_below_the_fill_limit_fails_the_check(good: Frames, keep: float) -> None:
+    """R3-1: 60 % or 88 % filled against a 95 % limit used to pass with only a note."""
+    depth = good.depth.copy()
+    depth[np.random.default_rng(0).random(depth.shape) > keep] = 0
+    result = check(replace(good, depth=depth))
+    assert result.verdict is FieldVerdict.DEPTH and not result.passed
+    assert result.fill_rate is not None and result.fill_rate < LIMITS.min_fill_rate
+    assert "replace the camera module" in result.advice
+
+
+def test_the_projector_share_of_the_fill_limit_is_model_data(good: Frames) -> None:
+    depth = good.depth.copy()
+    depth[np.random.default_rng(0).random(depth.shape) > 0.6] = 0
+    strict = replace(LIMITS, field_projector_fill=0.9)
+    result = field_check(good.ir, good.rgb, depth, STORED, BOARD, strict, ir_speckle=good.speckle)
+    assert result.verdict is FieldVerdict.PROJECTOR
+
+
+def test_the_rgb_blur_limit_is_model_data(good: Frames) -> None:
+    soft = replace(good, rgb=blur(good.rgb, 0.8))
+    strict = replace(LIMITS, field_rgb_blur_px=0.5)
+    result = field_check(soft.ir, soft.rgb, soft.depth, STORED, BOARD, strict, ir_speckle=soft.speckle)
+    assert not result.passed and any("blurred" in line for line in result.findings)
+
+
+def test_a_dead_projector_and_a_defocused_rgb_are_both_found() -> None:
+    """R3-2: the verdict names the first fault, the findings and verdicts list both."""
+    result = check(capture(projector=False, rgb_defocus=True))
+    assert result.verdict is FieldVerdict.PROJECTOR
+    assert result.verdicts == ["projector", "rgb-focus"]
+    assert any("no projector dots" in line for line in result.findings)
+    assert any("RGB image is blurred" in line for line in result.findings)
+
+
+def test_a_calibration_of_another_unit_is_foreign(good: Frames) -> None:
+    """R2-5: a blob made for another unit or model is not judged as if it were this unit's."""
+
+    def run(serial: str, model: str) -> FieldCheck:
+        return field_check(
+            good.ir, good.rgb, good.depth, STORED, BOARD, LIMITS, ir_speckle=good.speckle, serial=serial, model=model
+        )
+
+    assert run(STORED.serial, "df2").verdict is FieldVerdict.OK
+    other = run("DF2OTHER0002", "frog-pro")
+    assert other.verdict is FieldVerdict.FOREIGN and not other.passed
+    assert len(other.findings) == 2 and "DF2TEST0001" in other.findings[0]
+
+
+def test_a_calibration_for_other_image_sizes_is_foreign(good: Frames) -> None:
+    small = np.zeros((200, 320), np.uint8)
+    result = field_check(small, good.rgb, good.depth, STORED, BOARD, LIMITS, serial=STORED.serial, model="df2")
+    assert result.verdict is FieldVerdict.FOREIGN
+    assert any("320x200" in line for line in result.findings)

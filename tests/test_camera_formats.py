@@ -152,3 +152,23 @@ def test_a_user_table_with_a_wrong_limit_is_refused(tmp_path: Path) -> None:
         path.write_text(packaged.replace("depth_distances_m = [0.5, 0.8]\n", "depth_distances_m = [0.5, 0.8]\n" + bad))
         with pytest.raises(ModelTableError):
             read_table(path)
+
+
+def test_pixel_limits_scale_with_each_models_resolution() -> None:
+    """R3-7: the 1280x800 frog-pro had the 640x400 df2's pixel limits."""
+    df2, frog = (load_models()[name].camera for name in ("df2", "frog-pro"))
+    ir_scale = frog.focal_length_px / df2.focal_length_px
+    rgb_scale = frog.rgb_focal_length_px / df2.rgb_focal_length_px
+    assert frog.limits.field_reprojection_px == pytest.approx(df2.limits.field_reprojection_px * ir_scale)
+    assert frog.limits.field_misalignment_px == pytest.approx(df2.limits.field_misalignment_px * rgb_scale)
+    assert frog.limits.field_rgb_blur_px > df2.limits.field_rgb_blur_px
+    assert frog.limits.extra_poses > 0 and frog.limits.max_subpixel_rms_px > 0
+
+
+def test_a_user_table_with_one_depth_distance_is_refused(tmp_path: Path) -> None:
+    """R3-15: depth quality needs two or more distances."""
+    packaged = (Path(__file__).parent.parent / "terminal" / "models.toml").read_text()
+    path = tmp_path / "models.toml"
+    path.write_text(packaged.replace("depth_distances_m = [0.5, 0.8]\n", "depth_distances_m = [0.5]\n"))
+    with pytest.raises(ModelTableError):
+        read_table(path)
