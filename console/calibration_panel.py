@@ -37,8 +37,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from camera.labels import CHECK_FIGURES, DEPTH_FIGURES, NO_VALUE, figure_text, verdict_text
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, ViewObservation
 from i18n import N_, _
+from provisioning.camera_steps import CHECK, FULL
 from terminal.errors import NaiadError
 from terminal.events import Message, Observed, PhaseStarted, Progressed
 
@@ -47,34 +49,8 @@ from .unit_card import error_texts, repolish
 
 LOG = logging.getLogger(__name__)
 
-FULL = "full"
-CHECK = "check"
 CAMERAS: tuple[tuple[str, str], ...] = (("ir", N_("IR camera")), ("rgb", N_("RGB camera")))
 PARAMETERS = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
-DEPTH_FIGURES: tuple[tuple[str, str, str], ...] = (  # key, label msgid, value msgid
-    ("fill_rate", N_("Fill rate"), N_("{value:.1f} %")),
-    ("plane_rms_mm", N_("Plane-fit RMS"), N_("{value:.2f} mm")),
-    ("plane_rms_pct", N_("Plane-fit RMS (of distance)"), N_("{value:.3f} %")),
-    ("z_median_mm", N_("Z median"), N_("{value:.1f} mm")),
-    ("z_error_mm", N_("Z error"), N_("{value:+.2f} mm")),
-    ("z_error_pct", N_("Z error (of distance)"), N_("{value:+.3f} %")),
-    ("subpixel_rms_px", N_("Subpixel RMS"), N_("{value:.3f} px")),
-)
-CHECK_FIGURES: tuple[tuple[str, str], ...] = (  # camera.fieldcheck.FieldCheck's figures
-    ("reprojection_rms_px", N_("reprojection {value:.2f} px")),
-    ("misalignment_px", N_("IR-RGB misalignment {value:.2f} px")),
-    ("depth_bias_pct", N_("depth bias {value:+.2f} %")),
-    ("board_distance_m", N_("board at {value:.2f} m")),
-)
-PERCENT_FIGURES = {"fill_rate"}  # figures given as a share (0..1), shown in per cent
-VERDICTS: dict[str, str] = {  # camera.fieldcheck.FieldVerdict values
-    "ok": N_("Camera OK: no drift found"),
-    "recalibrate": N_("Calibration drifted: recalibrate the camera"),
-    "projector": N_("IR projector dead: no depth"),
-    "rgb-focus": N_("RGB camera out of focus"),
-    "no-target": N_("No board or wall in view"),
-}
-NO_VALUE = "—"
 
 
 @dataclass(frozen=True)
@@ -125,8 +101,7 @@ def outcome_text(result: Any) -> tuple[str, bool]:
     ok = bool(getattr(result, "ok", False))
     lines: list[str] = []
     if verdict:
-        msgid = VERDICTS.get(str(verdict))
-        lines.append(_(msgid) if msgid else str(verdict))
+        lines.append(verdict_text(verdict))
     error = getattr(result, "error", None)
     if error is not None:
         message, remedy = error_texts(error)
@@ -141,11 +116,11 @@ def outcome_text(result: Any) -> tuple[str, bool]:
     if isinstance(advice, str) and advice:
         lines.append(advice)
     if verdict:
-        shown = [
-            _(msgid, value=float(figures[key]))
-            for key, msgid in CHECK_FIGURES
-            if isinstance(figures.get(key), int | float) and math.isfinite(float(figures[key]))
-        ]
+        shown = []
+        for key, label, value_msgid in CHECK_FIGURES:
+            text = figure_text(key, value_msgid, figures.get(key))
+            if text != NO_VALUE:
+                shown.append(_("{label}: {value}", label=_(label), value=text))
         lines.append(" · ".join(shown))
     return "\n".join(line for line in lines if line), ok
 
@@ -433,13 +408,7 @@ class CalibrationPanel(QDialog):
             distance = depth.distance_m
             headers.append(NO_VALUE if distance is None else _("{distance:.2f} m", distance=distance))
             for row, (key, _label, value_msgid) in enumerate(DEPTH_FIGURES):
-                value = depth.figures.get(key)
-                if value is None or not math.isfinite(float(value)):
-                    text = NO_VALUE
-                else:
-                    shown = 100.0 * float(value) if key in PERCENT_FIGURES else float(value)
-                    text = _(value_msgid, value=shown)
-                table.setItem(row, column, QTableWidgetItem(text))
+                table.setItem(row, column, QTableWidgetItem(figure_text(key, value_msgid, depth.figures.get(key))))
             passed = {True: _("pass"), False: _("fail"), None: NO_VALUE}[depth.passed]
             table.setItem(len(DEPTH_FIGURES), column, QTableWidgetItem(passed))
         table.setHorizontalHeaderLabels(headers)

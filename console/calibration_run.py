@@ -20,12 +20,14 @@ import numpy as np
 import numpy.typing as npt
 from PyQt6.QtWidgets import QWidget
 
+from camera.labels import verdict_text
 from camera.observations import DEPTH, DepthObservation
 from i18n import N_, _
+from provisioning.camera_steps import CHECK, CHECK_ROLES, FULL, ROLE
 from terminal.errors import NaiadError
 from terminal.events import Fanout, Listener, Observed
 
-from .calibration_panel import CHECK, FULL, VERDICTS, CalibrationPanel, ColouredDepth
+from .calibration_panel import CalibrationPanel, ColouredDepth
 from .composition import Wiring
 from .operator_login import OperatorLogin, role_text
 from .unit_card import Bench, error_texts
@@ -38,8 +40,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-MODE_ROLES: dict[str, tuple[str, ...]] = {FULL: ("operator",), CHECK: ("operator", "installer", "support")}
-"""Who may start each mode: a full calibration writes the unit (the bench's operator); anyone who services a unit
+MODE_ROLES: dict[str, tuple[str, ...]] = {FULL: (ROLE,), CHECK: CHECK_ROLES}
+"""Who may start each mode (the step's own roles): a full calibration writes the unit; anyone who services a unit
 may check it."""
 WAITING = N_("Waiting for the camera…")
 NOT_STARTED = N_("Camera calibration did not start: {message}")
@@ -283,8 +285,7 @@ class CameraCalibrations(UnitRuns):
             return None
         verdict = getattr(result, "verdict", None)
         if verdict:
-            msgid = VERDICTS.get(str(verdict))
-            return CHECKED, {"verdict": _(msgid) if msgid else str(verdict)}
+            return CHECKED, {"verdict": verdict_text(verdict)}
         return CALIBRATED, {"checksum": str(getattr(result, "checksum", None) or "")[:12]}
 
     def error_of(self, run: UnitRun, serial: str) -> BaseException:
@@ -292,8 +293,7 @@ class CameraCalibrations(UnitRuns):
         result = run.results.get(serial)
         verdict = getattr(result, "verdict", None)
         if result is not None and getattr(result, "error", None) is None and verdict:
-            msgid = VERDICTS.get(str(verdict))
-            return FieldCheckFailed(verdict=_(msgid) if msgid else str(verdict))
+            return FieldCheckFailed(verdict=verdict_text(verdict))
         return super().error_of(run, serial)
 
     def summarise(self, run: UnitRun) -> None:

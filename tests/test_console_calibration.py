@@ -23,10 +23,12 @@ from PyQt6.QtWidgets import QApplication, QLabel, QPushButton
 from test_console_keys import NOWHERE, PASSWORDS, ROLES, FakeStation, _cheap_scrypt, ledger, log_in  # noqa: F401
 
 import i18n
+from camera.labels import VERDICT_LABELS
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
 from console.calibration_panel import CHECK, FULL, CalibrationPanel, outcome_text
 from console.calibration_run import (
     CALIBRATED,
+    MODE_ROLES,
     WAITING,
     CameraRoleNeeded,
     DepthColouring,
@@ -37,6 +39,7 @@ from console.frame_view import FrameView, image_from_array
 from console.main_window import MainWindow
 from console.workers import Job, Workers
 from i18n import _
+from provisioning.camera_steps import CHECK_ROLES, ROLE
 from provisioning.ledger import Ledger
 from terminal.errors import NaiadError
 from terminal.events import Listener, Observed, Recorder, Reporter
@@ -262,7 +265,7 @@ def test_a_field_check_shows_its_verdict_and_advice_on_the_panel_and_the_card(
     assert text.splitlines() == [
         "Calibration drifted: recalibrate the camera",
         "Recalibrate the unit on the jig.",
-        "reprojection 1.84 px · IR-RGB misalignment 3.20 px · depth bias -0.40 %",
+        "Reprojection: 1.84 px · IR-RGB misalignment: 3.20 px · Depth bias: -0.40 % · Fill rate: 98.0 %",
     ]
     assert panel.outcome_label.property("failed") is True
     assert panel.depth_table.horizontalHeaderItem(0).text() == "—"  # type: ignore[union-attr]  # no known distance
@@ -349,7 +352,14 @@ def test_the_panel_draws_observations_fed_to_it_directly(
 def test_a_passed_check_reads_as_such() -> None:
     result = FakeCameraResult(SERIAL, "check", True, "ok", figures={"board_distance_m": 0.45}, advice="No action.")
     text, ok = outcome_text(result)
-    assert ok and text.splitlines() == ["Camera OK: no drift found", "No action.", "board at 0.45 m"]
+    assert ok and text.splitlines() == ["Camera OK: no drift found", "No action.", "Board distance: 0.45 m"]
+
+
+@pytest.mark.parametrize("verdict", sorted(VERDICT_LABELS))
+def test_every_verdict_and_role_is_the_steps_own(verdict: str) -> None:
+    result = FakeCameraResult(SERIAL, "field-check", False, verdict)
+    assert outcome_text(result)[0].splitlines()[0] == _(VERDICT_LABELS[verdict])  # e.g. "foreign", added by the core
+    assert MODE_ROLES == {FULL: (ROLE,), CHECK: CHECK_ROLES}
 
 
 def test_a_frame_is_shown_over_the_arrays_memory_scaled_with_its_aspect(qtbot: Any) -> None:
