@@ -95,13 +95,15 @@ def value_text(name: str, value: float, std: float | None) -> str:
 
 
 def outcome_text(result: Any) -> tuple[str, bool]:
-    """A finished step's outcome for people (verdict or checksum, advice and findings) and whether it passed."""
+    """A finished step's outcome for people (a check's verdict with its findings under it, or the checksum; the
+    advice and the check's figures) and whether it passed."""
     figures = getattr(result, "figures", None) or {}
     verdict = getattr(result, "verdict", None)
     ok = bool(getattr(result, "ok", False))
     lines: list[str] = []
     if verdict:
         lines.append(verdict_text(verdict))
+        lines += [f"• {finding}" for finding in getattr(result, "findings", None) or () if finding]
     error = getattr(result, "error", None)
     if error is not None:
         message, remedy = error_texts(error)

@@ -100,6 +100,7 @@ class FakeCameraResult:
     error: NaiadError | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     advice: str | None = None
+    findings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"serial": self.serial, "ok": self.ok}
@@ -139,7 +140,10 @@ class ScriptedCamera:
             report.observe(DEPTH, depth(None))
             advice = "Recalibrate the unit on the jig."
             figures = {"reprojection_rms_px": 1.84, "misalignment_px": 3.2, "depth_bias_pct": -0.4, "fill_rate": 0.98}
-            result = FakeCameraResult(serial, step, False, "recalibrate", figures=figures, advice=advice)
+            findings = ["Reprojection error 1.84 px (limit 0.80 px)", "IR-RGB misalignment 3.20 px (limit 1.50 px)"]
+            result = FakeCameraResult(
+                serial, step, False, "recalibrate", figures=figures, advice=advice, findings=findings
+            )
         report.finished(result)
         return [result]
 
@@ -264,6 +268,8 @@ def test_a_field_check_shows_its_verdict_and_advice_on_the_panel_and_the_card(
     text = panel.outcome_label.text()
     assert text.splitlines() == [
         "Calibration drifted: recalibrate the camera",
+        "• Reprojection error 1.84 px (limit 0.80 px)",  # the findings, under the verdict
+        "• IR-RGB misalignment 3.20 px (limit 1.50 px)",
         "Recalibrate the unit on the jig.",
         "Reprojection: 1.84 px · IR-RGB misalignment: 3.20 px · Depth bias: -0.40 % · Fill rate: 98.0 %",
     ]
