@@ -140,6 +140,7 @@ class CalibrationPanel(QDialog):
         self._allowed: set[str] = set()
         self._available = True
         self._jig_poses: int | None = None
+        self._mode: str | None = None  # of the last run begun
         self._view: dict[str, ViewObservation] = {}
         self._cameras: dict[str, CameraObservation] = {}
         self._depths: list[ColouredDepth] = []  # figures only: the one picture shown is the depth view's
@@ -248,6 +249,7 @@ class CalibrationPanel(QDialog):
     def begin(self, mode: str) -> None:
         """A run started on this unit: forget the last one's pictures and figures."""
         self.running = True
+        self._mode = mode
         self._cameras.clear()
         self._depths.clear()
         self._outcome = self._outcome_error = None
@@ -325,7 +327,7 @@ class CalibrationPanel(QDialog):
         frame = self.frame_views[stream]
         frame.show_frame(view.image)
         frame.show_corners(view.corners, kept=view.accepted)
-        frame.show_grid(view.coverage_grid)
+        frame.show_grid(None if self._mode == CHECK else view.coverage_grid)  # a check keeps no views to cover
         self._draw_view()  # the tab shown stays as the operator chose: IR and RGB views may alternate
 
     def show_depth(self, depth: ColouredDepth) -> None:
@@ -352,6 +354,14 @@ class CalibrationPanel(QDialog):
             self.coverage_label.setText(_("Coverage: no view yet"))
             self.view_label.setText("")
             return
+        corners = len(view.corners)
+        if self._mode == CHECK:  # one view against the stored calibration: what it found, no coverage
+            if corners:
+                self.coverage_label.setText(_("Field check view: {corners} board corners found", corners=corners))
+            else:
+                self.coverage_label.setText(_("Field check view: no board corners found"))
+            self.view_label.setText(view.reason or "")
+            return
         self.coverage_label.setText(
             _(
                 "Coverage: {percent:.0f} % of the image · views kept: {views}",
@@ -359,7 +369,6 @@ class CalibrationPanel(QDialog):
                 views=view.views,
             )
         )
-        corners = len(view.corners)
         if view.accepted:
             self.view_label.setText(_("Last view kept: {corners} corners", corners=corners))
         else:

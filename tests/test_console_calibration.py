@@ -128,7 +128,9 @@ class ScriptedCamera:
         report.phase("capture", "Capturing views")
         if mode == FULL:
             for index in range(3):
-                report.observe(VIEW, view(accepted=index != 1, views=index, reason="blurred" if index == 1 else None))
+                for stream in ("ir", "rgb"):
+                    reason = "blurred" if index == 1 else None
+                    report.observe(VIEW, view(accepted=index != 1, views=index, stream=stream, reason=reason))
                 report.progress(index + 1, 3, counts="items")
             report.observe(CAMERA, ir_camera())
             report.observe(CAMERA, stereo())
@@ -137,6 +139,7 @@ class ScriptedCamera:
             result = FakeCameraResult(serial, step, True, checksum=CHECKSUM)
         else:
             report.observe(VIEW, view())
+            report.observe(VIEW, view(stream="rgb"))
             report.observe(DEPTH, depth(None))
             advice = "Recalibrate the unit on the jig."
             figures = {"reprojection_rms_px": 1.84, "misalignment_px": 3.2, "depth_bias_pct": -0.4, "fill_rate": 0.98}
@@ -233,8 +236,9 @@ def test_a_full_calibration_from_the_card_shows_views_cameras_depth_and_the_chec
     qtbot.waitUntil(lambda: not window.camera.running(), timeout=WAIT_MS)
 
     assert engine.calls == [(SERIAL, FULL, "olga", False)]
-    ir = panel.frame_views["ir"]
-    assert ir.frame_size is not None and (ir.frame_size.width(), ir.frame_size.height()) == (320, 200)
+    for frame in panel.frame_views.values():  # the IR and the RGB tab
+        assert frame.frame_size is not None and (frame.frame_size.width(), frame.frame_size.height()) == (320, 200)
+        assert frame.grid is not None and frame.grid.any()
     assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 2"
     assert panel.view_label.text() == "Last view kept: 12 corners"
     table = panel.camera_table
@@ -265,6 +269,9 @@ def test_a_field_check_shows_its_verdict_and_advice_on_the_panel_and_the_card(
     qtbot.waitUntil(lambda: not window.camera.running(), timeout=WAIT_MS)
 
     assert engine.calls == [(SERIAL, CHECK, "ivy", False)]
+    assert panel.coverage_label.text() == "Field check view: 12 board corners found"  # no coverage: one view
+    for frame in panel.frame_views.values():  # the IR and the RGB view the check looked at, without a grid
+        assert frame.frame_size is not None and frame.grid is None
     text = panel.outcome_label.text()
     assert text.splitlines() == [
         "Calibration drifted: recalibrate the camera",

@@ -83,7 +83,7 @@ def test_a_closed_panel_lets_its_frames_go_and_keeps_its_figures(
     panel = open_panel(qtbot, window)
     panel.full_button.click()
     qtbot.waitUntil(lambda: not window.camera.running(), timeout=WAIT_MS)
-    assert frames_shown(window) == [True, False, True]  # IR view and depth (the script sends no RGB view)
+    assert frames_shown(window) == [True, True, True]  # the IR and RGB views, the depth
     panel.close()
     assert frames_shown(window) == [False, False, False]
     assert window.camera.open_panel(SERIAL) is panel  # the same panel, with its last run's figures and outcome
