@@ -250,6 +250,7 @@ class CalibrationPanel(QDialog):
         """A run started on this unit: forget the last one's pictures and figures."""
         self.running = True
         self._mode = mode
+        self.cameras_box.setVisible(mode != CHECK)  # a check solves no camera: no table of dashes
         self._cameras.clear()
         self._depths.clear()
         self._outcome = self._outcome_error = None
@@ -413,6 +414,7 @@ class CalibrationPanel(QDialog):
     def _draw_depth(self) -> None:
         table = self.depth_table
         table.setColumnCount(len(self._depths))
+        table.setVisible(bool(self._depths))  # a check's depth frame alone has no figures: no empty table
         table.setVerticalHeaderLabels([*(_(label) for _key, label, _value in DEPTH_FIGURES), _("Verdict")])
         headers = []
         for column, depth in enumerate(self._depths):

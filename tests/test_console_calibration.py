@@ -270,6 +270,7 @@ def test_a_field_check_shows_its_verdict_and_advice_on_the_panel_and_the_card(
 
     assert engine.calls == [(SERIAL, CHECK, "ivy", False)]
     assert panel.coverage_label.text() == "Field check view: 12 board corners found"  # no coverage: one view
+    assert not panel.cameras_box.isVisible()  # a check solves no camera
     for frame in panel.frame_views.values():  # the IR and the RGB view the check looked at, without a grid
         assert frame.frame_size is not None and frame.grid is None
     text = panel.outcome_label.text()
