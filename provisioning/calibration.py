@@ -14,8 +14,9 @@ Full calibration of one unit (operator role; docs/camera.md):
 
 A field check (``mode="check"``, any of installer, operator, support) reads the stored calibration, captures the
 board the installer holds up flood-lit and with the projector, and runs :func:`camera.fieldcheck.field_check`;
-its verdict goes to the ledger.  Each unit's step is a ledger operation (``calibrate``), failed ones too; one
-unit's failure never stops the others.  Progress goes out as :mod:`terminal.events` (step ``calibrate``,
+its verdict goes to the ledger.  Each unit's step is a ledger operation (``calibrate`` for a full calibration,
+``field-check`` for a check, ``depth-quality`` for a depth run), failed ones too; one unit's failure never stops
+the others.  Progress goes out as :mod:`terminal.events` (step ``calibrate``,
 phases :class:`CameraPhase`), frames and figures as ``Observed`` events for the console's panel.
 """
 
@@ -25,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,11 +35,11 @@ import numpy.typing as npt
 from camera.calibrate import Calibration, calibrate_views
 from camera.depth import depth_failures, measure_depth
 from camera.detect import Detection, detect
-from camera.fieldcheck import field_check
+from camera.fieldcheck import FieldCheck, field_check, foreign_findings
 from camera.frames import Frames, decode_frame_set
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
 from camera.views import PairSelector
-from i18n import N_, _
+from i18n import _
 from terminal.camera import Board, CameraCalibration, Intrinsics, blob_checksum
 from terminal.camera_unit import CameraUnit, Capabilities
 from terminal.errors import NaiadError
@@ -57,6 +58,7 @@ from .camera_steps import (
     CameraStepCrashed,
     CameraStepResult,
     DepthOutOfLimits,
+    ForeignCalibration,
     Jig,
     JigNotConfigured,
     NoJig,
@@ -65,11 +67,13 @@ from .camera_steps import (
     NoUnitsSelected,
     OutOfLimits,
     ReadBackMismatch,
+    TooFewDistances,
     UnknownMode,
     numbers,
     phase_label,
+    plain,
 )
-from .operators import NotLoggedIn, OperatorSession, RoleRequired, require_role
+from .operators import OperatorSession, require_role
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -92,22 +96,10 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
-EXTRA_POSES = 12
-"""Aimed poses at most, after the planned sequence, to reach the model's views and coverage."""
-
-
-class CheckRoleRequired(RoleRequired):
-    message = N_("A camera check needs one of the roles {roles}; operator {operator} has the {actual} role")
-    remedy = N_("Log in as an installer, operator or support engineer.")
-
 
 def require_check_role(session: OperatorSession | None) -> OperatorSession:
     """A logged-in installer, operator or support engineer: a check's record names who ran it."""
-    if session is None:
-        raise NotLoggedIn()
-    if session.role not in CHECK_ROLES:
-        raise CheckRoleRequired(roles=", ".join(CHECK_ROLES), operator=session.operator, actual=session.role)
-    return session
+    return require_role(session, *CHECK_ROLES)
 
 
 # --- one unit -----------------------------------------------------------------------------------------
@@ -132,6 +124,10 @@ class _UnitCamera:
     serial: str
     board: Board
     report: Reporter
+    figures: dict[str, Any] = field(default_factory=dict)
+    """What the step measured so far (a failed step's result keeps it): plain numbers."""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    """The depth runs so far, one per distance."""
 
     @property
     def limits(self) -> CameraLimits:
@@ -162,6 +158,7 @@ class _UnitCamera:
         self._fill(jig, selector)
         self.phase(CameraPhase.SOLVE)
         calibration = calibrate_views(selector.accepted, self.board, self.caps.ir, self.caps.rgb)
+        self.figures.update(plain(dict(calibration.to_blob(self.serial, self.model.id, 0.0).figures)))
         failures = calibration.failures(self.limits)
         for name, result in (("ir", calibration.ir), ("rgb", calibration.rgb)):
             self.report.observe(CAMERA, CameraObservation(name, result.as_dict(), dict(result.std), not failures))
@@ -169,7 +166,7 @@ class _UnitCamera:
         if failures:
             raise OutOfLimits(serial=self.serial, failures="; ".join(failures))
         depth = self.depth(jig, self.limits.depth_distances_m, calibration.ir.intrinsics)
-        failed = [failure for quality in depth for failure in quality["failures"]]
+        failed = [failure for run in depth for failure in run["failures"]]
         if failed:
             raise OutOfLimits(serial=self.serial, failures="; ".join(failed))
         return calibration, depth
@@ -206,7 +203,7 @@ class _UnitCamera:
         tried: set[tuple[float, float]] = set()  # an aim that gave nothing would give nothing again
         while len(selector.accepted) < limits.min_views or selector.coverage() < limits.min_coverage:
             holes = [hole for hole in selector.ir.holes() if hole not in tried]
-            if len(tried) >= EXTRA_POSES or not holes:
+            if len(tried) >= limits.extra_poses or not holes:
                 raise NotEnoughViews(
                     serial=self.serial,
                     views=len(selector.accepted),
@@ -219,12 +216,13 @@ class _UnitCamera:
             tried.add(holes[0])
             jig.present_aimed(self.serial, *holes[0])
             self._offer(selector, self._detect(self._capture()))
-            self.report.progress(len(tried), EXTRA_POSES, counts="items")
+            self.report.progress(len(tried), limits.extra_poses, counts="items")
 
     def depth(self, jig: Jig, distances_m: Sequence[float], ir: Intrinsics) -> list[dict[str, Any]]:
-        """The depth quality on a flat wall at each distance, projector on: each run's figures and failures."""
+        """The depth quality on a flat wall at each distance, projector on: each run's figures and failures,
+        each failure led by its distance."""
         self.camera.projector(True)
-        runs: list[dict[str, Any]] = []
+        runs = self.runs
         for distance in distances_m:
             self.phase(CameraPhase.DEPTH, distance)
             jig.present_wall(self.serial, distance)
@@ -233,10 +231,13 @@ class _UnitCamera:
             quality = measure_depth(
                 frames.depth, ir, self.caps.projector_baseline_mm, distance, range_mm=self.caps.depth_range_mm
             )
-            failures = depth_failures(quality, self.limits)
-            figures = numbers(quality.as_dict())
-            self.report.observe(DEPTH, DepthObservation(frames.depth, distance, figures, not failures))
-            runs.append({"distance_m": distance, "figures": figures, "failures": failures})
+            failures = [
+                _("At {distance:g} m: {failure}", distance=distance, failure=failure)
+                for failure in depth_failures(quality, self.limits)
+            ]
+            figures = plain(quality.as_dict())
+            self.report.observe(DEPTH, DepthObservation(frames.depth, distance, numbers(figures), not failures))
+            runs.append({"distance_m": distance, "figures": figures, "failures": failures, "passed": not failures})
         return runs
 
     def store(self, blob: CameraCalibration) -> str:
@@ -260,7 +261,11 @@ class _UnitCamera:
             raise NoStoredCalibration(serial=self.serial)
         return CameraCalibration.decode(blob), blob_checksum(blob)
 
-    def field_check(self) -> tuple[Any, str]:
+    def foreign(self, calibration: CameraCalibration) -> list[str]:
+        """Why the stored ``calibration`` is not this unit's, translated; empty when it is."""
+        return foreign_findings(calibration, self.serial, self.model.id, self.caps.ir, self.caps.rgb)
+
+    def field_check(self) -> tuple[FieldCheck, str]:
         """The stored calibration against a flood-lit board view and a depth frame: the check and the checksum."""
         calibration, checksum = self.stored()
         self.phase(CameraPhase.CAPTURE)
@@ -270,7 +275,17 @@ class _UnitCamera:
         lit = decode_frame_set(self.camera.capture(("ir", "depth"), speckle=True))
         assert flood.ir is not None and flood.rgb is not None and lit.depth is not None
         self.phase(CameraPhase.CHECK)
-        checked = field_check(flood.ir, flood.rgb, lit.depth, calibration, self.board, self.limits, ir_speckle=lit.ir)
+        checked = field_check(
+            flood.ir,
+            flood.rgb,
+            lit.depth,
+            calibration,
+            self.board,
+            self.limits,
+            ir_speckle=lit.ir,
+            serial=self.serial,
+            model=self.model.id,
+        )
         self.report.observe(DEPTH, DepthObservation(lit.depth, checked.board_distance_m, numbers(checked.as_dict())))
         return checked, checksum
 
@@ -283,10 +298,12 @@ def _run_on_unit(
     report: Reporter,
     ledger: Ledger,
     procedure: Callable[[_UnitCamera, Ledger, float], CameraStepResult],
-    restore: Callable[[_UnitCamera], None],
+    jig: Jig | None,
 ) -> CameraStepResult:
-    """One unit's step as a ledger operation of kind ``step``; any error becomes the unit's failed result."""
+    """One unit's step as a ledger operation of kind ``step``; any error becomes the unit's failed result.
+    ``jig``: released afterwards, whatever happened (a field check uses what the installer holds up: None)."""
     started = time.monotonic()
+    unit: _UnitCamera | None = None
     try:
         device = station.find(serial)  # recorded as seen: the operation needs the unit in the ledger
         model = model_by_id(device.model)
@@ -299,18 +316,32 @@ def _run_on_unit(
                 try:
                     result = procedure(unit, ledger, started)
                 finally:
-                    restore(unit)
+                    if jig is not None:
+                        _quietly(serial, lambda: jig.release(serial))
                     _quietly(serial, lambda: camera.projector(was_on))
             op.result = {k: v for k, v in result.as_dict().items() if k not in ("figures", "calibration")}
     except Exception as exc:
-        error = exc if isinstance(exc, NaiadError) else CameraStepCrashed(serial=serial, detail=type(exc).__name__)
+        error = exc if isinstance(exc, NaiadError) else CameraStepCrashed(serial=serial, detail=crash_detail(exc))
         if isinstance(exc, NaiadError):
             LOG.info("%s: %s failed: %s", serial, step, exc)
         else:
             LOG.exception("%s: %s crashed", serial, step)
-        result = CameraStepResult(serial, step, False, time.monotonic() - started, error)
+        seconds = time.monotonic() - started
+        if unit is None:
+            result = CameraStepResult(serial, step, False, seconds, error)
+        else:  # what was measured before the failure: the figures that explain it
+            result = CameraStepResult(serial, step, False, seconds, error, dict(unit.figures), depth=list(unit.runs))
     report.finished(result)
     return result
+
+
+def crash_detail(exc: BaseException) -> str:
+    """An unexpected error as support reads it: its module-qualified type and the first line of its text
+    (``cv2.error: ...``; the camera steps handle no secrets)."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    first = next(iter(str(exc).strip().splitlines()), "")[:200]
+    return f"{name}: {first}" if first else name
 
 
 def _quietly(serial: str, action: Callable[[], object]) -> None:
@@ -340,6 +371,7 @@ def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
             figures={**figures, **depth_figures},
             checksum=checksum,
             calibration=calibration.as_json(),
+            depth=depth,
         )
 
     return procedure
@@ -348,9 +380,16 @@ def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
 def _check(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
     checked, checksum = unit.field_check()
     unit.phase(CameraPhase.RECORD)
-    figures = numbers(checked.as_dict())
+    findings = list(checked.findings)
+    if checksum not in {record.checksum for record in ledger.calibrations(unit.serial)}:
+        findings.append(
+            _("The unit's calibration {checksum} is not one the ledger recorded for it", checksum=checksum[:12])
+        )
+    figures = plain(checked.as_dict())
+    flags = {f"verdict.{verdict}": 1 for verdict in checked.verdicts}  # every fault found, not just the first
     verdict = str(checked.verdict)
-    ledger.record_camera_check(unit.serial, CHECK_STEP, checked.passed, figures, verdict, calibration=checksum)
+    recorded = {**numbers(figures), **flags}
+    ledger.record_camera_check(unit.serial, CHECK_STEP, checked.passed, recorded, verdict, calibration=checksum)
     seconds = time.monotonic() - started
     return CameraStepResult(
         unit.serial,
@@ -361,6 +400,7 @@ def _check(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResul
         checksum=checksum,
         verdict=verdict,
         advice=checked.advice,
+        findings=findings,
     )
 
 
@@ -413,19 +453,11 @@ def calibrate_units(
         raise JigNotConfigured(serial=", ".join(chosen))  # before any unit is touched
     ledger = _acting(station, acting)
     procedure = _full(jig) if mode == FULL else _check
-    if mode == FULL:
-
-        def restore(unit: _UnitCamera) -> None:
-            _quietly(unit.serial, lambda: jig.release(unit.serial))
-    else:
-
-        def restore(unit: _UnitCamera) -> None:
-            """A field check uses what the installer holds up: nothing to release."""
+    step, used = (CALIBRATE_STEP, jig) if mode == FULL else (CHECK_STEP, None)
 
     def one(serial: str) -> CameraStepResult:
         report = Reporter(listener, serial, CALIBRATE_STEP)
-        step = CALIBRATE_STEP if mode == FULL else CHECK_STEP
-        return _run_on_unit(station, serial, step, board, report, ledger, procedure, restore)
+        return _run_on_unit(station, serial, step, board, report, ledger, procedure, used)
 
     workers = max(1, min(max_workers or len(chosen), len(chosen)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calibrate") as pool:
@@ -443,30 +475,40 @@ def depth_quality(
 ) -> CameraStepResult:
     """The depth quality of ``serial`` on the jig's wall at each distance (default: the model's), recorded.
 
-    The IR intrinsics are the unit's stored calibration's, else the model's nominal ones.  Needs a logged-in
-    installer, operator or support engineer (the record names them); ``ok`` is whether every distance passed.
+    The IR intrinsics are the unit's stored calibration's, else the model's nominal ones; a stored calibration
+    that is not the unit's (another serial, model or image size) fails the run with :class:`ForeignCalibration`.
+    Needs a logged-in installer, operator or support engineer (the record names them); refused before any unit
+    is touched without a jig or with fewer than two distances.  ``ok`` is whether every distance passed.
     """
     ledger = _acting(station, require_check_role(session))
+    if jig.planned <= 0:
+        raise JigNotConfigured(serial=serial)  # before the unit is touched, as calibrate_units
+    if distances_m is not None and len(distances_m) < 2:
+        raise TooFewDistances(count=len(distances_m))
 
     def procedure(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
         stored = unit.camera.read_calibration()
-        ir = CameraCalibration.decode(stored).ir if stored is not None else _nominal_ir(unit)
         checksum = blob_checksum(stored) if stored is not None else None
         if stored is None:
             unit.report.message(_("The unit holds no calibration: the model's nominal IR camera is used"))
+            ir = _nominal_ir(unit)
+        else:
+            calibration = CameraCalibration.decode(stored)
+            foreign = unit.foreign(calibration)
+            if foreign:
+                raise ForeignCalibration(serial=unit.serial, findings="; ".join(foreign))
+            ir = calibration.ir
         runs = unit.depth(jig, distances_m or unit.limits.depth_distances_m, ir)
         failures = [failure for run in runs for failure in run["failures"]]
         unit.phase(CameraPhase.RECORD)
         figures = _depth_figures(runs)
         ledger.record_camera_check(unit.serial, DEPTH_STEP, not failures, figures, calibration=checksum)
         error = DepthOutOfLimits(serial=unit.serial, failures="; ".join(failures)) if failures else None
-        return CameraStepResult(unit.serial, DEPTH_STEP, not failures, time.monotonic() - started, error, figures)
-
-    def restore(unit: _UnitCamera) -> None:
-        _quietly(unit.serial, lambda: jig.release(unit.serial))
+        seconds = time.monotonic() - started
+        return CameraStepResult(unit.serial, DEPTH_STEP, not failures, seconds, error, figures, checksum, depth=runs)
 
     report = Reporter(listener, serial, DEPTH_STEP)
-    return _run_on_unit(station, serial, DEPTH_STEP, Board(), report, ledger, procedure, restore)
+    return _run_on_unit(station, serial, DEPTH_STEP, Board(), report, ledger, procedure, jig)
 
 
 def _nominal_ir(unit: _UnitCamera) -> Intrinsics:

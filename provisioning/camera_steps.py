@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +123,7 @@ class JigNotConfigured(CameraStepError):
     message = N_("No calibration jig is configured for unit {serial}")
     remedy = N_(
         "Full calibration and depth quality need a jig that presents the board and walls; a field check needs "
-        "none: run 'naiad calibrate --device {serial} --mode check' with the board held up to the camera."
+        "none: run 'naiad calibrate --device SERIAL --mode check' with the board held up to the camera."
     )
 
 
@@ -145,8 +146,8 @@ class NotEnoughViews(CameraStepError):
 class OutOfLimits(CameraStepError):
     message = N_("Unit {serial} is outside its model's limits: {failures}")
     remedy = N_(
-        "Nothing was written to the unit or the ledger. Check the jig (board, walls, lighting) and calibrate "
-        "again; a unit that fails twice goes to repair."
+        "Nothing was written to the unit and no calibration was recorded (the ledger keeps the failed attempt). "
+        "Check the jig (board, walls, lighting) and calibrate again; a unit that fails twice goes to repair."
     )
 
 
@@ -156,6 +157,11 @@ class DepthOutOfLimits(CameraStepError):
         "Check that the wall is flat, matt and evenly lit at the distance asked, then measure again; a unit that "
         "fails on a good wall needs a full calibration, and after that repair."
     )
+
+
+class ForeignCalibration(CameraStepError):
+    message = N_("Unit {serial} holds a calibration that is not its own: {findings}")
+    remedy = N_("Calibrate the unit in full on the jig ('naiad calibrate --device {serial}'), then measure again.")
 
 
 class ReadBackMismatch(CameraStepError):
@@ -176,6 +182,11 @@ class NoUnitsSelected(CameraStepError):
     remedy = N_("Name units with --device SERIAL, or use --all with units attached in run mode.")
 
 
+class TooFewDistances(CameraStepError):
+    message = N_("Depth quality needs two or more distances, not {count}")
+    remedy = N_("Give --distance twice or more (for example --distance 0.5 --distance 0.8), or none for the model's.")
+
+
 class UnknownMode(CameraStepError):
     message = N_("There is no calibration mode {mode}")
     remedy = N_("Use --mode full (on a jig) or --mode check (a field check).")
@@ -189,8 +200,10 @@ class CameraStepResult:
     """One unit's outcome of a camera step (``step``: calibrate, field-check or depth-quality); a
     :class:`terminal.events.StepResult`.
 
-    ``figures`` are plain numbers (RMS, standard deviations, depth figures); ``checksum`` names the calibration
-    written (full) or checked against (check); ``verdict`` is a field check's :class:`camera.fieldcheck.FieldVerdict`.
+    ``figures`` are plain numbers (RMS, standard deviations, depth figures; None where not measured), also on
+    a failed step as far as it got; ``checksum`` names the calibration written (full) or checked against
+    (check); ``verdict`` is a field check's :class:`camera.fieldcheck.FieldVerdict`, ``findings`` what led to
+    it, translated; ``depth`` holds one run per distance (``distance_m``, ``figures``, ``failures``, ``passed``).
     """
 
     serial: str
@@ -205,6 +218,8 @@ class CameraStepResult:
     """A field check's advice for the person at the unit, translated."""
     calibration: dict[str, Any] | None = None
     """A full calibration's result in the shape of ``naiad calibrate --from-images --json``."""
+    findings: list[str] = field(default_factory=list)
+    depth: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -217,18 +232,24 @@ class CameraStepResult:
             "advice": self.advice,
             "figures": dict(self.figures),
             "calibration": self.calibration,
+            "findings": list(self.findings),
+            "depth": list(self.depth),
             "error": self.error.as_dict() if self.error is not None else None,
         }
 
 
-def numbers(figures: dict[str, Any], suffix: str = "") -> dict[str, float | int]:
-    """The finite numbers of ``figures`` (bools, texts and None left out), each name + ``suffix``: what the
-    ledger keeps of a step's figures."""
-    kept: dict[str, float | int] = {}
+def plain(figures: dict[str, Any], suffix: str = "") -> dict[str, float | int | None]:
+    """The numbers of ``figures`` for people and JSON, each name + ``suffix``: None (not measured) and NaN or
+    infinity kept as None, bools, texts and nested values left out."""
+    kept: dict[str, float | int | None] = {}
     for name, value in figures.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-            continue
-        if value in (float("inf"), float("-inf")):
-            continue
-        kept[name + suffix] = value
+        if value is None:
+            kept[name + suffix] = None
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            kept[name + suffix] = value if math.isfinite(value) else None
     return kept
+
+
+def numbers(figures: dict[str, Any], suffix: str = "") -> dict[str, float | int]:
+    """The finite numbers of ``figures`` (see :func:`plain`): what the ledger keeps of a step's figures."""
+    return {name: value for name, value in plain(figures, suffix).items() if value is not None}

@@ -87,6 +87,11 @@ class RoleRequired(OperatorError):
     remedy = N_("Log in as an operator with the {role} role.")
 
 
+class RolesRequired(RoleRequired):
+    message = N_("This needs one of the roles {roles}; operator {operator} has the {actual} role")
+    remedy = N_("Log in as an operator with one of the roles {roles}.")
+
+
 class FirstOperatorNotAdmin(RoleRequired):
     message = N_("The first operator of a ledger must have the admin role, not {role}")
     remedy = N_("Add an admin first ('naiad operator add NAME --role admin'), then log in as them to add others.")
@@ -202,13 +207,16 @@ def close_session(ledger: Ledger, session: OperatorSession) -> None:
         ledger.end_session(session.session_id)
 
 
-def require_role(session: OperatorSession | None, role: str) -> OperatorSession:
-    """The check every privileged action makes first: a logged-in operator with exactly ``role``."""
+def require_role(session: OperatorSession | None, role: str, *others: str) -> OperatorSession:
+    """The check every privileged action makes first: a logged-in operator with ``role`` (or one of
+    ``others``, for an action several roles may take)."""
     if session is None:
         raise NotLoggedIn()
-    if session.role != role:
-        raise RoleRequired(role=role, operator=session.operator, actual=session.role)
-    return session
+    if session.role == role or session.role in others:
+        return session
+    if others:
+        raise RolesRequired(roles=", ".join((role, *others)), operator=session.operator, actual=session.role)
+    raise RoleRequired(role=role, operator=session.operator, actual=session.role)
 
 
 # -- operator administration --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from provisioning.camera_steps import CameraStepResult, Jig
 from provisioning.ledger import Ledger
 from provisioning.operators import OperatorSession
 from provisioning.station import Station
-from terminal.camera import CameraCalibration, Extrinsics, Intrinsics
+from terminal.camera import CameraCalibration, Extrinsics, Intrinsics, blob_checksum
 from terminal.camera_unit import CameraUnit
 from terminal.events import Listener
 
@@ -84,7 +84,8 @@ class CameraBench:
             return CameraUnit(client).read_calibration()
 
     def store_truth(self, serial: str, truth: dict[str, Any], model: str = "df2") -> CameraCalibration:
-        """The unit's own ground truth as its stored calibration: a perfect calibration, without a jig run."""
+        """The unit's own ground truth as its stored calibration: a perfect calibration, without a jig run,
+        recorded in the ledger as a full calibration would be."""
         blob = CameraCalibration(
             serial,
             model,
@@ -95,6 +96,7 @@ class CameraBench:
         )
         with self.station.connect(serial) as client:
             CameraUnit(client).write_calibration(blob.encode())
+        self.ledger.record_calibration(serial, blob_checksum(blob.encode()), {})
         return blob
 
     def close(self) -> None:

@@ -20,17 +20,22 @@ from helpers import Tap
 
 from camera.observations import CameraObservation, ViewObservation
 from provisioning import calibration
-from provisioning.calibration import CheckRoleRequired, calibrate_units
+from provisioning.calibration import calibrate_units
 from provisioning.camera_steps import (
+    DepthOutOfLimits,
+    ForeignCalibration,
     JigNotConfigured,
     NoJig,
     NoStoredCalibration,
     NoUnitsSelected,
     OutOfLimits,
     ReadBackMismatch,
+    TooFewDistances,
     UnknownMode,
+    numbers,
+    plain,
 )
-from provisioning.operators import NotLoggedIn, RoleRequired
+from provisioning.operators import NotLoggedIn, RoleRequired, RolesRequired
 from terminal.camera import CameraCalibration, blob_checksum
 from terminal.camera_unit import CameraUnit
 from terminal.errors import UnitGone
@@ -109,6 +114,7 @@ def test_a_calibration_outside_the_limits_writes_nothing_to_the_unit_or_the_ledg
     [result] = cams.calibrate([serial], jig=ShortJig(cams.jig, 12))
     assert not result.ok and isinstance(result.error, OutOfLimits)
     assert "reprojection RMS" in str(result.error) and "0.001 px" in str(result.error)
+    assert result.figures["ir_rms_px"] > 0.001  # R3-4: the figures that failed stay on the result
     assert cams.stored(serial) is None
     assert cams.ledger.calibrations(serial) == [] and cams.ledger.camera_checks(serial) == []
 
@@ -205,7 +211,7 @@ def test_depth_quality_on_the_jig_walls_passes_and_is_recorded(df2: SimHandle, b
         ("full", None, NotLoggedIn),
         ("full", INSTALLER, RoleRequired),
         ("check", None, NotLoggedIn),
-        ("check", ADMIN, CheckRoleRequired),
+        ("check", ADMIN, RolesRequired),
     ],
 )
 def test_calibration_needs_the_operator_role_and_a_check_a_field_role(
@@ -231,3 +237,96 @@ def test_bad_requests_are_refused_before_any_unit_is_touched(df2: SimHandle, ben
         calibrate_units(cams.station, NoJig(), [serial], session=OPERATOR)
     assert "--mode check" in (refused.value.remedy_text or "")
     assert cams.stored(serial) is None
+
+
+def test_a_check_with_two_faults_lists_both_and_records_both(df2: SimHandle, bench: Any) -> None:
+    """R3-2: a dead projector and a defocused RGB camera: the verdict names the first, the findings both."""
+    cams: CameraBench = bench(df2)
+    [serial] = df2.serials()
+    cams.store_truth(serial, df2.call("truth", serial=serial))
+    df2.call("faults", serial=serial, dead_projector=True, rgb_defocus=True)
+    [result] = cams.calibrate([serial], mode="check", session=INSTALLER)
+    assert result.verdict == "projector" and len(result.findings) >= 2, result.as_dict()
+    assert any("projector" in line for line in result.findings)
+    assert any("RGB" in line for line in result.findings)
+    assert result.as_dict()["findings"] == result.findings
+    [record] = cams.ledger.camera_checks(serial, "field-check")
+    assert record.figures["verdict.projector"] == 1 and record.figures["verdict.rgb-focus"] == 1
+    [operation] = cams.ledger.operations(serial)
+    assert operation.result is not None and operation.result["findings"] == result.findings
+
+
+def test_a_stored_calibration_of_another_unit_is_foreign(
+    df2: SimHandle, bench: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R2-5: a blob naming another serial is not judged as the unit's own (the simulator refuses to store one,
+    so the unit is made to read it back)."""
+    cams: CameraBench = bench(df2)
+    [serial] = df2.serials()
+    blob = replace(cams.store_truth(serial, df2.call("truth", serial=serial)), serial="DF2OTHER0001").encode()
+    monkeypatch.setattr(CameraUnit, "read_calibration", lambda self: blob)
+    [result] = cams.calibrate([serial], mode="check", session=INSTALLER)
+    assert not result.ok and result.verdict == "foreign", result.as_dict()
+    assert any("DF2OTHER0001" in line for line in result.findings)
+    with pytest.raises(ForeignCalibration):
+        raise cams.depth(serial).error or AssertionError("depth quality judged a foreign calibration")
+
+
+def test_a_check_says_when_the_units_calibration_is_not_in_the_ledger(df2: SimHandle, bench: Any) -> None:
+    """R3-18: the stored blob's checksum against the ledger's calibrations of the unit."""
+    cams: CameraBench = bench(df2)
+    [serial] = df2.serials()
+    blob = cams.store_truth(serial, df2.call("truth", serial=serial))
+    [known] = cams.calibrate([serial], mode="check", session=INSTALLER)
+    assert known.ok and not any("ledger" in line for line in known.findings)
+    with cams.station.connect(serial) as client:  # written behind the station's back
+        CameraUnit(client).write_calibration(replace(blob, created=1.0).encode())
+    [unknown] = cams.calibrate([serial], mode="check", session=INSTALLER)
+    assert any("not one the ledger recorded" in line for line in unknown.findings)
+
+
+def test_depth_quality_without_a_jig_or_with_one_distance_is_refused_before_the_unit(
+    df2: SimHandle, bench: Any
+) -> None:
+    """R3-9, R3-15: refused first, no connection, no ledger operation."""
+    cams: CameraBench = bench(df2)
+    [serial] = df2.serials()
+    recorder = Recorder()
+    with pytest.raises(JigNotConfigured):
+        calibration.depth_quality(cams.station, NoJig(), serial, listener=recorder, session=INSTALLER)
+    with pytest.raises(TooFewDistances):
+        calibration.depth_quality(cams.station, cams.jig, serial, [0.5], listener=recorder, session=INSTALLER)
+    assert recorder.events == [] and cams.ledger.operations(serial) == []
+
+
+def test_depth_failures_name_their_distance_and_every_run_stays_on_the_result(
+    df2: SimHandle, bench: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R3-4: which distance failed, and each run's figures, also when the run fails."""
+    cams: CameraBench = bench(df2)
+    [serial] = df2.serials()
+    df2_model = model_by_id("df2")
+    strict = replace(df2_model.camera.limits, plane_rms_pct=0.0001)
+    model = replace(df2_model, camera=replace(df2_model.camera, limits=strict))
+    monkeypatch.setattr(calibration, "model_by_id", lambda model_id: model)
+    result = cams.depth(serial, [0.5, 0.8])
+    assert isinstance(result.error, DepthOutOfLimits)
+    assert "At 0.5 m:" in str(result.error) and "At 0.8 m:" in str(result.error)
+    assert [run["distance_m"] for run in result.depth] == [0.5, 0.8]
+    assert all(not run["passed"] and run["figures"]["plane_rms_mm"] > 0 for run in result.depth)
+    assert result.as_dict()["depth"][0]["failures"][0].startswith("At 0.5 m:")
+
+
+def test_unmeasured_figures_are_null_for_people_and_left_out_for_the_ledger() -> None:
+    """R3-4: None stays None in the JSON; the ledger gets finite numbers only."""
+    figures = {"a": 1.5, "b": None, "c": float("nan"), "d": float("inf"), "e": True, "f": "text", "g": 3}
+    assert plain(figures) == {"a": 1.5, "b": None, "c": None, "d": None, "g": 3}
+    assert numbers(figures, ".x") == {"a.x": 1.5, "g.x": 3}
+
+
+def test_a_crash_names_the_module_qualified_error_and_its_first_line() -> None:
+    """R3-17: cv2.error used to read "unexpected error: error"."""
+    import cv2
+
+    assert calibration.crash_detail(cv2.error("bad size\nmore detail")) == "cv2.error: bad size"
+    assert calibration.crash_detail(ValueError()) == "ValueError"
