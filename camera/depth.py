@@ -15,7 +15,9 @@ As there:
   wild pixels from tilting the plane.)
 - **Plane-fit RMS** (spatial noise, mm): RMS of the distances of the points from the fitted plane.  We also
   give it as a % of the distance (the ground truth when known, else the fitted plane's distance along the
-  optical axis), which is how the model's limit is written.
+  optical axis), which is how the model's limit is written.  (The DQT divides by ``-p.d``, the plane's
+  perpendicular distance from the camera; for a tilted wall ours is the larger, by 1 / cos(tilt), so the
+  percentage is the smaller: a stated deviation, chosen so the % matches the distance the wall is set at.)
 - **Subpixel RMS** (px): with D_i = b f / Z_i and Dp_i = b f / Zp_i (b the projector baseline in mm, f the IR
   focal length in px, Zp_i the depth of point i projected onto the plane), RMS of D_i - Dp_i.  (The DQT's code
   divides by the point's range rather than its Z; the definition it prints, used here, divides by Z.)

@@ -186,15 +186,10 @@ def field_check(
     :class:`camera.depth.UnusableFrame`; anything a camera can capture (no board, no depth, saturated depth)
     gives a verdict."""
     if serial is not None and model is not None:
-        sizes = {
-            name: (frame.shape[1], frame.shape[0]) for name, frame in (("ir", ir), ("rgb", rgb)) if frame.ndim >= 2
-        }
-        lines = foreign_findings(calibration, serial, model, sizes.get("ir", (0, 0)), sizes.get("rgb", (0, 0)))
-        if lines:
-            found = _Findings()
-            for line in lines:
-                found.add(FieldVerdict.FOREIGN, line)
-            return _result(found, {})
+        sizes = [tuple(np.shape(frame)[1::-1]) if np.ndim(frame) >= 2 else (0, 0) for frame in (ir, rgb)]
+        foreign = foreign_check(calibration, serial, model, sizes[0], sizes[1])
+        if foreign is not None:
+            return foreign
     ir_size = (calibration.ir.height, calibration.ir.width)
     ir = require_image(ir, "ir", np.uint8, ir_size)
     rgb = require_image(rgb, "rgb", np.uint8, (calibration.rgb.height, calibration.rgb.width), channels=3)
@@ -260,6 +255,16 @@ def foreign_findings(
                 )
             )
     return lines
+
+
+def foreign_check(
+    calibration: CameraCalibration, serial: str, model: str, ir_size: tuple[int, int], rgb_size: tuple[int, int]
+) -> FieldCheck | None:
+    """The ``foreign`` verdict when ``calibration`` is not this unit's (:func:`foreign_findings`); else None."""
+    found = _Findings()
+    for line in foreign_findings(calibration, serial, model, ir_size, rgb_size):
+        found.add(FieldVerdict.FOREIGN, line)
+    return _result(found, {}) if found.lines else None
 
 
 def _pose(

@@ -1,6 +1,6 @@
 """``naiad calibrate`` and ``naiad depth-quality``: camera calibration of units or of a folder, and depth quality.
 
-``naiad calibrate (--device SERIAL ... | --all) [--mode full|check] [--json]`` runs
+``naiad calibrate (--device SERIAL ... | --all) [--mode full|check [--wall [--distance M]]] [--json]`` runs
 :func:`provisioning.calibration.calibrate_units` (full: on the station's jig, operator role; check: a field
 check with the board held up, installer, operator or support), one bar per unit from the event stream.
 ``naiad calibrate --from-images DIR --board BOARD.json [--json]`` calibrates a folder of ``ir_NN.png`` /
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from camera.labels import CHECK_FIGURES, DEPTH_FIGURES, figure_text, verdict_text
 from i18n import N_, _
 
 from .cli_common import Command, emit_json, err, json_option, option, out, reported, table
@@ -30,35 +31,14 @@ if TYPE_CHECKING:
     from terminal.camera import Board
     from terminal.events import Listener, StepResult
 
-# The figures a summary shows for each kind of step (the full set is in --json): name, heading, format.
-FULL_FIGURES = (
-    ("ir_rms_px", N_("IR RMS px"), "{:.3f}"),
-    ("rgb_rms_px", N_("RGB RMS px"), "{:.3f}"),
-    ("stereo_rms_px", N_("IR-RGB RMS px"), "{:.3f}"),
-    ("views_used", N_("Views"), "{:d}"),
+# The figures a summary shows for each kind of step (the full set is in --json): key, heading, value with unit.
+# A field check's and a depth run's are camera.labels' tables, which the console's panel shows too.
+FULL_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("ir_rms_px", N_("IR RMS"), N_("{value:.3f} px")),
+    ("rgb_rms_px", N_("RGB RMS"), N_("{value:.3f} px")),
+    ("stereo_rms_px", N_("IR-RGB RMS"), N_("{value:.3f} px")),
+    ("views_used", N_("Views"), N_("{value:.0f}")),
 )
-CHECK_FIGURES = (
-    ("reprojection_rms_px", N_("Reprojection px"), "{:.2f}"),
-    ("misalignment_px", N_("IR-RGB misalignment px"), "{:.2f}"),
-    ("depth_bias_pct", N_("Depth bias %"), "{:+.2f}"),
-    ("fill_rate", N_("Fill rate"), "{:.3f}"),
-)
-DEPTH_FIGURES = (
-    ("fill_rate", N_("Fill rate"), "{:.3f}"),
-    ("plane_rms_mm", N_("Plane RMS mm"), "{:.2f}"),
-    ("plane_rms_pct", N_("Plane RMS %"), "{:.3f}"),
-    ("z_error_pct", N_("Z error %"), "{:+.3f}"),
-    ("subpixel_rms_px", N_("Subpixel RMS px"), "{:.3f}"),
-)
-
-
-def _figure(value: Any, shape: str) -> str:
-    if value is None:
-        return "-"
-    try:
-        return shape.format(int(value) if shape.endswith("d}") else float(value))
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _outcome(result: StepResult) -> str:
@@ -68,7 +48,7 @@ def _outcome(result: StepResult) -> str:
     if not isinstance(result, CameraStepResult) or result.error is not None:
         return _("failed")
     if result.verdict is not None:
-        return _("check: {verdict}", verdict=result.verdict)
+        return _("check: {verdict}", verdict=verdict_text(result.verdict))
     if result.checksum:
         return _("done: calibration {checksum}", checksum=result.checksum[:12])
     return _("done") if result.ok else _("failed")
@@ -91,9 +71,10 @@ def _bars(as_json: bool, verbose: bool = False) -> Iterator[Listener | None]:
 
 
 def _problem(result: CameraStepResult) -> str:
+    """The error and its remedy, or a check's findings (each on its line) and its advice."""
     if result.error is not None:
         return str(result.error) + (f"\n{result.error.remedy_text}" if result.error.remedy_text else "")
-    return result.advice or ""
+    return "\n".join([*(f"- {line}" for line in result.findings), result.advice or ""]).strip()
 
 
 def _summary(results: list[CameraStepResult], figures: tuple[tuple[str, str, str], ...], title: str) -> Table:
@@ -102,14 +83,14 @@ def _summary(results: list[CameraStepResult], figures: tuple[tuple[str, str, str
     headings = (N_("Unit"), N_("Result"), N_("Calibration"), *(h for _n, h, _f in figures), N_("Seconds"))
     shown = table(*headings, N_("Problem or advice"), title=title)
     for r in results:
-        verdict = r.verdict or (_("passed") if r.ok else _("failed"))
+        verdict = verdict_text(r.verdict) if r.verdict else (_("passed") if r.ok else _("failed"))
         shown.add_row(
             r.serial,
             Text(verdict, style="green" if r.ok else "red"),
             r.checksum[:12] if r.checksum else "-",
-            *(_figure(r.figures.get(name), shape) for name, _h, shape in figures),
+            *(figure_text(name, value, r.figures.get(name)) for name, _h, value in figures),
             f"{r.seconds:.1f}",
-            _problem(r),
+            Text(_problem(r)),
         )
     return shown
 
@@ -149,16 +130,19 @@ def _print_calibration(answer: dict[str, Any]) -> None:
     out().print(_("Views used: {views}", views=answer["views_used"]))
 
 
-def _units(settings: Settings, devices: tuple[str, ...], all_units: bool) -> list[str]:
-    """The units named, or with ``--all`` every attached unit in run mode (the others are named as left out)."""
+def _units(settings: Settings, devices: tuple[str, ...], all_units: bool) -> tuple[list[str], list[dict[str, str]]]:
+    """The units named, or with ``--all`` every attached unit in run mode; and the attached units left out
+    (``serial``, ``mode``, ``reason``), which make the run fail: a unit nobody calibrated is not calibrated."""
     if not all_units:
-        return list(devices)
+        return list(devices), []
     attached = [d for d in settings.station().devices() if d.serial]
     serials = [d.serial for d in attached if d.mode == "run" and not d.permission_denied]
+    skipped = []
     for device in attached:
         if device.serial not in serials:
-            err().print(_("Left out {serial}: not reachable in run mode.", serial=device.serial))
-    return serials
+            reason = _("no permission to open it") if device.permission_denied else _("not in run mode")
+            skipped.append({"serial": device.serial, "mode": str(device.mode), "reason": reason})
+    return serials, skipped
 
 
 @click.command(
@@ -190,6 +174,18 @@ def _units(settings: Settings, devices: tuple[str, ...], all_units: bool) -> lis
     metavar="BOARD.json",
     help=N_("The board file (DESIGN format); needed with --from-images, else the jig's standard board."),
 )
+@option(
+    "--wall",
+    is_flag=True,
+    help=N_("With --mode check: check the depth on a flat wall filling the view instead of the board."),
+)
+@option(
+    "--distance",
+    "wall_distance",
+    type=click.FloatRange(0.1, 5.0),
+    metavar="M",
+    help=N_("With --wall: the wall's measured distance in metres, to judge the depth's bias too."),
+)
 @option("--workers", type=click.IntRange(1, 64), help=N_("Units to calibrate at the same time (default: all)."))
 @option("-v", "--verbose", is_flag=True, help=N_("Also print the steps' messages."))
 @json_option
@@ -201,6 +197,8 @@ def calibrate(
     mode: str | None,
     from_images: Path | None,
     board_path: Path | None,
+    wall: bool,
+    wall_distance: float | None,
     workers: int | None,
     verbose: bool,
     as_json: bool,
@@ -216,6 +214,8 @@ def calibrate(
         raise click.UsageError(_("Use either --device or --all, not both."))
     if not devices and not all_units:
         raise click.UsageError(_("Name units with --device SERIAL or --all, or a folder with --from-images."))
+    if (wall and mode != "check") or (wall_distance is not None and not wall):
+        raise click.UsageError(_("--wall goes with --mode check, and --distance with --wall."))
     from provisioning.calibration import calibrate_units
     from provisioning.camera_steps import CHECK, FULL, NoUnitsSelected
 
@@ -223,21 +223,35 @@ def calibrate(
     with reported(as_json):
         board = _read_board(board_path)
         station, session = settings.station(), settings.session()
-        serials = _units(settings, devices, all_units)
+        serials, skipped = _units(settings, devices, all_units)
         if not serials:
             raise NoUnitsSelected()
         jig = settings.wiring().jig(board if board_path is not None else None)
         with _bars(as_json, verbose) as bars:
             results = calibrate_units(
-                station, jig, serials, bars, mode=chosen, board=board, session=session, max_workers=workers
+                station,
+                jig,
+                serials,
+                bars,
+                mode=chosen,
+                board=board,
+                session=session,
+                max_workers=workers,
+                wall=wall,
+                wall_distance_m=wall_distance,
             )
-    ok = all(r.ok for r in results)
+    ok = all(r.ok for r in results) and not skipped
     if as_json:
-        emit_json({"mode": chosen, "ok": ok, "results": [r.as_dict() for r in results]})
-    elif chosen == CHECK:
+        emit_json({"mode": chosen, "ok": ok, "results": [r.as_dict() for r in results], "skipped": skipped})
+        if not ok:
+            raise click.exceptions.Exit(1)
+        return
+    if chosen == CHECK:
         out().print(_summary(results, CHECK_FIGURES, _("Camera field check")))
     else:
         out().print(_summary(results, FULL_FIGURES, _("Camera calibration")))
+    for left in skipped:
+        err().print(_("Left out {serial} ({mode}): {reason}", **left), markup=False)
     if not ok:
         raise click.exceptions.Exit(1)
 
@@ -278,16 +292,16 @@ def depth_quality(settings: Settings, serial: str, distances: tuple[float, ...],
 
 
 def _print_depth(result: CameraStepResult) -> None:
-    """One row per distance: the figures are named ``fill_rate.0.5m`` in the result."""
-    at: dict[str, dict[str, Any]] = {}
-    for key, value in result.figures.items():
-        name, _sep, where = key.partition(".")
-        at.setdefault(where, {})[name] = value
-    shown = table(
-        N_("Distance"), *(h for _n, h, _f in DEPTH_FIGURES), title=_("Depth quality of {serial}", serial=result.serial)
-    )
-    for where, figures in at.items():
-        shown.add_row(where or "-", *(_figure(figures.get(name), shape) for name, _h, shape in DEPTH_FIGURES))
+    """One row per distance, with whether it passed and why not."""
+    headings = (N_("Distance"), *(h for _n, h, _f in DEPTH_FIGURES), N_("Result"))
+    shown = table(*headings, title=_("Depth quality of {serial}", serial=result.serial))
+    for run in result.depth:
+        figures = run["figures"]
+        shown.add_row(
+            _("{value:.2f} m", value=run["distance_m"]),
+            *(figure_text(name, value, figures.get(name)) for name, _h, value in DEPTH_FIGURES),
+            _("passed") if run["passed"] else _("failed"),
+        )
     out().print(shown)
     if result.error is not None:
         err().print(_problem(result), markup=False)

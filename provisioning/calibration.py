@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from camera.calibrate import Calibration, calibrate_views
 from camera.depth import depth_failures, measure_depth
 from camera.detect import Detection, detect
-from camera.fieldcheck import FieldCheck, field_check, foreign_findings
+from camera.fieldcheck import FieldCheck, field_check, foreign_check, foreign_findings, wall_check
 from camera.frames import Frames, decode_frame_set
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
 from camera.views import PairSelector
@@ -96,6 +95,9 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
+CHECK_GRID = (8, 6)
+"""(cols, rows) of the empty coverage grid a field check's views are shown with, as the view selector's."""
+
 
 def require_check_role(session: OperatorSession | None) -> OperatorSession:
     """A logged-in installer, operator or support engineer: a check's record names who ran it."""
@@ -107,9 +109,9 @@ def require_check_role(session: OperatorSession | None) -> OperatorSession:
 
 @dataclass(frozen=True)
 class _View:
-    """One captured view: the IR image (for the panel) and the board as each camera saw it."""
+    """One captured view: both images (for the panel) and the board as each camera saw it."""
 
-    image: npt.NDArray[np.uint8]
+    frames: Frames
     ir: Detection
     rgb: Detection
 
@@ -179,23 +181,29 @@ class _UnitCamera:
 
     def _detect(self, frames: Frames) -> _View:
         assert frames.ir is not None and frames.rgb is not None
-        return _View(frames.ir, detect(frames.ir, self.board), detect(frames.rgb, self.board))
+        return _View(frames, detect(frames.ir, self.board), detect(frames.rgb, self.board))
 
     def _offer(self, selector: PairSelector, view: _View) -> None:
-        """Offer a detected view to the selector; shown with the coverage so far."""
+        """Offer a detected view to the selector; both images shown with their corners and the coverage so far
+        (the RGB one first: the IR view, whose coverage is the calibration's, is the last word)."""
         verdict = selector.offer(view.ir, view.rgb)
-        coverage = selector.ir
-        shown = ViewObservation(
-            "ir",
-            view.image,
-            view.ir.corners,
-            verdict.accepted,
-            verdict.reason,
-            coverage.coverage(),
-            coverage.coverage_grid(),
-            len(selector.accepted),
-        )
-        self.report.observe(VIEW, shown)
+        assert view.frames.ir is not None and view.frames.rgb is not None
+        kept = len(selector.accepted)
+        for stream, image, found, coverage in (
+            ("rgb", view.frames.rgb, view.rgb, selector.rgb),
+            ("ir", view.frames.ir, view.ir, selector.ir),
+        ):
+            shown = ViewObservation(
+                stream,
+                image,
+                found.corners,
+                verdict.accepted,
+                verdict.reason,
+                coverage.coverage(),
+                coverage.coverage_grid(),
+                kept,
+            )
+            self.report.observe(VIEW, shown)
 
     def _fill(self, jig: Jig, selector: PairSelector) -> None:
         """Aimed poses at the image's empty cells until the model's views and coverage are met (bounded)."""
@@ -261,6 +269,15 @@ class _UnitCamera:
             raise NoStoredCalibration(serial=self.serial)
         return CameraCalibration.decode(blob), blob_checksum(blob)
 
+    def _show_check_views(self, flood: Frames) -> None:
+        """The check's IR and RGB views with the corners found, for the panel and the installer holding the
+        board (no selector: nothing is kept, nothing covered)."""
+        view = self._detect(flood)
+        assert flood.ir is not None and flood.rgb is not None
+        for stream, image, found in (("ir", flood.ir, view.ir), ("rgb", flood.rgb, view.rgb)):
+            grid = np.zeros((CHECK_GRID[1], CHECK_GRID[0]), bool)
+            self.report.observe(VIEW, ViewObservation(stream, image, found.corners, True, None, 0.0, grid, 0))
+
     def foreign(self, calibration: CameraCalibration) -> list[str]:
         """Why the stored ``calibration`` is not this unit's, translated; empty when it is."""
         return foreign_findings(calibration, self.serial, self.model.id, self.caps.ir, self.caps.rgb)
@@ -275,6 +292,7 @@ class _UnitCamera:
         lit = decode_frame_set(self.camera.capture(("ir", "depth"), speckle=True))
         assert flood.ir is not None and flood.rgb is not None and lit.depth is not None
         self.phase(CameraPhase.CHECK)
+        self._show_check_views(flood)
         checked = field_check(
             flood.ir,
             flood.rgb,
@@ -287,6 +305,24 @@ class _UnitCamera:
             model=self.model.id,
         )
         self.report.observe(DEPTH, DepthObservation(lit.depth, checked.board_distance_m, numbers(checked.as_dict())))
+        return checked, checksum
+
+    def wall_check(self, distance_m: float | None) -> tuple[FieldCheck, str]:
+        """The stored calibration's depth on a flat wall filling the view (no board at hand): fill and noise,
+        and with the wall's taped ``distance_m`` its bias.  The check and the checksum."""
+        calibration, checksum = self.stored()
+        foreign = foreign_check(calibration, self.serial, self.model.id, self.caps.ir, self.caps.rgb)
+        if foreign is not None:
+            return foreign, checksum
+        self.phase(CameraPhase.CAPTURE)
+        self.camera.projector(True)
+        lit = decode_frame_set(self.camera.capture(("depth",)))
+        assert lit.depth is not None
+        self.phase(CameraPhase.CHECK)
+        baseline, depth_range = self.caps.projector_baseline_mm, self.caps.depth_range_mm
+        checked = wall_check(lit.depth, calibration.ir, baseline, self.limits, distance_m, range_mm=depth_range)
+        figures = numbers(checked.depth.as_dict()) if checked.depth is not None else {}
+        self.report.observe(DEPTH, DepthObservation(lit.depth, distance_m, figures, checked.passed))
         return checked, checksum
 
 
@@ -377,8 +413,18 @@ def _full(jig: Jig) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
     return procedure
 
 
-def _check(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
-    checked, checksum = unit.field_check()
+def _checking(wall: bool, distance_m: float | None) -> Callable[[_UnitCamera, Ledger, float], CameraStepResult]:
+    """A field check's procedure: on the board held up, or (``wall``) on a flat wall."""
+
+    def procedure(unit: _UnitCamera, ledger: Ledger, started: float) -> CameraStepResult:
+        checked, checksum = unit.wall_check(distance_m) if wall else unit.field_check()
+        return _checked(unit, ledger, started, checked, checksum)
+
+    return procedure
+
+
+def _checked(unit: _UnitCamera, ledger: Ledger, started: float, checked: FieldCheck, checksum: str) -> CameraStepResult:
+    """A field check's outcome recorded, with a finding when the ledger does not know the unit's calibration."""
     unit.phase(CameraPhase.RECORD)
     findings = list(checked.findings)
     if checksum not in {record.checksum for record in ledger.calibrations(unit.serial)}:
@@ -437,8 +483,13 @@ def calibrate_units(
     board: Board = Board(),  # noqa: B008 - a frozen dataclass: one shared default is safe
     session: OperatorSession | None = None,
     max_workers: int | None = None,
+    wall: bool = False,
+    wall_distance_m: float | None = None,
 ) -> list[CameraStepResult]:
     """Calibrate (``full``, on ``jig``) or field-check (``check``) every unit of ``serials`` in parallel.
+
+    A field check looks at the board held up; with ``wall`` at a flat wall filling the view instead
+    (:func:`camera.fieldcheck.wall_check`: depth fill and noise, and its bias when ``wall_distance_m`` is given).
 
     Refused as a whole (typed error, no unit touched) for an unknown mode, no units, a ``session`` without the
     role (``operator`` for full, one of :data:`CHECK_ROLES` for check), or a full calibration without a jig.
@@ -452,7 +503,7 @@ def calibrate_units(
     if mode == FULL and jig.planned <= 0:
         raise JigNotConfigured(serial=", ".join(chosen))  # before any unit is touched
     ledger = _acting(station, acting)
-    procedure = _full(jig) if mode == FULL else _check
+    procedure = _full(jig) if mode == FULL else _checking(wall, wall_distance_m)
     step, used = (CALIBRATE_STEP, jig) if mode == FULL else (CHECK_STEP, None)
 
     def one(serial: str) -> CameraStepResult:

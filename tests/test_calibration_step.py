@@ -330,3 +330,39 @@ def test_a_crash_names_the_module_qualified_error_and_its_first_line() -> None:
 
     assert calibration.crash_detail(cv2.error("bad size\nmore detail")) == "cv2.error: bad size"
     assert calibration.crash_detail(ValueError()) == "ValueError"
+
+
+def test_a_field_check_shows_its_ir_and_rgb_views_with_their_corners(df2: SimHandle, bench: Any) -> None:
+    """R3-10: no view was shown in check mode, so the panel's live view stayed empty."""
+    cams: CameraBench = bench(df2)
+    [serial] = df2.serials()
+    cams.store_truth(serial, df2.call("truth", serial=serial))
+    recorder = Recorder()
+    [result] = cams.calibrate([serial], recorder, mode="check", session=INSTALLER)
+    assert result.ok, result.as_dict()
+    views = [e.data for e in recorder.of(Observed, serial) if isinstance(e.data, ViewObservation)]
+    assert sorted(v.stream for v in views) == ["ir", "rgb"]
+    assert all(len(v.corners) >= 12 for v in views)
+    assert [v.image.ndim for v in views if v.stream == "rgb"] == [3]
+
+
+def test_a_field_check_on_a_flat_wall_judges_the_depth(df2: SimHandle, bench: Any) -> None:
+    """R3-19: the wall check was unreachable from the station."""
+    cams: CameraBench = bench(df2)
+    [serial] = df2.serials()
+    cams.store_truth(serial, df2.call("truth", serial=serial))
+    cams.jig.present_wall(serial, 0.5)
+    [good] = calibrate_units(
+        cams.station, cams.jig, [serial], mode="check", session=INSTALLER, wall=True, wall_distance_m=0.5
+    )
+    assert good.ok and good.verdict == "ok", good.as_dict()
+    assert good.figures["depth_bias_pct"] is not None and abs(good.figures["depth_bias_pct"]) < 1.0
+    cams.jig.present_wall(serial, 0.5)
+    [far] = calibrate_units(
+        cams.station, cams.jig, [serial], mode="check", session=INSTALLER, wall=True, wall_distance_m=0.45
+    )
+    assert not far.ok and far.verdict == "recalibrate", far.as_dict()
+    df2.call("faults", serial=serial, dead_projector=True)
+    cams.jig.present_wall(serial, 0.5)
+    [dead] = calibrate_units(cams.station, cams.jig, [serial], mode="check", session=INSTALLER, wall=True)
+    assert dead.verdict == "projector", dead.as_dict()

@@ -7,6 +7,7 @@ ledger with operators (as tests/test_cli_inject.py does) and log in with ``--ope
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,5 +214,54 @@ def test_depth_quality_prints_each_distance_and_passes(units: Any) -> None:
     assert run.exit_code == 0, run.output
     answer = json.loads(run.stdout)
     assert answer["ok"] and {"fill_rate.0.5m", "plane_rms_pct.0.8m"} <= set(answer["figures"])
-    table = bench.naiad("depth-quality", serial, "--distance", "0.5")
-    assert table.exit_code == 0 and "Depth quality of" in table.output and "0.5m" in table.output, table.output
+    table = bench.naiad("depth-quality", serial, "--distance", "0.5", "--distance", "0.8")
+    assert table.exit_code == 0 and "Depth quality of" in table.output and "0.50 m" in table.output, table.output
+    assert [run["distance_m"] for run in answer["depth"]] == [0.5, 0.8]
+
+
+def test_depth_quality_at_one_distance_is_refused(units: Any) -> None:
+    """R3-15: two distances or more."""
+    bench: Bench = units(1)
+    [serial] = bench.sim.serials()
+    run = bench.naiad("depth-quality", serial, "--distance", "0.5", "--json")
+    assert run.exit_code == 1 and json.loads(run.stdout)["error"] == "TooFewDistances", run.output
+
+
+def test_calibrate_all_names_the_units_it_left_out_and_fails(units: Any) -> None:
+    """R3-3: a unit in its bootloader used to be dropped from --all with ok true and exit status 0."""
+    bench: Bench = units(2)
+    here, away = bench.sim.serials()
+    bench.sim.call("reboot", serial=away, mode="bootloader")
+    deadline = time.monotonic() + 30
+    while bench.sim.terminal(away)["fastboot_tcp_port"] is None:
+        assert time.monotonic() < deadline, "the unit did not reach its bootloader"
+        time.sleep(0.05)
+    run = bench.naiad("calibrate", "--all", "--mode", "check", "--json", operator=INSTALLER.operator)
+    assert run.exit_code == 1, run.output
+    answer = json.loads(run.stdout)
+    assert answer["ok"] is False and [r["serial"] for r in answer["results"]] == [here]
+    assert answer["results"][0]["ok"]
+    [left] = answer["skipped"]
+    assert left["serial"] == away and left["mode"] == "bootloader" and left["reason"]
+
+
+def test_a_check_prints_its_verdict_translated_and_every_finding(units: Any) -> None:
+    """R3-8, R3-2: the CLI printed "rgb-focus" untranslated and no findings."""
+    bench: Bench = units(1)
+    [serial] = bench.sim.serials()
+    bench.sim.call("faults", serial=serial, dead_projector=True, rgb_defocus=True)
+    zh = bench.naiad("--lang", "zh_CN", "calibrate", "--device", serial, "--mode", "check", operator=INSTALLER.operator)
+    assert zh.exit_code == 1 and "红外投射器失效" in zh.output, zh.output  # the verdict label, in Chinese
+    run = bench.naiad("--lang", "en", "calibrate", "--device", serial, "--mode", "check", operator=INSTALLER.operator)
+    assert "IR projector dead" in run.output, run.output
+    assert "projector dots" in run.output and "RGB image is blurred" in run.output
+    answer = json.loads(
+        bench.naiad("calibrate", "--device", serial, "--mode", "check", "--json", operator=INSTALLER.operator).stdout
+    )
+    assert len(answer["results"][0]["findings"]) >= 2
+
+
+def test_wall_goes_with_check_mode_and_distance_with_wall() -> None:
+    for args in (["--wall"], ["--mode", "full", "--wall"], ["--mode", "check", "--distance", "0.5"]):
+        run = naiad("calibrate", "--device", "DF2A00001", *args)
+        assert run.exit_code == 2 and "--wall" in run.output, (args, run.output)
