@@ -9,6 +9,8 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,34 @@ def test_depth_frames_are_coloured_on_the_worker_never_on_the_gui_thread(
     raw = DepthObservation(np.full((20, 32), 500, np.uint16), 0.5, {"fill_rate": 1.0})
     panel.observed(Observed(SERIAL, "calibrate", DEPTH, raw))  # not coloured: the slot does not colour it either
     assert on_gui == [False, False] and panel.depth_table.columnCount() == 2
+
+
+GUI_SIDE = """
+import sys
+import numpy as np
+from PyQt6.QtWidgets import QApplication
+import console.main_window
+from camera.observations import DEPTH, VIEW, ViewObservation
+from console.calibration_panel import CalibrationPanel, ColouredDepth
+from terminal.events import Observed
+app = QApplication([])
+panel = CalibrationPanel("X")
+panel.show()
+depth = ColouredDepth(np.zeros((8, 8, 3), np.uint8), 0.5, {"fill_rate": 1.0}, True)
+panel.observed(Observed("X", "calibrate", DEPTH, depth))
+grid = np.zeros((6, 8), bool)
+view = ViewObservation("ir", np.zeros((8, 8), np.uint8), np.zeros((0, 2), np.float32), True, None, 0.0, grid, 1)
+panel.observed(Observed("X", "calibrate", VIEW, view))
+app.processEvents()
+print("cv2" in sys.modules)
+"""
+
+
+def test_the_console_and_its_panel_never_load_opencv() -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-c", GUI_SIDE], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]  # OpenCV loads on a step's worker only
 
 
 def test_a_depth_frame_that_cannot_be_coloured_still_brings_its_figures(caplog: pytest.LogCaptureFixture) -> None:
