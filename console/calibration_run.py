@@ -1,13 +1,16 @@
 """Calibrating a unit's camera from the bench: the card's "Camera calibration…" action, its panel and its runs.
 
 The action is offered only to a logged-in role that may calibrate (``operator``) or check (also ``installer`` and
-``support``, who check units at the counter and the repair desk); each mode's button shows only to its roles.
-A run is one job on the console's workers that calls :func:`provisioning.calibration.calibrate_units` for the
-unit with the jig of :meth:`console.composition.Wiring.jig`; its events drive the card (phases, progress, the
-outcome) and the unit's :class:`~console.calibration_panel.CalibrationPanel` (views, results, depth, verdict).
+``support``, who check units at the counter and the repair desk); each mode's button shows only to its roles,
+and a full calibration's is enabled only when the station has a jig.  A run is one job on the console's workers
+that calls :func:`provisioning.calibration.calibrate_units` for the unit with the jig of
+:meth:`console.composition.Wiring.jig`; its events drive the card (phases, progress, the outcome) and the unit's
+:class:`~console.calibration_panel.CalibrationPanel` (views, results, depth, verdict).  A panel lives until its
+unit's card is dismissed or the operator logs out.
 
 The camera machinery is reached through :class:`CameraEngine` (tests pass a scripted one); :class:`EngineCamera`,
-the real one, imports it on the worker at first use, so the console starts without it.
+the real one, imports it on the worker at first use, and depth frames are coloured there
+(:class:`DepthColouring`), so the GUI thread never loads OpenCV.
 """
 
 from __future__ import annotations
