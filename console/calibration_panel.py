@@ -3,9 +3,10 @@
 It shows the live IR (or RGB) view with the board corners the step detected and the coverage grid of the views
 kept so far (:class:`camera.observations.ViewObservation`), each camera's result with its uncertainties
 (:class:`~camera.observations.CameraObservation`), the depth image in false colour and its quality figures
-(:class:`~camera.observations.DepthObservation`), and the outcome: the calibration's checksum, or a field check's
-verdict and advice.  It only draws: its buttons ask (``start_requested``) and :mod:`console.calibration_run`
-runs the step off the GUI thread and feeds it the step's events.
+(:class:`ColouredDepth`, a :class:`~camera.observations.DepthObservation` coloured on the step's worker), and the
+outcome: the calibration's checksum, or a field check's verdict and advice.  It only draws: its buttons ask
+(``start_requested``) and :mod:`console.calibration_run` runs the step off the GUI thread and feeds it the step's
+events.  Closed, it lets its frames go (the figures and the outcome stay for when it is opened again).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QHideEvent
 from PyQt6.QtWidgets import (
     QDialog,
     QGroupBox,
@@ -34,8 +37,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
+from camera.labels import CHECK_FIGURES, DEPTH_FIGURES, NO_VALUE, figure_text, verdict_text
+from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, ViewObservation
 from i18n import N_, _
+from provisioning.camera_steps import CHECK, FULL
 from terminal.errors import NaiadError
 from terminal.events import Message, Observed, PhaseStarted, Progressed
 
@@ -44,36 +49,19 @@ from .unit_card import error_texts, repolish
 
 LOG = logging.getLogger(__name__)
 
-FULL = "full"
-CHECK = "check"
 CAMERAS: tuple[tuple[str, str], ...] = (("ir", N_("IR camera")), ("rgb", N_("RGB camera")))
 PARAMETERS = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
-DEPTH_FIGURES: tuple[tuple[str, str, str], ...] = (  # key, label msgid, value msgid
-    ("fill_rate", N_("Fill rate"), N_("{value:.1f} %")),
-    ("plane_rms_mm", N_("Plane-fit RMS"), N_("{value:.2f} mm")),
-    ("plane_rms_pct", N_("Plane-fit RMS (of distance)"), N_("{value:.3f} %")),
-    ("z_median_mm", N_("Z median"), N_("{value:.1f} mm")),
-    ("z_error_mm", N_("Z error"), N_("{value:+.2f} mm")),
-    ("z_error_pct", N_("Z error (of distance)"), N_("{value:+.3f} %")),
-    ("subpixel_rms_px", N_("Subpixel RMS"), N_("{value:.3f} px")),
-)
-CHECK_FIGURES: tuple[tuple[str, str], ...] = (  # camera.fieldcheck.FieldCheck's figures
-    ("reprojection_rms_px", N_("reprojection {value:.2f} px")),
-    ("misalignment_px", N_("IR-RGB misalignment {value:.2f} px")),
-    ("depth_bias_pct", N_("depth bias {value:+.2f} %")),
-    ("board_distance_m", N_("board at {value:.2f} m")),
-)
-PERCENT_FIGURES = {"fill_rate"}  # figures given as a share (0..1), shown in per cent
-VERDICTS: dict[str, str] = {  # camera.fieldcheck.FieldVerdict values
-    "ok": N_("Camera OK: no drift found"),
-    "recalibrate": N_("Calibration drifted: recalibrate the camera"),
-    "projector": N_("IR projector dead: no depth"),
-    "rgb-focus": N_("RGB camera out of focus"),
-    "no-target": N_("No board or wall in view"),
-}
-NO_VALUE = "—"
-MIN_SPAN_MM = 200.0
-"""The least depth range a false-colour picture spreads over."""
+
+
+@dataclass(frozen=True)
+class ColouredDepth:
+    """A depth observation as the panel draws it: the false-colour picture of its frame, made on the step's worker
+    (:class:`console.calibration_run.DepthColouring`) so the GUI thread only shows it, and its figures."""
+
+    picture: npt.NDArray[np.uint8] | None  # BGR (H, W, 3); None when the frame could not be coloured
+    distance_m: float | None
+    figures: dict[str, float] = field(default_factory=dict)
+    passed: bool | None = None
 
 
 def rotation_deg(matrix: Any) -> float:
@@ -107,14 +95,15 @@ def value_text(name: str, value: float, std: float | None) -> str:
 
 
 def outcome_text(result: Any) -> tuple[str, bool]:
-    """A finished step's outcome for people (verdict or checksum, advice and findings) and whether it passed."""
+    """A finished step's outcome for people (a check's verdict with its findings under it, or the checksum; the
+    advice and the check's figures) and whether it passed."""
     figures = getattr(result, "figures", None) or {}
     verdict = getattr(result, "verdict", None)
     ok = bool(getattr(result, "ok", False))
     lines: list[str] = []
     if verdict:
-        msgid = VERDICTS.get(str(verdict))
-        lines.append(_(msgid) if msgid else str(verdict))
+        lines.append(verdict_text(verdict))
+        lines += [f"• {finding}" for finding in getattr(result, "findings", None) or () if finding]
     error = getattr(result, "error", None)
     if error is not None:
         message, remedy = error_texts(error)
@@ -129,11 +118,11 @@ def outcome_text(result: Any) -> tuple[str, bool]:
     if isinstance(advice, str) and advice:
         lines.append(advice)
     if verdict:
-        shown = [
-            _(msgid, value=float(figures[key]))
-            for key, msgid in CHECK_FIGURES
-            if isinstance(figures.get(key), int | float) and math.isfinite(float(figures[key]))
-        ]
+        shown = []
+        for key, label, value_msgid in CHECK_FIGURES:
+            text = figure_text(key, value_msgid, figures.get(key))
+            if text != NO_VALUE:
+                shown.append(_("{label}: {value}", label=_(label), value=text))
         lines.append(" · ".join(shown))
     return "\n".join(line for line in lines if line), ok
 
@@ -150,9 +139,11 @@ class CalibrationPanel(QDialog):
         self.running = False
         self._allowed: set[str] = set()
         self._available = True
+        self._jig_poses: int | None = None
+        self._mode: str | None = None  # of the last run begun
         self._view: dict[str, ViewObservation] = {}
         self._cameras: dict[str, CameraObservation] = {}
-        self._depths: list[DepthObservation] = []
+        self._depths: list[ColouredDepth] = []  # figures only: the one picture shown is the depth view's
         self._phase: str | None = None
         self._outcome: Any = None
         self._outcome_error: BaseException | None = None
@@ -229,30 +220,41 @@ class CalibrationPanel(QDialog):
 
     # -- what may be started -------------------------------------------------------------------------------
 
-    def set_allowed(self, modes: Iterable[str], available: bool) -> None:
-        """The modes the logged-in role may start, and whether the unit can take a step now (attached, idle)."""
+    def set_allowed(self, modes: Iterable[str], available: bool, jig_poses: int | None = None) -> None:
+        """The modes the logged-in role may start, whether the unit can take a step now (attached, idle) and the
+        poses the station's jig plans (0: no jig, so no full calibration; None: not known yet)."""
         self._allowed = set(modes)
         self._available = available
+        if jig_poses != self._jig_poses:
+            self._jig_poses = jig_poses
+            self._set_full_tip()
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
         idle = self._available and not self.running
         self.full_button.setVisible(FULL in self._allowed)
         self.check_button.setVisible(CHECK in self._allowed)
-        self.full_button.setEnabled(idle and FULL in self._allowed)
+        self.full_button.setEnabled(idle and FULL in self._allowed and bool(self._jig_poses))
         self.check_button.setEnabled(idle and CHECK in self._allowed)
+
+    def _set_full_tip(self) -> None:
+        if self._jig_poses == 0:
+            tip = _("This station has no calibration jig: a full calibration needs one, a field check does not")
+        else:
+            tip = _("Calibrate both cameras and the depth on the jig, then write it to the unit")
+        self.full_button.setToolTip(tip)
 
     # -- a run ---------------------------------------------------------------------------------------------
 
     def begin(self, mode: str) -> None:
         """A run started on this unit: forget the last one's pictures and figures."""
         self.running = True
-        self._view.clear()
+        self._mode = mode
+        self.cameras_box.setVisible(mode != CHECK)  # a check solves no camera: no table of dashes
         self._cameras.clear()
         self._depths.clear()
         self._outcome = self._outcome_error = None
-        for view in (*self.frame_views.values(), self.depth_view):
-            view.clear()
+        self.forget_frames()
         self._phase = _("Starting the full calibration…") if mode == FULL else _("Starting the field check…")
         self.progress.setRange(0, 0)
         self.progress.show()
@@ -266,8 +268,23 @@ class CalibrationPanel(QDialog):
         self.progress.hide()
         if result is not None or error is not None:
             self._outcome, self._outcome_error = result, error
+        if not self.isVisible():  # closed while it ran: nobody looks at its last frames
+            self.forget_frames()
         self._sync_buttons()
         self.retranslate()
+
+    def forget_frames(self) -> None:
+        """Let the frames shown go (a full-size IR, RGB and depth picture each); figures and outcome stay."""
+        self._view.clear()
+        for view in (*self.frame_views.values(), self.depth_view):
+            view.clear()
+        self._draw_view()
+
+    def hideEvent(self, event: QHideEvent | None) -> None:
+        """Closed by the operator (not the desktop minimising the console): the frames go."""
+        if event is not None and not event.spontaneous():
+            self.forget_frames()
+        super().hideEvent(event)
 
     def phase_started(self, event: PhaseStarted) -> None:
         if event.unit == self.serial:
@@ -296,7 +313,7 @@ class CalibrationPanel(QDialog):
         try:
             if event.kind == VIEW and isinstance(data, ViewObservation):
                 self.show_view(data)
-            elif event.kind == DEPTH and isinstance(data, DepthObservation):
+            elif event.kind == DEPTH and isinstance(data, ColouredDepth):
                 self.show_depth(data)
             elif event.kind == CAMERA and isinstance(data, CameraObservation):
                 self.show_camera(data)
@@ -311,13 +328,14 @@ class CalibrationPanel(QDialog):
         frame = self.frame_views[stream]
         frame.show_frame(view.image)
         frame.show_corners(view.corners, kept=view.accepted)
-        frame.show_grid(view.coverage_grid)
+        frame.show_grid(None if self._mode == CHECK else view.coverage_grid)  # a check keeps no views to cover
         self._draw_view()  # the tab shown stays as the operator chose: IR and RGB views may alternate
 
-    def show_depth(self, depth: DepthObservation) -> None:
-        self.depth_view.show_frame(false_colour_of(depth.depth_mm))
+    def show_depth(self, depth: ColouredDepth) -> None:
+        if depth.picture is not None:
+            self.depth_view.show_frame(depth.picture)
         if depth.figures:
-            self._depths.append(depth)
+            self._depths.append(replace(depth, picture=None))
             self._draw_depth()
 
     def show_camera(self, camera: CameraObservation) -> None:
@@ -337,6 +355,14 @@ class CalibrationPanel(QDialog):
             self.coverage_label.setText(_("Coverage: no view yet"))
             self.view_label.setText("")
             return
+        corners = len(view.corners)
+        if self._mode == CHECK:  # one view against the stored calibration: what it found, no coverage
+            if corners:
+                self.coverage_label.setText(_("Field check view: {corners} board corners found", corners=corners))
+            else:
+                self.coverage_label.setText(_("Field check view: no board corners found"))
+            self.view_label.setText(view.reason or "")
+            return
         self.coverage_label.setText(
             _(
                 "Coverage: {percent:.0f} % of the image · views kept: {views}",
@@ -344,7 +370,6 @@ class CalibrationPanel(QDialog):
                 views=view.views,
             )
         )
-        corners = len(view.corners)
         if view.accepted:
             self.view_label.setText(_("Last view kept: {corners} corners", corners=corners))
         else:
@@ -389,19 +414,14 @@ class CalibrationPanel(QDialog):
     def _draw_depth(self) -> None:
         table = self.depth_table
         table.setColumnCount(len(self._depths))
+        table.setVisible(bool(self._depths))  # a check's depth frame alone has no figures: no empty table
         table.setVerticalHeaderLabels([*(_(label) for _key, label, _value in DEPTH_FIGURES), _("Verdict")])
         headers = []
         for column, depth in enumerate(self._depths):
             distance = depth.distance_m
             headers.append(NO_VALUE if distance is None else _("{distance:.2f} m", distance=distance))
             for row, (key, _label, value_msgid) in enumerate(DEPTH_FIGURES):
-                value = depth.figures.get(key)
-                if value is None or not math.isfinite(float(value)):
-                    text = NO_VALUE
-                else:
-                    shown = 100.0 * float(value) if key in PERCENT_FIGURES else float(value)
-                    text = _(value_msgid, value=shown)
-                table.setItem(row, column, QTableWidgetItem(text))
+                table.setItem(row, column, QTableWidgetItem(figure_text(key, value_msgid, depth.figures.get(key))))
             passed = {True: _("pass"), False: _("fail"), None: NO_VALUE}[depth.passed]
             table.setItem(len(DEPTH_FIGURES), column, QTableWidgetItem(passed))
         table.setHorizontalHeaderLabels(headers)
@@ -427,7 +447,7 @@ class CalibrationPanel(QDialog):
         self.cameras_box.setTitle(_("Cameras (value ± standard deviation)"))
         self.depth_box.setTitle(_("Depth quality"))
         self.full_button.setText(_("Full calibration"))
-        self.full_button.setToolTip(_("Calibrate both cameras and the depth on the jig, then write it to the unit"))
+        self._set_full_tip()
         self.check_button.setText(_("Field check"))
         self.check_button.setToolTip(_("Check the stored calibration against one view of the board"))
         self.phase_label.setText(self._phase or "")
@@ -444,20 +464,3 @@ def fit_table(table: QTableWidget) -> None:
     table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
     table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
     table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-
-def false_colour_of(depth_mm: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
-    """The depth frame in false colour over the range it holds: the 2nd to 98th percentile of a sparse sample (so
-    stray pixels do not flatten the picture, and a large frame costs the GUI thread little), widened to at least
-    :data:`MIN_SPAN_MM` around the median so a flat wall's noise does not fill the whole colour map."""
-    from camera.colour import false_colour  # OpenCV, loaded with the first depth frame, not with the console
-
-    sample = depth_mm[::4, ::4]
-    valid = sample[sample > 0]
-    if valid.size == 0:
-        return np.zeros((*depth_mm.shape, 3), np.uint8)
-    near, middle, far = (float(v) for v in np.percentile(valid, (2, 50, 98)))
-    if far - near < MIN_SPAN_MM:
-        near, far = middle - MIN_SPAN_MM / 2, middle + MIN_SPAN_MM / 2
-    low = max(0, int(near))
-    return false_colour(depth_mm, (low, min(65535, max(int(far), low + 1))))

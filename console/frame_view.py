@@ -80,6 +80,11 @@ class FrameView(QWidget):
     def frame_size(self) -> QSize | None:
         return None if self._image is None else self._image.size()
 
+    @property
+    def grid(self) -> npt.NDArray[np.bool_] | None:
+        """The coverage grid shaded over the frame, if any."""
+        return self._grid
+
     # -- geometry -------------------------------------------------------------------------------------------
 
     def image_rect(self) -> QRectF:

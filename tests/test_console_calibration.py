@@ -23,16 +23,26 @@ from PyQt6.QtWidgets import QApplication, QLabel, QPushButton
 from test_console_keys import NOWHERE, PASSWORDS, ROLES, FakeStation, _cheap_scrypt, ledger, log_in  # noqa: F401
 
 import i18n
+from camera.labels import VERDICT_LABELS
 from camera.observations import CAMERA, DEPTH, VIEW, CameraObservation, DepthObservation, ViewObservation
-from console.calibration_panel import CHECK, FULL, CalibrationPanel, false_colour_of, outcome_text
-from console.calibration_run import CALIBRATED, WAITING, CameraRoleNeeded, FieldCheckFailed
+from console.calibration_panel import CHECK, FULL, CalibrationPanel, outcome_text
+from console.calibration_run import (
+    CALIBRATED,
+    MODE_ROLES,
+    WAITING,
+    CameraRoleNeeded,
+    DepthColouring,
+    FieldCheckFailed,
+    false_colour_of,
+)
 from console.frame_view import FrameView, image_from_array
 from console.main_window import MainWindow
 from console.workers import Job, Workers
 from i18n import _
+from provisioning.camera_steps import CHECK_ROLES, ROLE
 from provisioning.ledger import Ledger
 from terminal.errors import NaiadError
-from terminal.events import Listener, Observed, Reporter
+from terminal.events import Listener, Observed, Recorder, Reporter
 
 WAIT_MS = 5000
 SERIAL = "DF2A00001"
@@ -90,6 +100,7 @@ class FakeCameraResult:
     error: NaiadError | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     advice: str | None = None
+    findings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"serial": self.serial, "ok": self.ok}
@@ -98,10 +109,16 @@ class FakeCameraResult:
 class ScriptedCamera:
     """``calibrate_units`` for one unit as the step behaves: phases, observations, then its result."""
 
-    def __init__(self) -> None:
+    def __init__(self, poses: int = 40) -> None:
         self.calls: list[tuple[str, str, str | None, bool]] = []  # serial, mode, operator, on the GUI thread
         self.release = threading.Event()
         self.release.set()
+        self.poses = poses
+        self.jig_asked: list[bool] = []  # on the GUI thread, each time
+
+    def jig_poses(self) -> int:
+        self.jig_asked.append(on_gui_thread())
+        return self.poses
 
     def calibrate(self, station: Any, serial: str, mode: str, session: Any, listener: Listener) -> list[Any]:
         self.calls.append((serial, mode, getattr(session, "operator", None), on_gui_thread()))
@@ -111,7 +128,9 @@ class ScriptedCamera:
         report.phase("capture", "Capturing views")
         if mode == FULL:
             for index in range(3):
-                report.observe(VIEW, view(accepted=index != 1, views=index, reason="blurred" if index == 1 else None))
+                for stream in ("ir", "rgb"):
+                    reason = "blurred" if index == 1 else None
+                    report.observe(VIEW, view(accepted=index != 1, views=index, stream=stream, reason=reason))
                 report.progress(index + 1, 3, counts="items")
             report.observe(CAMERA, ir_camera())
             report.observe(CAMERA, stereo())
@@ -120,10 +139,14 @@ class ScriptedCamera:
             result = FakeCameraResult(serial, step, True, checksum=CHECKSUM)
         else:
             report.observe(VIEW, view())
+            report.observe(VIEW, view(stream="rgb"))
             report.observe(DEPTH, depth(None))
             advice = "Recalibrate the unit on the jig."
             figures = {"reprojection_rms_px": 1.84, "misalignment_px": 3.2, "depth_bias_pct": -0.4, "fill_rate": 0.98}
-            result = FakeCameraResult(serial, step, False, "recalibrate", figures=figures, advice=advice)
+            findings = ["Reprojection error 1.84 px (limit 0.80 px)", "IR-RGB misalignment 3.20 px (limit 1.50 px)"]
+            result = FakeCameraResult(
+                serial, step, False, "recalibrate", figures=figures, advice=advice, findings=findings
+            )
         report.finished(result)
         return [result]
 
@@ -157,15 +180,28 @@ def window(
     qtbot.waitUntil(lambda: not win.camera.running(), timeout=WAIT_MS)
     win.close()
     assert gui_calls == [] and not any(gui for *_rest, gui in engine.calls)  # the GUI thread ran no step
+    assert not any(engine.jig_asked)  # nor built the jig
 
 
-def open_panel(window: MainWindow) -> CalibrationPanel:
+def open_panel(qtbot: Any, window: MainWindow) -> CalibrationPanel:
     card = window.bench.card(SERIAL)
     assert card is not None and card.camera_button.isVisibleTo(card) and card.camera_button.isEnabled()
     card.camera_button.click()
     panel = window.camera.panels.get(SERIAL)
     assert panel is not None and panel.isVisible()
+    qtbot.waitUntil(lambda: window.camera.jig_poses is not None, timeout=WAIT_MS)  # asked on a worker
     return panel
+
+
+def feed(panel: CalibrationPanel, *observations: Any, unit: str = SERIAL) -> None:
+    """Observations to the panel as a run sends them: through the worker's :class:`DepthColouring`."""
+    kinds = {ViewObservation: VIEW, CameraObservation: CAMERA, DepthObservation: DEPTH}
+    recorder = Recorder()
+    report = Reporter(DepthColouring(recorder), unit, "calibrate")
+    for observation in observations:
+        report.observe(kinds[type(observation)], observation)
+    for event in recorder.of(Observed):
+        panel.observed(event)
 
 
 @pytest.mark.parametrize("name", ["olga", "ivy", "cara", "root"])
@@ -179,7 +215,7 @@ def test_the_camera_action_is_offered_only_to_roles_that_may_calibrate_or_check(
     role = ROLES[name]
     assert card.camera_button.isVisibleTo(card) is (role in ("operator", "installer"))
     if card.camera_button.isVisibleTo(card):
-        panel = open_panel(window)
+        panel = open_panel(qtbot, window)
         assert panel.full_button.isVisible() is (role == "operator")  # a full calibration writes the unit
         assert panel.check_button.isVisible() and panel.check_button.isEnabled()
         window.operator.log_out()
@@ -190,7 +226,7 @@ def test_a_full_calibration_from_the_card_shows_views_cameras_depth_and_the_chec
     qtbot: Any, window: MainWindow, engine: ScriptedCamera
 ) -> None:
     log_in(qtbot, window, "olga", PASSWORDS["olga"])
-    panel = open_panel(window)
+    panel = open_panel(qtbot, window)
     engine.release.clear()
     panel.full_button.click()
     card = window.bench.card(SERIAL)
@@ -200,8 +236,9 @@ def test_a_full_calibration_from_the_card_shows_views_cameras_depth_and_the_chec
     qtbot.waitUntil(lambda: not window.camera.running(), timeout=WAIT_MS)
 
     assert engine.calls == [(SERIAL, FULL, "olga", False)]
-    ir = panel.frame_views["ir"]
-    assert ir.frame_size is not None and (ir.frame_size.width(), ir.frame_size.height()) == (320, 200)
+    for frame in panel.frame_views.values():  # the IR and the RGB tab
+        assert frame.frame_size is not None and (frame.frame_size.width(), frame.frame_size.height()) == (320, 200)
+        assert frame.grid is not None and frame.grid.any()
     assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 2"
     assert panel.view_label.text() == "Last view kept: 12 corners"
     table = panel.camera_table
@@ -227,16 +264,22 @@ def test_a_field_check_shows_its_verdict_and_advice_on_the_panel_and_the_card(
     qtbot: Any, window: MainWindow, engine: ScriptedCamera
 ) -> None:
     log_in(qtbot, window, "ivy", PASSWORDS["ivy"])
-    panel = open_panel(window)
+    panel = open_panel(qtbot, window)
     panel.check_button.click()
     qtbot.waitUntil(lambda: not window.camera.running(), timeout=WAIT_MS)
 
     assert engine.calls == [(SERIAL, CHECK, "ivy", False)]
+    assert panel.coverage_label.text() == "Field check view: 12 board corners found"  # no coverage: one view
+    assert not panel.cameras_box.isVisible()  # a check solves no camera
+    for frame in panel.frame_views.values():  # the IR and the RGB view the check looked at, without a grid
+        assert frame.frame_size is not None and frame.grid is None
     text = panel.outcome_label.text()
     assert text.splitlines() == [
         "Calibration drifted: recalibrate the camera",
+        "• Reprojection error 1.84 px (limit 0.80 px)",  # the findings, under the verdict
+        "• IR-RGB misalignment 3.20 px (limit 1.50 px)",
         "Recalibrate the unit on the jig.",
-        "reprojection 1.84 px · IR-RGB misalignment 3.20 px · depth bias -0.40 %",
+        "Reprojection: 1.84 px · IR-RGB misalignment: 3.20 px · Depth bias: -0.40 % · Fill rate: 98.0 %",
     ]
     assert panel.outcome_label.property("failed") is True
     assert panel.depth_table.horizontalHeaderItem(0).text() == "—"  # type: ignore[union-attr]  # no known distance
@@ -259,7 +302,7 @@ def test_a_mode_the_role_may_not_start_is_refused_and_logged(
 
 def test_the_start_buttons_wait_while_another_job_holds_the_unit(qtbot: Any, window: MainWindow) -> None:
     log_in(qtbot, window, "olga", PASSWORDS["olga"])
-    panel = open_panel(window)
+    panel = open_panel(qtbot, window)
     release = threading.Event()
     job = window.workers.run(lambda _listener: release.wait(WAIT_MS / 1000), (SERIAL,), "flash")
     assert not panel.full_button.isEnabled() and not panel.check_button.isEnabled()
@@ -310,7 +353,7 @@ def test_the_panel_draws_observations_fed_to_it_directly(
     assert panel.coverage_label.text() == "Coverage: 0 % of the image · views kept: 1"  # the IR tab's, still shown
     panel.views.setCurrentWidget(panel.frame_views["rgb"])
     assert panel.coverage_label.text() == "Coverage: 50 % of the image · views kept: 4"
-    panel.observed(Observed(SERIAL, "calibrate", DEPTH, DepthObservation(np.zeros((20, 32), np.uint16), 0.5)))
+    feed(panel, DepthObservation(np.zeros((20, 32), np.uint16), 0.5))
     assert panel.depth_table.columnCount() == 0  # a frame without figures is shown, not tabulated
     odd = ViewObservation("ir", np.zeros((4, 4), np.float64), corners(), True, None, 0.0, np.zeros((6, 8), bool), 1)  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR):
@@ -323,7 +366,14 @@ def test_the_panel_draws_observations_fed_to_it_directly(
 def test_a_passed_check_reads_as_such() -> None:
     result = FakeCameraResult(SERIAL, "check", True, "ok", figures={"board_distance_m": 0.45}, advice="No action.")
     text, ok = outcome_text(result)
-    assert ok and text.splitlines() == ["Camera OK: no drift found", "No action.", "board at 0.45 m"]
+    assert ok and text.splitlines() == ["Camera OK: no drift found", "No action.", "Board distance: 0.45 m"]
+
+
+@pytest.mark.parametrize("verdict", sorted(VERDICT_LABELS))
+def test_every_verdict_and_role_is_the_steps_own(verdict: str) -> None:
+    result = FakeCameraResult(SERIAL, "field-check", False, verdict)
+    assert outcome_text(result)[0].splitlines()[0] == _(VERDICT_LABELS[verdict])  # e.g. "foreign", added by the core
+    assert MODE_ROLES == {FULL: (ROLE,), CHECK: CHECK_ROLES}
 
 
 def test_a_frame_is_shown_over_the_arrays_memory_scaled_with_its_aspect(qtbot: Any) -> None:
@@ -355,9 +405,7 @@ def test_the_panel_fits_1280x800_in_chinese_without_clipping(qtbot: Any, monkeyp
     panel = CalibrationPanel(SERIAL)
     qtbot.addWidget(panel)
     panel.set_allowed((FULL, CHECK), True)
-    for observation in (view(), ir_camera(), stereo(), depth(0.5), depth(1.0)):
-        kind = {ViewObservation: VIEW, CameraObservation: CAMERA, DepthObservation: DEPTH}[type(observation)]
-        panel.observed(Observed(SERIAL, "calibrate", kind, observation))
+    feed(panel, view(), ir_camera(), stereo(), depth(0.5), depth(1.0))
     panel.end(FakeCameraResult(SERIAL, "field-check", False, "recalibrate", advice="x" * 60))
     hint = panel.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 760  # the window frame and a task bar take the rest

@@ -61,6 +61,9 @@ class ShortJigCamera:
         jig = ShortJig(self.wiring.jig(), self.planned)
         return calibrate_units(station, jig, [serial], listener, mode=mode, session=session)
 
+    def jig_poses(self) -> int:
+        return self.planned
+
 
 @pytest.fixture
 def open_window(qtbot: Any, df2: SimHandle, ledger_url: str) -> Iterator[Callable[..., MainWindow]]:
@@ -101,6 +104,8 @@ def test_a_field_check_from_the_card_shows_the_verdict(
     assert panel.outcome_label.text().splitlines()[0] == _("Camera OK: no drift found"), panel.outcome_label.text()
     assert panel.outcome_label.property("failed") is False
     assert panel.depth_view.frame_size is not None  # the check's depth frame, in false colour
+    assert all(frame.frame_size is not None for frame in panel.frame_views.values())  # the IR and RGB views
+    assert panel.coverage_label.text().endswith(" board corners found"), panel.coverage_label.text()
     [record] = cams.ledger.camera_checks(serial, "field-check")
     assert record.passed and record.verdict == "ok"
 
@@ -116,14 +121,16 @@ def test_a_full_calibration_from_the_card_shows_views_and_results(
     assert card is not None
     card.camera_button.click()
     panel = window.camera.panels[serial]
+    qtbot.waitUntil(panel.full_button.isEnabled, timeout=COLD_START_MS)  # once a worker knows the jig
     panel.full_button.click()
     qtbot.waitUntil(lambda: not window.camera.running(), timeout=CALIBRATION_MS)
 
     [record] = cams.ledger.calibrations(serial)  # written, read back and recorded
     assert panel.outcome_label.property("failed") is False, panel.outcome_label.text()
     assert record.checksum[:12] in panel.outcome_label.text()
-    ir = panel.frame_views["ir"].frame_size
-    assert ir is not None and (ir.width(), ir.height()) == (truth["ir"]["width"], truth["ir"]["height"])
+    for stream in ("ir", "rgb"):  # both cameras' views, each at its own size
+        size = panel.frame_views[stream].frame_size
+        assert size is not None and (size.width(), size.height()) == (truth[stream]["width"], truth[stream]["height"])
     assert panel.coverage_label.text().startswith("Coverage: ") and "views kept: 0" not in panel.coverage_label.text()
     fx = panel.camera_table.item(0, 0)
     assert fx is not None and " ± " in fx.text() and fx.text().endswith(" px")
