@@ -72,7 +72,7 @@ class PhaseClock(Listener):
         pass
 
     def observed(self, event: Observed) -> None:
-        self.views += event.kind == "view"
+        self.views += event.kind == "view" and event.data.stream == "ir"  # a pose shows an IR and an RGB view
 
     def finished(self, event: StepFinished) -> None:
         self._switch(None)
