@@ -39,6 +39,7 @@ SUBCOMMANDS = {
     "keys": "console.cli_keys:keys_group",
     "models": "console.cli_models:models",
     "operator": "console.cli_operator:operator_group",
+    "platform": "console.cli_platform:platform",
     "sim": "console.cli_sim:sim",
 }
 

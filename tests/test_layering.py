@@ -140,3 +140,53 @@ def test_the_simulator_check_sees_the_host_side(tmp_path: Path) -> None:
         "unit.py imports terminal.discovery",
         "unit.py imports terminal.transports.usb",
     ]
+
+
+SANDBOX_ONLY = {"starlette", "uvicorn"}
+SANDBOX_USERS = {"console/cli_platform_serve.py"}
+"""The one place outside the sandbox that starts it: ``naiad platform serve``."""
+
+
+def absolute_imports(path: Path) -> list[str]:
+    """Every module ``path`` imports, relative imports resolved against its package."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names += [module] + [f"{module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def sandbox_leaks(paths: list[Path]) -> list[str]:
+    """Code outside the sandbox that imports it or its web stack (the client must work against any platform)."""
+    return [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in paths
+        if "sandbox" not in path.relative_to(ROOT).parts and str(path.relative_to(ROOT)) not in SANDBOX_USERS
+        for name in absolute_imports(path)
+        if name.startswith("enrollment.sandbox") or name.split(".")[0] in SANDBOX_ONLY
+    ]
+
+
+def test_only_the_sandbox_and_its_serve_command_know_the_sandbox() -> None:
+    assert not sandbox_leaks([p for package in PACKAGES for p in sources(package)])
+
+
+def test_the_sandbox_check_sees_relative_and_absolute_imports() -> None:
+    client = ROOT / "enrollment" / "client.py"
+    leaks = sandbox_leaks([client]) if client.exists() else []
+    assert not leaks
+    fake = ROOT / "enrollment" / "_probe_for_test.py"
+    fake.write_text("from .sandbox import models\nimport uvicorn\n", encoding="utf-8")
+    try:
+        assert sorted(sandbox_leaks([fake])) == [
+            "enrollment/_probe_for_test.py imports enrollment.sandbox",
+            "enrollment/_probe_for_test.py imports enrollment.sandbox.models",
+            "enrollment/_probe_for_test.py imports uvicorn",
+        ]
+    finally:
+        fake.unlink()
