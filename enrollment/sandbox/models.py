@@ -86,3 +86,12 @@ class Counter(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(Integer)
+
+
+class SubsidyEnrollment(Base):
+    """A unit's enrollment in a subsidy program (a version of :mod:`.programs`' data), at most one per unit."""
+
+    __tablename__ = "subsidy_enrollments"
+    serial: Mapped[str] = mapped_column(ForeignKey("devices.serial"), primary_key=True)
+    program: Mapped[str] = mapped_column(String(16))
+    enrolled: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -122,3 +122,20 @@ def handles(method: Method) -> Callable[[Handler], Handler]:
         return handler
 
     return register
+
+
+Inspection = Callable[[Session], list[dict[str, Any]]]
+INSPECTIONS: dict[str, Inspection] = {}
+"""Read-only views served as JSON at ``GET /sandbox/<name>`` (merchants, devices, trades) for trainers and tests."""
+
+
+def inspects(name: str) -> Callable[[Inspection], Inspection]:
+    """Register the decorated function as the read-only view ``GET /sandbox/<name>``."""
+
+    def register(view: Inspection) -> Inspection:
+        if name in INSPECTIONS:
+            raise RuntimeError(f"two views named {name}")
+        INSPECTIONS[name] = view
+        return view
+
+    return register
