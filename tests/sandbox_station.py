@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ class Station:
         return gateway.request_parameters(
             app_id, method, biz, gateway.rsa_signer(key or self.key), gateway.now_timestamp(at)
         )
+
+    def resign(self, params: dict[str, str]) -> dict[str, str]:
+        """``params`` (changed after signing) signed again with the station's key."""
+        signature = gateway.rsa_signer(self.key)(gateway.sign_string(params))
+        return {**params, "sign": base64.b64encode(signature).decode("ascii")}
 
     def post(self, data: Any, **options: Any) -> requests.Response:
         # verify on each call: a Session's own verify loses to REQUESTS_CA_BUNDLE in the environment

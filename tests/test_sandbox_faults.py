@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import requests
+from sandbox_station import SUPPLIER_ID, Station
 
 from enrollment.gateway import Method, SubCode
 from enrollment.sandbox.faults import FaultPlan, Faults
 from enrollment.sandbox.server import Sandbox
-from tests.sandbox_station import SUPPLIER_ID, Station
 
 SERIALS = (f"FT{n:05d}" for n in itertools.count())
 

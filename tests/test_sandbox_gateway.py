@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import itertools
 from collections.abc import Iterator
@@ -10,13 +9,13 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sandbox_station import SUPPLIER_ID, Station
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from enrollment.gateway import Code, Method, SubCode, rsa_signer, sign_string
+from enrollment.gateway import Code, Method, SubCode
 from enrollment.sandbox.models import Device
 from enrollment.sandbox.server import Sandbox
-from tests.sandbox_station import SUPPLIER_ID, Station
 
 NOODLES, GROCER = "2088000000000001", "2088000000000002"
 SERIALS = (f"GW{n:05d}" for n in itertools.count())
@@ -208,8 +207,7 @@ def _mangled(station: Station, serial: str, case: str) -> Any:
     elif case in ("no app", "no timestamp", "no biz"):
         del params[{"no app": "app_id", "no timestamp": "timestamp", "no biz": "biz_content"}[case]]
     else:  # a well-signed request with a bad parameter
-        params.update(RESIGNED[case])
-        params["sign"] = base64.b64encode(rsa_signer(station.key)(sign_string(params))).decode()
+        params = station.resign({**params, **RESIGNED[case]})
     return params
 
 
