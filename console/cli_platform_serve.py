@@ -64,7 +64,7 @@ def serve(
     seed: int | None,
 ) -> None:
     from enrollment.sandbox.seed import APP_ID
-    from enrollment.sandbox.server import Faults, Sandbox, SandboxAppKeyInvalid
+    from enrollment.sandbox.server import Faults, Sandbox, SandboxAppKeyInvalid, checked_app_key
 
     faults = Faults(latency_rate, latency_seconds, error_rate, drop_rate, rate_limit, seed)
     with reported(False), stop_signals() as stopped:
@@ -74,6 +74,7 @@ def serve(
                 key = app_key.read_text(encoding="ascii")
             except (OSError, UnicodeDecodeError):
                 raise SandboxAppKeyInvalid(app_id=APP_ID, reason=_("not a readable PEM file")) from None
+            key = checked_app_key(APP_ID, key)  # before the sandbox starts
         with Sandbox.start(db, host=host, port=port, faults=faults) as sandbox:
             if key is not None:
                 sandbox.set_app_key(APP_ID, key)
