@@ -58,7 +58,10 @@ def add_unit(
     activated: dt.datetime | None = None,
     supplier: str = SUPPLIER_ID,
 ) -> None:
-    """A unit in ``supplier``'s inventory, bound to ``merchant``'s ``store`` unless merchant is None."""
+    """A unit in ``supplier``'s inventory, bound to ``merchant``'s ``store`` unless merchant is None.
+
+    Times go in as UTC: the shared tables' columns keep no zone on SQLite (as the sandbox writes them)."""
+    activated = activated and activated.astimezone(dt.UTC)
     registered = activated or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     session.add(
         Device(
@@ -84,3 +87,28 @@ def handle(session: Session, method: Method, biz: dict[str, Any], now: dt.dateti
         raise
     session.commit()
     return reply
+
+
+def face_pay(
+    session: Session,
+    serial: str,
+    now: dt.datetime,
+    *,
+    face_id: str = "sandbox-buyer-1",
+    amount: str = "0.01",
+    merchant: str = NOODLES,
+    store: str = "S0001",
+    number: str | None = None,
+) -> dict[str, Any]:
+    """A face payment on ``serial`` at ``now``: a face session, the buyer's face token, then trade.pay."""
+    number = number or f"{serial}-{now:%Y%m%d%H%M%S%f}-{face_id}"
+    where = {"serial": serial, "merchant_id": merchant, "store_id": store}
+    opened = handle(session, Method.FACE_SESSION_INITIALIZE, {"out_request_no": f"i{number}", **where}, now)
+    verified = handle(
+        session,
+        Method.FACE_SESSION_VERIFY,
+        {"out_request_no": f"v{number}", "session_id": opened["session_id"], "serial": serial, "face_id": face_id},
+        now,
+    )
+    biz = {"out_trade_no": number, "scene": "face", "auth_code": verified["ftoken"], "total_amount": amount}
+    return handle(session, Method.TRADE_PAY, {**biz, "subject": "Noodles", **where}, now)
