@@ -162,6 +162,8 @@ def query(call: Call) -> dict[str, Any]:
         raise Refused(SubCode.INVALID_PARAMETER, "give serial or merchant_id, not both", Code.INVALID_PARAMETER)
     if serial is not None:
         devices = [own_device(call, serial)]
+        if devices[0].merchant_id is None:
+            raise Refused("DEVICE_NOT_BOUND", f"unit {serial} is not bound to a store")
     else:
         if call.session.get(Merchant, merchant_id) is None:
             raise Refused("MERCHANT_NOT_FOUND", f"no merchant {merchant_id}")
