@@ -73,7 +73,7 @@ def serve(
             try:
                 key = app_key.read_text(encoding="ascii")
             except (OSError, UnicodeDecodeError):
-                raise SandboxAppKeyInvalid(app_id=APP_ID, reason=_("not a readable PEM file")) from None
+                raise SandboxAppKeyInvalid(app_id=APP_ID, reason=N_("not a readable PEM file")) from None
             key = checked_app_key(APP_ID, key)  # before the sandbox starts
         with Sandbox.start(db, host=host, port=port, faults=faults) as sandbox:
             if key is not None:

@@ -48,6 +48,7 @@ class SandboxError(EnrollmentError):
 class SandboxPortInUse(SandboxError):
     message = N_("The sandbox platform cannot listen on {host}:{port}: {reason}")
     remedy = N_("Choose another --port (or stop the program using this one), or use --port 0 for a free port.")
+    msgid_params = ("reason",)
 
 
 class SandboxDatabaseUnusable(SandboxError):
@@ -58,6 +59,7 @@ class SandboxDatabaseUnusable(SandboxError):
 class SandboxAppKeyInvalid(SandboxError):
     message = N_("The app key for {app_id} is not usable: {reason}")
     remedy = N_("Give the PEM public key of an RSA key of 2048 bits or more ('naiad platform keygen' prints one).")
+    msgid_params = ("reason",)
 
 
 class SandboxAppUnknown(SandboxError):
@@ -69,8 +71,10 @@ def checked_app_key(app_id: str, public_key_pem: str) -> str:
     """``public_key_pem`` once checked to be an RSA public key of 2048 bits or more, for ``app_id``."""
     try:
         load_public_key(public_key_pem)
-    except GatewayFormatError as exc:
-        raise SandboxAppKeyInvalid(app_id=app_id, reason=exc.reason) from None
+    except GatewayFormatError:
+        raise SandboxAppKeyInvalid(
+            app_id=app_id, reason=N_("not an RSA public key of 2048 bits or more (PEM)")
+        ) from None
     return public_key_pem.strip() + "\n"
 
 
@@ -213,7 +217,7 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.listen(128)
     except OSError as exc:
         listener.close()
-        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        reason = N_("the port is in use") if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         raise SandboxPortInUse(host=host, port=port, reason=reason) from None
     return listener
 
