@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -30,8 +31,6 @@ def naiad(*args: str) -> Result:
 
 
 def test_serve_writes_a_station_config_and_accepts_the_app_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import requests
-
     key_file, config_file = tmp_path / "station.pem", tmp_path / "platform.toml"
     key_file.write_text(public_pem(KEY), encoding="ascii")
     answers: list[dict[str, object]] = []
@@ -115,3 +114,25 @@ def test_a_path_that_cannot_be_written_is_refused_with_a_remedy(tmp_path: Path, 
     result = naiad("--port", "0", *(item for pair in paths.items() for item in pair))
     assert result.exit_code == 1, result.output
     assert str(tmp_path / "missing") in result.output and "Traceback" not in result.output
+
+
+def test_a_restart_keeps_the_platform_keys_the_seeds_and_a_set_app_key(tmp_path: Path) -> None:
+    from enrollment.sandbox.server import Sandbox
+
+    with Sandbox.start(tmp_path / "p.db") as first:
+        first.set_app_key(APP_ID, public_pem(KEY))
+        before = first.station_config()
+    with Sandbox.start(tmp_path / "p.db", host="localhost") as second:
+        after = second.station_config()
+        (tmp_path / "ca.pem").write_text(second.ca_certificate, encoding="ascii")
+        biz = {"out_request_no": "K1", "serial": "NONE1"}
+        params = gateway.request_parameters(
+            APP_ID, gateway.Method.DEVICE_ACTIVATE, biz, gateway.rsa_signer(KEY), gateway.now_timestamp()
+        )
+        body = requests.post(second.url, data=params, timeout=30, verify=str(tmp_path / "ca.pem")).content
+    assert second.url.startswith("https://localhost:")
+    assert (after.platform_public_key, after.ca_certificate) == (before.platform_public_key, before.ca_certificate)
+    reply = gateway.decode_response(
+        gateway.response_key(gateway.Method.DEVICE_ACTIVATE), body, gateway.load_public_key(after.platform_public_key)
+    )
+    assert reply["sub_code"] == "DEVICE_NOT_IN_INVENTORY"  # authenticated with the key set before the restart
