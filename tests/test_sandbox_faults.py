@@ -8,26 +8,13 @@ from typing import Any
 
 import pytest
 import requests
-from sandbox_station import SUPPLIER_ID, Station
+from sandbox_station import SUPPLIER_ID, Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 
 from enrollment.gateway import Method, SubCode
 from enrollment.sandbox.faults import FaultPlan, Faults
 from enrollment.sandbox.server import Sandbox
 
 SERIALS = (f"FT{n:05d}" for n in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox.start(tmp_path_factory.mktemp("sandbox") / "platform.db") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def station(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
-    station = Station(sandbox, tmp_path_factory.mktemp("station"))
-    yield station
-    station.close()
 
 
 @pytest.fixture(autouse=True)
