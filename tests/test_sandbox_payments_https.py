@@ -1,72 +1,18 @@
 """End to end over HTTPS against a running sandbox: the face-pay check's calls and a unit's subsidy status.
 
-Requests are signed and replies checked with the gateway codec only (the station's client is not needed).
+Requests are signed and replies checked with the gateway codec only (tests/sandbox_station.py), not the client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sandbox_rows import NOODLES
+from sandbox_station import SUPPLIER_ID, Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 
-import enrollment.sandbox.payments
-import enrollment.sandbox.subsidy  # noqa: F401  # the server serves what is registered
-from enrollment.gateway import (
-    Method,
-    decode_response,
-    load_public_key,
-    now_timestamp,
-    request_parameters,
-    response_key,
-    rsa_signer,
-)
-from enrollment.sandbox.seed import APP_ID, BUYER_FACE_ID, SUPPLIER_ID
-from enrollment.sandbox.server import Sandbox
+from enrollment.gateway import Method
+from enrollment.sandbox.seed import BUYER_FACE_ID
 
 SERIAL = "NF1-E2E-0001"
 AT_STORE = {"serial": SERIAL, "merchant_id": NOODLES, "store_id": "S0001"}
-
-
-class Station:
-    """Signs gateway requests with its own key and checks the platform's signed replies."""
-
-    def __init__(self, sandbox: Sandbox, folder: Path) -> None:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        sandbox.set_app_key(APP_ID, public.decode())
-        self.sign, self.sandbox = rsa_signer(key), sandbox
-        self.platform_key = load_public_key(sandbox.platform_public_key)
-        self.ca_file = folder / "ca.pem"
-        self.ca_file.write_text(sandbox.ca_certificate, encoding="ascii")
-        self.http = requests.Session()
-
-    def call(self, method: Method, biz: dict[str, Any]) -> dict[str, Any]:
-        params = request_parameters(APP_ID, method.value, biz, self.sign, now_timestamp())
-        reply = self.http.post(self.sandbox.url, data=params, verify=str(self.ca_file), timeout=30)
-        assert reply.status_code == 200
-        return decode_response(response_key(method.value), reply.content, self.platform_key)
-
-    def view(self, name: str) -> list[dict[str, Any]]:
-        reply = self.http.get(f"{self.sandbox.base_url}/sandbox/{name}", verify=str(self.ca_file), timeout=30)
-        assert reply.status_code == 200
-        return reply.json()  # type: ignore[no-any-return]  # a JSON list
-
-
-@pytest.fixture(scope="module")
-def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
-    folder = tmp_path_factory.mktemp("sandbox")
-    with Sandbox.start(folder / "sandbox.db") as sandbox:
-        station = Station(sandbox, folder)
-        yield station
-        station.http.close()
 
 
 def face_token(station: Station, number: str) -> str:
