@@ -382,3 +382,8 @@ def test_any_error_reply_is_a_refusal_or_invalid(reply: dict[str, Any]) -> None:
     assert isinstance(found, PlatformRefused | PlatformReplyInvalid)
     if isinstance(found, PlatformRefused):
         assert found.sub_msg.isprintable() and len(found.sub_msg) <= 256
+
+
+def test_a_plain_http_platform_is_refused(fresh: Gateway) -> None:
+    with pytest.raises(ValueError):
+        PlatformClient(fresh.config(url=fresh.url.replace("https:", "http:")), rsa_signer(STATION_KEY))
