@@ -22,10 +22,12 @@ from conftest import SimHandle
 from cryptography.hazmat.primitives import serialization
 
 import enrollment.client
+from console import cli_register
 from console.cli import cli
 from enrollment.sandbox.server import Faults, Sandbox
 from keys.store import SigningAlgorithm
 from keys.store_software import SoftwareKeyStore, default_path
+from provisioning.registration import STEP_BIND, STEP_INVENTORY, EnrollmentStepResult
 from simulator import launcher
 
 PASSPHRASE = "register-Secret-4417"
@@ -144,6 +146,13 @@ def test_a_unit_goes_live_from_its_qr_code_and_shows_in_the_subsidy_status(stati
     unit = next(u for u in merchant["units"] if u["serial"] == serial)
     assert unit["program"] and unit["earned"] == "0.00" and unit["months_left"] == 5 and len(unit["months"]) == 5
     assert merchant["earned"] == "0.00"
+
+
+def test_a_units_bar_ends_with_the_step_its_status_and_what_the_platform_answered() -> None:
+    done = EnrollmentStepResult("DF2A00001", STEP_BIND, True, "done", "2088000000000001/S0001")
+    assert cli_register._outcome(done) == "bind to the store: done (2088000000000001/S0001)"
+    pending = EnrollmentStepResult("DF2A00001", STEP_INVENTORY, False, "pending")
+    assert cli_register._outcome(pending) == "inventory: not answered: waiting in the outbox"
 
 
 def test_a_refusal_exits_1_and_says_what_to_do(station: Station, bench: Bench) -> None:
