@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sandbox_station import SUPPLIER_ID, Station
+from sandbox_station import SUPPLIER_ID, Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
@@ -21,19 +20,6 @@ from enrollment.sandbox.server import Sandbox
 
 NOODLES, GROCER = "2088000000000001", "2088000000000002"
 SERIALS = (f"GW{n:05d}" for n in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox.start(tmp_path_factory.mktemp("sandbox") / "platform.db") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def station(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
-    station = Station(sandbox, tmp_path_factory.mktemp("station"))
-    yield station
-    station.close()
 
 
 def registration(*serials: str, number: str | None = None) -> dict[str, Any]:

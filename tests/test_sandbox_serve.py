@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -122,17 +123,20 @@ def test_a_restart_keeps_the_platform_keys_the_seeds_and_a_set_app_key(tmp_path:
     with Sandbox.start(tmp_path / "p.db") as first:
         first.set_app_key(APP_ID, public_pem(KEY))
         before = first.station_config()
-    with Sandbox.start(tmp_path / "p.db", host="localhost") as second:
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)  # the sandbox's clock: timestamps are checked on it
+    with Sandbox.start(tmp_path / "p.db", host="localhost", clock=lambda: ahead) as second:
         after = second.station_config()
         (tmp_path / "ca.pem").write_text(second.ca_certificate, encoding="ascii")
-        biz = {"out_request_no": "K1", "serial": "NONE1"}
-        params = gateway.request_parameters(
-            APP_ID, gateway.Method.DEVICE_ACTIVATE, biz, gateway.rsa_signer(KEY), gateway.now_timestamp()
-        )
-        body = requests.post(second.url, data=params, timeout=30, verify=str(tmp_path / "ca.pem")).content
+        key = gateway.load_public_key(after.platform_public_key)
+        replies = []
+        for at in (ahead, dt.datetime.now(dt.UTC)):
+            biz = {"out_request_no": "K1", "serial": "NONE1"}
+            params = gateway.request_parameters(
+                APP_ID, gateway.Method.DEVICE_ACTIVATE, biz, gateway.rsa_signer(KEY), gateway.now_timestamp(at)
+            )
+            body = requests.post(second.url, data=params, timeout=30, verify=str(tmp_path / "ca.pem")).content
+            replies.append(gateway.decode_response(gateway.response_key(gateway.Method.DEVICE_ACTIVATE), body, key))
     assert second.url.startswith("https://localhost:")
     assert (after.platform_public_key, after.ca_certificate) == (before.platform_public_key, before.ca_certificate)
-    reply = gateway.decode_response(
-        gateway.response_key(gateway.Method.DEVICE_ACTIVATE), body, gateway.load_public_key(after.platform_public_key)
-    )
-    assert reply["sub_code"] == "DEVICE_NOT_IN_INVENTORY"  # authenticated with the key set before the restart
+    assert replies[0]["sub_code"] == "DEVICE_NOT_IN_INVENTORY"  # authenticated with the key set before the restart
+    assert replies[1]["sub_code"] == gateway.SubCode.INVALID_TIMESTAMP  # 10 minutes behind the sandbox's clock
