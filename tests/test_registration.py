@@ -233,7 +233,7 @@ def test_a_refusal_stops_the_run_with_an_error_that_says_what_to_do() -> None:
 # --- subsidy status -----------------------------------------------------------------------------------
 
 
-UNIT = {
+UNIT: dict[str, Any] = {
     "serial": "DF2A00001",
     "merchant_id": "2088000000000001",
     "store_id": "S0001",
@@ -258,7 +258,7 @@ def test_subsidy_status_reads_money_as_decimal_and_refusals_as_typed_errors() ->
     assert unit.earned == Decimal("402.10") and unit.cap_left == Decimal("797.90") and unit.months_left == 3
     assert [m.earned for m in unit.months] == [Decimal("400.00"), Decimal("2.10")]
     assert sum(m.earned for m in unit.months) == unit.earned  # exact: no float crept in
-    assert unit.as_dict()["months"][1] == {**UNIT["months"][1]}  # type: ignore[dict-item]
+    assert unit.as_dict()["months"][1] == UNIT["months"][1]
     assert unit.as_dict()["cap_left"] == "797.90"
 
     def unknown(method: Method, biz: dict[str, Any]) -> dict[str, Any]:
