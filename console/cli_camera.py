@@ -58,17 +58,10 @@ def _outcome(result: StepResult) -> str:
 @contextmanager
 def _bars(as_json: bool, verbose: bool = False) -> Iterator[Listener | None]:
     """One bar per unit on stderr when it is a terminal and no JSON is asked for; else no listener."""
-    console = err()
-    if as_json or not console.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from .cli_progress import unit_bars
 
-    from .cli_progress import CountColumn, RichBars
-
-    columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        yield RichBars(progress, verbose=verbose, outcome=_outcome)
+    with unit_bars(as_json, _outcome, verbose=verbose) as bars:
+        yield bars
 
 
 def _problem(result: CameraStepResult) -> str:

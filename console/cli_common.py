@@ -147,6 +147,13 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
 
 
+def problem_text(error: NaiadError | None) -> str:
+    """An error and its remedy on the next line, for a table's problem cell ("" for none)."""
+    if error is None:
+        return ""
+    return str(error) + (f"\n{error.remedy_text}" if error.remedy_text else "")
+
+
 def fail(exc: NaiadError, as_json: bool) -> NoReturn:
     if as_json:
         emit_json(exc.as_dict())

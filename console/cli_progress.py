@@ -14,7 +14,16 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, Task, TaskID, TextColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.text import Text
 
 from i18n import _
@@ -28,6 +37,8 @@ from terminal.events import (
     StepFinished,
     StepResult,
 )
+
+from .cli_common import err
 
 Outcome = Callable[[StepResult], str]
 """Words for a finished step's result on its bar (translated)."""
@@ -99,6 +110,18 @@ class RichBars(Listener):
         mark = "[green]✓[/] " if event.result.ok else "[red]✗[/] "
         with self._lock:
             self._show(event.unit, mark + self._describe(event.unit, self.outcome(event.result)), 1, 1)
+
+
+@contextmanager
+def unit_bars(as_json: bool, outcome: Outcome = plain_outcome, *, verbose: bool = False) -> Iterator[Listener | None]:
+    """One bar per unit on stderr when it is a terminal and no JSON is asked for; else no listener."""
+    console = err()
+    if as_json or not console.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        yield RichBars(progress, verbose=verbose, outcome=outcome)
 
 
 @contextmanager

@@ -40,7 +40,9 @@ SUBCOMMANDS = {
     "models": "console.cli_models:models",
     "operator": "console.cli_operator:operator_group",
     "platform": "console.cli_platform:platform",
+    "register": "console.cli_register:register",
     "sim": "console.cli_sim:sim",
+    "subsidy": "console.cli_register:subsidy",
 }
 
 

@@ -1,0 +1,100 @@
+"""``naiad platform serve``: run the sandbox platform (docs/platform-api.md) until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from i18n import N_, _
+
+from .cli_common import atomic_output, option, out, reported
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@click.command("serve", help=N_("Run the sandbox merchant platform (HTTPS) until Ctrl-C."))
+@option("--port", type=click.IntRange(0, 65535), required=True, help=N_("TCP port to listen on (0: a free one)."))
+@option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help=N_("The sandbox's database file (created and seeded on first start)."),
+)
+@option("--host", default="127.0.0.1", show_default=True, help=N_("Address to listen on."))
+@option(
+    "--station-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=N_("Write the platform configuration a station needs to this file."),
+)
+@option(
+    "--app-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=N_("PEM public key of the station's platform key ('naiad platform keygen' writes it)."),
+)
+@option("--latency-rate", type=click.FloatRange(0, 1), default=0.0, help=N_("Share of requests delayed."))
+@option("--latency-seconds", type=click.FloatRange(0, 60), default=2.0, show_default=True, help=N_("Delay of a spike."))
+@option("--error-rate", type=click.FloatRange(0, 1), default=0.0, help=N_("Share of requests answered HTTP 503."))
+@option(
+    "--drop-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help=N_("Share of requests whose reply is dropped after the work is committed."),
+)
+@option(
+    "--rate-limit", type=click.IntRange(0), default=0, help=N_("Requests per second per app before HTTP 429 (0: none).")
+)
+@option("--seed", type=int, help=N_("Seed of the fault knobs' random draws."))
+def serve(
+    port: int,
+    db: Path,
+    host: str,
+    station_config: Path | None,
+    app_key: Path | None,
+    latency_rate: float,
+    latency_seconds: float,
+    error_rate: float,
+    drop_rate: float,
+    rate_limit: int,
+    seed: int | None,
+) -> None:
+    from enrollment.sandbox.seed import APP_ID
+    from enrollment.sandbox.server import Faults, Sandbox, SandboxAppKeyInvalid
+
+    faults = Faults(latency_rate, latency_seconds, error_rate, drop_rate, rate_limit, seed)
+    with reported(False):
+        key = None
+        if app_key is not None:
+            try:
+                key = app_key.read_text(encoding="ascii")
+            except (OSError, UnicodeDecodeError):
+                raise SandboxAppKeyInvalid(app_id=APP_ID, reason=_("not a readable PEM file")) from None
+        with Sandbox.start(db, host=host, port=port, faults=faults) as sandbox:
+            if key is not None:
+                sandbox.set_app_key(APP_ID, key)
+            if station_config is not None:
+                with atomic_output(station_config) as fh:
+                    fh.write(sandbox.station_config().dumps())
+                out().print(_("Station configuration written to {path}", path=str(station_config)), markup=False)
+            out().print(_("Sandbox platform at {url} (Ctrl-C stops it)", url=sandbox.url), markup=False)
+            wait_for_stop()
+        out().print(_("Sandbox platform stopped"), markup=False)
+
+
+def wait_for_stop() -> None:
+    """Block until SIGINT or SIGTERM (the signals' previous handlers come back afterwards)."""
+    stopped = threading.Event()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    previous = {number: signal.signal(number, on_signal) for number in STOP_SIGNALS}
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -1,0 +1,212 @@
+"""The sandbox platform as a running HTTPS server: :class:`Sandbox` (for tests, the bench, demos and the CLI).
+
+uvicorn serves the Starlette application in a background thread over a socket bound before it starts (so port
+0 gets a free port and a port in use is an error at once).  TLS uses the certificate the sandbox's own CA
+issued (:mod:`.tls`); its key file exists only while the TLS context loads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from i18n import N_
+
+from ..config import Merchant, PlatformConfig
+from ..errors import EnrollmentError
+from ..gateway import GATEWAY_PATH, GatewayFormatError, load_public_key, rsa_signer
+from .app import build_app, load_handlers
+from .database import Database
+from .dispatch import Gateway
+from .faults import FaultPlan, Faults
+from .models import App
+from .seed import APP_ID, SUPPLIER_ID, TEST_MERCHANT, seed
+from .tls import credentials
+
+START_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
+GRACE_SECONDS = 0.5
+
+__all__ = ["Faults", "Sandbox", "SandboxError"]
+
+
+class SandboxError(EnrollmentError):
+    message = N_("The sandbox platform could not start: {reason}")
+    remedy = N_("Check the options of 'naiad platform serve' and try again.")
+
+
+class SandboxPortInUse(SandboxError):
+    message = N_("The sandbox platform cannot listen on {host}:{port}: {reason}")
+    remedy = N_("Choose another --port (or stop the program using this one), or use --port 0 for a free port.")
+
+
+class SandboxDatabaseUnusable(SandboxError):
+    message = N_("The sandbox database {path} cannot be used: {reason}")
+    remedy = N_("Choose a --db path in a directory you may write to, or remove a file that is not a sandbox database.")
+
+
+class SandboxAppKeyInvalid(SandboxError):
+    message = N_("The app key for {app_id} is not usable: {reason}")
+    remedy = N_("Give the PEM public key of an RSA key of 2048 bits or more ('naiad platform keygen' prints one).")
+
+
+class SandboxAppUnknown(SandboxError):
+    message = N_("The sandbox has no app {app_id}")
+    remedy = N_("Use the seeded app id 2026000000000001.")
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Sandbox:
+    """A running sandbox platform; :meth:`start` returns once it serves, :meth:`stop` (or ``with``) ends it."""
+
+    def __init__(
+        self, database: Database, server: uvicorn.Server, thread: threading.Thread, plan: FaultPlan, **facts: str
+    ) -> None:
+        self._database, self._server, self._thread, self._plan = database, server, thread, plan
+        self.base_url = facts["base_url"]
+        self.url = self.base_url + GATEWAY_PATH
+        self.ca_certificate = facts["ca_certificate"]
+        self.platform_public_key = facts["platform_public_key"]
+
+    @classmethod
+    def start(
+        cls,
+        db: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> Sandbox:
+        """Open (or create and seed) the database ``db`` and serve the gateway on ``host:port`` in a thread."""
+        clock = clock or _utc_now
+        load_handlers()
+        try:
+            database = Database(Path(db))
+            with database.write() as session:
+                seed(session, clock().astimezone(dt.UTC))
+                made = credentials(session, host)
+        except SQLAlchemyError as exc:
+            raise SandboxDatabaseUnusable(
+                path=str(db), reason=str(exc.orig) if isinstance(exc, DBAPIError) else type(exc).__name__
+            ) from None
+        plan = FaultPlan(faults or Faults())
+        gateway = Gateway(database, rsa_signer(made.signing_key), clock)
+        listener = _listen(host, port)
+        config = uvicorn.Config(
+            build_app(gateway, plan, database),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        _load_tls(config, made.tls_certificate, made.tls_key)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="naiad-sandbox", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                listener.close()
+                database.close()
+                raise SandboxError(reason="the server did not start")
+            time.sleep(0.01)
+        bound_port = listener.getsockname()[1]
+        shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard: loopback
+        return cls(
+            database,
+            server,
+            thread,
+            plan,
+            base_url=f"https://[{shown}]:{bound_port}" if ":" in shown else f"https://{shown}:{bound_port}",
+            ca_certificate=made.ca_certificate,
+            platform_public_key=made.platform_public_key,
+        )
+
+    @property
+    def faults(self) -> Faults:
+        return self._plan.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._plan.faults = faults
+
+    def set_app_key(self, app_id: str, public_key_pem: str) -> None:
+        """Set the public key ``app_id``'s requests are checked with (its station's key)."""
+        try:
+            load_public_key(public_key_pem)
+        except GatewayFormatError as exc:
+            raise SandboxAppKeyInvalid(app_id=app_id, reason=exc.reason) from None
+        with self._database.write() as session:
+            app = session.get(App, app_id)
+            if app is None:
+                raise SandboxAppUnknown(app_id=app_id)
+            app.public_key = public_key_pem.strip() + "\n"
+
+    def station_config(self, key_label: str | None = None) -> PlatformConfig:
+        """What a station needs to talk to this sandbox as its seeded app, with the test merchant."""
+        return PlatformConfig(
+            url=self.url,
+            app_id=APP_ID,
+            key_label=key_label or f"platform-{APP_ID}",
+            supplier_id=SUPPLIER_ID,
+            platform_public_key=self.platform_public_key,
+            ca_certificate=self.ca_certificate,
+            test_merchant=Merchant(*TEST_MERCHANT),
+        )
+
+    def stop(self) -> None:
+        """Stop serving: requests under way get ``GRACE_SECONDS`` to finish, idle connections are closed."""
+        self._server.should_exit = True
+        self._thread.join(GRACE_SECONDS)
+        self._server.force_exit = True  # an idle TLS connection a client has not closed would hold it
+        self._thread.join(STOP_TIMEOUT_SECONDS)
+        self._database.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise SandboxPortInUse(host=host, port=port, reason=reason) from None
+    return listener
+
+
+def _load_tls(config: uvicorn.Config, certificate: str, key: str) -> None:
+    """Load ``config`` with the TLS chain and key, from files that exist only while it reads them."""
+    with tempfile.TemporaryDirectory(prefix="naiad-sandbox-tls-") as folder:
+        cert_file, key_file = Path(folder, "chain.pem"), Path(folder, "key.pem")
+        cert_file.write_text(certificate, encoding="ascii")
+        key_file.touch(mode=0o600)
+        key_file.write_text(key, encoding="ascii")
+        config.ssl_certfile, config.ssl_keyfile = str(cert_file), str(key_file)
+        config.load()

@@ -1,0 +1,443 @@
+"""Enrollment flows: a distributor's inventory registration, an installer's bind-activate-enroll, subsidy status.
+
+Every platform call goes through the ledger's :class:`~provisioning.outbox.Outbox` (written first, sent, marked
+done), so a flaky network delays a registration but never loses or doubles it:
+
+- :func:`register_inventory` registers units in batches of at most 100 per call; each unit gets its own result
+  from the platform's per-unit answer ("already-registered" is as good as "registered");
+- :func:`bring_live` binds a unit to a merchant's store, activates it and enrols it in the subsidy program, in
+  that order; a step the outbox already holds as done (for the same merchant, store and program) is not sent
+  again, so a run cut short by an unplug, a crash or an outage is finished by running it again;
+- :func:`subsidy_status` reads what each unit has earned, per month, with the caps left.
+
+Progress goes out as :mod:`terminal.events`, one :class:`~terminal.events.Reporter` per unit and step
+(``STEP_*``), a phase per step and a :class:`~terminal.events.StepFinished` with an
+:class:`EnrollmentStepResult`.  The platform's refusals become typed errors whose remedies say what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from enrollment.errors import EnrollmentError, PlatformRefused, PlatformReplyInvalid, PlatformUnavailable
+from enrollment.gateway import Method
+from i18n import N_, _
+from terminal.errors import NaiadError
+from terminal.events import Listener, Reporter
+
+if TYPE_CHECKING:
+    from enrollment.config import Merchant
+
+    from .outbox import Outbox
+
+LOG = logging.getLogger(__name__)
+
+STEP_INVENTORY = "register-inventory"
+STEP_BIND = "bind"
+STEP_ACTIVATE = "activate"
+STEP_SUBSIDY = "subsidy-enroll"
+MAX_BATCH = 100
+"""Units per inventory call: the platform's limit."""
+
+# Statuses of a step's result (kept as they are in JSON; shown through _() at run time).
+REGISTERED, ALREADY_REGISTERED = "registered", "already-registered"
+DONE, ALREADY_DONE = "done", "already-done"
+REFUSED, PENDING, FAILED = "refused", "pending", "failed"
+STATUS_NAMES = {
+    REGISTERED: N_("registered"),
+    ALREADY_REGISTERED: N_("registered already"),
+    DONE: N_("done"),
+    ALREADY_DONE: N_("done already"),
+    REFUSED: N_("refused"),
+    PENDING: N_("pending: not yet answered"),
+    FAILED: N_("failed"),
+}
+
+
+# --- errors -------------------------------------------------------------------------------------------
+
+
+class RegistrationError(EnrollmentError):
+    """A refusal of the platform, in words a distributor or installer can act on."""
+
+
+class UnitOwnedElsewhere(RegistrationError):
+    message = N_("Unit {serial} is in another distributor's inventory")
+    remedy = N_("Check the serial on the unit's label; if the unit is yours, ask the platform's support to move it.")
+
+
+class UnitNotInInventory(RegistrationError):
+    message = N_("Unit {serial} is not in the distributor's inventory at the platform")
+    remedy = N_("Register it first: 'naiad register inventory --device {serial}'.")
+
+
+class MerchantNotFound(RegistrationError):
+    message = N_("The platform knows no merchant {merchant_id}")
+    remedy = N_("Check the merchant id, or scan the store's binding QR code again.")
+
+
+class StoreNotFound(RegistrationError):
+    message = N_("Merchant {merchant_id} has no store {store_id}")
+    remedy = N_("Check the store id, or scan the store's binding QR code again.")
+
+
+class UnitBoundElsewhere(RegistrationError):
+    message = N_("Unit {serial} is bound to another merchant or store already")
+    remedy = N_(
+        "Check that this is the right unit; to move it, the merchant unbinds it on the platform first. "
+        "'naiad subsidy status {serial}' shows where it is bound."
+    )
+
+
+class UnitNotBound(RegistrationError):
+    message = N_("Unit {serial} is not bound to a store yet")
+    remedy = N_("Bind it: 'naiad register bind {serial} --merchant MERCHANT --store STORE'.")
+
+
+class UnitNotActivated(RegistrationError):
+    message = N_("Unit {serial} is not activated yet")
+    remedy = N_("Run 'naiad register bind' for the unit again: it activates the unit before enrolling it.")
+
+
+class SubsidyProgramNotFound(RegistrationError):
+    message = N_("The platform has no subsidy program {program}")
+    remedy = N_("Leave out --program to enrol the unit in the current program, or check the program's name.")
+
+
+class UnitEnrolledElsewhere(RegistrationError):
+    message = N_("Unit {serial} is enrolled in another subsidy program already")
+    remedy = N_("A unit stays in its first program: 'naiad subsidy status {serial}' shows which.")
+
+
+class UnitNotOnPlatform(RegistrationError):
+    message = N_("The platform knows no unit {serial}")
+    remedy = N_("Check the serial, or register the unit first: 'naiad register inventory --device {serial}'.")
+
+
+class UnitRefused(RegistrationError):
+    message = N_("The platform refused unit {serial}: {sub_code} {sub_msg}")
+    remedy = N_("Check the unit's serial and model; 'naiad register inventory' may be run again for it.")
+
+
+REFUSALS: dict[str, type[RegistrationError]] = {
+    "DEVICE_OWNED_ELSEWHERE": UnitOwnedElsewhere,
+    "DEVICE_NOT_IN_INVENTORY": UnitNotInInventory,
+    "MERCHANT_NOT_FOUND": MerchantNotFound,
+    "STORE_NOT_FOUND": StoreNotFound,
+    "DEVICE_BOUND_ELSEWHERE": UnitBoundElsewhere,
+    "DEVICE_NOT_BOUND": UnitNotBound,
+    "DEVICE_NOT_ACTIVATED": UnitNotActivated,
+    "PROGRAM_NOT_FOUND": SubsidyProgramNotFound,
+    "ALREADY_ENROLLED": UnitEnrolledElsewhere,
+    "DEVICE_NOT_FOUND": UnitNotOnPlatform,
+}
+"""The platform's business sub-codes (docs/platform-api.md) with the error a person reads for each."""
+
+
+def translated(refusal: PlatformRefused, **context: Any) -> NaiadError:
+    """The typed error for ``refusal`` (filled in with ``context``: serial, merchant_id, store_id, program), or the
+    refusal itself when its sub-code has no words of ours (its own message names the code)."""
+    kind = REFUSALS.get(refusal.sub_code or "")
+    if kind is None:
+        return refusal
+    error = kind(**context)
+    error.__cause__ = refusal
+    return error
+
+
+def _status_of(error: NaiadError) -> str:
+    """``pending`` when the outbox keeps the call to send again (``naiad register resume``)."""
+    if isinstance(error, PlatformUnavailable | PlatformReplyInvalid):
+        return PENDING
+    return REFUSED if isinstance(error, PlatformRefused | RegistrationError) else FAILED
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitToRegister:
+    serial: str
+    model: str
+
+
+@dataclass
+class EnrollmentStepResult:
+    """One step on one unit; a :class:`terminal.events.StepResult`.  ``status`` is one of ``STATUS_NAMES``."""
+
+    serial: str
+    step: str
+    ok: bool
+    status: str
+    detail: str | None = None
+    seconds: float = 0.0
+    error: NaiadError | None = None
+
+    @property
+    def status_text(self) -> str:
+        return _(STATUS_NAMES.get(self.status, self.status))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "step": self.step,
+            "ok": self.ok,
+            "status": self.status,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 3),
+            "error": self.error.as_dict() if self.error is not None else None,
+        }
+
+
+# --- inventory ----------------------------------------------------------------------------------------
+
+
+def register_inventory(
+    outbox: Outbox,
+    supplier_id: str,
+    units: Sequence[UnitToRegister],
+    listener: Listener | None = None,
+    *,
+    batch_size: int = MAX_BATCH,
+) -> list[EnrollmentStepResult]:
+    """Register ``units`` in ``supplier_id``'s inventory, ``batch_size`` units per platform call; a result per
+    unit (a serial named twice counts once), in the order given.  A batch the platform did not answer stays in
+    the outbox, its units ``pending``; the other batches go on."""
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
+    first: dict[str, UnitToRegister] = {}
+    for unit in units:
+        first.setdefault(unit.serial, unit)
+    chosen = list(first.values())
+    reporters = {unit.serial: Reporter(listener, unit.serial, STEP_INVENTORY) for unit in chosen}
+    for reporter in reporters.values():
+        reporter.phase("wait", _("waiting for its batch"))
+    results: list[EnrollmentStepResult] = []
+    for start in range(0, len(chosen), batch_size):
+        batch = chosen[start : start + batch_size]
+        for unit in batch:
+            reporters[unit.serial].phase("register", _("registering in the distributor's inventory"))
+        started = time.monotonic()
+        answers = _register_batch(outbox, supplier_id, batch)
+        for unit in batch:
+            result = answers[unit.serial]
+            result.seconds = time.monotonic() - started
+            reporters[unit.serial].finished(result)
+            results.append(result)
+    return results
+
+
+def _register_batch(
+    outbox: Outbox, supplier_id: str, batch: Sequence[UnitToRegister]
+) -> dict[str, EnrollmentStepResult]:
+    biz = {"supplier_id": supplier_id, "devices": [{"serial": u.serial, "model": u.model} for u in batch]}
+    try:
+        reply = outbox.call(Method.INVENTORY_REGISTER, biz)
+    except NaiadError as exc:
+        LOG.info("inventory batch of %d units not registered: %s", len(batch), exc)
+        return {
+            u.serial: EnrollmentStepResult(
+                u.serial,
+                STEP_INVENTORY,
+                False,
+                _status_of(exc),
+                error=translated(exc, serial=u.serial) if isinstance(exc, PlatformRefused) else exc,
+            )
+            for u in batch
+        }
+    answered = {entry["serial"]: entry for entry in reply["results"]}  # the client checked: one per unit asked
+    return {u.serial: _unit_answer(u.serial, answered[u.serial]) for u in batch}
+
+
+def _unit_answer(serial: str, entry: Mapping[str, Any]) -> EnrollmentStepResult:
+    status = entry["status"]
+    if status in (REGISTERED, ALREADY_REGISTERED):
+        return EnrollmentStepResult(serial, STEP_INVENTORY, True, status)
+    sub_code, sub_msg = entry.get("sub_code") or "", entry.get("sub_msg") or ""
+    kind = REFUSALS.get(sub_code, UnitRefused)
+    error = kind(serial=serial, sub_code=sub_code, sub_msg=sub_msg)
+    return EnrollmentStepResult(serial, STEP_INVENTORY, False, REFUSED, detail=sub_code or None, error=error)
+
+
+# --- bind, activate, enrol ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One call of :func:`bring_live`: its method, its content, and whether a call on record did the same."""
+
+    name: str
+    label: str
+    method: Method
+    biz: dict[str, Any]
+    same: Callable[[Mapping[str, Any]], bool]
+    """True for a reply (or a recorded call's content) that did what this step asks."""
+    detail: Callable[[Mapping[str, Any]], str | None]
+
+
+_STEP_LABELS = {
+    STEP_BIND: N_("binding to the merchant's store"),
+    STEP_ACTIVATE: N_("activating"),
+    STEP_SUBSIDY: N_("enrolling in the subsidy program"),
+}
+
+
+def _steps(supplier_id: str, serial: str, merchant: Merchant, program: str | None) -> list[_Step]:
+    where = {"merchant_id": merchant.merchant_id, "store_id": merchant.store_id}
+    enrol = {"serial": serial, **({"program": program} if program else {})}
+    return [
+        _Step(
+            STEP_BIND,
+            _STEP_LABELS[STEP_BIND],
+            Method.DEVICE_BIND,
+            {"serial": serial, "supplier_id": supplier_id, **where},
+            lambda r: all(r.get(k) == v for k, v in where.items()),
+            lambda r: f"{r.get('merchant_id')}/{r.get('store_id')}",
+        ),
+        _Step(
+            STEP_ACTIVATE,
+            _STEP_LABELS[STEP_ACTIVATE],
+            Method.DEVICE_ACTIVATE,
+            {"serial": serial},
+            lambda r: True,
+            lambda r: r.get("activated"),
+        ),
+        _Step(
+            STEP_SUBSIDY,
+            _STEP_LABELS[STEP_SUBSIDY],
+            Method.SUBSIDY_ENROLL,
+            enrol,
+            lambda r: program is None or r.get("program") == program,
+            lambda r: r.get("program"),
+        ),
+    ]
+
+
+def bring_live(
+    outbox: Outbox,
+    supplier_id: str,
+    serial: str,
+    merchant: Merchant,
+    listener: Listener | None = None,
+    *,
+    program: str | None = None,
+) -> list[EnrollmentStepResult]:
+    """Bind ``serial`` to ``merchant``'s store, activate it and enrol it in the subsidy ``program`` (default: the
+    platform's current one).  A step the outbox holds as done for the same merchant, store and program is not sent
+    again; the first step that fails ends the run: its result, with the error, is the last in the list."""
+    context = {"serial": serial, "merchant_id": merchant.merchant_id, "store_id": merchant.store_id}
+    context["program"] = program or "-"
+    steps = _steps(supplier_id, serial, merchant, program)
+    results: list[EnrollmentStepResult] = []
+    for index, step in enumerate(steps):
+        reporter = Reporter(listener, serial, step.name)
+        reporter.phase(step.name, _(step.label))
+        reporter.progress(index, len(steps), counts="items")
+        started = time.monotonic()
+        result = _run_step(outbox, serial, step, context)
+        result.seconds = time.monotonic() - started
+        reporter.progress(index + 1, len(steps), counts="items")
+        reporter.finished(result)
+        results.append(result)
+        if not result.ok:
+            break
+    return results
+
+
+def _run_step(outbox: Outbox, serial: str, step: _Step, context: Mapping[str, Any]) -> EnrollmentStepResult:
+    recorded = outbox.done(step.method, serial)
+    if recorded is not None and recorded.reply is not None and step.same(recorded.reply):
+        LOG.info("%s: %s was done already (request %s)", serial, step.name, recorded.request_no)
+        return EnrollmentStepResult(serial, step.name, True, ALREADY_DONE, step.detail(recorded.reply))
+    try:
+        reply = outbox.call(step.method, step.biz, serial=serial)
+        if not step.same(reply):  # the outbox finished an older pending call of this step, for another store:
+            reply = outbox.call(step.method, step.biz, serial=serial)  # now this one (the client checks its echo)
+    except NaiadError as exc:
+        error = translated(exc, **context) if isinstance(exc, PlatformRefused) else exc
+        LOG.info("%s: %s not done: %s", serial, step.name, exc)
+        return EnrollmentStepResult(serial, step.name, False, _status_of(error), error=error)
+    return EnrollmentStepResult(serial, step.name, True, DONE, step.detail(reply))
+
+
+# --- subsidy status -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubsidyMonth:
+    index: int
+    start: str
+    end: str
+    users: int
+    earned: Decimal
+
+
+@dataclass(frozen=True)
+class UnitSubsidy:
+    serial: str
+    merchant_id: str
+    store_id: str
+    program: str | None
+    activated: str | None
+    window_end: str | None
+    months: tuple[SubsidyMonth, ...]
+    users: int
+    earned: Decimal
+    cap_left: Decimal
+    months_left: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON: money as text with two decimals, as the platform sends it."""
+        return {
+            "serial": self.serial,
+            "merchant_id": self.merchant_id,
+            "store_id": self.store_id,
+            "program": self.program,
+            "activated": self.activated,
+            "window_end": self.window_end,
+            "months": [
+                {"index": m.index, "start": m.start, "end": m.end, "users": m.users, "earned": str(m.earned)}
+                for m in self.months
+            ],
+            "users": self.users,
+            "earned": str(self.earned),
+            "cap_left": str(self.cap_left),
+            "months_left": self.months_left,
+        }
+
+
+def subsidy_status(outbox: Outbox, *, serial: str | None = None, merchant_id: str | None = None) -> list[UnitSubsidy]:
+    """The subsidy of one unit (``serial``) or of every unit of a merchant (``merchant_id``): exactly one."""
+    if (serial is None) == (merchant_id is None):
+        raise ValueError("name exactly one of serial and merchant_id")
+    biz = {"serial": serial} if serial is not None else {"merchant_id": merchant_id}
+    try:
+        reply = outbox.read(Method.SUBSIDY_QUERY, biz)
+    except PlatformRefused as exc:
+        raise translated(exc, serial=serial or "-", merchant_id=merchant_id or "-") from exc
+    return [_unit_subsidy(unit) for unit in reply["units"]]
+
+
+def _unit_subsidy(unit: Mapping[str, Any]) -> UnitSubsidy:
+    """A unit of a subsidy reply, which the client checked field by field (amounts are "0.00" text)."""
+    months = tuple(
+        SubsidyMonth(m["index"], m["start"], m["end"], m["users"], Decimal(m["earned"])) for m in unit["months"]
+    )
+    return UnitSubsidy(
+        serial=unit["serial"],
+        merchant_id=unit["merchant_id"],
+        store_id=unit["store_id"],
+        program=unit["program"],
+        activated=unit["activated"],
+        window_end=unit["window_end"],
+        months=months,
+        users=unit["users"],
+        earned=Decimal(unit["earned"]),
+        cap_left=Decimal(unit["cap_left"]),
+        months_left=unit["months_left"],
+    )
