@@ -1,0 +1,215 @@
+"""Checks on the platform's success replies, per method, before the station believes a field of them.
+
+A signed reply can still be wrong for the request it answers (a platform bug, a mix-up of replies, a number
+reused by mistake): every field a flow reads is checked for its type and form (ids, amounts as ``"0.01"``,
+times as ``yyyy-MM-dd HH:mm:ss``, the documented states), and every field that echoes the request (its request
+number, serial, merchant, store, amounts) must equal the request's.  Anything else is
+:class:`~enrollment.errors.PlatformReplyInvalid`, naming the field.  Fields not listed are let through
+(a newer platform may add some) but never read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from i18n import N_
+
+from .config import ID
+from .errors import PlatformReplyInvalid
+from .gateway import GatewayFormatError, Method, parse_timestamp
+
+AMOUNT = re.compile(r"(0|[1-9][0-9]{0,9})\.[0-9]{2}")
+"""A money amount in yuan with exactly two decimals ("0.01"), as replies carry it."""
+TOKEN = re.compile(r"[A-Za-z0-9_.:+/=-]{8,256}")
+"""An opaque token the platform hands out (a face session id, a face token)."""
+MASKED = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+"""A masked buyer account (``138******01``): printable text only."""
+SUB_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_LIST = 1000
+
+Check = Callable[[Any, str], None]
+"""Checks a value found at a path (``results[2].status``); raises :class:`_Bad` naming what is wrong."""
+
+
+class _Bad(Exception):
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(field, detail)
+        self.field, self.detail = field, detail
+
+
+WRONG_FORM = N_("a field is missing or has the wrong type or form")
+NOT_ECHOED = N_("a field that repeats the request differs from the request")
+WRONG_UNITS = N_("the units in the reply are not the units of the request")
+
+
+def _text(pattern: re.Pattern[str]) -> Check:
+    def check(value: Any, path: str) -> None:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise _Bad(path, WRONG_FORM)
+
+    return check
+
+
+def _time(value: Any, path: str) -> None:
+    try:
+        parse_timestamp(value)
+    except GatewayFormatError:
+        raise _Bad(path, WRONG_FORM) from None
+
+
+def _count(most: int) -> Check:
+    def check(value: Any, path: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+            raise _Bad(path, WRONG_FORM)
+
+    return check
+
+
+def _one_of(*options: str) -> Check:
+    def check(value: Any, path: str) -> None:
+        if value not in options:
+            raise _Bad(path, WRONG_FORM)
+
+    return check
+
+
+def _nullable(inner: Check) -> Check:
+    def check(value: Any, path: str) -> None:
+        if value is not None:
+            inner(value, path)
+
+    return check
+
+
+def _objects(fields: Mapping[str, Check], optional: Mapping[str, Check] | None = None) -> Check:
+    """A list (at most MAX_LIST) of objects, each with ``fields`` and maybe ``optional`` ones."""
+
+    def check(value: Any, path: str) -> None:
+        if not isinstance(value, list) or len(value) > MAX_LIST:
+            raise _Bad(path, WRONG_FORM)
+        for index, item in enumerate(value):
+            _fields(item, fields, f"{path}[{index}]", optional or {})
+
+    return check
+
+
+def _fields(value: Any, fields: Mapping[str, Check], path: str, optional: Mapping[str, Check]) -> None:
+    if not isinstance(value, dict):
+        raise _Bad(path or "response", WRONG_FORM)
+    prefix = f"{path}." if path else ""
+    for name, check in fields.items():
+        if name not in value:
+            raise _Bad(prefix + name, WRONG_FORM)
+        check(value[name], prefix + name)
+    for name, check in optional.items():
+        if value.get(name) is not None:
+            check(value[name], prefix + name)
+
+
+ident, amount, token = _text(ID), _text(AMOUNT), _text(TOKEN)
+MONTH = {"index": _count(5), "start": _time, "end": _time, "users": _count(10**9), "earned": amount}
+UNIT = {
+    "serial": ident,
+    "merchant_id": ident,
+    "store_id": ident,
+    "program": _nullable(ident),
+    "activated": _nullable(_time),
+    "window_end": _nullable(_time),
+    "months": _objects(MONTH),
+    "users": _count(10**9),
+    "earned": amount,
+    "cap_left": amount,
+    "months_left": _count(5),
+}
+RESULT = {"serial": ident, "status": _one_of("registered", "already-registered", "refused")}
+
+FIELDS: dict[Method, dict[str, Check]] = {
+    Method.INVENTORY_REGISTER: {
+        "out_request_no": ident,
+        "results": _objects(RESULT, {"sub_code": _text(SUB_CODE), "sub_msg": _text(MASKED)}),
+    },
+    Method.DEVICE_BIND: {
+        "out_request_no": ident,
+        "serial": ident,
+        "merchant_id": ident,
+        "store_id": ident,
+        "bound": _time,
+    },
+    Method.DEVICE_ACTIVATE: {"out_request_no": ident, "serial": ident, "activated": _time},
+    Method.SUBSIDY_ENROLL: {
+        "out_request_no": ident,
+        "serial": ident,
+        "program": ident,
+        "enrolled": _time,
+        "window_start": _time,
+        "window_end": _time,
+    },
+    Method.SUBSIDY_QUERY: {"units": _objects(UNIT), "earned": amount},
+    Method.FACE_SESSION_INITIALIZE: {"out_request_no": ident, "session_id": token, "expires": _time},
+    Method.FACE_SESSION_VERIFY: {"out_request_no": ident, "ftoken": token, "expires": _time},
+    Method.TRADE_PAY: {
+        "out_trade_no": ident,
+        "trade_no": ident,
+        "buyer_logon_id": _text(MASKED),
+        "total_amount": amount,
+        "gmt_payment": _time,
+        "trade_status": _one_of("TRADE_SUCCESS"),
+    },
+    Method.TRADE_QUERY: {
+        "trade_no": ident,
+        "out_trade_no": ident,
+        "trade_status": _one_of("TRADE_SUCCESS", "TRADE_CLOSED"),
+        "total_amount": amount,
+        "refunded_amount": amount,
+    },
+    Method.TRADE_REFUND: {
+        "out_request_no": ident,
+        "trade_no": ident,
+        "out_trade_no": ident,
+        "refund_amount": amount,
+        "refunded_total": amount,
+        "gmt_refund": _time,
+    },
+    Method.TRADE_REFUND_QUERY: {
+        "out_request_no": ident,
+        "trade_no": ident,
+        "refund_amount": amount,
+        "refund_status": _one_of("REFUND_SUCCESS"),
+    },
+}
+"""The fields every success reply of a method must carry, each with its check."""
+
+ECHOED = ("out_request_no", "out_trade_no", "trade_no", "serial", "merchant_id", "store_id", "program")
+ECHOED_AMOUNTS = {Method.TRADE_PAY: "total_amount", Method.TRADE_REFUND: "refund_amount"}
+
+
+def check_success(method: Method, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:
+    """Refuse a success ``response`` to ``request`` whose fields are not what ``method`` returns, or that
+    does not echo the request: :class:`PlatformReplyInvalid` naming the field."""
+    try:
+        _fields(response, FIELDS[method], "", {})
+        _echoes(method, request, response)
+    except _Bad as bad:
+        raise PlatformReplyInvalid(method=str(method), field=bad.field, detail=bad.detail) from None
+
+
+def _echoes(method: Method, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:
+    names = [name for name in ECHOED if name in FIELDS[method]]
+    if method in ECHOED_AMOUNTS:
+        names.append(ECHOED_AMOUNTS[method])
+    for name in names:
+        if request.get(name) is not None and response[name] != request[name]:
+            raise _Bad(name, NOT_ECHOED)
+    if method is Method.INVENTORY_REGISTER:
+        asked = Counter(device.get("serial") for device in request.get("devices", ()) if isinstance(device, dict))
+        if Counter(result["serial"] for result in response["results"]) != asked:
+            raise _Bad("results", WRONG_UNITS)
+    if method is Method.SUBSIDY_QUERY:
+        for key in ("serial", "merchant_id"):
+            wanted = request.get(key)
+            for index, unit in enumerate(response["units"]):
+                if wanted is not None and unit[key] != wanted:
+                    raise _Bad(f"units[{index}].{key}", NOT_ECHOED)
