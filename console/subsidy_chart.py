@@ -42,7 +42,7 @@ def nice_ceiling(value: float) -> float:
         return 1.0
     power: float = 10.0 ** math.floor(math.log10(value))
     for step in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if value <= step * power + 1e-9:
+        if value <= step * power * (1 + 1e-9):  # 0.3 / 0.1 is not quite 3 in floating point
             return step * power
     return 10.0 * power
 
@@ -108,7 +108,8 @@ class SubsidyChart(QWidget):
         left = PAD + max(metrics.horizontalAdvance(t) for t in [yuan_title, *map(axis_text, yuan_ticks)]) + PAD
         right = PAD + max(metrics.horizontalAdvance(t) for t in [users_title, *map(axis_text, users_ticks)]) + PAD
         legend_bottom = self._paint_legend(painter, metrics, PAD)
-        plot = QRectF(left, legend_bottom + line + PAD, self.width() - left - right, 0)
+        titles = legend_bottom + PAD  # the axes' titles, a line above the top tick labels
+        plot = QRectF(left, titles + 1.5 * line + PAD, self.width() - left - right, 0)
         plot.setBottom(self.height() - PAD - line - PAD)
         if plot.width() < 40 or plot.height() < 40:
             return
@@ -117,10 +118,8 @@ class SubsidyChart(QWidget):
             return plot.bottom() - plot.height() * value / top
 
         painter.setPen(AXIS_COLOUR)
-        painter.drawText(QRectF(PAD, plot.top() - line - 2, left, line), Qt.AlignmentFlag.AlignLeft, yuan_title)
-        painter.drawText(
-            QRectF(plot.right(), plot.top() - line - 2, right - PAD, line), Qt.AlignmentFlag.AlignRight, users_title
-        )
+        painter.drawText(QRectF(PAD, titles, left, line), Qt.AlignmentFlag.AlignLeft, yuan_title)
+        painter.drawText(QRectF(plot.right(), titles, right - PAD, line), Qt.AlignmentFlag.AlignRight, users_title)
         for yuan, users in zip(yuan_ticks, users_ticks, strict=True):
             y = y_of(yuan, yuan_top)
             painter.setPen(QPen(GRID_COLOUR, 1))
