@@ -243,6 +243,13 @@ class KeyStoreCertificateInvalid(KeyStoreError):
     msgid_params = ("reason",)
 
 
+class SigningKeyAlgorithmWrong(KeyStoreError):
+    """A signing key exists under the label but is of another algorithm than the one asked for."""
+
+    message = N_("The signing key {label} is a {algorithm} key, not {expected}")
+    remedy = N_("Use another label for the new key: a key in the store is never replaced.")
+
+
 # --- provisioning CA and attestation (keys/ca.py, keys/attestation.py) -----------------------------
 # Parameters are serials, paths and fixed reasons: a unit's certificates are hostile input and never echoed.
 

@@ -11,9 +11,11 @@ What crosses the interface:
 
 No public method returns a BDK or an Initial Key in clear.
 
-A store also holds **signing keys** (EC P-256, a namespace of their own), such as the provisioning CA's: made
-inside the store, never exported; out come the public key (DER SubjectPublicKeyInfo) and ECDSA P-256 SHA-256
-signatures (DER).  A certificate for a signing key can be kept beside it.
+A store also holds **signing keys** (a namespace of their own): EC P-256 keys, such as the provisioning CA's, and
+RSA-2048 keys, such as the station's key at the merchant platform (whose gateway signs RSA-SHA256).  Made inside
+the store, never exported; out come the public key (DER SubjectPublicKeyInfo) and signatures: ECDSA P-256 SHA-256
+(DER) or RSASSA-PKCS1-v1_5 SHA-256, by the key's own algorithm.  A certificate for a signing key can be kept
+beside it.
 
 The KBPK is the one-time AES key the station agrees with a unit over the authenticated key session
 (ECDH with the unit's identity key, computed by the station in software): it exists in host memory for one
@@ -26,6 +28,7 @@ import abc
 import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Self, TypeVar
 
 from cryptography import x509
@@ -41,6 +44,7 @@ from .errors import (
     KeyStoreKeyLength,
     KeyStoreLabelInvalid,
     KeyStoreLabelTaken,
+    SigningKeyAlgorithmWrong,
 )
 from .tr31 import Header
 
@@ -50,6 +54,17 @@ MIN_COMPONENTS = 2
 MAX_COMPONENTS = 3
 _MAX_LABEL = 64
 _Key = TypeVar("_Key")
+
+
+class SigningAlgorithm(StrEnum):
+    """What a signing key is, and so how it signs: ECDSA-SHA256 (DER) or RSASSA-PKCS1-v1_5 SHA-256."""
+
+    EC_P256 = "ec-p256"
+    RSA_2048 = "rsa-2048"
+
+
+RSA_BITS = 2048
+RSA_PUBLIC_EXPONENT = 65537
 
 
 @dataclass(frozen=True)
@@ -113,8 +128,13 @@ class KeyStore(abc.ABC):
         """The labels of the signing keys held, sorted (a namespace apart from the BDKs')."""
 
     @abc.abstractmethod
-    def generate_signing_key(self, label: str) -> bytes:
-        """A new EC P-256 key pair made inside the store under ``label``; its public key (DER SubjectPublicKeyInfo)."""
+    def generate_signing_key(self, label: str, algorithm: SigningAlgorithm = SigningAlgorithm.EC_P256) -> bytes:
+        """A new key pair of ``algorithm`` made inside the store under ``label`` (a label no signing key of either
+        algorithm has); its public key (DER SubjectPublicKeyInfo)."""
+
+    @abc.abstractmethod
+    def signing_algorithm(self, label: str) -> SigningAlgorithm:
+        """The algorithm of the signing key under ``label``."""
 
     @abc.abstractmethod
     def signing_public_key(self, label: str) -> bytes:
@@ -122,7 +142,8 @@ class KeyStore(abc.ABC):
 
     @abc.abstractmethod
     def sign(self, label: str, data: bytes) -> bytes:
-        """The ECDSA P-256 SHA-256 signature (DER) of ``data`` by the signing key under ``label``, made in the store."""
+        """The signature of ``data`` by the signing key under ``label``, made in the store, by the key's algorithm:
+        ECDSA P-256 SHA-256 (DER) for an EC key, RSASSA-PKCS1-v1_5 SHA-256 for an RSA key."""
 
     @abc.abstractmethod
     def certificate(self, label: str) -> bytes | None:
@@ -214,3 +235,14 @@ def check_certificate(label: str, certificate: bytes, public_key: bytes) -> x509
     if spki != public_key:
         raise KeyStoreCertificateInvalid(label=label, reason=N_("it certifies another key")) from None
     return parsed
+
+
+def ensure_signing_key(store: KeyStore, label: str, algorithm: SigningAlgorithm) -> tuple[bytes, bool]:
+    """The public key (DER SPKI) of the signing key under ``label``, made with ``algorithm`` when there is none;
+    and whether it was made now.  A key of another algorithm under ``label`` is refused, never replaced."""
+    if label not in store.signing_labels():
+        return store.generate_signing_key(label, algorithm), True
+    found = store.signing_algorithm(label)
+    if found != algorithm:
+        raise SigningKeyAlgorithmWrong(label=label, algorithm=str(found), expected=str(algorithm))
+    return store.signing_public_key(label), False

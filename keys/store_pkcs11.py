@@ -17,11 +17,12 @@ agreement) is imported as a session object, the Initial Key is wrapped under it 
 Key of the one unit being injected is thus in host memory for the duration of that call; the BDK never is.
 An HSM with a native TR-31 export can take over :meth:`Pkcs11KeyStore.wrap_tr31` without changing callers.
 
-Signing keys (the provisioning CA's) are EC P-256 key pairs made in the token with ``CKM_EC_KEY_PAIR_GEN``:
-the private key a token object, ``CKA_SENSITIVE=True``, ``CKA_EXTRACTABLE=False``, ``CKA_SIGN`` only.  A
-signature is ``CKM_ECDSA`` over a SHA-256 digest computed on the host (SoftHSM2 does not offer
-``CKM_ECDSA_SHA256``; the digest of public data is no secret); the token's raw ``r || s`` is returned as DER.
-A certificate is a ``CKO_CERTIFICATE`` token object with the key's label.
+Signing keys are key pairs made in the token: EC P-256 (the provisioning CA's) with ``CKM_EC_KEY_PAIR_GEN`` and
+RSA-2048 (the station's platform key) with ``CKM_RSA_PKCS_KEY_PAIR_GEN``; the private key a token object,
+``CKA_SENSITIVE=True``, ``CKA_EXTRACTABLE=False``, ``CKA_SIGN`` only.  An EC signature is ``CKM_ECDSA`` over a
+SHA-256 digest computed on the host (SoftHSM2 does not offer ``CKM_ECDSA_SHA256``; the digest of public data is
+no secret); the token's raw ``r || s`` is returned as DER.  An RSA signature is ``CKM_SHA256_RSA_PKCS`` (the token
+hashes and pads).  A certificate is a ``CKO_CERTIFICATE`` token object with the key's label.
 
 Components of a ceremony are typed by custodians, so each is in host memory anyway; SoftHSM2 has no
 ``CKM_XOR_BASE_AND_KEY``, so they are XORed on the host in one buffer that is wiped after the BDK object is
@@ -40,8 +41,10 @@ from typing import Any, Literal
 import pkcs11
 import pkcs11.exceptions
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
@@ -59,8 +62,10 @@ from .errors import (
 )
 from .kcv import AES_CMAC_KCV_LENGTH
 from .store import (
+    RSA_BITS,
     KeyHandle,
     KeyStore,
+    SigningAlgorithm,
     check_bdk_length,
     check_certificate,
     check_components,
@@ -77,10 +82,13 @@ TOKEN_ENV = "NAIAD_PKCS11_TOKEN"
 AES_MECHANISMS = ("AES_KEY_GEN", "AES_ECB_ENCRYPT_DATA", "AES_CMAC", "AES_KEY_WRAP_PAD")
 """What the BDKs and Initial Keys use."""
 EC_MECHANISMS = ("EC_KEY_PAIR_GEN", "ECDSA")
-"""What the signing keys (the provisioning CA) use."""
-REQUIRED_MECHANISMS = AES_MECHANISMS + EC_MECHANISMS
+"""What the EC signing keys (the provisioning CA) use."""
+RSA_MECHANISMS = ("RSA_PKCS_KEY_PAIR_GEN", "SHA256_RSA_PKCS")
+"""What the RSA signing keys (the station's merchant platform key) use."""
+REQUIRED_MECHANISMS = AES_MECHANISMS + EC_MECHANISMS + RSA_MECHANISMS
 """What this store uses; ``naiad doctor`` checks the token has each."""
 _CURVE = "secp256r1"
+_SIGNING_TYPES = {KeyType.EC: SigningAlgorithm.EC_P256, KeyType.RSA: SigningAlgorithm.RSA_2048}
 
 _BDK_TEMPLATE = {
     Attribute.TOKEN: True,
@@ -289,30 +297,42 @@ class Pkcs11KeyStore(KeyStore):
                 key.destroy()
 
     def signing_labels(self) -> list[str]:
-        return self._labels(ObjectClass.PRIVATE_KEY, KeyType.EC)
+        return sorted(
+            {label for key_type in _SIGNING_TYPES for label in self._labels(ObjectClass.PRIVATE_KEY, key_type)}
+        )
 
-    def generate_signing_key(self, label: str) -> bytes:
+    def generate_signing_key(self, label: str, algorithm: SigningAlgorithm = SigningAlgorithm.EC_P256) -> bytes:
         check_free(label, self.signing_labels())
+        templates = {
+            "label": label,
+            "store": True,
+            "capabilities": 0,
+            "public_template": _SIGNING_PUBLIC_TEMPLATE,
+            "private_template": _SIGNING_PRIVATE_TEMPLATE,
+        }
         with _refused(N_("generate a signing key")):
+            if SigningAlgorithm(algorithm) is SigningAlgorithm.RSA_2048:
+                public, _private = self._opened().generate_keypair(KeyType.RSA, RSA_BITS, **templates)
+                return _rsa_public_key(public)
             parameters = self._opened().create_domain_parameters(
                 KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVE)}, local=True
             )
-            public, _private = parameters.generate_keypair(
-                label=label,
-                store=True,
-                capabilities=0,
-                public_template=_SIGNING_PUBLIC_TEMPLATE,
-                private_template=_SIGNING_PRIVATE_TEMPLATE,
-            )
+            public, _private = parameters.generate_keypair(**templates)
             return encode_ec_public_key(public)
+
+    def signing_algorithm(self, label: str) -> SigningAlgorithm:
+        return _SIGNING_TYPES[self._signing_key(ObjectClass.PRIVATE_KEY, label).key_type]
 
     def signing_public_key(self, label: str) -> bytes:
         public = self._signing_key(ObjectClass.PUBLIC_KEY, label)
         with _refused(N_("read a public key")):
-            return encode_ec_public_key(public)
+            return _rsa_public_key(public) if public.key_type is KeyType.RSA else encode_ec_public_key(public)
 
     def sign(self, label: str, data: bytes) -> bytes:
         private = self._signing_key(ObjectClass.PRIVATE_KEY, label)
+        if private.key_type is KeyType.RSA:
+            with _refused(N_("sign with a signing key")):
+                return bytes(private.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
         digest = hashes.Hash(hashes.SHA256())
         digest.update(data)
         with _refused(N_("sign with a signing key")):
@@ -366,9 +386,13 @@ class Pkcs11KeyStore(KeyStore):
         return self._key(ObjectClass.SECRET_KEY, KeyType.AES, label)
 
     def _signing_key(self, object_class: ObjectClass, label: str) -> Any:
-        return self._key(object_class, KeyType.EC, label)
+        """The EC or RSA key of ``object_class`` under ``label`` (one namespace for both algorithms)."""
+        key = self._key(object_class, None, label)
+        if key.key_type not in _SIGNING_TYPES:
+            raise KeyStoreLabelUnknown(label=label)
+        return key
 
-    def _key(self, object_class: ObjectClass, key_type: KeyType, label: str) -> Any:
+    def _key(self, object_class: ObjectClass, key_type: KeyType | None, label: str) -> Any:
         check_label(label)
         try:
             return self._opened().get_key(object_class=object_class, key_type=key_type, label=label)
@@ -398,6 +422,16 @@ class Pkcs11KeyStore(KeyStore):
     def _kcv(key: Any) -> bytes:
         with _refused(N_("compute a key check value")):
             return bytes(key.sign(bytes(16), mechanism=Mechanism.AES_CMAC))[:AES_CMAC_KCV_LENGTH]
+
+
+def _rsa_public_key(public: Any) -> bytes:
+    """An RSA public key object's DER SubjectPublicKeyInfo, built from its modulus and exponent."""
+    exponent, modulus = (int.from_bytes(public[a], "big") for a in (Attribute.PUBLIC_EXPONENT, Attribute.MODULUS))
+    return (
+        rsa.RSAPublicNumbers(exponent, modulus)
+        .public_key()
+        .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    )
 
 
 def _length(key: Any) -> int:

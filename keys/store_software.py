@@ -10,9 +10,9 @@ check value (:class:`KeyStoreLoginFailed`); a file that fails to parse or to aut
 
 Plainly: this store is software.  While it is open, the BDKs are in this process's memory in clear (in
 ``bytearray`` buffers wiped on :meth:`SoftwareKeyStore.close`, a best effort: Python may hold copies), and so
-is each Initial Key from derivation until release, and the private key of each signing key (an EC P-256 key in
-a ``cryptography`` object, which cannot be wiped).  Nothing here protects them from someone who can read this
-process's memory: that is what an HSM is for, and why PCI PIN deployments use :mod:`keys.store_pkcs11`.
+is each Initial Key from derivation until release, and the private key of each signing key (an EC P-256 or
+RSA-2048 key in a ``cryptography`` object, which cannot be wiped).  Nothing here protects them from someone who can
+read this process's memory: that is what an HSM is for, and why PCI PIN deployments use :mod:`keys.store_pkcs11`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -46,8 +46,11 @@ from .errors import (
     KeyStoreLoginFailed,
 )
 from .store import (
+    RSA_BITS,
+    RSA_PUBLIC_EXPONENT,
     KeyHandle,
     KeyStore,
+    SigningAlgorithm,
     check_bdk_length,
     check_certificate,
     check_components,
@@ -68,6 +71,11 @@ _SCRYPT_R, _SCRYPT_P = 8, 1
 _MAX_SCRYPT_N = 2**20  # a file asking for more is refused as damaged rather than left to exhaust memory
 _SALT_LENGTH, _NONCE_LENGTH = 16, 12
 _Key = TypeVar("_Key")
+_SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+_GENERATORS: dict[SigningAlgorithm, Callable[[], _SigningKey]] = {
+    SigningAlgorithm.EC_P256: lambda: ec.generate_private_key(ec.SECP256R1()),
+    SigningAlgorithm.RSA_2048: lambda: rsa.generate_private_key(RSA_PUBLIC_EXPONENT, RSA_BITS),
+}
 
 
 def default_path() -> Path:
@@ -83,7 +91,7 @@ class SoftwareKeyStore(KeyStore):
             raise KeyStoreLoginFailed()
         self._path = path if path is not None else default_path()
         self._bdks: dict[str, bytearray] = {}
-        self._signing: dict[str, ec.EllipticCurvePrivateKey] = {}
+        self._signing: dict[str, _SigningKey] = {}
         self._certificates: dict[str, bytes] = {}
         self._closed = False
         self._initial_keys: dict[int, bytearray] = {}
@@ -140,19 +148,26 @@ class SoftwareKeyStore(KeyStore):
     def signing_labels(self) -> list[str]:
         return sorted(self._signing)
 
-    def generate_signing_key(self, label: str) -> bytes:
+    def generate_signing_key(self, label: str, algorithm: SigningAlgorithm = SigningAlgorithm.EC_P256) -> bytes:
         self._check_open()
         check_free(label, self._signing)
-        self._signing[label] = ec.generate_private_key(ec.SECP256R1())
+        self._signing[label] = _GENERATORS[SigningAlgorithm(algorithm)]()
         self._save_or_undo(lambda: self._signing.pop(label))
         return self.signing_public_key(label)
+
+    def signing_algorithm(self, label: str) -> SigningAlgorithm:
+        key = self._signing_key(label)
+        return SigningAlgorithm.RSA_2048 if isinstance(key, rsa.RSAPrivateKey) else SigningAlgorithm.EC_P256
 
     def signing_public_key(self, label: str) -> bytes:
         public = self._signing_key(label).public_key()
         return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def sign(self, label: str, data: bytes) -> bytes:
-        return self._signing_key(label).sign(data, ec.ECDSA(hashes.SHA256()))
+        key = self._signing_key(label)
+        if isinstance(key, rsa.RSAPrivateKey):
+            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
     def certificate(self, label: str) -> bytes | None:
         self._signing_key(label)
@@ -200,7 +215,7 @@ class SoftwareKeyStore(KeyStore):
             undo()
             raise
 
-    def _signing_key(self, label: str) -> ec.EllipticCurvePrivateKey:
+    def _signing_key(self, label: str) -> _SigningKey:
         return self._labelled(self._signing, label)
 
     def _bdk(self, label: str) -> bytearray:
@@ -299,12 +314,15 @@ def _derive(passphrase: str, kdf: dict[str, Any]) -> tuple[bytes, bytes]:
     return material[:32], hashlib.sha256(material[32:]).digest()
 
 
-def _private_key(der: bytes) -> ec.EllipticCurvePrivateKey:
-    """A signing key read from the decrypted file: an EC P-256 key or the file is damaged."""
+def _private_key(der: bytes) -> _SigningKey:
+    """A signing key read from the decrypted file (PKCS#8 says which kind): EC P-256 or RSA-2048, or the file is
+    damaged."""
     key = serialization.load_der_private_key(der, password=None)
-    if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)):
-        raise ValueError
-    return key
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size == RSA_BITS:
+        return key
+    raise ValueError
 
 
 def _check_header(header: dict[str, Any]) -> None:
