@@ -407,7 +407,7 @@ class MerchantBinding(PlatformActions):
         """Bring ``request.serial`` live off the GUI thread; None (the reason shown) if refused."""
         form = self.forms.get(request.serial)
         if not self.allowed():  # logged out, or another role, since the form opened
-            self._refused(request.serial, BindRoleNeeded(roles=", ".join(role_text(r) for r in BIND_ROLES)))
+            self._not_started(request.serial, BindRoleNeeded(roles=", ".join(role_text(r) for r in BIND_ROLES)))
             return None
         access, held = self._access, [request.secret]
 
@@ -430,7 +430,7 @@ class MerchantBinding(PlatformActions):
         try:
             self._workers.start(job)
         except NaiadError as exc:
-            self._refused(request.serial, exc)
+            self._not_started(request.serial, exc)
             return None
         if form is not None:
             form.begin()
@@ -453,27 +453,36 @@ class MerchantBinding(PlatformActions):
     def _ended(self, request: BindRequest, results: Any, error: BaseException | None) -> None:
         steps = list(results) if isinstance(results, list) else []
         failure = error or next((r.error or NaiadError() for r in steps if not r.ok), None)
+        if failure is None and len(steps) != len(STEPS):
+            failure = NaiadError()
         form = self.forms.get(request.serial)
         if form is not None:
             form.end(steps, error)
         card = self._bench.card(request.serial)
         merchant = request.merchant
-        if failure is None and len(steps) == len(STEPS):
+        if failure is None:
             text = _(LIVE, merchant=merchant.merchant_id, store=merchant.store_id)
             LOG.info("%s", _("{serial}: {outcome}", serial=request.serial, outcome=text))
             if card is not None:
                 card.show_result(LIVE, merchant=merchant.merchant_id, store=merchant.store_id)
             self.summarised.emit(text)
         else:
-            self._refused(request.serial, failure or NaiadError())
+            if card is not None:
+                card.show_error(failure, sticky=True)
+            self._log_failure(request.serial, failure)
         if card is not None:
             card.end_job()
 
-    def _refused(self, serial: str, error: BaseException) -> None:
+    def _not_started(self, serial: str, error: BaseException) -> None:
+        """The run was refused before it started (the unit busy with another job, the role): its form says why; the
+        card keeps showing what it shows (another job's progress, say)."""
+        form = self.forms.get(serial)
+        if form is not None:
+            form.end([], error)
+        self._log_failure(serial, error)
+
+    def _log_failure(self, serial: str, error: BaseException) -> None:
         message, remedy = error_texts(error)
-        card = self._bench.card(serial)
-        if card is not None:
-            card.show_error(error, sticky=True)
         text = _("{serial}: {message}", serial=serial, message=message)
         LOG.error("%s", text + (f" — {remedy}" if remedy else ""))
         self.summarised.emit(text)

@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,10 +22,12 @@ from PyQt6.QtGui import QColor, QImage
 
 import i18n
 from console.composition import Wiring
+from console.inject_run import WAITING
 from console.main_window import MainWindow
 from console.merchant_form import STEPS, MerchantForm
 from console.subsidy_chart import MONTHLY_CAPS, SubsidyChart, nice_ceiling
 from console.subsidy_panel import SubsidyPanel
+from console.workers import Job, UnitsBusy
 from enrollment.config import ID, Merchant
 from enrollment.merchant_qr import MerchantQrInvalid, merchant_qr_text
 from i18n import _
@@ -293,3 +296,24 @@ def test_the_cards_offer_binding_and_the_subsidy_by_role(qtbot: Any, window: Mai
         assert form is not None and form.isVisible()
     window.operator.logout_action.trigger()
     assert not window.merchants.forms and not merchant.isVisibleTo(card)
+
+
+def test_a_unit_busy_with_another_job_is_not_bound_and_its_card_keeps_that_job(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    log_in(qtbot, window, "ivy")
+    release = threading.Event()
+    window.workers.start(Job(lambda _listener: release.wait(5), (SERIAL,), "flash"))
+    card = window.bench.card(SERIAL)
+    assert card is not None
+    card.show_step(WAITING)
+    form = window.merchants.open_for(SERIAL)
+    assert form is not None
+    form.merchant_edit.setText("2088000000000001")
+    form.store_edit.setText("S0001")
+    form.start_button.click()
+    release.set()
+    busy = UnitsBusy(serials=SERIAL)
+    assert not form.running and form.foot.hint_label.text() == f"{_('The run stopped:')} {busy} {busy.remedy_text}"
+    assert card.step_label.text() == _(WAITING) and card.error is None  # the other job's card, untouched
