@@ -36,6 +36,7 @@ from .errors import (
     UnknownDevice,
     UnknownInitialKeyId,
     UnknownOperator,
+    UnknownPlatformCall,
 )
 from .ledger import Ledger, OperationHandle, default_station_name
 from .records import (
@@ -53,6 +54,7 @@ from .records import (
     InventoryRecord,
     OperationRecord,
     OperatorRecord,
+    PlatformCallRecord,
     Reconciliation,
     SessionRecord,
     VerifyReport,
@@ -97,6 +99,7 @@ __all__ = [
     "OperatorExists",
     "OperatorRecord",
     "OperatorRequired",
+    "PlatformCallRecord",
     "Reconciliation",
     "SecretRefused",
     "SessionRecord",
@@ -105,6 +108,7 @@ __all__ = [
     "UnknownDevice",
     "UnknownInitialKeyId",
     "UnknownOperator",
+    "UnknownPlatformCall",
     "VerifyReport",
     "current_revision",
     "default_path",

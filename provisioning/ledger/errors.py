@@ -184,3 +184,7 @@ class LedgerRoleRequired(LedgerError):
 
     message = N_("This needs the {role} role; operator {operator} has the {actual} role")
     remedy = N_("Log in as an operator with the {role} role.")
+
+
+class UnknownPlatformCall(LedgerError):
+    message = N_("The ledger has no platform call {request_no}")

@@ -41,6 +41,7 @@ from .errors import (
 from .inventory import Inventory
 from .models import AuditEntry, AuditHeadRow, Device, Operation, Operator, Station
 from .payment_keys import PaymentKeys
+from .platform_calls import PlatformCalls
 from .records import (
     AuditHead,
     AuditRecord,
@@ -131,7 +132,7 @@ def _device_record(row: Device) -> DeviceRecord:
     return DeviceRecord(row.serial, row.model, row.first_seen, row.last_seen, row.port_path)
 
 
-class Ledger(Accounts, PaymentKeys, Inventory, CameraRecords):
+class Ledger(Accounts, PaymentKeys, Inventory, CameraRecords, PlatformCalls):
     """The ledger of one station over a shared database.  Create it with ``Ledger.open``.
 
     ``operator`` is the authenticated operator (see :mod:`provisioning.operators`): operations and audit

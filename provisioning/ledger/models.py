@@ -41,12 +41,14 @@ ROLES = ("installer", "operator", "custodian", "support", "admin")
 BDK_ORIGINS = ("ceremony", "generated")
 INITIAL_KEY_ID_STATES = ("allocated", "injected", "failed")
 CAMERA_CHECK_KINDS = ("depth-quality", "field-check")  # provisioning.calibration's DEPTH_STEP and CHECK_STEP
+PLATFORM_CALL_STATES = ("pending", "done", "refused")
 MAX_DERIVATION_ID = 0xFFFFFFFF  # the 32-bit derivation ID of an AES DUKPT Initial Key ID (X9.24-3)
 HASH_LENGTH = 64  # hex SHA-256
 KCV_HEX_LENGTH = 10  # at most 5 bytes: the AES-CMAC KCV of a TR-31 KC block
 INITIAL_KEY_ID_HEX_LENGTH = 16  # 8 bytes: BDK ID (4) + derivation ID (4)
 CERTIFICATE_SERIAL_LENGTH = 40  # at most 20 bytes (RFC 5280), hex
 REFERENCE_LENGTH = 255
+ERROR_LENGTH = 1000
 NAME_LENGTH = 64
 
 
@@ -268,6 +270,36 @@ class CameraCheck(Base):
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
     operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     created: Mapped[dt.datetime]
+
+
+class PlatformCall(Base):
+    """A call to the merchant platform in the station's outbox: written before it is sent, then ``done`` or
+    ``refused`` once the platform answered; ``pending`` until then, across restarts (provisioning/outbox.py).
+
+    ``attempts`` and ``updated`` move on every sending without an audit entry (an outage must not flood the
+    trail); everything else is sealed.  ``biz`` holds the request as sent, its ``auth_code`` blanked once settled."""
+
+    __tablename__ = "platform_calls"
+    __table_args__ = (
+        CheckConstraint(f"state IN {PLATFORM_CALL_STATES!r}", name="state"),
+        Index("ix_platform_calls_state_created", "state", "created"),
+        Index("ix_platform_calls_method_serial", "method", "serial"),
+        sealed(unsealed=("attempts", "updated")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_no: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    method: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    serial: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    biz: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created: Mapped[dt.datetime]
+    updated: Mapped[dt.datetime]
+    reply: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
 
 
 class AuditEntry(Base):

@@ -150,6 +150,25 @@ class CameraCheckRecord:
     created: dt.datetime
 
 
+@dataclass(frozen=True)
+class PlatformCallRecord:
+    """A call to the merchant platform kept in the outbox: ``pending``, ``done`` (with the reply) or ``refused``
+    (with the platform's code and reason); ``biz`` is the request as sent (its request number included)."""
+
+    request_no: str
+    method: str
+    serial: str | None
+    biz: dict[str, Any]
+    state: str
+    attempts: int
+    created: dt.datetime
+    updated: dt.datetime
+    reply: dict[str, Any] | None
+    error: str | None
+    station: str
+    operator: str | None
+
+
 class Finding(enum.Enum):
     """What reconcile found about a unit, by the :class:`Reconciliation` field naming it; the value is the msgid."""
 
