@@ -44,9 +44,8 @@ from .unit_picker import StartFoot
 from .workers import Job, Workers
 
 if TYPE_CHECKING:
-    from provisioning.outbox import Outbox
-
     from enrollment.config import PlatformConfig
+    from provisioning.outbox import Outbox
     from provisioning.registration import EnrollmentStepResult
 
 LOG = logging.getLogger(__name__)
@@ -148,9 +147,9 @@ class MerchantForm(QDialog):
             (self.program_caption, self.program_combo, None),
             (self.secret_caption, self.secret_edit, None),
         )
-        for row, (caption, edit, message) in enumerate(rows):
+        for row, (caption, widget, message) in enumerate(rows):
             fields.addWidget(caption, 2 * row, 0)
-            fields.addWidget(edit, 2 * row, 1)
+            fields.addWidget(widget, 2 * row, 1)
             if message is not None:
                 fields.addWidget(message, 2 * row + 1, 1)
 
@@ -273,7 +272,7 @@ class MerchantForm(QDialog):
         self.running = False
         for result in results or ():
             self.show_result(result)
-        self._run_error = error
+        self._run_error = error or next((e for state, e, _d in self._steps.values() if e is not None), None)
         failed = error is not None or any(state == "failed" for state, _e, _d in self._steps.values())
         for step, (state, _error, _detail) in self._steps.items():
             if state in ("waiting", "running"):
