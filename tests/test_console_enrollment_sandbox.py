@@ -15,6 +15,7 @@ import ssl
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from console.composition import Wiring
 from console.main_window import MainWindow
 from console.merchant_form import LIVE
 from console.platform_option import open_outbox
+from enrollment.gateway import Method
 from enrollment.sandbox.server import Sandbox
 from i18n import _
 from keys.store import SigningAlgorithm
@@ -149,6 +151,15 @@ def test_an_installer_binds_activates_and_enrolls_a_unit_from_its_card(
     window.merchants.open_for(SERIAL)
     assert window.merchants.forms[SERIAL].secret_edit.text() == ""  # a new form: the passphrase is not kept
 
+    # a buyer pays by face at the unit: under the 2019 program that is 0.70 yuan of subsidy in its first month
+    with SoftwareKeyStore(PASSPHRASE) as store, open_outbox(window.stations.get(), None, store) as outbox:
+        at = {"serial": SERIAL, "merchant_id": "2088000000000001", "store_id": "S0002"}
+        session = outbox.call(Method.FACE_SESSION_INITIALIZE, at, serial=SERIAL)
+        face = {"session_id": session["session_id"], "serial": SERIAL, "face_id": "sandbox-buyer-1"}
+        token = outbox.call(Method.FACE_SESSION_VERIFY, face, serial=SERIAL)["ftoken"]
+        sale = {"scene": "face", "auth_code": token, "total_amount": "12.00", "subject": "Noodles", **at}
+        outbox.call(Method.TRADE_PAY, sale, serial=SERIAL)
+
     # the subsidy panel, from the same card, reads what the platform now holds (passphrase from the environment)
     os.environ["NAIAD_KEYSTORE_PASSPHRASE"] = PASSPHRASE
     try:
@@ -164,9 +175,22 @@ def test_an_installer_binds_activates_and_enrolls_a_unit_from_its_card(
         "2088000000000001",
         "S0002",
     )
+    assert (status.users, status.earned, status.cap_left, status.months_left) == (
+        1,
+        Decimal("0.70"),
+        Decimal("1199.30"),
+        5,
+    )
     assert "program 2019" in panel.status_label.text() and panel.chart.isVisible()
     assert panel.table.rowCount() == len(status.months)
-    assert panel.totals_label.text().startswith(_("Earned {earned:.2f} yuan", earned=status.earned).split("·")[0])
+    first = [panel.table.item(0, column).text() for column in (3, 4)]  # type: ignore[union-attr]
+    assert first == ["1", "0.70"]
+    assert panel.totals_label.text() == _(
+        "Earned {earned:.2f} yuan · cap left {cap_left:.2f} yuan · months left {months}",
+        earned=Decimal("0.70"),
+        cap_left=Decimal("1199.30"),
+        months=5,
+    )
 
 
 def test_the_subsidy_panel_reads_a_merchants_units(qtbot: Any, window: MainWindow, monkeypatch: Any) -> None:
