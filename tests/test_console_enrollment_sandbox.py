@@ -183,7 +183,7 @@ def test_an_installer_binds_activates_and_enrolls_a_unit_from_its_card(
     )
     assert "program 2019" in panel.status_label.text() and panel.chart.isVisible()
     assert panel.table.rowCount() == len(status.months)
-    first = [panel.table.item(0, column).text() for column in (3, 4)]  # type: ignore[union-attr]
+    first = [panel.table.item(0, column).text() for column in (3, 4)]
     assert first == ["1", "0.70"]
     assert panel.totals_label.text() == _(
         "Earned {earned:.2f} yuan · cap left {cap_left:.2f} yuan · months left {months}",
