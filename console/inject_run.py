@@ -82,6 +82,23 @@ class InjectResultMissing(NaiadError):
     remedy = N_("Inject the unit again: an Initial Key ID that was not recorded is never reused.")
 
 
+def open_chosen_store(choice: KeyStoreChoice) -> KeyStore:
+    """The key store the operator chose, opened with the secret typed (on a worker: scrypt or a token login).
+
+    A software store that does not exist yet is refused, never made under a passphrase nobody confirmed."""
+    if choice.kind == PKCS11:
+        if choice.pkcs11 is None:
+            raise Pkcs11NotConfigured()
+        from keys.store_pkcs11 import Pkcs11KeyStore
+
+        return Pkcs11KeyStore(choice.pkcs11, choice.secret)
+    from keys.store_software import SoftwareKeyStore, default_path
+
+    if not default_path().exists():
+        raise SoftwareKeyStoreMissing(path=str(default_path()))
+    return SoftwareKeyStore(choice.secret)
+
+
 @dataclass(frozen=True)
 class EngineKeys:
     """The real :class:`KeyEngine`: the ledger's BDKs, the key stores, :func:`provisioning.injection.inject_units`."""
@@ -92,17 +109,7 @@ class EngineKeys:
         return [record.label for record in station.ledger.bdks()]
 
     def open_store(self, choice: KeyStoreChoice) -> KeyStore:
-        if choice.kind == PKCS11:
-            if choice.pkcs11 is None:
-                raise Pkcs11NotConfigured()
-            from keys.store_pkcs11 import Pkcs11KeyStore
-
-            return Pkcs11KeyStore(choice.pkcs11, choice.secret)
-        from keys.store_software import SoftwareKeyStore, default_path
-
-        if not default_path().exists():  # opening would make an empty store under a passphrase nobody confirmed
-            raise SoftwareKeyStoreMissing(path=str(default_path()))
-        return SoftwareKeyStore(choice.secret)
+        return open_chosen_store(choice)
 
     def inject(
         self,

@@ -38,8 +38,11 @@ from .flash_dialog import FlashDialog, UnitChoice, choices_from_cards
 from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
 from .inject_run import EngineKeys, KeyEngine, KeyInjection
 from .log_pane import LogPane
+from .merchant_form import MerchantBinding
 from .operator_login import OperatorLogin
+from .platform_access import PlatformAccess
 from .style import UnitState, stylesheet
+from .subsidy_panel import SubsidyPanels
 from .unit_card import Bench, error_texts
 from .unit_info import UnitInfoDialog, format_info_value
 from .workers import DeviceWatcher, DiscoveryFactory, Job, StationProvider, Workers
@@ -78,10 +81,11 @@ class MainWindow(QMainWindow):
         flash: FlashUnits = flash_with_engine,
         keys: KeyEngine | None = None,
         camera: CameraEngine | None = None,
+        platform_config: str | None = None,
         parent: QWidget | None = None,
     ) -> None:
         """``make_discovery``, ``make_station``, ``flash``, ``keys`` and ``camera`` stand in for the bus and engines
-        in tests."""
+        in tests; ``platform_config`` names the merchant platform's file (else ``NAIAD_PLATFORM_CONFIG``)."""
         super().__init__(parent)
         self.wiring = wiring
         self.workers = Workers(parent=self)
@@ -103,6 +107,9 @@ class MainWindow(QMainWindow):
         self.camera = CameraCalibrations(
             self.bench, self.workers, self.stations, self.operator, camera or EngineCamera(wiring), self
         )
+        platform = PlatformAccess(self.stations, platform_config)
+        self.merchants = MerchantBinding(self.bench, self.workers, platform, self.operator, self)
+        self.subsidy = SubsidyPanels(self.bench, self.workers, platform, self.operator, self)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.bench)
         splitter.addWidget(self.log_pane)
@@ -131,6 +138,7 @@ class MainWindow(QMainWindow):
         self.flash_monitor.summarised.connect(self._show_status)
         self.key_injection.summarised.connect(self._show_status)
         self.camera.summarised.connect(self._show_status)
+        self.merchants.summarised.connect(self._show_status)
         self.language_changed.connect(self._on_language_changed)
         self.log_pane.attach()
         i18n.add_language_listener(self._notify_language)
@@ -162,6 +170,7 @@ class MainWindow(QMainWindow):
         self.flash_action.triggered.connect(lambda _checked=False: self.open_flash_dialog())
         self.bench_menu.addAction(self.flash_action)
         self.bench_menu.addAction(self.key_injection.action)
+        self.bench_menu.addAction(self.subsidy.menu_action)
         self.dismiss_action = QAction(self)
         self.dismiss_action.triggered.connect(self.bench.dismiss_disconnected)
         self.bench_menu.addAction(self.dismiss_action)
@@ -247,6 +256,8 @@ class MainWindow(QMainWindow):
             self.flash_dialog.close()
         self.key_injection.close_dialog()
         self.camera.close_panels()
+        self.merchants.close_windows()
+        self.subsidy.close_windows()
         self.operator.close_dialog()
         if ended:  # else they still record in the ledger: leave the station open
             try:
@@ -285,6 +296,8 @@ class MainWindow(QMainWindow):
         self.operator.retranslate()
         self.key_injection.retranslate()
         self.camera.retranslate()
+        self.merchants.retranslate()
+        self.subsidy.retranslate()
         self.quit_action.setText(_("&Quit"))
         self.bench_menu.setTitle(_("&Bench"))
         self.flash_action.setText(_("Flash firmware…"))

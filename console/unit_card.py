@@ -45,6 +45,11 @@ LOG = logging.getLogger(__name__)
 CARD_WIDTH = 280
 MODE_LABELS: dict[str, str] = {"run": N_("Run"), "bootloader": N_("Bootloader")}
 NO_VALUE = "—"
+PLATFORM_ACTIONS: dict[str, tuple[str, str]] = {
+    "merchant": (N_("Merchant…"), N_("Bind the unit to a merchant's store, activate it and enroll it in a subsidy")),
+    "subsidy": (N_("Subsidy…"), N_("The unit's subsidy: users and earnings per month, cap and months left")),
+}
+"""The card's merchant platform actions (each shown only to the roles that may use it): name -> (text, tooltip)."""
 
 
 def unit_key(device: Device) -> str:
@@ -72,6 +77,7 @@ class UnitCard(QFrame):
     reboot_requested = pyqtSignal(str, str)
     dismiss_requested = pyqtSignal(str)
     camera_requested = pyqtSignal(str)
+    platform_requested = pyqtSignal(str, str)  # (action of PLATFORM_ACTIONS, serial)
 
     def __init__(self, device: Device, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -84,6 +90,7 @@ class UnitCard(QFrame):
         self._sticky_error = False
         self._in_job = False
         self._camera_allowed = False
+        self._platform_allowed: set[str] = set()
         self.setObjectName("unitCard")
         self.setFixedWidth(CARD_WIDTH)
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -122,6 +129,15 @@ class UnitCard(QFrame):
         self.camera_button = QPushButton()
         self.camera_button.setObjectName("cameraButton")
         self.camera_button.clicked.connect(lambda: self.camera_requested.emit(self.serial))
+        platform = QHBoxLayout()
+        self.platform_buttons: dict[str, QPushButton] = {}
+        for action in PLATFORM_ACTIONS:
+            button = self.platform_buttons[action] = QPushButton()
+            button.setObjectName(f"{action}Button")
+            button.clicked.connect(
+                lambda _checked=False, action=action: self.platform_requested.emit(action, self.serial)
+            )
+            platform.addWidget(button)
 
         top = QHBoxLayout()
         top.addWidget(self.state_badge)
@@ -139,6 +155,7 @@ class UnitCard(QFrame):
         layout.addWidget(self.progress)
         layout.addLayout(actions)
         layout.addWidget(self.camera_button)
+        layout.addLayout(platform)
 
         self.step_label.hide()
         self.progress.hide()
@@ -242,6 +259,11 @@ class UnitCard(QFrame):
         self._camera_allowed = allowed
         self.retranslate()
 
+    def allow_platform(self, actions: set[str]) -> None:
+        """Offer these merchant platform actions (the logged-in role decides which)."""
+        self._platform_allowed = set(actions)
+        self.retranslate()
+
     @property
     def error(self) -> BaseException | None:
         """What the card reports as wrong: the last failed step, or no permission to read the unit."""
@@ -286,6 +308,12 @@ class UnitCard(QFrame):
         self.camera_button.setVisible(self._camera_allowed)
         # open while a step runs too: the panel shows a running calibration; it starts nothing on a busy unit
         self.camera_button.setEnabled(self.connected and self.mode == "run" and bool(device.serial))
+        for action, button in self.platform_buttons.items():  # platform calls name the serial: the unit may be away
+            text, tip = PLATFORM_ACTIONS[action]
+            button.setText(_(text))
+            button.setToolTip(_(tip))
+            button.setVisible(action in self._platform_allowed)
+            button.setEnabled(bool(device.serial) and not (action == "merchant" and self._in_job))
         self._apply_state(state)
 
     def _port_text(self) -> str:
@@ -350,6 +378,7 @@ class Bench(QWidget):
     info_requested = pyqtSignal(str)
     reboot_requested = pyqtSignal(str, str)
     camera_requested = pyqtSignal(str)
+    platform_requested = pyqtSignal(str, str)
     changed = pyqtSignal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -357,6 +386,7 @@ class Bench(QWidget):
         self._cards: dict[str, UnitCard] = {}
         self._columns = 0
         self._camera_allowed = False
+        self._platform_allowed: set[str] = set()
         self.placeholder = QLabel()
         self.placeholder.setObjectName("benchPlaceholder")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -398,7 +428,9 @@ class Bench(QWidget):
             card.reboot_requested.connect(self.reboot_requested)
             card.dismiss_requested.connect(self.dismiss)
             card.camera_requested.connect(self.camera_requested)
+            card.platform_requested.connect(self.platform_requested)
             card.allow_camera(self._camera_allowed)
+            card.allow_platform(self._platform_allowed)
             self._cards[card.serial] = card
             self._reflow(force=True)
         else:
@@ -445,6 +477,12 @@ class Bench(QWidget):
         self._camera_allowed = allowed
         for card in self._cards.values():
             card.allow_camera(allowed)
+
+    def allow_platform(self, action: str, allowed: bool) -> None:
+        """Whether the cards offer merchant platform ``action`` (the logged-in role decides)."""
+        (self._platform_allowed.add if allowed else self._platform_allowed.discard)(action)
+        for card in self._cards.values():
+            card.allow_platform(self._platform_allowed)
 
     def dismiss(self, serial: str) -> None:
         """Remove a disconnected unit's card; a connected unit's card, or one held by a job, stays."""

@@ -1,0 +1,319 @@
+"""The console's merchant form and subsidy panel, with contract-shaped data: ids checked as typed, a QR text that
+fills both ids (and a bad one that fills nothing), the steps ticked from the run's events, the cards' platform
+actions offered by role, and the subsidy's table, totals and chart in both languages."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import IdleDiscovery, device
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PyQt6.QtGui import QColor, QImage
+
+import i18n
+from console.composition import Wiring
+from console.inject_run import WAITING
+from console.main_window import MainWindow
+from console.merchant_form import STEPS, MerchantForm
+from console.subsidy_chart import MONTHLY_CAPS, SubsidyChart, nice_ceiling
+from console.subsidy_panel import SubsidyPanel
+from console.workers import Job, UnitsBusy
+from enrollment.config import ID, Merchant
+from enrollment.merchant_qr import MerchantQrInvalid, merchant_qr_text
+from i18n import _
+from provisioning import operators as ops
+from provisioning.ledger import Ledger
+from provisioning.registration import (
+    STEP_ACTIVATE,
+    STEP_BIND,
+    STEP_SUBSIDY,
+    EnrollmentStepResult,
+    SubsidyMonth,
+    UnitNotBound,
+    UnitSubsidy,
+)
+from terminal.events import PhaseStarted, StepFinished
+
+SERIAL = "DF2A00001"
+PASSPHRASE = "plum-Passphrase-90417-zebra"
+
+
+@pytest.fixture
+def form(qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> MerchantForm:
+    monkeypatch.delenv("NAIAD_KEYSTORE_PASSPHRASE", raising=False)
+    monkeypatch.delenv("NAIAD_KEYSTORE", raising=False)
+    dialog = MerchantForm(SERIAL)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    return dialog
+
+
+def test_the_ids_are_checked_as_typed_and_start_waits_for_valid_ones(form: MerchantForm) -> None:
+    assert not form.start_button.isEnabled() and not form.merchant_message.isVisible()
+    assert form.foot.hint_label.text() == _("Enter the merchant id.")
+    form.merchant_edit.setText("2088 0001")  # a space: not an id
+    assert form.merchant_message.isVisible() and "Letters, digits" in form.merchant_message.text()
+    assert not form.start_button.isEnabled()
+    form.merchant_edit.setText("2088000000000001")
+    form.store_edit.setText("-S1")  # must start with a letter or digit
+    assert not form.merchant_message.isVisible() and form.store_message.isVisible()
+    form.store_edit.setText("S0001")
+    assert not form.store_message.isVisible() and not form.start_button.isEnabled()  # no passphrase yet
+    form.secret_edit.setText(PASSPHRASE)
+    assert form.start_button.isEnabled()
+    asked: list[Any] = []
+    form.start_requested.connect(asked.append)
+    form.start_button.click()
+    assert [(r.serial, r.merchant, r.program) for r in asked] == [
+        (SERIAL, Merchant("2088000000000001", "S0001"), "2020")  # the newest program unless another is chosen
+    ]
+    assert PASSPHRASE not in repr(asked[0])
+
+
+def test_a_passphrase_in_the_environment_need_not_be_typed(qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    dialog = MerchantForm(SERIAL)
+    qtbot.addWidget(dialog)
+    dialog.merchant_edit.setText("2088000000000001")
+    dialog.store_edit.setText("S0001")
+    assert dialog.start_button.isEnabled() and dialog.secret_edit.placeholderText() == _("Set in the environment")
+
+
+def test_a_merchant_qr_text_fills_both_ids_and_a_bad_one_leaves_them_as_they_were(form: MerchantForm) -> None:
+    form.qr_edit.setText(merchant_qr_text(Merchant("2088000000000002", "S0001")) + "\n")
+    assert (form.merchant_edit.text(), form.store_edit.text()) == ("2088000000000002", "S0001")
+    assert not form.qr_message.isVisible()
+    form.qr_edit.setText("https://platform.example/bind?merchant_id=2088000000000001")  # no store
+    assert (form.merchant_edit.text(), form.store_edit.text()) == ("2088000000000002", "S0001")
+    assert form.qr_message.isVisible()
+    assert form.qr_message.text().startswith(str(MerchantQrInvalid(reason="x")).split(":")[0])
+    form.qr_edit.setText("")
+    assert not form.qr_message.isVisible()
+
+
+def test_no_typed_text_breaks_the_form_or_enables_start_with_a_bad_id(form: MerchantForm) -> None:
+    form.secret_edit.setText(PASSPHRASE)
+    form.store_edit.setText("S0001")
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.text(max_size=80))
+    def typed(text: str) -> None:
+        before = (form.merchant_edit.text(), form.store_edit.text())
+        form.qr_edit.setText(text)
+        if form.qr_message.isVisible():  # a refused QR text leaves the ids as they were
+            assert (form.merchant_edit.text(), form.store_edit.text()) == before
+        form.merchant_edit.setText(text)
+        valid = bool(ID.fullmatch(text)) and bool(ID.fullmatch(form.store_edit.text()))
+        assert form.start_button.isEnabled() is valid
+
+    typed()
+
+
+def test_the_form_ticks_each_step_from_the_events_and_says_why_one_failed(form: MerchantForm) -> None:
+    form.begin()
+    assert [form.step_marks[step].text() for step, _n in STEPS] == ["○", "○", "○"]
+    assert not form.start_button.isEnabled() and not form.merchant_edit.isEnabled()
+    form.phase_started(PhaseStarted(SERIAL, STEP_BIND, STEP_BIND, "binding"))
+    assert form.step_marks[STEP_BIND].text() == "…"
+    bound = EnrollmentStepResult(SERIAL, STEP_BIND, True, "done", "bound 2026-11-30 15:00:00")
+    form.step_finished(StepFinished(SERIAL, STEP_BIND, bound))
+    form.step_finished(StepFinished("OTHER", STEP_ACTIVATE, bound))  # another unit's event: not this form's
+    error = UnitNotBound(serial=SERIAL)
+    failed = EnrollmentStepResult(SERIAL, STEP_ACTIVATE, False, "refused", error=error)
+    form.step_finished(StepFinished(SERIAL, STEP_ACTIVATE, failed))
+    form.end([bound, failed], None)
+    assert [form.step_marks[step].text() for step, _n in STEPS] == ["✓", "✗", "—"]
+    assert form.step_details[STEP_ACTIVATE].text() == f"{error}\n{error.remedy_text}"
+    assert form.step_details[STEP_SUBSIDY].isVisible() and not form.step_details[STEP_BIND].isVisible()
+    assert form.start_button.text() == _("Run again") and form.merchant_edit.isEnabled()
+
+
+def test_closing_the_form_forgets_the_passphrase(form: MerchantForm) -> None:
+    form.secret_edit.setText(PASSPHRASE)
+    form.close()
+    assert form.secret_edit.text() == ""
+
+
+# -- the subsidy panel and chart ----------------------------------------------------------------------------
+
+
+def month(index: int, users: int, earned: str) -> SubsidyMonth:
+    return SubsidyMonth(index, f"2026-0{index}-01 00:00:00", f"2026-0{index + 1}-01 00:00:00", users, Decimal(earned))
+
+
+def unit_subsidy(serial: str = SERIAL, program: str | None = "2020") -> UnitSubsidy:
+    months = (month(1, 1143, "800.00"), month(2, 310, "217.00"), month(3, 0, "0.00")) if program else ()
+    earned = sum((m.earned for m in months), Decimal(0))
+    return UnitSubsidy(
+        serial=serial,
+        merchant_id="2088000000000001",
+        store_id="S0001",
+        program=program,
+        activated="2026-01-01 10:00:00" if program else None,
+        window_end="2026-06-01 10:00:00" if program else None,
+        months=months,
+        users=sum(m.users for m in months),
+        earned=earned,
+        cap_left=Decimal(1600) - earned if program else Decimal(0),
+        months_left=2 if program else 0,
+    )
+
+
+def test_the_panel_shows_a_units_months_totals_and_chart(qtbot: Any) -> None:
+    panel = SubsidyPanel(SERIAL)
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.show_units([unit_subsidy()])
+    table = panel.table
+    rows = [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]  # type: ignore[union-attr]
+    assert rows[0] == [_("Month {index}", index=1), "2026-01-01", "2026-02-01", "1143", "800.00"]
+    assert [row[4] for row in rows] == ["800.00", "217.00", "0.00"]
+    assert panel.totals_label.text() == _(
+        "Earned {earned:.2f} yuan · cap left {cap_left:.2f} yuan · months left {months}",
+        earned=Decimal("1017.00"),
+        cap_left=Decimal("583.00"),
+        months=2,
+    )
+    assert not panel.unit_combo.isVisible() and panel.chart.isVisible()
+    assert panel.chart.cap == MONTHLY_CAPS["2020"] and len(panel.chart.months) == 3
+
+
+def test_a_merchants_units_get_a_chooser_and_the_merchants_total(qtbot: Any) -> None:
+    panel = SubsidyPanel(None)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert not panel.show_button.isEnabled()
+    panel.id_edit.setText("2088000000000001")
+    panel.secret_edit.setText(PASSPHRASE)
+    asked: list[tuple[str, ...]] = []
+    panel.query_requested.connect(lambda *args: asked.append(args))
+    panel.show_button.click()
+    assert asked == [("merchant", "2088000000000001", PASSPHRASE)]
+    panel.show_units([unit_subsidy(), unit_subsidy("DF2A00002", None)])
+    assert panel.unit_combo.isVisible() and panel.unit_combo.count() == 2
+    assert "1017.00" in panel.merchant_label.text()
+    panel.unit_combo.setCurrentIndex(1)
+    assert panel.status_label.text() == _("Unit {serial} is not enrolled in a subsidy program.", serial="DF2A00002")
+    assert not panel.table.isVisible() and not panel.chart.isVisible() and not panel.totals_label.isVisible()
+
+
+def test_a_bad_id_is_refused_inline(qtbot: Any) -> None:
+    panel = SubsidyPanel(None)
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.id_edit.setText("2088/1")
+    assert panel.id_message.isVisible() and not panel.show_button.isEnabled()
+
+
+@given(st.just(0.0) | st.floats(min_value=0.01, max_value=1e9))
+def test_an_axis_top_is_round_and_holds_the_value(value: float) -> None:
+    top = nice_ceiling(value)
+    assert top >= value * (1 - 1e-9) and (top == 1.0 if value == 0 else top < 10 * value)
+    mantissa = top / 10 ** int(f"{top:e}".split("e")[1])
+    assert any(abs(mantissa - step) < 1e-6 for step in (1.0, 2.0, 2.5, 5.0, 10.0))
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_the_chart_paints_bars_under_the_cap_line_and_the_users(
+    qtbot: Any, monkeypatch: pytest.MonkeyPatch, language: str
+) -> None:
+    monkeypatch.setattr(i18n, "_language", language)
+    chart = SubsidyChart()
+    qtbot.addWidget(chart)
+    chart.resize(520, 260)
+    chart.show_months(unit_subsidy().months, "2020")
+    assert chart.yuan_top() >= 800 and chart.users_top() >= 1143
+    image = QImage(chart.size(), QImage.Format.Format_RGB32)
+    chart.render(image)
+    colours = {image.pixelColor(x, y).name() for x in range(0, 520, 2) for y in range(0, 260, 2)}
+    assert QColor("#1565c0").name() in colours  # earnings bars
+    assert QColor("#ef6c00").name() in colours  # users
+    assert QColor("#c62828").name() in colours  # the monthly cap
+
+
+# -- the cards' actions, by role ----------------------------------------------------------------------------
+
+ROLES = {"root": "admin", "olga": "operator", "ivy": "installer", "cara": "custodian", "sam": "support"}
+
+
+@pytest.fixture
+def window(qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
+    monkeypatch.setattr(i18n, "_language", "en")
+    monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}", station="bench-1")
+    ops.add_operator(ledger, None, "root", "admin", "root-Secret-8731")
+    admin = ops.login(ledger, "root", "root-Secret-8731")
+    for name, role in ROLES.items():
+        if name != "root":
+            ops.add_operator(ledger, admin, name, role, f"{name}-Secret-8731")
+    from provisioning.station import Station
+
+    station = Station(IdleDiscovery(), ledger=ledger)  # type: ignore[arg-type]
+    win = MainWindow(Wiring(Path("/nonexistent-sim")), make_discovery=IdleDiscovery, make_station=lambda: station)
+    qtbot.addWidget(win)
+    win.start()
+    win.bench.device_added(device(SERIAL, 1))
+    yield win
+    win.close()
+    ledger.close()
+
+
+def log_in(qtbot: Any, window: MainWindow, name: str) -> None:
+    window.operator.login_action.trigger()
+    dialog = window.operator.dialog
+    assert dialog is not None
+    dialog.name_edit.setText(name)
+    dialog.password_edit.setText("root-Secret-8731" if name == "root" else f"{name}-Secret-8731")
+    dialog.login_button.click()
+    qtbot.waitUntil(lambda: window.operator.session is not None, timeout=5000)
+
+
+@pytest.mark.parametrize("name", sorted(ROLES))
+def test_the_cards_offer_binding_and_the_subsidy_by_role(qtbot: Any, window: MainWindow, name: str) -> None:
+    card = window.bench.card(SERIAL)
+    assert card is not None
+    merchant, subsidy = card.platform_buttons["merchant"], card.platform_buttons["subsidy"]
+    assert not merchant.isVisibleTo(card) and not subsidy.isVisibleTo(card)
+    assert not window.subsidy.menu_action.isVisible()
+    log_in(qtbot, window, name)
+    binds = ROLES[name] in ("installer", "operator", "admin")
+    reads = binds or ROLES[name] == "support"
+    assert merchant.isVisibleTo(card) is binds and subsidy.isVisibleTo(card) is reads
+    assert window.subsidy.menu_action.isVisible() is reads
+    if binds:
+        merchant.click()
+        form = window.merchants.forms.get(SERIAL)
+        assert form is not None and form.isVisible()
+    window.operator.logout_action.trigger()
+    assert not window.merchants.forms and not merchant.isVisibleTo(card)
+
+
+def test_a_unit_busy_with_another_job_is_not_bound_and_its_card_keeps_that_job(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    log_in(qtbot, window, "ivy")
+    release = threading.Event()
+    window.workers.start(Job(lambda _listener: release.wait(5), (SERIAL,), "flash"))
+    card = window.bench.card(SERIAL)
+    assert card is not None
+    card.show_step(WAITING)
+    form = window.merchants.open_for(SERIAL)
+    assert form is not None
+    form.merchant_edit.setText("2088000000000001")
+    form.store_edit.setText("S0001")
+    form.start_button.click()
+    release.set()
+    busy = UnitsBusy(serials=SERIAL)
+    assert not form.running and form.foot.hint_label.text() == f"{_('The run stopped:')} {busy} {busy.remedy_text}"
+    assert card.step_label.text() == _(WAITING) and card.error is None  # the other job's card, untouched

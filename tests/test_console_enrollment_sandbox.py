@@ -1,0 +1,207 @@
+"""The console's merchant form and subsidy panel against a real sandbox platform: an installer scans a store's QR
+text (as the sandbox prints it), types the key store's passphrase and binds a unit, which the platform then holds
+bound, activated and enrolled, while the unit's card followed the same steps; the subsidy panel then reads the
+unit's subsidy from the platform.  One sandbox for the module; the station's RSA key in a software key store."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import json
+import shutil
+import ssl
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from helpers import IdleDiscovery, device
+
+import enrollment.sandbox.payments
+import enrollment.sandbox.subsidy  # noqa: F401  # registers the subsidy handlers (the server serves what is registered)
+import i18n
+from console.composition import Wiring
+from console.main_window import MainWindow
+from console.merchant_form import LIVE
+from console.platform_option import open_outbox
+from enrollment.gateway import Method
+from enrollment.sandbox.server import Sandbox
+from i18n import _
+from keys.store import SigningAlgorithm
+from keys.store_software import SoftwareKeyStore, default_path
+from provisioning import operators as ops
+from provisioning.ledger import Ledger
+from provisioning.registration import STEP_ACTIVATE, STEP_BIND, STEP_SUBSIDY, UnitToRegister, register_inventory
+from provisioning.station import Station
+
+SERIAL = "DF2A00077"
+PASSPHRASE = "plum-Passphrase-90417-zebra"
+PASSWORD = "ivy-Secret-2290"
+WAIT_MS = 20000
+
+
+@dataclass
+class Platform:
+    sandbox: Sandbox
+    config: Path
+    keystore: Path
+
+    def view(self, name: str) -> Any:
+        """A read-only view of the sandbox (``/sandbox/NAME``), over its own TLS."""
+        context = ssl.create_default_context(cadata=self.sandbox.ca_certificate)
+        with urllib.request.urlopen(f"{self.sandbox.base_url}/sandbox/{name}", context=context, timeout=10) as reply:
+            return json.load(reply)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("platform")
+    sandbox = Sandbox.start(root / "sandbox.sqlite")
+    try:
+        config = sandbox.station_config()
+        keystore = root / "keystore.json"
+        with SoftwareKeyStore(PASSPHRASE, keystore, scrypt_n=2**8) as store:
+            der = store.generate_signing_key(config.key_label, SigningAlgorithm.RSA_2048)
+        public = serialization.load_der_public_key(der)
+        pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        sandbox.set_app_key(config.app_id, pem.decode())
+        (root / "platform.toml").write_text(config.dumps(), encoding="utf-8")
+        yield Platform(sandbox, root / "platform.toml", keystore)
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def window(qtbot: Any, platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
+    monkeypatch.setattr(i18n, "_language", "en")
+    monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
+    monkeypatch.setenv("NAIAD_PLATFORM_CONFIG", str(platform.config))
+    monkeypatch.delenv("NAIAD_KEYSTORE", raising=False)
+    monkeypatch.delenv("NAIAD_KEYSTORE_PASSPHRASE", raising=False)
+    default_path().parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(platform.keystore, default_path())  # the station's own store, in this test's data directory
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}", station="bench-1")
+    ops.add_operator(ledger, None, "root", "admin", "root-Secret-8731")
+    ops.add_operator(ledger, ops.login(ledger, "root", "root-Secret-8731"), "ivy", "installer", PASSWORD)
+    station = Station(IdleDiscovery(), ledger=ledger)  # type: ignore[arg-type]
+    with SoftwareKeyStore(PASSPHRASE) as store, open_outbox(station, None, store) as outbox:  # the distributor's
+        (registered,) = register_inventory(outbox, "2088000000000100", [UnitToRegister(SERIAL, "DF2")])
+    assert registered.ok
+    win = MainWindow(Wiring(Path("/nonexistent-sim")), make_discovery=IdleDiscovery, make_station=lambda: station)
+    qtbot.addWidget(win)
+    win.start()
+    win.bench.device_added(device(SERIAL, 1))
+    win.operator.login_action.trigger()
+    dialog = win.operator.dialog
+    assert dialog is not None
+    dialog.name_edit.setText("ivy")
+    dialog.password_edit.setText(PASSWORD)
+    dialog.login_button.click()
+    qtbot.waitUntil(lambda: win.operator.session is not None, timeout=WAIT_MS)
+    yield win
+    win.close()
+    ledger.close()
+
+
+def test_an_installer_binds_activates_and_enrolls_a_unit_from_its_card(
+    qtbot: Any, window: MainWindow, platform: Platform
+) -> None:
+    card = window.bench.card(SERIAL)
+    assert card is not None
+    phases: list[str] = []
+    show_phase = card.show_phase
+
+    def shown(label: str) -> None:
+        phases.append(label)
+        show_phase(label)
+
+    card.show_phase = shown  # type: ignore[method-assign]
+    card.platform_buttons["merchant"].click()
+    form = window.merchants.forms[SERIAL]
+    noodle_bar = next(m for m in platform.view("merchants") if m["merchant_id"] == "2088000000000001")
+    form.qr_edit.setText(noodle_bar["stores"][1]["qr_text"])  # as scanned at the store S0002
+    assert (form.merchant_edit.text(), form.store_edit.text()) == ("2088000000000001", "S0002")
+    form.program_combo.setCurrentIndex(form.program_combo.findData("2019"))
+    assert not form.start_button.isEnabled()  # the passphrase is not in the environment: it must be typed
+    form.secret_edit.setText(PASSPHRASE)
+    form.start_button.click()
+    assert form.running and card.in_job
+    qtbot.waitUntil(lambda: not form.running, timeout=WAIT_MS)
+
+    assert form.succeeded(), form.foot.hint_label.text()
+    assert [form.step_marks[step].text() for step in (STEP_BIND, STEP_ACTIVATE, STEP_SUBSIDY)] == ["✓", "✓", "✓"]
+    assert len(phases) == 3  # the card followed the same three steps
+    assert not card.in_job and card.step_label.text() == _(LIVE, merchant="2088000000000001", store="S0002")
+    (unit,) = [d for d in platform.view("devices") if d["serial"] == SERIAL]
+    assert (unit["merchant_id"], unit["store_id"], unit["activated"], unit["subsidy_program"]) == (
+        "2088000000000001",
+        "S0002",
+        True,
+        "2019",
+    )
+    assert PASSPHRASE not in "\n".join(window.log_pane.lines())
+
+    form.close()
+    window.merchants.open_for(SERIAL)
+    assert window.merchants.forms[SERIAL].secret_edit.text() == ""  # a new form: the passphrase is not kept
+
+    # a buyer pays by face at the unit: under the 2019 program that is 0.70 yuan of subsidy in its first month
+    with SoftwareKeyStore(PASSPHRASE) as store, open_outbox(window.stations.get(), None, store) as outbox:
+        at = {"serial": SERIAL, "merchant_id": "2088000000000001", "store_id": "S0002"}
+        session = outbox.call(Method.FACE_SESSION_INITIALIZE, at, serial=SERIAL)
+        face = {"session_id": session["session_id"], "serial": SERIAL, "face_id": "sandbox-buyer-1"}
+        token = outbox.call(Method.FACE_SESSION_VERIFY, face, serial=SERIAL)["ftoken"]
+        sale = {"scene": "face", "auth_code": token, "total_amount": "12.00", "subject": "Noodles", **at}
+        outbox.call(Method.TRADE_PAY, sale, serial=SERIAL)
+
+    # the subsidy panel, from the same card, reads what the platform now holds (passphrase from the environment)
+    os.environ["NAIAD_KEYSTORE_PASSPHRASE"] = PASSPHRASE
+    try:
+        card.platform_buttons["subsidy"].click()
+        (panel,) = window.subsidy.panels
+        qtbot.waitUntil(lambda: panel.answered or panel.status_label.property("failed") is True, timeout=WAIT_MS)
+    finally:
+        del os.environ["NAIAD_KEYSTORE_PASSPHRASE"]
+    (status,) = panel.units
+    assert (status.serial, status.program, status.merchant_id, status.store_id) == (
+        SERIAL,
+        "2019",
+        "2088000000000001",
+        "S0002",
+    )
+    assert (status.users, status.earned, status.cap_left, status.months_left) == (
+        1,
+        Decimal("0.70"),
+        Decimal("1199.30"),
+        5,
+    )
+    assert "program 2019" in panel.status_label.text() and panel.chart.isVisible()
+    assert panel.table.rowCount() == len(status.months)
+    first = [panel.table.item(0, column).text() for column in (3, 4)]
+    assert first == ["1", "0.70"]
+    assert panel.totals_label.text() == _(
+        "Earned {earned:.2f} yuan · cap left {cap_left:.2f} yuan · months left {months}",
+        earned=Decimal("0.70"),
+        cap_left=Decimal("1199.30"),
+        months=5,
+    )
+
+
+def test_the_subsidy_panel_reads_a_merchants_units(qtbot: Any, window: MainWindow, monkeypatch: Any) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    window.subsidy.menu_action.trigger()
+    (panel,) = window.subsidy.panels
+    panel.id_edit.setText("2088000000000002")  # the grocer: no unit bound there
+    panel.show_button.click()
+    qtbot.waitUntil(lambda: panel.answered, timeout=WAIT_MS)
+    assert panel.units == [] and panel.status_label.text() == _("The platform knows no unit of this merchant.")
+    panel.id_edit.setText("2088000000000999")
+    panel.show_button.click()
+    qtbot.waitUntil(lambda: not panel.loading, timeout=WAIT_MS)
+    assert panel.status_label.isVisible() and panel.status_label.property("failed") is True
