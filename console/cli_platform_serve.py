@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -62,16 +64,17 @@ def serve(
     seed: int | None,
 ) -> None:
     from enrollment.sandbox.seed import APP_ID
-    from enrollment.sandbox.server import Faults, Sandbox, SandboxAppKeyInvalid
+    from enrollment.sandbox.server import Faults, Sandbox, SandboxAppKeyInvalid, checked_app_key
 
     faults = Faults(latency_rate, latency_seconds, error_rate, drop_rate, rate_limit, seed)
-    with reported(False):
+    with reported(False), stop_signals() as stopped:
         key = None
         if app_key is not None:
             try:
                 key = app_key.read_text(encoding="ascii")
             except (OSError, UnicodeDecodeError):
-                raise SandboxAppKeyInvalid(app_id=APP_ID, reason=_("not a readable PEM file")) from None
+                raise SandboxAppKeyInvalid(app_id=APP_ID, reason=N_("not a readable PEM file")) from None
+            key = checked_app_key(APP_ID, key)  # before the sandbox starts
         with Sandbox.start(db, host=host, port=port, faults=faults) as sandbox:
             if key is not None:
                 sandbox.set_app_key(APP_ID, key)
@@ -80,12 +83,13 @@ def serve(
                     fh.write(sandbox.station_config().dumps())
                 out().print(_("Station configuration written to {path}", path=str(station_config)), markup=False)
             out().print(_("Sandbox platform at {url} (Ctrl-C stops it)", url=sandbox.url), markup=False)
-            wait_for_stop()
+            serve_until(stopped)
         out().print(_("Sandbox platform stopped"), markup=False)
 
 
-def wait_for_stop() -> None:
-    """Block until SIGINT or SIGTERM (the signals' previous handlers come back afterwards)."""
+@contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event SIGINT and SIGTERM set while the block runs (their previous handlers come back afterwards)."""
     stopped = threading.Event()
 
     def on_signal(number: int, frame: FrameType | None) -> None:
@@ -93,8 +97,13 @@ def wait_for_stop() -> None:
 
     previous = {number: signal.signal(number, on_signal) for number in STOP_SIGNALS}
     try:
-        while not stopped.wait(0.5):
-            pass
+        yield stopped
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def serve_until(stopped: threading.Event) -> None:
+    """Let the sandbox serve until ``stopped`` is set."""
+    while not stopped.wait(0.5):
+        pass

@@ -14,14 +14,11 @@ from sqlalchemy.orm import Session
 import enrollment.sandbox.payments
 import enrollment.sandbox.subsidy  # noqa: F401  # registers the handlers
 from enrollment.gateway import CHINA, Method
-from enrollment.sandbox.models import Base, Buyer, Device, Merchant, Store
+from enrollment.sandbox.models import Base, Buyer, Device
 from enrollment.sandbox.registry import HANDLERS, Call
+from enrollment.sandbox.seed import APP_ID, MERCHANTS, SUPPLIER_ID, seed
 
-APP_ID = "2026000000000001"
-SUPPLIER_ID = "2088000000000100"
-NOODLES = "2088000000000001"
-GROCER = "2088000000000002"
-BUYERS = {"2088100000000001": ("13800000001", "sandbox-buyer-1"), "2088100000000002": ("13800000002", "buyer-2")}
+NOODLES, GROCER = MERCHANTS
 
 
 def china(text: str) -> dt.datetime:
@@ -30,21 +27,12 @@ def china(text: str) -> dt.datetime:
 
 
 def seeded_session() -> Session:
-    """A session over a fresh in-memory database with two merchants, their stores and two buyers."""
+    """A session over a fresh in-memory database with the sandbox's seeds and a second buyer (``buyer-2``)."""
     engine = create_engine("sqlite://")
     Base.metadata.create_all(engine)
     session = Session(engine)
-    session.add_all(
-        [Merchant(merchant_id=NOODLES, name="Sandbox Noodle Bar"), Merchant(merchant_id=GROCER, name="Grocer")]
-    )
-    session.add_all(
-        [
-            Store(merchant_id=NOODLES, store_id="S0001", name="One"),
-            Store(merchant_id=NOODLES, store_id="S0002", name="Two"),
-            Store(merchant_id=GROCER, store_id="S0001", name="One"),
-        ]
-    )
-    session.add_all(Buyer(buyer_id=b, logon_id=logon, face_id=face) for b, (logon, face) in BUYERS.items())
+    seed(session, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    session.add(Buyer(buyer_id="2088100000000002", logon_id="13800000002", face_id="buyer-2"))
     session.commit()
     return session
 
@@ -79,9 +67,9 @@ def add_unit(
 
 
 def handle(session: Session, method: Method, biz: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """Run ``method``'s handler as the dispatcher would: commit on success, roll back on a refusal."""
+    """Run ``method``'s handler as the dispatcher would: at ``now`` in UTC, committed, or rolled back if refused."""
     try:
-        reply = HANDLERS[method](Call(session, APP_ID, SUPPLIER_ID, method, biz, now))
+        reply = HANDLERS[method](Call(session, APP_ID, SUPPLIER_ID, method, biz, now.astimezone(dt.UTC)))
     except BaseException:
         session.rollback()
         raise

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -15,7 +17,7 @@ from enrollment import gateway
 from enrollment.sandbox.seed import APP_ID, SUPPLIER_ID
 from enrollment.sandbox.server import Sandbox
 
-__all__ = ["APP_ID", "SUPPLIER_ID", "Station", "public_pem"]
+__all__ = ["APP_ID", "SUPPLIER_ID", "Station", "public_pem", "sandbox_fixture", "station_fixture"]
 
 
 def public_pem(key: rsa.RSAPrivateKey) -> str:
@@ -79,3 +81,18 @@ class Station:
 
     def close(self) -> None:
         self.http.close()
+
+
+@pytest.fixture(scope="module", name="sandbox")
+def sandbox_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """``sandbox``: one sandbox per test module that imports this fixture."""
+    with Sandbox.start(tmp_path_factory.mktemp("sandbox") / "platform.db") as running:
+        yield running
+
+
+@pytest.fixture(scope="module", name="station")
+def station_fixture(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
+    """``station``: a station whose key the module's sandbox knows."""
+    station = Station(sandbox, tmp_path_factory.mktemp("station"))
+    yield station
+    station.close()

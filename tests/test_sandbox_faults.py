@@ -8,26 +8,13 @@ from typing import Any
 
 import pytest
 import requests
-from sandbox_station import SUPPLIER_ID, Station
+from sandbox_station import SUPPLIER_ID, Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 
 from enrollment.gateway import Method, SubCode
-from enrollment.sandbox.faults import FaultPlan, Faults
+from enrollment.sandbox.faults import MAX_TRACKED_APPS, FaultPlan, Faults
 from enrollment.sandbox.server import Sandbox
 
 SERIALS = (f"FT{n:05d}" for n in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox.start(tmp_path_factory.mktemp("sandbox") / "platform.db") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def station(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
-    station = Station(sandbox, tmp_path_factory.mktemp("station"))
-    yield station
-    station.close()
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +88,14 @@ def test_the_rate_limit_counts_each_app_per_second() -> None:
     assert not plan.limited("b")
     now[0] += 1.0
     assert not plan.limited("a")
+
+
+def test_the_rate_limit_forgets_idle_app_ids() -> None:
+    now = [100.0]
+    plan = FaultPlan(Faults(rate_limit=1), monotonic=lambda: now[0])
+    for n in range(MAX_TRACKED_APPS + 1):
+        plan.limited(f"app-{n}")
+    assert plan.limited("app-0")  # still within its second
+    now[0] += 1.0
+    plan.limited("app-x")
+    assert len(plan._recent) == 1

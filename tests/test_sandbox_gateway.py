@@ -4,43 +4,34 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sandbox_station import SUPPLIER_ID, Station
+from sandbox_station import SUPPLIER_ID, Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from enrollment.gateway import Code, Method, SubCode
 from enrollment.sandbox.models import Device
+from enrollment.sandbox.registry import HANDLERS, Call
 from enrollment.sandbox.server import Sandbox
 
 NOODLES, GROCER = "2088000000000001", "2088000000000002"
 SERIALS = (f"GW{n:05d}" for n in itertools.count())
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox.start(tmp_path_factory.mktemp("sandbox") / "platform.db") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def station(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
-    station = Station(sandbox, tmp_path_factory.mktemp("station"))
-    yield station
-    station.close()
-
-
-def register(station: Station, *serials: str, number: str | None = None) -> dict[str, Any]:
-    biz = {
+def registration(*serials: str, number: str | None = None) -> dict[str, Any]:
+    return {
         "out_request_no": number or f"R-{serials[0]}",
         "supplier_id": SUPPLIER_ID,
         "devices": [{"serial": s, "model": "DF2"} for s in serials],
     }
-    return station.call(Method.INVENTORY_REGISTER, biz)
+
+
+def register(station: Station, *serials: str, number: str | None = None) -> dict[str, Any]:
+    return station.call(Method.INVENTORY_REGISTER, registration(*serials, number=number))
 
 
 def bind(station: Station, serial: str, merchant: str = NOODLES, store: str = "S0001", **extra: Any) -> dict[str, Any]:
@@ -259,3 +250,28 @@ def test_a_bad_request_is_refused_with_its_code_signed_and_changes_nothing(stati
     code, sub_code = CASES[case]
     assert refused(reply, code, sub_code), reply
     assert station.device(serial) is None
+
+
+def test_a_handler_that_fails_answers_unknown_error_and_its_work_is_rolled_back(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serial = next(SERIALS)
+
+    def half_done(call: Call) -> dict[str, Any]:
+        call.session.add(Device(serial=serial, model="DF2", supplier_id=SUPPLIER_ID, registered=call.now))
+        call.session.flush()
+        raise RuntimeError("a bug in the middle of the work")
+
+    monkeypatch.setitem(HANDLERS, Method.DEVICE_ACTIVATE, half_done)
+    reply = station.call(Method.DEVICE_ACTIVATE, {"out_request_no": f"bug-{serial}", "serial": serial})
+    assert refused(reply, Code.UNAVAILABLE, SubCode.UNKNOWN_ERROR) and "bug" not in reply["sub_msg"]
+    assert station.device(serial) is None
+
+
+def test_concurrent_writes_queue_and_all_succeed(station: Station) -> None:
+    serials = [next(SERIALS) for _ in range(24)]
+    forms = [station.params(Method.INVENTORY_REGISTER, registration(serial)) for serial in serials]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        replies = list(pool.map(lambda form: station.reply(station.post(form), Method.INVENTORY_REGISTER), forms))
+    assert all(r["code"] == "10000" and r["results"][0]["status"] == "registered" for r in replies)
+    assert {d["serial"] for d in station.view("devices")} >= set(serials)

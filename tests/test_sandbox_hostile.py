@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sandbox_station import Station
+from sandbox_station import Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 
 from enrollment.gateway import COMMON_PARAMETERS, MAX_BODY, Code, Method, SubCode
-from enrollment.sandbox.server import Sandbox
 
 CODES = {code.value for code in Code}
 METHODS = [Method.INVENTORY_REGISTER, Method.DEVICE_BIND, Method.DEVICE_ACTIVATE]
@@ -25,19 +22,6 @@ JSON = st.recursive(
 )
 IDS = st.sampled_from(["2088000000000100", "2088000000000001", "S0001", "GW1", "", " ", "a" * 65]) | st.text(max_size=8)
 BIZ = st.dictionaries(st.sampled_from(FIELDS), IDS | JSON, max_size=6)
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox.start(tmp_path_factory.mktemp("sandbox") / "platform.db") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def station(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
-    station = Station(sandbox, tmp_path_factory.mktemp("station"))
-    yield station
-    station.close()
 
 
 def signed_reply(station: Station, method: str, data: Any, **options: Any) -> dict[str, Any]:

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sandbox_rows import GROCER, NOODLES, SUPPLIER_ID, add_unit, china, face_pay, handle, seeded_session
+from sandbox_rows import GROCER, NOODLES, add_unit, china, face_pay, handle, seeded_session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enrollment.gateway import Code, Method, SubCode
 from enrollment.sandbox.models_trade import FaceSession
 from enrollment.sandbox.registry import HANDLERS, INSPECTIONS, Call, Refused
+from enrollment.sandbox.seed import SUPPLIER_ID
 
 NOW = china("2026-11-30 09:30")
 UNIT = "NF1-0001"

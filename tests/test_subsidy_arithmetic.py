@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sandbox_rows import china
 
+from enrollment.gateway import CHINA
 from enrollment.sandbox.programs import packaged_programs
 from enrollment.sandbox.subsidy import FacePayment, add_months, reckon_subsidy
 
@@ -151,3 +154,32 @@ def test_subsidy_months_are_calendar_months_in_china_time(activated: str, ends: 
     assert [m.start for m in reckoning.months[1:]] == [m.end for m in reckoning.months[:-1]]
     assert reckoning.window_start == start
     assert add_months(start, 0) == start and add_months(start, 0).tzinfo == dt.UTC
+
+
+PAYMENTS = st.lists(
+    st.builds(
+        FacePayment,
+        buyer_id=st.sampled_from(["a", "b", "c"]),
+        paid=st.integers(-40 * 86400, 200 * 86400).map(lambda s: ACTIVATED + dt.timedelta(seconds=s)),
+        amount_fen=st.just(100),
+        refunded_fen=st.sampled_from([0, 0, 50, 100]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payments=PAYMENTS, program_id=st.sampled_from(["2019", "2020"]))
+def test_the_arithmetic_keeps_its_invariants(payments: list[FacePayment], program_id: str) -> None:
+    program = packaged_programs()[program_id]
+    reckoning = reckon_subsidy(program, ACTIVATED, payments, ACTIVATED)
+    counted = {
+        (p.buyer_id, p.paid.astimezone(CHINA).date())
+        for p in payments
+        if p.refunded_fen < p.amount_fen and ACTIVATED <= p.paid < reckoning.window_end
+    }
+    assert reckoning.users == sum(m.users for m in reckoning.months) == len(counted)
+    assert reckoning.earned_fen == sum(m.earned_fen for m in reckoning.months) <= program.unit_cap_fen
+    assert all(m.earned_fen <= min(m.users * program.per_user_fen, program.monthly_cap_fen) for m in reckoning.months)
+    assert reckoning.cap_left_fen == program.unit_cap_fen - reckoning.earned_fen
+    assert reckon_subsidy(program, ACTIVATED, reversed(payments), ACTIVATED) == reckoning

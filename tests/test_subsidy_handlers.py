@@ -143,6 +143,7 @@ def test_status_per_merchant_counts_a_buyer_on_each_unit(db: Session) -> None:
         ({"serial": "U1", "merchant_id": NOODLES}, SubCode.INVALID_PARAMETER),
         ({"serial": "NOPE"}, "DEVICE_NOT_FOUND"),
         ({"serial": "ELSEWHERE"}, "DEVICE_NOT_FOUND"),
+        ({"serial": "LOOSE"}, "DEVICE_NOT_BOUND"),
         ({"merchant_id": "2088000000000999"}, "MERCHANT_NOT_FOUND"),
         ({"serial": "U1", "program": "2019"}, SubCode.INVALID_PARAMETER),
     ],

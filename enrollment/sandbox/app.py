@@ -27,7 +27,7 @@ from .registry import INSPECTIONS, Refused
 
 LOG = logging.getLogger(__name__)
 
-HANDLER_MODULES = ("devices", "views")
+HANDLER_MODULES = ("devices", "views", "payments", "subsidy")
 """The modules of :mod:`enrollment.sandbox` whose handlers (``registry.handles``) and views (``inspects``) it serves."""
 REPLY_TYPE = "application/json; charset=utf-8"
 TRANSPORT = "naiad.transport"

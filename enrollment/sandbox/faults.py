@@ -14,6 +14,8 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+MAX_TRACKED_APPS = 1024
+
 
 @dataclass
 class Faults:
@@ -71,7 +73,11 @@ class FaultPlan:
             limit = self._faults.rate_limit
             if limit <= 0:
                 return False
-            now, recent = self._monotonic(), self._recent[app_id]
+            now = self._monotonic()
+            if len(self._recent) > MAX_TRACKED_APPS:  # app ids are the client's text: forget the idle ones
+                for idle in [key for key, times in self._recent.items() if not times or times[-1] <= now - 1.0]:
+                    del self._recent[idle]
+            recent = self._recent[app_id]
             while recent and recent[0] <= now - 1.0:
                 recent.popleft()
             if len(recent) >= limit:

@@ -31,7 +31,7 @@ from .dispatch import Gateway
 from .faults import FaultPlan, Faults
 from .models import App
 from .seed import APP_ID, SUPPLIER_ID, TEST_MERCHANT, seed
-from .tls import credentials
+from .tls import Credentials, credentials
 
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -41,13 +41,14 @@ __all__ = ["Faults", "Sandbox", "SandboxError"]
 
 
 class SandboxError(EnrollmentError):
-    message = N_("The sandbox platform could not start: {reason}")
+    message = N_("The sandbox platform could not start")
     remedy = N_("Check the options of 'naiad platform serve' and try again.")
 
 
 class SandboxPortInUse(SandboxError):
     message = N_("The sandbox platform cannot listen on {host}:{port}: {reason}")
     remedy = N_("Choose another --port (or stop the program using this one), or use --port 0 for a free port.")
+    msgid_params = ("reason",)
 
 
 class SandboxDatabaseUnusable(SandboxError):
@@ -58,11 +59,23 @@ class SandboxDatabaseUnusable(SandboxError):
 class SandboxAppKeyInvalid(SandboxError):
     message = N_("The app key for {app_id} is not usable: {reason}")
     remedy = N_("Give the PEM public key of an RSA key of 2048 bits or more ('naiad platform keygen' prints one).")
+    msgid_params = ("reason",)
 
 
 class SandboxAppUnknown(SandboxError):
     message = N_("The sandbox has no app {app_id}")
     remedy = N_("Use the seeded app id 2026000000000001.")
+
+
+def checked_app_key(app_id: str, public_key_pem: str) -> str:
+    """``public_key_pem`` once checked to be an RSA public key of 2048 bits or more, for ``app_id``."""
+    try:
+        load_public_key(public_key_pem)
+    except GatewayFormatError:
+        raise SandboxAppKeyInvalid(
+            app_id=app_id, reason=N_("not an RSA public key of 2048 bits or more (PEM)")
+        ) from None
+    return public_key_pem.strip() + "\n"
 
 
 def _utc_now() -> dt.datetime:
@@ -94,18 +107,14 @@ class Sandbox:
         """Open (or create and seed) the database ``db`` and serve the gateway on ``host:port`` in a thread."""
         clock = clock or _utc_now
         load_handlers()
+        listener = _listen(host, port)  # first: a port in use is refused before any work
         try:
-            database = Database(Path(db))
-            with database.write() as session:
-                seed(session, clock().astimezone(dt.UTC))
-                made = credentials(session, host)
-        except SQLAlchemyError as exc:
-            raise SandboxDatabaseUnusable(
-                path=str(db), reason=str(exc.orig) if isinstance(exc, DBAPIError) else type(exc).__name__
-            ) from None
+            database, made = _open(Path(db), host, clock)
+        except BaseException:
+            listener.close()
+            raise
         plan = FaultPlan(faults or Faults())
         gateway = Gateway(database, rsa_signer(made.signing_key), clock)
-        listener = _listen(host, port)
         config = uvicorn.Config(
             build_app(gateway, plan, database),
             log_config=None,
@@ -124,7 +133,7 @@ class Sandbox:
                 server.should_exit = True
                 listener.close()
                 database.close()
-                raise SandboxError(reason="the server did not start")
+                raise SandboxError()
             time.sleep(0.01)
         bound_port = listener.getsockname()[1]
         shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard: loopback
@@ -148,15 +157,12 @@ class Sandbox:
 
     def set_app_key(self, app_id: str, public_key_pem: str) -> None:
         """Set the public key ``app_id``'s requests are checked with (its station's key)."""
-        try:
-            load_public_key(public_key_pem)
-        except GatewayFormatError as exc:
-            raise SandboxAppKeyInvalid(app_id=app_id, reason=exc.reason) from None
+        checked = checked_app_key(app_id, public_key_pem)
         with self._database.write() as session:
             app = session.get(App, app_id)
             if app is None:
                 raise SandboxAppUnknown(app_id=app_id)
-            app.public_key = public_key_pem.strip() + "\n"
+            app.public_key = checked
 
     def station_config(self, key_label: str | None = None) -> PlatformConfig:
         """What a station needs to talk to this sandbox as its seeded app, with the test merchant."""
@@ -187,6 +193,21 @@ class Sandbox:
         self.stop()
 
 
+def _open(path: Path, host: str, clock: Callable[[], dt.datetime]) -> tuple[Database, Credentials]:
+    """The sandbox database at ``path``, seeded, and the platform's credentials (made on first start)."""
+    database = None
+    try:
+        database = Database(path)
+        with database.write() as session:
+            seed(session, clock().astimezone(dt.UTC))
+            return database, credentials(session, host)
+    except SQLAlchemyError as exc:
+        if database is not None:
+            database.close()
+        reason = str(exc.orig) if isinstance(exc, DBAPIError) else type(exc).__name__
+        raise SandboxDatabaseUnusable(path=str(path), reason=reason) from None
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
@@ -196,7 +217,7 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.listen(128)
     except OSError as exc:
         listener.close()
-        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        reason = N_("the port is in use") if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         raise SandboxPortInUse(host=host, port=port, reason=reason) from None
     return listener
 

@@ -126,9 +126,9 @@ def own_device(call: Call, serial: str) -> Device:
 def enroll(call: Call) -> dict[str, Any]:
     """Enroll an activated unit in a program (default: the newest, or the unit's own once enrolled)."""
     call.only("out_request_no", "serial", "program")
-    number = call.text("out_request_no")
-    device = own_device(call, call.text("serial"))
+    number, serial = call.text("out_request_no"), call.text("serial")
     wanted = call.optional("program", PROGRAM_ID)
+    device = own_device(call, serial)
     if device.activated is None:
         raise Refused("DEVICE_NOT_ACTIVATED", f"unit {device.serial} is not activated")
     enrollment = call.session.get(SubsidyEnrollment, device.serial)
@@ -162,6 +162,8 @@ def query(call: Call) -> dict[str, Any]:
         raise Refused(SubCode.INVALID_PARAMETER, "give serial or merchant_id, not both", Code.INVALID_PARAMETER)
     if serial is not None:
         devices = [own_device(call, serial)]
+        if devices[0].merchant_id is None:
+            raise Refused("DEVICE_NOT_BOUND", f"unit {serial} is not bound to a store")
     else:
         if call.session.get(Merchant, merchant_id) is None:
             raise Refused("MERCHANT_NOT_FOUND", f"no merchant {merchant_id}")

@@ -1,0 +1,126 @@
+"""End to end over HTTPS against a running sandbox: the face-pay check's calls and a unit's subsidy status.
+
+Requests are signed and replies checked with the gateway codec only (the station's client is not needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sandbox_rows import NOODLES
+
+import enrollment.sandbox.payments
+import enrollment.sandbox.subsidy  # noqa: F401  # the server serves what is registered
+from enrollment.gateway import (
+    Method,
+    decode_response,
+    load_public_key,
+    now_timestamp,
+    request_parameters,
+    response_key,
+    rsa_signer,
+)
+from enrollment.sandbox.seed import APP_ID, BUYER_FACE_ID, SUPPLIER_ID
+from enrollment.sandbox.server import Sandbox
+
+SERIAL = "NF1-E2E-0001"
+AT_STORE = {"serial": SERIAL, "merchant_id": NOODLES, "store_id": "S0001"}
+
+
+class Station:
+    """Signs gateway requests with its own key and checks the platform's signed replies."""
+
+    def __init__(self, sandbox: Sandbox, folder: Path) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        sandbox.set_app_key(APP_ID, public.decode())
+        self.sign, self.sandbox = rsa_signer(key), sandbox
+        self.platform_key = load_public_key(sandbox.platform_public_key)
+        self.ca_file = folder / "ca.pem"
+        self.ca_file.write_text(sandbox.ca_certificate, encoding="ascii")
+        self.http = requests.Session()
+
+    def call(self, method: Method, biz: dict[str, Any]) -> dict[str, Any]:
+        params = request_parameters(APP_ID, method.value, biz, self.sign, now_timestamp())
+        reply = self.http.post(self.sandbox.url, data=params, verify=str(self.ca_file), timeout=30)
+        assert reply.status_code == 200
+        return decode_response(response_key(method.value), reply.content, self.platform_key)
+
+    def view(self, name: str) -> list[dict[str, Any]]:
+        reply = self.http.get(f"{self.sandbox.base_url}/sandbox/{name}", verify=str(self.ca_file), timeout=30)
+        assert reply.status_code == 200
+        return reply.json()  # type: ignore[no-any-return]  # a JSON list
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
+    folder = tmp_path_factory.mktemp("sandbox")
+    with Sandbox.start(folder / "sandbox.db") as sandbox:
+        station = Station(sandbox, folder)
+        yield station
+        station.http.close()
+
+
+def face_token(station: Station, number: str) -> str:
+    opened = station.call(Method.FACE_SESSION_INITIALIZE, {"out_request_no": f"open-{number}", **AT_STORE})
+    assert opened["code"] == "10000"
+    verify = {"out_request_no": f"verify-{number}", "session_id": opened["session_id"], "serial": SERIAL}
+    verified = station.call(Method.FACE_SESSION_VERIFY, {**verify, "face_id": BUYER_FACE_ID})
+    return str(verified["ftoken"])
+
+
+def test_pay_query_refund_over_https_refunds_once(station: Station) -> None:
+    pay = {"out_trade_no": "check-1", "scene": "face", "auth_code": face_token(station, "1"), "total_amount": "0.01"}
+    paid = station.call(Method.TRADE_PAY, {**pay, "subject": "Face-pay check", **AT_STORE})
+    assert (paid["code"], paid["trade_status"], paid["buyer_logon_id"]) == ("10000", "TRADE_SUCCESS", "138****0001")
+    queried = station.call(Method.TRADE_QUERY, {"out_trade_no": "check-1"})
+    assert (queried["trade_no"], queried["trade_status"]) == (paid["trade_no"], "TRADE_SUCCESS")
+    refund = {"out_request_no": "check-1-refund", "trade_no": paid["trade_no"], "refund_amount": "0.01"}
+    first = station.call(Method.TRADE_REFUND, refund)
+    assert (first["code"], first["refunded_total"]) == ("10000", "0.01")
+    assert station.call(Method.TRADE_REFUND, refund) == first  # the same number: the first answer, no second refund
+    asked = station.call(Method.TRADE_REFUND_QUERY, {"out_request_no": "check-1-refund", "out_trade_no": "check-1"})
+    assert (asked["refund_status"], asked["refund_amount"]) == ("REFUND_SUCCESS", "0.01")
+    closed = station.call(Method.TRADE_QUERY, {"trade_no": paid["trade_no"]})
+    assert (closed["trade_status"], closed["refunded_amount"]) == ("TRADE_CLOSED", "0.01")
+    again = station.call(Method.TRADE_REFUND, {**refund, "out_request_no": "check-1-refund-2"})
+    assert (again["code"], again["sub_code"]) == ("40004", "REFUND_AMOUNT_EXCEEDED")
+    [trade] = [t for t in station.view("trades") if t["out_trade_no"] == "check-1"]
+    assert (trade["amount"], trade["status"], trade["refunded"], trade["refunded_amount"]) == (
+        "0.01",
+        "TRADE_CLOSED",
+        True,
+        "0.01",
+    )
+
+
+def test_a_live_units_face_payment_shows_in_its_subsidy_status(station: Station) -> None:
+    register = {"out_request_no": "reg-1", "supplier_id": SUPPLIER_ID, "devices": [{"serial": SERIAL, "model": "NF-1"}]}
+    assert station.call(Method.INVENTORY_REGISTER, register)["code"] == "10000"
+    bind = {"out_request_no": "bind-1", "supplier_id": SUPPLIER_ID, **AT_STORE}
+    assert station.call(Method.DEVICE_BIND, bind)["code"] == "10000"
+    assert station.call(Method.DEVICE_ACTIVATE, {"out_request_no": "act-1", "serial": SERIAL})["code"] == "10000"
+    enrolled = station.call(Method.SUBSIDY_ENROLL, {"out_request_no": "enr-1", "serial": SERIAL, "program": "2019"})
+    assert enrolled["program"] == "2019"
+    pay = {"out_trade_no": "sale-1", "scene": "face", "auth_code": face_token(station, "2"), "total_amount": "12.00"}
+    assert station.call(Method.TRADE_PAY, {**pay, "subject": "Noodles", **AT_STORE})["code"] == "10000"
+    status = station.call(Method.SUBSIDY_QUERY, {"serial": SERIAL})
+    [unit] = status["units"]
+    assert (unit["program"], unit["users"], unit["earned"], unit["cap_left"], unit["months_left"]) == (
+        "2019",
+        1,
+        "0.70",
+        "1199.30",
+        5,
+    )
+    assert unit["months"][0]["users"] == 1 and status["earned"] == "0.70"
+    [device] = [d for d in station.view("devices") if d["serial"] == SERIAL]
+    assert device["subsidy_program"] == "2019"
