@@ -124,6 +124,8 @@ class PlatformClient:
     ) -> None:
         if attempts < 1 or backoff_seconds < 0 or max_backoff_seconds < backoff_seconds or pool_size < 1:
             raise ValueError("attempts and pool_size must be at least 1, 0 <= backoff_seconds <= max_backoff_seconds")
+        if not config.url.lower().startswith("https://"):
+            raise ValueError("the platform is reached over HTTPS only")  # PlatformConfig.read refuses others too
         self._config = config
         self._signer = signer
         self._public_key = load_public_key(config.platform_public_key)
@@ -136,7 +138,6 @@ class PlatformClient:
         self._session = requests.Session()
         self._session.headers.update({"Accept-Encoding": "identity", "User-Agent": "naiad-station"})
         self._session.mount("https://", _VerifiedAdapter(tls_context(config.ca_certificate), pool_size))
-        self._session.mount("http://", HTTPAdapter(max_retries=0))  # never used: the configuration is https only
 
     def call(self, method: Method, biz: Mapping[str, Any]) -> dict[str, Any]:
         """Send ``biz`` to ``method`` and return the checked success response object.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from i18n import N_
 from terminal.errors import NaiadError
 
+from .gateway import Code
+
 
 class EnrollmentError(NaiadError):
     """Root of every enrollment error."""
@@ -37,8 +39,23 @@ class PlatformRefused(EnrollmentError):
     remedy = N_("Correct what the platform names (device, merchant, store, program) and run the step again.")
 
     def __init__(self, *, method: str, code: str, sub_code: str, sub_msg: str) -> None:
-        super().__init__(method=method, code=code, sub_code=sub_code, sub_msg=sub_msg)
+        remedy = _REFUSAL_REMEDIES.get(code)
+        super().__init__(remedy=remedy, method=method, code=code, sub_code=sub_code, sub_msg=sub_msg)
         self.code, self.sub_code, self.sub_msg = code, sub_code, sub_msg
+
+
+_REFUSAL_REMEDIES: dict[str, str] = {
+    Code.UNAUTHORISED: N_(
+        "Check that the station's platform key (key_label, 'naiad platform keygen') is the one the platform has for "
+        "app_id, and that the station's clock is right."
+    ),
+    Code.FORBIDDEN: N_(
+        "The platform does not let this app do that: check app_id and supplier_id in the configuration."
+    ),
+    Code.MISSING_PARAMETER: N_("The station sent a request the platform does not accept: report it with the sub-code."),
+    Code.INVALID_PARAMETER: N_("The station sent a request the platform does not accept: report it with the sub-code."),
+}
+"""What to do about a refusal that is not about the business (whose remedy is the class's)."""
 
 
 class PlatformUnavailable(EnrollmentError):

@@ -196,6 +196,11 @@ def check_success(method: Method, request: Mapping[str, Any], response: Mapping[
         raise PlatformReplyInvalid(method=str(method), field=bad.field, detail=bad.detail) from None
 
 
+def checked_fields(method: Method, response: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a checked success ``response`` that was checked: what a flow may read and the outbox keeps."""
+    return {name: response[name] for name in ("code", "msg", *FIELDS[method]) if name in response}
+
+
 def _echoes(method: Method, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:
     names = [name for name in ECHOED if name in FIELDS[method]]
     if method in ECHOED_AMOUNTS:

@@ -23,6 +23,7 @@ from typing import Any
 from enrollment.client import PlatformClient
 from enrollment.errors import PlatformRefused, PlatformUnavailable
 from enrollment.gateway import REQUEST_NUMBER, Method
+from enrollment.replies import checked_fields
 from provisioning.ledger import Ledger, PlatformCallRecord
 
 LOG = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class Outbox:
             error = f"{refused.code} {refused.sub_code}: {refused.sub_msg}"
             self._ledger.settle_platform_call(record.request_no, "refused", error=error)
             raise
-        self._ledger.settle_platform_call(record.request_no, "done", reply=reply)
+        self._ledger.settle_platform_call(record.request_no, "done", reply=checked_fields(Method(record.method), reply))
         return reply
 
 

@@ -48,7 +48,7 @@ class Platform:
         if step == "garbled":
             raise PlatformReplyInvalid(method=str(method), field="body", detail="not the gateway's reply format")
         number = biz[REQUEST_NUMBER[method]]
-        answer = self.done.setdefault(number, {"code": "10000", "msg": "Success", **biz, "ftoken": "x" * 16})
+        answer = self.done.setdefault(number, {"code": "10000", "msg": "Success", **biz, "extra": {"session_key": "x"}})
         if step == "lost":
             raise PlatformUnavailable(method=str(method), attempts=5, detail="no reply in time")
         return answer
@@ -179,9 +179,18 @@ def test_a_settled_call_keeps_no_face_token(ledger: Ledger, platform: Platform, 
     outbox.resume()
     record = ledger.platform_call(pending.request_no)
     assert record is not None and record.state == "done" and record.biz["out_trade_no"] == pending.request_no
-    assert record.biz["auth_code"] == "" and record.reply is not None and record.reply["ftoken"] == ""
+    assert record.biz["auth_code"] == "" and record.reply is not None and "extra" not in record.reply  # unread
     everything = str(ledger.audit_entries()) + str(ledger.platform_call(pending.request_no))
-    assert "ftoken-0123456789" not in everything and "x" * 16 not in everything and ledger.verify().ok
+    assert "ftoken-0123456789" not in everything and ledger.verify().ok
+
+
+def test_the_face_token_a_verified_session_returns_is_not_kept(ledger: Ledger) -> None:
+    number = "f" * 32
+    biz = {"out_request_no": number, "session_id": "s" * 16, "serial": SERIAL, "face_id": "sandbox-buyer-1"}
+    ledger.add_platform_call(Method.FACE_SESSION_VERIFY, number, biz, SERIAL)
+    reply = {"code": "10000", "out_request_no": number, "ftoken": "t" * 32, "expires": "2026-11-30 16:05:00"}
+    settled = ledger.settle_platform_call(number, "done", reply=reply)
+    assert settled.reply == {**reply, "ftoken": ""} and "t" * 32 not in str(ledger.audit_entries())
 
 
 def test_settling_twice_writes_nothing_more(ledger: Ledger) -> None:

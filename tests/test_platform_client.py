@@ -382,3 +382,17 @@ def test_any_error_reply_is_a_refusal_or_invalid(reply: dict[str, Any]) -> None:
     assert isinstance(found, PlatformRefused | PlatformReplyInvalid)
     if isinstance(found, PlatformRefused):
         assert found.sub_msg.isprintable() and len(found.sub_msg) <= 256
+
+
+def test_a_plain_http_platform_is_refused(fresh: Gateway) -> None:
+    with pytest.raises(ValueError):
+        PlatformClient(fresh.config(url=fresh.url.replace("https:", "http:")), rsa_signer(STATION_KEY))
+
+
+def test_a_refusal_of_the_station_itself_says_what_to_check() -> None:
+    unauthorised = refusal_of(
+        Method.DEVICE_BIND, {"code": "20001", "sub_code": "isv.invalid-signature", "sub_msg": "x"}
+    )
+    business = refusal_of(Method.DEVICE_BIND, {"code": "40004", "sub_code": "DEVICE_NOT_BOUND", "sub_msg": "x"})
+    assert unauthorised.remedy_text is not None and "keygen" in unauthorised.remedy_text
+    assert business.remedy_text == PlatformRefused.remedy
