@@ -54,7 +54,7 @@ STATUS_NAMES = {
     DONE: N_("done"),
     ALREADY_DONE: N_("done already"),
     REFUSED: N_("refused"),
-    PENDING: N_("pending: not yet answered"),
+    PENDING: N_("not answered: waiting in the outbox"),
     FAILED: N_("failed"),
 }
 

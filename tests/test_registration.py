@@ -7,8 +7,8 @@ through the real outbox and client against a running sandbox.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,8 @@ import pytest
 from enrollment.config import Merchant
 from enrollment.errors import PlatformRefused, PlatformUnavailable
 from enrollment.gateway import Method
+from provisioning.ledger import PlatformCallRecord
+from provisioning.outbox import Outbox
 from provisioning.registration import (
     STEP_ACTIVATE,
     STEP_BIND,
@@ -61,32 +63,28 @@ def platform(method: Method, biz: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError(method)
 
 
-@dataclass
-class Settled:
-    request_no: str
-    biz: dict[str, Any]
-    reply: dict[str, Any]
+class ScriptedOutbox(Outbox):
+    """The outbox with the ledger and the network replaced by ``answer``: records each call, keeps the done ones."""
 
-
-class ScriptedOutbox:
-    """The outbox's contract with the network replaced by ``answer``: records each call, keeps the done ones."""
-
-    def __init__(self, answer: Answer = platform) -> None:
+    def __init__(self, answer: Answer = platform) -> None:  # no ledger, no client
         self.answer = answer
         self.calls: list[tuple[Method, dict[str, Any], str | None]] = []
-        self.settled: dict[tuple[Method, str], Settled] = {}
+        self.settled: dict[tuple[Method, str], PlatformCallRecord] = {}
 
-    def call(self, method: Method, biz: dict[str, Any], *, serial: str | None = None) -> dict[str, Any]:
+    def call(self, method: Method, biz: Mapping[str, Any], *, serial: str | None = None) -> dict[str, Any]:
         self.calls.append((method, dict(biz), serial))
         reply = self.answer(method, dict(biz))
         if serial is not None:
-            self.settled[(method, serial)] = Settled(f"R{len(self.calls)}", dict(biz), reply)
+            now = dt.datetime.now(dt.UTC)
+            number = f"R{len(self.calls)}"
+            record = PlatformCallRecord(number, method, serial, dict(biz), "done", 1, now, now, reply, None, "s", None)
+            self.settled[(method, serial)] = record
         return reply
 
-    def done(self, method: Method, serial: str) -> Settled | None:
+    def done(self, method: Method, serial: str) -> PlatformCallRecord | None:
         return self.settled.get((method, serial))
 
-    def read(self, method: Method, biz: dict[str, Any]) -> dict[str, Any]:
+    def read(self, method: Method, biz: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append((method, dict(biz), None))
         return self.answer(method, dict(biz))
 
