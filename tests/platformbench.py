@@ -19,7 +19,6 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
-import enrollment.sandbox.subsidy  # noqa: F401  (subsidy enrollment's handler; the sandbox's HANDLER_MODULES lacks it)
 from enrollment.client import PlatformClient
 from enrollment.config import Merchant, PlatformConfig
 from enrollment.sandbox.server import Faults, Sandbox
