@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..gateway import GATEWAY_PATH, MAX_BODY, Code, SubCode
+from ..gateway import ERROR_RESPONSE_KEY, GATEWAY_PATH, MAX_BODY, Code, SubCode
 from .auth import invalid, parse_form
 from .database import Database
 from .dispatch import UNKNOWN_ERROR, Gateway, reply_key
@@ -46,7 +46,7 @@ def build_app(gateway: Gateway, plan: FaultPlan, database: Database) -> ASGIApp:
     """The application serving ``gateway`` through the faults ``plan`` draws, and the views over ``database``."""
 
     async def post_gateway(request: Request) -> Response:
-        key = "error_response"
+        key = ERROR_RESPONSE_KEY
         try:
             body = await _body(request)
             form = parse_form(body, request.headers.get("content-type", ""))
