@@ -65,7 +65,8 @@ class Outbox:
                 )
             return self._send(pending)
         number = uuid.uuid4().hex
-        return self._send(self._ledger.add_platform_call(method, number, {**biz, field: number}, serial))
+        written = self._ledger.add_platform_call(method, number, {**biz, field: number}, serial, sending=True)
+        return self._send(written, counted=True)
 
     def read(self, method: Method, biz: Mapping[str, Any]) -> dict[str, Any]:
         """A read method (no request number, safe to repeat), straight to the client."""
@@ -104,9 +105,11 @@ class Outbox:
         """The latest call of ``method`` about ``serial`` that the platform did, None if there is none."""
         return self._ledger.find_platform_call(Method(method), serial, state="done")
 
-    def _send(self, record: PlatformCallRecord) -> dict[str, Any]:
-        """Send a written call and settle it by the answer; a call without an answer stays pending."""
-        self._ledger.platform_call_attempted(record.request_no)
+    def _send(self, record: PlatformCallRecord, *, counted: bool = False) -> dict[str, Any]:
+        """Send a written call (its attempt ``counted`` already when it was just written) and settle it by the
+        answer; a call without an answer stays pending."""
+        if not counted:
+            self._ledger.platform_call_attempted(record.request_no)
         try:
             reply = self._client.call(Method(record.method), record.biz)
         except PlatformRefused as refused:

@@ -103,10 +103,11 @@ class PlatformCalls:
         def _reading(self, *, snapshot: bool = False) -> AbstractContextManager[Session]: ...
 
     def add_platform_call(
-        self, method: str, request_no: str, biz: dict[str, Any], serial: str | None = None
+        self, method: str, request_no: str, biz: dict[str, Any], serial: str | None = None, *, sending: bool = False
     ) -> PlatformCallRecord:
         """Write a call ``pending`` before it is sent: ``biz`` is the business content as it will be sent, its
-        request number ``request_no`` included.  A request number already written is refused."""
+        request number ``request_no`` included.  ``sending``: it goes out next, counted as its first attempt
+        (one write fewer than :meth:`platform_call_attempted`).  A request number already written is refused."""
         method, request_no = _method(method), _request_no(request_no)
         serial = None if serial is None else validate.serial(serial)
         clean = _object(biz, "biz")
@@ -120,7 +121,7 @@ class PlatformCalls:
                 serial=serial,
                 biz=clean,
                 state=PENDING,
-                attempts=0,
+                attempts=int(sending),
                 created=write.at,
                 updated=write.at,
                 station_id=self._station_id,
