@@ -272,7 +272,6 @@ class _Step:
     """One call of :func:`bring_live`: its method, its content, and whether a call on record did the same."""
 
     name: str
-    label: str
     method: Method
     biz: dict[str, Any]
     same: Callable[[Mapping[str, Any]], bool]
@@ -293,7 +292,6 @@ def _steps(supplier_id: str, serial: str, merchant: Merchant, program: str | Non
     return [
         _Step(
             STEP_BIND,
-            _STEP_LABELS[STEP_BIND],
             Method.DEVICE_BIND,
             {"serial": serial, "supplier_id": supplier_id, **where},
             lambda r: all(r.get(k) == v for k, v in where.items()),
@@ -301,7 +299,6 @@ def _steps(supplier_id: str, serial: str, merchant: Merchant, program: str | Non
         ),
         _Step(
             STEP_ACTIVATE,
-            _STEP_LABELS[STEP_ACTIVATE],
             Method.DEVICE_ACTIVATE,
             {"serial": serial},
             lambda r: True,
@@ -309,7 +306,6 @@ def _steps(supplier_id: str, serial: str, merchant: Merchant, program: str | Non
         ),
         _Step(
             STEP_SUBSIDY,
-            _STEP_LABELS[STEP_SUBSIDY],
             Method.SUBSIDY_ENROLL,
             enrol,
             lambda r: program is None or r.get("program") == program,
@@ -336,7 +332,7 @@ def bring_live(
     results: list[EnrollmentStepResult] = []
     for index, step in enumerate(steps):
         reporter = Reporter(listener, serial, step.name)
-        reporter.phase(step.name, _(step.label))
+        reporter.phase(step.name, _(_STEP_LABELS[step.name]))
         reporter.progress(index, len(steps), counts="items")
         started = time.monotonic()
         result = _run_step(outbox, serial, step, context)
