@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -275,3 +276,10 @@ def test_concurrent_writes_queue_and_all_succeed(station: Station) -> None:
         replies = list(pool.map(lambda form: station.reply(station.post(form), Method.INVENTORY_REGISTER), forms))
     assert all(r["code"] == "10000" and r["results"][0]["status"] == "registered" for r in replies)
     assert {d["serial"] for d in station.view("devices")} >= set(serials)
+
+
+def test_replies_are_not_held_back_by_nagle(station: Station, sandbox: Sandbox) -> None:
+    """uvicorn writes a reply's head and body apart: without TCP_NODELAY the body waits for a delayed ACK (40 ms)."""
+    station.view("merchants")  # a kept-alive connection the server still holds
+    sockets = [c.transport.get_extra_info("socket") for c in sandbox._server.server_state.connections]
+    assert sockets and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
