@@ -35,6 +35,7 @@ bench: setup
 	$(PY) bench/bench_calibration.py
 	$(PY) bench/bench_fieldcheck.py
 	$(PY) bench/bench_jig.py
+	$(PY) bench/bench_platform.py
 
 screenshot: setup
 	$(PY) tools/screenshot_console.py --out docs/console.png

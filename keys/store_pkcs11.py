@@ -388,7 +388,9 @@ class Pkcs11KeyStore(KeyStore):
     def _signing_key(self, object_class: ObjectClass, label: str) -> Any:
         """The EC or RSA key of ``object_class`` under ``label`` (one namespace for both algorithms)."""
         key = self._key(object_class, None, label)
-        if key.key_type not in _SIGNING_TYPES:
+        with _refused(N_("find a key")):
+            key_type = key.key_type
+        if key_type not in _SIGNING_TYPES:
             raise KeyStoreLabelUnknown(label=label)
         return key
 

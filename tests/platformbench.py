@@ -9,6 +9,7 @@ to the end the way an operator would through a flaky network: register the inven
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,10 +19,9 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
-import enrollment.sandbox.subsidy  # noqa: F401  (subsidy enrollment's handler; the sandbox's HANDLER_MODULES lacks it)
 from enrollment.client import PlatformClient
 from enrollment.config import Merchant, PlatformConfig
-from enrollment.sandbox.server import Sandbox
+from enrollment.sandbox.server import Faults, Sandbox
 from keys.store import SigningAlgorithm, ensure_signing_key
 from keys.store_software import SoftwareKeyStore
 from provisioning.ledger import Ledger
@@ -33,6 +33,8 @@ MERCHANT = Merchant("2088000000000001", "S0001")
 MODEL = "DF2"
 MAX_ROUNDS = 20
 """Rounds of "send again what is pending" before a batch counts as stuck (a few suffice at 50 % faults)."""
+FAULTS = Faults(latency_rate=0.03, latency_seconds=2.0, error_rate=0.3, drop_rate=0.2, seed=20261130)
+"""Issue 9's faults: 30 % HTTP 503 before any work, 20 % of replies dropped after commit, some 2 s spikes."""
 
 
 def units(prefix: str, count: int) -> list[UnitToRegister]:
@@ -45,10 +47,13 @@ class Stuck(AssertionError):
 
 @dataclass
 class Rounds:
-    """How a batch went: rounds needed (1 = nothing had to be sent again) and the results of every round."""
+    """How a batch went: rounds needed (1 = nothing had to be sent again), the seconds each stage took (the
+    resending included) and the results of every round."""
 
     inventory: int = 0
     live: int = 0
+    inventory_seconds: float = 0.0
+    live_seconds: float = 0.0
     results: list[EnrollmentStepResult] = field(default_factory=list)
 
 
@@ -92,8 +97,10 @@ class PlatformBench:
         """Register ``batch`` in the inventory, then bind, activate and enrol each unit, ``workers`` at once; what
         the platform did not answer is sent again until nothing is pending.  Raises :class:`Stuck`."""
         rounds = Rounds()
+        started = time.monotonic()
         rounds.results += register_inventory(self.outbox, self.config.supplier_id, batch)
         rounds.inventory = 1 + self.settle()
+        rounds.inventory_seconds = time.monotonic() - started
         remaining = [unit.serial for unit in batch]
         with ThreadPoolExecutor(max_workers=workers) as pool:
             while remaining:
@@ -107,6 +114,7 @@ class PlatformBench:
                         raise Stuck(f"{run[-1].serial}: {run[-1].step} refused: {run[-1].error}")
                 remaining = [run[-1].serial for run in runs if not all(step.ok for step in run)]
         self.settle()
+        rounds.live_seconds = time.monotonic() - started - rounds.inventory_seconds
         return rounds
 
     def settle(self) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from platformbench import MERCHANT, PlatformBench, units
+from platformbench import FAULTS, MERCHANT, PlatformBench, units
 
 from enrollment.errors import PlatformSignatureInvalid
 from enrollment.gateway import Method
@@ -29,7 +29,6 @@ from provisioning.outbox import Outbox
 from provisioning.registration import bring_live, register_inventory
 
 UNITS = 50
-FAULTS = Faults(latency_rate=0.03, latency_seconds=2.0, error_rate=0.3, drop_rate=0.2, seed=20261130)
 STEPS = (Method.DEVICE_BIND, Method.DEVICE_ACTIVATE, Method.SUBSIDY_ENROLL)
 
 
