@@ -210,7 +210,7 @@ def decode_response(key: str, body: bytes, public_key: rsa.RSAPublicKey) -> dict
     try:
         text = body.decode("utf-8")
         whole = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         raise GatewayFormatError("reply is not UTF-8 JSON") from None
     if not isinstance(whole, dict) or len(whole) != 2 or not isinstance(whole.get("sign"), str):
         raise GatewayFormatError("reply is not a response object and a signature")
@@ -220,7 +220,7 @@ def decode_response(key: str, body: bytes, public_key: rsa.RSAPublicKey) -> dict
         raise GatewayFormatError("reply does not start with its response object")
     try:
         response, end = json.JSONDecoder().raw_decode(text, len(opening))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise GatewayFormatError("reply's response object is not JSON") from None
     if response != whole[member] or not text[end:].startswith(',"sign":'):
         raise GatewayFormatError("reply's response object is not the one signed")

@@ -69,6 +69,12 @@ def test_any_bytes_as_a_reply_are_a_format_error_or_a_bad_signature(body: bytes)
         gateway.decode_response("trade_pay_response", body, KEY.public_key())
 
 
+def test_a_reply_nested_past_the_parsers_depth_is_a_format_error() -> None:
+    deep = b'{"trade_pay_response":' + b"[" * 100_000 + b"]" * 100_000 + b',"sign":"x"}'
+    with pytest.raises(gateway.GatewayFormatError):
+        gateway.decode_response("trade_pay_response", deep, KEY.public_key())
+
+
 def config() -> PlatformConfig:
     return PlatformConfig(
         url="https://127.0.0.1:8443/gateway",
