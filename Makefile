@@ -3,6 +3,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
+# Test files run on every core (pytest-xdist); each file stays on one worker, so a module fixture starts once.
+TEST_WORKERS ?= auto
 
 .PHONY: setup demo test lint bench screenshot catalogs clean
 
@@ -19,7 +21,7 @@ demo: setup
 	bash tools/demo.sh
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ruff (lint and format) and mypy strict over every package, console/, tools/ and bench/ included: part of `make test`.
 lint: setup
