@@ -72,6 +72,15 @@ def test_the_rate_limit_answers_429_with_retry_after(station: Station, sandbox: 
     assert all(r.status_code in (200, 429) for r in responses)
 
 
+def test_the_rate_limit_counts_only_authenticated_requests(station: Station, sandbox: Sandbox) -> None:
+    sandbox.faults = Faults(rate_limit=5)
+    unsigned = {**registration(station, next(SERIALS)), "sign": "AAAA"}
+    for _ in range(6):  # unsigned junk naming the station's app
+        assert station.post(unsigned).status_code == 200
+        assert station.post({"app_id": "x" * 1000}).status_code == 200
+    assert station.post(registration(station, next(SERIALS))).status_code == 200
+
+
 def test_the_same_seed_draws_the_same_faults() -> None:
     faults = Faults(latency_rate=0.3, error_rate=0.3, drop_rate=0.2, seed=7)
     first, second = FaultPlan(faults), FaultPlan(Faults(**vars(faults)))

@@ -46,23 +46,24 @@ def build_app(gateway: Gateway, plan: FaultPlan, database: Database) -> ASGIApp:
     """The application serving ``gateway`` through the faults ``plan`` draws, and the views over ``database``."""
 
     async def post_gateway(request: Request) -> Response:
-        key = ERROR_RESPONSE_KEY
+        key, form = ERROR_RESPONSE_KEY, {}
         try:
             body = await _body(request)
             form = parse_form(body, request.headers.get("content-type", ""))
             key = reply_key(form)
-            if plan.limited(form.get("app_id", "")):
-                reply = await run_in_threadpool(gateway.refusal, key, RATE_LIMITED)
+            caller = await run_in_threadpool(gateway.authenticate, form)  # the limit counts only real apps
+            if plan.limited(caller.app_id):
+                reply = await run_in_threadpool(gateway.refused, form, RATE_LIMITED)
                 return _reply(reply, 429, {"Retry-After": str(RETRY_AFTER_SECONDS)})
             draw = plan.draw()
             if draw.delay:
                 await asyncio.sleep(draw.delay)
             if draw.error:
-                return _reply(await run_in_threadpool(gateway.refusal, key, BUSY), 503)
-            reply = await run_in_threadpool(gateway.answer, form)
+                return _reply(await run_in_threadpool(gateway.refused, form, BUSY), 503)
+            reply = await run_in_threadpool(gateway.answer, form, caller)
             return DroppedReply() if draw.drop else _reply(reply)
         except Refused as refusal:
-            return _reply(await run_in_threadpool(gateway.refusal, key, refusal))
+            return _reply(await run_in_threadpool(gateway.refused, form, refusal))
         except Exception:
             LOG.exception("sandbox gateway: the request failed")
             return _reply(await run_in_threadpool(gateway.refusal, key, UNKNOWN_ERROR))
