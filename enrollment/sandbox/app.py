@@ -7,6 +7,7 @@ names them all, and :func:`load_handlers` imports each (a missing one is an erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 from typing import Any
@@ -62,6 +63,8 @@ def build_app(gateway: Gateway, plan: FaultPlan, database: Database) -> ASGIApp:
                 return _reply(await run_in_threadpool(gateway.refused, form, BUSY), 503)
             reply = await run_in_threadpool(gateway.answer, form, caller)
             return DroppedReply() if draw.drop else _reply(reply)
+        except asyncio.CancelledError:  # the server stops with this request under way: close, send nothing
+            return DroppedReply()
         except Refused as refusal:
             return _reply(await run_in_threadpool(gateway.refused, form, refusal))
         except Exception:
@@ -106,7 +109,8 @@ def _reply(body: bytes, status: int = 200, headers: dict[str, str] | None = None
 
 
 class DroppedReply(Response):
-    """No reply at all: the connection is closed after the work was committed, as a network failure would."""
+    """No reply at all: the connection is reset after the work was committed, as a network failure would (also
+    for a request under way when the server stops)."""
 
     def __init__(self) -> None:
         super().__init__(b"")
@@ -116,8 +120,9 @@ class DroppedReply(Response):
         if transport is None:  # another server than uvicorn: promise a body and end without it
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
             return
-        transport.close()
-        await asyncio.wait_for(receive(), timeout=5.0)  # the disconnect: the server then sends nothing more
+        transport.abort()  # a reset: nothing at all is sent, not even a TLS close
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(receive(), timeout=5.0)  # the disconnect: the server then sends nothing more
 
 
 def _with_transport(app: ASGIApp) -> ASGIApp:
