@@ -101,6 +101,14 @@ def test_trade_numbers_are_the_china_date_and_a_sequence(db: Session) -> None:
     assert numbers == ["2026113022000000000001", "2026120122000000000002"]
 
 
+def test_a_refund_number_is_used_once_across_the_apps_trades(db: Session) -> None:
+    face_pay(db, UNIT, NOW, number="order-1")
+    face_pay(db, UNIT, NOW, number="order-2")
+    refund = {"out_request_no": "r1", "refund_amount": "0.01"}
+    handle(db, Method.TRADE_REFUND, {**refund, "out_trade_no": "order-1"}, NOW)
+    assert refused(db, Method.TRADE_REFUND, {**refund, "out_trade_no": "order-2"}) == SubCode.DUPLICATE_REQUEST_NO
+
+
 def test_refunds_never_exceed_what_was_paid(db: Session) -> None:
     face_pay(db, UNIT, NOW, number="order-1", amount="1.00")
     refund = {"out_trade_no": "order-1"}

@@ -85,3 +85,19 @@ def test_the_face_token_is_kept_nowhere_and_a_repeated_verify_is_refused(station
     assert (again["code"], again["sub_code"], again["out_request_no"]) == ("40004", "SESSION_INVALID", "verify-kept")
     with sqlite3.connect(str(sandbox._database.engine.url.database)) as db:
         assert not any(token in line for line in db.iterdump())
+
+
+def test_a_refund_retried_naming_its_trade_the_other_way_is_the_same_refund(station: Station) -> None:
+    pay = {"out_trade_no": "check-2", "scene": "face", "auth_code": face_token(station, "3"), "total_amount": "0.05"}
+    paid = station.call(Method.TRADE_PAY, {**pay, "subject": "Face-pay check", **AT_STORE})
+    refund = {"out_request_no": "check-2-refund", "out_trade_no": "check-2", "refund_amount": "0.02"}
+    first = station.call(Method.TRADE_REFUND, refund)
+    by_trade_no = {"out_request_no": "check-2-refund", "trade_no": paid["trade_no"], "refund_amount": "0.02"}
+    again = station.call(Method.TRADE_REFUND, by_trade_no)
+    assert again == first and again["refunded_total"] == "0.02"
+    other = station.call(Method.TRADE_REFUND, {**by_trade_no, "refund_amount": "0.01"})
+    assert (other["code"], other["sub_code"], other["out_request_no"]) == (
+        "40002",
+        "isv.duplicate-request-no",
+        "check-2-refund",
+    )

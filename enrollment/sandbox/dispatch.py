@@ -75,6 +75,11 @@ SECRET_REPLIES: dict[Method, tuple[str, Refused]] = {
 request cannot be answered again and is refused as given here."""
 
 
+SELF_IDEMPOTENT = frozenset({Method.TRADE_REFUND})
+"""Methods whose handler itself answers a repeated number with other content (a refund naming its trade by
+``trade_no`` instead of ``out_trade_no`` is the same refund): the dispatcher does not refuse it for them."""
+
+
 def request_number(method: str, biz: Mapping[str, Any]) -> str | None:
     """The request number ``biz`` carries for ``method`` (REQUEST_NUMBER), when it is a valid one."""
     field = REQUEST_NUMBER.get(Method(method)) if method in set(Method) else None
@@ -127,21 +132,22 @@ class Gateway:
         fingerprint = hashlib.sha256(canonical_json(request.biz).encode()).hexdigest()
         secret = SECRET_REPLIES.get(request.method)
         with self.database.write() as session:
-            if number is not None:
-                stored = session.get(Idempotency, (request.app_id, request.method.value, number))
-                if stored is not None and stored.fingerprint != fingerprint:
-                    raise Refused(
-                        SubCode.DUPLICATE_REQUEST_NO,
-                        f"{REQUEST_NUMBER[request.method]} was used before with other content",
-                        Code.INVALID_PARAMETER,
-                    )
-                if stored is not None and secret is not None:
+            stored = (
+                None if number is None else session.get(Idempotency, (request.app_id, request.method.value, number))
+            )
+            if stored is not None and stored.fingerprint == fingerprint:
+                if secret is not None:
                     raise secret[1]
-                if stored is not None:
-                    return json.loads(stored.response)  # type: ignore[no-any-return]  # a stored object
+                return json.loads(stored.response)  # type: ignore[no-any-return]  # a stored object
+            if stored is not None and request.method not in SELF_IDEMPOTENT:
+                raise Refused(
+                    SubCode.DUPLICATE_REQUEST_NO,
+                    f"{REQUEST_NUMBER[request.method]} was used before with other content",
+                    Code.INVALID_PARAMETER,
+                )
             call = Call(session, request.app_id, request.supplier_id, request.method, request.biz, now)
             response = {**handler(call), "code": Code.SUCCESS.value, "msg": MESSAGES[Code.SUCCESS]}
-            if number is not None:
+            if number is not None and stored is None:
                 kept = dict(response)
                 if secret is not None:
                     kept[secret[0]] = hashlib.sha256(str(kept[secret[0]]).encode()).hexdigest()

@@ -199,13 +199,19 @@ def query_trade(call: Call) -> dict[str, Any]:
 
 @handles(Method.TRADE_REFUND)
 def refund(call: Call) -> dict[str, Any]:
-    """Refund part or all of a trade; the refunds of a trade never add up to more than was paid."""
+    """Refund part or all of a trade; the refunds of a trade never add up to more than was paid.
+
+    A refund number is the app's, once: repeated for the same trade and amount (the trade named either way,
+    any reason) it answers the first refund again (dispatch.SELF_IDEMPOTENT); for anything else it is refused.
+    """
     call.only("out_request_no", "trade_no", "out_trade_no", "refund_amount", "refund_reason")
     number, amount = call.text("out_request_no"), call.amount("refund_amount")
     reason = call.optional("refund_reason", TEXT)
     trade = find_trade(call)
-    done = call.session.get(Refund, (trade.trade_no, number))
-    if done is not None and done.amount_fen != amount:
+    done = call.session.scalars(
+        select(Refund).join(Trade).where(Trade.app_id == call.app_id, Refund.out_request_no == number)
+    ).first()
+    if done is not None and (done.trade_no, done.amount_fen) != (trade.trade_no, amount):
         raise Refused(
             SubCode.DUPLICATE_REQUEST_NO, "out_request_no was used for another refund", Code.INVALID_PARAMETER
         )
