@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
 import requests
 from sandbox_station import SUPPLIER_ID, Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 
+import enrollment.sandbox.app as sandbox_app
 from enrollment.gateway import Method, SubCode
 from enrollment.sandbox.faults import MAX_TRACKED_APPS, FaultPlan, Faults
 from enrollment.sandbox.server import Sandbox
@@ -79,6 +81,32 @@ def test_the_rate_limit_counts_only_authenticated_requests(station: Station, san
         assert station.post(unsigned).status_code == 200
         assert station.post({"app_id": "x" * 1000}).status_code == 200
     assert station.post(registration(station, next(SERIALS))).status_code == 200
+
+
+def test_a_dropped_reply_resets_the_connection_and_ends_even_if_no_disconnect_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Transport:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def abort(self) -> None:
+            self.calls.append("abort")
+
+        def close(self) -> None:
+            self.calls.append("close")
+
+    async def never() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        raise AssertionError("a dropped reply sends nothing")
+
+    monkeypatch.setattr(sandbox_app, "DROP_WAIT_SECONDS", 0.01)
+    transport = Transport()
+    asyncio.run(sandbox_app.DroppedReply()({"type": "http", sandbox_app.TRANSPORT: transport}, never, send))
+    assert transport.calls == ["abort"]  # a reset: not even a TLS close is sent
 
 
 def test_the_same_seed_draws_the_same_faults() -> None:

@@ -34,6 +34,8 @@ REPLY_TYPE = "application/json; charset=utf-8"
 TRANSPORT = "naiad.transport"
 """Scope key of the connection's transport, so a dropped reply can close the connection with nothing sent."""
 RETRY_AFTER_SECONDS = 1
+DROP_WAIT_SECONDS = 5.0
+"""How long a dropped reply waits for the server to see the disconnect (then it ends all the same)."""
 RATE_LIMITED = Refused(SubCode.RATE_LIMITED, "too many requests for this app; try again later", Code.UNAVAILABLE)
 BUSY = Refused(SubCode.UNKNOWN_ERROR, "the platform is busy; try again later", Code.UNAVAILABLE)
 
@@ -122,7 +124,9 @@ class DroppedReply(Response):
             return
         transport.abort()  # a reset: nothing at all is sent, not even a TLS close
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(receive(), timeout=5.0)  # the disconnect: the server then sends nothing more
+            await asyncio.wait_for(
+                receive(), timeout=DROP_WAIT_SECONDS
+            )  # the disconnect: the server then sends nothing more
 
 
 def _with_transport(app: ASGIApp) -> ASGIApp:
