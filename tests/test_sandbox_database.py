@@ -89,13 +89,14 @@ def test_an_sqlite_file_the_sandbox_did_not_make_is_refused_and_left_alone(tmp_p
     with sqlite3.connect(ledger) as db:
         db.execute("CREATE TABLE devices (serial TEXT)")
     db.close()
+    os.chmod(ledger, 0o644)
     before = ledger.read_bytes()
     with pytest.raises(SandboxDatabaseForeign):
         Sandbox.start(ledger)
     (tmp_path / "notes.db").write_text("not a database at all", encoding="ascii")
     with pytest.raises(SandboxDatabaseForeign):
         Sandbox.start(tmp_path / "notes.db")
-    assert ledger.read_bytes() == before
+    assert ledger.read_bytes() == before and stat.S_IMODE(ledger.stat().st_mode) == 0o644
 
 
 def test_a_damaged_stored_key_is_refused_with_a_remedy_and_the_file_released(made: Path) -> None:

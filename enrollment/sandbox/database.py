@@ -52,8 +52,9 @@ class Database:
     def __init__(self, path: Path) -> None:
         self._lock_fd = _lock(path)
         try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, OWNER_ONLY))  # a new file: owner-only
+            _mark(path)  # before any change to a file that may not be the sandbox's
             _owner_only(path)
-            _mark(path)
             self.engine = create_engine(f"sqlite:///{path}", pool_size=8, max_overflow=16)
             event.listen(self.engine, "connect", _on_connect)
             event.listen(self.engine, "begin", _on_begin)
@@ -92,8 +93,7 @@ def _lock(path: Path) -> int:
 
 
 def _owner_only(path: Path) -> None:
-    """Make ``path`` (created empty if missing) and its -wal/-shm files readable by their owner only."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, OWNER_ONLY))
+    """Make ``path`` and its -wal/-shm files readable by their owner only."""
     for name in (str(path), f"{path}-wal", f"{path}-shm"):
         try:
             mode = os.stat(name).st_mode & 0o777
