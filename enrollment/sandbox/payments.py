@@ -2,7 +2,8 @@
 
 A unit initialises a face session at a merchant's store; verifying a known face issues a face token (ftoken),
 good once, for 5 minutes, and only for a payment on that unit at that store.  Refunds never take back more
-than was paid.  Repeated request numbers are answered by the gateway's idempotency before a handler runs.
+than was paid.  Repeated request numbers are answered by the gateway's idempotency before a handler runs,
+except a refund's, which :func:`refund` decides itself (the same refund may name its trade either way).
 """
 
 from __future__ import annotations
