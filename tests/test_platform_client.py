@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from platform_gateway import (
     refusal,
     rsa_key,
     serving,
+    slow_headers,
     status,
     success,
     throwaway_ca,
@@ -276,6 +278,42 @@ def test_a_platform_that_does_not_answer_in_time_is_unavailable(
     with client(fresh, sleeps, **options) as platform, pytest.raises(PlatformUnavailable) as raised:
         platform.call(Method.DEVICE_BIND, BIND)
     assert raised.value.params["detail"] == NO_REPLY_IN_TIME and len(fresh.requests) == 2 and len(sleeps) == 1
+
+
+def test_headers_trickling_in_are_cut_off_at_the_attempts_deadline(fresh: Gateway, sleeps: list[float]) -> None:
+    """Every header byte comes well within the read timeout: only a deadline over the whole attempt ends it."""
+    fresh.default = slow_headers
+    options = {"config": {"timeout_seconds": 0.2}, "attempts": 1}
+    with client(fresh, sleeps, **options) as platform, pytest.raises(PlatformUnavailable) as raised:
+        platform.call(Method.DEVICE_BIND, BIND)
+    assert raised.value.params["detail"] == NO_REPLY_IN_TIME
+    for _ in range(100):  # the server notices at its next byte
+        if "hung_up" in fresh.requests[0]:
+            break
+        time.sleep(0.05)
+    assert fresh.requests[0].get("hung_up") == "yes"  # the client hung up; the server did not give up first
+
+
+def test_a_connection_cut_by_a_deadline_is_not_used_again(fresh: Gateway, sleeps: list[float]) -> None:
+    fresh.script.append(trickle)
+    with client(fresh, sleeps, config={"timeout_seconds": 0.2}, attempts=2) as platform:
+        assert platform.call(Method.DEVICE_BIND, BIND)["serial"] == BIND["serial"]  # the retry on a fresh one
+        assert platform.call(Method.DEVICE_BIND, BIND)["serial"] == BIND["serial"]  # the pool is still sound
+    assert len(fresh.requests) == 3 and len(sleeps) == 1
+
+
+def test_the_environment_adds_no_proxy_and_no_cookie_is_kept(
+    fresh: Gateway, sleeps: list[float], unused_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{unused_port}")  # nothing listens: a call through it fails
+    fresh.default = success(headers={"Set-Cookie": "session=tracking; Path=/"})
+    with client(fresh, sleeps, attempts=1) as platform:
+        platform.call(Method.DEVICE_BIND, BIND)
+        platform.call(Method.DEVICE_BIND, BIND)
+    assert [request["cookie"] for request in fresh.requests] == ["", ""]
 
 
 def test_a_platform_that_is_not_there_is_unavailable(fresh: Gateway, sleeps: list[float], unused_port: int) -> None:
