@@ -292,6 +292,7 @@ class PlatformClient:
             return reply
         if code == Code.UNAVAILABLE:
             raise _Transient(PLATFORM_BUSY)
+        replies.check_refusal(method, biz, reply)
         raise _refusal(method, reply)
 
     def _body(self, method: Method, response: requests.Response, deadline: _Deadline) -> bytes:

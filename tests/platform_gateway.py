@@ -201,9 +201,13 @@ def success(
     return answer
 
 
-def refusal(code: str, sub_code: str, sub_msg: str, signer: Signer | None = None) -> Answer:
+def refusal(
+    code: str, sub_code: str, sub_msg: str, signer: Signer | None = None, echo: dict[str, str] | None = None
+) -> Answer:
+    """A signed error reply, with the fields of ``echo`` (a request number the platform read)."""
+
     def answer(handler: Handler, params: dict[str, str]) -> None:
-        response = {"code": code, "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg}
+        response = {"code": code, "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg, **(echo or {})}
         sign = signer or handler.server.gateway.signer
         handler.send(200, encode_response(response_key(params["method"]), response, sign))
 
