@@ -2,15 +2,15 @@
 something else, settled ``refused`` only by a refusal of the request itself, the station's own, and abandoned
 by an operator (review of issue 9: client findings 2, 3, 4, 7; flows finding 6)."""
 
+# ruff: noqa: F811  # the fixtures of test_outbox, imported, are the tests' parameters
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from test_outbox import ASK, SERIAL, Platform
+from test_outbox import ASK, SERIAL, Platform, ledger, outbox, platform, url  # noqa: F401  # its fixtures
 
 from enrollment.errors import PlatformRefused, PlatformReplyInvalid, PlatformUnavailable
 from enrollment.gateway import Method
@@ -18,28 +18,6 @@ from provisioning.ledger import Ledger, PlatformCallNotPending, UnknownPlatformC
 from provisioning.outbox import Outbox, PendingCallDiffers, ResumeReport
 
 PAY = {"scene": "face", "auth_code": "ftoken-first-0001", "total_amount": "0.01", "subject": "noodles"}
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-
-
-@pytest.fixture
-def ledger(url: str) -> Iterator[Ledger]:
-    with Ledger.open(url, station="bench-1") as opened:
-        opened.register_operator("ivan", "installer")
-        yield opened.as_operator("ivan")
-
-
-@pytest.fixture
-def platform() -> Platform:
-    return Platform()
-
-
-@pytest.fixture
-def outbox(ledger: Ledger, platform: Platform) -> Outbox:
-    return Outbox(ledger, platform)  # type: ignore[arg-type]  # a stand-in with the same call()
 
 
 def refusal(code: str, sub_code: str) -> PlatformRefused:
