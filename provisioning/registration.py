@@ -38,6 +38,7 @@ from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
 
 from .operators import ROLE_ADMIN, ROLE_OPERATOR, OperatorSession, require_role
+from .outbox import settles
 
 if TYPE_CHECKING:
     from enrollment.config import Merchant
@@ -171,10 +172,13 @@ def translated(refusal: PlatformRefused, **context: Any) -> NaiadError:
 
 
 def _status_of(error: NaiadError) -> str:
-    """``pending`` when the outbox keeps the call to send again (``naiad register resume``)."""
+    """``pending`` when the outbox keeps the call to send again (``naiad register resume``): no answer, or a
+    refusal of the sending (the station's key or clock, the platform's own trouble) rather than of the request."""
     if isinstance(error, PlatformUnavailable | PlatformReplyInvalid):
         return PENDING
-    return REFUSED if isinstance(error, PlatformRefused | RegistrationError) else FAILED
+    if isinstance(error, PlatformRefused):
+        return REFUSED if settles(error) else PENDING
+    return REFUSED if isinstance(error, RegistrationError) else FAILED
 
 
 def _acting(outbox: Outbox, session: OperatorSession | None, roles: Sequence[str]) -> Outbox:
