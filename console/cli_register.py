@@ -186,7 +186,7 @@ def inventory(
             with (
                 open_key_store(keystore) as store,
                 open_outbox(station, platform_config, store) as outbox,
-                unit_bars(as_json, _outcome) as bars,
+                unit_bars(as_json, _outcome, verbose=True) as bars,  # shows earlier calls sent again
             ):
                 results = register_inventory(outbox, config.supplier_id, units, bars, session=session) + unread
     ok = all(r.ok for r in results)
