@@ -318,7 +318,7 @@ def resume(settings: Settings, platform_config: str | None, keystore: str, as_js
     cls=Command,
     help=N_(
         "Drop a call left pending, once you have checked on the platform that it is not wanted: it is never sent "
-        "again, and the next run writes a new one. REQUEST_NO is shown by a refused run and in the ledger."
+        "again, and the next run writes a new one. REQUEST_NO is named by the run it stopped."
     ),
 )
 @click.argument("request_no")
