@@ -251,7 +251,7 @@ class SubsidyPanel(QDialog):
                 )
             )
             self.totals_label.show()
-        self.chart.show_months(months, unit.program if unit is not None else None)
+        self.chart.show_months(months)
         self.chart.setVisible(unit is not None and unit.program is not None)
 
     def retranslate(self) -> None:
