@@ -32,7 +32,7 @@ from PyQt6.QtWidgets import (
 from enrollment.config import ID, Merchant
 from enrollment.merchant_qr import parse_merchant_qr
 from i18n import N_, _
-from provisioning.registration import STEP_ACTIVATE, STEP_BIND, STEP_SUBSIDY
+from provisioning.registration import ROLES_BIND, STEP_ACTIVATE, STEP_BIND, STEP_SUBSIDY
 from terminal.errors import NaiadError
 from terminal.events import PhaseStarted, StepFinished
 
@@ -50,8 +50,6 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-BIND_ROLES = ("installer", "operator", "admin")
-"""Who may bind, activate and enroll a unit: the installer on site, and the bench's operator and admin."""
 CURRENT_PROGRAM = N_("current (the platform's default)")
 """The program choice offered first: send no program, and the platform enrols the unit in its current one.  The
 programs are the platform's data; the console keeps no list of them: another is typed by its id."""
@@ -389,7 +387,7 @@ class MerchantBinding(PlatformActions):
     """The cards' "Merchant…" action: one form per unit and its runs on the workers (GUI thread only)."""
 
     action = "merchant"
-    roles = BIND_ROLES
+    roles = ROLES_BIND
     summarised = pyqtSignal(str)
 
     def __init__(
@@ -429,8 +427,9 @@ class MerchantBinding(PlatformActions):
     def start(self, request: BindRequest) -> Job | None:
         """Bring ``request.serial`` live off the GUI thread; None (the reason shown) if refused."""
         form = self.forms.get(request.serial)
-        if not self.allowed():  # logged out, or another role, since the form opened
-            self._not_started(request.serial, BindRoleNeeded(roles=", ".join(role_text(r) for r in BIND_ROLES)))
+        session = self._operator.session
+        if session is None or not self.allowed():  # logged out, or another role, since the form opened
+            self._not_started(request.serial, BindRoleNeeded(roles=", ".join(role_text(r) for r in ROLES_BIND)))
             return None
         access, held = self._access, [request.secret]
         request = replace(request, secret="")  # the job's closures and slots outlive the run: only `held` has it
@@ -440,7 +439,8 @@ class MerchantBinding(PlatformActions):
             from provisioning.registration import bring_live
 
             def run(outbox: Outbox, config: PlatformConfig) -> list[EnrollmentStepResult]:
-                return bring_live(outbox, config.supplier_id, serial, merchant, listener, program=program)
+                supplier = config.supplier_id
+                return bring_live(outbox, supplier, serial, merchant, listener, session=session, program=program)
 
             return access.call(held.pop(), run)
 

@@ -8,7 +8,9 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import gc
 import threading
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +26,8 @@ import i18n
 from console.composition import Wiring
 from console.inject_run import WAITING
 from console.main_window import MainWindow
-from console.merchant_form import CURRENT_PROGRAM, STEPS, MerchantForm
+from console.merchant_form import CURRENT_PROGRAM, STEPS, BindRequest, MerchantForm
+from console.platform_option import PlatformKeyMissing
 from console.subsidy_chart import SubsidyChart, nice_ceiling
 from console.subsidy_panel import SubsidyPanel
 from console.workers import Job, UnitsBusy, Workers
@@ -366,3 +369,51 @@ def test_a_unit_busy_with_another_job_is_not_bound_and_its_card_keeps_that_job(
     busy = UnitsBusy(serials=SERIAL)
     assert not form.running and form.foot.hint_label.text() == f"{_('The run stopped:')} {busy} {busy.remedy_text}"
     assert card.step_label.text() == _(WAITING) and card.error is None  # the other job's card, untouched
+
+
+def holders(text: str) -> list[object]:
+    """The cells, containers and bind requests that still refer to ``text`` (strings themselves are not tracked)."""
+    gc.collect()
+    found: list[object] = []
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "cell":
+            try:
+                values: Any = [obj.cell_contents]
+            except ValueError:  # an empty cell
+                continue
+        elif isinstance(obj, BindRequest):
+            values = [obj.secret]
+        elif isinstance(obj, list | tuple):
+            values = obj
+        elif isinstance(obj, dict):
+            values = obj.values()
+        else:
+            continue
+        for value in values:  # a loop, not a generator: its closure's cell would hold ``text`` too
+            if isinstance(value, str) and value == text:
+                found.append(obj)
+                break
+    return found
+
+
+def test_nothing_holds_the_passphrase_once_the_bind_ended(qtbot: Any, window: MainWindow) -> None:
+    log_in(qtbot, window, "ivy")
+    secret = f"plum-Passphrase-{uuid.uuid4().hex}"  # made here: no constant holds it
+    fingerprint = hash(secret)
+    arrived: list[bool] = []
+
+    class Access:  # refuses as a station without its platform key would, after the secret reached it
+        def call(self, typed: str, _use: Any) -> Any:
+            arrived.append(hash(typed) == fingerprint)
+            raise PlatformKeyMissing(label="platform-2026000000000001")
+
+    window.merchants._access = Access()  # type: ignore[assignment]
+    form = window.merchants.open_for(SERIAL)
+    assert form is not None
+    form.merchant_edit.setText("2088000000000001")
+    form.store_edit.setText("S0001")
+    form.secret_edit.setText(secret)
+    form.start_button.click()
+    qtbot.waitUntil(lambda: not form.running, timeout=5000)
+    assert arrived == [True] and "platform-2026000000000001" in form.foot.hint_label.text()
+    assert holders(secret) == []  # the job's slots keep the request: without its secret
