@@ -34,7 +34,7 @@ for path in (ROOT, ROOT / "tests"):  # run as a script from anywhere; the statio
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from platformbench import FAULTS, PlatformBench, Rounds, units  # noqa: E402
+from platformbench import FAULTS, OPERATOR, PlatformBench, Rounds, units  # noqa: E402
 
 from enrollment.sandbox.server import Faults, Sandbox  # noqa: E402
 from provisioning.registration import register_inventory  # noqa: E402
@@ -56,7 +56,7 @@ def _registrations(bench: PlatformBench, prefix: str, count: int, batch_size: in
     """Units registered per second, and CPU milliseconds per call (station and sandbox: this one process)."""
     batch = units(prefix, count)
     started, cpu = time.perf_counter(), time.process_time()
-    results = register_inventory(bench.outbox, bench.config.supplier_id, batch, batch_size=batch_size)
+    results = register_inventory(bench.outbox, bench.config.supplier_id, batch, session=OPERATOR, batch_size=batch_size)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if not all(r.ok for r in results):
         raise SystemExit(f"registration failed: {next(r for r in results if not r.ok).error}")

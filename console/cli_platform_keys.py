@@ -4,7 +4,8 @@ The key is made inside the key store (``--keystore software|pkcs11``) under the 
 ``key_label`` (``--platform-config FILE`` or NAIAD_PLATFORM_CONFIG), or under ``--label`` without a configuration.
 Out comes only its public key, as PEM on standard output (and in ``--out FILE``): the platform, or the sandbox's
 ``--app-key``, needs it to check the station's signatures.  A key already under the label is never replaced: its
-public key is shown again; a key of another kind under the label is refused.
+public key is shown again; a key of another kind under the label is refused.  Only an admin makes it: the key
+speaks for the whole station to the platform.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from enrollment.config import resolve
 from i18n import N_, _
 from keys.store import SigningAlgorithm, ensure_signing_key
+from provisioning.operators import ROLE_ADMIN, require_role
 
 from .cli_common import Command, atomic_output, err, option, reported
+from .cli_root import Settings, pass_settings
 from .keystore_option import keystore_options, open_key_store
 
 
@@ -41,9 +44,14 @@ from .keystore_option import keystore_options, open_key_store
     help=N_("Also write the public key (PEM) to this file."),
 )
 @keystore_options
-def keygen(config_path: str | None, label: str | None, out_path: Path | None, keystore: str) -> None:
+@pass_settings
+def keygen(
+    settings: Settings, config_path: str | None, label: str | None, out_path: Path | None, keystore: str
+) -> None:
     with reported(False):
         chosen = label if label is not None else resolve(config_path).key_label
+        settings.station()  # first: a session asked before the station would ask the password twice
+        require_role(settings.session(), ROLE_ADMIN)  # before the key store asks for its passphrase or PIN
         with open_key_store(keystore, create=True) as store:
             public, made = ensure_signing_key(store, chosen, SigningAlgorithm.RSA_2048)
         pem = load_der_public_key(public).public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()

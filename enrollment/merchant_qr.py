@@ -56,9 +56,9 @@ def parse_merchant_qr(text: str) -> Merchant:
 
 
 def _url_fields(text: str) -> dict[str, Any]:
-    parts = urlsplit(text)
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    try:  # urlsplit raises on a broken IPv6 host or a host NFKC changes; .port on a port out of range
+        parts = urlsplit(text)
+        parts.port  # noqa: B018
     except ValueError:
         raise MerchantQrInvalid(reason=N_("not an https://…/bind address")) from None
     if (

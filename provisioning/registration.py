@@ -8,7 +8,14 @@ done), so a flaky network delays a registration but never loses or doubles it:
 - :func:`bring_live` binds a unit to a merchant's store, activates it and enrols it in the subsidy program, in
   that order; a step the outbox already holds as done (for the same merchant, store and program) is not sent
   again, so a run cut short by an unplug, a crash or an outage is finished by running it again;
-- :func:`subsidy_status` reads what each unit has earned, per month, with the caps left.
+- :func:`subsidy_status` reads what each unit has earned, per month, with the caps left;
+- :func:`resume_calls` sends again the calls an outage or a crash left pending, :func:`abandon_call` drops one.
+
+Each flow needs a logged-in operator with one of its roles (``ROLES_*``, checked by
+:func:`provisioning.operators.require_role` before anything is sent) and writes its calls as that operator.
+An earlier call of a step still pending with other content (a merchant corrected after an outage) stops the run
+with :class:`~provisioning.outbox.PendingCallDiffers`: neither call is sent, so a unit is never bound to the
+merchant typed by mistake.
 
 Progress goes out as :mod:`terminal.events`, one :class:`~terminal.events.Reporter` per unit and step
 (``STEP_*``), a phase per step and a :class:`~terminal.events.StepFinished` with an
@@ -30,10 +37,13 @@ from i18n import N_, _
 from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
 
+from .operators import ROLE_ADMIN, ROLE_OPERATOR, OperatorSession, require_role
+
 if TYPE_CHECKING:
     from enrollment.config import Merchant
+    from provisioning.ledger import PlatformCallRecord
 
-    from .outbox import Outbox
+    from .outbox import Outbox, ResumeReport
 
 LOG = logging.getLogger(__name__)
 
@@ -43,6 +53,16 @@ STEP_ACTIVATE = "activate"
 STEP_SUBSIDY = "subsidy-enroll"
 MAX_BATCH = 100
 """Units per inventory call: the platform's limit."""
+
+ROLE_INSTALLER, ROLE_SUPPORT = "installer", "support"
+ROLES_INVENTORY = (ROLE_OPERATOR, ROLE_ADMIN)
+"""Who registers units in the distributor's inventory: the bench."""
+ROLES_BIND = (ROLE_INSTALLER, ROLE_OPERATOR, ROLE_ADMIN)
+"""Who binds, activates and enrols a unit: the installer on site, and the bench."""
+ROLES_SUBSIDY = (ROLE_INSTALLER, ROLE_OPERATOR, ROLE_SUPPORT, ROLE_ADMIN)
+"""Who reads a subsidy: whoever binds units, and support answering a merchant's question."""
+ROLES_OUTBOX = (ROLE_INSTALLER, ROLE_OPERATOR, ROLE_ADMIN)
+"""Who sends the pending calls again or drops one: whoever makes calls."""
 
 # Statuses of a step's result (kept as they are in JSON; shown through _() at run time).
 REGISTERED, ALREADY_REGISTERED = "registered", "already-registered"
@@ -157,6 +177,11 @@ def _status_of(error: NaiadError) -> str:
     return REFUSED if isinstance(error, PlatformRefused | RegistrationError) else FAILED
 
 
+def _acting(outbox: Outbox, session: OperatorSession | None, roles: Sequence[str]) -> Outbox:
+    """``outbox`` writing as the operator of ``session``, once it is checked to hold one of ``roles``."""
+    return outbox.as_operator(require_role(session, *roles).operator)
+
+
 # --- results ------------------------------------------------------------------------------------------
 
 
@@ -203,13 +228,20 @@ def register_inventory(
     units: Sequence[UnitToRegister],
     listener: Listener | None = None,
     *,
+    session: OperatorSession | None,
     batch_size: int = MAX_BATCH,
 ) -> list[EnrollmentStepResult]:
     """Register ``units`` in ``supplier_id``'s inventory, ``batch_size`` units per platform call; a result per
     unit (a serial named twice counts once), in the order given.  A batch the platform did not answer stays in
-    the outbox, its units ``pending``; the other batches go on."""
+    the outbox, its units ``pending``; the other batches go on.
+
+    First the inventory calls an earlier run left pending are sent again (a distributor whose batch was cut runs
+    the same command again), so none stays pending once the platform answers; what they got is told in a
+    :class:`~terminal.events.Message` (unit ``""``).  Needs one of :data:`ROLES_INVENTORY`."""
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
+    outbox = _acting(outbox, session, ROLES_INVENTORY)
+    _resume_inventory(outbox, Reporter(listener, "", STEP_INVENTORY))
     first: dict[str, UnitToRegister] = {}
     for unit in units:
         first.setdefault(unit.serial, unit)
@@ -230,6 +262,21 @@ def register_inventory(
             reporters[unit.serial].finished(result)
             results.append(result)
     return results
+
+
+def _resume_inventory(outbox: Outbox, reporter: Reporter) -> None:
+    """Send again this station's pending inventory calls, and say what they got."""
+    earlier = outbox.resume(method=Method.INVENTORY_REGISTER)
+    if earlier.done or earlier.refused or earlier.pending:
+        LOG.info("earlier inventory calls sent again: %s", earlier)
+        reporter.message(
+            _(
+                "Earlier inventory calls sent again: {done} done, {refused} refused, {pending} still waiting.",
+                done=earlier.done,
+                refused=earlier.refused,
+                pending=earlier.pending,
+            )
+        )
 
 
 def _register_batch(
@@ -321,11 +368,16 @@ def bring_live(
     merchant: Merchant,
     listener: Listener | None = None,
     *,
+    session: OperatorSession | None,
     program: str | None = None,
 ) -> list[EnrollmentStepResult]:
     """Bind ``serial`` to ``merchant``'s store, activate it and enrol it in the subsidy ``program`` (default: the
     platform's current one).  A step the outbox holds as done for the same merchant, store and program is not sent
-    again; the first step that fails ends the run: its result, with the error, is the last in the list."""
+    again; the first step that fails ends the run: its result, with the error, is the last in the list.
+
+    A step whose earlier call is still pending with other content fails with
+    :class:`~provisioning.outbox.PendingCallDiffers` and sends nothing.  Needs one of :data:`ROLES_BIND`."""
+    outbox = _acting(outbox, session, ROLES_BIND)
     context = {"serial": serial, "merchant_id": merchant.merchant_id, "store_id": merchant.store_id}
     context["program"] = program or "-"
     steps = _steps(supplier_id, serial, merchant, program)
@@ -350,10 +402,8 @@ def _run_step(outbox: Outbox, serial: str, step: _Step, context: Mapping[str, An
     if recorded is not None and recorded.reply is not None and step.same(recorded.reply):
         LOG.info("%s: %s was done already (request %s)", serial, step.name, recorded.request_no)
         return EnrollmentStepResult(serial, step.name, True, ALREADY_DONE, step.detail(recorded.reply))
-    try:
+    try:  # a pending call of this step with other content raises PendingCallDiffers: nothing is sent
         reply = outbox.call(step.method, step.biz, serial=serial)
-        if not step.same(reply):  # the outbox finished an older pending call of this step, for another store:
-            reply = outbox.call(step.method, step.biz, serial=serial)  # now this one (the client checks its echo)
     except NaiadError as exc:
         error = translated(exc, **context) if isinstance(exc, PlatformRefused) else exc
         LOG.info("%s: %s not done: %s", serial, step.name, exc)
@@ -407,10 +457,14 @@ class UnitSubsidy:
         }
 
 
-def subsidy_status(outbox: Outbox, *, serial: str | None = None, merchant_id: str | None = None) -> list[UnitSubsidy]:
-    """The subsidy of one unit (``serial``) or of every unit of a merchant (``merchant_id``): exactly one."""
+def subsidy_status(
+    outbox: Outbox, *, session: OperatorSession | None, serial: str | None = None, merchant_id: str | None = None
+) -> list[UnitSubsidy]:
+    """The subsidy of one unit (``serial``) or of every unit of a merchant (``merchant_id``): exactly one.
+    Needs one of :data:`ROLES_SUBSIDY`."""
     if (serial is None) == (merchant_id is None):
         raise ValueError("name exactly one of serial and merchant_id")
+    require_role(session, *ROLES_SUBSIDY)
     biz = {"serial": serial} if serial is not None else {"merchant_id": merchant_id}
     try:
         reply = outbox.read(Method.SUBSIDY_QUERY, biz)
@@ -437,3 +491,17 @@ def _unit_subsidy(unit: Mapping[str, Any]) -> UnitSubsidy:
         cap_left=Decimal(unit["cap_left"]),
         months_left=unit["months_left"],
     )
+
+
+# --- the outbox's pending calls -----------------------------------------------------------------------
+
+
+def resume_calls(outbox: Outbox, *, session: OperatorSession | None) -> ResumeReport:
+    """Send again every call of this station still pending, oldest first.  Needs one of :data:`ROLES_OUTBOX`."""
+    return _acting(outbox, session, ROLES_OUTBOX).resume()
+
+
+def abandon_call(outbox: Outbox, request_no: str, *, session: OperatorSession | None) -> PlatformCallRecord:
+    """Drop this station's pending call ``request_no`` (once someone checked on the platform that it is not
+    wanted): it is never sent again, and the next run writes a new call.  Needs one of :data:`ROLES_OUTBOX`."""
+    return _acting(outbox, session, ROLES_OUTBOX).abandon(request_no)

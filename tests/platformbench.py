@@ -2,9 +2,10 @@
 
 The station is the real thing end to end: its RSA key made in a (software) key store and given to the sandbox's
 seeded app, every request signed in the store, a :class:`PlatformClient` with short backoff, the ledger's
-:class:`Outbox`, and the flows of :mod:`provisioning.registration`.  :meth:`PlatformBench.enroll` drives a batch
-to the end the way an operator would through a flaky network: register the inventory, bring each unit live
-(several at once), and run again what is still pending until nothing is.
+:class:`Outbox`, and the flows of :mod:`provisioning.registration` run by the bench's operator (:data:`OPERATOR`).
+:meth:`PlatformBench.enroll` drives a batch to the end the way an operator would through a flaky network:
+register the inventory, bring each unit live (several at once), and run again what is still pending until
+nothing is.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from enrollment.sandbox.server import Faults, Sandbox
 from keys.store import SigningAlgorithm, ensure_signing_key
 from keys.store_software import SoftwareKeyStore
 from provisioning.ledger import Ledger
+from provisioning.operators import OperatorSession
 from provisioning.outbox import Outbox
 from provisioning.registration import EnrollmentStepResult, UnitToRegister, bring_live, register_inventory
 
 PASSPHRASE = "correct horse battery staple"
 MERCHANT = Merchant("2088000000000001", "S0001")
+OPERATOR = OperatorSession("otto", "operator")
+"""The bench's operator: registers the inventory and brings units live (registered in the bench's ledger)."""
 MODEL = "DF2"
 MAX_ROUNDS = 20
 """Rounds of "send again what is pending" before a batch counts as stuck (a few suffice at 50 % faults)."""
@@ -77,6 +81,7 @@ class PlatformBench:
         pem = load_der_public_key(public).public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
         sandbox.set_app_key(self.config.app_id, pem)
         self.ledger = Ledger.open(f"sqlite:///{folder / 'ledger.sqlite'}", station="bench-1")
+        self.ledger.register_operator(OPERATOR.operator, OPERATOR.role)
         self._options: dict[str, Any] = {
             "attempts": attempts,
             "backoff_seconds": backoff_seconds,
@@ -98,7 +103,7 @@ class PlatformBench:
         the platform did not answer is sent again until nothing is pending.  Raises :class:`Stuck`."""
         rounds = Rounds()
         started = time.monotonic()
-        rounds.results += register_inventory(self.outbox, self.config.supplier_id, batch)
+        rounds.results += register_inventory(self.outbox, self.config.supplier_id, batch, session=OPERATOR)
         rounds.inventory = 1 + self.settle()
         rounds.inventory_seconds = time.monotonic() - started
         remaining = [unit.serial for unit in batch]
@@ -138,4 +143,4 @@ class PlatformBench:
         self.store.close()
 
     def _bring_live(self, serial: str) -> list[EnrollmentStepResult]:
-        return bring_live(self.outbox, self.config.supplier_id, serial, MERCHANT)
+        return bring_live(self.outbox, self.config.supplier_id, serial, MERCHANT, session=OPERATOR)

@@ -1,4 +1,4 @@
-"""``naiad platform keygen``: the station's RSA key for the merchant platform, made in the key store."""
+"""``naiad platform keygen``: the station's RSA key for the merchant platform, made in the key store by an admin."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from console.cli import cli
 from console.keystore_option import open_key_store
 from enrollment.config import PlatformConfig
 from keys.store import SigningAlgorithm
+from provisioning import operators as ops
+from provisioning.ledger import Ledger
 
 PASSPHRASE = "the station's key store passphrase"
 LABEL = "platform-2026000000000001"
+PASSWORDS = {"root": "root-Secret-8731", "olga": "olga-Secret-2290"}
 
 
 @pytest.fixture
@@ -37,14 +40,28 @@ def config_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _software_store(monkeypatch: pytest.MonkeyPatch) -> None:
+def _software_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The software key store, and a ledger with the admin root and the operator olga (cheap scrypt)."""
     monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
     monkeypatch.delenv("NAIAD_KEYSTORE", raising=False)
     monkeypatch.delenv("NAIAD_PLATFORM_CONFIG", raising=False)
+    monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url) as ledger:
+        ops.add_operator(ledger, None, "root", "admin", PASSWORDS["root"])
+        ops.add_operator(ledger, ops.login(ledger, "root", PASSWORDS["root"]), "olga", "operator", PASSWORDS["olga"])
+    monkeypatch.setenv("NAIAD_LEDGER", url)
 
 
-def naiad(*args: str, **env: str) -> Result:
-    return CliRunner().invoke(cli, ["platform", "keygen", *args], env={"NAIAD_LANG": "en", **env})
+def naiad(*args: str, operator: str | None = "root", **env: str) -> Result:
+    """``naiad platform keygen ARGS`` as ``operator`` (its password typed), by default the admin."""
+    login = ["--operator", operator] if operator else []
+    return CliRunner().invoke(
+        cli,
+        [*login, "platform", "keygen", *args],
+        input=f"{PASSWORDS.get(operator or '', '')}\n",
+        env={"NAIAD_LANG": "en", "NAIAD_OPERATOR": "", **env},
+    )
 
 
 def _verified(pem: str, keystore: str = "software", label: str = LABEL) -> None:
@@ -85,3 +102,13 @@ def test_keygen_refuses_a_label_that_holds_an_ec_key(config_file: Path) -> None:
     assert "is a ec-p256 key, not rsa-2048" in refused.stderr
     with open_key_store("software") as store:
         assert store.signing_public_key(LABEL) == ec_public
+
+
+@pytest.mark.parametrize(("operator", "says"), [(None, "logged-in operator"), ("olga", "needs the admin role")])
+def test_only_an_admin_makes_the_key_and_the_key_store_is_not_opened_for_anyone_else(
+    config_file: Path, operator: str | None, says: str
+) -> None:
+    refused = naiad("--platform-config", str(config_file), operator=operator)
+    assert refused.exit_code == 1 and says in refused.stderr and refused.stdout == ""
+    with open_key_store("software", create=True) as store:
+        assert LABEL not in store.signing_labels()

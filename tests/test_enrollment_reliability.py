@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from platformbench import FAULTS, MERCHANT, PlatformBench, units
+from platformbench import FAULTS, MERCHANT, OPERATOR, PlatformBench, units
 
 from enrollment.errors import PlatformSignatureInvalid
 from enrollment.gateway import Method
@@ -82,7 +82,7 @@ def test_a_reply_with_a_bad_platform_signature_is_refused_and_its_call_stays_pen
 ) -> None:
     (unit,) = units("SIG", 1)
     supplier = station.config.supplier_id
-    assert register_inventory(station.outbox, supplier, [unit])[0].ok
+    assert register_inventory(station.outbox, supplier, [unit], session=OPERATOR)[0].ok
     impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     wrong_key = impostor.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     misled = station.platform_client(replace(station.config, platform_public_key=wrong_key.decode()))
@@ -96,7 +96,7 @@ def test_a_reply_with_a_bad_platform_signature_is_refused_and_its_call_stays_pen
     assert (pending.method, pending.serial, pending.state) == (Method.DEVICE_BIND, unit.serial, "pending")
     assert station.outbox.done(Method.DEVICE_BIND, unit.serial) is None
     # the station that trusts the platform's real key sends that same call again and goes on: done once
-    results = bring_live(station.outbox, supplier, unit.serial, MERCHANT)
+    results = bring_live(station.outbox, supplier, unit.serial, MERCHANT, session=OPERATOR)
     assert [(r.step, r.status) for r in results] == [("bind", "done"), ("activate", "done"), ("subsidy-enroll", "done")]
     assert station.outbox.pending() == []
     assert station.outbox.done(Method.DEVICE_BIND, unit.serial).request_no == pending.request_no  # type: ignore[union-attr]

@@ -47,6 +47,8 @@ def test_both_forms_are_read_in_any_field_order_with_a_scanners_line_end(text: s
         "https://platform.example:99999/bind?merchant_id=2088000000000001&store_id=S0001",
         "https://platform.example/unbind?merchant_id=2088000000000001&store_id=S0001",
         "https://platform.example/bind/?merchant_id=2088000000000001&store_id=S0001",
+        "https://[::1/bind?merchant_id=2088000000000001&store_id=S0001",
+        "https://exa\u2100mple/bind?merchant_id=2088000000000001&store_id=S0001",
         "https://platform.example/bind?merchant_id=2088000000000001&store_id=S0001#x",
         "https://platform.example/bind?merchant_id=2088000000000001",
         "https://platform.example/bind?merchant_id=2088000000000001&store_id=S0001&program=2020",
@@ -81,7 +83,8 @@ def test_anything_but_exactly_a_merchant_and_a_store_is_refused(text: str) -> No
     st.one_of(
         st.text(max_size=600),
         st.builds(
-            lambda m, s, tail: f"https://h.example/bind?merchant_id={m}&store_id={s}{tail}",
+            lambda host, m, s, tail: f"https://{host}/bind?merchant_id={m}&store_id={s}{tail}",
+            st.one_of(st.just("h.example"), st.text(alphabet="[]:@.%\u2100\uff0f1a", max_size=12)),
             st.text(max_size=70),
             st.text(max_size=70),
             st.text(max_size=20),

@@ -188,3 +188,11 @@ class LedgerRoleRequired(LedgerError):
 
 class UnknownPlatformCall(LedgerError):
     message = N_("The ledger has no platform call {request_no}")
+
+
+class PlatformCallNotPending(LedgerError):
+    """Only a call still pending, and this station's own, can be abandoned: a settled one is history, and
+    another station's may be on its way out from there."""
+
+    message = N_("The platform call {request_no} is {state} on station {station}, not pending on this one")
+    remedy = N_("Abandon a call only while it is pending, from the station that wrote it.")

@@ -41,7 +41,7 @@ ROLES = ("installer", "operator", "custodian", "support", "admin")
 BDK_ORIGINS = ("ceremony", "generated")
 INITIAL_KEY_ID_STATES = ("allocated", "injected", "failed")
 CAMERA_CHECK_KINDS = ("depth-quality", "field-check")  # provisioning.calibration's DEPTH_STEP and CHECK_STEP
-PLATFORM_CALL_STATES = ("pending", "done", "refused")
+PLATFORM_CALL_STATES = ("pending", "done", "refused", "abandoned")
 MAX_DERIVATION_ID = 0xFFFFFFFF  # the 32-bit derivation ID of an AES DUKPT Initial Key ID (X9.24-3)
 HASH_LENGTH = 64  # hex SHA-256
 KCV_HEX_LENGTH = 10  # at most 5 bytes: the AES-CMAC KCV of a TR-31 KC block
@@ -274,7 +274,8 @@ class CameraCheck(Base):
 
 class PlatformCall(Base):
     """A call to the merchant platform in the station's outbox: written before it is sent, then ``done`` or
-    ``refused`` once the platform answered; ``pending`` until then, across restarts (provisioning/outbox.py).
+    ``refused`` once the platform answered; ``pending`` until then, across restarts (provisioning/outbox.py), or
+    until an operator ``abandoned`` it.
 
     ``attempts`` and ``updated`` move on every sending without an audit entry (an outage must not flood the
     trail); everything else is sealed.  ``biz`` holds the request as sent, its ``auth_code`` blanked once settled."""

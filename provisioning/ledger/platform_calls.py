@@ -2,8 +2,10 @@
 
 A call is written ``pending`` before it is sent, with the request as it will be sent (its request number
 included), so a crash or an outage never loses it: it is sent again, with the same number, until the platform
-answers; then it is settled ``done`` with the reply or ``refused`` with the platform's code and reason.  Writing
-and settling are audited (``platform.call.queued``, ``platform.call.done``, ``platform.call.refused``; subject
+answers; then it is settled ``done`` with the reply or ``refused`` with the platform's code and reason, unless
+an operator ``abandoned`` it first.  A pending call is its station's own: only that station sends it again or
+abandons it.  Writing and settling are audited (``platform.call.queued``, ``platform.call.done``,
+``platform.call.refused``, ``platform.call.abandoned``; subject
 ``device:SERIAL`` when the call is about a unit) and the row is sealed; counting attempts is not (an outage
 must not flood the trail).  A settled call keeps no face token: ``auth_code`` in the request and ``ftoken`` in
 the reply are blanked.
@@ -22,7 +24,7 @@ from i18n import _
 
 from . import audit as chain
 from . import validate
-from .errors import InvalidLedgerInput, UnknownPlatformCall
+from .errors import InvalidLedgerInput, PlatformCallNotPending, UnknownPlatformCall
 from .models import ERROR_LENGTH, PLATFORM_CALL_STATES, PlatformCall, Station
 from .records import PlatformCallRecord
 
@@ -34,7 +36,9 @@ __all__ = ["PlatformCallRecord", "PlatformCalls"]
 QUEUED = "platform.call.queued"
 DONE = "platform.call.done"
 REFUSED = "platform.call.refused"
+ABANDONED_ACTION = "platform.call.abandoned"
 PENDING = "pending"
+ABANDONED = "abandoned"
 SETTLED = {"done": DONE, "refused": REFUSED}
 BLANKED_WHEN_SETTLED = ("auth_code", "ftoken")
 """Face tokens (the ``auth_code`` a payment carries, the ``ftoken`` a verified face session returns): kept only
@@ -108,10 +112,29 @@ class PlatformCalls:
         """Write a call ``pending`` before it is sent: ``biz`` is the business content as it will be sent, its
         request number ``request_no`` included.  ``sending``: it goes out next, counted as its first attempt
         (one write fewer than :meth:`platform_call_attempted`).  A request number already written is refused."""
+        return self._add_platform_call(method, request_no, biz, serial, sending=sending, reuse=False)[0]
+
+    def queue_platform_call(
+        self, method: str, request_no: str, biz: dict[str, Any], serial: str | None = None
+    ) -> tuple[PlatformCallRecord, bool]:
+        """This station's call of ``method`` about ``serial`` still pending, as it is, and False; else the call
+        written as :meth:`add_platform_call` does (counted as sent: it goes out next), and True.
+
+        Looking and writing are one transaction under the chain lock, so two threads or two stations of a
+        shared ledger never both write a call for one unit.  A call without a serial is always written."""
+        return self._add_platform_call(method, request_no, biz, serial, sending=True, reuse=serial is not None)
+
+    def _add_platform_call(
+        self, method: str, request_no: str, biz: dict[str, Any], serial: str | None, *, sending: bool, reuse: bool
+    ) -> tuple[PlatformCallRecord, bool]:
         method, request_no = _method(method), _request_no(request_no)
         serial = None if serial is None else validate.serial(serial)
         clean = _object(biz, "biz")
         with self._writing() as write:
+            if reuse:
+                pending = write.session.execute(self._pending_calls(method, serial).limit(1)).first()
+                if pending is not None:
+                    return _record(pending[0], pending[1]), False
             found = write.session.scalars(select(PlatformCall.id).where(PlatformCall.request_no == request_no))
             if found.first() is not None:
                 raise InvalidLedgerInput(field="request_no", detail=_("already written"))
@@ -129,7 +152,7 @@ class PlatformCalls:
             )
             write.session.add(row)
             write.audit(QUEUED, _subject(row), {"request_no": request_no, "method": method})
-            return _record(row, self._station)
+            return _record(row, self._station), True
 
     def platform_call_attempted(self, request_no: str) -> PlatformCallRecord:
         """Count one more sending of the call (before it goes out); a settled call is left as it is."""
@@ -170,24 +193,51 @@ class PlatformCalls:
             found = session.execute(query).first()
             return None if found is None else _record(found[0], found[1])
 
-    def pending_platform_calls(self) -> list[PlatformCallRecord]:
-        """The calls not settled yet, oldest first: the order they are sent again in."""
-        query = _calls().where(PlatformCall.state == PENDING).order_by(PlatformCall.created, PlatformCall.id)
+    def abandon_platform_call(self, request_no: str) -> PlatformCallRecord:
+        """Mark a call of this station's still pending ``abandoned``: it is never sent again (an operator checked
+        the platform, or its reply can never be used).  Its face tokens are blanked; audited as
+        ``platform.call.abandoned``.  Any other call is refused with :class:`PlatformCallNotPending`."""
+        request_no = _request_no(request_no)
+        with self._writing() as write:
+            row, station = self._one(write.session, request_no)
+            if row.state != PENDING or row.station_id != self._station_id:
+                raise PlatformCallNotPending(request_no=request_no, state=row.state, station=station)
+            row.state, row.updated, row.biz = ABANDONED, write.at, _blanked(row.biz) or {}
+            details = {"request_no": request_no, "method": row.method, "attempts": row.attempts}
+            write.audit(ABANDONED_ACTION, _subject(row), details)
+            return _record(row, station)
+
+    def pending_platform_calls(self, method: str | None = None, serial: str | None = None) -> list[PlatformCallRecord]:
+        """This station's calls not settled yet (of ``method``, about ``serial`` when given), oldest first: the
+        order they are sent again in.  Another station's pending calls are its own to send: sent from here they
+        would go out under this station's app and key, maybe while that station sends them too."""
+        query = self._pending_calls(None if method is None else _method(method), serial)
         with self._reading() as session:
             return [_record(row, station) for row, station in session.execute(query)]
 
     def find_platform_call(self, method: str, serial: str, state: str | None = None) -> PlatformCallRecord | None:
-        """The latest call of ``method`` about the unit ``serial`` (in ``state`` when given), None if none."""
+        """The latest call of ``method`` about the unit ``serial`` (in ``state`` when given), None if none.
+        A ``pending`` one is this station's (see :meth:`pending_platform_calls`); a settled one any station's."""
         query = _calls().where(PlatformCall.method == _method(method), PlatformCall.serial == validate.serial(serial))
         if state is not None:
             if state not in PLATFORM_CALL_STATES:
                 detail = _("must be one of {states}", states=", ".join(PLATFORM_CALL_STATES))
                 raise InvalidLedgerInput(field="state", detail=detail)
             query = query.where(PlatformCall.state == state)
+            if state == PENDING:
+                query = query.where(PlatformCall.station_id == self._station_id)
         query = query.order_by(PlatformCall.created.desc(), PlatformCall.id.desc()).limit(1)
         with self._reading() as session:
             found = session.execute(query).first()
             return None if found is None else _record(found[0], found[1])
+
+    def _pending_calls(self, method: str | None, serial: str | None) -> Select[PlatformCall, str]:
+        query = _calls().where(PlatformCall.state == PENDING, PlatformCall.station_id == self._station_id)
+        if method is not None:
+            query = query.where(PlatformCall.method == method)
+        if serial is not None:
+            query = query.where(PlatformCall.serial == validate.serial(serial))
+        return query.order_by(PlatformCall.created, PlatformCall.id)
 
     @staticmethod
     def _one(session: Session, request_no: str) -> tuple[PlatformCall, str]:

@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("error", sa.String(1000), nullable=True),
         sa.Column("station_id", sa.Integer(), nullable=False),
         sa.Column("operator", sa.String(64), nullable=True),
-        sa.CheckConstraint("state IN ('pending', 'done', 'refused')", name=op.f("ck_platform_calls_state")),
+        sa.CheckConstraint("state IN ('pending', 'done', 'refused', 'abandoned')", name=op.f("ck_platform_calls_state")),
         sa.ForeignKeyConstraint(["station_id"], ["stations.id"], name=op.f("fk_platform_calls_station_id_stations")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_calls")),
         sa.UniqueConstraint("request_no", name=op.f("uq_platform_calls_request_no")),
