@@ -396,7 +396,9 @@ def holders(text: str) -> list[object]:
     return found
 
 
-def test_nothing_holds_the_passphrase_once_the_bind_ended(qtbot: Any, window: MainWindow) -> None:
+def test_nothing_holds_the_passphrase_once_the_bind_ended(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log_in(qtbot, window, "ivy")
     secret = f"plum-Passphrase-{uuid.uuid4().hex}"  # made here: no constant holds it
     fingerprint = hash(secret)
@@ -408,6 +410,14 @@ def test_nothing_holds_the_passphrase_once_the_bind_ended(qtbot: Any, window: Ma
             raise PlatformKeyMissing(label="platform-2026000000000001")
 
     window.merchants._access = Access()  # type: ignore[assignment]
+    started: list[Job] = []
+    start = window.workers.start
+
+    def recorded(job: Job) -> Job:
+        started.append(job)
+        return start(job)
+
+    monkeypatch.setattr(window.workers, "start", recorded)
     form = window.merchants.open_for(SERIAL)
     assert form is not None
     form.merchant_edit.setText("2088000000000001")
@@ -417,3 +427,4 @@ def test_nothing_holds_the_passphrase_once_the_bind_ended(qtbot: Any, window: Ma
     qtbot.waitUntil(lambda: not form.running, timeout=5000)
     assert arrived == [True] and "platform-2026000000000001" in form.foot.hint_label.text()
     assert holders(secret) == []  # the job's slots keep the request: without its secret
+    assert [job.release_on for job in started] == ["end"]  # the unit stays busy through bind, activate, enroll
