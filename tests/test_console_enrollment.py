@@ -30,7 +30,8 @@ from console.merchant_form import CURRENT_PROGRAM, STEPS, BindRequest, MerchantF
 from console.platform_option import PlatformKeyMissing
 from console.subsidy_chart import SubsidyChart, nice_ceiling
 from console.subsidy_panel import SubsidyPanel
-from console.workers import Job, UnitsBusy, Workers
+from console.unit_card import Bench
+from console.workers import EventSignals, Job, UnitsBusy, Workers
 from enrollment.config import ID, Merchant
 from enrollment.merchant_qr import MerchantQrInvalid, merchant_qr_text
 from i18n import _
@@ -39,13 +40,14 @@ from provisioning.ledger import Ledger
 from provisioning.registration import (
     STEP_ACTIVATE,
     STEP_BIND,
+    STEP_INVENTORY,
     STEP_SUBSIDY,
     EnrollmentStepResult,
     SubsidyMonth,
     UnitNotBound,
     UnitSubsidy,
 )
-from terminal.events import Listener, PhaseStarted, Reporter, StepFinished
+from terminal.events import Listener, Message, PhaseStarted, Reporter, StepFinished
 
 SERIAL = "DF2A00001"
 PASSPHRASE = "plum-Passphrase-90417-zebra"
@@ -428,3 +430,14 @@ def test_nothing_holds_the_passphrase_once_the_bind_ended(
     assert arrived == [True] and "platform-2026000000000001" in form.foot.hint_label.text()
     assert holders(secret) == []  # the job's slots keep the request: without its secret
     assert [job.release_on for job in started] == ["end"]  # the unit stays busy through bind, activate, enroll
+
+
+def test_a_message_about_the_whole_run_is_logged_without_a_unit(qtbot: Any, caplog: pytest.LogCaptureFixture) -> None:
+    bench = Bench()
+    qtbot.addWidget(bench)
+    signals = EventSignals()
+    bench.follow(signals)
+    text = "Earlier inventory calls sent again: 1 done, 0 refused, 0 still waiting."
+    with caplog.at_level("INFO", logger="console.unit_card"):
+        signals.message.emit(Message("", STEP_INVENTORY, text))  # register_inventory's word on the outbox
+    assert [record.getMessage() for record in caplog.records] == [text]
