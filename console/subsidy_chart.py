@@ -44,8 +44,9 @@ def nice_ceiling(value: float) -> float:
 
 
 def axis_text(value: float) -> str:
-    """A tick label: whole numbers without decimals, others with one."""
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    """A tick label: whole numbers without decimals, others with the fen they need (a quarter of 5 yuan is 1.25,
+    not "1.2")."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}".rstrip("0")
 
 
 class SubsidyChart(QWidget):

@@ -28,7 +28,7 @@ from console.inject_run import WAITING
 from console.main_window import MainWindow
 from console.merchant_form import CURRENT_PROGRAM, STEPS, BindRequest, MerchantForm
 from console.platform_option import PlatformKeyMissing
-from console.subsidy_chart import SubsidyChart, nice_ceiling
+from console.subsidy_chart import SubsidyChart, axis_text, nice_ceiling
 from console.subsidy_panel import SubsidyPanel
 from console.unit_card import Bench
 from console.workers import EventSignals, Job, UnitsBusy, Workers
@@ -275,6 +275,10 @@ def test_the_users_axis_counts_whole_users(users: list[int]) -> None:
     chart.months = tuple(month(index, count, "0.00") for index, count in enumerate(users, 1))
     top = chart.users_top()
     assert top >= max(users) and top % SubsidyChart.TICKS == 0 and top <= max(4 * SubsidyChart.TICKS, 3 * max(users))
+
+
+def test_the_yuan_ticks_read_as_their_value() -> None:
+    assert [axis_text(5 * i / SubsidyChart.TICKS) for i in range(5)] == ["0", "1.25", "2.5", "3.75", "5"]
 
 
 @pytest.mark.parametrize("language", ["en", "zh_CN"])
