@@ -152,6 +152,7 @@ class InventoryDialog(QDialog):
         self.secret_caption.setText(self.secret_edit.caption())
         self.secret_edit.retranslate()
         self.start_button.setText(_("Register"))
+        self.cancel_button.setText(_("Cancel"))
         self._refresh()
 
 
