@@ -82,16 +82,15 @@ class InventoryRequest:
     secret: str = field(repr=False)
 
 
-class InventoryDialog(QDialog):
-    """Tick units, type the key store's secret, press Start: ``start_requested(request)``, and the dialog closes."""
+class SecretDialog(QDialog):
+    """A dialog whose Start calls the platform: what it is about (``top``), the key store's passphrase or PIN, and
+    the foot; closing it, by Start or Cancel, forgets the secret typed."""
 
-    start_requested = pyqtSignal(object)
+    start: Callable[[], None]
+    _refresh: Callable[[], None]
 
-    def __init__(self, units: Sequence[UnitChoice] = (), parent: QWidget | None = None) -> None:
+    def __init__(self, top: QWidget, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName("inventoryDialog")
-        self.picker = UnitPicker(lambda unit: BUSY if unit.busy else None)  # the serial and model suffice
-        self.picker.changed.connect(self._refresh)
         self.secret_caption = QLabel()
         self.secret_edit = SecretField()
         self.secret_edit.textChanged.connect(lambda _text: self._refresh())
@@ -99,12 +98,32 @@ class InventoryDialog(QDialog):
         secret.addRow(self.secret_caption, self.secret_edit)
         self.foot = StartFoot()
         self.start_button, self.cancel_button = self.foot.start_button, self.foot.cancel_button
-        self.start_button.clicked.connect(self.start)
+        self.start_button.clicked.connect(lambda _checked=False: self.start())
         self.cancel_button.clicked.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.picker, 1)
+        layout.addWidget(top, 1)
         layout.addLayout(secret)
         layout.addWidget(self.foot)
+
+    def done(self, result: int) -> None:
+        self.secret_edit.forget()
+        super().done(result)
+
+    def retranslate(self) -> None:
+        self.secret_caption.setText(self.secret_edit.caption())
+        self.secret_edit.retranslate()
+
+
+class InventoryDialog(SecretDialog):
+    """Tick units, type the key store's secret, press Start: ``start_requested(request)``, and the dialog closes."""
+
+    start_requested = pyqtSignal(object)
+
+    def __init__(self, units: Sequence[UnitChoice] = (), parent: QWidget | None = None) -> None:
+        self.picker = UnitPicker(lambda unit: BUSY if unit.busy else None)  # the serial and model suffice
+        super().__init__(self.picker, parent)
+        self.setObjectName("inventoryDialog")
+        self.picker.changed.connect(self._refresh)
         self._units: list[UnitChoice] = []
         self.set_units(units)
         self.retranslate()
@@ -135,11 +154,6 @@ class InventoryDialog(QDialog):
         self.start_requested.emit(self.request())
         self.accept()
 
-    def done(self, result: int) -> None:
-        """Closing, by Start or Cancel, forgets the passphrase or PIN typed."""
-        self.secret_edit.forget()
-        super().done(result)
-
     def _refresh(self) -> None:
         blocker = self.blocker()
         self.start_button.setEnabled(blocker is None)
@@ -147,42 +161,28 @@ class InventoryDialog(QDialog):
         self.foot.show_hint(_(blocker) if blocker else _("Ready to register {count} units.", count=count))
 
     def retranslate(self) -> None:
+        super().retranslate()
         self.setWindowTitle(_("Register in the distributor's inventory"))
         self.picker.retranslate()
-        self.secret_caption.setText(self.secret_edit.caption())
-        self.secret_edit.retranslate()
         self.start_button.setText(_("Register"))
         self.cancel_button.setText(_("Cancel"))
         self._refresh()
 
 
-class ResumeDialog(QDialog):
+class ResumeDialog(SecretDialog):
     """Send the outbox's waiting calls (``resume_requested(secret)``) and show what became of them."""
 
     resume_requested = pyqtSignal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("resumeDialog")
         self.running = False
         self.report: ResumeReport | None = None
         self._error: BaseException | None = None
         self.about_label = QLabel()
         self.about_label.setWordWrap(True)
-        self.secret_caption = QLabel()
-        self.secret_edit = SecretField()
-        self.secret_edit.textChanged.connect(lambda _text: self._refresh())
-        secret = QFormLayout()
-        secret.addRow(self.secret_caption, self.secret_edit)
-        self.foot = StartFoot()
-        self.start_button, self.cancel_button = self.foot.start_button, self.foot.cancel_button
-        self.start_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.about_label)
-        layout.addLayout(secret)
-        layout.addStretch(1)
-        layout.addWidget(self.foot)
+        self.about_label.setAlignment(Qt.AlignmentFlag.AlignTop)
+        super().__init__(self.about_label, parent)
+        self.setObjectName("resumeDialog")
         self.retranslate()
         self.setMinimumWidth(520)
 
@@ -197,10 +197,6 @@ class ResumeDialog(QDialog):
     def end(self, report: ResumeReport | None, error: BaseException | None) -> None:
         self.running, self.report, self._error = False, report, error
         self._refresh()
-
-    def done(self, result: int) -> None:
-        self.secret_edit.forget()
-        super().done(result)
 
     def _refresh(self) -> None:
         missing = self.secret_edit.missing()
@@ -217,6 +213,7 @@ class ResumeDialog(QDialog):
             self.foot.show_hint(_("Enter the key store's passphrase or PIN.") if missing else "")
 
     def retranslate(self) -> None:
+        super().retranslate()
         self.setWindowTitle(_("Send waiting platform calls"))
         self.about_label.setText(
             _(
@@ -224,8 +221,6 @@ class ResumeDialog(QDialog):
                 "outbox. Sending them again is safe: the platform does each at most once."
             )
         )
-        self.secret_caption.setText(self.secret_edit.caption())
-        self.secret_edit.retranslate()
         self.start_button.setText(_("Send"))
         self.cancel_button.setText(_("Close"))
         self._refresh()
