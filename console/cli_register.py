@@ -5,12 +5,15 @@
 - ``naiad register bind SERIAL (--merchant M --store S | --qr TEXT) [--program P] [--json]``: the installer binds
   the unit to a store, activates it and enrols it in the subsidy program;
 - ``naiad register resume [--json]``: sends the outbox's calls that an outage or a crash left unanswered;
+- ``naiad register abandon REQUEST_NO [--json]``: drops a pending call (checked on the platform as not wanted);
 - ``naiad subsidy status (SERIAL | --merchant M) [--json]``: months, users and earnings, caps and months left.
 
 Presentation only: :mod:`provisioning.registration` does the work, its events drive one bar per unit, and every
 call goes through the ledger's outbox (:func:`console.platform_option.open_outbox`).  Careless input (both or
 neither of --merchant and --qr, a bad QR text or id, a serial the station does not know) is refused before the
-key store opens and before anything is sent.  Exit status 1 when a step failed.  JSON: docs/registration.md.
+key store opens and before anything is sent, and so is an operator without the flow's role (``--operator`` or
+NAIAD_OPERATOR; ``provisioning.registration.ROLES_*``).  Exit status 1 when a step failed.  JSON:
+docs/registration.md.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from rich.text import Text
 from enrollment.config import ID, Merchant, resolve
 from enrollment.merchant_qr import parse_merchant_qr
 from i18n import N_, _
+from provisioning.operators import require_role
 from provisioning.registration import (
+    FAILED,
+    ROLES_BIND,
+    ROLES_INVENTORY,
+    ROLES_OUTBOX,
+    ROLES_SUBSIDY,
     STEP_ACTIVATE,
     STEP_BIND,
     STEP_INVENTORY,
@@ -32,10 +41,13 @@ from provisioning.registration import (
     EnrollmentStepResult,
     UnitSubsidy,
     UnitToRegister,
+    abandon_call,
     bring_live,
     register_inventory,
+    resume_calls,
     subsidy_status,
 )
+from terminal.discovery import UsbAccessDenied
 from terminal.errors import DeviceNotFound, NaiadError
 
 from .cli_common import Command, Group, emit_json, json_option, option, out, problem_text, reported, table
@@ -45,7 +57,9 @@ from .keystore_option import open_key_store
 from .platform_option import open_outbox, platform_options
 
 if TYPE_CHECKING:
+    from provisioning.operators import OperatorSession
     from provisioning.station import Station
+    from terminal.discovery import Device
     from terminal.events import StepResult
 
 STEP_NAMES = {
@@ -71,6 +85,22 @@ class IdInvalid(NaiadError):
 class NoUnitsToRegister(NaiadError):
     message = N_("No unit to register")
     remedy = N_("Name units with --device SERIAL, or use --all with units attached.")
+
+
+class UnitSerialUnread(NaiadError):
+    message = N_("The unit at {path} shows no serial")
+    remedy = N_("Re-plug the unit; if it still shows none, register it by the serial on its label with --device.")
+
+
+def _operator(settings: Settings, roles: tuple[str, ...]) -> OperatorSession:
+    """The logged-in operator, checked to hold one of ``roles`` before the key store asks for its passphrase."""
+    return require_role(settings.session(), *roles)
+
+
+def _unread(device: Device) -> EnrollmentStepResult:
+    """The failed result of an attached unit whose serial cannot be read: every unit is accounted for."""
+    error = UsbAccessDenied(path=device.path) if device.permission_denied else UnitSerialUnread(path=device.path)
+    return EnrollmentStepResult(device.serial or device.path, STEP_INVENTORY, False, FAILED, error=error)
 
 
 def _checked(value: str, what: str) -> str:
@@ -135,27 +165,34 @@ def inventory(
 ) -> None:
     if devices and all_units:
         raise click.UsageError(_("Use either --device or --all, not both."))
+    unread: list[EnrollmentStepResult] = []
     with reported(as_json):
         station = settings.station()
         if all_units:
             attached = station.devices()
-            units = [UnitToRegister(d.serial, d.model) for d in attached if d.serial and not d.permission_denied]
+            readable = [d for d in attached if d.serial and not d.permission_denied]
+            units = [UnitToRegister(d.serial, d.model) for d in readable]
+            unread = [_unread(d) for d in attached if d not in readable]
+            models = {d.serial or d.path: d.model for d in attached}
         else:
             units = [UnitToRegister(serial, _model_of(station, serial)) for serial in dict.fromkeys(devices)]
-        if not units:
+            models = {unit.serial: unit.model for unit in units}
+        if not units and not unread:
             raise NoUnitsToRegister()
+        session = _operator(settings, ROLES_INVENTORY)
         config = resolve(platform_config)  # before the key store asks for its passphrase or PIN
-        with (
-            open_key_store(keystore) as store,
-            open_outbox(station, platform_config, store) as outbox,
-            unit_bars(as_json, _outcome) as bars,
-        ):
-            results = register_inventory(outbox, config.supplier_id, units, bars)
+        results = unread
+        if units:
+            with (
+                open_key_store(keystore) as store,
+                open_outbox(station, platform_config, store) as outbox,
+                unit_bars(as_json, _outcome, verbose=True) as bars,  # shows earlier calls sent again
+            ):
+                results = register_inventory(outbox, config.supplier_id, units, bars, session=session) + unread
     ok = all(r.ok for r in results)
     if as_json:
         emit_json({"supplier_id": config.supplier_id, "ok": ok, "results": [r.as_dict() for r in results]})
     else:
-        models = {unit.serial: unit.model for unit in units}
         shown = table(N_("Unit"), N_("Model"), N_("Result"), N_("Problem"), title=_("Inventory registration"))
         for r in results:
             shown.add_row(r.serial, models[r.serial], _result_text(r), problem_text(r.error))
@@ -209,13 +246,14 @@ def bind(
             _checked(program, N_("The subsidy program"))
         station = settings.station()
         _model_of(station, serial)
+        session = _operator(settings, ROLES_BIND)
         config = resolve(platform_config)
         with (
             open_key_store(keystore) as store,
             open_outbox(station, platform_config, store) as outbox,
             unit_bars(as_json, _outcome) as bars,
         ):
-            results = bring_live(outbox, config.supplier_id, serial, merchant, bars, program=program)
+            results = bring_live(outbox, config.supplier_id, serial, merchant, bars, session=session, program=program)
     ok = len(results) == len(BRING_LIVE) and all(r.ok for r in results)
     not_done = [step for step in BRING_LIVE if step not in {r.step for r in results if r.ok}]
     if as_json:
@@ -260,9 +298,10 @@ def bind(
 def resume(settings: Settings, platform_config: str | None, keystore: str, as_json: bool) -> None:
     with reported(as_json):
         station = settings.station()
+        session = _operator(settings, ROLES_OUTBOX)
         resolve(platform_config)
         with open_key_store(keystore) as store, open_outbox(station, platform_config, store) as outbox:
-            report = outbox.resume()
+            report = resume_calls(outbox, session=session)
     answer = {"done": report.done, "refused": report.refused, "pending": report.pending}
     if as_json:
         emit_json({"ok": not (report.refused or report.pending), **answer})
@@ -272,6 +311,39 @@ def resume(settings: Settings, platform_config: str | None, keystore: str, as_js
         )
     if report.refused or report.pending:
         raise click.exceptions.Exit(1)
+
+
+@register.command(
+    "abandon",
+    cls=Command,
+    help=N_(
+        "Drop a call left pending, once you have checked on the platform that it is not wanted: it is never sent "
+        "again, and the next run writes a new one. REQUEST_NO is named by the run it stopped."
+    ),
+)
+@click.argument("request_no")
+@platform_options
+@json_option
+@pass_settings
+def abandon(settings: Settings, request_no: str, platform_config: str | None, keystore: str, as_json: bool) -> None:
+    with reported(as_json):
+        _checked(request_no, N_("The request number"))
+        station = settings.station()
+        session = _operator(settings, ROLES_OUTBOX)
+        resolve(platform_config)
+        with open_key_store(keystore) as store, open_outbox(station, platform_config, store) as outbox:
+            dropped = abandon_call(outbox, request_no, session=session)
+    if as_json:
+        emit_json({"ok": True, "request_no": dropped.request_no, "method": dropped.method, "serial": dropped.serial})
+    else:
+        out().print(
+            _(
+                "Call {request_no} ({method}, unit {serial}) dropped: it will not be sent again.",
+                request_no=dropped.request_no,
+                method=str(dropped.method),
+                serial=dropped.serial or "-",
+            )
+        )
 
 
 @subsidy.command(
@@ -300,9 +372,10 @@ def status(
         if merchant_id is not None:
             _checked(merchant_id, N_("The merchant id"))
         station = settings.station()
+        session = _operator(settings, ROLES_SUBSIDY)
         resolve(platform_config)
         with open_key_store(keystore) as store, open_outbox(station, platform_config, store) as outbox:
-            units = subsidy_status(outbox, serial=serial, merchant_id=merchant_id)
+            units = subsidy_status(outbox, session=session, serial=serial, merchant_id=merchant_id)
     earned = sum((unit.earned for unit in units), Decimal("0.00"))
     if as_json:
         emit_json(

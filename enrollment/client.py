@@ -2,30 +2,37 @@
 
 Each attempt is signed afresh (a new ``timestamp``, so a retry after minutes is not refused as a replay) and sent
 over a pooled, TLS-verified connection: against ``ca_certificate`` when the configuration names one (and only
-it), else the system's trust store.  Only transient failures are tried again, with exponential backoff and
-jitter: a connection that fails or drops, a deadline passed, HTTP 5xx, HTTP 429 (its ``Retry-After`` honoured up
-to ``max_backoff_seconds``) and the gateway's ``Code.UNAVAILABLE``.  A refusal (:class:`PlatformRefused`) or a
-reply that cannot be trusted or used (:class:`PlatformReplyInvalid`) is final: sending the same request again
-would get the same answer.  Write methods are safe to retry because their request number makes them
-exactly-once at the platform (see :mod:`provisioning.outbox`).
+it), else the system's trust store; never through a proxy or with credentials the environment names, and no
+cookie kept.  Each attempt has one wall-clock deadline, from connecting to the last byte of the reply.  Only
+transient failures are tried again, with exponential backoff and jitter: a connection that fails or drops, a
+deadline passed, HTTP 5xx, HTTP 429 (its ``Retry-After`` honoured up to ``max_backoff_seconds``) and the
+gateway's ``Code.UNAVAILABLE``.  A refusal (:class:`PlatformRefused`) or a reply that cannot be trusted or used
+(:class:`PlatformReplyInvalid`) is final: sending the same request again would get the same answer.  Write
+methods are safe to retry because their request number makes them exactly-once at the platform (see
+:mod:`provisioning.outbox`).
 
 Nothing secret is logged or put in an error: no signature, key, token or business content.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
+import http.cookiejar
 import logging
 import random
 import re
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, NewConnectionError, ReadTimeoutError
 
 from i18n import N_
@@ -85,6 +92,7 @@ class _VerifiedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": _WatchedPool}
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
@@ -97,6 +105,78 @@ class _VerifiedAdapter(HTTPAdapter):
 
     def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
         conn.cert_reqs = "CERT_REQUIRED"
+
+
+_ATTEMPT = threading.local()
+"""The deadline of the attempt the calling thread is making (``deadline``), for :class:`_WatchedPool`."""
+
+
+class _Deadline:
+    """One attempt's wall-clock deadline, from connecting to the last byte of the reply.
+
+    Per-read timeouts cannot bound an attempt (a server sending a header byte every ``timeout - ε`` keeps it
+    open for ever), so a timer shuts the attempt's connection down when the deadline passes, wherever the
+    attempt is: the TLS handshake, the status line, the headers or the body.  The blocked read then fails at
+    once, and ``expired`` says why.  ``finish`` disarms it before the connection goes back to the pool, so a
+    late timer never cuts a connection another attempt has taken."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._over = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _ATTEMPT.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.finish()
+
+    def watch(self, connection: Any) -> None:
+        """The attempt goes over ``connection`` (a urllib3 connection: its ``sock`` is set once it connects)."""
+        with self._lock:
+            self._connection = connection
+            if self.expired:
+                _shut(connection)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._over = True
+            self._connection = None
+        self._timer.cancel()
+        _ATTEMPT.deadline = None
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self.expired = True
+            if self._connection is not None:
+                _shut(self._connection)
+
+
+def _shut(connection: Any) -> None:
+    """Shut the connection's socket down under any read blocked on it (the TLS layer left alone: another
+    thread is inside it, and sees end of file)."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _WatchedPool(HTTPSConnectionPool):
+    """A connection pool that hands each connection it uses, new or kept alive, to the calling thread's
+    attempt deadline before connecting or sending on it."""
+
+    def _validate_conn(self, conn: Any) -> None:
+        deadline = getattr(_ATTEMPT, "deadline", None)
+        if deadline is not None:
+            deadline.watch(conn)
+        super()._validate_conn(conn)
 
 
 class _Transient(Exception):
@@ -136,6 +216,8 @@ class PlatformClient:
         self._sleep = sleep
         self._random = random.Random()
         self._session = requests.Session()
+        self._session.trust_env = False  # no proxy, .netrc credentials or CA bundle from the environment
+        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # none kept
         self._session.headers.update({"Accept-Encoding": "identity", "User-Agent": "naiad-station"})
         self._session.mount("https://", _VerifiedAdapter(tls_context(config.ca_certificate), pool_size))
 
@@ -178,26 +260,22 @@ class PlatformClient:
     def _attempt(self, method: Method, biz: Mapping[str, Any]) -> dict[str, Any]:
         config = self._config
         params = request_parameters(config.app_id, method, biz, self._signer, now_timestamp(self._clock()))
-        deadline = time.monotonic() + 2 * config.timeout_seconds  # to connect, then for the whole reply
-        try:
-            response = self._session.post(
-                config.url,
-                data=params,
-                timeout=(config.timeout_seconds, config.timeout_seconds),
-                stream=True,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            raise _Transient(NO_REPLY_IN_TIME) from None
-        except requests.exceptions.SSLError as exc:
-            if _certificate_refused(exc):
-                raise PlatformNotTrusted(method=str(method)) from None
-            raise _Transient(CONNECTION_FAILED) from None
-        except requests.ConnectionError as exc:
-            connected = not _caused_by(exc, NewConnectionError)
-            raise _Transient(CONNECTION_DROPPED if connected else CONNECTION_FAILED) from None
-        with response:
-            body = self._body(method, response, deadline)
+        with _Deadline(2 * config.timeout_seconds) as deadline:  # to connect, then for the whole reply
+            try:
+                response = self._session.post(
+                    config.url,
+                    data=params,
+                    timeout=(config.timeout_seconds, config.timeout_seconds),
+                    stream=True,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                raise _failed(method, exc, deadline) from None
+            with response:
+                try:
+                    body = self._body(method, response, deadline)
+                finally:
+                    deadline.finish()  # before the connection goes back to the pool
         try:
             reply = decode_response(response_key(method), body, self._public_key)
         except BadSignature:
@@ -214,9 +292,10 @@ class PlatformClient:
             return reply
         if code == Code.UNAVAILABLE:
             raise _Transient(PLATFORM_BUSY)
+        replies.check_refusal(method, biz, reply)
         raise _refusal(method, reply)
 
-    def _body(self, method: Method, response: requests.Response, deadline: float) -> bytes:
+    def _body(self, method: Method, response: requests.Response, deadline: _Deadline) -> bytes:
         """The reply's body, refused unread past MAX_BODY; transient statuses and a reply cut short or too slow
         raise _Transient."""
         status = response.status_code
@@ -241,12 +320,12 @@ class PlatformClient:
                 body += chunk
                 if len(body) > MAX_BODY:
                     raise too_large
-                if time.monotonic() > deadline:  # a reply trickling in is no reply
-                    raise _Transient(NO_REPLY_IN_TIME)
         except (ReadTimeoutError, requests.Timeout):
             raise _Transient(NO_REPLY_IN_TIME) from None
         except (HTTPError, requests.RequestException, OSError):
-            raise _Transient(CONNECTION_DROPPED) from None
+            raise _Transient(NO_REPLY_IN_TIME if deadline.expired else CONNECTION_DROPPED) from None
+        if deadline.expired:  # cut off: a reply trickling in is no reply
+            raise _Transient(NO_REPLY_IN_TIME)
         return bytes(body)
 
     def _retry_after(self, value: str | None) -> float | None:
@@ -276,6 +355,17 @@ def _refusal(method: Method, reply: Mapping[str, Any]) -> PlatformRefused | Plat
         return PlatformReplyInvalid(method=str(method), field="sub_msg", detail=replies.WRONG_FORM)
     text = "".join(c if c.isprintable() else " " for c in sub_msg)[:MAX_SUB_MSG]
     return PlatformRefused(method=str(method), code=code, sub_code=sub_code, sub_msg=text)
+
+
+def _failed(method: Method, exc: requests.RequestException, deadline: _Deadline) -> Exception:
+    """What a request that got no response means: the deadline passed, the certificate refused, the connection
+    failed (nothing sent) or dropped (the request may have arrived)."""
+    if deadline.expired or isinstance(exc, requests.Timeout):
+        return _Transient(NO_REPLY_IN_TIME)
+    if _certificate_refused(exc):
+        return PlatformNotTrusted(method=str(method))
+    connected = not _caused_by(exc, NewConnectionError)
+    return _Transient(CONNECTION_DROPPED if connected else CONNECTION_FAILED)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -5,7 +5,8 @@ reused by mistake): every field a flow reads is checked for its type and form (i
 times as ``yyyy-MM-dd HH:mm:ss``, the documented states), and every field that echoes the request (its request
 number, serial, merchant, store, amounts) must equal the request's.  Anything else is
 :class:`~enrollment.errors.PlatformReplyInvalid`, naming the field.  Fields not listed are let through
-(a newer platform may add some) but never read.
+(a newer platform may add some) but never read, nor kept (:func:`checked_fields`).  A refusal may echo the
+request number, and then must echo the request's (:func:`check_refusal`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from i18n import N_
 
 from .config import ID
 from .errors import PlatformReplyInvalid
-from .gateway import GatewayFormatError, Method, parse_timestamp
+from .gateway import REQUEST_NUMBER, GatewayFormatError, Method, parse_timestamp
 
 AMOUNT = re.compile(r"(0|[1-9][0-9]{0,9})\.[0-9]{2}")
 """A money amount in yuan with exactly two decimals ("0.01"), as replies carry it."""
 TOKEN = re.compile(r"[A-Za-z0-9_.:+/=-]{8,256}")
 """An opaque token the platform hands out (a face session id, a face token)."""
-MASKED = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
-"""A masked buyer account (``138******01``): printable text only."""
 SUB_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_LIST = 1000
 
@@ -84,16 +83,42 @@ def _nullable(inner: Check) -> Check:
     return check
 
 
-def _objects(fields: Mapping[str, Check], optional: Mapping[str, Check] | None = None) -> Check:
-    """A list (at most MAX_LIST) of objects, each with ``fields`` and maybe ``optional`` ones."""
+def _printable(most: int) -> Check:
+    """Text shown to people (a masked buyer account ``138******01``, a unit's refusal reason): 1 to ``most``
+    printable characters, so no control character (C0 or C1, such as the CSI escape) and no format character
+    (such as a right-to-left override) reaches a terminal or a label."""
 
     def check(value: Any, path: str) -> None:
+        if not isinstance(value, str) or not 1 <= len(value) <= most or not value.isprintable():
+            raise _Bad(path, WRONG_FORM)
+
+    return check
+
+
+class _Objects:
+    """Checks a list (at most MAX_LIST) of objects, each with ``fields`` and maybe ``optional`` ones; and
+    projects a checked one onto those fields (:func:`checked_fields`)."""
+
+    def __init__(self, fields: Mapping[str, Check], optional: Mapping[str, Check] | None = None) -> None:
+        self.fields, self.optional = fields, optional or {}
+
+    def __call__(self, value: Any, path: str) -> None:
         if not isinstance(value, list) or len(value) > MAX_LIST:
             raise _Bad(path, WRONG_FORM)
         for index, item in enumerate(value):
-            _fields(item, fields, f"{path}[{index}]", optional or {})
+            _fields(item, self.fields, f"{path}[{index}]", self.optional)
 
-    return check
+    def project(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [_project(item, {**self.fields, **self.optional}) for item in value]
+
+
+def _project(value: Mapping[str, Any], fields: Mapping[str, Check]) -> dict[str, Any]:
+    """The checked ``fields`` of an object, nested lists of objects projected in turn."""
+    return {
+        name: check.project(value[name]) if isinstance(check, _Objects) else value[name]
+        for name, check in fields.items()
+        if name in value
+    }
 
 
 def _fields(value: Any, fields: Mapping[str, Check], path: str, optional: Mapping[str, Check]) -> None:
@@ -110,26 +135,26 @@ def _fields(value: Any, fields: Mapping[str, Check], path: str, optional: Mappin
 
 
 ident, amount, token = _text(ID), _text(AMOUNT), _text(TOKEN)
-MONTH = {"index": _count(5), "start": _time, "end": _time, "users": _count(10**9), "earned": amount}
-UNIT = {
+MONTH: dict[str, Check] = {"index": _count(5), "start": _time, "end": _time, "users": _count(10**9), "earned": amount}
+UNIT: dict[str, Check] = {
     "serial": ident,
     "merchant_id": ident,
     "store_id": ident,
     "program": _nullable(ident),
     "activated": _nullable(_time),
     "window_end": _nullable(_time),
-    "months": _objects(MONTH),
+    "months": _Objects(MONTH),
     "users": _count(10**9),
     "earned": amount,
     "cap_left": amount,
     "months_left": _count(5),
 }
-RESULT = {"serial": ident, "status": _one_of("registered", "already-registered", "refused")}
+RESULT: dict[str, Check] = {"serial": ident, "status": _one_of("registered", "already-registered", "refused")}
 
 FIELDS: dict[Method, dict[str, Check]] = {
     Method.INVENTORY_REGISTER: {
         "out_request_no": ident,
-        "results": _objects(RESULT, {"sub_code": _text(SUB_CODE), "sub_msg": _text(MASKED)}),
+        "results": _Objects(RESULT, {"sub_code": _text(SUB_CODE), "sub_msg": _printable(64)}),
     },
     Method.DEVICE_BIND: {
         "out_request_no": ident,
@@ -147,13 +172,13 @@ FIELDS: dict[Method, dict[str, Check]] = {
         "window_start": _time,
         "window_end": _time,
     },
-    Method.SUBSIDY_QUERY: {"units": _objects(UNIT), "earned": amount},
+    Method.SUBSIDY_QUERY: {"units": _Objects(UNIT), "earned": amount},
     Method.FACE_SESSION_INITIALIZE: {"out_request_no": ident, "session_id": token, "expires": _time},
     Method.FACE_SESSION_VERIFY: {"out_request_no": ident, "ftoken": token, "expires": _time},
     Method.TRADE_PAY: {
         "out_trade_no": ident,
         "trade_no": ident,
-        "buyer_logon_id": _text(MASKED),
+        "buyer_logon_id": _printable(64),
         "total_amount": amount,
         "gmt_payment": _time,
         "trade_status": _one_of("TRADE_SUCCESS"),
@@ -197,8 +222,19 @@ def check_success(method: Method, request: Mapping[str, Any], response: Mapping[
 
 
 def checked_fields(method: Method, response: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a checked success ``response`` that was checked: what a flow may read and the outbox keeps."""
-    return {name: response[name] for name in ("code", "msg", *FIELDS[method]) if name in response}
+    """The part of a checked success ``response`` that was checked, nested objects included: what a flow may read
+    and the outbox keeps.  A field the station does not know (``results[0].device_key``) is dropped."""
+    status = {name: response[name] for name in ("code", "msg") if name in response}
+    return status | _project(response, FIELDS[method])
+
+
+def check_refusal(method: Method, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:
+    """Refuse an error ``response`` to a write ``request`` that echoes a request number other than the
+    request's (a replayed refusal of another call must not settle this one): :class:`PlatformReplyInvalid`.
+    A refusal echoing none (the platform could not read the request number) is let through."""
+    field = REQUEST_NUMBER.get(method)
+    if field is not None and field in response and response[field] != request.get(field):
+        raise PlatformReplyInvalid(method=str(method), field=field, detail=NOT_ECHOED)
 
 
 def _echoes(method: Method, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:

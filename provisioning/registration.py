@@ -11,11 +11,9 @@ done), so a flaky network delays a registration but never loses or doubles it:
 - :func:`subsidy_status` reads what each unit has earned, per month, with the caps left;
 - :func:`resume_calls` sends again the calls an outage or a crash left pending, :func:`abandon_call` drops one.
 
-Each flow needs a logged-in operator with one of its roles (``ROLES_*``, checked by
-:func:`provisioning.operators.require_role` before anything is sent) and writes its calls as that operator.
-An earlier call of a step still pending with other content (a merchant corrected after an outage) stops the run
-with :class:`~provisioning.outbox.PendingCallDiffers`: neither call is sent, so a unit is never bound to the
-merchant typed by mistake.
+Each flow needs an operator with one of its roles (``ROLES_*``, checked before anything is sent) and writes its
+calls as that operator.  A step's earlier call still pending with other content (a merchant corrected after an
+outage) stops the run with :class:`~provisioning.outbox.PendingCallDiffers`: neither call is sent.
 
 Progress goes out as :mod:`terminal.events`, one :class:`~terminal.events.Reporter` per unit and step
 (``STEP_*``), a phase per step and a :class:`~terminal.events.StepFinished` with an
@@ -38,6 +36,7 @@ from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
 
 from .operators import ROLE_ADMIN, ROLE_OPERATOR, OperatorSession, require_role
+from .outbox import settles
 
 if TYPE_CHECKING:
     from enrollment.config import Merchant
@@ -171,10 +170,13 @@ def translated(refusal: PlatformRefused, **context: Any) -> NaiadError:
 
 
 def _status_of(error: NaiadError) -> str:
-    """``pending`` when the outbox keeps the call to send again (``naiad register resume``)."""
+    """``pending`` when the outbox keeps the call to send again (``naiad register resume``): no answer, or a
+    refusal of the sending (the station's key or clock, the platform's own trouble) rather than of the request."""
     if isinstance(error, PlatformUnavailable | PlatformReplyInvalid):
         return PENDING
-    return REFUSED if isinstance(error, PlatformRefused | RegistrationError) else FAILED
+    if isinstance(error, PlatformRefused):
+        return REFUSED if settles(error) else PENDING
+    return REFUSED if isinstance(error, RegistrationError) else FAILED
 
 
 def _acting(outbox: Outbox, session: OperatorSession | None, roles: Sequence[str]) -> Outbox:
@@ -322,7 +324,7 @@ class _Step:
     method: Method
     biz: dict[str, Any]
     same: Callable[[Mapping[str, Any]], bool]
-    """True for a reply (or a recorded call's content) that did what this step asks."""
+    """True for the reply of a call on record that did what this step asks."""
     detail: Callable[[Mapping[str, Any]], str | None]
 
 

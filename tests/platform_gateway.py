@@ -184,19 +184,30 @@ def echo(biz: dict[str, Any]) -> dict[str, Any]:
     return {**{k: biz[k] for k in keys if k in biz}, "bound": "2026-11-30 16:00:00"}
 
 
-def success(fields: Callable[[dict[str, Any]], dict[str, Any]] = echo, signer: Signer | None = None) -> Answer:
+def success(
+    fields: Callable[[dict[str, Any]], dict[str, Any]] = echo,
+    signer: Signer | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    """A signed success reply; records the request's ``Cookie`` header in ``params["cookie"]``."""
+
     def answer(handler: Handler, params: dict[str, str]) -> None:
+        params["cookie"] = handler.headers.get("Cookie", "")
         biz = json.loads(params["biz_content"])
         response = {"code": Code.SUCCESS.value, "msg": "Success", **fields(biz)}
         sign = signer or handler.server.gateway.signer
-        handler.send(200, encode_response(response_key(params["method"]), response, sign))
+        handler.send(200, encode_response(response_key(params["method"]), response, sign), headers)
 
     return answer
 
 
-def refusal(code: str, sub_code: str, sub_msg: str, signer: Signer | None = None) -> Answer:
+def refusal(
+    code: str, sub_code: str, sub_msg: str, signer: Signer | None = None, echo: dict[str, str] | None = None
+) -> Answer:
+    """A signed error reply, with the fields of ``echo`` (a request number the platform read)."""
+
     def answer(handler: Handler, params: dict[str, str]) -> None:
-        response = {"code": code, "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg}
+        response = {"code": code, "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg, **(echo or {})}
         sign = signer or handler.server.gateway.signer
         handler.send(200, encode_response(response_key(params["method"]), response, sign))
 
@@ -250,4 +261,19 @@ def trickle(handler: Handler, params: dict[str, str]) -> None:
             handler.wfile.flush()
     except OSError:
         pass
+    handler.close_connection = True
+
+
+def slow_headers(handler: Handler, params: dict[str, str]) -> None:
+    """A status line, then a header one byte at a time, each byte well within any read timeout, for up to 10 s;
+    records in ``params`` whether the client hung up first."""
+    try:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        for _ in range(200):
+            if handler.server.gateway.release.wait(0.05):
+                break
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+    except OSError:
+        params["hung_up"] = "yes"
     handler.close_connection = True

@@ -1,17 +1,19 @@
 """``naiad register`` and ``naiad subsidy`` through click, on simulated units, against a running sandbox platform.
 
-One sandbox and one simulator (three units) serve the module; each test has its own ledger and its own software
-key store holding the station's RSA key, whose public key the sandbox is given.  Careless input must be refused
-before the key store is opened (its passphrase is withheld there, so opening it would fail differently) and
-before anything reaches the platform.
+One sandbox and one simulator (three units) serve the module; each test has its own ledger (with an operator
+of each role, logged in by token) and its own software key store holding the station's RSA key, whose public
+key the sandbox is given.  Careless input, and an operator without the command's role, must be refused before
+the key store is opened (its passphrase is withheld there, so opening it would fail differently) and before
+anything reaches the platform.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,18 @@ from console.cli import cli
 from enrollment.sandbox.server import Faults, Sandbox
 from keys.store import SigningAlgorithm
 from keys.store_software import SoftwareKeyStore, default_path
+from provisioning import operators as ops
+from provisioning.ledger import Ledger
 from provisioning.registration import STEP_BIND, STEP_INVENTORY, EnrollmentStepResult
+from provisioning.station import Station as RealStation
 from simulator import launcher
+from terminal.discovery import Device
 
 PASSPHRASE = "register-Secret-4417"
 LABEL = "platform-test"
 NOODLE_BAR = ("2088000000000001", "S0001")
+GROCER = ("2088000000000002", "S0001")
+ROLES = {"root": "admin", "olga": "operator", "ivy": "installer", "sam": "support", "cara": "custodian"}
 
 
 @dataclass
@@ -69,15 +77,17 @@ class Station:
     bench: Bench
     ledger: str
     config: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+    """A session token per operator name (``ROLES``)."""
 
-    def naiad(self, *args: str, passphrase: str = PASSPHRASE, **env: str) -> Result:
+    def naiad(self, *args: str, passphrase: str = PASSPHRASE, operator: str | None = "olga", **env: str) -> Result:
         return CliRunner().invoke(
             cli,
             ["--ledger", self.ledger, *args],
             input="",
             env={
                 "NAIAD_LANG": "en",
-                "NAIAD_OPERATOR": "",
+                "NAIAD_OPERATOR": self.tokens[operator] if operator else "",
                 "NAIAD_SIM": str(self.bench.sim.state_dir),
                 "NAIAD_KEYSTORE": "software",
                 "NAIAD_KEYSTORE_PASSPHRASE": passphrase,
@@ -86,8 +96,8 @@ class Station:
             },
         )
 
-    def json(self, *args: str) -> Any:
-        done = self.naiad(*args, "--json")
+    def json(self, *args: str, operator: str = "olga") -> Any:
+        done = self.naiad(*args, "--json", operator=operator)
         assert "Traceback" not in done.output, done.output
         return json.loads(done.stdout)
 
@@ -110,7 +120,15 @@ def station(bench: Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     bench.sandbox.set_app_key(config.app_id, pem.decode())
-    yield Station(bench, f"sqlite:///{tmp_path / 'ledger.sqlite'}", path)
+    monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    tokens = {}
+    with Ledger.open(url) as ledger:
+        for name, role in ROLES.items():
+            root = ops.login(ledger, "root", "root-Secret-8731") if name != "root" else None
+            ops.add_operator(ledger, root, name, role, f"{name}-Secret-8731")
+            tokens[name] = ops.open_session(ledger, name, f"{name}-Secret-8731")[1]
+    yield Station(bench, url, path, tokens)
     bench.sandbox.faults = Faults()
 
 
@@ -194,7 +212,19 @@ def test_a_call_an_outage_left_pending_is_sent_by_resume(station: Station, bench
         (("register", "bind", "SERIAL", "--qr", "https://x.example/pay?id=1"), 1, "not a store's binding code"),
         (("register", "bind", "SERIAL", "--merchant", "a b", "--store", "S0001"), 1, "'a b' is not a valid id"),
         (("register", "bind", "NOSUCH0001", "--merchant", "2088000000000001", "--store", "S0001"), 1, "not know"),
-        (("register", "bind", "SERIAL", "--qr", "{}", "--program", "../x"), 1, "not a store's binding code"),
+        (("register", "bind", "SERIAL", "--qr", "{}"), 1, "not a store's binding code"),
+        (("register", "bind", "SERIAL", "--qr", "https://[::1/bind?merchant_id=A&store_id=B"), 1, "binding code"),
+        (
+            ("register", "bind", "SERIAL", "--merchant", "2088000000000001", "--store", "S1", "--program", "../x"),
+            1,
+            "'../x'",
+        ),
+        (("register", "bind", "SERIAL", "--merchant", "2088000000000001", "--store", "S1"), 1, "logged-in operator"),
+        (("register", "inventory", "--device", "SERIAL"), 1, "logged-in operator"),
+        (("register", "resume"), 1, "logged-in operator"),
+        (("register", "abandon", "R1"), 1, "logged-in operator"),
+        (("register", "abandon", "a/b"), 1, "'a/b' is not a valid id"),
+        (("subsidy", "status", "SERIAL"), 1, "logged-in operator"),
         (("subsidy", "status"), 2, "one of the two"),
         (("subsidy", "status", "SERIAL", "--merchant", "2088000000000001"), 2, "one of the two"),
     ],
@@ -206,7 +236,7 @@ def test_careless_input_is_refused_before_the_key_store_opens_and_nothing_is_sen
     serial = bench.sim.serials()[0]
     before = bench.view("devices")
     careless = Station(bench, f"sqlite:///{bench.where / 'careless.sqlite'}", bench.where / "platform.toml")
-    refused = careless.naiad(*(serial if a == "SERIAL" else a for a in args), passphrase="")
+    refused = careless.naiad(*(serial if a == "SERIAL" else a for a in args), passphrase="", operator=None)
     assert refused.exit_code == code, refused.output
     assert says in refused.output and "Traceback" not in refused.output and "passphrase" not in refused.output
     assert bench.view("devices") == before
@@ -228,3 +258,65 @@ def test_a_station_without_its_platform_key_or_configuration_is_told_how_to_get_
     assert ec.exit_code == 1 and json.loads(ec.stdout)["error"] == "PlatformKeyNotRsa"
     unconfigured = station.naiad("subsidy", "status", serial, NAIAD_PLATFORM_CONFIG="")
     assert unconfigured.exit_code == 1 and "No merchant platform is configured" in unconfigured.output
+
+
+def test_each_command_needs_its_role_before_the_key_store_opens_and_names_the_operator(
+    station: Station, bench: Bench
+) -> None:
+    serial = bench.sim.serials()[0]
+    bind = ("register", "bind", serial, "--merchant", NOODLE_BAR[0], "--store", NOODLE_BAR[1])
+    for operator, args in [("ivy", ("register", "inventory", "--device", serial)), ("sam", bind), ("cara", bind)]:
+        refused = station.naiad(*args, operator=operator, passphrase="")
+        assert refused.exit_code == 1 and "This needs one of the roles" in refused.output, refused.output
+        assert "passphrase" not in refused.output
+    assert station.naiad("register", "inventory", "--device", serial).exit_code == 0  # olga, the bench
+    assert station.json(*bind, operator="ivy")["ok"] is True  # the installer
+    assert station.naiad("subsidy", "status", serial, operator="sam").exit_code == 0  # support reads
+    with Ledger.open(station.ledger) as ledger:
+        settled = {e.details["method"]: e.operator for e in ledger.audit_entries() if e.action == "platform.call.done"}
+        bound = ledger.find_platform_call("iot.device.bind", serial, state="done")
+    assert settled["iot.device.inventory.register"] == "olga" and settled["iot.device.bind"] == "ivy"
+    assert bound is not None and bound.operator == "ivy"
+
+
+def test_a_corrected_merchant_waits_for_the_typo_to_be_dropped_with_abandon(station: Station, bench: Bench) -> None:
+    serial = bench.sim.serials()[1]
+    station.naiad("register", "inventory", "--device", serial)
+    bench.sandbox.faults = Faults(error_rate=1.0)
+    station.naiad("register", "bind", serial, "--merchant", GROCER[0], "--store", GROCER[1])  # the typo, pending
+    bench.sandbox.faults = Faults()
+    with Ledger.open(station.ledger) as ledger:
+        (typo,) = ledger.pending_platform_calls()
+    fixed = ("register", "bind", serial, "--merchant", NOODLE_BAR[0], "--store", NOODLE_BAR[1])
+    stopped = station.naiad(*fixed, "--json")
+    assert stopped.exit_code == 1
+    (step,) = json.loads(stopped.stdout)["steps"]
+    assert step["error"]["error"] == "PendingCallDiffers" and "naiad register abandon" in step["error"]["remedy"]
+    held = bench.device(serial)
+    assert held is not None and held["merchant_id"] is None  # neither bind was sent
+    dropped = station.json("register", "abandon", typo.request_no)
+    assert dropped == {"ok": True, "request_no": typo.request_no, "method": "iot.device.bind", "serial": serial}
+    again = station.naiad("register", "abandon", typo.request_no)
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert station.json(*fixed)["ok"] is True
+    held = bench.device(serial)
+    assert held is not None and (held["merchant_id"], held["store_id"]) == NOODLE_BAR
+
+
+def test_inventory_all_accounts_for_a_unit_whose_serial_cannot_be_read(
+    station: Station, bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = RealStation.devices
+
+    def with_a_locked_unit(self: RealStation) -> list[Device]:
+        found = real(self)
+        locked = dataclasses.replace(found[0], serial="", path="1-9", permission_denied=True)
+        return [*found, locked]
+
+    monkeypatch.setattr(RealStation, "devices", with_a_locked_unit)
+    answer = station.naiad("register", "inventory", "--all", "--json")
+    assert answer.exit_code == 1
+    results = json.loads(answer.stdout)["results"]
+    assert len(results) == len(bench.sim.serials()) + 1
+    (locked,) = [r for r in results if not r["ok"]]
+    assert locked["serial"] == "1-9" and locked["error"]["error"] == "UsbAccessDenied" and locked["error"]["remedy"]

@@ -184,6 +184,24 @@ def test_a_settled_call_keeps_no_face_token(ledger: Ledger, platform: Platform, 
     assert "ftoken-0123456789" not in everything and ledger.verify().ok
 
 
+def test_an_unknown_nested_reply_field_named_like_a_secret_is_dropped_not_wedging_the_call(
+    ledger: Ledger, platform: Platform, outbox: Outbox
+) -> None:
+    """Only the checked fields of a reply are kept, nested ones too: a ``device_key`` inside a result made
+    settling refuse the reply as a secret after the platform did the work (review client 5)."""
+
+    def answer(method: Method, biz: Mapping[str, Any]) -> dict[str, Any]:
+        platform.sent.append(dict(biz))
+        result = {"serial": SERIAL, "status": "registered", "device_key": "k"}
+        return {"code": "10000", "msg": "Success", "out_request_no": biz["out_request_no"], "results": [result]}
+
+    platform.call = answer  # type: ignore[method-assign]
+    outbox.call(Method.INVENTORY_REGISTER, {"supplier_id": "2088000000000100", "devices": [{"serial": SERIAL}]})
+    record = ledger.platform_call(platform.sent[0]["out_request_no"])
+    assert record is not None and record.state == "done" and outbox.pending() == []
+    assert record.reply is not None and record.reply["results"] == [{"serial": SERIAL, "status": "registered"}]
+
+
 def test_the_face_token_a_verified_session_returns_is_not_kept(ledger: Ledger) -> None:
     number = "f" * 32
     biz = {"out_request_no": number, "session_id": "s" * 16, "serial": SERIAL, "face_id": "sandbox-buyer-1"}

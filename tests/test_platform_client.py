@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from platform_gateway import (
     refusal,
     rsa_key,
     serving,
+    slow_headers,
     status,
     success,
     throwaway_ca,
@@ -40,7 +42,7 @@ from enrollment.errors import (
     PlatformUnavailable,
 )
 from enrollment.gateway import MAX_BODY, Code, Method, load_public_key, rsa_signer, sign_string, verify
-from enrollment.replies import check_success
+from enrollment.replies import check_success, checked_fields
 
 STATION_KEY = rsa_key()
 STRANGER_KEY = rsa_key()
@@ -278,6 +280,42 @@ def test_a_platform_that_does_not_answer_in_time_is_unavailable(
     assert raised.value.params["detail"] == NO_REPLY_IN_TIME and len(fresh.requests) == 2 and len(sleeps) == 1
 
 
+def test_headers_trickling_in_are_cut_off_at_the_attempts_deadline(fresh: Gateway, sleeps: list[float]) -> None:
+    """Every header byte comes well within the read timeout: only a deadline over the whole attempt ends it."""
+    fresh.default = slow_headers
+    options = {"config": {"timeout_seconds": 0.2}, "attempts": 1}
+    with client(fresh, sleeps, **options) as platform, pytest.raises(PlatformUnavailable) as raised:
+        platform.call(Method.DEVICE_BIND, BIND)
+    assert raised.value.params["detail"] == NO_REPLY_IN_TIME
+    for _ in range(100):  # the server notices at its next byte
+        if "hung_up" in fresh.requests[0]:
+            break
+        time.sleep(0.05)
+    assert fresh.requests[0].get("hung_up") == "yes"  # the client hung up; the server did not give up first
+
+
+def test_a_connection_cut_by_a_deadline_is_not_used_again(fresh: Gateway, sleeps: list[float]) -> None:
+    fresh.script.append(trickle)
+    with client(fresh, sleeps, config={"timeout_seconds": 0.2}, attempts=2) as platform:
+        assert platform.call(Method.DEVICE_BIND, BIND)["serial"] == BIND["serial"]  # the retry on a fresh one
+        assert platform.call(Method.DEVICE_BIND, BIND)["serial"] == BIND["serial"]  # the pool is still sound
+    assert len(fresh.requests) == 3 and len(sleeps) == 1
+
+
+def test_the_environment_adds_no_proxy_and_no_cookie_is_kept(
+    fresh: Gateway, sleeps: list[float], unused_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{unused_port}")  # nothing listens: a call through it fails
+    fresh.default = success(headers={"Set-Cookie": "session=tracking; Path=/"})
+    with client(fresh, sleeps, attempts=1) as platform:
+        platform.call(Method.DEVICE_BIND, BIND)
+        platform.call(Method.DEVICE_BIND, BIND)
+    assert [request["cookie"] for request in fresh.requests] == ["", ""]
+
+
 def test_a_platform_that_is_not_there_is_unavailable(fresh: Gateway, sleeps: list[float], unused_port: int) -> None:
     nowhere = {"url": f"https://127.0.0.1:{unused_port}/gateway"}
     with client(fresh, sleeps, config=nowhere, attempts=3) as platform, pytest.raises(PlatformUnavailable) as raised:
@@ -382,6 +420,66 @@ def test_any_error_reply_is_a_refusal_or_invalid(reply: dict[str, Any]) -> None:
     assert isinstance(found, PlatformRefused | PlatformReplyInvalid)
     if isinstance(found, PlatformRefused):
         assert found.sub_msg.isprintable() and len(found.sub_msg) <= 256
+
+
+def test_a_refusal_echoing_another_request_number_is_not_believed(fresh: Gateway, sleeps: list[float]) -> None:
+    """A replayed signed refusal of another call must not settle this one (review client 11)."""
+    own, other = {"out_request_no": BIND["out_request_no"]}, {"out_request_no": "a" * 32}
+    fresh.script += [refusal("40004", "DEVICE_NOT_BOUND", "x", echo=other), refusal("40004", "DEVICE_NOT_BOUND", "x")]
+    fresh.script.append(refusal("40004", "DEVICE_NOT_BOUND", "x", echo=own))
+    with client(fresh, sleeps) as platform:
+        with pytest.raises(PlatformReplyInvalid) as raised:
+            platform.call(Method.DEVICE_BIND, BIND)
+        assert raised.value.params["field"] == "out_request_no" and len(fresh.requests) == 1  # not retried
+        for _ in range(2):  # no echo (the platform could not read the number), or the request's own
+            with pytest.raises(PlatformRefused):
+                platform.call(Method.DEVICE_BIND, BIND)
+
+
+@pytest.mark.parametrize("text", ["\x9b2J", "138\u202e10", "a\u200bb", "\x1b[2J", "", "x" * 65])
+def test_text_shown_to_people_must_be_printable(text: str) -> None:
+    """No C1 control (the CSI escape), bidi override or zero-width character reaches a terminal (review client 10)."""
+    pay = {"code": "10000", "msg": "Success", "trade_no": "2026113022001", "gmt_payment": "2026-11-30 16:00:00"}
+    pay |= {k: PAY[k] for k in ("out_trade_no", "total_amount")} | {"trade_status": "TRADE_SUCCESS"}
+    check_success(Method.TRADE_PAY, PAY, pay | {"buyer_logon_id": "138******01"})
+    with pytest.raises(PlatformReplyInvalid) as raised:
+        check_success(Method.TRADE_PAY, PAY, pay | {"buyer_logon_id": text})
+    assert raised.value.params["field"] == "buyer_logon_id"
+    inventory = {"out_request_no": "c" * 32, "devices": [{"serial": "DF2A00001", "model": "F2"}]}
+    result = {"serial": "DF2A00001", "status": "refused", "sub_code": "DEVICE_OWNED_ELSEWHERE", "sub_msg": text}
+    with pytest.raises(PlatformReplyInvalid) as raised:
+        check_success(Method.INVENTORY_REGISTER, inventory, {"out_request_no": "c" * 32, "results": [result]})
+    assert raised.value.params["field"] == "results[0].sub_msg"
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=70))
+def test_any_masked_account_believed_is_printable(text: str) -> None:
+    pay = {"code": "10000", "msg": "Success", "trade_no": "2026113022001", "gmt_payment": "2026-11-30 16:00:00"}
+    pay |= {k: PAY[k] for k in ("out_trade_no", "total_amount")} | {"trade_status": "TRADE_SUCCESS"}
+    try:
+        check_success(Method.TRADE_PAY, PAY, pay | {"buyer_logon_id": text})
+    except PlatformReplyInvalid:
+        return
+    assert text.isprintable() and 1 <= len(text) <= 64
+
+
+def test_only_checked_fields_are_kept_nested_ones_included() -> None:
+    """Unknown keys inside results[i], units[i] and months[i] are dropped, not stored (review client 5)."""
+    result = {"serial": "DF2A00001", "status": "registered", "device_key": "k", "sub_code": "X"}
+    inventory = {"code": "10000", "msg": "Success", "out_request_no": "c" * 32, "results": [result], "extra": 1}
+    assert checked_fields(Method.INVENTORY_REGISTER, inventory) == {
+        "code": "10000",
+        "msg": "Success",
+        "out_request_no": "c" * 32,
+        "results": [{"serial": "DF2A00001", "status": "registered", "sub_code": "X"}],
+    }
+    month = {"index": 1, "start": "2026-11-30 00:00:00", "end": "2026-12-30 00:00:00", "users": 3, "earned": "1.00"}
+    unit = {"serial": "DF2A00001", "merchant_id": "2088000000000001", "store_id": "S0001", "program": "2020"}
+    unit |= {"activated": None, "window_end": None, "users": 3, "earned": "1.00", "cap_left": "9.00"}
+    unit |= {"months_left": 4, "months": [month | {"pin": "1234"}], "secret": "s"}
+    kept = checked_fields(Method.SUBSIDY_QUERY, {"code": "10000", "units": [unit], "earned": "1.00"})
+    assert kept["units"] == [{k: v for k, v in unit.items() if k != "secret"} | {"months": [month]}]
 
 
 def test_a_plain_http_platform_is_refused(fresh: Gateway) -> None:

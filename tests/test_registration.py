@@ -246,6 +246,17 @@ def test_a_refusal_stops_the_run_with_an_error_that_says_what_to_do() -> None:
     other = failing({(Method.DEVICE_BIND, 1): refused(Method.DEVICE_BIND, "SOMETHING_NEW")})
     (unknown,) = bring_live(ScriptedOutbox(other), SUPPLIER, "DF2A00001", STORE, session=OLGA)
     assert isinstance(unknown.error, PlatformRefused)  # no words of ours: the platform's own, with its code
+    assert unknown.status == "refused"
+
+
+def test_a_refusal_of_the_sending_not_of_the_request_leaves_the_step_pending() -> None:
+    """The outbox keeps such a call pending (the station's key, the platform's own trouble): so says the result."""
+    for code, sub_code in (("20001", "isv.invalid-signature"), ("40004", "isp.unknown-error")):
+        problem = PlatformRefused(method="iot.device.bind", code=code, sub_code=sub_code, sub_msg="x")
+        (bind,) = bring_live(
+            ScriptedOutbox(failing({(Method.DEVICE_BIND, 1): problem})), SUPPLIER, "A1", STORE, session=OLGA
+        )
+        assert (bind.ok, bind.status, bind.error) == (False, "pending", problem), code
 
 
 # --- roles ----------------------------------------------------------------------------------------------

@@ -256,3 +256,23 @@ def test_every_call_is_written_as_the_operator_who_ran_the_flow(platform: Platfo
     for method in (Method.DEVICE_BIND, Method.DEVICE_ACTIVATE, Method.SUBSIDY_ENROLL):
         record = outbox.done(method, "WHO0000")
         assert record is not None and record.operator == "olga", method
+
+
+def test_a_program_changed_after_an_outage_stops_at_the_enrolment_and_sends_nothing(
+    platform: Platform, outbox: Outbox, client: CountingClient
+) -> None:
+    supplier = platform.config.supplier_id
+    register_inventory(outbox, supplier, [UnitToRegister("PROG0001", "df2")], session=OLGA)
+    assert bring_live(outbox, supplier, "PROG0001", GROCER, session=OLGA, program="2099")[-1].status == "refused"
+    platform.sandbox.faults = Faults(error_rate=1.0)
+    assert bring_live(outbox, supplier, "PROG0001", GROCER, session=OLGA, program="2019")[-1].status == "pending"
+    platform.sandbox.faults = Faults()
+    sent = len(client.sent)
+    again = bring_live(outbox, supplier, "PROG0001", GROCER, session=OLGA)  # now the platform's current program
+    assert [(r.step, r.status) for r in again] == [
+        (STEP_BIND, "already-done"),
+        (STEP_ACTIVATE, "already-done"),
+        (STEP_SUBSIDY, "failed"),
+    ]
+    assert isinstance(again[-1].error, PendingCallDiffers) and len(client.sent) == sent
+    assert platform.device("PROG0001")["subsidy_program"] is None
