@@ -64,10 +64,19 @@ def serve(
     seed: int | None,
 ) -> None:
     from enrollment.sandbox.seed import APP_ID
-    from enrollment.sandbox.server import Faults, Sandbox, SandboxAppKeyInvalid, checked_app_key
+    from enrollment.sandbox.server import (
+        WILDCARD_HOSTS,
+        Faults,
+        Sandbox,
+        SandboxAppKeyInvalid,
+        SandboxConfigOverDatabase,
+        checked_app_key,
+    )
 
     faults = Faults(latency_rate, latency_seconds, error_rate, drop_rate, rate_limit, seed)
     with reported(False), stop_signals() as stopped:
+        if station_config is not None and _same_file(station_config, db):
+            raise SandboxConfigOverDatabase(path=str(station_config))
         key = None
         if app_key is not None:
             try:
@@ -83,8 +92,22 @@ def serve(
                     fh.write(sandbox.station_config().dumps())
                 out().print(_("Station configuration written to {path}", path=str(station_config)), markup=False)
             out().print(_("Sandbox platform at {url} (Ctrl-C stops it)", url=sandbox.url), markup=False)
+            if host in WILDCARD_HOSTS:
+                warning = _(
+                    "Listening on every network interface ({host}), but the certificate and the station "
+                    "configuration name only this machine: for a station elsewhere, give --host this machine's "
+                    "address on its network.",
+                    host=host,
+                )
+                out().print(warning, markup=False)
             serve_until(stopped)
         out().print(_("Sandbox platform stopped"), markup=False)
+
+
+def _same_file(path: Path, db: Path) -> bool:
+    """Whether writing ``path`` would replace the database ``db`` or one of its companion files."""
+    target = path.resolve()
+    return any(target == Path(f"{db}{suffix}").resolve() for suffix in ("", "-wal", "-shm", "-journal", ".lock"))
 
 
 @contextmanager

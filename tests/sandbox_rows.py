@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+import enrollment.sandbox.devices
 import enrollment.sandbox.payments
 import enrollment.sandbox.subsidy  # noqa: F401  # registers the handlers
 from enrollment.gateway import CHINA, Method

@@ -5,8 +5,9 @@ by an operator (review of issue 9: client findings 2, 3, 4, 7; flows finding 6).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_outbox import ASK, SERIAL, Platform
@@ -45,7 +46,7 @@ def refusal(code: str, sub_code: str) -> PlatformRefused:
     return PlatformRefused(method="iot.device.bind", code=code, sub_code=sub_code, sub_msg="no")
 
 
-def refuse(code: str, sub_code: str) -> object:
+def refuse(code: str, sub_code: str) -> Callable[[], None]:
     def step() -> None:
         raise refusal(code, sub_code)
 
@@ -85,7 +86,7 @@ def test_threads_calling_for_one_unit_at_once_write_one_call(ledger: Ledger, pla
     answer, callers = platform.call, 6
     out = threading.Barrier(callers)
 
-    def held(method: Method, biz: dict[str, object]) -> dict[str, object]:
+    def held(method: Method, biz: Mapping[str, Any]) -> dict[str, Any]:
         out.wait(timeout=10)  # no sending is answered before every caller has looked for a pending call
         return answer(method, biz)
 
@@ -165,8 +166,12 @@ def test_resume_does_not_send_a_call_settled_meanwhile(ledger: Ledger, platform:
         serial = f"DF2A0000{n}"
         biz = {"serial": serial, "out_request_no": f"{n}" * 32}
         ledger.add_platform_call(Method.DEVICE_ACTIVATE, f"{n}" * 32, biz, serial)
+
     # while the first goes out, another thread of the station settles the second
-    platform.script.append(lambda: ledger.settle_platform_call("1" * 32, "refused", error="40004 DEVICE_NOT_BOUND: no"))
+    def settled_elsewhere() -> None:
+        ledger.settle_platform_call("1" * 32, "refused", error="40004 DEVICE_NOT_BOUND: no")
+
+    platform.script.append(settled_elsewhere)
     assert outbox.resume() == ResumeReport(done=1, refused=1, pending=0)
     assert [b["serial"] for b in platform.sent] == ["DF2A00000"]
 

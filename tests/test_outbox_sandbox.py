@@ -3,6 +3,7 @@ sandbox's fault knobs; a call whose reply is dropped after the platform did the 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,14 @@ from typing import Any
 import pytest
 import requests
 from platform_gateway import public_pem, rsa_key
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
 from enrollment.client import PlatformClient
 from enrollment.errors import PlatformRefused, PlatformUnavailable
 from enrollment.gateway import Method, rsa_signer
 from enrollment.sandbox.faults import Faults
+from enrollment.sandbox.models import Idempotency
 from enrollment.sandbox.server import Sandbox
 from provisioning.ledger import Ledger
 from provisioning.outbox import Outbox, ResumeReport
@@ -24,8 +28,13 @@ MERCHANT, STORE = "2088000000000001", "S0001"
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox.start(tmp_path_factory.mktemp("sandbox") / "platform.db") as running:
+def sandbox_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sandbox") / "platform.db"
+
+
+@pytest.fixture(scope="module")
+def sandbox(sandbox_db: Path) -> Iterator[Sandbox]:
+    with Sandbox.start(sandbox_db) as running:
         running.set_app_key(running.station_config().app_id, public_pem(STATION_KEY))
         yield running
 
@@ -106,7 +115,7 @@ def test_a_reply_dropped_after_the_work_is_sent_again_and_the_first_answer_kept(
 
 
 def test_a_flaky_platform_delays_units_but_never_loses_or_doubles_one(
-    sandbox: Sandbox, outbox: Outbox, tmp_path: Path
+    sandbox: Sandbox, outbox: Outbox, ledger: Ledger, sandbox_db: Path, tmp_path: Path
 ) -> None:
     serials = [f"SBX-FLAKY-{n}" for n in range(5)]
     sandbox.faults = Faults(error_rate=0.3, drop_rate=0.2, seed=9)
@@ -123,3 +132,22 @@ def test_a_flaky_platform_delays_units_but_never_loses_or_doubles_one(
     assert outbox.pending() == [] and sorted(s for s in seen if s.startswith("SBX-FLAKY-")) == serials
     assert all(seen[s]["activated"] for s in serials)
     assert all((seen[s]["merchant_id"], seen[s]["store_id"]) == (MERCHANT, STORE) for s in serials)
+    # Never doubled: binding and activating again leave no trace in /sandbox/devices, so count the calls. Each
+    # unit's bind and activation was written once and done once, and the platform did exactly those numbers.
+    done: dict[str, str] = {}
+    for serial in serials:
+        entries = ledger.audit_entries(subject=f"device:{serial}")
+        for action in ("platform.call.queued", "platform.call.done"):
+            methods = Counter(e.details["method"] for e in entries if e.action == action)
+            assert methods == {Method.DEVICE_BIND: 1, Method.DEVICE_ACTIVATE: 1}
+        done |= {e.details["request_no"]: e.details["method"] for e in entries if e.action == "platform.call.done"}
+    engine = create_engine(f"sqlite:///{sandbox_db}")
+    with Session(engine) as platform:
+        kept = platform.execute(
+            select(Idempotency.request_no, Idempotency.method).where(
+                Idempotency.method.in_([Method.DEVICE_BIND, Method.DEVICE_ACTIVATE]),
+                Idempotency.response.contains("SBX-FLAKY-"),
+            )
+        )
+        assert {number: method for number, method in kept} == done  # one number per unit and method, no other
+    engine.dispose()

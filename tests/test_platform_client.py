@@ -475,7 +475,8 @@ def test_only_checked_fields_are_kept_nested_ones_included() -> None:
         "results": [{"serial": "DF2A00001", "status": "registered", "sub_code": "X"}],
     }
     month = {"index": 1, "start": "2026-11-30 00:00:00", "end": "2026-12-30 00:00:00", "users": 3, "earned": "1.00"}
-    unit = {"serial": "DF2A00001", "merchant_id": "2088000000000001", "store_id": "S0001", "program": "2020"}
+    unit: dict[str, Any] = {"serial": "DF2A00001", "merchant_id": "2088000000000001", "store_id": "S0001"}
+    unit |= {"program": "2020"}
     unit |= {"activated": None, "window_end": None, "users": 3, "earned": "1.00", "cap_left": "9.00"}
     unit |= {"months_left": 4, "months": [month | {"pin": "1234"}], "secret": "s"}
     kept = checked_fields(Method.SUBSIDY_QUERY, {"code": "10000", "units": [unit], "earned": "1.00"})

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
 import requests
 from sandbox_station import SUPPLIER_ID, Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 
+import enrollment.sandbox.app as sandbox_app
 from enrollment.gateway import Method, SubCode
 from enrollment.sandbox.faults import MAX_TRACKED_APPS, FaultPlan, Faults
 from enrollment.sandbox.server import Sandbox
@@ -70,6 +72,41 @@ def test_the_rate_limit_answers_429_with_retry_after(station: Station, sandbox: 
     assert limited and all(r.headers["Retry-After"] == "1" for r in limited)
     assert station.reply(limited[0], Method.INVENTORY_REGISTER)["sub_code"] == SubCode.RATE_LIMITED
     assert all(r.status_code in (200, 429) for r in responses)
+
+
+def test_the_rate_limit_counts_only_authenticated_requests(station: Station, sandbox: Sandbox) -> None:
+    sandbox.faults = Faults(rate_limit=5)
+    unsigned = {**registration(station, next(SERIALS)), "sign": "AAAA"}
+    for _ in range(6):  # unsigned junk naming the station's app
+        assert station.post(unsigned).status_code == 200
+        assert station.post({"app_id": "x" * 1000}).status_code == 200
+    assert station.post(registration(station, next(SERIALS))).status_code == 200
+
+
+def test_a_dropped_reply_resets_the_connection_and_ends_even_if_no_disconnect_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Transport:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def abort(self) -> None:
+            self.calls.append("abort")
+
+        def close(self) -> None:
+            self.calls.append("close")
+
+    async def never() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        raise AssertionError("a dropped reply sends nothing")
+
+    monkeypatch.setattr(sandbox_app, "DROP_WAIT_SECONDS", 0.01)
+    transport = Transport()
+    asyncio.run(sandbox_app.DroppedReply()({"type": "http", sandbox_app.TRANSPORT: transport}, never, send))
+    assert transport.calls == ["abort"]  # a reset: not even a TLS close is sent
 
 
 def test_the_same_seed_draws_the_same_faults() -> None:

@@ -129,6 +129,18 @@ def test_business_refusals_name_their_case_and_change_nothing(station: Station, 
     assert refused(station.call(Method.INVENTORY_REGISTER, foreign), Code.FORBIDDEN, "SUPPLIER_NOT_PERMITTED")
 
 
+def test_a_refusal_echoes_the_request_number_it_answers(station: Station) -> None:
+    serial = next(SERIALS)
+    reply = bind(station, serial)  # not in the inventory
+    assert (reply["sub_code"], reply["out_request_no"]) == ("DEVICE_NOT_IN_INVENTORY", f"B-{serial}-{NOODLES}-S0001")
+    unsigned = station.resign(station.params(Method.INVENTORY_REGISTER, registration(serial, number="echo-1")))
+    unsigned["sign"] = unsigned["sign"][::-1]
+    reply = station.reply(station.post(unsigned), Method.INVENTORY_REGISTER)
+    assert (reply["sub_code"], reply["out_request_no"]) == (SubCode.INVALID_SIGNATURE, "echo-1")
+    unknown = station.call(Method.SUBSIDY_QUERY, {"serial": serial})  # a read method has no number to echo
+    assert unknown["sub_code"] == "DEVICE_NOT_FOUND" and "out_request_no" not in unknown
+
+
 def test_a_unit_in_another_suppliers_inventory_is_refused_in_the_batch(station: Station, sandbox: Sandbox) -> None:
     owned, mine = next(SERIALS), next(SERIALS)
     engine = create_engine(f"sqlite:///{sandbox._database.engine.url.database}")

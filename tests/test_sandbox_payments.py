@@ -101,6 +101,14 @@ def test_trade_numbers_are_the_china_date_and_a_sequence(db: Session) -> None:
     assert numbers == ["2026113022000000000001", "2026120122000000000002"]
 
 
+def test_a_refund_number_is_used_once_across_the_apps_trades(db: Session) -> None:
+    face_pay(db, UNIT, NOW, number="order-1")
+    face_pay(db, UNIT, NOW, number="order-2")
+    refund = {"out_request_no": "r1", "refund_amount": "0.01"}
+    handle(db, Method.TRADE_REFUND, {**refund, "out_trade_no": "order-1"}, NOW)
+    assert refused(db, Method.TRADE_REFUND, {**refund, "out_trade_no": "order-2"}) == SubCode.DUPLICATE_REQUEST_NO
+
+
 def test_refunds_never_exceed_what_was_paid(db: Session) -> None:
     face_pay(db, UNIT, NOW, number="order-1", amount="1.00")
     refund = {"out_trade_no": "order-1"}
@@ -147,9 +155,9 @@ def test_a_face_token_lasts_five_minutes(db: Session, after: dt.timedelta, code:
 @pytest.mark.parametrize(
     ("where", "code"),
     [
-        ({"serial": "NF1-0002"}, "AUTH_CODE_INVALID"),
-        ({"store_id": "S0002"}, "AUTH_CODE_INVALID"),
-        ({"merchant_id": GROCER}, "AUTH_CODE_INVALID"),
+        ({"serial": "NF1-0002"}, "DEVICE_NOT_IN_INVENTORY"),
+        ({"store_id": "S0002"}, "DEVICE_NOT_AT_STORE"),
+        ({"merchant_id": GROCER}, "DEVICE_NOT_AT_STORE"),
         ({"merchant_id": "2088000000000999"}, "MERCHANT_NOT_FOUND"),
         ({"store_id": "S0404"}, "STORE_NOT_FOUND"),
     ],
@@ -158,6 +166,59 @@ def test_a_face_token_pays_only_on_its_unit_at_its_store(db: Session, where: dic
     token = ftoken(db)
     assert refused(db, Method.TRADE_PAY, pay_biz(token, **where)) == code
     assert handle(db, Method.TRADE_PAY, pay_biz(token), NOW)["trade_status"] == "TRADE_SUCCESS"
+
+
+def test_a_token_of_an_unbound_unit_pays_only_where_its_session_opened(db: Session) -> None:
+    add_unit(db, "NF1-0002", merchant=None)
+    session_id = open_session(db, serial="NF1-0002", store_id="S0002")
+    verify = {"out_request_no": "v1", "session_id": session_id, "serial": "NF1-0002", "face_id": "sandbox-buyer-1"}
+    token = handle(db, Method.FACE_SESSION_VERIFY, verify, NOW)["ftoken"]
+    assert refused(db, Method.TRADE_PAY, pay_biz(token, serial="NF1-0002")) == "AUTH_CODE_INVALID"  # S0001
+    assert handle(db, Method.TRADE_PAY, pay_biz(token, serial="NF1-0002", store_id="S0002"), NOW)["trade_no"]
+
+
+@pytest.mark.parametrize(
+    ("serial", "where", "code"),
+    [
+        ("NEVER-REGISTERED", {}, "DEVICE_NOT_IN_INVENTORY"),
+        ("THEIRS", {}, "DEVICE_NOT_IN_INVENTORY"),
+        (UNIT, {"store_id": "S0002"}, "DEVICE_NOT_AT_STORE"),
+        (UNIT, {"merchant_id": GROCER}, "DEVICE_NOT_AT_STORE"),
+    ],
+)
+def test_a_session_needs_the_callers_unit_at_its_bound_store(
+    db: Session, serial: str, where: dict[str, str], code: str
+) -> None:
+    add_unit(db, "THEIRS", supplier="2088000000000999")
+    biz = {"out_request_no": "o1", **AT_STORE, "serial": serial, **where}
+    assert refused(db, Method.FACE_SESSION_INITIALIZE, biz) == code
+
+
+def test_an_unbound_unit_opens_a_session_at_any_store(db: Session) -> None:
+    add_unit(db, "LOOSE", merchant=None)
+    for merchant_id, store_id in ((NOODLES, "S0002"), (GROCER, "S0001")):
+        assert open_session(db, serial="LOOSE", merchant_id=merchant_id, store_id=store_id).startswith("fs")
+
+
+def test_pay_refuses_a_unit_bound_elsewhere_since_its_session_opened(db: Session) -> None:
+    add_unit(db, "LOOSE", merchant=None)
+    session_id = open_session(db, serial="LOOSE", store_id="S0002")
+    verify = {"out_request_no": "v1", "session_id": session_id, "serial": "LOOSE", "face_id": "sandbox-buyer-1"}
+    token = handle(db, Method.FACE_SESSION_VERIFY, verify, NOW)["ftoken"]
+    handle(
+        db,
+        Method.DEVICE_BIND,
+        {
+            "out_request_no": "b1",
+            "serial": "LOOSE",
+            "supplier_id": SUPPLIER_ID,
+            "merchant_id": NOODLES,
+            "store_id": "S0001",
+        },
+        NOW,
+    )
+    paying = pay_biz(token, serial="LOOSE", store_id="S0002")
+    assert refused(db, Method.TRADE_PAY, paying) == "DEVICE_NOT_AT_STORE"
 
 
 def test_an_unknown_face_token_is_refused(db: Session) -> None:

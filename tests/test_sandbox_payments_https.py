@@ -5,17 +5,22 @@ Requests are signed and replies checked with the gateway codec only (tests/sandb
 
 from __future__ import annotations
 
+import sqlite3
+
 from sandbox_rows import NOODLES
 from sandbox_station import SUPPLIER_ID, Station, sandbox_fixture, station_fixture  # noqa: F401 - fixtures
 
 from enrollment.gateway import Method
 from enrollment.sandbox.seed import BUYER_FACE_ID
+from enrollment.sandbox.server import Sandbox
 
 SERIAL = "NF1-E2E-0001"
 AT_STORE = {"serial": SERIAL, "merchant_id": NOODLES, "store_id": "S0001"}
+REGISTER = {"out_request_no": "reg-1", "supplier_id": SUPPLIER_ID, "devices": [{"serial": SERIAL, "model": "NF-1"}]}
 
 
 def face_token(station: Station, number: str) -> str:
+    assert station.call(Method.INVENTORY_REGISTER, REGISTER)["code"] == "10000"  # a repeat answers the same
     opened = station.call(Method.FACE_SESSION_INITIALIZE, {"out_request_no": f"open-{number}", **AT_STORE})
     assert opened["code"] == "10000"
     verify = {"out_request_no": f"verify-{number}", "session_id": opened["session_id"], "serial": SERIAL}
@@ -49,8 +54,7 @@ def test_pay_query_refund_over_https_refunds_once(station: Station) -> None:
 
 
 def test_a_live_units_face_payment_shows_in_its_subsidy_status(station: Station) -> None:
-    register = {"out_request_no": "reg-1", "supplier_id": SUPPLIER_ID, "devices": [{"serial": SERIAL, "model": "NF-1"}]}
-    assert station.call(Method.INVENTORY_REGISTER, register)["code"] == "10000"
+    assert station.call(Method.INVENTORY_REGISTER, REGISTER)["code"] == "10000"
     bind = {"out_request_no": "bind-1", "supplier_id": SUPPLIER_ID, **AT_STORE}
     assert station.call(Method.DEVICE_BIND, bind)["code"] == "10000"
     assert station.call(Method.DEVICE_ACTIVATE, {"out_request_no": "act-1", "serial": SERIAL})["code"] == "10000"
@@ -70,3 +74,30 @@ def test_a_live_units_face_payment_shows_in_its_subsidy_status(station: Station)
     assert unit["months"][0]["users"] == 1 and status["earned"] == "0.70"
     [device] = [d for d in station.view("devices") if d["serial"] == SERIAL]
     assert device["subsidy_program"] == "2019"
+
+
+def test_the_face_token_is_kept_nowhere_and_a_repeated_verify_is_refused(station: Station, sandbox: Sandbox) -> None:
+    opened = station.call(Method.FACE_SESSION_INITIALIZE, {"out_request_no": "open-kept", **AT_STORE})
+    verify = {"out_request_no": "verify-kept", "session_id": opened["session_id"], "serial": SERIAL}
+    verify["face_id"] = BUYER_FACE_ID
+    token = station.call(Method.FACE_SESSION_VERIFY, verify)["ftoken"]
+    again = station.call(Method.FACE_SESSION_VERIFY, verify)  # the first reply lost: the token is not kept for it
+    assert (again["code"], again["sub_code"], again["out_request_no"]) == ("40004", "SESSION_INVALID", "verify-kept")
+    with sqlite3.connect(str(sandbox._database.engine.url.database)) as db:
+        assert not any(token in line for line in db.iterdump())
+
+
+def test_a_refund_retried_naming_its_trade_the_other_way_is_the_same_refund(station: Station) -> None:
+    pay = {"out_trade_no": "check-2", "scene": "face", "auth_code": face_token(station, "3"), "total_amount": "0.05"}
+    paid = station.call(Method.TRADE_PAY, {**pay, "subject": "Face-pay check", **AT_STORE})
+    refund = {"out_request_no": "check-2-refund", "out_trade_no": "check-2", "refund_amount": "0.02"}
+    first = station.call(Method.TRADE_REFUND, refund)
+    by_trade_no = {"out_request_no": "check-2-refund", "trade_no": paid["trade_no"], "refund_amount": "0.02"}
+    again = station.call(Method.TRADE_REFUND, by_trade_no)
+    assert again == first and again["refunded_total"] == "0.02"
+    other = station.call(Method.TRADE_REFUND, {**by_trade_no, "refund_amount": "0.01"})
+    assert (other["code"], other["sub_code"], other["out_request_no"]) == (
+        "40002",
+        "isv.duplicate-request-no",
+        "check-2-refund",
+    )

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,14 @@ import requests
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sandbox_station import APP_ID, SUPPLIER_ID, public_pem
+from sandbox_station import APP_ID, SUPPLIER_ID, Station, public_pem
 
 import console.cli_platform_serve as serve_module
 from console.cli_root import cli
 from enrollment import gateway
 from enrollment.config import Merchant, PlatformConfig
+from enrollment.sandbox.faults import Draw
+from enrollment.sandbox.server import Faults, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -84,6 +87,56 @@ def test_serve_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     assert "stopped" in out and "Traceback" not in err
 
 
+def started_at_request(
+    tmp_path: Path, faults: Faults, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Sandbox, Station, threading.Event]:
+    """A sandbox with ``faults``, its station, and an event set once a request has drawn its faults."""
+    arrived = threading.Event()
+    sandbox = Sandbox.start(tmp_path / "p.db", faults=faults)
+    station = Station(sandbox, tmp_path)
+    draw = sandbox._plan.draw
+
+    def drawn() -> Draw:
+        try:
+            return draw()
+        finally:
+            arrived.set()
+
+    monkeypatch.setattr(sandbox._plan, "draw", drawn)
+    return sandbox, station, arrived
+
+
+def test_a_request_under_way_when_the_sandbox_stops_gets_its_reply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = Faults(latency_rate=1.0, latency_seconds=1.0)
+    sandbox, station, arrived = started_at_request(tmp_path, faults, monkeypatch)
+    with ThreadPoolExecutor(1) as pool:
+        posted = pool.submit(station.post, station.params(gateway.Method.SUBSIDY_QUERY, {"serial": "NONE1"}))
+        assert arrived.wait(30)
+        sandbox.stop()  # during the latency spike
+        response = posted.result()
+    station.close()
+    assert response.status_code == 200
+    assert station.reply(response, gateway.Method.SUBSIDY_QUERY)["sub_code"] == "DEVICE_NOT_FOUND"
+
+
+def test_a_request_cut_short_by_a_stop_gets_no_reply_and_leaves_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = Faults(latency_rate=1.0, latency_seconds=30.0)
+    sandbox, station, arrived = started_at_request(tmp_path, faults, monkeypatch)
+    with ThreadPoolExecutor(1) as pool:
+        posted = pool.submit(station.post, station.params(gateway.Method.SUBSIDY_QUERY, {"serial": "NONE1"}))
+        assert arrived.wait(30)
+        sandbox.faults = Faults()  # no spike any more: the stop waits only GRACE_SECONDS
+        sandbox.stop()
+        with pytest.raises(requests.ConnectionError):
+            posted.result()
+    station.close()
+    assert not any(record.exc_info for record in caplog.records)
+
+
 def test_a_key_that_is_not_rsa_is_refused_with_a_remedy(tmp_path: Path) -> None:
     ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
     key_file = tmp_path / "ec.pem"
@@ -118,7 +171,6 @@ def test_a_path_that_cannot_be_written_is_refused_with_a_remedy(tmp_path: Path, 
 
 
 def test_a_restart_keeps_the_platform_keys_the_seeds_and_a_set_app_key(tmp_path: Path) -> None:
-    from enrollment.sandbox.server import Sandbox
 
     with Sandbox.start(tmp_path / "p.db") as first:
         first.set_app_key(APP_ID, public_pem(KEY))

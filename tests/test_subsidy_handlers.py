@@ -11,7 +11,10 @@ from sandbox_rows import GROCER, NOODLES, add_unit, china, face_pay, handle, see
 from sqlalchemy.orm import Session
 
 from enrollment.gateway import Method, SubCode
+from enrollment.sandbox.models import App
+from enrollment.sandbox.models_trade import Trade
 from enrollment.sandbox.registry import Refused
+from enrollment.sandbox.seed import APP_ID, SUPPLIER_ID
 
 ACTIVATED = china("2026-01-10 10:00")
 NOW = china("2026-03-15 12:00")
@@ -108,7 +111,6 @@ def test_status_counts_one_user_per_day_and_leaves_out_refunds(db: Session) -> N
     refunded = face_pay(db, "U1", china("2026-03-11 10:00"))  # month 3, wholly refunded
     refund = {"out_request_no": "r1", "trade_no": refunded["trade_no"], "refund_amount": "0.01"}
     handle(db, Method.TRADE_REFUND, refund, NOW)
-    face_pay(db, "U1", china("2026-01-12 09:00"), merchant=GROCER)  # paid at another merchant: not the unit's
     unit = handle(db, Method.SUBSIDY_QUERY, {"serial": "U1"}, NOW)["units"][0]
     assert [(m["index"], m["start"], m["end"], m["users"], m["earned"]) for m in unit["months"]] == [
         (1, "2026-01-10 10:00:00", "2026-02-10 10:00:00", 2, "1.40"),
@@ -119,6 +121,53 @@ def test_status_counts_one_user_per_day_and_leaves_out_refunds(db: Session) -> N
     ]
     assert (unit["program"], unit["window_end"]) == ("2019", "2026-06-10 10:00:00")
     assert (unit["users"], unit["earned"], unit["cap_left"], unit["months_left"]) == (3, "2.10", "1197.90", 3)
+
+
+def test_status_counts_only_trades_at_the_bound_store_by_the_units_supplier(db: Session) -> None:
+    db.add(
+        App(app_id="2026000000000002", name="Another distributor", supplier_id="2088000000000999", created=ACTIVATED)
+    )
+    db.add(
+        App(app_id="2026000000000003", name="Same distributor, second app", supplier_id=SUPPLIER_ID, created=ACTIVATED)
+    )
+    paid = china("2026-01-11 09:00")
+    for number, (app_id, merchant_id, store_id) in enumerate(
+        [
+            (APP_ID, NOODLES, "S0002"),  # another store of the unit's merchant
+            (APP_ID, GROCER, "S0001"),  # another merchant
+            ("2026000000000002", NOODLES, "S0001"),  # another supplier's app
+            ("2026000000000003", NOODLES, "S0001"),  # the unit's supplier: counted
+        ]
+    ):
+        db.add(
+            Trade(
+                trade_no=f"t{number}",
+                app_id=app_id,
+                out_trade_no=f"o{number}",
+                serial="U1",
+                merchant_id=merchant_id,
+                store_id=store_id,
+                buyer_id=f"b{number}",
+                subject="Noodles",
+                amount_fen=1,
+                refunded_fen=0,
+                created=paid.astimezone(dt.UTC),
+            )
+        )
+    db.commit()
+    enroll(db, "U1")
+    unit = handle(db, Method.SUBSIDY_QUERY, {"serial": "U1"}, NOW)["units"][0]
+    assert (unit["users"], unit["earned"]) == (1, "0.70")
+
+
+def test_trades_of_a_unit_before_it_was_bound_do_not_count(db: Session) -> None:
+    face_pay(db, "LOOSE", china("2026-01-10 09:00"), store="S0002")  # the face-pay check, before binding
+    face_pay(db, "LOOSE", china("2026-01-10 09:30"), face_id="buyer-2")  # at the store it is bound to later
+    bind = {"out_request_no": "b1", "serial": "LOOSE", "supplier_id": SUPPLIER_ID, "merchant_id": NOODLES}
+    handle(db, Method.DEVICE_BIND, {**bind, "store_id": "S0001"}, china("2026-01-10 09:40"))
+    handle(db, Method.DEVICE_ACTIVATE, {"out_request_no": "a1", "serial": "LOOSE"}, china("2026-01-10 10:00"))
+    enroll(db, "LOOSE")
+    assert handle(db, Method.SUBSIDY_QUERY, {"serial": "LOOSE"}, NOW)["units"][0]["users"] == 0
 
 
 def test_status_per_merchant_counts_a_buyer_on_each_unit(db: Session) -> None:

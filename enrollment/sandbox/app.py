@@ -7,6 +7,7 @@ names them all, and :func:`load_handlers` imports each (a missing one is an erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 from typing import Any
@@ -33,6 +34,8 @@ REPLY_TYPE = "application/json; charset=utf-8"
 TRANSPORT = "naiad.transport"
 """Scope key of the connection's transport, so a dropped reply can close the connection with nothing sent."""
 RETRY_AFTER_SECONDS = 1
+DROP_WAIT_SECONDS = 5.0
+"""How long a dropped reply waits for the server to see the disconnect (then it ends all the same)."""
 RATE_LIMITED = Refused(SubCode.RATE_LIMITED, "too many requests for this app; try again later", Code.UNAVAILABLE)
 BUSY = Refused(SubCode.UNKNOWN_ERROR, "the platform is busy; try again later", Code.UNAVAILABLE)
 
@@ -46,23 +49,26 @@ def build_app(gateway: Gateway, plan: FaultPlan, database: Database) -> ASGIApp:
     """The application serving ``gateway`` through the faults ``plan`` draws, and the views over ``database``."""
 
     async def post_gateway(request: Request) -> Response:
-        key = ERROR_RESPONSE_KEY
+        key, form = ERROR_RESPONSE_KEY, {}
         try:
             body = await _body(request)
             form = parse_form(body, request.headers.get("content-type", ""))
             key = reply_key(form)
-            if plan.limited(form.get("app_id", "")):
-                reply = await run_in_threadpool(gateway.refusal, key, RATE_LIMITED)
+            caller = await run_in_threadpool(gateway.authenticate, form)  # the limit counts only real apps
+            if plan.limited(caller.app_id):
+                reply = await run_in_threadpool(gateway.refused, form, RATE_LIMITED)
                 return _reply(reply, 429, {"Retry-After": str(RETRY_AFTER_SECONDS)})
             draw = plan.draw()
             if draw.delay:
                 await asyncio.sleep(draw.delay)
             if draw.error:
-                return _reply(await run_in_threadpool(gateway.refusal, key, BUSY), 503)
-            reply = await run_in_threadpool(gateway.answer, form)
+                return _reply(await run_in_threadpool(gateway.refused, form, BUSY), 503)
+            reply = await run_in_threadpool(gateway.answer, form, caller)
             return DroppedReply() if draw.drop else _reply(reply)
+        except asyncio.CancelledError:  # the server stops with this request under way: close, send nothing
+            return DroppedReply()
         except Refused as refusal:
-            return _reply(await run_in_threadpool(gateway.refusal, key, refusal))
+            return _reply(await run_in_threadpool(gateway.refused, form, refusal))
         except Exception:
             LOG.exception("sandbox gateway: the request failed")
             return _reply(await run_in_threadpool(gateway.refusal, key, UNKNOWN_ERROR))
@@ -105,7 +111,8 @@ def _reply(body: bytes, status: int = 200, headers: dict[str, str] | None = None
 
 
 class DroppedReply(Response):
-    """No reply at all: the connection is closed after the work was committed, as a network failure would."""
+    """No reply at all: the connection is reset after the work was committed, as a network failure would (also
+    for a request under way when the server stops)."""
 
     def __init__(self) -> None:
         super().__init__(b"")
@@ -115,8 +122,11 @@ class DroppedReply(Response):
         if transport is None:  # another server than uvicorn: promise a body and end without it
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
             return
-        transport.close()
-        await asyncio.wait_for(receive(), timeout=5.0)  # the disconnect: the server then sends nothing more
+        transport.abort()  # a reset: nothing at all is sent, not even a TLS close
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                receive(), timeout=DROP_WAIT_SECONDS
+            )  # the disconnect: the server then sends nothing more
 
 
 def _with_transport(app: ASGIApp) -> ASGIApp:

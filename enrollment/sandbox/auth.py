@@ -106,10 +106,11 @@ def authenticate(form: Mapping[str, str], session: Session, now: dt.datetime) ->
         raise Refused(SubCode.INVALID_TIMESTAMP, "timestamp is more than 5 minutes old", Code.UNAUTHORISED)
     if sent > now + TIMESTAMP_WINDOW:
         raise Refused(SubCode.INVALID_TIMESTAMP, "timestamp is more than 5 minutes ahead", Code.UNAUTHORISED)
-    return Authenticated(app.app_id, app.supplier_id, Method(form["method"]), _biz(form["biz_content"]))
+    return Authenticated(app.app_id, app.supplier_id, Method(form["method"]), parse_biz(form["biz_content"]))
 
 
-def _biz(text: str) -> dict[str, Any]:
+def parse_biz(text: str) -> dict[str, Any]:
+    """The business content: one JSON object, no member named twice, no NaN or Infinity."""
     try:
         biz = json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
     except (ValueError, RecursionError):

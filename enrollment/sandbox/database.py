@@ -1,13 +1,21 @@
 """The sandbox's SQLite database: WAL so views read while a request writes, and one writer at a time.
 
-The sandbox is one process; its writes are serialised by a lock around each write transaction, so concurrent
-requests queue instead of failing with "database is locked" (a busy timeout covers anything else on the file).
+The file holds the sandbox platform's private keys (tls.py), so it and its ``-wal``/``-shm`` files are made
+owner-only (0600) and a more open existing file is narrowed.  One sandbox uses a file at a time: an exclusive
+lock on ``<db>.lock`` refuses a second one (:class:`DatabaseInUse`).  A file the sandbox did not make (no
+:data:`APPLICATION_ID`) is refused rather than rewritten (:class:`NotASandboxDatabase`).
+Writes are serialised by a lock around each write transaction, and each begins ``IMMEDIATE`` (it takes the
+file's write lock before reading, so it waits on the busy timeout instead of failing on a stale snapshot).
 SQLite keeps no time zone: times are written in UTC and every loaded row's times are made aware UTC again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import logging
+import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,23 +28,46 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .models import Base
 
+LOG = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 30_000
+APPLICATION_ID = 0x4E414944
+"""``PRAGMA application_id`` of a sandbox database ("NAID")."""
+OWNER_ONLY = 0o600
+IMMEDIATE = "naiad_immediate"
+"""Execution option of the write sessions' connections: their transactions begin IMMEDIATE."""
+
+
+class DatabaseInUse(Exception):
+    """Another sandbox holds the database's lock file."""
+
+
+class NotASandboxDatabase(Exception):
+    """The file is an SQLite database (or something else) the sandbox did not make."""
 
 
 class Database:
-    """The engine over one SQLite file, its schema created on opening."""
+    """The engine over one SQLite file, its schema created on opening; :meth:`close` releases the file."""
 
     def __init__(self, path: Path) -> None:
-        self.engine = create_engine(f"sqlite:///{path}", pool_size=8, max_overflow=16)
-        event.listen(self.engine, "connect", _on_connect)
-        event.listen(self.engine, "begin", _on_begin)
-        self._write_lock = threading.Lock()
-        Base.metadata.create_all(self.engine)
+        self._lock_fd = _lock(path)
+        try:
+            _owner_only(path)
+            _mark(path)
+            self.engine = create_engine(f"sqlite:///{path}", pool_size=8, max_overflow=16)
+            event.listen(self.engine, "connect", _on_connect)
+            event.listen(self.engine, "begin", _on_begin)
+            self._writer = self.engine.execution_options(**{IMMEDIATE: True})
+            self._write_lock = threading.Lock()
+            Base.metadata.create_all(self.engine)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose transaction commits when the block ends and rolls back when it raises."""
-        with self._write_lock, Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with self._write_lock, Session(self._writer, expire_on_commit=False) as session, session.begin():
             yield session
 
     @contextmanager
@@ -46,6 +77,50 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+        os.close(self._lock_fd)
+
+
+def _lock(path: Path) -> int:
+    """The descriptor of ``<path>.lock``, locked exclusively for this sandbox (DatabaseInUse if another has it)."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, OWNER_ONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DatabaseInUse(str(path)) from None
+    return fd
+
+
+def _owner_only(path: Path) -> None:
+    """Make ``path`` (created empty if missing) and its -wal/-shm files readable by their owner only."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, OWNER_ONLY))
+    for name in (str(path), f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = os.stat(name).st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            LOG.warning("sandbox database file %s was readable by others (mode %o): made owner-only", name, mode)
+            os.chmod(name, OWNER_ONLY)
+
+
+def _mark(path: Path) -> None:
+    """Mark a new (empty) file as a sandbox database; refuse a non-empty file that lacks the mark."""
+    connection = sqlite3.connect(path)
+    try:
+        marked = connection.execute("PRAGMA application_id").fetchone()[0]
+        if marked == APPLICATION_ID:
+            return
+        if marked or connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise NotASandboxDatabase(str(path))
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.commit()
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError:  # not a database at all
+        raise NotASandboxDatabase(str(path)) from None
+    finally:
+        connection.close()
 
 
 def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
@@ -61,7 +136,8 @@ def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 def _on_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    immediate = connection.get_execution_options().get(IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 @event.listens_for(Base, "load", propagate=True)

@@ -3,6 +3,8 @@
 Idempotency is generic: for a method with a request number (gateway.REQUEST_NUMBER) the first success reply is
 stored in the handler's own transaction, so a repeat with the same content gets it again and changes nothing,
 and a repeat with other content is refused (``isv.duplicate-request-no``).  Refusals roll back and are not stored.
+A reply holding a single-use secret (:data:`SECRET_REPLIES`: the face token) is stored with the secret's SHA-256
+only, and a repeat is refused rather than answered without it.
 A handler that fails unexpectedly rolls back too and is answered ``isp.unknown-error``, never with a traceback.
 """
 
@@ -27,7 +29,7 @@ from ..gateway import (
     encode_response,
     response_key,
 )
-from .auth import Authenticated, authenticate
+from .auth import Authenticated, authenticate, parse_biz
 from .database import Database
 from .models import Idempotency
 from .registry import HANDLERS, Call, Refused
@@ -63,6 +65,28 @@ def reply_key(form: Mapping[str, str]) -> str:
     return response_key(method) if method in set(Method) else ERROR_RESPONSE_KEY
 
 
+SECRET_REPLIES: dict[Method, tuple[str, Refused]] = {
+    Method.FACE_SESSION_VERIFY: (
+        "ftoken",
+        Refused("SESSION_INVALID", "the session's face token was issued once; open a new face session"),
+    ),
+}
+"""Reply members that are single-use secrets: the stored reply keeps only their SHA-256, so a repeat of the
+request cannot be answered again and is refused as given here."""
+
+
+SELF_IDEMPOTENT = frozenset({Method.TRADE_REFUND})
+"""Methods whose handler itself answers a repeated number with other content (a refund naming its trade by
+``trade_no`` instead of ``out_trade_no`` is the same refund): the dispatcher does not refuse it for them."""
+
+
+def request_number(method: str, biz: Mapping[str, Any]) -> str | None:
+    """The request number ``biz`` carries for ``method`` (REQUEST_NUMBER), when it is a valid one."""
+    field = REQUEST_NUMBER.get(Method(method)) if method in set(Method) else None
+    number = biz.get(field) if field else None
+    return number if isinstance(number, str) and ID.fullmatch(number) else None
+
+
 class Gateway:
     """Answers gateway requests from the database, signing every reply with the platform's key."""
 
@@ -75,51 +99,77 @@ class Gateway:
     def refusal(self, key: str, refusal: Refused) -> bytes:
         return self.sign(key, error_object(refusal))
 
-    def answer(self, form: Mapping[str, str]) -> bytes:
-        """The signed reply to one request's parameters: a success, a refusal or ``isp.unknown-error``."""
-        key = reply_key(form)
+    def authenticate(self, form: Mapping[str, str]) -> Authenticated:
+        """The request ``form`` once authenticated (auth.authenticate), or :class:`Refused`."""
+        with self.database.read() as session:
+            return authenticate(form, session, self._now())
+
+    def refused(self, form: Mapping[str, str], refusal: Refused) -> bytes:
+        """The signed refusal of the request ``form``, echoing its request number where it has a valid one (so a
+        station can tell the refusal answers this request and is not a replayed one)."""
+        return self.sign(reply_key(form), {**error_object(refusal), **_echo(form)})
+
+    def answer(self, form: Mapping[str, str], request: Authenticated | None = None) -> bytes:
+        """The signed reply to one request (``request``: ``form`` already authenticated): a success, a refusal
+        or ``isp.unknown-error``."""
         try:
-            now = self.clock().astimezone(dt.UTC)  # SQLite keeps no zone: UTC in the database
-            with self.database.read() as session:
-                request = authenticate(form, session, now)
-            response = self._run(request, now)
+            response = self._run(request or self.authenticate(form), self._now())
         except Refused as refusal:
-            response = error_object(refusal)
+            return self.refused(form, refusal)
         except Exception:
-            LOG.exception("sandbox gateway: %s failed", key)
-            response = error_object(UNKNOWN_ERROR)
-        return self.sign(key, response)
+            LOG.exception("sandbox gateway: %s failed", reply_key(form))
+            return self.refused(form, UNKNOWN_ERROR)
+        return self.sign(reply_key(form), response)
+
+    def _now(self) -> dt.datetime:
+        return self.clock().astimezone(dt.UTC)  # SQLite keeps no zone: UTC in the database
 
     def _run(self, request: Authenticated, now: dt.datetime) -> dict[str, Any]:
         handler = HANDLERS.get(request.method)
         if handler is None:
             raise Refused(SubCode.INVALID_METHOD, "this sandbox does not serve the method", Code.INVALID_PARAMETER)
-        field = REQUEST_NUMBER.get(request.method)
-        number = request.biz.get(field) if field else None
-        numbered = isinstance(number, str) and ID.fullmatch(number) is not None
+        number = request_number(request.method, request.biz)
         fingerprint = hashlib.sha256(canonical_json(request.biz).encode()).hexdigest()
+        secret = SECRET_REPLIES.get(request.method)
         with self.database.write() as session:
-            if numbered:
-                stored = session.get(Idempotency, (request.app_id, request.method.value, number))
-                if stored is not None and stored.fingerprint == fingerprint:
-                    return json.loads(stored.response)  # type: ignore[no-any-return]  # a stored object
-                if stored is not None:
-                    raise Refused(
-                        SubCode.DUPLICATE_REQUEST_NO,
-                        f"{field} was used before with other content",
-                        Code.INVALID_PARAMETER,
-                    )
+            stored = (
+                None if number is None else session.get(Idempotency, (request.app_id, request.method.value, number))
+            )
+            if stored is not None and stored.fingerprint == fingerprint:
+                if secret is not None:
+                    raise secret[1]
+                return json.loads(stored.response)  # type: ignore[no-any-return]  # a stored object
+            if stored is not None and request.method not in SELF_IDEMPOTENT:
+                raise Refused(
+                    SubCode.DUPLICATE_REQUEST_NO,
+                    f"{REQUEST_NUMBER[request.method]} was used before with other content",
+                    Code.INVALID_PARAMETER,
+                )
             call = Call(session, request.app_id, request.supplier_id, request.method, request.biz, now)
             response = {**handler(call), "code": Code.SUCCESS.value, "msg": MESSAGES[Code.SUCCESS]}
-            if numbered:
+            if number is not None and stored is None:
+                kept = dict(response)
+                if secret is not None:
+                    kept[secret[0]] = hashlib.sha256(str(kept[secret[0]]).encode()).hexdigest()
                 session.add(
                     Idempotency(
                         app_id=request.app_id,
                         method=request.method.value,
                         request_no=number,
                         fingerprint=fingerprint,
-                        response=canonical_json(response),
+                        response=canonical_json(kept),
                         created=now,
                     )
                 )
             return response
+
+
+def _echo(form: Mapping[str, str]) -> dict[str, str]:
+    """``{field: number}`` of the request number in ``form``'s business content, or nothing."""
+    method = form.get("method", "")
+    try:
+        biz = parse_biz(form.get("biz_content", ""))
+    except Refused:
+        return {}
+    number = request_number(method, biz)
+    return {} if number is None else {REQUEST_NUMBER[Method(method)]: number}

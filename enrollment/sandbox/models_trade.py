@@ -49,7 +49,8 @@ class FaceSession(Base):
     created: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     expires: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     ftoken_digest: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
-    """SHA-256 (hex) of the face token issued; the token itself is never stored."""
+    """SHA-256 (hex) of the face token issued; the token itself is never stored (not in the idempotency table
+    either: dispatch.SECRET_REPLIES)."""
     buyer_id: Mapped[str | None] = mapped_column(ForeignKey("buyers.buyer_id"), nullable=True)
     ftoken_expires: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     ftoken_used: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)

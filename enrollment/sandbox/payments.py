@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..gateway import CHINA, Code, Method, SubCode
-from .models import Buyer, Counter, Merchant, Store
+from .models import Buyer, Counter, Device, Merchant, Store
 from .models_trade import FaceSession, Refund, Trade
 from .registry import Call, Refused, fen_text, handles, inspects, time_text
 
@@ -63,11 +63,26 @@ def merchant_store(call: Call) -> tuple[str, str]:
     return merchant_id, store_id
 
 
+def unit_at_store(call: Call, serial: str, merchant_id: str, store_id: str) -> Device:
+    """The unit ``serial`` of the caller's supplier, refused when it is bound to another merchant or store.
+
+    An unbound unit may take a payment anywhere (its face-pay check runs before it is bound); such trades
+    never count for subsidy, which counts only trades at the unit's bound store (subsidy.unit_status).
+    """
+    device = call.session.get(Device, serial)
+    if device is None or device.supplier_id != call.supplier_id:
+        raise Refused("DEVICE_NOT_IN_INVENTORY", f"no unit {serial} in this supplier's inventory")
+    if device.merchant_id is not None and (device.merchant_id, device.store_id) != (merchant_id, store_id):
+        raise Refused("DEVICE_NOT_AT_STORE", f"unit {serial} is bound to another merchant or store")
+    return device
+
+
 @handles(Method.FACE_SESSION_INITIALIZE)
 def initialize_face_session(call: Call) -> dict[str, Any]:
     call.only("out_request_no", "serial", "merchant_id", "store_id")
     number, serial = call.text("out_request_no"), call.text("serial")
     merchant_id, store_id = merchant_store(call)
+    unit_at_store(call, serial, merchant_id, store_id)
     face = FaceSession(
         session_id="fs" + secrets.token_hex(16),
         app_id=call.app_id,
@@ -114,6 +129,7 @@ def pay(call: Call) -> dict[str, Any]:
     auth_code, amount = call.text("auth_code", AUTH_CODE), call.amount("total_amount")
     subject, serial = call.text("subject", TEXT), call.text("serial")
     merchant_id, store_id = merchant_store(call)
+    unit_at_store(call, serial, merchant_id, store_id)  # it may have been bound since its session opened
     face = call.session.scalars(
         select(FaceSession).where(FaceSession.ftoken_digest == ftoken_digest(auth_code))
     ).first()
@@ -183,13 +199,19 @@ def query_trade(call: Call) -> dict[str, Any]:
 
 @handles(Method.TRADE_REFUND)
 def refund(call: Call) -> dict[str, Any]:
-    """Refund part or all of a trade; the refunds of a trade never add up to more than was paid."""
+    """Refund part or all of a trade; the refunds of a trade never add up to more than was paid.
+
+    A refund number is the app's, once: repeated for the same trade and amount (the trade named either way,
+    any reason) it answers the first refund again (dispatch.SELF_IDEMPOTENT); for anything else it is refused.
+    """
     call.only("out_request_no", "trade_no", "out_trade_no", "refund_amount", "refund_reason")
     number, amount = call.text("out_request_no"), call.amount("refund_amount")
     reason = call.optional("refund_reason", TEXT)
     trade = find_trade(call)
-    done = call.session.get(Refund, (trade.trade_no, number))
-    if done is not None and done.amount_fen != amount:
+    done = call.session.scalars(
+        select(Refund).join(Trade).where(Trade.app_id == call.app_id, Refund.out_request_no == number)
+    ).first()
+    if done is not None and (done.trade_no, done.amount_fen) != (trade.trade_no, amount):
         raise Refused(
             SubCode.DUPLICATE_REQUEST_NO, "out_request_no was used for another refund", Code.INVALID_PARAMETER
         )

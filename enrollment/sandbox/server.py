@@ -2,14 +2,18 @@
 
 uvicorn serves the Starlette application in a background thread over a socket bound before it starts (so port
 0 gets a free port and a port in use is an error at once).  TLS uses the certificate the sandbox's own CA
-issued (:mod:`.tls`); its key file exists only while the TLS context loads it.
+issued (:mod:`.tls`); its key file exists only while the TLS context loads it.  Only a named address of this
+machine is named in the certificate and the station configuration; a wildcard host listens everywhere but
+names loopback (docs/platform-api.md).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import errno
+import logging
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
@@ -18,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 import uvicorn
+from cryptography.exceptions import UnsupportedAlgorithm
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from i18n import N_
@@ -26,7 +31,7 @@ from ..config import Merchant, PlatformConfig
 from ..errors import EnrollmentError
 from ..gateway import GATEWAY_PATH, GatewayFormatError, load_public_key, rsa_signer
 from .app import build_app, load_handlers
-from .database import Database
+from .database import Database, DatabaseInUse, NotASandboxDatabase
 from .dispatch import Gateway
 from .faults import FaultPlan, Faults
 from .models import App
@@ -35,7 +40,9 @@ from .tls import Credentials, credentials
 
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
-GRACE_SECONDS = 0.5
+GRACE_SECONDS = 1.0
+"""How long requests under way get to finish when the sandbox stops, beyond a latency spike's length."""
+WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 __all__ = ["Faults", "Sandbox", "SandboxError"]
 
@@ -51,9 +58,39 @@ class SandboxPortInUse(SandboxError):
     msgid_params = ("reason",)
 
 
+class SandboxHostInvalid(SandboxError):
+    message = N_("The sandbox platform cannot listen on the address '{host}': {reason}")
+    remedy = N_("Check --host: give an address of this machine, such as 127.0.0.1.")
+    msgid_params = ("reason",)
+
+
 class SandboxDatabaseUnusable(SandboxError):
     message = N_("The sandbox database {path} cannot be used: {reason}")
     remedy = N_("Choose a --db path in a directory you may write to, or remove a file that is not a sandbox database.")
+    msgid_params = ("reason",)
+
+
+class SandboxDatabaseForeign(SandboxError):
+    message = N_("The file {path} is not a sandbox database")
+    remedy = N_(
+        "Give --db a new file (the sandbox creates it) or one an earlier 'naiad platform serve' made; "
+        "the sandbox does not change other files."
+    )
+
+
+class SandboxDatabaseInUse(SandboxError):
+    message = N_("The sandbox database {path} is in use by another sandbox platform")
+    remedy = N_("Stop the other 'naiad platform serve' using this --db, or give another --db.")
+
+
+class SandboxConfigOverDatabase(SandboxError):
+    message = N_("The station configuration {path} would replace the sandbox database")
+    remedy = N_("Give --station-config a file other than --db.")
+
+
+class SandboxDidNotStop(SandboxError):
+    message = N_("The sandbox platform did not stop in time")
+    remedy = N_("End the program; the database stays consistent (each request is one transaction).")
 
 
 class SandboxAppKeyInvalid(SandboxError):
@@ -76,6 +113,17 @@ def checked_app_key(app_id: str, public_key_pem: str) -> str:
             app_id=app_id, reason=N_("not an RSA public key of 2048 bits or more (PEM)")
         ) from None
     return public_key_pem.strip() + "\n"
+
+
+class _NoTraceback(logging.Filter):
+    """uvicorn's records without their tracebacks: nothing of a request cut short reaches the terminal as one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+_NO_TRACEBACK = _NoTraceback()
 
 
 def _utc_now() -> dt.datetime:
@@ -107,36 +155,40 @@ class Sandbox:
         """Open (or create and seed) the database ``db`` and serve the gateway on ``host:port`` in a thread."""
         clock = clock or _utc_now
         load_handlers()
+        logging.getLogger("uvicorn.error").addFilter(_NO_TRACEBACK)  # once: the same filter is not added twice
         listener = _listen(host, port)  # first: a port in use is refused before any work
+        database: Database | None = None
         try:
             database, made = _open(Path(db), host, clock)
+            plan = FaultPlan(faults or Faults())
+            gateway = Gateway(database, rsa_signer(made.signing_key), clock)
+            config = uvicorn.Config(
+                build_app(gateway, plan, database),
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=None,  # stop() gives the grace, then forces the exit
+            )
+            _load_tls(config, made.tls_certificate, made.tls_key)
+            server = uvicorn.Server(config)
+            thread = threading.Thread(
+                target=server.run, kwargs={"sockets": [listener]}, name="naiad-sandbox", daemon=True
+            )
+            thread.start()
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    server.should_exit = True
+                    raise SandboxError()
+                time.sleep(0.01)
         except BaseException:
             listener.close()
-            raise
-        plan = FaultPlan(faults or Faults())
-        gateway = Gateway(database, rsa_signer(made.signing_key), clock)
-        config = uvicorn.Config(
-            build_app(gateway, plan, database),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-        _load_tls(config, made.tls_certificate, made.tls_key)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="naiad-sandbox", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                listener.close()
+            if database is not None:
                 database.close()
-                raise SandboxError()
-            time.sleep(0.01)
+            raise
         bound_port = listener.getsockname()[1]
-        shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard: loopback
+        shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard: loopback
         return cls(
             database,
             server,
@@ -177,11 +229,16 @@ class Sandbox:
         )
 
     def stop(self) -> None:
-        """Stop serving: requests under way get ``GRACE_SECONDS`` to finish, idle connections are closed."""
+        """Stop serving: requests under way get GRACE_SECONDS more than a latency spike to finish; then the
+        connections still open are closed with nothing sent (app.py).  SandboxDidNotStop if the server
+        thread is still alive after that (the database is then left open under it)."""
+        faults = self._plan.faults
         self._server.should_exit = True
-        self._thread.join(GRACE_SECONDS)
+        self._thread.join(GRACE_SECONDS + (faults.latency_seconds if faults.latency_rate > 0 else 0.0))
         self._server.force_exit = True  # an idle TLS connection a client has not closed would hold it
         self._thread.join(STOP_TIMEOUT_SECONDS)
+        if self._thread.is_alive():
+            raise SandboxDidNotStop()
         self._database.close()
 
     def __enter__(self) -> Sandbox:
@@ -195,30 +252,66 @@ class Sandbox:
 
 def _open(path: Path, host: str, clock: Callable[[], dt.datetime]) -> tuple[Database, Credentials]:
     """The sandbox database at ``path``, seeded, and the platform's credentials (made on first start)."""
-    database = None
     try:
         database = Database(path)
+    except DatabaseInUse:
+        raise SandboxDatabaseInUse(path=str(path)) from None
+    except NotASandboxDatabase:
+        raise SandboxDatabaseForeign(path=str(path)) from None
+    except OSError as exc:
+        raise SandboxDatabaseUnusable(path=str(path), reason=_os_reason(exc)) from None
+    except (sqlite3.Error, SQLAlchemyError) as exc:
+        raise SandboxDatabaseUnusable(path=str(path), reason=_database_reason(exc)) from None
+    try:
         with database.write() as session:
             seed(session, clock().astimezone(dt.UTC))
             return database, credentials(session, host)
-    except SQLAlchemyError as exc:
-        if database is not None:
-            database.close()
-        reason = str(exc.orig) if isinstance(exc, DBAPIError) else type(exc).__name__
-        raise SandboxDatabaseUnusable(path=str(path), reason=reason) from None
+    except (SQLAlchemyError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        database.close()
+        raise SandboxDatabaseUnusable(path=str(path), reason=_database_reason(exc)) from None
+    except BaseException:
+        database.close()
+        raise
+
+
+def _database_reason(exc: Exception) -> str:
+    if isinstance(exc, ValueError | TypeError | UnsupportedAlgorithm):  # tls.py: a stored PEM that does not load
+        return N_("a stored platform key or certificate is damaged")
+    if isinstance(exc, DBAPIError):
+        return str(exc.orig)
+    return str(exc) if isinstance(exc, sqlite3.Error) else type(exc).__name__
+
+
+def _os_reason(exc: OSError) -> str:
+    """A translatable reason for a refusal by the system (its errno's name when there is no better one)."""
+    reasons = {
+        errno.EADDRINUSE: N_("the port is in use"),
+        errno.EACCES: N_("permission denied"),
+        errno.EPERM: N_("permission denied"),
+        errno.ENOENT: N_("no such file or directory"),
+        errno.EROFS: N_("the file system is read-only"),
+        errno.EADDRNOTAVAIL: N_("the address is not one of this machine's"),
+    }
+    return reasons.get(exc.errno or 0) or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    if not host.strip():
+        raise SandboxHostInvalid(host=host, reason=N_("the address is empty"))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY on TCP only
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(128)
+    except socket.gaierror:
+        listener.close()
+        raise SandboxHostInvalid(host=host, reason=N_("no such address")) from None
     except OSError as exc:
         listener.close()
-        reason = N_("the port is in use") if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-        raise SandboxPortInUse(host=host, port=port, reason=reason) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise SandboxHostInvalid(host=host, reason=_os_reason(exc)) from None
+        raise SandboxPortInUse(host=host, port=port, reason=_os_reason(exc)) from None
     return listener
 
 

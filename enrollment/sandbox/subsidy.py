@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..gateway import CHINA, Code, Method, SubCode
-from .models import Device, Merchant, SubsidyEnrollment
+from .models import App, Device, Merchant, SubsidyEnrollment
 from .models_trade import Trade, as_utc
 from .programs import PROGRAM_ID, Program, newest, packaged_programs
 from .registry import Call, Refused, fen_text, handles, time_text
@@ -198,8 +198,15 @@ def unit_status(call: Call, device: Device) -> dict[str, Any]:
     if enrollment is None or device.activated is None:
         return status
     program = program_named(enrollment.program)
-    trades = call.session.scalars(
-        select(Trade).where(Trade.serial == device.serial, Trade.merchant_id == device.merchant_id)
+    trades = call.session.scalars(  # at its bound store, by its supplier's apps (the window starts at activation)
+        select(Trade)
+        .join(App, App.app_id == Trade.app_id)
+        .where(
+            Trade.serial == device.serial,
+            Trade.merchant_id == device.merchant_id,
+            Trade.store_id == device.store_id,
+            App.supplier_id == device.supplier_id,
+        )
     )
     payments = [FacePayment(t.buyer_id, t.created, t.amount_fen, t.refunded_fen) for t in trades]
     reckoning = reckon_subsidy(program, as_utc(device.activated), payments, call.now)

@@ -1,4 +1,5 @@
-"""The platform's own credentials, made on first start and kept in the sandbox database.
+"""The platform's own credentials, made on first start and kept in the sandbox database (in clear: the
+database file is owner-only for that reason, database.py).  A damaged row raises ValueError.
 
 The RSA-2048 key signs every reply; a CA (EC P-256) issues the TLS certificate of the HTTPS endpoint for
 ``localhost``, ``127.0.0.1``, ``::1`` and the host it serves on.  Stations trust the CA (``ca_certificate``
@@ -64,7 +65,8 @@ def credentials(session: Session, host: str) -> Credentials:
     if leaf is None or _names(x509.load_pem_x509_certificate(leaf.pem.encode())) != set(names):
         pem = _pem(_leaf_certificate(leaf_key.public_key(), names, ca_certificate, ca_key))
         leaf = session.merge(Credential(name="tls-certificate", pem=pem))
-    assert isinstance(signing_key, rsa.RSAPrivateKey)
+    if not isinstance(signing_key, rsa.RSAPrivateKey):
+        raise ValueError("the stored signing key is not an RSA key")
     return Credentials(
         signing_key=signing_key,
         ca_certificate=ca.pem,
@@ -79,7 +81,8 @@ def _stored_key(session: Session, name: str, make: Callable[[], PrivateKey]) -> 
         row = Credential(name=name, pem=_private_pem(make()))
         session.add(row)
     loaded = serialization.load_pem_private_key(row.pem.encode(), password=None)
-    assert isinstance(loaded, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    if not isinstance(loaded, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"the stored {name} is neither an RSA nor an EC key")
     return loaded
 
 
