@@ -37,6 +37,7 @@ from .composition import Wiring
 from .flash_dialog import FlashDialog, UnitChoice, choices_from_cards
 from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
 from .inject_run import EngineKeys, KeyEngine, KeyInjection
+from .inventory_run import InventoryRegistration
 from .log_pane import LogPane
 from .merchant_form import MerchantBinding
 from .operator_login import OperatorLogin
@@ -110,6 +111,9 @@ class MainWindow(QMainWindow):
         platform = PlatformAccess(self.stations, platform_config)
         self.merchants = MerchantBinding(self.bench, self.workers, platform, self.operator, self)
         self.subsidy = SubsidyPanels(self.bench, self.workers, platform, self.operator, self)
+        self.inventory = InventoryRegistration(
+            self.bench, self.workers, platform, self.operator, self._unit_choices, self
+        )
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.bench)
         splitter.addWidget(self.log_pane)
@@ -139,6 +143,7 @@ class MainWindow(QMainWindow):
         self.key_injection.summarised.connect(self._show_status)
         self.camera.summarised.connect(self._show_status)
         self.merchants.summarised.connect(self._show_status)
+        self.inventory.summarised.connect(self._show_status)
         self.language_changed.connect(self._on_language_changed)
         self.log_pane.attach()
         i18n.add_language_listener(self._notify_language)
@@ -170,6 +175,8 @@ class MainWindow(QMainWindow):
         self.flash_action.triggered.connect(lambda _checked=False: self.open_flash_dialog())
         self.bench_menu.addAction(self.flash_action)
         self.bench_menu.addAction(self.key_injection.action)
+        self.bench_menu.addAction(self.inventory.action)
+        self.bench_menu.addAction(self.inventory.resume_action)
         self.bench_menu.addAction(self.subsidy.menu_action)
         self.dismiss_action = QAction(self)
         self.dismiss_action.triggered.connect(self.bench.dismiss_disconnected)
@@ -258,6 +265,7 @@ class MainWindow(QMainWindow):
         self.camera.close_panels()
         self.merchants.close_windows()
         self.subsidy.close_windows()
+        self.inventory.close_dialogs()
         self.operator.close_dialog()
         if ended:  # else they still record in the ledger: leave the station open
             try:
@@ -298,6 +306,7 @@ class MainWindow(QMainWindow):
         self.camera.retranslate()
         self.merchants.retranslate()
         self.subsidy.retranslate()
+        self.inventory.retranslate()
         self.quit_action.setText(_("&Quit"))
         self.bench_menu.setTitle(_("&Bench"))
         self.flash_action.setText(_("Flash firmware…"))
@@ -474,6 +483,7 @@ class MainWindow(QMainWindow):
         choices = self._unit_choices()
         self.flash_action.setEnabled(bool(choices))
         self.key_injection.set_units(choices)
+        self.inventory.set_units(choices)
         if self.flash_dialog is not None:
             self.flash_dialog.set_units(choices)
 

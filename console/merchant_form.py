@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import Qt, pyqtSignal
@@ -32,7 +32,7 @@ from PyQt6.QtWidgets import (
 from enrollment.config import ID, Merchant
 from enrollment.merchant_qr import parse_merchant_qr
 from i18n import N_, _
-from provisioning.registration import STEP_ACTIVATE, STEP_BIND, STEP_SUBSIDY
+from provisioning.registration import ROLES_BIND, STEP_ACTIVATE, STEP_BIND, STEP_SUBSIDY
 from terminal.errors import NaiadError
 from terminal.events import PhaseStarted, StepFinished
 
@@ -50,10 +50,9 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-BIND_ROLES = ("installer", "operator", "admin")
-"""Who may bind, activate and enroll a unit: the installer on site, and the bench's operator and admin."""
-PROGRAMS = ("2020", "2019")
-"""The subsidy programs offered, the newest (the platform's default) first."""
+CURRENT_PROGRAM = N_("current (the platform's default)")
+"""The program choice offered first: send no program, and the platform enrols the unit in its current one.  The
+programs are the platform's data; the console keeps no list of them: another is typed by its id."""
 STEPS: tuple[tuple[str, str], ...] = (
     (STEP_BIND, N_("Bind to the merchant's store")),
     (STEP_ACTIVATE, N_("Activate")),
@@ -77,7 +76,8 @@ class BindRequest:
 
     serial: str
     merchant: Merchant
-    program: str
+    program: str | None
+    """None: the platform's current program."""
     secret: str = field(repr=False)
 
 
@@ -130,9 +130,12 @@ class MerchantForm(QDialog):
         for edit in (self.merchant_edit, self.store_edit):
             edit.setMaxLength(64)
             edit.textChanged.connect(lambda _text: self._refresh())
-        self.program_combo = QComboBox()
-        for program in PROGRAMS:
-            self.program_combo.addItem(program, program)
+        self.program_combo = QComboBox()  # the current program, or another typed by its id
+        self.program_combo.setEditable(True)
+        self.program_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.program_combo.addItem(_(CURRENT_PROGRAM))
+        self.program_combo.editTextChanged.connect(lambda _text: self._refresh())
+        self.program_message = self._inline_label()
         self.secret_edit = SecretField()
         self.secret_edit.textChanged.connect(lambda _text: self._refresh())
         self.qr_caption, self.merchant_caption, self.store_caption = QLabel(), QLabel(), QLabel()
@@ -144,7 +147,7 @@ class MerchantForm(QDialog):
             (self.qr_caption, self.qr_edit, self.qr_message),
             (self.merchant_caption, self.merchant_edit, self.merchant_message),
             (self.store_caption, self.store_edit, self.store_message),
-            (self.program_caption, self.program_combo, None),
+            (self.program_caption, self.program_combo, self.program_message),
             (self.secret_caption, self.secret_edit, None),
         )
         for row, (caption, widget, message) in enumerate(rows):
@@ -205,11 +208,18 @@ class MerchantForm(QDialog):
                 self.store_edit.setText(merchant.store_id)
         self._refresh()
 
+    def program(self) -> str | None:
+        """The program typed, None for the platform's current one (the first choice, or nothing typed)."""
+        text = self.program_combo.currentText().strip()
+        return None if text in ("", self.program_combo.itemText(0)) else text
+
     def problems(self) -> dict[str, str]:
-        """What is wrong with the ids as typed: field name -> msgid (empty: both valid)."""
+        """What is wrong with the ids as typed: field name -> msgid (empty: all valid)."""
+        program = self.program()
         found = {
             "merchant": id_problem(self.merchant_edit.text(), N_("Enter the merchant id.")),
             "store": id_problem(self.store_edit.text(), N_("Enter the store id.")),
+            "program": None if program is None else id_problem(program, ""),
         }
         return {name: msgid for name, msgid in found.items() if msgid is not None}
 
@@ -231,8 +241,7 @@ class MerchantForm(QDialog):
     def request(self) -> BindRequest:
         """What the installer chose (call only when :meth:`blocker` is None)."""
         merchant = Merchant(self.merchant_edit.text(), self.store_edit.text())
-        program = str(self.program_combo.currentData())
-        return BindRequest(self.serial, merchant, program, self.secret_edit.text())
+        return BindRequest(self.serial, merchant, self.program(), self.secret_edit.text())
 
     def start(self) -> None:
         """Ask for the run (the form stays open to show its steps); else change nothing."""
@@ -298,8 +307,13 @@ class MerchantForm(QDialog):
 
     def _refresh(self) -> None:
         problems = self.problems()
-        typed = {"merchant": self.merchant_edit.text(), "store": self.store_edit.text()}
-        for name, label in (("merchant", self.merchant_message), ("store", self.store_message)):
+        typed = {
+            "merchant": self.merchant_edit.text(),
+            "store": self.store_edit.text(),
+            "program": self.program() or "",
+        }
+        fields = (("merchant", self.merchant_message), ("store", self.store_message), ("program", self.program_message))
+        for name, label in fields:
             msgid = problems.get(name)
             self._show(label, _(msgid) if msgid and typed[name] else None)  # an empty field is the foot's hint
         qr = None
@@ -349,6 +363,14 @@ class MerchantForm(QDialog):
         self.merchant_caption.setText(_("Merchant id:"))
         self.store_caption.setText(_("Store id:"))
         self.program_caption.setText(_("Subsidy program:"))
+        current = self.program() is None
+        self.program_combo.setItemText(0, _(CURRENT_PROGRAM))
+        if current:
+            self.program_combo.setCurrentIndex(0)
+            self.program_combo.setEditText(self.program_combo.itemText(0))
+        self.program_combo.setToolTip(
+            _("The platform enrolls the unit in its current program; to choose another, type its id.")
+        )
         self.secret_caption.setText(self.secret_edit.caption())
         self.secret_edit.retranslate()
         self.steps_box.setTitle(_("Steps"))
@@ -365,7 +387,7 @@ class MerchantBinding(PlatformActions):
     """The cards' "Merchant…" action: one form per unit and its runs on the workers (GUI thread only)."""
 
     action = "merchant"
-    roles = BIND_ROLES
+    roles = ROLES_BIND
     summarised = pyqtSignal(str)
 
     def __init__(
@@ -405,21 +427,24 @@ class MerchantBinding(PlatformActions):
     def start(self, request: BindRequest) -> Job | None:
         """Bring ``request.serial`` live off the GUI thread; None (the reason shown) if refused."""
         form = self.forms.get(request.serial)
-        if not self.allowed():  # logged out, or another role, since the form opened
-            self._not_started(request.serial, BindRoleNeeded(roles=", ".join(role_text(r) for r in BIND_ROLES)))
+        session = self._operator.session
+        if session is None or not self.allowed():  # logged out, or another role, since the form opened
+            self._not_started(request.serial, BindRoleNeeded(roles=", ".join(role_text(r) for r in ROLES_BIND)))
             return None
         access, held = self._access, [request.secret]
+        request = replace(request, secret="")  # the job's closures and slots outlive the run: only `held` has it
+        serial, merchant, program = request.serial, request.merchant, request.program
 
         def work(listener: Any) -> list[EnrollmentStepResult]:
             from provisioning.registration import bring_live
 
             def run(outbox: Outbox, config: PlatformConfig) -> list[EnrollmentStepResult]:
-                serial, merchant = request.serial, request.merchant
-                return bring_live(outbox, config.supplier_id, serial, merchant, listener, program=request.program)
+                supplier = config.supplier_id
+                return bring_live(outbox, supplier, serial, merchant, listener, session=session, program=program)
 
             return access.call(held.pop(), run)
 
-        job = Job(work, (request.serial,), "bring live")
+        job = Job(work, (serial,), "bring live", release_on="end")  # busy through all three steps
         self._bench.follow(job)
         if form is not None:
             job.phase_started.connect(form.phase_started)
@@ -444,7 +469,7 @@ class MerchantBinding(PlatformActions):
                 serial=request.serial,
                 merchant=request.merchant.merchant_id,
                 store=request.merchant.store_id,
-                program=request.program,
+                program=request.program or _(CURRENT_PROGRAM),
             ),
         )
         return job

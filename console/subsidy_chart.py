@@ -1,9 +1,9 @@
-"""A unit's subsidy per month as a small chart: earnings as bars under the monthly cap's line, users as dots.
+"""A unit's subsidy per month as a small chart: earnings as bars, users as dots.
 
 Painted with QPainter (no plotting library): two value axes (yuan on the left, users on the right) whose
-labels are measured with the widget's font, so neither axis nor the legend is clipped in any language.  The
-monthly cap comes from the program's published terms (:data:`MONTHLY_CAPS`, as in ``docs/subsidy.md``); a program
-the console does not know gets no cap line.
+labels are measured with the widget's font, so neither axis nor the legend is clipped in any language; the users
+axis counts in whole users.  A program's terms (its monthly cap) are the platform's data, and its subsidy reply
+does not carry them, so the chart draws no cap line: the totals beside it say the cap left, from the reply.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QPointF, QRectF, QSize, Qt
@@ -24,12 +23,9 @@ if TYPE_CHECKING:
     from provisioning.registration import SubsidyMonth
 
 WINDOW_MONTHS = 5
-"""Every program pays for five months from activation: the chart always has five slots."""
-MONTHLY_CAPS: dict[str, Decimal] = {"2019": Decimal(400), "2020": Decimal(800)}
-"""Yuan a unit may earn per month under each program (its published terms)."""
+"""The chart's slots at least (the programs so far pay for five months from activation); more if a reply has more."""
 
 EARNED_COLOUR = QColor("#1565c0")
-CAP_COLOUR = QColor("#c62828")
 USERS_COLOUR = QColor("#ef6c00")
 AXIS_COLOUR = QColor("#616161")
 GRID_COLOUR = QColor("#e0e0e0")
@@ -48,8 +44,9 @@ def nice_ceiling(value: float) -> float:
 
 
 def axis_text(value: float) -> str:
-    """A tick label: whole numbers without decimals, others with one."""
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    """A tick label: whole numbers without decimals, others with the fen they need (a quarter of 5 yuan is 1.25,
+    not "1.2")."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}".rstrip("0")
 
 
 class SubsidyChart(QWidget):
@@ -63,12 +60,10 @@ class SubsidyChart(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(360, 200)
         self.months: tuple[SubsidyMonth, ...] = ()
-        self.cap: Decimal | None = None
 
-    def show_months(self, months: Sequence[SubsidyMonth], program: str | None) -> None:
-        """Chart ``months`` under ``program``'s monthly cap (None: a unit in no program, nothing to chart)."""
+    def show_months(self, months: Sequence[SubsidyMonth]) -> None:
+        """Chart ``months`` (none: nothing earned yet)."""
         self.months = tuple(months)
-        self.cap = MONTHLY_CAPS.get(program) if program else None
         self.update()
 
     def sizeHint(self) -> QSize:
@@ -77,11 +72,12 @@ class SubsidyChart(QWidget):
     # -- scales ---------------------------------------------------------------------------------------------
 
     def yuan_top(self) -> float:
-        highest = max([float(month.earned) for month in self.months] + [float(self.cap or 0)])
-        return nice_ceiling(highest * 1.1)
+        return nice_ceiling(max([float(month.earned) for month in self.months] + [0.0]) * 1.1)
 
-    def users_top(self) -> float:
-        return nice_ceiling(max([month.users for month in self.months] + [4]))
+    def users_top(self) -> int:
+        """Whole users on every tick: the top is a round step (at least one user) times :attr:`TICKS`."""
+        step = nice_ceiling(max([month.users for month in self.months] + [1]) / self.TICKS)
+        return math.ceil(step) * self.TICKS
 
     # -- painting -------------------------------------------------------------------------------------------
 
@@ -103,7 +99,7 @@ class SubsidyChart(QWidget):
         line = metrics.height()
         yuan_top, users_top = self.yuan_top(), self.users_top()
         yuan_ticks = [yuan_top * i / self.TICKS for i in range(self.TICKS + 1)]
-        users_ticks = [users_top * i / self.TICKS for i in range(self.TICKS + 1)]
+        users_ticks = [users_top * i // self.TICKS for i in range(self.TICKS + 1)]
         yuan_title, users_title = _("Yuan"), _("Users")
         left = PAD + max(metrics.horizontalAdvance(t) for t in [yuan_title, *map(axis_text, yuan_ticks)]) + PAD
         right = PAD + max(metrics.horizontalAdvance(t) for t in [users_title, *map(axis_text, users_ticks)]) + PAD
@@ -153,10 +149,6 @@ class SubsidyChart(QWidget):
             painter.fillRect(QRectF(x + slot * 0.2, top, slot * 0.6, plot.bottom() - top), EARNED_COLOUR)
             points.append(QPointF(x + slot / 2, y_of(month.users, users_top)))
 
-        if self.cap is not None:
-            y = y_of(float(self.cap), yuan_top)
-            painter.setPen(QPen(CAP_COLOUR, 2, Qt.PenStyle.DashLine))
-            painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
         painter.setPen(QPen(USERS_COLOUR, 2))
         for start, end in itertools.pairwise(points):
             painter.drawLine(start, end)
@@ -170,8 +162,6 @@ class SubsidyChart(QWidget):
     def _paint_legend(self, painter: QPainter, metrics: QFontMetrics, top: float) -> float:
         """The legend on one line (wrapped onto more when narrow); returns its bottom."""
         entries = [(_("Earned per month"), "bar"), (_("Users per month"), "dot")]
-        if self.cap is not None:
-            entries.insert(1, (_("Monthly cap {cap} yuan", cap=axis_text(float(self.cap))), "line"))
         line = metrics.height()
         x, y = float(PAD), top
         for text, kind in entries:
@@ -181,9 +171,6 @@ class SubsidyChart(QWidget):
             middle = y + line / 2
             if kind == "bar":
                 painter.fillRect(QRectF(x, middle - 5, 18, 10), EARNED_COLOUR)
-            elif kind == "line":
-                painter.setPen(QPen(CAP_COLOUR, 2, Qt.PenStyle.DashLine))
-                painter.drawLine(QPointF(x, middle), QPointF(x + 18, middle))
             else:
                 painter.setPen(Qt.PenStyle.NoPen)
                 painter.setBrush(USERS_COLOUR)

@@ -33,10 +33,10 @@ from PyQt6.QtWidgets import (
 
 from enrollment.config import ID
 from i18n import N_, _
+from provisioning.registration import ROLES_SUBSIDY
 from terminal.errors import NaiadError
 
 from .calibration_panel import fit_table
-from .merchant_form import BIND_ROLES
 from .operator_login import OperatorLogin
 from .platform_access import PlatformAccess, PlatformActions, SecretField
 from .subsidy_chart import SubsidyChart
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-SUBSIDY_ROLES = (*BIND_ROLES, "support")
-"""Who may read a subsidy: whoever binds units, and support answering a merchant's question."""
 UNIT, MERCHANT = "unit", "merchant"
 KINDS: tuple[tuple[str, str], ...] = ((UNIT, N_("Unit serial")), (MERCHANT, N_("Merchant id")))
 COLUMNS = (N_("Month"), N_("From"), N_("To"), N_("Users"), N_("Earned (yuan)"))
@@ -251,7 +249,7 @@ class SubsidyPanel(QDialog):
                 )
             )
             self.totals_label.show()
-        self.chart.show_months(months, unit.program if unit is not None else None)
+        self.chart.show_months(months)
         self.chart.setVisible(unit is not None and unit.program is not None)
 
     def retranslate(self) -> None:
@@ -278,7 +276,7 @@ class SubsidyPanels(PlatformActions):
     """The cards' "Subsidy…" action and the Bench menu's: panels and their queries (GUI thread only)."""
 
     action = "subsidy"
-    roles = SUBSIDY_ROLES
+    roles = ROLES_SUBSIDY
 
     def __init__(
         self,
@@ -324,13 +322,13 @@ class SubsidyPanels(PlatformActions):
 
     def query(self, panel: SubsidyPanel, kind: str, value: str, secret: str) -> Job | None:
         """Ask the platform for the subsidy of unit or merchant ``value`` off the GUI thread."""
-        access, held = self._access, [secret]
+        access, held, session = self._access, [secret], self._operator.session
         by = {"serial": value} if kind == UNIT else {"merchant_id": value}
 
         def work(_listener: Any) -> list[UnitSubsidy]:
             from provisioning.registration import subsidy_status
 
-            return access.call(held.pop(), lambda outbox, _config: subsidy_status(outbox, **by))
+            return access.call(held.pop(), lambda outbox, _config: subsidy_status(outbox, session=session, **by))
 
         job = Job(work, (), "subsidy status")
         job.succeeded.connect(panel.show_units)

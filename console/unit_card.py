@@ -470,7 +470,10 @@ class Bench(QWidget):
 
     @pyqtSlot(Message)
     def _on_message(self, event: Message) -> None:
-        LOG.info("%s", _("Unit {serial}: {message}", serial=event.unit, message=event.text))
+        if event.unit:
+            LOG.info("%s", _("Unit {serial}: {message}", serial=event.unit, message=event.text))
+        else:  # about the run, not one unit (earlier inventory calls sent again)
+            LOG.info("%s", event.text)
 
     def allow_camera(self, allowed: bool) -> None:
         """Whether the cards offer the camera calibration panel (the logged-in role decides)."""

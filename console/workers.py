@@ -6,7 +6,8 @@ face-pay later) is a :class:`Job` started on the :class:`Workers` pool.  A job's
 and the job's result or error, come back as the job's Qt signals.  The job is a QObject created on the
 GUI thread while the work emits from a pool thread, so Qt queues every delivery to the GUI thread:
 slots touch widgets safely.  A job may claim units; a claimed unit is busy until its step finished
-(:class:`~terminal.events.StepFinished`) or the job ended, and no other job starts on it meanwhile.
+(:class:`~terminal.events.StepFinished`) or the job ended, and no other job starts on it meanwhile.  A job that
+runs several steps on a unit (bind, activate, enroll) holds its units until it ends (``release_on="end"``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from PyQt6.QtCore import QObject, QThreadPool, pyqtSignal, pyqtSlot
 
@@ -111,12 +112,21 @@ class Job(EventSignals):
     failed = pyqtSignal(object)
     _ended = pyqtSignal(object, object)  # (result, error) from the pool thread, to Workers first
 
-    def __init__(self, work: Work, units: Iterable[str] = (), name: str = "job") -> None:
+    def __init__(
+        self,
+        work: Work,
+        units: Iterable[str] = (),
+        name: str = "job",
+        *,
+        release_on: Literal["step", "end"] = "step",
+    ) -> None:
+        """``release_on``: a unit is free again at its (first) finished step, or only when the job ends."""
         super().__init__()
         self.work: Work | None = work
         self.cancelled = False
         self.units = tuple(dict.fromkeys(units))
         self.name = name
+        self.release_on = release_on
         self.returned = threading.Event()
         """Set once the pool thread holds no reference to the job: it may then be deleted on the GUI thread."""
 
@@ -195,7 +205,7 @@ class Workers(QObject):
     @pyqtSlot(StepFinished)
     def _on_step_finished(self, event: StepFinished) -> None:
         job = self.sender()
-        if isinstance(job, Job) and self._busy.get(event.unit) is job:
+        if isinstance(job, Job) and job.release_on == "step" and self._busy.get(event.unit) is job:
             del self._busy[event.unit]
             self.busy_changed.emit()
 

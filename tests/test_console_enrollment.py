@@ -8,7 +8,9 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import gc
 import threading
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,10 +26,12 @@ import i18n
 from console.composition import Wiring
 from console.inject_run import WAITING
 from console.main_window import MainWindow
-from console.merchant_form import STEPS, MerchantForm
-from console.subsidy_chart import MONTHLY_CAPS, SubsidyChart, nice_ceiling
+from console.merchant_form import CURRENT_PROGRAM, STEPS, BindRequest, MerchantForm
+from console.platform_option import PlatformKeyMissing
+from console.subsidy_chart import SubsidyChart, axis_text, nice_ceiling
 from console.subsidy_panel import SubsidyPanel
-from console.workers import Job, UnitsBusy
+from console.unit_card import Bench
+from console.workers import EventSignals, Job, UnitsBusy, Workers
 from enrollment.config import ID, Merchant
 from enrollment.merchant_qr import MerchantQrInvalid, merchant_qr_text
 from i18n import _
@@ -36,13 +40,14 @@ from provisioning.ledger import Ledger
 from provisioning.registration import (
     STEP_ACTIVATE,
     STEP_BIND,
+    STEP_INVENTORY,
     STEP_SUBSIDY,
     EnrollmentStepResult,
     SubsidyMonth,
     UnitNotBound,
     UnitSubsidy,
 )
-from terminal.events import PhaseStarted, StepFinished
+from terminal.events import Listener, Message, PhaseStarted, Reporter, StepFinished
 
 SERIAL = "DF2A00001"
 PASSPHRASE = "plum-Passphrase-90417-zebra"
@@ -75,7 +80,7 @@ def test_the_ids_are_checked_as_typed_and_start_waits_for_valid_ones(form: Merch
     form.start_requested.connect(asked.append)
     form.start_button.click()
     assert [(r.serial, r.merchant, r.program) for r in asked] == [
-        (SERIAL, Merchant("2088000000000001", "S0001"), "2020")  # the newest program unless another is chosen
+        (SERIAL, Merchant("2088000000000001", "S0001"), None)  # the platform's current program unless one is typed
     ]
     assert PASSPHRASE not in repr(asked[0])
 
@@ -138,6 +143,48 @@ def test_the_form_ticks_each_step_from_the_events_and_says_why_one_failed(form: 
     assert form.start_button.text() == _("Run again") and form.merchant_edit.isEnabled()
 
 
+def test_the_program_is_the_platforms_current_unless_another_is_typed(
+    form: MerchantForm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert form.program_combo.currentIndex() == 0 and form.program_combo.currentText() == _(CURRENT_PROGRAM)
+    assert form.program() is None  # no program is sent: the platform's default, whatever it is now
+    form.merchant_edit.setText("2088000000000001")
+    form.store_edit.setText("S0001")
+    form.secret_edit.setText(PASSPHRASE)
+    form.program_combo.setEditText("2031")  # a program the console never heard of
+    assert form.program() == "2031" and form.request().program == "2031" and form.start_button.isEnabled()
+    form.program_combo.setEditText("20/31")
+    assert not form.start_button.isEnabled() and form.program_message.isVisible()
+    form.program_combo.setCurrentIndex(0)
+    assert form.program() is None and not form.program_message.isVisible()
+    monkeypatch.setattr(i18n, "_language", "zh_CN")
+    monkeypatch.setitem(i18n.catalog("zh_CN"), CURRENT_PROGRAM, "当前（平台默认）")
+    form.retranslate()  # the first choice is translated and stays chosen
+    assert form.program_combo.currentText() == "当前（平台默认）" and form.program() is None
+
+
+def test_a_unit_stays_busy_until_a_job_of_several_steps_on_it_ends(qtbot: Any) -> None:
+    workers = Workers()
+    release = threading.Event()
+    bound = EnrollmentStepResult(SERIAL, STEP_BIND, True, "done")
+
+    def work(listener: Listener) -> None:
+        Reporter(listener, SERIAL, STEP_BIND).finished(bound)
+        release.wait(5)  # activating: the unit is still this job's
+
+    job = Job(work, (SERIAL,), "bring live", release_on="end")
+    finished: list[StepFinished] = []
+    job.step_finished.connect(finished.append)
+    workers.start(job)
+    qtbot.waitUntil(lambda: bool(finished), timeout=5000)
+    assert workers.busy(SERIAL)
+    with pytest.raises(UnitsBusy):
+        workers.start(Job(lambda _listener: None, (SERIAL,), "flash"))
+    with qtbot.waitSignal(job.succeeded, timeout=5000):
+        release.set()
+    assert not workers.busy(SERIAL) and workers.shutdown()
+
+
 def test_closing_the_form_forgets_the_passphrase(form: MerchantForm) -> None:
     form.secret_edit.setText(PASSPHRASE)
     form.close()
@@ -184,8 +231,7 @@ def test_the_panel_shows_a_units_months_totals_and_chart(qtbot: Any) -> None:
         cap_left=Decimal("583.00"),
         months=2,
     )
-    assert not panel.unit_combo.isVisible() and panel.chart.isVisible()
-    assert panel.chart.cap == MONTHLY_CAPS["2020"] and len(panel.chart.months) == 3
+    assert not panel.unit_combo.isVisible() and panel.chart.isVisible() and len(panel.chart.months) == 3
 
 
 def test_a_merchants_units_get_a_chooser_and_the_merchants_total(qtbot: Any) -> None:
@@ -223,22 +269,34 @@ def test_an_axis_top_is_round_and_holds_the_value(value: float) -> None:
     assert any(abs(mantissa - step) < 1e-6 for step in (1.0, 2.0, 2.5, 5.0, 10.0))
 
 
+@given(st.lists(st.integers(min_value=0, max_value=10**7), min_size=1, max_size=5))
+def test_the_users_axis_counts_whole_users(users: list[int]) -> None:
+    chart = SubsidyChart()
+    chart.months = tuple(month(index, count, "0.00") for index, count in enumerate(users, 1))
+    top = chart.users_top()
+    assert top >= max(users) and top % SubsidyChart.TICKS == 0 and top <= max(4 * SubsidyChart.TICKS, 3 * max(users))
+
+
+def test_the_yuan_ticks_read_as_their_value() -> None:
+    assert [axis_text(5 * i / SubsidyChart.TICKS) for i in range(5)] == ["0", "1.25", "2.5", "3.75", "5"]
+
+
 @pytest.mark.parametrize("language", ["en", "zh_CN"])
-def test_the_chart_paints_bars_under_the_cap_line_and_the_users(
+def test_the_chart_paints_the_earnings_bars_and_the_users(
     qtbot: Any, monkeypatch: pytest.MonkeyPatch, language: str
 ) -> None:
     monkeypatch.setattr(i18n, "_language", language)
     chart = SubsidyChart()
     qtbot.addWidget(chart)
     chart.resize(520, 260)
-    chart.show_months(unit_subsidy().months, "2020")
+    chart.show_months(unit_subsidy().months)
     assert chart.yuan_top() >= 800 and chart.users_top() >= 1143
     image = QImage(chart.size(), QImage.Format.Format_RGB32)
     chart.render(image)
     colours = {image.pixelColor(x, y).name() for x in range(0, 520, 2) for y in range(0, 260, 2)}
     assert QColor("#1565c0").name() in colours  # earnings bars
     assert QColor("#ef6c00").name() in colours  # users
-    assert QColor("#c62828").name() in colours  # the monthly cap
+    assert QColor("#c62828").name() not in colours  # no cap line: the console holds no program's terms
 
 
 # -- the cards' actions, by role ----------------------------------------------------------------------------
@@ -317,3 +375,73 @@ def test_a_unit_busy_with_another_job_is_not_bound_and_its_card_keeps_that_job(
     busy = UnitsBusy(serials=SERIAL)
     assert not form.running and form.foot.hint_label.text() == f"{_('The run stopped:')} {busy} {busy.remedy_text}"
     assert card.step_label.text() == _(WAITING) and card.error is None  # the other job's card, untouched
+
+
+def holders(text: str) -> list[object]:
+    """The cells, containers and bind requests that still refer to ``text`` (strings themselves are not tracked)."""
+    gc.collect()
+    found: list[object] = []
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "cell":
+            try:
+                values: Any = [obj.cell_contents]
+            except ValueError:  # an empty cell
+                continue
+        elif isinstance(obj, BindRequest):
+            values = [obj.secret]
+        elif isinstance(obj, list | tuple):
+            values = obj
+        elif isinstance(obj, dict):
+            values = obj.values()
+        else:
+            continue
+        for value in values:  # a loop, not a generator: its closure's cell would hold ``text`` too
+            if isinstance(value, str) and value == text:
+                found.append(obj)
+                break
+    return found
+
+
+def test_nothing_holds_the_passphrase_once_the_bind_ended(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_in(qtbot, window, "ivy")
+    secret = f"plum-Passphrase-{uuid.uuid4().hex}"  # made here: no constant holds it
+    fingerprint = hash(secret)
+    arrived: list[bool] = []
+
+    class Access:  # refuses as a station without its platform key would, after the secret reached it
+        def call(self, typed: str, _use: Any) -> Any:
+            arrived.append(hash(typed) == fingerprint)
+            raise PlatformKeyMissing(label="platform-2026000000000001")
+
+    window.merchants._access = Access()  # type: ignore[assignment]
+    started: list[Job] = []
+    start = window.workers.start
+
+    def recorded(job: Job) -> Job:
+        started.append(job)
+        return start(job)
+
+    monkeypatch.setattr(window.workers, "start", recorded)
+    form = window.merchants.open_for(SERIAL)
+    assert form is not None
+    form.merchant_edit.setText("2088000000000001")
+    form.store_edit.setText("S0001")
+    form.secret_edit.setText(secret)
+    form.start_button.click()
+    qtbot.waitUntil(lambda: not form.running, timeout=5000)
+    assert arrived == [True] and "platform-2026000000000001" in form.foot.hint_label.text()
+    assert holders(secret) == []  # the job's slots keep the request: without its secret
+    assert [job.release_on for job in started] == ["end"]  # the unit stays busy through bind, activate, enroll
+
+
+def test_a_message_about_the_whole_run_is_logged_without_a_unit(qtbot: Any, caplog: pytest.LogCaptureFixture) -> None:
+    bench = Bench()
+    qtbot.addWidget(bench)
+    signals = EventSignals()
+    bench.follow(signals)
+    text = "Earlier inventory calls sent again: 1 done, 0 refused, 0 still waiting."
+    with caplog.at_level("INFO", logger="console.unit_card"):
+        signals.message.emit(Message("", STEP_INVENTORY, text))  # register_inventory's word on the outbox
+    assert [record.getMessage() for record in caplog.records] == [text]

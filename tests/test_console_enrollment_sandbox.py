@@ -11,8 +11,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import json
 import shutil
+import sqlite3
 import ssl
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -43,6 +45,7 @@ from provisioning.station import Station
 SERIAL = "DF2A00077"
 PASSPHRASE = "plum-Passphrase-90417-zebra"
 PASSWORD = "ivy-Secret-2290"
+OPERATOR_PASSWORD = "olga-Secret-2290"
 WAIT_MS = 20000
 
 
@@ -88,10 +91,13 @@ def window(qtbot: Any, platform: Platform, tmp_path: Path, monkeypatch: pytest.M
     shutil.copyfile(platform.keystore, default_path())  # the station's own store, in this test's data directory
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}", station="bench-1")
     ops.add_operator(ledger, None, "root", "admin", "root-Secret-8731")
-    ops.add_operator(ledger, ops.login(ledger, "root", "root-Secret-8731"), "ivy", "installer", PASSWORD)
+    admin = ops.login(ledger, "root", "root-Secret-8731")
+    ops.add_operator(ledger, admin, "ivy", "installer", PASSWORD)
+    ops.add_operator(ledger, admin, "olga", "operator", OPERATOR_PASSWORD)
     station = Station(IdleDiscovery(), ledger=ledger)  # type: ignore[arg-type]
     with SoftwareKeyStore(PASSPHRASE) as store, open_outbox(station, None, store) as outbox:  # the distributor's
-        (registered,) = register_inventory(outbox, "2088000000000100", [UnitToRegister(SERIAL, "DF2")])
+        units = [UnitToRegister(SERIAL, "DF2")]
+        (registered,) = register_inventory(outbox, "2088000000000100", units, session=admin)
     assert registered.ok
     win = MainWindow(Wiring(Path("/nonexistent-sim")), make_discovery=IdleDiscovery, make_station=lambda: station)
     qtbot.addWidget(win)
@@ -127,7 +133,7 @@ def test_an_installer_binds_activates_and_enrolls_a_unit_from_its_card(
     noodle_bar = next(m for m in platform.view("merchants") if m["merchant_id"] == "2088000000000001")
     form.qr_edit.setText(noodle_bar["stores"][1]["qr_text"])  # as scanned at the store S0002
     assert (form.merchant_edit.text(), form.store_edit.text()) == ("2088000000000001", "S0002")
-    form.program_combo.setCurrentIndex(form.program_combo.findData("2019"))
+    form.program_combo.setEditText("2019")  # typed: the console keeps no list of the platform's programs
     assert not form.start_button.isEnabled()  # the passphrase is not in the environment: it must be typed
     form.secret_edit.setText(PASSPHRASE)
     form.start_button.click()
@@ -146,6 +152,10 @@ def test_an_installer_binds_activates_and_enrolls_a_unit_from_its_card(
         "2019",
     )
     assert PASSPHRASE not in "\n".join(window.log_pane.lines())
+    ledger = window.stations.get().ledger
+    for method in (Method.DEVICE_BIND, Method.DEVICE_ACTIVATE, Method.SUBSIDY_ENROLL):
+        call = ledger.find_platform_call(method, SERIAL, state="done")
+        assert call is not None and call.operator == "ivy"  # the installer logged in, not nobody
 
     form.close()
     window.merchants.open_for(SERIAL)
@@ -205,3 +215,71 @@ def test_the_subsidy_panel_reads_a_merchants_units(qtbot: Any, window: MainWindo
     panel.show_button.click()
     qtbot.waitUntil(lambda: not panel.loading, timeout=WAIT_MS)
     assert panel.status_label.isVisible() and panel.status_label.property("failed") is True
+
+
+def log_in_as(qtbot: Any, window: MainWindow, name: str, password: str) -> None:
+    window.operator.logout_action.trigger()
+    window.operator.login_action.trigger()
+    dialog = window.operator.dialog
+    assert dialog is not None
+    dialog.name_edit.setText(name)
+    dialog.password_edit.setText(password)
+    dialog.login_button.click()
+    qtbot.waitUntil(lambda: window.operator.session is not None, timeout=WAIT_MS)
+
+
+def test_an_operator_registers_the_bench_in_inventory_and_each_card_shows_its_answer(
+    qtbot: Any, window: MainWindow, platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not window.inventory.action.isVisible()  # an installer registers no inventory
+    log_in_as(qtbot, window, "olga", OPERATOR_PASSWORD)
+    assert window.inventory.action.isVisible() and window.inventory.resume_action.isVisible()
+    for port, serial in enumerate(("DF2A00201", "DF2A00202"), 2):
+        window.bench.device_added(device(serial, port))
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    dialog = window.inventory.open_dialog()
+    assert dialog is not None and dialog.start_button.isEnabled()
+    assert dialog.picker.selected_serials() == [SERIAL, "DF2A00201", "DF2A00202"]  # every card, ticked
+    runs: list[Any] = []
+    window.inventory.run_finished.connect(runs.append)
+    dialog.start_button.click()
+    assert all(window.workers.busy(serial) for serial in ("DF2A00201", "DF2A00202"))  # one job, a claim per unit
+    qtbot.waitUntil(lambda: bool(runs), timeout=WAIT_MS)
+    assert {serial: result.status for serial, result in runs[0].results.items()} == {
+        SERIAL: "already-registered",  # the distributor registered it in the fixture
+        "DF2A00201": "registered",
+        "DF2A00202": "registered",
+    }
+    card = window.bench.card("DF2A00201")
+    assert card is not None and not card.in_job and not window.workers.busy_units()
+    assert card.step_label.text() == _("Registered in the distributor's inventory")
+    owners = {unit["serial"]: unit["inventory_owner"] for unit in platform.view("devices")}
+    assert owners["DF2A00201"] == owners["DF2A00202"] == "2088000000000100"
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        rows = db.execute("SELECT operator, state FROM platform_calls WHERE method = ?", (Method.INVENTORY_REGISTER,))
+        assert sorted(rows) == [("olga", "done"), ("root", "done")]  # the console's call names olga; the fixture's root
+
+
+def test_calls_an_outage_left_waiting_are_sent_from_the_console(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = window.stations.get().ledger
+    number = uuid.uuid4().hex
+    biz = {
+        "out_request_no": number,
+        "supplier_id": "2088000000000100",
+        "devices": [{"serial": "DF2A00301", "model": "DF2"}],
+    }
+    ledger.add_platform_call(Method.INVENTORY_REGISTER, number, biz)  # written, never answered: the network was down
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    dialog = window.inventory.open_resume()  # the installer may send what waits
+    assert dialog is not None and dialog.start_button.isEnabled()
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=WAIT_MS)
+    assert dialog.report is not None, dialog.foot.hint_label.text()
+    assert (dialog.report.done, dialog.report.refused, dialog.report.pending) == (1, 0, 0)
+    record = ledger.platform_call(number)
+    assert record is not None and record.state == "done"
+    assert dialog.foot.hint_label.text() == _(
+        "Waiting platform calls: {done} done, {refused} refused, {pending} still waiting", done=1, refused=0, pending=0
+    )
