@@ -26,9 +26,8 @@ from .unit_card import Bench
 from .workers import StationProvider, Workers
 
 if TYPE_CHECKING:
-    from provisioning.outbox import Outbox
-
     from enrollment.config import PlatformConfig
+    from provisioning.outbox import Outbox
 
 T = TypeVar("T")
 
