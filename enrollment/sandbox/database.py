@@ -12,10 +12,10 @@ SQLite keeps no time zone: times are written in UTC and every loaded row's times
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import logging
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,13 +83,25 @@ class Database:
 
 def _lock(path: Path) -> int:
     """The descriptor of ``<path>.lock``, locked exclusively for this sandbox (DatabaseInUse if another has it)."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, OWNER_ONLY)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), OWNER_ONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        _lock_exclusively(fd)
+    except OSError:  # held by another process (BlockingIOError on POSIX, EACCES/EDEADLOCK on Windows)
         os.close(fd)
         raise DatabaseInUse(str(path)) from None
     return fd
+
+
+def _lock_exclusively(fd: int) -> None:
+    """Take the lock file without waiting: flock on POSIX, a byte-range lock on Windows (an installer's laptop)."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _owner_only(path: Path) -> None:
