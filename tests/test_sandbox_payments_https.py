@@ -76,15 +76,23 @@ def test_a_live_units_face_payment_shows_in_its_subsidy_status(station: Station)
     assert device["subsidy_program"] == "2019"
 
 
-def test_the_face_token_is_kept_nowhere_and_a_repeated_verify_is_refused(station: Station, sandbox: Sandbox) -> None:
+def test_a_repeated_verify_answers_a_fresh_token_and_the_earlier_one_stops(station: Station, sandbox: Sandbox) -> None:
     opened = station.call(Method.FACE_SESSION_INITIALIZE, {"out_request_no": "open-kept", **AT_STORE})
     verify = {"out_request_no": "verify-kept", "session_id": opened["session_id"], "serial": SERIAL}
     verify["face_id"] = BUYER_FACE_ID
-    token = station.call(Method.FACE_SESSION_VERIFY, verify)["ftoken"]
-    again = station.call(Method.FACE_SESSION_VERIFY, verify)  # the first reply lost: the token is not kept for it
-    assert (again["code"], again["sub_code"], again["out_request_no"]) == ("40004", "SESSION_INVALID", "verify-kept")
+    first = station.call(Method.FACE_SESSION_VERIFY, verify)
+    again = station.call(Method.FACE_SESSION_VERIFY, verify)  # the first reply lost: the same answer, a fresh token
+    assert again["code"] == "10000" and again["ftoken"] != first["ftoken"]
+    assert {**again, "ftoken": ""} == {**first, "ftoken": ""}
+    pay = {"scene": "face", "total_amount": "0.01", "subject": "Noodles", **AT_STORE}
+    old = station.call(Method.TRADE_PAY, {**pay, "out_trade_no": "kept-1", "auth_code": first["ftoken"]})
+    assert old["sub_code"] == "AUTH_CODE_INVALID"
+    paid = station.call(Method.TRADE_PAY, {**pay, "out_trade_no": "kept-2", "auth_code": again["ftoken"]})
+    assert paid["code"] == "10000"
+    late = station.call(Method.FACE_SESSION_VERIFY, verify)  # the token paid: no fresh one
+    assert (late["code"], late["sub_code"], late["out_request_no"]) == ("40004", "SESSION_INVALID", "verify-kept")
     with sqlite3.connect(str(sandbox._database.engine.url.database)) as db:
-        assert not any(token in line for line in db.iterdump())
+        assert not any(first["ftoken"] in line or again["ftoken"] in line for line in db.iterdump())
 
 
 def test_a_refund_retried_naming_its_trade_the_other_way_is_the_same_refund(station: Station) -> None:

@@ -4,7 +4,7 @@ Idempotency is generic: for a method with a request number (gateway.REQUEST_NUMB
 stored in the handler's own transaction, so a repeat with the same content gets it again and changes nothing,
 and a repeat with other content is refused (``isv.duplicate-request-no``).  Refusals roll back and are not stored.
 A reply holding a single-use secret (:data:`SECRET_REPLIES`: the face token) is stored with the secret's SHA-256
-only, and a repeat is refused rather than answered without it.
+only; a repeat is answered with a fresh secret that replaces the earlier one (the first reply may have been lost).
 A handler that fails unexpectedly rolls back too and is answered ``isp.unknown-error``, never with a traceback.
 """
 
@@ -16,6 +16,8 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from ..config import ID
 from ..gateway import (
@@ -32,6 +34,7 @@ from ..gateway import (
 from .auth import Authenticated, authenticate, parse_biz
 from .database import Database
 from .models import Idempotency
+from .payments import reissue_ftoken
 from .registry import HANDLERS, Call, Refused
 
 LOG = logging.getLogger(__name__)
@@ -65,14 +68,14 @@ def reply_key(form: Mapping[str, str]) -> str:
     return response_key(method) if method in set(Method) else ERROR_RESPONSE_KEY
 
 
-SECRET_REPLIES: dict[Method, tuple[str, Refused]] = {
-    Method.FACE_SESSION_VERIFY: (
-        "ftoken",
-        Refused("SESSION_INVALID", "the session's face token was issued once; open a new face session"),
-    ),
-}
+Reissue = Callable[[Session, str, dt.datetime], str]
+"""``(session, digest, now) -> secret``: a fresh secret in place of the one whose SHA-256 is ``digest``, the
+earlier one invalidated, or :class:`Refused`."""
+
+SECRET_REPLIES: dict[Method, tuple[str, Reissue]] = {Method.FACE_SESSION_VERIFY: ("ftoken", reissue_ftoken)}
 """Reply members that are single-use secrets: the stored reply keeps only their SHA-256, so a repeat of the
-request cannot be answered again and is refused as given here."""
+request is answered with the stored reply holding a fresh secret from the given reissue, the earlier one
+invalidated; no table ever holds the secret itself."""
 
 
 SELF_IDEMPOTENT = frozenset({Method.TRADE_REFUND})
@@ -136,9 +139,13 @@ class Gateway:
                 None if number is None else session.get(Idempotency, (request.app_id, request.method.value, number))
             )
             if stored is not None and stored.fingerprint == fingerprint:
+                reply: dict[str, Any] = json.loads(stored.response)
                 if secret is not None:
-                    raise secret[1]
-                return json.loads(stored.response)  # type: ignore[no-any-return]  # a stored object
+                    field, reissue = secret
+                    fresh = reissue(session, str(reply[field]), now)
+                    stored.response = canonical_json({**reply, field: _digest(fresh)})
+                    reply[field] = fresh
+                return reply
             if stored is not None and request.method not in SELF_IDEMPOTENT:
                 raise Refused(
                     SubCode.DUPLICATE_REQUEST_NO,
@@ -150,7 +157,7 @@ class Gateway:
             if number is not None and stored is None:
                 kept = dict(response)
                 if secret is not None:
-                    kept[secret[0]] = hashlib.sha256(str(kept[secret[0]]).encode()).hexdigest()
+                    kept[secret[0]] = _digest(str(kept[secret[0]]))
                 session.add(
                     Idempotency(
                         app_id=request.app_id,
@@ -162,6 +169,10 @@ class Gateway:
                     )
                 )
             return response
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _echo(form: Mapping[str, str]) -> dict[str, str]:

@@ -115,10 +115,25 @@ def verify_face(call: Call) -> dict[str, Any]:
     buyer = call.session.scalars(select(Buyer).where(Buyer.face_id == face_id)).first()
     if buyer is None:
         raise Refused("FACE_NOT_RECOGNISED", "the face is not one of a known buyer")
-    ftoken = "ftk" + secrets.token_urlsafe(24)
+    ftoken = new_ftoken()
     face.ftoken_digest, face.buyer_id = ftoken_digest(ftoken), buyer.buyer_id
     face.ftoken_expires = call.now + TOKEN_LIFETIME
     return {"out_request_no": number, "ftoken": ftoken, "expires": time_text(face.ftoken_expires)}
+
+
+def new_ftoken() -> str:
+    return "ftk" + secrets.token_urlsafe(24)
+
+
+def reissue_ftoken(session: Session, digest: str, now: dt.datetime) -> str:
+    """A fresh face token in place of the one whose SHA-256 is ``digest``, for a repeated verify (its reply was
+    lost): the earlier token stops working and the fresh one keeps its expiry.  Refused once it paid or expired."""
+    face = session.scalars(select(FaceSession).where(FaceSession.ftoken_digest == digest)).first()
+    if face is None or face.ftoken_used is not None or face.ftoken_expires is None or now >= face.ftoken_expires:
+        raise Refused("SESSION_INVALID", "the session's face token was used or has expired; open a new face session")
+    ftoken = new_ftoken()
+    face.ftoken_digest = ftoken_digest(ftoken)
+    return ftoken
 
 
 @handles(Method.TRADE_PAY)
