@@ -20,7 +20,7 @@ from sandbox_station import SUPPLIER_ID, Station
 import console.cli_platform_serve as serve_module
 from console.cli_root import cli
 from enrollment.gateway import Method
-from enrollment.sandbox.database import Database
+from enrollment.sandbox.database import Database, DatabaseInUse
 from enrollment.sandbox.server import (
     Sandbox,
     SandboxDatabaseForeign,
@@ -59,6 +59,17 @@ def test_a_second_sandbox_on_the_same_database_is_refused(made: Path) -> None:
     with Sandbox.start(made), pytest.raises(SandboxDatabaseInUse) as caught:
         Sandbox.start(made)
     assert "another sandbox" in str(caught.value) and caught.value.remedy_text
+
+
+def test_a_second_sandbox_through_a_symlink_to_the_database_is_refused(made: Path) -> None:
+    link = made.parent / "link.db"
+    link.symlink_to(made)
+    first = Database(made)
+    try:
+        with pytest.raises(DatabaseInUse):
+            Database(link)
+    finally:
+        first.close()
 
 
 def test_writes_from_two_connections_queue_instead_of_failing(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 The file holds the sandbox platform's private keys (tls.py), so it and its ``-wal``/``-shm`` files are made
 owner-only (0600) and a more open existing file is narrowed.  One sandbox uses a file at a time: an exclusive
-lock on ``<db>.lock`` refuses a second one (:class:`DatabaseInUse`).  A file the sandbox did not make (no
-:data:`APPLICATION_ID`) is refused rather than rewritten (:class:`NotASandboxDatabase`).
+lock on ``<db>.lock``, ``<db>`` resolved (symlinks followed), refuses a second one (:class:`DatabaseInUse`).
+A file the sandbox did not make (no :data:`APPLICATION_ID`) is refused rather than rewritten
+(:class:`NotASandboxDatabase`).
 Writes are serialised by a lock around each write transaction, and each begins ``IMMEDIATE`` (it takes the
 file's write lock before reading, so it waits on the busy timeout instead of failing on a stale snapshot).
 SQLite keeps no time zone: times are written in UTC and every loaded row's times are made aware UTC again.
@@ -50,6 +51,7 @@ class Database:
     """The engine over one SQLite file, its schema created on opening; :meth:`close` releases the file."""
 
     def __init__(self, path: Path) -> None:
+        path = Path(path).resolve()  # the file, not the spelling: a symlink or `..` takes the same lock
         self._lock_fd = _lock(path)
         try:
             os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, OWNER_ONLY))  # a new file: owner-only
