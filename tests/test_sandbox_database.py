@@ -5,6 +5,7 @@ Also the ``naiad platform serve`` refusals of a bad ``--host`` and of a station 
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import sqlite3
@@ -16,8 +17,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from sandbox_station import SUPPLIER_ID, Station
+from sqlalchemy.exc import DBAPIError
 
 import console.cli_platform_serve as serve_module
+import enrollment.sandbox.server as server_module
 from console.cli_root import cli
 from enrollment.gateway import Method
 from enrollment.sandbox.database import Database, DatabaseInUse
@@ -148,3 +151,34 @@ def test_a_wildcard_host_is_served_with_a_warning_that_it_names_only_this_machin
     result = naiad("--port", "0", "--db", str(tmp_path / "p.db"), "--host", "0.0.0.0")
     assert result.exit_code == 0, result.output
     assert "https://127.0.0.1:" in result.output and "every network interface (0.0.0.0)" in result.output
+
+
+def test_a_directory_as_the_database_is_refused_with_a_translatable_reason(tmp_path: Path) -> None:
+    with pytest.raises(SandboxDatabaseUnusable) as caught:
+        Sandbox.start(tmp_path)
+    assert caught.value.params["reason"] == "the path is a directory"  # not the bare errno name EISDIR
+
+
+def sqlite_error(tmp_path: Path, content: bytes | None) -> sqlite3.Error:
+    """The error SQLite raises reading ``tmp_path/x.db`` holding ``content`` (None: the path is a directory)."""
+    path = tmp_path / "x.db"
+    path.mkdir() if content is None else path.write_bytes(content)
+    with pytest.raises(sqlite3.Error) as caught:
+        sqlite3.connect(path).execute("SELECT * FROM sqlite_master").fetchall()
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "the database file cannot be opened"), (b"not a database" * 100, "the file is not a database")],
+)
+def test_sqlite_refusals_are_given_translatable_reasons(tmp_path: Path, content: bytes | None, reason: str) -> None:
+    error = sqlite_error(tmp_path, content)
+    assert server_module._database_reason(error) == reason
+    wrapped = DBAPIError("SELECT", None, error)
+    assert server_module._database_reason(wrapped) == reason
+
+
+def test_an_unmapped_system_refusal_is_given_the_generic_translatable_reason() -> None:
+    assert server_module._os_reason(OSError(errno.EXDEV, "cross-device link")) == server_module.OTHER_REASON
+    assert server_module._database_reason(sqlite3.InterfaceError("bad")) == server_module.OTHER_REASON

@@ -38,6 +38,8 @@ from .models import App
 from .seed import APP_ID, SUPPLIER_ID, TEST_MERCHANT, seed
 from .tls import Credentials, credentials
 
+LOG = logging.getLogger(__name__)
+
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 GRACE_SECONDS = 1.0
@@ -274,25 +276,55 @@ def _open(path: Path, host: str, clock: Callable[[], dt.datetime]) -> tuple[Data
         raise
 
 
+OS_REASONS = {
+    errno.EADDRINUSE: N_("the port is in use"),
+    errno.EACCES: N_("permission denied"),
+    errno.EPERM: N_("permission denied"),
+    errno.ENOENT: N_("no such file or directory"),
+    errno.EROFS: N_("the file system is read-only"),
+    errno.EADDRNOTAVAIL: N_("the address is not one of this machine's"),
+    errno.EISDIR: N_("the path is a directory"),
+    errno.ENOTDIR: N_("a part of the path is not a directory"),
+    errno.ENOSPC: N_("the disk is full"),
+    errno.ELOOP: N_("the path has too many symbolic links"),
+    errno.ENAMETOOLONG: N_("the path is too long"),
+}
+"""Translatable reasons for the system's refusals, by errno."""
+
+DATABASE_REASONS = {
+    sqlite3.SQLITE_BUSY: N_("the database is locked by another program"),
+    sqlite3.SQLITE_LOCKED: N_("the database is locked by another program"),
+    sqlite3.SQLITE_CANTOPEN: N_("the database file cannot be opened"),
+    sqlite3.SQLITE_CORRUPT: N_("the database file is damaged"),
+    sqlite3.SQLITE_NOTADB: N_("the file is not a database"),
+    sqlite3.SQLITE_FULL: N_("the disk is full"),
+    sqlite3.SQLITE_READONLY: N_("the database file is read-only"),
+    sqlite3.SQLITE_PERM: N_("permission denied"),
+    sqlite3.SQLITE_IOERR: N_("the disk could not be read or written"),
+}
+"""Translatable reasons for SQLite's refusals, by primary result code."""
+
+OTHER_REASON = N_("the system refused it (details are in the log)")
+
+
 def _database_reason(exc: Exception) -> str:
+    """A translatable reason for a refusal by SQLite or a damaged stored key (never SQLite's English text)."""
     if isinstance(exc, ValueError | TypeError | UnsupportedAlgorithm):  # tls.py: a stored PEM that does not load
         return N_("a stored platform key or certificate is damaged")
-    if isinstance(exc, DBAPIError):
-        return str(exc.orig)
-    return str(exc) if isinstance(exc, sqlite3.Error) else type(exc).__name__
+    error = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(error, "sqlite_errorcode", None)
+    reason = DATABASE_REASONS.get(code & 0xFF) if isinstance(code, int) else None  # the primary result code
+    return reason or _other(exc)
 
 
 def _os_reason(exc: OSError) -> str:
-    """A translatable reason for a refusal by the system (its errno's name when there is no better one)."""
-    reasons = {
-        errno.EADDRINUSE: N_("the port is in use"),
-        errno.EACCES: N_("permission denied"),
-        errno.EPERM: N_("permission denied"),
-        errno.ENOENT: N_("no such file or directory"),
-        errno.EROFS: N_("the file system is read-only"),
-        errno.EADDRNOTAVAIL: N_("the address is not one of this machine's"),
-    }
-    return reasons.get(exc.errno or 0) or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    """A translatable reason for a refusal by the system (never its English text or errno name)."""
+    return OS_REASONS.get(exc.errno or 0) or _other(exc)
+
+
+def _other(exc: Exception) -> str:
+    LOG.warning("sandbox platform: refused by the system: %r", exc)
+    return OTHER_REASON
 
 
 def _listen(host: str, port: int) -> socket.socket:
