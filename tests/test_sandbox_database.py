@@ -5,14 +5,17 @@ Also the ``naiad platform serve`` refusals of a bad ``--host`` and of a station 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -23,12 +26,14 @@ import console.cli_platform_serve as serve_module
 import enrollment.sandbox.server as server_module
 from console.cli_root import cli
 from enrollment.gateway import Method
-from enrollment.sandbox.database import Database, DatabaseInUse
+from enrollment.sandbox.database import Database, DatabaseClosed, DatabaseInUse
+from enrollment.sandbox.registry import HANDLERS, Call
 from enrollment.sandbox.server import (
     Sandbox,
     SandboxDatabaseForeign,
     SandboxDatabaseInUse,
     SandboxDatabaseUnusable,
+    SandboxDidNotStop,
     SandboxHostInvalid,
 )
 
@@ -182,3 +187,56 @@ def test_sqlite_refusals_are_given_translatable_reasons(tmp_path: Path, content:
 def test_an_unmapped_system_refusal_is_given_the_generic_translatable_reason() -> None:
     assert server_module._os_reason(OSError(errno.EXDEV, "cross-device link")) == server_module.OTHER_REASON
     assert server_module._database_reason(sqlite3.InterfaceError("bad")) == server_module.OTHER_REASON
+
+
+def test_the_database_and_its_lock_are_kept_while_a_handler_thread_still_uses_it(made: Path) -> None:
+    database = Database(made)
+    entered, release = threading.Event(), threading.Event()
+
+    def handler() -> None:
+        with database.write():
+            entered.set()
+            release.wait()
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(handler)
+        entered.wait()
+        assert not database.close()  # the handler still writes: the file and its lock are kept
+        with pytest.raises(DatabaseInUse):
+            Database(made)
+        with pytest.raises(DatabaseClosed), database.read():
+            pass  # no new session once closing
+        release.set()
+        running.result()
+    assert database.close()
+    Database(made).close()
+
+
+def test_a_stop_with_a_handler_still_running_reports_it_and_keeps_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(call: Call) -> dict[str, Any]:
+        entered.set()
+        release.wait()
+        return {}
+
+    monkeypatch.setitem(HANDLERS, Method.INVENTORY_REGISTER, stuck)
+    monkeypatch.setattr(server_module, "GRACE_SECONDS", 0.0)
+    path = tmp_path / "platform.db"
+    sandbox = Sandbox.start(path)
+    station = Station(sandbox, tmp_path)
+    biz = {"out_request_no": "R1", "supplier_id": SUPPLIER_ID, "devices": [{"serial": "DB1", "model": "DF2"}]}
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(station.call, Method.INVENTORY_REGISTER, biz)
+        entered.wait()
+        with pytest.raises(SandboxDidNotStop):
+            sandbox.stop()
+        with pytest.raises(SandboxDatabaseInUse):
+            Sandbox.start(path)
+        release.set()
+        with contextlib.suppress(Exception):
+            sent.result()  # the connection was closed with nothing sent
+    station.close()
+    assert sandbox._database.close(wait=10.0)  # the handler thread ends once released

@@ -4,7 +4,8 @@ The file holds the sandbox platform's private keys (tls.py), so it and its ``-wa
 owner-only (0600) and a more open existing file is narrowed.  One sandbox uses a file at a time: an exclusive
 lock on ``<db>.lock``, ``<db>`` resolved (symlinks followed), refuses a second one (:class:`DatabaseInUse`).
 A file the sandbox did not make (no :data:`APPLICATION_ID`) is refused rather than rewritten
-(:class:`NotASandboxDatabase`).
+(:class:`NotASandboxDatabase`).  :meth:`Database.close` waits for sessions under way (a handler thread can
+outlive the server) before it releases the file and its lock.
 Writes are serialised by a lock around each write transaction, and each begins ``IMMEDIATE`` (it takes the
 file's write lock before reading, so it waits on the busy timeout instead of failing on a stale snapshot).
 SQLite keeps no time zone: times are written in UTC and every loaded row's times are made aware UTC again.
@@ -43,6 +44,10 @@ class DatabaseInUse(Exception):
     """Another sandbox holds the database's lock file."""
 
 
+class DatabaseClosed(Exception):
+    """A session was asked for after the sandbox began to stop."""
+
+
 class NotASandboxDatabase(Exception):
     """The file is an SQLite database (or something else) the sandbox did not make."""
 
@@ -62,6 +67,8 @@ class Database:
             event.listen(self.engine, "begin", _on_begin)
             self._writer = self.engine.execution_options(**{IMMEDIATE: True})
             self._write_lock = threading.Lock()
+            self._busy = threading.Condition()
+            self._sessions, self._closing = 0, False
             Base.metadata.create_all(self.engine)
         except BaseException:
             os.close(self._lock_fd)
@@ -70,17 +77,44 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose transaction commits when the block ends and rolls back when it raises."""
-        with self._write_lock, Session(self._writer, expire_on_commit=False) as session, session.begin():
+        with (
+            self._counted(),
+            self._write_lock,
+            Session(self._writer, expire_on_commit=False) as session,
+            session.begin(),
+        ):
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with Session(self.engine) as session, session.begin():
+        with self._counted(), Session(self.engine) as session, session.begin():
             yield session
 
-    def close(self) -> None:
+    def close(self, wait: float = 0.0) -> bool:
+        """Release the file once no session is under way (a handler thread may outlive the server's), waiting up
+        to ``wait`` seconds for them; new sessions are refused from now on (DatabaseClosed).  False, and the
+        file and its lock kept, if sessions are still under way then."""
+        with self._busy:
+            self._closing = True
+            if not self._busy.wait_for(lambda: self._sessions == 0, wait):
+                return False
         self.engine.dispose()
         os.close(self._lock_fd)
+        return True
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count a session under way for :meth:`close`, or refuse it once the database is closing."""
+        with self._busy:
+            if self._closing:
+                raise DatabaseClosed()
+            self._sessions += 1
+        try:
+            yield
+        finally:
+            with self._busy:
+                self._sessions -= 1
+                self._busy.notify_all()
 
 
 def _lock(path: Path) -> int:

@@ -232,16 +232,16 @@ class Sandbox:
 
     def stop(self) -> None:
         """Stop serving: requests under way get GRACE_SECONDS more than a latency spike to finish; then the
-        connections still open are closed with nothing sent (app.py).  SandboxDidNotStop if the server
-        thread is still alive after that (the database is then left open under it)."""
+        connections still open are closed with nothing sent (app.py), and handlers still running in worker
+        threads get GRACE_SECONDS more before the database is closed.  SandboxDidNotStop if the server thread or
+        a handler is still running after that (the database and its lock are then left open under it)."""
         faults = self._plan.faults
         self._server.should_exit = True
         self._thread.join(GRACE_SECONDS + (faults.latency_seconds if faults.latency_rate > 0 else 0.0))
         self._server.force_exit = True  # an idle TLS connection a client has not closed would hold it
         self._thread.join(STOP_TIMEOUT_SECONDS)
-        if self._thread.is_alive():
+        if self._thread.is_alive() or not self._database.close(wait=GRACE_SECONDS):
             raise SandboxDidNotStop()
-        self._database.close()
 
     def __enter__(self) -> Sandbox:
         return self
