@@ -5,6 +5,7 @@ Also the ``naiad platform serve`` refusals of a bad ``--host`` and of a station 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import itertools
@@ -15,7 +16,8 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner, Result
@@ -25,8 +27,12 @@ from sqlalchemy.exc import DBAPIError
 import console.cli_platform_serve as serve_module
 import enrollment.sandbox.server as server_module
 from console.cli_root import cli
-from enrollment.gateway import Method
+from enrollment.gateway import GATEWAY_PATH, Method
+from enrollment.sandbox.app import build_app
+from enrollment.sandbox.auth import FORM_TYPE
 from enrollment.sandbox.database import Database, DatabaseClosed, DatabaseInUse
+from enrollment.sandbox.dispatch import Gateway
+from enrollment.sandbox.faults import Draw, FaultPlan
 from enrollment.sandbox.registry import HANDLERS, Call
 from enrollment.sandbox.server import (
     Sandbox,
@@ -240,3 +246,37 @@ def test_a_stop_with_a_handler_still_running_reports_it_and_keeps_the_lock(
             sent.result()  # the connection was closed with nothing sent
     station.close()
     assert sandbox._database.close(wait=10.0)  # the handler thread ends once released
+
+
+def test_a_request_cancelled_under_way_is_reset_and_stays_cancelled() -> None:
+    aborted, drawn = threading.Event(), threading.Event()
+
+    class Cycle:  # uvicorn's request cycle: its bound ``send`` carries the connection's transport
+        transport = SimpleNamespace(abort=aborted.set)
+
+        async def send(self, message: Any) -> None:
+            raise AssertionError(message)  # nothing is sent
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    def draw() -> Draw:
+        drawn.set()
+        return Draw(delay=3600.0, error=False, drop=False)  # cancelled in this latency spike
+
+    gateway = SimpleNamespace(authenticate=lambda form: SimpleNamespace(app_id="app"))
+    plan = SimpleNamespace(limited=lambda app_id: False, draw=draw)
+    app = build_app(cast(Gateway, gateway), cast(FaultPlan, plan), cast(Database, None))
+    headers = [(b"content-type", FORM_TYPE.encode())]
+    scope = {"type": "http", "method": "POST", "path": GATEWAY_PATH, "headers": headers, "query_string": b""}
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(app(scope, receive, Cycle().send))
+        while not drawn.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(cancelled())
+    assert aborted.is_set()

@@ -65,8 +65,9 @@ def build_app(gateway: Gateway, plan: FaultPlan, database: Database) -> ASGIApp:
                 return _reply(await run_in_threadpool(gateway.refused, form, BUSY), 503)
             reply = await run_in_threadpool(gateway.answer, form, caller)
             return DroppedReply() if draw.drop else _reply(reply)
-        except asyncio.CancelledError:  # the server stops with this request under way: close, send nothing
-            return DroppedReply()
+        except asyncio.CancelledError:  # the server stops with this request under way: reset, stay cancelled
+            _abort(request.scope)
+            raise
         except Refused as refusal:
             return _reply(await run_in_threadpool(gateway.refused, form, refusal))
         except Exception:
@@ -118,15 +119,22 @@ class DroppedReply(Response):
         super().__init__(b"")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        transport = scope.get(TRANSPORT)
-        if transport is None:  # another server than uvicorn: promise a body and end without it
+        if not _abort(scope):  # another server than uvicorn: promise a body and end without it
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
             return
-        transport.abort()  # a reset: nothing at all is sent, not even a TLS close
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 receive(), timeout=DROP_WAIT_SECONDS
             )  # the disconnect: the server then sends nothing more
+
+
+def _abort(scope: Scope) -> bool:
+    """Reset the connection of ``scope``: nothing at all is sent, not even a TLS close (False: no transport)."""
+    transport = scope.get(TRANSPORT)
+    if transport is None:
+        return False
+    transport.abort()
+    return True
 
 
 def _with_transport(app: ASGIApp) -> ASGIApp:
