@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3.connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from platform_gateway import (
@@ -32,6 +33,7 @@ from platform_gateway import (
     trickle,
 )
 
+from enrollment import client as client_module
 from enrollment.client import NO_REPLY_IN_TIME, PlatformClient
 from enrollment.client import _refusal as refusal_of
 from enrollment.errors import (
@@ -292,6 +294,31 @@ def test_headers_trickling_in_are_cut_off_at_the_attempts_deadline(fresh: Gatewa
             break
         time.sleep(0.05)
     assert fresh.requests[0].get("hung_up") == "yes"  # the client hung up; the server did not give up first
+
+
+def test_a_deadline_passing_while_connecting_still_cuts_the_headers_off(
+    fresh: Gateway, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connecting outlasts the deadline (a slow resolver, many addresses): the timer finds no socket yet, so
+    the attempt must be cut once connected, not left to a header trickle (review round 2, finding 2)."""
+    connect = urllib3.connection.HTTPConnection._new_conn
+
+    def slow_connect(self: Any) -> Any:
+        sock = connect(self)
+        deadline = client_module._ATTEMPT.deadline
+        for _ in range(200):  # until the deadline has passed, still connecting
+            if deadline.expired:
+                break
+            time.sleep(0.01)
+        return sock
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", slow_connect)
+    fresh.default = slow_headers
+    options = {"config": {"timeout_seconds": 0.1}, "attempts": 1}
+    with client(fresh, sleeps, **options) as platform, pytest.raises(PlatformUnavailable) as raised:
+        platform.call(Method.DEVICE_BIND, BIND)
+    assert raised.value.params["detail"] == NO_REPLY_IN_TIME
+    assert fresh.requests == []  # cut once connected: nothing sent, no 10 s of headers waited for
 
 
 def test_a_connection_cut_by_a_deadline_is_not_used_again(fresh: Gateway, sleeps: list[float]) -> None:
