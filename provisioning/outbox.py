@@ -28,14 +28,14 @@ from typing import Any
 from enrollment.client import PlatformClient
 from enrollment.errors import EnrollmentError, PlatformRefused, PlatformUnavailable
 from enrollment.gateway import REQUEST_NUMBER, Code, Method, SubCode, canonical_json
-from enrollment.replies import checked_fields
+from enrollment.replies import REQUEST_REFUSALS, checked_fields
 from i18n import N_
 from provisioning.ledger import Ledger, PlatformCallNotPending, PlatformCallRecord
 
 LOG = logging.getLogger(__name__)
 
 PENDING = "pending"
-SETTLING_CODES = frozenset({Code.BUSINESS_FAILED, Code.MISSING_PARAMETER, Code.INVALID_PARAMETER})
+SETTLING_CODES = REQUEST_REFUSALS
 """Refusals of the request itself, the same however often it is sent: they settle a call ``refused``."""
 STATION_CODES = frozenset({Code.UNAUTHORISED, Code.FORBIDDEN})
 """Refusals of the station (its key, clock or app): every other call would meet them too."""
