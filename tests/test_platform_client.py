@@ -452,7 +452,10 @@ def test_any_error_reply_is_a_refusal_or_invalid(reply: dict[str, Any]) -> None:
 def test_a_refusal_echoing_another_request_number_is_not_believed(fresh: Gateway, sleeps: list[float]) -> None:
     """A replayed signed refusal of another call must not settle this one (review client 11)."""
     own, other = {"out_request_no": BIND["out_request_no"]}, {"out_request_no": "a" * 32}
-    fresh.script += [refusal("40004", "DEVICE_NOT_BOUND", "x", echo=other), refusal("40004", "DEVICE_NOT_BOUND", "x")]
+    fresh.script += [
+        refusal("40004", "DEVICE_NOT_BOUND", "x", echo=other),
+        refusal("40004", "DEVICE_NOT_BOUND", "x", echo=own),
+    ]
     with client(fresh, sleeps) as platform:
         with pytest.raises(PlatformReplyInvalid) as raised:
             platform.call(Method.DEVICE_BIND, BIND)
