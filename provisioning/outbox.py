@@ -106,7 +106,8 @@ class Outbox:
         two bindings) is worse than answering with the first answer.  If it asks something else,
         :class:`PendingCallDiffers` is raised and nothing is sent or written.  Looking for it and writing the new
         call are one ledger transaction.  Raises PlatformRefused (the call marked refused when :func:`settles`,
-        else left pending), PlatformUnavailable or PlatformReplyInvalid (the call stays pending)."""
+        else left pending), PlatformUnavailable or PlatformReplyInvalid (the call stays pending), or
+        PlatformCallSecretGone (a verify another sending did: its token is not kept)."""
         method = Method(method)
         field = REQUEST_NUMBER.get(method)
         if field is None:
