@@ -170,13 +170,16 @@ def _shut(connection: Any) -> None:
 
 class _WatchedPool(HTTPSConnectionPool):
     """A connection pool that hands each connection it uses, new or kept alive, to the calling thread's
-    attempt deadline before connecting or sending on it."""
+    attempt deadline before connecting and again once connected: a deadline that passed while connecting
+    (resolving, the TCP and TLS handshakes) found no socket to shut, so the second look shuts it then."""
 
     def _validate_conn(self, conn: Any) -> None:
         deadline = getattr(_ATTEMPT, "deadline", None)
         if deadline is not None:
             deadline.watch(conn)
-        super()._validate_conn(conn)
+        super()._validate_conn(conn)  # connects a new connection
+        if deadline is not None:
+            deadline.watch(conn)
 
 
 class _Transient(Exception):

@@ -5,8 +5,8 @@ reused by mistake): every field a flow reads is checked for its type and form (i
 times as ``yyyy-MM-dd HH:mm:ss``, the documented states), and every field that echoes the request (its request
 number, serial, merchant, store, amounts) must equal the request's.  Anything else is
 :class:`~enrollment.errors.PlatformReplyInvalid`, naming the field.  Fields not listed are let through
-(a newer platform may add some) but never read, nor kept (:func:`checked_fields`).  A refusal may echo the
-request number, and then must echo the request's (:func:`check_refusal`).
+(a newer platform may add some) but never read, nor kept (:func:`checked_fields`).  A refusal of a write
+request's business or parameters must echo the request's number (:func:`check_refusal`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from i18n import N_
 
 from .config import ID
 from .errors import PlatformReplyInvalid
-from .gateway import REQUEST_NUMBER, GatewayFormatError, Method, parse_timestamp
+from .gateway import REQUEST_NUMBER, Code, GatewayFormatError, Method, parse_timestamp
 
 AMOUNT = re.compile(r"(0|[1-9][0-9]{0,9})\.[0-9]{2}")
 """A money amount in yuan with exactly two decimals ("0.01"), as replies carry it."""
@@ -228,12 +228,23 @@ def checked_fields(method: Method, response: Mapping[str, Any]) -> dict[str, Any
     return status | _project(response, FIELDS[method])
 
 
+REQUEST_REFUSALS = frozenset({Code.BUSINESS_FAILED, Code.MISSING_PARAMETER, Code.INVALID_PARAMETER})
+"""Refusals of the request itself (its business or its parameters), not of the station or of this sending."""
+
+
 def check_refusal(method: Method, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:
     """Refuse an error ``response`` to a write ``request`` that echoes a request number other than the
-    request's (a replayed refusal of another call must not settle this one): :class:`PlatformReplyInvalid`.
-    A refusal echoing none (the platform could not read the request number) is let through."""
+    request's, or, refusing the request itself (:data:`REQUEST_REFUSALS`), echoes none:
+    :class:`PlatformReplyInvalid`.  The station sends only readable, valid numbers and the platform echoes the
+    number on every refusal of such a request, so a replayed refusal of another call, or one of a request the
+    platform could not read, must not settle this call.  Refusals of the station (authentication, permission)
+    need not echo: they settle nothing."""
     field = REQUEST_NUMBER.get(method)
-    if field is not None and field in response and response[field] != request.get(field):
+    if field is None:
+        return
+    if field in response and response[field] != request.get(field):
+        raise PlatformReplyInvalid(method=str(method), field=field, detail=NOT_ECHOED)
+    if field not in response and response.get("code") in REQUEST_REFUSALS:
         raise PlatformReplyInvalid(method=str(method), field=field, detail=NOT_ECHOED)
 
 

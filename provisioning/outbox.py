@@ -28,14 +28,15 @@ from typing import Any
 from enrollment.client import PlatformClient
 from enrollment.errors import EnrollmentError, PlatformRefused, PlatformUnavailable
 from enrollment.gateway import REQUEST_NUMBER, Code, Method, SubCode, canonical_json
-from enrollment.replies import checked_fields
+from enrollment.replies import REQUEST_REFUSALS, checked_fields
 from i18n import N_
 from provisioning.ledger import Ledger, PlatformCallNotPending, PlatformCallRecord
+from provisioning.ledger.platform_calls import BLANKED_WHEN_SETTLED
 
 LOG = logging.getLogger(__name__)
 
 PENDING = "pending"
-SETTLING_CODES = frozenset({Code.BUSINESS_FAILED, Code.MISSING_PARAMETER, Code.INVALID_PARAMETER})
+SETTLING_CODES = REQUEST_REFUSALS
 """Refusals of the request itself, the same however often it is sent: they settle a call ``refused``."""
 STATION_CODES = frozenset({Code.UNAUTHORISED, Code.FORBIDDEN})
 """Refusals of the station (its key, clock or app): every other call would meet them too."""
@@ -53,6 +54,14 @@ class PendingCallDiffers(EnrollmentError):
         "Send it with 'naiad register resume', or, once you have checked the platform, drop it with "
         "'naiad register abandon {request_no}'; then run again."
     )
+
+
+class PlatformCallSecretGone(EnrollmentError):
+    """A call found done by another sending (a concurrent one with the same content): the secret its reply
+    carried (a face session's token) was handed to that sending and is not kept, so there is none to return."""
+
+    message = N_("The {method} call {request_no} was done by another sending; its face token is not kept")
+    remedy = N_("Open a new face session and verify the buyer again.")
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,9 @@ def settles(refused: PlatformRefused) -> bool:
 
 
 class Outbox:
-    """Sends the station's platform calls through the ledger (thread-safe, as the ledger and the client are)."""
+    """Sends the station's platform calls through the ledger (thread-safe, as the ledger and the client are;
+    two stations sharing a ledger are not kept from writing calls for the same unit: see
+    ``Ledger.queue_platform_call``)."""
 
     def __init__(self, ledger: Ledger, client: PlatformClient) -> None:
         self._ledger = ledger
@@ -95,7 +106,8 @@ class Outbox:
         two bindings) is worse than answering with the first answer.  If it asks something else,
         :class:`PendingCallDiffers` is raised and nothing is sent or written.  Looking for it and writing the new
         call are one ledger transaction.  Raises PlatformRefused (the call marked refused when :func:`settles`,
-        else left pending), PlatformUnavailable or PlatformReplyInvalid (the call stays pending)."""
+        else left pending), PlatformUnavailable or PlatformReplyInvalid (the call stays pending), or
+        PlatformCallSecretGone (a verify another sending did: its token is not kept)."""
         method = Method(method)
         field = REQUEST_NUMBER.get(method)
         if field is None:
@@ -152,8 +164,10 @@ class Outbox:
     def abandon(self, request_no: str) -> PlatformCallRecord:
         """Mark this station's pending call ``request_no`` abandoned: it is never sent again (audited as
         ``platform.call.abandoned``).  For a call whose reply can never be used, or one superseded, once an
-        operator checked what the platform did.  Raises ``PlatformCallNotPending`` for any other call,
-        ``UnknownPlatformCall`` for a number the ledger has not."""
+        operator checked what the platform did.  A sending already under way that the platform answers with
+        success still settles it ``done``: the work happened and must be found, not done again.
+        Raises ``PlatformCallNotPending`` for any other call, ``UnknownPlatformCall`` for a number the ledger
+        has not."""
         return self._ledger.abandon_platform_call(request_no)
 
     def pending(self, method: Method | None = None, serial: str | None = None) -> list[PlatformCallRecord]:
@@ -189,8 +203,11 @@ def _content(biz: Mapping[str, Any], field: str) -> str:
 
 
 def _outcome(record: PlatformCallRecord) -> dict[str, Any]:
-    """A settled call's stored reply, or its stored refusal raised again, or PlatformCallNotPending."""
+    """A settled call's stored reply, or its stored refusal raised again, or PlatformCallNotPending; a stored
+    reply whose secret was blanked is no success to hand back (PlatformCallSecretGone)."""
     if record.state == "done" and record.reply is not None:
+        if any(record.reply.get(name) == "" for name in BLANKED_WHEN_SETTLED):
+            raise PlatformCallSecretGone(method=record.method, request_no=record.request_no)
         return record.reply
     if record.state == "refused" and record.error is not None:
         code, _, rest = record.error.partition(" ")

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from enrollment.config import PlatformConfig
-from enrollment.gateway import Code, Signer, encode_response, response_key, rsa_signer
+from enrollment.gateway import REQUEST_NUMBER, Code, Method, Signer, encode_response, response_key, rsa_signer
 
 Answer = Callable[["Handler", dict[str, str]], None]
 
@@ -204,10 +204,17 @@ def success(
 def refusal(
     code: str, sub_code: str, sub_msg: str, signer: Signer | None = None, echo: dict[str, str] | None = None
 ) -> Answer:
-    """A signed error reply, with the fields of ``echo`` (a request number the platform read)."""
+    """A signed error reply echoing the request's number as the platform does, or the fields of ``echo``
+    instead (``{}``: none)."""
 
     def answer(handler: Handler, params: dict[str, str]) -> None:
-        response = {"code": code, "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg, **(echo or {})}
+        if echo is None:
+            field = REQUEST_NUMBER.get(Method(params["method"]))
+            biz = json.loads(params["biz_content"])
+            echoed = {} if field is None or field not in biz else {field: biz[field]}
+        else:
+            echoed = echo
+        response = {"code": code, "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg, **echoed}
         sign = signer or handler.server.gateway.signer
         handler.send(200, encode_response(response_key(params["method"]), response, sign))
 

@@ -15,7 +15,7 @@ from test_outbox import ASK, SERIAL, Platform, ledger, outbox, platform, url  # 
 from enrollment.errors import PlatformRefused, PlatformReplyInvalid, PlatformUnavailable
 from enrollment.gateway import Method
 from provisioning.ledger import Ledger, PlatformCallNotPending, UnknownPlatformCall
-from provisioning.outbox import Outbox, PendingCallDiffers, ResumeReport
+from provisioning.outbox import Outbox, PendingCallDiffers, PlatformCallSecretGone, ResumeReport
 
 PAY = {"scene": "face", "auth_code": "ftoken-first-0001", "total_amount": "0.01", "subject": "noodles"}
 
@@ -180,7 +180,9 @@ def test_an_abandoned_call_is_never_sent_again(ledger: Ledger, platform: Platfor
     assert outbox.pending() == [] and outbox.resume() == ResumeReport(0, 0, 0) and len(platform.sent) == 1
     outbox.call(Method.TRADE_PAY, PAY | {"auth_code": "ftoken-second-0002"}, serial=SERIAL)  # a new call at last
     assert len({b["out_trade_no"] for b in platform.sent}) == 2
-    assert ledger.settle_platform_call(pending.request_no, "done", reply={}) == abandoned  # a late reply: kept as is
+    late = "40004 LATE: refused"
+    assert ledger.settle_platform_call(pending.request_no, "refused", error=late) == abandoned  # kept as is
+    assert ledger.settle_platform_call(pending.request_no, "done", reply={}).state == "done"  # the platform did it
     assert "ftoken-first-0001" not in str(ledger.audit_entries()) and ledger.verify().ok
 
 
@@ -210,3 +212,50 @@ def test_another_stations_pending_calls_are_its_own(url: str, ledger: Ledger, pl
             elsewhere.abandon(pending.request_no)
         elsewhere.call(Method.TRADE_PAY, PAY, serial=SERIAL)  # its own call, not bench-1's pending one
     assert platform.sent[1]["out_trade_no"] != pending.request_no and ledger.pending_platform_calls() == [pending]
+
+
+def test_a_call_abandoned_while_being_sent_is_done_when_the_platform_did_it(
+    ledger: Ledger, platform: Platform, outbox: Outbox
+) -> None:
+    """The operator abandons it mid-sending, the platform answers 10000: the work is on record, and the next run
+    does not do it again (review round 2, finding 5)."""
+
+    def abandon() -> None:
+        outbox.abandon(platform.sent[-1]["out_request_no"])
+
+    platform.script.append(abandon)
+    outbox.call(Method.DEVICE_BIND, ASK, serial=SERIAL)
+    found = outbox.done(Method.DEVICE_BIND, SERIAL)
+    assert found is not None and found.request_no == platform.sent[0]["out_request_no"]
+    done = [e for e in ledger.audit_entries() if e.action == "platform.call.done"]
+    assert len(done) == 1 and done[0].details["abandoned"] is True
+
+
+def test_a_call_abandoned_while_being_sent_stays_abandoned_when_refused(
+    ledger: Ledger, platform: Platform, outbox: Outbox
+) -> None:
+    def abandon_then_refuse() -> None:
+        outbox.abandon(platform.sent[-1]["out_request_no"])
+        raise refusal("40004", "DEVICE_NOT_IN_INVENTORY")
+
+    platform.script.append(abandon_then_refuse)
+    with pytest.raises(PlatformRefused):
+        outbox.call(Method.DEVICE_BIND, ASK, serial=SERIAL)
+    record = ledger.platform_call(platform.sent[0]["out_request_no"])
+    assert record is not None and record.state == "abandoned"
+
+
+def test_a_verify_done_by_another_sending_is_not_handed_back_with_a_blank_token(
+    ledger: Ledger, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent verify with the same content settled it first: its token is not kept, so this caller gets
+    a typed error, not a success with ``ftoken == ""`` (review round 2, finding 7)."""
+    number = "f" * 32
+    ask = {"session_id": "s" * 16, "serial": SERIAL, "face_id": "sandbox-buyer-1"}
+    stale = ledger.add_platform_call(Method.FACE_SESSION_VERIFY, number, {**ask, "out_request_no": number}, SERIAL)
+    reply = {"code": "10000", "out_request_no": number, "ftoken": "t" * 32, "expires": "2026-11-30 16:05:00"}
+    ledger.settle_platform_call(number, "done", reply=reply)
+    monkeypatch.setattr(ledger, "queue_platform_call", lambda *args: (stale, False))  # found pending, then settled
+    with pytest.raises(PlatformCallSecretGone) as raised:
+        outbox.call(Method.FACE_SESSION_VERIFY, ask, serial=SERIAL)
+    assert raised.value.params == {"method": "face.session.verify", "request_no": number}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3.connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from platform_gateway import (
@@ -32,6 +33,7 @@ from platform_gateway import (
     trickle,
 )
 
+from enrollment import client as client_module
 from enrollment.client import NO_REPLY_IN_TIME, PlatformClient
 from enrollment.client import _refusal as refusal_of
 from enrollment.errors import (
@@ -294,6 +296,31 @@ def test_headers_trickling_in_are_cut_off_at_the_attempts_deadline(fresh: Gatewa
     assert fresh.requests[0].get("hung_up") == "yes"  # the client hung up; the server did not give up first
 
 
+def test_a_deadline_passing_while_connecting_still_cuts_the_headers_off(
+    fresh: Gateway, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connecting outlasts the deadline (a slow resolver, many addresses): the timer finds no socket yet, so
+    the attempt must be cut once connected, not left to a header trickle (review round 2, finding 2)."""
+    connect = urllib3.connection.HTTPConnection._new_conn
+
+    def slow_connect(self: Any) -> Any:
+        sock = connect(self)
+        deadline = client_module._ATTEMPT.deadline
+        for _ in range(200):  # until the deadline has passed, still connecting
+            if deadline.expired:
+                break
+            time.sleep(0.01)
+        return sock
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", slow_connect)
+    fresh.default = slow_headers
+    options = {"config": {"timeout_seconds": 0.1}, "attempts": 1}
+    with client(fresh, sleeps, **options) as platform, pytest.raises(PlatformUnavailable) as raised:
+        platform.call(Method.DEVICE_BIND, BIND)
+    assert raised.value.params["detail"] == NO_REPLY_IN_TIME
+    assert fresh.requests == []  # cut once connected: nothing sent, no 10 s of headers waited for
+
+
 def test_a_connection_cut_by_a_deadline_is_not_used_again(fresh: Gateway, sleeps: list[float]) -> None:
     fresh.script.append(trickle)
     with client(fresh, sleeps, config={"timeout_seconds": 0.2}, attempts=5) as platform:  # 5: a loaded machine
@@ -425,15 +452,34 @@ def test_any_error_reply_is_a_refusal_or_invalid(reply: dict[str, Any]) -> None:
 def test_a_refusal_echoing_another_request_number_is_not_believed(fresh: Gateway, sleeps: list[float]) -> None:
     """A replayed signed refusal of another call must not settle this one (review client 11)."""
     own, other = {"out_request_no": BIND["out_request_no"]}, {"out_request_no": "a" * 32}
-    fresh.script += [refusal("40004", "DEVICE_NOT_BOUND", "x", echo=other), refusal("40004", "DEVICE_NOT_BOUND", "x")]
-    fresh.script.append(refusal("40004", "DEVICE_NOT_BOUND", "x", echo=own))
+    fresh.script += [
+        refusal("40004", "DEVICE_NOT_BOUND", "x", echo=other),
+        refusal("40004", "DEVICE_NOT_BOUND", "x", echo=own),
+    ]
     with client(fresh, sleeps) as platform:
         with pytest.raises(PlatformReplyInvalid) as raised:
             platform.call(Method.DEVICE_BIND, BIND)
         assert raised.value.params["field"] == "out_request_no" and len(fresh.requests) == 1  # not retried
-        for _ in range(2):  # no echo (the platform could not read the number), or the request's own
-            with pytest.raises(PlatformRefused):
-                platform.call(Method.DEVICE_BIND, BIND)
+        with pytest.raises(PlatformRefused):  # its own number echoed
+            platform.call(Method.DEVICE_BIND, BIND)
+
+
+@pytest.mark.parametrize("code", ["40001", "40002", "40004"])
+def test_a_refusal_of_a_write_request_echoing_no_number_is_not_believed(
+    fresh: Gateway, sleeps: list[float], code: str
+) -> None:
+    """The platform echoes the number on every refusal of a request that carried one: an echo-less refusal of
+    the request (a replayed one, say) must not settle a pending call (review round 2, finding 4)."""
+    fresh.default = refusal(code, "DEVICE_NOT_BOUND", "x", echo={})
+    with client(fresh, sleeps) as platform, pytest.raises(PlatformReplyInvalid) as raised:
+        platform.call(Method.DEVICE_BIND, BIND)
+    assert raised.value.params["field"] == "out_request_no" and len(fresh.requests) == 1
+
+
+def test_a_refusal_of_the_station_need_not_echo_the_number(fresh: Gateway, sleeps: list[float]) -> None:
+    fresh.default = refusal(Code.UNAUTHORISED, "isv.invalid-signature", "x", echo={})
+    with client(fresh, sleeps) as platform, pytest.raises(PlatformRefused):
+        platform.call(Method.DEVICE_BIND, BIND)
 
 
 @pytest.mark.parametrize("text", ["\x9b2J", "138\u202e10", "a\u200bb", "\x1b[2J", "", "x" * 65])

@@ -120,8 +120,10 @@ class PlatformCalls:
         """This station's call of ``method`` about ``serial`` still pending, as it is, and False; else the call
         written as :meth:`add_platform_call` does (counted as sent: it goes out next), and True.
 
-        Looking and writing are one transaction under the chain lock, so two threads or two stations of a
-        shared ledger never both write a call for one unit.  A call without a serial is always written."""
+        Looking and writing are one transaction under the chain lock, so two threads of one station never both
+        write a call for one unit.  Only this station's pending calls are looked at: two stations sharing a
+        ledger may each write (and send) a call for the same unit; keeping a unit on one station at a time is
+        the flows' part.  A call without a serial is always written."""
         return self._add_platform_call(method, request_no, biz, serial, sending=True, reuse=serial is not None)
 
     def _add_platform_call(
@@ -167,8 +169,11 @@ class PlatformCalls:
         self, request_no: str, state: str, *, reply: dict[str, Any] | None = None, error: str | None = None
     ) -> PlatformCallRecord:
         """Mark a pending call ``done`` (with the platform's ``reply``) or ``refused`` (with the ``error``: code,
-        sub-code and reason), blanking its face tokens.  A call already settled (by another station sending the
-        same request number) is returned as it is, and nothing is written."""
+        sub-code and reason), blanking its face tokens.  A call abandoned while it was being sent is still marked
+        ``done`` when the platform did it (audited with ``"abandoned": true``): the work happened, and a flow
+        must find it rather than do it again; a refusal leaves it abandoned (done nowhere either way).  A call
+        already settled (by another thread sending the same request number) is returned as it is, and nothing
+        is written."""
         request_no = _request_no(request_no)
         if state not in SETTLED:
             raise InvalidLedgerInput(field="state", detail=_("must be one of {states}", states="done, refused"))
@@ -176,11 +181,14 @@ class PlatformCalls:
         text = None if error is None else validate.text(error, "error", limit=ERROR_LENGTH)
         with self._writing() as write:
             row, station = self._one(write.session, request_no)
-            if row.state != PENDING:
+            late = row.state == ABANDONED and state == "done"
+            if row.state != PENDING and not late:
                 return _record(row, station)
             row.state, row.updated = state, write.at
             row.biz, row.reply, row.error = _blanked(row.biz) or {}, _blanked(clean), text
             details: dict[str, Any] = {"request_no": request_no, "method": row.method, "attempts": row.attempts}
+            if late:
+                details["abandoned"] = True
             if text is not None:
                 details["error"] = text
             write.audit(SETTLED[state], _subject(row), details)
