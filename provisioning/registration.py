@@ -400,7 +400,9 @@ def bring_live(
 
 
 def _run_step(outbox: Outbox, serial: str, step: _Step, context: Mapping[str, Any]) -> EnrollmentStepResult:
-    recorded = outbox.done(step.method, serial)
+    # a pending call of this step goes first: an older done one must not hide it (outbox.call resends it, or
+    # raises PendingCallDiffers when it asks something else)
+    recorded = None if outbox.pending(step.method, serial) else outbox.done(step.method, serial)
     if recorded is not None and recorded.reply is not None and step.same(recorded.reply):
         LOG.info("%s: %s was done already (request %s)", serial, step.name, recorded.request_no)
         return EnrollmentStepResult(serial, step.name, True, ALREADY_DONE, step.detail(recorded.reply))

@@ -235,6 +235,23 @@ def test_a_merchant_corrected_after_an_outage_is_not_replaced_by_the_pending_typ
     assert (held["merchant_id"], held["store_id"]) == (NOODLE_BAR.merchant_id, NOODLE_BAR.store_id)
 
 
+def test_an_older_done_bind_does_not_hide_a_newer_pending_one_with_other_content(
+    platform: Platform, outbox: Outbox, client: CountingClient
+) -> None:
+    """Bound to the noodle bar, moved to the grocer during an outage (pending), then run for the noodle bar again:
+    the run stops at the pending grocer bind instead of saying "done already" over it, and sends nothing."""
+    supplier = platform.config.supplier_id
+    register_inventory(outbox, supplier, [UnitToRegister("MOVE0001", "df2")], session=OLGA)
+    assert all(r.ok for r in bring_live(outbox, supplier, "MOVE0001", NOODLE_BAR, session=OLGA))
+    platform.sandbox.faults = Faults(error_rate=1.0)
+    assert bring_live(outbox, supplier, "MOVE0001", GROCER, session=OLGA)[0].status == "pending"
+    platform.sandbox.faults = Faults()
+    sent = len(client.sent)
+    (stopped,) = bring_live(outbox, supplier, "MOVE0001", NOODLE_BAR, session=OLGA)
+    assert (stopped.step, stopped.ok) == (STEP_BIND, False) and isinstance(stopped.error, PendingCallDiffers)
+    assert len(client.sent) == sent
+
+
 def test_running_inventory_again_after_an_outage_leaves_nothing_pending(platform: Platform, outbox: Outbox) -> None:
     batch = units("RERUN", 3)
     platform.sandbox.faults = Faults(drop_rate=1.0)  # the work done, the reply lost
