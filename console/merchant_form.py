@@ -363,11 +363,9 @@ class MerchantForm(QDialog):
         self.merchant_caption.setText(_("Merchant id:"))
         self.store_caption.setText(_("Store id:"))
         self.program_caption.setText(_("Subsidy program:"))
-        current = self.program() is None
+        typed = self.program()  # setItemText on the current item rewrites the edit: a typed program is put back
         self.program_combo.setItemText(0, _(CURRENT_PROGRAM))
-        if current:
-            self.program_combo.setCurrentIndex(0)
-            self.program_combo.setEditText(self.program_combo.itemText(0))
+        self.program_combo.setEditText(self.program_combo.itemText(0) if typed is None else typed)
         self.program_combo.setToolTip(
             _("The platform enrolls the unit in its current program; to choose another, type its id.")
         )

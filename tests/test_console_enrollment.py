@@ -161,6 +161,10 @@ def test_the_program_is_the_platforms_current_unless_another_is_typed(
     monkeypatch.setitem(i18n.catalog("zh_CN"), CURRENT_PROGRAM, "当前（平台默认）")
     form.retranslate()  # the first choice is translated and stays chosen
     assert form.program_combo.currentText() == "当前（平台默认）" and form.program() is None
+    form.program_combo.setEditText("2019")
+    monkeypatch.setattr(i18n, "_language", "en")
+    form.retranslate()  # a typed program survives a language switch (it is sent as typed)
+    assert form.program() == "2019" and form.request().program == "2019"
 
 
 def test_a_unit_stays_busy_until_a_job_of_several_steps_on_it_ends(qtbot: Any) -> None:
