@@ -143,6 +143,13 @@ class UnitRefused(RegistrationError):
     remedy = N_("Check the unit's serial and model; 'naiad register inventory' may be run again for it.")
 
 
+class InventoryCallWaiting(EnrollmentError):
+    """A unit an earlier inventory call still holds, the platform unreachable: no other call is written for it."""
+
+    message = N_("Unit {serial} waits in an earlier inventory call ({request_no}) the platform has not answered")
+    remedy = N_("Run again once the platform can be reached: the waiting call is sent then.")
+
+
 REFUSALS: dict[str, type[RegistrationError]] = {
     "DEVICE_OWNED_ELSEWHERE": UnitOwnedElsewhere,
     "DEVICE_NOT_IN_INVENTORY": UnitNotInInventory,
@@ -243,30 +250,36 @@ def register_inventory(
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
     outbox = _acting(outbox, session, ROLES_INVENTORY)
-    _resume_inventory(outbox, Reporter(listener, "", STEP_INVENTORY))
+    earlier = _resume_inventory(outbox, Reporter(listener, "", STEP_INVENTORY))
+    held = _held_inventory(outbox) if earlier.pending else {}
     first: dict[str, UnitToRegister] = {}
     for unit in units:
         first.setdefault(unit.serial, unit)
     chosen = list(first.values())
     reporters = {unit.serial: Reporter(listener, unit.serial, STEP_INVENTORY) for unit in chosen}
-    for reporter in reporters.values():
-        reporter.phase("wait", _("waiting for its batch"))
-    results: list[EnrollmentStepResult] = []
-    for start in range(0, len(chosen), batch_size):
-        batch = chosen[start : start + batch_size]
+    results: dict[str, EnrollmentStepResult] = {}
+    for serial, reporter in reporters.items():
+        if serial in held:  # a call of its own still waits: another one would only be sent again on recovery
+            error = InventoryCallWaiting(serial=serial, request_no=held[serial])
+            results[serial] = EnrollmentStepResult(serial, STEP_INVENTORY, False, PENDING, error=error)
+            reporter.finished(results[serial])
+        else:
+            reporter.phase("wait", _("waiting for its batch"))
+    fresh = [unit for unit in chosen if unit.serial not in held]
+    for start in range(0, len(fresh), batch_size):
+        batch = fresh[start : start + batch_size]
         for unit in batch:
             reporters[unit.serial].phase("register", _("registering in the distributor's inventory"))
         started = time.monotonic()
         answers = _register_batch(outbox, supplier_id, batch)
         for unit in batch:
-            result = answers[unit.serial]
+            result = results[unit.serial] = answers[unit.serial]
             result.seconds = time.monotonic() - started
             reporters[unit.serial].finished(result)
-            results.append(result)
-    return results
+    return [results[unit.serial] for unit in chosen]
 
 
-def _resume_inventory(outbox: Outbox, reporter: Reporter) -> None:
+def _resume_inventory(outbox: Outbox, reporter: Reporter) -> ResumeReport:
     """Send again this station's pending inventory calls, and say what they got."""
     earlier = outbox.resume(method=Method.INVENTORY_REGISTER)
     if earlier.done or earlier.refused or earlier.pending:
@@ -279,6 +292,13 @@ def _resume_inventory(outbox: Outbox, reporter: Reporter) -> None:
                 pending=earlier.pending,
             )
         )
+    return earlier
+
+
+def _held_inventory(outbox: Outbox) -> dict[str, str]:
+    """Serial -> request number of this station's inventory calls still pending."""
+    calls = outbox.pending(Method.INVENTORY_REGISTER)
+    return {device["serial"]: call.request_no for call in calls for device in call.biz.get("devices", ())}
 
 
 def _register_batch(

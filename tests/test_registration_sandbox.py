@@ -31,6 +31,7 @@ from provisioning.registration import (
     STEP_ACTIVATE,
     STEP_BIND,
     STEP_SUBSIDY,
+    InventoryCallWaiting,
     MerchantNotFound,
     StoreNotFound,
     UnitNotInInventory,
@@ -264,6 +265,23 @@ def test_running_inventory_again_after_an_outage_leaves_nothing_pending(platform
     assert all(r.ok for r in again) and outbox.pending() == []
     (told,) = events.of(Message, "")
     assert "1 done, 0 refused, 0 still waiting" in told.text
+
+
+def test_inventory_run_again_during_an_outage_writes_no_second_call_for_the_same_units(
+    platform: Platform, outbox: Outbox
+) -> None:
+    supplier, batch = platform.config.supplier_id, units("OUTAGE", 2)
+    platform.sandbox.faults = Faults(error_rate=1.0)
+    for _run in range(3):
+        results = register_inventory(outbox, supplier, batch, session=OLGA)
+        assert [r.status for r in results] == ["pending", "pending"]
+    (waiting,) = outbox.pending(Method.INVENTORY_REGISTER)
+    assert isinstance(results[0].error, InventoryCallWaiting) and waiting.request_no in str(results[0].error)
+    mixed = register_inventory(outbox, supplier, [*batch, UnitToRegister("OUTAGE9999", "df2")], session=OLGA)
+    assert [r.serial for r in mixed] == ["OUTAGE0000", "OUTAGE0001", "OUTAGE9999"]  # a new unit gets its own call
+    assert len(outbox.pending(Method.INVENTORY_REGISTER)) == 2
+    platform.sandbox.faults = Faults()
+    assert all(r.ok for r in register_inventory(outbox, supplier, batch, session=OLGA)) and outbox.pending() == []
 
 
 def test_every_call_is_written_as_the_operator_who_ran_the_flow(platform: Platform, outbox: Outbox) -> None:
