@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QAction
+from PyQt6.QtGui import QAction, QResizeEvent
 from PyQt6.QtWidgets import QDialog, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from i18n import N_, _
@@ -28,7 +28,7 @@ from provisioning.registration import ALREADY_REGISTERED, REGISTERED, ROLES_INVE
 from terminal.errors import NaiadError
 
 from .operator_login import OperatorLogin, role_text
-from .platform_access import PlatformAccess, SecretField
+from .platform_access import PlatformAccess, SecretField, fit_height
 from .unit_card import Bench
 from .unit_picker import BUSY, StartFoot, UnitChoice, UnitPicker
 from .unit_runs import UnitRun, UnitRuns
@@ -211,6 +211,11 @@ class ResumeDialog(SecretDialog):
             self.foot.show_hint(_(RESUMED, done=report.done, refused=report.refused, pending=report.pending))
         else:
             self.foot.show_hint(_("Enter the key store's passphrase or PIN.") if missing else "")
+        fit_height(self.foot.hint_label)
+
+    def resizeEvent(self, event: QResizeEvent | None) -> None:
+        super().resizeEvent(event)
+        fit_height(self.foot.hint_label)
 
     def retranslate(self) -> None:
         super().retranslate()

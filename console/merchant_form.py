@@ -38,7 +38,7 @@ from terminal.events import PhaseStarted, StepFinished
 
 from .inject_dialog import PKCS11
 from .operator_login import OperatorLogin, role_text
-from .platform_access import PlatformAccess, PlatformActions, SecretField
+from .platform_access import PlatformAccess, PlatformActions, SecretField, fit_height
 from .unit_card import Bench, error_texts, repolish
 from .unit_picker import StartFoot
 from .workers import Job, Workers
@@ -95,12 +95,7 @@ class FieldMessage(QLabel):
     label asks for it itself, and the window grows to show every line."""
 
     def fit(self) -> None:
-        height = self.heightForWidth(self.width())
-        if height > 0 and height != self.minimumHeight():
-            self.setMinimumHeight(height)
-        window = self.window()
-        if window is not None and window.isVisible() and window.minimumSizeHint().height() > window.height():
-            window.resize(window.width(), window.minimumSizeHint().height())
+        fit_height(self)
 
     def resizeEvent(self, event: QResizeEvent | None) -> None:
         super().resizeEvent(event)

@@ -25,6 +25,7 @@ from PyQt6.QtGui import QColor, QImage
 import i18n
 from console.composition import Wiring
 from console.inject_run import WAITING
+from console.inventory_run import ResumeDialog
 from console.main_window import MainWindow
 from console.merchant_form import CURRENT_PROGRAM, STEPS, BindRequest, MerchantForm
 from console.platform_option import PlatformKeyMissing
@@ -37,6 +38,7 @@ from enrollment.merchant_qr import MerchantQrInvalid, merchant_qr_text
 from i18n import _
 from provisioning import operators as ops
 from provisioning.ledger import Ledger
+from provisioning.outbox import PendingCallDiffers
 from provisioning.registration import (
     STEP_ACTIVATE,
     STEP_BIND,
@@ -449,3 +451,20 @@ def test_a_message_about_the_whole_run_is_logged_without_a_unit(qtbot: Any, capl
     with caplog.at_level("INFO", logger="console.unit_card"):
         signals.message.emit(Message("", STEP_INVENTORY, text))  # register_inventory's word on the outbox
     assert [record.getMessage() for record in caplog.records] == [text]
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_the_resume_dialog_grows_to_show_a_long_error_whole(
+    qtbot: Any, monkeypatch: pytest.MonkeyPatch, language: str
+) -> None:
+    monkeypatch.setattr(i18n, "_language", language)
+    dialog = ResumeDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.end(None, PendingCallDiffers(method="iot.device.bind", serial=SERIAL, request_no="0" * 32))
+    hint = dialog.foot.hint_label
+    qtbot.waitUntil(
+        lambda: hint.height() >= hint.heightForWidth(hint.width()), timeout=1000
+    )  # not drawn over by the buttons
+    assert dialog.height() >= dialog.heightForWidth(dialog.width())
