@@ -250,6 +250,8 @@ class InventoryRegistration(UnitRuns):
         self._window = parent
         self.dialog: InventoryDialog | None = None
         self.resume_dialog: ResumeDialog | None = None
+        self.resume_job: Job | None = None
+        """The resume running, if one is: one at a time, whichever dialog asked (a closed one's job runs on)."""
         self.action = QAction(self)
         self.action.setObjectName("registerInventoryAction")
         self.action.triggered.connect(lambda _checked=False: self.open_dialog())
@@ -366,12 +368,18 @@ class InventoryRegistration(UnitRuns):
             dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             dialog.resume_requested.connect(lambda secret, dialog=dialog: self.resume(dialog, secret))
             dialog.finished.connect(lambda _result, dialog=dialog: self._forget(dialog))
+            if self.resume_job is not None:  # reopened while the last one's calls are still being sent
+                dialog.begin()
         dialog.show()
         dialog.raise_()
         return dialog
 
     def resume(self, dialog: ResumeDialog, secret: str) -> Job | None:
-        """Send this station's waiting calls off the GUI thread, as the logged-in operator."""
+        """Send this station's waiting calls off the GUI thread, as the logged-in operator; None while another
+        resume runs (the dialog shows that one's end)."""
+        if self.resume_job is not None:
+            dialog.begin()
+            return None
         session = self._operator.session
         if session is None or not allowed(session, ROLES_OUTBOX):
             dialog.end(None, OutboxRoleNeeded(roles=role_names(ROLES_OUTBOX)))
@@ -384,25 +392,27 @@ class InventoryRegistration(UnitRuns):
             return access.call(held.pop(), lambda outbox, _config: resume_calls(outbox, session=session))
 
         job = Job(work, (), "resume platform calls")
-        job.succeeded.connect(lambda report: self._resumed(dialog, report, None))
-        job.failed.connect(lambda error: self._resumed(dialog, None, error))
+        job.succeeded.connect(lambda report: self._resumed(report, None))
+        job.failed.connect(lambda error: self._resumed(None, error))
         try:
             self._workers.start(job)
         except NaiadError as exc:
             dialog.end(None, exc)
             return None
+        self.resume_job = job
         dialog.begin()
         return job
 
-    def _resumed(self, dialog: ResumeDialog, report: ResumeReport | None, error: BaseException | None) -> None:
+    def _resumed(self, report: ResumeReport | None, error: BaseException | None) -> None:
+        self.resume_job = None
         if error is not None:
             self.log_refused(error, N_("The waiting platform calls were not sent: {message}"))
         elif report is not None:
             text = _(RESUMED, done=report.done, refused=report.refused, pending=report.pending)
             (LOG.info if report.pending == 0 else LOG.warning)("%s", text)
             self.summarised.emit(text)
-        if dialog is self.resume_dialog:
-            dialog.end(report, error)
+        if self.resume_dialog is not None:  # the one open now, were it reopened since
+            self.resume_dialog.end(report, error)
 
     def retranslate(self) -> None:
         self.action.setText(_("Register in inventory…"))

@@ -38,7 +38,7 @@ from enrollment.merchant_qr import MerchantQrInvalid, merchant_qr_text
 from i18n import _
 from provisioning import operators as ops
 from provisioning.ledger import Ledger
-from provisioning.outbox import PendingCallDiffers
+from provisioning.outbox import PendingCallDiffers, ResumeReport
 from provisioning.registration import (
     STEP_ACTIVATE,
     STEP_BIND,
@@ -468,3 +468,30 @@ def test_the_resume_dialog_grows_to_show_a_long_error_whole(
         lambda: hint.height() >= hint.heightForWidth(hint.width()), timeout=1000
     )  # not drawn over by the buttons
     assert dialog.height() >= dialog.heightForWidth(dialog.width())
+
+
+def test_one_resume_at_a_time_and_a_reopened_dialog_shows_how_it_ended(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    log_in(qtbot, window, "ivy")
+    release, calls = threading.Event(), []
+
+    class Access:  # sends until released
+        def call(self, _typed: str, _use: Any) -> Any:
+            calls.append(1)
+            release.wait(5)
+            return ResumeReport(done=1, refused=0, pending=0)
+
+    window.inventory._access = Access()  # type: ignore[assignment]
+    first = window.inventory.open_resume()
+    assert first is not None
+    first.start_button.click()
+    assert first.running
+    first.close()  # its job runs on
+    again = window.inventory.open_resume()
+    assert again is not None and again is not first and again.running and not again.start_button.isEnabled()
+    assert window.inventory.resume(again, PASSPHRASE) is None  # refused: one is running
+    release.set()
+    qtbot.waitUntil(lambda: not again.running, timeout=5000)
+    assert calls == [1] and again.report == ResumeReport(done=1, refused=0, pending=0)
