@@ -36,7 +36,7 @@ from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
 
 from .operators import ROLE_ADMIN, ROLE_OPERATOR, OperatorSession, require_role
-from .outbox import settles
+from .outbox import PendingCallDiffers, settles
 
 if TYPE_CHECKING:
     from enrollment.config import Merchant
@@ -141,6 +141,22 @@ class UnitNotOnPlatform(RegistrationError):
 class UnitRefused(RegistrationError):
     message = N_("The platform refused unit {serial}: {sub_code} {sub_msg}")
     remedy = N_("Check the unit's serial and model; 'naiad register inventory' may be run again for it.")
+
+
+class StepCallWaiting(PendingCallDiffers):
+    """:class:`~provisioning.outbox.PendingCallDiffers` told with the step's name (not the platform method's), and
+    what to do in the console as on the command line; ``method`` stays in the params for the console's actions."""
+
+    message = N_(
+        "Unit {serial}: an earlier call ({step}, {request_no}) is still waiting with other content; it may "
+        "already be done"
+    )
+    remedy = N_(
+        "Send it ('Send the waiting call' in the console, 'naiad register resume' on the command line), or, once "
+        "you have checked the platform, drop it ('Drop the waiting call', 'naiad register abandon {request_no}'); "
+        "then run again."
+    )
+    msgid_params = ("step",)
 
 
 class InventoryCallWaiting(EnrollmentError):
@@ -430,6 +446,8 @@ def _run_step(outbox: Outbox, serial: str, step: _Step, context: Mapping[str, An
         reply = outbox.call(step.method, step.biz, serial=serial)
     except NaiadError as exc:
         error = translated(exc, **context) if isinstance(exc, PlatformRefused) else exc
+        if isinstance(exc, PendingCallDiffers):
+            error = StepCallWaiting(**{**exc.params, "serial": serial, "step": _STEP_LABELS[step.name]})
         LOG.info("%s: %s not done: %s", serial, step.name, exc)
         return EnrollmentStepResult(serial, step.name, False, _status_of(error), error=error)
     return EnrollmentStepResult(serial, step.name, True, DONE, step.detail(reply))
@@ -520,9 +538,12 @@ def _unit_subsidy(unit: Mapping[str, Any]) -> UnitSubsidy:
 # --- the outbox's pending calls -----------------------------------------------------------------------
 
 
-def resume_calls(outbox: Outbox, *, session: OperatorSession | None) -> ResumeReport:
-    """Send again every call of this station still pending, oldest first.  Needs one of :data:`ROLES_OUTBOX`."""
-    return _acting(outbox, session, ROLES_OUTBOX).resume()
+def resume_calls(
+    outbox: Outbox, *, session: OperatorSession | None, method: Method | None = None, serial: str | None = None
+) -> ResumeReport:
+    """Send again every call of this station still pending (of ``method``, about ``serial`` when given), oldest
+    first.  Needs one of :data:`ROLES_OUTBOX`."""
+    return _acting(outbox, session, ROLES_OUTBOX).resume(method, serial)
 
 
 def abandon_call(outbox: Outbox, request_no: str, *, session: OperatorSession | None) -> PlatformCallRecord:

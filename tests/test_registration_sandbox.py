@@ -251,6 +251,10 @@ def test_an_older_done_bind_does_not_hide_a_newer_pending_one_with_other_content
     (stopped,) = bring_live(outbox, supplier, "MOVE0001", NOODLE_BAR, session=OLGA)
     assert (stopped.step, stopped.ok) == (STEP_BIND, False) and isinstance(stopped.error, PendingCallDiffers)
     assert len(client.sent) == sent
+    told = str(stopped.error)  # the step as the installer knows it, not the platform's method
+    assert "binding to the merchant's store" in told and str(Method.DEVICE_BIND) not in told
+    assert "Send the waiting call" in str(stopped.error.remedy_text)  # the console's way out, with the CLI's
+    assert stopped.error.params["method"] == Method.DEVICE_BIND  # for the console's actions
 
 
 def test_running_inventory_again_after_an_outage_leaves_nothing_pending(platform: Platform, outbox: Outbox) -> None:
