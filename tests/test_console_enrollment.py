@@ -27,13 +27,14 @@ from console.composition import Wiring
 from console.inject_run import WAITING
 from console.inventory_run import ResumeDialog
 from console.main_window import MainWindow
-from console.merchant_form import CURRENT_PROGRAM, STEPS, BindRequest, MerchantForm
+from console.merchant_form import CURRENT_PROGRAM, SENT, STEPS, BindRequest, MerchantForm
 from console.platform_option import PlatformKeyMissing
 from console.subsidy_chart import SubsidyChart, axis_text, nice_ceiling
 from console.subsidy_panel import SubsidyPanel
 from console.unit_card import Bench
 from console.workers import EventSignals, Job, UnitsBusy, Workers
 from enrollment.config import ID, Merchant
+from enrollment.gateway import Method
 from enrollment.merchant_qr import MerchantQrInvalid, merchant_qr_text
 from i18n import _
 from provisioning import operators as ops
@@ -45,6 +46,7 @@ from provisioning.registration import (
     STEP_INVENTORY,
     STEP_SUBSIDY,
     EnrollmentStepResult,
+    StepCallWaiting,
     SubsidyMonth,
     UnitNotBound,
     UnitSubsidy,
@@ -495,3 +497,58 @@ def test_one_resume_at_a_time_and_a_reopened_dialog_shows_how_it_ended(
     release.set()
     qtbot.waitUntil(lambda: not again.running, timeout=5000)
     assert calls == [1] and again.report == ResumeReport(done=1, refused=0, pending=0)
+
+
+def test_a_run_stopped_by_a_differing_waiting_call_offers_to_send_or_drop_it(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_in(qtbot, window, "ivy")
+    seen: list[tuple[object, ...]] = []
+
+    class Outbox:  # what the console's actions ask of the station's outbox
+        def as_operator(self, name: str) -> Outbox:
+            seen.append(("as", name))
+            return self
+
+        def resume(self, method: Method | None = None, serial: str | None = None) -> ResumeReport:
+            seen.append(("resume", method, serial))
+            return ResumeReport(done=1, refused=0, pending=0)
+
+        def abandon(self, request_no: str) -> None:
+            seen.append(("abandon", request_no))
+
+    class Access:
+        def call(self, _typed: str, use: Any) -> Any:
+            return use(Outbox(), None)
+
+    window.merchants._access = Access()  # type: ignore[assignment]
+    form = window.merchants.open_for(SERIAL)
+    assert form is not None
+    assert not form.send_waiting_button.isVisibleTo(form) and not form.drop_waiting_button.isVisibleTo(form)
+    number = "0123456789abcdef0123456789abcdef"
+    stopped = StepCallWaiting(method=str(Method.DEVICE_BIND), serial=SERIAL, request_no=number, step=STEPS[0][1])
+
+    def stop() -> None:
+        form.begin()
+        form.end([EnrollmentStepResult(SERIAL, STEP_BIND, False, "failed", error=stopped)], None)
+
+    stop()
+    assert form.send_waiting_button.isVisibleTo(form) and not form.send_waiting_button.isEnabled()  # no secret yet
+    assert str(Method.DEVICE_BIND) not in form.step_details[STEP_BIND].text()  # the step's name, translated
+    form.merchant_edit.setText("2088000000000001")
+    form.store_edit.setText("S0001")
+    form.secret_edit.setText(PASSPHRASE)
+    form.send_waiting_button.click()
+    qtbot.waitUntil(lambda: not form.running, timeout=5000)
+    assert seen == [("as", "ivy"), ("resume", Method.DEVICE_BIND, SERIAL)]
+    assert form.foot.hint_label.text() == _(SENT, done=1, refused=0, pending=0)
+    assert not form.send_waiting_button.isVisibleTo(form) and form.start_button.isEnabled()
+    seen.clear()
+    stop()
+    monkeypatch.setattr(form, "confirm_drop", lambda _number: False)
+    form.drop_waiting_button.click()
+    assert seen == [] and form.waiting_call() is stopped  # not confirmed: nothing dropped
+    monkeypatch.setattr(form, "confirm_drop", lambda _number: True)
+    form.drop_waiting_button.click()
+    qtbot.waitUntil(lambda: not form.running, timeout=5000)
+    assert seen == [("as", "ivy"), ("abandon", number)] and number in form.foot.hint_label.text()
