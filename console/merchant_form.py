@@ -12,7 +12,7 @@ reaches only the store's constructor, on the worker, and the form forgets it whe
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -526,12 +526,7 @@ class MerchantBinding(PlatformActions):
         if form is not None:
             job.phase_started.connect(form.phase_started)
             job.step_finished.connect(form.step_finished)
-        job.succeeded.connect(lambda results: self._ended(request, results, None))
-        job.failed.connect(lambda error: self._ended(request, None, error))
-        try:
-            self._workers.start(job)
-        except NaiadError as exc:
-            self._not_started(request.serial, exc)
+        if not self._launch(job, request.serial, lambda results, error: self._ended(request, results, error)):
             return None
         if form is not None:
             form.begin()
@@ -596,12 +591,7 @@ class MerchantBinding(PlatformActions):
             return access.call(held.pop(), use)
 
         job = Job(work, (request.serial,), "settle waiting call")
-        job.succeeded.connect(lambda report: self._settled(request, report, None))
-        job.failed.connect(lambda error: self._settled(request, None, error))
-        try:
-            self._workers.start(job)
-        except NaiadError as exc:
-            self._not_started(request.serial, exc)
+        if not self._launch(job, request.serial, lambda report, error: self._settled(request, report, error)):
             return None
         if form is not None:
             form.begin_waiting()
@@ -620,6 +610,17 @@ class MerchantBinding(PlatformActions):
         form = self.forms.get(request.serial)
         if form is not None:
             form.end_waiting(note, error)
+
+    def _launch(self, job: Job, serial: str, ended: Callable[[Any, BaseException | None], None]) -> bool:
+        """Start ``job``, ``ended(result, error)`` once it ends; False (the reason shown) if it was refused."""
+        job.succeeded.connect(lambda result: ended(result, None))
+        job.failed.connect(lambda error: ended(None, error))
+        try:
+            self._workers.start(job)
+        except NaiadError as exc:
+            self._not_started(serial, exc)
+            return False
+        return True
 
     def _not_started(self, serial: str, error: BaseException) -> None:
         """The run was refused before it started (the unit busy with another job, the role): its form says why; the
