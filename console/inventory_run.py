@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QAction
+from PyQt6.QtGui import QAction, QResizeEvent
 from PyQt6.QtWidgets import QDialog, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from i18n import N_, _
@@ -28,7 +28,7 @@ from provisioning.registration import ALREADY_REGISTERED, REGISTERED, ROLES_INVE
 from terminal.errors import NaiadError
 
 from .operator_login import OperatorLogin, role_text
-from .platform_access import PlatformAccess, SecretField
+from .platform_access import PlatformAccess, SecretField, fit_height
 from .unit_card import Bench
 from .unit_picker import BUSY, StartFoot, UnitChoice, UnitPicker
 from .unit_runs import UnitRun, UnitRuns
@@ -211,6 +211,11 @@ class ResumeDialog(SecretDialog):
             self.foot.show_hint(_(RESUMED, done=report.done, refused=report.refused, pending=report.pending))
         else:
             self.foot.show_hint(_("Enter the key store's passphrase or PIN.") if missing else "")
+        fit_height(self.foot.hint_label)
+
+    def resizeEvent(self, event: QResizeEvent | None) -> None:
+        super().resizeEvent(event)
+        fit_height(self.foot.hint_label)
 
     def retranslate(self) -> None:
         super().retranslate()
@@ -245,6 +250,8 @@ class InventoryRegistration(UnitRuns):
         self._window = parent
         self.dialog: InventoryDialog | None = None
         self.resume_dialog: ResumeDialog | None = None
+        self.resume_job: Job | None = None
+        """The resume running, if one is: one at a time, whichever dialog asked (a closed one's job runs on)."""
         self.action = QAction(self)
         self.action.setObjectName("registerInventoryAction")
         self.action.triggered.connect(lambda _checked=False: self.open_dialog())
@@ -361,12 +368,18 @@ class InventoryRegistration(UnitRuns):
             dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             dialog.resume_requested.connect(lambda secret, dialog=dialog: self.resume(dialog, secret))
             dialog.finished.connect(lambda _result, dialog=dialog: self._forget(dialog))
+            if self.resume_job is not None:  # reopened while the last one's calls are still being sent
+                dialog.begin()
         dialog.show()
         dialog.raise_()
         return dialog
 
     def resume(self, dialog: ResumeDialog, secret: str) -> Job | None:
-        """Send this station's waiting calls off the GUI thread, as the logged-in operator."""
+        """Send this station's waiting calls off the GUI thread, as the logged-in operator; None while another
+        resume runs (the dialog shows that one's end)."""
+        if self.resume_job is not None:
+            dialog.begin()
+            return None
         session = self._operator.session
         if session is None or not allowed(session, ROLES_OUTBOX):
             dialog.end(None, OutboxRoleNeeded(roles=role_names(ROLES_OUTBOX)))
@@ -379,25 +392,27 @@ class InventoryRegistration(UnitRuns):
             return access.call(held.pop(), lambda outbox, _config: resume_calls(outbox, session=session))
 
         job = Job(work, (), "resume platform calls")
-        job.succeeded.connect(lambda report: self._resumed(dialog, report, None))
-        job.failed.connect(lambda error: self._resumed(dialog, None, error))
+        job.succeeded.connect(lambda report: self._resumed(report, None))
+        job.failed.connect(lambda error: self._resumed(None, error))
         try:
             self._workers.start(job)
         except NaiadError as exc:
             dialog.end(None, exc)
             return None
+        self.resume_job = job
         dialog.begin()
         return job
 
-    def _resumed(self, dialog: ResumeDialog, report: ResumeReport | None, error: BaseException | None) -> None:
+    def _resumed(self, report: ResumeReport | None, error: BaseException | None) -> None:
+        self.resume_job = None
         if error is not None:
             self.log_refused(error, N_("The waiting platform calls were not sent: {message}"))
         elif report is not None:
             text = _(RESUMED, done=report.done, refused=report.refused, pending=report.pending)
             (LOG.info if report.pending == 0 else LOG.warning)("%s", text)
             self.summarised.emit(text)
-        if dialog is self.resume_dialog:
-            dialog.end(report, error)
+        if self.resume_dialog is not None:  # the one open now, were it reopened since
+            self.resume_dialog.end(report, error)
 
     def retranslate(self) -> None:
         self.action.setText(_("Register in inventory…"))

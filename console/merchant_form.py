@@ -12,7 +12,7 @@ reaches only the store's constructor, on the worker, and the form forgets it whe
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,29 +23,34 @@ from PyQt6.QtWidgets import (
     QDialog,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from enrollment.config import ID, Merchant
+from enrollment.gateway import Method
 from enrollment.merchant_qr import parse_merchant_qr
 from i18n import N_, _
+from provisioning.outbox import PendingCallDiffers
 from provisioning.registration import ROLES_BIND, STEP_ACTIVATE, STEP_BIND, STEP_SUBSIDY
 from terminal.errors import NaiadError
 from terminal.events import PhaseStarted, StepFinished
 
 from .inject_dialog import PKCS11
 from .operator_login import OperatorLogin, role_text
-from .platform_access import PlatformAccess, PlatformActions, SecretField
+from .platform_access import PlatformAccess, PlatformActions, SecretField, fit_height
 from .unit_card import Bench, error_texts, repolish
 from .unit_picker import StartFoot
 from .workers import Job, Workers
 
 if TYPE_CHECKING:
     from enrollment.config import PlatformConfig
-    from provisioning.outbox import Outbox
+    from provisioning.outbox import Outbox, ResumeReport
     from provisioning.registration import EnrollmentStepResult
 
 LOG = logging.getLogger(__name__)
@@ -60,6 +65,8 @@ STEPS: tuple[tuple[str, str], ...] = (
 )
 LIVE = N_("Live at merchant {merchant}, store {store}")
 BINDING = N_("Binding to merchant {merchant}…")
+SENT = N_("The waiting call was sent: {done} done, {refused} refused, {pending} still waiting. Run again.")
+DROPPED = N_("The waiting call {request_no} was dropped: it is never sent. Run again.")
 
 
 class BindRoleNeeded(NaiadError):
@@ -81,6 +88,18 @@ class BindRequest:
     secret: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class WaitingCallRequest:
+    """A press of "Send the waiting call" (``drop`` False) or "Drop the waiting call" (confirmed): the pending call
+    a run stopped at (:class:`~provisioning.outbox.PendingCallDiffers`)."""
+
+    serial: str
+    method: str
+    request_no: str
+    drop: bool
+    secret: str = field(repr=False)
+
+
 def id_problem(text: str, empty: str) -> str | None:
     """The msgid of what is wrong with a merchant or store id as typed (``empty`` when nothing is), or None."""
     if not text:
@@ -95,12 +114,7 @@ class FieldMessage(QLabel):
     label asks for it itself, and the window grows to show every line."""
 
     def fit(self) -> None:
-        height = self.heightForWidth(self.width())
-        if height > 0 and height != self.minimumHeight():
-            self.setMinimumHeight(height)
-        window = self.window()
-        if window is not None and window.isVisible() and window.minimumSizeHint().height() > window.height():
-            window.resize(window.width(), window.minimumSizeHint().height())
+        fit_height(self)
 
     def resizeEvent(self, event: QResizeEvent | None) -> None:
         super().resizeEvent(event)
@@ -111,12 +125,14 @@ class MerchantForm(QDialog):
     """One unit's merchant, store and subsidy program; Start asks for a run (``start_requested(request)``)."""
 
     start_requested = pyqtSignal(object)
+    waiting_requested = pyqtSignal(object)
 
     def __init__(self, serial: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("merchantForm")
         self.serial = serial
         self.running = False
+        self._note: tuple[str, dict[str, object]] | None = None  # what the last waiting-call action did
         self._qr_error: BaseException | None = None
         self._steps: dict[str, tuple[str, BaseException | None, str | None]] = {}  # state, error, detail
         self._run_error: BaseException | None = None
@@ -172,6 +188,13 @@ class MerchantForm(QDialog):
             grid.addWidget(detail, 2 * row + 1, 1)
             self.step_marks[step], self.step_names[step], self.step_details[step] = mark, name, detail
 
+        self.send_waiting_button, self.drop_waiting_button = QPushButton(), QPushButton()  # for PendingCallDiffers
+        self.send_waiting_button.clicked.connect(lambda _checked=False: self._waiting(drop=False))
+        self.drop_waiting_button.clicked.connect(lambda _checked=False: self._waiting(drop=True))
+        waiting = QHBoxLayout()
+        waiting.addStretch(1)
+        waiting.addWidget(self.send_waiting_button)
+        waiting.addWidget(self.drop_waiting_button)
         self.foot = StartFoot()
         self.start_button, self.cancel_button = self.foot.start_button, self.foot.cancel_button
         self.start_button.clicked.connect(self.start)
@@ -180,6 +203,7 @@ class MerchantForm(QDialog):
         layout.addWidget(self.merchant_box)
         layout.addWidget(self.steps_box)
         layout.addStretch(1)
+        layout.addLayout(waiting)
         layout.addWidget(self.foot)
         self.retranslate()
         self.setMinimumWidth(560)
@@ -250,12 +274,56 @@ class MerchantForm(QDialog):
             return
         self.start_requested.emit(self.request())
 
+    # -- the call a run stopped at ----------------------------------------------------------------------------
+
+    def waiting_call(self) -> PendingCallDiffers | None:
+        """The waiting call with other content the last run stopped at, None if it did not."""
+        error = self._run_error
+        return error if isinstance(error, PendingCallDiffers) and not self.running else None
+
+    def _waiting(self, *, drop: bool) -> None:
+        waiting = self.waiting_call()
+        if waiting is None or self.secret_edit.missing():
+            return
+        request_no = str(waiting.params["request_no"])
+        if drop and not self.confirm_drop(request_no):
+            return
+        method = str(waiting.params["method"])
+        self.waiting_requested.emit(WaitingCallRequest(self.serial, method, request_no, drop, self.secret_edit.text()))
+
+    def confirm_drop(self, request_no: str) -> bool:
+        """Ask before a call that may have been done is dropped for good."""
+        answer = QMessageBox.question(
+            self,
+            _("Drop the waiting call"),
+            _(
+                "Drop call {request_no}? Do so only once you have checked on the platform that it is not wanted: "
+                "it is never sent again.",
+                request_no=request_no,
+            ),
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def begin_waiting(self) -> None:
+        self.running, self._note = True, None
+        self._refresh()
+
+    def end_waiting(self, note: tuple[str, dict[str, object]] | None, error: BaseException | None) -> None:
+        """The waiting call was sent or dropped (``note`` says what became of it; the steps start afresh), or
+        ``error`` says why not."""
+        self.running, self._note = False, note
+        if error is None:
+            self._run_error, self._steps = None, {}
+        else:
+            self._run_error = error
+        self.retranslate()
+
     # -- a run -----------------------------------------------------------------------------------------------
 
     def begin(self) -> None:
         """A run started: every step waits again (a step done before is skipped, and ticked, as it comes)."""
         self.running = True
-        self._run_error = None
+        self._run_error, self._note = None, None
         self._steps = {step: ("waiting", None, None) for step, _name in STEPS}
         self.retranslate()
 
@@ -329,11 +397,17 @@ class MerchantForm(QDialog):
             self.foot.show_hint(_(blocker))
         elif self._run_error is not None:
             self.foot.show_hint(_("The run stopped:"), self._run_error)
+        elif self._note is not None:
+            self.foot.show_hint(_(self._note[0], **self._note[1]))
         elif self.succeeded():
             merchant = self.request().merchant
             self.foot.show_hint(_(LIVE, merchant=merchant.merchant_id, store=merchant.store_id))
         else:
             self.foot.show_hint(_("Ready to bind, activate and enroll unit {serial}.", serial=self.serial))
+        waiting = self.waiting_call() is not None
+        for button in (self.send_waiting_button, self.drop_waiting_button):
+            button.setVisible(waiting)
+            button.setEnabled(waiting and not self.secret_edit.missing())
 
     def _draw_steps(self) -> None:
         marks = {"waiting": "○", "running": "…", "done": "✓", "failed": "✗", "skipped": "—"}
@@ -363,11 +437,9 @@ class MerchantForm(QDialog):
         self.merchant_caption.setText(_("Merchant id:"))
         self.store_caption.setText(_("Store id:"))
         self.program_caption.setText(_("Subsidy program:"))
-        current = self.program() is None
+        typed = self.program()  # setItemText on the current item rewrites the edit: a typed program is put back
         self.program_combo.setItemText(0, _(CURRENT_PROGRAM))
-        if current:
-            self.program_combo.setCurrentIndex(0)
-            self.program_combo.setEditText(self.program_combo.itemText(0))
+        self.program_combo.setEditText(self.program_combo.itemText(0) if typed is None else typed)
         self.program_combo.setToolTip(
             _("The platform enrolls the unit in its current program; to choose another, type its id.")
         )
@@ -376,6 +448,10 @@ class MerchantForm(QDialog):
         self.steps_box.setTitle(_("Steps"))
         self.start_button.setText(_("Bind and activate") if not self._steps else _("Run again"))
         self.cancel_button.setText(_("Close"))
+        self.send_waiting_button.setText(_("Send the waiting call"))
+        self.send_waiting_button.setToolTip(_("Send the call the run stopped at, as it was written"))
+        self.drop_waiting_button.setText(_("Drop the waiting call…"))
+        self.drop_waiting_button.setToolTip(_("Drop it once you have checked on the platform that it is not wanted"))
         self._draw_steps()
         self._refresh()
 
@@ -414,6 +490,7 @@ class MerchantBinding(PlatformActions):
             form = MerchantForm(serial, self._window)
             form.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             form.start_requested.connect(self.start)
+            form.waiting_requested.connect(self.settle_waiting)
             form.finished.connect(lambda _result, form=form: self._forget(form))
             self.forms[serial] = form
         form.show()
@@ -449,12 +526,7 @@ class MerchantBinding(PlatformActions):
         if form is not None:
             job.phase_started.connect(form.phase_started)
             job.step_finished.connect(form.step_finished)
-        job.succeeded.connect(lambda results: self._ended(request, results, None))
-        job.failed.connect(lambda error: self._ended(request, None, error))
-        try:
-            self._workers.start(job)
-        except NaiadError as exc:
-            self._not_started(request.serial, exc)
+        if not self._launch(job, request.serial, lambda results, error: self._ended(request, results, error)):
             return None
         if form is not None:
             form.begin()
@@ -496,6 +568,59 @@ class MerchantBinding(PlatformActions):
             self._log_failure(request.serial, failure)
         if card is not None:
             card.end_job()
+
+    def settle_waiting(self, request: WaitingCallRequest) -> Job | None:
+        """Send or drop the call a run of ``request.serial`` stopped at, off the GUI thread; None if refused."""
+        form = self.forms.get(request.serial)
+        session = self._operator.session
+        if session is None or not self.allowed():
+            self._not_started(request.serial, BindRoleNeeded(roles=", ".join(role_text(r) for r in ROLES_BIND)))
+            return None
+        access, held = self._access, [request.secret]
+        request = replace(request, secret="")
+
+        def work(_listener: Any) -> ResumeReport | None:
+            from provisioning.registration import abandon_call, resume_calls
+
+            def use(outbox: Outbox, _config: PlatformConfig) -> ResumeReport | None:
+                if request.drop:
+                    abandon_call(outbox, request.request_no, session=session)
+                    return None
+                return resume_calls(outbox, session=session, method=Method(request.method), serial=request.serial)
+
+            return access.call(held.pop(), use)
+
+        job = Job(work, (request.serial,), "settle waiting call")
+        if not self._launch(job, request.serial, lambda report, error: self._settled(request, report, error)):
+            return None
+        if form is not None:
+            form.begin_waiting()
+        return job
+
+    def _settled(self, request: WaitingCallRequest, report: ResumeReport | None, error: BaseException | None) -> None:
+        note: tuple[str, dict[str, object]] | None = None
+        if error is not None:
+            self._log_failure(request.serial, error)
+        elif request.drop:
+            note = (DROPPED, {"request_no": request.request_no})
+        elif report is not None:
+            note = (SENT, {"done": report.done, "refused": report.refused, "pending": report.pending})
+        if note is not None:
+            LOG.info("%s", _("{serial}: {outcome}", serial=request.serial, outcome=_(note[0], **note[1])))
+        form = self.forms.get(request.serial)
+        if form is not None:
+            form.end_waiting(note, error)
+
+    def _launch(self, job: Job, serial: str, ended: Callable[[Any, BaseException | None], None]) -> bool:
+        """Start ``job``, ``ended(result, error)`` once it ends; False (the reason shown) if it was refused."""
+        job.succeeded.connect(lambda result: ended(result, None))
+        job.failed.connect(lambda error: ended(None, error))
+        try:
+            self._workers.start(job)
+        except NaiadError as exc:
+            self._not_started(serial, exc)
+            return False
+        return True
 
     def _not_started(self, serial: str, error: BaseException) -> None:
         """The run was refused before it started (the unit busy with another job, the role): its form says why; the

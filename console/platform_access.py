@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from PyQt6.QtCore import QObject
-from PyQt6.QtWidgets import QLineEdit, QWidget
+from PyQt6.QtWidgets import QLabel, QLineEdit, QWidget
 
 from i18n import _
 
@@ -30,6 +30,19 @@ if TYPE_CHECKING:
     from provisioning.outbox import Outbox
 
 T = TypeVar("T")
+
+
+def fit_height(label: QLabel) -> None:
+    """Give a wrapped ``label`` the height its text needs at its width, and grow its window to show it: a layout
+    does not ask a label its height for the width it gets, so a long message would be clipped."""
+    height = label.heightForWidth(label.width())
+    if height > 0 and height != label.minimumHeight():
+        label.setMinimumHeight(height)
+    window = label.window()
+    if window is not None and window.isVisible():  # a wrapped label's minimum is for its narrowest width
+        needed = max(window.minimumSizeHint().height(), window.heightForWidth(window.width()))
+        if needed > window.height():
+            window.resize(window.width(), needed)
 
 
 @dataclass(frozen=True)

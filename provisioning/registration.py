@@ -36,7 +36,7 @@ from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
 
 from .operators import ROLE_ADMIN, ROLE_OPERATOR, OperatorSession, require_role
-from .outbox import settles
+from .outbox import PendingCallDiffers, settles
 
 if TYPE_CHECKING:
     from enrollment.config import Merchant
@@ -143,6 +143,29 @@ class UnitRefused(RegistrationError):
     remedy = N_("Check the unit's serial and model; 'naiad register inventory' may be run again for it.")
 
 
+class StepCallWaiting(PendingCallDiffers):
+    """:class:`~provisioning.outbox.PendingCallDiffers` told with the step's name (not the platform method's), and
+    what to do in the console as on the command line; ``method`` stays in the params for the console's actions."""
+
+    message = N_(
+        "Unit {serial}: an earlier call ({step}, {request_no}) is still waiting with other content; it may "
+        "already be done"
+    )
+    remedy = N_(
+        "Send it ('Send the waiting call' in the console, 'naiad register resume' on the command line), or, once "
+        "you have checked the platform, drop it ('Drop the waiting call', 'naiad register abandon {request_no}'); "
+        "then run again."
+    )
+    msgid_params = ("step",)
+
+
+class InventoryCallWaiting(EnrollmentError):
+    """A unit an earlier inventory call still holds, the platform unreachable: no other call is written for it."""
+
+    message = N_("Unit {serial} waits in an earlier inventory call ({request_no}) the platform has not answered")
+    remedy = N_("Run again once the platform can be reached: the waiting call is sent then.")
+
+
 REFUSALS: dict[str, type[RegistrationError]] = {
     "DEVICE_OWNED_ELSEWHERE": UnitOwnedElsewhere,
     "DEVICE_NOT_IN_INVENTORY": UnitNotInInventory,
@@ -243,30 +266,36 @@ def register_inventory(
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
     outbox = _acting(outbox, session, ROLES_INVENTORY)
-    _resume_inventory(outbox, Reporter(listener, "", STEP_INVENTORY))
+    earlier = _resume_inventory(outbox, Reporter(listener, "", STEP_INVENTORY))
+    held = _held_inventory(outbox) if earlier.pending else {}
     first: dict[str, UnitToRegister] = {}
     for unit in units:
         first.setdefault(unit.serial, unit)
     chosen = list(first.values())
     reporters = {unit.serial: Reporter(listener, unit.serial, STEP_INVENTORY) for unit in chosen}
-    for reporter in reporters.values():
-        reporter.phase("wait", _("waiting for its batch"))
-    results: list[EnrollmentStepResult] = []
-    for start in range(0, len(chosen), batch_size):
-        batch = chosen[start : start + batch_size]
+    results: dict[str, EnrollmentStepResult] = {}
+    for serial, reporter in reporters.items():
+        if serial in held:  # a call of its own still waits: another one would only be sent again on recovery
+            error = InventoryCallWaiting(serial=serial, request_no=held[serial])
+            results[serial] = EnrollmentStepResult(serial, STEP_INVENTORY, False, PENDING, error=error)
+            reporter.finished(results[serial])
+        else:
+            reporter.phase("wait", _("waiting for its batch"))
+    fresh = [unit for unit in chosen if unit.serial not in held]
+    for start in range(0, len(fresh), batch_size):
+        batch = fresh[start : start + batch_size]
         for unit in batch:
             reporters[unit.serial].phase("register", _("registering in the distributor's inventory"))
         started = time.monotonic()
         answers = _register_batch(outbox, supplier_id, batch)
         for unit in batch:
-            result = answers[unit.serial]
+            result = results[unit.serial] = answers[unit.serial]
             result.seconds = time.monotonic() - started
             reporters[unit.serial].finished(result)
-            results.append(result)
-    return results
+    return [results[unit.serial] for unit in chosen]
 
 
-def _resume_inventory(outbox: Outbox, reporter: Reporter) -> None:
+def _resume_inventory(outbox: Outbox, reporter: Reporter) -> ResumeReport:
     """Send again this station's pending inventory calls, and say what they got."""
     earlier = outbox.resume(method=Method.INVENTORY_REGISTER)
     if earlier.done or earlier.refused or earlier.pending:
@@ -279,6 +308,13 @@ def _resume_inventory(outbox: Outbox, reporter: Reporter) -> None:
                 pending=earlier.pending,
             )
         )
+    return earlier
+
+
+def _held_inventory(outbox: Outbox) -> dict[str, str]:
+    """Serial -> request number of this station's inventory calls still pending."""
+    calls = outbox.pending(Method.INVENTORY_REGISTER)
+    return {device["serial"]: call.request_no for call in calls for device in call.biz.get("devices", ())}
 
 
 def _register_batch(
@@ -400,7 +436,9 @@ def bring_live(
 
 
 def _run_step(outbox: Outbox, serial: str, step: _Step, context: Mapping[str, Any]) -> EnrollmentStepResult:
-    recorded = outbox.done(step.method, serial)
+    # a pending call of this step goes first: an older done one must not hide it (outbox.call resends it, or
+    # raises PendingCallDiffers when it asks something else)
+    recorded = None if outbox.pending(step.method, serial) else outbox.done(step.method, serial)
     if recorded is not None and recorded.reply is not None and step.same(recorded.reply):
         LOG.info("%s: %s was done already (request %s)", serial, step.name, recorded.request_no)
         return EnrollmentStepResult(serial, step.name, True, ALREADY_DONE, step.detail(recorded.reply))
@@ -408,6 +446,8 @@ def _run_step(outbox: Outbox, serial: str, step: _Step, context: Mapping[str, An
         reply = outbox.call(step.method, step.biz, serial=serial)
     except NaiadError as exc:
         error = translated(exc, **context) if isinstance(exc, PlatformRefused) else exc
+        if isinstance(exc, PendingCallDiffers):
+            error = StepCallWaiting(**{**exc.params, "serial": serial, "step": _STEP_LABELS[step.name]})
         LOG.info("%s: %s not done: %s", serial, step.name, exc)
         return EnrollmentStepResult(serial, step.name, False, _status_of(error), error=error)
     return EnrollmentStepResult(serial, step.name, True, DONE, step.detail(reply))
@@ -498,9 +538,12 @@ def _unit_subsidy(unit: Mapping[str, Any]) -> UnitSubsidy:
 # --- the outbox's pending calls -----------------------------------------------------------------------
 
 
-def resume_calls(outbox: Outbox, *, session: OperatorSession | None) -> ResumeReport:
-    """Send again every call of this station still pending, oldest first.  Needs one of :data:`ROLES_OUTBOX`."""
-    return _acting(outbox, session, ROLES_OUTBOX).resume()
+def resume_calls(
+    outbox: Outbox, *, session: OperatorSession | None, method: Method | None = None, serial: str | None = None
+) -> ResumeReport:
+    """Send again every call of this station still pending (of ``method``, about ``serial`` when given), oldest
+    first.  Needs one of :data:`ROLES_OUTBOX`."""
+    return _acting(outbox, session, ROLES_OUTBOX).resume(method, serial)
 
 
 def abandon_call(outbox: Outbox, request_no: str, *, session: OperatorSession | None) -> PlatformCallRecord:

@@ -291,7 +291,7 @@ def test_a_corrected_merchant_waits_for_the_typo_to_be_dropped_with_abandon(stat
     stopped = station.naiad(*fixed, "--json")
     assert stopped.exit_code == 1
     (step,) = json.loads(stopped.stdout)["steps"]
-    assert step["error"]["error"] == "PendingCallDiffers" and "naiad register abandon" in step["error"]["remedy"]
+    assert step["error"]["error"] == "StepCallWaiting" and "naiad register abandon" in step["error"]["remedy"]
     held = bench.device(serial)
     assert held is not None and held["merchant_id"] is None  # neither bind was sent
     dropped = station.json("register", "abandon", typo.request_no)

@@ -25,24 +25,28 @@ from PyQt6.QtGui import QColor, QImage
 import i18n
 from console.composition import Wiring
 from console.inject_run import WAITING
+from console.inventory_run import ResumeDialog
 from console.main_window import MainWindow
-from console.merchant_form import CURRENT_PROGRAM, STEPS, BindRequest, MerchantForm
+from console.merchant_form import CURRENT_PROGRAM, SENT, STEPS, BindRequest, MerchantForm
 from console.platform_option import PlatformKeyMissing
 from console.subsidy_chart import SubsidyChart, axis_text, nice_ceiling
 from console.subsidy_panel import SubsidyPanel
 from console.unit_card import Bench
 from console.workers import EventSignals, Job, UnitsBusy, Workers
 from enrollment.config import ID, Merchant
+from enrollment.gateway import Method
 from enrollment.merchant_qr import MerchantQrInvalid, merchant_qr_text
 from i18n import _
 from provisioning import operators as ops
 from provisioning.ledger import Ledger
+from provisioning.outbox import PendingCallDiffers, ResumeReport
 from provisioning.registration import (
     STEP_ACTIVATE,
     STEP_BIND,
     STEP_INVENTORY,
     STEP_SUBSIDY,
     EnrollmentStepResult,
+    StepCallWaiting,
     SubsidyMonth,
     UnitNotBound,
     UnitSubsidy,
@@ -161,6 +165,10 @@ def test_the_program_is_the_platforms_current_unless_another_is_typed(
     monkeypatch.setitem(i18n.catalog("zh_CN"), CURRENT_PROGRAM, "当前（平台默认）")
     form.retranslate()  # the first choice is translated and stays chosen
     assert form.program_combo.currentText() == "当前（平台默认）" and form.program() is None
+    form.program_combo.setEditText("2019")
+    monkeypatch.setattr(i18n, "_language", "en")
+    form.retranslate()  # a typed program survives a language switch (it is sent as typed)
+    assert form.program() == "2019" and form.request().program == "2019"
 
 
 def test_a_unit_stays_busy_until_a_job_of_several_steps_on_it_ends(qtbot: Any) -> None:
@@ -445,3 +453,102 @@ def test_a_message_about_the_whole_run_is_logged_without_a_unit(qtbot: Any, capl
     with caplog.at_level("INFO", logger="console.unit_card"):
         signals.message.emit(Message("", STEP_INVENTORY, text))  # register_inventory's word on the outbox
     assert [record.getMessage() for record in caplog.records] == [text]
+
+
+@pytest.mark.parametrize("language", ["en", "zh_CN"])
+def test_the_resume_dialog_grows_to_show_a_long_error_whole(
+    qtbot: Any, monkeypatch: pytest.MonkeyPatch, language: str
+) -> None:
+    monkeypatch.setattr(i18n, "_language", language)
+    dialog = ResumeDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.end(None, PendingCallDiffers(method="iot.device.bind", serial=SERIAL, request_no="0" * 32))
+    hint = dialog.foot.hint_label
+    qtbot.waitUntil(
+        lambda: hint.height() >= hint.heightForWidth(hint.width()), timeout=1000
+    )  # not drawn over by the buttons
+    assert dialog.height() >= dialog.heightForWidth(dialog.width())
+
+
+def test_one_resume_at_a_time_and_a_reopened_dialog_shows_how_it_ended(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE_PASSPHRASE", PASSPHRASE)
+    log_in(qtbot, window, "ivy")
+    release, calls = threading.Event(), []
+
+    class Access:  # sends until released
+        def call(self, _typed: str, _use: Any) -> Any:
+            calls.append(1)
+            release.wait(5)
+            return ResumeReport(done=1, refused=0, pending=0)
+
+    window.inventory._access = Access()  # type: ignore[assignment]
+    first = window.inventory.open_resume()
+    assert first is not None
+    first.start_button.click()
+    assert first.running
+    first.close()  # its job runs on
+    again = window.inventory.open_resume()
+    assert again is not None and again is not first and again.running and not again.start_button.isEnabled()
+    assert window.inventory.resume(again, PASSPHRASE) is None  # refused: one is running
+    release.set()
+    qtbot.waitUntil(lambda: not again.running, timeout=5000)
+    assert calls == [1] and again.report == ResumeReport(done=1, refused=0, pending=0)
+
+
+def test_a_run_stopped_by_a_differing_waiting_call_offers_to_send_or_drop_it(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_in(qtbot, window, "ivy")
+    seen: list[tuple[object, ...]] = []
+
+    class Outbox:  # what the console's actions ask of the station's outbox
+        def as_operator(self, name: str) -> Outbox:
+            seen.append(("as", name))
+            return self
+
+        def resume(self, method: Method | None = None, serial: str | None = None) -> ResumeReport:
+            seen.append(("resume", method, serial))
+            return ResumeReport(done=1, refused=0, pending=0)
+
+        def abandon(self, request_no: str) -> None:
+            seen.append(("abandon", request_no))
+
+    class Access:
+        def call(self, _typed: str, use: Any) -> Any:
+            return use(Outbox(), None)
+
+    window.merchants._access = Access()  # type: ignore[assignment]
+    form = window.merchants.open_for(SERIAL)
+    assert form is not None
+    assert not form.send_waiting_button.isVisibleTo(form) and not form.drop_waiting_button.isVisibleTo(form)
+    number = "0123456789abcdef0123456789abcdef"
+    stopped = StepCallWaiting(method=str(Method.DEVICE_BIND), serial=SERIAL, request_no=number, step=STEPS[0][1])
+
+    def stop() -> None:
+        form.begin()
+        form.end([EnrollmentStepResult(SERIAL, STEP_BIND, False, "failed", error=stopped)], None)
+
+    stop()
+    assert form.send_waiting_button.isVisibleTo(form) and not form.send_waiting_button.isEnabled()  # no secret yet
+    assert str(Method.DEVICE_BIND) not in form.step_details[STEP_BIND].text()  # the step's name, translated
+    form.merchant_edit.setText("2088000000000001")
+    form.store_edit.setText("S0001")
+    form.secret_edit.setText(PASSPHRASE)
+    form.send_waiting_button.click()
+    qtbot.waitUntil(lambda: not form.running, timeout=5000)
+    assert seen == [("as", "ivy"), ("resume", Method.DEVICE_BIND, SERIAL)]
+    assert form.foot.hint_label.text() == _(SENT, done=1, refused=0, pending=0)
+    assert not form.send_waiting_button.isVisibleTo(form) and form.start_button.isEnabled()
+    seen.clear()
+    stop()
+    monkeypatch.setattr(form, "confirm_drop", lambda _number: False)
+    form.drop_waiting_button.click()
+    assert seen == [] and form.waiting_call() is stopped  # not confirmed: nothing dropped
+    monkeypatch.setattr(form, "confirm_drop", lambda _number: True)
+    form.drop_waiting_button.click()
+    qtbot.waitUntil(lambda: not form.running, timeout=5000)
+    assert seen == [("as", "ivy"), ("abandon", number)] and number in form.foot.hint_label.text()

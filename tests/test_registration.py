@@ -110,6 +110,9 @@ class ScriptedOutbox(Outbox):
     def done(self, method: Method, serial: str) -> PlatformCallRecord | None:
         return self.settled.get((method, serial))
 
+    def pending(self, method: Method | None = None, serial: str | None = None) -> list[PlatformCallRecord]:
+        return []
+
     def read(self, method: Method, biz: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append((method, dict(biz), None))
         return self.answer(method, dict(biz))

@@ -31,6 +31,7 @@ from provisioning.registration import (
     STEP_ACTIVATE,
     STEP_BIND,
     STEP_SUBSIDY,
+    InventoryCallWaiting,
     MerchantNotFound,
     StoreNotFound,
     UnitNotInInventory,
@@ -235,6 +236,27 @@ def test_a_merchant_corrected_after_an_outage_is_not_replaced_by_the_pending_typ
     assert (held["merchant_id"], held["store_id"]) == (NOODLE_BAR.merchant_id, NOODLE_BAR.store_id)
 
 
+def test_an_older_done_bind_does_not_hide_a_newer_pending_one_with_other_content(
+    platform: Platform, outbox: Outbox, client: CountingClient
+) -> None:
+    """Bound to the noodle bar, moved to the grocer during an outage (pending), then run for the noodle bar again:
+    the run stops at the pending grocer bind instead of saying "done already" over it, and sends nothing."""
+    supplier = platform.config.supplier_id
+    register_inventory(outbox, supplier, [UnitToRegister("MOVE0001", "df2")], session=OLGA)
+    assert all(r.ok for r in bring_live(outbox, supplier, "MOVE0001", NOODLE_BAR, session=OLGA))
+    platform.sandbox.faults = Faults(error_rate=1.0)
+    assert bring_live(outbox, supplier, "MOVE0001", GROCER, session=OLGA)[0].status == "pending"
+    platform.sandbox.faults = Faults()
+    sent = len(client.sent)
+    (stopped,) = bring_live(outbox, supplier, "MOVE0001", NOODLE_BAR, session=OLGA)
+    assert (stopped.step, stopped.ok) == (STEP_BIND, False) and isinstance(stopped.error, PendingCallDiffers)
+    assert len(client.sent) == sent
+    told = str(stopped.error)  # the step as the installer knows it, not the platform's method
+    assert "binding to the merchant's store" in told and str(Method.DEVICE_BIND) not in told
+    assert "Send the waiting call" in str(stopped.error.remedy_text)  # the console's way out, with the CLI's
+    assert stopped.error.params["method"] == Method.DEVICE_BIND  # for the console's actions
+
+
 def test_running_inventory_again_after_an_outage_leaves_nothing_pending(platform: Platform, outbox: Outbox) -> None:
     batch = units("RERUN", 3)
     platform.sandbox.faults = Faults(drop_rate=1.0)  # the work done, the reply lost
@@ -247,6 +269,23 @@ def test_running_inventory_again_after_an_outage_leaves_nothing_pending(platform
     assert all(r.ok for r in again) and outbox.pending() == []
     (told,) = events.of(Message, "")
     assert "1 done, 0 refused, 0 still waiting" in told.text
+
+
+def test_inventory_run_again_during_an_outage_writes_no_second_call_for_the_same_units(
+    platform: Platform, outbox: Outbox
+) -> None:
+    supplier, batch = platform.config.supplier_id, units("OUTAGE", 2)
+    platform.sandbox.faults = Faults(error_rate=1.0)
+    for _run in range(3):
+        results = register_inventory(outbox, supplier, batch, session=OLGA)
+        assert [r.status for r in results] == ["pending", "pending"]
+    (waiting,) = outbox.pending(Method.INVENTORY_REGISTER)
+    assert isinstance(results[0].error, InventoryCallWaiting) and waiting.request_no in str(results[0].error)
+    mixed = register_inventory(outbox, supplier, [*batch, UnitToRegister("OUTAGE9999", "df2")], session=OLGA)
+    assert [r.serial for r in mixed] == ["OUTAGE0000", "OUTAGE0001", "OUTAGE9999"]  # a new unit gets its own call
+    assert len(outbox.pending(Method.INVENTORY_REGISTER)) == 2
+    platform.sandbox.faults = Faults()
+    assert all(r.ok for r in register_inventory(outbox, supplier, batch, session=OLGA)) and outbox.pending() == []
 
 
 def test_every_call_is_written_as_the_operator_who_ran_the_flow(platform: Platform, outbox: Outbox) -> None:
