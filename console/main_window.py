@@ -39,7 +39,7 @@ from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
 from .inject_run import EngineKeys, KeyEngine, KeyInjection
 from .inventory_run import InventoryRegistration
 from .log_pane import LogPane
-from .merchant_form import MerchantBinding
+from .merchant_binding import MerchantBinding
 from .operator_login import OperatorLogin
 from .platform_access import PlatformAccess
 from .style import UnitState, stylesheet

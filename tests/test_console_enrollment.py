@@ -27,7 +27,8 @@ from console.composition import Wiring
 from console.inject_run import WAITING
 from console.inventory_run import ResumeDialog
 from console.main_window import MainWindow
-from console.merchant_form import CURRENT_PROGRAM, SENT, STEPS, BindRequest, MerchantForm
+from console.merchant_binding import SENT
+from console.merchant_form import CURRENT_PROGRAM, STEPS, BindRequest, MerchantForm
 from console.platform_option import PlatformKeyMissing
 from console.subsidy_chart import SubsidyChart, axis_text, nice_ceiling
 from console.subsidy_panel import SubsidyPanel
