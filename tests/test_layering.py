@@ -16,12 +16,13 @@ ALLOWED = {
     "keys": {"terminal"},
     "camera": {"terminal"},
     "enrollment": {"terminal"},
-    "simulator": {"terminal", "keys.session", "keys.tr31", "keys.kcv", "keys.errors"},
+    "simulator": {"terminal", "keys.session", "keys.tr31", "keys.kcv", "keys.errors", "enrollment.gateway"},
     "terminal": set(),
     "i18n": set(),
 }
 # A module name in a set allows that module only: the simulator's secure element uses the key session, TR-31
-# and KCV code the station uses (the same standards on both sides), never a key store or the DUKPT derivation.
+# and KCV code the station uses (the same standards on both sides), never a key store or the DUKPT derivation;
+# the unit's face-pay app speaks the platform's gateway wire (enrollment.gateway), never the station's client.
 # DESIGN: the simulator imports terminal's codecs and device side only, never the host's side (the
 # management client, discovery, transports, the fastboot client): it is the reference the host is tried against.
 SIMULATOR_MAY_USE = {
