@@ -5,7 +5,7 @@
   printed life size; IR: paper 0.8 where blank, toner absorbing where printed (high contrast).
 - screen: a tablet's display (14.4 x 21 cm, 1 cm black bezel), planar, showing the photo at 0.9 scale by its own
   light (RGB); IR: dark glass (0.05) with a mirror glint where it faces the camera.
-- mask: the identity's face, shallower (0.6 of the relief) and smoother (4 mm), face only; RGB: the photo printed
+- mask: the identity's face, shallower (0.75 of the relief) and smoother (4 mm), face only; RGB: the photo printed
   on it; IR: resin, uniform 0.78 and glossy.
 """
 
@@ -30,7 +30,7 @@ SCREEN_BEZEL_M = 0.01
 SCREEN_SCALE = 0.9  # the face on the screen, relative to life size
 SCREEN_IR, BEZEL_IR = 0.05, 0.04
 SCREEN_SPECULAR, SCREEN_SHININESS = 0.8, 5000.0  # a mirror glint of the flood, about 1 degree wide
-MASK_RELIEF, MASK_SMOOTH_M = 0.6, 0.004
+MASK_RELIEF, MASK_SMOOTH_M = 0.75, 0.004  # the hard case: relief near a shallow face
 MASK_IR, MASK_SPECULAR, MASK_SHININESS = 0.78, 0.15, 15.0
 
 
