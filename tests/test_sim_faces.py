@@ -29,7 +29,11 @@ from simulator.face.scene import (
     random_face_scene,
 )
 from simulator.face.splat import project
+from simulator.link import Faults
+from simulator.state import UnitStore
+from simulator.unit import VirtualTerminal
 from terminal.models import model_by_id
+from terminal.protocol import MessageType, frame_object
 
 DF2 = model_by_id("df2")
 Frames = dict[str, np.ndarray]
@@ -317,3 +321,29 @@ def test_a_missing_photograph_says_to_run_make_setup(monkeypatch: pytest.MonkeyP
     with pytest.raises(photos.FacePhotoMissing) as caught:
         photos.photo_path(photos.PHOTOS[0])
     assert "make setup" in (caught.value.remedy_text or "")
+
+
+def test_a_unit_stages_a_face_and_captures_it(tmp_path: Path) -> None:
+    store = UnitStore.create(tmp_path / "units", DF2)
+    unit = VirtualTerminal(store, 0, Faults(), lambda: None, tmp_path)
+    try:
+        answered = unit.camera.set_scene({"kind": "photo", "bend": 2.0})
+        assert answered["kind"] == "photo" and answered["bend"] == 2.0 and answered["identity"] == 0
+        with pytest.raises(SceneError):
+            unit.camera.set_scene({"kind": "photo", "colour": "sepia"})
+        assert unit.camera.scene() == FaceScene("photo", bend=2.0)  # the refused scene changed nothing
+        reply = unit.handle(MessageType.CAMERA_CAPTURE, {"streams": ["depth"]})
+        assert reply["frames"]["depth"]["bits"] == 16
+        data, total = b"", 1
+        while len(data) < total:
+            chunk = unit.handle(
+                MessageType.OBJECT_READ, {"name": frame_object("depth"), "offset": len(data), "length": 200_000}
+            )
+            data, total = data + chunk["data"], chunk["total"]
+        depth = np.asarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), dtype=np.uint16)
+        scene = unit.camera.scene()
+        assert isinstance(scene, FaceScene)
+        where = face_truth(unit.camera.physical(), scene)
+        assert abs(_at(depth, where.ir_landmarks[2]) - 500) < 15  # the print, where the truth says, at 0.5 m
+    finally:
+        unit.shutdown()
