@@ -2,7 +2,7 @@
 
 Each presentation's surface (``surfaces``) is splatted into each camera (``splat``) and shaded:
 
-- IR: the camera's own flood, albedo x cos(incidence) x (0.4 m / range)^2 plus a specular term (glossy resin,
+- IR: the camera's own flood, albedo x cos(incidence) x (0.5 m / range)^2 plus a specular term (glossy resin,
   screen glass), plus sunlight's ambient IR (albedo x ``ambient_ir``, no falloff); with ``speckle`` and the
   projector on, the projector's dots (seen from the projector, beside the IR camera) over a weak flood.
 - RGB: room light, ambient plus a key light from ``Light.direction_deg`` (Lambert, with a little gloss),
@@ -49,7 +49,7 @@ from .surfaces import Surface, surface
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
-Z_REF_M = 0.4  # the IR flood gives a white surface IR_WHITE_DN here: resin at 0.35 m hardly clips
+Z_REF_M = 0.5  # the IR flood gives a white surface IR_WHITE_DN here
 BACKGROUND_ALBEDO = ALBEDO_BLACK + BACKGROUND_CODE * (ALBEDO_WHITE - ALBEDO_BLACK) / 255
 AMBIENT_RGB, KEY_RGB = 0.45, 0.6
 WARMTH_GAIN = 0.12

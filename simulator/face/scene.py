@@ -22,7 +22,7 @@ class Light:
 
     rgb_level: float = 1.0  # visible light, 1 = office light (0.3..1.6)
     direction_deg: tuple[float, float] = (20.0, 25.0)  # key light azimuth (+ = from the image's right), elevation
-    ambient_ir: float = 0.0  # sunlight's IR: a uniform term, as a share of the flood at 0.4 m (0..0.5)
+    ambient_ir: float = 0.0  # sunlight's IR: a uniform term, as a share of the flood at 0.5 m (0..0.5)
     warmth: float = 0.0  # colour temperature, -1 cold (bluish) .. 1 warm (reddish)
 
 
