@@ -295,3 +295,8 @@ def test_centerface_finds_her_in_a_wide_grey_frame_off_centre() -> None:
     frame = np.full((720, 1280), 40, np.uint8)
     frame[100:612, 600:1112] = cv2.cvtColor(astronaut(), cv2.COLOR_BGR2GRAY)
     check_astronaut_face(load_detector(DetectorConfig(input_size=(320, 240))).detect(frame), dx=600, dy=100)
+
+
+def test_the_detector_runs_on_one_thread() -> None:
+    options = load_detector(DetectorConfig())._session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
