@@ -235,7 +235,7 @@ _HOSTILE = hnp.arrays(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(heat=_HOSTILE, scale=_HOSTILE, offset=_HOSTILE, marks=_HOSTILE)
 def test_hostile_centerface_outputs_give_finite_faces_inside_the_image(
     heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, marks: np.ndarray
