@@ -90,6 +90,11 @@ class SandboxConfigOverDatabase(SandboxError):
     remedy = N_("Give --station-config a file other than --db.")
 
 
+class SandboxTerminalConfigOverFile(SandboxError):
+    message = N_("The terminal configuration {path} would replace the sandbox database or the station configuration")
+    remedy = N_("Give --terminal-config a file other than --db and --station-config.")
+
+
 class SandboxDidNotStop(SandboxError):
     message = N_("The sandbox platform did not stop in time")
     remedy = N_("End the program; the database stays consistent (each request is one transaction).")
