@@ -96,6 +96,45 @@ def configured(world: World) -> Iterator[World]:
     world.configure()
 
 
+# -- a live face pays -------------------------------------------------------------------------------------
+def test_a_live_face_gives_a_token_the_owner_pays_with_at_the_test_merchant(configured: World) -> None:
+    reply = configured.ask({"kind": "face"})
+    assert reply.has_token and reply.ftoken and reply.session_id and reply.frame_set
+    assert reply.liveness_score is not None and reply.liveness_score >= 0.5
+    biz = {
+        "out_trade_no": f"unit-{reply.session_id}",
+        "scene": "face",
+        "auth_code": reply.ftoken,
+        "total_amount": "0.01",
+        "subject": "face-pay check",
+        "merchant_id": MERCHANT,
+        "store_id": STORE,
+        "serial": configured.serial,
+    }
+    paid = configured.station.call(Method.TRADE_PAY, biz)
+    assert (paid["code"], paid["trade_status"], paid["buyer_logon_id"]) == ("10000", "TRADE_SUCCESS", "138****0001")
+    assert reply.ftoken not in configured.log()
+    assert reply.ftoken not in (configured.state / "sim.log").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("attack", ["photo", "screen", "mask"])
+def test_an_attack_is_refused_by_the_unit(configured: World, attack: str) -> None:
+    reply = configured.ask({"kind": attack})
+    assert (reply.result, reply.reason, reply.ftoken) == ("refused", "not-live", None)
+    assert reply.liveness_score is not None and reply.liveness_score < 0.5
+
+
+def test_two_faces_are_several_faces(configured: World) -> None:
+    reply = configured.ask({"kind": "face", "faces": 2})
+    assert (reply.result, reply.reason) == ("refused", "several-faces")
+
+
+def test_a_face_the_platform_does_not_know_is_not_recognised(configured: World) -> None:
+    reply = configured.ask({"kind": "face", "face_id": "nobody"})
+    assert (reply.result, reply.reason, reply.ftoken) == ("refused", "not-recognised", None)
+    assert "FACE_NOT_RECOGNISED" in reply.detail
+
+
 # -- refusals of the unit's own ------------------------------------------------------------------------
 def test_a_flat_surface_is_not_live(configured: World) -> None:
     reply = configured.ask({"kind": "wall", "distance_m": 0.5})
@@ -317,7 +356,7 @@ values = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.dictionaries(
         st.sampled_from(["result", "ftoken", "session_id", "liveness_score", "frame_set", "reason", "detail", "x"]),
