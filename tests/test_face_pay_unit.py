@@ -30,7 +30,7 @@ from simulator import launcher
 from simulator.control import SimControl, SimulatorCommandFailed
 from simulator.face_pay_platform import PlatformStore
 from terminal.client import ManagementClient
-from terminal.errors import MalformedReply, UnitGone, UnitTimeout
+from terminal.errors import MalformedReply, RemoteError, UnitGone, UnitTimeout
 from terminal.face_pay import FACE_PAY_TIMEOUT, FacePayUnit, UnitFaceReply
 from terminal.framing import Frame
 from terminal.protocol import MessageType, Payload
@@ -45,7 +45,7 @@ class World:
     def __init__(self, sandbox: Sandbox, state: Path, station: Station) -> None:
         self.sandbox, self.state, self.station = sandbox, state, station
         self.control = SimControl(state)
-        self.serial = self.control.call("status")["terminals"][0]["serial"]
+        self.serial: str = self.control.call("status")["terminals"][0]["serial"]
 
     def pty(self) -> str:
         terminal = self.control.call("status")["terminals"][0]
@@ -221,6 +221,29 @@ def test_the_access_is_owner_only_and_survives_a_restart(configured: World) -> N
     restarted = PlatformStore(configured.state)  # what a restarted simulator reads
     assert restarted.access is not None and restarted.access.app_id == TERMINAL_APP_ID
     assert "PRIVATE" not in repr(restarted.access)
+
+
+def test_a_damaged_stored_access_leaves_the_units_without_one(tmp_path: Path) -> None:
+    (tmp_path / "platform.json").write_text("{not json", encoding="utf-8")
+    assert PlatformStore(tmp_path).access is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"merchant_id": MERCHANT},
+        {"merchant_id": MERCHANT, "store_id": 7},
+        {"merchant_id": MERCHANT, "store_id": STORE, "budget_s": 0},
+        {"merchant_id": MERCHANT, "store_id": STORE, "budget_s": True},
+        {"merchant_id": MERCHANT, "store_id": STORE, "amount": "100.00"},
+    ],
+    ids=["no store", "store not text", "no time", "time not a number", "unknown field"],
+)
+def test_a_bad_request_is_refused_before_anything_happens(configured: World, payload: Payload) -> None:
+    client = ManagementClient(configured.pty(), expected_serial=configured.serial)
+    with client, pytest.raises(RemoteError) as caught:
+        client.request(MessageType.FACE_PAY_TEST, payload)
+    assert caught.value.params["code"] == "bad-request"
 
 
 # -- unplug and power cut while the app runs: no answer -------------------------------------------------
