@@ -295,6 +295,7 @@ def _capture_and_analyse(
     """The capture stage (each frame set analysed as it comes); None when it failed."""
     analyses: list[FaceAnalysis] = []
     analysing = 0.0
+    stamp = time.strftime("%Y%m%dT%H%M%S")  # a folder keeps the frame sets of many checks
     with check.stage("capture") as timed:
         camera = CameraUnit(client, module=None if check.model is None else check.model.camera)
         calibration = _calibration(camera, check)
@@ -311,7 +312,7 @@ def _capture_and_analyse(
                 check.report.observe(FACE, FaceObservation(frames.ir, frames.rgb, frames.depth, analysis))
                 check.report.progress(index + 1, count, counts="items")
                 if save_frames is not None:
-                    _save(save_frames, f"{check.serial}_{check.presentation}_{index + 1:02d}", frames, calibration)
+                    _save(save_frames, f"{check.serial}_{check.presentation}_{stamp}_{index + 1}", frames, calibration)
         finally:
             _quietly(check.serial, lambda: camera.projector(was_on))
         timed.ok, timed.detail = True, _("{count} frame sets", count=count)
@@ -338,12 +339,10 @@ def _calibration(camera: CameraUnit, check: _Check) -> CameraCalibration:
 
 def _save(directory: Path, name: str, frames: Frames, calibration: CameraCalibration) -> None:
     """One frame set into ``directory`` with the calibration it was judged with (``calibration.bin``)."""
-    from camera.faceoffline import save_frame_set
+    from camera.faceoffline import save_folder_calibration, save_frame_set
 
     save_frame_set(directory, name, frames)
-    blob = directory / "calibration.bin"
-    if not blob.exists():
-        blob.write_bytes(calibration.encode())
+    save_folder_calibration(directory, calibration)
 
 
 def station_decision(analyses: list[FaceAnalysis]) -> FaceAnalysis:
