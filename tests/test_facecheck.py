@@ -349,3 +349,15 @@ def test_careless_calls_are_refused_before_the_unit_is_touched(bench: FaceBench)
     with pytest.raises(NoTestMerchant):
         run(merchant=None)
     assert presenter.calls == []
+
+
+def test_on_the_real_bus_a_person_is_asked_to_present_the_face_or_the_attack() -> None:
+    from console.composition import Wiring
+
+    asked: list[str] = []
+    presenter = Wiring(None).presenter(asked.append)
+    presenter.present("DF2A00001")
+    presenter.present("DF2A00001", "screen")
+    presenter.release("DF2A00001")
+    assert len(asked) == 2 and all("DF2A00001" in text for text in asked)
+    assert "live face" in asked[0] and "screen showing a face" in asked[1]
