@@ -74,8 +74,11 @@ def check(
 
 @pytest.fixture(autouse=True)
 def _no_faults(bench: FaceBench) -> Iterator[None]:
+    """Each test starts with a healthy platform and nothing waiting in the outbox."""
     yield
     bench.sandbox.faults = Faults()
+    for call in bench.outbox.pending():
+        bench.outbox.abandon(call.request_no)
 
 
 def names(result: FacePayCheckResult) -> list[str]:
@@ -244,44 +247,54 @@ def _unit_for(bench: FaceBench, merchant: Merchant) -> FakeUnitApp:
     return Elsewhere(bench.client, bench.serial)
 
 
-def test_a_platform_out_of_reach_fails_the_pay_stage_and_nothing_is_paid(bench: FaceBench) -> None:
-    unit = FakeUnitApp(bench.client, bench.serial)
-    before = len(bench.trades())
-
-    analyser = ScriptedAnalyser(Decision.LIVE)
-    original = unit.test_transaction
-
-    def then_cut(merchant_id: str, store_id: str, *, timeout: float) -> Reply:
-        reply = original(merchant_id, store_id, timeout=timeout)
-        bench.sandbox.faults = Faults(error_rate=1.0)  # every request from now on: HTTP 503
-        return reply
-
-    unit.test_transaction = then_cut  # type: ignore[method-assign]
-    result = check(bench, analyser, unit)
-    assert not result.passed and names(result)[-1] == "pay" and isinstance(result.error, PlatformUnavailable)
-    bench.sandbox.faults = Faults()
-    assert len(bench.trades()) == before
-    # the payment waits in the outbox; its token has been used by nobody, so it is dropped, not sent later
-    for call in bench.outbox.pending(Method.TRADE_PAY, bench.serial):
-        bench.outbox.abandon(call.request_no)
-
-
-class RefundCut(PlatformClient):
-    """The real client; the platform goes out of reach when the refund is sent."""
+class Weather(PlatformClient):
+    """The real client; the sandbox's faults change when a method is first sent (``weather[method]``, once)."""
 
     sandbox: Sandbox
+    weather: dict[Method, Faults]
 
     def call(self, method: Method, biz: Any) -> dict[str, Any]:
-        if method == Method.TRADE_REFUND:
-            self.sandbox.faults = Faults(error_rate=1.0)
+        if method in self.weather:
+            self.sandbox.faults = self.weather.pop(method)
         return super().call(method, biz)
 
 
+def weathered(bench: FaceBench, analyser: ScriptedAnalyser, weather: dict[Method, Faults]) -> FacePayCheckResult:
+    """A live check whose platform calls meet ``weather``."""
+    client = Weather(bench.config, bench.signer, attempts=2, sleep=lambda seconds: None)
+    client.sandbox, client.weather = bench.sandbox, weather
+    with client:
+        return check(bench, analyser, outbox=Outbox(bench.station.ledger, client))
+
+
+def test_a_platform_out_of_reach_fails_the_pay_stage_and_the_payment_waits_in_the_outbox(bench: FaceBench) -> None:
+    before = len(bench.trades())
+    result = weathered(bench, ScriptedAnalyser(Decision.LIVE), {Method.TRADE_PAY: Faults(error_rate=1.0)})
+    assert not result.passed and names(result)[-1] == "pay" and isinstance(result.error, PlatformUnavailable)
+    assert len(bench.trades()) == before and result.trade_no is None
+    assert len(bench.outbox.pending(Method.TRADE_PAY, bench.serial)) == 1  # nobody knows yet whether it was made
+
+
+def test_a_payment_whose_answer_is_lost_is_found_by_its_query_and_refunded(bench: FaceBench) -> None:
+    lost = {Method.TRADE_PAY: Faults(drop_rate=1.0), Method.TRADE_QUERY: Faults()}  # done, its reply dropped
+    result = weathered(bench, ScriptedAnalyser(Decision.LIVE), lost)
+    assert result.passed, result.as_dict()
+    assert "answer was lost" in result.stages[names(result).index("pay")].detail
+    [trade] = [t for t in bench.trades() if t["trade_no"] == result.trade_no]
+    assert trade["refunded_amount"] == "0.01" and bench.outbox.pending(Method.TRADE_PAY, bench.serial) == []
+
+
+def test_a_payment_not_made_and_not_answered_is_dropped_so_its_token_never_pays_later(bench: FaceBench) -> None:
+    before = len(bench.trades())
+    result = weathered(
+        bench, ScriptedAnalyser(Decision.LIVE), {Method.TRADE_PAY: Faults(error_rate=1.0), Method.TRADE_QUERY: Faults()}
+    )
+    assert not result.passed and isinstance(result.error, PlatformUnavailable) and result.trade_no is None
+    assert bench.outbox.pending(Method.TRADE_PAY, bench.serial) == [] and len(bench.trades()) == before
+
+
 def test_a_refund_that_fails_fails_the_check_names_the_trade_and_waits_in_the_outbox(bench: FaceBench) -> None:
-    cut = RefundCut(bench.config, bench.signer, attempts=2, sleep=lambda seconds: None)
-    cut.sandbox = bench.sandbox
-    with cut:
-        result = check(bench, ScriptedAnalyser(Decision.LIVE), outbox=Outbox(bench.station.ledger, cut))
+    result = weathered(bench, ScriptedAnalyser(Decision.LIVE), {Method.TRADE_REFUND: Faults(error_rate=1.0)})
     assert not result.passed and names(result) == ["capture", "detect", "liveness", "unit", "pay", "query", "refund"]
     assert result.trade_no is not None and not result.refunded and isinstance(result.error, PlatformUnavailable)
     [trade] = [t for t in bench.trades() if t["trade_no"] == result.trade_no]
