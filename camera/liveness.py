@@ -65,7 +65,7 @@ curvatures in 1/m, IR level in DN, the rest plain ratios)."""
 GEOMETRY = FEATURES[:9]  # the depth's; the rest are the IR's
 
 GRID = 12  # depth cells across the face box, each way
-DEPTH_PX = 80  # a face box wider than this many pixels is measured on every n-th depth pixel (as fine as needed)
+DEPTH_PX = 40  # the face's depth is taken every n-th pixel, n the box's width over this (cells of ~10 samples)
 IR_PX = 64  # the IR inside the face box is measured resampled to this width: the same scale at any distance
 MIN_CELL_FILL = 0.3  # a cell with less of its pixels holding face depth is left out
 MIN_CELLS = 16  # fewer usable cells: no geometry at all
@@ -190,7 +190,7 @@ def _geometry(
     """The depth features (FEATURES' geometry part) of the face in ``crop`` and its cells; zeros and None where
     there is no depth to measure."""
     x0, y0, x1, y1 = crop
-    step = max(1, (x1 - x0) // DEPTH_PX)
+    step = max(1, round((x1 - x0) / DEPTH_PX))
     z = depth_mm[y0:y1:step, x0:x1:step].astype(np.float32)
     h, w = z.shape
     core_x, core_y = round(w * (1 - CORE_SHARE) / 2), round(h * (1 - CORE_SHARE) / 2)
@@ -285,11 +285,13 @@ def _shading(
     reflectance 1 there.  Normals from the depth smoothed over SMOOTH_PX pixels (the face's depth only)."""
     kernel = (SMOOTH_PX, SMOOTH_PX)
     smooth = cv2.blur(z * weights, kernel) / np.maximum(cv2.blur(weights, kernel), 1e-6)
-    points = np.dstack([rays * smooth[..., None], smooth])
-    normals = np.cross(np.gradient(points, axis=1), np.gradient(points, axis=0))
-    ranges = np.maximum(np.linalg.norm(points, axis=2), 1.0)
-    lengths = np.maximum(np.linalg.norm(normals, axis=2), 1e-9)
-    cos = np.abs(np.sum(normals * points, axis=2)) / (lengths * ranges)
+    x, y = rays[..., 0] * smooth, rays[..., 1] * smooth
+    # The normal is the cross product of the surface's steps along the image's rows and columns.
+    (xr, yr, zr), (xc, yc, zc) = ([np.gradient(v, axis=axis) for v in (x, y, smooth)] for axis in (1, 0))
+    nx, ny, nz = yr * zc - zr * yc, zr * xc - xr * zc, xr * yc - yr * xc
+    ranges = np.maximum(np.sqrt(x * x + y * y + smooth * smooth), 1.0)
+    lengths = np.maximum(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-9)
+    cos = np.abs(nx * x + ny * y + nz * smooth) / (lengths * ranges)
     per_pixel = (cos * (REFERENCE_MM / ranges) ** 2).astype(np.float32)
     return np.asarray(_cells(per_pixel, weights)[usable] / filled[usable], np.float64)
 
