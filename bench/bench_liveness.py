@@ -66,11 +66,13 @@ def _calibration(drawn: Presentation) -> CameraCalibration:
     return CameraCalibration("BENCH", MODEL_ID, t.ir, t.rgb, t.rgb_from_ir, 0.0)
 
 
-def judge(task: tuple[int, str, int, bool]) -> dict[str, Any]:
+def judge(task: tuple[int, str, int, bool, Path | None]) -> dict[str, Any]:
     """One held-out presentation: the PAD subsystem's score and failures, and the station's decision."""
-    seed, presentation, index, detector = task
+    seed, presentation, index, detector, model_path = task
     drawn = draw_presentation(held_out_split(), seed, presentation, index)
-    model = _ANALYSER.setdefault("model", LivenessModel.load())
+    if "model" not in _ANALYSER:
+        _ANALYSER["model"] = LivenessModel.load(model_path)
+    model = _ANALYSER["model"]
     values = truth_box_features(drawn)
     features = dict(zip(FEATURES, values, strict=True))
     result: dict[str, Any] = {
@@ -89,10 +91,10 @@ def judge(task: tuple[int, str, int, bool]) -> dict[str, Any]:
     return result
 
 
-def held_out(per_presentation: int, workers: int, detector: bool) -> list[dict[str, Any]]:
+def held_out(per_presentation: int, workers: int, detector: bool, model: Path | None) -> list[dict[str, Any]]:
     import multiprocessing
 
-    tasks = [(SEED, p, i, detector) for p in PRESENTATIONS for i in range(per_presentation)]
+    tasks = [(SEED, p, i, detector, model) for p in PRESENTATIONS for i in range(per_presentation)]
     if workers <= 1:
         return [judge(task) for task in tasks]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -130,37 +132,47 @@ def print_rates(title: str, rates: dict[str, float], counts: dict[str, int]) -> 
         print(f"  live faces not acquired (no face / poor quality / several): {rates['failure_to_acquire']:.2%}")
 
 
-def timing(repeat: int) -> None:
-    """FaceAnalyser.analyse on one 640x480 frame set, one core."""
+def timing(repeat: int, model_path: Path | None) -> None:
+    """FaceAnalyser.analyse on one 640x480 frame set (a held-out identity, frontal at 0.5 m in office light),
+    pinned to one core: wall time, and this process's CPU time (what the machine's other load does not inflate)."""
+    from simulator.camera.render import Capture
     from simulator.camera.truth import draw_truth
+    from simulator.face.render import render_face
+    from simulator.face.scene import FaceScene
     from terminal.models import model_by_id
 
     model = model_by_id(MODEL_ID)
     camera = dataclasses.replace(model.camera, ir_resolution=(640, 480), rgb_resolution=(640, 480))
     camera = dataclasses.replace(camera, rgb_focal_length_px=camera.focal_length_px)
     truth = draw_truth(dataclasses.replace(model, camera=camera), _rng(SEED, "timing"))
-    drawn = draw_presentation(held_out_split(), SEED, LIVE, 0, truth)
-    frames = Frames(drawn.frames["ir"], drawn.frames["rgb"], drawn.frames["depth"])
-    analyser = FaceAnalyser(FaceConfig(), _calibration(drawn), None, LivenessModel.load())
+    scene = FaceScene(LIVE, held_out_split().identities[0], 0.5)
+    rendered = render_face(truth, scene, Capture(depth_range_mm=camera.depth_range_mm), _rng(SEED, "timing", 1))
+    frames = Frames(rendered["ir"], rendered["rgb"], rendered["depth"])
+    calibration = CameraCalibration("BENCH", MODEL_ID, truth.ir, truth.rgb, truth.rgb_from_ir, 0.0)
+    analyser = FaceAnalyser(FaceConfig(), calibration, None, LivenessModel.load(model_path))
     cv2.setNumThreads(1)
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     first_start = time.perf_counter()
     result = analyser.analyse(frames)
     first = time.perf_counter() - first_start
     parts: dict[str, list[float]] = {}
-    totals = []
+    totals, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result = analyser.analyse(frames)
         totals.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
         for name, seconds in result.seconds.items():
             parts.setdefault(name, []).append(seconds)
     print(f"\nstation time per 640x480 frame set, one core, {repeat} runs after one ({first * 1000:.0f} ms), ms")
-    print(f"  decision {result.decision} (liveness score {result.liveness.score if result.liveness else 0:.2f})")
-    for name, times in [*parts.items(), ("total", totals)]:
+    score = result.liveness.score if result.liveness else 0.0
+    print(f"  decision {result.decision} (liveness score {score:.2f}); {result.detail}")
+    for name, times in [*parts.items(), ("total", totals), ("total CPU", cpu)]:
         p95 = sorted(times)[max(0, round(0.95 * len(times)) - 1)]
         print(f"  {name:<10} median {statistics.median(times) * 1000:6.1f}  p95 {p95 * 1000:6.1f}")
-    print("  target: detection + liveness <= 30 ms")
+    print(
+        f"  target: detection + liveness <= 30 ms; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,10 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--no-detector", action="store_true", help="the PAD subsystem alone (faster)")
+    parser.add_argument("--model", type=Path, help="a liveness model other than the shipped one")
     args = parser.parse_args(argv)
-    model = LivenessModel.load()
+    model = LivenessModel.load(args.model)
     start = time.perf_counter()
-    rows = held_out(args.per_presentation, args.workers, not args.no_detector)
+    rows = held_out(args.per_presentation, args.workers, not args.no_detector, args.model)
     seconds = time.perf_counter() - start
     counts = {p: sum(r["presentation"] == p for r in rows) for p in PRESENTATIONS}
     split = held_out_split()
@@ -182,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_rates(f"PAD subsystem (truth box +-10 %), threshold {model.threshold}", pad, counts)
     if not args.no_detector:
         print_rates("station (FaceAnalyser: detection, quality, mapping, liveness)", station_rates(rows), counts)
-    timing(args.repeat)
+    timing(args.repeat, args.model)
     return 0
 
 
