@@ -385,7 +385,9 @@ def _judge(check: _Check, analyses: list[FaceAnalysis]) -> bool:
     detect_seconds = sum(a.seconds.get("detect", 0.0) + a.seconds.get("quality", 0.0) for a in analyses)
     check.start("detect")
     if found:
-        check.end("detect", True, detect_seconds, chosen.detail or _("One good face"))
+        judged = sum(a.decision in (Decision.LIVE, Decision.ATTACK) for a in analyses)
+        detail = _("One good face in {found} of {count} frame sets", found=judged, count=len(analyses))
+        check.end("detect", True, detect_seconds, detail)
     else:
         error: NaiadError
         if check.attack:

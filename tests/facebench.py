@@ -82,7 +82,7 @@ class FaceBench:
                     station = Station(Wiring(sim_dir).discovery(), ledger=ledger)
                     [device] = station.devices()
                     if calibrated:
-                        _store_truth(sim_dir, station, device.serial, device.model)
+                        store_truth(sim_dir, device.serial, device.model)
                     outbox = Outbox(ledger, client)
                     unit = UnitToRegister(device.serial, device.model)
                     [registered] = register_inventory(outbox, config.supplier_id, [unit], session=OPERATOR)
@@ -125,8 +125,10 @@ class FaceBench:
         return [t for t in answer.json() if t["serial"] == self.serial]
 
 
-def _store_truth(sim_dir: Path, station: Station, serial: str, model: str) -> None:
-    """The unit's own ground truth as its stored calibration."""
+def store_truth(sim_dir: Path, serial: str, model: str) -> None:
+    """The unit's own ground truth as its stored calibration (as a calibration on the jig leaves it)."""
+    from terminal.client import ManagementClient
+
     truth = SimControl(sim_dir).call("truth", serial=serial)
     blob = CameraCalibration(
         serial,
@@ -136,5 +138,6 @@ def _store_truth(sim_dir: Path, station: Station, serial: str, model: str) -> No
         Extrinsics.from_dict(truth["rgb_from_ir"]),
         time.time(),
     )
-    with station.connect(serial) as client:
+    port = Wiring(sim_dir).discovery().find(serial).port
+    with ManagementClient(f"serial:{port}", expected_serial=serial) as client:
         CameraUnit(client).write_calibration(blob.encode())
