@@ -7,7 +7,6 @@ control command), so its face-pay app opens face sessions itself; the simulator'
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from camerabench import truth_blob
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -32,7 +32,6 @@ from provisioning.registration import UnitToRegister, register_inventory
 from provisioning.station import Station
 from simulator import launcher
 from simulator.control import SimControl
-from terminal.camera import CameraCalibration, Extrinsics, Intrinsics
 from terminal.camera_unit import CameraUnit
 from terminal.events import Listener
 
@@ -129,15 +128,7 @@ def store_truth(sim_dir: Path, serial: str, model: str) -> None:
     """The unit's own ground truth as its stored calibration (as a calibration on the jig leaves it)."""
     from terminal.client import ManagementClient
 
-    truth = SimControl(sim_dir).call("truth", serial=serial)
-    blob = CameraCalibration(
-        serial,
-        model,
-        Intrinsics.from_dict(truth["ir"]),
-        Intrinsics.from_dict(truth["rgb"]),
-        Extrinsics.from_dict(truth["rgb_from_ir"]),
-        time.time(),
-    )
+    blob = truth_blob(serial, SimControl(sim_dir).call("truth", serial=serial), model)
     port = Wiring(sim_dir).discovery().find(serial).port
     with ManagementClient(f"serial:{port}", expected_serial=serial) as client:
         CameraUnit(client).write_calibration(blob.encode())

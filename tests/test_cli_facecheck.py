@@ -9,7 +9,6 @@ withheld there, so opening it would fail differently) and before anything reache
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,23 +17,19 @@ from typing import Any
 
 import pytest
 import requests
+from cli_station import prepare_station
 from click.testing import CliRunner, Result
-from cryptography.hazmat.primitives import serialization
 from facebench import store_truth
 from facefakes import FakeUnitApp, RecordingPresenter, ScriptedAnalyser
 
-import enrollment.client
 from camera.faces import Decision
 from console.cli import cli
 from console.composition import Wiring
 from enrollment.client import PlatformClient
 from enrollment.sandbox.server import Sandbox
-from keys.store import SigningAlgorithm
 from keys.store_software import SoftwareKeyStore, default_path
 from provisioning import facepay_check
-from provisioning import operators as ops
 from provisioning.facepay_steps import STAGES
-from provisioning.ledger import Ledger
 from simulator import launcher
 from simulator.control import SimControl
 
@@ -115,28 +110,11 @@ class Seams:
 def station(bench: Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Station]:
     """This test's ledger (an operator of each role, by token), platform configuration and key store (an RSA
     key the sandbox knows), and a client signing with that key; the unit registered in the inventory."""
-    monkeypatch.setattr(
-        enrollment.client,
-        "PlatformClient",
-        functools.partial(enrollment.client.PlatformClient, attempts=2, sleep=lambda seconds: None),
+    url, path, tokens = prepare_station(
+        bench.sandbox, tmp_path, monkeypatch, passphrase=PASSPHRASE, label=LABEL, roles=ROLES
     )
     config = bench.sandbox.station_config(LABEL)
-    path = tmp_path / "platform.toml"
-    path.write_text(config.dumps(), encoding="utf-8")
-    store = SoftwareKeyStore(PASSPHRASE, default_path(), scrypt_n=2**10)
-    public = store.generate_signing_key(LABEL, SigningAlgorithm.RSA_2048)
-    pem = serialization.load_der_public_key(public).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    bench.sandbox.set_app_key(config.app_id, pem.decode())
-    monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    tokens = {}
-    with Ledger.open(url) as ledger:
-        for name, role in ROLES.items():
-            root = ops.login(ledger, "root", "root-Secret-8731") if name != "root" else None
-            ops.add_operator(ledger, root, name, role, f"{name}-Secret-8731")
-            tokens[name] = ops.open_session(ledger, name, f"{name}-Secret-8731")[1]
+    store = SoftwareKeyStore(PASSPHRASE, default_path())
     client = PlatformClient(config, lambda data: store.sign(LABEL, data), attempts=2, sleep=lambda seconds: None)
     made = Station(bench, url, path, tokens, client)
     registered = made.naiad("register", "inventory", "--device", bench.serial, "--json", operator="olga")
