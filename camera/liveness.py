@@ -114,9 +114,9 @@ HARD_CHECKS = (
         250.0,
         N_("The face's depth spans {value:.0f} mm; a live face's spans a few centimetres"),
     ),
-    HardCheck(
+    HardCheck(  # no lower bound near 0: an eye turned away has no depth, and then nothing is measured (0)
         "nose_eye_mm",
-        3.0,
+        -5.0,
         70.0,
         N_("The nose is {value:.0f} mm nearer than the eyes; on a live face it is 15 to 30 mm"),
     ),
