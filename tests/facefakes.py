@@ -4,6 +4,7 @@ that records what it was asked."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ class FakeUnitApp:
         if self.refuse is not None:
             return Reply("refused", reason=self.refuse, liveness_score=0.05)
         where = {"serial": self.serial, "merchant_id": merchant_id, "store_id": store_id}
-        number = f"{self.serial}-{self.asked}-{id(self)}"
+        number = uuid.uuid4().hex  # fresh request numbers: a repeated verify would void the token
         opened = self.client.call(Method.FACE_SESSION_INITIALIZE, {"out_request_no": f"i{number}", **where})
         verify = {"session_id": opened["session_id"], "serial": self.serial, "face_id": "sandbox-buyer-1"}
         verified = self.client.call(Method.FACE_SESSION_VERIFY, {"out_request_no": f"v{number}", **verify})
