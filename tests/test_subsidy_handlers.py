@@ -125,7 +125,7 @@ def test_status_counts_one_user_per_day_and_leaves_out_refunds(db: Session) -> N
 
 def test_status_counts_only_trades_at_the_bound_store_by_the_units_supplier(db: Session) -> None:
     db.add(
-        App(app_id="2026000000000002", name="Another distributor", supplier_id="2088000000000999", created=ACTIVATED)
+        App(app_id="2026000000000009", name="Another distributor", supplier_id="2088000000000999", created=ACTIVATED)
     )
     db.add(
         App(app_id="2026000000000003", name="Same distributor, second app", supplier_id=SUPPLIER_ID, created=ACTIVATED)
@@ -135,7 +135,7 @@ def test_status_counts_only_trades_at_the_bound_store_by_the_units_supplier(db: 
         [
             (APP_ID, NOODLES, "S0002"),  # another store of the unit's merchant
             (APP_ID, GROCER, "S0001"),  # another merchant
-            ("2026000000000002", NOODLES, "S0001"),  # another supplier's app
+            ("2026000000000009", NOODLES, "S0001"),  # another supplier's app
             ("2026000000000003", NOODLES, "S0001"),  # the unit's supplier: counted
         ]
     ):
