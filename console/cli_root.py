@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "calibrate": "console.cli_camera:calibrate",
     "depth-quality": "console.cli_camera:depth_quality",
     "doctor": "console.doctor:doctor",
+    "facecheck": "console.cli_facecheck:facecheck",
     "fastboot": "console.cli_fastboot:fastboot",
     "firmware": "console.cli_firmware:firmware",
     "flash": "console.cli_flash:flash",

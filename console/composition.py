@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 from i18n import _
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from provisioning.camera_steps import Jig
+    from provisioning.facepay_steps import Presenter
     from provisioning.station import Station
     from terminal.camera import Board
     from terminal.discovery import Discovery
@@ -75,6 +78,16 @@ class Wiring:
             return NoJig()
         return _sim_jig(self.sim_dir, board)
 
+    def presenter(self, ask: Callable[[str], None] | None = None) -> Presenter:
+        """Who presents a face for the face-pay check: the simulator's scenes for simulated units; on the real
+        bus a person, told what to hold up through ``ask`` (the CLI prompts, the console shows its own dialog;
+        None: nobody is asked, the person is already there)."""
+        if self.sim_dir is None:
+            from provisioning.facepay_check import AskingPresenter
+
+            return AskingPresenter(ask or (lambda text: None))
+        return _sim_presenter(self.sim_dir)
+
     def manufacturer_roots(self) -> list[bytes]:
         """The manufacturer root certificates (DER) a unit's attestation chain must lead to.
 
@@ -129,3 +142,24 @@ def _sim_jig(sim_dir: Path, board: Board | None) -> Jig:
             self._scene(serial, {"kind": "default"})
 
     return SimJig()
+
+
+def _sim_presenter(sim_dir: Path) -> Presenter:
+    """A :class:`SimPresenter`: a live face or an attack is a ``scene`` control command on the unit."""
+    from provisioning.facepay_steps import Presenter
+    from simulator.control import SimControl
+
+    class SimPresenter(Presenter):
+        """The simulator's face scenes: ``face`` for a live face, else the attack's own kind."""
+
+        def __init__(self) -> None:
+            self.control = SimControl(sim_dir)
+
+        def present(self, serial: str, presentation: str = "live") -> None:
+            kind = "face" if presentation == "live" else presentation
+            self.control.call("scene", serial=serial, scene={"kind": kind})
+
+        def release(self, serial: str) -> None:
+            self.control.call("scene", serial=serial, scene={"kind": "default"})
+
+    return SimPresenter()
