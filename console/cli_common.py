@@ -230,17 +230,18 @@ def output_errors(path: Path, *, special_ok: bool = False) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_output(path: Path) -> Iterator[TextIO]:
+def atomic_output(path: Path, *, private: bool = False) -> Iterator[TextIO]:
     """A UTF-8 text file that replaces ``path`` whole when the block ends, or leaves nothing behind when it
     fails: it is written beside ``path`` and renamed.  An existing device or pipe (/dev/stdout) is written
-    in place.  A missing directory, a full disk or a refused write is an :class:`OutputError`."""
+    in place.  A missing directory, a full disk or a refused write is an :class:`OutputError`.  ``private``:
+    the file holds a secret and is owner-only (0600) from its first byte."""
     with output_errors(path, special_ok=True):
         if path.exists() and not path.is_file():
             with path.open("w", encoding="utf-8") as fh:
                 yield fh
             return
         partial = path.with_name(f".{path.name}.{os.urandom(4).hex()}.partial")  # not secrets: hmac, hashlib
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for any new file
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666)  # and the umask
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 yield fh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Iterator
@@ -33,6 +34,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help=N_("Write the platform configuration a station needs to this file."),
 )
 @option(
+    "--terminal-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=N_(
+        "Write the access simulated units need to this file (owner-only: it holds the sandbox terminal app's "
+        "private key); give it to the simulator with 'naiad sim platform FILE'."
+    ),
+)
+@option(
     "--app-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help=N_("PEM public key of the station's platform key ('naiad platform keygen' writes it)."),
@@ -55,6 +64,7 @@ def serve(
     db: Path,
     host: str,
     station_config: Path | None,
+    terminal_config: Path | None,
     app_key: Path | None,
     latency_rate: float,
     latency_seconds: float,
@@ -70,6 +80,7 @@ def serve(
         Sandbox,
         SandboxAppKeyInvalid,
         SandboxConfigOverDatabase,
+        SandboxTerminalConfigOverFile,
         checked_app_key,
     )
 
@@ -77,6 +88,11 @@ def serve(
     with reported(False), stop_signals() as stopped:
         if station_config is not None and _same_file(station_config, db):
             raise SandboxConfigOverDatabase(path=str(station_config))
+        if terminal_config is not None and (
+            _same_file(terminal_config, db)
+            or (station_config is not None and terminal_config.resolve() == station_config.resolve())
+        ):
+            raise SandboxTerminalConfigOverFile(path=str(terminal_config))
         key = None
         if app_key is not None:
             try:
@@ -91,6 +107,11 @@ def serve(
                 with atomic_output(station_config) as fh:
                     fh.write(sandbox.station_config().dumps())
                 out().print(_("Station configuration written to {path}", path=str(station_config)), markup=False)
+            if terminal_config is not None:
+                with atomic_output(terminal_config, private=True) as fh:
+                    fh.write(json.dumps(sandbox.terminal_config(), indent=1) + "\n")
+                shown = _("Terminal app access for simulated units written to {path}", path=str(terminal_config))
+                out().print(shown, markup=False)
             out().print(_("Sandbox platform at {url} (Ctrl-C stops it)", url=sandbox.url), markup=False)
             if host in WILDCARD_HOSTS:
                 warning = _(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +13,7 @@ import click
 
 from i18n import N_, _, translate
 from simulator.camera import DEFAULT_MODEL, DEFAULT_VIEWS
+from terminal.errors import NaiadError
 from terminal.events import ProgressCallback
 
 from .cli_common import Group, emit_json, err, json_option, option, out, output_errors, reported, table
@@ -230,6 +233,59 @@ _unit_command("unplug", "unplug", N_("Pull a terminal's USB cable."))
 _unit_command("replug", "replug", N_("Plug a terminal's USB cable back in."))
 _unit_command("power-cut", "power_cut", N_("Cut a terminal's power."))
 _unit_command("power-on", "power_on", N_("Restore a terminal's power; it boots."))
+
+
+class PlatformAccessUnreadable(NaiadError):
+    message = N_("Cannot read the platform access file {path}: {reason}")
+    remedy = N_("Give the file 'naiad platform serve --terminal-config FILE' wrote.")
+    msgid_params = ("reason",)
+
+
+MAX_ACCESS_FILE = 64 * 1024  # a terminal configuration is a few kilobytes
+_ACCESS_FILE_REASONS = {
+    errno.ENOENT: N_("no such file"),
+    errno.EISDIR: N_("it is a directory"),
+    errno.EACCES: N_("permission denied"),
+    errno.EPERM: N_("permission denied"),
+}
+
+
+def read_platform_access(path: Path) -> Any:
+    """The JSON in ``path``, a terminal configuration (the simulator checks its fields); typed errors otherwise."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_ACCESS_FILE + 1)
+    except OSError as exc:
+        reason = _ACCESS_FILE_REASONS.get(exc.errno or 0, N_("the system refused to read it"))
+        raise PlatformAccessUnreadable(path=str(path), reason=reason) from None
+    if len(data) > MAX_ACCESS_FILE:
+        raise PlatformAccessUnreadable(path=str(path), reason=N_("it is far larger than a platform access file"))
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise PlatformAccessUnreadable(path=str(path), reason=N_("it is not JSON")) from None
+
+
+@sim.command(
+    "platform",
+    help=N_(
+        "Give the running simulator's units their face-pay app's platform access: the file "
+        "'naiad platform serve --terminal-config FILE' wrote (kept owner-only in the state directory)."
+    ),
+)
+@click.argument("access_file", metavar="FILE", type=click.Path(path_type=Path))
+@state_option
+@click.pass_context
+def platform(ctx: click.Context, access_file: Path, state: Path | None) -> None:
+    from simulator.control import SimControl
+
+    with reported(False):
+        config = read_platform_access(access_file)
+        result = SimControl(_state(ctx, state)).call("platform", config=config)
+    shown = _(
+        "The simulated units reach the platform at {url} as app {app_id}.", url=result["url"], app_id=result["app_id"]
+    )
+    out().print(shown, markup=False)
 
 
 class ModelChoice(click.Choice[str]):

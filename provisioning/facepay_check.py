@@ -215,7 +215,7 @@ def run_facepay_check(
     presentation: str = LIVE,
     analyser: AnalyserFactory | None = None,
     unit_app: UnitAppFactory | None = None,
-    frame_sets: int = FRAME_SETS,
+    frame_sets: int | None = None,
     save_frames: Path | None = None,
     unit_timeout: float = UNIT_TIMEOUT,
 ) -> FacePayCheckResult:
@@ -225,13 +225,14 @@ def run_facepay_check(
     a ``session`` without one of :data:`~provisioning.facepay_steps.ROLES`.  Anything after that ends as a failed
     stage of the result (its ``error`` the first typed error).  ``analyser`` makes the station's analyser for the
     unit's calibration (default: :func:`default_analyser`), ``unit_app`` the unit's face-pay app over the
-    connection; ``save_frames`` keeps each frame set (``camera.faceoffline``) with the calibration used.
-    ``listener`` gets the events (step ``face-pay-check``)."""
+    connection; ``frame_sets`` are judged (default :data:`FRAME_SETS`); ``save_frames`` keeps each one
+    (``camera.faceoffline``) with the calibration used.  ``listener`` gets the events (step ``face-pay-check``)."""
     if presentation not in PRESENTATIONS:
         raise UnknownPresentation(presentation=presentation)
     if merchant is None:
         raise NoTestMerchant()
     acting = require_role(session, *ROLES)
+    frame_sets = FRAME_SETS if frame_sets is None else frame_sets
     if frame_sets < 1:
         raise ValueError("frame_sets must be at least 1")
     ledger = station.ledger

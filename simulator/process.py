@@ -22,6 +22,7 @@ from terminal.models import RUN, load_models, model_by_id
 
 from .bus import VirtualBus
 from .control import ControlServer, UnknownTerminal
+from .face_pay_platform import PlatformStore
 from .link import Faults, InvalidFault
 from .state import UnitStore, existing_units, write_json_atomically
 from .unit import VirtualTerminal
@@ -42,8 +43,9 @@ class Simulator:
         base = faults or Faults()
         # Unix socket paths are short-lived and must stay under 108 bytes: not in the state directory
         self.usb_dir = Path(tempfile.mkdtemp(prefix="naiad-usb-"))
+        self.platforms = PlatformStore(state_dir)  # the face-pay app's platform access, shared by every unit
         self.units = [
-            VirtualTerminal(store, i, dataclasses.replace(base), self.publish, self.usb_dir)
+            VirtualTerminal(store, i, dataclasses.replace(base), self.publish, self.usb_dir, self.platforms)
             for i, store in enumerate(stores[:terminals])
         ]
         self.control = ControlServer(self.commands())
@@ -75,6 +77,7 @@ class Simulator:
             "fail_boots": lambda serial, slot, count: self.unit(serial).flash.fail_next_boots(slot, count),
             "scene": lambda serial, scene: self.unit(serial).camera.set_scene(scene),
             "truth": lambda serial: self.unit(serial).camera.physical().to_dict(),
+            "platform": self.platforms.set,
             "stop": self.stopped.set,
         }
 

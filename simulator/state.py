@@ -24,11 +24,16 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
-def replace_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` so a reader (or a power cut) sees the old file or the new one, never half."""
+def replace_atomically(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Replace ``path`` so a reader (or a power cut) sees the old file or the new one, never half.
+
+    ``private``: the file holds a secret and is made owner-only (0600) before a byte is written."""
     # one temporary name per process and thread: two threads replacing the same file never share one
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("wb") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
+    if private:
+        os.fchmod(fd, 0o600)  # a temporary file a power cut left behind keeps its old mode otherwise
+    with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

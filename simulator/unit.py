@@ -23,6 +23,8 @@ from terminal.protocol import (
 )
 
 from .camera.service import SimCamera
+from .face_pay import FacePayApp
+from .face_pay_platform import PlatformStore
 from .fastboot_server import BootloaderService
 from .link import Faults, PtyLink
 from .manufacturer import Manufacturer
@@ -54,7 +56,13 @@ class ObjectSink:
 
 class VirtualTerminal:
     def __init__(
-        self, store: UnitStore, index: int, faults: Faults, on_change: Callable[[], None], usb_dir: Path
+        self,
+        store: UnitStore,
+        index: int,
+        faults: Faults,
+        on_change: Callable[[], None],
+        usb_dir: Path,
+        platforms: PlatformStore | None = None,
     ) -> None:
         self.store = store
         self.index = index
@@ -76,6 +84,8 @@ class VirtualTerminal:
         self._objects: dict[str, tuple[bytes, bytes]] = {}  # name -> (data, SHA-256)
         self._incoming: dict[str, ObjectSink] = {}
         self.camera = SimCamera(store, self.serial, self.model, faults, self._objects)
+        self.face_pay = FacePayApp(self.serial, store, self.camera, platforms or PlatformStore(store.state_dir))
+        self._powered = threading.Event()  # set from a link's start to its end: an app running sees it go
         self._lock = threading.RLock()
 
     # -- power and plug ------------------------------------------------------------------------------
@@ -141,6 +151,8 @@ class VirtualTerminal:
 
     def _connect(self) -> None:
         if self.plugged and self.mode == RUN and self.link is None:
+            self._powered = threading.Event()
+            self._powered.set()
             self.endpoint = DeviceEndpoint(self.handle)
             self.link = PtyLink(self._receive, self.faults, on_unplug=self.unplug)
         elif self.plugged and self.mode == BOOTLOADER and self.fastboot is None:
@@ -158,6 +170,7 @@ class VirtualTerminal:
         self._notify()
 
     def _disconnect(self) -> None:
+        self._powered.clear()  # an app under way stops at its next step; its reply would go nowhere
         link, self.link = self.link, None
         if link is not None:
             link.close()
@@ -220,6 +233,9 @@ class VirtualTerminal:
         if handler is None:
             raise RequestRejected(ErrorCode.UNKNOWN_TYPE, f"0x{type_:04x}")
         return handler(self, payload)
+
+    def _face_pay_test(self, payload: Payload) -> Payload:
+        return self.face_pay.run(payload, self._powered)
 
     def _hello(self, payload: Payload) -> Payload:
         self.store.log(f"hello from {str(payload.get('host', '?'))[:HOST_LOGGED]}")
@@ -331,4 +347,5 @@ class VirtualTerminal:
         MessageType.BOOT_HISTORY: _boot_history,
         MessageType.OBJECT_READ: _object_read,
         MessageType.OBJECT_WRITE: _object_write,
+        MessageType.FACE_PAY_TEST: _face_pay_test,
     }

@@ -137,13 +137,14 @@ class ManagementClient:
         self.identity = reply
         return reply
 
-    def request(self, type_: int, payload: Payload | None = None) -> Payload:
+    def request(self, type_: int, payload: Payload | None = None, *, timeout: float | None = None) -> Payload:
         """Send one request and return its checked reply; RemoteError when the unit refuses it.
 
         The whole request, retransmissions, a frame-size renegotiation and reassembly included, ends
-        within ``timeout`` (TransportTimeout), however the unit behaves."""
+        within ``timeout`` (default: the client's; TransportTimeout), however the unit behaves.  A request the
+        unit takes long to execute (a face-pay test) gives its own."""
         with self._lock:
-            return self._exchange(type_, payload or {}, time.monotonic() + self.timeout)
+            return self._exchange(type_, payload or {}, time.monotonic() + (timeout or self.timeout))
 
     def _exchange(self, type_: int, payload: Payload, give_up: float, *, adapt: bool = True) -> Payload:
         """One request until ``give_up`` (monotonic), under the lock: hostile traffic cannot move that deadline."""

@@ -211,6 +211,22 @@ FRAME = Record(
     }
 )
 
+# the face-pay group (docs/protocol.md section 9): one reply for a token and for a refusal; terminal/face_pay.py
+# checks which fields each result must carry and their bounds
+FACE_PAY_RESULTS = ("token", "refused")
+FACE_PAY_REASONS = ("no-face", "several-faces", "not-live", "not-recognised", "no-platform", "platform")
+FACE_PAY_REPLY = Record(
+    {"result": OneOf(*FACE_PAY_RESULTS)},
+    {
+        "ftoken": Text(),
+        "session_id": Text(),
+        "liveness_score": Float(),
+        "frame_set": UInt(),
+        "reason": OneOf(*FACE_PAY_REASONS),
+        "detail": Text(),
+    },
+)
+
 REPLIES: dict[int, Record] = {
     MessageType.HELLO: Record(
         {"protocol": UInt(), "max_frame": UInt(), "serial": Text(), "model": Text()}, {"mode": Text()}, extra=True
@@ -262,6 +278,7 @@ REPLIES: dict[int, Record] = {
     MessageType.CAMERA_PROJECTOR: Record({"on": Bool()}),
     MessageType.CAMERA_EXPOSURE: Record({"ir_us": UInt(), "rgb_us": UInt()}),
     MessageType.CAMERA_CAPTURE: Record({"frame_set": UInt(), "timestamp": Float(), "frames": MapOf(FRAME)}),
+    MessageType.FACE_PAY_TEST: FACE_PAY_REPLY,
 }
 
 

@@ -36,6 +36,7 @@ from .database import Database
 from .models import Idempotency
 from .payments import reissue_ftoken
 from .registry import HANDLERS, Call, Refused
+from .seed import APP_METHODS
 
 LOG = logging.getLogger(__name__)
 
@@ -128,6 +129,9 @@ class Gateway:
         return self.clock().astimezone(dt.UTC)  # SQLite keeps no zone: UTC in the database
 
     def _run(self, request: Authenticated, now: dt.datetime) -> dict[str, Any]:
+        allowed = APP_METHODS.get(request.app_id)
+        if allowed is not None and request.method not in allowed:
+            raise Refused("METHOD_NOT_PERMITTED", "this app may not call this method", Code.FORBIDDEN)
         handler = HANDLERS.get(request.method)
         if handler is None:
             raise Refused(SubCode.INVALID_METHOD, "this sandbox does not serve the method", Code.INVALID_PARAMETER)

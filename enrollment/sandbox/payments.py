@@ -21,6 +21,7 @@ from ..gateway import CHINA, Code, Method, SubCode
 from .models import Buyer, Counter, Device, Merchant, Store
 from .models_trade import FaceSession, Refund, Trade
 from .registry import Call, Refused, fen_text, handles, inspects, time_text
+from .seed import TERMINAL_APP_ID
 
 TOKEN_LIFETIME = dt.timedelta(minutes=5)
 """How long a face session waits for a face, and a face token for its payment."""
@@ -65,13 +66,14 @@ def merchant_store(call: Call) -> tuple[str, str]:
 
 
 def unit_at_store(call: Call, serial: str, merchant_id: str, store_id: str) -> Device:
-    """The unit ``serial`` of the caller's supplier, refused when it is bound to another merchant or store.
+    """The unit ``serial`` of the caller's supplier (of any supplier for the terminal app, which runs on every
+    unit), refused when it is bound to another merchant or store.
 
     An unbound unit may take a payment anywhere (its face-pay check runs before it is bound); such trades
     never count for subsidy, which counts only trades at the unit's bound store (subsidy.unit_status).
     """
     device = call.session.get(Device, serial)
-    if device is None or device.supplier_id != call.supplier_id:
+    if device is None or (device.supplier_id != call.supplier_id and call.app_id != TERMINAL_APP_ID):
         raise Refused("DEVICE_NOT_IN_INVENTORY", f"no unit {serial} in this supplier's inventory")
     if device.merchant_id is not None and (device.merchant_id, device.store_id) != (merchant_id, store_id):
         raise Refused("DEVICE_NOT_AT_STORE", f"unit {serial} is bound to another merchant or store")
@@ -138,7 +140,10 @@ def reissue_ftoken(session: Session, digest: str, now: dt.datetime) -> str:
 
 @handles(Method.TRADE_PAY)
 def pay(call: Call) -> dict[str, Any]:
-    """Take a payment with a face token, on the unit and at the store the token was issued for."""
+    """Take a payment with a face token, on the unit and at the store the token was issued for.
+
+    The token comes from a face session the caller opened, or the terminal app opened on the unit (then the
+    caller is the unit's inventory owner: ``unit_at_store`` checked it)."""
     call.only("out_trade_no", "scene", "auth_code", "total_amount", "subject", "merchant_id", "store_id", "serial")
     out_trade_no = call.text("out_trade_no")
     call.choice("scene", ("face",))
@@ -155,7 +160,8 @@ def pay(call: Call) -> dict[str, Any]:
         or face.ftoken_expires is None
         or face.ftoken_used is not None
         or call.now >= face.ftoken_expires
-        or (face.app_id, face.serial, face.merchant_id, face.store_id) != (call.app_id, serial, merchant_id, store_id)
+        or face.app_id not in (call.app_id, TERMINAL_APP_ID)
+        or (face.serial, face.merchant_id, face.store_id) != (serial, merchant_id, store_id)
     ):
         raise Refused("AUTH_CODE_INVALID", "the face token is unknown, used, expired or for another unit or store")
     face.ftoken_used = call.now

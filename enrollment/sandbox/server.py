@@ -35,7 +35,7 @@ from .database import Database, DatabaseInUse, NotASandboxDatabase
 from .dispatch import Gateway
 from .faults import FaultPlan, Faults
 from .models import App
-from .seed import APP_ID, SUPPLIER_ID, TEST_MERCHANT, seed
+from .seed import APP_ID, SUPPLIER_ID, TERMINAL_APP_ID, TEST_MERCHANT, seed, seed_terminal_key
 from .tls import Credentials, credentials
 
 LOG = logging.getLogger(__name__)
@@ -90,6 +90,11 @@ class SandboxConfigOverDatabase(SandboxError):
     remedy = N_("Give --station-config a file other than --db.")
 
 
+class SandboxTerminalConfigOverFile(SandboxError):
+    message = N_("The terminal configuration {path} would replace the sandbox database or the station configuration")
+    remedy = N_("Give --terminal-config a file other than --db and --station-config.")
+
+
 class SandboxDidNotStop(SandboxError):
     message = N_("The sandbox platform did not stop in time")
     remedy = N_("End the program; the database stays consistent (each request is one transaction).")
@@ -104,6 +109,14 @@ class SandboxAppKeyInvalid(SandboxError):
 class SandboxAppUnknown(SandboxError):
     message = N_("The sandbox has no app {app_id}")
     remedy = N_("Use the seeded app id 2026000000000001.")
+
+
+class SandboxAppKeyFixed(SandboxError):
+    message = N_("The key of the sandbox's terminal app {app_id} is the sandbox's own and cannot be set")
+    remedy = N_(
+        "Give the station's key to the station app 2026000000000001; simulated units get the terminal app's "
+        "key from 'naiad platform serve --terminal-config FILE'."
+    )
 
 
 def checked_app_key(app_id: str, public_key_pem: str) -> str:
@@ -143,6 +156,7 @@ class Sandbox:
         self.url = self.base_url + GATEWAY_PATH
         self.ca_certificate = facts["ca_certificate"]
         self.platform_public_key = facts["platform_public_key"]
+        self._terminal_private_key = facts["terminal_private_key"]
 
     @classmethod
     def start(
@@ -199,6 +213,7 @@ class Sandbox:
             base_url=f"https://[{shown}]:{bound_port}" if ":" in shown else f"https://{shown}:{bound_port}",
             ca_certificate=made.ca_certificate,
             platform_public_key=made.platform_public_key,
+            terminal_private_key=made.terminal_private_key,
         )
 
     @property
@@ -211,6 +226,8 @@ class Sandbox:
 
     def set_app_key(self, app_id: str, public_key_pem: str) -> None:
         """Set the public key ``app_id``'s requests are checked with (its station's key)."""
+        if app_id == TERMINAL_APP_ID:
+            raise SandboxAppKeyFixed(app_id=app_id)
         checked = checked_app_key(app_id, public_key_pem)
         with self._database.write() as session:
             app = session.get(App, app_id)
@@ -229,6 +246,18 @@ class Sandbox:
             ca_certificate=self.ca_certificate,
             test_merchant=Merchant(*TEST_MERCHANT),
         )
+
+    def terminal_config(self) -> dict[str, str]:
+        """What a simulated unit's face-pay app needs to open face sessions here as the seeded terminal app:
+        ``url``, ``ca_certificate``, ``platform_public_key``, ``app_id`` and ``private_key`` (PEM).  The private
+        key is a sandbox test credential, kept in the sandbox database; keep the file written from it owner-only."""
+        return {
+            "url": self.url,
+            "ca_certificate": self.ca_certificate,
+            "platform_public_key": self.platform_public_key,
+            "app_id": TERMINAL_APP_ID,
+            "private_key": self._terminal_private_key,
+        }
 
     def stop(self) -> None:
         """Stop serving: requests under way get GRACE_SECONDS more than a latency spike to finish; then the
@@ -267,7 +296,9 @@ def _open(path: Path, host: str, clock: Callable[[], dt.datetime]) -> tuple[Data
     try:
         with database.write() as session:
             seed(session, clock().astimezone(dt.UTC))
-            return database, credentials(session, host)
+            made = credentials(session, host)
+            seed_terminal_key(session, made.terminal_public_key)
+            return database, made
     except (SQLAlchemyError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
         database.close()
         raise SandboxDatabaseUnusable(path=str(path), reason=_database_reason(exc)) from None

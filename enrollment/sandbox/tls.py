@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,16 +43,27 @@ class Credentials:
     ca_certificate: str
     tls_certificate: str
     """The leaf's certificate followed by the CA's (the chain the server presents)."""
-    tls_key: str
+    tls_key: str = field(repr=False)
+    terminal_key: rsa.RSAPrivateKey = field(repr=False)
+    """The key of the seeded terminal (vendor) app: a sandbox test credential that simulated units sign with."""
 
     @property
     def platform_public_key(self) -> str:
         return _public_pem(self.signing_key)
 
+    @property
+    def terminal_public_key(self) -> str:
+        return _public_pem(self.terminal_key)
+
+    @property
+    def terminal_private_key(self) -> str:
+        return _private_pem(self.terminal_key)
+
 
 def credentials(session: Session, host: str) -> Credentials:
     """The stored credentials, made first where missing; a leaf that does not name ``host`` is issued again."""
     signing_key = _stored_key(session, "signing-key", lambda: rsa.generate_private_key(65537, 2048))
+    terminal_key = _stored_key(session, "terminal-app-key", lambda: rsa.generate_private_key(65537, 2048))
     ca_key = _stored_key(session, "ca-key", lambda: ec.generate_private_key(ec.SECP256R1()))
     ca = session.get(Credential, "ca-certificate")
     if ca is None:
@@ -65,13 +76,14 @@ def credentials(session: Session, host: str) -> Credentials:
     if leaf is None or _names(x509.load_pem_x509_certificate(leaf.pem.encode())) != set(names):
         pem = _pem(_leaf_certificate(leaf_key.public_key(), names, ca_certificate, ca_key))
         leaf = session.merge(Credential(name="tls-certificate", pem=pem))
-    if not isinstance(signing_key, rsa.RSAPrivateKey):
-        raise ValueError("the stored signing key is not an RSA key")
+    if not isinstance(signing_key, rsa.RSAPrivateKey) or not isinstance(terminal_key, rsa.RSAPrivateKey):
+        raise ValueError("a stored signing key is not an RSA key")
     return Credentials(
         signing_key=signing_key,
         ca_certificate=ca.pem,
         tls_certificate=leaf.pem + ca.pem,
         tls_key=_private_pem(leaf_key),
+        terminal_key=terminal_key,
     )
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import cv2
@@ -35,6 +36,17 @@ CALIBRATION_FILE = "calibration.bin"
 DEFAULT_IR_US, DEFAULT_RGB_US = 2000, 8000
 EXPOSURE_US = (50, 50000)
 Objects = dict[str, tuple[bytes, bytes]]  # name -> (data, SHA-256): the unit's object store
+
+
+@dataclass(frozen=True)
+class OwnCapture:
+    """What ``SimCamera.own_capture`` took: the frames by stream, and what they were rendered from."""
+
+    frame_set: int
+    frames: dict[str, np.ndarray]
+    truth: CameraTruth
+    scene: Scene
+    capture: Capture
 
 
 def _bad(detail: str) -> RequestRejected:
@@ -160,9 +172,8 @@ class SimCamera:
         with self._lock:
             return self._render(tuple(streams), speckle)
 
-    def _render(self, streams: tuple[str, ...], speckle: bool) -> Payload:
-        physical = self.physical()
-        capture = Capture(
+    def _capture_settings(self, streams: tuple[str, ...], speckle: bool, physical: CameraTruth) -> Capture:
+        return Capture(
             streams=streams,
             speckle=speckle,
             projector=self.projector_on and not self.faults.dead_projector,
@@ -172,6 +183,20 @@ class SimCamera:
             depth_scale=self.truth.projector_baseline_mm / physical.projector_baseline_mm,
             depth_range_mm=self.model.camera.depth_range_mm,
         )
+
+    def own_capture(self) -> OwnCapture:
+        """A frame set for the unit's own apps (face pay): flood IR, RGB and depth of the current scene, with the
+        truth and scene it was rendered from.  It counts as a capture; the station's frame objects stay."""
+        with self._lock:
+            physical, scene = self.physical(), self.scene()
+            capture = self._capture_settings(CAMERA_STREAMS, False, physical)
+            frames = render(physical, scene, capture, self._rng, self.model.camera.speckle_dots)
+            self.frame_set += 1
+            return OwnCapture(self.frame_set, frames, physical, scene, capture)
+
+    def _render(self, streams: tuple[str, ...], speckle: bool) -> Payload:
+        physical = self.physical()
+        capture = self._capture_settings(streams, speckle, physical)
         for stream in CAMERA_STREAMS:  # a failed capture leaves no frames of the last one behind
             self._objects.pop(frame_object(stream), None)
         frames = render(physical, self.scene(), capture, self._rng, self.model.camera.speckle_dots)

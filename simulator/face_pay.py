@@ -1,0 +1,253 @@
+"""The simulated unit's face-pay app: FACE_PAY_TEST (docs/protocol.md, face-pay group).
+
+Asked for a test transaction at a merchant's store, the app opens a face session with the platform itself (as
+the terminal vendor's app, ``face_pay_platform``), captures a frame set of what is in front of its camera, finds
+the face, makes its own liveness decision from its own frames, has the platform recognise the face
+(``face.session.verify`` with the scene's ``face_id``) and answers the face token.  Refusals are answers too:
+``{"result": "refused", "reason", "detail"}``.  Its detector is the scene's projected face box (the scene knows
+where the faces are); its liveness is deliberately simple and independent of the station's (``camera/``):
+relief of the depth over the face, nose nearer than the eyes, and IR that is neither dark (a screen) nor unlike
+skin.  The face token never reaches the unit's log.  A unit that loses power or its cable while the app runs
+answers nothing: the app stops at its next step and the reply is never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from enrollment.gateway import Method
+from terminal.device import RequestRejected
+from terminal.protocol import ErrorCode, Payload
+
+from .camera.service import OwnCapture, SimCamera
+from .face_pay_platform import PlatformFailed, PlatformStore, Unreachable, call
+from .state import UnitStore
+
+LOG = logging.getLogger(__name__)
+ID_FIELD_MAX = 64
+DEFAULT_BUDGET_S, BUDGET_S = 20.0, (1.0, 300.0)  # the unit's own deadline unless the request gives one
+FACE_WIDTH_M = 0.15  # the presence detector's box for something held up that is not a face
+PRESENT_SHARE = 0.3  # share of the image centre with depth for "something is held up"
+# liveness: each figure's threshold and the value at which it is comfortably live
+RELIEF_MM = (4.0, 10.0)  # RMS of the depth about its best plane over the face
+NOSE_MM = (8.0, 15.0)  # the nose nearer than the eyes (live 15-30 mm)
+NOSE_MAX_MM = (45.0, 35.0)  # ...and not absurdly so
+IR_LEVEL = (40.0, 70.0)  # mean IR over the face at 0.5 m (a screen is dark in IR)
+IR_LEVEL_MAX = (200.0, 170.0)  # resin and silicone are brighter than skin
+IR_TEXTURE = (0.16, 0.12)  # coefficient of variation of IR over the face: skin scatters light (low contrast)
+DEPTH_SHARE = 0.5  # share of the face box with depth
+REFERENCE_M = 0.5
+
+
+class Abandoned(RequestRejected):
+    """The unit lost power or its cable while the app ran: the reply would never be written."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.INTERNAL, "abandoned")
+
+
+@dataclass(frozen=True)
+class FoundFace:
+    """A face (or something held up) in IR pixels: box (x0, y0, x1, y1), landmarks when known."""
+
+    box: tuple[float, float, float, float]
+    landmarks: tuple[tuple[float, float], ...] | None
+    face_id: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    live: bool
+    score: float
+    detail: str
+
+
+def refused(reason: str, detail: str, score: float | None = None) -> Payload:
+    reply: Payload = {"result": "refused", "reason": reason, "detail": detail}
+    if score is not None:
+        reply["liveness_score"] = round(score, 4)
+    return reply
+
+
+class FacePayApp:
+    """One unit's app; ``run`` answers one FACE_PAY_TEST request."""
+
+    def __init__(self, serial: str, store: UnitStore, camera: SimCamera, platforms: PlatformStore) -> None:
+        self.serial, self.store, self.camera, self.platforms = serial, store, camera, platforms
+
+    def run(self, payload: Payload, alive: threading.Event) -> Payload:
+        """Answer one request; ``alive`` is set while the unit's link lives (cleared by an unplug or power cut)."""
+        merchant_id, store_id, budget = _request(payload)
+        give_up = time.monotonic() + budget
+        self.store.log(f"face-pay test at merchant {merchant_id} store {store_id}")
+        reply = self._transact(merchant_id, store_id, give_up, alive)
+        _check_alive(alive)
+        if reply["result"] == "token":
+            self.store.log(f"face-pay test: face token issued in session {reply['session_id']}")
+        else:
+            self.store.log(f"face-pay test refused: {reply['reason']}: {reply['detail']}")
+        return reply
+
+    def _transact(self, merchant_id: str, store_id: str, give_up: float, alive: threading.Event) -> Payload:
+        access = self.platforms.access
+        if access is None:
+            return refused("no-platform", "the unit has no platform access configured")
+        number = "fp" + secrets.token_hex(12)
+        score: float | None = None
+        try:
+            session = call(
+                access,
+                Method.FACE_SESSION_INITIALIZE,
+                {
+                    "out_request_no": number + "i",
+                    "serial": self.serial,
+                    "merchant_id": merchant_id,
+                    "store_id": store_id,
+                },
+                give_up,
+            )
+            _check_alive(alive)
+            shot = self.camera.own_capture()
+            _check_alive(alive)
+            faces = find_faces(shot)
+            if not faces:
+                return refused("no-face", "no face in front of the camera")
+            if len(faces) > 1:
+                return refused("several-faces", f"{len(faces)} faces in front of the camera")
+            verdict = assess(shot, faces[0])
+            score = verdict.score
+            if not verdict.live:
+                return refused("not-live", verdict.detail, score)
+            face_id = faces[0].face_id
+            if face_id is None:
+                return refused("not-recognised", "the face is not one the platform can recognise", score)
+            verified = call(
+                access,
+                Method.FACE_SESSION_VERIFY,
+                {
+                    "out_request_no": number + "v",
+                    "session_id": str(session["session_id"]),
+                    "serial": self.serial,
+                    "face_id": face_id,
+                },
+                give_up,
+            )
+        except Unreachable as exc:
+            return refused("no-platform", str(exc))
+        except PlatformFailed as exc:
+            if exc.sub_code == "FACE_NOT_RECOGNISED":
+                return refused("not-recognised", str(exc), score)
+            return refused("platform", str(exc))
+        return {
+            "result": "token",
+            "ftoken": str(verified["ftoken"]),
+            "session_id": str(session["session_id"]),
+            "liveness_score": round(verdict.score, 4),
+            "frame_set": shot.frame_set,
+        }
+
+
+def _check_alive(alive: threading.Event) -> None:
+    if not alive.is_set():
+        raise Abandoned()
+
+
+def _request(payload: Payload) -> tuple[str, str, float]:
+    unknown = sorted(set(payload) - {"merchant_id", "store_id", "budget_s"})
+    if unknown:
+        raise RequestRejected(ErrorCode.BAD_REQUEST, f"unknown fields {unknown}")
+    ids = [payload.get(name) for name in ("merchant_id", "store_id")]
+    if not all(isinstance(v, str) and 0 < len(v) <= ID_FIELD_MAX and v.isprintable() for v in ids):
+        raise RequestRejected(ErrorCode.BAD_REQUEST, "merchant_id and store_id must be ids (text)")
+    budget = payload.get("budget_s", DEFAULT_BUDGET_S)
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not BUDGET_S[0] <= budget <= BUDGET_S[1]:
+        raise RequestRejected(ErrorCode.BAD_REQUEST, f"budget_s must be {BUDGET_S[0]:g}..{BUDGET_S[1]:g} seconds")
+    return str(ids[0]), str(ids[1]), float(budget)
+
+
+# -- the unit's detector: where the scene's faces are -------------------------------------------------------
+def find_faces(shot: OwnCapture) -> list[FoundFace]:
+    """The faces of the scene in IR pixels; for a scene without faces, something held up in the image centre
+    counts as one face without landmarks (so a wall or a board is judged by liveness, and nothing is no face)."""
+    return _present(shot)
+
+
+def _present(shot: OwnCapture) -> list[FoundFace]:
+    depth = shot.frames["depth"]
+    h, w = depth.shape
+    centre = depth[h * 3 // 8 : h * 5 // 8, w * 3 // 8 : w * 5 // 8]
+    valid = centre[centre > 0]
+    if valid.size < PRESENT_SHARE * centre.size:
+        return []
+    half = shot.truth.ir.fx * FACE_WIDTH_M / (float(np.median(valid)) / 1000.0) / 2
+    box = (w / 2 - half, h / 2 - 1.3 * half, w / 2 + half, h / 2 + 1.3 * half)
+    return [FoundFace(box, None, None)]
+
+
+# -- the unit's liveness -----------------------------------------------------------------------------------
+def margin(value: float, threshold: float, good: float) -> float:
+    """0.5 at ``threshold``, 1 at ``good`` (either side of it), linear between and clamped to 0..1."""
+    return float(np.clip(0.5 + 0.5 * (value - threshold) / (good - threshold), 0.0, 1.0))
+
+
+def assess(shot: OwnCapture, face: FoundFace) -> Verdict:
+    """Live when the face has depth, relief, the nose before the eyes, and IR of skin; the score is the
+    smallest margin (0.5 at a threshold)."""
+    ir, depth = shot.frames["ir"], shot.frames["depth"]
+    h, w = depth.shape
+    x0, y0, x1, y1 = (round(v) for v in face.box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return Verdict(False, 0.0, "the face is outside the depth image")
+    z = depth[y0:y1, x0:x1].astype(np.float64)
+    ys, xs = np.nonzero(z)
+    share = ys.size / z.size
+    if share < DEPTH_SHARE:
+        return Verdict(False, 0.0, f"no depth on the face ({share:.0%} of it)")
+    values = z[ys, xs]
+    design = np.column_stack([xs, ys, np.ones_like(xs)]).astype(np.float64)
+    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+    relief = float(np.sqrt(np.mean((values - design @ coefficients) ** 2)))
+    distance_m = float(np.median(values)) / 1000.0
+    light = ir[y0:y1, x0:x1].astype(np.float64)[ys, xs] / max(shot.capture.ir_gain, 1e-6)
+    level = float(light.mean()) * (distance_m / REFERENCE_M) ** 2
+    texture = float(light.std() / max(light.mean(), 1e-6))
+    checks = {
+        "relief": (relief, margin(relief, *RELIEF_MM)),
+        "ir-level": (level, min(margin(level, *IR_LEVEL), margin(level, *IR_LEVEL_MAX))),
+        "ir-texture": (texture, margin(texture, *IR_TEXTURE)),
+    }
+    if face.landmarks is not None:
+        nose = _nose_mm(depth, face.landmarks)
+        if nose is not None:
+            checks["nose"] = (nose, min(margin(nose, *NOSE_MM), margin(nose, *NOSE_MAX_MM)))
+    name, (value, score) = min(checks.items(), key=lambda item: item[1][1])
+    if score < 0.5:
+        return Verdict(False, score, f"liveness check {name} failed ({value:.3g})")
+    return Verdict(True, score, "live")
+
+
+def _nose_mm(depth: np.ndarray, landmarks: tuple[tuple[float, float], ...]) -> float | None:
+    """How much nearer the nose tip is than the eyes (mm), from the median depth about each landmark."""
+    eyes = [_around(depth, *landmarks[i]) for i in (0, 1)]
+    nose = _around(depth, *landmarks[2])
+    if nose is None or any(e is None for e in eyes):
+        return None
+    return float(np.mean([e for e in eyes if e is not None])) - nose
+
+
+def _around(depth: np.ndarray, x: float, y: float, radius: int = 3) -> float | None:
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return None
+    h, w = depth.shape
+    cx, cy = round(x), round(y)
+    patch = depth[max(0, cy - radius) : min(h, cy + radius + 1), max(0, cx - radius) : min(w, cx + radius + 1)]
+    valid = patch[patch > 0]
+    return float(np.median(valid)) if valid.size else None

@@ -1,0 +1,232 @@
+"""``naiad facecheck`` through click, on a simulated unit against a running sandbox platform.
+
+One sandbox and one simulator serve the module; the unit is in the station app's inventory.  The station's
+analyser and the unit's face-pay app are the scripted fakes of tests/facefakes.py (the fake unit gets its real
+face token with the station's own key from the key store), so the command's shell is tested on its own: its
+JSON, its table, its exit status, and careless input refused before the key store opens (its passphrase is
+withheld there, so opening it would fail differently) and before anything reaches the platform.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives import serialization
+from facefakes import FakeUnitApp, RecordingPresenter, ScriptedAnalyser
+
+import enrollment.client
+from camera.faces import Decision
+from console.cli import cli
+from console.composition import Wiring
+from enrollment.client import PlatformClient
+from enrollment.sandbox.server import Sandbox
+from keys.store import SigningAlgorithm
+from keys.store_software import SoftwareKeyStore, default_path
+from provisioning import facepay_check
+from provisioning import operators as ops
+from provisioning.facepay_steps import STAGES
+from provisioning.ledger import Ledger
+from simulator import launcher
+from simulator.control import SimControl
+
+PASSPHRASE = "facecheck-Secret-4417"
+LABEL = "platform-test"
+ROLES = {"root": "admin", "olga": "operator", "ivy": "installer", "cara": "custodian"}
+
+
+@dataclass
+class Bench:
+    sandbox: Sandbox
+    sim_dir: Path
+    where: Path
+    serial: str
+
+    def trades(self) -> list[dict[str, Any]]:
+        answer = requests.get(f"{self.sandbox.base_url}/sandbox/trades", verify=str(self.where / "ca.pem"), timeout=10)
+        answer.raise_for_status()
+        return [t for t in answer.json() if t["serial"] == self.serial]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    where = tmp_path_factory.mktemp("bench")
+    launcher.start_detached(where / "sim", 1)
+    try:
+        [serial] = [t["serial"] for t in SimControl(where / "sim").call("status")["terminals"]]
+        with Sandbox.start(where / "sandbox.sqlite") as sandbox:
+            (where / "ca.pem").write_text(sandbox.ca_certificate, encoding="utf-8")
+            yield Bench(sandbox, where / "sim", where, serial)
+    finally:
+        launcher.stop(where / "sim")
+
+
+@dataclass
+class Station:
+    bench: Bench
+    ledger: str
+    config: Path
+    tokens: dict[str, str]
+
+    def naiad(self, *args: str, passphrase: str = PASSPHRASE, operator: str | None = "ivy", **env: str) -> Result:
+        return CliRunner().invoke(
+            cli,
+            ["--ledger", self.ledger, *args],
+            input="",
+            env={
+                "NAIAD_LANG": "en",
+                "NAIAD_OPERATOR": self.tokens[operator] if operator else "",
+                "NAIAD_SIM": str(self.bench.sim_dir),
+                "NAIAD_KEYSTORE": "software",
+                "NAIAD_KEYSTORE_PASSPHRASE": passphrase,
+                "NAIAD_PLATFORM_CONFIG": str(self.config),
+                **env,
+            },
+        )
+
+    def check(self, *args: str, **options: Any) -> tuple[Result, dict[str, Any]]:
+        done = self.naiad("facecheck", "--device", self.bench.serial, *args, "--json", **options)
+        assert "Traceback" not in done.output, done.output
+        return done, json.loads(done.stdout)
+
+
+@dataclass
+class Seams:
+    """What the command's check is given in place of the station's analyser and the unit's app."""
+
+    analyser: ScriptedAnalyser
+    unit: FakeUnitApp | None = None
+    refuse: str | None = None
+    presenter: RecordingPresenter = field(default_factory=RecordingPresenter)
+
+
+@pytest.fixture
+def seams(monkeypatch: pytest.MonkeyPatch) -> Seams:
+    chosen = Seams(ScriptedAnalyser(Decision.LIVE))
+    monkeypatch.setattr(facepay_check, "FRAME_SETS", 1)
+    monkeypatch.setattr(facepay_check, "default_analyser", lambda config_path=None: chosen.analyser)
+    monkeypatch.setattr(Wiring, "presenter", lambda self, ask=None: chosen.presenter)
+    return chosen
+
+
+@pytest.fixture
+def station(bench: Bench, seams: Seams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Station]:
+    """This test's ledger (an operator of each role, by token), platform configuration and key store (an RSA
+    key the sandbox knows); the unit registered in the inventory; the fake unit signing with the same key."""
+    monkeypatch.setattr(
+        enrollment.client,
+        "PlatformClient",
+        functools.partial(enrollment.client.PlatformClient, attempts=2, sleep=lambda seconds: None),
+    )
+    config = bench.sandbox.station_config(LABEL)
+    path = tmp_path / "platform.toml"
+    path.write_text(config.dumps(), encoding="utf-8")
+    store = SoftwareKeyStore(PASSPHRASE, default_path(), scrypt_n=2**10)
+    public = store.generate_signing_key(LABEL, SigningAlgorithm.RSA_2048)
+    pem = serialization.load_der_public_key(public).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    bench.sandbox.set_app_key(config.app_id, pem.decode())
+    monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    tokens = {}
+    with Ledger.open(url) as ledger:
+        for name, role in ROLES.items():
+            root = ops.login(ledger, "root", "root-Secret-8731") if name != "root" else None
+            ops.add_operator(ledger, root, name, role, f"{name}-Secret-8731")
+            tokens[name] = ops.open_session(ledger, name, f"{name}-Secret-8731")[1]
+    client = PlatformClient(config, lambda data: store.sign(LABEL, data), attempts=2, sleep=lambda seconds: None)
+
+    def unit_app(connection: Any) -> FakeUnitApp:
+        seams.unit = FakeUnitApp(client, bench.serial, seams.refuse)
+        return seams.unit
+
+    monkeypatch.setattr(facepay_check, "default_unit_app", unit_app)
+    made = Station(bench, url, path, tokens)
+    registered = made.naiad("register", "inventory", "--device", bench.serial, "--json", operator="olga")
+    assert registered.exit_code == 0, registered.output
+    yield made
+    client.close()
+    store.close()
+
+
+def test_a_live_face_passes_with_the_documented_json_and_exit_status_0(
+    station: Station, bench: Bench, seams: Seams
+) -> None:
+    done, answer = station.check()
+    assert done.exit_code == 0, done.output
+    assert answer["result"] == "pass" and answer["serial"] == bench.serial and answer["presentation"] == "live"
+    assert [s["name"] for s in answer["stages"]] == list(STAGES) and all(s["ok"] for s in answer["stages"])
+    assert {"name", "ok", "seconds", "detail"} == set(answer["stages"][0])
+    assert answer["total_seconds"] > 0 and answer["refunded"] is True
+    [trade] = [t for t in bench.trades() if t["trade_no"] == answer["trade_no"]]
+    assert trade["refunded_amount"] == "0.01"
+    assert seams.unit is not None and seams.unit.asked == 1
+
+
+def test_the_table_shows_each_stage_the_trade_and_the_verdict(station: Station) -> None:
+    done = station.naiad("facecheck", "--device", station.bench.serial)
+    assert done.exit_code == 0, done.output
+    for text in ("Capturing frames", "Paying 0.01 with the face token", "Querying the refund", "refunded", "passed"):
+        assert text in done.output, done.output
+
+
+def test_no_face_fails_with_exit_status_1_and_no_trade(station: Station, bench: Bench, seams: Seams) -> None:
+    seams.analyser = ScriptedAnalyser(Decision.NO_FACE)
+    before = len(bench.trades())
+    done, answer = station.check()
+    assert done.exit_code == 1 and answer["result"] == "fail" and answer["trade_no"] is None
+    assert answer["stages"][-1]["name"] == "detect" and answer["error"]["error"] == "StationRefusedFace"
+    assert len(bench.trades()) == before
+    shown = station.naiad("facecheck", "--device", bench.serial)
+    assert shown.exit_code == 1 and "failed" in shown.output and "Present one live face" in shown.output
+
+
+@pytest.mark.parametrize("attack", ["photo", "screen", "mask"])
+def test_an_attack_refused_by_the_station_and_the_unit_passes(station: Station, seams: Seams, attack: str) -> None:
+    seams.analyser, seams.refuse = ScriptedAnalyser(Decision.ATTACK), "not-live"
+    done, answer = station.check("--attack", attack)
+    assert done.exit_code == 0, done.output
+    assert answer["presentation"] == attack and answer["trade_no"] is None
+    assert seams.presenter.calls[0] == ("present", attack)
+    assert [s["name"] for s in answer["stages"]] == ["capture", "detect", "liveness", "unit"]
+
+
+def test_an_attack_the_unit_takes_fails_with_exit_status_1(station: Station, seams: Seams) -> None:
+    seams.analyser = ScriptedAnalyser(Decision.ATTACK)
+    done, answer = station.check("--attack", "photo")
+    assert done.exit_code == 1 and answer["error"]["error"] == "UnitAcceptedAttack" and answer["trade_no"] is None
+
+
+def test_careless_input_is_refused_before_the_key_store_opens(station: Station, tmp_path: Path) -> None:
+    wrong = "not-the-passphrase"
+    unknown = station.naiad("facecheck", "--device", "NOSUCH123", "--json", passphrase=wrong)
+    assert unknown.exit_code == 1 and json.loads(unknown.stdout)["error"] == "DeviceNotFound"
+    custodian = station.naiad("facecheck", "--device", station.bench.serial, "--json", operator="cara")
+    assert custodian.exit_code == 1 and json.loads(custodian.stdout)["error"] == "RolesRequired"
+    nobody = station.naiad("facecheck", "--device", station.bench.serial, "--json", operator=None)
+    assert nobody.exit_code == 1 and json.loads(nobody.stdout)["error"] == "NotLoggedIn"
+
+    bare = tmp_path / "no-merchant.toml"
+    text = station.config.read_text(encoding="utf-8")
+    bare.write_text(text[: text.index("[test_merchant]")], encoding="utf-8")
+    no_merchant = station.naiad(
+        "facecheck", "--device", station.bench.serial, "--json", passphrase=wrong, NAIAD_PLATFORM_CONFIG=str(bare)
+    )
+    assert no_merchant.exit_code == 1 and json.loads(no_merchant.stdout)["error"] == "NoTestMerchant"
+
+    for args in (
+        ("facecheck",),
+        ("facecheck", "--device", "X", "--calibration", "c.bin"),
+        ("facecheck", "--from-images", "d", "--device", "X"),
+        ("facecheck", "--device", "X", "--attack", "hologram"),
+    ):
+        done = station.naiad(*args)
+        assert done.exit_code == 2 and "Traceback" not in done.output, (args, done.output)
