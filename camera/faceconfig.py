@@ -75,7 +75,7 @@ class QualityLimits:
     min_brightness: float = 50.0  # mean grey level (0..255) in the face box
     max_brightness: float = 210.0
     max_clipped: float = 0.1  # share of face pixels at 0 or 255
-    min_sharpness: float = 0.15  # Laplacian variance over grey variance at 64 px (camera.facequality)
+    min_sharpness: float = 0.05  # Laplacian variance over grey variance at 64 px (camera.facequality)
 
 
 @dataclass(frozen=True)

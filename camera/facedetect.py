@@ -133,10 +133,9 @@ def _decode_centerface(outputs: list[npt.NDArray[Any]], size: tuple[int, int], t
     """As upstream (Star-Clouds/CenterFace): stride 4; scale = log(h, w) / 4; offset = (y, x) within the cell;
     landmarks = (y, x) pairs as shares of the box from its top-left corner, which is clipped to the input first."""
     heat, scale, offset, marks = (np.asarray(o, np.float32)[0] for o in outputs)
-    if (
-        any(part.ndim != 3 for part in (heat, scale, offset, marks))
-        or not heat.shape[1:] == scale.shape[1:] == offset.shape[1:] == marks.shape[1:]
-    ):
+    cells = (1, -(-size[1] // 4), -(-size[0] // 4))  # one channel of rows x columns of 4x4 pixels
+    shapes = [part.shape for part in (heat, scale, offset, marks)]
+    if shapes != [cells, (2, *cells[1:]), (2, *cells[1:]), (10, *cells[1:])]:
         raise ValueError("the outputs do not fit the input's size")
     width, height = size
     ys, xs = np.nonzero(heat[0] > threshold)
