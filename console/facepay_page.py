@@ -125,8 +125,11 @@ def outcome_text(result: FacePayCheckResult) -> str:
             _("Failed at “{stage}”: {detail}", stage=stage_label(failed.name), detail=failed.detail or NO_VALUE)
         )
     if result.error is not None:
-        lines += [part for part in error_texts(result.error) if part]
-    return "\n".join(lines) or _("Failed")
+        message, remedy = error_texts(result.error)
+        if failed is None or message != failed.detail:  # a stage's detail is often its error's message
+            lines.append(message)
+        lines.append(remedy or "")
+    return "\n".join(line for line in lines if line) or _("Failed")
 
 
 class FaceFrameView(FrameView):

@@ -24,7 +24,15 @@ from test_console_keys import NOWHERE, PASSWORDS, ROLES, FakeStation, _cheap_scr
 import i18n
 from camera.faces import Decision, Face, FaceAnalysis, Liveness
 from camera.observations import FACE, FaceObservation
-from console.facepay_page import LANDMARK_COLOUR, LIVE_COLOUR, ColouredFace, FaceFrameView, FacePayPage
+from console.facepay_page import (
+    LANDMARK_COLOUR,
+    LIVE_COLOUR,
+    ColouredFace,
+    FaceFrameView,
+    FacePayPage,
+    outcome_text,
+    refund_text,
+)
 from console.facepay_run import (
     PASSED,
     WAITING,
@@ -373,6 +381,15 @@ def test_depth_is_coloured_on_the_worker_and_a_plain_observation_still_shows(
     assert page.views["rgb"].frame_size is not None and page.views["depth"].frame_size is None
     page.observed(event)
     assert page.views["depth"].frame_size is not None
+
+
+def test_a_failed_stages_error_is_said_once_with_its_remedy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(i18n, "_language", "en")
+    error = PresentationDeclined()
+    stages = (Stage("capture", False, 0.01, str(error)),)
+    failed = FacePayCheckResult(SERIAL, "live", False, stages, 0.02, error=error)
+    assert outcome_text(failed).splitlines() == [f"Failed at “Capturing frames”: {error}", error.remedy_text]
+    assert refund_text(failed) == ("No trade made", False)
 
 
 def test_the_box_and_landmarks_are_drawn_where_the_face_is(qtbot: Any) -> None:
