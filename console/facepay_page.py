@@ -132,6 +132,14 @@ def outcome_text(result: FacePayCheckResult) -> str:
     return "\n".join(line for line in lines if line) or _("Failed")
 
 
+def show_marked(label: QLabel, text: str, *, failed: bool) -> None:
+    """Show ``text`` on ``label``, red when ``failed`` (the style sheet's ``failed`` property)."""
+    label.setText(text)
+    label.setProperty("failed", failed)
+    repolish(label)
+    label.show()
+
+
 class FaceFrameView(FrameView):
     """A frame with a face drawn over it: its box, its five landmarks and a caption (the decision and score)."""
 
@@ -456,9 +464,7 @@ class FacePayPage(QDialog):
             refund, good = NO_VALUE, True
         else:
             refund, good = refund_text(result)
-        self.refund_value.setText(refund)
-        self.refund_value.setProperty("failed", not good)
-        repolish(self.refund_value)
+        show_marked(self.refund_value, refund, failed=not good)
         total = NO_VALUE if result is None else _("{seconds:.2f} s", seconds=result.total_seconds)
         self.total_value.setText(total)
 
@@ -472,10 +478,7 @@ class FacePayPage(QDialog):
         else:
             self.outcome_label.hide()
             return
-        self.outcome_label.setText(text)
-        self.outcome_label.setProperty("failed", not ok)
-        repolish(self.outcome_label)
-        self.outcome_label.show()
+        show_marked(self.outcome_label, text, failed=not ok)
 
     def retranslate(self) -> None:
         self.setWindowTitle(_("Face-pay check — {serial}", serial=self.serial))

@@ -101,6 +101,14 @@ def settle(app: Any, seconds: float) -> None:
         time.sleep(0.02)
 
 
+def save_grab(app: Any, widget: Any, out: Path) -> None:
+    """Let ``widget`` settle, then write its picture to ``out``."""
+    settle(app, 0.5)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not widget.grab().save(str(out)):
+        raise ScreenshotFailed(f"could not write {out}")
+
+
 def take(sim_dir: Path, staged: bool, out: Path, language: str, size: tuple[int, int]) -> None:
     from PyQt6.QtWidgets import QApplication
 
@@ -137,10 +145,7 @@ def take(sim_dir: Path, staged: bool, out: Path, language: str, size: tuple[int,
             pump_until(app, staged_states, 30, "the bootloader and disconnected cards")
         else:
             pump_until(app, lambda: bool(window.bench.cards()), 30, "a unit's card")
-        settle(app, 0.5)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if not window.grab().save(str(out)):
-            raise ScreenshotFailed(f"could not write {out}")
+        save_grab(app, window, out)
     finally:
         window.close()
         app.processEvents()
@@ -247,12 +252,9 @@ def take_facepay(out: Path, language: str, size: tuple[int, int]) -> None:
         job.failed.connect(lambda error: end(None, error))
         page.begin()
         workers.start(job)
-        pump_until(app, lambda: bool(ended), 120, "the face-pay check")
-        settle(app, 0.5)
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            if not page.grab().save(str(out)):
-                raise ScreenshotFailed(f"could not write {out}")
+            pump_until(app, lambda: bool(ended), 120, "the face-pay check")
+            save_grab(app, page, out)
         finally:
             page.close()
             workers.shutdown()
