@@ -420,6 +420,7 @@ def test_the_page_fits_1280x800_in_chinese_without_clipping(qtbot: Any, monkeypa
     page.set_allowed(True, True)
     page.observed(Observed(SERIAL, FACEPAY_STEP, FACE, frame_set()))
     page.end(result(failing="refund", refunded=False))
+    page.ask("请将 3D 面具举到设备 DF2A00001 的摄像头前。" * 2)  # a real unit's question, with its two buttons
     hint = page.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 760  # the window frame and a task bar take the rest
     page.resize(1280, 760)
