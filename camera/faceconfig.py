@@ -135,7 +135,8 @@ class _Bad(Exception):
 
 
 def _line_of(text: str, table: str, name: str) -> int:
-    """The line of ``name`` inside ``[table]`` (or of the table itself when ``name`` is empty); 0 when not found."""
+    """The line of ``name`` inside ``[table]`` (of the table itself when ``name`` is empty); 0 when not found."""
+    where, key = (table, name) if name else ("", table)  # a top-level key may stand where a table belongs
     current = ""
     for number, line in enumerate(text.splitlines(), 1):
         header = re.match(r"\s*\[\s*([A-Za-z0-9_-]+)\s*\]", line)
@@ -143,7 +144,7 @@ def _line_of(text: str, table: str, name: str) -> int:
             current = header.group(1)
             if not name and current == table:
                 return number
-        elif name and current == table and re.match(rf"\s*{re.escape(name)}\s*=", line):
+        elif current == where and re.match(rf"\s*{re.escape(key)}\s*=", line):
             return number
     return 0
 

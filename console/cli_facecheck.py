@@ -196,7 +196,7 @@ def _ask(text: str) -> None:
 
 
 def _print_result(result: FacePayCheckResult) -> None:
-    from provisioning.facepay_check import PRESENTATION_NAMES
+    from provisioning.facepay_errors import PRESENTATION_NAMES
     from provisioning.facepay_steps import stage_label
 
     shown_as = _(PRESENTATION_NAMES.get(result.presentation, result.presentation))
@@ -223,7 +223,6 @@ def _print_result(result: FacePayCheckResult) -> None:
 
 def _from_images(directory: Path, calibration_path: Path | None, face_config: Path | None, as_json: bool) -> None:
     from camera.faceoffline import read_folder_calibration, read_frame_sets
-
     from provisioning.facepay_check import default_analyser
 
     with reported(as_json):
@@ -253,7 +252,6 @@ def _read_calibration(path: Path) -> CameraCalibration:
 def _nominal_for(directory: Path, frames: Frames | None) -> CameraCalibration:
     """The nominal calibration of the terminal model whose cameras have the frames' sizes."""
     from camera.facegeometry import nominal_calibration
-
     from terminal.models import load_models
 
     if frames is not None and frames.ir is not None and frames.rgb is not None:

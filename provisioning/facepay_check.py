@@ -39,6 +39,7 @@ from terminal.models import TerminalModel, model_by_id
 
 from .calibration import crash_detail
 from .facepay_errors import (
+    PRESENTATION_NAMES,
     AttackNotSeen,
     FacePayCheckCrashed,
     NoTestMerchant,
@@ -68,6 +69,7 @@ UNIT_TIMEOUT = 30.0
 UNIT_REFUSALS = ("not-live", "no-face", "several-faces")
 """The unit's own refusals of a presentation: what an attack must meet at the unit (``not-recognised``,
 ``no-platform`` and ``platform`` say the unit's liveness let it through or never judged it)."""
+NO_REASON = N_("no reason given")
 UNIT_REASONS = {
     "no-face": N_("no face"),
     "several-faces": N_("several faces"),
@@ -120,6 +122,7 @@ def default_analyser(config_path: Path | None = None) -> AnalyserFactory:
     """A factory of the station's analyser for a unit's calibration, with the face configuration at
     ``config_path`` (else ``NAIAD_FACE_CONFIG``, else the configuration directory's, else the defaults)."""
     from camera.faceanalysis import FaceAnalyser
+
     from camera.faceconfig import FaceConfig
 
     config = FaceConfig.resolve(config_path)
@@ -148,14 +151,6 @@ class AskingPresenter(Presenter):
 
     def release(self, serial: str) -> None:
         """Nothing to take away: the person steps back when the check ends."""
-
-
-PRESENTATION_NAMES = {
-    "live": N_("live face"),
-    "photo": N_("printed photo of a face"),
-    "screen": N_("screen showing a face"),
-    "mask": N_("3D mask"),
-}
 
 
 # --- one check ---------------------------------------------------------------------------------------
@@ -300,6 +295,7 @@ def _capture_and_analyse(
     """The capture stage (each frame set analysed as it comes); None when it failed."""
     analyses: list[FaceAnalysis] = []
     analysing = 0.0
+    stamp = time.strftime("%Y%m%dT%H%M%S")  # a folder keeps the frame sets of many checks
     with check.stage("capture") as timed:
         camera = CameraUnit(client, module=None if check.model is None else check.model.camera)
         calibration = _calibration(camera, check)
@@ -316,7 +312,7 @@ def _capture_and_analyse(
                 check.report.observe(FACE, FaceObservation(frames.ir, frames.rgb, frames.depth, analysis))
                 check.report.progress(index + 1, count, counts="items")
                 if save_frames is not None:
-                    _save(save_frames, f"{check.serial}_{check.presentation}_{index + 1:02d}", frames, calibration)
+                    _save(save_frames, f"{check.serial}_{check.presentation}_{stamp}_{index + 1}", frames, calibration)
         finally:
             _quietly(check.serial, lambda: camera.projector(was_on))
         timed.ok, timed.detail = True, _("{count} frame sets", count=count)
@@ -343,12 +339,10 @@ def _calibration(camera: CameraUnit, check: _Check) -> CameraCalibration:
 
 def _save(directory: Path, name: str, frames: Frames, calibration: CameraCalibration) -> None:
     """One frame set into ``directory`` with the calibration it was judged with (``calibration.bin``)."""
-    from camera.faceoffline import save_frame_set
+    from camera.faceoffline import save_folder_calibration, save_frame_set
 
     save_frame_set(directory, name, frames)
-    blob = directory / "calibration.bin"
-    if not blob.exists():
-        blob.write_bytes(calibration.encode())
+    save_folder_calibration(directory, calibration)
 
 
 def station_decision(analyses: list[FaceAnalysis]) -> FaceAnalysis:
@@ -391,7 +385,9 @@ def _judge(check: _Check, analyses: list[FaceAnalysis]) -> bool:
     else:
         error: NaiadError
         if check.attack:
-            error = AttackNotSeen(presentation=check.presentation, serial=check.serial, detail=chosen.detail)
+            error = AttackNotSeen(
+                presentation=PRESENTATION_NAMES[check.presentation], serial=check.serial, detail=chosen.detail
+            )
         else:
             error = StationRefusedFace(serial=check.serial, detail=chosen.detail)
         check.end("detect", False, detect_seconds, chosen.detail or str(error), error)
@@ -409,7 +405,7 @@ def _judge(check: _Check, analyses: list[FaceAnalysis]) -> bool:
     if live == (not check.attack):
         return check.end("liveness", True, seconds, detail)
     error = (
-        StationAcceptedAttack(presentation=check.presentation, serial=check.serial)
+        StationAcceptedAttack(presentation=PRESENTATION_NAMES[check.presentation], serial=check.serial)
         if check.attack
         else StationRefusedFace(serial=check.serial, detail=detail)
     )
@@ -432,7 +428,7 @@ def _ask_unit(
         reason = _(UNIT_REASONS.get(reply.reason or "", reply.reason or "")) if reply.reason else ""
         if reply.result == "token" and reply.ftoken:
             if check.attack:
-                timed.fail(UnitAcceptedAttack(serial=check.serial, presentation=check.presentation))
+                timed.fail(UnitAcceptedAttack(serial=check.serial, presentation=PRESENTATION_NAMES[check.presentation]))
             else:
                 token = reply.ftoken
                 score = reply.liveness_score
@@ -445,7 +441,8 @@ def _ask_unit(
         elif check.attack and reply.reason in UNIT_REFUSALS:
             timed.ok, timed.detail = True, _("Refused: {reason}", reason=reason)
         else:
-            timed.fail(UnitRefusedFace(serial=check.serial, reason=reason or _("no reason given")))
+            said = UNIT_REASONS.get(reply.reason or "", reply.reason or NO_REASON)  # a msgid where it is known
+            timed.fail(UnitRefusedFace(serial=check.serial, reason=said))
     return token
 
 

@@ -6,6 +6,13 @@ from __future__ import annotations
 from i18n import N_
 from terminal.errors import NaiadError
 
+PRESENTATION_NAMES = {  # camera.faces.PRESENTATIONS, for people
+    "live": N_("live face"),
+    "photo": N_("printed photo of a face"),
+    "screen": N_("screen showing a face"),
+    "mask": N_("3D mask"),
+}
+
 
 class FacePayCheckError(NaiadError):
     message = N_("The face-pay check of unit {serial} failed")
@@ -39,8 +46,9 @@ class TradeDisagrees(FacePayCheckError):
 
 
 class UnitAcceptedAttack(FacePayCheckError):
-    message = N_("Unit {serial} gave a face token for a {presentation} attack")
+    message = N_("Unit {serial} gave a face token for an attack ({presentation})")
     remedy = N_("The unit's liveness check let the attack through: the token was not used. Send the unit to repair.")
+    msgid_params = ("presentation",)
 
 
 class UnitRefusedFace(FacePayCheckError):
@@ -60,13 +68,15 @@ class StationRefusedFace(FacePayCheckError):
 
 
 class AttackNotSeen(FacePayCheckError):
-    message = N_("The station saw no face in the {presentation} before unit {serial}: {detail}")
+    message = N_("The station saw no face in the attack ({presentation}) before unit {serial}: {detail}")
     remedy = N_("Hold the attack instrument so its face fills the middle of the camera's view, then run it again.")
+    msgid_params = ("presentation",)
 
 
 class StationAcceptedAttack(FacePayCheckError):
-    message = N_("The station judged the {presentation} before unit {serial} a live face")
+    message = N_("The station judged the attack ({presentation}) before unit {serial} a live face")
     remedy = N_(
         "The station's liveness check let the attack through: check the unit's camera calibration and the "
         "liveness model's threshold (face configuration), then run it again."
     )
+    msgid_params = ("presentation",)

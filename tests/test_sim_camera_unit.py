@@ -356,7 +356,7 @@ def test_an_unknown_scene_kind_is_refused_before_anything_changes(unit: VirtualT
 
     before = unit.camera.scene()
     for scene in (
-        {"kind": "face"},
+        {"kind": "hologram"},  # "face" is a kind since the face scenes (tests/test_sim_faces.py)
         {"kind": "board"},
         {"kind": "board", "aim": [2, 0]},
         [1],

@@ -9,6 +9,7 @@ tilted board mostly stays in view.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -20,6 +21,8 @@ from terminal.camera import Board, BoardFileError
 from terminal.errors import NaiadError
 from terminal.models import TerminalModel
 
+from ..face.heads import IDENTITIES
+from ..face.scene import FaceScene, Light
 from .render import BoardScene, EmptyScene, Scene, WallScene
 from .truth import CameraTruth, serial_rng
 
@@ -39,6 +42,12 @@ class SceneError(NaiadError):
     message = N_("The simulator cannot stage that scene: {detail}")
     remedy = N_("Scenes are described in docs/simulator-camera.md.")
     msgid_params = ("detail",)
+
+
+class FaceIdentityError(SceneError):
+    """An identity the simulator does not have."""
+
+    message = N_("The simulator cannot stage that scene: identity must be a whole number from 0 to {last}")
 
 
 class JigPoseError(SceneError):
@@ -115,12 +124,31 @@ def default_scene(truth: CameraTruth, model: TerminalModel, board: Board) -> Boa
     return BoardScene(board, rvec, tvec)
 
 
+FACE_KINDS = {"face": "live", "photo": "photo", "screen": "screen", "mask": "mask"}  # kind -> presentation
+_FACE_FIELDS = {
+    "kind",
+    "identity",
+    "distance_m",
+    "yaw_deg",
+    "pitch_deg",
+    "roll_deg",
+    "offset_m",
+    "light",
+    "faces",
+    "face_id",
+}
 _FIELDS = {  # what each kind of scene takes: anything else is refused, not silently ignored
     "none": {"kind"},
     "default": {"kind", "board"},
     "wall": {"kind", "distance_m", "tilt_deg"},
     "board": {"kind", "board", "jig_pose", "aim", "rvec", "tvec_m"},
+    "face": _FACE_FIELDS,
+    "photo": _FACE_FIELDS | {"bend"},
+    "screen": _FACE_FIELDS,
+    "mask": _FACE_FIELDS,
 }
+_LIGHT_FIELDS = {"rgb_level", "direction_deg", "ambient_ir", "warmth"}
+SECOND_FACE_OFFSET_M = (0.17, 0.06)  # "faces": 2 puts another person this far beside (x) and behind (z)
 _POSES = ({"jig_pose"}, {"aim"}, {"rvec", "tvec_m"})  # a board scene's pose: exactly one of these forms
 
 
@@ -130,9 +158,11 @@ def scene_from_dict(data: Any, truth: CameraTruth, model: TerminalModel, serial:
         raise SceneError(detail=N_("a scene is a JSON object"))
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in _FIELDS:
-        raise SceneError(detail=N_("its kind must be board, wall, none or default"))
+        raise SceneError(detail=N_("its kind must be board, wall, face, photo, screen, mask, none or default"))
     if set(data) - _FIELDS[kind]:
         raise SceneError(detail=N_("it has a field its kind does not take"))
+    if kind in FACE_KINDS:
+        return face_scene_from_dict(data)
     if kind == "board" and sum(1 for form in _POSES if form & set(data)) != 1:
         raise SceneError(detail=N_("a board scene needs rvec and tvec_m (three numbers each), jig_pose or aim"))
     try:
@@ -175,13 +205,108 @@ def scene_from_dict(data: Any, truth: CameraTruth, model: TerminalModel, serial:
     return BoardScene(board, (r[0], r[1], r[2]), (t[0], t[1], t[2]))
 
 
+def face_scene_from_dict(data: dict[str, Any]) -> FaceScene:
+    """A face scene (``kind`` face, photo, screen or mask): every field optional, a frontal face by default."""
+    index = data.get("identity", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < IDENTITIES:
+        raise FaceIdentityError(last=IDENTITIES - 1)
+    angles = N_("yaw_deg, pitch_deg and roll_deg must be angles from -60 to 60 degrees")
+    offset = _numbers(
+        data.get("offset_m", [0.0, 0.0]), 2, -1.0, 1.0, N_("offset_m must be two distances from -1 to 1 m")
+    )
+    faces = data.get("faces", 1)
+    if isinstance(faces, bool) or faces not in (1, 2):
+        raise SceneError(detail=N_("faces must be 1 or 2"))
+    face_id = data.get("face_id", FaceScene.face_id)
+    if not isinstance(face_id, str) or not 0 < len(face_id) <= 64:
+        raise SceneError(detail=N_("face_id must be a name of 1 to 64 characters"))
+    scene = FaceScene(
+        presentation=FACE_KINDS[data["kind"]],
+        identity=index,
+        distance_m=_number(
+            data.get("distance_m", 0.5), 0.2, 1.5, N_("distance_m must be a distance from 0.2 to 1.5 m")
+        ),
+        yaw_deg=_number(data.get("yaw_deg", 0.0), -60.0, 60.0, angles),
+        pitch_deg=_number(data.get("pitch_deg", 0.0), -60.0, 60.0, angles),
+        roll_deg=_number(data.get("roll_deg", 0.0), -60.0, 60.0, angles),
+        offset_m=(offset[0], offset[1]),
+        light=_light_from_dict(data.get("light", {})),
+        bend=_number(data.get("bend", 0.0), -10.0, 10.0, N_("bend must be a curvature from -10 to 10 per metre")),
+        face_id=face_id,
+    )
+    if faces == 1:
+        return scene
+    side = SECOND_FACE_OFFSET_M[0] if scene.offset_m[0] <= 0 else -SECOND_FACE_OFFSET_M[0]
+    other = FaceScene(
+        identity=(index + 1) % IDENTITIES,  # the other photograph
+        distance_m=min(scene.distance_m + SECOND_FACE_OFFSET_M[1], 1.5),
+        offset_m=(scene.offset_m[0] + side, scene.offset_m[1]),
+        light=scene.light,
+    )
+    return dataclasses.replace(scene, others=(other,))
+
+
+def _light_from_dict(data: Any) -> Light:
+    if not isinstance(data, dict) or set(data) - _LIGHT_FIELDS:
+        raise SceneError(detail=N_("light must be an object of rgb_level, direction_deg, ambient_ir and warmth"))
+    levels = N_("light's rgb_level must be from 0 to 2, ambient_ir from 0 to 0.5 and warmth from -1 to 1")
+    default = Light()
+    direction = _numbers(
+        data.get("direction_deg", list(default.direction_deg)),
+        2,
+        -90.0,
+        90.0,
+        N_("light's direction_deg must be two angles from -90 to 90 degrees"),
+    )
+    return Light(
+        rgb_level=_number(data.get("rgb_level", default.rgb_level), 0.0, 2.0, levels),
+        direction_deg=(direction[0], direction[1]),
+        ambient_ir=_number(data.get("ambient_ir", default.ambient_ir), 0.0, 0.5, levels),
+        warmth=_number(data.get("warmth", default.warmth), -1.0, 1.0, levels),
+    )
+
+
+def face_scene_to_dict(scene: FaceScene) -> dict[str, Any]:
+    """A face scene as the ``scene`` command answers it (and takes it back)."""
+    kind = next(k for k, p in FACE_KINDS.items() if p == scene.presentation)
+    light = scene.light
+    out: dict[str, Any] = {
+        "kind": kind,
+        "identity": scene.identity,
+        "distance_m": scene.distance_m,
+        "yaw_deg": scene.yaw_deg,
+        "pitch_deg": scene.pitch_deg,
+        "roll_deg": scene.roll_deg,
+        "offset_m": list(scene.offset_m),
+        "light": {
+            "rgb_level": light.rgb_level,
+            "direction_deg": list(light.direction_deg),
+            "ambient_ir": light.ambient_ir,
+            "warmth": light.warmth,
+        },
+        "faces": 1 + len(scene.others),
+        "face_id": scene.face_id,
+    }
+    if kind == "photo":
+        out["bend"] = scene.bend
+    return out
+
+
 def scene_to_dict(scene: Scene) -> dict[str, Any]:
     """The resolved scene, as the ``scene`` command answers it."""
+    if isinstance(scene, FaceScene):
+        return face_scene_to_dict(scene)
     if isinstance(scene, BoardScene):
         return {"kind": "board", "rvec": list(scene.rvec), "tvec_m": list(scene.tvec_m), "board": scene.board.to_dict()}
     if isinstance(scene, WallScene):
         return {"kind": "wall", "distance_m": scene.distance_m, "tilt_deg": list(scene.tilt_deg)}
     return {"kind": "none"}
+
+
+def _numbers(value: Any, count: int, low: float, high: float, detail: str) -> list[float]:
+    if not isinstance(value, list) or len(value) != count:
+        raise SceneError(detail=detail)
+    return [_number(v, low, high, detail) for v in value]
 
 
 def _number(value: Any, low: float, high: float, detail: str) -> float:

@@ -4,7 +4,8 @@ A scene is at most one plane in front of a dark, distant room: a ChArUco board a
 image, so OpenCV detects it) or a flat wall at a distance and tilt.  Each camera looks at it through its exact
 per-pixel rays (``optics.rays``): a plane maps rays to plane coordinates by a homography, and the board texture
 is sampled with ``s x s`` samples per pixel from the texture level that matches the samples, then area-filtered,
-so edges are anti-aliased and the board's corners stay where OpenCV's model puts them.
+so edges are anti-aliased and the board's corners stay where OpenCV's model puts them.  A face scene
+(``FaceScene``: a head, a photo, a screen or a mask) is rendered by ``simulator.face.render``.
 
 - IR: flood-lit grey, or with ``speckle`` (projector on and working) the projector's dots over a weak flood.
 - RGB: the same scene through the RGB camera (X_rgb = R X_ir + t), tinted; Gaussian-blurred when defocused.
@@ -26,6 +27,7 @@ import numpy.typing as npt
 
 from terminal.camera import Board, Intrinsics
 
+from ..face.scene import FaceScene
 from .optics import Floats, ray_bounds, rays, vignetting
 from .truth import CameraTruth
 
@@ -68,7 +70,7 @@ class EmptyScene:
     pass
 
 
-Scene = BoardScene | WallScene | EmptyScene
+Scene = BoardScene | WallScene | EmptyScene | FaceScene  # faces: simulator.face.render
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,10 @@ def render(
     truth: CameraTruth, scene: Scene, capture: Capture, rng: np.random.Generator, dots: int = 30000
 ) -> dict[str, np.ndarray]:
     """The frames of ``capture.streams`` of ``scene`` as ``truth``'s module sees it (OpenCV layouts)."""
+    if isinstance(scene, FaceScene):
+        from ..face.render import render_face  # it builds on this module's helpers
+
+        return render_face(truth, scene, capture, rng, dots)
     plane = _plane(scene)
     frames: dict[str, np.ndarray] = {}
     ir_codes = _codes(truth.ir, plane, OVERSAMPLE_IR) if {"ir", "depth"} & set(capture.streams) else None
