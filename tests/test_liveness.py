@@ -3,6 +3,8 @@ loading and the combined decision, and the training script's reproduction of the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import sys
 from pathlib import Path
@@ -12,9 +14,11 @@ import numpy.typing as npt
 import pytest
 
 from camera.depth import UnusableFrame, pixel_rays
+from camera.faceconfig import FaceConfig
 from camera.faces import Face
 from camera.liveness import (
     FEATURES,
+    SHIPPED_MODEL,
     LivenessModel,
     LivenessModelError,
     assess_liveness,
@@ -197,3 +201,30 @@ def test_a_model_that_cannot_serve_is_refused_with_its_reason(tmp_path: Path) ->
     (tmp_path / "sure.onnx").write_bytes(train_liveness.to_onnx(network, ("depth_fill", "ir_level"), 1.5))
     with pytest.raises(LivenessModelError, match="threshold"):
         LivenessModel.load(tmp_path / "sure.onnx")
+
+
+RECORD = SHIPPED_MODEL.with_suffix(".json")
+
+
+def test_the_shipped_model_is_the_one_its_record_describes() -> None:
+    record = json.loads(RECORD.read_text(encoding="utf-8"))
+    model = LivenessModel.load()
+    assert hashlib.sha256(SHIPPED_MODEL.read_bytes()).hexdigest() == record["onnx_sha256"]
+    assert list(model.inputs) == record["features"] and model.threshold == record["threshold"]
+    assert FaceConfig().liveness.threshold == model.threshold  # the configuration's default fits the model
+    scores = [model.score(dict(zip(FEATURES, row, strict=True))) for row in record["probe"]["features"]]
+    assert np.allclose(scores, record["probe"]["scores"], atol=1e-5)  # float32 ONNX against float64 numpy
+
+
+def test_the_training_script_reproduces_its_recorded_run() -> None:
+    """The reduced run (the same code path as the full one, fewer renders and steps) against its record: the
+    same bytes on the machine and libraries that made the record; within a stated tolerance on others."""
+    record = json.loads(RECORD.read_text(encoding="utf-8"))
+    expected = record["reduced_run"]
+    model, reduced = train_liveness.reduced_run(record["seed"])
+    if train_liveness.environment() == record["environment"]:
+        assert reduced["features_sha256"] == expected["features_sha256"]
+        assert hashlib.sha256(model).hexdigest() == expected["onnx_sha256"]
+    else:  # docs/liveness.md: other CPUs and library builds round differently
+        assert np.allclose(reduced["probe"]["features"], expected["probe"]["features"], rtol=1e-3, atol=0.05)
+        assert np.allclose(reduced["probe"]["scores"], expected["probe"]["scores"], atol=0.02)

@@ -110,27 +110,56 @@ def jittered(box: tuple[float, float, float, float], rng: np.random.Generator, s
     return cx - w * scale / 2, cy - h * scale / 2, cx + w * scale / 2, cy + h * scale / 2
 
 
-def render_presentation(split: Split, seed: int, presentation: str, index: int) -> dict[str, Any]:
-    """One presentation of ``split``: the scene drawn, rendered, its IR truth box jittered, its features."""
+@dataclass(frozen=True)
+class Presentation:
+    """One rendered presentation: the module, the scene, its frames and where the face truly is."""
+
+    truth: Any  # simulator.camera.truth.CameraTruth
+    scene: Any  # simulator.face.scene.FaceScene
+    frames: dict[str, Any]
+    found: Any  # simulator.face.render.FaceTruth
+    rng: np.random.Generator  # the presentation's generator, for what is drawn after the render
+
+
+def draw_presentation(split: Split, seed: int, presentation: str, index: int, truth: Any = None) -> Presentation:
+    """Presentation ``index`` of kind ``presentation`` of ``split``: a unit (or ``truth``), a distance band, a
+    scene, rendered."""
     from simulator.camera.render import Capture
     from simulator.face.render import face_truth, render_face
     from simulator.face.scene import LIGHT_HELD_OUT, LIGHT_TRAIN, random_face_scene
 
     rng = _rng(seed, split.name, presentation, index)
-    truth = _truths(split, seed)[int(rng.integers(split.units))]
+    unit = _truths(split, seed)[int(rng.integers(split.units))]
+    truth = unit if truth is None else truth
     low, high = split.bands[int(rng.integers(len(split.bands)))]
     light = LIGHT_TRAIN if split.light == "train" else LIGHT_HELD_OUT
     scene = random_face_scene(rng, presentation, split.identities, distance_m=(low, high), light=light)
-    frames = render_face(truth, scene, Capture(), rng)
-    found = face_truth(truth, scene)
-    box = jittered(found.ir_box, rng, BOX_JITTER)
-    face = Face((box[0], box[1], box[2], box[3]), 1.0, tuple(found.ir_landmarks))
-    features = liveness_features(frames["ir"], frames["depth"], face, truth.ir)
+    frames = render_face(truth, scene, Capture(depth_range_mm=_depth_range()), rng)
+    return Presentation(truth, scene, frames, face_truth(truth, scene), rng)
+
+
+def _depth_range() -> tuple[int, int]:
+    from terminal.models import model_by_id
+
+    return model_by_id(MODEL_ID).camera.depth_range_mm
+
+
+def truth_box_features(drawn: Presentation) -> list[float]:
+    """FEATURES of the presentation's face at its IR truth box, moved and scaled by up to BOX_JITTER."""
+    box = jittered(drawn.found.ir_box, drawn.rng, BOX_JITTER)
+    face = Face((box[0], box[1], box[2], box[3]), 1.0, tuple(drawn.found.ir_landmarks))
+    features = liveness_features(drawn.frames["ir"], drawn.frames["depth"], face, drawn.truth.ir)
+    return [features[name] for name in FEATURES]
+
+
+def render_presentation(split: Split, seed: int, presentation: str, index: int) -> dict[str, Any]:
+    """One presentation of ``split`` as a training row: what it is, who, how far, its features."""
+    drawn = draw_presentation(split, seed, presentation, index)
     return {
         "presentation": presentation,
-        "identity": scene.identity,
-        "distance_m": scene.distance_m,
-        "features": [features[name] for name in FEATURES],
+        "identity": drawn.scene.identity,
+        "distance_m": drawn.scene.distance_m,
+        "features": truth_box_features(drawn),
     }
 
 
@@ -290,7 +319,12 @@ def build(per_presentation: int, seed: int, workers: int, iterations: int = ITER
     model = to_onnx(network, MODEL_FEATURES, threshold)
     features = matrix(rows, FEATURES)
     live = np.array([row["presentation"] == LIVE for row in rows])
+    probe = [next(row for row in rows if row["presentation"] == kind) for kind in PRESENTATIONS]
     record.update(
+        probe={  # one row of each kind and its score: what another machine's run is compared with
+            "features": [row["features"] for row in probe],
+            "scores": [float(v) for v in network.scores(matrix(probe))],
+        },
         features=list(MODEL_FEATURES),
         threshold=threshold,
         seed=seed,
@@ -344,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **REDUCED,
         "onnx_sha256": hashlib.sha256(reduced_model).hexdigest(),
         "features_sha256": reduced_record["features_sha256"],
-        "threshold": reduced_record["threshold"],
+        "probe": reduced_record["probe"],
     }
     record["environment"] = environment()
     seconds = time.perf_counter() - start
