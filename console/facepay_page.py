@@ -315,6 +315,16 @@ class FacePayPage(QDialog):
 
     # -- what may be started -------------------------------------------------------------------------------
 
+    @property
+    def last_result(self) -> FacePayCheckResult | None:
+        """The last check's result (None before one ended, or when it ended without one)."""
+        return self._result
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """What kept the last check from giving a result (refused before it ran, the role, the key store)."""
+        return self._error
+
     def presentation(self) -> str:
         return str(self.presentation_combo.currentData())
 
