@@ -80,12 +80,15 @@ class ColouredFace:
     depth_picture: npt.NDArray[np.uint8] | None  # BGR (H, W, 3); None when there was no depth to colour
 
 
-def decision_text(analysis: FaceAnalysis) -> str:
-    """What the station found in a frame set, for people: the decision and its score when judged."""
+def decision_text(analysis: FaceAnalysis, *, threshold: bool = True) -> str:
+    """What the station found in a frame set, for people: the decision and, when judged, the liveness score (and
+    the threshold it is held to, unless ``threshold`` is False: a caption drawn on a frame stays short)."""
     liveness = analysis.liveness
     decision = _(DECISION_LABELS.get(analysis.decision, N_("unknown")))
     if liveness is None:
         return decision
+    if not threshold:
+        return _("{decision} · liveness {score:.2f}", decision=decision, score=liveness.score)
     return _(
         "{decision} · liveness {score:.2f} (threshold {threshold:.2f})",
         decision=decision,
@@ -428,7 +431,7 @@ class FacePayPage(QDialog):
                 self.views[stream].show_frame(picture)
         analysis = observation.analysis
         self._analysis = analysis
-        caption = decision_text(analysis)
+        caption = decision_text(analysis, threshold=False)
         colour = {Decision.LIVE: LIVE_COLOUR, Decision.ATTACK: ATTACK_COLOUR}.get(analysis.decision, OTHER_COLOUR)
         self.views["rgb"].show_face(analysis.face_rgb, caption, colour)
         self.views["ir"].show_face(analysis.face_ir, caption, colour)
@@ -442,10 +445,8 @@ class FacePayPage(QDialog):
         if analysis is None:
             self.analysis_label.setText(self._message)
             return
-        parts = [_("Station: {decision}", decision=decision_text(analysis))]
-        if analysis.detail:
-            parts.append(analysis.detail)
-        self.analysis_label.setText(" — ".join(parts))
+        said = analysis.detail or decision_text(analysis)  # the analysis says it in full when it can
+        self.analysis_label.setText(_("Station: {decision}", decision=said))
 
     def _draw_stages(self) -> None:
         table = self.stage_table

@@ -66,7 +66,7 @@ def on_gui_thread() -> bool:
 # -- synthetic frame sets and results ------------------------------------------------------------------------
 
 
-def frame_set(decision: Decision = Decision.LIVE, score: float = 0.97) -> FaceObservation:
+def frame_set(decision: Decision = Decision.LIVE, score: float = 0.97, detail: str = "") -> FaceObservation:
     ir = np.tile(np.linspace(20, 200, 320, dtype=np.uint8), (240, 1))
     rgb = np.dstack([ir, ir // 2, ir // 3]).astype(np.uint8)
     depth = np.full((240, 320), 600, np.uint16)
@@ -82,7 +82,7 @@ def frame_set(decision: Decision = Decision.LIVE, score: float = 0.97) -> FaceOb
         None,
         liveness if faces else None,
         {"detect": 0.03},
-        "",
+        detail,
     )
     return FaceObservation(ir, rgb, depth, analysis)
 
@@ -227,7 +227,7 @@ def test_a_live_check_draws_the_frames_the_face_the_stages_the_trade_and_the_ref
         assert size is not None and (size.width(), size.height()) == (320, 240), stream
     assert page.views["rgb"].face == FACE_RGB  # the detector's face in RGB, the same face mapped to IR in IR and depth
     assert page.views["ir"].face == FACE_IR and page.views["depth"].face == FACE_IR
-    assert page.views["rgb"].caption == "live · liveness 0.97 (threshold 0.50)"
+    assert page.views["rgb"].caption == "live · liveness 0.97"  # short on the frame, the threshold under them
     assert page.analysis_label.text() == "Station: live · liveness 0.97 (threshold 0.50)"
     rows = stage_rows(page)
     assert rows[0] == ("✓  Capturing frames", "0.10 s", "") and rows[-1] == ("✓  Querying the refund", "0.80 s", "")
@@ -254,7 +254,7 @@ def test_an_attack_is_chosen_and_its_refusal_reads_as_a_pass_without_a_trade(
     run_check(qtbot, window, page, "mask")
 
     assert [call[1] for call in engine.calls] == ["mask"]
-    assert page.views["ir"].caption == "attack · liveness 0.08 (threshold 0.50)"
+    assert page.views["ir"].caption == "attack · liveness 0.08"
     assert page.trade_value.text() == "—" and page.refund_value.text() == "No trade made: the attack was not paid with"
     assert page.refund_value.property("failed") is False
     assert page.outcome_label.text() == "Passed: the station and the unit refused the 3D mask; no trade was made"
@@ -381,6 +381,8 @@ def test_depth_is_coloured_on_the_worker_and_a_plain_observation_still_shows(
     assert page.views["rgb"].frame_size is not None and page.views["depth"].frame_size is None
     page.observed(event)
     assert page.views["depth"].frame_size is not None
+    page.observed(Observed(SERIAL, FACEPAY_STEP, FACE, frame_set(Decision.ATTACK, 0.1, "Flat: a photo or a screen")))
+    assert page.analysis_label.text() == "Station: Flat: a photo or a screen"  # the analysis's own words
 
 
 def test_a_failed_stages_error_is_said_once_with_its_remedy(monkeypatch: pytest.MonkeyPatch) -> None:
