@@ -26,7 +26,10 @@ from enrollment.gateway import Method
 from terminal.device import RequestRejected
 from terminal.protocol import ErrorCode, Payload
 
+from .camera.render import ALBEDO_WHITE, IR_WHITE_DN
 from .camera.service import OwnCapture, SimCamera
+from .face.render import face_truth
+from .face.scene import FaceScene
 from .face_pay_platform import PlatformFailed, PlatformStore, Unreachable, call
 from .state import UnitStore
 
@@ -36,14 +39,14 @@ DEFAULT_BUDGET_S, BUDGET_S = 20.0, (1.0, 300.0)  # the unit's own deadline unles
 FACE_WIDTH_M = 0.15  # the presence detector's box for something held up that is not a face
 PRESENT_SHARE = 0.3  # share of the image centre with depth for "something is held up"
 # liveness: each figure's threshold and the value at which it is comfortably live
-RELIEF_MM = (4.0, 10.0)  # RMS of the depth about its best plane over the face
+RELIEF_MM = (4.0, 10.0)  # RMS of the depth about its best plane over the face box (a print or screen: 1-3 mm)
 NOSE_MM = (8.0, 15.0)  # the nose nearer than the eyes (live 15-30 mm)
 NOSE_MAX_MM = (45.0, 35.0)  # ...and not absurdly so
-IR_LEVEL = (40.0, 70.0)  # mean IR over the face at 0.5 m (a screen is dark in IR)
-IR_LEVEL_MAX = (200.0, 170.0)  # resin and silicone are brighter than skin
-IR_TEXTURE = (0.16, 0.12)  # coefficient of variation of IR over the face: skin scatters light (low contrast)
+IR_ALBEDO = (0.2, 0.3)  # the face's IR albedo estimate: a screen is dark in IR (about 0.05)
+IR_ALBEDO_MAX = (0.64, 0.56)  # skin reflects 0.5-0.6 of the flood, less where it turns away; resin is brighter
+SATURATED = (0.3, 0.1)  # share of the inner face clipped white in IR: brighter than skin can be
 DEPTH_SHARE = 0.5  # share of the face box with depth
-REFERENCE_M = 0.5
+REFERENCE_M = 0.5  # the flood lights a white surface to IR_WHITE_DN at this distance
 
 
 class Abandoned(RequestRejected):
@@ -174,9 +177,21 @@ def _request(payload: Payload) -> tuple[str, str, float]:
 
 # -- the unit's detector: where the scene's faces are -------------------------------------------------------
 def find_faces(shot: OwnCapture) -> list[FoundFace]:
-    """The faces of the scene in IR pixels; for a scene without faces, something held up in the image centre
-    counts as one face without landmarks (so a wall or a board is judged by liveness, and nothing is no face)."""
-    return _present(shot)
+    """The faces of the scene in IR pixels (those at least half in view); for a scene without faces, something
+    held up in the image centre counts as one face without landmarks (so a wall or a board is judged by
+    liveness, and nothing is no face)."""
+    scene = shot.scene
+    if not isinstance(scene, FaceScene):
+        return _present(shot)
+    truth = face_truth(shot.truth, scene)
+    h, w = shot.frames["depth"].shape
+    found = []
+    for one, where in zip((scene, *scene.others), (truth, *truth.others), strict=True):
+        x0, y0, x1, y1 = where.ir_box
+        inside = max(0.0, min(x1, w) - max(x0, 0)) * max(0.0, min(y1, h) - max(y0, 0))
+        if inside >= 0.5 * (x1 - x0) * (y1 - y0):
+            found.append(FoundFace(where.ir_box, where.ir_landmarks, one.face_id))
+    return found
 
 
 def _present(shot: OwnCapture) -> list[FoundFace]:
@@ -198,14 +213,14 @@ def margin(value: float, threshold: float, good: float) -> float:
 
 
 def assess(shot: OwnCapture, face: FoundFace) -> Verdict:
-    """Live when the face has depth, relief, the nose before the eyes, and IR of skin; the score is the
-    smallest margin (0.5 at a threshold)."""
-    ir, depth = shot.frames["ir"], shot.frames["depth"]
-    h, w = depth.shape
-    x0, y0, x1, y1 = (round(v) for v in face.box)
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    if x1 - x0 < 4 or y1 - y0 < 4:
+    """Live when the face has depth and relief, the nose before the eyes, and an IR albedo of skin (the flood
+    falls off as 1/Z^2, so each pixel's IR is scaled by its own depth); the score is the smallest margin (0.5 at
+    a threshold)."""
+    depth = shot.frames["depth"]
+    box = _clipped(face.box, depth.shape)
+    if box is None:
         return Verdict(False, 0.0, "the face is outside the depth image")
+    x0, y0, x1, y1 = box
     z = depth[y0:y1, x0:x1].astype(np.float64)
     ys, xs = np.nonzero(z)
     share = ys.size / z.size
@@ -215,14 +230,11 @@ def assess(shot: OwnCapture, face: FoundFace) -> Verdict:
     design = np.column_stack([xs, ys, np.ones_like(xs)]).astype(np.float64)
     coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
     relief = float(np.sqrt(np.mean((values - design @ coefficients) ** 2)))
-    distance_m = float(np.median(values)) / 1000.0
-    light = ir[y0:y1, x0:x1].astype(np.float64)[ys, xs] / max(shot.capture.ir_gain, 1e-6)
-    level = float(light.mean()) * (distance_m / REFERENCE_M) ** 2
-    texture = float(light.std() / max(light.mean(), 1e-6))
+    albedo, saturated = _ir_albedo(shot, _inner(face, box))
     checks = {
         "relief": (relief, margin(relief, *RELIEF_MM)),
-        "ir-level": (level, min(margin(level, *IR_LEVEL), margin(level, *IR_LEVEL_MAX))),
-        "ir-texture": (texture, margin(texture, *IR_TEXTURE)),
+        "ir-albedo": (albedo, min(margin(albedo, *IR_ALBEDO), margin(albedo, *IR_ALBEDO_MAX))),
+        "ir-saturated": (saturated, margin(saturated, *SATURATED)),
     }
     if face.landmarks is not None:
         nose = _nose_mm(depth, face.landmarks)
@@ -232,6 +244,41 @@ def assess(shot: OwnCapture, face: FoundFace) -> Verdict:
     if score < 0.5:
         return Verdict(False, score, f"liveness check {name} failed ({value:.3g})")
     return Verdict(True, score, "live")
+
+
+Box = tuple[int, int, int, int]
+
+
+def _clipped(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> Box | None:
+    h, w = shape[:2]
+    x0, y0, x1, y1 = (round(v) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    return (x0, y0, x1, y1) if x1 - x0 >= 4 and y1 - y0 >= 4 else None
+
+
+def _inner(face: FoundFace, box: Box) -> Box:
+    """Eyes to mouth (the landmarks' box), where there is only face; without landmarks the box's middle."""
+    if face.landmarks is not None:
+        xs, ys = [p[0] for p in face.landmarks], [p[1] for p in face.landmarks]
+        inner = _clipped((min(xs), min(ys), max(xs) + 1, max(ys) + 1), (box[3], box[2]))
+        if inner is not None:
+            return inner
+    x0, y0, x1, y1 = box
+    return (x0 + (x1 - x0) // 4, y0 + (y1 - y0) // 4, x1 - (x1 - x0) // 4, y1 - (y1 - y0) // 4)
+
+
+def _ir_albedo(shot: OwnCapture, box: Box) -> tuple[float, float]:
+    """The median IR albedo over ``box`` (each pixel's IR scaled back to REFERENCE_M by its depth) and the share
+    of it clipped white."""
+    x0, y0, x1, y1 = box
+    ir = shot.frames["ir"][y0:y1, x0:x1].astype(np.float64)
+    z = shot.frames["depth"][y0:y1, x0:x1].astype(np.float64)
+    seen = z > 0
+    if not seen.any():
+        return 0.0, 0.0
+    white = IR_WHITE_DN / ALBEDO_WHITE * max(shot.capture.ir_gain, 1e-6)
+    albedo = ir[seen] / white * (z[seen] / (REFERENCE_M * 1000.0)) ** 2
+    return float(np.median(albedo)), float(np.mean(ir[seen] >= 255))
 
 
 def _nose_mm(depth: np.ndarray, landmarks: tuple[tuple[float, float], ...]) -> float | None:
