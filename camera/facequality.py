@@ -25,8 +25,9 @@ from i18n import _
 from .faceconfig import QualityLimits
 from .faces import LANDMARKS, Face, FaceQuality, Point
 
-NOSE_DEPTH = 0.4
-"""Nose tip in front of the eyes and mouth corners, in inter-ocular distances (about 25 mm for 63 mm)."""
+NOSE_DEPTH = 0.5
+"""Nose tip in front of the eyes and mouth corners, in inter-ocular distances (about 30 mm for 63 mm): what the
+simulator's heads give through their projected landmarks and CenterFace's at yaw +-20 degrees."""
 EYES_TO_MOUTH = 1.15
 """Eye line to mouth line, in inter-ocular distances (the ArcFace five-point template: 40.6 / 35.2)."""
 NOSE_HEIGHT = 0.5
@@ -38,9 +39,10 @@ def pose_from_landmarks(landmarks: tuple[Point, ...] | list[Point]) -> tuple[flo
     """(yaw, pitch, roll) in degrees from the five landmarks (``camera.faces.LANDMARKS`` order).
 
     Roll is the eye line's angle (positive: clockwise in the image).  With the points turned upright, yaw comes
-    from how far the nose tip is off the face's midline (positive: turned towards the image's right) and pitch
-    from where it sits between the eye and mouth lines (positive: chin up), through a face whose nose tip stands
-    ``NOSE_DEPTH`` in front of eyes and mouth (weak perspective; accurate to a few degrees within +-30).
+    from how far the nose tip is off the face's midline (positive: the nose turned towards the image's left) and
+    pitch from where it sits between the eye and mouth lines (positive: the nose turned down), through a face whose
+    nose tip stands ``NOSE_DEPTH`` in front of eyes and mouth (weak perspective; within a few degrees up to +-30).
+    The signs are ``simulator.face.scene.FaceScene``'s.
     """
     points = np.asarray(landmarks, np.float64).reshape(len(LANDMARKS), 2)
     eye_l, eye_r, nose, mouth_l, mouth_r = points
@@ -52,10 +54,10 @@ def pose_from_landmarks(landmarks: tuple[Point, ...] | list[Point]) -> tuple[flo
     iod = float(np.hypot(*(eye_r - eye_l))) or 1.0
     eyes, mouth = (eye_l + eye_r) / 2, (mouth_l + mouth_r) / 2
     midline_x = (eyes[0] + mouth[0]) / 2
-    yaw = math.atan((nose[0] - midline_x) / iod / NOSE_DEPTH)
+    yaw = math.atan((midline_x - nose[0]) / iod / NOSE_DEPTH)
     span = mouth[1] - eyes[1]
     where = (nose[1] - eyes[1]) / span if abs(span) > 1e-6 else NOSE_HEIGHT
-    pitch = math.atan((NOSE_HEIGHT - where) * EYES_TO_MOUTH / NOSE_DEPTH)
+    pitch = math.atan((where - NOSE_HEIGHT) * EYES_TO_MOUTH / NOSE_DEPTH)
     return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
 
 

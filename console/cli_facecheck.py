@@ -226,12 +226,11 @@ def _from_images(directory: Path, calibration_path: Path | None, face_config: Pa
     from provisioning.facepay_check import default_analyser
 
     with reported(as_json):
-        analyser = default_analyser(face_config)
-        sets = read_frame_sets(directory)
         calibration = _read_calibration(calibration_path) if calibration_path else read_folder_calibration(directory)
+        sets = read_frame_sets(directory)
         if calibration is None:
             calibration = _nominal_for(directory, sets[0][1] if sets else None)
-        judge = analyser(calibration)
+        judge = default_analyser(face_config)(calibration)
         analysed = [(name, judge.analyse(frames)) for name, frames in sets]
     if as_json:
         emit_json({"path": str(directory), "frame_sets": [{"name": n, **a.as_dict()} for n, a in analysed]})

@@ -120,13 +120,17 @@ UnitAppFactory = Callable[["ManagementClient"], UnitApp]
 
 def default_analyser(config_path: Path | None = None) -> AnalyserFactory:
     """A factory of the station's analyser for a unit's calibration, with the face configuration at
-    ``config_path`` (else ``NAIAD_FACE_CONFIG``, else the configuration directory's, else the defaults)."""
+    ``config_path`` (else ``NAIAD_FACE_CONFIG``, else the configuration directory's, else the defaults).  The
+    detector and the liveness model load here, once: a bad configuration or model is refused before a unit is
+    touched, and every check of the run shares them."""
     from camera.faceanalysis import FaceAnalyser
-
     from camera.faceconfig import FaceConfig
+    from camera.facedetect import load_detector
+    from camera.liveness import LivenessModel
 
     config = FaceConfig.resolve(config_path)
-    return lambda calibration: FaceAnalyser(config, calibration)
+    detector, model = load_detector(config.detector), LivenessModel.load(config.liveness.model)
+    return lambda calibration: FaceAnalyser(config, calibration, detector, model)
 
 
 def default_unit_app(client: ManagementClient) -> UnitApp:

@@ -63,6 +63,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
         [serial] = [t["serial"] for t in SimControl(where / "sim").call("status")["terminals"]]
         with Sandbox.start(where / "sandbox.sqlite") as sandbox:
             (where / "ca.pem").write_text(sandbox.ca_certificate, encoding="utf-8")
+            SimControl(where / "sim").call("platform", config=sandbox.terminal_config())
             yield Bench(sandbox, where / "sim", where, serial)
     finally:
         launcher.stop(where / "sim")
@@ -74,6 +75,7 @@ class Station:
     ledger: str
     config: Path
     tokens: dict[str, str]
+    client: PlatformClient
 
     def naiad(self, *args: str, passphrase: str = PASSPHRASE, operator: str | None = "ivy", **env: str) -> Result:
         return CliRunner().invoke(
@@ -108,18 +110,9 @@ class Seams:
 
 
 @pytest.fixture
-def seams(monkeypatch: pytest.MonkeyPatch) -> Seams:
-    chosen = Seams(ScriptedAnalyser(Decision.LIVE))
-    monkeypatch.setattr(facepay_check, "FRAME_SETS", 1)
-    monkeypatch.setattr(facepay_check, "default_analyser", lambda config_path=None: chosen.analyser)
-    monkeypatch.setattr(Wiring, "presenter", lambda self, ask=None: chosen.presenter)
-    return chosen
-
-
-@pytest.fixture
-def station(bench: Bench, seams: Seams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Station]:
+def station(bench: Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Station]:
     """This test's ledger (an operator of each role, by token), platform configuration and key store (an RSA
-    key the sandbox knows); the unit registered in the inventory; the fake unit signing with the same key."""
+    key the sandbox knows), and a client signing with that key; the unit registered in the inventory."""
     monkeypatch.setattr(
         enrollment.client,
         "PlatformClient",
@@ -143,18 +136,29 @@ def station(bench: Bench, seams: Seams, tmp_path: Path, monkeypatch: pytest.Monk
             ops.add_operator(ledger, root, name, role, f"{name}-Secret-8731")
             tokens[name] = ops.open_session(ledger, name, f"{name}-Secret-8731")[1]
     client = PlatformClient(config, lambda data: store.sign(LABEL, data), attempts=2, sleep=lambda seconds: None)
-
-    def unit_app(connection: Any) -> FakeUnitApp:
-        seams.unit = FakeUnitApp(client, bench.serial, seams.refuse)
-        return seams.unit
-
-    monkeypatch.setattr(facepay_check, "default_unit_app", unit_app)
-    made = Station(bench, url, path, tokens)
+    made = Station(bench, url, path, tokens, client)
     registered = made.naiad("register", "inventory", "--device", bench.serial, "--json", operator="olga")
     assert registered.exit_code == 0, registered.output
     yield made
     client.close()
     store.close()
+
+
+@pytest.fixture
+def seams(station: Station, monkeypatch: pytest.MonkeyPatch) -> Seams:
+    """The check's analyser, unit app and presenter replaced by scripted fakes (the fake unit signs with the
+    station's key), one frame set per check."""
+    chosen = Seams(ScriptedAnalyser(Decision.LIVE))
+
+    def unit_app(connection: Any) -> FakeUnitApp:
+        chosen.unit = FakeUnitApp(station.client, station.bench.serial, chosen.refuse)
+        return chosen.unit
+
+    monkeypatch.setattr(facepay_check, "FRAME_SETS", 1)
+    monkeypatch.setattr(facepay_check, "default_analyser", lambda config_path=None: chosen.analyser)
+    monkeypatch.setattr(facepay_check, "default_unit_app", unit_app)
+    monkeypatch.setattr(Wiring, "presenter", lambda self, ask=None: chosen.presenter)
+    return chosen
 
 
 def test_a_live_face_passes_with_the_documented_json_and_exit_status_0(
@@ -205,7 +209,7 @@ def test_an_attack_the_unit_takes_fails_with_exit_status_1_and_says_what_to_do(s
     )
 
 
-def test_careless_input_is_refused_before_the_key_store_opens(station: Station, tmp_path: Path) -> None:
+def test_careless_input_is_refused_before_the_key_store_opens(station: Station, seams: Seams, tmp_path: Path) -> None:
     wrong = "not-the-passphrase"
     unknown = station.naiad("facecheck", "--device", "NOSUCH123", "--json", passphrase=wrong)
     assert unknown.exit_code == 1 and json.loads(unknown.stdout)["error"] == "DeviceNotFound"
@@ -230,3 +234,46 @@ def test_careless_input_is_refused_before_the_key_store_opens(station: Station, 
     ):
         done = station.naiad(*args)
         assert done.exit_code == 2 and "Traceback" not in done.output, (args, done.output)
+
+
+# --- end to end: the simulator's scenes, the station's detector and liveness model, the unit's own app ----
+
+
+def test_naiad_facecheck_passes_for_a_live_face_and_its_saved_frames_analyse_offline(
+    station: Station, bench: Bench, tmp_path: Path
+) -> None:
+    frames = tmp_path / "frames"
+    done, answer = station.check("--save-frames", str(frames))
+    assert done.exit_code == 0, answer
+    assert answer["result"] == "pass" and answer["refunded"] is True and answer["station"]["decision"] == "live"
+    [trade] = [t for t in bench.trades() if t["trade_no"] == answer["trade_no"]]
+    assert trade["amount"] == trade["refunded_amount"] == "0.01"
+
+    offline = station.naiad("facecheck", "--from-images", str(frames), "--json", operator=None)
+    assert offline.exit_code == 0, offline.output
+    analysed = json.loads(offline.stdout)["frame_sets"]
+    assert len(analysed) == 3 and [a["decision"] for a in analysed] == answer["station"]["decisions"]
+    shown = station.naiad("facecheck", "--from-images", str(frames), operator=None)
+    assert shown.exit_code == 0 and "live" in shown.output
+
+
+@pytest.mark.parametrize("attack", ["photo", "screen", "mask"])
+def test_naiad_facecheck_refuses_each_attack_at_the_station_and_the_unit(
+    station: Station, bench: Bench, attack: str
+) -> None:
+    before = len(bench.trades())
+    done, answer = station.check("--attack", attack)
+    assert done.exit_code == 0, answer
+    assert answer["station"]["decision"] == "attack" and answer["unit"]["result"] == "refused"
+    assert answer["trade_no"] is None and len(bench.trades()) == before
+
+
+def test_from_images_of_a_careless_folder_is_a_clear_error(station: Station, tmp_path: Path) -> None:
+    missing = station.naiad("facecheck", "--from-images", str(tmp_path / "nowhere"), "--json", operator=None)
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert json.loads(missing.stdout)["error"]
+    (tmp_path / "calibration.bin").write_bytes(b"not a calibration")
+    bad = station.naiad(
+        "facecheck", "--from-images", str(tmp_path), "--calibration", str(tmp_path / "calibration.bin"), "--json"
+    )
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["error"] == "CalibrationBlobError"

@@ -34,8 +34,8 @@ def head(yaw: float, pitch: float, roll: float) -> list[tuple[float, float]]:
         ]
     )
     y, p, r = (math.radians(a) for a in (yaw, pitch, roll))
-    turn = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    nod = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    turn = np.array([[math.cos(y), 0, -math.sin(y)], [0, 1, 0], [math.sin(y), 0, math.cos(y)]])
+    nod = np.array([[1, 0, 0], [0, math.cos(p), math.sin(p)], [0, -math.sin(p), math.cos(p)]])
     lean = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
     moved = points @ (lean @ nod @ turn).T
     return [(300 + iod * x, 200 + iod * y) for x, y, _z in moved]
@@ -49,7 +49,7 @@ def test_a_frontal_face_has_no_pose() -> None:
     ("yaw", "pitch", "roll"), [(20, 0, 0), (-25, 0, 0), (0, 15, 0), (0, -15, 0), (0, 0, 30), (15, 10, -12)]
 )
 def test_the_pose_of_a_turned_model_head_is_found(yaw: float, pitch: float, roll: float) -> None:
-    # Positive: turned towards the image's right, chin up, clockwise in the image.
+    # Positive: the nose towards the image's left, the nose down, clockwise in the image (as FaceScene's).
     assert pose_from_landmarks(head(yaw, pitch, roll)) == pytest.approx((yaw, pitch, roll), abs=3.0)
 
 
