@@ -24,15 +24,8 @@ from test_console_keys import NOWHERE, PASSWORDS, ROLES, FakeStation, _cheap_scr
 import i18n
 from camera.faces import Decision, Face, FaceAnalysis, Liveness
 from camera.observations import FACE, FaceObservation
-from console.facepay_page import (
-    LANDMARK_COLOUR,
-    LIVE_COLOUR,
-    ColouredFace,
-    FaceFrameView,
-    FacePayPage,
-    outcome_text,
-    refund_text,
-)
+from console.face_view import LANDMARK_COLOUR, LIVE_COLOUR, FaceFrameView
+from console.facepay_page import ColouredFace, FacePayPage, outcome_text, refund_text
 from console.facepay_run import (
     PASSED,
     WAITING,
