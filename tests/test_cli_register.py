@@ -10,7 +10,6 @@ anything reaches the platform.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,17 +18,15 @@ from typing import Any
 
 import pytest
 import requests
+from cli_station import prepare_station
 from click.testing import CliRunner, Result
 from conftest import SimHandle
-from cryptography.hazmat.primitives import serialization
 
-import enrollment.client
 from console import cli_register
 from console.cli import cli
 from enrollment.sandbox.server import Faults, Sandbox
 from keys.store import SigningAlgorithm
 from keys.store_software import SoftwareKeyStore, default_path
-from provisioning import operators as ops
 from provisioning.ledger import Ledger
 from provisioning.registration import STEP_BIND, STEP_INVENTORY, EnrollmentStepResult
 from provisioning.station import Station as RealStation
@@ -106,28 +103,9 @@ class Station:
 def station(bench: Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Station]:
     """This test's ledger, platform configuration and key store (an RSA key the sandbox knows); a client that
     gives up after two attempts without sleeping, so an outage is quick to show."""
-    monkeypatch.setattr(
-        enrollment.client,
-        "PlatformClient",
-        functools.partial(enrollment.client.PlatformClient, attempts=2, sleep=lambda seconds: None),
+    url, path, tokens = prepare_station(
+        bench.sandbox, tmp_path, monkeypatch, passphrase=PASSPHRASE, label=LABEL, roles=ROLES
     )
-    config = bench.sandbox.station_config(LABEL)
-    path = tmp_path / "platform.toml"
-    path.write_text(config.dumps(), encoding="utf-8")
-    with SoftwareKeyStore(PASSPHRASE, default_path(), scrypt_n=2**10) as store:
-        public = store.generate_signing_key(LABEL, SigningAlgorithm.RSA_2048)
-    pem = serialization.load_der_public_key(public).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    bench.sandbox.set_app_key(config.app_id, pem.decode())
-    monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    tokens = {}
-    with Ledger.open(url) as ledger:
-        for name, role in ROLES.items():
-            root = ops.login(ledger, "root", "root-Secret-8731") if name != "root" else None
-            ops.add_operator(ledger, root, name, role, f"{name}-Secret-8731")
-            tokens[name] = ops.open_session(ledger, name, f"{name}-Secret-8731")[1]
     yield Station(bench, url, path, tokens)
     bench.sandbox.faults = Faults()
 

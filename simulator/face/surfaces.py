@@ -5,7 +5,7 @@
   printed life size; IR: paper 0.8 where blank, toner absorbing where printed (high contrast).
 - screen: a tablet's display (14.4 x 21 cm, 1 cm black bezel), planar, showing the photo at 0.9 scale by its own
   light (RGB); IR: dark glass (0.05) with a mirror glint where it faces the camera.
-- mask: the identity's face, shallower (0.6 of the relief) and smoother (4 mm), face only; RGB: the photo printed
+- mask: the identity's face, shallower (0.75 of the relief) and smoother (4 mm), face only; RGB: the photo printed
   on it; IR: resin, uniform 0.78 and glossy.
 """
 
@@ -30,7 +30,7 @@ SCREEN_BEZEL_M = 0.01
 SCREEN_SCALE = 0.9  # the face on the screen, relative to life size
 SCREEN_IR, BEZEL_IR = 0.05, 0.04
 SCREEN_SPECULAR, SCREEN_SHININESS = 0.8, 5000.0  # a mirror glint of the flood, about 1 degree wide
-MASK_RELIEF, MASK_SMOOTH_M = 0.6, 0.004
+MASK_RELIEF, MASK_SMOOTH_M = 0.75, 0.004  # the hard case: relief near a shallow face
 MASK_IR, MASK_SPECULAR, MASK_SHININESS = 0.78, 0.15, 15.0
 
 
@@ -64,12 +64,13 @@ def surface(presentation: str, identity: int, bend: float = 0.0) -> Surface:
 
 def face_outline(landmarks: npt.NDArray[np.float64], per_side: int = 8) -> npt.NDArray[np.float64]:
     """(4 * per_side, 2) points on the border of the face box around ``landmarks`` ((5, 2)), as CenterFace draws
-    it: one eye distance either side of the centre, from 1.1 eye-to-mouth above the eyes to 0.85 below the mouth."""
+    it on these renders (medians over random scenes): one eye distance either side of the centre, from 0.9
+    eye-to-mouth distances above the eyes to 0.7 below the mouth."""
     eye_y, mouth_y = landmarks[:2, 1].mean(), landmarks[3:, 1].mean()
     span = mouth_y - eye_y
     half = float(np.hypot(*(landmarks[1] - landmarks[0])))
     cx = landmarks[:, 0].mean()
-    x0, x1, y0, y1 = cx - half, cx + half, eye_y - 1.1 * span, mouth_y + 0.85 * span
+    x0, x1, y0, y1 = cx - half, cx + half, eye_y - 0.9 * span, mouth_y + 0.7 * span
     s = np.linspace(0.0, 1.0, per_side, endpoint=False)
     return np.concatenate(
         [
