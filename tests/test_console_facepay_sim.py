@@ -26,7 +26,6 @@ from tools.screenshot_console import facepay_bench
 
 CHECK_MS = 60_000
 T = TypeVar("T")
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "camera" / "models" / "liveness.onnx"
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,6 @@ def bench(tmp_path: Path) -> Iterator[tuple[Any, Any, Any, str, Any]]:
         yield opened
 
 
-@pytest.mark.skipif(not SHIPPED_MODEL.exists(), reason="the liveness model is not shipped on this branch yet")
 def test_a_live_face_is_paid_with_and_refunded_from_the_page(
     qtbot: Any, tmp_path: Path, bench: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
