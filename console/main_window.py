@@ -34,6 +34,7 @@ from terminal.errors import NaiadError
 
 from .calibration_run import CameraCalibrations, CameraEngine, EngineCamera
 from .composition import Wiring
+from .facepay_run import EngineFacePay, FacePayChecks, FacePayEngine
 from .flash_dialog import FlashDialog, UnitChoice, choices_from_cards
 from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
 from .inject_run import EngineKeys, KeyEngine, KeyInjection
@@ -82,11 +83,13 @@ class MainWindow(QMainWindow):
         flash: FlashUnits = flash_with_engine,
         keys: KeyEngine | None = None,
         camera: CameraEngine | None = None,
+        facepay: FacePayEngine | None = None,
         platform_config: str | None = None,
         parent: QWidget | None = None,
     ) -> None:
-        """``make_discovery``, ``make_station``, ``flash``, ``keys`` and ``camera`` stand in for the bus and engines
-        in tests; ``platform_config`` names the merchant platform's file (else ``NAIAD_PLATFORM_CONFIG``)."""
+        """``make_discovery``, ``make_station``, ``flash``, ``keys``, ``camera`` and ``facepay`` stand in for the bus
+        and engines in tests; ``platform_config`` names the merchant platform's file (else
+        ``NAIAD_PLATFORM_CONFIG``)."""
         super().__init__(parent)
         self.wiring = wiring
         self.workers = Workers(parent=self)
@@ -113,6 +116,9 @@ class MainWindow(QMainWindow):
         self.subsidy = SubsidyPanels(self.bench, self.workers, platform, self.operator, self)
         self.inventory = InventoryRegistration(
             self.bench, self.workers, platform, self.operator, self._unit_choices, self
+        )
+        self.facepay = FacePayChecks(
+            self.bench, self.workers, platform, self.operator, facepay or EngineFacePay(wiring, platform), self
         )
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.bench)
@@ -144,6 +150,7 @@ class MainWindow(QMainWindow):
         self.camera.summarised.connect(self._show_status)
         self.merchants.summarised.connect(self._show_status)
         self.inventory.summarised.connect(self._show_status)
+        self.facepay.summarised.connect(self._show_status)
         self.language_changed.connect(self._on_language_changed)
         self.log_pane.attach()
         i18n.add_language_listener(self._notify_language)
@@ -265,6 +272,7 @@ class MainWindow(QMainWindow):
         self.camera.close_panels()
         self.merchants.close_windows()
         self.subsidy.close_windows()
+        self.facepay.close_windows()
         self.inventory.close_dialogs()
         self.operator.close_dialog()
         if ended:  # else they still record in the ledger: leave the station open
@@ -306,6 +314,7 @@ class MainWindow(QMainWindow):
         self.camera.retranslate()
         self.merchants.retranslate()
         self.subsidy.retranslate()
+        self.facepay.retranslate()
         self.inventory.retranslate()
         self.quit_action.setText(_("&Quit"))
         self.bench_menu.setTitle(_("&Bench"))

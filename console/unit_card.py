@@ -48,6 +48,10 @@ NO_VALUE = "—"
 PLATFORM_ACTIONS: dict[str, tuple[str, str]] = {
     "merchant": (N_("Merchant…"), N_("Bind the unit to a merchant's store, activate it and enroll it in a subsidy")),
     "subsidy": (N_("Subsidy…"), N_("The unit's subsidy: users and earnings per month, cap and months left")),
+    "facepay": (
+        N_("Face-pay check…"),
+        N_("Check face payment end to end: a live face or an attack, liveness, a 0.01 test payment and its refund"),
+    ),
 }
 """The card's merchant platform actions (each shown only to the roles that may use it): name -> (text, tooltip)."""
 
@@ -129,15 +133,15 @@ class UnitCard(QFrame):
         self.camera_button = QPushButton()
         self.camera_button.setObjectName("cameraButton")
         self.camera_button.clicked.connect(lambda: self.camera_requested.emit(self.serial))
-        platform = QHBoxLayout()
+        self.platform_grid = platform = QGridLayout()  # two a row: three do not fit a card's width in every language
         self.platform_buttons: dict[str, QPushButton] = {}
-        for action in PLATFORM_ACTIONS:
+        for index, action in enumerate(PLATFORM_ACTIONS):
             button = self.platform_buttons[action] = QPushButton()
             button.setObjectName(f"{action}Button")
             button.clicked.connect(
                 lambda _checked=False, action=action: self.platform_requested.emit(action, self.serial)
             )
-            platform.addWidget(button)
+            platform.addWidget(button, index // 2, index % 2)
 
         top = QHBoxLayout()
         top.addWidget(self.state_badge)
@@ -262,6 +266,10 @@ class UnitCard(QFrame):
     def allow_platform(self, actions: set[str]) -> None:
         """Offer these merchant platform actions (the logged-in role decides which)."""
         self._platform_allowed = set(actions)
+        shown = [button for action, button in self.platform_buttons.items() if action in self._platform_allowed]
+        for index, button in enumerate(shown):  # the offered ones fill the grid in order, without gaps
+            self.platform_grid.removeWidget(button)
+            self.platform_grid.addWidget(button, index // 2, index % 2)
         self.retranslate()
 
     @property

@@ -4,15 +4,17 @@
 
 Renders live faces, photos, screens and masks with ``simulator.face`` (the TRAIN identities, LIGHT_TRAIN
 lighting, TRAIN_BANDS distances, TRAIN_UNITS drawn camera modules), measures ``camera.liveness.
-liveness_features`` in each face's IR box (the truth box moved and scaled by up to BOX_JITTER, as a detector's
+liveness_features`` in each face's IR box (the truth box moved by up to BOX_JITTER and scaled, as a detector's
 box mapped from RGB is), and trains a small network with numpy alone (standardised MODEL_FEATURES -> HIDDEN tanh
 units -> sigmoid; full-batch Adam from a fixed seed, float64).  The last VALIDATION_SHARE of the training
-identities is held aside to choose the threshold (the live score quantile that gives VALIDATION_BPCER); the
-held-out identities, lighting and distances are the bench's alone (bench/bench_liveness.py) and never seen here.
+identities is held aside to choose the threshold (the live score quantile that gives VALIDATION_BPCER), and the
+output's bias is moved so that it becomes THRESHOLD; the held-out identities, lighting and distances are the
+bench's alone (bench/bench_liveness.py) and never seen here.
 
-Reproducible: every presentation draws from its own generator seeded by (seed, split, index), so the workers'
-order does not matter; training runs in float64 on one thread's order of operations.  Same machine, same
-library versions: the same bytes (``--check`` rebuilds and compares).  See docs/liveness.md for across machines.
+Reproducible: every presentation draws from its own generator seeded by (seed, split, kind, index), so the
+workers' order does not matter, and the network trains from a seed.  Same machine, same library versions: the
+same bytes (``--check`` rebuilds and compares; a test reruns a reduced run).  See docs/liveness.md for across
+machines.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ TRAIN_BANDS = ((0.35, 0.40), (0.45, 0.50), (0.55, 0.60), (0.65, 0.70), (0.75, 0.
 HELD_OUT_BANDS = ((0.40, 0.45), (0.50, 0.55), (0.60, 0.65), (0.70, 0.75))
 REDUCED = {"per_presentation": 2, "iterations": 200}  # the test's quick run of the same code path
 ONNX_OPSET, ONNX_IR_VERSION = 17, 8
+LIVENESS = ("ir", "depth")  # the streams liveness uses
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,11 @@ class Presentation:
     rng: np.random.Generator  # the presentation's generator, for what is drawn after the render
 
 
-def draw_presentation(split: Split, seed: int, presentation: str, index: int, truth: Any = None) -> Presentation:
+def draw_presentation(
+    split: Split, seed: int, presentation: str, index: int, truth: Any = None, streams: tuple[str, ...] = LIVENESS
+) -> Presentation:
     """Presentation ``index`` of kind ``presentation`` of ``split``: a unit (or ``truth``), a distance band, a
-    scene, rendered."""
+    scene, rendered in ``streams`` (liveness needs no RGB, which is most of a render's time)."""
     from simulator.camera.render import Capture
     from simulator.face.render import face_truth, render_face
     from simulator.face.scene import random_face_scene
@@ -133,7 +138,7 @@ def draw_presentation(split: Split, seed: int, presentation: str, index: int, tr
     unit = _truths(split, seed)[int(rng.integers(split.units))]
     truth = unit if truth is None else truth
     scene = random_face_scene(rng, presentation, split.identities, distance_m=split.bands, light=split.light)
-    frames = render_face(truth, scene, Capture(depth_range_mm=_depth_range()), rng)
+    frames = render_face(truth, scene, Capture(streams=streams, depth_range_mm=_depth_range()), rng)
     return Presentation(truth, scene, frames, face_truth(truth, scene), rng)
 
 
