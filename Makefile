@@ -43,6 +43,7 @@ bench: setup
 	$(PY) bench/bench_fieldcheck.py
 	$(PY) bench/bench_jig.py
 	$(PY) bench/bench_platform.py
+	$(PY) bench/bench_liveness.py
 	$(PY) bench/bench_facecheck.py
 
 screenshot: setup
