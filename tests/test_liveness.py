@@ -254,3 +254,24 @@ def test_the_training_script_reproduces_its_recorded_run() -> None:
     else:  # docs/liveness.md: other CPUs and library builds round differently
         assert np.allclose(reduced["probe"]["features"], expected["probe"]["features"], rtol=1e-3, atol=0.05)
         assert np.allclose(reduced["probe"]["scores"], expected["probe"]["scores"], atol=0.02)
+
+
+def test_the_bench_counts_failures_to_acquire_apart_for_attacks_and_live_faces_alike() -> None:
+    """ISO/IEC 30107-3: a presentation not acquired (no face, poor quality) is reported apart for every kind and
+    left out of APCER and BPCER alike; an attack the station does not find is not a correct rejection."""
+    from bench.bench_liveness import station_rates
+
+    decided = {
+        "photo": ["no-face", "attack"],
+        "screen": ["attack", "attack"],
+        "mask": ["poor-quality", "poor-quality", "live", "attack"],
+        "live": ["poor-quality", "live", "live", "attack"],
+    }
+    rows = [{"presentation": kind, "decision": d, "station_features": None} for kind, ds in decided.items() for d in ds]
+    unused = LivenessModel(None, FEATURES, train_liveness.THRESHOLD, Path("-"))  # every row stopped before it
+    rates, processed = station_rates(rows, unused)
+    assert processed == {"live": 3, "photo": 1, "screen": 2, "mask": 2}
+    assert rates["mask"] == 0.5 and rates["photo"] == 0.0 and rates["screen"] == 0.0
+    assert rates["bpcer"] == pytest.approx(1 / 3)
+    assert rates["not_acquired_mask"] == 0.5 and rates["not_acquired_photo"] == 0.5
+    assert rates["not_acquired_live"] == 0.25 and rates["not_acquired_screen"] == 0.0
