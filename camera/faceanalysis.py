@@ -52,6 +52,13 @@ class FaceAnalyser:
     def model(self) -> LivenessModel:
         if self._model is None:
             self._model = LivenessModel.load(self.config.liveness.model)
+            configured = self.config.liveness.threshold
+            if configured is not None and configured < self._model.threshold:
+                LOG.warning(
+                    "liveness threshold %.2f is below the model's own %.2f: more attacks are accepted",
+                    configured,
+                    self._model.threshold,
+                )
         return self._model
 
     def analyse(self, frames: Frames) -> FaceAnalysis:
@@ -97,6 +104,8 @@ class FaceAnalyser:
         """The face in IR and its liveness; not live, saying why, when IR or depth is missing or the face is not
         in the IR camera's view."""
         cal, threshold = self.calibration, self.config.liveness.threshold
+        if threshold is None:
+            threshold = self.model.threshold
         if frames.ir is None or frames.depth is None:
             reason = _("The frame set has no IR or no depth image: liveness cannot be judged")
             return None, Liveness(False, 0.0, threshold, failures=(reason,))

@@ -80,10 +80,11 @@ class QualityLimits:
 
 @dataclass(frozen=True)
 class LivenessConfig:
-    """The liveness classifier (None = the shipped ``camera/models/liveness.onnx``) and its decision threshold."""
+    """The liveness classifier (None = the shipped ``camera/models/liveness.onnx``) and its decision threshold
+    (None = the one the model's metadata carries, so a site's retrained model brings its own)."""
 
     model: Path | None = None
-    threshold: float = 0.5
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,8 @@ def _value(table: str, key: str, value: Any, base: Path) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise bad(N_("a number is required"))
     number = float(value)
+    if key == "threshold" and not 0.0 < number < 1.0:  # 0 would accept every face, 1 refuse every one
+        raise bad(N_("a number between 0 and 1, both excluded, is required"))
     low, high = _RANGES.get(key, (0.0, 1.0))
     if not low <= number <= high:
         raise bad(_RANGE_REASONS.get(key, N_("a number from 0 to 1 is required")))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,15 +404,23 @@ class LivenessModel:
         """How likely the face that gave ``features`` is live, 0..1."""
         row = np.array([[features[name] for name in self.inputs]], np.float32)
         (output,) = self._session.run(None, {self._session.get_inputs()[0].name: row})  # type: ignore[attr-defined]
-        return float(np.clip(np.asarray(output, np.float64).reshape(-1)[0], 0.0, 1.0))
+        value = float(np.asarray(output, np.float64).reshape(-1)[0])
+        return min(max(value, 0.0), 1.0) if math.isfinite(value) else 0.0  # NaN is no evidence of life
 
 
 def hard_failures(features: Mapping[str, float]) -> list[str]:
-    """The hard checks ``features`` fail, translated."""
-    failures = []
+    """The hard checks ``features`` fail, translated; any feature that is not a finite number fails first (every
+    comparison with NaN is false, so a range check alone would let it through)."""
+    failures = [
+        _("The liveness measure {feature} is not a finite number", feature=name)
+        for name, value in features.items()
+        if not math.isfinite(value)
+    ]
     for check in HARD_CHECKS:
         value = features[check.feature]
-        if (check.low is not None and value < check.low) or (check.high is not None and value > check.high):
+        low = -math.inf if check.low is None else check.low
+        high = math.inf if check.high is None else check.high
+        if math.isfinite(value) and not low <= value <= high:
             failures.append(_(check.message, value=value))
     return failures
 
@@ -432,7 +441,7 @@ def assess_liveness(
     failures = hard_failures(features)
     model_score = model.score(features)
     score = 0.0 if failures else model_score
-    if not failures and model_score < limit:
+    if not failures and not model_score >= limit:
         failures.append(
             _(
                 "The liveness classifier scores the face {score:.2f}, under the threshold {threshold:.2f}",

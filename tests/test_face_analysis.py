@@ -13,7 +13,7 @@ from test_liveness import IR, constant_model, scene
 
 from camera.depth import UnusableFrame
 from camera.faceanalysis import FaceAnalyser
-from camera.faceconfig import FaceConfig, QualityLimits
+from camera.faceconfig import FaceConfig, LivenessConfig, QualityLimits
 from camera.faces import Decision, Face
 from camera.frames import Frames
 from terminal.camera import CameraCalibration, Extrinsics
@@ -113,3 +113,16 @@ def test_frames_of_another_camera_are_refused(tmp_path: Path) -> None:
         analyser(tmp_path, [face]).analyse(Frames(ir=frames.ir[:300], rgb=frames.rgb, depth=frames.depth))
     with pytest.raises(UnusableFrame):
         analyser(tmp_path, [face]).analyse(Frames(ir=frames.ir, rgb=frames.rgb[:, :600], depth=frames.depth))
+
+
+def test_the_models_own_threshold_decides_unless_the_configuration_sets_one(tmp_path: Path) -> None:
+    """A site's retrained model carries its threshold in its metadata; the station holds faces to it."""
+    frames, face = frames_of()
+    strict = constant_model(tmp_path, 0.7, threshold=0.9)
+    own = FaceAnalyser(FaceConfig(quality=LENIENT), CALIBRATION, Finder([face]), strict)  # type: ignore[arg-type]
+    result = own.analyse(frames)
+    assert result.decision is Decision.ATTACK and result.liveness is not None
+    assert result.liveness.threshold == 0.9
+    configured = FaceConfig(quality=LENIENT, liveness=LivenessConfig(threshold=0.6))
+    result = FaceAnalyser(configured, CALIBRATION, Finder([face]), strict).analyse(frames)  # type: ignore[arg-type]
+    assert result.decision is Decision.LIVE and result.liveness is not None and result.liveness.threshold == 0.6

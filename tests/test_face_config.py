@@ -81,7 +81,9 @@ def test_resolve_takes_the_argument_then_the_variable_then_the_config_folder(
         ("[quality]\nmin_brightness = 200\nmax_brightness = 100\n", 2, "below max_brightness"),
         ("[quality]\nmax_clipped = nan\n", 2, "a number is required"),
         ("[quality]\nsharpness = 1\n", 2, "unknown setting"),
-        ("[liveness]\nthreshold = -0.1\n", 2, "from 0 to 1"),
+        ("[liveness]\nthreshold = -0.1\n", 2, "between 0 and 1"),
+        ("[liveness]\nthreshold = 0\n", 2, "both excluded"),  # accepts every face the hard checks pass
+        ("[liveness]\nthreshold = 1.0\n", 2, "both excluded"),
         ("[detectors]\nformat = 'yunet'\n", 1, "unknown table"),
         ("detector = 'yunet'\n", 1, "not a table"),
         ("[detector]\nformat = \n", 2, "not valid TOML"),

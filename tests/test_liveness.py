@@ -237,7 +237,7 @@ def test_the_shipped_model_is_the_one_its_record_describes() -> None:
     model = LivenessModel.load()
     assert hashlib.sha256(SHIPPED_MODEL.read_bytes()).hexdigest() == record["onnx_sha256"]
     assert list(model.inputs) == record["features"] and model.threshold == record["threshold"]
-    assert FaceConfig().liveness.threshold == model.threshold  # the configuration's default fits the model
+    assert FaceConfig().liveness.threshold is None  # by default the model's own threshold decides
     scores = [model.score(dict(zip(FEATURES, row, strict=True))) for row in record["probe"]["features"]]
     assert np.allclose(scores, record["probe"]["scores"], atol=1e-5)  # float32 ONNX against float64 numpy
 
@@ -275,3 +275,22 @@ def test_the_bench_counts_failures_to_acquire_apart_for_attacks_and_live_faces_a
     assert rates["bpcer"] == pytest.approx(1 / 3)
     assert rates["not_acquired_mask"] == 0.5 and rates["not_acquired_photo"] == 0.5
     assert rates["not_acquired_live"] == 0.25 and rates["not_acquired_screen"] == 0.0
+
+
+@pytest.mark.parametrize("name", FEATURES)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_feature_that_is_not_a_finite_number_is_refused(name: str, bad: float) -> None:
+    """Every comparison with NaN is false: a range check alone, and then ``score < threshold``, let it through."""
+    record = json.loads(RECORD.read_text(encoding="utf-8"))
+    features = dict(zip(FEATURES, record["probe"]["features"][0], strict=True))  # the record's live row
+    assert not hard_failures(features)
+    failures = hard_failures({**features, name: bad})
+    assert failures and any(name in failure for failure in failures)
+
+
+def test_a_classifier_score_that_is_nan_is_not_live(tmp_path: Path) -> None:
+    ir, depth, face = scene()
+    model = constant_model(tmp_path, 0.9)
+    model.score = lambda features: math.nan  # type: ignore[method-assign]
+    result = assess_liveness(ir, depth, face, IR, model)
+    assert not result.live and result.failures
