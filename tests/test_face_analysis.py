@@ -16,12 +16,18 @@ from camera.faceanalysis import FaceAnalyser
 from camera.faceconfig import FaceConfig, LivenessConfig, QualityLimits
 from camera.faces import Decision, Face
 from camera.frames import Frames
+from simulator.camera.render import Capture
+from simulator.camera.truth import draw_truth, serial_rng
+from simulator.face.render import render_face
+from simulator.face.scene import FaceScene, Light
 from terminal.camera import CameraCalibration, Extrinsics
+from terminal.models import model_by_id
 
 # The RGB camera is the IR camera here (same lens, no offset): the face box is the same in both images.
 CALIBRATION = CameraCalibration(
     "DF2TEST", "df2", IR, IR, Extrinsics(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), (0.0, 0.0, 0.0)), 0.0
 )
+DF2 = model_by_id("df2")
 LENIENT = QualityLimits(min_face_px=20.0, min_brightness=1.0, max_brightness=254.0, max_clipped=1.0, min_sharpness=0.0)
 
 
@@ -126,3 +132,21 @@ def test_the_models_own_threshold_decides_unless_the_configuration_sets_one(tmp_
     configured = FaceConfig(quality=LENIENT, liveness=LivenessConfig(threshold=0.6))
     result = FaceAnalyser(configured, CALIBRATION, Finder([face]), strict).analyse(frames)  # type: ignore[arg-type]
     assert result.decision is Decision.LIVE and result.liveness is not None and result.liveness.threshold == 0.6
+
+
+DIM = [  # the dimmest LIGHT_HELD_OUT gives: a third of office light from the side, sunlit IR; held-out people
+    FaceScene(identity=identity, distance_m=distance, light=Light(0.35, (azimuth, 45.0), 0.35, warmth))
+    for identity, distance, azimuth, warmth in [(16, 0.45, -60.0, -1.0), (19, 0.75, 60.0, 1.0), (22, 0.6, 45.0, 0.8)]
+]
+
+
+@pytest.mark.parametrize("scene", DIM, ids=lambda s: f"identity-{s.identity}")
+def test_a_dim_live_face_is_acquired_and_judged_live_with_the_default_limits(scene: FaceScene) -> None:
+    """Liveness judges IR (its own flood) and depth, not the RGB's brightness: a dim RGB face the detector finds
+    must reach it, not stop at quality (the old min_brightness of 50 refused every face under 0.6 office light)."""
+    truth = draw_truth(DF2, serial_rng("DF2DIM0001", "camera-truth"))
+    frames = render_face(truth, scene, Capture(), np.random.default_rng(scene.identity))
+    calibration = CameraCalibration("DF2DIM0001", "df2", truth.ir, truth.rgb, truth.rgb_from_ir, 0.0)
+    result = FaceAnalyser(FaceConfig(), calibration).analyse(Frames(frames["ir"], frames["rgb"], frames["depth"]))
+    assert result.quality is not None and result.quality.figures["brightness"] < 30
+    assert result.decision is Decision.LIVE, result.detail
