@@ -3,15 +3,20 @@
 ``naiad facecheck --save-frames DIR`` writes them and ``naiad facecheck --from-images DIR`` reads them.  A frame
 set named NAME is three files: ``NAME_ir.png`` (8-bit grey), ``NAME_rgb.png`` (8-bit colour) and
 ``NAME_depth.png`` (16-bit grey, millimetres, the IR image's size); the folder may hold the unit's calibration
-blob as ``calibration.bin``.  Other files are ignored.  Every file is checked before a byte of it is decoded
-(:mod:`camera.frames`); whatever is wrong is a typed error that names the file, and saving changes nothing
-unless all of a set can be written.
+blob as ``calibration.bin``.  Other files are ignored.  Only regular files are read (a FIFO or a device would
+block or never end); every file's header is checked before a byte of any set is decoded (:mod:`camera.frames`),
+and the sets are decoded one at a time as they are used, up to ``MAX_SETS`` sets and ``MAX_PIXELS`` pixels a
+folder, so a folder of small, highly compressed PNGs cannot take the machine's memory.  Whatever is wrong is a
+typed error that names the file, and saving changes nothing unless all of a set can be written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -21,15 +26,17 @@ from i18n import N_, _
 from terminal.camera import MAX_BLOB, CalibrationBlobError, CameraCalibration
 from terminal.camera_unit import FORMATS, FramePng, png_bound, size_text
 
-from .errors import CameraError, CorruptImage
+from .errors import CameraError
 from .frames import CorruptFrame, Frames, decode_frame
-from .offline import png_size
 
 STREAMS = ("ir", "rgb", "depth")
 CALIBRATION_FILE = "calibration.bin"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """A frame set's name: safe as a file name on every system, never a path."""
 MAX_SIDE = 4096  # no unit's camera is larger; a bigger PNG would decode to hundreds of megabytes
+MAX_SETS = 200  # a face-pay check saves a handful of sets
+MAX_PIXELS = 250_000_000  # all streams of all sets of a folder: 270 sets of 640x480, or 5 of 4096x4096
+_PNG = b"\x89PNG\r\n\x1a\n"
 _FILE = re.compile(r"^(?P<name>.+)_(?P<stream>ir|rgb|depth)\.png$", re.IGNORECASE)
 _FOLDER_REMEDY = N_(
     "Point at a folder of saved frame sets (NAME_ir.png, NAME_rgb.png and NAME_depth.png, as "
@@ -84,6 +91,14 @@ class UnsavableFrames(FrameFolderError):
     remedy = N_("Capture IR, RGB and depth together (the face-pay check's capture does) and save again.")
 
 
+class TooLargeFrameFolder(FrameFolderError):
+    message = N_(
+        "{directory} holds too much to read at once: {sets} frame sets of {megapixels} megapixels "
+        "(at most {max_sets} sets of {max_megapixels} megapixels)"
+    )
+    remedy = N_("Move some frame sets to another folder and read each folder on its own.")
+
+
 class BadFolderCalibration(FrameFolderError):
     message = N_("The calibration {path} cannot be used: {detail}")
     remedy = N_("Remove it to use the unit's nominal calibration, or copy the unit's calibration blob there again.")
@@ -132,8 +147,30 @@ def save_frame_set(directory: Path, name: str, frames: Frames) -> list[Path]:
     return _write_all(directory, {f"{name}_{stream}.png": png for stream, png in pngs.items()})
 
 
-def read_frame_sets(directory: Path) -> list[tuple[str, Frames]]:
-    """Every frame set in ``directory``, by name; a typed error for the first thing that is not as it must be."""
+class FrameSets:
+    """The frame sets of a folder, by name: every file's header is checked when the folder is read, and a set's
+    pixels are decoded only when it is used (indexing or iterating gives (name, Frames))."""
+
+    def __init__(self, directory: Path, names: list[str], files: dict[tuple[str, str], tuple[Path, int, int]]):
+        self.directory = directory
+        self.names = names
+        self._files = files
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> tuple[str, Frames]:
+        name = self.names[index]
+        images = {stream: _read_frame(*self._files[name, stream], stream) for stream in STREAMS}
+        return name, Frames(ir=images["ir"], rgb=images["rgb"], depth=images["depth"])
+
+    def __iter__(self) -> Iterator[tuple[str, Frames]]:
+        return (self[i] for i in range(len(self.names)))
+
+
+def read_frame_sets(directory: Path) -> FrameSets:
+    """The frame sets in ``directory``, by name; a typed error for the first thing that is not as it must be
+    (a file's pixels that do not decode: when that set is used)."""
     if not directory.is_dir():
         raise NotAFrameFolder(directory=str(directory))
     files = _set_files(directory)
@@ -144,18 +181,32 @@ def read_frame_sets(directory: Path) -> list[tuple[str, Frames]]:
         raise IncompleteFrameSets(directory=str(directory), sets="; ".join(incomplete))
     if not names:
         raise NoFrameSets(directory=str(directory))
-    sets = []
+    if len(names) > MAX_SETS:
+        raise _too_large(directory, len(names), 0)
+    sized = {key: (path, *_frame_size(path)) for key, path in files.items()}
+    pixels = sum(width * height for _path, width, height in sized.values())
+    if pixels > MAX_PIXELS:
+        raise _too_large(directory, len(names), pixels)
     for name in names:
-        images = {stream: _read_frame(files[name, stream], stream) for stream in STREAMS}
-        if images["depth"].shape != images["ir"].shape:
+        (_ir, *ir), (depth_path, *depth) = sized[name, "ir"], sized[name, "depth"]
+        if depth != ir:
             detail = _(
                 "it is {depth}, its IR image {ir} (depth is on the IR image's grid)",
-                depth=size_text(*images["depth"].shape[::-1]),
-                ir=size_text(*images["ir"].shape[::-1]),
+                depth=size_text(*depth),
+                ir=size_text(*ir),
             )
-            raise BadFrameFile(directory=str(directory), path=str(files[name, "depth"]), detail=detail)
-        sets.append((name, Frames(ir=images["ir"], rgb=images["rgb"], depth=images["depth"])))
-    return sets
+            raise BadFrameFile(directory=str(directory), path=str(depth_path), detail=detail)
+    return FrameSets(directory, names, sized)
+
+
+def _too_large(directory: Path, sets: int, pixels: int) -> TooLargeFrameFolder:
+    return TooLargeFrameFolder(
+        directory=str(directory),
+        sets=sets,
+        megapixels=round(pixels / 1e6),
+        max_sets=MAX_SETS,
+        max_megapixels=round(MAX_PIXELS / 1e6),
+    )
 
 
 def read_folder_calibration(directory: Path) -> CameraCalibration | None:
@@ -163,17 +214,17 @@ def read_folder_calibration(directory: Path) -> CameraCalibration | None:
     path = directory / CALIBRATION_FILE
     if not path.exists() and not path.is_symlink():
         return None
-    try:
-        with path.open("rb") as file:
-            blob = file.read(MAX_BLOB + 1)
-    except OSError as exc:
-        raise BadFolderCalibration(directory=str(directory), path=str(path), detail=exc.strerror or str(exc)) from None
+
+    def bad(detail: str) -> BadFolderCalibration:
+        return BadFolderCalibration(directory=str(directory), path=str(path), detail=detail)
+
+    blob = _read_regular(path, MAX_BLOB, bad)
     if len(blob) > MAX_BLOB:
-        raise BadFolderCalibration(directory=str(directory), path=str(path), detail=_("it is too large to be one"))
+        raise bad(_("it is too large to be one"))
     try:
         return CameraCalibration.decode(blob)
     except CalibrationBlobError as exc:
-        raise BadFolderCalibration(directory=str(directory), path=str(path), detail=str(exc)) from None
+        raise bad(str(exc)) from None
 
 
 def save_folder_calibration(directory: Path, calibration: CameraCalibration) -> Path:
@@ -218,29 +269,55 @@ def _set_files(directory: Path) -> dict[tuple[str, str], Path]:
     return files
 
 
-def _read_frame(path: Path, stream: str) -> np.ndarray:
-    """The pixels of one frame file, checked against its stream's layout before they are decoded."""
-
-    def bad(detail: str) -> BadFrameFile:
-        return BadFrameFile(directory=str(path.parent), path=str(path), detail=detail)
-
-    if not path.is_file():
-        raise bad(_("it is not a readable file"))
+def _read_regular(path: Path, limit: int, bad: Callable[[str], FrameFolderError]) -> bytes:
+    """Up to ``limit`` + 1 bytes of ``path``, which must be a regular file: opened without blocking and checked
+    on the open file (a FIFO would block for ever, a device never end; a check before opening races)."""
     try:
-        width, height = png_size(path)
-    except CorruptImage as exc:
-        raise bad(str(exc.params.get("detail", ""))) from None
-    if max(width, height) > MAX_SIDE or not width or not height:
-        raise bad(_("it is {size} pixels", size=size_text(width, height)))
-    channels, bits = FORMATS[stream]
-    limit = png_bound(width, height, channels, bits)
-    try:
-        with path.open("rb") as file:
-            png = file.read(limit + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise bad(exc.strerror or str(exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise bad(_("it is not a readable file"))
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read(limit + 1)
+    except OSError as exc:
+        raise bad(exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+
+
+def _frame_bad(path: Path) -> Callable[[str], BadFrameFile]:
+    return lambda detail: BadFrameFile(directory=str(path.parent), path=str(path), detail=detail)
+
+
+def _png_size(head: bytes, bad: Callable[[str], FrameFolderError]) -> tuple[int, int]:
+    """(width, height) from a PNG file's first 24 bytes, within MAX_SIDE."""
+    if len(head) < 24 or head[:8] != _PNG or head[12:16] != b"IHDR":
+        raise bad(_("it is not a PNG image"))
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if max(width, height) > MAX_SIDE or not width or not height:
+        raise bad(_("it is {size} pixels", size=size_text(width, height)))
+    return width, height
+
+
+def _frame_size(path: Path) -> tuple[int, int]:
+    """The (width, height) a frame file's header gives, read without decoding anything."""
+    bad = _frame_bad(path)
+    return _png_size(_read_regular(path, 23, bad)[:24], bad)
+
+
+def _read_frame(path: Path, width: int, height: int, stream: str) -> np.ndarray:
+    """The pixels of one frame file, checked against its stream's layout and the size its header gave when the
+    folder was read, before they are decoded."""
+    bad = _frame_bad(path)
+    channels, bits = FORMATS[stream]
+    limit = png_bound(width, height, channels, bits)
+    png = _read_regular(path, limit, bad)
     if len(png) > limit:
         raise bad(_("it is larger than a PNG of its pixels can be"))
+    if _png_size(png[:24], bad) != (width, height):
+        raise bad(_("it changed while the folder was read"))
     try:
         return decode_frame(FramePng(stream, width, height, channels, bits, png))
     except CorruptFrame as exc:

@@ -3,6 +3,7 @@ with typed errors, and nothing changed when saving fails."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ from camera.faceoffline import (
     IncompleteFrameSets,
     NoFrameSets,
     NotAFrameFolder,
+    TooLargeFrameFolder,
     UnsavableFrames,
     read_folder_calibration,
     read_frame_sets,
@@ -191,7 +193,7 @@ def test_a_frame_of_the_wrong_kind_is_named(tmp_path: Path, file: str, image: np
     save_frame_set(tmp_path, "a", frames())
     swap(tmp_path, file, image)
     with pytest.raises(BadFrameFile, match=detail) as caught:
-        read_frame_sets(tmp_path)
+        list(read_frame_sets(tmp_path))  # sizes when the folder is read, pixel formats when a set is used
     assert file in str(caught.value)
 
 
@@ -215,7 +217,48 @@ def test_any_bytes_in_a_frame_file_read_or_are_refused(tmp_path: Path, data: byt
     path.write_bytes(head + data)
     try:
         sets = read_frame_sets(folder)
-    except BadFrameFile as exc:
-        assert path.name in str(exc)
-    else:
-        assert len(sets) == 1
+        assert len(sets) == 1 and sets[0][0] == "a"  # decoded here, when the set is used
+    except BadFrameFile as exc:  # a hostile IR header may instead make the depth file's size disagree with it
+        assert path.name in str(exc) or (stream == "ir" and "its IR image" in str(exc))
+
+
+@pytest.mark.parametrize("name", ["calibration.bin", "a_ir.png", "a_depth.png"])
+def test_a_fifo_in_the_folder_is_refused_without_blocking(tmp_path: Path, name: str) -> None:
+    """Opening a named pipe blocks until a writer comes: the folder's files are opened without blocking and
+    must be regular files."""
+    save_frame_set(tmp_path, "a", frames())
+    (tmp_path / name).unlink(missing_ok=True)
+    os.mkfifo(tmp_path / name)
+    with pytest.raises((BadFolderCalibration, BadFrameFile), match="not a readable file") as caught:
+        read_folder_calibration(tmp_path) if name == "calibration.bin" else read_frame_sets(tmp_path)
+    assert name in str(caught.value)
+
+
+def test_sets_are_decoded_one_at_a_time_when_used(tmp_path: Path) -> None:
+    """A folder's sets are not all held in memory: a set's pixels are decoded when it is used, so one that
+    does not decode is found then, after the sets before it were used."""
+    save_frame_set(tmp_path, "a", frames(0))
+    save_frame_set(tmp_path, "b", frames(1))
+    path = tmp_path / "b_rgb.png"
+    path.write_bytes(path.read_bytes()[:40] + b"\x00" * 200)  # its header intact, its pixels not
+    sets = read_frame_sets(tmp_path)
+    assert len(sets) == 2 and sets.names == ["a", "b"]
+    assert same(sets[0][1], frames(0))
+    with pytest.raises(BadFrameFile, match=r"b_rgb\.png"):
+        sets[1]
+
+
+def test_a_folder_of_too_many_sets_or_pixels_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b", "c"):
+        save_frame_set(tmp_path, name, frames())
+    monkeypatch.setattr("camera.faceoffline.MAX_SETS", 2)
+    with pytest.raises(TooLargeFrameFolder, match="3 frame sets"):
+        read_frame_sets(tmp_path)
+    monkeypatch.setattr("camera.faceoffline.MAX_SETS", 3)
+    monkeypatch.setattr("camera.faceoffline.MAX_PIXELS", 3 * (64 * 48 * 2 + 80 * 60) - 1)
+    with pytest.raises(TooLargeFrameFolder):
+        read_frame_sets(tmp_path)
+    monkeypatch.setattr("camera.faceoffline.MAX_PIXELS", 3 * (64 * 48 * 2 + 80 * 60))
+    assert len(read_frame_sets(tmp_path)) == 3
