@@ -435,7 +435,8 @@ def assess_liveness(
 ) -> Liveness:
     """The combined decision on the face at ``face_ir``: live when no hard check fails and the classifier's
     score reaches ``threshold`` (None: the model's own).  The score is the classifier's, 0 when a hard check
-    failed (``checks["model_score"]`` keeps the classifier's either way)."""
+    failed (``checks["model_score"]`` keeps the classifier's either way; a feature that is not a finite number is
+    left out of ``checks`` and named in ``failures``)."""
     limit = model.threshold if threshold is None else threshold
     features = liveness_features(ir, depth_mm, face_ir, ir_camera)
     failures = hard_failures(features)
@@ -449,5 +450,6 @@ def assess_liveness(
                 threshold=limit,
             )
         )
-    checks = {**features, "model_score": model_score}
+    measured = {name: value for name, value in features.items() if math.isfinite(value)}  # JSON has no NaN
+    checks = {**measured, "model_score": model_score}
     return Liveness(not failures, score, limit, checks, tuple(failures))

@@ -294,3 +294,13 @@ def test_a_classifier_score_that_is_nan_is_not_live(tmp_path: Path) -> None:
     model.score = lambda features: math.nan  # type: ignore[method-assign]
     result = assess_liveness(ir, depth, face, IR, model)
     assert not result.live and result.failures
+
+
+def test_a_nan_feature_is_refused_and_the_result_is_valid_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ir, depth, face = scene()
+    features = liveness_features(ir, depth, face, IR)
+    monkeypatch.setattr("camera.liveness.liveness_features", lambda *args: {**features, "ir_specular": math.nan})
+    result = assess_liveness(ir, depth, face, IR, constant_model(tmp_path, 0.9))
+    assert not result.live and result.score == 0.0 and "ir_specular" in " ".join(result.failures)
+    assert "ir_specular" not in result.checks
+    json.dumps(result.as_dict(), allow_nan=False)
