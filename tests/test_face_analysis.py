@@ -150,3 +150,10 @@ def test_a_dim_live_face_is_acquired_and_judged_live_with_the_default_limits(sce
     result = FaceAnalyser(FaceConfig(), calibration).analyse(Frames(frames["ir"], frames["rgb"], frames["depth"]))
     assert result.quality is not None and result.quality.figures["brightness"] < 30
     assert result.decision is Decision.LIVE, result.detail
+
+
+def test_a_configured_threshold_below_the_models_own_is_warned_of(caplog: pytest.LogCaptureFixture) -> None:
+    config = FaceConfig(liveness=LivenessConfig(threshold=0.05))
+    with caplog.at_level("WARNING", logger="camera.faceanalysis"):
+        model = FaceAnalyser(config, CALIBRATION).model
+    assert model.threshold > 0.05 and "below the model's own" in caplog.text
