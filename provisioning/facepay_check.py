@@ -284,6 +284,8 @@ def _capture_and_analyse(
                     folder = _saving(check, folder, calibration, (f"{name}_{index + 1}", frames))
         finally:
             _quietly(check.serial, lambda: camera.projector(was_on))
+        if folder is not None:
+            check.extra["saved_frames"] = str(folder)
         timed.ok, timed.detail = True, _("{count} frame sets", count=count)
     if not timed.ok:
         return None

@@ -9,12 +9,14 @@ platform's own.  What the platform ended up holding is read from its ``/sandbox/
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from facebench import INSTALLER, OPERATOR, FaceBench
 from facefakes import FakeUnitApp, RecordingPresenter, Reply, ScriptedAnalyser, analysis
 
+from camera.faceoffline import read_folder_calibration, read_frame_sets
 from camera.faces import Decision
 from camera.observations import FaceObservation
 from enrollment.client import PlatformClient
@@ -33,6 +35,7 @@ from provisioning.facepay_errors import (
     StationRefusedFace,
     TradeDisagrees,
     UnitAcceptedAttack,
+    UnitDidNotJudgeAttack,
     UnitRefusedFace,
     UnknownPresentation,
 )
@@ -41,7 +44,7 @@ from provisioning.operators import NotLoggedIn, OperatorSession, RolesRequired
 from provisioning.outbox import Outbox
 from provisioning.registration import resume_calls
 from terminal.errors import UnitGone
-from terminal.events import Observed, Recorder, StepFinished
+from terminal.events import Message, Observed, Recorder, StepFinished
 
 NOODLE_BAR = Merchant("2088000000000001", "S0001")
 
@@ -217,6 +220,17 @@ def test_an_attack_the_station_sees_no_face_in_fails_and_the_unit_is_still_asked
 def test_the_unit_refusing_an_attack_only_for_want_of_the_platform_does_not_count() -> None:
     assert "no-platform" not in UNIT_REFUSALS and "platform" not in UNIT_REFUSALS
     assert "not-live" in UNIT_REFUSALS
+
+
+@pytest.mark.parametrize("reason", ["no-platform", "not-recognised"])
+def test_an_attack_the_unit_did_not_judge_gets_an_attacks_remedy_not_a_live_faces(
+    bench: FaceBench, reason: str
+) -> None:
+    """Review finding 7: it was told to "present one live face"."""
+    unit = FakeUnitApp(bench.client, bench.serial, refuse=reason)
+    result = check(bench, ScriptedAnalyser(Decision.ATTACK, score=0.1), unit, presentation="photo")
+    assert not result.passed and names(result)[-1] == "unit" and isinstance(result.error, UnitDidNotJudgeAttack)
+    assert "live face" not in result.error.remedy_text and "printed photo" in result.stages[-1].detail
 
 
 # --- the platform -----------------------------------------------------------------------------------
@@ -413,6 +427,45 @@ def test_a_query_that_disagrees_fails_the_check_and_the_payment_is_still_refunde
         result = check(bench, ScriptedAnalyser(Decision.LIVE), outbox=Outbox(bench.station.ledger, odd))
     assert not result.passed and isinstance(result.error, TradeDisagrees)
     assert [s.ok for s in result.stages][-4:] == [True, False, True, True] and result.refunded
+
+
+# --- saved frames -----------------------------------------------------------------------------------
+
+
+def test_frames_are_saved_in_a_folder_of_their_own_beside_another_units_calibration(
+    bench: FaceBench, tmp_path: Path
+) -> None:
+    """Review finding 5: a folder holding another calibration failed a healthy unit's check at capture."""
+    (tmp_path / "calibration.bin").write_bytes(b"another unit's calibration")
+    result = bench.check(
+        "live",
+        None,
+        presenter=RecordingPresenter(),
+        analyser=ScriptedAnalyser(Decision.LIVE),
+        unit_app=FakeUnitApp(bench.client, bench.serial),
+        frame_sets=2,
+        save_frames=tmp_path,
+    )
+    assert result.passed, result.as_dict()
+    saved = Path(result.as_dict()["saved_frames"])
+    assert saved.parent == tmp_path and (tmp_path / "calibration.bin").read_bytes() == b"another unit's calibration"
+    assert read_folder_calibration(saved) is not None and len(read_frame_sets(saved)) == 2
+
+
+def test_frames_that_cannot_be_saved_are_a_warning_not_a_failed_check(bench: FaceBench, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    listener = Recorder()
+    result = bench.check(
+        "live",
+        listener,
+        presenter=RecordingPresenter(),
+        analyser=ScriptedAnalyser(Decision.LIVE),
+        unit_app=FakeUnitApp(bench.client, bench.serial),
+        frame_sets=1,
+        save_frames=tmp_path / "file",
+    )
+    assert result.passed and "saved_frames" not in result.as_dict(), result.as_dict()
+    assert any(isinstance(e, Message) and "frames are not saved" in e.text for e in listener.events)
 
 
 # --- the unit ---------------------------------------------------------------------------------------
