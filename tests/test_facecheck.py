@@ -24,6 +24,7 @@ from enrollment.config import Merchant
 from enrollment.errors import PlatformRefused, PlatformUnavailable
 from enrollment.gateway import Method
 from enrollment.sandbox.server import Faults, Sandbox
+from provisioning import facepay_check
 from provisioning.facepay_check import UNIT_REFUSALS, run_facepay_check, station_decision
 from provisioning.facepay_errors import (
     AttackNotSeen,
@@ -230,7 +231,7 @@ def test_an_attack_the_unit_did_not_judge_gets_an_attacks_remedy_not_a_live_face
     unit = FakeUnitApp(bench.client, bench.serial, refuse=reason)
     result = check(bench, ScriptedAnalyser(Decision.ATTACK, score=0.1), unit, presentation="photo")
     assert not result.passed and names(result)[-1] == "unit" and isinstance(result.error, UnitDidNotJudgeAttack)
-    assert "live face" not in result.error.remedy_text and "printed photo" in result.stages[-1].detail
+    assert "live face" not in (result.error.remedy_text or "") and "printed photo" in result.stages[-1].detail
 
 
 # --- the platform -----------------------------------------------------------------------------------
@@ -427,6 +428,48 @@ def test_a_query_that_disagrees_fails_the_check_and_the_payment_is_still_refunde
         result = check(bench, ScriptedAnalyser(Decision.LIVE), outbox=Outbox(bench.station.ledger, odd))
     assert not result.passed and isinstance(result.error, TradeDisagrees)
     assert [s.ok for s in result.stages][-4:] == [True, False, True, True] and result.refunded
+
+
+# --- the station's models -----------------------------------------------------------------------------
+
+
+def test_the_models_load_before_the_face_is_presented_and_outside_the_stages(
+    bench: FaceBench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 6: loading them was counted as capture time, after the face was presented."""
+    order: list[str] = []
+
+    def loading() -> ScriptedAnalyser:
+        order.append("load")
+        return ScriptedAnalyser(Decision.LIVE)
+
+    monkeypatch.setattr(facepay_check, "default_analyser", loading)
+    presenter = RecordingPresenter(lambda serial: order.append("present"))
+    result = run_facepay_check(
+        bench.station,
+        bench.outbox,
+        bench.serial,
+        presenter,
+        merchant=bench.config.test_merchant,
+        session=INSTALLER,
+        unit_app=FakeUnitApp(bench.client, bench.serial),
+        frame_sets=1,
+    )
+    assert result.passed and order == ["load", "present"] and "models_seconds" in result.as_dict()
+
+
+def test_the_console_loads_the_models_once_per_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from console.facepay_run import LoadedOnce
+
+    loads: list[int] = []
+
+    def loading() -> ScriptedAnalyser:
+        loads.append(1)
+        return ScriptedAnalyser()
+
+    monkeypatch.setattr(facepay_check, "default_analyser", loading)
+    once = LoadedOnce()
+    assert once.get() is once.get() and loads == [1]
 
 
 # --- saved frames -----------------------------------------------------------------------------------
