@@ -65,6 +65,7 @@ def check(
     listener: Recorder | None = None,
     outbox: Outbox | None = None,
     frame_sets: int = 1,
+    save_frames: Path | None = None,
 ) -> FacePayCheckResult:
     """A check with the scripted station analyser, the fake unit app (a token unless told to refuse) and a
     recording presenter."""
@@ -76,6 +77,7 @@ def check(
         analyser=analyser,
         unit_app=unit or FakeUnitApp(bench.client, bench.serial),
         frame_sets=frame_sets,
+        save_frames=save_frames,
     )
 
 
@@ -480,15 +482,7 @@ def test_frames_are_saved_in_a_folder_of_their_own_beside_another_units_calibrat
 ) -> None:
     """Review finding 5: a folder holding another calibration failed a healthy unit's check at capture."""
     (tmp_path / "calibration.bin").write_bytes(b"another unit's calibration")
-    result = bench.check(
-        "live",
-        None,
-        presenter=RecordingPresenter(),
-        analyser=ScriptedAnalyser(Decision.LIVE),
-        unit_app=FakeUnitApp(bench.client, bench.serial),
-        frame_sets=2,
-        save_frames=tmp_path,
-    )
+    result = check(bench, ScriptedAnalyser(Decision.LIVE), frame_sets=2, save_frames=tmp_path)
     assert result.passed, result.as_dict()
     saved = Path(result.as_dict()["saved_frames"])
     assert saved.parent == tmp_path and (tmp_path / "calibration.bin").read_bytes() == b"another unit's calibration"
@@ -498,15 +492,7 @@ def test_frames_are_saved_in_a_folder_of_their_own_beside_another_units_calibrat
 def test_frames_that_cannot_be_saved_are_a_warning_not_a_failed_check(bench: FaceBench, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     listener = Recorder()
-    result = bench.check(
-        "live",
-        listener,
-        presenter=RecordingPresenter(),
-        analyser=ScriptedAnalyser(Decision.LIVE),
-        unit_app=FakeUnitApp(bench.client, bench.serial),
-        frame_sets=1,
-        save_frames=tmp_path / "file",
-    )
+    result = check(bench, ScriptedAnalyser(Decision.LIVE), listener=listener, save_frames=tmp_path / "file")
     assert result.passed and "saved_frames" not in result.as_dict(), result.as_dict()
     assert any(isinstance(e, Message) and "frames are not saved" in e.text for e in listener.events)
 
