@@ -5,7 +5,10 @@
 present it), the station's detection and liveness, the unit's face token, 0.01 paid to the platform
 configuration's test merchant, queried, refunded and the refund queried; each stage with its time.  Installer,
 operator or support (``--operator`` or NAIAD_OPERATOR); the payments go through the ledger's outbox
-(``--platform-config``, ``--keystore``).  Exit status 0 when the check passed, 1 when it failed.
+(``--platform-config``, ``--keystore``).  Exit status 0 when the check passed, 1 when it failed.  With
+``--json`` its document has the same shape whether the check ran or was refused before it started (then with
+no stages): ``error`` is always an object (``error``, ``message``, ``remedy``) or absent.  ``--save-frames DIR``
+keeps each check's frames in a folder of its own in ``DIR`` (``saved_frames`` names it).
 
 ``naiad facecheck --from-images DIR [--calibration FILE] [--json]`` runs detection and liveness on the frame sets
 saved in ``DIR`` (``--save-frames`` writes them); it needs no unit, no ledger and no login, and writes nothing.
@@ -15,6 +18,8 @@ platform configuration without a test merchant) is refused before the key store 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +30,19 @@ from camera.faces import ATTACKS
 from i18n import N_, _
 from terminal.errors import NaiadError
 
-from .cli_common import Command, emit_json, err, json_option, option, out, output_errors, problem_text, reported, table
+from .cli_common import (
+    Command,
+    emit_json,
+    err,
+    fail,
+    json_option,
+    option,
+    out,
+    output_errors,
+    problem_text,
+    reported,
+    table,
+)
 from .cli_root import Settings, pass_settings
 from .platform_option import open_outbox, platform_options
 
@@ -80,7 +97,7 @@ def _outcome(result: StepResult) -> str:
     "save_frames",
     type=click.Path(file_okay=False, path_type=Path),
     metavar="DIR",
-    help=N_("Keep the frame sets the station judged in this folder (for --from-images)."),
+    help=N_("Keep the frame sets the station judged in a new folder inside this one (for --from-images)."),
 )
 @option(
     "--from-images",
@@ -158,7 +175,7 @@ def _check_unit(
     from .cli_progress import unit_bars
     from .keystore_option import open_key_store
 
-    with reported(as_json):
+    with _refused_as_result(serial, attack or LIVE, as_json):
         station = settings.station()
         station.find(serial)  # a serial the station does not see: refused before anything else
         session = require_role(settings.session(), *ROLES)
@@ -189,6 +206,22 @@ def _check_unit(
             )
 
 
+@contextmanager
+def _refused_as_result(serial: str, presentation: str, as_json: bool) -> Iterator[None]:
+    """A check refused before it starts: with ``--json``, the check's own document (failed, no stages, the error
+    as an object), so a script reads one shape."""
+    from provisioning.facepay_steps import FacePayCheckResult
+
+    try:
+        yield
+    except NaiadError as exc:
+        if not as_json:
+            fail(exc, as_json)
+        refused = FacePayCheckResult(serial, presentation, False, (), 0.0, extra={"error": exc.as_dict()}, error=exc)
+        emit_json(refused.as_dict())
+        raise click.exceptions.Exit(1) from None
+
+
 def _ask(text: str) -> None:
     """Tell the person at the unit what to present, and wait for a key (not when no one types: a script)."""
     err().print(text, markup=False)
@@ -206,6 +239,8 @@ def _print_result(result: FacePayCheckResult) -> None:
         mark = Text("✓", style="green") if stage.ok else Text("✗", style="red")
         shown.add_row(stage_label(stage.name), mark, f"{stage.seconds:.2f}", stage.detail)
     out().print(shown)
+    if "saved_frames" in result.extra:
+        out().print(_("Frames saved in {path}", path=result.extra["saved_frames"]), markup=False)
     if result.trade_no:
         refunded = _("refunded") if result.refunded else _("NOT refunded")
         out().print(_("Trade {trade_no}: {refunded}", trade_no=result.trade_no, refunded=refunded), markup=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PyQt6.QtCore import QObject, pyqtSignal
@@ -37,6 +37,7 @@ from .workers import Job, Workers
 
 if TYPE_CHECKING:
     from enrollment.config import PlatformConfig
+    from provisioning.facepay_check import AnalyserFactory
     from provisioning.operators import OperatorSession
     from provisioning.outbox import Outbox
 
@@ -112,13 +113,32 @@ def nobody_to_ask(_text: str) -> None:
     raise PresentationDeclined()
 
 
+class LoadedOnce:
+    """The station's analyser factory, its detector and liveness model loaded on the first worker that needs it
+    and shared by every later check (loading takes seconds: it is no part of a check's capture time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._factory: AnalyserFactory | None = None
+
+    def get(self) -> AnalyserFactory:
+        with self._lock:
+            if self._factory is None:
+                from provisioning.facepay_check import default_analyser
+
+                self._factory = default_analyser()
+            return self._factory
+
+
 @dataclass(frozen=True)
 class EngineFacePay:
     """The real :class:`FacePayEngine`: :func:`provisioning.facepay_check.run_facepay_check` with the wiring's
-    presenter, the station and its outbox (the key store opened on the worker by ``access``)."""
+    presenter, the station and its outbox (the key store opened on the worker by ``access``), and the analyser
+    loaded once per engine (``analysers``, on the worker)."""
 
     wiring: Wiring
     access: PlatformAccess
+    analysers: LoadedOnce = field(default_factory=LoadedOnce, compare=False, repr=False)
 
     def check(
         self,
@@ -131,7 +151,7 @@ class EngineFacePay:
     ) -> FacePayCheckResult:
         from provisioning.facepay_check import run_facepay_check
 
-        stations, presenter = self.access.stations, self.wiring.presenter(ask)
+        stations, presenter, analyser = self.access.stations, self.wiring.presenter(ask), self.analysers.get()
 
         def use(outbox: Outbox, config: PlatformConfig) -> FacePayCheckResult:
             return run_facepay_check(
@@ -143,6 +163,7 @@ class EngineFacePay:
                 merchant=config.test_merchant,
                 session=session,
                 presentation=presentation,
+                analyser=analyser,
             )
 
         return self.access.call(secret, use)

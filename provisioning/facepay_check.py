@@ -8,7 +8,9 @@
 3. ``unit``: the unit's own face-pay app opens a face session, decides liveness itself and returns a face token;
 4. ``pay`` 0.01 to the test merchant with the token (through the outbox), ``query`` the trade (amount and
    status must agree), ``refund`` it (through the outbox) and ``refund-query`` the refund.  Once a payment went
-   through, the refund is always tried, whatever the query said.
+   through, the refund is always tried, whatever the query said or raised.  Before a live check asks for a token,
+   the unit's earlier face-pay money is settled (:func:`~provisioning.facepay_trade.settle_earlier`): while a
+   payment or refund of it is unresolved, no new payment is made.
 
 With an attack the check passes only when the station refuses it, the unit refuses it too (it is asked even
 after the station refused) and no trade is made: its token, if the unit wrongly gives one, is never used.
@@ -25,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from camera.faces import LIVE, PRESENTATIONS, Decision, FaceAnalysis
 from camera.frames import Frames, decode_frame_set
@@ -47,11 +49,19 @@ from .facepay_errors import (
     StationAcceptedAttack,
     StationRefusedFace,
     UnitAcceptedAttack,
+    UnitDidNotJudgeAttack,
     UnitRefusedFace,
     UnknownPresentation,
 )
+from .facepay_seams import (
+    AnalyserFactory,
+    AskingPresenter,
+    UnitAppFactory,
+    default_analyser,
+    default_unit_app,
+)
 from .facepay_steps import FACEPAY_STEP, ROLES, STAGES, FacePayCheckResult, Presenter, Stage, stage_label
-from .facepay_trade import StageOutcome, pay_and_refund
+from .facepay_trade import StageOutcome, Trade, pay_and_refund, settle_earlier
 from .operators import OperatorSession, require_role
 
 if TYPE_CHECKING:
@@ -60,6 +70,16 @@ if TYPE_CHECKING:
 
     from .outbox import Outbox
     from .station import Station
+
+__all__ = [
+    "FRAME_SETS",
+    "UNIT_REFUSALS",
+    "AnalyserFactory",
+    "AskingPresenter",
+    "default_analyser",
+    "run_facepay_check",
+    "station_decision",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -79,83 +99,6 @@ UNIT_REASONS = {
 }
 
 
-# --- the seams ---------------------------------------------------------------------------------------
-
-
-class Analyser(Protocol):
-    """Judges one frame set (``camera.faceanalysis.FaceAnalyser``)."""
-
-    def analyse(self, frames: Frames) -> FaceAnalysis: ...
-
-
-class UnitReply(Protocol):
-    """The unit's answer to a test transaction (``terminal.face_pay.UnitFaceReply``)."""
-
-    @property
-    def result(self) -> str: ...
-
-    @property
-    def ftoken(self) -> str | None: ...
-
-    @property
-    def reason(self) -> str | None: ...
-
-    @property
-    def detail(self) -> str | None: ...
-
-    @property
-    def liveness_score(self) -> float | None: ...
-
-
-class UnitApp(Protocol):
-    """The unit's face-pay app (``terminal.face_pay.FacePayUnit``)."""
-
-    def test_transaction(self, merchant_id: str, store_id: str, *, timeout: float) -> UnitReply: ...
-
-
-AnalyserFactory = Callable[[CameraCalibration], Analyser]
-UnitAppFactory = Callable[["ManagementClient"], UnitApp]
-
-
-def default_analyser(config_path: Path | None = None) -> AnalyserFactory:
-    """A factory of the station's analyser for a unit's calibration, with the face configuration at
-    ``config_path`` (else ``NAIAD_FACE_CONFIG``, else the configuration directory's, else the defaults).  The
-    detector and the liveness model load here, once: a bad configuration or model is refused before a unit is
-    touched, and every check of the run shares them."""
-    from camera.faceanalysis import FaceAnalyser
-    from camera.faceconfig import FaceConfig
-    from camera.facedetect import load_detector
-    from camera.liveness import LivenessModel
-
-    config = FaceConfig.resolve(config_path)
-    detector, model = load_detector(config.detector), LivenessModel.load(config.liveness.model)
-    return lambda calibration: FaceAnalyser(config, calibration, detector, model)
-
-
-def default_unit_app(client: ManagementClient) -> UnitApp:
-    from terminal.face_pay import FacePayUnit
-
-    app: UnitApp = FacePayUnit(client)
-    return app
-
-
-class AskingPresenter(Presenter):
-    """A person presents: ``ask`` tells them what to hold up (translated) and returns once they have."""
-
-    def __init__(self, ask: Callable[[str], None]) -> None:
-        self.ask = ask
-
-    def present(self, serial: str, presentation: str = LIVE) -> None:
-        if presentation == LIVE:
-            self.ask(_("Show one live face to the camera of unit {serial}, 35 to 80 cm away.", serial=serial))
-        else:
-            what = _(PRESENTATION_NAMES[presentation])
-            self.ask(_("Hold the {attack} up to the camera of unit {serial}.", attack=what, serial=serial))
-
-    def release(self, serial: str) -> None:
-        """Nothing to take away: the person steps back when the check ends."""
-
-
 # --- one check ---------------------------------------------------------------------------------------
 
 
@@ -170,8 +113,7 @@ class _Check:
     stages: list[Stage] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     error: NaiadError | None = None
-    trade_no: str | None = None
-    refunded: bool = False
+    trade: Trade = field(default_factory=Trade)
 
     @property
     def attack(self) -> bool:
@@ -190,14 +132,18 @@ class _Check:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageOutcome]:
-        """Run one stage: ``timed.ok``/``timed.detail`` set inside; a typed error fails the stage with its text."""
+        """Run one stage: ``timed.ok``/``timed.detail`` set inside; any error fails the stage with its text (an
+        unexpected one as :class:`FacePayCheckCrashed`), so the stages after it (a refund) still run."""
         self.start(name)
         timed = StageOutcome(time.monotonic())
         try:
             yield timed
         except NaiadError as exc:
             LOG.info("%s: face-pay check stage %s failed: %s", self.serial, name, exc)
-            timed.ok, timed.detail, timed.error = False, str(exc), exc
+            timed.fail(exc)
+        except Exception as exc:
+            LOG.exception("%s: face-pay check stage %s crashed", self.serial, name)
+            timed.fail(FacePayCheckCrashed(serial=self.serial, detail=crash_detail(exc)))
         self.end(name, timed.ok, time.monotonic() - timed.started, timed.detail, timed.error)
 
 
@@ -242,6 +188,9 @@ def run_facepay_check(
         device = station.find(serial)  # recorded as seen: the operation needs the unit in the ledger
         check.model = model_by_id(device.model)
         with ledger.operation(serial, FACEPAY_STEP) as op:
+            if not check.attack:  # an attack pays nothing: it needs no settled money
+                _settle(check, outbox)
+            analyser = analyser or _loaded(check)
             try:
                 presenter.present(serial, presentation)
                 with station.connect(serial) as client:
@@ -269,7 +218,7 @@ def _on_unit(
     client: ManagementClient,
     outbox: Outbox,
     merchant: Merchant,
-    analyser: AnalyserFactory | None,
+    analyser: AnalyserFactory,
     unit_app: UnitAppFactory | None,
     frame_sets: int,
     save_frames: Path | None,
@@ -284,25 +233,42 @@ def _on_unit(
         return
     token = _ask_unit(check, client, merchant, unit_app or default_unit_app, unit_timeout)
     if token is not None and not check.attack:
-        trade = pay_and_refund(check.stage, outbox, merchant, check.serial, token)
-        check.trade_no, check.refunded = trade.trade_no, trade.refunded
+        pay_and_refund(check.stage, outbox, merchant, check.serial, token, check.trade)
+
+
+def _loaded(check: _Check) -> AnalyserFactory:
+    """The default analyser, its models loaded before the face is presented and timed apart from the stages."""
+    began = time.monotonic()
+    factory = default_analyser()
+    check.extra["models_seconds"] = round(time.monotonic() - began, 3)
+    return factory
+
+
+def _settle(check: _Check, outbox: Outbox) -> None:
+    """The unit's earlier face-pay money, settled before the operator presents a face (raises when it cannot be:
+    the check then stops before the unit is asked for a token)."""
+    settled = settle_earlier(outbox, check.serial)
+    check.extra["settled"] = settled
+    for trade_no in settled:
+        check.report.message(_("Earlier trade {trade_no} of this unit refunded first", trade_no=trade_no))
 
 
 def _capture_and_analyse(
     check: _Check,
     client: ManagementClient,
-    analyser: AnalyserFactory | None,
+    analyser: AnalyserFactory,
     count: int,
     save_frames: Path | None,
 ) -> list[FaceAnalysis] | None:
     """The capture stage (each frame set analysed as it comes); None when it failed."""
     analyses: list[FaceAnalysis] = []
     analysing = 0.0
-    stamp = time.strftime("%Y%m%dT%H%M%S")  # a folder keeps the frame sets of many checks
+    name = f"{check.serial}_{check.presentation}_{time.strftime('%Y%m%dT%H%M%S')}"
     with check.stage("capture") as timed:
         camera = CameraUnit(client, module=None if check.model is None else check.model.camera)
         calibration = _calibration(camera, check)
-        judge = (analyser or default_analyser())(calibration)
+        judge = analyser(calibration)
+        folder = None if save_frames is None else _saving(check, save_frames / name, calibration)
         was_on = camera.projector()
         camera.projector(True)
         try:
@@ -314,10 +280,12 @@ def _capture_and_analyse(
                 analyses.append(analysis)
                 check.report.observe(FACE, FaceObservation(frames.ir, frames.rgb, frames.depth, analysis))
                 check.report.progress(index + 1, count, counts="items")
-                if save_frames is not None:
-                    _save(save_frames, f"{check.serial}_{check.presentation}_{stamp}_{index + 1}", frames, calibration)
+                if folder is not None:
+                    folder = _saving(check, folder, calibration, (f"{name}_{index + 1}", frames))
         finally:
             _quietly(check.serial, lambda: camera.projector(was_on))
+        if folder is not None:
+            check.extra["saved_frames"] = str(folder)
         timed.ok, timed.detail = True, _("{count} frame sets", count=count)
     if not timed.ok:
         return None
@@ -340,12 +308,24 @@ def _calibration(camera: CameraUnit, check: _Check) -> CameraCalibration:
     return nominal
 
 
-def _save(directory: Path, name: str, frames: Frames, calibration: CameraCalibration) -> None:
-    """One frame set into ``directory`` with the calibration it was judged with (``calibration.bin``)."""
+def _saving(
+    check: _Check, folder: Path, calibration: CameraCalibration, frame_set: tuple[str, Frames] | None = None
+) -> Path | None:
+    """Keep the check's frames in its own ``folder``: first the calibration they are judged with
+    (``calibration.bin``), then each ``frame_set``.  The folder to go on saving into, or None once saving
+    failed: that is a warning (the unit's check goes on), never a failed stage."""
     from camera.faceoffline import save_folder_calibration, save_frame_set
 
-    save_frame_set(directory, name, frames)
-    save_folder_calibration(directory, calibration)
+    try:
+        if frame_set is None:
+            save_folder_calibration(folder, calibration)
+        else:
+            save_frame_set(folder, *frame_set)
+    except (NaiadError, OSError) as exc:
+        LOG.warning("%s: frames not saved in %s: %s", check.serial, folder, exc)
+        check.report.message(_("The frames are not saved: {detail}", detail=str(exc)))
+        return None
+    return folder
 
 
 def station_decision(analyses: list[FaceAnalysis]) -> FaceAnalysis:
@@ -447,7 +427,11 @@ def _ask_unit(
             timed.ok, timed.detail = True, _("Refused: {reason}", reason=reason)
         else:
             said = UNIT_REASONS.get(reply.reason or "", reply.reason or NO_REASON)  # a msgid where it is known
-            timed.fail(UnitRefusedFace(serial=check.serial, reason=said))
+            if check.attack:
+                attack = PRESENTATION_NAMES[check.presentation]
+                timed.fail(UnitDidNotJudgeAttack(serial=check.serial, presentation=attack, reason=said))
+            else:
+                timed.fail(UnitRefusedFace(serial=check.serial, reason=said))
     return token
 
 
@@ -462,8 +446,8 @@ def _passed(check: _Check) -> bool:
     if not check.stages or not all(stage.ok for stage in check.stages):
         return False
     if check.attack:
-        return names == ["capture", "detect", "liveness", "unit"] and check.trade_no is None
-    return names[-1] == "refund-query" and check.refunded
+        return names == ["capture", "detect", "liveness", "unit"] and check.trade.trade_no is None
+    return names[-1] == "refund-query" and check.trade.refunded
 
 
 def _record(check: _Check) -> dict[str, Any]:
@@ -471,8 +455,10 @@ def _record(check: _Check) -> dict[str, Any]:
     return {
         "result": "pass" if _passed(check) else "fail",
         "presentation": check.presentation,
-        "trade_no": check.trade_no,
-        "refunded": check.refunded,
+        "trade_no": check.trade.trade_no,
+        "refunded": check.trade.refunded,
+        "payment_pending": check.trade.pending,
+        "settled": check.extra.get("settled", []),
         "stages": [{"name": s.name, "ok": s.ok, "seconds": round(s.seconds, 3)} for s in check.stages],
         "error": None if check.error is None else type(check.error).__name__,
     }
@@ -480,6 +466,8 @@ def _record(check: _Check) -> dict[str, Any]:
 
 def _result(check: _Check, seconds: float) -> FacePayCheckResult:
     extra = dict(check.extra)
+    if check.trade.pending is not None:
+        extra["payment_pending"] = check.trade.pending
     if check.error is not None:
         extra["error"] = check.error.as_dict()
     return FacePayCheckResult(
@@ -488,8 +476,8 @@ def _result(check: _Check, seconds: float) -> FacePayCheckResult:
         passed=_passed(check),
         stages=tuple(check.stages),
         total_seconds=seconds,
-        trade_no=check.trade_no,
-        refunded=check.refunded,
+        trade_no=check.trade.trade_no,
+        refunded=check.trade.refunded,
         extra=extra,
         error=check.error,
     )

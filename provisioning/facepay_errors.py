@@ -20,7 +20,10 @@ class FacePayCheckError(NaiadError):
 
 class FacePayCheckCrashed(FacePayCheckError):
     message = N_("The face-pay check of unit {serial} stopped on an unexpected error: {detail}")
-    remedy = N_("Send the station's log to support, then run the check again; a payment made is refunded by it.")
+    remedy = N_(
+        "Send the station's log to support, then run the check again: before it pays, it refunds a payment of "
+        "this unit left unrefunded."
+    )
 
 
 class UnknownPresentation(FacePayCheckError):
@@ -45,6 +48,22 @@ class TradeDisagrees(FacePayCheckError):
     msgid_params = ("what",)
 
 
+class EarlierTradeUnsettled(FacePayCheckError):
+    message = N_("Unit {serial} has earlier face-pay money the platform has not settled: {trades}")
+    remedy = N_(
+        "No new payment was made. Make sure the station reaches the platform, then run the check again: it "
+        "first sends the waiting calls and refunds the earlier payment."
+    )
+
+
+class PaymentPending(FacePayCheckError):
+    message = N_(
+        "Payment pending ({out_trade_no}): the platform did not answer and may take it; the next check of unit "
+        "{serial} settles and refunds it"
+    )
+    remedy = N_("Make sure the station reaches the platform, then run the check of this unit again.")
+
+
 class UnitAcceptedAttack(FacePayCheckError):
     message = N_("Unit {serial} gave a face token for an attack ({presentation})")
     remedy = N_("The unit's liveness check let the attack through: the token was not used. Send the unit to repair.")
@@ -58,6 +77,16 @@ class UnitRefusedFace(FacePayCheckError):
         "platform access, give it the platform configuration first."
     )
     msgid_params = ("reason",)
+
+
+class UnitDidNotJudgeAttack(FacePayCheckError):
+    message = N_("Unit {serial} did not refuse the attack ({presentation}) itself: {reason}")
+    remedy = N_(
+        "If the unit has no platform access, give it the platform configuration and run the attack again; if the "
+        "platform did not recognise the face, the unit's liveness check let the attack through: send the unit to "
+        "repair."
+    )
+    msgid_params = ("presentation", "reason")
 
 
 class StationRefusedFace(FacePayCheckError):

@@ -189,14 +189,21 @@ def test_an_attack_the_unit_takes_fails_with_exit_status_1_and_says_what_to_do(s
     )
 
 
+def refused(done: Result) -> str:
+    """The error of a check refused before it started: the check's own --json shape, the error an object."""
+    answer = json.loads(done.stdout)
+    assert answer["result"] == "fail" and answer["stages"] == [] and answer["trade_no"] is None
+    return str(answer["error"]["error"])
+
+
 def test_careless_input_is_refused_before_the_key_store_opens(station: Station, seams: Seams, tmp_path: Path) -> None:
     wrong = "not-the-passphrase"
     unknown = station.naiad("facecheck", "--device", "NOSUCH123", "--json", passphrase=wrong)
-    assert unknown.exit_code == 1 and json.loads(unknown.stdout)["error"] == "DeviceNotFound"
+    assert unknown.exit_code == 1 and refused(unknown) == "DeviceNotFound"
     custodian = station.naiad("facecheck", "--device", station.bench.serial, "--json", operator="cara")
-    assert custodian.exit_code == 1 and json.loads(custodian.stdout)["error"] == "RolesRequired"
+    assert custodian.exit_code == 1 and refused(custodian) == "RolesRequired"
     nobody = station.naiad("facecheck", "--device", station.bench.serial, "--json", operator=None)
-    assert nobody.exit_code == 1 and json.loads(nobody.stdout)["error"] == "NotLoggedIn"
+    assert nobody.exit_code == 1 and refused(nobody) == "NotLoggedIn"
 
     bare = tmp_path / "no-merchant.toml"
     text = station.config.read_text(encoding="utf-8")
@@ -204,7 +211,7 @@ def test_careless_input_is_refused_before_the_key_store_opens(station: Station, 
     no_merchant = station.naiad(
         "facecheck", "--device", station.bench.serial, "--json", passphrase=wrong, NAIAD_PLATFORM_CONFIG=str(bare)
     )
-    assert no_merchant.exit_code == 1 and json.loads(no_merchant.stdout)["error"] == "NoTestMerchant"
+    assert no_merchant.exit_code == 1 and refused(no_merchant) == "NoTestMerchant"
 
     for args in (
         ("facecheck",),
@@ -229,11 +236,13 @@ def test_naiad_facecheck_passes_for_a_live_face_and_its_saved_frames_analyse_off
     [trade] = [t for t in bench.trades() if t["trade_no"] == answer["trade_no"]]
     assert trade["amount"] == trade["refunded_amount"] == "0.01"
 
-    offline = station.naiad("facecheck", "--from-images", str(frames), "--json", operator=None)
+    saved = Path(answer["saved_frames"])  # each check's frames in a folder of their own
+    assert saved.parent == frames
+    offline = station.naiad("facecheck", "--from-images", str(saved), "--json", operator=None)
     assert offline.exit_code == 0, offline.output
     analysed = json.loads(offline.stdout)["frame_sets"]
     assert len(analysed) == 3 and [a["decision"] for a in analysed] == answer["station"]["decisions"]
-    shown = station.naiad("facecheck", "--from-images", str(frames), operator=None)
+    shown = station.naiad("facecheck", "--from-images", str(saved), operator=None)
     assert shown.exit_code == 0 and "live" in shown.output
 
 
