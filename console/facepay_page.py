@@ -96,12 +96,18 @@ def decision_text(analysis: FaceAnalysis, *, threshold: bool = True) -> str:
 def refund_text(result: FacePayCheckResult) -> tuple[str, bool]:
     """The test payment's fate in plain words, and whether it is as it should be (paid back, or never made)."""
     if result.trade_no is None:
+        pending = result.extra.get("payment_pending")
+        if pending:
+            return _(
+                "Payment {out_trade_no} pending: it may be taken; the next check settles and refunds it",
+                out_trade_no=pending,
+            ), False
         if result.presentation in ATTACKS:
             return _("No trade made: the attack was not paid with"), True
         return _("No trade made"), result.passed
     if result.refunded:
         return _("Refunded ({amount} yuan)", amount=TEST_AMOUNT), True
-    return _("NOT refunded: refund trade {trade_no} on the platform by hand", trade_no=result.trade_no), False
+    return _("NOT refunded yet: the unit's next check refunds trade {trade_no}", trade_no=result.trade_no), False
 
 
 def outcome_text(result: FacePayCheckResult) -> str:

@@ -9,6 +9,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -47,7 +48,11 @@ WAIT_MS = 5000
 SERIAL = "DF2A00001"
 SECRET = "plum-Passphrase-90417-zebra"
 TRADE = "2026113022001400000001"
-FAILURES = {"detect": "no face in the frames", "refund": "the platform refused the refund (SYSTEM_ERROR)"}
+FAILURES = {
+    "detect": "no face in the frames",
+    "pay": "no reply in time",
+    "refund": "the platform refused the refund (SYSTEM_ERROR)",
+}
 FACE_RGB = Face((120.0, 60.0, 200.0, 160.0), 0.98, ((140, 95), (180, 95), (160, 115), (145, 135), (175, 135)))
 FACE_IR = Face((100.0, 50.0, 180.0, 150.0), 0.98, ((120, 85), (160, 85), (140, 105), (125, 125), (155, 125)))
 
@@ -268,11 +273,19 @@ def test_a_failed_refund_is_said_in_plain_words_on_the_page_and_the_card(
     text = page.outcome_label.text()
     assert text == "Failed at “Refunding the payment”: the platform refused the refund (SYSTEM_ERROR)"
     assert page.outcome_label.property("failed") is True
-    assert page.refund_value.text() == f"NOT refunded: refund trade {TRADE} on the platform by hand"
+    assert page.refund_value.text() == f"NOT refunded yet: the unit's next check refunds trade {TRADE}"
     assert page.refund_value.property("failed") is True
     card = window.bench.card(SERIAL)
     error = FacePayCheckFailed(stage="Refunding the payment", detail="the platform refused the refund (SYSTEM_ERROR)")
     assert card is not None and card.step_label.text() == str(error) and card.step_label.toolTip() == error.remedy_text
+
+
+def test_a_payment_pending_is_not_called_no_trade() -> None:
+    pending = dataclasses.replace(result(failing="pay"), extra={"payment_pending": "FP0001"})
+    text, as_it_should_be = refund_text(pending)
+    assert text == "Payment FP0001 pending: it may be taken; the next check settles and refunds it"
+    assert not as_it_should_be
+    assert refund_text(result(failing="pay")) == ("No trade made", False)
 
 
 def test_no_face_shows_the_frames_without_a_box(qtbot: Any, window: MainWindow, engine: ScriptedFacePay) -> None:
