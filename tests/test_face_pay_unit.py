@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import stat
 import threading
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import test_device_endpoint
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hostile_unit import genuine, reply_wire
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,7 +37,7 @@ from simulator.control import SimControl, SimulatorCommandFailed
 from simulator.face.heads import HELD_OUT_IDENTITIES
 from simulator.face.scene import FaceScene, random_face_scene
 from simulator.face_pay import FoundFace, Verdict, _inner, assess, find_faces
-from simulator.face_pay_platform import PlatformStore
+from simulator.face_pay_platform import PlatformAccess, PlatformStore, Unreachable, call
 from terminal.client import ManagementClient
 from terminal.errors import MalformedReply, RemoteError, UnitGone, UnitTimeout
 from terminal.face_pay import FACE_PAY_TIMEOUT, FacePayUnit, UnitFaceReply
@@ -151,6 +153,34 @@ def test_a_live_face_is_live_whatever_the_station_left_of_the_camera(configured:
             client.request(MessageType.CAMERA_EXPOSURE, {"ir_us": DEFAULT_IR_US})
     assert reply.has_token, reply.detail
     assert (left[0]["on"], left[1]["ir_us"]) == (False, 8000)  # the station's settings stay its own
+
+
+def test_a_platform_dripping_its_reply_is_cut_off_at_the_calls_deadline(tmp_path: Path) -> None:
+    """Every byte comes well within requests' read timeout: only a deadline over the whole exchange ends it."""
+    dripped = 40
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        hung_up = threading.Event()
+
+        def drip() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % dripped)
+                try:
+                    for _ in range(dripped):
+                        time.sleep(0.05)
+                        conn.sendall(b"x")
+                except OSError:
+                    hung_up.set()
+
+        threading.Thread(target=drip, daemon=True).start()
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        access = PlatformAccess(
+            f"http://127.0.0.1:{server.getsockname()[1]}/gateway", "app", key.public_key(), key, tmp_path / "ca"
+        )
+        with pytest.raises(Unreachable):  # not the whole (40-byte, not gateway) reply it would read in 2 s
+            call(access, Method.FACE_SESSION_INITIALIZE, {"serial": "X"}, time.monotonic() + 0.5)
+        assert hung_up.wait(10)  # the worker left behind stopped reading too
 
 
 # -- the unit's liveness over varied scenes (no sandbox: its detector and liveness on rendered frames) -----
