@@ -13,10 +13,16 @@ from types import FrameType
 import click
 
 from i18n import N_, _
+from terminal.errors import NaiadError
 
 from .cli_common import atomic_output, option, out, reported
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ConfigOverAppKey(NaiadError):
+    message = N_("The configuration {path} would replace the station's app key given with --app-key")
+    remedy = N_("Give --station-config and --terminal-config files other than --app-key.")
 
 
 @click.command("serve", help=N_("Run the sandbox merchant platform (HTTPS) until Ctrl-C."))
@@ -86,11 +92,14 @@ def serve(
 
     faults = Faults(latency_rate, latency_seconds, error_rate, drop_rate, rate_limit, seed)
     with reported(False), stop_signals() as stopped:
-        if station_config is not None and _same_file(station_config, db):
+        for written in (station_config, terminal_config):
+            if written is not None and app_key is not None and _same_file(written, app_key):
+                raise ConfigOverAppKey(path=str(written))
+        if station_config is not None and _over_database(station_config, db):
             raise SandboxConfigOverDatabase(path=str(station_config))
         if terminal_config is not None and (
-            _same_file(terminal_config, db)
-            or (station_config is not None and terminal_config.resolve() == station_config.resolve())
+            _over_database(terminal_config, db)
+            or (station_config is not None and _same_file(terminal_config, station_config))
         ):
             raise SandboxTerminalConfigOverFile(path=str(terminal_config))
         key = None
@@ -125,10 +134,20 @@ def serve(
         out().print(_("Sandbox platform stopped"), markup=False)
 
 
-def _same_file(path: Path, db: Path) -> bool:
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether ``path`` and ``other`` name one file: the same path once links are resolved, or the same file
+    on disk (a hard link)."""
+    if path.resolve() == other.resolve():
+        return True
+    try:
+        return path.samefile(other)
+    except OSError:  # either does not exist (yet): not one file
+        return False
+
+
+def _over_database(path: Path, db: Path) -> bool:
     """Whether writing ``path`` would replace the database ``db`` or one of its companion files."""
-    target = path.resolve()
-    return any(target == Path(f"{db}{suffix}").resolve() for suffix in ("", "-wal", "-shm", "-journal", ".lock"))
+    return any(_same_file(path, Path(f"{db}{suffix}")) for suffix in ("", "-wal", "-shm", "-journal", ".lock"))
 
 
 @contextmanager

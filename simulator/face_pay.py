@@ -6,8 +6,9 @@ the face, makes its own liveness decision from its own frames, has the platform 
 (``face.session.verify`` with the scene's ``face_id``) and answers the face token.  Refusals are answers too:
 ``{"result": "refused", "reason", "detail"}``.  Its detector is the scene's projected face box (the scene knows
 where the faces are); its liveness is deliberately simple and independent of the station's (``camera/``):
-relief of the depth over the face, nose nearer than the eyes, and IR that is neither dark (a screen) nor unlike
-skin.  The face token never reaches the unit's log.  A unit that loses power or its cable while the app runs
+relief of the depth over the face that no bent sheet has, the nose nearer than the eyes and mouth, and IR that is
+neither dark (a screen) nor unlike skin once the ambient IR is taken out.  It captures with its own camera
+settings.  The face token never reaches the unit's log.  A unit that loses power or its cable while the app runs
 answers nothing: the app stops at its next step and the reply is never written.
 """
 
@@ -27,9 +28,10 @@ from enrollment.gateway import Method
 from terminal.device import RequestRejected
 from terminal.protocol import ErrorCode, Payload
 
+from .camera.optics import vignetting
 from .camera.render import ALBEDO_WHITE, IR_WHITE_DN
 from .camera.service import OwnCapture, SimCamera
-from .face.render import face_truth
+from .face.render import BACKGROUND_ALBEDO, face_truth
 from .face.scene import FaceScene
 from .face_pay_platform import PlatformFailed, PlatformStore, Unreachable, call
 from .state import UnitStore
@@ -41,14 +43,16 @@ DEFAULT_BUDGET_S, BUDGET_S = 20.0, (1.0, 300.0)  # the unit's own deadline unles
 FACE_WIDTH_M = 0.15  # the presence detector's box for something held up that is not a face
 PRESENT_SHARE = 0.3  # share of the image centre with depth for "something is held up"
 # liveness: each figure's threshold and the value at which it is comfortably live
-RELIEF_MM = (4.0, 10.0)  # RMS of the depth about its best plane over the face box (a print or screen: 1-3 mm)
-NOSE_MM = (8.0, 15.0)  # the nose nearer than the eyes (live 15-30 mm)
+RELIEF_MM = (3.2, 6.0)  # RMS of the depth about its best quadric over the face box (live 4.4-7, a bent print 1-2.3)
+NOSE_MM = (8.0, 15.0)  # the nose nearer than the eyes and mouth (live 23-33 mm, a bent tilted print < 6)
 NOSE_MAX_MM = (45.0, 35.0)  # ...and not absurdly so
 IR_ALBEDO = (0.2, 0.3)  # the face's IR albedo estimate: a screen is dark in IR (about 0.05)
-IR_ALBEDO_MAX = (0.64, 0.56)  # skin reflects 0.5-0.6 of the flood, less where it turns away; resin is brighter
+IR_ALBEDO_MAX = (0.6, 0.55)  # skin reads 0.43-0.54 (sunlit or not), a resin mask 0.64 and more
 SATURATED = (0.3, 0.1)  # share of the inner face clipped white in IR: brighter than skin can be
 DEPTH_SHARE = 0.5  # share of the face box with depth
 REFERENCE_M = 0.5  # the flood lights a white surface to IR_WHITE_DN at this distance
+ROOM_ALBEDO = BACKGROUND_ALBEDO  # the room behind the face, as the unit's maker measured it
+ROOM_PIXELS = 500  # room pixels needed to read the ambient IR from
 
 
 class Abandoned(RequestRejected):
@@ -226,11 +230,15 @@ def margin(value: float, threshold: float, good: float) -> float:
 
 
 def assess(shot: OwnCapture, face: FoundFace) -> Verdict:
-    """Live when the face has depth and relief, the nose before the eyes, and an IR albedo of skin (the flood
-    falls off as 1/Z^2, so each pixel's IR is scaled by its own depth); the score is the smallest margin (0.5 at
-    a threshold)."""
+    """Live when the face has depth with relief no curved sheet has, the nose before the rest of the face, and
+    an IR albedo of skin; the score is the smallest margin (0.5 at a threshold).
+
+    Paper bent and tilted is a quadric over a face, so the relief is the depth's residual about its best
+    quadric, and the nose is measured against the plane of the eyes and the mouth's corners.  The IR albedo
+    takes the ambient IR (sunlight) out first, read from the room behind the face, whose reflectance the unit
+    knows, then undoes the flood's 1/Z^2 falloff per pixel."""
     depth = shot.frames["depth"]
-    box = _clipped(face.box, depth.shape)
+    box = _clipped(face.box, (0, 0, depth.shape[1], depth.shape[0]))
     if box is None:
         return Verdict(False, 0.0, "the face is outside the depth image")
     x0, y0, x1, y1 = box
@@ -239,11 +247,8 @@ def assess(shot: OwnCapture, face: FoundFace) -> Verdict:
     share = ys.size / z.size
     if share < DEPTH_SHARE:
         return Verdict(False, 0.0, f"no depth on the face ({share:.0%} of it)")
-    values = z[ys, xs]
-    design = np.column_stack([xs, ys, np.ones_like(xs)]).astype(np.float64)
-    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
-    relief = float(np.sqrt(np.mean((values - design @ coefficients) ** 2)))
-    albedo, saturated = _ir_albedo(shot, _inner(face, box))
+    relief = _quadric_residual(xs / z.shape[1], ys / z.shape[0], z[ys, xs])
+    albedo, saturated = _ir_albedo(shot, _inner(face, box), _ambient(shot, box))
     checks = {
         "relief": (relief, margin(relief, *RELIEF_MM)),
         "ir-albedo": (albedo, min(margin(albedo, *IR_ALBEDO), margin(albedo, *IR_ALBEDO_MAX))),
@@ -259,48 +264,79 @@ def assess(shot: OwnCapture, face: FoundFace) -> Verdict:
     return Verdict(True, score, "live")
 
 
+def _quadric_residual(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> float:
+    """RMS (mm) of ``values`` about their best quadric in (x, y): near the noise for any bent or tilted sheet."""
+    design = np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
+    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return float(np.sqrt(np.mean((values - design @ coefficients) ** 2)))
+
+
 Box = tuple[int, int, int, int]
 
 
-def _clipped(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> Box | None:
-    h, w = shape[:2]
+def _clipped(box: tuple[float, float, float, float], bounds: Box) -> Box | None:
+    """``box`` rounded and cut to ``bounds`` (x0, y0, x1, y1); None when less than 4 pixels remain either way."""
     x0, y0, x1, y1 = (round(v) for v in box)
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    x0, y0, x1, y1 = max(bounds[0], x0), max(bounds[1], y0), min(bounds[2], x1), min(bounds[3], y1)
     return (x0, y0, x1, y1) if x1 - x0 >= 4 and y1 - y0 >= 4 else None
 
 
 def _inner(face: FoundFace, box: Box) -> Box:
-    """Eyes to mouth (the landmarks' box), where there is only face; without landmarks the box's middle."""
+    """Eyes to mouth (the landmarks' box, within the face box), where there is only face; without landmarks
+    the box's middle."""
     if face.landmarks is not None:
         xs, ys = [p[0] for p in face.landmarks], [p[1] for p in face.landmarks]
-        inner = _clipped((min(xs), min(ys), max(xs) + 1, max(ys) + 1), (box[3], box[2]))
+        inner = _clipped((min(xs), min(ys), max(xs) + 1, max(ys) + 1), box)
         if inner is not None:
             return inner
     x0, y0, x1, y1 = box
     return (x0 + (x1 - x0) // 4, y0 + (y1 - y0) // 4, x1 - (x1 - x0) // 4, y1 - (y1 - y0) // 4)
 
 
-def _ir_albedo(shot: OwnCapture, box: Box) -> tuple[float, float]:
-    """The median IR albedo over ``box`` (each pixel's IR scaled back to REFERENCE_M by its depth) and the share
-    of it clipped white."""
+def _white(shot: OwnCapture) -> np.ndarray:
+    """The IR (DN) of albedo 1 under the flood at REFERENCE_M, per pixel (the lens darkens the corners)."""
+    return vignetting(shot.truth.ir) * (IR_WHITE_DN / ALBEDO_WHITE * max(shot.capture.ir_gain, 1e-6))
+
+
+def _ambient(shot: OwnCapture, box: Box) -> float:
+    """Ambient IR as a share of the flood at REFERENCE_M, from the room (no depth, away from the face box): it
+    reflects ROOM_ALBEDO of the flood plus as much of the ambient; 0 when too little of the room is seen."""
+    depth, ir = shot.frames["depth"], shot.frames["ir"]
+    room = depth == 0
+    x0, y0, x1, y1 = box
+    pad = (x1 - x0) // 4
+    room[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad] = False
+    if np.count_nonzero(room) < ROOM_PIXELS:
+        return 0.0
+    level = float(np.median(ir[room] / _white(shot)[room]))
+    return max(0.0, level / ROOM_ALBEDO - 1.0)
+
+
+def _ir_albedo(shot: OwnCapture, box: Box, ambient: float) -> tuple[float, float]:
+    """The median IR albedo over ``box`` (each pixel's IR over what albedo 1 gives at its depth, the flood
+    falling off as 1/Z^2, plus the ambient) and the share of it clipped white."""
     x0, y0, x1, y1 = box
     ir = shot.frames["ir"][y0:y1, x0:x1].astype(np.float64)
     z = shot.frames["depth"][y0:y1, x0:x1].astype(np.float64)
     seen = z > 0
     if not seen.any():
         return 0.0, 0.0
-    white = IR_WHITE_DN / ALBEDO_WHITE * max(shot.capture.ir_gain, 1e-6)
-    albedo = ir[seen] / white * (z[seen] / (REFERENCE_M * 1000.0)) ** 2
+    lit = (REFERENCE_M * 1000.0 / z[seen]) ** 2 + ambient
+    albedo = ir[seen] / _white(shot)[y0:y1, x0:x1][seen] / lit
     return float(np.median(albedo)), float(np.mean(ir[seen] >= 255))
 
 
 def _nose_mm(depth: np.ndarray, landmarks: tuple[tuple[float, float], ...]) -> float | None:
-    """How much nearer the nose tip is than the eyes (mm), from the median depth about each landmark."""
-    eyes = [_around(depth, *landmarks[i]) for i in (0, 1)]
-    nose = _around(depth, *landmarks[2])
-    if nose is None or any(e is None for e in eyes):
+    """How much nearer the nose tip is than the plane through the eyes and the mouth's corners at the nose
+    (mm), from the median depth about each landmark: a tilted or bent sheet has its nose on that plane."""
+    around = [_around(depth, *point) for point in landmarks]
+    nose = around[2]
+    rim = [(landmarks[i], around[i]) for i in (0, 1, 3, 4) if around[i] is not None]
+    if nose is None or len(rim) < 3:
         return None
-    return float(np.mean([e for e in eyes if e is not None])) - nose
+    design = np.array([(1.0, p[0], p[1]) for p, _ in rim])
+    coefficients, *_ = np.linalg.lstsq(design, np.array([d for _, d in rim]), rcond=None)
+    return float(np.dot((1.0, *landmarks[2]), coefficients)) - nose
 
 
 def _around(depth: np.ndarray, x: float, y: float, radius: int = 3) -> float | None:

@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -47,7 +51,7 @@ CA_FILE = "platform-ca.pem"
 FIELDS = ("url", "ca_certificate", "platform_public_key", "app_id", "private_key")
 APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_PEM = 16 * 1024
-CALL_SECONDS = 5.0  # to connect, and for each read of the reply
+CALL_SECONDS = 8.0  # for one exchange, from connecting to the reply's last byte
 ATTEMPTS = 2  # a transient failure (no connection, 503, 429, 20000) is tried once more with the same number
 RETRY_PAUSE = 0.2
 
@@ -163,25 +167,11 @@ class _Busy(Exception):
 
 def _attempt(access: PlatformAccess, method: Method, biz: Mapping[str, Any], seconds: float) -> dict[str, Any]:
     params = request_parameters(access.app_id, method, biz, rsa_signer(access.private_key), now_timestamp())
-    try:
-        with requests.Session() as session:
-            session.trust_env = False  # no proxy or CA bundle from the environment: this CA only
-            response = session.post(
-                access.url,
-                data=params,
-                timeout=(seconds, seconds),
-                verify=str(access.ca_file),
-                allow_redirects=False,
-                stream=True,
-            )
-            with response:
-                body = response.raw.read(MAX_BODY + 1, decode_content=False)
-    except (requests.RequestException, OSError) as exc:
-        raise Unreachable(f"{method}: no answer from the platform ({type(exc).__name__})") from None
-    if response.status_code in (429, 503):
-        raise _Busy(f"{method}: the platform is busy (HTTP {response.status_code})")
-    if response.status_code != 200 or len(body) > MAX_BODY:
-        raise PlatformFailed(f"{method}: unexpected HTTP {response.status_code} reply")
+    status, body = _exchange(access, method, params, seconds)
+    if status in (429, 503):
+        raise _Busy(f"{method}: the platform is busy (HTTP {status})")
+    if status != 200 or len(body) > MAX_BODY:
+        raise PlatformFailed(f"{method}: unexpected HTTP {status} reply")
     try:
         reply = decode_response(response_key(method), body, access.public_key)
     except BadSignature:
@@ -196,3 +186,48 @@ def _attempt(access: PlatformAccess, method: Method, biz: Mapping[str, Any], sec
     sub_code = one_line(str(reply.get("sub_code", "")))[:64]
     sub_msg = one_line(str(reply.get("sub_msg", "")))[:200]
     raise PlatformFailed(f"{method}: refused {one_line(str(code))[:8]} {sub_code}: {sub_msg}", sub_code)
+
+
+def _exchange(access: PlatformAccess, method: Method, params: Mapping[str, str], seconds: float) -> tuple[int, bytes]:
+    """(HTTP status, body) of one POST, within ``seconds`` in all.  ``requests``' timeouts bound each read, not
+    the whole reply, and the app runs on the unit's link thread: so the exchange runs in a worker that is left
+    behind when the time is up (it stops reading at the next chunk), and a platform dripping its reply cannot
+    hold the unit."""
+    until = time.monotonic() + seconds
+    outcome: Future[tuple[int, bytes]] = Future()
+
+    def work() -> None:
+        try:
+            outcome.set_result(_post(access, params, seconds, until))
+        except BaseException as exc:  # handed to the waiting app as it is
+            outcome.set_exception(exc)
+
+    threading.Thread(target=work, name="platform-call", daemon=True).start()
+    try:
+        return outcome.result(timeout=seconds)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, FutureTimeout) as exc:
+        raise Unreachable(f"{method}: no answer from the platform ({type(exc).__name__})") from None
+
+
+def _post(access: PlatformAccess, params: Mapping[str, str], seconds: float, until: float) -> tuple[int, bytes]:
+    """Send ``params``; read the reply a chunk at a time until it ends, MAX_BODY is passed or ``until`` is."""
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy or CA bundle from the environment: this CA only
+        response = session.post(
+            access.url,
+            data=params,
+            timeout=(seconds, seconds),
+            verify=str(access.ca_file),
+            allow_redirects=False,
+            stream=True,
+        )
+        with response:
+            body = bytearray()
+            while len(body) <= MAX_BODY:
+                if time.monotonic() >= until:
+                    raise TimeoutError("the reply did not end in time")
+                chunk = response.raw.read1(MAX_BODY + 1 - len(body), decode_content=False)
+                if not chunk:
+                    break
+                body += chunk
+            return response.status_code, bytes(body)

@@ -16,6 +16,8 @@ from typing import Any
 
 from .protocol import MessageType, Payload
 
+EXACT_FLOAT_INT = 2**53  # the largest integer a float holds exactly
+
 
 class Invalid(Exception):
     """``field`` (a dotted path such as ``slots.a.version``) is missing or not ``expected``.
@@ -77,12 +79,17 @@ class UInt(Shape):
 
 
 class Float(Shape):
-    """A finite number; an integer is taken where a float is expected (section 9)."""
+    """A finite number; an integer is taken where a float is expected (section 9), if a float holds it exactly
+    (|n| <= 2^53: a bignum beyond would overflow or change on the way)."""
 
     expected = "float"
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return abs(value) <= EXACT_FLOAT_INT
+        return isinstance(value, float) and math.isfinite(value)
 
     def clean(self, value: Any, where: str) -> float:
         return float(super().clean(value, where))

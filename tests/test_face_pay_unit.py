@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import stat
 import threading
 import time
@@ -12,9 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import test_device_endpoint
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hostile_unit import genuine, reply_wire
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,12 +30,19 @@ from enrollment.gateway import Method
 from enrollment.sandbox.seed import TERMINAL_APP_ID, TEST_MERCHANT
 from enrollment.sandbox.server import Faults, Sandbox
 from simulator import launcher
+from simulator.camera.render import Capture, render
+from simulator.camera.service import DEFAULT_IR_US, OWN_IR_US, OwnCapture
+from simulator.camera.truth import draw_truth, serial_rng
 from simulator.control import SimControl, SimulatorCommandFailed
-from simulator.face_pay_platform import PlatformStore
+from simulator.face.heads import HELD_OUT_IDENTITIES
+from simulator.face.scene import FaceScene, random_face_scene
+from simulator.face_pay import FoundFace, Verdict, _inner, assess, find_faces
+from simulator.face_pay_platform import PlatformAccess, PlatformStore, Unreachable, call
 from terminal.client import ManagementClient
 from terminal.errors import MalformedReply, RemoteError, UnitGone, UnitTimeout
 from terminal.face_pay import FACE_PAY_TIMEOUT, FacePayUnit, UnitFaceReply
 from terminal.framing import Frame
+from terminal.models import model_by_id
 from terminal.protocol import MessageType, Payload
 
 MERCHANT, STORE = TEST_MERCHANT
@@ -128,6 +138,93 @@ def test_an_attack_is_refused_by_the_unit(configured: World, attack: str) -> Non
     reply = configured.ask({"kind": attack})
     assert (reply.result, reply.reason, reply.ftoken) == ("refused", "not-live", None)
     assert reply.liveness_score is not None and reply.liveness_score < 0.5
+
+
+def test_a_live_face_is_live_whatever_the_station_left_of_the_camera(configured: World) -> None:
+    configured.control.call("scene", serial=configured.serial, scene={"kind": "face"})
+    with ManagementClient(configured.pty(), expected_serial=configured.serial) as client:
+        client.request(MessageType.CAMERA_PROJECTOR, {"on": False})
+        client.request(MessageType.CAMERA_EXPOSURE, {"ir_us": 8000})
+        try:
+            reply = FacePayUnit(client).test_transaction(MERCHANT, STORE)
+            left = client.request(MessageType.CAMERA_PROJECTOR, {}), client.request(MessageType.CAMERA_EXPOSURE, {})
+        finally:
+            client.request(MessageType.CAMERA_PROJECTOR, {"on": True})
+            client.request(MessageType.CAMERA_EXPOSURE, {"ir_us": DEFAULT_IR_US})
+    assert reply.has_token, reply.detail
+    assert (left[0]["on"], left[1]["ir_us"]) == (False, 8000)  # the station's settings stay its own
+
+
+def test_a_platform_dripping_its_reply_is_cut_off_at_the_calls_deadline(tmp_path: Path) -> None:
+    """Every byte comes well within requests' read timeout: only a deadline over the whole exchange ends it."""
+    dripped = 40
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        hung_up = threading.Event()
+
+        def drip() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % dripped)
+                try:
+                    for _ in range(dripped):
+                        time.sleep(0.05)
+                        conn.sendall(b"x")
+                except OSError:
+                    hung_up.set()
+
+        threading.Thread(target=drip, daemon=True).start()
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        access = PlatformAccess(
+            f"http://127.0.0.1:{server.getsockname()[1]}/gateway", "app", key.public_key(), key, tmp_path / "ca"
+        )
+        with pytest.raises(Unreachable):  # not the whole (40-byte, not gateway) reply it would read in 2 s
+            call(access, Method.FACE_SESSION_INITIALIZE, {"serial": "X"}, time.monotonic() + 0.5)
+        assert hung_up.wait(10)  # the worker left behind stopped reading too
+
+
+# -- the unit's liveness over varied scenes (no sandbox: its detector and liveness on rendered frames) -----
+DF2 = model_by_id("df2")
+TRUTH = draw_truth(DF2, serial_rng("DF2FACEPAY01", "camera-truth"))
+OWN = Capture(depth_range_mm=DF2.camera.depth_range_mm, ir_gain=OWN_IR_US / DEFAULT_IR_US)
+
+
+def judged(scene: FaceScene, rng: np.random.Generator) -> Verdict:
+    shot = OwnCapture(1, render(TRUTH, scene, OWN, rng, DF2.camera.speckle_dots), TRUTH, scene, OWN)
+    faces = find_faces(shot)
+    assert len(faces) == 1
+    return assess(shot, faces[0])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_bent_print_held_tilted_is_not_live(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for bend, pitch, yaw in [(5.0, -15.0, 0.0), (10.0, -10.0, 0.0), (7.5, 12.0, 10.0), (8.0, -12.0, -15.0)]:
+        scene = FaceScene(
+            "photo",
+            identity=int(rng.integers(0, 4)),
+            distance_m=float(rng.uniform(0.35, 0.8)),
+            bend=bend,
+            pitch_deg=pitch,
+            yaw_deg=yaw,
+            offset_m=(float(rng.uniform(-0.04, 0.04)), float(rng.uniform(-0.03, 0.03))),
+        )
+        verdict = judged(scene, rng)
+        assert not verdict.live, (scene, verdict)
+
+
+@pytest.mark.parametrize("light", ["train", "held-out"])
+def test_live_faces_are_live_in_office_light_and_in_sunlight(light: str) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        scene = random_face_scene(rng, "live", list(HELD_OUT_IDENTITIES), light=light)
+        verdict = judged(scene, rng)
+        assert verdict.live, (scene, verdict)
+
+
+def test_the_ir_albedo_is_read_inside_the_face_box() -> None:
+    beyond = FoundFace((100.0, 80.0, 200.0, 200.0), ((40.0, 30.0), (150.0, 120.0), (230.0, 230.0)), None)
+    assert _inner(beyond, (100, 80, 200, 200)) == (100, 80, 200, 200)
 
 
 def test_two_faces_are_several_faces(configured: World) -> None:
@@ -346,6 +443,9 @@ def test_the_request_names_the_store_and_leaves_the_unit_time_to_answer(clock: C
         ({**TOKEN_REPLY, "liveness_score": 1.5}, "liveness_score"),
         ({**TOKEN_REPLY, "liveness_score": math.nan}, "liveness_score"),
         ({**TOKEN_REPLY, "liveness_score": True}, "liveness_score"),
+        ({**TOKEN_REPLY, "liveness_score": 10**400}, "liveness_score"),
+        ({**REFUSAL, "liveness_score": -(2**1100)}, "liveness_score"),
+        ({**REFUSAL, "liveness_score": 2**53 + 1}, "liveness_score"),
         ({**TOKEN_REPLY, "frame_set": -1}, "frame_set"),
         ({**TOKEN_REPLY, "reason": "not-live"}, "reason"),
         ({**TOKEN_REPLY, "result": "maybe"}, "result"),
@@ -378,7 +478,8 @@ def test_a_unit_that_never_answers_times_out(clock: Clock) -> None:
 values = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(-(2**64), 2**64),
+    st.integers(),
+    st.integers(2**64, 2**1100).map(lambda n: n if n % 2 else -n),  # bignums: beyond a float too
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=600),
     st.binary(max_size=20),

@@ -3,6 +3,7 @@ tokens the unit's owner pays with, nothing else it may do; and ``naiad platform 
 
 from __future__ import annotations
 
+import functools
 import json
 import stat
 import threading
@@ -171,6 +172,11 @@ def test_the_terminal_app_key_cannot_be_replaced(sandbox: Sandbox) -> None:
         sandbox.set_app_key(TERMINAL_APP_ID, public_pem(other))
 
 
+@functools.cache
+def station_app_key() -> str:
+    return public_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
 # -- naiad platform serve --terminal-config --------------------------------------------------------------
 def test_serve_writes_the_terminal_config_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "terminal.json"
@@ -188,12 +194,34 @@ def test_serve_writes_the_terminal_config_owner_only(tmp_path: Path, monkeypatch
     assert written[0]["private_key"] not in result.output
 
 
-@pytest.mark.parametrize("clash", ["db", "station"])
-def test_serve_refuses_a_terminal_config_over_another_file(tmp_path: Path, clash: str) -> None:
-    db, station_config = tmp_path / "p.db", tmp_path / "platform.toml"
-    target = db if clash == "db" else station_config
+@pytest.mark.parametrize("clash", ["db", "station", "station-hard-link", "app-key", "app-key-hard-link"])
+def test_serve_refuses_a_terminal_config_over_another_file(
+    tmp_path: Path, clash: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serve_module, "serve_until", lambda stopped: None)  # had it started, stop at once
+    db, station_config, app_key = tmp_path / "p.db", tmp_path / "platform.toml", tmp_path / "app.pem"
+    app_key.write_text(station_app_key())
+    kept = app_key.read_bytes()
+    target = {"db": db, "station": station_config, "app-key": app_key}.get(clash, tmp_path / "link")
+    if clash.endswith("hard-link"):
+        original = app_key if clash.startswith("app-key") else station_config
+        original.touch(exist_ok=True)
+        target.hardlink_to(original)
     args = ["platform", "serve", "--port", "0", "--db", str(db), "--station-config", str(station_config)]
-    result = CliRunner().invoke(cli, [*args, "--terminal-config", str(target)], env={"NAIAD_LANG": "en"})
+    args += ["--app-key", str(app_key), "--terminal-config", str(target)]
+    result = CliRunner().invoke(cli, args, env={"NAIAD_LANG": "en"})
     assert result.exit_code == 1
     assert "--terminal-config" in result.output and "Traceback" not in result.output
-    assert not db.exists() and not station_config.exists()
+    assert not db.exists() and app_key.read_bytes() == kept
+    assert not station_config.exists() or station_config.read_bytes() == b""
+
+
+def test_serve_refuses_a_station_config_over_the_app_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve_module, "serve_until", lambda stopped: None)  # had it started, stop at once
+    app_key = tmp_path / "app.pem"
+    app_key.write_text(station_app_key())
+    kept = app_key.read_bytes()
+    args = ["platform", "serve", "--port", "0", "--db", str(tmp_path / "p.db"), "--app-key", str(app_key)]
+    result = CliRunner().invoke(cli, [*args, "--station-config", str(app_key)], env={"NAIAD_LANG": "en"})
+    assert result.exit_code == 1 and "--app-key" in result.output and "Traceback" not in result.output
+    assert app_key.read_bytes() == kept and not (tmp_path / "p.db").exists()

@@ -352,3 +352,32 @@ def test_a_unit_stages_a_face_and_captures_it(tmp_path: Path) -> None:
         assert abs(_at(depth, where.ir_landmarks[2]) - 500) < 15  # the print, where the truth says, at 0.5 m
     finally:
         unit.shutdown()
+
+
+def _fringe_peak(frames: Frames, where: FaceTruth) -> float:
+    """How far the strongest periodic component of the face's colour fringes (R - B, high-passed) stands above
+    the median one: a screen's pixel grid seen by the camera is a sharp peak, a print has none."""
+    x0, y0, x1, y1 = (round(v) for v in where.rgb_box)
+    patch = frames["rgb"][y0:y1, x0:x1].astype(np.float64)
+    fringe = patch[..., 2] - patch[..., 0]
+    power = np.abs(np.fft.rfft2(fringe - cv2.GaussianBlur(fringe, (0, 0), 3))) ** 2
+    power[0, 0] = 0.0
+    return float(power.max() / np.median(power))
+
+
+def _darker_than_the_room(frames: Frames, where: FaceTruth) -> int:
+    """Pixels of the row through the nose darker than the room beside the image's edges (the screen's bezel)."""
+    row = frames["rgb"][round(where.rgb_landmarks[2][1]), :, 1].astype(np.float64)
+    room = float(np.median(np.concatenate([row[:40], row[-40:]])))
+    return int(np.count_nonzero(row < 0.7 * room))
+
+
+def test_a_screen_shows_moire_and_a_black_bezel_a_print_does_not(
+    seen: dict[str, tuple[FaceScene, Frames, FaceTruth]], truth: CameraTruth
+) -> None:
+    _, screen, on_screen = seen["screen"]
+    _, photo, on_photo = seen["photo"]
+    assert _fringe_peak(screen, on_screen) > 20 * _fringe_peak(photo, on_photo)
+    bezel_px = truth.rgb.fx * 0.01 / 0.5  # 1 cm at 0.5 m, either side of the display
+    assert 1.2 * bezel_px < _darker_than_the_room(screen, on_screen) < 4 * bezel_px
+    assert _darker_than_the_room(photo, on_photo) < 0.2 * bezel_px

@@ -34,6 +34,7 @@ from .truth import CameraTruth, load_or_draw
 LOG = logging.getLogger(__name__)
 CALIBRATION_FILE = "calibration.bin"
 DEFAULT_IR_US, DEFAULT_RGB_US = 2000, 8000
+OWN_IR_US = 1000  # the face-pay app's IR exposure: skin close up in sunlight stays below white
 EXPOSURE_US = (50, 50000)
 Objects = dict[str, tuple[bytes, bytes]]  # name -> (data, SHA-256): the unit's object store
 
@@ -172,24 +173,31 @@ class SimCamera:
         with self._lock:
             return self._render(tuple(streams), speckle)
 
-    def _capture_settings(self, streams: tuple[str, ...], speckle: bool, physical: CameraTruth) -> Capture:
+    def _capture_settings(
+        self, streams: tuple[str, ...], speckle: bool, physical: CameraTruth, own: bool = False
+    ) -> Capture:
+        """The station's settings (projector, exposures as it set them), or with ``own`` the unit's apps' own:
+        projector on and OWN_IR_US / DEFAULT_RGB_US, whatever the station left."""
+        ir_us, rgb_us = (OWN_IR_US, DEFAULT_RGB_US) if own else (self.ir_us, self.rgb_us)
         return Capture(
             streams=streams,
             speckle=speckle,
-            projector=self.projector_on and not self.faults.dead_projector,
+            projector=(own or self.projector_on) and not self.faults.dead_projector,
             rgb_defocus=self.faults.rgb_defocus,
-            ir_gain=self.ir_us / DEFAULT_IR_US,
-            rgb_gain=self.rgb_us / DEFAULT_RGB_US,
+            ir_gain=ir_us / DEFAULT_IR_US,
+            rgb_gain=rgb_us / DEFAULT_RGB_US,
             depth_scale=self.truth.projector_baseline_mm / physical.projector_baseline_mm,
             depth_range_mm=self.model.camera.depth_range_mm,
         )
 
     def own_capture(self) -> OwnCapture:
         """A frame set for the unit's own apps (face pay): flood IR, RGB and depth of the current scene, with the
-        truth and scene it was rendered from.  It counts as a capture; the station's frame objects stay."""
+        truth and scene it was rendered from.  The app owns the camera while it runs, so it captures with its
+        own settings and leaves the station's (projector, exposures) as they were.  It counts as a capture; the
+        station's frame objects stay."""
         with self._lock:
             physical, scene = self.physical(), self.scene()
-            capture = self._capture_settings(CAMERA_STREAMS, False, physical)
+            capture = self._capture_settings(CAMERA_STREAMS, False, physical, own=True)
             frames = render(physical, scene, capture, self._rng, self.model.camera.speckle_dots)
             self.frame_set += 1
             return OwnCapture(self.frame_set, frames, physical, scene, capture)
