@@ -14,6 +14,7 @@ packages=(
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0
   libxcb-randr0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0   # Qt's xcb platform under Xvfb
   fonts-wqy-microhei           # Chinese text in the console
+  poppler-utils                # pdftoppm: report and label PDFs looked at as pages in the tests
 )
 
 missing=()
