@@ -57,7 +57,10 @@ def test_noisy_link_never_executes_twice(sim_factory: Any) -> None:
     sim = sim_factory(terminals=1, ber=1e-4, drop=0.01)
     serial = sim.serials()[0]
     blob = os.urandom(1_000)
-    with client_for(sim, timeout=30) as client:
+    # 1 % of bytes lost: even at the smallest frame size a fragment gets through only about half the time, so a
+    # request takes 1-20 s and, on a loaded 2-core machine, more than 30 s now and then (measured: issue 11's
+    # note).  The budget is generous on purpose: this test is about answers and executions, not speed.
+    with client_for(sim, timeout=120) as client:
         before = sim.call("executions", serial=serial)
         for _ in range(10):
             assert client.info()["serial"] == serial
