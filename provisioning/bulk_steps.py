@@ -27,6 +27,7 @@ from terminal.errors import NaiadError
 
 from .calibration import UnitStep, depth_quality, full_calibration
 from .camera_steps import CHECK_ROLES, ROLE, CameraStepResult, JigNotConfigured, TooFewDistances
+from .diagnose_checks import content_sha256
 from .flashing import FlashResult, VerifiedBundle, flash_unit, open_verified_bundle
 from .injection import ROLE as INJECT_ROLE
 from .injection import InjectionResult, Injector
@@ -137,14 +138,16 @@ class BundleStep(Step):
         except OSError as exc:
             self.close()
             raise MissingResource(step=self.name, what=N_("a readable bundle file"), how=str(exc)) from exc
-        self.images = {image.name: image.sha256 for image in self.verified.bundle.partitions}
+        bundle = self.verified.bundle  # what each partition holds once flashed, as the unit hashes it (diagnosis)
+        self.images = {image.name: content_sha256(bundle, image.name) for image in bundle.partitions}
 
     def close(self) -> None:
         """Close the bundle (the batch is over); also done when the step is collected."""
         self._closing()
 
     def flashed(self, result: FlashResult) -> dict[str, Any]:
-        """What a flash leaves in the outcome: the version and slot confirmed, the bundle's and images' hashes."""
+        """What a flash leaves in the outcome: the version and slot confirmed, the bundle file's SHA-256 and each
+        image's content SHA-256 (:func:`~provisioning.diagnose_checks.content_sha256`: a sparse image's data)."""
         return {
             "version": result.version,
             "slot": result.slot,
