@@ -208,6 +208,23 @@ def test_a_key_the_unit_stored_before_the_cut_is_adopted_by_settle_not_injected_
     no_key_material(as_json(settled), [allocation.initial_key_id])
 
 
+def test_running_inject_again_after_a_lost_commit_adopts_the_key_instead_of_injecting_another(
+    keys: tuple[KeyBench, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed run (CommitUnconfirmed) is run again by the pipeline: the step looks at the unit first."""
+    bench, serial = keys
+    resources = key_resources(bench)
+    step = InjectStep({"bdk": BDK_LABEL}, resources)
+    unit = job(resources, serial)
+    with monkeypatch.context() as cut:
+        lose_the_commit_and_the_status(cut, serial)
+        assert not step.run(unit).ok
+    again = step.run(unit)
+    assert again.ok and again.already_done, again.as_dict()
+    [allocation] = bench.ledger.allocations(serial)  # no second Initial Key ID was issued
+    assert allocation.state == "injected" and again.data["initial_key_id"] == allocation.initial_key_id.hex().upper()
+
+
 def test_an_id_allocated_before_the_cut_that_the_unit_does_not_hold_is_burnt_and_the_step_runs_again(
     keys: tuple[KeyBench, str],
 ) -> None:
