@@ -105,13 +105,33 @@ def test_flash_runs_one_unit_with_the_bundle_verified_once_and_names_its_hashes(
 # --- inject ---------------------------------------------------------------------------------------
 
 
+KEY_UNITS = 6
+"""Units of the module's key bench: each injection test takes one of its own."""
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimHandle, KeyBench, list[str]]]:
+    """One simulator of fresh units and one key bench for the module's injection tests."""
+    from simulator import launcher
+
+    where = tmp_path_factory.mktemp("keys")
+    launcher.start_detached(where / "sim", KEY_UNITS, ["df2"])
+    try:
+        sim = SimHandle(where / "sim")
+        bench = KeyBench.open(sim.state_dir, f"sqlite:///{where / 'ledger.sqlite'}", software_store(where))
+        serials = sim.serials()
+        bench.authorise(serials)
+        yield sim, bench, serials
+        bench.close()
+    finally:
+        launcher.stop(where / "sim")
+
+
 @pytest.fixture
-def keys(sim: SimHandle, tmp_path: Path) -> Iterator[tuple[KeyBench, str]]:
-    bench = KeyBench.open(sim.state_dir, f"sqlite:///{tmp_path / 'ledger.sqlite'}", software_store(tmp_path))
-    [serial] = sim.serials()
-    bench.authorise([serial])
-    yield bench, serial
-    bench.close()
+def keys(keyed: tuple[SimHandle, KeyBench, list[str]]) -> tuple[KeyBench, str]:
+    """The key bench and a unit no other test of the module touched."""
+    _sim, bench, fresh = keyed
+    return bench, fresh.pop()
 
 
 def key_resources(bench: KeyBench, **changes: Any) -> Resources:
@@ -241,8 +261,9 @@ def test_an_id_allocated_before_the_cut_that_the_unit_does_not_hold_is_burnt_and
 
 
 def test_a_unit_that_cannot_be_read_after_the_cut_keeps_the_run_resumable(
-    sim: SimHandle, keys: tuple[KeyBench, str]
+    keyed: tuple[SimHandle, KeyBench, list[str]], keys: tuple[KeyBench, str]
 ) -> None:
+    sim = keyed[0]
     bench, serial = keys
     resources = key_resources(bench)
     step = InjectStep({"bdk": BDK_LABEL}, resources)
