@@ -31,7 +31,7 @@ from .verdicts import Rule, judge, load_rules
 SUPPORT_ROLES = ("support", "admin")
 """Who may diagnose: the support engineer, and an admin standing in."""
 FLASH_STEPS = ("flash", "firmware-update")
-LOOPBACK_BYTES = 256 * 1024
+LOOPBACK_BYTES = 384 * 1024
 """Bytes written and read back by the link check: a few hundred frames, enough for a noisy cable to show."""
 LOG_TAIL = 20
 """Lines of the unit's log kept in the step's data."""
@@ -257,7 +257,7 @@ class KeyStatus(DiagnoseStep):
 class CameraSelfTest(DiagnoseStep):
     name = "camera-self-test"
     label = N_("Testing the projector, the IR and the RGB cameras")
-    fields = ("speckle_contrast", "depth_fill", "ir_mean", "ir_clipped", "ir_noise", "rgb_sharpness",
+    fields = ("speckle_contrast", "speckle_gain", "depth_fill", "ir_mean", "ir_clipped", "ir_noise", "rgb_sharpness",
               "projector_ok", "ir_ok", "rgb_ok")  # fmt: skip
 
     def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
@@ -276,8 +276,8 @@ class CameraSelfTest(DiagnoseStep):
         findings = []
         if not test.projector_ok:
             findings.append(
-                _("The projector shows no dots: speckle contrast {contrast:.3f}, depth fill {fill:.0%}",
-                  contrast=test.speckle_contrast, fill=test.depth_fill)  # fmt: skip
+                _("The projector shows no dots: speckle gain {gain:.2f}, depth fill {fill:.0%}",
+                  gain=test.speckle_gain, fill=test.depth_fill)  # fmt: skip
             )
         if not test.ir_ok:
             findings.append(_("The IR frame is black or clipped: mean {mean:.0f}", mean=test.ir_mean))
@@ -290,7 +290,7 @@ class CameraSelfTest(DiagnoseStep):
 class LinkCheck(DiagnoseStep):
     name = "link-check"
     label = N_("Testing the link with a loopback")
-    fields = ("bytes", "intact", "retransmissions", "throughput")
+    fields = ("bytes", "intact", "retransmissions", "damaged_frames", "throughput")
 
     def passed(self, data: dict[str, Any]) -> bool:
         return bool(data["intact"])  # a link that loses data failed its check
@@ -301,12 +301,15 @@ class LinkCheck(DiagnoseStep):
         findings = []
         if not result.intact:
             findings.append(_("The loopback data did not come back whole"))
+        if result.damaged_frames:
+            findings.append(_("{count} frames arrived damaged", count=result.damaged_frames))
         if result.retransmissions:
             findings.append(_("{count} retransmissions on the link", count=result.retransmissions))
         data = {
             "bytes": result.bytes,
             "intact": result.intact,
             "retransmissions": result.retransmissions,
+            "damaged_frames": result.damaged_frames,
             "throughput": round(result.throughput),
             "findings": findings,
         }

@@ -144,26 +144,31 @@ def test_a_healthy_provisioned_unit_needs_nothing(provisioned: Provisioned) -> N
 
 
 @pytest.mark.parametrize(
-    ("faults", "action", "verdict"),
+    ("faults", "action", "verdict", "shown"),
     [
-        ({"camera_drift": True}, "re-calibrate", "calibration-drift"),
-        ({"dead_projector": True}, "rma", "dead-projector"),
-        ({"ber": 2e-4}, "replace-cable", "noisy-link"),
+        ({"camera_drift": True}, "re-calibrate", "calibration-drift", ("field-check", "verdict", "recalibrate")),
+        ({"dead_projector": True}, "rma", "dead-projector", ("camera-self-test", "projector_ok", False)),
+        ({"rgb_defocus": True}, "rma", "camera-module", ("camera-self-test", "rgb_ok", False)),
+        ({"ber": 1.5e-6}, "replace-cable", "noisy-link", ("link-check", "intact", True)),
     ],
 )
 def test_each_camera_or_link_fault_gets_its_own_verdict(
-    provisioned: Provisioned, faults: dict[str, Any], action: str, verdict: str
+    provisioned: Provisioned, faults: dict[str, Any], action: str, verdict: str, shown: tuple[str, str, Any]
 ) -> None:
     serial = provisioned.serial
     provisioned.sim.call("faults", serial=serial, **faults)
     try:
         got, outcomes = judged(provisioned)
     finally:
-        provisioned.sim.call("faults", serial=serial, camera_drift=False, dead_projector=False, ber=0.0)
+        provisioned.sim.call("faults", serial=serial, camera_drift=False, dead_projector=False, rgb_defocus=False, ber=0.0)
     assert (got, outcomes["verdict"].data["verdict"]) == (action, verdict), {
         k: (o.ok, o.detail, o.data.get("findings")) for k, o in outcomes.items()
     }
+    step, field, value = shown
+    assert outcomes[step].data[field] == value, outcomes[step].data
     assert outcomes["verdict"].data["reasons"]
+    if "ber" in faults:  # the retransmissions recover the data; the damaged frames give the cable away
+        assert outcomes["link-check"].data["damaged_frames"] > 0
 
 
 def test_zeroised_keys_are_re_injected(provisioned: Provisioned) -> None:
