@@ -211,3 +211,130 @@ def test_a_refused_bundle_refuses_the_step_before_any_unit(provisioned: Provisio
     resources = Resources(station=provisioned.bench.station, session=SUPPORT)
     with pytest.raises(NaiadError):
         FirmwareSlots({"bundle": str(junk)}, resources)
+
+
+# --- the rules file and the unit's slot hashes, without a unit ------------------------------------------------
+
+KNOWN = {"link-check": frozenset({"intact"}), "key-status": frozenset({"problem", "findings"})}
+
+
+def outcome(step: str, ok: bool = True, **data: Any) -> StepOutcome:
+    return StepOutcome(step, ok, data=data)
+
+
+def test_the_first_matching_rule_wins_and_quotes_the_steps_findings() -> None:
+    from provisioning.verdicts import judge, parse_rules
+
+    rules = parse_rules(
+        """
+[[rule]]
+name = "cable"
+verdict = "noisy-link"
+action = "replace-cable"
+any = ["link-check.intact == false", "link-check.ok == false"]
+
+[[rule]]
+name = "keys"
+verdict = "keys-missing"
+action = "re-inject"
+all = ["key-status.problem in ['missing']"]
+
+[[rule]]
+name = "fine"
+verdict = "healthy"
+action = "none"
+""",
+        "test.toml",
+        KNOWN,
+    )
+    missing = outcome("key-status", problem="missing", findings=["no key on the unit"])
+    assert judge(rules, {"link-check": outcome("link-check", intact=True), "key-status": missing}).as_data() == {
+        **judge(rules, {"key-status": missing}).as_data(),
+        "verdict": "keys-missing",
+        "action": "re-inject",
+        "reasons": ["no key on the unit"],
+        "rule": "keys",
+    }
+    noisy = {"link-check": outcome("link-check", intact=False), "key-status": missing}
+    assert judge(rules, noisy).action == "replace-cable"  # before the keys: its rule comes first
+    assert judge(rules, {}).action == "none"  # a step not run proves nothing
+
+
+@pytest.mark.parametrize(
+    ("rule", "reason"),
+    [
+        ('any = ["nosuch.x == 1"]', "no step nosuch"),
+        ('any = ["link-check.colour == 1"]', "no field colour"),
+        ('any = ["link-check.intact = true"]', "not STEP.FIELD OP VALUE"),
+        ('any = ["link-check.intact in true"]', "needs a list"),
+        ('any = ["link-check.intact == maybe"]', "not a TOML value"),
+        ('any = "link-check.intact == true"', "must be a list"),
+        ('colour = "red"', "unknown key colour"),
+    ],
+)
+def test_a_bad_rule_is_refused_with_its_line(rule: str, reason: str) -> None:
+    from provisioning.verdicts import VerdictRulesError, parse_rules
+
+    good = '[[rule]]\nname = "fine"\nverdict = "healthy"\naction = "none"\n\n'
+    text = f'# rules\n\n{good}[[rule]]\nname = "x"\nverdict = "healthy"\naction = "none"\n{rule}\n'
+    with pytest.raises(VerdictRulesError) as caught:
+        parse_rules(text, "rules.toml", KNOWN)
+    assert "rules.toml" in str(caught.value) and "line 8" in str(caught.value), str(caught.value)
+    assert reason in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("action", "reboot"), ("verdict", "sunny")])
+def test_an_unknown_action_or_verdict_is_refused(field: str, value: str) -> None:
+    from provisioning.verdicts import VerdictRulesError, parse_rules
+
+    rule = {"name": '"x"', "verdict": '"healthy"', "action": '"none"', field: f'"{value}"'}
+    text = "[[rule]]\n" + "".join(f"{k} = {v}\n" for k, v in rule.items())
+    with pytest.raises(VerdictRulesError, match=value):
+        parse_rules(text, "rules.toml", KNOWN)
+
+
+def test_the_built_in_rules_load_and_name_every_action() -> None:
+    from provisioning.diagnose_steps import rule_fields
+    from provisioning.verdicts import ACTIONS, load_rules
+
+    rules = load_rules(rule_fields())
+    assert {r.action for r in rules} == set(ACTIONS)
+    assert rules[-1].all == rules[-1].any == ()  # the last one catches everything: a healthy unit
+
+
+def _client() -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(transport=SimpleNamespace(path="sim:test"), unit_name="DF2T00001")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"\xff\xfe",
+        b"[]",
+        b'{"a": []}',
+        b'{"a": {"boot": {"sha256": "00", "bytes": 1}}}',
+        b'{"a": {"boot": {"sha256": "' + b"A" * 64 + b'", "bytes": 1}}}',
+        b'{"a": {"boot": {"sha256": "' + b"a" * 64 + b'", "bytes": -1}}}',
+        b'{"a": {"boot": {"sha256": "' + b"a" * 64 + b'", "bytes": true}}}',
+        b'{"../x": {}}',
+        b'{"a": {"Boot Image": null}}',
+        b"[" * 100000,
+    ],
+)
+def test_a_lying_unit_s_slot_hashes_are_a_typed_error(reply: bytes) -> None:
+    from terminal.diagnostics import parse_slot_hashes
+    from terminal.errors import MalformedReply
+
+    with pytest.raises(MalformedReply) as caught:
+        parse_slot_hashes(_client(), reply)
+    assert "DF2T00001" in str(caught.value)
+
+
+def test_slot_hashes_in_their_shape_are_read() -> None:
+    from terminal.diagnostics import PartitionHash, parse_slot_hashes
+
+    digest = "ab" * 32
+    reply = f'{{"a": {{"boot": {{"sha256": "{digest}", "bytes": 4096}}, "system": null}}, "b": {{}}}}'.encode()
+    assert parse_slot_hashes(_client(), reply) == {"a": {"boot": PartitionHash(digest, 4096), "system": None}, "b": {}}
