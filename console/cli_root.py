@@ -32,11 +32,13 @@ if TYPE_CHECKING:
 SUBCOMMANDS = {
     "calibrate": "console.cli_camera:calibrate",
     "depth-quality": "console.cli_camera:depth_quality",
+    "diagnose": "console.cli_diagnose:diagnose",
     "doctor": "console.doctor:doctor",
     "facecheck": "console.cli_facecheck:facecheck",
     "fastboot": "console.cli_fastboot:fastboot",
     "firmware": "console.cli_firmware:firmware",
     "flash": "console.cli_flash:flash",
+    "history": "console.cli_diagnose:history",
     "keys": "console.cli_keys:keys_group",
     "models": "console.cli_models:models",
     "operator": "console.cli_operator:operator_group",

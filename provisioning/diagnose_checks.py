@@ -155,4 +155,6 @@ class FlashedBundle:
 def bundle_images(path: Path) -> FlashedBundle:
     """The version and content hashes of the signed bundle at ``path`` (checked against the trusted keys)."""
     with Bundle.open(path, TrustStore()) as bundle:
-        return FlashedBundle(bundle.manifest.version, {p.name: content_sha256(bundle, p.name) for p in bundle.partitions})
+        return FlashedBundle(
+            bundle.manifest.version, {p.name: content_sha256(bundle, p.name) for p in bundle.partitions}
+        )

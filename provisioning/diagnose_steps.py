@@ -72,8 +72,16 @@ class DiagnoseStep(Step):
 class UnitInfo(DiagnoseStep):
     name = "unit-info"
     label = N_("Reading the unit's information")
-    fields = ("model", "hardware_revision", "active_slot", "running_version", "security_version", "boot_count",
-              "secure_element", "camera_module")  # fmt: skip
+    fields = (
+        "model",
+        "hardware_revision",
+        "active_slot",
+        "running_version",
+        "security_version",
+        "boot_count",
+        "secure_element",
+        "camera_module",
+    )
 
     def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
         with self.connect(job) as client:
@@ -110,8 +118,11 @@ class BootHistory(DiagnoseStep):
         findings = []
         if last.get("fell_back"):
             findings.append(
-                _("The last boot fell back to slot {slot} after {failed} failed attempts",
-                  slot=last.get("slot"), failed=last.get("failed_attempts", 0))  # fmt: skip
+                _(
+                    "The last boot fell back to slot {slot} after {failed} failed attempts",
+                    slot=last.get("slot"),
+                    failed=last.get("failed_attempts", 0),
+                )
             )
         data = {
             "boots": len(boots),
@@ -180,8 +191,12 @@ class FirmwareSlots(DiagnoseStep):
             findings.append(_("Slot {slot} does not boot", slot=name))
         if version is not None and running != version:
             findings.append(
-                _("The unit runs {running} in slot {slot}, not {version} as flashed",
-                  running=running, slot=active, version=version)  # fmt: skip
+                _(
+                    "The unit runs {running} in slot {slot}, not {version} as flashed",
+                    running=running,
+                    slot=active,
+                    version=version,
+                )
             )
         mismatched = []
         held = hashes.get(active, {})
@@ -191,8 +206,11 @@ class FirmwareSlots(DiagnoseStep):
                 if found is None or not hmac.compare_digest(found.sha256, digest):
                     mismatched.append(partition)
                     findings.append(
-                        _("Partition {partition} of slot {slot} does not hold the image flashed", partition=partition,
-                          slot=active)  # fmt: skip
+                        _(
+                            "Partition {partition} of slot {slot} does not hold the image flashed",
+                            partition=partition,
+                            slot=active,
+                        )
                     )
         elif expected is None:
             job.reporter(self.name).message(_("No record of the bundle flashed: the hashes are not compared"))
@@ -228,14 +246,18 @@ class KeyStatus(DiagnoseStep):
             if not status.keys:
                 problem = "missing"
                 findings.append(
-                    _("The unit holds no payment key, but the ledger recorded key {key_id} injected",
-                      key_id=recorded.initial_key_id.hex().upper())  # fmt: skip
+                    _(
+                        "The unit holds no payment key, but the ledger recorded key {key_id} injected",
+                        key_id=recorded.initial_key_id.hex().upper(),
+                    )
                 )
             elif slot is None or not hmac.compare_digest(slot.kcv, recorded.kcv):
                 problem = "mismatch"
                 findings.append(
-                    _("The unit's payment key is not key {key_id} the ledger recorded",
-                      key_id=recorded.initial_key_id.hex().upper())  # fmt: skip
+                    _(
+                        "The unit's payment key is not key {key_id} the ledger recorded",
+                        key_id=recorded.initial_key_id.hex().upper(),
+                    )
                 )
         elif status.keys:
             problem = "unrecorded"
@@ -257,8 +279,18 @@ class KeyStatus(DiagnoseStep):
 class CameraSelfTest(DiagnoseStep):
     name = "camera-self-test"
     label = N_("Testing the projector, the IR and the RGB cameras")
-    fields = ("speckle_contrast", "speckle_gain", "depth_fill", "ir_mean", "ir_clipped", "ir_noise", "rgb_sharpness",
-              "projector_ok", "ir_ok", "rgb_ok")  # fmt: skip
+    fields = (
+        "speckle_contrast",
+        "speckle_gain",
+        "depth_fill",
+        "ir_mean",
+        "ir_clipped",
+        "ir_noise",
+        "rgb_sharpness",
+        "projector_ok",
+        "ir_ok",
+        "rgb_ok",
+    )
 
     def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
         with self.connect(job) as client:
@@ -276,8 +308,11 @@ class CameraSelfTest(DiagnoseStep):
         findings = []
         if not test.projector_ok:
             findings.append(
-                _("The projector shows no dots: speckle gain {gain:.2f}, depth fill {fill:.0%}",
-                  gain=test.speckle_gain, fill=test.depth_fill)  # fmt: skip
+                _(
+                    "The projector shows no dots: speckle gain {gain:.2f}, depth fill {fill:.0%}",
+                    gain=test.speckle_gain,
+                    fill=test.depth_fill,
+                )
             )
         if not test.ir_ok:
             findings.append(_("The IR frame is black or clipped: mean {mean:.0f}", mean=test.ir_mean))
@@ -313,8 +348,12 @@ class LinkCheck(DiagnoseStep):
             "throughput": round(result.throughput),
             "findings": findings,
         }
-        detail = _("{kib} KiB round trip at {rate:.1f} MB/s, {count} retransmissions",
-                   kib=result.bytes // 1024, rate=result.throughput / 1e6, count=result.retransmissions)  # fmt: skip
+        detail = _(
+            "{kib} KiB round trip at {rate:.1f} MB/s, {count} retransmissions",
+            kib=result.bytes // 1024,
+            rate=result.throughput / 1e6,
+            count=result.retransmissions,
+        )
         return data, detail
 
 
@@ -331,8 +370,14 @@ class Logs(DiagnoseStep):
         alarms = [line for line in lines if any(word in line.lower() for word in _LOG_ALARMS)]
         tamper = any("tamper" in line.lower() for line in lines)
         findings = [_("The unit logged a tamper event")] if tamper else []
-        data = {"lines": len(lines), "alarms": len(alarms), "tamper": tamper, "tail": lines[-LOG_TAIL:],
-                "alarm_lines": alarms[-LOG_TAIL:], "findings": findings}  # fmt: skip
+        data = {
+            "lines": len(lines),
+            "alarms": len(alarms),
+            "tamper": tamper,
+            "tail": lines[-LOG_TAIL:],
+            "alarm_lines": alarms[-LOG_TAIL:],
+            "findings": findings,
+        }
         return data, _("{lines} lines, {alarms} alarms", lines=len(lines), alarms=len(alarms))
 
 
@@ -364,5 +409,11 @@ class VerdictStep(Step):
 
 
 DIAGNOSE_STEPS: tuple[type[DiagnoseStep], ...] = (
-    UnitInfo, BootHistory, FirmwareSlots, KeyStatus, CameraSelfTest, LinkCheck, Logs,
-)  # fmt: skip
+    UnitInfo,
+    BootHistory,
+    FirmwareSlots,
+    KeyStatus,
+    CameraSelfTest,
+    LinkCheck,
+    Logs,
+)

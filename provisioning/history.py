@@ -12,12 +12,42 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
+from i18n import N_
+from terminal.errors import NaiadError
+
 from .ledger import Ledger
 from .ledger.audit import looks_secret
 from .ledger.platform_calls import BLANKED_WHEN_SETTLED
 from .ledger.records import DeviceRecord, PlatformCallRecord
 
 DEVICE_SUBJECT = "device:{serial}"
+KINDS = (
+    N_("run"),
+    N_("step"),
+    N_("operation"),
+    N_("injection"),
+    N_("calibration"),
+    N_("camera-check"),
+    N_("platform-call"),
+    N_("audit"),
+)
+"""The kinds of a timeline's events, marked for the catalogs (shown translated)."""
+STATUSES = (
+    N_("succeeded"),
+    N_("failed"),
+    N_("running"),
+    N_("injected"),
+    N_("stored"),
+    N_("passed"),
+    N_("done"),
+    N_("pending"),
+    N_("refused"),
+)
+
+
+class UnknownUnitHistory(NaiadError):
+    message = N_("The ledger knows nothing of unit {serial}")
+    remedy = N_("Check the serial on the unit's label, and that this station uses the line's ledger (--ledger).")
 
 
 @dataclass(frozen=True)
@@ -51,27 +81,57 @@ class UnitHistory:
 
     def timeline(self) -> list[Event]:
         """Every event, oldest first (what ``naiad history`` shows as a table)."""
-        events = [Event(r.get("started"), "run", str(r.get("recipe")), str(r.get("result") or r.get("status")),
-                        r.get("station")) for r in self.runs]  # fmt: skip
-        events += [Event(s.get("started"), "step", f"{s.get('recipe')}: {s.get('name')}", str(s.get("status")))
-                   for s in self.steps]  # fmt: skip
-        events += [Event(o["started"], "operation", o["kind"], o["status"], o["station"], o["operator"])
-                   for o in self.operations]  # fmt: skip
-        events += [Event(i["injected"], "injection", f"{i['initial_key_id']} KCV {i['kcv']}", "injected",
-                         i["station"], i["operator"]) for i in self.injections]  # fmt: skip
-        events += [Event(c["created"], "calibration", c["checksum"][:12], "stored", c["station"], c["operator"])
-                   for c in self.calibrations]  # fmt: skip
-        events += [Event(c["created"], "camera-check", c["kind"], ("passed" if c["passed"] else "failed"),
-                         c["station"], c["operator"]) for c in self.camera_checks]  # fmt: skip
-        events += [Event(p["created"], "platform-call", p["method"], p["state"], p["station"], p["operator"])
-                   for p in self.platform_calls]  # fmt: skip
+        events = [
+            Event(
+                r.get("started"), "run", str(r.get("recipe")), str(r.get("result") or r.get("status")), r.get("station")
+            )
+            for r in self.runs
+        ]
+        events += [
+            Event(s.get("started"), "step", f"{s.get('recipe')}: {s.get('name')}", str(s.get("status")))
+            for s in self.steps
+        ]
+        events += [
+            Event(o["started"], "operation", o["kind"], o["status"], o["station"], o["operator"])
+            for o in self.operations
+        ]
+        events += [
+            Event(
+                i["injected"],
+                "injection",
+                f"{i['initial_key_id']} KCV {i['kcv']}",
+                "injected",
+                i["station"],
+                i["operator"],
+            )
+            for i in self.injections
+        ]
+        events += [
+            Event(c["created"], "calibration", c["checksum"][:12], "stored", c["station"], c["operator"])
+            for c in self.calibrations
+        ]
+        events += [
+            Event(
+                c["created"],
+                "camera-check",
+                c["kind"],
+                ("passed" if c["passed"] else "failed"),
+                c["station"],
+                c["operator"],
+            )
+            for c in self.camera_checks
+        ]
+        events += [
+            Event(p["created"], "platform-call", p["method"], p["state"], p["station"], p["operator"])
+            for p in self.platform_calls
+        ]
         events += [Event(a["at"], "audit", a["action"], "", a["station"], a["operator"]) for a in self.audit]
         epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
         return sorted(events, key=lambda e: _aware(e.at) or epoch)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe: times as ISO 8601, bytes as hex."""
-        return _plain(
+        plain: dict[str, Any] = _plain(
             {
                 "serial": self.serial,
                 "device": self.device,
@@ -85,6 +145,7 @@ class UnitHistory:
                 "audit": self.audit,
             }
         )
+        return plain
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

@@ -110,6 +110,4 @@ def loopback(client: ManagementClient, size: int) -> LoopbackResult:
     except TransferError:
         back = b""
     seconds = time.monotonic() - started
-    return LoopbackResult(
-        size, back == data, client.retransmissions - before, client.frame_errors - damaged, seconds
-    )
+    return LoopbackResult(size, back == data, client.retransmissions - before, client.frame_errors - damaged, seconds)

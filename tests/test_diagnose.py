@@ -99,8 +99,9 @@ class FieldCheck(Step):
     read_only = True
 
     def run(self, job: UnitJob) -> StepOutcome:
-        [result] = calibrate_units(job.station, job.resources.jig or _no_jig(), [job.serial], mode="check",
-                                   session=SUPPORT)  # fmt: skip
+        [result] = calibrate_units(
+            job.station, job.resources.jig or _no_jig(), [job.serial], mode="check", session=SUPPORT
+        )
         data = {"verdict": result.verdict, "passed": result.ok, "findings": list(result.findings)}
         return StepOutcome("field-check", result.error is None, result.seconds, "", data, result.error)
 
@@ -160,7 +161,9 @@ def test_each_camera_or_link_fault_gets_its_own_verdict(
     try:
         got, outcomes = judged(provisioned)
     finally:
-        provisioned.sim.call("faults", serial=serial, camera_drift=False, dead_projector=False, rgb_defocus=False, ber=0.0)
+        provisioned.sim.call(
+            "faults", serial=serial, camera_drift=False, dead_projector=False, rgb_defocus=False, ber=0.0
+        )
     assert (got, outcomes["verdict"].data["verdict"]) == (action, verdict), {
         k: (o.ok, o.detail, o.data.get("findings")) for k, o in outcomes.items()
     }
