@@ -139,7 +139,7 @@ def summary_table(units: Sequence[UnitRun], title: str) -> Any:
     )
     for unit in units:
         word, style = RESULTS.get(unit.result, (unit.result, ""))
-        seconds = sum(s.seconds for s in unit.steps)
+        seconds = unit.seconds or sum(s.seconds for s in unit.steps)
         failed = next((s for s in unit.steps if not s.ok), None)
         rows.add_row(
             unit.serial,
@@ -154,7 +154,7 @@ def summary_table(units: Sequence[UnitRun], title: str) -> Any:
 
 
 def print_summary(batch: BatchRun, reports: Path) -> None:
-    out().print(summary_table(batch.units, _("Recipe {recipe}", recipe=batch.recipe)))
+    out().print(summary_table(batch.units, _("Recipe {recipe}", recipe=batch.recipe.name)))
     counts: dict[str, int] = {}
     for unit in batch.units:
         counts[unit.result] = counts.get(unit.result, 0) + 1
