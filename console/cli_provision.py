@@ -161,9 +161,9 @@ def print_summary(batch: BatchRun, reports: Path) -> None:
     parts = [f"{_(RESULTS.get(r, (r, ''))[0])} {n}" for r, n in sorted(counts.items())]
     out().print(
         _(
-            "{units} units in {seconds:.0f} s: {counts}",
+            "{units} units in {seconds} s: {counts}",
             units=len(batch.units),
-            seconds=batch.seconds,
+            seconds=f"{batch.seconds:.0f}",
             counts=", ".join(parts),
         ),
         markup=False,
