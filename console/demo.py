@@ -8,12 +8,14 @@ installer) and the sandbox's test merchant and store.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .demo_world import DemoWorld
 
@@ -67,15 +69,42 @@ class DemoRun:
 
 def run_demo(world: DemoWorld, bars: Bars, *, workers: int | None = None) -> Iterator[tuple[str, BatchRun]]:
     """Run the demo's recipes in order on every unit of ``world``, each batch's report written to
-    ``world.reports_dir/<recipe>``; yields each recipe's name and batch as it ends (for a table in between)."""
+    ``world.reports_dir/<recipe>``; yields each recipe's name and batch as it ends (for a table in between).
+
+    Each batch runs in a thread of its own while this one waits: Ctrl-C reaches the caller at once, whose
+    leaving the world stops the simulator under the units' workers, so they end quickly too."""
     from provisioning.pipeline import run_recipe
     from provisioning.recipes import load_recipe
 
     recipes = [(load_recipe(name, world.overrides(name)), role) for name, role in RECIPES]  # both checked first
     for recipe, role in recipes:
         with bars(recipe.name) as listener:
-            batch = run_recipe(recipe, world.serials, world.resources(role, listener), workers=workers)
+            resources = world.resources(role, listener)
+            batch = _in_thread(functools.partial(run_recipe, recipe, world.serials, resources, workers=workers))
         yield recipe.name, batch
+
+
+T = TypeVar("T")
+
+
+def _in_thread(call: Callable[[], T]) -> T:
+    """``call()`` in a daemon thread, waited for in short slices so a KeyboardInterrupt is not held up."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # handed back to the waiting thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="naiad-demo-batch", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def write_reports(world: DemoWorld, recipe: str, batch: BatchRun) -> list[Path]:
