@@ -487,8 +487,10 @@ class _UnitWorker:
         """One step on the unit, recorded; ``latest`` holds each step's last attempt in this run (a resumed run's)."""
         name = step.name
         last = latest.get(name)
+        settled_not_done = False
         if last is not None and last.status == RUNNING:  # the station stopped in the middle of it
             if isinstance(step, OnceStep):
+                settled_not_done = True
                 settled, raised = self._call(name, lambda: step.settle(job))
                 if raised and settled is not None:
                     return settled  # cannot be known yet: that attempt stays running, to be settled later
@@ -499,7 +501,7 @@ class _UnitWorker:
             self.ledger.finish_unit_step(last.id, False, detail=str(interrupted), error=interrupted.as_dict())
         latest.pop(name, None)
         step_id = self.ledger.start_unit_step(job.run_id, position, name)
-        if isinstance(step, OnceStep):
+        if isinstance(step, OnceStep) and not settled_not_done:  # settle said: certainly not done
             before, raised = self._call(name, lambda: step.done_before(job))
             if before is not None:
                 before.already_done = before.already_done or not raised

@@ -4,56 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from i18n import get_language
 
 from .ledger import Ledger
 from .report_data import china_time, scrubbed
-from .steps import StepOutcome
+
+if TYPE_CHECKING:
+    from .pipeline import BatchRun, UnitRun
 
 SCHEMA = "naiad.batch-report/1"
 INJECT_STEP = "inject"
-
-
-class UnitRunLike(Protocol):
-    """What a batch report reads of a unit's run (``provisioning.pipeline.UnitRun``)."""
-
-    @property
-    def serial(self) -> str: ...
-
-    @property
-    def result(self) -> str: ...
-
-    @property
-    def steps(self) -> Sequence[StepOutcome]: ...
-
-    @property
-    def initial_key_id(self) -> str | None: ...
-
-    @property
-    def kcv(self) -> str | None: ...
-
-
-class BatchRunLike(Protocol):
-    """What a batch report reads of a batch (``provisioning.pipeline.BatchRun``)."""
-
-    @property
-    def batch_id(self) -> Any: ...
-
-    @property
-    def recipe(self) -> Any: ...
-
-    @property
-    def units(self) -> Sequence[UnitRunLike]: ...
-
-    @property
-    def reconciliation(self) -> Any: ...
-
-    @property
-    def seconds(self) -> float: ...
 
 
 @dataclass
@@ -120,12 +84,10 @@ class BatchReport:
         ]
 
 
-def gather_batch(batch: BatchRunLike, ledger: Ledger, now: dt.datetime | None = None) -> BatchReport:
+def gather_batch(batch: BatchRun, ledger: Ledger, now: dt.datetime | None = None) -> BatchReport:
     """The batch's report: its units as the pipeline left them; models and key IDs the run did not carry (a unit
     keyed by an earlier run) read from the ledger."""
-    recipe = batch.recipe
-    recipe_name = str(getattr(recipe, "name", recipe))
-    names: list[str] = [step.name for step in getattr(recipe, "steps", ())]
+    names: list[str] = [step.name for step in batch.recipe.steps]
     units = []
     for run in batch.units:
         for outcome in run.steps:
@@ -134,7 +96,7 @@ def gather_batch(batch: BatchRunLike, ledger: Ledger, now: dt.datetime | None = 
         units.append(_unit(run, ledger))
     return BatchReport(
         batch_id=str(batch.batch_id),
-        recipe=recipe_name,
+        recipe=batch.recipe.name,
         generated=china_time(now or dt.datetime.now(dt.UTC)) or "",
         language=get_language(),
         seconds=float(batch.seconds),
@@ -144,7 +106,7 @@ def gather_batch(batch: BatchRunLike, ledger: Ledger, now: dt.datetime | None = 
     )
 
 
-def _unit(run: UnitRunLike, ledger: Ledger) -> dict[str, Any]:
+def _unit(run: UnitRun, ledger: Ledger) -> dict[str, Any]:
     device = ledger.device(run.serial)
     key_id, kcv = run.initial_key_id, run.kcv
     if key_id is None:
@@ -167,20 +129,20 @@ def _unit(run: UnitRunLike, ledger: Ledger) -> dict[str, Any]:
         "serial": run.serial,
         "model": None if device is None else device.model,
         "result": run.result,
-        "run_id": getattr(run, "run_id", None),
-        "station": getattr(run, "station", None),
+        "run_id": run.run_id,
+        "station": run.station,
         "initial_key_id": key_id,
         "kcv": kcv,
-        "seconds": round(sum(step["seconds"] for step in steps), 3),
+        "seconds": round(sum(o.seconds for o in run.steps), 3),
         "steps": steps,
     }
 
 
 def _reconciliation(value: Any) -> dict[str, Any] | None:
+    """The batch's reconciliation as a dict (``BatchReconciliation.as_dict``), None when there is none."""
     if value is None:
         return None
-    as_dict = getattr(value, "as_dict", None)
-    found = as_dict() if callable(as_dict) else value
+    found = value.as_dict()
     return scrubbed(dict(found)) if isinstance(found, Mapping) else None
 
 

@@ -121,7 +121,9 @@ class UnitReport:
 
     def step_rows(self) -> list[dict[str, Any]]:
         """One row per step of every run, oldest first (the CSV's rows)."""
-        return [{"run_id": run["run_id"], "recipe": run["recipe"], **step} for run in self.runs for step in run["steps"]]
+        return [
+            {"run_id": run["run_id"], "recipe": run["recipe"], **step} for run in self.runs for step in run["steps"]
+        ]
 
 
 def gather_unit(ledger: Ledger, serial: str, now: dt.datetime | None = None) -> UnitReport:
@@ -195,8 +197,7 @@ def _keys(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
 def _runs(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
     """The unit's recipe runs, each with its steps, oldest first."""
     runs: dict[int, dict[str, Any]] = {}
-    unit_steps = getattr(ledger, "unit_steps", None)  # TODO(merge pipeline): ledger.unit_steps directly
-    for step in unit_steps(serial) if unit_steps is not None else []:
+    for step in ledger.unit_steps(serial):
         run = runs.setdefault(step.run_id, {"run_id": step.run_id, "recipe": step.recipe, "steps": []})
         run["steps"].append(
             {
@@ -206,7 +207,9 @@ def _runs(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
                 "finished": china_time(step.finished),
                 "seconds": None if step.seconds is None else round(float(step.seconds), 3),
                 "detail": step.detail or "",
+                "already_done": step.already_done,
                 "data": scrubbed(step.data or {}),
+                "error": None if step.error is None else str(step.error.get("error", "")) or None,
             }
         )
     return list(runs.values())
@@ -241,7 +244,7 @@ def _face_pay(op: OperationRecord) -> dict[str, Any]:
         "trade_no": result.get("trade_no"),
         "refunded": result.get("refunded"),
         "stages": stages,
-        "total_seconds": round(sum(s["seconds"] or 0.0 for s in stages), 3),
+        "total_seconds": round(sum(float(s["seconds"] or 0.0) for s in stages), 3),
     }
 
 
@@ -328,6 +331,28 @@ FIGURE_LABELS: dict[str, str] = {
     "rgb_blur_px": N_("RGB blur (px)"),
     "speckle_dots": N_("Speckle dots"),
 }
+
+
+STATUS_LABELS: dict[str, str] = {
+    "succeeded": N_("succeeded"),
+    "failed": N_("failed"),
+    "running": N_("running"),
+    "already-done": N_("already done"),
+    "held-elsewhere": N_("held by another station"),
+    "pending": N_("pending"),
+    "done": N_("done"),
+    "refused": N_("refused"),
+    "abandoned": N_("abandoned"),
+    "pass": N_("passed"),
+    "fail": N_("did not pass"),
+    "live": N_("live face"),
+}
+
+
+def status_label(value: object) -> str:
+    """A status or result word for people; unknown ones are shown as they are."""
+    text = "–" if value is None else str(value)
+    return _(STATUS_LABELS[text]) if text in STATUS_LABELS else text
 
 
 def stage_name(name: str) -> str:

@@ -36,7 +36,7 @@ from reportlab.platypus import (
 )
 
 from .report_batch import BatchReport, failures, findings
-from .report_data import DEPTH_FIGURES, UnitReport, figure_label, short_time, stage_name, step_label
+from .report_data import DEPTH_FIGURES, UnitReport, figure_label, short_time, stage_name, status_label, step_label
 from .report_render import number, seconds_of, words
 
 CJK_FONT = "STSong-Light"
@@ -102,7 +102,7 @@ def _p(text: object, style: str = "cell", colour: colors.Color | None = None) ->
 
 def _state(value: object) -> Paragraph:
     good = value in ("succeeded", "pass", "done", "already-done", True)
-    return _p(value, "cell", GREEN if good else RED)
+    return _p(status_label(value), "cell", GREEN if good else RED)
 
 
 def _yes(value: object, w: dict[str, str]) -> Paragraph:
@@ -139,9 +139,7 @@ def _table(
 
 
 def _meta(pairs: Sequence[tuple[str, object]], widths: tuple[float, float] = (35, 120)) -> Table:
-    table = Table(
-        [[_p(k, "head"), _p(v)] for k, v in pairs], colWidths=[w * mm for w in widths], hAlign="LEFT"
-    )
+    table = Table([[_p(k, "head"), _p(v)] for k, v in pairs], colWidths=[w * mm for w in widths], hAlign="LEFT")
     table.setStyle(
         TableStyle(
             [
@@ -359,9 +357,11 @@ def _face_pay(checks: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]
         return _section(w["face_pay"], _nothing(w))
     content: list[Flowable] = []
     for f in checks:
-        rows: list[list[Any]] = [[stage_name(s["name"]), _yes(s["ok"], w), number(s["seconds"], 3)] for s in f["stages"]]
+        rows: list[list[Any]] = [
+            [stage_name(s["name"]), _yes(s["ok"], w), number(s["seconds"], 3)] for s in f["stages"]
+        ]
         rows.append([_p(w["total"], "head"), "", _p(number(f["total_seconds"], 3), "headnum")])
-        result = f"{f['started']} · {f['result']} · {f['presentation']}"
+        result = f"{f['started']} · {status_label(f['result'])} · {status_label(f['presentation'])}"
         trade = (
             f"{markup(w['trade_no'])}: {markup(f['trade_no'] or '–')} · {markup(w['refunded'])}: "
             f"{_yes_text(f['refunded'], w) if f['refunded'] is not None else '–'}"
@@ -410,8 +410,8 @@ def _operations(operations: list[dict[str, Any]], w: dict[str, str]) -> list[Flo
     if not operations:
         return _section(w["operations"], _nothing(w))
     rows = [
-        [_p(op["kind"], "mono"), _state(op["status"]), short_time(op["started"]), number(op["seconds"], 2), op["station"],
-         op["operator"] or "–"]
+        [_p(op["kind"], "mono"), _state(op["status"]), short_time(op["started"]), number(op["seconds"], 2),
+         op["station"], op["operator"] or "–"]
         for op in operations
     ]  # fmt: skip
     header = [w[n] for n in ("kind", "status", "started", "seconds", "station", "operator")]
@@ -424,7 +424,7 @@ def _operations(operations: list[dict[str, Any]], w: dict[str, str]) -> list[Flo
 def batch_pdf(report: BatchReport) -> bytes:
     w, data = words(), report.as_dict()
     totals = data["totals"]
-    results = " · ".join(f"{name} {count}" for name, count in totals["results"].items())
+    results = " · ".join(f"{status_label(name)} {count}" for name, count in totals["results"].items())
     story: list[Flowable] = [Paragraph(f"{markup(w['batch_title'])}: {markup(report.batch_id)}", _styles()["h1"])]
     story.append(
         _meta(

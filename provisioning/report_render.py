@@ -20,7 +20,7 @@ import markupsafe
 from i18n import N_, _
 
 from .report_batch import BatchReport, failures, findings
-from .report_data import DEPTH_FIGURES, UnitReport, figure_label, short_time, stage_name, step_label
+from .report_data import DEPTH_FIGURES, UnitReport, figure_label, short_time, stage_name, status_label, step_label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -118,31 +118,41 @@ def _html_lang(language: str) -> str:
 
 def unit_html(report: UnitReport, chart_svg: str | None) -> bytes:
     data = report.as_dict()
-    page = _environment().get_template("unit.html.j2").render(
-        r=data,
-        w=words(),
-        lang=_html_lang(report.language),
-        step_label=step_label,
-        figure_label=figure_label,
-        depth_figures=DEPTH_FIGURES,
-        chart_svg=markupsafe.Markup(chart_svg) if chart_svg else None,
-        fmt=number,
-        t=short_time,
-        stage_name=stage_name,
+    page = (
+        _environment()
+        .get_template("unit.html.j2")
+        .render(
+            r=data,
+            w=words(),
+            lang=_html_lang(report.language),
+            step_label=step_label,
+            figure_label=figure_label,
+            depth_figures=DEPTH_FIGURES,
+            chart_svg=markupsafe.Markup(chart_svg) if chart_svg else None,
+            fmt=number,
+            t=short_time,
+            stage_name=stage_name,
+            status_label=status_label,
+        )
     )
     return page.encode("utf-8")
 
 
 def batch_html(report: BatchReport) -> bytes:
-    page = _environment().get_template("batch.html.j2").render(
-        r=report.as_dict(),
-        w=words(),
-        lang=_html_lang(report.language),
-        step_label=step_label,
-        fmt=number,
-        seconds_of=seconds_of,
-        failures=failures(report),
-        findings=findings(report.reconciliation),
+    page = (
+        _environment()
+        .get_template("batch.html.j2")
+        .render(
+            r=report.as_dict(),
+            w=words(),
+            lang=_html_lang(report.language),
+            step_label=step_label,
+            fmt=number,
+            seconds_of=seconds_of,
+            status_label=status_label,
+            failures=failures(report),
+            findings=findings(report.reconciliation),
+        )
     )
     return page.encode("utf-8")
 
@@ -210,8 +220,7 @@ def unit_csv(report: UnitReport) -> bytes:
 
 def batch_csv(report: BatchReport) -> bytes:
     rows = [
-        {"batch_id": report.batch_id, "recipe": report.recipe, "step": row["name"], **row}
-        for row in report.step_rows()
+        {"batch_id": report.batch_id, "recipe": report.recipe, "step": row["name"], **row} for row in report.step_rows()
     ]
     return _csv(BATCH_CSV_COLUMNS, rows)
 

@@ -17,14 +17,19 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from i18n import N_, _
 
 from .ledger import Ledger
-from .report_batch import BatchReport, BatchRunLike, gather_batch
+from .report_batch import BatchReport, gather_batch
 from .report_data import ReportError, UnitNotInLedger, UnitReport, gather_unit
 from .report_render import as_json, batch_csv, batch_html, unit_csv, unit_html
+
+if TYPE_CHECKING:
+    from .pipeline import BatchRun
 
 __all__ = [
     "FORMATS",
@@ -109,14 +114,12 @@ def _file_stem(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-def write_unit_report(
-    ledger: Ledger, serial: str, out_dir: Path, formats: Sequence[str] = FORMATS
-) -> list[Path]:
+def write_unit_report(ledger: Ledger, serial: str, out_dir: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """Write ``<serial>-report.<format>`` for each of ``formats`` into ``out_dir`` (made if missing)."""
     chosen = _formats(formats)
     report = gather_unit(ledger, serial)
     stem = f"{_file_stem(serial)}-report"
-    return _write_all(Path(out_dir), [(f"{stem}.{fmt}", lambda fmt=fmt: _unit_bytes(report, fmt)) for fmt in chosen])
+    return _write_all(Path(out_dir), [(f"{stem}.{fmt}", partial(_unit_bytes, report, fmt)) for fmt in chosen])
 
 
 def write_report(ledger: Ledger, serial: str, path: Path) -> Path:
@@ -126,45 +129,43 @@ def write_report(ledger: Ledger, serial: str, path: Path) -> Path:
     if fmt not in FORMATS:
         raise ReportFormatUnknown(format=path.suffix or path.name)
     report = gather_unit(ledger, serial)
-    return _write_all(path.parent, [(path.name, lambda: _unit_bytes(report, fmt))])[0]
+    return _write_all(path.parent, [(path.name, partial(_unit_bytes, report, fmt))])[0]
 
 
-def write_batch_report(
-    batch: BatchRunLike, ledger: Ledger, out_dir: Path, formats: Sequence[str] = FORMATS
-) -> list[Path]:
+def write_batch_report(batch: BatchRun, ledger: Ledger, out_dir: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """Write ``batch-<batch id>.<format>`` for each of ``formats`` into ``out_dir`` (made if missing)."""
     chosen = _formats(formats)
     report = gather_batch(batch, ledger)
     stem = f"batch-{_file_stem(report.batch_id)}"
-    return _write_all(Path(out_dir), [(f"{stem}.{fmt}", lambda fmt=fmt: _batch_bytes(report, fmt)) for fmt in chosen])
+    return _write_all(Path(out_dir), [(f"{stem}.{fmt}", partial(_batch_bytes, report, fmt)) for fmt in chosen])
 
 
 def _write_all(folder: Path, files: Sequence[tuple[str, Callable[[], bytes]]]) -> list[Path]:
     """Make every file's bytes, write each to a temporary file in ``folder``, then rename them all into place;
     on any failure the temporary files are removed and nothing is left behind."""
+    contents = [(folder / name, make()) for name, make in files]  # a report that cannot be made writes nothing
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportNotWritten(path=str(folder), reason=exc.strerror or str(exc)) from exc
     if not folder.is_dir():
         raise ReportNotWritten(path=str(folder), reason=_("not a folder"))
-    contents = [(folder / name, make()) for name, make in files]
     temps: list[tuple[Path, Path]] = []
     target = folder
     try:
         for target, data in contents:
-            handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-            temps.append((Path(temp), target))
+            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+            temps.append((Path(name), target))
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
-        for temp, target in temps:
+        for _part, target in temps:
             if target.is_dir():
                 raise IsADirectoryError(21, os.strerror(21), str(target))
-        for temp, target in temps:
-            os.replace(temp, target)
+        for part, target in temps:
+            os.replace(part, target)
     except OSError as exc:
-        for temp, _target in temps:
-            temp.unlink(missing_ok=True)
+        for part, _target in temps:
+            part.unlink(missing_ok=True)
         raise ReportNotWritten(path=str(target), reason=exc.strerror or str(exc)) from exc
     LOG.info("report written: %s", ", ".join(str(target) for target, _data in contents))
     return [target for target, _data in contents]
