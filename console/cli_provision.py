@@ -77,7 +77,7 @@ def chosen_units(station: Station, devices: Sequence[str], all_units: bool) -> l
     """The serials to work on: every attached unit (``--all``) or those named, each attached now."""
     if bool(devices) == all_units:
         raise click.UsageError(_("Name the units with --device SERIAL (once per unit) or give --all, one of the two."))
-    attached = [d.serial for d in station.devices() if d.serial]
+    attached = [d.serial for d in station.discovery.devices() if d.serial]  # only looked at: nothing recorded
     if all_units:
         if not attached:
             raise NoUnitsAttached()

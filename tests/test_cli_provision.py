@@ -57,12 +57,13 @@ def recipe_file(folder: Path, world: DemoWorld, text: str = RECIPE) -> Path:
 
 
 def snapshot(world: DemoWorld) -> dict[str, Any]:
-    """What a refused command must leave as it was: the audit trail's head, the units' runs, their slots."""
+    """What a refused command must leave as it was: the audit trail's head, the units' runs, their state."""
     with Ledger.open(world.ledger_url) as ledger:
         head = ledger.head()
         runs = ledger.unit_runs()
-    slots = {t["serial"]: t.get("slots") for t in world.simulator("status")["terminals"]}
-    return {"head": (head.entry_id, head.hash), "runs": len(runs), "slots": slots}
+    fields = ("mode", "active_slot", "boot_count", "secure_element")
+    units = {t["serial"]: [t[f] for f in fields] for t in world.simulator("status")["terminals"]}
+    return {"head": (head.entry_id, head.hash), "runs": len(runs), "units": units}
 
 
 def test_refusals_touch_nothing(world: DemoWorld, tmp_path: Path) -> None:
