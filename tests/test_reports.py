@@ -136,6 +136,8 @@ def test_every_format_is_written_and_the_html_shows_hostile_text_as_text(ledger:
     assert "&lt;script&gt;" in page and "onerror=alert(1)&gt;" in page
     assert "0123ABCD00000001" in page and "0F1E2D" in page  # the key ID and the KCV
     assert "<svg" in page  # the depth chart
+    for heading in ("Payment keys", "Recipe runs", "Camera calibration", "Depth quality", "Face-pay check"):
+        assert f"<h2>{heading}</h2>" in page
 
 
 def test_json_holds_the_runs_keys_figures_and_stage_times(ledger: Ledger, tmp_path: Path) -> None:
@@ -265,6 +267,9 @@ class _Station:
 
     def find(self, serial: str) -> Any:
         raise DeviceNotFound(serial=serial)
+
+    def wait_for(self, serial: str, *args: Any, **kwargs: Any) -> Any:
+        raise DeviceNotFound(serial=serial)  # unplugged units stay away
 
 
 PAPER = """
