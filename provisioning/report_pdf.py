@@ -80,10 +80,13 @@ def _styles() -> dict[str, ParagraphStyle]:
         "h1": ParagraphStyle("h1", parent=base, fontName="Helvetica-Bold", fontSize=17, leading=21, spaceAfter=4),
         "h2": ParagraphStyle(
             "h2", parent=base, fontName="Helvetica-Bold", fontSize=11.5, leading=14, textColor=BLUE, spaceBefore=9,
-            spaceAfter=3,
+            spaceAfter=3, keepWithNext=1,
         ),
-        "h3": ParagraphStyle("h3", parent=base, fontName="Helvetica-Bold", fontSize=9, leading=11, spaceBefore=4),
+        "h3": ParagraphStyle(
+            "h3", parent=base, fontName="Helvetica-Bold", fontSize=9, leading=11, spaceBefore=4, keepWithNext=1
+        ),
         "note": ParagraphStyle("note", parent=base, textColor=GREY),
+        "lead": ParagraphStyle("lead", parent=base, textColor=GREY, keepWithNext=1),
     }  # fmt: skip
 
 
@@ -153,8 +156,8 @@ def _meta(pairs: Sequence[tuple[str, object]], widths: tuple[float, float] = (35
 
 
 def _section(title: str, *content: Flowable) -> list[Flowable]:
-    """A heading kept with the start of its content (never alone at a page's foot)."""
-    return [CondPageBreak(30 * mm), KeepTogether([_p(title, "h2"), *content[:1]]), *content[1:]]
+    """A heading kept with the start of its content (``keepWithNext``: never alone at a page's foot)."""
+    return [CondPageBreak(30 * mm), _p(title, "h2"), *content]
 
 
 def depth_chart(rows: Sequence[dict[str, Any]], w: dict[str, str], width_mm: float = 120) -> Drawing | None:
@@ -278,16 +281,16 @@ def _nothing(w: dict[str, str]) -> Paragraph:
 
 
 def _keys(keys: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
-    note = _p(w["keys_note"], "note")
+    note = _p(w["keys_note"], "lead")
     if not keys:
-        return _section(w["keys"], note, _nothing(w))
+        return _section(w["payment_keys"], note, _nothing(w))
     rows = [
         [_p(k["initial_key_id"], "mono"), _p(k["kcv"], "mono"), _p(k["certificate_serial"], "mono"), k["bdk_label"],
          short_time(k["injected"]), k["station"], k["operator"] or "–"]
         for k in keys
     ]  # fmt: skip
     header = [w[n] for n in ("initial_key_id", "kcv", "certificate_serial", "bdk", "injected", "station", "operator")]
-    return _section(w["keys"], note, _table(header, rows, (32, 14, 34, 22, 32, 24, 22)))
+    return _section(w["payment_keys"], note, _table(header, rows, (32, 14, 34, 22, 32, 24, 22)))
 
 
 def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
@@ -300,14 +303,10 @@ def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
             for s in run["steps"]
         ]
         header = [w["step"], w["status"], w["started"], w["seconds"], w["detail"]]
-        content.append(
-            KeepTogether(
-                [
-                    _p(f"{w['run']} {run['run_id']}: {run['recipe']}", "h3"),
-                    _table(header, rows, (36, 18, 34, 14, 78), numeric=(3,)),
-                ]
-            )
-        )
+        content += [
+            _p(f"{w['run']} {run['run_id']}: {run['recipe']}", "h3"),
+            _table(header, rows, (36, 18, 34, 14, 78), numeric=(3,)),
+        ]
     return _section(w["runs"], *content)
 
 
@@ -315,7 +314,7 @@ def _calibration(calibrations: list[dict[str, Any]], w: dict[str, str]) -> list[
     if not calibrations:
         return _section(w["calibration"], _nothing(w))
     c = calibrations[-1]
-    line = _p(f"{w['checksum']}: {c['checksum']} · {c['created']} · {c['station']}", "note")
+    line = _p(f"{w['checksum']}: {c['checksum']} · {c['created']} · {c['station']}", "lead")
     rows = [[figure_label(name), number(value, 4)] for name, value in c["figures"].items()]
     return _section(w["calibration"], line, _table([w["figure"], w["value"]], rows, (70, 30), numeric=(1,)))
 
@@ -324,7 +323,7 @@ def _depth(checks: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
     if not checks:
         return _section(w["depth"], _nothing(w))
     d = checks[-1]
-    line = Paragraph(f"{markup(d['created'])} · {markup(w['passed'])}: {_yes_text(d['passed'], w)}", _styles()["note"])
+    line = Paragraph(f"{markup(d['created'])} · {markup(w['passed'])}: {_yes_text(d['passed'], w)}", _styles()["lead"])
     header = [w["distance"], *(figure_label(n) for n in DEPTH_FIGURES)]
     rows = [[f"{r['distance_m']:.2f}", *(number(r.get(n), 3) for n in DEPTH_FIGURES)] for r in d["distances"]]
     table = _table(header, rows, (24, 24, 27, 27, 27, 27), numeric=range(6))
@@ -374,7 +373,7 @@ def _face_pay(checks: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]
                     Paragraph(trade, _styles()["note"]),
                 ]
             )
-        )
+        )  # a dozen rows at most: kept on one page
     return _section(w["face_pay"], *content)
 
 
@@ -439,7 +438,7 @@ def batch_pdf(report: BatchReport) -> bytes:
     )
     steps = report.steps
     usable = 267.0 - 2 - 26 - 20 - 34 - 16  # landscape A4 less margins, serial, result, key ID, KCV
-    step_width = max(12.0, usable / max(1, len(steps)))
+    step_width = min(28.0, max(12.0, usable / max(1, len(steps))))
     header = [w["serial"], w["result"], *(step_label(n) for n in steps), w["initial_key_id"], w["kcv"]]
     rows = [
         [_p(u["serial"], "mono"), _state(u["result"]), *(seconds_of(u, n) for n in steps),
@@ -451,7 +450,7 @@ def batch_pdf(report: BatchReport) -> bytes:
         w["units"], _table(header, rows, widths, numeric=range(2, 2 + len(steps))), _p(w["time_per_step"], "note")
     )
     share_rows: list[list[Any]] = [
-        [step_label(s["name"]), number(s["seconds"], 1), f"{number(s['share'] * 100, 1)} %", s["failed"]]
+        [step_label(s["name"]), number(s["seconds"], 1), f"{s['share'] * 100:.1f} %", s["failed"]]
         for s in totals["steps"]
     ]
     share_rows.append([_p(w["total"], "head"), _p(number(totals["step_seconds"], 1), "headnum"), "100 %", ""])
@@ -469,7 +468,7 @@ def batch_pdf(report: BatchReport) -> bytes:
         lines = findings(report.reconciliation)
         content: list[Flowable] = [verdict]
         if lines:
-            content.append(_table([w["reconciliation"], w["units"]], lines, (80, 180)))
+            content.append(_table([w["finding"], w["units"]], lines, (80, 180)))
         story += _section(w["reconciliation"], *content)
     title = f"{w['batch_title']} {report.batch_id}"
     return _build(story, title, w["footer"], report.generated, landscape(A4))
