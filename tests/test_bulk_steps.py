@@ -31,6 +31,7 @@ from provisioning.bulk_steps import (
 )
 from provisioning.camera_steps import JigNotConfigured, NoJig, TooFewDistances
 from provisioning.injection import BdkNotRegistered, InjectionUnsettled
+from provisioning.ledger.audit import clean_json
 from provisioning.operators import OperatorSession, RoleRequired, RolesRequired
 from provisioning.registration import InventoryCallWaiting
 from provisioning.steps import Resources, Step, StepOutcome, UnitJob, all_steps
@@ -48,6 +49,7 @@ def as_json(outcome: StepOutcome) -> str:
     """What the pipeline records of an outcome; it must load back as JSON."""
     text = json.dumps(outcome.as_dict())
     assert json.loads(text)["name"] == outcome.step
+    clean_json(outcome.data, "data")  # what the ledger takes of a step: no name that looks like a secret's
     return text
 
 
