@@ -24,12 +24,14 @@ from terminal.diagnostics import loopback, read_slot_hashes
 from terminal.errors import NaiadError
 from terminal.secure_element import SecureElement
 
+from .camera_steps import CHECK_ROLES
 from .diagnose_checks import FlashedBundle, bundle_images, self_test
 from .steps import Setting, SettingKind, Step, StepOutcome, UnitJob, register
 from .verdicts import Rule, judge, load_rules
 
-SUPPORT_ROLES = ("support", "admin")
-"""Who may diagnose: the support engineer, and an admin standing in."""
+SUPPORT_ROLES = CHECK_ROLES
+"""Who may diagnose: the roles that may check a unit's camera (support, operator, installer), as the recipe's
+field-check allows; an admin manages accounts and handles no unit."""
 FLASH_STEPS = ("flash", "firmware-update")
 LOOPBACK_BYTES = 384 * 1024
 """Bytes written and read back by the link check: a few hundred frames, enough for a noisy cable to show."""
