@@ -129,7 +129,7 @@ def history(settings: Settings, serial: str, as_json: bool) -> None:
         emit_json(found.as_dict())
         return
     shown = table(*HISTORY_HEADINGS, title=_("History of {serial}", serial=serial))
-    for event in found.timeline():
+    for event in found.timeline(brief=True):
         when = event.at.strftime("%Y-%m-%d %H:%M:%S") if event.at else "-"
         shown.add_row(
             when,

@@ -45,6 +45,10 @@ STATUSES = (
 )
 
 
+SHOWN_ELSEWHERE = ("station.", "operation.", "keys.", "camera.", "platform.call.")
+"""Audit actions whose event the timeline lists in its own row."""
+
+
 class UnknownUnitHistory(NaiadError):
     message = N_("The ledger knows nothing of unit {serial}")
     remedy = N_("Check the serial on the unit's label, and that this station uses the line's ledger (--ledger).")
@@ -79,11 +83,17 @@ class UnitHistory:
     def known(self) -> bool:
         return self.device is not None or any((self.operations, self.injections, self.runs, self.audit))
 
-    def timeline(self) -> list[Event]:
-        """Every event, oldest first (what ``naiad history`` shows as a table)."""
+    def timeline(self, *, brief: bool = False) -> list[Event]:
+        """Every event, oldest first; ``brief`` (``naiad history``'s table) leaves out the audit entries that only
+        repeat a run, step, operation, injection, calibration, check or platform call listed already."""
         events = [
             Event(
-                r.get("started"), "run", str(r.get("recipe")), str(r.get("result") or r.get("status")), r.get("station")
+                r.get("started"),
+                "run",
+                str(r.get("recipe")),
+                str(r.get("status")),
+                r.get("station"),
+                r.get("operator"),
             )
             for r in self.runs
         ]
@@ -99,7 +109,7 @@ class UnitHistory:
             Event(
                 i["injected"],
                 "injection",
-                f"{i['initial_key_id']} KCV {i['kcv']}",
+                f"{i['initial_key_id'].hex().upper()} KCV {i['kcv'].hex().upper()}",
                 "injected",
                 i["station"],
                 i["operator"],
@@ -125,7 +135,11 @@ class UnitHistory:
             Event(p["created"], "platform-call", p["method"], p["state"], p["station"], p["operator"])
             for p in self.platform_calls
         ]
-        events += [Event(a["at"], "audit", a["action"], "", a["station"], a["operator"]) for a in self.audit]
+        events += [
+            Event(a["at"], "audit", a["action"], "", a["station"], a["operator"])
+            for a in self.audit
+            if not (brief and a["action"].startswith(SHOWN_ELSEWHERE))
+        ]
         epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
         return sorted(events, key=lambda e: _aware(e.at) or epoch)
 

@@ -18,6 +18,7 @@ from diagnosebench import Provisioned, provisioned_unit
 from provisioning.diagnose_steps import DIAGNOSE_STEPS, FirmwareSlots, VerdictStep
 from provisioning.steps import REQUIRED, Step, StepOutcome, UnitJob, step_class
 
+
 @pytest.fixture(scope="module")
 def unit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     with provisioned_unit(tmp_path_factory.mktemp("diagnose")) as provisioned:

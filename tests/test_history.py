@@ -52,6 +52,9 @@ def test_a_unit_s_history_holds_what_was_done_to_it_and_nothing_else(tmp_path: P
     assert {"keys.injected", "camera.calibrated", "camera.checked", "platform.call.done"} <= actions
     kinds = [e.kind for e in history.timeline()]
     assert {"operation", "injection", "calibration", "camera-check", "platform-call", "audit"} <= set(kinds)
+    brief = [(e.kind, e.what) for e in history.timeline(brief=True)]
+    assert ("audit", "device.seen") in brief and ("audit", "keys.injected") not in brief  # its own row says it
+    assert any(kind == "injection" and what.endswith("KCV A1B2C3D4E5") for kind, what in brief), brief
     times = [e.at for e in history.timeline() if e.at is not None]
     assert times == sorted(times)
     assert other.injections == [] and other.calibrations == [] and len(other.operations) == 1
