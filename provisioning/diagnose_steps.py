@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import hmac
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,7 +26,7 @@ from terminal.secure_element import SecureElement
 
 from .camera_steps import CHECK_ROLES
 from .diagnose_checks import FlashedBundle, bundle_images, self_test
-from .steps import Setting, SettingKind, Step, StepOutcome, UnitJob, register
+from .steps import Resources, Setting, SettingKind, Step, StepOutcome, UnitJob, register
 from .verdicts import Rule, judge, load_rules
 
 SUPPORT_ROLES = CHECK_ROLES
@@ -169,7 +169,7 @@ class FirmwareSlots(DiagnoseStep):
     )
     fields = ("active_slot", "running_version", "expected_version", "source", "mismatched", "unbootable", "problems")
 
-    def __init__(self, settings: Any, resources: Any) -> None:
+    def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)
         bundle = self.config.get("bundle") or ""
         self.bundle = bundle_images(Path(bundle)) if bundle else None  # a bad bundle refuses the batch
@@ -398,7 +398,7 @@ class VerdictStep(Step):
     roles: ClassVar[tuple[str, ...]] = SUPPORT_ROLES
     settings = (Setting("rules", SettingKind.FILE, "", N_("A verdict rules file (default: the built-in rules)")),)
 
-    def __init__(self, settings: Any, resources: Any) -> None:
+    def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)
         path = self.config.get("rules") or ""
         self.rules: tuple[Rule, ...] = load_rules(rule_fields(), *([Path(path)] if path else []))

@@ -79,3 +79,15 @@ def test_history_shows_what_was_done_to_the_unit(unit: Provisioned) -> None:
     assert {r["recipe"] for r in as_json["runs"]} >= {"bench-prep"}
     unknown = naiad(unit, "history", "DF2Z99999")
     assert unknown.exit_code == 1 and "knows nothing of unit DF2Z99999" in unknown.output
+
+
+def test_a_tampered_unit_is_zeroised_by_naiad_sim_and_diagnosed_for_re_injection(unit: Provisioned) -> None:
+    """Last: the keys do not come back."""
+    tamper = CliRunner().invoke(cli, ["sim", "zeroise", unit.serial, "--state", str(unit.sim.state_dir)])
+    assert tamper.exit_code == 0, tamper.output
+    result = naiad(unit, "diagnose", unit.serial, "--json")
+    assert result.exit_code == 1, result.output
+    shown = json.loads(result.output)
+    assert (shown["verdict"]["verdict"], shown["verdict"]["action"]) == ("keys-missing", "re-inject")
+    [keys] = [s for s in shown["steps"] if s["name"] == "key-status"]
+    assert keys["data"]["state"] == "factory" and keys["data"]["keys"] == 0

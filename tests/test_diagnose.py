@@ -7,6 +7,7 @@ its fault on it and takes it off again.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 import pytest
 from diagnosebench import Provisioned, provisioned_unit
+from hypothesis import given
+from hypothesis import strategies as st
 
 from provisioning.diagnose_steps import DIAGNOSE_STEPS, FirmwareSlots, VerdictStep
 from provisioning.steps import REQUIRED, Step, StepOutcome, UnitJob, step_class
@@ -73,6 +76,7 @@ def test_a_healthy_provisioned_unit_needs_nothing(provisioned: Provisioned) -> N
         ({"dead_projector": True}, "rma", "dead-projector", ("camera-self-test", "projector_ok", False)),
         ({"rgb_defocus": True}, "rma", "camera-module", ("camera-self-test", "rgb_ok", False)),
         ({"ber": 1.5e-6}, "replace-cable", "noisy-link", ("link-check", "intact", True)),
+        ({"drop": 1.5e-5}, "replace-cable", "noisy-link", ("link-check", "intact", True)),
     ],
 )
 def test_each_camera_or_link_fault_gets_its_own_verdict(
@@ -84,7 +88,7 @@ def test_each_camera_or_link_fault_gets_its_own_verdict(
         got, outcomes = judged(provisioned)
     finally:
         provisioned.sim.call(
-            "faults", serial=serial, camera_drift=False, dead_projector=False, rgb_defocus=False, ber=0.0
+            "faults", serial=serial, camera_drift=False, dead_projector=False, rgb_defocus=False, ber=0.0, drop=0.0
         )
     assert (got, outcomes["verdict"].data["verdict"]) == (action, verdict), {
         k: (o.ok, o.detail, o.data.get("findings")) for k, o in outcomes.items()
@@ -92,7 +96,9 @@ def test_each_camera_or_link_fault_gets_its_own_verdict(
     step, field, value = shown
     assert outcomes[step].data[field] == value, outcomes[step].data
     assert outcomes["verdict"].data["reasons"]
-    if "ber" in faults:  # the retransmissions recover the data; the damaged frames give the cable away
+    if (
+        "ber" in faults or "drop" in faults
+    ):  # the retransmissions recover the data; the damaged frames give the cable away
         assert outcomes["link-check"].data["damaged_frames"] > 0
 
 
@@ -262,3 +268,34 @@ def test_slot_hashes_in_their_shape_are_read() -> None:
     digest = "ab" * 32
     reply = f'{{"a": {{"boot": {{"sha256": "{digest}", "bytes": 4096}}, "system": null}}, "b": {{}}}}'.encode()
     assert parse_slot_hashes(_client(), reply) == {"a": {"boot": PartitionHash(digest, 4096), "system": None}, "b": {}}
+
+
+@given(st.binary(max_size=512) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+).map(lambda value: json.dumps(value).encode()))  # fmt: skip
+def test_whatever_a_unit_sends_as_slot_hashes_is_read_or_refused_typed(reply: bytes) -> None:
+    from terminal.diagnostics import parse_slot_hashes
+    from terminal.errors import MalformedReply
+
+    try:
+        hashes = parse_slot_hashes(_client(), reply)
+    except MalformedReply:
+        return
+    assert all(isinstance(parts, dict) for parts in hashes.values())
+
+
+def test_the_image_map_keeps_the_pieces_of_one_image_and_forgets_an_older_one(tmp_path: Path) -> None:
+    from simulator.image_map import ImageMap
+
+    images = ImageMap(tmp_path)
+    images.record("system_b", [(0, 4096), (8192, 4096)])
+    images.record("system_b", [(16384, 100)])  # the next piece of a re-sparsed image
+    assert images.extents("system_b") == [(0, 4096), (8192, 4096), (16384, 100)]
+    images.record("system_b", [(0, 512)])  # a new image from the start
+    assert images.extents("system_b") == [(0, 512)]
+    images.forget("system_b")
+    assert images.extents("system_b") is None and images.extents("boot_a") is None
+    (tmp_path / "images.json").write_text("{torn", encoding="utf-8")
+    assert ImageMap(tmp_path).extents("system_b") is None  # a torn record claims nothing
