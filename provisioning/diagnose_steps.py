@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import hmac
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -139,12 +139,8 @@ class BootHistory(DiagnoseStep):
 
 
 def _flashed_from_ledger(job: UnitJob) -> FlashedBundle | None:
-    """What the ledger says the unit's last flash or firmware update wrote (A's unit steps)."""
-    ledger = job.station.ledger
-    unit_steps: Callable[[str], list[Any]] | None = getattr(ledger, "unit_steps", None)
-    if unit_steps is None:
-        return None
-    for record in reversed(unit_steps(job.serial)):
+    """What the ledger says the unit's last flash or firmware update wrote (its recipe steps' data)."""
+    for record in reversed(job.station.ledger.unit_steps(job.serial)):
         data = record.data or {}
         if record.name in FLASH_STEPS and record.status == "succeeded" and isinstance(data.get("images"), dict):
             version = data.get("after") or data.get("version")

@@ -8,7 +8,6 @@ checks, the platform calls (face tokens left out, pending or not) and the audit 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
@@ -182,10 +181,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _fields(record: Any) -> dict[str, Any]:
-    return asdict(record) if is_dataclass(record) and not isinstance(record, type) else dict(record)
-
-
 def _without_secrets(value: Any) -> Any:
     """A platform call's request or reply without its face tokens or anything named like a secret."""
     if isinstance(value, dict):
@@ -195,12 +190,6 @@ def _without_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_secrets(v) for v in value]
     return value
-
-
-def _records(ledger: Ledger, name: str, serial: str) -> list[Any]:
-    """A listing of helper A's (``unit_runs``, ``unit_steps``), empty on a ledger without recipe runs."""
-    method: Callable[..., list[Any]] | None = getattr(ledger, name, None)
-    return [] if method is None else list(method(serial))
 
 
 def unit_history(ledger: Ledger, serial: str) -> UnitHistory:
@@ -215,8 +204,8 @@ def unit_history(ledger: Ledger, serial: str) -> UnitHistory:
     return UnitHistory(
         serial=serial,
         device=ledger.device(serial),
-        runs=[_fields(r) for r in _records(ledger, "unit_runs", serial)],
-        steps=[_fields(s) for s in _records(ledger, "unit_steps", serial)],
+        runs=[asdict(r) for r in ledger.unit_runs(serial)],
+        steps=[asdict(s) for s in ledger.unit_steps(serial)],
         operations=[asdict(o) for o in ledger.operations(serial)],
         injections=injections,
         calibrations=[asdict(c) for c in ledger.calibrations(serial)],
