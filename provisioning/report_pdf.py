@@ -36,7 +36,16 @@ from reportlab.platypus import (
 )
 
 from .report_batch import BatchReport, failures, findings
-from .report_data import DEPTH_FIGURES, UnitReport, figure_label, short_time, stage_name, status_label, step_label
+from .report_data import (
+    DEPTH_FIGURES,
+    UnitReport,
+    figure_label,
+    ordered,
+    short_time,
+    stage_name,
+    status_label,
+    step_label,
+)
 from .report_render import number, seconds_of, words
 
 CJK_FONT = "STSong-Light"
@@ -72,7 +81,7 @@ def _styles() -> dict[str, ParagraphStyle]:
         "body": base,
         "cell": ParagraphStyle("cell", parent=base, fontSize=7.8, leading=9.4),
         "num": ParagraphStyle("num", parent=base, fontSize=7.8, leading=9.4, alignment=TA_RIGHT),
-        "mono": ParagraphStyle("mono", parent=base, fontName="Courier", fontSize=7.6, leading=9.4),
+        "mono": ParagraphStyle("mono", parent=base, fontName="Courier", fontSize=7.2, leading=9.4),
         "head": ParagraphStyle("head", parent=base, fontName="Helvetica-Bold", fontSize=7.8, leading=9.4),
         "headnum": ParagraphStyle(
             "headnum", parent=base, fontName="Helvetica-Bold", fontSize=7.8, leading=9.4, alignment=TA_RIGHT
@@ -103,9 +112,13 @@ def _p(text: object, style: str = "cell", colour: colors.Color | None = None) ->
     return Paragraph(body, _cjk_style(style) if _WIDE.search(str(text)) else _styles()[style])
 
 
+NEUTRAL_STATES = ("running", "pending")
+"""Not over yet (the report step itself is ``running`` in its own report): neither green nor red."""
+
+
 def _state(value: object) -> Paragraph:
     good = value in ("succeeded", "pass", "done", "already-done", True)
-    return _p(status_label(value), "cell", GREEN if good else RED)
+    return _p(status_label(value), "cell", GREEN if good else GREY if value in NEUTRAL_STATES else RED)
 
 
 def _yes(value: object, w: dict[str, str]) -> Paragraph:
@@ -195,6 +208,37 @@ def depth_chart(rows: Sequence[dict[str, Any]], w: dict[str, str], width_mm: flo
         if points:
             _add_legend(drawing, text, colour, legend_x, height - 6 * mm)
             legend_x += 55 * mm
+    return drawing
+
+
+def share_chart(steps: Sequence[dict[str, Any]], w: dict[str, str]) -> Drawing | None:
+    """Each step's share of the batch's time as a horizontal bar (%), the steps top to bottom in recipe order."""
+    if not steps or sum(s["seconds"] for s in steps) <= 0:
+        return None
+    from reportlab.graphics.charts.barcharts import HorizontalBarChart
+
+    width, bar = 120 * mm, 6 * mm
+    height = bar * len(steps) + 16 * mm
+    drawing = Drawing(width, height)
+    chart = HorizontalBarChart()
+    chart.x, chart.y, chart.width, chart.height = 48 * mm, 8 * mm, width - 56 * mm, bar * len(steps)
+    chart.data = [[round(s["share"] * 100, 1) for s in reversed(steps)]]
+    chart.bars[0].fillColor, chart.bars[0].strokeColor = BLUE, None
+    chart.valueAxis.valueMin, chart.valueAxis.valueMax = 0, 100
+    chart.valueAxis.valueStep = 20
+    chart.valueAxis.labels.fontName, chart.valueAxis.labels.fontSize = "Helvetica", 7
+    chart.valueAxis.labelTextFormat = "%d %%"
+    chart.valueAxis.visibleGrid, chart.valueAxis.gridStrokeColor = True, RULE
+    names = [step_label(s["name"]) for s in reversed(steps)]
+    chart.categoryAxis.categoryNames = names
+    chart.categoryAxis.labels.fontName = _font_of("".join(names))
+    chart.categoryAxis.labels.fontSize = 7
+    chart.categoryAxis.labels.boxAnchor = "e"
+    chart.barLabelFormat = "%.1f"
+    chart.barLabels.fontName, chart.barLabels.fontSize, chart.barLabels.boxAnchor = "Helvetica", 6.5, "w"
+    chart.barLabels.dx = 2
+    drawing.add(chart)
+    drawing.add(_label(w["share"], chart.x + chart.width / 2, 1.5 * mm, 0))
     return drawing
 
 
@@ -305,7 +349,7 @@ def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
         header = [w["step"], w["status"], w["started"], w["seconds"], w["detail"]]
         content += [
             _p(f"{w['run']} {run['run_id']}: {run['recipe']}", "h3"),
-            _table(header, rows, (36, 18, 34, 14, 78), numeric=(3,)),
+            _table(header, rows, (44, 18, 32, 13, 73), numeric=(3,)),
         ]
     return _section(w["runs"], *content)
 
@@ -315,7 +359,7 @@ def _calibration(calibrations: list[dict[str, Any]], w: dict[str, str]) -> list[
         return _section(w["calibration"], _nothing(w))
     c = calibrations[-1]
     line = _p(f"{w['checksum']}: {c['checksum']} · {c['created']} · {c['station']}", "lead")
-    rows = [[figure_label(name), number(value, 4)] for name, value in c["figures"].items()]
+    rows = [[figure_label(name), number(value, 4)] for name, value in ordered(c["figures"])]
     return _section(w["calibration"], line, _table([w["figure"], w["value"]], rows, (70, 30), numeric=(1,)))
 
 
@@ -344,7 +388,7 @@ def _field_checks(checks: list[dict[str, Any]], w: dict[str, str]) -> list[Flowa
         return []
     rows = [
         [short_time(f["created"]), _yes(f["passed"], w), f["verdict"] or "–",
-         "; ".join(f"{figure_label(k)} {number(v, 3)}" for k, v in f["figures"].items())]
+         "; ".join(f"{figure_label(k)} {number(v, 3)}" for k, v in ordered(f["figures"]))]
         for f in checks
     ]  # fmt: skip
     return _section(w["field_checks"], _table([w["started"], w["passed"], w["verdict"], w["figure"]], rows,
@@ -386,7 +430,7 @@ def _platform(calls: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
         for c in calls
     ]  # fmt: skip
     header = [w[n] for n in ("method", "request_no", "state", "attempts", "updated", "error")]
-    return _section(w["platform_calls"], _table(header, rows, (44, 30, 16, 16, 30, 44), numeric=(3,)))
+    return _section(w["platform_calls"], _table(header, rows, (40, 52, 14, 16, 30, 28), numeric=(3,)))
 
 
 def _verdict(verdict: dict[str, Any] | None, w: dict[str, str]) -> list[Flowable]:
@@ -454,10 +498,15 @@ def batch_pdf(report: BatchReport) -> bytes:
         for s in totals["steps"]
     ]
     share_rows.append([_p(w["total"], "head"), _p(number(totals["step_seconds"], 1), "headnum"), "100 %", ""])
-    story += _section(
-        w["totals"], _table([w["step"], w["seconds"], w["share"], w["failed"]], share_rows, (50, 24, 24, 18),
-                            numeric=(1, 2, 3))
-    )  # fmt: skip
+    totals_table = _table([w["step"], w["seconds"], w["share"], w["failed"]], share_rows, (50, 24, 24, 18),
+                          numeric=(1, 2, 3))  # fmt: skip
+    chart = share_chart(totals["steps"], w)
+    if chart is None:
+        story += _section(w["totals"], totals_table)
+    else:
+        side_by_side = Table([[totals_table, chart]], colWidths=[122 * mm, 125 * mm], hAlign="LEFT")
+        side_by_side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+        story += _section(w["totals"], side_by_side)
     failed = failures(report)
     if failed:
         rows = [[_p(serial, "mono"), step_label(s["name"]), s["detail"]] for serial, s in failed]

@@ -20,7 +20,16 @@ import markupsafe
 from i18n import N_, _
 
 from .report_batch import BatchReport, failures, findings
-from .report_data import DEPTH_FIGURES, UnitReport, figure_label, short_time, stage_name, status_label, step_label
+from .report_data import (
+    DEPTH_FIGURES,
+    UnitReport,
+    figure_label,
+    ordered,
+    short_time,
+    stage_name,
+    status_label,
+    step_label,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -132,6 +141,7 @@ def unit_html(report: UnitReport, chart_svg: str | None) -> bytes:
             chart_svg=markupsafe.Markup(chart_svg) if chart_svg else None,
             fmt=number,
             t=short_time,
+            ordered=ordered,
             stage_name=stage_name,
             status_label=status_label,
         )

@@ -350,3 +350,11 @@ def test_the_label_step_reads_the_inject_outcome_of_its_own_run(ledger: Ledger, 
     refused = step.run(forged)  # a field forged into the QR text: refused, typed, nothing written
     assert not refused.ok and type(refused.error).__name__ == "LabelInputInvalid"
     assert sorted(p.name for p in (tmp_path / SERIAL).iterdir()) == [f"{SERIAL}-label.png"]
+
+
+def test_a_step_made_with_formats_it_cannot_write_is_refused(ledger: Ledger, tmp_path: Path) -> None:
+    from provisioning.report_steps import LabelStep, ReportFormatsInvalid, ReportStep
+
+    for cls, formats in ((LabelStep, ["gif"]), (LabelStep, []), (ReportStep, ["pdf", "docx"])):
+        with pytest.raises(ReportFormatsInvalid):
+            cls({"formats": formats}, resources(ledger, tmp_path / "reports"))
