@@ -41,7 +41,7 @@ def test_demo_json(tmp_path: Path) -> None:
     before = demo_processes()
     env = {**os.environ, "NAIAD_LANG": "en", "TMPDIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "console.cli", "demo", "--units", "1", "--calibration-views", "16", "--json"],
+        [sys.executable, "-m", "console.cli", "demo", "--units", "1", "--calibration-views", "12", "--json"],
         capture_output=True,
         text=True,
         env=env,
