@@ -9,6 +9,7 @@ off); exit 1 when a unit failed.  Without ``--keep`` only the reports stay of th
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import tempfile
@@ -31,8 +32,27 @@ if TYPE_CHECKING:
     from .demo import DemoRun
     from .demo_world import DemoWorld
 
-KEPT = ("reports",)
+LOG_FILE = "demo.log"
+KEPT = ("reports", LOG_FILE)
 """What stays of the demo's directory without --keep."""
+
+
+@contextmanager
+def logged_to(path: Path) -> Iterator[None]:
+    """The demo's log records (its steps' warnings, a worker's complaint while Ctrl-C tears the world down) go to
+    ``path``, not between the bars and tables on the terminal."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(min(previous, logging.INFO) if previous else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
 
 
 @contextmanager
@@ -90,7 +110,7 @@ def tidy(root: Path, keep: bool) -> None:
 def demo(units: int, keep: bool, views: int | None, as_json: bool) -> None:
     root = Path(tempfile.mkdtemp(prefix="naiad-demo-"))
     try:
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), logged_to(root / LOG_FILE):
             run = run_world(root, units, as_json, calibration_views=views)
     except KeyboardInterrupt:
         _say(as_json, _("Stopped; the simulator and the sandbox platform are stopped too."))
