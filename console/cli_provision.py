@@ -200,7 +200,7 @@ def print_summary(batch: BatchRun, reports: Path) -> None:
     "--reports",
     "reports_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help=N_("Write the reports and labels here (default: reports/<batch> in the data directory)."),
+    help=N_("Write the reports and labels here (default: reports/<recipe>-<UTC time> in the data directory)."),
 )
 @platform_options
 @json_option
