@@ -324,14 +324,18 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
-            with self._lock:
-                runs = list(self._runs.items())
-            for run_id, lost in runs:
-                try:
-                    if not self._ledger.unit_run_heartbeat(run_id):
-                        lost.set()
-                except NaiadError as exc:  # the database hiccuped: the next beat tries again
-                    LOG.warning("heartbeat of run %s failed: %s", run_id, exc)
+            self.beat()
+
+    def beat(self) -> None:
+        """Refresh every watched claim once; mark those this process holds no more."""
+        with self._lock:
+            runs = list(self._runs.items())
+        for run_id, lost in runs:
+            try:
+                if not self._ledger.unit_run_heartbeat(run_id):
+                    lost.set()
+            except NaiadError as exc:  # the database hiccuped: the next beat tries again
+                LOG.warning("heartbeat of run %s failed: %s", run_id, exc)
 
 
 # -- one unit ----------------------------------------------------------------------------------------

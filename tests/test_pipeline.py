@@ -555,3 +555,22 @@ def test_a_bug_in_one_units_worker_fails_that_unit_only(
     batch = bench.run(_recipe("fake-a"), ["SN1", "SN2"])
     assert _results(batch) == {"SN1": "succeeded", "SN2": "failed"}
     assert isinstance(batch.units[1].error, pipeline.PipelineCrashed) and "KeyError" in str(batch.units[1].error)
+
+
+def test_the_heartbeat_keeps_a_claim_and_notices_when_it_is_taken(bench: Bench) -> None:
+    from helpers import execute_sql
+
+    age = "UPDATE unit_runs SET heartbeat = datetime(heartbeat, '-3600 seconds')"
+    run = bench.ledger.claim_unit_run("SN1", "fakes", "a" * 64, "b1").run
+    heartbeat = pipeline._Heartbeat(bench.ledger, interval=3600)
+    lost = heartbeat.watch(run.id)
+    with Ledger.open(bench.url, station="line-2") as other:
+        execute_sql(bench.url, age)
+        heartbeat.beat()  # fresh again: the other station must keep off
+        assert other.claim_unit_run("SN1", "fakes", "a" * 64, "b2").outcome == "held-elsewhere"
+        assert not lost.is_set()
+        execute_sql(bench.url, age)  # silent for longer than the lease: taken over
+        assert other.claim_unit_run("SN1", "fakes", "a" * 64, "b2").outcome == "resumed"
+        heartbeat.beat()
+        assert lost.is_set()
+    heartbeat.forget(run.id)
