@@ -127,6 +127,11 @@ def demo(units: int, keep: bool, views: int | None, as_json: bool) -> None:
             out().print(
                 _("The demo's ledger, key store and simulator state are kept in {path}", path=str(root)), markup=False
             )
+            serial = next((u["serial"] for u in run["units"]), "SERIAL")
+            out().print(
+                _("A unit's history: {command}", command=f"NAIAD_DATA_DIR={root / 'data'} naiad history {serial}"),
+                markup=False,
+            )
     if not run["ok"]:
         raise click.exceptions.Exit(1)
 
