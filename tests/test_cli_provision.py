@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,42 @@ def test_no_secret_in_the_world_files(world: DemoWorld) -> None:
             data = path.read_bytes()
             for secret in secrets:
                 assert secret.encode() not in data, path
+
+
+def test_recipe_bars_count_steps_and_name_the_step_in_progress() -> None:
+    """A unit's bar fills by the pipeline's steps, names the step with its own phase beside it, ignores the
+    step's byte counts and its end, and is marked only when the pipeline ends the unit."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from console.cli_progress import RecipeBars
+    from provisioning.steps import StepOutcome
+    from terminal.events import PhaseStarted, Progressed, StepFinished
+
+    @dataclass
+    class Ended:
+        ok: bool
+        result: str
+        error: None = None
+
+        def as_dict(self) -> dict[str, Any]:
+            return {"result": self.result, "steps": []}
+
+    with Progress(console=Console(file=StringIO(), force_terminal=False)) as progress:
+        bars = RecipeBars(progress, "distributor-bulk", outcome=lambda result: result.as_dict()["result"])
+        bars.phase_started(PhaseStarted("U1", "distributor-bulk", "flash", "Flash the firmware"))
+        bars.progressed(Progressed("U1", "distributor-bulk", "flash", 0, 6, counts="items"))
+        bars.phase_started(PhaseStarted("U1", "flash", "write", "writing system"))
+        bars.progressed(Progressed("U1", "flash", "write", 4096, 8192))
+        [task] = progress.tasks
+        assert "Flash the firmware · writing system" in task.description
+        assert (task.completed, task.total, task.fields["counts"]) == (0, 6, "items")
+        bars.finished(StepFinished("U1", "flash", StepOutcome("flash", True)))  # the step's own end
+        assert "✓" not in progress.tasks[0].description
+        bars.progressed(Progressed("U1", "distributor-bulk", "inject", 1, 6, counts="items"))
+        bars.finished(StepFinished("U1", "distributor-bulk", Ended(True, "succeeded")))
+        [task] = progress.tasks
+        assert "✓" in task.description and "succeeded" in task.description
+        assert task.completed == task.total == 6
