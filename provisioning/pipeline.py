@@ -539,7 +539,7 @@ class _UnitWorker:
                 return self._record(step_id, before)
         outcome, _raised = self._call(name, lambda: step.run(job))
         if outcome is None:
-            outcome = _failed(name, StepCrashed(step=name, serial=self.serial, detail="None"))
+            outcome = _failed(name, StepCrashed(step=name, serial=self.serial, detail=_("it returned no outcome")))
         return self._record(step_id, outcome)
 
     def _call(self, name: str, call: Callable[[], StepOutcome | None]) -> tuple[StepOutcome | None, bool]:
