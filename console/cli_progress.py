@@ -112,6 +112,58 @@ class RichBars(Listener):
             self._show(event.unit, mark + self._describe(event.unit, self.outcome(event.result)), 1, 1)
 
 
+class RecipeBars(RichBars):
+    """One bar per unit for a run of ``recipe``: it fills step by step (the pipeline's own events, whose step is
+    the recipe's name) and names the step the unit is in, with the phase of that step's own work beside it (the
+    domain's events: writing ``system``, view 12 of 16...).  Only the pipeline's end of a unit marks its bar."""
+
+    def __init__(self, progress: Progress, recipe: str, *, verbose: bool = False, outcome: Outcome = plain_outcome):
+        super().__init__(progress, verbose=verbose, outcome=outcome)
+        self.recipe = recipe
+        self._current: dict[str, str] = {}
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        with self._lock:
+            task = self._task(event.unit)
+            if event.step == self.recipe:
+                self._current[event.unit] = event.label
+                text = event.label
+            else:
+                step = self._current.get(event.unit)
+                text = f"{step} · {event.label}" if step else event.label
+            self.progress.update(task, description=self._describe(event.unit, text))
+
+    def progressed(self, event: Progressed) -> None:
+        if event.step != self.recipe:
+            return  # bytes of a step's own work: the unit's bar counts steps
+        with self._lock:
+            total = event.total if event.total > 0 else None
+            self.progress.update(self._task(event.unit), completed=event.done, total=total, counts="items")
+
+    def finished(self, event: StepFinished) -> None:
+        if event.step != self.recipe:
+            return  # one step's own work ended; the unit's run goes on
+        mark = "[green]✓[/] " if event.result.ok else "[red]✗[/] "
+        with self._lock:
+            task = self._task(event.unit)
+            shown = next((t for t in self.progress.tasks if t.id == task), None)
+            done = 1.0 if shown is None or not shown.total else shown.total
+            description = mark + self._describe(event.unit, self.outcome(event.result))
+            self.progress.update(task, description=description, completed=done, total=done)
+
+
+@contextmanager
+def recipe_bars(as_json: bool, recipe: str, outcome: Outcome = plain_outcome) -> Iterator[Listener | None]:
+    """One bar per unit for a run of ``recipe`` on stderr when it is a terminal and no JSON is asked for."""
+    console = err()
+    if as_json or not console.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        yield RecipeBars(progress, recipe, outcome=outcome)
+
+
 @contextmanager
 def unit_bars(as_json: bool, outcome: Outcome = plain_outcome, *, verbose: bool = False) -> Iterator[Listener | None]:
     """One bar per unit on stderr when it is a terminal and no JSON is asked for; else no listener."""
