@@ -39,7 +39,7 @@ LOG = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_FILENAME = "ledger.sqlite"
 # The newest script in migrations/versions (a test keeps the two equal).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 VERSION_TABLE = "alembic_version"
 BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite statement waits for another writer, and a PostgreSQL one for a lock, before giving up."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ from .records import (
     OperatorRecord,
     VerifyReport,
 )
+from .runs import UnitRuns
 
 LOG = logging.getLogger(__name__)
 
@@ -60,8 +62,14 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+STATION_ENV = "NAIAD_STATION"
+
+
 def default_station_name() -> str:
-    """This machine's host name without its domain, which names the station unless told otherwise."""
+    """``$NAIAD_STATION`` (several stations on one machine), else this machine's host name without its domain."""
+    named = os.environ.get(STATION_ENV, "").strip()
+    if named:
+        return named[:64]
     return socket.gethostname().split(".")[0][:64] or "station"
 
 
@@ -132,7 +140,7 @@ def _device_record(row: Device) -> DeviceRecord:
     return DeviceRecord(row.serial, row.model, row.first_seen, row.last_seen, row.port_path)
 
 
-class Ledger(Accounts, PaymentKeys, Inventory, CameraRecords, PlatformCalls):
+class Ledger(Accounts, PaymentKeys, Inventory, CameraRecords, PlatformCalls, UnitRuns):
     """The ledger of one station over a shared database.  Create it with ``Ledger.open``.
 
     ``operator`` is the authenticated operator (see :mod:`provisioning.operators`): operations and audit

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -42,6 +43,7 @@ BDK_ORIGINS = ("ceremony", "generated")
 INITIAL_KEY_ID_STATES = ("allocated", "injected", "failed")
 CAMERA_CHECK_KINDS = ("depth-quality", "field-check")  # provisioning.calibration's DEPTH_STEP and CHECK_STEP
 PLATFORM_CALL_STATES = ("pending", "done", "refused", "abandoned")
+RUN_STATUSES = ("running", "succeeded", "failed")  # a unit's run of a recipe, and each of its steps
 MAX_DERIVATION_ID = 0xFFFFFFFF  # the 32-bit derivation ID of an AES DUKPT Initial Key ID (X9.24-3)
 HASH_LENGTH = 64  # hex SHA-256
 KCV_HEX_LENGTH = 10  # at most 5 bytes: the AES-CMAC KCV of a TR-31 KC block
@@ -301,6 +303,69 @@ class PlatformCall(Base):
     error: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
     operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+
+
+class UnitRun(Base):
+    """One unit's run of a recipe (provisioning/pipeline.py): ``running`` while a station holds it, then
+    ``succeeded`` or ``failed``.  A failed or abandoned run is taken up again (``running``) to resume it.
+
+    A unit has at most one ``running`` run, across every station sharing the database (the partial unique
+    index): that run is the unit's claim, held by the station, host and process named in it, which keeps
+    ``heartbeat`` fresh while it works (unsealed: a heartbeat is no event for the audit trail)."""
+
+    __tablename__ = "unit_runs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+        Index("ix_unit_runs_serial_started", "serial", "started"),
+        Index(
+            "uq_unit_runs_running_serial",
+            "serial",
+            unique=True,
+            sqlite_where=text("status = 'running'"),  # PostgreSQL's where: in the migration (no dialect import here)
+        ),
+        sealed(unsealed=("heartbeat",)),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    recipe: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    digest: Mapped[str] = mapped_column(String(HASH_LENGTH))  # SHA-256 of the canonical recipe, overrides applied
+    batch: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    status: Mapped[str] = mapped_column(String(16))
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    started: Mapped[dt.datetime]
+    finished: Mapped[dt.datetime | None]
+    lease_seconds: Mapped[int] = mapped_column(Integer)
+    heartbeat: Mapped[dt.datetime]
+
+
+class UnitStep(Base):
+    """One attempt at one step of a unit's run: ``running``, then ``succeeded`` or ``failed`` with its seconds,
+    its one-line detail, its data (JSON, no secret) and its error (class, message, remedy)."""
+
+    __tablename__ = "unit_steps"
+    __table_args__ = (
+        CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+        CheckConstraint("already_done IN (0, 1)", name="already_done"),
+        Index("ix_unit_steps_run_id", "run_id"),
+        sealed(),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("unit_runs.id"))
+    position: Mapped[int] = mapped_column(Integer)  # the step's index in the recipe, from 0
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    status: Mapped[str] = mapped_column(String(16))
+    started: Mapped[dt.datetime]
+    finished: Mapped[dt.datetime | None]
+    milliseconds: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(String(ERROR_LENGTH))
+    data: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    already_done: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class AuditEntry(Base):

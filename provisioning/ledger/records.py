@@ -169,6 +169,62 @@ class PlatformCallRecord:
     operator: str | None
 
 
+@dataclass(frozen=True)
+class UnitRunRecord:
+    """A unit's run of a recipe (``running``, ``succeeded`` or ``failed``) and who holds or held it."""
+
+    id: int
+    serial: str
+    recipe: str
+    digest: str
+    batch: str
+    status: str
+    station: str
+    host: str
+    pid: int
+    operator: str | None
+    started: dt.datetime
+    finished: dt.datetime | None
+    heartbeat: dt.datetime
+    lease_seconds: int
+
+
+@dataclass(frozen=True)
+class UnitStepRecord:
+    """One attempt at one step of a unit's run, with the run's recipe; ``data`` and ``error`` are JSON, no secret
+    (``error``: the error's class, message and remedy as they were shown)."""
+
+    id: int
+    run_id: int
+    recipe: str
+    position: int
+    name: str
+    status: str
+    started: dt.datetime
+    finished: dt.datetime | None
+    seconds: float | None
+    detail: str
+    data: dict[str, Any]
+    error: dict[str, Any] | None
+    already_done: bool
+    station: str
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    """What :meth:`~provisioning.ledger.Ledger.claim_unit_run` found and did.
+
+    ``outcome``: ``claimed`` (a new run), ``resumed`` (an unfinished or failed run of the same recipe, with its
+    ``steps`` so far), ``already-done`` (``run`` is the unit's succeeded run of a writing recipe, ``steps`` its
+    steps) or ``held-elsewhere`` (``run`` is the running run a live station holds).  ``taken_over`` names the
+    station whose run was taken over (dead process, or lease expired), None otherwise."""
+
+    outcome: str
+    run: UnitRunRecord
+    steps: tuple[UnitStepRecord, ...] = ()
+    taken_over: str | None = None
+
+
 class Finding(enum.Enum):
     """What reconcile found about a unit, by the :class:`Reconciliation` field naming it; the value is the msgid."""
 
