@@ -233,6 +233,11 @@ _unit_command("unplug", "unplug", N_("Pull a terminal's USB cable."))
 _unit_command("replug", "replug", N_("Plug a terminal's USB cable back in."))
 _unit_command("power-cut", "power_cut", N_("Cut a terminal's power."))
 _unit_command("power-on", "power_on", N_("Restore a terminal's power; it boots."))
+_unit_command(
+    "zeroise",
+    "zeroise",
+    N_("Trip a terminal's tamper switch: its secure element wipes its identity and payment keys."),
+)
 
 
 class PlatformAccessUnreadable(NaiadError):

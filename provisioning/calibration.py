@@ -85,12 +85,15 @@ __all__ = [
     "DEPTH_STEP",
     "ROLE",
     "CameraStepResult",
+    "FirstPoses",
     "Jig",
     "JigNotConfigured",
     "NoJig",
     "NoStoredCalibration",
     "calibrate_units",
     "depth_quality",
+    "field_checking",
+    "full_calibration",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -473,6 +476,27 @@ def _acting(station: Station, session: OperatorSession) -> Ledger:
     return ledger if ledger.operator == session.operator else ledger.as_operator(session.operator)
 
 
+class FirstPoses(Jig):
+    """A jig that presents only the first ``poses`` of another's planned sequence (a shorter calibration: the
+    station aims the board at the image's empty areas afterwards, as it does after any sequence)."""
+
+    def __init__(self, jig: Jig, poses: int) -> None:
+        self.jig = jig
+        self.planned = max(0, min(poses, jig.planned))
+
+    def present_board(self, serial: str, index: int) -> None:
+        self.jig.present_board(serial, index)
+
+    def present_aimed(self, serial: str, x_frac: float, y_frac: float) -> None:
+        self.jig.present_aimed(serial, x_frac, y_frac)
+
+    def present_wall(self, serial: str, distance_m: float, tilt_deg: tuple[float, float] = (0.0, 0.0)) -> None:
+        self.jig.present_wall(serial, distance_m, tilt_deg)
+
+    def release(self, serial: str) -> None:
+        self.jig.release(serial)
+
+
 def calibrate_units(
     station: Station,
     jig: Jig,
@@ -499,20 +523,63 @@ def calibrate_units(
     if mode not in MODES:
         raise UnknownMode(mode=mode)
     chosen = _check_serials(serials)
-    acting = require_role(session, ROLE) if mode == FULL else require_check_role(session)
-    if mode == FULL and jig.planned <= 0:
-        raise JigNotConfigured(serial=", ".join(chosen))  # before any unit is touched
-    ledger = _acting(station, acting)
-    procedure = _full(jig) if mode == FULL else _checking(wall, wall_distance_m)
-    step, used = (CALIBRATE_STEP, jig) if mode == FULL else (CHECK_STEP, None)
-
-    def one(serial: str) -> CameraStepResult:
-        report = Reporter(listener, serial, CALIBRATE_STEP)
-        return _run_on_unit(station, serial, step, board, report, ledger, procedure, used)
-
+    if mode == FULL:
+        one = full_calibration(station, jig, session, board=board, units=chosen)
+    else:
+        one = field_checking(station, session, board=board, wall=wall, wall_distance_m=wall_distance_m)
     workers = max(1, min(max_workers or len(chosen), len(chosen)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calibrate") as pool:
-        return list(pool.map(one, chosen))
+        return list(pool.map(lambda serial: one(serial, listener), chosen))
+
+
+UnitStep = Callable[[str, "Listener | None"], CameraStepResult]
+"""One unit's camera step (serial, listener) -> its result, never raised: made once per run, run per unit."""
+
+
+def full_calibration(
+    station: Station,
+    jig: Jig,
+    session: OperatorSession | None,
+    *,
+    board: Board = Board(),  # noqa: B008 - a frozen dataclass: one shared default is safe
+    poses: int | None = None,
+    units: Sequence[str] = (),
+) -> UnitStep:
+    """A full calibration of one unit at a time on ``jig`` (its first ``poses`` planned poses when given), with
+    the checks made once: the ``operator`` role and a configured jig (typed errors naming ``units``, no unit
+    touched)."""
+    ledger = _acting(station, require_role(session, ROLE))
+    if poses is not None:
+        jig = FirstPoses(jig, poses)
+    if jig.planned <= 0:
+        raise JigNotConfigured(serial=", ".join(units) or "-")  # before any unit is touched
+    procedure = _full(jig)
+
+    def one(serial: str, listener: Listener | None = None) -> CameraStepResult:
+        report = Reporter(listener, serial, CALIBRATE_STEP)
+        return _run_on_unit(station, serial, CALIBRATE_STEP, board, report, ledger, procedure, jig)
+
+    return one
+
+
+def field_checking(
+    station: Station,
+    session: OperatorSession | None,
+    *,
+    board: Board = Board(),  # noqa: B008 - a frozen dataclass: one shared default is safe
+    wall: bool = False,
+    wall_distance_m: float | None = None,
+) -> UnitStep:
+    """A field check of one unit at a time (on the board held up, or ``wall``), once the role is checked (one of
+    :data:`CHECK_ROLES`)."""
+    ledger = _acting(station, require_check_role(session))
+    procedure = _checking(wall, wall_distance_m)
+
+    def one(serial: str, listener: Listener | None = None) -> CameraStepResult:
+        report = Reporter(listener, serial, CALIBRATE_STEP)
+        return _run_on_unit(station, serial, CHECK_STEP, board, report, ledger, procedure, None)
+
+    return one
 
 
 def depth_quality(

@@ -1,3 +1,365 @@
-"""The support engineer's read-only steps, and the verdict drawn from them by rules kept as data."""
+"""The support engineer's read-only steps, and the verdict drawn from them by rules kept as data.
+
+Every step here only reads: INFO, the boot history, the slots' content hashes (``diag/slot-hashes``, no reboot),
+the secure element's key status, camera captures (the projector is put back as it was), a loopback through the
+scratch object ``diag/loopback`` (forgotten at the next boot) and the logs.  Only the ledger records the run.
+Each step's data carries ``findings``: translated lines the verdict quotes as its reasons (docs/diagnose.md).
+"""
 
 from __future__ import annotations
+
+import abc
+import hmac
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from camera.frames import decode_frame_set
+from i18n import N_, _
+from terminal.camera_unit import CameraUnit
+from terminal.client import ManagementClient
+from terminal.diagnostics import loopback, read_slot_hashes
+from terminal.errors import NaiadError
+from terminal.secure_element import SecureElement
+
+from .diagnose_checks import FlashedBundle, bundle_images, self_test
+from .steps import Setting, SettingKind, Step, StepOutcome, UnitJob, register
+from .verdicts import Rule, judge, load_rules
+
+SUPPORT_ROLES = ("support", "admin")
+"""Who may diagnose: the support engineer, and an admin standing in."""
+FLASH_STEPS = ("flash", "firmware-update")
+LOOPBACK_BYTES = 256 * 1024
+"""Bytes written and read back by the link check: a few hundred frames, enough for a noisy cable to show."""
+LOG_TAIL = 20
+"""Lines of the unit's log kept in the step's data."""
+_LOG_ALARMS = ("error", "failed", "refused", "tamper", "fault")
+
+
+class DiagnoseStep(Step):
+    """A read-only step on one unit: a management session, figures, findings."""
+
+    read_only: ClassVar[bool] = True
+    roles: ClassVar[tuple[str, ...]] = SUPPORT_ROLES
+    fields: ClassVar[tuple[str, ...]] = ()
+    """The data fields verdict rules may name (``findings`` is always there)."""
+
+    def run(self, job: UnitJob) -> StepOutcome:
+        started = time.monotonic()
+        try:
+            data, detail = self.check(job)
+        except NaiadError as exc:
+            return StepOutcome(self.name, False, time.monotonic() - started, str(exc), {"findings": [str(exc)]}, exc)
+        return StepOutcome(self.name, self.passed(data), time.monotonic() - started, detail, data)
+
+    def passed(self, data: dict[str, Any]) -> bool:
+        """Whether the step passed: it ran to the end (what it found is for the verdict to judge)."""
+        return True
+
+    @abc.abstractmethod
+    def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        """The step's data (with ``findings``) and its one line for people."""
+
+    @contextmanager
+    def connect(self, job: UnitJob) -> Iterator[ManagementClient]:
+        with job.station.connect(job.serial) as client:
+            yield client
+
+
+@register
+class UnitInfo(DiagnoseStep):
+    name = "unit-info"
+    label = N_("Reading the unit's information")
+    fields = ("model", "hardware_revision", "active_slot", "running_version", "security_version", "boot_count",
+              "secure_element", "camera_module")  # fmt: skip
+
+    def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        with self.connect(job) as client:
+            info = client.info()
+        active = info["active_slot"]
+        running = (info["slots"].get(active) or {}).get("version")
+        data = {
+            "model": info["model"],
+            "hardware_revision": info["hardware_revision"],
+            "active_slot": active,
+            "running_version": running,
+            "security_version": info["security_version"],
+            "boot_count": info.get("boot_count"),
+            "secure_element": (info.get("secure_element") or {}).get("state"),
+            "camera_module": info.get("camera_module"),
+            "findings": [],
+        }
+        return data, _("{model}, firmware {version} in slot {slot}", model=info["model"], version=running, slot=active)
+
+
+@register
+class BootHistory(DiagnoseStep):
+    name = "boot-history"
+    label = N_("Reading the boot history")
+    fields = ("boots", "failed_attempts", "fell_back", "last_fell_back", "bootloader_boots")
+
+    def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        with self.connect(job) as client:
+            boots = client.boot_history()
+        failed = sum(int(b.get("failed_attempts") or 0) for b in boots)
+        fell_back = sum(1 for b in boots if b.get("fell_back"))
+        stuck = sum(1 for b in boots if b.get("error"))
+        last = boots[-1] if boots else {}
+        findings = []
+        if last.get("fell_back"):
+            findings.append(
+                _("The last boot fell back to slot {slot} after {failed} failed attempts",
+                  slot=last.get("slot"), failed=last.get("failed_attempts", 0))  # fmt: skip
+            )
+        data = {
+            "boots": len(boots),
+            "failed_attempts": failed,
+            "fell_back": fell_back,
+            "last_fell_back": bool(last.get("fell_back")),
+            "bootloader_boots": stuck,
+            "last": {k: last.get(k) for k in ("boot", "mode", "slot", "version", "at")},
+            "findings": findings,
+        }
+        return data, _("{boots} boots, {failed} failed attempts", boots=len(boots), failed=failed)
+
+
+def _flashed_from_ledger(job: UnitJob) -> FlashedBundle | None:
+    """What the ledger says the unit's last flash or firmware update wrote (A's unit steps)."""
+    ledger = job.station.ledger
+    unit_steps: Callable[[str], list[Any]] | None = getattr(ledger, "unit_steps", None)
+    if unit_steps is None:
+        return None
+    for record in reversed(unit_steps(job.serial)):
+        data = record.data or {}
+        if record.name in FLASH_STEPS and record.status == "succeeded" and isinstance(data.get("images"), dict):
+            version = data.get("after") or data.get("version")
+            return FlashedBundle(str(version), {str(k): str(v) for k, v in data["images"].items()})
+    return None
+
+
+def _flashed_version(job: UnitJob) -> str | None:
+    """The version of the unit's last successful flash operation (the ledger before recipes: no hashes)."""
+    for op in reversed(job.station.ledger.operations(job.serial)):
+        if op.kind == "flash" and op.status == "succeeded" and op.result and op.result.get("version"):
+            return str(op.result["version"])
+    return None
+
+
+@register
+class FirmwareSlots(DiagnoseStep):
+    name = "firmware-slots"
+    label = N_("Checking the firmware slots against the bundle flashed")
+    settings = (
+        Setting("bundle", SettingKind.FILE, "", N_("The bundle flashed (default: the one the ledger recorded)")),
+    )
+    fields = ("active_slot", "running_version", "expected_version", "source", "mismatched", "unbootable", "problems")
+
+    def __init__(self, settings: Any, resources: Any) -> None:
+        super().__init__(settings, resources)
+        bundle = self.config.get("bundle") or ""
+        self.bundle = bundle_images(Path(bundle)) if bundle else None  # a bad bundle refuses the batch
+
+    def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        with self.connect(job) as client:
+            info = client.info()
+            hashes = read_slot_hashes(client)
+        active = info["active_slot"]
+        slots = info["slots"]
+        running = (slots.get(active) or {}).get("version")
+        expected, source = self.bundle, "bundle"
+        if expected is None:
+            expected, source = _flashed_from_ledger(job), "ledger"
+        version = expected.version if expected else _flashed_version(job)
+        if expected is None:
+            source = "ledger-version" if version else "none"
+        findings = []
+        unbootable = sorted(name for name, slot in slots.items() if not slot.get("bootable", True))
+        for name in unbootable:
+            findings.append(_("Slot {slot} does not boot", slot=name))
+        if version is not None and running != version:
+            findings.append(
+                _("The unit runs {running} in slot {slot}, not {version} as flashed",
+                  running=running, slot=active, version=version)  # fmt: skip
+            )
+        mismatched = []
+        held = hashes.get(active, {})
+        if expected is not None and running == expected.version:
+            for partition, digest in sorted(expected.images.items()):
+                found = held.get(partition)
+                if found is None or not hmac.compare_digest(found.sha256, digest):
+                    mismatched.append(partition)
+                    findings.append(
+                        _("Partition {partition} of slot {slot} does not hold the image flashed", partition=partition,
+                          slot=active)  # fmt: skip
+                    )
+        elif expected is None:
+            job.reporter(self.name).message(_("No record of the bundle flashed: the hashes are not compared"))
+        data = {
+            "active_slot": active,
+            "running_version": running,
+            "expected_version": version,
+            "source": source,
+            "slots": {name: dict(slot) for name, slot in slots.items()},
+            "hashes": {s: {p: (h.sha256 if h else None) for p, h in parts.items()} for s, parts in hashes.items()},
+            "mismatched": mismatched,
+            "unbootable": unbootable,
+            "problems": len(findings),
+            "findings": findings,
+        }
+        return data, _("{count} problems in the firmware slots", count=len(findings))
+
+
+@register
+class KeyStatus(DiagnoseStep):
+    name = "key-status"
+    label = N_("Checking the payment keys against the ledger")
+    fields = ("state", "keys", "recorded", "initial_key_id", "kcv", "problem")
+
+    def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        with self.connect(job) as client:
+            status = SecureElement(client).status()
+        injections = job.station.ledger.injections(job.serial)
+        recorded = injections[-1] if injections else None
+        problem, findings = "", []
+        if recorded is not None:
+            slot = next((k for k in status.keys if k.initial_key_id == recorded.initial_key_id), None)
+            if not status.keys:
+                problem = "missing"
+                findings.append(
+                    _("The unit holds no payment key, but the ledger recorded key {key_id} injected",
+                      key_id=recorded.initial_key_id.hex().upper())  # fmt: skip
+                )
+            elif slot is None or not hmac.compare_digest(slot.kcv, recorded.kcv):
+                problem = "mismatch"
+                findings.append(
+                    _("The unit's payment key is not key {key_id} the ledger recorded",
+                      key_id=recorded.initial_key_id.hex().upper())  # fmt: skip
+                )
+        elif status.keys:
+            problem = "unrecorded"
+            findings.append(_("The unit holds a payment key the ledger has no injection for"))
+        data = {
+            "state": status.state,
+            "keys": len(status.keys),
+            "recorded": recorded is not None,
+            "initial_key_id": recorded.initial_key_id.hex().upper() if recorded else None,
+            "kcv": recorded.kcv.hex().upper() if recorded else None,
+            "problem": problem,
+            "findings": findings,
+        }
+        detail = _("Secure element {state}, {count} keys", state=status.state, count=len(status.keys))
+        return data, detail
+
+
+@register
+class CameraSelfTest(DiagnoseStep):
+    name = "camera-self-test"
+    label = N_("Testing the projector, the IR and the RGB cameras")
+    fields = ("speckle_contrast", "depth_fill", "ir_mean", "ir_clipped", "ir_noise", "rgb_sharpness",
+              "projector_ok", "ir_ok", "rgb_ok")  # fmt: skip
+
+    def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        with self.connect(job) as client:
+            camera = CameraUnit(client)
+            was_on = camera.projector()
+            try:
+                camera.projector(True)
+                lit = decode_frame_set(camera.capture(("ir", "depth"), speckle=True))
+                camera.projector(False)
+                flood = decode_frame_set(camera.capture(("ir", "rgb")))
+            finally:
+                camera.projector(was_on)  # as it was: a diagnosis leaves the unit as it found it
+        assert lit.ir is not None and lit.depth is not None and flood.ir is not None and flood.rgb is not None
+        test = self_test(lit.ir, lit.depth, flood.ir, flood.rgb)
+        findings = []
+        if not test.projector_ok:
+            findings.append(
+                _("The projector shows no dots: speckle contrast {contrast:.3f}, depth fill {fill:.0%}",
+                  contrast=test.speckle_contrast, fill=test.depth_fill)  # fmt: skip
+            )
+        if not test.ir_ok:
+            findings.append(_("The IR frame is black or clipped: mean {mean:.0f}", mean=test.ir_mean))
+        if not test.rgb_ok:
+            findings.append(_("The RGB camera is out of focus: sharpness {value:.1f}", value=test.rgb_sharpness))
+        return {**test.figures(), "findings": findings}, _("{count} camera faults", count=len(findings))
+
+
+@register
+class LinkCheck(DiagnoseStep):
+    name = "link-check"
+    label = N_("Testing the link with a loopback")
+    fields = ("bytes", "intact", "retransmissions", "throughput")
+
+    def passed(self, data: dict[str, Any]) -> bool:
+        return bool(data["intact"])  # a link that loses data failed its check
+
+    def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        with self.connect(job) as client:
+            result = loopback(client, LOOPBACK_BYTES)
+        findings = []
+        if not result.intact:
+            findings.append(_("The loopback data did not come back whole"))
+        if result.retransmissions:
+            findings.append(_("{count} retransmissions on the link", count=result.retransmissions))
+        data = {
+            "bytes": result.bytes,
+            "intact": result.intact,
+            "retransmissions": result.retransmissions,
+            "throughput": round(result.throughput),
+            "findings": findings,
+        }
+        detail = _("{kib} KiB round trip at {rate:.1f} MB/s, {count} retransmissions",
+                   kib=result.bytes // 1024, rate=result.throughput / 1e6, count=result.retransmissions)  # fmt: skip
+        return data, detail
+
+
+@register
+class Logs(DiagnoseStep):
+    name = "logs"
+    label = N_("Reading the unit's logs")
+    fields = ("lines", "alarms", "tamper")
+
+    def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        with self.connect(job) as client:
+            text = client.logs()
+        lines = text.splitlines()
+        alarms = [line for line in lines if any(word in line.lower() for word in _LOG_ALARMS)]
+        tamper = any("tamper" in line.lower() for line in lines)
+        findings = [_("The unit logged a tamper event")] if tamper else []
+        data = {"lines": len(lines), "alarms": len(alarms), "tamper": tamper, "tail": lines[-LOG_TAIL:],
+                "alarm_lines": alarms[-LOG_TAIL:], "findings": findings}  # fmt: skip
+        return data, _("{lines} lines, {alarms} alarms", lines=len(lines), alarms=len(alarms))
+
+
+def rule_fields() -> dict[str, frozenset[str]]:
+    """Each step a verdict rule may name, and its data fields."""
+    known = {cls.name: frozenset((*cls.fields, "findings")) for cls in DIAGNOSE_STEPS}
+    known["field-check"] = frozenset(("verdict", "passed", "findings"))  # B's step (provisioning/onsite_steps.py)
+    return known
+
+
+@register
+class VerdictStep(Step):
+    name = "verdict"
+    label = N_("Drawing the verdict")
+    read_only: ClassVar[bool] = True
+    roles: ClassVar[tuple[str, ...]] = SUPPORT_ROLES
+    settings = (Setting("rules", SettingKind.FILE, "", N_("A verdict rules file (default: the built-in rules)")),)
+
+    def __init__(self, settings: Any, resources: Any) -> None:
+        super().__init__(settings, resources)
+        path = self.config.get("rules") or ""
+        self.rules: tuple[Rule, ...] = load_rules(rule_fields(), *([Path(path)] if path else []))
+
+    def run(self, job: UnitJob) -> StepOutcome:
+        started = time.monotonic()
+        verdict = judge(self.rules, job.earlier)
+        detail = _("{verdict}: {action}", verdict=verdict.text, action=verdict.action_text)
+        return StepOutcome(self.name, True, time.monotonic() - started, detail, verdict.as_data())
+
+
+DIAGNOSE_STEPS: tuple[type[DiagnoseStep], ...] = (
+    UnitInfo, BootHistory, FirmwareSlots, KeyStatus, CameraSelfTest, LinkCheck, Logs,
+)  # fmt: skip

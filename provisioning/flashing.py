@@ -37,7 +37,7 @@ from firmware.signing import TrustStore
 from i18n import N_, _
 from terminal.discovery import Device
 from terminal.errors import NaiadError
-from terminal.events import Listener, Reporter
+from terminal.events import ItemProgressCallback, Listener, Reporter
 from terminal.fastboot import FastbootClient, FastbootFailure
 from terminal.models import BOOTLOADER, RUN, TerminalModel, model_by_id
 
@@ -423,6 +423,62 @@ def _check_serials(serials: Sequence[str]) -> list[str]:
     return chosen
 
 
+@dataclass
+class VerifiedBundle:
+    """A bundle opened with the station's trusted keys and verified (signature and every hash), with its plans:
+    what every unit of a run is flashed with.  Close it (or use it as a context manager) when the run ends."""
+
+    bundle: Bundle
+    plans: tuple[PartitionPlan, ...]
+
+    @property
+    def version(self) -> str:
+        return self.bundle.manifest.version
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.path
+
+    def close(self) -> None:
+        self.bundle.close()
+
+    def __enter__(self) -> VerifiedBundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_verified_bundle(
+    bundle_path: str | os.PathLike[str], progress: ItemProgressCallback | None = None
+) -> VerifiedBundle:
+    """Open the bundle at ``bundle_path`` with the station's trusted keys, verify every image and plan them, once
+    per run and before any unit is touched; a bad bundle raises its typed error and stays closed.  ``progress``
+    gets (image, bytes hashed, total bytes)."""
+    bundle = Bundle.open(Path(bundle_path), TrustStore())
+    try:
+        bundle.verify(progress)
+        plans = plan_bundle(bundle)
+    except BaseException:
+        bundle.close()
+        raise
+    return VerifiedBundle(bundle, plans)
+
+
+def flash_unit(
+    station: Station, verified: VerifiedBundle, serial: str, listener: Listener | None = None
+) -> FlashResult:
+    """Flash one unit with a bundle :func:`open_verified_bundle` made: the whole A/B procedure, one ledger
+    operation ``flash``; a failure is the result's ``error``, never raised.  Events go to ``listener`` (step
+    ``flash``), ending with a ``StepFinished``."""
+    return flash_one(station, verified, serial, Reporter(listener, serial, FLASH_STEP))
+
+
+def flash_one(station: Station, verified: VerifiedBundle, serial: str, reporter: Reporter) -> FlashResult:
+    """:func:`flash_unit` with the unit's own reporter (a run that told it the check phase already)."""
+    return _UnitFlash(station, verified.bundle, verified.plans, serial, reporter).run()
+
+
 def flash_units(
     station: Station,
     bundle_path: str | os.PathLike[str],
@@ -444,23 +500,17 @@ def flash_units(
         _phase(reporter, FlashPhase.CHECK)
     started = time.monotonic()
     try:
-        bundle = Bundle.open(Path(bundle_path), TrustStore())
+        verified = open_verified_bundle(
+            bundle_path, lambda partition, done, total: _bundle_progress(reporters, partition, done, total)
+        )
     except NaiadError as exc:
         _refuse_all(reporters, exc, started)
         raise
-    with bundle:
-        try:
-            bundle.verify(lambda partition, done, total: _bundle_progress(reporters, partition, done, total))
-            plans = plan_bundle(bundle)
-        except NaiadError as exc:
-            _refuse_all(reporters, exc, started)
-            raise
-        LOG.info("flashing %s (%s) onto %d units", bundle_path, bundle.manifest.version, len(chosen))
+    with verified:
+        LOG.info("flashing %s (%s) onto %d units", bundle_path, verified.version, len(chosen))
         workers = max(1, min(max_workers or len(chosen), len(chosen)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flash") as pool:
-            futures = [
-                pool.submit(_UnitFlash(station, bundle, plans, serial, reporters[serial]).run) for serial in chosen
-            ]
+            futures = [pool.submit(flash_one, station, verified, serial, reporters[serial]) for serial in chosen]
             return [future.result() for future in futures]
 
 

@@ -51,7 +51,7 @@ from keys.store import KeyHandle, KeyStore
 from keys.tr31 import Header
 from terminal.errors import NaiadError, RemoteError
 from terminal.events import Listener, Reporter
-from terminal.secure_element import IdentityReply, LoadedKey, SecureElement, SessionReply
+from terminal.secure_element import IdentityReply, KeySlot, LoadedKey, SecureElement, SessionReply
 
 from .ledger.errors import UnitNotAuthorised
 from .operators import OperatorSession, require_role
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
     from terminal.client import ManagementClient
 
-    from .ledger import Ledger, Reconciliation
+    from .ledger import InjectionRecord, Ledger, Reconciliation
 
 LOG = logging.getLogger(__name__)
 
@@ -137,6 +137,17 @@ class CommitUnconfirmed(InjectionError):
 class KeyStoreBusy(InjectionError):
     message = N_("The key store stayed busy for {seconds} s while injecting {serial}")
     remedy = N_("Check the HSM (naiad doctor), then inject the unit again.")
+
+
+class InjectionUnsettled(InjectionError):
+    message = N_(
+        "The injection into {serial} was cut off after Initial Key ID {initial_key_id} was allocated, and the "
+        "unit's key status cannot be read: {detail}"
+    )
+    remedy = N_(
+        "Check the unit's cable and power, then run again: the station reads the unit's key status first and "
+        "keeps the key it holds or retires the ID. The key is never injected twice."
+    )
 
 
 class InjectionCrashed(InjectionError):
@@ -392,6 +403,116 @@ def _check_serials(serials: Sequence[str]) -> list[str]:
     return chosen
 
 
+class Injector:
+    """An injection run: the checks made once (role, self-test, BDK in ledger and store, provisioning CA), then
+    one unit at a time (:meth:`inject`), from any number of worker threads sharing the key store one call at a
+    time.  Its constructor refuses the run (typed error, nothing sent) exactly as :func:`inject_units` does."""
+
+    def __init__(
+        self, station: Station, store: KeyStore, session: OperatorSession | None, bdk_label: str, roots: Sequence[bytes]
+    ) -> None:
+        acting = require_role(session, ROLE)
+        require_selftest()
+        ledger = station.ledger
+        if ledger.operator != acting.operator:
+            ledger = ledger.as_operator(acting.operator)
+        bdk = ledger.bdk(bdk_label)
+        if bdk is None:
+            raise BdkNotRegistered(label=bdk_label)
+        if bdk_label not in store.labels() or not hmac.compare_digest(store.bdk_kcv(bdk_label), bdk.kcv):
+            raise BdkNotInStore(label=bdk_label, kcv=shown(bdk.kcv))
+        if CA_LABEL not in store.signing_labels() or store.certificate(CA_LABEL) is None:
+            raise ProvisioningCANotMade(label=CA_LABEL)  # made under dual control, never on the fly by an operator
+        self.station, self.ledger, self.bdk_label, self.roots = station, ledger, bdk_label, tuple(roots)
+        self.ca = ProvisioningCA(store, CA_LABEL)
+        self.keys = _LockedStore(store)
+
+    def inject(self, serial: str, listener: Listener | None = None) -> InjectionResult:
+        """One unit's injection (refused unless it is in the authorised inventory); its result, never raised.
+        Events go to ``listener`` (step ``inject``), ending with a ``StepFinished``."""
+        return self.inject_reporting(serial, Reporter(listener, serial, INJECT_STEP))
+
+    def inject_reporting(self, serial: str, reporter: Reporter) -> InjectionResult:
+        started = time.monotonic()
+        try:
+            if not self.ledger.authorised(serial):
+                self.ledger.unit_refused(serial, "not authorised")  # reported in the audit trail, not only here
+                raise UnitNotAuthorised(serial=serial)
+            injection = _Injection(self.keys, self.ca, self.ledger, self.bdk_label, self.roots, serial, reporter)
+            with self.station.connect(serial) as client:
+                result = injection.run(SecureElement(client), lambda: self.station.connect(serial))
+        except Exception as exc:
+            error = exc if isinstance(exc, NaiadError) else InjectionCrashed(serial=serial, detail=type(exc).__name__)
+            if isinstance(exc, NaiadError):
+                LOG.info("%s: injection refused: %s", serial, exc)
+            else:
+                LOG.error("%s: injection crashed: %s", serial, type(exc).__name__)
+            error.__traceback__ = None  # its frames hold the KBPK and the session's keys: results outlive them
+            result = InjectionResult(serial, False, time.monotonic() - started, error=error)
+        reporter.finished(result)
+        return result
+
+    def recorded(self, serial: str) -> InjectionRecord | None:
+        """The latest injection the ledger recorded for ``serial`` (by any station), None if none."""
+        found = self.ledger.injections(serial)
+        return found[-1] if found else None
+
+    def settle(self, serial: str) -> InjectionRecord | None:
+        """After an injection into ``serial`` was cut off (a crash, an unplug), what became of the Initial Key IDs
+        of this BDK the ledger allocated to it and never recorded: the unit's key status decides.  An ID the unit
+        holds, with the key store's KCV, is recorded (adopted: the key is never injected twice); an ID it does not
+        hold is marked failed (never issued again).  Returns the injection recorded (now or before), None when
+        the unit holds none (inject it again).  Raises :class:`InjectionUnsettled` when the unit's status cannot
+        be read (nothing is changed: settle again later), :class:`KcvMismatch` or :class:`UnitKeyMismatch` when
+        the unit holds the ID with another key."""
+        open_ids = [
+            allocation.initial_key_id
+            for allocation in self.ledger.allocations(serial)
+            if allocation.state == "allocated" and allocation.bdk_label == self.bdk_label
+        ]
+        if not open_ids:
+            return self.recorded(serial)
+        try:
+            with self.station.connect(serial) as client:
+                status = SecureElement(client).status()
+        except NaiadError as exc:
+            shown_ids = ", ".join(i.hex().upper() for i in open_ids)
+            raise InjectionUnsettled(serial=serial, initial_key_id=shown_ids, detail=str(exc)) from exc
+        for initial_key_id in open_ids:
+            held = next((k for k in status.keys if hmac.compare_digest(k.initial_key_id, initial_key_id)), None)
+            if held is None:
+                LOG.info("%s: Initial Key ID %s not held after a cut injection: failed", serial, initial_key_id.hex())
+                self.ledger.allocation_failed(initial_key_id, "not held by the unit after a cut injection")
+                continue
+            self._adopt(serial, initial_key_id, held, status.identity_serial_number)
+        return self.recorded(serial)
+
+    def _adopt(self, serial: str, initial_key_id: bytes, held: KeySlot, certificate_serial: str | None) -> None:
+        """Record a key the unit holds under an allocated ID once its KCV is the store's for that ID."""
+        with self.keys.held(serial) as store:
+            handle = store.derive_initial_key(self.bdk_label, initial_key_id)
+            try:
+                expected = store.initial_key_kcv(handle)
+            finally:
+                store.release(handle)
+        if not hmac.compare_digest(held.ksn[: len(initial_key_id)], initial_key_id):
+            raise UnitKeyMismatch(
+                serial=serial, what=N_("KSN"), got=held.ksn.hex().upper(), expected=initial_key_id.hex().upper()
+            )
+        if not hmac.compare_digest(held.kcv, expected):
+            raise KcvMismatch(serial=serial, got=shown(held.kcv), expected=shown(expected))
+        if certificate_serial is None:
+            raise UnitKeyMismatch(serial=serial, what=N_("certificate serial"), got="-", expected="?")
+        LOG.info("%s: adopting Initial Key ID %s the unit holds after a cut injection", serial, initial_key_id.hex())
+        self.ledger.record_injection(serial, initial_key_id, expected, certificate_serial.upper())
+
+    def reconcile(self, serials: Sequence[str]) -> Reconciliation:
+        """The inventory reconciliation of ``serials``, on record in the audit trail (``keys.reconciled``)."""
+        reconciliation = self.ledger.reconcile(list(serials))
+        self.ledger.audit("keys.reconciled", f"bdk:{self.bdk_label}", reconciliation.as_dict())  # each run on record
+        return reconciliation
+
+
 def inject_units(
     station: Station,
     store: KeyStore,
@@ -411,47 +532,8 @@ def inject_units(
     (DER).  The run is reconciled against the inventory at the end.
     """
     chosen = _check_serials(serials)
-    require_role(session, ROLE)
-    require_selftest()
-    assert session is not None  # require_role refuses None
-    ledger = station.ledger
-    if ledger.operator != session.operator:
-        ledger = ledger.as_operator(session.operator)
-    bdk = ledger.bdk(bdk_label)
-    if bdk is None:
-        raise BdkNotRegistered(label=bdk_label)
-    if bdk_label not in store.labels() or not hmac.compare_digest(store.bdk_kcv(bdk_label), bdk.kcv):
-        raise BdkNotInStore(label=bdk_label, kcv=shown(bdk.kcv))
-    if CA_LABEL not in store.signing_labels() or store.certificate(CA_LABEL) is None:
-        raise ProvisioningCANotMade(label=CA_LABEL)  # made under dual control, never on the fly by an operator
-    ca = ProvisioningCA(store, CA_LABEL)
-    keys = _LockedStore(store)
-    reporters = {serial: Reporter(listener, serial, INJECT_STEP) for serial in chosen}
-
-    def one(serial: str) -> InjectionResult:
-        started = time.monotonic()
-        reporter = reporters[serial]
-        try:
-            if not ledger.authorised(serial):
-                ledger.unit_refused(serial, "not authorised")  # reported in the audit trail, not only here
-                raise UnitNotAuthorised(serial=serial)
-            injection = _Injection(keys, ca, ledger, bdk_label, roots, serial, reporter)
-            with station.connect(serial) as client:
-                result = injection.run(SecureElement(client), lambda: station.connect(serial))
-        except Exception as exc:
-            error = exc if isinstance(exc, NaiadError) else InjectionCrashed(serial=serial, detail=type(exc).__name__)
-            if isinstance(exc, NaiadError):
-                LOG.info("%s: injection refused: %s", serial, exc)
-            else:
-                LOG.error("%s: injection crashed: %s", serial, type(exc).__name__)
-            error.__traceback__ = None  # its frames hold the KBPK and the session's keys: results outlive them
-            result = InjectionResult(serial, False, time.monotonic() - started, error=error)
-        reporter.finished(result)
-        return result
-
+    injector = Injector(station, store, session, bdk_label, roots)
     workers = max(1, min(max_workers or len(chosen), len(chosen)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inject") as pool:
-        results = list(pool.map(one, chosen))
-    reconciliation = ledger.reconcile(chosen)
-    ledger.audit("keys.reconciled", f"bdk:{bdk_label}", reconciliation.as_dict())  # each run on record
-    return InjectionRun(results, reconciliation)
+        results = list(pool.map(lambda serial: injector.inject(serial, listener), chosen))
+    return InjectionRun(results, injector.reconcile(chosen))

@@ -159,6 +159,17 @@ class StepCallWaiting(PendingCallDiffers):
     msgid_params = ("step",)
 
 
+class StepCallUnanswered(EnrollmentError):
+    """A call cut off by a crash or an outage, sent again and still not answered: whether it was done is not known."""
+
+    message = N_("Unit {serial}: the platform has not answered the earlier call ({step}, {request_no})")
+    remedy = N_(
+        "Run again once the platform can be reached: the waiting call is sent again with its own number, so the "
+        "platform does it once."
+    )
+    msgid_params = ("step",)
+
+
 class InventoryCallWaiting(EnrollmentError):
     """A unit an earlier inventory call still holds, the platform unreachable: no other call is written for it."""
 
@@ -317,12 +328,59 @@ def _held_inventory(outbox: Outbox) -> dict[str, str]:
     return {device["serial"]: call.request_no for call in calls for device in call.biz.get("devices", ())}
 
 
+def register_unit(
+    outbox: Outbox, supplier_id: str, unit: UnitToRegister, *, session: OperatorSession | None
+) -> EnrollmentStepResult:
+    """Register one unit in ``supplier_id``'s inventory with a call of its own, written about the unit (so
+    :func:`inventory_done` and :func:`settle_inventory` find it); its result, never raised.  A call of its own an
+    earlier run left pending is sent again instead.  Needs one of :data:`ROLES_INVENTORY`."""
+    outbox = _acting(outbox, session, ROLES_INVENTORY)
+    started = time.monotonic()
+    result = _register_batch(outbox, supplier_id, [unit], serial=unit.serial)[unit.serial]
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def inventory_done(outbox: Outbox, serial: str) -> EnrollmentStepResult | None:
+    """The unit's registration, ``already-done``, when a call of its own is on record as done with the
+    platform's answer that it is registered; None when none is."""
+    recorded = outbox.done(Method.INVENTORY_REGISTER, serial)
+    if recorded is None or recorded.reply is None:
+        return None
+    for entry in recorded.reply.get("results", ()):
+        if isinstance(entry, dict) and entry.get("serial") == serial and entry.get("status") in _REGISTERED:
+            return EnrollmentStepResult(serial, STEP_INVENTORY, True, ALREADY_DONE, str(entry["status"]))
+    return None
+
+
+def settle_inventory(outbox: Outbox, serial: str) -> EnrollmentStepResult | None:
+    """After a registration of ``serial`` was cut off: its pending call sent again (its own request number, so
+    the platform does it once), then :func:`inventory_done`.  Raises :class:`InventoryCallWaiting` while the
+    platform does not answer."""
+    return _settled(outbox, serial, Method.INVENTORY_REGISTER, lambda: inventory_done(outbox, serial))
+
+
+def _settled(
+    outbox: Outbox, serial: str, method: Method, done: Callable[[], EnrollmentStepResult | None]
+) -> EnrollmentStepResult | None:
+    """``done()`` once this station's pending calls of ``method`` about ``serial`` are sent again and answered."""
+    if outbox.pending(method, serial):
+        outbox.resume(method, serial)
+        waiting = outbox.pending(method, serial)
+        if waiting:
+            request_no = waiting[0].request_no
+            if method == Method.INVENTORY_REGISTER:
+                raise InventoryCallWaiting(serial=serial, request_no=request_no)
+            raise StepCallUnanswered(serial=serial, step=_STEP_LABELS[_STEP_OF[method]], request_no=request_no)
+    return done()
+
+
 def _register_batch(
-    outbox: Outbox, supplier_id: str, batch: Sequence[UnitToRegister]
+    outbox: Outbox, supplier_id: str, batch: Sequence[UnitToRegister], serial: str | None = None
 ) -> dict[str, EnrollmentStepResult]:
     biz = {"supplier_id": supplier_id, "devices": [{"serial": u.serial, "model": u.model} for u in batch]}
     try:
-        reply = outbox.call(Method.INVENTORY_REGISTER, biz)
+        reply = outbox.call(Method.INVENTORY_REGISTER, biz, serial=serial)
     except NaiadError as exc:
         LOG.info("inventory batch of %d units not registered: %s", len(batch), exc)
         return {
@@ -339,9 +397,12 @@ def _register_batch(
     return {u.serial: _unit_answer(u.serial, answered[u.serial]) for u in batch}
 
 
+_REGISTERED = (REGISTERED, ALREADY_REGISTERED)
+
+
 def _unit_answer(serial: str, entry: Mapping[str, Any]) -> EnrollmentStepResult:
     status = entry["status"]
-    if status in (REGISTERED, ALREADY_REGISTERED):
+    if status in _REGISTERED:
         return EnrollmentStepResult(serial, STEP_INVENTORY, True, status)
     sub_code, sub_msg = entry.get("sub_code") or "", entry.get("sub_msg") or ""
     kind = REFUSALS.get(sub_code, UnitRefused)
@@ -371,32 +432,54 @@ _STEP_LABELS = {
 }
 
 
-def _steps(supplier_id: str, serial: str, merchant: Merchant, program: str | None) -> list[_Step]:
-    where = {"merchant_id": merchant.merchant_id, "store_id": merchant.store_id}
-    enrol = {"serial": serial, **({"program": program} if program else {})}
-    return [
-        _Step(
+LIVE_STEPS = (STEP_BIND, STEP_ACTIVATE, STEP_SUBSIDY)
+"""The calls that bring a unit live, in the order they must be done."""
+LIVE_METHODS = {
+    STEP_BIND: Method.DEVICE_BIND,
+    STEP_ACTIVATE: Method.DEVICE_ACTIVATE,
+    STEP_SUBSIDY: Method.SUBSIDY_ENROLL,
+}
+"""The platform method of each of :data:`LIVE_STEPS`."""
+_STEP_OF = {method: name for name, method in LIVE_METHODS.items()}
+
+
+def _step(name: str, supplier_id: str, serial: str, merchant: Merchant | None, program: str | None) -> _Step:
+    """The call ``name`` of :data:`LIVE_STEPS` for ``serial`` (a bind needs the ``merchant``)."""
+    if name == STEP_BIND:
+        if merchant is None:
+            raise ValueError("a bind needs a merchant")
+        where = {"merchant_id": merchant.merchant_id, "store_id": merchant.store_id}
+        return _Step(
             STEP_BIND,
             Method.DEVICE_BIND,
             {"serial": serial, "supplier_id": supplier_id, **where},
             lambda r: all(r.get(k) == v for k, v in where.items()),
             lambda r: f"{r.get('merchant_id')}/{r.get('store_id')}",
-        ),
-        _Step(
-            STEP_ACTIVATE,
-            Method.DEVICE_ACTIVATE,
-            {"serial": serial},
-            lambda r: True,
-            lambda r: r.get("activated"),
-        ),
-        _Step(
+        )
+    if name == STEP_ACTIVATE:
+        return _Step(
+            STEP_ACTIVATE, Method.DEVICE_ACTIVATE, {"serial": serial}, lambda r: True, lambda r: r.get("activated")
+        )
+    if name == STEP_SUBSIDY:
+        enrol = {"serial": serial, **({"program": program} if program else {})}
+        return _Step(
             STEP_SUBSIDY,
             Method.SUBSIDY_ENROLL,
             enrol,
             lambda r: program is None or r.get("program") == program,
             lambda r: r.get("program"),
-        ),
-    ]
+        )
+    raise ValueError(f"no live step {name}")
+
+
+def _context(serial: str, merchant: Merchant | None, program: str | None) -> dict[str, Any]:
+    """What a refusal's message is filled in with."""
+    return {
+        "serial": serial,
+        "merchant_id": merchant.merchant_id if merchant is not None else "-",
+        "store_id": merchant.store_id if merchant is not None else "-",
+        "program": program or "-",
+    }
 
 
 def bring_live(
@@ -416,23 +499,78 @@ def bring_live(
     A step whose earlier call is still pending with other content fails with
     :class:`~provisioning.outbox.PendingCallDiffers` and sends nothing.  Needs one of :data:`ROLES_BIND`."""
     outbox = _acting(outbox, session, ROLES_BIND)
-    context = {"serial": serial, "merchant_id": merchant.merchant_id, "store_id": merchant.store_id}
-    context["program"] = program or "-"
-    steps = _steps(supplier_id, serial, merchant, program)
     results: list[EnrollmentStepResult] = []
-    for index, step in enumerate(steps):
-        reporter = Reporter(listener, serial, step.name)
-        reporter.phase(step.name, _(_STEP_LABELS[step.name]))
-        reporter.progress(index, len(steps), counts="items")
-        started = time.monotonic()
-        result = _run_step(outbox, serial, step, context)
-        result.seconds = time.monotonic() - started
-        reporter.progress(index + 1, len(steps), counts="items")
-        reporter.finished(result)
+    for index, name in enumerate(LIVE_STEPS):
+        result = _live_step(outbox, supplier_id, serial, name, merchant, program, listener, index)
         results.append(result)
         if not result.ok:
             break
     return results
+
+
+def run_live_step(
+    outbox: Outbox,
+    supplier_id: str,
+    serial: str,
+    name: str,
+    merchant: Merchant | None,
+    listener: Listener | None = None,
+    *,
+    session: OperatorSession | None,
+    program: str | None = None,
+) -> EnrollmentStepResult:
+    """One call of :func:`bring_live` (``name``: ``bind``, ``activate`` or ``subsidy-enroll``) for ``serial``,
+    with the same rules: not sent again when the outbox holds it as done for the same merchant, store and
+    program; a pending call of its own sent again.  Its result, never raised.  Needs one of :data:`ROLES_BIND`."""
+    outbox = _acting(outbox, session, ROLES_BIND)
+    return _live_step(outbox, supplier_id, serial, name, merchant, program, listener, LIVE_STEPS.index(name))
+
+
+def _live_step(
+    outbox: Outbox,
+    supplier_id: str,
+    serial: str,
+    name: str,
+    merchant: Merchant | None,
+    program: str | None,
+    listener: Listener | None,
+    index: int,
+) -> EnrollmentStepResult:
+    step = _step(name, supplier_id, serial, merchant, program)
+    reporter = Reporter(listener, serial, step.name)
+    reporter.phase(step.name, _(_STEP_LABELS[step.name]))
+    reporter.progress(index, len(LIVE_STEPS), counts="items")
+    started = time.monotonic()
+    result = _run_step(outbox, serial, step, _context(serial, merchant, program))
+    result.seconds = time.monotonic() - started
+    reporter.progress(index + 1, len(LIVE_STEPS), counts="items")
+    reporter.finished(result)
+    return result
+
+
+def live_step_done(
+    outbox: Outbox, serial: str, name: str, merchant: Merchant | None, program: str | None = None
+) -> EnrollmentStepResult | None:
+    """The call ``name`` for ``serial``, ``already-done``, when the outbox holds it as done (for the same merchant,
+    store and program) and none of its calls is pending; None otherwise."""
+    step = _step(name, "-", serial, merchant, program)
+    if outbox.pending(step.method, serial):
+        return None
+    recorded = outbox.done(step.method, serial)
+    if recorded is not None and recorded.reply is not None and step.same(recorded.reply):
+        return EnrollmentStepResult(serial, step.name, True, ALREADY_DONE, step.detail(recorded.reply))
+    return None
+
+
+def settle_live_step(
+    outbox: Outbox, serial: str, name: str, merchant: Merchant | None, program: str | None = None
+) -> EnrollmentStepResult | None:
+    """After the call ``name`` for ``serial`` was cut off (a crash, an outage): its pending call sent again (with
+    its own request number: the platform does it once), then :func:`live_step_done`.  None when it is neither
+    pending nor done (or was refused: run it again to hear why).  Raises :class:`StepCallUnanswered` while the
+    platform does not answer."""
+    method = LIVE_METHODS[name]
+    return _settled(outbox, serial, method, lambda: live_step_done(outbox, serial, name, merchant, program))
 
 
 def _run_step(outbox: Outbox, serial: str, step: _Step, context: Mapping[str, Any]) -> EnrollmentStepResult:

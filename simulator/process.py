@@ -75,11 +75,19 @@ class Simulator:
             "reboot": lambda serial, mode=RUN: self.unit(serial).reboot(mode),
             "executions": lambda serial: self.unit(serial).execution_counts(),
             "fail_boots": lambda serial, slot, count: self.unit(serial).flash.fail_next_boots(slot, count),
+            "corrupt_partition": self.corrupt_partition,
+            "zeroise": lambda serial: self.unit(serial).secure_element.tamper(),
             "scene": lambda serial, scene: self.unit(serial).camera.set_scene(scene),
             "truth": lambda serial: self.unit(serial).camera.physical().to_dict(),
             "platform": self.platforms.set,
             "stop": self.stopped.set,
         }
+
+    def corrupt_partition(self, serial: str, partition: str, count: int = 8) -> list[int]:
+        """Fault: damage ``count`` bytes of the image flashed to ``partition`` (``system`` is the active slot's,
+        ``system_b`` names the slot); the offsets damaged."""
+        unit = self.unit(serial)
+        return unit.flash.corrupt_image(partition, unit.faults.rng, count)
 
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "state": str(self.state_dir), "terminals": [u.status() for u in self.units]}

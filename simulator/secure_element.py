@@ -357,6 +357,16 @@ class SimSecureElement:
         self.store.log("secure element: zeroised")
         return {}
 
+    def tamper(self) -> None:
+        """A tamper event (the case opened, the mesh cut): the chip wipes its identity, certificate, pinned CA and
+        key set at once, with no request and no signature, as a tamper response does; the factory attestation
+        stays.  The simulator's ``zeroise`` control command (``naiad sim zeroise SERIAL``)."""
+        with self._lock:
+            self._session, self._pending = None, None
+            self._save(_empty())
+            self._new_storage_key()
+        self.store.log("secure element: tamper detected; keys zeroised")
+
     _HANDLERS: ClassVar[dict[int, Callable[[SimSecureElement, Payload], Payload]]] = {
         MessageType.SE_ATTESTATION: _attestation,
         MessageType.SE_IDENTITY: _identity,

@@ -32,6 +32,7 @@ from i18n import N_, _
 from terminal.errors import NaiadError
 from terminal.models import TerminalModel
 
+from .image_map import ImageMap
 from .sparse_image import Cancelled, Extent, WriteCancelled, is_sparse, write_sparse
 from .sparse_image import SparseImageError as SparseImageError  # re-exported: callers catch it from here
 from .sparse_image import _sparse_chunks as _sparse_chunks  # re-exported: the tests fuzz it here
@@ -181,6 +182,7 @@ class SlotStore:
         self.model = model
         self._lock = threading.RLock()
         self._state = self._load()
+        self.images = ImageMap(self.unit_dir)
 
     # -- creation and persistence -------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class SlotStore:
             fh.write(image)
             fh.flush()
             os.fsync(fh.fileno())
+        ImageMap(unit).record(f"{BOOT_PARTITION}_{first}" if first else BOOT_PARTITION, [(0, len(image))])
         slots = {s: SlotState(successful=(s == first)) for s in model.slots}
         document = {
             "version": 1,
@@ -481,6 +484,7 @@ class SlotStore:
                 raise WriteInterrupted(partition=ref.full_name, detail=str(exc)) from exc
             dst.flush()
             os.fsync(dst.fileno())
+            self.images.record(ref.full_name, extents)
         LOG.info("%s: wrote %s", self.unit_dir.name, ref.full_name)
         return WrittenImage(ref, size, extents)
 
@@ -537,7 +541,48 @@ class SlotStore:
             fh.truncate(ref.size)
             fh.flush()
             os.fsync(fh.fileno())
+            self.images.forget(ref.full_name)
         return ref
+
+    def content_sha256(self, name: str) -> tuple[str, int] | None:
+        """Hex SHA-256 and byte count of the last image flashed to a partition instance, over its data-bearing
+        extents in offset order (``simulator.image_map``); None when no image was flashed there."""
+        ref = self.resolve(name)
+        extents = self.images.extents(ref.full_name)
+        if extents is None:
+            return None
+        digest, total = hashlib.sha256(), 0
+        with self._lock, ref.path.open("rb") as fh:
+            for offset, length in sorted(extents):
+                self._check_range(ref, offset, length)
+                fh.seek(offset)
+                remaining = length
+                while remaining:
+                    block = fh.read(min(_IO_CHUNK, remaining)) or bytes(min(_IO_CHUNK, remaining))
+                    digest.update(block)
+                    remaining -= len(block)
+                total += length
+        return digest.hexdigest(), total
+
+    def slot_hashes(self) -> dict[str, dict[str, dict[str, Any] | None]]:
+        """Every slot's partitions and the content hash of what was flashed there (None: nothing recorded)."""
+        hashes: dict[str, dict[str, dict[str, Any] | None]] = {}
+        for ref in self.partitions():
+            if not ref.slot:
+                continue
+            found = self.content_sha256(ref.full_name)
+            hashes.setdefault(ref.slot, {})[ref.name] = (
+                None if found is None else {"sha256": found[0], "bytes": found[1]}
+            )
+        return hashes
+
+    def corrupt_image(self, name: str, rng: random.Random, count: int = 8) -> list[int]:
+        """Fault: damage bytes of the image last flashed to a partition instance (bit rot after a good flash)."""
+        ref = self.resolve(name)
+        extents = self.images.extents(ref.full_name)
+        if not extents:
+            raise InvalidImage(partition=ref.full_name, detail=_("no image was flashed there"))
+        return self.corrupt(ref.full_name, extents, rng, count)
 
     def sha256(self, name: str, offset: int = 0, size: int | None = None) -> str:
         """Hex SHA-256 of ``size`` bytes at ``offset`` of a partition (the whole partition by default)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from terminal.protocol import (
     OBJECT_CALIBRATION,
     OBJECT_LOGS,
     OBJECT_LOOPBACK,
+    OBJECT_SLOT_HASHES,
     ErrorCode,
     MessageType,
     Payload,
@@ -292,9 +294,11 @@ class VirtualTerminal:
 
     def _object_read(self, payload: Payload) -> Payload:
         name, offset, length = str(payload["name"]), int(payload["offset"]), int(payload["length"])
-        if name in (OBJECT_LOGS, OBJECT_CALIBRATION) and (offset == 0 or name not in self._objects):
+        if name in (OBJECT_LOGS, OBJECT_CALIBRATION, OBJECT_SLOT_HASHES) and (
+            offset == 0 or name not in self._objects
+        ):
             # a transfer starts: freeze a snapshot so every chunk agrees
-            data = self.store.read_log() if name == OBJECT_LOGS else self.camera.read_calibration()
+            data = self._snapshot(name)
             if data is None:
                 self._objects.pop(name, None)
             else:
@@ -311,6 +315,13 @@ class VirtualTerminal:
             "sha256": digest,
             "data": data[offset : offset + min(length, MAX_CHUNK)],
         }
+
+    def _snapshot(self, name: str) -> bytes | None:
+        if name == OBJECT_LOGS:
+            return self.store.read_log()
+        if name == OBJECT_SLOT_HASHES:  # hashed from flash now: what the unit holds, not what it was sent
+            return json.dumps(self.flash.slot_hashes(), sort_keys=True).encode()
+        return self.camera.read_calibration()
 
     def _object_write(self, payload: Payload) -> Payload:
         name, offset, total = str(payload["name"]), int(payload["offset"]), int(payload["total"])

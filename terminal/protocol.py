@@ -77,6 +77,7 @@ class SecureElementState(enum.StrEnum):
 # Objects a unit serves through OBJECT_READ / OBJECT_WRITE.
 OBJECT_LOGS = "logs"
 OBJECT_LOOPBACK = "diag/loopback"  # written and read back to test a link end to end
+OBJECT_SLOT_HASHES = "diag/slot-hashes"  # read only: JSON {slot: {partition: {sha256, bytes} | null}} (run mode)
 OBJECT_CALIBRATION = "camera/calibration"  # the camera calibration blob (terminal/camera.py), read and written
 CAMERA_STREAMS = ("ir", "rgb", "depth")  # a capture's frames are the objects "camera/<stream>", PNG-compressed
 
