@@ -67,7 +67,7 @@ def timed_naiad(args: Sequence[str], env: Mapping[str, str], out: Path) -> Timed
     before = os.getloadavg()[0]
     with out.open("wb") as stdout, (out.with_suffix(".err")).open("wb") as stderr:
         started = time.monotonic()
-        process = subprocess.Popen([*NAIAD, *args], env=dict(env), cwd=ROOT, stdout=stdout, stderr=stderr)
+        process = subprocess.Popen([*NAIAD, *args], env={**os.environ, **env}, cwd=ROOT, stdout=stdout, stderr=stderr)
         _, wait_status, usage = os.wait4(process.pid, 0)
         seconds = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(wait_status)
@@ -93,29 +93,28 @@ def step_shares(units: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, fl
 
 def bulk(units: int, args: argparse.Namespace, where: Path) -> tuple[Timed, int]:
     with DemoWorld(
-        where / f"bulk-{units}", units, firmware_mib=args.firmware_mib, bandwidth_mbps=args.bandwidth_mbps
+        where / f"bulk-{units}",
+        units,
+        firmware_mib=args.firmware_mib,
+        bandwidth_mbps=args.bandwidth_mbps,
+        calibration_views=args.views,
     ) as world:
-        command = ["provision", "--recipe", "distributor-bulk", "--all", "--json", "--set", f"calibrate.views={args.views}"]
-        for value in world.overrides("distributor-bulk"):
-            command += ["--set", value]
+        command = ["provision", "--recipe", "distributor-bulk", "--all", "--json", *world.set_args("distributor-bulk")]
         run = timed_naiad(command, world.env(), where / f"bulk-{units}.out")
     done = sum(1 for u in run.document.get("units", []) if u.get("result") == "succeeded")
     return run, done
 
 
 def onsite(args: argparse.Namespace, where: Path) -> Timed:
-    with DemoWorld(where / "onsite", 1, firmware_mib=1, bandwidth_mbps=args.bandwidth_mbps) as world:
+    world = DemoWorld(where / "onsite", 1, firmware_mib=1, bandwidth_mbps=args.bandwidth_mbps, calibration_views=16)
+    with world:
         env = world.env()
-        command = ["provision", "--recipe", "distributor-bulk", "--all", "--json", "--set", "calibrate.views=16"]
-        for value in world.overrides("distributor-bulk"):
-            command += ["--set", value]
+        command = ["provision", "--recipe", "distributor-bulk", "--all", "--json", *world.set_args("distributor-bulk")]
         first = timed_naiad(command, env, where / "onsite-bulk.out")
         if first.status != 0:
             raise SystemExit("distributor-bulk failed before the on-site run; see above")
         update = world.update_bundle(args.firmware_mib)
         command = ["provision", "--recipe", "installer-onsite", "--all", "--json"]
-        for value in world.overrides("installer-onsite"):
-            command += ["--set", value]
         command += ["--set", f"firmware-update.bundle={update}"]
         return timed_naiad(command, world.env("installer"), where / "onsite.out")
 

@@ -47,7 +47,7 @@ class StationProcess:
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
-            env=dict(env),
+            env={**os.environ, **env},
             cwd=ROOT,
             start_new_session=True,
         )
@@ -106,7 +106,13 @@ class StationProcess:
 def naiad(args: Sequence[str], env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run one short ``naiad`` command to its end."""
     return subprocess.run(
-        [*NAIAD, *args], env=dict(env), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        [*NAIAD, *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

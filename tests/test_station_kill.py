@@ -67,12 +67,10 @@ def moment(now: Progress, kill: Kill, waited: float) -> bool:
 def test_twenty_kills_during_a_bulk_run_leave_every_unit_provisioned_exactly_once(tmp_path: Path) -> None:
     from console.demo_world import DemoWorld
 
-    with DemoWorld(tmp_path / "world", UNITS, firmware_mib=2) as world:
+    with DemoWorld(tmp_path / "world", UNITS, firmware_mib=2, calibration_views=16) as world:
         env = world.env()
         serials = world.serials
-        args = ["provision", "--recipe", RECIPE, "--all", "--json", "--set", "calibrate.views=16"]
-        for value in world.overrides(RECIPE):
-            args += ["--set", value]
+        args = ["provision", "--recipe", RECIPE, "--all", "--json", *world.set_args(RECIPE)]
         started = time.monotonic()
         landed: list[tuple[Kill, dict[str, int]]] = []
         with world.ledger("watch") as ledger:
