@@ -188,7 +188,7 @@ def injected_data(initial_key_id: bytes, kcv: bytes, certificate_serial: str | N
         "initial_key_id": initial_key_id.hex().upper(),
         "kcv": shown(kcv),
         "certificate_serial": certificate_serial,
-        "bdk": bdk,
+        "bdk_label": bdk,
     }
 
 
