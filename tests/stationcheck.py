@@ -8,6 +8,7 @@ return a list of problems (empty: all good), so an assertion shows every one at 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -103,6 +104,37 @@ class StationProcess:
         raise AssertionError(f"no JSON document in the station's output:\n{self.tail()}")
 
 
+QUICK_BULK = """\
+# distributor-bulk without its camera steps (calibrate, depth-quality): the reliability tests' recipe
+name = "quick-bulk"
+description = "Flash, key, register in the platform's inventory and label each unit"
+read_only = false
+
+[[step]]
+name = "flash"
+bundle = "{bundle}"
+
+[[step]]
+name = "inject"
+bdk = "{bdk}"
+
+[[step]]
+name = "register-inventory"
+
+[[step]]
+name = "label"
+formats = ["png"]
+"""
+QUICK_BULK_NAME = "quick-bulk"
+QUICK_BULK_STEPS = ("flash", "inject", "register-inventory", "label")
+
+
+def write_quick_bulk(path: Path, bundle: Path, bdk: str) -> Path:
+    """:data:`QUICK_BULK` for ``bundle`` and the BDK labelled ``bdk``, written to ``path``."""
+    path.write_text(QUICK_BULK.format(bundle=bundle, bdk=bdk), encoding="utf-8")
+    return path
+
+
 def naiad(args: Sequence[str], env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run one short ``naiad`` command to its end."""
     return subprocess.run(
@@ -128,15 +160,18 @@ class Progress:
     """Step name -> units where the latest row of that step is ``succeeded``."""
 
 
-def progress(ledger: Ledger, serials: Iterable[str], recipe: str) -> Progress:
-    """The step rows of ``recipe`` over ``serials``: how many succeeded, which are running now."""
+def progress(ledger: Ledger, serials: Iterable[str], recipe: str, since: dt.datetime | None = None) -> Progress:
+    """The step rows of ``recipe`` over ``serials``: how many succeeded, which are running now.  With ``since``,
+    a row still ``running`` counts only when it started since then (a killed station's rows stay ``running``
+    until a later run of the unit closes them)."""
     seen = Progress()
     for serial in serials:
         latest: dict[str, str] = {}
         for step in ledger.unit_steps(serial):
             if step.recipe != recipe:
                 continue
-            latest[step.name] = step.status
+            stale = since is not None and step.status == "running" and step.started < since
+            latest[step.name] = "stale" if stale else step.status
             if step.status == "succeeded":
                 seen.succeeded += 1
         seen.running.update(name for name, status in latest.items() if status == "running")
@@ -145,6 +180,18 @@ def progress(ledger: Ledger, serials: Iterable[str], recipe: str) -> Progress:
 
 
 # -- exactly once --------------------------------------------------------------------------------------------------
+
+
+def resumed_steps(ledger: Ledger, serials: Iterable[str], recipe: str) -> Counter[str]:
+    """Step name -> attempts a killed station left ``running`` that a later run closed: marked interrupted (and
+    run again), or settled as done (a once-step that had finished before the kill)."""
+    found: Counter[str] = Counter()
+    for serial in serials:
+        for step in ledger.unit_steps(serial):
+            interrupted = step.status == "failed" and (step.error or {}).get("error") == "StepInterrupted"
+            if step.recipe == recipe and (interrupted or step.already_done):
+                found[step.name] += 1
+    return found
 
 
 def held_key_ids(sim_dir: Path, serial: str) -> list[str]:
@@ -193,6 +240,9 @@ def provisioned_once_problems(
         if count != 1:
             problems.append(f"{serial}: {count} succeeded runs of {recipe}")
     problems += [f"{serial}: a succeeded run but not one of ours" for serial in set(runs) - wanted]
+    for serial in serials:
+        left = [f"{s.name} (run {s.run_id})" for s in ledger.unit_steps(serial) if s.status == "running"]
+        problems += [f"{serial}: step {name} left running" for name in left]
 
     injections = ledger.injections()
     per_unit = Counter(i.serial for i in injections)
