@@ -114,8 +114,11 @@ def onsite(args: argparse.Namespace, where: Path) -> Timed:
         if first.status != 0:
             raise SystemExit("distributor-bulk failed before the on-site run; see above")
         update = world.update_bundle(args.firmware_mib)
+        merchant = world.platform.test_merchant if world.platform is not None else None
         command = ["provision", "--recipe", "installer-onsite", "--all", "--json"]
         command += ["--set", f"firmware-update.bundle={update}"]
+        if merchant is not None:
+            command += ["--merchant", merchant.merchant_id, "--store", merchant.store_id]
         return timed_naiad(command, world.env("installer"), where / "onsite.out")
 
 

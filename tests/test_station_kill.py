@@ -1,9 +1,9 @@
 """The station killed with SIGKILL at 20 moments of a bulk run of 8 units, restarted each time, then run to its end.
 
 The recipe is ``distributor-bulk`` without its camera steps (tests/stationcheck.py's ``quick-bulk``: flash, inject,
-register-inventory, label): one round of 8 calibrations takes 50-100 s of the suite's 2 cores, and a kill during it
-starts every unit's calibration again, so 20 kills over the full recipe cannot fit the suite's time budget.  The
-camera steps are repeatable steps like flash, whose resume after a kill this test does cover.
+register-inventory, label): 8 calibrations of 16 views at once took about 100 s on this machine's 2 cores, and a
+kill during them starts every unit's calibration again, so 20 kills over the full recipe cannot fit the suite's
+time budget.  The camera steps are repeatable steps like flash, whose resume after a kill this test does cover.
 
 The station runs two units at a time (``--workers 2``), so a kill cuts one or two units, and the kills spread over
 the whole run: kill i waits for a step row of this station's own (the ledger's step rows say what runs), of the
@@ -93,41 +93,49 @@ def test_twenty_kills_during_a_bulk_run_leave_every_unit_provisioned_exactly_onc
         args = ["provision", "--recipe", str(recipe), "--all", "--json", "--workers", str(WORKERS)]
         started = time.monotonic()
         landed: list[tuple[Kill, dict[str, int]]] = []
-        with world.ledger("watch") as ledger:
-            for n, kill in enumerate(plan(SEED)):
-                station = StationProcess.start(args, env, tmp_path / "logs", f"run-{n:02d}")
-                born, working, now = dt.datetime.now(dt.UTC), None, Progress()
-                while station.running():
-                    alive = time.monotonic() - station.started
-                    assert time.monotonic() - started < DEADLINE_S, f"kill {n} never fired:\n{station.tail()}"
-                    now = progress(ledger, serials, RECIPE, born)
-                    if working is None and now.running:
-                        working = time.monotonic()
-                    if moment(now, kill, alive, None if working is None else time.monotonic() - working):
-                        break
-                    time.sleep(POLL_S)
-                if kill.step is not None:
-                    time.sleep(kill.delay)
-                if not station.running():  # it finished first: the batch is done, the kills are over
-                    assert station.wait(10) == 0, station.tail()
-                    pytest.fail(
-                        f"the batch ended before kill {n} of {KILLS}: give the units more work\n{station.tail()}"
-                    )
-                station.kill()
-                landed.append((kill, dict(now.running)))
-            last = StationProcess.start(args, env, tmp_path / "logs", "final")
-            status = last.wait(DEADLINE_S - (time.monotonic() - started) + 60)
-            assert status == 0, last.tail()
-            result = last.json()
-            problems = provisioned_once_problems(
-                ledger,
-                serials,
-                RECIPE,
-                sim_dir=world.sim_dir,
-                platform_devices=world.platform_view("devices"),
-                supplier_id=world.supplier_id,
-            )
-            resumed = resumed_steps(ledger, serials, RECIPE)
+        stations: list[StationProcess] = []
+        try:
+            with world.ledger("watch") as ledger:
+                for n, kill in enumerate(plan(SEED)):
+                    station = StationProcess.start(args, env, tmp_path / "logs", f"run-{n:02d}")
+                    stations.append(station)
+                    born, working, now = dt.datetime.now(dt.UTC), None, Progress()
+                    while station.running():
+                        alive = time.monotonic() - station.started
+                        assert time.monotonic() - started < DEADLINE_S, f"kill {n} never fired:\n{station.tail()}"
+                        now = progress(ledger, serials, RECIPE, born)
+                        if working is None and now.running:
+                            working = time.monotonic()
+                        if moment(now, kill, alive, None if working is None else time.monotonic() - working):
+                            break
+                        time.sleep(POLL_S)
+                    if kill.step is not None:
+                        time.sleep(kill.delay)
+                    if not station.running():  # it finished first: the batch is done, the kills are over
+                        assert station.wait(10) == 0, station.tail()
+                        pytest.fail(
+                            f"the batch ended before kill {n} of {KILLS}: give the units more work\n{station.tail()}"
+                        )
+                    station.kill()
+                    landed.append((kill, dict(now.running)))
+                last = StationProcess.start(args, env, tmp_path / "logs", "final")
+                stations.append(last)
+                status = last.wait(DEADLINE_S - (time.monotonic() - started) + 60)
+                assert status == 0, last.tail()
+                result = last.json()
+                problems = provisioned_once_problems(
+                    ledger,
+                    serials,
+                    RECIPE,
+                    sim_dir=world.sim_dir,
+                    platform_devices=world.platform_view("devices"),
+                    supplier_id=world.supplier_id,
+                )
+                resumed = resumed_steps(ledger, serials, RECIPE)
+        finally:  # a failed assertion leaves no station behind
+            for station in stations:
+                if station.running():
+                    station.kill()
         assert problems == []
         assert verify_problems(env) == []
         # The last run found every unit's run done or finished it; none failed.
