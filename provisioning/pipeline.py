@@ -87,6 +87,11 @@ class StepCrashed(PipelineError):
     remedy = N_("The station's log has the details; run the recipe on the unit again, and report it if it repeats.")
 
 
+class PipelineCrashed(PipelineError):
+    message = N_("The station failed on unit {serial}: unexpected {detail}")
+    remedy = N_("The station's log has the details; run the recipe on the unit again (it resumes), and report it.")
+
+
 class StepInterrupted(PipelineError):
     message = N_("Step {step} on unit {serial} was interrupted: the station stopped or lost the unit in the middle")
     remedy = N_("Nothing to do: the step runs again when the unit's run resumes.")
@@ -158,17 +163,23 @@ class UnitRun:
 
 @dataclass(frozen=True)
 class BatchReconciliation:
-    """The batch's units reconciled against the authorised inventory, and how many ended in each result."""
+    """The batch's units reconciled against the authorised inventory, and how many ended in each result.
 
-    inventory: Reconciliation
+    ``inventory`` is None (and ``error`` says why) when the ledger could not be read at the end of the batch:
+    the units' results stand, the reconciliation is for ``naiad inventory reconcile`` to do later."""
+
+    inventory: Reconciliation | None
     counts: dict[str, int]
+    error: NaiadError | None = None
 
     @property
     def ok(self) -> bool:
-        return self.inventory.ok
+        return self.inventory is not None and self.inventory.ok
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.inventory.as_dict(), "counts": dict(self.counts)}
+        found = self.inventory.as_dict() if self.inventory is not None else {"ok": False}
+        error = None if self.error is None else self.error.as_dict()
+        return {**found, "counts": dict(self.counts), "error": error}
 
 
 @dataclass
@@ -237,7 +248,12 @@ def run_recipe(recipe: Recipe, serials: Sequence[str], resources: Resources, *, 
     heartbeat = _Heartbeat(ledger, max(0.05, LEASE_SECONDS / 4))
 
     def one(serial: str) -> UnitRun:
-        return _UnitWorker(recipe, steps, resources, ledger, batch_id, heartbeat, serial).run()
+        try:
+            return _UnitWorker(recipe, steps, resources, ledger, batch_id, heartbeat, serial).run()
+        except Exception as exc:  # a bug of the pipeline's own: this unit fails, the others go on
+            LOG.error("%s: the pipeline crashed", serial, exc_info=exc)
+            crashed = PipelineCrashed(serial=serial, detail=type(exc).__name__)
+            return UnitRun(serial, recipe.name, "failed", [], None, ledger.station, problem=crashed)
 
     heartbeat.start()
     try:
@@ -248,13 +264,24 @@ def run_recipe(recipe: Recipe, serials: Sequence[str], resources: Resources, *, 
         heartbeat.stop()
         _close_steps(steps)
     counts = Counter(u.result for u in units)
-    reconciliation = BatchReconciliation(ledger.reconcile(chosen), {r: counts.get(r, 0) for r in UNIT_RESULTS})
-    ledger.audit(
-        "station.batch.reconciled",
-        f"batch:{batch_id}",
-        {"recipe": recipe.name, "digest": recipe.digest, **reconciliation.as_dict()},
+    return BatchRun(
+        batch_id, recipe, units, _reconcile(ledger, recipe, batch_id, chosen, counts), time.monotonic() - started
     )
-    return BatchRun(batch_id, recipe, units, reconciliation, time.monotonic() - started)
+
+
+def _reconcile(
+    ledger: Ledger, recipe: Recipe, batch_id: str, serials: list[str], counts: Counter[str]
+) -> BatchReconciliation:
+    """The batch's units against the inventory, with the counts per result, put on record in the audit chain."""
+    per_result = {r: counts.get(r, 0) for r in UNIT_RESULTS}
+    try:
+        reconciliation = BatchReconciliation(ledger.reconcile(serials), per_result)
+        details = {"recipe": recipe.name, "digest": recipe.digest, "batch": batch_id, **reconciliation.as_dict()}
+        ledger.audit("station.batch.reconciled", f"batch:{batch_id}", details)
+    except NaiadError as exc:
+        LOG.error("batch %s could not be reconciled: %s", batch_id, exc)
+        return BatchReconciliation(None, per_result, exc)
+    return reconciliation
 
 
 def _close_steps(steps: Sequence[Step]) -> None:
@@ -297,14 +324,18 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
-            with self._lock:
-                runs = list(self._runs.items())
-            for run_id, lost in runs:
-                try:
-                    if not self._ledger.unit_run_heartbeat(run_id):
-                        lost.set()
-                except NaiadError as exc:  # the database hiccuped: the next beat tries again
-                    LOG.warning("heartbeat of run %s failed: %s", run_id, exc)
+            self.beat()
+
+    def beat(self) -> None:
+        """Refresh every watched claim once; mark those this process holds no more."""
+        with self._lock:
+            runs = list(self._runs.items())
+        for run_id, lost in runs:
+            try:
+                if not self._ledger.unit_run_heartbeat(run_id):
+                    lost.set()
+            except NaiadError as exc:  # the database hiccuped: the next beat tries again
+                LOG.warning("heartbeat of run %s failed: %s", run_id, exc)
 
 
 # -- one unit ----------------------------------------------------------------------------------------
@@ -565,6 +596,7 @@ __all__ = [
     "BatchReconciliation",
     "BatchRun",
     "NoUnitsSelected",
+    "PipelineCrashed",
     "PipelineError",
     "StepCrashed",
     "StepInterrupted",

@@ -523,3 +523,54 @@ def test_two_stations_on_one_ledger_work_each_unit_once(
         runs = ledger.unit_runs()
         assert sorted(r.serial for r in runs) == serials and {r.status for r in runs} == {"succeeded"}
         assert ledger.verify().ok
+
+
+def test_a_ledger_that_fails_at_the_end_keeps_the_units_results(
+    bench: Bench, fake_steps: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioning.ledger import LedgerUnavailable, Reconciliation
+
+    def unavailable(self: Ledger, serials: list[str] | None = None) -> Reconciliation:
+        raise LedgerUnavailable(url="sqlite:///x", detail="gone")
+
+    monkeypatch.setattr(Ledger, "reconcile", unavailable)
+    batch = bench.run(_recipe("fake-a"), ["SN1"])
+    assert _results(batch) == {"SN1": "succeeded"}
+    assert not batch.reconciliation.ok and isinstance(batch.reconciliation.error, LedgerUnavailable)
+    shown = batch.as_dict()["reconciliation"]
+    assert shown["ok"] is False and shown["counts"]["succeeded"] == 1 and shown["error"]["error"] == "LedgerUnavailable"
+
+
+def test_a_bug_in_one_units_worker_fails_that_unit_only(
+    bench: Bench, fake_steps: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = pipeline._UnitWorker._run
+
+    def buggy(self: Any) -> UnitRun:
+        if self.serial == "SN2":
+            raise KeyError("oops")
+        return real(self)
+
+    monkeypatch.setattr(pipeline._UnitWorker, "_run", buggy)
+    batch = bench.run(_recipe("fake-a"), ["SN1", "SN2"])
+    assert _results(batch) == {"SN1": "succeeded", "SN2": "failed"}
+    assert isinstance(batch.units[1].error, pipeline.PipelineCrashed) and "KeyError" in str(batch.units[1].error)
+
+
+def test_the_heartbeat_keeps_a_claim_and_notices_when_it_is_taken(bench: Bench) -> None:
+    from helpers import execute_sql
+
+    age = "UPDATE unit_runs SET heartbeat = datetime(heartbeat, '-3600 seconds')"
+    run = bench.ledger.claim_unit_run("SN1", "fakes", "a" * 64, "b1").run
+    heartbeat = pipeline._Heartbeat(bench.ledger, interval=3600)
+    lost = heartbeat.watch(run.id)
+    with Ledger.open(bench.url, station="line-2") as other:
+        execute_sql(bench.url, age)
+        heartbeat.beat()  # fresh again: the other station must keep off
+        assert other.claim_unit_run("SN1", "fakes", "a" * 64, "b2").outcome == "held-elsewhere"
+        assert not lost.is_set()
+        execute_sql(bench.url, age)  # silent for longer than the lease: taken over
+        assert other.claim_unit_run("SN1", "fakes", "a" * 64, "b2").outcome == "resumed"
+        heartbeat.beat()
+        assert lost.is_set()
+    heartbeat.forget(run.id)
