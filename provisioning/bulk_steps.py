@@ -209,6 +209,14 @@ class InjectStep(OnceStep):
         self.injector = Injector(resources.station, store, resources.session, self.bdk, roots)
 
     def run(self, job: UnitJob) -> StepOutcome:
+        if self.injector.unsettled(job.serial):  # an earlier try may have left the key in the unit: look first
+            started = time.monotonic()
+            try:
+                settled = self.settle(job)
+            except NaiadError as exc:
+                return outcome(self, False, time.monotonic() - started, str(exc), {}, exc)
+            if settled is not None:
+                return settled
         result: InjectionResult = self.injector.inject(job.serial, job.resources.listener)
         if not result.ok or result.initial_key_id is None or result.kcv is None:
             return outcome(self, False, result.seconds, failure_detail(result.error), {}, result.error)

@@ -457,6 +457,15 @@ class Injector:
         found = self.ledger.injections(serial)
         return found[-1] if found else None
 
+    def unsettled(self, serial: str) -> list[bytes]:
+        """Initial Key IDs of this BDK allocated to ``serial`` and neither recorded nor failed (an injection cut
+        off, or whose commit reply was lost with the unit out of reach), oldest first."""
+        return [
+            allocation.initial_key_id
+            for allocation in self.ledger.allocations(serial)
+            if allocation.state == "allocated" and allocation.bdk_label == self.bdk_label
+        ]
+
     def settle(self, serial: str) -> InjectionRecord | None:
         """After an injection into ``serial`` was cut off (a crash, an unplug), what became of the Initial Key IDs
         of this BDK the ledger allocated to it and never recorded: the unit's key status decides.  An ID the unit
@@ -465,11 +474,7 @@ class Injector:
         the unit holds none (inject it again).  Raises :class:`InjectionUnsettled` when the unit's status cannot
         be read (nothing is changed: settle again later), :class:`KcvMismatch` or :class:`UnitKeyMismatch` when
         the unit holds the ID with another key."""
-        open_ids = [
-            allocation.initial_key_id
-            for allocation in self.ledger.allocations(serial)
-            if allocation.state == "allocated" and allocation.bdk_label == self.bdk_label
-        ]
+        open_ids = self.unsettled(serial)
         if not open_ids:
             return self.recorded(serial)
         try:

@@ -31,6 +31,7 @@ from provisioning.bulk_steps import (
 )
 from provisioning.camera_steps import JigNotConfigured, NoJig, TooFewDistances
 from provisioning.injection import BdkNotRegistered, InjectionUnsettled
+from provisioning.ledger.audit import clean_json
 from provisioning.operators import OperatorSession, RoleRequired, RolesRequired
 from provisioning.registration import InventoryCallWaiting
 from provisioning.steps import Resources, Step, StepOutcome, UnitJob, all_steps
@@ -48,6 +49,7 @@ def as_json(outcome: StepOutcome) -> str:
     """What the pipeline records of an outcome; it must load back as JSON."""
     text = json.dumps(outcome.as_dict())
     assert json.loads(text)["name"] == outcome.step
+    clean_json(outcome.data, "data")  # what the ledger takes of a step: no name that looks like a secret's
     return text
 
 
@@ -105,13 +107,33 @@ def test_flash_runs_one_unit_with_the_bundle_verified_once_and_names_its_hashes(
 # --- inject ---------------------------------------------------------------------------------------
 
 
+KEY_UNITS = 6
+"""Units of the module's key bench: each injection test takes one of its own."""
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimHandle, KeyBench, list[str]]]:
+    """One simulator of fresh units and one key bench for the module's injection tests."""
+    from simulator import launcher
+
+    where = tmp_path_factory.mktemp("keys")
+    launcher.start_detached(where / "sim", KEY_UNITS, ["df2"])
+    try:
+        sim = SimHandle(where / "sim")
+        bench = KeyBench.open(sim.state_dir, f"sqlite:///{where / 'ledger.sqlite'}", software_store(where))
+        serials = sim.serials()
+        bench.authorise(serials)
+        yield sim, bench, serials
+        bench.close()
+    finally:
+        launcher.stop(where / "sim")
+
+
 @pytest.fixture
-def keys(sim: SimHandle, tmp_path: Path) -> Iterator[tuple[KeyBench, str]]:
-    bench = KeyBench.open(sim.state_dir, f"sqlite:///{tmp_path / 'ledger.sqlite'}", software_store(tmp_path))
-    [serial] = sim.serials()
-    bench.authorise([serial])
-    yield bench, serial
-    bench.close()
+def keys(keyed: tuple[SimHandle, KeyBench, list[str]]) -> tuple[KeyBench, str]:
+    """The key bench and a unit no other test of the module touched."""
+    _sim, bench, fresh = keyed
+    return bench, fresh.pop()
 
 
 def key_resources(bench: KeyBench, **changes: Any) -> Resources:
@@ -208,6 +230,23 @@ def test_a_key_the_unit_stored_before_the_cut_is_adopted_by_settle_not_injected_
     no_key_material(as_json(settled), [allocation.initial_key_id])
 
 
+def test_running_inject_again_after_a_lost_commit_adopts_the_key_instead_of_injecting_another(
+    keys: tuple[KeyBench, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed run (CommitUnconfirmed) is run again by the pipeline: the step looks at the unit first."""
+    bench, serial = keys
+    resources = key_resources(bench)
+    step = InjectStep({"bdk": BDK_LABEL}, resources)
+    unit = job(resources, serial)
+    with monkeypatch.context() as cut:
+        lose_the_commit_and_the_status(cut, serial)
+        assert not step.run(unit).ok
+    again = step.run(unit)
+    assert again.ok and again.already_done, again.as_dict()
+    [allocation] = bench.ledger.allocations(serial)  # no second Initial Key ID was issued
+    assert allocation.state == "injected" and again.data["initial_key_id"] == allocation.initial_key_id.hex().upper()
+
+
 def test_an_id_allocated_before_the_cut_that_the_unit_does_not_hold_is_burnt_and_the_step_runs_again(
     keys: tuple[KeyBench, str],
 ) -> None:
@@ -224,8 +263,9 @@ def test_an_id_allocated_before_the_cut_that_the_unit_does_not_hold_is_burnt_and
 
 
 def test_a_unit_that_cannot_be_read_after_the_cut_keeps_the_run_resumable(
-    sim: SimHandle, keys: tuple[KeyBench, str]
+    keyed: tuple[SimHandle, KeyBench, list[str]], keys: tuple[KeyBench, str]
 ) -> None:
+    sim = keyed[0]
     bench, serial = keys
     resources = key_resources(bench)
     step = InjectStep({"bdk": BDK_LABEL}, resources)

@@ -22,6 +22,7 @@ from enrollment.gateway import Method
 from enrollment.sandbox.server import Faults
 from provisioning import facepay_check
 from provisioning.bulk_steps import MissingResource
+from provisioning.ledger.audit import clean_json
 from provisioning.onsite_steps import (
     ActivateStep,
     BindStep,
@@ -30,12 +31,15 @@ from provisioning.onsite_steps import (
     FirmwareUpdateStep,
     SubsidyEnrollStep,
 )
+from provisioning.operators import NotLoggedIn
 from provisioning.registration import StepCallUnanswered
 from provisioning.steps import Resources, StepOutcome, UnitJob, all_steps
 from terminal.camera import blob_checksum
 from terminal.camera_unit import CameraUnit
+from terminal.errors import NaiadError
 
 MiB = 1 << 20
+LIVE = (Method.DEVICE_BIND, Method.DEVICE_ACTIVATE, Method.SUBSIDY_ENROLL)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +67,7 @@ def job(res: Resources, serial: str) -> UnitJob:
 def as_json(outcome: StepOutcome) -> str:
     text = json.dumps(outcome.as_dict())
     assert json.loads(text)["name"] == outcome.step
+    clean_json(outcome.data, "data")  # what the ledger takes of a step: no name that looks like a secret's
     return text
 
 
@@ -224,3 +229,51 @@ def test_the_platform_steps_refuse_the_batch_without_what_they_need(bench: FaceB
     with pytest.raises(MissingResource):
         SubsidyEnrollStep({"program": ""}, resources(bench, outbox=None))
     ActivateStep({}, resources(bench, merchant=None, supplier_id=None))  # activation needs neither
+
+
+def test_the_built_in_installer_recipe_runs_end_to_end_on_one_unit_and_then_counts_as_done(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """installer-onsite through the pipeline, on a unit of its own (a fresh bench): every step of this module and
+    D's report; run again, the unit is already done and no platform call is made twice."""
+    from provisioning.pipeline import run_recipe
+    from provisioning.recipes import load_recipe
+
+    where = tmp_path_factory.mktemp("recipe")
+    made = demo_tool().make_demo_bundle(where / "b" / "2.0.0.zip", version="2.0.0", system_size=MiB)
+    monkeypatch.setattr(FacePayCheckStep, "analyser_factory", staticmethod(lambda: ScriptedAnalyser(Decision.LIVE)))
+    with FaceBench.open(where, calibrated=True) as fresh:
+        with fresh.station.connect(fresh.serial) as client:
+            stored = CameraUnit(client).read_calibration()
+        assert stored is not None
+        fresh.station.ledger.record_calibration(fresh.serial, blob_checksum(stored), {})
+        recipe = load_recipe("installer-onsite", {"firmware-update.bundle": str(made.path)})
+        res = resources(fresh, reports_dir=where / "reports")
+        batch = run_recipe(recipe, [fresh.serial], res)
+        [unit] = batch.units
+        assert unit.result == "succeeded", unit.as_dict()
+        steps = {outcome.step: outcome for outcome in unit.steps}
+        assert list(steps) == [s.name for s in recipe.steps]
+        assert steps["firmware-update"].data["after"] == "2.0.0" and steps["bind"].data["status"] == "done"
+        assert steps["face-pay-check"].data["refunded"] and steps["subsidy-enroll"].data["program"]
+
+        def calls() -> list[str]:  # every platform call written about the unit, in the audit trail
+            entries = fresh.station.ledger.audit_entries(f"device:{fresh.serial}")
+            return [e.details["method"] for e in entries if e.action == "platform.call.queued"]
+
+        made_calls = calls()
+        assert sorted(made_calls) == sorted(
+            [m.value for m in LIVE] + [Method.TRADE_PAY.value, Method.TRADE_REFUND.value]
+        )
+        again = run_recipe(recipe, [fresh.serial], res)
+        assert again.units[0].result == "already-done"
+        assert calls() == made_calls  # nothing sent twice
+        json.dumps(batch.as_dict())
+
+
+def test_firmware_update_and_field_check_refuse_a_batch_they_cannot_do(bench: FaceBench, tmp_path: Path) -> None:
+    with pytest.raises(NaiadError) as missing:  # no unit touched: the bundle is opened in the constructor
+        FirmwareUpdateStep({"bundle": str(tmp_path / "nothing.zip")}, resources(bench))
+    assert missing.value.remedy_text
+    with pytest.raises(NotLoggedIn):
+        FieldCheckStep({"wall": True, "distance": 0.6}, resources(bench, session=None))
