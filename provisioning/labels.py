@@ -219,7 +219,7 @@ def _layout(serial: str, model: str, key_ids: Sequence[str]) -> list[_Text]:
     ]
     fields = [(caption, font, values) for caption, font, values in fields if values]
     widest = max(_width(v, font, 1.0) for _c, font, values in fields for v in values)
-    size = max(_VALUE_PT[0], min(_VALUE_PT[1], _TEXT_W_MM / widest))
+    size = max(_VALUE_PT[0], min(_VALUE_PT[1], 0.98 * _TEXT_W_MM / widest))  # 2 %: rounding in both renderers
     while True:
         texts: list[_Text] = []
         y = 0.0

@@ -330,7 +330,14 @@ FIGURE_LABELS: dict[str, str] = {
     "ir_blur_px": N_("IR blur (px)"),
     "rgb_blur_px": N_("RGB blur (px)"),
     "speckle_dots": N_("Speckle dots"),
+    "misalignment_px": N_("IR-RGB misalignment (px)"),
 }
+
+
+def ordered(figures: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``figures`` in the order of :data:`FIGURE_LABELS` (related figures together), unknown ones after, by name."""
+    rank = {name: i for i, name in enumerate(FIGURE_LABELS)}
+    return sorted(figures.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
 
 
 STATUS_LABELS: dict[str, str] = {

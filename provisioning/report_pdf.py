@@ -36,7 +36,16 @@ from reportlab.platypus import (
 )
 
 from .report_batch import BatchReport, failures, findings
-from .report_data import DEPTH_FIGURES, UnitReport, figure_label, short_time, stage_name, status_label, step_label
+from .report_data import (
+    DEPTH_FIGURES,
+    UnitReport,
+    figure_label,
+    ordered,
+    short_time,
+    stage_name,
+    status_label,
+    step_label,
+)
 from .report_render import number, seconds_of, words
 
 CJK_FONT = "STSong-Light"
@@ -72,7 +81,7 @@ def _styles() -> dict[str, ParagraphStyle]:
         "body": base,
         "cell": ParagraphStyle("cell", parent=base, fontSize=7.8, leading=9.4),
         "num": ParagraphStyle("num", parent=base, fontSize=7.8, leading=9.4, alignment=TA_RIGHT),
-        "mono": ParagraphStyle("mono", parent=base, fontName="Courier", fontSize=7.6, leading=9.4),
+        "mono": ParagraphStyle("mono", parent=base, fontName="Courier", fontSize=7.2, leading=9.4),
         "head": ParagraphStyle("head", parent=base, fontName="Helvetica-Bold", fontSize=7.8, leading=9.4),
         "headnum": ParagraphStyle(
             "headnum", parent=base, fontName="Helvetica-Bold", fontSize=7.8, leading=9.4, alignment=TA_RIGHT
@@ -80,10 +89,13 @@ def _styles() -> dict[str, ParagraphStyle]:
         "h1": ParagraphStyle("h1", parent=base, fontName="Helvetica-Bold", fontSize=17, leading=21, spaceAfter=4),
         "h2": ParagraphStyle(
             "h2", parent=base, fontName="Helvetica-Bold", fontSize=11.5, leading=14, textColor=BLUE, spaceBefore=9,
-            spaceAfter=3,
+            spaceAfter=3, keepWithNext=1,
         ),
-        "h3": ParagraphStyle("h3", parent=base, fontName="Helvetica-Bold", fontSize=9, leading=11, spaceBefore=4),
+        "h3": ParagraphStyle(
+            "h3", parent=base, fontName="Helvetica-Bold", fontSize=9, leading=11, spaceBefore=4, keepWithNext=1
+        ),
         "note": ParagraphStyle("note", parent=base, textColor=GREY),
+        "lead": ParagraphStyle("lead", parent=base, textColor=GREY, keepWithNext=1),
     }  # fmt: skip
 
 
@@ -100,9 +112,13 @@ def _p(text: object, style: str = "cell", colour: colors.Color | None = None) ->
     return Paragraph(body, _cjk_style(style) if _WIDE.search(str(text)) else _styles()[style])
 
 
+NEUTRAL_STATES = ("running", "pending")
+"""Not over yet (the report step itself is ``running`` in its own report): neither green nor red."""
+
+
 def _state(value: object) -> Paragraph:
     good = value in ("succeeded", "pass", "done", "already-done", True)
-    return _p(status_label(value), "cell", GREEN if good else RED)
+    return _p(status_label(value), "cell", GREEN if good else GREY if value in NEUTRAL_STATES else RED)
 
 
 def _yes(value: object, w: dict[str, str]) -> Paragraph:
@@ -153,8 +169,8 @@ def _meta(pairs: Sequence[tuple[str, object]], widths: tuple[float, float] = (35
 
 
 def _section(title: str, *content: Flowable) -> list[Flowable]:
-    """A heading kept with the start of its content (never alone at a page's foot)."""
-    return [CondPageBreak(30 * mm), KeepTogether([_p(title, "h2"), *content[:1]]), *content[1:]]
+    """A heading kept with the start of its content (``keepWithNext``: never alone at a page's foot)."""
+    return [CondPageBreak(30 * mm), _p(title, "h2"), *content]
 
 
 def depth_chart(rows: Sequence[dict[str, Any]], w: dict[str, str], width_mm: float = 120) -> Drawing | None:
@@ -192,6 +208,37 @@ def depth_chart(rows: Sequence[dict[str, Any]], w: dict[str, str], width_mm: flo
         if points:
             _add_legend(drawing, text, colour, legend_x, height - 6 * mm)
             legend_x += 55 * mm
+    return drawing
+
+
+def share_chart(steps: Sequence[dict[str, Any]], w: dict[str, str]) -> Drawing | None:
+    """Each step's share of the batch's time as a horizontal bar (%), the steps top to bottom in recipe order."""
+    if not steps or sum(s["seconds"] for s in steps) <= 0:
+        return None
+    from reportlab.graphics.charts.barcharts import HorizontalBarChart
+
+    width, bar = 120 * mm, 6 * mm
+    height = bar * len(steps) + 16 * mm
+    drawing = Drawing(width, height)
+    chart = HorizontalBarChart()
+    chart.x, chart.y, chart.width, chart.height = 48 * mm, 8 * mm, width - 56 * mm, bar * len(steps)
+    chart.data = [[round(s["share"] * 100, 1) for s in reversed(steps)]]
+    chart.bars[0].fillColor, chart.bars[0].strokeColor = BLUE, None
+    chart.valueAxis.valueMin, chart.valueAxis.valueMax = 0, 100
+    chart.valueAxis.valueStep = 20
+    chart.valueAxis.labels.fontName, chart.valueAxis.labels.fontSize = "Helvetica", 7
+    chart.valueAxis.labelTextFormat = "%d %%"
+    chart.valueAxis.visibleGrid, chart.valueAxis.gridStrokeColor = True, RULE
+    names = [step_label(s["name"]) for s in reversed(steps)]
+    chart.categoryAxis.categoryNames = names
+    chart.categoryAxis.labels.fontName = _font_of("".join(names))
+    chart.categoryAxis.labels.fontSize = 7
+    chart.categoryAxis.labels.boxAnchor = "e"
+    chart.barLabelFormat = "%.1f"
+    chart.barLabels.fontName, chart.barLabels.fontSize, chart.barLabels.boxAnchor = "Helvetica", 6.5, "w"
+    chart.barLabels.dx = 2
+    drawing.add(chart)
+    drawing.add(_label(w["share"], chart.x + chart.width / 2, 1.5 * mm, 0))
     return drawing
 
 
@@ -278,16 +325,16 @@ def _nothing(w: dict[str, str]) -> Paragraph:
 
 
 def _keys(keys: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
-    note = _p(w["keys_note"], "note")
+    note = _p(w["keys_note"], "lead")
     if not keys:
-        return _section(w["keys"], note, _nothing(w))
+        return _section(w["payment_keys"], note, _nothing(w))
     rows = [
         [_p(k["initial_key_id"], "mono"), _p(k["kcv"], "mono"), _p(k["certificate_serial"], "mono"), k["bdk_label"],
          short_time(k["injected"]), k["station"], k["operator"] or "–"]
         for k in keys
     ]  # fmt: skip
     header = [w[n] for n in ("initial_key_id", "kcv", "certificate_serial", "bdk", "injected", "station", "operator")]
-    return _section(w["keys"], note, _table(header, rows, (32, 14, 34, 22, 32, 24, 22)))
+    return _section(w["payment_keys"], note, _table(header, rows, (32, 14, 34, 22, 32, 24, 22)))
 
 
 def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
@@ -300,14 +347,10 @@ def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
             for s in run["steps"]
         ]
         header = [w["step"], w["status"], w["started"], w["seconds"], w["detail"]]
-        content.append(
-            KeepTogether(
-                [
-                    _p(f"{w['run']} {run['run_id']}: {run['recipe']}", "h3"),
-                    _table(header, rows, (36, 18, 34, 14, 78), numeric=(3,)),
-                ]
-            )
-        )
+        content += [
+            _p(f"{w['run']} {run['run_id']}: {run['recipe']}", "h3"),
+            _table(header, rows, (44, 18, 32, 13, 73), numeric=(3,)),
+        ]
     return _section(w["runs"], *content)
 
 
@@ -315,8 +358,8 @@ def _calibration(calibrations: list[dict[str, Any]], w: dict[str, str]) -> list[
     if not calibrations:
         return _section(w["calibration"], _nothing(w))
     c = calibrations[-1]
-    line = _p(f"{w['checksum']}: {c['checksum']} · {c['created']} · {c['station']}", "note")
-    rows = [[figure_label(name), number(value, 4)] for name, value in c["figures"].items()]
+    line = _p(f"{w['checksum']}: {c['checksum']} · {c['created']} · {c['station']}", "lead")
+    rows = [[figure_label(name), number(value, 4)] for name, value in ordered(c["figures"])]
     return _section(w["calibration"], line, _table([w["figure"], w["value"]], rows, (70, 30), numeric=(1,)))
 
 
@@ -324,7 +367,7 @@ def _depth(checks: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
     if not checks:
         return _section(w["depth"], _nothing(w))
     d = checks[-1]
-    line = Paragraph(f"{markup(d['created'])} · {markup(w['passed'])}: {_yes_text(d['passed'], w)}", _styles()["note"])
+    line = Paragraph(f"{markup(d['created'])} · {markup(w['passed'])}: {_yes_text(d['passed'], w)}", _styles()["lead"])
     header = [w["distance"], *(figure_label(n) for n in DEPTH_FIGURES)]
     rows = [[f"{r['distance_m']:.2f}", *(number(r.get(n), 3) for n in DEPTH_FIGURES)] for r in d["distances"]]
     table = _table(header, rows, (24, 24, 27, 27, 27, 27), numeric=range(6))
@@ -345,7 +388,7 @@ def _field_checks(checks: list[dict[str, Any]], w: dict[str, str]) -> list[Flowa
         return []
     rows = [
         [short_time(f["created"]), _yes(f["passed"], w), f["verdict"] or "–",
-         "; ".join(f"{figure_label(k)} {number(v, 3)}" for k, v in f["figures"].items())]
+         "; ".join(f"{figure_label(k)} {number(v, 3)}" for k, v in ordered(f["figures"]))]
         for f in checks
     ]  # fmt: skip
     return _section(w["field_checks"], _table([w["started"], w["passed"], w["verdict"], w["figure"]], rows,
@@ -374,7 +417,7 @@ def _face_pay(checks: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]
                     Paragraph(trade, _styles()["note"]),
                 ]
             )
-        )
+        )  # a dozen rows at most: kept on one page
     return _section(w["face_pay"], *content)
 
 
@@ -387,7 +430,7 @@ def _platform(calls: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
         for c in calls
     ]  # fmt: skip
     header = [w[n] for n in ("method", "request_no", "state", "attempts", "updated", "error")]
-    return _section(w["platform_calls"], _table(header, rows, (44, 30, 16, 16, 30, 44), numeric=(3,)))
+    return _section(w["platform_calls"], _table(header, rows, (40, 52, 14, 16, 30, 28), numeric=(3,)))
 
 
 def _verdict(verdict: dict[str, Any] | None, w: dict[str, str]) -> list[Flowable]:
@@ -439,7 +482,7 @@ def batch_pdf(report: BatchReport) -> bytes:
     )
     steps = report.steps
     usable = 267.0 - 2 - 26 - 20 - 34 - 16  # landscape A4 less margins, serial, result, key ID, KCV
-    step_width = max(12.0, usable / max(1, len(steps)))
+    step_width = min(28.0, max(12.0, usable / max(1, len(steps))))
     header = [w["serial"], w["result"], *(step_label(n) for n in steps), w["initial_key_id"], w["kcv"]]
     rows = [
         [_p(u["serial"], "mono"), _state(u["result"]), *(seconds_of(u, n) for n in steps),
@@ -451,14 +494,19 @@ def batch_pdf(report: BatchReport) -> bytes:
         w["units"], _table(header, rows, widths, numeric=range(2, 2 + len(steps))), _p(w["time_per_step"], "note")
     )
     share_rows: list[list[Any]] = [
-        [step_label(s["name"]), number(s["seconds"], 1), f"{number(s['share'] * 100, 1)} %", s["failed"]]
+        [step_label(s["name"]), number(s["seconds"], 1), f"{s['share'] * 100:.1f} %", s["failed"]]
         for s in totals["steps"]
     ]
     share_rows.append([_p(w["total"], "head"), _p(number(totals["step_seconds"], 1), "headnum"), "100 %", ""])
-    story += _section(
-        w["totals"], _table([w["step"], w["seconds"], w["share"], w["failed"]], share_rows, (50, 24, 24, 18),
-                            numeric=(1, 2, 3))
-    )  # fmt: skip
+    totals_table = _table([w["step"], w["seconds"], w["share"], w["failed"]], share_rows, (50, 24, 24, 18),
+                          numeric=(1, 2, 3))  # fmt: skip
+    chart = share_chart(totals["steps"], w)
+    if chart is None:
+        story += _section(w["totals"], totals_table)
+    else:
+        side_by_side = Table([[totals_table, chart]], colWidths=[122 * mm, 125 * mm], hAlign="LEFT")
+        side_by_side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+        story += _section(w["totals"], side_by_side)
     failed = failures(report)
     if failed:
         rows = [[_p(serial, "mono"), step_label(s["name"]), s["detail"]] for serial, s in failed]
@@ -469,7 +517,7 @@ def batch_pdf(report: BatchReport) -> bytes:
         lines = findings(report.reconciliation)
         content: list[Flowable] = [verdict]
         if lines:
-            content.append(_table([w["reconciliation"], w["units"]], lines, (80, 180)))
+            content.append(_table([w["finding"], w["units"]], lines, (80, 180)))
         story += _section(w["reconciliation"], *content)
     title = f"{w['batch_title']} {report.batch_id}"
     return _build(story, title, w["footer"], report.generated, landscape(A4))

@@ -20,7 +20,16 @@ import markupsafe
 from i18n import N_, _
 
 from .report_batch import BatchReport, failures, findings
-from .report_data import DEPTH_FIGURES, UnitReport, figure_label, short_time, stage_name, status_label, step_label
+from .report_data import (
+    DEPTH_FIGURES,
+    UnitReport,
+    figure_label,
+    ordered,
+    short_time,
+    stage_name,
+    status_label,
+    step_label,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -32,7 +41,7 @@ WORDS: dict[str, str] = {
     "first_seen": N_("First seen"),
     "last_seen": N_("Last seen"),
     "generated": N_("Generated"),
-    "keys": N_("Payment keys"),
+    "payment_keys": N_("Payment keys"),
     "keys_note": N_("Key IDs and check values only: keys never leave the key store and the unit."),
     "initial_key_id": N_("Initial Key ID"),
     "kcv": N_("KCV"),
@@ -89,6 +98,7 @@ WORDS: dict[str, str] = {
     "share": N_("Share of time"),
     "results": N_("Results"),
     "reconciliation": N_("Inventory reconciliation"),
+    "finding": N_("Finding"),
     "reconciled": N_("Everything adds up."),
     "not_reconciled": N_("Report the findings to the security officer."),
     "time_per_step": N_("Time per step (s)"),
@@ -131,6 +141,7 @@ def unit_html(report: UnitReport, chart_svg: str | None) -> bytes:
             chart_svg=markupsafe.Markup(chart_svg) if chart_svg else None,
             fmt=number,
             t=short_time,
+            ordered=ordered,
             stage_name=stage_name,
             status_label=status_label,
         )

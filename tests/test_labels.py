@@ -116,3 +116,11 @@ def test_an_unwritable_folder_is_a_typed_error_and_leaves_nothing(tmp_path: Path
     with pytest.raises(LabelNotWritten):
         write_label(SERIAL, "df2", [KEY_ID], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{SERIAL}-label.pdf", "file"]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) is not installed")
+@pytest.mark.parametrize(("serial", "key_id"), [("DF2E25BE623", "DE11000100000002"), (SERIAL, KEY_ID)])
+def test_a_key_id_that_fits_is_printed_on_one_line(tmp_path: Path, serial: str, key_id: str) -> None:
+    _png, pdf = write_label(serial, "df2", [key_id], tmp_path)
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, check=True, timeout=60).stdout.decode()
+    assert key_id in text.split() and serial in text.split()

@@ -136,6 +136,8 @@ def test_every_format_is_written_and_the_html_shows_hostile_text_as_text(ledger:
     assert "&lt;script&gt;" in page and "onerror=alert(1)&gt;" in page
     assert "0123ABCD00000001" in page and "0F1E2D" in page  # the key ID and the KCV
     assert "<svg" in page  # the depth chart
+    for heading in ("Payment keys", "Recipe runs", "Camera calibration", "Depth quality", "Face-pay check"):
+        assert f"<h2>{heading}</h2>" in page
 
 
 def test_json_holds_the_runs_keys_figures_and_stage_times(ledger: Ledger, tmp_path: Path) -> None:
@@ -266,6 +268,9 @@ class _Station:
     def find(self, serial: str) -> Any:
         raise DeviceNotFound(serial=serial)
 
+    def wait_for(self, serial: str, *args: Any, **kwargs: Any) -> Any:
+        raise DeviceNotFound(serial=serial)  # unplugged units stay away
+
 
 PAPER = """
 name = "paper"
@@ -345,3 +350,11 @@ def test_the_label_step_reads_the_inject_outcome_of_its_own_run(ledger: Ledger, 
     refused = step.run(forged)  # a field forged into the QR text: refused, typed, nothing written
     assert not refused.ok and type(refused.error).__name__ == "LabelInputInvalid"
     assert sorted(p.name for p in (tmp_path / SERIAL).iterdir()) == [f"{SERIAL}-label.png"]
+
+
+def test_a_step_made_with_formats_it_cannot_write_is_refused(ledger: Ledger, tmp_path: Path) -> None:
+    from provisioning.report_steps import LabelStep, ReportFormatsInvalid, ReportStep
+
+    for cls, formats in ((LabelStep, ["gif"]), (LabelStep, []), (ReportStep, ["pdf", "docx"])):
+        with pytest.raises(ReportFormatsInvalid):
+            cls({"formats": formats}, resources(ledger, tmp_path / "reports"))
