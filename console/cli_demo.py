@@ -9,6 +9,7 @@ off); exit 1 when a unit failed.  Without ``--keep`` only the reports stay of th
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import tempfile
@@ -28,10 +29,30 @@ from .cli_common import Command, emit_json, err, fail, json_option, option, out,
 if TYPE_CHECKING:
     from terminal.events import Listener
 
+    from .demo import DemoRun
     from .demo_world import DemoWorld
 
-KEPT = ("reports",)
+LOG_FILE = "demo.log"
+KEPT = ("reports", LOG_FILE)
 """What stays of the demo's directory without --keep."""
+
+
+@contextmanager
+def logged_to(path: Path) -> Iterator[None]:
+    """The demo's log records (its steps' warnings, a worker's complaint while Ctrl-C tears the world down) go to
+    ``path``, not between the bars and tables on the terminal."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(min(previous, logging.INFO) if previous else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
 
 
 @contextmanager
@@ -89,7 +110,7 @@ def tidy(root: Path, keep: bool) -> None:
 def demo(units: int, keep: bool, views: int | None, as_json: bool) -> None:
     root = Path(tempfile.mkdtemp(prefix="naiad-demo-"))
     try:
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), logged_to(root / LOG_FILE):
             run = run_world(root, units, as_json, calibration_views=views)
     except KeyboardInterrupt:
         _say(as_json, _("Stopped; the simulator and the sandbox platform are stopped too."))
@@ -106,6 +127,11 @@ def demo(units: int, keep: bool, views: int | None, as_json: bool) -> None:
             out().print(
                 _("The demo's ledger, key store and simulator state are kept in {path}", path=str(root)), markup=False
             )
+            serial = next((u["serial"] for u in run["units"]), "SERIAL")
+            out().print(
+                _("A unit's history: {command}", command=f"NAIAD_DATA_DIR={root / 'data'} naiad history {serial}"),
+                markup=False,
+            )
     if not run["ok"]:
         raise click.exceptions.Exit(1)
 
@@ -114,7 +140,7 @@ def run_world(root: Path, units: int, as_json: bool, *, calibration_views: int |
     """Set the world up in ``root``, run the demo's recipes with a bar each and a table after each, write the
     reports, stop the world; the JSON form of the run."""
     from .cli_progress import recipe_bars
-    from .cli_provision import summary_table, unit_outcome
+    from .cli_provision import batch_line, unit_outcome
     from .demo import DemoRun, run_demo, write_reports
     from .demo_world import DemoWorld
 
@@ -134,11 +160,45 @@ def run_world(root: Path, units: int, as_json: bool, *, calibration_views: int |
                 run.reports[recipe] = write_reports(world, recipe, batch)
             except NaiadError as exc:
                 _say(as_json, _("The batch report could not be written: {problem}", problem=problem_text(exc)))
-            if not as_json:
-                out().print(summary_table(batch.units, _("Recipe {recipe}", recipe=recipe)))
+            _say(as_json, batch_line(batch))
+        if not as_json:
+            out().print(demo_table(run))
         result = run.as_dict()
     _say(as_json, _("The simulator and the sandbox platform are stopped."))
     return result
+
+
+def demo_table(run: DemoRun) -> Any:
+    """One row a unit: each recipe's result, the Initial Key ID and KCV, the time, the failed step and why."""
+    from rich.text import Text
+
+    from .cli_common import table
+    from .cli_provision import RESULTS, shown_kcv
+
+    names = [b.recipe.name for b in run.batches]
+    rows = table(N_("Unit"), *names, N_("Key ID"), N_("KCV"), N_("Time"), N_("Failed step"), N_("Problem"))
+    rows.title = _("Summary")
+    for serial in run.world.serials:
+        units = [next((u for u in b.units if u.serial == serial), None) for b in run.batches]
+        results = []
+        for unit in units:
+            word, style = RESULTS.get(unit.result, (unit.result, "")) if unit else ("-", "")
+            results.append(Text(_(word), style=style))
+        ran = [u for u in units if u is not None]
+        key_id = next((u.initial_key_id for u in ran if u.initial_key_id), None)
+        kcv = next((u.kcv for u in ran if u.kcv), None)
+        failed = next(((u, s) for u in ran for s in u.steps if not s.ok), None)
+        error = failed[1].error if failed else next((u.error for u in ran if u.error), None)
+        rows.add_row(
+            serial,
+            *results,
+            key_id or "-",
+            shown_kcv(kcv),
+            f"{sum(u.seconds for u in ran):.1f} s",
+            f"{failed[0].recipe}: {failed[1].step}" if failed else "",
+            problem_text(error),
+        )
+    return rows
 
 
 def _introduce(world: DemoWorld, as_json: bool) -> None:

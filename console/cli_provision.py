@@ -28,10 +28,9 @@ from .cli_root import Settings, pass_settings
 from .platform_option import platform_options
 
 if TYPE_CHECKING:
+    from enrollment.config import Merchant
     from provisioning.pipeline import BatchRun, UnitRun
     from provisioning.recipes import Recipe
-
-    from enrollment.config import Merchant
     from provisioning.station import Station
     from terminal.events import StepResult
 
@@ -77,7 +76,7 @@ def chosen_units(station: Station, devices: Sequence[str], all_units: bool) -> l
     """The serials to work on: every attached unit (``--all``) or those named, each attached now."""
     if bool(devices) == all_units:
         raise click.UsageError(_("Name the units with --device SERIAL (once per unit) or give --all, one of the two."))
-    attached = [d.serial for d in station.devices() if d.serial]
+    attached = [d.serial for d in station.discovery.devices() if d.serial]  # only looked at: nothing recorded
     if all_units:
         if not attached:
             raise NoUnitsAttached()
@@ -153,21 +152,24 @@ def summary_table(units: Sequence[UnitRun], title: str) -> Any:
     return rows
 
 
-def print_summary(batch: BatchRun, reports: Path) -> None:
-    out().print(summary_table(batch.units, _("Recipe {recipe}", recipe=batch.recipe.name)))
+def batch_line(batch: BatchRun) -> str:
+    """The batch in one line: its recipe, how many units ended how, and the time."""
     counts: dict[str, int] = {}
     for unit in batch.units:
         counts[unit.result] = counts.get(unit.result, 0) + 1
     parts = [f"{_(RESULTS.get(r, (r, ''))[0])} {n}" for r, n in sorted(counts.items())]
-    out().print(
-        _(
-            "{units} units in {seconds} s: {counts}",
-            units=len(batch.units),
-            seconds=f"{batch.seconds:.0f}",
-            counts=", ".join(parts),
-        ),
-        markup=False,
+    return _(
+        "{recipe}: {units} units in {seconds} s: {counts}",
+        recipe=batch.recipe.name,
+        units=len(batch.units),
+        seconds=f"{batch.seconds:.0f}",
+        counts=", ".join(parts),
     )
+
+
+def print_summary(batch: BatchRun, reports: Path) -> None:
+    out().print(summary_table(batch.units, _("Recipe {recipe}", recipe=batch.recipe.name)))
+    out().print(batch_line(batch), markup=False)
     out().print(_("Reports: {path}", path=str(reports)), markup=False)
 
 
@@ -198,7 +200,7 @@ def print_summary(batch: BatchRun, reports: Path) -> None:
     "--reports",
     "reports_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help=N_("Write the reports and labels here (default: reports/<batch> in the data directory)."),
+    help=N_("Write the reports and labels here (default: reports/<recipe>-<UTC time> in the data directory)."),
 )
 @platform_options
 @json_option

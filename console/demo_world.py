@@ -85,7 +85,10 @@ class DemoWorld:
 
     ``firmware_mib``: the bundle's system image size; ``bandwidth_mbps``: the cap of every simulated link
     (None: none); ``ledger_url``: a shared ledger (PostgreSQL), else SQLite in the world's data directory;
-    ``calibration_views``: fewer calibration views for quick runs (None: the step's default)."""
+    ``calibration_views``: fewer calibration views for quick runs (None: the step's default).
+
+    While it is open, this process's NAIAD_DATA_DIR and NAIAD_CONFIG_DIR point into ``root`` (the trust store and
+    the key store are found there), so one process holds one world at a time."""
 
     def __init__(
         self,
@@ -119,7 +122,6 @@ class DemoWorld:
         self._passphrase = _secret()
         self._passwords = {name: _secret() for name in (*OPERATORS.values(), *CUSTODIANS)}
         self._tokens: dict[str, str] = {}
-        self._saved_env: dict[str, str | None] = {}
         self._stack = ExitStack()
         self._sim_thread: threading.Thread | None = None
         self._sim_error: BaseException | None = None

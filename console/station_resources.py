@@ -107,7 +107,8 @@ def chosen_merchant(merchant_id: str | None, store_id: str | None, qr_text: str 
 
 
 def reports_folder(batch: str, given: Path | None = None) -> Path:
-    """Where a batch's reports go: ``given``, else ``<data dir>/reports/<batch>``."""
+    """Where a batch's reports go: ``given``, else ``<data dir>/reports/<batch>`` (``naiad provision`` names a
+    batch by its recipe and start time)."""
     from terminal.dirs import data_dir
 
     return given if given is not None else data_dir() / REPORTS_FOLDER / batch

@@ -21,18 +21,20 @@ from firmware.sparse import PIECE, ChunkType, SparseReader
 
 # --- the camera self-test's limits (module constants: the same for every model the table has today) ----------
 
-SPECKLE_CONTRAST_MIN = 0.08
-"""A projector-on IR frame's high-pass RMS over its mean: its dots make it grainy.  A dead projector leaves the
-smooth flood-less scene (measured on the simulator: about 0.01 dead, above 0.2 working)."""
-DEPTH_FILL_MIN = 0.25
-"""Share of depth pixels with a value: structured-light depth comes from the dots; without them there is none."""
+SPECKLE_GAIN_MIN = 1.2
+"""The projector-on IR frame's contrast (high-pass RMS over mean) over the flood-lit IR frame's of the same scene:
+the dots add fine contrast whatever the scene holds; a dead projector adds none (measured on the simulator: 1.00
+dead, 1.65 working on the board scene)."""
+DEPTH_FILL_MIN = 0.15
+"""Share of depth pixels with a value: structured-light depth comes from the dots; without them there is none
+(measured: 0 dead; 0.46 on the board scene, which fills under half the view)."""
 IR_MEAN_RANGE = (12.0, 240.0)
 """Grey levels a flood-lit IR frame's mean must lie within: darker is a dead flood LED or sensor, brighter clipped."""
 IR_CLIPPED_MAX = 0.05
 """Share of saturated (255) IR pixels above which the exposure or the sensor is faulty."""
-RGB_SHARPNESS_MIN = 20.0
+RGB_SHARPNESS_MIN = 100.0
 """Variance of the Laplacian of the RGB frame's grey image: a defocused lens (a knock, a loose mount) smooths the
-scene's edges and drops it several-fold (measured on the simulator: ~5 defocused, well above 50 in focus)."""
+scene's edges and drops it many-fold (measured on the simulator's board scene: 24 defocused, 598 in focus)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class SelfTest:
     """The self-test's figures and which parts passed."""
 
     speckle_contrast: float
+    flood_contrast: float
     depth_fill: float
     ir_mean: float
     ir_clipped: float
@@ -47,8 +50,12 @@ class SelfTest:
     rgb_sharpness: float
 
     @property
+    def speckle_gain(self) -> float:
+        return self.speckle_contrast / self.flood_contrast if self.flood_contrast > 0 else 0.0
+
+    @property
     def projector_ok(self) -> bool:
-        return self.speckle_contrast >= SPECKLE_CONTRAST_MIN and self.depth_fill >= DEPTH_FILL_MIN
+        return self.speckle_gain >= SPECKLE_GAIN_MIN and self.depth_fill >= DEPTH_FILL_MIN
 
     @property
     def ir_ok(self) -> bool:
@@ -62,6 +69,7 @@ class SelfTest:
     def figures(self) -> dict[str, float | bool]:
         return {
             "speckle_contrast": round(self.speckle_contrast, 4),
+            "speckle_gain": round(self.speckle_gain, 3),
             "depth_fill": round(self.depth_fill, 4),
             "ir_mean": round(self.ir_mean, 2),
             "ir_clipped": round(self.ir_clipped, 4),
@@ -83,6 +91,11 @@ def _high_pass(grey: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return grey - cv2.GaussianBlur(grey, (0, 0), 2.0)
 
 
+def _contrast(grey: npt.NDArray[np.float32]) -> float:
+    """Fine contrast: the high-pass RMS over the mean level."""
+    return float(np.sqrt(np.mean(_high_pass(grey) ** 2)) / max(float(grey.mean()), 1.0))
+
+
 def self_test(
     speckle_ir: npt.NDArray[np.generic],
     depth: npt.NDArray[np.generic],
@@ -90,17 +103,16 @@ def self_test(
     rgb: npt.NDArray[np.generic],
 ) -> SelfTest:
     """The figures of a projector-on IR frame with its depth, and a flood-lit IR frame with its RGB frame."""
-    speckle = _grey(speckle_ir)
-    contrast = float(np.sqrt(np.mean(_high_pass(speckle) ** 2)) / max(float(speckle.mean()), 1.0))
     fill = float(np.count_nonzero(depth)) / max(depth.size, 1)
     flood = _grey(flood_ir)
     rgb_grey = _grey(rgb)
     return SelfTest(
-        speckle_contrast=contrast,
+        speckle_contrast=_contrast(_grey(speckle_ir)),
+        flood_contrast=_contrast(flood),
         depth_fill=fill,
         ir_mean=float(flood.mean()),
         ir_clipped=float(np.count_nonzero(flood >= 255)) / max(flood.size, 1),
-        ir_noise=float(np.std(_high_pass(flood))),
+        ir_noise=float(np.sqrt(np.mean(_high_pass(flood) ** 2))),
         rgb_sharpness=float(cv2.Laplacian(rgb_grey, cv2.CV_32F).var()),
     )
 
@@ -143,4 +155,6 @@ class FlashedBundle:
 def bundle_images(path: Path) -> FlashedBundle:
     """The version and content hashes of the signed bundle at ``path`` (checked against the trusted keys)."""
     with Bundle.open(path, TrustStore()) as bundle:
-        return FlashedBundle(bundle.manifest.version, {p.name: content_sha256(bundle, p.name) for p in bundle.partitions})
+        return FlashedBundle(
+            bundle.manifest.version, {p.name: content_sha256(bundle, p.name) for p in bundle.partitions}
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import hmac
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,14 +24,16 @@ from terminal.diagnostics import loopback, read_slot_hashes
 from terminal.errors import NaiadError
 from terminal.secure_element import SecureElement
 
+from .camera_steps import CHECK_ROLES
 from .diagnose_checks import FlashedBundle, bundle_images, self_test
-from .steps import Setting, SettingKind, Step, StepOutcome, UnitJob, register
+from .steps import Resources, Setting, SettingKind, Step, StepOutcome, UnitJob, register
 from .verdicts import Rule, judge, load_rules
 
-SUPPORT_ROLES = ("support", "admin")
-"""Who may diagnose: the support engineer, and an admin standing in."""
+SUPPORT_ROLES = CHECK_ROLES
+"""Who may diagnose: the roles that may check a unit's camera (support, operator, installer), as the recipe's
+field-check allows; an admin manages accounts and handles no unit."""
 FLASH_STEPS = ("flash", "firmware-update")
-LOOPBACK_BYTES = 256 * 1024
+LOOPBACK_BYTES = 384 * 1024
 """Bytes written and read back by the link check: a few hundred frames, enough for a noisy cable to show."""
 LOG_TAIL = 20
 """Lines of the unit's log kept in the step's data."""
@@ -72,8 +74,16 @@ class DiagnoseStep(Step):
 class UnitInfo(DiagnoseStep):
     name = "unit-info"
     label = N_("Reading the unit's information")
-    fields = ("model", "hardware_revision", "active_slot", "running_version", "security_version", "boot_count",
-              "secure_element", "camera_module")  # fmt: skip
+    fields = (
+        "model",
+        "hardware_revision",
+        "active_slot",
+        "running_version",
+        "security_version",
+        "boot_count",
+        "secure_element",
+        "camera_module",
+    )
 
     def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
         with self.connect(job) as client:
@@ -110,8 +120,11 @@ class BootHistory(DiagnoseStep):
         findings = []
         if last.get("fell_back"):
             findings.append(
-                _("The last boot fell back to slot {slot} after {failed} failed attempts",
-                  slot=last.get("slot"), failed=last.get("failed_attempts", 0))  # fmt: skip
+                _(
+                    "The last boot fell back to slot {slot} after {failed} failed attempts",
+                    slot=last.get("slot"),
+                    failed=last.get("failed_attempts", 0),
+                )
             )
         data = {
             "boots": len(boots),
@@ -126,12 +139,8 @@ class BootHistory(DiagnoseStep):
 
 
 def _flashed_from_ledger(job: UnitJob) -> FlashedBundle | None:
-    """What the ledger says the unit's last flash or firmware update wrote (A's unit steps)."""
-    ledger = job.station.ledger
-    unit_steps: Callable[[str], list[Any]] | None = getattr(ledger, "unit_steps", None)
-    if unit_steps is None:
-        return None
-    for record in reversed(unit_steps(job.serial)):
+    """What the ledger says the unit's last flash or firmware update wrote (its recipe steps' data)."""
+    for record in reversed(job.station.ledger.unit_steps(job.serial)):
         data = record.data or {}
         if record.name in FLASH_STEPS and record.status == "succeeded" and isinstance(data.get("images"), dict):
             version = data.get("after") or data.get("version")
@@ -156,7 +165,7 @@ class FirmwareSlots(DiagnoseStep):
     )
     fields = ("active_slot", "running_version", "expected_version", "source", "mismatched", "unbootable", "problems")
 
-    def __init__(self, settings: Any, resources: Any) -> None:
+    def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)
         bundle = self.config.get("bundle") or ""
         self.bundle = bundle_images(Path(bundle)) if bundle else None  # a bad bundle refuses the batch
@@ -180,8 +189,12 @@ class FirmwareSlots(DiagnoseStep):
             findings.append(_("Slot {slot} does not boot", slot=name))
         if version is not None and running != version:
             findings.append(
-                _("The unit runs {running} in slot {slot}, not {version} as flashed",
-                  running=running, slot=active, version=version)  # fmt: skip
+                _(
+                    "The unit runs {running} in slot {slot}, not {version} as flashed",
+                    running=running,
+                    slot=active,
+                    version=version,
+                )
             )
         mismatched = []
         held = hashes.get(active, {})
@@ -191,8 +204,11 @@ class FirmwareSlots(DiagnoseStep):
                 if found is None or not hmac.compare_digest(found.sha256, digest):
                     mismatched.append(partition)
                     findings.append(
-                        _("Partition {partition} of slot {slot} does not hold the image flashed", partition=partition,
-                          slot=active)  # fmt: skip
+                        _(
+                            "Partition {partition} of slot {slot} does not hold the image flashed",
+                            partition=partition,
+                            slot=active,
+                        )
                     )
         elif expected is None:
             job.reporter(self.name).message(_("No record of the bundle flashed: the hashes are not compared"))
@@ -228,14 +244,18 @@ class KeyStatus(DiagnoseStep):
             if not status.keys:
                 problem = "missing"
                 findings.append(
-                    _("The unit holds no payment key, but the ledger recorded key {key_id} injected",
-                      key_id=recorded.initial_key_id.hex().upper())  # fmt: skip
+                    _(
+                        "The unit holds no payment key, but the ledger recorded key {key_id} injected",
+                        key_id=recorded.initial_key_id.hex().upper(),
+                    )
                 )
             elif slot is None or not hmac.compare_digest(slot.kcv, recorded.kcv):
                 problem = "mismatch"
                 findings.append(
-                    _("The unit's payment key is not key {key_id} the ledger recorded",
-                      key_id=recorded.initial_key_id.hex().upper())  # fmt: skip
+                    _(
+                        "The unit's payment key is not key {key_id} the ledger recorded",
+                        key_id=recorded.initial_key_id.hex().upper(),
+                    )
                 )
         elif status.keys:
             problem = "unrecorded"
@@ -257,8 +277,18 @@ class KeyStatus(DiagnoseStep):
 class CameraSelfTest(DiagnoseStep):
     name = "camera-self-test"
     label = N_("Testing the projector, the IR and the RGB cameras")
-    fields = ("speckle_contrast", "depth_fill", "ir_mean", "ir_clipped", "ir_noise", "rgb_sharpness",
-              "projector_ok", "ir_ok", "rgb_ok")  # fmt: skip
+    fields = (
+        "speckle_contrast",
+        "speckle_gain",
+        "depth_fill",
+        "ir_mean",
+        "ir_clipped",
+        "ir_noise",
+        "rgb_sharpness",
+        "projector_ok",
+        "ir_ok",
+        "rgb_ok",
+    )
 
     def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
         with self.connect(job) as client:
@@ -276,8 +306,11 @@ class CameraSelfTest(DiagnoseStep):
         findings = []
         if not test.projector_ok:
             findings.append(
-                _("The projector shows no dots: speckle contrast {contrast:.3f}, depth fill {fill:.0%}",
-                  contrast=test.speckle_contrast, fill=test.depth_fill)  # fmt: skip
+                _(
+                    "The projector shows no dots: speckle gain {gain:.2f}, depth fill {fill:.0%}",
+                    gain=test.speckle_gain,
+                    fill=test.depth_fill,
+                )
             )
         if not test.ir_ok:
             findings.append(_("The IR frame is black or clipped: mean {mean:.0f}", mean=test.ir_mean))
@@ -290,7 +323,7 @@ class CameraSelfTest(DiagnoseStep):
 class LinkCheck(DiagnoseStep):
     name = "link-check"
     label = N_("Testing the link with a loopback")
-    fields = ("bytes", "intact", "retransmissions", "throughput")
+    fields = ("bytes", "intact", "retransmissions", "damaged_frames", "throughput")
 
     def passed(self, data: dict[str, Any]) -> bool:
         return bool(data["intact"])  # a link that loses data failed its check
@@ -301,17 +334,24 @@ class LinkCheck(DiagnoseStep):
         findings = []
         if not result.intact:
             findings.append(_("The loopback data did not come back whole"))
+        if result.damaged_frames:
+            findings.append(_("{count} frames arrived damaged", count=result.damaged_frames))
         if result.retransmissions:
             findings.append(_("{count} retransmissions on the link", count=result.retransmissions))
         data = {
             "bytes": result.bytes,
             "intact": result.intact,
             "retransmissions": result.retransmissions,
+            "damaged_frames": result.damaged_frames,
             "throughput": round(result.throughput),
             "findings": findings,
         }
-        detail = _("{kib} KiB round trip at {rate:.1f} MB/s, {count} retransmissions",
-                   kib=result.bytes // 1024, rate=result.throughput / 1e6, count=result.retransmissions)  # fmt: skip
+        detail = _(
+            "{kib} KiB round trip at {rate:.1f} MB/s, {count} retransmissions",
+            kib=result.bytes // 1024,
+            rate=result.throughput / 1e6,
+            count=result.retransmissions,
+        )
         return data, detail
 
 
@@ -328,8 +368,14 @@ class Logs(DiagnoseStep):
         alarms = [line for line in lines if any(word in line.lower() for word in _LOG_ALARMS)]
         tamper = any("tamper" in line.lower() for line in lines)
         findings = [_("The unit logged a tamper event")] if tamper else []
-        data = {"lines": len(lines), "alarms": len(alarms), "tamper": tamper, "tail": lines[-LOG_TAIL:],
-                "alarm_lines": alarms[-LOG_TAIL:], "findings": findings}  # fmt: skip
+        data = {
+            "lines": len(lines),
+            "alarms": len(alarms),
+            "tamper": tamper,
+            "tail": lines[-LOG_TAIL:],
+            "alarm_lines": alarms[-LOG_TAIL:],
+            "findings": findings,
+        }
         return data, _("{lines} lines, {alarms} alarms", lines=len(lines), alarms=len(alarms))
 
 
@@ -348,7 +394,7 @@ class VerdictStep(Step):
     roles: ClassVar[tuple[str, ...]] = SUPPORT_ROLES
     settings = (Setting("rules", SettingKind.FILE, "", N_("A verdict rules file (default: the built-in rules)")),)
 
-    def __init__(self, settings: Any, resources: Any) -> None:
+    def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)
         path = self.config.get("rules") or ""
         self.rules: tuple[Rule, ...] = load_rules(rule_fields(), *([Path(path)] if path else []))
@@ -361,5 +407,11 @@ class VerdictStep(Step):
 
 
 DIAGNOSE_STEPS: tuple[type[DiagnoseStep], ...] = (
-    UnitInfo, BootHistory, FirmwareSlots, KeyStatus, CameraSelfTest, LinkCheck, Logs,
-)  # fmt: skip
+    UnitInfo,
+    BootHistory,
+    FirmwareSlots,
+    KeyStatus,
+    CameraSelfTest,
+    LinkCheck,
+    Logs,
+)

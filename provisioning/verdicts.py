@@ -179,7 +179,9 @@ def parse_rules(text: str, source: str, known: Mapping[str, frozenset[str]]) -> 
         if not isinstance(name, str) or not name:
             raise error(_("a rule needs a name"))
         if verdict not in VERDICTS:
-            raise error(_("unknown verdict {verdict}; known: {known}", verdict=repr(verdict), known=", ".join(VERDICTS)))
+            raise error(
+                _("unknown verdict {verdict}; known: {known}", verdict=repr(verdict), known=", ".join(VERDICTS))
+            )
         if action not in ACTIONS:
             raise error(_("unknown action {action}; known: {known}", action=repr(action), known=", ".join(ACTIONS)))
         groups = []

@@ -294,9 +294,7 @@ class VirtualTerminal:
 
     def _object_read(self, payload: Payload) -> Payload:
         name, offset, length = str(payload["name"]), int(payload["offset"]), int(payload["length"])
-        if name in (OBJECT_LOGS, OBJECT_CALIBRATION, OBJECT_SLOT_HASHES) and (
-            offset == 0 or name not in self._objects
-        ):
+        if name in (OBJECT_LOGS, OBJECT_CALIBRATION, OBJECT_SLOT_HASHES) and (offset == 0 or name not in self._objects):
             # a transfer starts: freeze a snapshot so every chunk agrees
             data = self._snapshot(name)
             if data is None:

@@ -112,6 +112,11 @@ class ManagementClient:
         self.close()
 
     @property
+    def frame_errors(self) -> int:
+        """Frames from the unit dropped as damaged (CRC, stuffing, oversize) on this client: a clean link has none."""
+        return self._decoder.errors
+
+    @property
     def unit_name(self) -> str:
         """The unit's serial for error messages: as it said at HELLO, else as expected, else "?"."""
         return str(self.identity.get("serial") or self.expected_serial or "?")

@@ -82,11 +82,15 @@ def read_slot_hashes(client: ManagementClient) -> SlotHashes:
 @dataclass(frozen=True)
 class LoopbackResult:
     """One loopback round: bytes written and read back, whether they came back whole, the client's
-    retransmissions meanwhile and the throughput of both directions together."""
+    retransmissions and the damaged frames it dropped meanwhile, and the throughput of both directions together.
+
+    A damaged frame is the mark of a noisy cable (a clean pty or USB link never damages one); a retransmission may
+    also be a busy unit or host, so it counts only in numbers."""
 
     bytes: int
     intact: bool
     retransmissions: int
+    damaged_frames: int
     seconds: float
 
     @property
@@ -98,7 +102,7 @@ class LoopbackResult:
 def loopback(client: ManagementClient, size: int) -> LoopbackResult:
     """Write ``size`` random bytes to ``diag/loopback`` and read them back (scratch, forgotten at the next boot)."""
     data = os.urandom(size)
-    before = client.retransmissions
+    before, damaged = client.retransmissions, client.frame_errors
     started = time.monotonic()
     client.write_object(OBJECT_LOOPBACK, data)
     try:
@@ -106,4 +110,4 @@ def loopback(client: ManagementClient, size: int) -> LoopbackResult:
     except TransferError:
         back = b""
     seconds = time.monotonic() - started
-    return LoopbackResult(size, back == data, client.retransmissions - before, seconds)
+    return LoopbackResult(size, back == data, client.retransmissions - before, client.frame_errors - damaged, seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,13 @@ def recipe_file(folder: Path, world: DemoWorld, text: str = RECIPE) -> Path:
 
 
 def snapshot(world: DemoWorld) -> dict[str, Any]:
-    """What a refused command must leave as it was: the audit trail's head, the units' runs, their slots."""
+    """What a refused command must leave as it was: the audit trail's head, the units' runs, their state."""
     with Ledger.open(world.ledger_url) as ledger:
         head = ledger.head()
         runs = ledger.unit_runs()
-    slots = {t["serial"]: t.get("slots") for t in world.simulator("status")["terminals"]}
-    return {"head": (head.entry_id, head.hash), "runs": len(runs), "slots": slots}
+    fields = ("mode", "active_slot", "boot_count", "secure_element")
+    units = {t["serial"]: [t[f] for f in fields] for t in world.simulator("status")["terminals"]}
+    return {"head": (head.entry_id, head.hash), "runs": len(runs), "units": units}
 
 
 def test_refusals_touch_nothing(world: DemoWorld, tmp_path: Path) -> None:
@@ -121,7 +123,30 @@ def test_provision_then_already_done(world: DemoWorld, tmp_path: Path) -> None:
         runs = [r for r in ledger.unit_runs(serial) if r.recipe == "flash-and-keys"]
         injected = [s for s in ledger.unit_steps(serial) if s.name == "inject" and s.status == "succeeded"]
     assert len(injected) == 1, injected
-    assert len([r for r in runs if getattr(r, "result", getattr(r, "status", None)) == "succeeded"]) == 1
+    assert [r.status for r in runs] == ["succeeded"]  # the second run made no run of its own
+
+
+def test_a_failed_unit_exits_1_with_its_step_and_remedy(world: DemoWorld, tmp_path: Path) -> None:
+    """A unit taken out of the authorised inventory is flashed, then refused its keys: exit 1, and the table
+    names the failed step, the problem and what to do; the JSON says the same."""
+    serial = world.serials[0]
+    with world.ledger() as ledger:
+        ledger.as_operator("demo-admin").inventory_remove(serial)
+    recipe = recipe_file(tmp_path / "recipe", world)
+    shown = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--reports", str(tmp_path / "r"))
+    assert shown.exit_code == 1, shown.output
+    row = next(line for line in shown.stdout.splitlines() if serial in line)
+    assert "failed" in row and "inject" in row, shown.stdout
+    with world.ledger() as ledger:
+        [failed] = [s for s in ledger.unit_steps(serial) if s.name == "inject"]
+    assert failed.status == "failed"
+    assert failed.detail.split()[0] in shown.stdout  # the problem's words are in the table
+
+    again = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--json")
+    assert again.exit_code == 1, again.output
+    [unit] = json.loads(again.stdout)["units"]
+    assert unit["result"] == "failed" and unit["error"]["remedy"], unit
+    assert [s["name"] for s in unit["steps"] if not s["ok"]] == ["inject"]
 
 
 def test_no_secret_in_the_world_files(world: DemoWorld) -> None:
@@ -134,3 +159,42 @@ def test_no_secret_in_the_world_files(world: DemoWorld) -> None:
             data = path.read_bytes()
             for secret in secrets:
                 assert secret.encode() not in data, path
+
+
+def test_recipe_bars_count_steps_and_name_the_step_in_progress() -> None:
+    """A unit's bar fills by the pipeline's steps, names the step with its own phase beside it, ignores the
+    step's byte counts and its end, and is marked only when the pipeline ends the unit."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from console.cli_progress import RecipeBars
+    from provisioning.steps import StepOutcome
+    from terminal.events import PhaseStarted, Progressed, StepFinished
+
+    @dataclass
+    class Ended:
+        ok: bool
+        result: str
+        error: None = None
+
+        def as_dict(self) -> dict[str, Any]:
+            return {"result": self.result, "steps": []}
+
+    with Progress(console=Console(file=StringIO(), force_terminal=False)) as progress:
+        bars = RecipeBars(progress, "distributor-bulk", outcome=lambda result: result.as_dict()["result"])
+        bars.phase_started(PhaseStarted("U1", "distributor-bulk", "flash", "Flash the firmware"))
+        bars.progressed(Progressed("U1", "distributor-bulk", "flash", 0, 6, counts="items"))
+        bars.phase_started(PhaseStarted("U1", "flash", "write", "writing system"))
+        bars.progressed(Progressed("U1", "flash", "write", 4096, 8192))
+        [task] = progress.tasks
+        assert "Flash the firmware · writing system" in task.description
+        assert (task.completed, task.total, task.fields["counts"]) == (0, 6, "items")
+        bars.finished(StepFinished("U1", "flash", StepOutcome("flash", True)))  # the step's own end
+        assert "✓" not in progress.tasks[0].description
+        bars.progressed(Progressed("U1", "distributor-bulk", "inject", 1, 6, counts="items"))
+        bars.finished(StepFinished("U1", "distributor-bulk", Ended(True, "succeeded")))
+        [task] = progress.tasks
+        assert "✓" in task.description and "succeeded" in task.description
+        assert task.completed == task.total == 6

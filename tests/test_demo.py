@@ -41,7 +41,7 @@ def test_demo_json(tmp_path: Path) -> None:
     before = demo_processes()
     env = {**os.environ, "NAIAD_LANG": "en", "TMPDIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "console.cli", "demo", "--units", "1", "--calibration-views", "16", "--json"],
+        [sys.executable, "-m", "console.cli", "demo", "--units", "1", "--calibration-views", "12", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -70,7 +70,7 @@ def test_demo_json(tmp_path: Path) -> None:
 
     files = [p for p in reports.rglob("*") if p.is_file()]
     assert {p.suffix for p in files} >= {".html", ".pdf", ".json", ".csv", ".png"}, files
-    assert {p.name for p in reports.parent.iterdir()} == {"reports"}  # without --keep only the reports stay
+    assert {p.name for p in reports.parent.iterdir()} == {"reports", "demo.log"}  # without --keep: reports and log
     assert demo_processes() <= before  # the simulator and the sandbox are gone
 
 

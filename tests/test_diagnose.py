@@ -7,69 +7,25 @@ its fault on it and takes it off again.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from camerabench import truth_blob
-from conftest import SimHandle
-from helpers import demo_tool
-from keybench import KeyBench, software_store
+from diagnosebench import Provisioned, provisioned_unit
+from hypothesis import given
+from hypothesis import strategies as st
 
-from provisioning.calibration import calibrate_units
 from provisioning.diagnose_steps import DIAGNOSE_STEPS, FirmwareSlots, VerdictStep
-from provisioning.flashing import flash_units
-from provisioning.operators import OperatorSession
-from provisioning.steps import REQUIRED, Resources, Step, StepOutcome, UnitJob, all_steps
-from simulator import launcher
-from terminal.camera import blob_checksum
-from terminal.camera_unit import CameraUnit
-from terminal.secure_element import SecureElement
-
-SUPPORT = OperatorSession("sue", "support")
-
-
-@dataclass
-class Provisioned:
-    sim: SimHandle
-    bench: KeyBench
-    serial: str
-    bundle: Path
-    config_dir: Path
+from provisioning.steps import REQUIRED, Step, StepOutcome, UnitJob, step_class
 
 
 @pytest.fixture(scope="module")
 def unit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
-    root = tmp_path_factory.mktemp("diagnose")
-    config = root / "config"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NAIAD_CONFIG_DIR", str(config))
-        patch.setenv("NAIAD_DATA_DIR", str(root / "data"))
-        patch.setenv("NAIAD_LANG", "en")
-        state = root / "sim"
-        launcher.start_detached(state, 1, ["df2"], {})
-        sim = SimHandle(state)
-        try:
-            bench = KeyBench.open(state, f"sqlite:///{root / 'ledger.db'}", software_store(root))
-            [serial] = sim.serials()
-            bench.ledger.register_operator(SUPPORT.operator, SUPPORT.role)
-            bundle = Path(demo_tool().make_demo_bundle(root / "bundle.zip", version="2.0.0").path)
-            [flashed] = flash_units(bench.station, bundle, [serial])
-            assert flashed.ok, flashed.as_dict()
-            bench.authorise([serial])
-            injected = bench.inject([serial])
-            assert injected.as_dict()["results"][0]["ok"], injected.as_dict()
-            blob = truth_blob(serial, sim.call("truth", serial=serial)).encode()
-            with bench.station.connect(serial) as client:
-                CameraUnit(client).write_calibration(blob)
-            bench.ledger.record_calibration(serial, blob_checksum(blob), {})
-            yield Provisioned(sim, bench, serial, bundle, config)
-            bench.close()
-        finally:
-            launcher.stop(state)
+    with provisioned_unit(tmp_path_factory.mktemp("diagnose")) as provisioned:
+        yield provisioned
 
 
 @pytest.fixture
@@ -78,57 +34,23 @@ def provisioned(unit: Provisioned, monkeypatch: pytest.MonkeyPatch) -> Provision
     return unit
 
 
-def snapshot(unit: Provisioned) -> dict[str, Any]:
-    """What a diagnosis must not change: INFO, the key status, the slots' hashes and the calibration blob."""
-    from terminal.diagnostics import read_slot_hashes
-
-    with unit.bench.station.connect(unit.serial) as client:
-        return {
-            "info": client.info(),
-            "keys": SecureElement(client).status(),
-            "hashes": read_slot_hashes(client),
-            "calibration": CameraUnit(client).read_calibration(),
-        }
-
-
-class FieldCheck(Step):
-    """B's ``field-check`` until its branch lands: the same field check, as a step outcome."""
-
-    name = "field-check"
-    label = "field check"
-    read_only = True
-
-    def run(self, job: UnitJob) -> StepOutcome:
-        [result] = calibrate_units(job.station, job.resources.jig or _no_jig(), [job.serial], mode="check",
-                                   session=SUPPORT)  # fmt: skip
-        data = {"verdict": result.verdict, "passed": result.ok, "findings": list(result.findings)}
-        return StepOutcome("field-check", result.error is None, result.seconds, "", data, result.error)
-
-
-def _no_jig() -> Any:
-    from provisioning.camera_steps import NoJig
-
-    return NoJig()
-
-
 def diagnose(unit: Provisioned) -> dict[str, StepOutcome]:
     """Every read-only step in the recipe's order on the unit, then the verdict: the outcomes by step name."""
-    resources = Resources(station=unit.bench.station, session=SUPPORT)
+    resources = unit.resources()
     job = UnitJob(unit.serial, resources, run_id=0)
-    field_check = all_steps().get("field-check", FieldCheck)
-    settings: dict[type[Step], dict[str, Any]] = {FirmwareSlots: {"bundle": str(unit.bundle)}}
+    field_check = step_class("field-check")  # B's (provisioning/onsite_steps.py)
     order: list[type[Step]] = [*DIAGNOSE_STEPS[:4], field_check, *DIAGNOSE_STEPS[4:], VerdictStep]
     for cls in order:
         defaults = {s.name: s.default for s in cls.settings if s.default is not REQUIRED}
-        step = cls({**defaults, **settings.get(cls, {})}, resources)
+        step = cls(defaults, resources)
         job.earlier[cls.name] = step.run(job)
     return job.earlier
 
 
 def judged(unit: Provisioned) -> tuple[str, dict[str, StepOutcome]]:
-    before = snapshot(unit)
+    before = unit.snapshot()
     outcomes = diagnose(unit)
-    assert snapshot(unit) == before, "the diagnosis changed the unit"
+    assert unit.snapshot() == before, "the diagnosis changed the unit"
     return outcomes["verdict"].data["action"], outcomes
 
 
@@ -139,31 +61,45 @@ def test_a_healthy_provisioned_unit_needs_nothing(provisioned: Provisioned) -> N
     assert all(o.ok for o in outcomes.values()), {k: o.detail for k, o in outcomes.items() if not o.ok}
     slots = outcomes["firmware-slots"].data
     assert slots["running_version"] == slots["expected_version"] == "2.0.0" and slots["mismatched"] == []
+    assert slots["source"] == "ledger"  # the flash step's image hashes
+    job = UnitJob(provisioned.serial, provisioned.resources(), run_id=0)
+    given = FirmwareSlots({"bundle": str(provisioned.bundle)}, provisioned.resources()).run(job).data
+    assert (given["source"], given["mismatched"], given["problems"]) == ("bundle", [], 0)
     assert outcomes["key-status"].data["problem"] == "" and outcomes["key-status"].data["recorded"]
     assert "key" not in str(outcomes["key-status"].data.get("kcv")).lower()
 
 
 @pytest.mark.parametrize(
-    ("faults", "action", "verdict"),
+    ("faults", "action", "verdict", "shown"),
     [
-        ({"camera_drift": True}, "re-calibrate", "calibration-drift"),
-        ({"dead_projector": True}, "rma", "dead-projector"),
-        ({"ber": 2e-4}, "replace-cable", "noisy-link"),
+        ({"camera_drift": True}, "re-calibrate", "calibration-drift", ("field-check", "verdict", "recalibrate")),
+        ({"dead_projector": True}, "rma", "dead-projector", ("camera-self-test", "projector_ok", False)),
+        ({"rgb_defocus": True}, "rma", "camera-module", ("camera-self-test", "rgb_ok", False)),
+        ({"ber": 1.5e-6}, "replace-cable", "noisy-link", ("link-check", "intact", True)),
+        ({"drop": 1.5e-5}, "replace-cable", "noisy-link", ("link-check", "intact", True)),
     ],
 )
 def test_each_camera_or_link_fault_gets_its_own_verdict(
-    provisioned: Provisioned, faults: dict[str, Any], action: str, verdict: str
+    provisioned: Provisioned, faults: dict[str, Any], action: str, verdict: str, shown: tuple[str, str, Any]
 ) -> None:
     serial = provisioned.serial
     provisioned.sim.call("faults", serial=serial, **faults)
     try:
         got, outcomes = judged(provisioned)
     finally:
-        provisioned.sim.call("faults", serial=serial, camera_drift=False, dead_projector=False, ber=0.0)
+        provisioned.sim.call(
+            "faults", serial=serial, camera_drift=False, dead_projector=False, rgb_defocus=False, ber=0.0, drop=0.0
+        )
     assert (got, outcomes["verdict"].data["verdict"]) == (action, verdict), {
         k: (o.ok, o.detail, o.data.get("findings")) for k, o in outcomes.items()
     }
+    step, field, value = shown
+    assert outcomes[step].data[field] == value, outcomes[step].data
     assert outcomes["verdict"].data["reasons"]
+    if (
+        "ber" in faults or "drop" in faults
+    ):  # the retransmissions recover the data; the damaged frames give the cable away
+        assert outcomes["link-check"].data["damaged_frames"] > 0
 
 
 def test_zeroised_keys_are_re_injected(provisioned: Provisioned) -> None:
@@ -203,6 +139,163 @@ def test_a_refused_bundle_refuses_the_step_before_any_unit(provisioned: Provisio
 
     junk = tmp_path / "junk.zip"
     junk.write_bytes(os.urandom(64))
-    resources = Resources(station=provisioned.bench.station, session=SUPPORT)
     with pytest.raises(NaiadError):
-        FirmwareSlots({"bundle": str(junk)}, resources)
+        FirmwareSlots({"bundle": str(junk)}, provisioned.resources())
+
+
+# --- the rules file and the unit's slot hashes, without a unit ------------------------------------------------
+
+KNOWN = {"link-check": frozenset({"intact"}), "key-status": frozenset({"problem", "findings"})}
+
+
+def outcome(step: str, ok: bool = True, **data: Any) -> StepOutcome:
+    return StepOutcome(step, ok, data=data)
+
+
+def test_the_first_matching_rule_wins_and_quotes_the_steps_findings() -> None:
+    from provisioning.verdicts import judge, parse_rules
+
+    rules = parse_rules(
+        """
+[[rule]]
+name = "cable"
+verdict = "noisy-link"
+action = "replace-cable"
+any = ["link-check.intact == false", "link-check.ok == false"]
+
+[[rule]]
+name = "keys"
+verdict = "keys-missing"
+action = "re-inject"
+all = ["key-status.problem in ['missing']"]
+
+[[rule]]
+name = "fine"
+verdict = "healthy"
+action = "none"
+""",
+        "test.toml",
+        KNOWN,
+    )
+    missing = outcome("key-status", problem="missing", findings=["no key on the unit"])
+    assert judge(rules, {"link-check": outcome("link-check", intact=True), "key-status": missing}).as_data() == {
+        **judge(rules, {"key-status": missing}).as_data(),
+        "verdict": "keys-missing",
+        "action": "re-inject",
+        "reasons": ["no key on the unit"],
+        "rule": "keys",
+    }
+    noisy = {"link-check": outcome("link-check", intact=False), "key-status": missing}
+    assert judge(rules, noisy).action == "replace-cable"  # before the keys: its rule comes first
+    assert judge(rules, {}).action == "none"  # a step not run proves nothing
+
+
+@pytest.mark.parametrize(
+    ("rule", "reason"),
+    [
+        ('any = ["nosuch.x == 1"]', "no step nosuch"),
+        ('any = ["link-check.colour == 1"]', "no field colour"),
+        ('any = ["link-check.intact = true"]', "not STEP.FIELD OP VALUE"),
+        ('any = ["link-check.intact in true"]', "needs a list"),
+        ('any = ["link-check.intact == maybe"]', "not a TOML value"),
+        ('any = "link-check.intact == true"', "must be a list"),
+        ('colour = "red"', "unknown key colour"),
+    ],
+)
+def test_a_bad_rule_is_refused_with_its_line(rule: str, reason: str) -> None:
+    from provisioning.verdicts import VerdictRulesError, parse_rules
+
+    good = '[[rule]]\nname = "fine"\nverdict = "healthy"\naction = "none"\n\n'
+    text = f'# rules\n\n{good}[[rule]]\nname = "x"\nverdict = "healthy"\naction = "none"\n{rule}\n'
+    with pytest.raises(VerdictRulesError) as caught:
+        parse_rules(text, "rules.toml", KNOWN)
+    assert "rules.toml" in str(caught.value) and "line 8" in str(caught.value), str(caught.value)
+    assert reason in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("action", "reboot"), ("verdict", "sunny")])
+def test_an_unknown_action_or_verdict_is_refused(field: str, value: str) -> None:
+    from provisioning.verdicts import VerdictRulesError, parse_rules
+
+    rule = {"name": '"x"', "verdict": '"healthy"', "action": '"none"', field: f'"{value}"'}
+    text = "[[rule]]\n" + "".join(f"{k} = {v}\n" for k, v in rule.items())
+    with pytest.raises(VerdictRulesError, match=value):
+        parse_rules(text, "rules.toml", KNOWN)
+
+
+def test_the_built_in_rules_load_and_name_every_action() -> None:
+    from provisioning.diagnose_steps import rule_fields
+    from provisioning.verdicts import ACTIONS, load_rules
+
+    rules = load_rules(rule_fields())
+    assert {r.action for r in rules} == set(ACTIONS)
+    assert rules[-1].all == rules[-1].any == ()  # the last one catches everything: a healthy unit
+
+
+def _client() -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(transport=SimpleNamespace(path="sim:test"), unit_name="DF2T00001")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"\xff\xfe",
+        b"[]",
+        b'{"a": []}',
+        b'{"a": {"boot": {"sha256": "00", "bytes": 1}}}',
+        b'{"a": {"boot": {"sha256": "' + b"A" * 64 + b'", "bytes": 1}}}',
+        b'{"a": {"boot": {"sha256": "' + b"a" * 64 + b'", "bytes": -1}}}',
+        b'{"a": {"boot": {"sha256": "' + b"a" * 64 + b'", "bytes": true}}}',
+        b'{"../x": {}}',
+        b'{"a": {"Boot Image": null}}',
+        b"[" * 100000,
+    ],
+)
+def test_a_lying_unit_s_slot_hashes_are_a_typed_error(reply: bytes) -> None:
+    from terminal.diagnostics import parse_slot_hashes
+    from terminal.errors import MalformedReply
+
+    with pytest.raises(MalformedReply) as caught:
+        parse_slot_hashes(_client(), reply)
+    assert "DF2T00001" in str(caught.value)
+
+
+def test_slot_hashes_in_their_shape_are_read() -> None:
+    from terminal.diagnostics import PartitionHash, parse_slot_hashes
+
+    digest = "ab" * 32
+    reply = f'{{"a": {{"boot": {{"sha256": "{digest}", "bytes": 4096}}, "system": null}}, "b": {{}}}}'.encode()
+    assert parse_slot_hashes(_client(), reply) == {"a": {"boot": PartitionHash(digest, 4096), "system": None}, "b": {}}
+
+
+@given(st.binary(max_size=512) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+).map(lambda value: json.dumps(value).encode()))  # fmt: skip
+def test_whatever_a_unit_sends_as_slot_hashes_is_read_or_refused_typed(reply: bytes) -> None:
+    from terminal.diagnostics import parse_slot_hashes
+    from terminal.errors import MalformedReply
+
+    try:
+        hashes = parse_slot_hashes(_client(), reply)
+    except MalformedReply:
+        return
+    assert all(isinstance(parts, dict) for parts in hashes.values())
+
+
+def test_the_image_map_keeps_the_pieces_of_one_image_and_forgets_an_older_one(tmp_path: Path) -> None:
+    from simulator.image_map import ImageMap
+
+    images = ImageMap(tmp_path)
+    images.record("system_b", [(0, 4096), (8192, 4096)])
+    images.record("system_b", [(16384, 100)])  # the next piece of a re-sparsed image
+    assert images.extents("system_b") == [(0, 4096), (8192, 4096), (16384, 100)]
+    images.record("system_b", [(0, 512)])  # a new image from the start
+    assert images.extents("system_b") == [(0, 512)]
+    images.forget("system_b")
+    assert images.extents("system_b") is None and images.extents("boot_a") is None
+    (tmp_path / "images.json").write_text("{torn", encoding="utf-8")
+    assert ImageMap(tmp_path).extents("system_b") is None  # a torn record claims nothing

@@ -144,8 +144,8 @@ def test_the_simulator_check_sees_the_host_side(tmp_path: Path) -> None:
 
 
 SANDBOX_ONLY = {"starlette", "uvicorn"}
-SANDBOX_USERS = {"console/cli_platform_serve.py"}
-"""The one place outside the sandbox that starts it: ``naiad platform serve``."""
+SANDBOX_USERS = {"console/cli_platform_serve.py", "console/demo_world.py"}
+"""The places outside the sandbox that start it: ``naiad platform serve`` and the demo's world (``naiad demo``)."""
 
 
 def absolute_imports(path: Path) -> list[str]:
