@@ -83,11 +83,17 @@ def timed_naiad(args: Sequence[str], env: Mapping[str, str], out: Path) -> Timed
     sampler.join()
     process.returncode = os.waitstatus_to_exitcode(wait_status)
     text = out.read_text(encoding="utf-8", errors="replace").strip()
-    try:
-        document = json.loads(text[text.index("{") :]) if "{" in text else {}
-    except ValueError:
-        document = {}
-    if process.returncode != 0 or not document:
+    document: dict[str, Any] = {}
+    for candidate in (text, *reversed(text.splitlines())):  # the whole output, else its last JSON line
+        try:
+            found = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(found, dict):
+            document = found
+            break
+    if process.returncode != 0 or not document.get("units"):
+        sys.stderr.write(f"naiad {' '.join(args[:3])}: exit {process.returncode}\n{text[-2000:]}\n")
         sys.stderr.write(out.with_suffix(".err").read_text(encoding="utf-8", errors="replace")[-3000:])
     return Timed(
         seconds, usage.ru_maxrss / 1024, process.returncode, document, (sum(samples) / len(samples), max(samples))

@@ -49,7 +49,7 @@ GRACE_S = 3.0
 """How long after this station's first step row a kill waits for its own step before any running step will do."""
 GIVE_UP_S = 30.0
 """A kill whose moment does not come within this time after the station's start fires anyway."""
-POLL_S = 0.02
+POLL_S = 0.05
 DEADLINE_S = 420.0
 
 
