@@ -200,6 +200,7 @@ class InjectStep(OnceStep):
     label = N_("Inject the payment keys")
     settings = (Setting("bdk", SettingKind.STRING, help=N_("The label of the BDK the Initial Keys derive from")),)
     roles = (INJECT_ROLE,)
+    needs_authorised = True
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)
@@ -340,6 +341,7 @@ class RegisterInventoryStep(OnceStep):
     name = "register-inventory"
     label = N_("Register in the distributor's inventory")
     roles = ROLES_INVENTORY
+    needs_authorised = True
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)
