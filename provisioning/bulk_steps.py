@@ -210,7 +210,7 @@ class InjectStep(OnceStep):
         self.injector = Injector(resources.station, store, resources.session, self.bdk, roots)
 
     def run(self, job: UnitJob) -> StepOutcome:
-        if self.injector.unsettled(job.serial):  # an earlier try may have left the key in the unit: look first
+        if self.injector.unsettled(job.serial):  # an earlier try (any BDK) may have left a key in the unit: look first
             started = time.monotonic()
             try:
                 settled = self.settle(job)
@@ -233,8 +233,13 @@ class InjectStep(OnceStep):
         return outcome(self, True, 0.0, detail, data, already_done=True)
 
     def done_before(self, job: UnitJob) -> StepOutcome | None:
-        """Done when the ledger records an injection for the unit (by any station, under any BDK)."""
-        return self._recorded(self.injector.recorded(job.serial))
+        """Done when the ledger records an injection for the unit (by any station, under any BDK), or when the
+        unit holds a key under an Initial Key ID allocated to it (under any BDK) and never recorded: settled first,
+        so a new run (another BDK, another digest) never gives the unit a second key."""
+        recorded = self.injector.recorded(job.serial)
+        if recorded is None and self.injector.unsettled(job.serial):
+            return self.settle(job)
+        return self._recorded(recorded)
 
     def settle(self, job: UnitJob) -> StepOutcome | None:
         """The unit's key status settles each Initial Key ID allocated and never recorded: held with the store's
