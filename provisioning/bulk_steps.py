@@ -200,6 +200,7 @@ class InjectStep(OnceStep):
     label = N_("Inject the payment keys")
     settings = (Setting("bdk", SettingKind.STRING, help=N_("The label of the BDK the Initial Keys derive from")),)
     roles = (INJECT_ROLE,)
+    needs_authorised = True
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)
@@ -209,7 +210,7 @@ class InjectStep(OnceStep):
         self.injector = Injector(resources.station, store, resources.session, self.bdk, roots)
 
     def run(self, job: UnitJob) -> StepOutcome:
-        if self.injector.unsettled(job.serial):  # an earlier try may have left the key in the unit: look first
+        if self.injector.unsettled(job.serial):  # an earlier try (any BDK) may have left a key in the unit: look first
             started = time.monotonic()
             try:
                 settled = self.settle(job)
@@ -232,8 +233,13 @@ class InjectStep(OnceStep):
         return outcome(self, True, 0.0, detail, data, already_done=True)
 
     def done_before(self, job: UnitJob) -> StepOutcome | None:
-        """Done when the ledger records an injection for the unit (by any station, under any BDK)."""
-        return self._recorded(self.injector.recorded(job.serial))
+        """Done when the ledger records an injection for the unit (by any station, under any BDK), or when the
+        unit holds a key under an Initial Key ID allocated to it (under any BDK) and never recorded: settled first,
+        so a new run (another BDK, another digest) never gives the unit a second key."""
+        recorded = self.injector.recorded(job.serial)
+        if recorded is None and self.injector.unsettled(job.serial):
+            return self.settle(job)
+        return self._recorded(recorded)
 
     def settle(self, job: UnitJob) -> StepOutcome | None:
         """The unit's key status settles each Initial Key ID allocated and never recorded: held with the store's
@@ -340,6 +346,7 @@ class RegisterInventoryStep(OnceStep):
     name = "register-inventory"
     label = N_("Register in the distributor's inventory")
     roles = ROLES_INVENTORY
+    needs_authorised = True
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)

@@ -150,6 +150,17 @@ class InjectionUnsettled(InjectionError):
     )
 
 
+class AllocationBdkNotInStore(InjectionError):
+    message = N_(
+        "Unit {serial} holds Initial Key ID {initial_key_id} of BDK {label}, allocated and never recorded, and this "
+        "key store holds no BDK {label} to check it: the unit gets no other key"
+    )
+    remedy = N_(
+        "Run again with the key store that holds BDK {label} (--keystore) so the station records the key the unit "
+        "holds; or report it to the security officer."
+    )
+
+
 class InjectionCrashed(InjectionError):
     message = N_("Injecting keys into {serial} failed unexpectedly: {detail}")
     remedy = N_("The unit's old keys are kept. Send the station's log to support, then inject the unit again.")
@@ -424,6 +435,7 @@ class Injector:
         if CA_LABEL not in store.signing_labels() or store.certificate(CA_LABEL) is None:
             raise ProvisioningCANotMade(label=CA_LABEL)  # made under dual control, never on the fly by an operator
         self.station, self.ledger, self.bdk_label, self.roots = station, ledger, bdk_label, tuple(roots)
+        self.store = store
         self.ca = ProvisioningCA(store, CA_LABEL)
         self.keys = _LockedStore(store)
 
@@ -458,44 +470,65 @@ class Injector:
         return found[-1] if found else None
 
     def unsettled(self, serial: str) -> list[bytes]:
-        """Initial Key IDs of this BDK allocated to ``serial`` and neither recorded nor failed (an injection cut
-        off, or whose commit reply was lost with the unit out of reach), oldest first."""
+        """Initial Key IDs allocated to ``serial`` under ANY BDK and neither recorded nor failed (an injection cut
+        off, or whose commit reply was lost with the unit out of reach), oldest first: the unit may hold any of
+        them, so none of them may be left behind for a new key, whichever BDK this run injects."""
+        return [initial_key_id for initial_key_id, _label in self._open(serial)]
+
+    def _open(self, serial: str) -> list[tuple[bytes, str]]:
         return [
-            allocation.initial_key_id
+            (allocation.initial_key_id, allocation.bdk_label)
             for allocation in self.ledger.allocations(serial)
-            if allocation.state == "allocated" and allocation.bdk_label == self.bdk_label
+            if allocation.state == "allocated"
         ]
+
+    def _can_derive(self, label: str, serial: str) -> bool:
+        """Whether the key store holds BDK ``label`` as the ledger registered it."""
+        if label == self.bdk_label:
+            return True
+        bdk = self.ledger.bdk(label)
+        with self.keys.held(serial) as store:
+            return bdk is not None and label in store.labels() and hmac.compare_digest(store.bdk_kcv(label), bdk.kcv)
 
     def settle(self, serial: str) -> InjectionRecord | None:
         """After an injection into ``serial`` was cut off (a crash, an unplug), what became of the Initial Key IDs
-        of this BDK the ledger allocated to it and never recorded: the unit's key status decides.  An ID the unit
-        holds, with the key store's KCV, is recorded (adopted: the key is never injected twice); an ID it does not
-        hold is marked failed (never issued again).  Returns the injection recorded (now or before), None when
-        the unit holds none (inject it again).  Raises :class:`InjectionUnsettled` when the unit's status cannot
-        be read (nothing is changed: settle again later), :class:`KcvMismatch` or :class:`UnitKeyMismatch` when
-        the unit holds the ID with another key."""
-        open_ids = self.unsettled(serial)
+        the ledger allocated to it under any BDK and never recorded: the unit's key status decides.  An ID the unit
+        holds, with the key store's KCV, is recorded (adopted: the key is never injected twice, even when this run
+        injects another BDK); an ID it does not hold is marked failed (never issued again).  An ID the unit holds
+        under a BDK this key store lacks is refused with :class:`AllocationBdkNotInStore` before anything changes.
+
+        Returns the injection recorded (now or before), None when the unit holds none (inject it again).  Raises
+        :class:`InjectionUnsettled` when the unit's status cannot be read (nothing is changed: settle again
+        later), :class:`KcvMismatch` or :class:`UnitKeyMismatch` when the unit holds the ID with another key."""
+        open_ids = self._open(serial)
         if not open_ids:
             return self.recorded(serial)
         try:
             with self.station.connect(serial) as client:
                 status = SecureElement(client).status()
         except NaiadError as exc:
-            shown_ids = ", ".join(i.hex().upper() for i in open_ids)
+            shown_ids = ", ".join(i.hex().upper() for i, _label in open_ids)
             raise InjectionUnsettled(serial=serial, initial_key_id=shown_ids, detail=str(exc)) from exc
-        for initial_key_id in open_ids:
+        decided: list[tuple[bytes, str, KeySlot | None]] = []
+        for initial_key_id, label in open_ids:
             held = next((k for k in status.keys if hmac.compare_digest(k.initial_key_id, initial_key_id)), None)
+            if held is not None and not self._can_derive(label, serial):  # refused before anything is changed
+                raise AllocationBdkNotInStore(serial=serial, initial_key_id=initial_key_id.hex().upper(), label=label)
+            decided.append((initial_key_id, label, held))
+        for initial_key_id, label, held in decided:
             if held is None:
                 LOG.info("%s: Initial Key ID %s not held after a cut injection: failed", serial, initial_key_id.hex())
                 self.ledger.allocation_failed(initial_key_id, "not held by the unit after a cut injection")
                 continue
-            self._adopt(serial, initial_key_id, held, status.identity_serial_number)
+            self._adopt(serial, initial_key_id, held, status.identity_serial_number, label)
         return self.recorded(serial)
 
-    def _adopt(self, serial: str, initial_key_id: bytes, held: KeySlot, certificate_serial: str | None) -> None:
-        """Record a key the unit holds under an allocated ID once its KCV is the store's for that ID."""
+    def _adopt(
+        self, serial: str, initial_key_id: bytes, held: KeySlot, certificate_serial: str | None, label: str
+    ) -> None:
+        """Record a key the unit holds under an allocated ID of BDK ``label`` once its KCV is the store's."""
         with self.keys.held(serial) as store:
-            handle = store.derive_initial_key(self.bdk_label, initial_key_id)
+            handle = store.derive_initial_key(label, initial_key_id)
             try:
                 expected = store.initial_key_kcv(handle)
             finally:

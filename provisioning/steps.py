@@ -175,6 +175,9 @@ class Step(abc.ABC):
     """The operator roles that may run it (empty: any logged-in operator)."""
     repeatable: ClassVar[bool] = True
     read_only: ClassVar[bool] = False
+    needs_authorised: ClassVar[bool] = False
+    """True for a step that may only be done to a unit of the authorised inventory (keys, registration): a
+    writing recipe holding one refuses any other unit at claim time, before any of its steps runs."""
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         """``settings`` are checked against :attr:`settings` and complete (defaults filled in).  Raise a typed

@@ -127,26 +127,25 @@ def test_provision_then_already_done(world: DemoWorld, tmp_path: Path) -> None:
 
 
 def test_a_failed_unit_exits_1_with_its_step_and_remedy(world: DemoWorld, tmp_path: Path) -> None:
-    """A unit taken out of the authorised inventory is flashed, then refused its keys: exit 1, and the table
-    names the failed step, the problem and what to do; the JSON says the same."""
+    """A unit taken out of the authorised inventory is refused before any step (not flashed, not keyed): exit 1,
+    and the table names the problem and what to do; the JSON says the same."""
     serial = world.serials[0]
     with world.ledger() as ledger:
         ledger.as_operator("demo-admin").inventory_remove(serial)
+        steps_before = len(ledger.unit_steps(serial))
     recipe = recipe_file(tmp_path / "recipe", world)
     shown = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--reports", str(tmp_path / "r"))
     assert shown.exit_code == 1, shown.output
     row = next(line for line in shown.stdout.splitlines() if serial in line)
-    assert "failed" in row and "inject" in row, shown.stdout
+    assert "failed" in row and "not in the authorised inventory" in row, shown.stdout
     with world.ledger() as ledger:
-        [failed] = [s for s in ledger.unit_steps(serial) if s.name == "inject"]
-    assert failed.status == "failed"
-    assert failed.detail.split()[0] in shown.stdout  # the problem's words are in the table
+        assert len(ledger.unit_steps(serial)) == steps_before  # no step ran: nothing flashed, nothing keyed
 
     again = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--json")
     assert again.exit_code == 1, again.output
     [unit] = json.loads(again.stdout)["units"]
-    assert unit["result"] == "failed" and unit["error"]["remedy"], unit
-    assert [s["name"] for s in unit["steps"] if not s["ok"]] == ["inject"]
+    assert unit["result"] == "failed" and unit["error"]["error"] == "UnitNotAuthorised" and unit["error"]["remedy"]
+    assert unit["steps"] == []
 
 
 def test_no_secret_in_the_world_files(world: DemoWorld) -> None:
