@@ -291,10 +291,10 @@ def test_the_image_map_keeps_the_pieces_of_one_image_and_forgets_an_older_one(tm
 
     images = ImageMap(tmp_path)
     images.record("system_b", [(0, 4096), (8192, 4096)])
-    images.record("system_b", [(16384, 100)])  # the next piece of a re-sparsed image
+    images.record("system_b", [(16384, 100)], new=False)  # the next piece of a re-sparsed image
     assert images.extents("system_b") == [(0, 4096), (8192, 4096), (16384, 100)]
-    images.record("system_b", [(0, 512)])  # a new image from the start
-    assert images.extents("system_b") == [(0, 512)]
+    images.record("system_b", [(20480, 512)])  # a new image, though it starts beyond the old one's end
+    assert images.extents("system_b") == [(20480, 512)]
     images.forget("system_b")
     assert images.extents("system_b") is None and images.extents("boot_a") is None
     (tmp_path / "images.json").write_text("{torn", encoding="utf-8")
