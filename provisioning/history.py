@@ -36,6 +36,7 @@ def china_time(value: dt.datetime | None) -> str | None:
 def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
+
 KINDS = (
     N_("run"),
     N_("step"),
