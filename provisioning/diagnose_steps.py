@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
+from camera.fieldcheck import ADVICE, FieldVerdict
 from camera.frames import decode_frame_set
 from i18n import N_, _
+from terminal.camera import Board
 from terminal.camera_unit import CameraUnit
 from terminal.client import ManagementClient
 from terminal.diagnostics import loopback, read_slot_hashes
@@ -314,12 +316,30 @@ class CameraSelfTest(DiagnoseStep):
         "ir_clipped",
         "ir_noise",
         "rgb_sharpness",
+        "board_ir",
+        "board_rgb",
         "projector_ok",
         "ir_ok",
         "rgb_ok",
+        "judged",
     )
 
     def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        jig = job.resources.jig
+        if jig is not None:  # the station's jig holds the board up; released whatever happens
+            jig.present_board(job.serial, 0)
+        else:  # the field check asked for the board already: the person keeps holding it
+            job.reporter(self.name).message(_(ADVICE[FieldVerdict.NO_TARGET]))
+        try:
+            return self._check(job)
+        finally:
+            if jig is not None:
+                try:
+                    jig.release(job.serial)
+                except NaiadError as exc:
+                    job.reporter(self.name).message(str(exc))
+
+    def _check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
         with self.connect(job) as client:
             path = client.transport.path
             camera = CameraUnit(client)
@@ -340,9 +360,18 @@ class CameraSelfTest(DiagnoseStep):
             raise MalformedReply(
                 path=path, serial=job.serial, request="camera-capture", field=missing[0], expected=_("a frame")
             )
-        test = self_test(got["ir"], got["depth"], got["flood-ir"], got["rgb"])
+        test = self_test(got["ir"], got["depth"], got["flood-ir"], got["rgb"], Board())
         findings = []
-        if not test.projector_ok:
+        if not test.judged:  # never a fault on a scene that cannot show one: facing nothing, a wall, a face
+            findings.append(
+                _(
+                    "No calibration board in view ({ir} IR, {rgb} RGB corners): the camera could be judged only in "
+                    "part",
+                    ir=test.board_ir,
+                    rgb=test.board_rgb,
+                )
+            )
+        if test.projector_ok is False:
             findings.append(
                 _(
                     "The projector shows no dots: speckle gain {gain:.2f}, depth fill {fill:.0%}",
@@ -350,11 +379,16 @@ class CameraSelfTest(DiagnoseStep):
                     fill=test.depth_fill,
                 )
             )
-        if not test.ir_ok:
+        if test.ir_ok is False:
             findings.append(_("The IR frame is black or clipped: mean {mean:.0f}", mean=test.ir_mean))
-        if not test.rgb_ok:
-            findings.append(_("The RGB camera is out of focus: sharpness {value:.1f}", value=test.rgb_sharpness))
-        return {**test.figures(), "findings": findings}, _("{count} camera faults", count=len(findings))
+        if test.rgb_ok is False:
+            findings.append(
+                _("The RGB camera is out of focus: sharpness {value:.1f}", value=test.rgb_sharpness)
+                if test.rgb_sharpness is not None
+                else _("The RGB camera does not resolve the board the IR camera sees: out of focus")
+            )
+        faults = [test.projector_ok, test.ir_ok, test.rgb_ok].count(False)
+        return {**test.figures(), "findings": findings}, _("{count} camera faults", count=faults)
 
     def _restore(self, job: UnitJob, was_on: bool) -> None:
         """Put the projector back as it was over a new session; when even that fails, say so (the one state a

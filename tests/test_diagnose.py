@@ -184,6 +184,28 @@ def test_a_unit_updated_after_its_recipe_run_is_judged_on_its_newest_flash(fresh
     assert (slots["expected_version"], slots["source"]) == ("2.1.0", "ledger-version")
 
 
+@pytest.mark.parametrize(
+    "scene",
+    [{"kind": "none"}, {"kind": "wall", "distance_m": 0.6}, {"kind": "face", "identity": 1, "distance_m": 0.5}],
+    ids=["nothing", "wall", "face"],
+)
+def test_a_healthy_unit_facing_no_board_is_never_sent_back(provisioned: Provisioned, scene: dict[str, Any]) -> None:
+    """The self-test judges only what the scene can show: without the board it is inconclusive, never RMA."""
+    provisioned.sim.call("scene", serial=provisioned.serial, scene=scene)
+    try:
+        action, outcomes = judged(provisioned)
+    finally:
+        provisioned.sim.call("scene", serial=provisioned.serial, scene={"kind": "default"})
+    camera = outcomes["camera-self-test"].data
+    assert action != "rma" and outcomes["verdict"].data["verdict"] == "inconclusive", (camera, outcomes["verdict"])
+    assert (
+        camera["judged"] is False
+        and camera["board_ir"] == 0
+        and False not in (camera["projector_ok"], camera["ir_ok"], camera["rgb_ok"])
+    ), camera
+    assert any("No calibration board in view" in r for r in outcomes["verdict"].data["reasons"])
+
+
 @contextmanager
 def stalled(pid: int, after: float, stall: float) -> Iterator[None]:
     """The simulator process stopped (SIGSTOP) for ``stall`` seconds, ``after`` seconds into the block: a busy
