@@ -93,7 +93,8 @@ def test_flash_runs_one_unit_with_the_bundle_verified_once_and_names_its_hashes(
                 Bundle, "open_image", lambda self, name, **kw: opened.append(name) or real_open(self, name, **kw)
             )
             step = FlashStep({"bundle": str(made.path)}, resources)
-        assert sorted(opened) == ["boot", "system"], opened  # one pass per image: verified and content-hashed
+        # per image: verify's one pass (the content hash made on the way) and the flash plan's; no third read
+        assert sorted(opened) == ["boot", "boot", "system", "system"], opened
         with Bundle.open(made.path, TrustStore()) as unverified:  # the streaming computation, apart from verify
             assert step.images == {name: content_sha256(unverified, name) for name in ("boot", "system")}
         try:

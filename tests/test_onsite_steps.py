@@ -110,7 +110,8 @@ def test_firmware_update_never_downgrades_unless_told(bench: FaceBench, tmp_path
     newer = demo_tool().make_demo_bundle(tmp_path / "b" / "2.10.0.zip", version="2.10.0", system_size=MiB)
     older = demo_tool().make_demo_bundle(tmp_path / "b" / "2.9.0.zip", version="2.9.0", system_size=MiB)
     res = resources(bench)
-    flashes = lambda: [o.kind for o in bench.station.ledger.operations(bench.serial)].count("flash")  # noqa: E731
+    before = [o.kind for o in bench.station.ledger.operations(bench.serial)].count("flash")
+    flashes = lambda: [o.kind for o in bench.station.ledger.operations(bench.serial)].count("flash") - before  # noqa: E731
     for path, settings in ((newer.path, {}), (older.path, {}), (older.path, {"downgrade": True})):
         step = FirmwareUpdateStep({"bundle": str(path), "downgrade": False, **settings}, res)
         try:
