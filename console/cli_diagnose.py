@@ -32,7 +32,7 @@ def _check_rows(steps: list[StepOutcome]) -> Any:
     for step in steps:
         if step.step == "verdict":
             continue
-        findings = step.data.get("findings") or []
+        findings = [line for line in step.data.get("findings") or [] if line != step.detail]  # each said once
         found = "\n".join([step.detail, *(f"- {line}" for line in findings)]).strip()
         result = Text(_("ok") if step.ok and not findings else (_("finding") if step.ok else _("failed")))
         result.stylize("green" if step.ok and not findings else ("yellow" if step.ok else "red"))
@@ -66,11 +66,16 @@ def diagnose(
     from provisioning.recipes import load_recipe
     from provisioning.steps import Resources
 
+    from .cli_progress import recipe_bars
+
     with reported(as_json):
         recipe = load_recipe(RECIPE, dict(_override(text) for text in overrides))
         station, session = settings.station(), settings.session()
+        station.find(serial)  # not attached (or mistyped): said at once, not after the pipeline's replug wait
         resources = Resources(station=station, session=session, jig=settings.wiring().jig())
-        batch = run_recipe(recipe, [serial], resources, workers=1)
+        with recipe_bars(as_json, recipe.name) as listener:
+            resources.listener = listener
+            batch = run_recipe(recipe, [serial], resources, workers=1)
         [run] = batch.units
         written = None
         if report_path is not None:
@@ -119,7 +124,7 @@ HISTORY_HEADINGS = (N_("When"), N_("Kind"), N_("What"), N_("Status"), N_("Statio
 @json_option
 @pass_settings
 def history(settings: Settings, serial: str, as_json: bool) -> None:
-    from provisioning.history import UnknownUnitHistory, unit_history
+    from provisioning.history import UnknownUnitHistory, china_time, unit_history
 
     with reported(as_json):
         found = unit_history(settings.station().ledger, serial)
@@ -130,7 +135,7 @@ def history(settings: Settings, serial: str, as_json: bool) -> None:
         return
     shown = table(*HISTORY_HEADINGS, title=_("History of {serial}", serial=serial))
     for event in found.timeline(brief=True):
-        when = event.at.strftime("%Y-%m-%d %H:%M:%S") if event.at else "-"
+        when = china_time(event.at) or "-"  # as the reports: China time with its offset
         shown.add_row(
             when,
             _(event.kind),

@@ -8,6 +8,7 @@ calls :meth:`Bundle.check_before_flash` and then streams each image with :meth:`
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -47,7 +48,7 @@ from .errors import (
 )
 from .manifest import IMAGE_DIR, MANIFEST_MEMBER, SIGNATURE_MEMBER, SPARSE, Manifest, PartitionImage
 from .signing import ManifestSignature, PublicKey, TrustStore, short_key_id, verify_manifest
-from .sparse import PIECE, SparseReader
+from .sparse import PIECE, ChunkType, SparseReader
 
 LOG = logging.getLogger(__name__)
 
@@ -109,6 +110,10 @@ class Bundle:
         self._members = members
         self._verified = False
         self._lock = threading.Lock()
+        self.content_sha256: dict[str, str] = {}
+        """Hex SHA-256 of the bytes each image writes, in offset order, made by :meth:`verify` in its one pass: a
+        raw image's own SHA-256; a sparse image's RAW and FILL data, DONT_CARE holes left out (what a unit hashes
+        of an image it holds, ``diag/slot-hashes``)."""
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -269,27 +274,42 @@ class Bundle:
             LOG.info("bundle %s: %d images verified", self.path, len(self.partitions))
 
     def _verify_image(self, image: PartitionImage, report: Callable[[int], None]) -> None:
-        """Stream one image through its hash check (and sparse parser); ``report`` gets the bytes read."""
+        """Stream one image through its hash check (and sparse parser), its content hash made on the way;
+        ``report`` gets the bytes read."""
         with self.open_image(image.name, check_hash=True) as stream:
             if image.type == SPARSE:
-                self._walk_sparse(image, stream, lambda: report(stream.tell()))
+                content = self._walk_sparse(image, stream, lambda: report(stream.tell()))
             else:
                 while stream.read(PIECE):
                     report(stream.tell())
+                content = image.sha256
+        self.content_sha256[image.name] = content  # the stream ended: its manifest hash matched
 
     @staticmethod
-    def _walk_sparse(image: PartitionImage, stream: BinaryIO, report: Callable[[], None]) -> None:
+    def _walk_sparse(image: PartitionImage, stream: BinaryIO, report: Callable[[], None]) -> str:
+        """Walk a sparse image's chunks; the hex SHA-256 of its RAW and FILL data in order."""
+        digest = hashlib.sha256()
         try:
             reader = SparseReader(stream)
             if reader.header.expanded_size != image.expanded_size:
                 raise ExpandedSizeMismatch(
                     partition=image.name, expected=image.expanded_size, actual=reader.header.expanded_size
                 )
-            for _chunk in reader.chunks():
-                for _data in reader.payload():
+            block_size = reader.header.block_size
+            for chunk in reader.chunks():
+                for data in reader.payload():
+                    digest.update(data)
                     report()
+                if chunk.type is ChunkType.FILL:
+                    left = chunk.blocks * block_size
+                    piece = chunk.fill * (min(left, PIECE) // 4)
+                    while left:
+                        step = min(left, len(piece))
+                        digest.update(piece[:step])
+                        left -= step
         except MalformedSparseImage as exc:
             raise MalformedSparsePartition(partition=image.name, detail=exc.params.get("detail", "")) from exc
+        return digest.hexdigest()
 
     def check_compatible(self, model: TerminalModel, hardware_revision: str, unit_security_version: int) -> None:
         """Refuse the bundle for a unit of another model or revision, a newer security version, or

@@ -60,6 +60,18 @@ def valid_version(version: str) -> bool:
     return bool(_VERSION.fullmatch(version))
 
 
+def version_key(version: str) -> tuple[Any, ...]:
+    """A sort key for firmware versions of :func:`valid_version`'s form: dot/underscore-separated pieces, numbers
+    compared as numbers (2.10 > 2.9), letters as text, numbers after letters; a pre-release after ``-`` or ``~``
+    (2.1.0-rc1) sorts before its release; build metadata after ``+`` is ignored."""
+
+    def pieces(text: str) -> tuple[tuple[int, int, str], ...]:
+        return tuple((1, int(p), "") if p.isdigit() else (0, 0, p) for p in re.findall(r"[0-9]+|[A-Za-z]+", text))
+
+    release, _sep, pre = version.split("+", 1)[0].replace("~", "-").partition("-")
+    return (pieces(release), 0 if pre else 1, pieces(pre))
+
+
 @dataclass(frozen=True)
 class Compatibility:
     model: str

@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from enrollment.gateway import Method
 from i18n import N_, _
@@ -126,7 +126,9 @@ def file_sha256(path: Path) -> str:
 class BundleStep(Step):
     """A step holding a firmware bundle opened and verified once per batch (signature and every hash)."""
 
-    settings = (Setting("bundle", SettingKind.FILE, help=N_("The signed firmware bundle (.zip)")),)
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("bundle", SettingKind.FILE, help=N_("The signed firmware bundle (.zip)")),
+    )
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)

@@ -16,12 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
+from camera.fieldcheck import ADVICE, FieldVerdict
 from camera.frames import decode_frame_set
 from i18n import N_, _
+from terminal.camera import Board
 from terminal.camera_unit import CameraUnit
 from terminal.client import ManagementClient
 from terminal.diagnostics import loopback, read_slot_hashes
-from terminal.errors import NaiadError
+from terminal.errors import MalformedReply, NaiadError, RemoteError
+from terminal.protocol import ErrorCode, SecureElementState
 from terminal.secure_element import SecureElement
 
 from .camera_steps import CHECK_ROLES
@@ -37,6 +40,12 @@ LOOPBACK_BYTES = 384 * 1024
 """Bytes written and read back by the link check: a few hundred frames, enough for a noisy cable to show."""
 LOG_TAIL = 20
 """Lines of the unit's log kept in the step's data."""
+LOG_LINE_CHARS = 200
+"""Characters kept of each of those lines: a unit's log is untrusted and may hold lines of any length."""
+LINK_ROUNDS = 2
+"""Loopback rounds at most: a round that shows damage is repeated once, and the cable is blamed only when every
+round shows it (a stalled unit or a busy host damages no frame; it only makes the client retransmit)."""
+_UNSUPPORTED = frozenset({ErrorCode.NOT_FOUND.value, ErrorCode.UNKNOWN_TYPE.value})
 _LOG_ALARMS = ("error", "failed", "refused", "tamper", "fault")
 
 
@@ -52,8 +61,15 @@ class DiagnoseStep(Step):
         started = time.monotonic()
         try:
             data, detail = self.check(job)
+        except RemoteError as exc:
+            if str(exc.params.get("code")) not in _UNSUPPORTED:
+                return StepOutcome(self.name, False, time.monotonic() - started, str(exc), {"findings": []}, exc)
+            # older firmware without this diagnostic object: the check cannot run, which proves no fault
+            found = _("The unit's firmware does not support this check ({request})", request=exc.params["request"])
+            data = {"supported": False, "findings": [found]}
+            return StepOutcome(self.name, False, time.monotonic() - started, found, data, exc)
         except NaiadError as exc:
-            return StepOutcome(self.name, False, time.monotonic() - started, str(exc), {"findings": [str(exc)]}, exc)
+            return StepOutcome(self.name, False, time.monotonic() - started, str(exc), {"findings": []}, exc)
         return StepOutcome(self.name, self.passed(data), time.monotonic() - started, detail, data)
 
     def passed(self, data: dict[str, Any]) -> bool:
@@ -138,22 +154,23 @@ class BootHistory(DiagnoseStep):
         return data, _("{boots} boots, {failed} failed attempts", boots=len(boots), failed=failed)
 
 
-def _flashed_from_ledger(job: UnitJob) -> FlashedBundle | None:
-    """What the ledger says the unit's last flash or firmware update wrote (its recipe steps' data)."""
-    for record in reversed(job.station.ledger.unit_steps(job.serial)):
-        data = record.data or {}
-        if record.name in FLASH_STEPS and record.status == "succeeded" and isinstance(data.get("images"), dict):
-            version = data.get("after") or data.get("version")
-            return FlashedBundle(str(version), {str(k): str(v) for k, v in data["images"].items()})
-    return None
-
-
-def _flashed_version(job: UnitJob) -> str | None:
-    """The version of the unit's last successful flash operation (the ledger before recipes: no hashes)."""
+def _flashed_from_ledger(job: UnitJob) -> tuple[FlashedBundle | None, str | None]:
+    """What the unit's newest successful flash wrote, by any path (a recipe, ``naiad flash``, the console: each
+    writes a ``flash`` operation): its version, with a recipe step's image hashes only when that step flashed the
+    same version (else None: the version alone is compared)."""
+    version = None
     for op in reversed(job.station.ledger.operations(job.serial)):
         if op.kind == "flash" and op.status == "succeeded" and op.result and op.result.get("version"):
-            return str(op.result["version"])
-    return None
+            version = str(op.result["version"])
+            break
+    if version is None:
+        return None, None
+    for record in reversed(job.station.ledger.unit_steps(job.serial)):
+        data = record.data or {}
+        flashed = record.name in FLASH_STEPS and record.status == "succeeded" and isinstance(data.get("images"), dict)
+        if flashed and str(data.get("after") or data.get("version")) == version:
+            return FlashedBundle(version, {str(k): str(v) for k, v in data["images"].items()}), version
+    return None, version
 
 
 @register
@@ -178,11 +195,10 @@ class FirmwareSlots(DiagnoseStep):
         slots = info["slots"]
         running = (slots.get(active) or {}).get("version")
         expected, source = self.bundle, "bundle"
+        version = expected.version if expected else None
         if expected is None:
-            expected, source = _flashed_from_ledger(job), "ledger"
-        version = expected.version if expected else _flashed_version(job)
-        if expected is None:
-            source = "ledger-version" if version else "none"
+            expected, version = _flashed_from_ledger(job)
+            source = "ledger" if expected else ("ledger-version" if version else "none")
         findings = []
         unbootable = sorted(name for name, slot in slots.items() if not slot.get("bootable", True))
         for name in unbootable:
@@ -227,6 +243,18 @@ class FirmwareSlots(DiagnoseStep):
         return data, _("{count} problems in the firmware slots", count=len(findings))
 
 
+def _provisioned_without_keys(job: UnitJob, state: str) -> str | None:
+    """Why a unit holding no payment key (and none recorded by this ledger) should hold one: its secure element
+    was enrolled, or the ledger recorded it flashed, calibrated or through a writing recipe; None when nothing says
+    it was ever provisioned (a unit fresh from the factory)."""
+    if state not in (SecureElementState.FACTORY.value, ""):
+        return _("The unit holds no payment key, though its secure element is {state}", state=state)
+    ledger = job.station.ledger
+    if any(op.status == "succeeded" for op in ledger.operations(job.serial)) or ledger.calibrations(job.serial):
+        return _("The unit holds no payment key, though the ledger recorded it provisioned")
+    return None
+
+
 @register
 class KeyStatus(DiagnoseStep):
     name = "key-status"
@@ -260,6 +288,9 @@ class KeyStatus(DiagnoseStep):
         elif status.keys:
             problem = "unrecorded"
             findings.append(_("The unit holds a payment key the ledger has no injection for"))
+        elif (why := _provisioned_without_keys(job, str(status.state))) is not None:
+            problem = "missing"
+            findings.append(why)
         data = {
             "state": status.state,
             "keys": len(status.keys),
@@ -285,13 +316,32 @@ class CameraSelfTest(DiagnoseStep):
         "ir_clipped",
         "ir_noise",
         "rgb_sharpness",
+        "board_ir",
+        "board_rgb",
         "projector_ok",
         "ir_ok",
         "rgb_ok",
+        "judged",
     )
 
     def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        jig = job.resources.jig
+        if jig is not None:  # the station's jig holds the board up; released whatever happens
+            jig.present_board(job.serial, 0)
+        else:  # the field check asked for the board already: the person keeps holding it
+            job.reporter(self.name).message(_(ADVICE[FieldVerdict.NO_TARGET]))
+        try:
+            return self._check(job)
+        finally:
+            if jig is not None:
+                try:
+                    jig.release(job.serial)
+                except NaiadError as exc:
+                    job.reporter(self.name).message(str(exc))
+
+    def _check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
         with self.connect(job) as client:
+            path = client.transport.path
             camera = CameraUnit(client)
             was_on = camera.projector()
             try:
@@ -299,12 +349,29 @@ class CameraSelfTest(DiagnoseStep):
                 lit = decode_frame_set(camera.capture(("ir", "depth"), speckle=True))
                 camera.projector(False)
                 flood = decode_frame_set(camera.capture(("ir", "rgb")))
-            finally:
-                camera.projector(was_on)  # as it was: a diagnosis leaves the unit as it found it
-        assert lit.ir is not None and lit.depth is not None and flood.ir is not None and flood.rgb is not None
-        test = self_test(lit.ir, lit.depth, flood.ir, flood.rgb)
+            except NaiadError:
+                self._restore(job, was_on)  # on a fresh connection: this one may be what failed
+                raise
+            camera.projector(was_on)  # as it was: a diagnosis leaves the unit as it found it
+        frames = {"ir": lit.ir, "depth": lit.depth, "flood-ir": flood.ir, "rgb": flood.rgb}
+        got = {name: frame for name, frame in frames.items() if frame is not None}
+        missing = sorted(set(frames) - set(got))
+        if missing:  # a unit's capture is untrusted: a stream it left out is its fault, named
+            raise MalformedReply(
+                path=path, serial=job.serial, request="camera-capture", field=missing[0], expected=_("a frame")
+            )
+        test = self_test(got["ir"], got["depth"], got["flood-ir"], got["rgb"], Board())
         findings = []
-        if not test.projector_ok:
+        if not test.judged:  # never a fault on a scene that cannot show one: facing nothing, a wall, a face
+            findings.append(
+                _(
+                    "No calibration board in view ({ir} IR, {rgb} RGB corners): the camera could be judged only in "
+                    "part",
+                    ir=test.board_ir,
+                    rgb=test.board_rgb,
+                )
+            )
+        if test.projector_ok is False:
             findings.append(
                 _(
                     "The projector shows no dots: speckle gain {gain:.2f}, depth fill {fill:.0%}",
@@ -312,37 +379,65 @@ class CameraSelfTest(DiagnoseStep):
                     fill=test.depth_fill,
                 )
             )
-        if not test.ir_ok:
+        if test.ir_ok is False:
             findings.append(_("The IR frame is black or clipped: mean {mean:.0f}", mean=test.ir_mean))
-        if not test.rgb_ok:
-            findings.append(_("The RGB camera is out of focus: sharpness {value:.1f}", value=test.rgb_sharpness))
-        return {**test.figures(), "findings": findings}, _("{count} camera faults", count=len(findings))
+        if test.rgb_ok is False:
+            findings.append(
+                _("The RGB camera is out of focus: sharpness {value:.1f}", value=test.rgb_sharpness)
+                if test.rgb_sharpness is not None
+                else _("The RGB camera does not resolve the board the IR camera sees: out of focus")
+            )
+        faults = [test.projector_ok, test.ir_ok, test.rgb_ok].count(False)
+        return {**test.figures(), "findings": findings}, _("{count} camera faults", count=faults)
+
+    def _restore(self, job: UnitJob, was_on: bool) -> None:
+        """Put the projector back as it was over a new session; when even that fails, say so (the one state a
+        diagnosis may leave changed, docs/diagnose.md)."""
+        try:
+            with self.connect(job) as client:
+                CameraUnit(client).projector(was_on)
+        except NaiadError as exc:
+            job.reporter(self.name).message(
+                _(
+                    "The projector could not be switched back {state}: {problem}",
+                    state=_("on") if was_on else _("off"),
+                    problem=str(exc),
+                )
+            )
 
 
 @register
 class LinkCheck(DiagnoseStep):
     name = "link-check"
     label = N_("Testing the link with a loopback")
-    fields = ("bytes", "intact", "retransmissions", "damaged_frames", "throughput")
+    fields = ("bytes", "rounds", "intact", "retransmissions", "damaged_frames", "throughput")
 
     def passed(self, data: dict[str, Any]) -> bool:
         return bool(data["intact"])  # a link that loses data failed its check
 
     def check(self, job: UnitJob) -> tuple[dict[str, Any], str]:
+        rounds = []
         with self.connect(job) as client:
-            result = loopback(client, LOOPBACK_BYTES)
+            for _round in range(LINK_ROUNDS):
+                rounds.append(loopback(client, LOOPBACK_BYTES))
+                if rounds[-1].intact and not rounds[-1].damaged_frames:
+                    break  # a clean round: the cable carries data whole
+        # the cable is blamed only for what every round shows: a stall or a busy host is not repeated at will
+        intact = any(r.intact for r in rounds)
+        damaged = min(r.damaged_frames for r in rounds)
+        result = rounds[-1]
         findings = []
-        if not result.intact:
+        if not intact:
             findings.append(_("The loopback data did not come back whole"))
-        if result.damaged_frames:
-            findings.append(_("{count} frames arrived damaged", count=result.damaged_frames))
-        if result.retransmissions:
-            findings.append(_("{count} retransmissions on the link", count=result.retransmissions))
+        if damaged:
+            findings.append(_("{count} frames arrived damaged", count=damaged))
+        retransmissions = sum(r.retransmissions for r in rounds)
         data = {
             "bytes": result.bytes,
-            "intact": result.intact,
-            "retransmissions": result.retransmissions,
-            "damaged_frames": result.damaged_frames,
+            "rounds": len(rounds),
+            "intact": intact,
+            "retransmissions": retransmissions,
+            "damaged_frames": damaged,
             "throughput": round(result.throughput),
             "findings": findings,
         }
@@ -350,7 +445,7 @@ class LinkCheck(DiagnoseStep):
             "{kib} KiB round trip at {rate:.1f} MB/s, {count} retransmissions",
             kib=result.bytes // 1024,
             rate=result.throughput / 1e6,
-            count=result.retransmissions,
+            count=retransmissions,
         )
         return data, detail
 
@@ -372,16 +467,21 @@ class Logs(DiagnoseStep):
             "lines": len(lines),
             "alarms": len(alarms),
             "tamper": tamper,
-            "tail": lines[-LOG_TAIL:],
-            "alarm_lines": alarms[-LOG_TAIL:],
+            "tail": [_cut(line) for line in lines[-LOG_TAIL:]],
+            "alarm_lines": [_cut(line) for line in alarms[-LOG_TAIL:]],
             "findings": findings,
         }
         return data, _("{lines} lines, {alarms} alarms", lines=len(lines), alarms=len(alarms))
 
 
+def _cut(line: str) -> str:
+    """One of the unit's log lines as kept: at most LOG_LINE_CHARS characters, marked when cut."""
+    return line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 1] + "…"
+
+
 def rule_fields() -> dict[str, frozenset[str]]:
     """Each step a verdict rule may name, and its data fields."""
-    known = {cls.name: frozenset((*cls.fields, "findings")) for cls in DIAGNOSE_STEPS}
+    known = {cls.name: frozenset((*cls.fields, "findings", "supported")) for cls in DIAGNOSE_STEPS}
     known["field-check"] = frozenset(("verdict", "passed", "findings"))  # B's step (provisioning/onsite_steps.py)
     return known
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 from i18n import N_
+from keys.kcv import shown
 from terminal.errors import NaiadError
 
 from .ledger import Ledger
@@ -20,6 +21,22 @@ from .ledger.platform_calls import BLANKED_WHEN_SETTLED
 from .ledger.records import DeviceRecord, PlatformCallRecord
 
 DEVICE_SUBJECT = "device:{serial}"
+CHINA = dt.timezone(dt.timedelta(hours=8), "UTC+08:00")
+"""What people read: China time with its offset, as the reports (the product is used in China; a reader abroad
+sees the offset).  JSON keeps ISO 8601 with the offset too."""
+
+
+def china_time(value: dt.datetime | None) -> str | None:
+    """``value`` as ``2026-11-30 21:05:09 UTC+08:00`` (naive times are the ledger's UTC)."""
+    if value is None:
+        return None
+    return _utc(value).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S UTC+08:00")
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
 KINDS = (
     N_("run"),
     N_("step"),
@@ -108,7 +125,7 @@ class UnitHistory:
             Event(
                 i["injected"],
                 "injection",
-                f"{i['initial_key_id'].hex().upper()} KCV {i['kcv'].hex().upper()}",
+                f"{i['initial_key_id'].hex().upper()} KCV {i['kcv']}",
                 "injected",
                 i["station"],
                 i["operator"],
@@ -177,7 +194,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex().upper()
     if isinstance(value, dt.datetime):
-        return value.isoformat()
+        return _utc(value).isoformat()
     return value
 
 
@@ -195,8 +212,9 @@ def _without_secrets(value: Any) -> Any:
 def unit_history(ledger: Ledger, serial: str) -> UnitHistory:
     """Everything ``ledger`` knows about unit ``serial``."""
     injections = [
-        {k: v for k, v in asdict(i).items() if k != "serial"} for i in ledger.injections(serial)
-    ]  # IDs and KCVs: an InjectionRecord holds no key
+        {**{k: v for k, v in asdict(i).items() if k != "serial"}, "kcv": shown(i.kcv)}
+        for i in ledger.injections(serial)
+    ]  # IDs and KCVs (in the form people compare, keys.kcv.shown): an InjectionRecord holds no key
     calls = [
         {**asdict(c), "biz": _without_secrets(c.biz), "reply": _without_secrets(c.reply)}
         for c in _platform_calls(ledger, serial)

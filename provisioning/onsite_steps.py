@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from camera.faces import LIVE, PRESENTATIONS
 from enrollment.config import Merchant
+from firmware.manifest import version_key
 from i18n import N_, _
 from terminal.errors import NaiadError
 from terminal.models import RUN
@@ -48,11 +49,21 @@ LOG = logging.getLogger(__name__)
 
 @register
 class FirmwareUpdateStep(BundleStep):
-    """Read the unit's running firmware version; flash the bundle only when it runs another one."""
+    """Read the unit's running firmware version; flash the bundle only when the unit runs an older one (a newer one
+    is left alone unless the ``downgrade`` setting says otherwise)."""
 
     name = "firmware-update"
     label = N_("Check and update the firmware")
     roles = ()  # as 'naiad flash': any logged-in operator
+    settings = (
+        *BundleStep.settings,
+        Setting(
+            "downgrade",
+            SettingKind.BOOLEAN,
+            False,
+            N_("Flash the bundle even when the unit runs a newer version (a deliberate downgrade)"),
+        ),
+    )
 
     def run(self, job: UnitJob) -> StepOutcome:
         started = time.monotonic()
@@ -64,6 +75,14 @@ class FirmwareUpdateStep(BundleStep):
         if before == wanted:
             data = {"before": before, "after": before, "updated": False}
             detail = _("Already runs {version}: nothing to update", version=before)
+            return outcome(self, True, time.monotonic() - started, detail, data)
+        if before is not None and version_key(before) > version_key(wanted) and not self.config["downgrade"]:
+            data = {"before": before, "after": before, "updated": False, "newer": True}
+            detail = _(
+                "Runs {running}, newer than the bundle's {version}: left alone (set downgrade = true to flash it)",
+                running=before,
+                version=wanted,
+            )
             return outcome(self, True, time.monotonic() - started, detail, data)
         result = self.flash(job)
         data = {"before": before, "after": result.version, "updated": result.ok, **self.flashed(result)}

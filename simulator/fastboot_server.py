@@ -102,6 +102,9 @@ class FastbootEngine:
         self.reboot_target: str | None = None
         self._download: Any = None  # unbuffered temporary file
         self._expected = 0
+        self._flashing: str | None = None
+        """The partition of the unbroken run of download/flash commands going on: its next flash is the next piece
+        of the same image (a re-sparsed image arrives so); any other command ends the run."""
 
     @property
     def expecting(self) -> int:
@@ -181,6 +184,8 @@ class FastbootEngine:
         if self._cancelled():
             return [_fail("the bootloader is going down")]
         verb, sep, argument = command.partition(":")
+        if verb not in ("download", "flash"):
+            self._flashing = None
         if command in _REBOOT_TARGETS:
             self.reboot_target = _REBOOT_TARGETS[command]
             return [_okay()]
@@ -203,11 +208,14 @@ class FastbootEngine:
     def _flash(self, partition: str) -> list[bytes]:
         if self._download is None or self._expected:
             return [_fail("no image downloaded")]
+        new_image = self._flashing != partition
+        self._flashing = None  # a refused or cut-off piece ends the image: the next flash starts a new one
         try:
-            written = self.store.flash_image(partition, self._download, self._cancelled)
+            written = self.store.flash_image(partition, self._download, self._cancelled, new_image=new_image)
         finally:
             self._discard()
         ref = written.ref
+        self._flashing = partition
         if self.faults is not None and written.extents and self.faults.take_corrupt_write():
             self.store.corrupt(ref.full_name, written.extents, self.faults.rng)
         return [_okay(f"wrote {ref.full_name}")]

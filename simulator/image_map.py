@@ -3,9 +3,10 @@
 A real unit keeps a descriptor per image (Android's vbmeta hash descriptors are the model): which bytes of the
 partition the image covers.  Here the simulated flash records the data-bearing extents every ``flash`` wrote
 (``images.json`` in the unit's directory): a raw image is ``[0, size)``; a sparse image its RAW and FILL chunks,
-DONT_CARE holes left out, since they keep whatever the partition held.  The pieces of an image re-sparsed for a
-small download buffer arrive in increasing offsets, so a write that starts at or beyond the recorded end
-continues the image; one that starts before it is a new image.  An erase forgets the record.
+DONT_CARE holes left out, since they keep whatever the partition held.  The flash session says where an image
+starts: the pieces of an image re-sparsed for a small download buffer arrive as an unbroken run of download/flash
+commands to the same partition (the fastboot server marks the first of them ``new``), so a later piece continues
+the image whatever its offsets; nothing is guessed from them.  An erase forgets the record.
 
 The content hash of a partition is the SHA-256 of those extents' bytes in offset order: for a raw image, its
 SHA-256 as the bundle's manifest states it (``diag/slot-hashes``, docs/diagnose.md).
@@ -47,15 +48,13 @@ class ImageMap:
     def _save(self, document: dict[str, list[list[int]]]) -> None:
         replace_atomically(self.path, json.dumps(document, sort_keys=True).encode())
 
-    def record(self, full_name: str, extents: list[Extent]) -> None:
-        """A flash wrote ``extents`` of ``full_name``: a continuation of its image, or a new one."""
-        new = [[int(o), int(s)] for o, s in extents if s > 0]
+    def record(self, full_name: str, extents: list[Extent], *, new: bool = True) -> None:
+        """A flash wrote ``extents`` of ``full_name``: a new image (``new``, the session's first piece of it) or
+        the next piece of the image the session is flashing there."""
+        pieces = [[int(o), int(s)] for o, s in extents if s > 0]
         with self._lock:
             document = self._load()
-            old = document.get(full_name, [])
-            end = max((o + s for o, s in old), default=0)
-            continues = bool(old) and bool(new) and new[0][0] >= end
-            document[full_name] = (old + new) if continues else new
+            document[full_name] = pieces if new else document.get(full_name, []) + pieces
             self._save(document)
 
     def forget(self, full_name: str) -> None:

@@ -451,8 +451,11 @@ class SlotStore:
         """Write a raw or Android sparse image (an open file, read by position) to partition ``name``."""
         return self.flash_image(name, image).ref
 
-    def flash_image(self, name: str, image: BinaryIO, cancelled: Cancelled | None = None) -> WrittenImage:
-        """Write a raw or Android sparse image to partition ``name``; where it landed.
+    def flash_image(
+        self, name: str, image: BinaryIO, cancelled: Cancelled | None = None, *, new_image: bool = True
+    ) -> WrittenImage:
+        """Write a raw or Android sparse image to partition ``name``; where it landed.  ``new_image``: the first
+        (or only) piece of an image, else the next piece of the one being flashed there (``simulator.image_map``).
 
         Sizes and the sparse structure are checked before the first byte is written, so a refused
         image leaves the partition as it was; sparse DONT_CARE regions keep their old content.
@@ -484,7 +487,7 @@ class SlotStore:
                 raise WriteInterrupted(partition=ref.full_name, detail=str(exc)) from exc
             dst.flush()
             os.fsync(dst.fileno())
-            self.images.record(ref.full_name, extents)
+            self.images.record(ref.full_name, extents, new=new_image)
         LOG.info("%s: wrote %s", self.unit_dir.name, ref.full_name)
         return WrittenImage(ref, size, extents)
 

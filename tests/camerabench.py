@@ -11,7 +11,7 @@ from typing import Any
 
 from camera.calibrate import Calibration, CameraResult, StereoResult
 from console.composition import Wiring
-from provisioning.calibration import calibrate_units, depth_quality
+from provisioning.calibration import FirstPoses, calibrate_units, depth_quality
 from provisioning.camera_steps import CameraStepResult, Jig
 from provisioning.ledger import Ledger
 from provisioning.operators import OperatorSession
@@ -25,24 +25,9 @@ INSTALLER = OperatorSession("ina", "installer")
 ADMIN = OperatorSession("root", "admin")
 
 
-class ShortJig(Jig):
-    """A jig that presents only the first ``planned`` poses of another one (the station aims the rest)."""
-
-    def __init__(self, jig: Jig, planned: int) -> None:
-        self.jig = jig
-        self.planned = planned
-
-    def present_board(self, serial: str, index: int) -> None:
-        self.jig.present_board(serial, index)
-
-    def present_aimed(self, serial: str, x_frac: float, y_frac: float) -> None:
-        self.jig.present_aimed(serial, x_frac, y_frac)
-
-    def present_wall(self, serial: str, distance_m: float, tilt_deg: tuple[float, float] = (0.0, 0.0)) -> None:
-        self.jig.present_wall(serial, distance_m, tilt_deg)
-
-    def release(self, serial: str) -> None:
-        self.jig.release(serial)
+ShortJig = FirstPoses
+"""A jig that presents only the first ``planned`` poses of another one (the station aims the rest): the station's
+own :class:`provisioning.calibration.FirstPoses`, not a copy of it."""
 
 
 @dataclass

@@ -82,31 +82,40 @@ bdk = "{bdk}"
 @contextmanager
 def provisioned_unit(root: Path) -> Iterator[Provisioned]:
     """A simulator with one df2 unit in ``root``, flashed, keyed and calibrated; stopped on exit."""
+    with provisioned_units(root, 1) as [unit]:
+        yield unit
+
+
+@contextmanager
+def provisioned_units(root: Path, count: int) -> Iterator[list[Provisioned]]:
+    """A simulator with ``count`` df2 units in ``root``, each flashed, keyed and calibrated by one recipe run
+    (a test that damages a unit takes one of its own); stopped on exit."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NAIAD_CONFIG_DIR", str(root / "config"))
         patch.setenv("NAIAD_DATA_DIR", str(root / "data"))
         patch.setenv("NAIAD_LANG", "en")
         patch.setattr(ops, "SCRYPT_N", 2**8)
         state = root / "sim"
-        launcher.start_detached(state, 1, ["df2"], {})
+        launcher.start_detached(state, count, ["df2"] * count, {})
         sim = SimHandle(state)
         try:
             bench = KeyBench.open(state, f"sqlite:///{root / 'ledger.db'}", software_store(root))
-            [serial] = sim.serials()
+            serials = sim.serials()
             ops.add_operator(bench.ledger, OperatorSession("root", "admin"), SUPPORT.operator, SUPPORT.role,
                              SUPPORT_PASSWORD)  # fmt: skip
             token = ops.open_session(bench.ledger, SUPPORT.operator, SUPPORT_PASSWORD)[1]
             bundle = Path(demo_tool().make_demo_bundle(root / "bundle.zip", version="2.0.0").path)
             (root / "prep.toml").write_text(PREP_RECIPE.format(bdk=BDK_LABEL), encoding="utf-8")
-            bench.authorise([serial])
-            unit = Provisioned(sim, bench, serial, bundle, root, token)
-            batch = run_recipe(load_recipe(str(root / "prep.toml")), [serial], unit.resources(OPERATOR))
+            bench.authorise(serials)
+            units = [Provisioned(sim, bench, serial, bundle, root, token) for serial in serials]
+            batch = run_recipe(load_recipe(str(root / "prep.toml")), serials, units[0].resources(OPERATOR))
             assert all(u.ok for u in batch.units), batch.as_dict()
-            blob = truth_blob(serial, sim.call("truth", serial=serial)).encode()
-            with bench.station.connect(serial) as client:
-                CameraUnit(client).write_calibration(blob)
-            bench.ledger.record_calibration(serial, blob_checksum(blob), {})
-            yield unit
+            for serial in serials:
+                blob = truth_blob(serial, sim.call("truth", serial=serial)).encode()
+                with bench.station.connect(serial) as client:
+                    CameraUnit(client).write_calibration(blob)
+                bench.ledger.record_calibration(serial, blob_checksum(blob), {})
+            yield units
             bench.close()
         finally:
             launcher.stop(state)

@@ -73,7 +73,7 @@ def test_the_distributors_steps_are_registered_with_the_contracts_names_and_sett
 
 
 def test_flash_runs_one_unit_with_the_bundle_verified_once_and_names_its_hashes(
-    sim_factory: Any, tmp_path: Path
+    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sim: SimHandle = sim_factory(terminals=1, models=["df2"])
     [serial] = sim.serials()
@@ -82,7 +82,21 @@ def test_flash_runs_one_unit_with_the_bundle_verified_once_and_names_its_hashes(
 
     with Wiring(sim.state_dir).station() as station:
         resources = Resources(station=station, session=OPERATOR)
-        step = FlashStep({"bundle": str(made.path)}, resources)
+        from firmware.bundle import Bundle
+        from firmware.signing import TrustStore
+        from provisioning.diagnose_checks import content_sha256
+
+        opened: list[str] = []
+        real_open = Bundle.open_image
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                Bundle, "open_image", lambda self, name, **kw: opened.append(name) or real_open(self, name, **kw)
+            )
+            step = FlashStep({"bundle": str(made.path)}, resources)
+        # per image: verify's one pass (the content hash made on the way) and the flash plan's; no third read
+        assert sorted(opened) == ["boot", "boot", "system", "system"], opened
+        with Bundle.open(made.path, TrustStore()) as unverified:  # the streaming computation, apart from verify
+            assert step.images == {name: content_sha256(unverified, name) for name in ("boot", "system")}
         try:
             outcome = step.run(job(resources, serial))
         finally:

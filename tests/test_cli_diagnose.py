@@ -62,6 +62,52 @@ def test_a_faulty_unit_gets_its_action_in_plain_words(unit: Provisioned) -> None
     assert "projector shows no dots" in result.output
 
 
+def test_a_unit_not_attached_is_said_at_once_and_no_run_is_recorded(unit: Provisioned) -> None:
+    result = naiad(unit, "diagnose", "DF2Z99999", "--json")
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert "DF2Z99999" in json.loads(result.output)["message"]
+    assert unit.bench.ledger.unit_runs("DF2Z99999") == []  # refused before the pipeline (no 120 s replug wait)
+
+
+def test_diagnose_shows_its_progress_and_says_each_problem_once(
+    unit: Provisioned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import contextmanager
+
+    from console import cli_progress
+    from terminal.events import Recorder
+
+    seen = Recorder()
+
+    @contextmanager
+    def bars(as_json: bool, recipe: str, outcome: object = None) -> Iterator[Recorder]:
+        assert recipe == "support-diagnose"
+        yield seen
+
+    monkeypatch.setattr(cli_progress, "recipe_bars", bars)
+    unit.sim.call("faults", serial=unit.serial, dead_projector=True)
+    try:
+        result = naiad(unit, "diagnose", unit.serial)
+    finally:
+        unit.sim.call("faults", serial=unit.serial, dead_projector=False)
+    assert result.exit_code == 1, result.output
+    phases = [e.phase for e in seen.events if type(e).__name__ == "PhaseStarted"]
+    assert "link-check" in phases and "verdict" in phases, phases
+
+
+def test_a_check_that_could_not_run_says_its_error_once() -> None:
+    from rich.console import Console
+
+    from console.cli_diagnose import _check_rows
+    from provisioning.steps import StepOutcome
+
+    said = "The unit's firmware does not support this check (OBJECT_READ)"
+    rows = _check_rows([StepOutcome("link-check", False, 0.1, said, {"findings": [said]})])
+    console = Console(width=160, record=True)
+    console.print(rows)
+    assert console.export_text().count("does not support this check") == 1
+
+
 def test_diagnose_needs_a_logged_in_operator(unit: Provisioned) -> None:
     result = naiad(unit, "diagnose", unit.serial, "--json", token="")
     assert result.exit_code != 0 and "Traceback" not in result.output
@@ -75,7 +121,9 @@ def test_history_shows_what_was_done_to_the_unit(unit: Provisioned) -> None:
         assert shown in table.output, table.output
     as_json = json.loads(naiad(unit, "history", unit.serial, "--json").output)
     [injection] = as_json["injections"]
-    assert len(injection["kcv"]) == 10 and len(injection["initial_key_id"]) == 16
+    assert len(injection["kcv"]) == 6 and len(injection["initial_key_id"]) == 16  # keys.kcv.shown, as reports
+    assert injection["kcv"] in table.output and "UTC+08:00" in table.output  # China time, as the reports show it
+    assert injection["injected"].endswith("+00:00"), injection  # JSON: ISO 8601 with its offset
     assert {r["recipe"] for r in as_json["runs"]} >= {"bench-prep"}
     unknown = naiad(unit, "history", "DF2Z99999")
     assert unknown.exit_code == 1 and "knows nothing of unit DF2Z99999" in unknown.output

@@ -432,3 +432,20 @@ def test_boot_after_flash_over_fastboot(engine: FastbootEngine, store: SlotStore
     result = store.boot()
     assert (result.slot, result.version) == ("b", "3.1.0")
     assert one(engine, "getvar:slot-successful:b") == b"OKAYyes"
+
+
+def test_the_flash_session_marks_where_an_image_starts(engine: FastbootEngine, store: SlotStore) -> None:
+    """A new image that opens with a DONT_CARE hole beyond the old image's end is a new image, not the old one's
+    continuation; the pieces of one re-sparsed image (an unbroken run of download/flash) are one image."""
+    old = os.urandom(8192)
+    download(engine, old)
+    assert one(engine, "flash:system_b").startswith(b"OKAY")
+    assert store.images.extents("system_b") == [(0, 8192)]
+    assert one(engine, "getvar:current-slot").startswith(b"OKAY")  # the session moved on: the next flash is new
+    data = os.urandom(4096)
+    download(engine, sparse_image(4096, [("skip", b"", 4), ("raw", data, 0)]))
+    assert one(engine, "flash:system_b").startswith(b"OKAY")
+    assert store.images.extents("system_b") == [(16384, 4096)]  # not glued onto the old [0, 8192)
+    download(engine, sparse_image(4096, [("skip", b"", 6), ("raw", data, 0)]))  # its next piece, straight after
+    assert one(engine, "flash:system_b").startswith(b"OKAY")
+    assert store.images.extents("system_b") == [(16384, 4096), (24576, 4096)]

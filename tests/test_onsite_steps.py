@@ -74,7 +74,7 @@ def as_json(outcome: StepOutcome) -> str:
 def test_the_installers_steps_are_registered_with_the_contracts_names_and_settings() -> None:
     steps = all_steps()
     wanted = {
-        "firmware-update": ["bundle"],
+        "firmware-update": ["bundle", "downgrade"],
         "field-check": ["wall", "distance"],
         "face-pay-check": ["presentation", "frame_sets"],
         "bind": [],
@@ -102,6 +102,32 @@ def test_firmware_update_flashes_an_older_unit_and_leaves_a_current_one_alone(be
         as_json(first)
     finally:
         step.close()
+
+
+def test_firmware_update_never_downgrades_unless_told(bench: FaceBench, tmp_path: Path) -> None:
+    """An installer carrying an older bundle leaves a unit running newer firmware alone (same security version:
+    the bundle's rollback check would let the downgrade through)."""
+    newer = demo_tool().make_demo_bundle(tmp_path / "b" / "2.10.0.zip", version="2.10.0", system_size=MiB)
+    older = demo_tool().make_demo_bundle(tmp_path / "b" / "2.9.0.zip", version="2.9.0", system_size=MiB)
+    res = resources(bench)
+    before = [o.kind for o in bench.station.ledger.operations(bench.serial)].count("flash")
+    flashes = lambda: [o.kind for o in bench.station.ledger.operations(bench.serial)].count("flash") - before  # noqa: E731
+    for path, settings in ((newer.path, {}), (older.path, {}), (older.path, {"downgrade": True})):
+        step = FirmwareUpdateStep({"bundle": str(path), "downgrade": False, **settings}, res)
+        try:
+            done = step.run(job(res, bench.serial))
+        finally:
+            step.close()
+        assert done.ok, done.as_dict()
+        as_json(done)
+        if path == newer.path:
+            assert done.data["after"] == "2.10.0" and done.data["updated"] and flashes() == 1
+        elif not settings:  # 2.10.0 is newer than 2.9.0 (compared as numbers, not as text)
+            assert done.data == {"before": "2.10.0", "after": "2.10.0", "updated": False, "newer": True}
+            assert "newer than the bundle" in done.detail and flashes() == 1
+        else:
+            assert (done.data["before"], done.data["after"], done.data["updated"]) == ("2.10.0", "2.9.0", True)
+            assert flashes() == 2
 
 
 def test_field_check_passes_a_unit_holding_its_own_calibration_and_changes_nothing(bench: FaceBench) -> None:
