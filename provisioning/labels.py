@@ -30,7 +30,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from i18n import N_
 
-from .report_data import ReportError
+from .report_data import ReportError, file_stem, write_shared
 
 FORMAT = "NAIAD1"
 LABEL_MM = (50.0, 30.0)
@@ -122,7 +122,7 @@ def write_label_files(
         raise LabelInputInvalid(field=N_("format"), value=",".join(unknown), reason=N_("use png, pdf or both"))
     code = _qr(text)
     layout = _layout(serial, model, key_ids)
-    stem = serial.replace(":", "_")
+    stem = file_stem(serial)
     drawers: dict[str, Callable[[Path], None]] = {
         "png": lambda path: _draw_png(code, layout, path),
         "pdf": lambda path: _draw_pdf(code, layout, path, serial),
@@ -152,7 +152,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.close(handle)
     try:
         write(Path(temp))
-        os.replace(temp, path)
+        write_shared(Path(temp), path)
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
         raise LabelNotWritten(path=str(path), reason=exc.strerror or str(exc)) from exc

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from .pipeline import BatchRun, UnitRun
 
 SCHEMA = "naiad.batch-report/1"
-INJECT_STEP = "inject"
 
 
 @dataclass

@@ -9,9 +9,11 @@ and the latest diagnosis verdict.  Times are China time with the UTC offset show
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from i18n import N_, _, get_language
@@ -52,6 +54,21 @@ def china_time(value: dt.datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S UTC+08:00")
+
+
+def file_stem(name: str) -> str:
+    """A serial or batch ID as part of a file or folder name (':' is not allowed in Windows names): the one
+    rule for every report, label and unit folder."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def write_shared(temp: Path, target: Path) -> None:
+    """Rename the finished ``temp`` to ``target`` with the mode a new file gets from the umask (``mkstemp`` makes
+    0600: a label printer's service or another operator account could not read it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    os.replace(temp, target)
 
 
 def short_time(value: object) -> str:
@@ -126,8 +143,13 @@ class UnitReport:
         ]
 
 
-def gather_unit(ledger: Ledger, serial: str, now: dt.datetime | None = None) -> UnitReport:
-    """The report of ``serial`` as the ledger has it now; :class:`UnitNotInLedger` when it never saw the unit."""
+def gather_unit(
+    ledger: Ledger, serial: str, now: dt.datetime | None = None, *, writing: tuple[int, str] | None = None
+) -> UnitReport:
+    """The report of ``serial`` as the ledger has it now; :class:`UnitNotInLedger` when it never saw the unit.
+
+    ``writing`` is ``(run id, step name)`` when a step of a run writes this report: that step, still running in
+    the ledger, is shown as what it is by the time anyone reads the report, succeeded, "this report"."""
     valid_serial(serial)
     device = ledger.device(serial)
     if device is None:
@@ -142,7 +164,7 @@ def gather_unit(ledger: Ledger, serial: str, now: dt.datetime | None = None) -> 
         language=get_language(),
     )
     report.keys = _keys(ledger, serial)
-    report.runs = _runs(ledger, serial)
+    report.runs = _runs(ledger, serial, writing, report.generated)
     report.operations = [_operation(op) for op in operations]
     report.calibrations = [
         {"checksum": c.checksum, "created": china_time(c.created), "station": c.station, "figures": dict(c.figures)}
@@ -194,11 +216,31 @@ def _keys(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
     ]
 
 
-def _runs(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
-    """The unit's recipe runs, each with its steps, oldest first."""
+def _runs(
+    ledger: Ledger, serial: str, writing: tuple[int, str] | None = None, now: str | None = None
+) -> list[dict[str, Any]]:
+    """The unit's recipe runs, each with its steps, oldest first (``writing``: see :func:`gather_unit`)."""
     runs: dict[int, dict[str, Any]] = {}
     for step in ledger.unit_steps(serial):
-        run = runs.setdefault(step.run_id, {"run_id": step.run_id, "recipe": step.recipe, "steps": []})
+        run = runs.setdefault(
+            step.run_id, {"run_id": step.run_id, "recipe": step.recipe, "steps": [], "this_report": False}
+        )
+        if writing == (step.run_id, step.name) and step.status == "running":
+            run["this_report"] = True
+            run["steps"].append(
+                {
+                    "name": step.name,
+                    "status": "succeeded",
+                    "started": china_time(step.started),
+                    "finished": now,
+                    "seconds": None,
+                    "detail": _("this report"),
+                    "already_done": False,
+                    "data": {},
+                    "error": None,
+                }
+            )
+            continue
         run["steps"].append(
             {
                 "name": step.name,

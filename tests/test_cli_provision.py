@@ -198,3 +198,43 @@ def test_recipe_bars_count_steps_and_name_the_step_in_progress() -> None:
         [task] = progress.tasks
         assert "✓" in task.description and "succeeded" in task.description
         assert task.completed == task.total == 6
+
+
+READ_ONLY_RECIPE = """\
+name = "unit-info-only"
+description = "Read the unit's identity"
+read_only = true
+
+[[step]]
+name = "unit-info"
+"""
+
+
+def test_a_read_only_recipe_needs_no_key_store(world: DemoWorld, tmp_path: Path) -> None:
+    """support-diagnose needs neither the key store nor the platform, so a support engineer without the
+    passphrase runs it; a writing recipe whose passphrase prompt gets no answer is refused with a typed error and
+    touches nothing."""
+    from provisioning.recipes import load_recipe
+    from provisioning.steps import needed
+
+    assert needed(s.name for s in load_recipe("support-diagnose", {}).steps) == frozenset()
+    assert {"store", "outbox"} <= needed(s.name for s in load_recipe("distributor-bulk", {}).steps)
+    env = {**world.env("support"), "NAIAD_LANG": "en"}
+    del env["NAIAD_KEYSTORE_PASSPHRASE"]
+    path = tmp_path / "read-only.toml"
+    path.write_text(READ_ONLY_RECIPE, encoding="utf-8")
+    args = ["provision", "--recipe", str(path), "--device", world.serials[0], "--reports", str(tmp_path / "r")]
+    done = CliRunner().invoke(cli, args, input="", env=env)
+    assert done.exit_code == 0, done.output
+    assert "passphrase" not in done.output.lower() and "Aborted" not in done.output, done.output
+    assert "succeeded" in done.stdout, done.output
+
+    before = snapshot(world)
+    env = {**world.env("operator"), "NAIAD_LANG": "en"}
+    del env["NAIAD_KEYSTORE_PASSPHRASE"]
+    recipe = recipe_file(tmp_path / "writing", world)
+    refused = CliRunner().invoke(cli, ["provision", "--recipe", str(recipe), "--all"], input="", env=env)
+    assert refused.exit_code == 1, refused.output
+    assert "The key store was not opened" in refused.output and "NAIAD_KEYSTORE_PASSPHRASE" in refused.output
+    assert "Aborted!" not in refused.output and "Traceback" not in refused.output
+    assert snapshot(world) == before
