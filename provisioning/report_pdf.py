@@ -337,6 +337,11 @@ def _keys(keys: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
     return _section(w["payment_keys"], note, _table(header, rows, (32, 14, 34, 22, 32, 24, 22)))
 
 
+RUN_WIDTHS = (44, 18, 32, 18, 68)
+"""A run's table columns in mm: step, status, started, seconds (its bold heading on one line, in Chinese too),
+detail."""
+
+
 def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
     if not runs:
         return _section(w["runs"], _nothing(w))
@@ -350,7 +355,7 @@ def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
         ends = f" · {w['this_report']}" if run.get("this_report") else ""
         content += [
             _p(f"{w['run']} {run['run_id']}: {run['recipe']}{ends}", "h3"),
-            _table(header, rows, (44, 18, 32, 18, 68), numeric=(3,)),
+            _table(header, rows, RUN_WIDTHS, numeric=(3,)),
         ]
     return _section(w["runs"], *content)
 

@@ -218,7 +218,9 @@ def test_a_read_only_recipe_needs_no_key_store(world: DemoWorld, tmp_path: Path)
     from provisioning.steps import needed
 
     assert needed(s.name for s in load_recipe("support-diagnose", {}).steps) == frozenset()
-    assert {"store", "outbox"} <= needed(s.name for s in load_recipe("distributor-bulk", {}).steps)
+    assert {"store", "outbox"} <= needed(
+        s.name for s in load_recipe("distributor-bulk", world.overrides("distributor-bulk")).steps
+    )
     env = {**world.env("support"), "NAIAD_LANG": "en"}
     del env["NAIAD_KEYSTORE_PASSPHRASE"]
     path = tmp_path / "read-only.toml"
