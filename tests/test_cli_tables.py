@@ -4,6 +4,7 @@ table, no line wider than the terminal."""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -74,3 +75,35 @@ def test_the_demo_table_fits_80_columns_with_three_recipes() -> None:
     for whole in (*serials, "DE11000100000001", "4DFB6C", *recipes):
         assert whole in text, text
     assert [p.split(":")[0] for p in demo_problems(run)] == ["DF2035031DA · firmware-update (installer-onsite)"]
+
+
+def test_a_failed_units_bar_stops_where_it_failed_and_bars_keep_their_count_at_80_columns() -> None:
+    from dataclasses import dataclass
+    from io import StringIO
+
+    from rich.progress import Progress
+
+    from console.cli_progress import RecipeBars, bar_columns
+    from terminal.events import PhaseStarted, Progressed, StepFinished
+
+    @dataclass
+    class Ended:
+        ok: bool
+        result: str
+
+        def as_dict(self) -> dict[str, Any]:
+            return {"result": self.result, "steps": []}
+
+    console = Console(file=StringIO(), width=80, force_terminal=False)
+    with Progress(*bar_columns(80), console=console) as progress:
+        bars = RecipeBars(progress, "installer-onsite", outcome=lambda result: result.as_dict()["result"])
+        bars.progressed(Progressed("DF2035031D9", "installer-onsite", "field-check", 2, 6, counts="items"))
+        long = "Check the camera in the field"
+        bars.phase_started(PhaseStarted("DF2035031D9", "installer-onsite", "field-check", long))
+        bars.phase_started(PhaseStarted("DF2035031D9", "field-check", "check", "Checking against the stored calib"))
+        lines = rendered(progress.make_tasks_table(progress.tasks))
+        assert len(lines) == 1 and len(lines[0]) <= 80, lines
+        assert re.search(r" 2/6 \d+:\d\d:\d\d$", lines[0].rstrip()) and "DF2035031D9" in lines[0], lines
+        bars.finished(StepFinished("DF2035031D9", "installer-onsite", Ended(False, "failed")))
+        [task] = progress.tasks
+        assert (task.completed, task.total) == (2, 6) and "✗" in task.description
