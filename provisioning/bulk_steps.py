@@ -202,6 +202,7 @@ class InjectStep(OnceStep):
     label = N_("Inject the payment keys")
     settings = (Setting("bdk", SettingKind.STRING, help=N_("The label of the BDK the Initial Keys derive from")),)
     roles = (INJECT_ROLE,)
+    needs_authorised = True
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)
@@ -345,6 +346,7 @@ class RegisterInventoryStep(OnceStep):
     needs = frozenset({"outbox", "supplier_id"})
     label = N_("Register in the distributor's inventory")
     roles = ROLES_INVENTORY
+    needs_authorised = True
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         super().__init__(settings, resources)

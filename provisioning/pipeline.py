@@ -26,6 +26,8 @@ label=Step.title())`` and ``progressed(done=steps finished, total=steps, counts=
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -42,6 +44,7 @@ from terminal.events import Reporter
 from terminal.models import BOOTLOADER, RUN
 
 from .ledger import ClaimLost, InvalidLedgerInput, LedgerError, Reconciliation, validate
+from .ledger.errors import UnitNotAuthorised
 from .ledger.runs import ALREADY_DONE, HELD_ELSEWHERE, RUNNING, SUCCEEDED
 from .ledger.runs import LEASE_SECONDS as LEDGER_LEASE_SECONDS
 from .operators import NotLoggedIn, require_role
@@ -192,7 +195,11 @@ class BatchRun:
 
     @property
     def ok(self) -> bool:
-        return all(u.ok for u in self.units)
+        """Every unit ok and, for a recipe that keys or registers units, the reconciliation too (a unit keyed
+        twice, an unconfirmed Initial Key ID or a unit outside the inventory fails the batch)."""
+        if not all(u.ok for u in self.units):
+            return False
+        return self.reconciliation.ok or not needs_inventory(self.recipe)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -204,6 +211,50 @@ class BatchRun:
             "units": [u.as_dict() for u in self.units],
             "reconciliation": self.reconciliation.as_dict(),
         }
+
+
+def needs_inventory(recipe: Recipe) -> bool:
+    """Whether a writing ``recipe`` holds a step that may only be done to a unit of the authorised inventory."""
+    return not recipe.read_only and any(step_class(s.name).needs_authorised for s in recipe.steps)
+
+
+def reconciliation_lines(batch: BatchRun) -> list[str]:
+    """The batch's reconciliation for people, translated: one line per finding, the counts and the verdict (none
+    for a recipe that neither keys nor registers units: the inventory is not its business)."""
+    if not needs_inventory(batch.recipe):
+        return []
+    found = batch.reconciliation.inventory
+    if found is None:
+        error = batch.reconciliation.error
+        why = str(error) if error is not None else ""
+        return [
+            _("The batch could not be reconciled: {error}", error=why),
+            _("Run 'naiad inventory reconcile' when the ledger is back."),
+        ]
+    lines = [
+        _("{serial}: {finding} {ids}", serial=serial, finding=finding.text(), ids=", ".join(ids)).rstrip()
+        for finding, serial, ids in found.findings()
+    ]
+    counts = {"authorised": found.authorised, "injected": found.injected}
+    lines.append(_("{authorised} authorised units, {injected} keyed.", **counts))
+    lines.append(found.verdict())
+    return lines
+
+
+def run_digest(recipe: Recipe, resources: Resources) -> str:
+    """The digest a unit's run is claimed under: the recipe's, with what the once-steps act on (merchant, store,
+    program, supplier) when the station gives any, so a run resumed for another store is a new run."""
+    merchant = resources.merchant
+    acts_on = {
+        "merchant": None if merchant is None else merchant.merchant_id,
+        "store": None if merchant is None else merchant.store_id,
+        "program": resources.program,
+        "supplier": resources.supplier_id,
+    }
+    if all(v is None for v in acts_on.values()):
+        return recipe.digest
+    text = json.dumps({"recipe": recipe.digest, **acts_on}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # -- the batch ---------------------------------------------------------------------------------------
@@ -405,10 +456,15 @@ class _UnitWorker:
     def _run(self) -> UnitRun:
         station = self.ledger.station
         try:
+            if needs_inventory(self.recipe) and not self.ledger.authorised(self.serial):
+                self.ledger.unit_refused(self.serial, "not authorised")  # on record: the reconciliation lists it
+                refused = UnitNotAuthorised(serial=self.serial)
+                LOG.warning("%s: refused before any step: %s", self.serial, refused)
+                return self._unit("failed", [], None, station, problem=refused)
             claim = self.ledger.claim_unit_run(
                 self.serial,
                 self.recipe.name,
-                self.recipe.digest,
+                run_digest(self.recipe, self.resources),
                 self.batch_id,
                 read_only=self.recipe.read_only,
                 lease=max(1, int(LEASE_SECONDS)),
@@ -431,10 +487,14 @@ class _UnitWorker:
             LOG.info("%s: took over run %s from station %s", self.serial, run.id, claim.taken_over)
         lost = self.heartbeat.watch(run.id)
         problem: NaiadError | None
+        closed = False
         try:
             outcomes, problem = self._steps(claim, lost)
+            closed = True
         finally:
             self.heartbeat.forget(run.id)
+            if not closed:  # a bug of the pipeline's own: close the claim, or this very station holds the unit
+                self._close_crashed(run.id)
         succeeded = problem is None and len(outcomes) == self.total and all(o.ok for o in outcomes)
         if not isinstance(problem, ClaimLost):
             try:
@@ -443,6 +503,12 @@ class _UnitWorker:
                 LOG.warning("%s: run %s could not be closed: %s", self.serial, run.id, exc)
                 problem, succeeded = problem or exc, False
         return self._unit("succeeded" if succeeded else "failed", outcomes, run.id, station, problem=problem)
+
+    def _close_crashed(self, run_id: int) -> None:
+        try:
+            self.ledger.finish_unit_run(run_id, False, {"batch": self.batch_id, "crashed": True})
+        except NaiadError as exc:
+            LOG.warning("%s: run %s could not be closed after a crash: %s", self.serial, run_id, exc)
 
     @property
     def _names(self) -> list[str]:
@@ -487,6 +553,7 @@ class _UnitWorker:
             outcomes.append(outcome)
             if not self.recipe.read_only or gone:
                 return outcomes, None
+            job.earlier[recipe_step.name] = outcome  # the judging steps must see what failed, not only what passed
             position += 1  # a read-only recipe reads on: its last steps judge what the failed ones found
             self.report.progress(position, self.total, counts="items")
         return outcomes, None
@@ -603,5 +670,8 @@ __all__ = [
     "StepSetupFailed",
     "UnitHeldElsewhere",
     "UnitRun",
+    "needs_inventory",
+    "reconciliation_lines",
+    "run_digest",
     "run_recipe",
 ]

@@ -55,9 +55,15 @@ BUILT_IN_RECIPES: dict[str, str] = {
 """The built-in recipes by name, with their descriptions (the TOML files' ``description``, as catalog msgids)."""
 _RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TOP_KEYS = ("name", "description", "read_only", "step")
-_KEY_LINE = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)\s*=""")
+_KEY = r"""(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)"""
+_KEY_LINE = re.compile(rf"^\s*(?P<key>{_KEY})\s*(?:\.\s*{_KEY}\s*)*=(?P<value>.*)$")
+"""A key line (a dotted key counts as its first part) and what follows the '='."""
 _STEP_HEADER = re.compile(r"^\s*\[\[\s*step\s*\]\]")
-_TABLE_HEADER = re.compile(r"^\s*\[")
+_TABLE_HEADER = re.compile(rf"^\s*\[\[?\s*(?P<key>{_KEY})?")
+_MULTILINE = ('"""', "'''")
+MAX_RECIPE_BYTES = 1 << 20
+"""A recipe file is a few hundred bytes; anything over 1 MiB is refused unread."""
+_INTEGER_LIMIT = 1 << 63
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _KIND_NAMES = {
     SettingKind.STRING: N_("text"),
@@ -160,6 +166,14 @@ class ReadOnlyRecipeWrites(RecipeError):
     remedy = N_("Remove the step, or make the recipe writing (read_only = false).")
 
 
+class RecipeTakesBuiltInName(RecipeError):
+    message = N_("{where}: the recipe is named {name}, like the built-in recipe, but runs other steps")
+    remedy = N_(
+        "Give the recipe a name of its own: the ledger counts a unit done in {name} only when it went through "
+        "its steps ({steps})."
+    )
+
+
 class BadOverride(RecipeError):
     message = N_("--set {text}: {reason}")
     remedy = N_("Write it as --set STEP.SETTING=VALUE, such as --set flash.bundle=df2.naiadfw.")
@@ -222,27 +236,47 @@ class _Lines:
 
     @classmethod
     def scan(cls, text: str) -> _Lines:
+        """Headers and keys line by line; the inside of a multi-line string is text, never a header or a key."""
         top: dict[str, int] = {}
         steps: list[tuple[int, dict[str, int]]] = []
         current: dict[str, int] | None = top
+        open_string: str | None = None  # the delimiter of the multi-line string the scan is inside
         for number, line in enumerate(text.splitlines(), start=1):
+            if open_string is not None:
+                if line.count(open_string) % 2 == 1:
+                    open_string = None
+                continue
             if _STEP_HEADER.match(line):
+                top.setdefault("step", number)
                 steps.append((number, {}))
                 current = steps[-1][1]
-            elif _TABLE_HEADER.match(line):
-                current = None  # some other table: its keys are not ours
-            elif current is not None and (found := _KEY_LINE.match(line)):
-                key = found.group(1).strip("\"'")
-                current.setdefault(key, number)
+            elif header := _TABLE_HEADER.match(line):
+                if header.group("key"):  # some other table: its keys are not ours, but where it is counts
+                    top.setdefault(header.group("key").strip("\"'"), number)
+                current = None
+            elif found := _KEY_LINE.match(line):
+                if current is not None:
+                    current.setdefault(found.group("key").strip("\"'"), number)
+                open_string = _opens_multiline(found.group("value"))
         return cls(top, steps)
 
     def step(self, index: int) -> int:
-        return self.steps[index][0] if index < len(self.steps) else 0
+        """The line of the step's ``[[step]]`` header; of the ``step =`` key when the steps are written inline."""
+        return self.steps[index][0] if index < len(self.steps) else self.top.get("step", 0)
 
     def key(self, index: int, key: str) -> int:
         if index < len(self.steps):
             return self.steps[index][1].get(key, self.steps[index][0])
-        return 0
+        return self.top.get("step", 0)
+
+
+def _opens_multiline(value: str) -> str | None:
+    """The delimiter of a multi-line string that ``value`` (what follows a key's '=') opens and leaves open."""
+    stripped = value.strip()
+    for delimiter in _MULTILINE:
+        if stripped.startswith(delimiter) and stripped.count(delimiter) % 2 == 1:
+            return delimiter
+    return None
 
 
 def _where(source: str, line: int | None) -> str:
@@ -255,20 +289,47 @@ def _where(source: str, line: int | None) -> str:
 def load_recipe(name_or_path: str, overrides: Mapping[str, str] | None = None) -> Recipe:
     """The built-in recipe ``name_or_path``, else the recipe file at that path, checked, with ``overrides``
     (``{"STEP.SETTING": "VALUE"}``, as ``--set`` gives them) applied.  Raises a :class:`RecipeError`."""
-    if name_or_path in BUILT_IN_RECIPES:
+    built_in = name_or_path in BUILT_IN_RECIPES
+    if built_in:
         path, base = RECIPES_DIR / f"{name_or_path}.toml", Path.cwd()
     else:
         path = Path(name_or_path).expanduser()
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except (OSError, ValueError):  # a NUL in the path, a name too long...
+            exists = False
+        if not exists:
             raise RecipeNotFound(name=name_or_path, known=", ".join(BUILT_IN_RECIPES), source=name_or_path)
         base = path.resolve().parent
     source = str(path)
+    text = _read_text(path, source)
+    recipe = parse_recipe(text, source, base, overrides or {})
+    if not built_in and recipe.name in BUILT_IN_RECIPES:
+        own = _built_in_steps(recipe.name)
+        if [s.name for s in recipe.steps] != own:
+            raise RecipeTakesBuiltInName(where=source, source=source, line=None, name=recipe.name, steps=", ".join(own))
+    return recipe
+
+
+def _built_in_steps(name: str) -> list[str]:
+    """The step names of the built-in recipe ``name``, in order (its settings left as they are)."""
+    document = tomllib.loads((RECIPES_DIR / f"{name}.toml").read_text(encoding="utf-8"))
+    return [str(table["name"]) for table in document["step"]]
+
+
+def _read_text(path: Path, source: str) -> str:
+    """The UTF-8 text of the regular file ``path`` of at most :data:`MAX_RECIPE_BYTES` (never a FIFO, a device)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        if not path.is_file():
+            raise RecipeUnreadable(where=source, source=source, detail=_("not a regular file"))
+        with path.open("rb") as file:
+            data = file.read(MAX_RECIPE_BYTES + 1)
+        if len(data) > MAX_RECIPE_BYTES:
+            raise RecipeUnreadable(where=source, source=source, detail=_("larger than 1 MiB"))
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise RecipeUnreadable(where=source, source=source, detail=detail) from exc
-    return parse_recipe(text, source, base, overrides or {})
 
 
 def parse_recipe(text: str, source: str, base: Path, overrides: Mapping[str, str] | None = None) -> Recipe:
@@ -321,6 +382,9 @@ def parse_recipe(text: str, source: str, base: Path, overrides: Mapping[str, str
         step_name, setting, value = _override(key, raw, by_name, name)
         index, cls = by_name[step_name]
         where = f"--set {key}={raw}"
+        kind = _setting(cls, step_name, setting, where, source, None).kind
+        if kind in (SettingKind.STRING, SettingKind.FILE) and not isinstance(value, str):
+            value = raw  # a label such as 2024, true or 2026-01-01 is text to a text setting
         settings[index][setting] = _checked(cls, step_name, setting, value, where, source, None, Path.cwd())
     done = tuple(
         RecipeStep(step.name, _completed(cls, step.name, settings[i], source, step.line), step.line)
@@ -411,8 +475,12 @@ def _checked(
     if kind is SettingKind.FILE:
         if value == "" and setting.default == "":
             return ""
-        path = (base / Path(value).expanduser()).resolve()
-        if not value or not path.is_file() or not os.access(path, os.R_OK):
+        try:
+            path = (base / Path(value).expanduser()).resolve()
+            readable = bool(value) and path.is_file() and os.access(path, os.R_OK)
+        except (OSError, ValueError):  # a NUL in the path, a loop of links, a name too long
+            raise SettingFileMissing(**params, path=_shown(value)) from None
+        if not readable:
             raise SettingFileMissing(**params, path=str(path) if value else "''")
         return str(path)
     return list(value) if isinstance(value, list) else value
@@ -420,10 +488,15 @@ def _checked(
 
 def _of_kind(kind: SettingKind, value: Any) -> bool:
     def number(v: Any) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return False
+        try:
+            return math.isfinite(v)
+        except OverflowError:  # an integer of hundreds of digits (TOML allows them)
+            return False
 
     if kind is SettingKind.INTEGER:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool) and -_INTEGER_LIMIT <= value < _INTEGER_LIMIT
     if kind is SettingKind.NUMBER:
         return number(value)
     if kind is SettingKind.BOOLEAN:

@@ -178,6 +178,9 @@ class Step(abc.ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     """The :class:`Resources` fields the step cannot do without (its constructor refuses the batch without them):
     the command opens the key store, the platform's outbox... only when a step of the recipe needs it."""
+    needs_authorised: ClassVar[bool] = False
+    """True for a step that may only be done to a unit of the authorised inventory (keys, registration): a
+    writing recipe holding one refuses any other unit at claim time, before any of its steps runs."""
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:
         """``settings`` are checked against :attr:`settings` and complete (defaults filled in).  Raise a typed

@@ -3,6 +3,7 @@ events and the audit chain."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -574,3 +575,102 @@ def test_the_heartbeat_keeps_a_claim_and_notices_when_it_is_taken(bench: Bench) 
         heartbeat.beat()
         assert lost.is_set()
     heartbeat.forget(run.id)
+
+
+def test_a_failed_read_only_step_reaches_the_judging_steps(bench: Bench, fake_steps: Script) -> None:
+    # The verdict step of support-diagnose judges what failed: a failed outcome must be in job.earlier too.
+    fake_steps.fail.add(("SN1", "fake-read"))
+    (unit,) = bench.run(_recipe("fake-read", "fake-read-2", read_only=True), ["SN1"]).units
+    assert [s.ok for s in unit.steps] == [False, True]
+    assert unit.steps[1].data["saw"] == ["fake-read"]
+
+
+def test_a_pipeline_crash_after_the_claim_closes_the_run(
+    bench: Bench, fake_steps: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = pipeline._UnitWorker._steps
+
+    def buggy(self: Any, claim: Any, lost: Any) -> Any:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(pipeline._UnitWorker, "_steps", buggy)
+    crashed = bench.run(_recipe("fake-a"), ["SN1"])
+    assert isinstance(crashed.units[0].error, pipeline.PipelineCrashed)
+    assert [r.status for r in bench.ledger.unit_runs("SN1")] == ["failed"]
+    monkeypatch.setattr(pipeline._UnitWorker, "_steps", real)
+    assert _results(bench.run(_recipe("fake-a"), ["SN1"])) == {"SN1": "succeeded"}  # not held by itself
+
+
+class FakeKeyed(_FakeRun, Step):
+    name = "fake-keyed"
+    label = "Fake step for authorised units only"
+    needs_authorised = True
+
+
+def _authorise(bench: Bench, *serials: str) -> None:
+    bench.ledger.register_operator("root", "admin")
+    bench.ledger.as_operator("root").inventory_add(list(serials), "PO-1")
+
+
+def test_a_unit_outside_the_inventory_is_refused_before_any_step(
+    bench: Bench, fake_steps: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioning.ledger.errors import UnitNotAuthorised
+
+    monkeypatch.setitem(STEPS, FakeKeyed.name, FakeKeyed)
+    _authorise(bench, "SN2")
+    batch = bench.run(_recipe("fake-a", "fake-keyed"), ["SN1", "SN2"])
+    assert _results(batch) == {"SN1": "failed", "SN2": "succeeded"}
+    assert isinstance(batch.units[0].error, UnitNotAuthorised) and batch.units[0].steps == []
+    assert fake_steps.of("SN1") == [] and bench.ledger.unit_runs("SN1") == []  # nothing ran, nothing claimed
+    assert any(e.action == "keys.unit_refused" and e.subject == "device:SN1" for e in bench.ledger.audit_entries())
+    assert batch.reconciliation.inventory is not None and batch.reconciliation.inventory.refused == ("SN1",)
+    # a read-only recipe or one without such a step does not look at the inventory
+    assert _results(bench.run(_recipe("fake-a"), ["SN1"])) == {"SN1": "succeeded"}
+
+
+def test_a_batch_is_ok_only_when_its_reconciliation_is(
+    bench: Bench, fake_steps: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(STEPS, FakeKeyed.name, FakeKeyed)
+    _authorise(bench, "SN1")
+    batch = bench.run(_recipe("fake-keyed"), ["SN1"])
+    assert batch.ok and pipeline.reconciliation_lines(batch)[-1] == "Everything adds up."
+    found = batch.reconciliation.inventory
+    assert found is not None
+    twice = dataclasses.replace(found, injected_more_than_once={"SN1": ("AB01", "AB02")})
+    bad = dataclasses.replace(batch, reconciliation=dataclasses.replace(batch.reconciliation, inventory=twice))
+    assert all(u.ok for u in bad.units) and not bad.ok
+    lines = pipeline.reconciliation_lines(bad)
+    assert "SN1: keyed more than once AB01, AB02" in lines
+    assert lines[-1] == "Report the findings to the security officer."
+    broken = dataclasses.replace(batch, reconciliation=pipeline.BatchReconciliation(None, {}, NaiadError("down")))
+    assert not broken.ok and "down" in pipeline.reconciliation_lines(broken)[0]
+    plain = bench.run(_recipe("fake-a"), ["SN1"])  # no step of the inventory: nothing to reconcile against
+    assert pipeline.reconciliation_lines(plain) == []
+
+
+def test_the_run_digest_holds_what_the_once_steps_act_on(bench: Bench, fake_steps: Script) -> None:
+    from enrollment.config import Merchant
+
+    recipe = _recipe("fake-a")
+    plain = bench.resources()
+    assert pipeline.run_digest(recipe, plain) == recipe.digest
+    store_1 = dataclasses.replace(plain, merchant=Merchant("M1", "S1"))
+    store_2 = dataclasses.replace(plain, merchant=Merchant("M1", "S2"))
+    digests = {
+        pipeline.run_digest(recipe, r)
+        for r in (
+            plain,
+            store_1,
+            store_2,
+            dataclasses.replace(store_1, program="P1"),
+            dataclasses.replace(store_1, supplier_id="SUP"),
+        )
+    }
+    assert len(digests) == 5
+    fake_steps.fail.add(("SN1", "fake-a"))
+    assert run_recipe(recipe, ["SN1"], store_1).units[0].result == "failed"
+    fake_steps.fail.clear()
+    run_recipe(recipe, ["SN1"], store_2)  # another store: a new run, not the failed one resumed
+    assert [r.status for r in bench.ledger.unit_runs("SN1")] == ["failed", "succeeded"]

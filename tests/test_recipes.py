@@ -185,6 +185,22 @@ def _error(tmp_path: Path, text: str, overrides: dict[str, str] | None = None) -
         ('name = "x"\nread_only = "yes"\n[[step]]\nname = "t-cal"\n', RecipeMalformed, 2, ["true or false"]),
         ('name = "x"\n[[step]]\nviews = 20\n', RecipeMalformed, 2, ["needs a name"]),
         ('name = "x"\nstep = "t-cal"\n', RecipeMalformed, 2, ["[[step]] tables"]),
+        # where TOML gives no line, the scan finds it: headers, inline steps, dotted keys, multi-line strings
+        ('name = "x"\n\n[step]\nname = "t-cal"\n', RecipeMalformed, 3, ["[[step]] tables"]),
+        ('name = "x"\n[[step]]\nname = "t-cal"\n\n[other]\nx = 1\n', RecipeMalformed, 5, ["no key of that name"]),
+        ('name = "x"\n\nstep = [{name = "t-nope"}]\n', UnknownRecipeStep, 3, ["t-nope"]),
+        ('name = "x"\n[[step]]\nname = "t-cal"\n\nviews.a = 1\n', WrongSettingType, 5, ["whole number"]),
+        (
+            'name = "x"\ndescription = """\n[[step]]\nname = "t-cal"\n"""\n[[step]]\nname = "t-cal"\n\nview = 1\n',
+            UnknownSetting,
+            9,
+            ["view"],
+        ),
+        ("name = 'x'\ndescription = '''\nvia = 1\n'''\n[[step]]\nname = 't-nope'\n", UnknownRecipeStep, 6, ["t-nope"]),
+        # hostile values are refusals, never a traceback
+        ('name = "x"\n[[step]]\nname = "t-check"\ndistance = ' + "9" * 400 + "\n", WrongSettingType, 4, ["a number"]),
+        ('name = "x"\n[[step]]\nname = "t-cal"\nviews = ' + "9" * 30 + "\n", WrongSettingType, 4, ["whole number"]),
+        ('name = "x"\n[[step]]\nname = "t-flash"\nbundle = "a\\u0000b"\n', SettingFileMissing, 4, ["t-flash.bundle"]),
     ],
 )
 def test_each_mistake_is_refused_with_its_line_and_reason(
@@ -383,3 +399,45 @@ def test_a_built_in_leaves_the_site_settings_to_the_station(contract_steps: list
     with pytest.raises(MissingSetting) as caught:
         load_recipe("installer-onsite")
     assert "--set firmware-update.bundle=FILE" in (caught.value.remedy_text or "")
+
+
+def test_a_text_override_that_looks_like_another_toml_value_stays_text(
+    fake_steps: None, tmp_path: Path, bundle: Path
+) -> None:
+    text = 'name = "x"\n[[step]]\nname = "t-keys"\n[[step]]\nname = "t-cal"\n'
+    path = str(_write(tmp_path, text, "p.toml"))
+    for label in ("2024", "true", "2026-01-01", "1.5"):
+        assert load_recipe(path, {"t-keys.bdk": label}).steps[0].settings == {"bdk": label}
+    assert load_recipe(path, {"t-keys.bdk": "k", "t-cal.views": "16"}).steps[1].settings == {"views": 16}
+
+
+def test_a_fifo_a_device_or_a_huge_file_is_refused_unread(fake_steps: None, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(RecipeUnreadable):
+        load_recipe(str(fifo))  # would block forever if it were opened
+    with pytest.raises(RecipeUnreadable):
+        load_recipe("/dev/zero")  # would read without end
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"# " + b"x" * recipes.MAX_RECIPE_BYTES + b"\n")
+    with pytest.raises(RecipeUnreadable) as caught:
+        load_recipe(str(huge))
+    assert "1 MiB" in str(caught.value)
+    with pytest.raises(RecipeNotFound):
+        load_recipe("a\x00b.toml")
+
+
+def test_a_recipe_file_may_not_take_a_built_in_name_with_other_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fw.naiadfw").write_bytes(b"bundle")
+    trimmed = _write(tmp_path, 'name = "distributor-bulk"\n[[step]]\nname = "flash"\nbundle = "fw.naiadfw"\n')
+    with pytest.raises(recipes.RecipeTakesBuiltInName) as caught:
+        load_recipe(str(trimmed))
+    assert "distributor-bulk" in str(caught.value) and "inject" in (caught.value.remedy_text or "")
+    own = (recipes.RECIPES_DIR / "support-diagnose.toml").read_text(encoding="utf-8")
+    copy = _write(tmp_path, own, "copy.toml")  # the built-in's own steps under its name: allowed
+    assert load_recipe(str(copy)).name == "support-diagnose"
+    renamed = _write(tmp_path, 'name = "my-flash"\n[[step]]\nname = "flash"\nbundle = "fw.naiadfw"\n', "mine.toml")
+    assert load_recipe(str(renamed)).name == "my-flash"

@@ -310,7 +310,7 @@ class UnitRun(Base):
     ``succeeded`` or ``failed``.  A failed or abandoned run is taken up again (``running``) to resume it.
 
     A unit has at most one ``running`` run, across every station sharing the database (the partial unique
-    index): that run is the unit's claim, held by the station, host and process named in it, which keeps
+    index): that run is the unit's claim, held by the station, host, machine and process named in it, which keeps
     ``heartbeat`` fresh while it works (unsealed: a heartbeat is no event for the audit trail)."""
 
     __tablename__ = "unit_runs"
@@ -335,6 +335,8 @@ class UnitRun(Base):
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+    machine: Mapped[str] = mapped_column(String(64))  # a hash of the holder's machine id (runs.machine_identity)
+    nonce: Mapped[str] = mapped_column(String(64))  # the holding process's random token (runs.process_nonce)
     operator: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     started: Mapped[dt.datetime]
     finished: Mapped[dt.datetime | None]

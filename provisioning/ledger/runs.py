@@ -1,11 +1,19 @@
 """The station's runs in the ledger (revision 0007): each unit's run of a recipe and each step of it.
 
 A unit's ``running`` run is its *claim*: the database holds at most one per unit, across every station sharing
-it (a partial unique index), and the station, host and process named in it hold the unit.  The holder keeps its
-``heartbeat`` fresh (unsealed: no audit entry per beat).  Another station may take the run over once the
-heartbeat is older than the run's lease; the same station, restarted on the same host, takes it back at once
-when the process named in it is gone (kill -9, power cut).  Every write of a run or a step names the claim it
-holds, so a station whose claim was taken over writes nothing more for that unit (:class:`ClaimLost`).
+it (a partial unique index), and the station, host, machine and process named in it hold the unit.  The process
+is named by its pid and a random token of its own (a restarted station given the dead one's pid is another
+process); the machine by a hash of its machine id (never the id itself).  The holder keeps its ``heartbeat``
+fresh (unsealed: no audit entry per beat).  Another station may take the run over once the heartbeat is older
+than the run's lease; the same station, restarted on the same host and machine, takes it back at once when the
+process named in it is gone (kill -9, power cut).  Heartbeats are written and leases judged with the database's
+clock (PostgreSQL's ``clock_timestamp()``; a SQLite ledger is a local file, so the station's clock is its
+clock).  Every write of a run or a step names the claim it holds, so a station whose claim was taken over writes
+nothing more for that unit (:class:`ClaimLost`).
+
+A station that takes over (or resumes) another station's run of a unit adopts that station's pending platform
+calls about the unit in the same transaction (audited ``platform.call.adopted``): its once-steps then settle
+them with their own request numbers instead of sending the action again under a new one.
 
 Claiming, starting and finishing runs and steps are audited (``station.run.*``, ``station.step.*``, subject
 ``device:SERIAL``) and the rows sealed, so ``naiad ledger verify`` covers them.  ``data`` and ``error`` are JSON
@@ -15,13 +23,17 @@ checked like every other ledger JSON: a field named like a key or a PIN is refus
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import os
+import secrets
 import socket
+import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Select, select, update
+from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,7 +42,7 @@ from i18n import N_, _
 from . import audit as chain
 from . import db, validate
 from .errors import InvalidLedgerInput, LedgerError
-from .models import ERROR_LENGTH, HASH_LENGTH, NAME_LENGTH, Station, UnitRun, UnitStep
+from .models import ERROR_LENGTH, HASH_LENGTH, NAME_LENGTH, PlatformCall, Station, UnitRun, UnitStep
 from .records import RunClaim, UnitRunRecord, UnitStepRecord
 
 if TYPE_CHECKING:
@@ -69,6 +81,49 @@ def _pid_alive(pid: int) -> bool:
 
 def _host() -> str:
     return socket.gethostname()[:255] or "host"
+
+
+MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+
+
+@functools.cache
+def machine_identity() -> str:
+    """This machine, as a hash of its machine id (else of its network node number): two machines cloned with one
+    host name are still two.  Only the hash is stored or shown, never the id."""
+    raw = ""
+    for path in MACHINE_ID_FILES:
+        try:
+            with open(path, encoding="ascii", errors="replace") as file:
+                raw = file.read(256).strip()
+        except OSError:
+            continue
+        if raw:
+            break
+    if not raw:
+        raw = f"node:{uuid.getnode():012x}"
+    return hashlib.sha256(b"naiad-station-machine\0" + raw.encode()).hexdigest()[:32]
+
+
+_NONCE: tuple[int, str] = (0, "")
+
+
+def process_nonce() -> str:
+    """A random token of this process (new after a fork): a restarted station that got the dead one's pid is
+    told apart from it."""
+    global _NONCE
+    pid = os.getpid()
+    if _NONCE[0] != pid:
+        _NONCE = (pid, secrets.token_hex(16))
+    return _NONCE[1]
+
+
+def _local_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    """A time read back from the database, in UTC (SQLite gives it back without its zone)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
 def _run_record(row: UnitRun, station: str) -> UnitRunRecord:
@@ -178,17 +233,30 @@ class UnitRuns:
                     return RunClaim(HELD_ELSEWHERE, _run_record(row[0], row[1]))
             raise
 
+    def _db_now(self, session: Session) -> dt.datetime:
+        """The database's clock (PostgreSQL), else this station's (SQLite: a local file)."""
+        if self._engine.dialect.name == "postgresql":
+            now = session.scalar(select(func.clock_timestamp()))
+            if isinstance(now, dt.datetime):
+                return now
+        return _local_now()
+
+    def _heartbeat_now(self) -> Any:
+        """What a heartbeat writes: the database's clock where it has one."""
+        return func.clock_timestamp() if self._engine.dialect.name == "postgresql" else _local_now()
+
     def _claim(
         self, write: _Write, serial: str, recipe: str, digest: str, batch: str, read_only: bool, lease: int
     ) -> RunClaim:
         session, host, pid = write.session, _host(), os.getpid()
+        now = self._db_now(session)
         subject = f"{DEVICE}{serial}"
         taken_over: str | None = None
         resume: UnitRun | None = None
         found = session.execute(_runs().where(UnitRun.serial == serial, UnitRun.status == RUNNING)).first()
         if found is not None:
             row, holder = found
-            if not self._holder_gone(row, holder, write.at, host):
+            if not self._holder_gone(row, holder, now, host):
                 return RunClaim(HELD_ELSEWHERE, _run_record(row, holder))
             taken_over = holder
             same = row.recipe == recipe and row.digest == digest and not read_only
@@ -199,6 +267,8 @@ class UnitRuns:
             else:
                 row.status, row.finished = FAILED, write.at
                 write.audit("station.run.abandoned", subject, details)
+            if not read_only:
+                self._adopt_calls(write, serial, row.station_id, holder)
         if resume is None and not read_only:
             done = session.execute(
                 _runs()
@@ -220,9 +290,13 @@ class UnitRuns:
                 .limit(1)
             ).first()
         if resume is not None:
+            if resume.station_id != self._station_id:  # another station's run (failed, or just taken over)
+                other = session.get(Station, resume.station_id)
+                self._adopt_calls(write, serial, resume.station_id, other.name if other else "?")
             resume.status, resume.finished, resume.batch = RUNNING, None, batch
             resume.station_id, resume.host, resume.pid, resume.operator = self._station_id, host, pid, write.operator
-            resume.lease_seconds, resume.heartbeat = lease, write.at
+            resume.machine, resume.nonce = machine_identity(), process_nonce()
+            resume.lease_seconds, resume.heartbeat = lease, now
             session.flush()
             write.audit("station.run.resumed", subject, {"run": resume.id, "recipe": recipe, "batch": batch})
             steps = self._steps_of(session, resume, self._station)
@@ -236,11 +310,13 @@ class UnitRuns:
             station_id=self._station_id,
             host=host,
             pid=pid,
+            machine=machine_identity(),
+            nonce=process_nonce(),
             operator=write.operator,
             started=write.at,
             finished=None,
             lease_seconds=lease,
-            heartbeat=write.at,
+            heartbeat=now,
         )
         session.add(row)
         session.flush()
@@ -248,10 +324,33 @@ class UnitRuns:
         return RunClaim(CLAIMED, _run_record(row, self._station), (), taken_over)
 
     def _holder_gone(self, row: UnitRun, holder: str, now: dt.datetime, host: str) -> bool:
-        if now - row.heartbeat > dt.timedelta(seconds=row.lease_seconds):
+        """Whether the run's holder is dead: silent for longer than the lease, or this very station (name, host
+        and machine) restarted and the process named in it gone (its pid ours now, or no such process here)."""
+        if now - _aware(row.heartbeat) > dt.timedelta(seconds=row.lease_seconds):
             return True
-        own = holder == self._station and row.host == host
-        return own and row.pid != os.getpid() and not _pid_alive(row.pid)
+        own = holder == self._station and row.host == host and row.machine == machine_identity()
+        if not own or row.nonce == process_nonce():
+            return False
+        return row.pid == os.getpid() or not _pid_alive(row.pid)
+
+    def _adopt_calls(self, write: _Write, serial: str, station_id: int, station: str) -> None:
+        """Move the unit's pending platform calls of station ``station_id`` (whose run this station takes) to this
+        station: its once-steps settle them with their own request numbers, never a second call."""
+        if station_id == self._station_id:
+            return
+        calls = write.session.scalars(
+            select(PlatformCall)
+            .where(PlatformCall.serial == serial, PlatformCall.station_id == station_id)
+            .where(PlatformCall.state == "pending")
+            .order_by(PlatformCall.id)
+        )
+        for call in calls:
+            call.station_id, call.updated = self._station_id, write.at
+            write.audit(
+                "platform.call.adopted",
+                f"{DEVICE}{serial}",
+                {"request_no": call.request_no, "method": call.method, "from_station": station},
+            )
 
     @staticmethod
     def _steps_of(session: Session, run: UnitRun, station: str) -> tuple[UnitStepRecord, ...]:
@@ -263,7 +362,7 @@ class UnitRuns:
         row = session.get(UnitRun, run_id)
         if row is None:
             raise UnknownUnitRun(run=run_id)
-        if row.status != RUNNING or row.station_id != self._station_id or row.pid != os.getpid():
+        if row.status != RUNNING or row.station_id != self._station_id or row.nonce != process_nonce():
             holder = session.get(Station, row.station_id)
             raise ClaimLost(station=holder.name if holder else "?", serial=row.serial, run=run_id)
         return row
@@ -279,9 +378,9 @@ class UnitRuns:
                 UnitRun.id == run_id,
                 UnitRun.status == RUNNING,
                 UnitRun.station_id == self._station_id,
-                UnitRun.pid == os.getpid(),
+                UnitRun.nonce == process_nonce(),
             )
-            .values(heartbeat=dt.datetime.now(dt.UTC))
+            .values(heartbeat=self._heartbeat_now())
         )
         with db.translate_errors(self._url), db.write_session(self._engine) as session:
             return bool(getattr(session.execute(query), "rowcount", 0))

@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.Column("station_id", sa.Integer(), nullable=False),
         sa.Column("host", sa.String(255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("machine", sa.String(64), nullable=False),
+        sa.Column("nonce", sa.String(64), nullable=False),
         sa.Column("operator", sa.String(64), nullable=True),
         sa.Column("started", _utc(), nullable=False),
         sa.Column("finished", _utc(), nullable=True),
