@@ -124,23 +124,31 @@ def demo(units: int, keep: bool, views: int | None, as_json: bool) -> None:
     else:
         out().print(_("Reports: {path}", path=str(root / "reports")), markup=False)
         if keep:
-            out().print(
-                _("The demo's ledger, key store and simulator state are kept in {path}", path=str(root)), markup=False
-            )
             serial = next((u["serial"] for u in run["units"]), "SERIAL")
-            out().print(
-                _("A unit's history: {command}", command=f"NAIAD_DATA_DIR={root / 'data'} naiad history {serial}"),
-                markup=False,
-            )
+            for line in kept_lines(root, serial):
+                out().print(line, markup=False)
     if not run["ok"]:
         raise click.exceptions.Exit(1)
+
+
+def kept_lines(root: Path, serial: str) -> list[str]:
+    """What ``--keep`` kept and what of it can be used: the ledger can be read; the key store and the operators'
+    accounts cannot be opened again (their passphrase and passwords were random, in memory only, never written)."""
+    return [
+        _("The demo's ledger and simulator state are kept in {path}", path=str(root)),
+        _(
+            "Its key store and operator accounts are kept too but cannot be opened again: their passphrase and "
+            "passwords were random and were never written down."
+        ),
+        _("A unit's history: {command}", command=f"NAIAD_DATA_DIR={root / 'data'} naiad history {serial}"),
+    ]
 
 
 def run_world(root: Path, units: int, as_json: bool, *, calibration_views: int | None = None) -> dict[str, Any]:
     """Set the world up in ``root``, run the demo's recipes with a bar each and a table after each, write the
     reports, stop the world; the JSON form of the run."""
     from .cli_progress import recipe_bars
-    from .cli_provision import batch_line, unit_outcome
+    from .cli_provision import batch_line, reconciliation_lines, unit_outcome
     from .demo import DemoRun, run_demo, write_reports
     from .demo_world import DemoWorld
 
@@ -159,8 +167,11 @@ def run_world(root: Path, units: int, as_json: bool, *, calibration_views: int |
             try:
                 run.reports[recipe] = write_reports(world, recipe, batch)
             except NaiadError as exc:
+                run.report_errors[recipe] = exc
                 _say(as_json, _("The batch report could not be written: {problem}", problem=problem_text(exc)))
             _say(as_json, batch_line(batch))
+            for line in reconciliation_lines(batch):
+                _say(as_json, line)
         if not as_json:
             out().print(demo_table(run))
             for line in demo_problems(run):

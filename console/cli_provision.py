@@ -207,11 +207,21 @@ def batch_line(batch: BatchRun) -> str:
     )
 
 
+def reconciliation_lines(batch: BatchRun) -> list[str]:
+    """The batch's reconciliation with the authorised inventory for people (none for a recipe that neither keys
+    nor registers units)."""
+    from provisioning.pipeline import reconciliation_lines as lines
+
+    return lines(batch)
+
+
 def print_summary(batch: BatchRun, reports: Path) -> None:
     out().print(summary_table(batch.units, _("Recipe {recipe}", recipe=batch.recipe.name)))
     for line in problem_lines(batch.units):
         out().print(line, markup=False, soft_wrap=False)
     out().print(batch_line(batch), markup=False)
+    for line in reconciliation_lines(batch):
+        out().print(line, markup=False)
     out().print(_("Reports: {path}", path=str(reports)), markup=False)
 
 
@@ -284,12 +294,12 @@ def provision(
             workers=workers,
             as_json=as_json,
         )
-        write_reports(batch, station, folder)
+        files, report_error = write_reports(batch, station, folder, as_json)
     if as_json:
-        emit_json({**batch.as_dict(), "reports": str(folder)})
+        emit_json({**batch.as_dict(), **reports_json(folder, files, report_error)})
     else:
         print_summary(batch, folder)
-    if any(u.result == "failed" for u in batch.units):
+    if not batch.ok:  # a unit failed or was held elsewhere, or the batch does not reconcile with the inventory
         raise click.exceptions.Exit(1)
 
 
@@ -329,13 +339,31 @@ def run_batch(
         return run_recipe(recipe, serials, resources, workers=workers)
 
 
-def write_reports(batch: BatchRun, station: Station, folder: Path) -> list[Path]:
-    """The batch's report in ``folder``; a report that cannot be written is said on stderr, the batch stands."""
+def write_reports(
+    batch: BatchRun, station: Station, folder: Path, as_json: bool = False
+) -> tuple[list[Path], NaiadError | None]:
+    """The batch's report in ``folder`` and no error; a report that cannot be written is said on stderr (people)
+    or returned for the JSON (:func:`reports_json`): the batch stands."""
     from provisioning.reports import write_batch_report
 
-    folder.mkdir(parents=True, exist_ok=True)
     try:
-        return write_batch_report(batch, station.ledger, folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_batch_report(batch, station.ledger, folder), None
+    except OSError as exc:
+        from provisioning.reports import ReportNotWritten
+
+        problem: NaiadError = ReportNotWritten(path=str(folder), reason=exc.strerror or str(exc))
     except NaiadError as exc:
-        err().print(_("The batch report could not be written: {problem}", problem=problem_text(exc)), markup=False)
-        return []
+        problem = exc
+    if not as_json:
+        err().print(_("The batch report could not be written: {problem}", problem=problem_text(problem)), markup=False)
+    return [], problem
+
+
+def reports_json(folder: Path, files: Sequence[Path], error: NaiadError | None) -> dict[str, Any]:
+    """Where the reports are, the batch report's files, and why there are none when it could not be written."""
+    return {
+        "reports": str(folder),
+        "report_files": [str(f) for f in files],
+        "report_error": None if error is None else error.as_dict(),
+    }

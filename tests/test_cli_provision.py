@@ -113,12 +113,14 @@ def test_provision_then_already_done(world: DemoWorld, tmp_path: Path) -> None:
     assert keys["initial_key_id"].upper().startswith(BDK_ID.hex().upper())
     assert len(bytes.fromhex(keys["kcv"])) >= 3
     assert any(reports.iterdir()), "the batch report was not written"
+    assert batch["report_error"] is None and batch["report_files"] and batch["ok"] is True
 
     again = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--reports", str(tmp_path / "r2"))
     assert again.exit_code == 0, again.output
     assert serial in again.stdout and "already done" in again.stdout
     assert keys["initial_key_id"] in again.stdout  # the table shows the key ID the unit was given the first time
     assert f"Reports: {tmp_path / 'r2'}" in again.stdout
+    assert "Everything adds up." in again.stdout  # the batch's reconciliation with the inventory, and its verdict
     with Ledger.open(world.ledger_url) as ledger:
         runs = [r for r in ledger.unit_runs(serial) if r.recipe == "flash-and-keys"]
         injected = [s for s in ledger.unit_steps(serial) if s.name == "inject" and s.status == "succeeded"]

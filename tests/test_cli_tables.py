@@ -5,6 +5,7 @@ table, no line wider than the terminal."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -107,3 +108,32 @@ def test_a_failed_units_bar_stops_where_it_failed_and_bars_keep_their_count_at_8
         bars.finished(StepFinished("DF2035031D9", "installer-onsite", Ended(False, "failed")))
         [task] = progress.tasks
         assert (task.completed, task.total) == (2, 6) and "✗" in task.description
+
+
+def test_a_batch_report_that_cannot_be_written_is_in_the_json_and_an_unreconciled_batch_says_why(
+    tmp_path: Path,
+) -> None:
+    from console.cli_provision import reports_json, write_reports
+    from provisioning.report_batch import findings
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    batch: Any = SimpleNamespace(units=[])
+    station: Any = SimpleNamespace(ledger=None)
+    files, error = write_reports(batch, station, blocker / "reports", as_json=True)
+    assert files == [] and error is not None
+    shown = reports_json(blocker / "reports", files, error)
+    assert shown["report_files"] == [] and shown["report_error"]["error"] == "ReportNotWritten", shown
+
+    lines = findings({"ok": False, "error": {"error": "LedgerUnavailable", "message": "the database is gone"}})
+    assert len(lines) == 1 and "the database is gone" in lines[0][1] and "naiad inventory reconcile" in lines[0][1]
+
+
+def test_keep_says_the_kept_key_store_cannot_be_opened_again(tmp_path: Path) -> None:
+    from console.cli_demo import kept_lines
+
+    set_language("en")
+    lines = kept_lines(tmp_path, "DF2035031D9")
+    assert any("cannot be opened again" in line for line in lines)
+    assert not any("ledger, key store" in line for line in lines)
+    assert lines[-1].endswith(f"NAIAD_DATA_DIR={tmp_path / 'data'} naiad history DF2035031D9")
