@@ -157,7 +157,7 @@ def findings(reconciliation: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     error = (reconciliation or {}).get("error")
     if isinstance(error, Mapping) and error.get("message"):
         why = str(error["message"])
-        lines.append((_("The batch could not be reconciled"), f"{why} {_(RECONCILE_LATER)}"))
+        lines.append((_("The batch could not be reconciled"), f"{why.rstrip('.')}. {_(RECONCILE_LATER)}"))
     for name in FINDING_FIELDS:
         value = (reconciliation or {}).get(name)
         if not value:
