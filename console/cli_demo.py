@@ -124,33 +124,41 @@ def demo(units: int, keep: bool, views: int | None, as_json: bool) -> None:
     else:
         out().print(_("Reports: {path}", path=str(root / "reports")), markup=False)
         if keep:
-            out().print(
-                _("The demo's ledger, key store and simulator state are kept in {path}", path=str(root)), markup=False
-            )
             serial = next((u["serial"] for u in run["units"]), "SERIAL")
-            out().print(
-                _("A unit's history: {command}", command=f"NAIAD_DATA_DIR={root / 'data'} naiad history {serial}"),
-                markup=False,
-            )
+            for line in kept_lines(root, serial):
+                out().print(line, markup=False)
     if not run["ok"]:
         raise click.exceptions.Exit(1)
+
+
+def kept_lines(root: Path, serial: str) -> list[str]:
+    """What ``--keep`` kept and what of it can be used: the ledger can be read; the key store and the operators'
+    accounts cannot be opened again (their passphrase and passwords were random, in memory only, never written)."""
+    return [
+        _("The demo's ledger and simulator state are kept in {path}", path=str(root)),
+        _(
+            "Its key store and operator accounts are kept too but cannot be opened again: their passphrase and "
+            "passwords were random and were never written down."
+        ),
+        _("A unit's history: {command}", command=f"NAIAD_DATA_DIR={root / 'data'} naiad history {serial}"),
+    ]
 
 
 def run_world(root: Path, units: int, as_json: bool, *, calibration_views: int | None = None) -> dict[str, Any]:
     """Set the world up in ``root``, run the demo's recipes with a bar each and a table after each, write the
     reports, stop the world; the JSON form of the run."""
     from .cli_progress import recipe_bars
-    from .cli_provision import batch_line, unit_outcome
+    from .cli_provision import batch_line, reconciliation_lines, unit_outcome
     from .demo import DemoRun, run_demo, write_reports
     from .demo_world import DemoWorld
 
     @contextmanager
     def bars(recipe: str) -> Iterator[Listener | None]:
-        _say(as_json, _("Running {recipe} on {units} units", recipe=recipe, units=units))
+        _say(as_json, _("Running {recipe}; units: {units}", recipe=recipe, units=units))
         with recipe_bars(as_json, recipe, unit_outcome) as listener:
             yield listener
 
-    _say(as_json, _("Starting {units} simulated units, the sandbox platform and a demo key store", units=units))
+    _say(as_json, _("Starting the simulated units ({units}), the sandbox platform and a demo key store", units=units))
     with DemoWorld(root, units, calibration_views=calibration_views) as world:
         _introduce(world, as_json)
         run = DemoRun(world)
@@ -159,46 +167,42 @@ def run_world(root: Path, units: int, as_json: bool, *, calibration_views: int |
             try:
                 run.reports[recipe] = write_reports(world, recipe, batch)
             except NaiadError as exc:
+                run.report_errors[recipe] = exc
                 _say(as_json, _("The batch report could not be written: {problem}", problem=problem_text(exc)))
             _say(as_json, batch_line(batch))
+            for line in reconciliation_lines(batch):
+                _say(as_json, line)
         if not as_json:
             out().print(demo_table(run))
+            for line in demo_problems(run):
+                out().print(line, markup=False)
         result = run.as_dict()
     _say(as_json, _("The simulator and the sandbox platform are stopped."))
     return result
 
 
 def demo_table(run: DemoRun) -> Any:
-    """One row a unit: each recipe's result, the Initial Key ID and KCV, the time, the failed step and why."""
+    """One row a unit: each recipe's result (a line each), the Initial Key ID and KCV, the time; narrow enough for
+    80 columns (the problems go below it: :func:`demo_problems`)."""
     from rich.text import Text
 
-    from .cli_common import table
-    from .cli_provision import RESULTS, shown_kcv
+    from .cli_provision import result_text, shown_kcv, unit_table
 
-    names = [b.recipe.name for b in run.batches]
-    rows = table(N_("Unit"), *names, N_("Key ID"), N_("KCV"), N_("Time"), N_("Failed step"), N_("Problem"))
-    rows.title = _("Summary")
+    rows = unit_table(N_("Results"), title=_("Summary"))
     for serial in run.world.serials:
-        units = [next((u for u in b.units if u.serial == serial), None) for b in run.batches]
-        results = []
-        for unit in units:
-            word, style = RESULTS.get(unit.result, (unit.result, "")) if unit else ("-", "")
-            results.append(Text(_(word), style=style))
-        ran = [u for u in units if u is not None]
+        ran = [u for b in run.batches for u in b.units if u.serial == serial]
+        results = Text("\n").join(result_text(u, u.recipe) for u in ran) if ran else Text("-")
         key_id = next((u.initial_key_id for u in ran if u.initial_key_id), None)
         kcv = next((u.kcv for u in ran if u.kcv), None)
-        failed = next(((u, s) for u in ran for s in u.steps if not s.ok), None)
-        error = failed[1].error if failed else next((u.error for u in ran if u.error), None)
-        rows.add_row(
-            serial,
-            *results,
-            key_id or "-",
-            shown_kcv(kcv),
-            f"{sum(u.seconds for u in ran):.1f} s",
-            f"{failed[0].recipe}: {failed[1].step}" if failed else "",
-            problem_text(error),
-        )
+        rows.add_row(serial, results, key_id or "-", shown_kcv(kcv), f"{sum(u.seconds for u in ran):.1f} s")
     return rows
+
+
+def demo_problems(run: DemoRun) -> list[str]:
+    """Each failed unit's problem and remedy, recipe by recipe."""
+    from .cli_provision import problem_lines
+
+    return [line for b in run.batches for line in problem_lines(b.units, b.recipe.name)]
 
 
 def _introduce(world: DemoWorld, as_json: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,12 +18,14 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from i18n import _
@@ -147,33 +149,49 @@ class RecipeBars(RichBars):
         with self._lock:
             task = self._task(event.unit)
             shown = next((t for t in self.progress.tasks if t.id == task), None)
-            done = 1.0 if shown is None or not shown.total else shown.total
+            total = 1.0 if shown is None or not shown.total else shown.total
+            # a unit that failed at step 2 of 6 shows 2/6, not a full bar
+            done = total if event.result.ok else (0.0 if shown is None else shown.completed)
             description = mark + self._describe(event.unit, self.outcome(event.result))
-            self.progress.update(task, description=description, completed=done, total=done)
+            self.progress.update(task, description=description, completed=done, total=total)
+
+
+def bar_columns(width: int) -> tuple[ProgressColumn, ...]:
+    """A unit's bar in a terminal ``width`` columns wide: the description (serial, step, phase) is cut with an
+    ellipsis so the bar, the count and the elapsed time always stay on the line."""
+    bar = max(10, min(40, width // 5))
+    description = max(16, width - bar - 30)  # count (up to ~16), elapsed (7), the gaps between columns
+    return (
+        TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=description)),
+        BarColumn(bar_width=bar),
+        CountColumn(),
+        TimeElapsedColumn(),
+    )
 
 
 @contextmanager
-def recipe_bars(as_json: bool, recipe: str, outcome: Outcome = plain_outcome) -> Iterator[Listener | None]:
+def _bars(as_json: bool, make: Callable[[Progress], RichBars]) -> Iterator[Listener | None]:
+    """Bars on stderr when it is a terminal and no JSON is asked for (``make`` makes the listener); else none."""
+    console = err()
+    if as_json or not console.is_terminal:
+        yield None
+        return
+    with Progress(*bar_columns(console.width), console=console) as progress:
+        yield make(progress)
+
+
+def recipe_bars(
+    as_json: bool, recipe: str, outcome: Outcome = plain_outcome
+) -> AbstractContextManager[Listener | None]:
     """One bar per unit for a run of ``recipe`` on stderr when it is a terminal and no JSON is asked for."""
-    console = err()
-    if as_json or not console.is_terminal:
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        yield RecipeBars(progress, recipe, outcome=outcome)
+    return _bars(as_json, lambda progress: RecipeBars(progress, recipe, outcome=outcome))
 
 
-@contextmanager
-def unit_bars(as_json: bool, outcome: Outcome = plain_outcome, *, verbose: bool = False) -> Iterator[Listener | None]:
+def unit_bars(
+    as_json: bool, outcome: Outcome = plain_outcome, *, verbose: bool = False
+) -> AbstractContextManager[Listener | None]:
     """One bar per unit on stderr when it is a terminal and no JSON is asked for; else no listener."""
-    console = err()
-    if as_json or not console.is_terminal:
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), CountColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        yield RichBars(progress, verbose=verbose, outcome=outcome)
+    return _bars(as_json, lambda progress: RichBars(progress, verbose=verbose, outcome=outcome))
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from rich.text import Text
 from i18n import N_, _
 from terminal.errors import NaiadError
 
-from .cli_common import Command, emit_json, err, fail, json_option, option, out, problem_text, reported, table
+from .cli_common import Command, emit_json, err, fail, json_option, option, out, problem_text, reported
 from .cli_root import Settings, pass_settings
 from .platform_option import platform_options
 
@@ -73,9 +73,8 @@ def parse_overrides(values: Sequence[str]) -> dict[str, str]:
 
 
 def chosen_units(station: Station, devices: Sequence[str], all_units: bool) -> list[str]:
-    """The serials to work on: every attached unit (``--all``) or those named, each attached now."""
-    if bool(devices) == all_units:
-        raise click.UsageError(_("Name the units with --device SERIAL (once per unit) or give --all, one of the two."))
+    """The serials to work on: every attached unit (``--all``) or those named, each attached now (the command
+    checked before, with :func:`check_unit_choice`, that it was told one of the two)."""
     attached = [d.serial for d in station.discovery.devices() if d.serial]  # only looked at: nothing recorded
     if all_units:
         if not attached:
@@ -85,6 +84,12 @@ def chosen_units(station: Station, devices: Sequence[str], all_units: bool) -> l
         if serial not in attached:
             raise UnitNotAttached(serial=serial)
     return list(dict.fromkeys(devices))
+
+
+def check_unit_choice(devices: Sequence[str], all_units: bool) -> None:
+    """``--device`` or ``--all``, one of the two: said before anything is read or opened."""
+    if bool(devices) == all_units:
+        raise click.UsageError(_("Name the units with --device SERIAL (once per unit) or give --all, one of the two."))
 
 
 def batch_folder_name(recipe: str, now: dt.datetime | None = None) -> str:
@@ -132,24 +137,59 @@ def shown_kcv(kcv: str | None) -> str:
 
 
 def summary_table(units: Sequence[UnitRun], title: str) -> Any:
-    """Unit, result, Initial Key ID, KCV, time, the failed step and its problem with the remedy."""
-    rows = table(
-        N_("Unit"), N_("Result"), N_("Key ID"), N_("KCV"), N_("Time"), N_("Failed step"), N_("Problem"), title=title
-    )
+    """Unit, result (with the step a failed unit stopped at), Initial Key ID, KCV and time: narrow enough for 80
+    columns with the serials and key IDs whole (they never wrap or shrink); the problems go below the table
+    (:func:`problem_lines`)."""
+    rows = unit_table(N_("Result"), title=title)
     for unit in units:
-        word, style = RESULTS.get(unit.result, (unit.result, ""))
         seconds = unit.seconds or sum(s.seconds for s in unit.steps)
-        failed = next((s for s in unit.steps if not s.ok), None)
         rows.add_row(
             unit.serial,
-            Text(_(word), style=style),
+            result_text(unit),
             unit.initial_key_id or "-",
             shown_kcv(unit.kcv),
             f"{seconds:.1f} s",
-            failed.step if failed else "",
-            problem_text(failed.error if failed else unit.error),
         )
     return rows
+
+
+def unit_table(*results: str, title: str | None = None) -> Any:
+    """A summary table's columns: the unit, ``results`` (msgids or recipe names), Key ID, KCV, time.  The serial,
+    the key ID, the KCV and the time keep their whole width; the results wrap when the terminal is narrow."""
+    from .cli_common import table
+
+    rows = table(title=title)
+    rows.add_column(_("Unit"), no_wrap=True, min_width=6)
+    for heading in results:
+        rows.add_column(_(heading), overflow="fold")
+    rows.add_column(_("Key ID"), no_wrap=True)
+    rows.add_column(_("KCV"), no_wrap=True)
+    rows.add_column(_("Time"), no_wrap=True, justify="right")
+    return rows
+
+
+def result_text(unit: UnitRun, recipe: str | None = None) -> Text:
+    """A unit's result in its colour, with the step it failed at (``recipe: `` before it when given)."""
+    word, style = RESULTS.get(unit.result, (unit.result, ""))
+    failed = next((s for s in unit.steps if not s.ok), None)
+    text = _(word) if failed is None else _("{result} at {step}", result=_(word), step=failed.step)
+    return Text(f"{recipe}: {text}" if recipe else text, style=style)
+
+
+def problem_lines(units: Sequence[UnitRun], recipe: str | None = None) -> list[str]:
+    """Each failed unit's problem and remedy, a paragraph each, for below a summary table (which has no room)."""
+    lines = []
+    for unit in units:
+        failed = next((s for s in unit.steps if not s.ok), None)
+        error = failed.error if failed else unit.error
+        if unit.result != "failed" and error is None:
+            continue
+        where = unit.serial if failed is None else f"{unit.serial} · {failed.step}"
+        if recipe:
+            where = f"{where} ({recipe})"
+        text = problem_text(error).replace("\n", " ") or _(RESULTS["failed"][0])
+        lines.append(f"{where}: {text}")
+    return lines
 
 
 def batch_line(batch: BatchRun) -> str:
@@ -159,7 +199,7 @@ def batch_line(batch: BatchRun) -> str:
         counts[unit.result] = counts.get(unit.result, 0) + 1
     parts = [f"{_(RESULTS.get(r, (r, ''))[0])} {n}" for r, n in sorted(counts.items())]
     return _(
-        "{recipe}: {units} units in {seconds} s: {counts}",
+        "{recipe}: units: {units}, {seconds} s: {counts}",
         recipe=batch.recipe.name,
         units=len(batch.units),
         seconds=f"{batch.seconds:.0f}",
@@ -167,9 +207,21 @@ def batch_line(batch: BatchRun) -> str:
     )
 
 
+def reconciliation_lines(batch: BatchRun) -> list[str]:
+    """The batch's reconciliation with the authorised inventory for people (none for a recipe that neither keys
+    nor registers units)."""
+    from provisioning.pipeline import reconciliation_lines as lines
+
+    return lines(batch)
+
+
 def print_summary(batch: BatchRun, reports: Path) -> None:
     out().print(summary_table(batch.units, _("Recipe {recipe}", recipe=batch.recipe.name)))
+    for line in problem_lines(batch.units):
+        out().print(line, markup=False, soft_wrap=False)
     out().print(batch_line(batch), markup=False)
+    for line in reconciliation_lines(batch):
+        out().print(line, markup=False)
     out().print(_("Reports: {path}", path=str(reports)), markup=False)
 
 
@@ -223,8 +275,7 @@ def provision(
     from .station_resources import chosen_merchant, reports_folder
 
     overrides = parse_overrides(settings_given)
-    if bool(devices) == all_units:
-        raise click.UsageError(_("Name the units with --device SERIAL (once per unit) or give --all, one of the two."))
+    check_unit_choice(devices, all_units)
     with reported(as_json):
         merchant = chosen_merchant(merchant_id, store_id, qr_text)
     recipe = load_checked_recipe(recipe_name, overrides, as_json)
@@ -243,12 +294,12 @@ def provision(
             workers=workers,
             as_json=as_json,
         )
-        write_reports(batch, station, folder)
+        files, report_error = write_reports(batch, station, folder, as_json)
     if as_json:
-        emit_json({**batch.as_dict(), "reports": str(folder)})
+        emit_json({**batch.as_dict(), **reports_json(folder, files, report_error)})
     else:
         print_summary(batch, folder)
-    if any(u.result == "failed" for u in batch.units):
+    if not batch.ok:  # a unit failed or was held elsewhere, or the batch does not reconcile with the inventory
         raise click.exceptions.Exit(1)
 
 
@@ -264,15 +315,23 @@ def run_batch(
     workers: int | None,
     as_json: bool,
 ) -> BatchRun:
-    """Open what the steps need (a passphrase asked before any bar is drawn), then run the batch with a bar each."""
+    """Open what the recipe's steps need, only that (a support engineer runs support-diagnose without the key
+    store; a passphrase is asked before any bar is drawn), then run the batch with a bar each."""
     from provisioning.pipeline import run_recipe
+    from provisioning.steps import needed
 
     from .cli_progress import recipe_bars
     from .station_resources import open_resources
 
+    needs = needed(step.name for step in recipe.steps)
     with (
         open_resources(
-            settings, keystore=keystore, platform_config=platform_config, merchant=merchant, reports_dir=folder
+            settings,
+            keystore=keystore,
+            platform_config=platform_config,
+            merchant=merchant,
+            reports_dir=folder,
+            needs=needs,
         ) as resources,
         recipe_bars(as_json, recipe.name, unit_outcome) as listener,
     ):
@@ -280,13 +339,31 @@ def run_batch(
         return run_recipe(recipe, serials, resources, workers=workers)
 
 
-def write_reports(batch: BatchRun, station: Station, folder: Path) -> list[Path]:
-    """The batch's report in ``folder``; a report that cannot be written is said on stderr, the batch stands."""
+def write_reports(
+    batch: BatchRun, station: Station, folder: Path, as_json: bool = False
+) -> tuple[list[Path], NaiadError | None]:
+    """The batch's report in ``folder`` and no error; a report that cannot be written is said on stderr (people)
+    or returned for the JSON (:func:`reports_json`): the batch stands."""
     from provisioning.reports import write_batch_report
 
-    folder.mkdir(parents=True, exist_ok=True)
     try:
-        return write_batch_report(batch, station.ledger, folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_batch_report(batch, station.ledger, folder), None
+    except OSError as exc:
+        from provisioning.reports import ReportNotWritten
+
+        problem: NaiadError = ReportNotWritten(path=str(folder), reason=exc.strerror or str(exc))
     except NaiadError as exc:
-        err().print(_("The batch report could not be written: {problem}", problem=problem_text(exc)), markup=False)
-        return []
+        problem = exc
+    if not as_json:
+        err().print(_("The batch report could not be written: {problem}", problem=problem_text(problem)), markup=False)
+    return [], problem
+
+
+def reports_json(folder: Path, files: Sequence[Path], error: NaiadError | None) -> dict[str, Any]:
+    """Where the reports are, the batch report's files, and why there are none when it could not be written."""
+    return {
+        "reports": str(folder),
+        "report_files": [str(f) for f in files],
+        "report_error": None if error is None else error.as_dict(),
+    }

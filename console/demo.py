@@ -21,6 +21,7 @@ from .demo_world import DemoWorld
 
 if TYPE_CHECKING:
     from provisioning.pipeline import BatchRun
+    from terminal.errors import NaiadError
     from terminal.events import Listener
 
 LOG = logging.getLogger(__name__)
@@ -39,10 +40,13 @@ class DemoRun:
     world: DemoWorld
     batches: list[BatchRun] = field(default_factory=list)
     reports: dict[str, list[Path]] = field(default_factory=dict)
+    report_errors: dict[str, NaiadError] = field(default_factory=dict)
+    """Why a recipe's batch report could not be written (its batch stands)."""
 
     @property
     def ok(self) -> bool:
-        return bool(self.batches) and all(u.result != "failed" for b in self.batches for u in b.units)
+        """Every batch ok: its units, and its reconciliation with the inventory when it keys or registers."""
+        return bool(self.batches) and all(b.ok for b in self.batches)
 
     def as_dict(self) -> dict[str, Any]:
         """``{"units": [{"serial", "initial_key_id", "kcv", "recipes": [UnitRun.as_dict()...]}], "reports": DIR}``
@@ -63,6 +67,7 @@ class DemoRun:
             "units": list(units.values()),
             "reports": str(self.world.reports_dir),
             "batches": batches,
+            "report_errors": {recipe: error.as_dict() for recipe, error in self.report_errors.items()},
             "ok": self.ok,
         }
 

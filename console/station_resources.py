@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from i18n import N_, _
+from terminal.errors import NaiadError
 
 from .cli_common import err
 
@@ -35,6 +36,16 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 REPORTS_FOLDER = "reports"
+EVERYTHING = frozenset({"store", "outbox", "supplier_id"})
+"""What :func:`open_resources` opens when it is not told what the recipe's steps need."""
+
+
+class KeyStoreNotOpened(NaiadError):
+    message = N_("The key store was not opened: no passphrase or PIN was given")
+    remedy = N_(
+        "Type it when asked, or set NAIAD_KEYSTORE_PASSPHRASE (NAIAD_PKCS11_PIN for a PKCS#11 token) for a run "
+        "without a terminal; nothing was done."
+    )
 
 
 def build_resources(
@@ -140,24 +151,32 @@ def open_resources(
     merchant: Merchant | None = None,
     listener: Listener | None = None,
     reports_dir: Path | None = None,
+    needs: frozenset[str] = EVERYTHING,
     **extra: Any,
 ) -> Iterator[Resources]:
-    """The resources of a ``naiad`` command: the station and operator of ``settings``, the key store
-    ``keystore`` names (its passphrase or PIN asked if not in the environment), and the outbox to the platform
-    when one is configured; everything opened is closed when the block ends."""
+    """The resources of a ``naiad`` command: the station and operator of ``settings``; the key store
+    ``keystore`` names (its passphrase or PIN asked if not in the environment) and the outbox to the platform when
+    one is configured, each only when ``needs`` (:func:`provisioning.steps.needed` of the recipe's steps) names it
+    (the outbox signs with the key store); everything opened is closed when the block ends."""
     from .keystore_option import open_key_store
     from .platform_option import open_outbox
 
     station = settings.station()
     session = settings.session()
     wiring = settings.wiring()
-    config = _platform(platform_config)
+    wants_platform = bool(needs & {"outbox", "supplier_id"})
+    config = _platform(platform_config) if wants_platform else None
     with ExitStack() as stack:
-        store = stack.enter_context(open_key_store(keystore))
+        store = None
+        if needs & {"store", "outbox"}:
+            try:
+                store = stack.enter_context(open_key_store(keystore))
+            except click.exceptions.Abort:  # the prompt's input closed, or Ctrl-C at it
+                raise KeyStoreNotOpened() from None
         outbox = None
-        if config is not None:
+        if config is not None and store is not None and "outbox" in needs:
             outbox = stack.enter_context(open_outbox(station, platform_config, store))
-        else:
+        elif config is None and wants_platform:
             err().print(_("No merchant platform is configured: steps that need it refuse the batch."), markup=False)
         yield build_resources(
             wiring,

@@ -168,6 +168,7 @@ class FlashStep(BundleStep):
     """Flash the bundle into the unit's other slot, switch, boot and confirm (provisioning.flashing)."""
 
     name = "flash"
+    needs = frozenset[str]()
     label = N_("Flash the firmware")
     roles = ()  # as 'naiad flash': any logged-in operator
 
@@ -199,6 +200,7 @@ class InjectStep(OnceStep):
     """Inject the unit's DUKPT Initial Key of the BDK ``bdk`` (provisioning.injection); never twice."""
 
     name = "inject"
+    needs = frozenset({"store", "roots"})
     label = N_("Inject the payment keys")
     settings = (Setting("bdk", SettingKind.STRING, help=N_("The label of the BDK the Initial Keys derive from")),)
     roles = (INJECT_ROLE,)
@@ -271,6 +273,7 @@ class CalibrateStep(Step):
     calibration to the unit and record it (provisioning.calibration)."""
 
     name = "calibrate"
+    needs = frozenset({"jig"})
     label = N_("Calibrate the camera")
     settings = (
         Setting(
@@ -305,6 +308,7 @@ class DepthQualityStep(Step):
     """Measure the depth quality on the jig's wall at each distance and record it (provisioning.calibration)."""
 
     name = "depth-quality"
+    needs = frozenset({"jig"})
     label = N_("Measure the depth quality")
     settings = (Setting("distances", SettingKind.NUMBERS, [], N_("Wall distances in metres (none: the model's)")),)
     roles = CHECK_ROLES
@@ -346,6 +350,7 @@ class RegisterInventoryStep(OnceStep):
     """Register the unit in the distributor's inventory at the platform, through the outbox; never twice."""
 
     name = "register-inventory"
+    needs = frozenset({"outbox", "supplier_id"})
     label = N_("Register in the distributor's inventory")
     roles = ROLES_INVENTORY
     needs_authorised = True

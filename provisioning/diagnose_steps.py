@@ -54,6 +54,7 @@ class DiagnoseStep(Step):
 
     read_only: ClassVar[bool] = True
     roles: ClassVar[tuple[str, ...]] = SUPPORT_ROLES
+    needs: ClassVar[frozenset[str]] = frozenset()  # the unit alone: no key store, no platform
     fields: ClassVar[tuple[str, ...]] = ()
     """The data fields verdict rules may name (``findings`` is always there)."""
 
@@ -492,6 +493,7 @@ class VerdictStep(Step):
     label = N_("Drawing the verdict")
     read_only: ClassVar[bool] = True
     roles: ClassVar[tuple[str, ...]] = SUPPORT_ROLES
+    needs: ClassVar[frozenset[str]] = frozenset()  # the unit alone: no key store, no platform
     settings = (Setting("rules", SettingKind.FILE, "", N_("A verdict rules file (default: the built-in rules)")),)
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:

@@ -10,11 +10,14 @@ models letters, digits, ``.``, ``_``, ``-``; key IDs upper-case hex (Initial Key
 separator, a space, too much text for a QR code readable on the label) is refused, not escaped.
 
 :func:`write_label` writes the label as a PNG (300 dpi) and a PDF of the label's size, both with the QR code and
-the same fields in text.
+the same fields in text.  The fields' captions are in the user's language; captions beyond Latin-1 (Chinese) are
+set in a CJK TrueType font (WenQuanYi, ``fonts-wqy-microhei``) embedded in both files, or left in English, with a
+logged note, when no such font is installed.  The values (serial, model, key IDs) are ASCII.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -28,11 +31,19 @@ from PIL import Image, ImageDraw, ImageFont
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
-from i18n import N_
+from i18n import N_, _
 
-from .report_data import ReportError
+from .report_data import ReportError, file_stem, write_shared
 
+LOG = logging.getLogger(__name__)
 FORMAT = "NAIAD1"
+CAPTIONS = {"serial": N_("S/N"), "model": N_("Model"), "key_id": N_("Key ID"), "key_ids": N_("Key IDs")}
+CJK_FONT = "NaiadLabelCJK"
+CJK_FONT_FILES = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+)
+"""TrueType CJK fonts a label's captions may use (reportlab embeds TrueType, not the CFF of Noto CJK)."""
 LABEL_MM = (50.0, 30.0)
 DPI = 300
 MAX_KEY_IDS = 4
@@ -122,7 +133,7 @@ def write_label_files(
         raise LabelInputInvalid(field=N_("format"), value=",".join(unknown), reason=N_("use png, pdf or both"))
     code = _qr(text)
     layout = _layout(serial, model, key_ids)
-    stem = serial.replace(":", "_")
+    stem = file_stem(serial)
     drawers: dict[str, Callable[[Path], None]] = {
         "png": lambda path: _draw_png(code, layout, path),
         "pdf": lambda path: _draw_pdf(code, layout, path, serial),
@@ -152,7 +163,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.close(handle)
     try:
         write(Path(temp))
-        os.replace(temp, path)
+        write_shared(Path(temp), path)
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
         raise LabelNotWritten(path=str(path), reason=exc.strerror or str(exc)) from exc
@@ -187,7 +198,36 @@ class _Text:
 
 
 def _font_file(font: str) -> str:
+    if font == CJK_FONT:
+        found = _cjk_font_file()
+        if found is None:
+            raise LabelNotWritten(path="-", reason=N_("no CJK font is installed"))
+        return found
     return str(Path(reportlab.__file__).resolve().parent / "fonts" / f"{font}.ttf")
+
+
+def _cjk_font_file() -> str | None:
+    return next((path for path in CJK_FONT_FILES if Path(path).is_file()), None)
+
+
+def captions() -> dict[str, tuple[str, str]]:
+    """The fields' captions in the user's language with the font each is set in; English ones when a caption
+    needs a CJK font and none is installed (said in the log)."""
+    translated = {key: _(msgid) for key, msgid in CAPTIONS.items()}
+    if all(_latin1(text) for text in translated.values()):
+        return {key: (text, _REGULAR) for key, text in translated.items()}
+    if _cjk_font_file() is None:
+        LOG.warning("no CJK font (%s): the label's captions are in English", ", ".join(CJK_FONT_FILES))
+        return {key: (msgid, _REGULAR) for key, msgid in CAPTIONS.items()}
+    return {key: (text, _REGULAR if _latin1(text) else CJK_FONT) for key, text in translated.items()}
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _width(text: str, font: str, size: float) -> float:
@@ -196,7 +236,7 @@ def _width(text: str, font: str, size: float) -> float:
     from reportlab.pdfbase.ttfonts import TTFont
 
     if font not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont(font, _font_file(font)))
+        pdfmetrics.registerFont(TTFont(font, _font_file(font), subfontIndex=0))
     return float(pdfmetrics.stringWidth(text, font, size)) * _PT_MM
 
 
@@ -212,10 +252,11 @@ def _wrapped(value: str, font: str, size: float) -> list[str]:
 
 def _layout(serial: str, model: str, key_ids: Sequence[str]) -> list[_Text]:
     """The fields as captioned lines, as large as fits beside the QR code (long values wrap); the serial bold."""
+    shown = captions()
     fields = [
-        ("S/N", _BOLD, [serial]),
-        ("Model", _REGULAR, [model]),
-        ("Key ID" if len(key_ids) < 2 else "Key IDs", _REGULAR, list(key_ids)),
+        (shown["serial"], _BOLD, [serial]),
+        (shown["model"], _REGULAR, [model]),
+        (shown["key_id" if len(key_ids) < 2 else "key_ids"], _REGULAR, list(key_ids)),
     ]
     fields = [(caption, font, values) for caption, font, values in fields if values]
     widest = max(_width(v, font, 1.0) for _c, font, values in fields for v in values)
@@ -223,9 +264,9 @@ def _layout(serial: str, model: str, key_ids: Sequence[str]) -> list[_Text]:
     while True:
         texts: list[_Text] = []
         y = 0.0
-        for caption, font, values in fields:
+        for (caption, caption_font), font, values in fields:
             y += _CAPTION_PT * _PT_MM
-            texts.append(_Text(caption, _REGULAR, _CAPTION_PT, 96, _TEXT_X_MM, y))
+            texts.append(_Text(caption, caption_font, _CAPTION_PT, 96, _TEXT_X_MM, y))
             y += 0.35
             for line in (part for value in values for part in _wrapped(value, font, size)):
                 y += size * _PT_MM * 1.02

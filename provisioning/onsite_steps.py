@@ -53,6 +53,7 @@ class FirmwareUpdateStep(BundleStep):
     is left alone unless the ``downgrade`` setting says otherwise)."""
 
     name = "firmware-update"
+    needs = frozenset[str]()
     label = N_("Check and update the firmware")
     roles = ()  # as 'naiad flash': any logged-in operator
     settings = (
@@ -120,6 +121,7 @@ class FieldCheckStep(Step):
     unit (provisioning.calibration)."""
 
     name = "field-check"
+    needs = frozenset[str]()
     label = N_("Check the camera in the field")
     settings = (
         Setting("wall", SettingKind.BOOLEAN, False, N_("Check on a flat wall filling the view instead of the board")),
@@ -158,6 +160,7 @@ class FacePayCheckStep(Step):
     (provisioning.facepay_check).  The station's face models load once, in the constructor."""
 
     name = "face-pay-check"
+    needs = frozenset({"outbox", "merchant", "presenter"})
     label = N_("Check face payment end to end")
     settings = (
         Setting(
@@ -219,6 +222,7 @@ class LiveStep(OnceStep):
     """One of the platform calls that bring a unit live (provisioning.registration), through the outbox."""
 
     roles = ROLES_BIND
+    needs = frozenset({"outbox"})  # and the merchant for bind and activate
     needs_merchant: ClassVar[bool] = False
 
     def __init__(self, settings: Mapping[str, Any], resources: Resources) -> None:

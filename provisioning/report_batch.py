@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from i18n import get_language
+from i18n import N_, _, get_language
 
 from .ledger import Ledger
 from .report_data import china_time, scrubbed
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from .pipeline import BatchRun, UnitRun
 
 SCHEMA = "naiad.batch-report/1"
-INJECT_STEP = "inject"
 
 
 @dataclass
@@ -146,6 +145,7 @@ def _reconciliation(value: Any) -> dict[str, Any] | None:
     return scrubbed(dict(found)) if isinstance(found, Mapping) else None
 
 
+RECONCILE_LATER = N_("Run 'naiad inventory reconcile' when the ledger is back.")
 FINDING_FIELDS = ("refused", "not_injected", "injected_more_than_once", "not_in_inventory", "unconfirmed", "failed")
 
 
@@ -154,6 +154,10 @@ def findings(reconciliation: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     from .ledger import Finding
 
     lines = []
+    error = (reconciliation or {}).get("error")
+    if isinstance(error, Mapping) and error.get("message"):
+        why = str(error["message"])
+        lines.append((_("The batch could not be reconciled"), f"{why.rstrip('.')}. {_(RECONCILE_LATER)}"))
     for name in FINDING_FIELDS:
         value = (reconciliation or {}).get(name)
         if not value:

@@ -9,9 +9,12 @@ and the latest diagnosis verdict.  Times are China time with the UTC offset show
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from i18n import N_, _, get_language
@@ -19,14 +22,14 @@ from keys.kcv import shown
 from terminal.errors import NaiadError
 
 from .facepay_steps import FACEPAY_STEP
-from .ledger import Ledger, OperationRecord
+from .history import unit_history
+from .ledger import Ledger
 from .ledger.audit import looks_secret
 from .ledger.validate import serial as valid_serial
 
 SCHEMA = "naiad.unit-report/1"
 CHINA = dt.timezone(dt.timedelta(hours=8), "UTC+08:00")
 """Reports show China time with its offset (the product is used in China; a reader abroad sees the offset)."""
-QUEUED = "platform.call.queued"
 VERDICT_STEP = "verdict"
 _TOKEN_NAMES = frozenset({"auth_code", "ftoken", "token", "face_token", "access_token", "biz"})
 _DEPTH_KEY = re.compile(r"(?P<name>[a-z_]+)\.(?P<distance>\d+(?:\.\d+)?)m")
@@ -52,6 +55,21 @@ def china_time(value: dt.datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S UTC+08:00")
+
+
+def file_stem(name: str) -> str:
+    """A serial or batch ID as part of a file or folder name (':' is not allowed in Windows names): the one
+    rule for every report, label and unit folder."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def write_shared(temp: Path, target: Path) -> None:
+    """Rename the finished ``temp`` to ``target`` with the mode a new file gets from the umask (``mkstemp`` makes
+    0600: a label printer's service or another operator account could not read it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    os.replace(temp, target)
 
 
 def short_time(value: object) -> str:
@@ -126,13 +144,18 @@ class UnitReport:
         ]
 
 
-def gather_unit(ledger: Ledger, serial: str, now: dt.datetime | None = None) -> UnitReport:
-    """The report of ``serial`` as the ledger has it now; :class:`UnitNotInLedger` when it never saw the unit."""
+def gather_unit(
+    ledger: Ledger, serial: str, now: dt.datetime | None = None, *, writing: tuple[int, str] | None = None
+) -> UnitReport:
+    """The report of ``serial`` as the ledger has it now; :class:`UnitNotInLedger` when it never saw the unit.
+
+    ``writing`` is ``(run id, step name)`` when a step of a run writes this report: that step, still running in
+    the ledger, is shown as what it is by the time anyone reads the report, succeeded, "this report"."""
     valid_serial(serial)
-    device = ledger.device(serial)
+    history = unit_history(ledger, serial)  # the one collector of a unit's records (naiad history's too)
+    device = history.device
     if device is None:
         raise UnitNotInLedger(serial=serial)
-    operations = ledger.operations(serial)
     report = UnitReport(
         serial=serial,
         model=device.model,
@@ -141,28 +164,32 @@ def gather_unit(ledger: Ledger, serial: str, now: dt.datetime | None = None) -> 
         generated=china_time(now or dt.datetime.now(dt.UTC)) or "",
         language=get_language(),
     )
-    report.keys = _keys(ledger, serial)
-    report.runs = _runs(ledger, serial)
-    report.operations = [_operation(op) for op in operations]
+    report.keys = [_key(i) for i in history.injections]
+    report.runs = _runs(history.steps, writing, report.generated)
+    report.operations = [_operation(op) for op in history.operations]
     report.calibrations = [
-        {"checksum": c.checksum, "created": china_time(c.created), "station": c.station, "figures": dict(c.figures)}
-        for c in ledger.calibrations(serial)
-    ]
+        {"checksum": c["checksum"], "created": china_time(c["created"]), "station": c["station"],
+         "figures": dict(c["figures"])}
+        for c in history.calibrations
+    ]  # fmt: skip
     report.depth_quality = [
         {
-            "created": china_time(c.created),
-            "passed": c.passed,
-            "calibration": c.calibration,
-            "distances": depth_rows(c.figures),
+            "created": china_time(c["created"]),
+            "passed": c["passed"],
+            "calibration": c["calibration"],
+            "distances": depth_rows(c["figures"]),
         }
-        for c in ledger.camera_checks(serial, "depth-quality")
+        for c in history.camera_checks
+        if c["kind"] == "depth-quality"
     ]
     report.field_checks = [
-        {"created": china_time(c.created), "passed": c.passed, "verdict": c.verdict, "figures": dict(c.figures)}
-        for c in ledger.camera_checks(serial, "field-check")
-    ]
-    report.face_pay_checks = [_face_pay(op) for op in operations if op.kind == FACEPAY_STEP and op.result]
-    report.platform_calls = _platform_calls(ledger, serial)
+        {"created": china_time(c["created"]), "passed": c["passed"], "verdict": c["verdict"],
+         "figures": dict(c["figures"])}
+        for c in history.camera_checks
+        if c["kind"] == "field-check"
+    ]  # fmt: skip
+    report.face_pay_checks = [_face_pay(op) for op in history.operations if op["kind"] == FACEPAY_STEP and op["result"]]
+    report.platform_calls = [_platform_call(c) for c in history.platform_calls]
     report.verdict = _verdict(report.runs)
     return report
 
@@ -179,26 +206,44 @@ def depth_rows(figures: Mapping[str, float | int]) -> list[dict[str, Any]]:
     return [by_distance[d] for d in sorted(by_distance)]
 
 
-def _keys(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "initial_key_id": i.initial_key_id.hex().upper(),
-            "kcv": shown(i.kcv),
-            "certificate_serial": i.certificate_serial,
-            "bdk_label": i.bdk_label,
-            "injected": china_time(i.injected),
-            "station": i.station,
-            "operator": i.operator,
-        }
-        for i in ledger.injections(serial)
-    ]
+def _key(injection: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "initial_key_id": injection["initial_key_id"].hex().upper(),
+        "kcv": shown(injection["kcv"]),
+        "certificate_serial": injection["certificate_serial"],
+        "bdk_label": injection["bdk_label"],
+        "injected": china_time(injection["injected"]),
+        "station": injection["station"],
+        "operator": injection["operator"],
+    }
 
 
-def _runs(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
-    """The unit's recipe runs, each with its steps, oldest first."""
+def _runs(
+    steps: Sequence[Mapping[str, Any]], writing: tuple[int, str] | None = None, now: str | None = None
+) -> list[dict[str, Any]]:
+    """The unit's recipe runs, each with its steps, oldest first (``writing``: see :func:`gather_unit`)."""
     runs: dict[int, dict[str, Any]] = {}
-    for step in ledger.unit_steps(serial):
-        run = runs.setdefault(step.run_id, {"run_id": step.run_id, "recipe": step.recipe, "steps": []})
+    for record in steps:
+        step = SimpleNamespace(**record)
+        run = runs.setdefault(
+            step.run_id, {"run_id": step.run_id, "recipe": step.recipe, "steps": [], "this_report": False}
+        )
+        if writing == (step.run_id, step.name) and step.status == "running":
+            run["this_report"] = True
+            run["steps"].append(
+                {
+                    "name": step.name,
+                    "status": "succeeded",
+                    "started": china_time(step.started),
+                    "finished": now,
+                    "seconds": None,
+                    "detail": _("this report"),
+                    "already_done": False,
+                    "data": {},
+                    "error": None,
+                }
+            )
+            continue
         run["steps"].append(
             {
                 "name": step.name,
@@ -215,30 +260,30 @@ def _runs(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
     return list(runs.values())
 
 
-def _operation(op: OperationRecord) -> dict[str, Any]:
-    seconds = None if op.ended is None else round((op.ended - op.started).total_seconds(), 3)
+def _operation(op: Mapping[str, Any]) -> dict[str, Any]:
+    seconds = None if op["ended"] is None else round((op["ended"] - op["started"]).total_seconds(), 3)
     return {
-        "id": op.id,
-        "kind": op.kind,
-        "status": op.status,
-        "started": china_time(op.started),
-        "ended": china_time(op.ended),
+        "id": op["id"],
+        "kind": op["kind"],
+        "status": op["status"],
+        "started": china_time(op["started"]),
+        "ended": china_time(op["ended"]),
         "seconds": seconds,
-        "station": op.station,
-        "operator": op.operator,
-        "result": scrubbed(op.result) if op.result is not None else None,
+        "station": op["station"],
+        "operator": op["operator"],
+        "result": scrubbed(op["result"]) if op["result"] is not None else None,
     }
 
 
-def _face_pay(op: OperationRecord) -> dict[str, Any]:
-    result = op.result or {}
+def _face_pay(op: Mapping[str, Any]) -> dict[str, Any]:
+    result = op["result"] or {}
     stages = [
         {"name": str(s.get("name", "")), "ok": bool(s.get("ok")), "seconds": _number(s.get("seconds"))}
         for s in result.get("stages", [])
         if isinstance(s, Mapping)
     ]
     return {
-        "started": china_time(op.started),
+        "started": china_time(op["started"]),
         "result": result.get("result"),
         "presentation": result.get("presentation"),
         "trade_no": result.get("trade_no"),
@@ -252,27 +297,19 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _platform_calls(ledger: Ledger, serial: str) -> list[dict[str, Any]]:
-    """The unit's platform calls from the audit trail's ``queued`` entries: what was asked and how it ended,
-    never the request's or the reply's content (face tokens, auth codes)."""
-    calls = []
-    for entry in ledger.audit_entries(subject=f"device:{serial}"):
-        request_no = entry.details.get("request_no") if entry.action == QUEUED else None
-        call = ledger.platform_call(request_no) if isinstance(request_no, str) else None
-        if call is not None:
-            calls.append(
-                {
-                    "request_no": call.request_no,
-                    "method": call.method,
-                    "state": call.state,
-                    "attempts": call.attempts,
-                    "created": china_time(call.created),
-                    "updated": china_time(call.updated),
-                    "error": call.error,
-                    "station": call.station,
-                }
-            )
-    return calls
+def _platform_call(call: Mapping[str, Any]) -> dict[str, Any]:
+    """A platform call of the unit: what was asked and how it ended, never the request's or the reply's content
+    (face tokens, auth codes)."""
+    return {
+        "request_no": call["request_no"],
+        "method": call["method"],
+        "state": call["state"],
+        "attempts": call["attempts"],
+        "created": china_time(call["created"]),
+        "updated": china_time(call["updated"]),
+        "error": call["error"],
+        "station": call["station"],
+    }
 
 
 def _verdict(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:

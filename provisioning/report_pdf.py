@@ -202,7 +202,7 @@ def depth_chart(rows: Sequence[dict[str, Any]], w: dict[str, str], width_mm: flo
     plot.xValueAxis.labelTextFormat = "%.2f"
     drawing.add(plot)
     drawing.add(_label(w["distance"], plot.x + plot.width / 2, 2 * mm, 0))
-    drawing.add(_label("mm", 4 * mm, plot.y + plot.height / 2, 90))
+    drawing.add(_label(w["millimetres"], 4 * mm, plot.y + plot.height / 2, 90))
     legend_x = plot.x
     for text, colour, points in ((w["depth_error"], BLUE, error), (w["plane_rms"], colors.HexColor("#d98c1f"), rms)):
         if points:
@@ -337,6 +337,11 @@ def _keys(keys: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
     return _section(w["payment_keys"], note, _table(header, rows, (32, 14, 34, 22, 32, 24, 22)))
 
 
+RUN_WIDTHS = (44, 18, 32, 18, 68)
+"""A run's table columns in mm: step, status, started, seconds (its bold heading on one line, in Chinese too),
+detail."""
+
+
 def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
     if not runs:
         return _section(w["runs"], _nothing(w))
@@ -347,9 +352,10 @@ def _runs(runs: list[dict[str, Any]], w: dict[str, str]) -> list[Flowable]:
             for s in run["steps"]
         ]
         header = [w["step"], w["status"], w["started"], w["seconds"], w["detail"]]
+        ends = f" · {w['this_report']}" if run.get("this_report") else ""
         content += [
-            _p(f"{w['run']} {run['run_id']}: {run['recipe']}", "h3"),
-            _table(header, rows, (44, 18, 32, 13, 73), numeric=(3,)),
+            _p(f"{w['run']} {run['run_id']}: {run['recipe']}{ends}", "h3"),
+            _table(header, rows, RUN_WIDTHS, numeric=(3,)),
         ]
     return _section(w["runs"], *content)
 

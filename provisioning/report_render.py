@@ -65,6 +65,8 @@ WORDS: dict[str, str] = {
     "depth": N_("Depth quality"),
     "depth_chart": N_("Depth error per distance"),
     "distance": N_("Distance (m)"),
+    "millimetres": N_("mm"),
+    "this_report": N_("ends with this report"),
     "depth_error": N_("Depth error (mm)"),
     "plane_rms": N_("Plane RMS (mm)"),
     "passed": N_("Passed"),

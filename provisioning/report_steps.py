@@ -17,14 +17,13 @@ from typing import Any, ClassVar
 from i18n import N_, _
 from terminal.errors import NaiadError
 
+from .injection import INJECT_STEP
 from .labels import LABEL_FORMATS, label_text, write_label_files
-from .report_data import ReportError
+from .report_data import ReportError, file_stem
 from .reports import FORMATS, write_unit_report
 from .steps import Resources, Setting, SettingKind, Step, StepOutcome, UnitJob, register
 
 LOG = logging.getLogger(__name__)
-
-INJECT_STEP = "inject"
 
 
 class ReportsFolderUnusable(ReportError):
@@ -39,7 +38,7 @@ class ReportFormatsInvalid(ReportError):
 
 def unit_folder(reports_dir: Path, serial: str) -> Path:
     """Where a unit's label and report go: ``<reports_dir>/<serial>/`` (':' made '_' for Windows)."""
-    return reports_dir / "".join(c if c.isalnum() or c in "._-" else "_" for c in serial)
+    return reports_dir / file_stem(serial)
 
 
 def usable_reports_dir(resources: Resources) -> Path:
@@ -73,6 +72,7 @@ class LabelStep(Step):
     """Print the unit's label: a QR code of its serial, model and Initial Key ID."""
 
     name: ClassVar[str] = "label"
+    needs: ClassVar[frozenset[str]] = frozenset({"reports_dir"})
     label: ClassVar[str] = N_("Write the unit's label")
     settings: ClassVar[tuple[Setting, ...]] = (
         Setting(
@@ -132,6 +132,7 @@ class ReportStep(Step):
     """Write the unit's report from the ledger (everything done to it so far, this run included)."""
 
     name: ClassVar[str] = "report"
+    needs: ClassVar[frozenset[str]] = frozenset({"reports_dir"})
     label: ClassVar[str] = N_("Write the unit's report")
     settings: ClassVar[tuple[Setting, ...]] = (
         Setting(
@@ -153,7 +154,11 @@ class ReportStep(Step):
         started = time.monotonic()
         try:
             files = write_unit_report(
-                job.station.ledger, job.serial, unit_folder(self.folder, job.serial), self.formats
+                job.station.ledger,
+                job.serial,
+                unit_folder(self.folder, job.serial),
+                self.formats,
+                writing=(job.run_id, self.name),
             )
         except NaiadError as exc:
             LOG.info("%s: report not written: %s", job.serial, exc)

@@ -25,7 +25,7 @@ from i18n import N_, _
 
 from .ledger import Ledger
 from .report_batch import BatchReport, gather_batch
-from .report_data import ReportError, UnitNotInLedger, UnitReport, gather_unit
+from .report_data import ReportError, UnitNotInLedger, UnitReport, file_stem, gather_unit, write_shared
 from .report_render import as_json, batch_csv, batch_html, unit_csv, unit_html
 
 if TYPE_CHECKING:
@@ -109,16 +109,19 @@ def _batch_bytes(report: BatchReport, fmt: str) -> bytes:
     return batch_html(report)
 
 
-def _file_stem(name: str) -> str:
-    """A serial or batch ID as part of a file name (':' is not allowed in Windows names)."""
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def write_unit_report(ledger: Ledger, serial: str, out_dir: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``<serial>-report.<format>`` for each of ``formats`` into ``out_dir`` (made if missing)."""
+def write_unit_report(
+    ledger: Ledger,
+    serial: str,
+    out_dir: Path,
+    formats: Sequence[str] = FORMATS,
+    *,
+    writing: tuple[int, str] | None = None,
+) -> list[Path]:
+    """Write ``<serial>-report.<format>`` for each of ``formats`` into ``out_dir`` (made if missing);
+    ``writing`` = ``(run id, step)`` when a run's step writes it (that step is shown as "this report")."""
     chosen = _formats(formats)
-    report = gather_unit(ledger, serial)
-    stem = f"{_file_stem(serial)}-report"
+    report = gather_unit(ledger, serial, writing=writing)
+    stem = f"{file_stem(serial)}-report"
     return _write_all(Path(out_dir), [(f"{stem}.{fmt}", partial(_unit_bytes, report, fmt)) for fmt in chosen])
 
 
@@ -136,7 +139,7 @@ def write_batch_report(batch: BatchRun, ledger: Ledger, out_dir: Path, formats: 
     """Write ``batch-<batch id>.<format>`` for each of ``formats`` into ``out_dir`` (made if missing)."""
     chosen = _formats(formats)
     report = gather_batch(batch, ledger)
-    stem = f"batch-{_file_stem(report.batch_id)}"
+    stem = f"batch-{file_stem(report.batch_id)}"
     return _write_all(Path(out_dir), [(f"{stem}.{fmt}", partial(_batch_bytes, report, fmt)) for fmt in chosen])
 
 
@@ -162,7 +165,7 @@ def _write_all(folder: Path, files: Sequence[tuple[str, Callable[[], bytes]]]) -
             if target.is_dir():
                 raise IsADirectoryError(21, os.strerror(21), str(target))
         for part, target in temps:
-            os.replace(part, target)
+            write_shared(part, target)
     except OSError as exc:
         for part, _target in temps:
             part.unlink(missing_ok=True)

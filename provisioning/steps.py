@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import enum
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -175,6 +175,9 @@ class Step(abc.ABC):
     """The operator roles that may run it (empty: any logged-in operator)."""
     repeatable: ClassVar[bool] = True
     read_only: ClassVar[bool] = False
+    needs: ClassVar[frozenset[str]] = frozenset()
+    """The :class:`Resources` fields the step cannot do without (its constructor refuses the batch without them):
+    the command opens the key store, the platform's outbox... only when a step of the recipe needs it."""
     needs_authorised: ClassVar[bool] = False
     """True for a step that may only be done to a unit of the authorised inventory (keys, registration): a
     writing recipe holding one refuses any other unit at claim time, before any of its steps runs."""
@@ -230,6 +233,11 @@ def all_steps() -> dict[str, type[Step]]:
     for module in STEP_MODULES:
         importlib.import_module(module)
     return dict(STEPS)
+
+
+def needed(names: Iterable[str]) -> frozenset[str]:
+    """The :class:`Resources` fields the steps named ``names`` need together (:attr:`Step.needs`)."""
+    return frozenset().union(*(step_class(name).needs for name in names))
 
 
 def step_class(name: str) -> type[Step]:

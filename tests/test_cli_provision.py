@@ -113,12 +113,14 @@ def test_provision_then_already_done(world: DemoWorld, tmp_path: Path) -> None:
     assert keys["initial_key_id"].upper().startswith(BDK_ID.hex().upper())
     assert len(bytes.fromhex(keys["kcv"])) >= 3
     assert any(reports.iterdir()), "the batch report was not written"
+    assert batch["report_error"] is None and batch["report_files"] and batch["ok"] is True
 
     again = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--reports", str(tmp_path / "r2"))
     assert again.exit_code == 0, again.output
     assert serial in again.stdout and "already done" in again.stdout
     assert keys["initial_key_id"] in again.stdout  # the table shows the key ID the unit was given the first time
     assert f"Reports: {tmp_path / 'r2'}" in again.stdout
+    assert "Everything adds up." in again.stdout  # the batch's reconciliation with the inventory, and its verdict
     with Ledger.open(world.ledger_url) as ledger:
         runs = [r for r in ledger.unit_runs(serial) if r.recipe == "flash-and-keys"]
         injected = [s for s in ledger.unit_steps(serial) if s.name == "inject" and s.status == "succeeded"]
@@ -126,9 +128,10 @@ def test_provision_then_already_done(world: DemoWorld, tmp_path: Path) -> None:
     assert [r.status for r in runs] == ["succeeded"]  # the second run made no run of its own
 
 
-def test_a_failed_unit_exits_1_with_its_step_and_remedy(world: DemoWorld, tmp_path: Path) -> None:
-    """A unit taken out of the authorised inventory is refused before any step (not flashed, not keyed): exit 1,
-    and the table names the problem and what to do; the JSON says the same."""
+def test_a_failed_unit_exits_1_with_its_problem_and_remedy(world: DemoWorld, tmp_path: Path) -> None:
+    """A unit taken out of the authorised inventory is refused before any step (a recipe that keys it): exit 1,
+    the table says it failed, the problem and what to do are under it, and the reconciliation's verdict after;
+    the JSON says the same."""
     serial = world.serials[0]
     with world.ledger() as ledger:
         ledger.as_operator("demo-admin").inventory_remove(serial)
@@ -137,7 +140,10 @@ def test_a_failed_unit_exits_1_with_its_step_and_remedy(world: DemoWorld, tmp_pa
     shown = naiad(world, "provision", "--recipe", str(recipe), "--device", serial, "--reports", str(tmp_path / "r"))
     assert shown.exit_code == 1, shown.output
     row = next(line for line in shown.stdout.splitlines() if serial in line)
-    assert "failed" in row and "not in the authorised inventory" in row, shown.stdout
+    assert "failed" in row, shown.stdout
+    problem = next(line for line in shown.stdout.splitlines() if line.startswith(f"{serial}: "))
+    assert "not in the authorised inventory" in problem and "naiad keys inventory add" in problem, shown.stdout
+    assert "Report the findings to the security officer." in shown.stdout
     with world.ledger() as ledger:
         assert len(ledger.unit_steps(serial)) == steps_before  # no step ran: nothing flashed, nothing keyed
 
@@ -197,3 +203,45 @@ def test_recipe_bars_count_steps_and_name_the_step_in_progress() -> None:
         [task] = progress.tasks
         assert "✓" in task.description and "succeeded" in task.description
         assert task.completed == task.total == 6
+
+
+READ_ONLY_RECIPE = """\
+name = "unit-info-only"
+description = "Read the unit's identity"
+read_only = true
+
+[[step]]
+name = "unit-info"
+"""
+
+
+def test_a_read_only_recipe_needs_no_key_store(world: DemoWorld, tmp_path: Path) -> None:
+    """support-diagnose needs neither the key store nor the platform, so a support engineer without the
+    passphrase runs it; a writing recipe whose passphrase prompt gets no answer is refused with a typed error and
+    touches nothing."""
+    from provisioning.recipes import load_recipe
+    from provisioning.steps import needed
+
+    assert needed(s.name for s in load_recipe("support-diagnose", {}).steps) == frozenset()
+    assert {"store", "outbox"} <= needed(
+        s.name for s in load_recipe("distributor-bulk", world.overrides("distributor-bulk")).steps
+    )
+    env = {**world.env("support"), "NAIAD_LANG": "en"}
+    del env["NAIAD_KEYSTORE_PASSPHRASE"]
+    path = tmp_path / "read-only.toml"
+    path.write_text(READ_ONLY_RECIPE, encoding="utf-8")
+    args = ["provision", "--recipe", str(path), "--device", world.serials[0], "--reports", str(tmp_path / "r")]
+    done = CliRunner().invoke(cli, args, input="", env=env)
+    assert done.exit_code == 0, done.output
+    assert "passphrase" not in done.output.lower() and "Aborted" not in done.output, done.output
+    assert "succeeded" in done.stdout, done.output
+
+    before = snapshot(world)
+    env = {**world.env("operator"), "NAIAD_LANG": "en"}
+    del env["NAIAD_KEYSTORE_PASSPHRASE"]
+    recipe = recipe_file(tmp_path / "writing", world)
+    refused = CliRunner().invoke(cli, ["provision", "--recipe", str(recipe), "--all"], input="", env=env)
+    assert refused.exit_code == 1, refused.output
+    assert "The key store was not opened" in refused.output and "NAIAD_KEYSTORE_PASSPHRASE" in refused.output
+    assert "Aborted!" not in refused.output and "Traceback" not in refused.output
+    assert snapshot(world) == before

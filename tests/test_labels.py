@@ -124,3 +124,36 @@ def test_a_key_id_that_fits_is_printed_on_one_line(tmp_path: Path, serial: str, 
     _png, pdf = write_label(serial, "df2", [key_id], tmp_path)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, check=True, timeout=60).stdout.decode()
     assert key_id in text.split() and serial in text.split()
+
+
+ZH = {"S/N": "序列号", "Model": "型号", "Key ID": "密钥标识", "Key IDs": "密钥标识"}
+
+
+def test_captions_are_translated_and_set_in_a_cjk_font(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Chinese captions are drawn with an embedded CJK font in the PDF and the PNG (the QR code still reads); with
+    no CJK font installed the captions stay English and the log says why."""
+    import provisioning.labels as labels
+
+    monkeypatch.setattr(labels, "_", lambda msgid: ZH.get(msgid, msgid))
+    if labels._cjk_font_file() is None:
+        pytest.skip("no CJK TrueType font (fonts-wqy-microhei) on this machine")
+    layout = labels._layout("DF2035031D9", "df2", ["DE11000100000001"])
+    assert [(t.text, t.font) for t in layout if t.text in ZH.values()] == [
+        ("序列号", labels.CJK_FONT),
+        ("型号", labels.CJK_FONT),
+        ("密钥标识", labels.CJK_FONT),
+    ]
+    png, pdf = write_label_files("DF2035031D9", "df2", ["DE11000100000001"], tmp_path)
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, check=True, timeout=60).stdout
+        assert "序列号" in text.decode("utf-8") and "DE11000100000001" in text.decode("utf-8")
+    with Image.open(png) as image:
+        assert decoded(np.array(image.convert("L"))).startswith("NAIAD1;S=DF2035031D9")
+
+    monkeypatch.setattr(labels, "CJK_FONT_FILES", (str(tmp_path / "no-such-font.ttc"),))
+    with caplog.at_level("WARNING", logger="provisioning.labels"):
+        texts = [t.text for t in labels._layout("DF2035031D9", "df2", ["DE11000100000001"])]
+    assert "S/N" in texts and "序列号" not in texts
+    assert "CJK" in caplog.text

@@ -358,3 +358,58 @@ def test_a_step_made_with_formats_it_cannot_write_is_refused(ledger: Ledger, tmp
     for cls, formats in ((LabelStep, ["gif"]), (LabelStep, []), (ReportStep, ["pdf", "docx"])):
         with pytest.raises(ReportFormatsInvalid):
             cls({"formats": formats}, resources(ledger, tmp_path / "reports"))
+
+
+def test_the_report_step_shows_itself_as_this_report_and_files_get_the_umasks_mode(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """The unit report the ``report`` step writes is read after its run ended: the step is not left 'running'
+    forever in it; reports and labels are readable as the umask allows (a printer service, another account)."""
+    import os
+
+    from provisioning.pipeline import run_recipe
+
+    recipe = parse_recipe(PAPER, "paper.toml", tmp_path)
+    old = os.umask(0o022)
+    try:
+        batch = run_recipe(recipe, [SERIAL], resources(ledger, tmp_path / "reports"))
+        written = write_batch_report(batch, ledger, tmp_path / "reports")
+    finally:
+        os.umask(old)
+    assert batch.units[0].result == "succeeded"
+    report = json.loads((tmp_path / "reports" / SERIAL / f"{SERIAL}-report.json").read_text("utf-8"))
+    [run] = [r for r in report["runs"] if r["recipe"] == "paper"]
+    assert run["this_report"] is True
+    assert [(s["name"], s["status"]) for s in run["steps"]] == [("label", "succeeded"), ("report", "succeeded")]
+    assert run["steps"][1]["detail"] == "this report"
+    assert all(not r["this_report"] for r in report["runs"] if r["recipe"] != "paper")
+    html = (tmp_path / "reports" / SERIAL / f"{SERIAL}-report.html").read_text("utf-8")
+    assert "ends with this report" in html and "running" not in html
+    for path in [*written, *(tmp_path / "reports" / SERIAL).iterdir()]:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_the_seconds_heading_fits_its_column_and_the_chart_unit_is_translated() -> None:
+    from reportlab.graphics.charts.textlabels import Label
+    from reportlab.graphics.shapes import String
+    from reportlab.lib.units import mm
+
+    from provisioning.report_pdf import RUN_WIDTHS, _p, depth_chart
+    from provisioning.report_render import words
+
+    for language in ("en", "zh_CN"):
+        i18n.set_language(language)
+        try:
+            heading = _p(words()["seconds"], "headnum")
+            heading.wrap(RUN_WIDTHS[3] * mm - 6, 1000)
+            assert len(heading.blPara.lines) == 1, (language, words()["seconds"])
+        finally:
+            i18n.set_language("en")
+    chart = depth_chart([{"distance_m": 0.4, "z_error_mm": 1.0}], {**words(), "millimetres": "UNIT-WORD"})
+    assert chart is not None
+
+    def texts(node: Any) -> list[str]:
+        own = [node._text if isinstance(node, Label) else node.text] if isinstance(node, String | Label) else []
+        return own + [t for child in getattr(node, "contents", []) for t in texts(child)]
+
+    assert "UNIT-WORD" in texts(chart) and "mm" not in texts(chart)
