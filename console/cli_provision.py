@@ -299,7 +299,7 @@ def provision(
         emit_json({**batch.as_dict(), **reports_json(folder, files, report_error)})
     else:
         print_summary(batch, folder)
-    if not batch.ok:  # a unit failed or was held elsewhere, or the batch does not reconcile with the inventory
+    if not batch.ok:  # a unit failed, or the batch does not reconcile with the inventory
         raise click.exceptions.Exit(1)
 
 

@@ -195,9 +195,10 @@ class BatchRun:
 
     @property
     def ok(self) -> bool:
-        """Every unit ok and, for a recipe that keys or registers units, the reconciliation too (a unit keyed
-        twice, an unconfirmed Initial Key ID or a unit outside the inventory fails the batch)."""
-        if not all(u.ok for u in self.units):
+        """Every unit ok (or held by another station, whose own batch accounts for it: the normal case of
+        ``--all`` on a line of stations) and, for a recipe that keys or registers units, the reconciliation too (a
+        unit keyed twice, an unconfirmed Initial Key ID or a unit outside the inventory fails the batch)."""
+        if not all(u.ok or u.result == "held-elsewhere" for u in self.units):
             return False
         return self.reconciliation.ok or not needs_inventory(self.recipe)
 
@@ -315,8 +316,10 @@ def run_recipe(recipe: Recipe, serials: Sequence[str], resources: Resources, *, 
         heartbeat.stop()
         _close_steps(steps)
     counts = Counter(u.result for u in units)
+    # a unit another station holds is that station's to reconcile: here it may still be half keyed
+    ours = [u.serial for u in units if u.result != "held-elsewhere"]
     return BatchRun(
-        batch_id, recipe, units, _reconcile(ledger, recipe, batch_id, chosen, counts), time.monotonic() - started
+        batch_id, recipe, units, _reconcile(ledger, recipe, batch_id, ours, counts), time.monotonic() - started
     )
 
 

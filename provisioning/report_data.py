@@ -18,7 +18,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from i18n import N_, _, get_language
-from keys.kcv import shown
 from terminal.errors import NaiadError
 
 from .facepay_steps import FACEPAY_STEP
@@ -209,7 +208,7 @@ def depth_rows(figures: Mapping[str, float | int]) -> list[dict[str, Any]]:
 def _key(injection: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "initial_key_id": injection["initial_key_id"].hex().upper(),
-        "kcv": shown(injection["kcv"]),
+        "kcv": injection["kcv"],  # unit_history shows it as people compare it (keys.kcv.shown)
         "certificate_serial": injection["certificate_serial"],
         "bdk_label": injection["bdk_label"],
         "injected": china_time(injection["injected"]),

@@ -346,6 +346,7 @@ def test_a_unit_another_station_holds_is_left_alone(bench: Bench, fake_steps: Sc
     held = batch.units[0]
     assert isinstance(held.error, UnitHeldElsewhere) and held.station == "line-2" and not held.ok
     assert fake_steps.of("SN1") == []
+    assert batch.ok  # the other station's batch accounts for SN1: on a line, `--all` meets such units every time
 
 
 def test_secret_looking_data_fails_the_step_and_is_never_stored(bench: Bench, fake_steps: Script) -> None:
