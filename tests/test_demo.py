@@ -15,6 +15,8 @@ import pytest
 
 from console.demo_world import BDK_ID, DemoWorld
 
+pytestmark = pytest.mark.slow  # the whole demo on one unit: about 25 s
+
 BULK = ["flash", "inject", "calibrate", "depth-quality", "register-inventory", "label"]
 ONSITE = ["firmware-update", "field-check", "face-pay-check", "bind", "activate", "subsidy-enroll", "report"]
 DEADLINE = 600

@@ -35,6 +35,8 @@ from stationcheck import (
     write_quick_bulk,
 )
 
+pytestmark = pytest.mark.slow  # 20 SIGKILLs over a bulk run of 8 units: about 75 s
+
 UNITS = 8
 KILLS = 20
 SEED = 11
