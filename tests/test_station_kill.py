@@ -42,7 +42,7 @@ KILLS = 20
 SEED = 11
 WORKERS = 2
 """Units at a time: the run then lasts long enough for 20 kills spread over it, each cutting one or two units."""
-FIRMWARE_MIB = 8
+FIRMWARE_MIB = 16
 """A flash write long enough (about a second) for a kill to land inside it."""
 RECIPE = QUICK_BULK_NAME
 TARGETS = ("flash", "inject", "register-inventory", "label", None)
