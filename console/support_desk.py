@@ -98,6 +98,7 @@ class SupportDesk(QWidget):
         self._history_job: Job | None = None
         self._diagnosis_job: Job | None = None
         self._export_job: Job | None = None
+        self._may_diagnose = False
 
         self.find_label = QLabel()
         self.find_field = QLineEdit()
@@ -151,7 +152,8 @@ class SupportDesk(QWidget):
 
         context.bench.changed.connect(self._sync)
         context.workers.busy_changed.connect(self._sync)
-        context.operator.changed.connect(self._sync)
+        context.operator.changed.connect(self._operator_changed)
+        context.settings_changed.connect(self._settings_changed)
         self.retranslate()
 
     # -- find ----------------------------------------------------------------------------------------------
@@ -217,6 +219,25 @@ class SupportDesk(QWidget):
 
         return load_recipe(RECIPE, self.context.settings.overrides(RECIPE))
 
+    def _operator_changed(self) -> None:
+        if self.context.operator.session is None:  # logged out: the next person starts afresh
+            self.serial, self.history_data = None, None
+            self.history.show_history(None)
+            self.diagnosis.clear()
+            self.find_field.clear()
+            self._note()
+        self._settings_changed()
+
+    def _settings_changed(self, _settings: object = None) -> None:
+        """Whether the operator may run the recipe (its site settings may change it): worked out here, not at
+        every bench change."""
+        session = self.context.operator.session
+        try:
+            self._may_diagnose = session is not None and may_run(session, self.recipe())
+        except NaiadError:
+            self._may_diagnose = False
+        self._sync()
+
     def attached(self, serial: str) -> bool:
         card = self.context.bench.card(serial)
         return card is not None and card.connected
@@ -224,7 +245,7 @@ class SupportDesk(QWidget):
     def diagnose(self) -> Job | None:
         """Run ``support-diagnose`` on the unit found; it must be attached and idle."""
         serial = self.serial
-        if serial is None or self._diagnosis_job is not None:
+        if serial is None or self._diagnosis_job is not None or not self._may_diagnose:
             return None
         if not self.attached(serial):
             self._error(UnitNotAttached(serial=serial))
@@ -366,12 +387,7 @@ class SupportDesk(QWidget):
         """Buttons, the unit's title and the bench's units, after anything changed."""
         self._fill_bench_units()
         serial = self.serial
-        session = self.context.operator.session
-        try:
-            allowed = session is not None and may_run(session, self.recipe())
-        except NaiadError:
-            allowed = False
-        self.diagnose_button.setVisible(allowed)
+        self.diagnose_button.setVisible(self._may_diagnose)
         idle = serial is not None and not self.context.workers.busy(serial) and self._diagnosis_job is None
         self.diagnose_button.setEnabled(idle and serial is not None and self.attached(serial))
         self.export_button.setEnabled(serial is not None and self._export_job is None)
@@ -410,4 +426,4 @@ class SupportDesk(QWidget):
         self.history.retranslate()
         self.diagnosis.retranslate()
         self._draw_status()
-        self._sync()
+        self._settings_changed()

@@ -123,8 +123,7 @@ def test_find_by_label_diagnose_and_export(world: World, desk: SupportDesk, qtbo
     assert not re.search(r"[0-9A-Fa-f]{32}", " ".join(" ".join(row) for row in rows))  # nothing as long as a key
     times = [row[0] for row in rows]
     assert times == sorted(times, reverse=True)  # newest first
-    assert desk.diagnose_button.isVisible() or not desk.isVisible()
-    assert desk.diagnose_button.isEnabled()
+    assert not desk.diagnose_button.isHidden() and desk.diagnose_button.isEnabled()
 
     demo.simulator("faults", serial=serial, dead_projector=True)
     try:
@@ -178,7 +177,14 @@ def test_wrong_input_changes_nothing(world: World, desk: SupportDesk, qtbot: QtB
 
     assert desk.export_report(tmp_path / "report.docx") is None
     assert "report.docx" in desk.status.text() and ".pdf" in desk.status.text()
-    assert not list(tmp_path.glob("report*"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder", encoding="utf-8")
+    job = desk.export_report(blocked / "report.json")
+    assert job is not None
+    with qtbot.waitSignal(job.failed, timeout=WAIT_MS):
+        pass
+    assert "The report could not be written to" in desk.status.text()
+    assert not list(tmp_path.glob("report*")) and blocked.read_text(encoding="utf-8") == "not a folder"
 
 
 def test_a_unit_the_ledger_never_saw(world: World, desk: SupportDesk, qtbot: QtBot) -> None:
@@ -197,3 +203,8 @@ def test_the_bench_units_are_offered(world: World, desk: SupportDesk, qtbot: QtB
     desk.bench_units.activated.emit(index)
     history_read(qtbot, desk)
     assert desk.serial == world.serial and desk.history.rows()
+    assert not desk.diagnose_button.isHidden()
+
+    desk.context.operator.log_out()  # the next person at the desk starts afresh, and may diagnose nothing
+    assert desk.serial is None and desk.history.rows() == [] and desk.diagnose_button.isHidden()
+    assert desk.diagnose() is None
