@@ -261,7 +261,7 @@ class SupportDesk(QWidget):
         job.phase_started.connect(lambda event: self._diagnosis_phase(serial, event))
         job.progressed.connect(lambda event: self._diagnosis_progress(serial, event))
         job.succeeded.connect(lambda batch, job=job: self._diagnosed(job, batch))
-        job.failed.connect(lambda error, job=job: self._diagnosis_failed(job, error))
+        job.failed.connect(lambda error: self._diagnosis_failed(serial, error))
         started = self._start(job, "_diagnosis_job")
         if started is not None:
             self.diagnosis.started()
@@ -290,10 +290,13 @@ class SupportDesk(QWidget):
         if self.serial is not None:
             self._read_history(self.serial)  # the run and its checks are in the ledger now
 
-    def _diagnosis_failed(self, job: Job, error: BaseException) -> None:
+    def _diagnosis_failed(self, serial: str, error: BaseException) -> None:
         self._diagnosis_job = None
-        self.diagnosis.show_error(error)
-        self._error(error)
+        if serial == self.serial:  # else the person moved on to another unit; the log pane has it
+            self.diagnosis.show_error(error)
+            self._error(error)
+        message, _remedy = error_texts(error)
+        LOG.warning("%s", _("The diagnosis of {serial} could not run: {problem}", serial=serial, problem=message))
         self._sync()
 
     # -- export --------------------------------------------------------------------------------------------

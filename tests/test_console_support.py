@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from PyQt6.QtCore import Qt
 from PyQt6.QtTest import QTest
+from PyQt6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 from stationcheck import write_quick_bulk
 
@@ -164,6 +165,9 @@ def test_find_by_label_diagnose_and_export(world: World, desk: SupportDesk, qtbo
     assert (tmp_path / "out" / "report.pdf").read_bytes().startswith(b"%PDF")
     report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert (report["verdict"]["verdict"], report["verdict"]["action"]) == ("dead-projector", "rma")
+    shown_texts = [label.text() for label in desk.findChildren(QLabel)] + [" ".join(r) for r in desk.history.rows()]
+    for secret in (demo.env("support")["NAIAD_KEYSTORE_PASSPHRASE"], demo.token("support")):
+        assert not any(secret in text for text in shown_texts)
 
 
 def test_wrong_input_changes_nothing(world: World, desk: SupportDesk, qtbot: QtBot, tmp_path: Path) -> None:
@@ -193,6 +197,9 @@ def test_a_unit_the_ledger_never_saw(world: World, desk: SupportDesk, qtbot: QtB
         history_read(qtbot, desk)
         assert desk.status.text().startswith(f"The ledger knows nothing of unit {serial}")
         assert desk.history.rows() == []
+        if serial != world.untouched:
+            assert not desk.diagnose_button.isEnabled() and desk.diagnose() is None
+            assert desk.status.text().startswith("Unit DF2NEVER0001 is not attached to this station")
     assert desk.diagnose_button.isEnabled()  # attached: it may still be diagnosed (a unit keyed elsewhere)
 
 
