@@ -107,8 +107,8 @@ INTROS: dict[str, str] = {
         "once), and the unit is then bound to this store."
     ),
     FACEPAY: N_(
-        "Stand in front of the unit so it sees your face, then press Start. The unit pays 0.01 yuan to the store "
-        "with your face and refunds it, then it is bound to the store and activated."
+        "Stand in front of the unit so it sees your face, then press “Start the check”. The unit pays 0.01 yuan to "
+        "the store with your face and refunds it, then it is bound to the store and activated."
     ),
     SUBSIDY: N_(
         "The unit is enrolled in the platform's current subsidy program. Type a program id only when the merchant "
@@ -153,10 +153,13 @@ def wrapped(name: str) -> QLabel:
     return label
 
 
-def error_lines(error: BaseException) -> str:
-    """An error's message, its remedy, and what to do on this page, in plain words."""
+RETRY_HINT = N_("Then press “Try again”: it goes on from where it stopped.")
+
+
+def error_lines(error: BaseException, hint: str = RETRY_HINT) -> str:
+    """An error's message, its remedy, and what to do on this page (``hint``, a msgid), in plain words."""
     message, remedy = error_texts(error)
-    lines = [message, remedy or "", _("Then press “Try again”: it goes on from where it stopped.")]
+    lines = [message, remedy or "", _(hint)]
     return "\n".join(line for line in lines if line)
 
 
@@ -165,6 +168,9 @@ def error_lines(error: BaseException) -> str:
 
 class WizardPage(QWidget):
     """A page: its heading, what to do in plain words, its own widgets (``body``) and its status line."""
+
+    retry_hint = RETRY_HINT
+    """What to do after an error on this page (a msgid)."""
 
     def __init__(self, key: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -203,7 +209,7 @@ class WizardPage(QWidget):
 
     def _draw_status(self) -> None:
         if self._error is not None:
-            show_marked(self.status_label, error_lines(self._error), failed=True)
+            show_marked(self.status_label, error_lines(self._error, self.retry_hint), failed=True)
         elif self._status is not None:
             msgid, params, failed = self._status
             show_marked(self.status_label, _(msgid, **params), failed=failed)
@@ -233,6 +239,7 @@ class ConnectPage(WizardPage):
     """The units on the bench; the one to install is chosen (by itself when there is one)."""
 
     chosen_changed = pyqtSignal()
+    retry_hint = N_("Then press Next again.")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(CONNECT, parent)

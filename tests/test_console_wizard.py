@@ -25,8 +25,9 @@ from console.demo_world import DemoWorld
 from console.operator_login import OperatorLogin
 from console.unit_card import Bench
 from console.wizard import InstallerWizard
-from console.wizard_pages import CAMERA, CONNECT, DONE, FACEPAY, MERCHANT, SUBSIDY, SUCCEEDED, UPDATE
+from console.wizard_pages import CAMERA, CONNECT, DONE, FACEPAY, FAILED, MERCHANT, SUBSIDY, SUCCEEDED, UPDATE
 from console.workers import DeviceWatcher, StationProvider, Workers
+from provisioning import pipeline
 from provisioning.recipes import RecipePartInvalid, load_recipe, load_recipe_part
 from provisioning.registration import UnitToRegister, register_inventory
 
@@ -75,9 +76,7 @@ def console(world: DemoWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, q
     operator = OperatorLogin(workers, stations)
     bench = Bench()
     qtbot.addWidget(bench)
-    settings = ConsoleSettings(
-        reports_dir=str(world.reports_dir), recipe_settings={RECIPE: world.overrides(RECIPE)}
-    )
+    settings = ConsoleSettings(reports_dir=str(world.reports_dir), recipe_settings={RECIPE: world.overrides(RECIPE)})
     context = ConsoleContext(wiring, workers, stations, operator, bench, settings, tmp_path / "console.json")
     watcher = DeviceWatcher(workers, wiring.discovery)
     watcher.device_added.connect(bench.device_added)
@@ -169,6 +168,20 @@ def test_the_wizard_takes_a_unit_from_connect_to_done_through_an_unplug(
     assert page.state == SUCCEEDED, page.status_label.text()
     assert not wizard.banner.isVisible()
     press_next(wizard, qtbot, CAMERA)
+
+    # Unplugged during the camera check and not back in time: the part fails, says what to do, and "Try again"
+    # (once the unit is back) resumes the same run from its failed step.
+    monkeypatch.setattr(pipeline, "REPLUG_SECONDS", 0.5)
+    camera = wizard.camera_page
+    qtbot.waitUntil(camera.start_button.isEnabled, timeout=STEP_MS)
+    camera.start_button.click()
+    world.simulator("unplug", serial=serial)
+    qtbot.waitUntil(lambda: wizard.job is None, timeout=STEP_MS)
+    assert camera.state == FAILED and camera.error is not None
+    assert "Try again" in camera.status_label.text() and camera.start_button.text() == "Try again"
+    assert wizard.banner.isVisible() and not camera.start_button.isEnabled()
+    world.simulator("replug", serial=serial)
+    qtbot.waitUntil(lambda: not wizard.banner.isVisible(), timeout=STEP_MS)
     run_page(wizard, qtbot, CAMERA)
     press_next(wizard, qtbot, MERCHANT)
 
@@ -208,6 +221,9 @@ def test_the_wizard_takes_a_unit_from_connect_to_done_through_an_unplug(
         steps = ledger.unit_steps(serial)
         runs = {run.recipe for run in ledger.unit_runs(serial) if run.status == "succeeded"}
     assert runs >= {f"{RECIPE}/{part}" for part in ("update", "camera", "face-pay", "subsidy", "report")}
+    with world.ledger() as ledger:
+        [camera_run] = [run for run in ledger.unit_runs(serial) if run.recipe == f"{RECIPE}/camera"]
+        assert [s.status for s in ledger.run_steps(camera_run.id)][-1] == "succeeded"  # the one run, resumed
     update = [s.status for s in steps if s.name == "firmware-update"]
     assert update[0] == "failed" and update[-1] == "succeeded"  # cut off by the unplug, then done
     for name in LIVE_STEPS:
