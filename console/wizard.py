@@ -208,6 +208,7 @@ class InstallerWizard(QWidget):
         main.addWidget(self.unit_label)
         main.addWidget(self.banner)
         main.addWidget(self.stack, 1)
+        main.addWidget(self.secret_row)  # shown on the pages whose part signs platform calls
         main.addLayout(buttons)
         layout = QHBoxLayout(self)
         layout.addLayout(trail)
@@ -298,12 +299,7 @@ class InstallerWizard(QWidget):
         elif key == FACEPAY:
             self.facepay_page.serial = self.serial
             self.facepay_page.set_merchant(self.merchant)
-        page = self.page
-        if isinstance(page, StepPage) and self._needs_secret(key):
-            page.secret_slot.addWidget(self.secret_row)
-            self.secret_row.show()
-        else:
-            self.secret_row.hide()
+        self.secret_row.setVisible(self._needs_secret(key))
         if key == DONE and self.done_page.state == IDLE and self.serial is not None:
             self.start_part(DONE)
         self._sync()

@@ -121,7 +121,7 @@ START_LABELS: dict[str, str] = {
     CAMERA: N_("Check the camera"),
     FACEPAY: N_("Start the check"),
     SUBSIDY: N_("Enroll the unit"),
-    DONE: N_("Write the report again"),
+    DONE: N_("Write the report"),
 }
 TRY_AGAIN = N_("Try again")
 
@@ -308,6 +308,8 @@ class StepPage(WizardPage):
     """A page that runs its part: its steps with a mark each, what runs now, a progress bar, and Start."""
 
     start_requested = pyqtSignal()
+    fills = False
+    """Whether the page's own widgets take the room left (the face views); else its steps follow them closely."""
 
     def __init__(self, key: str, parent: QWidget | None = None) -> None:
         super().__init__(key, parent)
@@ -324,7 +326,7 @@ class StepPage(WizardPage):
             mark.setMinimumWidth(20)
             self.steps_grid.addWidget(mark, row, 0, Qt.AlignmentFlag.AlignTop)
             self.steps_grid.addWidget(title, row, 1, Qt.AlignmentFlag.AlignTop)
-            self.steps_grid.addWidget(detail, row, 2)
+            self.steps_grid.addWidget(detail, row, 2, Qt.AlignmentFlag.AlignTop)
             self.step_marks[name], self.step_names[name], self.step_details[name] = mark, title, detail
         self.activity_label = wrapped("wizardActivity")
         self.progress = QProgressBar()
@@ -333,15 +335,16 @@ class StepPage(WizardPage):
         self.start_button.setObjectName("wizardStart")
         self.start_button.clicked.connect(lambda _checked=False: self.start_requested.emit())
         self.extra = QVBoxLayout()  # a subclass's widgets, above the steps
-        self.secret_slot = QHBoxLayout()  # the wizard puts the key store's field here when the part needs it
         controls = QHBoxLayout()
-        controls.addLayout(self.secret_slot, 1)
+        controls.addStretch(1)
         controls.addWidget(self.start_button)
-        self.body.addLayout(self.extra, 1)
+        self.body.addLayout(self.extra, 1 if self.fills else 0)
         self.body.addLayout(self.steps_grid)
         self.body.addWidget(self.activity_label)
         self.body.addWidget(self.progress)
         self.body.addLayout(controls)
+        if not self.fills:
+            self.body.addStretch(1)
         self._activity = ""
 
     def ready(self) -> bool:
@@ -560,6 +563,8 @@ class MerchantPage(WizardPage):
 class FacePayWizardPage(StepPage):
     """The face-pay check with the live RGB, IR and depth views and the face box, then bind and activate."""
 
+    fills = True
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(FACEPAY, parent)
         self.serial: str | None = None
@@ -652,7 +657,6 @@ class SubsidyPage(StepPage):
         row.addWidget(self.program_edit, 1)
         self.extra.addLayout(row)
         self.extra.addWidget(self.program_message)
-        self.extra.addStretch(1)
         self.retranslate()
 
     def program(self) -> str | None:
@@ -701,7 +705,6 @@ class DonePage(StepPage):
         self.extra.addWidget(self.summary_label)
         self.extra.addWidget(self.report_label)
         self.extra.addLayout(buttons)
-        self.extra.addStretch(1)
         self.report: Path | None = None
         self._summary: tuple[str, dict[str, object]] | None = None
         self._saved: Path | None = None
@@ -729,5 +732,6 @@ class DonePage(StepPage):
         self.open_button.setText(_("Open the report"))
         self.save_button.setText(_("Save a copy…"))
         self.another_button.setText(_("Install another unit"))
+        self.start_button.setVisible(self.state == FAILED)  # written once: the ledger counts the report done
         for button in (self.open_button, self.save_button):
             button.setEnabled(self.report is not None)
