@@ -280,6 +280,7 @@ class InstallerWizard(QWidget):
             page.reset()
         self.facepay_page.forget_frames()
         self.merchant_page.set_merchant(None)
+        self.merchant_page.set_locked(False)
         self.subsidy_page.program_edit.clear()
         self._go(0)
         self._bench_changed()
@@ -296,6 +297,8 @@ class InstallerWizard(QWidget):
         if key == UPDATE:
             bundle = self.context.settings.overrides(RECIPE).get(BUNDLE_SETTING)
             self.update_page.set_bundle(bundle or None)
+        elif key == MERCHANT:
+            self.merchant_page.set_locked(self.facepay_page.state == SUCCEEDED)  # bound: done by name in the ledger
         elif key == FACEPAY:
             self.facepay_page.serial = self.serial
             self.facepay_page.set_merchant(self.merchant)

@@ -522,6 +522,12 @@ class MerchantPage(WizardPage):
         self.merchant_edit.setText("" if merchant is None else merchant.merchant_id)
         self.store_edit.setText("" if merchant is None else merchant.store_id)
 
+    def set_locked(self, locked: bool) -> None:
+        """The unit is bound to the store shown (its face-pay part is done): the store cannot change here."""
+        for edit in (self.qr_edit, self.merchant_edit, self.store_edit):
+            edit.setReadOnly(locked)
+        self.set_status(N_("The unit is already bound to this store. Press Next.") if locked else None)
+
     def problems(self) -> dict[str, str]:
         found = {
             "merchant": id_problem(self.merchant_edit.text(), N_("Enter the merchant id.")),

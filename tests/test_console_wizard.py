@@ -260,3 +260,7 @@ def test_the_wizard_opened_again_for_a_finished_unit_starts_at_done(
         assert len([s for s in steps if s.name == name]) == 1
     wizard.back_button.click()
     assert wizard.page_key == SUBSIDY and wizard.next_button.isEnabled()
+    wizard.back_button.click()
+    wizard.back_button.click()
+    assert wizard.page_key == MERCHANT and wizard.merchant_page.merchant() == world.platform.test_merchant
+    assert wizard.merchant_page.merchant_edit.isReadOnly()  # bound: the store cannot change here any more
