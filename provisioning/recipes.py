@@ -18,6 +18,10 @@ the recipe file's folder (overrides and built-ins: the current folder) and are s
 wrong is a :class:`RecipeError` naming the source, the line and the reason.  ``digest`` is the SHA-256 of the
 recipe as it will run (name, read_only, steps and their complete settings): the ledger resumes a unit's run only
 under the same digest.
+
+A recipe may also be run in parts (the installer wizard asks for the merchant between steps):
+:func:`load_recipe_part` and :meth:`Recipe.part` give some of its steps as a recipe of their own, named
+``<recipe>/<part>`` (``installer-onsite/update``), which the ledger claims, resumes and counts done by that name.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +178,13 @@ class RecipeTakesBuiltInName(RecipeError):
     )
 
 
+class RecipePartInvalid(RecipeError):
+    message = N_("{where}: part {part} of the recipe is not valid: {reason}")
+    remedy = N_("Name a part with 1 to 64 letters, digits, '.', '_' or '-' (with the recipe's name, at most 64), of "
+                "steps the recipe has ({known}).")  # fmt: skip
+    msgid_params = ("reason",)
+
+
 class BadOverride(RecipeError):
     message = N_("--set {text}: {reason}")
     remedy = N_("Write it as --set STEP.SETTING=VALUE, such as --set flash.bundle=df2.naiadfw.")
@@ -205,6 +216,16 @@ class Recipe:
 
     def title(self) -> str:
         return _(self.description) if self.description else self.name
+
+    def part(self, part: str, step_names: Sequence[str]) -> Recipe:
+        """The steps ``step_names`` of this recipe (in its order, with their settings) as a recipe of their own named
+        ``<name>/<part>``, with its own digest: a unit counts done in a part by that name, apart from the whole.
+        :class:`RecipePartInvalid` for a bad part name or a step the recipe lacks."""
+        wanted = _part_steps(self.name, part, step_names, [s.name for s in self.steps], self.source)
+        steps = tuple(s for s in self.steps if s.name in wanted)
+        name = f"{self.name}/{part}"
+        return Recipe(name, self.description, steps, self.source, recipe_digest(name, self.read_only, steps),
+                      self.read_only)  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -289,6 +310,20 @@ def _where(source: str, line: int | None) -> str:
 def load_recipe(name_or_path: str, overrides: Mapping[str, str] | None = None) -> Recipe:
     """The built-in recipe ``name_or_path``, else the recipe file at that path, checked, with ``overrides``
     (``{"STEP.SETTING": "VALUE"}``, as ``--set`` gives them) applied.  Raises a :class:`RecipeError`."""
+    return _load(name_or_path, overrides, None)
+
+
+def load_recipe_part(
+    name_or_path: str, part: str, step_names: Sequence[str], overrides: Mapping[str, str] | None = None
+) -> Recipe:
+    """The steps ``step_names`` of the recipe ``name_or_path`` as a recipe of their own named ``<recipe>/<part>``
+    (:meth:`Recipe.part`), checked as :func:`load_recipe` checks the whole, but only those steps' settings: a
+    setting another step requires may be missing (an installer without a firmware bundle still checks the camera),
+    and overrides of other steps are left out.  Raises a :class:`RecipeError`."""
+    return _load(name_or_path, overrides, (part, tuple(step_names)))
+
+
+def _load(name_or_path: str, overrides: Mapping[str, str] | None, part: tuple[str, tuple[str, ...]] | None) -> Recipe:
     built_in = name_or_path in BUILT_IN_RECIPES
     if built_in:
         path, base = RECIPES_DIR / f"{name_or_path}.toml", Path.cwd()
@@ -303,12 +338,47 @@ def load_recipe(name_or_path: str, overrides: Mapping[str, str] | None = None) -
         base = path.resolve().parent
     source = str(path)
     text = _read_text(path, source)
-    recipe = parse_recipe(text, source, base, overrides or {})
+    keep: frozenset[str] | None = None
+    if part is not None:
+        keep = frozenset(part[1])
+        named = [t.get("name") for t in _step_tables(text)]
+        overrides = {  # another part's step's overrides are that part's; an unknown step's are still refused
+            key: value
+            for key, value in (overrides or {}).items()
+            if key.partition(".")[0] in keep or key.partition(".")[0] not in named
+        }
+    recipe = parse_recipe(text, source, base, overrides or {}, keep=keep)
     if not built_in and recipe.name in BUILT_IN_RECIPES:
         own = _built_in_steps(recipe.name)
-        if [s.name for s in recipe.steps] != own:
+        if [t.get("name") for t in _step_tables(text)] != own:
             raise RecipeTakesBuiltInName(where=source, source=source, line=None, name=recipe.name, steps=", ".join(own))
+    if part is not None:
+        _part_steps(recipe.name, part[0], part[1], [t.get("name") for t in _step_tables(text)], source)
+        name = f"{recipe.name}/{part[0]}"
+        digest = recipe_digest(name, recipe.read_only, recipe.steps)
+        return Recipe(name, recipe.description, recipe.steps, source, digest, recipe.read_only)
     return recipe
+
+
+def _step_tables(text: str) -> list[dict[str, Any]]:
+    """The ``[[step]]`` tables of a recipe text that parsed (for the names of all its steps)."""
+    tables = tomllib.loads(text).get("step", [])
+    return [t for t in tables if isinstance(t, dict)] if isinstance(tables, list) else []
+
+
+def _part_steps(recipe: str, part: str, step_names: Sequence[str], known: Sequence[object], source: str) -> set[str]:
+    """``step_names`` checked as a part of ``recipe`` named ``part`` (whose steps are ``known``)."""
+    where = f"{source} ({recipe}/{part})"
+    params: dict[str, Any] = {"where": where, "source": source, "line": None, "part": part}
+    params["known"] = ", ".join(str(k) for k in known)
+    if not isinstance(part, str) or not _RECIPE_NAME.fullmatch(part) or len(recipe) + 1 + len(part) > 64:
+        raise RecipePartInvalid(**params, reason=N_("the part's name is not valid"))
+    wanted = set(step_names)
+    if not wanted:
+        raise RecipePartInvalid(**params, reason=N_("a part needs at least one step"))
+    if not wanted <= set(known):
+        raise RecipePartInvalid(**params, reason=N_("it names a step the recipe does not have"))
+    return wanted
 
 
 def _built_in_steps(name: str) -> list[str]:
@@ -332,8 +402,16 @@ def _read_text(path: Path, source: str) -> str:
         raise RecipeUnreadable(where=source, source=source, detail=detail) from exc
 
 
-def parse_recipe(text: str, source: str, base: Path, overrides: Mapping[str, str] | None = None) -> Recipe:
-    """Check the recipe ``text`` read from ``source``; FILE settings resolve against ``base``."""
+def parse_recipe(
+    text: str,
+    source: str,
+    base: Path,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    keep: Collection[str] | None = None,
+) -> Recipe:
+    """Check the recipe ``text`` read from ``source``; FILE settings resolve against ``base``.  ``keep``: only these
+    steps are checked and kept (a part of the recipe: :func:`load_recipe_part`); None: every step."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -367,6 +445,8 @@ def parse_recipe(text: str, source: str, base: Path, overrides: Mapping[str, str
                 where=_where(source, line), source=source, line=line, step=step_name, first=first_line[step_name]
             )
         first_line[step_name] = line
+        if keep is not None and step_name not in keep:
+            continue  # another part's step: its settings are that part's business
         cls = known[step_name]
         if read_only and not cls.read_only:
             raise ReadOnlyRecipeWrites(where=_where(source, line), source=source, line=line, step=step_name)
