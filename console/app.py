@@ -41,8 +41,7 @@ def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> in
     show_info_records()
 
     settings = ConsoleSettings.load()
-    if settings.language is not None:
-        i18n.set_language(settings.language)
+    apply_language(settings)
     window = MainWindow(wiring, settings=settings)
     with _qt_messages_to_logging(), _close_on_interrupt(window):
         window.start()
@@ -51,6 +50,12 @@ def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> in
     window.shutdown()
     window.deleteLater()
     return int(code)
+
+
+def apply_language(settings: ConsoleSettings) -> None:
+    """The language saved in the settings, if any, wins over the system's (which i18n reads by itself)."""
+    if settings.language is not None:
+        i18n.set_language(settings.language)
 
 
 def show_info_records() -> None:

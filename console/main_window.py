@@ -165,6 +165,7 @@ class MainWindow(QMainWindow):
         self._idle_seconds = idle_seconds
         self.idle_lock = IdleLock(self._lock_seconds(), self)
         self.locked_by: str | None = None  # the operator logged in when the console locked
+        self._shown_for: str | None = None  # the operator the views were last shown to
         self._hidden_windows: list[QWidget] = []
         self._build_views()
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -512,8 +513,9 @@ class MainWindow(QMainWindow):
                 self.login_page.refresh()
         elif self.locked_by is None:
             self.pages.setCurrentWidget(self.views_page)
-            if self.current_view() not in visible and visible:
-                self.show_view(visible[0])
+            if visible and (self.current_view() not in visible or self._shown_for != session.operator):
+                self.show_view(visible[0])  # a new operator starts on their first view; one unlocking, where they were
+            self._shown_for = session.operator
             self.idle_lock.arm()
         working = session is not None and self.locked_by is None
         for widget in (self.bench_menu, self.toolbar):

@@ -215,7 +215,7 @@ class SettingsView(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
-        context.operator.changed.connect(self._sync_enabled)
+        context.operator.changed.connect(self._on_operator_changed)
         context.settings_changed.connect(lambda _settings: self.load())
         self.load()
         self.retranslate()
@@ -235,6 +235,11 @@ class SettingsView(QWidget):
         self._fill_keys()
         self._sync_language()
         self._sync_enabled()
+
+    def _on_operator_changed(self) -> None:
+        """Another operator (or nobody): the fields show the saved settings again, with no earlier message."""
+        self._show(None)
+        self.load()
 
     def _fill_keys(self) -> None:
         from firmware.signing import short_key_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from PyQt6.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QWidg
 
 import i18n
 from console import access
+from console.app import apply_language
 from console.composition import Wiring
 from console.console_settings import ConsoleSettings
 from console.main_window import MainWindow
@@ -63,14 +65,27 @@ def _cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(i18n, "_language", "en")
 
 
+@pytest.fixture(scope="module")
+def ledger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ledger with one operator of each role, made once: each test gets a copy (making the schema is the slow
+    part)."""
+    path = tmp_path_factory.mktemp("ledger") / "ledger.sqlite"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ops, "SCRYPT_N", 2**8)
+        with Ledger.open(f"sqlite:///{path}", station="bench-1") as opened:
+            ops.add_operator(opened, None, "root", "admin", PASSWORDS["root"])
+            admin = ops.login(opened, "root", PASSWORDS["root"])
+            for name, role in ROLES.items():
+                if name != "root":
+                    ops.add_operator(opened, admin, name, role, PASSWORDS[name])
+    return path
+
+
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}", station="bench-1") as opened:
-        ops.add_operator(opened, None, "root", "admin", PASSWORDS["root"])
-        admin = ops.login(opened, "root", PASSWORDS["root"])
-        for name, role in ROLES.items():
-            if name != "root":
-                ops.add_operator(opened, admin, name, role, PASSWORDS[name])
+def ledger(ledger_file: Path, tmp_path: Path) -> Iterator[Ledger]:
+    copy = tmp_path / "ledger.sqlite"
+    shutil.copyfile(ledger_file, copy)
+    with Ledger.open(f"sqlite:///{copy}", station="bench-1") as opened:
         yield opened
 
 
@@ -131,28 +146,28 @@ def test_console_opens_on_the_log_in_page_and_refuses_a_wrong_password(qtbot: An
     assert "not-her-password" not in every_text(window)
 
 
-@pytest.mark.parametrize("name", ["ivy", "olga", "sam", "root", "cara"])
-def test_each_role_sees_only_its_views(qtbot: Any, window: MainWindow, name: str) -> None:
-    submit(qtbot, window.login_page.form, name, PASSWORDS[name])
-    assert window.operator.session is not None and window.pages.currentWidget() is window.views_page
-    expected = VIEWS_BY_ROLE[ROLES[name]]
-    assert window.visible_views() == expected
-    assert [n for n, item in window.view_items.items() if not item.isHidden()] == expected
-    assert window.current_view() == expected[0]
-    assert [n for n, go in window.go_actions.items() if go.isEnabled()] == expected
-    hidden = next((n for n in access.VIEWS if n not in expected), None)
-    if hidden is not None:
-        window.go_actions[hidden].trigger()  # Ctrl+N of a view not allowed changes nothing
-        assert not window.show_view(hidden) and window.current_view() == expected[0]
-    window.go_actions[access.SETTINGS].trigger()
-    assert window.current_view() == access.SETTINGS
-    view = settings_view(window)
-    assert view.may_change_station() is (ROLES[name] == "admin")
-    assert view.ledger_edit.isReadOnly() is (ROLES[name] != "admin")
-    assert view.trust_button.isEnabled() is (ROLES[name] == "admin")
-    assert window.key_injection.action.isVisible() is (ROLES[name] == "operator")
-    window.operator.log_out()
-    assert window.pages.currentWidget() is window.login_page and window.visible_views() == []
+def test_each_role_sees_only_its_views(qtbot: Any, window: MainWindow) -> None:
+    for name in ("ivy", "olga", "sam", "root", "cara"):
+        submit(qtbot, window.login_page.form, name, PASSWORDS[name])
+        assert window.operator.session is not None and window.pages.currentWidget() is window.views_page
+        expected = VIEWS_BY_ROLE[ROLES[name]]
+        assert window.visible_views() == expected
+        assert [n for n, item in window.view_items.items() if not item.isHidden()] == expected
+        assert window.current_view() == expected[0]
+        assert [n for n, go in window.go_actions.items() if go.isEnabled()] == expected
+        hidden = next((n for n in access.VIEWS if n not in expected), None)
+        if hidden is not None:
+            window.go_actions[hidden].trigger()  # Ctrl+N of a view not allowed changes nothing
+            assert not window.show_view(hidden) and window.current_view() == expected[0]
+        window.go_actions[access.SETTINGS].trigger()
+        assert window.current_view() == access.SETTINGS
+        view = settings_view(window)
+        assert view.may_change_station() is (ROLES[name] == "admin")
+        assert view.ledger_edit.isReadOnly() is (ROLES[name] != "admin")
+        assert view.trust_button.isEnabled() is (ROLES[name] == "admin")
+        assert window.key_injection.action.isVisible() is (ROLES[name] == "operator")
+        window.operator.log_out()
+        assert window.pages.currentWidget() is window.login_page and window.visible_views() == []
 
 
 def test_an_empty_ledger_says_how_to_add_the_first_operator(qtbot: Any, tmp_path: Path) -> None:
@@ -298,3 +313,20 @@ def test_trusted_release_keys_are_added_and_removed(qtbot: Any, window: MainWind
     assert view.trust_key_file(bad) is None and view.message_label.isVisible()
     assert view.remove_key(kid) and view.key_ids() == []
     assert view.trust_store.keys() == {}
+
+
+@pytest.mark.parametrize(
+    ("system", "language"),
+    [("zh_CN.UTF-8", "zh_CN"), ("Chinese (Simplified)_China", "zh_CN"), ("en_US.UTF-8", "en"), ("C", "en")],
+)
+def test_a_chinese_system_gets_chinese_unless_the_settings_say_otherwise(
+    monkeypatch: pytest.MonkeyPatch, system: str, language: str
+) -> None:
+    monkeypatch.setattr(i18n, "_language", None)
+    monkeypatch.delenv("NAIAD_LANG", raising=False)
+    monkeypatch.setenv("LC_ALL", system)
+    assert i18n.get_language() == language
+    apply_language(ConsoleSettings())
+    assert i18n.get_language() == language
+    apply_language(ConsoleSettings(language="en"))
+    assert i18n.get_language() == "en"
