@@ -1,4 +1,8 @@
-"""``naiad console``: create the Qt application and the bench window, and run the event loop."""
+"""``naiad console``: create the Qt application and the console window, and run the event loop.
+
+The console opens on its log-in page (:class:`~console.operator_login.LoginPage`); the language saved in its settings
+wins over the system's (which i18n reads: Chinese on a Chinese system).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ from types import FrameType
 from PyQt6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PyQt6.QtWidgets import QApplication
 
+import i18n
+
 from .composition import Wiring
+from .console_settings import ConsoleSettings
 from .main_window import MainWindow
 
 LOG = logging.getLogger(__name__)
@@ -21,7 +28,7 @@ QT_LOG = logging.getLogger("console.qt")
 
 
 def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> int:
-    """Open the bench window on ``sim_dir`` (or the real USB bus) and run until it is closed.
+    """Open the console on ``sim_dir`` (or the real USB bus), at its log-in page, and run until it is closed.
 
     Raises SimulatorNotFound, before any window opens, when ``sim_dir`` is not a directory.
     """
@@ -33,7 +40,9 @@ def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> in
     app.setOrganizationName("Naiad")
     show_info_records()
 
-    window = MainWindow(wiring)
+    settings = ConsoleSettings.load()
+    apply_language(settings)
+    window = MainWindow(wiring, settings=settings)
     with _qt_messages_to_logging(), _close_on_interrupt(window):
         window.start()
         window.show()
@@ -41,6 +50,12 @@ def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> in
     window.shutdown()
     window.deleteLater()
     return int(code)
+
+
+def apply_language(settings: ConsoleSettings) -> None:
+    """The language saved in the settings, if any, wins over the system's (which i18n reads by itself)."""
+    if settings.language is not None:
+        i18n.set_language(settings.language)
 
 
 def show_info_records() -> None:

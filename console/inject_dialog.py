@@ -1,7 +1,7 @@
 """The bench's "Inject keys" dialog: the units, the BDK to derive from, and the key store to open.
 
 The BDK list comes from the ledger as a job on the console's workers.  The key store is the software store
-(its passphrase) or the PKCS#11 token configured in the environment (its user PIN); the dialog only collects
+(its passphrase) or the PKCS#11 token of the settings or the environment (its user PIN); the dialog only collects
 the secret, hidden as it is typed: the store is opened on a worker when the run starts
 (:mod:`console.inject_run`).  Closing the dialog, by Start or Cancel, empties the secret field.
 """
@@ -81,6 +81,7 @@ class InjectDialog(QDialog):
         workers: Workers,
         load_bdks: Callable[[], list[str]],
         pkcs11: Pkcs11Config | None = None,
+        preferred: str = SOFTWARE,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("injectDialog")
@@ -99,6 +100,7 @@ class InjectDialog(QDialog):
         self.store_group.addButton(self.pkcs11_radio)
         self.software_radio.setChecked(True)
         self.pkcs11_radio.setEnabled(pkcs11 is not None)
+        self.pkcs11_radio.setChecked(preferred == PKCS11 and pkcs11 is not None)  # the station's key store first
         self.store_group.buttonToggled.connect(lambda _button, _on: self._store_changed())
         self.token_label = QLabel()
         self.token_label.setWordWrap(True)

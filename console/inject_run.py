@@ -26,9 +26,11 @@ from terminal.errors import NaiadError
 from terminal.events import Listener
 
 from .composition import Wiring
-from .inject_dialog import PKCS11, InjectDialog, InjectRequest, KeyStoreChoice, pkcs11_from_environment
+from .console_settings import ConsoleSettings
+from .inject_dialog import PKCS11, InjectDialog, InjectRequest, KeyStoreChoice
 from .keystore_option import SoftwareKeyStoreMissing
 from .operator_login import OperatorLogin, role_text
+from .recipe_job import pkcs11_config
 from .unit_card import Bench
 from .unit_picker import UnitChoice
 from .unit_runs import UnitRun, UnitRuns
@@ -146,8 +148,12 @@ class KeyInjection(UnitRuns):
         units: Callable[[], list[UnitChoice]],
         engine: KeyEngine,
         parent: QWidget | None = None,
+        settings: Callable[[], ConsoleSettings] = ConsoleSettings,
     ) -> None:
+        """``settings``: the console's settings now (the key store offered first and the PKCS#11 token; each
+        falls back to the environment)."""
         super().__init__(bench, workers, WAITING, InjectResultMissing, parent)
+        self._settings = settings
         self._stations = stations
         self._operator = operator
         self._units = units
@@ -179,13 +185,14 @@ class KeyInjection(UnitRuns):
             return None
         dialog = self.dialog
         if dialog is None:
-            engine, stations = self._engine, self._stations
+            engine, stations, settings = self._engine, self._stations, self._settings()
             dialog = InjectDialog(
                 self._units(),
                 self._window,
                 workers=self._workers,
                 load_bdks=lambda: engine.bdk_labels(stations.get()),
-                pkcs11=pkcs11_from_environment(),
+                pkcs11=pkcs11_config(settings),
+                preferred=settings.effective_keystore(),
             )
             dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             dialog.start_requested.connect(self.start)

@@ -1,11 +1,13 @@
-"""The console's main window: the bench over the log pane, a bench toolbar and the language switch.
+"""The console's main window: a log-in page, then the views the operator's role may see, over the log pane.
 
-The window wires the pieces together: discovery events (from the watcher) go to the bench, card
-requests become jobs on the console's one worker pool (:mod:`console.workers`), results come back to
-the cards.  "Flash firmware…" opens the flash dialog; a started flash is a job too, which the flash
-monitor follows on the cards.  Where the units are comes from one :class:`~console.composition.Wiring`.
-Every text is re-read in the current language by ``retranslate()``, which i18n's language listener
-triggers.
+The window is the shell: one :class:`~console.context.ConsoleContext` (wiring, workers, station, operator, bench,
+settings) handed to every view; a navigation list (Ctrl+1..Ctrl+4) over a stack of the bench, the installer wizard,
+the support desk and the settings, each shown only to the roles :func:`console.access.may_see` allows.  Before anyone
+logs in the central area is the log-in page; after ``settings.idle_lock_minutes`` without input it is the lock page
+(:mod:`console.idle_lock`), while work on the units goes on.  The window also wires the bench's actions: discovery
+events go to the cards, card requests become jobs on the one worker pool (:mod:`console.workers`), "Flash firmware…"
+opens the flash dialog.  Every text is re-read in the current language by ``retranslate()``, which i18n's language
+listener triggers.
 """
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QAction, QActionGroup, QCloseEvent
 from PyQt6.QtWidgets import (
+    QApplication,
     QComboBox,
+    QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QMainWindow,
     QMessageBox,
     QSizePolicy,
     QSplitter,
+    QStackedWidget,
     QToolBar,
     QWidget,
 )
@@ -32,21 +40,29 @@ import i18n
 from i18n import N_, _
 from terminal.errors import NaiadError
 
+from . import access, platform_access
+from .bench_view import BenchView
 from .calibration_run import CameraCalibrations, CameraEngine, EngineCamera
 from .composition import Wiring
+from .console_settings import ConsoleSettings
+from .context import ConsoleContext
 from .facepay_run import EngineFacePay, FacePayChecks, FacePayEngine
 from .flash_dialog import FlashDialog, UnitChoice, choices_from_cards
 from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
+from .idle_lock import IdleLock, LockPage
 from .inject_run import EngineKeys, KeyEngine, KeyInjection
 from .inventory_run import InventoryRegistration
 from .log_pane import LogPane
 from .merchant_binding import MerchantBinding
-from .operator_login import OperatorLogin
+from .operator_login import LoginPage, OperatorLogin
 from .platform_access import PlatformAccess
+from .settings_view import SettingsView
 from .style import UnitState, stylesheet
 from .subsidy_panel import SubsidyPanels
+from .support_desk import SupportDesk
 from .unit_card import Bench, error_texts
 from .unit_info import UnitInfoDialog, format_info_value
+from .wizard import InstallerWizard
 from .workers import DeviceWatcher, DiscoveryFactory, Job, StationProvider, Workers
 
 if TYPE_CHECKING:
@@ -69,8 +85,16 @@ def _mode_text(mode: str) -> str:
     return _("bootloader mode") if mode == "bootloader" else _("run mode")
 
 
+VIEW_CLASSES: dict[str, Callable[[ConsoleContext], QWidget]] = {
+    access.BENCH: BenchView,
+    access.WIZARD: InstallerWizard,
+    access.SUPPORT: SupportDesk,
+    access.SETTINGS: SettingsView,
+}
+
+
 class MainWindow(QMainWindow):
-    """The bench window.  Call ``start()`` to begin watching the bus; closing it stops everything."""
+    """The console window.  Call ``start()`` to begin watching the bus; closing it stops everything."""
 
     language_changed = pyqtSignal(str)
 
@@ -85,19 +109,26 @@ class MainWindow(QMainWindow):
         camera: CameraEngine | None = None,
         facepay: FacePayEngine | None = None,
         platform_config: str | None = None,
+        settings: ConsoleSettings | None = None,
+        settings_path: Path | None = None,
+        idle_seconds: float | None = None,
         parent: QWidget | None = None,
     ) -> None:
         """``make_discovery``, ``make_station``, ``flash``, ``keys``, ``camera`` and ``facepay`` stand in for the bus
-        and engines in tests; ``platform_config`` names the merchant platform's file (else
-        ``NAIAD_PLATFORM_CONFIG``)."""
+        and engines in tests; ``platform_config`` names the merchant platform's file (else the settings', else
+        ``NAIAD_PLATFORM_CONFIG``).  ``settings`` (else those in ``settings_path``, else the configuration folder's)
+        are the console's; ``idle_seconds`` overrides their idle lock minutes (tests)."""
         super().__init__(parent)
         self.wiring = wiring
+        settings = settings if settings is not None else ConsoleSettings.load(settings_path)
+        ledger_url = settings.effective_ledger_url()  # a changed ledger is used from the next start
         self.workers = Workers(parent=self)
         self.watcher = DeviceWatcher(self.workers, make_discovery or wiring.discovery, parent=self)
-        self.stations = StationProvider(make_station or wiring.station)
+        self.stations = StationProvider(make_station or (lambda: wiring.station(ledger_url)))
         self.info_dialogs: dict[str, UnitInfoDialog] = {}
         self.flash_dialog: FlashDialog | None = None
         self._closed = False
+        self._started = False
         self.setObjectName("naiadMainWindow")
         self.setStyleSheet(stylesheet())
 
@@ -105,8 +136,19 @@ class MainWindow(QMainWindow):
         self.log_pane = LogPane()
         self.flash_monitor = FlashMonitor(self.bench, self.workers, self.stations, flash, parent=self)
         self.operator = OperatorLogin(self.workers, self.stations, parent=self)
+        self.context = ConsoleContext(
+            wiring, self.workers, self.stations, self.operator, self.bench, settings, settings_path, parent=self
+        )
+        platform_access.follow_settings(lambda: self.context.settings)
         self.key_injection = KeyInjection(
-            self.bench, self.workers, self.stations, self.operator, self._unit_choices, keys or EngineKeys(wiring), self
+            self.bench,
+            self.workers,
+            self.stations,
+            self.operator,
+            self._unit_choices,
+            keys or EngineKeys(wiring),
+            self,
+            settings=lambda: self.context.settings,
         )
         self.camera = CameraCalibrations(
             self.bench, self.workers, self.stations, self.operator, camera or EngineCamera(wiring), self
@@ -120,8 +162,14 @@ class MainWindow(QMainWindow):
         self.facepay = FacePayChecks(
             self.bench, self.workers, platform, self.operator, facepay or EngineFacePay(wiring, platform), self
         )
+        self._idle_seconds = idle_seconds
+        self.idle_lock = IdleLock(self._lock_seconds(), self)
+        self.locked_by: str | None = None  # the operator logged in when the console locked
+        self._shown_for: str | None = None  # the operator the views were last shown to
+        self._hidden_windows: list[QWidget] = []
+        self._build_views()
         splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.bench)
+        splitter.addWidget(self.pages)
         splitter.addWidget(self.log_pane)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
@@ -152,13 +200,45 @@ class MainWindow(QMainWindow):
         self.inventory.summarised.connect(self._show_status)
         self.facepay.summarised.connect(self._show_status)
         self.language_changed.connect(self._on_language_changed)
+        self.operator.changed.connect(self._on_operator_changed)
+        self.idle_lock.idle.connect(self.lock)
+        self.context.settings_changed.connect(lambda _settings: self.idle_lock.set_interval(self._lock_seconds()))
         self.log_pane.attach()
         i18n.add_language_listener(self._notify_language)
         self.retranslate()
         self._units_changed()
+        self._sync_views()
         self.resize(1100, 760)
 
     # -- building -------------------------------------------------------------------------------
+
+    def _build_views(self) -> None:
+        """The pages (log-in, the views, the lock) and, on the views page, the navigation over the views."""
+        self.login_page = LoginPage(self.operator)
+        self.lock_page = LockPage(self.operator)
+        self.views: dict[str, QWidget] = {name: make(self.context) for name, make in VIEW_CLASSES.items()}
+        self.navigation = QListWidget()
+        self.navigation.setObjectName("viewNavigation")
+        self.navigation.setFixedWidth(150)
+        self.view_stack = QStackedWidget()
+        self.view_stack.setObjectName("viewStack")
+        self.view_items: dict[str, QListWidgetItem] = {}
+        for name, view in self.views.items():
+            item = QListWidgetItem()
+            item.setData(Qt.ItemDataRole.UserRole, name)
+            self.navigation.addItem(item)
+            self.view_items[name] = item
+            self.view_stack.addWidget(view)
+        self.navigation.currentRowChanged.connect(self._on_navigated)
+        self.views_page = QWidget()
+        row = QHBoxLayout(self.views_page)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.navigation)
+        row.addWidget(self.view_stack, 1)
+        self.pages = QStackedWidget()
+        self.pages.setObjectName("consolePages")
+        for page in (self.login_page, self.views_page, self.lock_page):
+            self.pages.addWidget(page)
 
     def _build_actions(self) -> None:
         menubar = self.menuBar()
@@ -176,6 +256,11 @@ class MainWindow(QMainWindow):
         assert self.operator_menu is not None
         self.operator_menu.addAction(self.operator.login_action)
         self.operator_menu.addAction(self.operator.logout_action)
+        self.lock_action = QAction(self)
+        self.lock_action.setObjectName("lockAction")
+        self.lock_action.setShortcut("Ctrl+L")
+        self.lock_action.triggered.connect(lambda _checked=False: self.lock())
+        self.operator_menu.addAction(self.lock_action)
 
         self.flash_action = QAction(self)
         self.flash_action.setObjectName("flashFirmwareAction")
@@ -189,6 +274,14 @@ class MainWindow(QMainWindow):
         self.dismiss_action.triggered.connect(self.bench.dismiss_disconnected)
         self.bench_menu.addAction(self.dismiss_action)
 
+        self.go_actions: dict[str, QAction] = {}
+        for number, name in enumerate(self.views, start=1):
+            go = QAction(self)
+            go.setShortcut(f"Ctrl+{number}")
+            go.triggered.connect(lambda _checked=False, name=name: self.show_view(name))
+            self.view_menu.addAction(go)
+            self.go_actions[name] = go
+        self.view_menu.addSeparator()
         self.language_menu = self.view_menu.addMenu("")
         assert self.language_menu is not None
         self.language_group = QActionGroup(self)
@@ -231,6 +324,9 @@ class MainWindow(QMainWindow):
         """Begin watching the bus (on the watcher's thread)."""
         LOG.info("%s", _("Watching for units on {where}", where=self.wiring.describe()))
         self.watcher.start()
+        self._started = True
+        if self.operator.session is None:
+            self.login_page.refresh()  # does the ledger have an operator yet?
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
         if not self._closed and (
@@ -264,6 +360,8 @@ class MainWindow(QMainWindow):
             return
         self._closed = True
         i18n.remove_language_listener(self._notify_language)
+        self.idle_lock.disarm()
+        platform_access.follow_settings(None)
         self.watcher.stop()
         ended = self.workers.shutdown(timeout_ms=2000)
         if self.flash_dialog is not None:
@@ -287,8 +385,10 @@ class MainWindow(QMainWindow):
     # -- language -------------------------------------------------------------------------------
 
     def set_language(self, language: str) -> None:
-        """Switch the whole application's language; every open window re-translates at once."""
-        i18n.set_language(language)
+        """Switch the whole application's language and remember it; every open window re-translates at once."""
+        settings_view = self.views[access.SETTINGS]
+        assert isinstance(settings_view, SettingsView)
+        settings_view.set_language(language)
 
     def _notify_language(self, language: str) -> None:
         # i18n may call this from any thread; the signal brings it to the GUI thread.
@@ -310,6 +410,15 @@ class MainWindow(QMainWindow):
         assert self.operator_menu is not None
         self.operator_menu.setTitle(_("&Operator"))
         self.operator.retranslate()
+        self.lock_action.setText(_("Lock the console"))
+        for name, item in self.view_items.items():
+            item.setText(_(access.VIEW_TITLES[name]))
+            self.go_actions[name].setText(_(access.VIEW_TITLES[name]))
+            retranslate = getattr(self.views[name], "retranslate", None)
+            if callable(retranslate):
+                retranslate()
+        self.login_page.retranslate()
+        self.lock_page.retranslate()
         self.key_injection.retranslate()
         self.camera.retranslate()
         self.merchants.retranslate()
@@ -341,6 +450,109 @@ class MainWindow(QMainWindow):
         if self.flash_dialog is not None:
             self.flash_dialog.retranslate()
         self._update_counts()
+
+    # -- views, login and the lock ----------------------------------------------------------------
+
+    def _lock_seconds(self) -> float:
+        if self._idle_seconds is not None:
+            return self._idle_seconds
+        return float(self.context.settings.idle_lock_minutes * 60)
+
+    def visible_views(self) -> list[str]:
+        """The views the operator logged in may see, in navigation order (none before a login)."""
+        return [name for name in self.views if access.may_see(self.operator.session, name)]
+
+    def current_view(self) -> str | None:
+        """The view shown now; None while the log-in or lock page covers the views."""
+        if self.pages.currentWidget() is not self.views_page:
+            return None
+        for name, view in self.views.items():
+            if view is self.view_stack.currentWidget():
+                return name
+        return None
+
+    def show_view(self, name: str) -> bool:
+        """Bring ``name`` to the front if the operator may see it (and the console is not locked)."""
+        if name not in self.visible_views() or self.locked_by is not None:
+            return False
+        self.navigation.setCurrentItem(self.view_items[name])
+        self.view_stack.setCurrentWidget(self.views[name])
+        return True
+
+    def _on_navigated(self, row: int) -> None:
+        item = self.navigation.item(row)
+        if item is not None and not item.isHidden():
+            self.view_stack.setCurrentWidget(self.views[str(item.data(Qt.ItemDataRole.UserRole))])
+
+    @pyqtSlot()
+    def _on_operator_changed(self) -> None:
+        session = self.operator.session
+        if self.locked_by is not None and session is not None:  # someone logged in on the lock page
+            if session.operator == self.locked_by:  # unlocked by the same operator: their windows come back
+                for window in self._hidden_windows:
+                    window.show()
+                self._hidden_windows = []
+            self._close_hidden_windows()  # another operator took over: the first one's windows close
+            self.locked_by = None
+        self._sync_views()
+
+    def _sync_views(self) -> None:
+        """Show the page and the views that fit who is logged in now and whether the console is locked."""
+        session = self.operator.session
+        visible = self.visible_views()
+        for name, item in self.view_items.items():
+            item.setHidden(name not in visible)
+            self.go_actions[name].setEnabled(name in visible)
+        if session is None:
+            self.locked_by = None
+            self._close_hidden_windows()
+            self.idle_lock.disarm()
+            self.pages.setCurrentWidget(self.login_page)
+            self.login_page.prepare()
+            if self._started:
+                self.login_page.refresh()
+        elif self.locked_by is None:
+            self.pages.setCurrentWidget(self.views_page)
+            if visible and (self.current_view() not in visible or self._shown_for != session.operator):
+                self.show_view(visible[0])  # a new operator starts on their first view; one unlocking, where they were
+            self._shown_for = session.operator
+            self.idle_lock.arm()
+        working = session is not None and self.locked_by is None
+        for widget in (self.bench_menu, self.toolbar):
+            assert widget is not None
+            widget.setEnabled(working)
+        self.lock_action.setEnabled(working)
+
+    def lock(self) -> None:
+        """Cover the views with the lock page (someone logged in only); work on the units goes on."""
+        session = self.operator.session
+        if session is None or self.locked_by is not None:
+            return
+        self.locked_by = session.operator
+        self.idle_lock.disarm()
+        self._hidden_windows = [w for w in QApplication.topLevelWidgets() if w.isVisible() and self._owns(w)]
+        for window in self._hidden_windows:
+            window.hide()
+        LOG.info("%s", _("The console locked itself; {operator} is still logged in", operator=session.operator))
+        self.lock_page.prepare()
+        self.pages.setCurrentWidget(self.lock_page)
+        self._sync_views()
+
+    def is_locked(self) -> bool:
+        return self.locked_by is not None
+
+    def _owns(self, widget: QWidget) -> bool:
+        parent = widget.parentWidget()
+        while parent is not None:
+            if parent is self:
+                return True
+            parent = parent.parentWidget()
+        return False
+
+    def _close_hidden_windows(self) -> None:
+        windows, self._hidden_windows = self._hidden_windows, []
+        for window in windows:
+            window.close()
 
     # -- discovery ------------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Every platform call is signed with the station's RSA key in the key store, so a form or panel that calls the
 platform asks for the key store's passphrase (or PIN) in a :class:`SecretField`, unless the environment holds it
 (``NAIAD_KEYSTORE_PASSPHRASE`` / ``NAIAD_PKCS11_PIN``, as for the ``naiad`` commands).  :meth:`PlatformAccess.call`
-then opens the key store and the outbox (:func:`console.platform_option.open_outbox`) on the job's worker.
+then opens the key store and the outbox (:func:`console.platform_option.open_outbox`) on the job's worker.  Which
+key store and platform configuration are the console's settings' (:func:`follow_settings`; each falls back to the
+environment when not set there).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from PyQt6.QtWidgets import QLabel, QLineEdit, QWidget
 
 from i18n import _
 
-from .inject_dialog import PKCS11, SOFTWARE, KeyStoreChoice, pkcs11_from_environment
+from .console_settings import ConsoleSettings
+from .inject_dialog import PKCS11, SOFTWARE, KeyStoreChoice
 from .inject_run import open_chosen_store
-from .keystore_option import KEYSTORE_VARIABLE, PASSPHRASE_VARIABLE, PIN_VARIABLE
+from .keystore_option import PASSPHRASE_VARIABLE, PIN_VARIABLE
 from .operator_login import OperatorLogin
 from .unit_card import Bench
 from .workers import StationProvider, Workers
@@ -30,6 +33,19 @@ if TYPE_CHECKING:
     from provisioning.outbox import Outbox
 
 T = TypeVar("T")
+
+_settings: Callable[[], ConsoleSettings] = ConsoleSettings
+
+
+def follow_settings(source: Callable[[], ConsoleSettings] | None) -> None:
+    """Take the key store and the platform configuration from ``source()`` (the open console's settings); None:
+    from the environment only, as before a console opened."""
+    global _settings
+    _settings = source if source is not None else ConsoleSettings
+
+
+def current_settings() -> ConsoleSettings:
+    return _settings()
 
 
 def fit_height(label: QLabel) -> None:
@@ -48,15 +64,15 @@ def fit_height(label: QLabel) -> None:
 @dataclass(frozen=True)
 class PlatformAccess:
     """How a console job reaches the merchant platform: the station's outbox, the platform configuration
-    (``config_path``, else ``NAIAD_PLATFORM_CONFIG``) and the key store holding the station's RSA key
-    (``NAIAD_KEYSTORE``: the software store by default)."""
+    (``config_path``, else the settings', else ``NAIAD_PLATFORM_CONFIG``) and the key store holding the station's
+    RSA key (the settings', else ``NAIAD_KEYSTORE``: the software store by default)."""
 
     stations: StationProvider
     config_path: str | None = None
 
     @staticmethod
     def store_kind() -> str:
-        return PKCS11 if os.environ.get(KEYSTORE_VARIABLE) == PKCS11 else SOFTWARE
+        return PKCS11 if current_settings().effective_keystore() == PKCS11 else SOFTWARE
 
     @classmethod
     def secret_in_environment(cls) -> bool:
@@ -68,15 +84,18 @@ class PlatformAccess:
         from enrollment.config import resolve
 
         from .platform_option import open_outbox
+        from .recipe_job import pkcs11_config
 
-        config = resolve(self.config_path)
+        settings = current_settings()
+        config_path = self.config_path or settings.effective_platform_config()
+        config = resolve(config_path)
 
         kind = self.store_kind()
         secret = secret or os.environ.get(PIN_VARIABLE if kind == PKCS11 else PASSPHRASE_VARIABLE, "")
-        pkcs11 = pkcs11_from_environment() if kind == PKCS11 else None
+        pkcs11 = pkcs11_config(settings) if kind == PKCS11 else None
         with (
             open_chosen_store(KeyStoreChoice(kind, secret, pkcs11)) as store,
-            open_outbox(self.stations.get(), self.config_path, store) as outbox,
+            open_outbox(self.stations.get(), config_path, store) as outbox,
         ):
             return use(outbox, config)
 

@@ -287,6 +287,22 @@ class TrustStore:
             LOG.info("now trusting release key %s", short_key_id(kid))
         return kid
 
+    def remove(self, kid: str) -> bool:
+        """Stop trusting the key ``kid`` (every file in the store holding it); False when it was not trusted."""
+        removed = False
+        if self.directory.is_dir():
+            for path in sorted(self.directory.glob("*.pem")):
+                try:
+                    found = key_id(load_public_key(path))
+                except (InvalidKeyFile, KeyFileNotFound):
+                    continue
+                if found == kid:
+                    path.unlink()
+                    removed = True
+        if removed:
+            LOG.info("no longer trusting release key %s", short_key_id(kid))
+        return removed
+
     def keys(self) -> dict[str, PublicKey]:
         """Every trusted key by id.  A file that is not a usable key is skipped with a warning."""
         found: dict[str, PublicKey] = {}

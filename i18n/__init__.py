@@ -75,8 +75,9 @@ def _unquote(literal: str) -> str:
 
 
 def normalize_language(name: str | None) -> str:
-    """Map ``zh``, ``zh_CN.UTF-8``, ``zh-Hans`` ... to ``zh_CN``; anything else to English."""
-    if name and name.replace("-", "_").lower().startswith("zh"):
+    """Map ``zh``, ``zh_CN.UTF-8``, ``zh-Hans``, Windows' ``Chinese (Simplified)_China`` ... to ``zh_CN``; anything
+    else to English."""
+    if name and name.replace("-", "_").lower().startswith(("zh", "chinese")):
         return "zh_CN"
     return DEFAULT_LANGUAGE
 

@@ -464,7 +464,13 @@ def test_all_console_work_runs_as_jobs_on_the_one_worker_pool(
     engine.gate.set()
     qtbot.waitUntil(lambda: not win.flash_monitor.running(), timeout=WAIT_MS)
     win.close()
-    assert [name for name, _workers in started] == ["discovery", "action", "reading a bundle", "flash"]
+    assert [name for name, _workers in started] == [
+        "discovery",
+        "operator count",
+        "action",
+        "reading a bundle",
+        "flash",
+    ]
     assert all(workers is win.workers for _name, workers in started)
     assert not win.watcher.is_running() and not win.workers.busy_units()
 

@@ -1,0 +1,140 @@
+"""The idle lock: a console left without a key press or a mouse event for a while locks itself.
+
+:class:`IdleLock` watches the whole application's input through an event filter and restarts one single-shot
+timer on it; when the timer runs out it emits ``idle`` and the shell covers the views with a :class:`LockPage`.
+The page names who is logged in and asks for their password again (checked as a job, like any login); another
+operator may log in instead, which logs the first out.  Work running on units goes on while the console is locked.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PyQt6.QtCore import QElapsedTimer, QEvent, QObject, Qt, QTimer, pyqtSignal
+from PyQt6.QtWidgets import QApplication, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from i18n import _
+
+from .operator_login import LoginForm, OperatorLogin, role_text
+
+LOG = logging.getLogger(__name__)
+
+INPUT_EVENTS = frozenset(
+    {
+        QEvent.Type.KeyPress,
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.MouseButtonDblClick,
+        QEvent.Type.Wheel,
+        QEvent.Type.TouchBegin,
+        QEvent.Type.MouseMove,
+    }
+)
+MOVE_RESTART_MS = 250
+"""A moving mouse restarts the timer at most this often (a move sends hundreds of events a second)."""
+
+
+class IdleLock(QObject):
+    """Emits ``idle`` once after ``seconds`` without input while armed (GUI thread only)."""
+
+    idle = pyqtSignal()
+
+    def __init__(self, seconds: float, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._expired)
+        self._since_restart = QElapsedTimer()
+        self._installed = False
+        self.set_interval(seconds)
+
+    def set_interval(self, seconds: float) -> None:
+        """Lock after ``seconds`` without input from now on (restarts the count when armed)."""
+        self._timer.setInterval(max(1, round(seconds * 1000)))
+        if self._timer.isActive():
+            self._restart()
+
+    def interval_ms(self) -> int:
+        return self._timer.interval()
+
+    def armed(self) -> bool:
+        return self._timer.isActive()
+
+    def arm(self) -> None:
+        """Start counting (someone logged in or unlocked)."""
+        app = QApplication.instance()
+        if app is not None and not self._installed:
+            app.installEventFilter(self)
+            self._installed = True
+        self._restart()
+
+    def disarm(self) -> None:
+        """Stop counting (nobody logged in, or already locked) and stop watching input."""
+        self._timer.stop()
+        app = QApplication.instance()
+        if app is not None and self._installed:
+            app.removeEventFilter(self)
+            self._installed = False
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        kind = None if event is None else event.type()
+        if kind in INPUT_EVENTS and (kind != QEvent.Type.MouseMove or self._since_restart.elapsed() >= MOVE_RESTART_MS):
+            self._restart()
+        return False  # only watching: every event goes on to its widget
+
+    def _restart(self) -> None:
+        self._since_restart.start()
+        self._timer.start()
+
+    def _expired(self) -> None:
+        self.disarm()
+        self.idle.emit()
+
+
+class LockPage(QWidget):
+    """What covers the views while locked: who is logged in, their password to unlock, or another operator."""
+
+    def __init__(self, operator: OperatorLogin, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("lockPage")
+        self._operator = operator
+        self.title = QLabel()
+        self.title.setObjectName("lockTitle")
+        self.title.setWordWrap(True)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.form = LoginForm(operator)
+        self.other_button = QPushButton()
+        self.other_button.setObjectName("lockOtherOperator")
+        self.other_button.clicked.connect(self.other_operator)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        layout.addWidget(self.title)
+        layout.addWidget(self.form, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addWidget(self.other_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(2)
+        self.retranslate()
+
+    def prepare(self) -> None:
+        """Ready the page for the operator logged in now: their name filled in, the password to type."""
+        session = self._operator.session
+        self.form.reset(session.operator if session is not None else "")
+        self.retranslate()
+
+    def other_operator(self) -> None:
+        """Let another operator log in here (the first is logged out once they have)."""
+        self.form.reset("")
+
+    def retranslate(self) -> None:
+        session = self._operator.session
+        if session is None:
+            self.title.setText(_("The console is locked."))
+        else:
+            self.title.setText(
+                _(
+                    "The console is locked. {operator} ({role}) is logged in: type the password to unlock. "
+                    "Work on the units goes on meanwhile.",
+                    operator=session.operator,
+                    role=role_text(session.role),
+                )
+            )
+        self.other_button.setText(_("Log in as another operator"))
+        self.form.retranslate()
