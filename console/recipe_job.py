@@ -12,7 +12,7 @@ job's error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,13 +48,24 @@ class RecipeRequest:
     workers: int | None = None
 
 
-def recipe_job(context: ConsoleContext, request: RecipeRequest, name: str = "recipe") -> Job:
-    """The job running ``request``; it holds its units until it ends.  Start it with ``context.workers.start``."""
+def recipe_job(
+    context: ConsoleContext,
+    request: RecipeRequest,
+    name: str = "recipe",
+    *,
+    listen: Callable[[Listener], Listener] | None = None,
+) -> Job:
+    """The job running ``request``; it holds its units until it ends.  Start it with ``context.workers.start``.
+
+    ``listen`` puts a listener of the view's in front of the job's own, on the worker (the face-pay check's
+    depth colouring: the GUI thread then only shows pictures)."""
     settings = context.settings
 
     def work(listener: Listener) -> BatchRun:
         from provisioning.pipeline import run_recipe
 
+        if listen is not None:
+            listener = listen(listener)
         with console_resources(context, settings, request, listener) as resources:
             return run_recipe(request.recipe, request.serials, resources, workers=request.workers)
 

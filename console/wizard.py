@@ -438,9 +438,12 @@ class InstallerWizard(QWidget):
             program=self.subsidy_page.program() if key == SUBSIDY else None,
             reports_dir=reports_dir(self.context) if key == DONE else None,
         )
-        job = recipe_job(self.context, request, name=f"wizard {part.name}")
+        from .facepay_run import FaceColouring  # the face-pay page's depth pictures, coloured on the worker
+
+        job = recipe_job(
+            self.context, request, name=f"wizard {part.name}", listen=FaceColouring if key == FACEPAY else None
+        )
         if key == FACEPAY:
-            _colour_faces(job)
             job.observed.connect(self._on_observed)
         job.phase_started.connect(self._on_phase_started)
         job.progressed.connect(self._on_progressed)
@@ -618,16 +621,6 @@ class InstallerWizard(QWidget):
         self.next_button.setText(_("Next"))
         self._draw_banner()
         self._sync()
-
-
-def _colour_faces(job: Job) -> None:
-    """Colour each face observation's depth on the job's worker (:class:`console.facepay_run.FaceColouring`), so
-    the GUI thread only shows pictures: the job's work gets the colouring listener in front of its own."""
-    from .facepay_run import FaceColouring
-
-    work = job.work
-    assert work is not None, "a job not yet started"
-    job.work = lambda listener: work(FaceColouring(listener))
 
 
 __all__ = ["InstallerWizard", "UnitProgress", "WizardPartFailed", "read_progress", "report_file", "reports_dir"]
