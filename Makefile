@@ -53,5 +53,17 @@ screenshot: setup
 catalogs: setup
 	$(PY) -m i18n.extract
 
+# The console and the CLI packaged with PyInstaller into one folder, dist/naiad/ (build.spec; docs/packaging.md).
+# PyInstaller is the `package` extra, installed here and not by setup, so `make test` does not pay for it.
+.PHONY: package package-check
+package: setup
+	$(PY) -m pip install --quiet -e '.[package]'
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN build.spec
+	du -sh dist/naiad
+
+# Runs the packaged programs (tests/test_package.py): the simulator, devices, the console offscreen, the demo.
+package-check: package
+	NAIAD_PACKAGED=dist/naiad $(PY) -m pytest -p no:cacheprovider tests/test_package.py
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
