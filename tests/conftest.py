@@ -67,6 +67,22 @@ def sim(sim_factory: Any) -> SimHandle:
     return handle
 
 
+@pytest.fixture(scope="module")
+def module_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHandle]:
+    """One simulated terminal in run mode shared by a module's tests that leave it as they found it (reads,
+    refused requests): a simulator costs about 2 s to start and stop.  Reach its units by their pty; unlike
+    ``sim`` it does not set NAIAD_SIM."""
+    from simulator import launcher
+
+    handle = SimHandle(tmp_path_factory.mktemp("module-sim"))
+    launcher.start_detached(handle.state_dir, 1)
+    try:
+        yield handle
+    finally:
+        if handle.control.running():
+            launcher.stop(handle.state_dir)
+
+
 @pytest.fixture(autouse=True)
 def _language_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A test that switches the language (``--lang``, the console's switch) leaves the next one in English."""
