@@ -124,7 +124,23 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database()
 
 
+SLOW_DEFAULT_S = 10.0
+"""The weight of a ``slow`` mark that does not say its ``seconds``."""
+
+
+def _slow_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    if marker is None:
+        return 0.0
+    return float(marker.kwargs.get("seconds", SLOW_DEFAULT_S))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` first: each file stays on one worker (``--dist loadfile``), so a long file started
-    last would keep one core busy alone at the end of the run (the kill test once did, for 75 s)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Files with ``slow`` tests first, the longest first (``pytest.mark.slow(seconds=N)``: about how long the
+    file takes), every file's tests together in their own order.  Each file stays on one worker (``--dist
+    loadfile``, files sent in this order with ``--no-loadscope-reorder``), so a long file started last would keep
+    one core busy alone at the end of the run (the kill test once did, for 75 s)."""
+    weight: dict[Path, float] = {}
+    for item in items:
+        weight[item.path] = max(weight.get(item.path, 0.0), _slow_seconds(item))
+    items.sort(key=lambda item: -weight[item.path])  # stable: the collection's order otherwise

@@ -56,7 +56,7 @@ def test_unknown_request_is_refused_with_a_typed_error(module_sim: Any) -> None:
     assert "unknown-type" in str(caught.value)
 
 
-@pytest.mark.slow  # 1 % of bytes lost: 15-60 s
+@pytest.mark.slow(seconds=30)  # 1 % of bytes lost: 15-60 s
 def test_noisy_link_never_executes_twice(sim_factory: Any) -> None:
     sim = sim_factory(terminals=1, ber=1e-4, drop=0.01)
     serial = sim.serials()[0]
