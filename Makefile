@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml tools/setup-system.sh
 demo: setup
 	$(PY) -m console.cli demo
 
+# pytest-postgresql's plugin is not used (tests/pg.py starts the server) and costs every worker 0.7 s CPU to load.
 test: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -p no:pytest_postgresql $(PYTEST_ARGS)
 
 # ruff (lint and format) and mypy strict over every package, console/, tools/ and bench/ included: part of `make test`.
 lint: setup
