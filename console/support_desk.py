@@ -118,8 +118,10 @@ class SupportDesk(QWidget):
         self.status.setObjectName("supportStatus")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # errors carry unit, platform and scanned text
         self.unit_title = QLabel()
         self.unit_title.setObjectName("supportUnit")
+        self.unit_title.setTextFormat(Qt.TextFormat.PlainText)
         self.unit_title.setStyleSheet("font-size: 15px; font-weight: bold;")
         self.diagnose_button = QPushButton()
         self.diagnose_button.setObjectName("supportDiagnose")

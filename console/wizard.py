@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PyQt6.QtCore import QUrl, pyqtSlot
+from PyQt6.QtCore import Qt, QUrl, pyqtSlot
 from PyQt6.QtGui import QDesktopServices
 from PyQt6.QtWidgets import (
     QFileDialog,
@@ -179,6 +179,8 @@ class InstallerWizard(QWidget):
         self.banner = QLabel()
         self.banner.setObjectName("wizardBanner")
         self.banner.setWordWrap(True)
+        for label in (self.unit_label, self.banner):
+            label.setTextFormat(Qt.TextFormat.PlainText)
         self.banner.hide()
 
         self.secret_row = QWidget()
