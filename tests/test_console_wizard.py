@@ -143,6 +143,24 @@ def test_a_part_of_a_recipe_is_a_recipe_of_its_own_and_needs_only_its_own_settin
         whole.part("a/b", ["report"])
 
 
+def test_the_update_is_counted_done_per_bundle_not_once_for_ever(tmp_path: Path) -> None:
+    """A unit updated with one bundle is not "already done" when Settings name another: the update part's ledger
+    name carries its settings' digest; the other parts keep their plain names."""
+    from console.wizard import part_names, part_recipe
+
+    first, second = tmp_path / "df2-1.0.naiadfw", tmp_path / "df2-1.1.naiadfw"
+    for bundle in (first, second):
+        bundle.write_bytes(b"not read here")
+    one = part_recipe(UPDATE, {"firmware-update.bundle": str(first)})
+    again = part_recipe(UPDATE, {"firmware-update.bundle": str(first)})
+    other = part_recipe(UPDATE, {"firmware-update.bundle": str(second)})
+    assert one.name == again.name and one.name.startswith("installer-onsite/update-") and len(one.name) <= 64
+    assert other.name != one.name and [s.name for s in other.steps] == ["firmware-update"]
+    names = part_names({"firmware-update.bundle": str(first)})
+    assert names[UPDATE] == one.name and names[CAMERA] == "installer-onsite/camera"
+    assert part_names({})[UPDATE] == "installer-onsite/update"  # no bundle: the update is skipped, never run
+
+
 # -- the wizard on a simulated unit ------------------------------------------------------------------------------
 
 
@@ -220,7 +238,8 @@ def test_the_wizard_takes_a_unit_from_connect_to_done_through_an_unplug(
     with world.ledger() as ledger:
         steps = ledger.unit_steps(serial)
         runs = {run.recipe for run in ledger.unit_runs(serial) if run.status == "succeeded"}
-    assert runs >= {f"{RECIPE}/{part}" for part in ("update", "camera", "face-pay", "subsidy", "report")}
+    assert runs >= {f"{RECIPE}/{part}" for part in ("camera", "face-pay", "subsidy", "report")}
+    assert any(run.startswith(f"{RECIPE}/update-") for run in runs)  # named after its bundle's settings
     with world.ledger() as ledger:
         [camera_run] = [run for run in ledger.unit_runs(serial) if run.recipe == f"{RECIPE}/camera"]
         assert [s.status for s in ledger.run_steps(camera_run.id)][-1] == "succeeded"  # the one run, resumed
