@@ -84,6 +84,7 @@ LOG = logging.getLogger(__name__)
 
 BUNDLE_SETTING = "firmware-update.bundle"
 REPORTS_FOLDER = "reports"
+SAVE_AGAIN = N_("Then press “Save a copy…” again and choose another place.")
 REPORT_PREFERENCE = (".pdf", ".html")
 """The report file handed to the merchant: the PDF, else the HTML page."""
 
@@ -598,19 +599,22 @@ class InstallerWizard(QWidget):
         target = Path(chosen)
 
         def copy(_listener: object) -> Path:
-            shutil.copyfile(report, target)
+            from provisioning.reports import ReportNotWritten
+
+            try:
+                shutil.copyfile(report, target)
+            except OSError as exc:  # a folder, no right to write, no room, the report itself
+                reason = exc.strerror or _("it is not a file that can be written")
+                raise ReportNotWritten(path=str(target), reason=reason) from exc
             return target
 
         job = Job(copy, name="wizard report copy")
         job.succeeded.connect(self.done_page.saved)
-        job.failed.connect(
-            lambda error: self.done_page.set_status(
-                N_("The copy was not saved: {reason}"),
-                failed=True,
-                reason=getattr(error, "strerror", None) or type(error).__name__,
-            )
-        )
-        self.context.workers.start(job)
+        job.failed.connect(lambda error: self.done_page.set_error(error, SAVE_AGAIN))
+        try:
+            self.context.workers.start(job)
+        except NaiadError as exc:
+            self.done_page.set_error(exc, SAVE_AGAIN)
 
     # -- drawing -----------------------------------------------------------------------------------------------
 

@@ -183,6 +183,7 @@ class WizardPage(QWidget):
         self.status_label.hide()
         self._status: tuple[str, dict[str, object], bool] | None = None  # msgid, params, failed
         self._error: BaseException | None = None
+        self._hint: str | None = None  # what to do after the error, when not the page's retry_hint
         self.body = QVBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.heading)
@@ -199,9 +200,10 @@ class WizardPage(QWidget):
         self._status = None if msgid is None else (msgid, params, failed)
         self._draw_status()
 
-    def set_error(self, error: BaseException) -> None:
+    def set_error(self, error: BaseException, hint: str | None = None) -> None:
+        """``error`` with its remedy, then ``hint`` (a msgid; None: the page's :attr:`retry_hint`)."""
         self._status = None
-        self._error = error
+        self._error, self._hint = error, hint
         self._draw_status()
 
     @property
@@ -210,7 +212,7 @@ class WizardPage(QWidget):
 
     def _draw_status(self) -> None:
         if self._error is not None:
-            show_marked(self.status_label, error_lines(self._error, self.retry_hint), failed=True)
+            show_marked(self.status_label, error_lines(self._error, self._hint or self.retry_hint), failed=True)
         elif self._status is not None:
             msgid, params, failed = self._status
             show_marked(self.status_label, _(msgid, **params), failed=failed)
@@ -723,6 +725,8 @@ class DonePage(StepPage):
 
     def saved(self, where: Path) -> None:
         self._saved = where
+        if self.error is not None:  # an earlier copy refused: said no more
+            self.set_status(None)
         self.retranslate()
 
     def reset(self) -> None:

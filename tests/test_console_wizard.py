@@ -230,6 +230,11 @@ def test_the_wizard_takes_a_unit_from_connect_to_done_through_an_unplug(
     assert opened == [str(report)]
     copy = world.root / "copy-for-the-merchant" / report.name
     copy.parent.mkdir()
+    monkeypatch.setattr("console.wizard.QFileDialog.getSaveFileName", lambda *args: (str(copy.parent), ""))
+    wizard.done_page.save_button.click()  # a folder: refused in plain words, with what to do
+    qtbot.waitUntil(lambda: wizard.done_page.error is not None, timeout=STEP_MS)
+    refused = wizard.done_page.status_label.text()
+    assert "could not be written" in refused and "Error" not in refused and "Save a copy" in refused, refused
     monkeypatch.setattr("console.wizard.QFileDialog.getSaveFileName", lambda *args: (str(copy), ""))
     wizard.done_page.save_button.click()
     qtbot.waitUntil(copy.is_file, timeout=STEP_MS)
