@@ -488,6 +488,7 @@ class MerchantPage(WizardPage):
         for edit in (self.merchant_edit, self.store_edit):
             edit.setMaxLength(64)
             edit.textChanged.connect(lambda _text: self._refresh())
+            edit.textEdited.connect(lambda _text: self._typed())
         self.qr_caption, self.merchant_caption, self.store_caption = QLabel(), QLabel(), QLabel()
         self.qr_message, self.merchant_message, self.store_message = (wrapped("wizardField") for _i in range(3))
         grid = QGridLayout()
@@ -518,6 +519,15 @@ class MerchantPage(WizardPage):
                 self.merchant_edit.setText(merchant.merchant_id)
                 self.store_edit.setText(merchant.store_id)
         self._refresh()
+
+    def _typed(self) -> None:
+        """An id typed by hand: the ids are no longer the QR text's, so a refused scan no longer holds Next."""
+        if self.qr_edit.text():
+            blocked = self.qr_edit.blockSignals(True)
+            self.qr_edit.clear()
+            self.qr_edit.blockSignals(blocked)
+            self._qr_error = None
+            self._refresh()
 
     def set_merchant(self, merchant: Merchant | None) -> None:
         """Fill in the store the unit was bound to before (the wizard opened again)."""

@@ -161,6 +161,40 @@ def test_the_update_is_counted_done_per_bundle_not_once_for_ever(tmp_path: Path)
     assert part_names({})[UPDATE] == "installer-onsite/update"  # no bundle: the update is skipped, never run
 
 
+def test_a_refused_qr_text_changes_nothing_and_typing_the_ids_goes_on(qtbot: Any) -> None:
+    from PyQt6.QtTest import QTest
+
+    from console.wizard_pages import MerchantPage
+
+    page = MerchantPage()
+    qtbot.addWidget(page)
+    page.set_merchant(None)
+    page.qr_edit.setText("https://example.com/not-a-merchant\n")
+    assert page.qr_message.text() and not page.merchant_edit.text() and not page.ready()
+    QTest.keyClicks(page.merchant_edit, "M-100")  # as the remedy says: type the ids instead
+    QTest.keyClicks(page.store_edit, "S-1")
+    assert not page.qr_edit.text() and not page.qr_message.text() and page.ready()
+    assert page.merchant() is not None and page.merchant().merchant_id == "M-100"  # type: ignore[union-attr]
+
+
+def test_step_details_and_errors_from_a_unit_are_shown_as_text(qtbot: Any) -> None:
+    from PyQt6.QtCore import Qt
+    from PyQt6.QtWidgets import QLabel
+
+    from console.wizard_pages import CameraPage
+    from provisioning.steps import StepOutcome
+    from terminal.errors import NaiadError
+
+    hostile = 'x <img src="file:///etc/naiad.png"><h1>FAKE OK</h1>'
+    page = CameraPage()
+    qtbot.addWidget(page)
+    page.end([StepOutcome("field-check", False, detail=hostile)], NaiadError(hostile))
+    assert hostile in page.step_details["field-check"].text()
+    for label in page.findChildren(QLabel):
+        if label.objectName().startswith("wizard"):
+            assert label.textFormat() == Qt.TextFormat.PlainText, label.objectName()
+
+
 # -- the wizard on a simulated unit ------------------------------------------------------------------------------
 
 
