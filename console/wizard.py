@@ -384,7 +384,8 @@ class InstallerWizard(QWidget):
         self.merchant = progress.merchant
         self.merchant_page.set_merchant(progress.merchant)
         self.connect_page.set_status(None)
-        LOG.info("installer wizard: unit %s, parts done before: %s", serial, ", ".join(sorted(progress.done)) or "-")
+        done = ", ".join(sorted(progress.done)) or "-"
+        LOG.info("%s", _("Installer wizard: unit {serial}, parts done before: {parts}", serial=serial, parts=done))
         self._go(self._first_not_done())
 
     def _first_not_done(self) -> int:
@@ -496,7 +497,7 @@ class InstallerWizard(QWidget):
         self.running = recipe.name
         self.away = False
         page.begin()
-        LOG.info("installer wizard: %s on %s", recipe.name, self.serial)
+        LOG.info("%s", _("Installer wizard: {recipe} started on {serial}", recipe=recipe.name, serial=self.serial))
         self._sync()
 
     def _may_start(self, key: str) -> bool:
@@ -525,9 +526,13 @@ class InstallerWizard(QWidget):
         page.end(outcomes, error)
         if key == DONE and error is None:
             self._report_written(outcomes)
-        elapsed = "" if self.started_at is None else f" ({time.monotonic() - self.started_at:.1f} s since Connect)"
-        LOG.info("installer wizard: %s on %s %s%s", ran, self.serial,
-                 "failed" if error else "done", elapsed)  # fmt: skip
+        seconds = "?" if self.started_at is None else f"{time.monotonic() - self.started_at:.1f}"
+        ended = (
+            N_("Installer wizard: {recipe} on {serial} failed, {seconds} s after Connect")
+            if error
+            else N_("Installer wizard: {recipe} on {serial} done, {seconds} s after Connect")
+        )
+        LOG.info("%s", _(ended, recipe=ran, serial=self.serial, seconds=seconds))
         self._draw_banner()
         self._sync()
 
