@@ -75,7 +75,7 @@ def unit_serial(text: str) -> str:
     from provisioning.ledger.validate import serial as valid_serial
 
     typed = text.strip()
-    shown = typed if len(typed) <= 40 else typed[:40] + "…"
+    shown = "".join(c if c.isprintable() else "?" for c in typed[:40]) + ("…" if len(typed) > 40 else "")
     try:
         if typed.upper().startswith(LABEL_PREFIX) or ";" in typed:
             return parse_label_text(typed)[0]

@@ -250,3 +250,14 @@ def test_unit_and_ledger_text_is_shown_as_text_never_as_html(qtbot: QtBot) -> No
     assert HOSTILE in panel.reasons.text() and HOSTILE in panel.verdict.text()
     item = panel.checks.topLevelItem(0)
     assert item is not None and "<img" not in item.toolTip(2) and "&lt;img" in item.toolTip(2)
+
+
+def test_a_scanners_whitespace_is_ignored_and_hostile_text_refused_in_plain_words() -> None:
+    from console.support_desk import UnitNotRecognised, unit_serial
+
+    assert unit_serial("  SN-0001\r\n") == "SN-0001"
+    for hostile in ("SN\x00<b>1", "x" * 100_000, "NAIAD1;S=\x00"):
+        with pytest.raises(UnitNotRecognised) as refused:
+            unit_serial(hostile)
+        shown = str(refused.value)
+        assert "\x00" not in shown and len(shown) < 200, shown
