@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     from PyQt6.QtCore import QEventLoop
     from PyQt6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication([])
+    found = QApplication.instance()
+    app = found if isinstance(found, QApplication) else QApplication([])
     from console.bench_view import BenchView
     from console.console_settings import ConsoleSettings
     from console.context import ConsoleContext
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     from console.unit_card import Bench
     from console.workers import DeviceWatcher, StationProvider, Workers
 
-    app.setStyleSheet(stylesheet())  # type: ignore[union-attr]
+    app.setStyleSheet(stylesheet())
     views = args.calibration_views
     print(
         f"distributor-bulk on {args.units} simulated units in the console's bench view: {args.firmware_mib} MiB "
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
             operator.changed.emit()
             deadline = time.monotonic() + 60
             while len(bench.attached()) < args.units and time.monotonic() < deadline:
-                app.processEvents()  # type: ignore[union-attr]
+                app.processEvents()
                 time.sleep(0.01)
             view.choose("distributor-bulk")
             view.form.set_values(world.overrides("distributor-bulk"))
@@ -171,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"run: {done} of {args.units} units succeeded in {wall:.1f} s = {done / wall * 3600:.0f} units/hour "
                 f"(reconciliation: {'ok' if outcome.batch.reconciliation.ok else 'NOT ok'})"
             )
+            for unit in outcome.batch.units:
+                if unit.result == "failed":
+                    print(f"  failed: {unit.serial}: {unit.error}")
+            print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
             if probe.stalls:
                 print("GUI thread during stalls (samples, innermost first):")
                 for place, count in probe.stalls.most_common(12):

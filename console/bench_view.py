@@ -11,6 +11,7 @@ recipe file opened; a recipe file that is wrong shows its error with its line, a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,7 +99,7 @@ def bench_job(context: ConsoleContext, request: RecipeRequest, folder: Path) -> 
         files, error = write_reports(batch, stations.get(), folder, as_json=True)
         return BenchOutcome(batch, folder, files, error)
 
-    job.work = work  # type: ignore[assignment]
+    job.work = work
     return job
 
 
@@ -160,7 +161,7 @@ class BenchView(QWidget):
         self._serials: tuple[str, ...] = ()
         self._files: list[str] = []  # recipe files opened, in order
         self._error: BaseException | None = None  # the chosen recipe's error (shown; Start stays off)
-        self.ask_secret = self._ask_secret
+        self.ask_secret: Callable[[], str | None] = self._ask_secret
         """Asks the key store's secret ("" or None: not given); tests replace it."""
 
         self.recipe_caption = QLabel()
@@ -541,7 +542,8 @@ class BenchView(QWidget):
             data = self.recipe_box.itemData(index)
             if data != OPEN_FILE:
                 self.recipe_box.setItemData(index, data, Qt.ItemDataRole.ToolTipRole)
-        recipe = outline(self.source()) if self.source() else None
+        source = self.source()
+        recipe = outline(source) if source else None
         self.description.setText(recipe.title() if recipe is not None else "")
         self.recipe_box.setToolTip(_("The recipe Start runs ({shortcut})", shortcut=SHORTCUTS["choose_recipe"]))
         self.settings_box.setTitle(_("Site settings"))

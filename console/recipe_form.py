@@ -53,7 +53,7 @@ def recipe_fields(source: str) -> list[FormField]:
     for table in tables if isinstance(tables, list) else []:
         step = table.get("name") if isinstance(table, dict) else None
         cls = STEPS.get(step) if isinstance(step, str) else None
-        if cls is None:
+        if cls is None or not isinstance(step, str):
             continue
         for setting in cls.settings:
             given = table.get(setting.name)

@@ -27,6 +27,7 @@ from console.operator_login import OperatorLogin
 from console.unit_card import Bench
 from console.workers import DeviceWatcher, StationProvider, Workers
 from i18n import _
+from terminal.errors import NaiadError
 
 RUN_MS = 120_000
 UNITS = 4
@@ -120,7 +121,11 @@ def test_a_bulk_run_of_four_units_shows_each_card_the_summary_and_the_reports(
     assert failed.step_label.isVisibleTo(failed) and failed.remedy_label.isVisibleTo(failed)  # on the card itself
     words = _("Failed at “{step}”: {message}", step=_(step), message=str(failed.error))
     assert failed.step_label.text() == words
-    assert failed.error.remedy_text and failed.error.remedy_text in failed.remedy_label.text()
+    assert (
+        isinstance(failed.error, NaiadError)
+        and failed.error.remedy_text
+        and failed.error.remedy_text in failed.remedy_label.text()
+    )
     summary = view.summary
     assert summary.isVisible()
     assert summary.counts() == {"succeeded": UNITS - 1, "failed": 1, "already-done": 0, "held-elsewhere": 0}
@@ -159,7 +164,11 @@ def test_the_key_store_secret_is_asked_when_the_environment_has_none(
     view = console.view
     monkeypatch.delenv("NAIAD_KEYSTORE_PASSPHRASE")
     asked: list[bool] = []
-    view.ask_secret = lambda: asked.append(True)  # type: ignore[assignment,func-returns-value]
+
+    def cancel() -> None:
+        asked.append(True)
+
+    view.ask_secret = cancel
     view.choose("distributor-bulk")
     view.form.set_values(world.overrides("distributor-bulk"))
     assert view.start() is None  # cancelled at the question: nothing starts
