@@ -11,6 +11,7 @@ recipe file opened; a recipe file that is wrong shows its error with its line, a
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,9 +157,11 @@ class BenchView(QWidget):
         self.context = context
         self.bench = context.bench
         self.job: Job | None = None
+        """The last run started (None once it ended)."""
+        self.runs: dict[Job, tuple[str, tuple[str, ...]]] = {}
+        """The runs going on: each job's recipe and units (another run may start on units left free)."""
         self.recipe: Recipe | None = None
         self.outcome: BenchOutcome | None = None
-        self._serials: tuple[str, ...] = ()
         self._files: list[str] = []  # recipe files opened, in order
         self._error: BaseException | None = None  # the chosen recipe's error (shown; Start stays off)
         self.ask_secret: Callable[[], str | None] = self._ask_secret
@@ -394,15 +397,11 @@ class BenchView(QWidget):
             self.status.setText(
                 _("Give the settings marked required: {settings}", settings=", ".join(self.form.missing()))
             )
-        elif self.job is not None:
-            self.status.setText(
-                _("Running {recipe} on {count} units…", recipe=self._recipe_name(), count=len(self._serials))
-            )
+        elif self.runs:
+            recipe, running = list(self.runs.values())[-1]
+            self.status.setText(_("Running {recipe} on {count} units…", recipe=recipe, count=len(running)))
         else:
             self.status.setText("")
-
-    def _recipe_name(self) -> str:
-        return self.recipe.name if self.recipe is not None else ""
 
     def start(self) -> Job | None:
         """Start the chosen recipe on the ticked units (none ticked: every attached unit); None when refused (the
@@ -434,15 +433,18 @@ class BenchView(QWidget):
         job = bench_job(self.context, request, folder)
         del secret, request
         self.bench.follow(job)
-        job.step_finished.connect(self._on_unit_finished)
-        job.succeeded.connect(self._on_succeeded)
-        job.failed.connect(self._on_refused)
+        units = tuple(serials)
+        job.step_finished.connect(lambda event: self._on_unit_finished(event, units))
+        held = weakref.ref(job)  # the slots must not keep the job alive (a cycle through its own connections)
+        job.succeeded.connect(lambda outcome: self._on_succeeded(held(), outcome))
+        job.failed.connect(lambda error: self._on_refused(held(), error))
         try:
             self.context.workers.start(job)
         except NaiadError as exc:
             self._set_error(exc)
             return None
-        self.job, self._serials, self.outcome = job, tuple(serials), None
+        self.job, self.outcome = job, None
+        self.runs[job] = (recipe.name, units)
         self.summary.hide()
         self.bench.select_none()
         self.bench.begin_recipe(recipe.name, serials, WAITING)
@@ -468,11 +470,9 @@ class BenchView(QWidget):
 
     # -- the run's outcomes -----------------------------------------------------------------------------
 
-    def _on_unit_finished(self, event: StepFinished) -> None:
-        if self.recipe is None and self.job is None:
-            return
+    def _on_unit_finished(self, event: StepFinished, serials: tuple[str, ...]) -> None:
         unit = event.result
-        if event.step != getattr(unit, "recipe", None) or event.unit not in self._serials:
+        if event.step != getattr(unit, "recipe", None) or event.unit not in serials:
             return  # a step's own finish inside the recipe: the pipeline's comes at the unit's end
         self._show_unit(event.unit, unit)  # type: ignore[arg-type]
 
@@ -494,15 +494,16 @@ class BenchView(QWidget):
                 card.show_error(error, sticky=True, step=failed_step_label(unit))
         card.end_job()
 
-    def _on_succeeded(self, outcome: BenchOutcome) -> None:
-        self.job = None
+    def _on_succeeded(self, job: Job | None, outcome: BenchOutcome) -> None:
+        _recipe, serials = self.runs.pop(job, ("", ())) if job is not None else ("", ())
+        self.job = None if self.job is job else self.job
         self.outcome = outcome
         shown = {unit.serial for unit in outcome.batch.units}
         for unit in outcome.batch.units:
             card = self.bench.card(unit.serial)
             if card is not None and card.in_job:
                 self._show_unit(unit.serial, unit)
-        for serial in self._serials:
+        for serial in serials:
             card = self.bench.card(serial)
             if serial not in shown and card is not None:
                 card.clear_step()
@@ -514,9 +515,10 @@ class BenchView(QWidget):
             LOG.info("%s", line)
         self._sync_start()
 
-    def _on_refused(self, error: BaseException) -> None:
-        self.job = None
-        for serial in self._serials:
+    def _on_refused(self, job: Job | None, error: BaseException) -> None:
+        _recipe, serials = self.runs.pop(job, ("", ())) if job is not None else ("", ())
+        self.job = None if self.job is job else self.job
+        for serial in serials:
             card = self.bench.card(serial)
             if card is not None:
                 card.show_error(error, sticky=True)
