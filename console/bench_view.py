@@ -91,17 +91,13 @@ def bench_job(context: ConsoleContext, request: RecipeRequest, folder: Path) -> 
     from .recipe_job import recipe_job
     from .station_resources import write_reports
 
-    job = recipe_job(context, request, name="bench")
-    run, stations = job.work, context.stations
-    assert run is not None
+    stations = context.stations
 
-    def work(listener: object) -> BenchOutcome:
-        batch: BatchRun = run(listener)  # type: ignore[arg-type,assignment]
+    def report(batch: BatchRun) -> BenchOutcome:
         files, error = write_reports(batch, stations.get(), folder, as_json=True)
         return BenchOutcome(batch, folder, files, error)
 
-    job.work = work
-    return job
+    return recipe_job(context, request, name="bench", then=report)
 
 
 def outline(source: str) -> Recipe | None:

@@ -54,20 +54,23 @@ def recipe_job(
     name: str = "recipe",
     *,
     listen: Callable[[Listener], Listener] | None = None,
+    then: Callable[[BatchRun], object] | None = None,
 ) -> Job:
     """The job running ``request``; it holds its units until it ends.  Start it with ``context.workers.start``.
 
     ``listen`` puts a listener of the view's in front of the job's own, on the worker (the face-pay check's
-    depth colouring: the GUI thread then only shows pictures)."""
+    depth colouring: the GUI thread then only shows pictures); ``then(batch)``, when given, runs on the worker after
+    the batch and its return is the job's result (the bench writes the batch's report)."""
     settings = context.settings
 
-    def work(listener: Listener) -> BatchRun:
+    def work(listener: Listener) -> object:
         from provisioning.pipeline import run_recipe
 
         if listen is not None:
             listener = listen(listener)
         with console_resources(context, settings, request, listener) as resources:
-            return run_recipe(request.recipe, request.serials, resources, workers=request.workers)
+            batch = run_recipe(request.recipe, request.serials, resources, workers=request.workers)
+        return batch if then is None else then(batch)
 
     return Job(work, request.serials, name, release_on="end")
 
