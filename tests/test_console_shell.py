@@ -297,6 +297,10 @@ def test_a_ledger_password_is_never_shown(
         assert DB_SECRET not in every_text(window)
         window.operator.log_out()
     assert DB_SECRET not in caplog.text and DB_SECRET not in "\n".join(window.log_pane.lines())
+    assert DB_SECRET not in repr(window.context.settings)
+    saved = tmp_path / "console.json"
+    assert ConsoleSettings.load(saved).ledger_url == url and saved.stat().st_mode & 0o077 == 0  # this user's only
+    assert not (tmp_path / "console.json.tmp").exists()
     window.close()
 
 
