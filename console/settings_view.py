@@ -77,7 +77,10 @@ def masked_url(url: str | None) -> str:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if "password" in parsed.query:  # libpq also takes the password as a parameter
+            parsed = parsed.update_query_dict({"password": MASK})
+        return parsed.render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return ""
 
@@ -98,14 +101,17 @@ def checked_url(typed: str, saved: str | None) -> str | None:
         raise LedgerUrlInvalid(reason=N_("it must start with a database name and ://")) from None
     if not url.drivername or url.drivername.split("+")[0] not in ("sqlite", "postgresql"):
         raise LedgerUrlInvalid(reason=N_("only PostgreSQL and SQLite ledgers are supported"))
+    old = None
+    if saved:
+        try:
+            old = make_url(saved)
+        except (ArgumentError, ValueError):
+            old = None
     if url.password == MASK:
-        old = None
-        if saved:
-            try:
-                old = make_url(saved)
-            except (ArgumentError, ValueError):
-                old = None
         url = url.set(password=old.password if old is not None else None)
+    if url.query.get("password") == MASK:
+        kept = old.query.get("password") if old is not None else None
+        url = url.update_query_dict({"password": kept}) if kept else url.difference_update_query(["password"])
     return url.render_as_string(hide_password=False)
 
 
@@ -227,7 +233,7 @@ class SettingsView(QWidget):
         settings = self.context.settings
         self.idle_spin.setValue(settings.idle_lock_minutes)
         self.ledger_edit.setText(masked_url(settings.ledger_url))
-        self.keystore_combo.setCurrentIndex(max(0, self.keystore_combo.findData(settings.keystore or SOFTWARE)))
+        self.keystore_combo.setCurrentIndex(max(0, self.keystore_combo.findData(settings.effective_keystore())))
         self.module_edit.setText(settings.pkcs11_module or "")
         self.token_edit.setText(settings.pkcs11_token or "")
         self.platform_edit.setText(settings.platform_config or "")
@@ -314,8 +320,10 @@ class SettingsView(QWidget):
         if not self.may_change_station():
             return changed
         module, token = self.module_edit.text().strip() or None, self.token_edit.text().strip() or None
-        keystore = str(self.keystore_combo.currentData())
-        if keystore == PKCS11 and (module is None) != (token is None):
+        chosen = str(self.keystore_combo.currentData())
+        # not set here and left as the environment gives it: stays not set (follows NAIAD_KEYSTORE)
+        keystore = chosen if settings.keystore is not None or chosen != settings.effective_keystore() else None
+        if chosen == PKCS11 and (module is None) != (token is None):
             raise Pkcs11Incomplete()
         return replace(
             changed,

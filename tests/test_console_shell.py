@@ -22,7 +22,7 @@ from console.composition import Wiring
 from console.console_settings import ConsoleSettings
 from console.main_window import MainWindow
 from console.operator_login import LoginForm
-from console.settings_view import SettingsView
+from console.settings_view import SettingsView, masked_url
 from console.workers import Job
 from enrollment.config import PlatformConfig
 from firmware.signing import generate_release_key
@@ -302,6 +302,20 @@ def test_a_ledger_password_is_never_shown(
     assert ConsoleSettings.load(saved).ledger_url == url and saved.stat().st_mode & 0o077 == 0  # this user's only
     assert not (tmp_path / "console.json.tmp").exists()
     window.close()
+    in_query = f"postgresql://naiad@db.example/naiad?password={DB_SECRET}&sslmode=require"
+    assert DB_SECRET not in masked_url(in_query)
+
+
+def test_saving_as_admin_keeps_the_key_store_of_the_environment(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE", "pkcs11")
+    submit(qtbot, window.login_page.form, "root", PASSWORDS["root"])
+    view = settings_view(window)
+    assert view.keystore_combo.currentData() == "pkcs11"  # what is in force, not "software" for "not set"
+    view.idle_spin.setValue(12)
+    assert view.save()
+    assert window.context.settings.keystore is None and window.context.settings.effective_keystore() == "pkcs11"
 
 
 def test_trusted_release_keys_are_added_and_removed(qtbot: Any, window: MainWindow, tmp_path: Path) -> None:
