@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from helpers import IdleDiscovery
+from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QWidget
 
 import i18n
@@ -211,6 +212,54 @@ def test_idle_console_locks_and_only_the_password_unlocks_while_work_goes_on(
     assert session is not None and session.operator == "ivy" and not window.is_locked()
     assert window.current_view() == access.WIZARD
     window.close()
+
+
+def bench_actions_shown(window: MainWindow) -> dict[str, bool]:
+    menu = window.bench_menu.menuAction()
+    assert menu is not None
+    return {
+        "flash": window.flash_action.isVisible(),
+        "dismiss": window.dismiss_action.isVisible(),
+        "inject": window.key_injection.action.isVisible(),
+        "menu": menu.isVisible(),
+    }
+
+
+def test_bench_actions_only_for_the_bench_never_before_a_login_nor_behind_the_lock(
+    qtbot: Any, window: MainWindow
+) -> None:
+    nothing = {"flash": False, "dismiss": False, "inject": False, "menu": False}
+    assert bench_actions_shown(window) == nothing
+    submit(qtbot, window.login_page.form, "ivy", PASSWORDS["ivy"])  # an installer: no bench, no keys
+    assert bench_actions_shown(window) == {"flash": False, "dismiss": False, "inject": False, "menu": True}
+    window.operator.log_out()
+    assert bench_actions_shown(window) == nothing
+    submit(qtbot, window.login_page.form, "olga", PASSWORDS["olga"])
+    assert bench_actions_shown(window) == {"flash": True, "dismiss": True, "inject": True, "menu": True}
+    window.lock()
+    assert bench_actions_shown(window) == nothing
+    assert not any(go.isEnabled() for go in window.go_actions.values())
+    assert not window.operator.logout_action.isEnabled()  # only a password gets past the lock
+    window.set_language("zh_CN")  # re-reading the texts does not bring them back
+    assert bench_actions_shown(window) == nothing and not window.operator.logout_action.isEnabled()
+    window.set_language("en")
+
+
+def test_the_lock_hides_windows_opened_behind_it_and_a_question_it_ended(
+    qtbot: Any, window: MainWindow, tmp_path: Path
+) -> None:
+    submit(qtbot, window.login_page.form, "root", PASSWORDS["root"])
+    view = settings_view(window)
+    (tmp_path / "release").mkdir()
+    kid = view.trust_key_file(generate_release_key(tmp_path / "release").public)
+    view.keys_list.setCurrentRow(0)
+    QTimer.singleShot(50, window.lock)  # the idle lock fires while "Remove the key?" waits for an answer
+    view._remove_selected()
+    assert window.is_locked() and view.key_ids() == [kid]  # the question ended unanswered: nothing removed
+    info = window.show_info("NAIAD0001", {"model": "F1"})  # a job that ends behind the lock
+    qtbot.waitUntil(lambda: not info.isVisible(), timeout=WAIT_MS)
+    submit(qtbot, window.lock_page.form, "root", PASSWORDS["root"])  # the question is gone: no traceback
+    assert not window.is_locked() and info.isVisible()
 
 
 # -- settings ------------------------------------------------------------------------------------------------------
