@@ -23,6 +23,7 @@ from console.composition import Wiring
 from console.console_settings import ConsoleSettings
 from console.main_window import MainWindow
 from console.operator_login import LoginForm
+from console.recipe_job import RecipeRequest, recipe_job
 from console.settings_view import SettingsView, masked_url
 from console.workers import Job
 from enrollment.config import PlatformConfig
@@ -260,6 +261,26 @@ def test_the_lock_hides_windows_opened_behind_it_and_a_question_it_ended(
     qtbot.waitUntil(lambda: not info.isVisible(), timeout=WAIT_MS)
     submit(qtbot, window.lock_page.form, "root", PASSWORDS["root"])  # the question is gone: no traceback
     assert not window.is_locked() and info.isVisible()
+
+
+def test_a_recipe_job_runs_as_the_operator_who_started_it(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioning.recipes import load_recipe
+
+    seen: list[object] = []
+
+    def resources(*args: Any, **kwargs: Any) -> Any:
+        seen.append(args[2])  # the session
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("console.station_resources.build_resources", resources)
+    submit(qtbot, window.login_page.form, "olga", PASSWORDS["olga"])
+    job = recipe_job(window.context, RecipeRequest(load_recipe("support-diagnose"), ("NAIAD0001",)))
+    window.operator.log_out()  # before a worker takes the job up (the pool may be busy)
+    with qtbot.waitSignal(job.failed, timeout=WAIT_MS):
+        window.workers.start(job)
+    assert [getattr(session, "operator", None) for session in seen] == ["olga"]
 
 
 # -- settings ------------------------------------------------------------------------------------------------------
