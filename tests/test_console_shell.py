@@ -418,3 +418,14 @@ def test_a_chinese_system_gets_chinese_unless_the_settings_say_otherwise(
     assert i18n.get_language() == language
     apply_language(ConsoleSettings(language="en"))
     assert i18n.get_language() == "en"
+
+
+@pytest.mark.parametrize(("shown", "language"), [(["zh-Hans-CN", "en-US"], "zh_CN"), (["en-GB"], "en")])
+def test_without_lang_the_system_display_language_decides(
+    monkeypatch: pytest.MonkeyPatch, shown: list[str], language: str
+) -> None:
+    for name in ("NAIAD_LANG", "LC_ALL", "LANG"):  # Windows, or a macOS app started from the Finder
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(i18n, "_language", None)
+    apply_language(ConsoleSettings(), system_languages=shown)
+    assert i18n.get_language() == language
