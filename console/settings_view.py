@@ -69,6 +69,11 @@ class KeyNotRemoved(NaiadError):
     remedy = N_("Check that the trusted keys folder {path} is writable.")
 
 
+class ReportsFolderInvalid(NaiadError):
+    message = N_("The reports folder must be a full path to a folder, not {path}")
+    remedy = N_("Choose the folder with Choose…, or leave it empty for the reports folder in Naiad's data folder.")
+
+
 def masked_url(url: str | None) -> str:
     """``url`` with its password as ``***`` (an unparsable URL is shown as nothing rather than risk a secret)."""
     if not url:
@@ -113,6 +118,17 @@ def checked_url(typed: str, saved: str | None) -> str | None:
         kept = old.query.get("password") if old is not None else None
         url = url.update_query_dict({"password": kept}) if kept else url.difference_update_query(["password"])
     return url.render_as_string(hide_password=False)
+
+
+def checked_reports_dir(path: str) -> str | None:
+    """The reports folder to save (None when empty): a full path that is not a file (made when a report is
+    written); ReportsFolderInvalid otherwise."""
+    path = path.strip()
+    if not path:
+        return None
+    if not Path(path).is_absolute() or Path(path).is_file():
+        raise ReportsFolderInvalid(path=path)
+    return path
 
 
 def checked_platform_config(path: str) -> str | None:
@@ -332,7 +348,7 @@ class SettingsView(QWidget):
             pkcs11_module=module,
             pkcs11_token=token,
             platform_config=checked_platform_config(self.platform_edit.text()),
-            reports_dir=self.reports_edit.text().strip() or None,
+            reports_dir=checked_reports_dir(self.reports_edit.text()),
         )
 
     def save(self) -> bool:

@@ -329,7 +329,7 @@ def test_settings_are_saved_and_read_back(qtbot: Any, window: MainWindow, tmp_pa
     assert ConsoleSettings.load(tmp_path / "console.json").language == "en"
 
 
-@pytest.mark.parametrize("field", ["ledger", "platform", "pkcs11"])
+@pytest.mark.parametrize("field", ["ledger", "platform", "pkcs11", "reports"])
 def test_a_bad_value_is_refused_and_nothing_saved(qtbot: Any, window: MainWindow, tmp_path: Path, field: str) -> None:
     submit(qtbot, window.login_page.form, "root", PASSWORDS["root"])
     view = settings_view(window)
@@ -342,10 +342,13 @@ def test_a_bad_value_is_refused_and_nothing_saved(qtbot: Any, window: MainWindow
         bad.write_text("[platform]\nurl = 3\n", encoding="utf-8")
         view.platform_edit.setText(str(bad))
         expected = "is not usable"
-    else:
+    elif field == "pkcs11":
         view.keystore_combo.setCurrentIndex(view.keystore_combo.findData("pkcs11"))
         view.module_edit.setText("/usr/lib/softhsm/libsofthsm2.so")
         expected = "needs both its module file and its token label"
+    else:
+        view.reports_edit.setText("reports")
+        expected = "The reports folder must be a full path to a folder, not reports"
     view.save_button.click()
     assert view.message_label.isVisible() and expected in view.message_label.text()
     assert not (tmp_path / "console.json").exists() and window.context.settings == ConsoleSettings()
