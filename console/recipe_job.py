@@ -24,6 +24,7 @@ from .workers import Job
 if TYPE_CHECKING:
     from enrollment.config import Merchant, PlatformConfig
     from keys.store_pkcs11 import Pkcs11Config
+    from provisioning.operators import OperatorSession
     from provisioning.pipeline import BatchRun
     from provisioning.recipes import Recipe
     from provisioning.steps import Resources
@@ -61,14 +62,14 @@ def recipe_job(
     ``listen`` puts a listener of the view's in front of the job's own, on the worker (the face-pay check's
     depth colouring: the GUI thread then only shows pictures); ``then(batch)``, when given, runs on the worker after
     the batch and its return is the job's result (the bench writes the batch's report)."""
-    settings = context.settings
+    settings, session = context.settings, context.operator.session  # who asked, not who is logged in when it runs
 
     def work(listener: Listener) -> object:
         from provisioning.pipeline import run_recipe
 
         if listen is not None:
             listener = listen(listener)
-        with console_resources(context, settings, request, listener) as resources:
+        with console_resources(context, settings, request, listener, session=session) as resources:
             batch = run_recipe(request.recipe, request.serials, resources, workers=request.workers)
         return batch if then is None else then(batch)
 
@@ -77,9 +78,15 @@ def recipe_job(
 
 @contextmanager
 def console_resources(
-    context: ConsoleContext, settings: ConsoleSettings, request: RecipeRequest, listener: Listener | None
+    context: ConsoleContext,
+    settings: ConsoleSettings,
+    request: RecipeRequest,
+    listener: Listener | None,
+    *,
+    session: OperatorSession | None = None,
 ) -> Iterator[Resources]:
-    """The resources of ``request``'s recipe, opened on the calling (worker) thread and closed after the block."""
+    """The resources of ``request``'s recipe, opened on the calling (worker) thread and closed after the block;
+    ``session``: the operator who asked for the run (None: the one logged in now)."""
     from provisioning.steps import needed
 
     from .inject_dialog import KeyStoreChoice
@@ -103,7 +110,7 @@ def console_resources(
         yield build_resources(
             context.wiring,
             station,
-            context.operator.session,
+            session if session is not None else context.operator.session,
             listener=listener,
             store=store,
             outbox=outbox,
