@@ -29,6 +29,8 @@ from console.workers import DeviceWatcher, StationProvider, Workers
 from i18n import _
 from terminal.errors import NaiadError
 
+pytestmark = pytest.mark.slow(seconds=40)  # a demo world, then distributor-bulk on 4 units: about 40 s
+
 RUN_MS = 120_000
 UNITS = 4
 

@@ -33,7 +33,7 @@ from provisioning import operators as ops
 from provisioning.pipeline import run_recipe
 from provisioning.recipes import load_recipe
 
-pytestmark = pytest.mark.slow  # a demo world and a full diagnosis: about 25 s
+pytestmark = pytest.mark.slow(seconds=25)  # a demo world and a full diagnosis: about 25 s
 
 WAIT_MS = 60_000
 

@@ -31,6 +31,10 @@ from provisioning import pipeline
 from provisioning.recipes import RecipePartInvalid, load_recipe, load_recipe_part
 from provisioning.registration import UnitToRegister, register_inventory
 
+pytestmark = pytest.mark.slow(
+    seconds=35
+)  # a demo world, then one unit from Connect to Done through an unplug: about 35 s
+
 LOG = logging.getLogger(__name__)
 RECIPE = "installer-onsite"
 STEP_MS = 90_000  # a generous bound for one page's part on a loaded machine (never a figure asserted)
