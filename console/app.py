@@ -1,20 +1,21 @@
 """``naiad console``: create the Qt application and the console window, and run the event loop.
 
 The console opens on its log-in page (:class:`~console.operator_login.LoginPage`); the language saved in its settings
-wins over the system's (which i18n reads: Chinese on a Chinese system).
+wins over the system's (Chinese on a Chinese system: :func:`apply_language`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-from PyQt6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
+from PyQt6.QtCore import QLocale, QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PyQt6.QtWidgets import QApplication
 
 import i18n
@@ -25,6 +26,8 @@ from .main_window import MainWindow
 
 LOG = logging.getLogger(__name__)
 QT_LOG = logging.getLogger("console.qt")
+LANGUAGE_VARIABLES = ("NAIAD_LANG", "LC_ALL", "LANG")
+"""What i18n reads for the language before Python's locale (the same order)."""
 
 
 def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> int:
@@ -52,10 +55,19 @@ def run_console(sim_dir: str | None = None, argv: list[str] | None = None) -> in
     return int(code)
 
 
-def apply_language(settings: ConsoleSettings) -> None:
-    """The language saved in the settings, if any, wins over the system's (which i18n reads by itself)."""
+def apply_language(settings: ConsoleSettings, system_languages: Sequence[str] | None = None) -> None:
+    """The language saved in the settings, if any, wins over the system's.  The system's is ``NAIAD_LANG``,
+    ``LC_ALL`` or ``LANG`` when one is set (i18n reads them), else the display language Qt reads from the system
+    (``system_languages``, else ``QLocale.system().uiLanguages()``): Windows and a Finder-started macOS app set no
+    LANG, and their regional format, which Python's locale gives, need not be their display language."""
     if settings.language is not None:
         i18n.set_language(settings.language)
+        return
+    if any(os.environ.get(name) for name in LANGUAGE_VARIABLES):
+        return
+    languages = list(system_languages if system_languages is not None else QLocale.system().uiLanguages())
+    if languages:
+        i18n.set_language(languages[0])  # zh-CN, zh-Hans-CN ... -> zh_CN; any other -> English
 
 
 def show_info_records() -> None:

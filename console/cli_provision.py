@@ -12,7 +12,6 @@ what to do).  Exit 1 when any unit failed.  Presentation only: :mod:`provisionin
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,9 +22,10 @@ from rich.text import Text
 from i18n import N_, _
 from terminal.errors import NaiadError
 
-from .cli_common import Command, emit_json, err, fail, json_option, option, out, problem_text, reported
+from .cli_common import Command, emit_json, fail, json_option, option, out, problem_text, reported
 from .cli_root import Settings, pass_settings
 from .platform_option import platform_options
+from .station_resources import batch_folder_name, write_reports
 
 if TYPE_CHECKING:
     from enrollment.config import Merchant
@@ -90,12 +90,6 @@ def check_unit_choice(devices: Sequence[str], all_units: bool) -> None:
     """``--device`` or ``--all``, one of the two: said before anything is read or opened."""
     if bool(devices) == all_units:
         raise click.UsageError(_("Name the units with --device SERIAL (once per unit) or give --all, one of the two."))
-
-
-def batch_folder_name(recipe: str, now: dt.datetime | None = None) -> str:
-    """A batch's folder under the reports directory: the recipe and the UTC time it started."""
-    moment = now or dt.datetime.now(dt.UTC)
-    return f"{recipe}-{moment:%Y%m%dT%H%M%SZ}"
 
 
 def load_checked_recipe(name: str, overrides: dict[str, str], as_json: bool) -> Recipe:
@@ -337,27 +331,6 @@ def run_batch(
     ):
         resources.listener = listener
         return run_recipe(recipe, serials, resources, workers=workers)
-
-
-def write_reports(
-    batch: BatchRun, station: Station, folder: Path, as_json: bool = False
-) -> tuple[list[Path], NaiadError | None]:
-    """The batch's report in ``folder`` and no error; a report that cannot be written is said on stderr (people)
-    or returned for the JSON (:func:`reports_json`): the batch stands."""
-    from provisioning.reports import write_batch_report
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        return write_batch_report(batch, station.ledger, folder), None
-    except OSError as exc:
-        from provisioning.reports import ReportNotWritten
-
-        problem: NaiadError = ReportNotWritten(path=str(folder), reason=exc.strerror or str(exc))
-    except NaiadError as exc:
-        problem = exc
-    if not as_json:
-        err().print(_("The batch report could not be written: {problem}", problem=problem_text(problem)), markup=False)
-    return [], problem
 
 
 def reports_json(folder: Path, files: Sequence[Path], error: NaiadError | None) -> dict[str, Any]:

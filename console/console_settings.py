@@ -35,8 +35,9 @@ class ConsoleSettings:
 
     language: str | None = None
     """zh_CN or en; None: the system's (Chinese on a Chinese system)."""
-    ledger_url: str | None = None
-    """A SQLAlchemy URL (PostgreSQL for a shared ledger); None: ``NAIAD_LEDGER``, else the default SQLite file."""
+    ledger_url: str | None = field(default=None, repr=False)
+    """A SQLAlchemy URL (PostgreSQL for a shared ledger; kept out of ``repr``: it may hold a password); None:
+    ``NAIAD_LEDGER``, else the default SQLite file."""
     keystore: str | None = None
     """software or pkcs11; None: ``NAIAD_KEYSTORE``, else software."""
     pkcs11_module: str | None = None
@@ -90,12 +91,22 @@ class ConsoleSettings:
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw and _valid(f.name, raw[f.name])})
 
     def save(self, path: Path | None = None) -> None:
-        """Write the settings to ``path`` (else the default), through a temporary file and a rename."""
+        """Write the settings to ``path`` (else the default), through a temporary file and a rename, readable by
+        this user only (the ledger URL may hold a password).  OSError when it cannot be: the old file stays."""
         path = path if path is not None else default_path()
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(asdict(self), ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
         temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
+        try:
+            with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+                os.chmod(temporary, 0o600)  # an old temporary file keeps its mode through O_CREAT
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
 
 
 def default_path() -> Path:

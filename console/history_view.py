@@ -8,6 +8,7 @@ filter narrows the list.  Presentation only: the desk reads the history on a wor
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import Qt
@@ -33,6 +34,7 @@ class HistoryView(QWidget):
         self.summary = QLabel()
         self.summary.setObjectName("historySummary")
         self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)  # the unit's model as the ledger holds it
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.kind_label = QLabel()
         self.kind_filter = QComboBox()
@@ -107,10 +109,16 @@ class HistoryView(QWidget):
                     event.operator or "",
                 ]
             )
-            item.setToolTip(2, event.what)
+            item.setToolTip(2, plain_tooltip(event.what))
             self.tree.addTopLevelItem(item)
         for column in range(len(HEADINGS)):
             self.tree.resizeColumnToContents(column)
+
+
+def plain_tooltip(text: str) -> str:
+    """``text`` (from the ledger, a unit or the platform) as a tooltip that shows it as typed: a tooltip is rich text
+    whenever its first line holds something like a tag."""
+    return f"<p style='white-space:pre-wrap'>{html.escape(text)}</p>" if text else ""
 
 
 def _summary(history: UnitHistory) -> str:

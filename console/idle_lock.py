@@ -3,13 +3,15 @@
 :class:`IdleLock` watches the whole application's input through an event filter and restarts one single-shot
 timer on it; when the timer runs out it emits ``idle`` and the shell covers the views with a :class:`LockPage`.
 The page names who is logged in and asks for their password again (checked as a job, like any login); another
-operator may log in instead, which logs the first out.  Work running on units goes on while the console is locked.
+operator may log in instead, which logs the first out.  Work running on units goes on while the console is locked;
+:class:`LockedWindows` keeps the console's other windows hidden meanwhile, those a job opens too.
 """
 
 from __future__ import annotations
 
 import logging
 
+from PyQt6 import sip
 from PyQt6.QtCore import QElapsedTimer, QEvent, QObject, Qt, QTimer, pyqtSignal
 from PyQt6.QtWidgets import QApplication, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -88,6 +90,73 @@ class IdleLock(QObject):
     def _expired(self) -> None:
         self.disarm()
         self.idle.emit()
+
+
+class LockedWindows(QObject):
+    """The windows of ``owner`` (its dialogs and panels) hidden while the console is locked (GUI thread only).
+
+    :meth:`hide` hides those open and, until :meth:`restore` or :meth:`close`, any that opens meanwhile (a job
+    ending behind the lock); :meth:`restore` shows them again, :meth:`close` closes them.  A window deleted while
+    hidden (a question the hiding ended, a dialog replaced) is skipped."""
+
+    def __init__(self, owner: QWidget) -> None:
+        super().__init__(owner)
+        self._owner = owner
+        self._windows: list[QWidget] = []
+        self._watching = False
+
+    def hide(self) -> None:
+        self._windows = [w for w in QApplication.topLevelWidgets() if w.isVisible() and self._owns(w)]
+        for window in self._windows:
+            window.hide()
+        app = QApplication.instance()
+        if app is not None and not self._watching:
+            app.installEventFilter(self)
+            self._watching = True
+
+    def restore(self) -> None:
+        for window in self._take():
+            window.show()
+
+    def close(self) -> None:
+        for window in self._take():
+            window.close()
+
+    def hidden(self) -> list[QWidget]:
+        return [w for w in self._windows if not sip.isdeleted(w)]
+
+    def _take(self) -> list[QWidget]:
+        app = QApplication.instance()
+        if app is not None and self._watching:
+            app.removeEventFilter(self)
+            self._watching = False
+        windows, self._windows = self.hidden(), []
+        return windows
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        if (
+            event is not None
+            and event.type() == QEvent.Type.Show
+            and isinstance(watched, QWidget)
+            and watched.isWindow()
+            and self._owns(watched)
+        ):
+            if watched not in self._windows:
+                self._windows.append(watched)
+            QTimer.singleShot(0, lambda window=watched: self._hide_later(window))  # not inside its own show
+        return False
+
+    def _hide_later(self, window: QWidget) -> None:
+        if self._watching and not sip.isdeleted(window):
+            window.hide()
+
+    def _owns(self, widget: QWidget) -> bool:
+        parent = widget.parentWidget()
+        while parent is not None:
+            if parent is self._owner:
+                return True
+            parent = parent.parentWidget()
+        return False
 
 
 class LockPage(QWidget):

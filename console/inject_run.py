@@ -167,9 +167,13 @@ class KeyInjection(UnitRuns):
         self._sync()
         self.retranslate()
 
+    def allowed(self) -> bool:
+        """Whether the operator logged in may inject keys (role ``operator``)."""
+        return self._operator.has_role(ROLE)
+
     def _sync(self) -> None:
         """Only an operator of role ``operator`` sees the action; logging out closes its dialog."""
-        allowed = self._operator.has_role(ROLE)
+        allowed = self.allowed()
         self.action.setVisible(allowed)
         if not allowed and self.dialog is not None:
             self.dialog.close()

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QAction, QActionGroup, QCloseEvent
 from PyQt6.QtWidgets import (
-    QApplication,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -49,7 +48,7 @@ from .context import ConsoleContext
 from .facepay_run import EngineFacePay, FacePayChecks, FacePayEngine
 from .flash_dialog import FlashDialog, UnitChoice, choices_from_cards
 from .flash_monitor import FlashMonitor, FlashRun, FlashUnits, flash_with_engine
-from .idle_lock import IdleLock, LockPage
+from .idle_lock import IdleLock, LockedWindows, LockPage
 from .inject_run import EngineKeys, KeyEngine, KeyInjection
 from .inventory_run import InventoryRegistration
 from .log_pane import LogPane
@@ -166,7 +165,7 @@ class MainWindow(QMainWindow):
         self.idle_lock = IdleLock(self._lock_seconds(), self)
         self.locked_by: str | None = None  # the operator logged in when the console locked
         self._shown_for: str | None = None  # the operator the views were last shown to
-        self._hidden_windows: list[QWidget] = []
+        self.locked_windows = LockedWindows(self)
         self._build_views()
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.pages)
@@ -409,7 +408,8 @@ class MainWindow(QMainWindow):
         self.file_menu.setTitle(_("&File"))
         assert self.operator_menu is not None
         self.operator_menu.setTitle(_("&Operator"))
-        self.operator.retranslate()
+        self.operator.retranslate()  # (it enables Log out again for anyone logged in)
+        self._sync_actions()
         self.lock_action.setText(_("Lock the console"))
         for name, item in self.view_items.items():
             item.setText(_(access.VIEW_TITLES[name]))
@@ -489,10 +489,8 @@ class MainWindow(QMainWindow):
         session = self.operator.session
         if self.locked_by is not None and session is not None:  # someone logged in on the lock page
             if session.operator == self.locked_by:  # unlocked by the same operator: their windows come back
-                for window in self._hidden_windows:
-                    window.show()
-                self._hidden_windows = []
-            self._close_hidden_windows()  # another operator took over: the first one's windows close
+                self.locked_windows.restore()
+            self.locked_windows.close()  # another operator took over: the first one's windows close
             self.locked_by = None
         self._sync_views()
 
@@ -502,10 +500,9 @@ class MainWindow(QMainWindow):
         visible = self.visible_views()
         for name, item in self.view_items.items():
             item.setHidden(name not in visible)
-            self.go_actions[name].setEnabled(name in visible)
         if session is None:
             self.locked_by = None
-            self._close_hidden_windows()
+            self.locked_windows.close()
             self.idle_lock.disarm()
             self.pages.setCurrentWidget(self.login_page)
             self.login_page.prepare()
@@ -517,11 +514,26 @@ class MainWindow(QMainWindow):
                 self.show_view(visible[0])  # a new operator starts on their first view; one unlocking, where they were
             self._shown_for = session.operator
             self.idle_lock.arm()
-        working = session is not None and self.locked_by is None
-        for widget in (self.bench_menu, self.toolbar):
-            assert widget is not None
-            widget.setEnabled(working)
+        self._sync_actions()
+
+    def _sync_actions(self) -> None:
+        """Each action only for who may use it: the bench's for those who see the bench, none of the menus' work
+        before a login or over the lock page (where only the password, or another operator's, gets past)."""
+        working = self.operator.session is not None and self.locked_by is None
+        visible = self.visible_views() if working else []
+        for name, go in self.go_actions.items():
+            go.setEnabled(name in visible)
+        for action in (self.flash_action, self.dismiss_action):
+            action.setVisible(access.BENCH in visible)
+        self.key_injection.action.setVisible(working and self.key_injection.allowed())
+        assert self.bench_menu is not None
+        self.bench_menu.setEnabled(working)
+        shown = [a for a in self.bench_menu.actions() if a.isVisible() and not a.isSeparator()]
+        menu_action = self.bench_menu.menuAction()
+        if menu_action is not None:
+            menu_action.setVisible(working and bool(shown))
         self.lock_action.setEnabled(working)
+        self.operator.logout_action.setEnabled(working)  # not from behind the lock: that needs a password
 
     def lock(self) -> None:
         """Cover the views with the lock page (someone logged in only); work on the units goes on."""
@@ -530,9 +542,7 @@ class MainWindow(QMainWindow):
             return
         self.locked_by = session.operator
         self.idle_lock.disarm()
-        self._hidden_windows = [w for w in QApplication.topLevelWidgets() if w.isVisible() and self._owns(w)]
-        for window in self._hidden_windows:
-            window.hide()
+        self.locked_windows.hide()
         LOG.info("%s", _("The console locked itself; {operator} is still logged in", operator=session.operator))
         self.lock_page.prepare()
         self.pages.setCurrentWidget(self.lock_page)
@@ -540,19 +550,6 @@ class MainWindow(QMainWindow):
 
     def is_locked(self) -> bool:
         return self.locked_by is not None
-
-    def _owns(self, widget: QWidget) -> bool:
-        parent = widget.parentWidget()
-        while parent is not None:
-            if parent is self:
-                return True
-            parent = parent.parentWidget()
-        return False
-
-    def _close_hidden_windows(self) -> None:
-        windows, self._hidden_windows = self._hidden_windows, []
-        for window in windows:
-            window.close()
 
     # -- discovery ------------------------------------------------------------------------------
 

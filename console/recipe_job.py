@@ -12,7 +12,7 @@ job's error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from .workers import Job
 if TYPE_CHECKING:
     from enrollment.config import Merchant, PlatformConfig
     from keys.store_pkcs11 import Pkcs11Config
+    from provisioning.operators import OperatorSession
     from provisioning.pipeline import BatchRun
     from provisioning.recipes import Recipe
     from provisioning.steps import Resources
@@ -48,24 +49,44 @@ class RecipeRequest:
     workers: int | None = None
 
 
-def recipe_job(context: ConsoleContext, request: RecipeRequest, name: str = "recipe") -> Job:
-    """The job running ``request``; it holds its units until it ends.  Start it with ``context.workers.start``."""
-    settings = context.settings
+def recipe_job(
+    context: ConsoleContext,
+    request: RecipeRequest,
+    name: str = "recipe",
+    *,
+    listen: Callable[[Listener], Listener] | None = None,
+    then: Callable[[BatchRun], object] | None = None,
+) -> Job:
+    """The job running ``request``; it holds its units until it ends.  Start it with ``context.workers.start``.
 
-    def work(listener: Listener) -> BatchRun:
+    ``listen`` puts a listener of the view's in front of the job's own, on the worker (the face-pay check's
+    depth colouring: the GUI thread then only shows pictures); ``then(batch)``, when given, runs on the worker after
+    the batch and its return is the job's result (the bench writes the batch's report)."""
+    settings, session = context.settings, context.operator.session  # who asked, not who is logged in when it runs
+
+    def work(listener: Listener) -> object:
         from provisioning.pipeline import run_recipe
 
-        with console_resources(context, settings, request, listener) as resources:
-            return run_recipe(request.recipe, request.serials, resources, workers=request.workers)
+        if listen is not None:
+            listener = listen(listener)
+        with console_resources(context, settings, request, listener, session=session) as resources:
+            batch = run_recipe(request.recipe, request.serials, resources, workers=request.workers)
+        return batch if then is None else then(batch)
 
     return Job(work, request.serials, name, release_on="end")
 
 
 @contextmanager
 def console_resources(
-    context: ConsoleContext, settings: ConsoleSettings, request: RecipeRequest, listener: Listener | None
+    context: ConsoleContext,
+    settings: ConsoleSettings,
+    request: RecipeRequest,
+    listener: Listener | None,
+    *,
+    session: OperatorSession | None = None,
 ) -> Iterator[Resources]:
-    """The resources of ``request``'s recipe, opened on the calling (worker) thread and closed after the block."""
+    """The resources of ``request``'s recipe, opened on the calling (worker) thread and closed after the block;
+    ``session``: the operator who asked for the run (None: the one logged in now)."""
     from provisioning.steps import needed
 
     from .inject_dialog import KeyStoreChoice
@@ -89,7 +110,7 @@ def console_resources(
         yield build_resources(
             context.wiring,
             station,
-            context.operator.session,
+            session if session is not None else context.operator.session,
             listener=listener,
             store=store,
             outbox=outbox,

@@ -69,6 +69,11 @@ class KeyNotRemoved(NaiadError):
     remedy = N_("Check that the trusted keys folder {path} is writable.")
 
 
+class ReportsFolderInvalid(NaiadError):
+    message = N_("The reports folder must be a full path to a folder, not {path}")
+    remedy = N_("Choose the folder with Choose…, or leave it empty for the reports folder in Naiad's data folder.")
+
+
 def masked_url(url: str | None) -> str:
     """``url`` with its password as ``***`` (an unparsable URL is shown as nothing rather than risk a secret)."""
     if not url:
@@ -77,7 +82,10 @@ def masked_url(url: str | None) -> str:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if "password" in parsed.query:  # libpq also takes the password as a parameter
+            parsed = parsed.update_query_dict({"password": MASK})
+        return parsed.render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return ""
 
@@ -98,15 +106,29 @@ def checked_url(typed: str, saved: str | None) -> str | None:
         raise LedgerUrlInvalid(reason=N_("it must start with a database name and ://")) from None
     if not url.drivername or url.drivername.split("+")[0] not in ("sqlite", "postgresql"):
         raise LedgerUrlInvalid(reason=N_("only PostgreSQL and SQLite ledgers are supported"))
+    old = None
+    if saved:
+        try:
+            old = make_url(saved)
+        except (ArgumentError, ValueError):
+            old = None
     if url.password == MASK:
-        old = None
-        if saved:
-            try:
-                old = make_url(saved)
-            except (ArgumentError, ValueError):
-                old = None
         url = url.set(password=old.password if old is not None else None)
+    if url.query.get("password") == MASK:
+        kept = old.query.get("password") if old is not None else None
+        url = url.update_query_dict({"password": kept}) if kept else url.difference_update_query(["password"])
     return url.render_as_string(hide_password=False)
+
+
+def checked_reports_dir(path: str) -> str | None:
+    """The reports folder to save (None when empty): a full path that is not a file (made when a report is
+    written); ReportsFolderInvalid otherwise."""
+    path = path.strip()
+    if not path:
+        return None
+    if not Path(path).is_absolute() or Path(path).is_file():
+        raise ReportsFolderInvalid(path=path)
+    return path
 
 
 def checked_platform_config(path: str) -> str | None:
@@ -227,7 +249,7 @@ class SettingsView(QWidget):
         settings = self.context.settings
         self.idle_spin.setValue(settings.idle_lock_minutes)
         self.ledger_edit.setText(masked_url(settings.ledger_url))
-        self.keystore_combo.setCurrentIndex(max(0, self.keystore_combo.findData(settings.keystore or SOFTWARE)))
+        self.keystore_combo.setCurrentIndex(max(0, self.keystore_combo.findData(settings.effective_keystore())))
         self.module_edit.setText(settings.pkcs11_module or "")
         self.token_edit.setText(settings.pkcs11_token or "")
         self.platform_edit.setText(settings.platform_config or "")
@@ -314,8 +336,10 @@ class SettingsView(QWidget):
         if not self.may_change_station():
             return changed
         module, token = self.module_edit.text().strip() or None, self.token_edit.text().strip() or None
-        keystore = str(self.keystore_combo.currentData())
-        if keystore == PKCS11 and (module is None) != (token is None):
+        chosen = str(self.keystore_combo.currentData())
+        # not set here and left as the environment gives it: stays not set (follows NAIAD_KEYSTORE)
+        keystore = chosen if settings.keystore is not None or chosen != settings.effective_keystore() else None
+        if chosen == PKCS11 and (module is None) != (token is None):
             raise Pkcs11Incomplete()
         return replace(
             changed,
@@ -324,7 +348,7 @@ class SettingsView(QWidget):
             pkcs11_module=module,
             pkcs11_token=token,
             platform_config=checked_platform_config(self.platform_edit.text()),
-            reports_dir=self.reports_edit.text().strip() or None,
+            reports_dir=checked_reports_dir(self.reports_edit.text()),
         )
 
     def save(self) -> bool:

@@ -9,6 +9,7 @@ lack what they need, in their constructors, before any unit is touched.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -20,13 +21,14 @@ import click
 from i18n import N_, _
 from terminal.errors import NaiadError
 
-from .cli_common import err
+from .cli_common import err, problem_text
 
 if TYPE_CHECKING:
     from enrollment.config import Merchant, PlatformConfig
     from keys.store import KeyStore
     from provisioning.operators import OperatorSession
     from provisioning.outbox import Outbox
+    from provisioning.pipeline import BatchRun
     from provisioning.station import Station
     from provisioning.steps import Resources
     from terminal.events import Listener
@@ -123,6 +125,33 @@ def reports_folder(batch: str, given: Path | None = None) -> Path:
     from terminal.dirs import data_dir
 
     return given if given is not None else data_dir() / REPORTS_FOLDER / batch
+
+
+def batch_folder_name(recipe: str, now: dt.datetime | None = None) -> str:
+    """A batch's folder under the reports directory: the recipe and the UTC time it started."""
+    moment = now or dt.datetime.now(dt.UTC)
+    return f"{recipe}-{moment:%Y%m%dT%H%M%SZ}"
+
+
+def write_reports(
+    batch: BatchRun, station: Station, folder: Path, as_json: bool = False
+) -> tuple[list[Path], NaiadError | None]:
+    """The batch's report in ``folder`` and no error; a report that cannot be written is said on stderr (people)
+    or returned (JSON, the console's bench): the batch stands.  ``naiad provision`` and the bench both call it."""
+    from provisioning.reports import write_batch_report
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_batch_report(batch, station.ledger, folder), None
+    except OSError as exc:
+        from provisioning.reports import ReportNotWritten
+
+        problem: NaiadError = ReportNotWritten(path=str(folder), reason=exc.strerror or str(exc))
+    except NaiadError as exc:
+        problem = exc
+    if not as_json:
+        err().print(_("The batch report could not be written: {problem}", problem=problem_text(problem)), markup=False)
+    return [], problem
 
 
 def _platform(config_path: str | None) -> PlatformConfig | None:

@@ -75,7 +75,7 @@ def unit_serial(text: str) -> str:
     from provisioning.ledger.validate import serial as valid_serial
 
     typed = text.strip()
-    shown = typed if len(typed) <= 40 else typed[:40] + "…"
+    shown = "".join(c if c.isprintable() else "?" for c in typed[:40]) + ("…" if len(typed) > 40 else "")
     try:
         if typed.upper().startswith(LABEL_PREFIX) or ";" in typed:
             return parse_label_text(typed)[0]
@@ -118,8 +118,10 @@ class SupportDesk(QWidget):
         self.status.setObjectName("supportStatus")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # errors carry unit, platform and scanned text
         self.unit_title = QLabel()
         self.unit_title.setObjectName("supportUnit")
+        self.unit_title.setTextFormat(Qt.TextFormat.PlainText)
         self.unit_title.setStyleSheet("font-size: 15px; font-weight: bold;")
         self.diagnose_button = QPushButton()
         self.diagnose_button.setObjectName("supportDiagnose")

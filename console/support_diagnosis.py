@@ -16,6 +16,7 @@ from PyQt6.QtWidgets import QLabel, QProgressBar, QTreeWidget, QTreeWidgetItem, 
 from i18n import N_, _
 from provisioning.verdicts import ACTIONS, VERDICTS
 
+from .history_view import plain_tooltip
 from .unit_card import error_texts
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class DiagnosisPanel(QWidget):
         self.checks.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        for label in (self.intro, self.phase, self.verdict, self.action, self.reasons):
+            label.setTextFormat(Qt.TextFormat.PlainText)  # what the unit said, never HTML
         for widget in (self.intro, self.phase, self.progress, self.verdict, self.action, self.reasons):
             layout.addWidget(widget)
         layout.addWidget(self.checks, 1)
@@ -190,7 +193,7 @@ class DiagnosisPanel(QWidget):
             item.setData(0, Qt.ItemDataRole.UserRole, step.step)
             shade = GREEN if step.ok and not step.data.get("findings") else (ORANGE if step.ok else RED)
             item.setForeground(1, QBrush(QColor(shade)))
-            item.setToolTip(2, findings(step))
+            item.setToolTip(2, plain_tooltip(findings(step)))
             self.checks.addTopLevelItem(item)
         self.checks.resizeColumnToContents(0)
         self.checks.resizeColumnToContents(1)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import TYPE_CHECKING
 
-from PyQt6.QtCore import Qt, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal, pyqtSlot
 from PyQt6.QtGui import QResizeEvent
 from PyQt6.QtWidgets import (
+    QCheckBox,
     QFormLayout,
     QFrame,
     QGridLayout,
@@ -68,6 +70,14 @@ def error_texts(error: BaseException) -> tuple[str, str | None]:
     return _("Unexpected error: {detail}", detail=repr(error)), None
 
 
+def elapsed_text(seconds: float) -> str:
+    """A run's elapsed time as a bench clock shows it: 0:07, 2:05, 1:02:05."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def port_sort_key(path: str, serial: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
     """Order "1-1.9" before "1-1.10": cards follow the hub's port order, not the text order."""
     parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[-.]", path) if p)
@@ -82,6 +92,7 @@ class UnitCard(QFrame):
     dismiss_requested = pyqtSignal(str)
     camera_requested = pyqtSignal(str)
     platform_requested = pyqtSignal(str, str)  # (action of PLATFORM_ACTIONS, serial)
+    selection_changed = pyqtSignal()
 
     def __init__(self, device: Device, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -95,10 +106,19 @@ class UnitCard(QFrame):
         self._in_job = False
         self._camera_allowed = False
         self._platform_allowed: set[str] = set()
+        self._failed_step: str | None = None  # the msgid of the recipe step a failure happened in
+        self._recipe: str | None = None  # the recipe whose run the card follows (its pipeline events)
+        self._recipe_step: str | None = None  # the pipeline's phase label: the step running (translated)
+        self._detail: str | None = None  # the running step's own phase label (translated)
+        self._steps_done, self._steps_total, self._inner = 0, 0, 0.0
+        self._clock: tuple[float, float | None] | None = None  # (started, ended) monotonic, of the unit's run
         self.setObjectName("unitCard")
         self.setFixedWidth(CARD_WIDTH)
         self.setFrameShape(QFrame.Shape.StyledPanel)
 
+        self.select_box = QCheckBox()
+        self.select_box.setObjectName("cardSelect")
+        self.select_box.toggled.connect(lambda _checked: self.selection_changed.emit())
         self.state_badge = QLabel()
         self.state_badge.setObjectName("stateBadge")
         self.dismiss_button = QToolButton()
@@ -123,8 +143,16 @@ class UnitCard(QFrame):
         self.step_label = QLabel()
         self.step_label.setObjectName("cardStep")
         self.step_label.setWordWrap(True)
+        self.detail_label = QLabel()
+        self.detail_label.setObjectName("cardDetail")
+        self.detail_label.setWordWrap(True)
+        self.remedy_label = QLabel()
+        self.remedy_label.setObjectName("cardRemedy")
+        self.remedy_label.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
+        self.elapsed_label = QLabel()
+        self.elapsed_label.setObjectName("cardElapsed")
 
         self.info_button = QPushButton()
         self.info_button.clicked.connect(lambda: self.info_requested.emit(self.serial))
@@ -144,6 +172,7 @@ class UnitCard(QFrame):
             platform.addWidget(button, index // 2, index % 2)
 
         top = QHBoxLayout()
+        top.addWidget(self.select_box)
         top.addWidget(self.state_badge)
         top.addStretch(1)
         top.addWidget(self.dismiss_button)
@@ -156,13 +185,19 @@ class UnitCard(QFrame):
         layout.addWidget(self.model_id)
         layout.addLayout(form)
         layout.addWidget(self.step_label)
+        layout.addWidget(self.detail_label)
+        layout.addWidget(self.remedy_label)
         layout.addWidget(self.progress)
+        layout.addWidget(self.elapsed_label)
         layout.addLayout(actions)
         layout.addWidget(self.camera_button)
         layout.addLayout(platform)
 
         self.step_label.hide()
+        self.detail_label.hide()
+        self.remedy_label.hide()
         self.progress.hide()
+        self.elapsed_label.hide()
         self.update_device(device)
 
     # -- what the bench tells the card ------------------------------------------------------------
@@ -208,6 +243,7 @@ class UnitCard(QFrame):
         self._step = (text, params)
         self._result = None
         self._error = None
+        self._failed_step = None
         self._sticky_error = False
         self.progress.setRange(0, 0)
         self.retranslate()
@@ -224,24 +260,124 @@ class UnitCard(QFrame):
         self._step = None
         self.retranslate()
 
-    def show_error(self, error: BaseException, *, sticky: bool = False) -> None:
+    def show_error(self, error: BaseException, *, sticky: bool = False, step: str | None = None) -> None:
         """The last step failed; the card shows the error and its remedy until the next step or replug.
 
-        A ``sticky`` error (a failed flash) survives replugs: it stays until the next step starts.
+        A ``sticky`` error (a failed flash) survives replugs: it stays until the next step starts.  ``step`` is the
+        msgid of the step that failed (a recipe's step title), said before the error.
         """
         self._step = None
         self._result = None
         self._error = error
+        self._failed_step = step
         self._sticky_error = sticky
+        self._end_recipe()
         self.retranslate()
 
     def show_result(self, msgid: str, **params: object) -> None:
         """The step or job ended well; its (translatable) outcome stays on the card until the next step."""
         self._step = None
         self._error = None
+        self._failed_step = None
         self._sticky_error = False
         self._result = (msgid, params)
+        self._end_recipe()
         self.retranslate()
+
+    # -- a recipe's run (the bench's Start) ---------------------------------------------------------
+
+    def begin_recipe(self, recipe: str, waiting: str) -> None:
+        """The unit is in a run of ``recipe``: its card follows the pipeline's steps and its clock starts.
+        ``waiting`` is the msgid shown until its first step starts."""
+        self._recipe = recipe
+        self._recipe_step, self._detail = None, None
+        self._steps_done, self._steps_total, self._inner = 0, 0, 0.0
+        self._clock = (time.monotonic(), None)
+        self.show_step(waiting)
+        self.begin_job()
+        self.tick()
+
+    def _end_recipe(self) -> None:
+        if self._recipe is not None and self._clock is not None and self._clock[1] is None:
+            self._clock = (self._clock[0], time.monotonic())
+        self._recipe = None
+        self._detail = None
+        self.detail_label.hide()
+
+    def phase_event(self, event: PhaseStarted) -> None:
+        """A phase started on this unit: a recipe's step (the pipeline's) or a phase inside it, else any step's."""
+        if self._recipe is None:
+            self.show_phase(event.label)
+            return
+        if event.step == self._recipe:
+            self._recipe_step, self._detail, self._inner = event.label, None, 0.0
+            self._step = (event.label, None)
+        else:
+            self._detail, self._inner = event.label, 0.0
+        self._draw_run()
+
+    def progress_event(self, event: Progressed) -> None:
+        """Progress on this unit; in a recipe's run the bar is the whole run (steps done, and the running one)."""
+        if self._recipe is None:
+            self.show_progress(event.done, event.total)
+            return
+        if event.step == self._recipe:
+            self._steps_done, self._steps_total, self._inner = event.done, event.total, 0.0
+        elif event.total > 0:
+            self._inner = max(0.0, min(1.0, event.done / event.total))
+        if self._steps_total > 0:
+            whole = (self._steps_done + self._inner) / self._steps_total
+            if self.progress.maximum() != 1000:
+                self.progress.setRange(0, 1000)
+            self.progress.setValue(max(0, min(1000, round(1000 * whole))))
+
+    def _draw_run(self) -> None:
+        """Only the texts a recipe's phase changes (cheap: a run of 16 units sends many)."""
+        if self._step is None or self._error is not None:
+            return
+        text, params = self._step
+        self.step_label.setText(text if params is None else _(text, **params))
+        self.step_label.show()
+        self.detail_label.setText(self._detail or "")
+        self.detail_label.setVisible(bool(self._detail))
+        if not self.progress.isVisible():
+            self.progress.show()
+        self._apply_state(self.state)
+
+    @property
+    def running(self) -> bool:
+        """Whether the unit's run clock is running."""
+        return self._clock is not None and self._clock[1] is None
+
+    def elapsed(self) -> float | None:
+        """Seconds of the unit's (last) run, None when it never ran one."""
+        if self._clock is None:
+            return None
+        started, ended = self._clock
+        return (ended if ended is not None else time.monotonic()) - started
+
+    def tick(self) -> None:
+        """Redraw the elapsed time (the bench's one timer calls it once a second)."""
+        seconds = self.elapsed()
+        if seconds is None:
+            self.elapsed_label.hide()
+            return
+        self.elapsed_label.setText(_("Elapsed {time}", time=elapsed_text(seconds)))
+        self.elapsed_label.show()
+
+    # -- selection ----------------------------------------------------------------------------------
+
+    @property
+    def selectable(self) -> bool:
+        """Whether Start may work on the unit: attached, its serial read, and no job holding it."""
+        return self.connected and bool(self.device.serial) and not self._in_job
+
+    @property
+    def selected(self) -> bool:
+        return self.select_box.isChecked()
+
+    def set_selected(self, selected: bool) -> None:
+        self.select_box.setChecked(selected)
 
     # -- long jobs (flashing) ---------------------------------------------------------------------
 
@@ -287,6 +423,8 @@ class UnitCard(QFrame):
         state = self.state
         self.state_badge.setText(_(STATE_LABELS[state]))
         self.dismiss_button.setToolTip(_("Remove this card from the bench"))
+        self.select_box.setToolTip(_("Tick to include this unit when you press Start"))
+        self.tick()
         self.dismiss_button.setVisible(state is UnitState.DISCONNECTED and not self._in_job)
         self.title.setText(str(device.model_name))
         self.model_id.setText(_("Model {model}", model=device.model))
@@ -333,12 +471,19 @@ class UnitCard(QFrame):
 
     def _draw_step(self) -> None:
         error = self.error
+        self.remedy_label.hide()
+        if self._recipe is None:
+            self.detail_label.hide()
         if error is not None:
             message, remedy = error_texts(error)
+            if self._failed_step:
+                message = _("Failed at “{step}”: {message}", step=_(self._failed_step), message=message)
             self.step_label.setText(message)
             self.step_label.setToolTip(remedy or "")
             self.step_label.setProperty("failed", True)
             self.step_label.show()
+            self.remedy_label.setText(_("What to do: {remedy}", remedy=remedy) if remedy else "")
+            self.remedy_label.setVisible(bool(remedy))
             self.progress.hide()
         elif self._step is not None:
             text, params = self._step
@@ -346,6 +491,8 @@ class UnitCard(QFrame):
             self.step_label.setToolTip("")
             self.step_label.setProperty("failed", False)
             self.step_label.show()
+            self.detail_label.setText(self._detail or "")
+            self.detail_label.setVisible(self._recipe is not None and bool(self._detail))
             self.progress.show()
         elif self._result is not None:
             msgid, params = self._result
@@ -361,11 +508,16 @@ class UnitCard(QFrame):
         repolish(self.step_label)
 
     def _apply_state(self, state: UnitState) -> None:
-        if self.property("state") != state.value:
+        before = self.property("state")
+        if before != state.value:
             self.setProperty("state", state.value)
             repolish(self)
-            for child in self.findChildren(QLabel):
-                repolish(child)
+            repolish(self.state_badge)
+            # only the badge's rule and the greyed-out one select on the card's state: repolishing every label on
+            # each busy/run change cost a 16-unit bench tens of milliseconds of its event loop per replug
+            if UnitState.DISCONNECTED.value in (before, state.value):
+                for child in self.findChildren(QLabel):
+                    repolish(child)
 
     def _request_reboot(self) -> None:
         target = "run" if self.mode == "bootloader" else "bootloader"
@@ -388,10 +540,14 @@ class Bench(QWidget):
     camera_requested = pyqtSignal(str)
     platform_requested = pyqtSignal(str, str)
     changed = pyqtSignal()
+    selection_changed = pyqtSignal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._cards: dict[str, UnitCard] = {}
+        self.clock = QTimer(self)  # one timer for every card's elapsed time, running while a unit's run does
+        self.clock.setInterval(1000)
+        self.clock.timeout.connect(self.tick)
         self._columns = 0
         self._camera_allowed = False
         self._platform_allowed: set[str] = set()
@@ -437,13 +593,16 @@ class Bench(QWidget):
             card.dismiss_requested.connect(self.dismiss)
             card.camera_requested.connect(self.camera_requested)
             card.platform_requested.connect(self.platform_requested)
+            card.selection_changed.connect(self.selection_changed)
             card.allow_camera(self._camera_allowed)
             card.allow_platform(self._platform_allowed)
             self._cards[card.serial] = card
             self._reflow(force=True)
         else:
+            placed = port_sort_key(str(card.device.path), card.serial)
             card.update_device(device)
-            self._reflow(force=True)
+            if port_sort_key(str(device.path), card.serial) != placed:  # a reboot keeps its port: no new layout
+                self._reflow(force=True)
         self.changed.emit()
 
     def device_removed(self, device: Device) -> None:
@@ -468,13 +627,48 @@ class Bench(QWidget):
     def _on_phase_started(self, event: PhaseStarted) -> None:
         card = self._cards.get(event.unit)
         if card is not None:
-            card.show_phase(event.label)
+            card.phase_event(event)
 
     @pyqtSlot(Progressed)
     def _on_progressed(self, event: Progressed) -> None:
         card = self._cards.get(event.unit)
         if card is not None:
-            card.show_progress(event.done, event.total)
+            card.progress_event(event)
+
+    # -- a recipe's run, selection, the clock ---------------------------------------------------------
+
+    def begin_recipe(self, recipe: str, serials: list[str] | tuple[str, ...], waiting: str) -> None:
+        """``serials`` start a run of ``recipe``: their cards follow its steps, their clocks run."""
+        for serial in serials:
+            card = self._cards.get(serial)
+            if card is not None:
+                card.begin_recipe(recipe, waiting)
+        if not self.clock.isActive():
+            self.clock.start()
+
+    def tick(self) -> None:
+        """Once a second while a run is on: redraw the running clocks; stop when none runs."""
+        running = [card for card in self._cards.values() if card.running]
+        for card in running:
+            card.tick()
+        if not running:
+            self.clock.stop()
+
+    def attached(self) -> list[str]:
+        """The serials of the units Start may work on (attached, readable, not held), in bench order."""
+        return [card.serial for card in self.cards() if card.selectable]
+
+    def selected(self) -> list[str]:
+        """The ticked units Start may work on, in bench order."""
+        return [card.serial for card in self.cards() if card.selected and card.selectable]
+
+    def select_all(self) -> None:
+        for card in self._cards.values():
+            card.set_selected(card.selectable)
+
+    def select_none(self) -> None:
+        for card in self._cards.values():
+            card.set_selected(False)
 
     @pyqtSlot(Message)
     def _on_message(self, event: Message) -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PyQt6.QtCore import QUrl, pyqtSlot
+from PyQt6.QtCore import Qt, QUrl, pyqtSlot
 from PyQt6.QtGui import QDesktopServices
 from PyQt6.QtWidgets import (
     QFileDialog,
@@ -75,6 +75,7 @@ from .workers import Job
 
 if TYPE_CHECKING:
     from provisioning.pipeline import BatchRun
+    from provisioning.recipes import Recipe
     from provisioning.steps import StepOutcome
 
     from .context import ConsoleContext
@@ -83,6 +84,7 @@ LOG = logging.getLogger(__name__)
 
 BUNDLE_SETTING = "firmware-update.bundle"
 REPORTS_FOLDER = "reports"
+SAVE_AGAIN = N_("Then press “Save a copy…” again and choose another place.")
 REPORT_PREFERENCE = (".pdf", ".html")
 """The report file handed to the merchant: the PDF, else the HTML page."""
 
@@ -99,6 +101,31 @@ class UnitProgress:
 
     done: frozenset[str]
     merchant: Merchant | None
+
+
+def part_recipe(key: str, overrides: Mapping[str, str]) -> Recipe:
+    """The page ``key``'s part of ``installer-onsite`` as the ledger runs and counts it (a :class:`RecipeError` when
+    the site settings do not let it run).  The update's name carries its settings' digest: a unit updated with one
+    bundle is not "already done" for another bundle set later (the step leaves a unit that runs the bundle's
+    version alone, so running it again costs a version read)."""
+    from provisioning.recipes import load_recipe_part
+
+    part = PARTS[key]
+    recipe = load_recipe_part(RECIPE, part.name, part.steps, overrides)
+    if key != UPDATE:
+        return recipe
+    return load_recipe_part(RECIPE, f"{part.name}-{recipe.digest[:12]}", part.steps, overrides)
+
+
+def part_names(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Each page's part's recipe name with these site settings (a part that cannot run keeps its plain name)."""
+    names = {}
+    for key, part in PARTS.items():
+        try:
+            names[key] = part_recipe(key, overrides).name
+        except NaiadError:
+            names[key] = part.recipe_name
+    return names
 
 
 def read_progress(context: ConsoleContext, serial: str) -> UnitProgress:
@@ -145,6 +172,7 @@ class InstallerWizard(QWidget):
         self.merchant: Merchant | None = None
         self.index = 0
         self.job: Job | None = None
+        self.running: str | None = None  # the recipe name of the part the job runs
         self.looking_up: Job | None = None
         self.away = False  # the pipeline said the unit went away and waits for it
         self.started_at: float | None = None
@@ -179,6 +207,8 @@ class InstallerWizard(QWidget):
         self.banner = QLabel()
         self.banner.setObjectName("wizardBanner")
         self.banner.setWordWrap(True)
+        for label in (self.unit_label, self.banner):
+            label.setTextFormat(Qt.TextFormat.PlainText)
         self.banner.hide()
 
         self.secret_row = QWidget()
@@ -318,8 +348,13 @@ class InstallerWizard(QWidget):
     def _look_up(self, serial: str) -> None:
         """Read what the ledger knows of the unit (on a worker), then go to its first page not done."""
         context = self.context
-        job = Job(lambda _listener: read_progress(context, serial), name="wizard look-up")
-        job.succeeded.connect(lambda progress: self._looked_up(serial, progress))
+        overrides = context.settings.overrides(RECIPE)
+
+        def look_up(_listener: object) -> tuple[UnitProgress, dict[str, str]]:
+            return read_progress(context, serial), part_names(overrides)
+
+        job = Job(look_up, name="wizard look-up")
+        job.succeeded.connect(lambda found: self._looked_up(serial, *found))
         job.failed.connect(self._look_up_failed)
         self.looking_up = job
         self.connect_page.set_status(N_("Looking the unit up…"))
@@ -334,7 +369,7 @@ class InstallerWizard(QWidget):
         self.connect_page.set_error(error)
         self._sync()
 
-    def _looked_up(self, serial: str, progress: UnitProgress) -> None:
+    def _looked_up(self, serial: str, progress: UnitProgress, names: Mapping[str, str]) -> None:
         self.looking_up = None
         self.serial = serial
         self.started_at = time.monotonic()
@@ -342,14 +377,15 @@ class InstallerWizard(QWidget):
         for key, part in PARTS.items():
             page = self.pages[key]
             assert isinstance(page, StepPage)
-            if (whole or part.recipe_name in progress.done) and key != DONE:
+            if (whole or names.get(key, part.recipe_name) in progress.done) and key != DONE:
                 page.mark_done_before()
             else:
                 page.reset()
         self.merchant = progress.merchant
         self.merchant_page.set_merchant(progress.merchant)
         self.connect_page.set_status(None)
-        LOG.info("installer wizard: unit %s, parts done before: %s", serial, ", ".join(sorted(progress.done)) or "-")
+        done = ", ".join(sorted(progress.done)) or "-"
+        LOG.info("%s", _("Installer wizard: unit {serial}, parts done before: {parts}", serial=serial, parts=done))
         self._go(self._first_not_done())
 
     def _first_not_done(self) -> int:
@@ -415,15 +451,13 @@ class InstallerWizard(QWidget):
 
     def start_part(self, key: str) -> None:
         """Run the page's part on the unit, as the recipe ``installer-onsite/<part>``."""
-        from provisioning.recipes import load_recipe_part
-
         page = self.pages[key]
         assert isinstance(page, StepPage)
         if self.busy() or self.serial is None or not self._may_start(key):
             return
         part = PARTS[key]
         try:
-            recipe = load_recipe_part(RECIPE, part.name, part.steps, self.context.settings.overrides(RECIPE))
+            recipe = part_recipe(key, self.context.settings.overrides(RECIPE))
         except NaiadError as exc:
             page.state = FAILED
             page.set_error(exc)
@@ -438,9 +472,12 @@ class InstallerWizard(QWidget):
             program=self.subsidy_page.program() if key == SUBSIDY else None,
             reports_dir=reports_dir(self.context) if key == DONE else None,
         )
-        job = recipe_job(self.context, request, name=f"wizard {part.name}")
+        from .facepay_run import FaceColouring  # the face-pay page's depth pictures, coloured on the worker
+
+        job = recipe_job(
+            self.context, request, name=f"wizard {part.name}", listen=FaceColouring if key == FACEPAY else None
+        )
         if key == FACEPAY:
-            _colour_faces(job)
             job.observed.connect(self._on_observed)
         job.phase_started.connect(self._on_phase_started)
         job.progressed.connect(self._on_progressed)
@@ -457,9 +494,10 @@ class InstallerWizard(QWidget):
             self._sync()
             return
         self.job = job
+        self.running = recipe.name
         self.away = False
         page.begin()
-        LOG.info("installer wizard: %s on %s", recipe.name, self.serial)
+        LOG.info("%s", _("Installer wizard: {recipe} started on {serial}", recipe=recipe.name, serial=self.serial))
         self._sync()
 
     def _may_start(self, key: str) -> bool:
@@ -475,6 +513,7 @@ class InstallerWizard(QWidget):
 
     def _part_ended(self, key: str, batch: BatchRun | None, error: BaseException | None) -> None:
         self.job = None
+        ran, self.running = self.running, None
         self.away = False
         page = self.pages[key]
         assert isinstance(page, StepPage)
@@ -487,9 +526,13 @@ class InstallerWizard(QWidget):
         page.end(outcomes, error)
         if key == DONE and error is None:
             self._report_written(outcomes)
-        elapsed = "" if self.started_at is None else f" ({time.monotonic() - self.started_at:.1f} s since Connect)"
-        LOG.info("installer wizard: %s on %s %s%s", PARTS[key].recipe_name, self.serial,
-                 "failed" if error else "done", elapsed)  # fmt: skip
+        seconds = "?" if self.started_at is None else f"{time.monotonic() - self.started_at:.1f}"
+        ended = (
+            N_("Installer wizard: {recipe} on {serial} failed, {seconds} s after Connect")
+            if error
+            else N_("Installer wizard: {recipe} on {serial} done, {seconds} s after Connect")
+        )
+        LOG.info("%s", _(ended, recipe=ran, serial=self.serial, seconds=seconds))
         self._draw_banner()
         self._sync()
 
@@ -512,7 +555,7 @@ class InstallerWizard(QWidget):
         if event.unit != self.serial or self.job is None:
             return
         page = self.page
-        if isinstance(page, StepPage) and event.step == page.part.recipe_name:
+        if isinstance(page, StepPage) and event.step == self.running:
             self.away = False  # the pipeline goes on: the unit is back
             page.phase(event.phase, event.label)
             self._draw_banner()
@@ -520,7 +563,7 @@ class InstallerWizard(QWidget):
     @pyqtSlot(Progressed)
     def _on_progressed(self, event: Progressed) -> None:
         page = self.page
-        if event.unit == self.serial and isinstance(page, StepPage) and event.step != page.part.recipe_name:
+        if event.unit == self.serial and isinstance(page, StepPage) and event.step != self.running:
             page.show_progress(event.done, event.total)
 
     @pyqtSlot(Message)
@@ -528,7 +571,7 @@ class InstallerWizard(QWidget):
         page = self.page
         if event.unit != self.serial or not isinstance(page, StepPage):
             return
-        if event.step == page.part.recipe_name:  # the pipeline's only message: the unit went away, it waits
+        if event.step == self.running:  # the pipeline's only message: the unit went away, it waits
             self.away = True
             self._draw_banner()
         else:
@@ -561,19 +604,22 @@ class InstallerWizard(QWidget):
         target = Path(chosen)
 
         def copy(_listener: object) -> Path:
-            shutil.copyfile(report, target)
+            from provisioning.reports import ReportNotWritten
+
+            try:
+                shutil.copyfile(report, target)
+            except OSError as exc:  # a folder, no right to write, no room, the report itself
+                reason = exc.strerror or _("it is not a file that can be written")
+                raise ReportNotWritten(path=str(target), reason=reason) from exc
             return target
 
         job = Job(copy, name="wizard report copy")
         job.succeeded.connect(self.done_page.saved)
-        job.failed.connect(
-            lambda error: self.done_page.set_status(
-                N_("The copy was not saved: {reason}"),
-                failed=True,
-                reason=getattr(error, "strerror", None) or type(error).__name__,
-            )
-        )
-        self.context.workers.start(job)
+        job.failed.connect(lambda error: self.done_page.set_error(error, SAVE_AGAIN))
+        try:
+            self.context.workers.start(job)
+        except NaiadError as exc:
+            self.done_page.set_error(exc, SAVE_AGAIN)
 
     # -- drawing -----------------------------------------------------------------------------------------------
 
@@ -618,16 +664,6 @@ class InstallerWizard(QWidget):
         self.next_button.setText(_("Next"))
         self._draw_banner()
         self._sync()
-
-
-def _colour_faces(job: Job) -> None:
-    """Colour each face observation's depth on the job's worker (:class:`console.facepay_run.FaceColouring`), so
-    the GUI thread only shows pictures: the job's work gets the colouring listener in front of its own."""
-    from .facepay_run import FaceColouring
-
-    work = job.work
-    assert work is not None, "a job not yet started"
-    job.work = lambda listener: work(FaceColouring(listener))
 
 
 __all__ = ["InstallerWizard", "UnitProgress", "WizardPartFailed", "read_progress", "report_file", "reports_dir"]

@@ -149,6 +149,7 @@ def wrapped(name: str) -> QLabel:
     label = QLabel()
     label.setObjectName(name)
     label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.PlainText)  # errors and step details carry unit and platform text
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
 
@@ -182,6 +183,7 @@ class WizardPage(QWidget):
         self.status_label.hide()
         self._status: tuple[str, dict[str, object], bool] | None = None  # msgid, params, failed
         self._error: BaseException | None = None
+        self._hint: str | None = None  # what to do after the error, when not the page's retry_hint
         self.body = QVBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.heading)
@@ -198,9 +200,10 @@ class WizardPage(QWidget):
         self._status = None if msgid is None else (msgid, params, failed)
         self._draw_status()
 
-    def set_error(self, error: BaseException) -> None:
+    def set_error(self, error: BaseException, hint: str | None = None) -> None:
+        """``error`` with its remedy, then ``hint`` (a msgid; None: the page's :attr:`retry_hint`)."""
         self._status = None
-        self._error = error
+        self._error, self._hint = error, hint
         self._draw_status()
 
     @property
@@ -209,7 +212,7 @@ class WizardPage(QWidget):
 
     def _draw_status(self) -> None:
         if self._error is not None:
-            show_marked(self.status_label, error_lines(self._error, self.retry_hint), failed=True)
+            show_marked(self.status_label, error_lines(self._error, self._hint or self.retry_hint), failed=True)
         elif self._status is not None:
             msgid, params, failed = self._status
             show_marked(self.status_label, _(msgid, **params), failed=failed)
@@ -485,6 +488,7 @@ class MerchantPage(WizardPage):
         for edit in (self.merchant_edit, self.store_edit):
             edit.setMaxLength(64)
             edit.textChanged.connect(lambda _text: self._refresh())
+            edit.textEdited.connect(lambda _text: self._typed())
         self.qr_caption, self.merchant_caption, self.store_caption = QLabel(), QLabel(), QLabel()
         self.qr_message, self.merchant_message, self.store_message = (wrapped("wizardField") for _i in range(3))
         grid = QGridLayout()
@@ -515,6 +519,15 @@ class MerchantPage(WizardPage):
                 self.merchant_edit.setText(merchant.merchant_id)
                 self.store_edit.setText(merchant.store_id)
         self._refresh()
+
+    def _typed(self) -> None:
+        """An id typed by hand: the ids are no longer the QR text's, so a refused scan no longer holds Next."""
+        if self.qr_edit.text():
+            blocked = self.qr_edit.blockSignals(True)
+            self.qr_edit.clear()
+            self.qr_edit.blockSignals(blocked)
+            self._qr_error = None
+            self._refresh()
 
     def set_merchant(self, merchant: Merchant | None) -> None:
         """Fill in the store the unit was bound to before (the wizard opened again)."""
@@ -722,6 +735,8 @@ class DonePage(StepPage):
 
     def saved(self, where: Path) -> None:
         self._saved = where
+        if self.error is not None:  # an earlier copy refused: said no more
+            self.set_status(None)
         self.retranslate()
 
     def reset(self) -> None:

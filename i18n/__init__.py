@@ -90,7 +90,10 @@ def get_language() -> str:
     if not env:
         import locale  # only without NAIAD_LANG, LC_ALL and LANG: it costs every command's start-up
 
-        env = locale.getlocale()[0]
+        try:
+            env = locale.getlocale()[0]
+        except ValueError:  # a locale name Python cannot parse (macOS's bare "UTF-8"): English
+            env = None
     return normalize_language(env)
 
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -193,6 +191,10 @@ def _exchange(access: PlatformAccess, method: Method, params: Mapping[str, str],
     the whole reply, and the app runs on the unit's link thread: so the exchange runs in a worker that is left
     behind when the time is up (it stops reading at the next chunk), and a platform dripping its reply cannot
     hold the unit."""
+    # here, not at the top: most simulators never call a platform, and these cost every start 0.2 s of CPU
+    import requests
+    import urllib3
+
     until = time.monotonic() + seconds
     outcome: Future[tuple[int, bytes]] = Future()
 
@@ -211,6 +213,8 @@ def _exchange(access: PlatformAccess, method: Method, params: Mapping[str, str],
 
 def _post(access: PlatformAccess, params: Mapping[str, str], seconds: float, until: float) -> tuple[int, bytes]:
     """Send ``params``; read the reply a chunk at a time until it ends, MAX_BODY is passed or ``until`` is."""
+    import requests
+
     with requests.Session() as session:
         session.trust_env = False  # no proxy or CA bundle from the environment: this CA only
         response = session.post(

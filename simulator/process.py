@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import shutil
@@ -152,4 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: sim.stopped.set())
     sim.run()
+    # Everything the imports made (numpy, OpenCV, ...) goes to the permanent generation: the interpreter's exit
+    # then skips one last collection over all of it, which took 0.5-1 s of every simulator stop.
+    gc.freeze()
     return 0

@@ -67,6 +67,22 @@ def sim(sim_factory: Any) -> SimHandle:
     return handle
 
 
+@pytest.fixture(scope="module")
+def module_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHandle]:
+    """One simulated terminal in run mode shared by a module's tests that leave it as they found it (reads,
+    refused requests): a simulator costs about 2 s to start and stop.  Reach its units by their pty; unlike
+    ``sim`` it does not set NAIAD_SIM."""
+    from simulator import launcher
+
+    handle = SimHandle(tmp_path_factory.mktemp("module-sim"))
+    launcher.start_detached(handle.state_dir, 1)
+    try:
+        yield handle
+    finally:
+        if handle.control.running():
+            launcher.stop(handle.state_dir)
+
+
 @pytest.fixture(autouse=True)
 def _language_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A test that switches the language (``--lang``, the console's switch) leaves the next one in English."""
@@ -108,7 +124,23 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database()
 
 
+SLOW_DEFAULT_S = 10.0
+"""The weight of a ``slow`` mark that does not say its ``seconds``."""
+
+
+def _slow_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    if marker is None:
+        return 0.0
+    return float(marker.kwargs.get("seconds", SLOW_DEFAULT_S))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` first: each file stays on one worker (``--dist loadfile``), so a long file started
-    last would keep one core busy alone at the end of the run (the kill test once did, for 75 s)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Files with ``slow`` tests first, the longest first (``pytest.mark.slow(seconds=N)``: about how long the
+    file takes), every file's tests together in their own order.  Each file stays on one worker (``--dist
+    loadfile``, files sent in this order with ``--no-loadscope-reorder``), so a long file started last would keep
+    one core busy alone at the end of the run (the kill test once did, for 75 s)."""
+    weight: dict[Path, float] = {}
+    for item in items:
+        weight[item.path] = max(weight.get(item.path, 0.0), _slow_seconds(item))
+    items.sort(key=lambda item: -weight[item.path])  # stable: the collection's order otherwise

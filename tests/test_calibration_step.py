@@ -63,7 +63,7 @@ def df2(sim_factory: Any) -> SimHandle:
     return handle
 
 
-@pytest.mark.slow  # the whole 40-pose jig sequence: 30-45 s on the 2-core development machine
+@pytest.mark.slow(seconds=45)  # the whole 40-pose jig sequence: 30-45 s on the 2-core development machine
 def test_full_calibration_meets_the_issue_accuracy_and_is_written_read_back_and_recorded(
     df2: SimHandle, bench: Any
 ) -> None:

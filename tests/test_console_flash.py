@@ -31,6 +31,7 @@ from firmware.errors import MalformedBundle, UntrustedBundle
 from firmware.signing import short_key_id
 from i18n import _
 from provisioning.flashing import FlashNotConfirmed, FlashPhase, FlashResult, phase_label
+from provisioning.operators import OperatorSession
 from terminal.discovery import Device
 from terminal.errors import NaiadError
 from terminal.events import Listener, Reporter
@@ -151,6 +152,7 @@ def window(
     win = MainWindow(NOWHERE, make_discovery=IdleDiscovery, make_station=lambda: station, flash=engine.flash_units)
     qtbot.addWidget(win)
     win.start()
+    win.operator._on_logged_in(OperatorSession("olga", "operator"))  # the bench's actions are an operator's
     yield win
     engine.gate.set()
     station.info_gate.set()

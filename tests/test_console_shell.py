@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from helpers import IdleDiscovery
+from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QWidget
 
 import i18n
@@ -22,7 +23,8 @@ from console.composition import Wiring
 from console.console_settings import ConsoleSettings
 from console.main_window import MainWindow
 from console.operator_login import LoginForm
-from console.settings_view import SettingsView
+from console.recipe_job import RecipeRequest, recipe_job
+from console.settings_view import SettingsView, masked_url
 from console.workers import Job
 from enrollment.config import PlatformConfig
 from firmware.signing import generate_release_key
@@ -213,6 +215,74 @@ def test_idle_console_locks_and_only_the_password_unlocks_while_work_goes_on(
     window.close()
 
 
+def bench_actions_shown(window: MainWindow) -> dict[str, bool]:
+    menu = window.bench_menu.menuAction()
+    assert menu is not None
+    return {
+        "flash": window.flash_action.isVisible(),
+        "dismiss": window.dismiss_action.isVisible(),
+        "inject": window.key_injection.action.isVisible(),
+        "menu": menu.isVisible(),
+    }
+
+
+def test_bench_actions_only_for_the_bench_never_before_a_login_nor_behind_the_lock(
+    qtbot: Any, window: MainWindow
+) -> None:
+    nothing = {"flash": False, "dismiss": False, "inject": False, "menu": False}
+    assert bench_actions_shown(window) == nothing
+    submit(qtbot, window.login_page.form, "ivy", PASSWORDS["ivy"])  # an installer: no bench, no keys
+    assert bench_actions_shown(window) == {"flash": False, "dismiss": False, "inject": False, "menu": True}
+    window.operator.log_out()
+    assert bench_actions_shown(window) == nothing
+    submit(qtbot, window.login_page.form, "olga", PASSWORDS["olga"])
+    assert bench_actions_shown(window) == {"flash": True, "dismiss": True, "inject": True, "menu": True}
+    window.lock()
+    assert bench_actions_shown(window) == nothing
+    assert not any(go.isEnabled() for go in window.go_actions.values())
+    assert not window.operator.logout_action.isEnabled()  # only a password gets past the lock
+    window.set_language("zh_CN")  # re-reading the texts does not bring them back
+    assert bench_actions_shown(window) == nothing and not window.operator.logout_action.isEnabled()
+    window.set_language("en")
+
+
+def test_the_lock_hides_windows_opened_behind_it_and_a_question_it_ended(
+    qtbot: Any, window: MainWindow, tmp_path: Path
+) -> None:
+    submit(qtbot, window.login_page.form, "root", PASSWORDS["root"])
+    view = settings_view(window)
+    (tmp_path / "release").mkdir()
+    kid = view.trust_key_file(generate_release_key(tmp_path / "release").public)
+    view.keys_list.setCurrentRow(0)
+    QTimer.singleShot(50, window.lock)  # the idle lock fires while "Remove the key?" waits for an answer
+    view._remove_selected()
+    assert window.is_locked() and view.key_ids() == [kid]  # the question ended unanswered: nothing removed
+    info = window.show_info("NAIAD0001", {"model": "F1"})  # a job that ends behind the lock
+    qtbot.waitUntil(lambda: not info.isVisible(), timeout=WAIT_MS)
+    submit(qtbot, window.lock_page.form, "root", PASSWORDS["root"])  # the question is gone: no traceback
+    assert not window.is_locked() and info.isVisible()
+
+
+def test_a_recipe_job_runs_as_the_operator_who_started_it(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioning.recipes import load_recipe
+
+    seen: list[object] = []
+
+    def resources(*args: Any, **kwargs: Any) -> Any:
+        seen.append(args[2])  # the session
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("console.station_resources.build_resources", resources)
+    submit(qtbot, window.login_page.form, "olga", PASSWORDS["olga"])
+    job = recipe_job(window.context, RecipeRequest(load_recipe("support-diagnose"), ("NAIAD0001",)))
+    window.operator.log_out()  # before a worker takes the job up (the pool may be busy)
+    with qtbot.waitSignal(job.failed, timeout=WAIT_MS):
+        window.workers.start(job)
+    assert [getattr(session, "operator", None) for session in seen] == ["olga"]
+
+
 # -- settings ------------------------------------------------------------------------------------------------------
 
 
@@ -259,7 +329,7 @@ def test_settings_are_saved_and_read_back(qtbot: Any, window: MainWindow, tmp_pa
     assert ConsoleSettings.load(tmp_path / "console.json").language == "en"
 
 
-@pytest.mark.parametrize("field", ["ledger", "platform", "pkcs11"])
+@pytest.mark.parametrize("field", ["ledger", "platform", "pkcs11", "reports"])
 def test_a_bad_value_is_refused_and_nothing_saved(qtbot: Any, window: MainWindow, tmp_path: Path, field: str) -> None:
     submit(qtbot, window.login_page.form, "root", PASSWORDS["root"])
     view = settings_view(window)
@@ -272,10 +342,13 @@ def test_a_bad_value_is_refused_and_nothing_saved(qtbot: Any, window: MainWindow
         bad.write_text("[platform]\nurl = 3\n", encoding="utf-8")
         view.platform_edit.setText(str(bad))
         expected = "is not usable"
-    else:
+    elif field == "pkcs11":
         view.keystore_combo.setCurrentIndex(view.keystore_combo.findData("pkcs11"))
         view.module_edit.setText("/usr/lib/softhsm/libsofthsm2.so")
         expected = "needs both its module file and its token label"
+    else:
+        view.reports_edit.setText("reports")
+        expected = "The reports folder must be a full path to a folder, not reports"
     view.save_button.click()
     assert view.message_label.isVisible() and expected in view.message_label.text()
     assert not (tmp_path / "console.json").exists() and window.context.settings == ConsoleSettings()
@@ -297,7 +370,25 @@ def test_a_ledger_password_is_never_shown(
         assert DB_SECRET not in every_text(window)
         window.operator.log_out()
     assert DB_SECRET not in caplog.text and DB_SECRET not in "\n".join(window.log_pane.lines())
+    assert DB_SECRET not in repr(window.context.settings)
+    saved = tmp_path / "console.json"
+    assert ConsoleSettings.load(saved).ledger_url == url and saved.stat().st_mode & 0o077 == 0  # this user's only
+    assert not (tmp_path / "console.json.tmp").exists()
     window.close()
+    in_query = f"postgresql://naiad@db.example/naiad?password={DB_SECRET}&sslmode=require"
+    assert DB_SECRET not in masked_url(in_query)
+
+
+def test_saving_as_admin_keeps_the_key_store_of_the_environment(
+    qtbot: Any, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAIAD_KEYSTORE", "pkcs11")
+    submit(qtbot, window.login_page.form, "root", PASSWORDS["root"])
+    view = settings_view(window)
+    assert view.keystore_combo.currentData() == "pkcs11"  # what is in force, not "software" for "not set"
+    view.idle_spin.setValue(12)
+    assert view.save()
+    assert window.context.settings.keystore is None and window.context.settings.effective_keystore() == "pkcs11"
 
 
 def test_trusted_release_keys_are_added_and_removed(qtbot: Any, window: MainWindow, tmp_path: Path) -> None:
@@ -330,3 +421,14 @@ def test_a_chinese_system_gets_chinese_unless_the_settings_say_otherwise(
     assert i18n.get_language() == language
     apply_language(ConsoleSettings(language="en"))
     assert i18n.get_language() == "en"
+
+
+@pytest.mark.parametrize(("shown", "language"), [(["zh-Hans-CN", "en-US"], "zh_CN"), (["en-GB"], "en")])
+def test_without_lang_the_system_display_language_decides(
+    monkeypatch: pytest.MonkeyPatch, shown: list[str], language: str
+) -> None:
+    for name in ("NAIAD_LANG", "LC_ALL", "LANG"):  # Windows, or a macOS app started from the Finder
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(i18n, "_language", None)
+    apply_language(ConsoleSettings(), system_languages=shown)
+    assert i18n.get_language() == language

@@ -215,3 +215,49 @@ def test_the_bench_units_are_offered(world: World, desk: SupportDesk, qtbot: QtB
     desk.context.operator.log_out()  # the next person at the desk starts afresh, and may diagnose nothing
     assert desk.serial is None and desk.history.rows() == [] and desk.diagnose_button.isHidden()
     assert desk.diagnose() is None
+
+
+HOSTILE = 'x <img src="file:///etc/naiad.png"><h1>FAKE OK</h1>'
+"""Text a unit, the platform or a ledger row may carry: shown as typed, never as HTML."""
+
+
+def test_unit_and_ledger_text_is_shown_as_text_never_as_html(qtbot: QtBot) -> None:
+    import datetime as dt
+
+    from console.history_view import HistoryView
+    from console.support_diagnosis import DiagnosisPanel
+    from provisioning.history import UnitHistory
+    from provisioning.ledger.records import DeviceRecord
+    from provisioning.pipeline import UnitRun
+    from provisioning.steps import StepOutcome
+
+    now = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    history = HistoryView()
+    qtbot.addWidget(history)
+    run = {"started": now, "recipe": HOSTILE, "status": "failed", "station": "s1", "operator": "op"}
+    history.show_history(UnitHistory("SN1", DeviceRecord("SN1", HOSTILE, now, now, None), runs=[run]))
+    assert HOSTILE in history.summary.text() and history.summary.textFormat() == Qt.TextFormat.PlainText
+    row = history.tree.topLevelItem(0)
+    assert row is not None and row.text(2) == HOSTILE and "<img" not in row.toolTip(2)
+
+    panel = DiagnosisPanel()
+    qtbot.addWidget(panel)
+    verdict = StepOutcome("verdict", True, data={"verdict": HOSTILE, "action": "none", "reasons": [HOSTILE]})
+    check = StepOutcome("logs", True, detail=HOSTILE, data={"findings": [HOSTILE]})
+    panel.show_run(UnitRun("SN1", "support-diagnose", "succeeded", [check, verdict], 1, "s1"))
+    for label in panel.findChildren(QLabel):
+        assert label.textFormat() == Qt.TextFormat.PlainText, label.objectName()
+    assert HOSTILE in panel.reasons.text() and HOSTILE in panel.verdict.text()
+    item = panel.checks.topLevelItem(0)
+    assert item is not None and "<img" not in item.toolTip(2) and "&lt;img" in item.toolTip(2)
+
+
+def test_a_scanners_whitespace_is_ignored_and_hostile_text_refused_in_plain_words() -> None:
+    from console.support_desk import UnitNotRecognised, unit_serial
+
+    assert unit_serial("  SN-0001\r\n") == "SN-0001"
+    for hostile in ("SN\x00<b>1", "x" * 100_000, "NAIAD1;S=\x00"):
+        with pytest.raises(UnitNotRecognised) as refused:
+            unit_serial(hostile)
+        shown = str(refused.value)
+        assert "\x00" not in shown and len(shown) < 200, shown

@@ -143,6 +143,58 @@ def test_a_part_of_a_recipe_is_a_recipe_of_its_own_and_needs_only_its_own_settin
         whole.part("a/b", ["report"])
 
 
+def test_the_update_is_counted_done_per_bundle_not_once_for_ever(tmp_path: Path) -> None:
+    """A unit updated with one bundle is not "already done" when Settings name another: the update part's ledger
+    name carries its settings' digest; the other parts keep their plain names."""
+    from console.wizard import part_names, part_recipe
+
+    first, second = tmp_path / "df2-1.0.naiadfw", tmp_path / "df2-1.1.naiadfw"
+    for bundle in (first, second):
+        bundle.write_bytes(b"not read here")
+    one = part_recipe(UPDATE, {"firmware-update.bundle": str(first)})
+    again = part_recipe(UPDATE, {"firmware-update.bundle": str(first)})
+    other = part_recipe(UPDATE, {"firmware-update.bundle": str(second)})
+    assert one.name == again.name and one.name.startswith("installer-onsite/update-") and len(one.name) <= 64
+    assert other.name != one.name and [s.name for s in other.steps] == ["firmware-update"]
+    names = part_names({"firmware-update.bundle": str(first)})
+    assert names[UPDATE] == one.name and names[CAMERA] == "installer-onsite/camera"
+    assert part_names({})[UPDATE] == "installer-onsite/update"  # no bundle: the update is skipped, never run
+
+
+def test_a_refused_qr_text_changes_nothing_and_typing_the_ids_goes_on(qtbot: Any) -> None:
+    from PyQt6.QtTest import QTest
+
+    from console.wizard_pages import MerchantPage
+
+    page = MerchantPage()
+    qtbot.addWidget(page)
+    page.set_merchant(None)
+    page.qr_edit.setText("https://example.com/not-a-merchant\n")
+    assert page.qr_message.text() and not page.merchant_edit.text() and not page.ready()
+    QTest.keyClicks(page.merchant_edit, "M-100")  # as the remedy says: type the ids instead
+    QTest.keyClicks(page.store_edit, "S-1")
+    assert not page.qr_edit.text() and not page.qr_message.text() and page.ready()
+    assert page.merchant() is not None and page.merchant().merchant_id == "M-100"  # type: ignore[union-attr]
+
+
+def test_step_details_and_errors_from_a_unit_are_shown_as_text(qtbot: Any) -> None:
+    from PyQt6.QtCore import Qt
+    from PyQt6.QtWidgets import QLabel
+
+    from console.wizard_pages import CameraPage
+    from provisioning.steps import StepOutcome
+    from terminal.errors import NaiadError
+
+    hostile = 'x <img src="file:///etc/naiad.png"><h1>FAKE OK</h1>'
+    page = CameraPage()
+    qtbot.addWidget(page)
+    page.end([StepOutcome("field-check", False, detail=hostile)], NaiadError(hostile))
+    assert hostile in page.step_details["field-check"].text()
+    for label in page.findChildren(QLabel):
+        if label.objectName().startswith("wizard"):
+            assert label.textFormat() == Qt.TextFormat.PlainText, label.objectName()
+
+
 # -- the wizard on a simulated unit ------------------------------------------------------------------------------
 
 
@@ -212,6 +264,11 @@ def test_the_wizard_takes_a_unit_from_connect_to_done_through_an_unplug(
     assert opened == [str(report)]
     copy = world.root / "copy-for-the-merchant" / report.name
     copy.parent.mkdir()
+    monkeypatch.setattr("console.wizard.QFileDialog.getSaveFileName", lambda *args: (str(copy.parent), ""))
+    wizard.done_page.save_button.click()  # a folder: refused in plain words, with what to do
+    qtbot.waitUntil(lambda: wizard.done_page.error is not None, timeout=STEP_MS)
+    refused = wizard.done_page.status_label.text()
+    assert "could not be written" in refused and "Error" not in refused and "Save a copy" in refused, refused
     monkeypatch.setattr("console.wizard.QFileDialog.getSaveFileName", lambda *args: (str(copy), ""))
     wizard.done_page.save_button.click()
     qtbot.waitUntil(copy.is_file, timeout=STEP_MS)
@@ -220,7 +277,8 @@ def test_the_wizard_takes_a_unit_from_connect_to_done_through_an_unplug(
     with world.ledger() as ledger:
         steps = ledger.unit_steps(serial)
         runs = {run.recipe for run in ledger.unit_runs(serial) if run.status == "succeeded"}
-    assert runs >= {f"{RECIPE}/{part}" for part in ("update", "camera", "face-pay", "subsidy", "report")}
+    assert runs >= {f"{RECIPE}/{part}" for part in ("camera", "face-pay", "subsidy", "report")}
+    assert any(run.startswith(f"{RECIPE}/update-") for run in runs)  # named after its bundle's settings
     with world.ledger() as ledger:
         [camera_run] = [run for run in ledger.unit_runs(serial) if run.recipe == f"{RECIPE}/camera"]
         assert [s.status for s in ledger.run_steps(camera_run.id)][-1] == "succeeded"  # the one run, resumed

@@ -15,7 +15,7 @@ import pytest
 
 from console.demo_world import BDK_ID, DemoWorld
 
-pytestmark = pytest.mark.slow  # the whole demo on one unit: about 25 s
+pytestmark = pytest.mark.slow(seconds=25)  # the whole demo on one unit: about 25 s
 
 BULK = ["flash", "inject", "calibrate", "depth-quality", "register-inventory", "label"]
 ONSITE = ["firmware-update", "field-check", "face-pay-check", "bind", "activate", "subsidy-enroll", "report"]

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from provisioning.diagnose_steps import DIAGNOSE_STEPS, FirmwareSlots, VerdictStep
 from provisioning.steps import REQUIRED, Step, StepOutcome, UnitJob, step_class
 
-pytestmark = pytest.mark.slow  # six provisioned units, one per damaging fault: about 60 s
+pytestmark = pytest.mark.slow(seconds=60)  # six provisioned units, one per damaging fault: about 60 s
 
 UNITS = 6
 """The module's units: one shared, and one for each test that damages its unit for good."""

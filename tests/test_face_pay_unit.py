@@ -45,7 +45,7 @@ from terminal.framing import Frame
 from terminal.models import model_by_id
 from terminal.protocol import MessageType, Payload
 
-pytestmark = pytest.mark.slow  # the unit's face-pay app over many scenes: about 40 s
+pytestmark = pytest.mark.slow(seconds=40)  # the unit's face-pay app over many scenes: about 40 s
 
 MERCHANT, STORE = TEST_MERCHANT
 clock = test_device_endpoint.clock  # the fixture: the client on a virtual clock

@@ -47,7 +47,7 @@ from provisioning.registration import resume_calls
 from terminal.errors import UnitGone
 from terminal.events import Message, Observed, Recorder, StepFinished
 
-pytestmark = pytest.mark.slow  # whole face-pay checks against the sandbox: about 40 s
+pytestmark = pytest.mark.slow(seconds=40)  # whole face-pay checks against the sandbox: about 40 s
 
 NOODLE_BAR = Merchant("2088000000000001", "S0001")
 

@@ -29,7 +29,7 @@ from provisioning.flashing import FlashPhase, FlashResult, flash_units
 from provisioning.station import Station
 from terminal.events import Event, Listener, Message, PhaseStarted, Progressed, StepFinished
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=50)  # 50 cuts over rounds of 4 units flashing: 30-85 s
 
 SEED = int(os.environ.get("NAIAD_FLASH_SEED", "20250611"))
 MOMENTS = 50

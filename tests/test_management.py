@@ -1,4 +1,7 @@
-"""Management protocol end to end against the simulator, over real pseudo-terminals."""
+"""Management protocol end to end against the simulator, over real pseudo-terminals.
+
+The tests that only read from the unit or are refused share one simulator (``module_sim``); a test that changes
+the unit (its clock, its cable, its link's noise) starts its own."""
 
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ def client_for(sim: Any, serial: str | None = None, **options: Any) -> Managemen
     return ManagementClient(f"serial:{terminal['pty']}", **options)
 
 
-def test_info_reports_the_unit(sim: Any) -> None:
-    terminal = sim.terminals()[0]
-    with client_for(sim) as client:
+def test_info_reports_the_unit(module_sim: Any) -> None:
+    terminal = module_sim.terminals()[0]
+    with client_for(module_sim) as client:
         info = client.info()
     assert info["serial"] == terminal["serial"]
     assert info["model"] == terminal["model"]
@@ -39,21 +42,21 @@ def test_time_can_be_set(sim: Any) -> None:
         assert abs(client.time() - target) < 5
 
 
-def test_logs_arrive_whole(sim: Any) -> None:
-    with client_for(sim) as client:
+def test_logs_arrive_whole(module_sim: Any) -> None:
+    with client_for(module_sim) as client:
         seen: list[tuple[int, int]] = []
         logs = client.logs(progress=lambda done, total: seen.append((done, total)))
     assert "boot #1 into run mode" in logs
     assert seen and seen[-1][0] == seen[-1][1]
 
 
-def test_unknown_request_is_refused_with_a_typed_error(sim: Any) -> None:
-    with client_for(sim) as client, pytest.raises(RemoteError) as caught:
+def test_unknown_request_is_refused_with_a_typed_error(module_sim: Any) -> None:
+    with client_for(module_sim) as client, pytest.raises(RemoteError) as caught:
         client.request(0x01FF, {})
     assert "unknown-type" in str(caught.value)
 
 
-@pytest.mark.slow  # 1 % of bytes lost: 15-60 s
+@pytest.mark.slow(seconds=30)  # 1 % of bytes lost: 15-60 s
 def test_noisy_link_never_executes_twice(sim_factory: Any) -> None:
     sim = sim_factory(terminals=1, ber=1e-4, drop=0.01)
     serial = sim.serials()[0]
@@ -93,18 +96,18 @@ def test_unplug_mid_transfer_fails_at_once_and_replug_recovers(sim: Any) -> None
         assert client.info()["serial"] == serial
 
 
-def test_a_unit_is_refused_when_it_is_not_the_one_expected(sim: Any) -> None:
-    serial = sim.serials()[0]
-    with pytest.raises(WrongUnit) as caught, client_for(sim, expected_serial="DF2NOTTHIS1"):
+def test_a_unit_is_refused_when_it_is_not_the_one_expected(module_sim: Any) -> None:
+    serial = module_sim.serials()[0]
+    with pytest.raises(WrongUnit) as caught, client_for(module_sim, expected_serial="DF2NOTTHIS1"):
         pass
     assert caught.value.params["found"] == serial
-    with client_for(sim, expected_serial=serial) as client:
+    with client_for(module_sim, expected_serial=serial) as client:
         assert client.identity["serial"] == serial
 
 
 @pytest.mark.parametrize("utc", [math.nan, math.inf, -math.inf, -1.0, 1e12, True, "1700000000", [1]])
-def test_time_refuses_what_is_not_a_time(sim: Any, utc: Any) -> None:
-    with client_for(sim) as client:
+def test_time_refuses_what_is_not_a_time(module_sim: Any, utc: Any) -> None:
+    with client_for(module_sim) as client:
         before = client.time()
         with pytest.raises(RemoteError) as caught:
             client.request(MessageType.TIME, {"utc": utc})

@@ -35,7 +35,7 @@ from stationcheck import (
     write_quick_bulk,
 )
 
-pytestmark = pytest.mark.slow  # 20 SIGKILLs over a bulk run of 8 units: about 75 s
+pytestmark = pytest.mark.slow(seconds=75)  # 20 SIGKILLs over a bulk run of 8 units: about 75 s
 
 UNITS = 8
 KILLS = 20

@@ -22,7 +22,7 @@ from stationcheck import (
     write_quick_bulk,
 )
 
-pytestmark = pytest.mark.slow  # two station processes over 40 units: about 40 s
+pytestmark = pytest.mark.slow(seconds=40)  # two station processes over 40 units: about 40 s
 
 UNITS = 40
 RECIPE_NAME = QUICK_BULK_NAME

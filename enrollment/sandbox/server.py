@@ -43,6 +43,8 @@ LOG = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 GRACE_SECONDS = 1.0
+SHUTDOWN_TICK_SECONDS = 0.25
+"""Time for the server to see the stop and close its listeners (its loop looks every 0.1 s, then waits 0.1 s)."""
 """How long requests under way get to finish when the sandbox stops, beyond a latency spike's length."""
 WILDCARD_HOSTS = ("0.0.0.0", "::")
 
@@ -266,8 +268,13 @@ class Sandbox:
         a handler is still running after that (the database and its lock are then left open under it)."""
         faults = self._plan.faults
         self._server.should_exit = True
-        self._thread.join(GRACE_SECONDS + (faults.latency_seconds if faults.latency_rate > 0 else 0.0))
-        self._server.force_exit = True  # an idle TLS connection a client has not closed would hold it
+        deadline = time.monotonic() + GRACE_SECONDS + (faults.latency_seconds if faults.latency_rate > 0 else 0.0)
+        self._thread.join(SHUTDOWN_TICK_SECONDS)  # the server closes its listeners: no request starts after this
+        while self._thread.is_alive() and self._server.server_state.tasks and time.monotonic() < deadline:
+            self._thread.join(0.05)  # requests under way finish
+        # An idle keep-alive TLS connection a client has not closed would hold the server for the whole grace:
+        # with no request left to finish there is nothing to wait for.
+        self._server.force_exit = True
         self._thread.join(STOP_TIMEOUT_SECONDS)
         if self._thread.is_alive() or not self._database.close(wait=GRACE_SECONDS):
             raise SandboxDidNotStop()
