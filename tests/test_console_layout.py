@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from helpers import IdleDiscovery, device
 from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QFontDatabase
 from PyQt6.QtWidgets import (
     QAbstractButton,
     QCheckBox,
@@ -66,10 +67,11 @@ class LedgerStation:
         pass
 
 
-def test_a_cjk_font_is_there_to_measure_with() -> None:
+def test_a_cjk_font_is_there_to_measure_with(qapp: Any) -> None:
     """Measuring Chinese text means nothing in boxes of missing glyphs: the offscreen platform needs a CJK font."""
     listed = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False).stdout
     assert listed.strip(), "no Chinese font (Debian: apt install fonts-wqy-zenhei)"
+    assert QFontDatabase.families(QFontDatabase.WritingSystem.SimplifiedChinese)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def ledger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def window(qtbot: Any, ledger_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
     monkeypatch.setattr(ops, "SCRYPT_N", 2**8)
-    monkeypatch.setattr(i18n, "_language", "en")
+    language = i18n.get_language()
     monkeypatch.setenv("NAIAD_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("NAIAD_DATA_DIR", str(tmp_path / "data"))
     copy = tmp_path / "ledger.sqlite"
@@ -107,6 +109,7 @@ def window(qtbot: Any, ledger_file: Path, tmp_path: Path, monkeypatch: pytest.Mo
         win.start()
         yield win
         win.close()
+        i18n.set_language(language)  # the catalog too, not only the name: the next file starts as it would alone
 
 
 # -- what a clip is ----------------------------------------------------------------------------------------------
