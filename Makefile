@@ -50,8 +50,10 @@ bench: setup
 	$(PY) bench/bench_liveness.py
 	$(PY) bench/bench_facecheck.py
 
+# The bench picture of docs/console.md, then every view in English and Chinese (docs/screens/, about 3 minutes).
 screenshot: setup
 	$(PY) tools/screenshot_console.py --out docs/console.png
+	$(PY) tools/screenshot_views.py --out-dir docs/screens
 
 catalogs: setup
 	$(PY) -m i18n.extract

@@ -255,6 +255,7 @@ class InstallerWizard(QWidget):
         self.done_page.save_requested.connect(self.save_report)
         self.done_page.another_requested.connect(self.cancel)
         context.bench.changed.connect(self._bench_changed)
+        context.workers.busy_changed.connect(self._bench_changed)  # a unit freed by another job is choosable
         context.operator.changed.connect(self._operator_changed)
         context.settings_changed.connect(lambda _settings: self._enter(self.page_key))
         self._bench_changed()
