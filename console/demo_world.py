@@ -14,10 +14,14 @@ by an error or Ctrl-C too, stops the simulator and the sandbox and closes everyt
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import subprocess
+import sys
 import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -71,6 +75,11 @@ class DemoWorldNotStarted(DemoWorldError):
     remedy = N_("Use it inside its 'with' block.")
 
 
+class DemoSandboxDidNotStart(DemoWorldError):
+    message = N_("The demo's sandbox platform did not start")
+    remedy = N_("Read its log {log}.")
+
+
 class DemoBdkMismatch(DemoWorldError):
     message = N_("The ledger already registers a BDK labelled {label} that this demo's key store does not hold")
     remedy = N_("Give the demo an empty ledger, or a fresh directory.")
@@ -85,7 +94,10 @@ class DemoWorld:
 
     ``firmware_mib``: the bundle's system image size; ``bandwidth_mbps``: the cap of every simulated link
     (None: none); ``ledger_url``: a shared ledger (PostgreSQL), else SQLite in the world's data directory;
-    ``calibration_views``: fewer calibration views for quick runs (None: the step's default).
+    ``calibration_views``: fewer calibration views for quick runs (None: the step's default);
+    ``sandbox_process``: run the sandbox platform as ``naiad platform serve`` in a child process, as a station
+    sees a real platform (remote), instead of in a thread of this process; :attr:`sandbox` is then not available
+    (its faults cannot be set from here).
 
     While it is open, this process's NAIAD_DATA_DIR and NAIAD_CONFIG_DIR point into ``root`` (the trust store and
     the key store are found there), so one process holds one world at a time."""
@@ -99,12 +111,14 @@ class DemoWorld:
         bandwidth_mbps: float | None = None,
         ledger_url: str | None = None,
         calibration_views: int | None = None,
+        sandbox_process: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
         self.units = units
         self.firmware_mib = firmware_mib
         self.bandwidth_mbps = bandwidth_mbps
         self.calibration_views = calibration_views
+        self.sandbox_process = sandbox_process
         self.data_dir = self.root / "data"
         self.config_dir = self.root / "config"
         self.sim_dir = self.root / "sim"
@@ -129,6 +143,7 @@ class DemoWorld:
         self._ledger: Ledger | None = None
         self._store: KeyStore | None = None
         self._sandbox: Sandbox | None = None
+        self._sandbox_child: subprocess.Popen[bytes] | None = None
         self._stations: dict[str, Station] = {}
         self._outboxes: dict[str, Outbox] = {}
 
@@ -312,14 +327,18 @@ class DemoWorld:
             ledger.as_operator(CUSTODIANS[0]).audit("ca.created", f"ca:{DEFAULT_LABEL}", details)
 
     def _start_sandbox(self) -> None:
-        """The sandbox platform in a thread of this process, the station's RSA key registered with it (what
-        'naiad platform keygen' makes), its configuration written, and the units' face-pay app given access."""
+        """The sandbox platform in a thread of this process (or, ``sandbox_process``, a child process), the
+        station's RSA key registered with it (what 'naiad platform keygen' makes), its configuration written, and
+        the units' face-pay app given access."""
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
         from enrollment.sandbox.server import Sandbox
         from keys.store import SigningAlgorithm, ensure_signing_key
         from simulator.control import SimControl
 
+        if self.sandbox_process:
+            self._serve_sandbox()
+            return
         sandbox = self._sandbox = Sandbox.start(self.platform_dir / "sandbox.sqlite", port=0)
         self._stack.callback(sandbox.stop)
         config = self.platform = sandbox.station_config()
@@ -328,6 +347,46 @@ class DemoWorld:
         sandbox.set_app_key(config.app_id, pem)
         self.platform_config_path.write_text(config.dumps(), encoding="utf-8")
         SimControl(self.sim_dir).call("platform", config=sandbox.terminal_config())
+
+    def _serve_sandbox(self) -> None:
+        """``naiad platform serve`` in a child process, given the station's key; it writes the station's and the
+        units' configuration, which this waits for."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
+
+        from enrollment.config import PlatformConfig
+        from enrollment.sandbox.seed import APP_ID
+        from keys.store import SigningAlgorithm, ensure_signing_key
+        from simulator.control import SimControl
+
+        public, _made = ensure_signing_key(self.store, f"platform-{APP_ID}", SigningAlgorithm.RSA_2048)
+        key_path, terminal_path = self.platform_dir / "station-key.pem", self.platform_dir / "terminal.json"
+        key_path.write_bytes(load_der_public_key(public).public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+        for old in (self.platform_config_path, terminal_path):
+            old.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "console.cli", "platform", "serve", "--port", "0"]
+        argv += ["--db", str(self.platform_dir / "sandbox.sqlite"), "--app-key", str(key_path)]
+        argv += ["--station-config", str(self.platform_config_path), "--terminal-config", str(terminal_path)]
+        with open(self.platform_dir / "serve.log", "wb") as log:
+            child = self._sandbox_child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self._stack.callback(self._stop_sandbox_child)
+        deadline = time.monotonic() + 60
+        while not terminal_path.exists():  # written after the station's, each whole (atomic_output)
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise DemoSandboxDidNotStart(log=str(self.platform_dir / "serve.log"))
+            time.sleep(0.05)
+        self.platform = PlatformConfig.read(self.platform_config_path)
+        SimControl(self.sim_dir).call("platform", config=json.loads(terminal_path.read_text(encoding="utf-8")))
+
+    def _stop_sandbox_child(self) -> None:
+        child, self._sandbox_child = self._sandbox_child, None
+        if child is None:
+            return
+        child.terminate()  # SIGTERM: 'naiad platform serve' stops the sandbox cleanly
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
     @property
     def sandbox(self) -> Sandbox:
@@ -385,10 +444,16 @@ class DemoWorld:
         what reached the platform."""
         import requests
 
+        from enrollment.gateway import GATEWAY_PATH
+
+        config = self.platform
+        if config is None or config.ca_certificate is None:
+            raise DemoWorldNotStarted()
         ca = self.platform_dir / "ca.pem"
         if not ca.exists():
-            ca.write_text(self.sandbox.ca_certificate, encoding="ascii")
-        answer = requests.get(f"{self.sandbox.base_url}/sandbox/{name}", verify=str(ca), timeout=30)
+            ca.write_text(config.ca_certificate, encoding="ascii")
+        base_url = config.url.removesuffix(GATEWAY_PATH)
+        answer = requests.get(f"{base_url}/sandbox/{name}", verify=str(ca), timeout=30)
         answer.raise_for_status()
         return answer.json()
 
