@@ -110,7 +110,8 @@ class BatchSummary(QFrame):
         self.table.setObjectName("summaryTimes")
         self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.setMaximumHeight(180)
+        self.table.setMaximumHeight(120)
+        self.table.horizontalHeader().setStretchLastSection(True)  # type: ignore[union-attr]
         self.reports_label = QLabel()
         self.reports_label.setObjectName("summaryReports")
         self.reports_label.setWordWrap(True)

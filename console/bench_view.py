@@ -69,6 +69,8 @@ SHORTCUTS: dict[str, str] = {
 """The bench's keyboard shortcuts (docs/console.md lists them)."""
 SAVE_DELAY_MS = 600
 """Site settings are saved this long after the last keystroke."""
+CARDS_MIN_HEIGHT = 190
+"""The cards keep at least one row of their own height when the settings and the summary are shown."""
 
 
 class BenchRunRefused(NaiadError):
@@ -175,6 +177,8 @@ class BenchView(QWidget):
         self.form = RecipeForm()
         self.form.edited.connect(self._on_form_edited)
         self.settings_box = QGroupBox()
+        self.settings_box.setCheckable(True)  # its tick folds the form away, so the cards keep their room
+        self.settings_box.toggled.connect(self.form.setVisible)
         box_layout = QVBoxLayout(self.settings_box)
         box_layout.addWidget(self.form)
         self.recipe_error = QLabel()
@@ -233,6 +237,7 @@ class BenchView(QWidget):
         layout.addWidget(self.settings_box)
         layout.addWidget(self.recipe_error)
         layout.addLayout(selection)
+        self.bench.setMinimumHeight(CARDS_MIN_HEIGHT)
         layout.addWidget(self.bench, 1)
         layout.addWidget(self.summary)
 
@@ -325,7 +330,8 @@ class BenchView(QWidget):
             return
         self.form.show_recipe(source, self.context.settings.overrides(source))
         self.settings_box.setVisible(bool(self.form.fields))
-        self.check_recipe()
+        # folded when the kept settings already make a runnable recipe; open when something is missing or wrong
+        self.settings_box.setChecked(self.check_recipe() is None)
 
     def check_recipe(self) -> Recipe | None:
         """Load the chosen recipe with the site settings; its error shown (a setting still to give is no error)."""
