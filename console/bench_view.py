@@ -332,6 +332,7 @@ class BenchView(QWidget):
         self.settings_box.setVisible(bool(self.form.fields))
         # folded when the kept settings already make a runnable recipe; open when something is missing or wrong
         self.settings_box.setChecked(self.check_recipe() is None)
+        self.form.setVisible(self.settings_box.isChecked())
 
     def check_recipe(self) -> Recipe | None:
         """Load the chosen recipe with the site settings; its error shown (a setting still to give is no error)."""
