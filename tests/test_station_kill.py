@@ -43,7 +43,10 @@ SEED = 11
 WORKERS = 2
 """Units at a time: the run then lasts long enough for 20 kills spread over it, each cutting one or two units."""
 FIRMWARE_MIB = 16
-"""A flash write long enough (about a second) for a kill to land inside it."""
+BANDWIDTH_MBPS = 6.0
+"""The simulated links' cap (10^6 bytes/s): each flash write then takes at least 2.8 s however fast the machine, so
+the batch still has work left for all 20 kills when the station restarts quickly (uncapped, a fast run once ended
+before kill 13)."""
 RECIPE = QUICK_BULK_NAME
 TARGETS = ("flash", "inject", "register-inventory", "label", None)
 """What kill i waits for, in turn: a step running on some unit (None: a moment after the station's start)."""
@@ -88,7 +91,7 @@ def moment(now: Progress, kill: Kill, alive: float, working: float | None) -> bo
 def test_twenty_kills_during_a_bulk_run_leave_every_unit_provisioned_exactly_once(tmp_path: Path) -> None:
     from console.demo_world import DemoWorld
 
-    with DemoWorld(tmp_path / "world", UNITS, firmware_mib=FIRMWARE_MIB) as world:
+    with DemoWorld(tmp_path / "world", UNITS, firmware_mib=FIRMWARE_MIB, bandwidth_mbps=BANDWIDTH_MBPS) as world:
         env = world.env()
         serials = world.serials
         recipe = write_quick_bulk(tmp_path / "quick-bulk.toml", world.bundle_path, world.bdk_label)
