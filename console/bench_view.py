@@ -102,24 +102,6 @@ def bench_job(context: ConsoleContext, request: RecipeRequest, folder: Path) -> 
     return recipe_job(context, request, name="bench", then=report)
 
 
-def outline(source: str) -> Recipe | None:
-    """The recipe at ``source`` as far as its steps go (no settings checked): what :func:`may_run` looks at before
-    the site settings are given.  None when it cannot be read (loading it says why)."""
-    import tomllib
-
-    from provisioning.recipes import BUILT_IN_RECIPES, RECIPES_DIR, Recipe, RecipeStep
-
-    path = RECIPES_DIR / f"{source}.toml" if source in BUILT_IN_RECIPES else Path(source)
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-        tables = document.get("step", [])
-        steps = tuple(RecipeStep(str(t["name"]), {}, 0) for t in tables)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
-        return None
-    name = str(document.get("name", source))
-    return Recipe(name, str(document.get("description", "")), steps, str(path), "", bool(document.get("read_only")))
-
-
 class SecretDialog(QDialog):
     """Asks the key store's passphrase or PIN (hidden) before a run that needs the key store."""
 
@@ -251,12 +233,12 @@ class BenchView(QWidget):
 
     def offered(self) -> list[str]:
         """The built-in recipes the logged-in operator may run, by name."""
-        from provisioning.recipes import BUILT_IN_RECIPES
+        from provisioning.recipes import BUILT_IN_RECIPES, recipe_outline
 
         session = self.context.operator.session
         allowed = []
         for name in BUILT_IN_RECIPES:
-            recipe = outline(name)
+            recipe = recipe_outline(name)
             if recipe is not None and may_run(session, recipe):
                 allowed.append(name)
         return allowed
@@ -548,7 +530,9 @@ class BenchView(QWidget):
             if data != OPEN_FILE:
                 self.recipe_box.setItemData(index, data, Qt.ItemDataRole.ToolTipRole)
         source = self.source()
-        recipe = outline(source) if source else None
+        from provisioning.recipes import recipe_outline
+
+        recipe = recipe_outline(source) if source else None
         self.description.setText(recipe.title() if recipe is not None else "")
         self.recipe_box.setToolTip(_("The recipe Start runs ({shortcut})", shortcut=SHORTCUTS["choose_recipe"]))
         self.settings_box.setTitle(_("Site settings"))

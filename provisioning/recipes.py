@@ -360,6 +360,21 @@ def _load(name_or_path: str, overrides: Mapping[str, str] | None, part: tuple[st
     return recipe
 
 
+def recipe_outline(name_or_path: str) -> Recipe | None:
+    """The recipe as far as its name, description and steps go (no setting checked): what a console asks (whose
+    roles may run it) before the site settings are given.  None when it cannot be read or parsed (loading it says
+    why); the file is read as :func:`load_recipe` reads it (a regular file of at most 1 MiB, never a FIFO)."""
+    path = RECIPES_DIR / f"{name_or_path}.toml" if name_or_path in BUILT_IN_RECIPES else Path(name_or_path)
+    try:
+        text = _read_text(path, name_or_path)
+        document = tomllib.loads(text)
+        steps = tuple(RecipeStep(str(t["name"]), {}, 0) for t in _step_tables(text))
+    except (RecipeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError):
+        return None
+    name = str(document.get("name", name_or_path))
+    return Recipe(name, str(document.get("description", "")), steps, str(path), "", bool(document.get("read_only")))
+
+
 def _step_tables(text: str) -> list[dict[str, Any]]:
     """The ``[[step]]`` tables of a recipe text that parsed (for the names of all its steps)."""
     tables = tomllib.loads(text).get("step", [])

@@ -30,6 +30,7 @@ from provisioning.recipes import (
     UnknownSetting,
     WrongSettingType,
     load_recipe,
+    recipe_outline,
 )
 from provisioning.steps import REQUIRED, STEPS, OnceStep, Setting, SettingKind, Step, StepOutcome, UnitJob, all_steps
 
@@ -441,3 +442,12 @@ def test_a_recipe_file_may_not_take_a_built_in_name_with_other_steps(
     assert load_recipe(str(copy)).name == "support-diagnose"
     renamed = _write(tmp_path, 'name = "my-flash"\n[[step]]\nname = "flash"\nbundle = "fw.naiadfw"\n', "mine.toml")
     assert load_recipe(str(renamed)).name == "my-flash"
+
+
+def test_an_outline_gives_the_steps_without_settings_and_never_reads_a_fifo(tmp_path: Path) -> None:
+    outline = recipe_outline("distributor-bulk")  # its bundle and BDK are left to the site: still outlined
+    assert outline is not None and [s.name for s in outline.steps][:2] == ["flash", "inject"]
+    fifo = tmp_path / "recipe.toml"
+    os.mkfifo(fifo)
+    assert recipe_outline(str(fifo)) is None  # refused as not a regular file, not waited on
+    assert recipe_outline(str(tmp_path / "missing.toml")) is None
